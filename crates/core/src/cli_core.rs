@@ -1,0 +1,295 @@
+//! The core's own CLI commands: `core show ...`, `core set ...`, `core reload`, `core stop ...`,
+//! `module ...`. Output shapes follow Asterisk's, since scripts read them.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::{CliCall, CliCommand, CliRegistration, CliResult};
+use crate::core::{Core, ShutdownMode};
+use crate::logger;
+
+pub(crate) fn register(core: &Arc<Core>) -> CliRegistration {
+    let mut commands = vec![
+        CliCommand::new("core show version", "Display version info", "Usage: core show version\n       Shows Starling version information.\n", |call| {
+            let _ = writeln!(call, "Starling {}", crate::VERSION);
+            CliResult::Success
+        }),
+        CliCommand::new(
+            "core show uptime",
+            "Show uptime information",
+            "Usage: core show uptime [seconds]\n       Shows Starling uptime information.\n       The seconds word returns the uptime in seconds only.\n",
+            show_uptime,
+        ),
+        CliCommand::new(
+            "core show channels",
+            "Display information on channels",
+            "Usage: core show channels [concise|verbose|count]\n       Lists currently defined channels and some information about them.\n",
+            show_channels,
+        ),
+        CliCommand::new("core show settings", "Show some core settings", "Usage: core show settings\n       Show core settings.\n", show_settings),
+        CliCommand::new(
+            "core show help",
+            "Display help list, or specific help on a command",
+            "Usage: core show help [topic]\n       When called with a topic as an argument, displays usage\n       information on the given command. If called without a\n       topic, it provides a list of commands.\n",
+            show_help,
+        ),
+        CliCommand::new(
+            "core set verbose",
+            "Set level of verbose chattiness",
+            "Usage: core set verbose {<level>|off}\n       Sets the verbosity of this console.\n",
+            |call| set_level(call, "Verbosity", logger::verbose, logger::set_verbose),
+        ),
+        CliCommand::new(
+            "core set debug",
+            "Set level of debug chattiness",
+            "Usage: core set debug {<level>|off}\n       Sets the debug level of this console.\n",
+            |call| set_level(call, "Core debug", logger::debug, logger::set_debug),
+        ),
+        CliCommand::new("core reload", "Global reload", "Usage: core reload\n       Execute a global reload.\n", |call| {
+            if !call.args().is_empty() {
+                return CliResult::ShowUsage;
+            }
+            let problems = call.core.reload();
+            for problem in &problems {
+                let _ = writeln!(call, "{problem}");
+            }
+            if problems.is_empty() { CliResult::Success } else { CliResult::Failure }
+        }),
+        CliCommand::new("core stop now", "Shut down Starling immediately", "Usage: core stop now\n       Shuts down a running Starling immediately, hanging up all active calls.\n", |call| {
+            call.core.request_shutdown(ShutdownMode::Now);
+            CliResult::Success
+        }),
+        CliCommand::new(
+            "core stop gracefully",
+            "Gracefully shut down Starling",
+            "Usage: core stop gracefully\n       Causes Starling to not accept new calls, and exit when all\n       active calls have terminated normally.\n",
+            |call| {
+                call.core.request_shutdown(ShutdownMode::Gracefully);
+                CliResult::Success
+            },
+        ),
+        CliCommand::new("core abort shutdown", "Cancel a running shutdown", "Usage: core abort shutdown\n       Causes Starling to abort a graceful shutdown.\n", |call| {
+            if !call.core.abort_shutdown() {
+                let _ = writeln!(call, "No shutdown is pending.");
+            }
+            CliResult::Success
+        }),
+    ];
+    commands.extend(crate::loader::cli_commands());
+    core.cli().register("core", commands).expect("the core's commands are registered first")
+}
+
+fn plural(n: impl Into<u64>) -> &'static str {
+    if n.into() == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Asterisk's `print_uptimestr`: "1 day, 2 hours, 3 minutes, 4 seconds".
+fn uptime_words(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "<1 second".into();
+    }
+    let mut parts = Vec::new();
+    for (unit, size) in [("year", 31_536_000), ("week", 604_800), ("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)] {
+        let n = secs / size;
+        secs %= size;
+        if n > 0 {
+            parts.push(format!("{n} {unit}{}", plural(n)));
+        }
+    }
+    parts.join(", ")
+}
+
+fn show_uptime(call: &mut CliCall<'_>) -> CliResult {
+    let seconds = match call.args() {
+        [] => false,
+        [w] if w.eq_ignore_ascii_case("seconds") => true,
+        _ => return CliResult::ShowUsage,
+    };
+    let up = call.core.uptime();
+    let since_reload = call.core.last_reload().elapsed().unwrap_or_default();
+    if seconds {
+        let _ = writeln!(call, "System uptime: {}\nLast reload: {}", up.as_secs(), since_reload.as_secs());
+    } else {
+        let _ = writeln!(call, "System uptime: {}\nLast reload: {}", uptime_words(up), uptime_words(since_reload));
+    }
+    CliResult::Success
+}
+
+fn show_channels(call: &mut CliCall<'_>) -> CliResult {
+    let mode = match call.args() {
+        [] => "",
+        [m] if ["concise", "verbose", "count"].contains(&m.to_ascii_lowercase().as_str()) => m.as_str(),
+        _ => return CliResult::ShowUsage,
+    }
+    .to_ascii_lowercase();
+    let channels = call.core.channels().list();
+    match mode.as_str() {
+        "" => {
+            let _ = writeln!(call, "{:<20.20} {:<20.20} {:<7.7} {:<30.30}", "Channel", "Location", "State", "Application(Data)");
+            for c in &channels {
+                let _ = writeln!(call, "{:<20.20} {:<20.20} {:<7.7} {:<30.30}", c.name, c.location, c.state.as_str(), c.application);
+            }
+        }
+        "concise" => {
+            for c in &channels {
+                let _ = writeln!(call, "{}!{}!{}!{}", c.name, c.location.replace(['@', ':'], "!"), c.state.as_str(), c.application);
+            }
+            return CliResult::Success;
+        }
+        "verbose" => {
+            let _ = writeln!(call, "{:<20} {:<20} {:<7} {:<30}", "Channel", "Location", "State", "Application(Data)");
+            for c in &channels {
+                let _ = writeln!(call, "{:<20} {:<20} {:<7} {:<30}", c.name, c.location, c.state.as_str(), c.application);
+            }
+        }
+        _ => {}
+    }
+    let count = channels.len() as u64;
+    let calls = channels.iter().filter(|c| c.is_call).count() as u64;
+    let _ = writeln!(call, "{count} active channel{}", plural(count));
+    let maxcalls = call.core.settings().maxcalls;
+    if maxcalls > 0 {
+        let percent = calls as f64 * 100.0 / f64::from(maxcalls);
+        let _ = writeln!(call, "{calls} of {maxcalls} max active call{} ({percent:5.2}% of capacity)", plural(calls));
+    } else {
+        let _ = writeln!(call, "{calls} active call{}", plural(calls));
+    }
+    let processed = call.core.channels().calls_processed();
+    let _ = writeln!(call, "{processed} call{} processed", plural(processed));
+    CliResult::Success
+}
+
+fn show_settings(call: &mut CliCall<'_>) -> CliResult {
+    let s = call.core.settings().clone();
+    let started = crate::chrono::DateTime::<crate::chrono::Local>::from(call.core.started_at());
+    let reloaded = crate::chrono::DateTime::<crate::chrono::Local>::from(call.core.last_reload());
+    let verbose = logger::verbose(call.console);
+    let debug = logger::debug(call.console);
+    let out = format!(
+        "\nPBX Core settings\n-----------------\n  Version:                     {}\n  Build id:                    {}\n  System name:                 {}\n  Maximum calls:               {}\n  Root console verbosity:      {verbose}\n  Current console verbosity:   {verbose}\n  Debug level:                 {debug}\n  Startup time:                {}\n  Last reload time:            {}\n\n* Directories\n  -------------\n  Configuration file:          {}\n  Configuration directory:     {}\n  Module directory:            {}\n  Run/Sockets directory:       {}\n  PID file:                    {}\n  Log directory:               {}\n  Database directory:          {}\n  Sounds directory:            {}\n",
+        crate::VERSION,
+        crate::BUILD_ID,
+        if s.systemname.is_empty() { "<none>" } else { &s.systemname },
+        if s.maxcalls == 0 { "Not set".to_owned() } else { s.maxcalls.to_string() },
+        started.format("%Y-%m-%d %H:%M:%S"),
+        reloaded.format("%Y-%m-%d %H:%M:%S"),
+        s.config_file.display(),
+        s.etcdir.display(),
+        s.moddir.display(),
+        s.rundir.display(),
+        s.pid_file().display(),
+        s.logdir.display(),
+        s.dbdir.display(),
+        s.soundsdir.display(),
+    );
+    call.print(&out);
+    CliResult::Success
+}
+
+fn show_help(call: &mut CliCall<'_>) -> CliResult {
+    let topic: Vec<String> = call.args().iter().map(|w| w.to_ascii_lowercase()).collect();
+    let commands = call.core.cli().commands();
+    if !topic.is_empty() {
+        let wanted = topic.join(" ");
+        if let Some(command) = commands.iter().find(|c| c.words().collect::<Vec<_>>().join(" ") == wanted) {
+            call.print(&command.usage);
+            if !command.usage.ends_with('\n') {
+                call.print("\n");
+            }
+            return CliResult::Success;
+        }
+    }
+    let mut shown = 0;
+    for command in &commands {
+        let words: Vec<&str> = command.words().collect();
+        let matches = topic.len() <= words.len() && topic.iter().zip(&words).all(|(t, w)| w.to_ascii_lowercase().starts_with(t.as_str()));
+        if matches {
+            let _ = writeln!(call, "{:>30} -- {}", command.command, command.summary);
+            shown += 1;
+        }
+    }
+    if shown == 0 {
+        let _ = writeln!(call, "No such command '{}'.", topic.join(" "));
+        return CliResult::Failure;
+    }
+    CliResult::Success
+}
+
+fn set_level(call: &mut CliCall<'_>, what: &str, get: fn(crate::cli::ConsoleId) -> u8, set: fn(crate::cli::ConsoleId, u8)) -> CliResult {
+    let level = match call.args() {
+        [w] if w.eq_ignore_ascii_case("off") => 0,
+        [w] => match w.parse::<u8>() {
+            Ok(n) => n,
+            Err(_) => return CliResult::ShowUsage,
+        },
+        _ => return CliResult::ShowUsage,
+    };
+    let old = get(call.console);
+    set(call.console, level);
+    if level == 0 {
+        let _ = writeln!(call, "{what} is now OFF");
+    } else if old == level {
+        let _ = writeln!(call, "{what} is at least {level}");
+    } else {
+        let _ = writeln!(call, "{what} was {old} and is now {level}");
+    }
+    CliResult::Success
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::ChannelState;
+    use crate::cli::ConsoleId;
+
+    #[test]
+    fn uptime_is_worded_as_asterisk_words_it() {
+        assert_eq!(uptime_words(Duration::from_secs(0)), "<1 second");
+        assert_eq!(uptime_words(Duration::from_secs(3_661)), "1 hour, 1 minute, 1 second");
+        assert_eq!(uptime_words(Duration::from_secs(172_800 + 120)), "2 days, 2 minutes");
+    }
+
+    #[test]
+    fn version_and_channels() {
+        let core = Core::for_tests();
+        let run = |line: &str| core.cli().execute(&core, ConsoleId::Root, line);
+        assert_eq!(run("core show version"), format!("Starling {}\n", crate::VERSION));
+        let out = run("core show channels");
+        assert!(out.ends_with("0 active channels\n0 active calls\n0 calls processed\n"), "{out}");
+        let _c = core.channels().register("SIP/alice-00000001", ChannelState::Up, true);
+        let out = run("core show channels");
+        assert!(out.contains("SIP/alice-00000001"), "{out}");
+        assert!(out.ends_with("1 active channel\n1 active call\n1 call processed\n"), "{out}");
+        assert_eq!(run("core show channels count"), "1 active channel\n1 active call\n1 call processed\n");
+        assert!(run("core show channels bogus").starts_with("Usage: core show channels"));
+    }
+
+    #[test]
+    fn help_lists_and_explains() {
+        let core = Core::for_tests();
+        let out = core.cli().execute(&core, ConsoleId::Root, "core show help module");
+        assert!(out.contains("module show -- List modules and info"), "{out}");
+        assert!(!out.contains("core show version"), "{out}");
+        let out = core.cli().execute(&core, ConsoleId::Root, "core show help core show version");
+        assert!(out.starts_with("Usage: core show version"), "{out}");
+    }
+
+    #[test]
+    fn shutdown_requests() {
+        let core = Core::for_tests();
+        core.cli().execute(&core, ConsoleId::Root, "core stop gracefully");
+        assert_eq!(core.shutdown_pending(), Some(ShutdownMode::Gracefully));
+        core.cli().execute(&core, ConsoleId::Root, "core abort shutdown");
+        assert_eq!(core.shutdown_pending(), None);
+        core.cli().execute(&core, ConsoleId::Root, "core stop now");
+        core.request_shutdown(ShutdownMode::Gracefully);
+        assert_eq!(core.shutdown_pending(), Some(ShutdownMode::Now), "now is not weakened to gracefully");
+        assert!(!core.abort_shutdown());
+    }
+}

@@ -1,0 +1,471 @@
+//! Logging: `tracing` events shown as Asterisk shows its log, on the consoles and in files.
+//!
+//! The levels follow Asterisk's: ERROR and WARNING are `error!`/`warn!`, NOTICE is a plain
+//! `info!`, VERBOSE is an `info!` with a `verbose = N` field (the [`verbose!`](crate::verbose)
+//! macro, as `ast_verb(N, ...)`), shown where the verbosity is at least N; DEBUG is
+//! `debug!` (debug level 1) and `trace!` (level 2 and up).
+//!
+//! Each console has its own verbosity and debug level: the root console (`-c`, or standard
+//! error with `-f`) and every remote console (`-r`), which receives lines through a channel.
+//! `logger.conf` `[logfiles]` adds files in `logdir`: `messages => notice,warning,error`,
+//! with `verbose`, `verbose(N)`, `debug` or `*` for more. Without a `logger.conf`, the
+//! console shows notice, warning and error, and `messages` gets the same.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock, RwLock};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+use crate::cli::ConsoleId;
+use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::core::Settings;
+use crate::tokio::sync::mpsc;
+
+/// `ast_verb(level, ...)`: a VERBOSE message shown where the verbosity is at least `level`.
+#[macro_export]
+macro_rules! verbose {
+    ($level:expr, $($arg:tt)+) => {
+        $crate::tracing::info!(verbose = $level as u64, $($arg)+)
+    };
+}
+
+/// Which messages a destination takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LevelSet {
+    pub error: bool,
+    pub warning: bool,
+    pub notice: bool,
+    /// `None`: no verbose; `Some(None)`: at the root verbosity; `Some(Some(n))`: up to n.
+    pub verbose: Option<Option<u8>>,
+    /// Debug messages at the root debug level.
+    pub debug: bool,
+}
+
+impl LevelSet {
+    const DEFAULT: LevelSet = LevelSet { error: true, warning: true, notice: true, verbose: None, debug: false };
+
+    /// Parses `notice,warning,error,verbose(3),debug` or `*`.
+    fn parse(value: &str) -> Result<LevelSet, String> {
+        let mut set = LevelSet { error: false, warning: false, notice: false, verbose: None, debug: false };
+        for word in value.split(',').map(|w| w.trim().to_ascii_lowercase()) {
+            match word.as_str() {
+                "" => {}
+                "*" => set = LevelSet { error: true, warning: true, notice: true, verbose: Some(None), debug: true },
+                "error" => set.error = true,
+                "warning" => set.warning = true,
+                "notice" => set.notice = true,
+                "debug" => set.debug = true,
+                "verbose" => set.verbose = Some(None),
+                // Asterisk's other levels have no messages here yet; accept them quietly.
+                "dtmf" | "fax" | "security" => {}
+                w => match w.strip_prefix("verbose(").and_then(|r| r.strip_suffix(')')).and_then(|n| n.trim().parse::<u8>().ok()) {
+                    Some(n) => set.verbose = Some(Some(n)),
+                    None => return Err(format!("unknown level '{w}': expected error, warning, notice, verbose, verbose(N), debug or *")),
+                },
+            }
+        }
+        Ok(set)
+    }
+}
+
+struct FileChannel {
+    name: String,
+    levels: LevelSet,
+    file: Mutex<File>,
+}
+
+struct Remote {
+    verbose: u8,
+    debug: u8,
+    lines: mpsc::UnboundedSender<String>,
+}
+
+type ConsoleWriter = Box<dyn Fn(&str) + Send + Sync>;
+
+struct Logger {
+    root_verbose: AtomicU8,
+    root_debug: AtomicU8,
+    console_levels: RwLock<LevelSet>,
+    console: RwLock<Option<ConsoleWriter>>,
+    files: RwLock<Vec<FileChannel>>,
+    remotes: Mutex<BTreeMap<u64, Remote>>,
+    next_remote: AtomicU64,
+    /// The most detailed level anybody wants: 0 INFO, 1 DEBUG, 2 TRACE.
+    max_detail: AtomicU8,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+fn logger() -> &'static Logger {
+    LOGGER.get_or_init(|| Logger {
+        root_verbose: AtomicU8::new(0),
+        root_debug: AtomicU8::new(0),
+        console_levels: RwLock::new(LevelSet::DEFAULT),
+        console: RwLock::new(None),
+        files: RwLock::new(Vec::new()),
+        remotes: Mutex::new(BTreeMap::new()),
+        next_remote: AtomicU64::new(1),
+        max_detail: AtomicU8::new(0),
+    })
+}
+
+/// Installs the global subscriber. `console` receives the root console's lines
+/// (standard error with `-f`); `None` shows them nowhere (a daemon).
+pub fn init(settings: &Settings, console: Option<ConsoleWriter>) -> Result<(), ConfigErrors> {
+    let log = logger();
+    log.root_verbose.store(settings.verbose, Ordering::Relaxed);
+    log.root_debug.store(settings.debug, Ordering::Relaxed);
+    set_console_writer(console);
+    reload(settings)?;
+    // A second init (tests that build several cores) keeps the first subscriber.
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(StarlingLayer));
+    Ok(())
+}
+
+/// Replaces where root-console lines go (the interactive console swaps in its printer).
+pub fn set_console_writer(console: Option<ConsoleWriter>) {
+    *logger().console.write().unwrap_or_else(|p| p.into_inner()) = console;
+}
+
+/// Reads `logger.conf` from `etcdir` again and reopens the files in `logdir`. On an error
+/// the old setup stays.
+pub fn reload(settings: &Settings) -> Result<(), ConfigErrors> {
+    let path = settings.etcdir.join("logger.conf");
+    let (console, wanted) = if path.exists() {
+        parse_logger_conf(&Config::load(&path)?)?
+    } else {
+        (LevelSet::DEFAULT, vec![("messages".to_owned(), LevelSet::DEFAULT, None)])
+    };
+    let mut files = Vec::new();
+    for (name, levels, location) in wanted {
+        let path: PathBuf = if name.starts_with('/') { PathBuf::from(&name) } else { settings.logdir.join(&name) };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| ConfigError::new(location, format!("cannot open log file {}: {e}", path.display())))?;
+        files.push(FileChannel { name, levels, file: Mutex::new(file) });
+    }
+    let log = logger();
+    *log.console_levels.write().unwrap_or_else(|p| p.into_inner()) = console;
+    *log.files.write().unwrap_or_else(|p| p.into_inner()) = files;
+    update_max_detail();
+    Ok(())
+}
+
+type WantedFile = (String, LevelSet, Option<crate::config::Location>);
+
+fn parse_logger_conf(config: &Config) -> Result<(LevelSet, Vec<WantedFile>), ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let mut console = LevelSet::DEFAULT;
+    let mut files = Vec::new();
+    for section in config.sections() {
+        match section.name.to_ascii_lowercase().as_str() {
+            "general" => {} // dateformat, rotatestrategy...: Asterisk's, not used yet
+            "logfiles" => {
+                for var in &section.variables {
+                    match LevelSet::parse(&var.value) {
+                        Ok(levels) if var.name.eq_ignore_ascii_case("console") => console = levels,
+                        Ok(levels) => files.push((var.name.clone(), levels, Some(var.location.clone()))),
+                        Err(e) => errors.push(var.error(e)),
+                    }
+                }
+            }
+            other => errors.push(ConfigError::at(&section.location, format!("unknown section [{other}]: expected [general] or [logfiles]"))),
+        }
+    }
+    errors.into_result((console, files))
+}
+
+/// The verbosity of a console.
+pub fn verbose(console: ConsoleId) -> u8 {
+    match console {
+        ConsoleId::Root => logger().root_verbose.load(Ordering::Relaxed),
+        ConsoleId::Remote(id) => lock_remotes().get(&id).map_or(0, |r| r.verbose),
+    }
+}
+
+/// The debug level of a console.
+pub fn debug(console: ConsoleId) -> u8 {
+    match console {
+        ConsoleId::Root => logger().root_debug.load(Ordering::Relaxed),
+        ConsoleId::Remote(id) => lock_remotes().get(&id).map_or(0, |r| r.debug),
+    }
+}
+
+/// `core set verbose N` on a console.
+pub fn set_verbose(console: ConsoleId, level: u8) {
+    match console {
+        ConsoleId::Root => logger().root_verbose.store(level, Ordering::Relaxed),
+        ConsoleId::Remote(id) => {
+            if let Some(r) = lock_remotes().get_mut(&id) {
+                r.verbose = level
+            }
+        }
+    }
+}
+
+/// `core set debug N` on a console.
+pub fn set_debug(console: ConsoleId, level: u8) {
+    match console {
+        ConsoleId::Root => logger().root_debug.store(level, Ordering::Relaxed),
+        ConsoleId::Remote(id) => {
+            if let Some(r) = lock_remotes().get_mut(&id) {
+                r.debug = level
+            }
+        }
+    }
+    update_max_detail();
+}
+
+/// A remote console joins: it gets its lines on the returned receiver until [`remove_remote`].
+pub fn add_remote(verbose: u8, debug: u8) -> (ConsoleId, mpsc::UnboundedReceiver<String>) {
+    let (lines, rx) = mpsc::unbounded_channel();
+    let id = logger().next_remote.fetch_add(1, Ordering::Relaxed);
+    lock_remotes().insert(id, Remote { verbose, debug, lines });
+    update_max_detail();
+    (ConsoleId::Remote(id), rx)
+}
+
+pub fn remove_remote(console: ConsoleId) {
+    if let ConsoleId::Remote(id) = console {
+        lock_remotes().remove(&id);
+        update_max_detail();
+    }
+}
+
+fn lock_remotes() -> std::sync::MutexGuard<'static, BTreeMap<u64, Remote>> {
+    logger().remotes.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn update_max_detail() {
+    let log = logger();
+    let mut debug = log.root_debug.load(Ordering::Relaxed);
+    for r in lock_remotes().values() {
+        debug = debug.max(r.debug);
+    }
+    log.max_detail.store(debug.min(2), Ordering::Relaxed);
+    tracing::callsite::rebuild_interest_cache();
+}
+
+/// What one event is, in Asterisk's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Error,
+    Warning,
+    Notice,
+    Verbose(u8),
+    Debug(u8),
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Error => "ERROR",
+            Kind::Warning => "WARNING",
+            Kind::Notice => "NOTICE",
+            Kind::Verbose(_) => "VERBOSE",
+            Kind::Debug(_) => "DEBUG",
+        }
+    }
+
+    /// Whether a destination with these levels, verbosity and debug level shows it.
+    fn shown(self, levels: &LevelSet, verbose: u8, debug: u8, console: bool) -> bool {
+        match self {
+            Kind::Error => levels.error,
+            Kind::Warning => levels.warning,
+            Kind::Notice => levels.notice,
+            // A console always shows verbose messages up to its verbosity, as Asterisk's does.
+            Kind::Verbose(n) => match (console, levels.verbose) {
+                (true, _) | (false, Some(None)) => n <= verbose,
+                (false, Some(Some(max))) => n <= max,
+                (false, None) => false,
+            },
+            Kind::Debug(n) => (console || levels.debug) && n <= debug,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    extra: String,
+    verbose: Option<u8>,
+}
+
+impl Visit for Fields {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "verbose" {
+            self.verbose = Some(u8::try_from(value).unwrap_or(u8::MAX));
+        } else {
+            let _ = write!(self.extra, " {}={value}", field.name());
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        match u64::try_from(value) {
+            Ok(v) => self.record_u64(field, v),
+            Err(_) => {
+                let _ = write!(self.extra, " {}={value}", field.name());
+            }
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.extra, " {}={value}", field.name());
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.extra, " {}={value:?}", field.name());
+        }
+    }
+}
+
+struct StarlingLayer;
+
+impl<S: Subscriber> Layer<S> for StarlingLayer {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
+        let detail = logger().max_detail.load(Ordering::Relaxed);
+        match *metadata.level() {
+            Level::ERROR | Level::WARN | Level::INFO => true,
+            Level::DEBUG => detail >= 1,
+            Level::TRACE => detail >= 2,
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let metadata = event.metadata();
+        let kind = match *metadata.level() {
+            Level::ERROR => Kind::Error,
+            Level::WARN => Kind::Warning,
+            Level::INFO => fields.verbose.map_or(Kind::Notice, Kind::Verbose),
+            Level::DEBUG => Kind::Debug(1),
+            Level::TRACE => Kind::Debug(2),
+        };
+        dispatch(kind, metadata.target(), &fields);
+    }
+}
+
+fn dispatch(kind: Kind, target: &str, fields: &Fields) {
+    let log = logger();
+    let root_verbose = log.root_verbose.load(Ordering::Relaxed);
+    let root_debug = log.root_debug.load(Ordering::Relaxed);
+    let console_levels = *log.console_levels.read().unwrap_or_else(|p| p.into_inner());
+    let mut console_line: Option<String> = None;
+    let mut line_for_console = || console_line.get_or_insert_with(|| format_console(kind, target, fields)).clone();
+
+    if kind.shown(&console_levels, root_verbose, root_debug, true) {
+        if let Some(write) = log.console.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            write(&line_for_console());
+        }
+    }
+    {
+        let mut remotes = lock_remotes();
+        remotes.retain(|_, remote| {
+            if !kind.shown(&console_levels, remote.verbose, remote.debug, true) {
+                return true;
+            }
+            remote.lines.send(line_for_console()).is_ok()
+        });
+    }
+    let files = log.files.read().unwrap_or_else(|p| p.into_inner());
+    let mut file_line: Option<String> = None;
+    for channel in files.iter() {
+        if kind.shown(&channel.levels, root_verbose, root_debug, false) {
+            let line = file_line.get_or_insert_with(|| format_file(kind, target, fields));
+            let mut file = channel.file.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = file.write_all(line.as_bytes()) {
+                // Nowhere else to report it but the console.
+                eprintln!("cannot write log file '{}': {e}", channel.name);
+            }
+        }
+    }
+}
+
+fn timestamp() -> String {
+    crate::chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn verbose_prefix(level: u8) -> &'static str {
+    match level {
+        0 | 1 => "",
+        2 => "  == ",
+        3 => "    -- ",
+        _ => "       > ",
+    }
+}
+
+/// `    -- message` for verbose, `[time] LEVEL[pid] target: message` for the rest.
+fn format_console(kind: Kind, target: &str, fields: &Fields) -> String {
+    match kind {
+        Kind::Verbose(n) => format!("{}{}{}\n", verbose_prefix(n), fields.message, fields.extra),
+        _ => format!("[{}] {}[{}] {target}: {}{}\n", timestamp(), kind.name(), std::process::id(), fields.message, fields.extra),
+    }
+}
+
+fn format_file(kind: Kind, target: &str, fields: &Fields) -> String {
+    let prefix = if let Kind::Verbose(n) = kind { verbose_prefix(n) } else { "" };
+    format!("[{}] {}[{}] {target}: {prefix}{}{}\n", timestamp(), kind.name(), std::process::id(), fields.message, fields.extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_sets() {
+        let s = LevelSet::parse("notice, warning,error,verbose(3)").unwrap();
+        assert!(s.notice && s.warning && s.error && !s.debug);
+        assert_eq!(s.verbose, Some(Some(3)));
+        assert_eq!(LevelSet::parse("*").unwrap().verbose, Some(None));
+        assert!(LevelSet::parse("loud").is_err());
+    }
+
+    #[test]
+    fn who_sees_what() {
+        let console = LevelSet::DEFAULT;
+        assert!(Kind::Verbose(3).shown(&console, 3, 0, true));
+        assert!(!Kind::Verbose(4).shown(&console, 3, 0, true));
+        assert!(!Kind::Debug(1).shown(&console, 5, 0, true));
+        assert!(Kind::Debug(1).shown(&console, 0, 1, true));
+        let file = LevelSet::parse("notice,warning,error").unwrap();
+        assert!(!Kind::Verbose(1).shown(&file, 5, 0, false));
+        let file = LevelSet::parse("verbose(2)").unwrap();
+        assert!(Kind::Verbose(2).shown(&file, 0, 0, false));
+        assert!(!Kind::Verbose(3).shown(&file, 9, 0, false));
+        assert!(!Kind::Notice.shown(&file, 9, 0, false));
+    }
+
+    #[test]
+    fn logger_conf_errors_name_the_line() {
+        let c = Config::parse_str("logger.conf", "[logfiles]\nmessages => notice,loud\n[other]\n").unwrap();
+        let e = parse_logger_conf(&c).unwrap_err().to_string();
+        assert!(e.starts_with("logger.conf:2: messages 'notice,loud': unknown level 'loud'"), "{e}");
+        assert!(e.contains("logger.conf:3: unknown section [other]"), "{e}");
+    }
+
+    #[test]
+    fn formats() {
+        let f = Fields { message: "Executing [100@default:1] Answer".into(), ..Fields::default() };
+        assert_eq!(format_console(Kind::Verbose(3), "app", &f), "    -- Executing [100@default:1] Answer\n");
+        let line = format_file(Kind::Warning, "chan_sip", &f);
+        assert!(line.contains("] WARNING[") && line.ends_with("chan_sip: Executing [100@default:1] Answer\n"), "{line}");
+    }
+}

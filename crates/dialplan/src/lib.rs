@@ -1,0 +1,1 @@
+//! extensions.conf and the PBX loop (issue 6). Not yet written.

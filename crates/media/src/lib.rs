@@ -1,0 +1,1 @@
+//! RTP, SDP offer/answer, codecs (issue 5). Not yet written.
