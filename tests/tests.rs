@@ -1,1 +1,10 @@
+//! End-to-end tests: the real `starling` binary in a temp dir, driven from outside.
 
+mod util;
+
+// Start-up, stop, exit codes, signals, the pid file and daemon mode.
+mod startup;
+// The control socket: -rx, -r, completion, per-console verbosity.
+mod control;
+// The module loader: load, unload, reload, refusal, use counts, the build boundary.
+mod loader;

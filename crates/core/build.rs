@@ -68,7 +68,11 @@ fn main() {
             "/// The identity of this build of the core; see build.rs.\n\
              pub const BUILD_ID: &str = {id:?};\n\
              /// `BUILD_ID` as a C string, for the `extern \"C\"` build-id symbol of modules.\n\
-             pub const BUILD_ID_C: &std::ffi::CStr = c{id:?};\n"
+             pub const BUILD_ID_C: &std::ffi::CStr = c{id:?};\n\
+             /// `BUILD_ID` with its NUL, for the `starling_build_id` section of modules.\n\
+             pub const BUILD_ID_BYTES: [u8; {len}] = {bytes:?};\n",
+            len = id.len() + 1,
+            bytes = id.bytes().chain([0]).collect::<Vec<u8>>()
         ),
     )
     .unwrap();

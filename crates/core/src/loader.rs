@@ -314,8 +314,26 @@ impl Loader {
     }
 }
 
+/// The build id in a library's `starling_build_id` section, read from the file. `None` when
+/// the file is not an ELF library with that section.
+fn read_build_id(path: &Path) -> Option<String> {
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let section = file.section_by_name("starling_build_id")?;
+    let bytes = section.data().ok()?;
+    let id = bytes.split(|b| *b == 0).next()?;
+    Some(String::from_utf8_lossy(id).into_owned())
+}
+
 /// Opens a library, checks its build id, and returns its descriptor. The library stays mapped.
 fn open_module(path: &Path, name: &str) -> Result<&'static ModuleInfo, LoaderError> {
+    // First from the file, before anything of it is mapped or run.
+    if let Some(theirs) = read_build_id(path) {
+        if theirs != BUILD_ID {
+            return Err(LoaderError::BuildIdMismatch { name: name.to_owned(), theirs, ours: BUILD_ID.to_owned() });
+        }
+    }
     // SAFETY: running a library's initialisers is the point of loading it; Rust modules have none
     // of their own, and the build-id check below comes before any Rust-ABI call.
     let library = unsafe { libloading::Library::new(path) }

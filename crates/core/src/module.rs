@@ -4,7 +4,10 @@
 //! named after the crate: `starling_build_id_<crate>` (`extern "C"`, returns the
 //! [`BUILD_ID`](crate::BUILD_ID) of the core it was compiled against) and
 //! `starling_module_<crate>` (returns its [`ModuleInfo`]). The loader reads the first before
-//! it dares to call the second (ARCHITECTURE.md, "The module boundary").
+//! it dares to call the second (ARCHITECTURE.md, "The module boundary"). The same id is also
+//! in the library's `starling_build_id` section, which the loader reads from the file
+//! before mapping it: a library built against another core usually cannot even be mapped
+//! (its references into the core do not resolve), and that deserves the same clear refusal.
 //!
 //! `load` returns the module's state as a `Box<dyn Module>`; registrations made through the
 //! [`ModuleContext`] are guards kept in that state, so dropping it (on unload, or when a
@@ -184,12 +187,19 @@ macro_rules! module {
             &INFO
         }
 
+        /// The build id of the core this module was compiled against, in a section of its
+        /// own so that the loader can read it from the file before mapping it.
+        #[doc(hidden)]
+        #[link_section = "starling_build_id"]
+        pub static __STARLING_BUILD_ID: [u8; $crate::BUILD_ID_BYTES.len()] = $crate::BUILD_ID_BYTES;
+
         #[doc(hidden)]
         #[export_name = concat!("starling_build_id_", env!("CARGO_CRATE_NAME"))]
         pub extern "C" fn __starling_build_id() -> *const ::std::ffi::c_char {
-            // The id is a constant, copied into this library when it was compiled: it names
-            // the core this module was built against, whatever core has loaded it.
-            $crate::BUILD_ID_C.as_ptr()
+            // A copy made when this library was compiled: it names the core this module was
+            // built against, whatever core has loaded it. Returning it also keeps the
+            // section alive through the linker's garbage collection.
+            __STARLING_BUILD_ID.as_ptr().cast()
         }
 
         #[doc(hidden)]

@@ -1,0 +1,125 @@
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::util::*;
+
+fn server(name: &str) -> Server {
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = yes\nload => test_loader.so\n");
+    dir.write("cli_aliases.conf", "[general]\ntemplate = friendly\n[friendly]\nhelp => core show help\n");
+    Server::start(dir)
+}
+
+/// Sends raw protocol lines and collects the reply up to `E`.
+fn raw_request(stream: &mut UnixStream, line: &str) -> Vec<String> {
+    writeln!(stream, "{line}").unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut l = String::new();
+        if reader.read_line(&mut l).unwrap() == 0 || l == "E\n" {
+            return lines;
+        }
+        lines.push(l.trim_end().to_owned());
+    }
+}
+
+#[test]
+fn unknown_commands_and_usage() {
+    let server = server("unknown");
+    assert!(server.rx("frobnicate now").starts_with("No such command 'frobnicate now'"));
+    assert!(server.rx("module load").starts_with("Usage: module load"));
+    let help = server.rx("core show help core show");
+    assert!(help.contains("core show version -- Display version info"), "{help}");
+    assert!(server.rx("help module").contains("module show -- List modules and info"), "the alias runs core show help");
+    assert!(server.rx("core show uptime seconds").starts_with("System uptime: "));
+    assert!(server.rx("core show settings").contains("Run/Sockets directory:"));
+}
+
+#[test]
+fn completion_over_the_control_socket() {
+    let server = server("complete");
+    let mut stream = UnixStream::connect(server.dir.path.join("run/starling.ctl")).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(raw_request(&mut stream, "T module u"), ["O unload"]);
+    assert_eq!(raw_request(&mut stream, "T module unload "), ["O res_clialiases.so", "O test_loader.so"]);
+    assert_eq!(raw_request(&mut stream, "T core show v"), ["O version"]);
+    assert_eq!(raw_request(&mut stream, "X core show version"), [format!("O Starling {}", env!("CARGO_PKG_VERSION"))]);
+}
+
+#[test]
+fn rx_without_a_server_exits_2_naming_the_socket() {
+    let dir = TestDir::new("noserver");
+    dir.write_starling_conf(&moddir(), "");
+    let out = run_starling(&["-C", dir.config().to_str().unwrap(), "-rx", "core show version"], Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("starling.ctl"));
+}
+
+/// A remote console (`-r`) runs commands and receives log lines at its own verbosity, and
+/// `core set verbose` there changes only that console.
+#[test]
+fn remote_console_gets_logs_at_its_own_verbosity() {
+    let server = server("remote");
+    let mut child = Command::new(starling_bin())
+        .args(["-C", server.dir.config().to_str().unwrap(), "-r", "-vvv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    assert!(wait_for("Connected to Starling"), "no banner");
+    writeln!(stdin, "core show version").unwrap();
+    assert!(wait_for(&format!("Starling {}", env!("CARGO_PKG_VERSION"))));
+    // Another client makes the server log at verbose level 3: this console (-vvv) sees it.
+    server.rx("test loader hold");
+    assert!(wait_for("-- Holding Test/hold-00000001"), "the remote console did not get the verbose line");
+    writeln!(stdin, "core set verbose 0").unwrap();
+    assert!(wait_for("Verbosity is now OFF"));
+    server.rx("test loader hold");
+    writeln!(stdin, "core show version").unwrap();
+    // The next line after the command's output must not be the second hold's log line.
+    let mut saw_hold = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("Holding Test/hold-00000002") => saw_hold = true,
+            Ok(line) if line.starts_with("Starling ") => break,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(!saw_hold, "verbose 0 still showed a verbose 3 line");
+    writeln!(stdin, "quit").unwrap();
+    drop(stdin);
+    let status = wait_timeout(&mut child, Duration::from_secs(10)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the remote console did not quit");
+    });
+    assert!(status.success());
+    // The server's own console verbosity did not change.
+    assert!(server.rx("core show settings").contains("Root console verbosity:      3"));
+}

@@ -1,0 +1,232 @@
+//! The harness: a real `starling` in a temp dir, with generated config, driven through `-rx`.
+//!
+//! [`Server`] writes `starling.conf` (every directory inside the temp dir, `moddir` the
+//! folder cargo built the modules into), starts the binary with `-f`, waits until the
+//! control socket answers, and on drop kills the process by the pid it started. A test that
+//! panics prints the server's log tail.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn starling_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_starling"))
+}
+
+/// Where cargo put the binary and the modules (`target/<profile>`).
+pub fn moddir() -> PathBuf {
+    starling_bin().parent().unwrap().to_path_buf()
+}
+
+/// A fresh directory for one test, removed on drop.
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // Short paths: a Unix socket path must fit in 108 bytes.
+        let path = std::env::temp_dir().join(format!("stl-{}-{n}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(path.join("etc")).unwrap();
+        TestDir { path }
+    }
+
+    pub fn etc(&self) -> PathBuf {
+        self.path.join("etc")
+    }
+
+    /// Writes `etc/<name>`.
+    pub fn write(&self, name: &str, text: &str) {
+        fs::write(self.etc().join(name), text).unwrap();
+    }
+
+    /// A standard starling.conf with every directory inside this test dir.
+    pub fn write_starling_conf(&self, moddir: &Path, extra_options: &str) {
+        self.write(
+            "starling.conf",
+            &format!(
+                "[directories]\nmoddir => {}\nrundir => ../run\nlogdir => ../log\ndbdir => ../db\nsoundsdir => /usr/share/asterisk/sounds\n\n[options]\nverbose = 3\n{extra_options}\n",
+                moddir.display()
+            ),
+        );
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.etc().join("starling.conf")
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Runs `starling` with these arguments to the end, bounded in time.
+pub fn run_starling(args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(starling_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn starling");
+    let status = wait_timeout(&mut child, timeout).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("starling {args:?} did not finish within {timeout:?}");
+    });
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+    child.stderr.take().unwrap().read_to_end(&mut stderr).unwrap();
+    Output { status, stdout, stderr }
+}
+
+/// Waits for a child to exit, at most `timeout`.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `f` until it returns `Some`, at most `timeout`.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A running server, killed by its pid on drop.
+pub struct Server {
+    pub dir: TestDir,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `starling -C <dir>/etc/starling.conf -f` and waits until `-rx` answers.
+    pub fn start(dir: TestDir) -> Server {
+        let server = Self::spawn(dir, &["-f"]);
+        let answered = eventually(Duration::from_secs(20), || {
+            let out = server.try_rx("core show version")?;
+            out.starts_with("Starling ").then_some(())
+        });
+        if answered.is_none() {
+            panic!("starling did not answer on its control socket\n{}", server.log_tail());
+        }
+        server
+    }
+
+    /// Starts the binary with extra flags and does not wait for it.
+    pub fn spawn(dir: TestDir, flags: &[&str]) -> Server {
+        let log = dir.path.join("server.log");
+        let out = fs::File::create(&log).unwrap();
+        let child = Command::new(starling_bin())
+            .arg("-C")
+            .arg(dir.config())
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn starling");
+        Server { dir, child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs a CLI command through `-rx`; `None` if the server did not answer.
+    pub fn try_rx(&self, command: &str) -> Option<String> {
+        let config = self.dir.config();
+        let out = run_starling(&["-C", config.to_str().unwrap(), "-rx", command], Duration::from_secs(20));
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs a CLI command through `-rx` and returns its output.
+    pub fn rx(&self, command: &str) -> String {
+        self.try_rx(command).unwrap_or_else(|| panic!("-rx {command:?} failed\n{}", self.log_tail()))
+    }
+
+    /// Sends a signal to the server.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the pid of the child this guard started.
+        unsafe { libc_kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for the process to exit (bounded) and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        match wait_timeout(&mut self.child, timeout) {
+            Some(status) => status,
+            None => panic!("starling did not exit within {timeout:?}\n{}", self.log_tail()),
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The server's combined stdout/stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last lines of the log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        format!("--- server log tail ({}) ---\n{tail}\n---", self.log.display())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+        if self.running() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+pub const SIGHUP: i32 = 1;
+pub const SIGTERM: i32 = 15;
+pub const SIGKILL: i32 = 9;
+
+/// Kills a pid that this test started indirectly (a daemon's, read from its pid file).
+pub fn kill_pid(pid: i32, signal: i32) {
+    // SAFETY: kill(2); the caller names a pid it started.
+    unsafe { libc_kill(pid, signal) };
+}
