@@ -55,7 +55,8 @@ fn completion_over_the_control_socket() {
 fn rx_without_a_server_exits_2_naming_the_socket() {
     let dir = TestDir::new("noserver");
     dir.write_starling_conf(&moddir(), "");
-    let out = run_starling(&["-C", dir.config().to_str().unwrap(), "-rx", "core show version"], Duration::from_secs(10));
+    let out =
+        run_starling(&["-C", dir.config().to_str().unwrap(), "-rx", "core show version"], Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("starling.ctl"));
 }

@@ -1,5 +1,4 @@
 use std::process::Command;
-use std::time::Duration;
 
 use crate::util::*;
 
@@ -43,9 +42,15 @@ fn building_one_module_does_not_rebuild_the_core() {
     let differ: Vec<String> = alone
         .iter()
         .filter(|(package, features)| workspace.get(*package) != Some(features))
-        .map(|(package, features)| format!("{package}: core alone {features:?}, workspace {:?}", workspace.get(package)))
+        .map(|(package, features)| {
+            format!("{package}: core alone {features:?}, workspace {:?}", workspace.get(package))
+        })
         .collect();
-    assert!(differ.is_empty(), "give the core these dependencies with the workspace's features:\n{}", differ.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "give the core these dependencies with the workspace's features:\n{}",
+        differ.join("\n")
+    );
 
     for module in ["res_clialiases", "test_loader"] {
         let out = cargo()
@@ -77,7 +82,10 @@ fn load_unload_reload_and_use_counts() {
 
     assert_eq!(server.rx("module load test_loader.so"), "Loaded test_loader.so\n");
     let show = server.rx("module show like loader");
-    assert!(show.contains("test_loader.so                 Loader test module                       0          Running"), "{show}");
+    assert!(
+        show.contains("test_loader.so                 Loader test module                       0          Running"),
+        "{show}"
+    );
     assert!(show.ends_with("1 modules loaded\n"), "{show}");
     assert!(server.rx("module load test_loader").contains("already loaded"));
 
@@ -99,7 +107,9 @@ fn load_unload_reload_and_use_counts() {
     // Loading again maps the same library (never dlclosed) and starts afresh.
     assert_eq!(server.rx("module load test_loader.so"), "Loaded test_loader.so\n");
     assert!(server.rx("test loader show").contains("reloads=0"));
-    assert!(server.rx("module load no_such_module.so").contains("Unable to load module no_such_module.so: module 'no_such_module' is not in"));
+    assert!(server
+        .rx("module load no_such_module.so")
+        .contains("Unable to load module no_such_module.so: module 'no_such_module' is not in"));
 }
 
 #[test]
@@ -124,7 +134,8 @@ fn a_module_without_reload_says_so() {
 
 #[test]
 fn noload_and_load_lines_are_obeyed() {
-    let server = server_with("noload", "[modules]\nautoload = yes\nnoload => res_clialiases.so\nload => test_loader.so\n");
+    let server =
+        server_with("noload", "[modules]\nautoload = yes\nnoload => res_clialiases.so\nload => test_loader.so\n");
     let show = server.rx("module show");
     assert!(!show.contains("res_clialiases"), "{show}");
     assert!(show.contains("test_loader.so"), "{show}");
@@ -144,7 +155,11 @@ fn a_module_built_against_another_core_is_refused() {
     let other = if profile() == "release" { "dev" } else { "release" };
     let out = cargo().args(["build", "--profile", other, "-p", "test_loader"]).output().expect("run cargo");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let other_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(if other == "dev" { "debug" } else { "release" });
+    let other_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(if other == "dev" {
+        "debug"
+    } else {
+        "release"
+    });
     let dir = TestDir::new("othercore");
     let moddir = dir.path.join("mods");
     std::fs::create_dir_all(&moddir).unwrap();

@@ -107,7 +107,11 @@ fn a_second_instance_on_the_same_rundir_refuses_to_start() {
     let err = stderr(&out);
     assert!(err.contains("already running"), "{err}");
     assert!(err.contains(&format!("pid {}", server.pid())), "{err}");
-    assert_eq!(server.rx("core show version").trim(), format!("Starling {}", env!("CARGO_PKG_VERSION")), "the first one still runs");
+    assert_eq!(
+        server.rx("core show version").trim(),
+        format!("Starling {}", env!("CARGO_PKG_VERSION")),
+        "the first one still runs"
+    );
 }
 
 #[test]
@@ -122,7 +126,8 @@ fn sigterm_and_core_stop_gracefully_wait_for_calls_to_end() {
         } else {
             server.rx("core stop gracefully");
         }
-        let waiting = eventually(Duration::from_secs(10), || server.log().contains("Waiting for 1 channel(s)").then_some(()));
+        let waiting =
+            eventually(Duration::from_secs(10), || server.log().contains("Waiting for 1 channel(s)").then_some(()));
         assert!(waiting.is_some(), "{how}: no wait announced\n{}", server.log_tail());
         assert!(server.running(), "{how}: stopped while a call was up");
         assert!(server.rx("core show channels").contains("1 active call\n"));
@@ -162,7 +167,8 @@ fn sighup_reloads_like_core_reload() {
     let server = Server::start(dir);
     assert!(server.rx("test loader show").contains("reloads=0"));
     server.signal(SIGHUP);
-    let reloaded = eventually(Duration::from_secs(10), || server.rx("test loader show").contains("reloads=1").then_some(()));
+    let reloaded =
+        eventually(Duration::from_secs(10), || server.rx("test loader show").contains("reloads=1").then_some(()));
     assert!(reloaded.is_some(), "{}", server.log_tail());
     server.rx("core reload");
     assert!(server.rx("test loader show").contains("reloads=2"));

@@ -13,10 +13,8 @@ fn fnv1a(hash: &mut u64, bytes: &[u8]) {
 }
 
 fn hash_dir(dir: &Path, hash: &mut u64) {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .expect("read core sources")
-        .map(|e| e.expect("dir entry").path())
-        .collect();
+    let mut entries: Vec<_> =
+        fs::read_dir(dir).expect("read core sources").map(|e| e.expect("dir entry").path()).collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -44,10 +42,7 @@ fn main() {
         fnv1a(&mut hash, key.as_bytes());
         fnv1a(&mut hash, env::var(key).unwrap_or_default().as_bytes());
     }
-    let mut features: Vec<_> = env::vars()
-        .map(|(k, _)| k)
-        .filter(|k| k.starts_with("CARGO_FEATURE_"))
-        .collect();
+    let mut features: Vec<_> = env::vars().map(|(k, _)| k).filter(|k| k.starts_with("CARGO_FEATURE_")).collect();
     features.sort();
     fnv1a(&mut hash, features.join(",").as_bytes());
     hash_dir(&Path::new(&manifest).join("src"), &mut hash);

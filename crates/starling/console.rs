@@ -42,7 +42,7 @@ impl Validator for LineHelper {}
 impl Helper for LineHelper {}
 
 /// Prints log lines above the prompt while the user types.
-pub type LinePrinter = Box<dyn Fn(&str) + Send + Sync>;
+pub type LinePrinter = starling_core::logger::ConsoleWriter;
 
 fn history_file() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".starling_history"))

@@ -108,7 +108,9 @@ async fn request(
         "X" => {
             let (core, command) = (core.clone(), rest.to_owned());
             // Handlers are synchronous and may block on a lock: keep them off the workers.
-            let text = tokio::task::spawn_blocking(move || core.cli().execute(&core, console_id, &command)).await.unwrap_or_default();
+            let text = tokio::task::spawn_blocking(move || core.cli().execute(&core, console_id, &command))
+                .await
+                .unwrap_or_default();
             framed("O", &text, &mut out);
         }
         "T" => {

@@ -83,7 +83,8 @@ fn bind_control_socket(settings: &Settings) -> Result<StdUnixListener, Fatal> {
     let path = settings.control_socket();
     // The pid lock is ours, so a socket file left here is a dead server's.
     let _ = std::fs::remove_file(&path);
-    let listener = StdUnixListener::bind(&path).map_err(|e| Fatal::resource(format!("cannot bind control socket {}: {e}", path.display())))?;
+    let listener = StdUnixListener::bind(&path)
+        .map_err(|e| Fatal::resource(format!("cannot bind control socket {}: {e}", path.display())))?;
     listener.set_nonblocking(true).map_err(|e| Fatal::resource(format!("control socket {}: {e}", path.display())))?;
     Ok(listener)
 }
@@ -142,7 +143,8 @@ fn detach_stdio() {
 
 fn make_dirs(settings: &Settings) -> Result<(), Fatal> {
     for (what, dir) in [("rundir", &settings.rundir), ("logdir", &settings.logdir), ("dbdir", &settings.dbdir)] {
-        std::fs::create_dir_all(dir).map_err(|e| Fatal::resource(format!("cannot open {what} {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Fatal::resource(format!("cannot open {what} {}: {e}", dir.display())))?;
     }
     Ok(())
 }
@@ -207,13 +209,19 @@ pub fn start(flags: &Flags) -> Result<(), Fatal> {
     result
 }
 
-fn serve(flags: &Flags, settings: Settings, modules_conf: ModulesConf, listener: StdUnixListener, ready: &mut ReadyPipe) -> Result<(), Fatal> {
+fn serve(
+    flags: &Flags,
+    settings: Settings,
+    modules_conf: ModulesConf,
+    listener: StdUnixListener,
+    ready: &mut ReadyPipe,
+) -> Result<(), Fatal> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("starling")
         .build()
         .map_err(|e| Fatal::resource(format!("cannot start the runtime: {e}")))?;
-    let console_writer: Option<Box<dyn Fn(&str) + Send + Sync>> =
+    let console_writer: Option<logger::ConsoleWriter> =
         if flags.foreground || flags.console { Some(Box::new(|line: &str| eprint!("{line}"))) } else { None };
     logger::init(&settings, console_writer).map_err(Fatal::config)?;
 
@@ -224,7 +232,9 @@ fn serve(flags: &Flags, settings: Settings, modules_conf: ModulesConf, listener:
     core.loader().set_static_modules(static_modules());
     {
         let core = core.clone();
-        runtime.block_on(async move { tokio::task::spawn_blocking(move || load_modules(&core, &modules_conf)).await }).map_err(|e| Fatal::config(format!("loading modules: {e}")))??;
+        runtime
+            .block_on(async move { tokio::task::spawn_blocking(move || load_modules(&core, &modules_conf)).await })
+            .map_err(|e| Fatal::config(format!("loading modules: {e}")))??;
     }
     let listener = {
         let _entered = runtime.enter();
@@ -254,7 +264,8 @@ fn serve(flags: &Flags, settings: Settings, modules_conf: ModulesConf, listener:
 
 async fn watch_signals(core: Arc<Core>) -> Result<(), Fatal> {
     let sig = |kind: SignalKind| signal(kind).map_err(|e| Fatal::resource(format!("cannot handle signals: {e}")));
-    let (mut term, mut hup, mut int) = (sig(SignalKind::terminate())?, sig(SignalKind::hangup())?, sig(SignalKind::interrupt())?);
+    let (mut term, mut hup, mut int) =
+        (sig(SignalKind::terminate())?, sig(SignalKind::hangup())?, sig(SignalKind::interrupt())?);
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -319,7 +330,9 @@ fn start_root_console(core: Arc<Core>) {
         logger::set_console_writer(Some(Box::new(|line: &str| eprint!("{line}"))));
         match ended {
             Ended::Interrupted => core.request_shutdown(ShutdownMode::Now),
-            _ => tracing::info!("The console's input has ended; Starling keeps running (stop it with -rx \"core stop now\")."),
+            _ => tracing::info!(
+                "The console's input has ended; Starling keeps running (stop it with -rx \"core stop now\")."
+            ),
         }
     });
 }
@@ -350,23 +363,30 @@ pub fn remote(flags: &Flags) -> Result<(), Fatal> {
                 print(&format!("{line}\n"));
             }
         })
-        .map_err(|e| Fatal::resource(format!("unable to connect to Starling at {} ({e}); is it running?", path.display())))
+        .map_err(|e| {
+            Fatal::resource(format!("unable to connect to Starling at {} ({e}); is it running?", path.display()))
+        })
     };
     let mut client = connect()?;
     if let Some(command) = &flags.execute {
-        let (lines, _) = client.execute(command).map_err(|e| Fatal::resource(format!("control socket {}: {e}", path.display())))?;
+        let (lines, _) =
+            client.execute(command).map_err(|e| Fatal::resource(format!("control socket {}: {e}", path.display())))?;
         let mut out = std::io::stdout().lock();
         for line in lines {
             let _ = writeln!(out, "{line}");
         }
         return Ok(());
     }
-    client.subscribe(settings.verbose, settings.debug).map_err(|e| Fatal::resource(format!("control socket {}: {e}", path.display())))?;
+    client
+        .subscribe(settings.verbose, settings.debug)
+        .map_err(|e| Fatal::resource(format!("control socket {}: {e}", path.display())))?;
     let host = hostname();
     let (version, _) = client.execute("core show version").unwrap_or_default();
     println!("Connected to {} currently running on {host} (pid = {})", version.join(" "), read_pid(&settings));
     let backend: Arc<Mutex<dyn Backend>> = Arc::new(Mutex::new(RemoteBackend(client)));
-    let ended = console::run(&format!("{host}*CLI> "), backend, true, |p| *printer.lock().unwrap_or_else(|p| p.into_inner()) = Some(p));
+    let ended = console::run(&format!("{host}*CLI> "), backend, true, |p| {
+        *printer.lock().unwrap_or_else(|p| p.into_inner()) = Some(p)
+    });
     if ended == Ended::ServerGone {
         println!("Disconnected from Starling server");
     }
@@ -378,5 +398,7 @@ fn read_pid(settings: &Settings) -> String {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }

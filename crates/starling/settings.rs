@@ -119,7 +119,8 @@ mod tests {
 
     #[test]
     fn moddir_defaults_to_the_binary_folder_and_errors_name_lines() {
-        let c = Config::parse_str("starling.conf", "[directories]\n[options]\nmaxcalls=lots\ncolour=yes\n[extra]\n").unwrap();
+        let c = Config::parse_str("starling.conf", "[directories]\n[options]\nmaxcalls=lots\ncolour=yes\n[extra]\n")
+            .unwrap();
         let e = parse(&c, Path::new("/e/starling.conf"), Path::new("/bin")).unwrap_err().to_string();
         assert_eq!(
             e,

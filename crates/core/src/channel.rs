@@ -67,7 +67,8 @@ impl Channels {
     /// Adds a channel; it stays listed until the handle drops. `is_call` marks the
     /// channel that started a call (an inbound leg, an originate), as Asterisk counts calls.
     pub fn register(&self, name: impl Into<String>, state: ChannelState, is_call: bool) -> ChannelHandle {
-        let summary = ChannelSummary { name: name.into(), location: String::new(), state, application: String::new(), is_call };
+        let summary =
+            ChannelSummary { name: name.into(), location: String::new(), state, application: String::new(), is_call };
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;

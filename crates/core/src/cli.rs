@@ -67,7 +67,10 @@ impl CliCommand {
     }
 
     /// Adds a completer for the words after the command.
-    pub fn with_completer(mut self, completer: impl Fn(&Arc<Core>, &[&str], usize) -> Vec<String> + Send + Sync + 'static) -> Self {
+    pub fn with_completer(
+        mut self,
+        completer: impl Fn(&Arc<Core>, &[&str], usize) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
         self.completer = Some(Arc::new(completer));
         self
     }
@@ -196,7 +199,11 @@ impl Cli {
             return String::new();
         }
         let Some((command, command_len)) = self.find(&words) else {
-            return format!("No such command '{}' (type 'core show help {}' for other possible commands)\n", line.trim(), words[0]);
+            return format!(
+                "No such command '{}' (type 'core show help {}' for other possible commands)\n",
+                line.trim(),
+                words[0]
+            );
         };
         let mut call = CliCall { core, words, command_len, console, out: String::new() };
         let result = (command.handler)(&mut call);
@@ -316,7 +323,10 @@ mod tests {
         let core = Core::for_tests();
         let cli = core.cli();
         let _r = cli
-            .register("t", vec![CliCommand::new("test usage", "s", "Usage: test usage <x>\n", |_| CliResult::ShowUsage)])
+            .register(
+                "t",
+                vec![CliCommand::new("test usage", "s", "Usage: test usage <x>\n", |_| CliResult::ShowUsage)],
+            )
             .unwrap();
         assert_eq!(cli.execute(&core, ConsoleId::Root, "test usage"), "Usage: test usage <x>\n");
     }

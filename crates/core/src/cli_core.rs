@@ -95,7 +95,9 @@ fn uptime_words(d: Duration) -> String {
         return "<1 second".into();
     }
     let mut parts = Vec::new();
-    for (unit, size) in [("year", 31_536_000), ("week", 604_800), ("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)] {
+    for (unit, size) in
+        [("year", 31_536_000), ("week", 604_800), ("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)]
+    {
         let n = secs / size;
         secs %= size;
         if n > 0 {
@@ -131,21 +133,40 @@ fn show_channels(call: &mut CliCall<'_>) -> CliResult {
     let channels = call.core.channels().list();
     match mode.as_str() {
         "" => {
-            let _ = writeln!(call, "{:<20.20} {:<20.20} {:<7.7} {:<30.30}", "Channel", "Location", "State", "Application(Data)");
+            let _ = writeln!(
+                call,
+                "{:<20.20} {:<20.20} {:<7.7} {:<30.30}",
+                "Channel", "Location", "State", "Application(Data)"
+            );
             for c in &channels {
-                let _ = writeln!(call, "{:<20.20} {:<20.20} {:<7.7} {:<30.30}", c.name, c.location, c.state.as_str(), c.application);
+                let _ = writeln!(
+                    call,
+                    "{:<20.20} {:<20.20} {:<7.7} {:<30.30}",
+                    c.name,
+                    c.location,
+                    c.state.as_str(),
+                    c.application
+                );
             }
         }
         "concise" => {
             for c in &channels {
-                let _ = writeln!(call, "{}!{}!{}!{}", c.name, c.location.replace(['@', ':'], "!"), c.state.as_str(), c.application);
+                let _ = writeln!(
+                    call,
+                    "{}!{}!{}!{}",
+                    c.name,
+                    c.location.replace(['@', ':'], "!"),
+                    c.state.as_str(),
+                    c.application
+                );
             }
             return CliResult::Success;
         }
         "verbose" => {
             let _ = writeln!(call, "{:<20} {:<20} {:<7} {:<30}", "Channel", "Location", "State", "Application(Data)");
             for c in &channels {
-                let _ = writeln!(call, "{:<20} {:<20} {:<7} {:<30}", c.name, c.location, c.state.as_str(), c.application);
+                let _ =
+                    writeln!(call, "{:<20} {:<20} {:<7} {:<30}", c.name, c.location, c.state.as_str(), c.application);
             }
         }
         _ => {}
@@ -208,7 +229,8 @@ fn show_help(call: &mut CliCall<'_>) -> CliResult {
     let mut shown = 0;
     for command in &commands {
         let words: Vec<&str> = command.words().collect();
-        let matches = topic.len() <= words.len() && topic.iter().zip(&words).all(|(t, w)| w.to_ascii_lowercase().starts_with(t.as_str()));
+        let matches = topic.len() <= words.len()
+            && topic.iter().zip(&words).all(|(t, w)| w.to_ascii_lowercase().starts_with(t.as_str()));
         if matches {
             let _ = writeln!(call, "{:>30} -- {}", command.command, command.summary);
             shown += 1;
@@ -221,7 +243,12 @@ fn show_help(call: &mut CliCall<'_>) -> CliResult {
     CliResult::Success
 }
 
-fn set_level(call: &mut CliCall<'_>, what: &str, get: fn(crate::cli::ConsoleId) -> u8, set: fn(crate::cli::ConsoleId, u8)) -> CliResult {
+fn set_level(
+    call: &mut CliCall<'_>,
+    what: &str,
+    get: fn(crate::cli::ConsoleId) -> u8,
+    set: fn(crate::cli::ConsoleId, u8),
+) -> CliResult {
     let level = match call.args() {
         [w] if w.eq_ignore_ascii_case("off") => 0,
         [w] => match w.parse::<u8>() {

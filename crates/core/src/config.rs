@@ -248,8 +248,7 @@ impl Source for MemSource {
     fn glob(&self, pattern: &Path) -> Vec<PathBuf> {
         let Some(pattern) = pattern.to_str() else { return Vec::new() };
         let Ok(pattern) = glob::Pattern::new(pattern) else { return Vec::new() };
-        let mut found: Vec<PathBuf> =
-            self.0.keys().filter(|p| pattern.matches_path(p)).cloned().collect();
+        let mut found: Vec<PathBuf> = self.0.keys().filter(|p| pattern.matches_path(p)).cloned().collect();
         found.sort();
         found
     }
@@ -399,7 +398,9 @@ impl<'s> Parser<'s> {
                         section.variables.extend(inherited);
                         section.templates.push(template.to_owned());
                     }
-                    None => problem = Some(format!("[{name}] inherits from '{template}', which is not defined above it")),
+                    None => {
+                        problem = Some(format!("[{name}] inherits from '{template}', which is not defined above it"))
+                    }
                 },
             }
         }
@@ -422,7 +423,13 @@ impl<'s> Parser<'s> {
         problem.map_or(Ok(()), Err)
     }
 
-    fn parse_directive(&mut self, path: &Path, directive: &str, location: &Location, depth: usize) -> Result<(), String> {
+    fn parse_directive(
+        &mut self,
+        path: &Path,
+        directive: &str,
+        location: &Location,
+        depth: usize,
+    ) -> Result<(), String> {
         let (word, argument) = directive
             .split_once(|c: char| c.is_ascii_whitespace())
             .map(|(w, a)| (w, a.trim()))
@@ -555,7 +562,9 @@ mod tests {
 
     #[test]
     fn comments_and_escapes() {
-        let c = parse("; a comment\n[s] ; trailing\nkey = a\\;b ; comment\nother = c\\d\n;-- block\nignored = 1\n--; after = 2\n");
+        let c = parse(
+            "; a comment\n[s] ; trailing\nkey = a\\;b ; comment\nother = c\\d\n;-- block\nignored = 1\n--; after = 2\n",
+        );
         let s = c.section("s").unwrap();
         assert_eq!(s.value("key"), Some("a;b"));
         assert_eq!(s.value("other"), Some("c\\d"));
@@ -596,7 +605,9 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line_and_all_are_reported() {
-        let e = errors("key=outside\n[ok]\nno equals here\n[bad\n[x](missing)\n[y](+)\n= value\n#exec /bin/true\n#frobnicate\n");
+        let e = errors(
+            "key=outside\n[ok]\nno equals here\n[bad\n[x](missing)\n[y](+)\n= value\n#exec /bin/true\n#frobnicate\n",
+        );
         assert_eq!(
             e,
             [
@@ -681,7 +692,10 @@ mod tests {
             g.get("bindport").unwrap().parse::<u16>().unwrap_err().to_string(),
             "test.conf:2: bindport '50x60': invalid digit found in string"
         );
-        assert_eq!(g.get("nat").unwrap().parse_bool().unwrap_err().to_string(), "test.conf:3: nat 'maybe': expected yes or no");
+        assert_eq!(
+            g.get("nat").unwrap().parse_bool().unwrap_err().to_string(),
+            "test.conf:3: nat 'maybe': expected yes or no"
+        );
         assert!(g.get("qualify").unwrap().parse_bool().unwrap());
     }
 

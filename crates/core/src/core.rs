@@ -160,7 +160,11 @@ impl Core {
     pub fn for_tests() -> Arc<Core> {
         static RUNTIME: OnceLock<crate::tokio::runtime::Runtime> = OnceLock::new();
         let runtime = RUNTIME.get_or_init(|| {
-            crate::tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("test runtime")
+            crate::tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("test runtime")
         });
         let dir = std::env::temp_dir().join("starling-core-tests");
         let settings = Settings {

@@ -30,7 +30,8 @@ pub type StaticModule = fn() -> &'static ModuleInfo;
 /// Prefixes of the files `autoload=yes` loads, in load order: resources first, channel
 /// drivers before the applications that use them. Other libraries in `moddir` (the core
 /// itself, `test_*` fixtures) are loaded only by an explicit `load =>`.
-const AUTOLOAD_PREFIXES: [&str; 10] = ["res_", "cdr_", "codec_", "format_", "bridge_", "func_", "pbx_", "chan_", "app_", "cel_"];
+const AUTOLOAD_PREFIXES: [&str; 10] =
+    ["res_", "cdr_", "codec_", "format_", "bridge_", "func_", "pbx_", "chan_", "app_", "cel_"];
 
 /// What went wrong with one module operation.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +75,10 @@ impl ModulesConf {
         let mut errors = ConfigErrors::default();
         for section in config.sections() {
             if !section.name.eq_ignore_ascii_case("modules") {
-                errors.push(ConfigError::at(&section.location, format!("unknown section [{}]: expected [modules]", section.name)));
+                errors.push(ConfigError::at(
+                    &section.location,
+                    format!("unknown section [{}]: expected [modules]", section.name),
+                ));
                 continue;
             }
             for var in &section.variables {
@@ -231,9 +235,9 @@ impl Loader {
                     state.copies += 1;
                     let dir = core.settings().rundir.join("modules");
                     let copy = dir.join(format!("lib{name}-{}-{}.so", std::process::id(), state.copies));
-                    std::fs::create_dir_all(&dir)
-                        .and_then(|_| std::fs::copy(&path, &copy))
-                        .map_err(|e| LoaderError::Open { path: copy.clone(), why: format!("cannot copy the changed module: {e}") })?;
+                    std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(&path, &copy)).map_err(|e| {
+                        LoaderError::Open { path: copy.clone(), why: format!("cannot copy the changed module: {e}") }
+                    })?;
                     copy
                 }
                 None => path.clone(),
@@ -345,7 +349,8 @@ fn open_module(path: &Path, name: &str) -> Result<&'static ModuleInfo, LoaderErr
         .map_err(|_| LoaderError::NotAModule { path: path.to_owned(), why: format!("no symbol {build_id_symbol}") })?;
     let theirs = build_id();
     // SAFETY: the function returns a pointer to a NUL-terminated constant in the library, which stays mapped.
-    let theirs = if theirs.is_null() { String::new() } else { unsafe { CStr::from_ptr(theirs) }.to_string_lossy().into_owned() };
+    let theirs =
+        if theirs.is_null() { String::new() } else { unsafe { CStr::from_ptr(theirs) }.to_string_lossy().into_owned() };
     if theirs != BUILD_ID {
         return Err(LoaderError::BuildIdMismatch { name: name.to_owned(), theirs, ours: BUILD_ID.to_owned() });
     }
@@ -363,7 +368,9 @@ fn open_module(path: &Path, name: &str) -> Result<&'static ModuleInfo, LoaderErr
 
 /// The `module ...` CLI commands.
 pub(crate) fn cli_commands() -> Vec<CliCommand> {
-    let names = |core: &Arc<Core>, _: &[&str], _: usize| core.loader().modules().into_iter().map(|m| format!("{}.so", m.name)).collect();
+    let names = |core: &Arc<Core>, _: &[&str], _: usize| {
+        core.loader().modules().into_iter().map(|m| format!("{}.so", m.name)).collect()
+    };
     vec![
         CliCommand::new(
             "module show",
@@ -447,9 +454,21 @@ fn module_show(call: &mut CliCall<'_>) -> CliResult {
         .into_iter()
         .filter(|m| like.as_ref().is_none_or(|w| m.name.to_ascii_lowercase().contains(w.as_str())))
         .collect();
-    let _ = writeln!(call, "{:<30} {:<40.40} {:<10} {:<11} {:>13}", "Module", "Description", "Use Count", "Status", "Support Level");
+    let _ = writeln!(
+        call,
+        "{:<30} {:<40.40} {:<10} {:<11} {:>13}",
+        "Module", "Description", "Use Count", "Status", "Support Level"
+    );
     for m in &rows {
-        let _ = writeln!(call, "{:<30} {:<40.40} {:<10} {:<11} {:>13}", format!("{}.so", m.name), m.description, m.use_count, "Running", m.support_level);
+        let _ = writeln!(
+            call,
+            "{:<30} {:<40.40} {:<10} {:<11} {:>13}",
+            format!("{}.so", m.name),
+            m.description,
+            m.use_count,
+            "Running",
+            m.support_level
+        );
     }
     let _ = writeln!(call, "{} modules loaded", rows.len());
     CliResult::Success
@@ -490,13 +509,15 @@ mod tests {
     fn startup_order_and_noload() {
         let core = Core::for_tests();
         let dir = tempfile::tempdir().unwrap();
-        for f in ["libapp_b.so", "libchan_x.so", "libres_a.so", "libstarling_core.so", "libtest_fix.so", "libapp_no.so"] {
+        for f in ["libapp_b.so", "libchan_x.so", "libres_a.so", "libstarling_core.so", "libtest_fix.so", "libapp_no.so"]
+        {
             std::fs::write(dir.path().join(f), b"").unwrap();
         }
         let mut settings = core.settings().clone();
         settings.moddir = dir.path().to_owned();
         let core = Core::new(settings, core.runtime());
-        let c = Config::parse_str("modules.conf", "[modules]\nautoload=yes\nload=>test_fix.so\nnoload=>app_no.so\n").unwrap();
+        let c = Config::parse_str("modules.conf", "[modules]\nautoload=yes\nload=>test_fix.so\nnoload=>app_no.so\n")
+            .unwrap();
         let list = core.loader().startup_list(&core, &ModulesConf::parse(&c).unwrap()).unwrap();
         let names: Vec<_> = list.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["test_fix", "res_a", "chan_x", "app_b"]);

@@ -65,9 +65,17 @@ impl LevelSet {
                 "verbose" => set.verbose = Some(None),
                 // Asterisk's other levels have no messages here yet; accept them quietly.
                 "dtmf" | "fax" | "security" => {}
-                w => match w.strip_prefix("verbose(").and_then(|r| r.strip_suffix(')')).and_then(|n| n.trim().parse::<u8>().ok()) {
+                w => match w
+                    .strip_prefix("verbose(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .and_then(|n| n.trim().parse::<u8>().ok())
+                {
                     Some(n) => set.verbose = Some(Some(n)),
-                    None => return Err(format!("unknown level '{w}': expected error, warning, notice, verbose, verbose(N), debug or *")),
+                    None => {
+                        return Err(format!(
+                            "unknown level '{w}': expected error, warning, notice, verbose, verbose(N), debug or *"
+                        ))
+                    }
                 },
             }
         }
@@ -87,7 +95,8 @@ struct Remote {
     lines: mpsc::UnboundedSender<String>,
 }
 
-type ConsoleWriter = Box<dyn Fn(&str) + Send + Sync>;
+/// Where a console's log lines are written (standard error, or a prompt's printer).
+pub type ConsoleWriter = Box<dyn Fn(&str) + Send + Sync>;
 
 struct Logger {
     root_verbose: AtomicU8,
@@ -178,7 +187,10 @@ fn parse_logger_conf(config: &Config) -> Result<(LevelSet, Vec<WantedFile>), Con
                     }
                 }
             }
-            other => errors.push(ConfigError::at(&section.location, format!("unknown section [{other}]: expected [general] or [logfiles]"))),
+            other => errors.push(ConfigError::at(
+                &section.location,
+                format!("unknown section [{other}]: expected [general] or [logfiles]"),
+            )),
         }
     }
     errors.into_result((console, files))
@@ -416,13 +428,27 @@ fn verbose_prefix(level: u8) -> &'static str {
 fn format_console(kind: Kind, target: &str, fields: &Fields) -> String {
     match kind {
         Kind::Verbose(n) => format!("{}{}{}\n", verbose_prefix(n), fields.message, fields.extra),
-        _ => format!("[{}] {}[{}] {target}: {}{}\n", timestamp(), kind.name(), std::process::id(), fields.message, fields.extra),
+        _ => format!(
+            "[{}] {}[{}] {target}: {}{}\n",
+            timestamp(),
+            kind.name(),
+            std::process::id(),
+            fields.message,
+            fields.extra
+        ),
     }
 }
 
 fn format_file(kind: Kind, target: &str, fields: &Fields) -> String {
     let prefix = if let Kind::Verbose(n) = kind { verbose_prefix(n) } else { "" };
-    format!("[{}] {}[{}] {target}: {prefix}{}{}\n", timestamp(), kind.name(), std::process::id(), fields.message, fields.extra)
+    format!(
+        "[{}] {}[{}] {target}: {prefix}{}{}\n",
+        timestamp(),
+        kind.name(),
+        std::process::id(),
+        fields.message,
+        fields.extra
+    )
 }
 
 #[cfg(test)]
@@ -466,6 +492,9 @@ mod tests {
         let f = Fields { message: "Executing [100@default:1] Answer".into(), ..Fields::default() };
         assert_eq!(format_console(Kind::Verbose(3), "app", &f), "    -- Executing [100@default:1] Answer\n");
         let line = format_file(Kind::Warning, "chan_sip", &f);
-        assert!(line.contains("] WARNING[") && line.ends_with("chan_sip: Executing [100@default:1] Answer\n"), "{line}");
+        assert!(
+            line.contains("] WARNING[") && line.ends_with("chan_sip: Executing [100@default:1] Answer\n"),
+            "{line}"
+        );
     }
 }

@@ -66,16 +66,21 @@ impl Aliases {
         self.registrations.clear();
         for alias in &aliases {
             let real = alias.real.clone();
-            let command = CliCommand::new(alias.alias.clone(), format!("Alias for '{}'", alias.real), format!("Usage: {} ...\n       Runs '{}'.\n", alias.alias, alias.real), move |call| {
-                let mut line = real.clone();
-                for arg in call.args() {
-                    line.push(' ');
-                    line.push_str(arg);
-                }
-                let out = call.core.cli().execute(call.core, call.console, &line);
-                call.print(&out);
-                CliResult::Success
-            });
+            let command = CliCommand::new(
+                alias.alias.clone(),
+                format!("Alias for '{}'", alias.real),
+                format!("Usage: {} ...\n       Runs '{}'.\n", alias.alias, alias.real),
+                move |call| {
+                    let mut line = real.clone();
+                    for arg in call.args() {
+                        line.push(' ');
+                        line.push_str(arg);
+                    }
+                    let out = call.core.cli().execute(call.core, call.console, &line);
+                    call.print(&out);
+                    CliResult::Success
+                },
+            );
             match self.ctx.register_cli(vec![command]) {
                 Ok(registration) => self.registrations.push(registration),
                 Err(e) => tracing::warn!("{CONFIG}: alias '{}' not added: {e}", alias.alias),
@@ -104,14 +109,20 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let aliases = parse(&config)?;
     let current: Arc<Mutex<Vec<Alias>>> = Arc::default();
     let shown = current.clone();
-    let show = CliCommand::new("cli show aliases", "Show CLI command aliases", "Usage: cli show aliases\n       Displays a list of aliased CLI commands.\n", move |call| {
-        let _ = writeln!(call, "{:<50.50} {:<50.50}", "Alias Command", "Real Command");
-        for a in shown.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(call, "{:<50.50} {:<50.50}", a.alias, a.real);
-        }
-        CliResult::Success
-    });
-    let mut module = Aliases { ctx: ctx.clone(), current, registrations: Vec::new(), _show: ctx.register_cli(vec![show])? };
+    let show = CliCommand::new(
+        "cli show aliases",
+        "Show CLI command aliases",
+        "Usage: cli show aliases\n       Displays a list of aliased CLI commands.\n",
+        move |call| {
+            let _ = writeln!(call, "{:<50.50} {:<50.50}", "Alias Command", "Real Command");
+            for a in shown.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                let _ = writeln!(call, "{:<50.50} {:<50.50}", a.alias, a.real);
+            }
+            CliResult::Success
+        },
+    );
+    let mut module =
+        Aliases { ctx: ctx.clone(), current, registrations: Vec::new(), _show: ctx.register_cli(vec![show])? };
     module.install(aliases);
     Ok(Box::new(module))
 }
@@ -130,12 +141,19 @@ mod tests {
     fn aliases_from_the_chosen_template() {
         let c = Config::parse_str(CONFIG, "[general]\ntemplate = friendly\n[friendly]\nreload => module reload\nhangup  request => channel request hangup\n[other]\nx => y\n").unwrap();
         let a = parse(&c).unwrap();
-        assert_eq!(a, [Alias { alias: "reload".into(), real: "module reload".into() }, Alias { alias: "hangup request".into(), real: "channel request hangup".into() }]);
+        assert_eq!(
+            a,
+            [
+                Alias { alias: "reload".into(), real: "module reload".into() },
+                Alias { alias: "hangup request".into(), real: "channel request hangup".into() }
+            ]
+        );
     }
 
     #[test]
     fn an_alias_of_itself_and_a_missing_template_are_errors() {
-        let c = Config::parse_str(CONFIG, "[general]\ntemplate = nope\ntemplate = t\n[t]\nreload => reload now\n").unwrap();
+        let c =
+            Config::parse_str(CONFIG, "[general]\ntemplate = nope\ntemplate = t\n[t]\nreload => reload now\n").unwrap();
         let e = parse(&c).unwrap_err().to_string();
         assert_eq!(e, "cli_aliases.conf:2: template 'nope': no such section of aliases\ncli_aliases.conf:5: alias 'reload' must name another command");
     }
