@@ -173,3 +173,28 @@ fn a_module_built_against_another_core_is_refused() {
     assert!(server.rx("module show").ends_with("0 modules loaded\n"));
     assert!(server.rx("core show version").starts_with("Starling"), "still running");
 }
+
+/// `static-modules` links the module crates into the binary: it runs with an empty moddir.
+/// Built in a target folder of its own, so the binary the other tests run is left alone.
+#[test]
+fn static_modules_build_needs_no_moddir() {
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/static-modules");
+    let out = cargo()
+        .args(["build", "--profile", profile(), "--bin", "starling", "--features", "static-modules", "--target-dir"])
+        .arg(&target)
+        .output()
+        .expect("run cargo");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let binary = target.join(if profile() == "dev" { "debug" } else { "release" }).join("starling");
+    let dir = TestDir::new("static");
+    let empty = dir.path.join("no-modules-here");
+    std::fs::create_dir_all(&empty).unwrap();
+    dir.write_starling_conf(&empty, "");
+    dir.write("modules.conf", "[modules]\nautoload = yes\n");
+    dir.write("cli_aliases.conf", "[general]\ntemplate = t\n[t]\nver => core show version\n");
+    let server = Server::spawn_binary(&binary, dir, &["-f"]);
+    server.wait_ready();
+    let show = server.rx("module show");
+    assert!(show.contains("res_clialiases.so") && show.ends_with("1 modules loaded\n"), "{show}");
+    assert!(server.rx("ver").starts_with("Starling "));
+}

@@ -128,22 +128,27 @@ pub struct Server {
 impl Server {
     /// Starts `starling -C <dir>/etc/starling.conf -f` and waits until `-rx` answers.
     pub fn start(dir: TestDir) -> Server {
-        let server = Self::spawn(dir, &["-f"]);
-        let answered = eventually(Duration::from_secs(20), || {
-            let out = server.try_rx("core show version")?;
-            out.starts_with("Starling ").then_some(())
-        });
-        if answered.is_none() {
-            panic!("starling did not answer on its control socket\n{}", server.log_tail());
-        }
+        let server = Self::spawn_binary(&starling_bin(), dir, &["-f"]);
+        server.wait_ready();
         server
     }
 
-    /// Starts the binary with extra flags and does not wait for it.
-    pub fn spawn(dir: TestDir, flags: &[&str]) -> Server {
+    /// Waits until the server answers on its control socket.
+    pub fn wait_ready(&self) {
+        let answered = eventually(Duration::from_secs(20), || {
+            let out = self.try_rx("core show version")?;
+            out.starts_with("Starling ").then_some(())
+        });
+        if answered.is_none() {
+            panic!("starling did not answer on its control socket\n{}", self.log_tail());
+        }
+    }
+
+    /// Starts `binary` with extra flags and does not wait for it.
+    pub fn spawn_binary(binary: &Path, dir: TestDir, flags: &[&str]) -> Server {
         let log = dir.path.join("server.log");
         let out = fs::File::create(&log).unwrap();
-        let child = Command::new(starling_bin())
+        let child = Command::new(binary)
             .arg("-C")
             .arg(dir.config())
             .args(flags)

@@ -183,9 +183,13 @@ impl Loader {
                 statics.iter().map(|f| f().name.to_owned()).collect()
             };
             let moddir = &core.settings().moddir;
-            let entries = std::fs::read_dir(moddir)
-                .map_err(|e| LoadError::Resource(format!("cannot open moddir {}: {e}", moddir.display())))?;
-            for entry in entries.flatten() {
+            let entries = match std::fs::read_dir(moddir) {
+                Ok(entries) => Some(entries),
+                // A single-file deployment (static-modules) may have no moddir at all.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !found.is_empty() => None,
+                Err(e) => return Err(LoadError::Resource(format!("cannot open moddir {}: {e}", moddir.display()))),
+            };
+            for entry in entries.into_iter().flatten().flatten() {
                 let file = entry.file_name();
                 let file = file.to_string_lossy();
                 if let Some(name) = file.strip_prefix("lib").and_then(|f| f.strip_suffix(".so")) {
@@ -521,6 +525,40 @@ mod tests {
         let list = core.loader().startup_list(&core, &ModulesConf::parse(&c).unwrap()).unwrap();
         let names: Vec<_> = list.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["test_fix", "res_a", "chan_x", "app_b"]);
+    }
+
+    struct Nothing;
+    impl Module for Nothing {}
+    fn load_nothing(_: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
+        Ok(Box::new(Nothing))
+    }
+    static NOTHING: ModuleInfo = ModuleInfo {
+        name: "res_static",
+        description: "A module linked into the binary",
+        support_level: crate::SupportLevel::Extended,
+        load: load_nothing,
+    };
+    fn nothing() -> &'static ModuleInfo {
+        &NOTHING
+    }
+
+    #[test]
+    fn static_modules_are_found_without_a_moddir() {
+        let core = Core::for_tests();
+        let mut settings = core.settings().clone();
+        settings.moddir = "/nonexistent/moddir".into();
+        let core = Core::new(settings, core.runtime());
+        core.loader().set_static_modules(vec![nothing]);
+        let conf = ModulesConf { autoload: true, ..ModulesConf::default() };
+        let list = core.loader().startup_list(&core, &conf).unwrap();
+        assert_eq!(list.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["res_static"]);
+        core.loader().load(&core, "res_static.so").unwrap();
+        let out = core.cli().execute(&core, crate::cli::ConsoleId::Root, "module show");
+        assert!(out.contains("res_static.so                  A module linked into the binary"), "{out}");
+        let out = core.cli().execute(&core, crate::cli::ConsoleId::Root, "module reload res_static");
+        assert_eq!(out, "The module 'res_static' does not support reloads\n");
+        core.loader().unload("res_static").unwrap();
+        assert!(!core.loader().is_loaded("res_static"));
     }
 
     #[test]
