@@ -198,3 +198,30 @@ fn static_modules_build_needs_no_moddir() {
     assert!(show.contains("res_clialiases.so") && show.ends_with("1 modules loaded\n"), "{show}");
     assert!(server.rx("ver").starts_with("Starling "));
 }
+
+/// Libraries are never dlclosed: loading again maps nothing new, unless the file changed,
+/// which maps a copy of the new file under a fresh path (a fresh set of statics).
+#[test]
+fn a_changed_module_file_is_mapped_afresh() {
+    let dir = TestDir::new("remap");
+    let mods = dir.path.join("mods");
+    std::fs::create_dir_all(&mods).unwrap();
+    let library = mods.join("libtest_loader.so");
+    std::fs::copy(moddir().join("libtest_loader.so"), &library).unwrap();
+    dir.write_starling_conf(&mods, "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => test_loader.so\n");
+    let server = Server::start(dir);
+    assert!(server.rx("test loader show").contains("loads_in_mapping=1"));
+    server.rx("module unload test_loader");
+    server.rx("module load test_loader");
+    assert!(server.rx("test loader show").contains("loads_in_mapping=2"), "same file: same mapping");
+    server.rx("module unload test_loader");
+    // "Rebuild" it: a new file in place (new inode and time), as cargo writes one.
+    std::fs::remove_file(&library).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::copy(moddir().join("libtest_loader.so"), &library).unwrap();
+    assert_eq!(server.rx("module load test_loader"), "Loaded test_loader.so\n");
+    assert!(server.rx("test loader show").contains("loads_in_mapping=1"), "a changed file is mapped afresh");
+    let copies: Vec<_> = std::fs::read_dir(server.dir.path.join("run/modules")).unwrap().collect();
+    assert!(copies.is_empty(), "the copy is unlinked once mapped: {copies:?}");
+}

@@ -56,6 +56,16 @@ pub(crate) fn register(core: &Arc<Core>) -> CliRegistration {
             }
             if problems.is_empty() { CliResult::Success } else { CliResult::Failure }
         }),
+        CliCommand::new(
+            "core waitfullybooted",
+            "Wait for Starling to be fully booted",
+            "Usage: core waitfullybooted\n       Waits until Starling has loaded its modules. For scripts.\n",
+            |call| {
+                // The control socket answers only once start-up is done, so this is immediate.
+                call.print("Starling has fully booted.\n");
+                CliResult::Success
+            },
+        ),
         CliCommand::new("core stop now", "Shut down Starling immediately", "Usage: core stop now\n       Shuts down a running Starling immediately, hanging up all active calls.\n", |call| {
             call.core.request_shutdown(ShutdownMode::Now);
             CliResult::Success

@@ -247,7 +247,12 @@ impl Loader {
                 None => path.clone(),
             }
         };
-        let info = open_module(&open_path, name)?;
+        let opened = open_module(&open_path, name);
+        if open_path != path {
+            // The mapping outlives the file's name; nothing piles up in rundir.
+            let _ = std::fs::remove_file(&open_path);
+        }
+        let info = opened?;
         self.lock().mapped.insert(name.to_owned(), Mapped { stamp, info });
         Ok(info)
     }
