@@ -12,9 +12,11 @@
 //! - [`typed`]: Via, name-addr (From/To/Contact/Route), CSeq, methods.
 //!
 //! Why not rsip: rsip 0.4 drops compact header names, comma-joined Vias, folded lines, IPv6
-//! hosts and `tel:` URIs, so every message would need a normalising pass before it, and rsip
-//! alone already parses below the 250,000 INVITEs/s this stack must reach; one hand-written
-//! pass that normalises while it parses does both jobs (see `benches/sip_parse.rs`).
+//! hosts and `tel:` URIs, so a normalising layer in front of it would have to tokenise every
+//! header line itself, which is most of a parser. Measured on the same 982-byte INVITE
+//! (`benches/sip_parse.rs`): rsip 438,000/s leaving values untyped and unchecked; this parser
+//! 411,000/s while normalising and checking Via, From, To, Call-ID, CSeq, Max-Forwards,
+//! Contact and Route, which is what lets a message that parses be routed without more errors.
 //!
 //! Nothing here panics on input: every path from bytes returns a `Result`.
 

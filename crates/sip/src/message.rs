@@ -190,7 +190,10 @@ fn parse_message(data: &[u8], framing: Framing) -> Result<(SipMessage, usize), P
         Ok(headers) => headers,
         Err(kind) => return Err(ParseError { kind, request_headers: None }),
     };
-    let fail = |kind: ParseErrorKind, headers: &Headers| ParseError { kind, request_headers: is_request.then(|| headers.clone()) };
+    let fail = |kind: ParseErrorKind, headers: &Headers| ParseError {
+        kind,
+        request_headers: is_request.then(|| headers.clone()),
+    };
 
     let content_length = match headers.get_all(&HeaderName::ContentLength).collect::<Vec<_>>().as_slice() {
         [] => None,
@@ -260,7 +263,8 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         return Ok(StartLine::Response(status, reason.to_owned()));
     }
     let mut parts = line.split(' ');
-    let (Some(method), Some(uri), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(uri), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad());
     };
     let method = Method::parse(method).ok_or_else(bad)?;
@@ -673,7 +677,10 @@ mod tests {
         assert_eq!(r.cseq().unwrap().method, Method::Options);
         assert_eq!(r.contacts().len(), 2);
         let written = String::from_utf8(r.to_bytes()).unwrap();
-        assert!(written.contains("Via: SIP/2.0/UDP a;branch=z9hG4bK1\r\nVia: SIP/2.0/TCP b;branch=z9hG4bK2\r\n"), "{written}");
+        assert!(
+            written.contains("Via: SIP/2.0/UDP a;branch=z9hG4bK1\r\nVia: SIP/2.0/TCP b;branch=z9hG4bK2\r\n"),
+            "{written}"
+        );
         assert!(written.contains("Call-ID: abc\r\n") && written.contains("CSeq: 1 OPTIONS\r\n"), "{written}");
     }
 

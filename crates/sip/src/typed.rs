@@ -173,9 +173,8 @@ impl Via {
         let mut protocol = Vec::with_capacity(3);
         for i in 0..3 {
             rest = rest.trim_start();
-            let end = rest
-                .find(|c: char| c == '/' || c.is_ascii_whitespace() || (i == 2 && c == ';'))
-                .unwrap_or(rest.len());
+            let end =
+                rest.find(|c: char| c == '/' || c.is_ascii_whitespace() || (i == 2 && c == ';')).unwrap_or(rest.len());
             protocol.push(&rest[..end]);
             rest = rest[end..].trim_start();
             if i < 2 {
@@ -378,7 +377,8 @@ mod tests {
 
     #[test]
     fn vias() {
-        let v = Via::parse("SIP/2.0/UDP pc33.atlanta.com:5066;branch=z9hG4bK776asdhds;rport;received=192.0.2.1").unwrap();
+        let v =
+            Via::parse("SIP/2.0/UDP pc33.atlanta.com:5066;branch=z9hG4bK776asdhds;rport;received=192.0.2.1").unwrap();
         assert_eq!(v.transport, "UDP");
         assert_eq!(v.host, Host::Name("pc33.atlanta.com".into()));
         assert_eq!(v.port, Some(5066));

@@ -220,7 +220,10 @@ fn parse_params(s: &str) -> Result<Vec<Param>, UriError> {
             Some((n, v)) => (n, Some(v)),
             None => (part, None),
         };
-        if name.is_empty() || !name.bytes().all(is_param_char) || value.is_some_and(|v| !v.bytes().all(is_param_value_char)) {
+        if name.is_empty()
+            || !name.bytes().all(is_param_char)
+            || value.is_some_and(|v| !v.bytes().all(is_param_value_char))
+        {
             return Err(UriError::BadParam);
         }
         check_escapes(part)?;
@@ -399,7 +402,13 @@ impl Uri {
         }
         if self.scheme == Scheme::Tel {
             let digits = |u: &Uri| -> String {
-                u.user.as_deref().unwrap_or("").chars().filter(|c| !"-.()".contains(*c)).collect::<String>().to_ascii_lowercase()
+                u.user
+                    .as_deref()
+                    .unwrap_or("")
+                    .chars()
+                    .filter(|c| !"-.()".contains(*c))
+                    .collect::<String>()
+                    .to_ascii_lowercase()
             };
             return digits(self) == digits(other) && params_equivalent(&self.params, &other.params, true);
         }
@@ -583,8 +592,14 @@ mod tests {
             ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
             ("sip:carol@chicago.com", "sip:carol@chicago.com;security=on"),
             ("sip:carol@chicago.com;newparam=5", "sip:carol@chicago.com;security=on"),
-            ("sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com", "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"),
-            ("sip:alice@atlanta.com?subject=project%20x&priority=urgent", "sip:alice@atlanta.com?priority=urgent&subject=project%20x"),
+            (
+                "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+                "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+            ),
+            (
+                "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+                "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+            ),
         ];
         for (a, b) in same {
             assert!(uri(a).equivalent(&uri(b)), "{a} == {b}");
