@@ -132,6 +132,8 @@ impl ParseError {
 }
 
 /// One datagram's content.
+// Short-lived and matched at once: boxing the message would cost an allocation per datagram.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Datagram {
     Message(SipMessage),
@@ -392,6 +394,7 @@ pub struct StreamDecoder {
 }
 
 /// What a stream yielded.
+#[allow(clippy::large_enum_variant)] // as Datagram
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamItem {
     Message(SipMessage),
