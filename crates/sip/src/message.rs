@@ -104,15 +104,16 @@ impl ParseError {
     pub fn bad_request(&self) -> Option<Response> {
         let headers = self.request_headers.as_ref()?;
         let vias: Vec<&str> = headers.get_all(&HeaderName::Via).collect();
-        Via::parse(vias.first()?).ok()?;
+        // The response carries every Via back; one that does not parse would make it unreadable.
+        if vias.is_empty() || !vias.iter().all(|v| Via::parse(v).is_ok()) {
+            return None;
+        }
         let from = headers.get(&HeaderName::From)?;
         let to = headers.get(&HeaderName::To)?;
         NameAddr::parse(from).ok()?;
         NameAddr::parse(to).ok()?;
         let call_id = headers.get(&HeaderName::CallId)?;
-        if call_id.trim().is_empty() {
-            return None;
-        }
+        check_call_id(call_id).ok()?;
         let cseq = CSeq::parse(headers.get(&HeaderName::CSeq)?).ok()?;
         if cseq.method == Method::Ack {
             return None; // never answer an ACK
@@ -344,9 +345,7 @@ fn check_headers(headers: &Headers, start: &StartLine) -> Result<(), ParseErrorK
     if call_ids.next().is_some() {
         return Err(ParseErrorKind::Duplicate("Call-ID"));
     }
-    if call_id.is_empty() || call_id.contains(char::is_whitespace) {
-        return Err(ParseErrorKind::BadHeader("Call-ID", ValueError::Empty));
-    }
+    check_call_id(call_id)?;
     let mut cseqs = headers.get_all(&HeaderName::CSeq);
     let cseq = cseqs.next().ok_or(ParseErrorKind::Missing("CSeq"))?;
     if cseqs.next().is_some() {
@@ -376,6 +375,20 @@ fn check_headers(headers: &Headers, start: &StartLine) -> Result<(), ParseErrorK
         }
     }
     Ok(())
+}
+
+/// Call-ID = word [ "@" word ] (RFC 3261 §25.1).
+fn check_call_id(value: &str) -> Result<(), ParseErrorKind> {
+    let word = |w: &str| !w.is_empty() && w.bytes().all(|b| is_token_char(b) || b"()<>:\\\"/[]?{}".contains(&b));
+    let valid = match value.split_once('@') {
+        Some((a, b)) => word(a) && word(b),
+        None => word(value),
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(ParseErrorKind::BadHeader("Call-ID", ValueError::BadCallId))
+    }
 }
 
 fn header_label(name: &HeaderName) -> &'static str {

@@ -104,6 +104,8 @@ pub enum ValueError {
     BadMethod,
     #[error("empty value")]
     Empty,
+    #[error("not word[@word]")]
+    BadCallId,
 }
 
 /// Parses `;a=b;c="q"` parameters after a header value. Quoted values keep their quotes.

@@ -1,0 +1,97 @@
+//! Property tests: no input makes the parser panic, and what we build reads back the same.
+
+use proptest::prelude::*;
+use starling_sip::message::StreamDecoder;
+use starling_sip::{parse, parse_datagram, HeaderName, Host, Method, NameAddr, Request, SipMessage, Uri, Via};
+
+const INVITE: &[u8] = b"INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds;rport\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: \"Alice\" <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@[2001:db8::1]:5060>, <tel:+1-555-0100>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 10\r\n\r\nv=0\r\no=x\r\n";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+        let _ = parse_datagram(&bytes);
+        let mut stream = StreamDecoder::new();
+        stream.push(&bytes);
+        for _ in 0..8 {
+            match stream.next_item() {
+                None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// A valid message with a few bytes changed, inserted or removed: an error or a message,
+    /// never a panic; and an error that can be answered builds a 400 that parses.
+    #[test]
+    fn mutated_messages_never_panic(edits in proptest::collection::vec((0..INVITE.len(), any::<u8>(), 0..3u8), 1..6)) {
+        let mut bytes = INVITE.to_vec();
+        for (at, byte, op) in edits {
+            let at = at.min(bytes.len().saturating_sub(1));
+            match op {
+                0 => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ => { bytes.remove(at); }
+            }
+        }
+        match parse(&bytes) {
+            Ok(message) => { let _ = parse(&message.to_bytes()); }
+            Err(e) => {
+                if let Some(response) = e.bad_request() {
+                    let reparsed = parse(&response.to_bytes());
+                    prop_assert!(reparsed.is_ok(), "the 400 for {:?} does not parse: {:?}", e, reparsed);
+                }
+            }
+        }
+    }
+
+    /// build → serialise → parse gives the same message.
+    #[test]
+    fn built_requests_read_back(
+        user in "[a-z][a-z0-9._-]{0,12}",
+        host in prop_oneof![
+            "[a-z]{1,10}(\\.[a-z]{2,5}){0,2}".prop_map(Host::Name),
+            any::<[u8; 4]>().prop_map(|a| Host::V4(a.into())),
+            any::<[u16; 8]>().prop_map(|a| Host::V6(a.into())),
+        ],
+        port in proptest::option::of(1u16..),
+        method in prop_oneof![Just(Method::Invite), Just(Method::Register), Just(Method::Options), "[A-Z]{3,10}".prop_map(|m| Method::parse(&m).unwrap())],
+        display in proptest::option::of("[ -~]{0,20}"),
+        branch in "[a-zA-Z0-9]{1,20}",
+        seq in 0u32..(1 << 31),
+        call_id in "[a-zA-Z0-9.-]{1,20}(@[a-zA-Z0-9.-]{1,20})?",
+        body in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let uri = Uri::sip(Some(&user), host.clone(), port);
+        let mut request = Request::new(method.clone(), uri.clone());
+        let via = Via { transport: "UDP".into(), host, port, params: vec![starling_sip::Param::new("branch", Some(format!("z9hG4bK{branch}")))] };
+        request.headers.push(HeaderName::Via, via.to_string());
+        let mut from = NameAddr::new(uri.clone());
+        from.display = display;
+        from.set_param("tag", Some("abc".into()));
+        request.headers.push(HeaderName::From, from.to_string());
+        request.headers.push(HeaderName::To, NameAddr::new(uri).to_string());
+        request.headers.push(HeaderName::CallId, call_id);
+        request.headers.push(HeaderName::CSeq, format!("{seq} {method}"));
+        request.body = body;
+        let bytes = request.to_bytes();
+        let parsed = parse(&bytes);
+        prop_assert!(parsed.is_ok(), "{:?}\n{}", parsed, String::from_utf8_lossy(&bytes));
+        let SipMessage::Request(mut parsed) = parsed.unwrap() else { panic!("not a request") };
+        parsed.headers.remove(&HeaderName::ContentLength);
+        prop_assert_eq!(&parsed, &request);
+        let parsed_from = NameAddr::parse(parsed.headers.get(&HeaderName::From).unwrap()).unwrap();
+        prop_assert_eq!(parsed_from, from);
+        prop_assert_eq!(Via::parse(parsed.headers.get(&HeaderName::Via).unwrap()).unwrap(), via);
+    }
+}
