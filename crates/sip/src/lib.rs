@@ -10,6 +10,7 @@
 //!   that can build its own `400 Bad Request`.
 //! - [`uri`]: `sip:`, `sips:`, `tel:` and opaque URIs, IPv6 hosts, RFC 3261 §19.1.4 comparison.
 //! - [`typed`]: Via, name-addr (From/To/Contact/Route), CSeq, methods.
+//! - [`digest`]: digest authentication, server (nonces, stale, replay) and client.
 //!
 //! Why not rsip: rsip 0.4 drops compact header names, comma-joined Vias, folded lines, IPv6
 //! hosts and `tel:` URIs, so a normalising layer in front of it would have to tokenise every
@@ -20,6 +21,7 @@
 //!
 //! Nothing here panics on input: every path from bytes returns a `Result`.
 
+pub mod digest;
 pub mod header;
 pub mod message;
 pub mod typed;
