@@ -10,6 +10,8 @@
 //!   that can build its own `400 Bad Request`.
 //! - [`uri`]: `sip:`, `sips:`, `tel:` and opaque URIs, IPv6 hosts, RFC 3261 §19.1.4 comparison.
 //! - [`typed`]: Via, name-addr (From/To/Contact/Route), CSeq, methods.
+//! - [`transaction`]: the transaction layer of one socket ([`transaction::Endpoint`]): RFC 3261
+//!   §17 client and server transactions with every timer, RFC 6026's Accepted state.
 //! - [`digest`]: digest authentication, server (nonces, stale, replay) and client.
 //!
 //! Why not rsip: rsip 0.4 drops compact header names, comma-joined Vias, folded lines, IPv6
@@ -24,6 +26,7 @@
 pub mod digest;
 pub mod header;
 pub mod message;
+pub mod transaction;
 pub mod typed;
 pub mod uri;
 

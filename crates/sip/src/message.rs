@@ -486,6 +486,32 @@ impl Response {
     pub fn new(status: u16, reason: impl Into<String>) -> Response {
         Response { status, reason: reason.into(), headers: Headers::default(), body: Vec::new() }
     }
+
+    /// A response to `request` (RFC 3261 §8.2.6.2): its Vias, From, To, Call-ID and CSeq
+    /// copied, the standard reason phrase. Add the To tag with [`Response::set_to_tag`].
+    pub fn to_request(request: &Request, status: u16) -> Response {
+        let mut response = Response::new(status, reason_phrase(status));
+        for header in request.headers.iter() {
+            let copied = matches!(
+                header.name,
+                HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq
+            );
+            if copied {
+                response.headers.push(header.name.clone(), header.value.clone());
+            }
+        }
+        response
+    }
+
+    /// Adds `tag` to the To header unless it has one (a dialog's first response sets it).
+    pub fn set_to_tag(&mut self, tag: &str) {
+        if let Some(mut to) = self.to() {
+            if to.tag().is_none() {
+                to.set_param("tag", Some(tag.to_owned()));
+                self.headers.set(HeaderName::To, to.to_string());
+            }
+        }
+    }
 }
 
 /// The standard reason phrase for a status code.

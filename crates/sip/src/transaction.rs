@@ -1,0 +1,812 @@
+//! Transactions (RFC 3261 §17, with RFC 6026's Accepted state), behind one [`Endpoint`].
+//!
+//! The endpoint is the whole transaction layer of one socket, without the socket: bytes
+//! that arrived go in through [`Endpoint::handle`], requests and responses from the
+//! transaction user (chan_sip) through [`Endpoint::send_request`] and
+//! [`Endpoint::send_response`]; out come datagrams ([`Endpoint::poll_transmit`]), events
+//! ([`Endpoint::poll_event`]) and the next deadline ([`Endpoint::poll_timeout`]). Time is an
+//! argument; nothing here reads a clock. After every input, drain `poll_transmit` and
+//! `poll_event` and re-arm the timer from `poll_timeout` before the next input.
+//!
+//! What it does for the transaction user:
+//! - absorbs retransmitted requests (answering them with the last response) and retransmitted
+//!   final responses (re-sending the ACK for a non-2xx);
+//! - retransmits requests (Timers A, E) and non-2xx finals (Timer G) over unreliable transports,
+//!   and times transactions out (Timers B, F, H);
+//! - sends the ACK for a non-2xx final itself; answers CANCEL (200, or 481 when nothing matches)
+//!   and reports the INVITE it cancels;
+//! - for an INVITE answered 2xx (Accepted), retransmits the 2xx until the ACK arrives (RFC 3261
+//!   §13.3.1.4 puts this in the UAS core; it lives here so chan_sip need not keep a timer per
+//!   call) and reports the ACK, or [`TerminationReason::NoAck`] after 64·T1;
+//! - answers a request it cannot parse with `400` where one can be formed;
+//! - adds `received`/`rport` to the top Via of requests (RFC 3261 §18.2.1, RFC 3581), and sends
+//!   responses back to where the request came from.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::header::HeaderName;
+use crate::message::{parse_datagram, Datagram, MessageHeaders, ParseError, Request, Response, SipMessage};
+use crate::typed::{CSeq, Method, Via};
+use crate::uri::Host;
+
+/// RFC 3261's timer letters (and RFC 6026's L and M).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timer {
+    /// INVITE client: retransmit.
+    A,
+    /// INVITE client: give up.
+    B,
+    /// INVITE client: wait for retransmitted finals after a non-2xx.
+    D,
+    /// Non-INVITE client: retransmit.
+    E,
+    /// Non-INVITE client: give up.
+    F,
+    /// INVITE server: retransmit the final response (non-2xx; 2xx while Accepted).
+    G,
+    /// INVITE server: give up waiting for the ACK of a non-2xx.
+    H,
+    /// INVITE server: absorb ACK retransmissions.
+    I,
+    /// Non-INVITE server: absorb request retransmissions.
+    J,
+    /// Non-INVITE client: absorb response retransmissions.
+    K,
+    /// INVITE server (RFC 6026): leave Accepted.
+    L,
+    /// INVITE client (RFC 6026): leave Accepted.
+    M,
+}
+
+/// RFC 3261's T1, T2, T4 and the endpoint's behaviour.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+    /// Send `100 Trying` as soon as an INVITE arrives (Asterisk does).
+    pub auto_trying: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            auto_trying: true,
+        }
+    }
+}
+
+/// UDP retransmits; TCP/TLS do not (and their "wait" timers are zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    fn reliable(self) -> bool {
+        self == Transport::Tcp
+    }
+    fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// Bytes to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub remote: SocketAddr,
+    pub transport: Transport,
+    pub data: Vec<u8>,
+}
+
+/// A transaction's handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId(u64);
+
+/// Why a transaction ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TerminationReason {
+    /// It ran to its end.
+    Completed,
+    /// No final response in time (Timer B, F): treat as 408.
+    Timeout,
+    /// A final response was not acknowledged (Timer H, or L for a 2xx).
+    NoAck,
+    /// The transport reported an error.
+    TransportError,
+}
+
+/// What the transaction user learns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new request (not ACK, not CANCEL). Answer it with [`Endpoint::send_response`].
+    Request { tx: TxId, request: Request, remote: SocketAddr, transport: Transport },
+    /// An ACK for a 2xx, which no transaction owns: it goes to the dialog. `tx` is the INVITE
+    /// transaction whose 2xx it acknowledges, if that is still known.
+    Ack { tx: Option<TxId>, request: Request, remote: SocketAddr },
+    /// A CANCEL for `tx` arrived; the endpoint has answered it 200. Answer the INVITE (487).
+    Cancelled { tx: TxId, request: Request },
+    /// A response to a request sent with [`Endpoint::send_request`] (retransmitted finals are
+    /// absorbed, but a retransmitted 2xx to an INVITE comes again so the dialog re-sends ACK).
+    Response { tx: TxId, response: Response },
+    /// A response that matches no transaction (a 2xx after Timer M, a stray): for the dialog.
+    StrayResponse { response: Response, remote: SocketAddr },
+    /// A transaction ended.
+    Terminated { tx: TxId, reason: TerminationReason },
+    /// A message that did not parse; a 400 has been queued when one could be formed.
+    Malformed { remote: SocketAddr, error: ParseError },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Calling,
+    Trying,
+    Proceeding,
+    Accepted,
+    Completed,
+    Confirmed,
+}
+
+/// RFC 3261 §17.2.3 (branch, sent-by, method with ACK as INVITE), or the RFC 2543 fallback.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum ServerKey {
+    Rfc3261 { branch: Box<str>, sent_by: Box<str>, method: Method },
+    Rfc2543 { uri: Box<str>, from_tag: Box<str>, call_id: Box<str>, cseq: u32, method: Method, via: Box<str> },
+}
+
+/// RFC 3261 §17.1.3: the branch and the CSeq method.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ClientKey {
+    branch: Box<str>,
+    method: Method,
+}
+
+/// Identifies the 2xx whose ACK is awaited (Call-ID, CSeq number, From tag).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct AckKey {
+    call_id: Box<str>,
+    cseq: u32,
+    from_tag: Box<str>,
+}
+
+struct Transaction {
+    kind: Kind,
+    state: State,
+    remote: SocketAddr,
+    transport: Transport,
+    /// The bytes retransmitted by Timers A/E (request) or G (response), or re-sent when a
+    /// retransmission arrives.
+    last: Option<Vec<u8>>,
+    /// The current retransmission interval.
+    interval: Duration,
+    /// Active timers and their deadlines.
+    timers: Vec<(Timer, Instant)>,
+    /// Client INVITE: the request, to build the ACK for a non-2xx.
+    request: Option<Request>,
+    /// Client INVITE: the ACK sent for a non-2xx, re-sent on each retransmitted final.
+    ack: Option<Vec<u8>>,
+    key: TxKey,
+    ack_key: Option<AckKey>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    ClientInvite,
+    ClientNonInvite,
+    ServerInvite,
+    ServerNonInvite,
+}
+
+enum TxKey {
+    Client(ClientKey),
+    Server(ServerKey),
+}
+
+/// The transaction layer of one socket; see the module docs.
+pub struct Endpoint {
+    config: Config,
+    next_id: u64,
+    transactions: HashMap<TxId, Transaction>,
+    client: HashMap<ClientKey, TxId>,
+    server: HashMap<ServerKey, TxId>,
+    awaiting_ack: HashMap<AckKey, TxId>,
+    timers: BTreeSet<(Instant, TxId, Timer)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+const MAGIC_COOKIE: &str = "z9hG4bK";
+
+fn sent_by(via: &Via) -> String {
+    match via.port {
+        Some(p) => format!("{}:{p}", via.host),
+        None => via.host.to_string(),
+    }
+}
+
+impl Endpoint {
+    pub fn new(config: Config) -> Endpoint {
+        Endpoint {
+            config,
+            next_id: 0,
+            transactions: HashMap::new(),
+            client: HashMap::new(),
+            server: HashMap::new(),
+            awaiting_ack: HashMap::new(),
+            timers: BTreeSet::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// How many transactions are live.
+    pub fn len(&self) -> usize {
+        self.transactions.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.transactions.is_empty()
+    }
+
+    /// Bytes to send next. Call until `None` after every input.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event. Call until `None` after every input.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Endpoint::handle_timeout`] must be called next. The value may change after any
+    /// call that takes `now`.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _, _)| *at)
+    }
+
+    /// Runs every timer due at `now`. An early or extra call does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, tx, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let live = self.transactions.get_mut(&tx).is_some_and(|t| {
+                let before = t.timers.len();
+                t.timers.retain(|(name, when)| !(*name == timer && *when == at));
+                t.timers.len() != before
+            });
+            if live {
+                self.fire(now, tx, timer);
+            }
+        }
+    }
+
+    fn new_id(&mut self) -> TxId {
+        self.next_id += 1;
+        TxId(self.next_id)
+    }
+
+    fn start_timer(&mut self, tx: TxId, timer: Timer, at: Instant) {
+        if let Some(t) = self.transactions.get_mut(&tx) {
+            t.timers.retain(|(name, when)| {
+                if *name == timer {
+                    self.timers.remove(&(*when, tx, timer));
+                    false
+                } else {
+                    true
+                }
+            });
+            t.timers.push((timer, at));
+            self.timers.insert((at, tx, timer));
+        }
+    }
+
+    fn stop_timer(&mut self, tx: TxId, timer: Timer) {
+        if let Some(t) = self.transactions.get_mut(&tx) {
+            t.timers.retain(|(name, when)| {
+                if *name == timer {
+                    self.timers.remove(&(*when, tx, timer));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+
+    fn terminate(&mut self, tx: TxId, reason: TerminationReason) {
+        let Some(t) = self.transactions.remove(&tx) else { return };
+        for (timer, at) in &t.timers {
+            self.timers.remove(&(*at, tx, *timer));
+        }
+        match &t.key {
+            TxKey::Client(k) => {
+                self.client.remove(k);
+            }
+            TxKey::Server(k) => {
+                self.server.remove(k);
+            }
+        }
+        if let Some(k) = &t.ack_key {
+            if self.awaiting_ack.get(k) == Some(&tx) {
+                self.awaiting_ack.remove(k);
+            }
+        }
+        self.events.push_back(Event::Terminated { tx, reason });
+    }
+
+    fn transmit(&mut self, remote: SocketAddr, transport: Transport, data: Vec<u8>) {
+        self.transmits.push_back(Transmit { remote, transport, data });
+    }
+
+    /// The transport reported that `tx`'s messages cannot be sent (RFC 3261 §17.1.4).
+    pub fn handle_transport_error(&mut self, tx: TxId) {
+        self.terminate(tx, TerminationReason::TransportError);
+    }
+
+    /// Starts a client transaction for `request` (which must carry a top Via whose branch is
+    /// unique; see [`Endpoint::new_branch`]) and sends it.
+    pub fn send_request(&mut self, now: Instant, request: Request, remote: SocketAddr, transport: Transport) -> TxId {
+        let tx = self.new_id();
+        let branch = request.top_via().and_then(|v| v.branch().map(Box::from)).unwrap_or_default();
+        let key = ClientKey { branch, method: request.method.clone() };
+        let data = request.to_bytes();
+        let invite = request.method == Method::Invite;
+        let t1 = self.config.t1;
+        let transaction = Transaction {
+            kind: if invite { Kind::ClientInvite } else { Kind::ClientNonInvite },
+            state: if invite { State::Calling } else { State::Trying },
+            remote,
+            transport,
+            last: Some(data.clone()),
+            interval: t1,
+            timers: Vec::new(),
+            request: invite.then_some(request),
+            ack: None,
+            key: TxKey::Client(key.clone()),
+            ack_key: None,
+        };
+        self.transactions.insert(tx, transaction);
+        self.client.insert(key, tx);
+        self.transmit(remote, transport, data);
+        let (retransmit, give_up) = if invite { (Timer::A, Timer::B) } else { (Timer::E, Timer::F) };
+        if !transport.reliable() {
+            self.start_timer(tx, retransmit, now + t1);
+        }
+        self.start_timer(tx, give_up, now + 64 * t1);
+        tx
+    }
+
+    /// Sends a message outside any transaction: the ACK for a 2xx (RFC 3261 §13.2.2.4), or a
+    /// 2xx re-sent by a dialog.
+    pub fn send_stateless(&mut self, remote: SocketAddr, transport: Transport, message: &SipMessage) {
+        self.transmit(remote, transport, message.to_bytes());
+    }
+
+    /// A branch parameter for a new client transaction: the magic cookie and `unique`
+    /// (the caller supplies the randomness).
+    pub fn new_branch(unique: &str) -> String {
+        format!("{MAGIC_COOKIE}{unique}")
+    }
+
+    /// Answers the server transaction `tx`. Provisional responses may be sent several times,
+    /// then one final. Ignored when `tx` has ended or already has a final response.
+    pub fn send_response(&mut self, now: Instant, tx: TxId, response: Response) {
+        let Some(t) = self.transactions.get_mut(&tx) else { return };
+        if !matches!(t.state, State::Trying | State::Proceeding) {
+            return;
+        }
+        let data = response.to_bytes();
+        let (remote, transport, kind) = (t.remote, t.transport, t.kind);
+        t.last = Some(data.clone());
+        let t1 = self.config.t1;
+        let reliable = transport.reliable();
+        self.transmit(remote, transport, data);
+        let status = response.status;
+        match (kind, status) {
+            (_, 100..=199) => {
+                if let Some(t) = self.transactions.get_mut(&tx) {
+                    t.state = State::Proceeding;
+                }
+            }
+            (Kind::ServerInvite, 200..=299) => {
+                if let Some(t) = self.transactions.get_mut(&tx) {
+                    t.state = State::Accepted;
+                    t.interval = t1;
+                }
+                if let Some(key) = ack_key(&response) {
+                    self.awaiting_ack.insert(key.clone(), tx);
+                    if let Some(t) = self.transactions.get_mut(&tx) {
+                        t.ack_key = Some(key);
+                    }
+                }
+                if !reliable {
+                    self.start_timer(tx, Timer::G, now + t1);
+                }
+                self.start_timer(tx, Timer::L, now + 64 * t1);
+            }
+            (Kind::ServerInvite, _) => {
+                if let Some(t) = self.transactions.get_mut(&tx) {
+                    t.state = State::Completed;
+                    t.interval = t1;
+                }
+                if !reliable {
+                    self.start_timer(tx, Timer::G, now + t1);
+                }
+                self.start_timer(tx, Timer::H, now + 64 * t1);
+            }
+            (_, _) => {
+                if let Some(t) = self.transactions.get_mut(&tx) {
+                    t.state = State::Completed;
+                }
+                let wait = if reliable { Duration::ZERO } else { 64 * t1 };
+                self.start_timer(tx, Timer::J, now + wait);
+            }
+        }
+    }
+
+    fn fire(&mut self, now: Instant, tx: TxId, timer: Timer) {
+        let t2 = self.config.t2;
+        let Some(t) = self.transactions.get_mut(&tx) else { return };
+        match timer {
+            Timer::A | Timer::E | Timer::G => {
+                let Some(data) = t.last.clone() else { return };
+                let still = match timer {
+                    Timer::A => t.state == State::Calling,
+                    Timer::E => matches!(t.state, State::Trying | State::Proceeding),
+                    _ => matches!(t.state, State::Completed | State::Accepted),
+                };
+                if !still {
+                    return;
+                }
+                // Timer A doubles without bound; E and G stop at T2 (E at T2 once Proceeding).
+                t.interval = match timer {
+                    Timer::A => t.interval * 2,
+                    Timer::E if t.state == State::Proceeding => t2,
+                    _ => (t.interval * 2).min(t2),
+                };
+                let (remote, transport, next) = (t.remote, t.transport, now + t.interval);
+                self.transmit(remote, transport, data);
+                self.start_timer(tx, timer, next);
+            }
+            Timer::B | Timer::F => self.terminate(tx, TerminationReason::Timeout),
+            Timer::H | Timer::L => self.terminate(tx, TerminationReason::NoAck),
+            Timer::D | Timer::I | Timer::J | Timer::K | Timer::M => self.terminate(tx, TerminationReason::Completed),
+        }
+    }
+
+    /// Handles one datagram (or one message read from a stream) from `remote`.
+    pub fn handle(&mut self, now: Instant, remote: SocketAddr, transport: Transport, data: &[u8]) {
+        match parse_datagram(data) {
+            Ok(Datagram::KeepAlive) => {}
+            Ok(Datagram::Message(message)) => self.handle_message(now, remote, transport, message),
+            Err(error) => {
+                if let Some(response) = error.bad_request() {
+                    self.transmit(remote, transport, response.to_bytes());
+                }
+                self.events.push_back(Event::Malformed { remote, error });
+            }
+        }
+    }
+
+    /// Handles a message already parsed (a stream's [`crate::message::StreamDecoder`] output).
+    pub fn handle_message(&mut self, now: Instant, remote: SocketAddr, transport: Transport, message: SipMessage) {
+        match message {
+            SipMessage::Request(request) => self.handle_request(now, remote, transport, request),
+            SipMessage::Response(response) => self.handle_response(now, remote, response),
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, remote: SocketAddr, response: Response) {
+        let key = response
+            .top_via()
+            .and_then(|via| Some(ClientKey { branch: via.branch()?.into(), method: response.cseq()?.method }));
+        let Some(tx) = key.and_then(|k| self.client.get(&k).copied()) else {
+            self.events.push_back(Event::StrayResponse { response, remote });
+            return;
+        };
+        let (t1, t4) = (self.config.t1, self.config.t4);
+        let Some(t) = self.transactions.get(&tx) else { return };
+        let (kind, state, remote, transport) = (t.kind, t.state, t.remote, t.transport);
+        let reliable = transport.reliable();
+        let status = response.status;
+        let set_state = |this: &mut Self, state: State| {
+            if let Some(t) = this.transactions.get_mut(&tx) {
+                t.state = state;
+            }
+        };
+        match (kind, state, status) {
+            (Kind::ClientInvite, State::Calling | State::Proceeding, 100..=199) => {
+                set_state(self, State::Proceeding);
+                self.stop_timer(tx, Timer::A);
+                self.events.push_back(Event::Response { tx, response });
+            }
+            (Kind::ClientInvite, State::Calling | State::Proceeding, 200..=299) => {
+                set_state(self, State::Accepted);
+                self.stop_timer(tx, Timer::A);
+                self.stop_timer(tx, Timer::B);
+                self.start_timer(tx, Timer::M, now + 64 * t1);
+                self.events.push_back(Event::Response { tx, response });
+            }
+            (Kind::ClientInvite, State::Accepted, 200..=299) => {
+                // A retransmitted 2xx: the dialog re-sends its ACK.
+                self.events.push_back(Event::Response { tx, response });
+            }
+            (Kind::ClientInvite, State::Calling | State::Proceeding, 300..) => {
+                let ack = t.request.as_ref().map(|invite| ack_for_non_2xx(invite, &response).to_bytes());
+                if let Some(t) = self.transactions.get_mut(&tx) {
+                    t.state = State::Completed;
+                    t.ack = ack.clone();
+                }
+                if let Some(ack) = ack {
+                    self.transmit(remote, transport, ack);
+                }
+                self.stop_timer(tx, Timer::A);
+                self.stop_timer(tx, Timer::B);
+                let wait = if reliable { Duration::ZERO } else { Duration::from_secs(32) };
+                self.start_timer(tx, Timer::D, now + wait);
+                self.events.push_back(Event::Response { tx, response });
+            }
+            (Kind::ClientInvite, State::Completed, 300..) => {
+                if let Some(ack) = t.ack.clone() {
+                    self.transmit(remote, transport, ack);
+                }
+            }
+            (Kind::ClientNonInvite, State::Trying | State::Proceeding, 100..=199) => {
+                set_state(self, State::Proceeding);
+                self.events.push_back(Event::Response { tx, response });
+            }
+            (Kind::ClientNonInvite, State::Trying | State::Proceeding, 200..) => {
+                set_state(self, State::Completed);
+                self.stop_timer(tx, Timer::E);
+                self.stop_timer(tx, Timer::F);
+                let wait = if reliable { Duration::ZERO } else { t4 };
+                self.start_timer(tx, Timer::K, now + wait);
+                self.events.push_back(Event::Response { tx, response });
+            }
+            _ => {} // a retransmission the state has already seen
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, remote: SocketAddr, transport: Transport, mut request: Request) {
+        mark_received(&mut request, remote);
+        let Some(key) = server_key(&request) else { return };
+        if let Some(&tx) = self.server.get(&key) {
+            self.handle_retransmission(now, tx, &request);
+            return;
+        }
+        match request.method {
+            Method::Ack => {
+                // An ACK that matches no INVITE transaction acknowledges a 2xx.
+                let tx = ack_key_of_request(&request).and_then(|k| self.awaiting_ack.remove(&k));
+                if let Some(tx) = tx {
+                    self.terminate(tx, TerminationReason::Completed);
+                }
+                self.events.push_back(Event::Ack { tx, request, remote });
+            }
+            Method::Cancel => self.handle_cancel(now, remote, transport, request, key),
+            _ => {
+                let tx = self.new_server(remote, transport, &request, key);
+                if request.method == Method::Invite && self.config.auto_trying {
+                    let trying = Response::to_request(&request, 100);
+                    self.send_response(now, tx, trying);
+                }
+                self.events.push_back(Event::Request { tx, request, remote, transport });
+            }
+        }
+    }
+
+    fn new_server(&mut self, remote: SocketAddr, transport: Transport, request: &Request, key: ServerKey) -> TxId {
+        let tx = self.new_id();
+        let invite = request.method == Method::Invite;
+        self.transactions.insert(
+            tx,
+            Transaction {
+                kind: if invite { Kind::ServerInvite } else { Kind::ServerNonInvite },
+                state: if invite { State::Proceeding } else { State::Trying },
+                remote,
+                transport,
+                last: None,
+                interval: self.config.t1,
+                timers: Vec::new(),
+                request: None,
+                ack: None,
+                key: TxKey::Server(key.clone()),
+                ack_key: None,
+            },
+        );
+        self.server.insert(key, tx);
+        tx
+    }
+
+    fn handle_retransmission(&mut self, now: Instant, tx: TxId, request: &Request) {
+        let t4 = self.config.t4;
+        let Some(t) = self.transactions.get_mut(&tx) else { return };
+        if request.method == Method::Ack {
+            // The ACK of a non-2xx final: stop retransmitting, absorb ACKs for a while.
+            if t.kind == Kind::ServerInvite && t.state == State::Completed {
+                t.state = State::Confirmed;
+                let wait = if t.transport.reliable() { Duration::ZERO } else { t4 };
+                self.stop_timer(tx, Timer::G);
+                self.stop_timer(tx, Timer::H);
+                self.start_timer(tx, Timer::I, now + wait);
+            }
+            return;
+        }
+        // A retransmitted request gets the last response again (nothing while Trying).
+        if matches!(t.state, State::Proceeding | State::Completed) {
+            if let Some(last) = t.last.clone() {
+                let (remote, transport) = (t.remote, t.transport);
+                self.transmit(remote, transport, last);
+            }
+        }
+    }
+
+    fn handle_cancel(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        transport: Transport,
+        request: Request,
+        key: ServerKey,
+    ) {
+        let tx = self.new_server(remote, transport, &request, key.clone());
+        let invite_key = match key {
+            ServerKey::Rfc3261 { branch, sent_by, .. } => {
+                ServerKey::Rfc3261 { branch, sent_by, method: Method::Invite }
+            }
+            ServerKey::Rfc2543 { uri, from_tag, call_id, cseq, via, .. } => {
+                ServerKey::Rfc2543 { uri, from_tag, call_id, cseq, method: Method::Invite, via }
+            }
+        };
+        let invite = self.server.get(&invite_key).copied();
+        let pending = invite.filter(|i| self.transactions.get(i).is_some_and(|t| t.state == State::Proceeding));
+        let status = if pending.is_some() { 200 } else { 481 };
+        let mut response = Response::to_request(&request, status);
+        // The CANCEL's 200 carries the To tag the INVITE's responses carry (none yet, usually).
+        if let Some(tag) = request.to().and_then(|t| t.tag().map(str::to_owned)) {
+            response.set_to_tag(&tag);
+        }
+        self.send_response(now, tx, response);
+        if let Some(invite) = pending {
+            self.events.push_back(Event::Cancelled { tx: invite, request });
+        }
+    }
+}
+
+/// RFC 3261 §18.2.1 and RFC 3581: note where the request really came from in its top Via.
+fn mark_received(request: &mut Request, remote: SocketAddr) {
+    let Some(mut via) = request.top_via() else { return };
+    let source = Host::from(remote.ip());
+    let mut changed = false;
+    if via.host != source {
+        via.set_param("received", Some(remote.ip().to_string()));
+        changed = true;
+    }
+    if via.rport().is_some() {
+        via.set_param("rport", Some(remote.port().to_string()));
+        if via.received().is_none() {
+            via.set_param("received", Some(remote.ip().to_string()));
+        }
+        changed = true;
+    }
+    if changed {
+        if let Some(first) = request.headers.0.iter_mut().find(|h| h.name == HeaderName::Via) {
+            first.value = via.to_string();
+        }
+    }
+}
+
+fn server_key(request: &Request) -> Option<ServerKey> {
+    let via = request.top_via()?;
+    let method = match request.method {
+        Method::Ack => Method::Invite,
+        ref m => m.clone(),
+    };
+    match via.branch() {
+        Some(branch) if branch.starts_with(MAGIC_COOKIE) => {
+            Some(ServerKey::Rfc3261 { branch: branch.into(), sent_by: sent_by(&via).into(), method })
+        }
+        _ => {
+            let cseq = request.cseq()?;
+            Some(ServerKey::Rfc2543 {
+                uri: request.uri.to_string().into(),
+                from_tag: request.from().and_then(|f| f.tag().map(Box::from)).unwrap_or_default(),
+                call_id: request.call_id()?.into(),
+                cseq: cseq.seq,
+                method,
+                via: via.to_string().into(),
+            })
+        }
+    }
+}
+
+fn ack_key(response: &Response) -> Option<AckKey> {
+    Some(AckKey {
+        call_id: response.call_id()?.into(),
+        cseq: response.cseq()?.seq,
+        from_tag: response.from()?.tag()?.into(),
+    })
+}
+
+fn ack_key_of_request(request: &Request) -> Option<AckKey> {
+    Some(AckKey {
+        call_id: request.call_id()?.into(),
+        cseq: request.cseq()?.seq,
+        from_tag: request.from()?.tag()?.into(),
+    })
+}
+
+/// RFC 3261 §17.1.1.3: the ACK for a non-2xx final is built by the transaction from the
+/// INVITE (Request-URI, top Via, From, Call-ID, Route, CSeq number) and the response's To.
+pub fn ack_for_non_2xx(invite: &Request, response: &Response) -> Request {
+    let mut ack = Request::new(Method::Ack, invite.uri.clone());
+    if let Some(via) = invite.headers.get(&HeaderName::Via) {
+        ack.headers.push(HeaderName::Via, via);
+    }
+    ack.headers.push(HeaderName::MaxForwards, "70");
+    for (name, from) in [
+        (HeaderName::From, &invite.headers),
+        (HeaderName::To, &response.headers),
+        (HeaderName::CallId, &invite.headers),
+    ] {
+        if let Some(value) = from.get(&name) {
+            ack.headers.push(name, value);
+        }
+    }
+    if let Some(cseq) = invite.cseq() {
+        ack.headers.push(HeaderName::CSeq, CSeq { seq: cseq.seq, method: Method::Ack }.to_string());
+    }
+    for route in invite.headers.get_all(&HeaderName::Route) {
+        ack.headers.push(HeaderName::Route, route);
+    }
+    ack
+}
+
+/// RFC 3261 §9.1: the CANCEL for a client INVITE (same Request-URI, top Via, From, To,
+/// Call-ID, Route; CSeq number with method CANCEL). Send it with [`Endpoint::send_request`].
+pub fn cancel_for(invite: &Request) -> Request {
+    let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
+    if let Some(via) = invite.headers.get(&HeaderName::Via) {
+        cancel.headers.push(HeaderName::Via, via);
+    }
+    cancel.headers.push(HeaderName::MaxForwards, "70");
+    for name in [HeaderName::From, HeaderName::To, HeaderName::CallId] {
+        if let Some(value) = invite.headers.get(&name) {
+            cancel.headers.push(name, value);
+        }
+    }
+    if let Some(cseq) = invite.cseq() {
+        cancel.headers.push(HeaderName::CSeq, CSeq { seq: cseq.seq, method: Method::Cancel }.to_string());
+    }
+    for route in invite.headers.get_all(&HeaderName::Route) {
+        cancel.headers.push(HeaderName::Route, route);
+    }
+    cancel
+}
+
+/// A top Via for a request we send (`SIP/2.0/UDP host:port;branch=...;rport`).
+pub fn via_for(transport: Transport, host: Host, port: u16, branch: &str) -> Via {
+    Via {
+        transport: transport.via_name().to_owned(),
+        host,
+        port: Some(port),
+        params: vec![crate::uri::Param::new("branch", Some(branch)), crate::uri::Param::new("rport", None::<String>)],
+    }
+}
