@@ -200,10 +200,10 @@ struct Transaction {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
-    ClientInvite,
-    ClientNonInvite,
-    ServerInvite,
-    ServerNonInvite,
+    InviteClient,
+    NonInviteClient,
+    InviteServer,
+    NonInviteServer,
 }
 
 enum TxKey {
@@ -370,7 +370,7 @@ impl Endpoint {
         let invite = request.method == Method::Invite;
         let t1 = self.config.t1;
         let transaction = Transaction {
-            kind: if invite { Kind::ClientInvite } else { Kind::ClientNonInvite },
+            kind: if invite { Kind::InviteClient } else { Kind::NonInviteClient },
             state: if invite { State::Calling } else { State::Trying },
             remote,
             transport,
@@ -425,7 +425,7 @@ impl Endpoint {
                     t.state = State::Proceeding;
                 }
             }
-            (Kind::ServerInvite, 200..=299) => {
+            (Kind::InviteServer, 200..=299) => {
                 if let Some(t) = self.transactions.get_mut(&tx) {
                     t.state = State::Accepted;
                     t.interval = t1;
@@ -441,7 +441,7 @@ impl Endpoint {
                 }
                 self.start_timer(tx, Timer::L, now + 64 * t1);
             }
-            (Kind::ServerInvite, _) => {
+            (Kind::InviteServer, _) => {
                 if let Some(t) = self.transactions.get_mut(&tx) {
                     t.state = State::Completed;
                     t.interval = t1;
@@ -532,23 +532,23 @@ impl Endpoint {
             }
         };
         match (kind, state, status) {
-            (Kind::ClientInvite, State::Calling | State::Proceeding, 100..=199) => {
+            (Kind::InviteClient, State::Calling | State::Proceeding, 100..=199) => {
                 set_state(self, State::Proceeding);
                 self.stop_timer(tx, Timer::A);
                 self.events.push_back(Event::Response { tx, response });
             }
-            (Kind::ClientInvite, State::Calling | State::Proceeding, 200..=299) => {
+            (Kind::InviteClient, State::Calling | State::Proceeding, 200..=299) => {
                 set_state(self, State::Accepted);
                 self.stop_timer(tx, Timer::A);
                 self.stop_timer(tx, Timer::B);
                 self.start_timer(tx, Timer::M, now + 64 * t1);
                 self.events.push_back(Event::Response { tx, response });
             }
-            (Kind::ClientInvite, State::Accepted, 200..=299) => {
+            (Kind::InviteClient, State::Accepted, 200..=299) => {
                 // A retransmitted 2xx: the dialog re-sends its ACK.
                 self.events.push_back(Event::Response { tx, response });
             }
-            (Kind::ClientInvite, State::Calling | State::Proceeding, 300..) => {
+            (Kind::InviteClient, State::Calling | State::Proceeding, 300..) => {
                 let ack = t.request.as_ref().map(|invite| ack_for_non_2xx(invite, &response).to_bytes());
                 if let Some(t) = self.transactions.get_mut(&tx) {
                     t.state = State::Completed;
@@ -563,16 +563,16 @@ impl Endpoint {
                 self.start_timer(tx, Timer::D, now + wait);
                 self.events.push_back(Event::Response { tx, response });
             }
-            (Kind::ClientInvite, State::Completed, 300..) => {
+            (Kind::InviteClient, State::Completed, 300..) => {
                 if let Some(ack) = t.ack.clone() {
                     self.transmit(remote, transport, ack);
                 }
             }
-            (Kind::ClientNonInvite, State::Trying | State::Proceeding, 100..=199) => {
+            (Kind::NonInviteClient, State::Trying | State::Proceeding, 100..=199) => {
                 set_state(self, State::Proceeding);
                 self.events.push_back(Event::Response { tx, response });
             }
-            (Kind::ClientNonInvite, State::Trying | State::Proceeding, 200..) => {
+            (Kind::NonInviteClient, State::Trying | State::Proceeding, 200..) => {
                 set_state(self, State::Completed);
                 self.stop_timer(tx, Timer::E);
                 self.stop_timer(tx, Timer::F);
@@ -618,7 +618,7 @@ impl Endpoint {
         self.transactions.insert(
             tx,
             Transaction {
-                kind: if invite { Kind::ServerInvite } else { Kind::ServerNonInvite },
+                kind: if invite { Kind::InviteServer } else { Kind::NonInviteServer },
                 state: if invite { State::Proceeding } else { State::Trying },
                 remote,
                 transport,
@@ -640,7 +640,7 @@ impl Endpoint {
         let Some(t) = self.transactions.get_mut(&tx) else { return };
         if request.method == Method::Ack {
             // The ACK of a non-2xx final: stop retransmitting, absorb ACKs for a while.
-            if t.kind == Kind::ServerInvite && t.state == State::Completed {
+            if t.kind == Kind::InviteServer && t.state == State::Completed {
                 t.state = State::Confirmed;
                 let wait = if t.transport.reliable() { Duration::ZERO } else { t4 };
                 self.stop_timer(tx, Timer::G);
