@@ -22,7 +22,9 @@
 //! - adds `received`/`rport` to the top Via of requests (RFC 3261 §18.2.1, RFC 3581), and sends
 //!   responses back to where the request came from.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -156,18 +158,67 @@ enum State {
     Confirmed,
 }
 
-/// RFC 3261 §17.2.3 (branch, sent-by, method with ACK as INVITE), or the RFC 2543 fallback.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum ServerKey {
-    Rfc3261 { branch: Box<str>, sent_by: Box<str>, method: Method },
-    Rfc2543 { uri: Box<str>, from_tag: Box<str>, call_id: Box<str>, cseq: u32, method: Method, via: Box<str> },
+/// What identifies a transaction, borrowed from a message being matched or from the
+/// transaction itself. Server: RFC 3261 §17.2.3 (branch, sent-by, method with ACK as
+/// INVITE), or the RFC 2543 fallback; client: §17.1.3 (branch, CSeq method).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum KeyRef<'a> {
+    Client { branch: &'a str, method: &'a str },
+    Server { branch: &'a str, sent_by: &'a str, method: &'a str },
+    Server2543 { uri: &'a str, from_tag: &'a str, call_id: &'a str, cseq: u32, method: &'a str, via: &'a str },
 }
 
-/// RFC 3261 §17.1.3: the branch and the CSeq method.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ClientKey {
-    branch: Box<str>,
-    method: Method,
+/// The owned form of [`KeyRef`], kept by each transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Key {
+    Client { branch: Box<str>, method: Box<str> },
+    Server { branch: Box<str>, sent_by: Box<str>, method: Box<str> },
+    Server2543 { uri: Box<str>, from_tag: Box<str>, call_id: Box<str>, cseq: u32, method: Box<str>, via: Box<str> },
+}
+
+impl Key {
+    fn as_ref(&self) -> KeyRef<'_> {
+        match self {
+            Key::Client { branch, method } => KeyRef::Client { branch, method },
+            Key::Server { branch, sent_by, method } => KeyRef::Server { branch, sent_by, method },
+            Key::Server2543 { uri, from_tag, call_id, cseq, method, via } => {
+                KeyRef::Server2543 { uri, from_tag, call_id, cseq: *cseq, method, via }
+            }
+        }
+    }
+
+    fn from_ref(key: KeyRef<'_>) -> Key {
+        match key {
+            KeyRef::Client { branch, method } => Key::Client { branch: branch.into(), method: method.into() },
+            KeyRef::Server { branch, sent_by, method } => {
+                Key::Server { branch: branch.into(), sent_by: sent_by.into(), method: method.into() }
+            }
+            KeyRef::Server2543 { uri, from_tag, call_id, cseq, method, via } => Key::Server2543 {
+                uri: uri.into(),
+                from_tag: from_tag.into(),
+                call_id: call_id.into(),
+                cseq,
+                method: method.into(),
+                via: via.into(),
+            },
+        }
+    }
+}
+
+/// A key for a lookup: borrowed from the message where it can be (the common case, no
+/// allocation), owned where it had to be computed (the RFC 2543 fallback).
+enum Lookup<'a> {
+    Borrowed(KeyRef<'a>),
+    Owned(Key),
+}
+
+impl Lookup<'_> {
+    fn key(&self) -> KeyRef<'_> {
+        match self {
+            Lookup::Borrowed(k) => *k,
+            Lookup::Owned(k) => k.as_ref(),
+        }
+    }
 }
 
 /// Identifies the 2xx whose ACK is awaited (Call-ID, CSeq number, From tag).
@@ -194,7 +245,7 @@ struct Transaction {
     request: Option<Request>,
     /// Client INVITE: the ACK sent for a non-2xx, re-sent on each retransmitted final.
     ack: Option<Vec<u8>>,
-    key: TxKey,
+    key: Key,
     ack_key: Option<AckKey>,
 }
 
@@ -206,18 +257,15 @@ enum Kind {
     NonInviteServer,
 }
 
-enum TxKey {
-    Client(ClientKey),
-    Server(ServerKey),
-}
-
 /// The transaction layer of one socket; see the module docs.
 pub struct Endpoint {
     config: Config,
     next_id: u64,
     transactions: HashMap<TxId, Transaction>,
-    client: HashMap<ClientKey, TxId>,
-    server: HashMap<ServerKey, TxId>,
+    /// Transactions by the hash of their key (with a per-process random hasher, so nobody can
+    /// aim collisions at it); a lookup hashes borrowed parts of the message, allocating nothing.
+    index: HashMap<u64, Vec<TxId>>,
+    hasher: RandomState,
     awaiting_ack: HashMap<AckKey, TxId>,
     timers: BTreeSet<(Instant, TxId, Timer)>,
     transmits: VecDeque<Transmit>,
@@ -239,8 +287,8 @@ impl Endpoint {
             config,
             next_id: 0,
             transactions: HashMap::new(),
-            client: HashMap::new(),
-            server: HashMap::new(),
+            index: HashMap::new(),
+            hasher: RandomState::new(),
             awaiting_ack: HashMap::new(),
             timers: BTreeSet::new(),
             transmits: VecDeque::new(),
@@ -302,6 +350,17 @@ impl Endpoint {
         TxId(self.next_id)
     }
 
+    fn find(&self, key: KeyRef<'_>) -> Option<TxId> {
+        let list = self.index.get(&self.hasher.hash_one(key))?;
+        list.iter().copied().find(|tx| self.transactions.get(tx).is_some_and(|t| t.key.as_ref() == key))
+    }
+
+    fn insert(&mut self, tx: TxId, transaction: Transaction) {
+        let hash = self.hasher.hash_one(transaction.key.as_ref());
+        self.index.entry(hash).or_default().push(tx);
+        self.transactions.insert(tx, transaction);
+    }
+
     fn start_timer(&mut self, tx: TxId, timer: Timer, at: Instant) {
         if let Some(t) = self.transactions.get_mut(&tx) {
             t.timers.retain(|(name, when)| {
@@ -335,12 +394,11 @@ impl Endpoint {
         for (timer, at) in &t.timers {
             self.timers.remove(&(*at, tx, *timer));
         }
-        match &t.key {
-            TxKey::Client(k) => {
-                self.client.remove(k);
-            }
-            TxKey::Server(k) => {
-                self.server.remove(k);
+        let hash = self.hasher.hash_one(t.key.as_ref());
+        if let Some(list) = self.index.get_mut(&hash) {
+            list.retain(|other| *other != tx);
+            if list.is_empty() {
+                self.index.remove(&hash);
             }
         }
         if let Some(k) = &t.ack_key {
@@ -364,8 +422,8 @@ impl Endpoint {
     /// unique; see [`Endpoint::new_branch`]) and sends it.
     pub fn send_request(&mut self, now: Instant, request: Request, remote: SocketAddr, transport: Transport) -> TxId {
         let tx = self.new_id();
-        let branch = request.top_via().and_then(|v| v.branch().map(Box::from)).unwrap_or_default();
-        let key = ClientKey { branch, method: request.method.clone() };
+        let branch = request.headers.get(&HeaderName::Via).and_then(|v| via_parts(v)).map_or("", |(_, b)| b);
+        let key = Key::from_ref(KeyRef::Client { branch, method: request.method.as_str() });
         let data = request.to_bytes();
         let invite = request.method == Method::Invite;
         let t1 = self.config.t1;
@@ -379,11 +437,10 @@ impl Endpoint {
             timers: Vec::new(),
             request: invite.then_some(request),
             ack: None,
-            key: TxKey::Client(key.clone()),
+            key,
             ack_key: None,
         };
-        self.transactions.insert(tx, transaction);
-        self.client.insert(key, tx);
+        self.insert(tx, transaction);
         self.transmit(remote, transport, data);
         let (retransmit, give_up) = if invite { (Timer::A, Timer::B) } else { (Timer::E, Timer::F) };
         if !transport.reliable() {
@@ -491,6 +548,20 @@ impl Endpoint {
         }
     }
 
+    /// The server transaction a request belongs to (a retransmission, an ACK, a CANCEL's INVITE
+    /// is looked up with its own method), if any.
+    pub fn match_request(&self, request: &Request) -> Option<TxId> {
+        self.find(server_key(request)?.key())
+    }
+
+    /// The client transaction a response belongs to, if any.
+    pub fn match_response(&self, response: &Response) -> Option<TxId> {
+        let (_, branch) = via_parts(response.headers.get(&HeaderName::Via)?)?;
+        let cseq = response.headers.get(&HeaderName::CSeq)?;
+        let method = cseq.split_ascii_whitespace().nth(1)?;
+        self.find(KeyRef::Client { branch, method })
+    }
+
     /// Handles one datagram (or one message read from a stream) from `remote`.
     pub fn handle(&mut self, now: Instant, remote: SocketAddr, transport: Transport, data: &[u8]) {
         match parse_datagram(data) {
@@ -514,10 +585,7 @@ impl Endpoint {
     }
 
     fn handle_response(&mut self, now: Instant, remote: SocketAddr, response: Response) {
-        let key = response
-            .top_via()
-            .and_then(|via| Some(ClientKey { branch: via.branch()?.into(), method: response.cseq()?.method }));
-        let Some(tx) = key.and_then(|k| self.client.get(&k).copied()) else {
+        let Some(tx) = self.match_response(&response) else {
             self.events.push_back(Event::StrayResponse { response, remote });
             return;
         };
@@ -586,8 +654,8 @@ impl Endpoint {
 
     fn handle_request(&mut self, now: Instant, remote: SocketAddr, transport: Transport, mut request: Request) {
         mark_received(&mut request, remote);
-        let Some(key) = server_key(&request) else { return };
-        if let Some(&tx) = self.server.get(&key) {
+        let Some(key) = server_key(&request).map(|k| Key::from_ref(k.key())) else { return };
+        if let Some(tx) = self.find(key.as_ref()) {
             self.handle_retransmission(now, tx, &request);
             return;
         }
@@ -612,10 +680,10 @@ impl Endpoint {
         }
     }
 
-    fn new_server(&mut self, remote: SocketAddr, transport: Transport, request: &Request, key: ServerKey) -> TxId {
+    fn new_server(&mut self, remote: SocketAddr, transport: Transport, request: &Request, key: Key) -> TxId {
         let tx = self.new_id();
         let invite = request.method == Method::Invite;
-        self.transactions.insert(
+        self.insert(
             tx,
             Transaction {
                 kind: if invite { Kind::InviteServer } else { Kind::NonInviteServer },
@@ -627,11 +695,10 @@ impl Endpoint {
                 timers: Vec::new(),
                 request: None,
                 ack: None,
-                key: TxKey::Server(key.clone()),
+                key,
                 ack_key: None,
             },
         );
-        self.server.insert(key, tx);
         tx
     }
 
@@ -658,24 +725,16 @@ impl Endpoint {
         }
     }
 
-    fn handle_cancel(
-        &mut self,
-        now: Instant,
-        remote: SocketAddr,
-        transport: Transport,
-        request: Request,
-        key: ServerKey,
-    ) {
-        let tx = self.new_server(remote, transport, &request, key.clone());
-        let invite_key = match key {
-            ServerKey::Rfc3261 { branch, sent_by, .. } => {
-                ServerKey::Rfc3261 { branch, sent_by, method: Method::Invite }
+    fn handle_cancel(&mut self, now: Instant, remote: SocketAddr, transport: Transport, request: Request, key: Key) {
+        let invite_key = match key.as_ref() {
+            KeyRef::Server { branch, sent_by, .. } => KeyRef::Server { branch, sent_by, method: "INVITE" },
+            KeyRef::Server2543 { uri, from_tag, call_id, cseq, via, .. } => {
+                KeyRef::Server2543 { uri, from_tag, call_id, cseq, method: "INVITE", via }
             }
-            ServerKey::Rfc2543 { uri, from_tag, call_id, cseq, via, .. } => {
-                ServerKey::Rfc2543 { uri, from_tag, call_id, cseq, method: Method::Invite, via }
-            }
+            KeyRef::Client { .. } => return,
         };
-        let invite = self.server.get(&invite_key).copied();
+        let invite = self.find(invite_key);
+        let tx = self.new_server(remote, transport, &request, key);
         let pending = invite.filter(|i| self.transactions.get(i).is_some_and(|t| t.state == State::Proceeding));
         let status = if pending.is_some() { 200 } else { 481 };
         let mut response = Response::to_request(&request, status);
@@ -713,28 +772,55 @@ fn mark_received(request: &mut Request, remote: SocketAddr) {
     }
 }
 
-fn server_key(request: &Request) -> Option<ServerKey> {
-    let via = request.top_via()?;
+/// `(sent-by, branch)` of a Via value, borrowed: `SIP/2.0/UDP host:port;branch=z9hG4bK...`.
+/// `None` when the sent-by has whitespace inside (legal, rare: the caller computes it the slow way).
+fn via_parts(value: &str) -> Option<(&str, &str)> {
+    // Past "SIP / 2.0 / transport": the second '/', then the transport token.
+    let mut slashes = value.match_indices('/');
+    slashes.next()?;
+    let (second, _) = slashes.next()?;
+    let rest = value[second + 1..].trim_start();
+    let transport_end = rest.find(|c: char| c.is_ascii_whitespace())?;
+    let rest = rest[transport_end..].trim_start();
+    let (sent_by, params) = rest.split_once(';').unwrap_or((rest, ""));
+    let sent_by = sent_by.trim_end();
+    if sent_by.is_empty() || sent_by.contains(char::is_whitespace) {
+        return None;
+    }
+    let branch = params
+        .split(';')
+        .filter_map(|p| p.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("branch"))
+        .map_or("", |(_, value)| value.trim());
+    Some((sent_by, branch))
+}
+
+/// The server transaction key of a request (ACK matches its INVITE).
+fn server_key(request: &Request) -> Option<Lookup<'_>> {
+    let via_value = request.headers.get(&HeaderName::Via)?;
     let method = match request.method {
-        Method::Ack => Method::Invite,
-        ref m => m.clone(),
+        Method::Ack => "INVITE",
+        ref m => m.as_str(),
     };
-    match via.branch() {
-        Some(branch) if branch.starts_with(MAGIC_COOKIE) => {
-            Some(ServerKey::Rfc3261 { branch: branch.into(), sent_by: sent_by(&via).into(), method })
-        }
-        _ => {
-            let cseq = request.cseq()?;
-            Some(ServerKey::Rfc2543 {
-                uri: request.uri.to_string().into(),
-                from_tag: request.from().and_then(|f| f.tag().map(Box::from)).unwrap_or_default(),
-                call_id: request.call_id()?.into(),
-                cseq: cseq.seq,
-                method,
-                via: via.to_string().into(),
-            })
+    if let Some((sent_by, branch)) = via_parts(via_value) {
+        if branch.starts_with(MAGIC_COOKIE) {
+            return Some(Lookup::Borrowed(KeyRef::Server { branch, sent_by, method }));
         }
     }
+    let via = Via::parse(via_value).ok()?;
+    if let Some(branch) = via.branch().filter(|b| b.starts_with(MAGIC_COOKIE)) {
+        let sent_by: String = sent_by(&via);
+        return Some(Lookup::Owned(Key::from_ref(KeyRef::Server { branch, sent_by: &sent_by, method })));
+    }
+    let from_tag = request.from().and_then(|f| f.tag().map(str::to_owned)).unwrap_or_default();
+    Some(Lookup::Owned(Key::from_ref(KeyRef::Server2543 {
+        uri: &request.uri.to_string(),
+        from_tag: &from_tag,
+        call_id: request.call_id()?,
+        cseq: request.cseq()?.seq,
+        method,
+        via: &via.to_string(),
+    })))
 }
 
 fn ack_key(response: &Response) -> Option<AckKey> {

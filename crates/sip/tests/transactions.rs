@@ -446,3 +446,28 @@ fn a_malformed_request_gets_a_400_and_an_event() {
     assert_eq!(first_line(&sent.data), "SIP/2.0 400 Bad Request - bad Max-Forwards");
     assert!(matches!(uas.poll_event(), Some(Event::Malformed { .. })));
 }
+
+/// RFC 2543 peers send branches without the magic cookie: matching falls back to
+/// Request-URI, From tag, Call-ID, CSeq and top Via (RFC 3261 §17.2.3).
+#[test]
+fn rfc_2543_requests_match_by_the_fallback_key() {
+    let mut uas = Endpoint::new(Config::default());
+    let net = Net::new(Answer::Never, Transport::Udp, None);
+    let mut invite = net.request(Method::Invite, "x");
+    invite.headers.set(HeaderName::Via, "SIP/2.0/UDP 127.0.0.1:5061;branch=old-style-1");
+    let bytes = invite.to_bytes();
+    uas.handle(net.now, addr(UAC), Transport::Udp, &bytes);
+    uas.handle(net.now, addr(UAC), Transport::Udp, &bytes);
+    let requests = std::iter::from_fn(|| uas.poll_event()).filter(|e| matches!(e, Event::Request { .. })).count();
+    assert_eq!(requests, 1, "the retransmission was absorbed");
+    let trying =
+        std::iter::from_fn(|| uas.poll_transmit()).filter(|t| first_line(&t.data) == "SIP/2.0 100 Trying").count();
+    assert_eq!(trying, 2, "and answered with the last response");
+    // Same with whitespace inside the sent-by (the slow path).
+    let mut options = net.request(Method::Options, "y");
+    options.headers.set(HeaderName::Via, "SIP/2.0/UDP 127.0.0.1 : 5061;branch=z9hG4bKspaced");
+    let bytes = options.to_bytes();
+    uas.handle(net.now, addr(UAC), Transport::Udp, &bytes);
+    uas.handle(net.now, addr(UAC), Transport::Udp, &bytes);
+    assert_eq!(std::iter::from_fn(|| uas.poll_event()).filter(|e| matches!(e, Event::Request { .. })).count(), 1);
+}
