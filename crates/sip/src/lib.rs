@@ -12,6 +12,7 @@
 //! - [`typed`]: Via, name-addr (From/To/Contact/Route), CSeq, methods.
 //! - [`transaction`]: the transaction layer of one socket ([`transaction::Endpoint`]): RFC 3261
 //!   §17 client and server transactions with every timer, RFC 6026's Accepted state.
+//! - [`dialog`]: dialogs (RFC 3261 §12): tags, CSeq rules, route sets, in-dialog requests.
 //! - [`digest`]: digest authentication, server (nonces, stale, replay) and client.
 //!
 //! Why not rsip: rsip 0.4 drops compact header names, comma-joined Vias, folded lines, IPv6
@@ -23,6 +24,7 @@
 //!
 //! Nothing here panics on input: every path from bytes returns a `Result`.
 
+pub mod dialog;
 pub mod digest;
 pub mod header;
 pub mod message;
