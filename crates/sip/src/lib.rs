@@ -23,6 +23,94 @@
 //! Contact and Route, which is what lets a message that parses be routed without more errors.
 //!
 //! Nothing here panics on input: every path from bytes returns a `Result`.
+//!
+//! # The run loop
+//!
+//! After every input (`handle`, `handle_timeout`, `send_*`), drain `poll_transmit` (send each
+//! datagram) and `poll_event` (act on each), then arm one timer for `poll_timeout`. A UAS
+//! answering an INVITE, and a UAC whose REGISTER is challenged and answered (the registrar
+//! here is a second endpoint with a [`digest::DigestServer`]):
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use starling_sip::digest::{Authorization, Challenge, Credentials, DigestServer, Secret};
+//! use starling_sip::transaction::{via_for, Config, Endpoint, Event, Transport};
+//! use starling_sip::{HeaderName, Host, MessageHeaders, Method, Request, Response, Uri};
+//!
+//! let now = Instant::now();
+//! let phone = "192.0.2.7:5062".parse().unwrap();
+//! let pbx = "192.0.2.1:5060".parse().unwrap();
+//!
+//! // A UAS answering an INVITE: the endpoint sends 100 Trying itself; we answer 200.
+//! let mut uas = Endpoint::new(Config::default());
+//! let invite = "INVITE sip:600@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bKa1;rport\r\n\
+//!     From: <sip:alice@192.0.2.1>;tag=f1\r\nTo: <sip:600@192.0.2.1>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n\
+//!     Contact: <sip:alice@192.0.2.7:5062>\r\nContent-Length: 0\r\n\r\n";
+//! uas.handle(now, phone, Transport::Udp, invite.as_bytes());
+//! while let Some(event) = uas.poll_event() {
+//!     if let Event::Request { tx, request, .. } = event {
+//!         let mut ok = Response::to_request(&request, 200);
+//!         ok.set_to_tag("as5e3b1c2d");
+//!         ok.headers.push(HeaderName::Contact, "<sip:600@192.0.2.1:5060>");
+//!         uas.send_response(now, tx, ok);
+//!     }
+//! }
+//! let sent: Vec<String> = std::iter::from_fn(|| uas.poll_transmit())
+//!     .map(|t| String::from_utf8_lossy(&t.data).lines().next().unwrap().to_owned())
+//!     .collect();
+//! assert_eq!(sent, ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]);
+//! assert!(uas.poll_timeout().is_some(), "the 200 is retransmitted until the ACK comes");
+//!
+//! // A UAC sending REGISTER and answering the 401.
+//! let mut uac = Endpoint::new(Config::default());
+//! let mut registrar = Endpoint::new(Config::default());
+//! let mut digest = DigestServer::new("asterisk", [42; 16], now, Duration::from_secs(30));
+//! let register = |seq: u32, branch: &str| {
+//!     let mut r = Request::new(Method::Register, Uri::parse("sip:192.0.2.1").unwrap());
+//!     let via = via_for(Transport::Udp, Host::V4([192, 0, 2, 7].into()), 5062, &Endpoint::new_branch(branch));
+//!     r.headers.push(HeaderName::Via, via.to_string());
+//!     r.headers.push(HeaderName::From, "<sip:alice@192.0.2.1>;tag=r1");
+//!     r.headers.push(HeaderName::To, "<sip:alice@192.0.2.1>");
+//!     r.headers.push(HeaderName::CallId, "reg1");
+//!     r.headers.push(HeaderName::CSeq, format!("{seq} REGISTER"));
+//!     r.headers.push(HeaderName::Contact, "<sip:alice@192.0.2.7:5062>");
+//!     r
+//! };
+//! uac.send_request(now, register(1, "r1"), pbx, Transport::Udp);
+//! let mut answered = None;
+//! for _ in 0..4 {
+//!     while let Some(t) = uac.poll_transmit() {
+//!         registrar.handle(now, phone, Transport::Udp, &t.data);
+//!     }
+//!     while let Some(event) = registrar.poll_event() {
+//!         let Event::Request { tx, request, .. } = event else { continue };
+//!         let credentials = request.headers.get(&HeaderName::Authorization).and_then(|a| Authorization::parse(a).ok());
+//!         let ok = credentials.is_some_and(|c| digest.verify(&c, "REGISTER", Secret::Password("secret"), now).is_ok());
+//!         let mut response = Response::to_request(&request, if ok { 200 } else { 401 });
+//!         if !ok {
+//!             response.headers.push(HeaderName::WwwAuthenticate, digest.challenge(now, false));
+//!         }
+//!         registrar.send_response(now, tx, response);
+//!     }
+//!     while let Some(t) = registrar.poll_transmit() {
+//!         uac.handle(now, pbx, Transport::Udp, &t.data);
+//!     }
+//!     while let Some(event) = uac.poll_event() {
+//!         let Event::Response { response, .. } = event else { continue };
+//!         if response.status == 401 {
+//!             let challenge = Challenge::parse(response.headers.get(&HeaderName::WwwAuthenticate).unwrap()).unwrap();
+//!             let alice = Credentials { username: "alice".into(), password: Some("secret".into()), ha1: None };
+//!             let mut again = register(2, "r2");
+//!             let value = alice.answer(&challenge, "REGISTER", "sip:192.0.2.1", "0a4f113b", 1).unwrap();
+//!             again.headers.push(HeaderName::Authorization, value);
+//!             uac.send_request(now, again, pbx, Transport::Udp);
+//!         } else {
+//!             answered = Some(response.status);
+//!         }
+//!     }
+//! }
+//! assert_eq!(answered, Some(200));
+//! ```
 
 pub mod dialog;
 pub mod digest;
