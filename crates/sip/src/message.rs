@@ -99,8 +99,9 @@ impl ParseError {
         ParseError { kind, request_headers: None }
     }
 
-    /// A `400 Bad Request` for the faulty request, with the fault in the reason phrase, or
-    /// `None` when not enough of it could be read to address a response (then drop it).
+    /// A `400 Bad Request` for the faulty request, with the fault in the reason phrase (`505
+    /// Version Not Supported` for another SIP version), or `None` when not enough of it could
+    /// be read to address a response (then drop it).
     pub fn bad_request(&self) -> Option<Response> {
         let headers = self.request_headers.as_ref()?;
         let vias: Vec<&str> = headers.get_all(&HeaderName::Via).collect();
@@ -108,17 +109,23 @@ impl ParseError {
         if vias.is_empty() || !vias.iter().all(|v| Via::parse(v).is_ok()) {
             return None;
         }
-        let from = headers.get(&HeaderName::From)?;
-        let to = headers.get(&HeaderName::To)?;
-        NameAddr::parse(from).ok()?;
-        NameAddr::parse(to).ok()?;
-        let call_id = headers.get(&HeaderName::CallId)?;
-        check_call_id(call_id).ok()?;
-        let cseq = CSeq::parse(headers.get(&HeaderName::CSeq)?).ok()?;
-        if cseq.method == Method::Ack {
+        // From, To, Call-ID and CSeq are copied as they came, even when they are the fault
+        // (RFC 4475 quotbal, scalar02): the client matches its transaction by Via branch and
+        // CSeq method, which is all the response must get right.
+        let from = headers.get(&HeaderName::From).filter(|v| !v.is_empty())?;
+        let to = headers.get(&HeaderName::To).filter(|v| !v.is_empty())?;
+        let call_id = headers.get(&HeaderName::CallId).filter(|v| !v.is_empty())?;
+        // A CSeq whose number is bad (RFC 4475 scalar02) is still answered, copied as it came:
+        // the client matches its transaction by branch and method.
+        let cseq = headers.get(&HeaderName::CSeq)?;
+        let method = cseq.split_ascii_whitespace().nth(1)?;
+        if method == "ACK" {
             return None; // never answer an ACK
         }
-        let mut response = Response::new(400, format!("Bad Request - {}", self.kind));
+        let mut response = match &self.kind {
+            ParseErrorKind::BadVersion(_) => Response::new(505, "Version Not Supported"),
+            kind => Response::new(400, format!("Bad Request - {kind}")),
+        };
         // A reason phrase is one line of text: keep the fault but not its control characters.
         response.reason.retain(|c| !c.is_control());
         for via in vias {
@@ -127,7 +134,7 @@ impl ParseError {
         response.headers.push(HeaderName::From, from);
         response.headers.push(HeaderName::To, to);
         response.headers.push(HeaderName::CallId, call_id);
-        response.headers.push(HeaderName::CSeq, cseq.to_string());
+        response.headers.push(HeaderName::CSeq, cseq);
         Some(response)
     }
 }
@@ -187,7 +194,7 @@ fn parse_message(data: &[u8], framing: Framing) -> Result<(SipMessage, usize), P
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start_line = lines.next().unwrap_or("");
     let start = parse_start_line(start_line)?;
-    let is_request = matches!(start, StartLine::Request(..));
+    let is_request = matches!(start, StartLine::Request(..) | StartLine::OtherVersion(..));
 
     let headers = match parse_headers(lines) {
         Ok(headers) => headers,
@@ -223,12 +230,16 @@ fn parse_message(data: &[u8], framing: Framing) -> Result<(SipMessage, usize), P
     let body = available[..body_len].to_vec();
     let used = skip + body_start + body_len;
 
+    if let StartLine::OtherVersion(version) = &start {
+        return Err(fail(ParseErrorKind::BadVersion(version.clone()), &headers));
+    }
     if let Err(kind) = check_headers(&headers, &start) {
         return Err(fail(kind, &headers));
     }
     let message = match start {
         StartLine::Request(method, uri) => SipMessage::Request(Request { method, uri, headers, body }),
         StartLine::Response(status, reason) => SipMessage::Response(Response { status, reason, headers, body }),
+        StartLine::OtherVersion(..) => unreachable!("returned above"),
     };
     Ok((message, used))
 }
@@ -244,6 +255,8 @@ fn parse_content_length(value: &str) -> Option<usize> {
 enum StartLine {
     Request(Method, Uri),
     Response(u16, String),
+    /// A request of another SIP version: an error, once the headers are read.
+    OtherVersion(String),
 }
 
 /// Request-Line = Method SP Request-URI SP SIP-Version; Status-Line = SIP-Version SP
@@ -274,10 +287,11 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     if !version.starts_with("SIP/") || version.len() < 5 {
         return Err(bad());
     }
-    if version != "SIP/2.0" {
-        return Err(ParseError::new(ParseErrorKind::BadVersion(version.to_owned())));
-    }
     let uri = Uri::parse(uri).map_err(|e| ParseError::new(ParseErrorKind::BadRequestUri(e.into())))?;
+    if version != "SIP/2.0" {
+        // Read on: the headers let the caller answer 505.
+        return Ok(StartLine::OtherVersion(version.to_owned()));
+    }
     Ok(StartLine::Request(method, uri))
 }
 
@@ -358,10 +372,11 @@ fn check_headers(headers: &Headers, start: &StartLine) -> Result<(), ParseErrorK
         }
     }
     if let Some(max_forwards) = headers.get(&HeaderName::MaxForwards) {
+        // 1*DIGIT, leading zeros allowed (RFC 4475 wsinv: "0068" is 68).
         let ok = !max_forwards.is_empty()
-            && max_forwards.len() <= 3
+            && max_forwards.len() <= 10
             && max_forwards.bytes().all(|b| b.is_ascii_digit())
-            && max_forwards.parse::<u16>().is_ok_and(|n| n <= 255);
+            && max_forwards.parse::<u32>().is_ok_and(|n| n <= 255);
         if !ok {
             return Err(ParseErrorKind::BadMaxForwards);
         }

@@ -183,7 +183,9 @@ impl Via {
                 rest = rest.strip_prefix('/').ok_or(ValueError::BadProtocol)?;
             }
         }
-        if !protocol[0].eq_ignore_ascii_case("SIP") || protocol[1] != "2.0" || protocol[2].is_empty() {
+        // Any version parses (a SIP/7.0 request is answered 505 with its Vias); we write 2.0.
+        let version_ok = !protocol[1].is_empty() && protocol[1].bytes().all(is_token_char);
+        if !protocol[0].eq_ignore_ascii_case("SIP") || !version_ok || protocol[2].is_empty() {
             return Err(ValueError::BadProtocol);
         }
         if !protocol[2].bytes().all(is_token_char) {
@@ -395,7 +397,8 @@ mod tests {
         assert_eq!(v.branch(), Some("z9hG4bKas3"));
         let v = Via::parse("SIP/2.0/UDP 192.0.2.1 ;received=[2001:db8::9:255];branch=z9").unwrap();
         assert_eq!(v.received(), Some("[2001:db8::9:255]"));
-        assert!(Via::parse("SIP/3.0/UDP host").is_err());
+        assert!(Via::parse("SIP/3.0/UDP host").is_ok(), "another version parses; the request is answered 505");
+        assert!(Via::parse("SIP/ /UDP host").is_err());
         assert!(Via::parse("SIP/2.0 host").is_err());
         assert!(Via::parse("SIP/2.0/UDP").is_err());
         assert!(Via::parse("SIP/2.0/UDP host;branch=\"unterminated").is_err());

@@ -16,7 +16,7 @@ pub enum Scheme {
     Sip,
     Sips,
     Tel,
-    /// Any other scheme, lowercased; the rest of the URI is kept in [`Uri::opaque`].
+    /// Any other scheme, as written; the rest of the URI is kept in [`Uri::opaque`].
     Other(String),
 }
 
@@ -280,9 +280,9 @@ impl Uri {
             "sip" => Scheme::Sip,
             "sips" => Scheme::Sips,
             "tel" => Scheme::Tel,
-            other => {
+            _ => {
                 return Ok(Uri {
-                    scheme: Scheme::Other(other.to_owned()),
+                    scheme: Scheme::Other(scheme.to_owned()),
                     user: None,
                     password: None,
                     host: Host::None,
@@ -394,7 +394,7 @@ impl Uri {
 
     /// Whether two URIs are equal by RFC 3261 §19.1.4.
     pub fn equivalent(&self, other: &Uri) -> bool {
-        if self.scheme != other.scheme {
+        if !self.scheme.as_str().eq_ignore_ascii_case(other.scheme.as_str()) {
             return false;
         }
         if let (Some(a), Some(b)) = (&self.opaque, &other.opaque) {
@@ -571,6 +571,7 @@ mod tests {
         assert_eq!(uri("SIPS:bob@biloxi.com").scheme, Scheme::Sips);
         let u = uri("http://www.example.com/a?b");
         assert_eq!(u.scheme, Scheme::Other("http".into()));
+        assert_eq!(uri("Urn:X").to_string(), "Urn:X", "an unknown scheme keeps its spelling");
         assert_eq!(u.to_string(), "http://www.example.com/a?b");
         assert!(Uri::parse("tel:abc-xyz").is_err());
         assert!(Uri::parse("nocolon").is_err());

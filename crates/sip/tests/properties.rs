@@ -47,9 +47,16 @@ proptest! {
         match parse(&bytes) {
             Ok(message) => { let _ = parse(&message.to_bytes()); }
             Err(e) => {
+                // The 400 copies From, To, Call-ID and CSeq as they came (a fault there is
+                // answered too), so those may not parse; everything else of it must.
                 if let Some(response) = e.bad_request() {
-                    let reparsed = parse(&response.to_bytes());
-                    prop_assert!(reparsed.is_ok(), "the 400 for {:?} does not parse: {:?}", e, reparsed);
+                    if let Err(again) = parse(&response.to_bytes()) {
+                        let copied = matches!(
+                            again.kind,
+                            starling_sip::ParseErrorKind::BadHeader("CSeq" | "From" | "To" | "Call-ID", _)
+                        );
+                        prop_assert!(copied, "the 400 for {:?} does not parse: {:?}", e, again);
+                    }
                 }
             }
         }
