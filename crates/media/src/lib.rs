@@ -1,1 +1,8 @@
-//! RTP, SDP offer/answer, codecs (issue 5). Not yet written.
+//! Media without I/O: what makes a call carry sound (ARCHITECTURE.md's call flow, steps 2–4).
+//!
+//! Like `starling-sip`, this crate holds protocol state and is handed packets and the current
+//! time; it never opens a socket or reads the clock. The socket driver in chan_sip is thin.
+//!
+//! - [`g711`]: µ-law and A-law, both directions.
+
+pub mod g711;
