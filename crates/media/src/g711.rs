@@ -60,7 +60,7 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
     let v = i32::from(sample) >> 2;
     let (magnitude, mask) = if v < 0 { (-v, 0x7fu8) } else { (v, 0xffu8) };
     let biased = magnitude.min(8159) + 33; // 33 ..= 8192
-    // Segment: 0 below 64, then one per doubling; 8 (only 8192) is the clipped top code.
+                                           // Segment: 0 below 64, then one per doubling; 8 (only 8192) is the clipped top code.
     let segment = (32 - (biased as u32 | 0x3f).leading_zeros()).saturating_sub(6) as i32;
     if segment >= 8 {
         return 0x7f ^ mask;

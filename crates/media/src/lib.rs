@@ -4,5 +4,11 @@
 //! time; it never opens a socket or reads the clock. The socket driver in chan_sip is thin.
 //!
 //! - [`g711`]: µ-law and A-law, both directions.
+//! - [`session`]: one leg's RTP session: sequence/timestamps, receive statistics, RTCP
+//!   reports and RTT, comedia/strictrtp, RTP timeout. [`rtcp`]: SR/RR/SDES/BYE.
+//! - [`relay`]: the native RTP relay (in place, no allocation, continuity across far-end changes).
 
 pub mod g711;
+pub mod relay;
+pub mod rtcp;
+pub mod session;

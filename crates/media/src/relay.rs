@@ -1,0 +1,197 @@
+//! The native RTP relay: the hot path of every bridged call whose legs share a codec.
+//!
+//! A packet read from one leg is checked (rtp-rs's zero-copy reader), rewritten in place and
+//! sent on the other leg; nothing is decoded and nothing is allocated. While the far end keeps
+//! one stream, the packet goes through untouched except for the payload type where the two
+//! legs numbered a codec differently. When the incoming stream changes (a re-INVITE moved the
+//! far end, or it restarted its SSRC), the relay keeps what the receiving leg sees continuous:
+//! the same SSRC, sequence numbers going on by one, timestamps going on by the last step —
+//! so the phone on that leg does not hear the change as loss or a new talker.
+
+use rtp_rs::RtpReader;
+
+/// Why a packet was not relayed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    #[error("not an RTP packet: {0:?}")]
+    Malformed(String),
+    #[error("payload type {0} has no mapping on the other leg")]
+    UnmappedPayloadType(u8),
+}
+
+/// One direction of a relay: what the receiving leg has been shown so far.
+#[derive(Clone, Debug)]
+pub struct RelayLeg {
+    /// Incoming payload type → outgoing (`None`: drop the packet).
+    pt_map: [Option<u8>; 128],
+    /// The SSRC the receiving leg sees; the first stream's own until it changes.
+    out_ssrc: Option<u32>,
+    /// The incoming stream currently relayed.
+    in_ssrc: Option<u32>,
+    seq_offset: u16,
+    ts_offset: u32,
+    last_out: Option<(u16, u32)>,
+    /// The last timestamp step seen (samples per packet), for continuity across a change.
+    last_step: u32,
+    pub packets: u64,
+    pub octets: u64,
+}
+
+impl Default for RelayLeg {
+    fn default() -> Self {
+        let mut pt_map = [None; 128];
+        for (pt, slot) in pt_map.iter_mut().enumerate() {
+            *slot = Some(pt as u8);
+        }
+        RelayLeg {
+            pt_map,
+            out_ssrc: None,
+            in_ssrc: None,
+            seq_offset: 0,
+            ts_offset: 0,
+            last_out: None,
+            last_step: 160,
+            packets: 0,
+            octets: 0,
+        }
+    }
+}
+
+impl RelayLeg {
+    /// A relay that passes every payload type through as it is.
+    pub fn new() -> RelayLeg {
+        RelayLeg::default()
+    }
+
+    /// Maps an incoming payload type to the number the receiving leg negotiated for the same
+    /// codec (or `None` to drop it).
+    pub fn map_payload_type(&mut self, incoming: u8, outgoing: Option<u8>) {
+        if let Some(slot) = self.pt_map.get_mut(usize::from(incoming & 0x7f)) {
+            *slot = outgoing;
+        }
+    }
+
+    /// Rewrites `packet` in place for the receiving leg. Allocates nothing.
+    pub fn relay(&mut self, packet: &mut [u8]) -> Result<(), RelayError> {
+        let (ssrc, seq, ts, pt) = {
+            let reader = RtpReader::new(packet).map_err(|e| RelayError::Malformed(format!("{e:?}")))?;
+            (reader.ssrc(), u16::from(reader.sequence_number()), reader.timestamp(), reader.payload_type())
+        };
+        let out_pt = self.pt_map[usize::from(pt)].ok_or(RelayError::UnmappedPayloadType(pt))?;
+        if self.in_ssrc != Some(ssrc) {
+            self.switch_stream(ssrc, seq, ts);
+        }
+        let out_seq = seq.wrapping_add(self.seq_offset);
+        let out_ts = ts.wrapping_add(self.ts_offset);
+        if let Some((last_seq, last_ts)) = self.last_out {
+            // Only a packet in order teaches the step (a retransmitted or late one does not).
+            if out_seq == last_seq.wrapping_add(1) && out_ts != last_ts {
+                self.last_step = out_ts.wrapping_sub(last_ts);
+            }
+        }
+        self.last_out = Some((out_seq, out_ts));
+        let out_ssrc = self.out_ssrc.unwrap_or(ssrc);
+        if out_pt != pt {
+            packet[1] = (packet[1] & 0x80) | out_pt;
+        }
+        if out_seq != seq {
+            packet[2..4].copy_from_slice(&out_seq.to_be_bytes());
+        }
+        if out_ts != ts {
+            packet[4..8].copy_from_slice(&out_ts.to_be_bytes());
+        }
+        if out_ssrc != ssrc {
+            packet[8..12].copy_from_slice(&out_ssrc.to_be_bytes());
+        }
+        self.packets += 1;
+        self.octets += packet.len() as u64;
+        Ok(())
+    }
+
+    /// A new incoming stream: continue the outgoing one from where it was.
+    fn switch_stream(&mut self, ssrc: u32, seq: u16, ts: u32) {
+        match self.last_out {
+            None => {
+                self.out_ssrc = Some(ssrc);
+                self.seq_offset = 0;
+                self.ts_offset = 0;
+            }
+            Some((last_seq, last_ts)) => {
+                self.seq_offset = last_seq.wrapping_add(1).wrapping_sub(seq);
+                self.ts_offset = last_ts.wrapping_add(self.last_step).wrapping_sub(ts);
+            }
+        }
+        self.in_ssrc = Some(ssrc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtp_rs::RtpPacketBuilder;
+
+    fn packet(ssrc: u32, seq: u16, ts: u32, pt: u8) -> Vec<u8> {
+        RtpPacketBuilder::new()
+            .payload_type(pt)
+            .ssrc(ssrc)
+            .sequence(seq.into())
+            .timestamp(ts)
+            .payload(&[0xff; 160])
+            .build()
+            .unwrap()
+    }
+
+    fn fields(p: &[u8]) -> (u32, u16, u32, u8) {
+        let r = RtpReader::new(p).unwrap();
+        (r.ssrc(), r.sequence_number().into(), r.timestamp(), r.payload_type())
+    }
+
+    #[test]
+    fn one_stream_passes_through_untouched() {
+        let mut leg = RelayLeg::new();
+        for i in 0..5u16 {
+            let original = packet(0xabcd, 65534u16.wrapping_add(i), 1000 + u32::from(i) * 160, 0);
+            let mut p = original.clone();
+            leg.relay(&mut p).unwrap();
+            assert_eq!(p, original);
+        }
+        assert_eq!(leg.packets, 5);
+    }
+
+    #[test]
+    fn a_new_far_end_continues_the_same_stream() {
+        let mut leg = RelayLeg::new();
+        for i in 0..3u16 {
+            leg.relay(&mut packet(0x1111, 100 + i, 8000 + u32::from(i) * 160, 0)).unwrap();
+        }
+        // The far end changed (re-INVITE): new SSRC, unrelated numbers.
+        let mut p = packet(0x2222, 40000, 123_456, 0);
+        leg.relay(&mut p).unwrap();
+        assert_eq!(fields(&p), (0x1111, 103, 8000 + 3 * 160, 0));
+        let mut p = packet(0x2222, 40001, 123_456 + 160, 0);
+        leg.relay(&mut p).unwrap();
+        assert_eq!(fields(&p), (0x1111, 104, 8000 + 4 * 160, 0));
+    }
+
+    #[test]
+    fn payload_types_are_mapped_and_marker_kept() {
+        let mut leg = RelayLeg::new();
+        leg.map_payload_type(101, Some(96));
+        leg.map_payload_type(18, None);
+        let mut p = RtpPacketBuilder::new()
+            .payload_type(101)
+            .marked(true)
+            .ssrc(1)
+            .sequence(1.into())
+            .timestamp(0)
+            .payload(&[1, 0x80, 0, 160])
+            .build()
+            .unwrap();
+        leg.relay(&mut p).unwrap();
+        let r = RtpReader::new(&p).unwrap();
+        assert_eq!((r.payload_type(), r.mark()), (96, true));
+        assert_eq!(leg.relay(&mut packet(1, 2, 160, 18)), Err(RelayError::UnmappedPayloadType(18)));
+        assert!(matches!(leg.relay(&mut [0x80, 0, 1]), Err(RelayError::Malformed(_))));
+    }
+}

@@ -1,0 +1,558 @@
+//! One RTP session (a call leg's media), without sockets: packets and `now` in; packets,
+//! events and a deadline out (str0m's shape: drain [`RtpSession::poll_transmit`] and
+//! [`RtpSession::poll_event`] after every input, then wait until [`RtpSession::poll_timeout`]).
+//!
+//! It keeps what RFC 3550 asks of a participant: our SSRC, sequence number and timestamp
+//! (random at the start, continuous across silence and codec changes), the receive
+//! statistics of the peer's stream (A.1 sequence tracking, A.8 jitter), RTCP reports every
+//! 5 s with RTT from the peer's LSR/DLSR, and the RTP timeout (`rtptimeout`). Where the peer
+//! is behind NAT it learns the address to send to from the first packet (`comedia`,
+//! symmetric RTP) and, with `strictrtp`, ignores packets from anywhere else afterwards.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rtp_rs::{RtpPacketBuilder, RtpReader};
+
+use crate::rtcp::{self, ReportBlock, SenderInfo};
+
+/// How a session behaves.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Samples per second of the RTP clock (8000 for G.711, 48000 for Opus).
+    pub clock_rate: u32,
+    /// Send to where the peer's packets come from, not (only) to the SDP address.
+    pub comedia: bool,
+    /// Once the source is learned, drop packets from other addresses.
+    pub strict: bool,
+    /// Hang up when nothing arrives for this long (`rtptimeout`); `None` never.
+    pub timeout: Option<Duration>,
+    /// How often RTCP reports go out.
+    pub rtcp_interval: Duration,
+    pub cname: String,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            clock_rate: 8000,
+            comedia: false,
+            strict: true,
+            timeout: None,
+            rtcp_interval: Duration::from_secs(5),
+            cname: "starling".into(),
+        }
+    }
+}
+
+/// A datagram to send: RTP to the RTP port, RTCP to the RTCP port (RTP + 1, or the same with
+/// rtcp-mux).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub remote: SocketAddr,
+    pub rtcp: bool,
+    pub data: Vec<u8>,
+}
+
+/// What the session tells its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The peer's address was learned (comedia) or changed.
+    RemoteLearned(SocketAddr),
+    /// Nothing arrived for `rtptimeout`: hang up.
+    Timeout,
+    /// The peer sent RTCP BYE.
+    Bye,
+}
+
+/// A received RTP packet's header fields and where its payload is in the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub marker: bool,
+    pub sequence: u16,
+    pub timestamp: u32,
+    /// `data[payload.0..payload.1]` is the payload.
+    pub payload: (usize, usize),
+    /// Whether this is the first packet of a new stream (SSRC change).
+    pub new_stream: bool,
+}
+
+/// Why a datagram was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiveError {
+    #[error("malformed RTP")]
+    Malformed,
+    #[error("from {0}, not the learned source (strictrtp)")]
+    Stray(SocketAddr),
+}
+
+/// Receive statistics of the peer's stream (RFC 3550 A.1, A.3, A.8).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReceiveStats {
+    pub ssrc: u32,
+    pub packets: u64,
+    pub octets: u64,
+    base_seq: u32,
+    max_seq: u16,
+    cycles: u32,
+    expected_prior: u32,
+    received_prior: u32,
+    /// Jitter ×16, in timestamp units (A.8 keeps it scaled).
+    jitter_q4: u32,
+    last_transit: Option<i64>,
+}
+
+impl ReceiveStats {
+    fn start(&mut self, ssrc: u32, seq: u16) {
+        *self = ReceiveStats { ssrc, base_seq: u32::from(seq), max_seq: seq.wrapping_sub(1), ..Default::default() };
+    }
+
+    fn update_seq(&mut self, seq: u16) {
+        let delta = seq.wrapping_sub(self.max_seq);
+        if delta > 0 && delta < 0x8000 {
+            if seq < self.max_seq {
+                self.cycles += 1 << 16;
+            }
+            self.max_seq = seq;
+        }
+    }
+
+    /// The extended highest sequence number received.
+    pub fn extended_max(&self) -> u32 {
+        self.cycles + u32::from(self.max_seq)
+    }
+    /// Packets expected from the first to the highest sequence number.
+    pub fn expected(&self) -> u32 {
+        self.extended_max().wrapping_sub(self.base_seq).wrapping_add(1)
+    }
+    /// Cumulative packets lost (may be negative with duplicates).
+    pub fn lost(&self) -> i64 {
+        i64::from(self.expected()) - self.packets as i64
+    }
+    /// Interarrival jitter in timestamp units.
+    pub fn jitter(&self) -> u32 {
+        self.jitter_q4 >> 4
+    }
+
+    fn report_block(&mut self, last_sr: u32, dlsr: u32) -> ReportBlock {
+        let expected = self.expected();
+        let expected_interval = expected.wrapping_sub(self.expected_prior);
+        let received_interval = (self.packets as u32).wrapping_sub(self.received_prior);
+        self.expected_prior = expected;
+        self.received_prior = self.packets as u32;
+        let lost_interval = i64::from(expected_interval) - i64::from(received_interval);
+        let fraction_lost = if expected_interval == 0 || lost_interval <= 0 {
+            0
+        } else {
+            ((lost_interval << 8) / i64::from(expected_interval)).min(255) as u8
+        };
+        ReportBlock {
+            ssrc: self.ssrc,
+            fraction_lost,
+            cumulative_lost: self.lost().clamp(-0x80_0000, 0x7f_ffff) as i32,
+            highest_seq: self.extended_max(),
+            jitter: self.jitter(),
+            last_sr,
+            delay_since_last_sr: dlsr,
+        }
+    }
+}
+
+/// Statistics for `sip show channelstats`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stats {
+    pub sent_packets: u64,
+    pub received_packets: u64,
+    pub lost_packets: i64,
+    /// Our reception jitter, milliseconds.
+    pub jitter_ms: f64,
+    /// What the peer reports it lost of our stream.
+    pub peer_lost: Option<i32>,
+    pub rtt: Option<Duration>,
+}
+
+/// One RTP session; see the module docs.
+pub struct RtpSession {
+    config: SessionConfig,
+    ssrc: u32,
+    next_seq: u16,
+    /// Our timestamp = `ts_base` + samples since the start.
+    ts_base: u32,
+    samples_sent: u64,
+    sent_packets: u64,
+    sent_octets: u64,
+    last_sent_ts: u32,
+    /// Where RTP goes (from SDP, or learned), and RTCP (RTP port + 1 unless muxed).
+    remote: Option<SocketAddr>,
+    remote_rtcp: Option<SocketAddr>,
+    learned: Option<SocketAddr>,
+    rx: Option<ReceiveStats>,
+    last_rx: Instant,
+    /// The last SR from the peer: its NTP middle 32 bits and when it arrived.
+    last_sr: Option<(u32, Instant)>,
+    rtt: Option<Duration>,
+    peer_lost: Option<i32>,
+    epoch: Instant,
+    epoch_wall: SystemTime,
+    next_rtcp: Instant,
+    timed_out: bool,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SessionEvent>,
+}
+
+/// A splitmix64 step: spreads the caller's random seed over SSRC, sequence and timestamp.
+fn mix(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl RtpSession {
+    /// A session started at `now` (`wall` is the same moment on the wall clock, for RTCP's NTP
+    /// times). `seed` is random from the caller; SSRC, first sequence number and timestamp
+    /// come from it (RFC 3550 wants them random).
+    pub fn new(config: SessionConfig, now: Instant, wall: SystemTime, seed: u64) -> RtpSession {
+        let mut seed = seed;
+        let next_rtcp = now + config.rtcp_interval;
+        RtpSession {
+            ssrc: mix(&mut seed) as u32,
+            next_seq: mix(&mut seed) as u16,
+            ts_base: mix(&mut seed) as u32,
+            config,
+            samples_sent: 0,
+            sent_packets: 0,
+            sent_octets: 0,
+            last_sent_ts: 0,
+            remote: None,
+            remote_rtcp: None,
+            learned: None,
+            rx: None,
+            last_rx: now,
+            last_sr: None,
+            rtt: None,
+            peer_lost: None,
+            epoch: now,
+            epoch_wall: wall,
+            next_rtcp,
+            timed_out: false,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// Sets where to send (from the SDP: `c=` and `m=` port; RTCP on the next port unless
+    /// `rtcp_mux`). With comedia, a learned address takes over once packets arrive.
+    pub fn set_remote(&mut self, rtp: SocketAddr, rtcp_mux: bool) {
+        self.remote = Some(rtp);
+        let mut rtcp = rtp;
+        if !rtcp_mux {
+            rtcp.set_port(rtp.port().wrapping_add(1));
+        }
+        self.remote_rtcp = Some(rtcp);
+    }
+
+    /// Where RTP goes now.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.learned.filter(|_| self.config.comedia).or(self.remote)
+    }
+
+    /// Takes one RTP datagram from `from`. Returns where its payload is.
+    pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<Received, ReceiveError> {
+        if let Some(learned) = self.learned {
+            if self.config.strict && learned != from {
+                return Err(ReceiveError::Stray(from));
+            }
+        }
+        let reader = RtpReader::new(data).map_err(|_| ReceiveError::Malformed)?;
+        let (ssrc, seq) = (reader.ssrc(), u16::from(reader.sequence_number()));
+        let offset = reader.payload_offset();
+        let payload_len = reader.payload().len();
+        let timestamp = reader.timestamp();
+        if self.learned != Some(from) {
+            self.learned = Some(from);
+            if self.config.comedia {
+                self.events.push_back(SessionEvent::RemoteLearned(from));
+            }
+        }
+        let new_stream = self.rx.as_ref().is_none_or(|rx| rx.ssrc != ssrc);
+        let rx = self.rx.get_or_insert_with(ReceiveStats::default);
+        if new_stream {
+            rx.start(ssrc, seq);
+        }
+        rx.update_seq(seq);
+        rx.packets += 1;
+        rx.octets += payload_len as u64;
+        // A.8: transit = arrival (in timestamp units) - timestamp; J += (|D| - J) / 16.
+        let arrival =
+            (now.saturating_duration_since(self.epoch).as_secs_f64() * f64::from(self.config.clock_rate)) as i64;
+        let transit = arrival - i64::from(timestamp);
+        if let Some(last) = rx.last_transit {
+            let d = (transit - last).unsigned_abs().min(u64::from(u32::MAX >> 4)) as u32;
+            rx.jitter_q4 = rx.jitter_q4.wrapping_add(d).wrapping_sub((rx.jitter_q4 + 8) >> 4);
+        }
+        rx.last_transit = Some(transit);
+        self.last_rx = now;
+        self.timed_out = false;
+        Ok(Received {
+            ssrc,
+            payload_type: reader.payload_type(),
+            marker: reader.mark(),
+            sequence: seq,
+            timestamp,
+            payload: (offset, offset + payload_len),
+            new_stream,
+        })
+    }
+
+    /// Takes one RTCP datagram.
+    pub fn handle_rtcp(&mut self, now: Instant, data: &[u8]) -> Result<(), rtcp::RtcpError> {
+        let packet = rtcp::parse(data)?;
+        if let Some(sender) = packet.sender {
+            self.last_sr = Some(((sender.ntp >> 16) as u32, now));
+        }
+        let ntp_now = self.ntp(now);
+        for report in packet.reports.iter().filter(|r| r.ssrc == self.ssrc) {
+            self.peer_lost = Some(report.cumulative_lost);
+            if report.last_sr != 0 {
+                // RTT = A - LSR - DLSR, in 1/65536 s.
+                let a = (ntp_now >> 16) as u32;
+                let rtt = a.wrapping_sub(report.last_sr).wrapping_sub(report.delay_since_last_sr);
+                if rtt < 0x8000_0000 {
+                    self.rtt = Some(Duration::from_micros(u64::from(rtt) * 1_000_000 / 65536));
+                }
+            }
+        }
+        if packet.bye {
+            self.events.push_back(SessionEvent::Bye);
+        }
+        Ok(())
+    }
+
+    /// Sends a payload covering `samples` samples (160 for 20 ms of G.711). A `marker` starts
+    /// a talkspurt. Silence is skipped with [`RtpSession::skip`], so timestamps stay continuous.
+    pub fn send(&mut self, payload_type: u8, marker: bool, samples: u32, payload: &[u8]) {
+        let Some(remote) = self.remote() else { return };
+        let timestamp = self.ts_base.wrapping_add(self.samples_sent as u32);
+        let builder = RtpPacketBuilder::new()
+            .payload_type(payload_type & 0x7f)
+            .marked(marker)
+            .ssrc(self.ssrc)
+            .sequence(self.next_seq.into())
+            .timestamp(timestamp)
+            .payload(payload);
+        let mut data = vec![0; builder.target_length()];
+        let Ok(len) = builder.build_into(&mut data) else { return };
+        data.truncate(len);
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.samples_sent += u64::from(samples);
+        self.sent_packets += 1;
+        self.sent_octets += payload.len() as u64;
+        self.last_sent_ts = timestamp;
+        self.transmits.push_back(Transmit { remote, rtcp: false, data });
+    }
+
+    /// Lets `samples` of time pass without sending (silence, or a pause between events).
+    pub fn skip(&mut self, samples: u32) {
+        self.samples_sent += u64::from(samples);
+    }
+
+    /// The timestamp the next packet will carry (for an RFC 4733 event that starts now).
+    pub fn next_timestamp(&self) -> u32 {
+        self.ts_base.wrapping_add(self.samples_sent as u32)
+    }
+
+    fn ntp(&self, now: Instant) -> u64 {
+        let wall = self.epoch_wall + now.saturating_duration_since(self.epoch);
+        let since_unix = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        // NTP counts from 1900: 70 years and 17 leap days before 1970.
+        let secs = since_unix.as_secs() + 2_208_988_800;
+        let frac = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
+        (secs << 32) | frac
+    }
+
+    /// Runs what is due at `now`: an RTCP report, the RTP timeout. Extra calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(timeout) = self.config.timeout {
+            if !self.timed_out && now.saturating_duration_since(self.last_rx) >= timeout {
+                self.timed_out = true;
+                self.events.push_back(SessionEvent::Timeout);
+            }
+        }
+        if now >= self.next_rtcp {
+            self.next_rtcp = now + self.config.rtcp_interval;
+            self.send_report(now);
+        }
+    }
+
+    fn send_report(&mut self, now: Instant) {
+        let Some(remote) = self.remote_rtcp.or(self.remote()) else { return };
+        let (last_sr, dlsr) = match self.last_sr {
+            Some((lsr, at)) => (lsr, (now.saturating_duration_since(at).as_secs_f64() * 65536.0) as u32),
+            None => (0, 0),
+        };
+        let reports: Vec<ReportBlock> = self.rx.as_mut().map(|rx| rx.report_block(last_sr, dlsr)).into_iter().collect();
+        let sender = (self.sent_packets > 0).then(|| SenderInfo {
+            ntp: self.ntp(now),
+            rtp_timestamp: self.ts_base.wrapping_add(self.samples_sent as u32),
+            packets: self.sent_packets as u32,
+            octets: self.sent_octets as u32,
+        });
+        let mut data = Vec::with_capacity(128);
+        rtcp::build(self.ssrc, sender, &reports, &self.config.cname, &mut data);
+        self.transmits.push_back(Transmit { remote, rtcp: true, data });
+    }
+
+    /// The next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`RtpSession::handle_timeout`] is due. May change after any input.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timeout = self.config.timeout.filter(|_| !self.timed_out).map(|t| self.last_rx + t);
+        Some(timeout.map_or(self.next_rtcp, |t| t.min(self.next_rtcp)))
+    }
+
+    pub fn stats(&self) -> Stats {
+        let (received, lost, jitter) = self.rx.as_ref().map_or((0, 0, 0), |rx| (rx.packets, rx.lost(), rx.jitter()));
+        Stats {
+            sent_packets: self.sent_packets,
+            received_packets: received,
+            lost_packets: lost,
+            jitter_ms: f64::from(jitter) * 1000.0 / f64::from(self.config.clock_rate),
+            peer_lost: self.peer_lost,
+            rtt: self.rtt,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn pair() -> (RtpSession, RtpSession, Instant) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut a = RtpSession::new(SessionConfig::default(), now, wall, 1);
+        let mut b = RtpSession::new(SessionConfig::default(), now, wall, 2);
+        a.set_remote(addr("127.0.0.1:20002"), false);
+        b.set_remote(addr("127.0.0.1:20000"), false);
+        (a, b, now)
+    }
+
+    #[test]
+    fn sequence_and_timestamps_continue_across_silence() {
+        let (mut a, mut b, now) = pair();
+        a.send(0, true, 160, &[0xff; 160]);
+        a.skip(160 * 5);
+        a.send(0, true, 160, &[0xff; 160]);
+        let first = a.poll_transmit().unwrap();
+        let second = a.poll_transmit().unwrap();
+        let r1 = b.handle_rtp(now, addr("127.0.0.1:20000"), &first.data).unwrap();
+        let r2 = b.handle_rtp(now + Duration::from_millis(120), addr("127.0.0.1:20000"), &second.data).unwrap();
+        assert_eq!(r2.sequence, r1.sequence.wrapping_add(1), "no gap in sequence numbers");
+        assert_eq!(r2.timestamp.wrapping_sub(r1.timestamp), 160 * 6, "timestamps count the silence");
+        assert!(r1.new_stream && !r2.new_stream);
+        assert_eq!(&second.data[r2.payload.0..r2.payload.1], &[0xff; 160]);
+        assert_eq!(b.stats().lost_packets, 0);
+    }
+
+    #[test]
+    fn loss_and_jitter_are_counted_and_reported() {
+        let (mut a, mut b, start) = pair();
+        let mut now = start;
+        for i in 0..50u32 {
+            a.send(0, i == 0, 160, &[0xd5; 160]);
+            let t = a.poll_transmit().unwrap();
+            now = start + Duration::from_millis(u64::from(i) * 20 + if i % 2 == 0 { 0 } else { 5 });
+            if i % 10 != 3 {
+                b.handle_rtp(now, addr("127.0.0.1:20000"), &t.data).unwrap();
+            }
+        }
+        let stats = b.stats();
+        assert_eq!((stats.received_packets, stats.lost_packets), (45, 5));
+        assert!(stats.jitter_ms > 1.0 && stats.jitter_ms < 10.0, "{}", stats.jitter_ms);
+        // B reports to A; A sees its loss and an RTT.
+        a.handle_timeout(start + Duration::from_secs(5));
+        let sr = a.poll_transmit().unwrap();
+        assert!(sr.rtcp && sr.remote == addr("127.0.0.1:20003"));
+        b.handle_rtcp(start + Duration::from_secs(5), &sr.data).unwrap();
+        b.handle_timeout(start + Duration::from_millis(5040));
+        let rr = b.poll_transmit().unwrap();
+        a.handle_rtcp(start + Duration::from_millis(5100), &rr.data).unwrap();
+        let stats = a.stats();
+        assert_eq!(stats.peer_lost, Some(5));
+        let rtt = stats.rtt.unwrap();
+        assert!(rtt >= Duration::from_millis(55) && rtt <= Duration::from_millis(65), "{rtt:?}");
+        let _ = now;
+    }
+
+    #[test]
+    fn comedia_learns_and_strict_drops_strays() {
+        let now = Instant::now();
+        let config = SessionConfig { comedia: true, strict: true, ..SessionConfig::default() };
+        let mut s = RtpSession::new(config, now, SystemTime::now(), 3);
+        s.set_remote(addr("10.0.0.5:4000"), false);
+        let mut peer = RtpSession::new(SessionConfig::default(), now, SystemTime::now(), 4);
+        peer.set_remote(addr("192.0.2.1:10000"), false);
+        peer.send(8, true, 160, &[0; 160]);
+        let p = peer.poll_transmit().unwrap().data;
+        s.handle_rtp(now, addr("198.51.100.7:31000"), &p).unwrap();
+        assert_eq!(s.poll_event(), Some(SessionEvent::RemoteLearned(addr("198.51.100.7:31000"))));
+        assert_eq!(s.remote(), Some(addr("198.51.100.7:31000")), "NAT: answer where it came from");
+        assert_eq!(s.handle_rtp(now, addr("203.0.113.9:5000"), &p), Err(ReceiveError::Stray(addr("203.0.113.9:5000"))));
+        assert_eq!(s.handle_rtp(now, addr("198.51.100.7:31000"), &[1, 2, 3]), Err(ReceiveError::Malformed));
+    }
+
+    #[test]
+    fn rtp_timeout_fires_once_until_media_returns() {
+        let now = Instant::now();
+        let config = SessionConfig { timeout: Some(Duration::from_secs(30)), ..SessionConfig::default() };
+        let mut s = RtpSession::new(config, now, SystemTime::now(), 5);
+        let mut t = now;
+        let mut timeouts = 0;
+        while let Some(next) = s.poll_timeout() {
+            if next > now + Duration::from_secs(60) {
+                break;
+            }
+            t = next;
+            s.handle_timeout(t);
+            while let Some(e) = s.poll_event() {
+                assert_eq!(e, SessionEvent::Timeout);
+                timeouts += 1;
+            }
+        }
+        assert_eq!(timeouts, 1);
+        assert!(t >= now + Duration::from_secs(30));
+    }
+
+    #[test]
+    fn random_starting_points_differ_by_seed() {
+        let now = Instant::now();
+        let a = RtpSession::new(SessionConfig::default(), now, SystemTime::now(), 1);
+        let b = RtpSession::new(SessionConfig::default(), now, SystemTime::now(), 2);
+        assert_ne!(a.ssrc(), b.ssrc());
+        assert_ne!(a.next_timestamp(), b.next_timestamp());
+    }
+}
