@@ -163,7 +163,7 @@ pub fn build(ssrc: u32, sender: Option<SenderInfo>, reports: &[ReportBlock], cna
     out.push(cname.len() as u8);
     out.extend_from_slice(cname);
     out.push(0);
-    while (out.len() - sdes) % 4 != 0 {
+    while !(out.len() - sdes).is_multiple_of(4) {
         out.push(0);
     }
     let words = ((out.len() - sdes) / 4 - 1) as u16;
