@@ -6,8 +6,10 @@
 //! - [`g711`]: µ-law and A-law, both directions.
 //! - [`session`]: one leg's RTP session: sequence/timestamps, receive statistics, RTCP
 //!   reports and RTT, comedia/strictrtp, RTP timeout. [`rtcp`]: SR/RR/SDES/BYE.
+//! - [`dtmf`]: RFC 4733 telephone-events (receive, send) and inband (Goertzel) detection.
 //! - [`relay`]: the native RTP relay (in place, no allocation, continuity across far-end changes).
 
+pub mod dtmf;
 pub mod g711;
 pub mod relay;
 pub mod rtcp;

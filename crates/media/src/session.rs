@@ -185,7 +185,6 @@ pub struct RtpSession {
     samples_sent: u64,
     sent_packets: u64,
     sent_octets: u64,
-    last_sent_ts: u32,
     /// Where RTP goes (from SDP, or learned), and RTCP (RTP port + 1 unless muxed).
     remote: Option<SocketAddr>,
     remote_rtcp: Option<SocketAddr>,
@@ -228,7 +227,6 @@ impl RtpSession {
             samples_sent: 0,
             sent_packets: 0,
             sent_octets: 0,
-            last_sent_ts: 0,
             remote: None,
             remote_rtcp: None,
             learned: None,
@@ -341,8 +339,15 @@ impl RtpSession {
     /// Sends a payload covering `samples` samples (160 for 20 ms of G.711). A `marker` starts
     /// a talkspurt. Silence is skipped with [`RtpSession::skip`], so timestamps stay continuous.
     pub fn send(&mut self, payload_type: u8, marker: bool, samples: u32, payload: &[u8]) {
-        let Some(remote) = self.remote() else { return };
         let timestamp = self.ts_base.wrapping_add(self.samples_sent as u32);
+        if self.emit(payload_type, marker, timestamp, payload) {
+            self.samples_sent += u64::from(samples);
+        }
+    }
+
+    /// Queues one RTP packet with the next sequence number; false if there is nowhere to send.
+    fn emit(&mut self, payload_type: u8, marker: bool, timestamp: u32, payload: &[u8]) -> bool {
+        let Some(remote) = self.remote() else { return false };
         let builder = RtpPacketBuilder::new()
             .payload_type(payload_type & 0x7f)
             .marked(marker)
@@ -351,14 +356,20 @@ impl RtpSession {
             .timestamp(timestamp)
             .payload(payload);
         let mut data = vec![0; builder.target_length()];
-        let Ok(len) = builder.build_into(&mut data) else { return };
+        let Ok(len) = builder.build_into(&mut data) else { return false };
         data.truncate(len);
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.samples_sent += u64::from(samples);
         self.sent_packets += 1;
         self.sent_octets += payload.len() as u64;
-        self.last_sent_ts = timestamp;
         self.transmits.push_back(Transmit { remote, rtcp: false, data });
+        true
+    }
+
+    /// Sends one RFC 4733 event packet: every packet of one key press carries the timestamp
+    /// of its start (`next_timestamp()` when it began). After the last, [`RtpSession::skip`]
+    /// the press's duration so the audio that follows continues the timeline.
+    pub fn send_event(&mut self, payload_type: u8, marker: bool, start: u32, payload: &[u8; 4]) {
+        self.emit(payload_type, marker, start, payload);
     }
 
     /// Lets `samples` of time pass without sending (silence, or a pause between events).

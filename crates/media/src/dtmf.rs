@@ -1,0 +1,338 @@
+//! DTMF: RFC 4733 telephone-events (receive and send), and inband detection (Goertzel).
+//!
+//! An RFC 4733 event is a run of RTP packets with the same timestamp (the event's start); the
+//! duration grows in each, and the last three carry the End bit. [`EventReceiver`] turns such
+//! packets into one `Begin` and one `End` per key press, whatever is lost or repeated;
+//! [`EventSender`] makes the packets for a key press. [`InbandDetector`] finds DTMF in audio
+//! (for `dtmfmode=inband`) with the Goertzel algorithm over 102-sample blocks at 8 kHz.
+
+/// The payload of one telephone-event packet (RFC 4733 §2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventPayload {
+    pub event: u8,
+    pub end: bool,
+    pub volume: u8,
+    pub duration: u16,
+}
+
+impl EventPayload {
+    pub fn parse(payload: &[u8]) -> Option<EventPayload> {
+        let b: &[u8; 4] = payload.get(..4)?.try_into().ok()?;
+        Some(EventPayload {
+            event: b[0],
+            end: b[1] & 0x80 != 0,
+            volume: b[1] & 0x3f,
+            duration: u16::from_be_bytes([b[2], b[3]]),
+        })
+    }
+
+    pub fn to_bytes(self) -> [u8; 4] {
+        let d = self.duration.to_be_bytes();
+        [self.event, (u8::from(self.end) << 7) | (self.volume & 0x3f), d[0], d[1]]
+    }
+}
+
+/// The key of an event code (0–9, `*`, `#`, A–D; 16 is hook flash, shown as `!`).
+pub fn event_to_digit(event: u8) -> Option<char> {
+    match event {
+        0..=9 => Some(char::from(b'0' + event)),
+        10 => Some('*'),
+        11 => Some('#'),
+        12..=15 => Some(char::from(b'A' + event - 12)),
+        16 => Some('!'),
+        _ => None,
+    }
+}
+
+/// The event code of a key.
+pub fn digit_to_event(digit: char) -> Option<u8> {
+    match digit.to_ascii_uppercase() {
+        d @ '0'..='9' => Some(d as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        d @ 'A'..='D' => Some(d as u8 - b'A' + 12),
+        '!' => Some(16),
+        _ => None,
+    }
+}
+
+/// A key press, as it starts and ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtmfEvent {
+    Begin(char),
+    /// The key was released after `duration` samples.
+    End {
+        digit: char,
+        duration: u32,
+    },
+}
+
+/// Turns received telephone-event packets into key presses.
+#[derive(Debug, Default)]
+pub struct EventReceiver {
+    /// The event being received: its RTP timestamp, digit, and whether its End was seen.
+    current: Option<(u32, char, bool)>,
+    last_duration: u32,
+}
+
+impl EventReceiver {
+    /// Takes one packet (its RTP timestamp and payload); returns what it means, if anything
+    /// new. A new event that arrives before the old one's End ends the old one first.
+    pub fn handle(&mut self, timestamp: u32, payload: &[u8], out: &mut Vec<DtmfEvent>) {
+        let Some(p) = EventPayload::parse(payload) else { return };
+        let Some(digit) = event_to_digit(p.event) else { return };
+        match self.current {
+            Some((ts, _, ended)) if ts == timestamp => {
+                self.last_duration = self.last_duration.max(u32::from(p.duration));
+                if p.end && !ended {
+                    self.current = Some((ts, digit, true));
+                    out.push(DtmfEvent::End { digit, duration: self.last_duration });
+                }
+            }
+            previous => {
+                if let Some((_, old, false)) = previous {
+                    out.push(DtmfEvent::End { digit: old, duration: self.last_duration });
+                }
+                self.current = Some((timestamp, digit, p.end));
+                self.last_duration = u32::from(p.duration);
+                out.push(DtmfEvent::Begin(digit));
+                if p.end {
+                    out.push(DtmfEvent::End { digit, duration: self.last_duration });
+                }
+            }
+        }
+    }
+
+    /// The event still held down, if its End never came (the caller times it out).
+    pub fn pending(&self) -> Option<char> {
+        self.current.filter(|(_, _, ended)| !ended).map(|(_, d, _)| d)
+    }
+}
+
+/// The packets of one key press: one per `packet_samples`, then three End packets.
+#[derive(Clone, Debug)]
+pub struct EventSender {
+    event: u8,
+    total: u32,
+    step: u32,
+    sent: u32,
+    ends_left: u8,
+}
+
+impl EventSender {
+    /// A press of `digit` lasting `duration` samples (e.g. 800 = 100 ms at 8 kHz), sent every
+    /// `packet_samples` (160 = 20 ms). `None` for a character that is not a DTMF key.
+    pub fn new(digit: char, duration: u32, packet_samples: u32) -> Option<EventSender> {
+        Some(EventSender {
+            event: digit_to_event(digit)?,
+            total: duration.clamp(packet_samples.max(1), 0xffff),
+            step: packet_samples.max(1),
+            sent: 0,
+            ends_left: 3,
+        })
+    }
+
+    /// The next payload and whether it carries the marker bit (only the first does); `None`
+    /// when the press is fully sent. All packets of one press share one RTP timestamp.
+    pub fn next_packet(&mut self) -> Option<([u8; 4], bool)> {
+        let first = self.sent == 0;
+        if self.sent < self.total {
+            self.sent = (self.sent + self.step).min(self.total);
+            let end = self.sent == self.total;
+            if end {
+                self.ends_left -= 1;
+            }
+            let p = EventPayload { event: self.event, end, volume: 10, duration: self.sent as u16 };
+            return Some((p.to_bytes(), first));
+        }
+        if self.ends_left == 0 {
+            return None;
+        }
+        self.ends_left -= 1;
+        let p = EventPayload { event: self.event, end: true, volume: 10, duration: self.total as u16 };
+        Some((p.to_bytes(), false))
+    }
+}
+
+/// Inband DTMF detection at 8 kHz (Goertzel over 102-sample blocks, as Asterisk's dsp.c).
+#[derive(Debug, Default)]
+pub struct InbandDetector {
+    block: Vec<f32>,
+    /// The digit seen in the last block and how many blocks in a row.
+    candidate: Option<(char, u32)>,
+    reported: Option<char>,
+}
+
+const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
+const COLUMNS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+const KEYS: [[char; 4]; 4] = [['1', '2', '3', 'A'], ['4', '5', '6', 'B'], ['7', '8', '9', 'C'], ['*', '0', '#', 'D']];
+const BLOCK: usize = 102;
+
+fn goertzel(samples: &[f32], frequency: f32) -> f32 {
+    let coefficient = 2.0 * (2.0 * std::f32::consts::PI * frequency / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for x in samples {
+        let s = x + coefficient * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    s1 * s1 + s2 * s2 - coefficient * s1 * s2
+}
+
+impl InbandDetector {
+    pub fn new() -> InbandDetector {
+        InbandDetector { block: Vec::with_capacity(BLOCK), ..Default::default() }
+    }
+
+    /// Feeds 8 kHz linear samples; pushes a `Begin` when a key has been present for two blocks
+    /// (~25 ms) and an `End` when it goes.
+    pub fn feed(&mut self, samples: &[i16], out: &mut Vec<DtmfEvent>) {
+        for s in samples {
+            self.block.push(f32::from(*s));
+            if self.block.len() == BLOCK {
+                let digit = self.classify();
+                self.block.clear();
+                self.step(digit, out);
+            }
+        }
+    }
+
+    fn classify(&self) -> Option<char> {
+        let energy: f32 = self.block.iter().map(|x| x * x).sum();
+        if energy < 1e6 {
+            return None;
+        }
+        let rows: Vec<f32> = ROWS.iter().map(|f| goertzel(&self.block, *f)).collect();
+        let cols: Vec<f32> = COLUMNS.iter().map(|f| goertzel(&self.block, *f)).collect();
+        let best = |v: &[f32]| {
+            let (i, m) = v.iter().enumerate().fold((0, 0.0f32), |acc, (i, x)| if *x > acc.1 { (i, *x) } else { acc });
+            let second = v.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, x)| *x).fold(0.0f32, f32::max);
+            (i, m, second)
+        };
+        let (r, rmax, rsecond) = best(&rows);
+        let (c, cmax, csecond) = best(&cols);
+        // Both tones clearly above the others, twist within 8 dB, and most of the energy in them.
+        let strong = rmax > 8.0 * rsecond && cmax > 8.0 * csecond;
+        let twist = rmax / cmax.max(1.0);
+        let share = (rmax + cmax) / (energy * BLOCK as f32 / 2.0);
+        (strong && (0.16..6.3).contains(&twist) && share > 0.5).then_some(KEYS[r][c])
+    }
+
+    fn step(&mut self, digit: Option<char>, out: &mut Vec<DtmfEvent>) {
+        self.candidate = match (self.candidate, digit) {
+            (Some((d, n)), Some(now)) if d == now => Some((d, n + 1)),
+            (_, Some(now)) => Some((now, 1)),
+            (_, None) => None,
+        };
+        match (self.reported, self.candidate) {
+            (None, Some((d, n))) if n >= 2 => {
+                self.reported = Some(d);
+                out.push(DtmfEvent::Begin(d));
+            }
+            (Some(r), candidate) if candidate.is_none_or(|(d, _)| d != r) => {
+                self.reported = None;
+                out.push(DtmfEvent::End { digit: r, duration: 0 });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// 8 kHz linear samples of a DTMF key (both tones, each at about -10 dBm0).
+pub fn tone(digit: char, samples: usize) -> Option<Vec<i16>> {
+    let (r, c) = KEYS
+        .iter()
+        .enumerate()
+        .find_map(|(r, row)| row.iter().position(|k| *k == digit.to_ascii_uppercase()).map(|c| (r, c)))?;
+    let (f1, f2) = (ROWS[r], COLUMNS[c]);
+    Some(
+        (0..samples)
+            .map(|n| {
+                let t = n as f32 / 8000.0;
+                (5000.0 * (2.0 * std::f32::consts::PI * f1 * t).sin()
+                    + 5000.0 * (2.0 * std::f32::consts::PI * f2 * t).sin()) as i16
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_and_digits() {
+        let p = EventPayload { event: 11, end: true, volume: 10, duration: 800 };
+        assert_eq!(EventPayload::parse(&p.to_bytes()), Some(p));
+        assert_eq!(EventPayload::parse(&[1, 2]), None);
+        for d in "0123456789*#ABCD!".chars() {
+            assert_eq!(event_to_digit(digit_to_event(d).unwrap()), Some(d));
+        }
+        assert_eq!(digit_to_event('x'), None);
+    }
+
+    #[test]
+    fn a_sent_press_is_received_once_even_with_repeated_ends() {
+        let mut sender = EventSender::new('5', 800, 160).unwrap();
+        let mut receiver = EventReceiver::default();
+        let mut events = Vec::new();
+        let mut packets = 0;
+        let mut markers = 0;
+        while let Some((payload, marker)) = sender.next_packet() {
+            packets += 1;
+            markers += usize::from(marker);
+            receiver.handle(4000, &payload, &mut events);
+        }
+        assert_eq!(packets, 5 + 2, "five growing packets, the last an End, then two more Ends");
+        assert_eq!(markers, 1);
+        assert_eq!(events, [DtmfEvent::Begin('5'), DtmfEvent::End { digit: '5', duration: 800 }]);
+        assert_eq!(receiver.pending(), None);
+    }
+
+    #[test]
+    fn lost_first_packets_and_lost_ends() {
+        let mut receiver = EventReceiver::default();
+        let mut events = Vec::new();
+        // Only the End packets of '7' arrive.
+        let end = EventPayload { event: 7, end: true, volume: 10, duration: 480 }.to_bytes();
+        receiver.handle(100, &end, &mut events);
+        receiver.handle(100, &end, &mut events);
+        // '8' starts; its End is lost, then '9' starts.
+        receiver.handle(900, &EventPayload { event: 8, end: false, volume: 10, duration: 160 }.to_bytes(), &mut events);
+        receiver.handle(
+            2000,
+            &EventPayload { event: 9, end: false, volume: 10, duration: 160 }.to_bytes(),
+            &mut events,
+        );
+        assert_eq!(
+            events,
+            [
+                DtmfEvent::Begin('7'),
+                DtmfEvent::End { digit: '7', duration: 480 },
+                DtmfEvent::Begin('8'),
+                DtmfEvent::End { digit: '8', duration: 160 },
+                DtmfEvent::Begin('9'),
+            ]
+        );
+        assert_eq!(receiver.pending(), Some('9'));
+    }
+
+    #[test]
+    fn inband_detection_finds_every_key_and_ignores_speechlike_tones() {
+        for d in "123A456B789C*0#D".chars() {
+            let mut detector = InbandDetector::new();
+            let mut events = Vec::new();
+            let mut audio = tone(d, 800).unwrap();
+            audio.extend(std::iter::repeat_n(0, 400));
+            detector.feed(&audio, &mut events);
+            assert_eq!(events, [DtmfEvent::Begin(d), DtmfEvent::End { digit: d, duration: 0 }], "{d}");
+        }
+        let mut detector = InbandDetector::new();
+        let mut events = Vec::new();
+        let a440: Vec<i16> = (0..8000)
+            .map(|n| (8000.0 * (2.0 * std::f32::consts::PI * 440.0 * n as f32 / 8000.0).sin()) as i16)
+            .collect();
+        detector.feed(&a440, &mut events);
+        assert!(events.is_empty(), "a 440 Hz tone is not DTMF: {events:?}");
+    }
+}
