@@ -7,10 +7,13 @@
 //! - [`session`]: one leg's RTP session: sequence/timestamps, receive statistics, RTCP
 //!   reports and RTT, comedia/strictrtp, RTP timeout. [`rtcp`]: SR/RR/SDES/BYE.
 //! - [`dtmf`]: RFC 4733 telephone-events (receive, send) and inband (Goertzel) detection.
+//! - [`audio_file`]: `.wav`, `.ulaw`, `.alaw`, `.sln`. [`ports`]: the rtp.conf port range.
 //! - [`relay`]: the native RTP relay (in place, no allocation, continuity across far-end changes).
 
+pub mod audio_file;
 pub mod dtmf;
 pub mod g711;
+pub mod ports;
 pub mod relay;
 pub mod rtcp;
 pub mod session;

@@ -53,7 +53,10 @@ fn sipp_rfc2833_pcaps_give_their_digits() {
             receiver.handle(rtp.timestamp(), rtp.payload(), &mut events);
         }
         assert_eq!(events.first(), Some(&DtmfEvent::Begin(digit)), "{file}: {events:?}");
-        assert!(matches!(events.last(), Some(DtmfEvent::End { digit: d, duration }) if *d == digit && *duration > 0), "{file}: {events:?}");
+        assert!(
+            matches!(events.last(), Some(DtmfEvent::End { digit: d, duration }) if *d == digit && *duration > 0),
+            "{file}: {events:?}"
+        );
         assert_eq!(events.len(), 2, "{file}: one press: {events:?}");
     }
 }
