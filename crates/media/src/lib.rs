@@ -8,6 +8,7 @@
 //!   reports and RTT, comedia/strictrtp, RTP timeout. [`rtcp`]: SR/RR/SDES/BYE.
 //! - [`dtmf`]: RFC 4733 telephone-events (receive, send) and inband (Goertzel) detection.
 //! - [`audio_file`]: `.wav`, `.ulaw`, `.alaw`, `.sln`. [`ports`]: the rtp.conf port range.
+//! - [`sdp`]: offer/answer for one audio stream (parsing with sdp-rs), codec negotiation, hold.
 //! - [`relay`]: the native RTP relay (in place, no allocation, continuity across far-end changes).
 
 pub mod audio_file;
@@ -16,4 +17,5 @@ pub mod g711;
 pub mod ports;
 pub mod relay;
 pub mod rtcp;
+pub mod sdp;
 pub mod session;
