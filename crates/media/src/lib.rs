@@ -3,7 +3,7 @@
 //! Like `starling-sip`, this crate holds protocol state and is handed packets and the current
 //! time; it never opens a socket or reads the clock. The socket driver in chan_sip is thin.
 //!
-//! - [`g711`]: µ-law and A-law, both directions.
+//! - [`g711`]: µ-law and A-law, both directions. [`opus`]: Opus via libopus (audiopus).
 //! - [`session`]: one leg's RTP session: sequence/timestamps, receive statistics, RTCP
 //!   reports and RTT, comedia/strictrtp, RTP timeout. [`rtcp`]: SR/RR/SDES/BYE.
 //! - [`dtmf`]: RFC 4733 telephone-events (receive, send) and inband (Goertzel) detection.
@@ -14,6 +14,7 @@
 pub mod audio_file;
 pub mod dtmf;
 pub mod g711;
+pub mod opus;
 pub mod ports;
 pub mod relay;
 pub mod rtcp;
