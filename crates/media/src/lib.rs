@@ -9,6 +9,7 @@
 //! - [`dtmf`]: RFC 4733 telephone-events (receive, send) and inband (Goertzel) detection.
 //! - [`audio_file`]: `.wav`, `.ulaw`, `.alaw`, `.sln`. [`ports`]: the rtp.conf port range.
 //! - [`sdp`]: offer/answer for one audio stream (parsing with sdp-rs), codec negotiation, hold.
+//! - [`resample`]: 8/16/48 kHz conversion (polyphase windowed sinc).
 //! - [`relay`]: the native RTP relay (in place, no allocation, continuity across far-end changes).
 
 pub mod audio_file;
@@ -17,6 +18,7 @@ pub mod g711;
 pub mod opus;
 pub mod ports;
 pub mod relay;
+pub mod resample;
 pub mod rtcp;
 pub mod sdp;
 pub mod session;
