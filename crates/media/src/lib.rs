@@ -10,6 +10,7 @@
 //! - [`audio_file`]: `.wav`, `.ulaw`, `.alaw`, `.sln`. [`ports`]: the rtp.conf port range.
 //! - [`sdp`]: offer/answer for one audio stream (parsing with sdp-rs), codec negotiation, hold.
 //! - [`resample`]: 8/16/48 kHz conversion (polyphase windowed sinc).
+//! - [`translate`]: the translation matrix (cheapest paths, `core show translation`) and translators.
 //! - [`relay`]: the native RTP relay (in place, no allocation, continuity across far-end changes).
 
 pub mod audio_file;
@@ -22,3 +23,4 @@ pub mod resample;
 pub mod rtcp;
 pub mod sdp;
 pub mod session;
+pub mod translate;
