@@ -11,11 +11,13 @@
 //! - [`sdp`]: offer/answer for one audio stream (parsing with sdp-rs), codec negotiation, hold.
 //! - [`resample`]: 8/16/48 kHz conversion (polyphase windowed sinc).
 //! - [`translate`]: the translation matrix (cheapest paths, `core show translation`) and translators.
+//! - [`jitter`]: fixed and adaptive jitter buffers for decoded legs.
 //! - [`relay`]: the native RTP relay (in place, no allocation, continuity across far-end changes).
 
 pub mod audio_file;
 pub mod dtmf;
 pub mod g711;
+pub mod jitter;
 pub mod opus;
 pub mod ports;
 pub mod relay;

@@ -1,0 +1,216 @@
+//! A jitter buffer for legs whose audio is decoded (never for the native relay): frames go in
+//! as they arrive, in any order; one frame comes out per frame interval, in timestamp order,
+//! `Lost` where one never came (the decoder conceals it).
+//!
+//! Fixed: playout starts once `delay` worth of audio is buffered and stays that far behind.
+//! Adaptive: the target delay follows the measured jitter (four times it, within `min`..`max`);
+//! the buffer shrinks by dropping a frame when it holds too much and grows after an underrun.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Always this delay, in samples.
+    Fixed { delay: u32 },
+    /// A delay between `min` and `max` samples that follows the jitter.
+    Adaptive { min: u32, max: u32 },
+}
+
+/// What one playout tick yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Playout {
+    /// Still filling: play silence.
+    Buffering,
+    Frame(Vec<u8>),
+    /// The frame for this slot is missing: conceal.
+    Lost,
+}
+
+/// Counters for `sip show channelstats`-style output.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    pub late: u64,
+    pub lost: u64,
+    pub dropped: u64,
+    pub duplicates: u64,
+}
+
+pub struct JitterBuffer {
+    mode: Mode,
+    clock_rate: u32,
+    frame: u32,
+    /// Frames by extended timestamp (unwrapped relative to the first).
+    frames: BTreeMap<i64, Vec<u8>>,
+    /// The first timestamp seen, for unwrapping.
+    base: Option<u32>,
+    next: Option<i64>,
+    target: u32,
+    /// RFC 3550-style jitter estimate in samples (×16).
+    jitter_q4: u64,
+    last_transit: Option<i64>,
+    start: Option<Instant>,
+    underruns: u32,
+    pub stats: JitterStats,
+}
+
+impl JitterBuffer {
+    /// `frame` samples per packet (160 for 20 ms at 8 kHz) at `clock_rate`.
+    pub fn new(mode: Mode, clock_rate: u32, frame: u32) -> JitterBuffer {
+        let target = match mode {
+            Mode::Fixed { delay } => delay,
+            Mode::Adaptive { min, .. } => min,
+        };
+        JitterBuffer {
+            mode,
+            clock_rate,
+            frame: frame.max(1),
+            frames: BTreeMap::new(),
+            base: None,
+            next: None,
+            target,
+            jitter_q4: 0,
+            last_transit: None,
+            start: None,
+            underruns: 0,
+            stats: JitterStats::default(),
+        }
+    }
+
+    /// The delay the buffer aims for now, in samples.
+    pub fn target(&self) -> u32 {
+        self.target
+    }
+
+    fn unwrap(&mut self, ts: u32) -> i64 {
+        let base = *self.base.get_or_insert(ts);
+        i64::from(ts.wrapping_sub(base) as i32)
+    }
+
+    /// A frame arrived at `now` with RTP timestamp `ts`.
+    pub fn put(&mut self, now: Instant, ts: u32, payload: &[u8]) {
+        let t = self.unwrap(ts);
+        let start = *self.start.get_or_insert(now);
+        let arrival = (now.saturating_duration_since(start).as_secs_f64() * f64::from(self.clock_rate)) as i64;
+        let transit = arrival - t;
+        if let Some(last) = self.last_transit {
+            let d = (transit - last).unsigned_abs();
+            self.jitter_q4 = self.jitter_q4 + d - ((self.jitter_q4 + 8) >> 4);
+        }
+        self.last_transit = Some(transit);
+        if let Mode::Adaptive { min, max } = self.mode {
+            let jitter = (self.jitter_q4 >> 4) as u32;
+            let wanted = (jitter * 4 + self.frame * (1 + self.underruns.min(4))).clamp(min, max);
+            // Grow at once, shrink slowly (a frame at a time, in get()).
+            if wanted > self.target {
+                self.target = wanted;
+            } else if wanted + self.frame < self.target {
+                self.target -= self.frame;
+            }
+        }
+        if self.next.is_some_and(|next| t < next) {
+            self.stats.late += 1;
+            return;
+        }
+        if self.frames.insert(t, payload.to_vec()).is_some() {
+            self.stats.duplicates += 1;
+        }
+    }
+
+    /// Called once per frame interval: the frame to play now.
+    pub fn get(&mut self) -> Playout {
+        let Some(next) = self.next else {
+            let (Some((&first, _)), Some((&last, _))) = (self.frames.first_key_value(), self.frames.last_key_value())
+            else {
+                return Playout::Buffering;
+            };
+            if (last - first + i64::from(self.frame)) < i64::from(self.target) {
+                return Playout::Buffering;
+            }
+            self.next = Some(first);
+            return self.get();
+        };
+        // Too much buffered for the target: skip a frame (adaptive shrink).
+        if let Some((&last, _)) = self.frames.last_key_value() {
+            let held = last - next + i64::from(self.frame);
+            if matches!(self.mode, Mode::Adaptive { .. }) && held > i64::from(self.target + 2 * self.frame) {
+                self.frames.remove(&next);
+                self.stats.dropped += 1;
+                self.next = Some(next + i64::from(self.frame));
+                return self.get();
+            }
+        }
+        self.next = Some(next + i64::from(self.frame));
+        match self.frames.remove(&next) {
+            Some(frame) => {
+                self.underruns = self.underruns.saturating_sub(1);
+                Playout::Frame(frame)
+            }
+            None => {
+                self.stats.lost += 1;
+                self.underruns += 1;
+                Playout::Lost
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn reorders_and_reports_loss() {
+        let start = Instant::now();
+        let mut jb = JitterBuffer::new(Mode::Fixed { delay: 480 }, 8000, 160);
+        // Frames 0..6 arrive out of order, frame 3 never comes.
+        for (i, n) in [0u32, 2, 1, 4, 5, 6].iter().enumerate() {
+            jb.put(start + Duration::from_millis(i as u64 * 20), 1000 + n * 160, &[*n as u8]);
+        }
+        let out: Vec<Playout> = (0..7).map(|_| jb.get()).collect();
+        assert_eq!(
+            out,
+            [
+                Playout::Frame(vec![0]),
+                Playout::Frame(vec![1]),
+                Playout::Frame(vec![2]),
+                Playout::Lost,
+                Playout::Frame(vec![4]),
+                Playout::Frame(vec![5]),
+                Playout::Frame(vec![6]),
+            ]
+        );
+        assert_eq!(jb.stats.lost, 1);
+        // A frame older than the playout point is late.
+        jb.put(start, 1000, &[0]);
+        assert_eq!(jb.stats.late, 1);
+    }
+
+    #[test]
+    fn buffers_until_the_delay_is_reached_and_timestamps_wrap() {
+        let start = Instant::now();
+        let mut jb = JitterBuffer::new(Mode::Fixed { delay: 480 }, 8000, 160);
+        jb.put(start, u32::MAX - 159, &[1]); // then 0 and 160: the timestamp wraps
+        assert_eq!(jb.get(), Playout::Buffering);
+        jb.put(start, 0, &[2]);
+        assert_eq!(jb.get(), Playout::Buffering);
+        jb.put(start, 160, &[3]);
+        assert_eq!(jb.get(), Playout::Frame(vec![1]));
+        assert_eq!(jb.get(), Playout::Frame(vec![2]));
+        assert_eq!(jb.get(), Playout::Frame(vec![3]));
+    }
+
+    #[test]
+    fn adaptive_grows_with_jitter() {
+        let start = Instant::now();
+        let mut jb = JitterBuffer::new(Mode::Adaptive { min: 160, max: 1600 }, 8000, 160);
+        for n in 0..100u32 {
+            // Arrivals wobble by ±30 ms around the 20 ms grid.
+            let wobble = if n % 2 == 0 { 0 } else { 30 };
+            jb.put(start + Duration::from_millis(u64::from(n) * 20 + wobble), n * 160, &[0]);
+        }
+        assert!(jb.target() >= 480, "target {} samples", jb.target());
+        assert!(jb.target() <= 1600);
+    }
+}
