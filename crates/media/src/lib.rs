@@ -12,6 +12,7 @@
 //! - [`resample`]: 8/16/48 kHz conversion (polyphase windowed sinc).
 //! - [`translate`]: the translation matrix (cheapest paths, `core show translation`) and translators.
 //! - [`jitter`]: fixed and adaptive jitter buffers for decoded legs.
+//! - [`tones`]: indications.conf tone syntax, a tone generator, built-in countries.
 //! - [`relay`]: the native RTP relay (in place, no allocation, continuity across far-end changes).
 
 pub mod audio_file;
@@ -25,4 +26,5 @@ pub mod resample;
 pub mod rtcp;
 pub mod sdp;
 pub mod session;
+pub mod tones;
 pub mod translate;
