@@ -71,5 +71,31 @@ fn relay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, g711_frames, relay);
+fn opus(c: &mut Criterion) {
+    use starling_media::opus::{OpusCodec, OpusParams};
+    let mut codec = OpusCodec::new(8000, &OpusParams { useinbandfec: true, ..Default::default() }).unwrap();
+    let samples: Vec<i16> = (0..160).map(|i| ((i as f32 * 0.345).sin() * 9000.0) as i16).collect();
+    let mut packet = [0u8; 1500];
+    let mut group = c.benchmark_group("opus_20ms_8khz");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("encode", |b| b.iter(|| codec.encode(std::hint::black_box(&samples), &mut packet).unwrap()));
+    let len = codec.encode(&samples, &mut packet).unwrap();
+    let mut pcm = [0i16; 160];
+    group.bench_function("decode", |b| {
+        b.iter(|| codec.decode(Some(std::hint::black_box(&packet[..len])), &mut pcm).unwrap())
+    });
+    group.finish();
+}
+
+fn session_size(_: &mut Criterion) {
+    use starling_media::session::{RtpSession, SessionConfig};
+    println!(
+        "size of one RtpSession (not decoding, queues empty): {} bytes; RelayLeg: {} bytes",
+        std::mem::size_of::<RtpSession>() + SessionConfig::default().cname.len(),
+        std::mem::size_of::<RelayLeg>()
+    );
+    let _ = RtpSession::new;
+}
+
+criterion_group!(benches, session_size, g711_frames, relay, opus);
 criterion_main!(benches);

@@ -1,7 +1,9 @@
 //! G.711 µ-law and A-law (ITU-T G.711), both directions.
 //!
-//! Decoding is a 256-entry table per law; encoding finds the segment with one
-//! `leading_zeros`, so neither direction branches per sample on the data. The tables and the
+//! Decoding is a 256-entry table per law; encoding is a table too, indexed by the sample's
+//! top 14 (µ-law) or 13 (A-law) bits, which is all G.711 looks at, so a 20 ms frame is 320
+//! table lookups. The tables are computed at compile time by the reference algorithm
+//! ([`linear_to_ulaw`], [`linear_to_alaw`]), which the tests check against ITU's for every sample. The tables and the
 //! encoders are those of the ITU reference (as in Sun's public-domain g711.c, which Asterisk's
 //! ulaw.c/alaw.c also reproduce): µ-law has a bias of 0x84 and clips at 32635, A-law works on
 //! 13 bits with the even bits inverted (0x55).
@@ -53,30 +55,52 @@ const fn build_alaw_table() -> [i16; 256] {
     table
 }
 
-/// One linear sample → µ-law.
-#[inline]
-pub fn linear_to_ulaw(sample: i16) -> u8 {
-    // On 14 bits, as G.711 defines it: bias 33, clip at 8159.
-    let v = i32::from(sample) >> 2;
-    let (magnitude, mask) = if v < 0 { (-v, 0x7fu8) } else { (v, 0xffu8) };
-    let biased = magnitude.min(8159) + 33; // 33 ..= 8192
-                                           // Segment: 0 below 64, then one per doubling; 8 (only 8192) is the clipped top code.
-    let segment = (32 - (biased as u32 | 0x3f).leading_zeros()).saturating_sub(6) as i32;
-    if segment >= 8 {
-        return 0x7f ^ mask;
+/// µ-law code of each 14-bit sample (`sample >> 2`, offset by 8192).
+static ULAW_ENCODE: [u8; 16384] = {
+    let mut table = [0u8; 16384];
+    let mut i = 0;
+    while i < 16384 {
+        table[i] = linear_to_ulaw(((i as i32 - 8192) << 2) as i16);
+        i += 1;
     }
+    table
+};
+
+/// A-law code of each 13-bit sample (`sample >> 3`, offset by 4096).
+static ALAW_ENCODE: [u8; 8192] = {
+    let mut table = [0u8; 8192];
+    let mut i = 0;
+    while i < 8192 {
+        table[i] = linear_to_alaw(((i as i32 - 4096) << 3) as i16);
+        i += 1;
+    }
+    table
+};
+
+/// One linear sample → µ-law (computed; the frame encoders use the table built from this).
+#[inline]
+pub const fn linear_to_ulaw(sample: i16) -> u8 {
+    // On 14 bits, as G.711 defines it: bias 33, clip at 8159.
+    let v = (sample as i32) >> 2;
+    let (magnitude, mask) = if v < 0 { (-v, 0x7fu8) } else { (v, 0xffu8) };
+    // Clipping at 8158 instead of 8159 gives the same code (segment 7, mantissa 15) and keeps
+    // the segment below 8.
+    let clipped = if magnitude < 8158 { magnitude } else { 8158 };
+    let biased = clipped + 33; // 33 ..= 8191
+                               // Segment: 0 below 64, then one per doubling.
+    let lz = ((biased as u32) | 0x3f).leading_zeros();
+    let segment = (26 - lz) as i32;
     let mantissa = (biased >> (segment + 1)) & 0x0f;
     (((segment << 4) | mantissa) as u8) ^ mask
 }
 
-/// One linear sample → A-law.
+/// One linear sample → A-law (computed; the frame encoders use the table built from this).
 #[inline]
-pub fn linear_to_alaw(sample: i16) -> u8 {
-    let s = i32::from(sample) >> 3; // 13 bits
+pub const fn linear_to_alaw(sample: i16) -> u8 {
+    let s = (sample as i32) >> 3; // 13 bits
     let (magnitude, mask) = if s >= 0 { (s, 0xd5u8) } else { (-s - 1, 0x55u8) };
-    // Segment: 0 for magnitudes below 32, then one per doubling, at most 7.
-    let segment = (32 - (magnitude as u32 | 0x1f).leading_zeros()).saturating_sub(5).min(7) as i32;
-    let magnitude = magnitude.min(0x0fff);
+    // Segment: 0 for magnitudes below 32, then one per doubling (at most 7: |s| < 4096).
+    let segment = (27 - ((magnitude as u32) | 0x1f).leading_zeros()) as i32;
     let mantissa = if segment < 2 { (magnitude >> 1) & 0x0f } else { (magnitude >> segment) & 0x0f };
     (((segment << 4) | mantissa) as u8) ^ mask
 }
@@ -84,7 +108,7 @@ pub fn linear_to_alaw(sample: i16) -> u8 {
 /// Encodes a frame of linear samples into µ-law bytes (`out.len() == samples.len()`).
 pub fn encode_ulaw(samples: &[i16], out: &mut [u8]) {
     for (o, s) in out.iter_mut().zip(samples) {
-        *o = linear_to_ulaw(*s);
+        *o = ULAW_ENCODE[((i32::from(*s) >> 2) + 8192) as usize];
     }
 }
 
@@ -98,7 +122,7 @@ pub fn decode_ulaw(codes: &[u8], out: &mut [i16]) {
 /// Encodes a frame of linear samples into A-law bytes.
 pub fn encode_alaw(samples: &[i16], out: &mut [u8]) {
     for (o, s) in out.iter_mut().zip(samples) {
-        *o = linear_to_alaw(*s);
+        *o = ALAW_ENCODE[((i32::from(*s) >> 3) + 4096) as usize];
     }
 }
 
@@ -150,9 +174,14 @@ mod tests {
 
     #[test]
     fn encoders_match_the_reference_for_every_sample() {
-        for pcm in i16::MIN..=i16::MAX {
-            assert_eq!(linear_to_ulaw(pcm), reference_ulaw(pcm), "µ-law {pcm}");
-            assert_eq!(linear_to_alaw(pcm), reference_alaw(pcm), "A-law {pcm}");
+        let all: Vec<i16> = (i16::MIN..=i16::MAX).collect();
+        let (mut ulaw, mut alaw) = (vec![0u8; all.len()], vec![0u8; all.len()]);
+        encode_ulaw(&all, &mut ulaw);
+        encode_alaw(&all, &mut alaw);
+        for (i, pcm) in all.iter().enumerate() {
+            assert_eq!(linear_to_ulaw(*pcm), reference_ulaw(*pcm), "µ-law {pcm}");
+            assert_eq!(linear_to_alaw(*pcm), reference_alaw(*pcm), "A-law {pcm}");
+            assert_eq!((ulaw[i], alaw[i]), (reference_ulaw(*pcm), reference_alaw(*pcm)), "tables at {pcm}");
         }
     }
 
