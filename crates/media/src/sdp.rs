@@ -59,12 +59,13 @@ impl Codec {
         }
     }
 
-    /// The codec for an Asterisk `allow=` name (`ulaw`, `alaw`, `g722`, `opus`).
+    /// The codec for an Asterisk `allow=` name (`ulaw`, `alaw`, `opus`).
     pub fn from_allow_name(name: &str) -> Option<Codec> {
         match name.trim().to_ascii_lowercase().as_str() {
             "ulaw" | "pcmu" | "g711u" => Some(Codec::pcmu()),
             "alaw" | "pcma" | "g711a" => Some(Codec::pcma()),
-            "g722" => Some(Codec::g722()),
+            // G.722 is read in offers (static type 9) but not allowed: there is no G.722 codec
+            // here yet to decode it for Playback, Echo or translation.
             "opus" => Some(Codec::opus()),
             _ => None,
         }
@@ -195,6 +196,8 @@ pub struct RemoteMedia {
     pub direction: Direction,
     pub ptime: Option<u32>,
     pub rtcp_mux: bool,
+    /// `a=rtcp:<port>` (RFC 3605): where RTCP goes when it is not RTP's port + 1.
+    pub rtcp_port: Option<u16>,
     /// `c=0.0.0.0`: RFC 2543 hold.
     pub hold_address: bool,
     pub session_version: String,
@@ -230,6 +233,7 @@ impl RemoteMedia {
         let mut direction = Direction::SendRecv;
         let mut ptime = None;
         let mut rtcp_mux = false;
+        let mut rtcp_port = None;
         let mut rtpmaps: Vec<Codec> = Vec::new();
         let mut fmtps: Vec<(u8, String)> = Vec::new();
         for attribute in session.attributes.iter().chain(&media.attributes) {
@@ -254,6 +258,7 @@ impl RemoteMedia {
                     // sdp-rs 0.2 reads sendrecv/sendonly/recvonly but leaves `inactive` as Other.
                     ("inactive", None) => direction = Direction::Inactive,
                     ("rtcp-mux", _) => rtcp_mux = true,
+                    ("rtcp", Some(v)) => rtcp_port = v.split_ascii_whitespace().next().and_then(|p| p.parse().ok()),
                     ("fmtp", Some(v)) => {
                         if let Some((pt, params)) = v.split_once(' ') {
                             if let Ok(pt) = pt.trim().parse() {
@@ -287,6 +292,7 @@ impl RemoteMedia {
             direction,
             ptime,
             rtcp_mux,
+            rtcp_port,
             hold_address: ip.is_unspecified(),
             session_version: session.origin.sess_version.clone(),
         })
@@ -414,8 +420,9 @@ a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\na=label:1\
     #[test]
     fn static_types_without_rtpmap_lf_lines_and_ipv6() {
         let sdp = "v=0\no=- 1 1 IN IP6 ::1\ns=-\nc=IN IP6 2001:db8::5\nt=0 0\nm=audio 5004 RTP/AVP 0\n";
-        let r = RemoteMedia::parse(sdp).unwrap();
+        let r = RemoteMedia::parse(&format!("{sdp}a=rtcp:5010 IN IP6 2001:db8::5\n")).unwrap();
         assert_eq!(r.codecs, [Codec::pcmu()]);
+        assert_eq!(r.rtcp_port, Some(5010));
         assert_eq!(r.address, "[2001:db8::5]:5004".parse().unwrap());
         assert_eq!(
             RemoteMedia::parse("v=0\r\n"),
