@@ -259,6 +259,11 @@ impl RtpSession {
         self.remote_rtcp = Some(rtcp);
     }
 
+    /// Sends RTCP to `rtcp` (the peer's `a=rtcp:` port) instead of RTP's port + 1.
+    pub fn set_remote_rtcp(&mut self, rtcp: SocketAddr) {
+        self.remote_rtcp = Some(rtcp);
+    }
+
     /// Where RTP goes now.
     pub fn remote(&self) -> Option<SocketAddr> {
         self.learned.filter(|_| self.config.comedia).or(self.remote)
