@@ -1,1 +1,5 @@
-//! extensions.conf and the PBX loop (issue 6). Not yet written.
+//! The dialplan: what `extensions.conf` means, as Asterisk means it (step 2 of ARCHITECTURE.md's
+//! call flow: "start the PBX on it in the context of the peer").
+//!
+//! - [`pattern`]: extension patterns, `Match`/`CanMatch`/`MatchMore`, and Asterisk's sort order.
+pub mod pattern;
