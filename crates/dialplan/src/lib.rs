@@ -1,5 +1,9 @@
 //! The dialplan: what `extensions.conf` means, as Asterisk means it (step 2 of ARCHITECTURE.md's
 //! call flow: "start the PBX on it in the context of the peer").
 //!
+//! - [`expr`]: `$[...]` expressions with Asterisk's operators and numeric/string rules.
+//! - [`substitute`]: `${VAR}`, `${VAR:offset:length}`, `${FUNC(args)}`, `$[...]`, nested.
 //! - [`pattern`]: extension patterns, `Match`/`CanMatch`/`MatchMore`, and Asterisk's sort order.
+pub mod expr;
 pub mod pattern;
+pub mod substitute;
