@@ -3,7 +3,9 @@
 //!
 //! - [`expr`]: `$[...]` expressions with Asterisk's operators and numeric/string rules.
 //! - [`substitute`]: `${VAR}`, `${VAR:offset:length}`, `${FUNC(args)}`, `$[...]`, nested.
+//! - [`timing`]: time conditions (`9:00-17:00,mon-fri,*,*`) for includes and GotoIfTime.
 //! - [`pattern`]: extension patterns, `Match`/`CanMatch`/`MatchMore`, and Asterisk's sort order.
 pub mod expr;
 pub mod pattern;
 pub mod substitute;
+pub mod timing;
