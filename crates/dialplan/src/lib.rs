@@ -4,8 +4,11 @@
 //! - [`expr`]: `$[...]` expressions with Asterisk's operators and numeric/string rules.
 //! - [`substitute`]: `${VAR}`, `${VAR:offset:length}`, `${FUNC(args)}`, `$[...]`, nested.
 //! - [`timing`]: time conditions (`9:00-17:00,mon-fri,*,*`) for includes and GotoIfTime.
+//! - [`extensions`]: extensions.conf: contexts, priorities, labels, hints, includes with time
+//!   conditions, finding the extension for a call, `dialplan show`.
 //! - [`pattern`]: extension patterns, `Match`/`CanMatch`/`MatchMore`, and Asterisk's sort order.
 pub mod expr;
+pub mod extensions;
 pub mod pattern;
 pub mod substitute;
 pub mod timing;
