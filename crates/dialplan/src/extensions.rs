@@ -24,6 +24,7 @@ use std::fmt::Write as _;
 
 use starling_core::config::{parse_bool, Config, ConfigError, ConfigErrors, Location, Variable};
 
+use crate::matcher::Index;
 use crate::pattern::{early_match, ext_cmp, matches, Mode};
 use crate::timing::{TimeOfDay, Timing};
 
@@ -72,6 +73,10 @@ pub struct Context {
     pub extensions: Vec<Extension>,
     pub includes: Vec<Include>,
     pub ignore_patterns: Vec<String>,
+    /// For `Match` lookups (built once the extensions are sorted).
+    index: Index,
+    /// Extensions the index cannot hold, tried one by one.
+    unindexed: Vec<usize>,
 }
 
 /// `[general]`.
@@ -179,6 +184,8 @@ impl Dialplan {
                         extensions: Vec::new(),
                         includes: Vec::new(),
                         ignore_patterns: Vec::new(),
+                        index: Index::default(),
+                        unindexed: Vec::new(),
                     });
                     let mut last: Option<(String, Option<String>, u32)> = None;
                     for var in &section.variables {
@@ -191,9 +198,13 @@ impl Dialplan {
             }
         }
         for context in plan.contexts.values_mut() {
+            // Caller-ID variants of one extension come before the plain one.
             context.extensions.sort_by(|a, b| {
                 ext_cmp(&a.name, &b.name).then_with(|| a.cid.is_some().cmp(&b.cid.is_some()).reverse())
             });
+            let (index, unindexed) = Index::build(context.extensions.iter().map(|e| e.name.as_str()));
+            context.index = index;
+            context.unindexed = unindexed;
         }
         errors.into_result(plan)
     }
@@ -249,19 +260,29 @@ impl Dialplan {
             return Search::NotFound; // an include loop
         }
         let Some(context) = self.contexts.get(name) else { return Search::NotFound };
-        for extension in &context.extensions {
+        let cid_ok = |extension: &Extension| {
+            extension.cid.as_ref().is_none_or(|cid| callerid.is_some_and(|c| matches(cid, c, Mode::Match)))
+        };
+        if mode == Mode::Match {
+            // Through the index: every candidate, then the first in Asterisk's order.
+            let mut candidates = Vec::new();
+            context.index.candidates(exten, &mut candidates);
+            candidates.extend(
+                context.unindexed.iter().copied().filter(|i| matches(&context.extensions[*i].name, exten, mode)),
+            );
+            candidates.sort_unstable();
+            candidates.dedup();
+            if let Some(extension) = candidates.into_iter().map(|i| &context.extensions[i]).find(|e| cid_ok(e)) {
+                return Search::Found(Found { context, extension });
+            }
+        }
+        for extension in context.extensions.iter().filter(|_| mode != Mode::Match) {
             if mode == Mode::MatchMore && early_match(&extension.name, exten) {
                 return Search::Stop;
             }
-            if !matches(&extension.name, exten, mode) {
-                continue;
+            if matches(&extension.name, exten, mode) && cid_ok(extension) {
+                return Search::Found(Found { context, extension });
             }
-            if let Some(cid) = &extension.cid {
-                if !callerid.is_some_and(|c| matches(cid, c, Mode::Match)) {
-                    continue;
-                }
-            }
-            return Search::Found(Found { context, extension });
         }
         for include in &context.includes {
             if include.timing.as_ref().is_some_and(|t| !t.matches(now)) {

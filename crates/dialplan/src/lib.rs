@@ -9,6 +9,7 @@
 //! - [`pattern`]: extension patterns, `Match`/`CanMatch`/`MatchMore`, and Asterisk's sort order.
 pub mod expr;
 pub mod extensions;
+pub mod matcher;
 pub mod pattern;
 pub mod substitute;
 pub mod timing;
