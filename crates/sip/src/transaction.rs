@@ -842,49 +842,39 @@ fn ack_key_of_request(request: &Request) -> Option<AckKey> {
 /// RFC 3261 §17.1.1.3: the ACK for a non-2xx final is built by the transaction from the
 /// INVITE (Request-URI, top Via, From, Call-ID, Route, CSeq number) and the response's To.
 pub fn ack_for_non_2xx(invite: &Request, response: &Response) -> Request {
-    let mut ack = Request::new(Method::Ack, invite.uri.clone());
-    if let Some(via) = invite.headers.get(&HeaderName::Via) {
-        ack.headers.push(HeaderName::Via, via);
-    }
-    ack.headers.push(HeaderName::MaxForwards, "70");
-    for (name, from) in [
-        (HeaderName::From, &invite.headers),
-        (HeaderName::To, &response.headers),
-        (HeaderName::CallId, &invite.headers),
-    ] {
-        if let Some(value) = from.get(&name) {
-            ack.headers.push(name, value);
-        }
-    }
-    if let Some(cseq) = invite.cseq() {
-        ack.headers.push(HeaderName::CSeq, CSeq { seq: cseq.seq, method: Method::Ack }.to_string());
-    }
-    for route in invite.headers.get_all(&HeaderName::Route) {
-        ack.headers.push(HeaderName::Route, route);
-    }
-    ack
+    derived_from_invite(invite, Method::Ack, response.headers.get(&HeaderName::To))
 }
 
 /// RFC 3261 §9.1: the CANCEL for a client INVITE (same Request-URI, top Via, From, To,
 /// Call-ID, Route; CSeq number with method CANCEL). Send it with [`Endpoint::send_request`].
 pub fn cancel_for(invite: &Request) -> Request {
-    let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
+    derived_from_invite(invite, Method::Cancel, None)
+}
+
+/// A request that shares the INVITE's transaction identity: its Request-URI, top Via, From,
+/// Call-ID, Routes and CSeq number, with `method`, and `to` (or the INVITE's To).
+fn derived_from_invite(invite: &Request, method: Method, to: Option<&str>) -> Request {
+    let mut request = Request::new(method.clone(), invite.uri.clone());
     if let Some(via) = invite.headers.get(&HeaderName::Via) {
-        cancel.headers.push(HeaderName::Via, via);
+        request.headers.push(HeaderName::Via, via);
     }
-    cancel.headers.push(HeaderName::MaxForwards, "70");
-    for name in [HeaderName::From, HeaderName::To, HeaderName::CallId] {
-        if let Some(value) = invite.headers.get(&name) {
-            cancel.headers.push(name, value);
-        }
+    request.headers.push(HeaderName::MaxForwards, "70");
+    if let Some(from) = invite.headers.get(&HeaderName::From) {
+        request.headers.push(HeaderName::From, from);
+    }
+    if let Some(to) = to.or_else(|| invite.headers.get(&HeaderName::To)) {
+        request.headers.push(HeaderName::To, to);
+    }
+    if let Some(call_id) = invite.headers.get(&HeaderName::CallId) {
+        request.headers.push(HeaderName::CallId, call_id);
     }
     if let Some(cseq) = invite.cseq() {
-        cancel.headers.push(HeaderName::CSeq, CSeq { seq: cseq.seq, method: Method::Cancel }.to_string());
+        request.headers.push(HeaderName::CSeq, CSeq { seq: cseq.seq, method }.to_string());
     }
     for route in invite.headers.get_all(&HeaderName::Route) {
-        cancel.headers.push(HeaderName::Route, route);
+        request.headers.push(HeaderName::Route, route);
     }
-    cancel
+    request
 }
 
 /// A top Via for a request we send (`SIP/2.0/UDP host:port;branch=...;rport`).
