@@ -123,6 +123,49 @@ impl Drop for ChannelHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::{Cause, Control, Frame};
+
+    #[test]
+    fn a_channel_talks_to_its_driver_by_messages() {
+        let core = crate::Core::for_tests();
+        core.runtime().block_on(async {
+            let (mut chan, mut driver) = Channel::new(&core, "Test", "alice", true);
+            assert!(chan.name().starts_with("Test/alice-0000000"), "{}", chan.name());
+            assert_eq!(core.channels().active_calls(), 1);
+            chan.answer();
+            chan.indicate(Control::Ringing);
+            assert_eq!(driver.commands.recv().await, Some(DriverCommand::Answer));
+            assert_eq!(driver.commands.recv().await, Some(DriverCommand::Indicate(Control::Ringing)));
+            assert_eq!(chan.state(), ChannelState::Up);
+            driver.frames.send(Frame::DtmfEnd { digit: '5', duration_ms: 100 }).await.unwrap();
+            assert_eq!(chan.read().await, Some(Frame::DtmfEnd { digit: '5', duration_ms: 100 }));
+            assert_eq!(chan.read_timeout(std::time::Duration::from_millis(10)).await, Read::Timeout);
+            driver.frames.send(Frame::Hangup(Cause::USER_BUSY)).await.unwrap();
+            assert_eq!(chan.read().await, None);
+            assert_eq!(chan.hangup_cause(), Some(Cause::USER_BUSY));
+            assert!(chan.is_hung_up());
+            drop(chan);
+            assert_eq!(core.channels().active_calls(), 0);
+        });
+    }
+
+    #[test]
+    fn variables_inherit_and_jumps_are_remembered() {
+        let core = crate::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "bob", false);
+        chan.set_var("_ONCE", "1");
+        chan.set_var("__ALWAYS", "2");
+        chan.set_var("LOCAL", "3");
+        assert_eq!(chan.var("ONCE"), Some("1"));
+        let mut inherited = chan.inheritable_vars();
+        inherited.sort();
+        assert_eq!(inherited, [("ONCE".to_owned(), "1".to_owned()), ("__ALWAYS".to_owned(), "2".to_owned())]);
+        chan.set_var("LOCAL", "");
+        assert_eq!(chan.var("LOCAL"), None);
+        chan.goto(Some("other"), Some("100"), 1);
+        assert!(chan.take_jump() && !chan.take_jump());
+        assert_eq!((chan.context.as_str(), chan.exten.as_str(), chan.priority), ("other", "100", 1));
+    }
 
     #[test]
     fn channels_and_calls_are_counted_while_their_handles_live() {
@@ -135,5 +178,254 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!((channels.active_channels(), channels.active_calls(), channels.calls_processed()), (0, 0, 1));
+    }
+}
+
+/// Commands from a channel's owner (the PBX task) to its driver (chan_sip's pvt).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriverCommand {
+    Answer,
+    Indicate(crate::frame::Control),
+    Write(crate::frame::Frame),
+    SendDigit(char),
+    Hangup(crate::frame::Cause),
+}
+
+/// The driver's end of a channel: it sends what it reads (voice, DTMF, control, the far end's
+/// hangup) into `frames` and carries out `commands`.
+pub struct ChannelDriver {
+    pub frames: crate::tokio::sync::mpsc::Sender<crate::frame::Frame>,
+    pub commands: crate::tokio::sync::mpsc::UnboundedReceiver<DriverCommand>,
+}
+
+/// What a timed read found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    Frame(crate::frame::Frame),
+    Timeout,
+    /// The channel is gone (hung up at either end).
+    HungUp,
+}
+
+/// One call leg, owned by the task that runs it (the PBX loop, or a bridge): Asterisk's
+/// `ast_channel`. Its driver lives elsewhere and is reached through messages only, so a
+/// slow driver never blocks the dialplan and no lock is shared.
+pub struct Channel {
+    name: String,
+    uniqueid: String,
+    state: ChannelState,
+    pub caller: crate::frame::CallerId,
+    pub context: String,
+    pub exten: String,
+    pub priority: u32,
+    pub language: String,
+    pub accountcode: String,
+    variables: std::collections::BTreeMap<String, String>,
+    /// Set by [`Channel::goto`]: the PBX loop does not step past a jump.
+    jumped: bool,
+    hangup_cause: Option<crate::frame::Cause>,
+    hung_up: bool,
+    frames: crate::tokio::sync::mpsc::Receiver<crate::frame::Frame>,
+    commands: crate::tokio::sync::mpsc::UnboundedSender<DriverCommand>,
+    entry: ChannelHandle,
+    /// Uses held while the channel lives (its technology's module, the running application's).
+    pub uses: Vec<crate::module::ModuleUse>,
+}
+
+impl Channel {
+    /// A new channel `TECH/peer-0000000a`, listed in `core show channels` until it drops.
+    /// `is_call`: this channel starts a call (an inbound leg), as Asterisk counts calls.
+    pub fn new(core: &crate::Core, tech: &str, peer: &str, is_call: bool) -> (Channel, ChannelDriver) {
+        let seq = core.next_channel_sequence();
+        let name = format!("{tech}/{peer}-{seq:08x}");
+        let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let system = &core.settings().systemname;
+        let uniqueid = if system.is_empty() { format!("{epoch}.{seq}") } else { format!("{system}-{epoch}.{seq}") };
+        let (frames_tx, frames) = crate::tokio::sync::mpsc::channel(64);
+        let (commands, commands_rx) = crate::tokio::sync::mpsc::unbounded_channel();
+        let entry = core.channels().register(name.clone(), ChannelState::Down, is_call);
+        let channel = Channel {
+            name,
+            uniqueid,
+            state: ChannelState::Down,
+            caller: Default::default(),
+            context: "default".into(),
+            exten: "s".into(),
+            priority: 1,
+            language: "en".into(),
+            accountcode: String::new(),
+            variables: Default::default(),
+            jumped: false,
+            hangup_cause: None,
+            hung_up: false,
+            frames,
+            commands,
+            entry,
+            uses: Vec::new(),
+        };
+        (channel, ChannelDriver { frames: frames_tx, commands: commands_rx })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn uniqueid(&self) -> &str {
+        &self.uniqueid
+    }
+    pub fn state(&self) -> ChannelState {
+        self.state
+    }
+    pub fn set_state(&mut self, state: ChannelState) {
+        self.state = state;
+        self.entry.update(|s| s.state = state);
+    }
+
+    /// Shows what the channel is doing in `core show channels`.
+    pub fn set_application(&self, app: &str, data: &str) {
+        let location = format!("{}@{}:{}", self.exten, self.context, self.priority);
+        let application = format!("{app}({data})");
+        self.entry.update(|s| {
+            s.location = location;
+            s.application = application;
+        });
+    }
+
+    /// A channel variable (`_VAR` and `__VAR`, the inherited forms, answer to `VAR`).
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.variables
+            .get(name)
+            .or_else(|| self.variables.get(&format!("_{name}")))
+            .or_else(|| self.variables.get(&format!("__{name}")))
+            .map(String::as_str)
+    }
+    /// Sets a variable; an empty value removes it (as Asterisk's Set(VAR=)).
+    pub fn set_var(&mut self, name: &str, value: &str) {
+        if value.is_empty() {
+            self.variables.remove(name);
+        } else {
+            self.variables.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    /// Variables a channel created from this one inherits (`_VAR` once, `__VAR` for ever).
+    pub fn inheritable_vars(&self) -> Vec<(String, String)> {
+        self.variables
+            .iter()
+            .filter_map(|(k, v)| {
+                if let Some(rest) = k.strip_prefix("__") {
+                    Some((format!("__{rest}"), v.clone()))
+                } else {
+                    k.strip_prefix('_').map(|rest| (rest.to_owned(), v.clone()))
+                }
+            })
+            .collect()
+    }
+
+    /// Sends the dialplan elsewhere; the PBX loop continues there instead of at the next priority.
+    pub fn goto(&mut self, context: Option<&str>, exten: Option<&str>, priority: u32) {
+        if let Some(c) = context {
+            self.context = c.to_owned();
+        }
+        if let Some(e) = exten {
+            self.exten = e.to_owned();
+        }
+        self.priority = priority;
+        self.jumped = true;
+    }
+    /// Whether the last application jumped (and forget it).
+    pub fn take_jump(&mut self) -> bool {
+        std::mem::take(&mut self.jumped)
+    }
+
+    /// The next frame from the driver; `None` once hung up (at either end).
+    pub async fn read(&mut self) -> Option<crate::frame::Frame> {
+        if self.hung_up {
+            return None;
+        }
+        match self.frames.recv().await {
+            Some(crate::frame::Frame::Hangup(cause)) => {
+                self.hangup_cause.get_or_insert(cause);
+                self.hung_up = true;
+                None
+            }
+            None => {
+                self.hung_up = true;
+                None
+            }
+            frame => frame,
+        }
+    }
+
+    /// Reads for at most `timeout`.
+    pub async fn read_timeout(&mut self, timeout: std::time::Duration) -> Read {
+        if self.hung_up {
+            return Read::HungUp;
+        }
+        match crate::tokio::time::timeout(timeout, self.frames.recv()).await {
+            Err(_) => Read::Timeout,
+            Ok(Some(crate::frame::Frame::Hangup(cause))) => {
+                self.hangup_cause.get_or_insert(cause);
+                self.hung_up = true;
+                Read::HungUp
+            }
+            Ok(None) => {
+                self.hung_up = true;
+                Read::HungUp
+            }
+            Ok(Some(frame)) => Read::Frame(frame),
+        }
+    }
+
+    /// Sends a frame to the far end (dropped once hung up).
+    pub fn write(&self, frame: crate::frame::Frame) {
+        if !self.hung_up {
+            let _ = self.commands.send(DriverCommand::Write(frame));
+        }
+    }
+
+    /// Answers (once; nothing if already up).
+    pub fn answer(&mut self) {
+        if self.state != ChannelState::Up && !self.hung_up {
+            let _ = self.commands.send(DriverCommand::Answer);
+            self.set_state(ChannelState::Up);
+        }
+    }
+
+    pub fn indicate(&self, control: crate::frame::Control) {
+        if !self.hung_up {
+            let _ = self.commands.send(DriverCommand::Indicate(control));
+        }
+    }
+
+    pub fn send_digit(&self, digit: char) {
+        if !self.hung_up {
+            let _ = self.commands.send(DriverCommand::SendDigit(digit));
+        }
+    }
+
+    /// Hangs up from this end with `cause` (the driver sends BYE/CANCEL/a final response).
+    pub fn hangup(&mut self, cause: crate::frame::Cause) {
+        if !self.hung_up {
+            self.hangup_cause.get_or_insert(cause);
+            let _ = self.commands.send(DriverCommand::Hangup(cause));
+            self.hung_up = true;
+        }
+    }
+
+    pub fn is_hung_up(&self) -> bool {
+        self.hung_up
+    }
+    /// Why the channel hung up (`HANGUPCAUSE`).
+    pub fn hangup_cause(&self) -> Option<crate::frame::Cause> {
+        self.hangup_cause
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        // A channel dropped while up still ends the call at the far end.
+        if !self.hung_up {
+            let cause = self.hangup_cause.unwrap_or(crate::frame::Cause::NORMAL_CLEARING);
+            let _ = self.commands.send(DriverCommand::Hangup(cause));
+        }
     }
 }

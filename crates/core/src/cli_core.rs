@@ -86,6 +86,71 @@ pub(crate) fn register(core: &Arc<Core>) -> CliRegistration {
             CliResult::Success
         }),
     ];
+    commands.extend([
+        CliCommand::new(
+            "core show applications",
+            "Shows registered dialplan applications",
+            "Usage: core show applications [like <text>]\n       List applications which are currently available.\n",
+            |call| {
+                let like = match call.args() {
+                    [] => None,
+                    [w, t] if w.eq_ignore_ascii_case("like") => Some(t.to_ascii_lowercase()),
+                    _ => return CliResult::ShowUsage,
+                };
+                let apps: Vec<_> = call
+                    .core
+                    .apps()
+                    .all()
+                    .into_iter()
+                    .filter(|a| like.as_ref().is_none_or(|l| a.name.to_ascii_lowercase().contains(l.as_str())))
+                    .collect();
+                let _ = writeln!(call, "    -= Registered Starling Applications =-");
+                for app in &apps {
+                    let _ = writeln!(call, "{:>25}: {}", app.name, app.synopsis);
+                }
+                let _ = writeln!(
+                    call,
+                    "    -= {} Applications {} =-",
+                    apps.len(),
+                    if like.is_some() { "Matching" } else { "Registered" }
+                );
+                CliResult::Success
+            },
+        ),
+        CliCommand::new(
+            "core show application",
+            "Describe a specific dialplan application",
+            "Usage: core show application <application>\n       Describes a particular application.\n",
+            |call| {
+                let [name] = call.args() else { return CliResult::ShowUsage };
+                let name = name.clone();
+                let Some(app) = call.core.apps().get(&name) else {
+                    let _ = writeln!(call, "Your application {name} was not found");
+                    return CliResult::Failure;
+                };
+                let _ = writeln!(
+                    call,
+                    "\n  -= Info about application '{}' =- \n\n[Synopsis]\n{} \n\n[Description]\n{} \n",
+                    app.name, app.synopsis, app.description
+                );
+                CliResult::Success
+            },
+        ),
+        CliCommand::new(
+            "core show functions",
+            "Shows registered dialplan functions",
+            "Usage: core show functions [like <text>]\n       List builtin functions.\n",
+            |call| {
+                let functions = call.core.functions().all();
+                let _ = writeln!(call, "Installed Custom Functions:\n{}", "-".repeat(80));
+                for f in &functions {
+                    let _ = writeln!(call, "{:<20} {}", f.name, f.synopsis);
+                }
+                let _ = writeln!(call, "{} custom functions installed.", functions.len());
+                CliResult::Success
+            },
+        ),
+    ]);
     commands.extend(crate::loader::cli_commands());
     core.cli().register("core", commands).expect("the core's commands are registered first")
 }

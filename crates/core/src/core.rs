@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
-use crate::channel::Channels;
+use crate::apps::{App, Function, Registry};
+use crate::channel::{Channel, Channels};
 use crate::cli::{Cli, CliRegistration};
 use crate::loader::Loader;
 use crate::tokio::runtime::Handle;
@@ -43,6 +44,26 @@ impl Settings {
     }
 }
 
+/// Whatever runs the dialplan (pbx_config registers it): a channel driver hands each new
+/// inbound channel to [`Core::start_pbx`].
+pub trait Pbx: Send + Sync {
+    /// Runs the dialplan on `channel` on a task of its own, from its context/exten/priority.
+    fn start(&self, channel: Channel);
+    /// Whether `exten` exists (Match) or could with more digits (MatchMore) in `context`,
+    /// for a driver that must answer 404/484 before creating a channel.
+    fn exists(&self, context: &str, exten: &str, callerid: Option<&str>) -> Extent;
+}
+
+/// What [`Pbx::exists`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extent {
+    Exists,
+    /// Not yet: more digits could match (SIP 484).
+    Incomplete,
+    /// No (SIP 404).
+    Missing,
+}
+
 /// How the process is to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShutdownMode {
@@ -64,6 +85,10 @@ pub struct Core {
     last_reload: Mutex<SystemTime>,
     shutdown: watch::Sender<Option<ShutdownMode>>,
     core_cli: OnceLock<CliRegistration>,
+    channel_sequence: std::sync::atomic::AtomicU32,
+    apps: Registry<App>,
+    functions: Registry<Function>,
+    pbx: std::sync::RwLock<Option<Arc<dyn Pbx>>>,
 }
 
 impl Core {
@@ -81,6 +106,10 @@ impl Core {
             last_reload: Mutex::new(now),
             shutdown: watch::channel(None).0,
             core_cli: OnceLock::new(),
+            channel_sequence: std::sync::atomic::AtomicU32::new(0),
+            apps: Registry::default(),
+            functions: Registry::default(),
+            pbx: std::sync::RwLock::new(None),
         });
         let registration = crate::cli_core::register(&core);
         let _ = core.core_cli.set(registration);
@@ -101,6 +130,38 @@ impl Core {
     }
     pub fn loader(&self) -> &Loader {
         &self.loader
+    }
+    /// Dialplan applications (`Answer`, `Dial`...).
+    pub fn apps(&self) -> &Registry<App> {
+        &self.apps
+    }
+    /// Dialplan functions (`LEN`, `CALLERID`...).
+    pub fn functions(&self) -> &Registry<Function> {
+        &self.functions
+    }
+    /// Sets (or clears) what runs the dialplan.
+    pub fn set_pbx(&self, pbx: Option<Arc<dyn Pbx>>) {
+        *self.pbx.write().unwrap_or_else(|p| p.into_inner()) = pbx;
+    }
+    /// Starts the dialplan on a new channel; without a dialplan the channel hangs up.
+    pub fn start_pbx(&self, mut channel: Channel) {
+        let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match pbx {
+            Some(pbx) => pbx.start(channel),
+            None => {
+                crate::tracing::warn!("No dialplan is loaded: hanging up {}", channel.name());
+                channel.hangup(crate::frame::Cause::NO_ROUTE_DESTINATION);
+            }
+        }
+    }
+    /// Asks the dialplan whether an extension exists (Missing without a dialplan).
+    pub fn extension_exists(&self, context: &str, exten: &str, callerid: Option<&str>) -> Extent {
+        let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
+        pbx.map_or(Extent::Missing, |p| p.exists(context, exten, callerid))
+    }
+    /// The next channel number (the `0000000a` in `SIP/bob-0000000a`).
+    pub fn next_channel_sequence(&self) -> u32 {
+        self.channel_sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
     /// When the process started (`core show uptime`).
     pub fn uptime(&self) -> std::time::Duration {

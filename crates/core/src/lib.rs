@@ -21,14 +21,16 @@ include!(concat!(env!("OUT_DIR"), "/build_id.rs"));
 /// The version printed by `core show version` and `-V`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod apps;
 pub mod channel;
 pub mod cli;
 mod cli_core;
 pub mod config;
 pub mod core;
+pub mod frame;
 pub mod loader;
 pub mod logger;
 pub mod module;
 
-pub use crate::core::{Core, Settings, ShutdownMode};
+pub use crate::core::{Core, Extent, Pbx, Settings, ShutdownMode};
 pub use crate::module::{LoadError, Module, ModuleContext, ModuleInfo, ReloadError, SupportLevel};

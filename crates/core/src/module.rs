@@ -108,7 +108,8 @@ impl UseCount {
 pub struct ModuleUse(Arc<UseCount>);
 
 impl ModuleUse {
-    pub(crate) fn new(count: Arc<UseCount>) -> Self {
+    /// Counts one more use of the module behind `count` until this drops.
+    pub fn new(count: Arc<UseCount>) -> Self {
         count.0.fetch_add(1, Ordering::AcqRel);
         ModuleUse(count)
     }
@@ -155,6 +156,27 @@ impl ModuleContext {
     pub fn register_cli(&self, commands: Vec<CliCommand>) -> Result<CliRegistration, LoadError> {
         self.core.cli().register(self.name, commands).map_err(|e| LoadError::Failure(e.to_string()))
     }
+    /// Registers a dialplan application; it holds a use of this module while it runs.
+    pub fn register_app(
+        &self,
+        mut app: crate::apps::App,
+    ) -> Result<crate::apps::Registration<crate::apps::App>, LoadError> {
+        app.uses = Some(self.uses.clone());
+        self.core.apps().register(app.name, app).map_err(|e| LoadError::Failure(e.to_string()))
+    }
+    /// Registers a dialplan function.
+    pub fn register_function(
+        &self,
+        mut function: crate::apps::Function,
+    ) -> Result<crate::apps::Registration<crate::apps::Function>, LoadError> {
+        function.uses = Some(self.uses.clone());
+        self.core.functions().register(function.name, function).map_err(|e| LoadError::Failure(e.to_string()))
+    }
+    /// A use of this module for a running application (see [`crate::apps::App::uses`]).
+    pub fn uses(&self) -> Arc<UseCount> {
+        self.uses.clone()
+    }
+
     /// Marks the module as in use until the guard drops (a channel, a running application).
     pub fn use_ref(&self) -> ModuleUse {
         ModuleUse::new(self.uses.clone())

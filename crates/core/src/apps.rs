@@ -1,0 +1,118 @@
+//! The application and function registries: what `Dial`, `Playback`, `${LEN(...)}` resolve
+//! to. Modules register theirs in `load` and keep the guard; `core show applications` and
+//! `core show functions` list them. A name is registered once (case-insensitively, as Asterisk).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use crate::channel::Channel;
+use crate::module::UseCount;
+
+/// What an application tells the PBX loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppResult {
+    /// Go on with the next priority (or where the application jumped).
+    Continue,
+    /// Stop the dialplan (the channel hangs up, `h` runs).
+    Hangup,
+}
+
+pub type AppFuture<'a> = Pin<Box<dyn Future<Output = AppResult> + Send + 'a>>;
+/// An application: runs on the channel's own task with its (substituted) arguments.
+pub type AppFn = for<'a> fn(&'a mut Channel, &'a str) -> AppFuture<'a>;
+/// A function read: `${NAME(args)}`.
+pub type FuncRead = fn(&mut Channel, &str) -> Result<String, String>;
+/// A function write: `Set(NAME(args)=value)`.
+pub type FuncWrite = fn(&mut Channel, &str, &str) -> Result<(), String>;
+
+#[derive(Clone)]
+pub struct App {
+    pub name: &'static str,
+    pub synopsis: &'static str,
+    pub description: &'static str,
+    pub exec: AppFn,
+    /// The registering module's use count: held while the application runs.
+    pub uses: Option<Arc<UseCount>>,
+}
+
+#[derive(Clone)]
+pub struct Function {
+    pub name: &'static str,
+    pub synopsis: &'static str,
+    pub read: Option<FuncRead>,
+    pub write: Option<FuncWrite>,
+    pub uses: Option<Arc<UseCount>>,
+}
+
+/// A registry of named things, unregistered by guard.
+pub struct Registry<T> {
+    items: Arc<Mutex<BTreeMap<String, T>>>,
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry { items: Arc::default() }
+    }
+}
+
+/// Keeps an entry registered; dropping it unregisters it.
+#[must_use = "the entry is unregistered when this guard drops"]
+pub struct Registration<T> {
+    items: Arc<Mutex<BTreeMap<String, T>>>,
+    key: String,
+}
+
+impl<T> Drop for Registration<T> {
+    fn drop(&mut self) {
+        self.items.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
+}
+
+/// A name is registered already.
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}' is already registered")]
+pub struct Duplicate(pub String);
+
+impl<T: Clone> Registry<T> {
+    /// Adds `item` as `name`; refused if the name exists.
+    pub fn register(&self, name: &str, item: T) -> Result<Registration<T>, Duplicate> {
+        let key = name.to_ascii_lowercase();
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        if items.contains_key(&key) {
+            return Err(Duplicate(name.to_owned()));
+        }
+        items.insert(key.clone(), item);
+        Ok(Registration { items: self.items.clone(), key })
+    }
+
+    pub fn get(&self, name: &str) -> Option<T> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner()).get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    /// Every entry, by name.
+    pub fn all(&self) -> Vec<T> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop<'a>(_: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
+        Box::pin(async { AppResult::Continue })
+    }
+
+    #[test]
+    fn register_once_and_unregister_on_drop() {
+        let apps: Registry<App> = Registry::default();
+        let app = App { name: "NoOp", synopsis: "Do nothing", description: "", exec: noop, uses: None };
+        let guard = apps.register("NoOp", app.clone()).unwrap();
+        assert!(apps.register("NOOP", app.clone()).is_err());
+        assert_eq!(apps.get("noop").unwrap().name, "NoOp");
+        drop(guard);
+        assert!(apps.get("NoOp").is_none());
+    }
+}

@@ -1,0 +1,146 @@
+//! What flows through a channel: voice, DTMF and control frames, and hangup causes.
+
+/// A voice or control frame, as Asterisk's `ast_frame`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Audio in a format (`"ulaw"`, `"alaw"`, `"opus"`, `"slin"`...), `samples` long.
+    Voice {
+        format: &'static str,
+        samples: u32,
+        data: Vec<u8>,
+    },
+    DtmfBegin(char),
+    DtmfEnd {
+        digit: char,
+        duration_ms: u32,
+    },
+    Control(Control),
+    /// The far end hung up, with this cause.
+    Hangup(Cause),
+}
+
+/// Call progress, as Asterisk's `AST_CONTROL_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Ringing,
+    Progress,
+    Answer,
+    Busy,
+    Congestion,
+    Hold,
+    Unhold,
+}
+
+/// A Q.850 hangup cause (Asterisk's `AST_CAUSE_*`), kept by number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cause(pub u16);
+
+impl Cause {
+    pub const UNALLOCATED: Cause = Cause(1);
+    pub const NO_ROUTE_DESTINATION: Cause = Cause(3);
+    pub const NORMAL_CLEARING: Cause = Cause(16);
+    pub const USER_BUSY: Cause = Cause(17);
+    pub const NO_USER_RESPONSE: Cause = Cause(18);
+    pub const NO_ANSWER: Cause = Cause(19);
+    pub const CALL_REJECTED: Cause = Cause(21);
+    pub const NUMBER_CHANGED: Cause = Cause(22);
+    pub const DESTINATION_OUT_OF_ORDER: Cause = Cause(27);
+    pub const INVALID_NUMBER_FORMAT: Cause = Cause(28);
+    pub const NORMAL_UNSPECIFIED: Cause = Cause(31);
+    pub const CONGESTION: Cause = Cause(34);
+    pub const NETWORK_OUT_OF_ORDER: Cause = Cause(38);
+    pub const NORMAL_TEMPORARY_FAILURE: Cause = Cause(41);
+    pub const SWITCH_CONGESTION: Cause = Cause(42);
+    pub const CHANNEL_UNACCEPTABLE: Cause = Cause(44);
+    pub const BEARERCAPABILITY_NOTAVAIL: Cause = Cause(58);
+    pub const INCOMPATIBLE_DESTINATION: Cause = Cause(88);
+    pub const FAILURE: Cause = Cause(41);
+    pub const INTERWORKING: Cause = Cause(127);
+
+    /// Asterisk's name for the cause (`ast_cause2str`'s short form, as `HANGUPCAUSE` text).
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1 => "UNALLOCATED",
+            3 => "NO_ROUTE_DESTINATION",
+            16 => "NORMAL_CLEARING",
+            17 => "USER_BUSY",
+            18 => "NO_USER_RESPONSE",
+            19 => "NO_ANSWER",
+            21 => "CALL_REJECTED",
+            22 => "NUMBER_CHANGED",
+            27 => "DESTINATION_OUT_OF_ORDER",
+            28 => "INVALID_NUMBER_FORMAT",
+            31 => "NORMAL_UNSPECIFIED",
+            34 => "NORMAL_CIRCUIT_CONGESTION",
+            38 => "NETWORK_OUT_OF_ORDER",
+            41 => "NORMAL_TEMPORARY_FAILURE",
+            42 => "SWITCH_CONGESTION",
+            44 => "REQUESTED_CHAN_UNAVAIL",
+            58 => "BEARERCAPABILITY_NOTAVAIL",
+            88 => "INCOMPATIBLE_DESTINATION",
+            127 => "INTERWORKING",
+            _ => "UNKNOWN",
+        }
+    }
+
+    /// A cause given by number or by name (`Hangup(17)`, `Hangup(USER_BUSY)`).
+    pub fn parse(text: &str) -> Option<Cause> {
+        let text = text.trim();
+        if let Ok(n) = text.parse::<u16>() {
+            return (1..=127).contains(&n).then_some(Cause(n));
+        }
+        (1..=127).map(Cause).find(|c| c.name().eq_ignore_ascii_case(text) && c.name() != "UNKNOWN")
+    }
+}
+
+/// Caller ID (Asterisk's `CALLERID(name)` and `CALLERID(num)`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallerId {
+    pub name: String,
+    pub number: String,
+}
+
+impl CallerId {
+    /// `"Name" <number>` as `callerid=` writes it, or a bare number.
+    pub fn parse(text: &str) -> CallerId {
+        let text = text.trim();
+        match (text.find('<'), text.rfind('>')) {
+            (Some(open), Some(close)) if close > open => CallerId {
+                name: text[..open].trim().trim_matches('"').to_owned(),
+                number: text[open + 1..close].trim().to_owned(),
+            },
+            _ => CallerId { name: String::new(), number: text.trim_matches('"').to_owned() },
+        }
+    }
+}
+
+impl std::fmt::Display for CallerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.name.is_empty(), self.number.is_empty()) {
+            (true, _) => write!(f, "<{}>", self.number),
+            (false, _) => write!(f, "\"{}\" <{}>", self.name, self.number),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_by_number_and_name() {
+        assert_eq!(Cause::parse("17"), Some(Cause::USER_BUSY));
+        assert_eq!(Cause::parse("user_busy"), Some(Cause::USER_BUSY));
+        assert_eq!(Cause::NORMAL_CLEARING.name(), "NORMAL_CLEARING");
+        assert_eq!(Cause::parse("0"), None);
+        assert_eq!(Cause::parse("bogus"), None);
+    }
+
+    #[test]
+    fn caller_ids() {
+        let c = CallerId::parse("\"Alice Smith\" <100>");
+        assert_eq!((c.name.as_str(), c.number.as_str()), ("Alice Smith", "100"));
+        assert_eq!(c.to_string(), "\"Alice Smith\" <100>");
+        assert_eq!(CallerId::parse("5551212").number, "5551212");
+    }
+}
