@@ -162,9 +162,19 @@ mod tests {
         assert_eq!(inherited, [("ONCE".to_owned(), "1".to_owned()), ("__ALWAYS".to_owned(), "2".to_owned())]);
         chan.set_var("LOCAL", "");
         assert_eq!(chan.var("LOCAL"), None);
-        chan.goto(Some("other"), Some("100"), 1);
-        assert!(chan.take_jump() && !chan.take_jump());
-        assert_eq!((chan.context.as_str(), chan.exten.as_str(), chan.priority), ("other", "100", 1));
+        chan.jump(Jump::parse("other,100,start").unwrap());
+        assert_eq!(
+            chan.take_jump(),
+            Some(Jump {
+                context: Some("other".into()),
+                exten: Some("100".into()),
+                target: JumpTarget::Label("start".into())
+            })
+        );
+        assert_eq!(chan.take_jump(), None);
+        assert_eq!(Jump::parse("5").unwrap().target, JumpTarget::Priority(5));
+        assert_eq!(Jump::parse("a,b,c,d"), None);
+        assert_eq!(Jump::parse("0"), None);
     }
 
     #[test]
@@ -179,6 +189,53 @@ mod tests {
         drop(b);
         assert_eq!((channels.active_channels(), channels.active_calls(), channels.calls_processed()), (0, 0, 1));
     }
+}
+
+/// Where a jump goes: `[[context,]exten,]priority` with the priority a number or a label;
+/// `None` keeps the current context/extension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Jump {
+    pub context: Option<String>,
+    pub exten: Option<String>,
+    pub target: JumpTarget,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JumpTarget {
+    Priority(u32),
+    Label(String),
+}
+
+impl Jump {
+    /// Parses Goto's `[[context,]extension,]priority` (the priority a number or a label).
+    pub fn parse(text: &str) -> Option<Jump> {
+        let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+        let (context, exten, priority) = match parts.as_slice() {
+            [p] => (None, None, *p),
+            [e, p] => (None, Some(*e), *p),
+            [c, e, p] => (Some(*c), Some(*e), *p),
+            _ => return None,
+        };
+        if priority.is_empty() {
+            return None;
+        }
+        let target = match priority.parse::<u32>() {
+            Ok(n) if n > 0 => JumpTarget::Priority(n),
+            Ok(_) => return None,
+            Err(_) => JumpTarget::Label(priority.to_owned()),
+        };
+        Some(Jump { context: context.map(str::to_owned), exten: exten.map(str::to_owned), target })
+    }
+}
+
+/// A Gosub return address and the LOCAL() variables of that level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackFrame {
+    pub context: String,
+    pub exten: String,
+    pub priority: u32,
+    /// Variables LOCAL() set at this level, with the values to restore on Return.
+    pub saved: Vec<(String, Option<String>)>,
 }
 
 /// Commands from a channel's owner (the PBX task) to its driver (chan_sip's pvt).
@@ -221,13 +278,16 @@ pub struct Channel {
     pub language: String,
     pub accountcode: String,
     variables: std::collections::BTreeMap<String, String>,
-    /// Set by [`Channel::goto`]: the PBX loop does not step past a jump.
-    jumped: bool,
+    /// Set by Goto, Gosub, Return...: where the PBX loop goes next instead of the next priority.
+    jump: Option<Jump>,
+    /// Gosub's return addresses, innermost last.
+    pub gosub_stack: Vec<StackFrame>,
     hangup_cause: Option<crate::frame::Cause>,
     hung_up: bool,
     frames: crate::tokio::sync::mpsc::Receiver<crate::frame::Frame>,
     commands: crate::tokio::sync::mpsc::UnboundedSender<DriverCommand>,
     entry: ChannelHandle,
+    core: std::sync::Arc<crate::Core>,
     /// Uses held while the channel lives (its technology's module, the running application's).
     pub uses: Vec<crate::module::ModuleUse>,
 }
@@ -235,7 +295,7 @@ pub struct Channel {
 impl Channel {
     /// A new channel `TECH/peer-0000000a`, listed in `core show channels` until it drops.
     /// `is_call`: this channel starts a call (an inbound leg), as Asterisk counts calls.
-    pub fn new(core: &crate::Core, tech: &str, peer: &str, is_call: bool) -> (Channel, ChannelDriver) {
+    pub fn new(core: &std::sync::Arc<crate::Core>, tech: &str, peer: &str, is_call: bool) -> (Channel, ChannelDriver) {
         let seq = core.next_channel_sequence();
         let name = format!("{tech}/{peer}-{seq:08x}");
         let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -255,12 +315,14 @@ impl Channel {
             language: "en".into(),
             accountcode: String::new(),
             variables: Default::default(),
-            jumped: false,
+            jump: None,
+            gosub_stack: Vec::new(),
             hangup_cause: None,
             hung_up: false,
             frames,
             commands,
             entry,
+            core: core.clone(),
             uses: Vec::new(),
         };
         (channel, ChannelDriver { frames: frames_tx, commands: commands_rx })
@@ -268,6 +330,10 @@ impl Channel {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+    /// The core this channel lives in (its registries: functions for `Set(FUNC()=...)`).
+    pub fn core(&self) -> &std::sync::Arc<crate::Core> {
+        &self.core
     }
     pub fn uniqueid(&self) -> &str {
         &self.uniqueid
@@ -320,20 +386,14 @@ impl Channel {
             .collect()
     }
 
-    /// Sends the dialplan elsewhere; the PBX loop continues there instead of at the next priority.
-    pub fn goto(&mut self, context: Option<&str>, exten: Option<&str>, priority: u32) {
-        if let Some(c) = context {
-            self.context = c.to_owned();
-        }
-        if let Some(e) = exten {
-            self.exten = e.to_owned();
-        }
-        self.priority = priority;
-        self.jumped = true;
+    /// Sends the dialplan elsewhere; the PBX loop continues there instead of at the next
+    /// priority (it resolves labels, which only the dialplan knows).
+    pub fn jump(&mut self, jump: Jump) {
+        self.jump = Some(jump);
     }
-    /// Whether the last application jumped (and forget it).
-    pub fn take_jump(&mut self) -> bool {
-        std::mem::take(&mut self.jumped)
+    /// The pending jump, if the last application made one (and forget it).
+    pub fn take_jump(&mut self) -> Option<Jump> {
+        self.jump.take()
     }
 
     /// The next frame from the driver; `None` once hung up (at either end).

@@ -89,6 +89,7 @@ pub struct Core {
     apps: Registry<App>,
     functions: Registry<Function>,
     pbx: std::sync::RwLock<Option<Arc<dyn Pbx>>>,
+    builtin_apps: OnceLock<Vec<crate::apps::Registration<App>>>,
 }
 
 impl Core {
@@ -110,9 +111,13 @@ impl Core {
             apps: Registry::default(),
             functions: Registry::default(),
             pbx: std::sync::RwLock::new(None),
+            builtin_apps: OnceLock::new(),
         });
         let registration = crate::cli_core::register(&core);
         let _ = core.core_cli.set(registration);
+        let builtins =
+            crate::builtins::builtins().into_iter().filter_map(|app| core.apps.register(app.name, app).ok()).collect();
+        let _ = core.builtin_apps.set(builtins);
         core
     }
 

@@ -22,6 +22,7 @@ include!(concat!(env!("OUT_DIR"), "/build_id.rs"));
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod apps;
+pub mod builtins;
 pub mod channel;
 pub mod cli;
 mod cli_core;

@@ -1,0 +1,320 @@
+//! The applications every dialplan has, built into the core as Asterisk's pbx_builtins.c are:
+//! Answer, Hangup, NoOp, Set, MSet, Goto, GotoIf, Gosub, GosubIf, Return, Wait, Progress,
+//! Ringing, Busy, Congestion, Verbose. Their arguments arrive already substituted.
+
+use std::time::{Duration, Instant};
+
+use crate::apps::{App, AppFuture, AppResult};
+use crate::channel::{Channel, Jump, Read, StackFrame};
+use crate::frame::{Cause, Control};
+
+/// Asterisk's truth for GotoIf/ExecIf: not empty and not zero.
+pub fn is_true(text: &str) -> bool {
+    let t = text.trim();
+    !(t.is_empty() || t.parse::<f64>().is_ok_and(|n| n == 0.0))
+}
+
+/// Splits `condition?iftrue[:iffalse]`.
+fn conditional(data: &str) -> (bool, Option<&str>, Option<&str>) {
+    let (condition, branches) = data.split_once('?').unwrap_or((data, ""));
+    let (yes, no) = match branches.split_once(':') {
+        Some((y, n)) => (y, Some(n)),
+        None => (branches, None),
+    };
+    (is_true(condition), non_empty(yes), no.and_then(non_empty))
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    let s = s.trim();
+    (!s.is_empty()).then_some(s)
+}
+
+fn answer<'a>(chan: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        chan.answer();
+        AppResult::Continue
+    })
+}
+
+fn hangup<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        chan.hangup(Cause::parse(data).unwrap_or(Cause::NORMAL_CLEARING));
+        AppResult::Hangup
+    })
+}
+
+fn noop<'a>(_: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
+    Box::pin(async { AppResult::Continue })
+}
+
+/// `NAME=value`, or `FUNC(args)=value` through the function's write.
+fn set_one(chan: &mut Channel, assignment: &str) {
+    let Some((name, value)) = assignment.split_once('=') else {
+        crate::tracing::warn!("Set: '{assignment}' is not NAME=value");
+        return;
+    };
+    let name = name.trim();
+    if let (Some(open), true) = (name.find('('), name.ends_with(')')) {
+        let function = &name[..open];
+        let args = &name[open + 1..name.len() - 1];
+        match chan.core().functions().get(function).and_then(|f| f.write) {
+            Some(write) => {
+                if let Err(e) = write(chan, args, value) {
+                    crate::tracing::warn!("Set: {function}(): {e}");
+                }
+            }
+            None => crate::tracing::warn!("Set: no writable function {function}()"),
+        }
+        return;
+    }
+    chan.set_var(name, value);
+}
+
+fn set<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        set_one(chan, data);
+        AppResult::Continue
+    })
+}
+
+fn mset<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        for assignment in data.split(',') {
+            set_one(chan, assignment);
+        }
+        AppResult::Continue
+    })
+}
+
+fn goto_target(chan: &mut Channel, target: &str) -> AppResult {
+    match Jump::parse(target) {
+        Some(jump) => {
+            chan.jump(jump);
+            AppResult::Continue
+        }
+        None => {
+            crate::tracing::warn!("Goto: bad destination '{target}'");
+            AppResult::Hangup
+        }
+    }
+}
+
+fn goto<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move { goto_target(chan, data) })
+}
+
+fn goto_if<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        let (truth, yes, no) = conditional(data);
+        match if truth { yes } else { no } {
+            Some(target) => goto_target(chan, target),
+            None => AppResult::Continue,
+        }
+    })
+}
+
+/// `[[context,]exten,]priority[(arg1,...)]`: pushes the return address, sets ARG1..ARGn.
+fn gosub_to(chan: &mut Channel, data: &str) -> AppResult {
+    let (target, args) = match data.find('(') {
+        Some(open) => (&data[..open], data[open + 1..].strip_suffix(')').unwrap_or(&data[open + 1..])),
+        None => (data, ""),
+    };
+    let Some(jump) = Jump::parse(target) else {
+        crate::tracing::warn!("Gosub: bad destination '{data}'");
+        return AppResult::Hangup;
+    };
+    let mut saved = Vec::new();
+    let arguments: Vec<&str> = if args.is_empty() { Vec::new() } else { args.split(',').collect() };
+    // ARGn of the caller are hidden for the subroutine's level and restored on Return.
+    for n in 1..=arguments.len().max(chan.gosub_stack.last().map_or(0, |f| f.saved.len())) {
+        let name = format!("ARG{n}");
+        saved.push((name.clone(), chan.var(&name).map(str::to_owned)));
+        chan.set_var(&name, arguments.get(n - 1).copied().unwrap_or(""));
+    }
+    let frame =
+        StackFrame { context: chan.context.clone(), exten: chan.exten.clone(), priority: chan.priority + 1, saved };
+    chan.gosub_stack.push(frame);
+    chan.jump(jump);
+    AppResult::Continue
+}
+
+fn gosub<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move { gosub_to(chan, data) })
+}
+
+fn gosub_if<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        let (truth, yes, no) = conditional(data);
+        match if truth { yes } else { no } {
+            Some(target) => gosub_to(chan, target),
+            None => AppResult::Continue,
+        }
+    })
+}
+
+fn gosub_return<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        let Some(frame) = chan.gosub_stack.pop() else {
+            crate::tracing::warn!("Return without Gosub on {}", chan.name());
+            return AppResult::Hangup;
+        };
+        for (name, value) in frame.saved.iter().rev() {
+            chan.set_var(name, value.as_deref().unwrap_or(""));
+        }
+        chan.set_var("GOSUB_RETVAL", data);
+        chan.jump(Jump {
+            context: Some(frame.context),
+            exten: Some(frame.exten),
+            target: crate::channel::JumpTarget::Priority(frame.priority),
+        });
+        AppResult::Continue
+    })
+}
+
+/// Waits `seconds`, reading (and dropping) what arrives; a hangup ends the dialplan.
+async fn wait_for(chan: &mut Channel, seconds: f64) -> AppResult {
+    let until = Instant::now() + Duration::from_secs_f64(seconds.clamp(0.0, 86_400.0));
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return AppResult::Continue;
+        }
+        if chan.read_timeout(left).await == Read::HungUp {
+            return AppResult::Hangup;
+        }
+    }
+}
+
+fn wait<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move { wait_for(chan, data.trim().parse().unwrap_or(0.0)).await })
+}
+
+fn progress<'a>(chan: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        chan.indicate(Control::Progress);
+        AppResult::Continue
+    })
+}
+
+fn ringing<'a>(chan: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        chan.indicate(Control::Ringing);
+        AppResult::Continue
+    })
+}
+
+/// Busy/Congestion: indicate, wait for the caller to hang up (at most `timeout` s), hang up.
+async fn indicate_then_hang_up(chan: &mut Channel, control: Control, cause: Cause, data: &str) -> AppResult {
+    chan.indicate(control);
+    if let Ok(seconds) = data.trim().parse::<f64>() {
+        wait_for(chan, seconds).await;
+    } else {
+        while chan.read().await.is_some() {}
+    }
+    chan.hangup(cause);
+    AppResult::Hangup
+}
+
+fn busy<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(indicate_then_hang_up(chan, Control::Busy, Cause::USER_BUSY, data))
+}
+
+fn congestion<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(indicate_then_hang_up(chan, Control::Congestion, Cause::CONGESTION, data))
+}
+
+fn verbose<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        let (level, message) = match data.split_once(',') {
+            Some((l, m)) if l.trim().parse::<u8>().is_ok() => (l.trim().parse::<u8>().unwrap_or(0), m),
+            _ => (0, data),
+        };
+        crate::verbose!(level, "{message}");
+        let _ = chan;
+        AppResult::Continue
+    })
+}
+
+const fn app(name: &'static str, synopsis: &'static str, description: &'static str, exec: crate::apps::AppFn) -> App {
+    App { name, synopsis, description, exec, uses: None }
+}
+
+/// The built-in applications.
+pub fn builtins() -> Vec<App> {
+    vec![
+        app("Answer", "Answer a channel if ringing.", "Answer([delay]): answers the channel if it is ringing.", answer),
+        app(
+            "Hangup",
+            "Hang up the calling channel.",
+            "Hangup([causecode]): hangs up with the Q.850 cause (number or name).",
+            hangup,
+        ),
+        app(
+            "NoOp",
+            "Do Nothing (No Operation).",
+            "NoOp([text]): does nothing; the text shows in the verbose log.",
+            noop,
+        ),
+        app(
+            "Set",
+            "Set channel variable or function value.",
+            "Set(name=value): sets a variable, or a function's value.",
+            set,
+        ),
+        app("MSet", "Set channel variable(s) or function value(s).", "MSet(name1=value1,name2=value2,...)", mset),
+        app(
+            "Goto",
+            "Jump to a particular priority, extension, or context.",
+            "Goto([[context,]extension,]priority)",
+            goto,
+        ),
+        app("GotoIf", "Conditional goto.", "GotoIf(condition?[labeliftrue][:labeliffalse])", goto_if),
+        app(
+            "Gosub",
+            "Jump to label, saving return address.",
+            "Gosub([[context,]exten,]priority[(arg1[,...][,argN])])",
+            gosub,
+        ),
+        app(
+            "GosubIf",
+            "Conditionally jump to label, saving return address.",
+            "GosubIf(condition?labeliftrue[(args)][:labeliffalse[(args)]])",
+            gosub_if,
+        ),
+        app(
+            "Return",
+            "Return from gosub routine.",
+            "Return([value]): returns to the Gosub caller; value goes to GOSUB_RETVAL.",
+            gosub_return,
+        ),
+        app("Wait", "Waits for some time.", "Wait(seconds): waits, fractions allowed.", wait),
+        app("Progress", "Indicate progress.", "Progress(): sends early media indication (183).", progress),
+        app("Ringing", "Indicate ringing tone.", "Ringing(): indicates ringing (180).", ringing),
+        app(
+            "Busy",
+            "Indicate the Busy condition.",
+            "Busy([timeout]): indicates busy, waits for hangup, hangs up.",
+            busy,
+        ),
+        app(
+            "Congestion",
+            "Indicate the Congestion condition.",
+            "Congestion([timeout]): indicates congestion, waits, hangs up.",
+            congestion,
+        ),
+        app("Verbose", "Send arbitrary text to verbose output.", "Verbose([level,]message)", verbose),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truth_and_conditions() {
+        assert!(is_true("1") && is_true("abc") && !is_true("0") && !is_true("") && !is_true(" 0.0 "));
+        assert_eq!(conditional("1?yes:no"), (true, Some("yes"), Some("no")));
+        assert_eq!(conditional("0?yes"), (false, Some("yes"), None));
+        assert_eq!(conditional("0?:no"), (false, None, Some("no")));
+    }
+}
