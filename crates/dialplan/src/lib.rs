@@ -6,10 +6,13 @@
 //! - [`timing`]: time conditions (`9:00-17:00,mon-fri,*,*`) for includes and GotoIfTime.
 //! - [`extensions`]: extensions.conf: contexts, priorities, labels, hints, includes with time
 //!   conditions, finding the extension for a call, `dialplan show`.
+//! - [`pbx`]: the PBX loop on a channel (jumps, labels, Gosub, `i` and `h`, autofallthrough) and
+//!   the runner the core starts channels with.
 //! - [`pattern`]: extension patterns, `Match`/`CanMatch`/`MatchMore`, and Asterisk's sort order.
 pub mod expr;
 pub mod extensions;
 pub mod matcher;
 pub mod pattern;
+pub mod pbx;
 pub mod substitute;
 pub mod timing;

@@ -1,0 +1,265 @@
+//! The PBX loop (Asterisk's `__ast_pbx_run`): runs a channel through the dialplan on the
+//! channel's own task — find the extension, substitute the priority's arguments, run its
+//! application, go to the next priority or where the application jumped — until the channel
+//! hangs up or the dialplan ends; then the `h` extension runs, as in Asterisk.
+//!
+//! - An extension that does not exist goes to `i` (with `INVALID_EXTEN` set) if the context
+//!   has one, else the channel hangs up.
+//! - Running off the end of an extension hangs up (`autofallthrough=yes`, Asterisk's default).
+//! - `HANGUPCAUSE` is set before `h` runs.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use starling_core::apps::AppResult;
+use starling_core::channel::{Channel, JumpTarget};
+use starling_core::frame::Cause;
+use starling_core::module::ModuleUse;
+use starling_core::{tokio, tracing, verbose, Core, Extent, Pbx};
+
+use crate::extensions::Dialplan;
+use crate::pattern::Mode;
+use crate::substitute::{substitute, Scope};
+use crate::timing::TimeOfDay;
+
+/// Substitution on a channel: its variables and built-ins, then the globals, and the
+/// registered functions.
+struct ChannelScope<'a> {
+    chan: &'a mut Channel,
+    globals: &'a BTreeMap<String, String>,
+}
+
+impl Scope for ChannelScope<'_> {
+    fn variable(&self, name: &str) -> Option<String> {
+        let chan = &*self.chan;
+        let builtin = match name {
+            "EXTEN" => Some(chan.exten.clone()),
+            "CONTEXT" => Some(chan.context.clone()),
+            "PRIORITY" => Some(chan.priority.to_string()),
+            "CHANNEL" => Some(chan.name().to_owned()),
+            "UNIQUEID" => Some(chan.uniqueid().to_owned()),
+            "LANGUAGE" => Some(chan.language.clone()),
+            "ACCOUNTCODE" => Some(chan.accountcode.clone()),
+            "CALLERID(num)" | "CALLERIDNUM" => Some(chan.caller.number.clone()),
+            "CALLERID(name)" | "CALLERIDNAME" => Some(chan.caller.name.clone()),
+            "HANGUPCAUSE" => chan.hangup_cause().map(|c| c.0.to_string()),
+            "EPOCH" => Some(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        builtin.or_else(|| chan.var(name).map(str::to_owned)).or_else(|| self.globals.get(name).cloned())
+    }
+
+    fn function(&mut self, name: &str, args: &str) -> Result<String, String> {
+        let function =
+            self.chan.core().functions().get(name).ok_or_else(|| format!("Function {name} not registered"))?;
+        let read = function.read.ok_or_else(|| format!("Function {name} cannot be read"))?;
+        let _use = function.uses.clone().map(ModuleUse::new);
+        read(self.chan, args)
+    }
+
+    fn warn(&mut self, message: String) {
+        tracing::warn!("{}: {message}", self.chan.name());
+    }
+}
+
+/// Local time now, for time conditions.
+pub fn now() -> TimeOfDay {
+    use starling_core::chrono::{Datelike, Local, Timelike};
+    let t = Local::now();
+    TimeOfDay {
+        weekday: t.weekday().num_days_from_sunday() as u8,
+        mday: t.day() as u8,
+        month: t.month() as u8,
+        hour: t.hour() as u8,
+        minute: t.minute() as u8,
+    }
+}
+
+/// Runs `chan` through `plan` until it ends (see the module docs); gives the channel back,
+/// hung up.
+pub async fn run(plan: Arc<Dialplan>, globals: Arc<RwLock<BTreeMap<String, String>>>, mut chan: Channel) -> Channel {
+    let cause = run_priorities(&plan, &globals, &mut chan, false).await;
+    chan.hangup(cause);
+    // The h extension runs after the hangup, with HANGUPCAUSE set.
+    if plan.find(&chan.context, "h", None, Mode::Match, &now()).is_some() {
+        chan.exten = "h".into();
+        chan.priority = 1;
+        run_priorities(&plan, &globals, &mut chan, true).await;
+    }
+    chan
+}
+
+/// The loop proper; returns the hangup cause to use.
+async fn run_priorities(
+    plan: &Dialplan,
+    globals: &RwLock<BTreeMap<String, String>>,
+    chan: &mut Channel,
+    in_h: bool,
+) -> Cause {
+    loop {
+        if chan.is_hung_up() && !in_h {
+            return chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING);
+        }
+        let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
+        let Some(found) = plan.find(&chan.context, &chan.exten, callerid.as_deref(), Mode::Match, &now()) else {
+            if in_h {
+                return Cause::NORMAL_CLEARING;
+            }
+            let has_i = plan.find(&chan.context, "i", None, Mode::Match, &now()).is_some();
+            if chan.exten != "i" && has_i {
+                verbose!(
+                    3,
+                    "Sent into invalid extension '{}' in context '{}' on {}",
+                    chan.exten,
+                    chan.context,
+                    chan.name()
+                );
+                let invalid = chan.exten.clone();
+                chan.set_var("INVALID_EXTEN", &invalid);
+                chan.exten = "i".into();
+                chan.priority = 1;
+                continue;
+            }
+            tracing::warn!(
+                "Channel '{}' sent to invalid extension but no invalid handler: context,exten,priority={},{},{}",
+                chan.name(),
+                chan.context,
+                chan.exten,
+                chan.priority
+            );
+            return Cause::UNALLOCATED;
+        };
+        let Some(priority) = found.extension.priority(chan.priority) else {
+            // autofallthrough: the extension ran out of priorities.
+            verbose!(2, "Auto fallthrough, channel '{}' status is 'UNKNOWN'", chan.name());
+            return Cause::NORMAL_CLEARING;
+        };
+        let data = {
+            let globals = globals.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut scope = ChannelScope { chan: &mut *chan, globals: &globals };
+            substitute(&priority.data, &mut scope)
+        };
+        let app_name = priority.app.clone();
+        let Some(app) = chan.core().apps().get(&app_name) else {
+            tracing::warn!(
+                "No application '{app_name}' for extension ({}, {}, {})",
+                chan.context,
+                chan.exten,
+                chan.priority
+            );
+            return Cause::NORMAL_CLEARING;
+        };
+        verbose!(
+            3,
+            "Executing [{}@{}:{}] {}(\"{}\", \"{}\") in new stack",
+            chan.exten,
+            chan.context,
+            chan.priority,
+            app.name,
+            chan.name(),
+            data
+        );
+        chan.set_application(app.name, &data);
+        let result = {
+            let _use = app.uses.clone().map(ModuleUse::new);
+            (app.exec)(chan, &data).await
+        };
+        if let Some(jump) = chan.take_jump() {
+            if let Some(c) = jump.context {
+                chan.context = c;
+            }
+            if let Some(e) = jump.exten {
+                chan.exten = e;
+            }
+            chan.priority = match jump.target {
+                JumpTarget::Priority(n) => n,
+                JumpTarget::Label(label) => {
+                    match plan
+                        .find(&chan.context, &chan.exten, callerid.as_deref(), Mode::Match, &now())
+                        .and_then(|f| f.extension.label(&label).map(|p| p.number))
+                    {
+                        Some(n) => n,
+                        None => {
+                            tracing::warn!(
+                                "Priority '{label}' must be a number > 0, or valid label ({}, {})",
+                                chan.context,
+                                chan.exten
+                            );
+                            return Cause::NORMAL_CLEARING;
+                        }
+                    }
+                }
+            };
+        } else {
+            chan.priority += 1;
+        }
+        if result == AppResult::Hangup && !in_h {
+            return chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING);
+        }
+    }
+}
+
+/// The dialplan that runs channels, as registered with the core by pbx_config. Reload swaps
+/// the dialplan atomically; calls in progress keep the one they started with.
+pub struct PbxRunner {
+    plan: RwLock<Arc<Dialplan>>,
+    globals: Arc<RwLock<BTreeMap<String, String>>>,
+}
+
+impl PbxRunner {
+    pub fn new(plan: Dialplan) -> PbxRunner {
+        let globals = plan.globals.iter().cloned().collect();
+        PbxRunner { plan: RwLock::new(Arc::new(plan)), globals: Arc::new(RwLock::new(globals)) }
+    }
+
+    /// The dialplan in force.
+    pub fn plan(&self) -> Arc<Dialplan> {
+        self.plan.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps in a new dialplan; globals are replaced when `clearglobalvars` says so, else merged.
+    pub fn replace(&self, plan: Dialplan) {
+        {
+            let mut globals = self.globals.write().unwrap_or_else(|p| p.into_inner());
+            if plan.general.clearglobalvars {
+                globals.clear();
+            }
+            globals.extend(plan.globals.iter().cloned());
+        }
+        *self.plan.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(plan);
+    }
+}
+
+impl Pbx for PbxRunner {
+    fn start(&self, channel: Channel) {
+        let plan = self.plan();
+        let globals = self.globals.clone();
+        tokio::spawn(async move {
+            drop(run(plan, globals, channel).await);
+        });
+    }
+
+    fn exists(&self, context: &str, exten: &str, callerid: Option<&str>) -> Extent {
+        let plan = self.plan();
+        let now = now();
+        if plan.find(context, exten, callerid, Mode::Match, &now).is_some() {
+            Extent::Exists
+        } else if plan.find(context, exten, callerid, Mode::MatchMore, &now).is_some() {
+            Extent::Incomplete
+        } else {
+            Extent::Missing
+        }
+    }
+}
+
+/// Makes `core.start_pbx()` use this runner (and returns it, for reload).
+pub fn install(core: &Core, plan: Dialplan) -> Arc<PbxRunner> {
+    let runner = Arc::new(PbxRunner::new(plan));
+    core.set_pbx(Some(runner.clone()));
+    runner
+}

@@ -1,0 +1,105 @@
+//! The PBX loop end to end on a real channel whose driver end is the test: what the dialplan
+//! did shows in the commands the driver receives and in the channel's variables afterwards.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use starling_core::channel::{Channel, ChannelDriver, DriverCommand};
+use starling_core::config::Config;
+use starling_core::frame::{Cause, Control, Frame};
+use starling_core::Core;
+use starling_dialplan::extensions::Dialplan;
+use starling_dialplan::pbx::run;
+
+const CONF: &str = "[globals]\nGREETING=hello\n\
+[default]\n\
+exten => 100,1,Answer()\n\
+ same => n,Set(X=5)\n\
+ same => n,GotoIf($[${X} > 3]?big:small)\n\
+ same => n(small),Set(RESULT=small)\n\
+ same => n,Hangup()\n\
+ same => n(big),Gosub(sub,s,1(a,b))\n\
+ same => n,Set(RESULT=big-${GOSUB_RETVAL}-${GREETING}-${EXTEN})\n\
+ same => n,Hangup(17)\n\
+exten => 200,1,Answer()\n\
+ same => n,Wait(30)\n\
+ same => n,Set(NOTREACHED=1)\n\
+exten => 300,1,NoOp(falls through)\n\
+exten => 400,1,Ringing()\n\
+ same => n,Busy(0)\n\
+exten => 500,1,Goto(default,100,1)\n\
+exten => i,1,Set(WAS=${INVALID_EXTEN})\n\
+ same => n,Hangup(1)\n\
+exten => h,1,Set(CAUSE=${HANGUPCAUSE})\n\
+[sub]\n\
+exten => s,1,Set(JOINED=${ARG1}${ARG2})\n\
+ same => n,Return(${JOINED})\n";
+
+fn setup(exten: &str) -> (Arc<Core>, Channel, ChannelDriver, Arc<Dialplan>, Arc<RwLock<BTreeMap<String, String>>>) {
+    let core = Core::for_tests();
+    let plan = Dialplan::from_config(&Config::parse_str("extensions.conf", CONF).unwrap()).unwrap();
+    let globals = Arc::new(RwLock::new(plan.globals.iter().cloned().collect()));
+    let (mut chan, driver) = Channel::new(&core, "Test", "alice", true);
+    chan.exten = exten.into();
+    (core, chan, driver, Arc::new(plan), globals)
+}
+
+fn commands(driver: &mut ChannelDriver) -> Vec<DriverCommand> {
+    std::iter::from_fn(|| driver.commands.try_recv().ok()).collect()
+}
+
+#[test]
+fn goto_if_labels_gosub_with_arguments_and_h() {
+    let (core, chan, mut driver, plan, globals) = setup("100");
+    let chan = core.runtime().block_on(run(plan, globals, chan));
+    assert_eq!(chan.var("RESULT"), Some("big-ab-hello-100"));
+    assert_eq!(chan.var("JOINED"), Some("ab"));
+    assert_eq!(chan.var("ARG1"), None, "Return restored the caller's ARGn");
+    assert_eq!(chan.hangup_cause(), Some(Cause::USER_BUSY));
+    assert_eq!(chan.var("CAUSE"), Some("17"), "h ran with HANGUPCAUSE");
+    assert_eq!(commands(&mut driver), [DriverCommand::Answer, DriverCommand::Hangup(Cause::USER_BUSY)]);
+}
+
+#[test]
+fn a_caller_hanging_up_ends_wait_and_runs_h() {
+    let (core, chan, mut driver, plan, globals) = setup("200");
+    let frames = driver.frames.clone();
+    let chan = core.runtime().block_on(async move {
+        let handle = starling_core::tokio::spawn(run(plan, globals, chan));
+        starling_core::tokio::time::sleep(Duration::from_millis(50)).await;
+        frames.send(Frame::Hangup(Cause::NORMAL_CLEARING)).await.unwrap();
+        starling_core::tokio::time::timeout(Duration::from_secs(5), handle).await.expect("the dialplan ended").unwrap()
+    });
+    assert_eq!(chan.var("NOTREACHED"), None);
+    assert_eq!(chan.var("CAUSE"), Some("16"));
+    assert_eq!(commands(&mut driver), [DriverCommand::Answer]);
+}
+
+#[test]
+fn fallthrough_invalid_extensions_busy_and_goto() {
+    let (core, chan, mut driver, plan, globals) = setup("300");
+    let chan = core.runtime().block_on(run(plan, globals, chan));
+    assert_eq!(chan.hangup_cause(), Some(Cause::NORMAL_CLEARING), "autofallthrough");
+    assert_eq!(commands(&mut driver), [DriverCommand::Hangup(Cause::NORMAL_CLEARING)]);
+
+    let (core, chan, mut driver, plan, globals) = setup("999");
+    let chan = core.runtime().block_on(run(plan, globals, chan));
+    assert_eq!(chan.var("WAS"), Some("999"), "the i extension with INVALID_EXTEN");
+    assert_eq!(commands(&mut driver), [DriverCommand::Hangup(Cause::UNALLOCATED)]);
+
+    let (core, chan, mut driver, plan, globals) = setup("400");
+    core.runtime().block_on(run(plan, globals, chan));
+    assert_eq!(
+        commands(&mut driver),
+        [
+            DriverCommand::Indicate(Control::Ringing),
+            DriverCommand::Indicate(Control::Busy),
+            DriverCommand::Hangup(Cause::USER_BUSY)
+        ]
+    );
+
+    let (core, chan, _driver, plan, globals) = setup("500");
+    let chan = core.runtime().block_on(run(plan, globals, chan));
+    assert_eq!(chan.var("RESULT").map(|r| r.starts_with("big-ab")), Some(true), "Goto to another extension");
+}
