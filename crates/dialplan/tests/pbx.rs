@@ -36,7 +36,9 @@ exten => h,1,Set(CAUSE=${HANGUPCAUSE})\n\
 exten => s,1,Set(JOINED=${ARG1}${ARG2})\n\
  same => n,Return(${JOINED})\n";
 
-fn setup(exten: &str) -> (Arc<Core>, Channel, ChannelDriver, Arc<Dialplan>, Arc<RwLock<BTreeMap<String, String>>>) {
+type Globals = Arc<RwLock<BTreeMap<String, String>>>;
+
+fn setup(exten: &str) -> (Arc<Core>, Channel, ChannelDriver, Arc<Dialplan>, Globals) {
     let core = Core::for_tests();
     let plan = Dialplan::from_config(&Config::parse_str("extensions.conf", CONF).unwrap()).unwrap();
     let globals = Arc::new(RwLock::new(plan.globals.iter().cloned().collect()));
