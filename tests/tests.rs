@@ -8,3 +8,5 @@ mod startup;
 mod control;
 // The module loader: load, unload, reload, refusal, use counts, the build boundary.
 mod loader;
+// The dialplan through pbx_config: dialplan show, reload, errors.
+mod dialplan;

@@ -1,0 +1,47 @@
+use crate::util::*;
+
+fn server(name: &str) -> Server {
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => pbx_config.so\n");
+    dir.write("extensions.conf", "[default]\nexten => 100,1,Answer()\n same => n(greet),Verbose(2,hi ${EXTEN})\nexten => _9X.,1,NoOp()\ninclude => other\n[other]\nexten => 200,1,Hangup(17)\n");
+    Server::start(dir)
+}
+
+#[test]
+fn dialplan_show_lists_in_asterisks_layout() {
+    let server = server("dpshow");
+    let out = server.rx("dialplan show default");
+    assert!(out.starts_with("[ Context 'default' created by 'pbx_config' ]\n  '100' =>          1. Answer()"), "{out}");
+    assert!(out.contains("2. Verbose(2,hi ${EXTEN}) [greet]"), "{out}");
+    assert!(out.contains("  Include =>        'other'"), "{out}");
+    assert!(out.ends_with("-= 2 extensions (3 priorities) in 1 context. =-\n"), "{out}");
+    assert!(server.rx("dialplan show").ends_with("-= 3 extensions (4 priorities) in 2 contexts. =-\n"));
+    assert!(server.rx("dialplan show nosuch").contains("There is no existence of 'nosuch' context"));
+    assert!(server.rx("core show applications").contains("GotoIf: Conditional goto."));
+}
+
+#[test]
+fn dialplan_reload_is_atomic() {
+    let server = server("dpreload");
+    server.dir.write("extensions.conf", "[default]\nexten => 300,1,NoOp()\nexten => 301,x,NoOp()\n");
+    let out = server.rx("dialplan reload");
+    assert_eq!(out, "extensions.conf:3: exten '301,x,NoOp()': bad priority 'x'\nThe dialplan was not changed.\n");
+    assert!(server.rx("dialplan show default").contains("'100' =>"), "the old dialplan stays");
+    server.dir.write("extensions.conf", "[default]\nexten => 300,1,NoOp()\n");
+    assert_eq!(server.rx("dialplan reload"), "Dialplan reloaded.\n");
+    let out = server.rx("dialplan show default");
+    assert!(out.contains("'300' =>") && !out.contains("'100' =>"), "{out}");
+}
+
+#[test]
+fn a_bad_extensions_conf_stops_start_up_with_its_line() {
+    let dir = TestDir::new("dpbad");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = yes\n");
+    dir.write("extensions.conf", "[default]\nexten => 100,1,NoOp()\nswitch => IAX2/box\n");
+    let out = run_starling(&["-C", dir.config().to_str().unwrap(), "-f"], std::time::Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("extensions.conf:3: switch 'IAX2/box': switches are not supported"), "{err}");
+}
