@@ -26,7 +26,12 @@ use crate::{settings, Fatal, Flags};
 /// The modules linked into this binary (`static-modules`), found before moddir.
 fn static_modules() -> Vec<StaticModule> {
     #[cfg(feature = "static-modules")]
-    return vec![res_clialiases::module_info, pbx_config::module_info];
+    return vec![
+        res_clialiases::module_info,
+        pbx_config::module_info,
+        func_strings::module_info,
+        func_logic::module_info,
+    ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()
 }

@@ -1,0 +1,98 @@
+//! func_logic: `IF`, `ISNULL`, `EXISTS`, `SET` — Asterisk's func_logic — and `RAND` (func_rand).
+
+use starling_core::apps::{Function, Registration};
+use starling_core::builtins::is_true;
+use starling_core::channel::Channel;
+use starling_core::{LoadError, Module, ModuleContext};
+
+/// `IF(expression?[true][:false])`.
+fn if_(_: &mut Channel, args: &str) -> Result<String, String> {
+    let (condition, branches) = args.split_once('?').ok_or("IF(expression?[true][:false])")?;
+    let (yes, no) = branches.split_once(':').unwrap_or((branches, ""));
+    Ok(if is_true(condition) { yes } else { no }.trim().to_owned())
+}
+
+fn isnull(_: &mut Channel, args: &str) -> Result<String, String> {
+    Ok(if args.is_empty() { "1" } else { "0" }.into())
+}
+
+fn exists(_: &mut Channel, args: &str) -> Result<String, String> {
+    Ok(if args.is_empty() { "0" } else { "1" }.into())
+}
+
+/// `SET(var=value)`: sets and returns the value.
+fn set(chan: &mut Channel, args: &str) -> Result<String, String> {
+    let (name, value) = args.split_once('=').ok_or("SET(varname=value)")?;
+    chan.set_var(name.trim(), value);
+    Ok(value.to_owned())
+}
+
+/// `RAND([min][,max])`: a random integer, 0..=2147483647 by default. Not for secrets.
+fn rand(_: &mut Channel, args: &str) -> Result<String, String> {
+    let (min, max) = args.split_once(',').unwrap_or((args, ""));
+    let min: i64 = min.trim().parse().unwrap_or(0);
+    let max: i64 = max.trim().parse().unwrap_or(i64::from(i32::MAX));
+    let (low, high) = if min <= max { (min, max) } else { (max, min) };
+    // A splitmix64 step over the clock and a counter: enough spread for a dialplan's RAND.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos ^ COUNTER.fetch_add(0x9e37_79b9_7f4a_7c15, std::sync::atomic::Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let span = (high - low) as u64 + 1;
+    Ok((low + (z % span) as i64).to_string())
+}
+
+struct Loaded {
+    _functions: Vec<Registration<Function>>,
+}
+
+impl Module for Loaded {}
+
+fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
+    let f = |name: &'static str, synopsis: &'static str, read: starling_core::apps::FuncRead| Function {
+        name,
+        synopsis,
+        read: Some(read),
+        write: None,
+        uses: None,
+    };
+    let functions = [
+        f("IF", "Check for an expression.", if_),
+        f("ISNULL", "Check if a value is NULL.", isnull),
+        f("EXISTS", "Test the existence of a value.", exists),
+        f("SET", "SET assigns a value to a channel variable.", set),
+        f("RAND", "Choose a random number in a range.", rand),
+    ];
+    let registrations = functions.into_iter().map(|f| ctx.register_function(f)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Box::new(Loaded { _functions: registrations }))
+}
+
+starling_core::module! {
+    description: "Logical dialplan functions",
+    support_level: Core,
+    load: load,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logic_functions() {
+        let core = starling_core::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        assert_eq!(if_(&mut chan, "1?yes:no").unwrap(), "yes");
+        assert_eq!(if_(&mut chan, "0?yes:no").unwrap(), "no");
+        assert_eq!(if_(&mut chan, "0?yes").unwrap(), "");
+        assert_eq!(isnull(&mut chan, "").unwrap(), "1");
+        assert_eq!(exists(&mut chan, "x").unwrap(), "1");
+        assert_eq!(set(&mut chan, "A=5").unwrap(), "5");
+        assert_eq!(chan.var("A"), Some("5"));
+        for _ in 0..100 {
+            let r: i64 = rand(&mut chan, "1,6").unwrap().parse().unwrap();
+            assert!((1..=6).contains(&r));
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! func_strings: string functions for the dialplan — `LEN`, `CUT`, `FIELDQTY`, `REGEX`,
+//! `STRFTIME`, `TOUPPER`, `TOLOWER` — as Asterisk's func_strings (and func_cut) define them.
+
+use starling_core::apps::{Function, Registration};
+use starling_core::channel::Channel;
+use starling_core::{LoadError, Module, ModuleContext};
+
+fn len(_: &mut Channel, args: &str) -> Result<String, String> {
+    Ok(args.chars().count().to_string())
+}
+
+/// `CUT(varname,delimiter,fieldspec)`: fields of a variable, 1-based; `2-3`, `2-`, `-3`, `1&4`.
+fn cut(chan: &mut Channel, args: &str) -> Result<String, String> {
+    let mut parts = args.splitn(3, ',');
+    let (Some(var), Some(delimiter), Some(spec)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("CUT(varname,delimiter,fieldspec)".into());
+    };
+    let delimiter = match delimiter {
+        "" => "-",
+        "\\," | "," => ",",
+        d => d,
+    };
+    let value = chan.var(var.trim()).unwrap_or("").to_owned();
+    let fields: Vec<&str> = value.split(delimiter).collect();
+    let mut out: Vec<&str> = Vec::new();
+    for piece in spec.split('&') {
+        let piece = piece.trim();
+        let (from, to) = match piece.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>().unwrap_or(1), b.parse::<usize>().unwrap_or(fields.len())),
+            None => {
+                let n = piece.parse::<usize>().map_err(|_| format!("CUT: bad field '{piece}'"))?;
+                (n, n)
+            }
+        };
+        for i in from.max(1)..=to.min(fields.len()) {
+            out.push(fields[i - 1]);
+        }
+    }
+    Ok(out.join(delimiter))
+}
+
+/// `FIELDQTY(varname,delim)`: how many fields.
+fn fieldqty(chan: &mut Channel, args: &str) -> Result<String, String> {
+    let (var, delimiter) = args.split_once(',').ok_or("FIELDQTY(varname,delim)")?;
+    let value = chan.var(var.trim()).unwrap_or("");
+    Ok(if value.is_empty() { "0".into() } else { value.split(delimiter).count().to_string() })
+}
+
+/// `REGEX("regular expression" string)`: 1 if it matches.
+fn regex(_: &mut Channel, args: &str) -> Result<String, String> {
+    let args = args.trim_start();
+    let rest = args.strip_prefix('"').ok_or("REGEX(\"regular expression\" string)")?;
+    let end = rest.find('"').ok_or("REGEX: unterminated regular expression")?;
+    let re = regex::Regex::new(&rest[..end]).map_err(|e| format!("REGEX: {e}"))?;
+    let subject = rest[end + 1..].strip_prefix(' ').unwrap_or(&rest[end + 1..]);
+    Ok(if re.is_match(subject) { "1" } else { "0" }.into())
+}
+
+/// `STRFTIME([epoch][,timezone][,format])`: local time as strftime formats it.
+fn strftime(_: &mut Channel, args: &str) -> Result<String, String> {
+    use starling_core::chrono::{DateTime, Local, TimeZone};
+    let mut parts = args.splitn(3, ',');
+    let epoch = parts.next().unwrap_or("").trim();
+    let _timezone = parts.next();
+    let format = parts.next().filter(|f| !f.is_empty()).unwrap_or("%c");
+    let time: DateTime<Local> = match epoch.parse::<i64>() {
+        Ok(secs) => Local.timestamp_opt(secs, 0).single().ok_or("STRFTIME: bad epoch")?,
+        Err(_) => Local::now(),
+    };
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    write!(out, "{}", time.format(format)).map_err(|_| format!("STRFTIME: bad format '{format}'"))?;
+    Ok(out)
+}
+
+fn toupper(_: &mut Channel, args: &str) -> Result<String, String> {
+    Ok(args.to_uppercase())
+}
+
+fn tolower(_: &mut Channel, args: &str) -> Result<String, String> {
+    Ok(args.to_lowercase())
+}
+
+struct Loaded {
+    _functions: Vec<Registration<Function>>,
+}
+
+impl Module for Loaded {}
+
+fn read_only(name: &'static str, synopsis: &'static str, read: starling_core::apps::FuncRead) -> Function {
+    Function { name, synopsis, read: Some(read), write: None, uses: None }
+}
+
+fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
+    let functions = [
+        read_only("LEN", "Return the length of the string given.", len),
+        read_only("CUT", "Slices and dices strings, based upon a named delimiter.", cut),
+        read_only("FIELDQTY", "Count the fields with an arbitrary delimiter", fieldqty),
+        read_only("REGEX", "Check string against a regular expression.", regex),
+        read_only("STRFTIME", "Returns the current date/time in the specified format.", strftime),
+        read_only("TOUPPER", "Convert string to all uppercase letters.", toupper),
+        read_only("TOLOWER", "Convert string to all lowercase letters.", tolower),
+    ];
+    let registrations = functions.into_iter().map(|f| ctx.register_function(f)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Box::new(Loaded { _functions: registrations }))
+}
+
+starling_core::module! {
+    description: "String handling dialplan functions",
+    support_level: Core,
+    load: load,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_functions() {
+        let core = starling_core::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        chan.set_var("PATH", "a-b-c-d");
+        chan.set_var("LIST", "x,y,z");
+        assert_eq!(len(&mut chan, "hello").unwrap(), "5");
+        assert_eq!(cut(&mut chan, "PATH,-,2").unwrap(), "b");
+        assert_eq!(cut(&mut chan, "PATH,-,2-3").unwrap(), "b-c");
+        assert_eq!(cut(&mut chan, "PATH,-,3-").unwrap(), "c-d");
+        assert_eq!(cut(&mut chan, "PATH,-,1&4").unwrap(), "a-d");
+        assert_eq!(fieldqty(&mut chan, "LIST,,").unwrap(), "3");
+        assert_eq!(fieldqty(&mut chan, "PATH,-").unwrap(), "4");
+        assert_eq!(regex(&mut chan, "\"^1[0-9]+$\" 1234").unwrap(), "1");
+        assert_eq!(regex(&mut chan, "\"^2\" 1234").unwrap(), "0");
+        assert_eq!(strftime(&mut chan, "0,,%Y").unwrap().len(), 4);
+        assert_eq!(toupper(&mut chan, "abc").unwrap(), "ABC");
+        assert!(cut(&mut chan, "PATH").is_err());
+    }
+}
