@@ -103,14 +103,17 @@ fn goto<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move { goto_target(chan, data) })
 }
 
+/// `condition?iftrue[:iffalse]`: runs `then` with the chosen branch, if there is one.
+fn branch(chan: &mut Channel, data: &str, then: fn(&mut Channel, &str) -> AppResult) -> AppResult {
+    let (truth, yes, no) = conditional(data);
+    match if truth { yes } else { no } {
+        Some(target) => then(chan, target),
+        None => AppResult::Continue,
+    }
+}
+
 fn goto_if<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
-    Box::pin(async move {
-        let (truth, yes, no) = conditional(data);
-        match if truth { yes } else { no } {
-            Some(target) => goto_target(chan, target),
-            None => AppResult::Continue,
-        }
-    })
+    Box::pin(async move { branch(chan, data, goto_target) })
 }
 
 /// `[[context,]exten,]priority[(arg1,...)]`: pushes the return address, sets ARG1..ARGn.
@@ -143,13 +146,7 @@ fn gosub<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
 }
 
 fn gosub_if<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
-    Box::pin(async move {
-        let (truth, yes, no) = conditional(data);
-        match if truth { yes } else { no } {
-            Some(target) => gosub_to(chan, target),
-            None => AppResult::Continue,
-        }
-    })
+    Box::pin(async move { branch(chan, data, gosub_to) })
 }
 
 fn gosub_return<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {

@@ -62,6 +62,23 @@ pub trait Module: Send + Sync + 'static {
     fn unload(self: Box<Self>) {}
 }
 
+/// A module whose state is only its registrations (most function and application modules):
+/// dropping it unregisters them all.
+pub struct Registrations(pub Vec<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Module for Registrations {}
+
+impl ModuleContext {
+    /// Registers every function; all or none.
+    pub fn register_functions(&self, functions: Vec<crate::apps::Function>) -> Result<Registrations, LoadError> {
+        let mut held: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
+        for function in functions {
+            held.push(Box::new(self.register_function(function)?));
+        }
+        Ok(Registrations(held))
+    }
+}
+
 /// Why `load` did not load.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

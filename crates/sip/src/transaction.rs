@@ -361,16 +361,10 @@ impl Endpoint {
         self.transactions.insert(tx, transaction);
     }
 
+    /// (Re)arms `timer` of `tx` for `at`.
     fn start_timer(&mut self, tx: TxId, timer: Timer, at: Instant) {
+        self.stop_timer(tx, timer);
         if let Some(t) = self.transactions.get_mut(&tx) {
-            t.timers.retain(|(name, when)| {
-                if *name == timer {
-                    self.timers.remove(&(*when, tx, timer));
-                    false
-                } else {
-                    true
-                }
-            });
             t.timers.push((timer, at));
             self.timers.insert((at, tx, timer));
         }

@@ -1,6 +1,6 @@
 //! func_logic: `IF`, `ISNULL`, `EXISTS`, `SET` — Asterisk's func_logic — and `RAND` (func_rand).
 
-use starling_core::apps::{Function, Registration};
+use starling_core::apps::Function;
 use starling_core::builtins::is_true;
 use starling_core::channel::Channel;
 use starling_core::{LoadError, Module, ModuleContext};
@@ -44,12 +44,6 @@ fn rand(_: &mut Channel, args: &str) -> Result<String, String> {
     Ok((low + (z % span) as i64).to_string())
 }
 
-struct Loaded {
-    _functions: Vec<Registration<Function>>,
-}
-
-impl Module for Loaded {}
-
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let f = |name: &'static str, synopsis: &'static str, read: starling_core::apps::FuncRead| Function {
         name,
@@ -65,8 +59,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         f("SET", "SET assigns a value to a channel variable.", set),
         f("RAND", "Choose a random number in a range.", rand),
     ];
-    let registrations = functions.into_iter().map(|f| ctx.register_function(f)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Box::new(Loaded { _functions: registrations }))
+    Ok(Box::new(ctx.register_functions(functions.into())?))
 }
 
 starling_core::module! {

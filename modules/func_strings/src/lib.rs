@@ -1,7 +1,7 @@
 //! func_strings: string functions for the dialplan — `LEN`, `CUT`, `FIELDQTY`, `REGEX`,
 //! `STRFTIME`, `TOUPPER`, `TOLOWER` — as Asterisk's func_strings (and func_cut) define them.
 
-use starling_core::apps::{Function, Registration};
+use starling_core::apps::Function;
 use starling_core::channel::Channel;
 use starling_core::{LoadError, Module, ModuleContext};
 
@@ -81,12 +81,6 @@ fn tolower(_: &mut Channel, args: &str) -> Result<String, String> {
     Ok(args.to_lowercase())
 }
 
-struct Loaded {
-    _functions: Vec<Registration<Function>>,
-}
-
-impl Module for Loaded {}
-
 fn read_only(name: &'static str, synopsis: &'static str, read: starling_core::apps::FuncRead) -> Function {
     Function { name, synopsis, read: Some(read), write: None, uses: None }
 }
@@ -101,8 +95,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         read_only("TOUPPER", "Convert string to all uppercase letters.", toupper),
         read_only("TOLOWER", "Convert string to all lowercase letters.", tolower),
     ];
-    let registrations = functions.into_iter().map(|f| ctx.register_function(f)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Box::new(Loaded { _functions: registrations }))
+    Ok(Box::new(ctx.register_functions(functions.into())?))
 }
 
 starling_core::module! {
