@@ -45,3 +45,21 @@ fn a_bad_extensions_conf_stops_start_up_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("extensions.conf:3: switch 'IAX2/box': switches are not supported"), "{err}");
 }
+
+/// The astdb lives in `dbdir` and survives a restart (even `kill -9`).
+#[test]
+fn database_commands_and_persistence() {
+    let mut server = server("astdb");
+    assert_eq!(server.rx("database put cidname 5551212 Alice"), "Updated database successfully\n");
+    assert_eq!(server.rx("database put blacklist 666 1"), "Updated database successfully\n");
+    assert_eq!(server.rx("database get cidname 5551212"), "Value: Alice\n");
+    assert_eq!(server.rx("database get cidname 0"), "Database entry not found.\n");
+    let show = server.rx("database show");
+    assert!(show.contains("/cidname/5551212") && show.ends_with("2 results found.\n"), "{show}");
+    assert_eq!(server.rx("database del blacklist 666"), "Database entry removed.\n");
+    server.signal(SIGKILL);
+    server.wait_exit(std::time::Duration::from_secs(10));
+    let again = Server::start(server.into_dir());
+    assert_eq!(again.rx("database get cidname 5551212"), "Value: Alice\n", "kept across kill -9");
+    assert_eq!(again.rx("database get blacklist 666"), "Database entry not found.\n");
+}

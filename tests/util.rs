@@ -190,6 +190,16 @@ impl Server {
         }
     }
 
+    /// Stops the process (if it still runs) and hands back its directory, to start again in it.
+    pub fn into_dir(mut self) -> TestDir {
+        if self.running() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        // The emptied path left behind makes this guard's own drop a no-op.
+        TestDir { path: std::mem::take(&mut self.dir.path) }
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

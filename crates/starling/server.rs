@@ -31,6 +31,7 @@ fn static_modules() -> Vec<StaticModule> {
         pbx_config::module_info,
         func_strings::module_info,
         func_logic::module_info,
+        func_db::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()
@@ -234,6 +235,8 @@ fn serve(
         let _entered = runtime.enter();
         Core::new(settings, runtime.handle().clone())
     };
+    let db = starling_core::db::SqliteStorage::open(&core.settings().dbdir).map_err(|e| Fatal::resource(e))?;
+    core.set_db(Arc::new(db));
     core.loader().set_static_modules(static_modules());
     {
         let core = core.clone();

@@ -151,8 +151,92 @@ pub(crate) fn register(core: &Arc<Core>) -> CliRegistration {
             },
         ),
     ]);
+    commands.extend(database_commands());
     commands.extend(crate::loader::cli_commands());
     core.cli().register("core", commands).expect("the core's commands are registered first")
+}
+
+/// `database put|get|del|deltree|show`, as Asterisk's main/db.c.
+fn database_commands() -> Vec<CliCommand> {
+    fn report(call: &mut CliCall<'_>, e: crate::db::DbError) -> CliResult {
+        let _ = writeln!(call, "{e}");
+        CliResult::Failure
+    }
+    vec![
+        CliCommand::new("database put", "Adds/updates database value", "Usage: database put <family> <key> <value>\n       Adds or updates an entry in the Starling database for\n       a given family, key, and value.\n", |call| {
+            let [family, key, value] = call.args() else { return CliResult::ShowUsage };
+            let (family, key, value) = (family.clone(), key.clone(), value.clone());
+            match call.core.db().put(&family, &key, &value) {
+                Ok(()) => {
+                    call.print("Updated database successfully\n");
+                    CliResult::Success
+                }
+                Err(e) => report(call, e),
+            }
+        }),
+        CliCommand::new("database get", "Gets database value", "Usage: database get <family> <key>\n       Retrieves an entry in the Starling database for a given\n       family and key.\n", |call| {
+            let [family, key] = call.args() else { return CliResult::ShowUsage };
+            let (family, key) = (family.clone(), key.clone());
+            match call.core.db().get(&family, &key) {
+                Ok(Some(value)) => {
+                    let _ = writeln!(call, "Value: {value}");
+                    CliResult::Success
+                }
+                Ok(None) => {
+                    call.print("Database entry not found.\n");
+                    CliResult::Failure
+                }
+                Err(e) => report(call, e),
+            }
+        }),
+        CliCommand::new("database del", "Removes database key/value", "Usage: database del <family> <key>\n       Deletes an entry in the Starling database for a given\n       family and key.\n", |call| {
+            let [family, key] = call.args() else { return CliResult::ShowUsage };
+            let (family, key) = (family.clone(), key.clone());
+            match call.core.db().del(&family, &key) {
+                Ok(true) => {
+                    call.print("Database entry removed.\n");
+                    CliResult::Success
+                }
+                Ok(false) => {
+                    call.print("Database entry does not exist.\n");
+                    CliResult::Failure
+                }
+                Err(e) => report(call, e),
+            }
+        }),
+        CliCommand::new("database deltree", "Removes database keytree/values", "Usage: database deltree <family> [keytree]\n       Deletes a family or specific keytree within a family\n       in the Starling database.\n", |call| {
+            let (family, subtree) = match call.args() {
+                [f] => (f.clone(), None),
+                [f, t] => (f.clone(), Some(t.clone())),
+                _ => return CliResult::ShowUsage,
+            };
+            match call.core.db().deltree(&family, subtree.as_deref()) {
+                Ok(n) => {
+                    let _ = writeln!(call, "{n} database entries removed.");
+                    CliResult::Success
+                }
+                Err(e) => report(call, e),
+            }
+        }),
+        CliCommand::new("database show", "Shows database contents", "Usage: database show [family [keytree]]\n       Shows Starling database contents, optionally restricted\n       to a given family, or family and keytree.\n", |call| {
+            let prefix = match call.args() {
+                [] => String::new(),
+                [f] => format!("/{}", f.trim_matches('/')),
+                [f, t] => format!("/{}/{}", f.trim_matches('/'), t.trim_matches('/')),
+                _ => return CliResult::ShowUsage,
+            };
+            match call.core.db().show(&prefix) {
+                Ok(rows) => {
+                    for (key, value) in &rows {
+                        let _ = writeln!(call, "{key:<50}: {value:<25}");
+                    }
+                    let _ = writeln!(call, "{} results found.", rows.len());
+                    CliResult::Success
+                }
+                Err(e) => report(call, e),
+            }
+        }),
+    ]
 }
 
 fn plural(n: impl Into<u64>) -> &'static str {

@@ -90,6 +90,7 @@ pub struct Core {
     functions: Registry<Function>,
     pbx: std::sync::RwLock<Option<Arc<dyn Pbx>>>,
     builtin_apps: OnceLock<Vec<crate::apps::Registration<App>>>,
+    db: OnceLock<Arc<dyn crate::db::Storage>>,
 }
 
 impl Core {
@@ -112,6 +113,7 @@ impl Core {
             functions: Registry::default(),
             pbx: std::sync::RwLock::new(None),
             builtin_apps: OnceLock::new(),
+            db: OnceLock::new(),
         });
         let registration = crate::cli_core::register(&core);
         let _ = core.core_cli.set(registration);
@@ -135,6 +137,19 @@ impl Core {
     }
     pub fn loader(&self) -> &Loader {
         &self.loader
+    }
+    /// Sets the database (the binary opens it in `dbdir` at start, before modules load).
+    pub fn set_db(&self, db: Arc<dyn crate::db::Storage>) {
+        let _ = self.db.set(db);
+    }
+    /// The database; an in-memory one (with a warning) if none was set, so nothing panics.
+    pub fn db(&self) -> Arc<dyn crate::db::Storage> {
+        self.db
+            .get_or_init(|| {
+                crate::tracing::warn!("No database was opened; using one in memory");
+                Arc::new(crate::db::SqliteStorage::in_memory())
+            })
+            .clone()
     }
     /// Dialplan applications (`Answer`, `Dial`...).
     pub fn apps(&self) -> &Registry<App> {

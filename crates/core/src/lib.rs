@@ -28,6 +28,7 @@ pub mod cli;
 mod cli_core;
 pub mod config;
 pub mod core;
+pub mod db;
 pub mod frame;
 pub mod loader;
 pub mod logger;
