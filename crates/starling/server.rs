@@ -235,7 +235,7 @@ fn serve(
         let _entered = runtime.enter();
         Core::new(settings, runtime.handle().clone())
     };
-    let db = starling_core::db::SqliteStorage::open(&core.settings().dbdir).map_err(|e| Fatal::resource(e))?;
+    let db = starling_core::db::SqliteStorage::open(&core.settings().dbdir).map_err(Fatal::resource)?;
     core.set_db(Arc::new(db));
     core.loader().set_static_modules(static_modules());
     {
