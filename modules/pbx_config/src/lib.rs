@@ -5,11 +5,14 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use starling_core::apps::{App, AppFuture, AppResult, Registration};
+use starling_core::channel::{Channel, Jump};
 use starling_core::cli::{CliCommand, CliRegistration, CliResult};
 use starling_core::config::ConfigErrors;
 use starling_core::{tracing, LoadError, Module, ModuleContext, ReloadError};
 use starling_dialplan::extensions::Dialplan;
-use starling_dialplan::pbx::{install, PbxRunner};
+use starling_dialplan::pbx::{install, now, PbxRunner};
+use starling_dialplan::timing::{TimeOfDay, Timing};
 
 const CONFIG: &str = "extensions.conf";
 
@@ -24,6 +27,41 @@ fn read(ctx: &ModuleContext) -> Result<Dialplan, ConfigErrors> {
 struct PbxConfig {
     core: Arc<starling_core::Core>,
     _cli: CliRegistration,
+    _apps: Vec<Registration<App>>,
+}
+
+/// `GotoIfTime(times,weekdays,mdays,months?[labeliftrue][:labeliffalse])` at `time`.
+fn goto_if_time_at(chan: &mut Channel, data: &str, time: &TimeOfDay) -> AppResult {
+    let Some((condition, branches)) = data.split_once('?') else {
+        tracing::warn!("GotoIfTime requires an argument: <time range>,<days of week>,<days of month>,<months>?'labeliftrue':'labeliffalse'");
+        return AppResult::Continue;
+    };
+    let timing = match Timing::parse(condition) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("GotoIfTime: {e}");
+            return AppResult::Continue;
+        }
+    };
+    let (yes, no) = branches.split_once(':').unwrap_or((branches, ""));
+    let target = if timing.matches(time) { yes } else { no }.trim();
+    if target.is_empty() {
+        return AppResult::Continue;
+    }
+    match Jump::parse(target) {
+        Some(jump) => {
+            chan.jump(jump);
+            AppResult::Continue
+        }
+        None => {
+            tracing::warn!("GotoIfTime: bad destination '{target}'");
+            AppResult::Hangup
+        }
+    }
+}
+
+fn goto_if_time<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move { goto_if_time_at(chan, data, &now()) })
 }
 
 impl Module for PbxConfig {
@@ -100,11 +138,38 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             },
         ),
     ])?;
-    Ok(Box::new(PbxConfig { core: ctx.core().clone(), _cli: cli }))
+    let apps = vec![ctx.register_app(App {
+        name: "GotoIfTime",
+        synopsis: "Conditional Goto based on the current time.",
+        description: "GotoIfTime(times,weekdays,mdays,months?[labeliftrue][:labeliffalse])",
+        exec: goto_if_time,
+        uses: None,
+    })?];
+    Ok(Box::new(PbxConfig { core: ctx.core().clone(), _cli: cli, _apps: apps }))
 }
 
 starling_core::module! {
     description: "Text Extension Configuration",
     support_level: Core,
     load: load,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_core::channel::JumpTarget;
+
+    #[test]
+    fn goto_if_time_takes_the_branch_of_the_moment() {
+        let core = starling_core::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        let monday_noon = TimeOfDay { weekday: 1, mday: 5, month: 6, hour: 12, minute: 0 };
+        let sunday = TimeOfDay { weekday: 0, ..monday_noon };
+        goto_if_time_at(&mut chan, "9:00-17:00,mon-fri,*,*?open:closed", &monday_noon);
+        assert_eq!(chan.take_jump().map(|j| j.target), Some(JumpTarget::Label("open".into())));
+        goto_if_time_at(&mut chan, "9:00-17:00,mon-fri,*,*?open:closed", &sunday);
+        assert_eq!(chan.take_jump().map(|j| j.target), Some(JumpTarget::Label("closed".into())));
+        goto_if_time_at(&mut chan, "9:00-17:00,mon-fri,*,*?open", &sunday);
+        assert_eq!(chan.take_jump(), None, "no false branch: go on");
+    }
 }
