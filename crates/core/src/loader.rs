@@ -127,6 +127,8 @@ struct Loaded {
     info: &'static ModuleInfo,
     state: Box<dyn Module>,
     uses: Arc<UseCount>,
+    /// When it was loaded, for unloading in reverse order.
+    order: u64,
 }
 
 /// A file that has been mapped, so a changed file can be told from the mapped one.
@@ -140,6 +142,7 @@ struct State {
     loaded: BTreeMap<String, Loaded>,
     mapped: BTreeMap<String, Mapped>,
     copies: u64,
+    loads: u64,
 }
 
 /// The loader. One per [`Core`].
@@ -220,7 +223,10 @@ impl Loader {
         let uses = Arc::new(UseCount::default());
         let ctx = ModuleContext::new(core.clone(), info.name, uses.clone());
         let state = (info.load)(&ctx).map_err(|error| LoaderError::Load { name: name.clone(), error })?;
-        self.lock().loaded.insert(name, Loaded { info, state, uses });
+        let mut state_lock = self.lock();
+        state_lock.loads += 1;
+        let order = state_lock.loads;
+        state_lock.loaded.insert(name, Loaded { info, state, uses, order });
         Ok(())
     }
 
@@ -298,12 +304,13 @@ impl Loader {
             .collect()
     }
 
-    /// Unloads everything at shutdown, last loaded first is not tracked: reverse name order,
-    /// which puts `chan_*` before `cdr_*` and `res_*` (drivers go before what they use).
+    /// Unloads everything at shutdown, the last loaded first (as Asterisk does): applications
+    /// and channel drivers go before the resources they use.
     pub fn unload_all(&self) {
         let _operation = self.operation.lock().unwrap_or_else(|p| p.into_inner());
-        let loaded = std::mem::take(&mut self.lock().loaded);
-        for (_, module) in loaded.into_iter().rev() {
+        let mut loaded: Vec<Loaded> = std::mem::take(&mut self.lock().loaded).into_values().collect();
+        loaded.sort_by_key(|m| std::cmp::Reverse(m.order));
+        for module in loaded {
             module.state.unload();
         }
     }
