@@ -32,6 +32,8 @@ fn static_modules() -> Vec<StaticModule> {
         func_strings::module_info,
         func_logic::module_info,
         func_db::module_info,
+        app_verbose::module_info,
+        app_exec::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()

@@ -1,6 +1,7 @@
 //! The applications every dialplan has, built into the core as Asterisk's pbx_builtins.c are:
 //! Answer, Hangup, NoOp, Set, MSet, Goto, GotoIf, Gosub, GosubIf, Return, Wait, Progress,
-//! Ringing, Busy, Congestion, Verbose. Their arguments arrive already substituted.
+//! Ringing, Busy, Congestion, WaitExten, and Macro's refusal. Their arguments arrive already
+//! substituted.
 
 use std::time::{Duration, Instant};
 
@@ -220,15 +221,79 @@ fn congestion<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(indicate_then_hang_up(chan, Control::Congestion, Cause::CONGESTION, data))
 }
 
-fn verbose<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+/// `WaitExten([seconds])`: collects DTMF into an extension of the current context. A complete
+/// extension is jumped to; one that could still grow waits for more (up to the same timeout per
+/// digit); an impossible one goes to `i`; no digit at all goes to `t` (Asterisk's pbx_builtins).
+fn wait_exten<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let (level, message) = match data.split_once(',') {
-            Some((l, m)) if l.trim().parse::<u8>().is_ok() => (l.trim().parse::<u8>().unwrap_or(0), m),
-            _ => (0, data),
-        };
-        crate::verbose!(level, "{message}");
-        let _ = chan;
-        AppResult::Continue
+        let seconds =
+            data.split(',').next().and_then(|s| s.trim().parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(10.0);
+        let timeout = Duration::from_secs_f64(seconds.min(86_400.0));
+        let mut digits = String::new();
+        let core = chan.core().clone();
+        let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
+        loop {
+            let deadline = Instant::now() + timeout;
+            let digit = loop {
+                match chan.read_timeout(deadline.saturating_duration_since(Instant::now())).await {
+                    Read::HungUp => return AppResult::Hangup,
+                    Read::Timeout => break None,
+                    Read::Frame(crate::frame::Frame::DtmfEnd { digit, .. }) => break Some(digit),
+                    Read::Frame(_) => {}
+                }
+            };
+            let Some(digit) = digit else {
+                let target = if digits.is_empty() { "t" } else { digits.as_str() };
+                let exists = core.extension_exists(&chan.context, target, callerid.as_deref()) == crate::Extent::Exists;
+                let (exten, fallback) =
+                    if exists { (target.to_owned(), None) } else { ("i".to_owned(), Some(digits.clone())) };
+                if let Some(invalid) = fallback {
+                    chan.set_var("INVALID_EXTEN", &invalid);
+                }
+                chan.jump(Jump { context: None, exten: Some(exten), target: crate::channel::JumpTarget::Priority(1) });
+                return AppResult::Continue;
+            };
+            digits.push(digit);
+            match core.extension_exists(&chan.context, &digits, callerid.as_deref()) {
+                crate::Extent::Exists => {
+                    // Complete now; wait on only if a longer extension could also match.
+                    let longer = (0..10).any(|d| {
+                        let more = format!("{digits}{d}");
+                        core.extension_exists(&chan.context, &more, callerid.as_deref()) != crate::Extent::Missing
+                    });
+                    if !longer {
+                        chan.jump(Jump {
+                            context: None,
+                            exten: Some(digits),
+                            target: crate::channel::JumpTarget::Priority(1),
+                        });
+                        return AppResult::Continue;
+                    }
+                }
+                crate::Extent::Incomplete => {}
+                crate::Extent::Missing => {
+                    chan.set_var("INVALID_EXTEN", &digits);
+                    chan.jump(Jump {
+                        context: None,
+                        exten: Some("i".into()),
+                        target: crate::channel::JumpTarget::Priority(1),
+                    });
+                    return AppResult::Continue;
+                }
+            }
+        }
+    })
+}
+
+/// Macro() is gone from Asterisk (21) and not offered here: say what to use instead.
+fn macro_refused<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        crate::tracing::error!(
+            "Macro({data}) is not supported on {}: use Gosub() instead (Macro was removed in Asterisk 21)",
+            chan.name()
+        );
+        chan.hangup(Cause::NORMAL_CLEARING);
+        AppResult::Hangup
     })
 }
 
@@ -299,7 +364,18 @@ pub fn builtins() -> Vec<App> {
             "Congestion([timeout]): indicates congestion, waits, hangs up.",
             congestion,
         ),
-        app("Verbose", "Send arbitrary text to verbose output.", "Verbose([level,]message)", verbose),
+        app(
+            "WaitExten",
+            "Waits for an extension to be entered.",
+            "WaitExten([seconds]): collects DTMF into an extension; t on timeout, i when invalid.",
+            wait_exten,
+        ),
+        app(
+            "Macro",
+            "Refused: use Gosub.",
+            "Macro is not supported (removed in Asterisk 21); use Gosub().",
+            macro_refused,
+        ),
     ]
 }
 

@@ -105,3 +105,32 @@ fn fallthrough_invalid_extensions_busy_and_goto() {
     let chan = core.runtime().block_on(run(plan, globals, chan));
     assert_eq!(chan.var("RESULT").map(|r| r.starts_with("big-ab")), Some(true), "Goto to another extension");
 }
+
+const MENU: &str = "[menu]\n\
+exten => s,1,Answer()\n\
+ same => n,WaitExten(0.3)\n\
+exten => 1,1,Set(CHOICE=one)\n\
+exten => 12,1,Set(CHOICE=twelve)\n\
+exten => 123,1,Set(CHOICE=123)\n\
+exten => t,1,Set(CHOICE=timeout)\n\
+exten => i,1,Set(CHOICE=invalid-${INVALID_EXTEN})\n";
+
+/// WaitExten collects digits against the dialplan: waits while a longer extension could match,
+/// times out to `t`, and sends an impossible number to `i`.
+#[test]
+fn wait_exten_menu() {
+    for (digits, expected) in [("12", "twelve"), ("123", "123"), ("", "timeout"), ("9", "invalid-9")] {
+        let core = Core::for_tests();
+        let plan = Dialplan::from_config(&Config::parse_str("extensions.conf", MENU).unwrap()).unwrap();
+        let runner = starling_dialplan::pbx::install(&core, plan);
+        let globals = Arc::new(RwLock::new(BTreeMap::new()));
+        let (mut chan, driver) = Channel::new(&core, "Test", "caller", true);
+        chan.context = "menu".into();
+        for d in digits.chars() {
+            driver.frames.try_send(Frame::DtmfEnd { digit: d, duration_ms: 100 }).unwrap();
+        }
+        let chan = core.runtime().block_on(run(runner.plan(), globals, chan));
+        assert_eq!(chan.var("CHOICE"), Some(expected), "digits {digits:?}");
+        core.set_pbx(None);
+    }
+}
