@@ -12,8 +12,21 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
+/// The binary under test. The first call also makes sure every module in `target/<profile>`
+/// was built against the same core as the binary: `cargo test` rebuilds the binary but not
+/// the modules' cdylibs, so after an edit to the core they would be refused (by the build-id
+/// check, as they should be). One `cargo build` per test run keeps the two in step.
 pub fn starling_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--profile", profile])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --profile {profile} failed");
+    });
     PathBuf::from(env!("CARGO_BIN_EXE_starling"))
 }
 
