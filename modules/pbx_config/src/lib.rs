@@ -1,6 +1,8 @@
 //! pbx_config: loads `extensions.conf` and makes it the dialplan every new channel runs
 //! (step 2 of the call flow: "start the PBX on it in the context of the peer"). `dialplan
 //! reload` is atomic: a file with an error keeps the dialplan in force and prints file:line.
+//! It also brings the applications that need the dialplan itself: GotoIfTime and
+//! While/EndWhile/ExitWhile/ContinueWhile (Asterisk's app_while).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -62,6 +64,92 @@ fn goto_if_time_at(chan: &mut Channel, data: &str, time: &TimeOfDay) -> AppResul
 
 fn goto_if_time<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move { goto_if_time_at(chan, data, &now()) })
+}
+
+/// The applications of the channel's current extension, by priority (for While's scans).
+fn current_steps(chan: &Channel) -> Vec<(u32, String)> {
+    let Some(runner) = RUNNER.get() else { return Vec::new() };
+    let plan = runner.plan();
+    let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
+    plan.find(&chan.context, &chan.exten, callerid.as_deref(), starling_dialplan::pattern::Mode::Match, &now())
+        .map(|f| f.extension.priorities.values().map(|p| (p.number, p.app.to_ascii_lowercase())).collect())
+        .unwrap_or_default()
+}
+
+/// The EndWhile that closes the While at `at` (nesting counted), as an index into `steps`.
+fn matching_end(steps: &[(u32, String)], at: usize) -> Option<usize> {
+    let mut depth = 0;
+    for (i, (_, app)) in steps.iter().enumerate().skip(at + 1) {
+        match app.as_str() {
+            "while" => depth += 1,
+            "endwhile" if depth == 0 => return Some(i),
+            "endwhile" => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The While enclosing index `at` (the one whose EndWhile lies after it).
+fn enclosing_while(steps: &[(u32, String)], at: usize) -> Option<usize> {
+    (0..at).rev().find(|i| steps[*i].1 == "while" && matching_end(steps, *i).is_some_and(|end| end >= at))
+}
+
+fn jump_to(chan: &mut Channel, priority: u32) {
+    chan.jump(Jump { context: None, exten: None, target: starling_core::channel::JumpTarget::Priority(priority) });
+}
+
+/// While/EndWhile/ExitWhile/ContinueWhile (Asterisk's app_while), by scanning the extension.
+fn while_step(chan: &mut Channel, app: &str, condition: bool) -> AppResult {
+    let steps = current_steps(chan);
+    let Some(at) = steps.iter().position(|(n, _)| *n == chan.priority) else { return AppResult::Continue };
+    let broken = || tracing::warn!("{app} without its While/EndWhile in {}@{}", chan.exten, chan.context);
+    match app {
+        "While" if condition => AppResult::Continue,
+        "While" => match matching_end(&steps, at) {
+            Some(end) => {
+                jump_to(chan, steps[end].0 + 1);
+                AppResult::Continue
+            }
+            None => {
+                broken();
+                AppResult::Hangup
+            }
+        },
+        "EndWhile" | "ContinueWhile" => match enclosing_while(&steps, at) {
+            Some(start) => {
+                jump_to(chan, steps[start].0);
+                AppResult::Continue
+            }
+            None => {
+                broken();
+                AppResult::Hangup
+            }
+        },
+        _ => match enclosing_while(&steps, at).and_then(|start| matching_end(&steps, start)) {
+            Some(end) => {
+                jump_to(chan, steps[end].0 + 1);
+                AppResult::Continue
+            }
+            None => {
+                broken();
+                AppResult::Hangup
+            }
+        },
+    }
+}
+
+fn while_app<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move { while_step(chan, "While", starling_core::builtins::is_true(data)) })
+}
+fn end_while<'a>(chan: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
+    Box::pin(async move { while_step(chan, "EndWhile", false) })
+}
+fn exit_while<'a>(chan: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
+    Box::pin(async move { while_step(chan, "ExitWhile", false) })
+}
+fn continue_while<'a>(chan: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
+    Box::pin(async move { while_step(chan, "ContinueWhile", false) })
 }
 
 impl Module for PbxConfig {
@@ -138,13 +226,32 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             },
         ),
     ])?;
-    let apps = vec![ctx.register_app(App {
-        name: "GotoIfTime",
-        synopsis: "Conditional Goto based on the current time.",
-        description: "GotoIfTime(times,weekdays,mdays,months?[labeliftrue][:labeliffalse])",
-        exec: goto_if_time,
-        uses: None,
-    })?];
+    let app = |name, synopsis, description, exec| App { name, synopsis, description, exec, uses: None };
+    let apps = [
+        app(
+            "GotoIfTime",
+            "Conditional Goto based on the current time.",
+            "GotoIfTime(times,weekdays,mdays,months?[labeliftrue][:labeliffalse])",
+            goto_if_time as starling_core::apps::AppFn,
+        ),
+        app(
+            "While",
+            "Start a while loop.",
+            "While(expr): runs to the matching EndWhile while expr is true.",
+            while_app,
+        ),
+        app("EndWhile", "End a while loop.", "EndWhile(): returns to the matching While.", end_while),
+        app("ExitWhile", "End a While loop.", "ExitWhile(): leaves the innermost While loop.", exit_while),
+        app(
+            "ContinueWhile",
+            "Restart a While loop.",
+            "ContinueWhile(): returns to the innermost While.",
+            continue_while,
+        ),
+    ]
+    .into_iter()
+    .map(|a| ctx.register_app(a))
+    .collect::<Result<Vec<_>, _>>()?;
     Ok(Box::new(PbxConfig { core: ctx.core().clone(), _cli: cli, _apps: apps }))
 }
 
@@ -158,6 +265,48 @@ starling_core::module! {
 mod tests {
     use super::*;
     use starling_core::channel::JumpTarget;
+
+    /// Counting loops run by the real PBX loop: While/EndWhile, and ExitWhile from inside.
+    #[test]
+    fn while_loops_run() {
+        let core = starling_core::Core::for_tests();
+        let runner = RUNNER.get_or_init(|| install(&core, Dialplan::default())).clone();
+        let _guards: Vec<_> =
+            [("While", while_app as starling_core::apps::AppFn), ("EndWhile", end_while), ("ExitWhile", exit_while)]
+                .into_iter()
+                .filter_map(|(name, exec)| {
+                    core.apps().register(name, App { name, synopsis: "", description: "", exec, uses: None }).ok()
+                })
+                .collect();
+        for (exit_at, expected) in [("99", "5"), ("3", "3")] {
+            let text = format!(
+                "[default]\nexten => s,1,Set(I=0)\n same => n,While($[${{I}} < 5])\n same => n,Set(I=$[${{I}} + 1])\n same => n,GotoIf($[${{I}} != {exit_at}]?next)\n same => n,ExitWhile()\n same => n(next),EndWhile()\n same => n,Set(DONE=${{I}})\n"
+            );
+            let plan =
+                Dialplan::from_config(&starling_core::config::Config::parse_str("extensions.conf", &text).unwrap())
+                    .unwrap();
+            runner.replace(plan);
+            let (chan, _driver) = Channel::new(&core, "Test", "loop", true);
+            let globals = std::sync::Arc::new(std::sync::RwLock::new(Default::default()));
+            let chan = core.runtime().block_on(starling_dialplan::pbx::run(runner.plan(), globals, chan));
+            assert_eq!(chan.var("DONE"), Some(expected), "exit at {exit_at}");
+        }
+    }
+
+    #[test]
+    fn while_scans_find_their_partners() {
+        let steps: Vec<(u32, String)> =
+            ["set", "while", "noop", "while", "noop", "endwhile", "exitwhile", "endwhile", "hangup"]
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (i as u32 + 1, a.to_string()))
+                .collect();
+        assert_eq!(matching_end(&steps, 1), Some(7), "the outer While closes at the outer EndWhile");
+        assert_eq!(matching_end(&steps, 3), Some(5));
+        assert_eq!(enclosing_while(&steps, 6), Some(1), "ExitWhile after the inner loop belongs to the outer");
+        assert_eq!(enclosing_while(&steps, 4), Some(3));
+        assert_eq!(enclosing_while(&steps, 0), None);
+    }
 
     #[test]
     fn goto_if_time_takes_the_branch_of_the_moment() {
