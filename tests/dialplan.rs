@@ -63,3 +63,32 @@ fn database_commands_and_persistence() {
     assert_eq!(again.rx("database get cidname 5551212"), "Value: Alice\n", "kept across kill -9");
     assert_eq!(again.rx("database get blacklist 666"), "Database entry not found.\n");
 }
+
+/// A Local channel runs the dialplan end to end through the binary: originate, watch it in
+/// `core show channels`, hang it up.
+#[test]
+fn originate_a_local_channel_into_the_dialplan() {
+    let dir = TestDir::new("originate");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = yes\n");
+    dir.write(
+        "extensions.conf",
+        "[default]\nexten => 100,1,Answer()\n same => n,Set(WHO=${CHANNEL})\n same => n,Verbose(1,Local dialplan ran for ${WHO} len ${LEN(${WHO})})\n same => n,Wait(60)\n",
+    );
+    let server = Server::start(dir);
+    assert_eq!(server.rx("channel originate Local/100@default application Wait 60"), "");
+    let ran = eventually(std::time::Duration::from_secs(10), || {
+        server.log().contains("Local dialplan ran for Local/100@default-").then_some(())
+    });
+    assert!(ran.is_some(), "{}", server.log_tail());
+    assert!(server.log().contains("-- Executing [100@default:1] Answer(\"Local/100@default-"), "{}", server.log_tail());
+    let channels = server.rx("core show channels");
+    assert!(channels.contains("2 active channels\n1 active call\n"), "{channels}");
+    assert!(channels.contains("Wait(60)"), "{channels}");
+    assert_eq!(server.rx("channel request hangup all"), "All channels have been hungup\n");
+    let gone = eventually(std::time::Duration::from_secs(10), || {
+        server.rx("core show channels count").starts_with("0 active channels").then_some(())
+    });
+    assert!(gone.is_some(), "{}", server.rx("core show channels"));
+    assert!(server.rx("channel originate SIP/bob application Wait 1").contains("only Local/"));
+}

@@ -54,6 +54,8 @@ pub struct ChannelSummary {
 struct Inner {
     next_id: u64,
     channels: BTreeMap<u64, ChannelSummary>,
+    /// Where to send a hangup request for a channel (`channel request hangup`).
+    hangups: BTreeMap<u64, crate::tokio::sync::mpsc::Sender<crate::frame::Frame>>,
 }
 
 /// Every live channel of the process.
@@ -77,6 +79,22 @@ impl Channels {
             self.processed.fetch_add(1, Ordering::Relaxed);
         }
         ChannelHandle { channels: self.clone(), id }
+    }
+
+    /// Asks a channel (by name, or every one with `all`) to hang up, as `channel request
+    /// hangup` does; returns how many were asked.
+    pub fn request_hangup(&self, name: &str) -> usize {
+        let inner = self.lock();
+        let mut asked = 0;
+        for (id, summary) in &inner.channels {
+            if name.eq_ignore_ascii_case("all") || summary.name == name {
+                if let Some(tx) = inner.hangups.get(id) {
+                    let _ = tx.try_send(crate::frame::Frame::Hangup(crate::frame::Cause::NORMAL_CLEARING));
+                    asked += 1;
+                }
+            }
+        }
+        asked
     }
 
     /// Every channel, in the order they were created.
@@ -116,7 +134,9 @@ impl ChannelHandle {
 
 impl Drop for ChannelHandle {
     fn drop(&mut self) {
-        self.channels.lock().channels.remove(&self.id);
+        let mut inner = self.channels.lock();
+        inner.channels.remove(&self.id);
+        inner.hangups.remove(&self.id);
     }
 }
 
@@ -304,6 +324,7 @@ impl Channel {
         let (frames_tx, frames) = crate::tokio::sync::mpsc::channel(64);
         let (commands, commands_rx) = crate::tokio::sync::mpsc::unbounded_channel();
         let entry = core.channels().register(name.clone(), ChannelState::Down, is_call);
+        core.channels().lock().hangups.insert(entry.id, frames_tx.clone());
         let channel = Channel {
             name,
             uniqueid,
@@ -331,6 +352,13 @@ impl Channel {
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// `Local/x@y-0000000a` → `Local/x@y-0000000a;n` (the two halves of a Local pair).
+    pub(crate) fn rename_local(&mut self, half: u8) {
+        self.name = format!("{};{half}", self.name);
+        let name = self.name.clone();
+        self.entry.update(|s| s.name = name);
+    }
+
     /// The core this channel lives in (its registries: functions for `Set(FUNC()=...)`).
     pub fn core(&self) -> &std::sync::Arc<crate::Core> {
         &self.core

@@ -152,8 +152,81 @@ pub(crate) fn register(core: &Arc<Core>) -> CliRegistration {
         ),
     ]);
     commands.extend(database_commands());
+    commands.extend(channel_commands());
     commands.extend(crate::loader::cli_commands());
     core.cli().register("core", commands).expect("the core's commands are registered first")
+}
+
+/// `channel originate` (Local channels) and `channel request hangup`.
+fn channel_commands() -> Vec<CliCommand> {
+    vec![
+        CliCommand::new(
+            "channel originate",
+            "Originate a call",
+            "Usage: channel originate <tech/data> application <appname> [appdata]\n  Originate a call and connect it to the specified application.\n\nUsage: channel originate <tech/data> extension [exten@][context]\n  Originate a call and connect it to the specified extension.\n  Only Local/<exten>@<context> channels can be originated until a channel driver offers more.\n",
+            |call| {
+                let args: Vec<String> = call.args().to_vec();
+                let (Some(target), Some(kind)) = (args.first(), args.get(1)) else { return CliResult::ShowUsage };
+                let Some(local) = target.strip_prefix("Local/").or_else(|| target.strip_prefix("local/")) else {
+                    let _ = writeln!(call, "Cannot originate '{target}': only Local/<exten>@<context> for now");
+                    return CliResult::Failure;
+                };
+                let (exten, context) = local.split_once('@').unwrap_or((local, "default"));
+                let core = call.core.clone();
+                let _entered = core.runtime().enter();
+                let (mut one, two) = crate::local::local_pair(&core, exten, context);
+                match kind.to_ascii_lowercase().as_str() {
+                    "application" => {
+                        let Some(app) = args.get(2).and_then(|name| core.apps().get(name)) else {
+                            let _ = writeln!(call, "No such application");
+                            return CliResult::Failure;
+                        };
+                        let data = args.get(3..).map(|rest| rest.join(" ")).unwrap_or_default();
+                        core.start_pbx(two);
+                        crate::tokio::spawn(async move {
+                            let _use = app.uses.clone().map(crate::module::ModuleUse::new);
+                            (app.exec)(&mut one, &data).await;
+                            one.hangup(crate::frame::Cause::NORMAL_CLEARING);
+                        });
+                    }
+                    "extension" => {
+                        let spec = args.get(2).cloned().unwrap_or_else(|| "s@default".into());
+                        let (e, c) = spec.split_once('@').map_or((spec.as_str(), "default"), |(e, c)| (e, c));
+                        one.exten = if e.is_empty() { "s".into() } else { e.to_owned() };
+                        one.context = c.to_owned();
+                        core.start_pbx(two);
+                        core.start_pbx(one);
+                    }
+                    _ => return CliResult::ShowUsage,
+                }
+                CliResult::Success
+            },
+        ),
+        CliCommand::new(
+            "channel request hangup",
+            "Request a hangup on a given channel",
+            "Usage: channel request hangup <channel>|<all>\n       Request that a channel be hung up. The hangup takes effect\n       the next time the driver reads or writes from the channel.\n",
+            |call| {
+                let [name] = call.args() else { return CliResult::ShowUsage };
+                let name = name.clone();
+                let asked = call.core.channels().request_hangup(&name);
+                if name.eq_ignore_ascii_case("all") {
+                    call.print("All channels have been hungup\n");
+                } else if asked > 0 {
+                    let _ = writeln!(call, "Requested Hangup on channel '{name}'");
+                } else {
+                    let _ = writeln!(call, "{name} is not a known channel");
+                    return CliResult::Failure;
+                }
+                CliResult::Success
+            },
+        )
+        .with_completer(|core, _, _| {
+            let mut names: Vec<String> = core.channels().list().into_iter().map(|c| c.name).collect();
+            names.push("all".into());
+            names
+        }),
+    ]
 }
 
 /// `database put|get|del|deltree|show`, as Asterisk's main/db.c.

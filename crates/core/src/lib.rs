@@ -31,6 +31,7 @@ pub mod core;
 pub mod db;
 pub mod frame;
 pub mod loader;
+pub mod local;
 pub mod logger;
 pub mod module;
 
