@@ -34,6 +34,7 @@ fn static_modules() -> Vec<StaticModule> {
         func_db::module_info,
         app_verbose::module_info,
         app_exec::module_info,
+        func_channel::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()

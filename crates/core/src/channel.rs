@@ -400,6 +400,10 @@ impl Channel {
             self.variables.insert(name.to_owned(), value.to_owned());
         }
     }
+    /// Every variable name set on the channel, sorted.
+    pub fn var_names(&self) -> impl Iterator<Item = &str> {
+        self.variables.keys().map(String::as_str)
+    }
     /// Variables a channel created from this one inherits (`_VAR` once, `__VAR` for ever).
     pub fn inheritable_vars(&self) -> Vec<(String, String)> {
         self.variables

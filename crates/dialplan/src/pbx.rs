@@ -222,6 +222,20 @@ impl PbxRunner {
         self.plan.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// A global variable (`GLOBAL(name)`, `[globals]`).
+    pub fn global(&self, name: &str) -> Option<String> {
+        self.globals.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+    /// Sets (an empty value removes) a global variable.
+    pub fn set_global(&self, name: &str, value: &str) {
+        let mut globals = self.globals.write().unwrap_or_else(|p| p.into_inner());
+        if value.is_empty() {
+            globals.remove(name);
+        } else {
+            globals.insert(name.to_owned(), value.to_owned());
+        }
+    }
+
     /// Swaps in a new dialplan; globals are replaced when `clearglobalvars` says so, else merged.
     pub fn replace(&self, plan: Dialplan) {
         {

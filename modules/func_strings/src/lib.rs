@@ -1,5 +1,6 @@
 //! func_strings: string functions for the dialplan — `LEN`, `CUT`, `FIELDQTY`, `REGEX`,
-//! `STRFTIME`, `TOUPPER`, `TOLOWER` — as Asterisk's func_strings (and func_cut) define them.
+//! `STRFTIME`, `TOUPPER`, `TOLOWER`, `HASH`, `HASHKEYS` — as Asterisk's func_strings (and
+//! func_cut) define them.
 
 use starling_core::apps::Function;
 use starling_core::channel::Channel;
@@ -73,6 +74,43 @@ fn strftime(_: &mut Channel, args: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Hashes live in channel variables `~HASH~name~key~`, as Asterisk keeps them.
+fn hash_var(name: &str, key: &str) -> String {
+    format!("~HASH~{}~{}~", name.trim(), key.trim())
+}
+
+/// `HASH(name,key)` reads one value; `HASH(name)` all values, comma-separated in key order.
+fn hash_read(chan: &mut Channel, args: &str) -> Result<String, String> {
+    match args.split_once(',') {
+        Some((name, key)) => Ok(chan.var(&hash_var(name, key)).unwrap_or("").to_owned()),
+        None => {
+            let prefix = format!("~HASH~{}~", args.trim());
+            let values: Vec<String> = chan
+                .var_names()
+                .filter(|n| n.starts_with(&prefix))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|n| chan.var(&n).unwrap_or("").to_owned())
+                .collect();
+            Ok(values.join(","))
+        }
+    }
+}
+
+fn hash_write(chan: &mut Channel, args: &str, value: &str) -> Result<(), String> {
+    let (name, key) = args.split_once(',').ok_or("HASH(hashname,hashkey)=value")?;
+    chan.set_var(&hash_var(name, key), value);
+    Ok(())
+}
+
+/// `HASHKEYS(name)`: the keys of a hash, comma-separated.
+fn hashkeys(chan: &mut Channel, args: &str) -> Result<String, String> {
+    let prefix = format!("~HASH~{}~", args.trim());
+    let keys: Vec<&str> = chan.var_names().filter_map(|n| n.strip_prefix(&prefix)?.strip_suffix('~')).collect();
+    Ok(keys.join(","))
+}
+
 fn toupper(_: &mut Channel, args: &str) -> Result<String, String> {
     Ok(args.to_uppercase())
 }
@@ -93,6 +131,14 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         read_only("REGEX", "Check string against a regular expression.", regex),
         read_only("STRFTIME", "Returns the current date/time in the specified format.", strftime),
         read_only("TOUPPER", "Convert string to all uppercase letters.", toupper),
+        read_only("HASHKEYS", "Retrieve the keys of the HASH() function.", hashkeys),
+        Function {
+            name: "HASH",
+            synopsis: "Implementation of a dialplan associative array",
+            read: Some(hash_read),
+            write: Some(hash_write),
+            uses: None,
+        },
         read_only("TOLOWER", "Convert string to all lowercase letters.", tolower),
     ];
     Ok(Box::new(ctx.register_functions(functions.into())?))
@@ -126,5 +172,10 @@ mod tests {
         assert_eq!(strftime(&mut chan, "0,,%Y").unwrap().len(), 4);
         assert_eq!(toupper(&mut chan, "abc").unwrap(), "ABC");
         assert!(cut(&mut chan, "PATH").is_err());
+        hash_write(&mut chan, "ext,alice", "100").unwrap();
+        hash_write(&mut chan, "ext,bob", "200").unwrap();
+        assert_eq!(hash_read(&mut chan, "ext,bob").unwrap(), "200");
+        assert_eq!(hash_read(&mut chan, "ext").unwrap(), "100,200");
+        assert_eq!(hashkeys(&mut chan, "ext").unwrap(), "alice,bob");
     }
 }

@@ -30,6 +30,18 @@ struct PbxConfig {
     core: Arc<starling_core::Core>,
     _cli: CliRegistration,
     _apps: Vec<Registration<App>>,
+    _functions: starling_core::module::Registrations,
+}
+
+/// `GLOBAL(name)`: the dialplan's global variables.
+fn global_read(_: &mut Channel, name: &str) -> Result<String, String> {
+    Ok(RUNNER.get().and_then(|r| r.global(name.trim())).unwrap_or_default())
+}
+
+fn global_write(_: &mut Channel, name: &str, value: &str) -> Result<(), String> {
+    let runner = RUNNER.get().ok_or("no dialplan is loaded")?;
+    runner.set_global(name.trim(), value);
+    Ok(())
 }
 
 /// `GotoIfTime(times,weekdays,mdays,months?[labeliftrue][:labeliffalse])` at `time`.
@@ -252,7 +264,14 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     .into_iter()
     .map(|a| ctx.register_app(a))
     .collect::<Result<Vec<_>, _>>()?;
-    Ok(Box::new(PbxConfig { core: ctx.core().clone(), _cli: cli, _apps: apps }))
+    let functions = ctx.register_functions(vec![starling_core::apps::Function {
+        name: "GLOBAL",
+        synopsis: "Gets or sets the global variable specified.",
+        read: Some(global_read),
+        write: Some(global_write),
+        uses: None,
+    }])?;
+    Ok(Box::new(PbxConfig { core: ctx.core().clone(), _cli: cli, _apps: apps, _functions: functions }))
 }
 
 starling_core::module! {

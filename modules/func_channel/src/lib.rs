@@ -1,0 +1,66 @@
+//! func_channel: `CHANNEL(item)` — name, uniqueid, state, language, accountcode, context,
+//! exten, priority, hangupcause (language and accountcode writable) — as Asterisk's func_channel.
+
+use starling_core::apps::Function;
+use starling_core::channel::Channel;
+use starling_core::{LoadError, Module, ModuleContext};
+
+fn read(chan: &mut Channel, item: &str) -> Result<String, String> {
+    Ok(match item.trim().to_ascii_lowercase().as_str() {
+        "name" | "channame" => chan.name().to_owned(),
+        "uniqueid" => chan.uniqueid().to_owned(),
+        "state" => chan.state().as_str().to_owned(),
+        "language" => chan.language.clone(),
+        "accountcode" => chan.accountcode.clone(),
+        "context" => chan.context.clone(),
+        "exten" => chan.exten.clone(),
+        "priority" => chan.priority.to_string(),
+        "hangupcause" => chan.hangup_cause().map(|c| c.0.to_string()).unwrap_or_default(),
+        "channeltype" | "tech" => chan.name().split('/').next().unwrap_or("").to_owned(),
+        other => return Err(format!("CHANNEL: unknown item '{other}'")),
+    })
+}
+
+fn write(chan: &mut Channel, item: &str, value: &str) -> Result<(), String> {
+    match item.trim().to_ascii_lowercase().as_str() {
+        "language" => chan.language = value.to_owned(),
+        "accountcode" => chan.accountcode = value.to_owned(),
+        other => return Err(format!("CHANNEL: '{other}' cannot be set")),
+    }
+    Ok(())
+}
+
+fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
+    let functions = vec![Function {
+        name: "CHANNEL",
+        synopsis: "Gets/sets various pieces of information about the channel.",
+        read: Some(read),
+        write: Some(write),
+        uses: None,
+    }];
+    Ok(Box::new(ctx.register_functions(functions)?))
+}
+
+starling_core::module! {
+    description: "Channel information dialplan functions",
+    support_level: Core,
+    load: load,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_items() {
+        let core = starling_core::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "SIP", "alice", false);
+        assert!(read(&mut chan, "name").unwrap().starts_with("SIP/alice-"));
+        assert_eq!(read(&mut chan, "channeltype").unwrap(), "SIP");
+        assert_eq!(read(&mut chan, "state").unwrap(), "Down");
+        write(&mut chan, "language", "fr").unwrap();
+        assert_eq!(read(&mut chan, "language").unwrap(), "fr");
+        assert!(write(&mut chan, "name", "x").is_err());
+        assert!(read(&mut chan, "bogus").is_err());
+    }
+}
