@@ -10,3 +10,5 @@ mod control;
 mod loader;
 // The dialplan through pbx_config: dialplan show, reload, errors.
 mod dialplan;
+// chan_sip so far: OPTIONS, 400s, bind errors, sip show peers.
+mod sip;

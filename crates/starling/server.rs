@@ -35,6 +35,7 @@ fn static_modules() -> Vec<StaticModule> {
         app_verbose::module_info,
         app_exec::module_info,
         func_channel::module_info,
+        chan_sip::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()

@@ -1,0 +1,603 @@
+//! sip.conf as a typed struct: `[general]`, `register =>` lines, and peer/user/friend
+//! sections (templates included, by the core's `.conf` parser). Invalid values are errors
+//! naming file:line; unknown keys are warnings, as Asterisk warns.
+
+use std::net::IpAddr;
+
+use starling_core::config::{parse_bool, Config, ConfigError, ConfigErrors, Section, Variable};
+use starling_core::frame::CallerId;
+use starling_core::tracing;
+
+/// `dtmfmode=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtmfMode {
+    Rfc2833,
+    Info,
+    Inband,
+    Auto,
+}
+
+/// `qualify=`: no, yes (2000 ms), or a limit in ms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qualify {
+    No,
+    Ms(u32),
+}
+
+/// `nat=` as a set of Asterisk's flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Nat {
+    pub force_rport: bool,
+    pub comedia: bool,
+}
+
+/// `host=`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerHost {
+    Dynamic,
+    Static(String),
+}
+
+/// `type=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerKind {
+    Peer,
+    User,
+    Friend,
+}
+
+/// `insecure=port,invite`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Insecure {
+    pub port: bool,
+    pub invite: bool,
+}
+
+/// One `permit=`/`deny=` rule, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AclRule {
+    pub permit: bool,
+    pub network: IpAddr,
+    pub prefix: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub kind: PeerKind,
+    pub host: PeerHost,
+    pub port: Option<u16>,
+    pub secret: Option<String>,
+    pub md5secret: Option<String>,
+    pub defaultuser: Option<String>,
+    pub fromuser: Option<String>,
+    pub fromdomain: Option<String>,
+    pub context: String,
+    pub callerid: Option<CallerId>,
+    /// `allow`/`disallow` in order: the codecs by preference.
+    pub codecs: Vec<String>,
+    pub dtmfmode: DtmfMode,
+    pub qualify: Qualify,
+    pub qualifyfreq: u32,
+    pub call_limit: Option<u32>,
+    pub busylevel: Option<u32>,
+    pub nat: Nat,
+    pub insecure: Insecure,
+    pub acl: Vec<AclRule>,
+    pub directmedia: bool,
+    pub outboundproxy: Option<String>,
+    pub transport: String,
+    pub trustrpid: bool,
+    pub sendrpid: bool,
+    pub accountcode: String,
+    pub setvar: Vec<(String, String)>,
+    pub mailbox: Option<String>,
+    pub language: String,
+    pub description: String,
+}
+
+/// One `register =>` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    pub peer: Option<String>,
+    pub transport: String,
+    pub user: String,
+    pub domain: Option<String>,
+    pub secret: Option<String>,
+    pub authuser: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+    pub extension: String,
+    pub expiry: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct General {
+    pub bindaddr: IpAddr,
+    pub bindport: u16,
+    pub context: String,
+    pub allowguest: bool,
+    pub alwaysauthreject: bool,
+    pub realm: String,
+    pub useragent: String,
+    pub codecs: Vec<String>,
+    pub dtmfmode: DtmfMode,
+    pub qualify: Qualify,
+    pub qualifyfreq: u32,
+    pub defaultexpiry: u32,
+    pub minexpiry: u32,
+    pub maxexpiry: u32,
+    pub registertimeout: u32,
+    pub registerattempts: u32,
+    pub externaddr: Option<String>,
+    pub localnet: Vec<(IpAddr, u8)>,
+    pub nat: Nat,
+    pub rtptimeout: Option<u32>,
+    pub tcpenable: bool,
+    pub tcpbindaddr: Option<String>,
+    pub language: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SipConf {
+    pub general: General,
+    pub registrations: Vec<Registration>,
+    pub peers: Vec<Peer>,
+}
+
+/// The codec names sip.conf may allow.
+const CODECS: [&str; 3] = ["ulaw", "alaw", "opus"];
+
+fn apply_codecs(list: &mut Vec<String>, var: &Variable, allow: bool) -> Result<(), ConfigError> {
+    for name in var.value.split([',', '&', ' ']).map(str::trim).filter(|n| !n.is_empty()) {
+        let name = name.to_ascii_lowercase();
+        if name == "all" {
+            if allow {
+                for c in CODECS {
+                    if !list.iter().any(|l| l == c) {
+                        list.push(c.to_owned());
+                    }
+                }
+            } else {
+                list.clear();
+            }
+            continue;
+        }
+        let known = match name.as_str() {
+            "ulaw" | "pcmu" | "g711u" => "ulaw",
+            "alaw" | "pcma" | "g711a" => "alaw",
+            "opus" => "opus",
+            // Asterisk codecs Starling cannot carry yet: accepted in disallow, warned in allow.
+            "gsm" | "g722" | "g729" | "g726" | "ilbc" | "speex" | "h263" | "h264" | "vp8" => {
+                if allow {
+                    tracing::warn!("{}: codec '{name}' is not supported by Starling; ignored", var.location);
+                }
+                continue;
+            }
+            _ => return Err(var.error("unknown codec")),
+        };
+        list.retain(|l| l != known);
+        if allow {
+            list.push(known.to_owned());
+        }
+    }
+    Ok(())
+}
+
+fn parse_dtmfmode(var: &Variable) -> Result<DtmfMode, ConfigError> {
+    match var.value.to_ascii_lowercase().as_str() {
+        "rfc2833" | "rfc4733" => Ok(DtmfMode::Rfc2833),
+        "info" => Ok(DtmfMode::Info),
+        "inband" => Ok(DtmfMode::Inband),
+        "auto" => Ok(DtmfMode::Auto),
+        _ => Err(var.error("expected rfc2833|info|inband|auto")),
+    }
+}
+
+fn parse_qualify(var: &Variable) -> Result<Qualify, ConfigError> {
+    match parse_bool(&var.value) {
+        Some(true) => Ok(Qualify::Ms(2000)),
+        Some(false) => Ok(Qualify::No),
+        None => var
+            .parse::<u32>()
+            .map(|ms| if ms == 0 { Qualify::No } else { Qualify::Ms(ms) })
+            .map_err(|_| var.error("expected yes, no or milliseconds")),
+    }
+}
+
+fn parse_nat(var: &Variable) -> Result<Nat, ConfigError> {
+    let mut nat = Nat::default();
+    for word in var.value.split(',').map(|w| w.trim().to_ascii_lowercase()) {
+        match word.as_str() {
+            "no" | "never" => {}
+            "yes" | "force_rport,comedia" => {
+                nat.force_rport = true;
+                nat.comedia = true;
+            }
+            "force_rport" | "route" => nat.force_rport = true,
+            "comedia" => nat.comedia = true,
+            "auto_force_rport" | "auto_comedia" => {}
+            _ => return Err(var.error("expected no, force_rport, comedia, auto_force_rport or auto_comedia")),
+        }
+    }
+    Ok(nat)
+}
+
+/// `a.b.c.d[/prefix|/netmask]`.
+pub fn parse_network(text: &str) -> Option<(IpAddr, u8)> {
+    let (addr, mask) = match text.split_once('/') {
+        Some((a, m)) => (a.trim(), Some(m.trim())),
+        None => (text.trim(), None),
+    };
+    let addr: IpAddr = addr.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match mask {
+        None => max,
+        Some(m) if m.contains('.') => {
+            let mask: std::net::Ipv4Addr = m.parse().ok()?;
+            let bits = u32::from(mask);
+            if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                return None;
+            }
+            bits.leading_ones() as u8
+        }
+        Some(m) => m.parse::<u8>().ok().filter(|p| *p <= max)?,
+    };
+    Some((addr, prefix))
+}
+
+/// `[peer?][transport://]user[@domain][:secret[:authuser]]@host[:port][/extension][~expiry]`.
+pub fn parse_register(var: &Variable) -> Result<Registration, ConfigError> {
+    let bad = |why: &str| var.error(why);
+    let mut text = var.value.trim();
+    let mut peer = None;
+    if let Some((p, rest)) = text.split_once('?') {
+        peer = Some(p.to_owned());
+        text = rest;
+    }
+    let mut transport = "udp".to_owned();
+    if let Some((t, rest)) = text.split_once("://") {
+        transport = t.to_ascii_lowercase();
+        if !["udp", "tcp"].contains(&transport.as_str()) {
+            return Err(bad("transport must be udp or tcp"));
+        }
+        text = rest;
+    }
+    let mut expiry = None;
+    if let Some((rest, e)) = text.rsplit_once('~') {
+        expiry = Some(e.parse::<u32>().map_err(|_| bad("bad ~expiry"))?);
+        text = rest;
+    }
+    // The host part follows the last '@'; the extension follows a '/' after it.
+    let (userpart, hostpart) = text.rsplit_once('@').ok_or_else(|| bad("expected user[:secret]@host"))?;
+    let (hostport, extension) = match hostpart.split_once('/') {
+        Some((h, e)) => (h, e.to_owned()),
+        None => (hostpart, "s".to_owned()),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
+            (h.to_owned(), Some(p.parse::<u16>().map_err(|_| bad("bad port"))?))
+        }
+        _ => (hostport.to_owned(), None),
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let mut fields = userpart.splitn(3, ':');
+    let user_domain = fields.next().unwrap_or("");
+    let secret = fields.next().map(str::to_owned);
+    let authuser = fields.next().map(str::to_owned);
+    let (user, domain) = match user_domain.split_once('@') {
+        Some((u, d)) => (u.to_owned(), Some(d.to_owned())),
+        None => (user_domain.to_owned(), None),
+    };
+    if user.is_empty() {
+        return Err(bad("no user"));
+    }
+    Ok(Registration { peer, transport, user, domain, secret, authuser, host, port, extension, expiry })
+}
+
+impl SipConf {
+    pub fn parse(config: &Config) -> Result<SipConf, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let mut general = General {
+            bindaddr: "0.0.0.0".parse().expect("an address"),
+            bindport: 5060,
+            context: "default".into(),
+            allowguest: true,
+            alwaysauthreject: true,
+            realm: "asterisk".into(),
+            useragent: format!("Starling PBX {}", starling_core::VERSION),
+            codecs: vec!["ulaw".into(), "alaw".into()],
+            dtmfmode: DtmfMode::Rfc2833,
+            qualify: Qualify::No,
+            qualifyfreq: 60,
+            defaultexpiry: 120,
+            minexpiry: 60,
+            maxexpiry: 3600,
+            registertimeout: 20,
+            registerattempts: 0,
+            externaddr: None,
+            localnet: Vec::new(),
+            nat: Nat { force_rport: true, comedia: false },
+            rtptimeout: None,
+            tcpenable: false,
+            tcpbindaddr: None,
+            language: "en".into(),
+        };
+        let mut registrations = Vec::new();
+        if let Some(section) = config.section("general") {
+            for var in &section.variables {
+                if let Err(e) = general_key(&mut general, &mut registrations, var) {
+                    errors.push(e);
+                }
+            }
+        }
+        let mut peers = Vec::new();
+        for section in config.sections().filter(|s| !s.name.eq_ignore_ascii_case("general")) {
+            match peer(section, &general) {
+                Ok(p) => peers.push(p),
+                Err(mut e) => errors.0.append(&mut e.0),
+            }
+        }
+        errors.into_result(SipConf { general, registrations, peers })
+    }
+}
+
+fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Variable) -> Result<(), ConfigError> {
+    let bool_of = |v: &Variable| v.parse_bool();
+    match var.name.to_ascii_lowercase().as_str() {
+        "bindaddr" => g.bindaddr = var.value.parse().map_err(|_| var.error("expected an IP address"))?,
+        "bindport" => g.bindport = var.parse()?,
+        "udpbindaddr" => {
+            let (addr, port) = match var.value.rsplit_once(':') {
+                Some((a, p)) if !a.contains(':') => (a, Some(p)),
+                _ => (var.value.as_str(), None),
+            };
+            g.bindaddr = addr.parse().map_err(|_| var.error("expected an IP address"))?;
+            if let Some(p) = port {
+                g.bindport = p.parse().map_err(|_| var.error("bad port"))?;
+            }
+        }
+        "context" => g.context = var.value.clone(),
+        "allowguest" => g.allowguest = bool_of(var)?,
+        "alwaysauthreject" => g.alwaysauthreject = bool_of(var)?,
+        "realm" => g.realm = var.value.clone(),
+        "useragent" => g.useragent = var.value.clone(),
+        "allow" => apply_codecs(&mut g.codecs, var, true)?,
+        "disallow" => apply_codecs(&mut g.codecs, var, false)?,
+        "dtmfmode" => g.dtmfmode = parse_dtmfmode(var)?,
+        "qualify" => g.qualify = parse_qualify(var)?,
+        "qualifyfreq" => g.qualifyfreq = var.parse()?,
+        "defaultexpiry" | "defaultexpirey" => g.defaultexpiry = var.parse()?,
+        "minexpiry" | "minexpirey" => g.minexpiry = var.parse()?,
+        "maxexpiry" | "maxexpirey" => g.maxexpiry = var.parse()?,
+        "registertimeout" => g.registertimeout = var.parse()?,
+        "registerattempts" => g.registerattempts = var.parse()?,
+        "externaddr" | "externip" => g.externaddr = Some(var.value.clone()),
+        "localnet" => g
+            .localnet
+            .push(parse_network(&var.value).ok_or_else(|| var.error("expected address/prefix or address/netmask"))?),
+        "nat" => g.nat = parse_nat(var)?,
+        "rtptimeout" => g.rtptimeout = Some(var.parse()?).filter(|t: &u32| *t > 0),
+        "tcpenable" => g.tcpenable = bool_of(var)?,
+        "tcpbindaddr" => g.tcpbindaddr = Some(var.value.clone()),
+        "language" => g.language = var.value.clone(),
+        "register" => registrations.push(parse_register(var)?),
+        _ => tracing::warn!("{}: unknown [general] key '{}' in sip.conf", var.location, var.name),
+    }
+    Ok(())
+}
+
+fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let mut p = Peer {
+        name: section.name.clone(),
+        kind: PeerKind::Friend,
+        host: PeerHost::Dynamic,
+        port: None,
+        secret: None,
+        md5secret: None,
+        defaultuser: None,
+        fromuser: None,
+        fromdomain: None,
+        context: general.context.clone(),
+        callerid: None,
+        codecs: general.codecs.clone(),
+        dtmfmode: general.dtmfmode,
+        qualify: general.qualify,
+        qualifyfreq: general.qualifyfreq,
+        call_limit: None,
+        busylevel: None,
+        nat: general.nat,
+        insecure: Insecure::default(),
+        acl: Vec::new(),
+        directmedia: true,
+        outboundproxy: None,
+        transport: "udp".into(),
+        trustrpid: false,
+        sendrpid: false,
+        accountcode: String::new(),
+        setvar: Vec::new(),
+        mailbox: None,
+        language: general.language.clone(),
+        description: String::new(),
+    };
+    let mut has_type = false;
+    for var in &section.variables {
+        let result: Result<(), ConfigError> = (|| {
+            match var.name.to_ascii_lowercase().as_str() {
+                "type" => {
+                    has_type = true;
+                    p.kind = match var.value.to_ascii_lowercase().as_str() {
+                        "peer" => PeerKind::Peer,
+                        "user" => PeerKind::User,
+                        "friend" => PeerKind::Friend,
+                        _ => return Err(var.error("expected peer, user or friend")),
+                    }
+                }
+                "host" => {
+                    p.host = if var.value.eq_ignore_ascii_case("dynamic") {
+                        PeerHost::Dynamic
+                    } else if var.value.trim().is_empty() {
+                        return Err(var.error("expected dynamic or a host"));
+                    } else {
+                        PeerHost::Static(var.value.trim().to_owned())
+                    }
+                }
+                "port" => p.port = Some(var.parse()?),
+                "secret" => p.secret = Some(var.value.clone()),
+                "md5secret" => {
+                    if var.value.len() != 32 || !var.value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(var.error("expected 32 hex digits (md5 of user:realm:secret)"));
+                    }
+                    p.md5secret = Some(var.value.to_ascii_lowercase())
+                }
+                "defaultuser" | "username" => p.defaultuser = Some(var.value.clone()),
+                "fromuser" => p.fromuser = Some(var.value.clone()),
+                "fromdomain" => p.fromdomain = Some(var.value.clone()),
+                "context" => p.context = var.value.clone(),
+                "callerid" => p.callerid = Some(CallerId::parse(&var.value)),
+                "allow" => apply_codecs(&mut p.codecs, var, true)?,
+                "disallow" => apply_codecs(&mut p.codecs, var, false)?,
+                "dtmfmode" => p.dtmfmode = parse_dtmfmode(var)?,
+                "qualify" => p.qualify = parse_qualify(var)?,
+                "qualifyfreq" => p.qualifyfreq = var.parse()?,
+                "call-limit" | "call_limit" => p.call_limit = Some(var.parse()?),
+                "busylevel" => p.busylevel = Some(var.parse()?),
+                "nat" => p.nat = parse_nat(var)?,
+                "insecure" => {
+                    for word in var.value.split(',').map(|w| w.trim().to_ascii_lowercase()) {
+                        match word.as_str() {
+                            "port" => p.insecure.port = true,
+                            "invite" => p.insecure.invite = true,
+                            "no" | "" => {}
+                            "very" => {
+                                p.insecure.port = true;
+                                p.insecure.invite = true;
+                            }
+                            _ => return Err(var.error("expected port, invite or port,invite")),
+                        }
+                    }
+                }
+                "permit" | "deny" => {
+                    let (network, prefix) = parse_network(&var.value)
+                        .ok_or_else(|| var.error("expected address/prefix or address/netmask"))?;
+                    p.acl.push(AclRule { permit: var.name.eq_ignore_ascii_case("permit"), network, prefix });
+                }
+                "directmedia" | "canreinvite" => {
+                    p.directmedia = var.parse_bool().or_else(|_| Ok::<bool, ConfigError>(true))?
+                }
+                "outboundproxy" => p.outboundproxy = Some(var.value.clone()),
+                "transport" => {
+                    let t = var.value.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
+                    if !["udp", "tcp"].contains(&t.as_str()) {
+                        return Err(var.error("unknown transport: expected udp or tcp"));
+                    }
+                    p.transport = t;
+                }
+                "trustrpid" => p.trustrpid = var.parse_bool()?,
+                "sendrpid" => p.sendrpid = var.parse_bool().unwrap_or(true),
+                "accountcode" => p.accountcode = var.value.clone(),
+                "setvar" => {
+                    let (k, v) = var.value.split_once('=').ok_or_else(|| var.error("expected NAME=value"))?;
+                    p.setvar.push((k.trim().to_owned(), v.trim().to_owned()));
+                }
+                "mailbox" => p.mailbox = Some(var.value.clone()),
+                "language" => p.language = var.value.clone(),
+                "description" => p.description = var.value.clone(),
+                _ => tracing::warn!(
+                    "{}: unknown key '{}' for peer '{}' in sip.conf",
+                    var.location,
+                    var.name,
+                    section.name
+                ),
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    }
+    if !has_type {
+        errors.push(ConfigError::at(
+            &section.location,
+            format!("[{}] has no type= (peer, user or friend)", section.name),
+        ));
+    }
+    errors.into_result(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SipConf, String> {
+        SipConf::parse(&Config::parse_str("sip.conf", text).unwrap()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn general_registrations_and_templated_peers() {
+        let conf = parse(
+            "[general]\nbindport=5070\ncontext=internal\nallowguest=no\ndisallow=all\nallow=alaw,ulaw\n\
+             register => trunk?tcp://alice@example.com:s3cret:authalice@sip.example.com:5080/600~300\n\
+             localnet=192.168.0.0/255.255.0.0\n\
+             [phone](!)\ntype=friend\nhost=dynamic\nqualify=yes\ncall-limit=1\n\
+             [bob](phone)\nsecret=b0b\ncallerid=\"Bob\" <200>\ninsecure=port,invite\npermit=10.0.0.0/8\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (conf.general.bindport, conf.general.context.as_str(), conf.general.allowguest),
+            (5070, "internal", false)
+        );
+        assert_eq!(conf.general.codecs, ["alaw", "ulaw"]);
+        assert_eq!(conf.general.localnet, [("192.168.0.0".parse().unwrap(), 16)]);
+        let r = &conf.registrations[0];
+        assert_eq!(r.peer.as_deref(), Some("trunk"));
+        assert_eq!((r.transport.as_str(), r.user.as_str(), r.domain.as_deref()), ("tcp", "alice", Some("example.com")));
+        assert_eq!((r.secret.as_deref(), r.authuser.as_deref()), (Some("s3cret"), Some("authalice")));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.extension.as_str(), r.expiry),
+            ("sip.example.com", Some(5080), "600", Some(300))
+        );
+        assert_eq!(conf.peers.len(), 1, "the template is not a peer");
+        let bob = &conf.peers[0];
+        assert_eq!(
+            (bob.kind, &bob.host, bob.qualify, bob.call_limit),
+            (PeerKind::Friend, &PeerHost::Dynamic, Qualify::Ms(2000), Some(1))
+        );
+        assert_eq!(bob.context, "internal", "inherits [general] context");
+        assert_eq!(bob.callerid.as_ref().unwrap().number, "200");
+        assert!(bob.insecure.port && bob.insecure.invite);
+        assert_eq!(bob.acl[0].prefix, 8);
+    }
+
+    #[test]
+    fn minimal_register_line() {
+        let var = Variable {
+            name: "register".into(),
+            value: "1234:pw@provider.net".into(),
+            location: starling_core::config::Location { file: "sip.conf".into(), line: 3 },
+            object: true,
+            inherited: false,
+        };
+        let r = parse_register(&var).unwrap();
+        assert_eq!(
+            (r.user.as_str(), r.secret.as_deref(), r.host.as_str(), r.port, r.extension.as_str()),
+            ("1234", Some("pw"), "provider.net", None, "s")
+        );
+    }
+
+    #[test]
+    fn errors_name_their_lines() {
+        let e = parse("[general]\nbindport=x\ndtmfmode=loud\nallow=martian\n[p]\nhost=dynamic\ntransport=udpp\nmd5secret=nothex\n").unwrap_err();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 6, "{e}");
+        assert!(lines[0].starts_with("sip.conf:2: bindport 'x'"), "{e}");
+        assert!(lines[1].starts_with("sip.conf:3: dtmfmode 'loud': expected rfc2833|info|inband|auto"), "{e}");
+        assert!(lines[2].starts_with("sip.conf:4: allow 'martian': unknown codec"), "{e}");
+        assert!(lines[3].starts_with("sip.conf:7: transport 'udpp': unknown transport"), "{e}");
+        assert!(lines[4].starts_with("sip.conf:8: md5secret 'nothex'"), "{e}");
+        assert!(lines[5].starts_with("sip.conf:5: [p] has no type="), "{e}");
+    }
+}

@@ -1,0 +1,196 @@
+//! chan_sip: the SIP channel driver (ARCHITECTURE.md's call flow, steps 2 and 3), on top of
+//! `starling-sip`'s transaction layer and `starling-media`.
+//!
+//! Built so far: `load` reads sip.conf (every key of INTERFACE.md, templates, errors as
+//! file:line), binds UDP `bindaddr:bindport` (a port in use stops start-up with exit 2), and
+//! starts the monitor task, which answers OPTIONS (200, or 503 while draining), keeps the
+//! transaction layer's timers and retransmissions, answers malformed requests 400 and logs one
+//! line per bad message; `sip show peers|peer|settings`. Not yet: REGISTER, INVITE and calls,
+//! qualify, outbound registration (issues 7–9).
+
+mod config;
+mod monitor;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use starling_core::cli::{CliCommand, CliRegistration, CliResult};
+use starling_core::tokio::sync::watch;
+use starling_core::{tokio, verbose, LoadError, Module, ModuleContext, ReloadError};
+
+use config::{PeerHost, Qualify, SipConf};
+
+const CONFIG: &str = "sip.conf";
+
+struct ChanSip {
+    stop: watch::Sender<bool>,
+    conf: Arc<std::sync::RwLock<Arc<SipConf>>>,
+    _cli: CliRegistration,
+}
+
+impl Module for ChanSip {
+    fn reload(&mut self, ctx: &ModuleContext) -> Result<(), ReloadError> {
+        // Re-read; keep the old configuration if the new one has any error.
+        let conf = SipConf::parse(&ctx.load_config(CONFIG)?)?;
+        *self.conf.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(conf);
+        Ok(())
+    }
+    fn unload(self: Box<Self>) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn show_peers(conf: &SipConf) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<25} {:<39} {:<3} {:<10} {:<10} {:<3} {:<8} {:<11} {:<32} {}",
+        "Name/username", "Host", "Dyn", "Forcerport", "Comedia", "ACL", "Port", "Status", "Description", ""
+    );
+    let (mut unmonitored_offline, mut monitored_offline) = (0, 0);
+    for peer in conf.peers.iter().filter(|p| p.kind != config::PeerKind::User) {
+        let name = match &peer.defaultuser {
+            Some(user) => format!("{}/{user}", peer.name),
+            None => peer.name.clone(),
+        };
+        let (host, dynamic) = match &peer.host {
+            PeerHost::Dynamic => ("(Unspecified)".to_owned(), "D"),
+            PeerHost::Static(h) => (h.clone(), " "),
+        };
+        let status = match peer.qualify {
+            Qualify::No => {
+                unmonitored_offline += 1;
+                "Unmonitored"
+            }
+            Qualify::Ms(_) => {
+                monitored_offline += 1;
+                "UNKNOWN"
+            }
+        };
+        let yes_no = |b: bool| if b { "Yes" } else { "No" };
+        let _ = writeln!(
+            out,
+            "{:<25} {:<39} {:<3} {:<10} {:<10} {:<3} {:<8} {:<11} {:<32} {}",
+            name,
+            host,
+            dynamic,
+            yes_no(peer.nat.force_rport),
+            yes_no(peer.nat.comedia),
+            if peer.acl.is_empty() { " " } else { "A" },
+            peer.port.unwrap_or(0),
+            status,
+            peer.description,
+            ""
+        );
+    }
+    let total = unmonitored_offline + monitored_offline;
+    let _ = writeln!(
+        out,
+        "{total} sip peers [Monitored: 0 online, {monitored_offline} offline Unmonitored: 0 online, {unmonitored_offline} offline]"
+    );
+    out
+}
+
+fn show_peer(conf: &SipConf, name: &str) -> Option<String> {
+    let peer = conf.peers.iter().find(|p| p.name == name)?;
+    let mut out = String::new();
+    let host = match &peer.host {
+        PeerHost::Dynamic => "(null)".to_owned(),
+        PeerHost::Static(h) => h.clone(),
+    };
+    let lines: [(&str, String); 12] = [
+        ("Name", peer.name.clone()),
+        ("Secret", if peer.secret.is_some() || peer.md5secret.is_some() { "<Set>".into() } else { "<Not set>".into() }),
+        ("Context", peer.context.clone()),
+        ("Language", peer.language.clone()),
+        ("Accountcode", peer.accountcode.clone()),
+        ("Callerid", peer.callerid.as_ref().map(|c| c.to_string()).unwrap_or_default()),
+        ("Call limit", peer.call_limit.unwrap_or(0).to_string()),
+        ("Dynamic", if peer.host == PeerHost::Dynamic { "Yes".into() } else { "No".into() }),
+        ("Addr->IP", format!("{host}:{}", peer.port.unwrap_or(0))),
+        ("Useragent", String::new()),
+        ("Reg. Contact", String::new()),
+        ("Codecs", format!("({})", peer.codecs.join("|"))),
+    ];
+    let _ = writeln!(out, "\n");
+    for (key, value) in lines {
+        let _ = writeln!(out, "  {key:<13}: {value}");
+    }
+    let status = match peer.qualify {
+        Qualify::No => "Unmonitored".to_owned(),
+        Qualify::Ms(_) => "UNKNOWN".to_owned(),
+    };
+    let _ = writeln!(out, "  {:<13}: {status}", "Status");
+    Some(out)
+}
+
+fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
+    if !ctx.config_dir().join(CONFIG).exists() {
+        return Err(LoadError::Decline(format!("no {CONFIG} in {}", ctx.config_dir().display())));
+    }
+    let conf = Arc::new(SipConf::parse(&ctx.load_config(CONFIG)?)?);
+    let address = std::net::SocketAddr::new(conf.general.bindaddr, conf.general.bindport);
+    let std_socket = std::net::UdpSocket::bind(address)
+        .map_err(|e| LoadError::Resource(format!("cannot bind SIP UDP {address}: {e}")))?;
+    std_socket.set_nonblocking(true).map_err(|e| LoadError::Resource(format!("SIP UDP {address}: {e}")))?;
+    let socket = {
+        let _entered = ctx.runtime().enter();
+        tokio::net::UdpSocket::from_std(std_socket)
+            .map_err(|e| LoadError::Resource(format!("SIP UDP {address}: {e}")))?
+    };
+    verbose!(2, "SIP Listening on {address}");
+    let (stop, stopped) = watch::channel(false);
+    let monitor = monitor::Monitor::new(ctx.core().clone(), conf.clone(), Arc::new(socket));
+    ctx.runtime().spawn(monitor.run(stopped));
+    let shared = Arc::new(std::sync::RwLock::new(conf));
+    let (peers_conf, peer_conf, settings_conf) = (shared.clone(), shared.clone(), shared.clone());
+    let current = |c: &Arc<std::sync::RwLock<Arc<SipConf>>>| c.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let cli = ctx.register_cli(vec![
+        CliCommand::new("sip show peers", "List defined SIP peers", "Usage: sip show peers [like <pattern>]\n       Lists all known SIP peers.\n", move |call| {
+            call.print(&show_peers(&current(&peers_conf)));
+            CliResult::Success
+        }),
+        CliCommand::new("sip show peer", "Show details on specific SIP peer", "Usage: sip show peer <name>\n       Shows all details on one SIP peer and the current status.\n", move |call| {
+            let [name] = call.args() else { return CliResult::ShowUsage };
+            let name = name.clone();
+            match show_peer(&current(&peer_conf), &name) {
+                Some(text) => {
+                    call.print(&text);
+                    CliResult::Success
+                }
+                None => {
+                    let _ = writeln!(call, "Peer {name} not found.");
+                    CliResult::Failure
+                }
+            }
+        }),
+        CliCommand::new("sip show settings", "Show SIP global settings", "Usage: sip show settings\n       Provides detailed list of the configuration of the SIP channel.\n", move |call| {
+            let conf = current(&settings_conf);
+            let g = &conf.general;
+            let _ = writeln!(
+                call,
+                "\n\nGlobal Settings:\n----------------\n  UDP Bindaddress:        {}:{}\n  TCP SIP Bindaddress:    {}\n  Allow guest calls:      {}\n  Always auth rejects:    {}\n  Realm. auth:            {}\n  User Agent:             {}\n  Codecs:                 ({})\n  Context:                {}\n  Reg. min duration       {} secs\n  Reg. max duration:      {} secs\n  Reg. default duration:  {} secs\n",
+                g.bindaddr,
+                g.bindport,
+                if g.tcpenable { g.tcpbindaddr.clone().unwrap_or_else(|| "0.0.0.0".into()) } else { "Disabled".into() },
+                if g.allowguest { "Yes" } else { "No" },
+                if g.alwaysauthreject { "Yes" } else { "No" },
+                g.realm,
+                g.useragent,
+                g.codecs.join("|"),
+                g.context,
+                g.minexpiry,
+                g.maxexpiry,
+                g.defaultexpiry,
+            );
+            CliResult::Success
+        }),
+    ])?;
+    Ok(Box::new(ChanSip { stop, conf: shared, _cli: cli }))
+}
+
+starling_core::module! {
+    description: "Session Initiation Protocol (SIP)",
+    support_level: Extended,
+    load: load,
+}

@@ -1,0 +1,107 @@
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use crate::util::*;
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn sip_server(name: &str, sip_conf: &str) -> Server {
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => chan_sip.so\n");
+    dir.write("sip.conf", sip_conf);
+    Server::start(dir)
+}
+
+/// Sends one datagram and returns the first line of the answer.
+fn exchange(port: u16, message: &str) -> Option<String> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    socket.send_to(message.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let mut buffer = [0u8; 4096];
+    let (len, _) = socket.recv_from(&mut buffer).ok()?;
+    Some(String::from_utf8_lossy(&buffer[..len]).into_owned())
+}
+
+fn options(port: u16, branch: &str) -> String {
+    format!(
+        "OPTIONS sip:100@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{branch};rport\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:100@127.0.0.1>\r\nCall-ID: {branch}@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn options_are_answered_by_sipsak_and_by_hand() {
+    let port = free_udp_port();
+    let server = sip_server("sipoptions", &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n"));
+    let out = std::process::Command::new("sipsak")
+        .args(["-s", &format!("sip:100@127.0.0.1:{port}"), "-v"])
+        .output()
+        .expect("sipsak (Debian's sipsak)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SIP/2.0 200 OK"), "{text}\n{}", server.log_tail());
+    let answer = exchange(port, &options(port, "a1")).expect("an answer");
+    assert!(answer.starts_with("SIP/2.0 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.contains("Server: Starling PBX ") && answer.contains("Allow: INVITE, ACK, CANCEL, OPTIONS, BYE"),
+        "{answer}"
+    );
+    assert!(answer.contains("received=127.0.0.1"), "{answer}");
+}
+
+#[test]
+fn malformed_requests_get_400_and_the_server_goes_on() {
+    let port = free_udp_port();
+    let server = sip_server("sipbad", &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n"));
+    let bad = options(port, "b1").replace("Max-Forwards: 70", "Max-Forwards: lots");
+    let answer = exchange(port, &bad).expect("a 400");
+    assert!(answer.starts_with("SIP/2.0 400 Bad Request - bad Max-Forwards\r\n"), "{answer}");
+    // Garbage gets nothing back, and the server still answers.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.send_to(b"\x00\x01garbage\r\n\r\n", ("127.0.0.1", port)).unwrap();
+    assert!(exchange(port, &options(port, "b2")).is_some_and(|a| a.starts_with("SIP/2.0 200 OK")));
+    let logged =
+        eventually(Duration::from_secs(5), || server.log().contains("Bad SIP message from 127.0.0.1:").then_some(()));
+    assert!(logged.is_some(), "{}", server.log_tail());
+}
+
+#[test]
+fn sip_port_in_use_exits_2_and_bad_sip_conf_exits_1() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = TestDir::new("sipinuse");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = yes\n");
+    dir.write("sip.conf", &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n"));
+    let out = run_starling(&["-C", dir.config().to_str().unwrap(), "-f"], Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot bind SIP UDP 127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    dir.write("sip.conf", "[general]\nbindport=5060\n[bob]\ntype=friend\ntransport=udpp\n");
+    let out = run_starling(&["-C", dir.config().to_str().unwrap(), "-f"], Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sip.conf:5: transport 'udpp': unknown transport"), "{err}");
+}
+
+#[test]
+fn sip_show_peers_in_asterisks_shape() {
+    let port = free_udp_port();
+    let server = sip_server(
+        "sippeers",
+        &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n[alice]\ntype=friend\nhost=dynamic\nsecret=pw\n[trunk]\ntype=peer\nhost=127.0.0.1\nport=5090\nqualify=yes\n"),
+    );
+    let peers = server.rx("sip show peers");
+    assert!(peers.starts_with("Name/username             Host                                    Dyn Forcerport Comedia    ACL Port     Status      Description"), "{peers}");
+    assert!(peers.contains("alice                     (Unspecified)                           D "), "{peers}");
+    assert!(
+        peers.ends_with("2 sip peers [Monitored: 0 online, 1 offline Unmonitored: 0 online, 1 offline]\n"),
+        "{peers}"
+    );
+    let alice = server.rx("sip show peer alice");
+    assert!(alice.contains("  Name         : alice") && alice.contains("  Status       : Unmonitored"), "{alice}");
+    assert!(server.rx("sip show peer nobody").contains("Peer nobody not found."));
+}
