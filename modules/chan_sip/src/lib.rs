@@ -44,8 +44,8 @@ fn show_peers(conf: &SipConf) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<25} {:<39} {:<3} {:<10} {:<10} {:<3} {:<8} {:<11} {:<32} {}",
-        "Name/username", "Host", "Dyn", "Forcerport", "Comedia", "ACL", "Port", "Status", "Description", ""
+        "{:<25} {:<39} {:<3} {:<10} {:<10} {:<3} {:<8} {:<11} {:<32} ",
+        "Name/username", "Host", "Dyn", "Forcerport", "Comedia", "ACL", "Port", "Status", "Description"
     );
     let (mut unmonitored_offline, mut monitored_offline) = (0, 0);
     for peer in conf.peers.iter().filter(|p| p.kind != config::PeerKind::User) {
@@ -70,7 +70,7 @@ fn show_peers(conf: &SipConf) -> String {
         let yes_no = |b: bool| if b { "Yes" } else { "No" };
         let _ = writeln!(
             out,
-            "{:<25} {:<39} {:<3} {:<10} {:<10} {:<3} {:<8} {:<11} {:<32} {}",
+            "{:<25} {:<39} {:<3} {:<10} {:<10} {:<3} {:<8} {:<11} {:<32} ",
             name,
             host,
             dynamic,
@@ -80,7 +80,6 @@ fn show_peers(conf: &SipConf) -> String {
             peer.port.unwrap_or(0),
             status,
             peer.description,
-            ""
         );
     }
     let total = unmonitored_offline + monitored_offline;
