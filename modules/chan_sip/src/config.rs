@@ -485,9 +485,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                         .ok_or_else(|| var.error("expected address/prefix or address/netmask"))?;
                     p.acl.push(AclRule { permit: var.name.eq_ignore_ascii_case("permit"), network, prefix });
                 }
-                "directmedia" | "canreinvite" => {
-                    p.directmedia = var.parse_bool().or_else(|_| Ok::<bool, ConfigError>(true))?
-                }
+                // yes/no, or Asterisk's nonat/update/outgoing, which all allow direct media.
+                "directmedia" | "canreinvite" => p.directmedia = var.parse_bool().unwrap_or(true),
                 "outboundproxy" => p.outboundproxy = Some(var.value.clone()),
                 "transport" => {
                     let t = var.value.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
