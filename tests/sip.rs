@@ -96,7 +96,8 @@ fn sip_show_peers_in_asterisks_shape() {
     );
     let peers = server.rx("sip show peers");
     assert!(peers.starts_with("Name/username             Host                                    Dyn Forcerport Comedia    ACL Port     Status      Description"), "{peers}");
-    assert!(peers.contains("alice                     (Unspecified)                           D "), "{peers}");
+    assert!(peers.contains("alice                     (Unspecified)                            D  Yes        No             0        Unmonitored"), "{peers}");
+    assert!(peers.contains("trunk                     127.0.0.1                                   Yes        No             5090     UNKNOWN"), "{peers}");
     assert!(
         peers.ends_with("2 sip peers [Monitored: 0 online, 1 offline Unmonitored: 0 online, 1 offline]\n"),
         "{peers}"

@@ -47,19 +47,25 @@ fn show_peers(conf: &SipConf) -> String {
         "{:<25} {:<39} {:<3} {:<10} {:<10} {:<3} {:<8} {:<11} {:<32} ",
         "Name/username", "Host", "Dyn", "Forcerport", "Comedia", "ACL", "Port", "Status", "Description"
     );
-    let (mut unmonitored_offline, mut monitored_offline) = (0, 0);
+    let (mut unmonitored_online, mut unmonitored_offline, mut monitored_offline) = (0, 0, 0);
     for peer in conf.peers.iter().filter(|p| p.kind != config::PeerKind::User) {
         let name = match &peer.defaultuser {
             Some(user) => format!("{}/{user}", peer.name),
             None => peer.name.clone(),
         };
-        let (host, dynamic) = match &peer.host {
-            PeerHost::Dynamic => ("(Unspecified)".to_owned(), "D"),
-            PeerHost::Static(h) => (h.clone(), " "),
+        // A dynamic peer has no address until it registers (port 0); a static one has its host.
+        let (host, dynamic, port) = match &peer.host {
+            PeerHost::Dynamic => ("(Unspecified)".to_owned(), " D ", 0),
+            PeerHost::Static(h) => (h.clone(), "   ", peer.port.unwrap_or(5060)),
         };
         let status = match peer.qualify {
+            // As chan_sip counts: an unmonitored peer is "online" when it has an address.
             Qualify::No => {
-                unmonitored_offline += 1;
+                if port == 0 {
+                    unmonitored_offline += 1;
+                } else {
+                    unmonitored_online += 1;
+                }
                 "Unmonitored"
             }
             Qualify::Ms(_) => {
@@ -76,16 +82,16 @@ fn show_peers(conf: &SipConf) -> String {
             dynamic,
             yes_no(peer.nat.force_rport),
             yes_no(peer.nat.comedia),
-            if peer.acl.is_empty() { " " } else { "A" },
-            peer.port.unwrap_or(0),
+            if peer.acl.is_empty() { "   " } else { " A " },
+            port,
             status,
             peer.description,
         );
     }
-    let total = unmonitored_offline + monitored_offline;
+    let total = unmonitored_online + unmonitored_offline + monitored_offline;
     let _ = writeln!(
         out,
-        "{total} sip peers [Monitored: 0 online, {monitored_offline} offline Unmonitored: 0 online, {unmonitored_offline} offline]"
+        "{total} sip peers [Monitored: 0 online, {monitored_offline} offline Unmonitored: {unmonitored_online} online, {unmonitored_offline} offline]"
     );
     out
 }
