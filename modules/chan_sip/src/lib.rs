@@ -48,7 +48,10 @@ fn show_peers(conf: &SipConf) -> String {
         "Name/username", "Host", "Dyn", "Forcerport", "Comedia", "ACL", "Port", "Status", "Description"
     );
     let (mut unmonitored_online, mut unmonitored_offline, mut monitored_offline) = (0, 0, 0);
-    for peer in conf.peers.iter().filter(|p| p.kind != config::PeerKind::User) {
+    // Peers only (type=user entries are not listed), sorted by name as chan_sip sorts them.
+    let mut peers: Vec<&config::Peer> = conf.peers.iter().filter(|p| p.kind != config::PeerKind::User).collect();
+    peers.sort_by(|a, b| a.name.cmp(&b.name));
+    for peer in peers {
         let name = match &peer.defaultuser {
             Some(user) => format!("{}/{user}", peer.name),
             None => peer.name.clone(),
