@@ -106,3 +106,46 @@ fn sip_show_peers_in_asterisks_shape() {
     assert!(alice.contains("  Name         : alice") && alice.contains("  Status       : Unmonitored"), "{alice}");
     assert!(server.rx("sip show peer nobody").contains("Peer nobody not found."));
 }
+
+fn registrar(name: &str) -> (Server, u16) {
+    let port = free_udp_port();
+    let server = sip_server(name, &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\nminexpiry=60\n[alice]\ntype=friend\nhost=dynamic\nsecret=pw\n"));
+    (server, port)
+}
+
+/// SIPp registers with digest; the binding shows in `sip show peer` and survives kill -9.
+#[test]
+fn register_with_digest_and_survive_kill_9() {
+    let (mut server, port) = registrar("sipreg");
+    let (code, out) = run_sipp(port, "register.xml", "alice", "alice", "pw", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let peer = server.rx("sip show peer alice");
+    assert!(peer.contains("  Reg. Contact : sip:alice@127.0.0.1:"), "{peer}");
+    assert!(peer.contains("  Useragent    : SIPp"), "{peer}");
+    assert!(server.rx("sip show peers").contains("Unmonitored: 1 online, 0 offline"));
+    server.signal(SIGKILL);
+    server.wait_exit(Duration::from_secs(10));
+    let again = Server::start(server.into_dir());
+    assert!(
+        again.rx("sip show peer alice").contains("  Reg. Contact : sip:alice@127.0.0.1:"),
+        "the binding came back from the astdb"
+    );
+}
+
+/// A wrong password and an unknown user get exactly the same answers: 401, then 403.
+#[test]
+fn wrong_password_and_unknown_user_are_told_the_same() {
+    let (server, port) = registrar("sipforbid");
+    let (code, out) = run_sipp(port, "register_forbidden.xml", "alice", "alice", "wrong", 1);
+    assert_eq!(code, 0, "wrong password: 401 then 403\n{out}\n{}", server.log_tail());
+    let (code, out) = run_sipp(port, "register_forbidden.xml", "mallory", "mallory", "whatever", 1);
+    assert_eq!(code, 0, "unknown user: the same 401 then 403\n{out}\n{}", server.log_tail());
+    assert!(server.rx("sip show peer alice").contains("  Reg. Contact : \n"), "nothing registered");
+}
+
+#[test]
+fn too_brief_an_expiry_gets_423() {
+    let (server, port) = registrar("sipbrief");
+    let (code, out) = run_sipp(port, "register_too_brief.xml", "alice", "alice", "pw", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+}

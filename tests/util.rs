@@ -258,3 +258,44 @@ pub fn kill_pid(pid: i32, signal: i32) {
     // SAFETY: kill(2); the caller names a pid it started.
     unsafe { libc_kill(pid, signal) };
 }
+
+/// Runs SIPp (Debian's `sip-tester`) in the foreground against `127.0.0.1:port` with a
+/// scenario from tests/scenarios, `service` as the user and `user`/`password` for digest
+/// (`-au`/`-ap`), bounded in time; returns its exit code (0: every call succeeded) and output.
+pub fn run_sipp(port: u16, scenario: &str, service: &str, user: &str, password: &str, calls: u32) -> (i32, String) {
+    let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+    let work = tempfile_dir("sipp");
+    let local = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new("sipp")
+        .current_dir(&work)
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-sf", scenarios.join(scenario).to_str().unwrap()])
+        .args(["-s", service, "-au", user, "-ap", password, "-m", &calls.to_string()])
+        .args(["-i", "127.0.0.1", "-p", &local.to_string(), "-nostdin", "-timeout", "20s", "-timeout_error"])
+        .args(["-recv_timeout", "5000", "-default_behaviors", "all,-bye"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp (Debian's sip-tester)");
+    let status = wait_timeout(&mut child, Duration::from_secs(30)).unwrap_or_else(|| {
+        let _ = child.kill();
+        child.wait().unwrap()
+    });
+    let mut out = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    let _ = fs::remove_dir_all(&work);
+    (status.code().unwrap_or(-1), out)
+}
+
+fn tempfile_dir(name: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("stl-{}-{n}-{name}", std::process::id()));
+    fs::create_dir_all(&path).unwrap();
+    path
+}

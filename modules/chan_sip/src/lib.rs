@@ -5,11 +5,12 @@
 //! file:line), binds UDP `bindaddr:bindport` (a port in use stops start-up with exit 2), and
 //! starts the monitor task, which answers OPTIONS (200, or 503 while draining), keeps the
 //! transaction layer's timers and retransmissions, answers malformed requests 400 and logs one
-//! line per bad message; `sip show peers|peer|settings`. Not yet: REGISTER, INVITE and calls,
-//! qualify, outbound registration (issues 7–9).
+//! line per bad message; the registrar (REGISTER with digest, bindings in the astdb);
+//! `sip show peers|peer|settings`. Not yet: INVITE and calls, qualify, outbound registration.
 
 mod config;
 mod monitor;
+mod registrar;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -40,7 +41,8 @@ impl Module for ChanSip {
     }
 }
 
-fn show_peers(conf: &SipConf) -> String {
+fn show_peers(conf: &SipConf, bindings: &registrar::Bindings) -> String {
+    let bindings = bindings.read().unwrap_or_else(|p| p.into_inner()).clone();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -57,9 +59,10 @@ fn show_peers(conf: &SipConf) -> String {
             None => peer.name.clone(),
         };
         // A dynamic peer has no address until it registers (port 0); a static one has its host.
-        let (host, dynamic, port) = match &peer.host {
-            PeerHost::Dynamic => ("(Unspecified)".to_owned(), " D ", 0),
-            PeerHost::Static(h) => (h.clone(), "   ", peer.port.unwrap_or(5060)),
+        let (host, dynamic, port) = match (&peer.host, bindings.get(&peer.name)) {
+            (PeerHost::Dynamic, Some(b)) => (b.address.ip().to_string(), " D ", b.address.port()),
+            (PeerHost::Dynamic, None) => ("(Unspecified)".to_owned(), " D ", 0),
+            (PeerHost::Static(h), _) => (h.clone(), "   ", peer.port.unwrap_or(5060)),
         };
         let status = match peer.qualify {
             // As chan_sip counts: an unmonitored peer is "online" when it has an address.
@@ -99,12 +102,14 @@ fn show_peers(conf: &SipConf) -> String {
     out
 }
 
-fn show_peer(conf: &SipConf, name: &str) -> Option<String> {
+fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, name: &str) -> Option<String> {
     let peer = conf.peers.iter().find(|p| p.name == name)?;
+    let binding = bindings.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
     let mut out = String::new();
-    let host = match &peer.host {
-        PeerHost::Dynamic => "(null)".to_owned(),
-        PeerHost::Static(h) => h.clone(),
+    let address = match (&peer.host, &binding) {
+        (_, Some(b)) => b.address.to_string(),
+        (PeerHost::Dynamic, None) => "(null)".to_owned(),
+        (PeerHost::Static(h), None) => format!("{h}:{}", peer.port.unwrap_or(5060)),
     };
     let lines: [(&str, String); 12] = [
         ("Name", peer.name.clone()),
@@ -115,9 +120,9 @@ fn show_peer(conf: &SipConf, name: &str) -> Option<String> {
         ("Callerid", peer.callerid.as_ref().map(|c| c.to_string()).unwrap_or_default()),
         ("Call limit", peer.call_limit.unwrap_or(0).to_string()),
         ("Dynamic", if peer.host == PeerHost::Dynamic { "Yes".into() } else { "No".into() }),
-        ("Addr->IP", format!("{host}:{}", peer.port.unwrap_or(0))),
-        ("Useragent", String::new()),
-        ("Reg. Contact", String::new()),
+        ("Addr->IP", address),
+        ("Useragent", binding.as_ref().map(|b| b.useragent.clone()).unwrap_or_default()),
+        ("Reg. Contact", binding.as_ref().map(|b| b.contact.clone()).unwrap_or_default()),
         ("Codecs", format!("({})", peer.codecs.join("|"))),
     ];
     let _ = writeln!(out, "\n");
@@ -148,20 +153,22 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     };
     verbose!(2, "SIP Listening on {address}");
     let (stop, stopped) = watch::channel(false);
-    let monitor = monitor::Monitor::new(ctx.core().clone(), conf.clone(), Arc::new(socket));
+    let bindings: registrar::Bindings = Arc::new(std::sync::RwLock::new(registrar::restore(&*ctx.core().db(), &conf)));
+    let monitor = monitor::Monitor::new(ctx.core().clone(), conf.clone(), Arc::new(socket), bindings.clone());
     ctx.runtime().spawn(monitor.run(stopped));
     let shared = Arc::new(std::sync::RwLock::new(conf));
     let (peers_conf, peer_conf, settings_conf) = (shared.clone(), shared.clone(), shared.clone());
+    let (peers_bindings, peer_bindings) = (bindings.clone(), bindings);
     let current = |c: &Arc<std::sync::RwLock<Arc<SipConf>>>| c.read().unwrap_or_else(|p| p.into_inner()).clone();
     let cli = ctx.register_cli(vec![
         CliCommand::new("sip show peers", "List defined SIP peers", "Usage: sip show peers [like <pattern>]\n       Lists all known SIP peers.\n", move |call| {
-            call.print(&show_peers(&current(&peers_conf)));
+            call.print(&show_peers(&current(&peers_conf), &peers_bindings));
             CliResult::Success
         }),
         CliCommand::new("sip show peer", "Show details on specific SIP peer", "Usage: sip show peer <name>\n       Shows all details on one SIP peer and the current status.\n", move |call| {
             let [name] = call.args() else { return CliResult::ShowUsage };
             let name = name.clone();
-            match show_peer(&current(&peer_conf), &name) {
+            match show_peer(&current(&peer_conf), &peer_bindings, &name) {
                 Some(text) => {
                     call.print(&text);
                     CliResult::Success

@@ -13,9 +13,10 @@ use starling_core::tokio::time::{sleep_until, Instant as TokioInstant};
 use starling_core::{tokio, tracing, Core};
 use starling_sip::message::Response;
 use starling_sip::transaction::{Endpoint, Event, Transport, TxId};
-use starling_sip::{HeaderName, Method, Request};
+use starling_sip::{HeaderName, MessageHeaders, Method, Request};
 
-use crate::config::SipConf;
+use crate::config::{PeerHost, PeerKind, SipConf};
+use crate::registrar::{Bindings, Registrar};
 
 /// The methods chan_sip answers (the `Allow:` header).
 pub const ALLOWED_METHODS: &str = "INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, SUBSCRIBE, NOTIFY, INFO, PUBLISH, MESSAGE";
@@ -27,15 +28,27 @@ pub struct Monitor {
     pub conf: Arc<SipConf>,
     pub socket: Arc<UdpSocket>,
     pub endpoint: Endpoint,
+    registrar: Registrar,
     /// Tags for the To headers of our responses.
     tags: u64,
 }
 
+/// 16 unpredictable-enough bytes for the digest nonce key (the clock, the pid, an address).
+fn nonce_key(seed: u64) -> [u8; 16] {
+    let hex = starling_sip::digest::md5_hex(format!("{seed}:{}:{:p}", std::process::id(), &seed).as_bytes());
+    let mut key = [0u8; 16];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
+    key
+}
+
 impl Monitor {
-    pub fn new(core: Arc<Core>, conf: Arc<SipConf>, socket: Arc<UdpSocket>) -> Monitor {
+    pub fn new(core: Arc<Core>, conf: Arc<SipConf>, socket: Arc<UdpSocket>, bindings: Bindings) -> Monitor {
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        Monitor { core, conf, socket, endpoint: Endpoint::new(Default::default()), tags: seed }
+        let registrar = Registrar::new(&conf.general.realm, nonce_key(seed), bindings, core.db());
+        Monitor { core, conf, socket, endpoint: Endpoint::new(Default::default()), registrar, tags: seed }
     }
 
     fn new_tag(&mut self) -> String {
@@ -55,6 +68,7 @@ impl Monitor {
     /// Runs until `stop` says so.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut buffer = vec![0u8; 65_536];
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
             let deadline = self.endpoint.poll_timeout().map(TokioInstant::from_std);
             let sleep = async {
@@ -75,6 +89,9 @@ impl Monitor {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 },
+                _ = housekeeping.tick() => {
+                    self.registrar.expire();
+                }
                 _ = sleep => {
                     // Read the clock rather than trust the timer (tokio's budget may delay it).
                     self.endpoint.handle_timeout(tokio::time::Instant::now().into_std());
@@ -118,6 +135,7 @@ impl Monitor {
         let now = tokio::time::Instant::now().into_std();
         match request.method {
             Method::Options => self.handle_request_options(tx, &request),
+            Method::Register => self.handle_request_register(tx, &request, remote),
             Method::Bye => {
                 let response = self.response(&request, 481);
                 self.endpoint.send_response(now, tx, response);
@@ -129,6 +147,43 @@ impl Monitor {
                 self.endpoint.send_response(now, tx, response);
             }
         }
+    }
+
+    /// REGISTER: see the registrar's docs for the answers.
+    fn handle_request_register(&mut self, tx: TxId, request: &Request, remote: SocketAddr) {
+        let now = tokio::time::Instant::now().into_std();
+        let name = request.to().and_then(|t| t.uri.user_unescaped().map(|u| u.into_owned())).unwrap_or_default();
+        let conf = self.conf.clone();
+        let response = match self.registrar.authenticate(&conf, request, &name, now) {
+            Ok(()) => {
+                let dynamic = conf
+                    .peers
+                    .iter()
+                    .any(|p| p.name == name && p.kind != PeerKind::User && p.host == PeerHost::Dynamic);
+                if dynamic {
+                    let ok = self.response(request, 200);
+                    self.registrar.register(&conf, request, &name, remote, ok)
+                } else {
+                    // Known and authenticated, but not a peer that registers (host= is static).
+                    self.response(request, 403)
+                }
+            }
+            Err((401, stale)) => {
+                let mut challenge = self.response(request, 401);
+                challenge.headers.push(HeaderName::WwwAuthenticate, self.registrar.challenge(now, stale));
+                challenge
+            }
+            Err((status, _)) => {
+                if status == 403 {
+                    tracing::info!(
+                        "Registration from '{}' failed for '{remote}' - Wrong password",
+                        request.headers.get(&HeaderName::From).unwrap_or("")
+                    );
+                }
+                self.response(request, status)
+            }
+        };
+        self.endpoint.send_response(now, tx, response);
     }
 
     /// OPTIONS, in or out of a dialog: 200 with what we allow, accept and support — unless

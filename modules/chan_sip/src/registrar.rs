@@ -1,0 +1,229 @@
+//! The registrar: REGISTER from `host=dynamic` peers, with digest authentication, bindings kept
+//! in the astdb (family `SIP/Registry`) so they survive a restart, even `kill -9`.
+//!
+//! Answers, as chan_sip's: no credentials → 401 with a challenge; a right answer → 200 with the
+//! binding; a wrong password → 403; an unknown name → the very same 401/403 as a known one when
+//! `alwaysauthreject=yes` (the default), and the same work (digest against a bogus secret), so
+//! neither answers nor timing tell which names exist; an expiry below `minexpiry` → 423 with
+//! `Min-Expires`; above `maxexpiry` → cut to it; `Expires: 0` or `Contact: *` → unregistered.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use starling_core::db::Storage;
+use starling_core::tracing;
+use starling_sip::digest::{AuthError, Authorization, DigestServer, Secret};
+use starling_sip::message::Response;
+use starling_sip::{HeaderName, NameAddr, Request};
+
+use crate::config::{PeerHost, SipConf};
+
+/// Where a dynamic peer is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// Where its REGISTER came from (what we send to: NAT-safe).
+    pub address: SocketAddr,
+    pub contact: String,
+    pub useragent: String,
+    /// Seconds since the epoch when the binding lapses.
+    pub expires: u64,
+}
+
+/// The bindings, shared with the CLI.
+pub type Bindings = Arc<RwLock<HashMap<String, Binding>>>;
+
+const FAMILY: &str = "SIP/Registry";
+
+fn epoch_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Binding {
+    fn to_db(&self) -> String {
+        format!("{}|{}|{}|{}", self.address, self.expires, self.useragent.replace('|', " "), self.contact)
+    }
+    fn from_db(value: &str) -> Option<Binding> {
+        let mut parts = value.splitn(4, '|');
+        Some(Binding {
+            address: parts.next()?.parse().ok()?,
+            expires: parts.next()?.parse().ok()?,
+            useragent: parts.next()?.to_owned(),
+            contact: parts.next()?.to_owned(),
+        })
+    }
+    /// Seconds left.
+    pub fn remaining(&self) -> u64 {
+        self.expires.saturating_sub(epoch_now())
+    }
+}
+
+/// Reads the bindings of the configured dynamic peers back from the astdb, dropping lapsed ones.
+pub fn restore(db: &dyn Storage, conf: &SipConf) -> HashMap<String, Binding> {
+    let now = epoch_now();
+    let mut bindings = HashMap::new();
+    for peer in conf.peers.iter().filter(|p| p.host == PeerHost::Dynamic) {
+        match db.get(FAMILY, &peer.name) {
+            Ok(Some(value)) => match Binding::from_db(&value) {
+                Some(b) if b.expires > now => {
+                    bindings.insert(peer.name.clone(), b);
+                }
+                _ => {
+                    let _ = db.del(FAMILY, &peer.name);
+                }
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!("SIP registry: {e}"),
+        }
+    }
+    bindings
+}
+
+pub struct Registrar {
+    digest: DigestServer,
+    bindings: Bindings,
+    db: Arc<dyn Storage>,
+}
+
+impl Registrar {
+    pub fn new(realm: &str, key: [u8; 16], bindings: Bindings, db: Arc<dyn Storage>) -> Registrar {
+        Registrar { digest: DigestServer::new(realm, key, Instant::now(), Duration::from_secs(30)), bindings, db }
+    }
+
+    /// The `WWW-Authenticate` value for a new challenge.
+    pub fn challenge(&self, now: Instant, stale: bool) -> String {
+        self.digest.challenge(now, stale)
+    }
+
+    /// Checks a request's credentials for `name`. `Ok(())`, or the status to answer (401
+    /// with a challenge, or 403).
+    pub fn authenticate(
+        &mut self,
+        conf: &SipConf,
+        request: &Request,
+        name: &str,
+        now: Instant,
+    ) -> Result<(), (u16, bool)> {
+        let Some(value) = request.headers.get(&HeaderName::Authorization) else { return Err((401, false)) };
+        let Ok(auth) = Authorization::parse(value) else { return Err((401, false)) };
+        let peer = conf.peers.iter().find(|p| p.name == name && p.kind != crate::config::PeerKind::User);
+        // An unknown name is checked against a secret nobody has: the same work, the same answer.
+        let secret = match peer {
+            Some(p) => match (&p.md5secret, &p.secret) {
+                (Some(ha1), _) => Secret::Ha1(ha1),
+                (None, Some(s)) => Secret::Password(s),
+                (None, None) => return Ok(()), // no secret configured: no authentication (as Asterisk)
+            },
+            None => Secret::Password("\u{0}starling-no-such-user\u{0}"),
+        };
+        if auth.username != name {
+            return Err((403, false));
+        }
+        match self.digest.verify(&auth, request.method.as_str(), secret, now) {
+            Ok(()) if peer.is_some() => Ok(()),
+            Ok(()) => Err((403, false)),
+            Err(AuthError::Stale) => Err((401, true)),
+            Err(AuthError::UnknownNonce | AuthError::WrongRealm(_) | AuthError::Malformed) => Err((401, false)),
+            Err(_) => Err((403, false)),
+        }
+    }
+
+    /// Handles an authenticated REGISTER for `name` from `source`.
+    pub fn register(
+        &mut self,
+        conf: &SipConf,
+        request: &Request,
+        name: &str,
+        source: SocketAddr,
+        mut response: Response,
+    ) -> Response {
+        let g = &conf.general;
+        let contacts: Vec<&str> = request.headers.get_all(&HeaderName::Contact).collect();
+        let header_expires = request.headers.get(&HeaderName::Expires).and_then(|e| e.trim().parse::<u64>().ok());
+        let wildcard = contacts.iter().any(|c| c.trim() == "*");
+        let first = contacts.iter().find(|c| c.trim() != "*").and_then(|c| NameAddr::parse(c).ok());
+        let expires = first
+            .as_ref()
+            .and_then(|c| c.param("expires").and_then(|p| p.value.as_deref()).and_then(|v| v.parse::<u64>().ok()))
+            .or(header_expires)
+            .unwrap_or(u64::from(g.defaultexpiry));
+        if contacts.is_empty() {
+            // A query: answer with the current binding.
+            if let Some(b) = self.bindings.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+                response.headers.push(HeaderName::Contact, format!("<{}>;expires={}", b.contact, b.remaining()));
+            }
+            return response;
+        }
+        if wildcard || expires == 0 {
+            self.bindings.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+            let _ = self.db.del(FAMILY, name);
+            tracing::info!("Unregistered SIP '{name}'");
+            return response;
+        }
+        if expires < u64::from(g.minexpiry) {
+            let mut too_brief = Response::new(423, "Interval Too Brief");
+            too_brief.headers = response.headers.clone();
+            too_brief.headers.push(HeaderName::MinExpires, g.minexpiry.to_string());
+            return too_brief;
+        }
+        let expires = expires.min(u64::from(g.maxexpiry));
+        let Some(contact) = first else { return Response::new(400, "Bad Request - no Contact") };
+        let binding = Binding {
+            address: source,
+            contact: contact.uri.to_string(),
+            useragent: request.headers.get(&HeaderName::UserAgent).unwrap_or("").to_owned(),
+            expires: epoch_now() + expires,
+        };
+        let fresh = self.bindings.read().unwrap_or_else(|p| p.into_inner()).get(name).map(|b| b.contact.clone())
+            != Some(binding.contact.clone());
+        if let Err(e) = self.db.put(FAMILY, name, &binding.to_db()) {
+            tracing::warn!("SIP registry: {e}");
+        }
+        if fresh {
+            starling_core::verbose!(3, "Registered SIP '{name}' at {}", binding.address);
+        }
+        response.headers.push(HeaderName::Contact, format!("<{}>;expires={expires}", binding.contact));
+        response.headers.push(HeaderName::Expires, expires.to_string());
+        self.bindings.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), binding);
+        response
+    }
+
+    /// Drops bindings that lapsed; returns their names.
+    pub fn expire(&mut self) -> Vec<String> {
+        let now = epoch_now();
+        let mut gone = Vec::new();
+        self.bindings.write().unwrap_or_else(|p| p.into_inner()).retain(|name, b| {
+            let keep = b.expires > now;
+            if !keep {
+                gone.push(name.clone());
+            }
+            keep
+        });
+        for name in &gone {
+            let _ = self.db.del(FAMILY, name);
+            tracing::info!("Registration for '{name}' timed out");
+        }
+        gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_round_trip_through_the_database_format() {
+        let b = Binding {
+            address: "192.0.2.7:5062".parse().unwrap(),
+            contact: "sip:alice-0x1@192.0.2.7:5062;transport=udp".into(),
+            useragent: "baresip v1.0|x".into(),
+            expires: 1_700_000_000,
+        };
+        let back = Binding::from_db(&b.to_db()).unwrap();
+        assert_eq!(back.contact, b.contact);
+        assert_eq!(back.useragent, "baresip v1.0 x");
+        assert_eq!((back.address, back.expires), (b.address, b.expires));
+        assert!(Binding::from_db("garbage").is_none());
+    }
+}
