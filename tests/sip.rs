@@ -149,3 +149,73 @@ fn too_brief_an_expiry_gets_423() {
     let (code, out) = run_sipp(port, "register_too_brief.xml", "alice", "alice", "pw", 1);
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
 }
+
+const EXTENSIONS: &str = "[default]
+exten => 100,1,Answer()
+ same => n,Wait(30)
+exten => 200,1,Answer()
+ same => n,Wait(0.3)
+ same => n,Hangup()
+[from-alice]
+exten => 100,1,Answer()
+ same => n,Wait(30)
+";
+
+/// chan_sip with the dialplan: alice is a friend with a secret and her own context.
+fn pbx(name: &str, general: &str) -> (Server, u16) {
+    let port = free_udp_port();
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => pbx_config.so\nload => chan_sip.so\n");
+    dir.write("extensions.conf", EXTENSIONS);
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\n{general}\n[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\n"
+        ),
+    );
+    (Server::start(dir), port)
+}
+
+/// A guest calls 100: 100 Trying, 200 with SDP, ACK, a second of call, BYE from the caller.
+#[test]
+fn a_guest_call_is_answered_by_the_dialplan_and_ended_by_bye() {
+    let (server, port) = pbx("sipcall", "");
+    let (code, out) = run_sipp(port, "invite_answer.xml", "100", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(server.log().contains("Accepting call SIP/127.0.0.1-"), "{}", server.log_tail());
+    let channels = eventually(Duration::from_secs(5), || {
+        let c = server.rx("core show channels");
+        c.contains("0 active channels").then_some(c)
+    });
+    assert!(channels.is_some(), "the channel went away after BYE: {}", server.rx("core show channels"));
+}
+
+/// The dialplan hangs up: the caller gets a BYE.
+#[test]
+fn a_dialplan_hangup_sends_bye() {
+    let (server, port) = pbx("sipbye", "");
+    let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "200", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+}
+
+/// Refusals: no such extension is 404, no codec in common is 488.
+#[test]
+fn missing_extensions_get_404_and_foreign_codecs_488() {
+    let (server, port) = pbx("siprefuse", "");
+    let (code, out) = run_sipp(port, "invite_404.xml", "999", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let (code, out) = run_sipp(port, "invite_488.xml", "100", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+}
+
+/// A caller naming a friend with a secret is challenged and lands in the friend's context;
+/// without guests, an unknown caller is challenged the same way and then refused.
+#[test]
+fn a_friend_with_a_secret_must_authenticate() {
+    let (server, port) = pbx("sipauth", "allowguest=no");
+    let (code, out) = run_sipp(port, "invite_auth.xml", "100", "alice", "pw", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let (code, _) = run_sipp(port, "invite_auth.xml", "100", "alice", "wrong", 1);
+    assert_ne!(code, 0, "a wrong password is not let through");
+}

@@ -66,6 +66,14 @@ impl Host {
         }
     }
 
+    /// The host for an address.
+    pub fn from_ip(ip: IpAddr) -> Host {
+        match ip {
+            IpAddr::V4(a) => Host::V4(a),
+            IpAddr::V6(a) => Host::V6(a),
+        }
+    }
+
     /// The address, when the host is one.
     pub fn ip(&self) -> Option<IpAddr> {
         match self {

@@ -10,6 +10,7 @@
 
 mod config;
 mod monitor;
+mod pvt;
 mod registrar;
 
 use std::fmt::Write as _;

@@ -15,13 +15,22 @@ use starling_sip::message::Response;
 use starling_sip::transaction::{Endpoint, Event, Transport, TxId};
 use starling_sip::{HeaderName, MessageHeaders, Method, Request};
 
-use crate::config::{PeerHost, PeerKind, SipConf};
+use std::collections::HashMap;
+
+use starling_core::tokio::sync::mpsc;
+use starling_sip::dialog::{Dialog, DialogId};
+
+use crate::config::{Peer, PeerHost, PeerKind, SipConf};
+use crate::pvt::{Pvt, ToMonitor, ToPvt};
 use crate::registrar::{Bindings, Registrar};
 
 /// The methods chan_sip answers (the `Allow:` header).
 pub const ALLOWED_METHODS: &str = "INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, SUBSCRIBE, NOTIFY, INFO, PUBLISH, MESSAGE";
 /// The extensions chan_sip supports (the `Supported:` header).
 pub const SUPPORTED: &str = "replaces, timer";
+/// The RTP port range (rtp.conf's defaults).
+const RTP_START: u16 = 10_000;
+const RTP_END: u16 = 20_000;
 
 pub struct Monitor {
     pub core: Arc<Core>,
@@ -31,6 +40,15 @@ pub struct Monitor {
     registrar: Registrar,
     /// Tags for the To headers of our responses.
     tags: u64,
+    /// The calls, by dialog, and their INVITE transactions (for CANCEL).
+    calls: HashMap<DialogId, mpsc::UnboundedSender<ToPvt>>,
+    invites: HashMap<TxId, DialogId>,
+    /// Calls in progress per peer, for `call-limit`.
+    call_counts: HashMap<String, u32>,
+    to_monitor: mpsc::UnboundedSender<ToMonitor>,
+    from_calls: mpsc::UnboundedReceiver<ToMonitor>,
+    /// Where the next RTP port search starts.
+    next_rtp_port: u16,
 }
 
 /// 16 unpredictable-enough bytes for the digest nonce key (the clock, the pid, an address).
@@ -48,7 +66,21 @@ impl Monitor {
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let registrar = Registrar::new(&conf.general.realm, nonce_key(seed), bindings, core.db());
-        Monitor { core, conf, socket, endpoint: Endpoint::new(Default::default()), registrar, tags: seed }
+        let (to_monitor, from_calls) = mpsc::unbounded_channel();
+        Monitor {
+            core,
+            conf,
+            socket,
+            endpoint: Endpoint::new(Default::default()),
+            registrar,
+            tags: seed,
+            calls: HashMap::new(),
+            invites: HashMap::new(),
+            call_counts: HashMap::new(),
+            to_monitor,
+            from_calls,
+            next_rtp_port: (RTP_START + ((seed >> 8) % u64::from(RTP_END - RTP_START)) as u16) & !1,
+        }
     }
 
     fn new_tag(&mut self) -> String {
@@ -89,6 +121,7 @@ impl Monitor {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 },
+                Some(message) = self.from_calls.recv() => self.handle_call_message(message),
                 _ = housekeeping.tick() => {
                     self.registrar.expire();
                 }
@@ -124,6 +157,19 @@ impl Monitor {
     fn handle_event(&mut self, event: Event) {
         match event {
             Event::Request { tx, request, remote, .. } => self.handle_request(tx, request, remote),
+            Event::Ack { request, .. } => {
+                if let Some(call) = Dialog::id_of_request(&request).and_then(|id| self.calls.get(&id)) {
+                    let _ = call.send(ToPvt::Ack);
+                }
+            }
+            Event::Cancelled { tx, .. } => {
+                if let Some(call) = self.invites.get(&tx).and_then(|id| self.calls.get(id)) {
+                    let _ = call.send(ToPvt::Cancelled);
+                }
+            }
+            Event::Terminated { tx, .. } => {
+                self.invites.remove(&tx);
+            }
             Event::Malformed { remote, error } => {
                 tracing::info!("Bad SIP message from {remote}: {error}");
             }
@@ -136,9 +182,25 @@ impl Monitor {
         match request.method {
             Method::Options => self.handle_request_options(tx, &request),
             Method::Register => self.handle_request_register(tx, &request, remote),
-            Method::Bye => {
-                let response = self.response(&request, 481);
-                self.endpoint.send_response(now, tx, response);
+            Method::Invite if request.to().is_some_and(|t| t.tag().is_none()) => {
+                self.handle_request_invite(tx, request, remote)
+            }
+            Method::Invite | Method::Bye => {
+                let call = Dialog::id_of_request(&request).and_then(|id| self.calls.get(&id));
+                match call {
+                    Some(call) if request.method == Method::Bye => {
+                        let _ = call.send(ToPvt::Bye { tx, request: Box::new(request) });
+                    }
+                    // A re-INVITE (hold, a new address): not handled yet, refused without harm.
+                    Some(_) => {
+                        let response = self.response(&request, 488);
+                        self.endpoint.send_response(now, tx, response);
+                    }
+                    None => {
+                        let response = self.response(&request, 481);
+                        self.endpoint.send_response(now, tx, response);
+                    }
+                }
             }
             _ => {
                 tracing::debug!("{} from {remote}: not implemented yet", request.method);
@@ -154,7 +216,8 @@ impl Monitor {
         let now = tokio::time::Instant::now().into_std();
         let name = request.to().and_then(|t| t.uri.user_unescaped().map(|u| u.into_owned())).unwrap_or_default();
         let conf = self.conf.clone();
-        let response = match self.registrar.authenticate(&conf, request, &name, now) {
+        let peer = conf.peers.iter().find(|p| p.name == name && p.kind != PeerKind::User);
+        let response = match self.registrar.authenticate(peer, request, &name, now) {
             Ok(()) => {
                 let dynamic = conf
                     .peers
@@ -197,5 +260,238 @@ impl Monitor {
         response.headers.push(HeaderName::Supported, SUPPORTED);
         response.headers.push(HeaderName::Accept, "application/sdp");
         self.endpoint.send_response(now, tx, response);
+    }
+}
+
+/// Calls: the INVITE that starts one, and what calls ask of the transaction layer.
+impl Monitor {
+    fn handle_call_message(&mut self, message: ToMonitor) {
+        let now = tokio::time::Instant::now().into_std();
+        match message {
+            ToMonitor::Respond { tx, response } => self.endpoint.send_response(now, tx, response),
+            ToMonitor::Request { request, remote } => {
+                self.endpoint.send_request(now, request, remote, Transport::Udp);
+            }
+            ToMonitor::Stateless { message, remote } => self.endpoint.send_stateless(remote, Transport::Udp, &message),
+            ToMonitor::Gone { id, peer } => {
+                self.calls.remove(&id);
+                self.invites.retain(|_, d| *d != id);
+                if let Some(count) = self.call_counts.get_mut(&peer) {
+                    *count = count.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Who is calling: a user or friend named in From, else a peer at the source address
+    /// (a static host, or a dynamic peer's registration).
+    fn find_caller(&self, request: &Request, remote: SocketAddr) -> Option<Arc<Peer>> {
+        let from_user = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
+        if let Some(user) = from_user {
+            if let Some(p) = self.conf.peers.iter().find(|p| p.name == user && p.kind != PeerKind::Peer) {
+                return Some(Arc::new(p.clone()));
+            }
+        }
+        let bindings = self.registrar.bindings();
+        self.conf
+            .peers
+            .iter()
+            .filter(|p| p.kind != PeerKind::User)
+            .find(|p| match &p.host {
+                PeerHost::Static(host) => {
+                    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == remote.ip())
+                        && (p.insecure.port || p.port.unwrap_or(5060) == remote.port())
+                }
+                PeerHost::Dynamic => bindings.get(&p.name).is_some_and(|b| b.address == remote),
+            })
+            .map(|p| Arc::new(p.clone()))
+    }
+
+    /// A new INVITE: identify and authenticate the caller, check call-limit, the extension and
+    /// the codecs, then make the channel and hand it to the dialplan.
+    fn handle_request_invite(&mut self, tx: TxId, request: Request, remote: SocketAddr) {
+        let now = tokio::time::Instant::now().into_std();
+        let conf = self.conf.clone();
+        let caller = self.find_caller(&request, remote);
+        let refuse = |monitor: &mut Monitor, status: u16| {
+            let response = monitor.response(&request, status);
+            monitor.endpoint.send_response(now, tx, response);
+        };
+        match &caller {
+            Some(peer) if !peer.insecure.invite && (peer.secret.is_some() || peer.md5secret.is_some()) => {
+                let name = peer.name.clone();
+                match self.registrar.authenticate(Some(peer), &request, &name, now) {
+                    Ok(()) => {}
+                    Err((401, stale)) => {
+                        let mut challenge = self.response(&request, 401);
+                        challenge.headers.push(HeaderName::WwwAuthenticate, self.registrar.challenge(now, stale));
+                        return self.endpoint.send_response(now, tx, challenge);
+                    }
+                    Err((status, _)) => return refuse(self, status),
+                }
+            }
+            Some(_) => {}
+            None if conf.general.allowguest => {}
+            None => {
+                // No guests: an unknown caller is challenged like a known one, then refused.
+                let name = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
+                return match self.registrar.authenticate(None, &request, name.as_deref().unwrap_or(""), now) {
+                    Err((401, stale)) => {
+                        let mut challenge = self.response(&request, 401);
+                        challenge.headers.push(HeaderName::WwwAuthenticate, self.registrar.challenge(now, stale));
+                        self.endpoint.send_response(now, tx, challenge)
+                    }
+                    _ => refuse(self, 403),
+                };
+            }
+        }
+        let peer_name = caller.as_ref().map_or_else(|| remote.ip().to_string(), |p| p.name.clone());
+        if let Some(limit) = caller.as_ref().and_then(|p| p.call_limit) {
+            if self.call_counts.get(&peer_name).copied().unwrap_or(0) >= limit {
+                tracing::info!("Call-limit {limit} reached for '{peer_name}': 486");
+                return refuse(self, 486);
+            }
+        }
+        let context = caller.as_ref().map_or(conf.general.context.clone(), |p| p.context.clone());
+        let exten = request.uri.user_unescaped().map(|u| u.into_owned()).filter(|u| !u.is_empty());
+        let exten = exten.unwrap_or_else(|| "s".to_owned());
+        let from = request.from();
+        let from_number = from.as_ref().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
+        match self.core.extension_exists(&context, &exten, from_number.as_deref()) {
+            starling_core::Extent::Exists => {}
+            starling_core::Extent::Incomplete => return refuse(self, 484),
+            starling_core::Extent::Missing => {
+                tracing::info!(
+                    "Call from '{peer_name}' to extension '{exten}' rejected: not found in context '{context}'"
+                );
+                return refuse(self, 404);
+            }
+        }
+        // The offer: a missing or unreadable SDP, or no codec in common, is 488.
+        let allowed: Vec<starling_media::sdp::Codec> = caller
+            .as_ref()
+            .map_or(&conf.general.codecs, |p| &p.codecs)
+            .iter()
+            .filter_map(|name| starling_media::sdp::Codec::from_allow_name(name))
+            .collect();
+        let offer = std::str::from_utf8(&request.body).ok().map(starling_media::sdp::RemoteMedia::parse);
+        let negotiated = match offer {
+            Some(Ok(offer)) => starling_media::sdp::negotiate(&offer, &allowed, true),
+            Some(Err(e)) => Err(e),
+            None => return refuse(self, 488),
+        };
+        let negotiated = match negotiated {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::info!("Call from '{peer_name}' refused with 488: {e}");
+                return refuse(self, 488);
+            }
+        };
+        let local_ip = self.local_ip(&request);
+        let rtp = match self.bind_rtp(local_ip) {
+            Some(socket) => socket,
+            None => {
+                tracing::warn!("No RTP port free in {RTP_START}-{RTP_END}: refusing the call with 503");
+                return refuse(self, 503);
+            }
+        };
+        let local_tag = self.new_tag();
+        let Some(dialog) = Dialog::uas(&request, &local_tag, false) else { return refuse(self, 400) };
+        let id = dialog.id.clone();
+
+        let (mut channel, driver) = starling_core::channel::Channel::new(&self.core, "SIP", &peer_name, true);
+        channel.context = context;
+        channel.exten = exten;
+        channel.priority = 1;
+        channel.caller = match caller.as_ref().and_then(|p| p.callerid.clone()) {
+            Some(callerid) => callerid,
+            None => starling_core::frame::CallerId {
+                name: from.as_ref().and_then(|f| f.display.clone()).unwrap_or_default(),
+                number: from_number.unwrap_or_default(),
+            },
+        };
+        if let Some(peer) = &caller {
+            if !peer.language.is_empty() {
+                channel.language = peer.language.clone();
+            }
+            channel.accountcode = peer.accountcode.clone();
+            for (name, value) in &peer.setvar {
+                channel.set_var(name, value);
+            }
+        }
+        channel.set_var("SIPCALLID", &id.call_id);
+        channel.set_state(starling_core::channel::ChannelState::Ring);
+
+        let mut session_config =
+            starling_media::session::SessionConfig { clock_rate: negotiated.codec.clock_rate, ..Default::default() };
+        session_config.comedia = caller.as_ref().map_or(conf.general.nat.comedia, |p| p.nat.comedia);
+        session_config.timeout = conf.general.rtptimeout.map(|s| Duration::from_secs(u64::from(s)));
+        let mut session =
+            starling_media::session::RtpSession::new(session_config, now, std::time::SystemTime::now(), self.tags);
+        session.set_remote(negotiated.remote, false);
+        let media = starling_media::sdp::LocalMedia {
+            address: local_ip,
+            port: rtp.local_addr().map_or(0, |a| a.port()),
+            codecs: allowed,
+            telephone_event: Some(starling_media::sdp::Codec::telephone_event()),
+            ptime: 20,
+            direction: starling_media::sdp::Direction::SendRecv,
+            session_id: self.tags >> 16,
+            session_version: 1,
+            username: "Starling".into(),
+        };
+        let (to_pvt, from_monitor) = mpsc::unbounded_channel();
+        self.calls.insert(id.clone(), to_pvt);
+        self.invites.insert(tx, id.clone());
+        *self.call_counts.entry(peer_name.clone()).or_insert(0) += 1;
+        let local = SocketAddr::new(local_ip, self.socket.local_addr().map_or(5060, |a| a.port()));
+        let pvt = Pvt {
+            id,
+            peer: peer_name,
+            invite: request,
+            invite_tx: tx,
+            dialog,
+            remote,
+            local,
+            useragent: conf.general.useragent.clone(),
+            to_monitor: self.to_monitor.clone(),
+            from_monitor,
+            driver,
+            rtp,
+            session,
+            media,
+            negotiated,
+        };
+        tracing::info!("Accepting call {} from {}", channel.name(), remote);
+        tokio::spawn(pvt.run());
+        self.core.start_pbx(channel);
+    }
+
+    /// Our address as the caller sees it: `bindaddr`, or when bound to every address the
+    /// Request-URI's host if it is an address, else the loopback or `externaddr`.
+    fn local_ip(&self, request: &Request) -> std::net::IpAddr {
+        let bound = self.conf.general.bindaddr;
+        if !bound.is_unspecified() {
+            return bound;
+        }
+        request.uri.host.ip().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    }
+
+    /// An even RTP port in the range, on `ip`.
+    fn bind_rtp(&mut self, ip: std::net::IpAddr) -> Option<UdpSocket> {
+        let span = RTP_END - RTP_START;
+        for _ in 0..span / 2 {
+            let port = self.next_rtp_port;
+            self.next_rtp_port = if port + 2 >= RTP_END { RTP_START } else { port + 2 };
+            let bind_ip = if self.conf.general.bindaddr.is_unspecified() { self.conf.general.bindaddr } else { ip };
+            if let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, port)) {
+                if socket.set_nonblocking(true).is_ok() {
+                    if let Ok(socket) = UdpSocket::from_std(socket) {
+                        return Some(socket);
+                    }
+                }
+            }
+        }
+        None
     }
 }

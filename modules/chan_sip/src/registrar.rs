@@ -92,6 +92,11 @@ impl Registrar {
     }
 
     /// The `WWW-Authenticate` value for a new challenge.
+    /// The current bindings (read-locked).
+    pub fn bindings(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Binding>> {
+        self.bindings.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn challenge(&self, now: Instant, stale: bool) -> String {
         self.digest.challenge(now, stale)
     }
@@ -100,14 +105,13 @@ impl Registrar {
     /// with a challenge, or 403).
     pub fn authenticate(
         &mut self,
-        conf: &SipConf,
+        peer: Option<&crate::config::Peer>,
         request: &Request,
         name: &str,
         now: Instant,
     ) -> Result<(), (u16, bool)> {
         let Some(value) = request.headers.get(&HeaderName::Authorization) else { return Err((401, false)) };
         let Ok(auth) = Authorization::parse(value) else { return Err((401, false)) };
-        let peer = conf.peers.iter().find(|p| p.name == name && p.kind != crate::config::PeerKind::User);
         // An unknown name is checked against a secret nobody has: the same work, the same answer.
         let secret = match peer {
             Some(p) => match (&p.md5secret, &p.secret) {

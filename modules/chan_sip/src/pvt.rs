@@ -1,0 +1,289 @@
+//! One inbound call: Asterisk's `sip_pvt`. It runs on its own task and owns the driver end of
+//! the call's `core::Channel`, the dialog and the RTP session. It never touches the SIP socket:
+//! the monitor owns the transaction layer, so the pvt sends it [`ToMonitor`] messages and the
+//! monitor forwards the dialog's requests as [`ToPvt`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use starling_core::channel::{ChannelDriver, DriverCommand};
+use starling_core::frame::{Cause, Control, Frame};
+use starling_core::tokio::net::UdpSocket;
+use starling_core::tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use starling_core::tokio::time::{sleep_until, Instant as TokioInstant};
+use starling_core::{tokio, tracing};
+use starling_media::sdp::{LocalMedia, Negotiated};
+use starling_media::session::{RtpSession, SessionEvent};
+use starling_sip::dialog::{Dialog, DialogId};
+use starling_sip::message::{Response, SipMessage};
+use starling_sip::transaction::{via_for, Endpoint, Transport, TxId};
+use starling_sip::{HeaderName, Method, Request};
+
+/// What a call asks of the monitor (which owns the transaction layer and the socket).
+#[derive(Debug)]
+pub enum ToMonitor {
+    /// Answer the INVITE (or another server transaction) with `response`.
+    Respond { tx: TxId, response: Response },
+    /// Start a client transaction (BYE) to `remote`.
+    Request { request: Request, remote: SocketAddr },
+    /// Send outside any transaction (a retransmitted 2xx).
+    Stateless { message: SipMessage, remote: SocketAddr },
+    /// The call is over: forget its dialog, release its call-limit slot.
+    Gone { id: DialogId, peer: String },
+}
+
+/// What the monitor hands a call: the requests of its dialog.
+#[derive(Debug)]
+pub enum ToPvt {
+    Ack,
+    Bye { tx: TxId, request: Box<Request> },
+    Cancelled,
+}
+
+/// Asterisk's `hangup_cause2sip`: the final response for a call refused with `cause`.
+pub fn hangup_cause_to_sip(cause: Cause) -> u16 {
+    match cause.0 {
+        1 | 3 => 404,
+        17 => 486,
+        18 => 408,
+        19 => 480,
+        21 => 403,
+        22 => 410,
+        27 => 502,
+        28 => 484,
+        34 | 41 | 42 | 44 => 503,
+        38 => 500,
+        58 | 88 => 488,
+        127 => 500,
+        _ => 603,
+    }
+}
+
+/// The RTP format name a negotiated codec carries in frames.
+fn format_name(codec: &str) -> &'static str {
+    match codec.to_ascii_uppercase().as_str() {
+        "PCMU" => "ulaw",
+        "PCMA" => "alaw",
+        "OPUS" => "opus",
+        _ => "unknown",
+    }
+}
+
+/// Everything a call needs, made by the monitor when it accepts an INVITE.
+pub struct Pvt {
+    pub id: DialogId,
+    pub peer: String,
+    pub invite: Request,
+    pub invite_tx: TxId,
+    pub dialog: Dialog,
+    /// Where requests and retransmitted responses go (the INVITE's source: NAT-safe).
+    pub remote: SocketAddr,
+    /// Our SIP address (Via, Contact).
+    pub local: SocketAddr,
+    pub useragent: String,
+    pub to_monitor: UnboundedSender<ToMonitor>,
+    pub from_monitor: UnboundedReceiver<ToPvt>,
+    pub driver: ChannelDriver,
+    pub rtp: UdpSocket,
+    pub session: RtpSession,
+    pub media: LocalMedia,
+    pub negotiated: Negotiated,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Early,
+    /// 200 sent; retransmitted (T1 doubling to T2) until the ACK or 64·T1.
+    Answered {
+        acked: bool,
+    },
+}
+
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+
+impl Pvt {
+    fn response(&self, status: u16) -> Response {
+        let mut response = Response::to_request(&self.invite, status);
+        response.set_to_tag(&self.id.local_tag);
+        response.headers.push(HeaderName::Server, self.useragent.clone());
+        if (101..300).contains(&status) {
+            let user = self.invite.uri.user.as_deref().unwrap_or("s");
+            response.headers.push(HeaderName::Contact, format!("<sip:{user}@{}>", self.local));
+        }
+        response
+    }
+
+    fn with_sdp(&self, mut response: Response) -> Response {
+        response.headers.push(HeaderName::ContentType, "application/sdp");
+        response.body = self.media.answer(&self.negotiated).into_bytes();
+        response
+    }
+
+    fn send(&self, message: ToMonitor) {
+        let _ = self.to_monitor.send(message);
+    }
+
+    fn respond(&self, status: u16) {
+        let response = self.response(status);
+        self.send(ToMonitor::Respond { tx: self.invite_tx, response });
+    }
+
+    fn bye(&mut self) {
+        let branch = Endpoint::new_branch(&format!("{:08x}", self.session.ssrc() ^ self.dialog.local_seq));
+        let via =
+            via_for(Transport::Udp, starling_sip::uri::Host::from_ip(self.local.ip()), self.local.port(), &branch);
+        let mut request = self.dialog.request(Method::Bye, &via);
+        request.headers.push(HeaderName::UserAgent, self.useragent.clone());
+        self.send(ToMonitor::Request { request, remote: self.remote });
+    }
+
+    /// Runs the call until either side hangs up.
+    pub async fn run(mut self) {
+        let span = tracing::info_span!("call", call_id = %self.id.call_id, peer = %self.peer);
+        let _enter = span.enter();
+        let mut state = State::Early;
+        let mut retransmit: Option<(TokioInstant, Duration, Response)> = None;
+        let give_up_2xx = 64 * T1;
+        let mut answered_at = TokioInstant::now();
+        let mut buffer = vec![0u8; 2048];
+        let format = format_name(&self.negotiated.codec.name);
+        let payload_type = self.negotiated.codec.payload_type;
+        let samples_per_ms = self.negotiated.codec.clock_rate / 1000;
+        loop {
+            let rtp_deadline = self.session.poll_timeout().map(TokioInstant::from_std);
+            let deadline = match (rtp_deadline, retransmit.as_ref().map(|r| r.0)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = async {
+                match deadline {
+                    Some(at) => sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                command = self.driver.commands.recv() => match command {
+                    Some(DriverCommand::Answer) => {
+                        if state == State::Early {
+                            let ok = self.with_sdp(self.response(200));
+                            self.send(ToMonitor::Respond { tx: self.invite_tx, response: ok.clone() });
+                            state = State::Answered { acked: false };
+                            answered_at = TokioInstant::now();
+                            retransmit = Some((answered_at + T1, T1, ok));
+                        }
+                    }
+                    Some(DriverCommand::Indicate(control)) => {
+                        if state == State::Early {
+                            match control {
+                                Control::Ringing => self.respond(180),
+                                Control::Progress => {
+                                    let progress = self.with_sdp(self.response(183));
+                                    self.send(ToMonitor::Respond { tx: self.invite_tx, response: progress });
+                                }
+                                Control::Busy => self.respond(486),
+                                Control::Congestion => self.respond(503),
+                                _ => {}
+                            }
+                        }
+                    }
+                    Some(DriverCommand::Write(Frame::Voice { format: f, samples, data })) if f == format => {
+                        self.session.send(payload_type, false, samples, &data);
+                    }
+                    Some(DriverCommand::Write(_)) | Some(DriverCommand::SendDigit(_)) => {}
+                    Some(DriverCommand::Hangup(cause)) => {
+                        match state {
+                            State::Early => self.respond(hangup_cause_to_sip(cause)),
+                            State::Answered { .. } => self.bye(),
+                        }
+                        break;
+                    }
+                    // The channel is gone without a word: end the call all the same.
+                    None => {
+                        match state {
+                            State::Early => self.respond(hangup_cause_to_sip(Cause::NORMAL_CLEARING)),
+                            State::Answered { .. } => self.bye(),
+                        }
+                        break;
+                    }
+                },
+                message = self.from_monitor.recv() => match message {
+                    Some(ToPvt::Ack) => {
+                        if let State::Answered { .. } = state {
+                            state = State::Answered { acked: true };
+                            retransmit = None;
+                        }
+                    }
+                    Some(ToPvt::Bye { tx, request }) => {
+                        let mut ok = Response::to_request(&request, 200);
+                        ok.headers.push(HeaderName::Server, self.useragent.clone());
+                        self.send(ToMonitor::Respond { tx, response: ok });
+                        let _ = self.driver.frames.send(Frame::Hangup(Cause::NORMAL_CLEARING)).await;
+                        break;
+                    }
+                    Some(ToPvt::Cancelled) => {
+                        if state == State::Early {
+                            self.respond(487);
+                            let _ = self.driver.frames.send(Frame::Hangup(Cause::NORMAL_CLEARING)).await;
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                received = self.rtp.recv_from(&mut buffer) => {
+                    if let Ok((len, from)) = received {
+                        let now = tokio::time::Instant::now().into_std();
+                        if let Ok(packet) = self.session.handle_rtp(now, from, &buffer[..len]) {
+                            if packet.payload_type == payload_type {
+                                let data = buffer[packet.payload.0..packet.payload.1].to_vec();
+                                let samples = match format {
+                                    "ulaw" | "alaw" => data.len() as u32,
+                                    _ => 20 * samples_per_ms,
+                                };
+                                // Media is dropped rather than queued when the dialplan lags.
+                                let _ = self.driver.frames.try_send(Frame::Voice { format, samples, data });
+                            }
+                        }
+                    }
+                },
+                _ = sleep => {
+                    let now = TokioInstant::now();
+                    if let Some((at, interval, ok)) = retransmit.take() {
+                        if now >= at {
+                            if now - answered_at >= give_up_2xx {
+                                // No ACK for the 200 (RFC 3261 §13.3.1.4): end the call.
+                                tracing::warn!("no ACK for the 200 OK on {}, hanging up", self.id.call_id);
+                                self.bye();
+                                let _ = self.driver.frames.send(Frame::Hangup(Cause::NO_USER_RESPONSE)).await;
+                                break;
+                            }
+                            self.send(ToMonitor::Stateless { message: SipMessage::Response(ok.clone()), remote: self.remote });
+                            let next = (interval * 2).min(T2);
+                            retransmit = Some((now + next, next, ok));
+                        } else {
+                            retransmit = Some((at, interval, ok));
+                        }
+                    }
+                    self.session.handle_timeout(now.into_std());
+                }
+            }
+            self.flush_rtp().await;
+            while let Some(event) = self.session.poll_event() {
+                if event == SessionEvent::Timeout {
+                    tracing::info!("no RTP for rtptimeout on {}, hanging up", self.id.call_id);
+                    self.bye();
+                    let _ = self.driver.frames.send(Frame::Hangup(Cause::NORMAL_CLEARING)).await;
+                    return self.send(ToMonitor::Gone { id: self.id.clone(), peer: self.peer.clone() });
+                }
+            }
+        }
+        self.flush_rtp().await;
+        self.send(ToMonitor::Gone { id: self.id.clone(), peer: self.peer.clone() });
+    }
+
+    async fn flush_rtp(&mut self) {
+        while let Some(transmit) = self.session.poll_transmit() {
+            let _ = self.rtp.send_to(&transmit.data, transmit.remote).await;
+        }
+    }
+}
