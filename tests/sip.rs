@@ -156,6 +156,8 @@ exten => 100,1,Answer()
 exten => 200,1,Answer()
  same => n,Wait(0.3)
  same => n,Hangup()
+exten => 300,1,Ringing()
+ same => n,Wait(30)
 [from-alice]
 exten => 100,1,Answer()
  same => n,Wait(30)
@@ -218,4 +220,14 @@ fn a_friend_with_a_secret_must_authenticate() {
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
     let (code, _) = run_sipp(port, "invite_auth.xml", "100", "alice", "wrong", 1);
     assert_ne!(code, 0, "a wrong password is not let through");
+}
+
+/// CANCEL while ringing: 200 for the CANCEL, 487 for the INVITE, and the channel is gone.
+#[test]
+fn cancel_while_ringing_gets_487_and_ends_the_channel() {
+    let (server, port) = pbx("sipcancel", "");
+    let (code, out) = run_sipp(port, "invite_cancel.xml", "300", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let gone = eventually(Duration::from_secs(5), || server.rx("core show channels").contains("0 active channels").then_some(()));
+    assert!(gone.is_some(), "{}", server.rx("core show channels"));
 }
