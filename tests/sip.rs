@@ -156,6 +156,8 @@ exten => 100,1,Answer()
 exten => 200,1,Answer()
  same => n,Wait(0.3)
  same => n,Hangup()
+exten => 600,1,Answer()
+ same => n,Echo()
 exten => 300,1,Ringing()
  same => n,Wait(30)
 [from-alice]
@@ -168,7 +170,10 @@ fn pbx(name: &str, general: &str) -> (Server, u16) {
     let port = free_udp_port();
     let dir = TestDir::new(name);
     dir.write_starling_conf(&moddir(), "");
-    dir.write("modules.conf", "[modules]\nautoload = no\nload => pbx_config.so\nload => chan_sip.so\n");
+    dir.write(
+        "modules.conf",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_echo.so\nload => chan_sip.so\n",
+    );
     dir.write("extensions.conf", EXTENSIONS);
     dir.write(
         "sip.conf",
@@ -228,6 +233,91 @@ fn cancel_while_ringing_gets_487_and_ends_the_channel() {
     let (server, port) = pbx("sipcancel", "");
     let (code, out) = run_sipp(port, "invite_cancel.xml", "300", "", "", 1);
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
-    let gone = eventually(Duration::from_secs(5), || server.rx("core show channels").contains("0 active channels").then_some(()));
+    let gone = eventually(Duration::from_secs(5), || {
+        server.rx("core show channels").contains("0 active channels").then_some(())
+    });
     assert!(gone.is_some(), "{}", server.rx("core show channels"));
+}
+
+/// Reads SIP messages on `socket` until one starts with `first_line_prefix`.
+fn await_message(socket: &UdpSocket, first_line_prefix: &str) -> String {
+    let mut buffer = [0u8; 4096];
+    loop {
+        let (len, _) = socket.recv_from(&mut buffer).expect("a SIP message within the read timeout");
+        let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+        if text.starts_with(first_line_prefix) {
+            return text;
+        }
+    }
+}
+
+fn header<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(':')))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {name} in {message}"))
+}
+
+/// A call to Echo() by hand: the RTP we send comes back through chan_sip, the channel and
+/// the application, with our payload intact.
+#[test]
+fn echo_sends_our_rtp_back() {
+    let (server, port) = pbx("sipecho", "");
+    let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rtp.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let (sip_port, rtp_port) = (sip.local_addr().unwrap().port(), rtp.local_addr().unwrap().port());
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    );
+    let common = format!(
+        "From: <sip:guest@127.0.0.1:{sip_port}>;tag=echo1\r\nCall-ID: echo-call@127.0.0.1\r\nMax-Forwards: 70\r\n"
+    );
+    let invite = format!(
+        "INVITE sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKecho1\r\n{common}To: <sip:600@127.0.0.1>\r\nCSeq: 1 INVITE\r\nContact: <sip:guest@127.0.0.1:{sip_port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    sip.send_to(invite.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let ok = await_message(&sip, "SIP/2.0 200");
+    let to = header(&ok, "To").to_owned();
+    let their_rtp: u16 = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("an SDP answer in {ok}"));
+    assert!(ok.contains("a=rtpmap:0 PCMU/8000"), "{ok}");
+    let ack = format!(
+        "ACK sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKecho2\r\n{common}To: {to}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    sip.send_to(ack.as_bytes(), ("127.0.0.1", port)).unwrap();
+
+    let mut echoed = 0;
+    let mut buffer = [0u8; 2048];
+    for seq in 0u16..25 {
+        let mut packet = vec![0x80, 0x00];
+        packet.extend_from_slice(&seq.to_be_bytes());
+        packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        packet.extend(std::iter::repeat(seq as u8).take(160));
+        rtp.send_to(&packet, ("127.0.0.1", their_rtp)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        while let Ok(len) = rtp.recv(&mut buffer) {
+            if len == 172 && buffer[1] & 0x7f == 0 {
+                assert!(buffer[12..172].iter().all(|&b| b == buffer[12]), "the payload comes back as sent");
+                echoed += 1;
+            }
+            rtp.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        }
+        rtp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    }
+    assert!(echoed >= 20, "{echoed} of 25 packets echoed\n{}", server.log_tail());
+
+    let bye = format!(
+        "BYE sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKecho3\r\n{common}To: {to}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    sip.send_to(bye.as_bytes(), ("127.0.0.1", port)).unwrap();
+    await_message(&sip, "SIP/2.0 200");
 }

@@ -36,6 +36,7 @@ fn static_modules() -> Vec<StaticModule> {
         app_exec::module_info,
         func_channel::module_info,
         chan_sip::module_info,
+        app_echo::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()

@@ -1,0 +1,41 @@
+//! app_echo: `Echo()`, as Asterisk's app_echo: every voice frame and DTMF digit the caller
+//! sends comes straight back, until the caller hangs up. The quickest test of a phone's audio
+//! path (and of the PBX's: the frames go through the channel, not a shortcut in the driver).
+
+use starling_core::apps::{App, AppFuture, AppResult};
+use starling_core::channel::Channel;
+use starling_core::frame::Frame;
+use starling_core::{LoadError, Module, ModuleContext};
+
+fn echo<'a>(chan: &'a mut Channel, _data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        while let Some(frame) = chan.read().await {
+            match frame {
+                Frame::Voice { .. } => chan.write(frame),
+                Frame::DtmfEnd { digit, .. } => chan.send_digit(digit),
+                _ => {}
+            }
+        }
+        AppResult::Hangup
+    })
+}
+
+struct Loaded(#[allow(dead_code)] starling_core::apps::Registration<App>);
+impl Module for Loaded {}
+
+fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
+    let app = ctx.register_app(App {
+        name: "Echo",
+        synopsis: "Echo media, DTMF back to the calling party",
+        description: "Echo(): echoes back any voice frame and DTMF digit read from the calling channel, until hangup.",
+        exec: echo,
+        uses: None,
+    })?;
+    Ok(Box::new(Loaded(app)))
+}
+
+starling_core::module! {
+    description: "Simple Echo Application",
+    support_level: Core,
+    load: load,
+}
