@@ -301,7 +301,7 @@ fn echo_sends_our_rtp_back() {
         packet.extend_from_slice(&seq.to_be_bytes());
         packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
         packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-        packet.extend(std::iter::repeat(seq as u8).take(160));
+        packet.extend(std::iter::repeat_n(seq as u8, 160));
         rtp.send_to(&packet, ("127.0.0.1", their_rtp)).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         while let Ok(len) = rtp.recv(&mut buffer) {
@@ -320,4 +320,28 @@ fn echo_sends_our_rtp_back() {
     );
     sip.send_to(bye.as_bytes(), ("127.0.0.1", port)).unwrap();
     await_message(&sip, "SIP/2.0 200");
+}
+
+/// The demo configuration in `etc/` starts as shipped (on a free port) and takes a
+/// registration from its first phone.
+#[test]
+fn the_demo_configuration_starts_and_takes_a_registration() {
+    let port = free_udp_port();
+    let dir = TestDir::new("sipdemo");
+    let etc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc");
+    for entry in std::fs::read_dir(&etc).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.ends_with(".conf") && name != "starling.conf" {
+            let text = std::fs::read_to_string(&path).unwrap();
+            dir.write(&name, &text.replace("bindport = 5060", &format!("bindport = {port}")));
+        }
+    }
+    dir.write_starling_conf(&moddir(), "");
+    let server = Server::start(dir);
+    let (code, out) = run_sipp(port, "register.xml", "1001", "1001", "1001secret", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let peers = server.rx("sip show peers");
+    assert!(peers.contains("1001/1001") && peers.contains("1002 "), "{peers}");
+    assert!(server.rx("core show applications").contains("Echo"), "app_echo is autoloaded");
 }

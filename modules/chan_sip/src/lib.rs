@@ -55,9 +55,11 @@ fn show_peers(conf: &SipConf, bindings: &registrar::Bindings) -> String {
     let mut peers: Vec<&config::Peer> = conf.peers.iter().filter(|p| p.kind != config::PeerKind::User).collect();
     peers.sort_by(|a, b| a.name.cmp(&b.name));
     for peer in peers {
-        let name = match &peer.defaultuser {
-            Some(user) => format!("{}/{user}", peer.name),
-            None => peer.name.clone(),
+        // Name/username: the username is `defaultuser`, or the one the peer registered with.
+        let name = match (&peer.defaultuser, bindings.contains_key(&peer.name)) {
+            (Some(user), _) => format!("{}/{user}", peer.name),
+            (None, true) => format!("{}/{}", peer.name, peer.name),
+            (None, false) => peer.name.clone(),
         };
         // A dynamic peer has no address until it registers (port 0); a static one has its host.
         let (host, dynamic, port) = match (&peer.host, bindings.get(&peer.name)) {
