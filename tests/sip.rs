@@ -314,12 +314,24 @@ fn echo_sends_our_rtp_back() {
         rtp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     }
     assert!(echoed >= 20, "{echoed} of 25 packets echoed\n{}", server.log_tail());
+    let channels = server.rx("sip show channels");
+    let row = channels.lines().find(|l| l.contains("echo-call@127")).unwrap_or_else(|| panic!("{channels}"));
+    assert!(
+        row.starts_with("127.0.0.1        guest            echo-call@127.0") && row.contains("(ulaw)"),
+        "{channels}"
+    );
+    assert!(row.contains("No       Rx: ACK         <guest>"), "{channels}");
+    assert!(channels.contains("1 active SIP channel\n"), "{channels}");
 
     let bye = format!(
         "BYE sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKecho3\r\n{common}To: {to}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
     );
     sip.send_to(bye.as_bytes(), ("127.0.0.1", port)).unwrap();
     await_message(&sip, "SIP/2.0 200");
+    let gone = eventually(Duration::from_secs(5), || {
+        server.rx("sip show channels").contains("0 active SIP channels").then_some(())
+    });
+    assert!(gone.is_some(), "{}", server.rx("sip show channels"));
 }
 
 /// The demo configuration in `etc/` starts as shipped (on a free port) and takes a

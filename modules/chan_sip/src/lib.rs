@@ -157,7 +157,9 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     verbose!(2, "SIP Listening on {address}");
     let (stop, stopped) = watch::channel(false);
     let bindings: registrar::Bindings = Arc::new(std::sync::RwLock::new(registrar::restore(&*ctx.core().db(), &conf)));
-    let monitor = monitor::Monitor::new(ctx.core().clone(), conf.clone(), Arc::new(socket), bindings.clone());
+    let table = pvt::DialogTable::default();
+    let monitor =
+        monitor::Monitor::new(ctx.core().clone(), conf.clone(), Arc::new(socket), bindings.clone(), table.clone());
     ctx.runtime().spawn(monitor.run(stopped));
     let shared = Arc::new(std::sync::RwLock::new(conf));
     let (peers_conf, peer_conf, settings_conf) = (shared.clone(), shared.clone(), shared.clone());
@@ -181,6 +183,10 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
                     CliResult::Failure
                 }
             }
+        }),
+        CliCommand::new("sip show channels", "List active SIP channels", "Usage: sip show channels\n       Lists all currently active SIP calls.\n", move |call| {
+            call.print(&pvt::show_channels(&table));
+            CliResult::Success
         }),
         CliCommand::new("sip show settings", "Show SIP global settings", "Usage: sip show settings\n       Provides detailed list of the configuration of the SIP channel.\n", move |call| {
             let conf = current(&settings_conf);

@@ -21,7 +21,7 @@ use starling_core::tokio::sync::mpsc;
 use starling_sip::dialog::{Dialog, DialogId};
 
 use crate::config::{Peer, PeerHost, PeerKind, SipConf};
-use crate::pvt::{Pvt, ToMonitor, ToPvt};
+use crate::pvt::{note_message, DialogRow, DialogTable, Pvt, ToMonitor, ToPvt};
 use crate::registrar::{Bindings, Registrar};
 
 /// The methods chan_sip answers (the `Allow:` header).
@@ -49,6 +49,8 @@ pub struct Monitor {
     from_calls: mpsc::UnboundedReceiver<ToMonitor>,
     /// Where the next RTP port search starts.
     next_rtp_port: u16,
+    /// The calls as `sip show channels` shows them.
+    table: DialogTable,
 }
 
 /// 16 unpredictable-enough bytes for the digest nonce key (the clock, the pid, an address).
@@ -62,7 +64,13 @@ fn nonce_key(seed: u64) -> [u8; 16] {
 }
 
 impl Monitor {
-    pub fn new(core: Arc<Core>, conf: Arc<SipConf>, socket: Arc<UdpSocket>, bindings: Bindings) -> Monitor {
+    pub fn new(
+        core: Arc<Core>,
+        conf: Arc<SipConf>,
+        socket: Arc<UdpSocket>,
+        bindings: Bindings,
+        table: DialogTable,
+    ) -> Monitor {
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let registrar = Registrar::new(&conf.general.realm, nonce_key(seed), bindings, core.db());
@@ -79,6 +87,7 @@ impl Monitor {
             call_counts: HashMap::new(),
             to_monitor,
             from_calls,
+            table,
             next_rtp_port: (RTP_START + ((seed >> 8) % u64::from(RTP_END - RTP_START)) as u16) & !1,
         }
     }
@@ -158,8 +167,9 @@ impl Monitor {
         match event {
             Event::Request { tx, request, remote, .. } => self.handle_request(tx, request, remote),
             Event::Ack { request, .. } => {
-                if let Some(call) = Dialog::id_of_request(&request).and_then(|id| self.calls.get(&id)) {
-                    let _ = call.send(ToPvt::Ack);
+                if let Some(id) = Dialog::id_of_request(&request).filter(|id| self.calls.contains_key(id)) {
+                    note_message(&self.table, &id.call_id, "Rx: ACK");
+                    let _ = self.calls[&id].send(ToPvt::Ack);
                 }
             }
             Event::Cancelled { tx, .. } => {
@@ -189,6 +199,7 @@ impl Monitor {
                 let call = Dialog::id_of_request(&request).and_then(|id| self.calls.get(&id));
                 match call {
                     Some(call) if request.method == Method::Bye => {
+                        note_message(&self.table, request.call_id().unwrap_or(""), "Rx: BYE");
                         let _ = call.send(ToPvt::Bye { tx, request: Box::new(request) });
                     }
                     // A re-INVITE (hold, a new address): not handled yet, refused without harm.
@@ -270,11 +281,13 @@ impl Monitor {
         match message {
             ToMonitor::Respond { tx, response } => self.endpoint.send_response(now, tx, response),
             ToMonitor::Request { request, remote } => {
+                note_message(&self.table, request.call_id().unwrap_or(""), &format!("Tx: {}", request.method));
                 self.endpoint.send_request(now, request, remote, Transport::Udp);
             }
             ToMonitor::Stateless { message, remote } => self.endpoint.send_stateless(remote, Transport::Udp, &message),
             ToMonitor::Gone { id, peer } => {
                 self.calls.remove(&id);
+                self.table.write().unwrap_or_else(|p| p.into_inner()).remove(&id.call_id);
                 self.invites.retain(|_, d| *d != id);
                 if let Some(count) = self.call_counts.get_mut(&peer) {
                     *count = count.saturating_sub(1);
@@ -444,6 +457,16 @@ impl Monitor {
         self.calls.insert(id.clone(), to_pvt);
         self.invites.insert(tx, id.clone());
         *self.call_counts.entry(peer_name.clone()).or_insert(0) += 1;
+        let user = &channel.caller.number;
+        let row = DialogRow {
+            address: remote.ip(),
+            user: if user.is_empty() { "(None)".to_owned() } else { user.clone() },
+            format: crate::pvt::format_name(&negotiated.codec.name).to_owned(),
+            hold: false,
+            last_message: "Rx: INVITE".into(),
+            peer: caller.as_ref().map_or_else(|| "<guest>".to_owned(), |p| p.name.clone()),
+        };
+        self.table.write().unwrap_or_else(|p| p.into_inner()).insert(id.call_id.clone(), row);
         let local = SocketAddr::new(local_ip, self.socket.local_addr().map_or(5060, |a| a.port()));
         let pvt = Pvt {
             id,

@@ -19,12 +19,60 @@ use starling_sip::message::{Response, SipMessage};
 use starling_sip::transaction::{via_for, Endpoint, Transport, TxId};
 use starling_sip::{HeaderName, Method, Request};
 
+/// A call as `sip show channels` lists it.
+#[derive(Clone, Debug)]
+pub struct DialogRow {
+    pub address: std::net::IpAddr,
+    /// The caller's user (From), or "(None)".
+    pub user: String,
+    pub format: String,
+    pub hold: bool,
+    /// "Rx: INVITE", "Rx: ACK", "Tx: BYE"...
+    pub last_message: String,
+    /// The peer's name, or "<guest>".
+    pub peer: String,
+}
+
+/// Every call, by Call-ID, in order.
+pub type DialogTable = std::sync::Arc<std::sync::RwLock<std::collections::BTreeMap<String, DialogRow>>>;
+
+/// Notes the last message of a call in the table.
+pub fn note_message(table: &DialogTable, call_id: &str, message: &str) {
+    if let Some(row) = table.write().unwrap_or_else(|p| p.into_inner()).get_mut(call_id) {
+        row.last_message = message.to_owned();
+    }
+}
+
+/// `sip show channels`, in chan_sip's columns.
+pub fn show_channels(table: &DialogTable) -> String {
+    use std::fmt::Write;
+    let table = table.read().unwrap_or_else(|p| p.into_inner());
+    let mut out = String::new();
+    let row = |out: &mut String, cols: [&str; 7]| {
+        let _ = writeln!(
+            out,
+            "{:<15.15}  {:<15.15}  {:<15.15}  {:<15.15}  {:<7.7}  {:<15.15} {:<10.10}",
+            cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
+        );
+    };
+    row(&mut out, ["Peer", "User/ANR", "Call ID", "Format", "Hold", "Last Message", "Peer"]);
+    for (call_id, d) in table.iter() {
+        let format = format!("({})", d.format);
+        let address = d.address.to_string();
+        let hold = if d.hold { "Yes" } else { "No" };
+        row(&mut out, [&address, &d.user, call_id, &format, hold, &d.last_message, &d.peer]);
+    }
+    let n = table.len();
+    let _ = writeln!(out, "{n} active SIP channel{}", if n == 1 { "" } else { "s" });
+    out
+}
+
 /// What a call asks of the monitor (which owns the transaction layer and the socket).
 #[derive(Debug)]
 pub enum ToMonitor {
     /// Answer the INVITE (or another server transaction) with `response`.
     Respond { tx: TxId, response: Response },
-    /// Start a client transaction (BYE) to `remote`.
+    /// Start a client transaction (a BYE) to `remote`.
     Request { request: Request, remote: SocketAddr },
     /// Send outside any transaction (a retransmitted 2xx).
     Stateless { message: SipMessage, remote: SocketAddr },
@@ -60,7 +108,7 @@ pub fn hangup_cause_to_sip(cause: Cause) -> u16 {
 }
 
 /// The RTP format name a negotiated codec carries in frames.
-fn format_name(codec: &str) -> &'static str {
+pub fn format_name(codec: &str) -> &'static str {
     match codec.to_ascii_uppercase().as_str() {
         "PCMU" => "ulaw",
         "PCMA" => "alaw",
