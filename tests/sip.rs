@@ -357,3 +357,17 @@ fn the_demo_configuration_starts_and_takes_a_registration() {
     assert!(peers.contains("1001/1001") && peers.contains("1002 "), "{peers}");
     assert!(server.rx("core show applications").contains("Echo"), "app_echo is autoloaded");
 }
+
+/// Thousands of short calls at a high rate (SIPp's INVITE, 200, ACK, BYE) all complete, and
+/// every channel goes away afterwards.
+#[test]
+fn three_thousand_short_calls_all_complete() {
+    let (server, port) = pbx("sipload", "");
+    let (code, out) = run_sipp_with(port, "invite_brief.xml", &["-s", "100", "-m", "3000", "-r", "1000", "-l", "500"]);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let done = eventually(Duration::from_secs(10), || {
+        let c = server.rx("core show channels count");
+        c.contains("0 active channels").then_some(c)
+    });
+    assert!(done.is_some_and(|c| c.contains("3000 calls processed")), "{}", server.rx("core show channels count"));
+}

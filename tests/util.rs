@@ -263,6 +263,11 @@ pub fn kill_pid(pid: i32, signal: i32) {
 /// scenario from tests/scenarios, `service` as the user and `user`/`password` for digest
 /// (`-au`/`-ap`), bounded in time; returns its exit code (0: every call succeeded) and output.
 pub fn run_sipp(port: u16, scenario: &str, service: &str, user: &str, password: &str, calls: u32) -> (i32, String) {
+    run_sipp_with(port, scenario, &["-s", service, "-au", user, "-ap", password, "-m", &calls.to_string()])
+}
+
+/// SIPp with `scenario` and these arguments (service, credentials, call count, rate...).
+pub fn run_sipp_with(port: u16, scenario: &str, args: &[&str]) -> (i32, String) {
     let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
     let work = tempfile_dir("sipp");
     let local = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -270,7 +275,7 @@ pub fn run_sipp(port: u16, scenario: &str, service: &str, user: &str, password: 
         .current_dir(&work)
         .arg(format!("127.0.0.1:{port}"))
         .args(["-sf", scenarios.join(scenario).to_str().unwrap()])
-        .args(["-s", service, "-au", user, "-ap", password, "-m", &calls.to_string()])
+        .args(args)
         .args(["-i", "127.0.0.1", "-p", &local.to_string(), "-nostdin", "-timeout", "20s", "-timeout_error"])
         .args(["-recv_timeout", "5000", "-default_behaviors", "all,-bye"])
         .stdout(Stdio::piped())

@@ -187,9 +187,15 @@ impl Pvt {
     }
 
     /// Runs the call until either side hangs up.
-    pub async fn run(mut self) {
-        let span = tracing::info_span!("call", call_id = %self.id.call_id, peer = %self.peer);
-        let _enter = span.enter();
+    pub async fn run(self) {
+        // A root span per call, entered only while the call's task runs (Instrument): an
+        // entered guard held across awaits would make every later call its child, and closing
+        // a chain of thousands of spans overflows the stack.
+        let span = tracing::info_span!(parent: None, "call", call_id = %self.id.call_id, peer = %self.peer);
+        tracing::Instrument::instrument(self.run_call(), span).await
+    }
+
+    async fn run_call(mut self) {
         let mut state = State::Early;
         let mut retransmit: Option<(TokioInstant, Duration, Response)> = None;
         let give_up_2xx = 64 * T1;
