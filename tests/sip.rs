@@ -158,6 +158,8 @@ exten => 200,1,Answer()
  same => n,Hangup()
 exten => 600,1,Answer()
  same => n,Echo()
+exten => 700,1,Playback(hello-world)
+ same => n,Hangup()
 exten => 300,1,Ringing()
  same => n,Wait(30)
 [from-alice]
@@ -172,7 +174,7 @@ fn pbx(name: &str, general: &str) -> (Server, u16) {
     dir.write_starling_conf(&moddir(), "");
     dir.write(
         "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_echo.so\nload => chan_sip.so\n",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_echo.so\nload => app_playback.so\nload => chan_sip.so\n",
     );
     dir.write("extensions.conf", EXTENSIONS);
     dir.write(
@@ -259,60 +261,92 @@ fn header<'a>(message: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} in {message}"))
 }
 
+/// A call made by hand over UDP (to see exactly what comes back): INVITE with a PCMU offer,
+/// wait for the 200, ACK. `rtp` is our media socket, `their_rtp` the port in the answer.
+struct HandCall {
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    port: u16,
+    their_rtp: u16,
+    to: String,
+    common: String,
+    sip_port: u16,
+    answer: String,
+}
+
+impl HandCall {
+    fn dial(port: u16, exten: &str, call_id: &str) -> HandCall {
+        let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rtp.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let (sip_port, rtp_port) = (sip.local_addr().unwrap().port(), rtp.local_addr().unwrap().port());
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        );
+        let common =
+            format!("From: <sip:guest@127.0.0.1:{sip_port}>;tag=hand1\r\nCall-ID: {call_id}\r\nMax-Forwards: 70\r\n");
+        let invite = format!(
+            "INVITE sip:{exten}@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKhand1\r\n{common}To: <sip:{exten}@127.0.0.1>\r\nCSeq: 1 INVITE\r\nContact: <sip:guest@127.0.0.1:{sip_port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        sip.send_to(invite.as_bytes(), ("127.0.0.1", port)).unwrap();
+        let answer = await_message(&sip, "SIP/2.0 200");
+        let to = header(&answer, "To").to_owned();
+        let their_rtp: u16 = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("an SDP answer in {answer}"));
+        let call = HandCall { sip, rtp, port, their_rtp, to, common, sip_port, answer };
+        call.send("ACK", 1, "z9hG4bKhand2");
+        call
+    }
+
+    fn send(&self, method: &str, cseq: u32, branch: &str) {
+        let (port, sip_port, common, to) = (self.port, self.sip_port, &self.common, &self.to);
+        let request = format!(
+            "{method} sip:x@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch={branch}\r\n{common}To: {to}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        self.sip.send_to(request.as_bytes(), ("127.0.0.1", port)).unwrap();
+    }
+
+    /// PCMU payloads received until nothing comes for `quiet`.
+    fn receive_payloads(&self, quiet: Duration) -> Vec<Vec<u8>> {
+        self.rtp.set_read_timeout(Some(quiet)).unwrap();
+        let mut buffer = [0u8; 2048];
+        let mut payloads = Vec::new();
+        while let Ok(len) = self.rtp.recv(&mut buffer) {
+            if len > 12 && buffer[1] & 0x7f == 0 {
+                payloads.push(buffer[12..len].to_vec());
+            }
+        }
+        payloads
+    }
+}
+
 /// A call to Echo() by hand: the RTP we send comes back through chan_sip, the channel and
 /// the application, with our payload intact.
 #[test]
 fn echo_sends_our_rtp_back() {
     let (server, port) = pbx("sipecho", "");
-    let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    rtp.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    let (sip_port, rtp_port) = (sip.local_addr().unwrap().port(), rtp.local_addr().unwrap().port());
-    let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-    );
-    let common = format!(
-        "From: <sip:guest@127.0.0.1:{sip_port}>;tag=echo1\r\nCall-ID: echo-call@127.0.0.1\r\nMax-Forwards: 70\r\n"
-    );
-    let invite = format!(
-        "INVITE sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKecho1\r\n{common}To: <sip:600@127.0.0.1>\r\nCSeq: 1 INVITE\r\nContact: <sip:guest@127.0.0.1:{sip_port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    );
-    sip.send_to(invite.as_bytes(), ("127.0.0.1", port)).unwrap();
-    let ok = await_message(&sip, "SIP/2.0 200");
-    let to = header(&ok, "To").to_owned();
-    let their_rtp: u16 = ok
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|l| l.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("an SDP answer in {ok}"));
-    assert!(ok.contains("a=rtpmap:0 PCMU/8000"), "{ok}");
-    let ack = format!(
-        "ACK sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKecho2\r\n{common}To: {to}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-    );
-    sip.send_to(ack.as_bytes(), ("127.0.0.1", port)).unwrap();
-
+    let call = HandCall::dial(port, "600", "echo-call@127.0.0.1");
+    assert!(call.answer.contains("a=rtpmap:0 PCMU/8000"), "{}", call.answer);
     let mut echoed = 0;
-    let mut buffer = [0u8; 2048];
     for seq in 0u16..25 {
         let mut packet = vec![0x80, 0x00];
         packet.extend_from_slice(&seq.to_be_bytes());
         packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
         packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
         packet.extend(std::iter::repeat_n(seq as u8, 160));
-        rtp.send_to(&packet, ("127.0.0.1", their_rtp)).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-        while let Ok(len) = rtp.recv(&mut buffer) {
-            if len == 172 && buffer[1] & 0x7f == 0 {
-                assert!(buffer[12..172].iter().all(|&b| b == buffer[12]), "the payload comes back as sent");
-                echoed += 1;
-            }
-            rtp.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        call.rtp.send_to(&packet, ("127.0.0.1", call.their_rtp)).unwrap();
+        for payload in call.receive_payloads(Duration::from_millis(20)) {
+            assert!(payload.len() == 160 && payload.iter().all(|&b| b == payload[0]), "the payload comes back as sent");
+            echoed += 1;
         }
-        rtp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     }
+    echoed += call.receive_payloads(Duration::from_millis(200)).len();
     assert!(echoed >= 20, "{echoed} of 25 packets echoed\n{}", server.log_tail());
     let channels = server.rx("sip show channels");
     let row = channels.lines().find(|l| l.contains("echo-call@127")).unwrap_or_else(|| panic!("{channels}"));
@@ -323,15 +357,27 @@ fn echo_sends_our_rtp_back() {
     assert!(row.contains("No       Rx: ACK         <guest>"), "{channels}");
     assert!(channels.contains("1 active SIP channel\n"), "{channels}");
 
-    let bye = format!(
-        "BYE sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKecho3\r\n{common}To: {to}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-    );
-    sip.send_to(bye.as_bytes(), ("127.0.0.1", port)).unwrap();
-    await_message(&sip, "SIP/2.0 200");
+    call.send("BYE", 2, "z9hG4bKhand3");
+    await_message(&call.sip, "SIP/2.0 200");
     let gone = eventually(Duration::from_secs(5), || {
         server.rx("sip show channels").contains("0 active SIP channels").then_some(())
     });
     assert!(gone.is_some(), "{}", server.rx("sip show channels"));
+}
+
+/// Playback(hello-world) on a µ-law call: about 1.4 s of sound (Debian's Allison wav) in
+/// 20 ms frames, then the dialplan hangs up with a BYE.
+#[test]
+fn playback_sends_the_sound_file_as_rtp() {
+    let (server, port) = pbx("sipplay", "");
+    let call = HandCall::dial(port, "700", "play-call@127.0.0.1");
+    let payloads = call.receive_payloads(Duration::from_millis(500));
+    assert!((65..=75).contains(&payloads.len()), "{} frames\n{}", payloads.len(), server.log_tail());
+    assert!(payloads.iter().all(|p| p.len() == 160), "20 ms of µ-law each");
+    assert!(payloads.iter().flatten().filter(|&&b| b != 0xff && b != 0x7f).count() > 5000, "not silence");
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("CSeq: 1 BYE"), "{bye}");
+    assert!(server.log().contains("Playback(\"SIP/127.0.0.1-"), "{}", server.log_tail());
 }
 
 /// The demo configuration in `etc/` starts as shipped (on a free port) and takes a

@@ -297,6 +297,10 @@ pub struct Channel {
     pub priority: u32,
     pub language: String,
     pub accountcode: String,
+    /// The audio format the driver reads and writes (`"ulaw"`, `"alaw"`, `"opus"`; `"slin"`,
+    /// 8 kHz signed linear, for channels without a codec such as Local): what applications
+    /// that make sound must translate to.
+    pub native_format: &'static str,
     variables: std::collections::BTreeMap<String, String>,
     /// Set by Goto, Gosub, Return...: where the PBX loop goes next instead of the next priority.
     jump: Option<Jump>,
@@ -335,6 +339,7 @@ impl Channel {
             priority: 1,
             language: "en".into(),
             accountcode: String::new(),
+            native_format: "slin",
             variables: Default::default(),
             jump: None,
             gosub_stack: Vec::new(),

@@ -433,6 +433,7 @@ impl Monitor {
             }
         }
         channel.set_var("SIPCALLID", &id.call_id);
+        channel.native_format = crate::pvt::format_name(&negotiated.codec.name);
         channel.set_state(starling_core::channel::ChannelState::Ring);
 
         let mut session_config =
