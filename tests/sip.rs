@@ -158,6 +158,10 @@ exten => 200,1,Answer()
  same => n,Hangup()
 exten => 600,1,Answer()
  same => n,Echo()
+exten => 800,1,Answer()
+ same => n,WaitExten(5)
+exten => 5,1,NoOp(Caller pressed five)
+ same => n,Hangup()
 exten => 700,1,Playback(hello-world)
  same => n,Hangup()
 exten => 300,1,Ringing()
@@ -282,7 +286,7 @@ impl HandCall {
         rtp.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
         let (sip_port, rtp_port) = (sip.local_addr().unwrap().port(), rtp.local_addr().unwrap().port());
         let sdp = format!(
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"
         );
         let common =
             format!("From: <sip:guest@127.0.0.1:{sip_port}>;tag=hand1\r\nCall-ID: {call_id}\r\nMax-Forwards: 70\r\n");
@@ -416,4 +420,29 @@ fn three_thousand_short_calls_all_complete() {
         c.contains("0 active channels").then_some(c)
     });
     assert!(done.is_some_and(|c| c.contains("3000 calls processed")), "{}", server.rx("core show channels count"));
+}
+
+/// An RFC 4733 key press reaches the dialplan: WaitExten(5) goes to extension 5, which hangs up.
+#[test]
+fn rfc4733_dtmf_reaches_waitexten() {
+    let (server, port) = pbx("sipdtmf", "");
+    let call = HandCall::dial(port, "800", "dtmf-call@127.0.0.1");
+    assert!(call.answer.contains("telephone-event/8000"), "{}", call.answer);
+    std::thread::sleep(Duration::from_millis(200));
+    // Event 5, volume 10, durations 160, 320, 480; the last three packets carry End.
+    for (seq, (end, duration)) in
+        [(false, 160u16), (false, 320), (true, 480), (true, 480), (true, 480)].into_iter().enumerate()
+    {
+        let mut packet = vec![0x80, if seq == 0 { 0x80 | 101 } else { 101 }];
+        packet.extend_from_slice(&(seq as u16).to_be_bytes());
+        packet.extend_from_slice(&8000u32.to_be_bytes());
+        packet.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
+        packet.extend_from_slice(&[5, if end { 0x80 | 10 } else { 10 }]);
+        packet.extend_from_slice(&duration.to_be_bytes());
+        call.rtp.send_to(&packet, ("127.0.0.1", call.their_rtp)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    assert!(server.log().contains("Executing [5@default:1] NoOp("), "{}", server.log_tail());
 }

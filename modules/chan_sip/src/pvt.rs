@@ -12,6 +12,7 @@ use starling_core::tokio::net::UdpSocket;
 use starling_core::tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use starling_core::tokio::time::{sleep_until, Instant as TokioInstant};
 use starling_core::{tokio, tracing};
+use starling_media::dtmf::DtmfEvent;
 use starling_media::sdp::{LocalMedia, Negotiated};
 use starling_media::session::{RtpSession, SessionEvent};
 use starling_sip::dialog::{Dialog, DialogId};
@@ -204,6 +205,9 @@ impl Pvt {
         let format = format_name(&self.negotiated.codec.name);
         let payload_type = self.negotiated.codec.payload_type;
         let samples_per_ms = self.negotiated.codec.clock_rate / 1000;
+        let event_type = self.negotiated.telephone_event.as_ref().map(|c| c.payload_type);
+        let mut dtmf = starling_media::dtmf::EventReceiver::default();
+        let mut dtmf_events = Vec::new();
         loop {
             let rtp_deadline = self.session.poll_timeout().map(TokioInstant::from_std);
             let deadline = match (rtp_deadline, retransmit.as_ref().map(|r| r.0)) {
@@ -288,7 +292,20 @@ impl Pvt {
                     if let Ok((len, from)) = received {
                         let now = tokio::time::Instant::now().into_std();
                         if let Ok(packet) = self.session.handle_rtp(now, from, &buffer[..len]) {
-                            if packet.payload_type == payload_type {
+                            if Some(packet.payload_type) == event_type {
+                                dtmf.handle(packet.timestamp, &buffer[packet.payload.0..packet.payload.1], &mut dtmf_events);
+                                for event in dtmf_events.drain(..) {
+                                    let frame = match event {
+                                        DtmfEvent::Begin(digit) => Frame::DtmfBegin(digit),
+                                        DtmfEvent::End { digit, duration } => {
+                                            tracing::debug!("DTMF '{digit}' received on {}", self.id.call_id);
+                                            Frame::DtmfEnd { digit, duration_ms: duration / samples_per_ms.max(1) }
+                                        }
+                                    };
+                                    // Key presses are never dropped (unlike voice).
+                                    let _ = self.driver.frames.send(frame).await;
+                                }
+                            } else if packet.payload_type == payload_type {
                                 let data = buffer[packet.payload.0..packet.payload.1].to_vec();
                                 let samples = match format {
                                     "ulaw" | "alaw" => data.len() as u32,
