@@ -162,6 +162,9 @@ exten => 800,1,Answer()
  same => n,WaitExten(5)
 exten => 5,1,NoOp(Caller pressed five)
  same => n,Hangup()
+exten => 900,1,Background(hello-world)
+ same => n,NoOp(No key)
+ same => n,Hangup()
 exten => 700,1,Playback(hello-world)
  same => n,Hangup()
 exten => 300,1,Ringing()
@@ -316,6 +319,23 @@ impl HandCall {
         self.sip.send_to(request.as_bytes(), ("127.0.0.1", port)).unwrap();
     }
 
+    /// One RFC 4733 key press (event 0–15): durations 160, 320, 480 samples, End on the last
+    /// three packets, 20 ms apart.
+    fn press(&self, event: u8) {
+        for (seq, (end, duration)) in
+            [(false, 160u16), (false, 320), (true, 480), (true, 480), (true, 480)].into_iter().enumerate()
+        {
+            let mut packet = vec![0x80, if seq == 0 { 0x80 | 101 } else { 101 }];
+            packet.extend_from_slice(&(seq as u16).to_be_bytes());
+            packet.extend_from_slice(&8000u32.to_be_bytes());
+            packet.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
+            packet.extend_from_slice(&[event, if end { 0x80 | 10 } else { 10 }]);
+            packet.extend_from_slice(&duration.to_be_bytes());
+            self.rtp.send_to(&packet, ("127.0.0.1", self.their_rtp)).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// PCMU payloads received until nothing comes for `quiet`.
     fn receive_payloads(&self, quiet: Duration) -> Vec<Vec<u8>> {
         self.rtp.set_read_timeout(Some(quiet)).unwrap();
@@ -429,20 +449,28 @@ fn rfc4733_dtmf_reaches_waitexten() {
     let call = HandCall::dial(port, "800", "dtmf-call@127.0.0.1");
     assert!(call.answer.contains("telephone-event/8000"), "{}", call.answer);
     std::thread::sleep(Duration::from_millis(200));
-    // Event 5, volume 10, durations 160, 320, 480; the last three packets carry End.
-    for (seq, (end, duration)) in
-        [(false, 160u16), (false, 320), (true, 480), (true, 480), (true, 480)].into_iter().enumerate()
-    {
-        let mut packet = vec![0x80, if seq == 0 { 0x80 | 101 } else { 101 }];
-        packet.extend_from_slice(&(seq as u16).to_be_bytes());
-        packet.extend_from_slice(&8000u32.to_be_bytes());
-        packet.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
-        packet.extend_from_slice(&[5, if end { 0x80 | 10 } else { 10 }]);
-        packet.extend_from_slice(&duration.to_be_bytes());
-        call.rtp.send_to(&packet, ("127.0.0.1", call.their_rtp)).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    call.press(5);
     let bye = await_message(&call.sip, "BYE ");
     assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
     assert!(server.log().contains("Executing [5@default:1] NoOp("), "{}", server.log_tail());
+}
+
+/// Background(hello-world) stops at a key press and the key becomes the extension to go to.
+#[test]
+fn a_key_press_interrupts_background_and_picks_the_extension() {
+    let (server, port) = pbx("sipbg", "");
+    let call = HandCall::dial(port, "900", "bg-call@127.0.0.1");
+    let before = call.receive_payloads(Duration::from_millis(1)).len();
+    std::thread::sleep(Duration::from_millis(300));
+    call.press(5);
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    let heard = before + call.receive_payloads(Duration::from_millis(100)).len();
+    assert!(heard < 50, "the greeting stopped early ({heard} frames of ~70)");
+    let log = server.log();
+    assert!(
+        log.contains("Executing [5@default:1] NoOp(") && !log.contains("NoOp(\"SIP/127.0.0.1-00000001\", \"No key\")"),
+        "{}",
+        server.log_tail()
+    );
 }

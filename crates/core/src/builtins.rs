@@ -229,60 +229,71 @@ fn wait_exten<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         let seconds =
             data.split(',').next().and_then(|s| s.trim().parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(10.0);
         let timeout = Duration::from_secs_f64(seconds.min(86_400.0));
-        let mut digits = String::new();
-        let core = chan.core().clone();
-        let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
-        loop {
-            let deadline = Instant::now() + timeout;
-            let digit = loop {
+        collect_extension(chan, None, timeout).await
+    })
+}
+
+/// Collects DTMF into an extension of the channel's context and jumps there (see WaitExten),
+/// starting with `first` when a digit already arrived (Background's interruption). Waits at
+/// most `timeout` for each digit.
+pub async fn collect_extension(chan: &mut Channel, first: Option<char>, timeout: Duration) -> AppResult {
+    let mut pending = first;
+    let mut digits = String::new();
+    let core = chan.core().clone();
+    let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
+    loop {
+        let deadline = Instant::now() + timeout;
+        let digit = match pending.take() {
+            Some(digit) => Some(digit),
+            None => loop {
                 match chan.read_timeout(deadline.saturating_duration_since(Instant::now())).await {
                     Read::HungUp => return AppResult::Hangup,
                     Read::Timeout => break None,
                     Read::Frame(crate::frame::Frame::DtmfEnd { digit, .. }) => break Some(digit),
                     Read::Frame(_) => {}
                 }
-            };
-            let Some(digit) = digit else {
-                let target = if digits.is_empty() { "t" } else { digits.as_str() };
-                let exists = core.extension_exists(&chan.context, target, callerid.as_deref()) == crate::Extent::Exists;
-                let (exten, fallback) =
-                    if exists { (target.to_owned(), None) } else { ("i".to_owned(), Some(digits.clone())) };
-                if let Some(invalid) = fallback {
-                    chan.set_var("INVALID_EXTEN", &invalid);
-                }
-                chan.jump(Jump { context: None, exten: Some(exten), target: crate::channel::JumpTarget::Priority(1) });
-                return AppResult::Continue;
-            };
-            digits.push(digit);
-            match core.extension_exists(&chan.context, &digits, callerid.as_deref()) {
-                crate::Extent::Exists => {
-                    // Complete now; wait on only if a longer extension could also match.
-                    let longer = (0..10).any(|d| {
-                        let more = format!("{digits}{d}");
-                        core.extension_exists(&chan.context, &more, callerid.as_deref()) != crate::Extent::Missing
-                    });
-                    if !longer {
-                        chan.jump(Jump {
-                            context: None,
-                            exten: Some(digits),
-                            target: crate::channel::JumpTarget::Priority(1),
-                        });
-                        return AppResult::Continue;
-                    }
-                }
-                crate::Extent::Incomplete => {}
-                crate::Extent::Missing => {
-                    chan.set_var("INVALID_EXTEN", &digits);
+            },
+        };
+        let Some(digit) = digit else {
+            let target = if digits.is_empty() { "t" } else { digits.as_str() };
+            let exists = core.extension_exists(&chan.context, target, callerid.as_deref()) == crate::Extent::Exists;
+            let (exten, fallback) =
+                if exists { (target.to_owned(), None) } else { ("i".to_owned(), Some(digits.clone())) };
+            if let Some(invalid) = fallback {
+                chan.set_var("INVALID_EXTEN", &invalid);
+            }
+            chan.jump(Jump { context: None, exten: Some(exten), target: crate::channel::JumpTarget::Priority(1) });
+            return AppResult::Continue;
+        };
+        digits.push(digit);
+        match core.extension_exists(&chan.context, &digits, callerid.as_deref()) {
+            crate::Extent::Exists => {
+                // Complete now; wait on only if a longer extension could also match.
+                let longer = (0..10).any(|d| {
+                    let more = format!("{digits}{d}");
+                    core.extension_exists(&chan.context, &more, callerid.as_deref()) != crate::Extent::Missing
+                });
+                if !longer {
                     chan.jump(Jump {
                         context: None,
-                        exten: Some("i".into()),
+                        exten: Some(digits),
                         target: crate::channel::JumpTarget::Priority(1),
                     });
                     return AppResult::Continue;
                 }
             }
+            crate::Extent::Incomplete => {}
+            crate::Extent::Missing => {
+                chan.set_var("INVALID_EXTEN", &digits);
+                chan.jump(Jump {
+                    context: None,
+                    exten: Some("i".into()),
+                    target: crate::channel::JumpTarget::Priority(1),
+                });
+                return AppResult::Continue;
+            }
         }
-    })
+    }
 }
 
 /// Macro() is gone from Asterisk (21) and not offered here: say what to use instead.

@@ -1,6 +1,7 @@
 //! app_playback: `Playback(file[&file2...][,options])`, as Asterisk's app_playback — sound
 //! files from `soundsdir`, translated to the channel's format and sent in 20 ms frames at
-//! real-time pace. Sets `PLAYBACKSTATUS` to `SUCCESS` or `FAILED`.
+//! real-time pace. Sets `PLAYBACKSTATUS` to `SUCCESS` or `FAILED`. Also `Background()`, which
+//! Asterisk keeps among the PBX built-ins: it lives here, beside the file streaming it shares.
 //!
 //! Files are looked up as Asterisk does (`<soundsdir>/<language>/<name>.<ext>`), and also in a
 //! `<language>_*` folder beside it, because Debian's `asterisk-core-sounds-en-wav` installs
@@ -73,10 +74,12 @@ pub enum StreamError {
     NotFound,
     Unreadable(String),
     HungUp,
+    /// A key in the escape set was pressed.
+    Interrupted(char),
 }
 
-/// Plays one file on the channel at real-time pace.
-pub async fn stream_file(chan: &mut Channel, name: &str) -> Result<(), StreamError> {
+/// Plays one file on the channel at real-time pace; a key press in `escape` stops it.
+pub async fn stream_file(chan: &mut Channel, name: &str, escape: &str) -> Result<(), StreamError> {
     let soundsdir = chan.core().settings().soundsdir.clone();
     let (path, format) =
         find_sound(&soundsdir, &chan.language, name, chan.native_format).ok_or(StreamError::NotFound)?;
@@ -102,8 +105,12 @@ pub async fn stream_file(chan: &mut Channel, name: &str) -> Result<(), StreamErr
                 if now >= next {
                     break;
                 }
-                if chan.read_timeout(next - now).await == Read::HungUp {
-                    return Err(StreamError::HungUp);
+                match chan.read_timeout(next - now).await {
+                    Read::HungUp => return Err(StreamError::HungUp),
+                    Read::Frame(Frame::DtmfEnd { digit, .. }) if escape.contains(digit) => {
+                        return Err(StreamError::Interrupted(digit))
+                    }
+                    _ => {}
                 }
             }
             let data = match frame {
@@ -130,8 +137,8 @@ fn playback<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         }
         let mut status = "SUCCESS";
         for file in files.split('&').map(str::trim) {
-            match stream_file(chan, file).await {
-                Ok(()) => {}
+            match stream_file(chan, file, "").await {
+                Ok(()) | Err(StreamError::Interrupted(_)) => {}
                 Err(StreamError::HungUp) => return AppResult::Hangup,
                 Err(StreamError::NotFound) => {
                     if !skip {
@@ -150,18 +157,94 @@ fn playback<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     })
 }
 
-struct Loaded(#[allow(dead_code)] starling_core::apps::Registration<App>);
+/// How long Background's caller has for each further digit (Asterisk's `TIMEOUT(digit)`).
+const DIGIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `Background(file[&file2...][,options[,langoverride[,context]]])`: plays the files while
+/// listening for keys; a key stops the sound and starts an extension (more digits are collected
+/// as WaitExten does, then the dialplan goes there, or to `i`). Without a key, the dialplan
+/// goes on at the next priority. Options: `s` skip when not answered, `n` do not answer.
+/// Sets `BACKGROUNDSTATUS`.
+fn background<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        let mut args = data.splitn(4, ',').map(str::trim);
+        let files = args.next().unwrap_or("");
+        let options = args.next().unwrap_or("");
+        let language = args.next().filter(|l| !l.is_empty()).map(str::to_owned);
+        let context = args.next().filter(|c| !c.is_empty()).map(str::to_owned);
+        if files.is_empty() {
+            tracing::warn!("Background requires an argument (filename)");
+            return AppResult::Hangup;
+        }
+        if chan.state() != ChannelState::Up {
+            if options.contains('s') {
+                chan.set_var("BACKGROUNDSTATUS", "SUCCESS");
+                return AppResult::Continue;
+            }
+            if !options.contains('n') {
+                chan.answer();
+            }
+        }
+        let saved_language = language.map(|l| std::mem::replace(&mut chan.language, l));
+        let mut status = "SUCCESS";
+        let mut pressed = None;
+        for file in files.split('&').map(str::trim) {
+            match stream_file(chan, file, "0123456789*#ABCD").await {
+                Ok(()) => {}
+                Err(StreamError::Interrupted(digit)) => {
+                    pressed = Some(digit);
+                    break;
+                }
+                Err(StreamError::HungUp) => return AppResult::Hangup,
+                Err(StreamError::NotFound) => {
+                    tracing::warn!("Background failed on {} (file '{file}' not found)", chan.name());
+                    status = "FAILED";
+                    break;
+                }
+                Err(StreamError::Unreadable(why)) => {
+                    tracing::warn!("Background failed on {}: {why}", chan.name());
+                    status = "FAILED";
+                    break;
+                }
+            }
+        }
+        if let Some(language) = saved_language {
+            chan.language = language;
+        }
+        chan.set_var("BACKGROUNDSTATUS", status);
+        match pressed {
+            Some(digit) => {
+                if let Some(context) = context {
+                    chan.context = context;
+                }
+                starling_core::builtins::collect_extension(chan, Some(digit), DIGIT_TIMEOUT).await
+            }
+            None => AppResult::Continue,
+        }
+    })
+}
+
+struct Loaded(#[allow(dead_code)] Vec<starling_core::apps::Registration<App>>);
 impl Module for Loaded {}
 
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
-    let app = ctx.register_app(App {
-        name: "Playback",
-        synopsis: "Play a file.",
-        description: "Playback(filename[&filename2[&...]][,options]): plays the files (without extension) from soundsdir in the channel's language; answers first unless 'noanswer'; 'skip' passes over missing files silently. Sets PLAYBACKSTATUS to SUCCESS or FAILED.",
-        exec: playback,
-        uses: None,
-    })?;
-    Ok(Box::new(Loaded(app)))
+    let apps = vec![
+        ctx.register_app(App {
+            name: "Playback",
+            synopsis: "Play a file.",
+            description: "Playback(filename[&filename2[&...]][,options]): plays the files (without extension) from soundsdir in the channel's language; answers first unless 'noanswer'; 'skip' passes over missing files silently. Sets PLAYBACKSTATUS to SUCCESS or FAILED.",
+            exec: playback,
+            uses: None,
+        })?,
+        ctx.register_app(App {
+            name: "Background",
+            synopsis: "Play an audio file while waiting for digits of an extension to go to.",
+            description: "Background(filename[&filename2...][,options[,langoverride[,context]]]): plays the files; a key press stops them and starts collecting an extension to go to. Options: s (skip if not answered), n (do not answer). Sets BACKGROUNDSTATUS.",
+            exec: background,
+            uses: None,
+        })?,
+    ];
+    Ok(Box::new(Loaded(apps)))
 }
 
 starling_core::module! {
