@@ -165,6 +165,10 @@ exten => 5,1,NoOp(Caller pressed five)
 exten => 900,1,Background(hello-world)
  same => n,NoOp(No key)
  same => n,Hangup()
+exten => 1000,1,Read(PIN,beep,4)
+ same => n,NoOp(PIN=${PIN} STATUS=${READSTATUS})
+ same => n,SayNumber(${PIN})
+ same => n,Hangup()
 exten => 700,1,Playback(hello-world)
  same => n,Hangup()
 exten => 300,1,Ringing()
@@ -279,6 +283,8 @@ struct HandCall {
     common: String,
     sip_port: u16,
     answer: String,
+    /// RTP packets sent so far (their sequence numbers).
+    sent: std::cell::Cell<u16>,
 }
 
 impl HandCall {
@@ -306,7 +312,7 @@ impl HandCall {
             .and_then(|l| l.split(' ').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("an SDP answer in {answer}"));
-        let call = HandCall { sip, rtp, port, their_rtp, to, common, sip_port, answer };
+        let call = HandCall { sip, rtp, port, their_rtp, to, common, sip_port, answer, sent: Default::default() };
         call.send("ACK", 1, "z9hG4bKhand2");
         call
     }
@@ -322,12 +328,15 @@ impl HandCall {
     /// One RFC 4733 key press (event 0–15): durations 160, 320, 480 samples, End on the last
     /// three packets, 20 ms apart.
     fn press(&self, event: u8) {
-        for (seq, (end, duration)) in
+        let first = self.sent.get();
+        for (i, (end, duration)) in
             [(false, 160u16), (false, 320), (true, 480), (true, 480), (true, 480)].into_iter().enumerate()
         {
-            let mut packet = vec![0x80, if seq == 0 { 0x80 | 101 } else { 101 }];
-            packet.extend_from_slice(&(seq as u16).to_be_bytes());
-            packet.extend_from_slice(&8000u32.to_be_bytes());
+            let seq = first + i as u16;
+            self.sent.set(seq + 1);
+            let mut packet = vec![0x80, if i == 0 { 0x80 | 101 } else { 101 }];
+            packet.extend_from_slice(&seq.to_be_bytes());
+            packet.extend_from_slice(&(8000 + u32::from(first) * 160).to_be_bytes());
             packet.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
             packet.extend_from_slice(&[event, if end { 0x80 | 10 } else { 10 }]);
             packet.extend_from_slice(&duration.to_be_bytes());
@@ -473,4 +482,22 @@ fn a_key_press_interrupts_background_and_picks_the_extension() {
         "{}",
         server.log_tail()
     );
+}
+
+/// Read() takes keys until #, sets the variable and READSTATUS; SayNumber says it back.
+#[test]
+fn read_collects_digits_until_pound_and_saynumber_says_them() {
+    let (server, port) = pbx("sipread", "");
+    let call = HandCall::dial(port, "1000", "read-call@127.0.0.1");
+    std::thread::sleep(Duration::from_millis(600)); // the beep
+    call.receive_payloads(Duration::from_millis(1));
+    for event in [4, 2, 11] {
+        call.press(event);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let said = call.receive_payloads(Duration::from_millis(400)).len();
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    assert!(server.log().contains("\"PIN=42 STATUS=OK\""), "{}", server.log_tail());
+    assert!(said > 20, "forty-two was said ({said} frames)");
 }

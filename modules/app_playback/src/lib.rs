@@ -1,7 +1,8 @@
 //! app_playback: `Playback(file[&file2...][,options])`, as Asterisk's app_playback — sound
 //! files from `soundsdir`, translated to the channel's format and sent in 20 ms frames at
-//! real-time pace. Sets `PLAYBACKSTATUS` to `SUCCESS` or `FAILED`. Also `Background()`, which
-//! Asterisk keeps among the PBX built-ins: it lives here, beside the file streaming it shares.
+//! real-time pace. Sets `PLAYBACKSTATUS` to `SUCCESS` or `FAILED`. The other applications that
+//! stream sound files live here too, beside the streaming they share: `Background()` and
+//! `SayDigits()`/`SayNumber()`/`SayAlpha()` (PBX built-ins in Asterisk) and `Read()` (app_read).
 //!
 //! Files are looked up as Asterisk does (`<soundsdir>/<language>/<name>.<ext>`), and also in a
 //! `<language>_*` folder beside it, because Debian's `asterisk-core-sounds-en-wav` installs
@@ -224,6 +225,207 @@ fn background<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     })
 }
 
+/// The files that say `text` digit by digit (Asterisk's `ast_say_digit_str`).
+pub fn digit_files(text: &str) -> Vec<String> {
+    text.chars()
+        .filter_map(|c| match c {
+            '0'..='9' => Some(format!("digits/{c}")),
+            '*' => Some("digits/star".to_owned()),
+            '#' => Some("digits/pound".to_owned()),
+            '-' => Some("letters/dash".to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The files that spell `text` (Asterisk's `ast_say_character_str`).
+pub fn alpha_files(text: &str) -> Vec<String> {
+    text.chars()
+        .filter_map(|c| match c.to_ascii_lowercase() {
+            'a'..='z' => Some(format!("letters/{}", c.to_ascii_lowercase())),
+            '0'..='9' | '*' | '#' | '-' => digit_files(&c.to_string()).pop(),
+            '@' => Some("letters/at".to_owned()),
+            '.' => Some("letters/dot".to_owned()),
+            ' ' => Some("letters/space".to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The files that say `number` in English (Asterisk's `ast_say_number_full_en`: "minus",
+/// 0–19, tens, "hundred", then thousands, millions and billions said recursively).
+pub fn number_files(number: i64) -> Vec<String> {
+    let mut files = Vec::new();
+    if number == 0 {
+        return vec!["digits/0".into()];
+    }
+    if number < 0 {
+        files.push("digits/minus".into());
+    }
+    let mut num = number.unsigned_abs();
+    let mut hundred = false;
+    while num > 0 || hundred {
+        if hundred {
+            files.push("digits/hundred".into());
+            hundred = false;
+        } else if num < 20 {
+            files.push(format!("digits/{num}"));
+            num = 0;
+        } else if num < 100 {
+            files.push(format!("digits/{}", num / 10 * 10));
+            num %= 10;
+        } else if num < 1000 {
+            files.push(format!("digits/{}", num / 100));
+            hundred = true;
+            num %= 100;
+        } else {
+            let (unit, word) = if num < 1_000_000 {
+                (1_000, "digits/thousand")
+            } else if num < 1_000_000_000 {
+                (1_000_000, "digits/million")
+            } else {
+                (1_000_000_000, "digits/billion")
+            };
+            files.extend(number_files((num / unit) as i64));
+            files.push(word.into());
+            num %= unit;
+        }
+    }
+    files
+}
+
+/// Plays `files` one after another, not interruptible (the Say* applications).
+async fn say(chan: &mut Channel, files: Vec<String>) -> AppResult {
+    if chan.state() != ChannelState::Up {
+        chan.answer();
+    }
+    for file in files {
+        match stream_file(chan, &file, "").await {
+            Err(StreamError::HungUp) => return AppResult::Hangup,
+            Err(StreamError::NotFound) => tracing::warn!("Say failed on {}: no file '{file}'", chan.name()),
+            Err(StreamError::Unreadable(why)) => tracing::warn!("Say failed on {}: {why}", chan.name()),
+            Ok(()) | Err(StreamError::Interrupted(_)) => {}
+        }
+    }
+    AppResult::Continue
+}
+
+fn say_digits<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move { say(chan, digit_files(data.trim())).await })
+}
+
+fn say_alpha<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move { say(chan, alpha_files(data.trim())).await })
+}
+
+/// `SayNumber(number[,gender])`: English only for now (the gender is for other languages).
+fn say_number<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        let text = data.split(',').next().unwrap_or("").trim();
+        match text.parse::<i64>() {
+            Ok(number) => say(chan, number_files(number)).await,
+            Err(_) => {
+                tracing::warn!("SayNumber: '{text}' is not a number");
+                AppResult::Continue
+            }
+        }
+    })
+}
+
+/// `Read(variable[,filename[&filename2...][,maxdigits[,options[,attempts[,timeout]]]]])`, as
+/// app_read: plays the prompt (a key interrupts it and counts as the first digit), then reads
+/// up to `maxdigits` (0 or empty: until `#`, at most 255), `#` ending early. Waits 10 s for the
+/// first digit and 5 s between digits (the PBX's response and digit timeouts), or `timeout`
+/// seconds for each. Retries an empty answer `attempts` times. Options: `s` skip when not
+/// answered, `n` read without answering. Sets the variable and `READSTATUS` (`OK`, `TIMEOUT`,
+/// `HANGUP`, `SKIPPED`, `ERROR`).
+fn read<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        let args: Vec<&str> = data.split(',').map(str::trim).collect();
+        let arg = |i: usize| args.get(i).copied().unwrap_or("");
+        let variable = arg(0);
+        if variable.is_empty() {
+            tracing::warn!("Read requires an argument (variable)");
+            chan.set_var("READSTATUS", "ERROR");
+            return AppResult::Continue;
+        }
+        let prompts = arg(1);
+        let maxdigits = match arg(2).parse::<usize>() {
+            Ok(n) if n > 0 => n.min(255),
+            _ => 255,
+        };
+        let options = arg(3);
+        let attempts = arg(4).parse::<u32>().ok().filter(|a| *a > 0).unwrap_or(1);
+        let timeout = arg(5).parse::<f64>().ok().filter(|t| *t > 0.0).map(Duration::from_secs_f64);
+        let (first_timeout, digit_timeout) = match timeout {
+            Some(t) => (t, t),
+            None => (Duration::from_secs(10), Duration::from_secs(5)),
+        };
+        if chan.state() != ChannelState::Up {
+            if options.contains('s') {
+                chan.set_var(variable, "");
+                chan.set_var("READSTATUS", "SKIPPED");
+                return AppResult::Continue;
+            }
+            if !options.contains('n') {
+                chan.answer();
+            }
+        }
+        let mut status = "TIMEOUT";
+        let mut digits = String::new();
+        for _ in 0..attempts {
+            digits.clear();
+            let mut ended = false;
+            for prompt in prompts.split('&').map(str::trim).filter(|p| !p.is_empty()) {
+                match stream_file(chan, prompt, "0123456789*#").await {
+                    Ok(()) => {}
+                    Err(StreamError::Interrupted('#')) => {
+                        ended = true;
+                        break;
+                    }
+                    Err(StreamError::Interrupted(digit)) => {
+                        digits.push(digit);
+                        break;
+                    }
+                    Err(StreamError::HungUp) => {
+                        chan.set_var("READSTATUS", "HANGUP");
+                        return AppResult::Hangup;
+                    }
+                    Err(StreamError::NotFound) => tracing::warn!("Read: no file '{prompt}' on {}", chan.name()),
+                    Err(StreamError::Unreadable(why)) => tracing::warn!("Read on {}: {why}", chan.name()),
+                }
+            }
+            while !ended && digits.len() < maxdigits {
+                let wait = if digits.is_empty() { first_timeout } else { digit_timeout };
+                let deadline = Instant::now() + wait;
+                let digit = loop {
+                    match chan.read_timeout(deadline.saturating_duration_since(Instant::now())).await {
+                        Read::HungUp => {
+                            chan.set_var("READSTATUS", "HANGUP");
+                            return AppResult::Hangup;
+                        }
+                        Read::Timeout => break None,
+                        Read::Frame(Frame::DtmfEnd { digit, .. }) => break Some(digit),
+                        Read::Frame(_) => {}
+                    }
+                };
+                match digit {
+                    Some('#') => ended = true,
+                    Some(digit) => digits.push(digit),
+                    None => break,
+                }
+            }
+            if ended || !digits.is_empty() {
+                status = "OK";
+                break;
+            }
+        }
+        chan.set_var(variable, &digits);
+        chan.set_var("READSTATUS", status);
+        AppResult::Continue
+    })
+}
+
 struct Loaded(#[allow(dead_code)] Vec<starling_core::apps::Registration<App>>);
 impl Module for Loaded {}
 
@@ -243,6 +445,34 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             exec: background,
             uses: None,
         })?,
+        ctx.register_app(App {
+            name: "Read",
+            synopsis: "Read a variable.",
+            description: "Read(variable[,filename[&filename2...][,maxdigits[,options[,attempts[,timeout]]]]]): plays the prompt, reads DTMF digits ended by # into the variable. Options: s (skip if not answered), n (read without answering). Sets READSTATUS (OK, TIMEOUT, HANGUP, SKIPPED, ERROR).",
+            exec: read,
+            uses: None,
+        })?,
+        ctx.register_app(App {
+            name: "SayDigits",
+            synopsis: "Say Digits.",
+            description: "SayDigits(digits): says the digits one by one (0-9, *, #, -).",
+            exec: say_digits,
+            uses: None,
+        })?,
+        ctx.register_app(App {
+            name: "SayNumber",
+            synopsis: "Say Number.",
+            description: "SayNumber(number[,gender]): says the number (English).",
+            exec: say_number,
+            uses: None,
+        })?,
+        ctx.register_app(App {
+            name: "SayAlpha",
+            synopsis: "Say Alpha.",
+            description: "SayAlpha(text): spells the text, letter by letter.",
+            exec: say_alpha,
+            uses: None,
+        })?,
     ];
     Ok(Box::new(Loaded(apps)))
 }
@@ -256,6 +486,33 @@ starling_core::module! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_said_as_asterisk_says_them_in_english() {
+        let said = |n| {
+            number_files(n).iter().map(|f| f.trim_start_matches("digits/").to_owned()).collect::<Vec<_>>().join(" ")
+        };
+        assert_eq!(said(0), "0");
+        assert_eq!(said(7), "7");
+        assert_eq!(said(19), "19");
+        assert_eq!(said(20), "20");
+        assert_eq!(said(42), "40 2");
+        assert_eq!(said(100), "1 hundred");
+        assert_eq!(said(115), "1 hundred 15");
+        assert_eq!(said(999), "9 hundred 90 9");
+        assert_eq!(said(1000), "1 thousand");
+        assert_eq!(said(2024), "2 thousand 20 4");
+        assert_eq!(said(123_456), "1 hundred 20 3 thousand 4 hundred 50 6");
+        assert_eq!(said(5_000_001), "5 million 1");
+        assert_eq!(said(-3), "minus 3");
+        assert_eq!(said(3_000_000_000), "3 billion");
+    }
+
+    #[test]
+    fn digits_and_letters_name_their_files() {
+        assert_eq!(digit_files("12*#"), ["digits/1", "digits/2", "digits/star", "digits/pound"]);
+        assert_eq!(alpha_files("Ab1"), ["letters/a", "letters/b", "digits/1"]);
+    }
 
     #[test]
     fn sounds_are_found_in_the_language_folder_or_a_variant_of_it() {
