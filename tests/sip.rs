@@ -169,6 +169,12 @@ exten => 1000,1,Read(PIN,beep,4)
  same => n,NoOp(PIN=${PIN} STATUS=${READSTATUS})
  same => n,SayNumber(${PIN})
  same => n,Hangup()
+exten => 1200,1,Answer()
+ same => n,PlayTones(dial)
+ same => n,Wait(0.5)
+ same => n,StopPlayTones()
+ same => n,Wait(0.5)
+ same => n,Hangup()
 exten => 700,1,Playback(hello-world)
  same => n,Hangup()
 exten => 300,1,Ringing()
@@ -500,4 +506,22 @@ fn read_collects_digits_until_pound_and_saynumber_says_them() {
     assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
     assert!(server.log().contains("\"PIN=42 STATUS=OK\""), "{}", server.log_tail());
     assert!(said > 20, "forty-two was said ({said} frames)");
+}
+
+/// PlayTones plays while the dialplan goes on (Wait), and StopPlayTones ends it.
+#[test]
+fn playtones_runs_beside_the_dialplan_until_stopped() {
+    let (server, port) = pbx("siptones", "");
+    let call = HandCall::dial(port, "1200", "tones-call@127.0.0.1");
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    let frames = call.receive_payloads(Duration::from_millis(100));
+    assert!(
+        (15..=35).contains(&frames.len()),
+        "about 0.5 s of dial tone: {} frames\n{}",
+        frames.len(),
+        server.log_tail()
+    );
+    let distinct: std::collections::HashSet<u8> = frames.iter().flatten().copied().collect();
+    assert!(distinct.len() > 20, "a tone, not silence");
 }

@@ -314,6 +314,8 @@ pub struct Channel {
     core: std::sync::Arc<crate::Core>,
     /// Uses held while the channel lives (its technology's module, the running application's).
     pub uses: Vec<crate::module::ModuleUse>,
+    /// A task writing a frame every 20 ms (PlayTones), while the dialplan goes on.
+    generator: Option<crate::tokio::task::JoinHandle<()>>,
 }
 
 impl Channel {
@@ -350,6 +352,7 @@ impl Channel {
             entry,
             core: core.clone(),
             uses: Vec::new(),
+            generator: None,
         };
         (channel, ChannelDriver { frames: frames_tx, commands: commands_rx })
     }
@@ -487,6 +490,35 @@ impl Channel {
         }
     }
 
+    /// Starts a generator, as Asterisk's `ast_activate_generator`: `next` makes a frame every
+    /// 20 ms, written to the driver until stopped, replaced, or the channel is gone. It runs on
+    /// its own task, so the dialplan goes on meanwhile (PlayTones). Must be called in the runtime.
+    pub fn start_generator(&mut self, mut next: impl FnMut() -> Option<crate::frame::Frame> + Send + 'static) {
+        self.stop_generator();
+        if self.hung_up {
+            return;
+        }
+        let commands = self.commands.clone();
+        self.generator = Some(crate::tokio::spawn(async move {
+            let mut tick = crate::tokio::time::interval(std::time::Duration::from_millis(20));
+            tick.set_missed_tick_behavior(crate::tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(frame) = next() else { return };
+                if commands.send(DriverCommand::Write(frame)).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    /// Stops the generator, if one runs (StopPlayTones, or an application that plays a file).
+    pub fn stop_generator(&mut self) {
+        if let Some(generator) = self.generator.take() {
+            generator.abort();
+        }
+    }
+
     pub fn indicate(&self, control: crate::frame::Control) {
         if !self.hung_up {
             let _ = self.commands.send(DriverCommand::Indicate(control));
@@ -501,6 +533,7 @@ impl Channel {
 
     /// Hangs up from this end with `cause` (the driver sends BYE/CANCEL/a final response).
     pub fn hangup(&mut self, cause: crate::frame::Cause) {
+        self.stop_generator();
         if !self.hung_up {
             self.hangup_cause.get_or_insert(cause);
             let _ = self.commands.send(DriverCommand::Hangup(cause));
@@ -519,6 +552,7 @@ impl Channel {
 
 impl Drop for Channel {
     fn drop(&mut self) {
+        self.stop_generator();
         // A channel dropped while up still ends the call at the far end.
         if !self.hung_up {
             let cause = self.hangup_cause.unwrap_or(crate::frame::Cause::NORMAL_CLEARING);

@@ -20,6 +20,7 @@ use starling_core::tokio::time::Instant;
 use starling_core::{tracing, LoadError, Module, ModuleContext};
 use starling_media::audio_file::{self, Format};
 use starling_media::opus::OpusParams;
+use starling_media::tones;
 use starling_media::translate::{self, AudioFormat, Translator};
 
 const FRAME: Duration = Duration::from_millis(20);
@@ -81,6 +82,8 @@ pub enum StreamError {
 
 /// Plays one file on the channel at real-time pace; a key press in `escape` stops it.
 pub async fn stream_file(chan: &mut Channel, name: &str, escape: &str) -> Result<(), StreamError> {
+    // A file replaces whatever a generator (PlayTones) was playing, as in Asterisk.
+    chan.stop_generator();
     let soundsdir = chan.core().settings().soundsdir.clone();
     let (path, format) =
         find_sound(&soundsdir, &chan.language, name, chan.native_format).ok_or(StreamError::NotFound)?;
@@ -426,6 +429,60 @@ fn read<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     })
 }
 
+/// `PlayTones(arg)`: a tone from the built-in tone zone (`dial`, `ring`, `busy`, `congestion`,
+/// `callwaiting`; the `us` zone, or the channel's `TONEZONE` variable's) or a tone list in
+/// indications.conf syntax (`440+480/2000,0/4000`), played while the dialplan goes on, until
+/// StopPlayTones or another sound.
+fn play_tones<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        let arg = data.trim();
+        let zone = chan.var("TONEZONE").and_then(tones::country).or_else(|| tones::country("us"));
+        let spec = match (arg, zone) {
+            ("dial", Some(z)) => z.dial,
+            ("ring", Some(z)) => z.ring,
+            ("busy", Some(z)) => z.busy,
+            ("congestion", Some(z)) => z.congestion,
+            ("callwaiting", Some(z)) => z.callwaiting,
+            _ => arg,
+        };
+        let tone = match tones::Tone::parse(spec) {
+            Ok(tone) => tone,
+            Err(e) => {
+                tracing::warn!("PlayTones: unable to start playtones ('{arg}': {})", e.0);
+                return AppResult::Continue;
+            }
+        };
+        let target = audio_format(chan.native_format);
+        let mut translator = match Translator::new(AudioFormat::Slin8, target, &OpusParams::default()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("PlayTones on {}: {e}", chan.name());
+                return AppResult::Continue;
+            }
+        };
+        let mut generator = tones::ToneGenerator::new(tone);
+        let samples = target.rate() / 50;
+        chan.start_generator(move || {
+            let mut pcm = vec![0i16; 160];
+            generator.fill(&mut pcm);
+            let frame = translator.translate(translate::Frame::Linear(pcm)).ok()?.pop()?;
+            let data = match frame {
+                translate::Frame::Encoded(bytes) => bytes,
+                translate::Frame::Linear(samples) => samples.iter().flat_map(|s| s.to_le_bytes()).collect(),
+            };
+            Some(Frame::Voice { format: target.name(), samples, data })
+        });
+        AppResult::Continue
+    })
+}
+
+fn stop_play_tones<'a>(chan: &'a mut Channel, _data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        chan.stop_generator();
+        AppResult::Continue
+    })
+}
+
 struct Loaded(#[allow(dead_code)] Vec<starling_core::apps::Registration<App>>);
 impl Module for Loaded {}
 
@@ -464,6 +521,20 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             synopsis: "Say Number.",
             description: "SayNumber(number[,gender]): says the number (English).",
             exec: say_number,
+            uses: None,
+        })?,
+        ctx.register_app(App {
+            name: "PlayTones",
+            synopsis: "Play a tone list.",
+            description: "PlayTones(arg): plays a tone from the tone zone (dial, ring, busy, congestion, callwaiting) or a tone list such as 440+480/2000,0/4000, while the dialplan goes on; StopPlayTones ends it.",
+            exec: play_tones,
+            uses: None,
+        })?,
+        ctx.register_app(App {
+            name: "StopPlayTones",
+            synopsis: "Stop playing a tone list.",
+            description: "StopPlayTones(): stops the tones PlayTones started.",
+            exec: stop_play_tones,
             uses: None,
         })?,
         ctx.register_app(App {
