@@ -175,6 +175,11 @@ exten => 1200,1,Answer()
  same => n,StopPlayTones()
  same => n,Wait(0.5)
  same => n,Hangup()
+exten => 1300,1,Answer()
+ same => n,Record(/tmp/stl-rec-${SIPCALLID}.wav,,,q)
+ same => n,NoOp(RECORD_STATUS=${RECORD_STATUS})
+ same => n,Playback(${RECORDED_FILE})
+ same => n,Hangup()
 exten => 700,1,Playback(hello-world)
  same => n,Hangup()
 exten => 300,1,Ringing()
@@ -351,6 +356,18 @@ impl HandCall {
         }
     }
 
+    /// One 20 ms PCMU packet.
+    fn send_voice(&self, payload: &[u8]) {
+        let seq = self.sent.get();
+        self.sent.set(seq + 1);
+        let mut packet = vec![0x80, 0];
+        packet.extend_from_slice(&seq.to_be_bytes());
+        packet.extend_from_slice(&(8000 + u32::from(seq) * 160).to_be_bytes());
+        packet.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
+        packet.extend_from_slice(payload);
+        self.rtp.send_to(&packet, ("127.0.0.1", self.their_rtp)).unwrap();
+    }
+
     /// PCMU payloads received until nothing comes for `quiet`.
     fn receive_payloads(&self, quiet: Duration) -> Vec<Vec<u8>> {
         self.rtp.set_read_timeout(Some(quiet)).unwrap();
@@ -524,4 +541,30 @@ fn playtones_runs_beside_the_dialplan_until_stopped() {
     );
     let distinct: std::collections::HashSet<u8> = frames.iter().flatten().copied().collect();
     assert!(distinct.len() > 20, "a tone, not silence");
+}
+
+/// Record() writes what the caller says to a WAV until #, and Playback plays it back.
+#[test]
+fn record_writes_a_wav_that_plays_back() {
+    let (server, port) = pbx("siprec", "");
+    let call_id = format!("rec{}@127.0.0.1", std::process::id());
+    let file = std::path::PathBuf::from(format!("/tmp/stl-rec-{call_id}.wav"));
+    let _ = std::fs::remove_file(&file);
+    let call = HandCall::dial(port, "1300", &call_id);
+    std::thread::sleep(Duration::from_millis(100));
+    let tone: Vec<u8> = (0..160).map(|i| [0x10u8, 0x30, 0x90, 0xb0][i % 4]).collect();
+    for _ in 0..50 {
+        call.send_voice(&tone);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    call.press(11);
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    assert!(server.log().contains("\"RECORD_STATUS=DTMF\""), "{}", server.log_tail());
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_file(&file);
+    assert!((44 + 45 * 320..=44 + 55 * 320).contains(&size), "a WAV of about 1 s: {size} bytes");
+    let played = call.receive_payloads(Duration::from_millis(100));
+    assert!(played.len() >= 45, "the recording played back: {} frames", played.len());
+    assert!(played.iter().filter(|p| **p == tone).count() >= 40, "µ-law → WAV → µ-law is lossless for these codes");
 }

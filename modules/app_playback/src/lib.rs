@@ -2,7 +2,8 @@
 //! files from `soundsdir`, translated to the channel's format and sent in 20 ms frames at
 //! real-time pace. Sets `PLAYBACKSTATUS` to `SUCCESS` or `FAILED`. The other applications that
 //! stream sound files live here too, beside the streaming they share: `Background()` and
-//! `SayDigits()`/`SayNumber()`/`SayAlpha()` (PBX built-ins in Asterisk) and `Read()` (app_read).
+//! `SayDigits()`/`SayNumber()`/`SayAlpha()` (PBX built-ins in Asterisk), `Read()` (app_read),
+//! `Record()` (app_record) and `PlayTones()` (app_playtones).
 //!
 //! Files are looked up as Asterisk does (`<soundsdir>/<language>/<name>.<ext>`), and also in a
 //! `<language>_*` folder beside it, because Debian's `asterisk-core-sounds-en-wav` installs
@@ -483,6 +484,151 @@ fn stop_play_tones<'a>(chan: &'a mut Channel, _data: &'a str) -> AppFuture<'a> {
     })
 }
 
+/// Mean absolute amplitude below which a frame counts as silence (Asterisk's default
+/// `silencethreshold` in dsp.conf is 256).
+const SILENCE_THRESHOLD: u32 = 256;
+
+/// `Record(filename.format[,silence[,maxduration[,options]]])`, as app_record: beeps (unless
+/// `q`), then records what the caller says until `#` (`*` with `t`, any key with `y`, none
+/// with `x`), `silence` seconds of silence, `maxduration` seconds, or hangup (the file is kept
+/// only with `k`). `%d` in the name becomes a number that makes it new. A relative name is
+/// under soundsdir, as in Asterisk. Formats: wav, sln, ulaw, alaw. Options `s` (skip when not
+/// answered), `n` (no answer). Sets `RECORDED_FILE` (without extension) and `RECORD_STATUS`
+/// (`DTMF`, `SILENCE`, `TIMEOUT`, `HANGUP`, `SKIP`, `ERROR`).
+fn record<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        let args: Vec<&str> = data.split(',').map(str::trim).collect();
+        let arg = |i: usize| args.get(i).copied().unwrap_or("");
+        let Some((name, extension)) = arg(0).rsplit_once('.') else {
+            tracing::warn!("Record: no extension specified to filename '{}'", arg(0));
+            chan.set_var("RECORD_STATUS", "ERROR");
+            return AppResult::Continue;
+        };
+        let Some(format) = Format::from_extension(extension) else {
+            tracing::warn!("Record: unknown format '{extension}'");
+            chan.set_var("RECORD_STATUS", "ERROR");
+            return AppResult::Continue;
+        };
+        let silence = arg(1).parse::<f64>().ok().filter(|s| *s > 0.0).map(Duration::from_secs_f64);
+        let max = arg(2).parse::<f64>().ok().filter(|s| *s > 0.0).map(Duration::from_secs_f64);
+        let options = arg(3);
+        let terminators = if options.contains('x') {
+            ""
+        } else if options.contains('y') {
+            "0123456789*#ABCD"
+        } else if options.contains('t') {
+            "*"
+        } else {
+            "#"
+        };
+        if chan.state() != ChannelState::Up {
+            if options.contains('s') {
+                chan.set_var("RECORD_STATUS", "SKIP");
+                return AppResult::Continue;
+            }
+            if !options.contains('n') {
+                chan.answer();
+            }
+        }
+        let soundsdir = chan.core().settings().soundsdir.clone();
+        let base = if Path::new(name).is_absolute() { PathBuf::from(name) } else { soundsdir.join(name) };
+        let base = if name.contains("%d") {
+            let mut n = 0;
+            loop {
+                let candidate = PathBuf::from(base.to_string_lossy().replace("%d", &n.to_string()));
+                if !Path::new(&format!("{}.{extension}", candidate.display())).exists() {
+                    break candidate;
+                }
+                n += 1;
+            }
+        } else {
+            base
+        };
+        let path = PathBuf::from(format!("{}.{extension}", base.display()));
+        if !options.contains('q') {
+            if stream_file(chan, "beep", "").await == Err(StreamError::HungUp) {
+                chan.set_var("RECORD_STATUS", "HANGUP");
+                return AppResult::Hangup;
+            }
+        }
+        let mut decoder =
+            match Translator::new(audio_format(chan.native_format), AudioFormat::Slin8, &OpusParams::default()) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!("Record on {}: {e}", chan.name());
+                    chan.set_var("RECORD_STATUS", "ERROR");
+                    return AppResult::Continue;
+                }
+            };
+        let started = Instant::now();
+        let mut samples: Vec<i16> = Vec::new();
+        let mut quiet = Duration::ZERO;
+        let status = loop {
+            let wait = match max {
+                Some(max) => max.saturating_sub(started.elapsed()),
+                None => Duration::from_secs(3600),
+            };
+            if wait.is_zero() {
+                break "TIMEOUT";
+            }
+            match chan.read_timeout(wait).await {
+                Read::HungUp => break "HANGUP",
+                Read::Timeout => {
+                    if max.is_some() {
+                        break "TIMEOUT";
+                    }
+                }
+                Read::Frame(Frame::DtmfEnd { digit, .. }) if terminators.contains(digit) => break "DTMF",
+                Read::Frame(Frame::Voice { format, data, .. }) if format == chan.native_format => {
+                    let input = if format.starts_with("slin") {
+                        translate::Frame::Linear(
+                            data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect(),
+                        )
+                    } else {
+                        translate::Frame::Encoded(data)
+                    };
+                    for frame in decoder.translate(input).unwrap_or_default() {
+                        if let translate::Frame::Linear(pcm) = frame {
+                            let energy =
+                                pcm.iter().map(|s| s.unsigned_abs() as u32).sum::<u32>() / pcm.len().max(1) as u32;
+                            quiet = if energy < SILENCE_THRESHOLD {
+                                quiet + Duration::from_millis(pcm.len() as u64 / 8)
+                            } else {
+                                Duration::ZERO
+                            };
+                            samples.extend_from_slice(&pcm);
+                        }
+                    }
+                    if silence.is_some_and(|s| quiet >= s) {
+                        break "SILENCE";
+                    }
+                }
+                Read::Frame(_) => {}
+            }
+        };
+        let audio = audio_file::Audio { rate: 8000, samples };
+        if status == "HANGUP" && !options.contains('k') {
+            chan.set_var("RECORD_STATUS", status);
+            return AppResult::Hangup;
+        }
+        let written = std::fs::File::create(&path).map_err(|e| e.to_string()).and_then(|file| {
+            audio_file::write(format, &audio, std::io::BufWriter::new(file)).map_err(|e| e.to_string())
+        });
+        if let Err(e) = written {
+            tracing::warn!("Record on {}: cannot write {}: {e}", chan.name(), path.display());
+            chan.set_var("RECORD_STATUS", "ERROR");
+            return if status == "HANGUP" { AppResult::Hangup } else { AppResult::Continue };
+        }
+        chan.set_var("RECORDED_FILE", &base.to_string_lossy());
+        chan.set_var("RECORD_STATUS", status);
+        if status == "HANGUP" {
+            AppResult::Hangup
+        } else {
+            AppResult::Continue
+        }
+    })
+}
+
 struct Loaded(#[allow(dead_code)] Vec<starling_core::apps::Registration<App>>);
 impl Module for Loaded {}
 
@@ -521,6 +667,13 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             synopsis: "Say Number.",
             description: "SayNumber(number[,gender]): says the number (English).",
             exec: say_number,
+            uses: None,
+        })?,
+        ctx.register_app(App {
+            name: "Record",
+            synopsis: "Record to a file.",
+            description: "Record(filename.format[,silence[,maxduration[,options]]]): records until # (or silence, maxduration, hangup). Formats wav, sln, ulaw, alaw. Options: k keep on hangup, n no answer, q no beep, s skip if not answered, t * terminates, x no terminator, y any key terminates. Sets RECORDED_FILE and RECORD_STATUS.",
+            exec: record,
             uses: None,
         })?,
         ctx.register_app(App {
