@@ -545,11 +545,9 @@ fn record<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             base
         };
         let path = PathBuf::from(format!("{}.{extension}", base.display()));
-        if !options.contains('q') {
-            if stream_file(chan, "beep", "").await == Err(StreamError::HungUp) {
-                chan.set_var("RECORD_STATUS", "HANGUP");
-                return AppResult::Hangup;
-            }
+        if !options.contains('q') && stream_file(chan, "beep", "").await == Err(StreamError::HungUp) {
+            chan.set_var("RECORD_STATUS", "HANGUP");
+            return AppResult::Hangup;
         }
         let mut decoder =
             match Translator::new(audio_format(chan.native_format), AudioFormat::Slin8, &OpusParams::default()) {
