@@ -92,3 +92,37 @@ fn originate_a_local_channel_into_the_dialplan() {
     assert!(gone.is_some(), "{}", server.rx("core show channels"));
     assert!(server.rx("channel originate SIP/bob application Wait 1").contains("only Local/"));
 }
+
+/// System(), TrySystem() and SHELL() are refused until app_system.conf enables them; then
+/// they run through /bin/sh, and `module reload` switches them.
+#[test]
+fn system_and_shell_are_off_until_enabled() {
+    let dir = TestDir::new("system");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = yes\n");
+    let marker = dir.path.join("ran");
+    dir.write(
+        "extensions.conf",
+        &format!(
+            "[default]\nexten => 100,1,TrySystem(touch {})\n same => n,Verbose(1,TRY=${{SYSTEMSTATUS}} OUT=${{SHELL(echo hi)}}.)\n same => n,System(exit 3)\n same => n,Verbose(1,SYS=${{SYSTEMSTATUS}})\n same => n,Wait(60)\n",
+            marker.display()
+        ),
+    );
+    let server = Server::start(dir);
+    let _ = server.rx("channel originate Local/100@default application Wait 60");
+    let refused =
+        eventually(std::time::Duration::from_secs(10), || server.log().contains("TRY=FAILURE OUT=.").then_some(()));
+    assert!(refused.is_some(), "{}", server.log_tail());
+    assert!(server.log().contains("TrySystem is disabled: set enabled = yes in [general] of app_system.conf"));
+    assert!(!marker.exists(), "nothing ran");
+    let _ = server.rx("channel request hangup all");
+
+    server.dir.write("app_system.conf", "[general]\nenabled = yes\n");
+    let _ = server.rx("module reload app_system.so");
+    let _ = server.rx("channel originate Local/100@default application Wait 60");
+    let ran = eventually(std::time::Duration::from_secs(10), || server.log().contains("SYS=APPERROR").then_some(()));
+    assert!(ran.is_some(), "{}", server.log_tail());
+    assert!(server.log().contains("TRY=SUCCESS OUT=hi\n."), "{}", server.log_tail());
+    assert!(marker.exists(), "TrySystem ran the command");
+    let _ = server.rx("channel request hangup all");
+}

@@ -38,6 +38,7 @@ fn static_modules() -> Vec<StaticModule> {
         chan_sip::module_info,
         app_echo::module_info,
         app_playback::module_info,
+        app_system::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()
