@@ -186,6 +186,7 @@ exten => 300,1,Ringing()
  same => n,Wait(30)
 [from-alice]
 exten => 100,1,Answer()
+ same => n,NoOp(CID=${CALLERID(all)})
  same => n,Wait(30)
 ";
 
@@ -196,7 +197,7 @@ fn pbx(name: &str, general: &str) -> (Server, u16) {
     dir.write_starling_conf(&moddir(), "");
     dir.write(
         "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_echo.so\nload => app_playback.so\nload => chan_sip.so\n",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_echo.so\nload => app_playback.so\nload => func_callerid.so\nload => chan_sip.so\n",
     );
     dir.write("extensions.conf", EXTENSIONS);
     dir.write(
@@ -247,6 +248,7 @@ fn a_friend_with_a_secret_must_authenticate() {
     let (server, port) = pbx("sipauth", "allowguest=no");
     let (code, out) = run_sipp(port, "invite_auth.xml", "100", "alice", "pw", 1);
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(server.log().contains("\"CID=\"Alice Caller\" <alice>\""), "caller ID from From: {}", server.log_tail());
     let (code, _) = run_sipp(port, "invite_auth.xml", "100", "alice", "wrong", 1);
     assert_ne!(code, 0, "a wrong password is not let through");
 }

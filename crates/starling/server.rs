@@ -39,6 +39,7 @@ fn static_modules() -> Vec<StaticModule> {
         app_echo::module_info,
         app_playback::module_info,
         app_system::module_info,
+        func_callerid::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()
