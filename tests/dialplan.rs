@@ -126,3 +126,29 @@ fn system_and_shell_are_off_until_enabled() {
     assert!(marker.exists(), "TrySystem ran the command");
     let _ = server.rx("channel request hangup all");
 }
+
+/// TIMEOUT(absolute) interrupts Wait() and sends the call to `T`; without `T` it hangs up.
+#[test]
+fn the_absolute_timeout_goes_to_t_or_hangs_up() {
+    let dir = TestDir::new("abstimeout");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = yes\n");
+    dir.write(
+        "extensions.conf",
+        "[default]\nexten => 100,1,Set(TIMEOUT(absolute)=0.5)\n same => n,Verbose(1,LEFT=${TIMEOUT(absolute)})\n same => n,Wait(30)\n same => n,Verbose(1,not reached)\nexten => T,1,Verbose(1,Absolute timeout reached)\n same => n,Hangup()\n[plain]\nexten => 200,1,Set(TIMEOUT(absolute)=0.5)\n same => n,Wait(30)\n same => n,Verbose(1,not reached)\n",
+    );
+    let server = Server::start(dir);
+    let _ = server.rx("channel originate Local/100@default application Wait 60");
+    let reached = eventually(std::time::Duration::from_secs(10), || {
+        server.log().contains("Absolute timeout reached").then_some(())
+    });
+    assert!(reached.is_some(), "{}", server.log_tail());
+    assert!(server.log().contains("LEFT=0.4") || server.log().contains("LEFT=0.5"), "{}", server.log_tail());
+    let _ = server.rx("channel originate Local/200@plain application Wait 60");
+    let gone = eventually(std::time::Duration::from_secs(10), || {
+        server.rx("core show channels count").starts_with("0 active channels").then_some(())
+    });
+    assert!(gone.is_some(), "{}", server.rx("core show channels"));
+    assert!(!server.log().contains("not reached"), "{}", server.log_tail());
+    assert!(server.log().contains("Timeout on Local/200@plain-"), "{}", server.log_tail());
+}

@@ -40,6 +40,7 @@ fn static_modules() -> Vec<StaticModule> {
         app_playback::module_info,
         app_system::module_info,
         func_callerid::module_info,
+        func_timeout::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()

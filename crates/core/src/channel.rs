@@ -316,6 +316,10 @@ pub struct Channel {
     pub uses: Vec<crate::module::ModuleUse>,
     /// A task writing a frame every 20 ms (PlayTones), while the dialplan goes on.
     generator: Option<crate::tokio::task::JoinHandle<()>>,
+    /// `TIMEOUT(absolute)`: when the call must leave what it is doing (for `T`, or hang up).
+    absolute_deadline: Option<crate::tokio::time::Instant>,
+    /// The absolute timeout struck: reads end (as at a hangup) until the PBX loop takes it.
+    timed_out: bool,
 }
 
 impl Channel {
@@ -353,6 +357,8 @@ impl Channel {
             core: core.clone(),
             uses: Vec::new(),
             generator: None,
+            absolute_deadline: None,
+            timed_out: false,
         };
         (channel, ChannelDriver { frames: frames_tx, commands: commands_rx })
     }
@@ -436,12 +442,59 @@ impl Channel {
         self.jump.take()
     }
 
-    /// The next frame from the driver; `None` once hung up (at either end).
+    /// Sets (or with `None` clears) the absolute timeout, counted from now, as
+    /// `Set(TIMEOUT(absolute)=secs)`: when it strikes, reads end as at a hangup and the PBX loop
+    /// goes to the `T` extension, or hangs up without one.
+    pub fn set_absolute_timeout(&mut self, after: Option<std::time::Duration>) {
+        self.absolute_deadline = after.map(|d| crate::tokio::time::Instant::now() + d);
+        self.timed_out = false;
+    }
+    /// Seconds left before the absolute timeout (0 when none is set).
+    pub fn absolute_timeout_left(&self) -> std::time::Duration {
+        self.absolute_deadline
+            .map_or(std::time::Duration::ZERO, |d| d.saturating_duration_since(crate::tokio::time::Instant::now()))
+    }
+    /// Whether the absolute timeout has struck (without taking it).
+    pub fn is_timed_out(&self) -> bool {
+        self.timed_out || self.absolute_deadline.is_some_and(|d| d <= crate::tokio::time::Instant::now())
+    }
+    /// Whether the absolute timeout struck (reading it clears it): for the PBX loop.
+    pub fn take_timed_out(&mut self) -> bool {
+        if self.absolute_deadline.is_some_and(|d| d <= crate::tokio::time::Instant::now()) {
+            self.absolute_deadline = None;
+            self.timed_out = true;
+        }
+        std::mem::take(&mut self.timed_out)
+    }
+
+    /// Waits for the next frame, or the absolute timeout (`None` then, and `timed_out` set).
+    async fn next_frame(&mut self) -> Option<Option<crate::frame::Frame>> {
+        if self.timed_out {
+            return None;
+        }
+        match self.absolute_deadline {
+            None => Some(self.frames.recv().await),
+            Some(deadline) => {
+                crate::tokio::select! {
+                    frame = self.frames.recv() => Some(frame),
+                    _ = crate::tokio::time::sleep_until(deadline) => {
+                        self.absolute_deadline = None;
+                        self.timed_out = true;
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next frame from the driver; `None` once hung up (at either end), or when the
+    /// absolute timeout strikes.
     pub async fn read(&mut self) -> Option<crate::frame::Frame> {
         if self.hung_up {
             return None;
         }
-        match self.frames.recv().await {
+        let Some(frame) = self.next_frame().await else { return None };
+        match frame {
             Some(crate::frame::Frame::Hangup(cause)) => {
                 self.hangup_cause.get_or_insert(cause);
                 self.hung_up = true;
@@ -460,18 +513,21 @@ impl Channel {
         if self.hung_up {
             return Read::HungUp;
         }
-        match crate::tokio::time::timeout(timeout, self.frames.recv()).await {
+        match crate::tokio::time::timeout(timeout, self.next_frame()).await {
             Err(_) => Read::Timeout,
-            Ok(Some(crate::frame::Frame::Hangup(cause))) => {
-                self.hangup_cause.get_or_insert(cause);
-                self.hung_up = true;
-                Read::HungUp
-            }
-            Ok(None) => {
-                self.hung_up = true;
-                Read::HungUp
-            }
-            Ok(Some(frame)) => Read::Frame(frame),
+            Ok(None) => Read::HungUp,
+            Ok(Some(frame)) => match frame {
+                Some(crate::frame::Frame::Hangup(cause)) => {
+                    self.hangup_cause.get_or_insert(cause);
+                    self.hung_up = true;
+                    Read::HungUp
+                }
+                None => {
+                    self.hung_up = true;
+                    Read::HungUp
+                }
+                Some(frame) => Read::Frame(frame),
+            },
         }
     }
 

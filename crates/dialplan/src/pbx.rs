@@ -105,6 +105,18 @@ async fn run_priorities(
         if chan.is_hung_up() && !in_h {
             return chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING);
         }
+        // TIMEOUT(absolute) struck (during the last application, or between priorities).
+        if !in_h && chan.take_timed_out() {
+            let _ = chan.take_jump();
+            if plan.find(&chan.context, "T", None, Mode::Match, &now()).is_some() {
+                verbose!(3, "Timeout on {}, going to 'T'", chan.name());
+                chan.exten = "T".into();
+                chan.priority = 1;
+            } else {
+                verbose!(3, "Timeout on {}, hanging up (no 'T' extension)", chan.name());
+                return Cause::NORMAL_CLEARING;
+            }
+        }
         let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
         let Some(found) = plan.find(&chan.context, &chan.exten, callerid.as_deref(), Mode::Match, &now()) else {
             if in_h {
@@ -198,7 +210,7 @@ async fn run_priorities(
         } else {
             chan.priority += 1;
         }
-        if result == AppResult::Hangup && !in_h {
+        if result == AppResult::Hangup && !in_h && !chan.is_timed_out() {
             return chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING);
         }
     }
