@@ -493,7 +493,7 @@ impl Channel {
         if self.hung_up {
             return None;
         }
-        let Some(frame) = self.next_frame().await else { return None };
+        let frame = self.next_frame().await?;
         match frame {
             Some(crate::frame::Frame::Hangup(cause)) => {
                 self.hangup_cause.get_or_insert(cause);
