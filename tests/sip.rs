@@ -570,3 +570,41 @@ fn record_writes_a_wav_that_plays_back() {
     assert!(played.len() >= 45, "the recording played back: {} frames", played.len());
     assert!(played.iter().filter(|p| **p == tone).count() >= 40, "µ-law → WAV → µ-law is lossless for these codes");
 }
+
+/// A re-INVITE that moves our media to another port is answered 200 with SDP, and the echo
+/// follows to the new port (the old one hears nothing more).
+#[test]
+fn a_reinvite_moves_the_media() {
+    let (server, port) = pbx("sipreinvite", "");
+    let call = HandCall::dial(port, "600", "reinvite-call@127.0.0.1");
+    let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
+    moved.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let new_port = moved.local_addr().unwrap().port();
+    let sdp = format!(
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {new_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    );
+    let reinvite = format!(
+        "INVITE sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKre1\r\n{}To: {}\r\nCSeq: 2 INVITE\r\nContact: <sip:guest@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        call.sip_port, call.common, call.to, call.sip_port, sdp.len()
+    );
+    call.sip.send_to(reinvite.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let ok = await_message(&call.sip, "SIP/2.0 200");
+    assert!(ok.contains("CSeq: 2 INVITE") && ok.contains("m=audio "), "{ok}");
+    assert!(ok.contains("o=Starling ") && ok.contains(" 2 IN IP4 "), "the session version went up: {ok}");
+    call.send("ACK", 2, "z9hG4bKre2");
+    let mut packet = vec![0x80, 0x00, 0, 1, 0, 0, 0, 160, 0x12, 0x34, 0x56, 0x78];
+    packet.extend(std::iter::repeat_n(0x55u8, 160));
+    let mut echoed = 0;
+    let mut buffer = [0u8; 2048];
+    for seq in 1u16..=10 {
+        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+        moved.send_to(&packet, ("127.0.0.1", call.their_rtp)).unwrap();
+        if let Ok(len) = moved.recv(&mut buffer) {
+            echoed += usize::from(len == 172 && buffer[12] == 0x55);
+        }
+    }
+    assert!(echoed >= 8, "{echoed} of 10 echoed to the new port\n{}", server.log_tail());
+    assert!(call.receive_payloads(Duration::from_millis(50)).is_empty(), "nothing to the old port");
+    call.send("BYE", 3, "z9hG4bKre3");
+    await_message(&call.sip, "SIP/2.0 200");
+}

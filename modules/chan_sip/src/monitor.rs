@@ -27,7 +27,8 @@ use crate::registrar::{Bindings, Registrar};
 /// The methods chan_sip answers (the `Allow:` header).
 pub const ALLOWED_METHODS: &str = "INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, SUBSCRIBE, NOTIFY, INFO, PUBLISH, MESSAGE";
 /// The extensions chan_sip supports (the `Supported:` header).
-pub const SUPPORTED: &str = "replaces, timer";
+/// (No `timer`: session timers are not kept yet, so they are not offered.)
+pub const SUPPORTED: &str = "replaces";
 /// The RTP port range (rtp.conf's defaults).
 const RTP_START: u16 = 10_000;
 const RTP_END: u16 = 20_000;
@@ -202,10 +203,9 @@ impl Monitor {
                         note_message(&self.table, request.call_id().unwrap_or(""), "Rx: BYE");
                         let _ = call.send(ToPvt::Bye { tx, request: Box::new(request) });
                     }
-                    // A re-INVITE (hold, a new address): not handled yet, refused without harm.
-                    Some(_) => {
-                        let response = self.response(&request, 488);
-                        self.endpoint.send_response(now, tx, response);
+                    Some(call) => {
+                        note_message(&self.table, request.call_id().unwrap_or(""), "Rx: INVITE");
+                        let _ = call.send(ToPvt::Reinvite { tx, request: Box::new(request) });
                     }
                     None => {
                         let response = self.response(&request, 481);

@@ -85,8 +85,16 @@ pub enum ToMonitor {
 #[derive(Debug)]
 pub enum ToPvt {
     Ack,
-    Bye { tx: TxId, request: Box<Request> },
+    Bye {
+        tx: TxId,
+        request: Box<Request>,
+    },
     Cancelled,
+    /// An INVITE inside the dialog: a new offer (hold, another address) or a session refresh.
+    Reinvite {
+        tx: TxId,
+        request: Box<Request>,
+    },
 }
 
 /// Asterisk's `hangup_cause2sip`: the final response for a call refused with `cause`.
@@ -153,7 +161,12 @@ const T2: Duration = Duration::from_secs(4);
 
 impl Pvt {
     fn response(&self, status: u16) -> Response {
-        let mut response = Response::to_request(&self.invite, status);
+        self.response_to(&self.invite, status)
+    }
+
+    /// A response to a request of this dialog (the INVITE, or a re-INVITE).
+    fn response_to(&self, request: &Request, status: u16) -> Response {
+        let mut response = Response::to_request(request, status);
         response.set_to_tag(&self.id.local_tag);
         response.headers.push(HeaderName::Server, self.useragent.clone());
         if (101..300).contains(&status) {
@@ -167,6 +180,41 @@ impl Pvt {
         response.headers.push(HeaderName::ContentType, "application/sdp");
         response.body = self.media.answer(&self.negotiated).into_bytes();
         response
+    }
+
+    /// The negotiated codec's frame format, payload type, samples per ms, and the
+    /// telephone-event payload type.
+    fn codec_params(&self) -> (&'static str, u8, u32, Option<u8>) {
+        let codec = &self.negotiated.codec;
+        let events = self.negotiated.telephone_event.as_ref().map(|c| c.payload_type);
+        (format_name(&codec.name), codec.payload_type, codec.clock_rate / 1000, events)
+    }
+
+    /// A re-INVITE: a new offer (another address, hold, a codec change among ours) is answered
+    /// 200 with our answer; one without SDP (a refresh, or a delayed offer) gets our current
+    /// session again. The 200 for a codec we cannot take is 488; an out-of-order CSeq 500.
+    fn reinvite(&mut self, request: &Request) -> Result<Response, u16> {
+        if let Err(e) = self.dialog.handle_request(request) {
+            tracing::info!("re-INVITE on {} refused: {e}", self.id.call_id);
+            return Err(500);
+        }
+        if !request.body.is_empty() {
+            let offer = std::str::from_utf8(&request.body)
+                .ok()
+                .and_then(|text| starling_media::sdp::RemoteMedia::parse(text).ok())
+                .ok_or(488u16)?;
+            let negotiated = starling_media::sdp::negotiate(&offer, &self.media.codecs, true).map_err(|_| 488u16)?;
+            if offer.is_hold() {
+                tracing::info!("{} put the call on hold", self.peer);
+            }
+            if negotiated.remote.port() != 0 && !negotiated.remote.ip().is_unspecified() {
+                self.session.set_remote(negotiated.remote, offer.rtcp_mux);
+            }
+            self.negotiated = negotiated;
+        }
+        self.media.session_version += 1;
+        let ok = self.response_to(request, 200);
+        Ok(self.with_sdp(ok))
     }
 
     fn send(&self, message: ToMonitor) {
@@ -202,10 +250,7 @@ impl Pvt {
         let give_up_2xx = 64 * T1;
         let mut answered_at = TokioInstant::now();
         let mut buffer = vec![0u8; 2048];
-        let format = format_name(&self.negotiated.codec.name);
-        let payload_type = self.negotiated.codec.payload_type;
-        let samples_per_ms = self.negotiated.codec.clock_rate / 1000;
-        let event_type = self.negotiated.telephone_event.as_ref().map(|c| c.payload_type);
+        let (mut format, mut payload_type, mut samples_per_ms, mut event_type) = self.codec_params();
         let mut dtmf = starling_media::dtmf::EventReceiver::default();
         let mut dtmf_events = Vec::new();
         loop {
@@ -278,6 +323,21 @@ impl Pvt {
                         self.send(ToMonitor::Respond { tx, response: ok });
                         let _ = self.driver.frames.send(Frame::Hangup(Cause::NORMAL_CLEARING)).await;
                         break;
+                    }
+                    Some(ToPvt::Reinvite { tx, request }) => {
+                        match self.reinvite(&request) {
+                            Ok(ok) => {
+                                (format, payload_type, samples_per_ms, event_type) = self.codec_params();
+                                self.send(ToMonitor::Respond { tx, response: ok.clone() });
+                                state = State::Answered { acked: false };
+                                answered_at = TokioInstant::now();
+                                retransmit = Some((answered_at + T1, T1, ok));
+                            }
+                            Err(status) => {
+                                let refusal = self.response_to(&request, status);
+                                self.send(ToMonitor::Respond { tx, response: refusal });
+                            }
+                        }
                     }
                     Some(ToPvt::Cancelled) => {
                         if state == State::Early {
