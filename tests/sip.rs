@@ -185,6 +185,8 @@ exten => 700,1,Playback(hello-world)
 exten => 300,1,Ringing()
  same => n,Wait(30)
 [from-alice]
+exten => 600,1,Answer()
+ same => n,Echo()
 exten => 100,1,Answer()
  same => n,NoOp(CID=${CALLERID(all)})
  same => n,Wait(30)
@@ -607,4 +609,68 @@ fn a_reinvite_moves_the_media() {
     assert!(call.receive_payloads(Duration::from_millis(50)).is_empty(), "nothing to the old port");
     call.send("BYE", 3, "z9hG4bKre3");
     await_message(&call.sip, "SIP/2.0 200");
+}
+
+/// A real softphone: baresip (registered as alice, with digest) calls Echo() and plays a 3 s
+/// 440 Hz tone; what it decodes from Starling must be that tone (numpy's FFT peak).
+#[test]
+fn baresip_hears_its_tone_echoed() {
+    let (server, port) = pbx("sipbaresip", "");
+    let dir = TestDir::new("baresip");
+    let home = dir.path.clone();
+    let tone = home.join("tone.wav");
+    let made = std::process::Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+        .arg(&tone)
+        .args(["synth", "3", "sine", "440"])
+        .status()
+        .expect("sox");
+    assert!(made.success());
+    let sip_port = free_udp_port();
+    std::fs::write(
+        home.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\naudio_player aufile,{h}/heard.wav\naudio_source aufile,{t}\naudio_alert aufile,{h}/alert.wav\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {h}\n",
+            h = home.display(),
+            t = tone.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("accounts"),
+        format!("<sip:alice@127.0.0.1:{port}>;auth_pass=pw;answermode=auto;regint=0\n"),
+    )
+    .unwrap();
+    let mut baresip = std::process::Command::new("baresip")
+        .arg("-f")
+        .arg(&home)
+        .args(["-e", &format!("/dial sip:600@127.0.0.1:{port}"), "-t", "6"])
+        .current_dir(&home)
+        .stdout(std::fs::File::create(home.join("baresip.log")).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("baresip (Debian's baresip-core)");
+    if wait_timeout(&mut baresip, Duration::from_secs(20)).is_none() {
+        let _ = baresip.kill();
+        let _ = baresip.wait();
+    }
+    let log = std::fs::read_to_string(home.join("baresip.log")).unwrap_or_default();
+    let decoded = std::fs::read_dir(&home)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| panic!("baresip recorded what it heard\n{log}\n{}", server.log_tail()));
+    let analysis = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg("import sys,wave,numpy as n\nw=wave.open(sys.argv[1]);d=n.frombuffer(w.readframes(w.getnframes()),dtype=n.int16).astype(float)\nf=n.abs(n.fft.rfft(d));print(len(d), round(n.argmax(f)*w.getframerate()/len(d)))")
+        .arg(&decoded)
+        .output()
+        .expect("python3 with numpy (python3-numpy)");
+    let text = String::from_utf8_lossy(&analysis.stdout).into_owned();
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+    let (samples, peak) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+    assert!(samples >= 16_000, "at least 2 s of audio came back: {samples} samples\n{log}");
+    assert!((435..=445).contains(&peak), "the echo is the 440 Hz tone: peak at {peak} Hz");
+    assert!(server.log().contains("Accepting call SIP/alice-"), "baresip authenticated as alice");
 }
