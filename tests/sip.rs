@@ -611,18 +611,17 @@ fn a_reinvite_moves_the_media() {
     await_message(&call.sip, "SIP/2.0 200");
 }
 
-/// A real softphone: baresip (registered as alice, with digest) calls Echo() and plays a 3 s
-/// 440 Hz tone; what it decodes from Starling must be that tone (numpy's FFT peak).
-#[test]
-fn baresip_hears_its_tone_echoed() {
-    let (server, port) = pbx("sipbaresip", "");
-    let dir = TestDir::new("baresip");
+/// A real softphone: baresip (authenticating as alice) calls Echo() with `codec_module` and
+/// plays a 3 s 440 Hz tone; what it decodes from Starling must be that tone (numpy's FFT peak).
+fn baresip_hears_its_tone_echoed(name: &str, general: &str, codec_module: &str, rate: u32, channels: u32) {
+    let (server, port) = pbx(name, general);
+    let dir = TestDir::new(&format!("{name}-ua"));
     let home = dir.path.clone();
     let tone = home.join("tone.wav");
     let made = std::process::Command::new("sox")
-        .args(["-n", "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+        .args(["-n", "-r", &rate.to_string(), "-c", &channels.to_string(), "-b", "16", "-e", "signed-integer"])
         .arg(&tone)
-        .args(["synth", "3", "sine", "440"])
+        .args(["synth", "3", "sine", "440", "vol", "0.5"])
         .status()
         .expect("sox");
     assert!(made.success());
@@ -630,7 +629,7 @@ fn baresip_hears_its_tone_echoed() {
     std::fs::write(
         home.join("config"),
         format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\naudio_player aufile,{h}/heard.wav\naudio_source aufile,{t}\naudio_alert aufile,{h}/alert.wav\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {h}\n",
+            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\naudio_player aufile,{h}/heard.wav\naudio_source aufile,{t}\naudio_alert aufile,{h}/alert.wav\nmodule_path /usr/lib/baresip/modules\nmodule {codec_module}\nmodule aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {h}\n",
             h = home.display(),
             t = tone.display()
         ),
@@ -663,14 +662,25 @@ fn baresip_hears_its_tone_echoed() {
         .unwrap_or_else(|| panic!("baresip recorded what it heard\n{log}\n{}", server.log_tail()));
     let analysis = std::process::Command::new("/usr/bin/python3")
         .arg("-c")
-        .arg("import sys,wave,numpy as n\nw=wave.open(sys.argv[1]);d=n.frombuffer(w.readframes(w.getnframes()),dtype=n.int16).astype(float)\nf=n.abs(n.fft.rfft(d));print(len(d), round(n.argmax(f)*w.getframerate()/len(d)))")
+        .arg("import sys,wave,numpy as n\nw=wave.open(sys.argv[1]);d=n.frombuffer(w.readframes(w.getnframes()),dtype=n.int16).astype(float)[::w.getnchannels()]\nf=n.abs(n.fft.rfft(d));print(len(d)*8000//w.getframerate(), round(n.argmax(f)*w.getframerate()/len(d)))")
         .arg(&decoded)
         .output()
         .expect("python3 with numpy (python3-numpy)");
     let text = String::from_utf8_lossy(&analysis.stdout).into_owned();
     let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
     let (samples, peak) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
-    assert!(samples >= 16_000, "at least 2 s of audio came back: {samples} samples\n{log}");
+    assert!(samples >= 16_000, "at least 2 s of audio came back: {samples} samples at 8 kHz\n{log}");
     assert!((435..=445).contains(&peak), "the echo is the 440 Hz tone: peak at {peak} Hz");
     assert!(server.log().contains("Accepting call SIP/alice-"), "baresip authenticated as alice");
+}
+
+#[test]
+fn baresip_hears_its_tone_echoed_over_g711() {
+    baresip_hears_its_tone_echoed("sipbsulaw", "", "g711.so", 8000, 1);
+}
+
+/// Opus end to end: our SDP's `opus/48000/2` rtpmap and fmtp, the 48 kHz RTP clock.
+#[test]
+fn baresip_hears_its_tone_echoed_over_opus() {
+    baresip_hears_its_tone_echoed("sipbsopus", "disallow=all\nallow=opus", "opus.so", 48000, 2);
 }
