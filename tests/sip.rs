@@ -684,3 +684,41 @@ fn baresip_hears_its_tone_echoed_over_g711() {
 fn baresip_hears_its_tone_echoed_over_opus() {
     baresip_hears_its_tone_echoed("sipbsopus", "disallow=all\nallow=opus", "opus.so", 48000, 2);
 }
+
+/// `sip show users` lists users and friends in chan_sip's columns; `sip reload` re-reads sip.conf.
+#[test]
+fn sip_show_users_and_sip_reload() {
+    let (server, port) = pbx("sipusers", "");
+    let users = server.rx("sip show users");
+    assert!(
+        users.starts_with(
+            "Username                   Secret           Accountcode      Def.Context      ACL  Forcerport"
+        ),
+        "{users}"
+    );
+    assert!(
+        users.contains("\nalice                      pw                                from-alice       No   Yes"),
+        "{users}"
+    );
+    server.dir.write(
+        "sip.conf",
+        &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\n[bob]\ntype=user\nsecret=b0b\ncontext=default\n"),
+    );
+    assert_eq!(server.rx("sip reload"), "");
+    assert!(
+        server.rx("sip show users").contains("\nbob                        b0b"),
+        "{}",
+        server.rx("sip show users")
+    );
+    assert!(!server.rx("sip show peers").contains("bob"), "a type=user is not a peer");
+    // The monitor uses the new configuration too: alice's secret changed, the old one fails.
+    server.dir.write(
+        "sip.conf",
+        &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n[alice]\ntype=friend\nhost=dynamic\nsecret=newpw\ncontext=from-alice\n"),
+    );
+    assert_eq!(server.rx("sip reload"), "");
+    let (code, _) = run_sipp(port, "register.xml", "alice", "alice", "pw", 1);
+    assert_ne!(code, 0, "the old password no longer registers");
+    let (code, out) = run_sipp(port, "register.xml", "alice", "alice", "newpw", 1);
+    assert_eq!(code, 0, "the new one does\n{out}\n{}", server.log_tail());
+}

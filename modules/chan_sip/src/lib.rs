@@ -105,6 +105,28 @@ fn show_peers(conf: &SipConf, bindings: &registrar::Bindings) -> String {
     out
 }
 
+/// `sip show users`: users and friends (the entries that can call in by name), chan_sip's columns.
+fn show_users(conf: &SipConf) -> String {
+    let mut out = String::new();
+    let row = |out: &mut String, cols: [&str; 6]| {
+        let _ = writeln!(
+            out,
+            "{:<25.25}  {:<15.15}  {:<15.15}  {:<15.15}  {:<5.5}{:<10.10}",
+            cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+        );
+    };
+    row(&mut out, ["Username", "Secret", "Accountcode", "Def.Context", "ACL", "Forcerport"]);
+    let mut users: Vec<&config::Peer> = conf.peers.iter().filter(|p| p.kind != config::PeerKind::Peer).collect();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    let yes_no = |b: bool| if b { "Yes" } else { "No" };
+    for user in users {
+        let secret = user.secret.as_deref().unwrap_or("");
+        let acl = yes_no(!user.acl.is_empty());
+        row(&mut out, [&user.name, secret, &user.accountcode, &user.context, acl, yes_no(user.nat.force_rport)]);
+    }
+    out
+}
+
 fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, name: &str) -> Option<String> {
     let peer = conf.peers.iter().find(|p| p.name == name)?;
     let binding = bindings.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
@@ -157,12 +179,13 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     verbose!(2, "SIP Listening on {address}");
     let (stop, stopped) = watch::channel(false);
     let bindings: registrar::Bindings = Arc::new(std::sync::RwLock::new(registrar::restore(&*ctx.core().db(), &conf)));
+    let shared = Arc::new(std::sync::RwLock::new(conf.clone()));
     let table = pvt::DialogTable::default();
     let monitor =
-        monitor::Monitor::new(ctx.core().clone(), conf.clone(), Arc::new(socket), bindings.clone(), table.clone());
+        monitor::Monitor::new(ctx.core().clone(), shared.clone(), Arc::new(socket), bindings.clone(), table.clone());
     ctx.runtime().spawn(monitor.run(stopped));
-    let shared = Arc::new(std::sync::RwLock::new(conf));
-    let (peers_conf, peer_conf, settings_conf) = (shared.clone(), shared.clone(), shared.clone());
+    let (peers_conf, peer_conf, settings_conf, users_conf) =
+        (shared.clone(), shared.clone(), shared.clone(), shared.clone());
     let (peers_bindings, peer_bindings) = (bindings.clone(), bindings);
     let current = |c: &Arc<std::sync::RwLock<Arc<SipConf>>>| c.read().unwrap_or_else(|p| p.into_inner()).clone();
     let cli = ctx.register_cli(vec![
@@ -187,6 +210,19 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         CliCommand::new("sip show channels", "List active SIP channels", "Usage: sip show channels\n       Lists all currently active SIP calls.\n", move |call| {
             call.print(&pvt::show_channels(&table));
             CliResult::Success
+        }),
+        CliCommand::new("sip show users", "List defined SIP users", "Usage: sip show users [like <pattern>]\n       Lists all known SIP users.\n", move |call| {
+            call.print(&show_users(&current(&users_conf)));
+            CliResult::Success
+        }),
+        CliCommand::new("sip reload", "Reload SIP configuration", "Usage: sip reload\n       Reloads SIP configuration from sip.conf (calls in progress go on).\n", |call| {
+            match call.core.loader().reload(call.core, "chan_sip") {
+                Ok(()) => CliResult::Success,
+                Err(e) => {
+                    let _ = writeln!(call, "{e}");
+                    CliResult::Failure
+                }
+            }
         }),
         CliCommand::new("sip show settings", "Show SIP global settings", "Usage: sip show settings\n       Provides detailed list of the configuration of the SIP channel.\n", move |call| {
             let conf = current(&settings_conf);

@@ -35,7 +35,10 @@ const RTP_END: u16 = 20_000;
 
 pub struct Monitor {
     pub core: Arc<Core>,
+    /// The configuration in force (refreshed from `shared` on every wake, so `sip reload`
+    /// applies to the next request).
     pub conf: Arc<SipConf>,
+    shared: Arc<std::sync::RwLock<Arc<SipConf>>>,
     pub socket: Arc<UdpSocket>,
     pub endpoint: Endpoint,
     registrar: Registrar,
@@ -67,11 +70,12 @@ fn nonce_key(seed: u64) -> [u8; 16] {
 impl Monitor {
     pub fn new(
         core: Arc<Core>,
-        conf: Arc<SipConf>,
+        shared: Arc<std::sync::RwLock<Arc<SipConf>>>,
         socket: Arc<UdpSocket>,
         bindings: Bindings,
         table: DialogTable,
     ) -> Monitor {
+        let conf = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let registrar = Registrar::new(&conf.general.realm, nonce_key(seed), bindings, core.db());
@@ -79,6 +83,7 @@ impl Monitor {
         Monitor {
             core,
             conf,
+            shared,
             socket,
             endpoint: Endpoint::new(Default::default()),
             registrar,
@@ -140,6 +145,7 @@ impl Monitor {
                     self.endpoint.handle_timeout(tokio::time::Instant::now().into_std());
                 }
             }
+            self.conf = self.shared.read().unwrap_or_else(|p| p.into_inner()).clone();
             self.drive().await;
         }
     }
