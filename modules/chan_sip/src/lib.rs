@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use starling_core::cli::{CliCommand, CliRegistration, CliResult};
 use starling_core::tokio::sync::watch;
-use starling_core::{tokio, verbose, LoadError, Module, ModuleContext, ReloadError};
+use starling_core::{tokio, tracing, verbose, LoadError, Module, ModuleContext, ReloadError};
 
 use config::{PeerHost, Qualify, SipConf};
 
@@ -34,7 +34,17 @@ impl Module for ChanSip {
     fn reload(&mut self, ctx: &ModuleContext) -> Result<(), ReloadError> {
         // Re-read; keep the old configuration if the new one has any error.
         let conf = SipConf::parse(&ctx.load_config(CONFIG)?)?;
-        *self.conf.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(conf);
+        let mut current = self.conf.write().unwrap_or_else(|p| p.into_inner());
+        let (old, new) = (&current.general, &conf.general);
+        if (old.bindaddr, old.bindport, &old.realm) != (new.bindaddr, new.bindport, &new.realm) {
+            tracing::warn!(
+                "{CONFIG}: bindaddr, bindport and realm changes take effect at restart (still {}:{}, realm '{}')",
+                old.bindaddr,
+                old.bindport,
+                old.realm
+            );
+        }
+        *current = Arc::new(conf);
         Ok(())
     }
     fn unload(self: Box<Self>) {
