@@ -722,3 +722,27 @@ fn sip_show_users_and_sip_reload() {
     let (code, out) = run_sipp(port, "register.xml", "alice", "alice", "newpw", 1);
     assert_eq!(code, 0, "the new one does\n{out}\n{}", server.log_tail());
 }
+
+/// A key pressed to Echo() comes back as RFC 4733 packets: one timestamp, the key's event,
+/// the End bit at the close.
+#[test]
+fn echo_sends_our_key_back_as_rfc4733() {
+    let (server, port) = pbx("sipdtmfout", "");
+    let call = HandCall::dial(port, "600", "dtmfout-call@127.0.0.1");
+    std::thread::sleep(Duration::from_millis(100));
+    call.press(7);
+    call.rtp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut buffer = [0u8; 2048];
+    let mut events = Vec::new();
+    while let Ok(len) = call.rtp.recv(&mut buffer) {
+        if len == 16 && buffer[1] & 0x7f == 101 {
+            let timestamp = u32::from_be_bytes([buffer[4], buffer[5], buffer[6], buffer[7]]);
+            events.push((buffer[12], buffer[13] & 0x80 != 0, timestamp));
+        }
+    }
+    assert!(events.len() >= 5, "{events:?}\n{}", server.log_tail());
+    assert!(events.iter().all(|(event, _, ts)| *event == 7 && *ts == events[0].2), "{events:?}");
+    assert!(events.last().is_some_and(|(_, end, _)| *end), "{events:?}");
+    call.send("BYE", 2, "z9hG4bKdtmfout");
+    await_message(&call.sip, "SIP/2.0 200");
+}

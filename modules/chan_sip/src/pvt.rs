@@ -12,7 +12,7 @@ use starling_core::tokio::net::UdpSocket;
 use starling_core::tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use starling_core::tokio::time::{sleep_until, Instant as TokioInstant};
 use starling_core::{tokio, tracing};
-use starling_media::dtmf::DtmfEvent;
+use starling_media::dtmf::{DtmfEvent, EventSender};
 use starling_media::sdp::{LocalMedia, Negotiated};
 use starling_media::session::{RtpSession, SessionEvent};
 use starling_sip::dialog::{Dialog, DialogId};
@@ -147,6 +147,30 @@ pub struct Pvt {
     pub negotiated: Negotiated,
 }
 
+/// A key press going out as RFC 4733 packets.
+struct DigitOut {
+    sender: EventSender,
+    /// The RTP timestamp every packet of the press carries (when it began).
+    start: u32,
+    next: TokioInstant,
+    pt: u8,
+    duration: u32,
+}
+
+impl DigitOut {
+    /// Sends the next packet; false once the press is fully sent.
+    fn send_next(&mut self, session: &mut RtpSession) -> bool {
+        match self.sender.next_packet() {
+            Some((payload, marker)) => {
+                session.send_event(self.pt, marker, self.start, &payload);
+                self.next += Duration::from_millis(20);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Early,
@@ -247,6 +271,8 @@ impl Pvt {
     async fn run_call(mut self) {
         let mut state = State::Early;
         let mut retransmit: Option<(TokioInstant, Duration, Response)> = None;
+        // An RFC 4733 key press being sent: one packet every 20 ms; voice waits meanwhile.
+        let mut dtmf_out: Option<DigitOut> = None;
         let give_up_2xx = 64 * T1;
         let mut answered_at = TokioInstant::now();
         let mut buffer = vec![0u8; 2048];
@@ -255,10 +281,10 @@ impl Pvt {
         let mut dtmf_events = Vec::new();
         loop {
             let rtp_deadline = self.session.poll_timeout().map(TokioInstant::from_std);
-            let deadline = match (rtp_deadline, retransmit.as_ref().map(|r| r.0)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [rtp_deadline, retransmit.as_ref().map(|r| r.0), dtmf_out.as_ref().map(|d| d.next)]
+                .into_iter()
+                .flatten()
+                .min();
             let sleep = async {
                 match deadline {
                     Some(at) => sleep_until(at).await,
@@ -291,9 +317,23 @@ impl Pvt {
                         }
                     }
                     Some(DriverCommand::Write(Frame::Voice { format: f, samples, data })) if f == format => {
-                        self.session.send(payload_type, false, samples, &data);
+                        if dtmf_out.is_none() {
+                            self.session.send(payload_type, false, samples, &data);
+                        }
                     }
-                    Some(DriverCommand::Write(_)) | Some(DriverCommand::SendDigit(_)) => {}
+                    Some(DriverCommand::SendDigit(digit)) => {
+                        // 100 ms presses in 20 ms packets, in the RTP clock's units.
+                        let packet = 20 * samples_per_ms;
+                        match (event_type, EventSender::new(digit, 5 * packet, packet)) {
+                            (Some(pt), Some(sender)) if dtmf_out.is_none() => {
+                                let mut out = DigitOut { sender, start: self.session.next_timestamp(), next: TokioInstant::now(), pt, duration: 5 * packet };
+                                out.send_next(&mut self.session);
+                                dtmf_out = Some(out);
+                            }
+                            _ => tracing::debug!("DTMF '{digit}' not sent on {}: no telephone-event, or one already going", self.id.call_id),
+                        }
+                    }
+                    Some(DriverCommand::Write(_)) => {}
                     Some(DriverCommand::Hangup(cause)) => {
                         match state {
                             State::Early => self.respond(hangup_cause_to_sip(cause)),
@@ -393,6 +433,12 @@ impl Pvt {
                             retransmit = Some((now + next, next, ok));
                         } else {
                             retransmit = Some((at, interval, ok));
+                        }
+                    }
+                    if let Some(out) = dtmf_out.as_mut() {
+                        if now >= out.next && !out.send_next(&mut self.session) {
+                            self.session.skip(out.duration);
+                            dtmf_out = None;
                         }
                     }
                     self.session.handle_timeout(now.into_std());
