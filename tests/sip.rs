@@ -746,3 +746,21 @@ fn echo_sends_our_key_back_as_rfc4733() {
     call.send("BYE", 2, "z9hG4bKdtmfout");
     await_message(&call.sip, "SIP/2.0 200");
 }
+
+/// `sip set debug on` shows every message in and out, as chan_sip's debug does.
+#[test]
+fn sip_set_debug_shows_the_messages() {
+    let (server, port) = pbx("sipdebug", "");
+    assert_eq!(server.rx("sip set debug on"), "SIP Debugging enabled\n");
+    assert!(exchange(port, &options(port, "z9hG4bKdebug1")).is_some_and(|l| l.starts_with("SIP/2.0 200")));
+    let shown = eventually(Duration::from_secs(5), || {
+        let log = server.log();
+        (log.contains("<--- SIP read from UDP:127.0.0.1:")
+            && log.contains("OPTIONS sip:")
+            && log.contains("<--- Transmitting to 127.0.0.1:"))
+        .then_some(())
+    });
+    assert!(shown.is_some(), "{}", server.log_tail());
+    assert_eq!(server.rx("sip set debug off"), "SIP Debugging Disabled\n");
+    assert!(server.rx("sip set debug maybe").contains("Usage: sip set debug"));
+}

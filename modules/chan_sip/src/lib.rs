@@ -193,6 +193,8 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let table = pvt::DialogTable::default();
     let monitor =
         monitor::Monitor::new(ctx.core().clone(), shared.clone(), Arc::new(socket), bindings.clone(), table.clone());
+    let debug = monitor.debug.clone();
+
     ctx.runtime().spawn(monitor.run(stopped));
     let (peers_conf, peer_conf, settings_conf, users_conf) =
         (shared.clone(), shared.clone(), shared.clone(), shared.clone());
@@ -224,6 +226,21 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         CliCommand::new("sip show users", "List defined SIP users", "Usage: sip show users [like <pattern>]\n       Lists all known SIP users.\n", move |call| {
             call.print(&show_users(&current(&users_conf)));
             CliResult::Success
+        }),
+        CliCommand::new("sip set debug", "Enable/Disable SIP debugging", "Usage: sip set debug {on|off}\n       Shows every SIP message in and out on the console, or stops.\n", move |call| {
+            match call.args() {
+                [on] if on == "on" => {
+                    debug.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let _ = writeln!(call, "SIP Debugging enabled");
+                    CliResult::Success
+                }
+                [off] if off == "off" => {
+                    debug.store(false, std::sync::atomic::Ordering::Relaxed);
+                    let _ = writeln!(call, "SIP Debugging Disabled");
+                    CliResult::Success
+                }
+                _ => CliResult::ShowUsage,
+            }
         }),
         CliCommand::new("sip reload", "Reload SIP configuration", "Usage: sip reload\n       Reloads SIP configuration from sip.conf (calls in progress go on).\n", |call| {
             match call.core.loader().reload(call.core, "chan_sip") {

@@ -39,6 +39,8 @@ pub struct Monitor {
     /// applies to the next request).
     pub conf: Arc<SipConf>,
     shared: Arc<std::sync::RwLock<Arc<SipConf>>>,
+    /// `sip set debug on`: every message in and out goes to the console.
+    pub debug: Arc<std::sync::atomic::AtomicBool>,
     pub socket: Arc<UdpSocket>,
     pub endpoint: Endpoint,
     registrar: Registrar,
@@ -84,6 +86,7 @@ impl Monitor {
             core,
             conf,
             shared,
+            debug: Default::default(),
             socket,
             endpoint: Endpoint::new(Default::default()),
             registrar,
@@ -128,6 +131,13 @@ impl Monitor {
                 _ = stop.changed() => return,
                 received = self.socket.recv_from(&mut buffer) => match received {
                     Ok((len, from)) => {
+                        if self.debug.load(std::sync::atomic::Ordering::Relaxed) {
+                            starling_core::verbose!(
+                                0,
+                                "\n<--- SIP read from UDP:{from} --->\n{}\n<------------->",
+                                String::from_utf8_lossy(&buffer[..len]).trim_end()
+                            );
+                        }
                         let now = tokio::time::Instant::now().into_std();
                         self.endpoint.handle(now, from, Transport::Udp, &buffer[..len]);
                     }
@@ -156,6 +166,14 @@ impl Monitor {
             let mut idle = true;
             while let Some(transmit) = self.endpoint.poll_transmit() {
                 idle = false;
+                if self.debug.load(std::sync::atomic::Ordering::Relaxed) {
+                    starling_core::verbose!(
+                        0,
+                        "\n<--- Transmitting to {} --->\n{}\n<------------>",
+                        transmit.remote,
+                        String::from_utf8_lossy(&transmit.data).trim_end()
+                    );
+                }
                 if let Err(e) = self.socket.send_to(&transmit.data, transmit.remote).await {
                     tracing::warn!("SIP send to {}: {e}", transmit.remote);
                 }
