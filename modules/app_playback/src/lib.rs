@@ -71,6 +71,30 @@ fn audio_format(name: &str) -> AudioFormat {
     AudioFormat::ALL.into_iter().find(|f| f.name() == name).unwrap_or(AudioFormat::Slin8)
 }
 
+/// A translated frame as a voice frame's bytes (signed linear is little-endian).
+fn frame_bytes(frame: translate::Frame) -> Vec<u8> {
+    match frame {
+        translate::Frame::Encoded(bytes) => bytes,
+        translate::Frame::Linear(samples) => samples.iter().flat_map(|s| s.to_le_bytes()).collect(),
+    }
+}
+
+/// Before an application that needs the line up: `s` in `options` skips it (true: the caller
+/// returns at once, having set its status), else the channel is answered unless `n` says not.
+fn skip_or_answer(chan: &mut Channel, options: &str, status: (&str, &str)) -> bool {
+    if chan.state() == ChannelState::Up {
+        return false;
+    }
+    if options.contains('s') {
+        chan.set_var(status.0, status.1);
+        return true;
+    }
+    if !options.contains('n') {
+        chan.answer();
+    }
+    false
+}
+
 /// Why a file did not play to its end.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StreamError {
@@ -118,10 +142,7 @@ pub async fn stream_file(chan: &mut Channel, name: &str, escape: &str) -> Result
                     _ => {}
                 }
             }
-            let data = match frame {
-                translate::Frame::Encoded(bytes) => bytes,
-                translate::Frame::Linear(samples) => samples.iter().flat_map(|s| s.to_le_bytes()).collect(),
-            };
+            let data = frame_bytes(frame);
             chan.write(Frame::Voice { format: target.name(), samples: target_samples, data });
             next += FRAME;
         }
@@ -181,14 +202,8 @@ fn background<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             tracing::warn!("Background requires an argument (filename)");
             return AppResult::Hangup;
         }
-        if chan.state() != ChannelState::Up {
-            if options.contains('s') {
-                chan.set_var("BACKGROUNDSTATUS", "SUCCESS");
-                return AppResult::Continue;
-            }
-            if !options.contains('n') {
-                chan.answer();
-            }
+        if skip_or_answer(chan, options, ("BACKGROUNDSTATUS", "SUCCESS")) {
+            return AppResult::Continue;
         }
         let saved_language = language.map(|l| std::mem::replace(&mut chan.language, l));
         let mut status = "SUCCESS";
@@ -365,15 +380,9 @@ fn read<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             Some(t) => (t, t),
             None => (Duration::from_secs(10), Duration::from_secs(5)),
         };
-        if chan.state() != ChannelState::Up {
-            if options.contains('s') {
-                chan.set_var(variable, "");
-                chan.set_var("READSTATUS", "SKIPPED");
-                return AppResult::Continue;
-            }
-            if !options.contains('n') {
-                chan.answer();
-            }
+        if skip_or_answer(chan, options, ("READSTATUS", "SKIPPED")) {
+            chan.set_var(variable, "");
+            return AppResult::Continue;
         }
         let mut status = "TIMEOUT";
         let mut digits = String::new();
@@ -467,10 +476,7 @@ fn play_tones<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             let mut pcm = vec![0i16; 160];
             generator.fill(&mut pcm);
             let frame = translator.translate(translate::Frame::Linear(pcm)).ok()?.pop()?;
-            let data = match frame {
-                translate::Frame::Encoded(bytes) => bytes,
-                translate::Frame::Linear(samples) => samples.iter().flat_map(|s| s.to_le_bytes()).collect(),
-            };
+            let data = frame_bytes(frame);
             Some(Frame::Voice { format: target.name(), samples, data })
         });
         AppResult::Continue
@@ -521,14 +527,8 @@ fn record<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         } else {
             "#"
         };
-        if chan.state() != ChannelState::Up {
-            if options.contains('s') {
-                chan.set_var("RECORD_STATUS", "SKIP");
-                return AppResult::Continue;
-            }
-            if !options.contains('n') {
-                chan.answer();
-            }
+        if skip_or_answer(chan, options, ("RECORD_STATUS", "SKIP")) {
+            return AppResult::Continue;
         }
         let soundsdir = chan.core().settings().soundsdir.clone();
         let base = if Path::new(name).is_absolute() { PathBuf::from(name) } else { soundsdir.join(name) };
