@@ -115,6 +115,13 @@ impl Monitor {
         response
     }
 
+    /// A 401 with a fresh digest challenge (`stale=true` when the old nonce only expired).
+    fn challenge(&mut self, request: &Request, now: std::time::Instant, stale: bool) -> Response {
+        let mut challenge = self.response(request, 401);
+        challenge.headers.push(HeaderName::WwwAuthenticate, self.registrar.challenge(now, stale));
+        challenge
+    }
+
     /// Runs until `stop` says so.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut buffer = vec![0u8; 65_536];
@@ -267,9 +274,7 @@ impl Monitor {
                 }
             }
             Err((401, stale)) => {
-                let mut challenge = self.response(request, 401);
-                challenge.headers.push(HeaderName::WwwAuthenticate, self.registrar.challenge(now, stale));
-                challenge
+                self.challenge(request, now, stale)
             }
             Err((status, _)) => {
                 if status == 403 {
@@ -360,8 +365,7 @@ impl Monitor {
                 match self.registrar.authenticate(Some(peer), &request, &name, now) {
                     Ok(()) => {}
                     Err((401, stale)) => {
-                        let mut challenge = self.response(&request, 401);
-                        challenge.headers.push(HeaderName::WwwAuthenticate, self.registrar.challenge(now, stale));
+                        let challenge = self.challenge(&request, now, stale);
                         return self.endpoint.send_response(now, tx, challenge);
                     }
                     Err((status, _)) => return refuse(self, status),
@@ -374,8 +378,7 @@ impl Monitor {
                 let name = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
                 return match self.registrar.authenticate(None, &request, name.as_deref().unwrap_or(""), now) {
                     Err((401, stale)) => {
-                        let mut challenge = self.response(&request, 401);
-                        challenge.headers.push(HeaderName::WwwAuthenticate, self.registrar.challenge(now, stale));
+                        let challenge = self.challenge(&request, now, stale);
                         self.endpoint.send_response(now, tx, challenge)
                     }
                     _ => refuse(self, 403),
