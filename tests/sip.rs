@@ -764,3 +764,16 @@ fn sip_set_debug_shows_the_messages() {
     assert_eq!(server.rx("sip set debug off"), "SIP Debugging Disabled\n");
     assert!(server.rx("sip set debug maybe").contains("Usage: sip set debug"));
 }
+
+/// A request that requires an extension we do not have (100rel) gets 420 naming it.
+#[test]
+fn a_required_extension_we_lack_gets_420() {
+    let (_server, port) = pbx("sip420", "");
+    let message = options(port, "z9hG4bK420").replacen("\r\n\r\n", "\r\nRequire: 100rel, replaces\r\n\r\n", 1);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    socket.send_to(message.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let answer = await_message(&socket, "SIP/2.0 ");
+    assert!(answer.starts_with("SIP/2.0 420 Bad Extension"), "{answer}");
+    assert_eq!(header(&answer, "Unsupported"), "100rel");
+}

@@ -221,6 +221,19 @@ impl Monitor {
 
     fn handle_request(&mut self, tx: TxId, request: Request, remote: SocketAddr) {
         let now = tokio::time::Instant::now().into_std();
+        // RFC 3261 §8.2.2.3: an extension we do not support that the request requires is a 420.
+        let unsupported: Vec<&str> = request
+            .headers
+            .get_all(&HeaderName::Require)
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|option| !option.is_empty() && !SUPPORTED.split(", ").any(|s| s.eq_ignore_ascii_case(option)))
+            .collect();
+        if !unsupported.is_empty() {
+            let mut response = self.response(&request, 420);
+            response.headers.push(HeaderName::Unsupported, unsupported.join(", "));
+            return self.endpoint.send_response(now, tx, response);
+        }
         match request.method {
             Method::Options => self.handle_request_options(tx, &request),
             Method::Register => self.handle_request_register(tx, &request, remote),
@@ -273,9 +286,7 @@ impl Monitor {
                     self.response(request, 403)
                 }
             }
-            Err((401, stale)) => {
-                self.challenge(request, now, stale)
-            }
+            Err((401, stale)) => self.challenge(request, now, stale),
             Err((status, _)) => {
                 if status == 403 {
                     tracing::info!(
