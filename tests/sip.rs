@@ -777,3 +777,24 @@ fn a_required_extension_we_lack_gets_420() {
     assert!(answer.starts_with("SIP/2.0 420 Bad Extension"), "{answer}");
     assert_eq!(header(&answer, "Unsupported"), "100rel");
 }
+
+/// A key sent by SIP INFO (`application/dtmf-relay`) reaches the dialplan as RFC 4733 keys do.
+#[test]
+fn sip_info_dtmf_reaches_waitexten() {
+    let (server, port) = pbx("sipinfo", "");
+    let call = HandCall::dial(port, "800", "info-call@127.0.0.1");
+    let body = "Signal=5\r\nDuration=160\r\n";
+    let info = format!(
+        "INFO sip:x@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKinfo1\r\n{}To: {}\r\nCSeq: 2 INFO\r\nContent-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
+        call.sip_port,
+        call.common,
+        call.to,
+        body.len()
+    );
+    call.sip.send_to(info.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let ok = await_message(&call.sip, "SIP/2.0 200");
+    assert!(ok.contains("CSeq: 2 INFO"), "{ok}");
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    assert!(server.log().contains("Executing [5@default:1] NoOp("), "{}", server.log_tail());
+}

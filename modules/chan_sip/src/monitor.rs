@@ -240,12 +240,16 @@ impl Monitor {
             Method::Invite if request.to().is_some_and(|t| t.tag().is_none()) => {
                 self.handle_request_invite(tx, request, remote)
             }
-            Method::Invite | Method::Bye => {
+            Method::Invite | Method::Bye | Method::Info => {
                 let call = Dialog::id_of_request(&request).and_then(|id| self.calls.get(&id));
                 match call {
                     Some(call) if request.method == Method::Bye => {
                         note_message(&self.table, request.call_id().unwrap_or(""), "Rx: BYE");
                         let _ = call.send(ToPvt::Bye { tx, request: Box::new(request) });
+                    }
+                    Some(call) if request.method == Method::Info => {
+                        note_message(&self.table, request.call_id().unwrap_or(""), "Rx: INFO");
+                        let _ = call.send(ToPvt::Info { tx, request: Box::new(request) });
                     }
                     Some(call) => {
                         note_message(&self.table, request.call_id().unwrap_or(""), "Rx: INVITE");

@@ -90,6 +90,11 @@ pub enum ToPvt {
         request: Box<Request>,
     },
     Cancelled,
+    /// An INFO inside the dialog (a key press as `application/dtmf-relay`, or anything else).
+    Info {
+        tx: TxId,
+        request: Box<Request>,
+    },
     /// An INVITE inside the dialog: a new offer (hold, another address) or a session refresh.
     Reinvite {
         tx: TxId,
@@ -145,6 +150,33 @@ pub struct Pvt {
     pub session: RtpSession,
     pub media: LocalMedia,
     pub negotiated: Negotiated,
+}
+
+/// The key in an INFO: `application/dtmf-relay` (`Signal=5`, `Duration=160`) or
+/// `application/dtmf` (just the key), as chan_sip reads them. Signal 10 is `*`, 11 `#`.
+fn info_digit(request: &Request) -> Option<(char, u32)> {
+    let content_type = request.headers.get(&HeaderName::ContentType)?.trim().to_ascii_lowercase();
+    let body = std::str::from_utf8(&request.body).ok()?;
+    let (signal, duration) = if content_type.starts_with("application/dtmf-relay") {
+        let field = |name: &str| {
+            body.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+        };
+        (field("signal")?, field("duration").and_then(|d| d.parse().ok()).unwrap_or(100))
+    } else if content_type.starts_with("application/dtmf") {
+        (body.trim().to_owned(), 100)
+    } else {
+        return None;
+    };
+    let digit = match signal.as_str() {
+        "10" => '*',
+        "11" => '#',
+        s if s.len() == 1 => s.chars().next()?.to_ascii_uppercase(),
+        _ => return None,
+    };
+    "0123456789*#ABCD".contains(digit).then_some((digit, duration))
 }
 
 /// A key press going out as RFC 4733 packets.
@@ -379,6 +411,16 @@ impl Pvt {
                             }
                         }
                     }
+                    Some(ToPvt::Info { tx, request }) => {
+                        let digit = info_digit(&request);
+                        let ok = self.response_to(&request, 200);
+                        self.send(ToMonitor::Respond { tx, response: ok });
+                        if let Some((digit, duration_ms)) = digit {
+                            tracing::debug!("DTMF '{digit}' received by INFO on {}", self.id.call_id);
+                            let _ = self.driver.frames.send(Frame::DtmfBegin(digit)).await;
+                            let _ = self.driver.frames.send(Frame::DtmfEnd { digit, duration_ms }).await;
+                        }
+                    }
                     Some(ToPvt::Cancelled) => {
                         if state == State::Early {
                             self.respond(487);
@@ -462,5 +504,38 @@ impl Pvt {
         while let Some(transmit) = self.session.poll_transmit() {
             let _ = self.rtp.send_to(&transmit.data, transmit.remote).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(content_type: &str, body: &str) -> Request {
+        let text = format!(
+            "INFO sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bKi\r\nFrom: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>;tag=2\r\nCall-ID: i@x\r\nCSeq: 3 INFO\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        match starling_sip::message::parse(text.as_bytes()).unwrap() {
+            SipMessage::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn keys_in_info_bodies() {
+        assert_eq!(info_digit(&info("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n")), Some(('5', 160)));
+        assert_eq!(info_digit(&info("application/dtmf-relay", "Signal= 11\r\n")), Some(('#', 100)));
+        assert_eq!(info_digit(&info("application/dtmf", "*")), Some(('*', 100)));
+        assert_eq!(info_digit(&info("application/dtmf-relay", "Signal=Z\r\n")), None);
+        assert_eq!(info_digit(&info("text/plain", "5")), None);
+    }
+
+    #[test]
+    fn hangup_causes_map_to_asterisks_responses() {
+        assert_eq!(hangup_cause_to_sip(Cause::USER_BUSY), 486);
+        assert_eq!(hangup_cause_to_sip(Cause::UNALLOCATED), 404);
+        assert_eq!(hangup_cause_to_sip(Cause::CONGESTION), 503);
+        assert_eq!(hangup_cause_to_sip(Cause::NORMAL_CLEARING), 603);
     }
 }
