@@ -606,8 +606,24 @@ fn a_reinvite_moves_the_media() {
         }
     }
     assert!(echoed >= 8, "{echoed} of 10 echoed to the new port\n{}", server.log_tail());
+    assert!(server.rx("sip show channels").contains("No       Rx: ACK"), "not on hold");
+    // Now on hold (sendonly): answered recvonly, and `sip show channels` says Hold Yes.
+    let hold_sdp = sdp.replace("a=sendrecv", "a=sendonly").replace("o=- 1 2", "o=- 1 3");
+    let hold = reinvite
+        .replace("CSeq: 2 INVITE", "CSeq: 3 INVITE")
+        .replace("z9hG4bKre1", "z9hG4bKre4")
+        .replace(&sdp, &hold_sdp);
+    call.sip.send_to(hold.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let held = await_message(&call.sip, "SIP/2.0 200");
+    assert!(held.contains("CSeq: 3 INVITE") && held.contains("a=recvonly"), "{held}");
+    call.send("ACK", 3, "z9hG4bKre5");
+    let channels = eventually(Duration::from_secs(5), || {
+        let c = server.rx("sip show channels");
+        c.contains("Yes      Rx: ACK").then_some(c)
+    });
+    assert!(channels.is_some(), "{}", server.rx("sip show channels"));
     assert!(call.receive_payloads(Duration::from_millis(50)).is_empty(), "nothing to the old port");
-    call.send("BYE", 3, "z9hG4bKre3");
+    call.send("BYE", 4, "z9hG4bKre3");
     await_message(&call.sip, "SIP/2.0 200");
 }
 

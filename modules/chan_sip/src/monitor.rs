@@ -527,6 +527,7 @@ impl Monitor {
             session,
             media,
             negotiated,
+            table: self.table.clone(),
         };
         tracing::info!("Accepting call {} from {}", channel.name(), remote);
         tokio::spawn(pvt.run());

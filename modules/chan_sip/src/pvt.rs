@@ -150,6 +150,8 @@ pub struct Pvt {
     pub session: RtpSession,
     pub media: LocalMedia,
     pub negotiated: Negotiated,
+    /// Where `sip show channels` reads this call (the Hold column).
+    pub table: DialogTable,
 }
 
 /// The key in an INFO: `application/dtmf-relay` (`Signal=5`, `Duration=160`) or
@@ -260,8 +262,12 @@ impl Pvt {
                 .and_then(|text| starling_media::sdp::RemoteMedia::parse(text).ok())
                 .ok_or(488u16)?;
             let negotiated = starling_media::sdp::negotiate(&offer, &self.media.codecs, true).map_err(|_| 488u16)?;
-            if offer.is_hold() {
+            let hold = offer.is_hold();
+            if hold {
                 tracing::info!("{} put the call on hold", self.peer);
+            }
+            if let Some(row) = self.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.id.call_id) {
+                row.hold = hold;
             }
             if negotiated.remote.port() != 0 && !negotiated.remote.ip().is_unspecified() {
                 self.session.set_remote(negotiated.remote, offer.rtcp_mux);
