@@ -622,6 +622,9 @@ fn a_reinvite_moves_the_media() {
         c.contains("Yes      Rx: ACK").then_some(c)
     });
     assert!(channels.is_some(), "{}", server.rx("sip show channels"));
+    packet[2..4].copy_from_slice(&100u16.to_be_bytes());
+    moved.send_to(&packet, ("127.0.0.1", call.their_rtp)).unwrap();
+    assert!(moved.recv(&mut buffer).is_err(), "nothing is sent to a party that holds the call");
     assert!(call.receive_payloads(Duration::from_millis(50)).is_empty(), "nothing to the old port");
     call.send("BYE", 4, "z9hG4bKre3");
     await_message(&call.sip, "SIP/2.0 200");

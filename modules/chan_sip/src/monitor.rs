@@ -528,6 +528,7 @@ impl Monitor {
             media,
             negotiated,
             table: self.table.clone(),
+            held: false,
         };
         tracing::info!("Accepting call {} from {}", channel.name(), remote);
         tokio::spawn(pvt.run());

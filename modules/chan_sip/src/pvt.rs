@@ -152,6 +152,8 @@ pub struct Pvt {
     pub negotiated: Negotiated,
     /// Where `sip show channels` reads this call (the Hold column).
     pub table: DialogTable,
+    /// The far end put the call on hold (its last offer was sendonly or inactive).
+    pub held: bool,
 }
 
 /// The key in an INFO: `application/dtmf-relay` (`Signal=5`, `Duration=160`) or
@@ -263,6 +265,7 @@ impl Pvt {
                 .ok_or(488u16)?;
             let negotiated = starling_media::sdp::negotiate(&offer, &self.media.codecs, true).map_err(|_| 488u16)?;
             let hold = offer.is_hold();
+            self.held = hold;
             if hold {
                 tracing::info!("{} put the call on hold", self.peer);
             }
@@ -355,7 +358,8 @@ impl Pvt {
                         }
                     }
                     Some(DriverCommand::Write(Frame::Voice { format: f, samples, data })) if f == format => {
-                        if dtmf_out.is_none() {
+                        // Nothing goes to a party that put us on hold (we answered recvonly/inactive).
+                        if dtmf_out.is_none() && !self.held {
                             self.session.send(payload_type, false, samples, &data);
                         }
                     }
