@@ -320,7 +320,7 @@ impl Pvt {
         let (mut format, mut payload_type, mut samples_per_ms, mut event_type) = self.codec_params();
         let mut dtmf = starling_media::dtmf::EventReceiver::default();
         let mut dtmf_events = Vec::new();
-        loop {
+        'call: loop {
             let rtp_deadline = self.session.poll_timeout().map(TokioInstant::from_std);
             let deadline = [rtp_deadline, retransmit.as_ref().map(|r| r.0), dtmf_out.as_ref().map(|d| d.next)]
                 .into_iter()
@@ -376,17 +376,14 @@ impl Pvt {
                         }
                     }
                     Some(DriverCommand::Write(_)) => {}
-                    Some(DriverCommand::Hangup(cause)) => {
+                    // A hangup, or the channel gone without a word: end the call all the same.
+                    Some(DriverCommand::Hangup(_)) | None => {
+                        let cause = match command {
+                            Some(DriverCommand::Hangup(cause)) => cause,
+                            _ => Cause::NORMAL_CLEARING,
+                        };
                         match state {
                             State::Early => self.respond(hangup_cause_to_sip(cause)),
-                            State::Answered { .. } => self.bye(),
-                        }
-                        break;
-                    }
-                    // The channel is gone without a word: end the call all the same.
-                    None => {
-                        match state {
-                            State::Early => self.respond(hangup_cause_to_sip(Cause::NORMAL_CLEARING)),
                             State::Answered { .. } => self.bye(),
                         }
                         break;
@@ -502,7 +499,7 @@ impl Pvt {
                     tracing::info!("no RTP for rtptimeout on {}, hanging up", self.id.call_id);
                     self.bye();
                     let _ = self.driver.frames.send(Frame::Hangup(Cause::NORMAL_CLEARING)).await;
-                    return self.send(ToMonitor::Gone { id: self.id.clone(), peer: self.peer.clone() });
+                    break 'call;
                 }
             }
         }

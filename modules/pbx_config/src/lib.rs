@@ -115,39 +115,22 @@ fn jump_to(chan: &mut Channel, priority: u32) {
 fn while_step(chan: &mut Channel, app: &str, condition: bool) -> AppResult {
     let steps = current_steps(chan);
     let Some(at) = steps.iter().position(|(n, _)| *n == chan.priority) else { return AppResult::Continue };
-    let broken = || tracing::warn!("{app} without its While/EndWhile in {}@{}", chan.exten, chan.context);
-    match app {
-        "While" if condition => AppResult::Continue,
-        "While" => match matching_end(&steps, at) {
-            Some(end) => {
-                jump_to(chan, steps[end].0 + 1);
-                AppResult::Continue
-            }
-            None => {
-                broken();
-                AppResult::Hangup
-            }
-        },
-        "EndWhile" | "ContinueWhile" => match enclosing_while(&steps, at) {
-            Some(start) => {
-                jump_to(chan, steps[start].0);
-                AppResult::Continue
-            }
-            None => {
-                broken();
-                AppResult::Hangup
-            }
-        },
-        _ => match enclosing_while(&steps, at).and_then(|start| matching_end(&steps, start)) {
-            Some(end) => {
-                jump_to(chan, steps[end].0 + 1);
-                AppResult::Continue
-            }
-            None => {
-                broken();
-                AppResult::Hangup
-            }
-        },
+    // Where the step goes: past the matching EndWhile, or back to the enclosing While.
+    let target = match app {
+        "While" if condition => return AppResult::Continue,
+        "While" => matching_end(&steps, at).map(|end| steps[end].0 + 1),
+        "EndWhile" | "ContinueWhile" => enclosing_while(&steps, at).map(|start| steps[start].0),
+        _ => enclosing_while(&steps, at).and_then(|start| matching_end(&steps, start)).map(|end| steps[end].0 + 1),
+    };
+    match target {
+        Some(priority) => {
+            jump_to(chan, priority);
+            AppResult::Continue
+        }
+        None => {
+            tracing::warn!("{app} without its While/EndWhile in {}@{}", chan.exten, chan.context);
+            AppResult::Hangup
+        }
     }
 }
 
