@@ -12,3 +12,5 @@ mod loader;
 mod dialplan;
 // chan_sip so far: OPTIONS, 400s, bind errors, sip show peers.
 mod sip;
+// Dial(SIP/...) and bridging, SIPp on both sides.
+mod dial;

@@ -304,3 +304,56 @@ fn tempfile_dir(name: &str) -> PathBuf {
     fs::create_dir_all(&path).unwrap();
     path
 }
+
+/// A SIPp UAS (the called party of a test) listening on `port` for one call; kill on drop.
+pub struct SippUas {
+    child: Child,
+    work: PathBuf,
+    pub port: u16,
+}
+
+impl SippUas {
+    /// Starts `sipp -sf <scenario>` as a UAS on 127.0.0.1, free port, taking one call.
+    pub fn spawn(scenario: &str) -> SippUas {
+        let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+        let work = tempfile_dir("sipp-uas");
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("sipp")
+            .current_dir(&work)
+            .args(["-sf", scenarios.join(scenario).to_str().unwrap()])
+            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1", "-nostdin"])
+            .args(["-timeout", "25s", "-timeout_error", "-default_behaviors", "all,-bye"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sipp (Debian's sip-tester)");
+        // SIPp binds its port at once; give it a moment so the first INVITE finds it.
+        std::thread::sleep(Duration::from_millis(300));
+        SippUas { child, work, port }
+    }
+
+    /// Waits (bounded) for the one call to finish: SIPp's exit code (0: the scenario passed)
+    /// and its output.
+    pub fn finish(mut self) -> (i32, String) {
+        let status = wait_timeout(&mut self.child, Duration::from_secs(30)).unwrap_or_else(|| {
+            let _ = self.child.kill();
+            self.child.wait().unwrap()
+        });
+        let mut out = String::new();
+        if let Some(mut s) = self.child.stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        if let Some(mut s) = self.child.stderr.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        (status.code().unwrap_or(-1), out)
+    }
+}
+
+impl Drop for SippUas {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.work);
+    }
+}

@@ -37,6 +37,7 @@ fn static_modules() -> Vec<StaticModule> {
         func_channel::module_info,
         chan_sip::module_info,
         app_echo::module_info,
+        app_dial::module_info,
         app_playback::module_info,
         app_system::module_info,
         func_callerid::module_info,

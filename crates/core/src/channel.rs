@@ -261,6 +261,8 @@ pub struct StackFrame {
 /// Commands from a channel's owner (the PBX task) to its driver (chan_sip's pvt).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DriverCommand {
+    /// Start the outbound call (Asterisk's `ast_call`), presenting this caller ID.
+    Call(crate::frame::CallerId),
     Answer,
     Indicate(crate::frame::Control),
     Write(crate::frame::Frame),
@@ -297,6 +299,9 @@ pub struct Channel {
     pub priority: u32,
     pub language: String,
     pub accountcode: String,
+    /// The driver's own handle on its side of the call, for its technology to find when it is
+    /// asked to bridge two of its channels natively ([`crate::tech::Tech::native_bridge`]).
+    pub tech_pvt: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
     /// The audio format the driver reads and writes (`"ulaw"`, `"alaw"`, `"opus"`; `"slin"`,
     /// 8 kHz signed linear, for channels without a codec such as Local): what applications
     /// that make sound must translate to.
@@ -346,6 +351,7 @@ impl Channel {
             language: "en".into(),
             accountcode: String::new(),
             native_format: "slin",
+            tech_pvt: None,
             variables: Default::default(),
             jump: None,
             gosub_stack: Vec::new(),
@@ -538,6 +544,15 @@ impl Channel {
         }
     }
 
+    /// Dials an outbound channel made by [`crate::Core::request_channel`]: the driver sends its
+    /// INVITE (or starts its dialplan); progress comes back as control frames.
+    pub fn call(&mut self) {
+        if !self.hung_up {
+            let _ = self.commands.send(DriverCommand::Call(self.caller.clone()));
+            self.set_state(ChannelState::Dialing);
+        }
+    }
+
     /// Answers (once; nothing if already up).
     pub fn answer(&mut self) {
         if self.state != ChannelState::Up && !self.hung_up {
@@ -599,6 +614,11 @@ impl Channel {
 
     pub fn is_hung_up(&self) -> bool {
         self.hung_up
+    }
+    /// Records a cause without hanging up: Dial reports why the called party did not answer
+    /// (`HANGUPCAUSE` reads it; a later hangup keeps it).
+    pub fn set_hangup_cause(&mut self, cause: crate::frame::Cause) {
+        self.hangup_cause = Some(cause);
     }
     /// Why the channel hung up (`HANGUPCAUSE`).
     pub fn hangup_cause(&self) -> Option<crate::frame::Cause> {

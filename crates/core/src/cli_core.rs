@@ -151,6 +151,36 @@ pub(crate) fn register(core: &Arc<Core>) -> CliRegistration {
             },
         ),
     ]);
+    commands.extend([
+        CliCommand::new(
+            "core show channeltypes",
+            "List available channel types",
+            "Usage: core show channeltypes\n       Lists available channel types registered in your\n       Starling server.\n",
+            |call| {
+                let techs = call.core.techs().all();
+                let _ = writeln!(call, "{:<15.15}  {:<40.40} ", "Type", "Description");
+                let _ = writeln!(call, "{:<15.15}  {:<40.40} ", "-------------", "-----------");
+                for tech in &techs {
+                    let _ = writeln!(call, "{:<15.15}  {:<40.40} ", tech.name(), tech.description());
+                }
+                let _ = writeln!(call, "----------\n{} channel drivers registered.", techs.len());
+                CliResult::Success
+            },
+        ),
+        CliCommand::new(
+            "bridge show all",
+            "List all bridges in the system",
+            "Usage: bridge show all\n       List all bridges\n",
+            |call| {
+                let bridges = call.core.bridges().list();
+                let _ = writeln!(call, "{:<36} {:>5} {:<15} Technology", "Bridge-ID", "Chans", "Type");
+                for bridge in &bridges {
+                    let _ = writeln!(call, "{:<36} {:>5} {:<15} {}", bridge.id, bridge.channels.len(), "basic", bridge.technology);
+                }
+                CliResult::Success
+            },
+        ),
+    ]);
     commands.extend(database_commands());
     commands.extend(channel_commands());
     commands.extend(crate::loader::cli_commands());
@@ -163,13 +193,12 @@ fn channel_commands() -> Vec<CliCommand> {
         CliCommand::new(
             "channel originate",
             "Originate a call",
-            "Usage: channel originate <tech/data> application <appname> [appdata]\n  Originate a call and connect it to the specified application.\n\nUsage: channel originate <tech/data> extension [exten@][context]\n  Originate a call and connect it to the specified extension.\n  Only Local/<exten>@<context> channels can be originated until a channel driver offers more.\n",
+            "Usage: channel originate <tech/data> application <appname> [appdata]\n  Originate a call and connect it to the specified application.\n\nUsage: channel originate <tech/data> extension [exten@][context]\n  Originate a call and connect it to the specified extension.\n  Channels other than Local/ are dialled first; the application or extension runs once they answer (30 s at most).\n",
             |call| {
                 let args: Vec<String> = call.args().to_vec();
                 let (Some(target), Some(kind)) = (args.first(), args.get(1)) else { return CliResult::ShowUsage };
                 let Some(local) = target.strip_prefix("Local/").or_else(|| target.strip_prefix("local/")) else {
-                    let _ = writeln!(call, "Cannot originate '{target}': only Local/<exten>@<context> for now");
-                    return CliResult::Failure;
+                    return originate_outbound(call, target, &args[1..]);
                 };
                 let (exten, context) = local.split_once('@').unwrap_or((local, "default"));
                 let core = call.core.clone();
@@ -498,6 +527,66 @@ fn set_level(
     } else {
         let _ = writeln!(call, "{what} was {old} and is now {level}");
     }
+    CliResult::Success
+}
+
+/// `channel originate SIP/bob application Echo` (or `extension 600@default`): dials the
+/// channel and, once it answers (within 30 s), runs the application or the dialplan on it.
+fn originate_outbound(call: &mut crate::cli::CliCall<'_>, target: &str, rest: &[String]) -> CliResult {
+    let core = call.core.clone();
+    let kind = rest.first().map(|k| k.to_ascii_lowercase()).unwrap_or_default();
+    let app = match kind.as_str() {
+        "application" => match rest.get(1).and_then(|name| core.apps().get(name)) {
+            Some(app) => Some((app, rest.get(2..).map(|r| r.join(" ")).unwrap_or_default())),
+            None => {
+                let _ = writeln!(call, "No such application");
+                return CliResult::Failure;
+            }
+        },
+        "extension" => None,
+        _ => return CliResult::ShowUsage,
+    };
+    let spec = rest.get(1).cloned().unwrap_or_else(|| "s@default".into());
+    let _entered = core.runtime().enter();
+    let mut channel = match core.request_channel(target, &crate::tech::Requestor::default()) {
+        Ok(channel) => channel,
+        Err(cause) => {
+            let _ = writeln!(call, "Unable to request channel {target}: {}", cause.name());
+            return CliResult::Failure;
+        }
+    };
+    crate::tokio::spawn(async move {
+        channel.call();
+        let deadline = crate::tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(crate::tokio::time::Instant::now());
+            match channel.read_timeout(left).await {
+                crate::channel::Read::Frame(crate::frame::Frame::Control(crate::frame::Control::Answer)) => break,
+                crate::channel::Read::Frame(_) => {}
+                _ => {
+                    crate::verbose!(2, "Originate of {} failed: no answer", channel.name());
+                    channel.hangup(crate::frame::Cause::NO_ANSWER);
+                    return;
+                }
+            }
+        }
+        channel.set_state(crate::channel::ChannelState::Up);
+        match app {
+            Some((app, data)) => {
+                let _use = app.uses.clone().map(crate::module::ModuleUse::new);
+                (app.exec)(&mut channel, &data).await;
+                channel.hangup(crate::frame::Cause::NORMAL_CLEARING);
+            }
+            None => {
+                let (e, c) = spec.split_once('@').unwrap_or((spec.as_str(), "default"));
+                channel.exten = if e.is_empty() { "s".into() } else { e.to_owned() };
+                channel.context = c.to_owned();
+                channel.priority = 1;
+                let core = channel.core().clone();
+                core.start_pbx(channel);
+            }
+        }
+    });
     CliResult::Success
 }
 

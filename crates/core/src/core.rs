@@ -88,8 +88,11 @@ pub struct Core {
     channel_sequence: std::sync::atomic::AtomicU32,
     apps: Registry<App>,
     functions: Registry<Function>,
+    techs: Registry<Arc<dyn crate::tech::Tech>>,
+    bridges: crate::bridge::Bridges,
     pbx: std::sync::RwLock<Option<Arc<dyn Pbx>>>,
     builtin_apps: OnceLock<Vec<crate::apps::Registration<App>>>,
+    local_tech: OnceLock<crate::apps::Registration<Arc<dyn crate::tech::Tech>>>,
     db: OnceLock<Arc<dyn crate::db::Storage>>,
 }
 
@@ -111,8 +114,11 @@ impl Core {
             channel_sequence: std::sync::atomic::AtomicU32::new(0),
             apps: Registry::default(),
             functions: Registry::default(),
+            techs: Registry::default(),
+            bridges: Default::default(),
             pbx: std::sync::RwLock::new(None),
             builtin_apps: OnceLock::new(),
+            local_tech: OnceLock::new(),
             db: OnceLock::new(),
         });
         let registration = crate::cli_core::register(&core);
@@ -120,6 +126,10 @@ impl Core {
         let builtins =
             crate::builtins::builtins().into_iter().filter_map(|app| core.apps.register(app.name, app).ok()).collect();
         let _ = core.builtin_apps.set(builtins);
+        let local: Arc<dyn crate::tech::Tech> = Arc::new(crate::tech::LocalTech);
+        if let Ok(registration) = core.techs.register("Local", local) {
+            let _ = core.local_tech.set(registration);
+        }
         core
     }
 
@@ -158,6 +168,14 @@ impl Core {
     /// Dialplan functions (`LEN`, `CALLERID`...).
     pub fn functions(&self) -> &Registry<Function> {
         &self.functions
+    }
+    /// Channel technologies (`SIP`, `Local`), by name.
+    pub fn techs(&self) -> &Registry<Arc<dyn crate::tech::Tech>> {
+        &self.techs
+    }
+    /// The bridges up now (`bridge show all`).
+    pub fn bridges(&self) -> &crate::bridge::Bridges {
+        &self.bridges
     }
     /// Sets (or clears) what runs the dialplan.
     pub fn set_pbx(&self, pbx: Option<Arc<dyn Pbx>>) {

@@ -42,19 +42,25 @@ impl Cause {
     pub const USER_BUSY: Cause = Cause(17);
     pub const NO_USER_RESPONSE: Cause = Cause(18);
     pub const NO_ANSWER: Cause = Cause(19);
+    pub const SUBSCRIBER_ABSENT: Cause = Cause(20);
     pub const CALL_REJECTED: Cause = Cause(21);
     pub const NUMBER_CHANGED: Cause = Cause(22);
     pub const DESTINATION_OUT_OF_ORDER: Cause = Cause(27);
+    pub const ANSWERED_ELSEWHERE: Cause = Cause(26);
     pub const INVALID_NUMBER_FORMAT: Cause = Cause(28);
+    pub const FACILITY_REJECTED: Cause = Cause(29);
     pub const NORMAL_UNSPECIFIED: Cause = Cause(31);
     pub const CONGESTION: Cause = Cause(34);
     pub const NETWORK_OUT_OF_ORDER: Cause = Cause(38);
     pub const NORMAL_TEMPORARY_FAILURE: Cause = Cause(41);
     pub const SWITCH_CONGESTION: Cause = Cause(42);
-    pub const CHANNEL_UNACCEPTABLE: Cause = Cause(44);
+    /// What Dial reports as `CHANUNAVAIL` (an unknown peer, an unreachable one).
+    pub const REQUESTED_CHAN_UNAVAIL: Cause = Cause(44);
     pub const BEARERCAPABILITY_NOTAVAIL: Cause = Cause(58);
     pub const INCOMPATIBLE_DESTINATION: Cause = Cause(88);
-    pub const FAILURE: Cause = Cause(41);
+    /// Asterisk's `AST_CAUSE_FAILURE` is `NETWORK_OUT_OF_ORDER`.
+    pub const FAILURE: Cause = Cause(38);
+    pub const RECOVERY_ON_TIMER_EXPIRE: Cause = Cause(102);
     pub const INTERWORKING: Cause = Cause(127);
 
     /// Asterisk's name for the cause (`ast_cause2str`'s short form, as `HANGUPCAUSE` text).
@@ -66,10 +72,13 @@ impl Cause {
             17 => "USER_BUSY",
             18 => "NO_USER_RESPONSE",
             19 => "NO_ANSWER",
+            20 => "SUBSCRIBER_ABSENT",
             21 => "CALL_REJECTED",
             22 => "NUMBER_CHANGED",
             27 => "DESTINATION_OUT_OF_ORDER",
+            26 => "ANSWERED_ELSEWHERE",
             28 => "INVALID_NUMBER_FORMAT",
+            29 => "FACILITY_REJECTED",
             31 => "NORMAL_UNSPECIFIED",
             34 => "NORMAL_CIRCUIT_CONGESTION",
             38 => "NETWORK_OUT_OF_ORDER",
@@ -78,6 +87,7 @@ impl Cause {
             44 => "REQUESTED_CHAN_UNAVAIL",
             58 => "BEARERCAPABILITY_NOTAVAIL",
             88 => "INCOMPATIBLE_DESTINATION",
+            102 => "RECOVERY_ON_TIMER_EXPIRE",
             127 => "INTERWORKING",
             _ => "UNKNOWN",
         }

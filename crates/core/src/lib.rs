@@ -22,6 +22,7 @@ include!(concat!(env!("OUT_DIR"), "/build_id.rs"));
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod apps;
+pub mod bridge;
 pub mod builtins;
 pub mod channel;
 pub mod cli;
@@ -34,6 +35,7 @@ pub mod loader;
 pub mod local;
 pub mod logger;
 pub mod module;
+pub mod tech;
 
 pub use crate::core::{Core, Extent, Pbx, Settings, ShutdownMode};
 pub use crate::module::{LoadError, Module, ModuleContext, ModuleInfo, ReloadError, SupportLevel};

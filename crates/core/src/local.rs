@@ -12,14 +12,16 @@ use crate::tokio;
 use crate::Core;
 
 /// What one side's command becomes on the other side.
-fn crossover(command: DriverCommand) -> (Frame, bool) {
-    match command {
+fn crossover(command: DriverCommand) -> Option<(Frame, bool)> {
+    Some(match command {
+        // The ;2 half runs its dialplan from the start.
+        DriverCommand::Call(_) => return None,
         DriverCommand::Answer => (Frame::Control(Control::Answer), false),
         DriverCommand::Indicate(c) => (Frame::Control(c), false),
         DriverCommand::Write(f) => (f, false),
         DriverCommand::SendDigit(d) => (Frame::DtmfEnd { digit: d, duration_ms: 100 }, false),
         DriverCommand::Hangup(cause) => (Frame::Hangup(cause), true),
-    }
+    })
 }
 
 /// Wires two driver ends together until either side hangs up (or both channels are gone).
@@ -27,11 +29,11 @@ async fn wire(mut one: ChannelDriver, mut two: ChannelDriver) {
     loop {
         let (frame, to_two, last) = tokio::select! {
             command = one.commands.recv() => match command {
-                Some(c) => { let (f, last) = crossover(c); (f, true, last) }
+                Some(c) => { let Some((f, last)) = crossover(c) else { continue }; (f, true, last) }
                 None => (Frame::Hangup(Cause::NORMAL_CLEARING), true, true),
             },
             command = two.commands.recv() => match command {
-                Some(c) => { let (f, last) = crossover(c); (f, false, last) }
+                Some(c) => { let Some((f, last)) = crossover(c) else { continue }; (f, false, last) }
                 None => (Frame::Hangup(Cause::NORMAL_CLEARING), false, true),
             },
         };

@@ -189,6 +189,13 @@ impl ModuleContext {
         function.uses = Some(self.uses.clone());
         self.core.functions().register(function.name, function).map_err(|e| LoadError::Failure(e.to_string()))
     }
+    /// Registers a channel technology (`SIP`); it goes away when the guard drops.
+    pub fn register_tech(
+        &self,
+        tech: Arc<dyn crate::tech::Tech>,
+    ) -> Result<crate::apps::Registration<Arc<dyn crate::tech::Tech>>, LoadError> {
+        self.core.techs().register(tech.name(), tech).map_err(|e| LoadError::Failure(e.to_string()))
+    }
     /// A use of this module for a running application (see [`crate::apps::App::uses`]).
     pub fn uses(&self) -> Arc<UseCount> {
         self.uses.clone()

@@ -42,6 +42,11 @@ impl AudioFormat {
         }
     }
 
+    /// The format Asterisk calls `name` (`ulaw`, `slin16`...).
+    pub fn from_name(name: &str) -> Option<AudioFormat> {
+        AudioFormat::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     pub fn rate(self) -> u32 {
         match self {
             AudioFormat::Ulaw | AudioFormat::Alaw | AudioFormat::Slin8 => 8000,
@@ -129,6 +134,24 @@ pub fn translation_table() -> String {
 pub enum Frame {
     Encoded(Vec<u8>),
     Linear(Vec<i16>),
+}
+
+impl Frame {
+    /// A voice frame's bytes in `format` (signed linear is little-endian, as in a WAV file).
+    pub fn from_bytes(format: AudioFormat, data: Vec<u8>) -> Frame {
+        if format.is_linear() {
+            Frame::Linear(data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
+        } else {
+            Frame::Encoded(data)
+        }
+    }
+    /// The frame as a voice frame's bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Frame::Encoded(bytes) => bytes,
+            Frame::Linear(samples) => samples.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        }
+    }
 }
 
 enum Step {

@@ -10,8 +10,10 @@
 
 mod config;
 mod monitor;
+mod outbound;
 mod pvt;
 mod registrar;
+mod shared;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -28,6 +30,7 @@ struct ChanSip {
     stop: watch::Sender<bool>,
     conf: Arc<std::sync::RwLock<Arc<SipConf>>>,
     _cli: CliRegistration,
+    _tech: starling_core::apps::Registration<Arc<dyn starling_core::tech::Tech>>,
 }
 
 impl Module for ChanSip {
@@ -191,9 +194,19 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let bindings: registrar::Bindings = Arc::new(std::sync::RwLock::new(registrar::restore(&*ctx.core().db(), &conf)));
     let shared = Arc::new(std::sync::RwLock::new(conf.clone()));
     let table = pvt::DialogTable::default();
-    let monitor =
-        monitor::Monitor::new(ctx.core().clone(), shared.clone(), Arc::new(socket), bindings.clone(), table.clone());
+    let sip_port = socket.local_addr().map_or(conf.general.bindport, |a| a.port());
+    let (to_monitor, from_calls) = tokio::sync::mpsc::unbounded_channel();
+    let state = Arc::new(shared::Shared::new(
+        ctx.core().clone(),
+        shared.clone(),
+        bindings.clone(),
+        to_monitor,
+        table.clone(),
+        sip_port,
+    ));
+    let monitor = monitor::Monitor::new(state.clone(), from_calls, Arc::new(socket));
     let debug = monitor.debug.clone();
+    let tech = ctx.register_tech(Arc::new(outbound::SipTech { shared: state }))?;
 
     ctx.runtime().spawn(monitor.run(stopped));
     let (peers_conf, peer_conf, settings_conf, users_conf) =
@@ -273,7 +286,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             CliResult::Success
         }),
     ])?;
-    Ok(Box::new(ChanSip { stop, conf: shared, _cli: cli }))
+    Ok(Box::new(ChanSip { stop, conf: shared, _cli: cli, _tech: tech }))
 }
 
 starling_core::module! {

@@ -18,45 +18,36 @@ use starling_sip::{HeaderName, MessageHeaders, Method, Request};
 use std::collections::HashMap;
 
 use starling_core::tokio::sync::mpsc;
-use starling_sip::dialog::{Dialog, DialogId};
+use starling_sip::dialog::Dialog;
 
 use crate::config::{Peer, PeerHost, PeerKind, SipConf};
-use crate::pvt::{note_message, DialogRow, DialogTable, Pvt, ToMonitor, ToPvt};
-use crate::registrar::{Bindings, Registrar};
+use crate::pvt::{note_message, DialogRow, Direction, Pvt, PvtParts, ToMonitor, ToPvt};
+use crate::registrar::Registrar;
+use crate::shared::{CallKey, Shared, RTP_END, RTP_START};
 
 /// The methods chan_sip answers (the `Allow:` header).
 pub const ALLOWED_METHODS: &str = "INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, SUBSCRIBE, NOTIFY, INFO, PUBLISH, MESSAGE";
 /// The extensions chan_sip supports (the `Supported:` header).
 /// (No `timer`: session timers are not kept yet, so they are not offered.)
 pub const SUPPORTED: &str = "replaces";
-/// The RTP port range (rtp.conf's defaults).
-const RTP_START: u16 = 10_000;
-const RTP_END: u16 = 20_000;
 
 pub struct Monitor {
     pub core: Arc<Core>,
     /// The configuration in force (refreshed from `shared` on every wake, so `sip reload`
     /// applies to the next request).
     pub conf: Arc<SipConf>,
-    shared: Arc<std::sync::RwLock<Arc<SipConf>>>,
     /// `sip set debug on`: every message in and out goes to the console.
     pub debug: Arc<std::sync::atomic::AtomicBool>,
     pub socket: Arc<UdpSocket>,
     pub endpoint: Endpoint,
     registrar: Registrar,
-    /// Tags for the To headers of our responses.
-    tags: u64,
-    /// The calls, by dialog, and their INVITE transactions (for CANCEL).
-    calls: HashMap<DialogId, mpsc::UnboundedSender<ToPvt>>,
-    invites: HashMap<TxId, DialogId>,
-    /// Calls in progress per peer, for `call-limit`.
-    call_counts: HashMap<String, u32>,
-    to_monitor: mpsc::UnboundedSender<ToMonitor>,
+    shared: Arc<Shared>,
+    /// The calls, by Call-ID and our tag; their INVITE transactions (for CANCEL); the client
+    /// transactions they started (whose responses go back to them).
+    calls: HashMap<CallKey, mpsc::UnboundedSender<ToPvt>>,
+    invites: HashMap<TxId, CallKey>,
+    requests: HashMap<TxId, CallKey>,
     from_calls: mpsc::UnboundedReceiver<ToMonitor>,
-    /// Where the next RTP port search starts.
-    next_rtp_port: u16,
-    /// The calls as `sip show channels` shows them.
-    table: DialogTable,
 }
 
 /// 16 unpredictable-enough bytes for the digest nonce key (the clock, the pid, an address).
@@ -70,40 +61,28 @@ fn nonce_key(seed: u64) -> [u8; 16] {
 }
 
 impl Monitor {
-    pub fn new(
-        core: Arc<Core>,
-        shared: Arc<std::sync::RwLock<Arc<SipConf>>>,
-        socket: Arc<UdpSocket>,
-        bindings: Bindings,
-        table: DialogTable,
-    ) -> Monitor {
-        let conf = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let seed =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let registrar = Registrar::new(&conf.general.realm, nonce_key(seed), bindings, core.db());
-        let (to_monitor, from_calls) = mpsc::unbounded_channel();
+    pub fn new(shared: Arc<Shared>, from_calls: mpsc::UnboundedReceiver<ToMonitor>, socket: Arc<UdpSocket>) -> Monitor {
+        let conf = shared.conf();
+        let core = shared.core.clone();
+        let registrar =
+            Registrar::new(&conf.general.realm, nonce_key(shared.random()), shared.bindings.clone(), core.db());
         Monitor {
             core,
             conf,
-            shared,
             debug: Default::default(),
             socket,
             endpoint: Endpoint::new(Default::default()),
             registrar,
-            tags: seed,
+            shared,
             calls: HashMap::new(),
             invites: HashMap::new(),
-            call_counts: HashMap::new(),
-            to_monitor,
+            requests: HashMap::new(),
             from_calls,
-            table,
-            next_rtp_port: (RTP_START + ((seed >> 8) % u64::from(RTP_END - RTP_START)) as u16) & !1,
         }
     }
 
     fn new_tag(&mut self) -> String {
-        self.tags = self.tags.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        format!("as{:08x}", (self.tags >> 32) as u32)
+        self.shared.new_tag()
     }
 
     /// A response to `request` with our To tag and `Server:`.
@@ -162,7 +141,7 @@ impl Monitor {
                     self.endpoint.handle_timeout(tokio::time::Instant::now().into_std());
                 }
             }
-            self.conf = self.shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+            self.conf = self.shared.conf();
             self.drive().await;
         }
     }
@@ -199,9 +178,28 @@ impl Monitor {
         match event {
             Event::Request { tx, request, remote, .. } => self.handle_request(tx, request, remote),
             Event::Ack { request, .. } => {
-                if let Some(id) = Dialog::id_of_request(&request).filter(|id| self.calls.contains_key(id)) {
-                    note_message(&self.table, &id.call_id, "Rx: ACK");
-                    let _ = self.calls[&id].send(ToPvt::Ack);
+                if let Some(call) = key_of_request(&request).and_then(|key| self.calls.get(&key)) {
+                    note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: ACK");
+                    let _ = call.send(ToPvt::Ack);
+                }
+            }
+            Event::Response { tx, response } => {
+                if let Some(call) = self.requests.get(&tx).and_then(|key| self.calls.get(key)) {
+                    let status = response.status;
+                    if status >= 200 {
+                        let message =
+                            format!("Rx: {}", response.cseq().map_or(String::new(), |c| c.method.as_str().to_owned()));
+                        note_message(&self.shared.table, response.call_id().unwrap_or(""), &message);
+                    }
+                    let _ = call.send(ToPvt::Response(Box::new(response)));
+                }
+            }
+            Event::StrayResponse { response, .. } => {
+                // A 2xx retransmitted after its transaction ended: the call re-sends its ACK.
+                let key = response.call_id().zip(response.from().and_then(|f| f.tag().map(str::to_owned)));
+                let key = key.map(|(call_id, local_tag)| CallKey { call_id: call_id.to_owned(), local_tag });
+                if let Some(call) = key.and_then(|key| self.calls.get(&key)) {
+                    let _ = call.send(ToPvt::Response(Box::new(response)));
                 }
             }
             Event::Cancelled { tx, .. } => {
@@ -209,13 +207,19 @@ impl Monitor {
                     let _ = call.send(ToPvt::Cancelled);
                 }
             }
-            Event::Terminated { tx, .. } => {
+            Event::Terminated { tx, reason } => {
                 self.invites.remove(&tx);
+                if let Some(key) = self.requests.remove(&tx) {
+                    if reason == starling_sip::transaction::TerminationReason::Timeout {
+                        if let Some(call) = self.calls.get(&key) {
+                            let _ = call.send(ToPvt::Timeout);
+                        }
+                    }
+                }
             }
             Event::Malformed { remote, error } => {
                 tracing::info!("Bad SIP message from {remote}: {error}");
             }
-            _ => {}
         }
     }
 
@@ -241,18 +245,18 @@ impl Monitor {
                 self.handle_request_invite(tx, request, remote)
             }
             Method::Invite | Method::Bye | Method::Info => {
-                let call = Dialog::id_of_request(&request).and_then(|id| self.calls.get(&id));
+                let call = key_of_request(&request).and_then(|key| self.calls.get(&key));
                 match call {
                     Some(call) if request.method == Method::Bye => {
-                        note_message(&self.table, request.call_id().unwrap_or(""), "Rx: BYE");
+                        note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: BYE");
                         let _ = call.send(ToPvt::Bye { tx, request: Box::new(request) });
                     }
                     Some(call) if request.method == Method::Info => {
-                        note_message(&self.table, request.call_id().unwrap_or(""), "Rx: INFO");
+                        note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: INFO");
                         let _ = call.send(ToPvt::Info { tx, request: Box::new(request) });
                     }
                     Some(call) => {
-                        note_message(&self.table, request.call_id().unwrap_or(""), "Rx: INVITE");
+                        note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: INVITE");
                         let _ = call.send(ToPvt::Reinvite { tx, request: Box::new(request) });
                     }
                     None => {
@@ -324,18 +328,25 @@ impl Monitor {
         let now = tokio::time::Instant::now().into_std();
         match message {
             ToMonitor::Respond { tx, response } => self.endpoint.send_response(now, tx, response),
+            ToMonitor::NewCall { key, to_pvt } => {
+                self.calls.insert(key, to_pvt);
+            }
             ToMonitor::Request { request, remote } => {
-                note_message(&self.table, request.call_id().unwrap_or(""), &format!("Tx: {}", request.method));
-                self.endpoint.send_request(now, request, remote, Transport::Udp);
+                note_message(&self.shared.table, request.call_id().unwrap_or(""), &format!("Tx: {}", request.method));
+                let key =
+                    request.call_id().map(str::to_owned).zip(request.from().and_then(|f| f.tag().map(str::to_owned)));
+                let tx = self.endpoint.send_request(now, request, remote, Transport::Udp);
+                if let Some((call_id, local_tag)) = key {
+                    self.requests.insert(tx, CallKey { call_id, local_tag });
+                }
             }
             ToMonitor::Stateless { message, remote } => self.endpoint.send_stateless(remote, Transport::Udp, &message),
-            ToMonitor::Gone { id, peer } => {
-                self.calls.remove(&id);
-                self.table.write().unwrap_or_else(|p| p.into_inner()).remove(&id.call_id);
-                self.invites.retain(|_, d| *d != id);
-                if let Some(count) = self.call_counts.get_mut(&peer) {
-                    *count = count.saturating_sub(1);
-                }
+            ToMonitor::Gone { key, peer } => {
+                self.calls.remove(&key);
+                self.shared.table.write().unwrap_or_else(|p| p.into_inner()).remove(&key.call_id);
+                self.invites.retain(|_, k| *k != key);
+                self.requests.retain(|_, k| *k != key);
+                self.shared.release_call_slot(&peer);
             }
         }
     }
@@ -401,12 +412,6 @@ impl Monitor {
             }
         }
         let peer_name = caller.as_ref().map_or_else(|| remote.ip().to_string(), |p| p.name.clone());
-        if let Some(limit) = caller.as_ref().and_then(|p| p.call_limit) {
-            if self.call_counts.get(&peer_name).copied().unwrap_or(0) >= limit {
-                tracing::info!("Call-limit {limit} reached for '{peer_name}': 486");
-                return refuse(self, 486);
-            }
-        }
         let context = caller.as_ref().map_or(conf.general.context.clone(), |p| p.context.clone());
         let exten = request.uri.user_unescaped().map(|u| u.into_owned()).filter(|u| !u.is_empty());
         let exten = exten.unwrap_or_else(|| "s".to_owned());
@@ -443,16 +448,25 @@ impl Monitor {
             }
         };
         let local_ip = self.local_ip(&request);
-        let rtp = match self.bind_rtp(local_ip) {
+        let rtp = match self.shared.bind_rtp(local_ip) {
             Some(socket) => socket,
             None => {
                 tracing::warn!("No RTP port free in {RTP_START}-{RTP_END}: refusing the call with 503");
                 return refuse(self, 503);
             }
         };
+        let call_limit = caller.as_ref().and_then(|p| p.call_limit);
+        if !self.shared.take_call_slot(&peer_name, call_limit) {
+            tracing::info!("Call-limit {} reached for '{peer_name}': 486", call_limit.unwrap_or(0));
+            return refuse(self, 486);
+        }
         let local_tag = self.new_tag();
-        let Some(dialog) = Dialog::uas(&request, &local_tag, false) else { return refuse(self, 400) };
+        let Some(dialog) = Dialog::uas(&request, &local_tag, false) else {
+            self.shared.release_call_slot(&peer_name);
+            return refuse(self, 400);
+        };
         let id = dialog.id.clone();
+        let key = CallKey { call_id: id.call_id.clone(), local_tag: id.local_tag.clone() };
 
         let (mut channel, driver) = starling_core::channel::Channel::new(&self.core, "SIP", &peer_name, true);
         channel.context = context;
@@ -478,28 +492,11 @@ impl Monitor {
         channel.native_format = crate::pvt::format_name(&negotiated.codec.name);
         channel.set_state(starling_core::channel::ChannelState::Ring);
 
-        let mut session_config =
-            starling_media::session::SessionConfig { clock_rate: negotiated.codec.clock_rate, ..Default::default() };
-        session_config.comedia = caller.as_ref().map_or(conf.general.nat.comedia, |p| p.nat.comedia);
-        session_config.timeout = conf.general.rtptimeout.map(|s| Duration::from_secs(u64::from(s)));
-        let mut session =
-            starling_media::session::RtpSession::new(session_config, now, std::time::SystemTime::now(), self.tags);
+        let comedia = caller.as_ref().map_or(conf.general.nat.comedia, |p| p.nat.comedia);
+        let (mut session, media) =
+            self.shared.call_media(local_ip, &rtp, allowed, comedia, negotiated.codec.clock_rate);
         session.set_remote(negotiated.remote, false);
-        let media = starling_media::sdp::LocalMedia {
-            address: local_ip,
-            port: rtp.local_addr().map_or(0, |a| a.port()),
-            codecs: allowed,
-            telephone_event: Some(starling_media::sdp::Codec::telephone_event()),
-            ptime: 20,
-            direction: starling_media::sdp::Direction::SendRecv,
-            session_id: self.tags >> 16,
-            session_version: 1,
-            username: "Starling".into(),
-        };
-        let (to_pvt, from_monitor) = mpsc::unbounded_channel();
-        self.calls.insert(id.clone(), to_pvt);
-        self.invites.insert(tx, id.clone());
-        *self.call_counts.entry(peer_name.clone()).or_insert(0) += 1;
+        self.invites.insert(tx, key.clone());
         let user = &channel.caller.number;
         let row = DialogRow {
             address: remote.ip(),
@@ -509,27 +506,28 @@ impl Monitor {
             last_message: "Rx: INVITE".into(),
             peer: caller.as_ref().map_or_else(|| "<guest>".to_owned(), |p| p.name.clone()),
         };
-        self.table.write().unwrap_or_else(|p| p.into_inner()).insert(id.call_id.clone(), row);
+        self.shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(id.call_id.clone(), row);
         let local = SocketAddr::new(local_ip, self.socket.local_addr().map_or(5060, |a| a.port()));
-        let pvt = Pvt {
-            id,
+        let pvt_key = key.clone();
+        let (pvt, handle) = Pvt::new(PvtParts {
+            key,
             peer: peer_name,
+            direction: Direction::Inbound { invite_tx: tx },
             invite: request,
-            invite_tx: tx,
             dialog,
             remote,
             local,
             useragent: conf.general.useragent.clone(),
-            to_monitor: self.to_monitor.clone(),
-            from_monitor,
+            dtmfmode: caller.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
+            shared: self.shared.clone(),
             driver,
             rtp,
             session,
             media,
-            negotiated,
-            table: self.table.clone(),
-            held: false,
-        };
+            negotiated: Some(negotiated),
+        });
+        self.calls.insert(pvt_key, handle.to_pvt.clone());
+        channel.tech_pvt = Some(handle);
         tracing::info!("Accepting call {} from {}", channel.name(), remote);
         tokio::spawn(pvt.run());
         self.core.start_pbx(channel);
@@ -544,22 +542,9 @@ impl Monitor {
         }
         request.uri.host.ip().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
     }
+}
 
-    /// An even RTP port in the range, on `ip`.
-    fn bind_rtp(&mut self, ip: std::net::IpAddr) -> Option<UdpSocket> {
-        let span = RTP_END - RTP_START;
-        for _ in 0..span / 2 {
-            let port = self.next_rtp_port;
-            self.next_rtp_port = if port + 2 >= RTP_END { RTP_START } else { port + 2 };
-            let bind_ip = if self.conf.general.bindaddr.is_unspecified() { self.conf.general.bindaddr } else { ip };
-            if let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, port)) {
-                if socket.set_nonblocking(true).is_ok() {
-                    if let Ok(socket) = UdpSocket::from_std(socket) {
-                        return Some(socket);
-                    }
-                }
-            }
-        }
-        None
-    }
+/// The key of the call a request from the far end belongs to (our tag is in its To).
+fn key_of_request(request: &Request) -> Option<CallKey> {
+    Some(CallKey { call_id: request.call_id()?.to_owned(), local_tag: request.to()?.tag()?.to_owned() })
 }

@@ -1,24 +1,33 @@
-//! One inbound call: Asterisk's `sip_pvt`. It runs on its own task and owns the driver end of
+//! One call, inbound or outbound: Asterisk's `sip_pvt`. It runs on its own task and owns the driver end of
 //! the call's `core::Channel`, the dialog and the RTP session. It never touches the SIP socket:
 //! the monitor owns the transaction layer, so the pvt sends it [`ToMonitor`] messages and the
 //! monitor forwards the dialog's requests as [`ToPvt`].
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use starling_core::channel::{ChannelDriver, DriverCommand};
-use starling_core::frame::{Cause, Control, Frame};
+use starling_core::frame::{CallerId, Cause, Control, Frame};
 use starling_core::tokio::net::UdpSocket;
 use starling_core::tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use starling_core::tokio::time::{sleep_until, Instant as TokioInstant};
 use starling_core::{tokio, tracing};
 use starling_media::dtmf::{DtmfEvent, EventSender};
-use starling_media::sdp::{LocalMedia, Negotiated};
+use starling_media::opus::OpusParams;
+use starling_media::relay::RelayLeg;
+use starling_media::sdp::{Codec, LocalMedia, Negotiated};
 use starling_media::session::{RtpSession, SessionEvent};
-use starling_sip::dialog::{Dialog, DialogId};
+use starling_media::translate::{self, AudioFormat, Translator};
+use starling_sip::dialog::Dialog;
+use starling_sip::digest::{Challenge, Credentials};
 use starling_sip::message::{Response, SipMessage};
 use starling_sip::transaction::{via_for, Endpoint, Transport, TxId};
-use starling_sip::{HeaderName, Method, Request};
+use starling_sip::uri::Uri;
+use starling_sip::{HeaderName, MessageHeaders, Method, Request};
+
+use crate::config::DtmfMode;
+use crate::shared::{CallKey, Shared};
 
 /// A call as `sip show channels` lists it.
 #[derive(Clone, Debug)]
@@ -71,17 +80,20 @@ pub fn show_channels(table: &DialogTable) -> String {
 /// What a call asks of the monitor (which owns the transaction layer and the socket).
 #[derive(Debug)]
 pub enum ToMonitor {
+    /// A new outbound call: route its dialog's messages to `to_pvt`.
+    NewCall { key: CallKey, to_pvt: UnboundedSender<ToPvt> },
     /// Answer the INVITE (or another server transaction) with `response`.
     Respond { tx: TxId, response: Response },
-    /// Start a client transaction (a BYE) to `remote`.
+    /// Start a client transaction (INVITE, CANCEL, BYE, INFO) to `remote`; its responses come
+    /// back as [`ToPvt::Response`].
     Request { request: Request, remote: SocketAddr },
-    /// Send outside any transaction (a retransmitted 2xx).
+    /// Send outside any transaction (a retransmitted 2xx, the ACK for a 2xx).
     Stateless { message: SipMessage, remote: SocketAddr },
     /// The call is over: forget its dialog, release its call-limit slot.
-    Gone { id: DialogId, peer: String },
+    Gone { key: CallKey, peer: String },
 }
 
-/// What the monitor hands a call: the requests of its dialog.
+/// What the monitor hands a call: the requests of its dialog, the responses to its requests.
 #[derive(Debug)]
 pub enum ToPvt {
     Ack,
@@ -100,6 +112,46 @@ pub enum ToPvt {
         tx: TxId,
         request: Box<Request>,
     },
+    /// A response to a request the call sent.
+    Response(Box<Response>),
+    /// A request the call sent had no answer at all (Timer B/F).
+    Timeout,
+    /// Start (Some) or stop (None) relaying our RTP natively to another call.
+    Relay(Option<Box<RelayTo>>),
+}
+
+/// Where a native bridge sends what this call's far end sends: the other call's RTP socket
+/// and far end, with the rewriting that keeps the other phone's stream continuous.
+pub struct RelayTo {
+    pub rtp: Arc<UdpSocket>,
+    pub media: Arc<Mutex<MediaInfo>>,
+    pub leg: RelayLeg,
+}
+
+impl std::fmt::Debug for RelayTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayTo").field("rtp", &self.rtp.local_addr().ok()).finish_non_exhaustive()
+    }
+}
+
+/// What a call publishes of its media for a native bridge to decide and to send to.
+#[derive(Clone, Debug, Default)]
+pub struct MediaInfo {
+    /// The far end's RTP address (learnt from SDP, or from its packets with comedia).
+    pub remote: Option<SocketAddr>,
+    /// The codec sent and received, with its payload type on this leg.
+    pub codec: Option<Codec>,
+    /// The payload type of telephone-event on this leg, if negotiated.
+    pub event_pt: Option<u8>,
+    pub dtmfmode: Option<DtmfMode>,
+}
+
+/// The call's handle on its channel (`Channel::tech_pvt`): how the `SIP` technology reaches
+/// it to bridge it natively.
+pub struct PvtHandle {
+    pub to_pvt: UnboundedSender<ToPvt>,
+    pub rtp: Arc<UdpSocket>,
+    pub media: Arc<Mutex<MediaInfo>>,
 }
 
 /// Asterisk's `hangup_cause2sip`: the final response for a call refused with `cause`.
@@ -109,15 +161,45 @@ pub fn hangup_cause_to_sip(cause: Cause) -> u16 {
         17 => 486,
         18 => 408,
         19 => 480,
+        20 => 480,
         21 => 403,
         22 => 410,
         27 => 502,
         28 => 484,
+        29 => 501,
         34 | 41 | 42 | 44 => 503,
         38 => 500,
         58 | 88 => 488,
+        102 => 504,
         127 => 500,
         _ => 603,
+    }
+}
+
+/// Asterisk's `hangup_sip2cause`: the cause of a call refused with `status` (the classes'
+/// defaults come after the codes they name apart).
+#[allow(clippy::match_overlapping_arm)]
+pub fn sip_to_hangup_cause(status: u16) -> Cause {
+    match status {
+        401 | 403 | 407 | 603 => Cause::CALL_REJECTED,
+        404 | 485 | 604 => Cause::UNALLOCATED,
+        408 => Cause::NO_USER_RESPONSE,
+        409 => Cause::NORMAL_TEMPORARY_FAILURE,
+        410 => Cause::NUMBER_CHANGED,
+        420 => Cause::NO_ROUTE_DESTINATION,
+        480 | 483 => Cause::NO_ANSWER,
+        484 => Cause::INVALID_NUMBER_FORMAT,
+        486 | 600 => Cause::USER_BUSY,
+        488 | 606 => Cause::BEARERCAPABILITY_NOTAVAIL,
+        500 => Cause::FAILURE,
+        501 => Cause::FACILITY_REJECTED,
+        502 => Cause::DESTINATION_OUT_OF_ORDER,
+        503 => Cause::CONGESTION,
+        504 => Cause::RECOVERY_ON_TIMER_EXPIRE,
+        400..=499 => Cause::INTERWORKING,
+        500..=599 => Cause::CONGESTION,
+        600..=699 => Cause::CALL_REJECTED,
+        _ => Cause::NORMAL_CLEARING,
     }
 }
 
@@ -131,29 +213,82 @@ pub fn format_name(codec: &str) -> &'static str {
     }
 }
 
-/// Everything a call needs, made by the monitor when it accepts an INVITE.
-pub struct Pvt {
-    pub id: DialogId,
+/// Which side started the call.
+pub enum Direction {
+    /// They called: `invite_tx` is their INVITE's transaction, which our responses answer.
+    Inbound { invite_tx: TxId },
+    /// We call (Dial): what our INVITE is made of.
+    Outbound(Box<Outbound>),
+}
+
+/// An outbound call's INVITE: where it goes and who it says is calling.
+pub struct Outbound {
+    /// The Request-URI (and To).
+    pub uri: Uri,
+    /// `fromuser`: the user of our From, instead of the caller's number.
+    pub from_user: Option<String>,
+    /// `fromdomain`: the host of our From, instead of our address.
+    pub from_domain: Option<String>,
+    /// `sendrpid`: present the caller in a Remote-Party-ID header too.
+    pub sendrpid: bool,
+    /// The peer's `defaultuser`/`secret` (or `md5secret`), to answer its challenges.
+    pub credentials: Option<Credentials>,
+    /// Challenges answered so far (a second one in a row means the credentials are wrong).
+    pub auth_tries: u32,
+    /// Who is calling (set when the owner calls).
+    pub caller: CallerId,
+}
+
+/// Everything a call is made of (see [`Pvt::new`]).
+pub struct PvtParts {
+    pub key: CallKey,
     pub peer: String,
+    pub direction: Direction,
+    /// Inbound: their INVITE. Outbound: a placeholder until ours is built at `Call`.
     pub invite: Request,
-    pub invite_tx: TxId,
     pub dialog: Dialog,
-    /// Where requests and retransmitted responses go (the INVITE's source: NAT-safe).
+    /// Where requests and retransmitted responses go (the INVITE's source: NAT-safe; or the
+    /// peer's address).
     pub remote: SocketAddr,
     /// Our SIP address (Via, Contact).
     pub local: SocketAddr,
     pub useragent: String,
-    pub to_monitor: UnboundedSender<ToMonitor>,
-    pub from_monitor: UnboundedReceiver<ToPvt>,
+    pub dtmfmode: DtmfMode,
+    pub shared: Arc<Shared>,
     pub driver: ChannelDriver,
     pub rtp: UdpSocket,
     pub session: RtpSession,
     pub media: LocalMedia,
-    pub negotiated: Negotiated,
-    /// Where `sip show channels` reads this call (the Hold column).
-    pub table: DialogTable,
+    /// Inbound: what the offer and our codecs agreed. Outbound: `None` until the answer.
+    pub negotiated: Option<Negotiated>,
+}
+
+/// One call: Asterisk's `sip_pvt`.
+pub struct Pvt {
+    key: CallKey,
+    peer: String,
+    direction: Direction,
+    invite: Request,
+    dialog: Dialog,
+    remote: SocketAddr,
+    local: SocketAddr,
+    useragent: String,
+    dtmfmode: DtmfMode,
+    shared: Arc<Shared>,
+    from_monitor: UnboundedReceiver<ToPvt>,
+    driver: ChannelDriver,
+    rtp: Arc<UdpSocket>,
+    session: RtpSession,
+    media: LocalMedia,
+    negotiated: Option<Negotiated>,
     /// The far end put the call on hold (its last offer was sendonly or inactive).
-    pub held: bool,
+    held: bool,
+    /// What a native bridge sees of this call.
+    published: Arc<Mutex<MediaInfo>>,
+    /// A native bridge in progress: our far end's packets go straight to the other call.
+    relay: Option<Box<RelayTo>>,
+    /// Frames written in another format than ours, and their translator.
+    write_translator: Option<Translator>,
 }
 
 /// The key in an INFO: `application/dtmf-relay` (`Signal=5`, `Duration=160`) or
@@ -209,25 +344,79 @@ impl DigitOut {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
+    /// Outbound, before the owner calls.
+    Idle,
+    /// Inbound: their INVITE awaits our answer. Outbound: ours awaits theirs.
     Early,
-    /// 200 sent; retransmitted (T1 doubling to T2) until the ACK or 64·T1.
-    Answered {
-        acked: bool,
-    },
+    /// Outbound: we sent CANCEL and wait for the INVITE's final response (a 2xx that crossed
+    /// the CANCEL is acknowledged and ended with BYE).
+    Cancelling,
+    /// 200 sent (inbound: retransmitted, T1 doubling to T2, until the ACK or 64·T1) or
+    /// received (outbound: ACK sent).
+    Answered { acked: bool },
 }
 
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
 
+/// What the run loop does after a step.
+enum Next {
+    Go,
+    /// The call is over.
+    End,
+}
+
 impl Pvt {
+    /// A call and the handle its channel keeps (`Channel::tech_pvt`).
+    pub fn new(parts: PvtParts) -> (Pvt, Arc<PvtHandle>) {
+        let (to_pvt, from_monitor) = starling_core::tokio::sync::mpsc::unbounded_channel();
+        let rtp = Arc::new(parts.rtp);
+        let published = Arc::new(Mutex::new(MediaInfo { dtmfmode: Some(parts.dtmfmode), ..Default::default() }));
+        let handle = Arc::new(PvtHandle { to_pvt, rtp: rtp.clone(), media: published.clone() });
+        let pvt = Pvt {
+            key: parts.key,
+            peer: parts.peer,
+            direction: parts.direction,
+            invite: parts.invite,
+            dialog: parts.dialog,
+            remote: parts.remote,
+            local: parts.local,
+            useragent: parts.useragent,
+            dtmfmode: parts.dtmfmode,
+            shared: parts.shared,
+            from_monitor,
+            driver: parts.driver,
+            rtp,
+            session: parts.session,
+            media: parts.media,
+            negotiated: parts.negotiated,
+            held: false,
+            published,
+            relay: None,
+            write_translator: None,
+        };
+        pvt.publish();
+        (pvt, handle)
+    }
+
+    /// Tells a native bridge where our far end is and what it speaks.
+    fn publish(&self) {
+        let mut info = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        info.remote = self.session.remote();
+        info.codec = self.negotiated.as_ref().map(|n| n.codec.clone());
+        info.event_pt = self.negotiated.as_ref().and_then(|n| n.telephone_event.as_ref().map(|c| c.payload_type));
+    }
+
     fn response(&self, status: u16) -> Response {
         self.response_to(&self.invite, status)
     }
 
-    /// A response to a request of this dialog (the INVITE, or a re-INVITE).
+    /// A response to a request of this dialog (their INVITE, a re-INVITE, a BYE).
     fn response_to(&self, request: &Request, status: u16) -> Response {
         let mut response = Response::to_request(request, status);
-        response.set_to_tag(&self.id.local_tag);
+        if response.to().is_some_and(|t| t.tag().is_none()) {
+            response.set_to_tag(&self.key.local_tag);
+        }
         response.headers.push(HeaderName::Server, self.useragent.clone());
         if (101..300).contains(&status) {
             let user = self.invite.uri.user.as_deref().unwrap_or("s");
@@ -237,25 +426,34 @@ impl Pvt {
     }
 
     fn with_sdp(&self, mut response: Response) -> Response {
-        response.headers.push(HeaderName::ContentType, "application/sdp");
-        response.body = self.media.answer(&self.negotiated).into_bytes();
+        if let Some(negotiated) = &self.negotiated {
+            response.headers.push(HeaderName::ContentType, "application/sdp");
+            response.body = self.media.answer(negotiated).into_bytes();
+        }
         response
     }
 
     /// The negotiated codec's frame format, payload type, samples per ms, and the
     /// telephone-event payload type.
     fn codec_params(&self) -> (&'static str, u8, u32, Option<u8>) {
-        let codec = &self.negotiated.codec;
-        let events = self.negotiated.telephone_event.as_ref().map(|c| c.payload_type);
-        (format_name(&codec.name), codec.payload_type, codec.clock_rate / 1000, events)
+        match &self.negotiated {
+            Some(n) => (
+                format_name(&n.codec.name),
+                n.codec.payload_type,
+                n.codec.clock_rate / 1000,
+                n.telephone_event.as_ref().map(|c| c.payload_type),
+            ),
+            None => ("unknown", 255, 8, None),
+        }
     }
 
     /// A re-INVITE: a new offer (another address, hold, a codec change among ours) is answered
     /// 200 with our answer; one without SDP (a refresh, or a delayed offer) gets our current
     /// session again. The 200 for a codec we cannot take is 488; an out-of-order CSeq 500.
-    fn reinvite(&mut self, request: &Request) -> Result<Response, u16> {
+    /// A change of hold is passed to the channel as Hold/Unhold.
+    async fn reinvite(&mut self, request: &Request) -> Result<Response, u16> {
         if let Err(e) = self.dialog.handle_request(request) {
-            tracing::info!("re-INVITE on {} refused: {e}", self.id.call_id);
+            tracing::info!("re-INVITE on {} refused: {e}", self.key.call_id);
             return Err(500);
         }
         if !request.body.is_empty() {
@@ -265,17 +463,20 @@ impl Pvt {
                 .ok_or(488u16)?;
             let negotiated = starling_media::sdp::negotiate(&offer, &self.media.codecs, true).map_err(|_| 488u16)?;
             let hold = offer.is_hold();
-            self.held = hold;
-            if hold {
-                tracing::info!("{} put the call on hold", self.peer);
+            if hold != self.held {
+                tracing::info!("{} {} the call", self.peer, if hold { "put on hold" } else { "took back" });
+                let control = if hold { Control::Hold } else { Control::Unhold };
+                let _ = self.driver.frames.send(Frame::Control(control)).await;
             }
-            if let Some(row) = self.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.id.call_id) {
+            self.held = hold;
+            if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id) {
                 row.hold = hold;
             }
             if negotiated.remote.port() != 0 && !negotiated.remote.ip().is_unspecified() {
                 self.session.set_remote(negotiated.remote, offer.rtcp_mux);
             }
-            self.negotiated = negotiated;
+            self.negotiated = Some(negotiated);
+            self.publish();
         }
         self.media.session_version += 1;
         let ok = self.response_to(request, 200);
@@ -283,21 +484,255 @@ impl Pvt {
     }
 
     fn send(&self, message: ToMonitor) {
-        let _ = self.to_monitor.send(message);
+        let _ = self.shared.to_monitor.send(message);
     }
 
+    /// Answers their INVITE (inbound calls only).
     fn respond(&self, status: u16) {
-        let response = self.response(status);
-        self.send(ToMonitor::Respond { tx: self.invite_tx, response });
+        if let Direction::Inbound { invite_tx } = self.direction {
+            let response = self.response(status);
+            self.send(ToMonitor::Respond { tx: invite_tx, response });
+        }
+    }
+
+    fn respond_with(&self, response: Response) {
+        if let Direction::Inbound { invite_tx } = self.direction {
+            self.send(ToMonitor::Respond { tx: invite_tx, response });
+        }
+    }
+
+    fn new_via(&self) -> starling_sip::Via {
+        let branch = Endpoint::new_branch(&format!("{:016x}", self.shared.random()));
+        via_for(Transport::Udp, starling_sip::uri::Host::from_ip(self.local.ip()), self.local.port(), &branch)
+    }
+
+    /// A request inside the dialog (BYE, INFO), sent to the far end.
+    fn request_in_dialog(&mut self, method: Method, body: Option<(&str, String)>) {
+        let via = self.new_via();
+        let mut request = self.dialog.request(method, &via);
+        request.headers.push(HeaderName::UserAgent, self.useragent.clone());
+        if let Some((content_type, body)) = body {
+            request.headers.push(HeaderName::ContentType, content_type);
+            request.body = body.into_bytes();
+        }
+        self.send(ToMonitor::Request { request, remote: self.remote });
     }
 
     fn bye(&mut self) {
-        let branch = Endpoint::new_branch(&format!("{:08x}", self.session.ssrc() ^ self.dialog.local_seq));
-        let via =
-            via_for(Transport::Udp, starling_sip::uri::Host::from_ip(self.local.ip()), self.local.port(), &branch);
-        let mut request = self.dialog.request(Method::Bye, &via);
-        request.headers.push(HeaderName::UserAgent, self.useragent.clone());
-        self.send(ToMonitor::Request { request, remote: self.remote });
+        self.request_in_dialog(Method::Bye, None);
+    }
+
+    /// Builds and sends our INVITE (outbound), with `authorization` answering a challenge.
+    fn send_invite(&mut self, authorization: Option<(HeaderName, String)>) {
+        let Direction::Outbound(out) = &self.direction else { return };
+        let caller = &out.caller;
+        let user = out.from_user.clone().unwrap_or_else(|| {
+            if caller.number.is_empty() {
+                "starling".to_owned()
+            } else {
+                caller.number.clone()
+            }
+        });
+        let domain = out.from_domain.clone().unwrap_or_else(|| self.local.ip().to_string());
+        let name =
+            if caller.name.is_empty() { String::new() } else { format!("\"{}\" ", caller.name.replace('"', "")) };
+        let identity = format!("{name}<sip:{user}@{domain}>");
+        let seq = self.dialog.local_seq.max(101) + 1;
+        self.dialog.local_seq = seq;
+        let mut invite = Request::new(Method::Invite, out.uri.clone());
+        invite.headers.push(HeaderName::Via, self.new_via().to_string());
+        invite.headers.push(HeaderName::MaxForwards, "70");
+        invite.headers.push(HeaderName::From, format!("{identity};tag={}", self.key.local_tag));
+        invite.headers.push(HeaderName::To, format!("<{}>", out.uri));
+        invite.headers.push(HeaderName::Contact, format!("<sip:{user}@{}>", self.local));
+        invite.headers.push(HeaderName::CallId, self.key.call_id.clone());
+        invite.headers.push(HeaderName::CSeq, format!("{seq} INVITE"));
+        invite.headers.push(HeaderName::UserAgent, self.useragent.clone());
+        if out.sendrpid {
+            invite
+                .headers
+                .push(HeaderName::parse("Remote-Party-ID"), format!("{identity};party=calling;privacy=off;screen=no"));
+        }
+        if let Some((header, value)) = authorization {
+            invite.headers.push(header, value);
+        }
+        invite.headers.push(HeaderName::Allow, crate::monitor::ALLOWED_METHODS);
+        invite.headers.push(HeaderName::Supported, crate::monitor::SUPPORTED);
+        invite.headers.push(HeaderName::ContentType, "application/sdp");
+        invite.body = self.media.offer().into_bytes();
+        self.dialog.local = starling_sip::NameAddr::parse(&format!("{identity};tag={}", self.key.local_tag))
+            .unwrap_or_else(|_| self.dialog.local.clone());
+        self.invite = invite.clone();
+        self.send(ToMonitor::Request { request: invite, remote: self.remote });
+    }
+
+    /// Takes the SDP of a response to our INVITE (the answer, or early media in a 18x).
+    fn take_answer(&mut self, response: &Response) {
+        if response.body.is_empty() {
+            return;
+        }
+        let answer = std::str::from_utf8(&response.body).ok().map(starling_media::sdp::RemoteMedia::parse);
+        match answer {
+            Some(Ok(answer)) => match starling_media::sdp::negotiate(&answer, &self.media.codecs, false) {
+                Ok(negotiated) => {
+                    if negotiated.remote.port() != 0 && !negotiated.remote.ip().is_unspecified() {
+                        self.session.set_remote(negotiated.remote, answer.rtcp_mux);
+                    }
+                    if let Some(row) =
+                        self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id)
+                    {
+                        row.format = format_name(&negotiated.codec.name).to_owned();
+                    }
+                    self.negotiated = Some(negotiated);
+                }
+                Err(e) => tracing::warn!("{}: the answer has no codec we offered: {e}", self.key.call_id),
+            },
+            _ => tracing::warn!("{}: unreadable SDP in the {}", self.key.call_id, response.status),
+        }
+    }
+
+    /// The ACK for a 2xx to our INVITE (its own transaction, sent as it is).
+    fn ack_2xx(&mut self) {
+        let seq = self.invite.cseq().map_or(self.dialog.local_seq, |c| c.seq);
+        let via = self.new_via();
+        let ack = self.dialog.ack(seq, &via);
+        self.send(ToMonitor::Stateless { message: SipMessage::Request(ack), remote: self.remote });
+    }
+
+    /// A response to our INVITE (outbound calls).
+    async fn invite_response(&mut self, state: &mut State, response: &Response) -> Next {
+        let status = response.status;
+        match (*state, status) {
+            (State::Early, 101..=199) => {
+                if let Some(dialog) = Dialog::uac(&self.invite, response) {
+                    if self.dialog.id.remote_tag.is_empty() {
+                        self.dialog = dialog;
+                    }
+                }
+                self.take_answer(response);
+                let control = if status == 180 || status == 181 { Control::Ringing } else { Control::Progress };
+                let _ = self.driver.frames.send(Frame::Control(control)).await;
+                if status == 180 && !response.body.is_empty() {
+                    let _ = self.driver.frames.send(Frame::Control(Control::Progress)).await;
+                }
+            }
+            (State::Early | State::Cancelling, 200..=299) => {
+                let Some(dialog) = Dialog::uac(&self.invite, response) else {
+                    tracing::warn!("{}: a 2xx without To tag or Contact", self.key.call_id);
+                    return Next::Go;
+                };
+                self.dialog = dialog;
+                self.ack_2xx();
+                if *state == State::Cancelling {
+                    // The answer crossed our CANCEL: end the call we no longer want.
+                    self.bye();
+                    return Next::End;
+                }
+                self.take_answer(response);
+                *state = State::Answered { acked: true };
+                self.publish();
+                if let Some(row) =
+                    self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id)
+                {
+                    row.last_message = "Rx: INVITE".into();
+                }
+                let _ = self.driver.frames.send(Frame::Control(Control::Answer)).await;
+            }
+            (State::Answered { .. }, 200..=299) => {
+                // A retransmitted 2xx: our ACK was lost.
+                if Dialog::id_of_response(response).is_some_and(|id| id == self.dialog.id) {
+                    self.ack_2xx();
+                } else {
+                    // Another fork answered too (RFC 3261 §13.2.2.4): acknowledge and end it.
+                    if let Some(mut other) = Dialog::uac(&self.invite, response) {
+                        let seq = self.invite.cseq().map_or(1, |c| c.seq);
+                        let ack = other.ack(seq, &self.new_via());
+                        self.send(ToMonitor::Stateless { message: SipMessage::Request(ack), remote: self.remote });
+                        let bye = other.request(Method::Bye, &self.new_via());
+                        self.send(ToMonitor::Request { request: bye, remote: self.remote });
+                    }
+                }
+            }
+            (State::Early, 401 | 407) => {
+                let (challenge_header, answer_header) = if status == 401 {
+                    (HeaderName::WwwAuthenticate, HeaderName::Authorization)
+                } else {
+                    (HeaderName::ProxyAuthenticate, HeaderName::ProxyAuthorization)
+                };
+                let challenge = response.headers.get(&challenge_header).and_then(Challenge::parse);
+                let cnonce = format!("{:08x}", self.shared.random() as u32);
+                let answer = match (&mut self.direction, challenge) {
+                    (Direction::Outbound(out), Some(challenge)) if out.auth_tries == 0 || challenge.stale => {
+                        out.auth_tries += 1;
+                        let uri = out.uri.to_string();
+                        out.credentials.as_ref().and_then(|c| c.answer(&challenge, "INVITE", &uri, &cnonce, 1))
+                    }
+                    _ => None,
+                };
+                match answer {
+                    Some(answer) => self.send_invite(Some((answer_header, answer))),
+                    None => {
+                        tracing::info!(
+                            "{}: {status} from '{}' and no (more) credentials to answer it",
+                            self.key.call_id,
+                            self.peer
+                        );
+                        return self.refused(status).await;
+                    }
+                }
+            }
+            (State::Early, 300..) => return self.refused(status).await,
+            (State::Cancelling, 300..) => return Next::End,
+            _ => {}
+        }
+        Next::Go
+    }
+
+    /// Our INVITE was refused: tell the channel why (Busy/Congestion, then the hangup cause).
+    async fn refused(&mut self, status: u16) -> Next {
+        let cause = sip_to_hangup_cause(status);
+        tracing::info!("Call to '{}' refused: {status} ({})", self.peer, cause.name());
+        let control = match cause {
+            Cause::USER_BUSY => Some(Control::Busy),
+            Cause::CONGESTION | Cause::SWITCH_CONGESTION => Some(Control::Congestion),
+            _ => None,
+        };
+        if let Some(control) = control {
+            let _ = self.driver.frames.send(Frame::Control(control)).await;
+        }
+        let _ = self.driver.frames.send(Frame::Hangup(cause)).await;
+        Next::End
+    }
+
+    /// Writes a voice frame to the far end, translated to our codec if it is in another format.
+    fn write_voice(&mut self, format: &'static str, samples: u32, data: Vec<u8>, ours: (&'static str, u8, u32)) {
+        let (our_format, payload_type, samples_per_ms) = ours;
+        if format == our_format {
+            self.session.send(payload_type, false, samples, &data);
+            return;
+        }
+        let (Some(from), Some(to)) = (AudioFormat::from_name(format), AudioFormat::from_name(our_format)) else {
+            return;
+        };
+        if self.write_translator.as_ref().is_none_or(|t| t.from != from || t.to != to) {
+            match Translator::new(from, to, &OpusParams::default()) {
+                Ok(t) => self.write_translator = Some(t),
+                Err(e) => {
+                    tracing::warn!("{}: cannot write {format} as {our_format}: {e}", self.key.call_id);
+                    return;
+                }
+            }
+        }
+        let Some(translator) = self.write_translator.as_mut() else { return };
+        let frames = translator.translate(translate::Frame::from_bytes(from, data)).unwrap_or_default();
+        for frame in frames {
+            let bytes = frame.into_bytes();
+            let samples = match to {
+                AudioFormat::Ulaw | AudioFormat::Alaw => bytes.len() as u32,
+                _ => 20 * samples_per_ms,
+            };
+            self.session.send(payload_type, false, samples, &bytes);
+        }
     }
 
     /// Runs the call until either side hangs up.
@@ -305,27 +740,34 @@ impl Pvt {
         // A root span per call, entered only while the call's task runs (Instrument): an
         // entered guard held across awaits would make every later call its child, and closing
         // a chain of thousands of spans overflows the stack.
-        let span = tracing::info_span!(parent: None, "call", call_id = %self.id.call_id, peer = %self.peer);
+        let span = tracing::info_span!(parent: None, "call", call_id = %self.key.call_id, peer = %self.peer);
         tracing::Instrument::instrument(self.run_call(), span).await
     }
 
     async fn run_call(mut self) {
-        let mut state = State::Early;
+        let mut state = match self.direction {
+            Direction::Inbound { .. } => State::Early,
+            Direction::Outbound(_) => State::Idle,
+        };
         let mut retransmit: Option<(TokioInstant, Duration, Response)> = None;
         // An RFC 4733 key press being sent: one packet every 20 ms; voice waits meanwhile.
         let mut dtmf_out: Option<DigitOut> = None;
         let give_up_2xx = 64 * T1;
         let mut answered_at = TokioInstant::now();
+        // Outbound, after CANCEL: how long we wait for the INVITE's final response.
+        let mut cancel_deadline: Option<TokioInstant> = None;
         let mut buffer = vec![0u8; 2048];
         let (mut format, mut payload_type, mut samples_per_ms, mut event_type) = self.codec_params();
         let mut dtmf = starling_media::dtmf::EventReceiver::default();
         let mut dtmf_events = Vec::new();
+        let mut last_remote = self.session.remote();
         'call: loop {
             let rtp_deadline = self.session.poll_timeout().map(TokioInstant::from_std);
-            let deadline = [rtp_deadline, retransmit.as_ref().map(|r| r.0), dtmf_out.as_ref().map(|d| d.next)]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline =
+                [rtp_deadline, retransmit.as_ref().map(|r| r.0), dtmf_out.as_ref().map(|d| d.next), cancel_deadline]
+                    .into_iter()
+                    .flatten()
+                    .min();
             let sleep = async {
                 match deadline {
                     Some(at) => sleep_until(at).await,
@@ -334,11 +776,21 @@ impl Pvt {
             };
             tokio::select! {
                 command = self.driver.commands.recv() => match command {
+                    Some(DriverCommand::Call(caller)) => {
+                        if state == State::Idle {
+                            if let Direction::Outbound(out) = &mut self.direction {
+                                out.caller = caller;
+                            }
+                            self.send_invite(None);
+                            state = State::Early;
+                        }
+                    }
                     Some(DriverCommand::Answer) => {
-                        if state == State::Early {
+                        if state == State::Early && matches!(self.direction, Direction::Inbound { .. }) {
                             let ok = self.with_sdp(self.response(200));
-                            self.send(ToMonitor::Respond { tx: self.invite_tx, response: ok.clone() });
+                            self.respond_with(ok.clone());
                             state = State::Answered { acked: false };
+                            self.publish();
                             answered_at = TokioInstant::now();
                             retransmit = Some((answered_at + T1, T1, ok));
                         }
@@ -349,7 +801,7 @@ impl Pvt {
                                 Control::Ringing => self.respond(180),
                                 Control::Progress => {
                                     let progress = self.with_sdp(self.response(183));
-                                    self.send(ToMonitor::Respond { tx: self.invite_tx, response: progress });
+                                    self.respond_with(progress);
                                 }
                                 Control::Busy => self.respond(486),
                                 Control::Congestion => self.respond(503),
@@ -357,22 +809,30 @@ impl Pvt {
                             }
                         }
                     }
-                    Some(DriverCommand::Write(Frame::Voice { format: f, samples, data })) if f == format => {
-                        // Nothing goes to a party that put us on hold (we answered recvonly/inactive).
-                        if dtmf_out.is_none() && !self.held {
-                            self.session.send(payload_type, false, samples, &data);
+                    Some(DriverCommand::Write(Frame::Voice { format: f, samples, data })) => {
+                        // Nothing goes to a party that put us on hold (we answered recvonly/inactive),
+                        // nor while a native bridge carries the media.
+                        if dtmf_out.is_none() && !self.held && self.relay.is_none() {
+                            self.write_voice(f, samples, data, (format, payload_type, samples_per_ms));
                         }
                     }
                     Some(DriverCommand::SendDigit(digit)) => {
-                        // 100 ms presses in 20 ms packets, in the RTP clock's units.
-                        let packet = 20 * samples_per_ms;
-                        match (event_type, EventSender::new(digit, 5 * packet, packet)) {
-                            (Some(pt), Some(sender)) if dtmf_out.is_none() => {
-                                let mut out = DigitOut { sender, start: self.session.next_timestamp(), next: TokioInstant::now(), pt, duration: 5 * packet };
-                                out.send_next(&mut self.session);
-                                dtmf_out = Some(out);
+                        if self.dtmfmode == DtmfMode::Info {
+                            if matches!(state, State::Answered { .. }) {
+                                let signal = match digit { '*' => "10".to_owned(), '#' => "11".to_owned(), d => d.to_string() };
+                                self.request_in_dialog(Method::Info, Some(("application/dtmf-relay", format!("Signal={signal}\r\nDuration=100\r\n"))));
                             }
-                            _ => tracing::debug!("DTMF '{digit}' not sent on {}: no telephone-event, or one already going", self.id.call_id),
+                        } else {
+                            // 100 ms presses in 20 ms packets, in the RTP clock's units.
+                            let packet = 20 * samples_per_ms;
+                            match (event_type, EventSender::new(digit, 5 * packet, packet)) {
+                                (Some(pt), Some(sender)) if dtmf_out.is_none() => {
+                                    let mut out = DigitOut { sender, start: self.session.next_timestamp(), next: TokioInstant::now(), pt, duration: 5 * packet };
+                                    out.send_next(&mut self.session);
+                                    dtmf_out = Some(out);
+                                }
+                                _ => tracing::debug!("DTMF '{digit}' not sent on {}: no telephone-event, or one already going", self.key.call_id),
+                            }
                         }
                     }
                     Some(DriverCommand::Write(_)) => {}
@@ -382,9 +842,17 @@ impl Pvt {
                             Some(DriverCommand::Hangup(cause)) => cause,
                             _ => Cause::NORMAL_CLEARING,
                         };
-                        match state {
-                            State::Early => self.respond(hangup_cause_to_sip(cause)),
-                            State::Answered { .. } => self.bye(),
+                        match (state, &self.direction) {
+                            (State::Early, Direction::Inbound { .. }) => self.respond(hangup_cause_to_sip(cause)),
+                            (State::Early, Direction::Outbound(_)) => {
+                                let cancel = starling_sip::transaction::cancel_for(&self.invite);
+                                self.send(ToMonitor::Request { request: cancel, remote: self.remote });
+                                state = State::Cancelling;
+                                cancel_deadline = Some(TokioInstant::now() + 64 * T1);
+                                continue;
+                            }
+                            (State::Answered { .. }, _) => self.bye(),
+                            (State::Idle | State::Cancelling, _) => {}
                         }
                         break;
                     }
@@ -397,14 +865,13 @@ impl Pvt {
                         }
                     }
                     Some(ToPvt::Bye { tx, request }) => {
-                        let mut ok = Response::to_request(&request, 200);
-                        ok.headers.push(HeaderName::Server, self.useragent.clone());
+                        let ok = self.response_to(&request, 200);
                         self.send(ToMonitor::Respond { tx, response: ok });
                         let _ = self.driver.frames.send(Frame::Hangup(Cause::NORMAL_CLEARING)).await;
                         break;
                     }
                     Some(ToPvt::Reinvite { tx, request }) => {
-                        match self.reinvite(&request) {
+                        match self.reinvite(&request).await {
                             Ok(ok) => {
                                 (format, payload_type, samples_per_ms, event_type) = self.codec_params();
                                 self.send(ToMonitor::Respond { tx, response: ok.clone() });
@@ -423,7 +890,7 @@ impl Pvt {
                         let ok = self.response_to(&request, 200);
                         self.send(ToMonitor::Respond { tx, response: ok });
                         if let Some((digit, duration_ms)) = digit {
-                            tracing::debug!("DTMF '{digit}' received by INFO on {}", self.id.call_id);
+                            tracing::debug!("DTMF '{digit}' received by INFO on {}", self.key.call_id);
                             let _ = self.driver.frames.send(Frame::DtmfBegin(digit)).await;
                             let _ = self.driver.frames.send(Frame::DtmfEnd { digit, duration_ms }).await;
                         }
@@ -435,19 +902,53 @@ impl Pvt {
                             break;
                         }
                     }
+                    Some(ToPvt::Response(response)) => {
+                        let is_invite = response.cseq().is_some_and(|c| c.method == Method::Invite);
+                        if is_invite && matches!(self.direction, Direction::Outbound(_)) {
+                            let before = state;
+                            if let Next::End = self.invite_response(&mut state, &response).await {
+                                break;
+                            }
+                            if before != state || response.status < 200 {
+                                (format, payload_type, samples_per_ms, event_type) = self.codec_params();
+                            }
+                        }
+                    }
+                    Some(ToPvt::Timeout) => {
+                        if state == State::Early && matches!(self.direction, Direction::Outbound(_)) {
+                            // Nothing at all came back in 64·T1: Asterisk's auto-congestion.
+                            tracing::info!("No answer at all from '{}' to our INVITE: congestion", self.peer);
+                            let _ = self.driver.frames.send(Frame::Control(Control::Congestion)).await;
+                            let _ = self.driver.frames.send(Frame::Hangup(Cause::CONGESTION)).await;
+                            break;
+                        }
+                    }
+                    Some(ToPvt::Relay(relay)) => {
+                        self.relay = relay;
+                        dtmf_out = None;
+                    }
                     None => break,
                 },
                 received = self.rtp.recv_from(&mut buffer) => {
                     if let Ok((len, from)) = received {
                         let now = tokio::time::Instant::now().into_std();
                         if let Ok(packet) = self.session.handle_rtp(now, from, &buffer[..len]) {
-                            if Some(packet.payload_type) == event_type {
+                            if let Some(relay) = self.relay.as_mut() {
+                                // Native bridge: rewritten in place and sent on from the other
+                                // call's socket; nothing is decoded.
+                                if relay.leg.relay(&mut buffer[..len]).is_ok() {
+                                    let target = relay.media.lock().unwrap_or_else(|p| p.into_inner()).remote;
+                                    if let Some(target) = target {
+                                        let _ = relay.rtp.try_send_to(&buffer[..len], target);
+                                    }
+                                }
+                            } else if Some(packet.payload_type) == event_type {
                                 dtmf.handle(packet.timestamp, &buffer[packet.payload.0..packet.payload.1], &mut dtmf_events);
                                 for event in dtmf_events.drain(..) {
                                     let frame = match event {
                                         DtmfEvent::Begin(digit) => Frame::DtmfBegin(digit),
                                         DtmfEvent::End { digit, duration } => {
-                                            tracing::debug!("DTMF '{digit}' received on {}", self.id.call_id);
+                                            tracing::debug!("DTMF '{digit}' received on {}", self.key.call_id);
                                             Frame::DtmfEnd { digit, duration_ms: duration / samples_per_ms.max(1) }
                                         }
                                     };
@@ -464,15 +965,23 @@ impl Pvt {
                                 let _ = self.driver.frames.try_send(Frame::Voice { format, samples, data });
                             }
                         }
+                        if self.session.remote() != last_remote {
+                            // Comedia learnt (or re-learnt) where the far end really is.
+                            last_remote = self.session.remote();
+                            self.publish();
+                        }
                     }
                 },
                 _ = sleep => {
                     let now = TokioInstant::now();
+                    if cancel_deadline.is_some_and(|at| now >= at) {
+                        break;
+                    }
                     if let Some((at, interval, ok)) = retransmit.take() {
                         if now >= at {
                             if now - answered_at >= give_up_2xx {
                                 // No ACK for the 200 (RFC 3261 §13.3.1.4): end the call.
-                                tracing::warn!("no ACK for the 200 OK on {}, hanging up", self.id.call_id);
+                                tracing::warn!("no ACK for the 200 OK on {}, hanging up", self.key.call_id);
                                 self.bye();
                                 let _ = self.driver.frames.send(Frame::Hangup(Cause::NO_USER_RESPONSE)).await;
                                 break;
@@ -495,8 +1004,8 @@ impl Pvt {
             }
             self.flush_rtp().await;
             while let Some(event) = self.session.poll_event() {
-                if event == SessionEvent::Timeout {
-                    tracing::info!("no RTP for rtptimeout on {}, hanging up", self.id.call_id);
+                if event == SessionEvent::Timeout && matches!(state, State::Answered { .. }) {
+                    tracing::info!("no RTP for rtptimeout on {}, hanging up", self.key.call_id);
                     self.bye();
                     let _ = self.driver.frames.send(Frame::Hangup(Cause::NORMAL_CLEARING)).await;
                     break 'call;
@@ -504,7 +1013,7 @@ impl Pvt {
             }
         }
         self.flush_rtp().await;
-        self.send(ToMonitor::Gone { id: self.id.clone(), peer: self.peer.clone() });
+        self.send(ToMonitor::Gone { key: self.key.clone(), peer: self.peer.clone() });
     }
 
     async fn flush_rtp(&mut self) {

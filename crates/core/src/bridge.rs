@@ -1,0 +1,175 @@
+//! Two-party bridges (Asterisk's `ast_bridge` with the `simple_bridge` and `native_rtp`
+//! technologies): what connects the caller and the callee once Dial has an answer.
+//!
+//! The bridge runs on the task of the channel that dialled, owning both channels. First it
+//! asks their technology to carry the media itself ([`crate::tech::Tech::native_bridge`]):
+//! chan_sip relays RTP packet to packet between the two calls' sockets when they share a codec,
+//! and then only signalling (hold, DTMF the relay does not carry, hangup) comes through here.
+//! Otherwise every frame one side reads is written to the other; a driver translates what it
+//! cannot send as it is (chan_sip turns Opus into PCMU and back).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::channel::Channel;
+use crate::frame::{Cause, Control, Frame};
+use crate::tokio;
+use crate::Extent;
+
+/// How a bridge behaves (Dial's options).
+#[derive(Clone, Debug, Default)]
+pub struct BridgeConfig {
+    /// `L(x)`: the call may last this long, then the bridge ends.
+    pub limit: Option<Duration>,
+    /// `t`: the callee may transfer the caller (blind transfer key, `#`, then an extension).
+    pub callee_transfer: bool,
+    /// `T`: the caller may transfer the callee.
+    pub caller_transfer: bool,
+    /// `context` where a transfer's extension is looked up.
+    pub transfer_context: String,
+}
+
+/// Which side of the bridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The channel that dialled.
+    Caller,
+    /// The one that answered.
+    Callee,
+}
+
+/// Why a bridge ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BridgeEnd {
+    /// That side hung up with this cause.
+    HungUp(Side, Cause),
+    /// The `L()` limit ran out.
+    Limit,
+    /// That side pressed the transfer key and dialled `exten`: the other side is to go there.
+    Transfer(Side, String),
+}
+
+/// One row of `bridge show all`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeSummary {
+    pub id: String,
+    pub channels: Vec<String>,
+    /// `native_rtp` or `simple_bridge`, as Asterisk names its bridge technologies.
+    pub technology: &'static str,
+}
+
+/// Every bridge in the process.
+#[derive(Clone, Default)]
+pub struct Bridges {
+    inner: Arc<Mutex<BTreeMap<u64, BridgeSummary>>>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Bridges {
+    pub fn list(&self) -> Vec<BridgeSummary> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+    fn add(&self, summary: impl FnOnce(String) -> BridgeSummary) -> BridgeEntry {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let id = format!("{:08x}-{:04x}-4000-8000-{n:012x}", std::process::id(), (n >> 16) as u16);
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).insert(n, summary(id));
+        BridgeEntry { bridges: self.clone(), n }
+    }
+}
+
+struct BridgeEntry {
+    bridges: Bridges,
+    n: u64,
+}
+
+impl Drop for BridgeEntry {
+    fn drop(&mut self) {
+        self.bridges.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.n);
+    }
+}
+
+/// What a side's transfer key press is collecting.
+#[derive(Default)]
+struct TransferKeys {
+    /// `Some` once `#` was pressed: the digits dialled so far.
+    digits: Option<String>,
+}
+
+const TRANSFER_KEY: char = '#';
+
+/// Bridges `caller` and `callee` until one hangs up, the limit runs out, or a transfer.
+pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeConfig) -> BridgeEnd {
+    let core = caller.core().clone();
+    let native = core.native_bridge(caller, callee);
+    let technology = if native.is_some() { "native_rtp" } else { "simple_bridge" };
+    let _entry = core.bridges().add(|id| BridgeSummary {
+        id,
+        channels: vec![caller.name().to_owned(), callee.name().to_owned()],
+        technology,
+    });
+    crate::verbose!(3, "Channel {} joined '{technology}' bridge with {}", caller.name(), callee.name());
+    let deadline = config.limit.map(|l| tokio::time::Instant::now() + l);
+    let mut keys = [TransferKeys::default(), TransferKeys::default()];
+    let end = loop {
+        let limit = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let (side, frame) = tokio::select! {
+            frame = caller.read() => (Side::Caller, frame),
+            frame = callee.read() => (Side::Callee, frame),
+            _ = limit => break BridgeEnd::Limit,
+        };
+        let (from, to) = match side {
+            Side::Caller => (&mut *caller, &mut *callee),
+            Side::Callee => (&mut *callee, &mut *caller),
+        };
+        let Some(frame) = frame else {
+            break BridgeEnd::HungUp(side, from.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
+        };
+        let may_transfer = match side {
+            Side::Caller => config.caller_transfer,
+            Side::Callee => config.callee_transfer,
+        };
+        match frame {
+            Frame::Voice { .. } => to.write(frame),
+            Frame::DtmfBegin(_) => {}
+            Frame::DtmfEnd { digit, .. } => {
+                let pending = &mut keys[side as usize].digits;
+                match pending {
+                    Some(digits) => {
+                        // The extension is complete as soon as it exists in the transfer
+                        // context (or at a second `#`); a number that cannot exist is dropped.
+                        if digit != TRANSFER_KEY {
+                            digits.push(digit);
+                        }
+                        let exten = digits.clone();
+                        match core.extension_exists(&config.transfer_context, &exten, None) {
+                            Extent::Exists => break BridgeEnd::Transfer(side, exten),
+                            Extent::Incomplete if digit != TRANSFER_KEY => {}
+                            _ => {
+                                crate::verbose!(
+                                    3,
+                                    "Transfer to '{exten}@{}' abandoned: no such extension",
+                                    config.transfer_context
+                                );
+                                *pending = None;
+                            }
+                        }
+                    }
+                    None if may_transfer && digit == TRANSFER_KEY => *pending = Some(String::new()),
+                    None => to.send_digit(digit),
+                }
+            }
+            Frame::Control(control @ (Control::Hold | Control::Unhold)) => to.indicate(control),
+            // Call progress after the answer means nothing to the other side.
+            Frame::Control(_) => {}
+            Frame::Hangup(cause) => break BridgeEnd::HungUp(side, cause),
+        }
+    };
+    drop(native);
+    end
+}

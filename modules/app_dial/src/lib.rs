@@ -1,0 +1,432 @@
+//! app_dial: `Dial(Tech/a[&Tech/b...][,timeout[,options]])`, as Asterisk's app_dial.
+//!
+//! Every target is requested from its technology and called at once (parallel forking); the
+//! first to answer wins and the others are hung up (chan_sip sends them CANCEL). Meanwhile the
+//! caller hears what the callees indicate (ringing, early media) — or, with `r`, ringing from
+//! the start. The answered call is bridged by the core ([`starling_core::bridge`]).
+//!
+//! Afterwards `DIALSTATUS` is `ANSWER`, `BUSY`, `NOANSWER`, `CANCEL`, `CONGESTION` or
+//! `CHANUNAVAIL` (by Asterisk's rules: any busy callee makes it BUSY, else any congested one
+//! CONGESTION, else any that could not be reached CHANUNAVAIL, else NOANSWER), with
+//! `DIALEDPEERNAME`, `DIALEDPEERNUMBER`, `DIALEDTIME` and `ANSWEREDTIME` (seconds), and the
+//! caller's `HANGUPCAUSE` carries the last callee's cause.
+//!
+//! Options: `r` ringing, `m` (music on hold: no MOH class exists yet, so the caller hears
+//! ringing as with `r`), `t`/`T` blind transfer by the callee/caller (`#` then an extension of the
+//! caller's context), `g` go on in the dialplan when the callee hangs up, `L(ms)` limit the
+//! call, `D(called:calling)` send digits once answered, `A(file)` play an announcement to the
+//! callee before bridging (through the `Playback` application, when loaded). `U()` is not
+//! supported yet (running a subroutine on the called channel needs the dialplan to run on a
+//! channel it does not own).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use starling_core::apps::{App, AppFuture, AppResult};
+use starling_core::bridge::{bridge, BridgeConfig, BridgeEnd, Side};
+use starling_core::channel::{Channel, ChannelState};
+use starling_core::frame::{Cause, Control, Frame};
+use starling_core::tech::Requestor;
+use starling_core::tokio::time::{sleep_until, Instant};
+use starling_core::{tokio, tracing, verbose, LoadError, Module, ModuleContext};
+
+/// Dial's options, parsed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Options {
+    ringing: bool,
+    music: bool,
+    callee_transfer: bool,
+    caller_transfer: bool,
+    go_on: bool,
+    limit: Option<Duration>,
+    digits_called: String,
+    digits_calling: String,
+    announcement: Option<String>,
+}
+
+/// Reads `rtTgL(60000)D(1:2)A(hello)`: letters, some with a parenthesised argument.
+fn parse_options(text: &str) -> Options {
+    let mut options = Options::default();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let mut arg = None;
+        if chars.peek() == Some(&'(') {
+            chars.next();
+            let mut value = String::new();
+            for c in chars.by_ref() {
+                if c == ')' {
+                    break;
+                }
+                value.push(c);
+            }
+            arg = Some(value);
+        }
+        match c {
+            'r' => options.ringing = true,
+            'm' => options.music = true,
+            't' => options.callee_transfer = true,
+            'T' => options.caller_transfer = true,
+            'g' => options.go_on = true,
+            'L' => {
+                // L(x[:y[:z]]): only the limit x (ms) is kept; the warnings need a sound to play.
+                let ms = arg.as_deref().and_then(|a| a.split(':').next()).and_then(|x| x.trim().parse::<u64>().ok());
+                options.limit = ms.filter(|&ms| ms > 0).map(Duration::from_millis);
+            }
+            'D' => {
+                let arg = arg.unwrap_or_default();
+                let (called, calling) = arg.split_once(':').unwrap_or((&arg, ""));
+                options.digits_called = called.to_owned();
+                options.digits_calling = calling.to_owned();
+            }
+            'A' => options.announcement = arg.filter(|a| !a.is_empty()),
+            _ => tracing::debug!("Dial: option '{c}' is not supported; ignored"),
+        }
+    }
+    options
+}
+
+/// Asterisk's tally of why callees did not answer (`handle_cause`).
+#[derive(Debug, Default)]
+struct Tally {
+    busy: u32,
+    congestion: u32,
+    nochan: u32,
+    /// The last callee's cause, for the caller's HANGUPCAUSE.
+    last_cause: Option<Cause>,
+}
+
+impl Tally {
+    fn cause(&mut self, cause: Cause) {
+        self.last_cause = Some(cause);
+        match cause {
+            Cause::USER_BUSY => self.busy += 1,
+            Cause::CONGESTION | Cause::SWITCH_CONGESTION => self.congestion += 1,
+            Cause::NO_ANSWER | Cause::NORMAL_CLEARING | Cause::NO_USER_RESPONSE => {}
+            _ => self.nochan += 1,
+        }
+    }
+    fn status(&self) -> &'static str {
+        if self.busy > 0 {
+            "BUSY"
+        } else if self.congestion > 0 {
+            "CONGESTION"
+        } else if self.nochan > 0 {
+            "CHANUNAVAIL"
+        } else {
+            "NOANSWER"
+        }
+    }
+}
+
+/// A callee while it rings.
+struct Callee {
+    channel: Channel,
+    /// The dial string's data (`bob` of `SIP/bob`): `DIALEDPEERNUMBER`.
+    number: String,
+}
+
+/// What happened while the callees rang.
+enum Ring {
+    /// The caller hung up.
+    Cancelled,
+    /// Nobody answered in time.
+    Timeout,
+    /// Every callee failed.
+    Failed,
+    Answered(Box<Callee>),
+}
+
+/// The next frame from any callee: (which, frame or None once hung up).
+async fn next_callee_frame(callees: &mut [Callee]) -> (usize, Option<Frame>) {
+    let mut reads: Vec<Pin<Box<dyn Future<Output = Option<Frame>> + Send + '_>>> =
+        callees.iter_mut().map(|c| Box::pin(c.channel.read()) as Pin<Box<_>>).collect();
+    std::future::poll_fn(|cx| {
+        for (i, read) in reads.iter_mut().enumerate() {
+            if let Poll::Ready(frame) = read.as_mut().poll(cx) {
+                return Poll::Ready((i, frame));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Waits for the first answer, relaying progress to the caller.
+async fn ring(
+    chan: &mut Channel,
+    callees: &mut Vec<Callee>,
+    timeout: Option<Duration>,
+    options: &Options,
+    tally: &mut Tally,
+) -> Ring {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let local_ringing = options.ringing || options.music;
+    if local_ringing {
+        chan.indicate(Control::Ringing);
+    }
+    let mut told_ringing = local_ringing;
+    loop {
+        if callees.is_empty() {
+            return Ring::Failed;
+        }
+        let timer = async {
+            match deadline {
+                Some(at) => sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = chan.read() => {
+                if frame.is_none() {
+                    return Ring::Cancelled;
+                }
+            }
+            (i, frame) = next_callee_frame(callees) => match frame {
+                Some(Frame::Control(Control::Answer)) => {
+                    let callee = callees.remove(i);
+                    verbose!(3, "{} answered {}", callee.channel.name(), chan.name());
+                    return Ring::Answered(Box::new(callee));
+                }
+                Some(Frame::Control(Control::Ringing)) => {
+                    verbose!(3, "{} is ringing", callees[i].channel.name());
+                    if !told_ringing {
+                        chan.indicate(Control::Ringing);
+                        told_ringing = true;
+                    }
+                }
+                Some(Frame::Control(Control::Progress)) => {
+                    verbose!(3, "{} is making progress passing it to {}", callees[i].channel.name(), chan.name());
+                    if !local_ringing {
+                        chan.indicate(Control::Progress);
+                    }
+                }
+                Some(Frame::Control(control @ (Control::Busy | Control::Congestion))) => {
+                    let callee = callees.remove(i);
+                    verbose!(3, "{} is {}", callee.channel.name(), if control == Control::Busy { "busy" } else { "circuit-busy" });
+                    let cause = if control == Control::Busy { Cause::USER_BUSY } else { Cause::CONGESTION };
+                    tally.cause(callee.channel.hangup_cause().unwrap_or(cause));
+                }
+                // Early media: the caller hears the callee's ringback or announcement.
+                Some(frame @ Frame::Voice { .. }) if !local_ringing => chan.write(frame),
+                Some(_) => {}
+                None => {
+                    let callee = callees.remove(i);
+                    let cause = callee.channel.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING);
+                    verbose!(3, "{} hung up ({})", callee.channel.name(), cause.name());
+                    tally.cause(cause);
+                }
+            },
+            _ = timer => return Ring::Timeout,
+        }
+    }
+}
+
+fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        let mut args = data.splitn(3, ',');
+        let targets = args.next().unwrap_or("").trim();
+        let timeout = args.next().and_then(|t| t.trim().parse::<f64>().ok()).filter(|t| *t > 0.0);
+        let options = parse_options(args.next().unwrap_or("").trim());
+        if targets.is_empty() {
+            tracing::warn!("Dial requires an argument (technology/resource)");
+            chan.set_var("DIALSTATUS", "CHANUNAVAIL");
+            return AppResult::Continue;
+        }
+        let started = Instant::now();
+        let core = chan.core().clone();
+        let requestor = Requestor::from_channel(chan);
+        let mut tally = Tally::default();
+        let mut callees = Vec::new();
+        for target in targets.split('&').map(str::trim).filter(|t| !t.is_empty()) {
+            match core.request_channel(target, &requestor) {
+                Ok(mut channel) => {
+                    verbose!(3, "Called {target}");
+                    channel.call();
+                    let number = target.split_once('/').map_or(target, |(_, d)| d).to_owned();
+                    callees.push(Callee { channel, number });
+                }
+                Err(cause) => {
+                    tracing::warn!(
+                        "Unable to create channel of type '{}' (cause {} - {})",
+                        target.split('/').next().unwrap_or(target),
+                        cause.0,
+                        cause.name()
+                    );
+                    tally.cause(cause);
+                }
+            }
+        }
+        let outcome = ring(chan, &mut callees, timeout.map(Duration::from_secs_f64), &options, &mut tally).await;
+        // The ones that did not win are hung up (CANCEL while they ring).
+        let others_cause =
+            if matches!(outcome, Ring::Answered(_)) { Cause::ANSWERED_ELSEWHERE } else { Cause::NORMAL_CLEARING };
+        for mut callee in callees.drain(..) {
+            callee.channel.hangup(others_cause);
+        }
+        let dialed_time = |chan: &mut Channel| chan.set_var("DIALEDTIME", &started.elapsed().as_secs().to_string());
+        let mut callee = match outcome {
+            Ring::Cancelled => {
+                chan.set_var("DIALSTATUS", "CANCEL");
+                dialed_time(chan);
+                return AppResult::Hangup;
+            }
+            Ring::Timeout => {
+                verbose!(3, "Nobody picked up in {} ms", timeout.map_or(0.0, |t| t * 1000.0));
+                chan.set_var("DIALSTATUS", "NOANSWER");
+                dialed_time(chan);
+                return AppResult::Continue;
+            }
+            Ring::Failed => {
+                let status = tally.status();
+                chan.set_var("DIALSTATUS", status);
+                if let Some(cause) = tally.last_cause {
+                    chan.set_hangup_cause(cause);
+                }
+                dialed_time(chan);
+                return AppResult::Continue;
+            }
+            Ring::Answered(callee) => callee,
+        };
+        chan.set_var("DIALSTATUS", "ANSWER");
+        chan.set_var("DIALEDPEERNAME", callee.channel.name());
+        chan.set_var("DIALEDPEERNUMBER", &callee.number);
+        callee.channel.set_state(ChannelState::Up);
+        if let Some(file) = &options.announcement {
+            match core.apps().get("Playback") {
+                Some(playback) => {
+                    (playback.exec)(&mut callee.channel, file).await;
+                }
+                None => tracing::warn!("Dial: A({file}) needs the Playback application (app_playback)"),
+            }
+        }
+        chan.answer();
+        for digit in options.digits_called.chars() {
+            callee.channel.send_digit(digit);
+        }
+        for digit in options.digits_calling.chars() {
+            chan.send_digit(digit);
+        }
+        let answered = Instant::now();
+        let config = BridgeConfig {
+            limit: options.limit,
+            callee_transfer: options.callee_transfer,
+            caller_transfer: options.caller_transfer,
+            transfer_context: chan.context.clone(),
+        };
+        let end = bridge(chan, &mut callee.channel, &config).await;
+        chan.set_var("ANSWEREDTIME", &answered.elapsed().as_secs().to_string());
+        dialed_time(chan);
+        match end {
+            BridgeEnd::HungUp(Side::Caller, cause) => {
+                callee.channel.hangup(cause);
+                AppResult::Hangup
+            }
+            BridgeEnd::HungUp(Side::Callee, cause) => {
+                chan.set_hangup_cause(cause);
+                if options.go_on {
+                    AppResult::Continue
+                } else {
+                    AppResult::Hangup
+                }
+            }
+            BridgeEnd::Limit => {
+                verbose!(3, "The call limit of {} ms ran out", options.limit.map_or(0, |l| l.as_millis()));
+                callee.channel.hangup(Cause::NORMAL_CLEARING);
+                if options.go_on {
+                    AppResult::Continue
+                } else {
+                    AppResult::Hangup
+                }
+            }
+            BridgeEnd::Transfer(Side::Callee, exten) => {
+                // The callee sends the caller elsewhere and leaves.
+                verbose!(
+                    3,
+                    "{} blind-transferred {} to {exten}@{}",
+                    callee.channel.name(),
+                    chan.name(),
+                    config.transfer_context
+                );
+                callee.channel.hangup(Cause::NORMAL_CLEARING);
+                chan.jump(starling_core::channel::Jump {
+                    context: Some(config.transfer_context.clone()),
+                    exten: Some(exten),
+                    target: starling_core::channel::JumpTarget::Priority(1),
+                });
+                AppResult::Continue
+            }
+            BridgeEnd::Transfer(Side::Caller, exten) => {
+                // The caller sends the callee elsewhere and hangs up.
+                verbose!(
+                    3,
+                    "{} blind-transferred {} to {exten}@{}",
+                    chan.name(),
+                    callee.channel.name(),
+                    config.transfer_context
+                );
+                let mut transferred = callee.channel;
+                transferred.context = config.transfer_context.clone();
+                transferred.exten = exten;
+                transferred.priority = 1;
+                core.start_pbx(transferred);
+                AppResult::Hangup
+            }
+        }
+    })
+}
+
+struct Loaded(#[allow(dead_code)] starling_core::apps::Registration<App>);
+impl Module for Loaded {}
+
+fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
+    let app = ctx.register_app(App {
+        name: "Dial",
+        synopsis: "Attempt to connect to another device or endpoint and bridge the call.",
+        description: "Dial(Technology/Resource[&Technology2/Resource2...][,timeout[,options]]): calls every \
+target at once; the first to answer is bridged with the caller, the others are hung up. timeout is in \
+seconds. Options: r (indicate ringing), m (music on hold: ringing for now), t/T (the called/calling party \
+may blind-transfer with # and an extension), g (go on in the dialplan when the called party hangs up), \
+L(x) (limit the call to x ms), D(called:calling) (send DTMF once answered), A(file) (announcement to the \
+called party). Sets DIALSTATUS (ANSWER BUSY NOANSWER CANCEL CONGESTION CHANUNAVAIL), DIALEDPEERNAME, \
+DIALEDPEERNUMBER, DIALEDTIME, ANSWEREDTIME.",
+        exec: dial,
+        uses: None,
+    })?;
+    Ok(Box::new(Loaded(app)))
+}
+
+starling_core::module! {
+    description: "Dialing Application",
+    support_level: Core,
+    load: load,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_with_arguments() {
+        let o = parse_options("rtgL(60000:30000)D(12:3)A(hello-world)");
+        assert!(o.ringing && o.callee_transfer && o.go_on && !o.caller_transfer);
+        assert_eq!(o.limit, Some(Duration::from_secs(60)));
+        assert_eq!((o.digits_called.as_str(), o.digits_calling.as_str()), ("12", "3"));
+        assert_eq!(o.announcement.as_deref(), Some("hello-world"));
+        assert_eq!(parse_options(""), Options::default());
+    }
+
+    #[test]
+    fn dialstatus_follows_asterisks_tally() {
+        let mut t = Tally::default();
+        assert_eq!(t.status(), "NOANSWER");
+        t.cause(Cause::REQUESTED_CHAN_UNAVAIL);
+        assert_eq!(t.status(), "CHANUNAVAIL");
+        t.cause(Cause::CONGESTION);
+        assert_eq!(t.status(), "CONGESTION");
+        t.cause(Cause::USER_BUSY);
+        assert_eq!(t.status(), "BUSY");
+        assert_eq!(t.last_cause, Some(Cause::USER_BUSY));
+    }
+}

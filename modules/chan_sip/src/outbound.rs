@@ -1,0 +1,281 @@
+//! The `SIP` technology: outbound calls (Asterisk's `sip_request_call` → `sip_call`) and the
+//! native RTP bridge between two SIP calls.
+//!
+//! `request` runs on the dialling channel's task: it finds the peer (`SIP/bob`, `SIP/bob/100`,
+//! `SIP/100@bob`, or `SIP/user@host:port` when guests are allowed), refuses at once what cannot
+//! be called (`CHANUNAVAIL`: an unknown peer, an unregistered dynamic one, an unresolvable host;
+//! `BUSY`: its call-limit reached), binds the RTP port, makes the channel and its pvt, and tells
+//! the monitor where the dialog's messages go. `Channel::call` then sends the INVITE.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use starling_core::channel::Channel;
+use starling_core::frame::{CallerId, Cause};
+use starling_core::tech::{NativeBridge, Requestor, Tech};
+use starling_core::tokio::sync::mpsc::UnboundedSender;
+use starling_core::{tokio, tracing, Core};
+use starling_media::relay::RelayLeg;
+use starling_media::sdp::Codec;
+use starling_sip::dialog::{Dialog, DialogId, DialogState};
+use starling_sip::digest::Credentials;
+use starling_sip::uri::{Host, Uri};
+use starling_sip::{Method, NameAddr, Request};
+
+use crate::config::{Peer, PeerHost, PeerKind};
+use crate::pvt::{
+    format_name, DialogRow, Direction, MediaInfo, Outbound, Pvt, PvtHandle, PvtParts, RelayTo, ToMonitor, ToPvt,
+};
+use crate::shared::{CallKey, Shared};
+
+pub struct SipTech {
+    pub shared: Arc<Shared>,
+}
+
+/// Where a dial string leads.
+struct Target {
+    /// The peer's name, or the host for a guest call.
+    peer_name: String,
+    peer: Option<Peer>,
+    uri: Uri,
+    remote: SocketAddr,
+}
+
+/// Our address towards `remote` (the one the kernel would send from).
+fn local_ip_towards(bindaddr: IpAddr, remote: SocketAddr) -> IpAddr {
+    if !bindaddr.is_unspecified() {
+        return bindaddr;
+    }
+    let any: SocketAddr = if remote.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap_or(remote);
+    std::net::UdpSocket::bind(any)
+        .and_then(|s| s.connect(remote).and_then(|()| s.local_addr()))
+        .map_or(remote.ip(), |a| a.ip())
+}
+
+fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host, port).to_socket_addrs().ok()?.next()
+}
+
+impl SipTech {
+    /// Reads `bob`, `bob/100`, `100@bob`, `user@host[:port]`.
+    fn target(&self, data: &str) -> Result<Target, Cause> {
+        let conf = self.shared.conf();
+        let (name, exten) = match data.split_once('/') {
+            Some((peer, exten)) => (peer, Some(exten)),
+            None => match data.rsplit_once('@') {
+                Some((exten, peer)) => (peer, Some(exten)),
+                None => (data, None),
+            },
+        };
+        let exten = exten.filter(|e| !e.is_empty());
+        let peer = conf.peers.iter().find(|p| p.name == name && p.kind != PeerKind::User);
+        let Some(peer) = peer else {
+            // Not a peer: a host, if guests are allowed.
+            let (host, port) = match name.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') || p.parse::<u16>().is_ok() => (h, p.parse().ok()),
+                _ => (name, None),
+            };
+            if !conf.general.allowguest || host.is_empty() {
+                tracing::warn!(
+                    "Unable to create channel of type 'SIP' (cause 3 - No route to destination): no peer '{name}'"
+                );
+                return Err(Cause::REQUESTED_CHAN_UNAVAIL);
+            }
+            let remote = resolve(host, port.unwrap_or(5060)).ok_or(Cause::REQUESTED_CHAN_UNAVAIL)?;
+            let uri = Uri::sip(exten, Host::parse(host).map_err(|_| Cause::REQUESTED_CHAN_UNAVAIL)?, port);
+            return Ok(Target { peer_name: host.to_owned(), peer: None, uri, remote });
+        };
+        let (uri, remote) = match &peer.host {
+            PeerHost::Dynamic => {
+                let bindings = self.shared.bindings.read().unwrap_or_else(|p| p.into_inner());
+                let Some(binding) = bindings.get(&peer.name) else {
+                    tracing::info!("Peer '{}' is not registered: cannot call it", peer.name);
+                    return Err(Cause::SUBSCRIBER_ABSENT);
+                };
+                let mut uri = Uri::parse(&binding.contact).map_err(|_| Cause::REQUESTED_CHAN_UNAVAIL)?;
+                if let Some(exten) = exten {
+                    uri.user = Some(exten.to_owned());
+                }
+                (uri, binding.address)
+            }
+            PeerHost::Static(host) => {
+                let port = peer.port.unwrap_or(5060);
+                let Some(remote) = resolve(host, port) else {
+                    tracing::warn!("Cannot resolve host '{host}' of peer '{}'", peer.name);
+                    return Err(Cause::REQUESTED_CHAN_UNAVAIL);
+                };
+                let user = exten.or(peer.defaultuser.as_deref());
+                let host = Host::parse(host).unwrap_or_else(|_| Host::from_ip(remote.ip()));
+                (Uri::sip(user, host, peer.port), remote)
+            }
+        };
+        Ok(Target { peer_name: peer.name.clone(), peer: Some(peer.clone()), uri, remote })
+    }
+}
+
+impl Tech for SipTech {
+    fn name(&self) -> &'static str {
+        "SIP"
+    }
+    fn description(&self) -> &'static str {
+        "Session Initiation Protocol (SIP)"
+    }
+
+    fn request(&self, core: &Arc<Core>, data: &str, requestor: &Requestor) -> Result<Channel, Cause> {
+        let shared = &self.shared;
+        if core.shutdown_pending().is_some() {
+            return Err(Cause::REQUESTED_CHAN_UNAVAIL);
+        }
+        let target = self.target(data)?;
+        let conf = shared.conf();
+        let call_limit = target.peer.as_ref().and_then(|p| p.call_limit);
+        if !shared.take_call_slot(&target.peer_name, call_limit) {
+            tracing::info!("Call-limit {} reached for '{}': busy", call_limit.unwrap_or(0), target.peer_name);
+            return Err(Cause::USER_BUSY);
+        }
+        let local_ip = local_ip_towards(conf.general.bindaddr, target.remote);
+        let _runtime = core.runtime().enter();
+        let Some(rtp) = shared.bind_rtp(local_ip) else {
+            shared.release_call_slot(&target.peer_name);
+            tracing::warn!("No RTP port free: cannot call '{}'", target.peer_name);
+            return Err(Cause::CONGESTION);
+        };
+        // The peer's codecs in its order, the caller's format first when the peer takes it
+        // (no translation then, and a native bridge can carry the call).
+        let names = target.peer.as_ref().map_or(&conf.general.codecs, |p| &p.codecs);
+        let mut codecs: Vec<Codec> = names.iter().filter_map(|n| Codec::from_allow_name(n)).collect();
+        if let Some(i) = codecs.iter().position(|c| format_name(&c.name) == requestor.format) {
+            let preferred = codecs.remove(i);
+            codecs.insert(0, preferred);
+        }
+        let Some(first) = codecs.first().cloned() else {
+            shared.release_call_slot(&target.peer_name);
+            return Err(Cause::BEARERCAPABILITY_NOTAVAIL);
+        };
+        let comedia = target.peer.as_ref().map_or(conf.general.nat.comedia, |p| p.nat.comedia);
+        let (session, media) = shared.call_media(local_ip, &rtp, codecs, comedia, first.clock_rate);
+
+        let local_tag = shared.new_tag();
+        let call_id = format!("{:016x}@{local_ip}", shared.random());
+        let key = CallKey { call_id: call_id.clone(), local_tag: local_tag.clone() };
+        let local = SocketAddr::new(local_ip, shared.sip_port);
+        let mut local_uri = NameAddr::new(Uri::sip(Some("starling"), Host::from_ip(local_ip), None));
+        local_uri.set_param("tag", Some(local_tag.clone()));
+        let dialog = Dialog {
+            id: DialogId { call_id: call_id.clone(), local_tag, remote_tag: String::new() },
+            state: DialogState::Early,
+            local: local_uri,
+            remote: NameAddr::new(target.uri.clone()),
+            local_seq: 101,
+            remote_seq: None,
+            remote_target: target.uri.clone(),
+            route_set: Vec::new(),
+            secure: false,
+        };
+        let credentials = target.peer.as_ref().and_then(|p| {
+            (p.secret.is_some() || p.md5secret.is_some()).then(|| Credentials {
+                username: p.defaultuser.clone().unwrap_or_else(|| p.name.clone()),
+                password: p.secret.clone(),
+                ha1: p.md5secret.clone(),
+            })
+        });
+        let outbound = Outbound {
+            uri: target.uri.clone(),
+            from_user: target.peer.as_ref().and_then(|p| p.fromuser.clone()),
+            from_domain: target.peer.as_ref().and_then(|p| p.fromdomain.clone()),
+            sendrpid: target.peer.as_ref().is_some_and(|p| p.sendrpid),
+            credentials,
+            auth_tries: 0,
+            caller: CallerId::default(),
+        };
+
+        let (mut channel, driver) = Channel::new(core, "SIP", &target.peer_name, false);
+        requestor.apply(&mut channel);
+        channel.native_format = format_name(&first.name);
+        channel.set_var("SIPCALLID", &call_id);
+        if let Some(peer) = &target.peer {
+            if !peer.language.is_empty() {
+                channel.language = peer.language.clone();
+            }
+            if !peer.accountcode.is_empty() {
+                channel.accountcode = peer.accountcode.clone();
+            }
+        }
+        let row = DialogRow {
+            address: target.remote.ip(),
+            user: target.uri.user.clone().unwrap_or_else(|| "(None)".to_owned()),
+            format: format_name(&first.name).to_owned(),
+            hold: false,
+            last_message: "Tx: INVITE".into(),
+            peer: target.peer.as_ref().map_or_else(|| "<guest>".to_owned(), |p| p.name.clone()),
+        };
+        shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(call_id, row);
+        let (pvt, handle) = Pvt::new(PvtParts {
+            key: key.clone(),
+            peer: target.peer_name,
+            direction: Direction::Outbound(Box::new(outbound)),
+            invite: Request::new(Method::Invite, target.uri),
+            dialog,
+            remote: target.remote,
+            local,
+            useragent: conf.general.useragent.clone(),
+            dtmfmode: target.peer.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
+            shared: shared.clone(),
+            driver,
+            rtp,
+            session,
+            media,
+            negotiated: None,
+        });
+        let _ = shared.to_monitor.send(ToMonitor::NewCall { key, to_pvt: handle.to_pvt.clone() });
+        channel.tech_pvt = Some(handle);
+        tokio::spawn(pvt.run());
+        Ok(channel)
+    }
+
+    /// Relays RTP between two answered SIP calls that send the same codec and carry DTMF the
+    /// same way: each pvt sends what its far end sends out of the other's socket, rewritten
+    /// (payload types mapped, one continuous stream) but never decoded.
+    fn native_bridge(&self, a: &Channel, b: &Channel) -> Option<NativeBridge> {
+        let handle = |c: &Channel| c.tech_pvt.clone()?.downcast::<PvtHandle>().ok();
+        let (a, b) = (handle(a)?, handle(b)?);
+        let info = |h: &PvtHandle| h.media.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (ia, ib): (MediaInfo, MediaInfo) = (info(&a), info(&b));
+        let (ca, cb) = (ia.codec.as_ref()?, ib.codec.as_ref()?);
+        let compatible = ca.same_as(cb)
+            && ia.dtmfmode == ib.dtmfmode
+            && ia.event_pt.is_some() == ib.event_pt.is_some()
+            && ia.remote.is_some()
+            && ib.remote.is_some();
+        if !compatible {
+            return None;
+        }
+        let leg = |from: &MediaInfo, to: &MediaInfo, fc: &Codec, tc: &Codec| {
+            let mut leg = RelayLeg::new();
+            leg.map_payload_type(fc.payload_type, Some(tc.payload_type));
+            if let (Some(f), Some(t)) = (from.event_pt, to.event_pt) {
+                leg.map_payload_type(f, Some(t));
+            }
+            leg
+        };
+        let to_b = RelayTo { rtp: b.rtp.clone(), media: b.media.clone(), leg: leg(&ia, &ib, ca, cb) };
+        let to_a = RelayTo { rtp: a.rtp.clone(), media: a.media.clone(), leg: leg(&ib, &ia, cb, ca) };
+        let _ = a.to_pvt.send(ToPvt::Relay(Some(Box::new(to_b))));
+        let _ = b.to_pvt.send(ToPvt::Relay(Some(Box::new(to_a))));
+        Some(Box::new(NativeRelay { pvts: [a.to_pvt.clone(), b.to_pvt.clone()] }))
+    }
+}
+
+/// A native bridge in progress; dropping it hands the media back to the channels.
+struct NativeRelay {
+    pvts: [UnboundedSender<ToPvt>; 2],
+}
+
+impl Drop for NativeRelay {
+    fn drop(&mut self) {
+        for pvt in &self.pvts {
+            let _ = pvt.send(ToPvt::Relay(None));
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! What the monitor task and the `SIP` technology (outbound calls, made on the dialling
+//! channel's task) share: the configuration in force, the registrations, the call-limit
+//! counters, the RTP port range and the way to the monitor. Each piece has its own small lock,
+//! never held across an await.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use starling_core::tokio::net::UdpSocket;
+use starling_core::tokio::sync::mpsc::UnboundedSender;
+use starling_core::Core;
+use starling_media::sdp::{Codec, LocalMedia};
+use starling_media::session::{RtpSession, SessionConfig};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::SipConf;
+use crate::pvt::{DialogTable, ToMonitor};
+use crate::registrar::Bindings;
+
+/// The RTP port range (rtp.conf's defaults).
+pub const RTP_START: u16 = 10_000;
+pub const RTP_END: u16 = 20_000;
+
+/// How the monitor finds a call: Call-ID and our tag (To in requests to us, From in responses).
+/// The remote tag is the dialog's to check (it is not known when an outbound call starts).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CallKey {
+    pub call_id: String,
+    pub local_tag: String,
+}
+
+pub struct Shared {
+    pub core: Arc<Core>,
+    /// The configuration in force (`sip reload` swaps it).
+    pub conf: Arc<RwLock<Arc<SipConf>>>,
+    pub bindings: Bindings,
+    /// Calls in progress per peer, for `call-limit`.
+    call_counts: Mutex<HashMap<String, u32>>,
+    next_rtp_port: Mutex<u16>,
+    /// State for tags, Call-IDs, branches and SSRCs.
+    random: AtomicU64,
+    pub to_monitor: UnboundedSender<ToMonitor>,
+    pub table: DialogTable,
+    /// The SIP socket's port (Via, Contact).
+    pub sip_port: u16,
+}
+
+impl Shared {
+    pub fn new(
+        core: Arc<Core>,
+        conf: Arc<RwLock<Arc<SipConf>>>,
+        bindings: Bindings,
+        to_monitor: UnboundedSender<ToMonitor>,
+        table: DialogTable,
+        sip_port: u16,
+    ) -> Shared {
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let seed = seed ^ (u64::from(std::process::id()) << 32);
+        Shared {
+            core,
+            conf,
+            bindings,
+            call_counts: Mutex::default(),
+            next_rtp_port: Mutex::new((RTP_START + ((seed >> 8) % u64::from(RTP_END - RTP_START)) as u16) & !1),
+            random: AtomicU64::new(seed),
+            to_monitor,
+            table,
+            sip_port,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn conf(&self) -> Arc<SipConf> {
+        self.conf.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A fresh pseudo-random number (a PCG step: unpredictable enough for tags and branches,
+    /// which need to be unique, not secret).
+    pub fn random(&self) -> u64 {
+        let step = |x: u64| x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let previous = self.random.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(step(x))).unwrap_or(0);
+        let x = step(previous);
+        (x ^ (x >> 22)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// A tag for our From/To headers.
+    pub fn new_tag(&self) -> String {
+        format!("as{:08x}", self.random() as u32)
+    }
+
+    /// Takes a call-limit slot of `peer` unless `limit` are in use.
+    pub fn take_call_slot(&self, peer: &str, limit: Option<u32>) -> bool {
+        let mut counts = self.call_counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(peer.to_owned()).or_insert(0);
+        if limit.is_some_and(|limit| *count >= limit) {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    pub fn release_call_slot(&self, peer: &str) {
+        let mut counts = self.call_counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(peer);
+            }
+        }
+    }
+
+    /// A call's RTP session and our side of its SDP, on `rtp`, offering `codecs` in order.
+    pub fn call_media(
+        &self,
+        ip: IpAddr,
+        rtp: &UdpSocket,
+        codecs: Vec<Codec>,
+        comedia: bool,
+        clock_rate: u32,
+    ) -> (RtpSession, LocalMedia) {
+        let config = SessionConfig {
+            clock_rate,
+            comedia,
+            timeout: self.conf().general.rtptimeout.map(|s| Duration::from_secs(u64::from(s))),
+            ..Default::default()
+        };
+        let session = RtpSession::new(config, Instant::now(), SystemTime::now(), self.random());
+        let media = LocalMedia {
+            address: ip,
+            port: rtp.local_addr().map_or(0, |a| a.port()),
+            codecs,
+            telephone_event: Some(Codec::telephone_event()),
+            ptime: 20,
+            direction: starling_media::sdp::Direction::SendRecv,
+            session_id: self.random() >> 16,
+            session_version: 1,
+            username: "Starling".into(),
+        };
+        (session, media)
+    }
+
+    /// Binds an even RTP port in the range, on `ip` (or every address when `bindaddr` is).
+    pub fn bind_rtp(&self, ip: IpAddr) -> Option<UdpSocket> {
+        let bindaddr = self.conf().general.bindaddr;
+        let bind_ip = if bindaddr.is_unspecified() { bindaddr } else { ip };
+        let span = RTP_END - RTP_START;
+        for _ in 0..span / 2 {
+            let port = {
+                let mut next = self.next_rtp_port.lock().unwrap_or_else(|p| p.into_inner());
+                let port = *next;
+                *next = if port + 2 >= RTP_END { RTP_START } else { port + 2 };
+                port
+            };
+            if let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, port)) {
+                if socket.set_nonblocking(true).is_ok() {
+                    if let Ok(socket) = UdpSocket::from_std(socket) {
+                        return Some(socket);
+                    }
+                }
+            }
+        }
+        None
+    }
+}
