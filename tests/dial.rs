@@ -133,3 +133,156 @@ fn dial_reaches_a_local_channel() {
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
     assert!(dial_log_has(&server, "Called Local/600@default"), "{}", server.log_tail());
 }
+
+/// A baresip user agent in a home of its own: sends a tone from a file, records what it hears.
+struct Baresip {
+    child: std::process::Child,
+    home: std::path::PathBuf,
+    _dir: TestDir,
+}
+
+impl Baresip {
+    /// `account` is baresip's accounts line; `args` e.g. `-e /dial ...`; it quits after `seconds`.
+    fn spawn(
+        name: &str,
+        account: &str,
+        codec_module: &str,
+        rate: u32,
+        tone_hz: u32,
+        args: &[&str],
+        seconds: u32,
+    ) -> Baresip {
+        let dir = TestDir::new(name);
+        let home = dir.path.clone();
+        let tone = home.join("tone.wav");
+        let channels = if codec_module == "opus.so" { "2" } else { "1" };
+        let made = std::process::Command::new("sox")
+            .args(["-n", "-r", &rate.to_string(), "-c", channels, "-b", "16", "-e", "signed-integer"])
+            .arg(&tone)
+            .args(["synth", "10", "sine", &tone_hz.to_string(), "vol", "0.5"])
+            .status()
+            .expect("sox");
+        assert!(made.success());
+        let sip_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        std::fs::write(
+            home.join("config"),
+            format!(
+                "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\naudio_player aufile,{h}/heard.wav\naudio_source aufile,{t}\naudio_alert aufile,{h}/alert.wav\nmodule_path /usr/lib/baresip/modules\nmodule {codec_module}\nmodule aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {h}\n",
+                h = home.display(),
+                t = tone.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(home.join("accounts"), format!("{account}\n")).unwrap();
+        let child = std::process::Command::new("baresip")
+            .arg("-f")
+            .arg(&home)
+            .args(args)
+            .args(["-t", &seconds.to_string()])
+            .current_dir(&home)
+            .stdout(std::fs::File::create(home.join("baresip.log")).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("baresip (Debian's baresip-core)");
+        Baresip { child, home, _dir: dir }
+    }
+
+    /// Waits for it to quit; the FFT peak of what it heard (samples at 8 kHz, Hz) and its log.
+    fn heard(mut self) -> (u64, u64, String) {
+        if wait_timeout(&mut self.child, Duration::from_secs(30)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let log = std::fs::read_to_string(self.home.join("baresip.log")).unwrap_or_default();
+        let decoded = std::fs::read_dir(&self.home)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"));
+        match decoded {
+            Some(path) => {
+                let (samples, peak) = dominant_frequency(&path);
+                (samples, peak, log)
+            }
+            None => (0, 0, log),
+        }
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// alice (baresip) calls bob (baresip, registered, auto-answer) through Dial(SIP/bob,20): each
+/// hears the other's tone. Returns the bridge technology seen while they talked.
+fn alice_calls_bob(name: &str, alice_codec: (&str, &str, u32), bob_codec: (&str, &str, u32)) -> String {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), "");
+    dir.write(
+        "modules.conf",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => chan_sip.so\n",
+    );
+    dir.write("extensions.conf", "[from-alice]\nexten => bob,1,Dial(SIP/bob,20)\n same => n,Hangup()\n[from-bob]\n");
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\n\
+             [alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\ndisallow=all\nallow={}\n\
+             [bob]\ntype=friend\nhost=dynamic\nsecret=bobpw\ncontext=from-bob\ndisallow=all\nallow={}\n",
+            alice_codec.0, bob_codec.0
+        ),
+    );
+    let server = Server::start(dir);
+    let bob = Baresip::spawn(
+        &format!("{name}-bob"),
+        &format!("<sip:bob@127.0.0.1:{port}>;auth_pass=bobpw;answermode=auto;regint=60"),
+        bob_codec.1,
+        bob_codec.2,
+        880,
+        &[],
+        14,
+    );
+    let registered = eventually(Duration::from_secs(10), || {
+        server.rx("sip show peer bob").contains("Reg. Contact : sip:").then_some(())
+    });
+    assert!(registered.is_some(), "bob registered: {}\n{}", server.rx("sip show peer bob"), server.log_tail());
+    let alice = Baresip::spawn(
+        &format!("{name}-alice"),
+        &format!("<sip:alice@127.0.0.1:{port}>;auth_pass=pw;answermode=auto;regint=0"),
+        alice_codec.1,
+        alice_codec.2,
+        440,
+        &["-e", &format!("/dial sip:bob@127.0.0.1:{port}")],
+        8,
+    );
+    let technology = eventually(Duration::from_secs(8), || {
+        let bridges = server.rx("bridge show all");
+        ["native_rtp", "simple_bridge"].into_iter().find(|t| bridges.contains(t)).map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("alice and bob were bridged\n{}", server.log_tail()));
+    let (samples, peak, log) = alice.heard();
+    assert!(samples >= 16_000, "alice heard at least 2 s: {samples} samples\n{log}\n{}", server.log_tail());
+    assert!((875..=885).contains(&peak), "alice heard bob's 880 Hz: peak at {peak} Hz\n{}", server.log_tail());
+    let (samples, peak, log) = bob.heard();
+    assert!(samples >= 16_000, "bob heard at least 2 s: {samples} samples\n{log}");
+    assert!((435..=445).contains(&peak), "bob heard alice's 440 Hz: peak at {peak} Hz");
+    technology
+}
+
+/// Both on PCMU: the media is relayed natively (`bridge show all` says native_rtp).
+#[test]
+fn baresip_alice_and_bob_talk_through_a_native_bridge() {
+    let technology = alice_calls_bob("dialbs", ("ulaw", "g711.so", 8000), ("ulaw", "g711.so", 8000));
+    assert_eq!(technology, "native_rtp");
+}
+
+/// alice on Opus, bob on PCMU: the frames are translated in the bridge's drivers.
+#[test]
+fn baresip_opus_alice_and_pcmu_bob_are_translated() {
+    let technology = alice_calls_bob("dialbsx", ("opus", "opus.so", 48000), ("ulaw", "g711.so", 8000));
+    assert_eq!(technology, "simple_bridge");
+}

@@ -357,3 +357,17 @@ impl Drop for SippUas {
         let _ = fs::remove_dir_all(&self.work);
     }
 }
+
+/// The length (in 8 kHz samples) of a WAV file and the frequency of its FFT peak, by numpy
+/// (Debian's python3-numpy).
+pub fn dominant_frequency(wav: &Path) -> (u64, u64) {
+    let analysis = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg("import sys,wave,numpy as n\nw=wave.open(sys.argv[1]);d=n.frombuffer(w.readframes(w.getnframes()),dtype=n.int16).astype(float)[::w.getnchannels()]\nf=n.abs(n.fft.rfft(d));print(len(d)*8000//w.getframerate(), round(n.argmax(f)*w.getframerate()/len(d)))")
+        .arg(wav)
+        .output()
+        .expect("python3 with numpy (python3-numpy)");
+    let text = String::from_utf8_lossy(&analysis.stdout).into_owned();
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+    (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
+}
