@@ -286,3 +286,51 @@ fn baresip_opus_alice_and_pcmu_bob_are_translated() {
     let technology = alice_calls_bob("dialbsx", ("opus", "opus.so", 48000), ("ulaw", "g711.so", 8000));
     assert_eq!(technology, "simple_bridge");
 }
+
+/// A REFER from the caller (SIPp, the transferer) sends the party it talks to (bob, baresip) to
+/// 600 (Echo) in the caller's context: 202, a NOTIFY with the sipfrag, BYE to the transferer —
+/// and bob hears his own tone come back.
+#[test]
+fn refer_transfers_the_other_party_to_echo() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TestDir::new("dialrefer");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write(
+        "modules.conf",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => app_echo.so\nload => chan_sip.so\n",
+    );
+    dir.write(
+        "extensions.conf",
+        "[guests]\nexten => bob,1,Dial(SIP/bob,20)\n same => n,Hangup()\nexten => 600,1,Answer()\n same => n,Echo()\n",
+    );
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=guests\ndisallow=all\nallow=ulaw\n\
+             [bob]\ntype=friend\nhost=dynamic\nsecret=bobpw\ncontext=guests\n"
+        ),
+    );
+    let server = Server::start(dir);
+    let bob = Baresip::spawn(
+        "dialrefer-bob",
+        &format!("<sip:bob@127.0.0.1:{port}>;auth_pass=bobpw;answermode=auto;regint=60"),
+        "g711.so",
+        8000,
+        880,
+        &[],
+        10,
+    );
+    let registered = eventually(Duration::from_secs(10), || {
+        server.rx("sip show peer bob").contains("Reg. Contact : sip:").then_some(())
+    });
+    assert!(registered.is_some(), "bob registered\n{}", server.log_tail());
+    let (code, out) = run_sipp(port, "invite_refer.xml", "bob", "", "", 1);
+    assert_eq!(code, 0, "the transferer: {out}\n{}", server.log_tail());
+    let echoing = eventually(Duration::from_secs(5), || {
+        server.rx("core show channels").contains("Echo(").then_some(())
+    });
+    assert!(echoing.is_some(), "bob is in Echo: {}\n{}", server.rx("core show channels"), server.log_tail());
+    let (samples, peak, log) = bob.heard();
+    assert!(samples >= 16_000, "bob heard at least 2 s: {samples}\n{log}");
+    assert!((875..=885).contains(&peak), "bob hears his own 880 Hz tone: peak at {peak} Hz\n{}", server.log_tail());
+}

@@ -46,7 +46,8 @@ pub enum BridgeEnd {
     HungUp(Side, Cause),
     /// The `L()` limit ran out.
     Limit,
-    /// That side pressed the transfer key and dialled `exten`: the other side is to go there.
+    /// That side transferred the other (the transfer key and an extension, or a REFER):
+    /// the other side is to go to `exten`.
     Transfer(Side, String),
 }
 
@@ -167,6 +168,7 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
             Frame::Control(control @ (Control::Hold | Control::Unhold)) => to.indicate(control),
             // Call progress after the answer means nothing to the other side.
             Frame::Control(_) => {}
+            Frame::Transfer(exten) => break BridgeEnd::Transfer(side, exten),
             Frame::Hangup(cause) => break BridgeEnd::HungUp(side, cause),
         }
     };

@@ -15,6 +15,9 @@ pub enum Frame {
         duration_ms: u32,
     },
     Control(Control),
+    /// The far end asks (a SIP REFER) that the party it talks to go to this extension: a
+    /// blind transfer, carried out by the bridge the channel is in.
+    Transfer(String),
     /// The far end hung up, with this cause.
     Hangup(Cause),
 }

@@ -244,12 +244,16 @@ impl Monitor {
             Method::Invite if request.to().is_some_and(|t| t.tag().is_none()) => {
                 self.handle_request_invite(tx, request, remote)
             }
-            Method::Invite | Method::Bye | Method::Info => {
+            Method::Invite | Method::Bye | Method::Info | Method::Refer => {
                 let call = key_of_request(&request).and_then(|key| self.calls.get(&key));
                 match call {
                     Some(call) if request.method == Method::Bye => {
                         note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: BYE");
                         let _ = call.send(ToPvt::Bye { tx, request: Box::new(request) });
+                    }
+                    Some(call) if request.method == Method::Refer => {
+                        note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: REFER");
+                        let _ = call.send(ToPvt::Refer { tx, request: Box::new(request) });
                     }
                     Some(call) if request.method == Method::Info => {
                         note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: INFO");

@@ -112,6 +112,11 @@ pub enum ToPvt {
         tx: TxId,
         request: Box<Request>,
     },
+    /// A REFER inside the dialog: a blind transfer of the party we are bridged to.
+    Refer {
+        tx: TxId,
+        request: Box<Request>,
+    },
     /// A response to a request the call sent.
     Response(Box<Response>),
     /// A request the call sent had no answer at all (Timer B/F).
@@ -318,6 +323,16 @@ fn info_digit(request: &Request) -> Option<(char, u32)> {
     "0123456789*#ABCD".contains(digit).then_some((digit, duration))
 }
 
+/// The extension a REFER sends the other party to: the user of `Refer-To` (a blind transfer;
+/// `Replaces`, an attended one, is not supported yet: `None`).
+fn refer_target(request: &Request) -> Option<String> {
+    let refer_to = starling_sip::NameAddr::parse(request.headers.get(&HeaderName::ReferTo)?).ok()?;
+    if refer_to.uri.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("replaces")) {
+        return None;
+    }
+    refer_to.uri.user_unescaped().map(|u| u.into_owned()).filter(|u| !u.is_empty())
+}
+
 /// A key press going out as RFC 4733 packets.
 struct DigitOut {
     sender: EventSender,
@@ -516,6 +531,18 @@ impl Pvt {
             request.body = body.into_bytes();
         }
         self.send(ToMonitor::Request { request, remote: self.remote });
+    }
+
+    /// The NOTIFY that ends a REFER's implicit subscription with `sipfrag`.
+    fn notify_refer(&mut self, sipfrag: &str) {
+        let via = self.new_via();
+        let mut notify = self.dialog.request(Method::Notify, &via);
+        notify.headers.push(HeaderName::Event, "refer");
+        notify.headers.push(HeaderName::SubscriptionState, "terminated;reason=noresource");
+        notify.headers.push(HeaderName::UserAgent, self.useragent.clone());
+        notify.headers.push(HeaderName::ContentType, "message/sipfrag;version=2.0");
+        notify.body = format!("{sipfrag}\r\n").into_bytes();
+        self.send(ToMonitor::Request { request: notify, remote: self.remote });
     }
 
     fn bye(&mut self) {
@@ -893,6 +920,25 @@ impl Pvt {
                             tracing::debug!("DTMF '{digit}' received by INFO on {}", self.key.call_id);
                             let _ = self.driver.frames.send(Frame::DtmfBegin(digit)).await;
                             let _ = self.driver.frames.send(Frame::DtmfEnd { digit, duration_ms }).await;
+                        }
+                    }
+                    Some(ToPvt::Refer { tx, request }) => {
+                        let answered = matches!(state, State::Answered { .. });
+                        match (answered, refer_target(&request)) {
+                            (true, Some(exten)) => {
+                                tracing::info!("{} transfers its party to '{exten}'", self.peer);
+                                let accepted = self.response_to(&request, 202);
+                                self.send(ToMonitor::Respond { tx, response: accepted });
+                                let _ = self.driver.frames.send(Frame::Transfer(exten)).await;
+                                // RFC 3515: the outcome as a sipfrag; the transfer is blind, so
+                                // handing the party over is the success.
+                                self.notify_refer("SIP/2.0 200 OK");
+                            }
+                            (answered, _) => {
+                                let status = if answered { 400 } else { 603 };
+                                let refusal = self.response_to(&request, status);
+                                self.send(ToMonitor::Respond { tx, response: refusal });
+                            }
                         }
                     }
                     Some(ToPvt::Cancelled) => {
