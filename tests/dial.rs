@@ -334,3 +334,35 @@ fn refer_transfers_the_other_party_to_echo() {
     assert!(samples >= 16_000, "bob heard at least 2 s: {samples}\n{log}");
     assert!((875..=885).contains(&peak), "bob hears his own 880 Hz tone: peak at {peak} Hz\n{}", server.log_tail());
 }
+
+/// RFC 4733 key presses from SIPp's dtmf_2833_1.pcap on the caller's leg cross the native bridge
+/// and arrive on the called leg — here a call back into Starling itself (peer `loop`), whose
+/// Read() collects the key.
+#[test]
+fn rfc4733_digits_cross_the_bridge() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TestDir::new("dialdtmf");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write(
+        "modules.conf",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => app_playback.so\nload => chan_sip.so\n",
+    );
+    dir.write(
+        "extensions.conf",
+        "[guests]\nexten => 20,1,Dial(SIP/loop/21,5)\n same => n,Hangup()\n\
+         [loopback]\nexten => 21,1,Answer()\n same => n,Read(KEY,,1,,,4)\n same => n,NoOp(KEY=${KEY})\n same => n,Wait(2)\n",
+    );
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=guests\ndisallow=all\nallow=ulaw\n\
+             [loop]\ntype=peer\nhost=127.0.0.1\nport={port}\ncontext=loopback\n"
+        ),
+    );
+    let server = Server::start(dir);
+    let (code, out) = run_sipp(port, "invite_dtmf.xml", "20", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let log = server.log();
+    assert!(log.contains("joined 'native_rtp' bridge"), "{}", server.log_tail());
+    assert!(log.contains("KEY=1"), "the key crossed the bridge: {}", server.log_tail());
+}
