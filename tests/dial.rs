@@ -326,9 +326,8 @@ fn refer_transfers_the_other_party_to_echo() {
     assert!(registered.is_some(), "bob registered\n{}", server.log_tail());
     let (code, out) = run_sipp(port, "invite_refer.xml", "bob", "", "", 1);
     assert_eq!(code, 0, "the transferer: {out}\n{}", server.log_tail());
-    let echoing = eventually(Duration::from_secs(5), || {
-        server.rx("core show channels").contains("Echo(").then_some(())
-    });
+    let echoing =
+        eventually(Duration::from_secs(5), || server.rx("core show channels").contains("Echo(").then_some(()));
     assert!(echoing.is_some(), "bob is in Echo: {}\n{}", server.rx("core show channels"), server.log_tail());
     let (samples, peak, log) = bob.heard();
     assert!(samples >= 16_000, "bob heard at least 2 s: {samples}\n{log}");
@@ -365,4 +364,16 @@ fn rfc4733_digits_cross_the_bridge() {
     let log = server.log();
     assert!(log.contains("joined 'native_rtp' bridge"), "{}", server.log_tail());
     assert!(log.contains("KEY=1"), "the key crossed the bridge: {}", server.log_tail());
+}
+
+/// The caller puts the call on hold (re-INVITE sendonly): Starling answers recvonly and passes
+/// the hold on, re-INVITEing the called party with sendonly.
+#[test]
+fn hold_passes_through_the_bridge() {
+    let uas = SippUas::spawn("uas_held.xml");
+    let (server, port) = b2bua("dialhold", uas.port, 1);
+    let (code, out) = run_sipp(port, "invite_hold.xml", "10", "", "", 1);
+    assert_eq!(code, 0, "the holder: {out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "the held party got a sendonly re-INVITE: {out}\n{}", server.log_tail());
 }

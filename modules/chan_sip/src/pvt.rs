@@ -533,6 +533,31 @@ impl Pvt {
         self.send(ToMonitor::Request { request, remote: self.remote });
     }
 
+    /// Puts the far end on hold (a re-INVITE offering `sendonly`) or takes it back (`sendrecv`):
+    /// how a hold by the party we are bridged to passes through. Returns the re-INVITE's CSeq.
+    fn send_hold(&mut self, hold: bool) -> u32 {
+        use starling_media::sdp::Direction as Dir;
+        self.media.direction = if hold { Dir::SendOnly } else { Dir::SendRecv };
+        self.media.session_version += 1;
+        // The offer keeps the codec in use first, so the far end need not change it.
+        if let Some(codec) = self.negotiated.as_ref().map(|n| n.codec.clone()) {
+            if let Some(i) = self.media.codecs.iter().position(|c| c.same_as(&codec)) {
+                let current = self.media.codecs.remove(i);
+                self.media.codecs.insert(0, current);
+            }
+        }
+        let via = self.new_via();
+        let mut reinvite = self.dialog.request(Method::Invite, &via);
+        let user = self.dialog.local.uri.user.clone().unwrap_or_else(|| "s".to_owned());
+        reinvite.headers.push(HeaderName::Contact, format!("<sip:{user}@{}>", self.local));
+        reinvite.headers.push(HeaderName::UserAgent, self.useragent.clone());
+        reinvite.headers.push(HeaderName::ContentType, "application/sdp");
+        reinvite.body = self.media.offer().into_bytes();
+        let seq = self.dialog.local_seq;
+        self.send(ToMonitor::Request { request: reinvite, remote: self.remote });
+        seq
+    }
+
     /// The NOTIFY that ends a REFER's implicit subscription with `sipfrag`.
     fn notify_refer(&mut self, sipfrag: &str) {
         let via = self.new_via();
@@ -621,6 +646,11 @@ impl Pvt {
     /// The ACK for a 2xx to our INVITE (its own transaction, sent as it is).
     fn ack_2xx(&mut self) {
         let seq = self.invite.cseq().map_or(self.dialog.local_seq, |c| c.seq);
+        self.ack(seq);
+    }
+
+    /// The ACK for a 2xx to our (re-)INVITE with CSeq `seq`.
+    fn ack(&mut self, seq: u32) {
         let via = self.new_via();
         let ack = self.dialog.ack(seq, &via);
         self.send(ToMonitor::Stateless { message: SipMessage::Request(ack), remote: self.remote });
@@ -788,6 +818,8 @@ impl Pvt {
         let mut dtmf = starling_media::dtmf::EventReceiver::default();
         let mut dtmf_events = Vec::new();
         let mut last_remote = self.session.remote();
+        // Our re-INVITE (hold/unhold) awaiting its final response: its CSeq.
+        let mut reinvite_seq: Option<u32> = None;
         'call: loop {
             let rtp_deadline = self.session.poll_timeout().map(TokioInstant::from_std);
             let deadline =
@@ -820,6 +852,11 @@ impl Pvt {
                             self.publish();
                             answered_at = TokioInstant::now();
                             retransmit = Some((answered_at + T1, T1, ok));
+                        }
+                    }
+                    Some(DriverCommand::Indicate(control @ (Control::Hold | Control::Unhold))) => {
+                        if matches!(state, State::Answered { .. }) && reinvite_seq.is_none() {
+                            reinvite_seq = Some(self.send_hold(control == Control::Hold));
                         }
                     }
                     Some(DriverCommand::Indicate(control)) => {
@@ -949,8 +986,21 @@ impl Pvt {
                         }
                     }
                     Some(ToPvt::Response(response)) => {
-                        let is_invite = response.cseq().is_some_and(|c| c.method == Method::Invite);
-                        if is_invite && matches!(self.direction, Direction::Outbound(_)) {
+                        let cseq = response.cseq();
+                        let is_invite = cseq.as_ref().is_some_and(|c| c.method == Method::Invite);
+                        if is_invite && reinvite_seq.is_some() && cseq.as_ref().map(|c| c.seq) == reinvite_seq {
+                            // The answer to our re-INVITE (hold or unhold).
+                            if response.status >= 200 {
+                                reinvite_seq = None;
+                            }
+                            if (200..300).contains(&response.status) {
+                                let seq = cseq.map_or(0, |c| c.seq);
+                                self.ack(seq);
+                                self.take_answer(&response);
+                                (format, payload_type, samples_per_ms, event_type) = self.codec_params();
+                                self.publish();
+                            }
+                        } else if is_invite && matches!(self.direction, Direction::Outbound(_)) {
                             let before = state;
                             if let Next::End = self.invite_response(&mut state, &response).await {
                                 break;
