@@ -461,7 +461,9 @@ fn the_demo_configuration_starts_and_takes_a_registration() {
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
     let peers = server.rx("sip show peers");
     assert!(peers.contains("1001/1001") && peers.contains("1002 "), "{peers}");
-    assert!(server.rx("core show applications").contains("Echo"), "app_echo is autoloaded");
+    let apps = server.rx("core show applications");
+    assert!(apps.contains("Echo") && apps.contains("Dial"), "app_echo and app_dial are autoloaded: {apps}");
+    assert!(server.rx("dialplan show default").contains("Dial(SIP/${EXTEN},20,r)"), "the phones can call each other");
 }
 
 /// Thousands of short calls at a high rate (SIPp's INVITE, 200, ACK, BYE) all complete, and
