@@ -377,3 +377,63 @@ fn hold_passes_through_the_bridge() {
     let (code, out) = uas.finish();
     assert_eq!(code, 0, "the held party got a sendonly re-INVITE: {out}\n{}", server.log_tail());
 }
+
+/// Open file descriptors of a process (its sockets among them).
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// `call-limit=1` on the called peer: a second Dial while one call is up is BUSY at once, and
+/// the slot comes back on every ending (a 486, a cancel, a BYE) — as do the RTP sockets.
+#[test]
+fn call_limit_slots_and_rtp_ports_are_released_on_every_ending() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let busy = SippUas::spawn("uas_busy.xml");
+    let ringing = SippUas::spawn("uas_ring_cancel.xml");
+    let answering = SippUas::spawn("uas_answer.xml");
+    let dir = TestDir::new("diallimit");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write(
+        "modules.conf",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => chan_sip.so\n",
+    );
+    let peer = |name: &str, port: u16| {
+        // No insecure=port: the callers (SIPp, other ports) come in as guests, not as these peers.
+        format!("[{name}]\ntype=peer\nhost=127.0.0.1\nport={port}\ncall-limit=1\ndisallow=all\nallow=ulaw\n")
+    };
+    dir.write(
+        "extensions.conf",
+        "[default]\nexten => _X,1,Dial(SIP/p${EXTEN},2)\n same => n,Answer()\n same => n,NoOp(${EXTEN}:${DIALSTATUS})\n same => n,Hangup()\n",
+    );
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=default\n{}{}{}",
+            peer("p1", busy.port),
+            peer("p2", ringing.port),
+            peer("p3", answering.port)
+        ),
+    );
+    let server = Server::start(dir);
+    let baseline = open_fds(server.pid());
+    // 486, then a cancel after Dial's 2 s: each releases its slot.
+    let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "1", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert_eq!(run_sipp(port, "invite_pbx_hangs_up.xml", "2", "", "", 1).0, 0, "{}", server.log_tail());
+    assert!(dial_log_has(&server, "1:BUSY") && dial_log_has(&server, "2:NOANSWER"), "{}", server.log_tail());
+    // A call to 3 stays up (3 s); a second Dial to 3 meanwhile is BUSY without any SIP.
+    let first = std::thread::spawn(move || run_sipp(port, "invite_answer_long.xml", "3", "", "", 1));
+    let up = eventually(Duration::from_secs(5), || server.rx("bridge show all").contains(" 2 ").then_some(()));
+    assert!(up.is_some(), "{}", server.log_tail());
+    assert_eq!(run_sipp(port, "invite_pbx_hangs_up.xml", "3", "", "", 1).0, 0, "{}", server.log_tail());
+    assert!(dial_log_has(&server, "3:BUSY"), "call-limit reached: {}", server.log_tail());
+    assert!(server.log().contains("Call-limit 1 reached for 'p3'"), "{}", server.log_tail());
+    assert_eq!(first.join().unwrap().0, 0, "{}", server.log_tail());
+    for uas in [busy, ringing, answering] {
+        let (code, out) = uas.finish();
+        assert_eq!(code, 0, "{out}");
+    }
+    let released = eventually(Duration::from_secs(5), || (open_fds(server.pid()) <= baseline).then_some(()));
+    assert!(released.is_some(), "sockets released: {} open, {baseline} at start", open_fds(server.pid()));
+    assert!(server.rx("sip show channels").contains("0 active SIP channels"));
+}
