@@ -18,6 +18,8 @@ exten => 12,1,Dial(SIP/nobody,2)
  same => n,Hangup()
 exten => 13,1,Dial(SIP/uas&SIP/uas2,5)
  same => n,Hangup()
+exten => 15,1,Dial(SIP/viaproxy/15,5)
+ same => n,Hangup()
 exten => 14,1,Dial(Local/600@default,5)
  same => n,Hangup()
 exten => 600,1,Answer()
@@ -26,6 +28,11 @@ exten => 600,1,Answer()
 
 /// Starling with app_dial; `uas` (and `uas2`) are peers at the given SIPp ports.
 fn b2bua(name: &str, uas: u16, uas2: u16) -> (Server, u16) {
+    b2bua_with(name, uas, uas2, "")
+}
+
+/// [`b2bua`] with more sip.conf sections.
+fn b2bua_with(name: &str, uas: u16, uas2: u16, more_peers: &str) -> (Server, u16) {
     let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = TestDir::new(name);
     dir.write_starling_conf(&moddir(), "");
@@ -40,7 +47,7 @@ fn b2bua(name: &str, uas: u16, uas2: u16) -> (Server, u16) {
     dir.write(
         "sip.conf",
         &format!(
-            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=default\n{}{}",
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=default\n{}{}{more_peers}",
             peer("uas", uas),
             peer("uas2", uas2)
         ),
@@ -436,4 +443,20 @@ fn call_limit_slots_and_rtp_ports_are_released_on_every_ending() {
     let released = eventually(Duration::from_secs(5), || (open_fds(server.pid()) <= baseline).then_some(()));
     assert!(released.is_some(), "sockets released: {} open, {baseline} at start", open_fds(server.pid()));
     assert!(server.rx("sip show channels").contains("0 active SIP channels"));
+}
+
+/// A peer with `outboundproxy`: the INVITE goes to the proxy (here the SIPp UAS), the
+/// Request-URI still names the peer's host.
+#[test]
+fn outboundproxy_receives_the_invite() {
+    let uas = SippUas::spawn("uas_answer.xml");
+    let proxy = format!(
+        "[viaproxy]\ntype=peer\nhost=192.0.2.1\noutboundproxy=127.0.0.1:{}\ndisallow=all\nallow=ulaw\n",
+        uas.port
+    );
+    let (server, port) = b2bua_with("dialproxy", 1, 1, &proxy);
+    let (code, out) = run_sipp(port, "invite_answer.xml", "15", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "the proxy took the call: {out}");
 }

@@ -110,6 +110,22 @@ impl SipTech {
                 (Uri::sip(user, host, peer.port), remote)
             }
         };
+        // `outboundproxy`: every request goes there, the Request-URI still names the peer.
+        let remote = match &peer.outboundproxy {
+            Some(proxy) => {
+                let proxy = proxy.trim().trim_start_matches("sip:");
+                let proxy = proxy.split(';').next().unwrap_or(proxy);
+                let (host, port) = match proxy.rsplit_once(':') {
+                    Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().unwrap_or(5060)),
+                    _ => (proxy, 5060),
+                };
+                resolve(host, port).ok_or_else(|| {
+                    tracing::warn!("Cannot resolve outboundproxy '{proxy}' of peer '{}'", peer.name);
+                    Cause::REQUESTED_CHAN_UNAVAIL
+                })?
+            }
+            None => remote,
+        };
         Ok(Target { peer_name: peer.name.clone(), peer: Some(peer.clone()), uri, remote })
     }
 }
