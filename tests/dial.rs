@@ -20,6 +20,8 @@ exten => 13,1,Dial(SIP/uas&SIP/uas2,5)
  same => n,Hangup()
 exten => 15,1,Dial(SIP/viaproxy/15,5)
  same => n,Hangup()
+exten => 16,1,Dial(SIP/trunk/16,5)
+ same => n,Hangup()
 exten => 14,1,Dial(Local/600@default,5)
  same => n,Hangup()
 exten => 600,1,Answer()
@@ -459,4 +461,20 @@ fn outboundproxy_receives_the_invite() {
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
     let (code, out) = uas.finish();
     assert_eq!(code, 0, "the proxy took the call: {out}");
+}
+
+/// The called peer challenges our INVITE: we answer with its `defaultuser`/`secret` (MD5,
+/// qop=auth) and the call goes through.
+#[test]
+fn a_challenge_is_answered_with_the_peers_credentials() {
+    let uas = SippUas::spawn("uas_auth.xml");
+    let trunk = format!(
+        "[trunk]\ntype=peer\nhost=127.0.0.1\nport={}\ndefaultuser=trunk\nsecret=trunkpw\ndisallow=all\nallow=ulaw\n",
+        uas.port
+    );
+    let (server, port) = b2bua_with("dialauth", 1, 1, &trunk);
+    let (code, out) = run_sipp(port, "invite_answer.xml", "16", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "the digest verified: {out}");
 }
