@@ -1,0 +1,677 @@
+#!/usr/bin/env bash
+# Starling load harness: SIPp against the real binary, one Starling per stage.
+#
+#   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged
+#
+# With no stage, all four run in that order. Every stage starts its own Starling in its own
+# temp dir on free ports of 127.0.0.1, drives it with SIPp for DURATION seconds, measures
+# Starling's CPU time (utime+stime from /proc/<pid>/stat) and memory (VmRSS, VmHWM), stops it
+# and kills only the processes it started. A table of the figures is printed and appended,
+# as a new dated section, to benches/RESULTS.md. See benches/load/README.md.
+#
+# Options (each also settable by the environment variable in brackets):
+#   -d, --duration S      seconds of traffic per stage                          [DURATION=60]
+#   --users N             register: number of [uNNNN] peers                     [USERS=5000]
+#   --reg-rate R          register: registrations started per second            [REG_RATE=500]
+#   --answer-rate R       answer: calls started per second                      [ANSWER_RATE=1000]
+#   --b2bua-rate R        b2bua: calls started per second                       [B2BUA_RATE=200]
+#   --concurrent N        bridged: target number of simultaneous calls          [CONCURRENT=600]
+#   --ramp S              bridged: seconds to reach the target (= call length)  [RAMP=DURATION/3]
+#   --no-results          do not touch benches/RESULTS.md                       [NO_RESULTS=1]
+#   --keep                keep the temp dirs (configs, SIPp logs, server logs)  [KEEP=1]
+#   -h, --help
+# More: REG_LIMIT, ANSWER_LIMIT, B2BUA_LIMIT (outstanding calls, SIPp -l), B2BUA_HOLD_MS,
+# STARLING (the binary; default target/release/starling), VERBOSE (Starling's verbose, 0),
+# RESULTS (the results file), RESULTS_NOTE (a line added to the results section), DEBUG=1.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+TOOLS=$HERE/tools
+SCENARIOS=$HERE/scenarios
+COMMAND_LINE="bash benches/load/run.sh${*:+ $*}"
+
+usage() { sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
+STAGES=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -d|--duration) DURATION=$2; shift ;;
+        --duration=*) DURATION=${1#*=} ;;
+        --users) USERS=$2; shift ;;
+        --reg-rate) REG_RATE=$2; shift ;;
+        --answer-rate) ANSWER_RATE=$2; shift ;;
+        --b2bua-rate) B2BUA_RATE=$2; shift ;;
+        --concurrent) CONCURRENT=$2; shift ;;
+        --ramp) RAMP=$2; shift ;;
+        --no-results) NO_RESULTS=1 ;;
+        --keep) KEEP=1 ;;
+        -h|--help) usage; exit 0 ;;
+        register|answer|b2bua|bridged) STAGES+=("$1") ;;
+        *) echo "run.sh: unknown argument '$1' (stages: register answer b2bua bridged; -h for help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(register answer b2bua bridged)
+
+DURATION=${DURATION:-60}
+USERS=${USERS:-5000}
+REG_RATE=${REG_RATE:-500}
+REG_LIMIT=${REG_LIMIT:-$((REG_RATE * 2))}
+ANSWER_RATE=${ANSWER_RATE:-1000}
+ANSWER_LIMIT=${ANSWER_LIMIT:-$((ANSWER_RATE * 4))}
+B2BUA_RATE=${B2BUA_RATE:-200}
+B2BUA_HOLD_MS=${B2BUA_HOLD_MS:-1000}
+B2BUA_LIMIT=${B2BUA_LIMIT:-$((B2BUA_RATE * 4 + 50))}
+CONCURRENT=${CONCURRENT:-600}
+RAMP=${RAMP:-$((DURATION / 3))}
+VERBOSE=${VERBOSE:-0}
+KEEP=${KEEP:-0}
+NO_RESULTS=${NO_RESULTS:-0}
+STARLING=${STARLING:-$ROOT/target/release/starling}
+MODDIR=${MODDIR:-$(dirname "$STARLING")}
+RESULTS=${RESULTS:-$ROOT/benches/RESULTS.md}
+
+for n in DURATION USERS REG_RATE REG_LIMIT ANSWER_RATE ANSWER_LIMIT B2BUA_RATE B2BUA_HOLD_MS B2BUA_LIMIT CONCURRENT RAMP; do
+    if ! [[ ${!n} =~ ^[0-9]+$ ]] || [ "${!n}" -lt 1 ]; then
+        echo "run.sh: $n must be a positive integer (got '${!n}')" >&2
+        exit 2
+    fi
+done
+[ "$RAMP" -ge "$DURATION" ] && RAMP=$((DURATION > 2 ? DURATION / 2 : 1))
+for tool in sipp python3 timeout getconf; do
+    command -v "$tool" >/dev/null || { echo "run.sh: '$tool' is missing (SIPp: apt-get install sip-tester)" >&2; exit 2; }
+done
+if [ ! -x "$STARLING" ]; then
+    echo "run.sh: no binary at $STARLING: run 'cargo build --release' first" >&2
+    exit 2
+fi
+
+CLK_TCK=$(getconf CLK_TCK)
+ulimit -n 65536 2>/dev/null || true
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/stl-load.XXXXXX")
+ROWS=$WORK/rows.tsv
+: >"$ROWS"
+
+# ---------------------------------------------------------------------------------------
+# Process bookkeeping: every background process we start is listed here and killed by pid.
+# ---------------------------------------------------------------------------------------
+BG_PIDS=()          # `timeout` wrappers and helpers we started
+STARLING_TPID=""    # the `timeout` that runs the current Starling
+STARLING_PID=""     # Starling itself (the child of that timeout)
+STARLING_VERSION="" # what `core show version` said
+CONF=""             # the current Starling's starling.conf
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+child_of() { # the first child pid of $1 (a `timeout` runs exactly one)
+    local c
+    c=$(cat "/proc/$1/task/$1/children" 2>/dev/null) || return 1
+    c=${c%% *}
+    [ -n "$c" ] && echo "$c"
+}
+
+kill_tree() { # kill a `timeout` wrapper and the program it runs, by pid, gently then hard
+    local tpid=$1 child
+    [ -n "$tpid" ] || return 0
+    kill -0 "$tpid" 2>/dev/null || return 0
+    child=$(child_of "$tpid")
+    kill -TERM "$tpid" 2>/dev/null
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        kill -0 "$tpid" 2>/dev/null || break
+        sleep 0.2
+    done
+    [ -n "$child" ] && kill -KILL "$child" 2>/dev/null
+    kill -KILL "$tpid" 2>/dev/null
+    wait "$tpid" 2>/dev/null
+    return 0
+}
+
+forget() { # drop a pid from BG_PIDS
+    local keep=() p
+    for p in "${BG_PIDS[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done
+    BG_PIDS=("${keep[@]}")
+}
+
+rx() { # one CLI command against the current Starling, bounded
+    timeout -k 2 15 "$STARLING" -C "$CONF" -rx "$1" 2>/dev/null
+}
+
+stop_starling() {
+    [ -n "$STARLING_TPID" ] || return 0
+    if kill -0 "$STARLING_TPID" 2>/dev/null; then
+        rx "core stop now" >/dev/null
+        for _ in $(seq 1 25); do
+            kill -0 "$STARLING_TPID" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill_tree "$STARLING_TPID"
+    fi
+    wait "$STARLING_TPID" 2>/dev/null
+    forget "$STARLING_TPID"
+    STARLING_TPID=""
+    STARLING_PID=""
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    local p
+    for p in "${BG_PIDS[@]}"; do
+        [ "$p" = "$STARLING_TPID" ] && continue
+        kill_tree "$p"
+    done
+    stop_starling
+    if [ "$KEEP" = 1 ]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------------------
+cpu_ticks() { # utime + stime of a pid, in clock ticks (fields 14 and 15 of /proc/pid/stat)
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    s=${s##*) }   # drop "pid (comm) ": field 3 (state) is now the first
+    # shellcheck disable=SC2086
+    set -- $s
+    echo $(( ${12} + ${13} ))
+}
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6 }' /proc/stat; }
+children_cpu() { # user+sys seconds of this shell's reaped children (SIPp, sinks, -rx)
+    # `times` must run in this shell (a $(...) subshell has no reaped children of its own).
+    times >"$WORK/times"
+    awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); n += a[1] * 60 + a[2] } print n }' "$WORK/times"
+}
+nap() { # an interruptible sleep (a trapped signal ends `wait` at once)
+    sleep "$1" &
+    wait $!
+}
+now() { date +%s.%N; }
+calc() { python3 -c "import sys; print($1)"; }
+mb() { calc "f'{$1 / 1024:.1f}'"; }
+
+free_ports() { # COUNT blocks of 8 free UDP ports (base even), one a line: base = SIP, base+2.. = media
+    python3 "$TOOLS/ports.py" "$1" 8
+}
+
+# ---------------------------------------------------------------------------------------
+# Starling
+# ---------------------------------------------------------------------------------------
+write_base_conf() { # DIR: starling.conf, modules.conf, rtp.conf
+    local dir=$1 extra=""
+    mkdir -p "$dir/etc"
+    cat >"$dir/etc/starling.conf" <<EOF
+[directories]
+moddir => $MODDIR
+rundir => ../run
+logdir => ../log
+dbdir => ../db
+soundsdir => /usr/share/asterisk/sounds
+
+[options]
+verbose = $VERBOSE
+EOF
+    # Only what the stages need. Dial() will come with its own module (Asterisk's app_dial):
+    # load it when it is there; the Dial stages check for the application itself.
+    [ -e "$MODDIR/libapp_dial.so" ] && extra="load => app_dial.so"
+    printf '[modules]\nautoload = no\nload => pbx_config.so\nload => chan_sip.so\n%s\n' "$extra" >"$dir/etc/modules.conf"
+    printf '[general]\nrtpstart = 10000\nrtpend = 20000\n' >"$dir/etc/rtp.conf"
+}
+
+start_starling() { # DIR: starts Starling and waits until its control socket answers
+    local dir=$1 out module
+    CONF=$dir/etc/starling.conf
+    # `timeout` bounds its life even if this script dies without running its trap.
+    timeout -k 5 $((DURATION * 3 + 300)) "$STARLING" -C "$CONF" -f >"$dir/server.log" 2>&1 &
+    STARLING_TPID=$!
+    BG_PIDS+=("$STARLING_TPID")
+    for _ in $(seq 1 150); do
+        if ! kill -0 "$STARLING_TPID" 2>/dev/null; then
+            log "Starling exited at start; log tail:"
+            tail -20 "$dir/server.log" >&2
+            return 1
+        fi
+        [ -z "$STARLING_PID" ] && STARLING_PID=$(child_of "$STARLING_TPID")
+        out=$(rx "core show version")
+        if [ -n "$STARLING_PID" ] && [[ $out == Starling* ]]; then
+            STARLING_VERSION=${out%%$'\n'*}
+            # A module refused at load (say, built against another core while cargo is at
+            # work) would leave a server that answers nothing: say so instead of measuring it.
+            out=$(rx "module show")
+            for module in chan_sip.so pbx_config.so; do
+                if [[ $out != *"$module"* ]]; then
+                    log "Starling runs without $module (module show: ${out##*$'\n'}); log tail:"
+                    tail -20 "$dir/server.log" >&2
+                    return 1
+                fi
+            done
+            return 0
+        fi
+        sleep 0.2
+    done
+    log "Starling did not answer on its control socket within 30 s; log tail:"
+    tail -20 "$dir/server.log" >&2
+    return 1
+}
+
+have_dial() {
+    local out
+    out=$(rx "core show application Dial")
+    [[ $out == *"Info about application 'Dial'"* ]] && return 0
+    rx "core show applications" | grep -qE '^[[:space:]]*Dial:' && return 0
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------
+# SIPp
+# ---------------------------------------------------------------------------------------
+SIPP_TPID=""
+sipp_start() { # NAME WORKDIR BOUND_SECONDS sipp-args...: SIPp in the background, bounded
+    local name=$1 dir=$2 bound=$3
+    shift 3
+    (cd "$dir" && exec timeout -k 5 "$bound" sipp "$@" -nostdin -trace_stat -stf "$name.csv" -fd 1 \
+        -trace_screen -screen_file "$name.screen" -trace_err -error_file "$name.err" -max_log_size 2000000 \
+        >"$name.out" 2>&1) &
+    SIPP_TPID=$!
+    BG_PIDS+=("$SIPP_TPID")
+}
+
+sipp_wait() { # TPID: waits for a SIPp started by sipp_start; returns its exit code
+    local rc
+    wait "$1"
+    rc=$?
+    forget "$1"
+    return $rc
+}
+
+sipp_soft_stop() { # TPID GRACE: let a uas finish (it exits by itself after -m calls), else ask it to
+    local tpid=$1 grace=$2 child
+    for _ in $(seq 1 $((grace * 5))); do
+        kill -0 "$tpid" 2>/dev/null || { sipp_wait "$tpid"; return; }
+        sleep 0.2
+    done
+    child=$(child_of "$tpid")
+    [ -n "$child" ] && kill -USR1 "$child" 2>/dev/null   # SIPp's soft exit: dumps its stats
+    for _ in $(seq 1 25); do
+        kill -0 "$tpid" 2>/dev/null || break
+        sleep 0.2
+    done
+    kill_tree "$tpid"
+    sipp_wait "$tpid"
+}
+
+sipp_report() { # NAME DIR: SIPp's own complaint when it made no stats, the error tail when calls failed
+    local name=$1 dir=$2
+    if [ ! -s "$dir/$name.csv" ]; then
+        log "$name: SIPp wrote no statistics; its output ($dir/$name.out):"
+        tail -5 "$dir/$name.out" | sed 's/^/    /' >&2
+    fi
+    if [ -s "$dir/$name.err" ]; then
+        log "$name: first SIPp errors ($dir/$name.err):"
+        grep -v '^The following events occurred' "$dir/$name.err" | head -c 800 | sed 's/^/    /' >&2
+        echo >&2
+    fi
+}
+
+# ---------------------------------------------------------------------------------------
+# One stage's measurement window
+# ---------------------------------------------------------------------------------------
+measure_begin() {
+    M_T0=$(now)
+    M_CPU0=$(cpu_ticks "$STARLING_PID")
+    M_RSS0=$(status_kb "$STARLING_PID" VmRSS)
+    read -r M_MT0 M_MI0 < <(machine_ticks)
+    children_cpu >"$WORK/gen0"
+    M_GEN0=$(cat "$WORK/gen0")
+}
+
+measure_end() { # sets CPU_S CPU_PCT RSS_TXT WALL MACHINE_PCT GEN_CPU
+    local t1 cpu1 rss1 hwm mt1 mi1 gen1
+    t1=$(now)
+    cpu1=$(cpu_ticks "$STARLING_PID")
+    rss1=$(status_kb "$STARLING_PID" VmRSS)
+    hwm=$(status_kb "$STARLING_PID" VmHWM)
+    read -r mt1 mi1 < <(machine_ticks)
+    children_cpu >"$WORK/gen1"
+    gen1=$(cat "$WORK/gen1")
+    WALL=$(calc "f'{$t1 - $M_T0:.1f}'")
+    CPU_S=$(calc "f'{($cpu1 - $M_CPU0) / $CLK_TCK:.2f}'")
+    CPU_PCT=$(calc "f'{($cpu1 - $M_CPU0) / $CLK_TCK / max($t1 - $M_T0, 1e-9) * 100:.0f}'")
+    MACHINE_PCT=$(calc "f'{(1 - ($mi1 - $M_MI0) / max($mt1 - $M_MT0, 1)) * 100:.0f}'")
+    GEN_CPU=$(calc "f'{$gen1 - $M_GEN0:.1f}'")
+    [ -n "${DEBUG:-}" ] && log "debug: cpu $M_CPU0 -> $cpu1, machine $M_MT0/$M_MI0 -> $mt1/$mi1, gen $M_GEN0 -> $gen1, t $M_T0 -> $t1"
+    RSS_TXT="$(mb "$M_RSS0") / $(mb "$hwm") / $(mb "$rss1")"
+}
+
+common_notes() { # the notes every stage ends with
+    echo "load generators (SIPp, sinks) CPU ${GEN_CPU} s; whole machine ${MACHINE_PCT}% busy (all processes, all CPUs); SIPp ran ${elapsed} s"
+}
+
+per_call() { # CPU seconds per successful call, in ms
+    if [ "$1" -gt 0 ]; then calc "f'{$CPU_S * 1000 / $1:.3f} ms'"; else echo "-"; fi
+}
+
+# stage target achieved ok failed cpu_s cpu_per_call cpu_pct rss rtp_loss notes
+row() { local IFS=$'\t'; echo "$*" >>"$ROWS"; }
+
+skip_row() { row "$1" "$2" "-" "-" "-" "-" "-" "-" "-" "-" "$3"; log "$1: $3"; }
+
+uas_summary() { # "ok=N failed=M ..." from sippstat.py -> "N ok, M failed"
+    local ok failed
+    eval "$(echo "$1" | grep -o 'ok=[0-9]* failed=[0-9]*')"
+    echo "$ok ok, $failed failed"
+}
+
+sink_summary() { # a rtpsink.py result file -> "N packets in M streams, K lost by sequence"
+    local packets=0 streams=0 seq_lost=0 seq_expected=0 bytes=0
+    [ -s "$1" ] && eval "$(cat "$1")"
+    echo "$packets packets in $streams streams, $seq_lost missing by sequence number"
+}
+
+nap_until() { # sleep until the epoch time $1 (no-op when past)
+    local d
+    d=$(calc "max(0.0, $1 - $(now))")
+    nap "$d"
+}
+
+stage_dir() { mkdir -p "$WORK/$1" && echo "$WORK/$1"; }
+
+sip_general() { # PORT
+    cat <<EOF
+[general]
+bindaddr = 127.0.0.1
+bindport = $1
+context = load
+allowguest = yes
+alwaysauthreject = yes
+nat = force_rport
+disallow = all
+allow = ulaw
+defaultexpiry = 3600
+maxexpiry = 7200
+rtptimeout = 0
+useragent = Starling load
+EOF
+}
+
+# ---------------------------------------------------------------------------------------
+# (a) register: a registration storm of USERS peers with digest
+# ---------------------------------------------------------------------------------------
+stage_register() {
+    local dir ports sport uport m rate tps online forbidden
+    dir=$(stage_dir register)
+    mapfile -t ports < <(free_ports 2)
+    sport=${ports[0]} uport=${ports[1]}
+    write_base_conf "$dir"
+    {
+        sip_general "$sport"
+        python3 - "$USERS" <<'EOF'
+import sys
+for n in range(1, int(sys.argv[1]) + 1):
+    print(f"\n[u{n:04d}]\ntype=friend\nhost=dynamic\nsecret=pw{n:04d}x\ncontext=load")
+EOF
+    } >"$dir/etc/sip.conf"
+    printf '[load]\nexten => _X.,1,Answer()\n same => n,Hangup()\n' >"$dir/etc/extensions.conf"
+    python3 - "$USERS" >"$dir/users.csv" <<'EOF'
+import sys
+print("SEQUENTIAL")
+for n in range(1, int(sys.argv[1]) + 1):
+    print(f"u{n:04d};pw{n:04d}x")
+EOF
+    cp "$SCENARIOS/register_uac.xml" "$dir/"
+    log "register: $USERS peers, $REG_RATE registrations/s for ${DURATION}s (Starling on 127.0.0.1:$sport)"
+    start_starling "$dir" || { skip_row register "$REG_RATE reg/s" "failed: Starling did not start (see the log above)"; return; }
+    m=$((REG_RATE * DURATION))
+    measure_begin
+    sipp_start register "$dir" $((DURATION + 60)) "127.0.0.1:$sport" -sf register_uac.xml -inf users.csv \
+        -i 127.0.0.1 -p "$uport" -mp $((uport + 2)) -r "$REG_RATE" -l "$REG_LIMIT" -m "$m" \
+        -timeout "$((DURATION + 45))s" -timeout_error -recv_timeout 10000 -default_behaviors all,-bye
+    sipp_wait "$SIPP_TPID"
+    measure_end
+    eval "$(python3 "$TOOLS/sippstat.py" "$dir/register.csv")"
+    online=$(rx "sip show peers" | tail -1 | sed -n 's/.*Unmonitored: \([0-9]*\) online.*/\1/p')
+    stop_starling
+    rate=$(calc "f'{$rate:.0f}'")
+    tps=$(calc "f'{2 * $rate:.0f}'")
+    forbidden=$(grep -c "received 'SIP/2.0 403" "$dir/register.err" 2>/dev/null)
+    { [ "$failed" -gt 0 ] || [ "$ok_stat" = 0 ]; } && sipp_report register "$dir"
+    row register "$REG_RATE reg/s ($USERS users, l=$REG_LIMIT)" "$rate reg/s = $tps REGISTER tx/s" "$ok" "$failed" \
+        "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "-" \
+        "peers online after: ${online:-?}/$USERS; 403 answers to correct credentials (counted in SIPp's error log, capped at 2 MB): ${forbidden:-0}; retrans $retrans; $(common_notes)"
+    log "register: $ok ok, $failed failed, $rate reg/s ($tps REGISTER transactions/s), Starling CPU ${CPU_S}s (${CPU_PCT}%), RSS $RSS_TXT MB"
+}
+
+# ---------------------------------------------------------------------------------------
+# (b) answer: Answer(), Wait(1), Hangup() at ANSWER_RATE calls/s
+# ---------------------------------------------------------------------------------------
+stage_answer() {
+    local dir ports sport uport m rate after
+    dir=$(stage_dir answer)
+    mapfile -t ports < <(free_ports 2)
+    sport=${ports[0]} uport=${ports[1]}
+    write_base_conf "$dir"
+    sip_general "$sport" >"$dir/etc/sip.conf"
+    printf '[load]\nexten => _X.,1,Answer()\n same => n,Wait(1)\n same => n,Hangup()\n' >"$dir/etc/extensions.conf"
+    cp "$SCENARIOS/answer_uac.xml" "$dir/"
+    log "answer: $ANSWER_RATE calls/s (limit $ANSWER_LIMIT) for ${DURATION}s (Starling on 127.0.0.1:$sport)"
+    start_starling "$dir" || { skip_row answer "$ANSWER_RATE calls/s" "failed: Starling did not start (see the log above)"; return; }
+    m=$((ANSWER_RATE * DURATION))
+    measure_begin
+    sipp_start answer "$dir" $((DURATION + 60)) "127.0.0.1:$sport" -sf answer_uac.xml -s 1000 \
+        -i 127.0.0.1 -p "$uport" -mp $((uport + 2)) -r "$ANSWER_RATE" -l "$ANSWER_LIMIT" -m "$m" \
+        -timeout "$((DURATION + 45))s" -timeout_error -recv_timeout 10000 -max_socket 4096
+    sipp_wait "$SIPP_TPID"
+    measure_end
+    eval "$(python3 "$TOOLS/sippstat.py" "$dir/answer.csv")"
+    after=$(rx "core show channels" | grep -E 'active calls|calls processed' | tr '\n' ' ')
+    stop_starling
+    rate=$(calc "f'{$rate:.0f}'")
+    { [ "$failed" -gt 0 ] || [ "$ok_stat" = 0 ]; } && sipp_report answer "$dir"
+    row answer "$ANSWER_RATE calls/s (l=$ANSWER_LIMIT)" "$rate calls/s" "$ok" "$failed" \
+        "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "-" \
+        "peak $peak concurrent; after: ${after% }; retrans $retrans; $(common_notes)"
+    log "answer: $ok ok, $failed failed, $rate calls/s, Starling CPU ${CPU_S}s (${CPU_PCT}%), RSS $RSS_TXT MB"
+}
+
+dial_conf() { # DIR SPORT ASPORT: sip.conf with the [uas] peer, and Dial(SIP/uas)
+    local dir=$1 sport=$2 asport=$3
+    {
+        sip_general "$sport"
+        cat <<EOF
+
+[uas]
+type = peer
+host = 127.0.0.1
+port = $asport
+insecure = port,invite
+context = load
+disallow = all
+allow = ulaw
+EOF
+    } >"$dir/etc/sip.conf"
+    printf '[load]\nexten => _X.,1,Dial(SIP/uas)\n same => n,Hangup()\n' >"$dir/etc/extensions.conf"
+}
+
+# ---------------------------------------------------------------------------------------
+# (c) b2bua: SIPp uac -> Starling Dial(SIP/uas) -> SIPp uas
+# ---------------------------------------------------------------------------------------
+stage_b2bua() {
+    local dir ports sport uport aport m rate uas_tpid uas_stats hold_s
+    dir=$(stage_dir b2bua)
+    mapfile -t ports < <(free_ports 3)
+    sport=${ports[0]} uport=${ports[1]} aport=${ports[2]}
+    write_base_conf "$dir"
+    dial_conf "$dir" "$sport" "$aport"
+    cp "$SCENARIOS/b2bua_uac.xml" "$SCENARIOS/b2bua_uas.xml" "$dir/"
+    log "b2bua: $B2BUA_RATE calls/s of ${B2BUA_HOLD_MS} ms through Dial(SIP/uas) for ${DURATION}s (Starling on 127.0.0.1:$sport)"
+    start_starling "$dir" || { skip_row b2bua "$B2BUA_RATE calls/s" "failed: Starling did not start (see the log above)"; return; }
+    if ! have_dial; then
+        stop_starling
+        skip_row b2bua "$B2BUA_RATE calls/s" "skipped: Dial is not available"
+        return
+    fi
+    m=$((B2BUA_RATE * DURATION))
+    hold_s=$(( (B2BUA_HOLD_MS + 999) / 1000 ))
+    sipp_start b2bua_uas "$dir" $((DURATION + hold_s + 75)) -sf b2bua_uas.xml -i 127.0.0.1 -p "$aport" \
+        -mp $((aport + 2)) -m "$m" -timeout "$((DURATION + hold_s + 60))s" -recv_timeout $(((hold_s + 15) * 1000)) -max_socket 4096
+    uas_tpid=$SIPP_TPID
+    sleep 0.5
+    measure_begin
+    sipp_start b2bua_uac "$dir" $((DURATION + hold_s + 60)) "127.0.0.1:$sport" -sf b2bua_uac.xml -s 2000 \
+        -i 127.0.0.1 -p "$uport" -mp $((uport + 2)) -r "$B2BUA_RATE" -l "$B2BUA_LIMIT" -m "$m" -d "$B2BUA_HOLD_MS" \
+        -timeout "$((DURATION + hold_s + 45))s" -timeout_error -recv_timeout $(((hold_s + 10) * 1000)) -max_socket 4096
+    sipp_wait "$SIPP_TPID"
+    measure_end
+    sipp_soft_stop "$uas_tpid" 5
+    uas_stats=$(python3 "$TOOLS/sippstat.py" "$dir/b2bua_uas.csv")
+    eval "$(python3 "$TOOLS/sippstat.py" "$dir/b2bua_uac.csv")"
+    stop_starling
+    rate=$(calc "f'{$rate:.0f}'")
+    { [ "$failed" -gt 0 ] || [ "$ok_stat" = 0 ]; } && { sipp_report b2bua_uac "$dir"; sipp_report b2bua_uas "$dir"; }
+    row b2bua "$B2BUA_RATE calls/s, ${B2BUA_HOLD_MS} ms (l=$B2BUA_LIMIT)" "$rate calls/s" "$ok" "$failed" \
+        "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "-" \
+        "uas: $(uas_summary "$uas_stats"); peak $peak concurrent; retrans $retrans; $(common_notes)"
+    log "b2bua: $ok ok, $failed failed, $rate calls/s, Starling CPU ${CPU_S}s (${CPU_PCT}%), RSS $RSS_TXT MB"
+}
+
+# ---------------------------------------------------------------------------------------
+# (d) bridged: CONCURRENT simultaneous bridged PCMU calls with RTP both ways
+# ---------------------------------------------------------------------------------------
+stage_bridged() {
+    local dir ports sport uport aport sink_a sink_b m hold_ms pcap_s pkts uas_tpid sa sb mid_calls
+    local rate_txt a b loss_ab loss_ba loss_txt uas_stats sink_bound plateau_txt p_t0 p_c0 p_c1
+    dir=$(stage_dir bridged)
+    mapfile -t ports < <(free_ports 4)
+    sport=${ports[0]} uport=${ports[1]} aport=${ports[2]} sink_a=${ports[3]} sink_b=$((ports[3] + 2))
+    write_base_conf "$dir"
+    dial_conf "$dir" "$sport" "$aport"
+    cp "$SCENARIOS/bridged_uac.xml" "$SCENARIOS/bridged_uas.xml" "$dir/"
+    # Each call lasts RAMP seconds and calls start at CONCURRENT per RAMP seconds: the number
+    # of calls up climbs to CONCURRENT at t = RAMP and stays there until the last calls start.
+    hold_ms=$((RAMP * 1000))
+    pcap_s=$(calc "max(1.0, $RAMP - 1.0)")
+    pkts=$(python3 "$TOOLS/mkpcap.py" "$dir/pcmu.pcap" "$pcap_s")
+    m=$(( CONCURRENT * (DURATION - RAMP) / RAMP ))
+    [ "$m" -lt "$CONCURRENT" ] && m=$CONCURRENT
+    rate_txt="$CONCURRENT concurrent (ramp ${RAMP}s, ${RAMP}s calls, $m calls)"
+    log "bridged: $rate_txt, PCMU both ways (${pkts} packets a side a call), Starling on 127.0.0.1:$sport"
+    start_starling "$dir" || { skip_row bridged "$rate_txt" "failed: Starling did not start (see the log above)"; return; }
+    if ! have_dial; then
+        stop_starling
+        skip_row bridged "$rate_txt" "skipped: Dial is not available"
+        return
+    fi
+    sink_bound=$((DURATION + RAMP + 90))
+    python3 "$TOOLS/rtpsink.py" "$sink_a" "$dir/sink_uac.txt" "$sink_bound" &
+    sa=$!
+    BG_PIDS+=("$sa")
+    python3 "$TOOLS/rtpsink.py" "$sink_b" "$dir/sink_uas.txt" "$sink_bound" &
+    sb=$!
+    BG_PIDS+=("$sb")
+    sipp_start bridged_uas "$dir" $((DURATION + RAMP + 75)) -sf bridged_uas.xml -i 127.0.0.1 -p "$aport" \
+        -mp $((aport + 2)) -m "$m" -key sink_port "$sink_b" -timeout "$((DURATION + RAMP + 60))s" \
+        -recv_timeout $(((RAMP + 20) * 1000)) -max_socket 4096
+    uas_tpid=$SIPP_TPID
+    sleep 0.5
+    measure_begin
+    sipp_start bridged_uac "$dir" $((DURATION + RAMP + 60)) "127.0.0.1:$sport" -sf bridged_uac.xml -s 3000 \
+        -i 127.0.0.1 -p "$uport" -mp $((uport + 2)) -key sink_port "$sink_a" \
+        -r "$CONCURRENT" -rp $((RAMP * 1000)) -l "$CONCURRENT" -m "$m" -d "$hold_ms" \
+        -timeout "$((DURATION + RAMP + 45))s" -timeout_error -recv_timeout $(((RAMP + 15) * 1000)) -max_socket 4096
+    # The plateau (CONCURRENT calls up) runs from t = RAMP to t = DURATION - RAMP: Starling's
+    # CPU over it, and in its middle how many calls Starling says it holds.
+    plateau_txt="no plateau (RAMP >= DURATION/2)"
+    if [ $((DURATION - RAMP)) -gt $((RAMP + 2)) ]; then
+        nap_until "$(calc "$M_T0 + $RAMP + 1")"
+        p_t0=$(now) p_c0=$(cpu_ticks "$STARLING_PID")
+        nap_until "$(calc "$M_T0 + $DURATION / 2")"
+        mid_calls=$(rx "core show channels" | sed -n 's/^\([0-9]*\) active calls\{0,1\}.*/\1/p' | head -1)
+        nap_until "$(calc "$M_T0 + $DURATION - $RAMP")"
+        p_c1=$(cpu_ticks "$STARLING_PID")
+        plateau_txt="Starling CPU on the plateau $(calc "f'{($p_c1 - $p_c0) / $CLK_TCK / max($(now) - $p_t0, 1e-9) * 100:.0f}'")%"
+    else
+        nap $((DURATION / 2))
+        mid_calls=$(rx "core show channels" | sed -n 's/^\([0-9]*\) active calls\{0,1\}.*/\1/p' | head -1)
+    fi
+    sipp_wait "$SIPP_TPID"
+    measure_end
+    sipp_soft_stop "$uas_tpid" 5
+    sleep 1
+    kill -TERM "$sa" "$sb" 2>/dev/null
+    wait "$sa" "$sb" 2>/dev/null
+    forget "$sa"
+    forget "$sb"
+    uas_stats=$(python3 "$TOOLS/sippstat.py" "$dir/bridged_uas.csv")
+    eval "$(python3 "$TOOLS/sippstat.py" "$dir/bridged_uac.csv")"
+    stop_starling
+    # Sent per direction: the pcap's packets for every call that completed.
+    a=$(sed -n 's/.*packets=\([0-9]*\).*/\1/p' "$dir/sink_uac.txt" 2>/dev/null)
+    b=$(sed -n 's/.*packets=\([0-9]*\).*/\1/p' "$dir/sink_uas.txt" 2>/dev/null)
+    a=${a:-0} b=${b:-0}
+    if [ "$ok" -gt 0 ]; then
+        loss_ab=$(calc "f'{(1 - $b / ($pkts * $ok)) * 100:.2f}%'")
+        loss_ba=$(calc "f'{(1 - $a / ($pkts * $ok)) * 100:.2f}%'")
+        loss_txt="uac→uas $loss_ab, uas→uac $loss_ba"
+    else
+        loss_txt="-"
+    fi
+    { [ "$failed" -gt 0 ] || [ "$ok_stat" = 0 ]; } && { sipp_report bridged_uac "$dir"; sipp_report bridged_uas "$dir"; }
+    row bridged "$rate_txt" "peak $peak concurrent (SIPp), ${mid_calls:-?} at mid-run (Starling)" "$ok" "$failed" \
+        "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "$loss_txt" \
+        "$plateau_txt; RTP relayed to the uac side: $(sink_summary "$dir/sink_uac.txt"), to the uas side: $(sink_summary "$dir/sink_uas.txt"), expected $pkts × $ok a side; uas: $(uas_summary "$uas_stats"); $(common_notes)"
+    log "bridged: $ok ok, $failed failed, peak $peak, RTP loss $loss_txt, Starling CPU ${CPU_S}s (${CPU_PCT}%), RSS $RSS_TXT MB"
+}
+
+# ---------------------------------------------------------------------------------------
+# Run, print, record
+# ---------------------------------------------------------------------------------------
+log "work dir $WORK; stages: ${STAGES[*]}; DURATION=${DURATION}s"
+for stage in "${STAGES[@]}"; do
+    "stage_$stage"
+done
+
+HEADER="| stage | target | achieved | ok | failed | Starling CPU s | CPU / call | CPU % | RSS MB start / peak / end | RTP loss | notes |"
+RULE="|---|---|---|---|---|---|---|---|---|---|---|"
+TABLE=$(printf '%s\n%s\n' "$HEADER" "$RULE"; awk -F'\t' '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n" }' "$ROWS")
+echo
+echo "$TABLE"
+
+if [ "$NO_RESULTS" != 1 ]; then
+    cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
+    [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] && rev="$rev (tree modified)"
+    if [ ! -e "$RESULTS" ]; then
+        cat >"$RESULTS" <<'EOF'
+# Benchmark results
+
+Each run of the load harness (`bash benches/load/run.sh`, see `benches/load/README.md`) appends
+a dated section below; older sections are kept. "CPU / call" is Starling's CPU time (user +
+system, from /proc/<pid>/stat) divided by the successful calls (registrations for `register`);
+"CPU %" is that CPU time over the wall time of the stage (100 % = one core); RSS is VmRSS at
+the start, VmHWM (peak) and VmRSS at the end. Short validation runs are marked as such: read
+their figures as "it works", not as capacity.
+EOF
+    fi
+    {
+        echo
+        echo "## $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+        echo
+        echo "- machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, $(awk '/MemTotal/ { printf "%.1f GB RAM", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
+        echo "- starling: ${STARLING_VERSION:-?}, git $rev, binary built $(date -u -r "$STARLING" '+%Y-%m-%d %H:%M UTC')"
+        echo "- SIPp: $(sipp -v 2>/dev/null | grep -o 'SIPp v[^ ]*' | head -1 | sed 's/\.$//')"
+        echo "- command: \`DURATION=$DURATION $COMMAND_LINE\`"
+        echo "- settings: USERS=$USERS REG_RATE=$REG_RATE ANSWER_RATE=$ANSWER_RATE B2BUA_RATE=$B2BUA_RATE B2BUA_HOLD_MS=$B2BUA_HOLD_MS CONCURRENT=$CONCURRENT RAMP=$RAMP"
+        [ -n "${RESULTS_NOTE:-}" ] && echo "- note: $RESULTS_NOTE"
+        echo
+        echo "$TABLE"
+    } >>"$RESULTS"
+    log "appended to $RESULTS"
+fi
