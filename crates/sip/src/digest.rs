@@ -150,32 +150,48 @@ pub struct DigestServer {
     lifetime: Duration,
     /// Highest `nc` seen per live nonce (qop=auth), for replay protection.
     counts: HashMap<String, (u32, Instant)>,
+    /// When `counts` was last rid of lapsed nonces (at most once a second, not per request).
+    pruned: Instant,
+    /// Makes every nonce unique, even several in one millisecond: each client counts `nc`
+    /// from 1 on its own nonce, and a shared one would look like a replay.
+    serial: std::sync::atomic::AtomicU64,
 }
 
 impl DigestServer {
     /// `key` must be random and secret (it authenticates nonces); `epoch` is any instant
     /// before the first call; a nonce is good for `lifetime`, then answered `stale=true`.
     pub fn new(realm: impl Into<String>, key: [u8; 16], epoch: Instant, lifetime: Duration) -> DigestServer {
-        DigestServer { realm: realm.into(), key, epoch, lifetime, counts: HashMap::new() }
+        DigestServer {
+            realm: realm.into(),
+            key,
+            epoch,
+            lifetime,
+            counts: HashMap::new(),
+            pruned: epoch,
+            serial: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     pub fn realm(&self) -> &str {
         &self.realm
     }
 
-    fn sign(&self, stamp: u64) -> String {
-        let mut data = Vec::with_capacity(40);
+    fn sign(&self, stamp: &str) -> String {
+        let mut data = Vec::with_capacity(48);
         data.extend_from_slice(&self.key);
-        data.extend_from_slice(&stamp.to_be_bytes());
+        data.extend_from_slice(stamp.as_bytes());
         data.extend_from_slice(self.realm.as_bytes());
         md5_hex(&data)
     }
 
-    /// A fresh nonce: its time (ms since the epoch, hex) and a keyed hash of it. The time is in
-    /// milliseconds so two challenges rarely share one.
+    /// A fresh nonce, unique to this challenge: its time (ms since the epoch) and a serial
+    /// number, in hex, then a keyed hash of both.
     pub fn nonce(&self, now: Instant) -> String {
-        let stamp = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        format!("{stamp:x}{}", self.sign(stamp))
+        let millis = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        let serial = self.serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stamp = format!("{millis:x}.{serial:x}");
+        let signature = self.sign(&stamp);
+        format!("{stamp}{signature}")
     }
 
     /// The `WWW-Authenticate` (or `Proxy-Authenticate`) value.
@@ -194,9 +210,9 @@ impl DigestServer {
             return None;
         }
         let (stamp, signature) = nonce.split_at(nonce.len() - 32);
-        let stamp = u64::from_str_radix(stamp, 16).ok()?;
+        let millis = u64::from_str_radix(stamp.split_once('.')?.0, 16).ok()?;
         constant_time_eq(self.sign(stamp).as_bytes(), signature.as_bytes())
-            .then(|| self.epoch + Duration::from_millis(stamp))
+            .then(|| self.epoch + Duration::from_millis(millis))
     }
 
     /// Checks credentials for `method` against `secret`. On `Err(Stale)` challenge again with
@@ -237,7 +253,10 @@ impl DigestServer {
             return Err(AuthError::Stale);
         }
         if let Some((_, _, count)) = qop {
-            self.counts.retain(|_, (_, made)| now.saturating_duration_since(*made) <= self.lifetime);
+            if now.saturating_duration_since(self.pruned) >= Duration::from_secs(1) {
+                self.counts.retain(|_, (_, made)| now.saturating_duration_since(*made) <= self.lifetime);
+                self.pruned = now;
+            }
             let last = self.counts.entry(auth.nonce.clone()).or_insert((0, made));
             if count <= last.0 {
                 return Err(AuthError::Replay);
@@ -364,6 +383,24 @@ mod tests {
         let next = Authorization::parse(&alice().answer(&challenge, "REGISTER", "sip:asterisk", "c0ffee", 2).unwrap())
             .unwrap();
         assert_eq!(server.verify(&next, "REGISTER", Secret::Password("secret"), now), Ok(()));
+    }
+
+    /// Two challenges in the same millisecond get two nonces: each client counts nc from 1
+    /// on its own, and both are let in (a shared nonce made the second a "replay").
+    #[test]
+    fn challenges_in_one_millisecond_have_their_own_nonces() {
+        let (mut server, epoch) = server();
+        let now = epoch + Duration::from_millis(1500);
+        let first = Challenge::parse(&server.challenge(now, false)).unwrap();
+        let second = Challenge::parse(&server.challenge(now, false)).unwrap();
+        assert_ne!(first.nonce, second.nonce);
+        for challenge in [&first, &second] {
+            let auth = Authorization::parse(&alice().answer(challenge, "REGISTER", "sip:pbx", "c", 1).unwrap()).unwrap();
+            assert_eq!(server.verify(&auth, "REGISTER", Secret::Password("secret"), now), Ok(()));
+        }
+        let tampered = Challenge { nonce: first.nonce.replacen('.', ".1", 1), ..first.clone() };
+        let auth = Authorization::parse(&alice().answer(&tampered, "REGISTER", "sip:pbx", "c", 1).unwrap()).unwrap();
+        assert_eq!(server.verify(&auth, "REGISTER", Secret::Password("secret"), now), Err(AuthError::UnknownNonce));
     }
 
     #[test]
