@@ -601,6 +601,12 @@ impl Endpoint {
             }
             (Kind::InviteClient, State::Calling | State::Proceeding, 200..=299) => {
                 set_state(self, State::Accepted);
+                // Accepted only absorbs 2xx retransmissions (for 64·T1): the INVITE is no longer
+                // needed, and at a thousand calls a second it would hold a lot of memory.
+                if let Some(t) = self.transactions.get_mut(&tx) {
+                    t.last = None;
+                    t.request = None;
+                }
                 self.stop_timer(tx, Timer::A);
                 self.stop_timer(tx, Timer::B);
                 self.start_timer(tx, Timer::M, now + 64 * t1);
@@ -636,6 +642,9 @@ impl Endpoint {
             }
             (Kind::NonInviteClient, State::Trying | State::Proceeding, 200..) => {
                 set_state(self, State::Completed);
+                if let Some(t) = self.transactions.get_mut(&tx) {
+                    t.last = None;
+                }
                 self.stop_timer(tx, Timer::E);
                 self.stop_timer(tx, Timer::F);
                 let wait = if reliable { Duration::ZERO } else { t4 };
