@@ -820,19 +820,24 @@ impl Pvt {
         let mut last_remote = self.session.remote();
         // Our re-INVITE (hold/unhold) awaiting its final response: its CSeq.
         let mut reinvite_seq: Option<u32> = None;
+        // One timer for the call's life, moved only when the next deadline changes: a new
+        // timer per wake-up (50 RTP packets a second) costs more than the packet itself.
+        let far = TokioInstant::now() + Duration::from_secs(86_400 * 365);
+        let timer = sleep_until(far);
+        tokio::pin!(timer);
+        let mut armed = far;
         'call: loop {
             let rtp_deadline = self.session.poll_timeout().map(TokioInstant::from_std);
             let deadline =
                 [rtp_deadline, retransmit.as_ref().map(|r| r.0), dtmf_out.as_ref().map(|d| d.next), cancel_deadline]
                     .into_iter()
                     .flatten()
-                    .min();
-            let sleep = async {
-                match deadline {
-                    Some(at) => sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+                    .min()
+                    .unwrap_or(far);
+            if deadline != armed {
+                timer.as_mut().reset(deadline);
+                armed = deadline;
+            }
             tokio::select! {
                 command = self.driver.commands.recv() => match command {
                     Some(DriverCommand::Call(caller)) => {
@@ -1068,7 +1073,9 @@ impl Pvt {
                         }
                     }
                 },
-                _ = sleep => {
+                _ = &mut timer => {
+                    armed = far;
+                    timer.as_mut().reset(far);
                     let now = TokioInstant::now();
                     if cancel_deadline.is_some_and(|at| now >= at) {
                         break;
