@@ -72,6 +72,14 @@ impl RelayLeg {
         }
     }
 
+    /// Makes the relayed packets continue a stream the receiving leg already hears (ours, sent
+    /// before the relay began): its SSRC, then `next_seq` and `next_ts` on.
+    pub fn continue_stream(&mut self, ssrc: u32, next_seq: u16, next_ts: u32) {
+        self.out_ssrc = Some(ssrc);
+        self.in_ssrc = None;
+        self.last_out = Some((next_seq.wrapping_sub(1), next_ts.wrapping_sub(self.last_step)));
+    }
+
     /// Rewrites `packet` in place for the receiving leg. Allocates nothing.
     pub fn relay(&mut self, packet: &mut [u8]) -> Result<(), RelayError> {
         let (ssrc, seq, ts, pt) = {
@@ -172,6 +180,18 @@ mod tests {
         let mut p = packet(0x2222, 40001, 123_456 + 160, 0);
         leg.relay(&mut p).unwrap();
         assert_eq!(fields(&p), (0x1111, 104, 8000 + 4 * 160, 0));
+    }
+
+    #[test]
+    fn a_relay_can_continue_the_stream_sent_before_it() {
+        let mut leg = RelayLeg::new();
+        leg.continue_stream(0x5555, 700, 16_000);
+        let mut p = packet(0x1111, 3, 480, 0);
+        leg.relay(&mut p).unwrap();
+        assert_eq!(fields(&p), (0x5555, 700, 16_000, 0));
+        let mut p = packet(0x1111, 4, 640, 0);
+        leg.relay(&mut p).unwrap();
+        assert_eq!(fields(&p), (0x5555, 701, 16_160, 0));
     }
 
     #[test]

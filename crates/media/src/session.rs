@@ -382,6 +382,11 @@ impl RtpSession {
         self.samples_sent += u64::from(samples);
     }
 
+    /// The sequence number the next packet will carry.
+    pub fn next_sequence(&self) -> u16 {
+        self.next_seq
+    }
+
     /// The timestamp the next packet will carry (for an RFC 4733 event that starts now).
     pub fn next_timestamp(&self) -> u32 {
         self.ts_base.wrapping_add(self.samples_sent as u32)

@@ -395,7 +395,8 @@ mod tests {
         let second = Challenge::parse(&server.challenge(now, false)).unwrap();
         assert_ne!(first.nonce, second.nonce);
         for challenge in [&first, &second] {
-            let auth = Authorization::parse(&alice().answer(challenge, "REGISTER", "sip:pbx", "c", 1).unwrap()).unwrap();
+            let auth =
+                Authorization::parse(&alice().answer(challenge, "REGISTER", "sip:pbx", "c", 1).unwrap()).unwrap();
             assert_eq!(server.verify(&auth, "REGISTER", Secret::Password("secret"), now), Ok(()));
         }
         let tampered = Challenge { nonce: first.nonce.replacen('.', ".1", 1), ..first.clone() };

@@ -450,6 +450,11 @@ impl Endpoint {
         self.transmit(remote, transport, message.to_bytes());
     }
 
+    /// Sends bytes already made outside any transaction (an ACK kept for a retransmitted 2xx).
+    pub fn send_bytes(&mut self, remote: SocketAddr, transport: Transport, data: Vec<u8>) {
+        self.transmit(remote, transport, data);
+    }
+
     /// A branch parameter for a new client transaction: the magic cookie and `unique`
     /// (the caller supplies the randomness).
     pub fn new_branch(unique: &str) -> String {

@@ -184,8 +184,15 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let std_socket = std::net::UdpSocket::bind(address)
         .map_err(|e| LoadError::Resource(format!("cannot bind SIP UDP {address}: {e}")))?;
     std_socket.set_nonblocking(true).map_err(|e| LoadError::Resource(format!("SIP UDP {address}: {e}")))?;
+    // The monitor has a thread of its own (as chan_sip's do_monitor): under heavy RTP load
+    // the calls' tasks fill the shared runtime's queues, and signalling (an ACK for a 200)
+    // must not wait behind them. Its socket and timers live on its own small runtime.
+    let monitor_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LoadError::Resource(format!("cannot start the SIP monitor: {e}")))?;
     let socket = {
-        let _entered = ctx.runtime().enter();
+        let _entered = monitor_runtime.enter();
         tokio::net::UdpSocket::from_std(std_socket)
             .map_err(|e| LoadError::Resource(format!("SIP UDP {address}: {e}")))?
     };
@@ -208,7 +215,10 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let debug = monitor.debug.clone();
     let tech = ctx.register_tech(Arc::new(outbound::SipTech { shared: state }))?;
 
-    ctx.runtime().spawn(monitor.run(stopped));
+    std::thread::Builder::new()
+        .name("sip-monitor".into())
+        .spawn(move || monitor_runtime.block_on(monitor.run(stopped)))
+        .map_err(|e| LoadError::Resource(format!("cannot start the SIP monitor thread: {e}")))?;
     let (peers_conf, peer_conf, settings_conf, users_conf) =
         (shared.clone(), shared.clone(), shared.clone(), shared.clone());
     let (peers_bindings, peer_bindings) = (bindings.clone(), bindings);

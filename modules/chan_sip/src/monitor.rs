@@ -47,6 +47,8 @@ pub struct Monitor {
     calls: HashMap<CallKey, mpsc::UnboundedSender<ToPvt>>,
     invites: HashMap<TxId, CallKey>,
     requests: HashMap<TxId, CallKey>,
+    /// Our outbound calls' INVITEs, until their transactions end: the 2xx are ACKed here.
+    uac_invites: HashMap<TxId, UacInvite>,
     from_calls: mpsc::UnboundedReceiver<ToMonitor>,
 }
 
@@ -77,6 +79,7 @@ impl Monitor {
             calls: HashMap::new(),
             invites: HashMap::new(),
             requests: HashMap::new(),
+            uac_invites: HashMap::new(),
             from_calls,
         }
     }
@@ -184,6 +187,9 @@ impl Monitor {
                 }
             }
             Event::Response { tx, response } => {
+                if (200..300).contains(&response.status) {
+                    self.ack_2xx(tx, &response);
+                }
                 if let Some(call) = self.requests.get(&tx).and_then(|key| self.calls.get(key)) {
                     let status = response.status;
                     if status >= 200 {
@@ -209,6 +215,7 @@ impl Monitor {
             }
             Event::Terminated { tx, reason } => {
                 self.invites.remove(&tx);
+                self.uac_invites.remove(&tx);
                 if let Some(key) = self.requests.remove(&tx) {
                     if reason == starling_sip::transaction::TerminationReason::Timeout {
                         if let Some(call) = self.calls.get(&key) {
@@ -339,7 +346,13 @@ impl Monitor {
                 note_message(&self.shared.table, request.call_id().unwrap_or(""), &format!("Tx: {}", request.method));
                 let key =
                     request.call_id().map(str::to_owned).zip(request.from().and_then(|f| f.tag().map(str::to_owned)));
+                let initial_invite =
+                    request.method == Method::Invite && request.to().is_some_and(|t| t.tag().is_none());
+                let invite = initial_invite.then(|| request.clone());
                 let tx = self.endpoint.send_request(now, request, remote, Transport::Udp);
+                if let Some(invite) = invite {
+                    self.uac_invites.insert(tx, UacInvite { invite, remote, acks: Vec::new() });
+                }
                 if let Some((call_id, local_tag)) = key {
                     self.requests.insert(tx, CallKey { call_id, local_tag });
                 }
@@ -382,6 +395,9 @@ impl Monitor {
     /// A new INVITE: identify and authenticate the caller, check call-limit, the extension and
     /// the codecs, then make the channel and hand it to the dialplan.
     fn handle_request_invite(&mut self, tx: TxId, request: Request, remote: SocketAddr) {
+        // The call's RTP socket and tasks belong to the shared runtime, not the monitor's thread.
+        let runtime = self.core.runtime();
+        let _entered = runtime.enter();
         let now = tokio::time::Instant::now().into_std();
         let conf = self.conf.clone();
         let caller = self.find_caller(&request, remote);
@@ -545,6 +561,49 @@ impl Monitor {
             return bound;
         }
         request.uri.host.ip().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    }
+}
+
+/// An INVITE we sent, and the ACKs made for its 2xx (one per answering fork, by To tag).
+struct UacInvite {
+    invite: Request,
+    remote: SocketAddr,
+    acks: Vec<(String, Vec<u8>)>,
+}
+
+impl Monitor {
+    /// ACKs a 2xx to one of our INVITEs at once, here in the monitor (re-sending the same ACK
+    /// for a retransmitted 2xx), rather than after a round trip through the call's task: under
+    /// heavy RTP load that trip is what made answering phones retransmit their 200. Our INVITEs
+    /// always carry the offer, so the ACK never needs a body. The call still learns of the 2xx.
+    fn ack_2xx(&mut self, tx: TxId, response: &Response) {
+        let Some(uac) = self.uac_invites.get_mut(&tx) else { return };
+        let Some(tag) = response.to().and_then(|t| t.tag().map(str::to_owned)) else { return };
+        let ack = match uac.acks.iter().find(|(t, _)| *t == tag) {
+            Some((_, ack)) => ack.clone(),
+            None => {
+                let Some(dialog) = Dialog::uac(&uac.invite, response) else { return };
+                let Some(mut via) =
+                    uac.invite.headers.get(&HeaderName::Via).and_then(|v| starling_sip::Via::parse(v).ok())
+                else {
+                    return;
+                };
+                via.set_param("branch", Some(Endpoint::new_branch(&format!("{:016x}", self.shared.random()))));
+                let seq = uac.invite.cseq().map_or(dialog.local_seq, |c| c.seq);
+                let ack = dialog.ack(seq, &via).to_bytes();
+                uac.acks.push((tag, ack.clone()));
+                ack
+            }
+        };
+        let remote = uac.remote;
+        if self.debug.load(std::sync::atomic::Ordering::Relaxed) {
+            starling_core::verbose!(
+                0,
+                "\n<--- Transmitting to {remote} --->\n{}\n<------------>",
+                String::from_utf8_lossy(&ack).trim_end()
+            );
+        }
+        self.endpoint.send_bytes(remote, Transport::Udp, ack);
     }
 }
 

@@ -275,8 +275,8 @@ impl Tech for SipTech {
             }
             leg
         };
-        let to_b = RelayTo { rtp: b.rtp.clone(), media: b.media.clone(), leg: leg(&ia, &ib, ca, cb) };
-        let to_a = RelayTo { rtp: a.rtp.clone(), media: a.media.clone(), leg: leg(&ib, &ia, cb, ca) };
+        let to_b = RelayTo { rtp: b.rtp.clone(), media: b.media.clone(), leg: leg(&ia, &ib, ca, cb), started: false };
+        let to_a = RelayTo { rtp: a.rtp.clone(), media: a.media.clone(), leg: leg(&ib, &ia, cb, ca), started: false };
         let _ = a.to_pvt.send(ToPvt::Relay(Some(Box::new(to_b))));
         let _ = b.to_pvt.send(ToPvt::Relay(Some(Box::new(to_a))));
         Some(Box::new(NativeRelay { pvts: [a.to_pvt.clone(), b.to_pvt.clone()] }))

@@ -131,6 +131,8 @@ pub struct RelayTo {
     pub rtp: Arc<UdpSocket>,
     pub media: Arc<Mutex<MediaInfo>>,
     pub leg: RelayLeg,
+    /// The other call has published the stream to continue, and relaying has begun.
+    pub started: bool,
 }
 
 impl std::fmt::Debug for RelayTo {
@@ -149,6 +151,12 @@ pub struct MediaInfo {
     /// The payload type of telephone-event on this leg, if negotiated.
     pub event_pt: Option<u8>,
     pub dtmfmode: Option<DtmfMode>,
+    /// Set when a native bridge starts: the stream this call was sending (SSRC, next sequence
+    /// number, next timestamp), which the packets relayed to it must continue.
+    pub continue_from: Option<(u32, u16, u32)>,
+    /// The other call of a native bridge has begun relaying into this one's far end: frames
+    /// that still arrive here (sent before it switched) are late, and are dropped.
+    pub relayed_into: bool,
 }
 
 /// The call's handle on its channel (`Channel::tech_pvt`): how the `SIP` technology reaches
@@ -422,6 +430,12 @@ impl Pvt {
         info.event_pt = self.negotiated.as_ref().and_then(|n| n.telephone_event.as_ref().map(|c| c.payload_type));
     }
 
+    /// Tells the call relaying to us which stream its packets continue (ours so far).
+    fn publish_stream(&self) {
+        let stream = (self.session.ssrc(), self.session.next_sequence(), self.session.next_timestamp());
+        self.published.lock().unwrap_or_else(|p| p.into_inner()).continue_from = Some(stream);
+    }
+
     fn response(&self, status: u16) -> Response {
         self.response_to(&self.invite, status)
     }
@@ -643,13 +657,8 @@ impl Pvt {
         }
     }
 
-    /// The ACK for a 2xx to our INVITE (its own transaction, sent as it is).
-    fn ack_2xx(&mut self) {
-        let seq = self.invite.cseq().map_or(self.dialog.local_seq, |c| c.seq);
-        self.ack(seq);
-    }
-
-    /// The ACK for a 2xx to our (re-)INVITE with CSeq `seq`.
+    /// The ACK for a 2xx to our re-INVITE with CSeq `seq` (the monitor ACKs the 2xx to the
+    /// dialog's first INVITE itself, at once).
     fn ack(&mut self, seq: u32) {
         let via = self.new_via();
         let ack = self.dialog.ack(seq, &via);
@@ -679,7 +688,6 @@ impl Pvt {
                     return Next::Go;
                 };
                 self.dialog = dialog;
-                self.ack_2xx();
                 if *state == State::Cancelling {
                     // The answer crossed our CANCEL: end the call we no longer want.
                     self.bye();
@@ -695,19 +703,14 @@ impl Pvt {
                 }
                 let _ = self.driver.frames.send(Frame::Control(Control::Answer)).await;
             }
-            (State::Answered { .. }, 200..=299) => {
-                // A retransmitted 2xx: our ACK was lost.
-                if Dialog::id_of_response(response).is_some_and(|id| id == self.dialog.id) {
-                    self.ack_2xx();
-                } else {
-                    // Another fork answered too (RFC 3261 §13.2.2.4): acknowledge and end it.
-                    if let Some(mut other) = Dialog::uac(&self.invite, response) {
-                        let seq = self.invite.cseq().map_or(1, |c| c.seq);
-                        let ack = other.ack(seq, &self.new_via());
-                        self.send(ToMonitor::Stateless { message: SipMessage::Request(ack), remote: self.remote });
-                        let bye = other.request(Method::Bye, &self.new_via());
-                        self.send(ToMonitor::Request { request: bye, remote: self.remote });
-                    }
+            // A retransmitted 2xx is re-ACKed by the monitor. Another fork that answered too
+            // (RFC 3261 §13.2.2.4), ACKed there as well, is ended here.
+            (State::Answered { .. }, 200..=299)
+                if Dialog::id_of_response(response).is_some_and(|id| id != self.dialog.id) =>
+            {
+                if let Some(mut other) = Dialog::uac(&self.invite, response) {
+                    let bye = other.request(Method::Bye, &self.new_via());
+                    self.send(ToMonitor::Request { request: bye, remote: self.remote });
                 }
             }
             (State::Early, 401 | 407) => {
@@ -879,10 +882,17 @@ impl Pvt {
                         }
                     }
                     Some(DriverCommand::Write(Frame::Voice { format: f, samples, data })) => {
-                        // Nothing goes to a party that put us on hold (we answered recvonly/inactive),
-                        // nor while a native bridge carries the media.
-                        if dtmf_out.is_none() && !self.held && self.relay.is_none() {
+                        // Nothing goes to a party that put us on hold (we answered recvonly/inactive).
+                        let relayed_into =
+                            self.relay.is_some() && self.published.lock().unwrap_or_else(|p| p.into_inner()).relayed_into;
+                        if dtmf_out.is_none() && !self.held && !relayed_into {
                             self.write_voice(f, samples, data, (format, payload_type, samples_per_ms));
+                            if self.relay.is_some() {
+                                // A native bridge is starting: until the other call relays, its
+                                // media still comes as frames. The relayed packets will continue
+                                // our stream from where these left it.
+                                self.publish_stream();
+                            }
                         }
                     }
                     Some(DriverCommand::SendDigit(digit)) => {
@@ -1025,6 +1035,11 @@ impl Pvt {
                         }
                     }
                     Some(ToPvt::Relay(relay)) => {
+                        if relay.is_some() {
+                            self.publish_stream();
+                        } else {
+                            self.published.lock().unwrap_or_else(|p| p.into_inner()).relayed_into = false;
+                        }
                         self.relay = relay;
                         dtmf_out = None;
                     }
@@ -1034,11 +1049,25 @@ impl Pvt {
                     if let Ok((len, from)) = received {
                         let now = tokio::time::Instant::now().into_std();
                         if let Ok(packet) = self.session.handle_rtp(now, from, &buffer[..len]) {
-                            if let Some(relay) = self.relay.as_mut() {
-                                // Native bridge: rewritten in place and sent on from the other
-                                // call's socket; nothing is decoded.
+                            // Native bridge: once the other call has said which stream to continue,
+                            // packets are rewritten in place and sent on from its socket, never
+                            // decoded. Until then they go the frames' way, as before the bridge.
+                            let relay_to = self.relay.as_mut().and_then(|relay| {
+                                let mut other = relay.media.lock().unwrap_or_else(|p| p.into_inner());
+                                if let Some((ssrc, seq, ts)) = other.continue_from.take() {
+                                    relay.leg.continue_stream(ssrc, seq, ts);
+                                    relay.started = true;
+                                }
+                                if !relay.started {
+                                    return None;
+                                }
+                                other.relayed_into = true;
+                                let target = other.remote;
+                                drop(other);
+                                Some((relay, target))
+                            });
+                            if let Some((relay, target)) = relay_to {
                                 if relay.leg.relay(&mut buffer[..len]).is_ok() {
-                                    let target = relay.media.lock().unwrap_or_else(|p| p.into_inner()).remote;
                                     if let Some(target) = target {
                                         let _ = relay.rtp.try_send_to(&buffer[..len], target);
                                     }
