@@ -14,3 +14,5 @@ mod dialplan;
 mod sip;
 // Dial(SIP/...) and bridging, SIPp on both sides.
 mod dial;
+// Peer poking: qualify statuses and Dial to an unreachable peer.
+mod qualify;

@@ -315,13 +315,18 @@ pub struct SippUas {
 impl SippUas {
     /// Starts `sipp -sf <scenario>` as a UAS on 127.0.0.1, free port, taking one call.
     pub fn spawn(scenario: &str) -> SippUas {
+        SippUas::spawn_for(scenario, 1)
+    }
+
+    /// As [`SippUas::spawn`], taking `calls` calls (or OPTIONS) before it exits.
+    pub fn spawn_for(scenario: &str, calls: u32) -> SippUas {
         let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
         let work = tempfile_dir("sipp-uas");
         let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("sipp")
             .current_dir(&work)
             .args(["-sf", scenarios.join(scenario).to_str().unwrap()])
-            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1", "-nostdin"])
+            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", &calls.to_string(), "-nostdin"])
             .args(["-timeout", "25s", "-timeout_error", "-default_behaviors", "all,-bye"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

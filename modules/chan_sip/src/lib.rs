@@ -12,6 +12,7 @@ mod config;
 mod monitor;
 mod outbound;
 mod pvt;
+mod qualify;
 mod registrar;
 mod shared;
 
@@ -55,7 +56,19 @@ impl Module for ChanSip {
     }
 }
 
-fn show_peers(conf: &SipConf, bindings: &registrar::Bindings) -> String {
+/// A peer's `Status`: `Unmonitored` without qualify, else what qualify last found.
+fn peer_status(
+    peer: &config::Peer,
+    statuses: &std::collections::HashMap<String, qualify::PeerStatus>,
+) -> qualify::PeerStatus {
+    match peer.qualify {
+        Qualify::No => qualify::PeerStatus::Unmonitored,
+        Qualify::Ms(_) => statuses.get(&peer.name).copied().unwrap_or(qualify::PeerStatus::Unknown),
+    }
+}
+
+fn show_peers(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Shared) -> String {
+    let statuses = state.peer_status.read().unwrap_or_else(|p| p.into_inner()).clone();
     let bindings = bindings.read().unwrap_or_else(|p| p.into_inner()).clone();
     let mut out = String::new();
     let _ = writeln!(
@@ -63,7 +76,7 @@ fn show_peers(conf: &SipConf, bindings: &registrar::Bindings) -> String {
         "{:<25} {:<39} {:<3} {:<10} {:<10} {:<3} {:<8} {:<11} {:<32} ",
         "Name/username", "Host", "Dyn", "Forcerport", "Comedia", "ACL", "Port", "Status", "Description"
     );
-    let (mut unmonitored_online, mut unmonitored_offline, mut monitored_offline) = (0, 0, 0);
+    let (mut unmonitored_online, mut unmonitored_offline, mut monitored_online, mut monitored_offline) = (0, 0, 0, 0);
     // Peers only (type=user entries are not listed), sorted by name as chan_sip sorts them.
     let mut peers: Vec<&config::Peer> = conf.peers.iter().filter(|p| p.kind != config::PeerKind::User).collect();
     peers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -80,21 +93,15 @@ fn show_peers(conf: &SipConf, bindings: &registrar::Bindings) -> String {
             (PeerHost::Dynamic, None) => ("(Unspecified)".to_owned(), " D ", 0),
             (PeerHost::Static(h), _) => (h.clone(), "   ", peer.port.unwrap_or(5060)),
         };
-        let status = match peer.qualify {
-            // As chan_sip counts: an unmonitored peer is "online" when it has an address.
-            Qualify::No => {
-                if port == 0 {
-                    unmonitored_offline += 1;
-                } else {
-                    unmonitored_online += 1;
-                }
-                "Unmonitored"
-            }
-            Qualify::Ms(_) => {
-                monitored_offline += 1;
-                "UNKNOWN"
-            }
-        };
+        let status = peer_status(peer, &statuses);
+        // As chan_sip counts: an unmonitored peer is "online" when it has an address.
+        match (status, port) {
+            (qualify::PeerStatus::Unmonitored, 0) => unmonitored_offline += 1,
+            (qualify::PeerStatus::Unmonitored, _) => unmonitored_online += 1,
+            (s, _) if s.is_online() => monitored_online += 1,
+            _ => monitored_offline += 1,
+        }
+        let status = status.text();
         let yes_no = |b: bool| if b { "Yes" } else { "No" };
         let _ = writeln!(
             out,
@@ -110,10 +117,10 @@ fn show_peers(conf: &SipConf, bindings: &registrar::Bindings) -> String {
             peer.description,
         );
     }
-    let total = unmonitored_online + unmonitored_offline + monitored_offline;
+    let total = unmonitored_online + unmonitored_offline + monitored_online + monitored_offline;
     let _ = writeln!(
         out,
-        "{total} sip peers [Monitored: 0 online, {monitored_offline} offline Unmonitored: {unmonitored_online} online, {unmonitored_offline} offline]"
+        "{total} sip peers [Monitored: {monitored_online} online, {monitored_offline} offline Unmonitored: {unmonitored_online} online, {unmonitored_offline} offline]"
     );
     out
 }
@@ -140,7 +147,7 @@ fn show_users(conf: &SipConf) -> String {
     out
 }
 
-fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, name: &str) -> Option<String> {
+fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Shared, name: &str) -> Option<String> {
     let peer = conf.peers.iter().find(|p| p.name == name)?;
     let binding = bindings.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
     let mut out = String::new();
@@ -167,10 +174,8 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, name: &str) -> Opti
     for (key, value) in lines {
         let _ = writeln!(out, "  {key:<13}: {value}");
     }
-    let status = match peer.qualify {
-        Qualify::No => "Unmonitored".to_owned(),
-        Qualify::Ms(_) => "UNKNOWN".to_owned(),
-    };
+    let statuses = state.peer_status.read().unwrap_or_else(|p| p.into_inner());
+    let status = peer_status(peer, &statuses).text();
     let _ = writeln!(out, "  {:<13}: {status}", "Status");
     Some(out)
 }
@@ -213,6 +218,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     ));
     let monitor = monitor::Monitor::new(state.clone(), from_calls, Arc::new(socket));
     let debug = monitor.debug.clone();
+    let (peers_state, peer_state, qualify_state) = (state.clone(), state.clone(), state.clone());
     let tech = ctx.register_tech(Arc::new(outbound::SipTech { shared: state }))?;
 
     std::thread::Builder::new()
@@ -225,13 +231,13 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let current = |c: &Arc<std::sync::RwLock<Arc<SipConf>>>| c.read().unwrap_or_else(|p| p.into_inner()).clone();
     let cli = ctx.register_cli(vec![
         CliCommand::new("sip show peers", "List defined SIP peers", "Usage: sip show peers [like <pattern>]\n       Lists all known SIP peers.\n", move |call| {
-            call.print(&show_peers(&current(&peers_conf), &peers_bindings));
+            call.print(&show_peers(&current(&peers_conf), &peers_bindings, &peers_state));
             CliResult::Success
         }),
         CliCommand::new("sip show peer", "Show details on specific SIP peer", "Usage: sip show peer <name>\n       Shows all details on one SIP peer and the current status.\n", move |call| {
             let [name] = call.args() else { return CliResult::ShowUsage };
             let name = name.clone();
-            match show_peer(&current(&peer_conf), &peer_bindings, &name) {
+            match show_peer(&current(&peer_conf), &peer_bindings, &peer_state, &name) {
                 Some(text) => {
                     call.print(&text);
                     CliResult::Success
@@ -245,6 +251,25 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         CliCommand::new("sip show channels", "List active SIP channels", "Usage: sip show channels\n       Lists all currently active SIP calls.\n", move |call| {
             call.print(&pvt::show_channels(&table));
             CliResult::Success
+        }),
+        CliCommand::new("sip qualify peer", "Send an OPTIONS packet to a peer", "Usage: sip qualify peer <name>\n       Send a SIP OPTIONS request to a peer now (its qualify status follows).\n", move |call| {
+            let [name] = call.args() else { return CliResult::ShowUsage };
+            let name = name.clone();
+            let conf = qualify_state.conf();
+            match conf.peers.iter().find(|p| p.name == name && p.kind != config::PeerKind::User) {
+                Some(peer) if peer.qualify != Qualify::No => {
+                    let _ = qualify_state.to_monitor.send(pvt::ToMonitor::Qualify { peer: name });
+                    CliResult::Success
+                }
+                Some(_) => {
+                    let _ = writeln!(call, "Peer '{name}' is not qualified (qualify=no)");
+                    CliResult::Failure
+                }
+                None => {
+                    let _ = writeln!(call, "Peer '{name}' not found");
+                    CliResult::Failure
+                }
+            }
         }),
         CliCommand::new("sip show users", "List defined SIP users", "Usage: sip show users [like <pattern>]\n       Lists all known SIP users.\n", move |call| {
             call.print(&show_users(&current(&users_conf)));

@@ -20,8 +20,9 @@ use std::collections::HashMap;
 use starling_core::tokio::sync::mpsc;
 use starling_sip::dialog::Dialog;
 
-use crate::config::{Peer, PeerHost, PeerKind, SipConf};
+use crate::config::{Peer, PeerHost, PeerKind, Qualify, SipConf};
 use crate::pvt::{note_message, DialogRow, Direction, Pvt, PvtParts, ToMonitor, ToPvt};
+use crate::qualify::{PeerStatus, Qualifier};
 use crate::registrar::Registrar;
 use crate::shared::{CallKey, Shared, RTP_END, RTP_START};
 
@@ -49,6 +50,9 @@ pub struct Monitor {
     requests: HashMap<TxId, CallKey>,
     /// Our outbound calls' INVITEs, until their transactions end: the 2xx are ACKed here.
     uac_invites: HashMap<TxId, UacInvite>,
+    /// Peer poking: the state, and the OPTIONS transactions in flight (to which peer).
+    qualifier: Qualifier,
+    pokes: HashMap<TxId, String>,
     from_calls: mpsc::UnboundedReceiver<ToMonitor>,
 }
 
@@ -80,6 +84,8 @@ impl Monitor {
             invites: HashMap::new(),
             requests: HashMap::new(),
             uac_invites: HashMap::new(),
+            qualifier: Qualifier::default(),
+            pokes: HashMap::new(),
             from_calls,
         }
     }
@@ -107,9 +113,11 @@ impl Monitor {
     /// Runs until `stop` says so.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut buffer = vec![0u8; 65_536];
+        self.configure_qualify();
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let deadline = self.endpoint.poll_timeout().map(TokioInstant::from_std);
+            let deadline = [self.endpoint.poll_timeout(), self.qualifier.poll_timeout()].into_iter().flatten().min();
+            let deadline = deadline.map(TokioInstant::from_std);
             let sleep = async {
                 match deadline {
                     Some(at) => sleep_until(at).await,
@@ -144,8 +152,109 @@ impl Monitor {
                     self.endpoint.handle_timeout(tokio::time::Instant::now().into_std());
                 }
             }
-            self.conf = self.shared.conf();
+            let conf = self.shared.conf();
+            if !Arc::ptr_eq(&conf, &self.conf) {
+                self.conf = conf;
+                self.configure_qualify();
+            }
+            self.qualify_due();
             self.drive().await;
+        }
+    }
+
+    /// The qualified peers of the configuration in force, to the qualifier.
+    fn configure_qualify(&mut self) {
+        let peers: Vec<(String, u32, u32)> = self
+            .conf
+            .peers
+            .iter()
+            .filter(|p| p.kind != PeerKind::User)
+            .filter_map(|p| match p.qualify {
+                Qualify::Ms(ms) => Some((p.name.clone(), ms, p.qualifyfreq)),
+                Qualify::No => None,
+            })
+            .collect();
+        self.qualifier.configure(std::time::Instant::now(), &peers);
+        let mut statuses = self.shared.peer_status.write().unwrap_or_else(|p| p.into_inner());
+        statuses.clear();
+        statuses.extend(self.qualifier.statuses().map(|(n, s)| (n.to_owned(), s)));
+    }
+
+    /// Pokes the peers that are due, and notes the ones that did not answer in time.
+    fn qualify_due(&mut self) {
+        let now = std::time::Instant::now();
+        let mut poke = Vec::new();
+        let changes = self.qualifier.due(now, &mut poke);
+        for change in changes {
+            self.pokes.retain(|_, peer| *peer != change.peer);
+            self.status_changed(change);
+        }
+        for name in poke {
+            let remote = self.conf.peers.iter().find(|p| p.name == name).and_then(|peer| match &peer.host {
+                PeerHost::Static(host) => {
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    std::net::ToSocketAddrs::to_socket_addrs(&(host, peer.port.unwrap_or(5060))).ok()?.next()
+                }
+                PeerHost::Dynamic => self.registrar.bindings().get(&name).map(|b| b.address),
+            });
+            let Some(remote) = remote else {
+                if let Some(change) = self.qualifier.sent(&name, now, false) {
+                    self.status_changed(change);
+                }
+                continue;
+            };
+            let options = self.options_request(&name, remote);
+            let tx = self.endpoint.send_request(now, options, remote, Transport::Udp);
+            self.pokes.insert(tx, name.clone());
+            self.qualifier.sent(&name, now, true);
+        }
+    }
+
+    /// An OPTIONS to poke `peer` at `remote`.
+    fn options_request(&mut self, peer: &str, remote: SocketAddr) -> Request {
+        let local_ip = if self.conf.general.bindaddr.is_unspecified() {
+            crate::outbound::local_ip_towards(self.conf.general.bindaddr, remote)
+        } else {
+            self.conf.general.bindaddr
+        };
+        let host = starling_sip::uri::Host::from_ip(remote.ip());
+        let uri = starling_sip::uri::Uri::sip(Some(peer), host, Some(remote.port()));
+        let mut request = Request::new(Method::Options, uri.clone());
+        let branch = Endpoint::new_branch(&format!("{:016x}", self.shared.random()));
+        let via = starling_sip::transaction::via_for(
+            Transport::Udp,
+            starling_sip::uri::Host::from_ip(local_ip),
+            self.shared.sip_port,
+            &branch,
+        );
+        let local = SocketAddr::new(local_ip, self.shared.sip_port);
+        request.headers.push(HeaderName::Via, via.to_string());
+        request.headers.push(HeaderName::MaxForwards, "70");
+        request.headers.push(HeaderName::From, format!("<sip:starling@{local}>;tag={}", self.new_tag()));
+        request.headers.push(HeaderName::To, format!("<{uri}>"));
+        request.headers.push(HeaderName::Contact, format!("<sip:starling@{local}>"));
+        request.headers.push(HeaderName::CallId, format!("{:016x}@{local_ip}", self.shared.random()));
+        request.headers.push(HeaderName::CSeq, "102 OPTIONS");
+        request.headers.push(HeaderName::UserAgent, self.conf.general.useragent.clone());
+        request.headers.push(HeaderName::Accept, "application/sdp");
+        request
+    }
+
+    /// A peer's status changed: chan_sip's log line, and the status the CLI and Dial read.
+    fn status_changed(&mut self, change: crate::qualify::StatusChange) {
+        match change.status {
+            PeerStatus::Unreachable | PeerStatus::Lagged { .. } => tracing::warn!("{}", change.log),
+            _ => tracing::info!("{}", change.log),
+        }
+        self.shared.peer_status.write().unwrap_or_else(|p| p.into_inner()).insert(change.peer, change.status);
+    }
+
+    /// The OPTIONS transaction `tx` to a peer ended without a response.
+    fn poke_failed(&mut self, tx: TxId) {
+        if let Some(peer) = self.pokes.remove(&tx) {
+            if let Some(change) = self.qualifier.failed(&peer, std::time::Instant::now()) {
+                self.status_changed(change);
+            }
         }
     }
 
@@ -187,6 +296,18 @@ impl Monitor {
                 }
             }
             Event::Response { tx, response } => {
+                if let Some(peer) = self.pokes.remove(&tx) {
+                    // Any response, even 404 or 501, says the peer is there.
+                    if let Some(change) = self.qualifier.answered(&peer, std::time::Instant::now()) {
+                        self.status_changed(change);
+                    } else {
+                        let status = self.qualifier.status(&peer);
+                        if let Some(status) = status {
+                            self.shared.peer_status.write().unwrap_or_else(|p| p.into_inner()).insert(peer, status);
+                        }
+                    }
+                    return;
+                }
                 if (200..300).contains(&response.status) {
                     self.ack_2xx(tx, &response);
                 }
@@ -216,6 +337,13 @@ impl Monitor {
             Event::Terminated { tx, reason } => {
                 self.invites.remove(&tx);
                 self.uac_invites.remove(&tx);
+                if matches!(
+                    reason,
+                    starling_sip::transaction::TerminationReason::Timeout
+                        | starling_sip::transaction::TerminationReason::TransportError
+                ) {
+                    self.poke_failed(tx);
+                }
                 if let Some(key) = self.requests.remove(&tx) {
                     if reason == starling_sip::transaction::TerminationReason::Timeout {
                         if let Some(call) = self.calls.get(&key) {
@@ -339,6 +467,9 @@ impl Monitor {
         let now = tokio::time::Instant::now().into_std();
         match message {
             ToMonitor::Respond { tx, response } => self.endpoint.send_response(now, tx, response),
+            ToMonitor::Qualify { peer } => {
+                self.qualifier.poke_now(&peer, std::time::Instant::now());
+            }
             ToMonitor::NewCall { key, to_pvt } => {
                 self.calls.insert(key, to_pvt);
             }

@@ -42,7 +42,7 @@ struct Target {
 }
 
 /// Our address towards `remote` (the one the kernel would send from).
-fn local_ip_towards(bindaddr: IpAddr, remote: SocketAddr) -> IpAddr {
+pub fn local_ip_towards(bindaddr: IpAddr, remote: SocketAddr) -> IpAddr {
     if !bindaddr.is_unspecified() {
         return bindaddr;
     }
@@ -144,6 +144,11 @@ impl Tech for SipTech {
             return Err(Cause::REQUESTED_CHAN_UNAVAIL);
         }
         let target = self.target(data)?;
+        let status = shared.peer_status.read().unwrap_or_else(|p| p.into_inner()).get(&target.peer_name).copied();
+        if status == Some(crate::qualify::PeerStatus::Unreachable) {
+            tracing::info!("Peer '{}' is UNREACHABLE: not calling it", target.peer_name);
+            return Err(Cause::REQUESTED_CHAN_UNAVAIL);
+        }
         let conf = shared.conf();
         let call_limit = target.peer.as_ref().and_then(|p| p.call_limit);
         if !shared.take_call_slot(&target.peer_name, call_limit) {

@@ -82,6 +82,8 @@ pub fn show_channels(table: &DialogTable) -> String {
 pub enum ToMonitor {
     /// A new outbound call: route its dialog's messages to `to_pvt`.
     NewCall { key: CallKey, to_pvt: UnboundedSender<ToPvt> },
+    /// `sip qualify peer`: poke it now.
+    Qualify { peer: String },
     /// Answer the INVITE (or another server transaction) with `response`.
     Respond { tx: TxId, response: Response },
     /// Start a client transaction (INVITE, CANCEL, BYE, INFO) to `remote`; its responses come

@@ -45,6 +45,8 @@ pub struct Shared {
     pub table: DialogTable,
     /// The SIP socket's port (Via, Contact).
     pub sip_port: u16,
+    /// What qualify knows of each qualified peer (the monitor writes, the CLI and Dial read).
+    pub peer_status: RwLock<HashMap<String, crate::qualify::PeerStatus>>,
 }
 
 impl Shared {
@@ -69,6 +71,7 @@ impl Shared {
             to_monitor,
             table,
             sip_port,
+            peer_status: RwLock::default(),
         }
     }
 

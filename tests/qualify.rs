@@ -1,0 +1,106 @@
+//! Peer poking (qualify): OK, LAGGED, UNREACHABLE in `sip show peers`, chan_sip's log lines,
+//! and Dial refusing an unreachable peer without sending it anything.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use crate::util::*;
+
+fn server(name: &str, peers: &str) -> (Server, u16) {
+    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), "");
+    dir.write(
+        "modules.conf",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => chan_sip.so\n",
+    );
+    dir.write(
+        "extensions.conf",
+        "[default]\nexten => 30,1,Dial(SIP/dead,2)\n same => n,Answer()\n same => n,NoOp(DIALSTATUS=${DIALSTATUS})\n same => n,Hangup()\n",
+    );
+    dir.write(
+        "sip.conf",
+        &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=default\n{peers}"),
+    );
+    (Server::start(dir), port)
+}
+
+/// Answers every OPTIONS that reaches `socket` with 200, as a phone would.
+fn answer_options(socket: &UdpSocket) -> usize {
+    let mut buffer = [0u8; 4096];
+    let mut answered = 0;
+    while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+        let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+        if !text.starts_with("OPTIONS ") {
+            continue;
+        }
+        let mut response = String::from("SIP/2.0 200 OK\r\n");
+        for line in text.lines() {
+            let lower = line.to_ascii_lowercase();
+            if ["via:", "from:", "call-id:", "cseq:"].iter().any(|h| lower.starts_with(h)) {
+                response.push_str(line);
+                response.push_str("\r\n");
+            } else if lower.starts_with("to:") {
+                response.push_str(line);
+                response.push_str(";tag=answered\r\n");
+            }
+        }
+        response.push_str("Content-Length: 0\r\n\r\n");
+        socket.send_to(response.as_bytes(), from).unwrap();
+        answered += 1;
+    }
+    answered
+}
+
+/// A peer that answers 50 ms late with `qualify=30` is LAGGED.
+#[test]
+fn a_slow_peer_is_lagged() {
+    let slow = SippUas::spawn_for("uas_options_slow.xml", 5);
+    let (server, _) = server(
+        "qualifylag",
+        &format!("[slow]\ntype=peer\nhost=127.0.0.1\nport={}\nqualify=30\nqualifyfreq=1\n", slow.port),
+    );
+    let lagged = eventually(Duration::from_secs(5), || {
+        let peers = server.rx("sip show peers");
+        peers.contains("LAGGED (").then_some(peers)
+    });
+    assert!(lagged.is_some(), "{}\n{}", server.rx("sip show peers"), server.log_tail());
+    assert!(server.log().contains("Peer 'SIP/slow' is now Lagged. ("), "{}", server.log_tail());
+    assert!(server.rx("sip show peers").contains("[Monitored: 1 online, 0 offline"));
+}
+
+/// A peer that never answers becomes UNREACHABLE (2 × qualify ms), and Dial gives CHANUNAVAIL
+/// without sending it an INVITE; once it answers (`sip qualify peer` pokes at once) it is OK.
+#[test]
+fn an_unreachable_peer_is_chanunavail_then_ok_when_it_answers() {
+    let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
+    dead.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    let (server, port) = server(
+        "qualifydead",
+        &format!("[dead]\ntype=peer\nhost=127.0.0.1\nport={dead_port}\nqualify=100\nqualifyfreq=1\n"),
+    );
+    let unreachable = eventually(Duration::from_secs(5), || {
+        server.log().contains("Peer 'SIP/dead' is now UNREACHABLE!  Last qualify: ").then_some(())
+    });
+    assert!(unreachable.is_some(), "{}", server.log_tail());
+    assert!(server.rx("sip show peers").contains("UNREACHABLE"), "{}", server.rx("sip show peers"));
+    // Drain the OPTIONS received so far, then call: nothing but OPTIONS may arrive.
+    let mut buffer = [0u8; 4096];
+    while dead.recv_from(&mut buffer).is_ok() {}
+    let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "30", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(server.log().contains("DIALSTATUS=CHANUNAVAIL"), "{}", server.log_tail());
+    while let Ok((len, _)) = dead.recv_from(&mut buffer) {
+        assert!(!buffer[..len].starts_with(b"INVITE"), "no INVITE to an unreachable peer");
+    }
+    // It comes back: answer the poke `sip qualify peer` sends at once.
+    assert_eq!(server.rx("sip qualify peer dead"), "");
+    let ok = eventually(Duration::from_secs(5), || {
+        answer_options(&dead);
+        let peers = server.rx("sip show peers");
+        peers.contains("OK (").then_some(peers)
+    });
+    assert!(ok.is_some(), "{}\n{}", server.rx("sip show peers"), server.log_tail());
+    assert!(server.log().contains("Peer 'SIP/dead' is now Reachable. ("), "{}", server.log_tail());
+}
