@@ -16,3 +16,5 @@ mod sip;
 mod dial;
 // Peer poking: qualify statuses and Dial to an unreachable peer.
 mod qualify;
+// Outbound registration: register => lines against SIPp registrars.
+mod registry;

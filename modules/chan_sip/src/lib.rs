@@ -14,6 +14,7 @@ mod outbound;
 mod pvt;
 mod qualify;
 mod registrar;
+mod registry;
 mod shared;
 
 use std::fmt::Write as _;
@@ -180,6 +181,33 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
     Some(out)
 }
 
+/// `sip show registry`, in chan_sip's columns (FORMAT2: `%-39.39s %-6.6s %-12.12s  %8.8s %-20.20s %-25.25s`).
+fn show_registry(rows: &[shared::RegistryRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<39.39} {:<6.6} {:<12.12}  {:>8.8} {:<20.20} {:<25.25}",
+        "Host", "dnsmgr", "Username", "Refresh", "State", "Reg.Time"
+    );
+    for row in rows {
+        let reg_time = row
+            .reg_time
+            .map(|t| {
+                starling_core::chrono::DateTime::<starling_core::chrono::Local>::from(t)
+                    .format("%a, %d %b %Y %T")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<39.39} {:<6.6} {:<12.12}  {:>8} {:<20.20} {:<25.25}",
+            row.host, "N", row.username, row.refresh, row.state, reg_time
+        );
+    }
+    let _ = writeln!(out, "{} SIP registrations.", rows.len());
+    out
+}
+
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     if !ctx.config_dir().join(CONFIG).exists() {
         return Err(LoadError::Decline(format!("no {CONFIG} in {}", ctx.config_dir().display())));
@@ -218,7 +246,8 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     ));
     let monitor = monitor::Monitor::new(state.clone(), from_calls, Arc::new(socket));
     let debug = monitor.debug.clone();
-    let (peers_state, peer_state, qualify_state) = (state.clone(), state.clone(), state.clone());
+    let (peers_state, peer_state, qualify_state, registry_state) =
+        (state.clone(), state.clone(), state.clone(), state.clone());
     let tech = ctx.register_tech(Arc::new(outbound::SipTech { shared: state }))?;
 
     std::thread::Builder::new()
@@ -270,6 +299,10 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
                     CliResult::Failure
                 }
             }
+        }),
+        CliCommand::new("sip show registry", "List SIP registration status", "Usage: sip show registry\n       Lists all registration requests and status.\n", move |call| {
+            call.print(&show_registry(&registry_state.registry.read().unwrap_or_else(|p| p.into_inner())));
+            CliResult::Success
         }),
         CliCommand::new("sip show users", "List defined SIP users", "Usage: sip show users [like <pattern>]\n       Lists all known SIP users.\n", move |call| {
             call.print(&show_users(&current(&users_conf)));

@@ -24,6 +24,7 @@ use crate::config::{Peer, PeerHost, PeerKind, Qualify, SipConf};
 use crate::pvt::{note_message, DialogRow, Direction, Pvt, PvtParts, ToMonitor, ToPvt};
 use crate::qualify::{PeerStatus, Qualifier};
 use crate::registrar::Registrar;
+use crate::registry::{RegState, Registry};
 use crate::shared::{CallKey, Shared, RTP_END, RTP_START};
 
 /// The methods chan_sip answers (the `Allow:` header).
@@ -53,6 +54,9 @@ pub struct Monitor {
     /// Peer poking: the state, and the OPTIONS transactions in flight (to which peer).
     qualifier: Qualifier,
     pokes: HashMap<TxId, String>,
+    /// `register =>` lines, and their REGISTER transactions in flight (to which line).
+    registry: Registry,
+    reg_txs: HashMap<TxId, usize>,
     from_calls: mpsc::UnboundedReceiver<ToMonitor>,
 }
 
@@ -86,6 +90,8 @@ impl Monitor {
             uac_invites: HashMap::new(),
             qualifier: Qualifier::default(),
             pokes: HashMap::new(),
+            registry: Registry::default(),
+            reg_txs: HashMap::new(),
             from_calls,
         }
     }
@@ -114,9 +120,13 @@ impl Monitor {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut buffer = vec![0u8; 65_536];
         self.configure_qualify();
+        self.configure_registry();
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let deadline = [self.endpoint.poll_timeout(), self.qualifier.poll_timeout()].into_iter().flatten().min();
+            let deadline = [self.endpoint.poll_timeout(), self.qualifier.poll_timeout(), self.registry.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             let deadline = deadline.map(TokioInstant::from_std);
             let sleep = async {
                 match deadline {
@@ -125,7 +135,10 @@ impl Monitor {
                 }
             };
             tokio::select! {
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    self.unregister_all().await;
+                    return;
+                }
                 received = self.socket.recv_from(&mut buffer) => match received {
                     Ok((len, from)) => {
                         if self.debug.load(std::sync::atomic::Ordering::Relaxed) {
@@ -156,9 +169,138 @@ impl Monitor {
             if !Arc::ptr_eq(&conf, &self.conf) {
                 self.conf = conf;
                 self.configure_qualify();
+                self.configure_registry();
             }
             self.qualify_due();
+            self.registry_due();
             self.drive().await;
+        }
+    }
+
+    /// The `register =>` lines of the configuration in force, to the registry; removed lines
+    /// that were registered are unregistered (Expires: 0).
+    fn configure_registry(&mut self) {
+        let now = std::time::Instant::now();
+        let g = &self.conf.general;
+        let (lines, expiry, timeout, attempts) =
+            (self.conf.registrations.clone(), g.defaultexpiry, g.registertimeout, g.registerattempts);
+        let shared = self.shared.clone();
+        let removed = self.registry.configure(now, &lines, expiry, timeout, attempts, || shared.random());
+        self.reg_txs.clear();
+        for line in removed.into_iter().filter(|l| l.state == RegState::Registered) {
+            let mut gone = Registry::default();
+            gone.lines.push(line);
+            gone.remove(0, now);
+            if let Some((request, remote)) = self.register_request(&mut gone, 0, None) {
+                self.endpoint.send_request(now, request, remote, Transport::Udp);
+            }
+        }
+        self.publish_registry();
+    }
+
+    /// The REGISTER for line `i` of `registry`, and where it goes.
+    fn register_request(
+        &self,
+        registry: &mut Registry,
+        i: usize,
+        authorization: Option<(HeaderName, String)>,
+    ) -> Option<(Request, SocketAddr)> {
+        let config = &registry.lines.get(i)?.config;
+        let host = config.host.trim_start_matches('[').trim_end_matches(']');
+        let remote = std::net::ToSocketAddrs::to_socket_addrs(&(host, config.port.unwrap_or(5060))).ok()?.next()?;
+        let local_ip = crate::outbound::local_ip_towards(self.conf.general.bindaddr, remote);
+        let local = SocketAddr::new(local_ip, self.shared.sip_port);
+        let branch = crate::registry::branch(self.shared.random());
+        let now = std::time::Instant::now();
+        Some((registry.request(i, now, local, &branch, &self.conf.general.useragent, authorization), remote))
+    }
+
+    /// Sends the REGISTERs that are due.
+    fn registry_due(&mut self) {
+        let now = std::time::Instant::now();
+        let due = self.registry.due(now);
+        if due.is_empty() {
+            return;
+        }
+        for i in due {
+            self.send_register(i, None, now);
+        }
+        self.publish_registry();
+    }
+
+    fn send_register(&mut self, i: usize, authorization: Option<(HeaderName, String)>, now: std::time::Instant) {
+        let mut registry = std::mem::take(&mut self.registry);
+        let request = self.register_request(&mut registry, i, authorization);
+        self.registry = registry;
+        match request {
+            Some((request, remote)) => {
+                let tx = self.endpoint.send_request(now, request, remote, Transport::Udp);
+                self.reg_txs.insert(tx, i);
+            }
+            None => {
+                let host = self.registry.lines.get(i).map(|l| l.config.host.clone()).unwrap_or_default();
+                tracing::warn!("Cannot resolve registrar '{host}': registration failed");
+                self.registry.timeout(i, now);
+            }
+        }
+    }
+
+    /// A response to a REGISTER of line `i`.
+    fn register_response(&mut self, i: usize, response: &Response) {
+        let now = std::time::Instant::now();
+        let before = self.registry.lines.get(i).map(|l| l.state);
+        let cnonce = format!("{:08x}", self.shared.random() as u32);
+        if let Some(authorization) = self.registry.response(i, now, response, &cnonce) {
+            self.send_register(i, Some(authorization), now);
+        }
+        if let Some(line) = self.registry.lines.get(i) {
+            let host = crate::registry::host_column(&line.config);
+            let who = format!("{}@{host}", line.config.user);
+            match line.state {
+                RegState::Registered if before != Some(RegState::Registered) => {
+                    starling_core::verbose!(2, "Registered SIP '{}' at {host}", line.config.user);
+                }
+                RegState::Rejected => {
+                    tracing::warn!("Registration for '{who}' rejected ({}): wrong credentials?", response.status)
+                }
+                RegState::NoAuthentication => tracing::warn!("Registration for '{who}': a challenge we cannot answer"),
+                RegState::Failed => tracing::warn!("Registration for '{who}' failed: {}", response.status),
+                _ => {}
+            }
+        }
+        self.publish_registry();
+    }
+
+    /// What `sip show registry` shows.
+    fn publish_registry(&self) {
+        let rows = self
+            .registry
+            .lines
+            .iter()
+            .map(|l| crate::shared::RegistryRow {
+                host: crate::registry::host_column(&l.config),
+                username: l.config.user.clone(),
+                refresh: l.expiry,
+                state: l.state.text(),
+                reg_time: l.reg_time,
+            })
+            .collect();
+        *self.shared.registry.write().unwrap_or_else(|p| p.into_inner()) = rows;
+    }
+
+    /// At unload and shutdown: `Expires: 0` for every registered line, sent once without waiting.
+    async fn unregister_all(&mut self) {
+        let now = std::time::Instant::now();
+        let registered: Vec<usize> =
+            (0..self.registry.lines.len()).filter(|&i| self.registry.lines[i].state == RegState::Registered).collect();
+        for i in registered {
+            self.registry.remove(i, now);
+            let mut registry = std::mem::take(&mut self.registry);
+            let request = self.register_request(&mut registry, i, None);
+            self.registry = registry;
+            if let Some((request, remote)) = request {
+                let _ = self.socket.send_to(&request.to_bytes(), remote).await;
+            }
         }
     }
 
@@ -296,6 +438,13 @@ impl Monitor {
                 }
             }
             Event::Response { tx, response } => {
+                if let Some(&line) = self.reg_txs.get(&tx) {
+                    if response.status >= 200 {
+                        self.reg_txs.remove(&tx);
+                    }
+                    self.register_response(line, &response);
+                    return;
+                }
                 if let Some(peer) = self.pokes.remove(&tx) {
                     // Any response, even 404 or 501, says the peer is there.
                     if let Some(change) = self.qualifier.answered(&peer, std::time::Instant::now()) {
@@ -343,6 +492,17 @@ impl Monitor {
                         | starling_sip::transaction::TerminationReason::TransportError
                 ) {
                     self.poke_failed(tx);
+                    if let Some(line) = self.reg_txs.remove(&tx) {
+                        if let Some(l) = self.registry.lines.get(line) {
+                            tracing::info!(
+                                "Registration for '{}@{}' timed out, trying again",
+                                l.config.user,
+                                l.config.host
+                            );
+                        }
+                        self.registry.timeout(line, std::time::Instant::now());
+                        self.publish_registry();
+                    }
                 }
                 if let Some(key) = self.requests.remove(&tx) {
                     if reason == starling_sip::transaction::TerminationReason::Timeout {

@@ -47,6 +47,18 @@ pub struct Shared {
     pub sip_port: u16,
     /// What qualify knows of each qualified peer (the monitor writes, the CLI and Dial read).
     pub peer_status: RwLock<HashMap<String, crate::qualify::PeerStatus>>,
+    /// `sip show registry`'s rows (the monitor writes).
+    pub registry: RwLock<Vec<RegistryRow>>,
+}
+
+/// One `register =>` line as `sip show registry` shows it.
+#[derive(Clone, Debug)]
+pub struct RegistryRow {
+    pub host: String,
+    pub username: String,
+    pub refresh: u32,
+    pub state: &'static str,
+    pub reg_time: Option<std::time::SystemTime>,
 }
 
 impl Shared {
@@ -72,6 +84,7 @@ impl Shared {
             table,
             sip_port,
             peer_status: RwLock::default(),
+            registry: RwLock::default(),
         }
     }
 

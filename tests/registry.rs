@@ -1,0 +1,82 @@
+//! Outbound registration (`register =>`) against SIPp registrars: Registered with digest,
+//! Rejected on wrong credentials, Timeout when nobody answers; `sip show registry`.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+fn server(name: &str, general: &str) -> Server {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => chan_sip.so\n");
+    dir.write("sip.conf", &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n{general}"));
+    Server::start(dir)
+}
+
+fn registry_shows(server: &Server, text: &str) -> Option<String> {
+    eventually(Duration::from_secs(8), || {
+        let registry = server.rx("sip show registry");
+        registry.contains(text).then_some(registry)
+    })
+}
+
+/// A challenge answered with the line's secret: Registered, with the granted 60 s and a Reg.Time.
+#[test]
+fn a_line_registers_with_digest() {
+    let registrar = SippUas::spawn("registrar_auth.xml");
+    let server = server("regok", &format!("register => alice:s3cret@127.0.0.1:{}/600~60\n", registrar.port));
+    let registry = registry_shows(&server, "Registered");
+    assert!(registry.is_some(), "{}\n{}", server.rx("sip show registry"), server.log_tail());
+    let registry = registry.unwrap();
+    let mut lines = registry.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Host                                    dnsmgr Username       Refresh State                Reg.Time                 ")
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with(&format!(
+            "{:<39} N      alice               60 Registered           ",
+            format!("127.0.0.1:{}", registrar.port)
+        )),
+        "{row}"
+    );
+    assert!(row.contains(" 20"), "a Reg.Time: {row}");
+    assert_eq!(lines.next(), Some("1 SIP registrations."));
+    let (code, out) = registrar.finish();
+    assert_eq!(code, 0, "the registrar verified the digest: {out}");
+}
+
+/// 403 to our credentials: Rejected.
+#[test]
+fn wrong_credentials_are_rejected() {
+    let registrar = SippUas::spawn("registrar_reject.xml");
+    let server = server("regreject", &format!("register => alice:wrong@127.0.0.1:{}\n", registrar.port));
+    assert!(registry_shows(&server, "Rejected").is_some(), "{}\n{}", server.rx("sip show registry"), server.log_tail());
+    assert!(server.log().contains("rejected (403)"), "{}", server.log_tail());
+}
+
+/// Nobody answers: Timeout after `registertimeout`, and it keeps trying.
+#[test]
+fn no_registrar_is_a_timeout() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    silent.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let server = server("regtimeout", &format!("registertimeout=1\nregister => alice:s3cret@127.0.0.1:{port}\n"));
+    assert!(registry_shows(&server, "Timeout").is_some(), "{}\n{}", server.rx("sip show registry"), server.log_tail());
+    let mut buffer = [0u8; 2048];
+    let mut registers = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    while registers.len() < 2 && std::time::Instant::now() < deadline {
+        if let Ok(len) = silent.recv(&mut buffer) {
+            let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+            if text.starts_with("REGISTER ") {
+                registers.push(text);
+            }
+        }
+    }
+    assert!(registers.len() >= 2, "it tries again: {registers:?}");
+    let call_id = |m: &str| m.lines().find(|l| l.starts_with("Call-ID:")).map(str::to_owned);
+    assert_eq!(call_id(&registers[0]), call_id(&registers[1]), "one Call-ID for the line");
+}
