@@ -633,69 +633,37 @@ fn a_reinvite_moves_the_media() {
 }
 
 /// A real softphone: baresip (authenticating as alice) calls Echo() with `codec_module` and
-/// plays a 3 s 440 Hz tone; what it decodes from Starling must be that tone (numpy's FFT peak).
-fn baresip_hears_its_tone_echoed(name: &str, general: &str, codec_module: &str, rate: u32, channels: u32) {
+/// plays a 440 Hz tone; what it decodes from Starling must be that tone (numpy's FFT peak).
+fn baresip_hears_its_tone_echoed(name: &str, general: &str, codec_module: &str, rate: u32) {
     let (server, port) = pbx(name, general);
-    let dir = TestDir::new(&format!("{name}-ua"));
-    let home = dir.path.clone();
-    let tone = home.join("tone.wav");
-    let made = std::process::Command::new("sox")
-        .args(["-n", "-r", &rate.to_string(), "-c", &channels.to_string(), "-b", "16", "-e", "signed-integer"])
-        .arg(&tone)
-        .args(["synth", "3", "sine", "440", "vol", "0.5"])
-        .status()
-        .expect("sox");
-    assert!(made.success());
-    let sip_port = free_udp_port();
-    std::fs::write(
-        home.join("config"),
-        format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\naudio_player aufile,{h}/heard.wav\naudio_source aufile,{t}\naudio_alert aufile,{h}/alert.wav\nmodule_path /usr/lib/baresip/modules\nmodule {codec_module}\nmodule aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {h}\n",
-            h = home.display(),
-            t = tone.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        home.join("accounts"),
-        format!("<sip:alice@127.0.0.1:{port}>;auth_pass=pw;answermode=auto;regint=0\n"),
-    )
-    .unwrap();
-    let mut baresip = std::process::Command::new("baresip")
-        .arg("-f")
-        .arg(&home)
-        .args(["-e", &format!("/dial sip:600@127.0.0.1:{port}"), "-t", "6"])
-        .current_dir(&home)
-        .stdout(std::fs::File::create(home.join("baresip.log")).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("baresip (Debian's baresip-core)");
-    if wait_timeout(&mut baresip, Duration::from_secs(20)).is_none() {
-        let _ = baresip.kill();
-        let _ = baresip.wait();
-    }
-    let log = std::fs::read_to_string(home.join("baresip.log")).unwrap_or_default();
-    let decoded = std::fs::read_dir(&home)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-        .unwrap_or_else(|| panic!("baresip recorded what it heard\n{log}\n{}", server.log_tail()));
-    let (samples, peak) = dominant_frequency(&decoded);
-    assert!(samples >= 16_000, "at least 2 s of audio came back: {samples} samples at 8 kHz\n{log}");
+    let alice = Baresip::spawn(
+        &format!("{name}-ua"),
+        &format!("<sip:alice@127.0.0.1:{port}>;auth_pass=pw;answermode=auto;regint=0"),
+        codec_module,
+        rate,
+        440,
+        &["-e", &format!("/dial sip:600@127.0.0.1:{port}")],
+        6,
+    );
+    let (samples, peak, log) = alice.heard();
+    assert!(
+        samples >= 16_000,
+        "at least 2 s of audio came back: {samples} samples at 8 kHz\n{log}\n{}",
+        server.log_tail()
+    );
     assert!((435..=445).contains(&peak), "the echo is the 440 Hz tone: peak at {peak} Hz");
     assert!(server.log().contains("Accepting call SIP/alice-"), "baresip authenticated as alice");
 }
 
 #[test]
 fn baresip_hears_its_tone_echoed_over_g711() {
-    baresip_hears_its_tone_echoed("sipbsulaw", "", "g711.so", 8000, 1);
+    baresip_hears_its_tone_echoed("sipbsulaw", "", "g711.so", 8000);
 }
 
 /// Opus end to end: our SDP's `opus/48000/2` rtpmap and fmtp, the 48 kHz RTP clock.
 #[test]
 fn baresip_hears_its_tone_echoed_over_opus() {
-    baresip_hears_its_tone_echoed("sipbsopus", "disallow=all\nallow=opus", "opus.so", 48000, 2);
+    baresip_hears_its_tone_echoed("sipbsopus", "disallow=all\nallow=opus", "opus.so", 48000);
 }
 
 /// `sip show users` lists users and friends in chan_sip's columns; `sip reload` re-reads sip.conf.

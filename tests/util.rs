@@ -376,3 +376,85 @@ pub fn dominant_frequency(wav: &Path) -> (u64, u64) {
     let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
     (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
 }
+
+/// A baresip user agent in a home of its own: sends a tone from a file, records what it hears.
+pub struct Baresip {
+    child: std::process::Child,
+    home: std::path::PathBuf,
+    _dir: TestDir,
+}
+
+impl Baresip {
+    /// `account` is baresip's accounts line; `args` e.g. `-e /dial ...`; it quits after `seconds`.
+    pub fn spawn(
+        name: &str,
+        account: &str,
+        codec_module: &str,
+        rate: u32,
+        tone_hz: u32,
+        args: &[&str],
+        seconds: u32,
+    ) -> Baresip {
+        let dir = TestDir::new(name);
+        let home = dir.path.clone();
+        let tone = home.join("tone.wav");
+        let channels = if codec_module == "opus.so" { "2" } else { "1" };
+        let made = std::process::Command::new("sox")
+            .args(["-n", "-r", &rate.to_string(), "-c", channels, "-b", "16", "-e", "signed-integer"])
+            .arg(&tone)
+            .args(["synth", "10", "sine", &tone_hz.to_string(), "vol", "0.5"])
+            .status()
+            .expect("sox");
+        assert!(made.success());
+        let sip_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        std::fs::write(
+            home.join("config"),
+            format!(
+                "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\naudio_player aufile,{h}/heard.wav\naudio_source aufile,{t}\naudio_alert aufile,{h}/alert.wav\nmodule_path /usr/lib/baresip/modules\nmodule {codec_module}\nmodule aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {h}\n",
+                h = home.display(),
+                t = tone.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(home.join("accounts"), format!("{account}\n")).unwrap();
+        let child = std::process::Command::new("baresip")
+            .arg("-f")
+            .arg(&home)
+            .args(args)
+            .args(["-t", &seconds.to_string()])
+            .current_dir(&home)
+            .stdout(std::fs::File::create(home.join("baresip.log")).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("baresip (Debian's baresip-core)");
+        Baresip { child, home, _dir: dir }
+    }
+
+    /// Waits for it to quit; the FFT peak of what it heard (samples at 8 kHz, Hz) and its log.
+    pub fn heard(mut self) -> (u64, u64, String) {
+        if wait_timeout(&mut self.child, Duration::from_secs(30)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let log = std::fs::read_to_string(self.home.join("baresip.log")).unwrap_or_default();
+        let decoded = std::fs::read_dir(&self.home)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"));
+        match decoded {
+            Some(path) => {
+                let (samples, peak) = dominant_frequency(&path);
+                (samples, peak, log)
+            }
+            None => (0, 0, log),
+        }
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
