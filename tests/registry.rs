@@ -80,3 +80,33 @@ fn no_registrar_is_a_timeout() {
     let call_id = |m: &str| m.lines().find(|l| l.starts_with("Call-ID:")).map(str::to_owned);
     assert_eq!(call_id(&registers[0]), call_id(&registers[1]), "one Call-ID for the line");
 }
+
+/// A call from the registrar to the line's extension runs in the context of the line's
+/// `peer?`, even with `allowguest=no`.
+#[test]
+fn calls_from_the_registrar_land_in_the_lines_peer_context() {
+    let registrar = SippUas::spawn("registrar_auth.xml");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TestDir::new("regcall");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => pbx_config.so\nload => chan_sip.so\n");
+    dir.write(
+        "extensions.conf",
+        "[from-trunk]\nexten => 600,1,Answer()\n same => n,NoOp(Call in from the trunk)\n same => n,Hangup()\n",
+    );
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=no\n\
+             register => trunk?alice:s3cret@127.0.0.1:{}/600~60\n\
+             [trunk]\ntype=peer\nhost=192.0.2.1\ninsecure=invite\ncontext=from-trunk\n",
+            registrar.port
+        ),
+    );
+    let server = Server::start(dir);
+    assert!(registry_shows(&server, "Registered").is_some(), "{}", server.log_tail());
+    let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "600", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(server.log().contains("Call in from the trunk"), "{}", server.log_tail());
+    assert!(server.log().contains("Accepting call SIP/trunk-"), "{}", server.log_tail());
+}

@@ -234,6 +234,9 @@ impl Monitor {
         self.registry = registry;
         match request {
             Some((request, remote)) => {
+                if let Some(line) = self.registry.lines.get_mut(i) {
+                    line.registrar = Some(remote);
+                }
                 let tx = self.endpoint.send_request(now, request, remote, Transport::Udp);
                 self.reg_txs.insert(tx, i);
             }
@@ -680,7 +683,18 @@ impl Monitor {
                 }
                 PeerHost::Dynamic => bindings.get(&p.name).is_some_and(|b| b.address == remote),
             })
+            .or_else(|| {
+                // A call from the registrar of a `register => peer?...` line is that peer's.
+                let name = self.registration_from(remote)?.config.peer.as_ref()?;
+                self.conf.peers.iter().find(|p| &p.name == name && p.kind != PeerKind::User)
+            })
             .map(|p| Arc::new(p.clone()))
+    }
+
+    /// The `register =>` line whose registrar `remote` is (by address: a trunk's calls come
+    /// from its registrar's host, not always from its port).
+    fn registration_from(&self, remote: SocketAddr) -> Option<&crate::registry::Line> {
+        self.registry.lines.iter().find(|l| l.registrar.is_some_and(|a| a.ip() == remote.ip()))
     }
 
     /// A new INVITE: identify and authenticate the caller, check call-limit, the extension and
@@ -709,7 +723,9 @@ impl Monitor {
                 }
             }
             Some(_) => {}
-            None if conf.general.allowguest => {}
+            // Guests, and calls from a registrar we are registered with (to the line's
+            // extension, in `[general] context`): that is what the registration is for.
+            None if conf.general.allowguest || self.registration_from(remote).is_some() => {}
             None => {
                 // No guests: an unknown caller is challenged like a known one, then refused.
                 let name = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));

@@ -79,6 +79,8 @@ pub struct Line {
     pub removing: bool,
     /// A REGISTER is out since then: no final answer within `registertimeout` is a Timeout.
     waiting: Option<Instant>,
+    /// Where the REGISTERs go (resolved when sent): calls from there belong to this line.
+    pub registrar: Option<SocketAddr>,
 }
 
 /// The lines, with the `[general]` settings they follow.
@@ -135,6 +137,7 @@ impl Registry {
                 authenticated: false,
                 removing: false,
                 waiting: None,
+                registrar: None,
             });
         }
         removed
