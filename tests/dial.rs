@@ -30,11 +30,11 @@ exten => 600,1,Answer()
 
 /// Starling with app_dial; `uas` (and `uas2`) are peers at the given SIPp ports.
 fn b2bua(name: &str, uas: u16, uas2: u16) -> (Server, u16) {
-    b2bua_with(name, uas, uas2, "")
+    b2bua_with(name, uas, uas2, "", "")
 }
 
-/// [`b2bua`] with more sip.conf sections.
-fn b2bua_with(name: &str, uas: u16, uas2: u16, more_peers: &str) -> (Server, u16) {
+/// [`b2bua`] with more `[general]` lines and more sip.conf sections.
+fn b2bua_with(name: &str, uas: u16, uas2: u16, general: &str, more_peers: &str) -> (Server, u16) {
     let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = TestDir::new(name);
     dir.write_starling_conf(&moddir(), "");
@@ -49,7 +49,7 @@ fn b2bua_with(name: &str, uas: u16, uas2: u16, more_peers: &str) -> (Server, u16
     dir.write(
         "sip.conf",
         &format!(
-            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=default\n{}{}{more_peers}",
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=default\n{general}{}{}{more_peers}",
             peer("uas", uas),
             peer("uas2", uas2)
         ),
@@ -374,7 +374,7 @@ fn outboundproxy_receives_the_invite() {
         "[viaproxy]\ntype=peer\nhost=192.0.2.1\noutboundproxy=127.0.0.1:{}\ndisallow=all\nallow=ulaw\n",
         uas.port
     );
-    let (server, port) = b2bua_with("dialproxy", 1, 1, &proxy);
+    let (server, port) = b2bua_with("dialproxy", 1, 1, "", &proxy);
     let (code, out) = run_sipp(port, "invite_answer.xml", "15", "", "", 1);
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
     let (code, out) = uas.finish();
@@ -390,7 +390,22 @@ fn a_challenge_is_answered_with_the_peers_credentials() {
         "[trunk]\ntype=peer\nhost=127.0.0.1\nport={}\ndefaultuser=trunk\nsecret=trunkpw\ndisallow=all\nallow=ulaw\n",
         uas.port
     );
-    let (server, port) = b2bua_with("dialauth", 1, 1, &trunk);
+    let (server, port) = b2bua_with("dialauth", 1, 1, "", &trunk);
+    let (code, out) = run_sipp(port, "invite_answer.xml", "16", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "the digest verified: {out}");
+}
+
+/// A trunk peer without a secret of its own: its challenge is answered with the credentials
+/// of its account, the `register => trunk?...` line.
+#[test]
+fn a_challenge_is_answered_with_the_accounts_credentials() {
+    let uas = SippUas::spawn("uas_auth.xml");
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let account = format!("register => trunk?trunk:trunkpw@127.0.0.1:{}\n", silent.local_addr().unwrap().port());
+    let trunk = format!("[trunk]\ntype=peer\nhost=127.0.0.1\nport={}\ndisallow=all\nallow=ulaw\n", uas.port);
+    let (server, port) = b2bua_with("dialaccount", 1, 1, &account, &trunk);
     let (code, out) = run_sipp(port, "invite_answer.xml", "16", "", "", 1);
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
     let (code, out) = uas.finish();

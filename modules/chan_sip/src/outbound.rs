@@ -194,11 +194,28 @@ impl Tech for SipTech {
             route_set: Vec::new(),
             secure: false,
         };
+        // The peer's own credentials, else those of its account (the `register => peer?...`
+        // line naming it, or registering to its host), as AudioCodes' Accounts answer INVITEs.
         let credentials = target.peer.as_ref().and_then(|p| {
-            (p.secret.is_some() || p.md5secret.is_some()).then(|| Credentials {
-                username: p.defaultuser.clone().unwrap_or_else(|| p.name.clone()),
-                password: p.secret.clone(),
-                ha1: p.md5secret.clone(),
+            if p.secret.is_some() || p.md5secret.is_some() {
+                return Some(Credentials {
+                    username: p.defaultuser.clone().unwrap_or_else(|| p.name.clone()),
+                    password: p.secret.clone(),
+                    ha1: p.md5secret.clone(),
+                });
+            }
+            let host = match &p.host {
+                PeerHost::Static(host) => Some(host.as_str()),
+                PeerHost::Dynamic => None,
+            };
+            let account = conf.registrations.iter().find(|r| r.peer.as_deref() == Some(p.name.as_str()));
+            let account = account.or_else(|| conf.registrations.iter().find(|r| Some(r.host.as_str()) == host));
+            account.and_then(|r| {
+                Some(Credentials {
+                    username: r.authuser.clone().unwrap_or_else(|| r.user.clone()),
+                    password: Some(r.secret.clone()?),
+                    ha1: None,
+                })
             })
         });
         let outbound = Outbound {
