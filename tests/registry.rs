@@ -110,3 +110,113 @@ fn calls_from_the_registrar_land_in_the_lines_peer_context() {
     assert!(server.log().contains("Call in from the trunk"), "{}", server.log_tail());
     assert!(server.log().contains("Accepting call SIP/trunk-"), "{}", server.log_tail());
 }
+
+/// A real registrar: Kamailio (registrar + auth, bindings in memory) run in the foreground on
+/// a free port; stopped with SIGTERM to its main process (which ends its children).
+struct Kamailio {
+    child: std::process::Child,
+    dir: TestDir,
+    port: u16,
+}
+
+impl Kamailio {
+    fn start(password: &str) -> Kamailio {
+        let dir = TestDir::new("kamailio");
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let ctl = dir.path.join("ctl");
+        let cfg = dir.path.join("kamailio.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "#!KAMAILIO\ndebug=2\nlog_stderror=yes\nchildren=1\nlisten=udp:127.0.0.1:{port}\n\
+                 mpath=\"/usr/lib/x86_64-linux-gnu/kamailio/modules/\"\n\
+                 loadmodule \"kex.so\"\nloadmodule \"tm.so\"\nloadmodule \"sl.so\"\nloadmodule \"rr.so\"\n\
+                 loadmodule \"pv.so\"\nloadmodule \"maxfwd.so\"\nloadmodule \"textops.so\"\nloadmodule \"siputils.so\"\n\
+                 loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nloadmodule \"auth.so\"\nloadmodule \"ctl.so\"\n\
+                 modparam(\"usrloc\", \"db_mode\", 0)\nmodparam(\"ctl\", \"binrpc\", \"unix:{ctl}\")\n\
+                 request_route {{\n\
+                   if (is_method(\"REGISTER\")) {{\n\
+                     if (!pv_auth_check(\"$fd\", \"{password}\", \"0\", \"1\")) {{ auth_challenge(\"$fd\", \"1\"); exit; }}\n\
+                     save(\"location\");\n    exit;\n  }}\n\
+                   if (!lookup(\"location\")) {{ sl_send_reply(\"404\", \"Not Found\"); exit; }}\n\
+                   t_relay();\n}}\n",
+                ctl = ctl.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("kamailio")
+            .arg("-f")
+            .arg(&cfg)
+            .args(["-DD", "-E", "-Y"])
+            .arg(&dir.path)
+            .stdout(std::fs::File::create(dir.path.join("kamailio.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path.join("kamailio.err")).unwrap())
+            .spawn()
+            .expect("kamailio (Debian's kamailio)");
+        let kamailio = Kamailio { child, dir, port };
+        let up = eventually(Duration::from_secs(5), || kamailio.ul_dump().contains("Domain: location").then_some(()));
+        assert!(up.is_some(), "kamailio started: {}", kamailio.log());
+        kamailio
+    }
+
+    /// `kamcmd ul.dump`: who is registered.
+    fn ul_dump(&self) -> String {
+        let out = std::process::Command::new("timeout")
+            .args(["5", "kamcmd", "-s"])
+            .arg(format!("unix:{}", self.dir.path.join("ctl").display()))
+            .arg("ul.dump")
+            .output()
+            .expect("kamcmd");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path.join("kamailio.err")).unwrap_or_default()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        kill_pid(self.child.id() as i32, 15);
+        if wait_timeout(&mut self.child, Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starling registers to Kamailio with digest: Registered, the binding in `ul.dump`; a call
+/// to the AOR through Kamailio reaches Starling's dialplan (the line's extension, `[general]
+/// context`). With a wrong password: Rejected.
+#[test]
+fn kamailio_registrar_takes_the_registration_and_relays_a_call() {
+    let kamailio = Kamailio::start("s3cret");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TestDir::new("regkam");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => pbx_config.so\nload => chan_sip.so\n");
+    dir.write(
+        "extensions.conf",
+        "[incoming]\nexten => 600,1,Answer()\n same => n,NoOp(Call from Kamailio)\n same => n,Hangup()\n",
+    );
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=no\ncontext=incoming\n\
+             register => alice:s3cret@127.0.0.1:{}/600~60\nregister => bob:wrong@127.0.0.1:{}/601\n",
+            kamailio.port, kamailio.port
+        ),
+    );
+    let server = Server::start(dir);
+    let registry = registry_shows(&server, "Registered");
+    assert!(registry.is_some(), "{}\n{}\n{}", server.rx("sip show registry"), server.log_tail(), kamailio.log());
+    let bound = eventually(Duration::from_secs(5), || {
+        let dump = kamailio.ul_dump();
+        (dump.contains("AoR: alice") && dump.contains(&format!("sip:600@127.0.0.1:{port}"))).then_some(dump)
+    });
+    assert!(bound.is_some(), "the binding is in Kamailio: {}", kamailio.ul_dump());
+    assert!(registry_shows(&server, "Rejected").is_some(), "bob's wrong password: {}", server.rx("sip show registry"));
+    let (code, out) = run_sipp(kamailio.port, "invite_pbx_hangs_up.xml", "alice", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}\n{}", server.log_tail(), kamailio.log());
+    assert!(server.log().contains("Call from Kamailio"), "{}", server.log_tail());
+}

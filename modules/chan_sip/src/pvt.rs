@@ -432,6 +432,36 @@ impl Pvt {
         info.event_pt = self.negotiated.as_ref().and_then(|n| n.telephone_event.as_ref().map(|c| c.payload_type));
     }
 
+    /// Where requests inside the dialog go. A caller that reached us directly is answered and
+    /// asked at the address its INVITE came from (NAT-safe, as chan_sip with nat=force_rport);
+    /// one that came through a proxy (more than one Via) at its route set, else its Contact —
+    /// a proxy that did not Record-Route does not expect to see the BYE.
+    fn dialog_target(&self) -> SocketAddr {
+        if let Direction::Inbound { .. } = self.direction {
+            let proxied = self.invite.headers.get_all(&HeaderName::Via).flat_map(|v| v.split(',')).count() > 1;
+            let uri = self
+                .dialog
+                .route_set
+                .first()
+                .and_then(|r| starling_sip::NameAddr::parse(r).ok())
+                .map(|n| n.uri)
+                .or_else(|| proxied.then(|| self.dialog.remote_target.clone()));
+            if let Some(uri) = uri {
+                let port = uri.port.unwrap_or(5060);
+                let resolved = match uri.host.ip() {
+                    Some(ip) => Some(SocketAddr::new(ip, port)),
+                    None => std::net::ToSocketAddrs::to_socket_addrs(&(uri.host.to_string().as_str(), port))
+                        .ok()
+                        .and_then(|mut a| a.next()),
+                };
+                if let Some(target) = resolved {
+                    return target;
+                }
+            }
+        }
+        self.remote
+    }
+
     /// Tells the call relaying to us which stream its packets continue (ours so far).
     fn publish_stream(&self) {
         let stream = (self.session.ssrc(), self.session.next_sequence(), self.session.next_timestamp());
@@ -546,7 +576,7 @@ impl Pvt {
             request.headers.push(HeaderName::ContentType, content_type);
             request.body = body.into_bytes();
         }
-        self.send(ToMonitor::Request { request, remote: self.remote });
+        self.send(ToMonitor::Request { request, remote: self.dialog_target() });
     }
 
     /// Puts the far end on hold (a re-INVITE offering `sendonly`) or takes it back (`sendrecv`):
@@ -570,7 +600,7 @@ impl Pvt {
         reinvite.headers.push(HeaderName::ContentType, "application/sdp");
         reinvite.body = self.media.offer().into_bytes();
         let seq = self.dialog.local_seq;
-        self.send(ToMonitor::Request { request: reinvite, remote: self.remote });
+        self.send(ToMonitor::Request { request: reinvite, remote: self.dialog_target() });
         seq
     }
 
@@ -583,7 +613,7 @@ impl Pvt {
         notify.headers.push(HeaderName::UserAgent, self.useragent.clone());
         notify.headers.push(HeaderName::ContentType, "message/sipfrag;version=2.0");
         notify.body = format!("{sipfrag}\r\n").into_bytes();
-        self.send(ToMonitor::Request { request: notify, remote: self.remote });
+        self.send(ToMonitor::Request { request: notify, remote: self.dialog_target() });
     }
 
     fn bye(&mut self) {
@@ -664,7 +694,7 @@ impl Pvt {
     fn ack(&mut self, seq: u32) {
         let via = self.new_via();
         let ack = self.dialog.ack(seq, &via);
-        self.send(ToMonitor::Stateless { message: SipMessage::Request(ack), remote: self.remote });
+        self.send(ToMonitor::Stateless { message: SipMessage::Request(ack), remote: self.dialog_target() });
     }
 
     /// A response to our INVITE (outbound calls).
