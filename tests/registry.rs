@@ -121,8 +121,13 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(password: &str) -> Kamailio {
-        let dir = TestDir::new("kamailio");
         let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Kamailio::start_on(password, port)
+    }
+
+    /// On a given port (to come back where it was); grants expiries down to 1 s.
+    fn start_on(password: &str, port: u16) -> Kamailio {
+        let dir = TestDir::new("kamailio");
         let ctl = dir.path.join("ctl");
         let cfg = dir.path.join("kamailio.cfg");
         std::fs::write(
@@ -134,6 +139,7 @@ impl Kamailio {
                  loadmodule \"pv.so\"\nloadmodule \"maxfwd.so\"\nloadmodule \"textops.so\"\nloadmodule \"siputils.so\"\n\
                  loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nloadmodule \"auth.so\"\nloadmodule \"ctl.so\"\n\
                  modparam(\"usrloc\", \"db_mode\", 0)\nmodparam(\"ctl\", \"binrpc\", \"unix:{ctl}\")\n\
+                 modparam(\"registrar\", \"min_expires\", 1)\n\
                  request_route {{\n\
                    if (is_method(\"REGISTER\")) {{\n\
                      if (!pv_auth_check(\"$fd\", \"{password}\", \"0\", \"1\")) {{ auth_challenge(\"$fd\", \"1\"); exit; }}\n\
@@ -219,4 +225,29 @@ fn kamailio_registrar_takes_the_registration_and_relays_a_call() {
     let (code, out) = run_sipp(kamailio.port, "invite_pbx_hangs_up.xml", "alice", "", "", 1);
     assert_eq!(code, 0, "{out}\n{}\n{}", server.log_tail(), kamailio.log());
     assert!(server.log().contains("Call from Kamailio"), "{}", server.log_tail());
+}
+
+/// Kamailio stops: the refresh gets no answer and the line shows Timeout; Kamailio comes back
+/// on the same port: Registered again.
+#[test]
+fn kamailio_gone_is_a_timeout_and_back_is_registered() {
+    let kamailio = Kamailio::start("s3cret");
+    let kam_port = kamailio.port;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TestDir::new("regkamback");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => chan_sip.so\n");
+    // Refreshed every 2 s (a fifth of 10 s); no answer within 1 s is a timeout.
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nregistertimeout=1\nregister => alice:s3cret@127.0.0.1:{kam_port}/600~10\n"
+        ),
+    );
+    let server = Server::start(dir);
+    assert!(registry_shows(&server, "Registered").is_some(), "{}\n{}", server.rx("sip show registry"), kamailio.log());
+    drop(kamailio);
+    assert!(registry_shows(&server, "Timeout").is_some(), "{}\n{}", server.rx("sip show registry"), server.log_tail());
+    let back = Kamailio::start_on("s3cret", kam_port);
+    assert!(registry_shows(&server, "Registered").is_some(), "{}\n{}", server.rx("sip show registry"), back.log());
 }
