@@ -97,7 +97,7 @@ pub struct Peer {
 }
 
 /// One `register =>` line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Registration {
     pub peer: Option<String>,
     pub transport: String,

@@ -224,8 +224,8 @@ impl Monitor {
         }
         for i in due {
             self.send_register(i, None, now);
+            self.publish_line(i);
         }
-        self.publish_registry();
     }
 
     fn send_register(&mut self, i: usize, authorization: Option<(HeaderName, String)>, now: std::time::Instant) {
@@ -271,24 +271,21 @@ impl Monitor {
                 _ => {}
             }
         }
-        self.publish_registry();
+        self.publish_line(i);
     }
 
-    /// What `sip show registry` shows.
+    /// What `sip show registry` shows, every line (after a reload).
     fn publish_registry(&self) {
-        let rows = self
-            .registry
-            .lines
-            .iter()
-            .map(|l| crate::shared::RegistryRow {
-                host: crate::registry::host_column(&l.config),
-                username: l.config.user.clone(),
-                refresh: l.expiry,
-                state: l.state.text(),
-                reg_time: l.reg_time,
-            })
-            .collect();
+        let rows = self.registry.lines.iter().map(registry_row).collect();
         *self.shared.registry.write().unwrap_or_else(|p| p.into_inner()) = rows;
+    }
+
+    /// What `sip show registry` shows of line `i` (after a change to it alone).
+    fn publish_line(&self, i: usize) {
+        let Some(line) = self.registry.lines.get(i) else { return };
+        if let Some(row) = self.shared.registry.write().unwrap_or_else(|p| p.into_inner()).get_mut(i) {
+            *row = registry_row(line);
+        }
     }
 
     /// At unload and shutdown: `Expires: 0` for every registered line, sent once without waiting.
@@ -504,7 +501,7 @@ impl Monitor {
                             );
                         }
                         self.registry.timeout(line, std::time::Instant::now());
-                        self.publish_registry();
+                        self.publish_line(line);
                     }
                 }
                 if let Some(key) = self.requests.remove(&tx) {
@@ -868,6 +865,17 @@ impl Monitor {
             return bound;
         }
         request.uri.host.ip().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    }
+}
+
+/// A `register =>` line as `sip show registry` shows it.
+fn registry_row(line: &crate::registry::Line) -> crate::shared::RegistryRow {
+    crate::shared::RegistryRow {
+        host: crate::registry::host_column(&line.config),
+        username: line.config.user.clone(),
+        refresh: line.expiry,
+        state: line.state.text(),
+        reg_time: line.reg_time,
     }
 }
 

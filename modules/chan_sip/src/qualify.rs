@@ -9,7 +9,7 @@
 //! OPTIONS and reports back with [`Qualifier::sent`], [`Qualifier::answered`] and
 //! [`Qualifier::failed`]; [`Qualifier::poll_timeout`] says when to call again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// What `sip show peers` says of a peer.
@@ -71,8 +71,21 @@ pub struct StatusChange {
 #[derive(Debug, Default)]
 pub struct Qualifier {
     peers: HashMap<String, Poked>,
+    /// Every peer's next deadline (its poke, or its answer's), in order: the monitor asks for the
+    /// next one on every wake-up, so this must not be a scan of 10,000 peers.
+    schedule: BTreeSet<(Instant, String)>,
     /// Spreads first pokes: a counter mixed into the offset.
     spread: u64,
+}
+
+impl Poked {
+    /// When this peer next needs attention: its answer's deadline, or its next poke.
+    fn deadline(&self) -> Instant {
+        match self.outstanding {
+            Some(sent) => sent + Duration::from_millis(2 * u64::from(self.max_ms)),
+            None => self.next,
+        }
+    }
 }
 
 impl Qualifier {
@@ -80,7 +93,8 @@ impl Qualifier {
     /// (at start and on `sip reload`): new peers get a first poke spread over their period,
     /// peers that stay keep their status, others are forgotten.
     pub fn configure(&mut self, now: Instant, peers: &[(String, u32, u32)]) {
-        self.peers.retain(|name, _| peers.iter().any(|(n, _, _)| n == name));
+        let wanted: HashSet<&str> = peers.iter().map(|(n, _, _)| n.as_str()).collect();
+        self.peers.retain(|name, _| wanted.contains(name.as_str()));
         for (name, max_ms, freq) in peers {
             let freq = Duration::from_secs(u64::from((*freq).max(1)));
             match self.peers.get_mut(name) {
@@ -106,6 +120,20 @@ impl Qualifier {
                 }
             }
         }
+        self.schedule = self.peers.iter().map(|(name, p)| (p.deadline(), name.clone())).collect();
+    }
+
+    /// Runs `f` on a peer and moves it in the schedule if its deadline changed.
+    fn update<T>(&mut self, name: &str, f: impl FnOnce(&mut Poked) -> T) -> Option<T> {
+        let p = self.peers.get_mut(name)?;
+        let before = p.deadline();
+        let out = f(p);
+        let after = p.deadline();
+        if after != before {
+            self.schedule.remove(&(before, name.to_owned()));
+            self.schedule.insert((after, name.to_owned()));
+        }
+        Some(out)
     }
 
     /// The status of a qualified peer (`None`: not qualified).
@@ -120,30 +148,32 @@ impl Qualifier {
 
     /// When [`Qualifier::due`] has something to do next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers
-            .values()
-            .map(|p| match p.outstanding {
-                Some(sent) => sent + Duration::from_millis(2 * u64::from(p.max_ms)),
-                None => p.next,
-            })
-            .min()
+        self.schedule.first().map(|(at, _)| *at)
     }
 
     /// Pokes that went unanswered too long become UNREACHABLE (returned as changes); returns
-    /// the peers to poke now in `poke`.
+    /// the peers to poke now in `poke` (the caller reports each with [`Qualifier::sent`]).
     pub fn due(&mut self, now: Instant, poke: &mut Vec<String>) -> Vec<StatusChange> {
         let mut changes = Vec::new();
-        for (name, p) in &mut self.peers {
-            if let Some(sent) = p.outstanding {
-                if now >= sent + Duration::from_millis(2 * u64::from(p.max_ms)) {
-                    p.outstanding = None;
-                    p.next = now + UNREACHABLE_FREQ;
-                    if let Some(change) = set_status(name, p, PeerStatus::Unreachable, now.duration_since(sent)) {
-                        changes.push(change);
-                    }
+        let mut due = Vec::new();
+        while let Some((at, name)) = self.schedule.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.schedule.pop_first();
+            due.push(name);
+        }
+        for name in due {
+            let Some(p) = self.peers.get_mut(&name) else { continue };
+            if let Some(sent) = p.outstanding.take() {
+                p.next = now + UNREACHABLE_FREQ;
+                if let Some(change) = set_status(&name, p, PeerStatus::Unreachable, now.duration_since(sent)) {
+                    changes.push(change);
                 }
-            } else if now >= p.next {
-                poke.push(name.clone());
+                self.schedule.insert((p.deadline(), name));
+            } else {
+                // Out of the schedule until `sent` says what happened.
+                poke.push(name);
             }
         }
         changes
@@ -153,44 +183,48 @@ impl Qualifier {
     /// not registered, which is UNKNOWN and tried again a period later).
     pub fn sent(&mut self, peer: &str, now: Instant, sent: bool) -> Option<StatusChange> {
         let p = self.peers.get_mut(peer)?;
-        if sent {
+        // Normally `due` took it out of the schedule already; a direct call may not have.
+        self.schedule.remove(&(p.deadline(), peer.to_owned()));
+        let change = if sent {
             p.outstanding = Some(now);
             None
         } else {
             p.next = now + p.freq;
             set_status(peer, p, PeerStatus::Unknown, Duration::ZERO)
-        }
+        };
+        let deadline = p.deadline();
+        self.schedule.insert((deadline, peer.to_owned()));
+        change
     }
 
     /// Pokes `peer` at the next [`Qualifier::due`] (`sip qualify peer`).
     pub fn poke_now(&mut self, peer: &str, now: Instant) -> bool {
-        match self.peers.get_mut(peer) {
-            Some(p) => {
-                p.outstanding = None;
-                p.next = now;
-                true
-            }
-            None => false,
-        }
+        self.update(peer, |p| {
+            p.outstanding = None;
+            p.next = now;
+        })
+        .is_some()
     }
 
     /// A response (any: even 404 or 501 means the peer is there) to the OPTIONS sent to `peer`.
     pub fn answered(&mut self, peer: &str, now: Instant) -> Option<StatusChange> {
-        let p = self.peers.get_mut(peer)?;
-        let sent = p.outstanding.take()?;
-        let rtt = now.duration_since(sent);
-        let ms = rtt.as_millis().min(u128::from(u32::MAX)) as u32;
-        p.next = now + p.freq;
-        let status = if ms <= p.max_ms { PeerStatus::Reachable { ms } } else { PeerStatus::Lagged { ms } };
-        set_status(peer, p, status, rtt)
+        self.update(peer, |p| {
+            let sent = p.outstanding.take()?;
+            let rtt = now.duration_since(sent);
+            let ms = rtt.as_millis().min(u128::from(u32::MAX)) as u32;
+            p.next = now + p.freq;
+            let status = if ms <= p.max_ms { PeerStatus::Reachable { ms } } else { PeerStatus::Lagged { ms } };
+            set_status(peer, p, status, rtt)
+        })?
     }
 
     /// The OPTIONS to `peer` failed (transaction timeout, transport error).
     pub fn failed(&mut self, peer: &str, now: Instant) -> Option<StatusChange> {
-        let p = self.peers.get_mut(peer)?;
-        let sent = p.outstanding.take()?;
-        p.next = now + UNREACHABLE_FREQ;
-        set_status(peer, p, PeerStatus::Unreachable, now.duration_since(sent))
+        self.update(peer, |p| {
+            let sent = p.outstanding.take()?;
+            p.next = now + UNREACHABLE_FREQ;
+            set_status(peer, p, PeerStatus::Unreachable, now.duration_since(sent))
+        })?
     }
 }
 

@@ -18,6 +18,7 @@
 //! [`Registry::request`] builds each REGISTER, the responses and timeouts come back through
 //! [`Registry::response`] and [`Registry::timeout`].
 
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -87,6 +88,9 @@ pub struct Line {
 #[derive(Debug, Default)]
 pub struct Registry {
     pub lines: Vec<Line>,
+    /// Each line's next deadline (its next REGISTER, or its answer's), in order: asked on every
+    /// wake-up of the monitor, so never a scan of 10,000 lines.
+    schedule: BTreeSet<(Instant, usize)>,
     registertimeout: Duration,
     registerattempts: u32,
 }
@@ -115,11 +119,13 @@ impl Registry {
     ) -> Vec<Line> {
         self.registertimeout = Duration::from_secs(u64::from(registertimeout.max(1)));
         self.registerattempts = registerattempts;
+        let wanted: HashSet<&Registration> = lines.iter().collect();
         let (kept, removed): (Vec<Line>, Vec<Line>) =
-            std::mem::take(&mut self.lines).into_iter().partition(|l| lines.contains(&l.config));
+            std::mem::take(&mut self.lines).into_iter().partition(|l| wanted.contains(&l.config));
         self.lines = kept;
+        let existing: HashSet<Registration> = self.lines.iter().map(|l| l.config.clone()).collect();
         for (i, config) in lines.iter().enumerate() {
-            if self.lines.iter().any(|l| &l.config == config) {
+            if existing.contains(config) {
                 continue;
             }
             // First REGISTERs 10 ms apart: thousands of lines do not leave in one burst.
@@ -140,12 +146,31 @@ impl Registry {
                 registrar: None,
             });
         }
+        self.schedule = (0..self.lines.len()).filter_map(|i| Some((self.deadline(i)?, i))).collect();
         removed
     }
 
+    /// When line `i` next needs attention.
+    fn deadline(&self, i: usize) -> Option<Instant> {
+        let line = self.lines.get(i)?;
+        line.next.or(line.waiting.map(|w| w + self.registertimeout))
+    }
+
+    /// Moves line `i` in the schedule after a change (its deadline was `before`).
+    fn reschedule(&mut self, i: usize, before: Option<Instant>) {
+        let after = self.deadline(i);
+        if after != before {
+            if let Some(before) = before {
+                self.schedule.remove(&(before, i));
+            }
+            if let Some(after) = after {
+                self.schedule.insert((after, i));
+            }
+        }
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timeout = self.registertimeout;
-        self.lines.iter().filter_map(|l| l.next.or(l.waiting.map(|w| w + timeout))).min()
+        self.schedule.first().map(|(at, _)| *at)
     }
 
     /// The lines to send a REGISTER for now (their index). A REGISTER unanswered for
@@ -154,7 +179,16 @@ impl Registry {
     pub fn due(&mut self, now: Instant) -> Vec<usize> {
         let (timeout, attempts_allowed) = (self.registertimeout, self.registerattempts);
         let mut due = Vec::new();
-        for (i, line) in self.lines.iter_mut().enumerate() {
+        let mut ready = Vec::new();
+        while let Some(&(at, i)) = self.schedule.first() {
+            if at > now {
+                break;
+            }
+            self.schedule.pop_first();
+            ready.push(i);
+        }
+        for i in ready {
+            let Some(line) = self.lines.get_mut(i) else { continue };
             if line.waiting.is_some_and(|w| now >= w + timeout) {
                 line.waiting = None;
                 if line.removing {
@@ -173,6 +207,10 @@ impl Registry {
                 line.authenticated = false;
                 due.push(i);
             }
+            // Whatever is left (a later deadline) goes back in the schedule.
+            if let Some(at) = self.deadline(i) {
+                self.schedule.insert((at, i));
+            }
         }
         due
     }
@@ -180,6 +218,21 @@ impl Registry {
     /// The REGISTER for line `i` (its next CSeq), from `local`; with `authorization` when it
     /// answers a challenge. Moves the line to Request Sent or Auth. Sent.
     pub fn request(
+        &mut self,
+        i: usize,
+        now: Instant,
+        local: SocketAddr,
+        branch: &str,
+        useragent: &str,
+        authorization: Option<(HeaderName, String)>,
+    ) -> Request {
+        let before = self.deadline(i);
+        let request = self.request_inner(i, now, local, branch, useragent, authorization);
+        self.reschedule(i, before);
+        request
+    }
+
+    fn request_inner(
         &mut self,
         i: usize,
         now: Instant,
@@ -223,6 +276,19 @@ impl Registry {
     /// What the REGISTER of line `i` got. Returns the `Authorization` to re-send with, when the
     /// answer is a challenge we can meet.
     pub fn response(
+        &mut self,
+        i: usize,
+        now: Instant,
+        response: &Response,
+        cnonce: &str,
+    ) -> Option<(HeaderName, String)> {
+        let before = self.deadline(i);
+        let answer = self.response_inner(i, now, response, cnonce);
+        self.reschedule(i, before);
+        answer
+    }
+
+    fn response_inner(
         &mut self,
         i: usize,
         now: Instant,
@@ -313,6 +379,12 @@ impl Registry {
 
     /// The REGISTER of line `i` got no answer at all.
     pub fn timeout(&mut self, i: usize, now: Instant) {
+        let before = self.deadline(i);
+        self.timeout_inner(i, now);
+        self.reschedule(i, before);
+    }
+
+    fn timeout_inner(&mut self, i: usize, now: Instant) {
         let (timeout, attempts_allowed) = (self.registertimeout, self.registerattempts);
         if let Some(line) = self.lines.get_mut(i) {
             if line.waiting.take().is_none() {
@@ -345,10 +417,12 @@ impl Registry {
 
     /// Marks line `i` for unregistering (Expires: 0) and sends it next.
     pub fn remove(&mut self, i: usize, now: Instant) {
+        let before = self.deadline(i);
         if let Some(line) = self.lines.get_mut(i) {
             line.removing = true;
             line.next = Some(now);
         }
+        self.reschedule(i, before);
     }
 }
 
