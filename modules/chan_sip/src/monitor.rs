@@ -57,6 +57,10 @@ pub struct Monitor {
     /// `register =>` lines, and their REGISTER transactions in flight (to which line).
     registry: Registry,
     reg_txs: HashMap<TxId, usize>,
+    /// Registrar addresses (and the extension registered there) to their line: an INVITE from
+    /// one is that line's (see `find_caller`).
+    registrar_ips: HashMap<std::net::IpAddr, usize>,
+    registrar_extens: HashMap<(std::net::IpAddr, String), usize>,
     from_calls: mpsc::UnboundedReceiver<ToMonitor>,
 }
 
@@ -92,6 +96,8 @@ impl Monitor {
             pokes: HashMap::new(),
             registry: Registry::default(),
             reg_txs: HashMap::new(),
+            registrar_ips: HashMap::new(),
+            registrar_extens: HashMap::new(),
             from_calls,
         }
     }
@@ -187,6 +193,8 @@ impl Monitor {
         let shared = self.shared.clone();
         let removed = self.registry.configure(now, &lines, expiry, timeout, attempts, || shared.random());
         self.reg_txs.clear();
+        self.registrar_ips.clear();
+        self.registrar_extens.clear();
         for line in removed.into_iter().filter(|l| l.state == RegState::Registered) {
             let mut gone = Registry::default();
             gone.lines.push(line);
@@ -236,6 +244,8 @@ impl Monitor {
             Some((request, remote)) => {
                 if let Some(line) = self.registry.lines.get_mut(i) {
                     line.registrar = Some(remote);
+                    self.registrar_ips.entry(remote.ip()).or_insert(i);
+                    self.registrar_extens.entry((remote.ip(), line.config.extension.clone())).or_insert(i);
                 }
                 let tx = self.endpoint.send_request(now, request, remote, Transport::Udp);
                 self.reg_txs.insert(tx, i);
@@ -682,7 +692,8 @@ impl Monitor {
             })
             .or_else(|| {
                 // A call from the registrar of a `register => peer?...` line is that peer's.
-                let name = self.registration_from(remote)?.config.peer.as_ref()?;
+                let exten = request.uri.user_unescaped();
+                let name = self.registration_from(remote, exten.as_deref())?.config.peer.as_ref()?;
                 self.conf.peers.iter().find(|p| &p.name == name && p.kind != PeerKind::User)
             })
             .map(|p| Arc::new(p.clone()))
@@ -690,8 +701,10 @@ impl Monitor {
 
     /// The `register =>` line whose registrar `remote` is (by address: a trunk's calls come
     /// from its registrar's host, not always from its port).
-    fn registration_from(&self, remote: SocketAddr) -> Option<&crate::registry::Line> {
-        self.registry.lines.iter().find(|l| l.registrar.is_some_and(|a| a.ip() == remote.ip()))
+    /// (The line whose extension the Request-URI names, when several register there.)
+    fn registration_from(&self, remote: SocketAddr, exten: Option<&str>) -> Option<&crate::registry::Line> {
+        let by_exten = exten.and_then(|e| self.registrar_extens.get(&(remote.ip(), e.to_owned())));
+        by_exten.or_else(|| self.registrar_ips.get(&remote.ip())).and_then(|&i| self.registry.lines.get(i))
     }
 
     /// A new INVITE: identify and authenticate the caller, check call-limit, the extension and
@@ -722,7 +735,8 @@ impl Monitor {
             Some(_) => {}
             // Guests, and calls from a registrar we are registered with (to the line's
             // extension, in `[general] context`): that is what the registration is for.
-            None if conf.general.allowguest || self.registration_from(remote).is_some() => {}
+            None if conf.general.allowguest
+                || self.registration_from(remote, request.uri.user_unescaped().as_deref()).is_some() => {}
             None => {
                 // No guests: an unknown caller is challenged like a known one, then refused.
                 let name = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
