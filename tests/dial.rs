@@ -411,3 +411,32 @@ fn a_challenge_is_answered_with_the_accounts_credentials() {
     let (code, out) = uas.finish();
     assert_eq!(code, 0, "the digest verified: {out}");
 }
+
+/// dtmfmode=inband: Dial's D() option presses 5 on the called leg as two tones in the audio,
+/// and the call back into Starling (peer `loop`, inband too) hears the key in Read().
+#[test]
+fn inband_digits_are_sent_and_heard() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TestDir::new("dialinband");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write(
+        "modules.conf",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => app_playback.so\nload => chan_sip.so\n",
+    );
+    dir.write(
+        "extensions.conf",
+        "[guests]\nexten => 40,1,Dial(SIP/loop/41,5,D(5))\n same => n,Hangup()\n\
+         [loopback]\nexten => 41,1,Answer()\n same => n,Read(KEY,,1,,,4)\n same => n,NoOp(KEY=${KEY})\n same => n,Wait(1)\n",
+    );
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=guests\ndisallow=all\nallow=ulaw\n\
+             [loop]\ntype=peer\nhost=127.0.0.1\nport={port}\ncontext=loopback\ndtmfmode=inband\n"
+        ),
+    );
+    let server = Server::start(dir);
+    let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "40", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(server.log().contains("KEY=5"), "the key was heard in the audio: {}", server.log_tail());
+}

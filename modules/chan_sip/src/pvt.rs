@@ -367,6 +367,26 @@ impl DigitOut {
     }
 }
 
+/// A key press going out inband: its tones, 20 ms (160 samples) at a time.
+struct InbandOut {
+    samples: Vec<i16>,
+    sent: usize,
+    next: TokioInstant,
+}
+
+impl InbandOut {
+    /// The next 20 ms as signed linear bytes; `None` once all is sent.
+    fn next_frame(&mut self) -> Option<Vec<u8>> {
+        let chunk = self.samples.get(self.sent..(self.sent + 160).min(self.samples.len()))?;
+        if chunk.is_empty() {
+            return None;
+        }
+        self.sent += chunk.len();
+        self.next += Duration::from_millis(20);
+        Some(chunk.iter().flat_map(|s| s.to_le_bytes()).collect())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Outbound, before the owner calls.
@@ -460,6 +480,16 @@ impl Pvt {
             }
         }
         self.remote
+    }
+
+    /// Whether key presses go in the audio: `dtmfmode=inband`, or `auto` when the far end did
+    /// not take telephone-event.
+    fn inband(&self, event_type: Option<u8>) -> bool {
+        match self.dtmfmode {
+            DtmfMode::Inband => true,
+            DtmfMode::Auto => event_type.is_none(),
+            _ => false,
+        }
     }
 
     /// Tells the call relaying to us which stream its packets continue (ours so far).
@@ -844,6 +874,11 @@ impl Pvt {
         let mut retransmit: Option<(TokioInstant, Duration, Response)> = None;
         // An RFC 4733 key press being sent: one packet every 20 ms; voice waits meanwhile.
         let mut dtmf_out: Option<DigitOut> = None;
+        // An inband key press being sent (dtmfmode=inband, or auto without telephone-event).
+        let mut inband_out: Option<InbandOut> = None;
+        let mut inband_in = starling_media::dtmf::InbandDetector::new();
+        let mut inband_started = TokioInstant::now();
+        let mut linear = Vec::with_capacity(160);
         let give_up_2xx = 64 * T1;
         let mut answered_at = TokioInstant::now();
         // Outbound, after CANCEL: how long we wait for the INVITE's final response.
@@ -863,12 +898,17 @@ impl Pvt {
         let mut armed = far;
         'call: loop {
             let rtp_deadline = self.session.poll_timeout().map(TokioInstant::from_std);
-            let deadline =
-                [rtp_deadline, retransmit.as_ref().map(|r| r.0), dtmf_out.as_ref().map(|d| d.next), cancel_deadline]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .unwrap_or(far);
+            let deadline = [
+                rtp_deadline,
+                retransmit.as_ref().map(|r| r.0),
+                dtmf_out.as_ref().map(|d| d.next),
+                inband_out.as_ref().map(|d| d.next),
+                cancel_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(far);
             if deadline != armed {
                 timer.as_mut().reset(deadline);
                 armed = deadline;
@@ -917,7 +957,7 @@ impl Pvt {
                         // Nothing goes to a party that put us on hold (we answered recvonly/inactive).
                         let relayed_into =
                             self.relay.is_some() && self.published.lock().unwrap_or_else(|p| p.into_inner()).relayed_into;
-                        if dtmf_out.is_none() && !self.held && !relayed_into {
+                        if dtmf_out.is_none() && inband_out.is_none() && !self.held && !relayed_into {
                             self.write_voice(f, samples, data, (format, payload_type, samples_per_ms));
                             if self.relay.is_some() {
                                 // A native bridge is starting: until the other call relays, its
@@ -928,7 +968,18 @@ impl Pvt {
                         }
                     }
                     Some(DriverCommand::SendDigit(digit)) => {
-                        if self.dtmfmode == DtmfMode::Info {
+                        if self.inband(event_type) {
+                            // 100 ms of the key's two tones, as voice, 20 ms at a time, then 60 ms
+                            // of silence: a far end that hears nothing after the key (no other
+                            // audio) still hears the key end.
+                            match starling_media::dtmf::tone(digit, 800) {
+                                Some(mut samples) if inband_out.is_none() => {
+                                    samples.resize(800 + 480, 0);
+                                    inband_out = Some(InbandOut { samples, sent: 0, next: TokioInstant::now() });
+                                }
+                                _ => tracing::debug!("DTMF '{digit}' not sent inband on {}: one already going", self.key.call_id),
+                            }
+                        } else if self.dtmfmode == DtmfMode::Info {
                             if matches!(state, State::Answered { .. }) {
                                 let signal = match digit { '*' => "10".to_owned(), '#' => "11".to_owned(), d => d.to_string() };
                                 self.request_in_dialog(Method::Info, Some(("application/dtmf-relay", format!("Signal={signal}\r\nDuration=100\r\n"))));
@@ -1119,6 +1170,29 @@ impl Pvt {
                                 }
                             } else if packet.payload_type == payload_type {
                                 let data = buffer[packet.payload.0..packet.payload.1].to_vec();
+                                if self.inband(event_type) && matches!(format, "ulaw" | "alaw") {
+                                    linear.resize(data.len(), 0);
+                                    if format == "ulaw" {
+                                        starling_media::g711::decode_ulaw(&data, &mut linear);
+                                    } else {
+                                        starling_media::g711::decode_alaw(&data, &mut linear);
+                                    }
+                                    inband_in.feed(&linear, &mut dtmf_events);
+                                    for event in dtmf_events.drain(..) {
+                                        let frame = match event {
+                                            DtmfEvent::Begin(digit) => {
+                                                inband_started = TokioInstant::now();
+                                                Frame::DtmfBegin(digit)
+                                            }
+                                            DtmfEvent::End { digit, .. } => {
+                                                tracing::debug!("DTMF '{digit}' heard inband on {}", self.key.call_id);
+                                                let duration_ms = inband_started.elapsed().as_millis() as u32;
+                                                Frame::DtmfEnd { digit, duration_ms }
+                                            }
+                                        };
+                                        let _ = self.driver.frames.send(frame).await;
+                                    }
+                                }
                                 let samples = match format {
                                     "ulaw" | "alaw" => data.len() as u32,
                                     _ => 20 * samples_per_ms,
@@ -1161,6 +1235,16 @@ impl Pvt {
                         if now >= out.next && !out.send_next(&mut self.session) {
                             self.session.skip(out.duration);
                             dtmf_out = None;
+                        }
+                    }
+                    if let Some(out) = inband_out.as_mut() {
+                        if now >= out.next {
+                            match out.next_frame() {
+                                Some(bytes) => {
+                                    self.write_voice("slin", 160, bytes, (format, payload_type, samples_per_ms));
+                                }
+                                None => inband_out = None,
+                            }
                         }
                     }
                     self.session.handle_timeout(now.into_std());
