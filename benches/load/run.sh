@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Starling load harness: SIPp against the real binary, one Starling per stage.
 #
-#   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged
+#   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged peers
 #
-# With no stage, all four run in that order. Every stage starts its own Starling in its own
+# With no stage, all five run in that order. Every stage starts its own Starling in its own
 # temp dir on free ports of 127.0.0.1, drives it with SIPp for DURATION seconds, measures
 # Starling's CPU time (utime+stime from /proc/<pid>/stat) and memory (VmRSS, VmHWM), stops it
 # and kills only the processes it started. A table of the figures is printed and appended,
@@ -17,10 +17,14 @@
 #   --b2bua-rate R        b2bua: calls started per second                       [B2BUA_RATE=200]
 #   --concurrent N        bridged: target number of simultaneous calls          [CONCURRENT=600]
 #   --ramp S              bridged: seconds to reach the target (= call length)  [RAMP=DURATION/3]
+#   --lines N             peers: number of register => lines                    [LINES=10000]
+#   --peers N             peers: number of qualified peers                      [PEERS=10000]
+#   --peers-duration S    peers: seconds the lines and peers are held           [PEERS_DURATION=DURATION]
 #   --no-results          do not touch benches/RESULTS.md                       [NO_RESULTS=1]
 #   --keep                keep the temp dirs (configs, SIPp logs, server logs)  [KEEP=1]
 #   -h, --help
 # More: REG_LIMIT, ANSWER_LIMIT, B2BUA_LIMIT (outstanding calls, SIPp -l), B2BUA_HOLD_MS,
+# PEERS_POLL (peers: seconds between polls of sip show registry/peers until all are up, 3),
 # STARLING (the binary; default target/release/starling), VERBOSE (Starling's verbose, 0),
 # RESULTS (the results file), RESULTS_NOTE (a line added to the results section), DEBUG=1.
 set -uo pipefail
@@ -44,15 +48,18 @@ while [ $# -gt 0 ]; do
         --b2bua-rate) B2BUA_RATE=$2; shift ;;
         --concurrent) CONCURRENT=$2; shift ;;
         --ramp) RAMP=$2; shift ;;
+        --lines) LINES=$2; shift ;;
+        --peers) PEERS=$2; shift ;;
+        --peers-duration) PEERS_DURATION=$2; shift ;;
         --no-results) NO_RESULTS=1 ;;
         --keep) KEEP=1 ;;
         -h|--help) usage; exit 0 ;;
-        register|answer|b2bua|bridged) STAGES+=("$1") ;;
-        *) echo "run.sh: unknown argument '$1' (stages: register answer b2bua bridged; -h for help)" >&2; exit 2 ;;
+        register|answer|b2bua|bridged|peers) STAGES+=("$1") ;;
+        *) echo "run.sh: unknown argument '$1' (stages: register answer b2bua bridged peers; -h for help)" >&2; exit 2 ;;
     esac
     shift
 done
-[ ${#STAGES[@]} -eq 0 ] && STAGES=(register answer b2bua bridged)
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(register answer b2bua bridged peers)
 
 DURATION=${DURATION:-60}
 USERS=${USERS:-5000}
@@ -65,6 +72,10 @@ B2BUA_HOLD_MS=${B2BUA_HOLD_MS:-1000}
 B2BUA_LIMIT=${B2BUA_LIMIT:-$((B2BUA_RATE * 4 + 50))}
 CONCURRENT=${CONCURRENT:-600}
 RAMP=${RAMP:-$((DURATION / 3))}
+LINES=${LINES:-10000}
+PEERS=${PEERS:-10000}
+PEERS_DURATION=${PEERS_DURATION:-$DURATION}
+PEERS_POLL=${PEERS_POLL:-3}
 VERBOSE=${VERBOSE:-0}
 KEEP=${KEEP:-0}
 NO_RESULTS=${NO_RESULTS:-0}
@@ -72,13 +83,14 @@ STARLING=${STARLING:-$ROOT/target/release/starling}
 MODDIR=${MODDIR:-$(dirname "$STARLING")}
 RESULTS=${RESULTS:-$ROOT/benches/RESULTS.md}
 
-for n in DURATION USERS REG_RATE REG_LIMIT ANSWER_RATE ANSWER_LIMIT B2BUA_RATE B2BUA_HOLD_MS B2BUA_LIMIT CONCURRENT RAMP; do
+for n in DURATION USERS REG_RATE REG_LIMIT ANSWER_RATE ANSWER_LIMIT B2BUA_RATE B2BUA_HOLD_MS B2BUA_LIMIT CONCURRENT RAMP LINES PEERS PEERS_DURATION PEERS_POLL; do
     if ! [[ ${!n} =~ ^[0-9]+$ ]] || [ "${!n}" -lt 1 ]; then
         echo "run.sh: $n must be a positive integer (got '${!n}')" >&2
         exit 2
     fi
 done
 [ "$RAMP" -ge "$DURATION" ] && RAMP=$((DURATION > 2 ? DURATION / 2 : 1))
+[ "$LINES" -gt 99999 ] || [ "$PEERS" -gt 99999 ] && { echo "run.sh: LINES and PEERS go up to 99999" >&2; exit 2; }
 for tool in sipp python3 timeout getconf; do
     command -v "$tool" >/dev/null || { echo "run.sh: '$tool' is missing (SIPp: apt-get install sip-tester)" >&2; exit 2; }
 done
@@ -226,11 +238,12 @@ EOF
     printf '[general]\nrtpstart = 10000\nrtpend = 20000\n' >"$dir/etc/rtp.conf"
 }
 
-start_starling() { # DIR: starts Starling and waits until its control socket answers
-    local dir=$1 out module
+start_starling() { # DIR [MODULES]: starts Starling and waits until its control socket answers
+    local dir=$1 modules=${2:-chan_sip.so pbx_config.so} out module longest=$DURATION
     CONF=$dir/etc/starling.conf
+    [ "$PEERS_DURATION" -gt "$longest" ] && longest=$PEERS_DURATION
     # `timeout` bounds its life even if this script dies without running its trap.
-    timeout -k 5 $((DURATION * 3 + 300)) "$STARLING" -C "$CONF" -f >"$dir/server.log" 2>&1 &
+    timeout -k 5 $((longest * 3 + 300)) "$STARLING" -C "$CONF" -f >"$dir/server.log" 2>&1 &
     STARLING_TPID=$!
     BG_PIDS+=("$STARLING_TPID")
     for _ in $(seq 1 150); do
@@ -246,7 +259,7 @@ start_starling() { # DIR: starts Starling and waits until its control socket ans
             # A module refused at load (say, built against another core while cargo is at
             # work) would leave a server that answers nothing: say so instead of measuring it.
             out=$(rx "module show")
-            for module in chan_sip.so pbx_config.so; do
+            for module in $modules; do
                 if [[ $out != *"$module"* ]]; then
                     log "Starling runs without $module (module show: ${out##*$'\n'}); log tail:"
                     tail -20 "$dir/server.log" >&2
@@ -631,6 +644,156 @@ stage_bridged() {
 }
 
 # ---------------------------------------------------------------------------------------
+# (e) peers: LINES register => lines and PEERS qualified peers, held PEERS_DURATION seconds
+# ---------------------------------------------------------------------------------------
+PEERS_ENV=""   # the peers settings, for the results' command line (when the stage ran)
+PEERS_SHORT="" # a note when the stage ran smaller or shorter than the issue's figure
+
+registry_states() { # `sip show registry` on stdin -> "State=count" lines (column State: 71-90)
+    awk 'NR > 1 && length($0) >= 71 { s = substr($0, 71, 20); sub(/ +$/, "", s); n[s]++ }
+         END { for (k in n) printf "%s=%d\n", k, n[k] }'
+}
+
+registered_count() { # `sip show registry` -> how many rows say Registered
+    local n
+    n=$(rx "sip show registry" | registry_states | sed -n 's/^Registered=//p')
+    echo "${n:-0}"
+}
+
+peers_monitored() { # `sip show peers` -> "online offline" of the monitored (qualified) peers
+    local out
+    out=$(rx "sip show peers" | tail -1 | sed -n 's/^[0-9]* sip peers \[Monitored: \([0-9]*\) online, \([0-9]*\) offline.*/\1 \2/p')
+    echo "${out:-0 0}"
+}
+
+up_text() { # SECONDS_SEEN COUNT_AT_END WANTED MAX_POLLED: when everything was up, in words
+    if [ -n "$1" ]; then echo "at t = $1 s"
+    elif [ "$2" -ge "$3" ]; then echo "between the last poll and the end (at most $4 at the last poll)"
+    else echo "never within the run (at most $4 polled, $2 at the end)"; fi
+}
+
+yes_no() { if [ "$1" = 1 ]; then echo yes; else echo NO; fi; }
+at_most() { python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)" "$1" "$2"; }
+
+stage_peers() {
+    local dir ports sport rport oport dur m_reg m_opt bound reg_tpid opt_tpid reg_pid opt_pid
+    local half_t="" half_c="" end_t e_t e_c hwm t n reg_s="" on_s="" reg_max=0 on_max=0
+    local states registered online offline reg_stats opt_stats reg_gen opt_gen cpu_pct half_pct
+    local r_total r_first r_full r_peak o_total o_first o_full o_peak r_span o_span tx target met reg_txt on_txt
+    dur=$PEERS_DURATION
+    PEERS_ENV=" LINES=$LINES PEERS=$PEERS PEERS_DURATION=$PEERS_DURATION"
+    if [ "$LINES" -lt 10000 ] || [ "$PEERS" -lt 10000 ] || [ "$dur" -lt 300 ]; then
+        PEERS_SHORT="peers: short validation run ($LINES lines + $PEERS peers held ${dur} s; the issue's figure is 10,000 + 10,000 held 300 s): read it as \"it works\", not as the issue's measurement"
+    fi
+    dir=$(stage_dir peers)
+    mapfile -t ports < <(free_ports 3)
+    sport=${ports[0]} rport=${ports[1]} oport=${ports[2]}
+    write_base_conf "$dir"
+    # Only the SIP channel: no dialplan is needed (nobody calls).
+    printf '[modules]\nautoload = no\nload => chan_sip.so\n' >"$dir/etc/modules.conf"
+    python3 - "$sport" "$rport" "$oport" "$LINES" "$PEERS" >"$dir/etc/sip.conf" <<'EOF'
+import sys
+sport, rport, oport, lines, peers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+print(f"[general]\nbindaddr=127.0.0.1\nbindport={sport}\nallowguest=no\nqualifyfreq=60")
+for n in range(1, lines + 1):
+    print(f"register => line{n:05d}@example.com:pw@127.0.0.1:{rport}/600~120")
+for n in range(1, peers + 1):
+    print(f"\n[peer{n:05d}]\ntype=peer\nhost=127.0.0.1\nport={oport}\nqualify=yes")
+EOF
+    cp "$SCENARIOS/peers_registrar.xml" "$SCENARIOS/peers_options.xml" "$dir/"
+    target="$LINES lines + $PEERS qualified peers, held ${dur}s"
+    log "peers: $LINES register => lines (registrar 127.0.0.1:$rport), $PEERS qualified peers (OPTIONS uas 127.0.0.1:$oport), held ${dur}s (Starling on 127.0.0.1:$sport)"
+    # Each uas takes every request as a call of its own: a REGISTER per line every 105 s
+    # (expiry 120 - 15), an OPTIONS per peer every 60 s (qualifyfreq), plus the first ones.
+    m_reg=$((LINES * (dur / 100 + 2)))
+    m_opt=$((PEERS * (dur / 50 + 2)))
+    bound=$((dur + 150)) # Starling's start (at most 30 s), the hold, the reads at the end
+    sipp_start peers_registrar "$dir" "$bound" -sf peers_registrar.xml -i 127.0.0.1 -p "$rport" \
+        -mp $((rport + 2)) -m "$m_reg" -timeout "$((bound - 15))s" -recv_timeout 10000
+    reg_tpid=$SIPP_TPID
+    sipp_start peers_options "$dir" "$bound" -sf peers_options.xml -i 127.0.0.1 -p "$oport" \
+        -mp $((oport + 2)) -m "$m_opt" -timeout "$((bound - 15))s" -recv_timeout 10000
+    opt_tpid=$SIPP_TPID
+    sleep 0.5
+    if ! start_starling "$dir" chan_sip.so; then
+        kill_tree "$reg_tpid"; forget "$reg_tpid"
+        kill_tree "$opt_tpid"; forget "$opt_tpid"
+        stop_starling
+        skip_row peers "$target" "failed: Starling did not start (see the log above)"
+        return
+    fi
+    # The window starts when Starling answers (configuration read, lines and peers scheduled).
+    measure_begin
+    half_t=$(calc "$M_T0 + $dur / 2")
+    end_t=$(calc "$M_T0 + $dur")
+    # Start-up: poll until every line is Registered and every peer online (then stop polling,
+    # so the steady state is not measured with 10,000-row listings every few seconds).
+    while [ -z "$reg_s" ] || [ -z "$on_s" ]; do
+        t=$(now)
+        at_most "$end_t" "$t" && break
+        if [ -z "$half_c" ] && at_most "$half_t" "$t"; then
+            half_t=$t half_c=$(cpu_ticks "$STARLING_PID")
+        fi
+        if [ -z "$reg_s" ]; then
+            n=$(registered_count)
+            [ "$n" -gt "$reg_max" ] && reg_max=$n
+            [ "$n" -ge "$LINES" ] && reg_s=$(calc "f'{$t - $M_T0:.0f}'")
+        fi
+        if [ -z "$on_s" ]; then
+            read -r n _ < <(peers_monitored)
+            [ "$n" -gt "$on_max" ] && on_max=$n
+            [ "$n" -ge "$PEERS" ] && on_s=$(calc "f'{$t - $M_T0:.0f}'")
+        fi
+        [ -n "${DEBUG:-}" ] && log "debug: t+$(calc "f'{$t - $M_T0:.0f}'") s: $reg_max Registered, $on_max online"
+        nap "$PEERS_POLL"
+    done
+    if [ -z "$half_c" ]; then
+        nap_until "$half_t"
+        half_t=$(now) half_c=$(cpu_ticks "$STARLING_PID")
+    fi
+    nap_until "$end_t"
+    e_t=$(now) e_c=$(cpu_ticks "$STARLING_PID")
+    hwm=$(status_kb "$STARLING_PID" VmHWM)
+    measure_end
+    half_pct=$(calc "f'{($e_c - $half_c) / $CLK_TCK / max($e_t - $half_t, 1e-9) * 100:.1f}'")
+    cpu_pct=$(calc "f'{$CPU_S / max($WALL, 1e-9) * 100:.1f}'")
+    # The end state.
+    states=$(rx "sip show registry" | registry_states | sort)
+    registered=$(echo "$states" | sed -n 's/^Registered=//p')
+    registered=${registered:-0}
+    read -r online offline < <(peers_monitored)
+    # The load generators' CPU, read before they stop.
+    reg_pid=$(child_of "$reg_tpid") opt_pid=$(child_of "$opt_tpid")
+    reg_gen=$(calc "f'{$(cpu_ticks "${reg_pid:-0}") / $CLK_TCK:.1f}'")
+    opt_gen=$(calc "f'{$(cpu_ticks "${opt_pid:-0}") / $CLK_TCK:.1f}'")
+    sipp_soft_stop "$reg_tpid" 0
+    sipp_soft_stop "$opt_tpid" 0
+    stop_starling
+    reg_stats=$(python3 "$TOOLS/sippstat.py" "$dir/peers_registrar.csv")
+    opt_stats=$(python3 "$TOOLS/sippstat.py" "$dir/peers_options.csv")
+    eval "$(echo "$reg_stats" | grep -o 'elapsed=[0-9.]*')"
+    # When the first request of each line / peer reached the uas, from Starling's readiness.
+    eval "$(python3 "$TOOLS/arrivals.py" "$dir/peers_registrar.csv" "$LINES" "$M_T0" | sed 's/arr_/r_/g')"
+    eval "$(python3 "$TOOLS/arrivals.py" "$dir/peers_options.csv" "$PEERS" "$M_T0" | sed 's/arr_/o_/g')"
+    r_span=$(calc "f'over {$r_full - $r_first:.0f} s (t = $r_first–$r_full s, peak $r_peak/s)' if $r_full >= 0 else 'not all within the run ($r_total from t = $r_first s, peak $r_peak/s)'")
+    o_span=$(calc "f'over {$o_full - $o_first:.0f} s (t = $o_first–$o_full s, peak $o_peak/s)' if $o_full >= 0 else 'not all within the run ($o_total from t = $o_first s, peak $o_peak/s)'")
+    tx=$((r_total + o_total))
+    reg_txt=$(up_text "$reg_s" "$registered" "$LINES" "$reg_max")
+    on_txt=$(up_text "$on_s" "$online" "$PEERS" "$on_max")
+    [ "$registered" -lt "$LINES" ] && sipp_report peers_registrar "$dir"
+    [ "${online:-0}" -lt "$PEERS" ] && sipp_report peers_options "$dir"
+    met="every line Registered $(yes_no $((registered >= LINES))), every peer online $(yes_no $((online >= PEERS)))"
+    met="$met, CPU ≤ 5 % $(at_most "$cpu_pct" 5 && echo yes || echo NO), RSS peak ≤ 100 MiB $(at_most "$hwm" 102400 && echo yes || echo NO)"
+    met="$met, first REGISTERs over ≥ 10 s $( [ "$r_full" != -1.0 ] && at_most 10 "$(calc "$r_full - $r_first")" && echo yes || echo NO)"
+    met="$met, first OPTIONS over ≥ 10 s $( [ "$o_full" != -1.0 ] && at_most 10 "$(calc "$o_full - $o_first")" && echo yes || echo NO)"
+    row peers "$target" "$registered/$LINES lines Registered, $online/$PEERS peers online" \
+        "$((registered + online))" "$((LINES - registered + PEERS - online))" \
+        "$CPU_S" "$(per_call "$tx") per REGISTER/OPTIONS" "$cpu_pct" "$RSS_TXT" "-" \
+        "CPU over the second half (steady state, t = $(calc "f'{$half_t - $M_T0:.0f}'")–$(calc "f'{$e_t - $M_T0:.0f}'") s) ${half_pct}%; start-up from Starling ready: all lines Registered $reg_txt, all peers online $on_txt (polled every ${PEERS_POLL} s); the first REGISTER of each line reached the registrar $r_span, the first OPTIONS of each peer the uas $o_span; requests answered: $r_total REGISTER, $o_total OPTIONS; registry at the end: $(echo "$states" | paste -sd, -), peers offline ${offline:-?}; issue targets: $met; SIPp CPU registrar ${reg_gen} s, options ${opt_gen} s; $(common_notes)"
+    log "peers: $registered/$LINES Registered, $online/$PEERS online, Starling CPU ${CPU_S}s (${cpu_pct}%, second half ${half_pct}%), RSS $RSS_TXT MB, all Registered $reg_txt, all online $on_txt, first REGISTERs $r_span, first OPTIONS $o_span"
+}
+
+# ---------------------------------------------------------------------------------------
 # Run, print, record
 # ---------------------------------------------------------------------------------------
 log "work dir $WORK; stages: ${STAGES[*]}; DURATION=${DURATION}s"
@@ -667,8 +830,9 @@ EOF
         echo "- machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, $(awk '/MemTotal/ { printf "%.1f GB RAM", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
         echo "- starling: ${STARLING_VERSION:-?}, git $rev, binary built $(date -u -r "$STARLING" '+%Y-%m-%d %H:%M UTC')"
         echo "- SIPp: $(sipp -v 2>/dev/null | grep -o 'SIPp v[^ ]*' | head -1 | sed 's/\.$//')"
-        echo "- command: \`DURATION=$DURATION $COMMAND_LINE\`"
-        echo "- settings: USERS=$USERS REG_RATE=$REG_RATE ANSWER_RATE=$ANSWER_RATE B2BUA_RATE=$B2BUA_RATE B2BUA_HOLD_MS=$B2BUA_HOLD_MS CONCURRENT=$CONCURRENT RAMP=$RAMP"
+        echo "- command: \`DURATION=$DURATION$PEERS_ENV $COMMAND_LINE\`"
+        echo "- settings: USERS=$USERS REG_RATE=$REG_RATE ANSWER_RATE=$ANSWER_RATE B2BUA_RATE=$B2BUA_RATE B2BUA_HOLD_MS=$B2BUA_HOLD_MS CONCURRENT=$CONCURRENT RAMP=$RAMP LINES=$LINES PEERS=$PEERS PEERS_DURATION=$PEERS_DURATION"
+        [ -n "$PEERS_SHORT" ] && echo "- note: $PEERS_SHORT"
         [ -n "${RESULTS_NOTE:-}" ] && echo "- note: $RESULTS_NOTE"
         echo
         echo "$TABLE"
