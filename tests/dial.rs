@@ -22,10 +22,22 @@ exten => 15,1,Dial(SIP/viaproxy/15,5)
  same => n,Hangup()
 exten => 16,1,Dial(SIP/trunk/16,5)
  same => n,Hangup()
+exten => 17,1,Dial(SIP/uas,5,U(sub-callee^hello))
+ same => n,Hangup()
+exten => 18,1,Dial(SIP/uas,5,U(sub-abort))
+ same => n,Answer()
+ same => n,NoOp(After abort DIALSTATUS=${DIALSTATUS})
+ same => n,Hangup()
 exten => 14,1,Dial(Local/600@default,5)
  same => n,Hangup()
 exten => 600,1,Answer()
  same => n,Echo()
+[sub-callee]
+exten => s,1,NoOp(Sub on ${CHANNEL} arg ${ARG1})
+ same => n,Return()
+[sub-abort]
+exten => s,1,Set(GOSUB_RESULT=ABORT)
+ same => n,Return()
 ";
 
 /// Starling with app_dial; `uas` (and `uas2`) are peers at the given SIPp ports.
@@ -439,4 +451,23 @@ fn inband_digits_are_sent_and_heard() {
     let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "40", "", "", 1);
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
     assert!(server.log().contains("KEY=5"), "the key was heard in the audio: {}", server.log_tail());
+}
+
+/// `U(sub-callee^hello)`: a subroutine runs on the called party (with its argument) before the
+/// bridge; `GOSUB_RESULT=ABORT` from one ends the called leg instead (DIALSTATUS=CANCEL).
+#[test]
+fn u_runs_a_subroutine_on_the_called_party() {
+    let uas = SippUas::spawn("uas_answer.xml");
+    let (server, port) = b2bua("dialgosub", uas.port, 1);
+    let (code, out) = run_sipp(port, "invite_answer.xml", "17", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(dial_log_has(&server, "Sub on SIP/uas-"), "{}", server.log_tail());
+    assert!(server.log().contains("arg hello"), "{}", server.log_tail());
+    assert_eq!(uas.finish().0, 0);
+    let aborting = SippUas::spawn("uas_answer.xml");
+    let (server, port) = b2bua("dialgosubabort", aborting.port, 1);
+    let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "18", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(dial_log_has(&server, "After abort DIALSTATUS=CANCEL"), "{}", server.log_tail());
+    assert_eq!(aborting.finish().0, 0, "the called party got its BYE");
 }

@@ -52,6 +52,13 @@ pub trait Pbx: Send + Sync {
     /// Whether `exten` exists (Match) or could with more digits (MatchMore) in `context`,
     /// for a driver that must answer 404/484 before creating a channel.
     fn exists(&self, context: &str, exten: &str, callerid: Option<&str>) -> Extent;
+    /// Runs `Gosub(target)` on a channel its caller owns (Dial's `U()` on the called party),
+    /// until the subroutine's `Return`; `Err` if it hangs up or cannot be run.
+    fn run_subroutine<'a>(
+        &'a self,
+        channel: &'a mut Channel,
+        target: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 /// What [`Pbx::exists`] found.
@@ -190,6 +197,14 @@ impl Core {
                 crate::tracing::warn!("No dialplan is loaded: hanging up {}", channel.name());
                 channel.hangup(crate::frame::Cause::NO_ROUTE_DESTINATION);
             }
+        }
+    }
+    /// Runs a dialplan subroutine on `channel` (see [`Pbx::run_subroutine`]).
+    pub async fn run_subroutine(&self, channel: &mut Channel, target: &str) -> Result<(), String> {
+        let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match pbx {
+            Some(pbx) => pbx.run_subroutine(channel, target).await,
+            None => Err("no dialplan is loaded".into()),
         }
     }
     /// Asks the dialplan whether an extension exists (Missing without a dialplan).

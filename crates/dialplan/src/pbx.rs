@@ -83,27 +83,100 @@ pub fn now() -> TimeOfDay {
 /// Runs `chan` through `plan` until it ends (see the module docs); gives the channel back,
 /// hung up.
 pub async fn run(plan: Arc<Dialplan>, globals: Arc<RwLock<BTreeMap<String, String>>>, mut chan: Channel) -> Channel {
-    let cause = run_priorities(&plan, &globals, &mut chan, false).await;
+    let cause = match run_priorities(&plan, &globals, &mut chan, false, None).await {
+        Ended::Hangup(cause) => cause,
+        Ended::Returned => Cause::NORMAL_CLEARING,
+    };
     chan.hangup(cause);
     // The h extension runs after the hangup, with HANGUPCAUSE set.
     if plan.find(&chan.context, "h", None, Mode::Match, &now()).is_some() {
         chan.exten = "h".into();
         chan.priority = 1;
-        run_priorities(&plan, &globals, &mut chan, true).await;
+        run_priorities(&plan, &globals, &mut chan, true, None).await;
     }
     chan
 }
 
-/// The loop proper; returns the hangup cause to use.
+/// How the loop ended.
+enum Ended {
+    /// The channel is to hang up with this cause.
+    Hangup(Cause),
+    /// The subroutine it ran returned (see [`run_subroutine`]).
+    Returned,
+}
+
+/// Runs `Gosub(target)` on `chan` until that subroutine returns (Dial's `U()`): the Gosub is
+/// executed, and the loop stops as soon as the Gosub stack is back below its level.
+pub async fn run_subroutine(
+    plan: &Dialplan,
+    globals: &RwLock<BTreeMap<String, String>>,
+    chan: &mut Channel,
+    target: &str,
+) -> Result<(), String> {
+    let gosub = chan.core().apps().get("Gosub").ok_or("no Gosub application")?;
+    let (context, exten, priority) = (chan.context.clone(), chan.exten.clone(), chan.priority);
+    let depth = chan.gosub_stack.len();
+    (gosub.exec)(chan, target).await;
+    if chan.gosub_stack.len() <= depth {
+        return Err(format!("Gosub({target}) did not start"));
+    }
+    let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
+    if let Err(cause) = apply_jump(plan, chan, callerid.as_deref()) {
+        return Err(format!("Gosub({target}): no such place ({})", cause.name()));
+    }
+    let ended = run_priorities(plan, globals, chan, false, Some(depth + 1)).await;
+    chan.gosub_stack.truncate(depth);
+    (chan.context, chan.exten, chan.priority) = (context, exten, priority);
+    match ended {
+        Ended::Returned => Ok(()),
+        Ended::Hangup(cause) => Err(format!("the subroutine ended the call ({})", cause.name())),
+    }
+}
+
+/// Goes where the last application jumped (labels resolved in `plan`); `Err` for a label that
+/// does not exist. Without a jump, nothing changes.
+fn apply_jump(plan: &Dialplan, chan: &mut Channel, callerid: Option<&str>) -> Result<bool, Cause> {
+    let Some(jump) = chan.take_jump() else { return Ok(false) };
+    if let Some(c) = jump.context {
+        chan.context = c;
+    }
+    if let Some(e) = jump.exten {
+        chan.exten = e;
+    }
+    chan.priority = match jump.target {
+        JumpTarget::Priority(n) => n,
+        JumpTarget::Label(label) => {
+            match plan
+                .find(&chan.context, &chan.exten, callerid, Mode::Match, &now())
+                .and_then(|f| f.extension.label(&label).map(|p| p.number))
+            {
+                Some(n) => n,
+                None => {
+                    tracing::warn!(
+                        "Priority '{label}' must be a number > 0, or valid label ({}, {})",
+                        chan.context,
+                        chan.exten
+                    );
+                    return Err(Cause::NORMAL_CLEARING);
+                }
+            }
+        }
+    };
+    Ok(true)
+}
+
+/// The loop proper. With `stop_below`, it also ends (Returned) once the Gosub stack is
+/// shallower than that.
 async fn run_priorities(
     plan: &Dialplan,
     globals: &RwLock<BTreeMap<String, String>>,
     chan: &mut Channel,
     in_h: bool,
-) -> Cause {
+    stop_below: Option<usize>,
+) -> Ended {
     loop {
         if chan.is_hung_up() && !in_h {
-            return chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING);
+            return Ended::Hangup(chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
         }
         // TIMEOUT(absolute) struck (during the last application, or between priorities).
         if !in_h && chan.take_timed_out() {
@@ -114,13 +187,13 @@ async fn run_priorities(
                 chan.priority = 1;
             } else {
                 verbose!(3, "Timeout on {}, hanging up (no 'T' extension)", chan.name());
-                return Cause::NORMAL_CLEARING;
+                return Ended::Hangup(Cause::NORMAL_CLEARING);
             }
         }
         let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
         let Some(found) = plan.find(&chan.context, &chan.exten, callerid.as_deref(), Mode::Match, &now()) else {
             if in_h {
-                return Cause::NORMAL_CLEARING;
+                return Ended::Hangup(Cause::NORMAL_CLEARING);
             }
             let has_i = plan.find(&chan.context, "i", None, Mode::Match, &now()).is_some();
             if chan.exten != "i" && has_i {
@@ -144,12 +217,12 @@ async fn run_priorities(
                 chan.exten,
                 chan.priority
             );
-            return Cause::UNALLOCATED;
+            return Ended::Hangup(Cause::UNALLOCATED);
         };
         let Some(priority) = found.extension.priority(chan.priority) else {
             // autofallthrough: the extension ran out of priorities.
             verbose!(2, "Auto fallthrough, channel '{}' status is 'UNKNOWN'", chan.name());
-            return Cause::NORMAL_CLEARING;
+            return Ended::Hangup(Cause::NORMAL_CLEARING);
         };
         let data = {
             let globals = globals.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -164,7 +237,7 @@ async fn run_priorities(
                 chan.exten,
                 chan.priority
             );
-            return Cause::NORMAL_CLEARING;
+            return Ended::Hangup(Cause::NORMAL_CLEARING);
         };
         verbose!(
             3,
@@ -181,37 +254,16 @@ async fn run_priorities(
             let _use = app.uses.clone().map(ModuleUse::new);
             (app.exec)(chan, &data).await
         };
-        if let Some(jump) = chan.take_jump() {
-            if let Some(c) = jump.context {
-                chan.context = c;
-            }
-            if let Some(e) = jump.exten {
-                chan.exten = e;
-            }
-            chan.priority = match jump.target {
-                JumpTarget::Priority(n) => n,
-                JumpTarget::Label(label) => {
-                    match plan
-                        .find(&chan.context, &chan.exten, callerid.as_deref(), Mode::Match, &now())
-                        .and_then(|f| f.extension.label(&label).map(|p| p.number))
-                    {
-                        Some(n) => n,
-                        None => {
-                            tracing::warn!(
-                                "Priority '{label}' must be a number > 0, or valid label ({}, {})",
-                                chan.context,
-                                chan.exten
-                            );
-                            return Cause::NORMAL_CLEARING;
-                        }
-                    }
-                }
-            };
-        } else {
-            chan.priority += 1;
+        match apply_jump(plan, chan, callerid.as_deref()) {
+            Ok(true) => {}
+            Ok(false) => chan.priority += 1,
+            Err(cause) => return Ended::Hangup(cause),
+        }
+        if stop_below.is_some_and(|depth| chan.gosub_stack.len() < depth) {
+            return Ended::Returned;
         }
         if result == AppResult::Hangup && !in_h && !chan.is_timed_out() {
-            return chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING);
+            return Ended::Hangup(chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
         }
     }
 }
@@ -268,6 +320,16 @@ impl Pbx for PbxRunner {
         tokio::spawn(async move {
             drop(run(plan, globals, channel).await);
         });
+    }
+
+    fn run_subroutine<'a>(
+        &'a self,
+        channel: &'a mut Channel,
+        target: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        let plan = self.plan();
+        let globals = self.globals.clone();
+        Box::pin(async move { run_subroutine(&plan, &globals, channel, target).await })
     }
 
     fn exists(&self, context: &str, exten: &str, callerid: Option<&str>) -> Extent {

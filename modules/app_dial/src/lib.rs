@@ -15,9 +15,8 @@
 //! ringing as with `r`), `t`/`T` blind transfer by the callee/caller (`#` then an extension of the
 //! caller's context), `g` go on in the dialplan when the callee hangs up, `L(ms)` limit the
 //! call, `D(called:calling)` send digits once answered, `A(file)` play an announcement to the
-//! callee before bridging (through the `Playback` application, when loaded). `U()` is not
-//! supported yet (running a subroutine on the called channel needs the dialplan to run on a
-//! channel it does not own).
+//! callee before bridging (through the `Playback` application, when loaded), `U(context[^arg...])`
+//! Gosub `context,s,1(args)` on the callee before bridging (`GOSUB_RESULT=ABORT` ends it).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -44,6 +43,8 @@ struct Options {
     digits_called: String,
     digits_calling: String,
     announcement: Option<String>,
+    /// `U(context[^arg...])`: the Gosub target run on the called party before the bridge.
+    callee_gosub: Option<String>,
 }
 
 /// Reads `rtTgL(60000)D(1:2)A(hello)`: letters, some with a parenthesised argument.
@@ -81,6 +82,13 @@ fn parse_options(text: &str) -> Options {
                 options.digits_calling = calling.to_owned();
             }
             'A' => options.announcement = arg.filter(|a| !a.is_empty()),
+            // As app_dial: the `^`s are commas, and the first field is a context whose `s,1` runs.
+            'U' => {
+                options.callee_gosub = arg.filter(|a| !a.is_empty()).map(|a| match a.split_once('^') {
+                    Some((context, args)) => format!("{context},s,1({})", args.replace('^', ",")),
+                    None => format!("{a},s,1"),
+                })
+            }
             _ => tracing::debug!("Dial: option '{c}' is not supported; ignored"),
         }
     }
@@ -301,6 +309,20 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
                 None => tracing::warn!("Dial: A({file}) needs the Playback application (app_playback)"),
             }
         }
+        if let Some(target) = &options.callee_gosub {
+            let ran = core.run_subroutine(&mut callee.channel, target).await;
+            let result = callee.channel.var("GOSUB_RESULT").unwrap_or("").to_ascii_uppercase();
+            if let Err(e) = &ran {
+                tracing::warn!("Dial: U({target}) on {}: {e}", callee.channel.name());
+            }
+            // GOSUB_RESULT=ABORT (or a subroutine that hung up) ends the called party's leg.
+            if ran.is_err() || result == "ABORT" || callee.channel.is_hung_up() {
+                callee.channel.hangup(Cause::NORMAL_CLEARING);
+                chan.set_var("DIALSTATUS", "CANCEL");
+                dialed_time(chan);
+                return AppResult::Continue;
+            }
+        }
         chan.answer();
         for digit in options.digits_called.chars() {
             callee.channel.send_digit(digit);
@@ -389,7 +411,7 @@ target at once; the first to answer is bridged with the caller, the others are h
 seconds. Options: r (indicate ringing), m (music on hold: ringing for now), t/T (the called/calling party \
 may blind-transfer with # and an extension), g (go on in the dialplan when the called party hangs up), \
 L(x) (limit the call to x ms), D(called:calling) (send DTMF once answered), A(file) (announcement to the \
-called party). Sets DIALSTATUS (ANSWER BUSY NOANSWER CANCEL CONGESTION CHANUNAVAIL), DIALEDPEERNAME, \
+called party), U(context^args) (Gosub context,s,1 on the called party first). Sets DIALSTATUS (ANSWER BUSY NOANSWER CANCEL CONGESTION CHANUNAVAIL), DIALEDPEERNAME, \
 DIALEDPEERNUMBER, DIALEDTIME, ANSWEREDTIME.",
         exec: dial,
         uses: None,
@@ -409,6 +431,8 @@ mod tests {
 
     #[test]
     fn options_with_arguments() {
+        assert_eq!(parse_options("U(sub-screen^a^b)").callee_gosub.as_deref(), Some("sub-screen,s,1(a,b)"));
+        assert_eq!(parse_options("U(sub)").callee_gosub.as_deref(), Some("sub,s,1"));
         let o = parse_options("rtgL(60000:30000)D(12:3)A(hello-world)");
         assert!(o.ringing && o.callee_transfer && o.go_on && !o.caller_transfer);
         assert_eq!(o.limit, Some(Duration::from_secs(60)));
