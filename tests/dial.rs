@@ -203,6 +203,19 @@ fn alice_calls_bob(name: &str, alice_codec: (&str, &str, u32), bob_codec: (&str,
         ["native_rtp", "simple_bridge"].into_iter().find(|t| bridges.contains(t)).map(str::to_owned)
     })
     .unwrap_or_else(|| panic!("alice and bob were bridged\n{}", server.log_tail()));
+    // `sip show channelstats` counts the packets of both calls (relayed ones too).
+    let stats = eventually(Duration::from_secs(5), || {
+        let stats = server.rx("sip show channelstats");
+        let counting = stats
+            .lines()
+            .skip(1)
+            .filter(|l| l.starts_with("127.0.0.1"))
+            .filter(|l| l.split_whitespace().nth(3).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) > 0)
+            .count();
+        (counting == 2).then_some(stats)
+    });
+    assert!(stats.is_some(), "{}", server.rx("sip show channelstats"));
+    assert!(stats.unwrap().starts_with("Peer             Call ID      Duration Recv: Pack  Lost       (     %) Jitter Send: Pack  Lost       (     %) Jitter"));
     let (samples, peak, log) = alice.heard();
     assert!(samples >= 16_000, "alice heard at least 2 s: {samples} samples\n{log}\n{}", server.log_tail());
     assert!((875..=885).contains(&peak), "alice heard bob's 880 Hz: peak at {peak} Hz\n{}", server.log_tail());

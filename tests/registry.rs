@@ -111,6 +111,16 @@ fn calls_from_the_registrar_land_in_the_lines_peer_context() {
     assert!(server.log().contains("Accepting call SIP/trunk-"), "{}", server.log_tail());
 }
 
+/// Where Debian put Kamailio's modules (the folder holding `tm.so`), whatever the architecture.
+fn kamailio_modules() -> String {
+    let found = std::fs::read_dir("/usr/lib").into_iter().flatten().flatten().find_map(|entry| {
+        let dir = entry.path().join("kamailio/modules");
+        dir.join("tm.so").exists().then_some(dir)
+    });
+    let dir = found.unwrap_or_else(|| std::path::PathBuf::from("/usr/lib/kamailio/modules"));
+    dir.display().to_string()
+}
+
 /// A real registrar: Kamailio (registrar + auth, bindings in memory) run in the foreground on
 /// a free port; stopped with SIGTERM to its main process (which ends its children).
 struct Kamailio {
@@ -134,7 +144,7 @@ impl Kamailio {
             &cfg,
             format!(
                 "#!KAMAILIO\ndebug=2\nlog_stderror=yes\nchildren=1\nlisten=udp:127.0.0.1:{port}\n\
-                 mpath=\"/usr/lib/x86_64-linux-gnu/kamailio/modules/\"\n\
+                 mpath=\"{mpath}/\"\n\
                  loadmodule \"kex.so\"\nloadmodule \"tm.so\"\nloadmodule \"sl.so\"\nloadmodule \"rr.so\"\n\
                  loadmodule \"pv.so\"\nloadmodule \"maxfwd.so\"\nloadmodule \"textops.so\"\nloadmodule \"siputils.so\"\n\
                  loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nloadmodule \"auth.so\"\nloadmodule \"ctl.so\"\n\
@@ -146,7 +156,8 @@ impl Kamailio {
                      save(\"location\");\n    exit;\n  }}\n\
                    if (!lookup(\"location\")) {{ sl_send_reply(\"404\", \"Not Found\"); exit; }}\n\
                    t_relay();\n}}\n",
-                ctl = ctl.display()
+                ctl = ctl.display(),
+                mpath = kamailio_modules(),
             ),
         )
         .unwrap();

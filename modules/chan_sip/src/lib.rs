@@ -234,6 +234,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let bindings: registrar::Bindings = Arc::new(std::sync::RwLock::new(registrar::restore(&*ctx.core().db(), &conf)));
     let shared = Arc::new(std::sync::RwLock::new(conf.clone()));
     let table = pvt::DialogTable::default();
+    let stats_table = table.clone();
     let sip_port = socket.local_addr().map_or(conf.general.bindport, |a| a.port());
     let (to_monitor, from_calls) = tokio::sync::mpsc::unbounded_channel();
     let state = Arc::new(shared::Shared::new(
@@ -302,6 +303,10 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         }),
         CliCommand::new("sip show registry", "List SIP registration status", "Usage: sip show registry\n       Lists all registration requests and status.\n", move |call| {
             call.print(&show_registry(&registry_state.registry.read().unwrap_or_else(|p| p.into_inner())));
+            CliResult::Success
+        }),
+        CliCommand::new("sip show channelstats", "List statistics for active SIP channels", "Usage: sip show channelstats\n       Lists all currently active SIP channel's RTCP statistics.\n       Natively bridged calls show the packets they relay.\n", move |call| {
+            call.print(&pvt::show_channelstats(&stats_table));
             CliResult::Success
         }),
         CliCommand::new("sip show users", "List defined SIP users", "Usage: sip show users [like <pattern>]\n       Lists all known SIP users.\n", move |call| {

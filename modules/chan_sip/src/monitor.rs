@@ -843,6 +843,8 @@ impl Monitor {
             hold: false,
             last_message: "Rx: INVITE".into(),
             peer: caller.as_ref().map_or_else(|| "<guest>".to_owned(), |p| p.name.clone()),
+            started: std::time::Instant::now(),
+            stats: None,
         };
         self.shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(id.call_id.clone(), row);
         let local = SocketAddr::new(local_ip, self.socket.local_addr().map_or(5060, |a| a.port()));

@@ -247,6 +247,8 @@ impl Tech for SipTech {
             hold: false,
             last_message: "Tx: INVITE".into(),
             peer: target.peer.as_ref().map_or_else(|| "<guest>".to_owned(), |p| p.name.clone()),
+            started: std::time::Instant::now(),
+            stats: None,
         };
         shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(call_id, row);
         let (pvt, handle) = Pvt::new(PvtParts {

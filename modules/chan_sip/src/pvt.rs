@@ -41,6 +41,10 @@ pub struct DialogRow {
     pub last_message: String,
     /// The peer's name, or "<guest>".
     pub peer: String,
+    /// When the call began (`sip show channelstats` Duration).
+    pub started: std::time::Instant,
+    /// The RTP session's figures, refreshed about once a second.
+    pub stats: Option<starling_media::session::Stats>,
 }
 
 /// Every call, by Call-ID, in order.
@@ -51,6 +55,57 @@ pub fn note_message(table: &DialogTable, call_id: &str, message: &str) {
     if let Some(row) = table.write().unwrap_or_else(|p| p.into_inner()).get_mut(call_id) {
         row.last_message = message.to_owned();
     }
+}
+
+/// `sip show channelstats`, in chan_sip's columns: per call the packets received and lost (and
+/// jitter, in seconds), then sent and lost as the far end reports in RTCP.
+pub fn show_channelstats(table: &DialogTable) -> String {
+    use std::fmt::Write;
+    let table = table.read().unwrap_or_else(|p| p.into_inner());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<15.15}  {:<11.11}  {:<8.8} {:<10.10}  {:<10.10} (     %) {:<6.6} {:<10.10}  {:<10.10} (     %) {:<6.6}",
+        "Peer", "Call ID", "Duration", "Recv: Pack", "Lost", "Jitter", "Send: Pack", "Lost", "Jitter"
+    );
+    let percent = |lost: i64, total: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            lost.max(0) as f64 * 100.0 / (total as f64 + lost.max(0) as f64)
+        }
+    };
+    for (call_id, row) in table.iter() {
+        let secs = row.started.elapsed().as_secs();
+        let duration = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        let stats = row.stats.clone().unwrap_or(starling_media::session::Stats {
+            sent_packets: 0,
+            received_packets: 0,
+            lost_packets: 0,
+            jitter_ms: 0.0,
+            peer_lost: None,
+            rtt: None,
+        });
+        let peer_lost = i64::from(stats.peer_lost.unwrap_or(0));
+        let _ = writeln!(
+            out,
+            "{:<15.15}  {:<11.11}  {:<8.8} {:<10} {:<10} ({:5.2}%) {:<6.4} {:<10} {:<10} ({:5.2}%) {:<6.4}",
+            row.address.to_string(),
+            call_id,
+            duration,
+            stats.received_packets,
+            stats.lost_packets.max(0),
+            percent(stats.lost_packets, stats.received_packets),
+            stats.jitter_ms / 1000.0,
+            stats.sent_packets,
+            peer_lost.max(0),
+            percent(peer_lost, stats.sent_packets),
+            0.0,
+        );
+    }
+    let n = table.len();
+    let _ = writeln!(out, "{n} active SIP channel{}", if n == 1 { "" } else { "s" });
+    out
 }
 
 /// `sip show channels`, in chan_sip's columns.
@@ -482,6 +537,14 @@ impl Pvt {
         self.remote
     }
 
+    /// The RTP figures `sip show channelstats` shows (about once a second: every 50 packets).
+    fn publish_stats(&self) {
+        let stats = self.session.stats();
+        if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id) {
+            row.stats = Some(stats);
+        }
+    }
+
     /// Whether key presses go in the audio: `dtmfmode=inband`, or `auto` when the far end did
     /// not take telephone-event.
     fn inband(&self, event_type: Option<u8>) -> bool {
@@ -888,6 +951,7 @@ impl Pvt {
         let mut dtmf = starling_media::dtmf::EventReceiver::default();
         let mut dtmf_events = Vec::new();
         let mut last_remote = self.session.remote();
+        let mut rtp_received = 0u64;
         // Our re-INVITE (hold/unhold) awaiting its final response: its CSeq.
         let mut reinvite_seq: Option<u32> = None;
         // One timer for the call's life, moved only when the next deadline changes: a new
@@ -1200,6 +1264,10 @@ impl Pvt {
                                 // Media is dropped rather than queued when the dialplan lags.
                                 let _ = self.driver.frames.try_send(Frame::Voice { format, samples, data });
                             }
+                        }
+                        rtp_received += 1;
+                        if rtp_received % 50 == 0 {
+                            self.publish_stats();
                         }
                         if self.session.remote() != last_remote {
                             // Comedia learnt (or re-learnt) where the far end really is.
