@@ -1266,7 +1266,7 @@ impl Pvt {
                             }
                         }
                         rtp_received += 1;
-                        if rtp_received % 50 == 0 {
+                        if rtp_received.is_multiple_of(50) {
                             self.publish_stats();
                         }
                         if self.session.remote() != last_remote {
