@@ -143,6 +143,40 @@ pub struct SipConf {
     pub general: General,
     pub registrations: Vec<Registration>,
     pub peers: Vec<Peer>,
+    /// Peers by name and by static address: every request looks one up, and a site may have
+    /// ten thousand.
+    index: PeerIndex,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct PeerIndex {
+    by_name: std::collections::HashMap<String, Vec<usize>>,
+    by_ip: std::collections::HashMap<IpAddr, Vec<usize>>,
+}
+
+impl SipConf {
+    pub fn new(general: General, registrations: Vec<Registration>, peers: Vec<Peer>) -> SipConf {
+        let mut index = PeerIndex::default();
+        for (i, peer) in peers.iter().enumerate() {
+            index.by_name.entry(peer.name.clone()).or_default().push(i);
+            if let PeerHost::Static(host) = &peer.host {
+                if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+                    index.by_ip.entry(ip).or_default().push(i);
+                }
+            }
+        }
+        SipConf { general, registrations, peers, index }
+    }
+
+    /// The section named `name` that `want` accepts (a name may be both a user and a peer).
+    pub fn peer(&self, name: &str, want: impl Fn(&Peer) -> bool) -> Option<&Peer> {
+        self.index.by_name.get(name)?.iter().map(|&i| &self.peers[i]).find(|p| want(p))
+    }
+
+    /// The peers whose `host=` is this address, in the file's order.
+    pub fn peers_at(&self, ip: IpAddr) -> impl Iterator<Item = &Peer> {
+        self.index.by_ip.get(&ip).into_iter().flatten().map(|&i| &self.peers[i])
+    }
 }
 
 /// The codec names sip.conf may allow.
@@ -340,7 +374,7 @@ impl SipConf {
                 Err(mut e) => errors.0.append(&mut e.0),
             }
         }
-        errors.into_result(SipConf { general, registrations, peers })
+        errors.into_result(SipConf::new(general, registrations, peers))
     }
 }
 

@@ -149,7 +149,7 @@ fn show_users(conf: &SipConf) -> String {
 }
 
 fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Shared, name: &str) -> Option<String> {
-    let peer = conf.peers.iter().find(|p| p.name == name)?;
+    let peer = conf.peer(name, |_| true)?;
     let binding = bindings.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
     let mut out = String::new();
     let address = match (&peer.host, &binding) {
@@ -286,7 +286,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             let [name] = call.args() else { return CliResult::ShowUsage };
             let name = name.clone();
             let conf = qualify_state.conf();
-            match conf.peers.iter().find(|p| p.name == name && p.kind != config::PeerKind::User) {
+            match conf.peer(&name, |p| p.kind != config::PeerKind::User) {
                 Some(peer) if peer.qualify != Qualify::No => {
                     let _ = qualify_state.to_monitor.send(pvt::ToMonitor::Qualify { peer: name });
                     CliResult::Success

@@ -342,7 +342,7 @@ impl Monitor {
             self.status_changed(change);
         }
         for name in poke {
-            let remote = self.conf.peers.iter().find(|p| p.name == name).and_then(|peer| match &peer.host {
+            let remote = self.conf.peer(&name, |_| true).and_then(|peer| match &peer.host {
                 PeerHost::Static(host) => {
                     let host = host.trim_start_matches('[').trim_end_matches(']');
                     std::net::ToSocketAddrs::to_socket_addrs(&(host, peer.port.unwrap_or(5060))).ok()?.next()
@@ -588,13 +588,10 @@ impl Monitor {
         let now = tokio::time::Instant::now().into_std();
         let name = request.to().and_then(|t| t.uri.user_unescaped().map(|u| u.into_owned())).unwrap_or_default();
         let conf = self.conf.clone();
-        let peer = conf.peers.iter().find(|p| p.name == name && p.kind != PeerKind::User);
+        let peer = conf.peer(&name, |p| p.kind != PeerKind::User);
         let response = match self.registrar.authenticate(peer, request, &name, now) {
             Ok(()) => {
-                let dynamic = conf
-                    .peers
-                    .iter()
-                    .any(|p| p.name == name && p.kind != PeerKind::User && p.host == PeerHost::Dynamic);
+                let dynamic = peer.is_some_and(|p| p.host == PeerHost::Dynamic);
                 if dynamic {
                     let ok = self.response(request, 200);
                     self.registrar.register(&conf, request, &name, remote, ok)
@@ -674,27 +671,24 @@ impl Monitor {
     fn find_caller(&self, request: &Request, remote: SocketAddr) -> Option<Arc<Peer>> {
         let from_user = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
         if let Some(user) = from_user {
-            if let Some(p) = self.conf.peers.iter().find(|p| p.name == user && p.kind != PeerKind::Peer) {
+            if let Some(p) = self.conf.peer(&user, |p| p.kind != PeerKind::Peer) {
                 return Some(Arc::new(p.clone()));
             }
         }
         let bindings = self.registrar.bindings();
         self.conf
-            .peers
-            .iter()
-            .filter(|p| p.kind != PeerKind::User)
-            .find(|p| match &p.host {
-                PeerHost::Static(host) => {
-                    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == remote.ip())
-                        && (p.insecure.port || p.port.unwrap_or(5060) == remote.port())
-                }
-                PeerHost::Dynamic => bindings.get(&p.name).is_some_and(|b| b.address == remote),
+            .peers_at(remote.ip())
+            .find(|p| p.kind != PeerKind::User && (p.insecure.port || p.port.unwrap_or(5060) == remote.port()))
+            .or_else(|| {
+                // A dynamic peer registered from there.
+                let (name, _) = bindings.iter().find(|(_, b)| b.address == remote)?;
+                self.conf.peer(name, |p| p.kind != PeerKind::User && p.host == PeerHost::Dynamic)
             })
             .or_else(|| {
                 // A call from the registrar of a `register => peer?...` line is that peer's.
                 let exten = request.uri.user_unescaped();
                 let name = self.registration_from(remote, exten.as_deref())?.config.peer.as_ref()?;
-                self.conf.peers.iter().find(|p| &p.name == name && p.kind != PeerKind::User)
+                self.conf.peer(name, |p| p.kind != PeerKind::User)
             })
             .map(|p| Arc::new(p.clone()))
     }

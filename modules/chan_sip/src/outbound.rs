@@ -69,7 +69,7 @@ impl SipTech {
             },
         };
         let exten = exten.filter(|e| !e.is_empty());
-        let peer = conf.peers.iter().find(|p| p.name == name && p.kind != PeerKind::User);
+        let peer = conf.peer(name, |p| p.kind != PeerKind::User);
         let Some(peer) = peer else {
             // Not a peer: a host, if guests are allowed.
             let (host, port) = match name.rsplit_once(':') {
