@@ -390,53 +390,6 @@ fn call_limit_slots_and_rtp_ports_are_released_on_every_ending() {
     assert!(server.rx("sip show channels").contains("0 active SIP channels"));
 }
 
-/// A peer with `outboundproxy`: the INVITE goes to the proxy (here the SIPp UAS), the
-/// Request-URI still names the peer's host.
-#[test]
-fn outboundproxy_receives_the_invite() {
-    let uas = SippUas::spawn("uas_answer.xml");
-    let proxy = format!(
-        "[viaproxy]\ntype=peer\nhost=192.0.2.1\noutboundproxy=127.0.0.1:{}\ndisallow=all\nallow=ulaw\n",
-        uas.port
-    );
-    let (server, port) = b2bua_with("dialproxy", 1, 1, "", &proxy);
-    let (code, out) = run_sipp(port, "invite_answer.xml", "15", "", "", 1);
-    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
-    let (code, out) = uas.finish();
-    assert_eq!(code, 0, "the proxy took the call: {out}");
-}
-
-/// The called peer challenges our INVITE: we answer with its `defaultuser`/`secret` (MD5,
-/// qop=auth) and the call goes through.
-#[test]
-fn a_challenge_is_answered_with_the_peers_credentials() {
-    let uas = SippUas::spawn("uas_auth.xml");
-    let trunk = format!(
-        "[trunk]\ntype=peer\nhost=127.0.0.1\nport={}\ndefaultuser=trunk\nsecret=trunkpw\ndisallow=all\nallow=ulaw\n",
-        uas.port
-    );
-    let (server, port) = b2bua_with("dialauth", 1, 1, "", &trunk);
-    let (code, out) = run_sipp(port, "invite_answer.xml", "16", "", "", 1);
-    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
-    let (code, out) = uas.finish();
-    assert_eq!(code, 0, "the digest verified: {out}");
-}
-
-/// A trunk peer without a secret of its own: its challenge is answered with the credentials
-/// of its account, the `register => trunk?...` line.
-#[test]
-fn a_challenge_is_answered_with_the_accounts_credentials() {
-    let uas = SippUas::spawn("uas_auth.xml");
-    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let account = format!("register => trunk?trunk:trunkpw@127.0.0.1:{}\n", silent.local_addr().unwrap().port());
-    let trunk = format!("[trunk]\ntype=peer\nhost=127.0.0.1\nport={}\ndisallow=all\nallow=ulaw\n", uas.port);
-    let (server, port) = b2bua_with("dialaccount", 1, 1, &account, &trunk);
-    let (code, out) = run_sipp(port, "invite_answer.xml", "16", "", "", 1);
-    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
-    let (code, out) = uas.finish();
-    assert_eq!(code, 0, "the digest verified: {out}");
-}
-
 /// dtmfmode=inband: Dial's D() option presses 5 on the called leg as two tones in the audio,
 /// and the call back into Starling (peer `loop`, inband too) hears the key in Read().
 #[test]
@@ -483,4 +436,45 @@ fn u_runs_a_subroutine_on_the_called_party() {
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
     assert!(dial_log_has(&server, "After abort DIALSTATUS=CANCEL"), "{}", server.log_tail());
     assert_eq!(aborting.finish().0, 0, "the called party got its BYE");
+}
+
+/// One call from SIPp to `exten`, dialled out to a SIPp UAS playing `uas_scenario` that
+/// `peers(uas port)` configures (with `general` lines): both sides must pass their scenario.
+fn one_dialled_call(name: &str, uas_scenario: &str, general: &str, peers: impl Fn(u16) -> String, exten: &str) {
+    let uas = SippUas::spawn(uas_scenario);
+    let (server, port) = b2bua_with(name, 1, 1, general, &peers(uas.port));
+    let (code, out) = run_sipp(port, "invite_answer.xml", exten, "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "the called side: {out}");
+}
+
+/// A peer with `outboundproxy`: the INVITE goes to the proxy (here the SIPp UAS), the
+/// Request-URI still names the peer's host.
+#[test]
+fn outboundproxy_receives_the_invite() {
+    let peer = |port| {
+        format!("[viaproxy]\ntype=peer\nhost=192.0.2.1\noutboundproxy=127.0.0.1:{port}\ndisallow=all\nallow=ulaw\n")
+    };
+    one_dialled_call("dialproxy", "uas_answer.xml", "", peer, "15");
+}
+
+/// The called peer challenges our INVITE: we answer with its `defaultuser`/`secret` (MD5,
+/// qop=auth; SIPp verifies the digest) and the call goes through.
+#[test]
+fn a_challenge_is_answered_with_the_peers_credentials() {
+    let peer = |port| {
+        format!("[trunk]\ntype=peer\nhost=127.0.0.1\nport={port}\ndefaultuser=trunk\nsecret=trunkpw\ndisallow=all\nallow=ulaw\n")
+    };
+    one_dialled_call("dialauth", "uas_auth.xml", "", peer, "16");
+}
+
+/// A trunk peer without a secret of its own: its challenge is answered with the credentials
+/// of its account, the `register => trunk?...` line (its registrar here never answers).
+#[test]
+fn a_challenge_is_answered_with_the_accounts_credentials() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let account = format!("register => trunk?trunk:trunkpw@127.0.0.1:{}\n", silent.local_addr().unwrap().port());
+    let peer = |port| format!("[trunk]\ntype=peer\nhost=127.0.0.1\nport={port}\ndisallow=all\nallow=ulaw\n");
+    one_dialled_call("dialaccount", "uas_auth.xml", &account, peer, "16");
 }
