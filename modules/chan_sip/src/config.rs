@@ -142,7 +142,8 @@ pub struct General {
 pub struct SipConf {
     pub general: General,
     pub registrations: Vec<Registration>,
-    pub peers: Vec<Peer>,
+    /// Shared, so a call can hold its peer's settings without copying them.
+    pub peers: Vec<std::sync::Arc<Peer>>,
     /// Peers by name and by static address: every request looks one up, and a site may have
     /// ten thousand.
     index: PeerIndex,
@@ -156,6 +157,7 @@ struct PeerIndex {
 
 impl SipConf {
     pub fn new(general: General, registrations: Vec<Registration>, peers: Vec<Peer>) -> SipConf {
+        let peers: Vec<std::sync::Arc<Peer>> = peers.into_iter().map(std::sync::Arc::new).collect();
         let mut index = PeerIndex::default();
         for (i, peer) in peers.iter().enumerate() {
             index.by_name.entry(peer.name.clone()).or_default().push(i);
@@ -169,12 +171,12 @@ impl SipConf {
     }
 
     /// The section named `name` that `want` accepts (a name may be both a user and a peer).
-    pub fn peer(&self, name: &str, want: impl Fn(&Peer) -> bool) -> Option<&Peer> {
+    pub fn peer(&self, name: &str, want: impl Fn(&Peer) -> bool) -> Option<&std::sync::Arc<Peer>> {
         self.index.by_name.get(name)?.iter().map(|&i| &self.peers[i]).find(|p| want(p))
     }
 
     /// The peers whose `host=` is this address, in the file's order.
-    pub fn peers_at(&self, ip: IpAddr) -> impl Iterator<Item = &Peer> {
+    pub fn peers_at(&self, ip: IpAddr) -> impl Iterator<Item = &std::sync::Arc<Peer>> {
         self.index.by_ip.get(&ip).into_iter().flatten().map(|&i| &self.peers[i])
     }
 }

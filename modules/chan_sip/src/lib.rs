@@ -79,7 +79,8 @@ fn show_peers(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sh
     );
     let (mut unmonitored_online, mut unmonitored_offline, mut monitored_online, mut monitored_offline) = (0, 0, 0, 0);
     // Peers only (type=user entries are not listed), sorted by name as chan_sip sorts them.
-    let mut peers: Vec<&config::Peer> = conf.peers.iter().filter(|p| p.kind != config::PeerKind::User).collect();
+    let mut peers: Vec<&config::Peer> =
+        conf.peers.iter().map(|p| &**p).filter(|p| p.kind != config::PeerKind::User).collect();
     peers.sort_by(|a, b| a.name.cmp(&b.name));
     for peer in peers {
         // Name/username: the username is `defaultuser`, or the one the peer registered with.
@@ -137,7 +138,8 @@ fn show_users(conf: &SipConf) -> String {
         );
     };
     row(&mut out, ["Username", "Secret", "Accountcode", "Def.Context", "ACL", "Forcerport"]);
-    let mut users: Vec<&config::Peer> = conf.peers.iter().filter(|p| p.kind != config::PeerKind::Peer).collect();
+    let mut users: Vec<&config::Peer> =
+        conf.peers.iter().map(|p| &**p).filter(|p| p.kind != config::PeerKind::Peer).collect();
     users.sort_by(|a, b| a.name.cmp(&b.name));
     let yes_no = |b: bool| if b { "Yes" } else { "No" };
     for user in users {

@@ -589,7 +589,7 @@ impl Monitor {
         let name = request.to().and_then(|t| t.uri.user_unescaped().map(|u| u.into_owned())).unwrap_or_default();
         let conf = self.conf.clone();
         let peer = conf.peer(&name, |p| p.kind != PeerKind::User);
-        let response = match self.registrar.authenticate(peer, request, &name, now) {
+        let response = match self.registrar.authenticate(peer.map(|p| &**p), request, &name, now) {
             Ok(()) => {
                 let dynamic = peer.is_some_and(|p| p.host == PeerHost::Dynamic);
                 if dynamic {
@@ -672,7 +672,7 @@ impl Monitor {
         let from_user = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
         if let Some(user) = from_user {
             if let Some(p) = self.conf.peer(&user, |p| p.kind != PeerKind::Peer) {
-                return Some(Arc::new(p.clone()));
+                return Some(p.clone());
             }
         }
         let bindings = self.registrar.bindings();
@@ -690,7 +690,7 @@ impl Monitor {
                 let name = self.registration_from(remote, exten.as_deref())?.config.peer.as_ref()?;
                 self.conf.peer(name, |p| p.kind != PeerKind::User)
             })
-            .map(|p| Arc::new(p.clone()))
+            .cloned()
     }
 
     /// The `register =>` line whose registrar `remote` is (by address: a trunk's calls come

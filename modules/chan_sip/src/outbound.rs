@@ -36,7 +36,7 @@ pub struct SipTech {
 struct Target {
     /// The peer's name, or the host for a guest call.
     peer_name: String,
-    peer: Option<Peer>,
+    peer: Option<std::sync::Arc<Peer>>,
     uri: Uri,
     remote: SocketAddr,
 }
