@@ -216,7 +216,7 @@ impl Monitor {
         let config = &registry.lines.get(i)?.config;
         let host = config.host.trim_start_matches('[').trim_end_matches(']');
         let remote = std::net::ToSocketAddrs::to_socket_addrs(&(host, config.port.unwrap_or(5060))).ok()?.next()?;
-        let local_ip = crate::outbound::local_ip_towards(self.conf.general.bindaddr, remote);
+        let local_ip = self.shared.local_ip_towards(remote);
         let local = SocketAddr::new(local_ip, self.shared.sip_port);
         let branch = crate::registry::branch(self.shared.random());
         let now = std::time::Instant::now();
@@ -365,7 +365,7 @@ impl Monitor {
     /// An OPTIONS to poke `peer` at `remote`.
     fn options_request(&mut self, peer: &str, remote: SocketAddr) -> Request {
         let local_ip = if self.conf.general.bindaddr.is_unspecified() {
-            crate::outbound::local_ip_towards(self.conf.general.bindaddr, remote)
+            self.shared.local_ip_towards(remote)
         } else {
             self.conf.general.bindaddr
         };

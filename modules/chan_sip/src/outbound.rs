@@ -7,7 +7,7 @@
 //! `BUSY`: its call-limit reached), binds the RTP port, makes the channel and its pvt, and tells
 //! the monitor where the dialog's messages go. `Channel::call` then sends the INVITE.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use starling_core::channel::Channel;
@@ -39,17 +39,6 @@ struct Target {
     peer: Option<std::sync::Arc<Peer>>,
     uri: Uri,
     remote: SocketAddr,
-}
-
-/// Our address towards `remote` (the one the kernel would send from).
-pub fn local_ip_towards(bindaddr: IpAddr, remote: SocketAddr) -> IpAddr {
-    if !bindaddr.is_unspecified() {
-        return bindaddr;
-    }
-    let any: SocketAddr = if remote.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap_or(remote);
-    std::net::UdpSocket::bind(any)
-        .and_then(|s| s.connect(remote).and_then(|()| s.local_addr()))
-        .map_or(remote.ip(), |a| a.ip())
 }
 
 fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
@@ -155,7 +144,7 @@ impl Tech for SipTech {
             tracing::info!("Call-limit {} reached for '{}': busy", call_limit.unwrap_or(0), target.peer_name);
             return Err(Cause::USER_BUSY);
         }
-        let local_ip = local_ip_towards(conf.general.bindaddr, target.remote);
+        let local_ip = shared.local_ip_towards(target.remote);
         let _runtime = core.runtime().enter();
         let Some(rtp) = shared.bind_rtp(local_ip) else {
             shared.release_call_slot(&target.peer_name);

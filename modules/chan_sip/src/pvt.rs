@@ -952,6 +952,8 @@ impl Pvt {
         let mut dtmf_events = Vec::new();
         let mut last_remote = self.session.remote();
         let mut rtp_received = 0u64;
+        // The channel hung up before the ACK of our 200: the BYE waits for it.
+        let mut pending_bye = false;
         // Our re-INVITE (hold/unhold) awaiting its final response: its CSeq.
         let mut reinvite_seq: Option<u32> = None;
         // One timer for the call's life, moved only when the next deadline changes: a new
@@ -978,7 +980,7 @@ impl Pvt {
                 armed = deadline;
             }
             tokio::select! {
-                command = self.driver.commands.recv() => match command {
+                command = self.driver.commands.recv(), if !pending_bye => match command {
                     Some(DriverCommand::Call(caller)) => {
                         if state == State::Idle {
                             if let Direction::Outbound(out) = &mut self.direction {
@@ -1077,6 +1079,13 @@ impl Pvt {
                                 cancel_deadline = Some(TokioInstant::now() + 64 * T1);
                                 continue;
                             }
+                            // RFC 3261 §15: no BYE before the ACK of our 2xx (it could overtake
+                            // the 2xx through a proxy): it leaves when the ACK comes, or when we
+                            // give up waiting for one.
+                            (State::Answered { acked: false }, Direction::Inbound { .. }) => {
+                                pending_bye = true;
+                                continue;
+                            }
                             (State::Answered { .. }, _) => self.bye(),
                             (State::Idle | State::Cancelling, _) => {}
                         }
@@ -1088,6 +1097,10 @@ impl Pvt {
                         if let State::Answered { .. } = state {
                             state = State::Answered { acked: true };
                             retransmit = None;
+                            if pending_bye {
+                                self.bye();
+                                break;
+                            }
                         }
                     }
                     Some(ToPvt::Bye { tx, request }) => {

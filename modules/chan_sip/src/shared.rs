@@ -49,6 +49,8 @@ pub struct Shared {
     pub peer_status: RwLock<HashMap<String, crate::qualify::PeerStatus>>,
     /// `sip show registry`'s rows (the monitor writes).
     pub registry: RwLock<Vec<RegistryRow>>,
+    /// Our address towards each remote address we have sent to (when bound to every address).
+    routes: Mutex<HashMap<IpAddr, IpAddr>>,
 }
 
 /// One `register =>` line as `sip show registry` shows it.
@@ -85,12 +87,24 @@ impl Shared {
             sip_port,
             peer_status: RwLock::default(),
             registry: RwLock::default(),
+            routes: Mutex::default(),
         }
     }
 
     /// The configuration in force.
     pub fn conf(&self) -> Arc<SipConf> {
         self.conf.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Our address towards `remote`: `bindaddr`, or when bound to every address the one the
+    /// kernel would send from (asked once per remote address, then remembered).
+    pub fn local_ip_towards(&self, remote: SocketAddr) -> IpAddr {
+        let bindaddr = self.conf().general.bindaddr;
+        if !bindaddr.is_unspecified() {
+            return bindaddr;
+        }
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        *routes.entry(remote.ip()).or_insert_with(|| route_source(remote))
     }
 
     /// A fresh pseudo-random number (a PCG step: unpredictable enough for tags and branches,
@@ -180,4 +194,12 @@ impl Shared {
         }
         None
     }
+}
+
+/// Our address towards `remote` (the one the kernel would send from).
+fn route_source(remote: SocketAddr) -> IpAddr {
+    let any: SocketAddr = if remote.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap_or(remote);
+    std::net::UdpSocket::bind(any)
+        .and_then(|s| s.connect(remote).and_then(|()| s.local_addr()))
+        .map_or(remote.ip(), |a| a.ip())
 }
