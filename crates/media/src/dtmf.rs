@@ -197,6 +197,20 @@ impl InbandDetector {
         }
     }
 
+    /// The key heard now (between its `Begin` and its `End`), if any.
+    pub fn pressed(&self) -> Option<char> {
+        self.reported
+    }
+
+    /// The audio stopped (a sender that sends nothing after a key): ends the key being heard.
+    pub fn flush(&mut self, out: &mut Vec<DtmfEvent>) {
+        self.block.clear();
+        self.candidate = None;
+        if let Some(digit) = self.reported.take() {
+            out.push(DtmfEvent::End { digit, duration: 0 });
+        }
+    }
+
     fn classify(&self) -> Option<char> {
         let energy: f32 = self.block.iter().map(|x| x * x).sum();
         if energy < 1e6 {
@@ -334,5 +348,11 @@ mod tests {
             .collect();
         detector.feed(&a440, &mut events);
         assert!(events.is_empty(), "a 440 Hz tone is not DTMF: {events:?}");
+        // A key and then no audio at all: the key ends when the caller flushes.
+        detector.feed(&tone('7', 400).unwrap(), &mut events);
+        assert_eq!((events.as_slice(), detector.pressed()), (&[DtmfEvent::Begin('7')][..], Some('7')));
+        detector.flush(&mut events);
+        assert_eq!(events.last(), Some(&DtmfEvent::End { digit: '7', duration: 0 }));
+        assert_eq!(detector.pressed(), None);
     }
 }

@@ -941,6 +941,9 @@ impl Pvt {
         let mut inband_out: Option<InbandOut> = None;
         let mut inband_in = starling_media::dtmf::InbandDetector::new();
         let mut inband_started = TokioInstant::now();
+        // When the last audio was fed to the inband detector: a key still heard 100 ms after the
+        // audio stopped is ended then.
+        let mut inband_heard = TokioInstant::now();
         let mut linear = Vec::with_capacity(160);
         let give_up_2xx = 64 * T1;
         let mut answered_at = TokioInstant::now();
@@ -969,6 +972,7 @@ impl Pvt {
                 retransmit.as_ref().map(|r| r.0),
                 dtmf_out.as_ref().map(|d| d.next),
                 inband_out.as_ref().map(|d| d.next),
+                inband_in.pressed().map(|_| inband_heard + Duration::from_millis(100)),
                 cancel_deadline,
             ]
             .into_iter()
@@ -1255,6 +1259,7 @@ impl Pvt {
                                         starling_media::g711::decode_alaw(&data, &mut linear);
                                     }
                                     inband_in.feed(&linear, &mut dtmf_events);
+                                    inband_heard = TokioInstant::now();
                                     for event in dtmf_events.drain(..) {
                                         let frame = match event {
                                             DtmfEvent::Begin(digit) => {
@@ -1316,6 +1321,15 @@ impl Pvt {
                         if now >= out.next && !out.send_next(&mut self.session) {
                             self.session.skip(out.duration);
                             dtmf_out = None;
+                        }
+                    }
+                    if inband_in.pressed().is_some() && now >= inband_heard + Duration::from_millis(100) {
+                        inband_in.flush(&mut dtmf_events);
+                        for event in dtmf_events.drain(..) {
+                            if let DtmfEvent::End { digit, .. } = event {
+                                let duration_ms = inband_started.elapsed().as_millis() as u32;
+                                let _ = self.driver.frames.send(Frame::DtmfEnd { digit, duration_ms }).await;
+                            }
                         }
                     }
                     if let Some(out) = inband_out.as_mut() {
