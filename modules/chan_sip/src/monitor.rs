@@ -646,7 +646,21 @@ impl Monitor {
                     request.call_id().map(str::to_owned).zip(request.from().and_then(|f| f.tag().map(str::to_owned)));
                 let initial_invite =
                     request.method == Method::Invite && request.to().is_some_and(|t| t.tag().is_none());
-                let invite = initial_invite.then(|| request.clone());
+                // Only what the ACK of a 2xx needs is kept (for 64·T1, at a thousand calls a second).
+                let invite = initial_invite.then(|| {
+                    let mut kept = Request::new(Method::Invite, request.uri.clone());
+                    for name in
+                        [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq]
+                    {
+                        if let Some(value) = request.headers.get(&name) {
+                            kept.headers.push(name, value);
+                        }
+                    }
+                    for route in request.headers.get_all(&HeaderName::Route) {
+                        kept.headers.push(HeaderName::Route, route);
+                    }
+                    kept
+                });
                 let tx = self.endpoint.send_request(now, request, remote, Transport::Udp);
                 if let Some(invite) = invite {
                     self.uac_invites.insert(tx, UacInvite { invite, remote, acks: Vec::new() });
