@@ -262,3 +262,64 @@ fn kamailio_gone_is_a_timeout_and_back_is_registered() {
     let back = Kamailio::start_on("s3cret", kam_port);
     assert!(registry_shows(&server, "Registered").is_some(), "{}\n{}", server.rx("sip show registry"), back.log());
 }
+
+/// A registrar by hand: answers every REGISTER 200 (granting what was asked) and keeps them.
+fn answer_registers(socket: &std::net::UdpSocket, seen: &mut Vec<String>) {
+    let mut buffer = [0u8; 4096];
+    while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+        let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+        if !text.starts_with("REGISTER ") {
+            continue;
+        }
+        let mut response = String::from("SIP/2.0 200 OK\r\n");
+        for line in text.lines() {
+            let lower = line.to_ascii_lowercase();
+            if ["via:", "from:", "call-id:", "cseq:", "contact:", "expires:"].iter().any(|h| lower.starts_with(h)) {
+                response.push_str(line);
+                response.push_str("\r\n");
+            } else if lower.starts_with("to:") {
+                response.push_str(line);
+                response.push_str(";tag=reg\r\n");
+            }
+        }
+        response.push_str("Content-Length: 0\r\n\r\n");
+        socket.send_to(response.as_bytes(), from).unwrap();
+        seen.push(text);
+    }
+}
+
+/// `sip reload` without a line that was registered: it is unregistered (Expires: 0, same
+/// Call-ID) and leaves `sip show registry`; a line added by the reload registers.
+#[test]
+fn reload_unregisters_removed_lines_and_registers_new_ones() {
+    let registrar = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    registrar.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let reg_port = registrar.local_addr().unwrap().port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TestDir::new("regreload");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => chan_sip.so\n");
+    let conf = |lines: &str| format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n{lines}");
+    dir.write("sip.conf", &conf(&format!("register => alice:pw@127.0.0.1:{reg_port}/600\n")));
+    let etc = dir.etc();
+    let server = Server::start(dir);
+    let mut seen = Vec::new();
+    let registered = eventually(Duration::from_secs(8), || {
+        answer_registers(&registrar, &mut seen);
+        server.rx("sip show registry").contains("Registered").then_some(())
+    });
+    assert!(registered.is_some(), "{}\n{}", server.rx("sip show registry"), server.log_tail());
+    std::fs::write(etc.join("sip.conf"), conf(&format!("register => bob:pw@127.0.0.1:{reg_port}/601\n"))).unwrap();
+    assert_eq!(server.rx("sip reload"), "");
+    let swapped = eventually(Duration::from_secs(8), || {
+        answer_registers(&registrar, &mut seen);
+        let registry = server.rx("sip show registry");
+        (registry.contains("bob") && registry.contains("Registered") && !registry.contains("alice")).then_some(())
+    });
+    assert!(swapped.is_some(), "{}\n{}", server.rx("sip show registry"), server.log_tail());
+    let alice: Vec<&String> = seen.iter().filter(|m| m.contains("sip:alice@")).collect();
+    let last = alice.last().expect("alice registered");
+    assert!(last.contains("Expires: 0"), "alice unregistered: {last}");
+    let call_id = |m: &str| m.lines().find(|l| l.starts_with("Call-ID:")).map(str::to_owned);
+    assert_eq!(call_id(alice[0]), call_id(last), "with the line's Call-ID");
+}
