@@ -323,3 +323,31 @@ fn reload_unregisters_removed_lines_and_registers_new_ones() {
     let call_id = |m: &str| m.lines().find(|l| l.starts_with("Call-ID:")).map(str::to_owned);
     assert_eq!(call_id(alice[0]), call_id(last), "with the line's Call-ID");
 }
+
+/// `core stop gracefully` unregisters the registered lines (Expires: 0) before the process ends.
+#[test]
+fn stopping_unregisters() {
+    let registrar = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    registrar.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let reg_port = registrar.local_addr().unwrap().port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TestDir::new("regstop");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => chan_sip.so\n");
+    dir.write(
+        "sip.conf",
+        &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\nregister => alice:pw@127.0.0.1:{reg_port}/600\n"),
+    );
+    let mut server = Server::start(dir);
+    let mut seen = Vec::new();
+    let registered = eventually(Duration::from_secs(8), || {
+        answer_registers(&registrar, &mut seen);
+        server.rx("sip show registry").contains("Registered").then_some(())
+    });
+    assert!(registered.is_some(), "{}", server.log_tail());
+    let _ = server.try_rx("core stop gracefully");
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    answer_registers(&registrar, &mut seen);
+    let last = seen.last().unwrap();
+    assert!(last.contains("Expires: 0"), "unregistered at stop: {last}");
+}

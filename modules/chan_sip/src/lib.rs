@@ -33,6 +33,8 @@ struct ChanSip {
     conf: Arc<std::sync::RwLock<Arc<SipConf>>>,
     _cli: CliRegistration,
     _tech: starling_core::apps::Registration<Arc<dyn starling_core::tech::Tech>>,
+    /// Says when the monitor thread has finished (after unregistering).
+    monitor_done: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
 }
 
 impl Module for ChanSip {
@@ -54,6 +56,10 @@ impl Module for ChanSip {
     }
     fn unload(self: Box<Self>) {
         let _ = self.stop.send(true);
+        // The monitor unregisters the `register =>` lines on its way out: give it that moment
+        // (bounded) before the process goes on to exit.
+        let done = self.monitor_done.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = done.recv_timeout(std::time::Duration::from_secs(2));
     }
 }
 
@@ -253,9 +259,13 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         (state.clone(), state.clone(), state.clone(), state.clone());
     let tech = ctx.register_tech(Arc::new(outbound::SipTech { shared: state }))?;
 
+    let (done, monitor_done) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("sip-monitor".into())
-        .spawn(move || monitor_runtime.block_on(monitor.run(stopped)))
+        .spawn(move || {
+            monitor_runtime.block_on(monitor.run(stopped));
+            let _ = done.send(());
+        })
         .map_err(|e| LoadError::Resource(format!("cannot start the SIP monitor thread: {e}")))?;
     let (peers_conf, peer_conf, settings_conf, users_conf) =
         (shared.clone(), shared.clone(), shared.clone(), shared.clone());
@@ -361,7 +371,13 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             CliResult::Success
         }),
     ])?;
-    Ok(Box::new(ChanSip { stop, conf: shared, _cli: cli, _tech: tech }))
+    Ok(Box::new(ChanSip {
+        stop,
+        conf: shared,
+        _cli: cli,
+        _tech: tech,
+        monitor_done: std::sync::Mutex::new(monitor_done),
+    }))
 }
 
 starling_core::module! {
