@@ -97,6 +97,7 @@ pub struct Core {
     functions: Registry<Function>,
     techs: Registry<Arc<dyn crate::tech::Tech>>,
     bridges: crate::bridge::Bridges,
+    events: crate::events::Events,
     pbx: std::sync::RwLock<Option<Arc<dyn Pbx>>>,
     builtin_apps: OnceLock<Vec<crate::apps::Registration<App>>>,
     local_tech: OnceLock<crate::apps::Registration<Arc<dyn crate::tech::Tech>>>,
@@ -123,6 +124,7 @@ impl Core {
             functions: Registry::default(),
             techs: Registry::default(),
             bridges: Default::default(),
+            events: Default::default(),
             pbx: std::sync::RwLock::new(None),
             builtin_apps: OnceLock::new(),
             local_tech: OnceLock::new(),
@@ -179,6 +181,10 @@ impl Core {
     /// Channel technologies (`SIP`, `Local`), by name.
     pub fn techs(&self) -> &Registry<Arc<dyn crate::tech::Tech>> {
         &self.techs
+    }
+    /// The event bus (what the manager interface reports).
+    pub fn events(&self) -> &crate::events::Events {
+        &self.events
     }
     /// The bridges up now (`bridge show all`).
     pub fn bridges(&self) -> &crate::bridge::Bridges {

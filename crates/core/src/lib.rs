@@ -30,6 +30,7 @@ mod cli_core;
 pub mod config;
 pub mod core;
 pub mod db;
+pub mod events;
 pub mod frame;
 pub mod loader;
 pub mod local;

@@ -26,6 +26,7 @@ use crate::qualify::{PeerStatus, Qualifier};
 use crate::registrar::Registrar;
 use crate::registry::{RegState, Registry};
 use crate::shared::{CallKey, Shared, RTP_END, RTP_START};
+use starling_core::events::Event as CoreEvent;
 
 /// The methods chan_sip answers (the `Allow:` header).
 pub const ALLOWED_METHODS: &str = "INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, SUBSCRIBE, NOTIFY, INFO, PUBLISH, MESSAGE";
@@ -281,7 +282,32 @@ impl Monitor {
                 _ => {}
             }
         }
+        self.registry_event(i, before);
         self.publish_line(i);
+    }
+
+    /// The manager's Registry event when line `i` changed state (from `before`).
+    fn registry_event(&self, i: usize, before: Option<RegState>) {
+        let Some(line) = self.registry.lines.get(i) else { return };
+        if before == Some(line.state) {
+            return;
+        }
+        let status = match line.state {
+            RegState::Registered => "Registered",
+            RegState::Unregistered => "Unregistered",
+            RegState::Rejected | RegState::NoAuthentication => "Rejected",
+            RegState::Timeout => "Timeout",
+            RegState::Failed => "Failed",
+            RegState::RequestSent | RegState::AuthSent => return,
+        };
+        let domain = line.config.domain.clone().unwrap_or_else(|| line.config.host.clone());
+        self.core.events().publish(
+            CoreEvent::new("Registry", "system")
+                .with("ChannelType", "SIP")
+                .with("Username", line.config.user.clone())
+                .with("Domain", domain)
+                .with("Status", status),
+        );
     }
 
     /// What `sip show registry` shows, every line (after a reload).
@@ -398,6 +424,21 @@ impl Monitor {
             PeerStatus::Unreachable | PeerStatus::Lagged { .. } => tracing::warn!("{}", change.log),
             _ => tracing::info!("{}", change.log),
         }
+        // The manager's PeerStatus event, with Asterisk's fields.
+        let (status, time) = match change.status {
+            PeerStatus::Reachable { ms } => ("Reachable", Some(ms)),
+            PeerStatus::Lagged { ms } => ("Lagged", Some(ms)),
+            PeerStatus::Unreachable => ("Unreachable", None),
+            PeerStatus::Unknown | PeerStatus::Unmonitored => ("Unknown", None),
+        };
+        let mut event = CoreEvent::new("PeerStatus", "system")
+            .with("ChannelType", "SIP")
+            .with("Peer", format!("SIP/{}", change.peer))
+            .with("PeerStatus", status);
+        if let Some(ms) = time {
+            event = event.with("Time", ms.to_string());
+        }
+        self.core.events().publish(event);
         self.shared.peer_status.write().unwrap_or_else(|p| p.into_inner()).insert(change.peer, change.status);
     }
 
@@ -510,7 +551,9 @@ impl Monitor {
                                 l.config.host
                             );
                         }
+                        let before = self.registry.lines.get(line).map(|l| l.state);
                         self.registry.timeout(line, std::time::Instant::now());
+                        self.registry_event(line, before);
                         self.publish_line(line);
                     }
                 }

@@ -1,0 +1,75 @@
+//! Core events (Asterisk's stasis messages as the manager interface sees them): a module
+//! publishes what happened (`PeerStatus`, `Registry`, ...) as a named event with ordered
+//! fields, and whoever listens (the manager interface, issue 10) subscribes. Publishing never
+//! blocks and costs nothing without listeners; a listener that falls behind loses the oldest
+//! events (and is told how many).
+
+use crate::tokio::sync::broadcast;
+
+/// One event, with Asterisk's field names and order (`Event: PeerStatus`, `ChannelType: SIP`...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `PeerStatus`, `Registry`...
+    pub name: String,
+    /// The manager event class it belongs to (`system`, `call`...), for filtering.
+    pub class: &'static str,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Event {
+    pub fn new(name: &str, class: &'static str) -> Event {
+        Event { name: name.to_owned(), class, fields: Vec::new() }
+    }
+    /// Adds a field (in order).
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Event {
+        self.fields.push((key.to_owned(), value.into()));
+        self
+    }
+    /// A field's value.
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The process's event bus.
+pub struct Events {
+    sender: broadcast::Sender<Event>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events { sender: broadcast::channel(4096).0 }
+    }
+}
+
+impl Events {
+    /// Publishes an event to every listener (none: it is dropped).
+    pub fn publish(&self, event: Event) {
+        let _ = self.sender.send(event);
+    }
+    /// A new listener, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_get_every_event_in_order() {
+        let events = Events::default();
+        events.publish(Event::new("Lost", "system")); // nobody listens yet
+        let mut a = events.subscribe();
+        let mut b = events.subscribe();
+        events.publish(Event::new("PeerStatus", "system").with("Peer", "SIP/bob").with("PeerStatus", "Reachable"));
+        events.publish(Event::new("Registry", "system").with("Status", "Registered"));
+        for rx in [&mut a, &mut b] {
+            let first = rx.try_recv().unwrap();
+            assert_eq!((first.name.as_str(), first.field("Peer")), ("PeerStatus", Some("SIP/bob")));
+            assert_eq!(rx.try_recv().unwrap().field("Status"), Some("Registered"));
+            assert!(rx.try_recv().is_err());
+        }
+    }
+}
