@@ -478,3 +478,13 @@ fn a_challenge_is_answered_with_the_accounts_credentials() {
     let peer = |port| format!("[trunk]\ntype=peer\nhost=127.0.0.1\nport={port}\ndisallow=all\nallow=ulaw\n");
     one_dialled_call("dialaccount", "uas_auth.xml", &account, peer, "16");
 }
+
+/// The same trunk challenging as a proxy (407): the account's credentials go in
+/// Proxy-Authorization.
+#[test]
+fn a_407_is_answered_with_the_accounts_credentials() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let account = format!("register => trunk?trunk:trunkpw@127.0.0.1:{}\n", silent.local_addr().unwrap().port());
+    let peer = |port| format!("[trunk]\ntype=peer\nhost=127.0.0.1\nport={port}\ndisallow=all\nallow=ulaw\n");
+    one_dialled_call("dialaccount407", "uas_auth407.xml", &account, peer, "16");
+}
