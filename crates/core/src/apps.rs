@@ -37,6 +37,14 @@ pub struct App {
     pub uses: Option<Arc<UseCount>>,
 }
 
+impl App {
+    /// An application with its `core show application` texts (its module's use is added when
+    /// it is registered).
+    pub const fn new(name: &'static str, synopsis: &'static str, description: &'static str, exec: AppFn) -> App {
+        App { name, synopsis, description, exec, uses: None }
+    }
+}
+
 #[derive(Clone)]
 pub struct Function {
     pub name: &'static str,

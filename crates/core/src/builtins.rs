@@ -308,80 +308,81 @@ fn macro_refused<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     })
 }
 
-const fn app(name: &'static str, synopsis: &'static str, description: &'static str, exec: crate::apps::AppFn) -> App {
-    App { name, synopsis, description, exec, uses: None }
-}
-
 /// The built-in applications.
 pub fn builtins() -> Vec<App> {
     vec![
-        app("Answer", "Answer a channel if ringing.", "Answer([delay]): answers the channel if it is ringing.", answer),
-        app(
+        App::new(
+            "Answer",
+            "Answer a channel if ringing.",
+            "Answer([delay]): answers the channel if it is ringing.",
+            answer,
+        ),
+        App::new(
             "Hangup",
             "Hang up the calling channel.",
             "Hangup([causecode]): hangs up with the Q.850 cause (number or name).",
             hangup,
         ),
-        app(
+        App::new(
             "NoOp",
             "Do Nothing (No Operation).",
             "NoOp([text]): does nothing; the text shows in the verbose log.",
             noop,
         ),
-        app(
+        App::new(
             "Set",
             "Set channel variable or function value.",
             "Set(name=value): sets a variable, or a function's value.",
             set,
         ),
-        app("MSet", "Set channel variable(s) or function value(s).", "MSet(name1=value1,name2=value2,...)", mset),
-        app(
+        App::new("MSet", "Set channel variable(s) or function value(s).", "MSet(name1=value1,name2=value2,...)", mset),
+        App::new(
             "Goto",
             "Jump to a particular priority, extension, or context.",
             "Goto([[context,]extension,]priority)",
             goto,
         ),
-        app("GotoIf", "Conditional goto.", "GotoIf(condition?[labeliftrue][:labeliffalse])", goto_if),
-        app(
+        App::new("GotoIf", "Conditional goto.", "GotoIf(condition?[labeliftrue][:labeliffalse])", goto_if),
+        App::new(
             "Gosub",
             "Jump to label, saving return address.",
             "Gosub([[context,]exten,]priority[(arg1[,...][,argN])])",
             gosub,
         ),
-        app(
+        App::new(
             "GosubIf",
             "Conditionally jump to label, saving return address.",
             "GosubIf(condition?labeliftrue[(args)][:labeliffalse[(args)]])",
             gosub_if,
         ),
-        app(
+        App::new(
             "Return",
             "Return from gosub routine.",
             "Return([value]): returns to the Gosub caller; value goes to GOSUB_RETVAL.",
             gosub_return,
         ),
-        app("Wait", "Waits for some time.", "Wait(seconds): waits, fractions allowed.", wait),
-        app("Progress", "Indicate progress.", "Progress(): sends early media indication (183).", progress),
-        app("Ringing", "Indicate ringing tone.", "Ringing(): indicates ringing (180).", ringing),
-        app(
+        App::new("Wait", "Waits for some time.", "Wait(seconds): waits, fractions allowed.", wait),
+        App::new("Progress", "Indicate progress.", "Progress(): sends early media indication (183).", progress),
+        App::new("Ringing", "Indicate ringing tone.", "Ringing(): indicates ringing (180).", ringing),
+        App::new(
             "Busy",
             "Indicate the Busy condition.",
             "Busy([timeout]): indicates busy, waits for hangup, hangs up.",
             busy,
         ),
-        app(
+        App::new(
             "Congestion",
             "Indicate the Congestion condition.",
             "Congestion([timeout]): indicates congestion, waits, hangs up.",
             congestion,
         ),
-        app(
+        App::new(
             "WaitExten",
             "Waits for an extension to be entered.",
             "WaitExten([seconds]): collects DTMF into an extension; t on timeout, i when invalid.",
             wait_exten,
         ),
-        app(
+        App::new(
             "Macro",
             "Refused: use Gosub.",
             "Macro is not supported (removed in Asterisk 21); use Gosub().",

@@ -69,6 +69,15 @@ pub struct Registrations(pub Vec<Box<dyn std::any::Any + Send + Sync>>);
 impl Module for Registrations {}
 
 impl ModuleContext {
+    /// Registers every application; all or none.
+    pub fn register_apps(&self, apps: Vec<crate::apps::App>) -> Result<Registrations, LoadError> {
+        let mut held: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
+        for app in apps {
+            held.push(Box::new(self.register_app(app)?));
+        }
+        Ok(Registrations(held))
+    }
+
     /// Registers every function; all or none.
     pub fn register_functions(&self, functions: Vec<crate::apps::Function>) -> Result<Registrations, LoadError> {
         let mut held: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();

@@ -399,11 +399,8 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     })
 }
 
-struct Loaded(#[allow(dead_code)] starling_core::apps::Registration<App>);
-impl Module for Loaded {}
-
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
-    let app = ctx.register_app(App {
+    let app = App {
         name: "Dial",
         synopsis: "Attempt to connect to another device or endpoint and bridge the call.",
         description: "Dial(Technology/Resource[&Technology2/Resource2...][,timeout[,options]]): calls every \
@@ -415,8 +412,8 @@ called party), U(context^args) (Gosub context,s,1 on the called party first). Se
 DIALEDPEERNUMBER, DIALEDTIME, ANSWEREDTIME.",
         exec: dial,
         uses: None,
-    })?;
-    Ok(Box::new(Loaded(app)))
+    };
+    Ok(Box::new(ctx.register_apps(vec![app])?))
 }
 
 starling_core::module! {

@@ -20,18 +20,15 @@ fn echo<'a>(chan: &'a mut Channel, _data: &'a str) -> AppFuture<'a> {
     })
 }
 
-struct Loaded(#[allow(dead_code)] starling_core::apps::Registration<App>);
-impl Module for Loaded {}
-
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
-    let app = ctx.register_app(App {
+    let app = App {
         name: "Echo",
         synopsis: "Echo media, DTMF back to the calling party",
         description: "Echo(): echoes back any voice frame and DTMF digit read from the calling channel, until hangup.",
         exec: echo,
         uses: None,
-    })?;
-    Ok(Box::new(Loaded(app)))
+    };
+    Ok(Box::new(ctx.register_apps(vec![app])?))
 }
 
 starling_core::module! {

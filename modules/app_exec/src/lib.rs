@@ -58,27 +58,24 @@ fn exec_if<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     })
 }
 
-struct Loaded(#[allow(dead_code)] Vec<starling_core::apps::Registration<App>>);
-impl Module for Loaded {}
-
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let apps = vec![
-        ctx.register_app(App {
+        App {
             name: "Exec",
             synopsis: "Executes dialplan application.",
             description: "Exec(appname(arguments))",
             exec,
             uses: None,
-        })?,
-        ctx.register_app(App {
+        },
+        App {
             name: "ExecIf",
             synopsis: "Executes dialplan application, conditionally.",
             description: "ExecIf(expression?appiftrue(args)[:appiffalse(args)])",
             exec: exec_if,
             uses: None,
-        })?,
+        },
     ];
-    Ok(Box::new(Loaded(apps)))
+    Ok(Box::new(ctx.register_apps(apps)?))
 }
 
 starling_core::module! {

@@ -627,76 +627,73 @@ fn record<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     })
 }
 
-struct Loaded(#[allow(dead_code)] Vec<starling_core::apps::Registration<App>>);
-impl Module for Loaded {}
-
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let apps = vec![
-        ctx.register_app(App {
+        App {
             name: "Playback",
             synopsis: "Play a file.",
             description: "Playback(filename[&filename2[&...]][,options]): plays the files (without extension) from soundsdir in the channel's language; answers first unless 'noanswer'; 'skip' passes over missing files silently. Sets PLAYBACKSTATUS to SUCCESS or FAILED.",
             exec: playback,
             uses: None,
-        })?,
-        ctx.register_app(App {
+        },
+        App {
             name: "Background",
             synopsis: "Play an audio file while waiting for digits of an extension to go to.",
             description: "Background(filename[&filename2...][,options[,langoverride[,context]]]): plays the files; a key press stops them and starts collecting an extension to go to. Options: s (skip if not answered), n (do not answer). Sets BACKGROUNDSTATUS.",
             exec: background,
             uses: None,
-        })?,
-        ctx.register_app(App {
+        },
+        App {
             name: "Read",
             synopsis: "Read a variable.",
             description: "Read(variable[,filename[&filename2...][,maxdigits[,options[,attempts[,timeout]]]]]): plays the prompt, reads DTMF digits ended by # into the variable. Options: s (skip if not answered), n (read without answering). Sets READSTATUS (OK, TIMEOUT, HANGUP, SKIPPED, ERROR).",
             exec: read,
             uses: None,
-        })?,
-        ctx.register_app(App {
+        },
+        App {
             name: "SayDigits",
             synopsis: "Say Digits.",
             description: "SayDigits(digits): says the digits one by one (0-9, *, #, -).",
             exec: say_digits,
             uses: None,
-        })?,
-        ctx.register_app(App {
+        },
+        App {
             name: "SayNumber",
             synopsis: "Say Number.",
             description: "SayNumber(number[,gender]): says the number (English).",
             exec: say_number,
             uses: None,
-        })?,
-        ctx.register_app(App {
+        },
+        App {
             name: "Record",
             synopsis: "Record to a file.",
             description: "Record(filename.format[,silence[,maxduration[,options]]]): records until # (or silence, maxduration, hangup). Formats wav, sln, ulaw, alaw. Options: k keep on hangup, n no answer, q no beep, s skip if not answered, t * terminates, x no terminator, y any key terminates. Sets RECORDED_FILE and RECORD_STATUS.",
             exec: record,
             uses: None,
-        })?,
-        ctx.register_app(App {
+        },
+        App {
             name: "PlayTones",
             synopsis: "Play a tone list.",
             description: "PlayTones(arg): plays a tone from the tone zone (dial, ring, busy, congestion, callwaiting) or a tone list such as 440+480/2000,0/4000, while the dialplan goes on; StopPlayTones ends it.",
             exec: play_tones,
             uses: None,
-        })?,
-        ctx.register_app(App {
+        },
+        App {
             name: "StopPlayTones",
             synopsis: "Stop playing a tone list.",
             description: "StopPlayTones(): stops the tones PlayTones started.",
             exec: stop_play_tones,
             uses: None,
-        })?,
-        ctx.register_app(App {
+        },
+        App {
             name: "SayAlpha",
             synopsis: "Say Alpha.",
             description: "SayAlpha(text): spells the text, letter by letter.",
             exec: say_alpha,
             uses: None,
-        })?,
+        },
     ];
-    Ok(Box::new(Loaded(apps)))
+    Ok(Box::new(ctx.register_apps(apps)?))
 }
 
 starling_core::module! {

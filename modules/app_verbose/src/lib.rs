@@ -35,27 +35,24 @@ fn log_app<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     })
 }
 
-struct Loaded(#[allow(dead_code)] Vec<starling_core::apps::Registration<App>>);
-impl Module for Loaded {}
-
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let apps = vec![
-        ctx.register_app(App {
+        App {
             name: "Verbose",
             synopsis: "Send arbitrary text to verbose output.",
             description: "Verbose([level,]message)",
             exec: verbose_app,
             uses: None,
-        })?,
-        ctx.register_app(App {
+        },
+        App {
             name: "Log",
             synopsis: "Send arbitrary text to a selected log level.",
             description: "Log(level,message): level is ERROR, WARNING, NOTICE, DEBUG or VERBOSE.",
             exec: log_app,
             uses: None,
-        })?,
+        },
     ];
-    Ok(Box::new(Loaded(apps)))
+    Ok(Box::new(ctx.register_apps(apps)?))
 }
 
 starling_core::module! {

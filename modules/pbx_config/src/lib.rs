@@ -221,23 +221,22 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             },
         ),
     ])?;
-    let app = |name, synopsis, description, exec| App { name, synopsis, description, exec, uses: None };
     let apps = [
-        app(
+        App::new(
             "GotoIfTime",
             "Conditional Goto based on the current time.",
             "GotoIfTime(times,weekdays,mdays,months?[labeliftrue][:labeliffalse])",
-            goto_if_time as starling_core::apps::AppFn,
+            goto_if_time,
         ),
-        app(
+        App::new(
             "While",
             "Start a while loop.",
             "While(expr): runs to the matching EndWhile while expr is true.",
             while_app,
         ),
-        app("EndWhile", "End a while loop.", "EndWhile(): returns to the matching While.", end_while),
-        app("ExitWhile", "End a While loop.", "ExitWhile(): leaves the innermost While loop.", exit_while),
-        app(
+        App::new("EndWhile", "End a while loop.", "EndWhile(): returns to the matching While.", end_while),
+        App::new("ExitWhile", "End a While loop.", "ExitWhile(): leaves the innermost While loop.", exit_while),
+        App::new(
             "ContinueWhile",
             "Restart a While loop.",
             "ContinueWhile(): returns to the innermost While.",
