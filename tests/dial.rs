@@ -47,26 +47,15 @@ fn b2bua(name: &str, uas: u16, uas2: u16) -> (Server, u16) {
 
 /// [`b2bua`] with more `[general]` lines and more sip.conf sections.
 fn b2bua_with(name: &str, uas: u16, uas2: u16, general: &str, more_peers: &str) -> (Server, u16) {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new(name);
-    dir.write_starling_conf(&moddir(), "");
-    dir.write(
-        "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => app_echo.so\nload => chan_sip.so\n",
-    );
-    dir.write("extensions.conf", EXTENSIONS);
     let peer = |name: &str, port: u16| {
         format!("[{name}]\ntype=peer\nhost=127.0.0.1\nport={port}\ninsecure=port,invite\ndisallow=all\nallow=ulaw\n")
     };
-    dir.write(
-        "sip.conf",
-        &format!(
-            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=default\n{general}{}{}{more_peers}",
-            peer("uas", uas),
-            peer("uas2", uas2)
-        ),
-    );
-    (Server::start(dir), port)
+    sip_pbx(
+        name,
+        &["pbx_config", "app_dial", "app_echo"],
+        Some(EXTENSIONS),
+        &format!("allowguest=yes\ncontext=default\n{general}{}{}{more_peers}", peer("uas", uas), peer("uas2", uas2)),
+    )
 }
 
 fn dial_log_has(server: &Server, text: &str) -> bool {
@@ -158,24 +147,16 @@ fn dial_reaches_a_local_channel() {
 /// alice (baresip) calls bob (baresip, registered, auto-answer) through Dial(SIP/bob,20): each
 /// hears the other's tone. Returns the bridge technology seen while they talked.
 fn alice_calls_bob(name: &str, alice_codec: (&str, &str, u32), bob_codec: (&str, &str, u32)) -> String {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new(name);
-    dir.write_starling_conf(&moddir(), "");
-    dir.write(
-        "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => chan_sip.so\n",
-    );
-    dir.write("extensions.conf", "[from-alice]\nexten => bob,1,Dial(SIP/bob,20)\n same => n,Hangup()\n[from-bob]\n");
-    dir.write(
-        "sip.conf",
+    let (server, port) = sip_pbx(
+        name,
+        &["pbx_config", "app_dial"],
+        Some("[from-alice]\nexten => bob,1,Dial(SIP/bob,20)\n same => n,Hangup()\n[from-bob]\n"),
         &format!(
-            "[general]\nbindaddr=127.0.0.1\nbindport={port}\n\
-             [alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\ndisallow=all\nallow={}\n\
+            "[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\ndisallow=all\nallow={}\n\
              [bob]\ntype=friend\nhost=dynamic\nsecret=bobpw\ncontext=from-bob\ndisallow=all\nallow={}\n",
             alice_codec.0, bob_codec.0
         ),
     );
-    let server = Server::start(dir);
     let bob = Baresip::spawn(
         &format!("{name}-bob"),
         &format!("<sip:bob@127.0.0.1:{port}>;auth_pass=bobpw;answermode=auto;regint=60"),
@@ -244,25 +225,12 @@ fn baresip_opus_alice_and_pcmu_bob_are_translated() {
 /// and bob hears his own tone come back.
 #[test]
 fn refer_transfers_the_other_party_to_echo() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new("dialrefer");
-    dir.write_starling_conf(&moddir(), "");
-    dir.write(
-        "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => app_echo.so\nload => chan_sip.so\n",
+    let (server, port) = sip_pbx(
+        "dialrefer",
+        &["pbx_config", "app_dial", "app_echo"],
+        Some("[guests]\nexten => bob,1,Dial(SIP/bob,20)\n same => n,Hangup()\nexten => 600,1,Answer()\n same => n,Echo()\n"),
+        "allowguest=yes\ncontext=guests\ndisallow=all\nallow=ulaw\n[bob]\ntype=friend\nhost=dynamic\nsecret=bobpw\ncontext=guests\n",
     );
-    dir.write(
-        "extensions.conf",
-        "[guests]\nexten => bob,1,Dial(SIP/bob,20)\n same => n,Hangup()\nexten => 600,1,Answer()\n same => n,Echo()\n",
-    );
-    dir.write(
-        "sip.conf",
-        &format!(
-            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=guests\ndisallow=all\nallow=ulaw\n\
-             [bob]\ntype=friend\nhost=dynamic\nsecret=bobpw\ncontext=guests\n"
-        ),
-    );
-    let server = Server::start(dir);
     let bob = Baresip::spawn(
         "dialrefer-bob",
         &format!("<sip:bob@127.0.0.1:{port}>;auth_pass=bobpw;answermode=auto;regint=60"),
@@ -286,38 +254,6 @@ fn refer_transfers_the_other_party_to_echo() {
     assert!((875..=885).contains(&peak), "bob hears his own 880 Hz tone: peak at {peak} Hz\n{}", server.log_tail());
 }
 
-/// RFC 4733 key presses from SIPp's dtmf_2833_1.pcap on the caller's leg cross the native bridge
-/// and arrive on the called leg — here a call back into Starling itself (peer `loop`), whose
-/// Read() collects the key.
-#[test]
-fn rfc4733_digits_cross_the_bridge() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new("dialdtmf");
-    dir.write_starling_conf(&moddir(), "");
-    dir.write(
-        "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => app_playback.so\nload => chan_sip.so\n",
-    );
-    dir.write(
-        "extensions.conf",
-        "[guests]\nexten => 20,1,Dial(SIP/loop/21,5)\n same => n,Hangup()\n\
-         [loopback]\nexten => 21,1,Answer()\n same => n,Read(KEY,,1,,,4)\n same => n,NoOp(KEY=${KEY})\n same => n,Wait(2)\n",
-    );
-    dir.write(
-        "sip.conf",
-        &format!(
-            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=guests\ndisallow=all\nallow=ulaw\n\
-             [loop]\ntype=peer\nhost=127.0.0.1\nport={port}\ncontext=loopback\n"
-        ),
-    );
-    let server = Server::start(dir);
-    let (code, out) = run_sipp(port, "invite_dtmf.xml", "20", "", "", 1);
-    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
-    let log = server.log();
-    assert!(log.contains("joined 'native_rtp' bridge"), "{}", server.log_tail());
-    assert!(log.contains("KEY=1"), "the key crossed the bridge: {}", server.log_tail());
-}
-
 /// The caller puts the call on hold (re-INVITE sendonly): Starling answers recvonly and passes
 /// the hold on, re-INVITEing the called party with sendonly.
 #[test]
@@ -339,34 +275,24 @@ fn open_fds(pid: u32) -> usize {
 /// the slot comes back on every ending (a 486, a cancel, a BYE) — as do the RTP sockets.
 #[test]
 fn call_limit_slots_and_rtp_ports_are_released_on_every_ending() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let busy = SippUas::spawn("uas_busy.xml");
     let ringing = SippUas::spawn("uas_ring_cancel.xml");
     let answering = SippUas::spawn("uas_answer.xml");
-    let dir = TestDir::new("diallimit");
-    dir.write_starling_conf(&moddir(), "");
-    dir.write(
-        "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => chan_sip.so\n",
-    );
     let peer = |name: &str, port: u16| {
         // No insecure=port: the callers (SIPp, other ports) come in as guests, not as these peers.
         format!("[{name}]\ntype=peer\nhost=127.0.0.1\nport={port}\ncall-limit=1\ndisallow=all\nallow=ulaw\n")
     };
-    dir.write(
-        "extensions.conf",
-        "[default]\nexten => _X,1,Dial(SIP/p${EXTEN},2)\n same => n,Answer()\n same => n,NoOp(${EXTEN}:${DIALSTATUS})\n same => n,Hangup()\n",
-    );
-    dir.write(
-        "sip.conf",
+    let (server, port) = sip_pbx(
+        "diallimit",
+        &["pbx_config", "app_dial"],
+        Some("[default]\nexten => _X,1,Dial(SIP/p${EXTEN},2)\n same => n,Answer()\n same => n,NoOp(${EXTEN}:${DIALSTATUS})\n same => n,Hangup()\n"),
         &format!(
-            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=default\n{}{}{}",
+            "allowguest=yes\ncontext=default\n{}{}{}",
             peer("p1", busy.port),
             peer("p2", ringing.port),
             peer("p3", answering.port)
         ),
     );
-    let server = Server::start(dir);
     let baseline = open_fds(server.pid());
     // 486, then a cancel after Dial's 2 s: each releases its slot.
     let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "1", "", "", 1);
@@ -388,35 +314,6 @@ fn call_limit_slots_and_rtp_ports_are_released_on_every_ending() {
     let released = eventually(Duration::from_secs(5), || (open_fds(server.pid()) <= baseline).then_some(()));
     assert!(released.is_some(), "sockets released: {} open, {baseline} at start", open_fds(server.pid()));
     assert!(server.rx("sip show channels").contains("0 active SIP channels"));
-}
-
-/// dtmfmode=inband: Dial's D() option presses 5 on the called leg as two tones in the audio,
-/// and the call back into Starling (peer `loop`, inband too) hears the key in Read().
-#[test]
-fn inband_digits_are_sent_and_heard() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new("dialinband");
-    dir.write_starling_conf(&moddir(), "");
-    dir.write(
-        "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => app_playback.so\nload => chan_sip.so\n",
-    );
-    dir.write(
-        "extensions.conf",
-        "[guests]\nexten => 40,1,Dial(SIP/loop/41,5,D(5))\n same => n,Hangup()\n\
-         [loopback]\nexten => 41,1,Answer()\n same => n,Read(KEY,,1,,,4)\n same => n,NoOp(KEY=${KEY})\n same => n,Wait(1)\n",
-    );
-    dir.write(
-        "sip.conf",
-        &format!(
-            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=guests\ndisallow=all\nallow=ulaw\n\
-             [loop]\ntype=peer\nhost=127.0.0.1\nport={port}\ncontext=loopback\ndtmfmode=inband\n"
-        ),
-    );
-    let server = Server::start(dir);
-    let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "40", "", "", 1);
-    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
-    assert!(server.log().contains("KEY=5"), "the key was heard in the audio: {}", server.log_tail());
 }
 
 /// `U(sub-callee^hello)`: a subroutine runs on the called party (with its argument) before the
@@ -487,4 +384,41 @@ fn a_407_is_answered_with_the_accounts_credentials() {
     let account = format!("register => trunk?trunk:trunkpw@127.0.0.1:{}\n", silent.local_addr().unwrap().port());
     let peer = |port| format!("[trunk]\ntype=peer\nhost=127.0.0.1\nport={port}\ndisallow=all\nallow=ulaw\n");
     one_dialled_call("dialaccount407", "uas_auth407.xml", &account, peer, "16");
+}
+
+/// A key pressed on the caller's leg (`dial`'s options, or the caller's RTP) must reach the
+/// called leg: a call back into Starling itself (peer `loop`, with `loop_options`), whose Read()
+/// logs `KEY=` then waits `wait` seconds. Returns the server's log.
+fn key_reaches_a_call_back(name: &str, dial_options: &str, loop_options: &str, scenario: &str, wait: u32) -> String {
+    let extensions = format!(
+        "[guests]\nexten => 20,1,Dial(SIP/loop/21,5{dial_options})\n same => n,Hangup()\n\
+         [loopback]\nexten => 21,1,Answer()\n same => n,Read(KEY,,1,,,4)\n same => n,NoOp(KEY=${{KEY}})\n same => n,Wait({wait})\n"
+    );
+    let (server, port) =
+        sip_pbx_on_port(name, &["pbx_config", "app_dial", "app_playback"], Some(&extensions), |port| {
+            format!(
+                "allowguest=yes\ncontext=guests\ndisallow=all\nallow=ulaw\n\
+             [loop]\ntype=peer\nhost=127.0.0.1\nport={port}\ncontext=loopback\n{loop_options}"
+            )
+        });
+    let (code, out) = run_sipp(port, scenario, "20", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    server.log()
+}
+
+/// RFC 4733 key presses from SIPp's dtmf_2833_1.pcap on the caller's leg cross the native bridge
+/// and arrive on the called leg.
+#[test]
+fn rfc4733_digits_cross_the_bridge() {
+    let log = key_reaches_a_call_back("dialdtmf", "", "", "invite_dtmf.xml", 2);
+    assert!(log.contains("joined 'native_rtp' bridge"), "{log}");
+    assert!(log.contains("KEY=1"), "the key crossed the bridge: {log}");
+}
+
+/// dtmfmode=inband: Dial's D() option presses 5 on the called leg as two tones in the audio,
+/// and the call back into Starling (inband too) hears the key in Read().
+#[test]
+fn inband_digits_are_sent_and_heard() {
+    let log = key_reaches_a_call_back("dialinband", ",D(5)", "dtmfmode=inband\n", "invite_pbx_hangs_up.xml", 1);
+    assert!(log.contains("KEY=5"), "the key was heard in the audio: {log}");
 }

@@ -7,22 +7,12 @@ use std::time::Duration;
 use crate::util::*;
 
 fn server(name: &str, peers: &str) -> (Server, u16) {
-    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new(name);
-    dir.write_starling_conf(&moddir(), "");
-    dir.write(
-        "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => chan_sip.so\n",
-    );
-    dir.write(
-        "extensions.conf",
-        "[default]\nexten => 30,1,Dial(SIP/dead,2)\n same => n,Answer()\n same => n,NoOp(DIALSTATUS=${DIALSTATUS})\n same => n,Hangup()\n",
-    );
-    dir.write(
-        "sip.conf",
-        &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=default\n{peers}"),
-    );
-    (Server::start(dir), port)
+    sip_pbx(
+        name,
+        &["pbx_config", "app_dial"],
+        Some("[default]\nexten => 30,1,Dial(SIP/dead,2)\n same => n,Answer()\n same => n,NoOp(DIALSTATUS=${DIALSTATUS})\n same => n,Hangup()\n"),
+        &format!("allowguest=yes\ncontext=default\n{peers}"),
+    )
 }
 
 /// Answers every OPTIONS that reaches `socket` with 200, as a phone would.

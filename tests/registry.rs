@@ -6,12 +6,7 @@ use std::time::Duration;
 use crate::util::*;
 
 fn server(name: &str, general: &str) -> Server {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new(name);
-    dir.write_starling_conf(&moddir(), "");
-    dir.write("modules.conf", "[modules]\nautoload = no\nload => chan_sip.so\n");
-    dir.write("sip.conf", &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n{general}"));
-    Server::start(dir)
+    sip_pbx(name, &[], None, general).0
 }
 
 fn registry_shows(server: &Server, text: &str) -> Option<String> {
@@ -86,24 +81,16 @@ fn no_registrar_is_a_timeout() {
 #[test]
 fn calls_from_the_registrar_land_in_the_lines_peer_context() {
     let registrar = SippUas::spawn("registrar_auth.xml");
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new("regcall");
-    dir.write_starling_conf(&moddir(), "");
-    dir.write("modules.conf", "[modules]\nautoload = no\nload => pbx_config.so\nload => chan_sip.so\n");
-    dir.write(
-        "extensions.conf",
-        "[from-trunk]\nexten => 600,1,Answer()\n same => n,NoOp(Call in from the trunk)\n same => n,Hangup()\n",
-    );
-    dir.write(
-        "sip.conf",
+    let (server, port) = sip_pbx(
+        "regcall",
+        &["pbx_config"],
+        Some("[from-trunk]\nexten => 600,1,Answer()\n same => n,NoOp(Call in from the trunk)\n same => n,Hangup()\n"),
         &format!(
-            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=no\n\
-             register => trunk?alice:s3cret@127.0.0.1:{}/600~60\n\
+            "allowguest=no\nregister => trunk?alice:s3cret@127.0.0.1:{}/600~60\n\
              [trunk]\ntype=peer\nhost=192.0.2.1\ninsecure=invite\ncontext=from-trunk\n",
             registrar.port
         ),
     );
-    let server = Server::start(dir);
     assert!(registry_shows(&server, "Registered").is_some(), "{}", server.log_tail());
     let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "600", "", "", 1);
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
@@ -131,7 +118,7 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(password: &str) -> Kamailio {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_udp_port();
         Kamailio::start_on(password, port)
     }
 
@@ -208,23 +195,16 @@ impl Drop for Kamailio {
 #[test]
 fn kamailio_registrar_takes_the_registration_and_relays_a_call() {
     let kamailio = Kamailio::start("s3cret");
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new("regkam");
-    dir.write_starling_conf(&moddir(), "");
-    dir.write("modules.conf", "[modules]\nautoload = no\nload => pbx_config.so\nload => chan_sip.so\n");
-    dir.write(
-        "extensions.conf",
-        "[incoming]\nexten => 600,1,Answer()\n same => n,NoOp(Call from Kamailio)\n same => n,Hangup()\n",
-    );
-    dir.write(
-        "sip.conf",
+    let (server, port) = sip_pbx(
+        "regkam",
+        &["pbx_config"],
+        Some("[incoming]\nexten => 600,1,Answer()\n same => n,NoOp(Call from Kamailio)\n same => n,Hangup()\n"),
         &format!(
-            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=no\ncontext=incoming\n\
+            "allowguest=no\ncontext=incoming\n\
              register => alice:s3cret@127.0.0.1:{}/600~60\nregister => bob:wrong@127.0.0.1:{}/601\n",
             kamailio.port, kamailio.port
         ),
     );
-    let server = Server::start(dir);
     let registry = registry_shows(&server, "Registered");
     assert!(registry.is_some(), "{}\n{}\n{}", server.rx("sip show registry"), server.log_tail(), kamailio.log());
     let bound = eventually(Duration::from_secs(5), || {
@@ -244,18 +224,9 @@ fn kamailio_registrar_takes_the_registration_and_relays_a_call() {
 fn kamailio_gone_is_a_timeout_and_back_is_registered() {
     let kamailio = Kamailio::start("s3cret");
     let kam_port = kamailio.port;
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new("regkamback");
-    dir.write_starling_conf(&moddir(), "");
-    dir.write("modules.conf", "[modules]\nautoload = no\nload => chan_sip.so\n");
     // Refreshed every 2 s (a fifth of 10 s); no answer within 1 s is a timeout.
-    dir.write(
-        "sip.conf",
-        &format!(
-            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nregistertimeout=1\nregister => alice:s3cret@127.0.0.1:{kam_port}/600~10\n"
-        ),
-    );
-    let server = Server::start(dir);
+    let server =
+        server("regkamback", &format!("registertimeout=1\nregister => alice:s3cret@127.0.0.1:{kam_port}/600~10\n"));
     assert!(registry_shows(&server, "Registered").is_some(), "{}\n{}", server.rx("sip show registry"), kamailio.log());
     drop(kamailio);
     assert!(registry_shows(&server, "Timeout").is_some(), "{}\n{}", server.rx("sip show registry"), server.log_tail());
@@ -295,14 +266,9 @@ fn reload_unregisters_removed_lines_and_registers_new_ones() {
     let registrar = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     registrar.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let reg_port = registrar.local_addr().unwrap().port();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new("regreload");
-    dir.write_starling_conf(&moddir(), "");
-    dir.write("modules.conf", "[modules]\nautoload = no\nload => chan_sip.so\n");
+    let (server, port) = sip_pbx("regreload", &[], None, &format!("register => alice:pw@127.0.0.1:{reg_port}/600\n"));
     let conf = |lines: &str| format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n{lines}");
-    dir.write("sip.conf", &conf(&format!("register => alice:pw@127.0.0.1:{reg_port}/600\n")));
-    let etc = dir.etc();
-    let server = Server::start(dir);
+    let etc = server.dir.etc();
     let mut seen = Vec::new();
     let registered = eventually(Duration::from_secs(8), || {
         answer_registers(&registrar, &mut seen);
@@ -330,15 +296,7 @@ fn stopping_unregisters() {
     let registrar = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     registrar.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let reg_port = registrar.local_addr().unwrap().port();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = TestDir::new("regstop");
-    dir.write_starling_conf(&moddir(), "");
-    dir.write("modules.conf", "[modules]\nautoload = no\nload => chan_sip.so\n");
-    dir.write(
-        "sip.conf",
-        &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\nregister => alice:pw@127.0.0.1:{reg_port}/600\n"),
-    );
-    let mut server = Server::start(dir);
+    let mut server = server("regstop", &format!("register => alice:pw@127.0.0.1:{reg_port}/600\n"));
     let mut seen = Vec::new();
     let registered = eventually(Duration::from_secs(8), || {
         answer_registers(&registrar, &mut seen);

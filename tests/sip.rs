@@ -3,10 +3,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn sip_server(name: &str, sip_conf: &str) -> Server {
     let dir = TestDir::new(name);
     dir.write_starling_conf(&moddir(), "");

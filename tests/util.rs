@@ -270,7 +270,7 @@ pub fn run_sipp(port: u16, scenario: &str, service: &str, user: &str, password: 
 pub fn run_sipp_with(port: u16, scenario: &str, args: &[&str]) -> (i32, String) {
     let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
     let work = tempfile_dir("sipp");
-    let local = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let local = free_udp_port();
     let mut child = Command::new("sipp")
         .current_dir(&work)
         .arg(format!("127.0.0.1:{port}"))
@@ -322,7 +322,7 @@ impl SippUas {
     pub fn spawn_for(scenario: &str, calls: u32) -> SippUas {
         let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
         let work = tempfile_dir("sipp-uas");
-        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_udp_port();
         let child = Command::new("sipp")
             .current_dir(&work)
             .args(["-sf", scenarios.join(scenario).to_str().unwrap()])
@@ -406,7 +406,7 @@ impl Baresip {
             .status()
             .expect("sox");
         assert!(made.success());
-        let sip_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let sip_port = free_udp_port();
         std::fs::write(
             home.join("config"),
             format!(
@@ -457,4 +457,36 @@ impl Drop for Baresip {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A free UDP port on 127.0.0.1 (bound then released: good enough for tests).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A Starling with SIP on a free port of 127.0.0.1: it loads `modules` (names without `.so`)
+/// and chan_sip, with `extensions` as extensions.conf when given; sip.conf is `[general]`,
+/// `bindaddr`, `bindport`, then `sip_conf` (more `[general]` lines and sections).
+pub fn sip_pbx(name: &str, modules: &[&str], extensions: Option<&str>, sip_conf: &str) -> (Server, u16) {
+    sip_pbx_on_port(name, modules, extensions, |_| sip_conf.to_owned())
+}
+
+/// [`sip_pbx`] with sip.conf made from the port (for a peer that is Starling itself).
+pub fn sip_pbx_on_port(
+    name: &str,
+    modules: &[&str],
+    extensions: Option<&str>,
+    sip_conf: impl FnOnce(u16) -> String,
+) -> (Server, u16) {
+    let port = free_udp_port();
+    let sip_conf = sip_conf(port);
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), "");
+    let loads: String = modules.iter().chain(["chan_sip"].iter()).map(|m| format!("load => {m}.so\n")).collect();
+    dir.write("modules.conf", &format!("[modules]\nautoload = no\n{loads}"));
+    if let Some(extensions) = extensions {
+        dir.write("extensions.conf", extensions);
+    }
+    dir.write("sip.conf", &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n{sip_conf}"));
+    (Server::start(dir), port)
 }
