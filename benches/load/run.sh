@@ -283,6 +283,16 @@ have_dial() {
     return 1
 }
 
+start_dial_starling() { # DIR STAGE TARGET_TEXT: starts Starling for a Dial stage; on failure writes the row, returns 1
+    local dir=$1 stage=$2 target=$3
+    start_starling "$dir" || { skip_row "$stage" "$target" "failed: Starling did not start (see the log above)"; return 1; }
+    if ! have_dial; then
+        stop_starling
+        skip_row "$stage" "$target" "skipped: Dial is not available"
+        return 1
+    fi
+}
+
 # ---------------------------------------------------------------------------------------
 # SIPp
 # ---------------------------------------------------------------------------------------
@@ -525,12 +535,7 @@ stage_b2bua() {
     dial_conf "$dir" "$sport" "$aport"
     cp "$SCENARIOS/b2bua_uac.xml" "$SCENARIOS/b2bua_uas.xml" "$dir/"
     log "b2bua: $B2BUA_RATE calls/s of ${B2BUA_HOLD_MS} ms through Dial(SIP/uas) for ${DURATION}s (Starling on 127.0.0.1:$sport)"
-    start_starling "$dir" || { skip_row b2bua "$B2BUA_RATE calls/s" "failed: Starling did not start (see the log above)"; return; }
-    if ! have_dial; then
-        stop_starling
-        skip_row b2bua "$B2BUA_RATE calls/s" "skipped: Dial is not available"
-        return
-    fi
+    start_dial_starling "$dir" b2bua "$B2BUA_RATE calls/s" || return
     m=$((B2BUA_RATE * DURATION))
     hold_s=$(( (B2BUA_HOLD_MS + 999) / 1000 ))
     sipp_start b2bua_uas "$dir" $((DURATION + hold_s + 75)) -sf b2bua_uas.xml -i 127.0.0.1 -p "$aport" \
@@ -576,12 +581,7 @@ stage_bridged() {
     [ "$m" -lt "$CONCURRENT" ] && m=$CONCURRENT
     rate_txt="$CONCURRENT concurrent (ramp ${RAMP}s, ${RAMP}s calls, $m calls)"
     log "bridged: $rate_txt, PCMU both ways (${pkts} packets a side a call), Starling on 127.0.0.1:$sport"
-    start_starling "$dir" || { skip_row bridged "$rate_txt" "failed: Starling did not start (see the log above)"; return; }
-    if ! have_dial; then
-        stop_starling
-        skip_row bridged "$rate_txt" "skipped: Dial is not available"
-        return
-    fi
+    start_dial_starling "$dir" bridged "$rate_txt" || return
     sink_bound=$((DURATION + RAMP + 90))
     python3 "$TOOLS/rtpsink.py" "$sink_a" "$dir/sink_uac.txt" "$sink_bound" &
     sa=$!
