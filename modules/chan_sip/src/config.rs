@@ -9,8 +9,9 @@ use starling_core::frame::CallerId;
 use starling_core::tracing;
 
 /// `dtmfmode=`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DtmfMode {
+    #[default]
     Rfc2833,
     Info,
     Inband,

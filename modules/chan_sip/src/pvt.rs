@@ -207,7 +207,7 @@ pub struct MediaInfo {
     pub codec: Option<Codec>,
     /// The payload type of telephone-event on this leg, if negotiated.
     pub event_pt: Option<u8>,
-    pub dtmfmode: Option<DtmfMode>,
+    pub dtmfmode: DtmfMode,
     /// Set when a native bridge starts: the stream this call was sending (SSRC, next sequence
     /// number, next timestamp), which the packets relayed to it must continue.
     pub continue_from: Option<(u32, u16, u32)>,
@@ -471,7 +471,7 @@ impl Pvt {
     pub fn new(parts: PvtParts) -> (Pvt, Arc<PvtHandle>) {
         let (to_pvt, from_monitor) = starling_core::tokio::sync::mpsc::unbounded_channel();
         let rtp = Arc::new(parts.rtp);
-        let published = Arc::new(Mutex::new(MediaInfo { dtmfmode: Some(parts.dtmfmode), ..Default::default() }));
+        let published = Arc::new(Mutex::new(MediaInfo { dtmfmode: parts.dtmfmode, ..Default::default() }));
         let handle = Arc::new(PvtHandle { to_pvt, rtp: rtp.clone(), media: published.clone() });
         let pvt = Pvt {
             key: parts.key,
