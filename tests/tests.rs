@@ -18,3 +18,5 @@ mod dial;
 mod qualify;
 // Outbound registration: register => lines against SIPp registrars.
 mod registry;
+// CDRs from real calls: cdr_csv and cdr_sqlite3.
+mod cdr;

@@ -42,6 +42,10 @@ fn static_modules() -> Vec<StaticModule> {
         app_system::module_info,
         func_callerid::module_info,
         func_timeout::module_info,
+        cdr_csv::module_info,
+        cdr_sqlite3::module_info,
+        func_cdr::module_info,
+        app_cdr::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()
@@ -245,6 +249,7 @@ fn serve(
         let _entered = runtime.enter();
         Core::new(settings, runtime.handle().clone())
     };
+    core.cdr().load(&core.settings().etcdir).map_err(Fatal::config)?;
     let db = starling_core::db::SqliteStorage::open(&core.settings().dbdir).map_err(Fatal::resource)?;
     core.set_db(Arc::new(db));
     core.loader().set_static_modules(static_modules());

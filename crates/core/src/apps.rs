@@ -99,6 +99,11 @@ impl<T: Clone> Registry<T> {
         self.items.lock().unwrap_or_else(|p| p.into_inner()).get(&name.to_ascii_lowercase()).cloned()
     }
 
+    /// Every name registered (lower case), sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
     /// Every entry, by name.
     pub fn all(&self) -> Vec<T> {
         self.items.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()

@@ -74,14 +74,61 @@ impl Bridges {
     fn add(&self, summary: impl FnOnce(String) -> BridgeSummary) -> BridgeEntry {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let id = format!("{:08x}-{:04x}-4000-8000-{n:012x}", std::process::id(), (n >> 16) as u16);
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).insert(n, summary(id));
-        BridgeEntry { bridges: self.clone(), n }
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).insert(n, summary(id.clone()));
+        BridgeEntry { bridges: self.clone(), n, id }
     }
 }
 
 struct BridgeEntry {
     bridges: Bridges,
     n: u64,
+    id: String,
+}
+
+/// A bridge event's own fields (Asterisk's `ast_manager_build_bridge_state_string`).
+fn bridge_event(name: &str, id: &str, technology: &str, channels: usize) -> crate::events::Event {
+    crate::events::Event::new(name, "call")
+        .with("BridgeUniqueid", id)
+        .with("BridgeType", "basic")
+        .with("BridgeTechnology", technology)
+        .with("BridgeCreator", "<unknown>")
+        .with("BridgeName", "<unknown>")
+        .with("BridgeNumChannels", channels.to_string())
+        .with("BridgeVideoSourceMode", "none")
+}
+
+/// Publishes the bridge's life for the manager: BridgeCreate, a BridgeEnter per channel;
+/// [`announce_bridge_end`] the BridgeLeaves and BridgeDestroy.
+fn announce_bridge_start(id: &str, technology: &str, caller: &mut Channel, callee: &mut Channel) {
+    let core = caller.core().clone();
+    let events = core.events();
+    if !events.has_listeners() {
+        return;
+    }
+    events.publish(bridge_event("BridgeCreate", id, technology, 0));
+    for (n, chan) in [caller, callee].into_iter().enumerate() {
+        chan.publish("BridgeEnter", "call", |e| {
+            let mut event = bridge_event("BridgeEnter", id, technology, n + 1);
+            event.fields.extend(e.fields);
+            event
+        });
+    }
+}
+
+fn announce_bridge_end(id: &str, technology: &str, caller: &mut Channel, callee: &mut Channel) {
+    let core = caller.core().clone();
+    let events = core.events();
+    if !events.has_listeners() {
+        return;
+    }
+    for (n, chan) in [caller, callee].into_iter().enumerate() {
+        chan.publish("BridgeLeave", "call", |e| {
+            let mut event = bridge_event("BridgeLeave", id, technology, 1 - n);
+            event.fields.extend(e.fields);
+            event
+        });
+    }
+    events.publish(bridge_event("BridgeDestroy", id, technology, 0));
 }
 
 impl Drop for BridgeEntry {
@@ -104,12 +151,16 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
     let core = caller.core().clone();
     let native = core.native_bridge(caller, callee);
     let technology = if native.is_some() { "native_rtp" } else { "simple_bridge" };
-    let _entry = core.bridges().add(|id| BridgeSummary {
+    let entry = core.bridges().add(|id| BridgeSummary {
         id,
         channels: vec![caller.name().to_owned(), callee.name().to_owned()],
         technology,
     });
     crate::verbose!(3, "Channel {} joined '{technology}' bridge with {}", caller.name(), callee.name());
+    announce_bridge_start(&entry.id, technology, caller, callee);
+    if let Some(cdr) = caller.cdr_mut() {
+        cdr.set_party_b(callee.name());
+    }
     let deadline = config.limit.map(|l| tokio::time::Instant::now() + l);
     let mut keys = [TransferKeys::default(), TransferKeys::default()];
     let end = loop {
@@ -173,5 +224,6 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
         }
     };
     drop(native);
+    announce_bridge_end(&entry.id, technology, caller, callee);
     end
 }

@@ -23,6 +23,10 @@ pub enum ChannelState {
 }
 
 impl ChannelState {
+    /// Asterisk's number for the state (the manager's `ChannelState`).
+    pub fn number(self) -> u8 {
+        self as u8
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelState::Down => "Down",
@@ -211,6 +215,23 @@ mod tests {
     }
 }
 
+/// Publishes `DialBegin` (with `detail` = `("DialString", "bob")`) or `DialEnd` (`("DialStatus",
+/// "ANSWER")`): the caller's snapshot, if there is a caller (an originate has none), then the
+/// dialled channel's with the `Dest` prefix.
+pub fn publish_dial(caller: Option<&mut Channel>, peer: &mut Channel, name: &str, detail: (&str, &str)) {
+    peer.announce();
+    let events = peer.core.events();
+    if !events.has_listeners() {
+        return;
+    }
+    let mut event = crate::events::Event::new(name, "call");
+    if let Some(caller) = caller {
+        caller.announce();
+        event = caller.snapshot_fields(event, "");
+    }
+    events.publish(peer.snapshot_fields(event, "Dest").with(detail.0, detail.1));
+}
+
 /// Where a jump goes: `[[context,]exten,]priority` with the priority a number or a label;
 /// `None` keeps the current context/extension.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,6 +320,16 @@ pub struct Channel {
     pub priority: u32,
     pub language: String,
     pub accountcode: String,
+    /// The uniqueid of the channel that started the call (its own for a first leg).
+    pub linkedid: String,
+    /// Who this channel is talking to (the caller, for a dialled channel).
+    pub connected: crate::frame::CallerId,
+    /// The call detail record, on a channel that starts a call (see [`crate::cdr`]).
+    cdr: Option<Box<crate::cdr::Cdr>>,
+    /// Records this channel has finished (a CDR's `sequence`).
+    cdr_sequence: u32,
+    /// `Newchannel` was published (every later event of the channel follows it).
+    announced: bool,
     /// The driver's own handle on its side of the call, for its technology to find when it is
     /// asked to bridge two of its channels natively ([`crate::tech::Tech::native_bridge`]).
     pub tech_pvt: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
@@ -340,7 +371,13 @@ impl Channel {
         let (commands, commands_rx) = crate::tokio::sync::mpsc::unbounded_channel();
         let entry = core.channels().register(name.clone(), ChannelState::Down, is_call);
         core.channels().lock().hangups.insert(entry.id, frames_tx.clone());
+        let cdr = is_call.then(|| Box::new(crate::cdr::Cdr::new(&name, &uniqueid, &uniqueid, 0)));
         let channel = Channel {
+            linkedid: uniqueid.clone(),
+            connected: Default::default(),
+            cdr,
+            cdr_sequence: 0,
+            announced: false,
             name,
             uniqueid,
             state: ChannelState::Down,
@@ -376,6 +413,9 @@ impl Channel {
     pub(crate) fn rename_local(&mut self, half: u8) {
         self.name = format!("{};{half}", self.name);
         let name = self.name.clone();
+        if let Some(cdr) = &mut self.cdr {
+            cdr.record_mut().channel = name.clone();
+        }
         self.entry.update(|s| s.name = name);
     }
 
@@ -390,18 +430,153 @@ impl Channel {
         self.state
     }
     pub fn set_state(&mut self, state: ChannelState) {
+        if state == self.state {
+            return;
+        }
         self.state = state;
         self.entry.update(|s| s.state = state);
+        if state == ChannelState::Up {
+            if let Some(cdr) = &mut self.cdr {
+                cdr.answered();
+            }
+        }
+        if self.announced {
+            self.publish("Newstate", "call", |e| e);
+        }
     }
 
-    /// Shows what the channel is doing in `core show channels`.
-    pub fn set_application(&self, app: &str, data: &str) {
+    /// Shows what the channel is doing in `core show channels`, and records it as the CDR's
+    /// last application (and the extension as its destination, until the call is over).
+    pub fn set_application(&mut self, app: &str, data: &str) {
         let location = format!("{}@{}:{}", self.exten, self.context, self.priority);
         let application = format!("{app}({data})");
         self.entry.update(|s| {
             s.location = location;
             s.application = application;
         });
+        let hung_up = self.hung_up;
+        if hung_up && self.core.cdr().settings().endbeforehexten {
+            return;
+        }
+        self.update_cdr();
+        if let Some(cdr) = &mut self.cdr {
+            let record = cdr.record_mut();
+            record.lastapp = app.to_owned();
+            record.lastdata = data.to_owned();
+        }
+    }
+
+    /// Copies what the CDR follows from the channel (caller ID, account, where it is in the
+    /// dialplan: not once it has hung up, when the `h` extension runs).
+    fn update_cdr(&mut self) {
+        let Some(cdr) = &mut self.cdr else { return };
+        let record = cdr.record_mut();
+        record.src.clone_from(&self.caller.number);
+        record.clid = match (self.caller.name.as_str(), self.caller.number.as_str()) {
+            ("", number) => number.to_owned(),
+            (name, "") => name.to_owned(),
+            (name, number) => format!("\"{name}\" <{number}>"),
+        };
+        record.accountcode.clone_from(&self.accountcode);
+        if !self.hung_up {
+            record.dst.clone_from(&self.exten);
+            record.dcontext.clone_from(&self.context);
+        }
+    }
+
+    /// The channel's call detail record, if it has one.
+    pub fn cdr(&self) -> Option<&crate::cdr::Cdr> {
+        self.cdr.as_deref()
+    }
+    pub fn cdr_mut(&mut self) -> Option<&mut crate::cdr::Cdr> {
+        self.update_cdr();
+        self.cdr.as_deref_mut()
+    }
+    /// Gives a channel that did not start a call a record of its own (an originated one).
+    pub fn enable_cdr(&mut self) {
+        if self.cdr.is_none() {
+            self.cdr = Some(Box::new(crate::cdr::Cdr::new(&self.name, &self.uniqueid, &self.linkedid, 0)));
+            self.update_cdr();
+        }
+    }
+    /// Finishes the record now and starts the next one (a second Dial, the dialplan going on
+    /// after a bridge): as Asterisk, one record per party the channel was connected to.
+    pub fn fork_cdr(&mut self) {
+        let Some(old) = self.cdr.take() else { return };
+        self.cdr_sequence += 1;
+        let mut next = crate::cdr::Cdr::new(&self.name, &self.uniqueid, &self.linkedid, self.cdr_sequence);
+        next.disabled = old.disabled;
+        if self.state == ChannelState::Up {
+            next.answered();
+        }
+        let cause = self.hangup_cause;
+        self.core.cdr().post(*old, cause, self.core.events());
+        self.cdr = Some(Box::new(next));
+        self.update_cdr();
+    }
+
+    /// Publishes `Newchannel` (once): when the channel is handed to the dialplan or dialled.
+    pub fn announce(&mut self) {
+        if !self.announced {
+            self.announced = true;
+            self.publish("Newchannel", "call", |e| e);
+        }
+    }
+
+    /// Adds the channel's snapshot (`Channel`, `ChannelState`... `Linkedid`, Asterisk's
+    /// fields and order) to an event, each name after `prefix` (`Dest` for DialBegin's callee).
+    pub fn snapshot_fields(&self, event: crate::events::Event, prefix: &str) -> crate::events::Event {
+        let or_unknown = |s: &str| if s.is_empty() { "<unknown>".to_owned() } else { s.to_owned() };
+        let field = |name: &str| format!("{prefix}{name}");
+        event
+            .with(&field("Channel"), &self.name)
+            .with(&field("ChannelState"), self.state.number().to_string())
+            .with(&field("ChannelStateDesc"), self.state.as_str())
+            .with(&field("CallerIDNum"), or_unknown(&self.caller.number))
+            .with(&field("CallerIDName"), or_unknown(&self.caller.name))
+            .with(&field("ConnectedLineNum"), or_unknown(&self.connected.number))
+            .with(&field("ConnectedLineName"), or_unknown(&self.connected.name))
+            .with(&field("Language"), &self.language)
+            .with(&field("AccountCode"), &self.accountcode)
+            .with(&field("Context"), &self.context)
+            .with(&field("Exten"), &self.exten)
+            .with(&field("Priority"), self.priority.to_string())
+            .with(&field("Uniqueid"), &self.uniqueid)
+            .with(&field("Linkedid"), &self.linkedid)
+    }
+
+    /// Publishes a channel event: the snapshot, then what `extra` adds. Announces the channel
+    /// first if it was not; costs nothing when nobody listens.
+    pub fn publish(
+        &mut self,
+        name: &str,
+        class: &'static str,
+        extra: impl FnOnce(crate::events::Event) -> crate::events::Event,
+    ) {
+        if !self.announced {
+            self.announce();
+        }
+        let events = self.core.events();
+        if events.has_listeners() {
+            events.publish(extra(self.snapshot_fields(crate::events::Event::new(name, class), "")));
+        }
+    }
+
+    /// DTMF the far end sent, as the manager reports it.
+    fn observe(&mut self, frame: &crate::frame::Frame) {
+        match frame {
+            crate::frame::Frame::DtmfBegin(digit) => {
+                let digit = digit.to_string();
+                self.publish("DTMFBegin", "dtmf", |e| e.with("Digit", digit).with("Direction", "Received"));
+            }
+            crate::frame::Frame::DtmfEnd { digit, duration_ms } => {
+                let (digit, duration) = (digit.to_string(), duration_ms.to_string());
+                self.publish("DTMFEnd", "dtmf", |e| {
+                    e.with("Digit", digit).with("DurationMs", duration).with("Direction", "Received")
+                });
+            }
+            _ => {}
+        }
     }
 
     /// A channel variable (`_VAR` and `__VAR`, the inherited forms, answer to `VAR`).
@@ -510,7 +685,10 @@ impl Channel {
                 self.hung_up = true;
                 None
             }
-            frame => frame,
+            Some(frame) => {
+                self.observe(&frame);
+                Some(frame)
+            }
         }
     }
 
@@ -532,7 +710,10 @@ impl Channel {
                     self.hung_up = true;
                     Read::HungUp
                 }
-                Some(frame) => Read::Frame(frame),
+                Some(frame) => {
+                    self.observe(&frame);
+                    Read::Frame(frame)
+                }
             },
         }
     }
@@ -548,6 +729,7 @@ impl Channel {
     /// INVITE (or starts its dialplan); progress comes back as control frames.
     pub fn call(&mut self) {
         if !self.hung_up {
+            self.announce();
             let _ = self.commands.send(DriverCommand::Call(self.caller.clone()));
             self.set_state(ChannelState::Dialing);
         }
@@ -633,6 +815,16 @@ impl Drop for Channel {
         if !self.hung_up {
             let cause = self.hangup_cause.unwrap_or(crate::frame::Cause::NORMAL_CLEARING);
             let _ = self.commands.send(DriverCommand::Hangup(cause));
+        }
+        let cause = self.hangup_cause.unwrap_or(crate::frame::Cause::NORMAL_CLEARING);
+        if self.announced {
+            self.publish("Hangup", "call", |e| {
+                e.with("Cause", cause.0.to_string()).with("Cause-txt", cause.description())
+            });
+        }
+        self.update_cdr();
+        if let Some(cdr) = self.cdr.take() {
+            self.core.cdr().post(*cdr, self.hangup_cause, self.core.events());
         }
     }
 }

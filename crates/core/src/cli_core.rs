@@ -183,8 +183,46 @@ pub(crate) fn register(core: &Arc<Core>) -> CliRegistration {
     ]);
     commands.extend(database_commands());
     commands.extend(channel_commands());
+    commands.push(cdr_show_status());
     commands.extend(crate::loader::cli_commands());
     core.cli().register("core", commands).expect("the core's commands are registered first")
+}
+
+/// `cdr show status`, as Asterisk 20 prints it.
+fn cdr_show_status() -> CliCommand {
+    CliCommand::new(
+        "cdr show status",
+        "Display the CDR status",
+        "Usage: cdr show status\n\tDisplays the Call Detail Record engine system status.\n",
+        |call| {
+            let engine = call.core.cdr();
+            let settings = engine.settings();
+            let yes_no = |b: bool| if b { "Yes" } else { "No" };
+            let _ = writeln!(call, "\nCall Detail Record (CDR) settings\n----------------------------------");
+            let _ = writeln!(
+                call,
+                "  Logging:                    {}",
+                if settings.enable { "Enabled" } else { "Disabled" }
+            );
+            let _ = writeln!(call, "  Mode:                       Simple");
+            if settings.enable {
+                let _ = writeln!(call, "  Log calls by default:       Yes");
+                let _ = writeln!(call, "  Log unanswered calls:       {}", yes_no(settings.unanswered));
+                let _ = writeln!(call, "  Log congestion:             {}", yes_no(settings.congestion));
+                let _ = writeln!(call, "  End before h exten:         {}", yes_no(settings.endbeforehexten));
+                let _ = writeln!(call, "  Records logged:             {}", engine.posted());
+                let _ = writeln!(call, "\n* Registered Backends\n  -------------------");
+                let names = engine.backend_names();
+                if names.is_empty() {
+                    let _ = writeln!(call, "    (none)");
+                }
+                for name in names {
+                    let _ = writeln!(call, "    {name}");
+                }
+            }
+            CliResult::Success
+        },
+    )
 }
 
 /// `channel originate` (Local channels) and `channel request hangup`.
@@ -555,7 +593,11 @@ fn originate_outbound(call: &mut crate::cli::CliCall<'_>, target: &str, rest: &[
             return CliResult::Failure;
         }
     };
+    let dialstring = target.split_once('/').map_or(target, |(_, d)| d).to_owned();
     crate::tokio::spawn(async move {
+        // An originated channel is the first party of its call: it has a CDR of its own.
+        channel.enable_cdr();
+        crate::channel::publish_dial(None, &mut channel, "DialBegin", ("DialString", &dialstring));
         channel.call();
         let deadline = crate::tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
@@ -563,14 +605,22 @@ fn originate_outbound(call: &mut crate::cli::CliCall<'_>, target: &str, rest: &[
             match channel.read_timeout(left).await {
                 crate::channel::Read::Frame(crate::frame::Frame::Control(crate::frame::Control::Answer)) => break,
                 crate::channel::Read::Frame(_) => {}
-                _ => {
+                read => {
                     crate::verbose!(2, "Originate of {} failed: no answer", channel.name());
+                    let status = match (read, channel.hangup_cause()) {
+                        (crate::channel::Read::Timeout, _) => "NOANSWER",
+                        (_, Some(crate::frame::Cause::USER_BUSY)) => "BUSY",
+                        (_, Some(crate::frame::Cause::CONGESTION)) => "CONGESTION",
+                        _ => "CHANUNAVAIL",
+                    };
+                    crate::channel::publish_dial(None, &mut channel, "DialEnd", ("DialStatus", status));
                     channel.hangup(crate::frame::Cause::NO_ANSWER);
                     return;
                 }
             }
         }
         channel.set_state(crate::channel::ChannelState::Up);
+        crate::channel::publish_dial(None, &mut channel, "DialEnd", ("DialStatus", "ANSWER"));
         match app {
             Some((app, data)) => {
                 let _use = app.uses.clone().map(crate::module::ModuleUse::new);

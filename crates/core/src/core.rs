@@ -98,6 +98,7 @@ pub struct Core {
     techs: Registry<Arc<dyn crate::tech::Tech>>,
     bridges: crate::bridge::Bridges,
     events: crate::events::Events,
+    cdr: crate::cdr::CdrEngine,
     pbx: std::sync::RwLock<Option<Arc<dyn Pbx>>>,
     builtin_apps: OnceLock<Vec<crate::apps::Registration<App>>>,
     local_tech: OnceLock<crate::apps::Registration<Arc<dyn crate::tech::Tech>>>,
@@ -125,6 +126,7 @@ impl Core {
             techs: Registry::default(),
             bridges: Default::default(),
             events: Default::default(),
+            cdr: Default::default(),
             pbx: std::sync::RwLock::new(None),
             builtin_apps: OnceLock::new(),
             local_tech: OnceLock::new(),
@@ -186,6 +188,10 @@ impl Core {
     pub fn events(&self) -> &crate::events::Events {
         &self.events
     }
+    /// The CDR engine (`cdr.conf`, the backends).
+    pub fn cdr(&self) -> &crate::cdr::CdrEngine {
+        &self.cdr
+    }
     /// The bridges up now (`bridge show all`).
     pub fn bridges(&self) -> &crate::bridge::Bridges {
         &self.bridges
@@ -196,6 +202,7 @@ impl Core {
     }
     /// Starts the dialplan on a new channel; without a dialplan the channel hangs up.
     pub fn start_pbx(&self, mut channel: Channel) {
+        channel.announce();
         let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
         match pbx {
             Some(pbx) => pbx.start(channel),
@@ -239,6 +246,9 @@ impl Core {
         let mut problems = Vec::new();
         if let Err(e) = crate::logger::reload(&self.settings) {
             problems.push(format!("logger.conf: {e}"));
+        }
+        if let Err(e) = self.cdr.load(&self.settings.etcdir) {
+            problems.push(format!("cdr.conf: {e}"));
         }
         problems.extend(self.loader.reload_all(self));
         *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();

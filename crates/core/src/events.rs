@@ -47,6 +47,10 @@ impl Events {
     pub fn publish(&self, event: Event) {
         let _ = self.sender.send(event);
     }
+    /// Whether anyone listens: publishers skip building events nobody would read.
+    pub fn has_listeners(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
     /// A new listener, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()

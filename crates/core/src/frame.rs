@@ -96,6 +96,36 @@ impl Cause {
         }
     }
 
+    /// Asterisk's description of the cause (`ast_cause2str`: the manager's `Cause-txt`).
+    pub fn description(self) -> &'static str {
+        match self.0 {
+            1 => "Unallocated (unassigned) number",
+            3 => "No route to destination",
+            16 => "Normal Clearing",
+            17 => "User busy",
+            18 => "No user responding",
+            19 => "User alerting, no answer",
+            20 => "Subscriber absent",
+            21 => "Call Rejected",
+            22 => "Number changed",
+            26 => "Answered elsewhere",
+            27 => "Destination out of order",
+            28 => "Invalid number format",
+            29 => "Facility rejected",
+            31 => "Normal, unspecified",
+            34 => "Circuit/channel congestion",
+            38 => "Network out of order",
+            41 => "Temporary failure",
+            42 => "Switching equipment congestion",
+            44 => "Requested channel not available",
+            58 => "Bearer capability not available",
+            88 => "Incompatible destination",
+            102 => "Recovery on timer expiry",
+            127 => "Interworking, unspecified",
+            _ => "Unknown",
+        }
+    }
+
     /// A cause given by number or by name (`Hangup(17)`, `Hangup(USER_BUSY)`).
     pub fn parse(text: &str) -> Option<Cause> {
         let text = text.trim();

@@ -24,6 +24,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod apps;
 pub mod bridge;
 pub mod builtins;
+pub mod cdr;
 pub mod channel;
 pub mod cli;
 mod cli_core;

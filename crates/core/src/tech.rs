@@ -21,6 +21,8 @@ pub struct Requestor {
     pub language: String,
     /// `_VAR`/`__VAR` variables carried over (as [`Channel::inheritable_vars`] gives them).
     pub variables: Vec<(String, String)>,
+    /// The call's linkedid (the first leg's uniqueid), shared by every leg it dials.
+    pub linkedid: String,
 }
 
 impl Requestor {
@@ -32,12 +34,17 @@ impl Requestor {
             accountcode: channel.accountcode.clone(),
             language: channel.language.clone(),
             variables: channel.inheritable_vars(),
+            linkedid: channel.linkedid.clone(),
         }
     }
 
     /// Applies what the outbound `channel` inherits.
     pub fn apply(&self, channel: &mut Channel) {
         channel.caller = self.caller.clone();
+        channel.connected = self.caller.clone();
+        if !self.linkedid.is_empty() {
+            channel.linkedid = self.linkedid.clone();
+        }
         if !self.accountcode.is_empty() {
             channel.accountcode = self.accountcode.clone();
         }

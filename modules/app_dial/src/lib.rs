@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use starling_core::apps::{App, AppFuture, AppResult};
 use starling_core::bridge::{bridge, BridgeConfig, BridgeEnd, Side};
-use starling_core::channel::{Channel, ChannelState};
+use starling_core::cdr::Disposition;
+use starling_core::channel::{publish_dial, Channel, ChannelState};
 use starling_core::frame::{Cause, Control, Frame};
 use starling_core::tech::Requestor;
 use starling_core::tokio::time::{sleep_until, Instant};
@@ -128,6 +129,13 @@ impl Tally {
     }
 }
 
+/// `DIALSTATUS` word for one callee that ended with `cause` (its `DialEnd`).
+fn status_of(cause: Cause) -> &'static str {
+    let mut tally = Tally::default();
+    tally.cause(cause);
+    tally.status()
+}
+
 /// A callee while it rings.
 struct Callee {
     channel: Channel,
@@ -211,18 +219,21 @@ async fn ring(
                     }
                 }
                 Some(Frame::Control(control @ (Control::Busy | Control::Congestion))) => {
-                    let callee = callees.remove(i);
+                    let mut callee = callees.remove(i);
                     verbose!(3, "{} is {}", callee.channel.name(), if control == Control::Busy { "busy" } else { "circuit-busy" });
                     let cause = if control == Control::Busy { Cause::USER_BUSY } else { Cause::CONGESTION };
-                    tally.cause(callee.channel.hangup_cause().unwrap_or(cause));
+                    let cause = callee.channel.hangup_cause().unwrap_or(cause);
+                    publish_dial(Some(chan), &mut callee.channel, "DialEnd", ("DialStatus", status_of(cause)));
+                    tally.cause(cause);
                 }
                 // Early media: the caller hears the callee's ringback or announcement.
                 Some(frame @ Frame::Voice { .. }) if !local_ringing => chan.write(frame),
                 Some(_) => {}
                 None => {
-                    let callee = callees.remove(i);
+                    let mut callee = callees.remove(i);
                     let cause = callee.channel.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING);
                     verbose!(3, "{} hung up ({})", callee.channel.name(), cause.name());
+                    publish_dial(Some(chan), &mut callee.channel, "DialEnd", ("DialStatus", status_of(cause)));
                     tally.cause(cause);
                 }
             },
@@ -244,6 +255,10 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         }
         let started = Instant::now();
         let core = chan.core().clone();
+        // A second Dial from the same channel starts a record of its own (Asterisk's CDR fork).
+        if chan.cdr().is_some_and(|cdr| cdr.has_party_b()) {
+            chan.fork_cdr();
+        }
         let requestor = Requestor::from_channel(chan);
         let mut tally = Tally::default();
         let mut callees = Vec::new();
@@ -251,8 +266,12 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             match core.request_channel(target, &requestor) {
                 Ok(mut channel) => {
                     verbose!(3, "Called {target}");
-                    channel.call();
                     let number = target.split_once('/').map_or(target, |(_, d)| d).to_owned();
+                    publish_dial(Some(chan), &mut channel, "DialBegin", ("DialString", &number));
+                    if let Some(cdr) = chan.cdr_mut() {
+                        cdr.set_party_b(channel.name());
+                    }
+                    channel.call();
                     callees.push(Callee { channel, number });
                 }
                 Err(cause) => {
@@ -268,27 +287,43 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         }
         let outcome = ring(chan, &mut callees, timeout.map(Duration::from_secs_f64), &options, &mut tally).await;
         // The ones that did not win are hung up (CANCEL while they ring).
-        let others_cause =
-            if matches!(outcome, Ring::Answered(_)) { Cause::ANSWERED_ELSEWHERE } else { Cause::NORMAL_CLEARING };
+        let (others_cause, others_status) = match outcome {
+            Ring::Answered(_) => (Cause::ANSWERED_ELSEWHERE, "CANCEL"),
+            Ring::Timeout => (Cause::NORMAL_CLEARING, "NOANSWER"),
+            _ => (Cause::NORMAL_CLEARING, "CANCEL"),
+        };
         for mut callee in callees.drain(..) {
+            publish_dial(Some(chan), &mut callee.channel, "DialEnd", ("DialStatus", others_status));
             callee.channel.hangup(others_cause);
         }
+        let congestion = core.cdr().settings().congestion;
+        // An unanswered Dial ends the caller's record (Asterisk's CDR goes to its finalized
+        // state): what the dialplan does next is another record.
+        let dial_status = |chan: &mut Channel, status: &str| {
+            chan.set_var("DIALSTATUS", status);
+            if status != "ANSWER" {
+                if let Some(cdr) = chan.cdr_mut() {
+                    cdr.set_disposition(Disposition::from_dialstatus(status, congestion));
+                    chan.fork_cdr();
+                }
+            }
+        };
         let dialed_time = |chan: &mut Channel| chan.set_var("DIALEDTIME", &started.elapsed().as_secs().to_string());
         let mut callee = match outcome {
             Ring::Cancelled => {
-                chan.set_var("DIALSTATUS", "CANCEL");
+                dial_status(chan, "CANCEL");
                 dialed_time(chan);
                 return AppResult::Hangup;
             }
             Ring::Timeout => {
                 verbose!(3, "Nobody picked up in {} ms", timeout.map_or(0.0, |t| t * 1000.0));
-                chan.set_var("DIALSTATUS", "NOANSWER");
+                dial_status(chan, "NOANSWER");
                 dialed_time(chan);
                 return AppResult::Continue;
             }
             Ring::Failed => {
                 let status = tally.status();
-                chan.set_var("DIALSTATUS", status);
+                dial_status(chan, status);
                 if let Some(cause) = tally.last_cause {
                     chan.set_hangup_cause(cause);
                 }
@@ -297,7 +332,11 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             }
             Ring::Answered(callee) => callee,
         };
-        chan.set_var("DIALSTATUS", "ANSWER");
+        publish_dial(Some(chan), &mut callee.channel, "DialEnd", ("DialStatus", "ANSWER"));
+        if let Some(cdr) = chan.cdr_mut() {
+            cdr.set_party_b(callee.channel.name());
+        }
+        dial_status(chan, "ANSWER");
         chan.set_var("DIALEDPEERNAME", callee.channel.name());
         chan.set_var("DIALEDPEERNUMBER", &callee.number);
         callee.channel.set_state(ChannelState::Up);
@@ -318,7 +357,7 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             // GOSUB_RESULT=ABORT (or a subroutine that hung up) ends the called party's leg.
             if ran.is_err() || result == "ABORT" || callee.channel.is_hung_up() {
                 callee.channel.hangup(Cause::NORMAL_CLEARING);
-                chan.set_var("DIALSTATUS", "CANCEL");
+                dial_status(chan, "CANCEL");
                 dialed_time(chan);
                 return AppResult::Continue;
             }
