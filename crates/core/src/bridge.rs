@@ -221,6 +221,8 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
             Frame::Control(_) => {}
             Frame::Transfer(exten) => break BridgeEnd::Transfer(side, exten),
             Frame::Hangup(cause) => break BridgeEnd::HungUp(side, cause),
+            // Taken by the channel's own read.
+            Frame::SetVar(..) | Frame::Redirect(_) => {}
         }
     };
     drop(native);

@@ -52,14 +52,30 @@ pub struct ChannelSummary {
     pub application: String,
     /// Whether this channel is the first leg of a call (counted in `active calls`).
     pub is_call: bool,
+    /// What the manager lists (`CoreShowChannels`, `Status`, `Getvar`): the channel's snapshot
+    /// as of its last application.
+    pub uniqueid: String,
+    pub linkedid: String,
+    pub caller: crate::frame::CallerId,
+    pub connected: crate::frame::CallerId,
+    pub accountcode: String,
+    pub language: String,
+    pub context: String,
+    pub exten: String,
+    pub priority: u32,
+    pub app: String,
+    pub data: String,
+    pub created: std::time::Instant,
+    pub variables: BTreeMap<String, String>,
 }
 
 #[derive(Default)]
 struct Inner {
     next_id: u64,
     channels: BTreeMap<u64, ChannelSummary>,
-    /// Where to send a hangup request for a channel (`channel request hangup`).
-    hangups: BTreeMap<u64, crate::tokio::sync::mpsc::Sender<crate::frame::Frame>>,
+    /// Where to send a frame to a channel from outside (`channel request hangup`, the
+    /// manager's Hangup, Setvar, Redirect).
+    inboxes: BTreeMap<u64, crate::tokio::sync::mpsc::Sender<crate::frame::Frame>>,
 }
 
 /// Every live channel of the process.
@@ -73,8 +89,26 @@ impl Channels {
     /// Adds a channel; it stays listed until the handle drops. `is_call` marks the
     /// channel that started a call (an inbound leg, an originate), as Asterisk counts calls.
     pub fn register(&self, name: impl Into<String>, state: ChannelState, is_call: bool) -> ChannelHandle {
-        let summary =
-            ChannelSummary { name: name.into(), location: String::new(), state, application: String::new(), is_call };
+        let summary = ChannelSummary {
+            name: name.into(),
+            location: String::new(),
+            state,
+            application: String::new(),
+            is_call,
+            uniqueid: String::new(),
+            linkedid: String::new(),
+            caller: Default::default(),
+            connected: Default::default(),
+            accountcode: String::new(),
+            language: String::new(),
+            context: String::new(),
+            exten: String::new(),
+            priority: 1,
+            app: String::new(),
+            data: String::new(),
+            created: std::time::Instant::now(),
+            variables: BTreeMap::new(),
+        };
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
@@ -88,17 +122,29 @@ impl Channels {
     /// Asks a channel (by name, or every one with `all`) to hang up, as `channel request
     /// hangup` does; returns how many were asked.
     pub fn request_hangup(&self, name: &str) -> usize {
+        self.send_frame(name, crate::frame::Frame::Hangup(crate::frame::Cause::NORMAL_CLEARING))
+    }
+
+    /// Queues `frame` to the channel named `name` (every channel with `all`), as if its driver
+    /// had sent it; returns to how many.
+    pub fn send_frame(&self, name: &str, frame: crate::frame::Frame) -> usize {
         let inner = self.lock();
-        let mut asked = 0;
+        let mut sent = 0;
         for (id, summary) in &inner.channels {
             if name.eq_ignore_ascii_case("all") || summary.name == name {
-                if let Some(tx) = inner.hangups.get(id) {
-                    let _ = tx.try_send(crate::frame::Frame::Hangup(crate::frame::Cause::NORMAL_CLEARING));
-                    asked += 1;
+                if let Some(tx) = inner.inboxes.get(id) {
+                    if tx.try_send(frame.clone()).is_ok() {
+                        sent += 1;
+                    }
                 }
             }
         }
-        asked
+        sent
+    }
+
+    /// One channel's summary, by name.
+    pub fn find(&self, name: &str) -> Option<ChannelSummary> {
+        self.lock().channels.values().find(|c| c.name == name).cloned()
     }
 
     /// Every channel, in the order they were created.
@@ -140,7 +186,7 @@ impl Drop for ChannelHandle {
     fn drop(&mut self) {
         let mut inner = self.channels.lock();
         inner.channels.remove(&self.id);
-        inner.hangups.remove(&self.id);
+        inner.inboxes.remove(&self.id);
     }
 }
 
@@ -356,6 +402,8 @@ pub struct Channel {
     absolute_deadline: Option<crate::tokio::time::Instant>,
     /// The absolute timeout struck: reads end (as at a hangup) until the PBX loop takes it.
     timed_out: bool,
+    /// The manager's Redirect: reads end (as at a hangup) until the PBX loop takes it.
+    redirect: Option<Jump>,
 }
 
 impl Channel {
@@ -370,7 +418,8 @@ impl Channel {
         let (frames_tx, frames) = crate::tokio::sync::mpsc::channel(64);
         let (commands, commands_rx) = crate::tokio::sync::mpsc::unbounded_channel();
         let entry = core.channels().register(name.clone(), ChannelState::Down, is_call);
-        core.channels().lock().hangups.insert(entry.id, frames_tx.clone());
+        core.channels().lock().inboxes.insert(entry.id, frames_tx.clone());
+        entry.update(|s| s.uniqueid.clone_from(&uniqueid));
         let cdr = is_call.then(|| Box::new(crate::cdr::Cdr::new(&name, &uniqueid, &uniqueid, 0)));
         let channel = Channel {
             linkedid: uniqueid.clone(),
@@ -402,6 +451,7 @@ impl Channel {
             generator: None,
             absolute_deadline: None,
             timed_out: false,
+            redirect: None,
         };
         (channel, ChannelDriver { frames: frames_tx, commands: commands_rx })
     }
@@ -448,12 +498,13 @@ impl Channel {
     /// Shows what the channel is doing in `core show channels`, and records it as the CDR's
     /// last application (and the extension as its destination, until the call is over).
     pub fn set_application(&mut self, app: &str, data: &str) {
-        let location = format!("{}@{}:{}", self.exten, self.context, self.priority);
-        let application = format!("{app}({data})");
         self.entry.update(|s| {
-            s.location = location;
-            s.application = application;
+            s.location = format!("{}@{}:{}", self.exten, self.context, self.priority);
+            s.application = format!("{app}({data})");
+            app.clone_into(&mut s.app);
+            data.clone_into(&mut s.data);
         });
+        self.sync_summary();
         let hung_up = self.hung_up;
         if hung_up && self.core.cdr().settings().endbeforehexten {
             return;
@@ -515,10 +566,25 @@ impl Channel {
         self.update_cdr();
     }
 
+    /// Copies the snapshot the manager lists into the channel list.
+    fn sync_summary(&self) {
+        self.entry.update(|s| {
+            s.linkedid.clone_from(&self.linkedid);
+            s.caller.clone_from(&self.caller);
+            s.connected.clone_from(&self.connected);
+            s.accountcode.clone_from(&self.accountcode);
+            s.language.clone_from(&self.language);
+            s.context.clone_from(&self.context);
+            s.exten.clone_from(&self.exten);
+            s.priority = self.priority;
+        });
+    }
+
     /// Publishes `Newchannel` (once): when the channel is handed to the dialplan or dialled.
     pub fn announce(&mut self) {
         if !self.announced {
             self.announced = true;
+            self.sync_summary();
             self.publish("Newchannel", "call", |e| e);
         }
     }
@@ -594,6 +660,13 @@ impl Channel {
         } else {
             self.variables.insert(name.to_owned(), value.to_owned());
         }
+        self.entry.update(|s| {
+            if value.is_empty() {
+                s.variables.remove(name);
+            } else {
+                s.variables.insert(name.to_owned(), value.to_owned());
+            }
+        });
     }
     /// Every variable name set on the channel, sorted.
     pub fn var_names(&self) -> impl Iterator<Item = &str> {
@@ -650,9 +723,28 @@ impl Channel {
 
     /// Waits for the next frame, or the absolute timeout (`None` then, and `timed_out` set).
     async fn next_frame(&mut self) -> Option<Option<crate::frame::Frame>> {
-        if self.timed_out {
-            return None;
+        loop {
+            if self.timed_out || self.redirect.is_some() {
+                return None;
+            }
+            match self.next_raw_frame().await? {
+                Some(crate::frame::Frame::SetVar(name, value)) => self.set_var(&name, &value),
+                Some(crate::frame::Frame::Redirect(jump)) => self.redirect = Some(jump),
+                frame => return Some(frame),
+            }
         }
+    }
+
+    /// The manager's pending Redirect (taking it): for the PBX loop.
+    pub fn take_redirect(&mut self) -> Option<Jump> {
+        self.redirect.take()
+    }
+    /// Whether a Redirect is pending (reads end until the PBX loop takes it).
+    pub fn is_redirected(&self) -> bool {
+        self.redirect.is_some()
+    }
+
+    async fn next_raw_frame(&mut self) -> Option<Option<crate::frame::Frame>> {
         match self.absolute_deadline {
             None => Some(self.frames.recv().await),
             Some(deadline) => {

@@ -571,71 +571,44 @@ fn set_level(
 /// `channel originate SIP/bob application Echo` (or `extension 600@default`): dials the
 /// channel and, once it answers (within 30 s), runs the application or the dialplan on it.
 fn originate_outbound(call: &mut crate::cli::CliCall<'_>, target: &str, rest: &[String]) -> CliResult {
+    use crate::originate::{Destination, Originate};
     let core = call.core.clone();
     let kind = rest.first().map(|k| k.to_ascii_lowercase()).unwrap_or_default();
-    let app = match kind.as_str() {
+    let destination = match kind.as_str() {
         "application" => match rest.get(1).and_then(|name| core.apps().get(name)) {
-            Some(app) => Some((app, rest.get(2..).map(|r| r.join(" ")).unwrap_or_default())),
+            Some(app) => Destination::Application { app, data: rest.get(2..).map(|r| r.join(" ")).unwrap_or_default() },
             None => {
                 let _ = writeln!(call, "No such application");
                 return CliResult::Failure;
             }
         },
-        "extension" => None,
+        "extension" => {
+            let spec = rest.get(1).cloned().unwrap_or_else(|| "s@default".into());
+            let (e, c) = spec.split_once('@').unwrap_or((spec.as_str(), "default"));
+            let exten = if e.is_empty() { "s".into() } else { e.to_owned() };
+            Destination::Extension { context: c.to_owned(), exten, priority: 1 }
+        }
         _ => return CliResult::ShowUsage,
     };
-    let spec = rest.get(1).cloned().unwrap_or_else(|| "s@default".into());
-    let _entered = core.runtime().enter();
-    let mut channel = match core.request_channel(target, &crate::tech::Requestor::default()) {
-        Ok(channel) => channel,
-        Err(cause) => {
-            let _ = writeln!(call, "Unable to request channel {target}: {}", cause.name());
-            return CliResult::Failure;
-        }
+    if core.techs().get(target.split('/').next().unwrap_or("")).is_none() {
+        let _ = writeln!(
+            call,
+            "Unable to request channel {target}: {}",
+            crate::frame::Cause::REQUESTED_CHAN_UNAVAIL.name()
+        );
+        return CliResult::Failure;
+    }
+    let request = Originate {
+        target: target.to_owned(),
+        destination,
+        timeout: std::time::Duration::from_secs(30),
+        caller: Default::default(),
+        variables: Vec::new(),
+        account: String::new(),
     };
-    let dialstring = target.split_once('/').map_or(target, |(_, d)| d).to_owned();
+    let _entered = core.runtime().enter();
     crate::tokio::spawn(async move {
-        // An originated channel is the first party of its call: it has a CDR of its own.
-        channel.enable_cdr();
-        crate::channel::publish_dial(None, &mut channel, "DialBegin", ("DialString", &dialstring));
-        channel.call();
-        let deadline = crate::tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(crate::tokio::time::Instant::now());
-            match channel.read_timeout(left).await {
-                crate::channel::Read::Frame(crate::frame::Frame::Control(crate::frame::Control::Answer)) => break,
-                crate::channel::Read::Frame(_) => {}
-                read => {
-                    crate::verbose!(2, "Originate of {} failed: no answer", channel.name());
-                    let status = match (read, channel.hangup_cause()) {
-                        (crate::channel::Read::Timeout, _) => "NOANSWER",
-                        (_, Some(crate::frame::Cause::USER_BUSY)) => "BUSY",
-                        (_, Some(crate::frame::Cause::CONGESTION)) => "CONGESTION",
-                        _ => "CHANUNAVAIL",
-                    };
-                    crate::channel::publish_dial(None, &mut channel, "DialEnd", ("DialStatus", status));
-                    channel.hangup(crate::frame::Cause::NO_ANSWER);
-                    return;
-                }
-            }
-        }
-        channel.set_state(crate::channel::ChannelState::Up);
-        crate::channel::publish_dial(None, &mut channel, "DialEnd", ("DialStatus", "ANSWER"));
-        match app {
-            Some((app, data)) => {
-                let _use = app.uses.clone().map(crate::module::ModuleUse::new);
-                (app.exec)(&mut channel, &data).await;
-                channel.hangup(crate::frame::Cause::NORMAL_CLEARING);
-            }
-            None => {
-                let (e, c) = spec.split_once('@').unwrap_or((spec.as_str(), "default"));
-                channel.exten = if e.is_empty() { "s".into() } else { e.to_owned() };
-                channel.context = c.to_owned();
-                channel.priority = 1;
-                let core = channel.core().clone();
-                core.start_pbx(channel);
-            }
-        }
+        let _ = core.originate(request).await;
     });
     CliResult::Success
 }

@@ -59,6 +59,10 @@ pub trait Pbx: Send + Sync {
         channel: &'a mut Channel,
         target: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+    /// A global variable (`[globals]`, `Set(GLOBAL(x)=...)`).
+    fn global(&self, name: &str) -> Option<String>;
+    /// Sets (an empty value removes) a global variable.
+    fn set_global(&self, name: &str, value: &str);
 }
 
 /// What [`Pbx::exists`] found.
@@ -99,6 +103,7 @@ pub struct Core {
     bridges: crate::bridge::Bridges,
     events: crate::events::Events,
     cdr: crate::cdr::CdrEngine,
+    manager_actions: Registry<crate::manager::ManagerAction>,
     pbx: std::sync::RwLock<Option<Arc<dyn Pbx>>>,
     builtin_apps: OnceLock<Vec<crate::apps::Registration<App>>>,
     local_tech: OnceLock<crate::apps::Registration<Arc<dyn crate::tech::Tech>>>,
@@ -127,6 +132,7 @@ impl Core {
             bridges: Default::default(),
             events: Default::default(),
             cdr: Default::default(),
+            manager_actions: Registry::default(),
             pbx: std::sync::RwLock::new(None),
             builtin_apps: OnceLock::new(),
             local_tech: OnceLock::new(),
@@ -192,6 +198,10 @@ impl Core {
     pub fn cdr(&self) -> &crate::cdr::CdrEngine {
         &self.cdr
     }
+    /// Manager actions modules add (chan_sip's `SIPpeers`...).
+    pub fn manager_actions(&self) -> &Registry<crate::manager::ManagerAction> {
+        &self.manager_actions
+    }
     /// The bridges up now (`bridge show all`).
     pub fn bridges(&self) -> &crate::bridge::Bridges {
         &self.bridges
@@ -219,6 +229,15 @@ impl Core {
             Some(pbx) => pbx.run_subroutine(channel, target).await,
             None => Err("no dialplan is loaded".into()),
         }
+    }
+    /// A global dialplan variable (`None` without a dialplan).
+    pub fn global(&self, name: &str) -> Option<String> {
+        self.pbx.read().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|p| p.global(name))
+    }
+    /// Sets a global dialplan variable; `false` without a dialplan.
+    pub fn set_global(&self, name: &str, value: &str) -> bool {
+        let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
+        pbx.map(|p| p.set_global(name, value)).is_some()
     }
     /// Asks the dialplan whether an extension exists (Missing without a dialplan).
     pub fn extension_exists(&self, context: &str, exten: &str, callerid: Option<&str>) -> Extent {

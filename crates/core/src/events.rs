@@ -33,7 +33,7 @@ impl Event {
 
 /// The process's event bus.
 pub struct Events {
-    sender: broadcast::Sender<Event>,
+    sender: broadcast::Sender<std::sync::Arc<Event>>,
 }
 
 impl Default for Events {
@@ -45,14 +45,14 @@ impl Default for Events {
 impl Events {
     /// Publishes an event to every listener (none: it is dropped).
     pub fn publish(&self, event: Event) {
-        let _ = self.sender.send(event);
+        let _ = self.sender.send(std::sync::Arc::new(event));
     }
     /// Whether anyone listens: publishers skip building events nobody would read.
     pub fn has_listeners(&self) -> bool {
         self.sender.receiver_count() > 0
     }
     /// A new listener, from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<std::sync::Arc<Event>> {
         self.sender.subscribe()
     }
 }

@@ -20,6 +20,12 @@ pub enum Frame {
     Transfer(String),
     /// The far end hung up, with this cause.
     Hangup(Cause),
+    /// The manager sets a variable on the channel (`Setvar`); applied by the channel's own
+    /// read, never seen by applications.
+    SetVar(String, String),
+    /// The manager sends the channel elsewhere in the dialplan (`Redirect`): reads end, as at
+    /// a hangup, and the PBX loop goes on there.
+    Redirect(crate::channel::Jump),
 }
 
 /// Call progress, as Asterisk's `AST_CONTROL_*`.

@@ -21,6 +21,7 @@ include!(concat!(env!("OUT_DIR"), "/build_id.rs"));
 /// The version printed by `core show version` and `-V`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod acl;
 pub mod apps;
 pub mod bridge;
 pub mod builtins;
@@ -36,7 +37,9 @@ pub mod frame;
 pub mod loader;
 pub mod local;
 pub mod logger;
+pub mod manager;
 pub mod module;
+pub mod originate;
 pub mod tech;
 
 pub use crate::core::{Core, Extent, Pbx, Settings, ShutdownMode};

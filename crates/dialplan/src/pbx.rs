@@ -178,6 +178,17 @@ async fn run_priorities(
         if chan.is_hung_up() && !in_h {
             return Ended::Hangup(chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
         }
+        // The manager's Redirect: go there (whatever the last application was doing).
+        if !in_h {
+            if let Some(jump) = chan.take_redirect() {
+                verbose!(3, "Redirecting {} to {:?}", chan.name(), jump);
+                chan.jump(jump);
+                if let Err(cause) = apply_jump(plan, chan, None) {
+                    return Ended::Hangup(cause);
+                }
+                continue;
+            }
+        }
         // TIMEOUT(absolute) struck (during the last application, or between priorities).
         if !in_h && chan.take_timed_out() {
             let _ = chan.take_jump();
@@ -262,7 +273,7 @@ async fn run_priorities(
         if stop_below.is_some_and(|depth| chan.gosub_stack.len() < depth) {
             return Ended::Returned;
         }
-        if result == AppResult::Hangup && !in_h && !chan.is_timed_out() {
+        if result == AppResult::Hangup && !in_h && !chan.is_timed_out() && !chan.is_redirected() {
             return Ended::Hangup(chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
         }
     }
@@ -314,6 +325,12 @@ impl PbxRunner {
 }
 
 impl Pbx for PbxRunner {
+    fn global(&self, name: &str) -> Option<String> {
+        PbxRunner::global(self, name)
+    }
+    fn set_global(&self, name: &str, value: &str) {
+        PbxRunner::set_global(self, name, value)
+    }
     fn start(&self, channel: Channel) {
         let plan = self.plan();
         let globals = self.globals.clone();

@@ -54,13 +54,7 @@ pub struct Insecure {
     pub invite: bool,
 }
 
-/// One `permit=`/`deny=` rule, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AclRule {
-    pub permit: bool,
-    pub network: IpAddr,
-    pub prefix: u8,
-}
+pub use starling_core::acl::{parse_network, AclRule};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
@@ -258,29 +252,6 @@ fn parse_nat(var: &Variable) -> Result<Nat, ConfigError> {
         }
     }
     Ok(nat)
-}
-
-/// `a.b.c.d[/prefix|/netmask]`.
-pub fn parse_network(text: &str) -> Option<(IpAddr, u8)> {
-    let (addr, mask) = match text.split_once('/') {
-        Some((a, m)) => (a.trim(), Some(m.trim())),
-        None => (text.trim(), None),
-    };
-    let addr: IpAddr = addr.parse().ok()?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix = match mask {
-        None => max,
-        Some(m) if m.contains('.') => {
-            let mask: std::net::Ipv4Addr = m.parse().ok()?;
-            let bits = u32::from(mask);
-            if bits.leading_ones() + bits.trailing_zeros() != 32 {
-                return None;
-            }
-            bits.leading_ones() as u8
-        }
-        Some(m) => m.parse::<u8>().ok().filter(|p| *p <= max)?,
-    };
-    Some((addr, prefix))
 }
 
 /// `[peer?][transport://]user[@domain][:secret[:authuser]]@host[:port][/extension][~expiry]`.
