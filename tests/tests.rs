@@ -20,3 +20,5 @@ mod qualify;
 mod registry;
 // CDRs from real calls: cdr_csv and cdr_sqlite3.
 mod cdr;
+// The manager interface: res_manager with raw TCP clients and SIPp calls.
+mod manager;

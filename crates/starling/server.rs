@@ -46,6 +46,7 @@ fn static_modules() -> Vec<StaticModule> {
         cdr_sqlite3::module_info,
         func_cdr::module_info,
         app_cdr::module_info,
+        res_manager::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()

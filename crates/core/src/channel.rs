@@ -261,6 +261,65 @@ mod tests {
     }
 }
 
+/// What the manager shows of a channel in every event about it.
+struct Snapshot<'a> {
+    name: &'a str,
+    state: ChannelState,
+    caller: &'a crate::frame::CallerId,
+    connected: &'a crate::frame::CallerId,
+    language: &'a str,
+    accountcode: &'a str,
+    context: &'a str,
+    exten: &'a str,
+    priority: u32,
+    uniqueid: &'a str,
+    linkedid: &'a str,
+}
+
+impl Snapshot<'_> {
+    /// Asterisk's `ast_manager_build_channel_state_string_prefix`: empty caller IDs read
+    /// `<unknown>`.
+    fn fields(&self, event: crate::events::Event, prefix: &str) -> crate::events::Event {
+        let or_unknown = |s: &str| if s.is_empty() { "<unknown>".to_owned() } else { s.to_owned() };
+        let field = |name: &str| format!("{prefix}{name}");
+        event
+            .with(&field("Channel"), self.name)
+            .with(&field("ChannelState"), self.state.number().to_string())
+            .with(&field("ChannelStateDesc"), self.state.as_str())
+            .with(&field("CallerIDNum"), or_unknown(&self.caller.number))
+            .with(&field("CallerIDName"), or_unknown(&self.caller.name))
+            .with(&field("ConnectedLineNum"), or_unknown(&self.connected.number))
+            .with(&field("ConnectedLineName"), or_unknown(&self.connected.name))
+            .with(&field("Language"), self.language)
+            .with(&field("AccountCode"), self.accountcode)
+            .with(&field("Context"), self.context)
+            .with(&field("Exten"), self.exten)
+            .with(&field("Priority"), self.priority.to_string())
+            .with(&field("Uniqueid"), self.uniqueid)
+            .with(&field("Linkedid"), self.linkedid)
+    }
+}
+
+impl ChannelSummary {
+    /// The channel's snapshot fields (as of its last application), as events carry them.
+    pub fn snapshot_fields(&self, event: crate::events::Event) -> crate::events::Event {
+        Snapshot {
+            name: &self.name,
+            state: self.state,
+            caller: &self.caller,
+            connected: &self.connected,
+            language: &self.language,
+            accountcode: &self.accountcode,
+            context: &self.context,
+            exten: &self.exten,
+            priority: self.priority,
+            uniqueid: &self.uniqueid,
+            linkedid: &self.linkedid,
+        }
+        .fields(event, "")
+    }
+}
+
 /// Publishes `DialBegin` (with `detail` = `("DialString", "bob")`) or `DialEnd` (`("DialStatus",
 /// "ANSWER")`): the caller's snapshot, if there is a caller (an originate has none), then the
 /// dialled channel's with the `Dest` prefix.
@@ -592,23 +651,20 @@ impl Channel {
     /// Adds the channel's snapshot (`Channel`, `ChannelState`... `Linkedid`, Asterisk's
     /// fields and order) to an event, each name after `prefix` (`Dest` for DialBegin's callee).
     pub fn snapshot_fields(&self, event: crate::events::Event, prefix: &str) -> crate::events::Event {
-        let or_unknown = |s: &str| if s.is_empty() { "<unknown>".to_owned() } else { s.to_owned() };
-        let field = |name: &str| format!("{prefix}{name}");
-        event
-            .with(&field("Channel"), &self.name)
-            .with(&field("ChannelState"), self.state.number().to_string())
-            .with(&field("ChannelStateDesc"), self.state.as_str())
-            .with(&field("CallerIDNum"), or_unknown(&self.caller.number))
-            .with(&field("CallerIDName"), or_unknown(&self.caller.name))
-            .with(&field("ConnectedLineNum"), or_unknown(&self.connected.number))
-            .with(&field("ConnectedLineName"), or_unknown(&self.connected.name))
-            .with(&field("Language"), &self.language)
-            .with(&field("AccountCode"), &self.accountcode)
-            .with(&field("Context"), &self.context)
-            .with(&field("Exten"), &self.exten)
-            .with(&field("Priority"), self.priority.to_string())
-            .with(&field("Uniqueid"), &self.uniqueid)
-            .with(&field("Linkedid"), &self.linkedid)
+        Snapshot {
+            name: &self.name,
+            state: self.state,
+            caller: &self.caller,
+            connected: &self.connected,
+            language: &self.language,
+            accountcode: &self.accountcode,
+            context: &self.context,
+            exten: &self.exten,
+            priority: self.priority,
+            uniqueid: &self.uniqueid,
+            linkedid: &self.linkedid,
+        }
+        .fields(event, prefix)
     }
 
     /// Publishes a channel event: the snapshot, then what `extra` adds. Announces the channel
@@ -667,6 +723,9 @@ impl Channel {
                 s.variables.insert(name.to_owned(), value.to_owned());
             }
         });
+        if self.announced && self.core.events().varset() {
+            self.publish("VarSet", "dialplan", |e| e.with("Variable", name).with("Value", value));
+        }
     }
     /// Every variable name set on the channel, sorted.
     pub fn var_names(&self) -> impl Iterator<Item = &str> {

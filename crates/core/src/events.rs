@@ -34,11 +34,13 @@ impl Event {
 /// The process's event bus.
 pub struct Events {
     sender: broadcast::Sender<std::sync::Arc<Event>>,
+    /// Whether channels publish `VarSet` for every variable they set (manager.conf says).
+    varset: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Events {
     fn default() -> Self {
-        Events { sender: broadcast::channel(4096).0 }
+        Events { sender: broadcast::channel(4096).0, varset: Default::default() }
     }
 }
 
@@ -46,6 +48,14 @@ impl Events {
     /// Publishes an event to every listener (none: it is dropped).
     pub fn publish(&self, event: Event) {
         let _ = self.sender.send(std::sync::Arc::new(event));
+    }
+    /// Turns `VarSet` events on or off (they are many: off by default).
+    pub fn set_varset(&self, on: bool) {
+        self.varset.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+    /// Whether `VarSet` events are wanted now.
+    pub fn varset(&self) -> bool {
+        self.varset.load(std::sync::atomic::Ordering::Relaxed) && self.has_listeners()
     }
     /// Whether anyone listens: publishers skip building events nobody would read.
     pub fn has_listeners(&self) -> bool {

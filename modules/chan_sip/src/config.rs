@@ -18,6 +18,18 @@ pub enum DtmfMode {
     Auto,
 }
 
+impl DtmfMode {
+    /// As sip.conf spells it (`SIP-DTMFmode` of the manager's SIPshowpeer).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DtmfMode::Rfc2833 => "rfc2833",
+            DtmfMode::Info => "info",
+            DtmfMode::Inband => "inband",
+            DtmfMode::Auto => "auto",
+        }
+    }
+}
+
 /// `qualify=`: no, yes (2000 ms), or a limit in ms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Qualify {

@@ -9,6 +9,7 @@
 //! `sip show peers|peer|settings`. Not yet: INVITE and calls, qualify, outbound registration.
 
 mod config;
+mod manager;
 mod monitor;
 mod outbound;
 mod pvt;
@@ -33,6 +34,7 @@ struct ChanSip {
     conf: Arc<std::sync::RwLock<Arc<SipConf>>>,
     _cli: CliRegistration,
     _tech: starling_core::apps::Registration<Arc<dyn starling_core::tech::Tech>>,
+    _actions: starling_core::module::Registrations,
     /// Says when the monitor thread has finished (after unregistering).
     monitor_done: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
 }
@@ -189,6 +191,19 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
     Some(out)
 }
 
+/// `sip qualify peer`, the manager's SIPqualifypeer: pokes a qualified peer now.
+fn qualify_now(state: &shared::Shared, name: &str) -> Result<(), String> {
+    let conf = state.conf();
+    match conf.peer(name, |p| p.kind != config::PeerKind::User) {
+        Some(peer) if peer.qualify != Qualify::No => {
+            let _ = state.to_monitor.send(pvt::ToMonitor::Qualify { peer: name.to_owned() });
+            Ok(())
+        }
+        Some(_) => Err(format!("Peer '{name}' is not qualified (qualify=no)")),
+        None => Err(format!("Peer '{name}' not found")),
+    }
+}
+
 /// `sip show registry`, in chan_sip's columns (FORMAT2: `%-39.39s %-6.6s %-12.12s  %8.8s %-20.20s %-25.25s`).
 fn show_registry(rows: &[shared::RegistryRow]) -> String {
     let mut out = String::new();
@@ -257,6 +272,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let debug = monitor.debug.clone();
     let (peers_state, peer_state, qualify_state, registry_state) =
         (state.clone(), state.clone(), state.clone(), state.clone());
+    let actions = ctx.register_manager_actions(manager::actions(&state, &bindings))?;
     let tech = ctx.register_tech(Arc::new(outbound::SipTech { shared: state }))?;
 
     let (done, monitor_done) = std::sync::mpsc::channel();
@@ -297,18 +313,10 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         CliCommand::new("sip qualify peer", "Send an OPTIONS packet to a peer", "Usage: sip qualify peer <name>\n       Send a SIP OPTIONS request to a peer now (its qualify status follows).\n", move |call| {
             let [name] = call.args() else { return CliResult::ShowUsage };
             let name = name.clone();
-            let conf = qualify_state.conf();
-            match conf.peer(&name, |p| p.kind != config::PeerKind::User) {
-                Some(peer) if peer.qualify != Qualify::No => {
-                    let _ = qualify_state.to_monitor.send(pvt::ToMonitor::Qualify { peer: name });
-                    CliResult::Success
-                }
-                Some(_) => {
-                    let _ = writeln!(call, "Peer '{name}' is not qualified (qualify=no)");
-                    CliResult::Failure
-                }
-                None => {
-                    let _ = writeln!(call, "Peer '{name}' not found");
+            match qualify_now(&qualify_state, &name) {
+                Ok(()) => CliResult::Success,
+                Err(why) => {
+                    let _ = writeln!(call, "{why}");
                     CliResult::Failure
                 }
             }
@@ -376,6 +384,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         conf: shared,
         _cli: cli,
         _tech: tech,
+        _actions: actions,
         monitor_done: std::sync::Mutex::new(monitor_done),
     }))
 }

@@ -1,0 +1,512 @@
+//! The manager's actions: the core ones (Login... ExtensionState) and those modules register.
+//! Each reply is rendered with the action's `ActionID` after the `Response` line (and after
+//! the `Event` line of each list event), as Asterisk does.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use starling_core::channel::{Jump, JumpTarget};
+use starling_core::events::Event;
+use starling_core::frame::{CallerId, Cause, Frame};
+use starling_core::manager::{list, Message, Reply};
+use starling_core::originate::{Destination, Originate};
+use starling_core::{tokio, tracing, verbose, Core};
+
+use crate::config::{parse_classes, ALL};
+use crate::{Next, Session, State};
+
+/// Core actions: name, required write classes (any of them; empty = none), synopsis.
+const CORE_ACTIONS: &[(&str, &str, &str)] = &[
+    ("Login", "", "Login Manager."),
+    ("Logoff", "", "Logoff Manager."),
+    ("Challenge", "", "Generate Challenge for MD5 Auth."),
+    ("Ping", "", "Keepalive command."),
+    ("Events", "", "Control Event Flow."),
+    ("ListCommands", "", "List available manager commands."),
+    ("CoreStatus", "system,reporting", "Show PBX core status variables."),
+    ("CoreSettings", "system,reporting", "Show PBX core settings (version etc)."),
+    ("CoreShowChannels", "system,reporting", "List currently active channels."),
+    ("Status", "system,call,reporting", "List channel status."),
+    ("Command", "command", "Execute Starling CLI Command."),
+    ("Hangup", "system,call", "Hangup channel."),
+    ("Redirect", "call", "Redirect (transfer) a call."),
+    ("Originate", "originate", "Originate a call."),
+    ("Getvar", "call,reporting", "Gets a channel variable or function value."),
+    ("Setvar", "call", "Sets a channel variable or function value."),
+    ("DBGet", "system,reporting", "Get DB Entry."),
+    ("DBPut", "system", "Put DB entry."),
+    ("DBDel", "system", "Delete DB entry."),
+    ("Reload", "system,config", "Send a reload event."),
+    ("ModuleLoad", "system", "Module management."),
+    ("ModuleCheck", "system", "Check if module is loaded."),
+    ("ExtensionState", "call,reporting", "Check Extension Status."),
+];
+
+/// Every action (core and modules'): (name, privilege, synopsis), sorted by name.
+pub(crate) fn all(core: &Core) -> Vec<(String, String, String)> {
+    let mut all: Vec<(String, String, String)> = CORE_ACTIONS
+        .iter()
+        .map(|(n, p, s)| (n.to_string(), if p.is_empty() { "<none>".into() } else { p.to_string() }, s.to_string()))
+        .collect();
+    for action in core.manager_actions().all() {
+        all.push((action.name.to_owned(), action.privilege.to_owned(), action.synopsis.to_owned()));
+    }
+    all.sort_by_key(|(name, _, _)| name.to_ascii_lowercase());
+    all
+}
+
+/// Renders a reply with the action's ActionID.
+fn render(reply: &[Message], action_id: Option<&str>) -> String {
+    let mut out = String::new();
+    for message in reply {
+        match action_id {
+            Some(id) => {
+                let mut stamped = Message::default();
+                let mut headers = message.headers.iter();
+                if let Some(first) = headers.next() {
+                    stamped.headers.push(first.clone());
+                }
+                stamped.headers.push(("ActionID".into(), id.to_owned()));
+                stamped.headers.extend(headers.cloned());
+                out.push_str(&stamped.render());
+            }
+            None => out.push_str(&message.render()),
+        }
+    }
+    out
+}
+
+fn allowed(session: &Session, privilege: &str) -> bool {
+    let needed = parse_classes(privilege).unwrap_or(ALL);
+    needed == 0 || session.user.as_ref().is_some_and(|u| u.write & needed != 0)
+}
+
+/// Handles one message; returns what to write and what to do next.
+pub(crate) async fn handle(state: &Arc<State>, session: &mut Session, message: Message) -> (String, Next) {
+    let action_id = message.get("ActionID").map(str::to_owned);
+    let Some(action) = message.value("Action").map(str::to_owned) else {
+        return (render(&[Message::error("Missing action in request")], action_id.as_deref()), Next::Continue);
+    };
+    let lower = action.to_ascii_lowercase();
+    let (reply, next) = match lower.as_str() {
+        "login" => login(state, session, &message),
+        "challenge" => (challenge(state, session, &message), Next::Continue),
+        "logoff" => (
+            vec![Message::default().with("Response", "Goodbye").with("Message", "Thanks for all the fish.")],
+            Next::Close,
+        ),
+        _ if session.user.is_none() => (vec![Message::error("Permission denied")], Next::Continue),
+        _ => (run(state, session, &action, &message, action_id.as_deref()).await, Next::Continue),
+    };
+    (render(&reply, action_id.as_deref()), next)
+}
+
+fn login(state: &Arc<State>, session: &mut Session, message: &Message) -> (Reply, Next) {
+    let conf = state.current_conf();
+    let username = message.get("Username").unwrap_or("").trim();
+    let ip = session.addr.ip();
+    let Some(user) = conf.user(username) else {
+        tracing::info!("{ip} tried to authenticate with nonexistent user '{username}'");
+        return (vec![Message::error("Authentication failed")], Next::CloseSlowly);
+    };
+    let md5 = message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5"));
+    let good = if md5 {
+        match (&session.challenge, message.get("Key")) {
+            (Some(challenge), Some(key)) => {
+                let expected = format!("{:x}", md5::compute(format!("{challenge}{}", user.secret)));
+                expected.eq_ignore_ascii_case(key.trim())
+            }
+            _ => false,
+        }
+    } else {
+        message.get("Secret") == Some(user.secret.as_str())
+    };
+    if !good || !starling_core::acl::allows(&user.acl, ip) {
+        tracing::info!("{ip} failed to authenticate as '{username}'");
+        return (vec![Message::error("Authentication failed")], Next::CloseSlowly);
+    }
+    session.events = events_mask(message.get("Events"), user.read);
+    session.user = Some(user.clone());
+    state.logged_in(session);
+    verbose!(2, "Manager '{username}' logged on from {ip}");
+    let reply = vec![Message::success().with("Message", "Authentication accepted")];
+    // Asterisk tells a new session the system is up (FullyBooted) when it may read system events.
+    if session.events & crate::config::class_bit("system").unwrap_or(0) != 0 {
+        let core = state.core();
+        let since = |t: SystemTime| t.elapsed().map_or(0, |d| d.as_secs()).to_string();
+        let booted = Message::event("FullyBooted")
+            .with("Privilege", "system,all")
+            .with("Uptime", since(core.started_at()))
+            .with("LastReload", since(core.last_reload()))
+            .with("Status", "Fully Booted");
+        let _ = session.later.send(booted.render());
+    }
+    (reply, Next::Continue)
+}
+
+/// `Events: on|off|class,class` narrowed to what the user may read.
+fn events_mask(text: Option<&str>, read: u32) -> u32 {
+    match text.map(str::trim) {
+        None => read,
+        Some(t) if t.eq_ignore_ascii_case("on") => read,
+        Some(t) if t.eq_ignore_ascii_case("off") => 0,
+        Some(t) => parse_classes(t).unwrap_or(0) & read,
+    }
+}
+
+fn challenge(state: &Arc<State>, session: &mut Session, message: &Message) -> Reply {
+    if !message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5")) {
+        return vec![Message::error("Must specify AuthType")];
+    }
+    let challenge = session.challenge.get_or_insert_with(|| state.new_challenge()).clone();
+    vec![Message::success().with("Challenge", challenge)]
+}
+
+/// The actions of a logged-in session.
+async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Message, action_id: Option<&str>) -> Reply {
+    let core = state.core().clone();
+    let lower = action.to_ascii_lowercase();
+    if let Some((_, privilege, _)) = CORE_ACTIONS.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(action)) {
+        if !allowed(session, privilege) {
+            return vec![Message::error("Permission denied")];
+        }
+    } else if let Some(registered) = core.manager_actions().get(action) {
+        if !allowed(session, registered.privilege) {
+            return vec![Message::error("Permission denied")];
+        }
+        let handler = registered.handler.clone();
+        let m = m.clone();
+        return tokio::task::spawn_blocking(move || handler(&m)).await.unwrap_or_default();
+    } else {
+        return vec![Message::error(&format!(
+            "Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."
+        ))];
+    }
+    match lower.as_str() {
+        "ping" => {
+            let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            vec![Message::success()
+                .with("Ping", "Pong")
+                .with("Timestamp", format!("{}.{:06}", now.as_secs(), now.subsec_micros()))]
+        }
+        "events" => {
+            let read = session.user.as_ref().map_or(0, |u| u.read);
+            session.events = events_mask(m.get("EventMask"), read);
+            vec![Message::success().with("Events", if session.events == 0 { "Off" } else { "On" })]
+        }
+        "listcommands" => {
+            let mut reply = Message::success();
+            for (name, privilege, synopsis) in all(&core) {
+                reply = reply.with(&name, format!("{synopsis} (Priv: {privilege})"));
+            }
+            vec![reply]
+        }
+        "corestatus" => {
+            let local = |t: SystemTime| starling_core::chrono::DateTime::<starling_core::chrono::Local>::from(t);
+            let (started, reloaded) = (local(core.started_at()), local(core.last_reload()));
+            vec![Message::success()
+                .with("CoreStartupDate", started.format("%Y-%m-%d").to_string())
+                .with("CoreStartupTime", started.format("%H:%M:%S").to_string())
+                .with("CoreReloadDate", reloaded.format("%Y-%m-%d").to_string())
+                .with("CoreReloadTime", reloaded.format("%H:%M:%S").to_string())
+                .with("CoreCurrentCalls", core.channels().active_calls().to_string())]
+        }
+        "coresettings" => {
+            let settings = core.settings();
+            vec![Message::success()
+                .with("AMIversion", "9.0.0")
+                .with("AsteriskVersion", format!("Starling {}", starling_core::VERSION))
+                .with("SystemName", &settings.systemname)
+                .with("CoreMaxCalls", settings.maxcalls.to_string())
+                .with("CoreMaxLoadAvg", "0.000000")
+                .with("CoreRunUser", "")
+                .with("CoreRunGroup", "")
+                .with("CoreMaxFilehandles", "0")
+                .with("CoreRealTimeEnabled", "No")
+                .with("CoreCDRenabled", if core.cdr().settings().enable { "Yes" } else { "No" })
+                .with("CoreHTTPenabled", "No")
+                .with("SoundsSearchCustomDir", "No")]
+        }
+        "coreshowchannels" => {
+            channel_list(&core, "CoreShowChannel", "Channels will follow", "CoreShowChannelsComplete", None)
+        }
+        "status" => {
+            let only = m.value("Channel");
+            channel_list(&core, "Status", "Channel status will follow", "StatusComplete", only)
+        }
+        "command" => {
+            let Some(command) = m.value("Command") else { return vec![Message::error("No command provided")] };
+            let command = command.to_owned();
+            let output = {
+                let core = core.clone();
+                tokio::task::spawn_blocking(move || {
+                    core.cli().execute(&core, starling_core::cli::ConsoleId::Root, &command)
+                })
+                .await
+                .unwrap_or_default()
+            };
+            let mut reply = Message::success().with("Message", "Command output follows");
+            for line in output.lines() {
+                reply = reply.with("Output", line);
+            }
+            vec![reply]
+        }
+        "hangup" => {
+            let Some(channel) = m.value("Channel") else { return vec![Message::error("No channel specified")] };
+            let cause = m.value("Cause").and_then(|c| c.parse::<u16>().ok()).map_or(Cause::NORMAL_CLEARING, Cause);
+            if core.channels().send_frame(channel, Frame::Hangup(cause)) == 0 {
+                return vec![Message::error("No such channel")];
+            }
+            vec![Message::success().with("Message", "Channel Hungup")]
+        }
+        "redirect" => redirect(&core, m),
+        "originate" => originate(&core, session, m, action_id).await,
+        "getvar" => {
+            let Some(name) = m.value("Variable") else { return vec![Message::error("No variable specified")] };
+            let value = match m.value("Channel") {
+                Some(channel) => match core.channels().find(channel) {
+                    Some(summary) => summary.variables.get(name).cloned().unwrap_or_default(),
+                    None => return vec![Message::error("No such channel")],
+                },
+                None => core.global(name).unwrap_or_default(),
+            };
+            vec![Message::success().with("Variable", name).with("Value", value)]
+        }
+        "setvar" => {
+            let Some(name) = m.value("Variable") else { return vec![Message::error("No variable specified")] };
+            let value = m.get("Value").unwrap_or("").to_owned();
+            match m.value("Channel") {
+                Some(channel) => {
+                    if core.channels().send_frame(channel, Frame::SetVar(name.to_owned(), value)) == 0 {
+                        return vec![Message::error("No such channel")];
+                    }
+                }
+                None => {
+                    core.set_global(name, &value);
+                }
+            }
+            vec![Message::success().with("Message", "Variable Set")]
+        }
+        "dbget" => {
+            let (Some(family), Some(key)) = (m.value("Family"), m.value("Key")) else {
+                return vec![Message::error("No family specified.")];
+            };
+            match core.db().get(family, key) {
+                Ok(Some(value)) => list(
+                    "Result will follow",
+                    vec![Message::event("DBGetResponse").with("Family", family).with("Key", key).with("Val", value)],
+                    "DBGetComplete",
+                ),
+                _ => vec![Message::error("Database entry not found")],
+            }
+        }
+        "dbput" => {
+            let (Some(family), Some(key)) = (m.value("Family"), m.value("Key")) else {
+                return vec![Message::error("No family specified")];
+            };
+            match core.db().put(family, key, m.get("Val").unwrap_or("")) {
+                Ok(()) => vec![Message::success().with("Message", "Updated database successfully")],
+                Err(_) => vec![Message::error("Failed to update entry")],
+            }
+        }
+        "dbdel" => {
+            let (Some(family), Some(key)) = (m.value("Family"), m.value("Key")) else {
+                return vec![Message::error("No family specified.")];
+            };
+            match core.db().del(family, key) {
+                Ok(true) => vec![Message::success().with("Message", "Key deleted successfully")],
+                _ => vec![Message::error("Database entry not found")],
+            }
+        }
+        "reload" => {
+            let module = m.value("Module").map(str::to_owned);
+            let result = tokio::task::spawn_blocking(move || match module {
+                Some(name) => core.loader().reload(&core, &name).map_err(|e| e.to_string()),
+                None => {
+                    let problems = core.reload();
+                    if problems.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(problems.join("; "))
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            match result {
+                Ok(()) => vec![Message::success().with("Message", "Module Reloaded")],
+                Err(e) => vec![Message::error(&e)],
+            }
+        }
+        "moduleload" => {
+            let Some(module) = m.value("Module").map(str::to_owned) else {
+                return vec![Message::error("Need module name")];
+            };
+            let kind = m.value("LoadType").unwrap_or("").to_ascii_lowercase();
+            let result = tokio::task::spawn_blocking(move || match kind.as_str() {
+                "load" => {
+                    core.loader().load(&core, &module).map(|()| "Module loaded.").map_err(|_| "Could not load module.")
+                }
+                "unload" => {
+                    core.loader().unload(&module).map(|()| "Module unloaded.").map_err(|_| "Could not unload module.")
+                }
+                "reload" => {
+                    core.loader().reload(&core, &module).map(|()| "Module reloaded.").map_err(|_| "No such module.")
+                }
+                _ => Err("Incomplete ModuleLoad action."),
+            })
+            .await
+            .unwrap_or(Err("Could not load module."));
+            match result {
+                Ok(text) => vec![Message::success().with("Message", text)],
+                Err(text) => vec![Message::error(text)],
+            }
+        }
+        "modulecheck" => {
+            let Some(module) = m.value("Module") else { return vec![Message::error("Module name not specified")] };
+            if core.loader().is_loaded(module) {
+                vec![Message::success().with("Version", "")]
+            } else {
+                vec![Message::error("Module not loaded")]
+            }
+        }
+        "extensionstate" => {
+            let exten = m.value("Exten").unwrap_or("");
+            let context = m.value("Context").unwrap_or("default");
+            // No hints exist yet: every extension reads as Asterisk reads one without a hint.
+            vec![Message::success()
+                .with("Message", "Extension Status")
+                .with("Exten", exten)
+                .with("Context", context)
+                .with("Hint", "")
+                .with("Status", "-1")
+                .with("StatusText", "Unknown")]
+        }
+        _ => vec![Message::error(&format!(
+            "Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."
+        ))],
+    }
+}
+
+/// `CoreShowChannels` / `Status`: one event per channel, in Asterisk's list framing.
+fn channel_list(core: &Core, event: &str, what: &str, complete: &str, only: Option<&str>) -> Reply {
+    let items = core
+        .channels()
+        .list()
+        .into_iter()
+        .filter(|c| only.is_none_or(|name| c.name == name))
+        .map(|c| {
+            let mut message = Message::event(event);
+            let snapshot = c.snapshot_fields(Event::new(event, "call"));
+            message.headers.extend(snapshot.fields);
+            let secs = c.created.elapsed().as_secs();
+            message
+                .with("Application", &c.app)
+                .with("ApplicationData", &c.data)
+                .with("Duration", format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60))
+                .with("BridgeId", "")
+        })
+        .collect();
+    list(what, items, complete)
+}
+
+fn redirect(core: &Core, m: &Message) -> Reply {
+    let Some(channel) = m.value("Channel") else { return vec![Message::error("Channel not specified")] };
+    let Some(exten) = m.value("Exten") else { return vec![Message::error("Exten not specified")] };
+    let priority = m.value("Priority").unwrap_or("1");
+    let target = match priority.parse::<u32>() {
+        Ok(n) if n > 0 => JumpTarget::Priority(n),
+        _ => JumpTarget::Label(priority.to_owned()),
+    };
+    let jump = Jump { context: m.value("Context").map(str::to_owned), exten: Some(exten.to_owned()), target };
+    if core.channels().send_frame(channel, Frame::Redirect(jump)) == 0 {
+        return vec![Message::error(&format!("Channel does not exist: {channel}"))];
+    }
+    vec![Message::success().with("Message", "Redirect successful")]
+}
+
+/// `Originate`: synchronous (the reply waits for the answer) or `Async: true` (the reply at
+/// once, then an `OriginateResponse` event carrying the ActionID).
+async fn originate(core: &Arc<Core>, session: &Session, m: &Message, action_id: Option<&str>) -> Reply {
+    let Some(target) = m.value("Channel") else { return vec![Message::error("Channel not specified")] };
+    if !target.contains('/') {
+        return vec![Message::error("Invalid channel")];
+    }
+    let destination = match (m.value("Application"), m.value("Exten")) {
+        (Some(app), _) => {
+            // Applications that run programs need the `system` write class too (as Asterisk).
+            let dangerous = ["system", "exec", "trysystem"].contains(&app.to_ascii_lowercase().as_str());
+            if dangerous && !session.user.as_ref().is_some_and(|u| u.write & 1 != 0) {
+                return vec![Message::error("Originate with certain 'Application' arguments requires the additional System privilege, which you do not have.")];
+            }
+            let Some(app) = core.apps().get(app) else { return vec![Message::error("Application does not exist")] };
+            Destination::Application { app, data: m.get("Data").unwrap_or("").to_owned() }
+        }
+        (None, Some(exten)) => {
+            let priority = m.value("Priority").and_then(|p| p.parse().ok()).unwrap_or(1);
+            Destination::Extension {
+                context: m.value("Context").unwrap_or("default").to_owned(),
+                exten: exten.to_owned(),
+                priority,
+            }
+        }
+        (None, None) => return vec![Message::error("Exten or Application not specified")],
+    };
+    let timeout = m.value("Timeout").and_then(|t| t.parse::<u64>().ok()).unwrap_or(30_000);
+    let variables = m
+        .get_all("Variable")
+        .flat_map(|v| v.split(','))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .collect();
+    let request = Originate {
+        target: target.to_owned(),
+        destination: destination.clone(),
+        timeout: Duration::from_millis(timeout),
+        caller: m.value("CallerID").map(CallerId::parse).unwrap_or_default(),
+        variables,
+        account: m.get("Account").unwrap_or("").to_owned(),
+    };
+    let asynchronous = m.value("Async").and_then(starling_core::config::parse_bool).unwrap_or(false);
+    if !asynchronous {
+        return match core.originate(request).await {
+            Ok(_) => vec![Message::success().with("Message", "Originate successfully queued")],
+            Err(_) => vec![Message::error("Originate failed")],
+        };
+    }
+    let core = core.clone();
+    let action_id = action_id.map(str::to_owned);
+    let caller = request.caller.clone();
+    tokio::spawn(async move {
+        let result = core.originate(request).await;
+        let (response, reason, channel) = match &result {
+            Ok(o) => ("Success", 4, Some(o.clone())),
+            Err(f) => ("Failure", f.reason, f.channel.clone()),
+        };
+        let (context, exten, app, data) = match &destination {
+            Destination::Extension { context, exten, .. } => {
+                (context.clone(), exten.clone(), String::new(), String::new())
+            }
+            Destination::Application { app, data } => (String::new(), String::new(), app.name.to_owned(), data.clone()),
+        };
+        let or_unknown = |s: &str| if s.is_empty() { "<unknown>".to_owned() } else { s.to_owned() };
+        let mut event = Event::new("OriginateResponse", "call");
+        if let Some(id) = action_id {
+            event = event.with("ActionID", id);
+        }
+        let channel_name = channel.as_ref().map(|c| c.channel.clone()).unwrap_or_default();
+        let event = event
+            .with("Response", response)
+            .with("Channel", channel_name)
+            .with("Context", context)
+            .with("Exten", exten)
+            .with("Application", app)
+            .with("Data", data)
+            .with("Reason", reason.to_string())
+            .with("Uniqueid", channel.map(|c| c.uniqueid).unwrap_or_else(|| "<null>".into()))
+            .with("CallerIDNum", or_unknown(&caller.number))
+            .with("CallerIDName", or_unknown(&caller.name));
+        core.events().publish(event);
+    });
+    vec![Message::success().with("Message", "Originate successfully queued")]
+}

@@ -1,0 +1,426 @@
+//! res_manager: Asterisk's Manager Interface (AMI) on TCP, so that existing AMI clients
+//! (panoramisk, asterisk-ami, wallboards, click-to-dial) drive Starling unchanged.
+//!
+//! Each connection gets `Asterisk Call Manager/9.0.0`, then speaks the AMI message format
+//! (`Key: Value` lines, an empty line ends a message). Until `Login` (plain `Secret`, or `Key`
+//! = MD5(challenge + secret) after `Challenge`) only Login, Challenge and Logoff are allowed; a
+//! wrong login is answered `Authentication failed` and the connection is closed a second later.
+//! A logged-in session receives every event of the core's bus ([`starling_core::events`]) its
+//! user may read (`read=`) and its `Events:` mask lets through, each as `Event: X`,
+//! `Privilege: class,all`, then the event's fields.
+//!
+//! A client that stops reading never slows the PBX: publishing to the bus never blocks; a
+//! session whose socket stays full for `writetimeout` (100 ms) or that falls 4,096 events
+//! behind is disconnected with a log line.
+//!
+//! Actions are answered here (the core ones) or by the module that registered them
+//! (chan_sip's `SIPpeers`...) through [`starling_core::manager`].
+
+mod actions;
+mod config;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime};
+
+use starling_core::cli::{CliCommand, CliResult};
+use starling_core::events::Event;
+use starling_core::manager::Message;
+use starling_core::tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use starling_core::tokio::net::{TcpListener, TcpStream};
+use starling_core::tokio::sync::{broadcast, mpsc, watch};
+use starling_core::{tokio, tracing, verbose, Core, LoadError, Module, ModuleContext, ReloadError};
+
+use crate::config::{ManagerConf, User};
+
+const CONFIG: &str = "manager.conf";
+/// What a client is greeted with (Asterisk 20's AMI version, which clients check).
+pub const BANNER: &str = "Asterisk Call Manager/9.0.0\r\n";
+/// A line longer than this ends the connection.
+const MAX_LINE: usize = 16 * 1024;
+/// A message with more headers than this is refused.
+const MAX_HEADERS: usize = 256;
+
+/// One connected session, as `manager show connected` lists it.
+#[derive(Clone, Debug)]
+struct SessionInfo {
+    user: String,
+    addr: SocketAddr,
+    since: SystemTime,
+    started: Instant,
+    read: u32,
+    write: u32,
+}
+
+/// What the listener, the sessions and the CLI share.
+pub(crate) struct State {
+    core: Arc<Core>,
+    conf: RwLock<Arc<ManagerConf>>,
+    sessions: Mutex<BTreeMap<u64, SessionInfo>>,
+    next_session: AtomicU64,
+    /// Challenges handed out, per session.
+    next_challenge: AtomicU64,
+}
+
+impl State {
+    fn conf(&self) -> Arc<ManagerConf> {
+        self.conf.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A session's own state.
+pub(crate) struct Session {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub user: Option<User>,
+    /// The event classes this session receives (the user's `read`, narrowed by `Events:`).
+    pub events: u32,
+    pub challenge: Option<String>,
+    /// Where replies made later go (an async Originate's `OriginateResponse` goes on the bus).
+    pub later: mpsc::UnboundedSender<String>,
+}
+
+/// What an action handler tells the session loop to do next.
+pub(crate) enum Next {
+    Continue,
+    /// Write the reply, then close (Logoff).
+    Close,
+    /// Write the reply, wait a second, then close (a failed login).
+    CloseSlowly,
+}
+
+/// Reads one message (its headers, until the empty line). `None` at the end of the stream.
+async fn read_message(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::io::Result<Option<Message>> {
+    let mut message = Message::default();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = (&mut *reader).take(MAX_LINE as u64 + 1).read_line(&mut line).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n > MAX_LINE {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "line too long"));
+        }
+        let text = line.trim_end_matches(['\r', '\n']);
+        if text.is_empty() {
+            if message.headers.is_empty() {
+                continue;
+            }
+            return Ok(Some(message));
+        }
+        if message.headers.len() >= MAX_HEADERS {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "too many headers"));
+        }
+        // `Key: Value`; a line without a colon is kept as a key with an empty value.
+        let (key, value) = text.split_once(':').unwrap_or((text, ""));
+        message.headers.push((key.trim().to_owned(), value.trim_start().to_owned()));
+    }
+}
+
+use starling_core::tokio::io::AsyncReadExt;
+
+/// An event as a session receives it.
+fn render_event(event: &Event) -> String {
+    let mut out = String::with_capacity(64 + event.fields.len() * 32);
+    out.push_str("Event: ");
+    out.push_str(&event.name);
+    out.push_str("\r\nPrivilege: ");
+    out.push_str(event.class);
+    out.push_str(",all\r\n");
+    for (k, v) in &event.fields {
+        out.push_str(k);
+        out.push_str(": ");
+        out.push_str(v);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out
+}
+
+/// Writes, bounded by `writetimeout`: a client that does not read is dropped.
+async fn write_bounded(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    text: &str,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, writer.write_all(text.as_bytes())).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("the client did not read for {} ms", timeout.as_millis())),
+    }
+}
+
+async fn serve_session(state: Arc<State>, stream: TcpStream, addr: SocketAddr, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let id = state.next_session.fetch_add(1, Ordering::Relaxed) + 1;
+    let (read_half, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(read_half);
+    let mut events: broadcast::Receiver<Arc<Event>> = state.core.events().subscribe();
+    let (later_tx, mut later) = mpsc::unbounded_channel();
+    let mut session = Session { id, addr, user: None, events: 0, challenge: None, later: later_tx };
+    let conf = state.conf();
+    let writetimeout = conf.writetimeout;
+    let login_deadline = tokio::time::Instant::now() + conf.authtimeout;
+    if write_bounded(&mut writer, BANNER, writetimeout).await.is_err() {
+        return;
+    }
+    let why = loop {
+        let login_timer = async {
+            if session.user.is_none() {
+                tokio::time::sleep_until(login_deadline).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            message = read_message(&mut reader) => {
+                let message = match message {
+                    Ok(Some(message)) => message,
+                    Ok(None) => break None,
+                    Err(e) => break Some(format!("bad input: {e}")),
+                };
+                let (reply, next) = actions::handle(&state, &mut session, message).await;
+                if let Err(e) = write_bounded(&mut writer, &reply, writetimeout).await {
+                    break Some(e);
+                }
+                match next {
+                    Next::Continue => {}
+                    Next::Close => break None,
+                    Next::CloseSlowly => {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        break None;
+                    }
+                }
+            }
+            event = events.recv() => match event {
+                Ok(event) => {
+                    let wanted = session.user.is_some()
+                        && config::class_bit(event.class).is_some_and(|bit| session.events & bit != 0);
+                    if wanted {
+                        if let Err(e) = write_bounded(&mut writer, &render_event(&event), writetimeout).await {
+                            break Some(e);
+                        }
+                    }
+                    if event.name == "Shutdown" {
+                        break None;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => break Some(format!("it fell {n} events behind")),
+                Err(broadcast::error::RecvError::Closed) => break None,
+            },
+            Some(text) = later.recv() => {
+                if let Err(e) = write_bounded(&mut writer, &text, writetimeout).await {
+                    break Some(e);
+                }
+            }
+            _ = login_timer => break Some("it did not log in in time".into()),
+            _ = stop.changed() => break None,
+        }
+    };
+    let user = session.user.as_ref().map_or("(not logged in)", |u| u.name.as_str());
+    match why {
+        Some(why) => tracing::warn!("Manager session of '{user}' from {} disconnected: {why}", addr.ip()),
+        None if session.user.is_some() => verbose!(2, "Manager '{user}' logged off from {}", addr.ip()),
+        None => {}
+    }
+    state.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    let _ = writer.shutdown().await;
+}
+
+impl State {
+    /// Records a logged-in session for `manager show connected`.
+    pub(crate) fn logged_in(&self, session: &Session) {
+        let Some(user) = &session.user else { return };
+        let info = SessionInfo {
+            user: user.name.clone(),
+            addr: session.addr,
+            since: SystemTime::now(),
+            started: Instant::now(),
+            read: user.read,
+            write: user.write,
+        };
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(session.id, info);
+    }
+    pub(crate) fn new_challenge(&self) -> String {
+        let n = self.next_challenge.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        // Nine digits, as Asterisk's; unique per process.
+        format!("{:09}", (u64::from(nanos) ^ (n.wrapping_mul(0x9E37_79B9))) % 1_000_000_000)
+    }
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+    pub(crate) fn current_conf(&self) -> Arc<ManagerConf> {
+        self.conf()
+    }
+}
+
+async fn listen(state: Arc<State>, listener: TcpListener, stop: watch::Receiver<bool>) {
+    let mut stopped = stop.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    tokio::spawn(serve_session(state.clone(), stream, addr, stop.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!("Manager: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+fn cli_commands(state: &Arc<State>) -> Vec<CliCommand> {
+    let (connected, users, user, commands) = (state.clone(), state.clone(), state.clone(), state.clone());
+    vec![
+        CliCommand::new(
+            "manager show connected",
+            "List connected manager interface users",
+            "Usage: manager show connected\n  Prints a listing of the users that are currently connected to the\nStarling manager interface.\n",
+            move |call| {
+                let sessions = connected.sessions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let row = |cols: [&str; 6]| {
+                    format!("  {:<15.15}  {:<55.55}  {:<10.10}  {:<10.10}  {:<10.10}  {:<10.10}\n", cols[0], cols[1], cols[2], cols[3], cols[4], cols[5])
+                };
+                let mut out = row(["Username", "IP Address", "Start", "Elapsed", "ReadPerms", "WritePerms"]);
+                for info in sessions.values() {
+                    let since = info.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    out.push_str(&row([
+                        &info.user,
+                        &info.addr.ip().to_string(),
+                        &since.to_string(),
+                        &info.started.elapsed().as_secs().to_string(),
+                        &format!("{:08x}", info.read),
+                        &format!("{:08x}", info.write),
+                    ]));
+                }
+                out.push_str(&format!("{} users connected.\n", sessions.len()));
+                call.print(&out);
+                CliResult::Success
+            },
+        ),
+        CliCommand::new(
+            "manager show users",
+            "List configured manager users",
+            "Usage: manager show users\n       Prints a listing of all managers that are currently configured on that\n system.\n",
+            move |call| {
+                let conf = users.conf();
+                let mut out = String::from("\nusername\n--------\n");
+                for user in &conf.users {
+                    out.push_str(&user.name);
+                    out.push('\n');
+                }
+                out.push_str(&format!("-------------------\n{} manager users configured.\n", conf.users.len()));
+                call.print(&out);
+                CliResult::Success
+            },
+        ),
+        CliCommand::new(
+            "manager show user",
+            "Display information on a specific manager user",
+            "Usage: manager show user <user>\n       Display all information related to the manager user specified.\n",
+            move |call| {
+                let [name] = call.args() else { return CliResult::ShowUsage };
+                let name = name.clone();
+                let conf = user.conf();
+                let Some(u) = conf.user(&name) else {
+                    let _ = writeln!(call, "There is no manager called {name}");
+                    return CliResult::Failure;
+                };
+                let _ = writeln!(call, "\n          username: {}\n            secret: <Set>\n               ACL: {}\n         read perm: {}\n        write perm: {}",
+                    u.name, if u.acl.is_empty() { "no" } else { "yes" }, config::class_names(u.read), config::class_names(u.write));
+                CliResult::Success
+            },
+        ),
+        CliCommand::new(
+            "manager show commands",
+            "List manager interface commands",
+            "Usage: manager show commands\n\tPrints a listing of all the available Starling manager interface commands.\n",
+            move |call| {
+                let mut out = format!("  {:<25.25}  {:<15.15}  {:<55.55}\n", "Action", "Privilege", "Synopsis");
+                out.push_str(&format!("  {:<25.25}  {:<15.15}  {:<55.55}\n", "------", "---------", "--------"));
+                for (name, privilege, synopsis) in actions::all(commands.core()) {
+                    out.push_str(&format!("  {name:<25.25}  {privilege:<15.15}  {synopsis:<55.55}\n"));
+                }
+                call.print(&out);
+                CliResult::Success
+            },
+        ),
+    ]
+}
+
+struct Manager {
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    _cli: starling_core::cli::CliRegistration,
+}
+
+impl Module for Manager {
+    fn reload(&mut self, ctx: &ModuleContext) -> Result<(), ReloadError> {
+        let conf = ManagerConf::parse(&ctx.load_config(CONFIG)?)?;
+        let old = self.state.conf();
+        if (old.enabled, old.port, old.bindaddr) != (conf.enabled, conf.port, conf.bindaddr) {
+            tracing::warn!("manager.conf: enabled, port and bindaddr take effect when res_manager is loaded again");
+        }
+        ctx.core().events().set_varset(conf.varset_events);
+        *self.state.conf.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(conf);
+        Ok(())
+    }
+
+    fn unload(self: Box<Self>) {
+        // Clients hear that the PBX is going, then every session ends.
+        let events = self.state.core.events();
+        events.publish(Event::new("Shutdown", "system").with("Shutdown", "Cleanly").with("Restart", "False"));
+        let _ = self.stop.send(true);
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        while !self.state.sessions.lock().unwrap_or_else(|p| p.into_inner()).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        events.set_varset(false);
+    }
+}
+
+fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
+    if !ctx.config_dir().join(CONFIG).exists() {
+        return Err(LoadError::Decline(format!("no {CONFIG} in {}", ctx.config_dir().display())));
+    }
+    let conf = ManagerConf::parse(&ctx.load_config(CONFIG)?)?;
+    let state = Arc::new(State {
+        core: ctx.core().clone(),
+        conf: RwLock::new(Arc::new(conf.clone())),
+        sessions: Mutex::default(),
+        next_session: AtomicU64::new(0),
+        next_challenge: AtomicU64::new(0),
+    });
+    let (stop, stopped) = watch::channel(false);
+    if conf.enabled {
+        let address = SocketAddr::new(conf.bindaddr, conf.port);
+        let std_listener = std::net::TcpListener::bind(address)
+            .map_err(|e| LoadError::Resource(format!("cannot bind the manager on {address}: {e}")))?;
+        std_listener.set_nonblocking(true).map_err(|e| LoadError::Resource(format!("manager {address}: {e}")))?;
+        let listener = {
+            let _entered = ctx.runtime().enter();
+            TcpListener::from_std(std_listener).map_err(|e| LoadError::Resource(format!("manager {address}: {e}")))?
+        };
+        verbose!(2, "Manager interface listening on {address}");
+        ctx.runtime().spawn(listen(state.clone(), listener, stopped));
+    } else {
+        verbose!(2, "Manager interface disabled (manager.conf: enabled=no)");
+    }
+    ctx.core().events().set_varset(conf.varset_events);
+    let cli = ctx.register_cli(cli_commands(&state))?;
+    Ok(Box::new(Manager { state, stop, _cli: cli }))
+}
+
+starling_core::module! {
+    description: "Asterisk Manager Interface",
+    support_level: Core,
+    load: load,
+}

@@ -1,0 +1,404 @@
+//! The manager interface (res_manager) over real TCP: login (plain and MD5), the core actions,
+//! events from real SIP calls (SIPp), many sessions at once, a client that stops reading, and
+//! a real AMI client from PyPI (panoramisk).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+const EXTENSIONS: &str = "[default]
+exten => 600,1,Answer()
+ same => n,Wait(0.5)
+ same => n,Hangup()
+exten => 700,1,Answer()
+ same => n,Wait(30)
+ same => n,Hangup()
+exten => 701,1,Set(MOVED=yes)
+ same => n,Hangup()
+exten => 800,1,Answer()
+ same => n,Set(I=0)
+ same => n,While($[${I} < 3000])
+ same => n,Set(I=$[${I} + 1])
+ same => n,EndWhile()
+ same => n,Hangup()
+";
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starling with res_manager on a free port (user `admin`/`s3cret`, all classes; user
+/// `reader`/`r3ad`: reads call events, writes nothing) and chan_sip with peer `bob` at `bob_port`.
+fn ami_pbx(name: &str, bob_port: u16) -> (Server, u16, u16) {
+    ami_pbx_with(name, bob_port, "")
+}
+
+/// [`ami_pbx`] with more `[general]` lines in manager.conf.
+fn ami_pbx_with(name: &str, bob_port: u16, general: &str) -> (Server, u16, u16) {
+    let ami = free_tcp_port();
+    let (server, sip) = sip_pbx_on_port(
+        name,
+        &["pbx_config", "app_dial", "cdr_csv", "res_manager"],
+        Some(EXTENSIONS),
+        |_| {
+            format!(
+                "allowguest=yes\ncontext=default\n[bob]\ntype=peer\nhost=127.0.0.1\nport={bob_port}\ninsecure=port,invite\n\
+                 disallow=all\nallow=ulaw\n"
+            )
+        },
+    );
+    std::fs::write(
+        server.dir.etc().join("manager.conf"),
+        format!(
+            "[general]\nenabled=yes\nport={ami}\nbindaddr=127.0.0.1\n{general}\n[admin]\nsecret=s3cret\nread=all\nwrite=all\n\
+             deny=0.0.0.0/0.0.0.0\npermit=127.0.0.1/255.255.255.255\n\n[reader]\nsecret=r3ad\nread=call\nwrite=\n"
+        ),
+    )
+    .unwrap();
+    // chan_sip was loaded by sip_pbx; res_manager declined without its config: load it now.
+    let out = server.rx("module load res_manager");
+    assert!(out.contains("Loaded"), "{out}\n{}", server.log_tail());
+    (server, sip, ami)
+}
+
+/// A raw AMI connection.
+struct Ami {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+type Msg = Vec<(String, String)>;
+
+fn get<'a>(m: &'a Msg, key: &str) -> Option<&'a str> {
+    m.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+}
+
+impl Ami {
+    fn connect(port: u16) -> Ami {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut ami = Ami { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream };
+        let mut banner = String::new();
+        ami.reader.read_line(&mut banner).unwrap();
+        assert_eq!(banner, "Asterisk Call Manager/9.0.0\r\n");
+        ami
+    }
+
+    fn send(&mut self, headers: &[(&str, &str)]) {
+        let mut text = String::new();
+        for (k, v) in headers {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+        self.writer.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// The next message; `None` when the connection closes.
+    fn read(&mut self) -> Option<Msg> {
+        let mut message = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                if message.is_empty() {
+                    continue;
+                }
+                return Some(message);
+            }
+            let (k, v) = line.split_once(": ").unwrap_or((line, ""));
+            message.push((k.to_owned(), v.to_owned()));
+        }
+    }
+
+    /// Reads until a message with `key: value` (skipping others), within `timeout`.
+    fn until(&mut self, key: &str, value: &str, timeout: Duration) -> Msg {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let m = self.read().unwrap_or_else(|| panic!("closed while waiting for {key}: {value}"));
+            if get(&m, key) == Some(value) {
+                return m;
+            }
+        }
+        panic!("no {key}: {value} within {timeout:?}");
+    }
+
+    fn login(port: u16, user: &str, secret: &str) -> Ami {
+        let mut ami = Ami::connect(port);
+        ami.send(&[("Action", "Login"), ("Username", user), ("Secret", secret), ("ActionID", "l1")]);
+        let reply = ami.read().unwrap();
+        assert_eq!(get(&reply, "Response"), Some("Success"), "{reply:?}");
+        assert_eq!(get(&reply, "ActionID"), Some("l1"));
+        ami
+    }
+}
+
+#[test]
+fn login_actions_and_refusals() {
+    let (server, _sip, port) = ami_pbx("amibasic", 1);
+    // Before login only Login/Challenge/Logoff.
+    let mut ami = Ami::connect(port);
+    ami.send(&[("Action", "Ping")]);
+    assert_eq!(get(&ami.read().unwrap(), "Message"), Some("Permission denied"));
+    // A wrong secret: refused, then the connection closes.
+    ami.send(&[("Action", "Login"), ("Username", "admin"), ("Secret", "nope")]);
+    assert_eq!(get(&ami.read().unwrap(), "Message"), Some("Authentication failed"));
+    let started = Instant::now();
+    assert!(ami.read().is_none(), "closed after a failed login");
+    assert!(started.elapsed() >= Duration::from_millis(500), "after a delay");
+
+    // MD5 challenge login.
+    let mut ami = Ami::connect(port);
+    ami.send(&[("Action", "Challenge"), ("AuthType", "MD5")]);
+    let challenge = get(&ami.read().unwrap(), "Challenge").unwrap().to_owned();
+    let key = format!("{:x}", md5_of(&format!("{challenge}s3cret")));
+    ami.send(&[("Action", "Login"), ("AuthType", "MD5"), ("Username", "admin"), ("Key", &key)]);
+    assert_eq!(get(&ami.read().unwrap(), "Message"), Some("Authentication accepted"));
+    let booted = ami.read().unwrap();
+    assert_eq!(get(&booted, "Event"), Some("FullyBooted"), "{booted:?}");
+    assert_eq!(get(&booted, "Privilege"), Some("system,all"));
+
+    ami.send(&[("Action", "Ping"), ("ActionID", "p1")]);
+    let pong = ami.until("ActionID", "p1", Duration::from_secs(5));
+    assert_eq!((get(&pong, "Response"), get(&pong, "Ping")), (Some("Success"), Some("Pong")));
+    assert_eq!(pong[0].0, "Response");
+    assert_eq!(pong[1], ("ActionID".to_owned(), "p1".to_owned()));
+
+    ami.send(&[("Action", "Command"), ("Command", "core show version"), ("ActionID", "c1")]);
+    let out = ami.until("ActionID", "c1", Duration::from_secs(5));
+    assert!(get(&out, "Output").unwrap().starts_with("Starling "), "{out:?}");
+
+    ami.send(&[("Action", "DBPut"), ("Family", "fam"), ("Key", "k"), ("Val", "v1"), ("ActionID", "d1")]);
+    assert_eq!(get(&ami.until("ActionID", "d1", Duration::from_secs(5)), "Response"), Some("Success"));
+    ami.send(&[("Action", "DBGet"), ("Family", "fam"), ("Key", "k"), ("ActionID", "d2")]);
+    let start = ami.until("ActionID", "d2", Duration::from_secs(5));
+    assert_eq!(get(&start, "EventList"), Some("start"));
+    let entry = ami.read().unwrap();
+    assert_eq!((get(&entry, "Event"), get(&entry, "Val")), (Some("DBGetResponse"), Some("v1")));
+    assert_eq!(get(&ami.read().unwrap(), "Event"), Some("DBGetComplete"));
+    assert_eq!(server.rx("database get fam k"), "Value: v1\n");
+    ami.send(&[("Action", "DBDel"), ("Family", "fam"), ("Key", "k"), ("ActionID", "d3")]);
+    assert_eq!(get(&ami.until("ActionID", "d3", Duration::from_secs(5)), "Message"), Some("Key deleted successfully"));
+
+    ami.send(&[("Action", "SIPpeers"), ("ActionID", "s1")]);
+    let start = ami.until("ActionID", "s1", Duration::from_secs(5));
+    assert_eq!(get(&start, "Message"), Some("Peer status list will follow"));
+    let peer = ami.read().unwrap();
+    assert_eq!((get(&peer, "Event"), get(&peer, "ObjectName")), (Some("PeerEntry"), Some("bob")));
+    let done = ami.read().unwrap();
+    assert_eq!((get(&done, "Event"), get(&done, "ListItems")), (Some("PeerlistComplete"), Some("1")));
+
+    ami.send(&[("Action", "Bogus"), ("ActionID", "b1")]);
+    let bogus = ami.until("ActionID", "b1", Duration::from_secs(5));
+    assert!(get(&bogus, "Message").unwrap().starts_with("Invalid/unknown command: Bogus."), "{bogus:?}");
+
+    let connected = server.rx("manager show connected");
+    assert!(connected.contains("admin") && connected.contains("1 users connected."), "{connected}");
+    assert!(server.rx("manager show commands").contains("SIPpeers"));
+
+    // A user without write classes may not run Command.
+    let mut reader = Ami::login(port, "reader", "r3ad");
+    reader.send(&[("Action", "Command"), ("Command", "core show version"), ("ActionID", "x")]);
+    assert_eq!(get(&reader.until("ActionID", "x", Duration::from_secs(5)), "Message"), Some("Permission denied"));
+
+    ami.send(&[("Action", "Logoff")]);
+    assert_eq!(get(&ami.read().unwrap(), "Response"), Some("Goodbye"));
+    assert!(ami.read().is_none());
+}
+
+fn md5_of(text: &str) -> u128 {
+    // The test has no md5 crate: ask Python (on every machine the suite runs on).
+    let out = std::process::Command::new("python3")
+        .args(["-c", &format!("import hashlib;print(hashlib.md5({text:?}.encode()).hexdigest())")])
+        .output()
+        .unwrap();
+    u128::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 16).unwrap()
+}
+
+/// Originate of SIP/bob (a SIPp UAS) to extension 600: the session sees Newchannel,
+/// DialBegin, DialEnd, Hangup and the Cdr, in that order; the async form ends with
+/// OriginateResponse carrying the ActionID.
+#[test]
+fn originate_reports_the_call_as_asterisk_does() {
+    let bob = SippUas::spawn_for("uas_answer.xml", 2);
+    let (server, _sip, port) = ami_pbx("amiorig", bob.port);
+    let mut ami = Ami::login(port, "admin", "s3cret");
+    ami.send(&[
+        ("Action", "Originate"),
+        ("Channel", "SIP/bob"),
+        ("Context", "default"),
+        ("Exten", "600"),
+        ("Priority", "1"),
+        ("ActionID", "o1"),
+    ]);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && !seen.contains(&"Cdr".to_owned()) {
+        let m = ami.read().expect("events");
+        if let Some(event) = get(&m, "Event") {
+            if event == "Newchannel" {
+                assert!(get(&m, "Channel").unwrap().starts_with("SIP/bob-"), "{m:?}");
+                assert!(get(&m, "Uniqueid").is_some() && get(&m, "Linkedid").is_some(), "{m:?}");
+            }
+            if event == "Cdr" {
+                assert_eq!(get(&m, "Disposition"), Some("ANSWERED"), "{m:?}");
+                assert_eq!(get(&m, "Destination"), Some("600"), "{m:?}");
+            }
+            seen.push(event.to_owned());
+        } else if get(&m, "ActionID") == Some("o1") {
+            assert_eq!(get(&m, "Message"), Some("Originate successfully queued"), "{m:?}");
+        }
+    }
+    let order: Vec<&str> = ["Newchannel", "DialBegin", "DialEnd", "Hangup", "Cdr"]
+        .into_iter()
+        .filter(|e| seen.iter().any(|s| s == e))
+        .collect();
+    assert_eq!(order.len(), 5, "{seen:?}\n{}", server.log_tail());
+    let position = |e: &str| seen.iter().position(|s| s == e).unwrap();
+    assert!(
+        position("Newchannel") < position("DialBegin")
+            && position("DialBegin") < position("DialEnd")
+            && position("DialEnd") < position("Hangup")
+            && position("Hangup") < position("Cdr"),
+        "{seen:?}"
+    );
+
+    ami.send(&[
+        ("Action", "Originate"),
+        ("Channel", "SIP/bob"),
+        ("Exten", "600"),
+        ("Async", "true"),
+        ("ActionID", "o2"),
+    ]);
+    let queued = ami.until("ActionID", "o2", Duration::from_secs(5));
+    assert_eq!(get(&queued, "Response"), Some("Success"));
+    let response = ami.until("Event", "OriginateResponse", Duration::from_secs(15));
+    assert_eq!(
+        (get(&response, "ActionID"), get(&response, "Response"), get(&response, "Reason")),
+        (Some("o2"), Some("Success"), Some("4")),
+        "{response:?}"
+    );
+    let (code, out) = bob.finish();
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Redirect and Setvar/Getvar on a live call; Hangup ends it.
+#[test]
+fn redirect_setvar_and_hangup_reach_a_live_channel() {
+    let (server, sip, port) = ami_pbx("amiredirect", 1);
+    let caller = std::thread::spawn(move || run_sipp(sip, "invite_pbx_hangs_up.xml", "700", "", "", 1));
+    let channel = eventually(Duration::from_secs(10), || {
+        server
+            .rx("core show channels")
+            .lines()
+            .find(|l| l.starts_with("SIP/"))
+            .map(|l| l.split_whitespace().next().unwrap().to_owned())
+    })
+    .expect("a channel");
+    let mut ami = Ami::login(port, "admin", "s3cret");
+    ami.send(&[
+        ("Action", "Setvar"),
+        ("Channel", &channel),
+        ("Variable", "COLOUR"),
+        ("Value", "blue"),
+        ("ActionID", "s"),
+    ]);
+    assert_eq!(get(&ami.until("ActionID", "s", Duration::from_secs(5)), "Response"), Some("Success"));
+    // Applied when the channel next reads (Wait reads all along).
+    let value = eventually(Duration::from_secs(5), || {
+        ami.send(&[("Action", "Getvar"), ("Channel", &channel), ("Variable", "COLOUR"), ("ActionID", "g")]);
+        let m = ami.until("ActionID", "g", Duration::from_secs(5));
+        (get(&m, "Value") == Some("blue")).then_some(())
+    });
+    assert!(value.is_some(), "Getvar sees what Setvar set");
+    ami.send(&[("Action", "CoreShowChannels"), ("ActionID", "c")]);
+    ami.until("ActionID", "c", Duration::from_secs(5));
+    let entry = ami.read().unwrap();
+    assert_eq!(
+        (get(&entry, "Event"), get(&entry, "Channel")),
+        (Some("CoreShowChannel"), Some(channel.as_str())),
+        "{entry:?}"
+    );
+    assert_eq!(get(&entry, "Application"), Some("Wait"), "{entry:?}");
+    ami.send(&[
+        ("Action", "Redirect"),
+        ("Channel", &channel),
+        ("Context", "default"),
+        ("Exten", "701"),
+        ("Priority", "1"),
+        ("ActionID", "r"),
+    ]);
+    assert_eq!(get(&ami.until("ActionID", "r", Duration::from_secs(5)), "Message"), Some("Redirect successful"));
+    let (code, out) = caller.join().unwrap();
+    assert_eq!(code, 0, "the call went on at 701, which hangs up: {out}\n{}", server.log_tail());
+    assert!(server.log().contains("Executing [701@default:1] Set("), "{}", server.log_tail());
+
+    let caller = std::thread::spawn(move || run_sipp(sip, "invite_pbx_hangs_up.xml", "700", "", "", 1));
+    let channel = eventually(Duration::from_secs(10), || {
+        server
+            .rx("core show channels")
+            .lines()
+            .find(|l| l.starts_with("SIP/"))
+            .map(|l| l.split_whitespace().next().unwrap().to_owned())
+    })
+    .expect("a channel");
+    ami.send(&[("Action", "Hangup"), ("Channel", &channel), ("ActionID", "h")]);
+    assert_eq!(get(&ami.until("ActionID", "h", Duration::from_secs(5)), "Message"), Some("Channel Hungup"));
+    let (code, out) = caller.join().unwrap();
+    assert_eq!(code, 0, "{out}");
+}
+
+/// 50 sessions each receive every event of 20 calls.
+#[test]
+fn fifty_sessions_get_every_event() {
+    let (_server, sip, port) = ami_pbx("amifanout", 1);
+    let mut sessions: Vec<Ami> = (0..50).map(|_| Ami::login(port, "admin", "s3cret")).collect();
+    let (code, out) = run_sipp_with(sip, "invite_pbx_hangs_up.xml", &["-s", "600", "-m", "20", "-l", "10", "-r", "20"]);
+    assert_eq!(code, 0, "{out}");
+    for (i, ami) in sessions.iter_mut().enumerate() {
+        let (mut newchannels, mut hangups, mut cdrs) = (0, 0, 0);
+        while cdrs < 20 {
+            let m = ami.read().unwrap_or_else(|| panic!("session {i} closed"));
+            match get(&m, "Event") {
+                Some("Newchannel") => newchannels += 1,
+                Some("Hangup") => hangups += 1,
+                Some("Cdr") => cdrs += 1,
+                _ => {}
+            }
+        }
+        assert_eq!((newchannels, hangups), (20, 20), "session {i}");
+    }
+}
+
+/// A session that stops reading is dropped with a log line once its socket stays full, while
+/// the calls that make the events (3,000 VarSet events each) go on and another session keeps
+/// receiving.
+#[test]
+fn a_session_that_stops_reading_is_dropped() {
+    let (server, sip, port) = ami_pbx_with("amistuck", 1, "varsetevents=yes\n");
+    let stuck = Ami::login(port, "admin", "s3cret");
+    let mut healthy = Ami::login(port, "admin", "s3cret");
+    let reader = std::thread::spawn(move || {
+        let mut cdrs = 0;
+        while cdrs < 5 {
+            match healthy.read() {
+                Some(m) if get(&m, "Event") == Some("Cdr") => cdrs += 1,
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        Some(healthy)
+    });
+    let (code, out) = run_sipp_with(sip, "invite_pbx_hangs_up.xml", &["-s", "800", "-m", "5", "-l", "5", "-r", "5"]);
+    assert_eq!(code, 0, "calls go on: {out}\n{}", server.log_tail());
+    let healthy = reader.join().unwrap();
+    assert!(healthy.is_some(), "the healthy session got every call's Cdr");
+    let dropped = eventually(Duration::from_secs(5), || server.log().contains("disconnected: ").then_some(()));
+    assert!(dropped.is_some(), "the stuck session is dropped\n{}", server.log_tail());
+    assert!(server.rx("manager show connected").contains("1 users connected."));
+    drop((stuck, healthy));
+}
