@@ -402,3 +402,50 @@ fn a_session_that_stops_reading_is_dropped() {
     assert!(server.rx("manager show connected").contains("1 users connected."));
     drop((stuck, healthy));
 }
+
+/// The Python of `target/ami-venv`, with panoramisk from PyPI (made here when `.ci/run` has
+/// not made it already).
+fn panoramisk_python() -> std::path::PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ami-venv");
+    let python = venv.join("bin/python3");
+    let ready = |python: &std::path::Path| {
+        std::process::Command::new(python).args(["-c", "import panoramisk"]).status().is_ok_and(|s| s.success())
+    };
+    if !ready(&python) {
+        let made = std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap();
+        assert!(made.success(), "python3 -m venv (Debian's python3-venv)");
+        let mut pip =
+            std::process::Command::new(venv.join("bin/pip")).args(["install", "-q", "panoramisk"]).spawn().unwrap();
+        let status = wait_timeout(&mut pip, Duration::from_secs(180)).expect("pip install panoramisk in time");
+        assert!(status.success() && ready(&python), "pip install panoramisk");
+    }
+    python
+}
+
+/// Acceptance: panoramisk logs in, sees FullyBooted, originates SIP/bob to 600 and receives
+/// Newchannel, DialBegin, DialEnd, Hangup and Cdr in that order.
+#[test]
+fn panoramisk_drives_starling_unchanged() {
+    let python = panoramisk_python();
+    let bob = SippUas::spawn("uas_answer.xml");
+    let (server, _sip, port) = ami_pbx("amipanoramisk", bob.port);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ami/originate.py");
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .args([port.to_string().as_str(), "admin", "s3cret"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
+        let _ = child.kill();
+        child.wait().unwrap()
+    });
+    let output = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(status.success(), "{text}\n{}", server.log_tail());
+    assert!(text.contains("originate: Success Originate successfully queued"), "{text}");
+    assert!(text.contains("response: OriginateResponse Success 4"), "{text}");
+    let (code, out) = bob.finish();
+    assert_eq!(code, 0, "{out}");
+}

@@ -436,7 +436,8 @@ async fn originate(core: &Arc<Core>, session: &Session, m: &Message, action_id: 
         (Some(app), _) => {
             // Applications that run programs need the `system` write class too (as Asterisk).
             let dangerous = ["system", "exec", "trysystem"].contains(&app.to_ascii_lowercase().as_str());
-            if dangerous && !session.user.as_ref().is_some_and(|u| u.write & 1 != 0) {
+            let system = crate::config::class_bit("system").unwrap_or(0);
+            if dangerous && session.user.as_ref().is_none_or(|u| u.write & system == 0) {
                 return vec![Message::error("Originate with certain 'Application' arguments requires the additional System privilege, which you do not have.")];
             }
             let Some(app) = core.apps().get(app) else { return vec![Message::error("Application does not exist")] };
