@@ -155,7 +155,7 @@ fn login_actions_and_refusals() {
     let mut ami = Ami::connect(port);
     ami.send(&[("Action", "Challenge"), ("AuthType", "MD5")]);
     let challenge = get(&ami.read().unwrap(), "Challenge").unwrap().to_owned();
-    let key = format!("{:x}", md5_of(&format!("{challenge}s3cret")));
+    let key = md5_hex(&format!("{challenge}s3cret"));
     ami.send(&[("Action", "Login"), ("AuthType", "MD5"), ("Username", "admin"), ("Key", &key)]);
     assert_eq!(get(&ami.read().unwrap(), "Message"), Some("Authentication accepted"));
     let booted = ami.read().unwrap();
@@ -210,13 +210,15 @@ fn login_actions_and_refusals() {
     assert!(ami.read().is_none());
 }
 
-fn md5_of(text: &str) -> u128 {
+fn md5_hex(text: &str) -> String {
     // The test has no md5 crate: ask Python (on every machine the suite runs on).
     let out = std::process::Command::new("python3")
         .args(["-c", &format!("import hashlib;print(hashlib.md5({text:?}.encode()).hexdigest())")])
         .output()
         .unwrap();
-    u128::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 16).unwrap()
+    let hex = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(hex.len(), 32, "{hex}");
+    hex
 }
 
 /// Originate of SIP/bob (a SIPp UAS) to extension 600: the session sees Newchannel,
