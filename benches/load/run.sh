@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Starling load harness: SIPp against the real binary, one Starling per stage.
 #
-#   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged peers
+#   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged peers ami
 #
-# With no stage, all five run in that order. Every stage starts its own Starling in its own
+# With no stage, all six run in that order. Every stage starts its own Starling in its own
 # temp dir on free ports of 127.0.0.1, drives it with SIPp for DURATION seconds, measures
 # Starling's CPU time (utime+stime from /proc/<pid>/stat) and memory (VmRSS, VmHWM), stops it
 # and kills only the processes it started. A table of the figures is printed and appended,
@@ -20,6 +20,9 @@
 #   --lines N             peers: number of register => lines                    [LINES=10000]
 #   --peers N             peers: number of qualified peers                      [PEERS=10000]
 #   --peers-duration S    peers: seconds the lines and peers are held           [PEERS_DURATION=DURATION]
+#   --ami-rate R          ami: calls/s answered while the sessions listen        [AMI_RATE=200]
+#   --ami-sessions N      ami: manager sessions reading every event             [AMI_SESSIONS=50]
+#   --cdr                 every stage also loads cdr_csv and cdr_sqlite3        [CDR=1]
 #   --no-results          do not touch benches/RESULTS.md                       [NO_RESULTS=1]
 #   --keep                keep the temp dirs (configs, SIPp logs, server logs)  [KEEP=1]
 #   -h, --help
@@ -51,15 +54,18 @@ while [ $# -gt 0 ]; do
         --lines) LINES=$2; shift ;;
         --peers) PEERS=$2; shift ;;
         --peers-duration) PEERS_DURATION=$2; shift ;;
+        --ami-rate) AMI_RATE=$2; shift ;;
+        --ami-sessions) AMI_SESSIONS=$2; shift ;;
+        --cdr) CDR=1 ;;
         --no-results) NO_RESULTS=1 ;;
         --keep) KEEP=1 ;;
         -h|--help) usage; exit 0 ;;
-        register|answer|b2bua|bridged|peers) STAGES+=("$1") ;;
-        *) echo "run.sh: unknown argument '$1' (stages: register answer b2bua bridged peers; -h for help)" >&2; exit 2 ;;
+        register|answer|b2bua|bridged|peers|ami) STAGES+=("$1") ;;
+        *) echo "run.sh: unknown argument '$1' (stages: register answer b2bua bridged peers ami; -h for help)" >&2; exit 2 ;;
     esac
     shift
 done
-[ ${#STAGES[@]} -eq 0 ] && STAGES=(register answer b2bua bridged peers)
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(register answer b2bua bridged peers ami)
 
 DURATION=${DURATION:-60}
 USERS=${USERS:-5000}
@@ -76,6 +82,9 @@ LINES=${LINES:-10000}
 PEERS=${PEERS:-10000}
 PEERS_DURATION=${PEERS_DURATION:-$DURATION}
 PEERS_POLL=${PEERS_POLL:-3}
+AMI_RATE=${AMI_RATE:-200}
+AMI_SESSIONS=${AMI_SESSIONS:-50}
+CDR=${CDR:-0}
 VERBOSE=${VERBOSE:-0}
 KEEP=${KEEP:-0}
 NO_RESULTS=${NO_RESULTS:-0}
@@ -83,7 +92,7 @@ STARLING=${STARLING:-$ROOT/target/release/starling}
 MODDIR=${MODDIR:-$(dirname "$STARLING")}
 RESULTS=${RESULTS:-$ROOT/benches/RESULTS.md}
 
-for n in DURATION USERS REG_RATE REG_LIMIT ANSWER_RATE ANSWER_LIMIT B2BUA_RATE B2BUA_HOLD_MS B2BUA_LIMIT CONCURRENT RAMP LINES PEERS PEERS_DURATION PEERS_POLL; do
+for n in AMI_RATE AMI_SESSIONS DURATION USERS REG_RATE REG_LIMIT ANSWER_RATE ANSWER_LIMIT B2BUA_RATE B2BUA_HOLD_MS B2BUA_LIMIT CONCURRENT RAMP LINES PEERS PEERS_DURATION PEERS_POLL; do
     if ! [[ ${!n} =~ ^[0-9]+$ ]] || [ "${!n}" -lt 1 ]; then
         echo "run.sh: $n must be a positive integer (got '${!n}')" >&2
         exit 2
@@ -234,6 +243,8 @@ EOF
     # Only what the stages need. Dial() will come with its own module (Asterisk's app_dial):
     # load it when it is there; the Dial stages check for the application itself.
     [ -e "$MODDIR/libapp_dial.so" ] && extra="load => app_dial.so"
+    # With --cdr every call also leaves its record in both CDR backends.
+    [ "$CDR" = 1 ] && extra="$extra"$'\n''load => cdr_csv.so'$'\n''load => cdr_sqlite3.so'
     printf '[modules]\nautoload = no\nload => pbx_config.so\nload => chan_sip.so\n%s\n' "$extra" >"$dir/etc/modules.conf"
     printf '[general]\nrtpstart = 10000\nrtpend = 20000\n' >"$dir/etc/rtp.conf"
 }
@@ -375,6 +386,7 @@ measure_end() { # sets CPU_S CPU_PCT RSS_TXT WALL MACHINE_PCT GEN_CPU
 }
 
 common_notes() { # the notes every stage ends with
+    [ "$CDR" = 1 ] && printf 'CDRs to cdr_csv + cdr_sqlite3; '
     echo "load generators (SIPp, sinks) CPU ${GEN_CPU} s; whole machine ${MACHINE_PCT}% busy (all processes, all CPUs); SIPp ran ${elapsed} s"
 }
 
@@ -797,6 +809,54 @@ EOF
 # Run, print, record
 # ---------------------------------------------------------------------------------------
 log "work dir $WORK; stages: ${STAGES[*]}; DURATION=${DURATION}s"
+# ---------------------------------------------------------------------------------------
+# (f) ami: answered calls at AMI_RATE for DURATION/2 s with no manager session, then again with
+# AMI_SESSIONS sessions reading every event: the CPU the fan-out costs
+# ---------------------------------------------------------------------------------------
+stage_ami() {
+    local dir ports sport uport aport m half rate cpu0 pct0 sinks events per_s
+    dir=$(stage_dir ami)
+    mapfile -t ports < <(free_ports 2)
+    sport=${ports[0]} uport=${ports[1]}
+    aport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    write_base_conf "$dir"
+    printf 'load => res_manager.so\n' >>"$dir/etc/modules.conf"
+    printf '[general]\nenabled = yes\nport = %s\nbindaddr = 127.0.0.1\n\n[load]\nsecret = load\nread = all\nwrite = all\n' "$aport" >"$dir/etc/manager.conf"
+    sip_general "$sport" >"$dir/etc/sip.conf"
+    printf '[load]\nexten => _X.,1,Answer()\n same => n,Wait(1)\n same => n,Hangup()\n' >"$dir/etc/extensions.conf"
+    cp "$SCENARIOS/answer_uac.xml" "$dir/"
+    half=$(( DURATION / 2 > 5 ? DURATION / 2 : 5 ))
+    m=$((AMI_RATE * half))
+    log "ami: $AMI_RATE calls/s for ${half}s without, then ${half}s with $AMI_SESSIONS manager sessions (AMI on 127.0.0.1:$aport)"
+    start_starling "$dir" "chan_sip.so pbx_config.so res_manager.so" || { skip_row ami "$AMI_SESSIONS sessions" "failed: Starling did not start (see the log above)"; return; }
+    measure_begin
+    sipp_start ami_bare "$dir" $((half + 60)) "127.0.0.1:$sport" -sf answer_uac.xml -s 1000 -i 127.0.0.1 -p "$uport" \
+        -mp $((uport + 2)) -r "$AMI_RATE" -l $((AMI_RATE * 4)) -m "$m" -timeout "$((half + 45))s" -timeout_error -recv_timeout 10000
+    sipp_wait "$SIPP_TPID"
+    measure_end
+    cpu0=$CPU_S pct0=$CPU_PCT
+    timeout -k 5 $((half + 60)) python3 "$TOOLS/amisink.py" "$aport" load load "$AMI_SESSIONS" $((half + 4)) "$dir/amisink.txt" &
+    sinks=$!
+    BG_PIDS+=("$sinks")
+    sleep 2
+    measure_begin
+    sipp_start ami_sessions "$dir" $((half + 60)) "127.0.0.1:$sport" -sf answer_uac.xml -s 1000 -i 127.0.0.1 -p "$((uport + 4))" \
+        -mp $((uport + 6)) -r "$AMI_RATE" -l $((AMI_RATE * 4)) -m "$m" -timeout "$((half + 45))s" -timeout_error -recv_timeout 10000
+    sipp_wait "$SIPP_TPID"
+    measure_end
+    wait "$sinks"
+    forget "$sinks"
+    eval "$(python3 "$TOOLS/sippstat.py" "$dir/ami_sessions.csv")"
+    stop_starling
+    events=$(cat "$dir/amisink.txt" 2>/dev/null || echo "no sink result")
+    per_s=$(calc "f'{$(sed -E 's/.*min=([0-9]+).*/\1/' <<<"$events" 2>/dev/null || echo 0) / $half:.0f}'" 2>/dev/null || echo "?")
+    rate=$(calc "f'{$rate:.0f}'")
+    row ami "$AMI_RATE calls/s, $AMI_SESSIONS sessions" "$rate calls/s, ~$per_s events/s a session" "$ok" "$failed" \
+        "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "-" \
+        "without sessions: CPU ${cpu0}s (${pct0}%); sinks: $events; $(common_notes)"
+    log "ami: with $AMI_SESSIONS sessions CPU ${CPU_S}s (${CPU_PCT}%), without ${cpu0}s (${pct0}%); $events"
+}
+
 for stage in "${STAGES[@]}"; do
     "stage_$stage"
 done

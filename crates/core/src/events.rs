@@ -14,16 +14,39 @@ pub struct Event {
     /// The manager event class it belongs to (`system`, `call`...), for filtering.
     pub class: &'static str,
     pub fields: Vec<(String, String)>,
+    /// The event as the manager sends it, made once however many sessions receive it.
+    rendered: std::sync::OnceLock<String>,
 }
 
 impl Event {
     pub fn new(name: &str, class: &'static str) -> Event {
-        Event { name: name.to_owned(), class, fields: Vec::new() }
+        Event { name: name.to_owned(), class, fields: Vec::new(), rendered: std::sync::OnceLock::new() }
     }
     /// Adds a field (in order).
     pub fn with(mut self, key: &str, value: impl Into<String>) -> Event {
         self.fields.push((key.to_owned(), value.into()));
         self
+    }
+    /// The event on the manager's wire: `Event: Name`, `Privilege: class,all`, the fields,
+    /// an empty line (rendered on first use, then shared).
+    pub fn rendered(&self) -> &str {
+        self.rendered.get_or_init(|| {
+            let mut out = String::with_capacity(48 + self.fields.len() * 32);
+            for (k, v) in [("Event", self.name.as_str()), ("Privilege", &format!("{},all", self.class))] {
+                out.push_str(k);
+                out.push_str(": ");
+                out.push_str(v);
+                out.push_str("\r\n");
+            }
+            for (k, v) in &self.fields {
+                out.push_str(k);
+                out.push_str(": ");
+                out.push_str(v);
+                out.push_str("\r\n");
+            }
+            out.push_str("\r\n");
+            out
+        })
     }
     /// A field's value.
     pub fn field(&self, key: &str) -> Option<&str> {

@@ -41,6 +41,11 @@ const CONFIG: &str = "manager.conf";
 pub const BANNER: &str = "Asterisk Call Manager/9.0.0\r\n";
 /// A line longer than this ends the connection.
 const MAX_LINE: usize = 16 * 1024;
+/// How long a session gathers events before it writes them.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(20);
+const COALESCE_STEPS: u32 = 4;
+/// A backlog this long is written at once (the bus keeps 4,096 events for a session).
+const BACKLOG_NOW: usize = 512;
 /// A message with more headers than this is refused.
 const MAX_HEADERS: usize = 256;
 
@@ -123,24 +128,6 @@ async fn read_message(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) ->
 
 use starling_core::tokio::io::AsyncReadExt;
 
-/// An event as a session receives it.
-fn render_event(event: &Event) -> String {
-    let mut out = String::with_capacity(64 + event.fields.len() * 32);
-    out.push_str("Event: ");
-    out.push_str(&event.name);
-    out.push_str("\r\nPrivilege: ");
-    out.push_str(event.class);
-    out.push_str(",all\r\n");
-    for (k, v) in &event.fields {
-        out.push_str(k);
-        out.push_str(": ");
-        out.push_str(v);
-        out.push_str("\r\n");
-    }
-    out.push_str("\r\n");
-    out
-}
-
 /// Writes, bounded by `writetimeout`: a client that does not read is dropped.
 async fn write_bounded(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
@@ -196,22 +183,59 @@ async fn serve_session(state: Arc<State>, stream: TcpStream, addr: SocketAddr, m
                     }
                 }
             }
-            event = events.recv() => match event {
-                Ok(event) => {
-                    let wanted = session.user.is_some()
-                        && config::class_bit(event.class).is_some_and(|bit| session.events & bit != 0);
-                    if wanted {
-                        if let Err(e) = write_bounded(&mut writer, &render_event(&event), writetimeout).await {
-                            break Some(e);
+            event = events.recv() => {
+                // Everything already queued goes out in one write (one syscall for a burst).
+                let mut batch = String::new();
+                let mut coalesced = false;
+                let mut next = event;
+                let end = loop {
+                    match next {
+                        Ok(event) => {
+                            let wanted = session.user.is_some()
+                                && config::class_bit(event.class).is_some_and(|bit| session.events & bit != 0);
+                            if wanted {
+                                batch.push_str(event.rendered());
+                            }
+                            if event.name == "Shutdown" {
+                                break Some(None);
+                            }
                         }
+                        Err(broadcast::error::RecvError::Lagged(n)) => break Some(Some(format!("it fell {n} events behind"))),
+                        Err(broadcast::error::RecvError::Closed) => break Some(None),
                     }
-                    if event.name == "Shutdown" {
+                    if batch.len() >= 64 * 1024 {
                         break None;
                     }
+                    // A session is woken at most every COALESCE: what came meanwhile goes in
+                    // the same write (a few ms later, instead of one wake-up and one write per
+                    // event and session).
+                    if !coalesced && !batch.is_empty() {
+                        coalesced = true;
+                        // In steps, so that a burst (thousands of events in a few ms) is taken
+                        // before the session falls too far behind.
+                        for _ in 0..COALESCE_STEPS {
+                            if events.len() >= BACKLOG_NOW {
+                                break;
+                            }
+                            tokio::time::sleep(COALESCE / COALESCE_STEPS).await;
+                        }
+                    }
+                    next = match events.try_recv() {
+                        Ok(event) => Ok(event),
+                        Err(broadcast::error::TryRecvError::Empty) => break None,
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => Err(broadcast::error::RecvError::Lagged(n)),
+                        Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
+                    };
+                };
+                if !batch.is_empty() {
+                    if let Err(e) = write_bounded(&mut writer, &batch, writetimeout).await {
+                        break Some(e);
+                    }
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => break Some(format!("it fell {n} events behind")),
-                Err(broadcast::error::RecvError::Closed) => break None,
-            },
+                if let Some(why) = end {
+                    break why;
+                }
+            }
             Some(text) = later.recv() => {
                 if let Err(e) = write_bounded(&mut writer, &text, writetimeout).await {
                     break Some(e);
