@@ -775,3 +775,23 @@ fn sip_info_dtmf_reaches_waitexten() {
     assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
     assert!(server.log().contains("Executing [5@default:1] NoOp("), "{}", server.log_tail());
 }
+
+/// permit/deny: a peer whose ACL refuses the source address cannot register (it is answered as
+/// an unknown name is: 401, then 403) and its calls get 403, even with allowguest=yes.
+#[test]
+fn a_peer_acl_refuses_other_addresses() {
+    let port = free_udp_port();
+    let server = sip_server(
+        "sipacl",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\n\
+             [alice]\ntype=friend\nhost=dynamic\nsecret=pw\ndeny=0.0.0.0/0.0.0.0\npermit=10.0.0.0/8\n\
+             [trunk]\ntype=peer\nhost=127.0.0.1\ninsecure=port,invite\ndeny=127.0.0.0/8\n"
+        ),
+    );
+    let (code, out) = run_sipp(port, "register_forbidden.xml", "alice", "alice", "pw", 1);
+    assert_eq!(code, 0, "the right password from a denied address: 401 then 403\n{out}\n{}", server.log_tail());
+    assert!(server.log().contains("Device does not match ACL"), "{}", server.log_tail());
+    let (code, out) = run_sipp(port, "invite_403.xml", "100", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+}

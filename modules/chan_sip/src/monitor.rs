@@ -632,6 +632,15 @@ impl Monitor {
         let name = request.to().and_then(|t| t.uri.user_unescaped().map(|u| u.into_owned())).unwrap_or_default();
         let conf = self.conf.clone();
         let peer = conf.peer(&name, |p| p.kind != PeerKind::User);
+        // A peer whose permit/deny refuses the source is answered as an unknown name is (no
+        // hint that it exists), as Asterisk's AUTH_ACL_FAILED with alwaysauthreject.
+        let peer = peer.filter(|p| {
+            let allowed = starling_core::acl::allows(&p.acl, remote.ip());
+            if !allowed {
+                tracing::info!("Registration from '{name}' failed for '{remote}' - Device does not match ACL");
+            }
+            allowed
+        });
         let response = match self.registrar.authenticate(peer.map(|p| &**p), request, &name, now) {
             Ok(()) => {
                 let dynamic = peer.is_some_and(|p| p.host == PeerHost::Dynamic);
@@ -771,6 +780,14 @@ impl Monitor {
             let response = monitor.response(&request, status);
             monitor.endpoint.send_response(now, tx, response);
         };
+        if let Some(peer) = caller.as_ref().filter(|p| !starling_core::acl::allows(&p.acl, remote.ip())) {
+            tracing::info!(
+                "Call from '{}' ({remote}) to extension '{}' rejected: device does not match ACL",
+                peer.name,
+                request.uri.user_unescaped().unwrap_or_default()
+            );
+            return refuse(self, 403);
+        }
         match &caller {
             Some(peer) if !peer.insecure.invite && (peer.secret.is_some() || peer.md5secret.is_some()) => {
                 let name = peer.name.clone();
