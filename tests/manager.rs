@@ -288,19 +288,30 @@ fn originate_reports_the_call_as_asterisk_does() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// The name of the SIP channel up now (waiting for it).
+fn sip_channel(server: &Server) -> String {
+    eventually(Duration::from_secs(10), || {
+        let channels = server.rx("core show channels");
+        channels.lines().find(|l| l.starts_with("SIP/")).map(|l| l.split_whitespace().next().unwrap().to_owned())
+    })
+    .expect("a channel")
+}
+
+/// The name of the SIP channel up now (waiting for it).
+fn sip_channel(server: &Server) -> String {
+    eventually(Duration::from_secs(10), || {
+        let channels = server.rx("core show channels");
+        channels.lines().find(|l| l.starts_with("SIP/")).map(|l| l.split_whitespace().next().unwrap().to_owned())
+    })
+    .expect("a channel")
+}
+
 /// Redirect and Setvar/Getvar on a live call; Hangup ends it.
 #[test]
 fn redirect_setvar_and_hangup_reach_a_live_channel() {
     let (server, sip, port) = ami_pbx("amiredirect", 1);
     let caller = std::thread::spawn(move || run_sipp(sip, "invite_pbx_hangs_up.xml", "700", "", "", 1));
-    let channel = eventually(Duration::from_secs(10), || {
-        server
-            .rx("core show channels")
-            .lines()
-            .find(|l| l.starts_with("SIP/"))
-            .map(|l| l.split_whitespace().next().unwrap().to_owned())
-    })
-    .expect("a channel");
+    let channel = sip_channel(&server);
     let mut ami = Ami::login(port, "admin", "s3cret");
     ami.send(&[
         ("Action", "Setvar"),
@@ -340,14 +351,7 @@ fn redirect_setvar_and_hangup_reach_a_live_channel() {
     assert!(server.log().contains("Executing [701@default:1] Set("), "{}", server.log_tail());
 
     let caller = std::thread::spawn(move || run_sipp(sip, "invite_pbx_hangs_up.xml", "700", "", "", 1));
-    let channel = eventually(Duration::from_secs(10), || {
-        server
-            .rx("core show channels")
-            .lines()
-            .find(|l| l.starts_with("SIP/"))
-            .map(|l| l.split_whitespace().next().unwrap().to_owned())
-    })
-    .expect("a channel");
+    let channel = sip_channel(&server);
     ami.send(&[("Action", "Hangup"), ("Channel", &channel), ("ActionID", "h")]);
     assert_eq!(get(&ami.until("ActionID", "h", Duration::from_secs(5)), "Message"), Some("Channel Hungup"));
     let (code, out) = caller.join().unwrap();

@@ -32,19 +32,10 @@ impl Event {
     pub fn rendered(&self) -> &str {
         self.rendered.get_or_init(|| {
             let mut out = String::with_capacity(48 + self.fields.len() * 32);
-            for (k, v) in [("Event", self.name.as_str()), ("Privilege", &format!("{},all", self.class))] {
-                out.push_str(k);
-                out.push_str(": ");
-                out.push_str(v);
-                out.push_str("\r\n");
-            }
-            for (k, v) in &self.fields {
-                out.push_str(k);
-                out.push_str(": ");
-                out.push_str(v);
-                out.push_str("\r\n");
-            }
-            out.push_str("\r\n");
+            let privilege = format!("{},all", self.class);
+            let head = [("Event", self.name.as_str()), ("Privilege", privilege.as_str())];
+            let fields = self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            crate::manager::render_headers(&mut out, head.into_iter().chain(fields));
             out
         })
     }

@@ -42,15 +42,20 @@ impl Message {
     /// The message as it goes on the wire: `Key: Value\r\n` lines and an empty line.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(self.headers.len() * 24 + 2);
-        for (k, v) in &self.headers {
-            out.push_str(k);
-            out.push_str(": ");
-            out.push_str(v);
-            out.push_str("\r\n");
-        }
-        out.push_str("\r\n");
+        render_headers(&mut out, self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         out
     }
+}
+
+/// Appends `Key: Value\r\n` lines and the empty line that ends a manager message.
+pub(crate) fn render_headers<'a>(out: &mut String, headers: impl Iterator<Item = (&'a str, &'a str)>) {
+    for (k, v) in headers {
+        out.push_str(k);
+        out.push_str(": ");
+        out.push_str(v);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
 }
 
 /// An action's reply: the response, then any list events (with Asterisk's
