@@ -297,15 +297,6 @@ fn sip_channel(server: &Server) -> String {
     .expect("a channel")
 }
 
-/// The name of the SIP channel up now (waiting for it).
-fn sip_channel(server: &Server) -> String {
-    eventually(Duration::from_secs(10), || {
-        let channels = server.rx("core show channels");
-        channels.lines().find(|l| l.starts_with("SIP/")).map(|l| l.split_whitespace().next().unwrap().to_owned())
-    })
-    .expect("a channel")
-}
-
 /// Redirect and Setvar/Getvar on a live call; Hangup ends it.
 #[test]
 fn redirect_setvar_and_hangup_reach_a_live_channel() {
