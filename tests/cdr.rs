@@ -150,3 +150,28 @@ fn a_graceful_stop_loses_no_record() {
     assert_eq!(csv_lines(&dir).len(), 20);
     assert_eq!(db_rows(&dir).len(), 20);
 }
+
+/// `kill -9` with calls up: every call that ended before is in both backends (records are
+/// written as they come, not at exit); only the calls still up are missing.
+#[test]
+fn kill_9_loses_only_the_calls_still_up() {
+    let (mut server, port) = cdr_pbx("cdrkill", 1, "[general]\n");
+    let (code, out) =
+        run_sipp_with(port, "invite_pbx_hangs_up.xml", &["-s", "600", "-m", "10", "-l", "10", "-r", "20"]);
+    assert_eq!(code, 0, "{out}");
+    let dir = server.dir.path.clone();
+    let written =
+        eventually(Duration::from_secs(5), || (csv_lines(&dir).len() == 10 && db_rows(&dir).len() == 10).then_some(()));
+    assert!(written.is_some(), "ten records before the kill: {:?}", csv_lines(&dir));
+    let long =
+        std::thread::spawn(move || run_sipp_with(port, "invite_answer_long.xml", &["-s", "602", "-m", "3", "-l", "3"]));
+    let up = eventually(Duration::from_secs(10), || {
+        server.rx("core show channels count").starts_with("3 active channels").then_some(())
+    });
+    assert!(up.is_some(), "{}", server.rx("core show channels"));
+    server.signal(9);
+    server.wait_exit(Duration::from_secs(10));
+    let _ = long.join(); // the calls cannot end well: their PBX is gone
+    assert_eq!(csv_lines(&dir).len(), 10);
+    assert_eq!(db_rows(&dir).len(), 10);
+}
