@@ -238,7 +238,7 @@ impl Cdr {
     /// The record as it stands (what `CDR()` reads): durations up to now.
     pub fn record(&self) -> CdrRecord {
         let mut record = self.record.clone();
-        self.close(&mut record, SystemTime::now(), None, false);
+        close(&mut record, self.disposition, SystemTime::now(), None, false);
         record
     }
     pub fn record_mut(&mut self) -> &mut CdrRecord {
@@ -283,24 +283,26 @@ impl Cdr {
         self.record.answer.get_or_insert_with(SystemTime::now);
     }
 
-    fn close(&self, record: &mut CdrRecord, end: SystemTime, cause: Option<Cause>, congestion: bool) {
-        record.end = end;
-        let secs = |from: SystemTime| end.duration_since(from).map_or(0, |d| d.as_secs());
-        record.billsec = record.answer.map_or(0, secs);
-        record.duration = secs(record.start);
-        record.disposition = match (self.disposition, record.answer) {
-            (Some(d), _) => d,
-            (None, Some(_)) => Disposition::Answered,
-            (None, None) => cause.and_then(|c| Disposition::from_cause(c, congestion)).unwrap_or(Disposition::NoAnswer),
-        };
-    }
-
     /// Finishes the record now, with the channel's hangup cause.
-    pub(crate) fn finish(mut self, cause: Option<Cause>, settings: &CdrSettings) -> CdrRecord {
-        let mut record = std::mem::replace(&mut self.record, Cdr::new("", "", "", 0).record);
-        self.close(&mut record, SystemTime::now(), cause, settings.congestion);
+    pub(crate) fn finish(self, cause: Option<Cause>, settings: &CdrSettings) -> CdrRecord {
+        let mut record = self.record;
+        close(&mut record, self.disposition, SystemTime::now(), cause, settings.congestion);
         record
     }
+}
+
+/// Ends `record` at `end`: durations, and the disposition (the one set, else ANSWERED when
+/// answered, else from the hangup cause).
+fn close(record: &mut CdrRecord, set: Option<Disposition>, end: SystemTime, cause: Option<Cause>, congestion: bool) {
+    record.end = end;
+    let secs = |from: SystemTime| end.duration_since(from).map_or(0, |d| d.as_secs());
+    record.billsec = record.answer.map_or(0, secs);
+    record.duration = secs(record.start);
+    record.disposition = match (set, record.answer) {
+        (Some(d), _) => d,
+        (None, Some(_)) => Disposition::Answered,
+        (None, None) => cause.and_then(|c| Disposition::from_cause(c, congestion)).unwrap_or(Disposition::NoAnswer),
+    };
 }
 
 /// `cdr.conf`'s `[general]`.

@@ -102,7 +102,7 @@ pub(crate) async fn handle(state: &Arc<State>, session: &mut Session, message: M
 }
 
 fn login(state: &Arc<State>, session: &mut Session, message: &Message) -> (Reply, Next) {
-    let conf = state.current_conf();
+    let conf = state.conf();
     let username = message.get("Username").unwrap_or("").trim();
     let ip = session.addr.ip();
     let Some(user) = conf.user(username) else {

@@ -71,7 +71,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    fn conf(&self) -> Arc<ManagerConf> {
+    pub(crate) fn conf(&self) -> Arc<ManagerConf> {
         self.conf.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -277,9 +277,6 @@ impl State {
     }
     pub(crate) fn core(&self) -> &Arc<Core> {
         &self.core
-    }
-    pub(crate) fn current_conf(&self) -> Arc<ManagerConf> {
-        self.conf()
     }
 }
 
