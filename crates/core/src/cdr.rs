@@ -326,35 +326,30 @@ impl CdrSettings {
     /// already writes in batches off the call path) are accepted silently.
     pub fn from_config(config: &Config) -> Result<CdrSettings, ConfigErrors> {
         let mut settings = CdrSettings::default();
-        let mut errors = ConfigErrors::default();
-        let Some(general) = config.section("general") else { return Ok(settings) };
-        for var in &general.variables {
-            let flag = match var.name.to_ascii_lowercase().as_str() {
-                "enable" => &mut settings.enable,
-                "unanswered" => &mut settings.unanswered,
-                "congestion" => &mut settings.congestion,
-                "endbeforehexten" => &mut settings.endbeforehexten,
-                "batch"
-                | "size"
-                | "time"
-                | "scheduleronly"
-                | "safeshutdown"
-                | "initiatedseconds"
-                | "debug"
-                | "channeldefaultenabled"
-                | "ignorestatechanges"
-                | "ignoredialchanges" => continue,
-                other => {
-                    crate::tracing::warn!("{}: unknown cdr.conf option '{other}' ignored", var.location);
-                    continue;
-                }
-            };
-            match var.parse_bool() {
-                Ok(value) => *flag = value,
-                Err(e) => errors.push(e),
-            }
+        if let Some(general) = config.section("general") {
+            let CdrSettings { enable, unanswered, congestion, endbeforehexten } = &mut settings;
+            general.read_flags(
+                &mut [
+                    ("enable", enable),
+                    ("unanswered", unanswered),
+                    ("congestion", congestion),
+                    ("endbeforehexten", endbeforehexten),
+                ],
+                &[
+                    "batch",
+                    "size",
+                    "time",
+                    "scheduleronly",
+                    "safeshutdown",
+                    "initiatedseconds",
+                    "debug",
+                    "channeldefaultenabled",
+                    "ignorestatechanges",
+                    "ignoredialchanges",
+                ],
+            )?;
         }
-        errors.into_result(settings)
+        Ok(settings)
     }
 }
 

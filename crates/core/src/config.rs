@@ -168,6 +168,27 @@ impl Section {
     }
 }
 
+impl Section {
+    /// Reads a section made of yes/no keys (cdr.conf's `[general]`, `[csv]`): each of `flags`
+    /// by name, `accepted` keys silently (known to Asterisk, not acted on), any other key
+    /// warned about with its file:line; bad values are errors at their line.
+    pub fn read_flags(&self, flags: &mut [(&str, &mut bool)], accepted: &[&str]) -> Result<(), ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        for var in &self.variables {
+            let name = var.name.to_ascii_lowercase();
+            match flags.iter_mut().find(|(key, _)| *key == name) {
+                Some((_, flag)) => match var.parse_bool() {
+                    Ok(value) => **flag = value,
+                    Err(e) => errors.push(e),
+                },
+                None if accepted.contains(&name.as_str()) => {}
+                None => crate::tracing::warn!("{}: unknown [{}] option '{name}' ignored", var.location, self.name),
+            }
+        }
+        errors.into_result(())
+    }
+}
+
 /// A parsed file with everything it included.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use starling_core::cdr::{format_time, CdrBackendModule, CdrRecord, CdrWriter};
 use starling_core::config::ConfigErrors;
-use starling_core::{tracing, LoadError, Module, ModuleContext, ReloadError};
+use starling_core::{LoadError, Module, ModuleContext, ReloadError};
 
 /// `[csv]` of cdr.conf.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,26 +42,20 @@ impl Default for CsvOptions {
 impl CsvOptions {
     fn from_config(config: &starling_core::config::Config) -> Result<CsvOptions, ConfigErrors> {
         let mut options = CsvOptions::default();
-        let mut errors = ConfigErrors::default();
-        let Some(section) = config.section("csv") else { return Ok(options) };
-        for var in &section.variables {
-            let flag = match var.name.to_ascii_lowercase().as_str() {
-                "usegmtime" => &mut options.usegmtime,
-                "loguniqueid" => &mut options.loguniqueid,
-                "loguserfield" => &mut options.loguserfield,
-                "accountlogs" => &mut options.accountlogs,
-                "newcdrcolumns" => &mut options.newcdrcolumns,
-                other => {
-                    tracing::warn!("{}: unknown [csv] option '{other}' ignored", var.location);
-                    continue;
-                }
-            };
-            match var.parse_bool() {
-                Ok(value) => *flag = value,
-                Err(e) => errors.push(e),
-            }
+        if let Some(section) = config.section("csv") {
+            let CsvOptions { usegmtime, loguniqueid, loguserfield, accountlogs, newcdrcolumns } = &mut options;
+            section.read_flags(
+                &mut [
+                    ("usegmtime", usegmtime),
+                    ("loguniqueid", loguniqueid),
+                    ("loguserfield", loguserfield),
+                    ("accountlogs", accountlogs),
+                    ("newcdrcolumns", newcdrcolumns),
+                ],
+                &[],
+            )?;
         }
-        errors.into_result(options)
+        Ok(options)
     }
 }
 

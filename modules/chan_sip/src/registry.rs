@@ -156,6 +156,14 @@ impl Registry {
         line.next.or(line.waiting.map(|w| w + self.registertimeout))
     }
 
+    /// Runs `change` on the registry, then moves line `i` in the schedule if its deadline moved.
+    fn rescheduled<T>(&mut self, i: usize, change: impl FnOnce(&mut Self) -> T) -> T {
+        let before = self.deadline(i);
+        let out = change(self);
+        self.reschedule(i, before);
+        out
+    }
+
     /// Moves line `i` in the schedule after a change (its deadline was `before`).
     fn reschedule(&mut self, i: usize, before: Option<Instant>) {
         let after = self.deadline(i);
@@ -226,10 +234,7 @@ impl Registry {
         useragent: &str,
         authorization: Option<(HeaderName, String)>,
     ) -> Request {
-        let before = self.deadline(i);
-        let request = self.request_inner(i, now, local, branch, useragent, authorization);
-        self.reschedule(i, before);
-        request
+        self.rescheduled(i, |r| r.request_inner(i, now, local, branch, useragent, authorization))
     }
 
     fn request_inner(
@@ -282,10 +287,7 @@ impl Registry {
         response: &Response,
         cnonce: &str,
     ) -> Option<(HeaderName, String)> {
-        let before = self.deadline(i);
-        let answer = self.response_inner(i, now, response, cnonce);
-        self.reschedule(i, before);
-        answer
+        self.rescheduled(i, |r| r.response_inner(i, now, response, cnonce))
     }
 
     fn response_inner(
@@ -379,14 +381,9 @@ impl Registry {
 
     /// The REGISTER of line `i` got no answer at all.
     pub fn timeout(&mut self, i: usize, now: Instant) {
-        let before = self.deadline(i);
-        self.timeout_inner(i, now);
-        self.reschedule(i, before);
-    }
-
-    fn timeout_inner(&mut self, i: usize, now: Instant) {
-        let (timeout, attempts_allowed) = (self.registertimeout, self.registerattempts);
-        if let Some(line) = self.lines.get_mut(i) {
+        self.rescheduled(i, |r| {
+            let (timeout, attempts_allowed) = (r.registertimeout, r.registerattempts);
+            let Some(line) = r.lines.get_mut(i) else { return };
             if line.waiting.take().is_none() {
                 return; // registertimeout already struck and a new REGISTER is out
             }
@@ -396,7 +393,7 @@ impl Registry {
             }
             line.state = RegState::Timeout;
             Self::retry(line, now, timeout, attempts_allowed);
-        }
+        })
     }
 
     /// Schedules the next attempt: after `registertimeout`, doubling with each failure in a row
@@ -417,12 +414,12 @@ impl Registry {
 
     /// Marks line `i` for unregistering (Expires: 0) and sends it next.
     pub fn remove(&mut self, i: usize, now: Instant) {
-        let before = self.deadline(i);
-        if let Some(line) = self.lines.get_mut(i) {
-            line.removing = true;
-            line.next = Some(now);
-        }
-        self.reschedule(i, before);
+        self.rescheduled(i, |r| {
+            if let Some(line) = r.lines.get_mut(i) {
+                line.removing = true;
+                line.next = Some(now);
+            }
+        })
     }
 }
 

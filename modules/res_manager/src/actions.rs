@@ -178,9 +178,7 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
         let m = m.clone();
         return tokio::task::spawn_blocking(move || handler(&m)).await.unwrap_or_default();
     } else {
-        return vec![Message::error(&format!(
-            "Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."
-        ))];
+        return unknown(action);
     }
     match lower.as_str() {
         "ping" => {
@@ -382,10 +380,16 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
                 .with("Status", "-1")
                 .with("StatusText", "Unknown")]
         }
-        _ => vec![Message::error(&format!(
-            "Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."
-        ))],
+        // Every name in CORE_ACTIONS is matched above.
+        _ => unknown(action),
     }
+}
+
+/// The reply to an action nobody registered.
+fn unknown(action: &str) -> Reply {
+    vec![Message::error(&format!(
+        "Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."
+    ))]
 }
 
 /// `CoreShowChannels` / `Status`: one event per channel, in Asterisk's list framing.

@@ -29,7 +29,7 @@ use std::time::{Instant, SystemTime};
 use starling_core::cli::{CliCommand, CliResult};
 use starling_core::events::Event;
 use starling_core::manager::Message;
-use starling_core::tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use starling_core::tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use starling_core::tokio::net::{TcpListener, TcpStream};
 use starling_core::tokio::sync::{broadcast, mpsc, watch};
 use starling_core::{tokio, tracing, verbose, Core, LoadError, Module, ModuleContext, ReloadError};
@@ -84,7 +84,8 @@ pub(crate) struct Session {
     /// The event classes this session receives (the user's `read`, narrowed by `Events:`).
     pub events: u32,
     pub challenge: Option<String>,
-    /// Where replies made later go (an async Originate's `OriginateResponse` goes on the bus).
+    /// Messages for this session alone, written by its loop after the current reply
+    /// (FullyBooted after a login). An async Originate's `OriginateResponse` goes on the bus.
     pub later: mpsc::UnboundedSender<String>,
 }
 
@@ -125,8 +126,6 @@ async fn read_message(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) ->
         message.headers.push((key.trim().to_owned(), value.trim_start().to_owned()));
     }
 }
-
-use starling_core::tokio::io::AsyncReadExt;
 
 /// Writes, bounded by `writetimeout`: a client that does not read is dropped.
 async fn write_bounded(
