@@ -234,48 +234,38 @@ impl Registry {
         useragent: &str,
         authorization: Option<(HeaderName, String)>,
     ) -> Request {
-        self.rescheduled(i, |r| r.request_inner(i, now, local, branch, useragent, authorization))
-    }
-
-    fn request_inner(
-        &mut self,
-        i: usize,
-        now: Instant,
-        local: SocketAddr,
-        branch: &str,
-        useragent: &str,
-        authorization: Option<(HeaderName, String)>,
-    ) -> Request {
-        let line = &mut self.lines[i];
-        line.cseq += 1;
-        let config = &line.config;
-        let domain = config.domain.clone().unwrap_or_else(|| config.host.clone());
-        let registrar = Host::parse(&config.host).unwrap_or_else(|_| Host::from_ip(local.ip()));
-        let uri = Uri::sip(None, registrar, config.port);
-        let aor = format!("<sip:{}@{domain}>", config.user);
-        let mut request = Request::new(Method::Register, uri);
-        let via = via_for(Transport::Udp, Host::from_ip(local.ip()), local.port(), branch);
-        request.headers.push(HeaderName::Via, via.to_string());
-        request.headers.push(HeaderName::MaxForwards, "70");
-        request.headers.push(HeaderName::From, format!("{aor};tag={}", line.from_tag));
-        request.headers.push(HeaderName::To, aor);
-        request.headers.push(HeaderName::CallId, line.call_id.clone());
-        request.headers.push(HeaderName::CSeq, format!("{} REGISTER", line.cseq));
-        let expiry = if line.removing { 0 } else { line.expiry };
-        request.headers.push(HeaderName::Contact, format!("<sip:{}@{local}>", config.extension));
-        request.headers.push(HeaderName::Expires, expiry.to_string());
-        request.headers.push(HeaderName::UserAgent, useragent.to_owned());
-        let answering = authorization.is_some();
-        if let Some((header, value)) = authorization {
-            request.headers.push(header, value);
-        }
-        // A refresh shows Registered, and a retry after no answer Timeout, until answered.
-        if answering || !matches!(line.state, RegState::Registered | RegState::Timeout) {
-            line.state = if answering { RegState::AuthSent } else { RegState::RequestSent };
-        }
-        line.authenticated = answering;
-        line.waiting = Some(now);
-        request
+        self.rescheduled(i, |r| {
+            let line = &mut r.lines[i];
+            line.cseq += 1;
+            let config = &line.config;
+            let domain = config.domain.clone().unwrap_or_else(|| config.host.clone());
+            let registrar = Host::parse(&config.host).unwrap_or_else(|_| Host::from_ip(local.ip()));
+            let uri = Uri::sip(None, registrar, config.port);
+            let aor = format!("<sip:{}@{domain}>", config.user);
+            let mut request = Request::new(Method::Register, uri);
+            let via = via_for(Transport::Udp, Host::from_ip(local.ip()), local.port(), branch);
+            request.headers.push(HeaderName::Via, via.to_string());
+            request.headers.push(HeaderName::MaxForwards, "70");
+            request.headers.push(HeaderName::From, format!("{aor};tag={}", line.from_tag));
+            request.headers.push(HeaderName::To, aor);
+            request.headers.push(HeaderName::CallId, line.call_id.clone());
+            request.headers.push(HeaderName::CSeq, format!("{} REGISTER", line.cseq));
+            let expiry = if line.removing { 0 } else { line.expiry };
+            request.headers.push(HeaderName::Contact, format!("<sip:{}@{local}>", config.extension));
+            request.headers.push(HeaderName::Expires, expiry.to_string());
+            request.headers.push(HeaderName::UserAgent, useragent.to_owned());
+            let answering = authorization.is_some();
+            if let Some((header, value)) = authorization {
+                request.headers.push(header, value);
+            }
+            // A refresh shows Registered, and a retry after no answer Timeout, until answered.
+            if answering || !matches!(line.state, RegState::Registered | RegState::Timeout) {
+                line.state = if answering { RegState::AuthSent } else { RegState::RequestSent };
+            }
+            line.authenticated = answering;
+            line.waiting = Some(now);
+            request
+        })
     }
 
     /// What the REGISTER of line `i` got. Returns the `Authorization` to re-send with, when the
@@ -287,96 +277,92 @@ impl Registry {
         response: &Response,
         cnonce: &str,
     ) -> Option<(HeaderName, String)> {
-        self.rescheduled(i, |r| r.response_inner(i, now, response, cnonce))
-    }
-
-    fn response_inner(
-        &mut self,
-        i: usize,
-        now: Instant,
-        response: &Response,
-        cnonce: &str,
-    ) -> Option<(HeaderName, String)> {
-        let (timeout, attempts_allowed) = (self.registertimeout, self.registerattempts);
-        let line = self.lines.get_mut(i)?;
-        let status = response.status;
-        if status >= 200 {
-            line.waiting = None;
-        }
-        match status {
-            100..=199 => None,
-            200..=299 => {
-                if line.removing {
-                    line.state = RegState::Unregistered;
-                    line.next = None;
-                    return None;
-                }
-                // The granted expiry: our Contact's `expires`, else Expires, else what we asked.
-                let granted = response
-                    .contacts()
-                    .iter()
-                    .find(|c| c.uri.user.as_deref() == Some(line.config.extension.as_str()))
-                    .and_then(|c| c.param("expires").and_then(|p| p.value.as_deref()).and_then(|v| v.parse().ok()))
-                    .or_else(|| response.headers.get(&HeaderName::Expires).and_then(|v| v.trim().parse().ok()))
-                    .unwrap_or(line.expiry);
-                line.expiry = granted;
-                line.state = RegState::Registered;
-                line.reg_time = Some(SystemTime::now());
-                line.attempts = 0;
-                line.next = Some(now + refresh_after(granted));
-                None
+        self.rescheduled(i, |r| {
+            let (timeout, attempts_allowed) = (r.registertimeout, r.registerattempts);
+            let line = r.lines.get_mut(i)?;
+            let status = response.status;
+            if status >= 200 {
+                line.waiting = None;
             }
-            401 | 407 if !line.authenticated => {
-                let header = if status == 401 { HeaderName::WwwAuthenticate } else { HeaderName::ProxyAuthenticate };
-                let challenge = response.headers.get(&header).and_then(Challenge::parse);
-                let credentials = line.config.secret.as_ref().map(|secret| Credentials {
-                    username: line.config.authuser.clone().unwrap_or_else(|| line.config.user.clone()),
-                    password: Some(secret.clone()),
-                    ha1: None,
-                });
-                let uri = Uri::sip(None, Host::parse(&line.config.host).ok()?, line.config.port).to_string();
-                let answer = match (challenge, credentials) {
-                    (Some(challenge), Some(credentials)) => credentials.answer(&challenge, "REGISTER", &uri, cnonce, 1),
-                    _ => None,
-                };
-                match answer {
-                    Some(value) => {
-                        let header =
-                            if status == 401 { HeaderName::Authorization } else { HeaderName::ProxyAuthorization };
-                        Some((header, value))
+            match status {
+                100..=199 => None,
+                200..=299 => {
+                    if line.removing {
+                        line.state = RegState::Unregistered;
+                        line.next = None;
+                        return None;
                     }
-                    None => {
-                        line.state = RegState::NoAuthentication;
-                        Self::retry(line, now, timeout, attempts_allowed);
-                        None
+                    // The granted expiry: our Contact's `expires`, else Expires, else what we asked.
+                    let granted = response
+                        .contacts()
+                        .iter()
+                        .find(|c| c.uri.user.as_deref() == Some(line.config.extension.as_str()))
+                        .and_then(|c| c.param("expires").and_then(|p| p.value.as_deref()).and_then(|v| v.parse().ok()))
+                        .or_else(|| response.headers.get(&HeaderName::Expires).and_then(|v| v.trim().parse().ok()))
+                        .unwrap_or(line.expiry);
+                    line.expiry = granted;
+                    line.state = RegState::Registered;
+                    line.reg_time = Some(SystemTime::now());
+                    line.attempts = 0;
+                    line.next = Some(now + refresh_after(granted));
+                    None
+                }
+                401 | 407 if !line.authenticated => {
+                    let header =
+                        if status == 401 { HeaderName::WwwAuthenticate } else { HeaderName::ProxyAuthenticate };
+                    let challenge = response.headers.get(&header).and_then(Challenge::parse);
+                    let credentials = line.config.secret.as_ref().map(|secret| Credentials {
+                        username: line.config.authuser.clone().unwrap_or_else(|| line.config.user.clone()),
+                        password: Some(secret.clone()),
+                        ha1: None,
+                    });
+                    let uri = Uri::sip(None, Host::parse(&line.config.host).ok()?, line.config.port).to_string();
+                    let answer = match (challenge, credentials) {
+                        (Some(challenge), Some(credentials)) => {
+                            credentials.answer(&challenge, "REGISTER", &uri, cnonce, 1)
+                        }
+                        _ => None,
+                    };
+                    match answer {
+                        Some(value) => {
+                            let header =
+                                if status == 401 { HeaderName::Authorization } else { HeaderName::ProxyAuthorization };
+                            Some((header, value))
+                        }
+                        None => {
+                            line.state = RegState::NoAuthentication;
+                            Self::retry(line, now, timeout, attempts_allowed);
+                            None
+                        }
                     }
                 }
-            }
-            401 | 403 | 407 => {
-                line.state = RegState::Rejected;
-                Self::retry(line, now, timeout, attempts_allowed);
-                None
-            }
-            423 => {
-                let min = response.headers.get(&HeaderName::parse("Min-Expires")).and_then(|v| v.trim().parse().ok());
-                match min {
-                    Some(min) if min > line.expiry => {
-                        line.expiry = min;
-                        line.next = Some(now);
-                    }
-                    _ => {
-                        line.state = RegState::Failed;
-                        Self::retry(line, now, timeout, attempts_allowed);
-                    }
+                401 | 403 | 407 => {
+                    line.state = RegState::Rejected;
+                    Self::retry(line, now, timeout, attempts_allowed);
+                    None
                 }
-                None
+                423 => {
+                    let min =
+                        response.headers.get(&HeaderName::parse("Min-Expires")).and_then(|v| v.trim().parse().ok());
+                    match min {
+                        Some(min) if min > line.expiry => {
+                            line.expiry = min;
+                            line.next = Some(now);
+                        }
+                        _ => {
+                            line.state = RegState::Failed;
+                            Self::retry(line, now, timeout, attempts_allowed);
+                        }
+                    }
+                    None
+                }
+                _ => {
+                    line.state = RegState::Failed;
+                    Self::retry(line, now, timeout, attempts_allowed);
+                    None
+                }
             }
-            _ => {
-                line.state = RegState::Failed;
-                Self::retry(line, now, timeout, attempts_allowed);
-                None
-            }
-        }
+        })
     }
 
     /// The REGISTER of line `i` got no answer at all.
