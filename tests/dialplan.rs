@@ -153,3 +153,35 @@ fn the_absolute_timeout_goes_to_t_or_hangs_up() {
     assert!(!server.log().contains("not reached"), "{}", server.log_tail());
     assert!(server.log().contains("Timeout on Local/200@plain-"), "{}", server.log_tail());
 }
+
+/// `autofallthrough=no`: an extension that runs out of priorities waits `TIMEOUT(response)`
+/// for the caller and then goes to `t`; with the default, the call ends at once, and a
+/// `DIALSTATUS` of BUSY is indicated first.
+#[test]
+fn running_out_of_priorities_follows_autofallthrough() {
+    let dir = TestDir::new("fallthrough");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = yes\n");
+    dir.write(
+        "extensions.conf",
+        "[general]\nautofallthrough = no\n[default]\nexten => 100,1,Set(TIMEOUT(response)=0.3)\n same => n,Verbose(1,Out of priorities)\nexten => t,1,Verbose(1,Response timeout reached)\n",
+    );
+    let server = Server::start(dir);
+    let _ = server.rx("channel originate Local/100@default application Wait 60");
+    let reached = eventually(std::time::Duration::from_secs(10), || {
+        server.log().contains("Response timeout reached").then_some(())
+    });
+    assert!(reached.is_some(), "{}", server.log_tail());
+    let log = server.log();
+    assert!(log.contains("Timeout on Local/100@default-") && !log.contains("Auto fallthrough"), "{log}");
+
+    server.dir.write("extensions.conf", "[default]\nexten => 200,1,Set(DIALSTATUS=BUSY)\n");
+    assert_eq!(server.rx("dialplan reload"), "Dialplan reloaded.\n");
+    let _ = server.rx("channel originate Local/200@default application Wait 60");
+    let fell = eventually(std::time::Duration::from_secs(10), || {
+        server.log().contains("Auto fallthrough, channel 'Local/200@default-").then_some(())
+    });
+    assert!(fell.is_some(), "{}", server.log_tail());
+    assert!(server.log().contains("status is 'BUSY'"), "{}", server.log_tail());
+    let _ = server.rx("channel request hangup all");
+}

@@ -180,6 +180,25 @@ exten => 700,1,Playback(hello-world)
  same => n,Hangup()
 exten => 300,1,Ringing()
  same => n,Wait(30)
+exten => 1400,1,Answer()
+ same => n,Set(TIMEOUT(digit)=0.3)
+ same => n,Set(TIMEOUT(response)=0.4)
+ same => n,NoOp(TIMEOUTS=${TIMEOUT(digit)}/${TIMEOUT(response)})
+ same => n,WaitExten()
+ same => n,WaitExten()
+exten => t,1,NoOp(Went to t)
+ same => n,Hangup()
+exten => 1500,1,Answer()
+ same => n,Set(TIMEOUT(digit)=0.3)
+ same => n,WaitExten(20)
+exten => 41,1,NoOp(Forty-one after the digit timeout)
+ same => n,Hangup()
+exten => 415,1,NoOp(Never dialled)
+exten => 1600,1,Answer()
+ same => n,Read(KEY,440/1000,1,i,1,0.6)
+ same => n,NoOp(KEY=${KEY} STATUS=${READSTATUS})
+ same => n,Hangup()
+exten => 1700,1,Set(DIALSTATUS=BUSY)
 [from-alice]
 exten => 600,1,Answer()
  same => n,Echo()
@@ -195,7 +214,7 @@ fn pbx(name: &str, general: &str) -> (Server, u16) {
     dir.write_starling_conf(&moddir(), "");
     dir.write(
         "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_echo.so\nload => app_playback.so\nload => func_callerid.so\nload => chan_sip.so\n",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_echo.so\nload => app_playback.so\nload => func_callerid.so\nload => func_timeout.so\nload => chan_sip.so\n",
     );
     dir.write("extensions.conf", EXTENSIONS);
     dir.write(
@@ -525,6 +544,74 @@ fn read_collects_digits_until_pound_and_saynumber_says_them() {
     assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
     assert!(server.log().contains("\"PIN=42 STATUS=OK\""), "{}", server.log_tail());
     assert!(said > 20, "forty-two was said ({said} frames)");
+}
+
+/// TIMEOUT(digit|response) are read and set; WaitExten() waits the response timeout, goes on
+/// to the next priority when there is one, and to `t` after the last.
+#[test]
+fn waitexten_uses_the_response_timeout_then_goes_on_or_to_t() {
+    let (server, port) = pbx("sipresponse", "");
+    let call = HandCall::dial(port, "1400", "response-call@127.0.0.1");
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    let log = server.log();
+    assert!(log.contains("\"TIMEOUTS=0.300/0.400\""), "{}", server.log_tail());
+    assert!(log.contains("Digit timeout set to 0.300") && log.contains("Response timeout set to 0.400"), "{log}");
+    let continuing = log.find("continuing...").unwrap_or_else(|| panic!("{log}"));
+    let to_t = log.find("going to 't'").unwrap_or_else(|| panic!("{log}"));
+    assert!(continuing < to_t && log.contains("\"Went to t\""), "{log}");
+}
+
+/// Digits of an extension are taken `TIMEOUT(digit)` apart, whatever WaitExten's own wait for
+/// the first one: 4, 1 (with 415 possible) is 41 once the 0.3 s digit timeout passes.
+#[test]
+fn the_digit_timeout_ends_an_extension_that_could_grow() {
+    let (server, port) = pbx("sipdigit", "");
+    let call = HandCall::dial(port, "1500", "digit-call@127.0.0.1");
+    std::thread::sleep(Duration::from_millis(200));
+    call.press(4);
+    call.press(1);
+    // The socket waits 5 s at most: far less than WaitExten's 20 s.
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    assert!(server.log().contains("\"Forty-one after the digit timeout\""), "{}", server.log_tail());
+}
+
+/// Read's `i`: the prompt is a tone, heard until the first key (or the timeout).
+#[test]
+fn read_with_i_plays_a_tone_until_the_first_key() {
+    let (server, port) = pbx("sipreadtone", "");
+    let call = HandCall::dial(port, "1600", "readtone-call@127.0.0.1");
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    let heard = call.receive_payloads(Duration::from_millis(100));
+    assert!((20..=40).contains(&heard.len()), "0.6 s of tone: {} frames\n{}", heard.len(), server.log_tail());
+    let per_frame = crossings(&heard) / heard.len();
+    assert!((15..=20).contains(&per_frame), "a 440 Hz tone crosses zero ~17.6 times in 20 ms: {per_frame}");
+    assert!(server.log().contains("\"KEY= STATUS=TIMEOUT\""), "{}", server.log_tail());
+
+    let call = HandCall::dial(port, "1600", "readtone-key@127.0.0.1");
+    std::thread::sleep(Duration::from_millis(200));
+    call.press(7);
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    assert!(server.log().contains("\"KEY=7 STATUS=OK\""), "{}", server.log_tail());
+}
+
+/// Zero crossings of µ-law audio (the sign bit flipping).
+fn crossings(payloads: &[Vec<u8>]) -> usize {
+    let signs: Vec<bool> = payloads.iter().flatten().map(|b| b & 0x80 != 0).collect();
+    signs.windows(2).filter(|w| w[0] != w[1]).count()
+}
+
+/// Running off the end after a busy Dial (DIALSTATUS=BUSY) indicates busy, as Asterisk's
+/// autofallthrough does: an unanswered caller gets 486.
+#[test]
+fn autofallthrough_after_busy_indicates_busy() {
+    let (server, port) = pbx("sipfallbusy", "");
+    let (code, out) = run_sipp(port, "invite_486.xml", "1700", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(server.log().contains("status is 'BUSY'"), "{}", server.log_tail());
 }
 
 /// PlayTones plays while the dialplan goes on (Wait), and StopPlayTones ends it.

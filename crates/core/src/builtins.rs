@@ -202,7 +202,7 @@ fn ringing<'a>(chan: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
 }
 
 /// Busy/Congestion: indicate, wait for the caller to hang up (at most `timeout` s), hang up.
-async fn indicate_then_hang_up(chan: &mut Channel, control: Control, cause: Cause, data: &str) -> AppResult {
+pub async fn indicate_then_hang_up(chan: &mut Channel, control: Control, cause: Cause, data: &str) -> AppResult {
     chan.indicate(control);
     if let Ok(seconds) = data.trim().parse::<f64>() {
         wait_for(chan, seconds).await;
@@ -221,28 +221,40 @@ fn congestion<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(indicate_then_hang_up(chan, Control::Congestion, Cause::CONGESTION, data))
 }
 
-/// `WaitExten([seconds])`: collects DTMF into an extension of the current context. A complete
-/// extension is jumped to; one that could still grow waits for more (up to the same timeout per
-/// digit); an impossible one goes to `i`; no digit at all goes to `t` (Asterisk's pbx_builtins).
+/// `WaitExten([seconds])`: waits `seconds` (else `TIMEOUT(response)`) for the caller's first
+/// key, then collects an extension of the current context (see [`collect_extension`]). With
+/// no key at all the dialplan goes on at the next priority when there is one, else to `t`
+/// (Asterisk's pbx_builtin_waitexten).
 fn wait_exten<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let seconds =
-            data.split(',').next().and_then(|s| s.trim().parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(10.0);
-        let timeout = Duration::from_secs_f64(seconds.min(86_400.0));
+        let timeout = data
+            .split(',')
+            .next()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .map_or(chan.timeouts.response, |s| Duration::from_secs_f64(s.min(86_400.0)));
         collect_extension(chan, None, timeout).await
     })
 }
 
-/// Collects DTMF into an extension of the channel's context and jumps there (see WaitExten),
-/// starting with `first` when a digit already arrived (Background's interruption). Waits at
-/// most `timeout` for each digit.
-pub async fn collect_extension(chan: &mut Channel, first: Option<char>, timeout: Duration) -> AppResult {
-    let mut pending = first;
-    let mut digits = String::new();
+/// Collects DTMF into an extension of the channel's context and jumps there, as Asterisk's
+/// PBX loop does after WaitExten or Background (`collect_digits`): waits `first_timeout` for
+/// the first key (unless `first` already arrived: Background's interruption), then
+/// `TIMEOUT(digit)` for each further one, while a longer extension could still match.
+/// A complete extension is jumped to; an impossible one, or digits that time out without
+/// matching, go to `i` with `INVALID_EXTEN`. No key at all: the next priority if there is one,
+/// else `t`. Without the `i` or `t` it needs, the channel hangs up, as in Asterisk.
+pub async fn collect_extension(chan: &mut Channel, first: Option<char>, first_timeout: Duration) -> AppResult {
     let core = chan.core().clone();
     let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
+    let exists = |chan: &Channel, exten: &str| {
+        core.extension_exists(&chan.context, exten, callerid.as_deref()) == crate::Extent::Exists
+    };
+    let mut pending = first;
+    let mut digits = String::new();
     loop {
-        let deadline = Instant::now() + timeout;
+        let wait = if digits.is_empty() { first_timeout } else { chan.timeouts.digit };
+        let deadline = Instant::now() + wait;
         let digit = match pending.take() {
             Some(digit) => Some(digit),
             None => loop {
@@ -255,44 +267,61 @@ pub async fn collect_extension(chan: &mut Channel, first: Option<char>, timeout:
             },
         };
         let Some(digit) = digit else {
-            let target = if digits.is_empty() { "t" } else { digits.as_str() };
-            let exists = core.extension_exists(&chan.context, target, callerid.as_deref()) == crate::Extent::Exists;
-            let (exten, fallback) =
-                if exists { (target.to_owned(), None) } else { ("i".to_owned(), Some(digits.clone())) };
-            if let Some(invalid) = fallback {
-                chan.set_var("INVALID_EXTEN", &invalid);
+            if digits.is_empty() {
+                return response_timeout(chan, &core, callerid.as_deref());
             }
-            chan.jump(Jump { context: None, exten: Some(exten), target: crate::channel::JumpTarget::Priority(1) });
-            return AppResult::Continue;
+            if exists(chan, &digits) {
+                return goto_extension(chan, &digits);
+            }
+            return invalid_extension(chan, &digits);
         };
         digits.push(digit);
         match core.extension_exists(&chan.context, &digits, callerid.as_deref()) {
             crate::Extent::Exists => {
                 // Complete now; wait on only if a longer extension could also match.
-                let longer = (0..10).any(|d| {
+                let longer = "0123456789*#".chars().any(|d| {
                     let more = format!("{digits}{d}");
                     core.extension_exists(&chan.context, &more, callerid.as_deref()) != crate::Extent::Missing
                 });
                 if !longer {
-                    chan.jump(Jump {
-                        context: None,
-                        exten: Some(digits),
-                        target: crate::channel::JumpTarget::Priority(1),
-                    });
-                    return AppResult::Continue;
+                    return goto_extension(chan, &digits);
                 }
             }
             crate::Extent::Incomplete => {}
-            crate::Extent::Missing => {
-                chan.set_var("INVALID_EXTEN", &digits);
-                chan.jump(Jump {
-                    context: None,
-                    exten: Some("i".into()),
-                    target: crate::channel::JumpTarget::Priority(1),
-                });
-                return AppResult::Continue;
-            }
+            crate::Extent::Missing => return invalid_extension(chan, &digits),
         }
+    }
+}
+
+fn goto_extension(chan: &mut Channel, exten: &str) -> AppResult {
+    chan.jump(Jump { context: None, exten: Some(exten.to_owned()), target: crate::channel::JumpTarget::Priority(1) });
+    AppResult::Continue
+}
+
+/// No key in time: the next priority, else `t`, else hang up.
+fn response_timeout(chan: &mut Channel, core: &crate::Core, callerid: Option<&str>) -> AppResult {
+    if core.priority_exists(&chan.context, &chan.exten, chan.priority + 1, callerid) {
+        crate::verbose!(3, "Timeout on {}, continuing...", chan.name());
+        AppResult::Continue
+    } else if core.extension_exists(&chan.context, "t", callerid) == crate::Extent::Exists {
+        crate::verbose!(3, "Timeout on {}, going to 't'", chan.name());
+        goto_extension(chan, "t")
+    } else {
+        crate::tracing::warn!("Timeout but no rule 't' or 'e' in context '{}'", chan.context);
+        AppResult::Hangup
+    }
+}
+
+/// Digits that match nothing: `i` with `INVALID_EXTEN`, else hang up.
+fn invalid_extension(chan: &mut Channel, digits: &str) -> AppResult {
+    let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
+    if chan.core().extension_exists(&chan.context, "i", callerid.as_deref()) == crate::Extent::Exists {
+        crate::verbose!(3, "Invalid extension '{digits}' in context '{}' on {}", chan.context, chan.name());
+        chan.set_var("INVALID_EXTEN", digits);
+        goto_extension(chan, "i")
+    } else {
+        crate::tracing::warn!("Invalid extension '{digits}', but no rule 'i' or 'e' in context '{}'", chan.context);
+        AppResult::Hangup
     }
 }
 

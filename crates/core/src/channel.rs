@@ -463,6 +463,24 @@ pub struct Channel {
     timed_out: bool,
     /// The manager's Redirect: reads end (as at a hangup) until the PBX loop takes it.
     redirect: Option<Jump>,
+    /// `TIMEOUT(digit)` and `TIMEOUT(response)`: the PBX's timeouts (Asterisk's `dtimeoutms`
+    /// and `rtimeoutms` in `struct ast_pbx`), 5 s and 10 s unless the dialplan sets them.
+    pub timeouts: PbxTimeouts,
+}
+
+/// How long the dialplan waits for the caller's keys (Asterisk's `struct ast_pbx` timeouts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PbxTimeouts {
+    /// Between two digits of an extension being typed (`TIMEOUT(digit)`, default 5 s).
+    pub digit: std::time::Duration,
+    /// For the first digit, where the dialplan waits for one (`TIMEOUT(response)`, default 10 s).
+    pub response: std::time::Duration,
+}
+
+impl Default for PbxTimeouts {
+    fn default() -> PbxTimeouts {
+        PbxTimeouts { digit: std::time::Duration::from_secs(5), response: std::time::Duration::from_secs(10) }
+    }
 }
 
 impl Channel {
@@ -511,6 +529,7 @@ impl Channel {
             absolute_deadline: None,
             timed_out: false,
             redirect: None,
+            timeouts: PbxTimeouts::default(),
         };
         (channel, ChannelDriver { frames: frames_tx, commands: commands_rx })
     }

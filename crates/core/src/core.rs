@@ -52,6 +52,9 @@ pub trait Pbx: Send + Sync {
     /// Whether `exten` exists (Match) or could with more digits (MatchMore) in `context`,
     /// for a driver that must answer 404/484 before creating a channel.
     fn exists(&self, context: &str, exten: &str, callerid: Option<&str>) -> Extent;
+    /// Whether `exten` in `context` has priority `priority` (WaitExten goes on to the next
+    /// priority on a timeout when there is one).
+    fn priority_exists(&self, context: &str, exten: &str, priority: u32, callerid: Option<&str>) -> bool;
     /// Runs `Gosub(target)` on a channel its caller owns (Dial's `U()` on the called party),
     /// until the subroutine's `Return`; `Err` if it hangs up or cannot be run.
     fn run_subroutine<'a>(
@@ -243,6 +246,11 @@ impl Core {
     pub fn extension_exists(&self, context: &str, exten: &str, callerid: Option<&str>) -> Extent {
         let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
         pbx.map_or(Extent::Missing, |p| p.exists(context, exten, callerid))
+    }
+    /// Whether the dialplan has `exten`'s priority `priority` in `context`.
+    pub fn priority_exists(&self, context: &str, exten: &str, priority: u32, callerid: Option<&str>) -> bool {
+        let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
+        pbx.is_some_and(|p| p.priority_exists(context, exten, priority, callerid))
     }
     /// The next channel number (the `0000000a` in `SIP/bob-0000000a`).
     pub fn next_channel_sequence(&self) -> u32 {

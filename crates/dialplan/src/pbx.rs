@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use starling_core::apps::AppResult;
 use starling_core::channel::{Channel, JumpTarget};
-use starling_core::frame::Cause;
+use starling_core::frame::{Cause, Control};
 use starling_core::module::ModuleUse;
 use starling_core::{tokio, tracing, verbose, Core, Extent, Pbx};
 
@@ -231,9 +231,19 @@ async fn run_priorities(
             return Ended::Hangup(Cause::UNALLOCATED);
         };
         let Some(priority) = found.extension.priority(chan.priority) else {
-            // autofallthrough: the extension ran out of priorities.
-            verbose!(2, "Auto fallthrough, channel '{}' status is 'UNKNOWN'", chan.name());
-            return Ended::Hangup(Cause::NORMAL_CLEARING);
+            // The extension ran out of priorities.
+            if plan.general.autofallthrough {
+                return fall_through(chan).await;
+            }
+            // autofallthrough=no: wait TIMEOUT(response) for an extension, as Asterisk does.
+            let response = chan.timeouts.response;
+            if starling_core::builtins::collect_extension(chan, None, response).await == AppResult::Hangup {
+                return Ended::Hangup(chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
+            }
+            if let Err(cause) = apply_jump(plan, chan, callerid.as_deref()) {
+                return Ended::Hangup(cause);
+            }
+            continue;
         };
         let data = {
             let globals = globals.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -277,6 +287,24 @@ async fn run_priorities(
             return Ended::Hangup(chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
         }
     }
+}
+
+/// `autofallthrough=yes` (the default): the extension ran out of priorities, so the call
+/// ends — after a busy or congestion indication when the last Dial said so (`DIALSTATUS`),
+/// as Asterisk's `__ast_pbx_run` does.
+async fn fall_through(chan: &mut Channel) -> Ended {
+    let status = chan.var("DIALSTATUS").unwrap_or("UNKNOWN").to_owned();
+    verbose!(2, "Auto fallthrough, channel '{}' status is '{status}'", chan.name());
+    let indication = match status.to_ascii_uppercase().as_str() {
+        "CONGESTION" | "CHANUNAVAIL" => Some((Control::Congestion, Cause::CONGESTION)),
+        "BUSY" => Some((Control::Busy, Cause::USER_BUSY)),
+        _ => None,
+    };
+    if let Some((control, cause)) = indication {
+        starling_core::builtins::indicate_then_hang_up(chan, control, cause, "10").await;
+        return Ended::Hangup(cause);
+    }
+    Ended::Hangup(Cause::NORMAL_CLEARING)
 }
 
 /// The dialplan that runs channels, as registered with the core by pbx_config. Reload swaps
@@ -359,6 +387,12 @@ impl Pbx for PbxRunner {
         } else {
             Extent::Missing
         }
+    }
+
+    fn priority_exists(&self, context: &str, exten: &str, priority: u32, callerid: Option<&str>) -> bool {
+        let plan = self.plan();
+        plan.find(context, exten, callerid, Mode::Match, &now())
+            .is_some_and(|f| f.extension.priority(priority).is_some())
     }
 }
 

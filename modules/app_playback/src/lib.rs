@@ -186,12 +186,9 @@ fn playback<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     })
 }
 
-/// How long Background's caller has for each further digit (Asterisk's `TIMEOUT(digit)`).
-const DIGIT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// `Background(file[&file2...][,options[,langoverride[,context]]])`: plays the files while
 /// listening for keys; a key stops the sound and starts an extension (more digits are collected
-/// as WaitExten does, then the dialplan goes there, or to `i`). Without a key, the dialplan
+/// as WaitExten does, `TIMEOUT(digit)` apart, then the dialplan goes there, or to `i`). Without a key, the dialplan
 /// goes on at the next priority. Options: `s` skip when not answered, `n` do not answer.
 /// Sets `BACKGROUNDSTATUS`.
 fn background<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
@@ -240,7 +237,8 @@ fn background<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
                 if let Some(context) = context {
                     chan.context = context;
                 }
-                starling_core::builtins::collect_extension(chan, Some(digit), DIGIT_TIMEOUT).await
+                let digit_timeout = chan.timeouts.digit;
+                starling_core::builtins::collect_extension(chan, Some(digit), digit_timeout).await
             }
             None => AppResult::Continue,
         }
@@ -271,12 +269,19 @@ fn say_alpha<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move { say(chan, alpha_files(data.trim())).await })
 }
 
-/// `SayNumber(number[,gender])`: English only for now (the gender is for other languages).
+/// `SayNumber(number[,gender])`: the number in the channel's language, by that language's rules
+/// (say.rs: en, en_GB, da, de, es, fr, it, nl, no, pt, se; others as English), from the files
+/// of its sound folder. `gender` (`f`, `m`, `n`, `c`) picks forms where the language has them.
 fn say_number<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let text = data.split(',').next().unwrap_or("").trim();
+        let mut args = data.split(',').map(str::trim);
+        let text = args.next().unwrap_or("");
+        let gender = args.next().filter(|g| !g.is_empty());
         match text.parse::<i64>() {
-            Ok(number) => say(chan, number_files(number)).await,
+            Ok(number) => {
+                let files = number_files(number, &chan.language, gender);
+                say(chan, files).await
+            }
             Err(_) => {
                 tracing::warn!("SayNumber: '{text}' is not a number");
                 AppResult::Continue
@@ -287,11 +292,12 @@ fn say_number<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
 
 /// `Read(variable[,filename[&filename2...][,maxdigits[,options[,attempts[,timeout]]]]])`, as
 /// app_read: plays the prompt (a key interrupts it and counts as the first digit), then reads
-/// up to `maxdigits` (0 or empty: until `#`, at most 255), `#` ending early. Waits 10 s for the
-/// first digit and 5 s between digits (the PBX's response and digit timeouts), or `timeout`
-/// seconds for each. Retries an empty answer `attempts` times. Options: `s` skip when not
-/// answered, `n` read without answering. Sets the variable and `READSTATUS` (`OK`, `TIMEOUT`,
-/// `HANGUP`, `SKIPPED`, `ERROR`).
+/// up to `maxdigits` (0 or empty: until `#`, at most 255), `#` ending early. Waits
+/// `TIMEOUT(response)` (10 s) for the first digit and `TIMEOUT(digit)` (5 s) between digits, or
+/// `timeout` seconds for each. Retries an empty answer `attempts` times. Options: `s` skip when
+/// not answered, `n` read without answering, `i` the prompt is an indication tone (a tone name
+/// of the channel's zone such as `dial`, or a tone list) played until the first key. Sets the
+/// variable and `READSTATUS` (`OK`, `TIMEOUT`, `HANGUP`, `SKIPPED`, `ERROR`).
 fn read<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
         let args: Vec<&str> = data.split(',').map(str::trim).collect();
@@ -312,8 +318,9 @@ fn read<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         let timeout = arg(5).parse::<f64>().ok().filter(|t| *t > 0.0).map(Duration::from_secs_f64);
         let (first_timeout, digit_timeout) = match timeout {
             Some(t) => (t, t),
-            None => (Duration::from_secs(10), Duration::from_secs(5)),
+            None => (chan.timeouts.response, chan.timeouts.digit),
         };
+        let indication = options.contains('i');
         if skip_or_answer(chan, options, ("READSTATUS", "SKIPPED")) {
             chan.set_var(variable, "");
             return AppResult::Continue;
@@ -323,7 +330,14 @@ fn read<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         for _ in 0..attempts {
             digits.clear();
             let mut ended = false;
-            for prompt in prompts.split('&').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut tone = false;
+            if indication && !prompts.is_empty() {
+                match start_tones(chan, prompts) {
+                    Ok(()) => tone = true,
+                    Err(why) => tracing::warn!("Read: '{prompts}' is not a tone ({why}); playing it as files"),
+                }
+            }
+            for prompt in prompts.split('&').map(str::trim).filter(|p| !p.is_empty() && !tone) {
                 match stream_file(chan, prompt, "0123456789*#").await {
                     Ok(()) => {}
                     Err(StreamError::Interrupted('#')) => {
@@ -356,6 +370,10 @@ fn read<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
                         Read::Frame(_) => {}
                     }
                 };
+                if tone {
+                    chan.stop_generator();
+                    tone = false;
+                }
                 match digit {
                     Some('#') => ended = true,
                     Some(digit) => digits.push(digit),
@@ -379,42 +397,39 @@ fn read<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
 /// StopPlayTones or another sound.
 fn play_tones<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let arg = data.trim();
-        let zone = chan.var("TONEZONE").and_then(tones::country).or_else(|| tones::country("us"));
-        let spec = match (arg, zone) {
-            ("dial", Some(z)) => z.dial,
-            ("ring", Some(z)) => z.ring,
-            ("busy", Some(z)) => z.busy,
-            ("congestion", Some(z)) => z.congestion,
-            ("callwaiting", Some(z)) => z.callwaiting,
-            _ => arg,
-        };
-        let tone = match tones::Tone::parse(spec) {
-            Ok(tone) => tone,
-            Err(e) => {
-                tracing::warn!("PlayTones: unable to start playtones ('{arg}': {})", e.0);
-                return AppResult::Continue;
-            }
-        };
-        let target = audio_format(chan.native_format);
-        let mut translator = match Translator::new(AudioFormat::Slin8, target, &OpusParams::default()) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!("PlayTones on {}: {e}", chan.name());
-                return AppResult::Continue;
-            }
-        };
-        let mut generator = tones::ToneGenerator::new(tone);
-        let samples = target.rate() / 50;
-        chan.start_generator(move || {
-            let mut pcm = vec![0i16; 160];
-            generator.fill(&mut pcm);
-            let frame = translator.translate(translate::Frame::Linear(pcm)).ok()?.pop()?;
-            let data = frame_bytes(frame);
-            Some(Frame::Voice { format: target.name(), samples, data })
-        });
+        if let Err(why) = start_tones(chan, data.trim()) {
+            tracing::warn!("PlayTones: unable to start playtones ('{}': {why})", data.trim());
+        }
         AppResult::Continue
     })
+}
+
+/// Starts `arg` — a tone of the channel's zone (`TONEZONE`, else `us`) by name, or a tone list
+/// in indications.conf syntax — as the channel's generator (Asterisk's `ast_playtones_start`).
+fn start_tones(chan: &mut Channel, arg: &str) -> Result<(), String> {
+    let zone = chan.var("TONEZONE").and_then(tones::country).or_else(|| tones::country("us"));
+    let spec = match (arg, zone) {
+        ("dial", Some(z)) => z.dial,
+        ("ring", Some(z)) => z.ring,
+        ("busy", Some(z)) => z.busy,
+        ("congestion", Some(z)) => z.congestion,
+        ("callwaiting", Some(z)) => z.callwaiting,
+        _ => arg,
+    };
+    let tone = tones::Tone::parse(spec).map_err(|e| e.0)?;
+    let target = audio_format(chan.native_format);
+    let mut translator =
+        Translator::new(AudioFormat::Slin8, target, &OpusParams::default()).map_err(|e| e.to_string())?;
+    let mut generator = tones::ToneGenerator::new(tone);
+    let samples = target.rate() / 50;
+    chan.start_generator(move || {
+        let mut pcm = vec![0i16; 160];
+        generator.fill(&mut pcm);
+        let frame = translator.translate(translate::Frame::Linear(pcm)).ok()?.pop()?;
+        let data = frame_bytes(frame);
+        Some(Frame::Voice { format: target.name(), samples, data })
+    });
+    Ok(())
 }
 
 fn stop_play_tones<'a>(chan: &'a mut Channel, _data: &'a str) -> AppFuture<'a> {
@@ -580,7 +595,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         App {
             name: "Read",
             synopsis: "Read a variable.",
-            description: "Read(variable[,filename[&filename2...][,maxdigits[,options[,attempts[,timeout]]]]]): plays the prompt, reads DTMF digits ended by # into the variable. Options: s (skip if not answered), n (read without answering). Sets READSTATUS (OK, TIMEOUT, HANGUP, SKIPPED, ERROR).",
+            description: "Read(variable[,filename[&filename2...][,maxdigits[,options[,attempts[,timeout]]]]]): plays the prompt, reads DTMF digits ended by # into the variable. Options: s (skip if not answered), n (read without answering), i (the prompt is an indication tone). Sets READSTATUS (OK, TIMEOUT, HANGUP, SKIPPED, ERROR).",
             exec: read,
             uses: None,
         },
@@ -594,7 +609,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         App {
             name: "SayNumber",
             synopsis: "Say Number.",
-            description: "SayNumber(number[,gender]): says the number (English).",
+            description: "SayNumber(number[,gender]): says the number in the channel's language (en, en_GB, da, de, es, fr, it, nl, no, pt, se; others as English).",
             exec: say_number,
             uses: None,
         },
