@@ -45,7 +45,7 @@ fn ami_pbx_with(name: &str, bob_port: u16, general: &str) -> (Server, u16, u16) 
         |_| {
             format!(
                 "allowguest=yes\ncontext=default\n[bob]\ntype=peer\nhost=127.0.0.1\nport={bob_port}\ninsecure=port,invite\n\
-                 disallow=all\nallow=ulaw\n"
+                 disallow=all\nallow=ulaw\n[carol]\ntype=friend\nhost=dynamic\n"
             )
         },
     );
@@ -208,6 +208,38 @@ fn login_actions_and_refusals() {
     ami.send(&[("Action", "Logoff")]);
     assert_eq!(get(&ami.read().unwrap(), "Response"), Some("Goodbye"));
     assert!(ami.read().is_none());
+}
+
+/// A phone registering and unregistering is seen as PeerStatus Registered (with its Address)
+/// and Unregistered, as chan_sip's registrar publishes them.
+#[test]
+fn registrations_are_peer_status_events() {
+    let (_server, sip, port) = ami_pbx("amiregister", free_udp_port());
+    let mut ami = Ami::login(port, "admin", "s3cret");
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = phone.local_addr().unwrap();
+    let register = |cseq: u32, expires: u32| {
+        let request = format!(
+            "REGISTER sip:127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKreg{cseq}\r\n\
+             From: <sip:carol@127.0.0.1>;tag=c1\r\nTo: <sip:carol@127.0.0.1>\r\nCall-ID: carol-reg@127.0.0.1\r\n\
+             CSeq: {cseq} REGISTER\r\nContact: <sip:carol@{me}>\r\nExpires: {expires}\r\nMax-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        phone.send_to(request.as_bytes(), ("127.0.0.1", sip)).unwrap();
+        let mut buffer = [0u8; 4096];
+        let (len, _) = phone.recv_from(&mut buffer).expect("an answer to the REGISTER");
+        let answer = String::from_utf8_lossy(&buffer[..len]).into_owned();
+        assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    };
+    register(1, 300);
+    let registered = ami.until("PeerStatus", "Registered", Duration::from_secs(5));
+    assert_eq!(get(&registered, "Peer"), Some("SIP/carol"));
+    assert_eq!(get(&registered, "ChannelType"), Some("SIP"));
+    assert_eq!(get(&registered, "Address"), Some(me.to_string().as_str()));
+    register(2, 0);
+    let gone = ami.until("PeerStatus", "Unregistered", Duration::from_secs(5));
+    assert_eq!(get(&gone, "Peer"), Some("SIP/carol"));
 }
 
 fn md5_hex(text: &str) -> String {

@@ -23,7 +23,7 @@ use starling_sip::dialog::Dialog;
 use crate::config::{Peer, PeerHost, PeerKind, Qualify, SipConf};
 use crate::pvt::{note_message, DialogRow, Direction, Pvt, PvtParts, ToMonitor, ToPvt};
 use crate::qualify::{PeerStatus, Qualifier};
-use crate::registrar::Registrar;
+use crate::registrar::{BindingChange, Registrar};
 use crate::registry::{RegState, Registry};
 use crate::shared::{CallKey, Shared, RTP_END, RTP_START};
 use starling_core::events::Event as CoreEvent;
@@ -165,7 +165,9 @@ impl Monitor {
                 },
                 Some(message) = self.from_calls.recv() => self.handle_call_message(message),
                 _ = housekeeping.tick() => {
-                    self.registrar.expire();
+                    for name in self.registrar.expire() {
+                        self.publish_peer_status(&name, "Unregistered", &[("Cause", "Expired".to_owned())]);
+                    }
                 }
                 _ = sleep => {
                     // Read the clock rather than trust the timer (tokio's budget may delay it).
@@ -431,15 +433,22 @@ impl Monitor {
             PeerStatus::Unreachable => ("Unreachable", None),
             PeerStatus::Unknown | PeerStatus::Unmonitored => ("Unknown", None),
         };
+        let time = time.map(|ms| ("Time", ms.to_string()));
+        self.publish_peer_status(&change.peer, status, time.as_slice());
+        self.shared.peer_status.write().unwrap_or_else(|p| p.into_inner()).insert(change.peer, change.status);
+    }
+
+    /// The manager's PeerStatus event (Asterisk's fields: ChannelType, Peer, PeerStatus, then
+    /// `Address` for a registration, `Cause` for an expiry, `Time` for a qualify answer).
+    fn publish_peer_status(&self, peer: &str, status: &str, extra: &[(&'static str, String)]) {
         let mut event = CoreEvent::new("PeerStatus", "system")
             .with("ChannelType", "SIP")
-            .with("Peer", format!("SIP/{}", change.peer))
+            .with("Peer", format!("SIP/{peer}"))
             .with("PeerStatus", status);
-        if let Some(ms) = time {
-            event = event.with("Time", ms.to_string());
+        for (name, value) in extra {
+            event = event.with(name, value.clone());
         }
         self.core.events().publish(event);
-        self.shared.peer_status.write().unwrap_or_else(|p| p.into_inner()).insert(change.peer, change.status);
     }
 
     /// The OPTIONS transaction `tx` to a peer ended without a response.
@@ -646,7 +655,15 @@ impl Monitor {
                 let dynamic = peer.is_some_and(|p| p.host == PeerHost::Dynamic);
                 if dynamic {
                     let ok = self.response(request, 200);
-                    self.registrar.register(&conf, request, &name, remote, ok)
+                    let (response, change) = self.registrar.register(&conf, request, &name, remote, ok);
+                    match change {
+                        Some(BindingChange::Registered(address)) => {
+                            self.publish_peer_status(&name, "Registered", &[("Address", address.to_string())])
+                        }
+                        Some(BindingChange::Unregistered) => self.publish_peer_status(&name, "Unregistered", &[]),
+                        None => {}
+                    }
+                    response
                 } else {
                     // Known and authenticated, but not a peer that registers (host= is static).
                     self.response(request, 403)

@@ -80,6 +80,13 @@ pub fn restore(db: &dyn Storage, conf: &SipConf) -> HashMap<String, Binding> {
     bindings
 }
 
+/// A peer's binding came (a new or moved contact) or went (unregistered by the phone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindingChange {
+    Registered(SocketAddr),
+    Unregistered,
+}
+
 pub struct Registrar {
     digest: DigestServer,
     bindings: Bindings,
@@ -91,12 +98,12 @@ impl Registrar {
         Registrar { digest: DigestServer::new(realm, key, Instant::now(), Duration::from_secs(30)), bindings, db }
     }
 
-    /// The `WWW-Authenticate` value for a new challenge.
     /// The current bindings (read-locked).
     pub fn bindings(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Binding>> {
         self.bindings.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The `WWW-Authenticate` value for a new challenge.
     pub fn challenge(&self, now: Instant, stale: bool) -> String {
         self.digest.challenge(now, stale)
     }
@@ -110,17 +117,18 @@ impl Registrar {
         name: &str,
         now: Instant,
     ) -> Result<(), (u16, bool)> {
-        let Some(value) = request.headers.get(&HeaderName::Authorization) else { return Err((401, false)) };
-        let Ok(auth) = Authorization::parse(value) else { return Err((401, false)) };
         // An unknown name is checked against a secret nobody has: the same work, the same answer.
         let secret = match peer {
             Some(p) => match (&p.md5secret, &p.secret) {
                 (Some(ha1), _) => Secret::Ha1(ha1),
                 (None, Some(s)) => Secret::Password(s),
-                (None, None) => return Ok(()), // no secret configured: no authentication (as Asterisk)
+                // No secret configured: no challenge at all (Asterisk's check_auth).
+                (None, None) => return Ok(()),
             },
             None => Secret::Password("\u{0}starling-no-such-user\u{0}"),
         };
+        let Some(value) = request.headers.get(&HeaderName::Authorization) else { return Err((401, false)) };
+        let Ok(auth) = Authorization::parse(value) else { return Err((401, false)) };
         if auth.username != name {
             return Err((403, false));
         }
@@ -133,7 +141,8 @@ impl Registrar {
         }
     }
 
-    /// Handles an authenticated REGISTER for `name` from `source`.
+    /// Handles an authenticated REGISTER for `name` from `source`: the answer, and whether the
+    /// peer's binding came or went (for the manager's PeerStatus).
     pub fn register(
         &mut self,
         conf: &SipConf,
@@ -141,7 +150,7 @@ impl Registrar {
         name: &str,
         source: SocketAddr,
         mut response: Response,
-    ) -> Response {
+    ) -> (Response, Option<BindingChange>) {
         let g = &conf.general;
         let contacts: Vec<&str> = request.headers.get_all(&HeaderName::Contact).collect();
         let header_expires = request.headers.get(&HeaderName::Expires).and_then(|e| e.trim().parse::<u64>().ok());
@@ -157,22 +166,22 @@ impl Registrar {
             if let Some(b) = self.bindings.read().unwrap_or_else(|p| p.into_inner()).get(name) {
                 response.headers.push(HeaderName::Contact, format!("<{}>;expires={}", b.contact, b.remaining()));
             }
-            return response;
+            return (response, None);
         }
         if wildcard || expires == 0 {
-            self.bindings.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+            let removed = self.bindings.write().unwrap_or_else(|p| p.into_inner()).remove(name);
             let _ = self.db.del(FAMILY, name);
             tracing::info!("Unregistered SIP '{name}'");
-            return response;
+            return (response, removed.map(|_| BindingChange::Unregistered));
         }
         if expires < u64::from(g.minexpiry) {
             let mut too_brief = Response::new(423, "Interval Too Brief");
             too_brief.headers = response.headers.clone();
             too_brief.headers.push(HeaderName::MinExpires, g.minexpiry.to_string());
-            return too_brief;
+            return (too_brief, None);
         }
         let expires = expires.min(u64::from(g.maxexpiry));
-        let Some(contact) = first else { return Response::new(400, "Bad Request - no Contact") };
+        let Some(contact) = first else { return (Response::new(400, "Bad Request - no Contact"), None) };
         let binding = Binding {
             address: source,
             contact: contact.uri.to_string(),
@@ -189,8 +198,9 @@ impl Registrar {
         }
         response.headers.push(HeaderName::Contact, format!("<{}>;expires={expires}", binding.contact));
         response.headers.push(HeaderName::Expires, expires.to_string());
+        let change = fresh.then_some(BindingChange::Registered(binding.address));
         self.bindings.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), binding);
-        response
+        (response, change)
     }
 
     /// Drops bindings that lapsed; returns their names.
