@@ -185,3 +185,310 @@ fn running_out_of_priorities_follows_autofallthrough() {
     assert!(server.log().contains("status is 'BUSY'"), "{}", server.log_tail());
     let _ = server.rx("channel request hangup all");
 }
+
+/// A Starling with every module (autoload) and `extensions` as extensions.conf.
+fn full_server(name: &str, extensions: &str) -> Server {
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = yes\n");
+    dir.write("extensions.conf", extensions);
+    Server::start(dir)
+}
+
+/// Originates `Local/<target>` (its other half waits in Wait()) and waits, 10 s at most, until
+/// the log contains `marker`; returns the log.
+fn run_local(server: &Server, target: &str, marker: &str) -> String {
+    let _ = server.rx(&format!("channel originate Local/{target} application Wait 30"));
+    let log = eventually(std::time::Duration::from_secs(10), || {
+        let log = server.log();
+        log.contains(marker).then_some(log)
+    });
+    log.unwrap_or_else(|| panic!("no {marker:?} in the log\n{}", server.log_tail()))
+}
+
+/// The log without the `Executing [...]` lines (whose arguments would match anything).
+fn output(log: &str) -> String {
+    log.lines().filter(|l| !l.contains("-- Executing [")).map(|l| format!("{l}\n")).collect()
+}
+
+/// The Gosub family end to end: GosubIf's branches with arguments, `${ARGn}`/`${ARGC}`,
+/// `LOCAL()` (the caller's value back after Return, the subroutine's own gone), `Return`'s
+/// `GOSUB_RETVAL`; MSet; ExecIf both ways; GotoIfTime both ways; Goto to a label of another
+/// context; While with ContinueWhile.
+#[test]
+fn gosub_family_local_mset_execif_and_while() {
+    let server = full_server(
+        "dpgosub",
+        "[default]
+exten => 100,1,MSet(A=1,B=two,X=outer)
+ same => n,Verbose(1,MSET=${A}/${B}/${X})
+ same => n,GosubIf($[${A} = 1]?sub,s,1(p,q):sub,s,1(wrong))
+ same => n,Verbose(1,BACK X=${X} RET=${GOSUB_RETVAL} ARG1=${ARG1} ARGC=${ARGC} Y=${Y}.)
+ same => n,GosubIf($[${A} = 2]?sub,s,1(wrong):sub,s,1(false-branch))
+ same => n,Verbose(1,FALSE RET=${GOSUB_RETVAL})
+ same => n,Set(GOSUB_RETVAL=none)
+ same => n,GosubIf(0?sub,s,1(wrong))
+ same => n,Verbose(1,NO BRANCH RET=${GOSUB_RETVAL})
+ same => n,ExecIf($[${B} = two]?Verbose(1,EXECIF true):Verbose(1,EXECIF false))
+ same => n,ExecIf(0?Verbose(1,EXECIF without a false branch))
+ same => n,GotoIfTime(*,*,*,*?intime:outtime)
+ same => n(outtime),Verbose(1,TIME out of range)
+ same => n(intime),Verbose(1,TIME in range)
+ same => n,GotoIfTime(*,*,31,feb?timewrong:timefalse)
+ same => n(timewrong),Verbose(1,TIME wrong branch)
+ same => n(timefalse),Verbose(1,TIME false branch)
+ same => n,Goto(loops,s,start)
+[sub]
+exten => s,1,Set(LOCAL(X)=inner-${ARG1})
+ same => n,Set(LOCAL(Y)=local)
+ same => n,Verbose(1,IN X=${X} ARGS=${ARG1}+${ARG2} ARGC=${ARGC} LOCAL=${LOCAL(X)} NOTLOCAL=${LOCAL(A)}.)
+ same => n,Return(${ARG1}${ARG2})
+[loops]
+exten => s,1,Verbose(1,not at the label)
+ same => n(start),Set(I=0)
+ same => n,While($[${I} < 5])
+ same => n,Set(I=$[${I} + 1])
+ same => n,ExecIf($[${I} = 2]?ContinueWhile())
+ same => n,Set(S=${S}${I})
+ same => n,EndWhile()
+ same => n,Verbose(1,WHILE=${S} I=${I})
+",
+    );
+    let log = run_local(&server, "100@default", "WHILE=");
+    for expected in [
+        "MSET=1/two/outer\n",
+        "IN X=inner-p ARGS=p+q ARGC=2 LOCAL=inner-p NOTLOCAL=.\n",
+        "BACK X=outer RET=pq ARG1= ARGC= Y=.\n",
+        "IN X=inner-false-branch ARGS=false-branch+ ARGC=1 LOCAL=inner-false-branch NOTLOCAL=.\n",
+        "FALSE RET=false-branch\n",
+        "NO BRANCH RET=none\n",
+        "EXECIF true\n",
+        "TIME in range\n",
+        "TIME false branch\n",
+        "WHILE=1345 I=5\n",
+    ] {
+        assert!(log.contains(expected), "{expected:?} missing\n{log}");
+    }
+    for absent in ["wrong", "EXECIF false", "EXECIF without", "out of range", "not at the label"] {
+        assert!(!output(&log).contains(absent), "{absent:?} ran\n{log}");
+    }
+    assert!(!log.contains("no writable function"), "LOCAL() can be set: {log}");
+}
+
+/// `_VAR` reaches the channel dialled (once), `__VAR` every generation after it; `[globals]`
+/// and `GLOBAL()` are seen by every channel, and kept by `dialplan reload` unless
+/// `clearglobalvars = yes`.
+#[test]
+fn variables_inherit_through_dial_and_globals_are_shared() {
+    let text = |general: &str, last: &str| {
+        format!(
+            "{general}[globals]
+G1=from-conf
+[default]
+exten => 100,1,Set(GLOBAL(G2)=set-by-100)
+ same => n,Set(_ONCE=once)
+ same => n,Set(__ALWAYS=always)
+ same => n,Set(PLAIN=plain)
+ same => n,Verbose(1,TOP G1=${{G1}}/${{GLOBAL(G1)}} G2=${{G2}} ONCE=${{ONCE}} ALWAYS=${{ALWAYS}})
+ same => n,Dial(Local/101@default,5)
+exten => 101,1,Verbose(1,CHILD ONCE=${{ONCE}} ALWAYS=${{ALWAYS}} PLAIN=${{PLAIN}}. G2=${{GLOBAL(G2)}})
+ same => n,Dial(Local/102@default,5)
+exten => 102,1,Verbose(1,GRANDCHILD ONCE=${{ONCE}}. ALWAYS=${{ALWAYS}} PLAIN=${{PLAIN}}. G2=${{G2}})
+exten => 103,1,Verbose(1,{last} G1=${{G1}} G2=${{G2}}.)
+"
+        )
+    };
+    let server = full_server("dpinherit", &text("", "RELOADED"));
+    let log = run_local(&server, "100@default", "GRANDCHILD");
+    for expected in [
+        "TOP G1=from-conf/from-conf G2=set-by-100 ONCE=once ALWAYS=always\n",
+        "CHILD ONCE=once ALWAYS=always PLAIN=. G2=set-by-100\n",
+        "GRANDCHILD ONCE=. ALWAYS=always PLAIN=. G2=set-by-100\n",
+    ] {
+        assert!(log.contains(expected), "{expected:?} missing\n{log}");
+    }
+    assert_eq!(server.rx("dialplan reload"), "Dialplan reloaded.\n");
+    let log = run_local(&server, "103@default", "RELOADED");
+    assert!(log.contains("RELOADED G1=from-conf G2=set-by-100.\n"), "{log}");
+    server.dir.write("extensions.conf", &text("[general]\nclearglobalvars = yes\n", "CLEARED"));
+    assert_eq!(server.rx("dialplan reload"), "Dialplan reloaded.\n");
+    let log = run_local(&server, "103@default", "CLEARED");
+    assert!(log.contains("CLEARED G1=from-conf G2=.\n"), "{log}");
+}
+
+/// `h` runs after the call with `HANGUPCAUSE` (Hangup's cause by name, Macro's refusal, `i`'s
+/// Hangup(21)); `i` gets `INVALID_EXTEN`; Macro is refused with a hint to use Gosub; Log writes
+/// at its level as Asterisk's does, and Verbose only up to the console's verbosity.
+#[test]
+fn h_hangupcause_i_macro_log_and_verbose() {
+    let server = full_server(
+        "dphangup",
+        "[busy]
+exten => 100,1,Log(WARNING,careful now)
+ same => n,Log(NOTICE,just so you know)
+ same => n,Log(BOGUS,never logged)
+ same => n,Verbose(4,too quiet to show)
+ same => n,Verbose(3,loud enough)
+ same => n,Hangup(USER_BUSY)
+ same => n,Verbose(1,not reached after Hangup)
+exten => h,1,Verbose(1,H busy HANGUPCAUSE=${HANGUPCAUSE})
+[macro]
+exten => 200,1,Macro(oldstyle,arg)
+ same => n,Verbose(1,not reached after Macro)
+exten => h,1,Verbose(1,H macro HANGUPCAUSE=${HANGUPCAUSE})
+[invalid]
+exten => 300,1,NoOp()
+exten => i,1,Verbose(1,I ran for ${INVALID_EXTEN})
+ same => n,Hangup(21)
+exten => h,1,Verbose(1,H invalid HANGUPCAUSE=${HANGUPCAUSE})
+",
+    );
+    let log = run_local(&server, "100@busy", "H busy");
+    assert!(log.contains("H busy HANGUPCAUSE=17\n"), "{log}");
+    let line = |text: &str| log.lines().find(|l| l.contains(text)).unwrap_or_else(|| panic!("no {text:?}\n{log}"));
+    assert!(line("Ext. 100:1 @ busy: careful now").contains("] WARNING["), "{log}");
+    assert!(line("Ext. 100:2 @ busy: just so you know").contains("] NOTICE["), "{log}");
+    assert!(line("Unknown log level: 'BOGUS'").contains("] ERROR["), "{log}");
+    assert!(log.contains("    -- loud enough\n"), "{log}");
+    assert!(!log.contains("Auto fallthrough"), "the end of h is not a fall-through: {log}");
+    for absent in ["never logged", "too quiet to show", "not reached after Hangup"] {
+        assert!(!output(&log).contains(absent), "{absent:?}\n{log}");
+    }
+
+    let log = run_local(&server, "200@macro", "H macro");
+    assert!(log.contains("Macro(oldstyle,arg) is not supported") && log.contains("use Gosub() instead"), "{log}");
+    assert!(log.contains("H macro HANGUPCAUSE=16\n") && !output(&log).contains("not reached after Macro"), "{log}");
+
+    let log = run_local(&server, "555@invalid", "H invalid");
+    assert!(log.contains("I ran for 555\n") && log.contains("H invalid HANGUPCAUSE=21\n"), "{log}");
+}
+
+/// The statuses of the sound applications on a Local channel (no audio needed): `skip`/`s`
+/// leave an unanswered line alone (PLAYBACKSTATUS=SUCCESS, BACKGROUNDSTATUS=SUCCESS,
+/// READSTATUS=SKIPPED, RECORD_STATUS=SKIP), `noanswer`/`n` play or read without answering,
+/// a missing file is FAILED, Record stops at its maximum (TIMEOUT, RECORDED_FILE, a WAV in a
+/// folder it makes) and a name without a format is an ERROR that ends the call.
+#[test]
+fn sound_applications_set_their_status_variables() {
+    let dir = TestDir::new("dpsounds");
+    let rec = dir.path.join("recordings/new");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = yes\n");
+    let up = "UP=${IF($[${CHANNEL(state)} = Up]?yes:no)}";
+    dir.write(
+        "extensions.conf",
+        &format!(
+            "[globals]
+REC={rec}
+[default]
+exten => 100,1,Playback(hello-world,skip)
+ same => n,Verbose(1,SKIP=${{PLAYBACKSTATUS}} {up})
+ same => n,Background(hello-world,s)
+ same => n,Read(PIN,beep,4,s)
+ same => n,Record(${{REC}}/skipped.wav,,,s)
+ same => n,Verbose(1,SKIPPED BG=${{BACKGROUNDSTATUS}} READ=${{READSTATUS}} PIN=${{PIN}}. REC=${{RECORD_STATUS}} {up})
+ same => n,Playback(no-such-file,noanswer)
+ same => n,Verbose(1,NOANSWER=${{PLAYBACKSTATUS}} {up})
+ same => n,Read(PIN,,2,n,1,0.2)
+ same => n,Verbose(1,READ NOANSWER=${{READSTATUS}} {up})
+ same => n,Playback(beep&no-such-file)
+ same => n,Verbose(1,PARTLY=${{PLAYBACKSTATUS}} {up})
+ same => n,Playback(no-such-file,skip)
+ same => n,Verbose(1,SKIP WHEN UP=${{PLAYBACKSTATUS}})
+ same => n,Playback(beep)
+ same => n,Verbose(1,PLAYED=${{PLAYBACKSTATUS}})
+ same => n,Background(no-such-file)
+ same => n,Verbose(1,BG MISSING=${{BACKGROUNDSTATUS}})
+ same => n,Background(beep)
+ same => n,Verbose(1,BG PLAYED=${{BACKGROUNDSTATUS}})
+ same => n,Record(${{REC}}/take.wav,0,1,q)
+ same => n,Verbose(1,REC=${{RECORD_STATUS}} FILE=${{RECORDED_FILE}})
+ same => n,Record(${{REC}}/take.xyz,,,q)
+ same => n,Verbose(1,BAD FORMAT=${{RECORD_STATUS}})
+ same => n,Record(${{REC}}/noformat)
+ same => n,Verbose(1,not reached after a nameless Record)
+exten => h,1,Verbose(1,H REC=${{RECORD_STATUS}})
+",
+            rec = rec.display()
+        ),
+    );
+    let server = Server::start(dir);
+    let log = run_local(&server, "100@default", "H REC=");
+    for expected in [
+        "SKIP=SUCCESS UP=no\n".to_owned(),
+        "SKIPPED BG=SUCCESS READ=SKIPPED PIN=. REC=SKIP UP=no\n".into(),
+        "NOANSWER=FAILED UP=no\n".into(),
+        "READ NOANSWER=TIMEOUT UP=no\n".into(),
+        "PARTLY=FAILED UP=yes\n".into(),
+        "SKIP WHEN UP=FAILED\n".into(),
+        "PLAYED=SUCCESS\n".into(),
+        "BG MISSING=FAILED\n".into(),
+        "BG PLAYED=SUCCESS\n".into(),
+        format!("REC=TIMEOUT FILE={}/take\n", rec.display()),
+        "BAD FORMAT=ERROR\n".into(),
+        "H REC=ERROR\n".into(),
+    ] {
+        assert!(log.contains(&expected), "{expected:?} missing\n{log}");
+    }
+    assert!(!output(&log).contains("not reached after a nameless Record"), "{log}");
+    assert!(!log.contains("(file 'hello-world' not found)"), "{log}");
+    let wav = std::fs::read(rec.join("take.wav")).unwrap_or_default();
+    assert!(wav.starts_with(b"RIFF") && wav.len() >= 44, "a WAV was written: {} bytes", wav.len());
+    assert!(!rec.join("skipped.wav").exists(), "a skipped Record writes nothing");
+}
+
+/// The functions through the real PBX: every one the issue lists that needs no call audio,
+/// with `${VAR:offset:length}` and `$[...]` operators in the same lines.
+#[test]
+fn dialplan_functions_end_to_end() {
+    let server = full_server(
+        "dpfuncs",
+        "[default]
+exten => 100,1,Set(LIST=a-b-c-d)
+ same => n,Set(NUM=18005551212)
+ same => n,Set(CALLERID(all)=\"Ann Smith\" <5551000>)
+ same => n,Set(HASH(h,k1)=v1)
+ same => n,Set(HASH(h,k2)=v2)
+ same => n,Verbose(1,STRINGS LEN=${LEN(${LIST})} CUT=${CUT(LIST,-,2-3)} FQ=${FIELDQTY(LIST,-)} RE=${REGEX(\"^a-\" ${LIST})}/${REGEX(\"^b\" ${LIST})} DAY=${STRFTIME(129600,,%Y-%m-%d)} HASH=${HASH(h,k2)}/${HASH(h)}/${HASHKEYS(h)})
+ same => n,Verbose(1,LOGIC IF=${IF($[1 > 2]?y:n)} ISNULL=${ISNULL(${NOPE})}/${ISNULL(x)} EXISTS=${EXISTS(${LIST})}/${EXISTS(${NOPE})})
+ same => n,Verbose(1,PARTY CID=${CALLERID(num)}/${CALLERID(name)} TECH=${CHANNEL(channeltype)} CTX=${CHANNEL(context)})
+ same => n,Verbose(1,SUBSTR ${NUM:-7}/${NUM:1:3}/${NUM:-4:2}/${NUM:0:-4}/${NUM:-20:2}/${NUM:20}.)
+ same => n,Verbose(1,EXPR $[3 * (2 + 1)]/$[10 % 4]/$[7 / 2]/$[abc = abc]/$[abc != abc]/$[10 > 9]/$[5 <= 4]/$[9 >= 9]/$[0 | b]/$[a & 0]/$[!0]/$[1 ? yes :: no]/$[12345 : 1..]/$[x12 =~ \"[0-9]+\"]/$[-3 + 1])
+ same => n,Set(R=${RAND(5,7)})
+ same => n,Verbose(1,RAND=${IF($[${R} >= 5 & ${R} <= 7]?inside:outside)})
+",
+    );
+    let log = run_local(&server, "100@default", "RAND=");
+    for expected in [
+        "STRINGS LEN=7 CUT=b-c FQ=4 RE=1/0 DAY=1970-01-02 HASH=v2/v1,v2/k1,k2\n",
+        "LOGIC IF=n ISNULL=1/0 EXISTS=1/0\n",
+        "PARTY CID=5551000/Ann Smith TECH=Local CTX=default\n",
+        "SUBSTR 5551212/800/12/1800555/18/.\n",
+        "EXPR 9/2/3.5/1/0/1/0/1/b/0/1/yes/3/2/-2\n",
+        "RAND=inside\n",
+    ] {
+        assert!(log.contains(expected), "{expected:?} missing\n{log}");
+    }
+}
+
+/// DB()/DB_EXISTS()/DB_DELETE() from the dialplan write the same astdb the CLI reads.
+#[test]
+fn db_functions_share_the_astdb_with_the_cli() {
+    let server = full_server(
+        "dpdb",
+        "[default]
+exten => 100,1,Set(DB(audit/kept)=yes)
+ same => n,Set(DB(audit/gone)=soon)
+ same => n,Verbose(1,DB=${DB(audit/gone)} RESULT=${DB_RESULT} EXISTS=${DB_EXISTS(audit/gone)})
+ same => n,Verbose(1,DELETED=${DB_DELETE(audit/gone)} THEN=${DB_EXISTS(audit/gone)} MISSING=${DB(audit/gone)}.)
+ same => n,Verbose(1,FROM CLI=${DB(cli/key)})
+",
+    );
+    assert_eq!(server.rx("database put cli key typed"), "Updated database successfully\n");
+    let log = run_local(&server, "100@default", "FROM CLI=");
+    for expected in ["DB=soon RESULT=soon EXISTS=1\n", "DELETED=soon THEN=0 MISSING=.\n", "FROM CLI=typed\n"] {
+        assert!(log.contains(expected), "{expected:?} missing\n{log}");
+    }
+    assert_eq!(server.rx("database get audit kept"), "Value: yes\n");
+    assert_eq!(server.rx("database get audit gone"), "Database entry not found.\n");
+}

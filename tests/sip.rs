@@ -199,6 +199,23 @@ exten => 1600,1,Answer()
  same => n,NoOp(KEY=${KEY} STATUS=${READSTATUS})
  same => n,Hangup()
 exten => 1700,1,Set(DIALSTATUS=BUSY)
+exten => 3000,1,Busy(1)
+exten => 3001,1,Ringing()
+ same => n,Wait(0.2)
+ same => n,Congestion(1)
+exten => 3002,1,Progress()
+ same => n,Playback(hello-world,noanswer)
+ same => n,NoOp(EARLY PLAYBACKSTATUS=${PLAYBACKSTATUS})
+ same => n,Hangup()
+exten => 3003,1,Answer()
+ same => n,SayDigits(123)
+ same => n,Hangup()
+exten => 3004,1,Playback(hello-world,skip)
+ same => n,NoOp(SKIPPED PLAYBACKSTATUS=${PLAYBACKSTATUS})
+ same => n,Answer()
+ same => n,Hangup()
+exten => 3005,1,Busy()
+exten => 3006,1,Congestion()
 [from-alice]
 exten => 600,1,Answer()
  same => n,Echo()
@@ -881,4 +898,129 @@ fn a_peer_acl_refuses_other_addresses() {
     assert!(server.log().contains("Device does not match ACL"), "{}", server.log_tail());
     let (code, out) = run_sipp(port, "invite_403.xml", "100", "", "", 1);
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+}
+
+/// An INVITE with a PCMU offer, sent by hand to `exten`: our SIP socket and our RTP socket.
+fn invite_by_hand(port: u16, exten: &str, call_id: &str) -> (UdpSocket, UdpSocket) {
+    let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rtp.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let (sip_port, rtp_port) = (sip.local_addr().unwrap().port(), rtp.local_addr().unwrap().port());
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"
+    );
+    let invite = format!(
+        "INVITE sip:{exten}@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKbyhand\r\nFrom: <sip:guest@127.0.0.1:{sip_port}>;tag=byhand\r\nTo: <sip:{exten}@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:guest@127.0.0.1:{sip_port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    sip.send_to(invite.as_bytes(), ("127.0.0.1", port)).unwrap();
+    (sip, rtp)
+}
+
+/// The responses to that INVITE (after any already read) up to the final one, which is ACKed
+/// when it is not a 2xx.
+fn responses_to_invite(sip: &UdpSocket, port: u16, exten: &str, call_id: &str) -> Vec<String> {
+    let mut responses = Vec::new();
+    loop {
+        let response = await_message(sip, "SIP/2.0 ");
+        let code: u16 = response[8..11].parse().unwrap_or(0);
+        responses.push(response.clone());
+        if code < 200 {
+            continue;
+        }
+        if code >= 300 {
+            let sip_port = sip.local_addr().unwrap().port();
+            let ack = format!(
+                "ACK sip:{exten}@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKbyhand\r\nFrom: <sip:guest@127.0.0.1:{sip_port}>;tag=byhand\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                header(&response, "To")
+            );
+            sip.send_to(ack.as_bytes(), ("127.0.0.1", port)).unwrap();
+        }
+        return responses;
+    }
+}
+
+fn no_channels_left(server: &Server) {
+    let gone = eventually(Duration::from_secs(5), || {
+        server.rx("core show channels count").starts_with("0 active channels").then_some(())
+    });
+    assert!(gone.is_some(), "{}\n{}", server.rx("core show channels"), server.log_tail());
+}
+
+/// Busy(1) and Congestion(1) on a call not yet answered are its final answer (486, 503),
+/// after Ringing()'s 180; the channel ends after the second they wait.
+#[test]
+fn busy_congestion_and_ringing_answer_the_invite() {
+    let (server, port) = pbx("sipbusyapp", "");
+    let (code, out) = run_sipp(port, "invite_486.xml", "3000", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    no_channels_left(&server);
+
+    let (sip, _rtp) = invite_by_hand(port, "3001", "congestion@127.0.0.1");
+    let responses = responses_to_invite(&sip, port, "3001", "congestion@127.0.0.1");
+    let codes: Vec<&str> = responses.iter().map(|r| &r[8..11]).filter(|c| *c != "100").collect();
+    assert_eq!(codes, ["180", "503"], "{responses:?}\n{}", server.log_tail());
+    no_channels_left(&server);
+}
+
+/// Progress() sends 183 with SDP, and Playback(...,noanswer) plays the file as early media
+/// without answering (PLAYBACKSTATUS=SUCCESS); the call then ends unanswered.
+#[test]
+fn progress_and_playback_noanswer_give_early_media() {
+    let (server, port) = pbx("sipearly", "");
+    let (sip, rtp) = invite_by_hand(port, "3002", "early@127.0.0.1");
+    let progress = await_message(&sip, "SIP/2.0 183");
+    assert!(progress.contains("m=audio ") && progress.contains("CSeq: 1 INVITE"), "{progress}");
+    let mut buffer = [0u8; 2048];
+    let mut frames = 0;
+    while let Ok(len) = rtp.recv(&mut buffer) {
+        frames += usize::from(len == 172 && buffer[1] & 0x7f == 0);
+    }
+    assert!((65..=75).contains(&frames), "hello-world as early media: {frames} frames\n{}", server.log_tail());
+    let responses = responses_to_invite(&sip, port, "3002", "early@127.0.0.1");
+    let last = responses.last().unwrap();
+    assert!(!last.starts_with("SIP/2.0 2"), "never answered: {responses:?}");
+    assert!(server.log().contains("\"EARLY PLAYBACKSTATUS=SUCCESS\""), "{}", server.log_tail());
+    no_channels_left(&server);
+}
+
+/// SayDigits(123) says one, two, three: about 2.5 s of Allison's digits.
+#[test]
+fn saydigits_says_each_digit() {
+    let (server, port) = pbx("sipsaydigits", "");
+    let call = HandCall::dial(port, "3003", "saydigits@127.0.0.1");
+    let said = call.receive_payloads(Duration::from_millis(500));
+    assert!((115..=135).contains(&said.len()), "{} frames\n{}", said.len(), server.log_tail());
+    assert!(said.iter().flatten().filter(|&&b| b != 0xff && b != 0x7f).count() > 5000, "not silence");
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+}
+
+/// Playback(...,skip) on a call not yet answered plays nothing (and is a SUCCESS).
+#[test]
+fn playback_skip_plays_nothing_before_the_answer() {
+    let (server, port) = pbx("sipskip", "");
+    let call = HandCall::dial(port, "3004", "skip@127.0.0.1");
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    let heard = call.receive_payloads(Duration::from_millis(200));
+    assert!(heard.len() <= 2, "nothing played: {} frames", heard.len());
+    assert!(server.log().contains("\"SKIPPED PLAYBACKSTATUS=SUCCESS\""), "{}", server.log_tail());
+}
+
+/// Busy() and Congestion() without a timeout wait for the caller to go, as Asterisk's do; once
+/// the 486/503 is sent and ACKed the caller is gone (Asterisk's chan_sip soft-hangs-up the
+/// channel when it sends them), so the channel must end.
+#[test]
+#[ignore = "chan_sip: after a 486/503 sent for Busy()/Congestion() and its ACK, the channel is never told of the hangup, so Busy()/Congestion() without a timeout wait (and the channel stays) for ever"]
+fn busy_and_congestion_without_a_timeout_end_with_the_transaction() {
+    let (server, port) = pbx("sipbusyforever", "");
+    let (code, out) = run_sipp(port, "invite_486.xml", "3005", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    no_channels_left(&server);
+    let (sip, _rtp) = invite_by_hand(port, "3006", "congestion-forever@127.0.0.1");
+    let responses = responses_to_invite(&sip, port, "3006", "congestion-forever@127.0.0.1");
+    assert!(responses.last().is_some_and(|r| r.starts_with("SIP/2.0 503")), "{responses:?}");
+    no_channels_left(&server);
 }

@@ -1,7 +1,8 @@
 //! The applications every dialplan has, built into the core as Asterisk's pbx_builtins.c are:
 //! Answer, Hangup, NoOp, Set, MSet, Goto, GotoIf, Gosub, GosubIf, Return, Wait, Progress,
 //! Ringing, Busy, Congestion, WaitExten, and Macro's refusal. Their arguments arrive already
-//! substituted.
+//! substituted. LOCAL()'s read and write live here beside Gosub's stack (pbx_config registers
+//! the function with the dialplan).
 
 use std::time::{Duration, Instant};
 
@@ -129,17 +130,57 @@ fn gosub_to(chan: &mut Channel, data: &str) -> AppResult {
     };
     let mut saved = Vec::new();
     let arguments: Vec<&str> = if args.is_empty() { Vec::new() } else { args.split(',').collect() };
-    // ARGn of the caller are hidden for the subroutine's level and restored on Return.
-    for n in 1..=arguments.len().max(chan.gosub_stack.last().map_or(0, |f| f.saved.len())) {
+    // ARGn (and ARGC) of the caller are hidden for the subroutine's level and restored on
+    // Return; as app_stack, ARGn the caller had beyond this call's arguments read as empty.
+    let caller_args = chan.gosub_stack.last().map_or(0, |f| f.saved.iter().filter(|(n, _)| is_arg(n)).count());
+    for n in 1..=arguments.len().max(caller_args) {
         let name = format!("ARG{n}");
         saved.push((name.clone(), chan.var(&name).map(str::to_owned)));
         chan.set_var(&name, arguments.get(n - 1).copied().unwrap_or(""));
     }
+    saved.push(("ARGC".to_owned(), chan.var("ARGC").map(str::to_owned)));
+    chan.set_var("ARGC", &arguments.len().to_string());
     let frame =
         StackFrame { context: chan.context.clone(), exten: chan.exten.clone(), priority: chan.priority + 1, saved };
     chan.gosub_stack.push(frame);
     chan.jump(jump);
     AppResult::Continue
+}
+
+/// `ARG1`, `ARG2`...: the argument variables Gosub sets.
+fn is_arg(name: &str) -> bool {
+    name.strip_prefix("ARG").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `${LOCAL(name)}` (app_stack's LOCAL): the variable if it is local to the current Gosub
+/// level (set through `LOCAL()` there, or an argument), else empty; outside a Gosub, an error.
+pub fn local_read(chan: &mut Channel, name: &str) -> Result<String, String> {
+    let name = name.trim();
+    let frame = chan.gosub_stack.last().ok_or("LOCAL(): no Gosub stack")?;
+    if frame.saved.iter().any(|(n, _)| n == name) {
+        Ok(chan.var(name).unwrap_or("").to_owned())
+    } else {
+        Ok(String::new())
+    }
+}
+
+/// `Set(LOCAL(name)=value)`: sets the variable for this Gosub level only; `Return` gives it
+/// back the value it had before (or none).
+pub fn local_write(chan: &mut Channel, name: &str, value: &str) -> Result<(), String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("LOCAL() needs a variable name".into());
+    }
+    // The variable itself, not an inherited `_name` that `var` would also answer with.
+    let before = chan.var_names().any(|n| n == name).then(|| chan.var(name).map(str::to_owned)).flatten();
+    let Some(frame) = chan.gosub_stack.last_mut() else {
+        return Err(format!("Tried to set LOCAL({name}), but we aren't within a Gosub routine"));
+    };
+    if !frame.saved.iter().any(|(n, _)| n == name) {
+        frame.saved.push((name.to_owned(), before));
+    }
+    chan.set_var(name, value);
+    Ok(())
 }
 
 fn gosub<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
@@ -430,5 +471,38 @@ mod tests {
         assert_eq!(conditional("1?yes:no"), (true, Some("yes"), Some("no")));
         assert_eq!(conditional("0?yes"), (false, Some("yes"), None));
         assert_eq!(conditional("0?:no"), (false, None, Some("no")));
+    }
+
+    /// LOCAL() and ARGn/ARGC belong to one Gosub level: visible below it, gone after Return.
+    #[test]
+    fn local_variables_and_arguments_live_until_return() {
+        let core = crate::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        chan.set_var("X", "outer");
+        assert!(local_write(&mut chan, "X", "1").is_err(), "outside a Gosub");
+        assert!(local_read(&mut chan, "X").is_err());
+        assert_eq!(chan.var("X"), Some("outer"));
+        gosub_to(&mut chan, "sub,s,1(a,b)");
+        assert_eq!((chan.var("ARG1"), chan.var("ARG2"), chan.var("ARGC")), (Some("a"), Some("b"), Some("2")));
+        local_write(&mut chan, "X", "inner").unwrap();
+        local_write(&mut chan, "Y", "new").unwrap();
+        local_write(&mut chan, "X", "again").unwrap();
+        chan.set_var("Z", "plain");
+        assert_eq!(local_read(&mut chan, "X").unwrap(), "again");
+        assert_eq!(local_read(&mut chan, "ARG1").unwrap(), "a", "arguments are local too");
+        assert_eq!(local_read(&mut chan, "Z").unwrap(), "", "a variable not local to this level");
+        gosub_to(&mut chan, "sub,s,1(c)");
+        assert_eq!((chan.var("ARG1"), chan.var("ARG2"), chan.var("ARGC")), (Some("c"), None, Some("1")));
+        assert_eq!(chan.var("X"), Some("again"), "a LOCAL is seen by the levels below");
+        assert_eq!(local_read(&mut chan, "X").unwrap(), "", "but is not theirs");
+        core.runtime().block_on(async {
+            gosub_return(&mut chan, "").await;
+            assert_eq!((chan.var("ARG1"), chan.var("ARG2"), chan.var("ARGC")), (Some("a"), Some("b"), Some("2")));
+            gosub_return(&mut chan, "done").await;
+        });
+        assert_eq!(chan.var("X"), Some("outer"), "the caller's value is back");
+        assert_eq!((chan.var("Y"), chan.var("ARG1"), chan.var("ARGC")), (None, None, None));
+        assert_eq!(chan.var("Z"), Some("plain"));
+        assert_eq!(chan.var("GOSUB_RETVAL"), Some("done"));
     }
 }

@@ -304,6 +304,12 @@ mod tests {
         assert_eq!(eval("foo != bar"), "1");
         assert_eq!(eval("3 + 1 = 5 & 4 > 3"), "0", "the issue's benchmark expression, false");
         assert_eq!(eval("3 + 1 = 4 & 4 > 3"), "1");
+        assert_eq!(eval("5 <= 5"), "1");
+        assert_eq!(eval("10 <= 9"), "0", "numerically, not as text");
+        assert_eq!(eval("9 >= 10"), "0");
+        assert_eq!(eval("b >= a"), "1");
+        assert_eq!(eval("abc <= abb"), "0");
+        assert_eq!(eval("2 < 10"), "1");
     }
 
     #[test]

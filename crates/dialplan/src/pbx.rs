@@ -231,7 +231,10 @@ async fn run_priorities(
             return Ended::Hangup(Cause::UNALLOCATED);
         };
         let Some(priority) = found.extension.priority(chan.priority) else {
-            // The extension ran out of priorities.
+            // The extension ran out of priorities; `h` just ends (ast_pbx_h_exten_run).
+            if in_h {
+                return Ended::Hangup(chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
+            }
             if plan.general.autofallthrough {
                 return fall_through(chan).await;
             }

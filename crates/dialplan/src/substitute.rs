@@ -36,11 +36,12 @@ pub fn substitute(text: &str, scope: &mut dyn Scope) -> String {
             i = next;
             continue;
         };
-        // Find the matching close, counting nested openers of the same kind.
+        // Find the matching close, counting nested openers of the same kind, with or without
+        // their `$` (as pbx_substitute_variables_helper does: `$[${X} =~ "[0-9]+"]` is one).
         let mut depth = 0usize;
         let mut end = None;
         for (j, &b) in bytes.iter().enumerate().skip(i + 2) {
-            if b == open && j > 0 && bytes[j - 1] == b'$' {
+            if b == open {
                 depth += 1;
             } else if b == close {
                 if depth == 0 {
@@ -176,6 +177,8 @@ mod tests {
         assert_eq!(substitute("$[${X} + 1 = 5 & ${LEN(${Y})} > 3]", &mut s), "0");
         assert_eq!(substitute("$[${X} + 1 = 4 & ${LEN(${Y})} > 3]", &mut s), "1");
         assert_eq!(substitute("n=$[$[1+2]*2]", &mut s), "n=6");
+        assert_eq!(substitute("$[x${X}4 =~ \"[0-9]+\"]!", &mut s), "2!", "a bracket inside counts");
+        assert_eq!(substitute("${LEN(a{b}c)}${X}", &mut s), "53", "and a brace inside ${{...}}");
     }
 
     #[test]

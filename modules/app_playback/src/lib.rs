@@ -160,9 +160,16 @@ fn playback<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             tracing::warn!("Playback requires an argument (filename)");
             return AppResult::Hangup;
         }
-        let skip = options.contains("skip");
-        if !options.contains("noanswer") && chan.state() != ChannelState::Up {
-            chan.answer();
+        // As app_playback: `skip` plays nothing on a line that is not up (and that is a
+        // success); `noanswer` plays without answering (early media).
+        if chan.state() != ChannelState::Up {
+            if options.contains("skip") {
+                chan.set_var("PLAYBACKSTATUS", "SUCCESS");
+                return AppResult::Continue;
+            }
+            if !options.contains("noanswer") {
+                chan.answer();
+            }
         }
         let mut status = "SUCCESS";
         for file in files.split('&').map(str::trim) {
@@ -170,10 +177,8 @@ fn playback<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
                 Ok(()) | Err(StreamError::Interrupted(_)) => {}
                 Err(StreamError::HungUp) => return AppResult::Hangup,
                 Err(StreamError::NotFound) => {
-                    if !skip {
-                        tracing::warn!("Playback failed on {} (file '{file}' not found)", chan.name());
-                        status = "FAILED";
-                    }
+                    tracing::warn!("Playback failed on {} (file '{file}' not found)", chan.name());
+                    status = "FAILED";
                 }
                 Err(StreamError::Unreadable(why)) => {
                     tracing::warn!("Playback failed on {}: {why}", chan.name());
@@ -447,17 +452,19 @@ const SILENCE_THRESHOLD: u32 = 256;
 /// `q`), then records what the caller says until `#` (`*` with `t`, any key with `y`, none
 /// with `x`), `silence` seconds of silence, `maxduration` seconds, or hangup (the file is kept
 /// only with `k`). `%d` in the name becomes a number that makes it new. A relative name is
-/// under soundsdir, as in Asterisk. Formats: wav, sln, ulaw, alaw. Options `s` (skip when not
-/// answered), `n` (no answer). Sets `RECORDED_FILE` (without extension) and `RECORD_STATUS`
-/// (`DTMF`, `SILENCE`, `TIMEOUT`, `HANGUP`, `SKIP`, `ERROR`).
+/// under soundsdir, as in Asterisk; the folder is made if it does not exist. A name without a
+/// format is an error that ends the call. Formats: wav, sln, ulaw, alaw. Options `s` (skip
+/// when not answered), `n` (no answer). Sets `RECORDED_FILE` (without extension) and
+/// `RECORD_STATUS` (`DTMF`, `SILENCE`, `TIMEOUT`, `HANGUP`, `SKIP`, `ERROR`).
 fn record<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
         let args: Vec<&str> = data.split(',').map(str::trim).collect();
         let arg = |i: usize| args.get(i).copied().unwrap_or("");
         let Some((name, extension)) = arg(0).rsplit_once('.') else {
+            // As app_record: a name without a format is an error that ends the call.
             tracing::warn!("Record: no extension specified to filename '{}'", arg(0));
             chan.set_var("RECORD_STATUS", "ERROR");
-            return AppResult::Continue;
+            return AppResult::Hangup;
         };
         let Some(format) = Format::from_extension(extension) else {
             tracing::warn!("Record: unknown format '{extension}'");
@@ -558,6 +565,10 @@ fn record<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             chan.set_var("RECORD_STATUS", status);
             return AppResult::Hangup;
         }
+        // As app_record, the folder is made if it does not exist yet.
+        if let Some(folder) = path.parent() {
+            let _ = std::fs::create_dir_all(folder);
+        }
         let written = std::fs::File::create(&path).map_err(|e| e.to_string()).and_then(|file| {
             audio_file::write(format, &audio, std::io::BufWriter::new(file)).map_err(|e| e.to_string())
         });
@@ -581,7 +592,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         App {
             name: "Playback",
             synopsis: "Play a file.",
-            description: "Playback(filename[&filename2[&...]][,options]): plays the files (without extension) from soundsdir in the channel's language; answers first unless 'noanswer'; 'skip' passes over missing files silently. Sets PLAYBACKSTATUS to SUCCESS or FAILED.",
+            description: "Playback(filename[&filename2[&...]][,options]): plays the files (without extension) from soundsdir in the channel's language; answers first unless 'noanswer'; 'skip' plays nothing when the channel is not answered. Sets PLAYBACKSTATUS to SUCCESS or FAILED.",
             exec: playback,
             uses: None,
         },

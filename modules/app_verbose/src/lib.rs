@@ -5,31 +5,45 @@ use starling_core::apps::{App, AppFuture, AppResult};
 use starling_core::channel::Channel;
 use starling_core::{tracing, verbose, LoadError, Module, ModuleContext};
 
+/// `[level,]message` as app_verbose reads it: a level that is not a number is warned about and
+/// taken as 0; levels above 4 are 4.
+fn verbose_level(data: &str) -> (u8, &str) {
+    match data.split_once(',') {
+        None => (0, data),
+        Some((level, message)) => match level.trim().parse::<u32>() {
+            Ok(n) => (n.min(4) as u8, message),
+            Err(_) => {
+                tracing::warn!("'{level}' is not a verboser number");
+                (0, message)
+            }
+        },
+    }
+}
+
 fn verbose_app<'a>(_: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let (level, message) = match data.split_once(',') {
-            Some((l, m)) if l.trim().parse::<u8>().is_ok() => (l.trim().parse::<u8>().unwrap_or(0), m),
-            _ => (0, data),
-        };
+        let (level, message) = verbose_level(data);
         verbose!(level, "{message}");
         AppResult::Continue
     })
 }
 
-/// `Log(ERROR|WARNING|NOTICE|DEBUG|VERBOSE|DTMF,message)`.
+/// `Log(ERROR|WARNING|NOTICE|DEBUG|VERBOSE|DTMF,message)` (DTMF is logged as NOTICE).
 fn log_app<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
         let Some((level, message)) = data.split_once(',') else {
             tracing::warn!("Log requires an argument (level,message)");
             return AppResult::Continue;
         };
-        let location = format!("{}@{}:{}", chan.exten, chan.context, chan.priority);
+        // Asterisk logs it as if from file "Ext. <exten>", line <priority>, function "@ <context>".
+        let location = format!("Ext. {}:{} @ {}", chan.exten, chan.priority, chan.context);
         match level.trim().to_ascii_uppercase().as_str() {
-            "ERROR" => tracing::error!("Ext. {location}: {message}"),
-            "WARNING" => tracing::warn!("Ext. {location}: {message}"),
-            "DEBUG" => tracing::debug!("Ext. {location}: {message}"),
-            "VERBOSE" => verbose!(1, "Ext. {location}: {message}"),
-            _ => tracing::info!("Ext. {location}: {message}"),
+            "ERROR" => tracing::error!("{location}: {message}"),
+            "WARNING" => tracing::warn!("{location}: {message}"),
+            "NOTICE" | "DTMF" => tracing::info!("{location}: {message}"),
+            "DEBUG" => tracing::debug!("{location}: {message}"),
+            "VERBOSE" => verbose!(1, "{location}: {message}"),
+            _ => tracing::error!("Unknown log level: '{level}'"),
         }
         AppResult::Continue
     })
@@ -47,7 +61,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         App {
             name: "Log",
             synopsis: "Send arbitrary text to a selected log level.",
-            description: "Log(level,message): level is ERROR, WARNING, NOTICE, DEBUG or VERBOSE.",
+            description: "Log(level,message): level is ERROR, WARNING, NOTICE, DEBUG, VERBOSE or DTMF.",
             exec: log_app,
             uses: None,
         },
@@ -59,4 +73,17 @@ starling_core::module! {
     description: "Send verbose output",
     support_level: Core,
     load: load,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbose_levels_as_app_verbose_reads_them() {
+        assert_eq!(verbose_level("hello"), (0, "hello"));
+        assert_eq!(verbose_level("2,hi, there"), (2, "hi, there"), "the message keeps its commas");
+        assert_eq!(verbose_level("9,loud"), (4, "loud"), "at most 4");
+        assert_eq!(verbose_level("hi,there"), (0, "there"), "not a number: level 0, the rest is the message");
+    }
 }

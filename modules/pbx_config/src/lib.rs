@@ -2,7 +2,8 @@
 //! (step 2 of the call flow: "start the PBX on it in the context of the peer"). `dialplan
 //! reload` is atomic: a file with an error keeps the dialplan in force and prints file:line.
 //! It also brings the applications that need the dialplan itself: GotoIfTime and
-//! While/EndWhile/ExitWhile/ContinueWhile (Asterisk's app_while).
+//! While/EndWhile/ExitWhile/ContinueWhile (Asterisk's app_while), and the functions GLOBAL()
+//! and LOCAL() (the Gosub level's variables; Gosub itself is built into the core).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -246,13 +247,23 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     .into_iter()
     .map(|a| ctx.register_app(a))
     .collect::<Result<Vec<_>, _>>()?;
-    let functions = ctx.register_functions(vec![starling_core::apps::Function {
-        name: "GLOBAL",
-        synopsis: "Gets or sets the global variable specified.",
-        read: Some(global_read),
-        write: Some(global_write),
-        uses: None,
-    }])?;
+    let functions = ctx.register_functions(vec![
+        starling_core::apps::Function {
+            name: "GLOBAL",
+            synopsis: "Gets or sets the global variable specified.",
+            read: Some(global_read),
+            write: Some(global_write),
+            uses: None,
+        },
+        // Gosub is the core's; its LOCAL() comes with the dialplan, as GLOBAL() does.
+        starling_core::apps::Function {
+            name: "LOCAL",
+            synopsis: "Manage variables local to the gosub stack frame.",
+            read: Some(starling_core::builtins::local_read),
+            write: Some(starling_core::builtins::local_write),
+            uses: None,
+        },
+    ])?;
     Ok(Box::new(PbxConfig { core: ctx.core().clone(), _cli: cli, _apps: apps, _functions: functions }))
 }
 
