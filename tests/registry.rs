@@ -43,6 +43,43 @@ fn a_line_registers_with_digest() {
     assert_eq!(code, 0, "the registrar verified the digest: {out}");
 }
 
+/// A line whose peer has an `outboundproxy` and another `fromuser`: the REGISTER goes to the
+/// proxy, names the registrar in its Request-URI, the AOR in To and the third-party registrant
+/// in From; `sip show registry detail` shows all of it.
+#[test]
+fn a_third_party_registration_through_a_proxy_shows_in_detail() {
+    let proxy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    proxy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = proxy.local_addr().unwrap().port();
+    let server = server(
+        "regdetail",
+        &format!(
+            "register => trunk?alice:pw@registrar.example/600\n\
+             [trunk]\ntype=peer\nhost=127.0.0.1\nfromuser=pbx-main\noutboundproxy=sip:127.0.0.1:{port}\n"
+        ),
+    );
+    let mut buffer = [0u8; 4096];
+    let len = proxy.recv(&mut buffer).expect("the REGISTER reaches the proxy");
+    let register = String::from_utf8_lossy(&buffer[..len]).into_owned();
+    assert!(register.starts_with("REGISTER sip:registrar.example SIP/2.0\r\n"), "{register}");
+    assert!(register.contains("\r\nTo: <sip:alice@registrar.example>\r\n"), "{register}");
+    assert!(register.contains("\r\nFrom: <sip:pbx-main@registrar.example>;tag="), "{register}");
+    let detail = server.rx("sip show registry detail");
+    for line in [
+        "Registration 1: alice@registrar.example:5060\n",
+        "  State          : Request Sent\n",
+        &format!("  Sent to        : UDP 127.0.0.1:{port}\n"),
+        &format!("  Outbound proxy : sip:127.0.0.1:{port}\n"),
+        "  AOR            : sip:alice@registrar.example\n",
+        "  Registrant     : sip:pbx-main@registrar.example (third party)\n",
+        "  Local socket   : UDP 127.0.0.1:",
+        "  Peer           : trunk\n",
+    ] {
+        assert!(detail.contains(line), "{line:?} in\n{detail}");
+    }
+    assert!(detail.ends_with("\n1 SIP registrations.\n"), "{detail}");
+}
+
 /// 403 to our credentials: Rejected.
 #[test]
 fn wrong_credentials_are_rejected() {

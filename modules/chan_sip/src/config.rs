@@ -92,7 +92,12 @@ pub struct Peer {
     pub insecure: Insecure,
     pub acl: Vec<AclRule>,
     pub directmedia: bool,
+    /// Where every request to the peer goes (the Request-URI still names the peer); the
+    /// `[general]` one unless the peer has its own.
     pub outboundproxy: Option<String>,
+    /// Starling's `reregister_on=403,408,480`: an outbound INVITE to this peer failing with one
+    /// of these statuses re-registers the peer's `register =>` lines at once.
+    pub reregister_on: Vec<u16>,
     pub transport: String,
     pub trustrpid: bool,
     pub sendrpid: bool,
@@ -101,6 +106,25 @@ pub struct Peer {
     pub mailbox: Option<String>,
     pub language: String,
     pub description: String,
+}
+
+/// `outboundproxy=[sip:]host[:port][;params]`: the proxy as written (checked), and its host
+/// and port (5060 unless given).
+pub fn parse_proxy(var: &Variable) -> Result<(String, String, u16), ConfigError> {
+    let (host, port) = split_proxy(&var.value).ok_or_else(|| var.error("expected [sip:]host[:port]"))?;
+    Ok((var.value.trim().to_owned(), host, port))
+}
+
+/// The host and port of an `outboundproxy` value.
+pub fn split_proxy(value: &str) -> Option<(String, u16)> {
+    let proxy = value.trim().trim_start_matches("sip:");
+    let proxy = proxy.split(';').next().unwrap_or(proxy);
+    let (host, port) = match proxy.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !h.is_empty() && !p.contains(']') => (h, p.parse().ok()?),
+        _ => (proxy, 5060),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
 /// One `register =>` line.
@@ -136,6 +160,8 @@ pub struct General {
     pub maxexpiry: u32,
     pub registertimeout: u32,
     pub registerattempts: u32,
+    /// `[general] outboundproxy`: REGISTERs of lines without a peer, and peers without their own.
+    pub outboundproxy: Option<String>,
     pub externaddr: Option<String>,
     pub localnet: Vec<(IpAddr, u8)>,
     pub nat: Nat,
@@ -337,6 +363,7 @@ impl SipConf {
             maxexpiry: 3600,
             registertimeout: 20,
             registerattempts: 0,
+            outboundproxy: None,
             externaddr: None,
             localnet: Vec::new(),
             nat: Nat { force_rport: true, comedia: false },
@@ -394,6 +421,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "maxexpiry" | "maxexpirey" => g.maxexpiry = var.parse()?,
         "registertimeout" => g.registertimeout = var.parse()?,
         "registerattempts" => g.registerattempts = var.parse()?,
+        "outboundproxy" => g.outboundproxy = Some(parse_proxy(var)?.0),
         "externaddr" | "externip" => g.externaddr = Some(var.value.clone()),
         "localnet" => g
             .localnet
@@ -433,7 +461,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         insecure: Insecure::default(),
         acl: Vec::new(),
         directmedia: true,
-        outboundproxy: None,
+        outboundproxy: general.outboundproxy.clone(),
+        reregister_on: Vec::new(),
         transport: "udp".into(),
         trustrpid: false,
         sendrpid: false,
@@ -507,7 +536,15 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 }
                 // yes/no, or Asterisk's nonat/update/outgoing, which all allow direct media.
                 "directmedia" | "canreinvite" => p.directmedia = var.parse_bool().unwrap_or(true),
-                "outboundproxy" => p.outboundproxy = Some(var.value.clone()),
+                "outboundproxy" => p.outboundproxy = Some(parse_proxy(var)?.0),
+                "reregister_on" => {
+                    p.reregister_on = var
+                        .value
+                        .split(',')
+                        .map(|code| code.trim().parse::<u16>().ok().filter(|c| (400..700).contains(c)))
+                        .collect::<Option<Vec<u16>>>()
+                        .ok_or_else(|| var.error("expected SIP failure statuses (400-699) separated by commas"))?;
+                }
                 "transport" => {
                     let t = var.value.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
                     if !["udp", "tcp"].contains(&t.as_str()) {

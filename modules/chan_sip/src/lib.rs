@@ -231,6 +231,45 @@ fn show_registry(rows: &[shared::RegistryRow]) -> String {
     out
 }
 
+/// `sip show registry detail` (Starling's): one block per `register =>` line.
+fn show_registry_detail(rows: &[shared::RegistryRow]) -> String {
+    let time = |t: Option<std::time::SystemTime>| {
+        t.map(|t| {
+            starling_core::chrono::DateTime::<starling_core::chrono::Local>::from(t)
+                .format("%a, %d %b %Y %T")
+                .to_string()
+        })
+        .unwrap_or_else(|| "(none)".to_owned())
+    };
+    let or_none = |v: Option<String>| v.unwrap_or_else(|| "(none)".to_owned());
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let d = &row.detail;
+        let registrant = match &d.registrant {
+            Some(r) => format!("{r} (third party)"),
+            None => format!("{} (the AOR)", d.aor),
+        };
+        let _ = writeln!(out, "Registration {}: {}@{}", i + 1, row.username, row.host);
+        let _ = writeln!(out, "  State          : {}", row.state);
+        let _ = writeln!(out, "  Registrar      : sip:{}", row.host);
+        let _ = writeln!(out, "  Sent to        : {}", or_none(d.registrar.map(|a| format!("{} {a}", d.transport))));
+        let _ = writeln!(out, "  Outbound proxy : {}", or_none(d.proxy.clone()));
+        let _ = writeln!(out, "  AOR            : {}", d.aor);
+        let _ = writeln!(out, "  Registrant     : {registrant}");
+        let _ = writeln!(out, "  Binding        : {}", or_none(d.binding.clone()));
+        let _ = writeln!(out, "  Expiry         : {} s", row.refresh);
+        let _ = writeln!(out, "  Reg.Time       : {}", time(row.reg_time));
+        let _ = writeln!(out, "  Next REGISTER  : {}", time(d.next));
+        let _ = writeln!(out, "  Local socket   : {}", or_none(d.local.map(|a| format!("{} {a}", d.transport))));
+        let _ = writeln!(out, "  Call-ID        : {}", d.call_id);
+        let _ = writeln!(out, "  CSeq           : {}", d.cseq);
+        let _ = writeln!(out, "  Peer           : {}", or_none(d.peer.clone()));
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "{} SIP registrations.", rows.len());
+    out
+}
+
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     if !ctx.config_dir().join(CONFIG).exists() {
         return Err(LoadError::Decline(format!("no {CONFIG} in {}", ctx.config_dir().display())));
@@ -321,8 +360,13 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
                 }
             }
         }),
-        CliCommand::new("sip show registry", "List SIP registration status", "Usage: sip show registry\n       Lists all registration requests and status.\n", move |call| {
-            call.print(&show_registry(&registry_state.registry.read().unwrap_or_else(|p| p.into_inner())));
+        CliCommand::new("sip show registry", "List SIP registration status", "Usage: sip show registry [detail]\n       Lists all registration requests and status; with detail, every line's\n       registrar, proxy, AOR, registrant, binding, expiry and local socket.\n", move |call| {
+            let rows = registry_state.registry.read().unwrap_or_else(|p| p.into_inner());
+            match call.args() {
+                [] => call.print(&show_registry(&rows)),
+                [detail] if detail.eq_ignore_ascii_case("detail") => call.print(&show_registry_detail(&rows)),
+                _ => return CliResult::ShowUsage,
+            }
             CliResult::Success
         }),
         CliCommand::new("sip show channelstats", "List statistics for active SIP channels", "Usage: sip show channelstats\n       Lists all currently active SIP channel's RTCP statistics.\n       Natively bridged calls show the packets they relay.\n", move |call| {

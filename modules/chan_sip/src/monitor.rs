@@ -195,6 +195,18 @@ impl Monitor {
             (self.conf.registrations.clone(), g.defaultexpiry, g.registertimeout, g.registerattempts);
         let shared = self.shared.clone();
         let removed = self.registry.configure(now, &lines, expiry, timeout, attempts, || shared.random());
+        for line in &mut self.registry.lines {
+            let peer = line.config.peer.as_deref().and_then(|name| self.conf.peer(name, |_| true));
+            line.proxy = match peer {
+                Some(peer) => peer.outboundproxy.clone(),
+                None => self.conf.general.outboundproxy.clone(),
+            };
+            line.registrant = peer.and_then(|p| {
+                let user = p.fromuser.as_deref().filter(|u| *u != line.config.user)?;
+                let domain = p.fromdomain.as_deref().or(line.config.domain.as_deref()).unwrap_or(&line.config.host);
+                Some(format!("sip:{user}@{domain}"))
+            });
+        }
         self.reg_txs.clear();
         self.registrar_ips.clear();
         self.registrar_extens.clear();
@@ -216,9 +228,14 @@ impl Monitor {
         i: usize,
         authorization: Option<(HeaderName, String)>,
     ) -> Option<(Request, SocketAddr)> {
-        let config = &registry.lines.get(i)?.config;
-        let host = config.host.trim_start_matches('[').trim_end_matches(']');
-        let remote = std::net::ToSocketAddrs::to_socket_addrs(&(host, config.port.unwrap_or(5060))).ok()?.next()?;
+        let line = registry.lines.get(i)?;
+        let config = &line.config;
+        // Through the proxy when there is one; the Request-URI still names the registrar.
+        let (host, port) = match line.proxy.as_deref().and_then(crate::config::split_proxy) {
+            Some((host, port)) => (host, port),
+            None => (config.host.trim_start_matches('[').trim_end_matches(']').to_owned(), config.port.unwrap_or(5060)),
+        };
+        let remote = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).ok()?.next()?;
         let local_ip = self.shared.local_ip_towards(remote);
         let local = SocketAddr::new(local_ip, self.shared.sip_port);
         let branch = crate::registry::branch(self.shared.random());
@@ -977,6 +994,21 @@ fn registry_row(line: &crate::registry::Line) -> crate::shared::RegistryRow {
         refresh: line.expiry,
         state: line.state.text(),
         reg_time: line.reg_time,
+        detail: crate::shared::RegistryDetail {
+            transport: line.config.transport.to_ascii_uppercase(),
+            registrar: line.registrar,
+            proxy: line.proxy.clone(),
+            aor: line.aor(),
+            registrant: line.registrant.clone(),
+            binding: line.local.map(|local| format!("sip:{}@{local}", line.config.extension)),
+            next: line
+                .next_attempt()
+                .map(|at| std::time::SystemTime::now() + at.saturating_duration_since(std::time::Instant::now())),
+            local: line.local,
+            call_id: line.call_id().to_owned(),
+            cseq: line.cseq(),
+            peer: line.config.peer.clone(),
+        },
     }
 }
 

@@ -102,13 +102,8 @@ impl SipTech {
         // `outboundproxy`: every request goes there, the Request-URI still names the peer.
         let remote = match &peer.outboundproxy {
             Some(proxy) => {
-                let proxy = proxy.trim().trim_start_matches("sip:");
-                let proxy = proxy.split(';').next().unwrap_or(proxy);
-                let (host, port) = match proxy.rsplit_once(':') {
-                    Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().unwrap_or(5060)),
-                    _ => (proxy, 5060),
-                };
-                resolve(host, port).ok_or_else(|| {
+                let (host, port) = crate::config::split_proxy(proxy).unwrap_or_default();
+                resolve(&host, port).ok_or_else(|| {
                     tracing::warn!("Cannot resolve outboundproxy '{proxy}' of peer '{}'", peer.name);
                     Cause::REQUESTED_CHAN_UNAVAIL
                 })?

@@ -80,8 +80,35 @@ pub struct Line {
     pub removing: bool,
     /// A REGISTER is out since then: no final answer within `registertimeout` is a Timeout.
     waiting: Option<Instant>,
-    /// Where the REGISTERs go (resolved when sent): calls from there belong to this line.
+    /// Where the REGISTERs go (resolved when sent; the proxy when there is one): calls from
+    /// there belong to this line.
     pub registrar: Option<SocketAddr>,
+    /// The `outboundproxy` the REGISTERs go through (the line's peer's, else `[general]`'s).
+    pub proxy: Option<String>,
+    /// A third-party registrant: the From of our REGISTERs when the line's peer has a
+    /// `fromuser` other than the line's user (the AOR, in To, stays the user's).
+    pub registrant: Option<String>,
+    /// Our address the last REGISTER went from (`Local socket` of the detail view).
+    pub local: Option<SocketAddr>,
+}
+
+impl Line {
+    /// The address of record: `sip:user@domain` (the domain is the registrar's host unless given).
+    pub fn aor(&self) -> String {
+        format!("sip:{}@{}", self.config.user, self.config.domain.as_deref().unwrap_or(&self.config.host))
+    }
+    /// The Call-ID every REGISTER of the line carries.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+    /// The CSeq of the last REGISTER sent.
+    pub fn cseq(&self) -> u32 {
+        self.cseq
+    }
+    /// When the next REGISTER goes (the refresh, or a retry), if one is planned.
+    pub fn next_attempt(&self) -> Option<Instant> {
+        self.next
+    }
 }
 
 /// The lines, with the `[general]` settings they follow.
@@ -144,6 +171,9 @@ impl Registry {
                 removing: false,
                 waiting: None,
                 registrar: None,
+                proxy: None,
+                registrant: None,
+                local: None,
             });
         }
         self.schedule = (0..self.lines.len()).filter_map(|i| Some((self.deadline(i)?, i))).collect();
@@ -238,15 +268,15 @@ impl Registry {
             let line = &mut r.lines[i];
             line.cseq += 1;
             let config = &line.config;
-            let domain = config.domain.clone().unwrap_or_else(|| config.host.clone());
             let registrar = Host::parse(&config.host).unwrap_or_else(|_| Host::from_ip(local.ip()));
             let uri = Uri::sip(None, registrar, config.port);
-            let aor = format!("<sip:{}@{domain}>", config.user);
+            let aor = format!("<{}>", line.aor());
+            let from = line.registrant.as_ref().map_or_else(|| aor.clone(), |r| format!("<{r}>"));
             let mut request = Request::new(Method::Register, uri);
             let via = via_for(Transport::Udp, Host::from_ip(local.ip()), local.port(), branch);
             request.headers.push(HeaderName::Via, via.to_string());
             request.headers.push(HeaderName::MaxForwards, "70");
-            request.headers.push(HeaderName::From, format!("{aor};tag={}", line.from_tag));
+            request.headers.push(HeaderName::From, format!("{from};tag={}", line.from_tag));
             request.headers.push(HeaderName::To, aor);
             request.headers.push(HeaderName::CallId, line.call_id.clone());
             request.headers.push(HeaderName::CSeq, format!("{} REGISTER", line.cseq));
@@ -264,6 +294,7 @@ impl Registry {
             }
             line.authenticated = answering;
             line.waiting = Some(now);
+            line.local = Some(local);
             request
         })
     }

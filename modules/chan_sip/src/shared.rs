@@ -61,6 +61,29 @@ pub struct RegistryRow {
     pub refresh: u32,
     pub state: &'static str,
     pub reg_time: Option<std::time::SystemTime>,
+    pub detail: RegistryDetail,
+}
+
+/// What `sip show registry detail` adds for a line.
+#[derive(Clone, Debug)]
+pub struct RegistryDetail {
+    pub transport: String,
+    /// The address the REGISTERs went to (the proxy's when there is one).
+    pub registrar: Option<std::net::SocketAddr>,
+    pub proxy: Option<String>,
+    /// The address of record (To).
+    pub aor: String,
+    /// The third-party registrant (From), when not the AOR.
+    pub registrant: Option<String>,
+    /// The Contact we registered.
+    pub binding: Option<String>,
+    /// When the next REGISTER is due (refresh or retry).
+    pub next: Option<std::time::SystemTime>,
+    pub local: Option<std::net::SocketAddr>,
+    pub call_id: String,
+    pub cseq: u32,
+    /// The line's `peer?` (its context and credentials).
+    pub peer: Option<String>,
 }
 
 impl Shared {
