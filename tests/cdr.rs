@@ -175,3 +175,308 @@ fn kill_9_loses_only_the_calls_still_up() {
     assert_eq!(csv_lines(&dir).len(), 10);
     assert_eq!(db_rows(&dir).len(), 10);
 }
+
+/// A PostgreSQL cluster of the test's own (Debian's `postgresql`): `initdb` in a temp dir,
+/// listening on 127.0.0.1 and a free port, its socket in the same dir, `fsync=off`. initdb
+/// refuses root, so as root everything runs as `postgres` (`runuser`). The superuser logs in
+/// without a password over the socket (psql); over TCP a password is asked (scram-sha-256).
+/// Dropping it stops the cluster by its data directory.
+struct Postgres {
+    dir: TestDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl Postgres {
+    fn start(name: &str) -> Postgres {
+        let versions = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL (Debian's postgresql package)");
+        let bin = versions
+            .flatten()
+            .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path().join("bin"))))
+            .filter(|(_, bin)| bin.join("initdb").exists())
+            .max()
+            .expect("a /usr/lib/postgresql/<version>/bin/initdb")
+            .1;
+        let root = std::process::Command::new("id").arg("-u").output().unwrap();
+        let as_postgres = String::from_utf8_lossy(&root.stdout).trim() == "0";
+        let dir = TestDir::new(name);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        std::fs::write(dir.path.join("pwfile"), "pgsecret\n").unwrap();
+        let pg = Postgres { dir, bin, port, as_postgres };
+        if as_postgres {
+            let chown = std::process::Command::new("chown").arg("-R").arg("postgres:").arg(&pg.dir.path).status();
+            assert!(chown.unwrap().success());
+        }
+        let data = pg.data();
+        let pwfile = format!("--pwfile={}", pg.dir.path.join("pwfile").display());
+        let initdb = ["-D", data.to_str().unwrap(), "-U", "postgres", &pwfile, "--auth-local=trust"];
+        pg.run("initdb", &[&initdb[..], &["--auth-host=scram-sha-256", "--no-sync", "-E", "UTF8"]].concat());
+        pg.start_again();
+        pg.psql("postgres", "CREATE ROLE starling LOGIN PASSWORD 'cdr-secret'");
+        pg.psql("postgres", "CREATE DATABASE cdrs OWNER starling");
+        pg
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path.join("data")
+    }
+
+    /// Runs one of the cluster's programs (as `postgres` when we are root), bounded in time.
+    fn command(&self, program: &str, args: &[&str]) -> std::process::Command {
+        let mut command = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(program));
+            c
+        } else {
+            std::process::Command::new(self.bin.join(program))
+        };
+        command.args(args).current_dir(&self.dir.path).stdin(std::process::Stdio::null());
+        command
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let log = self.dir.path.join(format!("{program}.out"));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = self
+            .command(program, args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        let status = wait_timeout(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("{program} {args:?} did not finish in 60 s");
+        });
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(status.success(), "{program} {args:?}: {output}\n{}", self.server_log());
+        output
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path.join("server.log")).unwrap_or_default()
+    }
+
+    /// `pg_ctl start` (waits until it accepts connections).
+    fn start_again(&self) {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.dir.path.display()
+        );
+        let data = self.data();
+        let log = self.dir.path.join("server.log");
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &options, "-w", "-t", "30", "start"],
+        );
+    }
+
+    /// `pg_ctl stop -m fast`: sessions are ended, as in a real outage.
+    fn stop(&self) {
+        let data = self.data();
+        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "-t", "30", "stop"]);
+    }
+
+    /// Runs SQL through psql on the socket; its unaligned output.
+    fn psql(&self, db: &str, sql: &str) -> String {
+        let socket = self.dir.path.to_str().unwrap().to_owned();
+        let port = self.port.to_string();
+        self.run(
+            "psql",
+            &["-X", "-h", &socket, "-p", &port, "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+        )
+    }
+
+    /// cdr_pgsql.conf for this cluster.
+    fn cdr_pgsql_conf(&self, extra: &str) -> String {
+        format!(
+            "[global]\nhostname=127.0.0.1\nport={}\ndbname=cdrs\nuser=starling\npassword=cdr-secret\nappname=starling-test\n{extra}",
+            self.port
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- postgres log ---\n{}", self.server_log());
+        }
+        let data = self.data();
+        if data.join("postmaster.pid").exists() {
+            let _ = self
+                .command("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "-t", "20", "stop"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A Starling with cdr_pgsql (for `pg`) and cdr_csv (uniqueids, the reference), SIP on a free port.
+fn pgsql_pbx(name: &str, pg: &Postgres, extra_conf: &str, extensions: &str) -> (Server, u16) {
+    let port = free_udp_port();
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), "");
+    let modules = ["pbx_config", "app_echo", "func_cdr", "app_cdr", "cdr_csv", "cdr_pgsql", "chan_sip"];
+    let loads: String = modules.iter().map(|m| format!("load => {m}.so\n")).collect();
+    dir.write("modules.conf", &format!("[modules]\nautoload = no\n{loads}"));
+    dir.write("extensions.conf", extensions);
+    dir.write(
+        "sip.conf",
+        &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=yes\ncontext=default\n"),
+    );
+    dir.write("cdr.conf", "[general]\n[csv]\nloguniqueid=yes\n");
+    dir.write("cdr_pgsql.conf", &pg.cdr_pgsql_conf(extra_conf));
+    (Server::start(dir), port)
+}
+
+/// The uniqueids of Master.csv (its last field with loguniqueid=yes), sorted.
+fn csv_uniqueids(dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = csv_lines(dir)
+        .iter()
+        .filter_map(|l| l.rsplit(",\"").next().map(|f| f.trim_end_matches('"').to_owned()))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The uniqueids of the `cdr` table, sorted (duplicates kept).
+fn pg_uniqueids(pg: &Postgres) -> Vec<String> {
+    let out = pg.psql("cdrs", "SELECT uniqueid FROM cdr ORDER BY uniqueid");
+    out.lines().map(str::to_owned).collect()
+}
+
+fn calls(port: u16, n: u32, server: &Server) {
+    let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "600", "", "", n);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+}
+
+/// Waits until PostgreSQL holds exactly the records cdr_csv wrote (`expected` of them): each
+/// call once, none lost.
+fn assert_all_in_postgres(pg: &Postgres, server_dir: &Path, expected: usize, log: &dyn Fn() -> String) {
+    let csv = eventually(Duration::from_secs(10), || {
+        let ids = csv_uniqueids(server_dir);
+        (ids.len() == expected).then_some(ids)
+    })
+    .unwrap_or_else(|| panic!("{expected} CSV records: {:?}\n{}", csv_uniqueids(server_dir), log()));
+    let written = eventually(Duration::from_secs(20), || (pg_uniqueids(pg) == csv).then_some(()));
+    assert!(written.is_some(), "PostgreSQL {:?}\nCSV {csv:?}\n{}", pg_uniqueids(pg), log());
+}
+
+const PG_EXTENSIONS: &str = "[default]
+exten => 600,1,Answer()
+ same => n,Set(CDR(userfield)=vip)
+ same => n,Set(CDR(tenant)=42)
+ same => n,Wait(0.2)
+ same => n,Hangup()
+";
+
+/// Calls land in PostgreSQL (the table created, a password login); PostgreSQL stopped mid-run:
+/// the records wait in the spool (`cdr show status` says how many) and arrive when it is back;
+/// stopped again, Starling stops gracefully with records spooled, PostgreSQL comes back, Starling
+/// starts again and writes them. Every call once: none lost, none twice.
+#[test]
+fn pgsql_records_survive_an_outage_and_a_restart() {
+    let pg = Postgres::start("pgcdr");
+    let (server, port) = pgsql_pbx("pgcdrpbx", &pg, "", PG_EXTENSIONS);
+    let online = eventually(Duration::from_secs(10), || {
+        server.rx("cdr show status").contains("    pgsql (online, 0 spooled)\n").then_some(())
+    });
+    assert!(online.is_some(), "{}\n{}", server.rx("cdr show status"), server.log_tail());
+    let dir = server.dir.path.clone();
+
+    calls(port, 3, &server);
+    assert_all_in_postgres(&pg, &dir, 3, &|| server.log_tail());
+    let row = pg.psql(
+        "cdrs",
+        "SELECT dst, dcontext, lastapp, disposition, amaflags, userfield, duration >= 0, billsec <= duration, \
+         answer >= start, \"end\" >= answer, linkedid = uniqueid, sequence, pg_typeof(start) FROM cdr LIMIT 1",
+    );
+    assert_eq!(row.trim(), "600|default|Hangup|ANSWERED|DOCUMENTATION|vip|t|t|t|t|t|0|timestamp without time zone");
+
+    // The outage: new records are spooled.
+    pg.stop();
+    calls(port, 4, &server);
+    let spooled = eventually(Duration::from_secs(10), || {
+        server.rx("cdr show status").contains("    pgsql (offline, 4 spooled)\n").then_some(())
+    });
+    assert!(spooled.is_some(), "{}\n{}", server.rx("cdr show status"), server.log_tail());
+    assert!(server.log().contains("records are spooled to"), "{}", server.log_tail());
+    pg.start_again();
+    assert_all_in_postgres(&pg, &dir, 7, &|| server.log_tail());
+    let back = eventually(Duration::from_secs(5), || {
+        server.rx("cdr show status").contains("    pgsql (online, 0 spooled)\n").then_some(())
+    });
+    assert!(back.is_some(), "{}", server.rx("cdr show status"));
+    assert!(server.log().contains("4 spooled record(s) written to the database"), "{}", server.log_tail());
+
+    // Down again, and Starling stops gracefully: the records stay in the spool.
+    pg.stop();
+    calls(port, 2, &server);
+    let spooled = eventually(Duration::from_secs(10), || {
+        server.rx("cdr show status").contains("    pgsql (offline, 2 spooled)\n").then_some(())
+    });
+    assert!(spooled.is_some(), "{}\n{}", server.rx("cdr show status"), server.log_tail());
+    server.rx("core stop gracefully");
+    let mut server = server;
+    assert!(server.wait_exit(Duration::from_secs(20)).success(), "{}", server.log_tail());
+    let spool = rusqlite::Connection::open(dir.join("db/cdr-spool.sqlite3")).unwrap();
+    let left: i64 =
+        spool.query_row("SELECT COUNT(*) FROM cdr_spool WHERE backend = 'pgsql'", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 2);
+    drop(spool);
+
+    // PostgreSQL back first, then Starling: the spool drains without a call.
+    pg.start_again();
+    assert_eq!(pg_uniqueids(&pg).len(), 7);
+    let server = Server::start(server.into_dir());
+    assert_all_in_postgres(&pg, &dir, 9, &|| server.log_tail());
+    assert!(server.log().contains("2 record(s) in"), "{}", server.log_tail());
+}
+
+/// An existing table (Asterisk's classic layout, with `calldate`, integer `amaflags` and
+/// `disposition`, a timestamptz, a CDR variable's column, a NOT NULL column it cannot fill) gets
+/// the columns it has, through the Unix socket; `timezone=UTC` writes UTC wall clock times.
+#[test]
+fn pgsql_fills_the_columns_an_existing_table_has() {
+    let pg = Postgres::start("pgcols");
+    pg.psql(
+        "cdrs",
+        "CREATE TABLE cdr (calldate timestamp NOT NULL, clid varchar(80) NOT NULL DEFAULT '', \
+         src varchar(80), dst varchar(80), dcontext varchar(80), channel varchar(80), dstchannel varchar(80), \
+         lastapp varchar(3), lastdata varchar(80), duration bigint, billsec float8, disposition int, \
+         amaflags int, accountcode varchar(20), uniqueid varchar(32), userfield varchar(255), \
+         \"end\" timestamptz, tenant int, peeraccount varchar(20) NOT NULL, note text DEFAULT 'none'); \
+         ALTER TABLE cdr OWNER TO starling",
+    );
+    // Over the Unix socket this time (its directory as hostname).
+    let conf = format!("hostname={}\ntable=CDR\ntimezone=UTC\n", pg.dir.path.display());
+    let (server, port) = pgsql_pbx("pgcolspbx", &pg, &conf, PG_EXTENSIONS);
+    calls(port, 1, &server);
+    assert_all_in_postgres(&pg, &server.dir.path, 1, &|| server.log_tail());
+    let row = pg.psql(
+        "cdrs",
+        "SET TIME ZONE 'UTC'; SELECT clid, dst, lastapp, disposition, amaflags, userfield, tenant, peeraccount, note, \
+         billsec > 0, abs(extract(epoch FROM (\"end\" - calldate::timestamptz))) < 5 FROM cdr",
+    );
+    let row = row.lines().last().unwrap_or_default().to_owned();
+    assert_eq!(row, "\"A Guest\" <guest>|600|Han|8|3|vip|42||none|t|t", "{}", server.log_tail());
+}
+
+/// Without cdr_pgsql.conf the module declines; a bad value stops startup naming its line.
+#[test]
+fn cdr_pgsql_declines_without_its_file_and_a_bad_value_exits_1() {
+    let dir = TestDir::new("pgdecline");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => cdr_pgsql.so\n");
+    let server = Server::start(dir);
+    assert!(server.rx("module show like cdr_pgsql").ends_with("0 modules loaded\n"));
+    let dir = server.into_dir();
+    dir.write("cdr_pgsql.conf", "[global]\nhostname=127.0.0.1\nport=none\nfoo=bar\n");
+    let out = run_starling(&["-C", dir.config().to_str().unwrap(), "-f"], Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    let err = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(err.contains("cdr_pgsql.conf:3: port 'none': a port is 1 to 65535"), "{err}");
+    assert!(err.contains("cdr_pgsql.conf:4: unknown [global] option 'foo' ignored"), "{err}");
+}

@@ -44,6 +44,7 @@ fn static_modules() -> Vec<StaticModule> {
         func_timeout::module_info,
         cdr_csv::module_info,
         cdr_sqlite3::module_info,
+        cdr_pgsql::module_info,
         func_cdr::module_info,
         app_cdr::module_info,
         res_manager::module_info,

@@ -21,7 +21,9 @@ use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::events::Event;
 use crate::frame::Cause;
 
+mod spool;
 mod sqlite;
+pub use spool::{RemoteError, RemoteWriter, Spool, SpoolingWriter, QUEUE_LIMIT, SPOOL_FILE};
 pub use sqlite::SqliteWriter;
 
 /// How a call ended, as Asterisk's `ast_cdr_disp2str` names it.
@@ -42,6 +44,24 @@ impl Disposition {
             Disposition::Busy => "BUSY",
             Disposition::Answered => "ANSWERED",
             Disposition::Congestion => "CONGESTION",
+        }
+    }
+
+    /// The disposition named as [`Disposition::as_str`] names it.
+    pub fn parse(text: &str) -> Option<Disposition> {
+        [Disposition::NoAnswer, Disposition::Failed, Disposition::Busy, Disposition::Answered, Disposition::Congestion]
+            .into_iter()
+            .find(|d| d.as_str() == text)
+    }
+
+    /// Asterisk's number for it (`enum ast_cdr_disposition`), as `CDR(disposition,u)` gives it.
+    pub fn code(self) -> u32 {
+        match self {
+            Disposition::NoAnswer => 0,
+            Disposition::Failed => 2,
+            Disposition::Busy => 4,
+            Disposition::Answered => 8,
+            Disposition::Congestion => 16,
         }
     }
 
@@ -85,6 +105,14 @@ impl AmaFlags {
             AmaFlags::Omit => "OMIT",
             AmaFlags::Billing => "BILLING",
             AmaFlags::Documentation => "DOCUMENTATION",
+        }
+    }
+    /// Asterisk's number for it (1 omit, 2 billing, 3 documentation).
+    pub fn code(self) -> u32 {
+        match self {
+            AmaFlags::Omit => 1,
+            AmaFlags::Billing => 2,
+            AmaFlags::Documentation => 3,
         }
     }
     /// By name (any case) or by Asterisk's number (1 omit, 2 billing, 3 documentation).
@@ -357,6 +385,10 @@ impl CdrSettings {
 pub trait CdrBackend: Send + Sync {
     /// Queues one record; must return at once (the backend writes on its own thread).
     fn log(&self, record: &Arc<CdrRecord>);
+    /// A few words for `cdr show status` after the backend's name (a remote database's state).
+    fn status(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The CDR engine: settings, backends, counters (`cdr show status`).
@@ -379,6 +411,10 @@ impl CdrEngine {
             if path.exists() { CdrSettings::from_config(&Config::load(&path)?)? } else { Default::default() };
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
         Ok(())
+    }
+    /// The status line of a registered backend ([`CdrBackend::status`]).
+    pub fn backend_status(&self, name: &str) -> Option<String> {
+        self.backends.get(name)?.status()
     }
     /// Registers a backend under its Asterisk name (`csv`, `sqlite3_custom`...).
     pub fn register_backend(
@@ -423,16 +459,22 @@ impl CdrEngine {
 pub trait CdrWriter: Send + 'static {
     /// Writes every record of the batch, or none (the batch is retried).
     fn write(&mut self, batch: &[Arc<CdrRecord>]) -> Result<(), String>;
+    /// Called on the writer thread after a second without records (a spooling writer drains
+    /// its spool then).
+    fn idle(&mut self) {}
 }
 
 /// A backend that queues records and writes them on a thread of its own, as many at once as
 /// have queued up (one transaction, one file append), so a call never waits for a disk.
 /// A failed write is retried every second; [`BatchBackend::stop`] writes what is queued
-/// before returning (no record is lost on a graceful stop).
+/// before returning (no record is lost on a graceful stop). After each second without records
+/// the thread calls [`CdrWriter::idle`].
 pub struct BatchBackend {
     queue: std::sync::Mutex<Option<std::sync::mpsc::Sender<Arc<CdrRecord>>>>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Records in the queue, not yet taken by the thread.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// At most this many records go in one write.
@@ -443,25 +485,34 @@ impl BatchBackend {
         let (tx, rx) = std::sync::mpsc::channel::<Arc<CdrRecord>>();
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop = stopping.clone();
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let taken = queued.clone();
         let thread = std::thread::Builder::new()
             .name(format!("cdr-{name}"))
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(rx.try_iter().take(BATCH - 1));
-                    let mut failures = 0u32;
-                    while let Err(e) = writer.write(&batch) {
-                        failures += 1;
-                        if failures == 1 {
-                            crate::tracing::error!("cdr_{name}: cannot write {} record(s): {e}; retrying", batch.len());
-                        }
-                        // Stopping (the queue closed) gives up after a few more tries.
-                        if failures > 5 && stop.load(Ordering::Relaxed) {
-                            crate::tracing::error!("cdr_{name}: {} record(s) lost: {e}", batch.len());
-                            break;
-                        }
-                        std::thread::sleep(std::time::Duration::from_secs(1));
+            .spawn(move || loop {
+                let first = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                    Ok(first) => first,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        writer.idle();
+                        continue;
                     }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                };
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter().take(BATCH - 1));
+                taken.fetch_sub(batch.len(), Ordering::Relaxed);
+                let mut failures = 0u32;
+                while let Err(e) = writer.write(&batch) {
+                    failures += 1;
+                    if failures == 1 {
+                        crate::tracing::error!("cdr_{name}: cannot write {} record(s): {e}; retrying", batch.len());
+                    }
+                    // Stopping (the queue closed) gives up after a few more tries.
+                    if failures > 5 && stop.load(Ordering::Relaxed) {
+                        crate::tracing::error!("cdr_{name}: {} record(s) lost: {e}", batch.len());
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(1));
                 }
             })
             .expect("spawn a CDR writer thread");
@@ -469,7 +520,13 @@ impl BatchBackend {
             queue: std::sync::Mutex::new(Some(tx)),
             thread: std::sync::Mutex::new(Some(thread)),
             stopping,
+            queued,
         })
+    }
+
+    /// Records queued and not yet taken by the writer thread.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Closes the queue and waits until everything in it is written.
@@ -485,7 +542,11 @@ impl BatchBackend {
 impl CdrBackend for BatchBackend {
     fn log(&self, record: &Arc<CdrRecord>) {
         if let Some(queue) = &*self.queue.lock().unwrap_or_else(|p| p.into_inner()) {
-            let _ = queue.send(record.clone());
+            // Counted before it is sent, so that the thread never takes more than was counted.
+            self.queued.fetch_add(1, Ordering::Relaxed);
+            if queue.send(record.clone()).is_err() {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -506,6 +567,24 @@ impl CdrBackendModule {
     ) -> Result<CdrBackendModule, crate::LoadError> {
         let backend = BatchBackend::spawn(name, writer);
         let registration = core.cdr().register_backend(name, backend.clone()).map_err(|e| {
+            backend.stop();
+            crate::LoadError::Config(e.into())
+        })?;
+        Ok(CdrBackendModule { registration: Some(registration), backend })
+    }
+
+    /// Starts a backend writing to a database that may be away (cdr_pgsql), behind the spool
+    /// `dbdir/cdr-spool.sqlite3` (see [`SpoolingWriter`]), and registers it as `name`. A spool
+    /// that cannot be opened is a resource error (exit code 2 at startup).
+    pub fn start_spooling(
+        core: &crate::Core,
+        name: &'static str,
+        remote: impl RemoteWriter,
+    ) -> Result<CdrBackendModule, crate::LoadError> {
+        let path = core.settings().dbdir.join(SPOOL_FILE);
+        let spooling = spool::SpoolingBackend::spawn(name, remote, &path).map_err(crate::LoadError::Resource)?;
+        let backend = spooling.batch().clone();
+        let registration = core.cdr().register_backend(name, Arc::new(spooling)).map_err(|e| {
             backend.stop();
             crate::LoadError::Config(e.into())
         })?;

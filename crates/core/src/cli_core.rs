@@ -217,7 +217,14 @@ fn cdr_show_status() -> CliCommand {
                     let _ = writeln!(call, "    (none)");
                 }
                 for name in names {
-                    let _ = writeln!(call, "    {name}");
+                    match engine.backend_status(&name) {
+                        Some(status) => {
+                            let _ = writeln!(call, "    {name} ({status})");
+                        }
+                        None => {
+                            let _ = writeln!(call, "    {name}");
+                        }
+                    }
                 }
             }
             CliResult::Success
