@@ -1017,8 +1017,20 @@ impl Pvt {
                                     let progress = self.with_sdp(self.response(183));
                                     self.respond_with(progress);
                                 }
-                                Control::Busy => self.respond(486),
-                                Control::Congestion => self.respond(503),
+                                // As chan_sip's sip_indicate: 486/503 is the INVITE's final
+                                // answer (its transaction takes the ACK), the caller is gone and
+                                // the channel is soft-hung-up, so Busy()/Congestion() end.
+                                Control::Busy | Control::Congestion
+                                    if matches!(self.direction, Direction::Inbound { .. }) =>
+                                {
+                                    let (status, cause) = match control {
+                                        Control::Busy => (486, Cause::USER_BUSY),
+                                        _ => (503, Cause::CONGESTION),
+                                    };
+                                    self.respond(status);
+                                    let _ = self.driver.frames.send(Frame::Hangup(cause)).await;
+                                    break;
+                                }
                                 _ => {}
                             }
                         }
