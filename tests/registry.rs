@@ -271,29 +271,94 @@ fn kamailio_gone_is_a_timeout_and_back_is_registered() {
     assert!(registry_shows(&server, "Registered").is_some(), "{}\n{}", server.rx("sip show registry"), back.log());
 }
 
-/// A registrar by hand: answers every REGISTER 200 (granting what was asked) and keeps them.
-fn answer_registers(socket: &std::net::UdpSocket, seen: &mut Vec<String>) {
+/// A response by hand to `request`: its Via, From, Call-ID and CSeq, To with a tag, and for a
+/// REGISTER its Contact and Expires (granting what was asked).
+fn response_to(request: &str, status: &str) -> String {
+    let mut response = format!("SIP/2.0 {status}\r\n");
+    let mut copied = vec!["via:", "from:", "call-id:", "cseq:"];
+    if request.starts_with("REGISTER ") {
+        copied.extend(["contact:", "expires:"]);
+    }
+    for line in request.lines() {
+        let lower = line.to_ascii_lowercase();
+        if copied.iter().any(|h| lower.starts_with(h)) {
+            response.push_str(line);
+            response.push_str("\r\n");
+        } else if lower.starts_with("to:") {
+            response.push_str(line);
+            response.push_str(";tag=reg\r\n");
+        }
+    }
+    response.push_str("Content-Length: 0\r\n\r\n");
+    response
+}
+
+/// The next request of `method` that reaches `socket` (others are skipped), and where from.
+fn next_request(socket: &std::net::UdpSocket, method: &str) -> Option<(String, std::net::SocketAddr)> {
     let mut buffer = [0u8; 4096];
     while let Ok((len, from)) = socket.recv_from(&mut buffer) {
         let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
-        if !text.starts_with("REGISTER ") {
-            continue;
+        if text.starts_with(&format!("{method} ")) {
+            return Some((text, from));
         }
-        let mut response = String::from("SIP/2.0 200 OK\r\n");
-        for line in text.lines() {
-            let lower = line.to_ascii_lowercase();
-            if ["via:", "from:", "call-id:", "cseq:", "contact:", "expires:"].iter().any(|h| lower.starts_with(h)) {
-                response.push_str(line);
-                response.push_str("\r\n");
-            } else if lower.starts_with("to:") {
-                response.push_str(line);
-                response.push_str(";tag=reg\r\n");
-            }
-        }
-        response.push_str("Content-Length: 0\r\n\r\n");
-        socket.send_to(response.as_bytes(), from).unwrap();
+    }
+    None
+}
+
+/// A registrar by hand: answers every REGISTER 200 (granting what was asked) and keeps them.
+fn answer_registers(socket: &std::net::UdpSocket, seen: &mut Vec<String>) {
+    while let Some((text, from)) = next_request(socket, "REGISTER") {
+        socket.send_to(response_to(&text, "200 OK").as_bytes(), from).unwrap();
         seen.push(text);
     }
+}
+
+fn header<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+        .unwrap_or("")
+}
+
+/// `reregister_on=403,480` (ours): a trunk refusing our INVITE with 403 gets a new REGISTER of
+/// its account at once (same Call-ID, next CSeq); a 486, not in the list, does not.
+#[test]
+fn an_invite_refused_with_a_listed_status_registers_again() {
+    let trunk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    trunk.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = trunk.local_addr().unwrap().port();
+    let server = server(
+        "regreregister",
+        &format!(
+            "register => trunk?alice:pw@127.0.0.1:{port}/600\n\
+             [trunk]\ntype=peer\nhost=127.0.0.1\nport={port}\ninsecure=port,invite\nreregister_on=403,480\n"
+        ),
+    );
+    let (first, from) = next_request(&trunk, "REGISTER").expect("the first REGISTER");
+    trunk.send_to(response_to(&first, "200 OK").as_bytes(), from).unwrap();
+    assert!(registry_shows(&server, "Registered").is_some(), "{}", server.log_tail());
+
+    let refuse_invite = |status: &str| {
+        let _ = server.rx("channel originate SIP/trunk/123 application Wait 1");
+        let (invite, from) = next_request(&trunk, "INVITE").expect("the INVITE reaches the trunk");
+        trunk.send_to(response_to(&invite, status).as_bytes(), from).unwrap();
+    };
+    refuse_invite("403 Forbidden");
+    let (again, from) = next_request(&trunk, "REGISTER").expect("a REGISTER after the 403");
+    assert_eq!(header(&again, "Call-ID"), header(&first, "Call-ID"), "{again}");
+    let cseq = |m: &str| header(m, "CSeq").split(' ').next().unwrap().parse::<u32>().unwrap();
+    assert!(cseq(&again) > cseq(&first), "{again}");
+    trunk.send_to(response_to(&again, "200 OK").as_bytes(), from).unwrap();
+    let log = server.log();
+    assert!(
+        log.contains("'trunk' answered 403 to our INVITE: registering alice@127.0.0.1 again"),
+        "{}",
+        server.log_tail()
+    );
+
+    refuse_invite("486 Busy Here");
+    trunk.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    assert!(next_request(&trunk, "REGISTER").is_none(), "no REGISTER after a 486");
 }
 
 /// `sip reload` without a line that was registered: it is unregistered (Expires: 0, same

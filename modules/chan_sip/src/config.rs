@@ -208,6 +208,17 @@ impl SipConf {
         self.index.by_name.get(name)?.iter().map(|&i| &self.peers[i]).find(|p| want(p))
     }
 
+    /// The `register =>` line that is `peer`'s account: the one naming it (`peer?...`), else
+    /// the first registering to its static host. Its credentials answer the peer's challenges
+    /// and `reregister_on` refreshes it.
+    pub fn account_of(&self, peer: &Peer) -> Option<&Registration> {
+        let named = self.registrations.iter().find(|r| r.peer.as_deref() == Some(peer.name.as_str()));
+        named.or_else(|| match &peer.host {
+            PeerHost::Static(host) => self.registrations.iter().find(|r| r.host == *host),
+            PeerHost::Dynamic => None,
+        })
+    }
+
     /// The peers whose `host=` is this address, in the file's order.
     pub fn peers_at(&self, ip: IpAddr) -> impl Iterator<Item = &std::sync::Arc<Peer>> {
         self.index.by_ip.get(&ip).into_iter().flatten().map(|&i| &self.peers[i])

@@ -243,6 +243,28 @@ impl Monitor {
         Some((registry.request(i, now, local, &branch, &self.conf.general.useragent, authorization), remote))
     }
 
+    /// `reregister_on`: the account of `peer` registers again at once (the REGISTER goes
+    /// when the registry is next asked what is due, right after this message).
+    fn reregister(&mut self, peer: &str, status: u16) {
+        let conf = self.conf.clone();
+        let Some(account) =
+            conf.peer(peer, |p| p.kind != crate::config::PeerKind::User).and_then(|p| conf.account_of(p))
+        else {
+            tracing::debug!("'{peer}' answered {status} to our INVITE, but has no register => line");
+            return;
+        };
+        let now = std::time::Instant::now();
+        if let Some(i) = self.registry.lines.iter().position(|line| line.config == *account) {
+            if self.registry.reregister(i, now) {
+                tracing::info!(
+                    "'{peer}' answered {status} to our INVITE: registering {}@{} again",
+                    account.user,
+                    account.host
+                );
+            }
+        }
+    }
+
     /// Sends the REGISTERs that are due.
     fn registry_due(&mut self) {
         let now = std::time::Instant::now();
@@ -723,6 +745,7 @@ impl Monitor {
             ToMonitor::Qualify { peer } => {
                 self.qualifier.poke_now(&peer, std::time::Instant::now());
             }
+            ToMonitor::Reregister { peer, status } => self.reregister(&peer, status),
             ToMonitor::NewCall { key, to_pvt } => {
                 self.calls.insert(key, to_pvt);
             }

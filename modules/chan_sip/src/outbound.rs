@@ -188,13 +188,7 @@ impl Tech for SipTech {
                     ha1: p.md5secret.clone(),
                 });
             }
-            let host = match &p.host {
-                PeerHost::Static(host) => Some(host.as_str()),
-                PeerHost::Dynamic => None,
-            };
-            let account = conf.registrations.iter().find(|r| r.peer.as_deref() == Some(p.name.as_str()));
-            let account = account.or_else(|| conf.registrations.iter().find(|r| Some(r.host.as_str()) == host));
-            account.and_then(|r| {
+            conf.account_of(p).and_then(|r| {
                 Some(Credentials {
                     username: r.authuser.clone().unwrap_or_else(|| r.user.clone()),
                     password: Some(r.secret.clone()?),
@@ -209,6 +203,7 @@ impl Tech for SipTech {
             sendrpid: target.peer.as_ref().is_some_and(|p| p.sendrpid),
             credentials,
             auth_tries: 0,
+            reregister_on: target.peer.as_ref().map(|p| p.reregister_on.clone()).unwrap_or_default(),
             caller: CallerId::default(),
         };
 

@@ -148,6 +148,9 @@ pub enum ToMonitor {
     Stateless { message: SipMessage, remote: SocketAddr },
     /// The call is over: forget its dialog, release its call-limit slot.
     Gone { key: CallKey, peer: String },
+    /// Our INVITE to `peer` failed with `status`, one of its `reregister_on`: register its
+    /// account (`register =>` line) again now.
+    Reregister { peer: String, status: u16 },
 }
 
 /// What the monitor hands a call: the requests of its dialog, the responses to its requests.
@@ -305,6 +308,8 @@ pub struct Outbound {
     pub credentials: Option<Credentials>,
     /// Challenges answered so far (a second one in a row means the credentials are wrong).
     pub auth_tries: u32,
+    /// The peer's `reregister_on`: failures of our INVITE that re-register its account.
+    pub reregister_on: Vec<u16>,
     /// Who is calling (set when the owner calls).
     pub caller: CallerId,
 }
@@ -875,6 +880,7 @@ impl Pvt {
 
     /// Our INVITE was refused: tell the channel why (Busy/Congestion, then the hangup cause).
     async fn refused(&mut self, status: u16) -> Next {
+        self.reregister_if(status);
         let cause = sip_to_hangup_cause(status);
         tracing::info!("Call to '{}' refused: {status} ({})", self.peer, cause.name());
         let control = match cause {
@@ -887,6 +893,15 @@ impl Pvt {
         }
         let _ = self.driver.frames.send(Frame::Hangup(cause)).await;
         Next::End
+    }
+
+    /// `reregister_on`: a trunk refusing our INVITE this way may have lost our registration.
+    fn reregister_if(&self, status: u16) {
+        if let Direction::Outbound(out) = &self.direction {
+            if out.reregister_on.contains(&status) {
+                self.send(ToMonitor::Reregister { peer: self.peer.clone(), status });
+            }
+        }
     }
 
     /// Writes a voice frame to the far end, translated to our codec if it is in another format.
@@ -1205,6 +1220,8 @@ impl Pvt {
                         if state == State::Early && matches!(self.direction, Direction::Outbound(_)) {
                             // Nothing at all came back in 64·T1: Asterisk's auto-congestion.
                             tracing::info!("No answer at all from '{}' to our INVITE: congestion", self.peer);
+                            // As a 408 would be.
+                            self.reregister_if(408);
                             let _ = self.driver.frames.send(Frame::Control(Control::Congestion)).await;
                             let _ = self.driver.frames.send(Frame::Hangup(Cause::CONGESTION)).await;
                             break;

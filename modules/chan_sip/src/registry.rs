@@ -429,6 +429,19 @@ impl Registry {
         line.next = Some(now + timeout * backoff);
     }
 
+    /// Line `i` registers again now (`reregister_on`), unless a REGISTER of it is already out,
+    /// it is being removed, or its attempts are spent (`Failed`). Whether one will go.
+    pub fn reregister(&mut self, i: usize, now: Instant) -> bool {
+        self.rescheduled(i, |r| {
+            let Some(line) = r.lines.get_mut(i) else { return false };
+            if line.waiting.is_some() || line.removing || line.state == RegState::Failed {
+                return false;
+            }
+            line.next = Some(now);
+            true
+        })
+    }
+
     /// Marks line `i` for unregistering (Expires: 0) and sends it next.
     pub fn remove(&mut self, i: usize, now: Instant) {
         self.rescheduled(i, |r| {
@@ -551,5 +564,26 @@ mod tests {
         r.timeout(0, now);
         assert_eq!((r.lines[0].state, r.poll_timeout()), (RegState::Failed, None), "registerattempts=2 spent");
         assert_eq!(RegState::NoAuthentication.text(), "No Authentication");
+    }
+
+    /// `reregister_on`: a registered line is due at once; not while a REGISTER is out, nor once
+    /// its attempts are spent.
+    #[test]
+    fn reregister_sends_now_unless_one_is_out() {
+        let (mut r, now) = registry(1);
+        r.due(now);
+        let first = r.request(0, now, LOCAL.parse().unwrap(), "b1", "S", None);
+        assert!(!r.reregister(0, now), "a REGISTER is out");
+        r.response(0, now, &respond(&first, 200, "Contact: <sip:600@127.0.0.1:5060>;expires=60\r\n"), "c");
+        assert_eq!(r.lines[0].state, RegState::Registered);
+        let later = now + Duration::from_secs(5);
+        assert!(r.reregister(0, later));
+        assert_eq!((r.poll_timeout(), r.due(later)), (Some(later), vec![0]), "due now, not at the refresh");
+        let second = r.request(0, later, LOCAL.parse().unwrap(), "b2", "S", None);
+        assert_eq!(second.call_id(), first.call_id());
+        r.timeout(0, later);
+        assert_eq!(r.lines[0].state, RegState::Failed, "registerattempts=1 spent");
+        assert!(!r.reregister(0, later));
+        assert!(!r.reregister(7, later), "no such line");
     }
 }
