@@ -226,8 +226,16 @@ exten => 100,1,Answer()
 
 /// chan_sip with the dialplan: alice is a friend with a secret and her own context.
 fn pbx(name: &str, general: &str) -> (Server, u16) {
+    pbx_with(name, general, &[])
+}
+
+/// [`pbx`] with more configuration files (name, text).
+fn pbx_with(name: &str, general: &str, files: &[(&str, &str)]) -> (Server, u16) {
     let port = free_udp_port();
     let dir = TestDir::new(name);
+    for (file, text) in files {
+        dir.write(file, text);
+    }
     dir.write_starling_conf(&moddir(), "");
     dir.write(
         "modules.conf",
@@ -455,6 +463,61 @@ fn echo_sends_our_rtp_back() {
         server.rx("sip show channels").contains("0 active SIP channels").then_some(())
     });
     assert!(gone.is_some(), "{}", server.rx("sip show channels"));
+}
+
+/// Sends `n` PCMU packets from `from` to the call's RTP port (sequence numbers from `first`)
+/// and counts those Echo() sends back to the call's own RTP socket.
+fn echoed_from(call: &HandCall, from: &UdpSocket, first: u16, n: u16) -> usize {
+    let mut echoed = 0;
+    for seq in first..first + n {
+        let mut packet = vec![0x80, 0x00];
+        packet.extend_from_slice(&seq.to_be_bytes());
+        packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        packet.extend(std::iter::repeat_n(0x55, 160));
+        from.send_to(&packet, ("127.0.0.1", call.their_rtp)).unwrap();
+        echoed += call.receive_payloads(Duration::from_millis(20)).len();
+    }
+    echoed + call.receive_payloads(Duration::from_millis(200)).len()
+}
+
+/// rtp.conf: the RTP port comes from `rtpstart`–`rtpend` (even); with `strictrtp` (the default)
+/// packets from another address than the call's learned source are dropped, with
+/// `strictrtp=no` they are taken (and Echo() sends them back to the SDP's address).
+#[test]
+fn rtp_conf_sets_the_port_range_and_strictness() {
+    let range = "[general]\nrtpstart=41000\nrtpend=41009\nrtpchecksums=no\n";
+    for (strict, rtp_conf) in [(true, range.to_owned()), (false, format!("{range}strictrtp=no\n"))] {
+        let (server, port) = pbx_with("siprtpconf", "", &[("rtp.conf", &rtp_conf)]);
+        let mut ports = Vec::new();
+        for n in 0..2 {
+            let call = HandCall::dial(port, "600", &format!("rtpconf-{strict}-{n}@127.0.0.1"));
+            assert!((41000..41009).contains(&call.their_rtp) && call.their_rtp % 2 == 0, "{}", call.answer);
+            ports.push(call.their_rtp);
+            let own = echoed_from(&call, &call.rtp, 0, 10);
+            assert!(own >= 8, "{own} of 10 echoed\n{}", server.log_tail());
+            let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let other = echoed_from(&call, &stranger, 10, 10);
+            if strict {
+                assert_eq!(other, 0, "strictrtp drops another source's packets");
+            } else {
+                assert!(other >= 8, "strictrtp=no takes them: {other} of 10\n{}", server.log_tail());
+            }
+            call.send("BYE", 2, "z9hG4bKhand3");
+            await_message(&call.sip, "SIP/2.0 200");
+        }
+        assert_ne!(ports[0], ports[1], "round-robin in the range");
+    }
+    // A range with no port pair stops startup, naming the line.
+    let dir = TestDir::new("siprtpbad");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => chan_sip.so\n");
+    dir.write("sip.conf", &format!("[general]\nbindaddr=127.0.0.1\nbindport={}\n", free_udp_port()));
+    dir.write("rtp.conf", "[general]\nrtpstart=41000\nrtpend=41000\n");
+    let out = run_starling(&["-C", dir.config().to_str().unwrap(), "-f"], Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rtp.conf:3: rtpend '41000'"), "{err}");
 }
 
 /// Playback(hello-world) on a µ-law call: about 1.4 s of sound (Debian's Allison wav) in

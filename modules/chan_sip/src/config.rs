@@ -171,9 +171,90 @@ pub struct General {
     pub language: String,
 }
 
+/// `rtp.conf` `[general]` (Asterisk's res_rtp_asterisk reads it; here the SIP channel driver,
+/// which owns the RTP sockets, does, at load and at `sip reload`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtpSettings {
+    /// `rtpstart`–`rtpend`: RTP on the even ports of the range, RTCP on the odd one above.
+    pub start: u16,
+    pub end: u16,
+    /// `rtpchecksums`: UDP checksums on the RTP sockets (no: `SO_NO_CHECK`, as Asterisk).
+    pub checksums: bool,
+    /// `strictrtp`: once a call's media source is known, packets from elsewhere are dropped
+    /// (`yes`, the default; `seqno` is taken as `yes`).
+    pub strict: bool,
+}
+
+impl Default for RtpSettings {
+    fn default() -> RtpSettings {
+        RtpSettings { start: 10_000, end: 20_000, checksums: true, strict: true }
+    }
+}
+
+/// Ports below this are not RTP (Asterisk's `MINIMUM_RTP_PORT`).
+const MINIMUM_RTP_PORT: u16 = 1024;
+
+impl RtpSettings {
+    /// The `[general]` section of rtp.conf; a value out of place is an error naming its line.
+    pub fn parse(config: &Config) -> Result<RtpSettings, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let mut rtp = RtpSettings::default();
+        let (mut start_var, mut end_var) = (None, None);
+        for var in config.section("general").map(|s| s.variables.as_slice()).unwrap_or_default() {
+            let result = match var.name.to_ascii_lowercase().as_str() {
+                "rtpstart" => var.parse().and_then(|port: u16| {
+                    if port < MINIMUM_RTP_PORT {
+                        return Err(var.error(format!("below {MINIMUM_RTP_PORT}")));
+                    }
+                    rtp.start = port;
+                    start_var = Some(var);
+                    Ok(())
+                }),
+                "rtpend" => var.parse().map(|port| {
+                    rtp.end = port;
+                    end_var = Some(var);
+                }),
+                "rtpchecksums" => var.parse_bool().map(|b| rtp.checksums = b),
+                "strictrtp" => match var.value.trim().to_ascii_lowercase().as_str() {
+                    "seqno" => {
+                        rtp.strict = true;
+                        Ok(())
+                    }
+                    _ => var.parse_bool().map(|b| rtp.strict = b),
+                },
+                // Understood by Asterisk, with no effect here (no ICE, STUN, DTLS or probation).
+                "dtmftimeout"
+                | "rtcpinterval"
+                | "probation"
+                | "icesupport"
+                | "stunaddr"
+                | "turnaddr"
+                | "turnusername"
+                | "turnpassword"
+                | "srtpreplayprotection"
+                | "learning_min_duration" => Ok(()),
+                _ => {
+                    tracing::warn!("{}: unknown key '{}' in rtp.conf", var.location, var.name);
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                errors.push(e);
+            }
+        }
+        // Only a value written can make the range empty (the defaults are sound).
+        if let Some(var) = (rtp.start.saturating_add(1) >= rtp.end).then_some(end_var.or(start_var)).flatten() {
+            errors.push(var.error(format!("rtpstart {} and rtpend {} leave no port pair", rtp.start, rtp.end)));
+        }
+        errors.into_result(rtp)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SipConf {
     pub general: General,
+    /// rtp.conf's settings (its defaults without the file).
+    pub rtp: RtpSettings,
     pub registrations: Vec<Registration>,
     /// Shared, so a call can hold its peer's settings without copying them.
     pub peers: Vec<std::sync::Arc<Peer>>,
@@ -200,7 +281,7 @@ impl SipConf {
                 }
             }
         }
-        SipConf { general, registrations, peers, index }
+        SipConf { general, rtp: RtpSettings::default(), registrations, peers, index }
     }
 
     /// The section named `name` that `want` accepts (a name may be both a user and a peer).
@@ -355,6 +436,15 @@ pub fn parse_register(var: &Variable) -> Result<Registration, ConfigError> {
 }
 
 impl SipConf {
+    /// sip.conf, with rtp.conf beside it when there is one (both as the module loads them).
+    pub fn load(ctx: &starling_core::ModuleContext) -> Result<SipConf, ConfigErrors> {
+        let mut conf = SipConf::parse(&ctx.load_config("sip.conf")?)?;
+        if ctx.config_dir().join("rtp.conf").exists() {
+            conf.rtp = RtpSettings::parse(&ctx.load_config("rtp.conf")?)?;
+        }
+        Ok(conf)
+    }
+
     pub fn parse(config: &Config) -> Result<SipConf, ConfigErrors> {
         let mut errors = ConfigErrors::default();
         let mut general = General {
@@ -601,6 +691,27 @@ mod tests {
 
     fn parse(text: &str) -> Result<SipConf, String> {
         SipConf::parse(&Config::parse_str("sip.conf", text).unwrap()).map_err(|e| e.to_string())
+    }
+
+    fn rtp(text: &str) -> Result<RtpSettings, String> {
+        RtpSettings::parse(&Config::parse_str("rtp.conf", text).unwrap()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn rtp_conf_range_checksums_and_strictness() {
+        assert_eq!(rtp(""), Ok(RtpSettings::default()));
+        assert_eq!(
+            rtp("[general]\nrtpstart=30000\nrtpend=30010\nrtpchecksums=no\nstrictrtp=no\nicesupport=no\n"),
+            Ok(RtpSettings { start: 30_000, end: 30_010, checksums: false, strict: false })
+        );
+        assert!(rtp("[general]\nstrictrtp=seqno\n").unwrap().strict);
+        assert_eq!(rtp("[general]\nrtpstart=abc\n").unwrap_err().lines().next().unwrap().split(':').nth(1), Some("2"));
+        let empty = rtp("[general]\nrtpstart=30000\nrtpend=30001\n").unwrap_err();
+        assert!(empty.starts_with("rtp.conf:3: rtpend '30001'") && empty.contains("no port pair"), "{empty}");
+        let high = rtp("[general]\nrtpstart=20000\n").unwrap_err();
+        assert!(high.starts_with("rtp.conf:2: rtpstart"), "{high}");
+        assert!(rtp("[general]\nrtpstart=80\n").unwrap_err().contains("below 1024"));
+        assert!(rtp("[general]\nstrictrtp=maybe\n").is_err());
     }
 
     #[test]

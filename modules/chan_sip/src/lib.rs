@@ -42,7 +42,7 @@ struct ChanSip {
 impl Module for ChanSip {
     fn reload(&mut self, ctx: &ModuleContext) -> Result<(), ReloadError> {
         // Re-read; keep the old configuration if the new one has any error.
-        let conf = SipConf::parse(&ctx.load_config(CONFIG)?)?;
+        let conf = SipConf::load(ctx)?;
         let mut current = self.conf.write().unwrap_or_else(|p| p.into_inner());
         let (old, new) = (&current.general, &conf.general);
         if (old.bindaddr, old.bindport, &old.realm) != (new.bindaddr, new.bindport, &new.realm) {
@@ -274,7 +274,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     if !ctx.config_dir().join(CONFIG).exists() {
         return Err(LoadError::Decline(format!("no {CONFIG} in {}", ctx.config_dir().display())));
     }
-    let conf = Arc::new(SipConf::parse(&ctx.load_config(CONFIG)?)?);
+    let conf = Arc::new(SipConf::load(ctx)?);
     let address = std::net::SocketAddr::new(conf.general.bindaddr, conf.general.bindport);
     let std_socket = std::net::UdpSocket::bind(address)
         .map_err(|e| LoadError::Resource(format!("cannot bind SIP UDP {address}: {e}")))?;

@@ -25,7 +25,7 @@ use crate::pvt::{note_message, DialogRow, Direction, Pvt, PvtParts, ToMonitor, T
 use crate::qualify::{PeerStatus, Qualifier};
 use crate::registrar::{BindingChange, Registrar};
 use crate::registry::{RegState, Registry};
-use crate::shared::{CallKey, Shared, RTP_END, RTP_START};
+use crate::shared::{CallKey, Shared};
 use starling_core::events::Event as CoreEvent;
 
 /// The methods chan_sip answers (the `Allow:` header).
@@ -914,7 +914,8 @@ impl Monitor {
         let rtp = match self.shared.bind_rtp(local_ip) {
             Some(socket) => socket,
             None => {
-                tracing::warn!("No RTP port free in {RTP_START}-{RTP_END}: refusing the call with 503");
+                let rtp = &self.conf.rtp;
+                tracing::warn!("No RTP port free in {}-{}: refusing the call with 503", rtp.start, rtp.end);
                 return refuse(self, 503);
             }
         };

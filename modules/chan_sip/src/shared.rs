@@ -19,10 +19,6 @@ use crate::config::SipConf;
 use crate::pvt::{DialogTable, ToMonitor};
 use crate::registrar::Bindings;
 
-/// The RTP port range (rtp.conf's defaults).
-pub const RTP_START: u16 = 10_000;
-pub const RTP_END: u16 = 20_000;
-
 /// How the monitor finds a call: Call-ID and our tag (To in requests to us, From in responses).
 /// The remote tag is the dialog's to check (it is not known when an outbound call starts).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -103,7 +99,8 @@ impl Shared {
             conf,
             bindings,
             call_counts: Mutex::default(),
-            next_rtp_port: Mutex::new((RTP_START + ((seed >> 8) % u64::from(RTP_END - RTP_START)) as u16) & !1),
+            // Where in the range the first call starts: anywhere (round-robin from there).
+            next_rtp_port: Mutex::new((seed >> 8) as u16),
             random: AtomicU64::new(seed),
             to_monitor,
             table,
@@ -174,10 +171,12 @@ impl Shared {
         comedia: bool,
         clock_rate: u32,
     ) -> (RtpSession, LocalMedia) {
+        let conf = self.conf();
         let config = SessionConfig {
             clock_rate,
             comedia,
-            timeout: self.conf().general.rtptimeout.map(|s| Duration::from_secs(u64::from(s))),
+            strict: conf.rtp.strict,
+            timeout: conf.general.rtptimeout.map(|s| Duration::from_secs(u64::from(s))),
             ..Default::default()
         };
         let session = RtpSession::new(config, Instant::now(), SystemTime::now(), self.random());
@@ -195,19 +194,29 @@ impl Shared {
         (session, media)
     }
 
-    /// Binds an even RTP port in the range, on `ip` (or every address when `bindaddr` is).
+    /// Binds an even RTP port of rtp.conf's range (the odd one above it is RTCP's), on `ip`
+    /// (or every address when `bindaddr` is), round-robin so that a port just freed is the last
+    /// to be taken again.
     pub fn bind_rtp(&self, ip: IpAddr) -> Option<UdpSocket> {
-        let bindaddr = self.conf().general.bindaddr;
-        let bind_ip = if bindaddr.is_unspecified() { bindaddr } else { ip };
-        let span = RTP_END - RTP_START;
-        for _ in 0..span / 2 {
+        let conf = self.conf();
+        let bind_ip = if conf.general.bindaddr.is_unspecified() { conf.general.bindaddr } else { ip };
+        let first = conf.rtp.start + (conf.rtp.start & 1);
+        let pairs = (conf.rtp.end.saturating_sub(first) + 1) / 2;
+        for _ in 0..pairs {
             let port = {
                 let mut next = self.next_rtp_port.lock().unwrap_or_else(|p| p.into_inner());
+                // Back into the range (the first call, or a range changed by `sip reload`).
+                if *next < first || *next >= conf.rtp.end || *next & 1 == 1 {
+                    *next = first + 2 * (*next % pairs.max(1));
+                }
                 let port = *next;
-                *next = if port + 2 >= RTP_END { RTP_START } else { port + 2 };
+                *next = if u32::from(port) + 3 > u32::from(conf.rtp.end) { first } else { port + 2 };
                 port
             };
             if let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, port)) {
+                if !conf.rtp.checksums {
+                    no_udp_checksums(&socket);
+                }
                 if socket.set_nonblocking(true).is_ok() {
                     if let Ok(socket) = UdpSocket::from_std(socket) {
                         return Some(socket);
@@ -216,6 +225,26 @@ impl Shared {
             }
         }
         None
+    }
+}
+
+/// `rtpchecksums=no`: the socket sends without UDP checksums (Linux's `SO_NO_CHECK`, as
+/// res_rtp_asterisk sets it); where that cannot be set, checksums stay, with a debug line.
+fn no_udp_checksums(socket: &std::net::UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a c_int and its size.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        starling_core::tracing::debug!("rtpchecksums=no: SO_NO_CHECK: {}", std::io::Error::last_os_error());
     }
 }
 
