@@ -201,7 +201,7 @@ impl Shared {
         let conf = self.conf();
         let bind_ip = if conf.general.bindaddr.is_unspecified() { conf.general.bindaddr } else { ip };
         let first = conf.rtp.start + (conf.rtp.start & 1);
-        let pairs = (conf.rtp.end.saturating_sub(first) + 1) / 2;
+        let pairs = conf.rtp.end.saturating_sub(first).div_ceil(2);
         for _ in 0..pairs {
             let port = {
                 let mut next = self.next_rtp_port.lock().unwrap_or_else(|p| p.into_inner());
