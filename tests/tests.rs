@@ -12,6 +12,8 @@ mod loader;
 mod dialplan;
 // chan_sip so far: OPTIONS, 400s, bind errors, sip show peers.
 mod sip;
+// SIP over TCP: framing, keepalives, calls, registrations and Dial over connections.
+mod tcp;
 // Dial(SIP/...) and bridging, SIPp on both sides.
 mod dial;
 // Peer poking: qualify statuses and Dial to an unreachable peer.

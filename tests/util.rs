@@ -320,6 +320,11 @@ impl SippUas {
 
     /// As [`SippUas::spawn`], taking `calls` calls (or OPTIONS) before it exits.
     pub fn spawn_for(scenario: &str, calls: u32) -> SippUas {
+        SippUas::spawn_with(scenario, calls, &[])
+    }
+
+    /// As [`SippUas::spawn_for`], with more SIPp arguments (`-t t1` for TCP).
+    pub fn spawn_with(scenario: &str, calls: u32, args: &[&str]) -> SippUas {
         let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
         let work = tempfile_dir("sipp-uas");
         let port = free_udp_port();
@@ -328,6 +333,7 @@ impl SippUas {
             .args(["-sf", scenarios.join(scenario).to_str().unwrap()])
             .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", &calls.to_string(), "-nostdin"])
             .args(["-timeout", "25s", "-timeout_error", "-default_behaviors", "all,-bye"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -414,7 +414,14 @@ impl Endpoint {
 
     /// Starts a client transaction for `request` (which must carry a top Via whose branch is
     /// unique; see [`Endpoint::new_branch`]) and sends it.
-    pub fn send_request(&mut self, now: Instant, request: Request, remote: SocketAddr, transport: Transport) -> TxId {
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        mut request: Request,
+        remote: SocketAddr,
+        transport: Transport,
+    ) -> TxId {
+        stamp_transport(&mut request, transport);
         let tx = self.new_id();
         let branch = request.headers.get(&HeaderName::Via).and_then(|v| via_parts(v)).map_or("", |(_, b)| b);
         let key = Key::from_ref(KeyRef::Client { branch, method: request.method.as_str() });
@@ -886,6 +893,19 @@ fn derived_from_invite(invite: &Request, method: Method, to: Option<&str>) -> Re
 }
 
 /// A top Via for a request we send (`SIP/2.0/UDP host:port;branch=...;rport`).
+/// RFC 3261 §18.1.1: the top Via names the transport the request goes over, whatever the
+/// request's maker wrote there (`SIP/2.0/UDP` becomes `SIP/2.0/TCP` on a connection).
+fn stamp_transport(request: &mut Request, transport: Transport) {
+    let Some(via) = request.headers.0.iter_mut().find(|h| h.name == HeaderName::Via) else { return };
+    let value = via.value.trim_start();
+    let Some(protocol) = value.get(..8).filter(|p| p.eq_ignore_ascii_case("SIP/2.0/")) else { return };
+    let rest = &value[protocol.len()..];
+    let name_end = rest.find(|c: char| c.is_ascii_whitespace()).unwrap_or(rest.len());
+    if !rest[..name_end].eq_ignore_ascii_case(transport.via_name()) {
+        via.value = format!("SIP/2.0/{}{}", transport.via_name(), &rest[name_end..]);
+    }
+}
+
 pub fn via_for(transport: Transport, host: Host, port: u16, branch: &str) -> Via {
     Via {
         transport: transport.via_name().to_owned(),

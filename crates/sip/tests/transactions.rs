@@ -348,6 +348,27 @@ fn over_tcp_nothing_is_retransmitted_and_wait_timers_are_zero() {
     assert_eq!(net.now, net.start, "Timers J and K are zero on a reliable transport");
 }
 
+/// The top Via names the transport the request goes over (RFC 3261 §18.1.1), whatever its
+/// maker wrote; the branch and the rest of the Via stay.
+#[test]
+fn the_top_via_names_the_transport_used() {
+    let net = Net::new(Answer::Never, Transport::Udp, None);
+    let mut request = net.request(Method::Options, "stamp");
+    request.headers.push(HeaderName::Via, "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKlower");
+    let mut uac = Endpoint::new(Config::default());
+    uac.send_request(net.now, request, addr(UAS), Transport::Tcp);
+    let sent = String::from_utf8(uac.poll_transmit().unwrap().data).unwrap();
+    let vias: Vec<&str> = sent.lines().filter(|l| l.starts_with("Via: ")).collect();
+    assert_eq!(
+        vias,
+        [
+            "Via: SIP/2.0/TCP 127.0.0.1:5061;branch=z9hG4bKstamp;rport",
+            "Via: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKlower"
+        ],
+        "{sent}"
+    );
+}
+
 #[test]
 fn cancel_is_answered_and_reported() {
     let mut net = Net::new(Answer::Never, Transport::Udp, None);

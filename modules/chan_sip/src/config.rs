@@ -108,6 +108,28 @@ pub struct Peer {
     pub description: String,
 }
 
+/// `ip`, `ip:port`, `v6`, `[v6]` or `[v6]:port` (a bind address).
+fn split_bindaddr(value: &str) -> Option<(IpAddr, Option<u16>)> {
+    let value = value.trim();
+    if let Ok(ip) = value.trim_start_matches('[').trim_end_matches(']').parse() {
+        return Some((ip, None));
+    }
+    let (ip, port) = value.rsplit_once(':')?;
+    Some((ip.trim_start_matches('[').trim_end_matches(']').parse().ok()?, Some(port.parse().ok()?)))
+}
+
+impl General {
+    /// Where SIP over TCP listens when `tcpenable=yes`: `tcpbindaddr` (its port, else
+    /// `bindport`), else `bindaddr:bindport`.
+    pub fn tcp_address(&self) -> Option<std::net::SocketAddr> {
+        if !self.tcpenable {
+            return None;
+        }
+        let (ip, port) = self.tcpbindaddr.as_deref().and_then(split_bindaddr).unwrap_or((self.bindaddr, None));
+        Some(std::net::SocketAddr::new(ip, port.unwrap_or(self.bindport)))
+    }
+}
+
 /// `outboundproxy=[sip:]host[:port][;params]`: the proxy as written (checked), and its host
 /// and port (5060 unless given).
 pub fn parse_proxy(var: &Variable) -> Result<(String, String, u16), ConfigError> {
@@ -530,7 +552,10 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "nat" => g.nat = parse_nat(var)?,
         "rtptimeout" => g.rtptimeout = Some(var.parse()?).filter(|t: &u32| *t > 0),
         "tcpenable" => g.tcpenable = bool_of(var)?,
-        "tcpbindaddr" => g.tcpbindaddr = Some(var.value.clone()),
+        "tcpbindaddr" => {
+            split_bindaddr(&var.value).ok_or_else(|| var.error("expected an IP address, with a port or not"))?;
+            g.tcpbindaddr = Some(var.value.trim().to_owned());
+        }
         "language" => g.language = var.value.clone(),
         "register" => registrations.push(parse_register(var)?),
         _ => tracing::warn!("{}: unknown [general] key '{}' in sip.conf", var.location, var.name),

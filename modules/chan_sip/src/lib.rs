@@ -17,6 +17,7 @@ mod qualify;
 mod registrar;
 mod registry;
 mod shared;
+mod tcp;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -292,6 +293,16 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             .map_err(|e| LoadError::Resource(format!("SIP UDP {address}: {e}")))?
     };
     verbose!(2, "SIP Listening on {address}");
+    let tcp = match conf.general.tcp_address() {
+        Some(tcp_address) => {
+            let _entered = monitor_runtime.enter();
+            let tcp = tcp::Tcp::bind(tcp_address)
+                .map_err(|e| LoadError::Resource(format!("cannot bind SIP TCP {tcp_address}: {e}")))?;
+            verbose!(2, "SIP Listening on TCP {}", tcp.0.local_addr().unwrap_or(tcp_address));
+            Some(tcp)
+        }
+        None => None,
+    };
     let (stop, stopped) = watch::channel(false);
     let bindings: registrar::Bindings = Arc::new(std::sync::RwLock::new(registrar::restore(&*ctx.core().db(), &conf)));
     let shared = Arc::new(std::sync::RwLock::new(conf.clone()));
@@ -307,7 +318,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         table.clone(),
         sip_port,
     ));
-    let monitor = monitor::Monitor::new(state.clone(), from_calls, Arc::new(socket));
+    let monitor = monitor::Monitor::new(state.clone(), from_calls, Arc::new(socket), tcp);
     let debug = monitor.debug.clone();
     let (peers_state, peer_state, qualify_state, registry_state) =
         (state.clone(), state.clone(), state.clone(), state.clone());
@@ -409,7 +420,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
                 "\n\nGlobal Settings:\n----------------\n  UDP Bindaddress:        {}:{}\n  TCP SIP Bindaddress:    {}\n  Allow guest calls:      {}\n  Always auth rejects:    {}\n  Realm. auth:            {}\n  User Agent:             {}\n  Codecs:                 ({})\n  Context:                {}\n  Reg. min duration       {} secs\n  Reg. max duration:      {} secs\n  Reg. default duration:  {} secs\n",
                 g.bindaddr,
                 g.bindport,
-                if g.tcpenable { g.tcpbindaddr.clone().unwrap_or_else(|| "0.0.0.0".into()) } else { "Disabled".into() },
+                g.tcp_address().map_or_else(|| "Disabled".to_owned(), |a| a.to_string()),
                 if g.allowguest { "Yes" } else { "No" },
                 if g.alwaysauthreject { "Yes" } else { "No" },
                 g.realm,

@@ -63,6 +63,9 @@ pub struct Monitor {
     registrar_ips: HashMap<std::net::IpAddr, usize>,
     registrar_extens: HashMap<(std::net::IpAddr, String), usize>,
     from_calls: mpsc::UnboundedReceiver<ToMonitor>,
+    /// SIP over TCP (`tcpenable=yes`): the listener and connections, and what they read.
+    tcp: Option<crate::tcp::Tcp>,
+    from_tcp: Option<mpsc::UnboundedReceiver<crate::tcp::TcpEvent>>,
 }
 
 /// 16 unpredictable-enough bytes for the digest nonce key (the clock, the pid, an address).
@@ -76,7 +79,13 @@ fn nonce_key(seed: u64) -> [u8; 16] {
 }
 
 impl Monitor {
-    pub fn new(shared: Arc<Shared>, from_calls: mpsc::UnboundedReceiver<ToMonitor>, socket: Arc<UdpSocket>) -> Monitor {
+    pub fn new(
+        shared: Arc<Shared>,
+        from_calls: mpsc::UnboundedReceiver<ToMonitor>,
+        socket: Arc<UdpSocket>,
+        tcp: Option<(crate::tcp::Tcp, mpsc::UnboundedReceiver<crate::tcp::TcpEvent>)>,
+    ) -> Monitor {
+        let (tcp, from_tcp) = tcp.unzip();
         let conf = shared.conf();
         let core = shared.core.clone();
         let registrar =
@@ -100,6 +109,8 @@ impl Monitor {
             registrar_ips: HashMap::new(),
             registrar_extens: HashMap::new(),
             from_calls,
+            tcp,
+            from_tcp,
         }
     }
 
@@ -141,6 +152,20 @@ impl Monitor {
                     None => std::future::pending().await,
                 }
             };
+            let tcp = self.tcp.as_ref();
+            let accept = async move {
+                match tcp {
+                    Some(tcp) => tcp.accept().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let from_tcp = self.from_tcp.as_mut();
+            let tcp_event = async move {
+                match from_tcp {
+                    Some(events) => events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = stop.changed() => {
                     self.unregister_all().await;
@@ -164,6 +189,18 @@ impl Monitor {
                     }
                 },
                 Some(message) = self.from_calls.recv() => self.handle_call_message(message),
+                accepted = accept => match accepted {
+                    Ok((stream, remote)) => {
+                        if let Some(tcp) = self.tcp.as_mut() {
+                            tcp.accepted(stream, remote);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("SIP TCP accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                Some(event) = tcp_event => self.handle_tcp_event(event),
                 _ = housekeeping.tick() => {
                     for name in self.registrar.expire() {
                         self.publish_peer_status(&name, "Unregistered", &[("Cause", "Expired".to_owned())]);
@@ -214,8 +251,10 @@ impl Monitor {
             let mut gone = Registry::default();
             gone.lines.push(line);
             gone.remove(0, now);
+            let tcp = gone.lines[0].config.transport == "tcp";
             if let Some((request, remote)) = self.register_request(&mut gone, 0, None) {
-                self.endpoint.send_request(now, request, remote, Transport::Udp);
+                let transport = self.transport_to(remote, tcp);
+                self.endpoint.send_request(now, request, remote, transport);
             }
         }
         self.publish_registry();
@@ -284,12 +323,15 @@ impl Monitor {
         self.registry = registry;
         match request {
             Some((request, remote)) => {
+                let mut tcp = false;
                 if let Some(line) = self.registry.lines.get_mut(i) {
                     line.registrar = Some(remote);
+                    tcp = line.config.transport == "tcp";
                     self.registrar_ips.entry(remote.ip()).or_insert(i);
                     self.registrar_extens.entry((remote.ip(), line.config.extension.clone())).or_insert(i);
                 }
-                let tx = self.endpoint.send_request(now, request, remote, Transport::Udp);
+                let transport = self.transport_to(remote, tcp);
+                let tx = self.endpoint.send_request(now, request, remote, transport);
                 self.reg_txs.insert(tx, i);
             }
             None => {
@@ -423,7 +465,9 @@ impl Monitor {
                 continue;
             };
             let options = self.options_request(&name, remote);
-            let tx = self.endpoint.send_request(now, options, remote, Transport::Udp);
+            let tcp = self.conf.peer(&name, |_| true).is_some_and(|p| p.transport == "tcp");
+            let transport = self.transport_to(remote, tcp);
+            let tx = self.endpoint.send_request(now, options, remote, transport);
             self.pokes.insert(tx, name.clone());
             self.qualifier.sent(&name, now, true);
         }
@@ -513,8 +557,13 @@ impl Monitor {
                         String::from_utf8_lossy(&transmit.data).trim_end()
                     );
                 }
-                if let Err(e) = self.socket.send_to(&transmit.data, transmit.remote).await {
-                    tracing::warn!("SIP send to {}: {e}", transmit.remote);
+                match (transmit.transport, self.tcp.as_mut()) {
+                    (Transport::Tcp, Some(tcp)) => tcp.send(transmit.remote, transmit.data),
+                    _ => {
+                        if let Err(e) = self.socket.send_to(&transmit.data, transmit.remote).await {
+                            tracing::warn!("SIP send to {}: {e}", transmit.remote);
+                        }
+                    }
                 }
             }
             while let Some(event) = self.endpoint.poll_event() {
@@ -525,6 +574,44 @@ impl Monitor {
                 return;
             }
         }
+    }
+
+    /// A message read from a TCP connection goes to the transaction layer as a datagram
+    /// would; a closed connection is forgotten.
+    fn handle_tcp_event(&mut self, event: crate::tcp::TcpEvent) {
+        match event {
+            crate::tcp::TcpEvent::Message { remote, message } => {
+                if self.debug.load(std::sync::atomic::Ordering::Relaxed) {
+                    starling_core::verbose!(
+                        0,
+                        "\n<--- SIP read from TCP:{remote} --->\n{}\n<------------->",
+                        String::from_utf8_lossy(&message.to_bytes()).trim_end()
+                    );
+                }
+                let now = tokio::time::Instant::now().into_std();
+                self.endpoint.handle_message(now, remote, Transport::Tcp, *message);
+            }
+            crate::tcp::TcpEvent::Closed { remote, id } => {
+                if let Some(tcp) = self.tcp.as_mut() {
+                    tcp.closed(remote, id);
+                }
+            }
+        }
+    }
+
+    /// The transport towards `remote`: TCP over a connection already open with it, or when the
+    /// configuration asks for TCP there (`transport=tcp`, a `tcp://` line) and TCP is enabled;
+    /// else UDP.
+    fn transport_to(&self, remote: SocketAddr, configured_tcp: bool) -> Transport {
+        match &self.tcp {
+            Some(tcp) if configured_tcp || tcp.is_connected(remote) => Transport::Tcp,
+            _ => Transport::Udp,
+        }
+    }
+
+    /// Whether a peer at `remote` says `transport=tcp` (for requests a call sends there).
+    fn peer_wants_tcp(&self, remote: SocketAddr) -> bool {
+        self.conf.peers_at(remote.ip()).any(|p| p.transport == "tcp" && p.port.unwrap_or(5060) == remote.port())
     }
 
     fn handle_event(&mut self, event: Event) {
@@ -770,7 +857,8 @@ impl Monitor {
                     }
                     kept
                 });
-                let tx = self.endpoint.send_request(now, request, remote, Transport::Udp);
+                let transport = self.transport_to(remote, self.peer_wants_tcp(remote));
+                let tx = self.endpoint.send_request(now, request, remote, transport);
                 if let Some(invite) = invite {
                     self.uac_invites.insert(tx, UacInvite { invite, remote, acks: Vec::new() });
                 }
@@ -778,7 +866,10 @@ impl Monitor {
                     self.requests.insert(tx, CallKey { call_id, local_tag });
                 }
             }
-            ToMonitor::Stateless { message, remote } => self.endpoint.send_stateless(remote, Transport::Udp, &message),
+            ToMonitor::Stateless { message, remote } => {
+                let transport = self.transport_to(remote, self.peer_wants_tcp(remote));
+                self.endpoint.send_stateless(remote, transport, &message);
+            }
             ToMonitor::Gone { key, peer } => {
                 self.calls.remove(&key);
                 self.shared.table.write().unwrap_or_else(|p| p.into_inner()).remove(&key.call_id);
@@ -983,6 +1074,7 @@ impl Monitor {
             dialog,
             remote,
             local,
+            tcp: self.tcp.as_ref().is_some_and(|t| t.is_connected(remote)),
             useragent: conf.general.useragent.clone(),
             dtmfmode: caller.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
             shared: self.shared.clone(),
@@ -1024,7 +1116,10 @@ fn registry_row(line: &crate::registry::Line) -> crate::shared::RegistryRow {
             proxy: line.proxy.clone(),
             aor: line.aor(),
             registrant: line.registrant.clone(),
-            binding: line.local.map(|local| format!("sip:{}@{local}", line.config.extension)),
+            binding: line.local.map(|local| {
+                let transport = if line.config.transport == "tcp" { ";transport=tcp" } else { "" };
+                format!("sip:{}@{local}{transport}", line.config.extension)
+            }),
             next: line
                 .next_attempt()
                 .map(|at| std::time::SystemTime::now() + at.saturating_duration_since(std::time::Instant::now())),
@@ -1075,7 +1170,8 @@ impl Monitor {
                 String::from_utf8_lossy(&ack).trim_end()
             );
         }
-        self.endpoint.send_bytes(remote, Transport::Udp, ack);
+        let transport = self.transport_to(remote, self.peer_wants_tcp(remote));
+        self.endpoint.send_bytes(remote, transport, ack);
     }
 }
 

@@ -230,6 +230,10 @@ impl Tech for SipTech {
             stats: None,
         };
         shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(call_id, row);
+        // `transport=tcp`, or a phone that registered a TCP contact.
+        let tcp = conf.general.tcpenable
+            && (target.peer.as_ref().is_some_and(|p| p.transport == "tcp")
+                || target.uri.transport().as_deref() == Some("tcp"));
         let (pvt, handle) = Pvt::new(PvtParts {
             key: key.clone(),
             peer: target.peer_name,
@@ -238,6 +242,7 @@ impl Tech for SipTech {
             dialog,
             remote: target.remote,
             local,
+            tcp,
             useragent: conf.general.useragent.clone(),
             dtmfmode: target.peer.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
             shared: shared.clone(),

@@ -327,6 +327,9 @@ pub struct PvtParts {
     pub remote: SocketAddr,
     /// Our SIP address (Via, Contact).
     pub local: SocketAddr,
+    /// Whether the call's signalling runs over TCP (our Contacts say `transport=tcp`; the
+    /// monitor picks the connection).
+    pub tcp: bool,
     pub useragent: String,
     pub dtmfmode: DtmfMode,
     pub shared: Arc<Shared>,
@@ -347,6 +350,7 @@ pub struct Pvt {
     dialog: Dialog,
     remote: SocketAddr,
     local: SocketAddr,
+    tcp: bool,
     useragent: String,
     dtmfmode: DtmfMode,
     shared: Arc<Shared>,
@@ -486,6 +490,7 @@ impl Pvt {
             dialog: parts.dialog,
             remote: parts.remote,
             local: parts.local,
+            tcp: parts.tcp,
             useragent: parts.useragent,
             dtmfmode: parts.dtmfmode,
             shared: parts.shared,
@@ -579,7 +584,7 @@ impl Pvt {
         response.headers.push(HeaderName::Server, self.useragent.clone());
         if (101..300).contains(&status) {
             let user = self.invite.uri.user.as_deref().unwrap_or("s");
-            response.headers.push(HeaderName::Contact, format!("<sip:{user}@{}>", self.local));
+            response.headers.push(HeaderName::Contact, self.contact(user));
         }
         response
     }
@@ -660,6 +665,12 @@ impl Pvt {
         }
     }
 
+    /// Our Contact as `user` (with `transport=tcp` on a call over TCP).
+    fn contact(&self, user: &str) -> String {
+        let transport = if self.tcp { ";transport=tcp" } else { "" };
+        format!("<sip:{user}@{}{transport}>", self.local)
+    }
+
     fn new_via(&self) -> starling_sip::Via {
         let branch = Endpoint::new_branch(&format!("{:016x}", self.shared.random()));
         via_for(Transport::Udp, starling_sip::uri::Host::from_ip(self.local.ip()), self.local.port(), &branch)
@@ -693,7 +704,7 @@ impl Pvt {
         let via = self.new_via();
         let mut reinvite = self.dialog.request(Method::Invite, &via);
         let user = self.dialog.local.uri.user.clone().unwrap_or_else(|| "s".to_owned());
-        reinvite.headers.push(HeaderName::Contact, format!("<sip:{user}@{}>", self.local));
+        reinvite.headers.push(HeaderName::Contact, self.contact(&user));
         reinvite.headers.push(HeaderName::UserAgent, self.useragent.clone());
         reinvite.headers.push(HeaderName::ContentType, "application/sdp");
         reinvite.body = self.media.offer().into_bytes();
@@ -740,7 +751,7 @@ impl Pvt {
         invite.headers.push(HeaderName::MaxForwards, "70");
         invite.headers.push(HeaderName::From, format!("{identity};tag={}", self.key.local_tag));
         invite.headers.push(HeaderName::To, format!("<{}>", out.uri));
-        invite.headers.push(HeaderName::Contact, format!("<sip:{user}@{}>", self.local));
+        invite.headers.push(HeaderName::Contact, self.contact(&user));
         invite.headers.push(HeaderName::CallId, self.key.call_id.clone());
         invite.headers.push(HeaderName::CSeq, format!("{seq} INVITE"));
         invite.headers.push(HeaderName::UserAgent, self.useragent.clone());

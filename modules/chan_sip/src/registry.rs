@@ -281,7 +281,8 @@ impl Registry {
             request.headers.push(HeaderName::CallId, line.call_id.clone());
             request.headers.push(HeaderName::CSeq, format!("{} REGISTER", line.cseq));
             let expiry = if line.removing { 0 } else { line.expiry };
-            request.headers.push(HeaderName::Contact, format!("<sip:{}@{local}>", config.extension));
+            let transport = if config.transport == "tcp" { ";transport=tcp" } else { "" };
+            request.headers.push(HeaderName::Contact, format!("<sip:{}@{local}{transport}>", config.extension));
             request.headers.push(HeaderName::Expires, expiry.to_string());
             request.headers.push(HeaderName::UserAgent, useragent.to_owned());
             let answering = authorization.is_some();

@@ -1,0 +1,148 @@
+//! SIP over TCP (`tcpenable=yes`): messages framed by Content-Length however the stream cuts
+//! them, keepalive pings, a malformed message closing only its connection, SIPp calling and
+//! registering over TCP, Dial to a `transport=tcp` peer, and a call to a phone registered over
+//! TCP going down its own connection.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+const EXTENSIONS: &str = "[default]
+exten => 600,1,Answer()
+ same => n,Echo()
+exten => 10,1,Dial(SIP/bob,5)
+ same => n,Hangup()
+";
+
+fn tcp_pbx(name: &str, sip_conf: &str) -> (Server, u16) {
+    sip_pbx(
+        name,
+        &["pbx_config", "app_dial", "app_echo"],
+        Some(EXTENSIONS),
+        &format!("tcpenable=yes\nallowguest=yes\ncontext=default\n{sip_conf}"),
+    )
+}
+
+fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("Starling listens on TCP");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+}
+
+fn options(port: u16, local: u16, n: u32) -> String {
+    format!(
+        "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{local};branch=z9hG4bKtcp{n}\r\n\
+         From: <sip:probe@127.0.0.1>;tag=t{n}\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: tcp-options-{n}\r\n\
+         CSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Reads from `stream` until `want` complete responses (by their `CSeq:` lines) have come, or
+/// the timeout: the text read.
+fn read_until(stream: &mut TcpStream, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = String::new();
+    let mut buffer = [0u8; 8192];
+    while !done(&text) && Instant::now() < deadline {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(len) => text.push_str(&String::from_utf8_lossy(&buffer[..len])),
+            Err(_) => break,
+        }
+    }
+    text
+}
+
+/// Two OPTIONS in one write and one cut in the middle of its headers: three 200s, in order,
+/// on the same connection; CRLFCRLF is answered CRLF; a message that cannot be framed gets
+/// 400 and its connection is closed, while another connection goes on.
+#[test]
+fn messages_are_framed_however_the_stream_cuts_them() {
+    let (server, port) = tcp_pbx("tcpframing", "");
+    let mut stream = connect(port);
+    let local = stream.local_addr().unwrap().port();
+    stream.write_all(format!("{}{}", options(port, local, 1), options(port, local, 2)).as_bytes()).unwrap();
+    let third = options(port, local, 3);
+    let (head, tail) = third.split_at(40);
+    stream.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    stream.write_all(tail.as_bytes()).unwrap();
+    let text = read_until(&mut stream, |t| t.contains("CSeq: 3 OPTIONS"));
+    let cseqs: Vec<&str> = text.lines().filter(|l| l.starts_with("CSeq: ")).collect();
+    assert_eq!(cseqs, ["CSeq: 1 OPTIONS", "CSeq: 2 OPTIONS", "CSeq: 3 OPTIONS"], "{text}\n{}", server.log_tail());
+    assert_eq!(text.matches("SIP/2.0 200 OK\r\n").count(), 3, "{text}");
+    assert!(text.contains("Via: SIP/2.0/TCP 127.0.0.1:"), "{text}");
+
+    stream.write_all(b"\r\n\r\n").unwrap();
+    let mut pong = [0u8; 2];
+    stream.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"\r\n", "a ping is answered with a pong");
+
+    let mut other = connect(port);
+    let bad = options(port, local, 5).replace("Content-Length: 0", "Content-Length: nope");
+    stream.write_all(bad.as_bytes()).unwrap();
+    let answer = read_until(&mut stream, |t| t.contains("\r\n\r\n"));
+    assert!(answer.starts_with("SIP/2.0 400 "), "{answer:?}");
+    let mut rest = [0u8; 16];
+    assert!(matches!(stream.read(&mut rest), Ok(0)), "the connection is closed");
+    assert!(server.log().contains("Bad SIP message from 127.0.0.1:"), "{}", server.log_tail());
+    let local = other.local_addr().unwrap().port();
+    other.write_all(options(port, local, 4).as_bytes()).unwrap();
+    assert!(read_until(&mut other, |t| t.contains("CSeq: 4")).starts_with("SIP/2.0 200 OK"), "others go on");
+}
+
+/// SIPp over TCP (`-t t1`): a call to Echo() and back with BYE, and a registration with digest.
+#[test]
+fn sipp_calls_and_registers_over_tcp() {
+    let (server, port) = tcp_pbx("tcpsipp", "[alice]\ntype=friend\nhost=dynamic\nsecret=pw\n");
+    let (code, out) =
+        run_sipp_with(port, "invite_answer.xml", &["-t", "t1", "-s", "600", "-m", "3", "-r", "3", "-l", "3"]);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let (code, out) =
+        run_sipp_with(port, "register.xml", &["-t", "t1", "-s", "alice", "-au", "alice", "-ap", "pw", "-m", "1"]);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let peer = server.rx("sip show peer alice");
+    assert!(peer.contains("Useragent    : SIPp"), "registered: {peer}");
+}
+
+/// Dial(SIP/bob) to a peer with `transport=tcp`: Starling opens the connection, the INVITE's
+/// Via says TCP, SIPp (a TCP UAS) answers, the caller's BYE (over UDP) reaches bob over TCP.
+#[test]
+fn dial_reaches_a_tcp_peer_over_a_connection_it_opens() {
+    let uas = SippUas::spawn_with("uas_answer.xml", 1, &["-t", "t1"]);
+    let (server, port) = tcp_pbx(
+        "tcpdial",
+        &format!("[bob]\ntype=peer\nhost=127.0.0.1\nport={}\ntransport=tcp\ndisallow=all\nallow=ulaw\n", uas.port),
+    );
+    let (code, out) = run_sipp(port, "invite_answer.xml", "10", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "the TCP side: {out}\n{}", server.log_tail());
+}
+
+/// A phone registered over TCP (without a secret: no challenge) is called down the
+/// connection it registered on: the INVITE arrives there, with a TCP Via and our Contact with
+/// `transport=tcp`.
+#[test]
+fn a_phone_registered_over_tcp_is_called_on_its_connection() {
+    let (server, port) = tcp_pbx("tcpphone", "[carol]\ntype=friend\nhost=dynamic\ncontext=default\n");
+    let mut phone = connect(port);
+    let local = phone.local_addr().unwrap().port();
+    let register = format!(
+        "REGISTER sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{local};branch=z9hG4bKreg1\r\n\
+         From: <sip:carol@127.0.0.1>;tag=r1\r\nTo: <sip:carol@127.0.0.1>\r\nCall-ID: tcp-reg-1\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:carol@127.0.0.1:{local};transport=tcp>\r\nExpires: 300\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    phone.write_all(register.as_bytes()).unwrap();
+    let ok = read_until(&mut phone, |t| t.contains("\r\n\r\n"));
+    assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}\n{}", server.log_tail());
+    let out = server.rx("channel originate SIP/carol application Wait 1");
+    assert!(!out.contains("rror"), "{out}");
+    let invite = read_until(&mut phone, |t| t.contains("m=audio"));
+    assert!(invite.starts_with("INVITE sip:carol@127.0.0.1:"), "{invite}\n{}", server.log_tail());
+    assert!(invite.contains("\r\nVia: SIP/2.0/TCP "), "{invite}");
+    let contact = invite.lines().find(|l| l.starts_with("Contact: ")).unwrap_or_default();
+    assert!(contact.ends_with(";transport=tcp>"), "{invite}");
+}
