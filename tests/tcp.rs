@@ -146,3 +146,22 @@ fn a_phone_registered_over_tcp_is_called_on_its_connection() {
     let contact = invite.lines().find(|l| l.starts_with("Contact: ")).unwrap_or_default();
     assert!(contact.ends_with(";transport=tcp>"), "{invite}");
 }
+
+/// `register => tcp://...`: the REGISTERs go over a connection Starling opens to the
+/// registrar (SIPp over TCP, verifying our digest): Registered; the detail view says TCP.
+#[test]
+fn a_tcp_line_registers_over_a_connection() {
+    let registrar = SippUas::spawn_with("registrar_auth.xml", 1, &["-t", "t1"]);
+    let (server, _port) =
+        tcp_pbx("tcpregistry", &format!("register => tcp://alice:s3cret@127.0.0.1:{}/600~60\n", registrar.port));
+    let registered = eventually(Duration::from_secs(8), || {
+        let registry = server.rx("sip show registry");
+        registry.contains("Registered").then_some(registry)
+    });
+    assert!(registered.is_some(), "{}\n{}", server.rx("sip show registry"), server.log_tail());
+    let detail = server.rx("sip show registry detail");
+    assert!(detail.contains(&format!("  Sent to        : TCP 127.0.0.1:{}\n", registrar.port)), "{detail}");
+    assert!(detail.contains(";transport=tcp\n"), "the binding: {detail}");
+    let (code, out) = registrar.finish();
+    assert_eq!(code, 0, "the registrar verified the digest over TCP: {out}");
+}
