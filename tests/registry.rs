@@ -320,6 +320,25 @@ fn header<'a>(message: &'a str, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// Behind NAT: with `externaddr` and a registrar outside `localnet`, the REGISTER's Via and
+/// Contact name `externaddr`; `sip show registry detail` shows that binding and our real socket.
+#[test]
+fn a_registration_behind_nat_names_externaddr() {
+    let registrar = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    registrar.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = registrar.local_addr().unwrap().port();
+    let server = server(
+        "regnat",
+        &format!("externaddr=198.51.100.7\nlocalnet=192.168.0.0/16\nregister => alice:pw@127.0.0.1:{port}/600\n"),
+    );
+    let (register, _) = next_request(&registrar, "REGISTER").expect("a REGISTER");
+    assert!(header(&register, "Via").starts_with("SIP/2.0/UDP 198.51.100.7:"), "{register}");
+    assert!(header(&register, "Contact").starts_with("<sip:600@198.51.100.7:"), "{register}");
+    let detail = server.rx("sip show registry detail");
+    assert!(detail.contains("  Binding        : sip:600@198.51.100.7:"), "{detail}");
+    assert!(detail.contains("  Local socket   : UDP 127.0.0.1:"), "{detail}");
+}
+
 /// `reregister_on=403,480` (ours): a trunk refusing our INVITE with 403 gets a new REGISTER of
 /// its account at once (same Call-ID, next CSeq); a 486, not in the list, does not.
 #[test]

@@ -465,6 +465,32 @@ fn echo_sends_our_rtp_back() {
     assert!(gone.is_some(), "{}", server.rx("sip show channels"));
 }
 
+/// `externaddr`/`localnet` (Asterisk's NAT settings): a caller outside every `localnet` is told
+/// `externaddr` (its port for SIP) in Contact and in the SDP's `c=` and `o=`; a caller inside
+/// one is told our own address; the media flows either way.
+#[test]
+fn externaddr_is_told_to_callers_outside_localnet() {
+    for (localnet, outside) in [("10.0.0.0/8", true), ("127.0.0.0/255.0.0.0", false)] {
+        let (server, port) = pbx("sipnat", &format!("externaddr=203.0.113.5:5099\nlocalnet={localnet}\n"));
+        let call = HandCall::dial(port, "600", &format!("nat-{outside}@127.0.0.1"));
+        let (contact, ip) = if outside {
+            ("@203.0.113.5:5099>".to_owned(), "203.0.113.5")
+        } else {
+            (format!("@127.0.0.1:{port}>"), "127.0.0.1")
+        };
+        assert!(header(&call.answer, "Contact").ends_with(&contact), "{}", call.answer);
+        assert!(call.answer.contains(&format!("\r\nc=IN IP4 {ip}\r\n")), "{}", call.answer);
+        assert!(
+            call.answer.lines().any(|l| l.starts_with("o=") && l.ends_with(&format!(" IN IP4 {ip}"))),
+            "{}",
+            call.answer
+        );
+        assert!(echoed_from(&call, &call.rtp, 0, 10) >= 8, "{}", server.log_tail());
+        call.send("BYE", 2, "z9hG4bKhand3");
+        await_message(&call.sip, "SIP/2.0 200");
+    }
+}
+
 /// Sends `n` PCMU packets from `from` to the call's RTP port (sequence numbers from `first`)
 /// and counts those Echo() sends back to the call's own RTP socket.
 fn echoed_from(call: &HandCall, from: &UdpSocket, first: u16, n: u16) -> usize {

@@ -119,6 +119,17 @@ fn split_bindaddr(value: &str) -> Option<(IpAddr, Option<u16>)> {
 }
 
 impl General {
+    /// Whether `remote` is outside every `localnet` while `externaddr` is set: then it is told
+    /// `externaddr` (Asterisk's `ast_sip_ouraddrfor`; without `localnet`, nothing is remapped).
+    pub fn remapped_for(&self, remote: IpAddr) -> Option<(IpAddr, Option<u16>)> {
+        let outside = !self.localnet.is_empty()
+            && !self
+                .localnet
+                .iter()
+                .any(|&(network, prefix)| AclRule { permit: true, network, prefix }.matches(remote));
+        self.externaddr.filter(|_| outside)
+    }
+
     /// Where SIP over TCP listens when `tcpenable=yes`: `tcpbindaddr` (its port, else
     /// `bindport`), else `bindaddr:bindport`.
     pub fn tcp_address(&self) -> Option<std::net::SocketAddr> {
@@ -184,7 +195,9 @@ pub struct General {
     pub registerattempts: u32,
     /// `[general] outboundproxy`: REGISTERs of lines without a peer, and peers without their own.
     pub outboundproxy: Option<String>,
-    pub externaddr: Option<String>,
+    /// `externaddr=host[:port]` (resolved when the file is read): what remotes outside
+    /// `localnet` are told our address is.
+    pub externaddr: Option<(IpAddr, Option<u16>)>,
     pub localnet: Vec<(IpAddr, u8)>,
     pub nat: Nat,
     pub rtptimeout: Option<u32>,
@@ -545,7 +558,17 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "registertimeout" => g.registertimeout = var.parse()?,
         "registerattempts" => g.registerattempts = var.parse()?,
         "outboundproxy" => g.outboundproxy = Some(parse_proxy(var)?.0),
-        "externaddr" | "externip" => g.externaddr = Some(var.value.clone()),
+        "externaddr" | "externip" | "externhost" => {
+            let resolved = split_bindaddr(&var.value).or_else(|| {
+                let (host, port) = match var.value.trim().rsplit_once(':') {
+                    Some((h, p)) => (h, Some(p.parse().ok()?)),
+                    None => (var.value.trim(), None),
+                };
+                let ip = std::net::ToSocketAddrs::to_socket_addrs(&(host, 0)).ok()?.next()?.ip();
+                Some((ip, port))
+            });
+            g.externaddr = Some(resolved.ok_or_else(|| var.error("expected an address or a host name that resolves"))?);
+        }
         "localnet" => g
             .localnet
             .push(parse_network(&var.value).ok_or_else(|| var.error("expected address/prefix or address/netmask"))?),
@@ -737,6 +760,29 @@ mod tests {
         assert!(high.starts_with("rtp.conf:2: rtpstart"), "{high}");
         assert!(rtp("[general]\nrtpstart=80\n").unwrap_err().contains("below 1024"));
         assert!(rtp("[general]\nstrictrtp=maybe\n").is_err());
+    }
+
+    /// externaddr applies to remotes outside every localnet, and only when localnet is set
+    /// (as ast_sip_ouraddrfor); tcpbindaddr takes an address with a port or not.
+    #[test]
+    fn externaddr_localnet_and_tcpbindaddr() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let conf =
+            parse("[general]\nexternaddr=203.0.113.5:5099\nlocalnet=192.168.0.0/16\nlocalnet=10.0.0.0/8\n").unwrap();
+        let g = &conf.general;
+        assert_eq!(g.externaddr, Some((ip("203.0.113.5"), Some(5099))));
+        assert_eq!(g.remapped_for(ip("198.51.100.1")), g.externaddr);
+        assert_eq!(g.remapped_for(ip("10.1.2.3")), None);
+        assert_eq!(g.remapped_for(ip("192.168.7.7")), None);
+        let no_localnet = parse("[general]\nexternip=203.0.113.5\n").unwrap();
+        assert_eq!(no_localnet.general.remapped_for(ip("198.51.100.1")), None, "nothing without localnet");
+        assert!(parse("[general]\nexternaddr=203.0.113.5:port\n").unwrap_err().contains("sip.conf:2: externaddr"));
+        let tcp = parse("[general]\nbindport=5070\ntcpenable=yes\ntcpbindaddr=127.0.0.2\n").unwrap();
+        assert_eq!(tcp.general.tcp_address(), Some("127.0.0.2:5070".parse().unwrap()));
+        let tcp = parse("[general]\ntcpenable=yes\ntcpbindaddr=[::1]:5080\n").unwrap();
+        assert_eq!(tcp.general.tcp_address(), Some("[::1]:5080".parse().unwrap()));
+        assert_eq!(parse("[general]\ntcpbindaddr=127.0.0.2\n").unwrap().general.tcp_address(), None, "tcpenable=no");
+        assert!(parse("[general]\ntcpbindaddr=nowhere\n").is_err());
     }
 
     #[test]

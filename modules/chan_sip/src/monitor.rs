@@ -276,10 +276,14 @@ impl Monitor {
         };
         let remote = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).ok()?.next()?;
         let local_ip = self.shared.local_ip_towards(remote);
-        let local = SocketAddr::new(local_ip, self.shared.sip_port);
+        let told = self.shared.advertised(local_ip, remote.ip());
         let branch = crate::registry::branch(self.shared.random());
         let now = std::time::Instant::now();
-        Some((registry.request(i, now, local, &branch, &self.conf.general.useragent, authorization), remote))
+        let request = registry.request(i, now, told, &branch, &self.conf.general.useragent, authorization);
+        if let Some(line) = registry.lines.get_mut(i) {
+            line.local = Some(SocketAddr::new(local_ip, self.shared.sip_port));
+        }
+        Some((request, remote))
     }
 
     /// `reregister_on`: the account of `peer` registers again at once (the REGISTER goes
@@ -484,19 +488,19 @@ impl Monitor {
         let uri = starling_sip::uri::Uri::sip(Some(peer), host, Some(remote.port()));
         let mut request = Request::new(Method::Options, uri.clone());
         let branch = Endpoint::new_branch(&format!("{:016x}", self.shared.random()));
+        let local = self.shared.advertised(local_ip, remote.ip());
         let via = starling_sip::transaction::via_for(
             Transport::Udp,
-            starling_sip::uri::Host::from_ip(local_ip),
-            self.shared.sip_port,
+            starling_sip::uri::Host::from_ip(local.ip()),
+            local.port(),
             &branch,
         );
-        let local = SocketAddr::new(local_ip, self.shared.sip_port);
         request.headers.push(HeaderName::Via, via.to_string());
         request.headers.push(HeaderName::MaxForwards, "70");
         request.headers.push(HeaderName::From, format!("<sip:starling@{local}>;tag={}", self.new_tag()));
         request.headers.push(HeaderName::To, format!("<{uri}>"));
         request.headers.push(HeaderName::Contact, format!("<sip:starling@{local}>"));
-        request.headers.push(HeaderName::CallId, format!("{:016x}@{local_ip}", self.shared.random()));
+        request.headers.push(HeaderName::CallId, format!("{:016x}@{}", self.shared.random(), local.ip()));
         request.headers.push(HeaderName::CSeq, "102 OPTIONS");
         request.headers.push(HeaderName::UserAgent, self.conf.general.useragent.clone());
         request.headers.push(HeaderName::Accept, "application/sdp");
@@ -1048,8 +1052,10 @@ impl Monitor {
         channel.set_state(starling_core::channel::ChannelState::Ring);
 
         let comedia = caller.as_ref().map_or(conf.general.nat.comedia, |p| p.nat.comedia);
+        // What the caller is told (Contact, SDP): externaddr outside localnet.
+        let told = self.shared.advertised(local_ip, remote.ip());
         let (mut session, media) =
-            self.shared.call_media(local_ip, &rtp, allowed, comedia, negotiated.codec.clock_rate);
+            self.shared.call_media(told.ip(), &rtp, allowed, comedia, negotiated.codec.clock_rate);
         session.set_remote(negotiated.remote, false);
         self.invites.insert(tx, key.clone());
         let user = &channel.caller.number;
@@ -1064,7 +1070,7 @@ impl Monitor {
             stats: None,
         };
         self.shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(id.call_id.clone(), row);
-        let local = SocketAddr::new(local_ip, self.socket.local_addr().map_or(5060, |a| a.port()));
+        let local = told;
         let pvt_key = key.clone();
         let (pvt, handle) = Pvt::new(PvtParts {
             key,
@@ -1092,7 +1098,8 @@ impl Monitor {
     }
 
     /// Our address as the caller sees it: `bindaddr`, or when bound to every address the
-    /// Request-URI's host if it is an address, else the loopback or `externaddr`.
+    /// Request-URI's host if it is an address, else the loopback. (What the caller is *told*
+    /// may be `externaddr`: [`Shared::advertised`].)
     fn local_ip(&self, request: &Request) -> std::net::IpAddr {
         let bound = self.conf.general.bindaddr;
         if !bound.is_unspecified() {
@@ -1116,10 +1123,7 @@ fn registry_row(line: &crate::registry::Line) -> crate::shared::RegistryRow {
             proxy: line.proxy.clone(),
             aor: line.aor(),
             registrant: line.registrant.clone(),
-            binding: line.local.map(|local| {
-                let transport = if line.config.transport == "tcp" { ";transport=tcp" } else { "" };
-                format!("sip:{}@{local}{transport}", line.config.extension)
-            }),
+            binding: line.binding.clone(),
             next: line
                 .next_attempt()
                 .map(|at| std::time::SystemTime::now() + at.saturating_duration_since(std::time::Instant::now())),

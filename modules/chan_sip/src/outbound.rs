@@ -159,13 +159,14 @@ impl Tech for SipTech {
             return Err(Cause::BEARERCAPABILITY_NOTAVAIL);
         };
         let comedia = target.peer.as_ref().map_or(conf.general.nat.comedia, |p| p.nat.comedia);
-        let (session, media) = shared.call_media(local_ip, &rtp, codecs, comedia, first.clock_rate);
+        // What the peer is told (Via, Contact, From, SDP): externaddr outside localnet.
+        let local = shared.advertised(local_ip, target.remote.ip());
+        let (session, media) = shared.call_media(local.ip(), &rtp, codecs, comedia, first.clock_rate);
 
         let local_tag = shared.new_tag();
         let call_id = format!("{:016x}@{local_ip}", shared.random());
         let key = CallKey { call_id: call_id.clone(), local_tag: local_tag.clone() };
-        let local = SocketAddr::new(local_ip, shared.sip_port);
-        let mut local_uri = NameAddr::new(Uri::sip(Some("starling"), Host::from_ip(local_ip), None));
+        let mut local_uri = NameAddr::new(Uri::sip(Some("starling"), Host::from_ip(local.ip()), None));
         local_uri.set_param("tag", Some(local_tag.clone()));
         let dialog = Dialog {
             id: DialogId { call_id: call_id.clone(), local_tag, remote_tag: String::new() },

@@ -88,8 +88,11 @@ pub struct Line {
     /// A third-party registrant: the From of our REGISTERs when the line's peer has a
     /// `fromuser` other than the line's user (the AOR, in To, stays the user's).
     pub registrant: Option<String>,
-    /// Our address the last REGISTER went from (`Local socket` of the detail view).
+    /// Our address the last REGISTER went from (`Local socket` of the detail view; the
+    /// monitor sets it, the REGISTER itself names the address remotes see).
     pub local: Option<SocketAddr>,
+    /// The Contact of the last REGISTER (`Binding`).
+    pub binding: Option<String>,
 }
 
 impl Line {
@@ -174,6 +177,7 @@ impl Registry {
                 proxy: None,
                 registrant: None,
                 local: None,
+                binding: None,
             });
         }
         self.schedule = (0..self.lines.len()).filter_map(|i| Some((self.deadline(i)?, i))).collect();
@@ -253,7 +257,8 @@ impl Registry {
         due
     }
 
-    /// The REGISTER for line `i` (its next CSeq), from `local`; with `authorization` when it
+    /// The REGISTER for line `i` (its next CSeq), from `local` (as the registrar must see it:
+    /// Via and Contact); with `authorization` when it
     /// answers a challenge. Moves the line to Request Sent or Auth. Sent.
     pub fn request(
         &mut self,
@@ -282,7 +287,9 @@ impl Registry {
             request.headers.push(HeaderName::CSeq, format!("{} REGISTER", line.cseq));
             let expiry = if line.removing { 0 } else { line.expiry };
             let transport = if config.transport == "tcp" { ";transport=tcp" } else { "" };
-            request.headers.push(HeaderName::Contact, format!("<sip:{}@{local}{transport}>", config.extension));
+            let binding = format!("sip:{}@{local}{transport}", config.extension);
+            request.headers.push(HeaderName::Contact, format!("<{binding}>"));
+            line.binding = Some(binding);
             request.headers.push(HeaderName::Expires, expiry.to_string());
             request.headers.push(HeaderName::UserAgent, useragent.to_owned());
             let answering = authorization.is_some();
@@ -295,7 +302,6 @@ impl Registry {
             }
             line.authenticated = answering;
             line.waiting = Some(now);
-            line.local = Some(local);
             request
         })
     }

@@ -127,6 +127,15 @@ impl Shared {
         *routes.entry(remote.ip()).or_insert_with(|| route_source(remote))
     }
 
+    /// Our SIP address as `remote` must see it in Via, Contact and SDP: `externaddr` (its port,
+    /// else ours) for a remote outside `localnet`, else `local_ip` and our SIP port.
+    pub fn advertised(&self, local_ip: IpAddr, remote: IpAddr) -> SocketAddr {
+        match self.conf().general.remapped_for(remote) {
+            Some((ip, port)) => SocketAddr::new(ip, port.unwrap_or(self.sip_port)),
+            None => SocketAddr::new(local_ip, self.sip_port),
+        }
+    }
+
     /// A fresh pseudo-random number (a PCG step: unpredictable enough for tags and branches,
     /// which need to be unique, not secret).
     pub fn random(&self) -> u64 {
