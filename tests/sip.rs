@@ -414,16 +414,21 @@ impl HandCall {
 
     /// PCMU payloads received until nothing comes for `quiet`.
     fn receive_payloads(&self, quiet: Duration) -> Vec<Vec<u8>> {
-        self.rtp.set_read_timeout(Some(quiet)).unwrap();
-        let mut buffer = [0u8; 2048];
-        let mut payloads = Vec::new();
-        while let Ok(len) = self.rtp.recv(&mut buffer) {
-            if len > 12 && buffer[1] & 0x7f == 0 {
-                payloads.push(buffer[12..len].to_vec());
-            }
-        }
-        payloads
+        pcmu_payloads(&self.rtp, quiet)
     }
+}
+
+/// The PCMU payloads that reach `socket` until it is quiet for `quiet`.
+fn pcmu_payloads(socket: &UdpSocket, quiet: Duration) -> Vec<Vec<u8>> {
+    socket.set_read_timeout(Some(quiet)).unwrap();
+    let mut buffer = [0u8; 2048];
+    let mut payloads = Vec::new();
+    while let Ok(len) = socket.recv(&mut buffer) {
+        if len > 12 && buffer[1] & 0x7f == 0 {
+            payloads.push(buffer[12..len].to_vec());
+        }
+    }
+    payloads
 }
 
 /// A call to Echo() by hand: the RTP we send comes back through chan_sip, the channel and
@@ -491,9 +496,65 @@ fn externaddr_is_told_to_callers_outside_localnet() {
     }
 }
 
+/// UPDATE (RFC 3311) inside a call: with an offer it moves the media like a re-INVITE (200 with
+/// our answer, no ACK); without one it is a plain 200. MESSAGE in a call is 202, outside one
+/// 405 (with Allow); SUBSCRIBE to presence finds no hint (404), an unknown event package is
+/// 489 with Allow-Events, a keep-alive NOTIFY is 200, a PUBLISH of presence 489.
+#[test]
+fn update_message_subscribe_notify_and_publish() {
+    let (server, port) = pbx("sipupdate", "");
+    let call = HandCall::dial(port, "600", "update-call@127.0.0.1");
+    let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let new_port = moved.local_addr().unwrap().port();
+    let sdp = format!(
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {new_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+    );
+    let in_dialog = |method: &str, cseq: u32, extra: &str, body: &str| {
+        format!(
+            "{method} sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKup{cseq}\r\n{}To: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:guest@127.0.0.1:{}>\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            call.sip_port, call.common, call.to, call.sip_port, body.len()
+        )
+    };
+    let ask = |request: String| {
+        call.sip.send_to(request.as_bytes(), ("127.0.0.1", port)).unwrap();
+        await_message(&call.sip, "SIP/2.0 ")
+    };
+    let ok = ask(in_dialog("UPDATE", 2, "Content-Type: application/sdp\r\n", &sdp));
+    assert!(ok.starts_with("SIP/2.0 200") && ok.contains("CSeq: 2 UPDATE") && ok.contains("m=audio "), "{ok}");
+    assert!(echoed_to(call.their_rtp, &moved, &moved, 0, 10) >= 8, "the media moved\n{}", server.log_tail());
+    let plain = ask(in_dialog("UPDATE", 3, "", ""));
+    assert!(plain.starts_with("SIP/2.0 200") && !plain.contains("m=audio"), "{plain}");
+    let message = ask(in_dialog("MESSAGE", 4, "Content-Type: text/plain\r\n", "hello"));
+    assert!(message.starts_with("SIP/2.0 202"), "{message}");
+    assert!(server.log().contains("MESSAGE on update-call@127.0.0.1: hello"), "{}", server.log_tail());
+
+    let outside = |method: &str, n: u32, extra: &str| {
+        format!(
+            "{method} sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKout{n}\r\n\
+             From: <sip:guest@127.0.0.1>;tag=o{n}\r\nTo: <sip:600@127.0.0.1>\r\nCall-ID: outside-{n}@127.0.0.1\r\n\
+             CSeq: 1 {method}\r\nMax-Forwards: 70\r\nContact: <sip:guest@127.0.0.1:{}>\r\n{extra}Content-Length: 0\r\n\r\n",
+            call.sip_port, call.sip_port
+        )
+    };
+    let refused = ask(outside("MESSAGE", 1, ""));
+    assert!(refused.starts_with("SIP/2.0 405") && refused.contains("\r\nAllow: "), "{refused}");
+    assert!(ask(outside("SUBSCRIBE", 2, "Event: presence\r\nExpires: 60\r\n")).starts_with("SIP/2.0 404"));
+    let bad_event = ask(outside("SUBSCRIBE", 3, "Event: bogus\r\n"));
+    assert!(bad_event.starts_with("SIP/2.0 489") && bad_event.contains("\r\nAllow-Events: "), "{bad_event}");
+    assert!(ask(outside("NOTIFY", 4, "Event: keep-alive\r\n")).starts_with("SIP/2.0 200"));
+    assert!(ask(outside("PUBLISH", 5, "Event: presence\r\n")).starts_with("SIP/2.0 489"));
+    call.send("BYE", 5, "z9hG4bKhand3");
+    await_message(&call.sip, "SIP/2.0 200");
+}
+
 /// Sends `n` PCMU packets from `from` to the call's RTP port (sequence numbers from `first`)
 /// and counts those Echo() sends back to the call's own RTP socket.
 fn echoed_from(call: &HandCall, from: &UdpSocket, first: u16, n: u16) -> usize {
+    echoed_to(call.their_rtp, from, &call.rtp, first, n)
+}
+
+/// [`echoed_from`], counting what comes back to `to`.
+fn echoed_to(their_rtp: u16, from: &UdpSocket, to: &UdpSocket, first: u16, n: u16) -> usize {
     let mut echoed = 0;
     for seq in first..first + n {
         let mut packet = vec![0x80, 0x00];
@@ -501,10 +562,10 @@ fn echoed_from(call: &HandCall, from: &UdpSocket, first: u16, n: u16) -> usize {
         packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
         packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
         packet.extend(std::iter::repeat_n(0x55, 160));
-        from.send_to(&packet, ("127.0.0.1", call.their_rtp)).unwrap();
-        echoed += call.receive_payloads(Duration::from_millis(20)).len();
+        from.send_to(&packet, ("127.0.0.1", their_rtp)).unwrap();
+        echoed += pcmu_payloads(to, Duration::from_millis(20)).len();
     }
-    echoed + call.receive_payloads(Duration::from_millis(200)).len()
+    echoed + pcmu_payloads(to, Duration::from_millis(200)).len()
 }
 
 /// rtp.conf: the RTP port comes from `rtpstart`–`rtpend` (even); with `strictrtp` (the default)

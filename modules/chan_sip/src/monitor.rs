@@ -29,7 +29,9 @@ use crate::shared::{CallKey, Shared};
 use starling_core::events::Event as CoreEvent;
 
 /// The methods chan_sip answers (the `Allow:` header).
-pub const ALLOWED_METHODS: &str = "INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, SUBSCRIBE, NOTIFY, INFO, PUBLISH, MESSAGE";
+/// Asterisk's list, and UPDATE (RFC 3311), which Starling takes inside a dialog.
+pub const ALLOWED_METHODS: &str =
+    "INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, SUBSCRIBE, NOTIFY, INFO, PUBLISH, MESSAGE, UPDATE";
 /// The extensions chan_sip supports (the `Supported:` header).
 /// (No `timer`: session timers are not kept yet, so they are not offered.)
 pub const SUPPORTED: &str = "replaces";
@@ -731,9 +733,13 @@ impl Monitor {
             Method::Invite if request.to().is_some_and(|t| t.tag().is_none()) => {
                 self.handle_request_invite(tx, request, remote)
             }
-            Method::Invite | Method::Bye | Method::Info | Method::Refer => {
+            Method::Invite | Method::Bye | Method::Info | Method::Refer | Method::Update => {
                 let call = key_of_request(&request).and_then(|key| self.calls.get(&key));
                 match call {
+                    Some(call) if request.method == Method::Update => {
+                        note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: UPDATE");
+                        let _ = call.send(ToPvt::Update { tx, request: Box::new(request) });
+                    }
                     Some(call) if request.method == Method::Bye => {
                         note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: BYE");
                         let _ = call.send(ToPvt::Bye { tx, request: Box::new(request) });
@@ -756,6 +762,31 @@ impl Monitor {
                     }
                 }
             }
+            Method::Message => {
+                // As chan_sip: a MESSAGE inside a call is taken (202; there are no text frames
+                // here, so its text is logged); outside one it is not allowed
+                // (accept_outofcall_message=no).
+                let in_call = key_of_request(&request).is_some_and(|key| self.calls.contains_key(&key));
+                let status = if in_call {
+                    tracing::info!(
+                        "MESSAGE on {}: {}",
+                        request.call_id().unwrap_or(""),
+                        String::from_utf8_lossy(&request.body)
+                    );
+                    202
+                } else {
+                    405
+                };
+                let mut response = self.response(&request, status);
+                if status == 405 {
+                    response.headers.push(HeaderName::Allow, ALLOWED_METHODS);
+                }
+                self.endpoint.send_response(now, tx, response);
+            }
+            Method::Subscribe | Method::Publish | Method::Notify => {
+                let response = self.event_response(&request);
+                self.endpoint.send_response(now, tx, response);
+            }
             _ => {
                 tracing::debug!("{} from {remote}: not implemented yet", request.method);
                 let mut response = self.response(&request, 501);
@@ -763,6 +794,26 @@ impl Monitor {
                 self.endpoint.send_response(now, tx, response);
             }
         }
+    }
+
+    /// SUBSCRIBE, PUBLISH and NOTIFY, as chan_sip answers them without hints, mailboxes or an
+    /// event state compositor: a subscription to an extension's state (`presence`, `dialog`)
+    /// or to a mailbox (`message-summary`) finds none (404); NOTIFYs of the keep-alive kinds
+    /// phones send, and of a transfer's progress, are taken (200); any other event package is
+    /// `489 Bad Event`.
+    fn event_response(&mut self, request: &Request) -> Response {
+        let event = request.headers.get(&HeaderName::Event).unwrap_or("");
+        let package = event.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let status = match (&request.method, package.as_str()) {
+            (Method::Subscribe, "presence" | "dialog" | "message-summary") => 404,
+            (Method::Notify, "keep-alive" | "check-sync" | "message-summary" | "refer") => 200,
+            _ => 489,
+        };
+        let mut response = self.response(request, status);
+        if status == 489 {
+            response.headers.push(HeaderName::AllowEvents, "presence, dialog, message-summary, refer");
+        }
+        response
     }
 
     /// REGISTER: see the registrar's docs for the answers.

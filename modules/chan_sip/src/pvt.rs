@@ -167,6 +167,11 @@ pub enum ToPvt {
         tx: TxId,
         request: Box<Request>,
     },
+    /// An UPDATE inside the dialog (RFC 3311): a new offer, early or answered, or a refresh.
+    Update {
+        tx: TxId,
+        request: Box<Request>,
+    },
     /// An INVITE inside the dialog: a new offer (hold, another address) or a session refresh.
     Reinvite {
         tx: TxId,
@@ -1165,6 +1170,25 @@ impl Pvt {
                                 self.send(ToMonitor::Respond { tx, response: refusal });
                             }
                         }
+                    }
+                    Some(ToPvt::Update { tx, request }) => {
+                        // As a re-INVITE's offer, answered in the 200 (no ACK follows); without
+                        // an offer only the dialog's CSeq is checked.
+                        let response = if request.body.is_empty() {
+                            match self.dialog.handle_request(&request) {
+                                Ok(_) => self.response_to(&request, 200),
+                                Err(_) => self.response_to(&request, 500),
+                            }
+                        } else {
+                            match self.reinvite(&request).await {
+                                Ok(ok) => {
+                                    (format, payload_type, samples_per_ms, event_type) = self.codec_params();
+                                    ok
+                                }
+                                Err(status) => self.response_to(&request, status),
+                            }
+                        };
+                        self.send(ToMonitor::Respond { tx, response });
                     }
                     Some(ToPvt::Info { tx, request }) => {
                         let digit = info_digit(&request);
