@@ -994,6 +994,45 @@ fn sip_set_debug_shows_the_messages() {
     assert!(shown.is_some(), "{}", server.log_tail());
     assert_eq!(server.rx("sip set debug off"), "SIP Debugging Disabled\n");
     assert!(server.rx("sip set debug maybe").contains("Usage: sip set debug"));
+
+    // Only one address: another's messages are not shown, its own are.
+    assert_eq!(server.rx("sip set debug ip 127.0.0.2"), "SIP Debugging Enabled for IP: 127.0.0.2\n");
+    assert!(exchange(port, &options(port, "z9hG4bKdebugother")).is_some());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!server.log().contains("z9hG4bKdebugother"), "{}", server.log_tail());
+    assert_eq!(server.rx("sip set debug ip 127.0.0.1"), "SIP Debugging Enabled for IP: 127.0.0.1\n");
+    assert!(exchange(port, &options(port, "z9hG4bKdebugmine")).is_some());
+    let mine = eventually(Duration::from_secs(5), || server.log().contains("z9hG4bKdebugmine").then_some(()));
+    assert!(mine.is_some(), "{}", server.log_tail());
+    assert_eq!(server.rx("sip set debug peer nobody"), "Unable to get IP address of peer 'nobody'\n");
+    assert_eq!(server.rx("sip set debug off"), "SIP Debugging Disabled\n");
+}
+
+/// `sip show channel <Call-ID start>`: chan_sip's block for the call; an unknown start says so.
+#[test]
+fn sip_show_channel_details_a_call() {
+    let (server, port) = pbx("sipshowchannel", "");
+    let call = HandCall::dial(port, "600", "show-channel-call@127.0.0.1");
+    let shown = server.rx("sip show channel SHOW-chan");
+    for line in [
+        "  * SIP Call\n",
+        "  Curr. trans. direction: Incoming\n",
+        "  Call-ID:                show-channel-call@127.0.0.1\n",
+        "  Owner channel ID:       SIP/127.0.0.1-",
+        "  Format:                 (ulaw)\n",
+        &format!("  Received Address:       127.0.0.1:{}\n", call.sip_port),
+        &format!("  Audio IP:               127.0.0.1:{}\n", call.their_rtp),
+        "  Their Tag:              hand1\n",
+        "  Peername:               <guest>\n",
+        &format!("  Original uri:           sip:600@127.0.0.1:{port}\n"),
+        "  DTMF Mode:              rfc2833\n",
+        "  Transport:              UDP\n",
+    ] {
+        assert!(shown.contains(line), "{line:?} in\n{shown}");
+    }
+    assert_eq!(server.rx("sip show channel zzz"), "No such SIP Call ID starting with 'zzz'\n");
+    call.send("BYE", 2, "z9hG4bKhand3");
+    await_message(&call.sip, "SIP/2.0 200");
 }
 
 /// A request that requires an extension we do not have (100rel) gets 420 naming it.

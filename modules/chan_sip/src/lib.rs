@@ -232,6 +232,35 @@ fn show_registry(rows: &[shared::RegistryRow]) -> String {
     out
 }
 
+/// `sip set debug ip`'s `addr[:port]` (a host name is resolved; without a port any port).
+fn debug_address(text: &str) -> Option<(std::net::IpAddr, Option<u16>)> {
+    if let Ok(address) = text.parse::<std::net::SocketAddr>() {
+        return Some((address.ip(), Some(address.port())));
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, Some(port.parse().ok()?)),
+        _ => (text, None),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = host
+        .parse()
+        .ok()
+        .or_else(|| std::net::ToSocketAddrs::to_socket_addrs(&(host, 0)).ok()?.next().map(|a| a.ip()))?;
+    Some((ip, port))
+}
+
+/// Where `sip set debug peer` looks: the peer's static host and port, or where it registered.
+fn peer_address(conf: &SipConf, bindings: &registrar::Bindings, name: &str) -> Option<std::net::SocketAddr> {
+    let peer = conf.peer(name, |p| p.kind != config::PeerKind::User)?;
+    match &peer.host {
+        config::PeerHost::Static(host) => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            std::net::ToSocketAddrs::to_socket_addrs(&(host, peer.port.unwrap_or(5060))).ok()?.next()
+        }
+        config::PeerHost::Dynamic => bindings.read().unwrap_or_else(|p| p.into_inner()).get(name).map(|b| b.address),
+    }
+}
+
 /// `sip show registry detail` (Starling's): one block per `register =>` line.
 fn show_registry_detail(rows: &[shared::RegistryRow]) -> String {
     let time = |t: Option<std::time::SystemTime>| {
@@ -308,6 +337,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let shared = Arc::new(std::sync::RwLock::new(conf.clone()));
     let table = pvt::DialogTable::default();
     let stats_table = table.clone();
+    let channel_table = table.clone();
     let sip_port = socket.local_addr().map_or(conf.general.bindport, |a| a.port());
     let (to_monitor, from_calls) = tokio::sync::mpsc::unbounded_channel();
     let state = Arc::new(shared::Shared::new(
@@ -333,9 +363,9 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             let _ = done.send(());
         })
         .map_err(|e| LoadError::Resource(format!("cannot start the SIP monitor thread: {e}")))?;
-    let (peers_conf, peer_conf, settings_conf, users_conf) =
-        (shared.clone(), shared.clone(), shared.clone(), shared.clone());
-    let (peers_bindings, peer_bindings) = (bindings.clone(), bindings);
+    let (peers_conf, peer_conf, settings_conf, users_conf, debug_conf) =
+        (shared.clone(), shared.clone(), shared.clone(), shared.clone(), shared.clone());
+    let (peers_bindings, peer_bindings, debug_bindings) = (bindings.clone(), bindings.clone(), bindings);
     let current = |c: &Arc<std::sync::RwLock<Arc<SipConf>>>| c.read().unwrap_or_else(|p| p.into_inner()).clone();
     let cli = ctx.register_cli(vec![
         CliCommand::new("sip show peers", "List defined SIP peers", "Usage: sip show peers [like <pattern>]\n       Lists all known SIP peers.\n", move |call| {
@@ -358,6 +388,11 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         }),
         CliCommand::new("sip show channels", "List active SIP channels", "Usage: sip show channels\n       Lists all currently active SIP calls.\n", move |call| {
             call.print(&pvt::show_channels(&table));
+            CliResult::Success
+        }),
+        CliCommand::new("sip show channel", "Show detailed SIP channel info", "Usage: sip show channel <call-id>\n       Provides detailed status on a given SIP dialog (identified by SIP call-id, or its start).\n", move |call| {
+            let [prefix] = call.args() else { return CliResult::ShowUsage };
+            call.print(&pvt::show_channel(&channel_table, prefix));
             CliResult::Success
         }),
         CliCommand::new("sip qualify peer", "Send an OPTIONS packet to a peer", "Usage: sip qualify peer <name>\n       Send a SIP OPTIONS request to a peer now (its qualify status follows).\n", move |call| {
@@ -388,20 +423,37 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             call.print(&show_users(&current(&users_conf)));
             CliResult::Success
         }),
-        CliCommand::new("sip set debug", "Enable/Disable SIP debugging", "Usage: sip set debug {on|off}\n       Shows every SIP message in and out on the console, or stops.\n", move |call| {
-            match call.args() {
+        CliCommand::new("sip set debug", "Enable/Disable SIP debugging", "Usage: sip set debug {on|off|ip addr[:port]|peer peername}\n       Shows every SIP message in and out on the console (or only those with an address,\n       or with a peer's address), or stops.\n", move |call| {
+            let args: Vec<String> = call.args().to_vec();
+            match args.as_slice() {
                 [on] if on == "on" => {
-                    debug.store(true, std::sync::atomic::Ordering::Relaxed);
+                    debug.set(true, None);
                     let _ = writeln!(call, "SIP Debugging enabled");
-                    CliResult::Success
                 }
                 [off] if off == "off" => {
-                    debug.store(false, std::sync::atomic::Ordering::Relaxed);
+                    debug.set(false, None);
                     let _ = writeln!(call, "SIP Debugging Disabled");
-                    CliResult::Success
                 }
-                _ => CliResult::ShowUsage,
+                [ip, address] if ip == "ip" => {
+                    let Some(only) = debug_address(address) else {
+                        let _ = writeln!(call, "Unable to get IP address of host '{address}'");
+                        return CliResult::Failure;
+                    };
+                    debug.set(true, Some(only));
+                    let _ = writeln!(call, "SIP Debugging Enabled for IP: {address}");
+                }
+                [peer, name] if peer == "peer" => {
+                    let conf = current(&debug_conf);
+                    let Some(remote) = peer_address(&conf, &debug_bindings, name) else {
+                        let _ = writeln!(call, "Unable to get IP address of peer '{name}'");
+                        return CliResult::Failure;
+                    };
+                    debug.set(true, Some((remote.ip(), Some(remote.port()))));
+                    let _ = writeln!(call, "SIP Debugging Enabled for IP: {remote}");
+                }
+                _ => return CliResult::ShowUsage,
             }
+            CliResult::Success
         }),
         CliCommand::new("sip reload", "Reload SIP configuration", "Usage: sip reload\n       Reloads SIP configuration from sip.conf (calls in progress go on).\n", |call| {
             match call.core.loader().reload(call.core, "chan_sip") {

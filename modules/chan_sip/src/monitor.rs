@@ -41,8 +41,8 @@ pub struct Monitor {
     /// The configuration in force (refreshed from `shared` on every wake, so `sip reload`
     /// applies to the next request).
     pub conf: Arc<SipConf>,
-    /// `sip set debug on`: every message in and out goes to the console.
-    pub debug: Arc<std::sync::atomic::AtomicBool>,
+    /// `sip set debug on|ip|peer`: messages in and out go to the console.
+    pub debug: Arc<SipDebug>,
     pub socket: Arc<UdpSocket>,
     pub endpoint: Endpoint,
     registrar: Registrar,
@@ -68,6 +68,32 @@ pub struct Monitor {
     /// SIP over TCP (`tcpenable=yes`): the listener and connections, and what they read.
     tcp: Option<crate::tcp::Tcp>,
     from_tcp: Option<mpsc::UnboundedReceiver<crate::tcp::TcpEvent>>,
+}
+
+/// `sip set debug`: off, on for every message, or only for one address (`ip X`, `peer X`).
+/// The common case (off) costs one atomic load per message.
+#[derive(Debug, Default)]
+pub struct SipDebug {
+    on: std::sync::atomic::AtomicBool,
+    only: std::sync::RwLock<Option<(std::net::IpAddr, Option<u16>)>>,
+}
+
+impl SipDebug {
+    /// Shows everything (`on`), messages with one address (its port, or any port), or nothing.
+    pub fn set(&self, on: bool, only: Option<(std::net::IpAddr, Option<u16>)>) {
+        *self.only.write().unwrap_or_else(|p| p.into_inner()) = only;
+        self.on.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a message to or from `remote` is shown.
+    pub fn shows(&self, remote: SocketAddr) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Relaxed)
+            && self
+                .only
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none_or(|(ip, port)| ip == remote.ip() && port.is_none_or(|p| p == remote.port()))
+    }
 }
 
 /// 16 unpredictable-enough bytes for the digest nonce key (the clock, the pid, an address).
@@ -175,7 +201,7 @@ impl Monitor {
                 }
                 received = self.socket.recv_from(&mut buffer) => match received {
                     Ok((len, from)) => {
-                        if self.debug.load(std::sync::atomic::Ordering::Relaxed) {
+                        if self.debug.shows(from) {
                             starling_core::verbose!(
                                 0,
                                 "\n<--- SIP read from UDP:{from} --->\n{}\n<------------->",
@@ -555,7 +581,7 @@ impl Monitor {
             let mut idle = true;
             while let Some(transmit) = self.endpoint.poll_transmit() {
                 idle = false;
-                if self.debug.load(std::sync::atomic::Ordering::Relaxed) {
+                if self.debug.shows(transmit.remote) {
                     starling_core::verbose!(
                         0,
                         "\n<--- Transmitting to {} --->\n{}\n<------------>",
@@ -587,7 +613,7 @@ impl Monitor {
     fn handle_tcp_event(&mut self, event: crate::tcp::TcpEvent) {
         match event {
             crate::tcp::TcpEvent::Message { remote, message } => {
-                if self.debug.load(std::sync::atomic::Ordering::Relaxed) {
+                if self.debug.shows(remote) {
                     starling_core::verbose!(
                         0,
                         "\n<--- SIP read from TCP:{remote} --->\n{}\n<------------->",
@@ -1119,6 +1145,19 @@ impl Monitor {
             peer: caller.as_ref().map_or_else(|| "<guest>".to_owned(), |p| p.name.clone()),
             started: std::time::Instant::now(),
             stats: None,
+            detail: crate::pvt::ChannelDetail {
+                direction: "Incoming",
+                channel: channel.name().to_owned(),
+                remote,
+                audio: SocketAddr::new(told.ip(), media.port),
+                our_tag: id.local_tag.clone(),
+                their_tag: id.remote_tag.clone(),
+                useragent: request.headers.get(&HeaderName::UserAgent).unwrap_or("").to_owned(),
+                uri: request.uri.to_string(),
+                codecs: media.codecs.iter().map(|c| crate::pvt::format_name(&c.name).to_owned()).collect(),
+                dtmfmode: caller.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
+                transport: if self.tcp.as_ref().is_some_and(|t| t.is_connected(remote)) { "TCP" } else { "UDP" },
+            },
         };
         self.shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(id.call_id.clone(), row);
         let local = told;
@@ -1218,7 +1257,7 @@ impl Monitor {
             }
         };
         let remote = uac.remote;
-        if self.debug.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.debug.shows(remote) {
             starling_core::verbose!(
                 0,
                 "\n<--- Transmitting to {remote} --->\n{}\n<------------>",

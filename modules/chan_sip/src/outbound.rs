@@ -220,6 +220,10 @@ impl Tech for SipTech {
                 channel.accountcode = peer.accountcode.clone();
             }
         }
+        // `transport=tcp`, or a phone that registered a TCP contact.
+        let tcp = conf.general.tcpenable
+            && (target.peer.as_ref().is_some_and(|p| p.transport == "tcp")
+                || target.uri.transport().as_deref() == Some("tcp"));
         let row = DialogRow {
             address: target.remote.ip(),
             user: target.uri.user.clone().unwrap_or_else(|| "(None)".to_owned()),
@@ -229,12 +233,21 @@ impl Tech for SipTech {
             peer: target.peer.as_ref().map_or_else(|| "<guest>".to_owned(), |p| p.name.clone()),
             started: std::time::Instant::now(),
             stats: None,
+            detail: crate::pvt::ChannelDetail {
+                direction: "Outgoing",
+                channel: channel.name().to_owned(),
+                remote: target.remote,
+                audio: SocketAddr::new(local.ip(), media.port),
+                our_tag: dialog.id.local_tag.clone(),
+                their_tag: String::new(),
+                useragent: String::new(),
+                uri: target.uri.to_string(),
+                codecs: media.codecs.iter().map(|c| format_name(&c.name).to_owned()).collect(),
+                dtmfmode: target.peer.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
+                transport: if tcp { "TCP" } else { "UDP" },
+            },
         };
         shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(call_id, row);
-        // `transport=tcp`, or a phone that registered a TCP contact.
-        let tcp = conf.general.tcpenable
-            && (target.peer.as_ref().is_some_and(|p| p.transport == "tcp")
-                || target.uri.transport().as_deref() == Some("tcp"));
         let (pvt, handle) = Pvt::new(PvtParts {
             key: key.clone(),
             peer: target.peer_name,

@@ -45,6 +45,72 @@ pub struct DialogRow {
     pub started: std::time::Instant,
     /// The RTP session's figures, refreshed about once a second.
     pub stats: Option<starling_media::session::Stats>,
+    /// What `sip show channel` adds.
+    pub detail: ChannelDetail,
+}
+
+/// One call as `sip show channel` shows it (fixed when the call starts).
+#[derive(Clone, Debug)]
+pub struct ChannelDetail {
+    /// `Incoming` or `Outgoing`.
+    pub direction: &'static str,
+    /// The owner channel (`SIP/alice-0000000a`).
+    pub channel: String,
+    /// Where the far end's signalling comes from and goes to.
+    pub remote: SocketAddr,
+    /// Our RTP address as told in SDP.
+    pub audio: SocketAddr,
+    pub our_tag: String,
+    /// Empty until known (an outbound call's, until the answer).
+    pub their_tag: String,
+    pub useragent: String,
+    /// The Request-URI of the INVITE that began the call.
+    pub uri: String,
+    pub codecs: Vec<String>,
+    pub dtmfmode: DtmfMode,
+    pub transport: &'static str,
+}
+
+/// `sip show channel <Call-ID prefix>`: chan_sip's block for each call whose Call-ID starts
+/// with `prefix` (any case), or that none does.
+pub fn show_channel(table: &DialogTable, prefix: &str) -> String {
+    use std::fmt::Write;
+    let table = table.read().unwrap_or_else(|p| p.into_inner());
+    let mut out = String::new();
+    let matches = |call_id: &str| call_id.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+    for (call_id, row) in table.iter().filter(|(id, _)| matches(id)) {
+        let d = &row.detail;
+        let yes_no = |b: bool| if b { "Yes" } else { "No" };
+        let _ = writeln!(out, "\n  * SIP Call");
+        for (key, value) in [
+            ("Curr. trans. direction", d.direction.to_owned()),
+            ("Call-ID", call_id.clone()),
+            ("Owner channel ID", d.channel.clone()),
+            ("Our Codec Capability", format!("({})", d.codecs.join("|"))),
+            ("Format", format!("({})", row.format)),
+            ("Theoretical Address", d.remote.to_string()),
+            ("Received Address", d.remote.to_string()),
+            ("Audio IP", d.audio.to_string()),
+            ("Our Tag", d.our_tag.clone()),
+            ("Their Tag", d.their_tag.clone()),
+            ("SIP User agent", d.useragent.clone()),
+            ("Username", row.user.clone()),
+            ("Peername", row.peer.clone()),
+            ("Original uri", d.uri.clone()),
+            ("Last Message", row.last_message.clone()),
+            ("On hold", yes_no(row.hold).to_owned()),
+            ("DTMF Mode", d.dtmfmode.as_str().to_owned()),
+            ("Transport", d.transport.to_owned()),
+        ] {
+            let _ = writeln!(out, "  {:<24}{value}", format!("{key}:"));
+        }
+    }
+    if out.is_empty() {
+        let _ = writeln!(out, "No such SIP Call ID starting with '{prefix}'");
+    } else {
+        out.push('\n');
+    }
+    out
 }
 
 /// Every call, by Call-ID, in order.
