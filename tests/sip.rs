@@ -1008,6 +1008,45 @@ fn sip_set_debug_shows_the_messages() {
     assert_eq!(server.rx("sip set debug off"), "SIP Debugging Disabled\n");
 }
 
+/// IPv6: bound to `::1`, SIPp calls Echo() over UDP and over TCP (its SDP says `IN IP6 [::1]`,
+/// brackets and all) and a phone registers from `[::1]`. (Skipped, saying so, on a machine
+/// without an IPv6 loopback.)
+#[test]
+fn calls_and_registrations_over_ipv6() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here: calls_and_registrations_over_ipv6 skipped");
+        return;
+    }
+    let port = free_udp_port();
+    let dir = TestDir::new("sipv6");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write(
+        "modules.conf",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_echo.so\nload => chan_sip.so\n",
+    );
+    dir.write("extensions.conf", EXTENSIONS);
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=::1\nbindport={port}\ntcpenable=yes\n[alice]\ntype=friend\nhost=dynamic\nsecret=pw\n"
+        ),
+    );
+    let server = Server::start(dir);
+    for transport in ["u1", "t1"] {
+        let (code, out) =
+            sipp_at(&format!("[::1]:{port}"), "::1", "invite_answer.xml", &["-t", transport, "-s", "600", "-m", "1"]);
+        assert_eq!(code, 0, "over {transport}: {out}\n{}", server.log_tail());
+    }
+    let (code, out) = sipp_at(
+        &format!("[::1]:{port}"),
+        "::1",
+        "register.xml",
+        &["-s", "alice", "-au", "alice", "-ap", "pw", "-m", "1"],
+    );
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(server.rx("sip show peer alice").contains("Addr->IP     : [::1]:"), "{}", server.rx("sip show peer alice"));
+}
+
 /// `sip show channel <Call-ID start>`: chan_sip's block for the call; an unknown start says so.
 #[test]
 fn sip_show_channel_details_a_call() {

@@ -268,15 +268,20 @@ pub fn run_sipp(port: u16, scenario: &str, service: &str, user: &str, password: 
 
 /// SIPp with `scenario` and these arguments (service, credentials, call count, rate...).
 pub fn run_sipp_with(port: u16, scenario: &str, args: &[&str]) -> (i32, String) {
+    sipp_at(&format!("127.0.0.1:{port}"), "127.0.0.1", scenario, args)
+}
+
+/// [`run_sipp_with`] towards `target` (`[::1]:5060`) from `local_ip`.
+pub fn sipp_at(target: &str, local_ip: &str, scenario: &str, args: &[&str]) -> (i32, String) {
     let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
     let work = tempfile_dir("sipp");
     let local = free_udp_port();
     let mut child = Command::new("sipp")
         .current_dir(&work)
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(target)
         .args(["-sf", scenarios.join(scenario).to_str().unwrap()])
         .args(args)
-        .args(["-i", "127.0.0.1", "-p", &local.to_string(), "-nostdin", "-timeout", "20s", "-timeout_error"])
+        .args(["-i", local_ip, "-p", &local.to_string(), "-nostdin", "-timeout", "20s", "-timeout_error"])
         .args(["-recv_timeout", "5000", "-default_behaviors", "all,-bye"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -218,10 +218,30 @@ pub enum SdpError {
     NoCommonCodec { offered: String, allowed: String },
 }
 
+/// An `o=` or `c=` line whose `IN IP6` address is bracketed (`[::1]`), without the brackets.
+fn unbracketed_ip6(line: &str) -> Option<String> {
+    if !(line.starts_with("o=") || line.starts_with("c=")) {
+        return None;
+    }
+    let at = line.find("IN IP6 [")? + "IN IP6 ".len();
+    let end = at + line[at..].find(']')?;
+    Some(format!("{}{}{}", &line[..at], &line[at + 1..end], &line[end + 1..]))
+}
+
 impl RemoteMedia {
     pub fn parse(sdp: &str) -> Result<RemoteMedia, SdpError> {
-        // sdp-rs wants CRLF line ends and a final one; peers send LF too.
-        let normalised: String = sdp.lines().map(|l| format!("{}\r\n", l.trim_end_matches('\r'))).collect();
+        // sdp-rs wants CRLF line ends and a final one; peers send LF too. Some (SIPp) write an
+        // IPv6 address in `o=`/`c=` between brackets, as in a URI: taken without them.
+        let normalised: String = sdp
+            .lines()
+            .map(|l| {
+                let l = l.trim_end_matches('\r');
+                match unbracketed_ip6(l) {
+                    Some(fixed) => format!("{fixed}\r\n"),
+                    None => format!("{l}\r\n"),
+                }
+            })
+            .collect();
         let session = SessionDescription::try_from(normalised).map_err(|e| SdpError::Malformed(e.to_string()))?;
         let media = session
             .media_descriptions
@@ -371,6 +391,24 @@ a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\na=label:1\
         assert_eq!(back.codecs[2].channels, Some(2));
         assert_eq!(back.codecs[2].fmtp.as_deref(), Some("useinbandfec=1;maxplaybackrate=16000;stereo=0"));
         assert_eq!(back.telephone_event.unwrap().payload_type, 101);
+    }
+
+    /// IPv6, plain and as SIPp writes it (bracketed); our own IPv6 offer reads back.
+    #[test]
+    fn ipv6_addresses_with_or_without_brackets() {
+        for (o, c) in [("::1", "::1"), ("[::1]", "[::1]"), ("[2001:db8::7]", "2001:db8::7")] {
+            let sdp = BARESIP
+                .replace("IN IP4 127.0.0.1\r\ns=-", &format!("IN IP6 {o}\r\ns=-"))
+                .replace("c=IN IP4 127.0.0.1", &format!("c=IN IP6 {c}"));
+            let offer = RemoteMedia::parse(&sdp).unwrap_or_else(|e| panic!("{e}: {sdp}"));
+            let ip = c.trim_start_matches('[').trim_end_matches(']');
+            assert_eq!(offer.address, std::net::SocketAddr::new(ip.parse().unwrap(), 4000));
+        }
+        let mut v6 = local();
+        v6.address = "2001:db8::1".parse().unwrap();
+        let back = RemoteMedia::parse(&v6.offer()).unwrap();
+        assert_eq!(back.address.ip(), v6.address);
+        assert!(v6.offer().contains("c=IN IP6 2001:db8::1\r\n"), "{}", v6.offer());
     }
 
     #[test]
