@@ -1047,6 +1047,74 @@ fn calls_and_registrations_over_ipv6() {
     assert!(server.rx("sip show peer alice").contains("Addr->IP     : [::1]:"), "{}", server.rx("sip show peer alice"));
 }
 
+/// RTCP on its own port: the caller's `a=rtcp:` port gets our reports (an SR, from our RTP port
+/// + 1), and the caller's receiver report, sent to our RTP port + 1, is what `sip show
+/// channelstats` shows as lost on our sending side.
+#[test]
+fn rtcp_runs_on_the_port_above_rtp() {
+    let (server, port) = pbx("siprtcp", "");
+    let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rtcp.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let (sip_port, rtp_port, rtcp_port) =
+        (sip.local_addr().unwrap().port(), rtp.local_addr().unwrap().port(), rtcp.local_addr().unwrap().port());
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp:{rtcp_port}\r\n"
+    );
+    let invite = format!(
+        "INVITE sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKrtcp1\r\nFrom: <sip:guest@127.0.0.1:{sip_port}>;tag=rtcp1\r\n\
+         To: <sip:600@127.0.0.1>\r\nCall-ID: rtcp-call@127.0.0.1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:guest@127.0.0.1:{sip_port}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    sip.send_to(invite.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let answer = await_message(&sip, "SIP/2.0 200");
+    let their_rtp: u16 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Some audio for Echo() to send back, so that we learn its SSRC.
+    let mut their_ssrc = None;
+    rtp.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buffer = [0u8; 2048];
+    for seq in 0u16..20 {
+        let mut packet = vec![0x80, 0x00];
+        packet.extend_from_slice(&seq.to_be_bytes());
+        packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        packet.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
+        packet.extend(std::iter::repeat_n(0x55, 160));
+        rtp.send_to(&packet, ("127.0.0.1", their_rtp)).unwrap();
+        if let Ok(len) = rtp.recv(&mut buffer) {
+            if len >= 12 {
+                their_ssrc = Some(u32::from_be_bytes([buffer[8], buffer[9], buffer[10], buffer[11]]));
+            }
+        }
+    }
+    let their_ssrc = their_ssrc.expect("Echo() sends our audio back");
+    // Our receiver report about their stream: 7 lost.
+    let mut rr = vec![0x81, 201, 0, 7];
+    rr.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
+    rr.extend_from_slice(&their_ssrc.to_be_bytes());
+    rr.extend_from_slice(&[0, 0, 0, 7]);
+    rr.extend_from_slice(&[0u8; 16]);
+    rtcp.send_to(&rr, ("127.0.0.1", their_rtp + 1)).unwrap();
+    let (len, from) = rtcp.recv_from(&mut buffer).expect("an RTCP report from Starling within its interval");
+    assert_eq!(from.port(), their_rtp + 1, "sent from the RTCP port");
+    assert!(len >= 28 && buffer[1] == 200, "a sender report: {:?}", &buffer[..len.min(8)]);
+    let stats = eventually(Duration::from_secs(3), || {
+        let s = server.rx("sip show channelstats");
+        let row = s.lines().find(|l| l.contains("rtcp-call@"))?;
+        // Received 20, none lost (the stream began at 0); sent 20, the 7 our report says.
+        (row.contains(" 20         0          ( 0.00%) ") && row.contains(" 20         7          (")).then_some(())
+    });
+    assert!(stats.is_some(), "{}", server.rx("sip show channelstats"));
+}
+
 /// `sip show channel <Call-ID start>`: chan_sip's block for the call; an unknown start says so.
 #[test]
 fn sip_show_channel_details_a_call() {

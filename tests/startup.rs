@@ -217,3 +217,29 @@ fn logs_go_to_the_messages_file_in_logdir() {
     assert!(ready.is_some(), "{:?}", std::fs::read_to_string(&messages));
     assert!(server.dir.path.join("log/full").exists());
 }
+
+/// The open-files soft limit: `maxfiles` sets it (as Asterisk's); without it, it is raised to
+/// the hard limit (calls hold two sockets each).
+#[test]
+fn maxfiles_sets_the_open_files_limit() {
+    let soft_limit = |server: &Server| {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap().to_owned();
+        let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+        (numbers[0].to_owned(), numbers[1].to_owned())
+    };
+    let dir = TestDir::new("maxfiles");
+    dir.write_starling_conf(&moddir(), "maxfiles = 2048");
+    dir.write("modules.conf", "[modules]\nautoload = no\n");
+    let server = Server::start(dir);
+    let (soft, hard) = soft_limit(&server);
+    if hard == "unlimited" || hard.parse::<u64>().unwrap() >= 2048 {
+        assert_eq!(soft, "2048", "hard {hard}");
+    }
+    let dir = TestDir::new("maxfilesdefault");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\n");
+    let server = Server::start(dir);
+    let (soft, hard) = soft_limit(&server);
+    assert_eq!(soft, hard, "raised to the hard limit");
+}

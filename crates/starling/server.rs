@@ -205,9 +205,30 @@ fn load_modules(core: &Arc<Core>, conf: &ModulesConf) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// `maxfiles`: the soft open-files limit, as Asterisk sets it (0: up to the hard limit, so
+/// thousands of calls, two sockets each, are not refused at the default 1,024). A limit the
+/// system will not grant is logged and the process goes on with what it has.
+fn set_open_files_limit(maxfiles: u64) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a pointer to a live rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let wanted = if maxfiles == 0 { limit.rlim_max } else { maxfiles as libc::rlim_t };
+    if wanted == limit.rlim_cur {
+        return;
+    }
+    let new = libc::rlimit { rlim_cur: wanted, rlim_max: limit.rlim_max.max(wanted) };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } != 0 {
+        eprintln!("starling: cannot set the open files limit to {wanted}: {}", std::io::Error::last_os_error());
+    }
+}
+
 /// Runs the server until it is stopped.
 pub fn start(flags: &Flags) -> Result<(), Fatal> {
     let settings = load_settings(flags)?;
+    set_open_files_limit(settings.maxfiles);
     let modules_conf = load_modules_conf(&settings)?;
     make_dirs(&settings)?;
     let mut pid_file = PidFile::lock(&settings)?;

@@ -36,6 +36,7 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
         dbdir: DEFAULT_DBDIR.into(),
         soundsdir: DEFAULT_SOUNDSDIR.into(),
         maxcalls: 0,
+        maxfiles: 0,
         systemname: String::new(),
         verbose: 0,
         debug: 0,
@@ -73,6 +74,7 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
                 for var in &section.variables {
                     let result = match var.name.to_ascii_lowercase().as_str() {
                         "maxcalls" => var.parse::<u32>().map(|v| settings.maxcalls = v),
+                        "maxfiles" => var.parse::<u64>().map(|v| settings.maxfiles = v),
                         "verbose" => var.parse::<u8>().map(|v| settings.verbose = v),
                         "debug" => var.parse::<u8>().map(|v| settings.debug = v),
                         "systemname" => {
@@ -81,7 +83,10 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
                         }
                         _ => Err(ConfigError::at(
                             &var.location,
-                            format!("unknown option '{}': expected maxcalls, verbose, debug or systemname", var.name),
+                            format!(
+                                "unknown option '{}': expected maxcalls, maxfiles, verbose, debug or systemname",
+                                var.name
+                            ),
                         )),
                     };
                     if let Err(e) = result {
@@ -125,7 +130,7 @@ mod tests {
         assert_eq!(
             e,
             "starling.conf:3: maxcalls 'lots': invalid digit found in string\n\
-             starling.conf:4: unknown option 'colour': expected maxcalls, verbose, debug or systemname\n\
+             starling.conf:4: unknown option 'colour': expected maxcalls, maxfiles, verbose, debug or systemname\n\
              starling.conf:5: unknown section [extra]: expected [directories] or [options]"
         );
         let c = Config::parse_str("starling.conf", "").unwrap();

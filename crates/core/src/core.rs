@@ -26,6 +26,9 @@ pub struct Settings {
     pub soundsdir: PathBuf,
     /// `[options] maxcalls`: at most this many calls at once (0 = no limit).
     pub maxcalls: u32,
+    /// `[options] maxfiles` (Asterisk's): the open-files limit to set at start; 0 (the default)
+    /// raises it to the hard limit. Each call holds two sockets (RTP and RTCP).
+    pub maxfiles: u64,
     /// `[options] systemname`: prefixes uniqueids so nodes never collide.
     pub systemname: String,
     /// Verbosity and debug level at start (`[options]`, raised by `-v`/`-d`).
@@ -333,6 +336,7 @@ impl Core {
             dbdir: dir.clone(),
             soundsdir: dir,
             maxcalls: 0,
+            maxfiles: 0,
             systemname: String::new(),
             verbose: 0,
             debug: 0,

@@ -333,6 +333,8 @@ pub struct Negotiated {
     pub codecs: Vec<Codec>,
     pub telephone_event: Option<Codec>,
     pub remote: SocketAddr,
+    /// Where their RTCP goes: `remote` with `a=rtcp-mux`, the `a=rtcp:` port, else RTP's + 1.
+    pub remote_rtcp: SocketAddr,
     pub remote_direction: Direction,
 }
 
@@ -354,6 +356,11 @@ pub fn negotiate(offer: &RemoteMedia, allowed: &[Codec], prefer_ours: bool) -> R
         codecs: common,
         telephone_event: offer.telephone_event.clone(),
         remote: offer.address,
+        remote_rtcp: match (offer.rtcp_mux, offer.rtcp_port) {
+            (true, _) => offer.address,
+            (false, Some(port)) => SocketAddr::new(offer.address.ip(), port),
+            (false, None) => SocketAddr::new(offer.address.ip(), offer.address.port().wrapping_add(1)),
+        },
         remote_direction: if offer.hold_address { Direction::SendOnly } else { offer.direction },
     })
 }

@@ -107,8 +107,11 @@ pub struct ReceiveStats {
 }
 
 impl ReceiveStats {
+    /// A new source whose first packet has `seq` (counted by the `update_seq` that follows).
+    /// (`max_seq` starts at `seq` itself: one below it would make a first `seq` of 0 look like
+    /// a wrap, and count 65,536 packets lost.)
     fn start(&mut self, ssrc: u32, seq: u16) {
-        *self = ReceiveStats { ssrc, base_seq: u32::from(seq), max_seq: seq.wrapping_sub(1), ..Default::default() };
+        *self = ReceiveStats { ssrc, base_seq: u32::from(seq), max_seq: seq, ..Default::default() };
     }
 
     fn update_seq(&mut self, seq: u16) {
@@ -257,6 +260,14 @@ impl RtpSession {
             rtcp.set_port(rtp.port().wrapping_add(1));
         }
         self.remote_rtcp = Some(rtcp);
+    }
+
+    /// Sets where RTP and RTCP go from what the offer/answer agreed (see [`Negotiated`]).
+    ///
+    /// [`Negotiated`]: crate::sdp::Negotiated
+    pub fn set_remote_media(&mut self, negotiated: &crate::sdp::Negotiated) {
+        self.remote = Some(negotiated.remote);
+        self.remote_rtcp = Some(negotiated.remote_rtcp);
     }
 
     /// Sends RTCP to `rtcp` (the peer's `a=rtcp:` port) instead of RTP's port + 1.
@@ -527,6 +538,25 @@ mod tests {
         let rtt = stats.rtt.unwrap();
         assert!(rtt >= Duration::from_millis(55) && rtt <= Duration::from_millis(65), "{rtt:?}");
         let _ = now;
+    }
+
+    /// A stream whose first sequence number is 0, or one that wraps past 65535, loses nothing.
+    #[test]
+    fn a_stream_from_sequence_zero_or_across_the_wrap_loses_nothing() {
+        for first in [0u16, 65_530] {
+            let now = Instant::now();
+            let mut b = RtpSession::new(SessionConfig::default(), now, SystemTime::now(), 9);
+            for i in 0..20u16 {
+                let mut packet = vec![0x80, 0x00];
+                packet.extend_from_slice(&first.wrapping_add(i).to_be_bytes());
+                packet.extend_from_slice(&(u32::from(i) * 160).to_be_bytes());
+                packet.extend_from_slice(&7u32.to_be_bytes());
+                packet.extend_from_slice(&[0xd5; 160]);
+                b.handle_rtp(now, addr("127.0.0.1:20000"), &packet).unwrap();
+            }
+            let stats = b.stats();
+            assert_eq!((stats.received_packets, stats.lost_packets), (20, 0), "from {first}");
+        }
     }
 
     #[test]

@@ -1083,8 +1083,8 @@ impl Monitor {
             }
         };
         let local_ip = self.local_ip(&request);
-        let rtp = match self.shared.bind_rtp(local_ip) {
-            Some(socket) => socket,
+        let (rtp, rtcp) = match self.shared.bind_rtp(local_ip) {
+            Some(sockets) => sockets,
             None => {
                 let rtp = &self.conf.rtp;
                 tracing::warn!("No RTP port free in {}-{}: refusing the call with 503", rtp.start, rtp.end);
@@ -1133,7 +1133,7 @@ impl Monitor {
         let told = self.shared.advertised(local_ip, remote.ip());
         let (mut session, media) =
             self.shared.call_media(told.ip(), &rtp, allowed, comedia, negotiated.codec.clock_rate);
-        session.set_remote(negotiated.remote, false);
+        session.set_remote_media(&negotiated);
         self.invites.insert(tx, key.clone());
         let user = &channel.caller.number;
         let row = DialogRow {
@@ -1176,6 +1176,7 @@ impl Monitor {
             shared: self.shared.clone(),
             driver,
             rtp,
+            rtcp,
             session,
             media,
             negotiated: Some(negotiated),

@@ -141,7 +141,7 @@ impl Tech for SipTech {
         }
         let local_ip = shared.local_ip_towards(target.remote);
         let _runtime = core.runtime().enter();
-        let Some(rtp) = shared.bind_rtp(local_ip) else {
+        let Some((rtp, rtcp)) = shared.bind_rtp(local_ip) else {
             shared.release_call_slot(&target.peer_name);
             tracing::warn!("No RTP port free: cannot call '{}'", target.peer_name);
             return Err(Cause::CONGESTION);
@@ -262,6 +262,7 @@ impl Tech for SipTech {
             shared: shared.clone(),
             driver,
             rtp,
+            rtcp,
             session,
             media,
             negotiated: None,

@@ -406,6 +406,8 @@ pub struct PvtParts {
     pub shared: Arc<Shared>,
     pub driver: ChannelDriver,
     pub rtp: UdpSocket,
+    /// RTCP's socket, on the RTP port + 1 (with rtcp-mux, RTCP uses the RTP socket).
+    pub rtcp: UdpSocket,
     pub session: RtpSession,
     pub media: LocalMedia,
     /// Inbound: what the offer and our codecs agreed. Outbound: `None` until the answer.
@@ -428,6 +430,7 @@ pub struct Pvt {
     from_monitor: UnboundedReceiver<ToPvt>,
     driver: ChannelDriver,
     rtp: Arc<UdpSocket>,
+    rtcp: UdpSocket,
     session: RtpSession,
     media: LocalMedia,
     negotiated: Option<Negotiated>,
@@ -568,6 +571,7 @@ impl Pvt {
             from_monitor,
             driver: parts.driver,
             rtp,
+            rtcp: parts.rtcp,
             session: parts.session,
             media: parts.media,
             negotiated: parts.negotiated,
@@ -708,7 +712,7 @@ impl Pvt {
                 row.hold = hold;
             }
             if negotiated.remote.port() != 0 && !negotiated.remote.ip().is_unspecified() {
-                self.session.set_remote(negotiated.remote, offer.rtcp_mux);
+                self.session.set_remote_media(&negotiated);
             }
             self.negotiated = Some(negotiated);
             self.publish();
@@ -854,7 +858,7 @@ impl Pvt {
             Some(Ok(answer)) => match starling_media::sdp::negotiate(&answer, &self.media.codecs, false) {
                 Ok(negotiated) => {
                     if negotiated.remote.port() != 0 && !negotiated.remote.ip().is_unspecified() {
-                        self.session.set_remote(negotiated.remote, answer.rtcp_mux);
+                        self.session.set_remote_media(&negotiated);
                     }
                     if let Some(row) =
                         self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id)
@@ -1047,6 +1051,7 @@ impl Pvt {
         // Outbound, after CANCEL: how long we wait for the INVITE's final response.
         let mut cancel_deadline: Option<TokioInstant> = None;
         let mut buffer = vec![0u8; 2048];
+        let mut rtcp_buffer = [0u8; 1500];
         let (mut format, mut payload_type, mut samples_per_ms, mut event_type) = self.codec_params();
         let mut dtmf = starling_media::dtmf::EventReceiver::default();
         let mut dtmf_events = Vec::new();
@@ -1339,6 +1344,16 @@ impl Pvt {
                     }
                     None => break,
                 },
+                received = self.rtcp.recv_from(&mut rtcp_buffer) => {
+                    if let Ok((len, _)) = received {
+                        let now = tokio::time::Instant::now().into_std();
+                        match self.session.handle_rtcp(now, &rtcp_buffer[..len]) {
+                            // What the far end says it lost shows in `sip show channelstats`.
+                            Ok(()) => self.publish_stats(),
+                            Err(e) => tracing::debug!("{}: RTCP: {e}", self.key.call_id),
+                        }
+                    }
+                }
                 received = self.rtp.recv_from(&mut buffer) => {
                     if let Ok((len, from)) = received {
                         let now = tokio::time::Instant::now().into_std();
@@ -1489,9 +1504,13 @@ impl Pvt {
         self.send(ToMonitor::Gone { key: self.key.clone(), peer: self.peer.clone() });
     }
 
+    /// Sends what the RTP session has queued: RTP from the RTP socket, RTCP from RTCP's
+    /// (unless muxed onto the RTP port).
     async fn flush_rtp(&mut self) {
         while let Some(transmit) = self.session.poll_transmit() {
-            let _ = self.rtp.send_to(&transmit.data, transmit.remote).await;
+            let muxed = Some(transmit.remote) == self.session.remote();
+            let socket = if transmit.rtcp && !muxed { &self.rtcp } else { &*self.rtp };
+            let _ = socket.send_to(&transmit.data, transmit.remote).await;
         }
     }
 }

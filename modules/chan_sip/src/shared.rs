@@ -203,10 +203,10 @@ impl Shared {
         (session, media)
     }
 
-    /// Binds an even RTP port of rtp.conf's range (the odd one above it is RTCP's), on `ip`
+    /// Binds an even RTP port of rtp.conf's range and the odd one above it for RTCP, on `ip`
     /// (or every address when `bindaddr` is), round-robin so that a port just freed is the last
-    /// to be taken again.
-    pub fn bind_rtp(&self, ip: IpAddr) -> Option<UdpSocket> {
+    /// to be taken again. A pair of which either port is taken is passed over.
+    pub fn bind_rtp(&self, ip: IpAddr) -> Option<(UdpSocket, UdpSocket)> {
         let conf = self.conf();
         let bind_ip = if conf.general.bindaddr.is_unspecified() { conf.general.bindaddr } else { ip };
         let first = conf.rtp.start + (conf.rtp.start & 1);
@@ -222,14 +222,17 @@ impl Shared {
                 *next = if u32::from(port) + 3 > u32::from(conf.rtp.end) { first } else { port + 2 };
                 port
             };
-            if let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, port)) {
+            let bind = |port: u16| {
+                let socket = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, port)).ok()?;
                 if !conf.rtp.checksums {
                     no_udp_checksums(&socket);
                 }
-                if socket.set_nonblocking(true).is_ok() {
-                    if let Ok(socket) = UdpSocket::from_std(socket) {
-                        return Some(socket);
-                    }
+                socket.set_nonblocking(true).ok()?;
+                UdpSocket::from_std(socket).ok()
+            };
+            if let Some(rtp) = bind(port) {
+                if let Some(rtcp) = bind(port + 1) {
+                    return Some((rtp, rtcp));
                 }
             }
         }
