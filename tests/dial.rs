@@ -52,7 +52,7 @@ fn b2bua_with(name: &str, uas: u16, uas2: u16, general: &str, more_peers: &str) 
     };
     sip_pbx(
         name,
-        &["pbx_config", "app_dial", "app_echo"],
+        &["pbx_config", "app_dial", "app_echo", "res_musiconhold"],
         Some(EXTENSIONS),
         &format!("allowguest=yes\ncontext=default\n{general}{}{}{more_peers}", peer("uas", uas), peer("uas2", uas2)),
     )
@@ -254,16 +254,35 @@ fn refer_transfers_the_other_party_to_echo() {
     assert!((875..=885).contains(&peak), "bob hears his own 880 Hz tone: peak at {peak} Hz\n{}", server.log_tail());
 }
 
-/// The caller puts the call on hold (re-INVITE sendonly): Starling answers recvonly and passes
-/// the hold on, re-INVITEing the called party with sendonly.
+/// With `mohinterpret=passthrough`, the caller putting the call on hold (re-INVITE sendonly)
+/// is answered recvonly and passed on: the called party gets a re-INVITE with sendonly.
 #[test]
 fn hold_passes_through_the_bridge() {
     let uas = SippUas::spawn("uas_held.xml");
-    let (server, port) = b2bua("dialhold", uas.port, 1);
+    let (server, port) = b2bua_with("dialhold", uas.port, 1, "mohinterpret=passthrough\n", "");
     let (code, out) = run_sipp(port, "invite_hold.xml", "10", "", "", 1);
     assert_eq!(code, 0, "the holder: {out}\n{}", server.log_tail());
     let (code, out) = uas.finish();
     assert_eq!(code, 0, "the held party got a sendonly re-INVITE: {out}\n{}", server.log_tail());
+}
+
+/// With `mohinterpret` as Asterisk's default (`default`), the party put on hold hears the
+/// default music on hold class instead (no re-INVITE reaches it: SIPp's scenario would fail).
+#[test]
+fn a_held_party_hears_music_on_hold() {
+    let uas = SippUas::spawn("uas_answer.xml");
+    let (server, port) = b2bua("dialmoh", uas.port, 1);
+    std::fs::write(server.dir.etc().join("musiconhold.conf"), crate::sip::moh_files(&server.dir.path)).unwrap();
+    assert_eq!(server.rx("moh reload"), "");
+    let (code, out) = run_sipp(port, "invite_hold.xml", "10", "", "", 1);
+    assert_eq!(code, 0, "the holder: {out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "the held party got no re-INVITE: {out}\n{}", server.log_tail());
+    assert!(
+        dial_log_has(&server, "Started music on hold, class 'default', on channel 'SIP/uas-"),
+        "{}",
+        server.log_tail()
+    );
 }
 
 /// Open file descriptors of a process (its sockets among them).

@@ -216,6 +216,9 @@ exten => 3004,1,Playback(hello-world,skip)
  same => n,Hangup()
 exten => 3005,1,Busy()
 exten => 3006,1,Congestion()
+exten => 3010,1,Answer()
+ same => n,MusicOnHold(,2)
+ same => n,Hangup()
 [from-alice]
 exten => 600,1,Answer()
  same => n,Echo()
@@ -239,7 +242,7 @@ fn pbx_with(name: &str, general: &str, files: &[(&str, &str)]) -> (Server, u16) 
     dir.write_starling_conf(&moddir(), "");
     dir.write(
         "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_echo.so\nload => app_playback.so\nload => func_callerid.so\nload => func_timeout.so\nload => chan_sip.so\n",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_echo.so\nload => app_playback.so\nload => func_callerid.so\nload => func_timeout.so\nload => res_musiconhold.so\nload => chan_sip.so\n",
     );
     dir.write("extensions.conf", EXTENSIONS);
     dir.write(
@@ -1113,6 +1116,46 @@ fn rtcp_runs_on_the_port_above_rtp() {
         (row.contains(" 20         0          ( 0.00%) ") && row.contains(" 20         7          (")).then_some(())
     });
     assert!(stats.is_some(), "{}", server.rx("sip show channelstats"));
+}
+
+/// A music on hold folder of the test's own: one second of a 440 Hz tone (sox), and
+/// musiconhold.conf's `default` class playing it.
+pub fn moh_files(dir: &std::path::Path) -> String {
+    let moh = dir.join("moh");
+    std::fs::create_dir_all(&moh).unwrap();
+    let wav = moh.join("tone.wav");
+    let status = std::process::Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(&wav)
+        .args(["synth", "1", "sine", "440", "vol", "0.5"])
+        .status()
+        .expect("sox");
+    assert!(status.success());
+    format!("[default]\nmode=files\ndirectory={}\n", moh.display())
+}
+
+/// `MusicOnHold(,2)`: two seconds of the default class's files (looping a one-second tone) in
+/// PCMU, then the dialplan goes on (Hangup: BYE). `moh show classes` names the class.
+#[test]
+fn music_on_hold_plays_the_class_files() {
+    let scratch = std::env::temp_dir().join(format!("stl-moh-{}", std::process::id()));
+    let conf = moh_files(&scratch);
+    let (server, port) = pbx_with("sipmoh", "", &[("musiconhold.conf", &conf)]);
+    let call = HandCall::dial(port, "3010", "moh-call@127.0.0.1");
+    let heard = call.receive_payloads(Duration::from_millis(500));
+    assert!((90..=110).contains(&heard.len()), "{} frames\n{}", heard.len(), server.log_tail());
+    let loud = heard.iter().flatten().filter(|&&b| b != 0xff && b != 0x7f).count();
+    assert!(loud > heard.len() * 100, "the tone, not silence: {loud}");
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    assert!(
+        server.log().contains("Started music on hold, class 'default', on channel 'SIP/127.0.0.1-"),
+        "{}",
+        server.log_tail()
+    );
+    let classes = server.rx("moh show classes");
+    assert!(classes.starts_with("Class: default\n\tMode: files\n\tDirectory: "), "{classes}");
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 /// `sip show channel <Call-ID start>`: chan_sip's block for the call; an unknown start says so.

@@ -48,6 +48,7 @@ fn static_modules() -> Vec<StaticModule> {
         func_cdr::module_info,
         app_cdr::module_info,
         res_manager::module_info,
+        res_musiconhold::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()

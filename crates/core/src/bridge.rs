@@ -149,7 +149,7 @@ const TRANSFER_KEY: char = '#';
 /// Bridges `caller` and `callee` until one hangs up, the limit runs out, or a transfer.
 pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeConfig) -> BridgeEnd {
     let core = caller.core().clone();
-    let native = core.native_bridge(caller, callee);
+    let mut native = core.native_bridge(caller, callee);
     let technology = if native.is_some() { "native_rtp" } else { "simple_bridge" };
     let entry = core.bridges().add(|id| BridgeSummary {
         id,
@@ -163,6 +163,8 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
     }
     let deadline = config.limit.map(|l| tokio::time::Instant::now() + l);
     let mut keys = [TransferKeys::default(), TransferKeys::default()];
+    // Which side hears music on hold (its party's audio is not written to it meanwhile).
+    let mut on_hold_music = [false, false];
     let end = loop {
         let limit = async {
             match deadline {
@@ -187,7 +189,8 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
             Side::Callee => config.callee_transfer,
         };
         match frame {
-            Frame::Voice { .. } => to.write(frame),
+            Frame::Voice { .. } if !on_hold_music[1 - side as usize] => to.write(frame),
+            Frame::Voice { .. } => {}
             Frame::DtmfBegin(_) => {}
             Frame::DtmfEnd { digit, .. } => {
                 let pending = &mut keys[side as usize].digits;
@@ -216,7 +219,24 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
                     None => to.send_digit(digit),
                 }
             }
-            Frame::Control(control @ (Control::Hold | Control::Unhold)) => to.indicate(control),
+            // The other party hears music on hold when its channel says so (chan_sip's
+            // `mohinterpret`); the native relay pauses meanwhile, so that the music reaches it.
+            // Otherwise (`passthrough`) the hold goes on to its far end.
+            Frame::Control(control @ (Control::Hold | Control::Unhold)) => match to.mohinterpret.clone() {
+                Some(class) if control == Control::Hold => {
+                    native = None;
+                    on_hold_music[1 - side as usize] = crate::moh::start(to, &class);
+                }
+                Some(_) => {
+                    if std::mem::take(&mut on_hold_music[1 - side as usize]) {
+                        crate::moh::stop(to);
+                    }
+                    if native.is_none() {
+                        native = core.native_bridge(from, to);
+                    }
+                }
+                None => to.indicate(control),
+            },
             // Call progress after the answer means nothing to the other side.
             Frame::Control(_) => {}
             Frame::Transfer(exten) => break BridgeEnd::Transfer(side, exten),

@@ -425,6 +425,13 @@ pub struct Channel {
     pub priority: u32,
     pub language: String,
     pub accountcode: String,
+    /// `CHANNEL(musicclass)`: the music on hold class when none is asked for (Asterisk's
+    /// `mohsuggest`/`musicclass`); empty: `default`.
+    pub musicclass: String,
+    /// What this channel hears when the party it is bridged to puts it on hold: music of this
+    /// class (chan_sip's `mohinterpret`, `default` unless set), or with `None` (`passthrough`)
+    /// the hold is passed on to its far end.
+    pub mohinterpret: Option<String>,
     /// The uniqueid of the channel that started the call (its own for a first leg).
     pub linkedid: String,
     /// Who this channel is talking to (the caller, for a dialled channel).
@@ -513,6 +520,8 @@ impl Channel {
             priority: 1,
             language: "en".into(),
             accountcode: String::new(),
+            musicclass: String::new(),
+            mohinterpret: None,
             native_format: "slin",
             tech_pvt: None,
             variables: Default::default(),

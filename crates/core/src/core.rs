@@ -106,6 +106,7 @@ pub struct Core {
     apps: Registry<App>,
     functions: Registry<Function>,
     techs: Registry<Arc<dyn crate::tech::Tech>>,
+    moh: Registry<Arc<dyn crate::moh::MusicOnHold>>,
     bridges: crate::bridge::Bridges,
     events: crate::events::Events,
     cdr: crate::cdr::CdrEngine,
@@ -135,6 +136,7 @@ impl Core {
             apps: Registry::default(),
             functions: Registry::default(),
             techs: Registry::default(),
+            moh: Registry::default(),
             bridges: Default::default(),
             events: Default::default(),
             cdr: Default::default(),
@@ -195,6 +197,10 @@ impl Core {
     /// Channel technologies (`SIP`, `Local`), by name.
     pub fn techs(&self) -> &Registry<Arc<dyn crate::tech::Tech>> {
         &self.techs
+    }
+    /// Who plays music on hold (under [`crate::moh::PLAYER`]).
+    pub fn moh(&self) -> &Registry<Arc<dyn crate::moh::MusicOnHold>> {
+        &self.moh
     }
     /// The event bus (what the manager interface reports).
     pub fn events(&self) -> &crate::events::Events {

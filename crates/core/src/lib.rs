@@ -39,6 +39,7 @@ pub mod local;
 pub mod logger;
 pub mod manager;
 pub mod module;
+pub mod moh;
 pub mod originate;
 pub mod tech;
 

@@ -205,6 +205,13 @@ impl ModuleContext {
     ) -> Result<crate::apps::Registration<Arc<dyn crate::tech::Tech>>, LoadError> {
         self.core.techs().register(tech.name(), tech).map_err(|e| LoadError::Failure(e.to_string()))
     }
+    /// Registers the music on hold player (res_musiconhold).
+    pub fn register_moh(
+        &self,
+        player: Arc<dyn crate::moh::MusicOnHold>,
+    ) -> Result<crate::apps::Registration<Arc<dyn crate::moh::MusicOnHold>>, LoadError> {
+        self.core.moh().register(crate::moh::PLAYER, player).map_err(|e| LoadError::Failure(e.to_string()))
+    }
     /// A use of this module for a running application (see [`crate::apps::App::uses`]).
     pub fn uses(&self) -> Arc<UseCount> {
         self.uses.clone()

@@ -95,6 +95,9 @@ pub struct Peer {
     /// Where every request to the peer goes (the Request-URI still names the peer); the
     /// `[general]` one unless the peer has its own.
     pub outboundproxy: Option<String>,
+    /// `mohinterpret`: the music on hold class this peer hears when the party it is bridged to
+    /// holds it; `None` for `passthrough` (the hold goes on to the peer as a re-INVITE).
+    pub mohinterpret: Option<String>,
     /// Starling's `reregister_on=403,408,480`: an outbound INVITE to this peer failing with one
     /// of these statuses re-registers the peer's `register =>` lines at once.
     pub reregister_on: Vec<u16>,
@@ -106,6 +109,15 @@ pub struct Peer {
     pub mailbox: Option<String>,
     pub language: String,
     pub description: String,
+}
+
+/// `mohinterpret=class|passthrough` (empty: `default`).
+fn parse_mohinterpret(value: &str) -> Option<String> {
+    match value.trim() {
+        v if v.eq_ignore_ascii_case("passthrough") => None,
+        "" => Some("default".into()),
+        class => Some(class.to_owned()),
+    }
 }
 
 /// `ip`, `ip:port`, `v6`, `[v6]` or `[v6]:port` (a bind address).
@@ -195,6 +207,8 @@ pub struct General {
     pub registerattempts: u32,
     /// `[general] outboundproxy`: REGISTERs of lines without a peer, and peers without their own.
     pub outboundproxy: Option<String>,
+    /// `[general] mohinterpret` (`default`), for peers without their own and for guests.
+    pub mohinterpret: Option<String>,
     /// `externaddr=host[:port]` (resolved when the file is read): what remotes outside
     /// `localnet` are told our address is.
     pub externaddr: Option<(IpAddr, Option<u16>)>,
@@ -500,6 +514,7 @@ impl SipConf {
             registertimeout: 20,
             registerattempts: 0,
             outboundproxy: None,
+            mohinterpret: Some("default".into()),
             externaddr: None,
             localnet: Vec::new(),
             nat: Nat { force_rport: true, comedia: false },
@@ -558,6 +573,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "registertimeout" => g.registertimeout = var.parse()?,
         "registerattempts" => g.registerattempts = var.parse()?,
         "outboundproxy" => g.outboundproxy = Some(parse_proxy(var)?.0),
+        "mohinterpret" => g.mohinterpret = parse_mohinterpret(&var.value),
         "externaddr" | "externip" | "externhost" => {
             let resolved = split_bindaddr(&var.value).or_else(|| {
                 let (host, port) = match var.value.trim().rsplit_once(':') {
@@ -611,6 +627,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         acl: Vec::new(),
         directmedia: true,
         outboundproxy: general.outboundproxy.clone(),
+        mohinterpret: general.mohinterpret.clone(),
         reregister_on: Vec::new(),
         transport: "udp".into(),
         trustrpid: false,
@@ -686,6 +703,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 // yes/no, or Asterisk's nonat/update/outgoing, which all allow direct media.
                 "directmedia" | "canreinvite" => p.directmedia = var.parse_bool().unwrap_or(true),
                 "outboundproxy" => p.outboundproxy = Some(parse_proxy(var)?.0),
+                "mohinterpret" => p.mohinterpret = parse_mohinterpret(&var.value),
                 "reregister_on" => {
                     p.reregister_on = var
                         .value

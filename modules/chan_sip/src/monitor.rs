@@ -1125,6 +1125,8 @@ impl Monitor {
             }
         }
         channel.set_var("SIPCALLID", &id.call_id);
+        channel.mohinterpret =
+            caller.as_ref().map_or_else(|| conf.general.mohinterpret.clone(), |p| p.mohinterpret.clone());
         channel.native_format = crate::pvt::format_name(&negotiated.codec.name);
         channel.set_state(starling_core::channel::ChannelState::Ring);
 

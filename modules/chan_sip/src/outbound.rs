@@ -212,6 +212,8 @@ impl Tech for SipTech {
         requestor.apply(&mut channel);
         channel.native_format = format_name(&first.name);
         channel.set_var("SIPCALLID", &call_id);
+        channel.mohinterpret =
+            target.peer.as_ref().map_or_else(|| conf.general.mohinterpret.clone(), |p| p.mohinterpret.clone());
         if let Some(peer) = &target.peer {
             if !peer.language.is_empty() {
                 channel.language = peer.language.clone();
