@@ -248,6 +248,52 @@ mod tests {
     }
 
     #[test]
+    fn each_party_b_has_its_record_logged_in_order_when_the_channel_goes() {
+        struct Collect(Mutex<Vec<Arc<crate::cdr::CdrRecord>>>);
+        impl crate::cdr::CdrBackend for Collect {
+            fn log(&self, record: &Arc<crate::cdr::CdrRecord>) {
+                self.0.lock().unwrap().push(record.clone());
+            }
+        }
+        let core = crate::Core::for_tests();
+        let collect = Arc::new(Collect(Default::default()));
+        let _reg = core.cdr().register_backend("chain-test", collect.clone()).unwrap();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "chain", true);
+        let name = chan.name().to_owned();
+        chan.set_application("Dial", "Test/a&Test/b&Test/c");
+        chan.cdrs_to_write().for_each(|c| c.set_variable("tenant", "7"));
+        for peer in ["Test/a-1", "Test/b-2", "Test/c-3"] {
+            chan.cdr_dial_begin(peer);
+        }
+        chan.cdr_dial_end("Test/a-1", "BUSY");
+        chan.cdr_dial_end("Test/c-3", "ANSWER");
+        chan.cdr_dial_end("Test/b-2", "CANCEL");
+        chan.set_state(ChannelState::Up);
+        assert_eq!(chan.cdr().map(|c| c.party_b()), Some("Test/c-3"), "the last record reads");
+        // The dialplan goes on after the bridge: a record without a Party B.
+        chan.set_application("Playback", "bye");
+        chan.set_application("Hangup", "");
+        drop(chan);
+        let logged: Vec<_> = collect.0.lock().unwrap().iter().filter(|r| r.channel == name).cloned().collect();
+        let summary: Vec<_> = logged
+            .iter()
+            .map(|r| (r.dstchannel.as_str(), r.disposition, r.lastapp.as_str(), r.sequence, r.answer.is_some()))
+            .collect();
+        use crate::cdr::Disposition::*;
+        assert_eq!(
+            summary,
+            [
+                ("Test/a-1", Busy, "Dial", 0, false),
+                ("Test/b-2", NoAnswer, "Dial", 1, false),
+                ("Test/c-3", Answered, "Dial", 2, true),
+                ("", Answered, "Hangup", 3, true),
+            ]
+        );
+        assert!(logged.iter().all(|r| r.variables == [("tenant".to_owned(), "7".to_owned())]), "{logged:?}");
+        assert!(logged.iter().all(|r| r.linkedid == logged[0].uniqueid));
+    }
+
+    #[test]
     fn channels_and_calls_are_counted_while_their_handles_live() {
         let channels = Channels::default();
         let a = channels.register("SIP/alice-00000001", ChannelState::Ring, true);
@@ -429,9 +475,11 @@ pub struct Channel {
     pub linkedid: String,
     /// Who this channel is talking to (the caller, for a dialled channel).
     pub connected: crate::frame::CallerId,
-    /// The call detail record, on a channel that starts a call (see [`crate::cdr`]).
-    cdr: Option<Box<crate::cdr::Cdr>>,
-    /// Records this channel has finished (a CDR's `sequence`).
+    /// The call detail records (Asterisk's CDR chain, see [`crate::cdr`]) of a channel that
+    /// starts a call, oldest first: the last is the one `CDR()` reads. Every one is logged, in
+    /// order, when the channel goes.
+    cdrs: Vec<crate::cdr::Cdr>,
+    /// The last record's `sequence`.
     cdr_sequence: u32,
     /// `Newchannel` was published (every later event of the channel follows it).
     announced: bool,
@@ -497,11 +545,11 @@ impl Channel {
         let entry = core.channels().register(name.clone(), ChannelState::Down, is_call);
         core.channels().lock().inboxes.insert(entry.id, frames_tx.clone());
         entry.update(|s| s.uniqueid.clone_from(&uniqueid));
-        let cdr = is_call.then(|| Box::new(crate::cdr::Cdr::new(&name, &uniqueid, &uniqueid, 0)));
+        let cdrs = if is_call { vec![crate::cdr::Cdr::new(&name, &uniqueid, &uniqueid, 0)] } else { Vec::new() };
         let channel = Channel {
             linkedid: uniqueid.clone(),
             connected: Default::default(),
-            cdr,
+            cdrs,
             cdr_sequence: 0,
             announced: false,
             name,
@@ -541,7 +589,7 @@ impl Channel {
     pub(crate) fn rename_local(&mut self, half: u8) {
         self.name = format!("{};{half}", self.name);
         let name = self.name.clone();
-        if let Some(cdr) = &mut self.cdr {
+        for cdr in &mut self.cdrs {
             cdr.record_mut().channel = name.clone();
         }
         self.entry.update(|s| s.name = name);
@@ -564,7 +612,7 @@ impl Channel {
         self.state = state;
         self.entry.update(|s| s.state = state);
         if state == ChannelState::Up {
-            if let Some(cdr) = &mut self.cdr {
+            for cdr in self.cdrs.iter_mut().filter(|c| !c.is_finished()) {
                 cdr.answered();
             }
         }
@@ -587,61 +635,128 @@ impl Channel {
         if hung_up && self.core.cdr().settings().endbeforehexten {
             return;
         }
+        // A record whose dial or bridge is over (it has a Party B, or it ended) takes no more
+        // applications: the dialplan going on is the next record, as Asterisk's finalized state
+        // hands over to a new CDR. Not in the `h` extension: the call is over.
+        if !hung_up && self.cdrs.last().is_some_and(|c| c.is_finished() || c.has_party_b()) {
+            self.fork_cdr();
+        }
         self.update_cdr();
-        if let Some(cdr) = &mut self.cdr {
+        // A record with a Party B keeps the application that brought it (Asterisk's LOCK_APP).
+        for cdr in self.cdrs.iter_mut().filter(|c| !c.is_finished() && !c.has_party_b()) {
             let record = cdr.record_mut();
-            record.lastapp = app.to_owned();
-            record.lastdata = data.to_owned();
+            app.clone_into(&mut record.lastapp);
+            data.clone_into(&mut record.lastdata);
         }
     }
 
-    /// Copies what the CDR follows from the channel (caller ID, account, where it is in the
-    /// dialplan: not once it has hung up, when the `h` extension runs).
+    /// Copies what the CDR follows from the channel into the records still open (caller ID,
+    /// account, where it is in the dialplan: not once it has hung up, when the `h` extension runs).
     fn update_cdr(&mut self) {
-        let Some(cdr) = &mut self.cdr else { return };
-        let record = cdr.record_mut();
-        record.src.clone_from(&self.caller.number);
-        record.clid = match (self.caller.name.as_str(), self.caller.number.as_str()) {
+        if self.cdrs.is_empty() {
+            return;
+        }
+        let clid = match (self.caller.name.as_str(), self.caller.number.as_str()) {
             ("", number) => number.to_owned(),
             (name, "") => name.to_owned(),
             (name, number) => format!("\"{name}\" <{number}>"),
         };
-        record.accountcode.clone_from(&self.accountcode);
-        if !self.hung_up {
-            record.dst.clone_from(&self.exten);
-            record.dcontext.clone_from(&self.context);
+        for cdr in self.cdrs.iter_mut().filter(|c| !c.is_finished()) {
+            let record = cdr.record_mut();
+            record.src.clone_from(&self.caller.number);
+            record.clid.clone_from(&clid);
+            record.accountcode.clone_from(&self.accountcode);
+            if !self.hung_up {
+                record.dst.clone_from(&self.exten);
+                record.dcontext.clone_from(&self.context);
+            }
         }
     }
 
-    /// The channel's call detail record, if it has one.
+    /// The channel's call detail record in force (the last of its chain), if it has one.
     pub fn cdr(&self) -> Option<&crate::cdr::Cdr> {
-        self.cdr.as_deref()
+        self.cdrs.last()
     }
+    /// The record in force, up to date with the channel (what `CDR()` reads).
     pub fn cdr_mut(&mut self) -> Option<&mut crate::cdr::Cdr> {
         self.update_cdr();
-        self.cdr.as_deref_mut()
+        self.cdrs.last_mut()
+    }
+    /// The records a write through `CDR()` or `CDR_PROP()` changes, as Asterisk's
+    /// `ast_cdr_setvar`: every one still open, and the last one even if it has ended.
+    pub fn cdrs_to_write(&mut self) -> impl Iterator<Item = &mut crate::cdr::Cdr> {
+        self.update_cdr();
+        let last = self.cdrs.len().saturating_sub(1);
+        self.cdrs.iter_mut().enumerate().filter(move |(i, c)| *i == last || !c.is_finished()).map(|(_, c)| c)
     }
     /// Gives a channel that did not start a call a record of its own (an originated one).
     pub fn enable_cdr(&mut self) {
-        if self.cdr.is_none() {
-            self.cdr = Some(Box::new(crate::cdr::Cdr::new(&self.name, &self.uniqueid, &self.linkedid, 0)));
+        if self.cdrs.is_empty() {
+            self.cdrs.push(crate::cdr::Cdr::new(&self.name, &self.uniqueid, &self.linkedid, 0));
             self.update_cdr();
         }
     }
-    /// Finishes the record now and starts the next one (a second Dial, the dialplan going on
-    /// after a bridge): as Asterisk, one record per party the channel was connected to.
+    /// Ends the records still open now and starts the next one in the chain (the dialplan
+    /// going on after a dial or a bridge): as Asterisk, one record per party the channel was
+    /// connected to. The records are logged when the channel goes.
     pub fn fork_cdr(&mut self) {
-        let Some(old) = self.cdr.take() else { return };
+        let congestion = self.core.cdr().settings().congestion;
+        let cause = self.hangup_cause;
+        for cdr in &mut self.cdrs {
+            cdr.finish_now(cause, congestion);
+        }
+        let Some(last) = self.cdrs.last() else { return };
         self.cdr_sequence += 1;
-        let mut next = crate::cdr::Cdr::new(&self.name, &self.uniqueid, &self.linkedid, self.cdr_sequence);
-        next.disabled = old.disabled;
+        let mut next = last.append(self.cdr_sequence);
         if self.state == ChannelState::Up {
             next.answered();
         }
-        let cause = self.hangup_cause;
-        self.core.cdr().post(*old, cause, self.core.events());
-        self.cdr = Some(Box::new(next));
+        self.cdrs.push(next);
         self.update_cdr();
+    }
+
+    /// A dial of `peer` begins (its DialBegin): the record in force takes it as Party B, or,
+    /// when it has one already (the second target of `Dial(SIP/a&SIP/b)`), a new record of the
+    /// chain does, as Asterisk's CDR engine does on the same message.
+    pub fn cdr_dial_begin(&mut self, peer: &str) {
+        self.update_cdr();
+        let sequence = self.cdr_sequence + 1;
+        let Some(last) = self.cdrs.last_mut() else { return };
+        if !last.is_finished() && !last.has_party_b() {
+            last.set_party_b(peer);
+            return;
+        }
+        let mut next = last.append(sequence);
+        next.set_party_b(peer);
+        self.cdr_sequence = sequence;
+        self.cdrs.push(next);
+    }
+
+    /// The dial of `peer` ended with `status` (its DialEnd's `DialStatus`): its record takes the
+    /// disposition Asterisk gives that status, and ends unless it answered.
+    pub fn cdr_dial_end(&mut self, peer: &str, status: &str) {
+        let congestion = self.core.cdr().settings().congestion;
+        let cause = self.hangup_cause;
+        if let Some(cdr) = self.cdrs.iter_mut().find(|c| !c.is_finished() && c.party_b() == peer) {
+            cdr.set_disposition(crate::cdr::Disposition::from_dialstatus(status, congestion));
+            if status != "ANSWER" {
+                cdr.finish_now(cause, congestion);
+            }
+        }
+    }
+
+    /// `peer` joins this channel in a bridge: the record in force takes it as Party B unless
+    /// a record already has it (the dialled party that answered).
+    pub fn cdr_bridge_enter(&mut self, peer: &str) {
+        if self.cdrs.iter().any(|c| !c.is_finished() && c.party_b() == peer) {
+            return;
+        }
+        if self.cdrs.last().is_some_and(|c| c.is_finished() || c.has_party_b()) {
+            self.fork_cdr();
+        }
+        if let Some(last) = self.cdrs.last_mut() {
+            last.set_party_b(peer);
+        }
     }
 
     /// Copies the snapshot the manager lists into the channel list.
@@ -993,8 +1108,8 @@ impl Drop for Channel {
             });
         }
         self.update_cdr();
-        if let Some(cdr) = self.cdr.take() {
-            self.core.cdr().post(*cdr, self.hangup_cause, self.core.events());
+        for cdr in std::mem::take(&mut self.cdrs) {
+            self.core.cdr().post(cdr, self.hangup_cause, self.core.events());
         }
     }
 }
