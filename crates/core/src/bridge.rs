@@ -220,7 +220,7 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
             Frame::Transfer(exten) => break BridgeEnd::Transfer(side, exten),
             Frame::Hangup(cause) => break BridgeEnd::HungUp(side, cause),
             // Taken by the channel's own read.
-            Frame::SetVar(..) | Frame::Redirect(_) => {}
+            Frame::SetVar(..) | Frame::Redirect(_) | Frame::GetVar(..) => {}
         }
     };
     drop(native);

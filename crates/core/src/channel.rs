@@ -67,6 +67,10 @@ pub struct ChannelSummary {
     pub data: String,
     pub created: std::time::Instant,
     pub variables: BTreeMap<String, String>,
+    /// The driver's audio format (`ulaw`...; `slin` for a channel without a codec).
+    pub native_format: &'static str,
+    /// When `TIMEOUT(absolute)` strikes, if set (the manager's `TimeToHangup`).
+    pub hangup_at: Option<std::time::SystemTime>,
 }
 
 #[derive(Default)]
@@ -108,6 +112,8 @@ impl Channels {
             data: String::new(),
             created: std::time::Instant::now(),
             variables: BTreeMap::new(),
+            native_format: "slin",
+            hangup_at: None,
         };
         let mut inner = self.lock();
         inner.next_id += 1;
@@ -170,6 +176,7 @@ impl Channels {
 /// A live channel's entry in the list.
 pub struct ChannelHandle {
     channels: Channels,
+    /// The channel's key in the list (from 1; 0 for an unlisted channel).
     id: u64,
 }
 
@@ -291,6 +298,48 @@ mod tests {
         );
         assert!(logged.iter().all(|r| r.variables == [("tenant".to_owned(), "7".to_owned())]), "{logged:?}");
         assert!(logged.iter().all(|r| r.linkedid == logged[0].uniqueid));
+    }
+
+    #[test]
+    fn caller_id_changes_and_dialplan_steps_are_events_and_getvar_asks_the_channel() {
+        let core = crate::Core::for_tests();
+        let mut events = core.events().subscribe();
+        let (mut chan, driver) = Channel::new(&core, "Test", "events", true);
+        let name = chan.name().to_owned();
+        let mut mine = || {
+            let mut names = Vec::new();
+            while let Ok(e) = events.try_recv() {
+                if e.field("Channel") == Some(name.as_str()) {
+                    names.push((e.name.clone(), e.fields.last().cloned().unwrap_or_default()));
+                }
+            }
+            names
+        };
+        // Not announced yet: the first caller ID is no change anyone saw.
+        chan.set_caller(crate::frame::CallerId::parse("\"Alice\" <100>"));
+        chan.set_application("Set", "CALLERID(num)=200");
+        chan.set_caller(crate::frame::CallerId::parse("\"Alice\" <200>"));
+        chan.set_caller(crate::frame::CallerId::parse("\"Alice\" <200>"));
+        let pres = ("CID-CallingPres".to_owned(), "0 (Presentation Allowed, Not Screened)".to_owned());
+        assert_eq!(
+            mine(),
+            [
+                ("Newchannel".to_owned(), ("Linkedid".to_owned(), chan.uniqueid().to_owned())),
+                ("Newexten".to_owned(), ("AppData".to_owned(), "CALLERID(num)=200".to_owned())),
+                ("NewCallerid".to_owned(), pres),
+            ]
+        );
+        // The manager's Getvar: the channel answers when it reads.
+        core.runtime().block_on(async {
+            let (reply, answer) = crate::frame::Reply::new();
+            chan.set_var("COLOUR", "green");
+            driver.frames.send(crate::frame::Frame::GetVar("COLOUR".into(), reply)).await.unwrap();
+            driver.frames.send(crate::frame::Frame::Hangup(crate::frame::Cause::NORMAL_CLEARING)).await.unwrap();
+            assert_eq!(chan.read().await, None);
+            // No dialplan is loaded in these tests: the channel's own variables answer.
+            assert_eq!(answer.await.unwrap(), "green");
+        });
+        assert_eq!(mine().first().map(|e| e.0.as_str()), Some("HangupRequest"));
     }
 
     #[test]
@@ -540,12 +589,32 @@ impl Channel {
         let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let system = &core.settings().systemname;
         let uniqueid = if system.is_empty() { format!("{epoch}.{seq}") } else { format!("{system}-{epoch}.{seq}") };
-        let (frames_tx, frames) = crate::tokio::sync::mpsc::channel(64);
-        let (commands, commands_rx) = crate::tokio::sync::mpsc::unbounded_channel();
         let entry = core.channels().register(name.clone(), ChannelState::Down, is_call);
-        core.channels().lock().inboxes.insert(entry.id, frames_tx.clone());
         entry.update(|s| s.uniqueid.clone_from(&uniqueid));
         let cdrs = if is_call { vec![crate::cdr::Cdr::new(&name, &uniqueid, &uniqueid, 0)] } else { Vec::new() };
+        Channel::with_entry(core, name, uniqueid, entry, cdrs)
+    }
+
+    /// A channel of no technology, no call and no driver, not listed anywhere (Asterisk's
+    /// `ast_dummy_channel_alloc`): to evaluate a function outside a call (the manager's
+    /// `Getvar` without a `Channel`).
+    pub fn dummy(core: &std::sync::Arc<crate::Core>) -> Channel {
+        let entry = ChannelHandle { channels: core.channels().clone(), id: 0 };
+        Channel::with_entry(core, "Dummy".into(), String::new(), entry, Vec::new()).0
+    }
+
+    fn with_entry(
+        core: &std::sync::Arc<crate::Core>,
+        name: String,
+        uniqueid: String,
+        entry: ChannelHandle,
+        cdrs: Vec<crate::cdr::Cdr>,
+    ) -> (Channel, ChannelDriver) {
+        let (frames_tx, frames) = crate::tokio::sync::mpsc::channel(64);
+        let (commands, commands_rx) = crate::tokio::sync::mpsc::unbounded_channel();
+        if entry.id != 0 {
+            core.channels().lock().inboxes.insert(entry.id, frames_tx.clone());
+        }
         let channel = Channel {
             linkedid: uniqueid.clone(),
             connected: Default::default(),
@@ -623,6 +692,8 @@ impl Channel {
 
     /// Shows what the channel is doing in `core show channels`, and records it as the CDR's
     /// last application (and the extension as its destination, until the call is over).
+    /// The manager hears `Newexten` (class `dialplan`), as Asterisk 20 publishes it for every
+    /// dialplan step.
     pub fn set_application(&mut self, app: &str, data: &str) {
         self.entry.update(|s| {
             s.location = format!("{}@{}:{}", self.exten, self.context, self.priority);
@@ -631,6 +702,12 @@ impl Channel {
             data.clone_into(&mut s.data);
         });
         self.sync_summary();
+        if self.core.events().has_listeners() {
+            let exten = self.exten.clone();
+            self.publish("Newexten", "dialplan", |e| {
+                e.with("Extension", exten).with("Application", app).with("AppData", data)
+            });
+        }
         let hung_up = self.hung_up;
         if hung_up && self.core.cdr().settings().endbeforehexten {
             return;
@@ -770,7 +847,34 @@ impl Channel {
             s.context.clone_from(&self.context);
             s.exten.clone_from(&self.exten);
             s.priority = self.priority;
+            s.native_format = self.native_format;
         });
+    }
+
+    /// Changes the caller ID (`Set(CALLERID(num)=...)`). A change on a channel the manager
+    /// already knows is a `NewCallerid` event (Asterisk 20's fields; Starling keeps no caller
+    /// presentation, so `CID-CallingPres` is always Asterisk's default, 0).
+    pub fn set_caller(&mut self, caller: crate::frame::CallerId) {
+        if caller == self.caller {
+            return;
+        }
+        self.caller = caller;
+        self.sync_summary();
+        if self.announced {
+            self.publish("NewCallerid", "call", |e| {
+                e.with("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
+            });
+        }
+    }
+
+    /// The driver queued a hangup (the far end hung up, with `cause`): as Asterisk's
+    /// `ast_queue_hangup_with_cause`, the manager hears `HangupRequest`.
+    fn hangup_requested(&mut self, cause: crate::frame::Cause) {
+        self.hangup_cause.get_or_insert(cause);
+        self.hung_up = true;
+        if self.announced {
+            self.publish("HangupRequest", "call", |e| e.with("Cause", cause.0.to_string()));
+        }
     }
 
     /// Publishes `Newchannel` (once): when the channel is handed to the dialplan or dialled.
@@ -861,6 +965,13 @@ impl Channel {
             self.publish("VarSet", "dialplan", |e| e.with("Variable", name).with("Value", value));
         }
     }
+    /// What `${name}` is on this channel (a variable, a built-in such as `CHANNEL`, a global, or
+    /// a function such as `CALLERID(num)` or `CDR(src)`), as the dialplan substitutes it: the
+    /// manager's `Getvar`. Without a dialplan, only the channel's own variables are known.
+    pub fn getvar(&mut self, name: &str) -> String {
+        let core = self.core.clone();
+        core.substitute(self, &format!("${{{name}}}")).unwrap_or_else(|| self.var(name).unwrap_or_default().to_owned())
+    }
     /// Every variable name set on the channel, sorted.
     pub fn var_names(&self) -> impl Iterator<Item = &str> {
         self.variables.keys().map(String::as_str)
@@ -895,6 +1006,8 @@ impl Channel {
     pub fn set_absolute_timeout(&mut self, after: Option<std::time::Duration>) {
         self.absolute_deadline = after.map(|d| crate::tokio::time::Instant::now() + d);
         self.timed_out = false;
+        let at = after.map(|d| std::time::SystemTime::now() + d);
+        self.entry.update(|s| s.hangup_at = at);
     }
     /// Seconds left before the absolute timeout (0 when none is set).
     pub fn absolute_timeout_left(&self) -> std::time::Duration {
@@ -923,6 +1036,7 @@ impl Channel {
             match self.next_raw_frame().await? {
                 Some(crate::frame::Frame::SetVar(name, value)) => self.set_var(&name, &value),
                 Some(crate::frame::Frame::Redirect(jump)) => self.redirect = Some(jump),
+                Some(crate::frame::Frame::GetVar(name, reply)) => reply.send(self.getvar(&name)),
                 frame => return Some(frame),
             }
         }
@@ -962,8 +1076,7 @@ impl Channel {
         let frame = self.next_frame().await?;
         match frame {
             Some(crate::frame::Frame::Hangup(cause)) => {
-                self.hangup_cause.get_or_insert(cause);
-                self.hung_up = true;
+                self.hangup_requested(cause);
                 None
             }
             None => {
@@ -987,8 +1100,7 @@ impl Channel {
             Ok(None) => Read::HungUp,
             Ok(Some(frame)) => match frame {
                 Some(crate::frame::Frame::Hangup(cause)) => {
-                    self.hangup_cause.get_or_insert(cause);
-                    self.hung_up = true;
+                    self.hangup_requested(cause);
                     Read::HungUp
                 }
                 None => {
