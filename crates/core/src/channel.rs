@@ -805,6 +805,10 @@ impl Channel {
         }
         let mut next = last.append(sequence);
         next.set_party_b(peer);
+        // A caller already up: the new record is answered from its start, as Asterisk's.
+        if self.state == ChannelState::Up {
+            next.answered();
+        }
         self.cdr_sequence = sequence;
         self.cdrs.push(next);
     }
