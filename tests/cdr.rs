@@ -22,19 +22,32 @@ exten => 10,1,Dial(SIP/uas,5)
 exten => 11,1,Dial(SIP/uas,2)
  same => n,Answer()
  same => n,Hangup()
+exten => 20,1,Set(CDR(userfield)=fork)
+ same => n,Dial(SIP/uas&SIP/uas2,5)
+ same => n,Hangup()
+exten => 21,1,Dial(SIP/uas3&SIP/uas4,5)
+ same => n,Hangup()
 ";
 
 fn cdr_pbx(name: &str, uas: u16, cdr_conf: &str) -> (Server, u16) {
+    cdr_pbx_with(name, &[("uas", uas)], cdr_conf)
+}
+
+/// A Starling with the CDR backends (csv, sqlite3) and these SIP peers (name, SIPp port).
+fn cdr_pbx_with(name: &str, peers: &[(&str, u16)], cdr_conf: &str) -> (Server, u16) {
+    let peers: String = peers
+        .iter()
+        .map(|(peer, port)| {
+            format!(
+                "[{peer}]\ntype=peer\nhost=127.0.0.1\nport={port}\ninsecure=port,invite\ndisallow=all\nallow=ulaw\n"
+            )
+        })
+        .collect();
     let (server, port) = sip_pbx_on_port(
         name,
         &["pbx_config", "app_dial", "app_echo", "func_cdr", "app_cdr", "cdr_csv", "cdr_sqlite3"],
         Some(EXTENSIONS),
-        |_| {
-            format!(
-                "allowguest=yes\ncontext=default\n[uas]\ntype=peer\nhost=127.0.0.1\nport={uas}\ninsecure=port,invite\n\
-                 disallow=all\nallow=ulaw\n"
-            )
-        },
+        |_| format!("allowguest=yes\ncontext=default\n{peers}"),
     );
     std::fs::write(server.dir.etc().join("cdr.conf"), cdr_conf).unwrap();
     server.rx("core reload");
@@ -127,6 +140,98 @@ fn a_busy_dial_is_logged_busy() {
     assert!(lines[0].contains(",\"Dial\",\"SIP/uas,2\",") && lines[0].contains("\"SIP/uas-"), "{}", lines[0]);
     assert!(lines[0].contains(",\"BUSY\",\"DOCUMENTATION\""), "{}", lines[0]);
     assert!(lines[1].contains(",\"\",\"Hangup\",\"\",") && lines[1].contains("\"ANSWERED\""), "{}", lines[1]);
+}
+
+/// (channel, dstchannel, disposition, lastapp, lastdata, answer IS NULL, uniqueid, linkedid,
+/// sequence, userfield) of every row of master.db, in the order they were written.
+#[allow(clippy::type_complexity)]
+fn fork_rows(dir: &Path) -> Vec<(String, String, String, String, String, bool, String, String, i64, String)> {
+    let db = rusqlite::Connection::open(dir.join("log/master.db")).unwrap();
+    let mut query = db
+        .prepare(
+            "SELECT channel, dstchannel, disposition, lastapp, lastdata, answer IS NULL, uniqueid, linkedid, sequence, \
+             userfield FROM cdr ORDER BY id",
+        )
+        .unwrap();
+    query
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// `Dial(SIP/a&SIP/b)` leaves one record per called party, as Asterisk's: a busy first callee
+/// and an answering second one give BUSY then ANSWERED; an answering first callee and a ringing
+/// second one (cancelled) give ANSWERED then NO ANSWER. The records of a call share the
+/// caller's uniqueid and linkedid, number their sequence upwards in the order of the dial, keep
+/// `Dial` as lastapp and carry the userfield set before the Dial.
+#[test]
+fn each_dialled_party_has_its_own_record() {
+    let busy = SippUas::spawn("uas_busy.xml");
+    let answering = SippUas::spawn("uas_answer.xml");
+    let answering_first = SippUas::spawn("uas_answer.xml");
+    let ringing = SippUas::spawn("uas_ring_cancel.xml");
+    let peers = [("uas", busy.port), ("uas2", answering.port), ("uas3", answering_first.port), ("uas4", ringing.port)];
+    let (server, port) = cdr_pbx_with("cdrfork", &peers, "[general]\n[csv]\nloguniqueid=yes\nloguserfield=yes\n");
+    for exten in ["20", "21"] {
+        let (code, out) = run_sipp(port, "invite_answer.xml", exten, "", "", 1);
+        assert_eq!(code, 0, "{exten}: {out}\n{}", server.log_tail());
+    }
+    for (name, uas) in
+        [("busy", busy), ("answering", answering), ("answering first", answering_first), ("ringing", ringing)]
+    {
+        let (code, out) = uas.finish();
+        assert_eq!(code, 0, "{name} callee: {out}\n{}", server.log_tail());
+    }
+    let dir = server.dir.path.clone();
+    let rows = eventually(Duration::from_secs(5), || {
+        let rows = fork_rows(&dir);
+        (rows.len() >= 4).then_some(rows)
+    })
+    .unwrap_or_else(|| panic!("four records: {:?}\n{}", fork_rows(&dir), server.log_tail()));
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    let summary: Vec<(&str, &str, bool)> =
+        rows.iter().map(|r| (r.1.split('-').next().unwrap_or(""), r.2.as_str(), r.5)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("SIP/uas", "BUSY", true),
+            ("SIP/uas2", "ANSWERED", false),
+            ("SIP/uas3", "ANSWERED", false),
+            ("SIP/uas4", "NO ANSWER", true)
+        ],
+        "{rows:#?}"
+    );
+    for call in rows.chunks(2) {
+        let (first, second) = (&call[0], &call[1]);
+        assert_eq!(first.0, second.0, "one caller: {call:#?}");
+        assert_eq!((&first.6, &first.7), (&second.6, &second.7), "one uniqueid and linkedid: {call:#?}");
+        assert_eq!(first.6, first.7, "the caller's own uniqueid is the linkedid: {call:#?}");
+        assert!(second.8 > first.8, "sequence rises: {call:#?}");
+        assert!(call.iter().all(|r| r.3 == "Dial"), "lastapp Dial: {call:#?}");
+    }
+    assert_eq!((rows[0].4.as_str(), rows[2].4.as_str()), ("SIP/uas&SIP/uas2,5", "SIP/uas3&SIP/uas4,5"));
+    assert!(rows[..2].iter().all(|r| r.9 == "fork"), "the userfield is copied to the second record: {rows:#?}");
+    assert!(rows[2..].iter().all(|r| r.9.is_empty()), "{rows:#?}");
+
+    let lines = csv_lines(&dir);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[0].contains(",\"SIP/uas-") && lines[0].contains(",\"BUSY\","), "{}", lines[0]);
+    assert!(lines[1].contains(",\"SIP/uas2-") && lines[1].contains(",\"ANSWERED\","), "{}", lines[1]);
+    assert!(lines[3].contains(",\"SIP/uas4-") && lines[3].contains(",\"NO ANSWER\","), "{}", lines[3]);
 }
 
 /// Twenty calls up at once, then `core stop gracefully`: Starling waits for them, and every

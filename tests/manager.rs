@@ -8,7 +8,15 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-const EXTENSIONS: &str = "[default]
+const EXTENSIONS: &str = "[globals]
+SITE=north
+[default]
+exten => 900,1,Answer()
+ same => n,Set(CALLERID(num)=5551234)
+ same => n,Set(CALLERID(name)=Front Desk)
+ same => n,Set(COLOUR=green)
+ same => n,Wait(10)
+ same => n,Hangup()
 exten => 600,1,Answer()
  same => n,Wait(0.5)
  same => n,Hangup()
@@ -40,7 +48,7 @@ fn ami_pbx_with(name: &str, bob_port: u16, general: &str) -> (Server, u16, u16) 
     let ami = free_tcp_port();
     let (server, sip) = sip_pbx_on_port(
         name,
-        &["pbx_config", "app_dial", "cdr_csv", "res_manager"],
+        &["pbx_config", "app_dial", "cdr_csv", "func_callerid", "func_cdr", "func_db", "res_manager"],
         Some(EXTENSIONS),
         |_| {
             format!(
@@ -110,7 +118,9 @@ impl Ami {
                 }
                 return Some(message);
             }
-            let (k, v) = line.split_once(": ").unwrap_or((line, ""));
+            // An empty value is `Key: ` (its space trimmed above with the line end).
+            let (k, v) =
+                line.split_once(": ").or_else(|| line.strip_suffix(':').map(|k| (k, ""))).unwrap_or((line, ""));
             message.push((k.to_owned(), v.to_owned()));
         }
     }
@@ -384,6 +394,201 @@ fn redirect_setvar_and_hangup_reach_a_live_channel() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// Sends an action and reads until its reply, keeping the events that come meanwhile.
+fn action(ami: &mut Ami, headers: &[(&str, &str)], events: &mut Vec<Msg>) -> Msg {
+    let id = headers.iter().find(|(k, _)| *k == "ActionID").map(|(_, v)| *v).expect("an ActionID");
+    ami.send(headers);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let m = ami.read().expect("the session stays open");
+        if get(&m, "Event").is_some() && get(&m, "ActionID").is_none() {
+            events.push(m);
+        } else if get(&m, "ActionID") == Some(id) {
+            return m;
+        }
+    }
+    panic!("no reply to {headers:?}");
+}
+
+/// Reads events (keeping them) until one satisfies `done`.
+fn events_until(ami: &mut Ami, events: &mut Vec<Msg>, what: &str, done: impl Fn(&Msg) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let m = ami.read().unwrap_or_else(|| panic!("closed while waiting for {what}"));
+        let found = done(&m);
+        events.push(m);
+        if found {
+            return;
+        }
+    }
+    panic!("no {what} within 15 s: {events:#?}");
+}
+
+/// A SIPp call to 900 (Set(CALLERID(num)), Set(CALLERID(name)), Set(COLOUR), Wait) that presses
+/// 1 (RFC 4733) and hangs up: the manager sees Newexten for every step, NewCallerid for each
+/// change, VarSet (varsetevents=yes), DTMFBegin/DTMFEnd, HangupRequest then Hangup, each with
+/// Asterisk 20's fields and class. Meanwhile Getvar evaluates functions on the channel
+/// (`CALLERID(num)`, `CDR(src)`), built-ins and variables, globals and functions without a
+/// channel, and Status lists Asterisk 20's fields with the variables asked for.
+#[test]
+fn dialplan_steps_caller_id_dtmf_and_getvar_as_asterisk() {
+    let (server, sip, port) = ami_pbx_with("amisteps", 1, "varsetevents=yes\n");
+    let mut ami = Ami::login(port, "admin", "s3cret");
+    let mut events = Vec::new();
+    let reply = action(
+        &mut ami,
+        &[("Action", "DBPut"), ("Family", "ami"), ("Key", "floor"), ("Val", "3"), ("ActionID", "db")],
+        &mut events,
+    );
+    assert_eq!(get(&reply, "Response"), Some("Success"), "{reply:?}");
+    let caller = std::thread::spawn(move || run_sipp(sip, "invite_dtmf.xml", "900", "", "", 1));
+    events_until(&mut ami, &mut events, "the second NewCallerid", |m| {
+        get(m, "Event") == Some("NewCallerid") && get(m, "CallerIDName") == Some("Front Desk")
+    });
+    let channel = get(events.last().unwrap(), "Channel").unwrap().to_owned();
+    let mut getvar = |variable: &str, channel: Option<&str>, events: &mut Vec<Msg>| {
+        let mut headers = vec![("Action", "Getvar"), ("Variable", variable), ("ActionID", "gv")];
+        headers.extend(channel.map(|c| ("Channel", c)));
+        let reply = action(&mut ami, &headers, events);
+        assert_eq!((get(&reply, "Response"), get(&reply, "Variable")), (Some("Success"), Some(variable)), "{reply:?}");
+        get(&reply, "Value").unwrap_or_default().to_owned()
+    };
+    assert_eq!(getvar("CALLERID(num)", Some(&channel), &mut events), "5551234");
+    assert_eq!(getvar("CALLERID(name)", Some(&channel), &mut events), "Front Desk");
+    assert_eq!(getvar("CDR(src)", Some(&channel), &mut events), "5551234");
+    assert_eq!(getvar("CDR(dst)", Some(&channel), &mut events), "900");
+    assert_eq!(getvar("CHANNEL", Some(&channel), &mut events), channel);
+    assert_eq!(getvar("SITE", Some(&channel), &mut events), "north", "a global, seen from the channel");
+    assert_eq!(getvar("SITE", None, &mut events), "north");
+    assert_eq!(getvar("DB(ami/floor)", None, &mut events), "3", "a function without a channel");
+    // COLOUR is set right after the second NewCallerid: ask until the channel has run it.
+    let colour = (0..20).find_map(|_| {
+        let value = getvar("COLOUR", Some(&channel), &mut events);
+        (value == "green").then_some(value).or_else(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            None
+        })
+    });
+    assert_eq!(colour.as_deref(), Some("green"));
+
+    let listed = action(
+        &mut ami,
+        &[("Action", "Status"), ("Channel", &channel), ("Variables", "COLOUR,CALLERID(name)"), ("ActionID", "st")],
+        &mut events,
+    );
+    assert_eq!(get(&listed, "EventList"), Some("start"), "{listed:?}");
+    let status = ami.read().unwrap();
+    assert_eq!(
+        (get(&status, "Event"), get(&status, "Channel")),
+        (Some("Status"), Some(channel.as_str())),
+        "{status:?}"
+    );
+    let keys: Vec<&str> =
+        status.iter().map(|(k, _)| k.as_str()).filter(|k| !["Privilege", "ActionID"].contains(k)).collect();
+    let expected = [
+        "Event",
+        "Channel",
+        "ChannelState",
+        "ChannelStateDesc",
+        "CallerIDNum",
+        "CallerIDName",
+        "ConnectedLineNum",
+        "ConnectedLineName",
+        "Language",
+        "AccountCode",
+        "Context",
+        "Exten",
+        "Priority",
+        "Uniqueid",
+        "Linkedid",
+        "Type",
+        "DNID",
+        "EffectiveConnectedLineNum",
+        "EffectiveConnectedLineName",
+        "TimeToHangup",
+        "BridgeID",
+        "Application",
+        "Data",
+        "Nativeformats",
+        "Readformat",
+        "Readtrans",
+        "Writeformat",
+        "Writetrans",
+        "Callgroup",
+        "Pickupgroup",
+        "Seconds",
+        "Variable",
+        "Variable",
+    ];
+    assert_eq!(keys, expected, "{status:?}");
+    let variables: Vec<&str> = status.iter().filter(|(k, _)| k == "Variable").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(variables, ["COLOUR=green", "CALLERID(name)=Front Desk"]);
+    assert_eq!((get(&status, "Type"), get(&status, "Application")), (Some("SIP"), Some("Wait")), "{status:?}");
+    assert_eq!((get(&status, "CallerIDNum"), get(&status, "Readformat")), (Some("5551234"), Some("ulaw")));
+    let complete = ami.read().unwrap();
+    assert_eq!((get(&complete, "Event"), get(&complete, "ListItems")), (Some("StatusComplete"), Some("1")));
+
+    events_until(&mut ami, &mut events, "the Hangup", |m| {
+        get(m, "Event") == Some("Hangup") && get(m, "Channel") == Some(channel.as_str())
+    });
+    let (code, out) = caller.join().unwrap();
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+
+    let of = |name: &str| -> Vec<&Msg> {
+        events.iter().filter(|m| get(m, "Event") == Some(name) && get(m, "Channel") == Some(channel.as_str())).collect()
+    };
+    // Newexten: one per step, the snapshot then Extension, Application, AppData.
+    let steps: Vec<(&str, &str)> =
+        of("Newexten").iter().map(|m| (get(m, "Application").unwrap(), get(m, "AppData").unwrap())).collect();
+    assert_eq!(
+        steps,
+        [
+            ("Answer", ""),
+            ("Set", "CALLERID(num)=5551234"),
+            ("Set", "CALLERID(name)=Front Desk"),
+            ("Set", "COLOUR=green"),
+            ("Wait", "10")
+        ]
+    );
+    let newexten = of("Newexten")[1];
+    assert_eq!(get(newexten, "Privilege"), Some("dialplan,all"));
+    let tail: Vec<&str> = newexten.iter().rev().take(4).map(|(k, _)| k.as_str()).collect();
+    assert_eq!(tail, ["AppData", "Application", "Extension", "Linkedid"], "{newexten:?}");
+    assert_eq!((get(newexten, "Extension"), get(newexten, "Priority")), (Some("900"), Some("2")));
+    // NewCallerid: one per change, the new caller ID in the snapshot, then CID-CallingPres.
+    let callerids: Vec<(&str, &str)> =
+        of("NewCallerid").iter().map(|m| (get(m, "CallerIDNum").unwrap(), get(m, "CallerIDName").unwrap())).collect();
+    assert_eq!(callerids, [("5551234", "A Guest"), ("5551234", "Front Desk")]);
+    let newcallerid = of("NewCallerid")[0];
+    assert_eq!(get(newcallerid, "Privilege"), Some("call,all"));
+    assert_eq!(
+        newcallerid.last().unwrap(),
+        &("CID-CallingPres".to_owned(), "0 (Presentation Allowed, Not Screened)".to_owned())
+    );
+    // VarSet, with varsetevents=yes.
+    let colour = of("VarSet").into_iter().find(|m| get(m, "Variable") == Some("COLOUR")).expect("VarSet COLOUR");
+    assert_eq!((get(colour, "Value"), get(colour, "Privilege")), (Some("green"), Some("dialplan,all")));
+    // The key SIPp pressed.
+    let begin = of("DTMFBegin");
+    let end = of("DTMFEnd");
+    assert_eq!(begin.len(), 1, "{begin:?}");
+    assert_eq!(end.len(), 1, "{end:?}");
+    assert_eq!((get(begin[0], "Digit"), get(begin[0], "Direction")), (Some("1"), Some("Received")));
+    assert_eq!(get(begin[0], "Privilege"), Some("dtmf,all"));
+    assert_eq!((get(end[0], "Digit"), get(end[0], "Direction")), (Some("1"), Some("Received")));
+    let tail: Vec<&str> = end[0].iter().rev().take(3).map(|(k, _)| k.as_str()).collect();
+    assert_eq!(tail, ["Direction", "DurationMs", "Digit"], "{:?}", end[0]);
+    assert!(get(end[0], "DurationMs").unwrap().parse::<u32>().unwrap() > 0, "{:?}", end[0]);
+    // The caller's BYE: HangupRequest (its cause) before the Hangup.
+    let position = |name: &str| {
+        events.iter().position(|m| get(m, "Event") == Some(name) && get(m, "Channel") == Some(channel.as_str()))
+    };
+    let request = of("HangupRequest");
+    assert_eq!(request.len(), 1, "{events:#?}");
+    assert_eq!((get(request[0], "Cause"), get(request[0], "Privilege")), (Some("16"), Some("call,all")));
+    assert!(position("HangupRequest") < position("Hangup"), "{events:#?}");
+}
+
 /// 50 sessions each receive every event of 20 calls.
 #[test]
 fn fifty_sessions_get_every_event() {
@@ -407,13 +612,16 @@ fn fifty_sessions_get_every_event() {
 }
 
 /// A session that stops reading is dropped with a log line once its socket stays full, while
-/// the calls that make the events (3,000 VarSet events each) go on and another session keeps
+/// the calls that make the events (3,000 VarSet and 9,000 Newexten events each) go on and
+/// another session, one that asked for the call and cdr classes as a wallboard does, keeps
 /// receiving.
 #[test]
 fn a_session_that_stops_reading_is_dropped() {
     let (server, sip, port) = ami_pbx_with("amistuck", 1, "varsetevents=yes\n");
     let stuck = Ami::login(port, "admin", "s3cret");
-    let mut healthy = Ami::login(port, "admin", "s3cret");
+    let mut healthy = Ami::connect(port);
+    healthy.send(&[("Action", "Login"), ("Username", "admin"), ("Secret", "s3cret"), ("Events", "call,cdr")]);
+    assert_eq!(get(&healthy.read().unwrap(), "Response"), Some("Success"));
     let reader = std::thread::spawn(move || {
         let mut cdrs = 0;
         while cdrs < 5 {
@@ -428,7 +636,11 @@ fn a_session_that_stops_reading_is_dropped() {
     let (code, out) = run_sipp_with(sip, "invite_pbx_hangs_up.xml", &["-s", "800", "-m", "5", "-l", "5", "-r", "5"]);
     assert_eq!(code, 0, "calls go on: {out}\n{}", server.log_tail());
     let healthy = reader.join().unwrap();
-    assert!(healthy.is_some(), "the healthy session got every call's Cdr");
+    assert!(
+        healthy.is_some(),
+        "the healthy session got every call's Cdr: {}",
+        server.log().lines().filter(|l| l.contains("disconnected")).collect::<Vec<_>>().join("\n")
+    );
     let dropped = eventually(Duration::from_secs(5), || server.log().contains("disconnected: ").then_some(()));
     assert!(dropped.is_some(), "the stuck session is dropped\n{}", server.log_tail());
     assert!(server.rx("manager show connected").contains("1 users connected."));

@@ -158,9 +158,7 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
     });
     crate::verbose!(3, "Channel {} joined '{technology}' bridge with {}", caller.name(), callee.name());
     announce_bridge_start(&entry.id, technology, caller, callee);
-    if let Some(cdr) = caller.cdr_mut() {
-        cdr.set_party_b(callee.name());
-    }
+    caller.cdr_bridge_enter(callee.name());
     let deadline = config.limit.map(|l| tokio::time::Instant::now() + l);
     let mut keys = [TransferKeys::default(), TransferKeys::default()];
     // Which side hears music on hold (its party's audio is not written to it meanwhile).
@@ -242,7 +240,7 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
             Frame::Transfer(exten) => break BridgeEnd::Transfer(side, exten),
             Frame::Hangup(cause) => break BridgeEnd::HungUp(side, cause),
             // Taken by the channel's own read.
-            Frame::SetVar(..) | Frame::Redirect(_) => {}
+            Frame::SetVar(..) | Frame::Redirect(_) | Frame::GetVar(..) => {}
         }
     };
     drop(native);

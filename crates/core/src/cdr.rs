@@ -1,8 +1,15 @@
-//! Call detail records, as Asterisk's main/cdr.c: the core keeps one [`Cdr`] on each channel
-//! that starts a call (Party A: an inbound leg, an originated channel), fills it in as the call
-//! goes (the dialplan's last application, the answer, the party it was bridged to, the hangup
-//! cause) and, when the channel goes, hands the finished [`CdrRecord`] to every registered
-//! [`CdrBackend`] (cdr_csv, cdr_sqlite3...) and publishes it as the manager's `Cdr` event.
+//! Call detail records, as Asterisk's main/cdr.c: the core keeps a chain of [`Cdr`]s on each
+//! channel that starts a call (Party A: an inbound leg, an originated channel), fills them in as
+//! the call goes (the dialplan's last application, the answer, the party dialled or bridged,
+//! the hangup cause) and, when the channel goes, hands every finished [`CdrRecord`] of the chain,
+//! in order, to every registered [`CdrBackend`] (cdr_csv, cdr_sqlite3...) and publishes each as
+//! the manager's `Cdr` event.
+//!
+//! The chain follows Asterisk's state machine: one record per Party B. `Dial(SIP/a&SIP/b)` gives
+//! the record in force Party B `a` and appends a record (a copy of Party A's side) for `b`; each
+//! callee's DialEnd sets its own record's disposition, and ends it unless it answered. A record
+//! that has a Party B keeps `Dial` as its last application; once its dial or bridge is over, the
+//! dialplan's next application starts the next record (Asterisk's finalized state).
 //!
 //! What is logged follows `cdr.conf`'s `[general]`: `enable`, `unanswered` (records of calls
 //! that were never answered and never reached a second party are dropped unless `yes`),
@@ -229,6 +236,8 @@ pub struct Cdr {
     pub(crate) disposition: Option<Disposition>,
     /// `NoCDR`, `CDR_PROP(disable)=1`: the record is not logged.
     pub disabled: bool,
+    /// Ended (Asterisk's finalized state): its end, durations and disposition are fixed.
+    finished: bool,
 }
 
 impl Cdr {
@@ -260,14 +269,42 @@ impl Cdr {
             },
             disposition: None,
             disabled: false,
+            finished: false,
         }
     }
 
-    /// The record as it stands (what `CDR()` reads): durations up to now.
+    /// The next record of the chain, as Asterisk's `cdr_object_create_and_append`: Party A's
+    /// side (caller ID, account, where it is in the dialplan, last application, userfield,
+    /// variables, `disabled`) copied, starting now, no Party B, no answer yet.
+    pub(crate) fn append(&self, sequence: u32) -> Cdr {
+        let mut next = self.clone();
+        let record = &mut next.record;
+        record.sequence = sequence;
+        record.start = SystemTime::now();
+        record.end = record.start;
+        record.answer = None;
+        record.dstchannel.clear();
+        next.disposition = None;
+        next.finished = false;
+        next
+    }
+
+    /// The record as it stands (what `CDR()` reads): durations up to now, or up to its end
+    /// once finished.
     pub fn record(&self) -> CdrRecord {
         let mut record = self.record.clone();
-        close(&mut record, self.disposition, SystemTime::now(), None, false);
+        if !self.finished {
+            close(&mut record, self.disposition, SystemTime::now(), None, false);
+        }
         record
+    }
+    /// Whether the record has ended (its dial failed, or a later record took over).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+    /// The party dialled or bridged (`dstchannel`; empty when none).
+    pub fn party_b(&self) -> &str {
+        &self.record.dstchannel
     }
     pub fn record_mut(&mut self) -> &mut CdrRecord {
         &mut self.record
@@ -311,11 +348,19 @@ impl Cdr {
         self.record.answer.get_or_insert_with(SystemTime::now);
     }
 
-    /// Finishes the record now, with the channel's hangup cause.
-    pub(crate) fn finish(self, cause: Option<Cause>, settings: &CdrSettings) -> CdrRecord {
-        let mut record = self.record;
-        close(&mut record, self.disposition, SystemTime::now(), cause, settings.congestion);
-        record
+    /// Ends the record now (once: a finished record stays as it ended), its disposition the
+    /// one set, else from the answer or `cause`.
+    pub(crate) fn finish_now(&mut self, cause: Option<Cause>, congestion: bool) {
+        if !self.finished {
+            close(&mut self.record, self.disposition, SystemTime::now(), cause, congestion);
+            self.finished = true;
+        }
+    }
+
+    /// The finished record (ended now, with the channel's hangup cause, unless it had ended).
+    pub(crate) fn finish(mut self, cause: Option<Cause>, settings: &CdrSettings) -> CdrRecord {
+        self.finish_now(cause, settings.congestion);
+        self.record
     }
 }
 

@@ -67,6 +67,10 @@ pub struct ChannelSummary {
     pub data: String,
     pub created: std::time::Instant,
     pub variables: BTreeMap<String, String>,
+    /// The driver's audio format (`ulaw`...; `slin` for a channel without a codec).
+    pub native_format: &'static str,
+    /// When `TIMEOUT(absolute)` strikes, if set (the manager's `TimeToHangup`).
+    pub hangup_at: Option<std::time::SystemTime>,
 }
 
 #[derive(Default)]
@@ -108,6 +112,8 @@ impl Channels {
             data: String::new(),
             created: std::time::Instant::now(),
             variables: BTreeMap::new(),
+            native_format: "slin",
+            hangup_at: None,
         };
         let mut inner = self.lock();
         inner.next_id += 1;
@@ -170,6 +176,7 @@ impl Channels {
 /// A live channel's entry in the list.
 pub struct ChannelHandle {
     channels: Channels,
+    /// The channel's key in the list (from 1; 0 for an unlisted channel).
     id: u64,
 }
 
@@ -245,6 +252,94 @@ mod tests {
         assert_eq!(Jump::parse("5").unwrap().target, JumpTarget::Priority(5));
         assert_eq!(Jump::parse("a,b,c,d"), None);
         assert_eq!(Jump::parse("0"), None);
+    }
+
+    #[test]
+    fn each_party_b_has_its_record_logged_in_order_when_the_channel_goes() {
+        struct Collect(Mutex<Vec<Arc<crate::cdr::CdrRecord>>>);
+        impl crate::cdr::CdrBackend for Collect {
+            fn log(&self, record: &Arc<crate::cdr::CdrRecord>) {
+                self.0.lock().unwrap().push(record.clone());
+            }
+        }
+        let core = crate::Core::for_tests();
+        let collect = Arc::new(Collect(Default::default()));
+        let _reg = core.cdr().register_backend("chain-test", collect.clone()).unwrap();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "chain", true);
+        let name = chan.name().to_owned();
+        chan.set_application("Dial", "Test/a&Test/b&Test/c");
+        chan.cdrs_to_write().for_each(|c| c.set_variable("tenant", "7"));
+        for peer in ["Test/a-1", "Test/b-2", "Test/c-3"] {
+            chan.cdr_dial_begin(peer);
+        }
+        chan.cdr_dial_end("Test/a-1", "BUSY");
+        chan.cdr_dial_end("Test/c-3", "ANSWER");
+        chan.cdr_dial_end("Test/b-2", "CANCEL");
+        chan.set_state(ChannelState::Up);
+        assert_eq!(chan.cdr().map(|c| c.party_b()), Some("Test/c-3"), "the last record reads");
+        // The dialplan goes on after the bridge: a record without a Party B.
+        chan.set_application("Playback", "bye");
+        chan.set_application("Hangup", "");
+        drop(chan);
+        let logged: Vec<_> = collect.0.lock().unwrap().iter().filter(|r| r.channel == name).cloned().collect();
+        let summary: Vec<_> = logged
+            .iter()
+            .map(|r| (r.dstchannel.as_str(), r.disposition, r.lastapp.as_str(), r.sequence, r.answer.is_some()))
+            .collect();
+        use crate::cdr::Disposition::*;
+        assert_eq!(
+            summary,
+            [
+                ("Test/a-1", Busy, "Dial", 0, false),
+                ("Test/b-2", NoAnswer, "Dial", 1, false),
+                ("Test/c-3", Answered, "Dial", 2, true),
+                ("", Answered, "Hangup", 3, true),
+            ]
+        );
+        assert!(logged.iter().all(|r| r.variables == [("tenant".to_owned(), "7".to_owned())]), "{logged:?}");
+        assert!(logged.iter().all(|r| r.linkedid == logged[0].uniqueid));
+    }
+
+    #[test]
+    fn caller_id_changes_and_dialplan_steps_are_events_and_getvar_asks_the_channel() {
+        let core = crate::Core::for_tests();
+        let mut events = core.events().subscribe();
+        let (mut chan, driver) = Channel::new(&core, "Test", "events", true);
+        let name = chan.name().to_owned();
+        let mut mine = || {
+            let mut names = Vec::new();
+            while let Ok(e) = events.try_recv() {
+                if e.field("Channel") == Some(name.as_str()) {
+                    names.push((e.name.clone(), e.fields.last().cloned().unwrap_or_default()));
+                }
+            }
+            names
+        };
+        // Not announced yet: the first caller ID is no change anyone saw.
+        chan.set_caller(crate::frame::CallerId::parse("\"Alice\" <100>"));
+        chan.set_application("Set", "CALLERID(num)=200");
+        chan.set_caller(crate::frame::CallerId::parse("\"Alice\" <200>"));
+        chan.set_caller(crate::frame::CallerId::parse("\"Alice\" <200>"));
+        let pres = ("CID-CallingPres".to_owned(), "0 (Presentation Allowed, Not Screened)".to_owned());
+        assert_eq!(
+            mine(),
+            [
+                ("Newchannel".to_owned(), ("Linkedid".to_owned(), chan.uniqueid().to_owned())),
+                ("Newexten".to_owned(), ("AppData".to_owned(), "CALLERID(num)=200".to_owned())),
+                ("NewCallerid".to_owned(), pres),
+            ]
+        );
+        // The manager's Getvar: the channel answers when it reads.
+        core.runtime().block_on(async {
+            let (reply, answer) = crate::frame::Reply::new();
+            chan.set_var("COLOUR", "green");
+            driver.frames.send(crate::frame::Frame::GetVar("COLOUR".into(), reply)).await.unwrap();
+            driver.frames.send(crate::frame::Frame::Hangup(crate::frame::Cause::NORMAL_CLEARING)).await.unwrap();
+            assert_eq!(chan.read().await, None);
+            // No dialplan is loaded in these tests: the channel's own variables answer.
+            assert_eq!(answer.await.unwrap(), "green");
+        });
+        assert_eq!(mine().first().map(|e| e.0.as_str()), Some("HangupRequest"));
     }
 
     #[test]
@@ -436,9 +531,11 @@ pub struct Channel {
     pub linkedid: String,
     /// Who this channel is talking to (the caller, for a dialled channel).
     pub connected: crate::frame::CallerId,
-    /// The call detail record, on a channel that starts a call (see [`crate::cdr`]).
-    cdr: Option<Box<crate::cdr::Cdr>>,
-    /// Records this channel has finished (a CDR's `sequence`).
+    /// The call detail records (Asterisk's CDR chain, see [`crate::cdr`]) of a channel that
+    /// starts a call, oldest first: the last is the one `CDR()` reads. Every one is logged, in
+    /// order, when the channel goes.
+    cdrs: Vec<crate::cdr::Cdr>,
+    /// The last record's `sequence`.
     cdr_sequence: u32,
     /// `Newchannel` was published (every later event of the channel follows it).
     announced: bool,
@@ -499,16 +596,36 @@ impl Channel {
         let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let system = &core.settings().systemname;
         let uniqueid = if system.is_empty() { format!("{epoch}.{seq}") } else { format!("{system}-{epoch}.{seq}") };
+        let entry = core.channels().register(name.clone(), ChannelState::Down, is_call);
+        entry.update(|s| s.uniqueid.clone_from(&uniqueid));
+        let cdrs = if is_call { vec![crate::cdr::Cdr::new(&name, &uniqueid, &uniqueid, 0)] } else { Vec::new() };
+        Channel::with_entry(core, name, uniqueid, entry, cdrs)
+    }
+
+    /// A channel of no technology, no call and no driver, not listed anywhere (Asterisk's
+    /// `ast_dummy_channel_alloc`): to evaluate a function outside a call (the manager's
+    /// `Getvar` without a `Channel`).
+    pub fn dummy(core: &std::sync::Arc<crate::Core>) -> Channel {
+        let entry = ChannelHandle { channels: core.channels().clone(), id: 0 };
+        Channel::with_entry(core, "Dummy".into(), String::new(), entry, Vec::new()).0
+    }
+
+    fn with_entry(
+        core: &std::sync::Arc<crate::Core>,
+        name: String,
+        uniqueid: String,
+        entry: ChannelHandle,
+        cdrs: Vec<crate::cdr::Cdr>,
+    ) -> (Channel, ChannelDriver) {
         let (frames_tx, frames) = crate::tokio::sync::mpsc::channel(64);
         let (commands, commands_rx) = crate::tokio::sync::mpsc::unbounded_channel();
-        let entry = core.channels().register(name.clone(), ChannelState::Down, is_call);
-        core.channels().lock().inboxes.insert(entry.id, frames_tx.clone());
-        entry.update(|s| s.uniqueid.clone_from(&uniqueid));
-        let cdr = is_call.then(|| Box::new(crate::cdr::Cdr::new(&name, &uniqueid, &uniqueid, 0)));
+        if entry.id != 0 {
+            core.channels().lock().inboxes.insert(entry.id, frames_tx.clone());
+        }
         let channel = Channel {
             linkedid: uniqueid.clone(),
             connected: Default::default(),
-            cdr,
+            cdrs,
             cdr_sequence: 0,
             announced: false,
             name,
@@ -550,7 +667,7 @@ impl Channel {
     pub(crate) fn rename_local(&mut self, half: u8) {
         self.name = format!("{};{half}", self.name);
         let name = self.name.clone();
-        if let Some(cdr) = &mut self.cdr {
+        for cdr in &mut self.cdrs {
             cdr.record_mut().channel = name.clone();
         }
         self.entry.update(|s| s.name = name);
@@ -573,7 +690,7 @@ impl Channel {
         self.state = state;
         self.entry.update(|s| s.state = state);
         if state == ChannelState::Up {
-            if let Some(cdr) = &mut self.cdr {
+            for cdr in self.cdrs.iter_mut().filter(|c| !c.is_finished()) {
                 cdr.answered();
             }
         }
@@ -584,6 +701,8 @@ impl Channel {
 
     /// Shows what the channel is doing in `core show channels`, and records it as the CDR's
     /// last application (and the extension as its destination, until the call is over).
+    /// The manager hears `Newexten` (class `dialplan`), as Asterisk 20 publishes it for every
+    /// dialplan step.
     pub fn set_application(&mut self, app: &str, data: &str) {
         self.entry.update(|s| {
             s.location = format!("{}@{}:{}", self.exten, self.context, self.priority);
@@ -592,65 +711,142 @@ impl Channel {
             data.clone_into(&mut s.data);
         });
         self.sync_summary();
+        if self.core.events().has_listeners() {
+            let exten = self.exten.clone();
+            self.publish("Newexten", "dialplan", |e| {
+                e.with("Extension", exten).with("Application", app).with("AppData", data)
+            });
+        }
         let hung_up = self.hung_up;
         if hung_up && self.core.cdr().settings().endbeforehexten {
             return;
         }
+        // A record whose dial or bridge is over (it has a Party B, or it ended) takes no more
+        // applications: the dialplan going on is the next record, as Asterisk's finalized state
+        // hands over to a new CDR. Not in the `h` extension: the call is over.
+        if !hung_up && self.cdrs.last().is_some_and(|c| c.is_finished() || c.has_party_b()) {
+            self.fork_cdr();
+        }
         self.update_cdr();
-        if let Some(cdr) = &mut self.cdr {
+        // A record with a Party B keeps the application that brought it (Asterisk's LOCK_APP).
+        for cdr in self.cdrs.iter_mut().filter(|c| !c.is_finished() && !c.has_party_b()) {
             let record = cdr.record_mut();
-            record.lastapp = app.to_owned();
-            record.lastdata = data.to_owned();
+            app.clone_into(&mut record.lastapp);
+            data.clone_into(&mut record.lastdata);
         }
     }
 
-    /// Copies what the CDR follows from the channel (caller ID, account, where it is in the
-    /// dialplan: not once it has hung up, when the `h` extension runs).
+    /// Copies what the CDR follows from the channel into the records still open (caller ID,
+    /// account, where it is in the dialplan: not once it has hung up, when the `h` extension runs).
     fn update_cdr(&mut self) {
-        let Some(cdr) = &mut self.cdr else { return };
-        let record = cdr.record_mut();
-        record.src.clone_from(&self.caller.number);
-        record.clid = match (self.caller.name.as_str(), self.caller.number.as_str()) {
+        if self.cdrs.is_empty() {
+            return;
+        }
+        let clid = match (self.caller.name.as_str(), self.caller.number.as_str()) {
             ("", number) => number.to_owned(),
             (name, "") => name.to_owned(),
             (name, number) => format!("\"{name}\" <{number}>"),
         };
-        record.accountcode.clone_from(&self.accountcode);
-        if !self.hung_up {
-            record.dst.clone_from(&self.exten);
-            record.dcontext.clone_from(&self.context);
+        for cdr in self.cdrs.iter_mut().filter(|c| !c.is_finished()) {
+            let record = cdr.record_mut();
+            record.src.clone_from(&self.caller.number);
+            record.clid.clone_from(&clid);
+            record.accountcode.clone_from(&self.accountcode);
+            if !self.hung_up {
+                record.dst.clone_from(&self.exten);
+                record.dcontext.clone_from(&self.context);
+            }
         }
     }
 
-    /// The channel's call detail record, if it has one.
+    /// The channel's call detail record in force (the last of its chain), if it has one.
     pub fn cdr(&self) -> Option<&crate::cdr::Cdr> {
-        self.cdr.as_deref()
+        self.cdrs.last()
     }
+    /// The record in force, up to date with the channel (what `CDR()` reads).
     pub fn cdr_mut(&mut self) -> Option<&mut crate::cdr::Cdr> {
         self.update_cdr();
-        self.cdr.as_deref_mut()
+        self.cdrs.last_mut()
+    }
+    /// The records a write through `CDR()` or `CDR_PROP()` changes, as Asterisk's
+    /// `ast_cdr_setvar`: every one still open, and the last one even if it has ended.
+    pub fn cdrs_to_write(&mut self) -> impl Iterator<Item = &mut crate::cdr::Cdr> {
+        self.update_cdr();
+        let last = self.cdrs.len().saturating_sub(1);
+        self.cdrs.iter_mut().enumerate().filter(move |(i, c)| *i == last || !c.is_finished()).map(|(_, c)| c)
     }
     /// Gives a channel that did not start a call a record of its own (an originated one).
     pub fn enable_cdr(&mut self) {
-        if self.cdr.is_none() {
-            self.cdr = Some(Box::new(crate::cdr::Cdr::new(&self.name, &self.uniqueid, &self.linkedid, 0)));
+        if self.cdrs.is_empty() {
+            self.cdrs.push(crate::cdr::Cdr::new(&self.name, &self.uniqueid, &self.linkedid, 0));
             self.update_cdr();
         }
     }
-    /// Finishes the record now and starts the next one (a second Dial, the dialplan going on
-    /// after a bridge): as Asterisk, one record per party the channel was connected to.
+    /// Ends the records still open now and starts the next one in the chain (the dialplan
+    /// going on after a dial or a bridge): as Asterisk, one record per party the channel was
+    /// connected to. The records are logged when the channel goes.
     pub fn fork_cdr(&mut self) {
-        let Some(old) = self.cdr.take() else { return };
+        let congestion = self.core.cdr().settings().congestion;
+        let cause = self.hangup_cause;
+        for cdr in &mut self.cdrs {
+            cdr.finish_now(cause, congestion);
+        }
+        let Some(last) = self.cdrs.last() else { return };
         self.cdr_sequence += 1;
-        let mut next = crate::cdr::Cdr::new(&self.name, &self.uniqueid, &self.linkedid, self.cdr_sequence);
-        next.disabled = old.disabled;
+        let mut next = last.append(self.cdr_sequence);
         if self.state == ChannelState::Up {
             next.answered();
         }
-        let cause = self.hangup_cause;
-        self.core.cdr().post(*old, cause, self.core.events());
-        self.cdr = Some(Box::new(next));
+        self.cdrs.push(next);
         self.update_cdr();
+    }
+
+    /// A dial of `peer` begins (its DialBegin): the record in force takes it as Party B, or,
+    /// when it has one already (the second target of `Dial(SIP/a&SIP/b)`), a new record of the
+    /// chain does, as Asterisk's CDR engine does on the same message.
+    pub fn cdr_dial_begin(&mut self, peer: &str) {
+        self.update_cdr();
+        let sequence = self.cdr_sequence + 1;
+        let Some(last) = self.cdrs.last_mut() else { return };
+        if !last.is_finished() && !last.has_party_b() {
+            last.set_party_b(peer);
+            return;
+        }
+        let mut next = last.append(sequence);
+        next.set_party_b(peer);
+        // A caller already up: the new record is answered from its start, as Asterisk's.
+        if self.state == ChannelState::Up {
+            next.answered();
+        }
+        self.cdr_sequence = sequence;
+        self.cdrs.push(next);
+    }
+
+    /// The dial of `peer` ended with `status` (its DialEnd's `DialStatus`): its record takes the
+    /// disposition Asterisk gives that status, and ends unless it answered.
+    pub fn cdr_dial_end(&mut self, peer: &str, status: &str) {
+        let congestion = self.core.cdr().settings().congestion;
+        let cause = self.hangup_cause;
+        if let Some(cdr) = self.cdrs.iter_mut().find(|c| !c.is_finished() && c.party_b() == peer) {
+            cdr.set_disposition(crate::cdr::Disposition::from_dialstatus(status, congestion));
+            if status != "ANSWER" {
+                cdr.finish_now(cause, congestion);
+            }
+        }
+    }
+
+    /// `peer` joins this channel in a bridge: the record in force takes it as Party B unless
+    /// a record already has it (the dialled party that answered).
+    pub fn cdr_bridge_enter(&mut self, peer: &str) {
+        if self.cdrs.iter().any(|c| !c.is_finished() && c.party_b() == peer) {
+            return;
+        }
+        if self.cdrs.last().is_some_and(|c| c.is_finished() || c.has_party_b()) {
+            self.fork_cdr();
+        }
+        if let Some(last) = self.cdrs.last_mut() {
+            last.set_party_b(peer);
+        }
     }
 
     /// Copies the snapshot the manager lists into the channel list.
@@ -664,7 +860,34 @@ impl Channel {
             s.context.clone_from(&self.context);
             s.exten.clone_from(&self.exten);
             s.priority = self.priority;
+            s.native_format = self.native_format;
         });
+    }
+
+    /// Changes the caller ID (`Set(CALLERID(num)=...)`). A change on a channel the manager
+    /// already knows is a `NewCallerid` event (Asterisk 20's fields; Starling keeps no caller
+    /// presentation, so `CID-CallingPres` is always Asterisk's default, 0).
+    pub fn set_caller(&mut self, caller: crate::frame::CallerId) {
+        if caller == self.caller {
+            return;
+        }
+        self.caller = caller;
+        self.sync_summary();
+        if self.announced {
+            self.publish("NewCallerid", "call", |e| {
+                e.with("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
+            });
+        }
+    }
+
+    /// The driver queued a hangup (the far end hung up, with `cause`): as Asterisk's
+    /// `ast_queue_hangup_with_cause`, the manager hears `HangupRequest`.
+    fn hangup_requested(&mut self, cause: crate::frame::Cause) {
+        self.hangup_cause.get_or_insert(cause);
+        self.hung_up = true;
+        if self.announced {
+            self.publish("HangupRequest", "call", |e| e.with("Cause", cause.0.to_string()));
+        }
     }
 
     /// Publishes `Newchannel` (once): when the channel is handed to the dialplan or dialled.
@@ -755,6 +978,13 @@ impl Channel {
             self.publish("VarSet", "dialplan", |e| e.with("Variable", name).with("Value", value));
         }
     }
+    /// What `${name}` is on this channel (a variable, a built-in such as `CHANNEL`, a global, or
+    /// a function such as `CALLERID(num)` or `CDR(src)`), as the dialplan substitutes it: the
+    /// manager's `Getvar`. Without a dialplan, only the channel's own variables are known.
+    pub fn getvar(&mut self, name: &str) -> String {
+        let core = self.core.clone();
+        core.substitute(self, &format!("${{{name}}}")).unwrap_or_else(|| self.var(name).unwrap_or_default().to_owned())
+    }
     /// Every variable name set on the channel, sorted.
     pub fn var_names(&self) -> impl Iterator<Item = &str> {
         self.variables.keys().map(String::as_str)
@@ -789,6 +1019,8 @@ impl Channel {
     pub fn set_absolute_timeout(&mut self, after: Option<std::time::Duration>) {
         self.absolute_deadline = after.map(|d| crate::tokio::time::Instant::now() + d);
         self.timed_out = false;
+        let at = after.map(|d| std::time::SystemTime::now() + d);
+        self.entry.update(|s| s.hangup_at = at);
     }
     /// Seconds left before the absolute timeout (0 when none is set).
     pub fn absolute_timeout_left(&self) -> std::time::Duration {
@@ -817,6 +1049,7 @@ impl Channel {
             match self.next_raw_frame().await? {
                 Some(crate::frame::Frame::SetVar(name, value)) => self.set_var(&name, &value),
                 Some(crate::frame::Frame::Redirect(jump)) => self.redirect = Some(jump),
+                Some(crate::frame::Frame::GetVar(name, reply)) => reply.send(self.getvar(&name)),
                 frame => return Some(frame),
             }
         }
@@ -856,8 +1089,7 @@ impl Channel {
         let frame = self.next_frame().await?;
         match frame {
             Some(crate::frame::Frame::Hangup(cause)) => {
-                self.hangup_cause.get_or_insert(cause);
-                self.hung_up = true;
+                self.hangup_requested(cause);
                 None
             }
             None => {
@@ -881,8 +1113,7 @@ impl Channel {
             Ok(None) => Read::HungUp,
             Ok(Some(frame)) => match frame {
                 Some(crate::frame::Frame::Hangup(cause)) => {
-                    self.hangup_cause.get_or_insert(cause);
-                    self.hung_up = true;
+                    self.hangup_requested(cause);
                     Read::HungUp
                 }
                 None => {
@@ -1002,8 +1233,8 @@ impl Drop for Channel {
             });
         }
         self.update_cdr();
-        if let Some(cdr) = self.cdr.take() {
-            self.core.cdr().post(*cdr, self.hangup_cause, self.core.events());
+        for cdr in std::mem::take(&mut self.cdrs) {
+            self.core.cdr().post(cdr, self.hangup_cause, self.core.events());
         }
     }
 }

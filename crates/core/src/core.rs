@@ -67,6 +67,8 @@ pub trait Pbx: Send + Sync {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
     /// A global variable (`[globals]`, `Set(GLOBAL(x)=...)`).
     fn global(&self, name: &str) -> Option<String>;
+    /// `text` with its `${...}` and `$[...]` substituted on `channel`, as the dialplan does.
+    fn substitute(&self, channel: &mut Channel, text: &str) -> String;
     /// Sets (an empty value removes) a global variable.
     fn set_global(&self, name: &str, value: &str);
 }
@@ -241,6 +243,12 @@ impl Core {
             Some(pbx) => pbx.run_subroutine(channel, target).await,
             None => Err("no dialplan is loaded".into()),
         }
+    }
+    /// `text` substituted on `channel` as the dialplan does (see [`Pbx::substitute`]); `None`
+    /// without a dialplan.
+    pub fn substitute(&self, channel: &mut Channel, text: &str) -> Option<String> {
+        let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
+        pbx.map(|pbx| pbx.substitute(channel, text))
     }
     /// A global dialplan variable (`None` without a dialplan).
     pub fn global(&self, name: &str) -> Option<String> {

@@ -26,7 +26,44 @@ pub enum Frame {
     /// The manager sends the channel elsewhere in the dialplan (`Redirect`): reads end, as at
     /// a hangup, and the PBX loop goes on there.
     Redirect(crate::channel::Jump),
+    /// The manager reads a variable or a function (`Getvar` of `CALLERID(num)`): evaluated by
+    /// the channel's own read, as `${...}` on the channel, and answered through the reply.
+    GetVar(String, Reply),
 }
+
+/// Where a channel answers a request from outside ([`Frame::GetVar`]): the first answer is
+/// kept, later ones are dropped. Frames are compared by content; two replies are equal only
+/// when they are the same one.
+#[derive(Clone)]
+pub struct Reply(std::sync::Arc<std::sync::Mutex<Option<crate::tokio::sync::oneshot::Sender<String>>>>);
+
+impl Reply {
+    /// A reply and the receiver its answer arrives on.
+    pub fn new() -> (Reply, crate::tokio::sync::oneshot::Receiver<String>) {
+        let (tx, rx) = crate::tokio::sync::oneshot::channel();
+        (Reply(std::sync::Arc::new(std::sync::Mutex::new(Some(tx)))), rx)
+    }
+    /// Answers (the first time; nothing if the asker has gone).
+    pub fn send(&self, value: String) {
+        if let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tx.send(value);
+        }
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reply")
+    }
+}
+
+impl PartialEq for Reply {
+    fn eq(&self, other: &Reply) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Reply {}
 
 /// Call progress, as Asterisk's `AST_CONTROL_*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

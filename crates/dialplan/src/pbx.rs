@@ -278,6 +278,12 @@ async fn run_priorities(
             let _use = app.uses.clone().map(ModuleUse::new);
             (app.exec)(chan, &data).await
         };
+        // Most steps (Set, While, GotoIf...) finish without waiting on anything, so a dialplan
+        // loop would keep its worker thread until it ends, starving the other tasks (the
+        // manager's sessions, which then fall behind the events the loop makes). Asterisk's
+        // channel threads are preempted by the kernel; here the task yields once its budget of
+        // steps is spent.
+        tokio::task::coop::consume_budget().await;
         match apply_jump(plan, chan, callerid.as_deref()) {
             Ok(true) => {}
             Ok(false) => chan.priority += 1,
@@ -361,6 +367,10 @@ impl Pbx for PbxRunner {
     }
     fn set_global(&self, name: &str, value: &str) {
         PbxRunner::set_global(self, name, value)
+    }
+    fn substitute(&self, channel: &mut Channel, text: &str) -> String {
+        let globals = self.globals.read().unwrap_or_else(|p| p.into_inner()).clone();
+        substitute(text, &mut ChannelScope { chan: channel, globals: &globals })
     }
     fn start(&self, channel: Channel) {
         let plan = self.plan();

@@ -10,7 +10,7 @@ use starling_core::{LoadError, Module, ModuleContext};
 
 fn no_cdr<'a>(chan: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        if let Some(cdr) = chan.cdr_mut() {
+        for cdr in chan.cdrs_to_write() {
             cdr.disabled = true;
         }
         AppResult::Continue

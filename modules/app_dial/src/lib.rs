@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use starling_core::apps::{App, AppFuture, AppResult};
 use starling_core::bridge::{bridge, BridgeConfig, BridgeEnd, Side};
-use starling_core::cdr::Disposition;
 use starling_core::channel::{publish_dial, Channel, ChannelState};
 use starling_core::frame::{Cause, Control, Frame};
 use starling_core::tech::Requestor;
@@ -136,6 +135,13 @@ fn status_of(cause: Cause) -> &'static str {
     tally.status()
 }
 
+/// Publishes a callee's `DialEnd` and ends its call detail record with the same status (as
+/// Asterisk's CDR engine reads the dial message).
+fn dial_end(chan: &mut Channel, callee: &mut Channel, status: &str) {
+    publish_dial(Some(chan), callee, "DialEnd", ("DialStatus", status));
+    chan.cdr_dial_end(callee.name(), status);
+}
+
 /// A callee while it rings.
 struct Callee {
     channel: Channel,
@@ -223,7 +229,7 @@ async fn ring(
                     verbose!(3, "{} is {}", callee.channel.name(), if control == Control::Busy { "busy" } else { "circuit-busy" });
                     let cause = if control == Control::Busy { Cause::USER_BUSY } else { Cause::CONGESTION };
                     let cause = callee.channel.hangup_cause().unwrap_or(cause);
-                    publish_dial(Some(chan), &mut callee.channel, "DialEnd", ("DialStatus", status_of(cause)));
+                    dial_end(chan, &mut callee.channel, status_of(cause));
                     tally.cause(cause);
                 }
                 // Early media: the caller hears the callee's ringback or announcement.
@@ -233,7 +239,7 @@ async fn ring(
                     let mut callee = callees.remove(i);
                     let cause = callee.channel.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING);
                     verbose!(3, "{} hung up ({})", callee.channel.name(), cause.name());
-                    publish_dial(Some(chan), &mut callee.channel, "DialEnd", ("DialStatus", status_of(cause)));
+                    dial_end(chan, &mut callee.channel, status_of(cause));
                     tally.cause(cause);
                 }
             },
@@ -255,10 +261,6 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         }
         let started = Instant::now();
         let core = chan.core().clone();
-        // A second Dial from the same channel starts a record of its own (Asterisk's CDR fork).
-        if chan.cdr().is_some_and(|cdr| cdr.has_party_b()) {
-            chan.fork_cdr();
-        }
         let requestor = Requestor::from_channel(chan);
         let mut tally = Tally::default();
         let mut callees = Vec::new();
@@ -268,9 +270,8 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
                     verbose!(3, "Called {target}");
                     let number = target.split_once('/').map_or(target, |(_, d)| d).to_owned();
                     publish_dial(Some(chan), &mut channel, "DialBegin", ("DialString", &number));
-                    if let Some(cdr) = chan.cdr_mut() {
-                        cdr.set_party_b(channel.name());
-                    }
+                    // One record per callee (Asterisk's CDR for each Party B).
+                    chan.cdr_dial_begin(channel.name());
                     channel.call();
                     callees.push(Callee { channel, number });
                 }
@@ -293,21 +294,12 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             _ => (Cause::NORMAL_CLEARING, "CANCEL"),
         };
         for mut callee in callees.drain(..) {
-            publish_dial(Some(chan), &mut callee.channel, "DialEnd", ("DialStatus", others_status));
+            dial_end(chan, &mut callee.channel, others_status);
             callee.channel.hangup(others_cause);
         }
-        let congestion = core.cdr().settings().congestion;
-        // An unanswered Dial ends the caller's record (Asterisk's CDR goes to its finalized
-        // state): what the dialplan does next is another record.
-        let dial_status = |chan: &mut Channel, status: &str| {
-            chan.set_var("DIALSTATUS", status);
-            if status != "ANSWER" {
-                if let Some(cdr) = chan.cdr_mut() {
-                    cdr.set_disposition(Disposition::from_dialstatus(status, congestion));
-                    chan.fork_cdr();
-                }
-            }
-        };
+        // Each callee's record ended with its DialEnd; what the dialplan does next is another
+        // record (Channel::set_application), as Asterisk's finalized CDR hands over.
+        let dial_status = |chan: &mut Channel, status: &str| chan.set_var("DIALSTATUS", status);
         let dialed_time = |chan: &mut Channel| chan.set_var("DIALEDTIME", &started.elapsed().as_secs().to_string());
         let mut callee = match outcome {
             Ring::Cancelled => {
@@ -332,10 +324,7 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             }
             Ring::Answered(callee) => callee,
         };
-        publish_dial(Some(chan), &mut callee.channel, "DialEnd", ("DialStatus", "ANSWER"));
-        if let Some(cdr) = chan.cdr_mut() {
-            cdr.set_party_b(callee.channel.name());
-        }
+        dial_end(chan, &mut callee.channel, "ANSWER");
         dial_status(chan, "ANSWER");
         chan.set_var("DIALEDPEERNAME", callee.channel.name());
         chan.set_var("DIALEDPEERNUMBER", &callee.number);
@@ -357,6 +346,7 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             // GOSUB_RESULT=ABORT (or a subroutine that hung up) ends the called party's leg.
             if ran.is_err() || result == "ABORT" || callee.channel.is_hung_up() {
                 callee.channel.hangup(Cause::NORMAL_CLEARING);
+                chan.cdr_dial_end(callee.channel.name(), "CANCEL");
                 dial_status(chan, "CANCEL");
                 dialed_time(chan);
                 return AppResult::Continue;

@@ -24,12 +24,15 @@ fn read(chan: &mut Channel, item: &str) -> Result<String, String> {
 }
 
 fn write(chan: &mut Channel, item: &str, value: &str) -> Result<(), String> {
+    let mut caller = chan.caller.clone();
     match item.trim().to_ascii_lowercase().as_str() {
-        "name" => chan.caller.name = value.trim_matches('"').to_owned(),
-        "num" | "number" | "ani" => chan.caller.number = value.to_owned(),
-        "all" => chan.caller = CallerId::parse(value),
+        "name" => caller.name = value.trim_matches('"').to_owned(),
+        "num" | "number" | "ani" => caller.number = value.to_owned(),
+        "all" => caller = CallerId::parse(value),
         other => return Err(format!("CALLERID: '{other}' cannot be set")),
     }
+    // Through the channel, so that the manager hears NewCallerid.
+    chan.set_caller(caller);
     Ok(())
 }
 

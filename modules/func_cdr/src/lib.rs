@@ -73,15 +73,18 @@ fn cdr_write(chan: &mut Channel, args: &str, value: &str) -> Result<(), String> 
     if lower == "accountcode" {
         chan.accountcode = value.to_owned();
     }
-    let Some(cdr) = chan.cdr_mut() else { return Ok(()) };
-    match lower.as_str() {
-        "userfield" => value.clone_into(&mut cdr.record_mut().userfield),
-        "accountcode" => {}
-        "amaflags" => {
-            cdr.record_mut().amaflags =
-                AmaFlags::parse(value).ok_or_else(|| format!("CDR: '{value}' is no AMA flag"))?
+    let amaflags = match lower.as_str() {
+        "amaflags" => Some(AmaFlags::parse(value).ok_or_else(|| format!("CDR: '{value}' is no AMA flag"))?),
+        _ => None,
+    };
+    // As Asterisk's ast_cdr_setvar: every record still open (the other callees' of a Dial too).
+    for cdr in chan.cdrs_to_write() {
+        match lower.as_str() {
+            "userfield" => value.clone_into(&mut cdr.record_mut().userfield),
+            "accountcode" => {}
+            "amaflags" => cdr.record_mut().amaflags = amaflags.unwrap_or_default(),
+            _ => cdr.set_variable(name, value),
         }
-        _ => cdr.set_variable(name, value),
     }
     Ok(())
 }
@@ -98,7 +101,7 @@ fn prop_write(chan: &mut Channel, args: &str, value: &str) -> Result<(), String>
         "disable" => {
             let disable = starling_core::config::parse_bool(value)
                 .ok_or_else(|| format!("CDR_PROP(disable): '{value}' is not a boolean"))?;
-            if let Some(cdr) = chan.cdr_mut() {
+            for cdr in chan.cdrs_to_write() {
                 cdr.disabled = disable;
             }
             Ok(())

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use starling_core::channel::{Jump, JumpTarget};
+use starling_core::bridge::BridgeSummary;
+use starling_core::channel::{Channel, ChannelSummary, Jump, JumpTarget};
 use starling_core::events::Event;
-use starling_core::frame::{CallerId, Cause, Frame};
+use starling_core::frame::{CallerId, Cause, Frame, Reply as ChannelReply};
 use starling_core::manager::{list, Message, Reply};
 use starling_core::originate::{Destination, Originate};
 use starling_core::{tokio, tracing, verbose, Core};
@@ -225,13 +226,8 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
                 .with("CoreHTTPenabled", "No")
                 .with("SoundsSearchCustomDir", "No")]
         }
-        "coreshowchannels" => {
-            channel_list(&core, "CoreShowChannel", "Channels will follow", "CoreShowChannelsComplete", None)
-        }
-        "status" => {
-            let only = m.value("Channel");
-            channel_list(&core, "Status", "Channel status will follow", "StatusComplete", only)
-        }
+        "coreshowchannels" => core_show_channels(&core),
+        "status" => status(&core, m).await,
         "command" => {
             let Some(command) = m.value("Command") else { return vec![Message::error("No command provided")] };
             let command = command.to_owned();
@@ -263,9 +259,11 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
             let Some(name) = m.value("Variable") else { return vec![Message::error("No variable specified")] };
             let value = match m.value("Channel") {
                 Some(channel) => match core.channels().find(channel) {
-                    Some(summary) => summary.variables.get(name).cloned().unwrap_or_default(),
+                    Some(summary) => channel_value(&core, &summary, name).await,
                     None => return vec![Message::error("No such channel")],
                 },
+                // A function outside a call runs on a dummy channel, as Asterisk's Getvar does.
+                None if name.ends_with(')') => Channel::dummy(&core).getvar(name),
                 None => core.global(name).unwrap_or_default(),
             };
             vec![Message::success().with("Variable", name).with("Value", value)]
@@ -392,26 +390,109 @@ fn unknown(action: &str) -> Reply {
     ))]
 }
 
-/// `CoreShowChannels` / `Status`: one event per channel, in Asterisk's list framing.
-fn channel_list(core: &Core, event: &str, what: &str, complete: &str, only: Option<&str>) -> Reply {
+/// How long a channel has to answer a question about itself (Getvar, Status's `Variables`):
+/// a channel takes it between two frames it reads, so only one busy in something that does not
+/// read (a `System()` command) is slower.
+const CHANNEL_ANSWER: Duration = Duration::from_millis(500);
+
+/// `${name}` on the live channel of `summary`, evaluated by the channel's own task (Asterisk's
+/// `ast_func_read` or `pbx_retrieve_variable` under the channel's lock): a variable, a built-in,
+/// a global or a function. A channel that does not answer in time: the variable as it was last
+/// listed.
+async fn channel_value(core: &Core, summary: &ChannelSummary, name: &str) -> String {
+    let (reply, answer) = ChannelReply::new();
+    if core.channels().send_frame(&summary.name, Frame::GetVar(name.to_owned(), reply)) > 0 {
+        if let Ok(Ok(value)) = tokio::time::timeout(CHANNEL_ANSWER, answer).await {
+            return value;
+        }
+    }
+    summary.variables.get(name).cloned().unwrap_or_default()
+}
+
+/// The bridge a channel is in (its `BridgeUniqueid`), or empty.
+fn bridge_of<'a>(bridges: &'a [BridgeSummary], channel: &str) -> &'a str {
+    bridges.iter().find(|b| b.channels.iter().any(|c| c == channel)).map_or("", |b| b.id.as_str())
+}
+
+/// `HH:MM:SS` since the channel was created.
+fn duration(summary: &ChannelSummary) -> String {
+    let secs = summary.created.elapsed().as_secs();
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// `CoreShowChannels`: one `CoreShowChannel` per channel, in Asterisk's list framing.
+fn core_show_channels(core: &Core) -> Reply {
+    let bridges = core.bridges().list();
     let items = core
         .channels()
         .list()
         .into_iter()
-        .filter(|c| only.is_none_or(|name| c.name == name))
         .map(|c| {
-            let mut message = Message::event(event);
-            let snapshot = c.snapshot_fields(Event::new(event, "call"));
-            message.headers.extend(snapshot.fields);
-            let secs = c.created.elapsed().as_secs();
+            let mut message = Message::event("CoreShowChannel");
+            message.headers.extend(c.snapshot_fields(Event::new("CoreShowChannel", "call")).fields);
             message
                 .with("Application", &c.app)
                 .with("ApplicationData", &c.data)
-                .with("Duration", format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60))
-                .with("BridgeId", "")
+                .with("Duration", duration(&c))
+                .with("BridgeId", bridge_of(&bridges, &c.name))
         })
         .collect();
-    list(what, items, complete)
+    list("Channels will follow", items, "CoreShowChannelsComplete")
+}
+
+/// `Status` (one channel with `Channel`, else all): Asterisk 20's `generate_status` fields.
+/// `Variables: a,b` adds `Variable: a=value` for each (functions too, evaluated on the
+/// channel), `AllVariables: true` every variable set on it. Starling keeps no dialled number,
+/// translation path or call groups: `DNID`, `Readtrans` and `Writetrans` are empty and the groups 0.
+async fn status(core: &Core, m: &Message) -> Reply {
+    let only = m.value("Channel");
+    let channels: Vec<ChannelSummary> =
+        core.channels().list().into_iter().filter(|c| only.is_none_or(|name| c.name == name)).collect();
+    if only.is_some() && channels.is_empty() {
+        return vec![Message::error("No such channel")];
+    }
+    let wanted: Vec<&str> = m
+        .value("Variables")
+        .map(|v| v.split(',').map(str::trim).filter(|v| !v.is_empty()).collect())
+        .unwrap_or_default();
+    let all_variables = m.value("AllVariables").and_then(starling_core::config::parse_bool).unwrap_or(false);
+    let bridges = core.bridges().list();
+    let or_unknown = |s: &str| if s.is_empty() { "<unknown>".to_owned() } else { s.to_owned() };
+    let mut items = Vec::with_capacity(channels.len());
+    for c in channels {
+        let mut message = Message::event("Status").with("Privilege", "Call");
+        message.headers.extend(c.snapshot_fields(Event::new("Status", "call")).fields);
+        let hangup_at =
+            c.hangup_at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+        message = message
+            .with("Type", c.name.split('/').next().unwrap_or(""))
+            .with("DNID", "")
+            .with("EffectiveConnectedLineNum", or_unknown(&c.connected.number))
+            .with("EffectiveConnectedLineName", or_unknown(&c.connected.name))
+            .with("TimeToHangup", hangup_at.to_string())
+            .with("BridgeID", bridge_of(&bridges, &c.name))
+            .with("Application", &c.app)
+            .with("Data", &c.data)
+            .with("Nativeformats", format!("({})", c.native_format))
+            .with("Readformat", c.native_format)
+            .with("Readtrans", "")
+            .with("Writeformat", c.native_format)
+            .with("Writetrans", "")
+            .with("Callgroup", "0")
+            .with("Pickupgroup", "0")
+            .with("Seconds", c.created.elapsed().as_secs().to_string());
+        for name in &wanted {
+            let value = channel_value(core, &c, name).await;
+            message = message.with("Variable", format!("{name}={value}"));
+        }
+        if all_variables {
+            for (name, value) in &c.variables {
+                message = message.with("Variable", format!("{name}={value}"));
+            }
+        }
+        items.push(message);
+    }
+    list("Channel status will follow", items, "StatusComplete")
 }
 
 fn redirect(core: &Core, m: &Message) -> Reply {
