@@ -219,6 +219,8 @@ exten => 3006,1,Congestion()
 exten => 3010,1,Answer()
  same => n,MusicOnHold(,2)
  same => n,Hangup()
+exten => 3011,1,Dial(SIP/ringer,2,m)
+ same => n,Hangup()
 [from-alice]
 exten => 600,1,Answer()
  same => n,Echo()
@@ -236,9 +238,6 @@ fn pbx(name: &str, general: &str) -> (Server, u16) {
 fn pbx_with(name: &str, general: &str, files: &[(&str, &str)]) -> (Server, u16) {
     let port = free_udp_port();
     let dir = TestDir::new(name);
-    for (file, text) in files {
-        dir.write(file, text);
-    }
     dir.write_starling_conf(&moddir(), "");
     dir.write(
         "modules.conf",
@@ -251,6 +250,10 @@ fn pbx_with(name: &str, general: &str, files: &[(&str, &str)]) -> (Server, u16) 
             "[general]\nbindaddr=127.0.0.1\nbindport={port}\n{general}\n[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\n"
         ),
     );
+    // Last: a file given replaces the one above (modules.conf, say).
+    for (file, text) in files {
+        dir.write(file, text);
+    }
     (Server::start(dir), port)
 }
 
@@ -1155,6 +1158,35 @@ fn music_on_hold_plays_the_class_files() {
     );
     let classes = server.rx("moh show classes");
     assert!(classes.starts_with("Class: default\n\tMode: files\n\tDirectory: "), "{classes}");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// `Dial(...,m)`: while the callee rings, the caller (not answered yet) gets 183 with SDP and
+/// hears the music on hold class as early media, not ringing; at the timeout, NOANSWER ends it.
+#[test]
+fn dial_m_plays_music_on_hold_until_answered() {
+    let scratch = std::env::temp_dir().join(format!("stl-dialm-{}", std::process::id()));
+    let conf = moh_files(&scratch);
+    let ringer = SippUas::spawn("uas_ring_cancel.xml");
+    let modules = "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => res_musiconhold.so\nload => chan_sip.so\n";
+    let peer = format!("[ringer]\ntype=peer\nhost=127.0.0.1\nport={}\ndisallow=all\nallow=ulaw\n", ringer.port);
+    let (server, port) = pbx_with("sipdialm", &peer, &[("musiconhold.conf", &conf), ("modules.conf", modules)]);
+    let (sip, rtp) = invite_by_hand(port, "3011", "dial-m@127.0.0.1");
+    let progress = await_message(&sip, "SIP/2.0 183");
+    assert!(progress.contains("m=audio "), "{progress}");
+    let mut buffer = [0u8; 2048];
+    let mut loud = 0;
+    for _ in 0..60 {
+        if let Ok(len) = rtp.recv(&mut buffer) {
+            loud += buffer[12..len].iter().filter(|&&b| b != 0xff && b != 0x7f).count();
+        }
+    }
+    assert!(loud > 3000, "the music as early media: {loud}\n{}", server.log_tail());
+    let responses = responses_to_invite(&sip, port, "3011", "dial-m@127.0.0.1");
+    assert!(responses.last().is_some_and(|r| !r.starts_with("SIP/2.0 2")), "{responses:?}");
+    assert!(server.log().contains("Stopped music on hold on SIP/127.0.0.1-"), "{}", server.log_tail());
+    let (code, out) = ringer.finish();
+    assert_eq!(code, 0, "the callee was cancelled: {out}");
     let _ = std::fs::remove_dir_all(&scratch);
 }
 

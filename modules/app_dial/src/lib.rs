@@ -11,8 +11,8 @@
 //! `DIALEDPEERNAME`, `DIALEDPEERNUMBER`, `DIALEDTIME` and `ANSWEREDTIME` (seconds), and the
 //! caller's `HANGUPCAUSE` carries the last callee's cause.
 //!
-//! Options: `r` ringing, `m` (music on hold: no MOH class exists yet, so the caller hears
-//! ringing as with `r`), `t`/`T` blind transfer by the callee/caller (`#` then an extension of the
+//! Options: `r` ringing, `m[(class)]` music on hold for the caller until a callee answers
+//! (early media before the caller's own answer; ringing when the class cannot play), `t`/`T` blind transfer by the callee/caller (`#` then an extension of the
 //! caller's context), `g` go on in the dialplan when the callee hangs up, `L(ms)` limit the
 //! call, `D(called:calling)` send digits once answered, `A(file)` play an announcement to the
 //! callee before bridging (through the `Playback` application, when loaded), `U(context[^arg...])`
@@ -35,7 +35,8 @@ use starling_core::{tokio, tracing, verbose, LoadError, Module, ModuleContext};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Options {
     ringing: bool,
-    music: bool,
+    /// `m[(class)]`: the class ("" for the channel's own, or default).
+    music: Option<String>,
     callee_transfer: bool,
     caller_transfer: bool,
     go_on: bool,
@@ -66,7 +67,7 @@ fn parse_options(text: &str) -> Options {
         }
         match c {
             'r' => options.ringing = true,
-            'm' => options.music = true,
+            'm' => options.music = Some(arg.unwrap_or_default()),
             't' => options.callee_transfer = true,
             'T' => options.caller_transfer = true,
             'g' => options.go_on = true,
@@ -181,11 +182,14 @@ async fn ring(
     callees: &mut Vec<Callee>,
     timeout: Option<Duration>,
     options: &Options,
+    music: bool,
     tally: &mut Tally,
 ) -> Ring {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let local_ringing = options.ringing || options.music;
-    if local_ringing {
+    // With `r`, or `m` (music, or ringing when it cannot play), the callees' progress and
+    // early media do not reach the caller.
+    let local_ringing = options.ringing || options.music.is_some();
+    if local_ringing && !music {
         chan.indicate(Control::Ringing);
     }
     let mut told_ringing = local_ringing;
@@ -286,7 +290,17 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
                 }
             }
         }
-        let outcome = ring(chan, &mut callees, timeout.map(Duration::from_secs_f64), &options, &mut tally).await;
+        let music = options.music.as_deref().is_some_and(|class| {
+            // Before the caller's own answer the music is early media (chan_sip: 183 with SDP).
+            if chan.state() != starling_core::channel::ChannelState::Up {
+                chan.indicate(Control::Progress);
+            }
+            starling_core::moh::start(chan, class)
+        });
+        let outcome = ring(chan, &mut callees, timeout.map(Duration::from_secs_f64), &options, music, &mut tally).await;
+        if music {
+            starling_core::moh::stop(chan);
+        }
         // The ones that did not win are hung up (CANCEL while they ring).
         let (others_cause, others_status) = match outcome {
             Ring::Answered(_) => (Cause::ANSWERED_ELSEWHERE, "CANCEL"),
@@ -434,7 +448,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         synopsis: "Attempt to connect to another device or endpoint and bridge the call.",
         description: "Dial(Technology/Resource[&Technology2/Resource2...][,timeout[,options]]): calls every \
 target at once; the first to answer is bridged with the caller, the others are hung up. timeout is in \
-seconds. Options: r (indicate ringing), m (music on hold: ringing for now), t/T (the called/calling party \
+seconds. Options: r (indicate ringing), m(class) (music on hold until answered), t/T (the called/calling party \
 may blind-transfer with # and an extension), g (go on in the dialplan when the called party hangs up), \
 L(x) (limit the call to x ms), D(called:calling) (send DTMF once answered), A(file) (announcement to the \
 called party), U(context^args) (Gosub context,s,1 on the called party first). Sets DIALSTATUS (ANSWER BUSY NOANSWER CANCEL CONGESTION CHANUNAVAIL), DIALEDPEERNAME, \
@@ -465,6 +479,8 @@ mod tests {
         assert_eq!((o.digits_called.as_str(), o.digits_calling.as_str()), ("12", "3"));
         assert_eq!(o.announcement.as_deref(), Some("hello-world"));
         assert_eq!(parse_options(""), Options::default());
+        assert_eq!(parse_options("m").music.as_deref(), Some(""));
+        assert_eq!(parse_options("rm(jazz)t").music.as_deref(), Some("jazz"));
     }
 
     #[test]
