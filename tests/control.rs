@@ -46,7 +46,8 @@ fn completion_over_the_control_socket() {
     let mut stream = UnixStream::connect(server.dir.path.join("run/starling.ctl")).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(raw_request(&mut stream, "T module u"), ["O unload"]);
-    assert_eq!(raw_request(&mut stream, "T module unload r"), ["O res_clialiases.so"]);
+    assert_eq!(raw_request(&mut stream, "T module unload res_c"), ["O res_clialiases.so"]);
+    assert_eq!(raw_request(&mut stream, "T module unload r"), ["O res_clialiases.so", "O res_musiconhold.so"]);
     assert!(raw_request(&mut stream, "T module unload ").contains(&"O test_loader.so".to_owned()));
     assert_eq!(raw_request(&mut stream, "T core show v"), ["O version"]);
     assert_eq!(raw_request(&mut stream, "X core show version"), [format!("O Starling {}", env!("CARGO_PKG_VERSION"))]);
