@@ -249,6 +249,9 @@ fn channel_commands() -> Vec<CliCommand> {
                 let core = call.core.clone();
                 let _entered = core.runtime().enter();
                 let (mut one, two) = crate::local::local_pair(&core, exten, context);
+                if !crate::local::destination_exists(&core, &two) {
+                    return CliResult::Success;
+                }
                 match kind.to_ascii_lowercase().as_str() {
                     "application" => {
                         let Some(app) = args.get(2).and_then(|name| core.apps().get(name)) else {
