@@ -5,10 +5,16 @@
 //! parentheses. Operands are strings; where both sides of an arithmetic or comparison operator
 //! are numbers the operation is numeric (floating point, printed without a fraction when whole),
 //! otherwise comparisons compare strings. "True" is anything but the empty string and zero.
-//! `a : regex` returns the first `\(...\)`/`(...)` group's text, or how many characters matched.
+//! A quoted token (`"abc"`) is a string with its quotes, as ast_expr2.fl keeps it: it never
+//! counts as a number, compares quotes and all, and is what `$["abc"]` gives.
+//! `a : regex` (anchored) and `a =~ regex` are POSIX extended regular expressions, as
+//! Asterisk compiles them (`REG_EXTENDED`): they return the first `(...)` group's text, or how
+//! many characters matched. Arithmetic on a non-number follows ast_expr2.y: a warning, and
+//! `x + 1` is `1`, `1 - x` is `1`, `x * 1` is `0`, `1 / x` and `1 / 0` are 2147483647
+//! (`INT_MAX`), `1 % 0` is `0`; `!` reads a string's leading number (`!abc` is 1).
 //! A syntax error gives an [`ExprError`]; the PBX then uses "" as Asterisk does, with a warning.
 //! As in Asterisk, a regular expression with `-`, `(`, `)` or spaces must be quoted:
-//! `$[${EXTEN} : "\(1[0-9]*\)"]`; unquoted, those are operators.
+//! `$[${EXTEN} : "(1[0-9]*)"]`; unquoted, those are operators.
 
 use regex::Regex;
 
@@ -47,7 +53,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, ExprError> {
         }
         if c == b'"' {
             let end = text[i + 1..].find('"').ok_or_else(|| ExprError::Syntax(text.to_owned()))?;
-            tokens.push(Token::Value(text[i + 1..i + 1 + end].to_owned()));
+            // As ast_expr2.fl, a quoted token is a string with its quotes: it compares as a
+            // string (quotes included) and never as a number; `:`, `=~` and `~~` drop them.
+            tokens.push(Token::Value(text[i..i + 2 + end].to_owned()));
             i += end + 2;
             continue;
         }
@@ -69,13 +77,31 @@ fn tokenize(text: &str) -> Result<Vec<Token>, ExprError> {
     Ok(tokens)
 }
 
+/// A value as a number, as ast_expr2's `is_really_num` + `strtod`: only `-0123456789.` and
+/// blanks, read as far as they make a number (`1.2.3` is 1.2).
 fn number(s: &str) -> Option<f64> {
     let t = s.trim();
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+') {
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b' ' || b == b'\t') {
         return None;
     }
-    t.parse::<f64>().ok()
+    (1..=t.len()).rev().find_map(|end| t[..end].parse::<f64>().ok()).or(Some(0.0))
 }
+
+/// C's `atoi`: the leading integer of a string, 0 without one.
+fn atoi(s: &str) -> i64 {
+    let t = s.trim_start();
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let len = digits.bytes().take_while(u8::is_ascii_digit).count();
+    let value: i64 = digits[..len].parse().unwrap_or(0);
+    if t.starts_with('-') {
+        -value
+    } else {
+        value
+    }
+}
+
+/// `INT_MAX`, what Asterisk gives for a division by zero or by a non-number.
+const INT_MAX: f64 = 2_147_483_647.0;
 
 /// Prints a number as Asterisk does: whole numbers without a fraction.
 fn format_number(n: f64) -> String {
@@ -89,6 +115,23 @@ fn format_number(n: f64) -> String {
 
 fn truthy(s: &str) -> bool {
     !(s.is_empty() || number(s) == Some(0.0))
+}
+
+/// `?:`'s truth (op_cond): a string is false when empty, `""` or `0`.
+fn cond_truthy(s: &str) -> bool {
+    match number(s) {
+        Some(n) => n != 0.0,
+        None => !(s.is_empty() || s == "\"\"" || s == "0"),
+    }
+}
+
+/// ast_expr2's `strip_quotes`: a value wrapped in quotes loses every quote.
+fn strip_quotes(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
+        std::borrow::Cow::Owned(s.replace('"', ""))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 struct Parser<'a> {
@@ -138,7 +181,7 @@ impl Parser<'_> {
                 }
                 self.at += 1;
                 let otherwise = self.expression(1)?;
-                left = if truthy(&left) { then } else { otherwise };
+                left = if cond_truthy(&left) { then } else { otherwise };
                 continue;
             }
             let right = self.expression(power + 1)?;
@@ -152,13 +195,18 @@ impl Parser<'_> {
             Some(Token::Op("!")) => {
                 self.at += 1;
                 let v = self.regex_level()?;
-                Ok(if truthy(&v) { "0".into() } else { "1".into() })
+                // op_compl: a number is true unless 0; a string by its leading integer.
+                let truth = match number(&v) {
+                    Some(n) => n != 0.0,
+                    None => atoi(&v) != 0,
+                };
+                Ok(if truth { "0".into() } else { "1".into() })
             }
             Some(Token::Op("-")) => {
                 self.at += 1;
                 let v = self.regex_level()?;
-                let n = number(&v).ok_or_else(|| self.error())?;
-                Ok(format_number(-n))
+                // op_negate: a non-number is 0.
+                Ok(format_number(-number(&v).unwrap_or(0.0)))
             }
             _ => self.regex_level(),
         }
@@ -229,28 +277,32 @@ fn apply(op: &str, left: &str, right: &str) -> Result<String, ExprError> {
                 _ => ordering != Less,
             })
         }
-        "~~" => format!("{left}{right}"),
+        "~~" => format!("{}{}", strip_quotes(left), strip_quotes(right)),
         "+" | "-" | "*" | "/" | "%" => {
-            let (Some(a), Some(b)) = nums else {
-                return Err(ExprError::Syntax(format!("{left} {op} {right}")));
-            };
-            let value = match op {
-                "+" => a + b,
-                "-" => a - b,
-                "*" => a * b,
-                // Asterisk: division by zero gives a warning and... we give 0 rather than inf.
-                "/" if b == 0.0 => 0.0,
-                "/" => a / b,
-                _ if b == 0.0 => 0.0,
-                _ => a.trunc() % b.trunc(),
+            // ast_expr2.y's op_plus, op_minus, op_times, op_div, op_rem, non-numbers included.
+            let value = match (op, nums) {
+                ("+", (Some(a), Some(b))) => a + b,
+                ("+", (Some(a), None)) | ("-", (Some(a), None)) => a,
+                ("+", (None, Some(b))) => b,
+                ("-", (Some(a), Some(b))) => a - b,
+                ("-", (None, Some(b))) => -b,
+                ("*", (Some(a), Some(b))) => a * b,
+                ("/", (None, _)) => 0.0,
+                ("/", (Some(_), None)) => INT_MAX,
+                ("/", (Some(_), Some(b))) if b == 0.0 => INT_MAX,
+                ("/", (Some(a), Some(b))) => a / b,
+                ("%", (Some(_), Some(b))) if b == 0.0 => b,
+                ("%", (Some(a), Some(b))) => a % b,
+                _ => 0.0,
             };
             format_number(value)
         }
         ":" | "=~" => {
-            // POSIX basic groups \( \) are Rust's ( ).
-            let pattern = right.replace("\\(", "(").replace("\\)", ")");
-            let pattern = if op == ":" { format!("^(?:{pattern})") } else { pattern };
-            let re = Regex::new(&pattern).map_err(|_| ExprError::Regex(right.to_owned()))?;
+            // Extended regular expressions, as Asterisk's regcomp(REG_EXTENDED).
+            let (left, right) = (strip_quotes(left), strip_quotes(right));
+            let left = left.as_ref();
+            let pattern = if op == ":" { format!("^(?:{right})") } else { right.to_string() };
+            let re = Regex::new(&pattern).map_err(|_| ExprError::Regex(right.to_string()))?;
             match re.captures(left) {
                 Some(caps) if caps.len() > 1 => caps.get(1).map_or(String::new(), |m| m.as_str().to_owned()),
                 Some(caps) => caps.get(0).map_or(0, |m| m.as_str().chars().count()).to_string(),
@@ -292,7 +344,24 @@ mod tests {
         assert_eq!(eval("7 % 3"), "1");
         assert_eq!(eval("-3 + 5"), "2");
         assert_eq!(eval("10 - 2 - 3"), "5", "left associative");
-        assert_eq!(eval("1/0"), "0");
+        assert_eq!(eval("1/0"), "2147483647", "division by zero is INT_MAX, as ast_expr2");
+        assert_eq!(eval("7 % 0"), "0");
+        assert_eq!(eval("7.5 % 2"), "1.5", "fmod");
+    }
+
+    /// ast_expr2.y's rules for non-numbers: a warning there, and these values.
+    #[test]
+    fn arithmetic_with_non_numbers_as_asterisk() {
+        assert_eq!(eval("a + 1"), "1");
+        assert_eq!(eval("1 + a"), "1");
+        assert_eq!(eval("a + b"), "0");
+        assert_eq!(eval("a - 1"), "-1");
+        assert_eq!(eval("5 - a"), "5");
+        assert_eq!(eval("a * 3"), "0");
+        assert_eq!(eval("a / 3"), "0");
+        assert_eq!(eval("3 / a"), "2147483647");
+        assert_eq!(eval("-a"), "0");
+        assert_eq!(eval("1.2.3 + 1"), "2.2", "strtod reads as far as it can");
     }
 
     #[test]
@@ -301,6 +370,13 @@ mod tests {
         assert_eq!(eval("abc < abd"), "1", "strings as strings");
         assert_eq!(eval("10 = 10.0"), "1");
         assert_eq!(eval("\"\" = \"\""), "1");
+        // Quoted tokens are strings, quotes and all (ast_expr2.fl's SET_STRING).
+        assert_eq!(eval("\"10\" > \"9\""), "0", "compared as strings");
+        assert_eq!(eval("\"abc\" = abc"), "0", "the quotes are part of the string");
+        assert_eq!(eval("\"abc\""), "\"abc\"");
+        assert_eq!(eval("\"a\" ~~ b"), "ab");
+        assert_eq!(eval("\"\" ? yes :: no"), "no");
+        assert_eq!(eval("\"\" | x"), "\"\"", "but for | a quoted empty string is not empty");
         assert_eq!(eval("foo != bar"), "1");
         assert_eq!(eval("3 + 1 = 5 & 4 > 3"), "0", "the issue's benchmark expression, false");
         assert_eq!(eval("3 + 1 = 4 & 4 > 3"), "1");
@@ -318,7 +394,8 @@ mod tests {
         assert_eq!(eval("bar | foo"), "bar");
         assert_eq!(eval("bar & 0"), "0");
         assert_eq!(eval("!0"), "1");
-        assert_eq!(eval("!abc"), "0");
+        assert_eq!(eval("!abc"), "1", "op_compl: atoi(\"abc\") is 0");
+        assert_eq!(eval("!5abc"), "0");
         assert_eq!(eval("1 ? yes :: no"), "yes");
         assert_eq!(eval("0 ? yes :: no"), "no");
         assert_eq!(eval("2 > 3 ? big :: small"), "small");
@@ -328,7 +405,8 @@ mod tests {
     #[test]
     fn regex_operators() {
         assert_eq!(eval("12345 : 1.."), "3", "anchored: characters matched");
-        assert_eq!(eval("abc12 : \"\\([a-z]*\\)\""), "abc", "a group gives its text (quoted: parentheses group)");
+        assert_eq!(eval("abc12 : \"([a-z]*)\""), "abc", "a group gives its text (quoted: parentheses group)");
+        assert_eq!(eval("\"(555)1212\" : \"\\(555\\)\""), "5", "extended: \\( is a literal parenthesis");
         assert_eq!(eval("x12 : \"[0-9]\""), "0", "anchored at the start");
         assert_eq!(eval("x12 =~ \"[0-9]+\""), "2", "=~ is not anchored");
         assert_eq!(eval("5551212 : \"(555)\""), "555");
@@ -338,7 +416,6 @@ mod tests {
     fn errors() {
         assert!(evaluate("1 +").is_err());
         assert!(evaluate("(1").is_err());
-        assert!(evaluate("a + 1").is_err());
         assert!(evaluate("1 ? 2").is_err());
         assert!(evaluate("x : (").is_err());
         assert_eq!(eval(""), "");
