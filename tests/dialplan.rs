@@ -19,6 +19,25 @@ fn dialplan_show_lists_in_asterisks_layout() {
     assert!(server.rx("dialplan show").ends_with("-= 3 extensions (4 priorities) in 2 contexts. =-\n"));
     assert!(server.rx("dialplan show nosuch").contains("There is no existence of 'nosuch' context"));
     assert!(server.rx("core show applications").contains("GotoIf: Conditional goto."));
+    let app = server.rx("core show application RaiseException");
+    assert!(app.starts_with("\n  -= Info about application 'RaiseException' =- \n\n[Synopsis]\n"), "{app}");
+    assert_eq!(server.rx("core show application Nope"), "Your application Nope was not found\n");
+    let functions = server.rx("core show functions like LOC");
+    assert_eq!(
+        functions,
+        format!(
+            "Matching Custom Functions:\n{}\nLOCAL                 LOCAL(varname)                       Manage variables local to the gosub stack frame.\n1 matching custom functions installed.\n",
+            "-".repeat(80)
+        )
+    );
+    assert!(server.rx("core show functions").contains("EXCEPTION             EXCEPTION(field)"));
+    let function = server.rx("core show function GLOBAL");
+    assert!(
+        function.starts_with("\n  -= Info about function 'GLOBAL' =- \n\n[Synopsis]\nGets or sets the global variable specified.\n\n[Description]\n"),
+        "{function}"
+    );
+    assert!(function.contains("[Syntax]\nGLOBAL(varname)\n"), "{function}");
+    assert_eq!(server.rx("core show function NOPE"), "No function by that name registered.\n");
 }
 
 /// pbx_config's CLI changes the dialplan in force; `dialplan save` writes it back only with

@@ -49,6 +49,8 @@ impl App {
 pub struct Function {
     pub name: &'static str,
     pub synopsis: &'static str,
+    /// How it is called (`LEN(string)`), for `core show functions` and `core show function`.
+    pub syntax: &'static str,
     pub read: Option<FuncRead>,
     pub write: Option<FuncWrite>,
     pub uses: Option<Arc<UseCount>>,

@@ -16,6 +16,8 @@
 //! As in Asterisk, a regular expression with `-`, `(`, `)` or spaces must be quoted:
 //! `$[${EXTEN} : "(1[0-9]*)"]`; unquoted, those are operators.
 
+use std::borrow::Cow;
+
 use regex::Regex;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -27,18 +29,46 @@ pub enum ExprError {
     Regex(String),
 }
 
+/// A token; values borrow the expression text (most are never copied).
 #[derive(Clone, Debug, PartialEq)]
-enum Token {
-    Value(String),
+enum Token<'a> {
+    Value(Cow<'a, str>),
     Op(&'static str),
 }
 
-const OPERATORS: [&str; 20] =
-    ["::", "=~", "~~", "==", "!=", "<=", ">=", "|", "&", "=", "<", ">", "+", "-", "*", "/", "%", "!", ":", "?"];
+type Value<'a> = Cow<'a, str>;
 
-fn tokenize(text: &str) -> Result<Vec<Token>, ExprError> {
+/// The operator starting at `i`, longest first (`::` before `:`, `<=` before `<`).
+fn operator_at(bytes: &[u8], i: usize) -> Option<&'static str> {
+    let next = bytes.get(i + 1).copied();
+    Some(match (bytes[i], next) {
+        (b':', Some(b':')) => "::",
+        (b'=', Some(b'~')) => "=~",
+        (b'~', Some(b'~')) => "~~",
+        (b'=', Some(b'=')) => "==",
+        (b'!', Some(b'=')) => "!=",
+        (b'<', Some(b'=')) => "<=",
+        (b'>', Some(b'=')) => ">=",
+        (b'|', _) => "|",
+        (b'&', _) => "&",
+        (b'=', _) => "=",
+        (b'<', _) => "<",
+        (b'>', _) => ">",
+        (b'+', _) => "+",
+        (b'-', _) => "-",
+        (b'*', _) => "*",
+        (b'/', _) => "/",
+        (b'%', _) => "%",
+        (b'!', _) => "!",
+        (b':', _) => ":",
+        (b'?', _) => "?",
+        _ => return None,
+    })
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token<'_>>, ExprError> {
     let bytes = text.as_bytes();
-    let mut tokens = Vec::new();
+    let mut tokens = Vec::with_capacity(16);
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
@@ -55,11 +85,11 @@ fn tokenize(text: &str) -> Result<Vec<Token>, ExprError> {
             let end = text[i + 1..].find('"').ok_or_else(|| ExprError::Syntax(text.to_owned()))?;
             // As ast_expr2.fl, a quoted token is a string with its quotes: it compares as a
             // string (quotes included) and never as a number; `:`, `=~` and `~~` drop them.
-            tokens.push(Token::Value(text[i..i + 2 + end].to_owned()));
+            tokens.push(Token::Value(Cow::Borrowed(&text[i..i + 2 + end])));
             i += end + 2;
             continue;
         }
-        if let Some(op) = OPERATORS.iter().find(|op| text[i..].starts_with(**op)) {
+        if let Some(op) = operator_at(bytes, i) {
             tokens.push(Token::Op(op));
             i += op.len();
             continue;
@@ -68,11 +98,11 @@ fn tokenize(text: &str) -> Result<Vec<Token>, ExprError> {
         while i < bytes.len()
             && !bytes[i].is_ascii_whitespace()
             && !b"()\"".contains(&bytes[i])
-            && !OPERATORS.iter().any(|op| text[i..].starts_with(*op))
+            && operator_at(bytes, i).is_none()
         {
             i += 1;
         }
-        tokens.push(Token::Value(text[start..i].to_owned()));
+        tokens.push(Token::Value(Cow::Borrowed(&text[start..i])));
     }
     Ok(tokens)
 }
@@ -126,21 +156,21 @@ fn cond_truthy(s: &str) -> bool {
 }
 
 /// ast_expr2's `strip_quotes`: a value wrapped in quotes loses every quote.
-fn strip_quotes(s: &str) -> std::borrow::Cow<'_, str> {
+fn strip_quotes(s: &str) -> Cow<'_, str> {
     if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
-        std::borrow::Cow::Owned(s.replace('"', ""))
+        Cow::Owned(s.replace('"', ""))
     } else {
-        std::borrow::Cow::Borrowed(s)
+        Cow::Borrowed(s)
     }
 }
 
 struct Parser<'a> {
-    tokens: Vec<Token>,
+    tokens: Vec<Token<'a>>,
     at: usize,
     text: &'a str,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn error(&self) -> ExprError {
         ExprError::Syntax(self.text.to_owned())
     }
@@ -165,7 +195,7 @@ impl Parser<'_> {
         })
     }
 
-    fn expression(&mut self, min: u8) -> Result<String, ExprError> {
+    fn expression(&mut self, min: u8) -> Result<Value<'a>, ExprError> {
         let mut left = self.unary()?;
         while let Some(op) = self.peek_op() {
             let Some(power) = Self::binding(op) else { break };
@@ -185,13 +215,13 @@ impl Parser<'_> {
                 continue;
             }
             let right = self.expression(power + 1)?;
-            left = apply(op, &left, &right)?;
+            left = apply(op, left, right)?;
         }
         Ok(left)
     }
 
-    fn unary(&mut self) -> Result<String, ExprError> {
-        match self.tokens.get(self.at).cloned() {
+    fn unary(&mut self) -> Result<Value<'a>, ExprError> {
+        match self.tokens.get(self.at) {
             Some(Token::Op("!")) => {
                 self.at += 1;
                 let v = self.regex_level()?;
@@ -200,35 +230,37 @@ impl Parser<'_> {
                     Some(n) => n != 0.0,
                     None => atoi(&v) != 0,
                 };
-                Ok(if truth { "0".into() } else { "1".into() })
+                Ok(Cow::Borrowed(if truth { "0" } else { "1" }))
             }
             Some(Token::Op("-")) => {
                 self.at += 1;
                 let v = self.regex_level()?;
                 // op_negate: a non-number is 0.
-                Ok(format_number(-number(&v).unwrap_or(0.0)))
+                Ok(Cow::Owned(format_number(-number(&v).unwrap_or(0.0))))
             }
             _ => self.regex_level(),
         }
     }
 
     /// `:` and `=~` bind tighter than unary operators.
-    fn regex_level(&mut self) -> Result<String, ExprError> {
+    fn regex_level(&mut self) -> Result<Value<'a>, ExprError> {
         let mut left = self.primary()?;
         while let Some(op @ (":" | "=~")) = self.peek_op() {
             self.at += 1;
             let right = self.primary()?;
-            left = apply(op, &left, &right)?;
+            left = apply(op, left, right)?;
         }
         Ok(left)
     }
 
-    fn primary(&mut self) -> Result<String, ExprError> {
-        match self.tokens.get(self.at).cloned() {
-            Some(Token::Value(v)) => {
-                self.at += 1;
-                Ok(v)
-            }
+    fn primary(&mut self) -> Result<Value<'a>, ExprError> {
+        // A value is read once: take it rather than copy it.
+        if let Some(Token::Value(v)) = self.tokens.get_mut(self.at) {
+            let v = std::mem::take(v);
+            self.at += 1;
+            return Ok(v);
+        }
+        match self.tokens.get(self.at) {
             Some(Token::Op("(")) => {
                 self.at += 1;
                 let v = self.expression(0)?;
@@ -244,28 +276,29 @@ impl Parser<'_> {
     }
 }
 
-fn apply(op: &str, left: &str, right: &str) -> Result<String, ExprError> {
-    let nums = (number(left), number(right));
-    let bool_str = |b: bool| if b { "1".to_owned() } else { "0".to_owned() };
+fn apply<'a>(op: &str, left: Value<'a>, right: Value<'a>) -> Result<Value<'a>, ExprError> {
+    // Only comparisons and arithmetic look at the values as numbers.
+    let nums = || (number(&left), number(&right));
+    let bool_str = |b: bool| Cow::Borrowed(if b { "1" } else { "0" });
     Ok(match op {
         "|" => {
-            if truthy(left) {
-                left.to_owned()
+            if truthy(&left) {
+                left
             } else {
-                right.to_owned()
+                right
             }
         }
         "&" => {
-            if truthy(left) && truthy(right) {
-                left.to_owned()
+            if truthy(&left) && truthy(&right) {
+                left
             } else {
-                "0".to_owned()
+                Cow::Borrowed("0")
             }
         }
         "=" | "==" | "!=" | "<" | ">" | "<=" | ">=" => {
-            let ordering = match nums {
+            let ordering = match nums() {
                 (Some(a), Some(b)) => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
-                _ => left.cmp(right),
+                _ => left.cmp(&right),
             };
             use std::cmp::Ordering::*;
             bool_str(match op {
@@ -277,10 +310,10 @@ fn apply(op: &str, left: &str, right: &str) -> Result<String, ExprError> {
                 _ => ordering != Less,
             })
         }
-        "~~" => format!("{}{}", strip_quotes(left), strip_quotes(right)),
+        "~~" => Cow::Owned(format!("{}{}", strip_quotes(&left), strip_quotes(&right))),
         "+" | "-" | "*" | "/" | "%" => {
             // ast_expr2.y's op_plus, op_minus, op_times, op_div, op_rem, non-numbers included.
-            let value = match (op, nums) {
+            let value = match (op, nums()) {
                 ("+", (Some(a), Some(b))) => a + b,
                 ("+", (Some(a), None)) | ("-", (Some(a), None)) => a,
                 ("+", (None, Some(b))) => b,
@@ -295,20 +328,20 @@ fn apply(op: &str, left: &str, right: &str) -> Result<String, ExprError> {
                 ("%", (Some(a), Some(b))) => a % b,
                 _ => 0.0,
             };
-            format_number(value)
+            Cow::Owned(format_number(value))
         }
         ":" | "=~" => {
             // Extended regular expressions, as Asterisk's regcomp(REG_EXTENDED).
-            let (left, right) = (strip_quotes(left), strip_quotes(right));
+            let (left, right) = (strip_quotes(&left), strip_quotes(&right));
             let left = left.as_ref();
             let pattern = if op == ":" { format!("^(?:{right})") } else { right.to_string() };
             let re = Regex::new(&pattern).map_err(|_| ExprError::Regex(right.to_string()))?;
-            match re.captures(left) {
+            Cow::Owned(match re.captures(left) {
                 Some(caps) if caps.len() > 1 => caps.get(1).map_or(String::new(), |m| m.as_str().to_owned()),
                 Some(caps) => caps.get(0).map_or(0, |m| m.as_str().chars().count()).to_string(),
                 None if re.captures_len() > 1 => String::new(),
                 None => "0".to_owned(),
-            }
+            })
         }
         _ => return Err(ExprError::Syntax(op.to_owned())),
     })
@@ -325,7 +358,7 @@ pub fn evaluate(text: &str) -> Result<String, ExprError> {
     if parser.at != parser.tokens.len() {
         return Err(parser.error());
     }
-    Ok(value)
+    Ok(value.into_owned())
 }
 
 #[cfg(test)]

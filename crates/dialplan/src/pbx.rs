@@ -331,10 +331,13 @@ async fn run_priorities(
             }
         };
         let priority = found.priority;
-        let data = {
+        let data = if priority.data.contains('$') {
+            // A copy of the globals: a function read during substitution may take their lock.
             let globals = globals.read().unwrap_or_else(|p| p.into_inner()).clone();
             let mut scope = ChannelScope { chan: &mut *chan, globals: &globals };
             substitute(&priority.data, &mut scope)
+        } else {
+            priority.data.clone()
         };
         let app_name = priority.app.clone();
         let Some(app) = chan.core().apps().get(&app_name) else {

@@ -173,6 +173,7 @@ fn run_with_timeout(context: &str, exten: &str, absolute: Option<Duration>) -> C
             starling_core::apps::Function {
                 name: "EXCEPTION",
                 synopsis: "",
+                syntax: "EXCEPTION(field)",
                 read: Some(starling_core::builtins::exception_read),
                 write: None,
                 uses: None,

@@ -34,6 +34,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let functions = vec![Function {
         name: "CHANNEL",
         synopsis: "Gets/sets various pieces of information about the channel.",
+        syntax: "CHANNEL(item)",
         read: Some(read),
         write: Some(write),
         uses: None,

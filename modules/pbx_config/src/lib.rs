@@ -413,6 +413,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         starling_core::apps::Function {
             name: "GLOBAL",
             synopsis: "Gets or sets the global variable specified.",
+            syntax: "GLOBAL(varname)",
             read: Some(global_read),
             write: Some(global_write),
             uses: None,
@@ -421,6 +422,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         starling_core::apps::Function {
             name: "LOCAL",
             synopsis: "Manage variables local to the gosub stack frame.",
+            syntax: "LOCAL(varname)",
             read: Some(starling_core::builtins::local_read),
             write: Some(starling_core::builtins::local_write),
             uses: None,
@@ -428,6 +430,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         starling_core::apps::Function {
             name: "EXCEPTION",
             synopsis: "Retrieve the details of the current dialplan exception.",
+            syntax: "EXCEPTION(field)",
             read: Some(starling_core::builtins::exception_read),
             write: None,
             uses: None,
