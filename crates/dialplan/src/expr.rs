@@ -322,7 +322,7 @@ fn apply<'a>(op: &str, left: Value<'a>, right: Value<'a>) -> Result<Value<'a>, E
                 ("*", (Some(a), Some(b))) => a * b,
                 ("/", (None, _)) => 0.0,
                 ("/", (Some(_), None)) => INT_MAX,
-                ("/", (Some(_), Some(b))) if b == 0.0 => INT_MAX,
+                ("/", (Some(_), Some(0.0))) => INT_MAX,
                 ("/", (Some(a), Some(b))) => a / b,
                 ("%", (Some(_), Some(b))) if b == 0.0 => b,
                 ("%", (Some(a), Some(b))) => a % b,
