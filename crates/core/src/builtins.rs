@@ -563,6 +563,27 @@ mod tests {
         assert_eq!(chan.var_names().collect::<Vec<_>>(), ["__V"]);
     }
 
+    /// Answer(delay) answers, then waits for the caller's first audio (or the delay).
+    #[test]
+    fn answer_with_a_delay_waits_for_audio() {
+        let core = crate::Core::for_tests();
+        let (mut chan, mut driver) = Channel::new(&core, "Test", "x", true);
+        driver
+            .frames
+            .try_send(crate::frame::Frame::Voice { format: "slin", samples: 160, data: vec![0; 320] })
+            .unwrap();
+        let done = core
+            .runtime()
+            .block_on(async { crate::tokio::time::timeout(Duration::from_secs(5), answer(&mut chan, "60000")).await });
+        assert_eq!(done, Ok(AppResult::Continue), "the voice frame ended the 60 s delay");
+        assert_eq!(driver.commands.try_recv(), Ok(crate::channel::DriverCommand::Answer));
+        assert_eq!(chan.state(), crate::channel::ChannelState::Up);
+        let again = core
+            .runtime()
+            .block_on(async { crate::tokio::time::timeout(Duration::from_secs(5), answer(&mut chan, "60000")).await });
+        assert_eq!(again, Ok(AppResult::Continue), "an answered channel does not wait");
+    }
+
     #[test]
     fn exception_fields() {
         let core = crate::Core::for_tests();

@@ -76,6 +76,14 @@ impl Timing {
     pub fn parse(spec: &str) -> Result<Timing, TimingError> {
         let parts: Vec<&str> = spec.split([',', '|']).collect();
         let field = |i: usize| parts.get(i).copied().unwrap_or("*");
+        // Asterisk's fifth field names a time zone; this build has no zone database, so it
+        // says so rather than read the times in the wrong zone.
+        if let Some(zone) = parts.get(4).map(|z| z.trim()).filter(|z| !z.is_empty()) {
+            return Err(TimingError(zone.to_owned(), "time zones are not supported (times are local)"));
+        }
+        if parts.len() > 5 {
+            return Err(TimingError(spec.to_owned(), "expected times,weekdays,mdays,months[,timezone]"));
+        }
         let times = field(0).trim();
         let mut minutes = Vec::new();
         if times.is_empty() || times == "*" {
@@ -150,5 +158,8 @@ mod tests {
         assert!(Timing::parse("25:00-26:00,*,*,*").is_err());
         assert!(Timing::parse("*,someday,*,*").is_err());
         assert!(Timing::parse("*,*,0,*").is_err());
+        assert!(Timing::parse("9:00-17:00,mon-fri,*,*,").is_ok(), "an empty time zone is the local one");
+        let zone = Timing::parse("9:00-17:00,mon-fri,*,*,Europe/London").unwrap_err();
+        assert!(zone.to_string().contains("time zones are not supported"), "{zone}");
     }
 }

@@ -62,7 +62,7 @@ fn strftime(_: &mut Channel, args: &str) -> Result<String, String> {
     use starling_core::chrono::{DateTime, Local, TimeZone};
     let mut parts = args.splitn(3, ',');
     let epoch = parts.next().unwrap_or("").trim();
-    let _timezone = parts.next();
+    let timezone = parts.next().unwrap_or("").trim();
     let format = parts.next().filter(|f| !f.is_empty()).unwrap_or("%c");
     let time: DateTime<Local> = match epoch.parse::<i64>() {
         Ok(secs) => Local.timestamp_opt(secs, 0).single().ok_or("STRFTIME: bad epoch")?,
@@ -70,7 +70,15 @@ fn strftime(_: &mut Channel, args: &str) -> Result<String, String> {
     };
     let mut out = String::new();
     use std::fmt::Write as _;
-    write!(out, "{}", time.format(format)).map_err(|_| format!("STRFTIME: bad format '{format}'"))?;
+    let written = match timezone.to_ascii_uppercase().as_str() {
+        "" => write!(out, "{}", time.format(format)),
+        "UTC" | "GMT" | "ETC/UTC" | "UTC0" => {
+            write!(out, "{}", time.with_timezone(&starling_core::chrono::Utc).format(format))
+        }
+        // No zone database in this build: say so rather than print another zone's time.
+        _ => return Err(format!("STRFTIME: time zone '{timezone}' is not supported (local time or UTC)")),
+    };
+    written.map_err(|_| format!("STRFTIME: bad format '{format}'"))?;
     Ok(out)
 }
 
@@ -186,6 +194,8 @@ mod tests {
         assert_eq!(regex(&mut chan, "\"^1[0-9]+$\" 1234").unwrap(), "1");
         assert_eq!(regex(&mut chan, "\"^2\" 1234").unwrap(), "0");
         assert_eq!(strftime(&mut chan, "0,,%Y").unwrap().len(), 4);
+        assert_eq!(strftime(&mut chan, "86399,UTC,%Y-%m-%d %H:%M:%S").unwrap(), "1970-01-01 23:59:59");
+        assert!(strftime(&mut chan, "0,Europe/Paris,%H").is_err());
         assert_eq!(toupper(&mut chan, "abc").unwrap(), "ABC");
         assert!(cut(&mut chan, "PATH").is_err());
         hash_write(&mut chan, "ext,alice", "100").unwrap();
