@@ -116,6 +116,11 @@ fn set_one(chan: &mut Channel, assignment: &str) {
         crate::tracing::warn!("Set: '{assignment}' is not NAME=value");
         return;
     };
+    set_pair(chan, name, value);
+}
+
+/// pbx_builtin_setvar_helper: a variable, or `FUNC(args)` through the function's write.
+fn set_pair(chan: &mut Channel, name: &str, value: &str) {
     let name = name.trim();
     if let (Some(open), true) = (name.find('('), name.ends_with(')')) {
         let function = &name[..open];
@@ -142,8 +147,19 @@ fn set<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
 
 fn mset<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        for assignment in data.split(',') {
-            set_one(chan, assignment);
+        // pbx_builtin_setvar_multiple: AST_STANDARD_APP_ARGS, then each pair at its first '='
+        // (quotes and escapes removed again).
+        for assignment in crate::apps::standard_args(data) {
+            let pair = crate::apps::separate_args(&assignment, '=', true, 2);
+            match pair.as_slice() {
+                [name, value] => set_pair(chan, name, value),
+                _ => crate::tracing::warn!(
+                    "MSet: ignoring entry '{assignment}' with no '=' (in {}@{}:{})",
+                    chan.exten,
+                    chan.context,
+                    chan.priority
+                ),
+            }
         }
         AppResult::Continue
     })
@@ -209,14 +225,15 @@ fn gosub_to(chan: &mut Channel, data: &str) -> AppResult {
         return AppResult::Hangup;
     }
     let mut saved = Vec::new();
-    let arguments: Vec<&str> = if args.is_empty() { Vec::new() } else { args.split(',').collect() };
+    // AST_STANDARD_RAW_ARGS: commas inside quotes or parentheses do not split; quotes stay.
+    let arguments = crate::apps::separate_args(args, ',', false, usize::MAX);
     // ARGn (and ARGC) of the caller are hidden for the subroutine's level and restored on
     // Return; as app_stack, ARGn the caller had beyond this call's arguments read as empty.
     let caller_args = chan.gosub_stack.last().map_or(0, |f| f.saved.iter().filter(|(n, _)| is_arg(n)).count());
     for n in 1..=arguments.len().max(caller_args) {
         let name = format!("ARG{n}");
         saved.push((name.clone(), chan.var(&name).map(str::to_owned)));
-        chan.set_var(&name, arguments.get(n - 1).copied().unwrap_or(""));
+        chan.set_var(&name, arguments.get(n - 1).map_or("", String::as_str));
     }
     saved.push(("ARGC".to_owned(), chan.var("ARGC").map(str::to_owned)));
     chan.set_var("ARGC", &arguments.len().to_string());
@@ -652,6 +669,18 @@ mod tests {
         assert!(chan.gosub_stack.is_empty() && chan.var("ARG1").is_none() && chan.take_jump().is_none());
         assert_eq!(gosub_to(&mut chan, "sub,s,start(a)"), AppResult::Continue);
         assert_eq!(chan.gosub_stack.len(), 1);
+        // Arguments split as AST_STANDARD_RAW_ARGS: quotes group and stay.
+        assert_eq!(gosub_to(&mut chan, "sub,s,1(\"a,b\",c)"), AppResult::Continue);
+        assert_eq!((chan.var("ARG1"), chan.var("ARG2"), chan.var("ARGC")), (Some("\"a,b\""), Some("c"), Some("2")));
+    }
+
+    /// MSet splits as AST_STANDARD_APP_ARGS (quotes group and go), each pair at its first '='.
+    #[test]
+    fn mset_arguments_as_asterisk() {
+        let core = crate::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        core.runtime().block_on(mset(&mut chan, "A=\"x,y\",B=1=2,C"));
+        assert_eq!((chan.var("A"), chan.var("B"), chan.var("C")), (Some("x,y"), Some("1=2"), None));
     }
 
     /// LOCAL() and ARGn/ARGC belong to one Gosub level: visible below it, gone after Return.
