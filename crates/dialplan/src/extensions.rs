@@ -61,6 +61,10 @@ pub struct Extension {
 }
 
 impl Extension {
+    /// The priorities in Asterisk's order: the hint (priority -1 there) first.
+    pub fn in_order(&self) -> impl Iterator<Item = &Priority> {
+        self.priorities.get(&PRIORITY_HINT).into_iter().chain(self.priorities.range(..PRIORITY_HINT).map(|(_, p)| p))
+    }
     pub fn priority(&self, number: u32) -> Option<&Priority> {
         self.priorities.get(&number)
     }
@@ -545,7 +549,7 @@ impl Dialplan {
                     printed = true;
                 }
                 counters.extensions += 1;
-                for (i, p) in e.priorities.values().enumerate() {
+                for (i, p) in e.in_order().enumerate() {
                     counters.priorities += 1;
                     let head = match (i, &e.cid, &p.label) {
                         (0, Some(cid), _) => format!("'{}' (CID match '{cid}') => ", e.name),
@@ -794,7 +798,7 @@ impl Dialplan {
                     Some(cid) => format!("{}/{cid}", e.name),
                     None => e.name.clone(),
                 };
-                for p in e.priorities.values() {
+                for p in e.in_order() {
                     if p.number == PRIORITY_HINT {
                         let _ = writeln!(out, "exten => {},hint,{}", e.name, p.app);
                         continue;
@@ -1167,7 +1171,7 @@ include => more\n[more]\nexten => _4XX,1,NoOp(more)\nexten => _6XX,1,NoOp(six)\n
         let out = p.show(Some("default"), None).unwrap();
         // "  %-17s %-45s [%s]" as Asterisk's show_dialplan_helper prints; later priorities
         // carry their label in the first column.
-        let expected_head = "[ Context 'default' created by 'pbx_config' ]\n  '100' =>          1. Answer()                                   [extensions.conf:7]\n     [again]        2. Playback(hello-world)                      [extensions.conf:8]\n";
+        let expected_head = "[ Context 'default' created by 'pbx_config' ]\n  '100' =>          hint: SIP/alice                               [extensions.conf:14]\n                    1. Answer()                                   [extensions.conf:7]\n     [again]        2. Playback(hello-world)                      [extensions.conf:8]\n";
         assert!(out.starts_with(expected_head), "{out}");
         assert!(out.contains("hint: SIP/alice"), "{out}");
         assert!(out.contains("  '200' (CID match '5551212') =>  1. Hangup(21)"), "{out}");
