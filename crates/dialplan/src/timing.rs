@@ -90,8 +90,8 @@ impl Timing {
             minutes.push((0, 1439));
         } else {
             for range in times.split('&') {
-                let (a, b) =
-                    range.split_once('-').ok_or_else(|| TimingError(times.to_owned(), "expected HH:MM-HH:MM"))?;
+                // A lone HH:MM is that one minute (get_timerange).
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
                 let bad = || TimingError(times.to_owned(), "expected HH:MM-HH:MM");
                 let (a, b) = (minute_of_day(a).ok_or_else(bad)?, minute_of_day(b).ok_or_else(bad)?);
                 // Both ends are included, as pbx.c's get_timerange "does the last one" too.
@@ -156,6 +156,11 @@ mod tests {
         let some = Timing::parse("*,mon&wed,*,*").unwrap();
         assert!(some.matches(&at(3, 1, 1, 0, 0)) && !some.matches(&at(2, 1, 1, 0, 0)));
         assert!(Timing::parse("25:00-26:00,*,*,*").is_err());
+        let minute = Timing::parse("12:30,*,*,*").unwrap();
+        assert!(
+            minute.matches(&at(2, 1, 1, 12, 30)) && !minute.matches(&at(2, 1, 1, 12, 31)),
+            "a lone time is one minute"
+        );
         assert!(Timing::parse("*,someday,*,*").is_err());
         assert!(Timing::parse("*,*,0,*").is_err());
         assert!(Timing::parse("9:00-17:00,mon-fri,*,*,").is_ok(), "an empty time zone is the local one");
