@@ -451,6 +451,13 @@ impl Dialplan {
             candidates.extend(
                 context.unindexed.iter().copied().filter(|i| matches(&context.extensions[*i].name, exten, mode)),
             );
+            if exten.starts_with('_') {
+                // A pattern asked for by name (pbx.c compares it as a pattern first).
+                candidates.extend((0..context.extensions.len()).filter(|i| {
+                    let name = &context.extensions[*i].name;
+                    name.starts_with('_') && ext_cmp(name, exten).is_eq()
+                }));
+            }
             candidates.sort_unstable();
             candidates.dedup();
             for extension in candidates.into_iter().map(|i| &context.extensions[i]) {
@@ -1200,6 +1207,12 @@ include => more\n[more]\nexten => _4XX,1,NoOp(more)\nexten => _6XX,1,NoOp(six)\n
         let out = p.show(Some("default"), Some("350")).unwrap();
         assert!(out.starts_with("[ Included context 'always' created by 'pbx_config' ]\n  '_3XX' =>"), "{out}");
         assert!(out.ends_with("-= 1 extension (1 priority) in 1 context. =-\n"), "{out}");
+        let out = p.show(Some("default"), Some("_9NXX.")).unwrap();
+        assert!(
+            out.contains("'_9NXX.' =>") && out.ends_with("-= 1 extension (1 priority) in 1 context. =-\n"),
+            "{out}"
+        );
+        assert!(p.find("default", "_1XX", None, Mode::Match, &SUNDAY).is_some(), "a pattern by its name");
         let out = p.show(None, Some("100")).unwrap();
         assert!(out.starts_with("[ Context 'default' created by 'pbx_config' ]\n  '100' =>"), "{out}");
         assert!(out.contains("'_1XX' =>"), "a pattern that matches is shown too: {out}");

@@ -33,6 +33,11 @@ fn ignored(c: u8) -> bool {
 /// For `MatchMore`, a pattern that reaches `!` says no: `!` means "match now, do not wait"
 /// (and a search asking MatchMore stops there, see [`early_match`]).
 pub fn matches(extension: &str, data: &str, mode: Mode) -> bool {
+    // pbx.c: "if this test is left out, then _x. will not match _x." — a pattern given as the
+    // data matches the same pattern (`dialplan show _X.@ctx`).
+    if mode == Mode::Match && data.starts_with('_') && extension.starts_with('_') && ext_cmp(extension, data).is_eq() {
+        return true;
+    }
     match match_core(extension.as_bytes(), data.as_bytes(), mode) {
         0 => false,
         2 => mode != Mode::MatchMore,
@@ -331,6 +336,12 @@ mod tests {
         assert_eq!(ext_cmp("_X.", "_X!"), Ordering::Less);
         assert_eq!(ext_cmp("_[]X", "_X"), Ordering::Equal, "an empty set is ignored");
         assert_eq!(ext_cmp("_[12", "_X."), Ordering::Greater, "a broken set sorts last");
+    }
+
+    #[test]
+    fn a_pattern_matches_itself() {
+        assert!(matches("_X.", "_X.", Match) && matches("_NXX", "_nxx", Match));
+        assert!(!matches("_NXX", "_XXX", Match) && !matches("_NXX", "_NXX", MatchMore));
     }
 
     #[test]
