@@ -1044,7 +1044,6 @@ fn playback_skip_plays_nothing_before_the_answer() {
 /// the 486/503 is sent and ACKed the caller is gone (Asterisk's chan_sip soft-hangs-up the
 /// channel when it sends them), so the channel must end.
 #[test]
-#[ignore = "chan_sip: after a 486/503 sent for Busy()/Congestion() and its ACK, the channel is never told of the hangup, so Busy()/Congestion() without a timeout wait (and the channel stays) for ever"]
 fn busy_and_congestion_without_a_timeout_end_with_the_transaction() {
     let (server, port) = pbx("sipbusyforever", "");
     let (code, out) = run_sipp(port, "invite_486.xml", "3005", "", "", 1);

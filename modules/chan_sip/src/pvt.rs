@@ -1017,8 +1017,21 @@ impl Pvt {
                                     let progress = self.with_sdp(self.response(183));
                                     self.respond_with(progress);
                                 }
-                                Control::Busy => self.respond(486),
-                                Control::Congestion => self.respond(503),
+                                // As chan_sip's sip_indicate on an unanswered inbound call: the final
+                                // response ends the call, and the channel is hung up at once
+                                // (ast_softhangup_nolock), so Busy()/Congestion() do not wait.
+                                Control::Busy | Control::Congestion
+                                    if matches!(self.direction, Direction::Inbound { .. }) =>
+                                {
+                                    let (status, cause) = if control == Control::Busy {
+                                        (486, Cause::USER_BUSY)
+                                    } else {
+                                        (503, Cause::CONGESTION)
+                                    };
+                                    self.respond(status);
+                                    let _ = self.driver.frames.send(Frame::Hangup(cause)).await;
+                                    break 'call;
+                                }
                                 _ => {}
                             }
                         }
