@@ -213,8 +213,23 @@ pub struct Found<'a> {
     pub priority: &'a Priority,
 }
 
-/// Splits `App(args)` into name and data as pbx_config does: the data ends at the last `)`.
-/// (The old `App,args` form is kept for the CLI's `dialplan add extension`.)
+/// Splits a file line's `App(args)` into name and data as pbx_config does: the data ends at
+/// the last `)`; without a `(` the whole text is the application's name (so the old `App,args`
+/// form names an application that does not exist, as in Asterisk).
+pub fn split_file_application(text: &str) -> (String, String) {
+    let text = text.trim();
+    match text.find('(') {
+        Some(i) => {
+            let data = &text[i + 1..];
+            let data = data.rfind(')').map_or(data, |end| &data[..end]);
+            (text[..i].trim().to_owned(), data.to_owned())
+        }
+        None => (text.to_owned(), String::new()),
+    }
+}
+
+/// Splits `App(args)` or the old `App,args` (which the CLI's `dialplan add extension` accepts)
+/// into name and data.
 pub fn split_application(text: &str) -> (String, String) {
     let text = text.trim();
     match text.find(['(', ',']) {
@@ -931,7 +946,7 @@ fn add_line(
             let (app, data) = if number == PRIORITY_HINT {
                 (app_text.to_owned(), String::new())
             } else {
-                split_application(app_text)
+                split_file_application(app_text)
             };
             let priority = Priority { number, label: label.clone(), app, data, location: Some(var.location.clone()) };
             let context_name = context.name.clone();
@@ -1044,6 +1059,8 @@ ignorepat => 9\n\
         assert_eq!(split_application("Goto,ctx,s,1"), ("Goto".into(), "ctx,s,1".into()));
         assert_eq!(split_application("Set(X=${CUT(a,b)})"), ("Set".into(), "X=${CUT(a,b)}".into()));
         assert_eq!(split_application("NoOp(a)b"), ("NoOp".into(), "a".into()), "the data ends at the last ')'");
+        assert_eq!(split_file_application("Dial,SIP/x"), ("Dial,SIP/x".into(), "".into()), "as pbx_config");
+        assert_eq!(split_file_application("Answer"), ("Answer".into(), "".into()));
     }
 
     /// pbx_config's priority words: `n` counts on from the last line of the context (whatever
