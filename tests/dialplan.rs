@@ -13,12 +13,80 @@ fn dialplan_show_lists_in_asterisks_layout() {
     let server = server("dpshow");
     let out = server.rx("dialplan show default");
     assert!(out.starts_with("[ Context 'default' created by 'pbx_config' ]\n  '100' =>          1. Answer()"), "{out}");
-    assert!(out.contains("2. Verbose(2,hi ${EXTEN}) [greet]"), "{out}");
+    assert!(out.contains("\n     [greet]        2. Verbose(2,hi ${EXTEN})"), "{out}");
     assert!(out.contains("  Include =>        'other'"), "{out}");
     assert!(out.ends_with("-= 2 extensions (3 priorities) in 1 context. =-\n"), "{out}");
     assert!(server.rx("dialplan show").ends_with("-= 3 extensions (4 priorities) in 2 contexts. =-\n"));
     assert!(server.rx("dialplan show nosuch").contains("There is no existence of 'nosuch' context"));
     assert!(server.rx("core show applications").contains("GotoIf: Conditional goto."));
+    let app = server.rx("core show application RaiseException");
+    assert!(app.starts_with("\n  -= Info about application 'RaiseException' =- \n\n[Synopsis]\n"), "{app}");
+    assert_eq!(server.rx("core show application Nope"), "Your application Nope was not found\n");
+    let functions = server.rx("core show functions like LOC");
+    assert_eq!(
+        functions,
+        format!(
+            "Matching Custom Functions:\n{}\nLOCAL                 LOCAL(varname)                       Manage variables local to the gosub stack frame.\n1 matching custom functions installed.\n",
+            "-".repeat(80)
+        )
+    );
+    assert!(server.rx("core show functions").contains("EXCEPTION             EXCEPTION(field)"));
+    let function = server.rx("core show function GLOBAL");
+    assert!(
+        function.starts_with("\n  -= Info about function 'GLOBAL' =- \n\n[Synopsis]\nGets or sets the global variable specified.\n\n[Description]\n"),
+        "{function}"
+    );
+    assert!(function.contains("[Syntax]\nGLOBAL(varname)\n"), "{function}");
+    assert_eq!(server.rx("core show function NOPE"), "No function by that name registered.\n");
+}
+
+/// pbx_config's CLI changes the dialplan in force; `dialplan save` writes it back only with
+/// `static = yes` and `writeprotect = no`, and what it writes loads again.
+#[test]
+fn dialplan_add_remove_and_save_follow_static_and_writeprotect() {
+    let server = server("dpsave");
+    assert_eq!(server.rx("dialplan save"), "I can't save dialplan now, see 'extensions.conf' example file.\n");
+    assert_eq!(
+        server.rx("dialplan add extension 555,1,Verbose(1,added) into default"),
+        "Extension '555,1,Verbose(1,added)' added into 'default' context\n"
+    );
+    assert_eq!(
+        server.rx("dialplan add extension 555,1,NoOp into default"),
+        "Extension 555@default with priority 1 already exists\n"
+    );
+    assert_eq!(server.rx("dialplan add ignorepat 9 into default"), "Ignore pattern '9' added into 'default' context\n");
+    let show = server.rx("dialplan show 555@default");
+    assert!(show.contains("  '555' =>          1. Verbose(1,added)                           [pbx_config]"), "{show}");
+    assert!(show.ends_with("-= 1 extension (1 priority) in 1 context. =-\n"), "{show}");
+    assert_eq!(server.rx("dialplan remove extension 200@other"), "Whole extension 200@other removed\n");
+    assert_eq!(server.rx("dialplan show 200@"), "There is no existence of '200' extension in all contexts\n");
+
+    server.dir.write(
+        "extensions.conf",
+        "[general]\nstatic = yes\nwriteprotect = no\n[globals]\nG = 1\n[default]\nexten => 100,1,Answer()\n same => n(greet),NoOp(x\\;y)\n",
+    );
+    assert_eq!(server.rx("dialplan reload"), "Dialplan reloaded.\n");
+    assert!(server.rx("dialplan add include other into default").contains("included in 'default'"));
+    assert!(server.rx("dialplan add extension 300/555,1,Hangup(17) into other").contains("did not exist"));
+    let saved = server.dir.path.join("saved.conf");
+    assert_eq!(
+        server.rx(&format!("dialplan save {}", saved.display())),
+        format!("Dialplan successfully saved into '{}'\n", saved.display())
+    );
+    let text = std::fs::read_to_string(&saved).unwrap();
+    for line in [
+        "[general]\nstatic=yes\nwriteprotect=no\n",
+        "[globals]\nG => 1\n",
+        "exten => 100,1,Answer()\nexten => 100,2(greet),NoOp(x\\;y)\n",
+        "include => other\n",
+        "[other]\nexten => 300/555,1,Hangup(17)\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from\n{text}");
+    }
+    std::fs::copy(&saved, server.dir.etc().join("extensions.conf")).unwrap();
+    assert_eq!(server.rx("dialplan reload"), "Dialplan reloaded.\n");
+    let show = server.rx("dialplan show");
+    assert!(show.contains("'300' (CID match '555') => ") && show.contains("   [greet]"), "{show}");
 }
 
 #[test]
@@ -310,7 +378,11 @@ exten => 103,1,Verbose(1,{last} G1=${{G1}} G2=${{G2}}.)
     assert_eq!(server.rx("dialplan reload"), "Dialplan reloaded.\n");
     let log = run_local(&server, "103@default", "RELOADED");
     assert!(log.contains("RELOADED G1=from-conf G2=set-by-100.\n"), "{log}");
+    // As pbx_config, the clearglobalvars read at one load decides at the next reload.
     server.dir.write("extensions.conf", &text("[general]\nclearglobalvars = yes\n", "CLEARED"));
+    assert_eq!(server.rx("dialplan reload"), "Dialplan reloaded.\n");
+    let log = run_local(&server, "103@default", "CLEARED");
+    assert!(log.contains("CLEARED G1=from-conf G2=set-by-100.\n"), "{log}");
     assert_eq!(server.rx("dialplan reload"), "Dialplan reloaded.\n");
     let log = run_local(&server, "103@default", "CLEARED");
     assert!(log.contains("CLEARED G1=from-conf G2=.\n"), "{log}");
@@ -337,7 +409,7 @@ exten => 200,1,Macro(oldstyle,arg)
  same => n,Verbose(1,not reached after Macro)
 exten => h,1,Verbose(1,H macro HANGUPCAUSE=${HANGUPCAUSE})
 [invalid]
-exten => 300,1,NoOp()
+exten => 300,1,Goto(555,1)
 exten => i,1,Verbose(1,I ran for ${INVALID_EXTEN})
  same => n,Hangup(21)
 exten => h,1,Verbose(1,H invalid HANGUPCAUSE=${HANGUPCAUSE})
@@ -359,8 +431,11 @@ exten => h,1,Verbose(1,H invalid HANGUPCAUSE=${HANGUPCAUSE})
     assert!(log.contains("Macro(oldstyle,arg) is not supported") && log.contains("use Gosub() instead"), "{log}");
     assert!(log.contains("H macro HANGUPCAUSE=16\n") && !output(&log).contains("not reached after Macro"), "{log}");
 
-    let log = run_local(&server, "555@invalid", "H invalid");
+    let log = run_local(&server, "300@invalid", "H invalid");
     assert!(log.contains("I ran for 555\n") && log.contains("H invalid HANGUPCAUSE=21\n"), "{log}");
+    // As Asterisk's local_call: a Local channel to an extension that does not exist is refused.
+    let log = run_local(&server, "555@invalid", "while calling Local channel");
+    assert!(log.contains("No such extension/context 555@invalid while calling Local channel"), "{log}");
 }
 
 /// The statuses of the sound applications on a Local channel (no audio needed): `skip`/`s`

@@ -652,6 +652,37 @@ fn the_demo_configuration_starts_and_takes_a_registration() {
     let apps = server.rx("core show applications");
     assert!(apps.contains("Echo") && apps.contains("Dial"), "app_echo and app_dial are autoloaded: {apps}");
     assert!(server.rx("dialplan show default").contains("Dial(SIP/${EXTEN},20,r)"), "the phones can call each other");
+    // dialplan show prints the whole demo, and its extensions run: Gosub to Playback with the
+    // DB counter (100), Read (200), Echo (600).
+    let show = server.rx("dialplan show");
+    for line in [
+        "[ Context 'greet' created by 'pbx_config' ]\n  's' =>            1. Playback(${ARG1})",
+        "  '100' =>          1. Answer()",
+        "5. Gosub(greet,s,1(${GREETING}))",
+        "  '200' =>          1. Answer()",
+        "2. Read(DIGITS,beep,10)",
+        "  '600' =>          1. Answer()",
+        "2. Echo()",
+        "-= 7 extensions (23 priorities) in 2 contexts. =-\n",
+    ] {
+        assert!(show.contains(line), "{line:?} missing\n{show}");
+    }
+    server.rx("channel originate Local/100@default application Wait 5");
+    let ran =
+        eventually(Duration::from_secs(10), || server.log().contains("Executing [s@greet:2] Return(").then_some(()));
+    assert!(ran.is_some(), "{}", server.log_tail());
+    let log = server.log();
+    assert!(log.contains("This is call number 1 to the demo"), "{log}");
+    assert!(log.contains("Playback(\"Local/100@default-") && log.contains("\"hello-world\")"), "{log}");
+    assert_eq!(server.rx("database get demo calls"), "Value: 1\n");
+    server.rx("channel originate Local/200@default application Wait 1");
+    server.rx("channel originate Local/600@default application Wait 1");
+    let both = eventually(Duration::from_secs(10), || {
+        let log = server.log();
+        (log.contains("Executing [200@default:2] Read(") && log.contains("Executing [600@default:2] Echo("))
+            .then_some(())
+    });
+    assert!(both.is_some(), "{}", server.log_tail());
 }
 
 /// Thousands of short calls at a high rate (SIPp's INVITE, 200, ACK, BYE) all complete, and

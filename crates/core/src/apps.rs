@@ -10,6 +10,62 @@ use std::sync::{Arc, Mutex};
 use crate::channel::Channel;
 use crate::module::UseCount;
 
+/// Asterisk's `__ast_app_separate_args`: splits application arguments at `delim` outside
+/// parentheses, brackets and double quotes, into at most `max` (the last one takes the rest).
+/// With `remove_chars` (`AST_STANDARD_APP_ARGS`) the quotes go and `\x` becomes `x`; without
+/// (`AST_STANDARD_RAW_ARGS`) both stay. A trailing delimiter makes one more, empty, argument;
+/// an empty string has none.
+pub fn separate_args(data: &str, delim: char, remove_chars: bool, max: usize) -> Vec<String> {
+    let mut args = Vec::new();
+    if data.is_empty() || max == 0 {
+        return args;
+    }
+    let (mut paren, mut bracket, mut quote) = (0u32, 0u32, false);
+    let mut current = String::new();
+    let mut chars = data.chars();
+    let mut ended_on_delim = false;
+    while let Some(c) = chars.next() {
+        ended_on_delim = false;
+        match c {
+            '(' => paren += 1,
+            ')' => paren = paren.saturating_sub(1),
+            '[' => bracket += 1,
+            ']' => bracket = bracket.saturating_sub(1),
+            '"' if delim != '"' => {
+                quote = !quote;
+                if remove_chars {
+                    continue;
+                }
+            }
+            '\\' => {
+                if !remove_chars {
+                    current.push(c);
+                }
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+                continue;
+            }
+            _ if c == delim && paren == 0 && bracket == 0 && !quote && args.len() + 1 < max => {
+                args.push(std::mem::take(&mut current));
+                ended_on_delim = true;
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    if !current.is_empty() || ended_on_delim || args.is_empty() {
+        args.push(current);
+    }
+    args
+}
+
+/// `AST_STANDARD_APP_ARGS`: [`separate_args`] at commas, quotes and escapes removed.
+pub fn standard_args(data: &str) -> Vec<String> {
+    separate_args(data, ',', true, usize::MAX)
+}
+
 /// What an application tells the PBX loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppResult {
@@ -49,6 +105,8 @@ impl App {
 pub struct Function {
     pub name: &'static str,
     pub synopsis: &'static str,
+    /// How it is called (`LEN(string)`), for `core show functions` and `core show function`.
+    pub syntax: &'static str,
     pub read: Option<FuncRead>,
     pub write: Option<FuncWrite>,
     pub uses: Option<Arc<UseCount>>,
@@ -116,6 +174,19 @@ mod tests {
 
     fn noop<'a>(_: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
         Box::pin(async { AppResult::Continue })
+    }
+
+    /// As app.c's __ast_app_separate_args.
+    #[test]
+    fn arguments_split_as_asterisk() {
+        assert_eq!(standard_args("a,b,c"), ["a", "b", "c"]);
+        assert_eq!(standard_args("1,\"hello, world\""), ["1", "hello, world"], "quotes group and go");
+        assert_eq!(standard_args("x,${CUT(a,b,c)},[1,2]"), ["x", "${CUT(a,b,c)}", "[1,2]"], "nesting");
+        assert_eq!(standard_args("a\\,b"), ["a,b"], "an escaped comma");
+        assert_eq!(standard_args("a,"), ["a", ""], "a trailing comma is one more argument");
+        assert!(standard_args("").is_empty());
+        assert_eq!(separate_args("a,b,c", ',', true, 2), ["a", "b,c"], "the last takes the rest");
+        assert_eq!(separate_args("\"a,b\",c", ',', false, usize::MAX), ["\"a,b\"", "c"], "raw keeps quotes");
     }
 
     #[test]

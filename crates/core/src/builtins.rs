@@ -1,13 +1,13 @@
 //! The applications every dialplan has, built into the core as Asterisk's pbx_builtins.c are:
 //! Answer, Hangup, NoOp, Set, MSet, Goto, GotoIf, Gosub, GosubIf, Return, Wait, Progress,
-//! Ringing, Busy, Congestion, WaitExten, and Macro's refusal. Their arguments arrive already
+//! Ringing, Busy, Congestion, WaitExten, RaiseException, and Macro's refusal. Their arguments arrive already
 //! substituted. LOCAL()'s read and write live here beside Gosub's stack (pbx_config registers
 //! the function with the dialplan).
 
 use std::time::{Duration, Instant};
 
 use crate::apps::{App, AppFuture, AppResult};
-use crate::channel::{Channel, Jump, Read, StackFrame};
+use crate::channel::{Channel, Exception, Jump, JumpTarget, Read, StackFrame};
 use crate::frame::{Cause, Control};
 
 /// Asterisk's truth for GotoIf/ExecIf: not empty and not zero.
@@ -31,11 +31,72 @@ fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
-fn answer<'a>(chan: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
+/// `Answer([delay])`: answers; a channel that was not up then waits `delay` ms (or until the
+/// caller's first audio), as Asterisk's `__ast_answer`.
+fn answer<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
+        let was_up = chan.state() == crate::channel::ChannelState::Up;
+        let delay = data.split(',').next().unwrap_or("").trim();
+        let delay = match delay.parse::<u64>() {
+            Ok(ms) => ms,
+            Err(_) if delay.is_empty() => 0,
+            Err(_) => {
+                crate::tracing::warn!("Invalid delay supplied. If attempting to use the 'i' option, please use the 'i' flag instead of passing it as the delay");
+                0
+            }
+        };
         chan.answer();
+        if was_up || delay == 0 {
+            return AppResult::Continue;
+        }
+        let until = Instant::now() + Duration::from_millis(delay.min(86_400_000));
+        loop {
+            match chan.read_timeout(until.saturating_duration_since(Instant::now())).await {
+                Read::HungUp => return AppResult::Hangup,
+                Read::Timeout | Read::Frame(crate::frame::Frame::Voice { .. }) => return AppResult::Continue,
+                Read::Frame(_) => {}
+            }
+        }
+    })
+}
+
+/// Sends the dialplan to the `e` extension with `EXCEPTION()` set, as pbx.c's
+/// `raise_exception` (the caller has checked that `e` exists when that matters).
+pub fn raise_exception(chan: &mut Channel, reason: &str) {
+    chan.exception = Some(Exception {
+        reason: reason.to_owned(),
+        context: chan.context.clone(),
+        exten: chan.exten.clone(),
+        priority: chan.priority,
+    });
+    chan.jump(Jump { context: None, exten: Some("e".into()), target: JumpTarget::Priority(1) });
+}
+
+/// `RaiseException(reason)`: goes to `e` with `EXCEPTION(reason)` set.
+fn raise_exception_app<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        raise_exception(chan, data.trim());
         AppResult::Continue
     })
+}
+
+/// `EXCEPTION(reason|context|exten|priority)`: where and why the last exception was raised.
+pub fn exception_read(chan: &mut Channel, field: &str) -> Result<String, String> {
+    let exception = chan.exception.as_ref().ok_or("EXCEPTION(): no exception has been raised")?;
+    let field = field.trim().to_ascii_uppercase();
+    Ok(match field.as_str() {
+        "REASON" => exception.reason.clone(),
+        "CONTEXT" => exception.context.clone(),
+        f if f.starts_with("EXTEN") => exception.exten.clone(),
+        "PRIORITY" => exception.priority.to_string(),
+        _ => return Err(format!("EXCEPTION(): unknown field '{field}'")),
+    })
+}
+
+/// Whether `exten` exists at priority 1 in the channel's context, for its caller ID.
+fn exists_here(chan: &Channel, exten: &str) -> bool {
+    let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
+    chan.core().extension_exists(&chan.context, exten, callerid.as_deref()) == crate::Extent::Exists
 }
 
 fn hangup<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
@@ -55,6 +116,11 @@ fn set_one(chan: &mut Channel, assignment: &str) {
         crate::tracing::warn!("Set: '{assignment}' is not NAME=value");
         return;
     };
+    set_pair(chan, name, value);
+}
+
+/// pbx_builtin_setvar_helper: a variable, or `FUNC(args)` through the function's write.
+fn set_pair(chan: &mut Channel, name: &str, value: &str) {
     let name = name.trim();
     if let (Some(open), true) = (name.find('('), name.ends_with(')')) {
         let function = &name[..open];
@@ -81,8 +147,19 @@ fn set<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
 
 fn mset<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        for assignment in data.split(',') {
-            set_one(chan, assignment);
+        // pbx_builtin_setvar_multiple: AST_STANDARD_APP_ARGS, then each pair at its first '='
+        // (quotes and escapes removed again).
+        for assignment in crate::apps::standard_args(data) {
+            let pair = crate::apps::separate_args(&assignment, '=', true, 2);
+            match pair.as_slice() {
+                [name, value] => set_pair(chan, name, value),
+                _ => crate::tracing::warn!(
+                    "MSet: ignoring entry '{assignment}' with no '=' (in {}@{}:{})",
+                    chan.exten,
+                    chan.context,
+                    chan.priority
+                ),
+            }
         }
         AppResult::Continue
     })
@@ -128,15 +205,35 @@ fn gosub_to(chan: &mut Channel, data: &str) -> AppResult {
         crate::tracing::warn!("Gosub: bad destination '{data}'");
         return AppResult::Hangup;
     };
+    // As app_stack: a destination that does not exist is an error, before anything changes.
+    let context = jump.context.clone().unwrap_or_else(|| chan.context.clone());
+    let exten = jump.exten.clone().unwrap_or_else(|| chan.exten.clone());
+    let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
+    let core = chan.core().clone();
+    let priority = match &jump.target {
+        JumpTarget::Priority(n) => Some(*n),
+        JumpTarget::Label(label) => core.find_label(&context, &exten, label, callerid.as_deref()),
+    };
+    if !priority.is_some_and(|p| core.priority_exists(&context, &exten, p, callerid.as_deref())) {
+        crate::tracing::error!(
+            "Attempt to reach a non-existent destination for Gosub: (Context:{context}, Extension:{exten}, Priority:{})",
+            match &jump.target {
+                JumpTarget::Priority(n) => n.to_string(),
+                JumpTarget::Label(l) => l.clone(),
+            }
+        );
+        return AppResult::Hangup;
+    }
     let mut saved = Vec::new();
-    let arguments: Vec<&str> = if args.is_empty() { Vec::new() } else { args.split(',').collect() };
+    // AST_STANDARD_RAW_ARGS: commas inside quotes or parentheses do not split; quotes stay.
+    let arguments = crate::apps::separate_args(args, ',', false, usize::MAX);
     // ARGn (and ARGC) of the caller are hidden for the subroutine's level and restored on
     // Return; as app_stack, ARGn the caller had beyond this call's arguments read as empty.
     let caller_args = chan.gosub_stack.last().map_or(0, |f| f.saved.iter().filter(|(n, _)| is_arg(n)).count());
     for n in 1..=arguments.len().max(caller_args) {
         let name = format!("ARG{n}");
         saved.push((name.clone(), chan.var(&name).map(str::to_owned)));
-        chan.set_var(&name, arguments.get(n - 1).copied().unwrap_or(""));
+        chan.set_var(&name, arguments.get(n - 1).map_or("", String::as_str));
     }
     saved.push(("ARGC".to_owned(), chan.var("ARGC").map(str::to_owned)));
     chan.set_var("ARGC", &arguments.len().to_string());
@@ -204,7 +301,7 @@ fn gosub_return<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         chan.jump(Jump {
             context: Some(frame.context),
             exten: Some(frame.exten),
-            target: crate::channel::JumpTarget::Priority(frame.priority),
+            target: JumpTarget::Priority(frame.priority),
         });
         AppResult::Continue
     })
@@ -317,49 +414,48 @@ pub async fn collect_extension(chan: &mut Channel, first: Option<char>, first_ti
             return invalid_extension(chan, &digits);
         };
         digits.push(digit);
-        match core.extension_exists(&chan.context, &digits, callerid.as_deref()) {
-            crate::Extent::Exists => {
-                // Complete now; wait on only if a longer extension could also match.
-                let longer = "0123456789*#".chars().any(|d| {
-                    let more = format!("{digits}{d}");
-                    core.extension_exists(&chan.context, &more, callerid.as_deref()) != crate::Extent::Missing
-                });
-                if !longer {
-                    return goto_extension(chan, &digits);
-                }
-            }
-            crate::Extent::Incomplete => {}
-            crate::Extent::Missing => return invalid_extension(chan, &digits),
+        // pbx.c's collect_digits: read on while a longer extension could still match.
+        if !core.extension_can_match_more(&chan.context, &digits, callerid.as_deref()) {
+            return if exists(chan, &digits) {
+                goto_extension(chan, &digits)
+            } else {
+                invalid_extension(chan, &digits)
+            };
         }
     }
 }
 
 fn goto_extension(chan: &mut Channel, exten: &str) -> AppResult {
-    chan.jump(Jump { context: None, exten: Some(exten.to_owned()), target: crate::channel::JumpTarget::Priority(1) });
+    chan.jump(Jump { context: None, exten: Some(exten.to_owned()), target: JumpTarget::Priority(1) });
     AppResult::Continue
 }
 
-/// No key in time: the next priority, else `t`, else hang up.
+/// No key in time: the next priority, else `t`, else `e` (`RESPONSETIMEOUT`), else hang up.
 fn response_timeout(chan: &mut Channel, core: &crate::Core, callerid: Option<&str>) -> AppResult {
     if core.priority_exists(&chan.context, &chan.exten, chan.priority + 1, callerid) {
         crate::verbose!(3, "Timeout on {}, continuing...", chan.name());
         AppResult::Continue
-    } else if core.extension_exists(&chan.context, "t", callerid) == crate::Extent::Exists {
+    } else if exists_here(chan, "t") {
         crate::verbose!(3, "Timeout on {}, going to 't'", chan.name());
         goto_extension(chan, "t")
+    } else if exists_here(chan, "e") {
+        raise_exception(chan, "RESPONSETIMEOUT");
+        AppResult::Continue
     } else {
         crate::tracing::warn!("Timeout but no rule 't' or 'e' in context '{}'", chan.context);
         AppResult::Hangup
     }
 }
 
-/// Digits that match nothing: `i` with `INVALID_EXTEN`, else hang up.
+/// Digits that match nothing: `i` with `INVALID_EXTEN`, else `e` (`INVALID`), else hang up.
 fn invalid_extension(chan: &mut Channel, digits: &str) -> AppResult {
-    let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
-    if chan.core().extension_exists(&chan.context, "i", callerid.as_deref()) == crate::Extent::Exists {
+    if exists_here(chan, "i") {
         crate::verbose!(3, "Invalid extension '{digits}' in context '{}' on {}", chan.context, chan.name());
         chan.set_var("INVALID_EXTEN", digits);
         goto_extension(chan, "i")
+    } else if exists_here(chan, "e") {
+        raise_exception(chan, "INVALID");
+        AppResult::Continue
     } else {
         crate::tracing::warn!("Invalid extension '{digits}', but no rule 'i' or 'e' in context '{}'", chan.context);
         AppResult::Hangup
@@ -384,7 +480,7 @@ pub fn builtins() -> Vec<App> {
         App::new(
             "Answer",
             "Answer a channel if ringing.",
-            "Answer([delay]): answers the channel if it is ringing.",
+            "Answer([delay]): answers the channel if it is ringing, then waits delay ms.",
             answer,
         ),
         App::new(
@@ -453,6 +549,12 @@ pub fn builtins() -> Vec<App> {
             wait_exten,
         ),
         App::new(
+            "RaiseException",
+            "Handle an exceptional condition.",
+            "RaiseException(reason): goes to the 'e' extension; EXCEPTION(reason) reads the reason.",
+            raise_exception_app,
+        ),
+        App::new(
             "Macro",
             "Refused: use Gosub.",
             "Macro is not supported (removed in Asterisk 21); use Gosub().",
@@ -465,6 +567,54 @@ pub fn builtins() -> Vec<App> {
 mod tests {
     use super::*;
 
+    /// `Set(VAR=)` after `Set(_VAR=x)` replaces it, as pbx_builtin_setvar_helper does.
+    #[test]
+    fn a_variable_replaces_its_inheritable_forms() {
+        let core = crate::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        chan.set_var("_V", "once");
+        chan.set_var("V", "plain");
+        assert!(chan.inheritable_vars().is_empty(), "V is no longer inherited");
+        chan.set_var("__V", "always");
+        assert_eq!(chan.var("V"), Some("always"));
+        assert_eq!(chan.var_names().collect::<Vec<_>>(), ["__V"]);
+    }
+
+    /// Answer(delay) answers, then waits for the caller's first audio (or the delay).
+    #[test]
+    fn answer_with_a_delay_waits_for_audio() {
+        let core = crate::Core::for_tests();
+        let (mut chan, mut driver) = Channel::new(&core, "Test", "x", true);
+        driver
+            .frames
+            .try_send(crate::frame::Frame::Voice { format: "slin", samples: 160, data: vec![0; 320] })
+            .unwrap();
+        let done = core
+            .runtime()
+            .block_on(async { crate::tokio::time::timeout(Duration::from_secs(5), answer(&mut chan, "60000")).await });
+        assert_eq!(done, Ok(AppResult::Continue), "the voice frame ended the 60 s delay");
+        assert_eq!(driver.commands.try_recv(), Ok(crate::channel::DriverCommand::Answer));
+        assert_eq!(chan.state(), crate::channel::ChannelState::Up);
+        let again = core
+            .runtime()
+            .block_on(async { crate::tokio::time::timeout(Duration::from_secs(5), answer(&mut chan, "60000")).await });
+        assert_eq!(again, Ok(AppResult::Continue), "an answered channel does not wait");
+    }
+
+    #[test]
+    fn exception_fields() {
+        let core = crate::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        assert!(exception_read(&mut chan, "reason").is_err(), "none raised yet");
+        (chan.context, chan.exten, chan.priority) = ("ctx".into(), "123".into(), 4);
+        raise_exception(&mut chan, "CUSTOM");
+        let jump = chan.take_jump().unwrap();
+        assert_eq!((jump.exten.as_deref(), jump.target), (Some("e"), JumpTarget::Priority(1)));
+        let fields: Vec<String> =
+            ["reason", "CONTEXT", "exten", "priority"].iter().map(|f| exception_read(&mut chan, f).unwrap()).collect();
+        assert_eq!(fields, ["CUSTOM", "ctx", "123", "4"]);
+    }
+
     #[test]
     fn truth_and_conditions() {
         assert!(is_true("1") && is_true("abc") && !is_true("0") && !is_true("") && !is_true(" 0.0 "));
@@ -473,10 +623,71 @@ mod tests {
         assert_eq!(conditional("0?:no"), (false, None, Some("no")));
     }
 
+    /// A dialplan where only `sub,s,1` exists (and its label `start`).
+    struct OnlySub;
+
+    impl crate::Pbx for OnlySub {
+        fn start(&self, _: Channel) {}
+        fn exists(&self, context: &str, exten: &str, _: Option<&str>) -> crate::Extent {
+            if (context, exten) == ("sub", "s") {
+                crate::Extent::Exists
+            } else {
+                crate::Extent::Missing
+            }
+        }
+        fn priority_exists(&self, context: &str, exten: &str, priority: u32, _: Option<&str>) -> bool {
+            (context, exten, priority) == ("sub", "s", 1)
+        }
+        fn can_match_more(&self, _: &str, _: &str, _: Option<&str>) -> bool {
+            false
+        }
+        fn find_label(&self, context: &str, exten: &str, label: &str, _: Option<&str>) -> Option<u32> {
+            ((context, exten, label) == ("sub", "s", "start")).then_some(1)
+        }
+        fn run_subroutine<'a>(
+            &'a self,
+            _: &'a mut Channel,
+            _: &'a str,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+            Box::pin(async { Err("not here".to_owned()) })
+        }
+        fn global(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn set_global(&self, _: &str, _: &str) {}
+    }
+
+    /// As app_stack, Gosub to a place that does not exist is an error and changes nothing.
+    #[test]
+    fn gosub_refuses_a_destination_that_does_not_exist() {
+        let core = crate::Core::for_tests();
+        core.set_pbx(Some(std::sync::Arc::new(OnlySub)));
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        assert_eq!(gosub_to(&mut chan, "sub,s,2(a)"), AppResult::Hangup);
+        assert_eq!(gosub_to(&mut chan, "nosuch,s,1"), AppResult::Hangup);
+        assert_eq!(gosub_to(&mut chan, "sub,s,nolabel"), AppResult::Hangup);
+        assert!(chan.gosub_stack.is_empty() && chan.var("ARG1").is_none() && chan.take_jump().is_none());
+        assert_eq!(gosub_to(&mut chan, "sub,s,start(a)"), AppResult::Continue);
+        assert_eq!(chan.gosub_stack.len(), 1);
+        // Arguments split as AST_STANDARD_RAW_ARGS: quotes group and stay.
+        assert_eq!(gosub_to(&mut chan, "sub,s,1(\"a,b\",c)"), AppResult::Continue);
+        assert_eq!((chan.var("ARG1"), chan.var("ARG2"), chan.var("ARGC")), (Some("\"a,b\""), Some("c"), Some("2")));
+    }
+
+    /// MSet splits as AST_STANDARD_APP_ARGS (quotes group and go), each pair at its first '='.
+    #[test]
+    fn mset_arguments_as_asterisk() {
+        let core = crate::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        core.runtime().block_on(mset(&mut chan, "A=\"x,y\",B=1=2,C"));
+        assert_eq!((chan.var("A"), chan.var("B"), chan.var("C")), (Some("x,y"), Some("1=2"), None));
+    }
+
     /// LOCAL() and ARGn/ARGC belong to one Gosub level: visible below it, gone after Return.
     #[test]
     fn local_variables_and_arguments_live_until_return() {
         let core = crate::Core::for_tests();
+        core.set_pbx(Some(std::sync::Arc::new(OnlySub)));
         let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
         chan.set_var("X", "outer");
         assert!(local_write(&mut chan, "X", "1").is_err(), "outside a Gosub");

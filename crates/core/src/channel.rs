@@ -469,6 +469,17 @@ impl Jump {
     }
 }
 
+/// What raised the dialplan's last exception, for `EXCEPTION(reason|context|exten|priority)`
+/// (Asterisk's `struct pbx_exception`): where the channel was when it went to `e`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exception {
+    /// `INVALID`, `RESPONSETIMEOUT`, `ABSOLUTETIMEOUT`, `ERROR` or RaiseException's reason.
+    pub reason: String,
+    pub context: String,
+    pub exten: String,
+    pub priority: u32,
+}
+
 /// A Gosub return address and the LOCAL() variables of that level.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackFrame {
@@ -570,6 +581,8 @@ pub struct Channel {
     /// `TIMEOUT(digit)` and `TIMEOUT(response)`: the PBX's timeouts (Asterisk's `dtimeoutms`
     /// and `rtimeoutms` in `struct ast_pbx`), 5 s and 10 s unless the dialplan sets them.
     pub timeouts: PbxTimeouts,
+    /// The last exception raised (see [`Exception`]).
+    pub exception: Option<Exception>,
 }
 
 /// How long the dialplan waits for the caller's keys (Asterisk's `struct ast_pbx` timeouts).
@@ -656,6 +669,7 @@ impl Channel {
             timed_out: false,
             redirect: None,
             timeouts: PbxTimeouts::default(),
+            exception: None,
         };
         (channel, ChannelDriver { frames: frames_tx, commands: commands_rx })
     }
@@ -960,20 +974,21 @@ impl Channel {
             .or_else(|| self.variables.get(&format!("__{name}")))
             .map(String::as_str)
     }
-    /// Sets a variable; an empty value removes it (as Asterisk's Set(VAR=)).
+    /// Sets a variable; an empty value removes it (as Asterisk's Set(VAR=)). As Asterisk's
+    /// `pbx_builtin_setvar_helper`, the variable replaces one of the same name with or without
+    /// the inheritance underscores (`Set(VAR=x)` after `Set(_VAR=y)` leaves only `VAR`).
     pub fn set_var(&mut self, name: &str, value: &str) {
-        if value.is_empty() {
-            self.variables.remove(name);
-        } else {
-            self.variables.insert(name.to_owned(), value.to_owned());
-        }
-        self.entry.update(|s| {
-            if value.is_empty() {
-                s.variables.remove(name);
-            } else {
-                s.variables.insert(name.to_owned(), value.to_owned());
+        let tail = name.strip_prefix('_').map_or(name, |n| n.strip_prefix('_').unwrap_or(n));
+        let update = |variables: &mut BTreeMap<String, String>| {
+            for variant in [tail.to_owned(), format!("_{tail}"), format!("__{tail}")] {
+                variables.remove(&variant);
             }
-        });
+            if !value.is_empty() {
+                variables.insert(name.to_owned(), value.to_owned());
+            }
+        };
+        update(&mut self.variables);
+        self.entry.update(|s| update(&mut s.variables));
         if self.announced && self.core.events().varset() {
             self.publish("VarSet", "dialplan", |e| e.with("Variable", name).with("Value", value));
         }

@@ -141,12 +141,48 @@ pub(crate) fn register(core: &Arc<Core>) -> CliRegistration {
             "Shows registered dialplan functions",
             "Usage: core show functions [like <text>]\n       List builtin functions.\n",
             |call| {
-                let functions = call.core.functions().all();
-                let _ = writeln!(call, "Installed Custom Functions:\n{}", "-".repeat(80));
+                // As Asterisk's pbx_functions.c: "%-20.20s  %-35.35s  %s" rows.
+                let like = match call.args() {
+                    [] => None,
+                    [w, t] if w.eq_ignore_ascii_case("like") => Some(t.clone()),
+                    _ => return CliResult::ShowUsage,
+                };
+                let functions: Vec<_> = call
+                    .core
+                    .functions()
+                    .all()
+                    .into_iter()
+                    .filter(|f| like.as_ref().is_none_or(|l| f.name.contains(l.as_str())))
+                    .collect();
+                let heading = if like.is_some() { "Matching" } else { "Installed" };
+                let _ = writeln!(call, "{heading} Custom Functions:\n{}", "-".repeat(80));
                 for f in &functions {
-                    let _ = writeln!(call, "{:<20} {}", f.name, f.synopsis);
+                    let _ = writeln!(call, "{:<20.20}  {:<35.35}  {}", f.name, f.syntax, f.synopsis);
                 }
-                let _ = writeln!(call, "{} custom functions installed.", functions.len());
+                let matching = if like.is_some() { "matching " } else { "" };
+                let _ = writeln!(call, "{} {matching}custom functions installed.", functions.len());
+                CliResult::Success
+            },
+        ),
+        CliCommand::new(
+            "core show function",
+            "Describe a specific dialplan function",
+            "Usage: core show function <function>\n       Describe a particular dialplan function.\n",
+            |call| {
+                let [name] = call.args() else { return CliResult::ShowUsage };
+                let name = name.clone();
+                let Some(f) = call.core.functions().get(&name) else {
+                    let _ = writeln!(call, "No function by that name registered.");
+                    return CliResult::Failure;
+                };
+                let or_na = |s: &'static str| if s.is_empty() { "Not available" } else { s };
+                let _ = writeln!(
+                    call,
+                    "\n  -= Info about function '{}' =- \n\n[Synopsis]\n{}\n\n[Description]\nNot available\n\n[Syntax]\n{}\n\n[Arguments]\nNot available\n\n[See Also]\nNot available\n",
+                    f.name,
+                    or_na(f.synopsis),
+                    or_na(f.syntax)
+                );
                 CliResult::Success
             },
         ),
@@ -249,6 +285,9 @@ fn channel_commands() -> Vec<CliCommand> {
                 let core = call.core.clone();
                 let _entered = core.runtime().enter();
                 let (mut one, two) = crate::local::local_pair(&core, exten, context);
+                if !crate::local::destination_exists(&core, &two) {
+                    return CliResult::Success;
+                }
                 match kind.to_ascii_lowercase().as_str() {
                     "application" => {
                         let Some(app) = args.get(2).and_then(|name| core.apps().get(name)) else {

@@ -58,6 +58,12 @@ pub trait Pbx: Send + Sync {
     /// Whether `exten` in `context` has priority `priority` (WaitExten goes on to the next
     /// priority on a timeout when there is one).
     fn priority_exists(&self, context: &str, exten: &str, priority: u32, callerid: Option<&str>) -> bool;
+    /// Whether more digits after `exten` could still match in `context` (Asterisk's
+    /// `ast_matchmore_extension`: a complete `!` match says no).
+    fn can_match_more(&self, context: &str, exten: &str, callerid: Option<&str>) -> bool;
+    /// The priority of `label` in the extension `exten` of `context` (Asterisk's
+    /// `ast_findlabel_extension`).
+    fn find_label(&self, context: &str, exten: &str, label: &str, callerid: Option<&str>) -> Option<u32>;
     /// Runs `Gosub(target)` on a channel its caller owns (Dial's `U()` on the called party),
     /// until the subroutine's `Return`; `Err` if it hangs up or cannot be run.
     fn run_subroutine<'a>(
@@ -268,6 +274,17 @@ impl Core {
     pub fn priority_exists(&self, context: &str, exten: &str, priority: u32, callerid: Option<&str>) -> bool {
         let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
         pbx.is_some_and(|p| p.priority_exists(context, exten, priority, callerid))
+    }
+    /// Whether more digits could still match (see [`Pbx::can_match_more`]); false without a
+    /// dialplan.
+    pub fn extension_can_match_more(&self, context: &str, exten: &str, callerid: Option<&str>) -> bool {
+        let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
+        pbx.is_some_and(|p| p.can_match_more(context, exten, callerid))
+    }
+    /// The priority a label names (see [`Pbx::find_label`]).
+    pub fn find_label(&self, context: &str, exten: &str, label: &str, callerid: Option<&str>) -> Option<u32> {
+        let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
+        pbx.and_then(|p| p.find_label(context, exten, label, callerid))
     }
     /// The next channel number (the `0000000a` in `SIP/bob-0000000a`).
     pub fn next_channel_sequence(&self) -> u32 {

@@ -64,6 +64,17 @@ pub fn local_pair(core: &Arc<Core>, exten: &str, context: &str) -> (Channel, Cha
     (one, two)
 }
 
+/// Whether the ;2 half has somewhere to go: as Asterisk's `local_call`, a Local channel to an
+/// extension that does not exist is refused (with its notice) rather than started.
+pub fn destination_exists(core: &Core, two: &Channel) -> bool {
+    let callerid = (!two.caller.number.is_empty()).then(|| two.caller.number.clone());
+    let exists = core.extension_exists(&two.context, &two.exten, callerid.as_deref()) == crate::Extent::Exists;
+    if !exists {
+        crate::tracing::info!("No such extension/context {}@{} while calling Local channel", two.exten, two.context);
+    }
+    exists
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

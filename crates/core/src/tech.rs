@@ -122,6 +122,9 @@ impl Tech for LocalTech {
         let (mut one, mut two) = crate::local::local_pair(core, exten, context);
         requestor.apply(&mut one);
         requestor.apply(&mut two);
+        if !crate::local::destination_exists(core, &two) {
+            return Err(Cause::REQUESTED_CHAN_UNAVAIL);
+        }
         // Asterisk starts the ;2 half's dialplan at call time; here it starts at once, and
         // its first frames wait in the pair until the ;1 half is read.
         core.start_pbx(two);

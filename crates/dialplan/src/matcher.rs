@@ -77,6 +77,10 @@ fn elements(pattern: &[u8]) -> Option<(Vec<Element>, Option<u8>)> {
             b'[' => {
                 let end = i + pattern[i..].iter().position(|b| *b == b']')?;
                 let body = &pattern[i + 1..end];
+                if body.is_empty() {
+                    i = end + 1;
+                    continue; // an empty set is ignored, as pbx.c does
+                }
                 let mut j = 0;
                 while j < body.len() {
                     if j + 2 < body.len() && body[j + 1] == b'-' {
@@ -140,10 +144,12 @@ impl Index {
 
     /// Every extension position that `Match`es `data`, in no particular order.
     pub fn candidates(&self, data: &str, out: &mut Vec<usize>) {
-        if let Some(list) = self.exact.get(strip(data).as_slice()) {
+        let stripped = strip(data);
+        if let Some(list) = self.exact.get(stripped.as_slice()) {
             out.extend_from_slice(list);
         }
-        let data = data.as_bytes();
+        // Dashes in the data are ignored by patterns too.
+        let data: &[u8] = if stripped.len() == data.len() { data.as_bytes() } else { &stripped };
         let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
         while let Some((node, at)) = stack.pop() {
             let n = &self.nodes[node];
@@ -191,8 +197,9 @@ mod tests {
                 "_[0-9XNZ]{0,4}[.!]",
                 "_[0-9]{0,2}\\[[0-9]{1,3}\\][0-9X]{0,2}",
                 "_1-2X",
+                "_\\[\\]1X",
             ], 1..40),
-            data in "[0-9]{0,7}",
+            data in "[0-9-]{0,7}",
         ) {
             let mut names = names;
             names.sort_by(|a, b| ext_cmp(a, b));

@@ -9,9 +9,10 @@
 //! - `CanMatch`: could they, with more digits (or now)?
 //! - `MatchMore`: could more digits still match (so WaitExten/overlap dialling should wait)?
 //!
-//! [`ext_cmp`] sorts a context as Asterisk does: exact extensions first (in string order),
-//! then patterns, the one whose leading positions allow fewer characters first, `.` and `!`
-//! last. `dialplan show` lists in this order and the first match in it wins.
+//! [`ext_cmp`] sorts a context as Asterisk (11 and later) does: exact extensions first (in
+//! string order), then patterns position by position, the position that allows fewer characters
+//! first, then `.`, then `!`, then the end of the pattern (so `_X.` sorts before `_X`, and `_1!`
+//! before `_1`). `dialplan show` lists in this order and the first match in it wins.
 
 use std::cmp::Ordering;
 
@@ -32,6 +33,11 @@ fn ignored(c: u8) -> bool {
 /// For `MatchMore`, a pattern that reaches `!` says no: `!` means "match now, do not wait"
 /// (and a search asking MatchMore stops there, see [`early_match`]).
 pub fn matches(extension: &str, data: &str, mode: Mode) -> bool {
+    // pbx.c: "if this test is left out, then _x. will not match _x." — a pattern given as the
+    // data matches the same pattern (`dialplan show _X.@ctx`).
+    if mode == Mode::Match && data.starts_with('_') && extension.starts_with('_') && ext_cmp(extension, data).is_eq() {
+        return true;
+    }
     match match_core(extension.as_bytes(), data.as_bytes(), mode) {
         0 => false,
         2 => mode != Mode::MatchMore,
@@ -51,13 +57,24 @@ fn match_core(extension: &[u8], data: &[u8], mode: Mode) -> u8 {
         return exact(extension, data, mode);
     };
     let (mut p, mut d) = (0usize, 0usize);
-    while d < data.len() && p < pattern.len() && pattern[p] != b'/' {
+    loop {
+        // Dashes are eye candy in the data as in the pattern (pbx.c skips both).
+        while d < data.len() && data[d] == b'-' {
+            d += 1;
+        }
+        if !(d < data.len() && p < pattern.len() && pattern[p] != b'/') {
+            break;
+        }
         let c = data[d];
         match pattern[p].to_ascii_uppercase() {
             b'[' => {
                 let Some(end) = pattern[p..].iter().position(|b| *b == b']').map(|e| p + e) else {
                     return 0; // an unterminated set matches nothing
                 };
+                if end == p + 1 {
+                    p = end + 1;
+                    continue; // an empty set is ignored
+                }
                 if !in_set(&pattern[p + 1..end], c) {
                     return 0;
                 }
@@ -126,11 +143,15 @@ fn exact(extension: &[u8], data: &[u8], mode: Mode) -> u8 {
     }
 }
 
+/// The weight of the end of a pattern: after every position, `!` included (Asterisk 11's
+/// `ext_cmp_pattern_pos`, "0x30000 NUL (end of string)").
+const END: u32 = 0x30000;
+
 /// The weight of one pattern position and the set of characters it allows (pbx.c's
 /// `ext_cmp_pattern_pos`): fewer characters weigh less and sort first.
 fn pattern_pos(pattern: &[u8], at: &mut usize, set: &mut [u8; 32]) -> u32 {
     loop {
-        let Some(&raw) = pattern.get(*at) else { return 0 };
+        let Some(&raw) = pattern.get(*at) else { return END };
         *at += 1;
         let c = raw.to_ascii_uppercase();
         let mut mark = |from: u8, to: u8| {
@@ -160,7 +181,10 @@ fn pattern_pos(pattern: &[u8], at: &mut usize, set: &mut [u8; 32]) -> u32 {
                 0x28000
             }
             b'[' => {
-                let end = pattern[*at..].iter().position(|b| *b == b']').map_or(pattern.len(), |e| *at + e);
+                let Some(end) = pattern[*at..].iter().position(|b| *b == b']').map(|e| *at + e) else {
+                    *at = pattern.len();
+                    return 0x40000; // a broken set sorts after everything, as in pbx.c
+                };
                 let body = &pattern[*at..end];
                 *at = (end + 1).min(pattern.len());
                 let mut i = 0;
@@ -207,7 +231,7 @@ pub fn ext_cmp(left: &str, right: &str) -> Ordering {
                 let rp = pattern_pos(r, &mut ri, &mut rset);
                 // Equal weights but different sets: the set comparison is reversed, as in pbx.c.
                 let order = lp.cmp(&rp).then_with(|| rset.cmp(&lset));
-                if order != Ordering::Equal || lp == 0 {
+                if order != Ordering::Equal || lp == END {
                     return order;
                 }
             }
@@ -278,8 +302,9 @@ mod tests {
         assert_eq!(
             exts,
             // Exact first; then by the first position's weight (a literal 0x1xx < a two-char set
-            // 0x2xx < N 0x8xx < Z 0x9xx < X 0xAxx < . and !), the next position breaking ties, a
-            // pattern that ends (weight 0) before one that goes on.
+            // 0x2xx < N 0x8xx < Z 0x9xx < X 0xAxx < . 0x18000 < ! 0x28000), the next position
+            // breaking ties, and a pattern that ends (0x30000) after one that goes on — as
+            // Asterisk 11+ lists them (`_NXXXXXX` before `_NXX`, `_X.` before `_X`).
             [
                 "100",
                 "1000",
@@ -289,12 +314,12 @@ mod tests {
                 "_2XX",
                 "_9!",
                 "_[2-3]XX",
-                "_NXX",
                 "_NXXXXXX",
+                "_NXX",
                 "_ZXX",
-                "_X",
                 "_XXX",
                 "_X.",
+                "_X",
                 "_."
             ]
         );
@@ -307,5 +332,22 @@ mod tests {
         assert_eq!(ext_cmp("_[24]", "_[13]"), Ordering::Greater);
         assert_eq!(ext_cmp("_X", "_X"), Ordering::Equal);
         assert_eq!(ext_cmp("_X", "_X-"), Ordering::Equal, "dashes do not count");
+        assert_eq!(ext_cmp("_1!", "_1"), Ordering::Less, "! before the end: 1 matches _1! first");
+        assert_eq!(ext_cmp("_X.", "_X!"), Ordering::Less);
+        assert_eq!(ext_cmp("_[]X", "_X"), Ordering::Equal, "an empty set is ignored");
+        assert_eq!(ext_cmp("_[12", "_X."), Ordering::Greater, "a broken set sorts last");
+    }
+
+    #[test]
+    fn a_pattern_matches_itself() {
+        assert!(matches("_X.", "_X.", Match) && matches("_NXX", "_nxx", Match));
+        assert!(!matches("_NXX", "_XXX", Match) && !matches("_NXX", "_NXX", MatchMore));
+    }
+
+    #[test]
+    fn dashes_in_the_data_and_empty_sets_are_ignored() {
+        assert!(matches("_NXX", "2-12", Match));
+        assert!(matches("_[]1X", "15", Match));
+        assert!(matches("555-1212", "555-12-12", Match));
     }
 }

@@ -3,10 +3,14 @@
 //! application, go to the next priority or where the application jumped — until the channel
 //! hangs up or the dialplan ends; then the `h` extension runs, as in Asterisk.
 //!
+//! - A channel that starts where no extension exists starts at `s` instead, then in the
+//!   `default` context (`__ast_pbx_run`'s fallbacks).
 //! - An extension that does not exist goes to `i` (with `INVALID_EXTEN` set) if the context
-//!   has one, else the channel hangs up.
+//!   has one, else to `e` (`EXCEPTION(reason)` is `INVALID`), else the channel hangs up. The
+//!   absolute timeout goes to `T`, else `e` (`ABSOLUTETIMEOUT`); a response timeout to `t`,
+//!   else `e` (`RESPONSETIMEOUT`).
 //! - Running off the end of an extension hangs up (`autofallthrough=yes`, Asterisk's default).
-//! - `HANGUPCAUSE` is set before `h` runs.
+//! - `HANGUPCAUSE` is set before `h` runs; `h` stops at an application that hangs up.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -17,7 +21,7 @@ use starling_core::frame::{Cause, Control};
 use starling_core::module::ModuleUse;
 use starling_core::{tokio, tracing, verbose, Core, Extent, Pbx};
 
-use crate::extensions::Dialplan;
+use crate::extensions::{Dialplan, Want};
 use crate::pattern::Mode;
 use crate::substitute::{substitute, Scope};
 use crate::timing::TimeOfDay;
@@ -83,18 +87,71 @@ pub fn now() -> TimeOfDay {
 /// Runs `chan` through `plan` until it ends (see the module docs); gives the channel back,
 /// hung up.
 pub async fn run(plan: Arc<Dialplan>, globals: Arc<RwLock<BTreeMap<String, String>>>, mut chan: Channel) -> Channel {
+    start_where_something_exists(&plan, &mut chan);
     let cause = match run_priorities(&plan, &globals, &mut chan, false, None).await {
         Ended::Hangup(cause) => cause,
         Ended::Returned => Cause::NORMAL_CLEARING,
     };
     chan.hangup(cause);
     // The h extension runs after the hangup, with HANGUPCAUSE set.
-    if plan.find(&chan.context, "h", None, Mode::Match, &now()).is_some() {
+    if exists(&plan, &chan, "h") {
         chan.exten = "h".into();
         chan.priority = 1;
         run_priorities(&plan, &globals, &mut chan, true, None).await;
     }
     chan
+}
+
+/// The channel's caller ID number, as the dialplan matches `/cid` against it.
+fn callerid(chan: &Channel) -> Option<String> {
+    (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone())
+}
+
+/// Whether `exten` exists (at priority 1) in the channel's context, for its caller ID.
+fn exists(plan: &Dialplan, chan: &Channel, exten: &str) -> bool {
+    plan.find(&chan.context, exten, callerid(chan).as_deref(), Mode::Match, &now()).is_some()
+}
+
+/// `__ast_pbx_run`'s start: where the channel points does not exist, so `s`, then the
+/// `default` context.
+fn start_where_something_exists(plan: &Dialplan, chan: &mut Channel) {
+    let cid = callerid(chan);
+    let here = |chan: &Channel| {
+        plan.find_at(&chan.context, &chan.exten, cid.as_deref(), Mode::Match, Want::Priority(chan.priority), &now())
+            .is_some()
+    };
+    if here(chan) {
+        return;
+    }
+    verbose!(
+        2,
+        "Starting {} at {},{},{} failed so falling back to exten 's'",
+        chan.name(),
+        chan.context,
+        chan.exten,
+        chan.priority
+    );
+    chan.exten = "s".into();
+    chan.priority = 1;
+    if !here(chan) {
+        verbose!(
+            2,
+            "Starting {} at {},{},{} still failed so falling back to context 'default'",
+            chan.name(),
+            chan.context,
+            chan.exten,
+            chan.priority
+        );
+        chan.context = "default".into();
+    }
+}
+
+/// Goes to `e` (which the caller found) with `EXCEPTION(reason)` set.
+fn to_exception(chan: &mut Channel, reason: &str) {
+    starling_core::builtins::raise_exception(chan, reason);
+    let _ = chan.take_jump();
+    chan.exten = "e".into();
+    chan.priority = 1;
 }
 
 /// How the loop ended.
@@ -147,8 +204,8 @@ fn apply_jump(plan: &Dialplan, chan: &mut Channel, callerid: Option<&str>) -> Re
         JumpTarget::Priority(n) => n,
         JumpTarget::Label(label) => {
             match plan
-                .find(&chan.context, &chan.exten, callerid, Mode::Match, &now())
-                .and_then(|f| f.extension.label(&label).map(|p| p.number))
+                .find_at(&chan.context, &chan.exten, callerid, Mode::Match, Want::Label(&label), &now())
+                .map(|f| f.priority.number)
             {
                 Some(n) => n,
                 None => {
@@ -192,66 +249,95 @@ async fn run_priorities(
         // TIMEOUT(absolute) struck (during the last application, or between priorities).
         if !in_h && chan.take_timed_out() {
             let _ = chan.take_jump();
-            if plan.find(&chan.context, "T", None, Mode::Match, &now()).is_some() {
+            if exists(plan, chan, "T") {
                 verbose!(3, "Timeout on {}, going to 'T'", chan.name());
                 chan.exten = "T".into();
                 chan.priority = 1;
+            } else if exists(plan, chan, "e") {
+                verbose!(3, "Timeout on {}, going to 'e'", chan.name());
+                to_exception(chan, "ABSOLUTETIMEOUT");
             } else {
-                verbose!(3, "Timeout on {}, hanging up (no 'T' extension)", chan.name());
+                verbose!(3, "Timeout on {}, hanging up (no 'T' or 'e' extension)", chan.name());
                 return Ended::Hangup(Cause::NORMAL_CLEARING);
             }
         }
-        let callerid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
-        let Some(found) = plan.find(&chan.context, &chan.exten, callerid.as_deref(), Mode::Match, &now()) else {
-            if in_h {
-                return Ended::Hangup(Cause::NORMAL_CLEARING);
-            }
-            let has_i = plan.find(&chan.context, "i", None, Mode::Match, &now()).is_some();
-            if chan.exten != "i" && has_i {
-                verbose!(
-                    3,
-                    "Sent into invalid extension '{}' in context '{}' on {}",
-                    chan.exten,
-                    chan.context,
-                    chan.name()
-                );
-                let invalid = chan.exten.clone();
-                chan.set_var("INVALID_EXTEN", &invalid);
-                chan.exten = "i".into();
-                chan.priority = 1;
-                continue;
-            }
-            tracing::warn!(
-                "Channel '{}' sent to invalid extension but no invalid handler: context,exten,priority={},{},{}",
-                chan.name(),
-                chan.context,
-                chan.exten,
-                chan.priority
-            );
-            return Ended::Hangup(Cause::UNALLOCATED);
-        };
-        let Some(priority) = found.extension.priority(chan.priority) else {
+        let callerid = callerid(chan);
+        let found = plan.find_at(
+            &chan.context,
+            &chan.exten,
+            callerid.as_deref(),
+            Mode::Match,
+            Want::Priority(chan.priority),
+            &now(),
+        );
+        let Some(found) = found else {
             // The extension ran out of priorities; `h` just ends (ast_pbx_h_exten_run).
             if in_h {
                 return Ended::Hangup(chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
+            }
+            let exten = chan.exten.clone();
+            if !exists(plan, chan, &exten) {
+                // No such extension (at priority 1): i, else e, else hang up.
+                if exists(plan, chan, "i") {
+                    verbose!(
+                        3,
+                        "Channel '{}' sent to invalid extension: context,exten,priority={},{},{}",
+                        chan.name(),
+                        chan.context,
+                        chan.exten,
+                        chan.priority
+                    );
+                    chan.set_var("INVALID_EXTEN", &exten);
+                    chan.exten = "i".into();
+                    chan.priority = 1;
+                    continue;
+                }
+                if exists(plan, chan, "e") && exten != "e" {
+                    to_exception(chan, "INVALID");
+                    continue;
+                }
+                tracing::warn!(
+                    "Channel '{}' sent to invalid extension but no invalid handler: context,exten,priority={},{},{}",
+                    chan.name(),
+                    chan.context,
+                    chan.exten,
+                    chan.priority
+                );
+                return Ended::Hangup(Cause::UNALLOCATED);
             }
             if plan.general.autofallthrough {
                 return fall_through(chan).await;
             }
             // autofallthrough=no: wait TIMEOUT(response) for an extension, as Asterisk does.
             let response = chan.timeouts.response;
-            if starling_core::builtins::collect_extension(chan, None, response).await == AppResult::Hangup {
+            let digits = starling_core::builtins::collect_extension(chan, None, response).await;
+            if digits == AppResult::Hangup {
                 return Ended::Hangup(chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
             }
-            if let Err(cause) = apply_jump(plan, chan, callerid.as_deref()) {
-                return Ended::Hangup(cause);
+            match apply_jump(plan, chan, callerid.as_deref()) {
+                Err(cause) => return Ended::Hangup(cause),
+                Ok(true) => continue,
+                // No key and nowhere to go on: a simple timeout, t, else e, else hang up.
+                Ok(false) if exists(plan, chan, "t") => {
+                    chan.exten = "t".into();
+                    chan.priority = 1;
+                    continue;
+                }
+                Ok(false) if exists(plan, chan, "e") => {
+                    to_exception(chan, "RESPONSETIMEOUT");
+                    continue;
+                }
+                Ok(false) => return Ended::Hangup(Cause::NORMAL_CLEARING),
             }
-            continue;
         };
-        let data = {
+        let priority = found.priority;
+        let data = if priority.data.contains('$') {
+            // A copy of the globals: a function read during substitution may take their lock.
             let globals = globals.read().unwrap_or_else(|p| p.into_inner()).clone();
             let mut scope = ChannelScope { chan: &mut *chan, globals: &globals };
             substitute(&priority.data, &mut scope)
+        } else {
+            priority.data.clone()
         };
         let app_name = priority.app.clone();
         let Some(app) = chan.core().apps().get(&app_name) else {
@@ -286,13 +372,16 @@ async fn run_priorities(
         tokio::task::coop::consume_budget().await;
         match apply_jump(plan, chan, callerid.as_deref()) {
             Ok(true) => {}
+            // Interrupted by the absolute timeout: the priority stays (EXCEPTION(priority)).
+            Ok(false) if chan.is_timed_out() => {}
             Ok(false) => chan.priority += 1,
             Err(cause) => return Ended::Hangup(cause),
         }
         if stop_below.is_some_and(|depth| chan.gosub_stack.len() < depth) {
             return Ended::Returned;
         }
-        if result == AppResult::Hangup && !in_h && !chan.is_timed_out() && !chan.is_redirected() {
+        // In `h` an application that hangs up ends `h` (ast_pbx_h_exten_run stops at it).
+        if result == AppResult::Hangup && (in_h || (!chan.is_timed_out() && !chan.is_redirected())) {
             return Ended::Hangup(chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
         }
     }
@@ -334,6 +423,16 @@ impl PbxRunner {
         self.plan.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Changes the dialplan in force (the `dialplan add|remove ...` commands): a changed copy is
+    /// swapped in, so calls in progress keep the one they started with.
+    pub fn modify<R>(&self, change: impl FnOnce(&mut Dialplan) -> R) -> R {
+        let mut slot = self.plan.write().unwrap_or_else(|p| p.into_inner());
+        let mut plan = Dialplan::clone(&slot);
+        let result = change(&mut plan);
+        *slot = Arc::new(plan);
+        result
+    }
+
     /// A global variable (`GLOBAL(name)`, `[globals]`).
     pub fn global(&self, name: &str) -> Option<String> {
         self.globals.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
@@ -348,11 +447,14 @@ impl PbxRunner {
         }
     }
 
-    /// Swaps in a new dialplan; globals are replaced when `clearglobalvars` says so, else merged.
+    /// Swaps in a new dialplan (`dialplan reload`). Globals are cleared first when the
+    /// dialplan in force said `clearglobalvars = yes` — as pbx_config, the setting read at the
+    /// previous load decides — then the file's are set over them.
     pub fn replace(&self, plan: Dialplan) {
         {
+            let clear = self.plan().general.clearglobalvars;
             let mut globals = self.globals.write().unwrap_or_else(|p| p.into_inner());
-            if plan.general.clearglobalvars {
+            if clear {
                 globals.clear();
             }
             globals.extend(plan.globals.iter().cloned());
@@ -404,8 +506,16 @@ impl Pbx for PbxRunner {
 
     fn priority_exists(&self, context: &str, exten: &str, priority: u32, callerid: Option<&str>) -> bool {
         let plan = self.plan();
-        plan.find(context, exten, callerid, Mode::Match, &now())
-            .is_some_and(|f| f.extension.priority(priority).is_some())
+        plan.find_at(context, exten, callerid, Mode::Match, Want::Priority(priority), &now()).is_some()
+    }
+
+    fn can_match_more(&self, context: &str, exten: &str, callerid: Option<&str>) -> bool {
+        self.plan().find(context, exten, callerid, Mode::MatchMore, &now()).is_some()
+    }
+
+    fn find_label(&self, context: &str, exten: &str, label: &str, callerid: Option<&str>) -> Option<u32> {
+        let plan = self.plan();
+        plan.find_at(context, exten, callerid, Mode::Match, Want::Label(label), &now()).map(|f| f.priority.number)
     }
 }
 

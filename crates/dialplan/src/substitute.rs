@@ -18,8 +18,13 @@ pub trait Scope {
 
 /// Replaces every `${...}` and `$[...]` in `text`.
 pub fn substitute(text: &str, scope: &mut dyn Scope) -> String {
+    substituted(text, scope).into_owned()
+}
+
+/// [`substitute`], borrowing `text` when there is nothing to replace.
+fn substituted<'a>(text: &'a str, scope: &mut dyn Scope) -> std::borrow::Cow<'a, str> {
     if !text.contains('$') {
-        return text.to_owned();
+        return std::borrow::Cow::Borrowed(text);
     }
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
@@ -56,23 +61,23 @@ pub fn substitute(text: &str, scope: &mut dyn Scope) -> String {
             out.push_str(&text[i..]);
             break;
         };
-        let inner = substitute(&text[i + 2..end], scope);
+        let inner = substituted(&text[i + 2..end], scope);
         if open == b'[' {
             match expr::evaluate(&inner) {
                 Ok(value) => out.push_str(&value),
                 Err(e) => scope.warn(e.to_string()),
             }
         } else {
-            out.push_str(&lookup(&inner, scope));
+            lookup(&inner, scope, &mut out);
         }
         i = end + 1;
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// One `${...}`'s inside, already substituted: a function call or a variable with an
 /// optional `:offset:length`.
-fn lookup(inner: &str, scope: &mut dyn Scope) -> String {
+fn lookup(inner: &str, scope: &mut dyn Scope, out: &mut String) {
     if let Some(open) = inner.find('(') {
         if let Some(close) = inner.rfind(')') {
             if close > open {
@@ -84,7 +89,8 @@ fn lookup(inner: &str, scope: &mut dyn Scope) -> String {
                         String::new()
                     }
                 };
-                return substring(&value, &inner[close + 1..]);
+                out.push_str(&substring(&value, &inner[close + 1..]));
+                return;
             }
         }
     }
@@ -93,13 +99,13 @@ fn lookup(inner: &str, scope: &mut dyn Scope) -> String {
         None => (inner, ""),
     };
     let value = scope.variable(name).unwrap_or_default();
-    substring(&value, range)
+    out.push_str(&substring(&value, range));
 }
 
 /// `:offset[:length]` (Asterisk's `substring`): a negative offset counts from the end, a
 /// negative length leaves that many characters off the end.
-fn substring(value: &str, range: &str) -> String {
-    let Some(range) = range.strip_prefix(':') else { return value.to_owned() };
+fn substring<'a>(value: &'a str, range: &str) -> std::borrow::Cow<'a, str> {
+    let Some(range) = range.strip_prefix(':') else { return std::borrow::Cow::Borrowed(value) };
     let (offset, length) = match range.split_once(':') {
         Some((o, l)) => (o, Some(l)),
         None => (range, None),
@@ -114,7 +120,7 @@ fn substring(value: &str, range: &str) -> String {
         Some(0) if length.is_some_and(|l| l.trim().is_empty()) => len,
         Some(l) => (start + l).min(len),
     };
-    chars[start as usize..end.max(start) as usize].iter().collect()
+    std::borrow::Cow::Owned(chars[start as usize..end.max(start) as usize].iter().collect())
 }
 
 #[cfg(test)]

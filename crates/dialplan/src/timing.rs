@@ -76,14 +76,22 @@ impl Timing {
     pub fn parse(spec: &str) -> Result<Timing, TimingError> {
         let parts: Vec<&str> = spec.split([',', '|']).collect();
         let field = |i: usize| parts.get(i).copied().unwrap_or("*");
+        // Asterisk's fifth field names a time zone; this build has no zone database, so it
+        // says so rather than read the times in the wrong zone.
+        if let Some(zone) = parts.get(4).map(|z| z.trim()).filter(|z| !z.is_empty()) {
+            return Err(TimingError(zone.to_owned(), "time zones are not supported (times are local)"));
+        }
+        if parts.len() > 5 {
+            return Err(TimingError(spec.to_owned(), "expected times,weekdays,mdays,months[,timezone]"));
+        }
         let times = field(0).trim();
         let mut minutes = Vec::new();
         if times.is_empty() || times == "*" {
             minutes.push((0, 1439));
         } else {
             for range in times.split('&') {
-                let (a, b) =
-                    range.split_once('-').ok_or_else(|| TimingError(times.to_owned(), "expected HH:MM-HH:MM"))?;
+                // A lone HH:MM is that one minute (get_timerange).
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
                 let bad = || TimingError(times.to_owned(), "expected HH:MM-HH:MM");
                 let (a, b) = (minute_of_day(a).ok_or_else(bad)?, minute_of_day(b).ok_or_else(bad)?);
                 // Both ends are included, as pbx.c's get_timerange "does the last one" too.
@@ -148,7 +156,15 @@ mod tests {
         let some = Timing::parse("*,mon&wed,*,*").unwrap();
         assert!(some.matches(&at(3, 1, 1, 0, 0)) && !some.matches(&at(2, 1, 1, 0, 0)));
         assert!(Timing::parse("25:00-26:00,*,*,*").is_err());
+        let minute = Timing::parse("12:30,*,*,*").unwrap();
+        assert!(
+            minute.matches(&at(2, 1, 1, 12, 30)) && !minute.matches(&at(2, 1, 1, 12, 31)),
+            "a lone time is one minute"
+        );
         assert!(Timing::parse("*,someday,*,*").is_err());
         assert!(Timing::parse("*,*,0,*").is_err());
+        assert!(Timing::parse("9:00-17:00,mon-fri,*,*,").is_ok(), "an empty time zone is the local one");
+        let zone = Timing::parse("9:00-17:00,mon-fri,*,*,Europe/London").unwrap_err();
+        assert!(zone.to_string().contains("time zones are not supported"), "{zone}");
     }
 }

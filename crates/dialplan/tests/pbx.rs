@@ -29,6 +29,7 @@ exten => 300,1,NoOp(falls through)\n\
 exten => 400,1,Ringing()\n\
  same => n,Busy(0)\n\
 exten => 500,1,Goto(default,100,1)\n\
+exten => 600,1,Goto(999,1)\n\
 exten => i,1,Set(WAS=${INVALID_EXTEN})\n\
  same => n,Hangup(1)\n\
 exten => h,1,Set(CAUSE=${HANGUPCAUSE})\n\
@@ -44,7 +45,9 @@ fn setup(exten: &str) -> (Arc<Core>, Channel, ChannelDriver, Arc<Dialplan>, Glob
     let globals = Arc::new(RwLock::new(plan.globals.iter().cloned().collect()));
     let (mut chan, driver) = Channel::new(&core, "Test", "alice", true);
     chan.exten = exten.into();
-    (core, chan, driver, Arc::new(plan), globals)
+    // Gosub asks the core's dialplan whether its destination exists.
+    let runner = starling_dialplan::pbx::install(&core, plan);
+    (core, chan, driver, runner.plan(), globals)
 }
 
 fn commands(driver: &mut ChannelDriver) -> Vec<DriverCommand> {
@@ -85,10 +88,15 @@ fn fallthrough_invalid_extensions_busy_and_goto() {
     assert_eq!(chan.hangup_cause(), Some(Cause::NORMAL_CLEARING), "autofallthrough");
     assert_eq!(commands(&mut driver), [DriverCommand::Hangup(Cause::NORMAL_CLEARING)]);
 
-    let (core, chan, mut driver, plan, globals) = setup("999");
+    let (core, chan, mut driver, plan, globals) = setup("600");
     let chan = core.runtime().block_on(run(plan, globals, chan));
     assert_eq!(chan.var("WAS"), Some("999"), "the i extension with INVALID_EXTEN");
     assert_eq!(commands(&mut driver), [DriverCommand::Hangup(Cause::UNALLOCATED)]);
+
+    // A channel that *starts* where nothing exists starts at s (none here), as __ast_pbx_run.
+    let (core, chan, _driver, plan, globals) = setup("999");
+    let chan = core.runtime().block_on(run(plan, globals, chan));
+    assert_eq!(chan.var("WAS"), Some("s"), "fell back to s, which is invalid too");
 
     let (core, chan, mut driver, plan, globals) = setup("400");
     core.runtime().block_on(run(plan, globals, chan));
@@ -133,4 +141,74 @@ fn wait_exten_menu() {
         assert_eq!(chan.var("CHOICE"), Some(expected), "digits {digits:?}");
         core.set_pbx(None);
     }
+}
+
+const EXCEPTIONS: &str = "[start]\n\
+exten => 1,1,Goto(nowhere,1)\n\
+exten => 2,1,Wait(5)\n\
+exten => 3,1,RaiseException(MINE)\n\
+exten => 4,1,WaitExten(0.2)\n\
+exten => 5,1,NoOp(exact)\n\
+exten => _5,2,Set(FROM=pattern)\n\
+exten => e,1,Set(SEEN=${EXCEPTION(reason)}@${EXCEPTION(context)},${EXCEPTION(exten)},${EXCEPTION(priority)})\n\
+exten => h,1,Set(H1=ran)\n\
+ same => n,Hangup()\n\
+ same => n,Set(H3=ran)\n\
+[other]\n\
+exten => s,1,Set(AT=s)\n\
+[default]\n\
+exten => s,1,Set(AT=default-s)\n";
+
+fn run_in(context: &str, exten: &str) -> Channel {
+    run_with_timeout(context, exten, None)
+}
+
+fn run_with_timeout(context: &str, exten: &str, absolute: Option<Duration>) -> Channel {
+    let core = Core::for_tests();
+    // pbx_config registers EXCEPTION() in a running server.
+    let _exception = core
+        .functions()
+        .register(
+            "EXCEPTION",
+            starling_core::apps::Function {
+                name: "EXCEPTION",
+                synopsis: "",
+                syntax: "EXCEPTION(field)",
+                read: Some(starling_core::builtins::exception_read),
+                write: None,
+                uses: None,
+            },
+        )
+        .unwrap();
+    let plan = Dialplan::from_config(&Config::parse_str("extensions.conf", EXCEPTIONS).unwrap()).unwrap();
+    let runner = starling_dialplan::pbx::install(&core, plan);
+    let globals = Arc::new(RwLock::new(BTreeMap::new()));
+    let (mut chan, _driver) = Channel::new(&core, "Test", "caller", true);
+    (chan.context, chan.exten) = (context.into(), exten.into());
+    chan.set_absolute_timeout(absolute);
+    let chan = core.runtime().block_on(run(runner.plan(), globals, chan));
+    core.set_pbx(None);
+    chan
+}
+
+/// `e` catches what has no `i`/`T`/`t` (EXCEPTION() says why and where), RaiseException goes
+/// there too; `h` stops at an application that hangs up; a priority one extension lacks comes
+/// from the next that matches; a start where nothing exists falls back to s, then `default`.
+#[test]
+fn exceptions_h_priorities_and_the_start_fallbacks() {
+    let chan = run_in("start", "1");
+    assert_eq!(chan.exception.as_ref().map(|e| e.reason.as_str()), Some("INVALID"));
+    assert_eq!(chan.exception.as_ref().map(|e| e.exten.as_str()), Some("nowhere"));
+    assert_eq!(chan.var("H1"), Some("ran"));
+    assert_eq!(chan.var("H3"), None, "h ended at its Hangup()");
+    let chan = run_in("start", "3");
+    assert_eq!(chan.var("SEEN"), Some("MINE@start,3,1"));
+    let chan = run_with_timeout("start", "2", Some(Duration::from_millis(200)));
+    assert_eq!(chan.var("SEEN"), Some("ABSOLUTETIMEOUT@start,2,1"), "no T: e");
+    let chan = run_in("start", "4");
+    assert_eq!(chan.exception.as_ref().map(|e| e.reason.as_str()), Some("RESPONSETIMEOUT"), "no t: e");
+    let chan = run_in("start", "5");
+    assert_eq!(chan.var("FROM"), Some("pattern"), "5 has no priority 2; _5 has");
+    assert_eq!(run_in("other", "nosuch").var("AT"), Some("s"));
+    assert_eq!(run_in("nosuchcontext", "nosuch").var("AT"), Some("default-s"));
 }

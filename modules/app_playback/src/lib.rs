@@ -155,7 +155,10 @@ pub async fn stream_file(chan: &mut Channel, name: &str, escape: &str) -> Result
 
 fn playback<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let (files, options) = data.split_once(',').unwrap_or((data, ""));
+        // AST_STANDARD_APP_ARGS, as app_playback parses them.
+        let args = starling_core::apps::standard_args(data);
+        let files = args.first().map_or("", String::as_str);
+        let options = args.get(1).map_or("", String::as_str);
         if files.trim().is_empty() {
             tracing::warn!("Playback requires an argument (filename)");
             return AppResult::Hangup;
@@ -198,7 +201,8 @@ fn playback<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
 /// Sets `BACKGROUNDSTATUS`.
 fn background<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let mut args = data.splitn(4, ',').map(str::trim);
+        let parsed = starling_core::apps::separate_args(data, ',', true, 4);
+        let mut args = parsed.iter().map(|a| a.trim());
         let files = args.next().unwrap_or("");
         let options = args.next().unwrap_or("");
         let language = args.next().filter(|l| !l.is_empty()).map(str::to_owned);
@@ -279,7 +283,8 @@ fn say_alpha<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
 /// of its sound folder. `gender` (`f`, `m`, `n`, `c`) picks forms where the language has them.
 fn say_number<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let mut args = data.split(',').map(str::trim);
+        let parsed = starling_core::apps::standard_args(data);
+        let mut args = parsed.iter().map(|a| a.trim());
         let text = args.next().unwrap_or("");
         let gender = args.next().filter(|g| !g.is_empty());
         match text.parse::<i64>() {
@@ -305,8 +310,8 @@ fn say_number<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
 /// variable and `READSTATUS` (`OK`, `TIMEOUT`, `HANGUP`, `SKIPPED`, `ERROR`).
 fn read<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let args: Vec<&str> = data.split(',').map(str::trim).collect();
-        let arg = |i: usize| args.get(i).copied().unwrap_or("");
+        let args = starling_core::apps::standard_args(data);
+        let arg = |i: usize| args.get(i).map_or("", |a| a.trim());
         let variable = arg(0);
         if variable.is_empty() {
             tracing::warn!("Read requires an argument (variable)");
@@ -458,8 +463,8 @@ const SILENCE_THRESHOLD: u32 = 256;
 /// `RECORD_STATUS` (`DTMF`, `SILENCE`, `TIMEOUT`, `HANGUP`, `SKIP`, `ERROR`).
 fn record<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let args: Vec<&str> = data.split(',').map(str::trim).collect();
-        let arg = |i: usize| args.get(i).copied().unwrap_or("");
+        let args = starling_core::apps::standard_args(data);
+        let arg = |i: usize| args.get(i).map_or("", |a| a.trim());
         let Some((name, extension)) = arg(0).rsplit_once('.') else {
             // As app_record: a name without a format is an error that ends the call.
             tracing::warn!("Record: no extension specified to filename '{}'", arg(0));

@@ -116,6 +116,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         Box::new(ctx.register_function(Function {
             name: "SHELL",
             synopsis: "Executes a command using the system shell and captures its output.",
+            syntax: "SHELL(command)",
             read: Some(shell),
             write: None,
             uses: None,

@@ -5,15 +5,18 @@ use starling_core::apps::{App, AppFuture, AppResult};
 use starling_core::channel::Channel;
 use starling_core::{tracing, verbose, LoadError, Module, ModuleContext};
 
-/// `[level,]message` as app_verbose reads it: a level that is not a number is warned about and
+/// `[level,]message` as app_verbose reads it (AST_STANDARD_APP_ARGS: quotes and `\` escapes
+/// removed, the message takes the rest): a level that is not a number is warned about and
 /// taken as 0; levels above 4 are 4.
-fn verbose_level(data: &str) -> (u8, &str) {
-    match data.split_once(',') {
-        None => (0, data),
-        Some((level, message)) => match level.trim().parse::<u32>() {
+fn verbose_level(data: &str) -> (u8, String) {
+    let mut args = starling_core::apps::separate_args(data, ',', true, 2).into_iter();
+    let (first, message) = (args.next().unwrap_or_default(), args.next());
+    match message {
+        None => (0, first),
+        Some(message) => match first.trim().parse::<u32>() {
             Ok(n) => (n.min(4) as u8, message),
             Err(_) => {
-                tracing::warn!("'{level}' is not a verboser number");
+                tracing::warn!("'{first}' is not a verboser number");
                 (0, message)
             }
         },
@@ -31,7 +34,8 @@ fn verbose_app<'a>(_: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
 /// `Log(ERROR|WARNING|NOTICE|DEBUG|VERBOSE|DTMF,message)` (DTMF is logged as NOTICE).
 fn log_app<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let Some((level, message)) = data.split_once(',') else {
+        let args = starling_core::apps::separate_args(data, ',', true, 2);
+        let [level, message] = args.as_slice() else {
             tracing::warn!("Log requires an argument (level,message)");
             return AppResult::Continue;
         };
@@ -81,9 +85,11 @@ mod tests {
 
     #[test]
     fn verbose_levels_as_app_verbose_reads_them() {
-        assert_eq!(verbose_level("hello"), (0, "hello"));
-        assert_eq!(verbose_level("2,hi, there"), (2, "hi, there"), "the message keeps its commas");
-        assert_eq!(verbose_level("9,loud"), (4, "loud"), "at most 4");
-        assert_eq!(verbose_level("hi,there"), (0, "there"), "not a number: level 0, the rest is the message");
+        let level = verbose_level;
+        assert_eq!(level("hello"), (0, "hello".into()));
+        assert_eq!(level("2,hi, there"), (2, "hi, there".into()), "the message keeps its commas");
+        assert_eq!(level("9,loud"), (4, "loud".into()), "at most 4");
+        assert_eq!(level("hi,there"), (0, "there".into()), "not a number: level 0, the rest is the message");
+        assert_eq!(level("1,\"quoted, text\" and \\\"more\\\""), (1, "quoted, text and \"more\"".into()));
     }
 }

@@ -40,6 +40,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let functions = vec![Function {
         name: "CALLERID",
         synopsis: "Gets or sets Caller*ID data on the channel.",
+        syntax: "CALLERID(datatype[,CID])",
         read: Some(read),
         write: Some(write),
         uses: None,

@@ -115,6 +115,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         Function {
             name: "CDR",
             synopsis: "Gets or sets a CDR variable.",
+            syntax: "CDR(name[,options])",
             read: Some(cdr_read),
             write: Some(cdr_write),
             uses: None,
@@ -122,6 +123,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         Function {
             name: "CDR_PROP",
             synopsis: "Set a property on a channel's CDR.",
+            syntax: "CDR_PROP(property)",
             read: Some(prop_read),
             write: Some(prop_write),
             uses: None,

@@ -49,6 +49,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         Function {
             name: "DB",
             synopsis: "Read from or write to the Starling database.",
+            syntax: "DB(family/key)",
             read: Some(db_read),
             write: Some(db_write),
             uses: None,
@@ -56,6 +57,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         Function {
             name: "DB_EXISTS",
             synopsis: "Check to see if a key exists in the Starling database.",
+            syntax: "DB_EXISTS(family/key)",
             read: Some(db_exists),
             write: None,
             uses: None,
@@ -63,6 +65,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         Function {
             name: "DB_DELETE",
             synopsis: "Return a value from the database and delete it.",
+            syntax: "DB_DELETE(family/key)",
             read: Some(db_delete),
             write: None,
             uses: None,

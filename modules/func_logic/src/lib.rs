@@ -45,19 +45,15 @@ fn rand(_: &mut Channel, args: &str) -> Result<String, String> {
 }
 
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
-    let f = |name: &'static str, synopsis: &'static str, read: starling_core::apps::FuncRead| Function {
-        name,
-        synopsis,
-        read: Some(read),
-        write: None,
-        uses: None,
+    let f = |name: &'static str, synopsis: &'static str, syntax: &'static str, read: starling_core::apps::FuncRead| {
+        Function { name, synopsis, syntax, read: Some(read), write: None, uses: None }
     };
     let functions = [
-        f("IF", "Check for an expression.", if_),
-        f("ISNULL", "Check if a value is NULL.", isnull),
-        f("EXISTS", "Test the existence of a value.", exists),
-        f("SET", "SET assigns a value to a channel variable.", set),
-        f("RAND", "Choose a random number in a range.", rand),
+        f("IF", "Check for an expression.", "IF(expression?[true][:false])", if_),
+        f("ISNULL", "Check if a value is NULL.", "ISNULL(data)", isnull),
+        f("EXISTS", "Test the existence of a value.", "EXISTS(data)", exists),
+        f("SET", "SET assigns a value to a channel variable.", "SET(varname=[value])", set),
+        f("RAND", "Choose a random number in a range.", "RAND([min][,max])", rand),
     ];
     Ok(Box::new(ctx.register_functions(functions.into())?))
 }

@@ -62,7 +62,7 @@ fn strftime(_: &mut Channel, args: &str) -> Result<String, String> {
     use starling_core::chrono::{DateTime, Local, TimeZone};
     let mut parts = args.splitn(3, ',');
     let epoch = parts.next().unwrap_or("").trim();
-    let _timezone = parts.next();
+    let timezone = parts.next().unwrap_or("").trim();
     let format = parts.next().filter(|f| !f.is_empty()).unwrap_or("%c");
     let time: DateTime<Local> = match epoch.parse::<i64>() {
         Ok(secs) => Local.timestamp_opt(secs, 0).single().ok_or("STRFTIME: bad epoch")?,
@@ -70,7 +70,15 @@ fn strftime(_: &mut Channel, args: &str) -> Result<String, String> {
     };
     let mut out = String::new();
     use std::fmt::Write as _;
-    write!(out, "{}", time.format(format)).map_err(|_| format!("STRFTIME: bad format '{format}'"))?;
+    let written = match timezone.to_ascii_uppercase().as_str() {
+        "" => write!(out, "{}", time.format(format)),
+        "UTC" | "GMT" | "ETC/UTC" | "UTC0" => {
+            write!(out, "{}", time.with_timezone(&starling_core::chrono::Utc).format(format))
+        }
+        // No zone database in this build: say so rather than print another zone's time.
+        _ => return Err(format!("STRFTIME: time zone '{timezone}' is not supported (local time or UTC)")),
+    };
+    written.map_err(|_| format!("STRFTIME: bad format '{format}'"))?;
     Ok(out)
 }
 
@@ -119,27 +127,43 @@ fn tolower(_: &mut Channel, args: &str) -> Result<String, String> {
     Ok(args.to_lowercase())
 }
 
-fn read_only(name: &'static str, synopsis: &'static str, read: starling_core::apps::FuncRead) -> Function {
-    Function { name, synopsis, read: Some(read), write: None, uses: None }
+fn read_only(
+    name: &'static str,
+    synopsis: &'static str,
+    syntax: &'static str,
+    read: starling_core::apps::FuncRead,
+) -> Function {
+    Function { name, synopsis, syntax, read: Some(read), write: None, uses: None }
 }
 
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let functions = [
-        read_only("LEN", "Return the length of the string given.", len),
-        read_only("CUT", "Slices and dices strings, based upon a named delimiter.", cut),
-        read_only("FIELDQTY", "Count the fields with an arbitrary delimiter", fieldqty),
-        read_only("REGEX", "Check string against a regular expression.", regex),
-        read_only("STRFTIME", "Returns the current date/time in the specified format.", strftime),
-        read_only("TOUPPER", "Convert string to all uppercase letters.", toupper),
-        read_only("HASHKEYS", "Retrieve the keys of the HASH() function.", hashkeys),
+        read_only("LEN", "Return the length of the string given.", "LEN(string)", len),
+        read_only(
+            "CUT",
+            "Slices and dices strings, based upon a named delimiter.",
+            "CUT(varname,char-delim,range-spec)",
+            cut,
+        ),
+        read_only("FIELDQTY", "Count the fields with an arbitrary delimiter", "FIELDQTY(varname,delim)", fieldqty),
+        read_only("REGEX", "Check string against a regular expression.", "REGEX(\"regular expression\" string)", regex),
+        read_only(
+            "STRFTIME",
+            "Returns the current date/time in the specified format.",
+            "STRFTIME([epoch][,timezone[,format]])",
+            strftime,
+        ),
+        read_only("TOUPPER", "Convert string to all uppercase letters.", "TOUPPER(string)", toupper),
+        read_only("HASHKEYS", "Retrieve the keys of the HASH() function.", "HASHKEYS(hashname)", hashkeys),
         Function {
             name: "HASH",
             synopsis: "Implementation of a dialplan associative array",
+            syntax: "HASH(hashname[,hashkey])",
             read: Some(hash_read),
             write: Some(hash_write),
             uses: None,
         },
-        read_only("TOLOWER", "Convert string to all lowercase letters.", tolower),
+        read_only("TOLOWER", "Convert string to all lowercase letters.", "TOLOWER(string)", tolower),
     ];
     Ok(Box::new(ctx.register_functions(functions.into())?))
 }
@@ -170,6 +194,8 @@ mod tests {
         assert_eq!(regex(&mut chan, "\"^1[0-9]+$\" 1234").unwrap(), "1");
         assert_eq!(regex(&mut chan, "\"^2\" 1234").unwrap(), "0");
         assert_eq!(strftime(&mut chan, "0,,%Y").unwrap().len(), 4);
+        assert_eq!(strftime(&mut chan, "86399,UTC,%Y-%m-%d %H:%M:%S").unwrap(), "1970-01-01 23:59:59");
+        assert!(strftime(&mut chan, "0,Europe/Paris,%H").is_err());
         assert_eq!(toupper(&mut chan, "abc").unwrap(), "ABC");
         assert!(cut(&mut chan, "PATH").is_err());
         hash_write(&mut chan, "ext,alice", "100").unwrap();

@@ -72,6 +72,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let functions = vec![Function {
         name: "TIMEOUT",
         synopsis: "Gets or sets timeouts on the channel.",
+        syntax: "TIMEOUT(timeouttype)",
         read: Some(read),
         write: Some(write),
         uses: None,

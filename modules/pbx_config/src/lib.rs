@@ -1,9 +1,12 @@
 //! pbx_config: loads `extensions.conf` and makes it the dialplan every new channel runs
 //! (step 2 of the call flow: "start the PBX on it in the context of the peer"). `dialplan
 //! reload` is atomic: a file with an error keeps the dialplan in force and prints file:line.
+//! As Asterisk's pbx_config it also changes the dialplan in force from the CLI (`dialplan add|
+//! remove extension|include|ignorepat`, `dialplan remove context`) and writes it back with
+//! `dialplan save`, which `[general]` allows only with `static = yes` and `writeprotect = no`.
 //! It also brings the applications that need the dialplan itself: GotoIfTime and
-//! While/EndWhile/ExitWhile/ContinueWhile (Asterisk's app_while), and the functions GLOBAL()
-//! and LOCAL() (the Gosub level's variables; Gosub itself is built into the core).
+//! While/EndWhile/ExitWhile/ContinueWhile (Asterisk's app_while), and the functions GLOBAL(),
+//! LOCAL() (the Gosub level's variables; Gosub itself is built into the core) and EXCEPTION().
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -148,6 +151,53 @@ fn continue_while<'a>(chan: &'a mut Channel, _: &'a str) -> AppFuture<'a> {
     Box::pin(async move { while_step(chan, "ContinueWhile", false) })
 }
 
+/// Runs a `dialplan add|remove` change on the dialplan in force and prints its message.
+fn changed(
+    call: &mut starling_core::cli::CliCall<'_>,
+    change: impl FnOnce(&mut Dialplan) -> Result<String, String>,
+) -> CliResult {
+    let Some(runner) = RUNNER.get() else {
+        call.print("No dialplan is loaded\n");
+        return CliResult::Failure;
+    };
+    match runner.modify(change) {
+        Ok(message) => {
+            call.print(&message);
+            CliResult::Success
+        }
+        Err(message) if message == "Usage" => CliResult::ShowUsage,
+        Err(message) => {
+            call.print(&message);
+            CliResult::Failure
+        }
+    }
+}
+
+/// `dialplan save [path]`: only with `static = yes` and `writeprotect = no`, as pbx_config.
+fn save(call: &mut starling_core::cli::CliCall<'_>, etcdir: &std::path::Path) -> CliResult {
+    let plan = RUNNER.get().map(|r| r.plan()).unwrap_or_default();
+    if !plan.general.static_ || plan.general.writeprotect {
+        let _ = writeln!(call, "I can't save dialplan now, see '{CONFIG}' example file.");
+        return CliResult::Failure;
+    }
+    let path = match call.args() {
+        [] => etcdir.join(CONFIG),
+        [path] if path.contains(".conf") => std::path::PathBuf::from(path),
+        [dir] => std::path::Path::new(dir).join(CONFIG),
+        _ => return CliResult::ShowUsage,
+    };
+    match std::fs::write(&path, plan.save_text(&plan.globals)) {
+        Ok(()) => {
+            let _ = writeln!(call, "Dialplan successfully saved into '{}'", path.display());
+            CliResult::Success
+        }
+        Err(e) => {
+            let _ = writeln!(call, "Failed to create file '{}': {e}", path.display());
+            CliResult::Failure
+        }
+    }
+}
+
 impl Module for PbxConfig {
     fn reload(&mut self, ctx: &ModuleContext) -> Result<(), ReloadError> {
         reload(ctx)?;
@@ -195,15 +245,127 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             "Usage: dialplan show [[exten@]context]\n       Show dialplan\n",
             |call| {
                 let plan = RUNNER.get().map(|r| r.plan()).unwrap_or_default();
-                let only = call.args().first().map(|a| a.rsplit('@').next().unwrap_or(a).to_owned());
-                if let Some(name) = &only {
-                    if plan.context(name).is_none() {
-                        let _ = writeln!(call, "There is no existence of '{name}' context");
-                        return CliResult::Failure;
+                if call.args().len() > 1 {
+                    return CliResult::ShowUsage;
+                }
+                // [[exten@]context]: empty parts mean "all".
+                let (exten, context) = match call.args().first() {
+                    None => (None, None),
+                    Some(arg) => match arg.split_once('@') {
+                        Some((e, c)) => (Some(e.to_owned()), Some(c.to_owned())),
+                        None => (None, Some(arg.clone())),
+                    },
+                };
+                let exten = exten.filter(|e| !e.is_empty());
+                let context = context.filter(|c| !c.is_empty());
+                match plan.show(context.as_deref(), exten.as_deref()) {
+                    Ok(text) => {
+                        call.print(&text);
+                        CliResult::Success
+                    }
+                    Err(message) => {
+                        call.print(&message);
+                        CliResult::Failure
                     }
                 }
-                call.print(&plan.show(only.as_deref()));
-                CliResult::Success
+            },
+        ),
+        CliCommand::new(
+            "dialplan add extension",
+            "Add new extension into context",
+            "Usage: dialplan add extension <exten>,<priority>,<app> into <context> [replace]\n\n       app can be either:\n         app-name\n         app-name(app-data)\n         app-name,<app-data>\n\n       This command will add the new extension into <context>.  If\n       an extension with the same priority already exists and the\n       'replace' option is given we will replace the extension.\n",
+            |call| {
+                let args = call.args().to_vec();
+                let replace = match args.get(3).map(String::as_str) {
+                    None => false,
+                    Some("replace") if args.len() == 4 => true,
+                    Some(_) => return CliResult::ShowUsage,
+                };
+                if args.len() < 3 || args[1] != "into" {
+                    return CliResult::ShowUsage;
+                }
+                changed(call, |plan| plan.add_extension(&args[0], &args[2], replace))
+            },
+        ),
+        CliCommand::new(
+            "dialplan remove extension",
+            "Remove a specified extension",
+            "Usage: dialplan remove extension exten[/cid]@context [priority]\n       Remove an extension from a given context. If a priority\n       is given, only that specific priority from the given extension\n       will be removed.\n",
+            |call| {
+                let args = call.args().to_vec();
+                if args.is_empty() || args.len() > 2 {
+                    return CliResult::ShowUsage;
+                }
+                changed(call, |plan| plan.remove_extension(&args[0], args.get(1).map(String::as_str)))
+            },
+        ),
+        CliCommand::new(
+            "dialplan add include",
+            "Include context in other context",
+            "Usage: dialplan add include <context> into <context>\n       Include a context in another context.\n",
+            |call| {
+                let args = call.args().to_vec();
+                if args.len() != 3 || args[1] != "into" {
+                    return CliResult::ShowUsage;
+                }
+                changed(call, |plan| plan.add_include(&args[0], &args[2]))
+            },
+        ),
+        CliCommand::new(
+            "dialplan remove include",
+            "Remove a specified include from context",
+            "Usage: dialplan remove include <context> from <context>\n       Remove an included context from another context.\n",
+            |call| {
+                let args = call.args().to_vec();
+                if args.len() != 3 || args[1] != "from" {
+                    return CliResult::ShowUsage;
+                }
+                changed(call, |plan| plan.remove_include(&args[0], &args[2]))
+            },
+        ),
+        CliCommand::new(
+            "dialplan add ignorepat",
+            "Add new ignore pattern",
+            "Usage: dialplan add ignorepat <pattern> into <context>\n       This command adds a new ignore pattern into context <context>\n",
+            |call| {
+                let args = call.args().to_vec();
+                if args.len() != 3 || args[1] != "into" {
+                    return CliResult::ShowUsage;
+                }
+                changed(call, |plan| plan.add_ignorepat(&args[0], &args[2]))
+            },
+        ),
+        CliCommand::new(
+            "dialplan remove ignorepat",
+            "Remove ignore pattern from context",
+            "Usage: dialplan remove ignorepat <pattern> from <context>\n       This command removes an ignore pattern from context <context>\n",
+            |call| {
+                let args = call.args().to_vec();
+                if args.len() != 3 || args[1] != "from" {
+                    return CliResult::ShowUsage;
+                }
+                changed(call, |plan| plan.remove_ignorepat(&args[0], &args[2]))
+            },
+        ),
+        CliCommand::new(
+            "dialplan remove context",
+            "Remove a specified context",
+            "Usage: dialplan remove context <context>\n       Removes all extensions from a specified context.\n",
+            |call| {
+                let args = call.args().to_vec();
+                if args.len() != 1 {
+                    return CliResult::ShowUsage;
+                }
+                changed(call, |plan| Ok(plan.remove_context(&args[0])))
+            },
+        ),
+        CliCommand::new(
+            "dialplan save",
+            "Save current dialplan into a file",
+            "Usage: dialplan save [/path/to/extension/file]\n       Save dialplan created by pbx_config module.\n\nExample: dialplan save                 (/etc/asterisk/extensions.conf)\n         dialplan save /home/markster  (/home/markster/extensions.conf)\n",
+            {
+                let etcdir = ctx.config_dir();
+                move |call| save(call, &etcdir)
             },
         ),
         CliCommand::new(
@@ -251,6 +413,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         starling_core::apps::Function {
             name: "GLOBAL",
             synopsis: "Gets or sets the global variable specified.",
+            syntax: "GLOBAL(varname)",
             read: Some(global_read),
             write: Some(global_write),
             uses: None,
@@ -259,8 +422,17 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         starling_core::apps::Function {
             name: "LOCAL",
             synopsis: "Manage variables local to the gosub stack frame.",
+            syntax: "LOCAL(varname)",
             read: Some(starling_core::builtins::local_read),
             write: Some(starling_core::builtins::local_write),
+            uses: None,
+        },
+        starling_core::apps::Function {
+            name: "EXCEPTION",
+            synopsis: "Retrieve the details of the current dialplan exception.",
+            syntax: "EXCEPTION(field)",
+            read: Some(starling_core::builtins::exception_read),
+            write: None,
             uses: None,
         },
     ])?;
