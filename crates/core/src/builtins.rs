@@ -654,6 +654,9 @@ mod tests {
         fn global(&self, _: &str) -> Option<String> {
             None
         }
+        fn substitute(&self, _: &mut Channel, text: &str) -> String {
+            text.to_owned()
+        }
         fn set_global(&self, _: &str, _: &str) {}
     }
 
