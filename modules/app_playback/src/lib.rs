@@ -74,13 +74,6 @@ fn audio_format(name: &str) -> AudioFormat {
     AudioFormat::ALL.into_iter().find(|f| f.name() == name).unwrap_or(AudioFormat::Slin8)
 }
 
-/// A translated frame as a voice frame's bytes (signed linear is little-endian).
-fn frame_bytes(frame: translate::Frame) -> Vec<u8> {
-    match frame {
-        translate::Frame::Encoded(bytes) => bytes,
-        translate::Frame::Linear(samples) => samples.iter().flat_map(|s| s.to_le_bytes()).collect(),
-    }
-}
 
 /// Before an application that needs the line up: `s` in `options` skips it (true: the caller
 /// returns at once, having set its status), else the channel is answered unless `n` says not.
@@ -145,7 +138,7 @@ pub async fn stream_file(chan: &mut Channel, name: &str, escape: &str) -> Result
                     _ => {}
                 }
             }
-            let data = frame_bytes(frame);
+            let data = frame.into_bytes();
             chan.write(Frame::Voice { format: target.name(), samples: target_samples, data });
             next += FRAME;
         }
@@ -436,7 +429,7 @@ fn start_tones(chan: &mut Channel, arg: &str) -> Result<(), String> {
         let mut pcm = vec![0i16; 160];
         generator.fill(&mut pcm);
         let frame = translator.translate(translate::Frame::Linear(pcm)).ok()?.pop()?;
-        let data = frame_bytes(frame);
+        let data = frame.into_bytes();
         Some(Frame::Voice { format: target.name(), samples, data })
     });
     Ok(())
