@@ -74,7 +74,6 @@ fn audio_format(name: &str) -> AudioFormat {
     AudioFormat::ALL.into_iter().find(|f| f.name() == name).unwrap_or(AudioFormat::Slin8)
 }
 
-
 /// Before an application that needs the line up: `s` in `options` skips it (true: the caller
 /// returns at once, having set its status), else the channel is answered unless `n` says not.
 fn skip_or_answer(chan: &mut Channel, options: &str, status: (&str, &str)) -> bool {

@@ -295,14 +295,22 @@ impl Monitor {
         i: usize,
         authorization: Option<(HeaderName, String)>,
     ) -> Option<(Request, SocketAddr)> {
-        let line = registry.lines.get(i)?;
+        let line = registry.lines.get_mut(i)?;
         let config = &line.config;
         // Through the proxy when there is one; the Request-URI still names the registrar.
         let (host, port) = match line.proxy.as_deref().and_then(crate::config::split_proxy) {
             Some((host, port)) => (host, port),
             None => (config.host.trim_start_matches('[').trim_end_matches(']').to_owned(), config.port.unwrap_or(5060)),
         };
-        let remote = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).ok()?.next()?;
+        // Sticky: the address that answered last, until it fails (see `Line::registrar_address`).
+        let remote = line.registrar_address(|| {
+            let mut all: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .map(|a| a.collect())
+                .unwrap_or_default();
+            let mut seen = std::collections::HashSet::new();
+            all.retain(|a| seen.insert(*a));
+            all
+        })?;
         let local_ip = self.shared.local_ip_towards(remote);
         let told = self.shared.advertised(local_ip, remote.ip());
         let branch = crate::registry::branch(self.shared.random());
@@ -1205,6 +1213,7 @@ impl Monitor {
 /// A `register =>` line as `sip show registry` shows it.
 fn registry_row(line: &crate::registry::Line) -> crate::shared::RegistryRow {
     crate::shared::RegistryRow {
+        line: line.config.clone(),
         host: crate::registry::host_column(&line.config),
         username: line.config.user.clone(),
         refresh: line.expiry,

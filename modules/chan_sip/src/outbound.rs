@@ -90,7 +90,13 @@ impl SipTech {
             }
             PeerHost::Static(host) => {
                 let port = peer.port.unwrap_or(5060);
-                let Some(remote) = resolve(host, port) else {
+                // A trunk we are registered to is called where the registration goes now
+                // (registrar stickiness), not at whatever its name resolves to first.
+                let sticky = conf
+                    .account_of(peer)
+                    .filter(|account| account.host == *host && account.port.unwrap_or(5060) == port)
+                    .and_then(|account| self.shared.registered_address(account));
+                let Some(remote) = sticky.or_else(|| resolve(host, port)) else {
                     tracing::warn!("Cannot resolve host '{host}' of peer '{}'", peer.name);
                     return Err(Cause::REQUESTED_CHAN_UNAVAIL);
                 };

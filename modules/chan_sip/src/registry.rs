@@ -93,9 +93,34 @@ pub struct Line {
     pub local: Option<SocketAddr>,
     /// The Contact of the last REGISTER (`Binding`).
     pub binding: Option<String>,
+    /// The registrar's (or proxy's) addresses as last resolved, in the resolver's order, and
+    /// the one in use: refreshes stick to it until it fails (no answer, or a 5xx), then the
+    /// next is tried; after the last, the host is resolved afresh.
+    addresses: Vec<SocketAddr>,
+    address: usize,
 }
 
 impl Line {
+    /// Where the next REGISTER goes: the address in use, resolving the host (`resolve`) when no
+    /// address is known. `None` when it resolves to nothing.
+    pub fn registrar_address(&mut self, resolve: impl FnOnce() -> Vec<SocketAddr>) -> Option<SocketAddr> {
+        if self.addresses.is_empty() {
+            self.addresses = resolve();
+            self.address = 0;
+        }
+        self.addresses.get(self.address).copied()
+    }
+
+    /// The address in use failed: the next one is tried (the host is resolved again after the
+    /// last).
+    fn next_address(&mut self) {
+        self.address += 1;
+        if self.address >= self.addresses.len() {
+            self.addresses.clear();
+            self.address = 0;
+        }
+    }
+
     /// The address of record: `sip:user@domain` (the domain is the registrar's host unless given).
     pub fn aor(&self) -> String {
         format!("sip:{}@{}", self.config.user, self.config.domain.as_deref().unwrap_or(&self.config.host))
@@ -178,6 +203,8 @@ impl Registry {
                 registrant: None,
                 local: None,
                 binding: None,
+                addresses: Vec::new(),
+                address: 0,
             });
         }
         self.schedule = (0..self.lines.len()).filter_map(|i| Some((self.deadline(i)?, i))).collect();
@@ -233,6 +260,7 @@ impl Registry {
             let Some(line) = self.lines.get_mut(i) else { continue };
             if line.waiting.is_some_and(|w| now >= w + timeout) {
                 line.waiting = None;
+                line.next_address();
                 if line.removing {
                     continue;
                 }
@@ -395,6 +423,9 @@ impl Registry {
                     None
                 }
                 _ => {
+                    if status >= 500 {
+                        line.next_address();
+                    }
                     line.state = RegState::Failed;
                     Self::retry(line, now, timeout, attempts_allowed);
                     None
@@ -411,6 +442,7 @@ impl Registry {
             if line.waiting.take().is_none() {
                 return; // registertimeout already struck and a new REGISTER is out
             }
+            line.next_address();
             if line.removing {
                 line.next = None;
                 return;
@@ -571,6 +603,33 @@ mod tests {
         r.timeout(0, now);
         assert_eq!((r.lines[0].state, r.poll_timeout()), (RegState::Failed, None), "registerattempts=2 spent");
         assert_eq!(RegState::NoAuthentication.text(), "No Authentication");
+    }
+
+    /// Registrar stickiness: the resolved addresses in order; refreshes keep to the one that
+    /// answered; no answer or a 503 moves to the next; after the last the host is resolved again.
+    #[test]
+    fn the_registrar_address_sticks_until_it_fails() {
+        let (mut r, now) = registry(0);
+        let (a, b): (SocketAddr, SocketAddr) = ("192.0.2.1:5060".parse().unwrap(), "192.0.2.2:5060".parse().unwrap());
+        let resolved = std::cell::Cell::new(0);
+        let resolve = || {
+            resolved.set(resolved.get() + 1);
+            vec![a, b]
+        };
+        assert_eq!(r.lines[0].registrar_address(resolve), Some(a));
+        r.due(now);
+        let first = r.request(0, now, LOCAL.parse().unwrap(), "b1", "S", None);
+        r.response(0, now, &respond(&first, 200, "Contact: <sip:600@127.0.0.1:5060>;expires=60\r\n"), "c");
+        assert_eq!(r.lines[0].registrar_address(resolve), Some(a), "the refresh goes to the same one");
+        let refresh = r.request(0, now, LOCAL.parse().unwrap(), "b2", "S", None);
+        r.timeout(0, now);
+        assert_eq!(r.lines[0].registrar_address(resolve), Some(b), "no answer: the next address");
+        let to_b = r.request(0, now, LOCAL.parse().unwrap(), "b3", "S", None);
+        r.response(0, now, &respond(&to_b, 503, ""), "c");
+        assert_eq!(resolved.get(), 1);
+        assert_eq!(r.lines[0].registrar_address(resolve), Some(a), "after the last, resolved afresh");
+        assert_eq!(resolved.get(), 2);
+        let _ = refresh;
     }
 
     /// `reregister_on`: a registered line is due at once; not while a REGISTER is out, nor once
