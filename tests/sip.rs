@@ -1350,20 +1350,27 @@ fn no_channels_left(server: &Server) {
     assert!(gone.is_some(), "{}\n{}", server.rx("core show channels"), server.log_tail());
 }
 
+/// SIPp calls `busy` (expecting 486), then a call by hand goes to `congestion`: its responses,
+/// with no channel left after either.
+fn busy_then_congestion(server: &Server, port: u16, busy: &str, congestion: &str) -> Vec<String> {
+    let (code, out) = run_sipp(port, "invite_486.xml", busy, "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    no_channels_left(server);
+    let call_id = format!("congestion-{congestion}@127.0.0.1");
+    let (sip, _rtp) = invite_by_hand(port, congestion, &call_id);
+    let responses = responses_to_invite(&sip, port, congestion, &call_id);
+    no_channels_left(server);
+    responses
+}
+
 /// Busy(1) and Congestion(1) on a call not yet answered are its final answer (486, 503),
 /// after Ringing()'s 180; the channel ends after the second they wait.
 #[test]
 fn busy_congestion_and_ringing_answer_the_invite() {
     let (server, port) = pbx("sipbusyapp", "");
-    let (code, out) = run_sipp(port, "invite_486.xml", "3000", "", "", 1);
-    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
-    no_channels_left(&server);
-
-    let (sip, _rtp) = invite_by_hand(port, "3001", "congestion@127.0.0.1");
-    let responses = responses_to_invite(&sip, port, "3001", "congestion@127.0.0.1");
+    let responses = busy_then_congestion(&server, port, "3000", "3001");
     let codes: Vec<&str> = responses.iter().map(|r| &r[8..11]).filter(|c| *c != "100").collect();
     assert_eq!(codes, ["180", "503"], "{responses:?}\n{}", server.log_tail());
-    no_channels_left(&server);
 }
 
 /// Progress() sends 183 with SDP, and Playback(...,noanswer) plays the file as early media
@@ -1417,11 +1424,6 @@ fn playback_skip_plays_nothing_before_the_answer() {
 #[test]
 fn busy_and_congestion_without_a_timeout_end_with_the_transaction() {
     let (server, port) = pbx("sipbusyforever", "");
-    let (code, out) = run_sipp(port, "invite_486.xml", "3005", "", "", 1);
-    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
-    no_channels_left(&server);
-    let (sip, _rtp) = invite_by_hand(port, "3006", "congestion-forever@127.0.0.1");
-    let responses = responses_to_invite(&sip, port, "3006", "congestion-forever@127.0.0.1");
+    let responses = busy_then_congestion(&server, port, "3005", "3006");
     assert!(responses.last().is_some_and(|r| r.starts_with("SIP/2.0 503")), "{responses:?}");
-    no_channels_left(&server);
 }

@@ -649,9 +649,12 @@ impl Monitor {
         }
     }
 
-    /// Whether a peer at `remote` says `transport=tcp` (for requests a call sends there).
-    fn peer_wants_tcp(&self, remote: SocketAddr) -> bool {
-        self.conf.peers_at(remote.ip()).any(|p| p.transport == "tcp" && p.port.unwrap_or(5060) == remote.port())
+    /// The transport for what a call sends to `remote`: TCP over an open connection, or to a
+    /// peer there that says `transport=tcp`.
+    fn call_transport(&self, remote: SocketAddr) -> Transport {
+        let peer_wants_tcp =
+            self.conf.peers_at(remote.ip()).any(|p| p.transport == "tcp" && p.port.unwrap_or(5060) == remote.port());
+        self.transport_to(remote, peer_wants_tcp)
     }
 
     fn handle_event(&mut self, event: Event) {
@@ -946,7 +949,7 @@ impl Monitor {
                     }
                     kept
                 });
-                let transport = self.transport_to(remote, self.peer_wants_tcp(remote));
+                let transport = self.call_transport(remote);
                 let tx = self.endpoint.send_request(now, request, remote, transport);
                 if let Some(invite) = invite {
                     self.uac_invites.insert(tx, UacInvite { invite, remote, acks: Vec::new() });
@@ -956,7 +959,7 @@ impl Monitor {
                 }
             }
             ToMonitor::Stateless { message, remote } => {
-                let transport = self.transport_to(remote, self.peer_wants_tcp(remote));
+                let transport = self.call_transport(remote);
                 self.endpoint.send_stateless(remote, transport, &message);
             }
             ToMonitor::Gone { key, peer } => {
@@ -1276,7 +1279,7 @@ impl Monitor {
                 String::from_utf8_lossy(&ack).trim_end()
             );
         }
-        let transport = self.transport_to(remote, self.peer_wants_tcp(remote));
+        let transport = self.call_transport(remote);
         self.endpoint.send_bytes(remote, transport, ack);
     }
 }

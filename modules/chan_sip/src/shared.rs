@@ -62,17 +62,6 @@ pub struct RegistryRow {
     pub line: crate::config::Registration,
 }
 
-impl Shared {
-    /// Registrar stickiness for calls: where the registered account `line` sends its
-    /// REGISTERs now (not through a proxy), if it is registered.
-    pub fn registered_address(&self, line: &crate::config::Registration) -> Option<SocketAddr> {
-        let rows = self.registry.read().unwrap_or_else(|p| p.into_inner());
-        let row =
-            rows.iter().find(|row| row.line == *line && row.state == "Registered" && row.detail.proxy.is_none())?;
-        row.detail.registrar
-    }
-}
-
 /// What `sip show registry detail` adds for a line.
 #[derive(Clone, Debug)]
 pub struct RegistryDetail {
@@ -122,6 +111,15 @@ impl Shared {
             registry: RwLock::default(),
             routes: Mutex::default(),
         }
+    }
+
+    /// Registrar stickiness for calls: where the registered account `line` sends its
+    /// REGISTERs now (not through a proxy), if it is registered.
+    pub fn registered_address(&self, line: &crate::config::Registration) -> Option<SocketAddr> {
+        let rows = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        let row =
+            rows.iter().find(|row| row.line == *line && row.state == "Registered" && row.detail.proxy.is_none())?;
+        row.detail.registrar
     }
 
     /// The configuration in force.

@@ -72,13 +72,7 @@ impl Tcp {
 
     /// Runs a connection someone made to us.
     pub fn accepted(&mut self, stream: TcpStream, remote: SocketAddr) {
-        let (queue, outgoing) = mpsc::unbounded_channel();
-        let id = self.add(remote, queue);
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            run(stream, remote, outgoing, &events).await;
-            let _ = events.send(TcpEvent::Closed { remote, id });
-        });
+        self.spawn(remote, None, async move { Some(stream) });
     }
 
     /// Whether a connection to `remote` is open (or being opened).
@@ -100,25 +94,43 @@ impl Tcp {
     }
 
     fn connect(&mut self, remote: SocketAddr, first: Vec<u8>) {
-        let (queue, outgoing) = mpsc::unbounded_channel();
-        let _ = queue.send(first);
-        let id = self.add(remote, queue);
-        let events = self.events.clone();
-        tokio::spawn(async move {
+        self.spawn(remote, Some(first), async move {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(remote)).await {
-                Ok(Ok(stream)) => run(stream, remote, outgoing, &events).await,
-                Ok(Err(e)) => tracing::warn!("SIP TCP connection to {remote} failed: {e}"),
-                Err(_) => tracing::warn!("SIP TCP connection to {remote} failed: no answer in {CONNECT_TIMEOUT:?}"),
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(e)) => {
+                    tracing::warn!("SIP TCP connection to {remote} failed: {e}");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!("SIP TCP connection to {remote} failed: no answer in {CONNECT_TIMEOUT:?}");
+                    None
+                }
             }
-            let _ = events.send(TcpEvent::Closed { remote, id });
         });
     }
 
-    fn add(&mut self, remote: SocketAddr, queue: mpsc::UnboundedSender<Vec<u8>>) -> u64 {
+    /// Registers a connection with `remote` (what is sent meanwhile waits, `first` at its head)
+    /// and runs it once `stream` gives its socket; says Closed when it ends or never opens.
+    fn spawn(
+        &mut self,
+        remote: SocketAddr,
+        first: Option<Vec<u8>>,
+        stream: impl std::future::Future<Output = Option<TcpStream>> + Send + 'static,
+    ) {
+        let (queue, outgoing) = mpsc::unbounded_channel();
+        if let Some(data) = first {
+            let _ = queue.send(data);
+        }
         self.next_id += 1;
         let id = self.next_id;
         self.connections.insert(remote, Connection { id, queue });
-        id
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            if let Some(stream) = stream.await {
+                run(stream, remote, outgoing, &events).await;
+            }
+            let _ = events.send(TcpEvent::Closed { remote, id });
+        });
     }
 
     /// A connection's task ended: forget it (unless a newer one to the same address took its
