@@ -1054,21 +1054,8 @@ fn calls_and_registrations_over_ipv6() {
         eprintln!("no IPv6 loopback here: calls_and_registrations_over_ipv6 skipped");
         return;
     }
-    let port = free_udp_port();
-    let dir = TestDir::new("sipv6");
-    dir.write_starling_conf(&moddir(), "");
-    dir.write(
-        "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_echo.so\nload => chan_sip.so\n",
-    );
-    dir.write("extensions.conf", EXTENSIONS);
-    dir.write(
-        "sip.conf",
-        &format!(
-            "[general]\nbindaddr=::1\nbindport={port}\ntcpenable=yes\n[alice]\ntype=friend\nhost=dynamic\nsecret=pw\n"
-        ),
-    );
-    let server = Server::start(dir);
+    // The later bindaddr (in `[general]`) is the one that counts.
+    let (server, port) = pbx_with("sipv6", "bindaddr=::1\ntcpenable=yes", &[]);
     for transport in ["u1", "t1"] {
         let (code, out) =
             sipp_at(&format!("[::1]:{port}"), "::1", "invite_answer.xml", &["-t", transport, "-s", "600", "-m", "1"]);
