@@ -146,14 +146,40 @@ fn dial_reaches_a_local_channel() {
 
 /// alice (baresip) calls bob (baresip, registered, auto-answer) through Dial(SIP/bob,20): each
 /// hears the other's tone. Returns the bridge technology seen while they talked.
-fn alice_calls_bob(name: &str, alice_codec: (&str, &str, u32), bob_codec: (&str, &str, u32)) -> String {
+/// `sip show channelstats` counts the packets of both calls (relayed ones too).
+fn both_counting(server: &Server) {
+    let counting = eventually(Duration::from_secs(5), || packets_received(server).iter().all(|&n| n > 0).then_some(()));
+    assert!(counting.is_some(), "{}", server.rx("sip show channelstats"));
+}
+
+/// The RTP packets Starling has received on each call (`sip show channelstats`' Recv: Pack).
+fn packets_received(server: &Server) -> Vec<u64> {
+    let stats = server.rx("sip show channelstats");
+    stats
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("127.0.0.1"))
+        .filter_map(|l| l.split_whitespace().nth(3).and_then(|n| n.parse::<u64>().ok()))
+        .collect()
+}
+
+/// alice (baresip, a 440 Hz tone) calls bob (baresip, auto-answer, 880 Hz) through
+/// `Dial(SIP/bob,20)`; both must hear the other's tone. `peer_keys` go in both peers' sections;
+/// `during` runs while they talk. Returns the bridge's technology.
+fn alice_calls_bob(
+    name: &str,
+    alice_codec: (&str, &str, u32),
+    bob_codec: (&str, &str, u32),
+    peer_keys: &str,
+    during: impl FnOnce(&Server),
+) -> String {
     let (server, port) = sip_pbx(
         name,
         &["pbx_config", "app_dial"],
         Some("[from-alice]\nexten => bob,1,Dial(SIP/bob,20)\n same => n,Hangup()\n[from-bob]\n"),
         &format!(
-            "[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\ndisallow=all\nallow={}\n\
-             [bob]\ntype=friend\nhost=dynamic\nsecret=bobpw\ncontext=from-bob\ndisallow=all\nallow={}\n",
+            "[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\ndisallow=all\nallow={}\n{peer_keys}\
+             [bob]\ntype=friend\nhost=dynamic\nsecret=bobpw\ncontext=from-bob\ndisallow=all\nallow={}\n{peer_keys}",
             alice_codec.0, bob_codec.0
         ),
     );
@@ -184,19 +210,10 @@ fn alice_calls_bob(name: &str, alice_codec: (&str, &str, u32), bob_codec: (&str,
         ["native_rtp", "simple_bridge"].into_iter().find(|t| bridges.contains(t)).map(str::to_owned)
     })
     .unwrap_or_else(|| panic!("alice and bob were bridged\n{}", server.log_tail()));
-    // `sip show channelstats` counts the packets of both calls (relayed ones too).
-    let stats = eventually(Duration::from_secs(5), || {
-        let stats = server.rx("sip show channelstats");
-        let counting = stats
-            .lines()
-            .skip(1)
-            .filter(|l| l.starts_with("127.0.0.1"))
-            .filter(|l| l.split_whitespace().nth(3).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) > 0)
-            .count();
-        (counting == 2).then_some(stats)
-    });
-    assert!(stats.is_some(), "{}", server.rx("sip show channelstats"));
-    assert!(stats.unwrap().starts_with("Peer             Call ID      Duration Recv: Pack  Lost       (     %) Jitter Send: Pack  Lost       (     %) Jitter"));
+    let rows = eventually(Duration::from_secs(5), || (packets_received(&server).len() == 2).then_some(()));
+    assert!(rows.is_some(), "{}", server.rx("sip show channelstats"));
+    assert!(server.rx("sip show channelstats").starts_with("Peer             Call ID      Duration Recv: Pack  Lost       (     %) Jitter Send: Pack  Lost       (     %) Jitter"));
+    during(&server);
     let (samples, peak, log) = alice.heard();
     assert!(samples >= 16_000, "alice heard at least 2 s: {samples} samples\n{log}\n{}", server.log_tail());
     assert!((875..=885).contains(&peak), "alice heard bob's 880 Hz: peak at {peak} Hz\n{}", server.log_tail());
@@ -209,14 +226,47 @@ fn alice_calls_bob(name: &str, alice_codec: (&str, &str, u32), bob_codec: (&str,
 /// Both on PCMU: the media is relayed natively (`bridge show all` says native_rtp).
 #[test]
 fn baresip_alice_and_bob_talk_through_a_native_bridge() {
-    let technology = alice_calls_bob("dialbs", ("ulaw", "g711.so", 8000), ("ulaw", "g711.so", 8000));
+    let technology = alice_calls_bob("dialbs", ("ulaw", "g711.so", 8000), ("ulaw", "g711.so", 8000), "", both_counting);
+    assert_eq!(technology, "native_rtp");
+}
+
+/// With `directmedia=yes` on both, alice and bob are re-INVITEd to send to each other: their
+/// tones still arrive, and no more RTP reaches Starling.
+#[test]
+fn directmedia_sends_alice_and_bob_to_each_other() {
+    let technology = alice_calls_bob(
+        "dialdirect",
+        ("ulaw", "g711.so", 8000),
+        ("ulaw", "g711.so", 8000),
+        "directmedia=yes\n",
+        |server| {
+            // Once both far ends took the re-INVITEs, the counts stop growing.
+            let still = eventually(Duration::from_secs(5), || {
+                let before = packets_received(server);
+                std::thread::sleep(Duration::from_millis(500));
+                (before.len() == 2 && packets_received(server) == before).then_some(before)
+            });
+            assert!(
+                still.is_some(),
+                "the media left Starling: {}\n{}",
+                server.rx("sip show channelstats"),
+                server.log_tail()
+            );
+            assert!(
+                server.rx("sip show peer alice").contains("  Direct media : Yes"),
+                "{}",
+                server.rx("sip show peer alice")
+            );
+        },
+    );
     assert_eq!(technology, "native_rtp");
 }
 
 /// alice on Opus, bob on PCMU: the frames are translated in the bridge's drivers.
 #[test]
 fn baresip_opus_alice_and_pcmu_bob_are_translated() {
-    let technology = alice_calls_bob("dialbsx", ("opus", "opus.so", 48000), ("ulaw", "g711.so", 8000));
+    let technology =
+        alice_calls_bob("dialbsx", ("opus", "opus.so", 48000), ("ulaw", "g711.so", 8000), "", both_counting);
     assert_eq!(technology, "simple_bridge");
 }
 
@@ -252,6 +302,20 @@ fn refer_transfers_the_other_party_to_echo() {
     let (samples, peak, log) = bob.heard();
     assert!(samples >= 16_000, "bob heard at least 2 s: {samples}\n{log}");
     assert!((875..=885).contains(&peak), "bob hears his own 880 Hz tone: peak at {peak} Hz\n{}", server.log_tail());
+}
+
+/// `directmedia=yes` (in `[general]`: the guest caller's and the peer's): each SIPp is
+/// re-INVITEd to send to the other's media port; at the caller's BYE the callee gets its BYE
+/// with no re-INVITE back to Starling first.
+#[test]
+fn directmedia_reinvites_both_far_ends_to_each_other() {
+    let uas = SippUas::spawn("uas_direct.xml");
+    let (server, port) = b2bua_with("dialdirect2", uas.port, 1, "directmedia=yes\n", "");
+    let (code, out) = run_sipp(port, "invite_direct.xml", "10", "", "", 1);
+    assert_eq!(code, 0, "the caller was sent to 7020: {out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "the callee was sent to 7010, then got the BYE: {out}\n{}", server.log_tail());
+    assert!(server.rx("sip show peer uas").contains("  Direct media : Yes"));
 }
 
 /// With `mohinterpret=passthrough`, the caller putting the call on hold (re-INVITE sendonly)

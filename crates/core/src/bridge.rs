@@ -149,7 +149,10 @@ const TRANSFER_KEY: char = '#';
 /// Bridges `caller` and `callee` until one hangs up, the limit runs out, or a transfer.
 pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeConfig) -> BridgeEnd {
     let core = caller.core().clone();
-    let mut native = core.native_bridge(caller, callee);
+    // Transfer keys must be heard: then the media may not bypass us (Asterisk: no remote bridge
+    // while DTMF is wanted).
+    let may_redirect = !config.caller_transfer && !config.callee_transfer;
+    let mut native = core.native_bridge(caller, callee, may_redirect);
     let technology = if native.is_some() { "native_rtp" } else { "simple_bridge" };
     let entry = core.bridges().add(|id| BridgeSummary {
         id,
@@ -230,7 +233,7 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
                         crate::moh::stop(to);
                     }
                     if native.is_none() {
-                        native = core.native_bridge(from, to);
+                        native = core.native_bridge(from, to, may_redirect);
                     }
                 }
                 None => to.indicate(control),

@@ -72,7 +72,9 @@ pub trait Tech: Send + Sync {
     fn request(&self, core: &Arc<Core>, data: &str, requestor: &Requestor) -> Result<Channel, Cause>;
     /// Starts carrying the media of two of this technology's channels without the core
     /// (Asterisk's native RTP bridge); `None` when it cannot (different codecs, ...).
-    fn native_bridge(&self, _a: &Channel, _b: &Channel) -> Option<NativeBridge> {
+    /// `may_redirect`: the media may bypass us entirely (direct media), because the bridge needs
+    /// no key presses from it (no transfer keys).
+    fn native_bridge(&self, _a: &Channel, _b: &Channel, _may_redirect: bool) -> Option<NativeBridge> {
         None
     }
 }
@@ -91,13 +93,13 @@ impl Core {
 
     /// Asks the technology of two channels to bridge their media natively; `None` when they
     /// are of different technologies or it cannot.
-    pub fn native_bridge(&self, a: &Channel, b: &Channel) -> Option<NativeBridge> {
+    pub fn native_bridge(&self, a: &Channel, b: &Channel, may_redirect: bool) -> Option<NativeBridge> {
         let tech_of = |c: &Channel| c.name().split_once('/').map(|(t, _)| t.to_owned());
         let tech = tech_of(a)?;
         if Some(&tech) != tech_of(b).as_ref() {
             return None;
         }
-        self.techs().get(&tech)?.native_bridge(a, b)
+        self.techs().get(&tech)?.native_bridge(a, b, may_redirect)
     }
 }
 

@@ -202,6 +202,8 @@ pub struct RtpSession {
     epoch_wall: SystemTime,
     next_rtcp: Instant,
     timed_out: bool,
+    /// The far end sends its media elsewhere (direct media): no RTP timeout, no RTCP reports.
+    elsewhere: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SessionEvent>,
 }
@@ -242,6 +244,7 @@ impl RtpSession {
             epoch_wall: wall,
             next_rtcp,
             timed_out: false,
+            elsewhere: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -412,8 +415,22 @@ impl RtpSession {
         (secs << 32) | frac
     }
 
+    /// The far end's media goes to somebody else from `now` (`true`: its call is redirected
+    /// by direct media, and nothing arriving is no reason to hang up), or comes back to us
+    /// (`false`: the RTP timeout counts from `now`).
+    pub fn set_media_elsewhere(&mut self, now: Instant, elsewhere: bool) {
+        if self.elsewhere && !elsewhere {
+            self.last_rx = now;
+            self.next_rtcp = now + self.config.rtcp_interval;
+        }
+        self.elsewhere = elsewhere;
+    }
+
     /// Runs what is due at `now`: an RTCP report, the RTP timeout. Extra calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.elsewhere {
+            return;
+        }
         if let Some(timeout) = self.config.timeout {
             if !self.timed_out && now.saturating_duration_since(self.last_rx) >= timeout {
                 self.timed_out = true;
@@ -458,6 +475,9 @@ impl RtpSession {
     /// When [`RtpSession::handle_timeout`] is due. May change after any input.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.elsewhere {
+            return None;
+        }
         let timeout = self.config.timeout.filter(|_| !self.timed_out).map(|t| self.last_rx + t);
         Some(timeout.map_or(self.next_rtcp, |t| t.min(self.next_rtcp)))
     }
@@ -574,6 +594,26 @@ mod tests {
         assert_eq!(s.remote(), Some(addr("198.51.100.7:31000")), "NAT: answer where it came from");
         assert_eq!(s.handle_rtp(now, addr("203.0.113.9:5000"), &p), Err(ReceiveError::Stray(addr("203.0.113.9:5000"))));
         assert_eq!(s.handle_rtp(now, addr("198.51.100.7:31000"), &[1, 2, 3]), Err(ReceiveError::Malformed));
+    }
+
+    #[test]
+    fn no_timeout_while_the_media_goes_elsewhere() {
+        let start = Instant::now();
+        let config = SessionConfig { timeout: Some(Duration::from_secs(30)), ..SessionConfig::default() };
+        let mut s = RtpSession::new(config, start, SystemTime::now(), 1);
+        s.set_remote("127.0.0.1:4000".parse().unwrap(), false);
+        s.set_media_elsewhere(start, true);
+        assert_eq!(s.poll_timeout(), None);
+        s.handle_timeout(start + Duration::from_secs(60));
+        assert_eq!(s.poll_event(), None);
+        assert!(s.poll_transmit().is_none(), "no RTCP report while the media is elsewhere");
+        // Back: the 30 s count from the return, not from the last packet.
+        let back = start + Duration::from_secs(100);
+        s.set_media_elsewhere(back, false);
+        s.handle_timeout(back + Duration::from_secs(29));
+        assert_eq!(s.poll_event(), None);
+        s.handle_timeout(back + Duration::from_secs(30));
+        assert_eq!(s.poll_event(), Some(SessionEvent::Timeout));
     }
 
     #[test]

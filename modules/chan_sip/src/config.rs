@@ -91,7 +91,7 @@ pub struct Peer {
     pub nat: Nat,
     pub insecure: Insecure,
     pub acl: Vec<AclRule>,
-    pub directmedia: bool,
+    pub directmedia: DirectMedia,
     /// Where every request to the peer goes (the Request-URI still names the peer); the
     /// `[general]` one unless the peer has its own.
     pub outboundproxy: Option<String>,
@@ -214,6 +214,8 @@ pub struct General {
     pub externaddr: Option<(IpAddr, Option<u16>)>,
     pub localnet: Vec<(IpAddr, u8)>,
     pub nat: Nat,
+    /// `[general] directmedia`: the default of every peer, and what guests get.
+    pub directmedia: DirectMedia,
     pub rtptimeout: Option<u32>,
     pub tcpenable: bool,
     pub tcpbindaddr: Option<String>,
@@ -433,6 +435,39 @@ fn parse_nat(var: &Variable) -> Result<Nat, ConfigError> {
     Ok(nat)
 }
 
+/// `directmedia`: whether a bridged call's media may go straight between the two far ends
+/// (re-INVITEs pointing each at the other) instead of through our RTP relay. Asterisk's flags
+/// `SIP_DIRECT_MEDIA`, `SIP_DIRECT_MEDIA_NAT`, `SIP_REINVITE_UPDATE` and
+/// `SIP_PAGE3_DIRECT_MEDIA_OUTGOING`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirectMedia {
+    /// `yes`, or any of the words below.
+    pub enabled: bool,
+    /// `nonat`: not when the other far end is behind NAT (its peer has `nat=comedia`).
+    pub nonat: bool,
+    /// `update`: the redirection is an UPDATE rather than a re-INVITE.
+    pub update: bool,
+    /// `outgoing`: accepted; Starling treats it as `yes` (see docs/INTERFACE.md).
+    pub outgoing: bool,
+}
+
+/// `yes`/`no`, or a comma-separated list of `update`, `nonat`, `outgoing` (chan_sip's words).
+fn parse_directmedia(var: &Variable) -> Result<DirectMedia, ConfigError> {
+    if let Ok(on) = var.parse_bool() {
+        return Ok(DirectMedia { enabled: on, ..DirectMedia::default() });
+    }
+    let mut direct = DirectMedia { enabled: true, ..DirectMedia::default() };
+    for word in var.value.split(',').map(str::trim) {
+        match word.to_ascii_lowercase().as_str() {
+            "update" => direct.update = true,
+            "nonat" => direct.nonat = true,
+            "outgoing" => direct.outgoing = true,
+            _ => return Err(var.error("expected yes, no, or a list of update, nonat, outgoing")),
+        }
+    }
+    Ok(direct)
+}
+
 /// `[peer?][transport://]user[@domain][:secret[:authuser]]@host[:port][/extension][~expiry]`.
 pub fn parse_register(var: &Variable) -> Result<Registration, ConfigError> {
     let bad = |why: &str| var.error(why);
@@ -518,6 +553,7 @@ impl SipConf {
             externaddr: None,
             localnet: Vec::new(),
             nat: Nat { force_rport: true, comedia: false },
+            directmedia: DirectMedia::default(),
             rtptimeout: None,
             tcpenable: false,
             tcpbindaddr: None,
@@ -589,6 +625,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
             .localnet
             .push(parse_network(&var.value).ok_or_else(|| var.error("expected address/prefix or address/netmask"))?),
         "nat" => g.nat = parse_nat(var)?,
+        "directmedia" | "canreinvite" => g.directmedia = parse_directmedia(var)?,
         "rtptimeout" => g.rtptimeout = Some(var.parse()?).filter(|t: &u32| *t > 0),
         "tcpenable" => g.tcpenable = bool_of(var)?,
         "tcpbindaddr" => {
@@ -625,7 +662,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         nat: general.nat,
         insecure: Insecure::default(),
         acl: Vec::new(),
-        directmedia: true,
+        directmedia: general.directmedia,
         outboundproxy: general.outboundproxy.clone(),
         mohinterpret: general.mohinterpret.clone(),
         reregister_on: Vec::new(),
@@ -700,8 +737,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                         .ok_or_else(|| var.error("expected address/prefix or address/netmask"))?;
                     p.acl.push(AclRule { permit: var.name.eq_ignore_ascii_case("permit"), network, prefix });
                 }
-                // yes/no, or Asterisk's nonat/update/outgoing, which all allow direct media.
-                "directmedia" | "canreinvite" => p.directmedia = var.parse_bool().unwrap_or(true),
+                "directmedia" | "canreinvite" => p.directmedia = parse_directmedia(var)?,
                 "outboundproxy" => p.outboundproxy = Some(parse_proxy(var)?.0),
                 "mohinterpret" => p.mohinterpret = parse_mohinterpret(&var.value),
                 "reregister_on" => {
@@ -801,6 +837,24 @@ mod tests {
         assert_eq!(tcp.general.tcp_address(), Some("[::1]:5080".parse().unwrap()));
         assert_eq!(parse("[general]\ntcpbindaddr=127.0.0.2\n").unwrap().general.tcp_address(), None, "tcpenable=no");
         assert!(parse("[general]\ntcpbindaddr=nowhere\n").is_err());
+    }
+
+    /// directmedia as chan_sip reads it: yes/no, or words; `[general]`'s is every peer's default
+    /// (Starling's default is no).
+    #[test]
+    fn directmedia_words_and_defaults() {
+        let conf = parse(
+            "[general]\ndirectmedia=nonat\n[a]\ntype=peer\nhost=dynamic\n[b]\ntype=peer\nhost=dynamic\ncanreinvite=no\n\
+             [c]\ntype=peer\nhost=dynamic\ndirectmedia=update,nonat\n",
+        )
+        .unwrap();
+        let direct = |name: &str| conf.peers.iter().find(|p| p.name == name).unwrap().directmedia;
+        assert_eq!(direct("a"), DirectMedia { enabled: true, nonat: true, ..DirectMedia::default() });
+        assert_eq!(direct("b"), DirectMedia::default());
+        assert_eq!(direct("c"), DirectMedia { enabled: true, nonat: true, update: true, outgoing: false });
+        assert!(!parse("[p]\ntype=peer\nhost=dynamic\n").unwrap().peers[0].directmedia.enabled);
+        let e = parse("[p]\ntype=peer\nhost=dynamic\ndirectmedia=sometimes\n").unwrap_err();
+        assert!(e.starts_with("sip.conf:4: directmedia 'sometimes'"), "{e}");
     }
 
     #[test]

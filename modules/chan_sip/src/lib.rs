@@ -168,7 +168,7 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         (PeerHost::Dynamic, None) => "(null)".to_owned(),
         (PeerHost::Static(h), None) => format!("{h}:{}", peer.port.unwrap_or(5060)),
     };
-    let lines: [(&str, String); 12] = [
+    let lines: [(&str, String); 14] = [
         ("Name", peer.name.clone()),
         ("Secret", if peer.secret.is_some() || peer.md5secret.is_some() { "<Set>".into() } else { "<Not set>".into() }),
         ("Context", peer.context.clone()),
@@ -181,6 +181,8 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         ("Useragent", binding.as_ref().map(|b| b.useragent.clone()).unwrap_or_default()),
         ("Reg. Contact", binding.as_ref().map(|b| b.contact.clone()).unwrap_or_default()),
         ("Codecs", format!("({})", peer.codecs.join("|"))),
+        ("DTMFmode", peer.dtmfmode.as_str().to_owned()),
+        ("Direct media", if peer.directmedia.enabled { "Yes".into() } else { "No".into() }),
     ];
     let _ = writeln!(out, "\n");
     for (key, value) in lines {

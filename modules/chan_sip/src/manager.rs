@@ -83,7 +83,7 @@ fn sip_show_peer(shared: &Shared, bindings: &registrar::Bindings, m: &Message) -
         .with("SIP-Forcerport", y_n(peer.nat.force_rport))
         .with("SIP-Comedia", y_n(peer.nat.comedia))
         .with("ACL", y_n(!peer.acl.is_empty()))
-        .with("SIP-DirectMedia", y_n(peer.directmedia))
+        .with("SIP-DirectMedia", y_n(peer.directmedia.enabled))
         .with("SIP-DTMFmode", peer.dtmfmode.as_str())
         .with("Address-IP", ip)
         .with("Address-Port", port.to_string())

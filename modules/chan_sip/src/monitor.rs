@@ -1186,6 +1186,8 @@ impl Monitor {
             tcp: self.tcp.as_ref().is_some_and(|t| t.is_connected(remote)),
             useragent: conf.general.useragent.clone(),
             dtmfmode: caller.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
+            directmedia: caller.as_ref().map_or(conf.general.directmedia, |p| p.directmedia),
+            comedia: caller.as_ref().map_or(conf.general.nat, |p| p.nat).comedia,
             shared: self.shared.clone(),
             driver,
             rtp,

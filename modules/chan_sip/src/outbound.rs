@@ -24,7 +24,8 @@ use starling_sip::{Method, NameAddr, Request};
 
 use crate::config::{Peer, PeerHost, PeerKind};
 use crate::pvt::{
-    format_name, DialogRow, Direction, MediaInfo, Outbound, Pvt, PvtHandle, PvtParts, RelayTo, ToMonitor, ToPvt,
+    format_name, DialogRow, DirectTo, Direction, MediaInfo, Outbound, Pvt, PvtHandle, PvtParts, RelayTo, ToMonitor,
+    ToPvt,
 };
 use crate::shared::{CallKey, Shared};
 
@@ -267,6 +268,8 @@ impl Tech for SipTech {
             tcp,
             useragent: conf.general.useragent.clone(),
             dtmfmode: target.peer.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
+            directmedia: target.peer.as_ref().map_or(conf.general.directmedia, |p| p.directmedia),
+            comedia: target.peer.as_ref().map_or(conf.general.nat, |p| p.nat).comedia,
             shared: shared.clone(),
             driver,
             rtp,
@@ -281,27 +284,39 @@ impl Tech for SipTech {
         Ok(channel)
     }
 
-    /// Relays RTP between two answered SIP calls that send the same codec and carry DTMF the
-    /// same way: each pvt sends what its far end sends out of the other's socket, rewritten
-    /// (payload types mapped, one continuous stream) but never decoded.
-    fn native_bridge(&self, a: &Channel, b: &Channel) -> Option<NativeBridge> {
+    /// Carries the media of two answered SIP calls that send the same codec and carry DTMF the
+    /// same way, without decoding it. With `directmedia` on both peers (and `may_redirect`: the
+    /// bridge needs no key presses from the media), both far ends are re-INVITEd to send to each
+    /// other, as Asterisk's remote RTP bridge; `nonat` refuses when the other peer has
+    /// `nat=comedia`. Otherwise each pvt relays what its far end sends out of the other's
+    /// socket, rewritten (payload types mapped, one continuous stream).
+    fn native_bridge(&self, a: &Channel, b: &Channel, may_redirect: bool) -> Option<NativeBridge> {
         let handle = |c: &Channel| c.tech_pvt.clone()?.downcast::<PvtHandle>().ok();
         let (a, b) = (handle(a)?, handle(b)?);
         let info = |h: &PvtHandle| h.media.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (ia, ib): (MediaInfo, MediaInfo) = (info(&a), info(&b));
         let (ca, cb) = (ia.codec.as_ref()?, ib.codec.as_ref()?);
+        let event_pt = |i: &MediaInfo| i.telephone_event.as_ref().map(|c| c.payload_type);
         let compatible = ca.same_as(cb)
             && ia.dtmfmode == ib.dtmfmode
-            && ia.event_pt.is_some() == ib.event_pt.is_some()
+            && event_pt(&ia).is_some() == event_pt(&ib).is_some()
             && ia.remote.is_some()
             && ib.remote.is_some();
         if !compatible {
             return None;
         }
+        let direct =
+            |from: &MediaInfo, to: &MediaInfo| from.directmedia.enabled && !(from.directmedia.nonat && to.comedia);
+        if may_redirect && direct(&ia, &ib) && direct(&ib, &ia) {
+            let to = |h: &PvtHandle| Box::new(DirectTo { media: h.media.clone(), to_pvt: h.to_pvt.clone() });
+            let _ = a.to_pvt.send(ToPvt::Direct(Some(to(&b))));
+            let _ = b.to_pvt.send(ToPvt::Direct(Some(to(&a))));
+            return Some(Box::new(NativeRelay { pvts: [a.to_pvt.clone(), b.to_pvt.clone()], direct: true }));
+        }
         let leg = |from: &MediaInfo, to: &MediaInfo, fc: &Codec, tc: &Codec| {
             let mut leg = RelayLeg::new();
             leg.map_payload_type(fc.payload_type, Some(tc.payload_type));
-            if let (Some(f), Some(t)) = (from.event_pt, to.event_pt) {
+            if let (Some(f), Some(t)) = (event_pt(from), event_pt(to)) {
                 leg.map_payload_type(f, Some(t));
             }
             leg
@@ -310,19 +325,21 @@ impl Tech for SipTech {
         let to_a = RelayTo { rtp: a.rtp.clone(), media: a.media.clone(), leg: leg(&ib, &ia, cb, ca), started: false };
         let _ = a.to_pvt.send(ToPvt::Relay(Some(Box::new(to_b))));
         let _ = b.to_pvt.send(ToPvt::Relay(Some(Box::new(to_a))));
-        Some(Box::new(NativeRelay { pvts: [a.to_pvt.clone(), b.to_pvt.clone()] }))
+        Some(Box::new(NativeRelay { pvts: [a.to_pvt.clone(), b.to_pvt.clone()], direct: false }))
     }
 }
 
-/// A native bridge in progress; dropping it hands the media back to the channels.
+/// A native bridge in progress (relayed, or direct media); dropping it hands the media back to
+/// the channels.
 struct NativeRelay {
     pvts: [UnboundedSender<ToPvt>; 2],
+    direct: bool,
 }
 
 impl Drop for NativeRelay {
     fn drop(&mut self) {
         for pvt in &self.pvts {
-            let _ = pvt.send(ToPvt::Relay(None));
+            let _ = pvt.send(if self.direct { ToPvt::Direct(None) } else { ToPvt::Relay(None) });
         }
     }
 }

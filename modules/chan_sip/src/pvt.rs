@@ -26,7 +26,7 @@ use starling_sip::transaction::{via_for, Endpoint, Transport, TxId};
 use starling_sip::uri::Uri;
 use starling_sip::{HeaderName, MessageHeaders, Method, Request};
 
-use crate::config::DtmfMode;
+use crate::config::{DirectMedia, DtmfMode};
 use crate::shared::{CallKey, Shared};
 
 /// A call as `sip show channels` lists it.
@@ -254,7 +254,29 @@ pub enum ToPvt {
     Timeout,
     /// Start (Some) or stop (None) relaying our RTP natively to another call.
     Relay(Option<Box<RelayTo>>),
+    /// Start (Some) or stop (None) direct media (`directmedia`): our far end is re-INVITEd
+    /// to send to the other call's far end, or back to us.
+    Direct(Option<Box<DirectTo>>),
+    /// The other call of direct media has a new address or codec: offer it again.
+    DirectRefresh,
 }
+
+/// The other call of direct media: where our far end is to send, and how to tell that call
+/// when ours moves.
+pub struct DirectTo {
+    pub media: Arc<Mutex<MediaInfo>>,
+    pub to_pvt: UnboundedSender<ToPvt>,
+}
+
+impl std::fmt::Debug for DirectTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectTo").finish_non_exhaustive()
+    }
+}
+
+/// A channel that leaves direct media is re-INVITEd back to us after this, unless it hangs up
+/// first — as when Dial ends the call: the far end is spared a re-INVITE just before the BYE.
+const REDIRECT_BACK_GRACE: Duration = Duration::from_millis(100);
 
 /// Where a native bridge sends what this call's far end sends: the other call's RTP socket
 /// and far end, with the rewriting that keeps the other phone's stream continuous.
@@ -279,9 +301,13 @@ pub struct MediaInfo {
     pub remote: Option<SocketAddr>,
     /// The codec sent and received, with its payload type on this leg.
     pub codec: Option<Codec>,
-    /// The payload type of telephone-event on this leg, if negotiated.
-    pub event_pt: Option<u8>,
+    /// telephone-event on this leg (its payload type, clock rate), if negotiated.
+    pub telephone_event: Option<Codec>,
     pub dtmfmode: DtmfMode,
+    /// The peer's `directmedia`.
+    pub directmedia: DirectMedia,
+    /// The peer's `nat` has comedia: its far end is taken to be behind NAT.
+    pub comedia: bool,
     /// Set when a native bridge starts: the stream this call was sending (SSRC, next sequence
     /// number, next timestamp), which the packets relayed to it must continue.
     pub continue_from: Option<(u32, u16, u32)>,
@@ -403,6 +429,9 @@ pub struct PvtParts {
     pub tcp: bool,
     pub useragent: String,
     pub dtmfmode: DtmfMode,
+    pub directmedia: DirectMedia,
+    /// The peer's `nat` has comedia.
+    pub comedia: bool,
     pub shared: Arc<Shared>,
     pub driver: ChannelDriver,
     pub rtp: UdpSocket,
@@ -440,6 +469,9 @@ pub struct Pvt {
     published: Arc<Mutex<MediaInfo>>,
     /// A native bridge in progress: our far end's packets go straight to the other call.
     relay: Option<Box<RelayTo>>,
+    /// Direct media in progress: our far end is told to send to the other call's.
+    direct: Option<Box<DirectTo>>,
+    directmedia: DirectMedia,
     /// Frames written in another format than ours, and their translator.
     write_translator: Option<Translator>,
 }
@@ -554,7 +586,12 @@ impl Pvt {
     pub fn new(parts: PvtParts) -> (Pvt, Arc<PvtHandle>) {
         let (to_pvt, from_monitor) = starling_core::tokio::sync::mpsc::unbounded_channel();
         let rtp = Arc::new(parts.rtp);
-        let published = Arc::new(Mutex::new(MediaInfo { dtmfmode: parts.dtmfmode, ..Default::default() }));
+        let published = Arc::new(Mutex::new(MediaInfo {
+            dtmfmode: parts.dtmfmode,
+            directmedia: parts.directmedia,
+            comedia: parts.comedia,
+            ..Default::default()
+        }));
         let handle = Arc::new(PvtHandle { to_pvt, rtp: rtp.clone(), media: published.clone() });
         let pvt = Pvt {
             key: parts.key,
@@ -578,6 +615,8 @@ impl Pvt {
             held: false,
             published,
             relay: None,
+            direct: None,
+            directmedia: parts.directmedia,
             write_translator: None,
         };
         pvt.publish();
@@ -589,7 +628,7 @@ impl Pvt {
         let mut info = self.published.lock().unwrap_or_else(|p| p.into_inner());
         info.remote = self.session.remote();
         info.codec = self.negotiated.as_ref().map(|n| n.codec.clone());
-        info.event_pt = self.negotiated.as_ref().and_then(|n| n.telephone_event.as_ref().map(|c| c.payload_type));
+        info.telephone_event = self.negotiated.as_ref().and_then(|n| n.telephone_event.clone());
     }
 
     /// Where requests inside the dialog go. A caller that reached us directly is answered and
@@ -667,9 +706,25 @@ impl Pvt {
     fn with_sdp(&self, mut response: Response) -> Response {
         if let Some(negotiated) = &self.negotiated {
             response.headers.push(HeaderName::ContentType, "application/sdp");
-            response.body = self.media.answer(negotiated).into_bytes();
+            response.body = self.offered_media().answer(negotiated).into_bytes();
         }
         response
+    }
+
+    /// Our media as we describe it to the far end: our own address; or, in direct media, the
+    /// other call's far end, with the codec and telephone-event payload types it receives.
+    fn offered_media(&self) -> LocalMedia {
+        let mut media = self.media.clone();
+        if let Some(direct) = &self.direct {
+            let other = direct.media.lock().unwrap_or_else(|p| p.into_inner());
+            if let (Some(remote), Some(codec)) = (other.remote, other.codec.clone()) {
+                media.address = remote.ip();
+                media.port = remote.port();
+                media.codecs = vec![codec];
+                media.telephone_event = other.telephone_event.clone();
+            }
+        }
+        media
     }
 
     /// The negotiated codec's frame format, payload type, samples per ms, and the
@@ -714,8 +769,16 @@ impl Pvt {
             if negotiated.remote.port() != 0 && !negotiated.remote.ip().is_unspecified() {
                 self.session.set_remote_media(&negotiated);
             }
+            let moved = self
+                .negotiated
+                .as_ref()
+                .is_none_or(|n| n.remote != negotiated.remote || !n.codec.same_as(&negotiated.codec));
             self.negotiated = Some(negotiated);
             self.publish();
+            if let Some(direct) = self.direct.as_ref().filter(|_| moved) {
+                // The other far end sends to ours directly: it must hear where ours went.
+                let _ = direct.to_pvt.send(ToPvt::DirectRefresh);
+            }
         }
         self.media.session_version += 1;
         let ok = self.response_to(request, 200);
@@ -763,11 +826,9 @@ impl Pvt {
         self.send(ToMonitor::Request { request, remote: self.dialog_target() });
     }
 
-    /// Puts the far end on hold (a re-INVITE offering `sendonly`) or takes it back (`sendrecv`):
-    /// how a hold by the party we are bridged to passes through. Returns the re-INVITE's CSeq.
-    fn send_hold(&mut self, hold: bool) -> u32 {
-        use starling_media::sdp::Direction as Dir;
-        self.media.direction = if hold { Dir::SendOnly } else { Dir::SendRecv };
+    /// A new offer in the dialog (a re-INVITE, or an UPDATE): our media as it is now — held
+    /// or not, ours or direct ([`Pvt::offered_media`]). Returns its CSeq.
+    fn send_offer(&mut self, method: Method) -> u32 {
         self.media.session_version += 1;
         // The offer keeps the codec in use first, so the far end need not change it.
         if let Some(codec) = self.negotiated.as_ref().map(|n| n.codec.clone()) {
@@ -777,12 +838,12 @@ impl Pvt {
             }
         }
         let via = self.new_via();
-        let mut reinvite = self.dialog.request(Method::Invite, &via);
+        let mut reinvite = self.dialog.request(method, &via);
         let user = self.dialog.local.uri.user.clone().unwrap_or_else(|| "s".to_owned());
         reinvite.headers.push(HeaderName::Contact, self.contact(&user));
         reinvite.headers.push(HeaderName::UserAgent, self.useragent.clone());
         reinvite.headers.push(HeaderName::ContentType, "application/sdp");
-        reinvite.body = self.media.offer().into_bytes();
+        reinvite.body = self.offered_media().offer().into_bytes();
         let seq = self.dialog.local_seq;
         self.send(ToMonitor::Request { request: reinvite, remote: self.dialog_target() });
         seq
@@ -1059,8 +1120,12 @@ impl Pvt {
         let mut rtp_received = 0u64;
         // The channel hung up before the ACK of our 200: the BYE waits for it.
         let mut pending_bye = false;
-        // Our re-INVITE (hold/unhold) awaiting its final response: its CSeq.
-        let mut reinvite_seq: Option<u32> = None;
+        // Our offer (a re-INVITE or UPDATE: hold, direct media) awaiting its final response: its
+        // CSeq and method.
+        let mut reinvite_seq: Option<(u32, Method)> = None;
+        // Our next offer and when it may leave; it waits for the one before to be answered, and
+        // says what the media is when it leaves (so offers asked for meanwhile are one).
+        let mut offer_due: Option<(TokioInstant, Method)> = None;
         // One timer for the call's life, moved only when the next deadline changes: a new
         // timer per wake-up (50 RTP packets a second) costs more than the packet itself.
         let far = TokioInstant::now() + Duration::from_secs(86_400 * 365);
@@ -1076,6 +1141,10 @@ impl Pvt {
                 inband_out.as_ref().map(|d| d.next),
                 inband_in.pressed().map(|_| inband_heard + Duration::from_millis(100)),
                 cancel_deadline,
+                offer_due
+                    .as_ref()
+                    .filter(|_| reinvite_seq.is_none() && state == (State::Answered { acked: true }))
+                    .map(|o| o.0),
             ]
             .into_iter()
             .flatten()
@@ -1106,9 +1175,13 @@ impl Pvt {
                             retransmit = Some((answered_at + T1, T1, ok));
                         }
                     }
+                    // The party we are bridged to holds (passthrough): a re-INVITE offering
+                    // `sendonly` puts our far end on hold, `sendrecv` takes it back.
                     Some(DriverCommand::Indicate(control @ (Control::Hold | Control::Unhold))) => {
-                        if matches!(state, State::Answered { .. }) && reinvite_seq.is_none() {
-                            reinvite_seq = Some(self.send_hold(control == Control::Hold));
+                        use starling_media::sdp::Direction as Dir;
+                        if matches!(state, State::Answered { .. }) {
+                            self.media.direction = if control == Control::Hold { Dir::SendOnly } else { Dir::SendRecv };
+                            offer_due = Some((TokioInstant::now(), Method::Invite));
                         }
                     }
                     Some(DriverCommand::Indicate(control)) => {
@@ -1300,14 +1373,22 @@ impl Pvt {
                     Some(ToPvt::Response(response)) => {
                         let cseq = response.cseq();
                         let is_invite = cseq.as_ref().is_some_and(|c| c.method == Method::Invite);
-                        if is_invite && reinvite_seq.is_some() && cseq.as_ref().map(|c| c.seq) == reinvite_seq {
-                            // The answer to our re-INVITE (hold or unhold).
+                        if reinvite_seq.is_some() && cseq.as_ref().map(|c| (c.seq, c.method.clone())) == reinvite_seq {
+                            // The answer to our offer (hold, unhold, direct media).
                             if response.status >= 200 {
                                 reinvite_seq = None;
                             }
+                            if response.status == 491 {
+                                // Glare (RFC 3261 §14.1): offer again after 2.1–4 s.
+                                let wait = Duration::from_millis(2100 + self.shared.random() % 1900);
+                                offer_due = Some((TokioInstant::now() + wait, cseq.as_ref().map_or(Method::Invite, |c| c.method.clone())));
+                            } else if response.status >= 300 {
+                                tracing::warn!("{}: our offer was refused with {}", self.key.call_id, response.status);
+                            }
                             if (200..300).contains(&response.status) {
-                                let seq = cseq.map_or(0, |c| c.seq);
-                                self.ack(seq);
+                                if is_invite {
+                                    self.ack(cseq.map_or(0, |c| c.seq));
+                                }
                                 self.take_answer(&response);
                                 (format, payload_type, samples_per_ms, event_type) = self.codec_params();
                                 self.publish();
@@ -1331,6 +1412,30 @@ impl Pvt {
                             let _ = self.driver.frames.send(Frame::Control(Control::Congestion)).await;
                             let _ = self.driver.frames.send(Frame::Hangup(Cause::CONGESTION)).await;
                             break;
+                        }
+                    }
+                    Some(ToPvt::Direct(direct)) => {
+                        let now = TokioInstant::now();
+                        let method = if self.directmedia.update { Method::Update } else { Method::Invite };
+                        match direct {
+                            Some(direct) => {
+                                tracing::debug!("{}: directing the media to the other call's far end", self.key.call_id);
+                                self.direct = Some(direct);
+                                self.session.set_media_elsewhere(now.into_std(), true);
+                                offer_due = Some((now, method));
+                            }
+                            None => {
+                                if self.direct.take().is_some() {
+                                    self.session.set_media_elsewhere(now.into_std(), false);
+                                    offer_due = Some((now + REDIRECT_BACK_GRACE, method));
+                                }
+                            }
+                        }
+                    }
+                    Some(ToPvt::DirectRefresh) => {
+                        if self.direct.is_some() {
+                            let method = if self.directmedia.update { Method::Update } else { Method::Invite };
+                            offer_due = Some((TokioInstant::now(), method));
                         }
                     }
                     Some(ToPvt::Relay(relay)) => {
@@ -1445,6 +1550,13 @@ impl Pvt {
                     let now = TokioInstant::now();
                     if cancel_deadline.is_some_and(|at| now >= at) {
                         break;
+                    }
+                    if let Some((at, method)) = offer_due.clone() {
+                        // RFC 3261 §14.1: not while an INVITE transaction is in progress (our 200 unacknowledged).
+                        if now >= at && reinvite_seq.is_none() && state == (State::Answered { acked: true }) {
+                            offer_due = None;
+                            reinvite_seq = Some((self.send_offer(method.clone()), method));
+                        }
                     }
                     if let Some((at, interval, ok)) = retransmit.take() {
                         if now >= at {
