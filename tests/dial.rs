@@ -318,6 +318,25 @@ fn directmedia_reinvites_both_far_ends_to_each_other() {
     assert!(server.rx("sip show peer uas").contains("  Direct media : Yes"));
 }
 
+/// directmedia, then the caller holds: the other party is to hear music on hold, so the bridge
+/// hands the media back and both far ends are re-INVITEd to Starling's own RTP port.
+#[test]
+fn a_hold_in_direct_media_brings_the_media_back_for_music_on_hold() {
+    let uas = SippUas::spawn("uas_direct_held.xml");
+    let (server, port) = b2bua_with("dialdirecthold", uas.port, 1, "directmedia=yes\n", "");
+    std::fs::write(server.dir.etc().join("musiconhold.conf"), crate::sip::moh_files(&server.dir.path)).unwrap();
+    assert_eq!(server.rx("moh reload"), "");
+    let (code, out) = run_sipp(port, "invite_direct_hold.xml", "10", "", "", 1);
+    assert_eq!(code, 0, "the holder: {out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "the held party: {out}\n{}", server.log_tail());
+    assert!(
+        dial_log_has(&server, "Started music on hold, class 'default', on channel 'SIP/uas-"),
+        "{}",
+        server.log_tail()
+    );
+}
+
 /// With `mohinterpret=passthrough`, the caller putting the call on hold (re-INVITE sendonly)
 /// is answered recvonly and passed on: the called party gets a re-INVITE with sendonly.
 #[test]
