@@ -28,6 +28,8 @@ exten => 18,1,Dial(SIP/uas,5,U(sub-abort))
  same => n,Answer()
  same => n,NoOp(After abort DIALSTATUS=${DIALSTATUS})
  same => n,Hangup()
+exten => 20,1,Dial(SIP/uas2,5)
+ same => n,Hangup()
 exten => 14,1,Dial(Local/600@default,5)
  same => n,Hangup()
 exten => 600,1,Answer()
@@ -335,6 +337,40 @@ fn a_hold_in_direct_media_brings_the_media_back_for_music_on_hold() {
         "{}",
         server.log_tail()
     );
+}
+
+/// An attended transfer: the caller (by hand) calls 10 (→ uas, Bob) and 20 (→ uas2, Carol),
+/// then REFERs its first call with `Replaces` naming the second: 202, NOTIFY 200, a BYE on
+/// each of its calls, and Bob and Carol are left talking to each other in one bridge.
+#[test]
+fn refer_with_replaces_connects_the_transferers_two_parties() {
+    let bob = SippUas::spawn("uas_answer.xml");
+    let carol = SippUas::spawn("uas_answer.xml");
+    let (server, port) = b2bua("dialatt", bob.port, carol.port);
+    let first = crate::sip::HandCall::dial(port, "10", "attended-1");
+    let second = crate::sip::HandCall::dial(port, "20", "attended-2");
+    let tag = |to: &str| to.split(";tag=").nth(1).unwrap_or_default().to_owned();
+    let refer_to = format!(
+        "Refer-To: <sip:20@127.0.0.1?Replaces=attended-2%3Bto-tag%3D{}%3Bfrom-tag%3Dhand1>\r\nReferred-By: <sip:guest@127.0.0.1>\r\n",
+        tag(&second.to)
+    );
+    first.send_with("REFER", 2, "z9hG4bKrefer1", &refer_to);
+    first.expect("SIP/2.0 202");
+    assert!(first.expect("NOTIFY").contains("SIP/2.0 200 OK"));
+    first.expect("BYE");
+    second.expect("BYE");
+    let channels = eventually(Duration::from_secs(5), || {
+        let c = server.rx("core show channels");
+        (c.contains("2 active channels") && c.contains("SIP/uas-") && c.contains("SIP/uas2-")).then_some(c)
+    });
+    assert!(channels.is_some(), "Bob and Carol remain: {}\n{}", server.rx("core show channels"), server.log_tail());
+    let bridged = server.rx("bridge show all");
+    assert_eq!(bridged.lines().filter(|l| l.contains(" 2 ")).count(), 1, "one bridge of two: {bridged}");
+    assert!(server.rx("channel request hangup all").contains("hungup"), "{}", server.log_tail());
+    let (code, out) = bob.finish();
+    assert_eq!(code, 0, "bob: {out}\n{}", server.log_tail());
+    let (code, out) = carol.finish();
+    assert_eq!(code, 0, "carol: {out}\n{}", server.log_tail());
 }
 
 /// With `mohinterpret=passthrough`, the caller putting the call on hold (re-INVITE sendonly)

@@ -335,12 +335,12 @@ fn header<'a>(message: &'a str, name: &str) -> &'a str {
 
 /// A call made by hand over UDP (to see exactly what comes back): INVITE with a PCMU offer,
 /// wait for the 200, ACK. `rtp` is our media socket, `their_rtp` the port in the answer.
-struct HandCall {
-    sip: UdpSocket,
+pub(crate) struct HandCall {
+    pub(crate) sip: UdpSocket,
     rtp: UdpSocket,
     port: u16,
     their_rtp: u16,
-    to: String,
+    pub(crate) to: String,
     common: String,
     sip_port: u16,
     answer: String,
@@ -349,7 +349,7 @@ struct HandCall {
 }
 
 impl HandCall {
-    fn dial(port: u16, exten: &str, call_id: &str) -> HandCall {
+    pub(crate) fn dial(port: u16, exten: &str, call_id: &str) -> HandCall {
         let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
         sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -379,11 +379,37 @@ impl HandCall {
     }
 
     fn send(&self, method: &str, cseq: u32, branch: &str) {
+        self.send_with(method, cseq, branch, "");
+    }
+
+    /// A request in the call's dialog with more header lines (each ending in CRLF).
+    pub(crate) fn send_with(&self, method: &str, cseq: u32, branch: &str, headers: &str) {
         let (port, sip_port, common, to) = (self.port, self.sip_port, &self.common, &self.to);
         let request = format!(
-            "{method} sip:x@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch={branch}\r\n{common}To: {to}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+            "{method} sip:x@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch={branch}\r\n{common}To: {to}\r\nCSeq: {cseq} {method}\r\n{headers}Content-Length: 0\r\n\r\n"
         );
         self.sip.send_to(request.as_bytes(), ("127.0.0.1", port)).unwrap();
+    }
+
+    /// Reads what comes on the call's SIP socket until a message starting so (requests on the
+    /// way are answered 200), and returns it; a request found is answered 200 too.
+    pub(crate) fn expect(&self, first_line_prefix: &str) -> String {
+        let mut buffer = [0u8; 4096];
+        loop {
+            let (len, from) = self.sip.recv_from(&mut buffer).expect("a SIP message within the read timeout");
+            let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+            if !text.starts_with("SIP/2.0") {
+                let copied: String = ["Via", "From", "To", "Call-ID", "CSeq"]
+                    .iter()
+                    .map(|h| format!("{h}: {}\r\n", header(&text, h)))
+                    .collect();
+                let ok = format!("SIP/2.0 200 OK\r\n{copied}Content-Length: 0\r\n\r\n");
+                self.sip.send_to(ok.as_bytes(), from).unwrap();
+            }
+            if text.starts_with(first_line_prefix) {
+                return text;
+            }
+        }
     }
 
     /// One RFC 4733 key press (event 0–15): durations 160, 320, 480 samples, End on the last

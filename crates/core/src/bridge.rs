@@ -49,6 +49,12 @@ pub enum BridgeEnd {
     /// That side transferred the other (the transfer key and an extension, or a REFER):
     /// the other side is to go to `exten`.
     Transfer(Side, String),
+    /// That side (the transferer) asks that the other be connected with the party of the
+    /// channel named (its other call; a REFER with Replaces), and leaves.
+    AttendedTransfer(Side, String),
+    /// That side's channel is replaced by an attended transfer in another bridge, which waits
+    /// for this bridge's other party (or offers its transferee) on the reply.
+    Replaced(Side, crate::frame::Reply<crate::frame::Handover>),
 }
 
 /// One row of `bridge show all`.
@@ -241,6 +247,8 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
             // Call progress after the answer means nothing to the other side.
             Frame::Control(_) => {}
             Frame::Transfer(exten) => break BridgeEnd::Transfer(side, exten),
+            Frame::AttendedTransfer(channel) => break BridgeEnd::AttendedTransfer(side, channel),
+            Frame::Replace(reply) => break BridgeEnd::Replaced(side, reply),
             Frame::Hangup(cause) => break BridgeEnd::HungUp(side, cause),
             // Taken by the channel's own read.
             Frame::SetVar(..) | Frame::Redirect(_) | Frame::GetVar(..) => {}

@@ -1064,7 +1064,9 @@ impl Channel {
             match self.next_raw_frame().await? {
                 Some(crate::frame::Frame::SetVar(name, value)) => self.set_var(&name, &value),
                 Some(crate::frame::Frame::Redirect(jump)) => self.redirect = Some(jump),
-                Some(crate::frame::Frame::GetVar(name, reply)) => reply.send(self.getvar(&name)),
+                Some(crate::frame::Frame::GetVar(name, reply)) => {
+                    let _ = reply.send(self.getvar(&name));
+                }
                 frame => return Some(frame),
             }
         }

@@ -18,6 +18,13 @@ pub enum Frame {
     /// The far end asks (a SIP REFER) that the party it talks to go to this extension: a
     /// blind transfer, carried out by the bridge the channel is in.
     Transfer(String),
+    /// The far end asks (a SIP REFER with Replaces) that the party it talks to be connected
+    /// with the party of its other call, the channel named here, and leaves both: an attended
+    /// transfer, carried out by the bridge the channel is in.
+    AttendedTransfer(String),
+    /// An attended transfer elsewhere replaces this channel: its bridge hands over the party
+    /// it is connected to (or asks for the transferee, see [`Handover`]) and the channel leaves.
+    Replace(Reply<Handover>),
     /// The far end hung up, with this cause.
     Hangup(Cause),
     /// The manager sets a variable on the channel (`Setvar`); applied by the channel's own
@@ -34,36 +41,50 @@ pub enum Frame {
 /// Where a channel answers a request from outside ([`Frame::GetVar`]): the first answer is
 /// kept, later ones are dropped. Frames are compared by content; two replies are equal only
 /// when they are the same one.
-#[derive(Clone)]
-pub struct Reply(std::sync::Arc<std::sync::Mutex<Option<crate::tokio::sync::oneshot::Sender<String>>>>);
+pub struct Reply<T = String>(std::sync::Arc<std::sync::Mutex<Option<crate::tokio::sync::oneshot::Sender<T>>>>);
 
-impl Reply {
+impl<T> Reply<T> {
     /// A reply and the receiver its answer arrives on.
-    pub fn new() -> (Reply, crate::tokio::sync::oneshot::Receiver<String>) {
+    pub fn new() -> (Reply<T>, crate::tokio::sync::oneshot::Receiver<T>) {
         let (tx, rx) = crate::tokio::sync::oneshot::channel();
         (Reply(std::sync::Arc::new(std::sync::Mutex::new(Some(tx)))), rx)
     }
-    /// Answers (the first time; nothing if the asker has gone).
-    pub fn send(&self, value: String) {
-        if let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = tx.send(value);
+    /// Answers (the first time); gives the value back if the asker has gone or was answered.
+    pub fn send(&self, value: T) -> Result<(), T> {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(tx) => tx.send(value),
+            None => Err(value),
         }
     }
 }
 
-impl std::fmt::Debug for Reply {
+impl<T> Clone for Reply<T> {
+    fn clone(&self) -> Reply<T> {
+        Reply(self.0.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for Reply<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Reply")
     }
 }
 
-impl PartialEq for Reply {
-    fn eq(&self, other: &Reply) -> bool {
+impl<T> PartialEq for Reply<T> {
+    fn eq(&self, other: &Reply<T>) -> bool {
         std::sync::Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
-impl Eq for Reply {}
+impl<T> Eq for Reply<T> {}
+
+/// What the bridge of a replaced channel answers ([`Frame::Replace`]).
+pub enum Handover {
+    /// The party it was connected to, now the asker's to connect with the transferee.
+    Party(Box<crate::channel::Channel>),
+    /// Its party cannot leave its task (it runs the dialplan): send the transferee here.
+    Want(crate::tokio::sync::oneshot::Sender<crate::channel::Channel>),
+}
 
 /// Call progress, as Asterisk's `AST_CONTROL_*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -503,14 +503,45 @@ fn info_digit(request: &Request) -> Option<(char, u32)> {
     "0123456789*#ABCD".contains(digit).then_some((digit, duration))
 }
 
-/// The extension a REFER sends the other party to: the user of `Refer-To` (a blind transfer;
-/// `Replaces`, an attended one, is not supported yet: `None`).
-fn refer_target(request: &Request) -> Option<String> {
+/// What a REFER asks.
+#[derive(Debug, PartialEq, Eq)]
+enum ReferTarget {
+    /// A blind transfer to this extension (the user of `Refer-To`).
+    Blind(String),
+    /// An attended transfer: `Refer-To: <sip:x@pbx?Replaces=call-id%3Bto-tag%3D..%3Bfrom-tag%3D..>`
+    /// names another dialog of the transferer (RFC 3891).
+    Replaces { call_id: String, to_tag: String, from_tag: String },
+}
+
+fn refer_target(request: &Request) -> Option<ReferTarget> {
     let refer_to = starling_sip::NameAddr::parse(request.headers.get(&HeaderName::ReferTo)?).ok()?;
-    if refer_to.uri.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("replaces")) {
-        return None;
+    let replaces = refer_to.uri.headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("replaces"));
+    if let Some((_, value)) = replaces {
+        let value = starling_sip::uri::unescape(value);
+        let mut parts = value.split(';');
+        let call_id = parts.next()?.trim().to_owned();
+        let (mut to_tag, mut from_tag) = (None, None);
+        for part in parts {
+            match part.split_once('=') {
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("to-tag") => to_tag = Some(v.trim().to_owned()),
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("from-tag") => from_tag = Some(v.trim().to_owned()),
+                _ => {}
+            }
+        }
+        return Some(ReferTarget::Replaces { call_id, to_tag: to_tag?, from_tag: from_tag? })
+            .filter(|_| !value.is_empty());
     }
-    refer_to.uri.user_unescaped().map(|u| u.into_owned()).filter(|u| !u.is_empty())
+    refer_to.uri.user_unescaped().map(|u| u.into_owned()).filter(|u| !u.is_empty()).map(ReferTarget::Blind)
+}
+
+/// The channel of the dialog a Replaces names, if it is one of ours: same Call-ID, and the
+/// tags ours and theirs (either way round; an outbound call's tag of theirs is not kept).
+fn replaced_channel(table: &DialogTable, call_id: &str, to_tag: &str, from_tag: &str) -> Option<String> {
+    let table = table.read().unwrap_or_else(|p| p.into_inner());
+    let d = &table.get(call_id)?.detail;
+    let theirs = |tag: &str| d.their_tag.is_empty() || d.their_tag == tag;
+    let matches = (d.our_tag == to_tag && theirs(from_tag)) || (d.our_tag == from_tag && theirs(to_tag));
+    matches.then(|| d.channel.clone())
 }
 
 /// A key press going out as RFC 4733 packets.
@@ -1346,18 +1377,37 @@ impl Pvt {
                     }
                     Some(ToPvt::Refer { tx, request }) => {
                         let answered = matches!(state, State::Answered { .. });
-                        match (answered, refer_target(&request)) {
-                            (true, Some(exten)) => {
+                        let frame = match refer_target(&request) {
+                            Some(ReferTarget::Blind(exten)) => {
                                 tracing::info!("{} transfers its party to '{exten}'", self.peer);
+                                Ok(Frame::Transfer(exten))
+                            }
+                            Some(ReferTarget::Replaces { call_id, to_tag, from_tag }) => {
+                                match replaced_channel(&self.shared.table, &call_id, &to_tag, &from_tag) {
+                                    Some(channel) if call_id != self.key.call_id => {
+                                        tracing::info!("{} transfers its party to the party of {channel}", self.peer);
+                                        Ok(Frame::AttendedTransfer(channel))
+                                    }
+                                    // As chan_sip: no such dialog is a 603.
+                                    _ => {
+                                        tracing::info!("{}: REFER replaces an unknown call '{call_id}'", self.key.call_id);
+                                        Err(603)
+                                    }
+                                }
+                            }
+                            None => Err(400),
+                        };
+                        match (answered, frame) {
+                            (true, Ok(frame)) => {
                                 let accepted = self.response_to(&request, 202);
                                 self.send(ToMonitor::Respond { tx, response: accepted });
-                                let _ = self.driver.frames.send(Frame::Transfer(exten)).await;
-                                // RFC 3515: the outcome as a sipfrag; the transfer is blind, so
-                                // handing the party over is the success.
+                                let _ = self.driver.frames.send(frame).await;
+                                // RFC 3515: the outcome as a sipfrag; handing the party over is
+                                // the success (the bridge then ends this call with BYE).
                                 self.notify_refer("SIP/2.0 200 OK");
                             }
-                            (answered, _) => {
-                                let status = if answered { 400 } else { 603 };
+                            (answered, refused) => {
+                                let status = if answered { refused.err().unwrap_or(400) } else { 603 };
                                 let refusal = self.response_to(&request, status);
                                 self.send(ToMonitor::Respond { tx, response: refusal });
                             }
@@ -1640,6 +1690,27 @@ mod tests {
             SipMessage::Request(r) => r,
             _ => unreachable!(),
         }
+    }
+
+    fn refer(refer_to: &str) -> Request {
+        let text = format!(
+            "REFER sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bKr\r\nFrom: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>;tag=2\r\nCall-ID: r@x\r\nCSeq: 3 REFER\r\nRefer-To: {refer_to}\r\nContent-Length: 0\r\n\r\n"
+        );
+        match starling_sip::message::parse(text.as_bytes()).unwrap() {
+            SipMessage::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn refer_targets_blind_and_attended() {
+        assert_eq!(refer_target(&refer("<sip:600@pbx>")), Some(ReferTarget::Blind("600".into())));
+        assert_eq!(
+            refer_target(&refer("<sip:200@pbx?Replaces=abc%40host%3Bto-tag%3D12%3Bfrom-tag%3D34>")),
+            Some(ReferTarget::Replaces { call_id: "abc@host".into(), to_tag: "12".into(), from_tag: "34".into() })
+        );
+        assert_eq!(refer_target(&refer("<sip:200@pbx?Replaces=abc%3Bto-tag%3D12>")), None, "no from-tag");
+        assert_eq!(refer_target(&refer("<sip:pbx>")), None);
     }
 
     #[test]
