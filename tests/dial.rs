@@ -373,6 +373,32 @@ fn refer_with_replaces_connects_the_transferers_two_parties() {
     assert_eq!(code, 0, "carol: {out}\n{}", server.log_tail());
 }
 
+/// An INVITE with `Replaces` naming a bridged call (a phone taking it over): it is answered,
+/// the replaced caller gets a BYE, and the called party is bridged with the new call.
+#[test]
+fn an_invite_with_replaces_takes_the_place_of_a_bridged_call() {
+    let bob = SippUas::spawn("uas_answer.xml");
+    let (server, port) = b2bua("dialreplaces", bob.port, 1);
+    let alice = crate::sip::HandCall::dial(port, "10", "replaced-1");
+    let tag = alice.to.split(";tag=").nth(1).unwrap_or_default().to_owned();
+    let _carol = crate::sip::HandCall::dial_with(
+        port,
+        "anything",
+        "replacing-1",
+        &format!("Replaces: replaced-1;to-tag={tag};from-tag=hand1\r\n"),
+    );
+    alice.expect("BYE");
+    let channels = eventually(Duration::from_secs(5), || {
+        let c = server.rx("core show channels");
+        (c.contains("2 active channels") && c.contains("SIP/uas-")).then_some(c)
+    });
+    assert!(channels.is_some(), "carol and bob: {}\n{}", server.rx("core show channels"), server.log_tail());
+    assert!(server.rx("bridge show all").lines().any(|l| l.contains(" 2 ")), "{}", server.rx("bridge show all"));
+    assert!(server.rx("channel request hangup all").contains("hungup"));
+    let (code, out) = bob.finish();
+    assert_eq!(code, 0, "bob: {out}\n{}", server.log_tail());
+}
+
 /// With `mohinterpret=passthrough`, the caller putting the call on hold (re-INVITE sendonly)
 /// is answered recvonly and passed on: the called party gets a re-INVITE with sendonly.
 #[test]

@@ -350,6 +350,11 @@ pub(crate) struct HandCall {
 
 impl HandCall {
     pub(crate) fn dial(port: u16, exten: &str, call_id: &str) -> HandCall {
+        HandCall::dial_with(port, exten, call_id, "")
+    }
+
+    /// [`HandCall::dial`] with more header lines in the INVITE (each ending in CRLF).
+    pub(crate) fn dial_with(port: u16, exten: &str, call_id: &str, headers: &str) -> HandCall {
         let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
         sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -361,7 +366,7 @@ impl HandCall {
         let common =
             format!("From: <sip:guest@127.0.0.1:{sip_port}>;tag=hand1\r\nCall-ID: {call_id}\r\nMax-Forwards: 70\r\n");
         let invite = format!(
-            "INVITE sip:{exten}@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKhand1\r\n{common}To: <sip:{exten}@127.0.0.1>\r\nCSeq: 1 INVITE\r\nContact: <sip:guest@127.0.0.1:{sip_port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            "INVITE sip:{exten}@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKhand1\r\n{common}To: <sip:{exten}@127.0.0.1>\r\nCSeq: 1 INVITE\r\nContact: <sip:guest@127.0.0.1:{sip_port}>\r\n{headers}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
             sdp.len()
         );
         sip.send_to(invite.as_bytes(), ("127.0.0.1", port)).unwrap();

@@ -24,9 +24,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use starling_core::apps::{App, AppFuture, AppResult};
-use starling_core::bridge::{bridge, BridgeConfig, BridgeEnd, Side};
+use starling_core::bridge::{bridge_on_own_task, connect, BridgeConfig, BridgeEnd, Connected, Side};
 use starling_core::channel::{publish_dial, Channel, ChannelState};
-use starling_core::frame::{Cause, Control, Frame, Handover, Reply};
+use starling_core::frame::{Cause, Control, Frame, Handover};
 use starling_core::tech::Requestor;
 use starling_core::tokio::time::{sleep_until, Instant};
 use starling_core::{tokio, tracing, verbose, LoadError, Module, ModuleContext};
@@ -459,126 +459,6 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             BridgeEnd::AttendedTransfer(..) | BridgeEnd::Replaced(..) => AppResult::Hangup,
         }
     })
-}
-
-/// How long a bridge waits for the other bridge of an attended transfer to answer.
-const HANDOVER_WAIT: Duration = Duration::from_secs(5);
-
-/// How Dial's bridging ended ([`connect`]).
-enum Connected {
-    /// For a reason Dial's usual endings handle.
-    End(BridgeEnd),
-    /// The caller (the transferer) left: the called party and this one, the party of the
-    /// replaced channel, are to be bridged on their own task.
-    Elsewhere(Box<Channel>),
-    /// The caller was replaced by an attended transfer: the called party goes to the
-    /// transfer's bridge on this reply.
-    HandOver(Reply<Handover>),
-    /// The caller transferred; the bridge of the replaced channel takes the called party.
-    GiveAway(starling_core::tokio::sync::oneshot::Sender<Channel>),
-}
-
-/// Bridges `chan` and `callee` and carries out attended transfers (a REFER with Replaces),
-/// as Asterisk moves channels between bridges: the transferer's bridge asks the replaced
-/// channel's bridge for its other party ([`Frame::Replace`]) and connects it with the
-/// transferee; the transferer and the replaced channel leave. `chan` runs the dialplan on this
-/// task and never moves: when it is the party to move, the other bridge takes the transferee
-/// instead ([`Handover::Want`]). A transfer that cannot be done (the replaced call is not in a
-/// bridge, both parties run dialplans, no answer in 5 s) leaves the bridge as it was.
-async fn connect(chan: &mut Channel, callee: &mut Channel, config: &BridgeConfig) -> Connected {
-    use starling_core::tokio;
-    let core = chan.core().clone();
-    loop {
-        match bridge(chan, callee, config).await {
-            BridgeEnd::AttendedTransfer(side, replaced) => {
-                let (reply, answer) = Reply::<Handover>::new();
-                let asked = core.channels().send_frame(&replaced, Frame::Replace(reply)) > 0;
-                let answer = if asked {
-                    tokio::time::timeout(HANDOVER_WAIT, answer).await.ok().and_then(Result::ok)
-                } else {
-                    None
-                };
-                match (side, answer) {
-                    (Side::Callee, Some(Handover::Party(party))) => {
-                        verbose!(
-                            3,
-                            "{} connected {} with {} (attended transfer)",
-                            callee.name(),
-                            chan.name(),
-                            party.name()
-                        );
-                        callee.hangup(Cause::NORMAL_CLEARING);
-                        *callee = *party;
-                    }
-                    (Side::Caller, Some(Handover::Party(party))) => {
-                        verbose!(
-                            3,
-                            "{} connected {} with {} (attended transfer)",
-                            chan.name(),
-                            callee.name(),
-                            party.name()
-                        );
-                        return Connected::Elsewhere(party);
-                    }
-                    (Side::Caller, Some(Handover::Want(give))) => {
-                        verbose!(
-                            3,
-                            "{} sent {} to the bridge of {replaced} (attended transfer)",
-                            chan.name(),
-                            callee.name()
-                        );
-                        return Connected::GiveAway(give);
-                    }
-                    _ => tracing::warn!(
-                        "Attended transfer by {} failed: {replaced} is not in a bridge that can take part",
-                        match side {
-                            Side::Caller => chan.name(),
-                            Side::Callee => callee.name(),
-                        }
-                    ),
-                }
-            }
-            BridgeEnd::Replaced(Side::Caller, reply) => return Connected::HandOver(reply),
-            BridgeEnd::Replaced(Side::Callee, reply) => {
-                // The caller cannot leave this task: the transferee comes to this bridge.
-                let (give, take) = tokio::sync::oneshot::channel();
-                if reply.send(Handover::Want(give)).is_ok() {
-                    if let Ok(Ok(party)) = tokio::time::timeout(HANDOVER_WAIT, take).await {
-                        verbose!(3, "{} replaced {} (attended transfer)", party.name(), callee.name());
-                        callee.hangup(Cause::NORMAL_CLEARING);
-                        *callee = party;
-                    }
-                }
-            }
-            end => return Connected::End(end),
-        }
-    }
-}
-
-/// Bridges two parties an attended transfer connected, on a task of their own (neither runs a
-/// dialplan); they hang up when it ends, except one transferred on (to another bridge, or
-/// blind to an extension of the transfer context, where a dialplan starts for it).
-fn bridge_on_own_task(mut a: Channel, mut b: Channel, config: BridgeConfig) {
-    starling_core::tokio::spawn(async move {
-        match connect(&mut a, &mut b, &config).await {
-            Connected::Elsewhere(party) => bridge_on_own_task(*party, b, config),
-            Connected::HandOver(reply) => {
-                let _ = reply.send(Handover::Party(Box::new(b)));
-            }
-            Connected::GiveAway(give) => {
-                let _ = give.send(b);
-            }
-            Connected::End(BridgeEnd::Transfer(side, exten)) => {
-                let mut transferred = if side == Side::Caller { b } else { a };
-                transferred.context = config.transfer_context.clone();
-                transferred.exten = exten;
-                transferred.priority = 1;
-                let core = transferred.core().clone();
-                core.start_pbx(transferred);
-            }
-            Connected::End(_) => {}
-        }
-    });
 }
 
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {

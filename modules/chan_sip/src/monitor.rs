@@ -1063,7 +1063,22 @@ impl Monitor {
         let exten = exten.unwrap_or_else(|| "s".to_owned());
         let from = request.from();
         let from_number = from.as_ref().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
+        // RFC 3891: an INVITE with Replaces takes the place of one of our calls (a pickup, a
+        // transfer completed by the phone); one naming no call of ours is 481.
+        let replaces = match request.headers.get(&HeaderName::parse("Replaces")) {
+            Some(value) => {
+                let replaced = crate::pvt::parse_replaces(value).and_then(|(call_id, to_tag, from_tag)| {
+                    crate::pvt::replaced_channel(&self.shared.table, &call_id, &to_tag, &from_tag)
+                });
+                match replaced {
+                    Some(channel) => Some(channel),
+                    None => return refuse(self, 481),
+                }
+            }
+            None => None,
+        };
         match self.core.extension_exists(&context, &exten, from_number.as_deref()) {
+            _ if replaces.is_some() => {}
             starling_core::Extent::Exists => {}
             starling_core::Extent::Incomplete => return refuse(self, 484),
             starling_core::Extent::Missing => {
@@ -1200,7 +1215,19 @@ impl Monitor {
         channel.tech_pvt = Some(handle);
         tracing::info!("Accepting call {} from {}", channel.name(), remote);
         tokio::spawn(pvt.run());
-        self.core.start_pbx(channel);
+        match replaces {
+            Some(replaced) => {
+                channel.announce();
+                channel.answer();
+                tokio::spawn(async move {
+                    if let Err(mut channel) = starling_core::bridge::take_place(channel, &replaced).await {
+                        tracing::warn!("{} cannot replace {replaced}: it is not in a bridge", channel.name());
+                        channel.hangup(starling_core::frame::Cause::NORMAL_CLEARING);
+                    }
+                });
+            }
+            None => self.core.start_pbx(channel),
+        }
     }
 
     /// Our address as the caller sees it: `bindaddr`, or when bound to every address the

@@ -517,26 +517,30 @@ fn refer_target(request: &Request) -> Option<ReferTarget> {
     let refer_to = starling_sip::NameAddr::parse(request.headers.get(&HeaderName::ReferTo)?).ok()?;
     let replaces = refer_to.uri.headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("replaces"));
     if let Some((_, value)) = replaces {
-        let value = starling_sip::uri::unescape(value);
-        let mut parts = value.split(';');
-        let call_id = parts.next()?.trim().to_owned();
-        let (mut to_tag, mut from_tag) = (None, None);
-        for part in parts {
-            match part.split_once('=') {
-                Some((k, v)) if k.trim().eq_ignore_ascii_case("to-tag") => to_tag = Some(v.trim().to_owned()),
-                Some((k, v)) if k.trim().eq_ignore_ascii_case("from-tag") => from_tag = Some(v.trim().to_owned()),
-                _ => {}
-            }
-        }
-        return Some(ReferTarget::Replaces { call_id, to_tag: to_tag?, from_tag: from_tag? })
-            .filter(|_| !value.is_empty());
+        let (call_id, to_tag, from_tag) = parse_replaces(&starling_sip::uri::unescape(value))?;
+        return Some(ReferTarget::Replaces { call_id, to_tag, from_tag });
     }
     refer_to.uri.user_unescaped().map(|u| u.into_owned()).filter(|u| !u.is_empty()).map(ReferTarget::Blind)
 }
 
+/// A Replaces value (the header, or Refer-To's unescaped): `call-id;to-tag=x;from-tag=y`.
+pub(crate) fn parse_replaces(value: &str) -> Option<(String, String, String)> {
+    let mut parts = value.split(';');
+    let call_id = parts.next()?.trim().to_owned();
+    let (mut to_tag, mut from_tag) = (None, None);
+    for part in parts {
+        match part.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("to-tag") => to_tag = Some(v.trim().to_owned()),
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("from-tag") => from_tag = Some(v.trim().to_owned()),
+            _ => {}
+        }
+    }
+    Some((call_id, to_tag?, from_tag?)).filter(|r| !r.0.is_empty())
+}
+
 /// The channel of the dialog a Replaces names, if it is one of ours: same Call-ID, and the
 /// tags ours and theirs (either way round; an outbound call's tag of theirs is not kept).
-fn replaced_channel(table: &DialogTable, call_id: &str, to_tag: &str, from_tag: &str) -> Option<String> {
+pub(crate) fn replaced_channel(table: &DialogTable, call_id: &str, to_tag: &str, from_tag: &str) -> Option<String> {
     let table = table.read().unwrap_or_else(|p| p.into_inner());
     let d = &table.get(call_id)?.detail;
     let theirs = |tag: &str| d.their_tag.is_empty() || d.their_tag == tag;
