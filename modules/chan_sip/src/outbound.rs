@@ -13,7 +13,6 @@ use std::sync::Arc;
 use starling_core::channel::Channel;
 use starling_core::frame::{CallerId, Cause};
 use starling_core::tech::{NativeBridge, Requestor, Tech};
-use starling_core::tokio::sync::mpsc::UnboundedSender;
 use starling_core::{tokio, tracing, Core};
 use starling_media::relay::RelayLeg;
 use starling_media::sdp::Codec;
@@ -309,9 +308,12 @@ impl Tech for SipTech {
             |from: &MediaInfo, to: &MediaInfo| from.directmedia.enabled && !(from.directmedia.nonat && to.comedia);
         if may_redirect && direct(&ia, &ib) && direct(&ib, &ia) {
             let to = |h: &PvtHandle| Box::new(DirectTo { media: h.media.clone(), to_pvt: h.to_pvt.clone() });
+            for h in [&a, &b] {
+                h.direct.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let _ = a.to_pvt.send(ToPvt::Direct(Some(to(&b))));
             let _ = b.to_pvt.send(ToPvt::Direct(Some(to(&a))));
-            return Some(Box::new(NativeRelay { pvts: [a.to_pvt.clone(), b.to_pvt.clone()], direct: true }));
+            return Some(Box::new(NativeRelay { pvts: [a, b], direct: true }));
         }
         let leg = |from: &MediaInfo, to: &MediaInfo, fc: &Codec, tc: &Codec| {
             let mut leg = RelayLeg::new();
@@ -325,21 +327,22 @@ impl Tech for SipTech {
         let to_a = RelayTo { rtp: a.rtp.clone(), media: a.media.clone(), leg: leg(&ib, &ia, cb, ca), started: false };
         let _ = a.to_pvt.send(ToPvt::Relay(Some(Box::new(to_b))));
         let _ = b.to_pvt.send(ToPvt::Relay(Some(Box::new(to_a))));
-        Some(Box::new(NativeRelay { pvts: [a.to_pvt.clone(), b.to_pvt.clone()], direct: false }))
+        Some(Box::new(NativeRelay { pvts: [a, b], direct: false }))
     }
 }
 
 /// A native bridge in progress (relayed, or direct media); dropping it hands the media back to
 /// the channels.
 struct NativeRelay {
-    pvts: [UnboundedSender<ToPvt>; 2],
+    pvts: [Arc<PvtHandle>; 2],
     direct: bool,
 }
 
 impl Drop for NativeRelay {
     fn drop(&mut self) {
         for pvt in &self.pvts {
-            let _ = pvt.send(if self.direct { ToPvt::Direct(None) } else { ToPvt::Relay(None) });
+            pvt.direct.store(false, std::sync::atomic::Ordering::Relaxed);
+            let _ = pvt.to_pvt.send(if self.direct { ToPvt::Direct(None) } else { ToPvt::Relay(None) });
         }
     }
 }

@@ -322,6 +322,9 @@ pub struct PvtHandle {
     pub to_pvt: UnboundedSender<ToPvt>,
     pub rtp: Arc<UdpSocket>,
     pub media: Arc<Mutex<MediaInfo>>,
+    /// Set by a direct media bridge from its start (before the pvt hears of it) to its end:
+    /// voice written to the channel meanwhile is not sent.
+    pub direct: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Asterisk's `hangup_cause2sip`: the final response for a call refused with `cause`.
@@ -471,6 +474,8 @@ pub struct Pvt {
     relay: Option<Box<RelayTo>>,
     /// Direct media in progress: our far end is told to send to the other call's.
     direct: Option<Box<DirectTo>>,
+    /// [`PvtHandle::direct`].
+    direct_bridged: Arc<std::sync::atomic::AtomicBool>,
     directmedia: DirectMedia,
     /// Frames written in another format than ours, and their translator.
     write_translator: Option<Translator>,
@@ -627,7 +632,8 @@ impl Pvt {
             comedia: parts.comedia,
             ..Default::default()
         }));
-        let handle = Arc::new(PvtHandle { to_pvt, rtp: rtp.clone(), media: published.clone() });
+        let direct = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handle = Arc::new(PvtHandle { to_pvt, rtp: rtp.clone(), media: published.clone(), direct: direct.clone() });
         let pvt = Pvt {
             key: parts.key,
             peer: parts.peer,
@@ -651,6 +657,7 @@ impl Pvt {
             published,
             relay: None,
             direct: None,
+            direct_bridged: direct,
             directmedia: parts.directmedia,
             write_translator: None,
         };
@@ -1245,6 +1252,11 @@ impl Pvt {
                             }
                         }
                     }
+                    // In direct media the far end hears the other far end itself: what the
+                    // bridge still passes on (sent to us before that one moved) would be a
+                    // second stream, and one a jitter buffer may take for late.
+                    Some(DriverCommand::Write(Frame::Voice { .. }))
+                        if self.direct_bridged.load(std::sync::atomic::Ordering::Relaxed) => {}
                     Some(DriverCommand::Write(Frame::Voice { format: f, samples, data })) => {
                         // Nothing goes to a party that put us on hold (we answered recvonly/inactive).
                         let relayed_into =
