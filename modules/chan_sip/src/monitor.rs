@@ -61,6 +61,9 @@ pub struct Monitor {
     /// `register =>` lines, and their REGISTER transactions in flight (to which line).
     registry: Registry,
     reg_txs: HashMap<TxId, usize>,
+    /// Each line's latest REGISTER transaction: a new one (a retry after `registertimeout`, to
+    /// the next address) makes the old one's late answer, or its Timer F, no longer the line's.
+    reg_tx_of_line: HashMap<usize, TxId>,
     /// Registrar addresses (and the extension registered there) to their line: an INVITE from
     /// one is that line's (see `find_caller`).
     registrar_ips: HashMap<std::net::IpAddr, usize>,
@@ -135,6 +138,7 @@ impl Monitor {
             pokes: HashMap::new(),
             registry: Registry::default(),
             reg_txs: HashMap::new(),
+            reg_tx_of_line: HashMap::new(),
             registrar_ips: HashMap::new(),
             registrar_extens: HashMap::new(),
             from_calls,
@@ -274,6 +278,7 @@ impl Monitor {
             });
         }
         self.reg_txs.clear();
+        self.reg_tx_of_line.clear();
         self.registrar_ips.clear();
         self.registrar_extens.clear();
         for line in removed.into_iter().filter(|l| l.state == RegState::Registered) {
@@ -347,7 +352,7 @@ impl Monitor {
     fn send_register(&mut self, i: usize, authorization: Option<(HeaderName, String)>, now: std::time::Instant) {
         if self.registry.lines.get(i).is_some_and(|l| l.registrar_address().is_none()) {
             // Resolved first, off the monitor: the REGISTER goes when the answer comes back.
-            return self.resolve_registrar(i);
+            return self.resolve_registrar(i, now);
         }
         let mut registry = std::mem::take(&mut self.registry);
         let request = self.register_request(&mut registry, i, authorization);
@@ -364,15 +369,18 @@ impl Monitor {
                 let transport = self.transport_to(remote, tcp);
                 let tx = self.endpoint.send_request(now, request, remote, transport);
                 self.reg_txs.insert(tx, i);
+                if let Some(old) = self.reg_tx_of_line.insert(i, tx) {
+                    self.reg_txs.remove(&old);
+                }
             }
-            None => self.resolve_registrar(i),
+            None => self.resolve_registrar(i, now),
         }
     }
 
     /// Looks up where line `i`'s REGISTERs go (its proxy when it has one; the Request-URI still
     /// names the registrar): SRV then A/AAAA, on the core's runtime. The answer comes back as
     /// `ToMonitor::Resolved`.
-    fn resolve_registrar(&mut self, i: usize) {
+    fn resolve_registrar(&mut self, i: usize, now: std::time::Instant) {
         if !self.registry.start_resolving(i) {
             return;
         }
@@ -381,8 +389,15 @@ impl Monitor {
             Some(proxy) => proxy,
             None => (line.config.host.clone(), line.config.port),
         };
-        let lookup = Lookup::Registrar { call_id: line.call_id().to_owned() };
         let tcp = line.config.transport == "tcp";
+        // An address needs no DNS: sent at once.
+        if let Query::Address(address) = Query::for_host(&host, port, tcp, self.conf.general.srvlookup) {
+            if self.registry.resolved(i, now, vec![address]) {
+                self.send_register(i, None, now);
+            }
+            return;
+        }
+        let lookup = Lookup::Registrar { call_id: line.call_id().to_owned() };
         self.spawn_lookup(lookup, host, port, tcp);
     }
 

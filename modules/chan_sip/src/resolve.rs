@@ -335,6 +335,78 @@ mod tests {
         assert!((2250..2550).contains(&first_heavy), "heavy first {first_heavy} times of 4000");
     }
 
+    /// dnsmasq (Debian's dnsmasq-base) on a free port of 127.0.0.1, answering from `records`
+    /// alone; killed on drop.
+    struct Dnsmasq(std::process::Child, u16);
+
+    impl Dnsmasq {
+        fn start(records: &[&str]) -> Dnsmasq {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = std::process::Command::new("/usr/sbin/dnsmasq")
+                .args(["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--local=/test/"])
+                .args(["--bind-interfaces", "--listen-address=127.0.0.1", "--pid-file="])
+                .arg(format!("--port={port}"))
+                .args(records)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("dnsmasq (Debian's dnsmasq-base)");
+            // Up when it answers: a UDP query for a name it knows.
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_read_timeout(Some(std::time::Duration::from_millis(100))).unwrap();
+            let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04ping\x04test\x00\x00\x01\x00\x01";
+            let up = (0..50).any(|_| {
+                let _ = socket.send_to(query, ("127.0.0.1", port));
+                socket.recv(&mut [0u8; 512]).is_ok()
+            });
+            assert!(up, "dnsmasq answers on port {port}");
+            Dnsmasq(child, port)
+        }
+    }
+
+    impl Drop for Dnsmasq {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Against a real DNS server: SRV targets in priority order with their ports; a port given,
+    /// `srvlookup=no` or no SRV records: the name's own A records; an unknown name: nothing.
+    #[test]
+    fn lookups_against_dnsmasq() {
+        let dns = Dnsmasq::start(&[
+            "--srv-host=_sip._udp.trunk.test,b.trunk.test,5072,20,0",
+            "--srv-host=_sip._udp.trunk.test,a.trunk.test,5071,10,0",
+            "--srv-host=_sip._tcp.trunk.test,b.trunk.test,5082,10,0",
+            "--host-record=a.trunk.test,127.0.0.2",
+            "--host-record=b.trunk.test,127.0.0.3",
+            "--host-record=trunk.test,127.0.0.4",
+            "--host-record=plain.test,127.0.0.5",
+        ]);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let nameserver: SocketAddr = ([127, 0, 0, 1], dns.1).into();
+        let resolver = {
+            let _entered = runtime.enter();
+            Resolver::new(&[nameserver], false, runtime.handle().clone())
+        };
+        let lookup = |host: &str, port, tcp, srv| -> Vec<String> {
+            let found = resolver.lookup_blocking(host, port, tcp, srv, 1);
+            found.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(lookup("trunk.test", None, false, true), ["127.0.0.2:5071", "127.0.0.3:5072"]);
+        assert_eq!(lookup("trunk.test", None, true, true), ["127.0.0.3:5082"], "_sip._tcp");
+        assert_eq!(lookup("trunk.test", Some(5090), false, true), ["127.0.0.4:5090"], "a port: no SRV");
+        assert_eq!(lookup("trunk.test", None, false, false), ["127.0.0.4:5060"], "srvlookup=no");
+        assert_eq!(lookup("plain.test", None, false, true), ["127.0.0.5:5060"], "no SRV records: A on 5060");
+        assert!(lookup("nowhere.test", None, false, true).is_empty());
+        assert_eq!(lookup("192.0.2.1", None, false, true), ["192.0.2.1:5060"]);
+        // Awaited from another runtime (as the monitor's would), it still runs on this one.
+        let other = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let found = other.block_on(resolver.lookup("trunk.test", None, false, true, 2));
+        assert_eq!(found.len(), 2);
+    }
+
     proptest! {
         /// Whatever the records and the draws: every record but `.` comes out once, priorities
         /// never go down.
