@@ -390,24 +390,24 @@ impl Monitor {
             None => (line.config.host.clone(), line.config.port),
         };
         let tcp = line.config.transport == "tcp";
-        // An address needs no DNS: sent at once.
-        if let Query::Address(address) = Query::for_host(&host, port, tcp, self.conf.general.srvlookup) {
-            if self.registry.resolved(i, now, vec![address]) {
-                self.send_register(i, None, now);
+        match Query::for_host(&host, port, tcp, self.conf.general.srvlookup) {
+            // An address needs no DNS: sent at once.
+            Query::Address(address) => {
+                if self.registry.resolved(i, now, vec![address]) {
+                    self.send_register(i, None, now);
+                }
             }
-            return;
+            query => self.spawn_lookup(Lookup::Registrar { call_id: line.call_id().to_owned() }, query),
         }
-        let lookup = Lookup::Registrar { call_id: line.call_id().to_owned() };
-        self.spawn_lookup(lookup, host, port, tcp);
     }
 
-    /// Starts a DNS lookup of `host` on the core's runtime (never waited on here).
-    fn spawn_lookup(&self, lookup: Lookup, host: String, port: Option<u16>, tcp: bool) {
+    /// Starts a DNS lookup on the core's runtime (never waited on here).
+    fn spawn_lookup(&self, lookup: Lookup, query: Query) {
         let resolver = self.shared.resolver.clone();
         let to_monitor = self.shared.to_monitor.clone();
-        let (srvlookup, seed) = (self.conf.general.srvlookup, self.shared.random());
+        let seed = self.shared.random();
         self.core.runtime().spawn(async move {
-            let addresses = resolver.lookup(&host, port, tcp, srvlookup, seed).await;
+            let addresses = resolver.lookup(query, seed).await;
             let _ = to_monitor.send(ToMonitor::Resolved { lookup, addresses });
         });
     }
@@ -556,8 +556,8 @@ impl Monitor {
                             let tcp = peer.transport == "tcp";
                             match Query::for_host(host, peer.port, tcp, conf.general.srvlookup) {
                                 Query::Address(address) => Some(address),
-                                _ => {
-                                    self.spawn_lookup(Lookup::Poke { peer: name }, host.clone(), peer.port, tcp);
+                                query => {
+                                    self.spawn_lookup(Lookup::Poke { peer: name }, query);
                                     continue;
                                 }
                             }

@@ -153,17 +153,9 @@ impl Resolver {
         Resolver { dns, runtime }
     }
 
-    /// The addresses of `host` in the order to try them (see the module doc); empty when none.
-    /// `seed` draws the SRV weights. Runs the lookup on the core's runtime: await it from anywhere.
-    pub async fn lookup(
-        &self,
-        host: &str,
-        port: Option<u16>,
-        tcp: bool,
-        srvlookup: bool,
-        seed: u64,
-    ) -> Vec<SocketAddr> {
-        let query = Query::for_host(host, port, tcp, srvlookup);
+    /// The addresses `query` finds, in the order to try them (see the module doc); empty when
+    /// none. `seed` draws the SRV weights. Runs on the core's runtime: await it from anywhere.
+    pub async fn lookup(&self, query: Query, seed: u64) -> Vec<SocketAddr> {
         if let Query::Address(address) = query {
             return vec![address];
         }
@@ -174,25 +166,22 @@ impl Resolver {
 
     /// [`Resolver::lookup`] for a caller that is not async (a channel's `request`, the CLI): waits
     /// for the answer, letting the runtime move its other tasks off this thread meanwhile.
-    pub fn lookup_blocking(
-        &self,
-        host: &str,
-        port: Option<u16>,
-        tcp: bool,
-        srvlookup: bool,
-        seed: u64,
-    ) -> Vec<SocketAddr> {
-        if let Query::Address(address) = Query::for_host(host, port, tcp, srvlookup) {
+    pub fn lookup_blocking(&self, query: Query, seed: u64) -> Vec<SocketAddr> {
+        if let Query::Address(address) = query {
             return vec![address];
         }
-        let lookup = self.lookup(host, port, tcp, srvlookup, seed);
+        let name = match &query {
+            Query::Srv { host, .. } | Query::Host { host, .. } => host.clone(),
+            Query::Address(address) => address.to_string(),
+        };
+        let lookup = self.lookup(query, seed);
         match Handle::try_current() {
             Ok(current) if current.runtime_flavor() == RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| current.block_on(lookup))
             }
             // A single-threaded runtime (the monitor's) cannot wait here: it gets no DNS.
             Ok(_) => {
-                tracing::warn!("DNS: '{host}' asked from a single-threaded runtime: not resolved");
+                tracing::warn!("DNS: '{name}' asked from a single-threaded runtime: not resolved");
                 Vec::new()
             }
             Err(_) => self.runtime.block_on(lookup),
@@ -391,7 +380,7 @@ mod tests {
             Resolver::new(&[nameserver], false, runtime.handle().clone())
         };
         let lookup = |host: &str, port, tcp, srv| -> Vec<String> {
-            let found = resolver.lookup_blocking(host, port, tcp, srv, 1);
+            let found = resolver.lookup_blocking(Query::for_host(host, port, tcp, srv), 1);
             found.iter().map(ToString::to_string).collect()
         };
         assert_eq!(lookup("trunk.test", None, false, true), ["127.0.0.2:5071", "127.0.0.3:5072"]);
@@ -403,7 +392,7 @@ mod tests {
         assert_eq!(lookup("192.0.2.1", None, false, true), ["192.0.2.1:5060"]);
         // Awaited from another runtime (as the monitor's would), it still runs on this one.
         let other = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let found = other.block_on(resolver.lookup("trunk.test", None, false, true, 2));
+        let found = other.block_on(resolver.lookup(Query::for_host("trunk.test", None, false, true), 2));
         assert_eq!(found.len(), 2);
     }
 

@@ -148,8 +148,8 @@ impl Shared {
     /// The first address of `host` (with the port given, if any; SRV first when `srvlookup`
     /// and no port). Waits for the DNS: for a call's task or the CLI, never the monitor.
     pub fn resolve_first(&self, host: &str, port: Option<u16>, tcp: bool) -> Option<SocketAddr> {
-        let srvlookup = self.conf().general.srvlookup;
-        self.resolver.lookup_blocking(host, port, tcp, srvlookup, self.random()).first().copied()
+        let query = crate::resolve::Query::for_host(host, port, tcp, self.conf().general.srvlookup);
+        self.resolver.lookup_blocking(query, self.random()).first().copied()
     }
 
     /// The configuration in force.
