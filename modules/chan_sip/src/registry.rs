@@ -80,8 +80,8 @@ pub struct Line {
     pub removing: bool,
     /// A REGISTER is out since then: no final answer within `registertimeout` is a Timeout.
     waiting: Option<Instant>,
-    /// Where the REGISTERs go (resolved when sent; the proxy when there is one): calls from
-    /// there belong to this line.
+    /// Where the last REGISTER went (the proxy when there is one): calls from there belong to
+    /// this line.
     pub registrar: Option<SocketAddr>,
     /// The `outboundproxy` the REGISTERs go through (the line's peer's, else `[general]`'s).
     pub proxy: Option<String>,
