@@ -94,3 +94,36 @@ fn an_unreachable_peer_is_chanunavail_then_ok_when_it_answers() {
     assert!(ok.is_some(), "{}\n{}", server.rx("sip show peers"), server.log_tail());
     assert!(server.log().contains("Peer 'SIP/dead' is now Reachable. ("), "{}", server.log_tail());
 }
+
+/// A peer whose `host=` is a name without a port (`srvlookup` on by default): its pokes go to
+/// the SRV target (dnsmasq's `_sip._udp.far.test`, a port other than 5060, on 127.0.0.2) and it
+/// is OK there; a call to it goes there too.
+#[test]
+fn a_peer_named_by_srv_is_poked_and_called_at_the_srv_target() {
+    let far = UdpSocket::bind("127.0.0.2:0").unwrap();
+    far.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let port = far.local_addr().unwrap().port();
+    let dns = Dnsmasq::start(&[
+        format!("--srv-host=_sip._udp.far.test,box.far.test,{port},10,0"),
+        "--host-record=box.far.test,127.0.0.2".into(),
+        "--host-record=far.test,127.0.0.9".into(),
+    ]);
+    let (server, _) = sip_pbx_with_options("qualifysrv", &dns.nameserver_option(), &[], None, |_| {
+        "[far]\ntype=peer\nhost=far.test\nqualify=yes\nqualifyfreq=1\n".to_owned()
+    });
+    let ok = eventually(Duration::from_secs(8), || {
+        answer_options(&far);
+        let peers = server.rx("sip show peers");
+        peers.contains(" OK (").then_some(peers)
+    });
+    assert!(ok.is_some(), "{}\n{}\n{}", server.rx("sip show peers"), server.log_tail(), dns.log());
+    let _ = server.rx("channel originate SIP/far/100 application Wait 1");
+    let mut buffer = [0u8; 4096];
+    let invite = eventually(Duration::from_secs(5), || {
+        let (len, _) = far.recv_from(&mut buffer).ok()?;
+        let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+        text.starts_with("INVITE ").then_some(text)
+    });
+    let invite = invite.unwrap_or_else(|| panic!("the INVITE reached the SRV target: {}", server.log_tail()));
+    assert!(invite.starts_with("INVITE sip:100@far.test SIP/2.0\r\n"), "{invite}");
+}

@@ -430,3 +430,187 @@ fn stopping_unregisters() {
     let last = seen.last().unwrap();
     assert!(last.contains("Expires: 0"), "unregistered at stop: {last}");
 }
+
+/// A registrar by hand on one address (its own thread): while answering, REGISTERs get 200
+/// (granting what was asked), INVITEs 486 and OPTIONS 200; it keeps every request that reached
+/// it. Not answering is as good as gone (the socket stays bound, so nothing else takes the port).
+struct HandRegistrar {
+    address: std::net::SocketAddr,
+    answering: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HandRegistrar {
+    fn start(address: &str) -> HandRegistrar {
+        HandRegistrar::on(std::net::UdpSocket::bind(address).expect("bind the registrar"))
+    }
+
+    fn on(socket: std::net::UdpSocket) -> HandRegistrar {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let address = socket.local_addr().unwrap();
+        let answering = std::sync::Arc::new(AtomicBool::new(true));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (a, st, se) = (answering.clone(), stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while !st.load(Ordering::Relaxed) {
+                let Ok((len, from)) = socket.recv_from(&mut buffer) else { continue };
+                let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+                let status = match text.split(' ').next() {
+                    Some("REGISTER" | "OPTIONS") => "200 OK",
+                    Some("INVITE") => "486 Busy Here",
+                    _ => continue,
+                };
+                se.lock().unwrap().push(text.clone());
+                if a.load(Ordering::Relaxed) {
+                    let _ = socket.send_to(response_to(&text, status).as_bytes(), from);
+                }
+            }
+        });
+        HandRegistrar { address, answering, seen, stop, thread: Some(thread) }
+    }
+
+    fn answering(&self, on: bool) {
+        self.answering.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The REGISTERs that reached it, one per CSeq (retransmissions counted once).
+    fn registers(&self) -> usize {
+        let seen = self.seen.lock().unwrap();
+        let cseqs: std::collections::HashSet<&str> =
+            seen.iter().filter(|m| m.starts_with("REGISTER ")).map(|m| header(m, "CSeq")).collect();
+        cseqs.len()
+    }
+
+    fn invites(&self) -> usize {
+        let seen = self.seen.lock().unwrap();
+        let cseqs: std::collections::HashSet<&str> =
+            seen.iter().filter(|m| m.starts_with("INVITE ")).map(|m| header(m, "Call-ID")).collect();
+        cseqs.len()
+    }
+
+    fn first(&self, method: &str) -> Option<String> {
+        self.seen.lock().unwrap().iter().find(|m| m.starts_with(&format!("{method} "))).cloned()
+    }
+}
+
+impl Drop for HandRegistrar {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Where `sip show registry detail` says the line's REGISTERs went.
+fn sent_to(server: &Server) -> String {
+    let detail = server.rx("sip show registry detail");
+    detail.lines().find(|l| l.starts_with("  Sent to")).unwrap_or("").to_owned()
+}
+
+/// Issue 9, DNS SRV (`srvlookup`, on by default): `register => ...@trunk.test` without a port
+/// asks `_sip._udp.trunk.test` (dnsmasq here) and registers with the priority-10 target; its
+/// refreshes stick to it, and a call to the trunk goes there. The first registrar stops
+/// answering: the refresh moves to the priority-20 one, Registered again, and stays there (even
+/// when the first answers again); the next call follows it. trunk.test's own A record (nobody
+/// there) is never used.
+#[test]
+fn srv_registrars_in_order_and_the_next_when_the_first_stops_answering() {
+    let first = HandRegistrar::start("127.0.0.2:0");
+    let second = HandRegistrar::start("127.0.0.3:0");
+    let dns = Dnsmasq::start(&[
+        format!("--srv-host=_sip._udp.trunk.test,reg1.trunk.test,{},10,0", first.address.port()),
+        format!("--srv-host=_sip._udp.trunk.test,reg2.trunk.test,{},20,0", second.address.port()),
+        "--host-record=reg1.trunk.test,127.0.0.2".into(),
+        "--host-record=reg2.trunk.test,127.0.0.3".into(),
+        "--host-record=trunk.test,127.0.0.9".into(),
+    ]);
+    // Refreshed every second (a fifth of 5 s); no answer within 1 s is a timeout.
+    let (server, _) = sip_pbx_with_options("regsrv", &dns.nameserver_option(), &[], None, |_| {
+        "registertimeout=1\nregister => trunk?alice:pw@trunk.test/600~5\n\
+         [trunk]\ntype=peer\nhost=trunk.test\ninsecure=port,invite\n"
+            .to_owned()
+    });
+    let why =
+        |server: &Server| format!("{}\n{}\n{}", server.rx("sip show registry detail"), server.log_tail(), dns.log());
+    let stuck = eventually(Duration::from_secs(10), || (first.registers() >= 3).then_some(()));
+    assert!(stuck.is_some(), "registered, then two refreshes at the priority-10 target: {}", why(&server));
+    assert!(server.rx("sip show registry").contains("Registered"), "{}", why(&server));
+    assert_eq!(second.registers(), 0, "nothing to the priority-20 target while the first answers");
+    let register = first.first("REGISTER").unwrap();
+    assert!(
+        register.starts_with("REGISTER sip:trunk.test SIP/2.0\r\n"),
+        "the Request-URI names the domain: {register}"
+    );
+    assert!(dns.log().contains("query[SRV] _sip._udp.trunk.test"), "{}", dns.log());
+    assert_eq!(sent_to(&server), format!("  Sent to        : UDP {}", first.address));
+
+    let _ = server.rx("channel originate SIP/trunk/123 application Wait 1");
+    let called = eventually(Duration::from_secs(5), || (first.invites() == 1).then_some(()));
+    assert!(called.is_some(), "the call goes to the line's registrar: {}", why(&server));
+
+    first.answering(false);
+    let moved = eventually(Duration::from_secs(10), || {
+        (second.registers() >= 2 && server.rx("sip show registry").contains("Registered")).then_some(())
+    });
+    assert!(moved.is_some(), "the refresh moved to the priority-20 target: {}", why(&server));
+    assert_eq!(sent_to(&server), format!("  Sent to        : UDP {}", second.address));
+
+    first.answering(true);
+    let at_first = first.registers();
+    let at_second = second.registers();
+    let kept = eventually(Duration::from_secs(10), || (second.registers() >= at_second + 3).then_some(()));
+    assert!(kept.is_some(), "refreshes go on at the second: {}", why(&server));
+    assert_eq!(first.registers(), at_first, "none back to the first though it answers again");
+
+    let _ = server.rx("channel originate SIP/trunk/123 application Wait 1");
+    let called = eventually(Duration::from_secs(5), || (second.invites() == 1).then_some(()));
+    assert!(called.is_some(), "the next call follows the line: {}", why(&server));
+    assert_eq!(first.invites(), 1, "and not to the SRV's first target");
+    assert!(!server.log().contains("127.0.0.9"), "trunk.test's A record is not used: {}", server.log_tail());
+}
+
+/// Two A records and a port given (so no SRV, though the name has SRV records): the line's
+/// refreshes all go to the one address that answered first; when it stops answering, the next
+/// address takes over and is Registered.
+#[test]
+fn two_a_records_refreshes_stick_to_the_one_that_answered() {
+    // The same port on both addresses (a port given with the host applies to each of them).
+    let (a, b) = (0..20)
+        .find_map(|_| {
+            let a = std::net::UdpSocket::bind("127.0.0.2:0").ok()?;
+            let b = std::net::UdpSocket::bind(("127.0.0.3", a.local_addr().ok()?.port())).ok()?;
+            Some((a, b))
+        })
+        .expect("one free port on 127.0.0.2 and 127.0.0.3");
+    let port = a.local_addr().unwrap().port();
+    let (a, b) = (HandRegistrar::on(a), HandRegistrar::on(b));
+    let dns = Dnsmasq::start(&[
+        "--host-record=pool.test,127.0.0.2".into(),
+        "--host-record=pool.test,127.0.0.3".into(),
+        format!("--srv-host=_sip._udp.pool.test,elsewhere.test,{port},10,0"),
+        "--host-record=elsewhere.test,127.0.0.9".into(),
+    ]);
+    let (server, _) = sip_pbx_with_options("rega", &dns.nameserver_option(), &[], None, |_| {
+        format!("registertimeout=1\nregister => alice:pw@pool.test:{port}/600~5\n")
+    });
+    let why =
+        |server: &Server| format!("{}\n{}\n{}", server.rx("sip show registry detail"), server.log_tail(), dns.log());
+    let refreshed = eventually(Duration::from_secs(10), || (a.registers() + b.registers() >= 4).then_some(()));
+    assert!(refreshed.is_some(), "{}", why(&server));
+    let (answered, other) = if a.registers() > 0 { (&a, &b) } else { (&b, &a) };
+    assert_eq!(other.registers(), 0, "every refresh to {}: {}", answered.address, why(&server));
+    assert!(!dns.log().contains("query[SRV]"), "a port given: no SRV lookup: {}", dns.log());
+
+    answered.answering(false);
+    let moved = eventually(Duration::from_secs(10), || {
+        (other.registers() >= 2 && server.rx("sip show registry").contains("Registered")).then_some(())
+    });
+    assert!(moved.is_some(), "the next address took over: {}", why(&server));
+    assert_eq!(sent_to(&server), format!("  Sent to        : UDP {}", other.address));
+}

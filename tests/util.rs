@@ -489,10 +489,21 @@ pub fn sip_pbx_on_port(
     extensions: Option<&str>,
     sip_conf: impl FnOnce(u16) -> String,
 ) -> (Server, u16) {
+    sip_pbx_with_options(name, "", modules, extensions, sip_conf)
+}
+
+/// [`sip_pbx_on_port`] with more starling.conf `[options]` lines (`nameserver = ...`).
+pub fn sip_pbx_with_options(
+    name: &str,
+    options: &str,
+    modules: &[&str],
+    extensions: Option<&str>,
+    sip_conf: impl FnOnce(u16) -> String,
+) -> (Server, u16) {
     let port = free_udp_port();
     let sip_conf = sip_conf(port);
     let dir = TestDir::new(name);
-    dir.write_starling_conf(&moddir(), "");
+    dir.write_starling_conf(&moddir(), options);
     let loads: String = modules.iter().chain(["chan_sip"].iter()).map(|m| format!("load => {m}.so\n")).collect();
     dir.write("modules.conf", &format!("[modules]\nautoload = no\n{loads}"));
     if let Some(extensions) = extensions {
@@ -500,4 +511,58 @@ pub fn sip_pbx_on_port(
     }
     dir.write("sip.conf", &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n{sip_conf}"));
     (Server::start(dir), port)
+}
+
+/// A DNS server we control: Debian's dnsmasq (package dnsmasq-base) in the foreground on a free
+/// UDP port of 127.0.0.1, answering from `records` alone (its `--srv-host=` and `--host-record=`
+/// options) and NXDOMAIN for any other name under `.test`; killed by its pid on drop.
+pub struct Dnsmasq {
+    child: Child,
+    pub port: u16,
+    dir: TestDir,
+}
+
+impl Dnsmasq {
+    pub fn start(records: &[String]) -> Dnsmasq {
+        let dir = TestDir::new("dns");
+        let port = free_udp_port();
+        let log = dir.path.join("dnsmasq.log");
+        let child = Command::new("/usr/sbin/dnsmasq")
+            .args(["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--local=/test/"])
+            .args([
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--pid-file=",
+                "--log-facility=-",
+                "--log-queries",
+            ])
+            .arg(format!("--port={port}"))
+            .args(records)
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(fs::File::create(dir.path.join("dnsmasq.err")).unwrap())
+            .spawn()
+            .expect("dnsmasq (Debian's dnsmasq-base)");
+        let dns = Dnsmasq { child, port, dir };
+        let up = eventually(Duration::from_secs(5), || dns.log().contains("cleared cache").then_some(()));
+        assert!(up.is_some(), "dnsmasq started: {}", dns.log());
+        dns
+    }
+
+    /// What it logged: one line per query and per answer.
+    pub fn log(&self) -> String {
+        let out = fs::read_to_string(self.dir.path.join("dnsmasq.log")).unwrap_or_default();
+        out + &fs::read_to_string(self.dir.path.join("dnsmasq.err")).unwrap_or_default()
+    }
+
+    /// The starling.conf `[options]` line that makes Starling ask it.
+    pub fn nameserver_option(&self) -> String {
+        format!("nameserver = 127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -38,6 +38,7 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
         maxcalls: 0,
         maxfiles: 0,
         systemname: String::new(),
+        nameservers: Vec::new(),
         verbose: 0,
         debug: 0,
     };
@@ -81,10 +82,17 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
                             settings.systemname = var.value.clone();
                             Ok(())
                         }
+                        "nameserver" => match parse_nameserver(&var.value) {
+                            Some(address) => {
+                                settings.nameservers.push(address);
+                                Ok(())
+                            }
+                            None => Err(var.error("expected an IP address, with a port or not (53)")),
+                        },
                         _ => Err(ConfigError::at(
                             &var.location,
                             format!(
-                                "unknown option '{}': expected maxcalls, maxfiles, verbose, debug or systemname",
+                                "unknown option '{}': expected maxcalls, maxfiles, verbose, debug, systemname or nameserver",
                                 var.name
                             ),
                         )),
@@ -101,6 +109,15 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
         }
     }
     errors.into_result(settings)
+}
+
+/// `nameserver = 127.0.0.1`, `127.0.0.1:5353`, `::1`, `[::1]:5353`.
+fn parse_nameserver(value: &str) -> Option<std::net::SocketAddr> {
+    let value = value.trim();
+    value.parse().ok().or_else(|| {
+        let ip: std::net::IpAddr = value.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+        Some(std::net::SocketAddr::new(ip, 53))
+    })
 }
 
 #[cfg(test)]
@@ -130,10 +147,24 @@ mod tests {
         assert_eq!(
             e,
             "starling.conf:3: maxcalls 'lots': invalid digit found in string\n\
-             starling.conf:4: unknown option 'colour': expected maxcalls, maxfiles, verbose, debug or systemname\n\
+             starling.conf:4: unknown option 'colour': expected maxcalls, maxfiles, verbose, debug, systemname or nameserver\n\
              starling.conf:5: unknown section [extra]: expected [directories] or [options]"
         );
         let c = Config::parse_str("starling.conf", "").unwrap();
         assert_eq!(parse(&c, Path::new("/e/starling.conf"), Path::new("/bin")).unwrap().moddir, Path::new("/bin"));
+    }
+
+    /// `nameserver` lines, in order; port 53 unless given; a host name is an error.
+    #[test]
+    fn nameservers_in_order() {
+        let text = "[options]\nnameserver = 127.0.0.1:5353\nnameserver = ::1\nnameserver = [::1]:54\nnameserver = ns.example\n";
+        let c = Config::parse_str("starling.conf", text).unwrap();
+        let e = parse(&c, Path::new("/e/starling.conf"), Path::new("/bin")).unwrap_err().to_string();
+        assert_eq!(e, "starling.conf:5: nameserver 'ns.example': expected an IP address, with a port or not (53)");
+        let c = Config::parse_str("starling.conf", &text.replace("nameserver = ns.example\n", "")).unwrap();
+        let s = parse(&c, Path::new("/e/starling.conf"), Path::new("/bin")).unwrap();
+        let want: Vec<std::net::SocketAddr> =
+            ["127.0.0.1:5353", "[::1]:53", "[::1]:54"].iter().map(|a| a.parse().unwrap()).collect();
+        assert_eq!(s.nameservers, want);
     }
 }

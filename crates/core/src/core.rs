@@ -31,6 +31,9 @@ pub struct Settings {
     pub maxfiles: u64,
     /// `[options] systemname`: prefixes uniqueids so nodes never collide.
     pub systemname: String,
+    /// `[options] nameserver` (Starling's, one line each): the DNS servers modules ask (chan_sip's
+    /// SRV and A/AAAA lookups), in order; none: the system's (`/etc/resolv.conf`).
+    pub nameservers: Vec<std::net::SocketAddr>,
     /// Verbosity and debug level at start (`[options]`, raised by `-v`/`-d`).
     pub verbose: u8,
     pub debug: u8,
@@ -369,6 +372,7 @@ impl Core {
             maxcalls: 0,
             maxfiles: 0,
             systemname: String::new(),
+            nameservers: Vec::new(),
             verbose: 0,
             debug: 0,
         };

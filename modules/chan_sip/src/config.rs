@@ -160,13 +160,19 @@ pub fn parse_proxy(var: &Variable) -> Result<(String, String, u16), ConfigError>
     Ok((var.value.trim().to_owned(), host, port))
 }
 
-/// The host and port of an `outboundproxy` value.
+/// The host and port of an `outboundproxy` value (5060 unless given).
 pub fn split_proxy(value: &str) -> Option<(String, u16)> {
+    split_proxy_port(value).map(|(host, port)| (host, port.unwrap_or(5060)))
+}
+
+/// The host and the port given (if any) of an `outboundproxy` value: without a port, its host
+/// is looked up in DNS SRV (`srvlookup`).
+pub fn split_proxy_port(value: &str) -> Option<(String, Option<u16>)> {
     let proxy = value.trim().trim_start_matches("sip:");
     let proxy = proxy.split(';').next().unwrap_or(proxy);
     let (host, port) = match proxy.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') && !h.is_empty() && !p.contains(']') => (h, p.parse().ok()?),
-        _ => (proxy, 5060),
+        Some((h, p)) if !h.ends_with(':') && !h.is_empty() && !p.contains(']') => (h, Some(p.parse().ok()?)),
+        _ => (proxy, None),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     (!host.is_empty()).then(|| (host.to_owned(), port))
@@ -220,6 +226,9 @@ pub struct General {
     pub tcpenable: bool,
     pub tcpbindaddr: Option<String>,
     pub language: String,
+    /// `srvlookup` (default yes, as Asterisk's): a host without a port is looked up in DNS SRV
+    /// first (`_sip._udp.<host>`, see `resolve`).
+    pub srvlookup: bool,
 }
 
 /// `rtp.conf` `[general]` (Asterisk's res_rtp_asterisk reads it; here the SIP channel driver,
@@ -558,6 +567,7 @@ impl SipConf {
             tcpenable: false,
             tcpbindaddr: None,
             language: "en".into(),
+            srvlookup: true,
         };
         let mut registrations = Vec::new();
         if let Some(section) = config.section("general") {
@@ -633,6 +643,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
             g.tcpbindaddr = Some(var.value.trim().to_owned());
         }
         "language" => g.language = var.value.clone(),
+        "srvlookup" => g.srvlookup = bool_of(var)?,
         "register" => registrations.push(parse_register(var)?),
         _ => tracing::warn!("{}: unknown [general] key '{}' in sip.conf", var.location, var.name),
     }

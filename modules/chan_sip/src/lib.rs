@@ -16,6 +16,7 @@ mod pvt;
 mod qualify;
 mod registrar;
 mod registry;
+mod resolve;
 mod shared;
 mod tcp;
 
@@ -251,15 +252,15 @@ fn debug_address(text: &str) -> Option<(std::net::IpAddr, Option<u16>)> {
     Some((ip, port))
 }
 
-/// Where `sip set debug peer` looks: the peer's static host and port, or where it registered.
-fn peer_address(conf: &SipConf, bindings: &registrar::Bindings, name: &str) -> Option<std::net::SocketAddr> {
+/// Where `sip set debug peer` looks: where calls to the peer go (its static host, see
+/// `Shared::peer_address`), or where it registered.
+fn peer_address(shared: &shared::Shared, conf: &SipConf, name: &str) -> Option<std::net::SocketAddr> {
     let peer = conf.peer(name, |p| p.kind != config::PeerKind::User)?;
     match &peer.host {
-        config::PeerHost::Static(host) => {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            std::net::ToSocketAddrs::to_socket_addrs(&(host, peer.port.unwrap_or(5060))).ok()?.next()
+        config::PeerHost::Static(_) => shared.peer_address(conf, peer),
+        config::PeerHost::Dynamic => {
+            shared.bindings.read().unwrap_or_else(|p| p.into_inner()).get(name).map(|b| b.address)
         }
-        config::PeerHost::Dynamic => bindings.read().unwrap_or_else(|p| p.into_inner()).get(name).map(|b| b.address),
     }
 }
 
@@ -352,8 +353,8 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     ));
     let monitor = monitor::Monitor::new(state.clone(), from_calls, Arc::new(socket), tcp);
     let debug = monitor.debug.clone();
-    let (peers_state, peer_state, qualify_state, registry_state) =
-        (state.clone(), state.clone(), state.clone(), state.clone());
+    let (peers_state, peer_state, qualify_state, registry_state, debug_state) =
+        (state.clone(), state.clone(), state.clone(), state.clone(), state.clone());
     let actions = ctx.register_manager_actions(manager::actions(&state, &bindings))?;
     let tech = ctx.register_tech(Arc::new(outbound::SipTech { shared: state }))?;
 
@@ -367,7 +368,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         .map_err(|e| LoadError::Resource(format!("cannot start the SIP monitor thread: {e}")))?;
     let (peers_conf, peer_conf, settings_conf, users_conf, debug_conf) =
         (shared.clone(), shared.clone(), shared.clone(), shared.clone(), shared.clone());
-    let (peers_bindings, peer_bindings, debug_bindings) = (bindings.clone(), bindings.clone(), bindings);
+    let (peers_bindings, peer_bindings) = (bindings.clone(), bindings);
     let current = |c: &Arc<std::sync::RwLock<Arc<SipConf>>>| c.read().unwrap_or_else(|p| p.into_inner()).clone();
     let cli = ctx.register_cli(vec![
         CliCommand::new("sip show peers", "List defined SIP peers", "Usage: sip show peers [like <pattern>]\n       Lists all known SIP peers.\n", move |call| {
@@ -446,7 +447,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
                 }
                 [peer, name] if peer == "peer" => {
                     let conf = current(&debug_conf);
-                    let Some(remote) = peer_address(&conf, &debug_bindings, name) else {
+                    let Some(remote) = peer_address(&debug_state, &conf, name) else {
                         let _ = writeln!(call, "Unable to get IP address of peer '{name}'");
                         return CliResult::Failure;
                     };

@@ -25,6 +25,7 @@ use crate::pvt::{note_message, DialogRow, Direction, Pvt, PvtParts, ToMonitor, T
 use crate::qualify::{PeerStatus, Qualifier};
 use crate::registrar::{BindingChange, Registrar};
 use crate::registry::{RegState, Registry};
+use crate::resolve::{Lookup, Query};
 use crate::shared::{CallKey, Shared};
 use starling_core::events::Event as CoreEvent;
 
@@ -60,6 +61,9 @@ pub struct Monitor {
     /// `register =>` lines, and their REGISTER transactions in flight (to which line).
     registry: Registry,
     reg_txs: HashMap<TxId, usize>,
+    /// Each line's latest REGISTER transaction: a new one (a retry after `registertimeout`, to
+    /// the next address) makes the old one's late answer, or its Timer F, no longer the line's.
+    reg_tx_of_line: HashMap<usize, TxId>,
     /// Registrar addresses (and the extension registered there) to their line: an INVITE from
     /// one is that line's (see `find_caller`).
     registrar_ips: HashMap<std::net::IpAddr, usize>,
@@ -134,6 +138,7 @@ impl Monitor {
             pokes: HashMap::new(),
             registry: Registry::default(),
             reg_txs: HashMap::new(),
+            reg_tx_of_line: HashMap::new(),
             registrar_ips: HashMap::new(),
             registrar_extens: HashMap::new(),
             from_calls,
@@ -273,6 +278,7 @@ impl Monitor {
             });
         }
         self.reg_txs.clear();
+        self.reg_tx_of_line.clear();
         self.registrar_ips.clear();
         self.registrar_extens.clear();
         for line in removed.into_iter().filter(|l| l.state == RegState::Registered) {
@@ -295,22 +301,8 @@ impl Monitor {
         i: usize,
         authorization: Option<(HeaderName, String)>,
     ) -> Option<(Request, SocketAddr)> {
-        let line = registry.lines.get_mut(i)?;
-        let config = &line.config;
-        // Through the proxy when there is one; the Request-URI still names the registrar.
-        let (host, port) = match line.proxy.as_deref().and_then(crate::config::split_proxy) {
-            Some((host, port)) => (host, port),
-            None => (config.host.trim_start_matches('[').trim_end_matches(']').to_owned(), config.port.unwrap_or(5060)),
-        };
         // Sticky: the address that answered last, until it fails (see `Line::registrar_address`).
-        let remote = line.registrar_address(|| {
-            let mut all: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-                .map(|a| a.collect())
-                .unwrap_or_default();
-            let mut seen = std::collections::HashSet::new();
-            all.retain(|a| seen.insert(*a));
-            all
-        })?;
+        let remote = registry.lines.get(i)?.registrar_address()?;
         let local_ip = self.shared.local_ip_towards(remote);
         let told = self.shared.advertised(local_ip, remote.ip());
         let branch = crate::registry::branch(self.shared.random());
@@ -358,6 +350,10 @@ impl Monitor {
     }
 
     fn send_register(&mut self, i: usize, authorization: Option<(HeaderName, String)>, now: std::time::Instant) {
+        if self.registry.lines.get(i).is_some_and(|l| l.registrar_address().is_none()) {
+            // Resolved first, off the monitor: the REGISTER goes when the answer comes back.
+            return self.resolve_registrar(i, now);
+        }
         let mut registry = std::mem::take(&mut self.registry);
         let request = self.register_request(&mut registry, i, authorization);
         self.registry = registry;
@@ -373,12 +369,70 @@ impl Monitor {
                 let transport = self.transport_to(remote, tcp);
                 let tx = self.endpoint.send_request(now, request, remote, transport);
                 self.reg_txs.insert(tx, i);
+                if let Some(old) = self.reg_tx_of_line.insert(i, tx) {
+                    self.reg_txs.remove(&old);
+                }
             }
-            None => {
-                let host = self.registry.lines.get(i).map(|l| l.config.host.clone()).unwrap_or_default();
-                tracing::warn!("Cannot resolve registrar '{host}': registration failed");
-                self.registry.timeout(i, now);
+            None => self.resolve_registrar(i, now),
+        }
+    }
+
+    /// Looks up where line `i`'s REGISTERs go (its proxy when it has one; the Request-URI still
+    /// names the registrar): SRV then A/AAAA, on the core's runtime. The answer comes back as
+    /// `ToMonitor::Resolved`.
+    fn resolve_registrar(&mut self, i: usize, now: std::time::Instant) {
+        if !self.registry.start_resolving(i) {
+            return;
+        }
+        let line = &self.registry.lines[i];
+        let (host, port) = match line.proxy.as_deref().and_then(crate::config::split_proxy_port) {
+            Some(proxy) => proxy,
+            None => (line.config.host.clone(), line.config.port),
+        };
+        let tcp = line.config.transport == "tcp";
+        match Query::for_host(&host, port, tcp, self.conf.general.srvlookup) {
+            // An address needs no DNS: sent at once.
+            Query::Address(address) => {
+                if self.registry.resolved(i, now, vec![address]) {
+                    self.send_register(i, None, now);
+                }
             }
+            query => self.spawn_lookup(Lookup::Registrar { call_id: line.call_id().to_owned() }, query),
+        }
+    }
+
+    /// Starts a DNS lookup on the core's runtime (never waited on here).
+    fn spawn_lookup(&self, lookup: Lookup, query: Query) {
+        let resolver = self.shared.resolver.clone();
+        let to_monitor = self.shared.to_monitor.clone();
+        let seed = self.shared.random();
+        self.core.runtime().spawn(async move {
+            let addresses = resolver.lookup(query, seed).await;
+            let _ = to_monitor.send(ToMonitor::Resolved { lookup, addresses });
+        });
+    }
+
+    /// A lookup started by [`Monitor::spawn_lookup`] is done.
+    fn resolved(&mut self, lookup: Lookup, addresses: Vec<SocketAddr>) {
+        let now = std::time::Instant::now();
+        match lookup {
+            Lookup::Registrar { call_id } => {
+                // By Call-ID: a reload may have moved the line, or removed it.
+                let Some(i) = self.registry.lines.iter().position(|l| l.call_id() == call_id) else { return };
+                if self.registry.resolved(i, now, addresses) {
+                    self.send_register(i, None, now);
+                } else {
+                    let line = &self.registry.lines[i].config;
+                    tracing::warn!(
+                        "Probably a DNS error for registration to {}@{}, trying REGISTER again (after {} seconds)",
+                        line.user,
+                        line.host,
+                        self.conf.general.registertimeout.max(1)
+                    );
+                }
+                self.publish_line(i);
+            }
+            Lookup::Poke { peer } => self.poke(&peer, addresses.first().copied(), now),
         }
     }
 
@@ -491,26 +545,46 @@ impl Monitor {
             self.status_changed(change);
         }
         for name in poke {
-            let remote = self.conf.peer(&name, |_| true).and_then(|peer| match &peer.host {
-                PeerHost::Static(host) => {
-                    let host = host.trim_start_matches('[').trim_end_matches(']');
-                    std::net::ToSocketAddrs::to_socket_addrs(&(host, peer.port.unwrap_or(5060))).ok()?.next()
-                }
-                PeerHost::Dynamic => self.registrar.bindings().get(&name).map(|b| b.address),
-            });
-            let Some(remote) = remote else {
-                if let Some(change) = self.qualifier.sent(&name, now, false) {
-                    self.status_changed(change);
-                }
-                continue;
+            let conf = self.conf.clone();
+            let remote = match conf.peer(&name, |_| true) {
+                Some(peer) => match &peer.host {
+                    // The trunk of a registered line where the line is; else a name is looked up
+                    // (off the monitor: the poke goes when the answer comes back).
+                    PeerHost::Static(host) => match self.shared.sticky_address(&conf, peer) {
+                        Some(sticky) => Some(sticky),
+                        None => {
+                            let tcp = peer.transport == "tcp";
+                            match Query::for_host(host, peer.port, tcp, conf.general.srvlookup) {
+                                Query::Address(address) => Some(address),
+                                query => {
+                                    self.spawn_lookup(Lookup::Poke { peer: name }, query);
+                                    continue;
+                                }
+                            }
+                        }
+                    },
+                    PeerHost::Dynamic => self.registrar.bindings().get(&name).map(|b| b.address),
+                },
+                None => None,
             };
-            let options = self.options_request(&name, remote);
-            let tcp = self.conf.peer(&name, |_| true).is_some_and(|p| p.transport == "tcp");
-            let transport = self.transport_to(remote, tcp);
-            let tx = self.endpoint.send_request(now, options, remote, transport);
-            self.pokes.insert(tx, name.clone());
-            self.qualifier.sent(&name, now, true);
+            self.poke(&name, remote, now);
         }
+    }
+
+    /// Sends `peer` an OPTIONS at `remote`; with no address, tells the qualifier it could not.
+    fn poke(&mut self, name: &str, remote: Option<SocketAddr>, now: std::time::Instant) {
+        let Some(remote) = remote else {
+            if let Some(change) = self.qualifier.sent(name, now, false) {
+                self.status_changed(change);
+            }
+            return;
+        };
+        let options = self.options_request(name, remote);
+        let tcp = self.conf.peer(name, |_| true).is_some_and(|p| p.transport == "tcp");
+        let transport = self.transport_to(remote, tcp);
+        let tx = self.endpoint.send_request(now, options, remote, transport);
+        self.pokes.insert(tx, name.to_owned());
+        self.qualifier.sent(name, now, true);
     }
 
     /// An OPTIONS to poke `peer` at `remote`.
@@ -925,6 +999,7 @@ impl Monitor {
                 self.qualifier.poke_now(&peer, std::time::Instant::now());
             }
             ToMonitor::Reregister { peer, status } => self.reregister(&peer, status),
+            ToMonitor::Resolved { lookup, addresses } => self.resolved(lookup, addresses),
             ToMonitor::NewCall { key, to_pvt } => {
                 self.calls.insert(key, to_pvt);
             }

@@ -7,7 +7,7 @@
 //! `BUSY`: its call-limit reached), binds the RTP port, makes the channel and its pvt, and tells
 //! the monitor where the dialog's messages go. `Channel::call` then sends the INVITE.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use starling_core::channel::Channel;
@@ -41,11 +41,6 @@ struct Target {
     remote: SocketAddr,
 }
 
-fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (host, port).to_socket_addrs().ok()?.next()
-}
-
 impl SipTech {
     /// Reads `bob`, `bob/100`, `100@bob`, `user@host[:port]`.
     fn target(&self, data: &str) -> Result<Target, Cause> {
@@ -71,7 +66,8 @@ impl SipTech {
                 );
                 return Err(Cause::REQUESTED_CHAN_UNAVAIL);
             }
-            let remote = resolve(host, port.unwrap_or(5060)).ok_or(Cause::REQUESTED_CHAN_UNAVAIL)?;
+            // As chan_sip's create_addr: SRV first for a name without a port (srvlookup).
+            let remote = self.shared.resolve_first(host, port, false).ok_or(Cause::REQUESTED_CHAN_UNAVAIL)?;
             let uri = Uri::sip(exten, Host::parse(host).map_err(|_| Cause::REQUESTED_CHAN_UNAVAIL)?, port);
             return Ok(Target { peer_name: host.to_owned(), peer: None, uri, remote });
         };
@@ -89,14 +85,9 @@ impl SipTech {
                 (uri, binding.address)
             }
             PeerHost::Static(host) => {
-                let port = peer.port.unwrap_or(5060);
                 // A trunk we are registered to is called where the registration goes now
                 // (registrar stickiness), not at whatever its name resolves to first.
-                let sticky = conf
-                    .account_of(peer)
-                    .filter(|account| account.host == *host && account.port.unwrap_or(5060) == port)
-                    .and_then(|account| self.shared.registered_address(account));
-                let Some(remote) = sticky.or_else(|| resolve(host, port)) else {
+                let Some(remote) = self.shared.peer_address(&conf, peer) else {
                     tracing::warn!("Cannot resolve host '{host}' of peer '{}'", peer.name);
                     return Err(Cause::REQUESTED_CHAN_UNAVAIL);
                 };
@@ -108,8 +99,8 @@ impl SipTech {
         // `outboundproxy`: every request goes there, the Request-URI still names the peer.
         let remote = match &peer.outboundproxy {
             Some(proxy) => {
-                let (host, port) = crate::config::split_proxy(proxy).unwrap_or_default();
-                resolve(&host, port).ok_or_else(|| {
+                let (host, port) = crate::config::split_proxy_port(proxy).unwrap_or_default();
+                self.shared.resolve_first(&host, port, peer.transport == "tcp").ok_or_else(|| {
                     tracing::warn!("Cannot resolve outboundproxy '{proxy}' of peer '{}'", peer.name);
                     Cause::REQUESTED_CHAN_UNAVAIL
                 })?

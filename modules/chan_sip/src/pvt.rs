@@ -217,6 +217,8 @@ pub enum ToMonitor {
     /// Our INVITE to `peer` failed with `status`, one of its `reregister_on`: register its
     /// account (`register =>` line) again now.
     Reregister { peer: String, status: u16 },
+    /// A DNS lookup the monitor started is done: `addresses` in the order to try them.
+    Resolved { lookup: crate::resolve::Lookup, addresses: Vec<SocketAddr> },
 }
 
 /// What the monitor hands a call: the requests of its dialog, the responses to its requests.
@@ -688,14 +690,9 @@ impl Pvt {
                 .map(|n| n.uri)
                 .or_else(|| proxied.then(|| self.dialog.remote_target.clone()));
             if let Some(uri) = uri {
-                let port = uri.port.unwrap_or(5060);
-                let resolved = match uri.host.ip() {
-                    Some(ip) => Some(SocketAddr::new(ip, port)),
-                    None => std::net::ToSocketAddrs::to_socket_addrs(&(uri.host.to_string().as_str(), port))
-                        .ok()
-                        .and_then(|mut a| a.next()),
-                };
-                if let Some(target) = resolved {
+                // RFC 3263 for a name: SRV first when no port is given (srvlookup).
+                let tcp = uri.transport().as_deref() == Some("tcp");
+                if let Some(target) = self.shared.resolve_first(&uri.host.to_string(), uri.port, tcp) {
                     return target;
                 }
             }

@@ -80,8 +80,8 @@ pub struct Line {
     pub removing: bool,
     /// A REGISTER is out since then: no final answer within `registertimeout` is a Timeout.
     waiting: Option<Instant>,
-    /// Where the REGISTERs go (resolved when sent; the proxy when there is one): calls from
-    /// there belong to this line.
+    /// Where the last REGISTER went (the proxy when there is one): calls from there belong to
+    /// this line.
     pub registrar: Option<SocketAddr>,
     /// The `outboundproxy` the REGISTERs go through (the line's peer's, else `[general]`'s).
     pub proxy: Option<String>,
@@ -98,16 +98,15 @@ pub struct Line {
     /// next is tried; after the last, the host is resolved afresh.
     addresses: Vec<SocketAddr>,
     address: usize,
+    /// A lookup of the registrar's host is out (the monitor started it; [`Registry::resolved`]
+    /// takes its answer).
+    resolving: bool,
 }
 
 impl Line {
-    /// Where the next REGISTER goes: the address in use, resolving the host (`resolve`) when no
-    /// address is known. `None` when it resolves to nothing.
-    pub fn registrar_address(&mut self, resolve: impl FnOnce() -> Vec<SocketAddr>) -> Option<SocketAddr> {
-        if self.addresses.is_empty() {
-            self.addresses = resolve();
-            self.address = 0;
-        }
+    /// Where the next REGISTER goes: the address in use. `None` when no address is known: the
+    /// host is to be resolved first ([`Registry::start_resolving`]).
+    pub fn registrar_address(&self) -> Option<SocketAddr> {
         self.addresses.get(self.address).copied()
     }
 
@@ -205,6 +204,7 @@ impl Registry {
                 binding: None,
                 addresses: Vec::new(),
                 address: 0,
+                resolving: false,
             });
         }
         self.schedule = (0..self.lines.len()).filter_map(|i| Some((self.deadline(i)?, i))).collect();
@@ -481,6 +481,36 @@ impl Registry {
         })
     }
 
+    /// Line `i` needs its registrar's host resolved: whether to start a lookup now (not when
+    /// one is already out for it).
+    pub fn start_resolving(&mut self, i: usize) -> bool {
+        match self.lines.get_mut(i) {
+            Some(line) if !line.resolving => {
+                line.resolving = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The lookup of line `i`'s registrar came back with `addresses`, in the order to try them
+    /// (SRV, then A/AAAA). Whether to send its REGISTER now; with no address the next try is
+    /// after `registertimeout`, as chan_sip's "Probably a DNS error ..., trying REGISTER again".
+    pub fn resolved(&mut self, i: usize, now: Instant, addresses: Vec<SocketAddr>) -> bool {
+        self.rescheduled(i, |r| {
+            let timeout = r.registertimeout;
+            let Some(line) = r.lines.get_mut(i) else { return false };
+            line.resolving = false;
+            line.addresses = addresses;
+            line.address = 0;
+            if line.addresses.is_empty() {
+                line.next = Some(now + timeout);
+                return false;
+            }
+            true
+        })
+    }
+
     /// Marks line `i` for unregistering (Expires: 0) and sends it next.
     pub fn remove(&mut self, i: usize, now: Instant) {
         self.rescheduled(i, |r| {
@@ -611,25 +641,34 @@ mod tests {
     fn the_registrar_address_sticks_until_it_fails() {
         let (mut r, now) = registry(0);
         let (a, b): (SocketAddr, SocketAddr) = ("192.0.2.1:5060".parse().unwrap(), "192.0.2.2:5060".parse().unwrap());
-        let resolved = std::cell::Cell::new(0);
-        let resolve = || {
-            resolved.set(resolved.get() + 1);
-            vec![a, b]
-        };
-        assert_eq!(r.lines[0].registrar_address(resolve), Some(a));
+        assert_eq!(r.lines[0].registrar_address(), None, "not resolved yet");
+        assert!(r.start_resolving(0));
+        assert!(!r.start_resolving(0), "one lookup at a time");
+        assert!(r.resolved(0, now, vec![a, b]));
+        assert_eq!(r.lines[0].registrar_address(), Some(a));
         r.due(now);
         let first = r.request(0, now, LOCAL.parse().unwrap(), "b1", "S", None);
         r.response(0, now, &respond(&first, 200, "Contact: <sip:600@127.0.0.1:5060>;expires=60\r\n"), "c");
-        assert_eq!(r.lines[0].registrar_address(resolve), Some(a), "the refresh goes to the same one");
-        let refresh = r.request(0, now, LOCAL.parse().unwrap(), "b2", "S", None);
+        assert_eq!(r.lines[0].registrar_address(), Some(a), "the refresh goes to the same one");
+        r.request(0, now, LOCAL.parse().unwrap(), "b2", "S", None);
         r.timeout(0, now);
-        assert_eq!(r.lines[0].registrar_address(resolve), Some(b), "no answer: the next address");
+        assert_eq!(r.lines[0].registrar_address(), Some(b), "no answer: the next address");
         let to_b = r.request(0, now, LOCAL.parse().unwrap(), "b3", "S", None);
         r.response(0, now, &respond(&to_b, 503, ""), "c");
-        assert_eq!(resolved.get(), 1);
-        assert_eq!(r.lines[0].registrar_address(resolve), Some(a), "after the last, resolved afresh");
-        assert_eq!(resolved.get(), 2);
-        let _ = refresh;
+        assert_eq!(r.lines[0].registrar_address(), None, "after the last, to be resolved afresh");
+        assert!(r.start_resolving(0));
+    }
+
+    /// A registrar that resolves to nothing: tried again after `registertimeout` (20 s here).
+    #[test]
+    fn no_address_is_retried_after_registertimeout() {
+        let (mut r, now) = registry(0);
+        assert_eq!(r.due(now), [0]);
+        assert!(r.start_resolving(0));
+        assert!(!r.resolved(0, now, Vec::new()));
+        assert_eq!(r.poll_timeout(), Some(now + Duration::from_secs(20)));
+        assert_eq!(r.due(now + Duration::from_secs(20)), [0]);
+        assert!(r.start_resolving(0), "and looked up again");
     }
 
     /// `reregister_on`: a registered line is due at once; not while a REGISTER is out, nor once

@@ -47,6 +47,8 @@ pub struct Shared {
     pub registry: RwLock<Vec<RegistryRow>>,
     /// Our address towards each remote address we have sent to (when bound to every address).
     routes: Mutex<HashMap<IpAddr, IpAddr>>,
+    /// DNS (SRV, A/AAAA) for hosts named in sip.conf and dial strings.
+    pub resolver: crate::resolve::Resolver,
 }
 
 /// One `register =>` line as `sip show registry` shows it.
@@ -96,6 +98,8 @@ impl Shared {
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let seed = seed ^ (u64::from(std::process::id()) << 32);
+        let ipv6 = conf.read().unwrap_or_else(|p| p.into_inner()).general.bindaddr.is_ipv6();
+        let resolver = crate::resolve::Resolver::new(&core.settings().nameservers, ipv6, core.runtime());
         Shared {
             core,
             conf,
@@ -110,6 +114,7 @@ impl Shared {
             peer_status: RwLock::default(),
             registry: RwLock::default(),
             routes: Mutex::default(),
+            resolver,
         }
     }
 
@@ -120,6 +125,31 @@ impl Shared {
         let row =
             rows.iter().find(|row| row.line == *line && row.state == "Registered" && row.detail.proxy.is_none())?;
         row.detail.registrar
+    }
+
+    /// Registrar stickiness for a peer: the trunk of a registered `register =>` line (its
+    /// account, registering to the peer's host and port) is called and poked where that line's
+    /// REGISTERs go now, not at whatever its name resolves to first.
+    pub fn sticky_address(&self, conf: &SipConf, peer: &crate::config::Peer) -> Option<SocketAddr> {
+        let crate::config::PeerHost::Static(host) = &peer.host else { return None };
+        let port = peer.port.unwrap_or(5060);
+        let account = conf.account_of(peer).filter(|a| a.host == *host && a.port.unwrap_or(5060) == port)?;
+        self.registered_address(account)
+    }
+
+    /// Where a peer with a static host is: [`Shared::sticky_address`], else the first address its
+    /// host resolves to (SRV first when `srvlookup` and no port). Waits for the DNS: for a
+    /// call's task or the CLI, never the monitor.
+    pub fn peer_address(&self, conf: &SipConf, peer: &crate::config::Peer) -> Option<SocketAddr> {
+        let crate::config::PeerHost::Static(host) = &peer.host else { return None };
+        self.sticky_address(conf, peer).or_else(|| self.resolve_first(host, peer.port, peer.transport == "tcp"))
+    }
+
+    /// The first address of `host` (with the port given, if any; SRV first when `srvlookup`
+    /// and no port). Waits for the DNS: for a call's task or the CLI, never the monitor.
+    pub fn resolve_first(&self, host: &str, port: Option<u16>, tcp: bool) -> Option<SocketAddr> {
+        let query = crate::resolve::Query::for_host(host, port, tcp, self.conf().general.srvlookup);
+        self.resolver.lookup_blocking(query, self.random()).first().copied()
     }
 
     /// The configuration in force.
