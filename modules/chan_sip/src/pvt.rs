@@ -865,6 +865,15 @@ impl Pvt {
         self.send(ToMonitor::Request { request, remote: self.dialog_target() });
     }
 
+    /// How direct media's offers go: UPDATE with `directmedia=update`, else re-INVITE.
+    fn direct_offer_method(&self) -> Method {
+        if self.directmedia.update {
+            Method::Update
+        } else {
+            Method::Invite
+        }
+    }
+
     /// A new offer in the dialog (a re-INVITE, or an UPDATE): our media as it is now — held
     /// or not, ours or direct ([`Pvt::offered_media`]). Returns its CSeq.
     fn send_offer(&mut self, method: Method) -> u32 {
@@ -1479,7 +1488,7 @@ impl Pvt {
                     }
                     Some(ToPvt::Direct(direct)) => {
                         let now = TokioInstant::now();
-                        let method = if self.directmedia.update { Method::Update } else { Method::Invite };
+                        let method = self.direct_offer_method();
                         match direct {
                             Some(direct) => {
                                 tracing::debug!("{}: directing the media to the other call's far end", self.key.call_id);
@@ -1497,8 +1506,7 @@ impl Pvt {
                     }
                     Some(ToPvt::DirectRefresh) => {
                         if self.direct.is_some() {
-                            let method = if self.directmedia.update { Method::Update } else { Method::Invite };
-                            offer_due = Some((TokioInstant::now(), method));
+                            offer_due = Some((TokioInstant::now(), self.direct_offer_method()));
                         }
                     }
                     Some(ToPvt::Relay(relay)) => {
