@@ -16,6 +16,7 @@ mod pvt;
 mod qualify;
 mod registrar;
 mod registry;
+mod relay;
 mod resolve;
 mod shared;
 mod tcp;
@@ -39,6 +40,7 @@ struct ChanSip {
     _actions: starling_core::module::Registrations,
     /// Says when the monitor thread has finished (after unregistering).
     monitor_done: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    relay: Arc<relay::Relay>,
 }
 
 impl Module for ChanSip {
@@ -64,6 +66,7 @@ impl Module for ChanSip {
         // (bounded) before the process goes on to exit.
         let done = self.monitor_done.lock().unwrap_or_else(|p| p.into_inner());
         let _ = done.recv_timeout(std::time::Duration::from_secs(2));
+        self.relay.stop();
     }
 }
 
@@ -343,6 +346,9 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let channel_table = table.clone();
     let sip_port = socket.local_addr().map_or(conf.general.bindport, |a| a.port());
     let (to_monitor, from_calls) = tokio::sync::mpsc::unbounded_channel();
+    let relay = Arc::new(
+        relay::Relay::start().map_err(|e| LoadError::Resource(format!("cannot start the RTP relay thread: {e}")))?,
+    );
     let state = Arc::new(shared::Shared::new(
         ctx.core().clone(),
         shared.clone(),
@@ -350,6 +356,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         to_monitor,
         table.clone(),
         sip_port,
+        relay.clone(),
     ));
     let monitor = monitor::Monitor::new(state.clone(), from_calls, Arc::new(socket), tcp);
     let debug = monitor.debug.clone();
@@ -496,6 +503,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         _tech: tech,
         _actions: actions,
         monitor_done: std::sync::Mutex::new(monitor_done),
+        relay,
     }))
 }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use starling_core::channel::{ChannelDriver, DriverCommand};
 use starling_core::frame::{CallerId, Cause, Control, Frame};
+use starling_core::tokio::io::unix::AsyncFd;
+use starling_core::tokio::io::Interest;
 use starling_core::tokio::net::UdpSocket;
 use starling_core::tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use starling_core::tokio::time::{sleep_until, Instant as TokioInstant};
@@ -283,7 +285,7 @@ const REDIRECT_BACK_GRACE: Duration = Duration::from_millis(100);
 /// Where a native bridge sends what this call's far end sends: the other call's RTP socket
 /// and far end, with the rewriting that keeps the other phone's stream continuous.
 pub struct RelayTo {
-    pub rtp: Arc<UdpSocket>,
+    pub rtp: Arc<std::net::UdpSocket>,
     pub media: Arc<Mutex<MediaInfo>>,
     pub leg: RelayLeg,
     /// The other call has published the stream to continue, and relaying has begun.
@@ -322,7 +324,7 @@ pub struct MediaInfo {
 /// it to bridge it natively.
 pub struct PvtHandle {
     pub to_pvt: UnboundedSender<ToPvt>,
-    pub rtp: Arc<UdpSocket>,
+    pub rtp: Arc<std::net::UdpSocket>,
     pub media: Arc<Mutex<MediaInfo>>,
     /// Set by a direct media bridge from its start (before the pvt hears of it) to its end:
     /// voice written to the channel meanwhile is not sent.
@@ -439,7 +441,8 @@ pub struct PvtParts {
     pub comedia: bool,
     pub shared: Arc<Shared>,
     pub driver: ChannelDriver,
-    pub rtp: UdpSocket,
+    /// Nonblocking; the pvt reads it through tokio, or the relay thread while natively bridged.
+    pub rtp: std::net::UdpSocket,
     /// RTCP's socket, on the RTP port + 1 (with rtcp-mux, RTCP uses the RTP socket).
     pub rtcp: UdpSocket,
     pub session: RtpSession,
@@ -463,9 +466,12 @@ pub struct Pvt {
     shared: Arc<Shared>,
     from_monitor: UnboundedReceiver<ToPvt>,
     driver: ChannelDriver,
-    rtp: Arc<UdpSocket>,
+    rtp: Arc<std::net::UdpSocket>,
+    /// `rtp` registered with tokio, while this task reads it (not while relayed).
+    rtp_in: Option<AsyncFd<RtpFd>>,
     rtcp: UdpSocket,
-    session: RtpSession,
+    /// Shared with the relay thread, which runs our far end's packets through it while relayed.
+    session: Arc<Mutex<RtpSession>>,
     media: LocalMedia,
     negotiated: Option<Negotiated>,
     /// The far end put the call on hold (its last offer was sendonly or inactive).
@@ -474,6 +480,8 @@ pub struct Pvt {
     published: Arc<Mutex<MediaInfo>>,
     /// A native bridge in progress: our far end's packets go straight to the other call.
     relay: Option<Box<RelayTo>>,
+    /// The relay handed over to the relay thread (with our socket): dropping it takes them back.
+    relayed: Option<crate::relay::RelayHandle>,
     /// Direct media in progress: our far end is told to send to the other call's.
     direct: Option<Box<DirectTo>>,
     /// [`PvtHandle::direct`].
@@ -565,6 +573,40 @@ struct DigitOut {
     duration: u32,
 }
 
+/// Our RTP socket as tokio sees it (only while this task reads it).
+struct RtpFd(Arc<std::net::UdpSocket>);
+
+impl std::os::fd::AsRawFd for RtpFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+fn rtp_reader(rtp: &Arc<std::net::UdpSocket>) -> Option<AsyncFd<RtpFd>> {
+    // SAFETY: the Arc inside keeps the socket (and so its fd) open for the AsyncFd's life.
+    unsafe { AsyncFd::register_with_interest(RtpFd(rtp.clone()), Interest::READABLE) }
+        .map_err(|e| tracing::warn!("cannot watch an RTP socket: {e}"))
+        .ok()
+}
+
+/// The next datagram on our RTP socket while this task reads it; never, while relayed.
+async fn recv_rtp(rtp_in: &Option<AsyncFd<RtpFd>>, buffer: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    let Some(fd) = rtp_in else { return std::future::pending().await };
+    loop {
+        let mut guard = fd.readable().await?;
+        if let Ok(result) = guard.try_io(|fd| fd.get_ref().0.recv_from(buffer)) {
+            return result;
+        }
+    }
+}
+
+/// Refreshes a call's row of `sip show channelstats`.
+fn publish_stats(table: &DialogTable, call_id: &str, stats: starling_media::session::Stats) {
+    if let Some(row) = table.write().unwrap_or_else(|p| p.into_inner()).get_mut(call_id) {
+        row.stats = Some(stats);
+    }
+}
+
 impl DigitOut {
     /// Sends the next packet; false once the press is fully sent.
     fn send_next(&mut self, session: &mut RtpSession) -> bool {
@@ -651,13 +693,15 @@ impl Pvt {
             from_monitor,
             driver: parts.driver,
             rtp,
+            rtp_in: None,
             rtcp: parts.rtcp,
-            session: parts.session,
+            session: Arc::new(Mutex::new(parts.session)),
             media: parts.media,
             negotiated: parts.negotiated,
             held: false,
             published,
             relay: None,
+            relayed: None,
             direct: None,
             direct_bridged: direct,
             directmedia: parts.directmedia,
@@ -670,7 +714,7 @@ impl Pvt {
     /// Tells a native bridge where our far end is and what it speaks.
     fn publish(&self) {
         let mut info = self.published.lock().unwrap_or_else(|p| p.into_inner());
-        info.remote = self.session.remote();
+        info.remote = self.session().remote();
         info.codec = self.negotiated.as_ref().map(|n| n.codec.clone());
         info.telephone_event = self.negotiated.as_ref().and_then(|n| n.telephone_event.clone());
     }
@@ -702,9 +746,37 @@ impl Pvt {
 
     /// The RTP figures `sip show channelstats` shows (about once a second: every 50 packets).
     fn publish_stats(&self) {
-        let stats = self.session.stats();
-        if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id) {
-            row.stats = Some(stats);
+        let stats = self.session().stats();
+        publish_stats(&self.shared.table, &self.key.call_id, stats);
+    }
+
+    fn session(&self) -> std::sync::MutexGuard<'_, RtpSession> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// In a native bridge (relaying ourselves, or the relay thread for us).
+    fn natively_bridged(&self) -> bool {
+        self.relay.is_some() || self.relayed.is_some()
+    }
+
+    /// The relay has begun: from now on the relay thread reads our socket and relays.
+    fn hand_off_relay(&mut self) {
+        let Some(to) = self.relay.take() else { return };
+        self.rtp_in = None;
+        let (table, call_id) = (self.shared.table.clone(), self.key.call_id.clone());
+        self.relayed = Some(self.shared.relay.add(crate::relay::RelayedLeg {
+            socket: self.rtp.clone(),
+            session: self.session.clone(),
+            published: self.published.clone(),
+            to,
+            publish_stats: Box::new(move |stats| publish_stats(&table, &call_id, stats)),
+        }));
+    }
+
+    /// The native bridge ended (or changes): we read our socket again.
+    fn take_back_relay(&mut self) {
+        if self.relayed.take().is_some() {
+            self.rtp_in = rtp_reader(&self.rtp);
         }
     }
 
@@ -720,7 +792,10 @@ impl Pvt {
 
     /// Tells the call relaying to us which stream its packets continue (ours so far).
     fn publish_stream(&self) {
-        let stream = (self.session.ssrc(), self.session.next_sequence(), self.session.next_timestamp());
+        let stream = {
+            let session = self.session();
+            (session.ssrc(), session.next_sequence(), session.next_timestamp())
+        };
         self.published.lock().unwrap_or_else(|p| p.into_inner()).continue_from = Some(stream);
     }
 
@@ -806,7 +881,7 @@ impl Pvt {
                 row.hold = hold;
             }
             if negotiated.remote.port() != 0 && !negotiated.remote.ip().is_unspecified() {
-                self.session.set_remote_media(&negotiated);
+                self.session().set_remote_media(&negotiated);
             }
             let moved = self
                 .negotiated
@@ -967,7 +1042,7 @@ impl Pvt {
             Some(Ok(answer)) => match starling_media::sdp::negotiate(&answer, &self.media.codecs, false) {
                 Ok(negotiated) => {
                     if negotiated.remote.port() != 0 && !negotiated.remote.ip().is_unspecified() {
-                        self.session.set_remote_media(&negotiated);
+                        self.session().set_remote_media(&negotiated);
                     }
                     if let Some(row) =
                         self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id)
@@ -1103,7 +1178,7 @@ impl Pvt {
     fn write_voice(&mut self, format: &'static str, samples: u32, data: Vec<u8>, ours: (&'static str, u8, u32)) {
         let (our_format, payload_type, samples_per_ms) = ours;
         if format == our_format {
-            self.session.send(payload_type, false, samples, &data);
+            self.session().send(payload_type, false, samples, &data);
             return;
         }
         let (Some(from), Some(to)) = (AudioFormat::from_name(format), AudioFormat::from_name(our_format)) else {
@@ -1126,7 +1201,7 @@ impl Pvt {
                 AudioFormat::Ulaw | AudioFormat::Alaw => bytes.len() as u32,
                 _ => 20 * samples_per_ms,
             };
-            self.session.send(payload_type, false, samples, &bytes);
+            self.session().send(payload_type, false, samples, &bytes);
         }
     }
 
@@ -1164,7 +1239,8 @@ impl Pvt {
         let (mut format, mut payload_type, mut samples_per_ms, mut event_type) = self.codec_params();
         let mut dtmf = starling_media::dtmf::EventReceiver::default();
         let mut dtmf_events = Vec::new();
-        let mut last_remote = self.session.remote();
+        let mut last_remote = self.session().remote();
+        self.rtp_in = rtp_reader(&self.rtp);
         let mut rtp_received = 0u64;
         // The channel hung up before the ACK of our 200: the BYE waits for it.
         let mut pending_bye = false;
@@ -1181,7 +1257,7 @@ impl Pvt {
         tokio::pin!(timer);
         let mut armed = far;
         'call: loop {
-            let rtp_deadline = self.session.poll_timeout().map(TokioInstant::from_std);
+            let rtp_deadline = self.session().poll_timeout().map(TokioInstant::from_std);
             let deadline = [
                 rtp_deadline,
                 retransmit.as_ref().map(|r| r.0),
@@ -1266,10 +1342,10 @@ impl Pvt {
                     Some(DriverCommand::Write(Frame::Voice { format: f, samples, data })) => {
                         // Nothing goes to a party that put us on hold (we answered recvonly/inactive).
                         let relayed_into =
-                            self.relay.is_some() && self.published.lock().unwrap_or_else(|p| p.into_inner()).relayed_into;
+                            self.natively_bridged() && self.published.lock().unwrap_or_else(|p| p.into_inner()).relayed_into;
                         if dtmf_out.is_none() && inband_out.is_none() && !self.held && !relayed_into {
                             self.write_voice(f, samples, data, (format, payload_type, samples_per_ms));
-                            if self.relay.is_some() {
+                            if self.natively_bridged() {
                                 // A native bridge is starting: until the other call relays, its
                                 // media still comes as frames. The relayed packets will continue
                                 // our stream from where these left it.
@@ -1299,8 +1375,8 @@ impl Pvt {
                             let packet = 20 * samples_per_ms;
                             match (event_type, EventSender::new(digit, 5 * packet, packet)) {
                                 (Some(pt), Some(sender)) if dtmf_out.is_none() => {
-                                    let mut out = DigitOut { sender, start: self.session.next_timestamp(), next: TokioInstant::now(), pt, duration: 5 * packet };
-                                    out.send_next(&mut self.session);
+                                    let mut out = DigitOut { sender, start: self.session().next_timestamp(), next: TokioInstant::now(), pt, duration: 5 * packet };
+                                    out.send_next(&mut self.session());
                                     dtmf_out = Some(out);
                                 }
                                 _ => tracing::debug!("DTMF '{digit}' not sent on {}: no telephone-event, or one already going", self.key.call_id),
@@ -1493,12 +1569,12 @@ impl Pvt {
                             Some(direct) => {
                                 tracing::debug!("{}: directing the media to the other call's far end", self.key.call_id);
                                 self.direct = Some(direct);
-                                self.session.set_media_elsewhere(now.into_std(), true);
+                                self.session().set_media_elsewhere(now.into_std(), true);
                                 offer_due = Some((now, method));
                             }
                             None => {
                                 if self.direct.take().is_some() {
-                                    self.session.set_media_elsewhere(now.into_std(), false);
+                                    self.session().set_media_elsewhere(now.into_std(), false);
                                     offer_due = Some((now + REDIRECT_BACK_GRACE, method));
                                 }
                             }
@@ -1510,6 +1586,7 @@ impl Pvt {
                         }
                     }
                     Some(ToPvt::Relay(relay)) => {
+                        self.take_back_relay();
                         if relay.is_some() {
                             self.publish_stream();
                         } else {
@@ -1523,17 +1600,20 @@ impl Pvt {
                 received = self.rtcp.recv_from(&mut rtcp_buffer) => {
                     if let Ok((len, _)) = received {
                         let now = tokio::time::Instant::now().into_std();
-                        match self.session.handle_rtcp(now, &rtcp_buffer[..len]) {
+                        let handled = self.session().handle_rtcp(now, &rtcp_buffer[..len]);
+                        match handled {
                             // What the far end says it lost shows in `sip show channelstats`.
                             Ok(()) => self.publish_stats(),
                             Err(e) => tracing::debug!("{}: RTCP: {e}", self.key.call_id),
                         }
                     }
                 }
-                received = self.rtp.recv_from(&mut buffer) => {
+                received = recv_rtp(&self.rtp_in, &mut buffer) => {
                     if let Ok((len, from)) = received {
                         let now = tokio::time::Instant::now().into_std();
-                        if let Ok(packet) = self.session.handle_rtp(now, from, &buffer[..len]) {
+                        let handled = self.session().handle_rtp(now, from, &buffer[..len]);
+                        let mut hand_off = false;
+                        if let Ok(packet) = handled {
                             // Native bridge: once the other call has said which stream to continue,
                             // packets are rewritten in place and sent on from its socket, never
                             // decoded. Until then they go the frames' way, as before the bridge.
@@ -1554,9 +1634,11 @@ impl Pvt {
                             if let Some((relay, target)) = relay_to {
                                 if relay.leg.relay(&mut buffer[..len]).is_ok() {
                                     if let Some(target) = target {
-                                        let _ = relay.rtp.try_send_to(&buffer[..len], target);
+                                        let _ = relay.rtp.send_to(&buffer[..len], target);
                                     }
                                 }
+                                // From the next packet on, the relay thread reads our socket.
+                                hand_off = true;
                             } else if Some(packet.payload_type) == event_type {
                                 dtmf.handle(packet.timestamp, &buffer[packet.payload.0..packet.payload.1], &mut dtmf_events);
                                 for event in dtmf_events.drain(..) {
@@ -1608,9 +1690,12 @@ impl Pvt {
                         if rtp_received.is_multiple_of(50) {
                             self.publish_stats();
                         }
-                        if self.session.remote() != last_remote {
+                        if hand_off {
+                            self.hand_off_relay();
+                        }
+                        if self.session().remote() != last_remote {
                             // Comedia learnt (or re-learnt) where the far end really is.
-                            last_remote = self.session.remote();
+                            last_remote = self.session().remote();
                             self.publish();
                         }
                     }
@@ -1646,8 +1731,8 @@ impl Pvt {
                         }
                     }
                     if let Some(out) = dtmf_out.as_mut() {
-                        if now >= out.next && !out.send_next(&mut self.session) {
-                            self.session.skip(out.duration);
+                        if now >= out.next && !out.send_next(&mut self.session()) {
+                            self.session().skip(out.duration);
                             dtmf_out = None;
                         }
                     }
@@ -1670,11 +1755,12 @@ impl Pvt {
                             }
                         }
                     }
-                    self.session.handle_timeout(now.into_std());
+                    self.session().handle_timeout(now.into_std());
                 }
             }
             self.flush_rtp().await;
-            while let Some(event) = self.session.poll_event() {
+            loop {
+                let Some(event) = self.session().poll_event() else { break };
                 if event == SessionEvent::Timeout && matches!(state, State::Answered { .. }) {
                     tracing::info!("no RTP for rtptimeout on {}, hanging up", self.key.call_id);
                     self.bye();
@@ -1690,10 +1776,18 @@ impl Pvt {
     /// Sends what the RTP session has queued: RTP from the RTP socket, RTCP from RTCP's
     /// (unless muxed onto the RTP port).
     async fn flush_rtp(&mut self) {
-        while let Some(transmit) = self.session.poll_transmit() {
-            let muxed = Some(transmit.remote) == self.session.remote();
-            let socket = if transmit.rtcp && !muxed { &self.rtcp } else { &*self.rtp };
-            let _ = socket.send_to(&transmit.data, transmit.remote).await;
+        loop {
+            let (transmit, remote) = {
+                let mut session = self.session();
+                let Some(transmit) = session.poll_transmit() else { break };
+                (transmit, session.remote())
+            };
+            if transmit.rtcp && Some(transmit.remote) != remote {
+                let _ = self.rtcp.send_to(&transmit.data, transmit.remote).await;
+            } else {
+                // Nonblocking: a full socket buffer drops the packet, as the wire would.
+                let _ = self.rtp.send_to(&transmit.data, transmit.remote);
+            }
         }
     }
 }

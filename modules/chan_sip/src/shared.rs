@@ -49,6 +49,8 @@ pub struct Shared {
     routes: Mutex<HashMap<IpAddr, IpAddr>>,
     /// DNS (SRV, A/AAAA) for hosts named in sip.conf and dial strings.
     pub resolver: crate::resolve::Resolver,
+    /// The RTP relay thread of natively bridged calls.
+    pub relay: Arc<crate::relay::Relay>,
 }
 
 /// One `register =>` line as `sip show registry` shows it.
@@ -94,6 +96,7 @@ impl Shared {
         to_monitor: UnboundedSender<ToMonitor>,
         table: DialogTable,
         sip_port: u16,
+        relay: Arc<crate::relay::Relay>,
     ) -> Shared {
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
@@ -115,6 +118,7 @@ impl Shared {
             registry: RwLock::default(),
             routes: Mutex::default(),
             resolver,
+            relay,
         }
     }
 
@@ -216,7 +220,7 @@ impl Shared {
     pub fn call_media(
         &self,
         ip: IpAddr,
-        rtp: &UdpSocket,
+        rtp: &std::net::UdpSocket,
         codecs: Vec<Codec>,
         comedia: bool,
         clock_rate: u32,
@@ -247,7 +251,8 @@ impl Shared {
     /// Binds an even RTP port of rtp.conf's range and the odd one above it for RTCP, on `ip`
     /// (or every address when `bindaddr` is), round-robin so that a port just freed is the last
     /// to be taken again. A pair of which either port is taken is passed over.
-    pub fn bind_rtp(&self, ip: IpAddr) -> Option<(UdpSocket, UdpSocket)> {
+    /// RTP's socket stays a (nonblocking) std one: the pvt's task or the relay thread reads it.
+    pub fn bind_rtp(&self, ip: IpAddr) -> Option<(std::net::UdpSocket, UdpSocket)> {
         let conf = self.conf();
         let bind_ip = if conf.general.bindaddr.is_unspecified() { conf.general.bindaddr } else { ip };
         let first = conf.rtp.start + (conf.rtp.start & 1);
@@ -269,10 +274,10 @@ impl Shared {
                     no_udp_checksums(&socket);
                 }
                 socket.set_nonblocking(true).ok()?;
-                UdpSocket::from_std(socket).ok()
+                Some(socket)
             };
             if let Some(rtp) = bind(port) {
-                if let Some(rtcp) = bind(port + 1) {
+                if let Some(rtcp) = bind(port + 1).and_then(|s| UdpSocket::from_std(s).ok()) {
                     return Some((rtp, rtcp));
                 }
             }
