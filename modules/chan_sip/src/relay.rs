@@ -13,13 +13,15 @@
 //! worker thread), which costs more than the packet. Here one wake-up serves every socket
 //! that is ready: the thread waits with epoll, serves what is ready, then sleeps out the rest
 //! of [`BATCH`], so that at a few hundred packets a millisecond they are read and sent in one
-//! round, at the price of at most that much delay. epoll is libc's, level-triggered (not
-//! mio's edge-triggered epoll, which needs a second read per packet to find a socket
-//! empty), and each ready socket is read with one `recvmmsg`.
+//! round, at the price of at most that much delay. epoll is libc's, level-triggered, and a
+//! ready socket is read once a round: mio's edge-triggered epoll (and `recvmmsg`, which
+//! tries the next datagram too) needs a second read per packet to find the socket empty,
+//! and a phone sends one packet in 20 ms. What is left waits for the next round.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,8 +36,6 @@ use crate::pvt::{MediaInfo, RelayTo};
 /// How long the thread gathers packets between two rounds.
 pub const BATCH: Duration = Duration::from_millis(1);
 
-/// Packets read from one socket in one round (one `recvmmsg`).
-const READS: usize = 8;
 const EVENTS: usize = 1024;
 /// The epoll key of the thread's own eventfd (commands waiting).
 const WAKE: u64 = u64::MAX;
@@ -180,82 +180,21 @@ impl Relay {
     }
 }
 
-/// `recvmmsg`'s buffers for one socket.
-struct Reads {
-    buffers: Box<[[u8; 2048]; READS]>,
-    names: [libc::sockaddr_storage; READS],
-    iovecs: [libc::iovec; READS],
-    headers: [libc::mmsghdr; READS],
-}
+/// Our ids are unique counters: one multiplication spreads them (SipHash is not needed).
+#[derive(Default)]
+struct IdHasher(u64);
 
-impl Reads {
-    fn new() -> Box<Reads> {
-        // SAFETY: all-zero is a valid value of these C structs (pointers are set below).
-        let mut reads: Box<Reads> = Box::new(Reads {
-            buffers: Box::new([[0; 2048]; READS]),
-            names: unsafe { std::mem::zeroed() },
-            iovecs: unsafe { std::mem::zeroed() },
-            headers: unsafe { std::mem::zeroed() },
-        });
-        for i in 0..READS {
-            reads.iovecs[i] = libc::iovec { iov_base: reads.buffers[i].as_mut_ptr().cast(), iov_len: 2048 };
-        }
-        for i in 0..READS {
-            let header = &mut reads.headers[i].msg_hdr;
-            header.msg_name = (&mut reads.names[i] as *mut libc::sockaddr_storage).cast();
-            header.msg_iov = &mut reads.iovecs[i];
-            header.msg_iovlen = 1;
-        }
-        reads
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
-
-    /// Reads what `fd` holds (at most [`READS`] datagrams); how many.
-    fn read(&mut self, fd: RawFd) -> usize {
-        for i in 0..READS {
-            self.headers[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            self.headers[i].msg_len = 0;
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
         }
-        // SAFETY: the headers point into our own buffers, which outlive the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.headers.as_mut_ptr(),
-                READS as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        n.max(0) as usize
     }
-
-    fn datagram(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8])> {
-        let len = self.headers[i].msg_len as usize;
-        let from = socket_addr(&self.names[i])?;
-        Some((from, &mut self.buffers[i][..len.min(2048)]))
-    }
-}
-
-/// A `sockaddr_storage` that the kernel filled as IPv4 or IPv6.
-fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match libc::c_int::from(storage.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says it is a sockaddr_in, which fits in the storage.
-            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: as above, a sockaddr_in6.
-            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -266,9 +205,9 @@ struct Entry {
 
 fn run(inner: &Inner) {
     let epoll = inner.epoll.as_raw_fd();
-    let mut legs: HashMap<u64, Entry> = HashMap::new();
+    let mut legs: HashMap<u64, Entry, BuildHasherDefault<IdHasher>> = HashMap::default();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
-    let mut reads = Reads::new();
+    let mut buffer = [0u8; 2048];
     loop {
         // SAFETY: `events` has room for EVENTS entries.
         let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), EVENTS as libc::c_int, -1) };
@@ -317,11 +256,8 @@ fn run(inner: &Inner) {
                 continue;
             }
             let Some(entry) = legs.get_mut(&key) else { continue };
-            let count = reads.read(entry.leg.socket.as_raw_fd());
-            for i in 0..count {
-                if let Some((from, packet)) = reads.datagram(i) {
-                    entry.leg.take(round, from, packet, &mut entry.received);
-                }
+            if let Ok((len, from)) = entry.leg.socket.recv_from(&mut buffer) {
+                entry.leg.take(round, from, &mut buffer[..len], &mut entry.received);
             }
         }
         let spent = round.elapsed();
