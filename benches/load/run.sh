@@ -666,7 +666,7 @@ stage_bridged() {
 # ---------------------------------------------------------------------------------------
 stage_relay() {
     local dir ports sport uport aport m rate conc rate_txt gen_tpid rc mid_calls mid_chans plateau_txt p_t0 p_c0
-    local p_c1 loss_txt gen_pct expected gen_txt gen_cpu_s
+    local p_c1 loss_txt gen_pct expected gen_txt gen_pid g_c0 g_c1 gen_plateau=""
     # The generator's result line (eval'd below).
     local started=0 ok=0 failed=0 unfinished=0 peak=0 a2b_sent=0 a2b_received=0 a2b_lost=0 b2a_sent=0
     local b2a_received=0 b2a_lost=0 dup=0 reordered=0 lossy_calls=0 misrouted=0 foreign=0 unknown_stream=0
@@ -702,12 +702,14 @@ stage_relay() {
     plateau_txt="no plateau (RAMP >= DURATION/2)"
     if [ $((DURATION - RAMP)) -gt $((RAMP + 2)) ]; then
         nap_until "$(calc "$M_T0 + $RAMP + 1")"
-        p_t0=$(now) p_c0=$(cpu_ticks "$STARLING_PID")
+        gen_pid=$(child_of "$gen_tpid")
+        p_t0=$(now) p_c0=$(cpu_ticks "$STARLING_PID") g_c0=$(cpu_ticks "${gen_pid:-0}")
         nap_until "$(calc "$M_T0 + $DURATION / 2")"
         mid_chans=$(rx "core show channels" | grep -E 'active channels?|active calls?|calls? processed' | tr '\n' ' ')
         nap_until "$(calc "$M_T0 + $DURATION - $RAMP")"
-        p_c1=$(cpu_ticks "$STARLING_PID")
+        p_c1=$(cpu_ticks "$STARLING_PID") g_c1=$(cpu_ticks "${gen_pid:-0}")
         plateau_txt="Starling CPU on the plateau $(calc "f'{($p_c1 - $p_c0) / $CLK_TCK / max($(now) - $p_t0, 1e-9) * 100:.0f}'")%"
+        gen_plateau=", $(calc "f'{($g_c1 - $g_c0) / $CLK_TCK / max($(now) - $p_t0, 1e-9) * 100:.0f}'")% on the plateau"
     else
         nap $((DURATION / 2))
         mid_chans=$(rx "core show channels" | grep -E 'active channels?|active calls?|calls? processed' | tr '\n' ' ')
@@ -730,9 +732,8 @@ stage_relay() {
     loss_txt="A→B $(calc "f'{$a2b_lost / max($a2b_sent, 1) * 100:.3f}%'") ($a2b_lost/$a2b_sent), B→A $(calc "f'{$b2a_lost / max($b2a_sent, 1) * 100:.3f}%'") ($b2a_lost/$b2a_sent)"
     # Media runs from ACK + 200 ms to BYE - 300 ms: (RAMP - 0.5) s at 50 packets/s a call and direction.
     expected=$(calc "int($ok * ($RAMP - 0.5) * 50)")
-    gen_cpu_s=$cpu_s
     gen_pct=$(calc "f'{$cpu_s / max($elapsed_s, 1e-9) * 100:.0f}'")
-    gen_txt="starling-callgen CPU ${cpu_s} s (${gen_pct}% of one core over its ${elapsed_s} s)"
+    gen_txt="starling-callgen CPU ${cpu_s} s (${gen_pct}% of one core over its ${elapsed_s} s$gen_plateau)"
     [ "$failed" -gt 0 ] && log "relay: failed calls by reason: $fail_reasons (generator log: $dir/callgen.err)"
     row relay "$rate_txt" "peak $peak up (callgen), ${mid_calls:-?} at mid-run (Starling)" "$ok" "$failed" \
         "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "$loss_txt" \

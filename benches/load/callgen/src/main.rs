@@ -195,6 +195,7 @@ fn run(args: Args) -> Result<()> {
     let max = Duration::from_secs_f64(args.max_seconds.max(0.0));
     let progress = (args.progress > 0.0).then(|| Duration::from_secs_f64(args.progress));
     let mut next_progress = progress.map(|p| epoch + p);
+    let mut last_progress = (epoch, cpu0);
     let mut buf = vec![0u8; 65_536];
     let fds = [uac.as_raw_fd(), uas.as_raw_fd()];
     let mut send_errors = 0u64;
@@ -259,8 +260,12 @@ fn run(args: Args) -> Result<()> {
         let now = Instant::now();
         if let Some(at) = next_progress.filter(|at| now >= *at) {
             let c = &engine.counts;
+            let cpu = net::cpu_seconds();
+            let cpu_pct = (cpu - last_progress.1) / (now - last_progress.0).as_secs_f64().max(1e-9) * 100.0;
+            last_progress = (now, cpu);
             eprintln!(
-                "[{:6.1}s] up {} (peak {}), started {}, ok {}, failed {}; RTP sent A {} B {}, received A {} B {}",
+                "[{:6.1}s] up {} (peak {}), started {}, ok {}, failed {}; RTP sent A {} B {}, received A {} B {}; \
+                 our CPU {cpu_pct:.0}% since the last line",
                 (now - epoch).as_secs_f64(),
                 c.up,
                 c.peak,
