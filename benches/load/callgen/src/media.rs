@@ -84,6 +84,21 @@ struct Side {
 }
 
 impl Side {
+    fn new(epoch: Instant, ssrc_salt: u32) -> Side {
+        Side {
+            epoch,
+            ssrc_salt,
+            streams: HashMap::new(),
+            peers: HashMap::new(),
+            slots: vec![Vec::new(); PERIOD as usize],
+            template: payload::template(),
+            out: Vec::with_capacity(1024),
+            out_dest: Vec::with_capacity(1024),
+            out_index: Vec::with_capacity(1024),
+            report: Report::default(),
+        }
+    }
+
     fn tick_of(&self, at: Instant) -> u64 {
         schedule::tick_of(at.saturating_duration_since(self.epoch))
     }
@@ -214,18 +229,7 @@ const BATCH: usize = 128;
 /// The media thread of one side: runs until [`Command::Shutdown`] (or the sender is dropped).
 pub fn run(socket: UdpSocket, epoch: Instant, ssrc_salt: u32, commands: Receiver<Command>, live: Arc<Live>) -> Report {
     let fd = socket.as_raw_fd();
-    let mut side = Side {
-        epoch,
-        ssrc_salt,
-        streams: HashMap::new(),
-        peers: HashMap::new(),
-        slots: vec![Vec::new(); PERIOD as usize],
-        template: payload::template(),
-        out: Vec::with_capacity(1024),
-        out_dest: Vec::with_capacity(1024),
-        out_index: Vec::with_capacity(1024),
-        report: Report::default(),
-    };
+    let mut side = Side::new(epoch, ssrc_salt);
     let mut batch = RecvBatch::new(BATCH);
     let mut next_tick = epoch.elapsed().as_millis() as u64;
     loop {
@@ -259,5 +263,44 @@ pub fn run(socket: UdpSocket, epoch: Instant, ssrc_salt: u32, commands: Receiver
         if deadline > now {
             std::thread::sleep(deadline - now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ticks 0..n, returning (tick, stream index, packet index, RTP seq) of every packet queued.
+    fn run_ticks(side: &mut Side, n: u64) -> Vec<(u64, u32, u32, u16)> {
+        let mut sent = Vec::new();
+        for t in 0..n {
+            side.tick(t);
+            for p in side.out.drain(..) {
+                let (index, packet) = payload::parse_packet(&p).unwrap();
+                sent.push((t, index, packet, u16::from_be_bytes([p[2], p[3]])));
+            }
+            side.out_dest.clear();
+            side.out_index.clear();
+        }
+        sent
+    }
+
+    #[test]
+    fn streams_send_in_their_phase_inside_their_window() {
+        let epoch = Instant::now();
+        let mut side = Side::new(epoch, 0);
+        let dest: SocketAddrV4 = "127.0.0.1:10000".parse().unwrap();
+        let ms = |n| epoch + Duration::from_millis(n);
+        side.command(Command::Start { index: 3, dest, start: ms(200), stop: ms(300) });
+        side.command(Command::Start { index: 45, dest, start: ms(190), stop: ms(1000) });
+        side.command(Command::Stop { index: 45, at: ms(250) });
+        let sent = run_ticks(&mut side, 400);
+        let of = |i| sent.iter().filter(|s| s.1 == i).map(|s| (s.0, s.2)).collect::<Vec<_>>();
+        assert_eq!(of(3), [(203, 0), (223, 1), (243, 2), (263, 3), (283, 4)]);
+        assert_eq!(of(45), [(205, 0), (225, 1), (245, 2)]);
+        let seqs: Vec<u16> = sent.iter().filter(|s| s.1 == 3).map(|s| s.3).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+        assert!(side.streams.is_empty(), "ended streams are dropped");
+        assert!(side.slots.iter().all(Vec::is_empty));
     }
 }

@@ -941,4 +941,92 @@ mod tests {
         assert_eq!(e.counts.fail_reasons.get("486"), Some(&1));
         assert_eq!(e.counts.in_progress, 0);
     }
+
+    fn b_invite(call_id: &str, from_user: &str, cseq: u32, to_tag: &str) -> String {
+        format!(
+            "INVITE sip:uas@127.0.0.1:41010 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK{call_id}{cseq}\r\n\
+             From: <sip:{from_user}@127.0.0.1>;tag=s1\r\nTo: <sip:uas@127.0.0.1:41010>{to_tag}\r\nCall-ID: {call_id}\r\n\
+             CSeq: {cseq} INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{STARLING_SDP}",
+            STARLING_SDP.len()
+        )
+    }
+
+    #[test]
+    fn uas_cancel_before_the_answer_gets_487() {
+        let t0 = Instant::now();
+        let mut e = engine();
+        e.cfg.answer_delay = Duration::from_millis(100);
+        let starling: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        e.handle(t0, Leg::B, starling, b_invite("c1", "alice", 102, "").as_bytes());
+        assert_eq!(e.counts.unlinked, 1, "alice is not one of our calls");
+        assert!(sent(&mut e)[0].1.starts_with("SIP/2.0 100 Trying"));
+        let cancel =
+            "CANCEL sip:uas@127.0.0.1:41010 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKc1102\r\n\
+             From: <sip:alice@127.0.0.1>;tag=s1\r\nTo: <sip:uas@127.0.0.1:41010>\r\nCall-ID: c1\r\n\
+             CSeq: 102 CANCEL\r\nContent-Length: 0\r\n\r\n";
+        e.handle(t0, Leg::B, starling, cancel.as_bytes());
+        let out = sent(&mut e);
+        assert!(out[0].1.starts_with("SIP/2.0 200 OK") && out[0].1.contains("CSeq: 102 CANCEL"));
+        assert!(out[1].1.starts_with("SIP/2.0 487 ") && out[1].1.contains("CSeq: 102 INVITE"));
+        e.handle_timeout(t0 + Duration::from_millis(200));
+        assert!(sent(&mut e).is_empty(), "no 200 after the 487");
+        assert_eq!(e.counts.b_open, 0);
+    }
+
+    #[test]
+    fn uas_reinvite_and_timer_g() {
+        let t0 = Instant::now();
+        let mut e = engine();
+        let starling: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        e.handle(t0, Leg::B, starling, b_invite("c2", "bob", 102, "").as_bytes());
+        sent(&mut e);
+        // No ACK: the 200 again at 500 ms, 1.5 s.
+        e.handle_timeout(t0 + Duration::from_millis(500));
+        assert!(sent(&mut e)[0].1.starts_with("SIP/2.0 200 OK"));
+        e.handle_timeout(t0 + Duration::from_millis(1499));
+        assert!(sent(&mut e).is_empty());
+        e.handle_timeout(t0 + Duration::from_millis(1500));
+        assert!(sent(&mut e)[0].1.starts_with("SIP/2.0 200 OK"));
+        let ack = "ACK sip:uas@127.0.0.1:41010 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n\
+             From: <sip:bob@127.0.0.1>;tag=s1\r\nTo: <sip:uas@127.0.0.1:41010>;tag=b0r1\r\nCall-ID: c2\r\n\
+             CSeq: 102 ACK\r\nContent-Length: 0\r\n\r\n";
+        e.handle(t0 + Duration::from_secs(2), Leg::B, starling, ack.as_bytes());
+        // Not tied to a call of ours: its media starts from its own ACK.
+        assert_eq!(starts(&e), [(Leg::B, 101, "127.0.0.1:10000".parse().unwrap())]);
+        sent(&mut e);
+        e.handle_timeout(t0 + Duration::from_secs(10));
+        assert!(sent(&mut e).is_empty(), "Timer G stops at the ACK");
+        // A re-INVITE moving the media: 200 with the same SDP, and the stream follows.
+        let moved = b_invite("c2", "bob", 103, ";tag=b0r1").replace("10000", "10008");
+        e.handle(t0 + Duration::from_secs(3), Leg::B, starling, moved.as_bytes());
+        assert!(e.out.iter().any(|o| matches!(o, Out::Media { command: Command::Retarget { index: 101, .. }, .. })));
+        let out = sent(&mut e);
+        assert!(out[0].1.starts_with("SIP/2.0 200 OK") && out[0].1.contains("m=audio 41012 RTP/AVP 0"));
+    }
+
+    #[test]
+    fn bye_from_starling_before_the_hold_fails_the_call() {
+        let t0 = Instant::now();
+        let mut e = engine();
+        e.start_call(t0);
+        let starling: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let ok = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:41000;branch=z9hG4bKr1i0\r\n\
+             From: <sip:0@127.0.0.1>;tag=a0r1\r\nTo: <sip:1000@127.0.0.1:5060>;tag=st\r\nCall-ID: 0-r1@callgen\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:1000@127.0.0.1:5060>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{STARLING_SDP}",
+            STARLING_SDP.len()
+        );
+        e.handle(t0, Leg::A, starling, ok.as_bytes());
+        sent(&mut e);
+        let bye = "BYE sip:callgen@127.0.0.1:41000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsb\r\n\
+             From: <sip:1000@127.0.0.1:5060>;tag=st\r\nTo: <sip:0@127.0.0.1>;tag=a0r1\r\nCall-ID: 0-r1@callgen\r\n\
+             CSeq: 102 BYE\r\nContent-Length: 0\r\n\r\n";
+        e.handle(t0 + Duration::from_secs(1), Leg::A, starling, bye.as_bytes());
+        let out = sent(&mut e);
+        assert!(out[0].1.starts_with("SIP/2.0 200 OK") && out[0].1.contains("CSeq: 102 BYE"));
+        assert_eq!(e.counts.fail_reasons.get("bye_from_starling"), Some(&1));
+        e.handle_timeout(t0 + Duration::from_secs(6));
+        assert!(sent(&mut e).is_empty(), "no BYE of ours after Starling's");
+    }
 }
