@@ -232,6 +232,7 @@ pub fn run(socket: UdpSocket, epoch: Instant, ssrc_salt: u32, commands: Receiver
     let mut side = Side::new(epoch, ssrc_salt);
     let mut batch = RecvBatch::new(BATCH);
     let mut next_tick = epoch.elapsed().as_millis() as u64;
+    let mut slept_idle = false;
     loop {
         let mut shutdown = false;
         loop {
@@ -245,7 +246,7 @@ pub fn run(socket: UdpSocket, epoch: Instant, ssrc_salt: u32, commands: Receiver
             }
         }
         let now = epoch.elapsed().as_millis() as u64;
-        if now > next_tick + 5 {
+        if now > next_tick + 5 && !slept_idle {
             side.report.late_ticks += 1;
             side.report.worst_late_ms = side.report.worst_late_ms.max(now - next_tick);
         }
@@ -261,6 +262,7 @@ pub fn run(socket: UdpSocket, epoch: Instant, ssrc_salt: u32, commands: Receiver
         // With nothing to send, nothing comes back either: wake every 10 ms for commands
         // (a stream starts 200 ms after the ACK that announces it).
         let idle = side.streams.is_empty() && side.out.is_empty();
+        slept_idle = idle;
         let deadline = epoch + Duration::from_millis(if idle { next_tick + 9 } else { next_tick });
         let now = Instant::now();
         if deadline > now {
