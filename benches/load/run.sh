@@ -673,7 +673,7 @@ stage_relay() {
     # The generator's result line (eval'd below).
     local started=0 ok=0 failed=0 unfinished=0 peak=0 a2b_sent=0 a2b_received=0 a2b_lost=0 b2a_sent=0
     local b2a_received=0 b2a_lost=0 dup=0 reordered=0 lossy_calls=0 misrouted=0 foreign=0 unknown_stream=0
-    local rtp_send_errors=0 late_ticks=0 worst_late_ms=0 b_legs=0 unlinked=0 b_refused=0 no_ack=0 sip_retrans=0
+    local rtp_send_errors=0 late_ticks=0 worst_late_ms=0 worst_late_at_s=0 b_legs=0 unlinked=0 b_refused=0 no_ack=0 sip_retrans=0
     local stray=0 sip_send_errors=0 stopped_early=0 fail_reasons="" cpu_s=0 elapsed_s=0 elapsed=0
     local GEN_NAMES=starling-callgen
     conc=$RELAY_CONCURRENT
@@ -744,7 +744,7 @@ stage_relay() {
     [ "$failed" -gt 0 ] && log "relay: failed calls by reason: $fail_reasons (generator log: $dir/callgen.err)"
     row relay "$rate_txt" "peak $peak up (callgen), ${mid_calls:-?} at mid-run (Starling)" "$ok" "$failed" \
         "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "$loss_txt" \
-        "$plateau_txt; $gen_txt; RTP sent A→B $a2b_sent, B→A $b2a_sent (expected about $expected a side: $ok calls × $(calc "$RAMP - 0.5") s × 50/s), received $a2b_received and $b2a_received; calls with any loss $lossy_calls, duplicates $dup, out of order $reordered, from the wrong port $misrouted, not ours $foreign; late ticks $late_ticks (worst ${worst_late_ms} ms); failed: ${fail_reasons:-none}, unfinished $unfinished; B legs $b_legs (not tied to a call $unlinked), SIP retransmissions $sip_retrans; mid-run: ${mid_chans% }; $(common_notes)"
+        "$plateau_txt; $gen_txt; RTP sent A→B $a2b_sent, B→A $b2a_sent (expected about $expected a side: $ok calls × $(calc "$RAMP - 0.5") s × 50/s), received $a2b_received and $b2a_received; calls with any loss $lossy_calls, duplicates $dup, out of order $reordered, from the wrong port $misrouted, not ours $foreign; late ticks $late_ticks (worst ${worst_late_ms} ms, at t = ${worst_late_at_s} s); failed: ${fail_reasons:-none}, unfinished $unfinished; B legs $b_legs (not tied to a call $unlinked), SIP retransmissions $sip_retrans; mid-run: ${mid_chans% }; $(common_notes)"
     log "relay: $ok ok, $failed failed, peak $peak, RTP loss $loss_txt, Starling CPU ${CPU_S}s (${CPU_PCT}%; $plateau_txt), RSS $RSS_TXT MB, $gen_txt"
 }
 

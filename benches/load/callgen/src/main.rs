@@ -349,7 +349,7 @@ fn summary(
         "started={} ok={} failed={} unfinished={} peak={} a2b_sent={a2b_sent} a2b_received={a2b_received} \
          a2b_lost={a2b_lost} b2a_sent={b2a_sent} b2a_received={b2a_received} b2a_lost={b2a_lost} dup={dup} \
          reordered={reordered} lossy_calls={} misrouted={} foreign={} unknown_stream={} rtp_send_errors={} \
-         late_ticks={} worst_late_ms={} b_legs={} unlinked={} b_refused={} no_ack={} sip_retrans={} stray={} \
+         late_ticks={} worst_late_ms={} worst_late_at_s={:.1} b_legs={} unlinked={} b_refused={} no_ack={} sip_retrans={} stray={} \
          sip_send_errors={sip_send_errors} stopped_early={} fail_reasons=\"{reasons}\" cpu_s={cpu:.2} elapsed_s={:.1}",
         c.started,
         c.ok,
@@ -363,6 +363,7 @@ fn summary(
         a.send_errors + b.send_errors,
         a.late_ticks + b.late_ticks,
         a.worst_late_ms.max(b.worst_late_ms),
+        if a.worst_late_ms >= b.worst_late_ms { a.worst_late_at_ms } else { b.worst_late_at_ms } as f64 / 1000.0,
         c.b_legs,
         c.unlinked,
         c.b_refused,
