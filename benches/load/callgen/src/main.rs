@@ -178,6 +178,7 @@ fn run(args: Args) -> Result<()> {
     let (a_live, b_live) = (Arc::new(Live::default()), Arc::new(Live::default()));
     let (a_tx, a_rx) = mpsc::channel();
     let (b_tx, b_rx) = mpsc::channel();
+    let media_addrs = (cfg.a_media, cfg.b_media);
     let a_thread = {
         let live = a_live.clone();
         thread::Builder::new()
@@ -287,12 +288,15 @@ fn run(args: Args) -> Result<()> {
         net::poll_readable(&fds, ms);
     }
     let elapsed = epoch.elapsed();
+    // Read while the sockets are open (the media threads own them).
+    let drops = [media_addrs.0, media_addrs.1].map(|a| net::socket_drops(a).map_or(-1, |d| d as i64));
     let _ = a_tx.send(Command::Shutdown);
     let _ = b_tx.send(Command::Shutdown);
     let a = a_thread.join().map_err(|_| anyhow::anyhow!("the A media thread panicked"))?;
     let b = b_thread.join().map_err(|_| anyhow::anyhow!("the B media thread panicked"))?;
     let cpu = net::cpu_seconds() - cpu0;
-    let line = summary(&engine, &a, &b, cpu, elapsed, stopped_early, send_errors);
+    let run = Run { cpu, elapsed, stopped_early, sip_send_errors: send_errors, drops };
+    let line = summary(&engine, &a, &b, &run);
     println!("{line}");
     if let Some(path) = &args.out {
         std::fs::write(path, format!("{line}\n")).with_context(|| format!("cannot write {}", path.display()))?;
@@ -325,15 +329,21 @@ fn lossy_streams<'a>(sender: &'a Report, receiver: &'a Report) -> impl Iterator<
         .map(|(index, _)| *index)
 }
 
-fn summary(
-    engine: &Engine,
-    a: &Report,
-    b: &Report,
+/// What the result line says about the run itself.
+#[derive(Clone, Copy)]
+struct Run {
+    /// Our CPU seconds.
     cpu: f64,
     elapsed: Duration,
+    /// By --max-seconds or a signal.
     stopped_early: bool,
     sip_send_errors: u64,
-) -> String {
+    /// The media sockets' receive-buffer drops (-1: unknown).
+    drops: [i64; 2],
+}
+
+fn summary(engine: &Engine, a: &Report, b: &Report, run: &Run) -> String {
+    let Run { cpu, elapsed, stopped_early, sip_send_errors, drops: [a_drops, b_drops] } = *run;
     let c = &engine.counts;
     let (a2b_sent, a2b_received, a2b_lost) = direction(a, b);
     let (b2a_sent, b2a_received, b2a_lost) = direction(b, a);
@@ -350,7 +360,7 @@ fn summary(
          a2b_lost={a2b_lost} b2a_sent={b2a_sent} b2a_received={b2a_received} b2a_lost={b2a_lost} dup={dup} \
          reordered={reordered} lossy_calls={} misrouted={} foreign={} unknown_stream={} rtp_send_errors={} \
          late_ticks={} worst_late_ms={} worst_late_at_s={:.1} b_legs={} unlinked={} b_refused={} no_ack={} sip_retrans={} stray={} \
-         sip_send_errors={sip_send_errors} stopped_early={} fail_reasons=\"{reasons}\" cpu_s={cpu:.2} elapsed_s={:.1}",
+         sip_send_errors={sip_send_errors} a_rcvbuf_drops={a_drops} b_rcvbuf_drops={b_drops} stopped_early={} fail_reasons=\"{reasons}\" cpu_s={cpu:.2} elapsed_s={:.1}",
         c.started,
         c.ok,
         c.failed,

@@ -3,6 +3,8 @@
 
 use std::io;
 use std::mem;
+#[cfg(test)]
+use std::net::SocketAddr;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 
@@ -184,4 +186,44 @@ pub fn poll_readable(fds: &[libc::c_int], timeout_ms: i32) {
         fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     // SAFETY: pfds is a valid array of pollfd of the given length.
     unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+}
+
+/// The `drops` column of `/proc/net/udp` for the socket bound to `addr` (datagrams the kernel
+/// threw away because the receive buffer was full), `None` when it cannot be read.
+pub fn socket_drops(addr: SocketAddrV4) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+    // /proc/net/udp writes the address as the in-memory u32 in hex (little-endian on x86), then the port.
+    let ip = u32::from_ne_bytes(addr.ip().octets());
+    let local = format!("{ip:08X}:{:04X}", addr.port());
+    parse_drops(&table, &local)
+}
+
+fn parse_drops(table: &str, local: &str) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+        (fields.get(1) == Some(&local)).then(|| fields.last()?.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_of_one_socket() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            1: 0100007F:A1B2 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 17\n\
+            2: 0100007F:A1B4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0\n";
+        assert_eq!(parse_drops(table, "0100007F:A1B2"), Some(17));
+        assert_eq!(parse_drops(table, "0100007F:A1B4"), Some(0));
+        assert_eq!(parse_drops(table, "0100007F:0001"), None);
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn our_own_socket_is_found() {
+        let (socket, _) = udp_socket("127.0.0.1:0".parse().unwrap(), 1 << 16).unwrap();
+        let SocketAddr::V4(addr) = socket.local_addr().unwrap() else { panic!() };
+        assert_eq!(socket_drops(addr), Some(0));
+    }
 }
