@@ -664,8 +664,8 @@ stage_bridged() {
 # (d') relay: RELAY_CONCURRENT bridged PCMU calls as in bridged, SIP and RTP from
 # starling-callgen (plain UDP sockets, per-call packet counts) instead of SIPp
 # ---------------------------------------------------------------------------------------
-udp_counters() { # host-wide UDP counters from /proc/net/snmp: "RcvbufErrors NoPorts"
-    awk '$1 == "Udp:" { if (!n) { for (i = 2; i <= NF; i++) col[$i] = i; n = 1 } else print $col["RcvbufErrors"], $col["NoPorts"] }' /proc/net/snmp
+udp_counters() { # host-wide UDP counters from /proc/net/snmp: "RcvbufErrors NoPorts SndbufErrors"
+    awk '$1 == "Udp:" { if (!n) { for (i = 2; i <= NF; i++) col[$i] = i; n = 1 } else print $col["RcvbufErrors"], $col["NoPorts"], $col["SndbufErrors"] }' /proc/net/snmp
 }
 
 RELAY_ENV=""   # the relay settings, for the results' command line (when the stage ran)
@@ -673,10 +673,10 @@ RELAY_SHORT="" # a note when the stage ran smaller than the issue's figure
 
 stage_relay() {
     local dir ports sport uport aport m rate conc rate_txt gen_tpid rc mid_calls mid_chans plateau_txt p_t0 p_c0
-    local p_c1 loss_txt gen_pct expected gen_txt gen_pid g_c0 g_c1 gen_plateau="" rb0 np0 rb1 np1 drops_txt
+    local p_c1 loss_txt gen_pct expected gen_txt gen_pid g_c0 g_c1 gen_plateau="" rb0 np0 sb0 rb1 np1 sb1 drops_txt
     # The generator's result line (eval'd below).
     local started=0 ok=0 failed=0 unfinished=0 peak=0 a2b_sent=0 a2b_received=0 a2b_lost=0 b2a_sent=0
-    local b2a_received=0 b2a_lost=0 dup=0 reordered=0 lossy_calls=0 misrouted=0 foreign=0 unknown_stream=0
+    local b2a_received=0 b2a_lost=0 a2b_lost_first_s=0 b2a_lost_first_s=0 dup=0 reordered=0 lossy_calls=0 misrouted=0 foreign=0 unknown_stream=0
     local rtp_send_errors=0 late_ticks=0 worst_late_ms=0 worst_late_at_s=0 b_legs=0 unlinked=0 b_refused=0 no_ack=0 sip_retrans=0
     local stray=0 sip_send_errors=0 a_rcvbuf_drops=0 b_rcvbuf_drops=0 stopped_early=0 fail_reasons="" cpu_s=0 elapsed_s=0 elapsed=0
     local GEN_NAMES=starling-callgen
@@ -700,7 +700,7 @@ stage_relay() {
     dial_conf "$dir" "$sport" "$aport"
     log "relay: $rate_txt, PCMU both ways from starling-callgen (uac 127.0.0.1:$uport, uas 127.0.0.1:$aport), Starling on 127.0.0.1:$sport"
     start_dial_starling "$dir" relay "$rate_txt" || return
-    read -r rb0 np0 < <(udp_counters)
+    read -r rb0 np0 sb0 < <(udp_counters)
     measure_begin
     # Bounded twice: its own --max-seconds (it then reports what it has), and timeout.
     timeout -k 5 $((DURATION + RAMP + 90)) "$CALLGEN" --target "127.0.0.1:$sport" \
@@ -731,7 +731,7 @@ stage_relay() {
     rc=$?
     forget "$gen_tpid"
     measure_end
-    read -r rb1 np1 < <(udp_counters)
+    read -r rb1 np1 sb1 < <(udp_counters)
     stop_starling
     if [ "$rc" -ne 0 ] || [ ! -s "$dir/callgen.txt" ]; then
         log "relay: starling-callgen exited with $rc; its stderr ($dir/callgen.err):"
@@ -748,12 +748,12 @@ stage_relay() {
     gen_pct=$(calc "f'{$cpu_s / max($elapsed_s, 1e-9) * 100:.0f}'")
     # Where packets were dropped for a full receive buffer: the host's count over the window,
     # and the generator's own sockets' (the rest is Starling's, or another process's).
-    drops_txt="UDP receive-buffer drops on the host $((rb1 - rb0)) (at starling-callgen's sockets: A $a_rcvbuf_drops, B $b_rcvbuf_drops), datagrams to no socket $((np1 - np0))"
+    drops_txt="UDP receive-buffer drops on the host $((rb1 - rb0)) (at starling-callgen's sockets: A $a_rcvbuf_drops, B $b_rcvbuf_drops), send-buffer errors $((sb1 - sb0)), datagrams to no socket $((np1 - np0))"
     gen_txt="starling-callgen CPU ${cpu_s} s (${gen_pct}% of one core over its ${elapsed_s} s$gen_plateau)"
     [ "$failed" -gt 0 ] && log "relay: failed calls by reason: $fail_reasons (generator log: $dir/callgen.err)"
     row relay "$rate_txt" "peak $peak up (callgen), ${mid_calls:-?} at mid-run (Starling)" "$ok" "$failed" \
         "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "$loss_txt" \
-        "$plateau_txt; $gen_txt; RTP sent A→B $a2b_sent, B→A $b2a_sent (expected about $expected a side: $ok calls × $(calc "$RAMP - 0.5") s × 50/s), received $a2b_received and $b2a_received; calls with any loss $lossy_calls, duplicates $dup, out of order $reordered, from the wrong port $misrouted, not ours $foreign; late ticks $late_ticks (worst ${worst_late_ms} ms, at t = ${worst_late_at_s} s); failed: ${fail_reasons:-none}, unfinished $unfinished; B legs $b_legs (not tied to a call $unlinked), SIP retransmissions $sip_retrans; $drops_txt; mid-run: ${mid_chans% }; $(common_notes)"
+        "$plateau_txt; $gen_txt; RTP sent A→B $a2b_sent, B→A $b2a_sent (expected about $expected a side: $ok calls × $(calc "$RAMP - 0.5") s × 50/s), received $a2b_received and $b2a_received; of the lost, in each call's first second of media: A→B $a2b_lost_first_s, B→A $b2a_lost_first_s; calls with any loss $lossy_calls, duplicates $dup, out of order $reordered, from the wrong port $misrouted, not ours $foreign; late ticks $late_ticks (worst ${worst_late_ms} ms, at t = ${worst_late_at_s} s); failed: ${fail_reasons:-none}, unfinished $unfinished; B legs $b_legs (not tied to a call $unlinked), SIP retransmissions $sip_retrans; $drops_txt; mid-run: ${mid_chans% }; $(common_notes)"
     log "relay: $ok ok, $failed failed, peak $peak, RTP loss $loss_txt, Starling CPU ${CPU_S}s (${CPU_PCT}%; $plateau_txt), RSS $RSS_TXT MB, $gen_txt"
 }
 

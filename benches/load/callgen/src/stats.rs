@@ -28,6 +28,21 @@ pub enum Arrival {
 }
 
 impl Received {
+    /// How many of the packets `0..n` did not come.
+    pub fn missing_below(&self, n: u32) -> u32 {
+        let n = n.min(MAX_PACKET);
+        let mut have = 0;
+        for (w, word) in self.bits.iter().enumerate() {
+            let base = w as u32 * 64;
+            if base >= n {
+                break;
+            }
+            let mask = if n - base >= 64 { u64::MAX } else { (1u64 << (n - base)) - 1 };
+            have += (word & mask).count_ones();
+        }
+        n - have
+    }
+
     pub fn record(&mut self, packet: u32) -> Arrival {
         if packet >= MAX_PACKET {
             return Arrival::Bogus;
@@ -70,5 +85,9 @@ mod tests {
         assert_eq!(r.record(500), Arrival::New);
         assert_eq!(r.record(MAX_PACKET), Arrival::Bogus);
         assert_eq!((r.distinct, r.duplicates, r.reordered), (4, 2, 1));
+        assert_eq!(r.missing_below(3), 0);
+        assert_eq!(r.missing_below(4), 1);
+        assert_eq!(r.missing_below(501), 497);
+        assert_eq!(Received::default().missing_below(50), 50);
     }
 }
