@@ -676,7 +676,7 @@ stage_relay() {
     local p_c1 loss_txt gen_pct expected gen_txt gen_pid g_c0 g_c1 gen_plateau="" rb0 np0 sb0 rb1 np1 sb1 drops_txt
     # The generator's result line (eval'd below).
     local started=0 ok=0 failed=0 unfinished=0 peak=0 a2b_sent=0 a2b_received=0 a2b_lost=0 b2a_sent=0
-    local b2a_received=0 b2a_lost=0 a2b_lost_first_s=0 b2a_lost_first_s=0 dup=0 reordered=0 lossy_calls=0 misrouted=0 foreign=0 unknown_stream=0
+    local b2a_received=0 b2a_lost=0 a2b_lost_first_s=0 b2a_lost_first_s=0 a2b_lost_last_s=0 b2a_lost_last_s=0 dup=0 reordered=0 lossy_calls=0 misrouted=0 foreign=0 unknown_stream=0
     local rtp_send_errors=0 late_ticks=0 worst_late_ms=0 worst_late_at_s=0 b_legs=0 unlinked=0 b_refused=0 no_ack=0 sip_retrans=0
     local stray=0 sip_send_errors=0 a_rcvbuf_drops=0 b_rcvbuf_drops=0 stopped_early=0 fail_reasons="" cpu_s=0 elapsed_s=0 elapsed=0
     local GEN_NAMES=starling-callgen
@@ -753,7 +753,7 @@ stage_relay() {
     [ "$failed" -gt 0 ] && log "relay: failed calls by reason: $fail_reasons (generator log: $dir/callgen.err)"
     row relay "$rate_txt" "peak $peak up (callgen), ${mid_calls:-?} at mid-run (Starling)" "$ok" "$failed" \
         "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "$loss_txt" \
-        "$plateau_txt; $gen_txt; RTP sent A→B $a2b_sent, B→A $b2a_sent (expected about $expected a side: $ok calls × $(calc "$RAMP - 0.5") s × 50/s), received $a2b_received and $b2a_received; of the lost, in each call's first second of media: A→B $a2b_lost_first_s, B→A $b2a_lost_first_s; calls with any loss $lossy_calls, duplicates $dup, out of order $reordered, from the wrong port $misrouted, not ours $foreign; late ticks $late_ticks (worst ${worst_late_ms} ms, at t = ${worst_late_at_s} s); failed: ${fail_reasons:-none}, unfinished $unfinished; B legs $b_legs (not tied to a call $unlinked), SIP retransmissions $sip_retrans; $drops_txt; mid-run: ${mid_chans% }; $(common_notes)"
+        "$plateau_txt; $gen_txt; RTP sent A→B $a2b_sent, B→A $b2a_sent (expected about $expected a side: $ok calls × $(calc "$RAMP - 0.5") s × 50/s), received $a2b_received and $b2a_received; of the lost, in each call's first second of media: A→B $a2b_lost_first_s, B→A $b2a_lost_first_s, in its last second: A→B $a2b_lost_last_s, B→A $b2a_lost_last_s; calls with any loss $lossy_calls, duplicates $dup, out of order $reordered, from the wrong port $misrouted, not ours $foreign; late ticks $late_ticks (worst ${worst_late_ms} ms, at t = ${worst_late_at_s} s); failed: ${fail_reasons:-none}, unfinished $unfinished; B legs $b_legs (not tied to a call $unlinked), SIP retransmissions $sip_retrans; $drops_txt; mid-run: ${mid_chans% }; $(common_notes)"
     log "relay: $ok ok, $failed failed, peak $peak, RTP loss $loss_txt, Starling CPU ${CPU_S}s (${CPU_PCT}%; $plateau_txt), RSS $RSS_TXT MB, $gen_txt"
 }
 

@@ -312,16 +312,18 @@ fn run(args: Args) -> Result<()> {
 /// A stream's first second of media (50 packets): loss there is the bridge not being up yet.
 const HEAD: u32 = 50;
 
-/// Of the packets lost in one direction, those among each stream's first [`HEAD`].
-fn lost_in_head(sender: &Report, receiver: &Report) -> u64 {
-    sender
-        .sent
-        .iter()
-        .map(|(index, &n)| {
-            let head = n.min(HEAD);
-            u64::from(receiver.received.get(index).map_or(head, |r| r.missing_below(head)))
-        })
-        .sum()
+/// Of the packets lost in one direction, those among each stream's first [`HEAD`] and those
+/// among its last [`HEAD`] (before the BYE: loss there is packets still queued at hangup).
+fn lost_at_the_ends(sender: &Report, receiver: &Report) -> (u64, u64) {
+    let (mut first, mut last) = (0, 0);
+    for (index, &n) in &sender.sent {
+        let head = n.min(HEAD);
+        let tail_from = n.saturating_sub(HEAD).max(head);
+        let missing = |k: u32| receiver.received.get(index).map_or(k, |r| r.missing_below(k));
+        first += u64::from(missing(head));
+        last += u64::from(missing(n) - missing(tail_from));
+    }
+    (first, last)
 }
 
 /// Sent, distinct received and lost (per stream, never below 0) in one direction.
@@ -362,7 +364,7 @@ fn summary(engine: &Engine, a: &Report, b: &Report, run: &Run) -> String {
     let c = &engine.counts;
     let (a2b_sent, a2b_received, a2b_lost) = direction(a, b);
     let (b2a_sent, b2a_received, b2a_lost) = direction(b, a);
-    let (a2b_head, b2a_head) = (lost_in_head(a, b), lost_in_head(b, a));
+    let ((a2b_head, a2b_tail), (b2a_head, b2a_tail)) = (lost_at_the_ends(a, b), lost_at_the_ends(b, a));
     let mut lossy: Vec<u32> = lossy_streams(a, b).chain(lossy_streams(b, a)).collect();
     lossy.sort_unstable();
     lossy.dedup();
@@ -373,7 +375,7 @@ fn summary(engine: &Engine, a: &Report, b: &Report, run: &Run) -> String {
     let _ = write!(
         line,
         "started={} ok={} failed={} unfinished={} peak={} a2b_sent={a2b_sent} a2b_received={a2b_received} \
-         a2b_lost={a2b_lost} a2b_lost_first_s={a2b_head} b2a_sent={b2a_sent} b2a_received={b2a_received} b2a_lost={b2a_lost} b2a_lost_first_s={b2a_head} dup={dup} \
+         a2b_lost={a2b_lost} a2b_lost_first_s={a2b_head} a2b_lost_last_s={a2b_tail} b2a_sent={b2a_sent} b2a_received={b2a_received} b2a_lost={b2a_lost} b2a_lost_first_s={b2a_head} b2a_lost_last_s={b2a_tail} dup={dup} \
          reordered={reordered} lossy_calls={} misrouted={} foreign={} unknown_stream={} rtp_send_errors={} \
          late_ticks={} worst_late_ms={} worst_late_at_s={:.1} b_legs={} unlinked={} b_refused={} no_ack={} sip_retrans={} stray={} \
          sip_send_errors={sip_send_errors} a_rcvbuf_drops={a_drops} b_rcvbuf_drops={b_drops} stopped_early={} fail_reasons=\"{reasons}\" cpu_s={cpu:.2} elapsed_s={:.1}",
