@@ -4,7 +4,7 @@
 #   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged relay peers ami
 #
 # With no stage, all seven run in that order. Every stage starts its own Starling in its own
-# temp dir on free ports of 127.0.0.1, drives it with SIPp for DURATION seconds, measures
+# temp dir on free ports of 127.0.0.1, drives it with SIPp (relay: starling-callgen) for DURATION seconds, measures
 # Starling's CPU time (utime+stime from /proc/<pid>/stat) and memory (VmRSS, VmHWM), stops it
 # and kills only the processes it started. A table of the figures is printed and appended,
 # as a new dated section, to benches/RESULTS.md. See benches/load/README.md.
