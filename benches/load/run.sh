@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Starling load harness: SIPp against the real binary, one Starling per stage.
 #
-#   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged peers ami
+#   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged relay peers ami
 #
-# With no stage, all six run in that order. Every stage starts its own Starling in its own
-# temp dir on free ports of 127.0.0.1, drives it with SIPp for DURATION seconds, measures
+# With no stage, all seven run in that order. Every stage starts its own Starling in its own
+# temp dir on free ports of 127.0.0.1, drives it with SIPp (relay: starling-callgen) for DURATION seconds, measures
 # Starling's CPU time (utime+stime from /proc/<pid>/stat) and memory (VmRSS, VmHWM), stops it
 # and kills only the processes it started. A table of the figures is printed and appended,
 # as a new dated section, to benches/RESULTS.md. See benches/load/README.md.
@@ -16,7 +16,8 @@
 #   --answer-rate R       answer: calls started per second                      [ANSWER_RATE=1000]
 #   --b2bua-rate R        b2bua: calls started per second                       [B2BUA_RATE=200]
 #   --concurrent N        bridged: target number of simultaneous calls          [CONCURRENT=600]
-#   --ramp S              bridged: seconds to reach the target (= call length)  [RAMP=DURATION/3]
+#   --ramp S              bridged, relay: seconds to reach the target (= call length) [RAMP=DURATION/3]
+#   --relay-concurrent N  relay: simultaneous calls from starling-callgen       [RELAY_CONCURRENT=1800]
 #   --lines N             peers: number of register => lines                    [LINES=10000]
 #   --peers N             peers: number of qualified peers                      [PEERS=10000]
 #   --peers-duration S    peers: seconds the lines and peers are held           [PEERS_DURATION=DURATION]
@@ -28,7 +29,8 @@
 #   -h, --help
 # More: REG_LIMIT, ANSWER_LIMIT, B2BUA_LIMIT (outstanding calls, SIPp -l), B2BUA_HOLD_MS,
 # PEERS_POLL (peers: seconds between polls of sip show registry/peers until all are up, 3),
-# STARLING (the binary; default target/release/starling), VERBOSE (Starling's verbose, 0),
+# STARLING (the binary; default target/release/starling), CALLGEN (the relay stage's generator;
+# default target/release/starling-callgen), VERBOSE (Starling's verbose, 0),
 # RESULTS (the results file), RESULTS_NOTE (a line added to the results section), DEBUG=1.
 set -uo pipefail
 
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
         --b2bua-rate) B2BUA_RATE=$2; shift ;;
         --concurrent) CONCURRENT=$2; shift ;;
         --ramp) RAMP=$2; shift ;;
+        --relay-concurrent) RELAY_CONCURRENT=$2; shift ;;
         --lines) LINES=$2; shift ;;
         --peers) PEERS=$2; shift ;;
         --peers-duration) PEERS_DURATION=$2; shift ;;
@@ -60,12 +63,12 @@ while [ $# -gt 0 ]; do
         --no-results) NO_RESULTS=1 ;;
         --keep) KEEP=1 ;;
         -h|--help) usage; exit 0 ;;
-        register|answer|b2bua|bridged|peers|ami) STAGES+=("$1") ;;
-        *) echo "run.sh: unknown argument '$1' (stages: register answer b2bua bridged peers ami; -h for help)" >&2; exit 2 ;;
+        register|answer|b2bua|bridged|relay|peers|ami) STAGES+=("$1") ;;
+        *) echo "run.sh: unknown argument '$1' (stages: register answer b2bua bridged relay peers ami; -h for help)" >&2; exit 2 ;;
     esac
     shift
 done
-[ ${#STAGES[@]} -eq 0 ] && STAGES=(register answer b2bua bridged peers ami)
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(register answer b2bua bridged relay peers ami)
 
 DURATION=${DURATION:-60}
 USERS=${USERS:-5000}
@@ -77,6 +80,7 @@ B2BUA_RATE=${B2BUA_RATE:-200}
 B2BUA_HOLD_MS=${B2BUA_HOLD_MS:-1000}
 B2BUA_LIMIT=${B2BUA_LIMIT:-$((B2BUA_RATE * 4 + 50))}
 CONCURRENT=${CONCURRENT:-600}
+RELAY_CONCURRENT=${RELAY_CONCURRENT:-1800}
 RAMP=${RAMP:-$((DURATION / 3))}
 LINES=${LINES:-10000}
 PEERS=${PEERS:-10000}
@@ -89,10 +93,11 @@ VERBOSE=${VERBOSE:-0}
 KEEP=${KEEP:-0}
 NO_RESULTS=${NO_RESULTS:-0}
 STARLING=${STARLING:-$ROOT/target/release/starling}
+CALLGEN=${CALLGEN:-$ROOT/target/release/starling-callgen}
 MODDIR=${MODDIR:-$(dirname "$STARLING")}
 RESULTS=${RESULTS:-$ROOT/benches/RESULTS.md}
 
-for n in AMI_RATE AMI_SESSIONS DURATION USERS REG_RATE REG_LIMIT ANSWER_RATE ANSWER_LIMIT B2BUA_RATE B2BUA_HOLD_MS B2BUA_LIMIT CONCURRENT RAMP LINES PEERS PEERS_DURATION PEERS_POLL; do
+for n in AMI_RATE AMI_SESSIONS DURATION USERS REG_RATE REG_LIMIT ANSWER_RATE ANSWER_LIMIT B2BUA_RATE B2BUA_HOLD_MS B2BUA_LIMIT CONCURRENT RELAY_CONCURRENT RAMP LINES PEERS PEERS_DURATION PEERS_POLL; do
     if ! [[ ${!n} =~ ^[0-9]+$ ]] || [ "${!n}" -lt 1 ]; then
         echo "run.sh: $n must be a positive integer (got '${!n}')" >&2
         exit 2
@@ -387,7 +392,7 @@ measure_end() { # sets CPU_S CPU_PCT RSS_TXT WALL MACHINE_PCT GEN_CPU
 
 common_notes() { # the notes every stage ends with
     [ "$CDR" = 1 ] && printf 'CDRs to cdr_csv + cdr_sqlite3; '
-    echo "load generators (SIPp, sinks) CPU ${GEN_CPU} s; whole machine ${MACHINE_PCT}% busy (all processes, all CPUs); SIPp ran ${elapsed} s"
+    echo "load generators (${GEN_NAMES:-SIPp, sinks}) CPU ${GEN_CPU} s; whole machine ${MACHINE_PCT}% busy (all processes, all CPUs); ${GEN_NAMES:-SIPp} ran ${elapsed} s"
 }
 
 per_call() { # CPU seconds per successful call, in ms
@@ -656,6 +661,103 @@ stage_bridged() {
 }
 
 # ---------------------------------------------------------------------------------------
+# (d') relay: RELAY_CONCURRENT bridged PCMU calls as in bridged, SIP and RTP from
+# starling-callgen (plain UDP sockets, per-call packet counts) instead of SIPp
+# ---------------------------------------------------------------------------------------
+udp_counters() { # host-wide UDP counters from /proc/net/snmp: "RcvbufErrors NoPorts SndbufErrors"
+    awk '$1 == "Udp:" { if (!n) { for (i = 2; i <= NF; i++) col[$i] = i; n = 1 } else print $col["RcvbufErrors"], $col["NoPorts"], $col["SndbufErrors"] }' /proc/net/snmp
+}
+
+RELAY_ENV=""   # the relay settings, for the results' command line (when the stage ran)
+RELAY_SHORT="" # a note when the stage ran smaller than the issue's figure
+
+stage_relay() {
+    local dir ports sport uport aport m rate conc rate_txt gen_tpid rc mid_calls mid_chans plateau_txt p_t0 p_c0
+    local p_c1 loss_txt gen_pct expected gen_txt gen_pid g_c0 g_c1 gen_plateau="" rb0 np0 sb0 rb1 np1 sb1 drops_txt
+    # The generator's result line (eval'd below).
+    local started=0 ok=0 failed=0 unfinished=0 peak=0 a2b_sent=0 a2b_received=0 a2b_lost=0 b2a_sent=0
+    local b2a_received=0 b2a_lost=0 a2b_lost_first_s=0 b2a_lost_first_s=0 a2b_lost_last_s=0 b2a_lost_last_s=0 dup=0 reordered=0 lossy_calls=0 misrouted=0 foreign=0 unknown_stream=0
+    local rtp_send_errors=0 late_ticks=0 worst_late_ms=0 worst_late_at_s=0 b_legs=0 unlinked=0 b_refused=0 no_ack=0 sip_retrans=0
+    local stray=0 sip_send_errors=0 a_rcvbuf_drops=0 b_rcvbuf_drops=0 stopped_early=0 fail_reasons="" cpu_s=0 elapsed_s=0 elapsed=0
+    local GEN_NAMES=starling-callgen
+    conc=$RELAY_CONCURRENT
+    m=$(( conc * (DURATION - RAMP) / RAMP ))
+    [ "$m" -lt "$conc" ] && m=$conc
+    rate=$(calc "$conc / $RAMP")
+    rate_txt="$conc concurrent (ramp ${RAMP}s, ${RAMP}s calls, $m calls)"
+    RELAY_ENV=" RAMP=$RAMP RELAY_CONCURRENT=$conc"
+    if [ "$conc" -lt 1800 ] || [ "$DURATION" -lt 60 ]; then
+        RELAY_SHORT="relay: short validation run ($conc calls, ${DURATION} s of traffic; the issue's figure is 1,800 concurrent calls): read it as \"it works\", not as the issue's measurement"
+    fi
+    if [ ! -x "$CALLGEN" ]; then
+        skip_row relay "$rate_txt" "failed: no generator at $CALLGEN (cargo build --release builds it)"
+        return
+    fi
+    dir=$(stage_dir relay)
+    mapfile -t ports < <(free_ports 3)
+    sport=${ports[0]} uport=${ports[1]} aport=${ports[2]}
+    write_base_conf "$dir"
+    dial_conf "$dir" "$sport" "$aport"
+    log "relay: $rate_txt, PCMU both ways from starling-callgen (uac 127.0.0.1:$uport, uas 127.0.0.1:$aport), Starling on 127.0.0.1:$sport"
+    start_dial_starling "$dir" relay "$rate_txt" || return
+    read -r rb0 np0 sb0 < <(udp_counters)
+    measure_begin
+    # Bounded twice: its own --max-seconds (it then reports what it has), and timeout.
+    timeout -k 5 $((DURATION + RAMP + 90)) "$CALLGEN" --target "127.0.0.1:$sport" \
+        --uac-bind "127.0.0.1:$uport" --a-media "127.0.0.1:$((uport + 2))" \
+        --uas-bind "127.0.0.1:$aport" --b-media "127.0.0.1:$((aport + 2))" \
+        --rate "$rate" --concurrent "$conc" --calls "$m" --hold "$RAMP" \
+        --max-seconds $((DURATION + RAMP + 60)) --out "$dir/callgen.txt" >"$dir/callgen.out" 2>"$dir/callgen.err" &
+    gen_tpid=$!
+    BG_PIDS+=("$gen_tpid")
+    # The plateau (conc calls up) runs from t = RAMP to t = DURATION - RAMP, as in bridged.
+    plateau_txt="no plateau (RAMP >= DURATION/2)"
+    if [ $((DURATION - RAMP)) -gt $((RAMP + 2)) ]; then
+        nap_until "$(calc "$M_T0 + $RAMP + 1")"
+        gen_pid=$(child_of "$gen_tpid")
+        p_t0=$(now) p_c0=$(cpu_ticks "$STARLING_PID") g_c0=$(cpu_ticks "${gen_pid:-0}")
+        nap_until "$(calc "$M_T0 + $DURATION / 2")"
+        mid_chans=$(rx "core show channels" | grep -E 'active channels?|active calls?|calls? processed' | tr '\n' ' ')
+        nap_until "$(calc "$M_T0 + $DURATION - $RAMP")"
+        p_c1=$(cpu_ticks "$STARLING_PID") g_c1=$(cpu_ticks "${gen_pid:-0}")
+        plateau_txt="Starling CPU on the plateau $(calc "f'{($p_c1 - $p_c0) / $CLK_TCK / max($(now) - $p_t0, 1e-9) * 100:.0f}'")%"
+        gen_plateau=", $(calc "f'{($g_c1 - $g_c0) / $CLK_TCK / max($(now) - $p_t0, 1e-9) * 100:.0f}'")% on the plateau"
+    else
+        nap $((DURATION / 2))
+        mid_chans=$(rx "core show channels" | grep -E 'active channels?|active calls?|calls? processed' | tr '\n' ' ')
+    fi
+    mid_calls=$(sed -n 's/.*\b\([0-9][0-9]*\) active calls\{0,1\}.*/\1/p' <<<"$mid_chans" | head -1)
+    wait "$gen_tpid"
+    rc=$?
+    forget "$gen_tpid"
+    measure_end
+    read -r rb1 np1 sb1 < <(udp_counters)
+    stop_starling
+    if [ "$rc" -ne 0 ] || [ ! -s "$dir/callgen.txt" ]; then
+        log "relay: starling-callgen exited with $rc; its stderr ($dir/callgen.err):"
+        tail -5 "$dir/callgen.err" | sed 's/^/    /' >&2
+        row relay "$rate_txt" "-" "-" "-" "$CPU_S" "-" "$CPU_PCT" "$RSS_TXT" "-" \
+            "failed: starling-callgen exited with $rc ($(tail -1 "$dir/callgen.err" 2>/dev/null)); $(common_notes)"
+        return
+    fi
+    eval "$(cat "$dir/callgen.txt")"
+    elapsed=$elapsed_s
+    loss_txt="A→B $(calc "f'{$a2b_lost / max($a2b_sent, 1) * 100:.3f}%'") ($a2b_lost/$a2b_sent), B→A $(calc "f'{$b2a_lost / max($b2a_sent, 1) * 100:.3f}%'") ($b2a_lost/$b2a_sent)"
+    # Media runs from ACK + 200 ms to BYE - 300 ms: (RAMP - 0.5) s at 50 packets/s a call and direction.
+    expected=$(calc "int($ok * ($RAMP - 0.5) * 50)")
+    gen_pct=$(calc "f'{$cpu_s / max($elapsed_s, 1e-9) * 100:.0f}'")
+    # Where packets were dropped for a full receive buffer: the host's count over the window,
+    # and the generator's own sockets' (the rest is Starling's, or another process's).
+    drops_txt="UDP receive-buffer drops on the host $((rb1 - rb0)) (at starling-callgen's sockets: A $a_rcvbuf_drops, B $b_rcvbuf_drops), send-buffer errors $((sb1 - sb0)), datagrams to no socket $((np1 - np0))"
+    gen_txt="starling-callgen CPU ${cpu_s} s (${gen_pct}% of one core over its ${elapsed_s} s$gen_plateau)"
+    [ "$failed" -gt 0 ] && log "relay: failed calls by reason: $fail_reasons (generator log: $dir/callgen.err)"
+    row relay "$rate_txt" "peak $peak up (callgen), ${mid_calls:-?} at mid-run (Starling)" "$ok" "$failed" \
+        "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "$loss_txt" \
+        "$plateau_txt; $gen_txt; RTP sent A→B $a2b_sent, B→A $b2a_sent (expected about $expected a side: $ok calls × $(calc "$RAMP - 0.5") s × 50/s), received $a2b_received and $b2a_received; of the lost, in each call's first second of media: A→B $a2b_lost_first_s, B→A $b2a_lost_first_s, in its last second: A→B $a2b_lost_last_s, B→A $b2a_lost_last_s; calls with any loss $lossy_calls, duplicates $dup, out of order $reordered, from the wrong port $misrouted, not ours $foreign; late ticks $late_ticks (worst ${worst_late_ms} ms, at t = ${worst_late_at_s} s); failed: ${fail_reasons:-none}, unfinished $unfinished; B legs $b_legs (not tied to a call $unlinked), SIP retransmissions $sip_retrans; $drops_txt; mid-run: ${mid_chans% }; $(common_notes)"
+    log "relay: $ok ok, $failed failed, peak $peak, RTP loss $loss_txt, Starling CPU ${CPU_S}s (${CPU_PCT}%; $plateau_txt), RSS $RSS_TXT MB, $gen_txt"
+}
+
+# ---------------------------------------------------------------------------------------
 # (e) peers: LINES register => lines and PEERS qualified peers, held PEERS_DURATION seconds
 # ---------------------------------------------------------------------------------------
 PEERS_ENV=""   # the peers settings, for the results' command line (when the stage ran)
@@ -890,9 +992,10 @@ EOF
         echo "- machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, $(awk '/MemTotal/ { printf "%.1f GB RAM", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
         echo "- starling: ${STARLING_VERSION:-?}, git $rev, binary built $(date -u -r "$STARLING" '+%Y-%m-%d %H:%M UTC')"
         echo "- SIPp: $(sipp -v 2>/dev/null | grep -o 'SIPp v[^ ]*' | head -1 | sed 's/\.$//')"
-        echo "- command: \`DURATION=$DURATION$PEERS_ENV $COMMAND_LINE\`"
-        echo "- settings: USERS=$USERS REG_RATE=$REG_RATE ANSWER_RATE=$ANSWER_RATE B2BUA_RATE=$B2BUA_RATE B2BUA_HOLD_MS=$B2BUA_HOLD_MS CONCURRENT=$CONCURRENT RAMP=$RAMP LINES=$LINES PEERS=$PEERS PEERS_DURATION=$PEERS_DURATION"
+        echo "- command: \`DURATION=$DURATION$PEERS_ENV$RELAY_ENV $COMMAND_LINE\`"
+        echo "- settings: USERS=$USERS REG_RATE=$REG_RATE ANSWER_RATE=$ANSWER_RATE B2BUA_RATE=$B2BUA_RATE B2BUA_HOLD_MS=$B2BUA_HOLD_MS CONCURRENT=$CONCURRENT RELAY_CONCURRENT=$RELAY_CONCURRENT RAMP=$RAMP LINES=$LINES PEERS=$PEERS PEERS_DURATION=$PEERS_DURATION"
         [ -n "$PEERS_SHORT" ] && echo "- note: $PEERS_SHORT"
+        [ -n "$RELAY_SHORT" ] && echo "- note: $RELAY_SHORT"
         [ -n "${RESULTS_NOTE:-}" ] && echo "- note: $RESULTS_NOTE"
         echo
         echo "$TABLE"
