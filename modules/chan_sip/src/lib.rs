@@ -347,7 +347,8 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let sip_port = socket.local_addr().map_or(conf.general.bindport, |a| a.port());
     let (to_monitor, from_calls) = tokio::sync::mpsc::unbounded_channel();
     let relay = Arc::new(
-        relay::Relay::start().map_err(|e| LoadError::Resource(format!("cannot start the RTP relay thread: {e}")))?,
+        relay::Relay::start(relay::Relay::threads_for_this_machine())
+            .map_err(|e| LoadError::Resource(format!("cannot start the RTP relay thread: {e}")))?,
     );
     let state = Arc::new(shared::Shared::new(
         ctx.core().clone(),

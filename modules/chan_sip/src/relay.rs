@@ -1,7 +1,7 @@
-//! The RTP relay thread: where the packets of natively bridged calls go, read and sent on
+//! The RTP relay threads: where the packets of natively bridged calls go, read and sent on
 //! without a trip through tokio.
 //!
-//! A bridged call's pvt hands its RTP socket over here once relaying has begun (the other
+//! A bridged call's pvt hands its RTP socket over to one of them once relaying has begun (the other
 //! call has published the stream to continue). From then on this thread reads the socket,
 //! runs each packet through the call's RTP session (receive statistics, comedia, strictrtp,
 //! the RTP timeout: the same [`RtpSession::handle_rtp`] the pvt would run) and through the
@@ -9,7 +9,7 @@
 //! mapped, one continuous stream), and sends it from the other call's socket to the other far
 //! end. The pvt takes its socket back when the bridge ends ([`RelayHandle`]'s drop).
 //!
-//! Why a thread of its own: through tokio every packet wakes a task (and often a parked
+//! Why threads of their own: through tokio every packet wakes a task (and often a parked
 //! worker thread), which costs more than the packet. Here one wake-up serves every socket
 //! that is ready: the thread waits with epoll, serves what is ready, then sleeps out the rest
 //! of [`BATCH`], so that at a few hundred packets a millisecond they are read and sent in one
@@ -96,11 +96,11 @@ enum Command {
     Stop,
 }
 
+/// One relay thread's end: its epoll, and the commands waiting for it.
 struct Inner {
     epoll: OwnedFd,
     wake: OwnedFd,
     commands: Mutex<Vec<Command>>,
-    next_id: AtomicU64,
 }
 
 impl Inner {
@@ -112,11 +112,16 @@ impl Inner {
     }
 }
 
-/// The relay thread (one for chan_sip).
+/// chan_sip's relay threads: one a core (at most [`MAX_THREADS`]); each leg is given to one
+/// of them in turn.
 pub struct Relay {
-    inner: Arc<Inner>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    workers: Vec<Arc<Inner>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    next_id: AtomicU64,
 }
+
+/// More threads than this buy nothing but wake-ups: one relays ~150,000 packets a second.
+pub const MAX_THREADS: usize = 4;
 
 /// A leg being relayed; dropping it takes the leg (and its sockets) off the thread.
 pub struct RelayHandle {
@@ -151,32 +156,55 @@ fn epoll_add(epoll: RawFd, fd: RawFd, key: u64) -> io::Result<()> {
 }
 
 impl Relay {
-    /// Starts the thread.
-    pub fn start() -> io::Result<Relay> {
-        // SAFETY: plain syscalls; the fds returned are ours alone.
-        let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
-        let wake = unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?) };
-        epoll_add(epoll.as_raw_fd(), wake.as_raw_fd(), WAKE)?;
-        let inner = Arc::new(Inner { epoll, wake, commands: Mutex::new(Vec::new()), next_id: AtomicU64::new(0) });
-        let thread_inner = inner.clone();
-        let thread = std::thread::Builder::new().name("sip-rtp-relay".into()).spawn(move || run(&thread_inner))?;
-        Ok(Relay { inner, thread: Mutex::new(Some(thread)) })
+    /// Starts `threads` threads (at least one).
+    pub fn start(threads: usize) -> io::Result<Relay> {
+        let mut relay = Relay { workers: Vec::new(), threads: Mutex::new(Vec::new()), next_id: AtomicU64::new(0) };
+        for n in 0..threads.max(1) {
+            // SAFETY: plain syscalls; the fds returned are ours alone.
+            let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+            let wake = unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?) };
+            epoll_add(epoll.as_raw_fd(), wake.as_raw_fd(), WAKE)?;
+            let inner = Arc::new(Inner { epoll, wake, commands: Mutex::new(Vec::new()) });
+            let thread_inner = inner.clone();
+            // `relay` stops the threads started so far if a later one fails (its drop).
+            let thread =
+                std::thread::Builder::new().name(format!("sip-rtp-relay{n}")).spawn(move || run(&thread_inner))?;
+            relay.workers.push(inner);
+            lock(&relay.threads).push(thread);
+        }
+        Ok(relay)
     }
 
-    /// Hands a leg to the thread until the handle is dropped.
+    /// One thread for two cores, at most [`MAX_THREADS`]: the relay shares the machine with
+    /// the rest of Starling (and, on a small box, with whatever else runs there). Two threads
+    /// on two cores relayed no more, and starved the other programs into losing packets.
+    pub fn threads_for_this_machine() -> usize {
+        (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).clamp(1, MAX_THREADS)
+    }
+
+    /// Hands a leg to a thread until the handle is dropped.
     pub fn add(&self, leg: RelayedLeg) -> RelayHandle {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.inner.send(Command::Add(id, Box::new(leg)));
-        RelayHandle { inner: self.inner.clone(), id }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let inner = self.workers[(id % self.workers.len() as u64) as usize].clone();
+        inner.send(Command::Add(id, Box::new(leg)));
+        RelayHandle { inner, id }
     }
 
-    /// Stops the thread and waits for it (module unload: its code must not outlive the
+    /// Stops the threads and waits for them (module unload: their code must not outlive the
     /// library). Legs still relayed are dropped.
     pub fn stop(&self) {
-        self.inner.send(Command::Stop);
-        if let Some(thread) = lock(&self.thread).take() {
+        for inner in &self.workers {
+            inner.send(Command::Stop);
+        }
+        for thread in std::mem::take(&mut *lock(&self.threads)) {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -289,7 +317,7 @@ mod tests {
     /// session counts what came; dropping the handle stops the relaying.
     #[test]
     fn packets_are_relayed_counted_and_stop_with_the_handle() {
-        let relay = Relay::start().unwrap();
+        let relay = Relay::start(2).unwrap();
         let ours = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         let other = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         ours.set_nonblocking(true).unwrap();
