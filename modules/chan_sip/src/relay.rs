@@ -59,33 +59,45 @@ pub struct RelayedLeg {
     pub publish_stats: Box<dyn FnMut(Stats) + Send>,
 }
 
-impl RelayedLeg {
-    fn take(&mut self, now: Instant, from: SocketAddr, packet: &mut [u8], received: &mut u64) {
+/// A leg on its thread.
+struct Entry {
+    leg: Box<RelayedLeg>,
+    received: u64,
+    /// Our far end's address as last published.
+    remote: Option<SocketAddr>,
+}
+
+impl Entry {
+    fn new(leg: Box<RelayedLeg>) -> Entry {
+        let remote = lock(&leg.session).remote();
+        Entry { leg, received: 0, remote }
+    }
+
+    fn take(&mut self, now: Instant, from: SocketAddr, packet: &mut [u8]) {
+        let leg = &mut self.leg;
         let remote = {
-            let mut session = lock(&self.session);
+            let mut session = lock(&leg.session);
             if session.handle_rtp(now, from, packet).is_err() {
                 return;
             }
-            *received += 1;
-            if received.is_multiple_of(50) {
-                (self.publish_stats)(session.stats());
+            self.received += 1;
+            if self.received.is_multiple_of(50) {
+                (leg.publish_stats)(session.stats());
             }
             session.remote()
         };
-        {
-            let mut published = lock(&self.published);
-            if published.remote != remote {
-                // Comedia learnt where our far end really is: the other call sends there.
-                published.remote = remote;
-            }
+        if remote != self.remote {
+            // Comedia learnt where our far end really is: the other call sends there.
+            self.remote = remote;
+            lock(&leg.published).remote = remote;
         }
-        if self.to.leg.relay(packet).is_err() {
+        if leg.to.leg.relay(packet).is_err() {
             return;
         }
-        let target = lock(&self.to.media).remote;
+        let target = lock(&leg.to.media).remote;
         if let Some(target) = target {
             // A full socket buffer drops the packet, as it would on the wire.
-            let _ = self.to.rtp.send_to(packet, target);
+            let _ = leg.to.rtp.send_to(packet, target);
         }
     }
 }
@@ -226,11 +238,6 @@ impl Hasher for IdHasher {
     }
 }
 
-struct Entry {
-    leg: Box<RelayedLeg>,
-    received: u64,
-}
-
 fn run(inner: &Inner) {
     let epoll = inner.epoll.as_raw_fd();
     let mut legs: HashMap<u64, Entry, BuildHasherDefault<IdHasher>> = HashMap::default();
@@ -262,7 +269,7 @@ fn run(inner: &Inner) {
                                 tracing::warn!("RTP relay: cannot watch a socket: {e}");
                                 continue;
                             }
-                            legs.insert(id, Entry { leg, received: 0 });
+                            legs.insert(id, Entry::new(leg));
                         }
                         Command::Remove(id) => {
                             if let Some(entry) = legs.remove(&id) {
@@ -285,7 +292,7 @@ fn run(inner: &Inner) {
             }
             let Some(entry) = legs.get_mut(&key) else { continue };
             if let Ok((len, from)) = entry.leg.socket.recv_from(&mut buffer) {
-                entry.leg.take(round, from, &mut buffer[..len], &mut entry.received);
+                entry.take(round, from, &mut buffer[..len]);
             }
         }
         let spent = round.elapsed();
