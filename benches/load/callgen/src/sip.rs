@@ -343,16 +343,7 @@ impl Engine {
                     return;
                 }
                 let Some((dest, uri, to)) = call.dialog.clone() else { return };
-                let bye = format!(
-                    "BYE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {uac};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-                     From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\n\
-                     User-Agent: starling-callgen\r\nContent-Length: 0\r\n\r\n",
-                    uac = self.cfg.uac,
-                    branch = self.branch(k, 'b'),
-                    from = self.our_from(k),
-                    call_id = self.call_id(k),
-                )
-                .into_bytes();
+                let bye = self.in_dialog(k, "BYE", 2, &uri, &to);
                 let call = &mut self.uac[k as usize];
                 call.state = UacState::Terminating;
                 call.bye = bye.clone();
@@ -472,16 +463,23 @@ impl Engine {
         let dest = contact
             .and_then(|c| c.uri.host.ip().map(|ip| SocketAddr::new(ip, c.uri.port.unwrap_or(5060))))
             .unwrap_or(self.cfg.target.into());
-        let ack = format!(
-            "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {uac};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        let ack = self.in_dialog(k, "ACK", 1, &uri, &to);
+        (dest, uri, to, ack)
+    }
+
+    /// A request of ours inside call `k`'s dialog (ACK of a 2xx, BYE), without a body.
+    fn in_dialog(&self, k: u32, method: &str, cseq: u32, uri: &str, to: &str) -> Vec<u8> {
+        // A branch of its own per method: the ACK of a 2xx and the BYE are new transactions.
+        let branch = self.branch(k, if method == "ACK" { 'k' } else { 'b' });
+        format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {uac};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+             User-Agent: starling-callgen\r\nContent-Length: 0\r\n\r\n",
             uac = self.cfg.uac,
-            branch = self.branch(k, 'k'),
             from = self.our_from(k),
             call_id = self.call_id(k),
         )
-        .into_bytes();
-        (dest, uri, to, ack)
+        .into_bytes()
     }
 
     fn answered(&mut self, now: Instant, k: u32, r: &Response) {
@@ -527,15 +525,8 @@ impl Engine {
         let (dest, uri, to, ack) = self.ack_2xx(k, r);
         self.send(Leg::A, dest, ack.clone());
         self.uac[k as usize].ack = Some((dest, ack));
-        let bye = format!(
-            "BYE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {uac};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-            uac = self.cfg.uac,
-            branch = self.branch(k, 'b'),
-            from = self.our_from(k),
-            call_id = self.call_id(k),
-        );
-        self.send(Leg::A, dest, bye.into_bytes());
+        let bye = self.in_dialog(k, "BYE", 2, &uri, &to);
+        self.send(Leg::A, dest, bye);
     }
 
     fn refused(&mut self, now: Instant, k: u32, r: &Response) {
