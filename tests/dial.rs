@@ -166,12 +166,14 @@ fn packets_received(server: &Server) -> Vec<u64> {
 }
 
 /// alice (baresip, a 440 Hz tone) calls bob (baresip, auto-answer, 880 Hz) through
-/// `Dial(SIP/bob,20)`; both must hear the other's tone. `peer_keys` go in both peers' sections;
-/// `during` runs while they talk. Returns the bridge's technology.
+/// `Dial(SIP/bob,20)`; both must hear the other's tone. `general` goes in sip.conf's
+/// `[general]`, `peer_keys` in both peers' sections; `during` runs while they talk. Returns the
+/// bridge's technology.
 fn alice_calls_bob(
     name: &str,
     alice_codec: (&str, &str, u32),
     bob_codec: (&str, &str, u32),
+    general: &str,
     peer_keys: &str,
     during: impl FnOnce(&Server),
 ) -> String {
@@ -180,7 +182,7 @@ fn alice_calls_bob(
         &["pbx_config", "app_dial"],
         Some("[from-alice]\nexten => bob,1,Dial(SIP/bob,20)\n same => n,Hangup()\n[from-bob]\n"),
         &format!(
-            "[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\ndisallow=all\nallow={}\n{peer_keys}\
+            "{general}[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\ndisallow=all\nallow={}\n{peer_keys}\
              [bob]\ntype=friend\nhost=dynamic\nsecret=bobpw\ncontext=from-bob\ndisallow=all\nallow={}\n{peer_keys}",
             alice_codec.0, bob_codec.0
         ),
@@ -228,7 +230,29 @@ fn alice_calls_bob(
 /// Both on PCMU: the media is relayed natively (`bridge show all` says native_rtp).
 #[test]
 fn baresip_alice_and_bob_talk_through_a_native_bridge() {
-    let technology = alice_calls_bob("dialbs", ("ulaw", "g711.so", 8000), ("ulaw", "g711.so", 8000), "", both_counting);
+    let technology =
+        alice_calls_bob("dialbs", ("ulaw", "g711.so", 8000), ("ulaw", "g711.so", 8000), "", "", both_counting);
+    assert_eq!(technology, "native_rtp");
+}
+
+/// With `rtptimeout=2`, a natively bridged call whose far ends keep talking stays up: the relay
+/// thread runs what it relays through each call's RTP session, so it counts as received.
+#[test]
+fn rtptimeout_spares_a_relayed_call_that_is_talking() {
+    let technology = alice_calls_bob(
+        "dialrtpto",
+        ("ulaw", "g711.so", 8000),
+        ("ulaw", "g711.so", 8000),
+        "rtptimeout=2\n",
+        "",
+        |server| {
+            // Twice the timeout after the bridge began, both calls are still up.
+            std::thread::sleep(Duration::from_secs(4));
+            let channels = server.rx("core show channels");
+            assert!(channels.contains("2 active channels"), "{channels}\n{}", server.log_tail());
+            assert!(!server.log().contains("no RTP for rtptimeout"), "{}", server.log_tail());
+        },
+    );
     assert_eq!(technology, "native_rtp");
 }
 
@@ -240,6 +264,7 @@ fn directmedia_sends_alice_and_bob_to_each_other() {
         "dialdirect",
         ("ulaw", "g711.so", 8000),
         ("ulaw", "g711.so", 8000),
+        "",
         "directmedia=yes\n",
         |server| {
             // Once both far ends took the re-INVITEs, the counts stop growing.
@@ -268,7 +293,7 @@ fn directmedia_sends_alice_and_bob_to_each_other() {
 #[test]
 fn baresip_opus_alice_and_pcmu_bob_are_translated() {
     let technology =
-        alice_calls_bob("dialbsx", ("opus", "opus.so", 48000), ("ulaw", "g711.so", 8000), "", both_counting);
+        alice_calls_bob("dialbsx", ("opus", "opus.so", 48000), ("ulaw", "g711.so", 8000), "", "", both_counting);
     assert_eq!(technology, "simple_bridge");
 }
 
