@@ -124,8 +124,8 @@ impl Inner {
     }
 }
 
-/// chan_sip's relay threads: one a core (at most [`MAX_THREADS`]); each leg is given to one
-/// of them in turn.
+/// chan_sip's relay threads ([`Relay::threads_for_this_machine`]); each leg is given to one of
+/// them in turn.
 pub struct Relay {
     workers: Vec<Arc<Inner>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
