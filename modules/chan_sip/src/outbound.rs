@@ -314,8 +314,8 @@ impl Tech for SipTech {
             }
             leg
         };
-        let to_b = RelayTo { rtp: b.rtp.clone(), media: b.media.clone(), leg: leg(&ia, &ib, ca, cb), started: false };
-        let to_a = RelayTo { rtp: a.rtp.clone(), media: a.media.clone(), leg: leg(&ib, &ia, cb, ca), started: false };
+        let to_b = RelayTo { rtp: b.rtp.clone(), media: b.media.clone(), leg: leg(&ia, &ib, ca, cb) };
+        let to_a = RelayTo { rtp: a.rtp.clone(), media: a.media.clone(), leg: leg(&ib, &ia, cb, ca) };
         let _ = a.to_pvt.send(ToPvt::Relay(Some(Box::new(to_b))));
         let _ = b.to_pvt.send(ToPvt::Relay(Some(Box::new(to_a))));
         Some(Box::new(NativeRelay { pvts: [a, b], direct: false }))

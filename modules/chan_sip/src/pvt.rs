@@ -288,8 +288,30 @@ pub struct RelayTo {
     pub rtp: Arc<std::net::UdpSocket>,
     pub media: Arc<Mutex<MediaInfo>>,
     pub leg: RelayLeg,
-    /// The other call has published the stream to continue, and relaying has begun.
-    pub started: bool,
+}
+
+impl RelayTo {
+    /// Whether relaying can begin: the other call has published the stream our packets are to
+    /// continue (it is told that they now come).
+    fn begins(&mut self) -> bool {
+        let mut other = self.media.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((ssrc, seq, ts)) = other.continue_from.take() else { return false };
+        self.leg.continue_stream(ssrc, seq, ts);
+        other.relayed_into = true;
+        true
+    }
+
+    /// Rewrites `packet` for the other call and sends it from its socket to its far end.
+    pub fn forward(&mut self, packet: &mut [u8]) {
+        if self.leg.relay(packet).is_err() {
+            return;
+        }
+        let target = self.media.lock().unwrap_or_else(|p| p.into_inner()).remote;
+        if let Some(target) = target {
+            // Nonblocking: a full socket buffer drops the packet, as it would on the wire.
+            let _ = self.rtp.send_to(packet, target);
+        }
+    }
 }
 
 impl std::fmt::Debug for RelayTo {
@@ -1617,26 +1639,8 @@ impl Pvt {
                             // Native bridge: once the other call has said which stream to continue,
                             // packets are rewritten in place and sent on from its socket, never
                             // decoded. Until then they go the frames' way, as before the bridge.
-                            let relay_to = self.relay.as_mut().and_then(|relay| {
-                                let mut other = relay.media.lock().unwrap_or_else(|p| p.into_inner());
-                                if let Some((ssrc, seq, ts)) = other.continue_from.take() {
-                                    relay.leg.continue_stream(ssrc, seq, ts);
-                                    relay.started = true;
-                                }
-                                if !relay.started {
-                                    return None;
-                                }
-                                other.relayed_into = true;
-                                let target = other.remote;
-                                drop(other);
-                                Some((relay, target))
-                            });
-                            if let Some((relay, target)) = relay_to {
-                                if relay.leg.relay(&mut buffer[..len]).is_ok() {
-                                    if let Some(target) = target {
-                                        let _ = relay.rtp.send_to(&buffer[..len], target);
-                                    }
-                                }
+                            if let Some(relay) = self.relay.as_mut().and_then(|relay| relay.begins().then_some(relay)) {
+                                relay.forward(&mut buffer[..len]);
                                 // From the next packet on, the relay thread reads our socket.
                                 hand_off = true;
                             } else if Some(packet.payload_type) == event_type {

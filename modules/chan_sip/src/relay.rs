@@ -91,14 +91,7 @@ impl Entry {
             self.remote = remote;
             lock(&leg.published).remote = remote;
         }
-        if leg.to.leg.relay(packet).is_err() {
-            return;
-        }
-        let target = lock(&leg.to.media).remote;
-        if let Some(target) = target {
-            // A full socket buffer drops the packet, as it would on the wire.
-            let _ = leg.to.rtp.send_to(packet, target);
-        }
+        leg.to.forward(packet);
     }
 }
 
@@ -343,7 +336,7 @@ mod tests {
             socket: ours.clone(),
             session: session.clone(),
             published,
-            to: Box::new(RelayTo { rtp: other.clone(), media: other_media, leg: RelayLeg::new(), started: true }),
+            to: Box::new(RelayTo { rtp: other.clone(), media: other_media, leg: RelayLeg::new() }),
             publish_stats: Box::new(move |s: Stats| seen.store(s.received_packets, Ordering::Relaxed)),
         });
         let mut buf = [0u8; 2048];
