@@ -348,7 +348,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let (to_monitor, from_calls) = tokio::sync::mpsc::unbounded_channel();
     let relay = Arc::new(
         relay::Relay::start(relay::Relay::threads_for_this_machine())
-            .map_err(|e| LoadError::Resource(format!("cannot start the RTP relay thread: {e}")))?,
+            .map_err(|e| LoadError::Resource(format!("cannot start the RTP relay threads: {e}")))?,
     );
     let state = Arc::new(shared::Shared::new(
         ctx.core().clone(),

@@ -1041,8 +1041,8 @@ impl Monitor {
                 self.calls.remove(&key);
                 self.shared.table.write().unwrap_or_else(|p| p.into_inner()).remove(&key.call_id);
                 // Its transactions stay in `invites` and `requests` until they terminate (Timer
-                // B/F/H/J/K): what they still bring finds no call. (Scanning both maps here cost
-                // more than the rest of a call at a thousand calls a second.)
+                // B/F/H/J/K): what they still bring finds no call. (Scanning both maps here was
+                // O(transactions in flight) at every hangup.)
                 self.shared.release_call_slot(&peer);
             }
         }

@@ -49,7 +49,7 @@ pub struct Shared {
     routes: Mutex<HashMap<IpAddr, IpAddr>>,
     /// DNS (SRV, A/AAAA) for hosts named in sip.conf and dial strings.
     pub resolver: crate::resolve::Resolver,
-    /// The RTP relay thread of natively bridged calls.
+    /// The RTP relay threads of natively bridged calls.
     pub relay: Arc<crate::relay::Relay>,
 }
 
