@@ -303,14 +303,17 @@ impl RelayTo {
 
     /// Rewrites `packet` for the other call and sends it from its socket to its far end.
     pub fn forward(&mut self, packet: &mut [u8]) {
-        if self.leg.relay(packet).is_err() {
-            return;
-        }
-        let target = self.media.lock().unwrap_or_else(|p| p.into_inner()).remote;
-        if let Some(target) = target {
+        if let Some(target) = self.rewrite(packet) {
             // Nonblocking: a full socket buffer drops the packet, as it would on the wire.
             let _ = self.rtp.send_to(packet, target);
         }
+    }
+
+    /// Rewrites `packet` for the other call: where to send it from [`RelayTo::rtp`], if
+    /// anywhere (a packet the leg refuses, or a far end not known yet, goes nowhere).
+    pub fn rewrite(&mut self, packet: &mut [u8]) -> Option<SocketAddr> {
+        self.leg.relay(packet).ok()?;
+        self.media.lock().unwrap_or_else(|p| p.into_inner()).remote
     }
 }
 

@@ -11,20 +11,24 @@
 //!
 //! Why threads of their own: through tokio every packet wakes a task (and often a parked
 //! worker thread), which costs more than the packet. Here one wake-up serves every socket
-//! that is ready: the thread waits with epoll, serves what is ready, then sleeps out the rest
-//! of [`BATCH`], so that at a few hundred packets a millisecond they are read and sent in one
-//! round, at the price of at most that much delay. epoll is libc's, level-triggered, and a
-//! ready socket is read once a round: mio's edge-triggered epoll (and `recvmmsg`, which
-//! tries the next datagram too) needs a second read per packet to find the socket empty,
-//! and a phone sends one packet in 20 ms. What is left waits for the next round.
+//! that is ready, then the thread sleeps out the rest of [`BATCH`], so that at a few hundred
+//! packets a millisecond they are read and sent in one round, at the price of at most that
+//! much delay. A round is done one of two ways ([`Backend`]):
+//!
+//! - [`Backend::IoUring`] (Linux 6.0 and later): each socket has one multishot `recvmsg`
+//!   in an io_uring, into buffers the kernel takes from a ring we refill; each relayed
+//!   packet is a `send` from the buffer it came in. A round is two system calls, however
+//!   many packets: one to wait for and take what came, one to send what goes.
+//! - [`Backend::Epoll`], where io_uring is missing or forbidden (old kernels, seccomp):
+//!   level-triggered epoll, then one `recvfrom` and one `sendto` per packet.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -33,12 +37,11 @@ use starling_media::session::{RtpSession, Stats};
 
 use crate::pvt::{MediaInfo, RelayTo};
 
+mod epoll;
+mod uring;
+
 /// How long the thread gathers packets between two rounds.
 pub const BATCH: Duration = Duration::from_millis(1);
-
-const EVENTS: usize = 1024;
-/// The epoll key of the thread's own eventfd (commands waiting).
-const WAKE: u64 = u64::MAX;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -73,13 +76,13 @@ impl Entry {
         Entry { leg, received: 0, remote }
     }
 
-    fn take(&mut self, now: Instant, from: SocketAddr, packet: &mut [u8]) {
+    /// Takes a packet from our far end: where to send it on from `leg.to.rtp`, rewritten in
+    /// place, if it goes on.
+    fn take(&mut self, now: Instant, from: SocketAddr, packet: &mut [u8]) -> Option<SocketAddr> {
         let leg = &mut self.leg;
         let remote = {
             let mut session = lock(&leg.session);
-            if session.handle_rtp(now, from, packet).is_err() {
-                return;
-            }
+            session.handle_rtp(now, from, packet).ok()?;
             self.received += 1;
             if self.received.is_multiple_of(50) {
                 (leg.publish_stats)(session.stats());
@@ -91,9 +94,30 @@ impl Entry {
             self.remote = remote;
             lock(&leg.published).remote = remote;
         }
-        leg.to.forward(packet);
+        leg.to.rewrite(packet)
     }
 }
+
+/// Our ids are unique counters: one multiplication spreads them (SipHash is not needed).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A thread's legs, by id.
+type Legs = HashMap<u64, Entry, BuildHasherDefault<IdHasher>>;
 
 enum Command {
     Add(u64, Box<RelayedLeg>),
@@ -101,9 +125,8 @@ enum Command {
     Stop,
 }
 
-/// One relay thread's end: its epoll, and the commands waiting for it.
+/// One relay thread's end: the commands waiting for it, and the eventfd that wakes it.
 struct Inner {
-    epoll: OwnedFd,
     wake: OwnedFd,
     commands: Mutex<Vec<Command>>,
 }
@@ -115,11 +138,32 @@ impl Inner {
         // SAFETY: writes 8 bytes from a u64 to an eventfd we own.
         unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
+
+    fn take_commands(&self) -> Vec<Command> {
+        std::mem::take(&mut *lock(&self.commands))
+    }
+}
+
+/// How the relay threads wait for packets and move them (the module's doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    IoUring,
+    Epoll,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::IoUring => "io_uring",
+            Backend::Epoll => "epoll",
+        })
+    }
 }
 
 /// chan_sip's relay threads ([`Relay::threads_for_this_machine`]); each leg is given to one of
 /// them in turn.
 pub struct Relay {
+    backend: Backend,
     workers: Vec<Arc<Inner>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     next_id: AtomicU64,
@@ -154,30 +198,59 @@ fn cvt(result: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn epoll_add(epoll: RawFd, fd: RawFd, key: u64) -> io::Result<()> {
-    let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: key };
-    // SAFETY: epoll_ctl with a valid event struct; both fds are open.
-    cvt(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) }).map(drop)
+/// Sleeps out the rest of a round that began at `round`.
+fn finish_round(round: Instant) {
+    let spent = round.elapsed();
+    if spent < BATCH {
+        std::thread::sleep(BATCH - spent);
+    }
 }
 
 impl Relay {
-    /// Starts `threads` threads (at least one).
+    /// Starts `threads` threads (at least one) on io_uring, or on epoll where io_uring cannot
+    /// be had (the reason is logged).
     pub fn start(threads: usize) -> io::Result<Relay> {
-        let mut relay = Relay { workers: Vec::new(), threads: Mutex::new(Vec::new()), next_id: AtomicU64::new(0) };
+        match Relay::start_with(Backend::IoUring, threads) {
+            Ok(relay) => Ok(relay),
+            Err(e) => {
+                tracing::info!("RTP relay: io_uring is not available ({e}); relaying with epoll");
+                Relay::start_with(Backend::Epoll, threads)
+            }
+        }
+    }
+
+    /// Starts `threads` threads (at least one) on `backend`.
+    pub fn start_with(backend: Backend, threads: usize) -> io::Result<Relay> {
+        let mut relay =
+            Relay { backend, workers: Vec::new(), threads: Mutex::new(Vec::new()), next_id: AtomicU64::new(0) };
         for n in 0..threads.max(1) {
-            // SAFETY: plain syscalls; the fds returned are ours alone.
-            let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+            // SAFETY: a plain syscall; the fd returned is ours alone.
             let wake = unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?) };
-            epoll_add(epoll.as_raw_fd(), wake.as_raw_fd(), WAKE)?;
-            let inner = Arc::new(Inner { epoll, wake, commands: Mutex::new(Vec::new()) });
+            let inner = Arc::new(Inner { wake, commands: Mutex::new(Vec::new()) });
             let thread_inner = inner.clone();
-            // `relay` stops the threads started so far if a later one fails (its drop).
+            // The thread sets up its own epoll or ring (an io_uring is best used by the
+            // thread that made it) and says whether it could.
+            let (ready, started) = mpsc::sync_channel(1);
             let thread =
-                std::thread::Builder::new().name(format!("sip-rtp-relay{n}")).spawn(move || run(&thread_inner))?;
+                std::thread::Builder::new().name(format!("sip-rtp-relay{n}")).spawn(move || match backend {
+                    Backend::IoUring => uring::run(&thread_inner, ready),
+                    Backend::Epoll => epoll::run(&thread_inner, ready),
+                })?;
+            // `relay` stops the threads started so far if this one fails (its drop).
+            let setup = started.recv().unwrap_or_else(|_| Err(io::Error::other("the relay thread ended")));
+            if let Err(e) = setup {
+                let _ = thread.join();
+                return Err(e);
+            }
             relay.workers.push(inner);
             lock(&relay.threads).push(thread);
         }
         Ok(relay)
+    }
+
+    /// What the threads run on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// One thread for two cores, at most [`MAX_THREADS`]: the relay shares the machine with
@@ -213,88 +286,6 @@ impl Drop for Relay {
     }
 }
 
-/// Our ids are unique counters: one multiplication spreads them (SipHash is not needed).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-fn run(inner: &Inner) {
-    let epoll = inner.epoll.as_raw_fd();
-    let mut legs: HashMap<u64, Entry, BuildHasherDefault<IdHasher>> = HashMap::default();
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
-    let mut buffer = [0u8; 2048];
-    loop {
-        // SAFETY: `events` has room for EVENTS entries.
-        let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), EVENTS as libc::c_int, -1) };
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            tracing::error!("RTP relay: epoll_wait: {error}; relaying stops");
-            return;
-        }
-        let round = Instant::now();
-        for event in &events[..n as usize] {
-            let key = event.u64;
-            if key == WAKE {
-                let mut count = 0u64;
-                // SAFETY: reads 8 bytes into a u64 from our eventfd.
-                unsafe { libc::read(inner.wake.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
-                let commands = std::mem::take(&mut *lock(&inner.commands));
-                for command in commands {
-                    match command {
-                        Command::Add(id, leg) => {
-                            if let Err(e) = epoll_add(epoll, leg.socket.as_raw_fd(), id) {
-                                tracing::warn!("RTP relay: cannot watch a socket: {e}");
-                                continue;
-                            }
-                            legs.insert(id, Entry::new(leg));
-                        }
-                        Command::Remove(id) => {
-                            if let Some(entry) = legs.remove(&id) {
-                                // Before the socket can close (the entry holds it open).
-                                // SAFETY: the fd is open; a null event is allowed for DEL.
-                                unsafe {
-                                    libc::epoll_ctl(
-                                        epoll,
-                                        libc::EPOLL_CTL_DEL,
-                                        entry.leg.socket.as_raw_fd(),
-                                        std::ptr::null_mut(),
-                                    )
-                                };
-                            }
-                        }
-                        Command::Stop => return,
-                    }
-                }
-                continue;
-            }
-            let Some(entry) = legs.get_mut(&key) else { continue };
-            if let Ok((len, from)) = entry.leg.socket.recv_from(&mut buffer) {
-                entry.take(round, from, &mut buffer[..len]);
-            }
-        }
-        let spent = round.elapsed();
-        if spent < BATCH {
-            std::thread::sleep(BATCH - spent);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,11 +304,23 @@ mod tests {
             .unwrap()
     }
 
+    #[test]
+    fn packets_are_relayed_counted_and_stop_with_the_handle_on_io_uring() {
+        // Where the kernel has no io_uring (or forbids it) there is nothing to test here.
+        match Relay::start_with(Backend::IoUring, 2) {
+            Ok(relay) => relayed_counted_and_stopped(relay),
+            Err(e) => eprintln!("io_uring not available here: {e}"),
+        }
+    }
+
+    #[test]
+    fn packets_are_relayed_counted_and_stop_with_the_handle_on_epoll() {
+        relayed_counted_and_stopped(Relay::start_with(Backend::Epoll, 2).unwrap());
+    }
+
     /// Far end A → our socket (leg), relayed out of the other call's socket to far end B; the
     /// session counts what came; dropping the handle stops the relaying.
-    #[test]
-    fn packets_are_relayed_counted_and_stop_with_the_handle() {
-        let relay = Relay::start(2).unwrap();
+    fn relayed_counted_and_stopped(relay: Relay) {
         let ours = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         let other = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         ours.set_nonblocking(true).unwrap();
