@@ -304,13 +304,17 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn packets_are_relayed_counted_and_stop_with_the_handle_on_io_uring() {
-        // Where the kernel has no io_uring (or forbids it) there is nothing to test here.
+    /// Where the kernel has no io_uring (or forbids it) there is nothing to test on it.
+    fn on_io_uring(test: fn(Relay)) {
         match Relay::start_with(Backend::IoUring, 2) {
-            Ok(relay) => relayed_counted_and_stopped(relay),
+            Ok(relay) => test(relay),
             Err(e) => eprintln!("io_uring not available here: {e}"),
         }
+    }
+
+    #[test]
+    fn packets_are_relayed_counted_and_stop_with_the_handle_on_io_uring() {
+        on_io_uring(relayed_counted_and_stopped);
     }
 
     #[test]
@@ -318,46 +322,123 @@ mod tests {
         relayed_counted_and_stopped(Relay::start_with(Backend::Epoll, 2).unwrap());
     }
 
-    /// Far end A → our socket (leg), relayed out of the other call's socket to far end B; the
-    /// session counts what came; dropping the handle stops the relaying.
-    fn relayed_counted_and_stopped(relay: Relay) {
-        let ours = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
-        let other = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
-        ours.set_nonblocking(true).unwrap();
-        other.set_nonblocking(true).unwrap();
-        let far_a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let far_b = UdpSocket::bind("127.0.0.1:0").unwrap();
-        far_b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let session =
-            Arc::new(Mutex::new(RtpSession::new(SessionConfig::default(), Instant::now(), SystemTime::now(), 7)));
-        let other_media =
-            Arc::new(Mutex::new(MediaInfo { remote: Some(far_b.local_addr().unwrap()), ..Default::default() }));
-        let published = Arc::new(Mutex::new(MediaInfo::default()));
-        let stats = Arc::new(AtomicU64::new(0));
-        let seen = stats.clone();
-        let handle = relay.add(RelayedLeg {
-            socket: ours.clone(),
-            session: session.clone(),
-            published,
-            to: Box::new(RelayTo { rtp: other.clone(), media: other_media, leg: RelayLeg::new() }),
-            publish_stats: Box::new(move |s: Stats| seen.store(s.received_packets, Ordering::Relaxed)),
-        });
-        let mut buf = [0u8; 2048];
-        for seq in 0..60u16 {
-            far_a.send_to(&rtp(seq), ours.local_addr().unwrap()).unwrap();
-            let (len, from) = far_b.recv_from(&mut buf).expect("relayed");
-            assert_eq!(from, other.local_addr().unwrap(), "sent from the other call's socket");
+    #[test]
+    fn a_burst_is_relayed_whole_and_stopping_leaves_the_socket_to_the_pvt_on_io_uring() {
+        on_io_uring(burst_then_stop);
+    }
+
+    #[test]
+    fn a_burst_is_relayed_whole_and_stopping_leaves_the_socket_to_the_pvt_on_epoll() {
+        burst_then_stop(Relay::start_with(Backend::Epoll, 1).unwrap());
+    }
+
+    /// A relayed leg: far end A → `ours` → out of `other` → far end B.
+    struct Leg {
+        ours: Arc<UdpSocket>,
+        other: Arc<UdpSocket>,
+        far_a: UdpSocket,
+        far_b: UdpSocket,
+        session: Arc<Mutex<RtpSession>>,
+        stats: Arc<AtomicU64>,
+    }
+
+    impl Leg {
+        fn new() -> Leg {
+            let bind = || UdpSocket::bind("127.0.0.1:0").unwrap();
+            let (ours, other) = (Arc::new(bind()), Arc::new(bind()));
+            ours.set_nonblocking(true).unwrap();
+            other.set_nonblocking(true).unwrap();
+            let far_b = bind();
+            far_b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let session =
+                Arc::new(Mutex::new(RtpSession::new(SessionConfig::default(), Instant::now(), SystemTime::now(), 7)));
+            Leg { ours, other, far_a: bind(), far_b, session, stats: Arc::new(AtomicU64::new(0)) }
+        }
+
+        fn relay_on(&self, relay: &Relay) -> RelayHandle {
+            let other_media = Arc::new(Mutex::new(MediaInfo {
+                remote: Some(self.far_b.local_addr().unwrap()),
+                ..Default::default()
+            }));
+            let seen = self.stats.clone();
+            relay.add(RelayedLeg {
+                socket: self.ours.clone(),
+                session: self.session.clone(),
+                published: Arc::new(Mutex::new(MediaInfo::default())),
+                to: Box::new(RelayTo { rtp: self.other.clone(), media: other_media, leg: RelayLeg::new() }),
+                publish_stats: Box::new(move |s: Stats| seen.store(s.received_packets, Ordering::Relaxed)),
+            })
+        }
+
+        fn send(&self, seq: u16) {
+            self.far_a.send_to(&rtp(seq), self.ours.local_addr().unwrap()).unwrap();
+        }
+
+        /// The next packet at far end B, checked to have come from `other` untouched.
+        fn expect(&self, seq: u16) {
+            let mut buf = [0u8; 2048];
+            let (len, from) = self.far_b.recv_from(&mut buf).unwrap_or_else(|e| panic!("packet {seq} relayed: {e}"));
+            assert_eq!(from, self.other.local_addr().unwrap(), "sent from the other call's socket");
             assert_eq!(&buf[..len], &rtp(seq)[..], "one stream passes through untouched");
         }
-        assert_eq!(lock(&session).stats().received_packets, 60);
-        assert_eq!(stats.load(Ordering::Relaxed), 50, "channelstats refreshed at 50");
+
+        /// Whether a packet waits in our socket (for the pvt) within `wait`.
+        fn waiting_in_ours(&self, wait: Duration) -> bool {
+            let deadline = Instant::now() + wait;
+            let mut buf = [0u8; 2048];
+            while Instant::now() < deadline {
+                if self.ours.recv_from(&mut buf).is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        }
+    }
+
+    /// The session counts what came; dropping the handle stops the relaying.
+    fn relayed_counted_and_stopped(relay: Relay) {
+        let leg = Leg::new();
+        let handle = leg.relay_on(&relay);
+        for seq in 0..60u16 {
+            leg.send(seq);
+            leg.expect(seq);
+        }
+        assert_eq!(lock(&leg.session).stats().received_packets, 60);
+        assert_eq!(leg.stats.load(Ordering::Relaxed), 50, "channelstats refreshed at 50");
         drop(handle);
         std::thread::sleep(Duration::from_millis(20));
-        far_a.send_to(&rtp(61), ours.local_addr().unwrap()).unwrap();
-        far_b.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        assert!(far_b.recv_from(&mut buf).is_err(), "not relayed once the handle is gone");
-        let mut back = [0u8; 2048];
-        assert!(ours.recv_from(&mut back).is_ok(), "the packet waits in our socket for the pvt");
+        leg.send(61);
+        leg.far_b.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut buf = [0u8; 2048];
+        assert!(leg.far_b.recv_from(&mut buf).is_err(), "not relayed once the handle is gone");
+        assert!(leg.waiting_in_ours(Duration::from_secs(1)), "the packet waits in our socket for the pvt");
         relay.stop();
+    }
+
+    /// More packets at once than io_uring's buffers (16 in tests): they wait in the sockets
+    /// and are all relayed, in order. A relay stopped with legs on it leaves their sockets
+    /// to be read again.
+    fn burst_then_stop(relay: Relay) {
+        let legs: Vec<Leg> = (0..4).map(|_| Leg::new()).collect();
+        let handles: Vec<RelayHandle> = legs.iter().map(|leg| leg.relay_on(&relay)).collect();
+        std::thread::sleep(Duration::from_millis(20));
+        for seq in 0..100u16 {
+            for leg in &legs {
+                leg.send(seq);
+            }
+        }
+        for leg in &legs {
+            for seq in 0..100u16 {
+                leg.expect(seq);
+            }
+            assert_eq!(lock(&leg.session).stats().received_packets, 100);
+        }
+        relay.stop();
+        for leg in &legs {
+            leg.send(100);
+            assert!(leg.waiting_in_ours(Duration::from_secs(1)), "the relay let go of the socket");
+        }
+        drop(handles);
     }
 }
