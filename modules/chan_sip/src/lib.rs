@@ -350,7 +350,6 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         relay::Relay::start(relay::Relay::threads_for_this_machine())
             .map_err(|e| LoadError::Resource(format!("cannot start the RTP relay threads: {e}")))?,
     );
-    tracing::debug!("RTP relay: {} thread(s) on {}", relay::Relay::threads_for_this_machine(), relay.backend());
     let state = Arc::new(shared::Shared::new(
         ctx.core().clone(),
         shared.clone(),

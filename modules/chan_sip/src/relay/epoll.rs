@@ -7,7 +7,6 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
 use starling_core::tracing;
@@ -24,25 +23,16 @@ fn epoll_add(epoll: RawFd, fd: RawFd, key: u64) -> io::Result<()> {
     cvt(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) }).map(drop)
 }
 
-fn open(inner: &Inner) -> io::Result<OwnedFd> {
+/// The thread's epoll, watching its eventfd.
+pub(super) fn open(inner: &Inner) -> io::Result<OwnedFd> {
     // SAFETY: a plain syscall; the fd returned is ours alone.
     let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
     epoll_add(epoll.as_raw_fd(), inner.wake.as_raw_fd(), WAKE)?;
     Ok(epoll)
 }
 
-/// The thread: says on `ready` whether its epoll could be made, then relays until told to stop.
-pub(super) fn run(inner: &Inner, ready: SyncSender<io::Result<()>>) {
-    let epoll = match open(inner) {
-        Ok(epoll) => {
-            let _ = ready.send(Ok(()));
-            epoll
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
+/// Relays until told to stop.
+pub(super) fn run(epoll: OwnedFd, inner: &Inner) {
     let epoll = epoll.as_raw_fd();
     let mut legs = Legs::default();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];

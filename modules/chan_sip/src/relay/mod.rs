@@ -163,7 +163,6 @@ impl std::fmt::Display for Backend {
 /// chan_sip's relay threads ([`Relay::threads_for_this_machine`]); each leg is given to one of
 /// them in turn.
 pub struct Relay {
-    backend: Backend,
     workers: Vec<Arc<Inner>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     next_id: AtomicU64,
@@ -216,6 +215,20 @@ fn raise_priority() {
     }
 }
 
+/// A relay thread's start: says on `ready` whether its epoll or ring could be made, and runs
+/// it if so.
+fn serve<T>(ready: mpsc::SyncSender<io::Result<()>>, opened: io::Result<T>, run: impl FnOnce(T)) {
+    match opened {
+        Ok(state) => {
+            let _ = ready.send(Ok(()));
+            run(state);
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+        }
+    }
+}
+
 /// Sleeps out the rest of a round that began at `round`.
 fn finish_round(round: Instant) {
     let spent = round.elapsed();
@@ -239,8 +252,7 @@ impl Relay {
 
     /// Starts `threads` threads (at least one) on `backend`.
     pub fn start_with(backend: Backend, threads: usize) -> io::Result<Relay> {
-        let mut relay =
-            Relay { backend, workers: Vec::new(), threads: Mutex::new(Vec::new()), next_id: AtomicU64::new(0) };
+        let mut relay = Relay { workers: Vec::new(), threads: Mutex::new(Vec::new()), next_id: AtomicU64::new(0) };
         for n in 0..threads.max(1) {
             // SAFETY: a plain syscall; the fd returned is ours alone.
             let wake = unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?) };
@@ -251,9 +263,10 @@ impl Relay {
             let (ready, started) = mpsc::sync_channel(1);
             let thread = std::thread::Builder::new().name(format!("sip-rtp-relay{n}")).spawn(move || {
                 raise_priority();
+                let inner = &*thread_inner;
                 match backend {
-                    Backend::IoUring => uring::run(&thread_inner, ready),
-                    Backend::Epoll => epoll::run(&thread_inner, ready),
+                    Backend::IoUring => serve(ready, uring::open(inner), uring::Thread::run),
+                    Backend::Epoll => serve(ready, epoll::open(inner), |epoll| epoll::run(epoll, inner)),
                 }
             })?;
             // `relay` stops the threads started so far if this one fails (its drop).
@@ -265,12 +278,8 @@ impl Relay {
             relay.workers.push(inner);
             lock(&relay.threads).push(thread);
         }
+        tracing::debug!("RTP relay: {} thread(s) on {backend}", relay.workers.len());
         Ok(relay)
-    }
-
-    /// What the threads run on.
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// One thread for two cores, at most [`MAX_THREADS`]: the relay shares the machine with

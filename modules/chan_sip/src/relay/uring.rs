@@ -13,15 +13,15 @@
 
 use std::io;
 use std::mem::size_of;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use io_uring::types::{BufRingEntry, CancelBuilder, Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
+use socket2::SockAddr;
 use starling_core::tracing;
 
 use super::{finish_round, Command, Entry, Inner, Legs};
@@ -57,7 +57,7 @@ struct Buffers {
     tail: u16,
     memory: Box<[u8]>,
     /// Each buffer's destination while its packet is being sent.
-    dests: Box<[libc::sockaddr_in6]>,
+    dests: Box<[SockAddr]>,
 }
 
 impl Buffers {
@@ -77,8 +77,7 @@ impl Buffers {
         if ring == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: sockaddr_in6 is plain data, valid zeroed.
-        let unspecified: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        let unspecified = SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0)));
         let mut buffers = Buffers {
             ring: NonNull::new(ring.cast()).expect("mmap does not return null on success"),
             tail: 0,
@@ -120,7 +119,7 @@ impl Drop for Buffers {
     }
 }
 
-fn open() -> io::Result<(IoUring, Buffers)> {
+fn open_ring() -> io::Result<(IoUring, Buffers)> {
     // DEFER_TASKRUN (Linux 6.1): what arrives between rounds is taken in when the thread
     // asks, not by interrupting it. Without it the ring still works, a little dearer.
     let ring = IoUring::builder()
@@ -142,15 +141,9 @@ fn open() -> io::Result<(IoUring, Buffers)> {
     Ok((ring, buffers))
 }
 
-/// The thread: says on `ready` whether its ring could be made, then relays until told to stop.
-pub(super) fn run(inner: &Inner, ready: SyncSender<io::Result<()>>) {
-    let (ring, buffers) = match open() {
-        Ok(opened) => opened,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
+/// The thread's ring, ready to relay (with its read on the eventfd waiting).
+pub(super) fn open(inner: &Inner) -> io::Result<Thread<'_>> {
+    let (ring, buffers) = open_ring()?;
     let mut thread = Thread {
         ring,
         buffers,
@@ -164,19 +157,13 @@ pub(super) fn run(inner: &Inner, ready: SyncSender<io::Result<()>>) {
         wake_count: Box::new(0),
         in_flight: 0,
         rearm: Vec::new(),
-        removed: Vec::new(),
     };
     thread.arm_wake();
-    if let Err(e) = thread.ring.submit() {
-        let _ = ready.send(Err(e));
-        return;
-    }
-    let _ = ready.send(Ok(()));
-    thread.run();
-    thread.shutdown();
+    thread.ring.submit()?;
+    Ok(thread)
 }
 
-struct Thread<'a> {
+pub(super) struct Thread<'a> {
     // First, so that it is dropped before the buffers it writes into.
     ring: IoUring,
     buffers: Buffers,
@@ -190,12 +177,16 @@ struct Thread<'a> {
     in_flight: usize,
     /// Legs whose receive ended (no buffers, say) and is to be armed again this round.
     rearm: Vec<u64>,
-    /// Legs taken off this round, dropped once their cancels are submitted.
-    removed: Vec<Entry>,
 }
 
 impl Thread<'_> {
-    fn run(&mut self) {
+    /// Relays until told to stop, then lets go of everything.
+    pub(super) fn run(mut self) {
+        self.relay_rounds();
+        self.shutdown();
+    }
+
+    fn relay_rounds(&mut self) {
         let mut completions: Vec<cqueue::Entry> = Vec::with_capacity(CQ_ENTRIES as usize);
         loop {
             if let Err(e) = self.ring.submit_and_wait(1) {
@@ -220,7 +211,6 @@ impl Thread<'_> {
                 }
             }
             self.submit();
-            self.removed.clear();
             finish_round(round);
         }
     }
@@ -283,10 +273,10 @@ impl Thread<'_> {
         let packet = &mut buffer[payload];
         let Some(target) = entry.take(round, from, packet) else { return false };
         let dest = &mut dests[usize::from(bid)];
-        let dest_len = write_sockaddr(target, dest);
+        *dest = SockAddr::from(target);
         let send = opcode::Send::new(Fd(entry.leg.to.rtp.as_raw_fd()), packet.as_ptr(), packet.len() as u32)
-            .dest_addr((dest as *const libc::sockaddr_in6).cast())
-            .dest_addr_len(dest_len)
+            .dest_addr(dest.as_ptr().cast())
+            .dest_addr_len(dest.len())
             .build()
             .user_data(user_data(SEND, u64::from(bid)));
         // SAFETY: the packet and its address stay in buffer `bid`, which goes back to the
@@ -307,13 +297,13 @@ impl Thread<'_> {
                     self.arm(id, fd);
                 }
                 Command::Remove(id) => {
-                    if let Some(entry) = self.legs.remove(&id) {
+                    // The armed receive holds its own reference to the socket until the
+                    // cancel ends it.
+                    if self.legs.remove(&id).is_some() {
                         let cancel =
                             opcode::AsyncCancel::new(user_data(RECV, id)).build().user_data(user_data(CANCEL, id));
                         // SAFETY: a cancel refers to no memory of ours.
                         unsafe { self.push(&cancel) };
-                        // The socket closes (if the pvt is gone too) after the cancel is in.
-                        self.removed.push(entry);
                     }
                 }
                 Command::Stop => return false,
@@ -394,59 +384,22 @@ impl Thread<'_> {
     }
 }
 
-/// The address in a recvmsg name (a sockaddr_in or sockaddr_in6).
+/// The address in a recvmsg name (the kernel's sockaddr, as many bytes as it wrote).
 fn socket_addr(name: &[u8]) -> Option<SocketAddr> {
-    if name.len() < 2 {
-        return None;
+    // SAFETY: the bytes are a sockaddr the kernel wrote (its family says which), copied into
+    // storage that is larger; socket2 reads only what the family and length allow.
+    let (_, addr) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            if name.len() > *len as usize {
+                return Err(io::ErrorKind::InvalidInput.into());
+            }
+            std::ptr::copy_nonoverlapping(name.as_ptr(), storage.cast::<u8>(), name.len());
+            *len = name.len() as libc::socklen_t;
+            Ok(())
+        })
     }
-    let family = libc::sa_family_t::from_ne_bytes([name[0], name[1]]);
-    match i32::from(family) {
-        libc::AF_INET if name.len() >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: long enough for a sockaddr_in, read unaligned.
-            let sin: libc::sockaddr_in = unsafe { std::ptr::read_unaligned(name.as_ptr().cast()) };
-            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
-        }
-        libc::AF_INET6 if name.len() >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: long enough for a sockaddr_in6, read unaligned.
-            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read_unaligned(name.as_ptr().cast()) };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(sin6.sin6_port),
-                u32::from_be(sin6.sin6_flowinfo),
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
-
-/// Writes `addr` into `slot` (a sockaddr_in at its start for IPv4); returns its length.
-fn write_sockaddr(addr: SocketAddr, slot: &mut libc::sockaddr_in6) -> libc::socklen_t {
-    match addr {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: a sockaddr_in fits in a sockaddr_in6 (16 bytes in 28), written unaligned.
-            unsafe { std::ptr::write_unaligned((slot as *mut libc::sockaddr_in6).cast(), sin) };
-            size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(v6) => {
-            *slot = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo().to_be(),
-                sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
-                sin6_scope_id: v6.scope_id(),
-            };
-            size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
-    }
+    .ok()?;
+    addr.as_socket()
 }
 
 #[cfg(test)]
@@ -457,11 +410,9 @@ mod tests {
     fn addresses_survive_the_round_trip_through_sockaddr() {
         for addr in ["127.0.0.1:4000", "[::1]:5004", "[fe80::1%2]:6000"] {
             let addr: SocketAddr = addr.parse().unwrap();
-            // SAFETY: plain data, valid zeroed.
-            let mut slot: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            let len = write_sockaddr(addr, &mut slot) as usize;
-            // SAFETY: reading the slot's bytes.
-            let bytes = unsafe { std::slice::from_raw_parts((&slot as *const libc::sockaddr_in6).cast::<u8>(), len) };
+            let slot = SockAddr::from(addr);
+            // SAFETY: reading the address's bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(slot.as_ptr().cast::<u8>(), slot.len() as usize) };
             assert_eq!(socket_addr(bytes), Some(addr));
         }
         assert_eq!(socket_addr(&[]), None);
