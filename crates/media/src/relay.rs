@@ -20,6 +20,20 @@ pub enum RelayError {
     UnmappedPayloadType(u8),
 }
 
+/// What a relay leg does to the stream it relays (see [`RelayLeg::state`]): the incoming SSRC
+/// goes out as `out_ssrc`, sequence numbers and timestamps shifted by the offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayState {
+    pub in_ssrc: u32,
+    pub out_ssrc: u32,
+    pub seq_offset: u16,
+    pub ts_offset: u32,
+    /// The last packet sent on (sequence number, timestamp).
+    pub last_out: Option<(u16, u32)>,
+    /// The last timestamp step seen.
+    pub last_step: u32,
+}
+
 /// One direction of a relay: what the receiving leg has been shown so far.
 #[derive(Clone, Debug)]
 pub struct RelayLeg {
@@ -117,6 +131,35 @@ impl RelayLeg {
         Ok(())
     }
 
+    /// Where the relaying stands, for a relay that goes on elsewhere (chan_sip's in the
+    /// kernel): `None` until a stream has been relayed.
+    pub fn state(&self) -> Option<RelayState> {
+        Some(RelayState {
+            in_ssrc: self.in_ssrc?,
+            out_ssrc: self.out_ssrc?,
+            seq_offset: self.seq_offset,
+            ts_offset: self.ts_offset,
+            last_out: self.last_out,
+            last_step: self.last_step,
+        })
+    }
+
+    /// The payload type an incoming one goes on as (`None`: it is dropped).
+    pub fn outgoing_payload_type(&self, incoming: u8) -> Option<u8> {
+        self.pt_map[usize::from(incoming & 0x7f)]
+    }
+
+    /// Takes back the relaying of [`RelayLeg::state`]'s stream, done elsewhere since: `packets`
+    /// more packets (`octets` in all), the last sent on as `last_out`, the last step seen.
+    pub fn relayed_elsewhere(&mut self, packets: u64, octets: u64, last_out: Option<(u16, u32)>, last_step: u32) {
+        self.packets += packets;
+        self.octets += octets;
+        if last_out.is_some() {
+            self.last_out = last_out;
+        }
+        self.last_step = last_step;
+    }
+
     /// A new incoming stream: continue the outgoing one from where it was.
     fn switch_stream(&mut self, ssrc: u32, seq: u16, ts: u32) {
         match self.last_out {
@@ -180,6 +223,23 @@ mod tests {
         let mut p = packet(0x2222, 40001, 123_456 + 160, 0);
         leg.relay(&mut p).unwrap();
         assert_eq!(fields(&p), (0x1111, 104, 8000 + 4 * 160, 0));
+    }
+
+    /// A relay handed elsewhere and back keeps the stream continuous across a new SSRC.
+    #[test]
+    fn a_relay_taken_back_from_elsewhere_continues_the_stream() {
+        let mut leg = RelayLeg::new();
+        assert_eq!(leg.state(), None);
+        leg.relay(&mut packet(0x1111, 100, 8000, 0)).unwrap();
+        let state = leg.state().unwrap();
+        assert_eq!((state.in_ssrc, state.out_ssrc, state.last_out), (0x1111, 0x1111, Some((100, 8000))));
+        // Elsewhere: 10 more packets, 160 samples apart.
+        leg.relayed_elsewhere(10, 1720, Some((110, 8000 + 1600)), 160);
+        assert_eq!(leg.packets, 11);
+        let mut p = packet(0x2222, 5, 999, 0);
+        leg.relay(&mut p).unwrap();
+        assert_eq!(fields(&p), (0x1111, 111, 8000 + 1760, 0));
+        assert_eq!(leg.outgoing_payload_type(0), Some(0));
     }
 
     #[test]

@@ -165,6 +165,17 @@ impl ReceiveStats {
     }
 }
 
+/// The receive statistics a relay elsewhere carries on (see [`RtpSession::receive_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceiveState {
+    pub ssrc: u32,
+    /// The extended highest sequence number received (cycles in the high half).
+    pub extended_max: u32,
+    /// RFC 3550's jitter, ×16, in timestamp units.
+    pub jitter_q4: u32,
+    pub clock_rate: u32,
+}
+
 /// Statistics for `sip show channelstats`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stats {
@@ -329,6 +340,36 @@ impl RtpSession {
             payload: (offset, offset + payload_len),
             new_stream,
         })
+    }
+
+    /// The stream being received and where its statistics stand, for a relay that takes the
+    /// far end's packets elsewhere (chan_sip's in the kernel): `None` before the first packet.
+    pub fn receive_state(&self) -> Option<ReceiveState> {
+        let rx = self.rx.as_ref()?;
+        Some(ReceiveState {
+            ssrc: rx.ssrc,
+            extended_max: rx.extended_max(),
+            jitter_q4: rx.jitter_q4,
+            clock_rate: self.config.clock_rate,
+        })
+    }
+
+    /// Takes in what was received elsewhere of [`RtpSession::receive_state`]'s stream:
+    /// `packets` more packets (`octets` of payload), the highest sequence number and the
+    /// jitter (×16) now, the last packet at `last_rx`. (The next packet here does not update
+    /// the jitter: the transit times elsewhere are not on our clock.)
+    pub fn received_elsewhere(&mut self, packets: u64, octets: u64, extended_max: u32, jitter_q4: u32, last_rx: Instant) {
+        let Some(rx) = self.rx.as_mut() else { return };
+        rx.packets += packets;
+        rx.octets += octets;
+        rx.cycles = extended_max & 0xffff_0000;
+        rx.max_seq = extended_max as u16;
+        rx.jitter_q4 = jitter_q4;
+        rx.last_transit = None;
+        if packets > 0 && last_rx > self.last_rx {
+            self.last_rx = last_rx;
+            self.timed_out = false;
+        }
     }
 
     /// Takes one RTCP datagram.
@@ -577,6 +618,39 @@ mod tests {
             let stats = b.stats();
             assert_eq!((stats.received_packets, stats.lost_packets), (20, 0), "from {first}");
         }
+    }
+
+    /// Packets received elsewhere (the relay in the kernel) count as received here, and the
+    /// stream goes on here afterwards with nothing lost and the RTP timeout put off.
+    #[test]
+    fn what_is_received_elsewhere_is_counted_and_the_stream_goes_on() {
+        let config = SessionConfig { timeout: Some(Duration::from_secs(2)), ..SessionConfig::default() };
+        let start = Instant::now();
+        let mut b = RtpSession::new(config, start, SystemTime::now(), 9);
+        assert_eq!(b.receive_state(), None);
+        let packet = |seq: u16| {
+            let mut p = vec![0x80, 0x00];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            p.extend_from_slice(&7u32.to_be_bytes());
+            p.extend_from_slice(&[0xd5; 160]);
+            p
+        };
+        for seq in 65_530..65_535u16 {
+            b.handle_rtp(start, addr("127.0.0.1:20000"), &packet(seq)).unwrap();
+        }
+        let state = b.receive_state().unwrap();
+        assert_eq!((state.ssrc, state.extended_max, state.clock_rate), (7, 65_534, 8000));
+        // 100 packets elsewhere, across the wrap, the last 3 s in.
+        b.received_elsewhere(100, 16_000, 0x1_0000 + 98, 40, start + Duration::from_secs(3));
+        b.handle_timeout(start + Duration::from_secs(4));
+        assert_eq!(b.poll_event(), None, "the timeout counts from the last packet elsewhere");
+        for seq in 99..104u16 {
+            b.handle_rtp(start + Duration::from_secs(4), addr("127.0.0.1:20000"), &packet(seq)).unwrap();
+        }
+        let stats = b.stats();
+        assert_eq!((stats.received_packets, stats.lost_packets), (110, 0));
+        assert_eq!(b.receive_state().unwrap().extended_max, 0x1_0000 + 103);
     }
 
     #[test]
