@@ -358,7 +358,14 @@ impl RtpSession {
     /// `packets` more packets (`octets` of payload), the highest sequence number and the
     /// jitter (×16) now, the last packet at `last_rx`. (The next packet here does not update
     /// the jitter: the transit times elsewhere are not on our clock.)
-    pub fn received_elsewhere(&mut self, packets: u64, octets: u64, extended_max: u32, jitter_q4: u32, last_rx: Instant) {
+    pub fn received_elsewhere(
+        &mut self,
+        packets: u64,
+        octets: u64,
+        extended_max: u32,
+        jitter_q4: u32,
+        last_rx: Instant,
+    ) {
         let Some(rx) = self.rx.as_mut() else { return };
         rx.packets += packets;
         rx.octets += octets;

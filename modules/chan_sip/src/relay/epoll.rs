@@ -37,9 +37,12 @@ pub(super) fn run(epoll: OwnedFd, inner: &Inner) {
     let mut legs = Legs::default();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
     let mut buffer = [0u8; 2048];
+    let mut next_sync = Instant::now();
     loop {
+        let wait = inner.sync(&mut legs, &mut next_sync, Instant::now());
+        let timeout = wait.map_or(-1, |wait| wait.as_millis().min(i32::MAX as u128) as libc::c_int);
         // SAFETY: `events` has room for EVENTS entries.
-        let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), EVENTS as libc::c_int, -1) };
+        let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), EVENTS as libc::c_int, timeout) };
         if n < 0 {
             let error = io::Error::last_os_error();
             if error.kind() == io::ErrorKind::Interrupted {
@@ -76,9 +79,13 @@ pub(super) fn run(epoll: OwnedFd, inner: &Inner) {
                                         std::ptr::null_mut(),
                                     )
                                 };
+                                inner.release(entry);
                             }
                         }
-                        Command::Stop => return,
+                        Command::Stop => {
+                            legs.into_values().for_each(|entry| inner.release(entry));
+                            return;
+                        }
                     }
                 }
                 continue;
@@ -86,7 +93,7 @@ pub(super) fn run(epoll: OwnedFd, inner: &Inner) {
             let Some(entry) = legs.get_mut(&key) else { continue };
             if let Ok((len, from)) = entry.leg.socket.recv_from(&mut buffer) {
                 let packet = &mut buffer[..len];
-                if let Some(target) = entry.take(round, from, packet) {
+                if let Some(target) = entry.take(round, from, packet, inner.kernel()) {
                     // Nonblocking: a full socket buffer drops the packet, as it would on the wire.
                     let _ = entry.leg.to.rtp.send_to(packet, target);
                 }

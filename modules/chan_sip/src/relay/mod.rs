@@ -38,7 +38,10 @@ use starling_media::session::{RtpSession, Stats};
 use crate::pvt::{MediaInfo, RelayTo};
 
 mod epoll;
+mod kernel;
 mod uring;
+
+pub use kernel::KernelRelay;
 
 /// How long the thread gathers packets between two rounds.
 pub const BATCH: Duration = Duration::from_millis(1);
@@ -68,17 +71,39 @@ struct Entry {
     received: u64,
     /// Our far end's address as last published.
     remote: Option<SocketAddr>,
+    /// The leg is relayed in the kernel.
+    offload: Option<kernel::Offload>,
+    /// The kernel cannot relay the leg between these two far ends.
+    refused: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Entry {
     fn new(leg: Box<RelayedLeg>) -> Entry {
         let remote = lock(&leg.session).remote();
-        Entry { leg, received: 0, remote }
+        Entry { leg, received: 0, remote, offload: None, refused: None }
     }
 
     /// Takes a packet from our far end: where to send it on from `leg.to.rtp`, rewritten in
-    /// place, if it goes on.
-    fn take(&mut self, now: Instant, from: SocketAddr, packet: &mut [u8]) -> Option<SocketAddr> {
+    /// place, if it goes on. A leg the kernel relays is taken back first (this packet is one
+    /// it left alone), and handed over again once the packet has gone through.
+    fn take(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        packet: &mut [u8],
+        kernel: Option<&KernelRelay>,
+    ) -> Option<SocketAddr> {
+        if let Some(kernel) = kernel {
+            kernel.take_back(self);
+        }
+        let target = self.relay(now, from, packet)?;
+        if let Some(kernel) = kernel {
+            kernel.hand_over(self, from, target);
+        }
+        Some(target)
+    }
+
+    fn relay(&mut self, now: Instant, from: SocketAddr, packet: &mut [u8]) -> Option<SocketAddr> {
         let leg = &mut self.leg;
         let remote = {
             let mut session = lock(&leg.session);
@@ -129,6 +154,8 @@ enum Command {
 struct Inner {
     wake: OwnedFd,
     commands: Mutex<Vec<Command>>,
+    /// The relay in the kernel, where it could be loaded.
+    kernel: Option<Arc<KernelRelay>>,
 }
 
 impl Inner {
@@ -141,6 +168,30 @@ impl Inner {
 
     fn take_commands(&self) -> Vec<Command> {
         std::mem::take(&mut *lock(&self.commands))
+    }
+
+    fn kernel(&self) -> Option<&KernelRelay> {
+        self.kernel.as_deref()
+    }
+
+    /// A leg taken off the thread: taken back from the kernel first.
+    fn release(&self, mut entry: Entry) {
+        if let Some(kernel) = self.kernel() {
+            kernel.take_back(&mut entry);
+        }
+    }
+
+    /// Takes in what the kernel relayed, every [`kernel::SYNC`] (`next` says when): how long
+    /// the thread may wait for packets before it is due again (forever without the kernel).
+    fn sync(&self, legs: &mut Legs, next: &mut Instant, now: Instant) -> Option<Duration> {
+        let kernel = self.kernel()?;
+        if now >= *next {
+            *next = now + kernel::SYNC;
+            for entry in legs.values_mut() {
+                kernel.sync(entry);
+            }
+        }
+        Some(next.saturating_duration_since(now))
     }
 }
 
@@ -239,24 +290,34 @@ fn finish_round(round: Instant) {
 
 impl Relay {
     /// Starts `threads` threads (at least one) on io_uring, or on epoll where io_uring cannot
-    /// be had (the reason is logged).
+    /// be had, with the relay in the kernel where it can be loaded (the reasons are logged).
     pub fn start(threads: usize) -> io::Result<Relay> {
-        match Relay::start_with(Backend::IoUring, threads) {
+        let kernel = match KernelRelay::load() {
+            Ok(kernel) => {
+                tracing::info!("RTP relay: calls between far ends on this host are relayed in the kernel (tc on lo)");
+                Some(Arc::new(kernel))
+            }
+            Err(e) => {
+                tracing::debug!("RTP relay: not in the kernel ({e})");
+                None
+            }
+        };
+        match Relay::start_with(Backend::IoUring, threads, kernel.clone()) {
             Ok(relay) => Ok(relay),
             Err(e) => {
                 tracing::info!("RTP relay: io_uring is not available ({e}); relaying with epoll");
-                Relay::start_with(Backend::Epoll, threads)
+                Relay::start_with(Backend::Epoll, threads, kernel)
             }
         }
     }
 
-    /// Starts `threads` threads (at least one) on `backend`.
-    pub fn start_with(backend: Backend, threads: usize) -> io::Result<Relay> {
+    /// Starts `threads` threads (at least one) on `backend`, handing legs to `kernel` if given.
+    pub fn start_with(backend: Backend, threads: usize, kernel: Option<Arc<KernelRelay>>) -> io::Result<Relay> {
         let mut relay = Relay { workers: Vec::new(), threads: Mutex::new(Vec::new()), next_id: AtomicU64::new(0) };
         for n in 0..threads.max(1) {
             // SAFETY: a plain syscall; the fd returned is ours alone.
             let wake = unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?) };
-            let inner = Arc::new(Inner { wake, commands: Mutex::new(Vec::new()) });
+            let inner = Arc::new(Inner { wake, commands: Mutex::new(Vec::new()), kernel: kernel.clone() });
             let thread_inner = inner.clone();
             // The thread sets up its own epoll or ring (an io_uring is best used by the
             // thread that made it) and says whether it could.
@@ -323,11 +384,15 @@ mod tests {
     use std::time::SystemTime;
 
     fn rtp(seq: u16) -> Vec<u8> {
+        rtp_with(0x1234, seq, u32::from(seq) * 160, 0)
+    }
+
+    fn rtp_with(ssrc: u32, seq: u16, ts: u32, pt: u8) -> Vec<u8> {
         rtp_rs::RtpPacketBuilder::new()
-            .payload_type(0)
-            .ssrc(0x1234)
+            .payload_type(pt)
+            .ssrc(ssrc)
             .sequence(seq.into())
-            .timestamp(u32::from(seq) * 160)
+            .timestamp(ts)
             .payload(&[0xd5; 160])
             .build()
             .unwrap()
@@ -335,7 +400,7 @@ mod tests {
 
     /// Where the kernel has no io_uring (or forbids it) there is nothing to test on it.
     fn on_io_uring(test: fn(Relay)) {
-        match Relay::start_with(Backend::IoUring, 2) {
+        match Relay::start_with(Backend::IoUring, 2, None) {
             Ok(relay) => test(relay),
             Err(e) => eprintln!("io_uring not available here: {e}"),
         }
@@ -348,7 +413,7 @@ mod tests {
 
     #[test]
     fn packets_are_relayed_counted_and_stop_with_the_handle_on_epoll() {
-        relayed_counted_and_stopped(Relay::start_with(Backend::Epoll, 2).unwrap());
+        relayed_counted_and_stopped(Relay::start_with(Backend::Epoll, 2, None).unwrap());
     }
 
     #[test]
@@ -358,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_burst_is_relayed_whole_and_stopping_leaves_the_socket_to_the_pvt_on_epoll() {
-        burst_then_stop(Relay::start_with(Backend::Epoll, 1).unwrap());
+        burst_then_stop(Relay::start_with(Backend::Epoll, 1, None).unwrap());
     }
 
     /// A relayed leg: far end A → `ours` → out of `other` → far end B.
@@ -385,6 +450,10 @@ mod tests {
         }
 
         fn relay_on(&self, relay: &Relay) -> RelayHandle {
+            self.relay_with(relay, RelayLeg::new())
+        }
+
+        fn relay_with(&self, relay: &Relay, rewrite: RelayLeg) -> RelayHandle {
             let other_media = Arc::new(Mutex::new(MediaInfo {
                 remote: Some(self.far_b.local_addr().unwrap()),
                 ..Default::default()
@@ -394,7 +463,7 @@ mod tests {
                 socket: self.ours.clone(),
                 session: self.session.clone(),
                 published: Arc::new(Mutex::new(MediaInfo::default())),
-                to: Box::new(RelayTo { rtp: self.other.clone(), media: other_media, leg: RelayLeg::new() }),
+                to: Box::new(RelayTo { rtp: self.other.clone(), media: other_media, leg: rewrite }),
                 publish_stats: Box::new(move |s: Stats| seen.store(s.received_packets, Ordering::Relaxed)),
             })
         }
@@ -409,6 +478,17 @@ mod tests {
             let (len, from) = self.far_b.recv_from(&mut buf).unwrap_or_else(|e| panic!("packet {seq} relayed: {e}"));
             assert_eq!(from, self.other.local_addr().unwrap(), "sent from the other call's socket");
             assert_eq!(&buf[..len], &rtp(seq)[..], "one stream passes through untouched");
+        }
+
+        /// The next packet at far end B, from `other`: (SSRC, sequence, timestamp, payload
+        /// type), its payload checked.
+        fn next_at_b(&self) -> (u32, u16, u32, u8) {
+            let mut buf = [0u8; 2048];
+            let (len, from) = self.far_b.recv_from(&mut buf).expect("a packet relayed");
+            assert_eq!(from, self.other.local_addr().unwrap(), "sent from the other call's socket");
+            let r = rtp_rs::RtpReader::new(&buf[..len]).unwrap();
+            assert_eq!(r.payload(), &[0xd5; 160]);
+            (r.ssrc(), r.sequence_number().into(), r.timestamp(), r.payload_type())
         }
 
         /// Whether a packet waits in our socket (for the pvt) within `wait`.
@@ -469,5 +549,61 @@ mod tests {
             assert!(leg.waiting_in_ours(Duration::from_secs(1)), "the relay let go of the socket");
         }
         drop(handles);
+    }
+
+    /// The relay in the kernel needs root and chan_sip built with clang: elsewhere there is
+    /// nothing to test.
+    fn in_the_kernel(test: fn(Relay, &KernelRelay)) {
+        match KernelRelay::load() {
+            Ok(kernel) => {
+                let kernel = Arc::new(kernel);
+                test(Relay::start_with(Backend::IoUring, 1, Some(kernel.clone())).unwrap(), &kernel);
+                test(Relay::start_with(Backend::Epoll, 1, Some(kernel.clone())).unwrap(), &kernel);
+            }
+            Err(e) => eprintln!("the relay in the kernel is not available here: {e}"),
+        }
+    }
+
+    /// After its first packet a leg is the kernel's: the packets go on rewritten as the relay
+    /// leg would (SSRC, sequence numbers and timestamps continuing the stream the other phone
+    /// hears, payload types mapped); its counters reach the session and channelstats; a new
+    /// SSRC is taken back by the thread and the stream stays continuous; dropping the handle
+    /// takes the leg out of the kernel.
+    #[test]
+    fn a_leg_between_far_ends_on_this_host_is_relayed_in_the_kernel() {
+        in_the_kernel(|relay, kernel| {
+            let leg = Leg::new();
+            let mut rewrite = RelayLeg::new();
+            rewrite.continue_stream(0x5555, 700, 16_000);
+            rewrite.map_payload_type(0, Some(8));
+            let handle = leg.relay_with(&relay, rewrite);
+            let send = |ssrc: u32, seq: u16, ts: u32| {
+                leg.far_a.send_to(&rtp_with(ssrc, seq, ts, 0), leg.ours.local_addr().unwrap()).unwrap()
+            };
+            send(0x1234, 10, 1600);
+            assert_eq!(leg.next_at_b(), (0x5555, 700, 16_000, 8), "the first packet, through the thread");
+            assert_eq!(kernel.legs(), (1, 0), "the leg is handed to the kernel");
+            for i in 1..100u16 {
+                send(0x1234, 10 + i, 1600 + u32::from(i) * 160);
+                assert_eq!(leg.next_at_b(), (0x5555, 700 + i, 16_000 + u32::from(i) * 160, 8), "packet {i}");
+            }
+            assert_eq!(kernel.legs(), (1, 99), "the kernel relayed the rest");
+            std::thread::sleep(kernel::SYNC + Duration::from_millis(200));
+            assert_eq!(lock(&leg.session).stats().received_packets, 100, "the kernel's count, taken in");
+            assert_eq!((lock(&leg.session).stats().lost_packets), 0);
+            assert_eq!(leg.stats.load(Ordering::Relaxed), 100, "and published to channelstats");
+            // A new stream from far end A: the thread takes the leg back for it.
+            send(0x9999, 40_000, 123_456);
+            assert_eq!(leg.next_at_b(), (0x5555, 800, 16_000 + 100 * 160, 8), "continuing the stream");
+            send(0x9999, 40_001, 123_456 + 160);
+            assert_eq!(leg.next_at_b(), (0x5555, 801, 16_000 + 101 * 160, 8));
+            assert_eq!(kernel.legs().0, 1, "handed over again");
+            drop(handle);
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(kernel.legs().0, 0, "taken out of the kernel with the handle");
+            send(0x9999, 40_002, 123_456 + 320);
+            assert!(leg.waiting_in_ours(Duration::from_secs(1)), "the packet waits in our socket for the pvt");
+            relay.stop();
+        });
     }
 }

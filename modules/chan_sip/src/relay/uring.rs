@@ -188,10 +188,19 @@ impl Thread<'_> {
 
     fn relay_rounds(&mut self) {
         let mut completions: Vec<cqueue::Entry> = Vec::with_capacity(CQ_ENTRIES as usize);
+        let mut next_sync = Instant::now();
         loop {
-            if let Err(e) = self.ring.submit_and_wait(1) {
-                // EINTR: a signal; EBUSY: completions wait to be taken first.
-                if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) {
+            let waited = match self.inner.sync(&mut self.legs, &mut next_sync, Instant::now()) {
+                None => self.ring.submit_and_wait(1),
+                Some(wait) => {
+                    let wait = Timespec::from(wait);
+                    self.ring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&wait))
+                }
+            };
+            if let Err(e) = waited {
+                // EINTR: a signal; EBUSY: completions wait to be taken first; ETIME: the
+                // kernel's counters are due.
+                if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::ETIME)) {
                     tracing::error!("RTP relay: io_uring_enter: {e}; relaying stops");
                     return;
                 }
@@ -271,7 +280,7 @@ impl Thread<'_> {
         let payload = out.payload_data().as_ptr() as usize - buffer.as_ptr() as usize;
         let payload = payload..payload + out.payload_data().len();
         let packet = &mut buffer[payload];
-        let Some(target) = entry.take(round, from, packet) else { return false };
+        let Some(target) = entry.take(round, from, packet, self.inner.kernel()) else { return false };
         let dest = &mut dests[usize::from(bid)];
         *dest = SockAddr::from(target);
         let send = opcode::Send::new(Fd(entry.leg.to.rtp.as_raw_fd()), packet.as_ptr(), packet.len() as u32)
@@ -299,7 +308,8 @@ impl Thread<'_> {
                 Command::Remove(id) => {
                     // The armed receive holds its own reference to the socket until the
                     // cancel ends it.
-                    if self.legs.remove(&id).is_some() {
+                    if let Some(entry) = self.legs.remove(&id) {
+                        self.inner.release(entry);
                         let cancel =
                             opcode::AsyncCancel::new(user_data(RECV, id)).build().user_data(user_data(CANCEL, id));
                         // SAFETY: a cancel refers to no memory of ours.
@@ -365,7 +375,7 @@ impl Thread<'_> {
         let cancel = opcode::AsyncCancel2::new(CancelBuilder::any()).build().user_data(user_data(CANCEL, 0));
         // SAFETY: a cancel refers to no memory of ours.
         unsafe { self.push(&cancel) };
-        self.legs.clear();
+        self.legs.drain().for_each(|(_, entry)| self.inner.release(entry));
         let deadline = Instant::now() + Duration::from_millis(500);
         let wait = Timespec::new().nsec(10_000_000);
         while self.in_flight > 0 && Instant::now() < deadline {
