@@ -119,7 +119,9 @@ impl KernelRelay {
     pub fn load() -> io::Result<KernelRelay> {
         use aya::programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType};
         static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/relay.bpf.o"));
-        let mut ebpf = aya::Ebpf::load(OBJECT).map_err(io::Error::other)?;
+        // Without the kernel's BTF: the program reads no kernel structure (nothing to
+        // relocate), and parsing vmlinux's would cost ~20 MB of memory for good.
+        let mut ebpf = aya::EbpfLoader::new().btf(None).load(OBJECT).map_err(io::Error::other)?;
         let program: &mut SchedClassifier = ebpf
             .program_mut("starling_rtp_relay")
             .ok_or_else(|| io::Error::other("no program in the object"))?

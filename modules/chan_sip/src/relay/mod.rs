@@ -21,6 +21,11 @@
 //!   many packets: one to wait for and take what came, one to send what goes.
 //! - [`Backend::Epoll`], where io_uring is missing or forbidden (old kernels, seccomp):
 //!   level-triggered epoll, then one `recvfrom` and one `sendto` per packet.
+//!
+//! Where both far ends of a leg are on this host, the thread hands the leg on to the relay in
+//! the kernel ([`KernelRelay`], `kernel.rs`) after its first packet, and the packets no longer
+//! reach the thread at all; the thread keeps the socket, takes in the kernel's counters, and
+//! takes the leg back for whatever the kernel leaves to it.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
