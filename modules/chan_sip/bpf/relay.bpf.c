@@ -66,28 +66,28 @@ struct leg {
 	__u32 pad1;
 };
 
+// Entries are allocated as legs are handed over (a preallocated map of this size would hold
+// ~20 MB of kernel memory from the start).
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, struct leg_key);
 	__type(value, struct leg);
 } legs SEC(".maps");
 
-static __always_inline int store16(struct __sk_buff *skb, __u32 off, __u16 from, __u16 to, __u64 pseudo)
+// Stores `to` (2 or 4 bytes, network order, in place of `from`) at `off`, and mends the UDP
+// checksum; `pseudo` for the addresses, which the checksum covers through its pseudo-header.
+static __always_inline int store(struct __sk_buff *skb, __u32 off, __u32 from, __u32 to, __u32 size, __u64 pseudo)
 {
 	if (from == to)
 		return 0;
-	if (bpf_l4_csum_replace(skb, UDP_CSUM_OFF, from, to, BPF_F_MARK_MANGLED_0 | pseudo | 2))
+	if (bpf_l4_csum_replace(skb, UDP_CSUM_OFF, from, to, BPF_F_MARK_MANGLED_0 | pseudo | size))
 		return -1;
-	return bpf_skb_store_bytes(skb, off, &to, 2, 0);
-}
-
-static __always_inline int store32(struct __sk_buff *skb, __u32 off, __u32 from, __u32 to, __u64 pseudo)
-{
-	if (from == to)
-		return 0;
-	if (bpf_l4_csum_replace(skb, UDP_CSUM_OFF, from, to, BPF_F_MARK_MANGLED_0 | pseudo | 4))
-		return -1;
+	if (size == 2) {
+		__u16 half = to;
+		return bpf_skb_store_bytes(skb, off, &half, 2, 0);
+	}
 	return bpf_skb_store_bytes(skb, off, &to, 4, 0);
 }
 
@@ -197,14 +197,14 @@ int starling_rtp_relay(struct __sk_buff *skb)
 
 	// Rewrite: from the other call's socket to its far end. (Every store below invalidates
 	// the packet pointers; only offsets are used from here on.)
-	if (store16(skb, RTP_OFF, old_word, new_word, 0) ||
-	    store16(skb, RTP_OFF + 2, seq_be, bpf_htons(out_seq), 0) ||
-	    store32(skb, RTP_OFF + 4, ts_be, bpf_htonl(out_ts), 0) ||
-	    store32(skb, RTP_OFF + 8, bpf_htonl(ssrc), out_ssrc, 0) ||
-	    store16(skb, UDP_OFF + offsetof(struct udphdr, source), old_sport, out_sport, 0) ||
-	    store16(skb, UDP_OFF + offsetof(struct udphdr, dest), old_dport, out_dport, 0) ||
-	    store32(skb, IP_OFF + offsetof(struct iphdr, saddr), old_saddr, out_saddr, BPF_F_PSEUDO_HDR) ||
-	    store32(skb, IP_OFF + offsetof(struct iphdr, daddr), old_daddr, out_daddr, BPF_F_PSEUDO_HDR))
+	if (store(skb, RTP_OFF, old_word, new_word, 2, 0) ||
+	    store(skb, RTP_OFF + 2, seq_be, bpf_htons(out_seq), 2, 0) ||
+	    store(skb, RTP_OFF + 4, ts_be, bpf_htonl(out_ts), 4, 0) ||
+	    store(skb, RTP_OFF + 8, bpf_htonl(ssrc), out_ssrc, 4, 0) ||
+	    store(skb, UDP_OFF + offsetof(struct udphdr, source), old_sport, out_sport, 2, 0) ||
+	    store(skb, UDP_OFF + offsetof(struct udphdr, dest), old_dport, out_dport, 2, 0) ||
+	    store(skb, IP_OFF + offsetof(struct iphdr, saddr), old_saddr, out_saddr, 4, BPF_F_PSEUDO_HDR) ||
+	    store(skb, IP_OFF + offsetof(struct iphdr, daddr), old_daddr, out_daddr, 4, BPF_F_PSEUDO_HDR))
 		return TCX_DROP; // half rewritten (cannot happen for a linear packet)
 	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_saddr, out_saddr, 4) ||
 	    bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_daddr, out_daddr, 4))
