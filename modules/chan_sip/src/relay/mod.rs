@@ -611,4 +611,122 @@ mod tests {
             relay.stop();
         });
     }
+
+    /// An RTP packet with what the fixed header may be followed by: CSRCs, a header
+    /// extension, padding.
+    fn rtp_full(
+        ssrc: u32,
+        seq: u16,
+        ts: u32,
+        pt: u8,
+        marker: bool,
+        csrcs: u8,
+        ext_words: Option<u16>,
+        padding: u8,
+        payload: usize,
+    ) -> Vec<u8> {
+        let mut p = vec![0x80 | csrcs, pt | if marker { 0x80 } else { 0 }];
+        if ext_words.is_some() {
+            p[0] |= 0x10;
+        }
+        if padding > 0 {
+            p[0] |= 0x20;
+        }
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        for c in 0..u32::from(csrcs) {
+            p.extend_from_slice(&(0xc0c0_0000 + c).to_be_bytes());
+        }
+        if let Some(words) = ext_words {
+            p.extend_from_slice(&[0xbe, 0xde]);
+            p.extend_from_slice(&words.to_be_bytes());
+            p.extend(std::iter::repeat_n(0xee, usize::from(words) * 4));
+        }
+        p.extend((0..payload).map(|i| i as u8));
+        if padding > 0 {
+            p.extend(std::iter::repeat_n(0, usize::from(padding) - 1));
+            p.push(padding);
+        }
+        p
+    }
+
+    /// Random packets (CSRCs, extensions, padding, markers, gaps, reordering, an unmapped
+    /// payload type, new SSRCs now and then) come out of the kernel byte for byte as the
+    /// relay leg makes them in the thread, and the session counts them as it would have.
+    #[test]
+    fn the_kernel_rewrites_and_counts_as_the_thread_does() {
+        in_the_kernel(|relay, _kernel| {
+            let configure = || {
+                let mut rewrite = RelayLeg::new();
+                rewrite.continue_stream(0x5555, 700, 16_000);
+                rewrite.map_payload_type(0, Some(8));
+                rewrite.map_payload_type(101, Some(96));
+                rewrite.map_payload_type(13, None);
+                rewrite
+            };
+            let leg = Leg::new();
+            let handle = leg.relay_with(&relay, configure());
+            let mut expected = configure();
+            let mut mirror = RtpSession::new(SessionConfig::default(), Instant::now(), SystemTime::now(), 8);
+            let from = leg.far_a.local_addr().unwrap();
+            leg.far_b.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            let mut seed = 0x5eed_u64;
+            let mut random = |n: u64| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                (seed >> 33) % n
+            };
+            let (mut ssrc, mut seq, mut ts) = (0x1234u32, 10u16, 1600u32);
+            for i in 0..400 {
+                if random(60) == 0 {
+                    ssrc = ssrc.wrapping_mul(31).wrapping_add(7);
+                    seq = random(65_536) as u16;
+                    ts = random(1 << 32) as u32;
+                }
+                // Mostly in order; now and then a gap, or one from the past.
+                let this_seq = match random(20) {
+                    0 => seq.wrapping_sub(3),
+                    1 => {
+                        seq = seq.wrapping_add(2);
+                        seq
+                    }
+                    _ => seq,
+                };
+                seq = seq.wrapping_add(1);
+                ts = ts.wrapping_add(160);
+                let pt = [0, 0, 0, 0, 101, 13][random(6) as usize];
+                let ext = (random(4) == 0).then(|| random(3) as u16);
+                let padding = if random(5) == 0 { 1 + random(4) as u8 } else { 0 };
+                let packet = rtp_full(
+                    ssrc,
+                    this_seq,
+                    ts,
+                    pt,
+                    random(8) == 0,
+                    random(3) as u8,
+                    ext,
+                    padding,
+                    random(200) as usize,
+                );
+                let _ = mirror.handle_rtp(Instant::now(), from, &packet);
+                let mut want = packet.clone();
+                let relayed = expected.relay(&mut want).is_ok();
+                leg.far_a.send_to(&packet, leg.ours.local_addr().unwrap()).unwrap();
+                if relayed {
+                    let mut buf = [0u8; 2048];
+                    let (len, _) = leg.far_b.recv_from(&mut buf).unwrap_or_else(|e| panic!("packet {i} relayed: {e}"));
+                    assert_eq!(
+                        &buf[..len],
+                        &want[..],
+                        "packet {i} (ssrc {ssrc:#x}, seq {this_seq}, pt {pt}, ext {ext:?}, padding {padding})"
+                    );
+                }
+            }
+            std::thread::sleep(kernel::SYNC + Duration::from_millis(200));
+            let (got, want) = (lock(&leg.session).stats(), mirror.stats());
+            assert_eq!((got.received_packets, got.lost_packets), (want.received_packets, want.lost_packets));
+            drop(handle);
+            relay.stop();
+        });
+    }
 }
