@@ -612,19 +612,19 @@ mod tests {
         });
     }
 
-    /// An RTP packet with what the fixed header may be followed by: CSRCs, a header
-    /// extension, padding.
-    fn rtp_full(
-        ssrc: u32,
-        seq: u16,
-        ts: u32,
-        pt: u8,
-        marker: bool,
+    /// What follows an RTP packet's fixed header.
+    #[derive(Clone, Copy)]
+    struct Shape {
         csrcs: u8,
         ext_words: Option<u16>,
         padding: u8,
         payload: usize,
-    ) -> Vec<u8> {
+    }
+
+    /// An RTP packet with what the fixed header may be followed by: CSRCs, a header
+    /// extension, padding.
+    fn rtp_full(ssrc: u32, seq: u16, ts: u32, pt: u8, marker: bool, shape: &Shape) -> Vec<u8> {
+        let Shape { csrcs, ext_words, padding, payload } = *shape;
         let mut p = vec![0x80 | csrcs, pt | if marker { 0x80 } else { 0 }];
         if ext_words.is_some() {
             p[0] |= 0x10;
@@ -697,17 +697,8 @@ mod tests {
                 let pt = [0, 0, 0, 0, 101, 13][random(6) as usize];
                 let ext = (random(4) == 0).then(|| random(3) as u16);
                 let padding = if random(5) == 0 { 1 + random(4) as u8 } else { 0 };
-                let packet = rtp_full(
-                    ssrc,
-                    this_seq,
-                    ts,
-                    pt,
-                    random(8) == 0,
-                    random(3) as u8,
-                    ext,
-                    padding,
-                    random(200) as usize,
-                );
+                let shape = Shape { csrcs: random(3) as u8, ext_words: ext, padding, payload: random(200) as usize };
+                let packet = rtp_full(ssrc, this_seq, ts, pt, random(8) == 0, &shape);
                 let _ = mirror.handle_rtp(Instant::now(), from, &packet);
                 let mut want = packet.clone();
                 let relayed = expected.relay(&mut want).is_ok();
