@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use starling_core::tracing;
 
-use super::{cvt, finish_round, Command, Entry, Inner, Legs};
+use super::{cvt, finish_round, Command, Entry, Inner, Legs, Tending};
 
 const EVENTS: usize = 1024;
 /// The epoll key of the thread's own eventfd (commands waiting).
@@ -37,9 +37,9 @@ pub(super) fn run(epoll: OwnedFd, inner: &Inner) {
     let mut legs = Legs::default();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
     let mut buffer = [0u8; 2048];
-    let mut next_sync = Instant::now();
+    let mut tending = Tending::now();
     loop {
-        let wait = inner.sync(&mut legs, &mut next_sync, Instant::now());
+        let wait = inner.tend(&mut legs, &mut tending, Instant::now());
         let timeout = wait.map_or(-1, |wait| wait.as_millis().min(i32::MAX as u128) as libc::c_int);
         // SAFETY: `events` has room for EVENTS entries.
         let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), EVENTS as libc::c_int, timeout) };

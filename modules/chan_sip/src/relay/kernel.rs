@@ -16,7 +16,7 @@
 //! entry's counters and last packet go into the RTP session and the relay leg), handles the
 //! packet, and hands the leg over again. Every [`SYNC`] the thread takes in the counters of
 //! the legs in the kernel (the RTP timeout, RTCP and `sip show channelstats` see them at that
-//! pace), and takes back a leg whose other far end has moved.
+//! pace), and every [`CHECK`] it takes back a leg whose other far end has moved.
 //!
 //! Only legs whose far ends are both on this host are handed over: the program lets the
 //! stack deliver the rewritten packet locally, and does not route it out of another
@@ -35,6 +35,11 @@ use std::time::{Duration, Instant};
 use aya::maps::{HashMap, MapData};
 
 use super::{lock, Entry};
+
+/// How often the relay thread looks whether the other far end of a leg the kernel relays
+/// has moved (a re-INVITE, comedia): it then takes the leg back, and the next packet goes to
+/// the new address. No system call unless one has.
+pub const CHECK: Duration = Duration::from_millis(20);
 
 /// How often the relay thread takes in the counters of the legs the kernel relays.
 pub const SYNC: Duration = Duration::from_millis(500);
@@ -242,18 +247,21 @@ impl KernelRelay {
         }
     }
 
-    /// Takes in what the kernel relayed of `entry`'s leg since the last time; takes the leg
-    /// back when the other far end has moved.
-    pub(super) fn sync(&self, entry: &mut Entry) {
+    /// Looks after `entry`'s leg, if the kernel relays it: takes it back when the other far
+    /// end has moved; else, with `take_in`, takes in what the kernel relayed since the last time.
+    pub(super) fn tend(&self, entry: &mut Entry, take_in: bool) {
         let Some(offload) = &entry.offload else { return };
         if lock(&entry.leg.to.media).remote != Some(offload.target) {
             self.take_back(entry);
             return;
         }
+        if !take_in {
+            return;
+        }
         let kept = lock(&self.legs).get(&offload.key, 0).ok();
         // (An entry that is not there any more has nothing left to take in.)
         if let (Some(kept), Some(mut offload)) = (kept, entry.offload.take()) {
-            take_in(entry, &mut offload, &kept);
+            self::take_in(entry, &mut offload, &kept);
             entry.offload = Some(offload);
         }
     }

@@ -186,17 +186,35 @@ impl Inner {
         }
     }
 
-    /// Takes in what the kernel relayed, every [`kernel::SYNC`] (`next` says when): how long
-    /// the thread may wait for packets before it is due again (forever without the kernel).
-    fn sync(&self, legs: &mut Legs, next: &mut Instant, now: Instant) -> Option<Duration> {
+    /// Looks after the legs in the kernel (`next`: when): every [`kernel::CHECK`] whether
+    /// their other far ends moved, every [`kernel::SYNC`] their counters. How long the thread
+    /// may wait for packets before it is due again (forever without the kernel).
+    fn tend(&self, legs: &mut Legs, next: &mut Tending, now: Instant) -> Option<Duration> {
         let kernel = self.kernel()?;
-        if now >= *next {
-            *next = now + kernel::SYNC;
+        if now >= next.check {
+            next.check = now + kernel::CHECK;
+            let take_in = now >= next.sync;
+            if take_in {
+                next.sync = now + kernel::SYNC;
+            }
             for entry in legs.values_mut() {
-                kernel.sync(entry);
+                kernel.tend(entry, take_in);
             }
         }
-        Some(next.saturating_duration_since(now))
+        Some(next.check.saturating_duration_since(now))
+    }
+}
+
+/// When a thread next looks after its legs in the kernel ([`Inner::tend`]).
+struct Tending {
+    check: Instant,
+    sync: Instant,
+}
+
+impl Tending {
+    fn now() -> Tending {
+        let now = Instant::now();
+        Tending { check: now, sync: now }
     }
 }
 
@@ -439,6 +457,8 @@ mod tests {
         far_b: UdpSocket,
         session: Arc<Mutex<RtpSession>>,
         stats: Arc<AtomicU64>,
+        /// What the other call publishes: where `other` sends.
+        other_media: Arc<Mutex<MediaInfo>>,
     }
 
     impl Leg {
@@ -451,7 +471,9 @@ mod tests {
             far_b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let session =
                 Arc::new(Mutex::new(RtpSession::new(SessionConfig::default(), Instant::now(), SystemTime::now(), 7)));
-            Leg { ours, other, far_a: bind(), far_b, session, stats: Arc::new(AtomicU64::new(0)) }
+            let other_media =
+                Arc::new(Mutex::new(MediaInfo { remote: Some(far_b.local_addr().unwrap()), ..Default::default() }));
+            Leg { ours, other, far_a: bind(), far_b, session, stats: Arc::new(AtomicU64::new(0)), other_media }
         }
 
         fn relay_on(&self, relay: &Relay) -> RelayHandle {
@@ -459,16 +481,12 @@ mod tests {
         }
 
         fn relay_with(&self, relay: &Relay, rewrite: RelayLeg) -> RelayHandle {
-            let other_media = Arc::new(Mutex::new(MediaInfo {
-                remote: Some(self.far_b.local_addr().unwrap()),
-                ..Default::default()
-            }));
             let seen = self.stats.clone();
             relay.add(RelayedLeg {
                 socket: self.ours.clone(),
                 session: self.session.clone(),
                 published: Arc::new(Mutex::new(MediaInfo::default())),
-                to: Box::new(RelayTo { rtp: self.other.clone(), media: other_media, leg: rewrite }),
+                to: Box::new(RelayTo { rtp: self.other.clone(), media: self.other_media.clone(), leg: rewrite }),
                 publish_stats: Box::new(move |s: Stats| seen.store(s.received_packets, Ordering::Relaxed)),
             })
         }
@@ -603,10 +621,20 @@ mod tests {
             send(0x9999, 40_001, 123_456 + 160);
             assert_eq!(leg.next_at_b(), (0x5555, 801, 16_000 + 101 * 160, 8));
             assert_eq!(kernel.legs().0, 1, "handed over again");
+            // The other far end moves (a re-INVITE): within a CHECK the packets go there.
+            let far_c = UdpSocket::bind("127.0.0.1:0").unwrap();
+            far_c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            lock(&leg.other_media).remote = Some(far_c.local_addr().unwrap());
+            std::thread::sleep(kernel::CHECK * 3);
+            send(0x9999, 40_002, 123_456 + 320);
+            let mut buf = [0u8; 2048];
+            let (_, from) = far_c.recv_from(&mut buf).expect("relayed to where the other far end moved");
+            assert_eq!(from, leg.other.local_addr().unwrap());
+            assert_eq!(kernel.legs().0, 1, "and handed over again");
             drop(handle);
             std::thread::sleep(Duration::from_millis(50));
             assert_eq!(kernel.legs().0, 0, "taken out of the kernel with the handle");
-            send(0x9999, 40_002, 123_456 + 320);
+            send(0x9999, 40_003, 123_456 + 480);
             assert!(leg.waiting_in_ours(Duration::from_secs(1)), "the packet waits in our socket for the pvt");
             relay.stop();
         });

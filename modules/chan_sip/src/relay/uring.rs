@@ -24,7 +24,7 @@ use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 use socket2::SockAddr;
 use starling_core::tracing;
 
-use super::{finish_round, Command, Entry, Inner, Legs};
+use super::{finish_round, Command, Entry, Inner, Legs, Tending};
 
 const SQ_ENTRIES: u32 = 1024;
 /// Room for every completion of several rounds at 1,800 calls a thread (180 packets a ms).
@@ -188,9 +188,9 @@ impl Thread<'_> {
 
     fn relay_rounds(&mut self) {
         let mut completions: Vec<cqueue::Entry> = Vec::with_capacity(CQ_ENTRIES as usize);
-        let mut next_sync = Instant::now();
+        let mut tending = Tending::now();
         loop {
-            let waited = match self.inner.sync(&mut self.legs, &mut next_sync, Instant::now()) {
+            let waited = match self.inner.tend(&mut self.legs, &mut tending, Instant::now()) {
                 None => self.ring.submit_and_wait(1),
                 Some(wait) => {
                     let wait = Timespec::from(wait);
@@ -198,8 +198,8 @@ impl Thread<'_> {
                 }
             };
             if let Err(e) = waited {
-                // EINTR: a signal; EBUSY: completions wait to be taken first; ETIME: the
-                // kernel's counters are due.
+                // EINTR: a signal; EBUSY: completions wait to be taken first; ETIME: the legs in
+                // the kernel are due to be looked after.
                 if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::ETIME)) {
                     tracing::error!("RTP relay: io_uring_enter: {e}; relaying stops");
                     return;
