@@ -97,6 +97,7 @@ unsafe impl aya::Pod for Key {}
 unsafe impl aya::Pod for Leg {}
 
 /// A leg in the kernel, as the thread knows it.
+#[derive(Clone, Copy)]
 pub(super) struct Offload {
     key: Key,
     /// The other far end it sends to (a move takes the leg back).
@@ -160,7 +161,7 @@ impl KernelRelay {
         if entry.offload.is_some() || entry.refused == Some((from, target)) {
             return;
         }
-        match self.describe(entry, from, target) {
+        match describe(entry, from, target) {
             Some((key, leg)) => match lock(&self.legs).insert(key, leg, 0) {
                 Ok(()) => entry.offload = Some(Offload { key, target, seen: Counters::default() }),
                 Err(e) => {
@@ -172,69 +173,10 @@ impl KernelRelay {
         }
     }
 
-    /// The map's entry for `entry`'s leg, if the kernel can relay it.
-    fn describe(&self, entry: &Entry, from: SocketAddr, target: SocketAddr) -> Option<(Key, Leg)> {
-        let (SocketAddr::V4(from), SocketAddr::V4(to)) = (from, target) else { return None };
-        if !on_this_host(*from.ip()) || !on_this_host(*to.ip()) {
-            return None;
-        }
-        let (SocketAddr::V4(ours), SocketAddr::V4(theirs)) =
-            (entry.leg.socket.local_addr().ok()?, entry.leg.to.rtp.local_addr().ok()?)
-        else {
-            return None;
-        };
-        let source = if theirs.ip().is_unspecified() { source_towards(target)? } else { *theirs.ip() };
-        let rx = lock(&entry.leg.session).receive_state()?;
-        let relay = entry.leg.to.leg.state()?;
-        if relay.in_ssrc != rx.ssrc {
-            return None;
-        }
-        let mut pt_map = [0xff; 128];
-        for (pt, slot) in (0u8..).zip(pt_map.iter_mut()) {
-            if let Some(out) = entry.leg.to.leg.outgoing_payload_type(pt) {
-                *slot = out;
-            }
-        }
-        let (last_seq, last_ts) = relay.last_out.unwrap_or_default();
-        let key = Key {
-            saddr: from.ip().octets(),
-            daddr: ours.ip().octets(),
-            sport: from.port().to_be_bytes(),
-            dport: ours.port().to_be_bytes(),
-        };
-        let leg = Leg {
-            out_saddr: source.octets(),
-            out_daddr: to.ip().octets(),
-            out_sport: theirs.port().to_be_bytes(),
-            out_dport: to.port().to_be_bytes(),
-            in_ssrc: relay.in_ssrc,
-            out_ssrc: relay.out_ssrc,
-            ts_offset: relay.ts_offset,
-            seq_offset: relay.seq_offset,
-            pad0: 0,
-            clock_rate: rx.clock_rate,
-            pt_map,
-            packets: 0,
-            octets: 0,
-            relayed_octets: 0,
-            last_rx_ns: 0,
-            last_transit: 0,
-            jitter_q4: rx.jitter_q4,
-            max_seq: rx.extended_max,
-            last_ts,
-            last_step: relay.last_step,
-            last_seq,
-            have_last: u8::from(relay.last_out.is_some()),
-            have_transit: 0,
-            pad1: 0,
-        };
-        Some((key, leg))
-    }
-
     /// Takes `entry`'s leg back from the kernel (nothing to do if it is not there): what the
     /// kernel relayed goes into its RTP session and relay leg.
     pub(super) fn take_back(&self, entry: &mut Entry) {
-        let Some(mut offload) = entry.offload.take() else { return };
+        let Some(offload) = entry.offload.take() else { return };
         let kept = {
             let mut legs = lock(&self.legs);
             let kept = legs.get(&offload.key, 0).ok();
@@ -244,39 +186,95 @@ impl KernelRelay {
         // (A packet the program was relaying at that very moment may be left out of the
         // counters: at 50 packets a second, a rare miscount of one.)
         if let Some(kept) = kept {
-            take_in(entry, &mut offload, &kept);
+            take_in(entry, offload.seen, &kept);
         }
     }
 
     /// Looks after `entry`'s leg, if the kernel relays it: takes it back when the other far
     /// end has moved; else, with `take_in`, takes in what the kernel relayed since the last time.
     pub(super) fn tend(&self, entry: &mut Entry, take_in: bool) {
-        let Some(offload) = &entry.offload else { return };
-        if lock(&entry.leg.to.media).remote != Some(offload.target) {
+        let Some(Offload { key, target, seen }) = entry.offload else { return };
+        if lock(&entry.leg.to.media).remote != Some(target) {
             self.take_back(entry);
-            return;
-        }
-        if !take_in {
-            return;
-        }
-        let kept = lock(&self.legs).get(&offload.key, 0).ok();
-        // (An entry that is not there any more has nothing left to take in.)
-        if let (Some(kept), Some(mut offload)) = (kept, entry.offload.take()) {
-            self::take_in(entry, &mut offload, &kept);
-            entry.offload = Some(offload);
+        } else if take_in {
+            let kept = lock(&self.legs).get(&key, 0).ok();
+            // (An entry that is not there any more has nothing left to take in.)
+            if let Some(kept) = kept {
+                let seen = self::take_in(entry, seen, &kept);
+                if let Some(offload) = &mut entry.offload {
+                    offload.seen = seen;
+                }
+            }
         }
     }
 }
 
+/// The map's entry for `entry`'s leg, if the kernel can relay it.
+fn describe(entry: &Entry, from: SocketAddr, target: SocketAddr) -> Option<(Key, Leg)> {
+    let (SocketAddr::V4(from), SocketAddr::V4(to)) = (from, target) else { return None };
+    if !on_this_host(*from.ip()) || !on_this_host(*to.ip()) {
+        return None;
+    }
+    let (SocketAddr::V4(ours), SocketAddr::V4(theirs)) =
+        (entry.leg.socket.local_addr().ok()?, entry.leg.to.rtp.local_addr().ok()?)
+    else {
+        return None;
+    };
+    let source = if theirs.ip().is_unspecified() { source_towards(target)? } else { *theirs.ip() };
+    let rx = lock(&entry.leg.session).receive_state()?;
+    let relay = entry.leg.to.leg.state()?;
+    if relay.in_ssrc != rx.ssrc {
+        return None;
+    }
+    let mut pt_map = [0xff; 128];
+    for (pt, slot) in (0u8..).zip(pt_map.iter_mut()) {
+        if let Some(out) = entry.leg.to.leg.outgoing_payload_type(pt) {
+            *slot = out;
+        }
+    }
+    let (last_seq, last_ts) = relay.last_out.unwrap_or_default();
+    let key = Key {
+        saddr: from.ip().octets(),
+        daddr: ours.ip().octets(),
+        sport: from.port().to_be_bytes(),
+        dport: ours.port().to_be_bytes(),
+    };
+    let leg = Leg {
+        out_saddr: source.octets(),
+        out_daddr: to.ip().octets(),
+        out_sport: theirs.port().to_be_bytes(),
+        out_dport: to.port().to_be_bytes(),
+        in_ssrc: relay.in_ssrc,
+        out_ssrc: relay.out_ssrc,
+        ts_offset: relay.ts_offset,
+        seq_offset: relay.seq_offset,
+        pad0: 0,
+        clock_rate: rx.clock_rate,
+        pt_map,
+        packets: 0,
+        octets: 0,
+        relayed_octets: 0,
+        last_rx_ns: 0,
+        last_transit: 0,
+        jitter_q4: rx.jitter_q4,
+        max_seq: rx.extended_max,
+        last_ts,
+        last_step: relay.last_step,
+        last_seq,
+        have_last: u8::from(relay.last_out.is_some()),
+        have_transit: 0,
+        pad1: 0,
+    };
+    Some((key, leg))
+}
+
 /// Puts the kernel's counters in the RTP session and the relay leg (and `sip show
-/// channelstats`), as far as they went on since `offload.seen`.
-fn take_in(entry: &mut Entry, offload: &mut Offload, kept: &Leg) {
-    let seen = offload.seen;
+/// channelstats`), as far as they went on since `seen`: the counters now taken in.
+fn take_in(entry: &mut Entry, seen: Counters, kept: &Leg) -> Counters {
     let packets = kept.packets.wrapping_sub(seen.packets);
     if packets == 0 {
-        return;
+        return seen;
     }
-    offload.seen = Counters { packets: kept.packets, octets: kept.octets, relayed_octets: kept.relayed_octets };
     let last_out = (kept.have_last != 0).then_some((kept.last_seq, kept.last_ts));
     entry.leg.to.leg.relayed_elsewhere(packets, kept.relayed_octets - seen.relayed_octets, last_out, kept.last_step);
     let stats = {
@@ -292,6 +290,7 @@ fn take_in(entry: &mut Entry, offload: &mut Offload, kept: &Leg) {
     };
     entry.received += packets;
     (entry.leg.publish_stats)(stats);
+    Counters { packets: kept.packets, octets: kept.octets, relayed_octets: kept.relayed_octets }
 }
 
 /// The [`Instant`] of a CLOCK_MONOTONIC reading (what `bpf_ktime_get_ns` gives).
