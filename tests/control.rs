@@ -126,3 +126,75 @@ fn remote_console_gets_logs_at_its_own_verbosity() {
     // The server's own console verbosity did not change.
     assert!(server.rx("core show settings").contains("Root console verbosity:      3"));
 }
+
+/// The control socket is bounded both ways: a request line past its limit closes that
+/// connection only, and a remote console that does not read loses its oldest log lines (and
+/// is told how many) while the server goes on serving others.
+#[test]
+fn the_control_socket_bounds_what_it_reads_and_holds() {
+    let server = server("bounded");
+    let socket = server.dir.path.join("run/starling.ctl");
+    let mut long = UnixStream::connect(&socket).unwrap();
+    long.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let line = format!("X core show version {}\n", "a".repeat(1 << 20));
+    // The server may close before it has read it all: a write error is part of the answer.
+    let _ = long.write_all(line.as_bytes());
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut long, &mut rest);
+    assert!(
+        rest.is_empty(),
+        "no reply to a line over the limit: {:?}",
+        String::from_utf8_lossy(&rest[..rest.len().min(200)])
+    );
+    assert!(
+        server.log().contains("control socket: closing a connection: a line over 65536 bytes"),
+        "{}",
+        server.log_tail()
+    );
+
+    // A remote console at verbose 3 that reads nothing while 20,000 lines are logged.
+    let mut slow = UnixStream::connect(&socket).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    writeln!(slow, "V 3 0").unwrap();
+    let holds = 20_000;
+    let busy = UnixStream::connect(&socket).unwrap();
+    busy.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut writer = busy.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut batch = String::new();
+        for _ in 0..holds {
+            batch.push_str("X test loader hold\n");
+        }
+        writer.write_all(batch.as_bytes()).unwrap();
+    });
+    let mut ends = 0;
+    for line in BufReader::new(busy).lines() {
+        if line.unwrap() == "E" {
+            ends += 1;
+            if ends == holds {
+                break;
+            }
+        }
+    }
+    sender.join().unwrap();
+    assert_eq!(ends, holds, "every command answered while a console did not read");
+
+    // Now it reads: what the socket held, then the count of what was dropped, then the newest lines.
+    let mut dropped = None;
+    let mut last = String::new();
+    for line in BufReader::new(slow).lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("L [").and_then(|l| l.split_once(" log lines dropped")) {
+            dropped = Some(n.0.parse::<u32>().unwrap());
+        }
+        let done = line.contains(&format!("Holding Test/hold-{holds:08x}"));
+        last = line;
+        if done {
+            break;
+        }
+    }
+    assert!(last.contains(&format!("Holding Test/hold-{holds:08x}")), "the newest line arrives: {last}");
+    let dropped = dropped.expect("the console is told that lines were dropped");
+    assert!(dropped > 0 && dropped < holds, "{dropped}");
+    assert!(server.rx("test loader release").contains(&format!("Released {holds}")));
+}

@@ -713,3 +713,44 @@ fn panoramisk_drives_starling_unchanged() {
     let (code, out) = bob.finish();
     assert_eq!(code, 0, "{out}");
 }
+
+/// Sessions that connect and never log in (a scan, a flood): past `authlimit` they are closed
+/// at once without a greeting, the rest after `authtimeout`; an admin still logs in, and a
+/// logged-in session gives its place back.
+#[test]
+fn sessions_that_never_log_in_are_bounded_by_authlimit_and_authtimeout() {
+    let (server, _sip, port) = ami_pbx_with("amiauthlimit", 1, "authlimit=150\nauthtimeout=3");
+    let connect = || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        BufReader::new(stream)
+    };
+    // Whether the server greeted the connection (else it closed it without a word).
+    let greeted = |reader: &mut BufReader<TcpStream>| {
+        let mut line = String::new();
+        matches!(reader.read_line(&mut line), Ok(n) if n > 0 && line == "Asterisk Call Manager/9.0.0\r\n")
+    };
+    let mut idle: Vec<_> = (0..200).map(|_| connect()).collect();
+    let started = Instant::now();
+    let served = idle.iter_mut().map(&greeted).filter(|&g| g).count();
+    assert_eq!(served, 150, "authlimit=150 of 200 connections\n{}", server.log_tail());
+
+    // The 150 are closed after authtimeout (3 s), not before.
+    let mut closed = 0;
+    for reader in &mut idle {
+        let mut rest = String::new();
+        if let Ok(0) = reader.read_line(&mut rest) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 200, "every connection ends");
+    assert!(started.elapsed() >= Duration::from_secs(2), "the greeted ones waited for authtimeout");
+    drop(idle);
+
+    // Nobody waits to log in now: an admin logs in, and gives the place back.
+    let _admin = Ami::login(port, "admin", "s3cret");
+    let mut again: Vec<_> = (0..150).map(|_| connect()).collect();
+    let served = again.iter_mut().map(greeted).filter(|&g| g).count();
+    assert_eq!(served, 150, "the logged-in admin holds no place of the 150\n{}", server.log_tail());
+    assert!(server.rx("manager show connected").contains("1 users connected."));
+}

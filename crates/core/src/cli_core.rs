@@ -425,7 +425,7 @@ fn database_commands() -> Vec<CliCommand> {
     ]
 }
 
-fn plural(n: impl Into<u64>) -> &'static str {
+pub(crate) fn plural(n: impl Into<u64>) -> &'static str {
     if n.into() == 1 {
         ""
     } else {

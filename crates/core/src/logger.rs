@@ -11,22 +11,23 @@
 //! with `verbose`, `verbose(N)`, `debug` or `*` for more. Without a `logger.conf`, the
 //! console shows notice, warning and error, and `messages` gets the same.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 use crate::cli::ConsoleId;
+use crate::cli_core::plural;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::core::Settings;
-use crate::tokio::sync::mpsc;
+use crate::tokio::sync::Notify;
 
 /// `ast_verb(level, ...)`: a VERBOSE message shown where the verbosity is at least `level`.
 #[macro_export]
@@ -92,7 +93,55 @@ struct FileChannel {
 struct Remote {
     verbose: u8,
     debug: u8,
-    lines: mpsc::UnboundedSender<String>,
+    lines: Arc<RemoteLines>,
+}
+
+/// A remote console's log lines on their way to it: at most [`RemoteLines::CAPACITY`]. A
+/// console that does not keep up loses the oldest, and is told how many before the next line
+/// it gets; the server never holds more for it, nor waits for it.
+#[derive(Default)]
+pub struct RemoteLines {
+    queue: Mutex<Pending>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    lines: VecDeque<String>,
+    dropped: u64,
+}
+
+impl RemoteLines {
+    pub const CAPACITY: usize = 1024;
+
+    fn push(&self, line: String) {
+        {
+            let mut pending = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.lines.len() >= Self::CAPACITY {
+                pending.lines.pop_front();
+                pending.dropped += 1;
+            }
+            pending.lines.push_back(line);
+        }
+        self.ready.notify_one();
+    }
+
+    /// The next line, waiting for one; after a loss, first a line saying how many were lost.
+    pub async fn next(&self) -> String {
+        loop {
+            {
+                let mut pending = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                if pending.dropped > 0 {
+                    let n = std::mem::take(&mut pending.dropped);
+                    return format!("[{n} log line{} dropped: this console did not keep up]", plural(n));
+                }
+                if let Some(line) = pending.lines.pop_front() {
+                    return line;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
 }
 
 /// Where a console's log lines are written (standard error, or a prompt's printer).
@@ -237,13 +286,13 @@ pub fn set_debug(console: ConsoleId, level: u8) {
     update_max_detail();
 }
 
-/// A remote console joins: it gets its lines on the returned receiver until [`remove_remote`].
-pub fn add_remote(verbose: u8, debug: u8) -> (ConsoleId, mpsc::UnboundedReceiver<String>) {
-    let (lines, rx) = mpsc::unbounded_channel();
+/// A remote console joins: it gets its lines from the returned queue until [`remove_remote`].
+pub fn add_remote(verbose: u8, debug: u8) -> (ConsoleId, Arc<RemoteLines>) {
+    let lines = Arc::new(RemoteLines::default());
     let id = logger().next_remote.fetch_add(1, Ordering::Relaxed);
-    lock_remotes().insert(id, Remote { verbose, debug, lines });
+    lock_remotes().insert(id, Remote { verbose, debug, lines: lines.clone() });
     update_max_detail();
-    (ConsoleId::Remote(id), rx)
+    (ConsoleId::Remote(id), lines)
 }
 
 pub fn remove_remote(console: ConsoleId) {
@@ -391,10 +440,14 @@ fn dispatch(kind: Kind, target: &str, fields: &Fields) {
     {
         let mut remotes = lock_remotes();
         remotes.retain(|_, remote| {
-            if !kind.shown(&console_levels, remote.verbose, remote.debug, true) {
-                return true;
+            // A console whose connection is gone (nobody else holds its queue) is forgotten.
+            if Arc::strong_count(&remote.lines) == 1 {
+                return false;
             }
-            remote.lines.send(line_for_console()).is_ok()
+            if kind.shown(&console_levels, remote.verbose, remote.debug, true) {
+                remote.lines.push(line_for_console());
+            }
+            true
         });
     }
     let files = log.files.read().unwrap_or_else(|p| p.into_inner());
@@ -454,6 +507,25 @@ fn format_file(kind: Kind, target: &str, fields: &Fields) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_console_that_falls_behind_loses_the_oldest_lines_and_is_told() {
+        let lines = RemoteLines::default();
+        let total = RemoteLines::CAPACITY + 500;
+        for i in 0..total {
+            lines.push(format!("line {i}"));
+        }
+        let runtime = crate::tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            assert_eq!(lines.next().await, "[500 log lines dropped: this console did not keep up]");
+            for i in 500..total {
+                assert_eq!(lines.next().await, format!("line {i}"));
+            }
+            lines.push("one more".into());
+            assert_eq!(lines.next().await, "one more", "no loss reported when nothing was lost");
+        });
+        assert!(lines.queue.lock().unwrap().lines.is_empty());
+    }
 
     #[test]
     fn level_sets() {

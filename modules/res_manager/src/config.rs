@@ -78,6 +78,9 @@ pub struct ManagerConf {
     pub bindaddr: IpAddr,
     /// A session that does not log in within this long is closed.
     pub authtimeout: Duration,
+    /// At most this many sessions may be connected and not yet logged in; past it a new
+    /// connection is closed at once (Asterisk's `authlimit`).
+    pub authlimit: usize,
     /// A write to a client that blocks this long disconnects it.
     pub writetimeout: Duration,
     /// Publish VarSet events (they are many; off unless asked for).
@@ -92,6 +95,7 @@ impl Default for ManagerConf {
             port: 5038,
             bindaddr: IpAddr::from([0, 0, 0, 0]),
             authtimeout: Duration::from_secs(30),
+            authlimit: 50,
             writetimeout: Duration::from_millis(100),
             varset_events: false,
             users: Vec::new(),
@@ -115,12 +119,13 @@ impl ManagerConf {
                         "port" => var.parse::<u16>().map(|p| conf.port = p),
                         "bindaddr" => var.parse::<IpAddr>().map(|a| conf.bindaddr = a),
                         "authtimeout" => var.parse::<u64>().map(|s| conf.authtimeout = Duration::from_secs(s)),
+                        "authlimit" => var.parse::<usize>().map(|n| conf.authlimit = n),
                         "writetimeout" => parse_ms(var).map(|d| conf.writetimeout = d),
                         "varsetevents" => var.parse_bool().map(|b| conf.varset_events = b),
                         // Accepted, not acted on: HTTP, TLS, display and debug options.
                         "webenabled" | "httptimeout" | "displayconnects" | "timestampevents" | "debug"
-                        | "authlimit" | "channelvars" | "allowmultiplelogin" | "tlsenable" | "tlsbindaddr"
-                        | "tlscertfile" | "tlsprivatekey" | "block-sockets" => Ok(()),
+                        | "channelvars" | "allowmultiplelogin" | "tlsenable" | "tlsbindaddr" | "tlscertfile"
+                        | "tlsprivatekey" | "block-sockets" => Ok(()),
                         other => {
                             tracing::warn!("{}: unknown manager.conf option '{other}' ignored", var.location);
                             Ok(())

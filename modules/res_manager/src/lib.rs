@@ -22,7 +22,7 @@ mod config;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -68,6 +68,28 @@ pub(crate) struct State {
     next_session: AtomicU64,
     /// Challenges handed out, per session.
     next_challenge: AtomicU64,
+    /// Sessions connected and not yet logged in (bounded by `authlimit`).
+    unauthenticated: AtomicUsize,
+}
+
+/// One of the `authlimit` places for a session not yet logged in, given back when it logs in
+/// or goes (as Asterisk's `unauth_sessions` count).
+struct Unauthenticated(Arc<State>);
+
+impl Unauthenticated {
+    /// A place, unless `authlimit` sessions already wait to log in.
+    fn take(state: &Arc<State>) -> Option<Unauthenticated> {
+        let limit = state.conf().authlimit;
+        let taken = state.unauthenticated.fetch_add(1, Ordering::AcqRel);
+        let place = Unauthenticated(state.clone());
+        (taken < limit).then_some(place)
+    }
+}
+
+impl Drop for Unauthenticated {
+    fn drop(&mut self) {
+        self.0.unauthenticated.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl State {
@@ -140,7 +162,14 @@ async fn write_bounded(
     }
 }
 
-async fn serve_session(state: Arc<State>, stream: TcpStream, addr: SocketAddr, mut stop: watch::Receiver<bool>) {
+async fn serve_session(
+    state: Arc<State>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    place: Unauthenticated,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut place = Some(place);
     let _ = stream.set_nodelay(true);
     let id = state.next_session.fetch_add(1, Ordering::Relaxed) + 1;
     let (read_half, mut writer) = stream.into_split();
@@ -170,6 +199,9 @@ async fn serve_session(state: Arc<State>, stream: TcpStream, addr: SocketAddr, m
                     Err(e) => break Some(format!("bad input: {e}")),
                 };
                 let (reply, next) = actions::handle(&state, &mut session, message).await;
+                if session.user.is_some() {
+                    drop(place.take());
+                }
                 if let Err(e) = write_bounded(&mut writer, &reply, writetimeout).await {
                     break Some(e);
                 }
@@ -284,9 +316,13 @@ async fn listen(state: Arc<State>, listener: TcpListener, stop: watch::Receiver<
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    tokio::spawn(serve_session(state.clone(), stream, addr, stop.clone()));
-                }
+                Ok((stream, addr)) => match Unauthenticated::take(&state) {
+                    Some(place) => {
+                        tokio::spawn(serve_session(state.clone(), stream, addr, place, stop.clone()));
+                    }
+                    // As Asterisk's: closed at once, without a greeting.
+                    None => tracing::debug!("Manager: {} sessions wait to log in (authlimit): closing {addr}", state.conf().authlimit),
+                },
                 Err(e) => {
                     tracing::warn!("Manager: accept failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -418,6 +454,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         sessions: Mutex::default(),
         next_session: AtomicU64::new(0),
         next_challenge: AtomicU64::new(0),
+        unauthenticated: AtomicUsize::new(0),
     });
     let (stop, stopped) = watch::channel(false);
     if conf.enabled {
