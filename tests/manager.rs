@@ -754,3 +754,38 @@ fn sessions_that_never_log_in_are_bounded_by_authlimit_and_authtimeout() {
     assert_eq!(served, 150, "the logged-in admin holds no place of the 150\n{}", server.log_tail());
     assert!(server.rx("manager show connected").contains("1 users connected."));
 }
+
+/// Originate of anything that can run a program (System, ExecIf(...?System()), AGI...) or data
+/// that evaluates SHELL/EVAL needs the `system` write class, as Asterisk's `action_originate`.
+#[test]
+fn originate_of_what_runs_programs_needs_the_system_class() {
+    let (server, _sip, port) = ami_pbx("amioriginatesystem", 1);
+    let conf = server.dir.etc().join("manager.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("\n[dialer]\nsecret=d1al\nread=call\nwrite=call,originate\n");
+    std::fs::write(&conf, text).unwrap();
+    server.rx("module reload res_manager");
+    assert!(server.rx("manager show users").contains("dialer"), "{}", server.log_tail());
+    assert!(server.rx("module load app_exec").contains("Loaded"), "{}", server.log_tail());
+    let touched = server.dir.path.join("touched");
+    let data = format!("1?System(touch {})", touched.display());
+    let originate = |ami: &mut Ami, app: &str, data: &str, id: &str| {
+        ami.send(&[
+            ("Action", "Originate"),
+            ("Channel", "Local/600@default"),
+            ("Application", app),
+            ("Data", data),
+            ("ActionID", id),
+        ]);
+        let reply = ami.until("ActionID", id, Duration::from_secs(15));
+        get(&reply, "Message").unwrap_or("").to_owned()
+    };
+    let mut dialer = Ami::login(port, "dialer", "d1al");
+    assert_eq!(originate(&mut dialer, "ExecIf", &data, "o1"), "Originate Access Forbidden: Application");
+    assert_eq!(originate(&mut dialer, "TryExec", "System(id)", "o2"), "Originate Access Forbidden: Application");
+    assert_eq!(originate(&mut dialer, "NoOp", "${SHELL(id)}", "o3"), "Originate Access Forbidden: Data");
+    assert_eq!(originate(&mut dialer, "Wait", "1", "o4"), "Originate successfully queued");
+    assert!(!touched.exists(), "nothing ran");
+    let mut admin = Ami::login(port, "admin", "s3cret");
+    assert_eq!(originate(&mut admin, "ExecIf", "1?NoOp(allowed)", "o5"), "Originate successfully queued");
+}

@@ -102,6 +102,15 @@ pub(crate) async fn handle(state: &Arc<State>, session: &mut Session, message: M
     (render(&reply, action_id.as_deref()), next)
 }
 
+/// Whether two secrets are equal, in a time that does not depend on where they differ (only
+/// on their lengths), so that timing a refusal tells nothing about the secret.
+fn same_secret(given: &str, secret: &str) -> bool {
+    let (given, secret) = (given.as_bytes(), secret.as_bytes());
+    let differ = given.iter().zip(secret).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    // black_box: the compiler may not turn the fold back into an early-exit comparison.
+    std::hint::black_box(differ) == 0 && given.len() == secret.len()
+}
+
 fn login(state: &Arc<State>, session: &mut Session, message: &Message) -> (Reply, Next) {
     let conf = state.conf();
     let username = message.get("Username").unwrap_or("").trim();
@@ -115,12 +124,12 @@ fn login(state: &Arc<State>, session: &mut Session, message: &Message) -> (Reply
         match (&session.challenge, message.get("Key")) {
             (Some(challenge), Some(key)) => {
                 let expected = format!("{:x}", md5::compute(format!("{challenge}{}", user.secret)));
-                expected.eq_ignore_ascii_case(key.trim())
+                same_secret(&expected, &key.trim().to_ascii_lowercase())
             }
             _ => false,
         }
     } else {
-        message.get("Secret") == Some(user.secret.as_str())
+        message.get("Secret").is_some_and(|secret| same_secret(secret, &user.secret))
     };
     if !good || !starling_core::acl::allows(&user.acl, ip) {
         tracing::info!("{ip} failed to authenticate as '{username}'");
@@ -510,6 +519,22 @@ fn redirect(core: &Core, m: &Message) -> Reply {
     vec![Message::success().with("Message", "Redirect successful")]
 }
 
+/// Whether an Originate of `app(data)` needs the `system` write class, as Asterisk's
+/// `action_originate` decides: an application that runs programs or other applications
+/// (any name containing `system`, `exec`, `agi`, `mixmonitor`, `externalivr` or `originate`,
+/// so `ExecIf(1?System(...))` and `TryExec` too), or data that evaluates `SHELL` or `EVAL`.
+/// `Some` names what was refused (`Application` or `Data`).
+fn originate_needs_system(app: &str, data: &str) -> Option<&'static str> {
+    let app = app.to_ascii_lowercase();
+    if ["system", "exec", "agi", "mixmonitor", "externalivr", "originate"].iter().any(|bad| app.contains(bad)) {
+        Some("Application")
+    } else if data.contains("SHELL") || data.contains("EVAL") {
+        Some("Data")
+    } else {
+        None
+    }
+}
+
 /// `Originate`: synchronous (the reply waits for the answer) or `Async: true` (the reply at
 /// once, then an `OriginateResponse` event carrying the ActionID).
 async fn originate(core: &Arc<Core>, session: &Session, m: &Message, action_id: Option<&str>) -> Reply {
@@ -519,14 +544,15 @@ async fn originate(core: &Arc<Core>, session: &Session, m: &Message, action_id: 
     }
     let destination = match (m.value("Application"), m.value("Exten")) {
         (Some(app), _) => {
-            // Applications that run programs need the `system` write class too (as Asterisk).
-            let dangerous = ["system", "exec", "trysystem"].contains(&app.to_ascii_lowercase().as_str());
+            let data = m.get("Data").unwrap_or("");
             let system = crate::config::class_bit("system").unwrap_or(0);
-            if dangerous && session.user.as_ref().is_none_or(|u| u.write & system == 0) {
-                return vec![Message::error("Originate with certain 'Application' arguments requires the additional System privilege, which you do not have.")];
+            if session.user.as_ref().is_none_or(|u| u.write & system == 0) {
+                if let Some(what) = originate_needs_system(app, data) {
+                    return vec![Message::error(&format!("Originate Access Forbidden: {what}"))];
+                }
             }
             let Some(app) = core.apps().get(app) else { return vec![Message::error("Application does not exist")] };
-            Destination::Application { app, data: m.get("Data").unwrap_or("").to_owned() }
+            Destination::Application { app, data: data.to_owned() }
         }
         (None, Some(exten)) => {
             let priority = m.value("Priority").and_then(|p| p.parse().ok()).unwrap_or(1);
@@ -595,4 +621,41 @@ async fn originate(core: &Arc<Core>, session: &Session, m: &Message, action_id: 
         core.events().publish(event);
     });
     vec![Message::success().with("Message", "Originate successfully queued")]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn originate_needs_system_as_asterisk_decides() {
+        for app in [
+            "System",
+            "TrySystem",
+            "Exec",
+            "TryExec",
+            "ExecIf",
+            "AGI",
+            "EAGI",
+            "MixMonitor",
+            "ExternalIVR",
+            "Originate",
+        ] {
+            assert_eq!(originate_needs_system(app, ""), Some("Application"), "{app}");
+        }
+        assert_eq!(originate_needs_system("NoOp", "${SHELL(id)}"), Some("Data"));
+        assert_eq!(originate_needs_system("Set", "A=${EVAL(${B})}"), Some("Data"));
+        assert_eq!(originate_needs_system("Playback", "hello-world"), None);
+        assert_eq!(originate_needs_system("Wait", "1"), None);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("s3cret", "s3cret"));
+        assert!(!same_secret("s3creT", "s3cret"));
+        assert!(!same_secret("s3cre", "s3cret"));
+        assert!(!same_secret("s3crets", "s3cret"));
+        assert!(!same_secret("", "s3cret"));
+        assert!(same_secret("", ""));
+    }
 }
