@@ -442,7 +442,8 @@ exten => h,1,Verbose(1,H invalid HANGUPCAUSE=${HANGUPCAUSE})
 /// leave an unanswered line alone (PLAYBACKSTATUS=SUCCESS, BACKGROUNDSTATUS=SUCCESS,
 /// READSTATUS=SKIPPED, RECORD_STATUS=SKIP), `noanswer`/`n` play or read without answering,
 /// a missing file is FAILED, Record stops at its maximum (TIMEOUT, RECORDED_FILE, a WAV in a
-/// folder it makes) and a name without a format is an ERROR that ends the call.
+/// folder it makes), a name with `..` is refused (FAILED, ERROR) and a name without a format is
+/// an ERROR that ends the call.
 #[test]
 fn sound_applications_set_their_status_variables() {
     let dir = TestDir::new("dpsounds");
@@ -480,6 +481,11 @@ exten => 100,1,Playback(hello-world,skip)
  same => n,Verbose(1,REC=${{RECORD_STATUS}} FILE=${{RECORDED_FILE}})
  same => n,Record(${{REC}}/take.xyz,,,q)
  same => n,Verbose(1,BAD FORMAT=${{RECORD_STATUS}})
+ same => n,Set(CLIMB=../en/beep)
+ same => n,Playback(${{CLIMB}})
+ same => n,Verbose(1,CLIMB PLAY=${{PLAYBACKSTATUS}})
+ same => n,Record(${{REC}}/../escape.wav,0,1,q)
+ same => n,Verbose(1,CLIMB REC=${{RECORD_STATUS}})
  same => n,Record(${{REC}}/noformat)
  same => n,Verbose(1,not reached after a nameless Record)
 exten => h,1,Verbose(1,H REC=${{RECORD_STATUS}})
@@ -501,6 +507,8 @@ exten => h,1,Verbose(1,H REC=${{RECORD_STATUS}})
         "BG PLAYED=SUCCESS\n".into(),
         format!("REC=TIMEOUT FILE={}/take\n", rec.display()),
         "BAD FORMAT=ERROR\n".into(),
+        "CLIMB PLAY=FAILED\n".into(),
+        "CLIMB REC=ERROR\n".into(),
         "H REC=ERROR\n".into(),
     ] {
         assert!(log.contains(&expected), "{expected:?} missing\n{log}");
@@ -510,6 +518,8 @@ exten => h,1,Verbose(1,H REC=${{RECORD_STATUS}})
     let wav = std::fs::read(rec.join("take.wav")).unwrap_or_default();
     assert!(wav.starts_with(b"RIFF") && wav.len() >= 44, "a WAV was written: {} bytes", wav.len());
     assert!(!rec.join("skipped.wav").exists(), "a skipped Record writes nothing");
+    assert!(!rec.join("../escape.wav").exists(), "a name with '..' is refused");
+    assert!(log.contains("Refusing to play '../en/beep': a file name may not contain '..'"), "{log}");
 }
 
 /// The functions through the real PBX: every one the issue lists that needs no call audio,

@@ -51,8 +51,20 @@ fn sound_dirs(soundsdir: &Path, language: &str) -> Vec<PathBuf> {
     dirs
 }
 
-/// Finds `name` (relative to the sounds folders, or an absolute path without extension).
+/// Whether a file name from the dialplan has a `..` component. Such a name is refused, with a
+/// warning, wherever an application opens a file: the name may carry caller data
+/// (`Playback(${CALLERID(num)})`), and must not climb out of the folder it names.
+pub fn climbs_out(name: &str) -> bool {
+    Path::new(name).components().any(|c| c == std::path::Component::ParentDir)
+}
+
+/// Finds `name` (relative to the sounds folders, or an absolute path without extension). A
+/// name with a `..` component is never looked up (a warning says so).
 pub fn find_sound(soundsdir: &Path, language: &str, name: &str, native: &str) -> Option<(PathBuf, Format)> {
+    if climbs_out(name) {
+        tracing::warn!("Refusing to play '{name}': a file name may not contain '..'");
+        return None;
+    }
     let mut extensions = Vec::new();
     if native == "ulaw" || native == "alaw" {
         extensions.push(native);
@@ -483,6 +495,11 @@ fn record<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         if skip_or_answer(chan, options, ("RECORD_STATUS", "SKIP")) {
             return AppResult::Continue;
         }
+        if climbs_out(name) {
+            tracing::warn!("Record: refusing to record to '{name}': a file name may not contain '..'");
+            chan.set_var("RECORD_STATUS", "ERROR");
+            return AppResult::Continue;
+        }
         let soundsdir = chan.core().settings().soundsdir.clone();
         let base = if Path::new(name).is_absolute() { PathBuf::from(name) } else { soundsdir.join(name) };
         let base = if name.contains("%d") {
@@ -687,6 +704,9 @@ mod tests {
         );
         assert_eq!(found("fr", "bonjour", "slin"), Some(PathBuf::from("fr/bonjour.sln")));
         assert_eq!(found("en", "nothing", "slin"), None);
+        assert_eq!(found("en", "../en_US_f_Allison/hello-world", "slin"), None, "a name may not climb");
+        assert!(climbs_out("../x") && climbs_out("a/../../b") && climbs_out("/a/../b"));
+        assert!(!climbs_out("a..b/c") && !climbs_out("digits/1") && !climbs_out("/var/lib/x"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
