@@ -9,6 +9,7 @@
 //! `sip show peers|peer|settings`. Not yet: INVITE and calls, qualify, outbound registration.
 
 mod config;
+mod ids;
 mod manager;
 mod monitor;
 mod outbound;

@@ -100,16 +100,6 @@ impl SipDebug {
     }
 }
 
-/// 16 unpredictable-enough bytes for the digest nonce key (the clock, the pid, an address).
-fn nonce_key(seed: u64) -> [u8; 16] {
-    let hex = starling_sip::digest::md5_hex(format!("{seed}:{}:{:p}", std::process::id(), &seed).as_bytes());
-    let mut key = [0u8; 16];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
-    }
-    key
-}
-
 impl Monitor {
     pub fn new(
         shared: Arc<Shared>,
@@ -120,8 +110,7 @@ impl Monitor {
         let (tcp, from_tcp) = tcp.unzip();
         let conf = shared.conf();
         let core = shared.core.clone();
-        let registrar =
-            Registrar::new(&conf.general.realm, nonce_key(shared.random()), shared.bindings.clone(), core.db());
+        let registrar = Registrar::new(&conf.general.realm, crate::ids::key(), shared.bindings.clone(), core.db());
         Monitor {
             core,
             conf,
@@ -263,8 +252,7 @@ impl Monitor {
         let g = &self.conf.general;
         let (lines, expiry, timeout, attempts) =
             (self.conf.registrations.clone(), g.defaultexpiry, g.registertimeout, g.registerattempts);
-        let shared = self.shared.clone();
-        let removed = self.registry.configure(now, &lines, expiry, timeout, attempts, || shared.random());
+        let removed = self.registry.configure(now, &lines, expiry, timeout, attempts);
         for line in &mut self.registry.lines {
             let peer = line.config.peer.as_deref().and_then(|name| self.conf.peer(name, |_| true));
             line.proxy = match peer {
@@ -305,7 +293,7 @@ impl Monitor {
         let remote = registry.lines.get(i)?.registrar_address()?;
         let local_ip = self.shared.local_ip_towards(remote);
         let told = self.shared.advertised(local_ip, remote.ip());
-        let branch = crate::registry::branch(self.shared.random());
+        let branch = crate::ids::branch();
         let now = std::time::Instant::now();
         let request = registry.request(i, now, told, &branch, &self.conf.general.useragent, authorization);
         if let Some(line) = registry.lines.get_mut(i) {
@@ -440,7 +428,7 @@ impl Monitor {
     fn register_response(&mut self, i: usize, response: &Response) {
         let now = std::time::Instant::now();
         let before = self.registry.lines.get(i).map(|l| l.state);
-        let cnonce = format!("{:08x}", self.shared.random() as u32);
+        let cnonce = crate::ids::cnonce();
         if let Some(authorization) = self.registry.response(i, now, response, &cnonce) {
             self.send_register(i, Some(authorization), now);
         }
@@ -597,7 +585,7 @@ impl Monitor {
         let host = starling_sip::uri::Host::from_ip(remote.ip());
         let uri = starling_sip::uri::Uri::sip(Some(peer), host, Some(remote.port()));
         let mut request = Request::new(Method::Options, uri.clone());
-        let branch = Endpoint::new_branch(&format!("{:016x}", self.shared.random()));
+        let branch = crate::ids::branch();
         let local = self.shared.advertised(local_ip, remote.ip());
         let via = starling_sip::transaction::via_for(
             Transport::Udp,
@@ -610,7 +598,7 @@ impl Monitor {
         request.headers.push(HeaderName::From, format!("<sip:starling@{local}>;tag={}", self.new_tag()));
         request.headers.push(HeaderName::To, format!("<{uri}>"));
         request.headers.push(HeaderName::Contact, format!("<sip:starling@{local}>"));
-        request.headers.push(HeaderName::CallId, format!("{:016x}@{}", self.shared.random(), local.ip()));
+        request.headers.push(HeaderName::CallId, crate::ids::call_id(local.ip()));
         request.headers.push(HeaderName::CSeq, "102 OPTIONS");
         request.headers.push(HeaderName::UserAgent, self.conf.general.useragent.clone());
         request.headers.push(HeaderName::Accept, "application/sdp");
@@ -1369,7 +1357,7 @@ impl Monitor {
                 else {
                     return;
                 };
-                via.set_param("branch", Some(Endpoint::new_branch(&format!("{:016x}", self.shared.random()))));
+                via.set_param("branch", Some(crate::ids::branch()));
                 let seq = uac.invite.cseq().map_or(dialog.local_seq, |c| c.seq);
                 let ack = dialog.ack(seq, &via).to_bytes();
                 uac.acks.push((tag, ack.clone()));

@@ -161,7 +161,7 @@ impl Tech for SipTech {
         let (session, media) = shared.call_media(local.ip(), &rtp, codecs, comedia, first.clock_rate);
 
         let local_tag = shared.new_tag();
-        let call_id = format!("{:016x}@{local_ip}", shared.random());
+        let call_id = crate::ids::call_id(local_ip);
         let key = CallKey { call_id: call_id.clone(), local_tag: local_tag.clone() };
         let mut local_uri = NameAddr::new(Uri::sip(Some("starling"), Host::from_ip(local.ip()), None));
         local_uri.set_param("tag", Some(local_tag.clone()));

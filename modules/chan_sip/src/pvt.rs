@@ -24,7 +24,7 @@ use starling_media::translate::{self, AudioFormat, Translator};
 use starling_sip::dialog::Dialog;
 use starling_sip::digest::{Challenge, Credentials};
 use starling_sip::message::{Response, SipMessage};
-use starling_sip::transaction::{via_for, Endpoint, Transport, TxId};
+use starling_sip::transaction::{via_for, Transport, TxId};
 use starling_sip::uri::Uri;
 use starling_sip::{HeaderName, MessageHeaders, Method, Request};
 
@@ -949,7 +949,7 @@ impl Pvt {
     }
 
     fn new_via(&self) -> starling_sip::Via {
-        let branch = Endpoint::new_branch(&format!("{:016x}", self.shared.random()));
+        let branch = crate::ids::branch();
         via_for(Transport::Udp, starling_sip::uri::Host::from_ip(self.local.ip()), self.local.port(), &branch)
     }
 
@@ -1145,7 +1145,7 @@ impl Pvt {
                     (HeaderName::ProxyAuthenticate, HeaderName::ProxyAuthorization)
                 };
                 let challenge = response.headers.get(&challenge_header).and_then(Challenge::parse);
-                let cnonce = format!("{:08x}", self.shared.random() as u32);
+                let cnonce = crate::ids::cnonce();
                 let answer = match (&mut self.direction, challenge) {
                     (Direction::Outbound(out), Some(challenge)) if out.auth_tries == 0 || challenge.stale => {
                         out.auth_tries += 1;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use starling_sip::digest::{Challenge, Credentials};
 use starling_sip::message::Response;
-use starling_sip::transaction::{via_for, Endpoint, Transport};
+use starling_sip::transaction::{via_for, Transport};
 use starling_sip::uri::{Host, Uri};
 use starling_sip::{HeaderName, MessageHeaders, Method, Request};
 
@@ -169,7 +169,6 @@ impl Registry {
         defaultexpiry: u32,
         registertimeout: u32,
         registerattempts: u32,
-        mut random: impl FnMut() -> u64,
     ) -> Vec<Line> {
         self.registertimeout = Duration::from_secs(u64::from(registertimeout.max(1)));
         self.registerattempts = registerattempts;
@@ -189,8 +188,8 @@ impl Registry {
                 state: RegState::Unregistered,
                 expiry: config.expiry.unwrap_or(defaultexpiry),
                 reg_time: None,
-                call_id: format!("{:016x}@starling", random()),
-                from_tag: format!("as{:08x}", random() as u32),
+                call_id: crate::ids::call_id("starling"),
+                from_tag: crate::ids::tag(),
                 cseq: 101,
                 next: Some(start),
                 attempts: 0,
@@ -527,11 +526,6 @@ pub fn host_column(config: &Registration) -> String {
     format!("{}:{}", config.host, config.port.unwrap_or(5060))
 }
 
-/// A fresh branch for a REGISTER.
-pub fn branch(random: u64) -> String {
-    Endpoint::new_branch(&format!("{random:016x}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,11 +562,7 @@ mod tests {
     fn registry(attempts: u32) -> (Registry, Instant) {
         let now = Instant::now();
         let mut r = Registry::default();
-        let mut n = 0;
-        r.configure(now, &[line()], 120, 20, attempts, || {
-            n += 1;
-            n
-        });
+        r.configure(now, &[line()], 120, 20, attempts);
         (r, now)
     }
 

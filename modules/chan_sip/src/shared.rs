@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use starling_core::tokio::net::UdpSocket;
@@ -35,8 +34,6 @@ pub struct Shared {
     /// Calls in progress per peer, for `call-limit`.
     call_counts: Mutex<HashMap<String, u32>>,
     next_rtp_port: Mutex<u16>,
-    /// State for tags, Call-IDs, branches and SSRCs.
-    random: AtomicU64,
     pub to_monitor: UnboundedSender<ToMonitor>,
     pub table: DialogTable,
     /// The SIP socket's port (Via, Contact).
@@ -98,9 +95,6 @@ impl Shared {
         sip_port: u16,
         relay: Arc<crate::relay::Relay>,
     ) -> Shared {
-        let seed =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let seed = seed ^ (u64::from(std::process::id()) << 32);
         let ipv6 = conf.read().unwrap_or_else(|p| p.into_inner()).general.bindaddr.is_ipv6();
         let resolver = crate::resolve::Resolver::new(&core.settings().nameservers, ipv6, core.runtime());
         Shared {
@@ -109,8 +103,7 @@ impl Shared {
             bindings,
             call_counts: Mutex::default(),
             // Where in the range the first call starts: anywhere (round-robin from there).
-            next_rtp_port: Mutex::new((seed >> 8) as u16),
-            random: AtomicU64::new(seed),
+            next_rtp_port: Mutex::new(crate::ids::random() as u16),
             to_monitor,
             table,
             sip_port,
@@ -181,18 +174,14 @@ impl Shared {
         }
     }
 
-    /// A fresh pseudo-random number (a PCG step: unpredictable enough for tags and branches,
-    /// which need to be unique, not secret).
+    /// A fresh random number ([`crate::ids::random`]).
     pub fn random(&self) -> u64 {
-        let step = |x: u64| x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        let previous = self.random.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(step(x))).unwrap_or(0);
-        let x = step(previous);
-        (x ^ (x >> 22)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        crate::ids::random()
     }
 
-    /// A tag for our From/To headers.
+    /// A tag for our From/To headers ([`crate::ids::tag`]).
     pub fn new_tag(&self) -> String {
-        format!("as{:08x}", self.random() as u32)
+        crate::ids::tag()
     }
 
     /// Takes a call-limit slot of `peer` unless `limit` are in use.

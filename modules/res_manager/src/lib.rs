@@ -66,8 +66,6 @@ pub(crate) struct State {
     conf: RwLock<Arc<ManagerConf>>,
     sessions: Mutex<BTreeMap<u64, SessionInfo>>,
     next_session: AtomicU64,
-    /// Challenges handed out, per session.
-    next_challenge: AtomicU64,
     /// Sessions connected and not yet logged in (bounded by `authlimit`).
     unauthenticated: AtomicUsize,
 }
@@ -300,11 +298,10 @@ impl State {
         };
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(session.id, info);
     }
+    /// A challenge for `AuthType: MD5`: nine random digits (Asterisk's is `ast_random()`), from
+    /// rand's ThreadRng (seeded by the OS), so that one seen tells nothing of the next.
     pub(crate) fn new_challenge(&self) -> String {
-        let n = self.next_challenge.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        // Nine digits, as Asterisk's; unique per process.
-        format!("{:09}", (u64::from(nanos) ^ (n.wrapping_mul(0x9E37_79B9))) % 1_000_000_000)
+        format!("{:09}", rand::random_range(0..1_000_000_000u32))
     }
     pub(crate) fn core(&self) -> &Arc<Core> {
         &self.core
@@ -453,7 +450,6 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         conf: RwLock::new(Arc::new(conf.clone())),
         sessions: Mutex::default(),
         next_session: AtomicU64::new(0),
-        next_challenge: AtomicU64::new(0),
         unauthenticated: AtomicUsize::new(0),
     });
     let (stop, stopped) = watch::channel(false);
