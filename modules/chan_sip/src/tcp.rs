@@ -389,3 +389,87 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A peer that takes nothing written, over real sockets: once [`WRITE_QUEUE_BYTES`] wait, the
+    /// connection is forgotten (so the queue stops growing), and its task closes it within
+    /// [`WRITE_TIMEOUT`] of its last write.
+    #[test]
+    fn a_peer_that_does_not_read_is_closed() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let (mut tcp, mut events) = Tcp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let mut peer = std::net::TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
+            let (stream, remote) = tcp.accept().await.unwrap();
+            tcp.accepted(stream, remote, Limits { authtimeout: Duration::from_secs(600), authlimit: 10 });
+            tcp.authenticated(remote);
+            let mut sent = 0usize;
+            while tcp.is_connected(remote) && sent < 256 << 20 {
+                tcp.send(remote, vec![b'x'; 16_384]);
+                sent += 16_384;
+                // Let the connection's task take what it can.
+                tokio::task::yield_now().await;
+            }
+            assert!(!tcp.is_connected(remote), "still queueing after {sent} bytes");
+            let closed = tokio::time::timeout(2 * WRITE_TIMEOUT, async {
+                while let Some(event) = events.recv().await {
+                    if let TcpEvent::Closed { remote: r, .. } = event {
+                        return r == remote;
+                    }
+                }
+                false
+            })
+            .await;
+            assert_eq!(closed, Ok(true), "the connection's task did not end");
+            // The peer reads what the kernel holds, then the end.
+            peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buffer = vec![0u8; 1 << 16];
+            let ended = loop {
+                match peer.read(&mut buffer) {
+                    Ok(0) => break true,
+                    Ok(_) => {}
+                    Err(e) => break !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+                }
+            };
+            assert!(ended, "the peer's connection was not closed");
+        });
+    }
+
+    /// Past `tcpauthlimit` unauthenticated connections a new one is closed at once; an
+    /// authenticated one no longer counts, and neither does one that ended.
+    #[test]
+    fn tcpauthlimit_counts_unauthenticated_connections() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let limits = Limits { authtimeout: Duration::from_secs(600), authlimit: 2 };
+            let (mut tcp, mut events) = Tcp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let accept = async |tcp: &mut Tcp| {
+                let peer = std::net::TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
+                let (stream, remote) = tcp.accept().await.unwrap();
+                tcp.accepted(stream, remote, limits);
+                (peer, remote)
+            };
+            let (_a, a) = accept(&mut tcp).await;
+            let (b_peer, b) = accept(&mut tcp).await;
+            let (_c, c) = accept(&mut tcp).await;
+            assert!(tcp.is_connected(a) && tcp.is_connected(b), "within the limit");
+            assert!(!tcp.is_connected(c), "past the limit: closed at once");
+            tcp.authenticated(a);
+            let (_d, d) = accept(&mut tcp).await;
+            assert!(tcp.is_connected(d), "an authenticated connection no longer counts");
+            drop(b_peer);
+            let event = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+            let Ok(Some(TcpEvent::Closed { remote, id })) = event else { panic!("{event:?}") };
+            assert_eq!(remote, b);
+            tcp.closed(remote, id);
+            let (_e, e) = accept(&mut tcp).await;
+            assert!(tcp.is_connected(e), "one that ended no longer counts");
+            let (_f, f) = accept(&mut tcp).await;
+            assert!(!tcp.is_connected(f), "at the limit again");
+        });
+    }
+}
