@@ -5,7 +5,7 @@
 //! baseline the issue names (it parses ~170,000/s untyped on this machine).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use starling_sip::{parse, MessageHeaders, SipMessage};
+use starling_sip::{parse, MessageHeaders, SipMessage, StreamDecoder, StreamItem};
 
 /// A typical softphone INVITE with SDP (906 bytes).
 pub const INVITE: &str = "INVITE sip:600@192.168.1.10:5060 SIP/2.0\r\n\
@@ -76,5 +76,50 @@ fn parse_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse_benches);
+/// Frames `message` as a TCP connection reads it, `piece` bytes at a time (asking for a message
+/// after every read, as chan_sip's connection task does).
+fn frame_in_pieces(message: &[u8], piece: usize) -> usize {
+    let mut decoder = StreamDecoder::new();
+    let mut framed = 0;
+    for chunk in message.chunks(piece) {
+        decoder.push(chunk);
+        while let Some(item) = decoder.next_item() {
+            if let Ok(StreamItem::Message(_)) = item {
+                framed += 1;
+            }
+        }
+    }
+    framed
+}
+
+/// An INVITE whose headers fill most of the stream cap (~16 KB: a long Route set, as a call
+/// through several proxies carries), to show how framing grows with the head's size.
+fn long_invite() -> String {
+    let (head, body) = INVITE.split_once("\r\n\r\n").expect("the INVITE has a blank line");
+    let mut text = head.to_owned();
+    for i in 0..150 {
+        text.push_str(&format!("\r\nRecord-Route: <sip:proxy{i:03}.example.com;lr;ftag=9fxced76sl;did=a1b.c2d3e4f5>"));
+    }
+    format!("{text}\r\n\r\n{body}")
+}
+
+/// Issue 20: framing a stream is linear in the bytes read, however small the reads.
+fn stream_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sip_stream");
+    group.throughput(Throughput::Elements(1));
+    for piece in [1, 16, 1460] {
+        group.bench_function(BenchmarkId::new("invite_with_sdp_in_pieces_of", piece), |b| {
+            b.iter(|| assert_eq!(frame_in_pieces(std::hint::black_box(INVITE.as_bytes()), piece), 1))
+        });
+    }
+    let long = long_invite();
+    for piece in [16, 1460] {
+        group.bench_function(BenchmarkId::new(format!("invite_{}_bytes_in_pieces_of", long.len()), piece), |b| {
+            b.iter(|| assert_eq!(frame_in_pieces(std::hint::black_box(long.as_bytes()), piece), 1))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parse_benches, stream_benches);
 criterion_main!(benches);

@@ -17,9 +17,15 @@ use crate::header::{split_list, HeaderName, Headers};
 use crate::typed::{is_token_char, CSeq, Method, NameAddr, ValueError, Via};
 use crate::uri::Uri;
 
-/// Messages larger than this are refused (a datagram cannot be larger; a stream that sends
-/// more without a message end is broken or hostile).
+/// Datagrams larger than this are refused (a UDP datagram cannot be larger; Asterisk's chan_sip
+/// reads them into a buffer of this size).
 pub const MAX_MESSAGE: usize = 65_535;
+
+/// Messages on a stream (TCP) larger than this, head and body, are refused: Asterisk's
+/// `SIP_MAX_PACKET_SIZE`, past which chan_sip's TCP reader drops the connection. A stream that
+/// sends more without a message end, or declares a body that would take a message past it, is
+/// broken or hostile.
+pub const MAX_STREAM_MESSAGE: usize = 20_480;
 
 /// A request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,8 +58,10 @@ pub enum SipMessage {
 pub enum ParseErrorKind {
     #[error("message is empty")]
     Empty,
-    #[error("message is larger than {MAX_MESSAGE} bytes")]
-    TooLarge,
+    #[error("message is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("Content-Length {declared} makes the message larger than {limit} bytes")]
+    ContentLengthTooLarge { declared: usize, limit: usize },
     #[error("no blank line after the headers")]
     NoHeaderEnd,
     #[error("headers are not UTF-8")]
@@ -184,7 +192,7 @@ fn find_header_end(data: &[u8]) -> Option<(usize, usize)> {
 /// Parses one message from the start of `data`; returns it and how many bytes it used.
 fn parse_message(data: &[u8], framing: Framing) -> Result<(SipMessage, usize), ParseError> {
     if data.len() > MAX_MESSAGE {
-        return Err(ParseError::new(ParseErrorKind::TooLarge));
+        return Err(ParseError::new(ParseErrorKind::TooLarge { limit: MAX_MESSAGE }));
     }
     // RFC 3261 §7.5: CRLFs before the start line are ignored.
     let skip = data.iter().position(|b| *b != b'\r' && *b != b'\n').ok_or(ParseError::new(ParseErrorKind::Empty))?;
@@ -415,10 +423,31 @@ fn header_label(name: &HeaderName) -> &'static str {
     }
 }
 
-/// Cuts a byte stream (TCP) into messages by Content-Length.
-#[derive(Debug, Default)]
+/// Cuts a byte stream (TCP) into messages by Content-Length, holding at most one message's
+/// worth of bytes.
+///
+/// The state is where the message at the front of the buffer stands: its head is searched for
+/// the blank line from where the last search stopped (so framing costs time linear in the
+/// bytes read, however the stream is cut), and once the blank line is found its declared
+/// length is known, checked against the limit, and only awaited. A message over the limit —
+/// a head with no blank line within it, or a Content-Length that would take it past — is an
+/// error as soon as that is known, before its body is read: nothing past the limit is kept
+/// beyond the one read that crossed it.
+#[derive(Debug)]
 pub struct StreamDecoder {
     buffer: Vec<u8>,
+    /// The largest message accepted (head and body).
+    max: usize,
+    /// How much of the buffer's front has been searched for the blank line without finding it.
+    scanned: usize,
+    /// The front message's whole length, once its head is complete.
+    framed: Option<usize>,
+}
+
+impl Default for StreamDecoder {
+    fn default() -> StreamDecoder {
+        StreamDecoder::new()
+    }
 }
 
 /// What a stream yielded.
@@ -437,55 +466,117 @@ pub const PING: &[u8] = b"\r\n\r\n";
 pub const PONG: &[u8] = b"\r\n";
 
 impl StreamDecoder {
+    /// A decoder that takes messages of up to [`MAX_STREAM_MESSAGE`] bytes.
     pub fn new() -> StreamDecoder {
-        StreamDecoder::default()
+        StreamDecoder::with_max(MAX_STREAM_MESSAGE)
     }
 
-    /// Adds bytes read from the connection.
+    /// A decoder that takes messages of up to `max` bytes, head and body.
+    pub fn with_max(max: usize) -> StreamDecoder {
+        StreamDecoder { buffer: Vec::new(), max: max.min(MAX_MESSAGE), scanned: 0, framed: None }
+    }
+
+    /// Adds bytes read from the connection. Call [`StreamDecoder::next_item`] until it says
+    /// `None` before the next push: that keeps the buffer within one message and one read.
     pub fn push(&mut self, data: &[u8]) {
         self.buffer.extend_from_slice(data);
     }
 
+    /// How many bytes are held (read, and not yet given out as an item).
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// The next complete item, `None` until more bytes arrive. After an error the connection
-    /// cannot be resynchronised and should be closed.
+    /// cannot be resynchronised and should be closed (the buffer is emptied).
     pub fn next_item(&mut self) -> Option<Result<StreamItem, ParseError>> {
+        let total = match self.framed {
+            Some(total) => total,
+            None => {
+                if let Some(keepalive) = self.keepalive() {
+                    return keepalive;
+                }
+                match self.frame() {
+                    Ok(Some(total)) => total,
+                    Ok(None) => return None,
+                    Err(kind) => {
+                        self.reset();
+                        self.buffer = Vec::new();
+                        return Some(Err(ParseError::new(kind)));
+                    }
+                }
+            }
+        };
+        if self.buffer.len() < total {
+            return None;
+        }
+        let result = parse_message(&self.buffer[..total], Framing::Stream);
+        match &result {
+            Ok(_) => {
+                self.buffer.drain(..total);
+            }
+            Err(_) => self.buffer = Vec::new(),
+        }
+        self.reset();
+        Some(result.map(|(message, _)| StreamItem::Message(message)))
+    }
+
+    fn reset(&mut self) {
+        self.scanned = 0;
+        self.framed = None;
+    }
+
+    /// A ping or pong at the front (only between messages).
+    fn keepalive(&mut self) -> Option<Option<Result<StreamItem, ParseError>>> {
         if self.buffer.starts_with(PING) {
             self.buffer.drain(..PING.len());
-            return Some(Ok(StreamItem::Ping));
+            return Some(Some(Ok(StreamItem::Ping)));
         }
         if self.buffer.starts_with(b"\r\n") {
             // A lone CRLF is a pong, unless it is the start of a ping still arriving.
             if self.buffer.len() < 4 && PING.starts_with(&self.buffer) {
-                return None;
+                return Some(None);
             }
             self.buffer.drain(..2);
-            return Some(Ok(StreamItem::Pong));
+            return Some(Some(Ok(StreamItem::Pong)));
         }
-        let (head_end, body_start) = match find_header_end(&self.buffer) {
-            Some(found) => found,
-            None if self.buffer.len() > MAX_MESSAGE => {
-                self.buffer.clear();
-                return Some(Err(ParseError::new(ParseErrorKind::TooLarge)));
+        None
+    }
+
+    /// Searches the bytes not yet searched for the end of the front message's head; when found,
+    /// the message's whole length (head, blank line and declared body), within the limit.
+    fn frame(&mut self) -> Result<Option<usize>, ParseErrorKind> {
+        // A blank line that straddles the last search's end starts at most 3 bytes before it.
+        let from = self.scanned.saturating_sub(3);
+        let Some((head_end, body_start)) =
+            find_header_end(&self.buffer[from..]).map(|(end, start)| (from + end, from + start))
+        else {
+            self.scanned = self.buffer.len();
+            if self.buffer.len() > self.max {
+                return Err(ParseErrorKind::TooLarge { limit: self.max });
             }
-            None => return None,
+            return Ok(None);
         };
-        // Enough for the body? Read Content-Length from the raw head first.
-        let declared = std::str::from_utf8(&self.buffer[..head_end]).ok().and_then(|head| {
-            head.split('\n').skip(1).find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                (HeaderName::parse(name.trim()) == HeaderName::ContentLength).then(|| parse_content_length(value))?
-            })
-        });
-        if self.buffer.len() < body_start + declared.unwrap_or(0) {
-            return None;
+        if body_start > self.max {
+            return Err(ParseErrorKind::TooLarge { limit: self.max });
         }
-        let result = parse_message(&self.buffer, Framing::Stream);
-        let used = match &result {
-            Ok((_, used)) => *used,
-            Err(_) => self.buffer.len(),
-        };
-        self.buffer.drain(..used);
-        Some(result.map(|(message, _)| StreamItem::Message(message)))
+        // Read Content-Length from the raw head; a bad one is left for the parser to name.
+        let declared = std::str::from_utf8(&self.buffer[..head_end])
+            .ok()
+            .and_then(|head| {
+                head.split('\n').skip(1).find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    (HeaderName::parse(name.trim()) == HeaderName::ContentLength)
+                        .then(|| parse_content_length(value))?
+                })
+            })
+            .unwrap_or(0);
+        let total = body_start.saturating_add(declared);
+        if total > self.max {
+            return Err(ParseErrorKind::ContentLengthTooLarge { declared, limit: self.max });
+        }
+        self.framed = Some(total);
+        Ok(Some(total))
     }
 }
 
@@ -800,5 +891,79 @@ mod tests {
         assert_eq!(d.next_item(), None, "may be the start of a ping");
         d.push(b"INVITE");
         assert_eq!(d.next_item(), Some(Ok(StreamItem::Pong)));
+    }
+
+    /// Drains every item the decoder has.
+    fn drain(d: &mut StreamDecoder) -> Vec<Result<StreamItem, ParseError>> {
+        std::iter::from_fn(|| d.next_item()).collect()
+    }
+
+    #[test]
+    fn a_stream_fed_one_byte_at_a_time_is_framed_as_when_whole() {
+        let stream = format!("{INVITE}\r\n\r\n{INVITE}\r\n{}{INVITE}", INVITE.replace("Content-Length: 4", "l: 4"));
+        let mut whole = StreamDecoder::new();
+        whole.push(stream.as_bytes());
+        let expected = drain(&mut whole);
+        assert_eq!(expected.len(), 6, "{expected:?}");
+        assert!(expected.iter().all(Result::is_ok), "{expected:?}");
+        let mut bytewise = StreamDecoder::new();
+        let mut items = Vec::new();
+        for byte in stream.as_bytes() {
+            bytewise.push(std::slice::from_ref(byte));
+            items.extend(drain(&mut bytewise));
+        }
+        assert_eq!(items, expected);
+        assert_eq!(bytewise.buffered(), 0);
+    }
+
+    #[test]
+    fn a_declared_body_over_the_cap_is_refused_before_it_is_read() {
+        let head = INVITE.split_once("\r\n\r\n").unwrap().0.replace("Content-Length: 4", "Content-Length: 4000000000");
+        let mut d = StreamDecoder::new();
+        d.push(head.as_bytes());
+        assert_eq!(d.next_item(), None, "the head is not complete yet");
+        d.push(b"\r\n\r\nv=0");
+        let error = d.next_item().unwrap().unwrap_err();
+        assert_eq!(
+            error.kind,
+            ParseErrorKind::ContentLengthTooLarge { declared: 4_000_000_000, limit: MAX_STREAM_MESSAGE }
+        );
+        assert_eq!(d.buffered(), 0, "nothing of it is kept");
+        // A message of exactly the cap is taken; one byte more is refused.
+        let head = INVITE.split_once("\r\n\r\n").unwrap().0.replace("Content-Length: 4", "Content-Length: 00000");
+        for (size, taken) in [(MAX_STREAM_MESSAGE, true), (MAX_STREAM_MESSAGE + 1, false)] {
+            let body = "x".repeat(size - head.len() - 4);
+            let text = format!("{}\r\n\r\n{body}", head.replace("00000", &format!("{:05}", body.len())));
+            assert_eq!(text.len(), size);
+            let mut d = StreamDecoder::new();
+            d.push(text.as_bytes());
+            let item = d.next_item().unwrap();
+            assert_eq!(item.is_ok(), taken, "{size}: {item:?}");
+        }
+    }
+
+    #[test]
+    fn a_head_past_the_cap_without_a_blank_line_is_refused() {
+        let mut d = StreamDecoder::new();
+        d.push(b"INVITE sip:bob@biloxi.com SIP/2.0\r\n");
+        let line = b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+        let mut pushed = 0;
+        loop {
+            d.push(line);
+            pushed += 1;
+            match d.next_item() {
+                None => assert!(d.buffered() <= MAX_STREAM_MESSAGE, "held past the cap"),
+                Some(result) => {
+                    assert_eq!(result.unwrap_err().kind, ParseErrorKind::TooLarge { limit: MAX_STREAM_MESSAGE });
+                    break;
+                }
+            }
+            assert!(pushed < 1000, "never refused");
+        }
+        assert_eq!(d.buffered(), 0);
+        // The same head with its blank line in time is a message (the limit is the message's).
+        let mut d = StreamDecoder::with_max(1000);
+        d.push(INVITE.as_bytes());
+        assert!(matches!(d.next_item(), Some(Ok(StreamItem::Message(_)))));
     }
 }

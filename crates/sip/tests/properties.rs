@@ -1,7 +1,7 @@
 //! Property tests: no input makes the parser panic, and what we build reads back the same.
 
 use proptest::prelude::*;
-use starling_sip::message::StreamDecoder;
+use starling_sip::message::{StreamDecoder, StreamItem};
 use starling_sip::{parse, parse_datagram, HeaderName, Host, Method, NameAddr, Request, SipMessage, Uri, Via};
 
 const INVITE: &[u8] = b"INVITE sip:bob@biloxi.com SIP/2.0\r\n\
@@ -60,6 +60,52 @@ proptest! {
                 }
             }
         }
+    }
+
+    /// However a TCP stream is cut into reads, it is framed into the same items as when it
+    /// arrives whole (up to and with the first error, after which the connection is closed).
+    #[test]
+    fn stream_framing_does_not_depend_on_the_reads(
+        parts in proptest::collection::vec(0..5usize, 1..8),
+        tail in proptest::collection::vec(any::<u8>(), 0..40),
+        cuts in proptest::collection::vec(1..80usize, 1..400),
+    ) {
+        const RESPONSE: &[u8] = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP a;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+            To: <sip:x@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n";
+        let pool: [&[u8]; 5] = [INVITE, b"\r\n\r\n", b"\r\n", RESPONSE, b"\nINVITE sip:x SIP/2.0\r\nContent-Length: 3\r\n\r\nabc"];
+        let mut stream: Vec<u8> = parts.iter().flat_map(|&i| pool[i].iter().copied()).collect();
+        stream.extend(tail);
+        let items = |reads: &mut dyn Iterator<Item = &[u8]>| {
+            let mut decoder = StreamDecoder::new();
+            let mut items = Vec::new();
+            for read in reads {
+                decoder.push(read);
+                while let Some(item) = decoder.next_item() {
+                    let failed = item.is_err();
+                    items.push(item);
+                    if failed {
+                        return items;
+                    }
+                }
+            }
+            items
+        };
+        let whole = items(&mut std::iter::once(stream.as_slice()));
+        let mut rest = stream.as_slice();
+        let mut cut_reads = Vec::new();
+        for cut in cuts.iter().cycle().take(stream.len()) {
+            if rest.is_empty() {
+                break;
+            }
+            let (read, after) = rest.split_at((*cut).min(rest.len()));
+            cut_reads.push(read);
+            rest = after;
+        }
+        let cut = items(&mut cut_reads.into_iter());
+        prop_assert_eq!(&cut, &whole);
+        let bytewise = items(&mut stream.chunks(1));
+        prop_assert_eq!(&bytewise, &whole);
+        prop_assert!(whole.iter().filter(|i| matches!(i, Ok(StreamItem::Message(_)))).count() <= parts.len());
     }
 
     /// build → serialise → parse gives the same message.

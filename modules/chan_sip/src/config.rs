@@ -225,6 +225,12 @@ pub struct General {
     pub rtptimeout: Option<u32>,
     pub tcpenable: bool,
     pub tcpbindaddr: Option<String>,
+    /// `tcpauthtimeout` (seconds, default 30, as chan_sip's): a TCP connection made to us that
+    /// has not authenticated by then is closed.
+    pub tcpauthtimeout: u32,
+    /// `tcpauthlimit` (default 100, as chan_sip's): how many connections made to us may be
+    /// unauthenticated at once; past it a new connection is closed as soon as it is accepted.
+    pub tcpauthlimit: u32,
     pub language: String,
     /// `srvlookup` (default yes, as Asterisk's): a host without a port is looked up in DNS SRV
     /// first (`_sip._udp.<host>`, see `resolve`).
@@ -566,6 +572,8 @@ impl SipConf {
             rtptimeout: None,
             tcpenable: false,
             tcpbindaddr: None,
+            tcpauthtimeout: 30,
+            tcpauthlimit: 100,
             language: "en".into(),
             srvlookup: true,
         };
@@ -642,12 +650,22 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
             split_bindaddr(&var.value).ok_or_else(|| var.error("expected an IP address, with a port or not"))?;
             g.tcpbindaddr = Some(var.value.trim().to_owned());
         }
+        "tcpauthtimeout" => g.tcpauthtimeout = positive(var)?,
+        "tcpauthlimit" => g.tcpauthlimit = positive(var)?,
         "language" => g.language = var.value.clone(),
         "srvlookup" => g.srvlookup = bool_of(var)?,
         "register" => registrations.push(parse_register(var)?),
         _ => tracing::warn!("{}: unknown [general] key '{}' in sip.conf", var.location, var.name),
     }
     Ok(())
+}
+
+/// A whole number of at least 1 (chan_sip's `PARSE_IN_RANGE` 1..INT_MAX).
+fn positive(var: &Variable) -> Result<u32, ConfigError> {
+    var.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=i32::MAX as u32).contains(n))
+        .ok_or_else(|| var.error("expected a whole number of at least 1"))
 }
 
 fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
@@ -848,6 +866,19 @@ mod tests {
         assert_eq!(tcp.general.tcp_address(), Some("[::1]:5080".parse().unwrap()));
         assert_eq!(parse("[general]\ntcpbindaddr=127.0.0.2\n").unwrap().general.tcp_address(), None, "tcpenable=no");
         assert!(parse("[general]\ntcpbindaddr=nowhere\n").is_err());
+    }
+
+    /// chan_sip's defaults (30 s, 100 connections) and range (at least 1).
+    #[test]
+    fn tcpauthtimeout_and_tcpauthlimit() {
+        let g = parse("").unwrap().general;
+        assert_eq!((g.tcpauthtimeout, g.tcpauthlimit), (30, 100));
+        let g = parse("[general]\ntcpauthtimeout=5\ntcpauthlimit=500\n").unwrap().general;
+        assert_eq!((g.tcpauthtimeout, g.tcpauthlimit), (5, 500));
+        for bad in ["tcpauthtimeout=0", "tcpauthlimit=-1", "tcpauthlimit=lots", "tcpauthtimeout=3000000000"] {
+            let e = parse(&format!("[general]\n{bad}\n")).unwrap_err();
+            assert!(e.starts_with(&format!("sip.conf:2: {}", bad.split('=').next().unwrap())), "{e}");
+        }
     }
 
     /// directmedia as chan_sip reads it: yes/no, or words; `[general]`'s is every peer's default

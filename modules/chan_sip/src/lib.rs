@@ -481,10 +481,12 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             let g = &conf.general;
             let _ = writeln!(
                 call,
-                "\n\nGlobal Settings:\n----------------\n  UDP Bindaddress:        {}:{}\n  TCP SIP Bindaddress:    {}\n  Allow guest calls:      {}\n  Always auth rejects:    {}\n  Realm. auth:            {}\n  User Agent:             {}\n  Codecs:                 ({})\n  Context:                {}\n  Reg. min duration       {} secs\n  Reg. max duration:      {} secs\n  Reg. default duration:  {} secs\n",
+                "\n\nGlobal Settings:\n----------------\n  UDP Bindaddress:        {}:{}\n  TCP SIP Bindaddress:    {}\n  TCP auth timeout:       {} secs\n  TCP auth limit:         {}\n  Allow guest calls:      {}\n  Always auth rejects:    {}\n  Realm. auth:            {}\n  User Agent:             {}\n  Codecs:                 ({})\n  Context:                {}\n  Reg. min duration       {} secs\n  Reg. max duration:      {} secs\n  Reg. default duration:  {} secs\n",
                 g.bindaddr,
                 g.bindport,
                 g.tcp_address().map_or_else(|| "Disabled".to_owned(), |a| a.to_string()),
+                g.tcpauthtimeout,
+                g.tcpauthlimit,
                 if g.allowguest { "Yes" } else { "No" },
                 if g.alwaysauthreject { "Yes" } else { "No" },
                 g.realm,

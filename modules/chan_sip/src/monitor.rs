@@ -71,7 +71,7 @@ pub struct Monitor {
     from_calls: mpsc::UnboundedReceiver<ToMonitor>,
     /// SIP over TCP (`tcpenable=yes`): the listener and connections, and what they read.
     tcp: Option<crate::tcp::Tcp>,
-    from_tcp: Option<mpsc::UnboundedReceiver<crate::tcp::TcpEvent>>,
+    from_tcp: Option<mpsc::Receiver<crate::tcp::TcpEvent>>,
 }
 
 /// `sip set debug`: off, on for every message, or only for one address (`ip X`, `peer X`).
@@ -105,7 +105,7 @@ impl Monitor {
         shared: Arc<Shared>,
         from_calls: mpsc::UnboundedReceiver<ToMonitor>,
         socket: Arc<UdpSocket>,
-        tcp: Option<(crate::tcp::Tcp, mpsc::UnboundedReceiver<crate::tcp::TcpEvent>)>,
+        tcp: Option<(crate::tcp::Tcp, mpsc::Receiver<crate::tcp::TcpEvent>)>,
     ) -> Monitor {
         let (tcp, from_tcp) = tcp.unzip();
         let conf = shared.conf();
@@ -213,8 +213,13 @@ impl Monitor {
                 Some(message) = self.from_calls.recv() => self.handle_call_message(message),
                 accepted = accept => match accepted {
                     Ok((stream, remote)) => {
+                        let g = &self.conf.general;
+                        let limits = crate::tcp::Limits {
+                            authtimeout: Duration::from_secs(g.tcpauthtimeout.into()),
+                            authlimit: g.tcpauthlimit as usize,
+                        };
                         if let Some(tcp) = self.tcp.as_mut() {
-                            tcp.accepted(stream, remote);
+                            tcp.accepted(stream, remote, limits);
                         }
                     }
                     Err(e) => {
@@ -701,6 +706,14 @@ impl Monitor {
         }
     }
 
+    /// A request from `remote` was authenticated (chan_sip's `req->authenticated`): a TCP
+    /// connection it came on is no longer held to `tcpauthtimeout`/`tcpauthlimit`.
+    fn tcp_authenticated(&mut self, remote: SocketAddr) {
+        if let Some(tcp) = self.tcp.as_mut() {
+            tcp.authenticated(remote);
+        }
+    }
+
     /// The transport towards `remote`: TCP over a connection already open with it, or when the
     /// configuration asks for TCP there (`transport=tcp`, a `tcp://` line) and TCP is enabled;
     /// else UDP.
@@ -833,6 +846,10 @@ impl Monitor {
                 self.handle_request_invite(tx, request, remote)
             }
             Method::Invite | Method::Bye | Method::Info | Method::Refer | Method::Update => {
+                // A request inside a call is authenticated, as chan_sip's `p->owner` makes it.
+                if key_of_request(&request).is_some_and(|key| self.calls.contains_key(&key)) {
+                    self.tcp_authenticated(remote);
+                }
                 let call = key_of_request(&request).and_then(|key| self.calls.get(&key));
                 match call {
                     Some(call) if request.method == Method::Update => {
@@ -934,6 +951,7 @@ impl Monitor {
             Ok(()) => {
                 let dynamic = peer.is_some_and(|p| p.host == PeerHost::Dynamic);
                 if dynamic {
+                    self.tcp_authenticated(remote);
                     let ok = self.response(request, 200);
                     let (response, change) = self.registrar.register(&conf, request, &name, remote, ok);
                     match change {
@@ -1121,6 +1139,7 @@ impl Monitor {
                 };
             }
         }
+        self.tcp_authenticated(remote);
         let peer_name = caller.as_ref().map_or_else(|| remote.ip().to_string(), |p| p.name.clone());
         let context = caller.as_ref().map_or(conf.general.context.clone(), |p| p.context.clone());
         let exten = request.uri.user_unescaped().map(|u| u.into_owned()).filter(|u| !u.is_empty());
