@@ -5,14 +5,15 @@
 
 use std::time::Duration;
 
-use crate::util::{eventually, sip_pbx, sipp_at, Server, TestDir};
+use crate::util::{eventually, moddir, run_starling, sip_pbx, sipp_at, Server, TestDir};
 
 /// The nesting the issue's INVITE carries.
 const DEPTH: usize = 20_000;
 
 /// A guest from 127.0.0.1 lands in `[public]`: 1 evaluates the caller's number in `$[...]`
 /// (the issue's dialplan), 2 nests `${...}` DEPTH deep around it, 3 nests a function call
-/// DEPTH deep around it; each then answers and hangs up.
+/// DEPTH deep around it; each then answers and hangs up. 4 answers and Gosubs to itself
+/// without end.
 fn hostile_pbx(name: &str) -> (Server, u16) {
     let substitutions = format!("{}{{CALLERID(num)}}{}", "${".repeat(DEPTH), "}".repeat(DEPTH));
     let functions = format!("{}${{CALLERID(num)}}{}", "${LEN(".repeat(DEPTH), ")}".repeat(DEPTH));
@@ -20,7 +21,8 @@ fn hostile_pbx(name: &str) -> (Server, u16) {
         "[public]\n\
          exten => 1,1,Set(A=$[${{CALLERID(num)}} = 1])\n same => n,Answer()\n same => n,Verbose(1,A is '${{A}}')\n same => n,Hangup()\n\
          exten => 2,1,Set(B={substitutions})\n same => n,Answer()\n same => n,Verbose(1,B is '${{B}}')\n same => n,Hangup()\n\
-         exten => 3,1,Set(C={functions})\n same => n,Answer()\n same => n,Verbose(1,C is '${{C}}')\n same => n,Hangup()\n"
+         exten => 3,1,Set(C={functions})\n same => n,Answer()\n same => n,Verbose(1,C is '${{C}}')\n same => n,Hangup()\n\
+         exten => 4,1,Answer()\n same => n(again),Gosub(again)\n"
     );
     sip_pbx(
         name,
@@ -118,4 +120,48 @@ fn issue_20_deep_function_arguments_around_a_caller_id_are_refused() {
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(warnings[0].contains("SIP/"), "the WARNING names the channel: {}", warnings[0]);
     assert_no_channels(&server);
+}
+
+/// A Gosub that never returns fails at the 513th level, which hangs the call up: BYE, one
+/// WARNING naming the channel.
+#[test]
+fn a_gosub_loop_ends_the_call_at_the_stack_limit() {
+    let (mut server, port) = hostile_pbx("hostgosub");
+    let before = server.log().len();
+    let (code, out) = call(&server, port, "4", "looper");
+    assert_eq!(code, 0, "answered, then BYE: {out}\n{}", server.log_tail());
+    assert!(server.running(), "{}", server.log_tail());
+    let warnings = warnings_since(&server, before);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains("SIP/") && warnings[0].contains("512 Gosubs deep"), "{}", warnings[0]);
+    assert_no_channels(&server);
+}
+
+/// `#include`s nested deeper than Asterisk's ten, or in a loop, stop start-up with exit 1 and
+/// `file:line: what is wrong`.
+#[test]
+fn deep_or_looping_includes_stop_startup() {
+    let dir = TestDir::new("hostincl");
+    dir.write_starling_conf(&moddir(), "");
+    dir.write("modules.conf", "[modules]\nautoload = no\nload => pbx_config.so\n");
+    dir.write("extensions.conf", "[default]\nexten => 1,1,NoOp()\n#include deep1.conf\n");
+    for n in 1..=11 {
+        dir.write(&format!("deep{n}.conf"), &format!("[deep{n}]\nexten => 1,1,NoOp()\n#include deep{}.conf\n", n + 1));
+    }
+    dir.write("deep12.conf", "[deep12]\nexten => 1,1,NoOp()\n");
+    let config = dir.config();
+    let out = run_starling(&["-C", config.to_str().unwrap(), "-f"], Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("deep10.conf:3: #include \"deep11.conf\": Maximum Include level (10) exceeded"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    dir.write("deep1.conf", "[deep1]\n#include extensions.conf\n");
+    let out = run_starling(&["-C", config.to_str().unwrap(), "-f"], Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("deep1.conf:2: #include") && stderr.contains("would include itself"), "{stderr}");
 }
