@@ -90,5 +90,26 @@ fn expressions(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matching, expressions);
+/// What a stranger can send (issue 20): 20,000 `(` then `1` from a caller ID, in `$[...]`, and
+/// the same depth of `${LEN(...)}` around it. Both stop at their depth limit; the figure to
+/// watch is the time per byte, which must stay flat (linear) as the nesting grows.
+fn hostile(c: &mut Criterion) {
+    let mut vars = Vars([("X", "3"), ("Y", "abcd")].into_iter().collect());
+    let mut group = c.benchmark_group("dialplan_hostile");
+    for depth in [2_000usize, 20_000] {
+        let parens = format!("{}1 = 1", "(".repeat(depth));
+        group.throughput(Throughput::Bytes(parens.len() as u64));
+        group.bench_function(format!("evaluate_{depth}_parentheses"), |b| {
+            b.iter(|| expr::evaluate(std::hint::black_box(&parens)).unwrap_err())
+        });
+        let functions = format!("{}${{Y}}{}", "${LEN(".repeat(depth), ")}".repeat(depth));
+        group.throughput(Throughput::Bytes(functions.len() as u64));
+        group.bench_function(format!("substitute_{depth}_nested_functions"), |b| {
+            b.iter(|| substitute(std::hint::black_box(&functions), &mut vars))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matching, expressions, hostile);
 criterion_main!(benches);

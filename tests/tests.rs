@@ -24,3 +24,5 @@ mod registry;
 mod cdr;
 // The manager interface: res_manager with raw TCP clients and SIPp calls.
 mod manager;
+// Issue 20: hostile input (deep nesting from a guest) reaches bounded parsers and evaluators.
+mod hostile;

@@ -195,8 +195,21 @@ fn goto_if<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move { branch(chan, data, goto_target) })
 }
 
+/// How many Gosub levels a channel may have open. app_stack has no limit (its stack is a
+/// list on the heap: a Gosub that never returns grows it until memory runs out); this is
+/// `AST_PBX_MAX_STACK`, Asterisk's bound on the dialplan's other stack (includes searched).
+pub const MAX_GOSUB_DEPTH: usize = 512;
+
 /// `[[context,]exten,]priority[(arg1,...)]`: pushes the return address, sets ARG1..ARGn.
 fn gosub_to(chan: &mut Channel, data: &str) -> AppResult {
+    if chan.gosub_stack.len() >= MAX_GOSUB_DEPTH {
+        // The application fails, which hangs the channel up: a Gosub loop warns once.
+        crate::tracing::warn!(
+            "Gosub({data}): {} is {MAX_GOSUB_DEPTH} Gosubs deep already (a Gosub without Return?)",
+            chan.name()
+        );
+        return AppResult::Hangup;
+    }
     let (target, args) = match data.find('(') {
         Some(open) => (&data[..open], data[open + 1..].strip_suffix(')').unwrap_or(&data[open + 1..])),
         None => (data, ""),
@@ -675,6 +688,22 @@ mod tests {
         // Arguments split as AST_STANDARD_RAW_ARGS: quotes group and stay.
         assert_eq!(gosub_to(&mut chan, "sub,s,1(\"a,b\",c)"), AppResult::Continue);
         assert_eq!((chan.var("ARG1"), chan.var("ARG2"), chan.var("ARGC")), (Some("\"a,b\""), Some("c"), Some("2")));
+    }
+
+    /// A Gosub past MAX_GOSUB_DEPTH levels fails (the channel hangs up) and changes nothing.
+    #[test]
+    fn gosub_stack_depth_is_bounded() {
+        let core = crate::Core::for_tests();
+        core.set_pbx(Some(std::sync::Arc::new(OnlySub)));
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        for n in 0..MAX_GOSUB_DEPTH {
+            assert_eq!(gosub_to(&mut chan, &format!("sub,s,1({n})")), AppResult::Continue);
+            let _ = chan.take_jump();
+        }
+        assert_eq!(gosub_to(&mut chan, "sub,s,1(over)"), AppResult::Hangup);
+        assert_eq!(chan.gosub_stack.len(), MAX_GOSUB_DEPTH);
+        assert_eq!(chan.var("ARG1"), Some((MAX_GOSUB_DEPTH - 1).to_string().as_str()));
+        assert!(chan.take_jump().is_none());
     }
 
     /// MSet splits as AST_STANDARD_APP_ARGS (quotes group and go), each pair at its first '='.

@@ -26,8 +26,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-/// Includes deeper than this are refused (a cycle through globs, or a runaway tree).
-const MAX_INCLUDE_DEPTH: usize = 32;
+/// How many `#include`s may nest below the main file, as Asterisk's `MAX_INCLUDE_LEVEL`
+/// (main/config.c): deeper is an error at the `#include` line. A cycle is refused at once;
+/// this bounds the rest (a runaway tree, a file that includes another twice at every level).
+pub const MAX_INCLUDE_LEVEL: usize = 10;
 
 /// Where a value came from: the file (as the user would name it) and the 1-based line.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -467,8 +469,8 @@ impl<'s> Parser<'s> {
         if target.is_empty() {
             return Err(format!("#{word} needs a file name"));
         }
-        if depth + 1 >= MAX_INCLUDE_DEPTH {
-            return Err(format!("#{word} \"{target}\" nests deeper than {MAX_INCLUDE_DEPTH} files"));
+        if depth + 1 > MAX_INCLUDE_LEVEL {
+            return Err(format!("#{word} \"{target}\": Maximum Include level ({MAX_INCLUDE_LEVEL}) exceeded"));
         }
         let dir = path.parent().unwrap_or(Path::new(""));
         let target_path = dir.join(target);
@@ -688,6 +690,38 @@ mod tests {
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].starts_with("b.conf:1: #include \"/e/a.conf\" would include itself"), "{e:?}");
         assert!(e[1].starts_with("a.conf:3: cannot include \"/e/missing.conf\""), "{e:?}");
+    }
+
+    /// Ten `#include`s may nest below the main file, as in Asterisk; the eleventh is an error
+    /// at its line, and the files above it are still read.
+    #[test]
+    fn include_nesting_is_limited_as_asterisk() {
+        let chain = |levels: usize| {
+            let mut files: Vec<(String, String)> = (0..levels)
+                .map(|n| (format!("/e/{n}.conf"), format!("[s{n}]\nk=v\n#include {}.conf\n", n + 1)))
+                .collect();
+            files.push((format!("/e/{levels}.conf"), format!("[s{levels}]\nk=v\n")));
+            let src = MemSource(files.iter().map(|(p, t)| (PathBuf::from(p), t.clone().into_bytes())).collect());
+            Config::parse_with(&src, Path::new("/e/0.conf"), &src.0[Path::new("/e/0.conf")])
+        };
+        let ok = chain(MAX_INCLUDE_LEVEL).unwrap();
+        assert_eq!(ok.sections().count(), MAX_INCLUDE_LEVEL + 1);
+        let e = chain(MAX_INCLUDE_LEVEL + 1).unwrap_err();
+        let e: Vec<_> = e.0.iter().map(ToString::to_string).collect();
+        assert_eq!(e, ["10.conf:3: #include \"11.conf\": Maximum Include level (10) exceeded"]);
+
+        // Every file including the next twice: 2^10 reads at most, not 2^31.
+        let files: Vec<(PathBuf, Vec<u8>)> = (0..40)
+            .map(|n| {
+                (
+                    PathBuf::from(format!("/e/{n}.conf")),
+                    format!("#include {0}.conf\n#include {0}.conf\n", n + 1).into_bytes(),
+                )
+            })
+            .collect();
+        let src = MemSource(files.into_iter().collect());
+        let e = Config::parse_with(&src, Path::new("/e/0.conf"), &src.0[Path::new("/e/0.conf")]).unwrap_err();
+        assert_eq!(e.0.len(), 2 << MAX_INCLUDE_LEVEL);
     }
 
     #[test]

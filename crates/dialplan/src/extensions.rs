@@ -37,6 +37,11 @@ use crate::timing::{TimeOfDay, Timing};
 /// The priority number Asterisk gives hints.
 pub const PRIORITY_HINT: u32 = u32::MAX;
 
+/// How many contexts one search may look in, following includes ([`Dialplan::find`]):
+/// Asterisk's `AST_PBX_MAX_STACK`. Past it the search finds nothing, with pbx.c's warning;
+/// it also bounds the search's recursion (a chain of contexts, each including the next).
+pub const MAX_PBX_STACK: usize = 512;
+
 /// Who registered what `dialplan show` lists without a file line (the CLI's additions).
 pub const REGISTRAR: &str = "pbx_config";
 
@@ -450,6 +455,10 @@ impl Dialplan {
         now: &TimeOfDay,
         visited: &mut HashSet<String>,
     ) -> Search<'a> {
+        if visited.len() >= MAX_PBX_STACK {
+            starling_core::tracing::warn!("Maximum PBX stack ({MAX_PBX_STACK}) exceeded. Too many includes?");
+            return Search::Stop;
+        }
         if !visited.insert(name.to_ascii_lowercase()) {
             return Search::NotFound; // an include loop
         }
@@ -504,9 +513,12 @@ impl Dialplan {
             if include.timing.as_ref().is_some_and(|t| !t.matches(now)) {
                 continue;
             }
-            // An early match (`!`) in an included context ends only that context's search.
-            if let Search::Found(f) = self.find_in(&include.context, exten, callerid, mode, want, now, visited) {
-                return Search::Found(f);
+            // An early match (`!`) in an included context ends only that context's search;
+            // a search that has looked in too many contexts ends (pbx.c returns NULL).
+            match self.find_in(&include.context, exten, callerid, mode, want, now, visited) {
+                Search::Found(f) => return Search::Found(f),
+                Search::Stop if visited.len() >= MAX_PBX_STACK => return Search::Stop,
+                Search::Stop | Search::NotFound => {}
             }
         }
         Search::NotFound
@@ -549,7 +561,12 @@ impl Dialplan {
         included: bool,
         stack: &mut Vec<String>,
     ) {
-        for context in self.contexts().filter(|c| only.is_none_or(|o| o == c.name)) {
+        // One context is looked up, not found among all (an include chain is shown level by level).
+        let selected: Box<dyn Iterator<Item = &Context>> = match only {
+            Some(name) => Box::new(self.context(name).into_iter()),
+            None => Box::new(self.contexts()),
+        };
+        for context in selected {
             counters.context_existence = true;
             let mut printed = false;
             let header = |out: &mut String, counters: &mut Counters| {
@@ -590,7 +607,9 @@ impl Dialplan {
             }
             for include in &context.includes {
                 match exten {
-                    Some(_) if stack.iter().any(|s| s.eq_ignore_ascii_case(&include.context)) => {}
+                    Some(_)
+                        if stack.len() >= MAX_PBX_STACK
+                            || stack.iter().any(|s| s.eq_ignore_ascii_case(&include.context)) => {}
                     Some(_) => {
                         stack.push(include.context.clone());
                         self.show_helper(out, Some(&include.context), exten, counters, true, stack);
@@ -1033,6 +1052,30 @@ ignorepat => 9\n\
 
     fn plan() -> Dialplan {
         parse(CONF)
+    }
+
+    /// A chain of 10,000 contexts, each including the next: a search follows it through
+    /// MAX_PBX_STACK contexts, then finds nothing (as pbx.c), in bounded stack.
+    #[test]
+    fn include_chains_are_searched_to_asterisks_limit() {
+        let mut text = String::new();
+        for n in 0..10_000 {
+            text.push_str(&format!("[c{n}]\ninclude => c{}\n", n + 1));
+        }
+        text.push_str("[c10000]\nexten => 1,1,NoOp()\n");
+        let plan = parse(&text);
+        let found = |from: usize| {
+            let plan = plan.clone();
+            crate::on_stack(512 * 1024, move || {
+                let now = TimeOfDay { weekday: 1, mday: 1, month: 1, hour: 12, minute: 0 };
+                plan.find(&format!("c{from}"), "1", None, Mode::Match, &now).is_some()
+            })
+        };
+        assert!(found(10_000 - (MAX_PBX_STACK - 1)));
+        assert!(!found(10_000 - MAX_PBX_STACK));
+        assert!(!found(0));
+        let shown = crate::on_stack(512 * 1024, move || plan.show(Some("c0"), Some("1")));
+        assert!(shown.is_err(), "1@c0 is past the limit for dialplan show too: {shown:?}");
     }
 
     fn parse(text: &str) -> Dialplan {

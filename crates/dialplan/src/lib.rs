@@ -16,3 +16,10 @@ pub mod pattern;
 pub mod pbx;
 pub mod substitute;
 pub mod timing;
+
+/// Runs `f` on a thread with a stack of `bytes`, as small as the tests say the dialplan's
+/// recursion needs at its limits; an overflow aborts the test binary, which fails the run.
+#[cfg(test)]
+pub(crate) fn on_stack<T: Send + 'static>(bytes: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new().stack_size(bytes).spawn(f).expect("spawn a test thread").join().expect("no panic")
+}

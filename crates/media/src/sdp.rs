@@ -291,12 +291,26 @@ impl RemoteMedia {
                 _ => {}
             }
         }
+        // The first rtpmap and fmtp of each payload type, found by index: an offer may hold
+        // thousands of each, and the m= line thousands of payload types.
+        let (mut rtpmap_of, mut fmtp_of) = ([None::<usize>; 256], [None::<usize>; 256]);
+        for (i, c) in rtpmaps.iter().enumerate().rev() {
+            rtpmap_of[usize::from(c.payload_type)] = Some(i);
+        }
+        for (i, (pt, _)) in fmtps.iter().enumerate().rev() {
+            fmtp_of[usize::from(*pt)] = Some(i);
+        }
+        let mut listed = [false; 256];
         let mut codecs = Vec::new();
         let mut telephone_event = None;
         for pt in media.media.fmt.split_ascii_whitespace().filter_map(|p| p.parse::<u8>().ok()) {
-            let codec = rtpmaps.iter().find(|c| c.payload_type == pt).cloned().or_else(|| Codec::from_static(pt));
+            // A payload type listed twice is one format (Asterisk sets it once per type).
+            if std::mem::replace(&mut listed[usize::from(pt)], true) {
+                continue;
+            }
+            let codec = rtpmap_of[usize::from(pt)].map(|i| rtpmaps[i].clone()).or_else(|| Codec::from_static(pt));
             let Some(mut codec) = codec else { continue };
-            codec.fmtp = fmtps.iter().find(|(p, _)| *p == pt).map(|(_, f)| f.clone());
+            codec.fmtp = fmtp_of[usize::from(pt)].map(|i| fmtps[i].1.clone());
             if codec.name.eq_ignore_ascii_case("telephone-event") {
                 if codec.clock_rate == 8000 || telephone_event.is_none() {
                     telephone_event = Some(codec);
@@ -380,6 +394,67 @@ mod tests {
             session_id: 4711,
             session_version: 1,
             username: "Starling".into(),
+        }
+    }
+
+    /// A 64 KB offer (the largest a SIP message may be) made of what costs most: an `m=` line
+    /// listing one payload type thousands of times, thousands of rtpmaps and fmtps, and a line
+    /// of 20,000 `(`. It parses or fails, in time linear in its size (see the bench), and the
+    /// codecs come out once each.
+    fn hostile_offer(pts: usize, maps: usize) -> String {
+        let mut sdp = String::from("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n");
+        sdp.push_str("m=audio 4000 RTP/AVP");
+        for n in 0..pts {
+            sdp.push_str(if n % 2 == 0 { " 0" } else { " 96" });
+        }
+        sdp.push_str("\r\n");
+        for n in 0..maps {
+            sdp.push_str(&format!(
+                "a=rtpmap:{} X{n}/8000\r\na=fmtp:{} {}\r\n",
+                97 + n % 100,
+                97 + n % 100,
+                "(".repeat(3)
+            ));
+        }
+        sdp.push_str("a=rtpmap:96 opus/48000/2\r\n");
+        sdp.push_str(&format!("a=x:{}\r\n", "(".repeat(20_000)));
+        sdp
+    }
+
+    #[test]
+    fn a_huge_offer_is_read_in_one_pass() {
+        let sdp = hostile_offer(10_000, 1_000);
+        let remote = RemoteMedia::parse(&sdp).unwrap();
+        let names: Vec<&str> = remote.codecs.iter().take(3).map(|c| c.name.as_str()).collect();
+        assert_eq!((remote.codecs.len(), names), (2, vec!["PCMU", "opus"]));
+    }
+
+    proptest::proptest! {
+        /// Random mixes of SDP lines, brackets and quotes, repeated up to 64 KB: an error or
+        /// media, never a panic, and each payload type at most once.
+        #[test]
+        fn random_offers_are_bounded(
+            lines in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "v=0", "o=- 1 1 IN IP4 127.0.0.1", "o=- 1 1 IN IP6 [::1]", "s=-", "c=IN IP4 127.0.0.1",
+                    "c=IN IP6 [::1", "t=0 0", "m=audio 4000 RTP/AVP 0 8 101 0 0", "m=video 1 RTP/AVP 96",
+                    "a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16", "a=fmtp:",
+                    "a=rtpmap:", "a=sendonly", "a=inactive", "a=rtcp:", "a=rtcp-mux", "a=ptime:", "b=AS:",
+                    "a=x:((((((((", "a=\"\"\"\"", "a=<<<<>>>>", "", "\r", "=",
+                ]),
+                0..40,
+            ),
+            repeat in 1usize..2_000,
+        ) {
+            let unit = lines.join("\r\n") + "\r\n";
+            let sdp = unit.repeat(if unit.len() * repeat > 65_535 { 1 } else { repeat });
+            if let Ok(remote) = RemoteMedia::parse(&sdp) {
+                let mut pts: Vec<u8> = remote.codecs.iter().map(|c| c.payload_type).collect();
+                let before = pts.len();
+                pts.sort_unstable();
+                pts.dedup();
+                proptest::prop_assert_eq!(pts.len(), before);
+            }
         }
     }
 

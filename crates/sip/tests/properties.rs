@@ -148,3 +148,101 @@ proptest! {
         prop_assert_eq!(Via::parse(parsed.headers.get(&HeaderName::Via).unwrap()).unwrap(), via);
     }
 }
+
+/// Nesting and repetition a stranger controls (issue 20), at 10^5 and at the most a message may
+/// hold: nothing in this crate recurses or rescans, so every parser runs on a 256 KiB stack and
+/// answers with a value or an error.
+mod nesting {
+    use starling_sip::digest::{Authorization, Challenge};
+    use starling_sip::{parse_datagram, NameAddr, ParseErrorKind, Uri, Via};
+
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new().stack_size(256 * 1024).spawn(f).unwrap().join().unwrap()
+    }
+
+    /// Values of one header: quotes, escapes, angle brackets, parentheses, parameters, lists.
+    fn hostile_values(n: usize) -> Vec<String> {
+        vec![
+            format!("\"{}\" <sip:a@b>", "\\\"".repeat(n)),
+            format!("\"{}\" <sip:a@b>", "\\".repeat(n)),
+            format!("\"{}", "\"".repeat(n)),
+            format!("{}sip:a@b{}", "<".repeat(n), ">".repeat(n)),
+            format!("<sip:{}1@b>", "(".repeat(n)),
+            format!("<sip:a@b{}>", ";x".repeat(n)),
+            format!("<sip:a@b>{}", ";tag=\"\"".repeat(n)),
+            format!("<sip:a@b?{}>", "h=v&".repeat(n)),
+            format!("{}<sip:a@b>", "a ".repeat(n)),
+            "<sip:a@b>,".repeat(n),
+            format!("SIP/2.0/UDP h{}", ";branch=z9hG4bK1".repeat(n)),
+            format!("Digest {}", "realm=\"\\\"\",".repeat(n)),
+            format!("Digest realm=\"{}\"", "\\\\\"".repeat(n)),
+        ]
+    }
+
+    #[test]
+    fn header_values_nested_100000_deep() {
+        on_small_stack(|| {
+            for value in hostile_values(100_000) {
+                let _ = NameAddr::parse(&value);
+                let _ = Via::parse(&value);
+                let _ = Uri::parse(value.trim_start_matches('<').trim_end_matches('>'));
+                let _ = Authorization::parse(&value);
+                let _ = Challenge::parse(&value);
+            }
+        });
+    }
+
+    fn invite_with(name: &str, value: &str) -> Vec<u8> {
+        format!(
+            "INVITE sip:1@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n\
+             From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:1@127.0.0.1>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\
+             {name}: {value}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// Each value in each header a message may nest in: as large as a message may be, it
+    /// parses or is refused; larger, it is refused as too large.
+    #[test]
+    fn messages_nested_to_the_size_limit_and_past_it() {
+        on_small_stack(|| {
+            for name in ["From", "To", "Contact", "Via", "Route", "Authorization", "Server"] {
+                for n in [9_000, 100_000] {
+                    for value in hostile_values(n) {
+                        let bytes = invite_with(name, &value);
+                        match parse_datagram(&bytes) {
+                            Err(e) if bytes.len() > starling_sip::message::MAX_MESSAGE => {
+                                assert!(matches!(e.kind, ParseErrorKind::TooLarge), "{name}: {e:?}")
+                            }
+                            Err(_) | Ok(_) => assert!(bytes.len() <= starling_sip::message::MAX_MESSAGE),
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    proptest::proptest! {
+        /// Random mixes of what nests or pairs in a header, repeated up to the size limit.
+        #[test]
+        fn random_mixes_in_headers(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "\"", "\\", "<", ">", "(", ")", ";", "=", ",", "sip:", "a@b", " ", "?", "&", "%", "%2", "[", "]",
+                    ":", "tag", "Digest ",
+                ]),
+                1..40,
+            ),
+            repeat in 1usize..20_000,
+            header in proptest::sample::select(vec!["From", "To", "Contact", "Via", "Route", "Authorization"]),
+        ) {
+            let unit: String = pieces.concat();
+            let value = unit.repeat(repeat.min(65_000 / unit.len()).max(1));
+            let bytes = invite_with(header, &value);
+            let outcome = on_small_stack(move || starling_sip::parse(&bytes).map(|m| m.to_bytes().len()));
+            if let Ok(len) = outcome {
+                proptest::prop_assert!(len <= 2 * starling_sip::message::MAX_MESSAGE);
+            }
+        }
+    }
+}
