@@ -323,6 +323,11 @@ impl Endpoint {
         &self.config
     }
 
+    /// Changes the cap on server transactions (a reload); those live past a lower cap run out.
+    pub fn set_max_server_transactions(&mut self, max: usize) {
+        self.config.max_server_transactions = max;
+    }
+
     /// How many transactions are live.
     pub fn len(&self) -> usize {
         self.transactions.len()
