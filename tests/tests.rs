@@ -24,3 +24,5 @@ mod registry;
 mod cdr;
 // The manager interface: res_manager with raw TCP clients and SIPp calls.
 mod manager;
+// Load shedding: the server-transaction cap under a flood, maxcalls, the graceful stop's drain.
+mod overload;
