@@ -26,3 +26,5 @@ mod cdr;
 mod manager;
 // Issue 20: hostile input (deep nesting from a guest) reaches bounded parsers and evaluators.
 mod hostile;
+// Load shedding: the server-transaction cap under a flood, maxcalls, the graceful stop's drain.
+mod overload;

@@ -273,9 +273,13 @@ pub fn run_sipp_with(port: u16, scenario: &str, args: &[&str]) -> (i32, String) 
 
 /// [`run_sipp_with`] towards `target` (`[::1]:5060`) from `local_ip`.
 pub fn sipp_at(target: &str, local_ip: &str, scenario: &str, args: &[&str]) -> (i32, String) {
+    sipp_from(target, local_ip, free_udp_port(), scenario, args)
+}
+
+/// [`sipp_at`] from a chosen local port (a phone that keeps its address across scenarios).
+pub fn sipp_from(target: &str, local_ip: &str, local: u16, scenario: &str, args: &[&str]) -> (i32, String) {
     let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
     let work = tempfile_dir("sipp");
-    let local = free_udp_port();
     let mut child = Command::new("sipp")
         .current_dir(&work)
         .arg(target)

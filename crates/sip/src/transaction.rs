@@ -19,6 +19,10 @@
 //!   §13.3.1.4 puts this in the UAS core; it lives here so chan_sip need not keep a timer per
 //!   call) and reports the ACK, or [`TerminationReason::NoAck`] after 64·T1;
 //! - answers a request it cannot parse with `400` where one can be formed;
+//! - caps the server transactions it keeps ([`Config::max_server_transactions`]): past the
+//!   cap a new request makes no transaction and goes up as [`Event::Overloaded`], for the
+//!   transaction user to take ([`Endpoint::accept`]: a request in one of its dialogs, from a
+//!   peer it knows) or refuse ([`Endpoint::refuse`]: a stateless `503` with `Retry-After`);
 //! - adds `received`/`rport` to the top Via of requests (RFC 3261 §18.2.1, RFC 3581), and sends
 //!   responses back to where the request came from.
 
@@ -70,6 +74,12 @@ pub struct Config {
     pub t4: Duration,
     /// Send `100 Trying` as soon as an INVITE arrives (Asterisk does).
     pub auto_trying: bool,
+    /// At most this many server transactions are kept (each holds its last response, up
+    /// to 64·T1): past it a new request goes up as [`Event::Overloaded`], and
+    /// [`Endpoint::accept`] takes at most as many again.
+    pub max_server_transactions: usize,
+    /// The `Retry-After` of the `503` that refuses a request past the cap.
+    pub retry_after: Duration,
 }
 
 impl Default for Config {
@@ -79,6 +89,8 @@ impl Default for Config {
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             auto_trying: true,
+            max_server_transactions: usize::MAX,
+            retry_after: Duration::from_secs(5),
         }
     }
 }
@@ -146,6 +158,11 @@ pub enum Event {
     Terminated { tx: TxId, reason: TerminationReason },
     /// A message that did not parse; a 400 has been queued when one could be formed.
     Malformed { remote: SocketAddr, error: ParseError },
+    /// A new request (not ACK, not CANCEL) while [`Config::max_server_transactions`] are
+    /// live: no transaction was made. Take it with [`Endpoint::accept`] (it belongs to a
+    /// dialog, or comes from a peer the transaction user knows) or refuse it with
+    /// [`Endpoint::refuse`]; a request left alone gets nothing (its sender retransmits).
+    Overloaded { request: Request, remote: SocketAddr, transport: Transport },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,6 +287,10 @@ pub struct Endpoint {
     timers: BTreeSet<(Instant, TxId, Timer)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Server transactions live (counted against [`Config::max_server_transactions`]).
+    servers: usize,
+    /// Requests refused with `503` since [`Endpoint::take_refused`] was last called.
+    refused: u64,
 }
 
 const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -293,11 +314,18 @@ impl Endpoint {
             timers: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            servers: 0,
+            refused: 0,
         }
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Changes the cap on server transactions (a reload); those live past a lower cap run out.
+    pub fn set_max_server_transactions(&mut self, max: usize) {
+        self.config.max_server_transactions = max;
     }
 
     /// How many transactions are live.
@@ -306,6 +334,17 @@ impl Endpoint {
     }
     pub fn is_empty(&self) -> bool {
         self.transactions.is_empty()
+    }
+
+    /// How many server transactions are live (what [`Config::max_server_transactions`] caps).
+    pub fn server_transactions(&self) -> usize {
+        self.servers
+    }
+
+    /// How many requests were refused with `503` since the last call (for a log line with a
+    /// count, rather than one per request).
+    pub fn take_refused(&mut self) -> u64 {
+        std::mem::take(&mut self.refused)
     }
 
     /// Bytes to send next. Call until `None` after every input.
@@ -385,6 +424,9 @@ impl Endpoint {
 
     fn terminate(&mut self, tx: TxId, reason: TerminationReason) {
         let Some(t) = self.transactions.remove(&tx) else { return };
+        if matches!(t.kind, Kind::InviteServer | Kind::NonInviteServer) {
+            self.servers -= 1;
+        }
         for (timer, at) in &t.timers {
             self.timers.remove(&(*at, tx, *timer));
         }
@@ -684,18 +726,51 @@ impl Endpoint {
                 self.events.push_back(Event::Ack { tx, request, remote });
             }
             Method::Cancel => self.handle_cancel(now, remote, transport, request, key),
-            _ => {
-                let tx = self.new_server(remote, transport, &request, key);
-                if request.method == Method::Invite && self.config.auto_trying {
-                    let trying = Response::to_request(&request, 100);
-                    self.send_response(now, tx, trying);
-                }
-                self.events.push_back(Event::Request { tx, request, remote, transport });
+            _ if self.servers >= self.config.max_server_transactions => {
+                self.events.push_back(Event::Overloaded { request, remote, transport });
             }
+            _ => self.start_server(now, remote, transport, request, key),
         }
     }
 
+    fn start_server(&mut self, now: Instant, remote: SocketAddr, transport: Transport, request: Request, key: Key) {
+        let tx = self.new_server(remote, transport, &request, key);
+        if request.method == Method::Invite && self.config.auto_trying {
+            let trying = Response::to_request(&request, 100);
+            self.send_response(now, tx, trying);
+        }
+        self.events.push_back(Event::Request { tx, request, remote, transport });
+    }
+
+    /// Takes a request that came as [`Event::Overloaded`]: a server transaction is made for
+    /// it past the cap, and it comes again as [`Event::Request`]. At twice the cap it is
+    /// refused instead (that bounds what requests the transaction user vouches for can hold).
+    pub fn accept(&mut self, now: Instant, request: Request, remote: SocketAddr, transport: Transport) {
+        if self.servers >= self.config.max_server_transactions.saturating_mul(2) {
+            return self.refuse(request, remote, transport);
+        }
+        let Some(key) = server_key(&request).map(|k| Key::from_ref(k.key())) else { return };
+        match self.find(key.as_ref()) {
+            // A retransmission taken meanwhile: it is answered as one.
+            Some(tx) => self.handle_retransmission(now, tx, &request),
+            None => self.start_server(now, remote, transport, request, key),
+        }
+    }
+
+    /// Refuses a request that came as [`Event::Overloaded`] with `503 Service Unavailable`
+    /// and `Retry-After`, keeping no state. Its To tag is made from its Call-ID, so a
+    /// retransmission is refused with the same tag.
+    pub fn refuse(&mut self, request: Request, remote: SocketAddr, transport: Transport) {
+        let mut response = Response::to_request(&request, 503);
+        let tag = self.hasher.hash_one(request.call_id().unwrap_or(""));
+        response.set_to_tag(&format!("{tag:016x}"));
+        response.headers.push(HeaderName::RetryAfter, self.config.retry_after.as_secs().to_string());
+        self.refused += 1;
+        self.transmit(remote, transport, response.to_bytes());
+    }
+
     fn new_server(&mut self, remote: SocketAddr, transport: Transport, request: &Request, key: Key) -> TxId {
+        self.servers += 1;
         let tx = self.new_id();
         let invite = request.method == Method::Invite;
         self.insert(
@@ -749,8 +824,14 @@ impl Endpoint {
             KeyRef::Client { .. } => return,
         };
         let invite = self.find(invite_key);
-        let tx = self.new_server(remote, transport, &request, key);
         let pending = invite.filter(|i| self.transactions.get(i).is_some_and(|t| t.state == State::Proceeding));
+        if pending.is_none() && self.servers >= self.config.max_server_transactions {
+            // Past the cap a CANCEL that cancels nothing is answered without a transaction
+            // (one that does is served: there is one per INVITE kept).
+            let response = Response::to_request(&request, 481);
+            return self.transmit(remote, transport, response.to_bytes());
+        }
+        let tx = self.new_server(remote, transport, &request, key);
         let status = if pending.is_some() { 200 } else { 481 };
         let mut response = Response::to_request(&request, status);
         // The CANCEL's 200 carries the To tag the INVITE's responses carry (none yet, usually).

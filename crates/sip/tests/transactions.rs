@@ -492,3 +492,131 @@ fn rfc_2543_requests_match_by_the_fallback_key() {
     uas.handle(net.now, addr(UAC), Transport::Udp, &bytes);
     assert_eq!(std::iter::from_fn(|| uas.poll_event()).filter(|e| matches!(e, Event::Request { .. })).count(), 1);
 }
+
+/// A request to the UAS with its own branch and Call-ID, as a stranger's flood sends them.
+fn stranger_request(method: Method, n: u32) -> Vec<u8> {
+    format!(
+        "{method} sip:100@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-flood-{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:x@127.0.0.1>;tag=f{n}\r\nTo: <sip:100@127.0.0.1>\r\n\
+         Call-ID: flood-{n}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn drain(endpoint: &mut Endpoint) -> (Vec<String>, Vec<Event>) {
+    let mut sent = Vec::new();
+    while let Some(t) = endpoint.poll_transmit() {
+        sent.push(String::from_utf8_lossy(&t.data).into_owned());
+    }
+    let mut events = Vec::new();
+    while let Some(e) = endpoint.poll_event() {
+        events.push(e);
+    }
+    (sent, events)
+}
+
+#[test]
+fn past_the_server_transaction_cap_requests_go_up_as_overloaded_and_are_refused_statelessly() {
+    let now = Instant::now();
+    let config = Config { max_server_transactions: 2, ..Config::default() };
+    let mut uas = Endpoint::new(config);
+    for n in 0..2 {
+        uas.handle(now, addr(UAC), Transport::Udp, &stranger_request(Method::Invite, n));
+    }
+    let (sent, events) = drain(&mut uas);
+    assert_eq!(sent.iter().filter(|s| s.starts_with("SIP/2.0 100")).count(), 2, "{sent:?}");
+    let invites: Vec<(TxId, Request)> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Request { tx, request, .. } => Some((tx, request)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(invites.len(), 2);
+    assert_eq!(uas.server_transactions(), 2);
+
+    // The third makes no transaction: it goes up, and is refused with 503 and Retry-After.
+    uas.handle(now, addr(UAC), Transport::Udp, &stranger_request(Method::Invite, 2));
+    let (sent, events) = drain(&mut uas);
+    assert!(sent.is_empty(), "no 100 Trying past the cap: {sent:?}");
+    let Some(Event::Overloaded { request, remote, transport }) = events.into_iter().next() else {
+        panic!("expected Overloaded")
+    };
+    assert_eq!(uas.server_transactions(), 2);
+    uas.refuse(request, remote, transport);
+    let (sent, events) = drain(&mut uas);
+    assert!(events.is_empty());
+    assert_eq!(sent.len(), 1);
+    let Ok(SipMessage::Response(refusal)) = starling_sip::message::parse(sent[0].as_bytes()) else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(refusal.status, 503);
+    assert_eq!(refusal.headers.get(&HeaderName::RetryAfter), Some("5"));
+    assert!(refusal.to().unwrap().tag().is_some(), "a final response carries a To tag");
+    assert_eq!(uas.take_refused(), 1);
+    assert_eq!(uas.take_refused(), 0, "the count restarts");
+
+    // A request the transaction user vouches for is taken past the cap, up to twice the cap.
+    uas.handle(now, addr(UAC), Transport::Udp, &stranger_request(Method::Register, 3));
+    let Some(Event::Overloaded { request, remote, transport }) = drain(&mut uas).1.into_iter().next() else {
+        panic!("expected Overloaded")
+    };
+    uas.accept(now, request, remote, transport);
+    let (_, events) = drain(&mut uas);
+    let [Event::Request { tx, .. }] = events.as_slice() else { panic!("{events:?}") };
+    let registered = *tx;
+    uas.handle(now, addr(UAC), Transport::Udp, &stranger_request(Method::Register, 4));
+    let Some(Event::Overloaded { request, remote, transport }) = drain(&mut uas).1.into_iter().next() else {
+        panic!("expected Overloaded")
+    };
+    uas.accept(now, request, remote, transport);
+    drain(&mut uas);
+    assert_eq!(uas.server_transactions(), 4);
+    uas.handle(now, addr(UAC), Transport::Udp, &stranger_request(Method::Register, 5));
+    let Some(Event::Overloaded { request, remote, transport }) = drain(&mut uas).1.into_iter().next() else {
+        panic!("expected Overloaded")
+    };
+    uas.accept(now, request, remote, transport);
+    let (sent, _) = drain(&mut uas);
+    assert!(sent[0].starts_with("SIP/2.0 503"), "at twice the cap even a vouched-for request is refused: {sent:?}");
+    assert_eq!(uas.server_transactions(), 4);
+
+    // A retransmission of a request with a transaction is still answered by it.
+    let Ok(SipMessage::Request(register)) = starling_sip::message::parse(&stranger_request(Method::Register, 3)) else {
+        panic!("a REGISTER")
+    };
+    let mut ok = Response::to_request(&register, 200);
+    ok.set_to_tag("t");
+    uas.send_response(now, registered, ok);
+    drain(&mut uas);
+    uas.handle(now, addr(UAC), Transport::Udp, &stranger_request(Method::Register, 3));
+    let (sent, events) = drain(&mut uas);
+    assert!(sent[0].starts_with("SIP/2.0 200"), "{sent:?}");
+    assert!(events.is_empty());
+
+    // A CANCEL that cancels nothing gets its 481 without a transaction; ACKs still go up.
+    uas.handle(now, addr(UAC), Transport::Udp, &stranger_request(Method::Cancel, 9));
+    let (sent, _) = drain(&mut uas);
+    assert!(sent[0].starts_with("SIP/2.0 481"), "{sent:?}");
+    assert_eq!(uas.server_transactions(), 4);
+    uas.handle(now, addr(UAC), Transport::Udp, &stranger_request(Method::Ack, 9));
+    assert!(matches!(drain(&mut uas).1.as_slice(), [Event::Ack { .. }]));
+
+    // A CANCEL for an INVITE in progress is served past the cap.
+    uas.handle(now, addr(UAC), Transport::Udp, &stranger_request(Method::Cancel, 0));
+    let (sent, events) = drain(&mut uas);
+    assert!(sent[0].starts_with("SIP/2.0 200"), "{sent:?}");
+    assert!(matches!(events.as_slice(), [Event::Cancelled { .. }]), "{events:?}");
+
+    // As transactions end, new requests make transactions again.
+    for (tx, invite) in &invites {
+        let mut busy = Response::to_request(invite, 486);
+        busy.set_to_tag("t");
+        uas.send_response(now, *tx, busy);
+    }
+    uas.handle_timeout(now + Duration::from_secs(60));
+    drain(&mut uas);
+    assert_eq!(uas.server_transactions(), 1, "only the REGISTER nobody answered is left");
+    uas.handle(now, addr(UAC), Transport::Udp, &stranger_request(Method::Invite, 10));
+    assert!(drain(&mut uas).1.iter().any(|e| matches!(e, Event::Request { .. })));
+}

@@ -193,6 +193,10 @@ pub struct Registration {
     pub expiry: Option<u32>,
 }
 
+/// `maxservertransactions` when sip.conf says nothing: a registration storm of 500 a second
+/// (1,000 REGISTER transactions a second, each kept 32 s) fits, in about 50 MB at most.
+pub const DEFAULT_MAX_SERVER_TRANSACTIONS: usize = 50_000;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct General {
     pub bindaddr: IpAddr,
@@ -231,6 +235,9 @@ pub struct General {
     /// `tcpauthlimit` (default 100, as chan_sip's): how many connections made to us may be
     /// unauthenticated at once; past it a new connection is closed as soon as it is accepted.
     pub tcpauthlimit: u32,
+    /// `maxservertransactions` (Starling's own; Asterisk's chan_sip has no cap): server
+    /// transactions kept at once; past it new requests from strangers get `503`.
+    pub maxservertransactions: usize,
     pub language: String,
     /// `srvlookup` (default yes, as Asterisk's): a host without a port is looked up in DNS SRV
     /// first (`_sip._udp.<host>`, see `resolve`).
@@ -571,6 +578,7 @@ impl SipConf {
             directmedia: DirectMedia::default(),
             rtptimeout: None,
             tcpenable: false,
+            maxservertransactions: DEFAULT_MAX_SERVER_TRANSACTIONS,
             tcpbindaddr: None,
             tcpauthtimeout: 30,
             tcpauthlimit: 100,
@@ -652,6 +660,12 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         }
         "tcpauthtimeout" => g.tcpauthtimeout = positive(var)?,
         "tcpauthlimit" => g.tcpauthlimit = positive(var)?,
+        "maxservertransactions" => {
+            g.maxservertransactions = var.parse()?;
+            if g.maxservertransactions == 0 {
+                return Err(var.error("expected a number above 0"));
+            }
+        }
         "language" => g.language = var.value.clone(),
         "srvlookup" => g.srvlookup = bool_of(var)?,
         "register" => registrations.push(parse_register(var)?),
@@ -843,6 +857,14 @@ mod tests {
         assert!(high.starts_with("rtp.conf:2: rtpstart"), "{high}");
         assert!(rtp("[general]\nrtpstart=80\n").unwrap_err().contains("below 1024"));
         assert!(rtp("[general]\nstrictrtp=maybe\n").is_err());
+    }
+
+    #[test]
+    fn maxservertransactions_has_a_default_and_must_be_above_0() {
+        assert_eq!(parse("[general]\n").unwrap().general.maxservertransactions, DEFAULT_MAX_SERVER_TRANSACTIONS);
+        assert_eq!(parse("[general]\nmaxservertransactions=300\n").unwrap().general.maxservertransactions, 300);
+        assert!(parse("[general]\nmaxservertransactions=0\n").unwrap_err().contains("sip.conf:2"));
+        assert!(parse("[general]\nmaxservertransactions=lots\n").is_err());
     }
 
     /// externaddr applies to remotes outside every localnet, and only when localnet is set

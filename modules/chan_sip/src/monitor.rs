@@ -72,6 +72,9 @@ pub struct Monitor {
     /// SIP over TCP (`tcpenable=yes`): the listener and connections, and what they read.
     tcp: Option<crate::tcp::Tcp>,
     from_tcp: Option<mpsc::Receiver<crate::tcp::TcpEvent>>,
+    /// The addresses of registered peers, when last gathered: past `maxservertransactions`
+    /// their requests are still taken (gathered at most once a second, and only then).
+    registered: (Option<std::time::Instant>, std::collections::HashSet<SocketAddr>),
 }
 
 /// `sip set debug`: off, on for every message, or only for one address (`ip X`, `peer X`).
@@ -111,12 +114,16 @@ impl Monitor {
         let conf = shared.conf();
         let core = shared.core.clone();
         let registrar = Registrar::new(&conf.general.realm, crate::ids::key(), shared.bindings.clone(), core.db());
+        let endpoint = Endpoint::new(starling_sip::transaction::Config {
+            max_server_transactions: conf.general.maxservertransactions,
+            ..Default::default()
+        });
         Monitor {
             core,
             conf,
             debug: Default::default(),
             socket,
-            endpoint: Endpoint::new(Default::default()),
+            endpoint,
             registrar,
             shared,
             calls: HashMap::new(),
@@ -133,6 +140,7 @@ impl Monitor {
             from_calls,
             tcp,
             from_tcp,
+            registered: Default::default(),
         }
     }
 
@@ -232,6 +240,15 @@ impl Monitor {
                     for name in self.registrar.expire() {
                         self.publish_peer_status(&name, "Unregistered", &[("Cause", "Expired".to_owned())]);
                     }
+                    let refused = self.endpoint.take_refused();
+                    if refused > 0 {
+                        tracing::info!(
+                            "Refused {refused} request(s) with 503: {} server transactions in progress \
+                             (maxservertransactions={})",
+                            self.endpoint.server_transactions(),
+                            self.conf.general.maxservertransactions
+                        );
+                    }
                 }
                 _ = sleep => {
                     // Read the clock rather than trust the timer (tokio's budget may delay it).
@@ -240,6 +257,7 @@ impl Monitor {
             }
             let conf = self.shared.conf();
             if !Arc::ptr_eq(&conf, &self.conf) {
+                self.endpoint.set_max_server_transactions(conf.general.maxservertransactions);
                 self.conf = conf;
                 self.configure_qualify();
                 self.configure_registry();
@@ -821,7 +839,33 @@ impl Monitor {
             Event::Malformed { remote, error } => {
                 tracing::info!("Bad SIP message from {remote}: {error}");
             }
+            Event::Overloaded { request, remote, transport } => {
+                let now = tokio::time::Instant::now().into_std();
+                if self.vouched_for(&request, remote, now) {
+                    self.endpoint.accept(now, request, remote, transport);
+                } else {
+                    self.endpoint.refuse(request, remote, transport);
+                }
+            }
         }
+    }
+
+    /// Whether a request that came past `maxservertransactions` is still taken: one in a call
+    /// of ours, or from a peer we know (a static host, a registered address, a registrar we
+    /// register with). Strangers are refused with 503 until transactions end.
+    fn vouched_for(&mut self, request: &Request, remote: SocketAddr, now: std::time::Instant) -> bool {
+        if key_of_request(request).is_some_and(|key| self.calls.contains_key(&key)) {
+            return true;
+        }
+        if self.conf.peers_at(remote.ip()).next().is_some() || self.registrar_ips.contains_key(&remote.ip()) {
+            return true;
+        }
+        let stale = self.registered.0.is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+        if stale {
+            let addresses = self.registrar.bindings().values().map(|b| b.address).collect();
+            self.registered = (Some(now), addresses);
+        }
+        self.registered.1.contains(&remote)
     }
 
     fn handle_request(&mut self, tx: TxId, request: Request, remote: SocketAddr) {
@@ -1205,6 +1249,13 @@ impl Monitor {
             tracing::info!("Call-limit {} reached for '{peer_name}': 486", call_limit.unwrap_or(0));
             return refuse(self, 486);
         }
+        if self.core.shutdown_pending().is_some() {
+            // As Asterisk while it shuts down: no new channel (`core stop gracefully`, SIGTERM),
+            // so the INVITE is answered 503; calls up go on.
+            tracing::info!("Unable to create/find SIP channel for this INVITE: Starling is shutting down");
+            self.shared.release_call_slot(&peer_name);
+            return refuse(self, 503);
+        }
         let local_tag = self.new_tag();
         let Some(dialog) = Dialog::uas(&request, &local_tag, false) else {
             self.shared.release_call_slot(&peer_name);
@@ -1214,6 +1265,15 @@ impl Monitor {
         let key = CallKey { call_id: id.call_id.clone(), local_tag: id.local_tag.clone() };
 
         let (mut channel, driver) = starling_core::channel::Channel::new(&self.core, "SIP", &peer_name, true);
+        let maxcalls = self.core.settings().maxcalls as usize;
+        // starling.conf `maxcalls`, as pbx.c's increase_call_count: the new channel is counted
+        // already, so the limit is passed when there are more; chan_sip then answers 480.
+        if maxcalls > 0 && self.core.channels().active_calls() > maxcalls {
+            tracing::warn!("Maximum call limit of {maxcalls} calls exceeded by '{}'!", channel.name());
+            self.shared.release_call_slot(&peer_name);
+            drop((channel, driver));
+            return refuse(self, 480);
+        }
         channel.context = context;
         channel.exten = exten;
         channel.priority = 1;
