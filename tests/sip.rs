@@ -62,6 +62,37 @@ fn malformed_requests_get_400_and_the_server_goes_on() {
     assert!(logged.is_some(), "{}", server.log_tail());
 }
 
+/// A flood of garbage is not a flood of log: at most 20 lines a second about bad messages,
+/// then one line with how many more came; the server answers throughout.
+#[test]
+fn a_flood_of_garbage_is_logged_in_a_few_lines() {
+    let port = free_udp_port();
+    let server = sip_server("sipgarbage", &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n"));
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // In batches of 100, each followed by an OPTIONS that is answered after it: none is lost in
+    // the socket's buffer, and the server answers throughout.
+    for batch in 0..20 {
+        for i in 0..100 {
+            socket.send_to(format!("\x00garbage {batch}.{i}\r\n\r\n").as_bytes(), ("127.0.0.1", port)).unwrap();
+        }
+        let answer = exchange(port, &options(port, &format!("g{batch}")));
+        assert!(answer.is_some_and(|a| a.starts_with("SIP/2.0 200 OK")), "{}", server.log_tail());
+    }
+    let more = |log: &str| -> u64 {
+        log.lines()
+            .filter_map(|l| l.split_once(" more bad SIP message(s) not logged"))
+            .filter_map(|(head, _)| head.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let counted = eventually(Duration::from_secs(10), || {
+        let log = server.log();
+        let lines = log.matches("Bad SIP message from 127.0.0.1:").count() as u64;
+        (lines + more(&log) == 2_000).then_some(lines)
+    });
+    let lines = counted.unwrap_or_else(|| panic!("every bad message logged or counted\n{}", server.log_tail()));
+    assert!(lines >= 20 && lines <= 20 * 12, "{lines} lines for 2,000 bad messages");
+}
+
 #[test]
 fn sip_port_in_use_exits_2_and_bad_sip_conf_exits_1() {
     let taken = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -75,6 +75,37 @@ pub struct Monitor {
     /// The addresses of registered peers, when last gathered: past `maxservertransactions`
     /// their requests are still taken (gathered at most once a second, and only then).
     registered: (Option<std::time::Instant>, std::collections::HashSet<SocketAddr>),
+    /// Lines about malformed messages: a flood of garbage does not become a flood of log.
+    bad_messages: LogBudget,
+}
+
+/// At most [`LogBudget::LINES`] lines between two housekeeping ticks (a second); the rest are
+/// counted and told in one line at the tick.
+#[derive(Default)]
+struct LogBudget {
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    const LINES: u32 = 20;
+
+    /// Whether one more line may be written now (else it is counted).
+    fn take(&mut self) -> bool {
+        if self.logged < Self::LINES {
+            self.logged += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    /// A new window; what was suppressed in the last one.
+    fn renew(&mut self) -> u64 {
+        self.logged = 0;
+        std::mem::take(&mut self.suppressed)
+    }
 }
 
 /// `sip set debug`: off, on for every message, or only for one address (`ip X`, `peer X`).
@@ -141,6 +172,7 @@ impl Monitor {
             tcp,
             from_tcp,
             registered: Default::default(),
+            bad_messages: LogBudget::default(),
         }
     }
 
@@ -239,6 +271,10 @@ impl Monitor {
                 _ = housekeeping.tick() => {
                     for name in self.registrar.expire() {
                         self.publish_peer_status(&name, "Unregistered", &[("Cause", "Expired".to_owned())]);
+                    }
+                    let unlogged = self.bad_messages.renew();
+                    if unlogged > 0 {
+                        tracing::info!("{unlogged} more bad SIP message(s) not logged (at most {} a second)", LogBudget::LINES);
                     }
                     let refused = self.endpoint.take_refused();
                     if refused > 0 {
@@ -837,7 +873,9 @@ impl Monitor {
                 }
             }
             Event::Malformed { remote, error } => {
-                tracing::info!("Bad SIP message from {remote}: {error}");
+                if self.bad_messages.take() {
+                    tracing::info!("Bad SIP message from {remote}: {error}");
+                }
             }
             Event::Overloaded { request, remote, transport } => {
                 let now = tokio::time::Instant::now().into_std();
