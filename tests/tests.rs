@@ -24,3 +24,5 @@ mod registry;
 mod cdr;
 // The manager interface: res_manager with raw TCP clients and SIPp calls.
 mod manager;
+// Issue 20: a panic is contained to its call, or ends the process with 70 (test_panic fixture).
+mod panic;

@@ -1,8 +1,9 @@
 //! Panics: contained where one call's work is done, loud and fatal where the whole process
 //! depends on the part that panicked (INTERFACE.md, exit code 70).
 //!
-//! - [`install_hook`] replaces std's hook: a panic nobody contains is logged at ERROR through
-//!   the logger (thread, message, location), so it reaches the log files of a daemon.
+//! - [`install_hook`] wraps std's hook: a panic nobody contains is logged at ERROR through
+//!   the logger (thread, message, location), so it reaches the log files of a daemon, and
+//!   std's hook writes it to standard error unless a console shows the log there already.
 //! - [`catch`] and [`catch_future`] are the boundaries around one call's work (a dialplan
 //!   application, a function, chan_sip's call task): inside them the hook only notes the
 //!   panic, and the boundary gets it as a [`PanicReport`] to log once with the channel's name
@@ -69,7 +70,10 @@ thread_local! {
 pub fn install_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
+        // std's own (or a test harness's): still used where no console shows the log, so that
+        // standard error has it too (a daemon's, a unit test's).
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
             let report = PanicReport {
                 thread: thread_name(),
                 message: payload_message(info.payload()),
@@ -79,6 +83,9 @@ pub fn install_hook() {
                 NOTED.with(|n| *n.borrow_mut() = Some(report));
             } else {
                 crate::tracing::error!("Panic {report}");
+                if !crate::logger::has_console() {
+                    previous(info);
+                }
             }
         }));
     });

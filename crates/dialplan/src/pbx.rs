@@ -489,8 +489,14 @@ impl Pbx for PbxRunner {
     fn start(&self, channel: Channel) {
         let plan = self.plan();
         let globals = self.globals.clone();
+        let name = channel.name().to_owned();
         tokio::spawn(async move {
-            drop(run(plan, globals, channel).await);
+            // Applications and functions have their own boundary (App::run); this one names the
+            // channel for a panic in the loop itself. The channel, dropped with the loop, still
+            // ends the call at the far end and writes its CDR.
+            if let Err(report) = starling_core::panic::catch_future(run(plan, globals, channel)).await {
+                tracing::error!("The dialplan on {name} panicked: {report}; the call is hung up");
+            }
         });
     }
 
