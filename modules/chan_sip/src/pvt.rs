@@ -1905,6 +1905,31 @@ mod tests {
         assert_eq!(info_digit(&info("text/plain", "5")), None);
     }
 
+    /// The call task's guard tells the monitor the call is gone (its call-limit slot and row
+    /// are freed) also when the task panics where no boundary catches it; and FAILURE, the
+    /// cause a contained panic hangs up with, is a 500 to an unanswered caller.
+    #[test]
+    fn a_call_task_that_panics_still_says_gone() {
+        let runtime = starling_core::tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (to_monitor, mut from_calls) = starling_core::tokio::sync::mpsc::unbounded_channel();
+        let key = CallKey { call_id: "a@b".into(), local_tag: "t".into() };
+        let guard = GoneOnDrop { to_monitor, key: key.clone(), peer: "alice".into() };
+        let ended = runtime.block_on(async move {
+            starling_core::tokio::spawn(async move {
+                let _gone = guard;
+                starling_core::tokio::task::yield_now().await;
+                panic!("in the call task");
+            })
+            .await
+        });
+        assert!(ended.unwrap_err().is_panic());
+        match from_calls.try_recv() {
+            Ok(ToMonitor::Gone { key: gone, peer }) => assert_eq!((gone, peer.as_str()), (key, "alice")),
+            _ => panic!("no Gone"),
+        }
+        assert_eq!(hangup_cause_to_sip(Cause::FAILURE), 500);
+    }
+
     #[test]
     fn hangup_causes_map_to_asterisks_responses() {
         assert_eq!(hangup_cause_to_sip(Cause::USER_BUSY), 486);
