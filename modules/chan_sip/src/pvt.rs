@@ -1280,7 +1280,8 @@ impl Pvt {
             .unwrap_or_else(|p| p.into_inner())
             .get(&self.key.call_id)
             .map(|row| row.detail.channel.clone())
-            .unwrap_or_default();
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| format!("SIP/{}", self.peer));
         let told = match (state, &self.direction) {
             (State::Early, Direction::Inbound { .. }) => {
                 self.respond(hangup_cause_to_sip(Cause::FAILURE));
