@@ -28,3 +28,5 @@ mod manager;
 mod hostile;
 // Load shedding: the server-transaction cap under a flood, maxcalls, the graceful stop's drain.
 mod overload;
+// Issue 20: a panic is contained to its call, or ends the process with 70 (test_panic fixture).
+mod panic;

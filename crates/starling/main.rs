@@ -4,7 +4,8 @@
 //!
 //! Exit codes (INTERFACE.md): 0 a clean stop; 1 a configuration error, naming `file:line`;
 //! 2 a socket that cannot be bound or a directory or socket that cannot be opened, naming it.
-//! They are decided in one place, [`main`], from the error [`run`] returns.
+//! They are decided in one place, [`main`], from the error [`run`] returns — except 70, a
+//! panic in a part Starling cannot serve without, which [`starling_core::panic`] exits with.
 
 mod console;
 mod control;
@@ -96,6 +97,9 @@ fn run(flags: Flags) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Every panic is logged through the logger; one in a part Starling cannot serve without
+    // ends the process with code 70 (starling_core::panic).
+    starling_core::panic::install_hook();
     let flags = Flags::parse();
     match run(flags) {
         Ok(()) => ExitCode::SUCCESS,

@@ -287,7 +287,10 @@ fn serve(
         let _entered = runtime.enter();
         tokio::net::UnixListener::from_std(listener).map_err(|e| Fatal::resource(format!("control socket: {e}")))?
     };
-    runtime.spawn(control::serve(core.clone(), listener));
+    runtime.spawn(starling_core::panic::critical_task(
+        "The control socket listener",
+        control::serve(core.clone(), listener),
+    ));
     runtime.block_on(watch_signals(core.clone()))?;
     verbose!(0, "Starling Ready.");
     ready.report(0);

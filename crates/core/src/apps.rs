@@ -101,6 +101,37 @@ impl App {
     }
 }
 
+impl App {
+    /// Runs the application on `chan` with `data`, its module's use held, as the PBX loop and
+    /// originate do. A panic inside it ends this call only (see [`hang_up_after_panic`]) and
+    /// comes back as [`AppResult::Hangup`].
+    pub async fn run(&self, chan: &mut Channel, data: &str) -> AppResult {
+        let _use = self.uses.clone().map(crate::module::ModuleUse::new);
+        // Inside the future: an AppFn that panics before it returns its future is caught too.
+        let exec = self.exec;
+        let ran = crate::panic::catch_future(async { exec(&mut *chan, data).await }).await;
+        match ran {
+            Ok(result) => result,
+            Err(report) => {
+                hang_up_after_panic(chan, &format!("Application {}({data})", self.name), &report);
+                AppResult::Hangup
+            }
+        }
+    }
+}
+
+/// What a call does after a panic in its own work (an application, a function): one ERROR
+/// line names the channel and the panic, and the channel hangs up with `FAILURE` (Asterisk's
+/// `AST_CAUSE_FAILURE`, as for an application that fails): the far end gets BYE once answered,
+/// a 500 before. The dialplan then ends as at any hangup (`h` runs).
+pub fn hang_up_after_panic(chan: &mut Channel, what: &str, report: &crate::panic::PanicReport) {
+    crate::tracing::error!("{what} on {} panicked: {report}; hanging up the call", chan.name());
+    if !chan.is_hung_up() {
+        chan.set_hangup_cause(crate::frame::Cause::FAILURE);
+        chan.hangup(crate::frame::Cause::FAILURE);
+    }
+}
+
 #[derive(Clone)]
 pub struct Function {
     pub name: &'static str,

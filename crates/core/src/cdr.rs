@@ -534,31 +534,33 @@ impl BatchBackend {
         let taken = queued.clone();
         let thread = std::thread::Builder::new()
             .name(format!("cdr-{name}"))
-            .spawn(move || loop {
-                let first = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
-                    Ok(first) => first,
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        writer.idle();
-                        continue;
+            .spawn(move || {
+                crate::panic::critical(&format!("The CDR writer cdr_{name}"), move || loop {
+                    let first = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                        Ok(first) => first,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            writer.idle();
+                            continue;
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter().take(BATCH - 1));
+                    taken.fetch_sub(batch.len(), Ordering::Relaxed);
+                    let mut failures = 0u32;
+                    while let Err(e) = writer.write(&batch) {
+                        failures += 1;
+                        if failures == 1 {
+                            crate::tracing::error!("cdr_{name}: cannot write {} record(s): {e}; retrying", batch.len());
+                        }
+                        // Stopping (the queue closed) gives up after a few more tries.
+                        if failures > 5 && stop.load(Ordering::Relaxed) {
+                            crate::tracing::error!("cdr_{name}: {} record(s) lost: {e}", batch.len());
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_secs(1));
                     }
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                };
-                let mut batch = vec![first];
-                batch.extend(rx.try_iter().take(BATCH - 1));
-                taken.fetch_sub(batch.len(), Ordering::Relaxed);
-                let mut failures = 0u32;
-                while let Err(e) = writer.write(&batch) {
-                    failures += 1;
-                    if failures == 1 {
-                        crate::tracing::error!("cdr_{name}: cannot write {} record(s): {e}; retrying", batch.len());
-                    }
-                    // Stopping (the queue closed) gives up after a few more tries.
-                    if failures > 5 && stop.load(Ordering::Relaxed) {
-                        crate::tracing::error!("cdr_{name}: {} record(s) lost: {e}", batch.len());
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_secs(1));
-                }
+                })
             })
             .expect("spawn a CDR writer thread");
         Arc::new(BatchBackend {

@@ -297,8 +297,7 @@ fn channel_commands() -> Vec<CliCommand> {
                         let data = args.get(3..).map(|rest| rest.join(" ")).unwrap_or_default();
                         core.start_pbx(two);
                         crate::tokio::spawn(async move {
-                            let _use = app.uses.clone().map(crate::module::ModuleUse::new);
-                            (app.exec)(&mut one, &data).await;
+                            app.run(&mut one, &data).await;
                             one.hangup(crate::frame::Cause::NORMAL_CLEARING);
                         });
                     }

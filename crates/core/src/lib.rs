@@ -41,6 +41,7 @@ pub mod manager;
 pub mod module;
 pub mod moh;
 pub mod originate;
+pub mod panic;
 pub mod tech;
 
 pub use crate::core::{Core, Extent, Pbx, Settings, ShutdownMode};

@@ -192,6 +192,11 @@ pub fn set_console_writer(console: Option<ConsoleWriter>) {
     *logger().console.write().unwrap_or_else(|p| p.into_inner()) = console;
 }
 
+/// Whether the root console's lines are shown somewhere (standard error with `-f`, a prompt).
+pub fn has_console() -> bool {
+    logger().console.read().unwrap_or_else(|p| p.into_inner()).is_some()
+}
+
 /// Reads `logger.conf` from `etcdir` again and reopens the files in `logdir`. On an error
 /// the old setup stays.
 pub fn reload(settings: &Settings) -> Result<(), ConfigErrors> {

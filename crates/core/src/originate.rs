@@ -99,8 +99,7 @@ impl Core {
             Destination::Application { app, data } => {
                 crate::tokio::spawn(async move {
                     channel.set_application(app.name, &data);
-                    let _use = app.uses.clone().map(crate::module::ModuleUse::new);
-                    (app.exec)(&mut channel, &data).await;
+                    app.run(&mut channel, &data).await;
                     channel.hangup(Cause::NORMAL_CLEARING);
                 });
             }

@@ -63,7 +63,16 @@ impl Scope for ChannelScope<'_> {
             self.chan.core().functions().get(name).ok_or_else(|| format!("Function {name} not registered"))?;
         let read = function.read.ok_or_else(|| format!("Function {name} cannot be read"))?;
         let _use = function.uses.clone().map(ModuleUse::new);
-        read(self.chan, args)
+        let chan = &mut *self.chan;
+        match starling_core::panic::catch(|| read(chan, args)) {
+            Ok(value) => value,
+            Err(report) => {
+                // It ends the call (the loop sees the hangup); the value is empty, as for a
+                // function that failed, without a second line about it.
+                starling_core::apps::hang_up_after_panic(self.chan, &format!("Function {name}({args})"), &report);
+                Ok(String::new())
+            }
+        }
     }
 
     fn warn(&mut self, message: String) {
@@ -339,6 +348,11 @@ async fn run_priorities(
         } else {
             priority.data.clone()
         };
+        // A function that panicked during substitution hung the call up: its application
+        // does not run.
+        if chan.is_hung_up() && !in_h {
+            return Ended::Hangup(chan.hangup_cause().unwrap_or(Cause::NORMAL_CLEARING));
+        }
         let app_name = priority.app.clone();
         let Some(app) = chan.core().apps().get(&app_name) else {
             tracing::warn!(
@@ -360,10 +374,8 @@ async fn run_priorities(
             data
         );
         chan.set_application(app.name, &data);
-        let result = {
-            let _use = app.uses.clone().map(ModuleUse::new);
-            (app.exec)(chan, &data).await
-        };
+        // A panic in the application ends this call only (App::run hangs it up, FAILURE).
+        let result = app.run(chan, &data).await;
         // Most steps (Set, While, GotoIf...) finish without waiting on anything, so a dialplan
         // loop would keep its worker thread until it ends, starving the other tasks (the
         // manager's sessions, which then fall behind the events the loop makes). Asterisk's
@@ -477,8 +489,14 @@ impl Pbx for PbxRunner {
     fn start(&self, channel: Channel) {
         let plan = self.plan();
         let globals = self.globals.clone();
+        let name = channel.name().to_owned();
         tokio::spawn(async move {
-            drop(run(plan, globals, channel).await);
+            // Applications and functions have their own boundary (App::run); this one names the
+            // channel for a panic in the loop itself. The channel, dropped with the loop, still
+            // ends the call at the far end and writes its CDR.
+            if let Err(report) = starling_core::panic::catch_future(run(plan, globals, channel)).await {
+                tracing::error!("The dialplan on {name} panicked: {report}; the call is hung up");
+            }
         });
     }
 

@@ -371,7 +371,8 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     std::thread::Builder::new()
         .name("sip-monitor".into())
         .spawn(move || {
-            monitor_runtime.block_on(monitor.run(stopped));
+            // Without the monitor no SIP is served: a panic in it ends the process (70).
+            starling_core::panic::critical("The SIP monitor", move || monitor_runtime.block_on(monitor.run(stopped)));
             let _ = done.send(());
         })
         .map_err(|e| LoadError::Resource(format!("cannot start the SIP monitor thread: {e}")))?;

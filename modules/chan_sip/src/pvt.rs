@@ -690,6 +690,19 @@ enum Next {
     End,
 }
 
+/// Tells the monitor a call is gone when its task ends, however it ends.
+struct GoneOnDrop {
+    to_monitor: UnboundedSender<ToMonitor>,
+    key: CallKey,
+    peer: String,
+}
+
+impl Drop for GoneOnDrop {
+    fn drop(&mut self) {
+        let _ = self.to_monitor.send(ToMonitor::Gone { key: self.key.clone(), peer: self.peer.clone() });
+    }
+}
+
 impl Pvt {
     /// A call and the handle its channel keeps (`Channel::tech_pvt`).
     pub fn new(parts: PvtParts) -> (Pvt, Arc<PvtHandle>) {
@@ -1231,19 +1244,70 @@ impl Pvt {
     }
 
     /// Runs the call until either side hangs up.
-    pub async fn run(self) {
-        // A root span per call, entered only while the call's task runs (Instrument): an
-        // entered guard held across awaits would make every later call its child, and closing
-        // a chain of thousands of spans overflows the stack.
-        let span = tracing::info_span!(parent: None, "call", call_id = %self.key.call_id, peer = %self.peer);
-        tracing::Instrument::instrument(self.run_call(), span).await
-    }
-
-    async fn run_call(mut self) {
+    ///
+    /// However it ends — a panic in the loop included — the monitor hears `Gone` (it frees the
+    /// call-limit slot and the `sip show channels` row; a drop guard, so that no unwind path
+    /// skips it), and the RTP ports and the relay leg go with the pvt. After a panic the far
+    /// end is told as the state wants (see [`Pvt::end_after_panic`]).
+    pub async fn run(mut self) {
+        let _gone =
+            GoneOnDrop { to_monitor: self.shared.to_monitor.clone(), key: self.key.clone(), peer: self.peer.clone() };
         let mut state = match self.direction {
             Direction::Inbound { .. } => State::Early,
             Direction::Outbound(_) => State::Idle,
         };
+        // A root span per call, entered only while the call's task runs (Instrument): an
+        // entered guard held across awaits would make every later call its child, and closing
+        // a chain of thousands of spans overflows the stack.
+        let span = tracing::info_span!(parent: None, "call", call_id = %self.key.call_id, peer = %self.peer);
+        let ran =
+            tracing::Instrument::instrument(starling_core::panic::catch_future(self.run_call(&mut state)), span).await;
+        if let Err(report) = ran {
+            self.end_after_panic(state, &report);
+        }
+        self.flush_rtp().await;
+    }
+
+    /// The call's loop panicked in `state`: one ERROR line names the channel, the far end gets
+    /// what a hangup with `FAILURE` gives it in that state — 500 Server Internal Error to an
+    /// unanswered caller, CANCEL for our INVITE still ringing, BYE once answered (at once:
+    /// nothing waits for an ACK any more) — and the channel hears the hangup.
+    fn end_after_panic(&mut self, state: State, report: &starling_core::panic::PanicReport) {
+        let channel = self
+            .shared
+            .table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.key.call_id)
+            .map(|row| row.detail.channel.clone())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| format!("SIP/{}", self.peer));
+        let told = match (state, &self.direction) {
+            (State::Early, Direction::Inbound { .. }) => {
+                self.respond(hangup_cause_to_sip(Cause::FAILURE));
+                "500"
+            }
+            (State::Early, Direction::Outbound(_)) => {
+                let cancel = starling_sip::transaction::cancel_for(&self.invite);
+                self.send(ToMonitor::Request { request: cancel, remote: self.remote });
+                "CANCEL"
+            }
+            (State::Answered { .. }, _) => {
+                self.bye();
+                "BYE"
+            }
+            (State::Idle | State::Cancelling, _) => "nothing",
+        };
+        tracing::error!(
+            "{channel} (SIP call {}) panicked: {report}; ending the call ({told} to the far end)",
+            self.key.call_id
+        );
+        self.take_back_relay();
+        let _ = self.driver.frames.try_send(Frame::Hangup(Cause::FAILURE));
+    }
+
+    /// The call's loop; `state` is kept where [`Pvt::run`] can read it if this panics.
+    async fn run_call(&mut self, state: &mut State) {
         let mut retransmit: Option<(TokioInstant, Duration, Response)> = None;
         // An RFC 4733 key press being sent: one packet every 20 ms; voice waits meanwhile.
         let mut dtmf_out: Option<DigitOut> = None;
@@ -1292,7 +1356,7 @@ impl Pvt {
                 cancel_deadline,
                 offer_due
                     .as_ref()
-                    .filter(|_| reinvite_seq.is_none() && state == (State::Answered { acked: true }))
+                    .filter(|_| reinvite_seq.is_none() && *state == (State::Answered { acked: true }))
                     .map(|o| o.0),
             ]
             .into_iter()
@@ -1306,19 +1370,19 @@ impl Pvt {
             tokio::select! {
                 command = self.driver.commands.recv(), if !pending_bye => match command {
                     Some(DriverCommand::Call(caller)) => {
-                        if state == State::Idle {
+                        if *state == State::Idle {
                             if let Direction::Outbound(out) = &mut self.direction {
                                 out.caller = caller;
                             }
                             self.send_invite(None);
-                            state = State::Early;
+                            *state = State::Early;
                         }
                     }
                     Some(DriverCommand::Answer) => {
-                        if state == State::Early && matches!(self.direction, Direction::Inbound { .. }) {
+                        if *state == State::Early && matches!(self.direction, Direction::Inbound { .. }) {
                             let ok = self.with_sdp(self.response(200));
                             self.respond_with(ok.clone());
-                            state = State::Answered { acked: false };
+                            *state = State::Answered { acked: false };
                             self.publish();
                             answered_at = TokioInstant::now();
                             retransmit = Some((answered_at + T1, T1, ok));
@@ -1328,13 +1392,13 @@ impl Pvt {
                     // `sendonly` puts our far end on hold, `sendrecv` takes it back.
                     Some(DriverCommand::Indicate(control @ (Control::Hold | Control::Unhold))) => {
                         use starling_media::sdp::Direction as Dir;
-                        if matches!(state, State::Answered { .. }) {
+                        if matches!(*state, State::Answered { .. }) {
                             self.media.direction = if control == Control::Hold { Dir::SendOnly } else { Dir::SendRecv };
                             offer_due = Some((TokioInstant::now(), Method::Invite));
                         }
                     }
                     Some(DriverCommand::Indicate(control)) => {
-                        if state == State::Early {
+                        if *state == State::Early {
                             match control {
                                 Control::Ringing => self.respond(180),
                                 Control::Progress => {
@@ -1391,7 +1455,7 @@ impl Pvt {
                                 _ => tracing::debug!("DTMF '{digit}' not sent inband on {}: one already going", self.key.call_id),
                             }
                         } else if self.dtmfmode == DtmfMode::Info {
-                            if matches!(state, State::Answered { .. }) {
+                            if matches!(*state, State::Answered { .. }) {
                                 let signal = match digit { '*' => "10".to_owned(), '#' => "11".to_owned(), d => d.to_string() };
                                 self.request_in_dialog(Method::Info, Some(("application/dtmf-relay", format!("Signal={signal}\r\nDuration=100\r\n"))));
                             }
@@ -1415,12 +1479,12 @@ impl Pvt {
                             Some(DriverCommand::Hangup(cause)) => cause,
                             _ => Cause::NORMAL_CLEARING,
                         };
-                        match (state, &self.direction) {
+                        match (*state, &self.direction) {
                             (State::Early, Direction::Inbound { .. }) => self.respond(hangup_cause_to_sip(cause)),
                             (State::Early, Direction::Outbound(_)) => {
                                 let cancel = starling_sip::transaction::cancel_for(&self.invite);
                                 self.send(ToMonitor::Request { request: cancel, remote: self.remote });
-                                state = State::Cancelling;
+                                *state = State::Cancelling;
                                 cancel_deadline = Some(TokioInstant::now() + 64 * T1);
                                 continue;
                             }
@@ -1439,8 +1503,8 @@ impl Pvt {
                 },
                 message = self.from_monitor.recv() => match message {
                     Some(ToPvt::Ack) => {
-                        if let State::Answered { .. } = state {
-                            state = State::Answered { acked: true };
+                        if let State::Answered { .. } = *state {
+                            *state = State::Answered { acked: true };
                             retransmit = None;
                             if pending_bye {
                                 self.bye();
@@ -1459,7 +1523,7 @@ impl Pvt {
                             Ok(ok) => {
                                 (format, payload_type, samples_per_ms, event_type) = self.codec_params();
                                 self.send(ToMonitor::Respond { tx, response: ok.clone() });
-                                state = State::Answered { acked: false };
+                                *state = State::Answered { acked: false };
                                 answered_at = TokioInstant::now();
                                 retransmit = Some((answered_at + T1, T1, ok));
                             }
@@ -1499,7 +1563,7 @@ impl Pvt {
                         }
                     }
                     Some(ToPvt::Refer { tx, request }) => {
-                        let answered = matches!(state, State::Answered { .. });
+                        let answered = matches!(*state, State::Answered { .. });
                         let frame = match refer_target(&request) {
                             Some(ReferTarget::Blind(exten)) => {
                                 tracing::info!("{} transfers its party to '{exten}'", self.peer);
@@ -1537,7 +1601,7 @@ impl Pvt {
                         }
                     }
                     Some(ToPvt::Cancelled) => {
-                        if state == State::Early {
+                        if *state == State::Early {
                             self.respond(487);
                             let _ = self.driver.frames.send(Frame::Hangup(Cause::NORMAL_CLEARING)).await;
                             break;
@@ -1567,17 +1631,17 @@ impl Pvt {
                                 self.publish();
                             }
                         } else if is_invite && matches!(self.direction, Direction::Outbound(_)) {
-                            let before = state;
-                            if let Next::End = self.invite_response(&mut state, &response).await {
+                            let before = *state;
+                            if let Next::End = self.invite_response(state, &response).await {
                                 break;
                             }
-                            if before != state || response.status < 200 {
+                            if before != *state || response.status < 200 {
                                 (format, payload_type, samples_per_ms, event_type) = self.codec_params();
                             }
                         }
                     }
                     Some(ToPvt::Timeout) => {
-                        if state == State::Early && matches!(self.direction, Direction::Outbound(_)) {
+                        if *state == State::Early && matches!(self.direction, Direction::Outbound(_)) {
                             // Nothing at all came back in 64·T1: Asterisk's auto-congestion.
                             tracing::info!("No answer at all from '{}' to our INVITE: congestion", self.peer);
                             // As a 408 would be.
@@ -1716,7 +1780,7 @@ impl Pvt {
                     }
                     if let Some((at, method)) = offer_due.clone() {
                         // RFC 3261 §14.1: not while an INVITE transaction is in progress (our 200 unacknowledged).
-                        if now >= at && reinvite_seq.is_none() && state == (State::Answered { acked: true }) {
+                        if now >= at && reinvite_seq.is_none() && *state == (State::Answered { acked: true }) {
                             offer_due = None;
                             reinvite_seq = Some((self.send_offer(method.clone()), method));
                         }
@@ -1768,7 +1832,7 @@ impl Pvt {
             self.flush_rtp().await;
             loop {
                 let Some(event) = self.session().poll_event() else { break };
-                if event == SessionEvent::Timeout && matches!(state, State::Answered { .. }) {
+                if event == SessionEvent::Timeout && matches!(*state, State::Answered { .. }) {
                     tracing::info!("no RTP for rtptimeout on {}, hanging up", self.key.call_id);
                     self.bye();
                     let _ = self.driver.frames.send(Frame::Hangup(Cause::NORMAL_CLEARING)).await;
@@ -1776,8 +1840,6 @@ impl Pvt {
                 }
             }
         }
-        self.flush_rtp().await;
-        self.send(ToMonitor::Gone { key: self.key.clone(), peer: self.peer.clone() });
     }
 
     /// Sends what the RTP session has queued: RTP from the RTP socket, RTCP from RTCP's
@@ -1842,6 +1904,31 @@ mod tests {
         assert_eq!(info_digit(&info("application/dtmf", "*")), Some(('*', 100)));
         assert_eq!(info_digit(&info("application/dtmf-relay", "Signal=Z\r\n")), None);
         assert_eq!(info_digit(&info("text/plain", "5")), None);
+    }
+
+    /// The call task's guard tells the monitor the call is gone (its call-limit slot and row
+    /// are freed) also when the task panics where no boundary catches it; and FAILURE, the
+    /// cause a contained panic hangs up with, is a 500 to an unanswered caller.
+    #[test]
+    fn a_call_task_that_panics_still_says_gone() {
+        let runtime = starling_core::tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (to_monitor, mut from_calls) = starling_core::tokio::sync::mpsc::unbounded_channel();
+        let key = CallKey { call_id: "a@b".into(), local_tag: "t".into() };
+        let guard = GoneOnDrop { to_monitor, key: key.clone(), peer: "alice".into() };
+        let ended = runtime.block_on(async move {
+            starling_core::tokio::spawn(async move {
+                let _gone = guard;
+                starling_core::tokio::task::yield_now().await;
+                panic!("in the call task");
+            })
+            .await
+        });
+        assert!(ended.unwrap_err().is_panic());
+        match from_calls.try_recv() {
+            Ok(ToMonitor::Gone { key: gone, peer }) => assert_eq!((gone, peer.as_str()), (key, "alice")),
+            _ => panic!("no Gone"),
+        }
+        assert_eq!(hangup_cause_to_sip(Cause::FAILURE), 500);
     }
 
     #[test]

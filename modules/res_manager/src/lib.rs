@@ -463,7 +463,10 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             TcpListener::from_std(std_listener).map_err(|e| LoadError::Resource(format!("manager {address}: {e}")))?
         };
         verbose!(2, "Manager interface listening on {address}");
-        ctx.runtime().spawn(listen(state.clone(), listener, stopped));
+        ctx.runtime().spawn(starling_core::panic::critical_task(
+            "The manager listener",
+            listen(state.clone(), listener, stopped),
+        ));
     } else {
         verbose!(2, "Manager interface disabled (manager.conf: enabled=no)");
     }

@@ -346,12 +346,15 @@ impl Relay {
             // thread that made it) and says whether it could.
             let (ready, started) = mpsc::sync_channel(1);
             let thread = std::thread::Builder::new().name(format!("sip-rtp-relay{n}")).spawn(move || {
-                raise_priority();
-                let inner = &*thread_inner;
-                match backend {
-                    Backend::IoUring => serve(ready, uring::open(inner), uring::Thread::run),
-                    Backend::Epoll => serve(ready, epoll::open(inner), |epoll| epoll::run(epoll, inner)),
-                }
+                // Every relayed call goes through these threads: a panic ends the process (70).
+                starling_core::panic::critical(&format!("The RTP relay thread {n}"), move || {
+                    raise_priority();
+                    let inner = &*thread_inner;
+                    match backend {
+                        Backend::IoUring => serve(ready, uring::open(inner), uring::Thread::run),
+                        Backend::Epoll => serve(ready, epoll::open(inner), |epoll| epoll::run(epoll, inner)),
+                    }
+                })
             })?;
             // `relay` stops the threads started so far if this one fails (its drop).
             let setup = started.recv().unwrap_or_else(|_| Err(io::Error::other("the relay thread ended")));
