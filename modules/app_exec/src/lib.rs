@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn nesting_takes_no_stack() {
         let result = std::thread::Builder::new()
-            .stack_size(256 * 1024)
+            .stack_size(if cfg!(debug_assertions) { 2048 } else { 256 } * 1024)
             .spawn(|| {
                 let core = starling_core::Core::for_tests();
                 let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
