@@ -13,7 +13,7 @@ const DEPTH: usize = 20_000;
 /// A guest from 127.0.0.1 lands in `[public]`: 1 evaluates the caller's number in `$[...]`
 /// (the issue's dialplan), 2 nests `${...}` DEPTH deep around it, 3 nests a function call
 /// DEPTH deep around it; each then answers and hangs up. 4 answers and Gosubs to itself
-/// without end.
+/// without end. 5 runs the caller's number as an application, then answers and hangs up.
 fn hostile_pbx(name: &str) -> (Server, u16) {
     let substitutions = format!("{}{{CALLERID(num)}}{}", "${".repeat(DEPTH), "}".repeat(DEPTH));
     let functions = format!("{}${{CALLERID(num)}}{}", "${LEN(".repeat(DEPTH), ")}".repeat(DEPTH));
@@ -22,11 +22,12 @@ fn hostile_pbx(name: &str) -> (Server, u16) {
          exten => 1,1,Set(A=$[${{CALLERID(num)}} = 1])\n same => n,Answer()\n same => n,Verbose(1,A is '${{A}}')\n same => n,Hangup()\n\
          exten => 2,1,Set(B={substitutions})\n same => n,Answer()\n same => n,Verbose(1,B is '${{B}}')\n same => n,Hangup()\n\
          exten => 3,1,Set(C={functions})\n same => n,Answer()\n same => n,Verbose(1,C is '${{C}}')\n same => n,Hangup()\n\
-         exten => 4,1,Answer()\n same => n(again),Gosub(again)\n"
+         exten => 4,1,Answer()\n same => n(again),Gosub(again)\n\
+         exten => 5,1,Exec(${{CALLERID(num)}})\n same => n,Answer()\n same => n,Hangup()\n"
     );
     sip_pbx(
         name,
-        &["pbx_config", "func_callerid", "func_strings", "app_verbose"],
+        &["pbx_config", "func_callerid", "func_strings", "app_verbose", "app_exec"],
         Some(&extensions),
         "allowguest=yes\ncontext=public\n",
     )
@@ -164,4 +165,21 @@ fn deep_or_looping_includes_stop_startup() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("deep1.conf:2: #include") && stderr.contains("would include itself"), "{stderr}");
+}
+
+/// A From user of 2,500 nested `Exec(` (20 KB: SIPp itself fails on much larger headers)
+/// reaching `Exec(${CALLERID(num)})`: past 100 levels nothing runs, one WARNING, and the
+/// dialplan goes on to answer and hang up.
+#[test]
+fn nested_exec_from_a_caller_id_runs_nothing() {
+    let (mut server, port) = hostile_pbx("hostexec");
+    let user = format!("{}Hangup(){}", "Exec(".repeat(2_500), ")".repeat(2_500));
+    let before = server.log().len();
+    let (code, out) = call(&server, port, "5", &user);
+    assert_eq!(code, 0, "answered and hung up by the dialplan: {out}\n{}", server.log_tail());
+    assert!(server.running(), "{}", server.log_tail());
+    let warnings = warnings_since(&server, before);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains("SIP/") && warnings[0].contains("nested deeper than 100"), "{}", warnings[0]);
+    assert_no_channels(&server);
 }

@@ -430,10 +430,16 @@ impl Uri {
             (None, None) => true,
             _ => false,
         };
-        let headers_eq = self.headers.len() == other.headers.len()
-            && self.headers.iter().all(|(n, v)| {
-                other.headers.iter().any(|(n2, v2)| n.eq_ignore_ascii_case(n2) && unescape(v) == unescape(v2))
-            });
+        // Headers compare as a multiset of (name, unescaped value), sorted rather than searched.
+        let headers_eq = self.headers.len() == other.headers.len() && {
+            let sorted = |u: &Uri| {
+                let mut all: Vec<(String, String)> =
+                    u.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), unescape(v).into_owned())).collect();
+                all.sort_unstable();
+                all
+            };
+            sorted(self) == sorted(other)
+        };
         user_eq
             && password_eq
             && self.host.same(&other.host)
@@ -445,22 +451,36 @@ impl Uri {
 
 /// §19.1.4: `user ttl method maddr transport` must match if either has them; any other
 /// parameter is compared only when both have it. (For tel URIs, every parameter must match.)
+/// Each side's parameters are looked up by name in a map (first of a name, as [`find_param`]):
+/// a URI may carry thousands of them.
 fn params_equivalent(a: &[Param], b: &[Param], all: bool) -> bool {
     const MUST: [&str; 5] = ["user", "ttl", "method", "maddr", "transport"];
     let value = |p: &Param| p.value.as_deref().map(|v| unescape(v).to_ascii_lowercase());
+    let (in_a, in_b) = (params_by_name(a), params_by_name(b));
     for p in a {
-        match find_param(b, &p.name) {
+        match in_b.get(&p.name.to_ascii_lowercase()) {
             Some(q) if value(p) != value(q) => return false,
             None if all || MUST.iter().any(|m| m.eq_ignore_ascii_case(&p.name)) => return false,
             _ => {}
         }
     }
     for q in b {
-        if find_param(a, &q.name).is_none() && (all || MUST.iter().any(|m| m.eq_ignore_ascii_case(&q.name))) {
+        if !in_a.contains_key(&q.name.to_ascii_lowercase())
+            && (all || MUST.iter().any(|m| m.eq_ignore_ascii_case(&q.name)))
+        {
             return false;
         }
     }
     true
+}
+
+/// Parameters by lowercased name, the first of each name.
+fn params_by_name(params: &[Param]) -> std::collections::HashMap<String, &Param> {
+    let mut map = std::collections::HashMap::with_capacity(params.len());
+    for p in params {
+        map.entry(p.name.to_ascii_lowercase()).or_insert(p);
+    }
+    map
 }
 
 /// Splits `host[:port]`, with `[v6]:port` for IPv6.
@@ -594,6 +614,20 @@ mod tests {
     }
 
     /// RFC 3261 §19.1.4's examples of equivalent and non-equivalent URIs.
+    /// Thousands of parameters and headers compare in one pass each (they were searched for one
+    /// by one).
+    #[test]
+    fn many_parameters_compare_by_map() {
+        let params: String = (0..20_000).map(|n| format!(";p{n}={n}")).collect();
+        let headers: String = (0..20_000).map(|n| format!("h{n}=v&")).collect();
+        let a = uri(&format!("sip:a@b{params}?{}", headers.trim_end_matches('&')));
+        let reversed: String = (0..20_000).rev().map(|n| format!(";P{n}={n}")).collect();
+        let b = uri(&format!("sip:a@b{reversed}?{}", headers.trim_end_matches('&')));
+        assert!(a.equivalent(&b) && b.equivalent(&a));
+        let c = uri(&format!("sip:a@b{};p19999=other", &params[..params.len() - ";p19999=19999".len()]));
+        assert!(!a.equivalent(&c));
+    }
+
     #[test]
     fn comparison_follows_19_1_4() {
         let same = [

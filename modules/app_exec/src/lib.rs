@@ -15,14 +15,76 @@ fn split_app(text: &str) -> (&str, &str) {
     }
 }
 
+/// How many `Exec`/`ExecIf` may nest in one another's argument. Asterisk has no limit (each
+/// level runs Exec again on the C stack); here they are unwrapped in a loop, and ExecIf reads
+/// the rest of its argument at each level, so a bound keeps the work linear in the text.
+pub const MAX_EXEC_NESTING: usize = 100;
+
+/// Runs `App(args)`. An `Exec(...)` or `ExecIf(...)` inside is unwrapped here, in a loop, not
+/// by running Exec again: nesting in the text (from a file, or from a variable a caller's data
+/// went into) takes no stack; past [`MAX_EXEC_NESTING`] levels nothing runs, with a warning,
+/// as for an application that does not exist.
 async fn run(chan: &mut Channel, text: &str) -> AppResult {
-    let (name, args) = split_app(text.trim());
-    let Some(app) = chan.core().apps().get(name) else {
-        tracing::warn!("Could not find application ({name})");
-        return AppResult::Continue;
+    let mut text = text.trim();
+    let mut levels = 0;
+    loop {
+        let (name, args) = split_app(text);
+        let nested = name.eq_ignore_ascii_case("Exec") || name.eq_ignore_ascii_case("ExecIf");
+        if nested {
+            levels += 1;
+            if levels > MAX_EXEC_NESTING {
+                tracing::warn!("Exec on {}: nested deeper than {MAX_EXEC_NESTING} levels, nothing run", chan.name());
+                return AppResult::Continue;
+            }
+        }
+        if name.eq_ignore_ascii_case("Exec") {
+            text = args.trim();
+            continue;
+        }
+        if name.eq_ignore_ascii_case("ExecIf") {
+            match branch(args) {
+                Some(chosen) => {
+                    text = chosen.trim();
+                    continue;
+                }
+                None => return AppResult::Continue,
+            }
+        }
+        let Some(app) = chan.core().apps().get(name) else {
+            tracing::warn!("Could not find application ({name})");
+            return AppResult::Continue;
+        };
+        let _use = app.uses.clone().map(ModuleUse::new);
+        return (app.exec)(chan, args).await;
+    }
+}
+
+/// ExecIf's `expression?appiftrue(args)[:appiffalse(args)]` → the application to run, if any.
+fn branch(data: &str) -> Option<&str> {
+    let Some((condition, branches)) = data.split_once('?') else {
+        tracing::warn!("ExecIf requires an argument: expression?app(args)[:app(args)]");
+        return None;
     };
-    let _use = app.uses.clone().map(ModuleUse::new);
-    (app.exec)(chan, args).await
+    // The false branch starts at the first ':' outside parentheses.
+    let mut depth = 0i32;
+    let split = branches.char_indices().find(|(_, c)| {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ':' if depth == 0 => return true,
+            _ => {}
+        }
+        false
+    });
+    let (yes, no) = match split {
+        Some((i, _)) => (&branches[..i], Some(&branches[i + 1..])),
+        None => (branches, None),
+    };
+    if is_true(condition) {
+        Some(yes)
+    } else {
+        no
+    }
 }
 
 fn exec<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
@@ -31,29 +93,9 @@ fn exec<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
 
 fn exec_if<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let Some((condition, branches)) = data.split_once('?') else {
-            tracing::warn!("ExecIf requires an argument: expression?app(args)[:app(args)]");
-            return AppResult::Continue;
-        };
-        // The false branch starts at the first ':' outside parentheses.
-        let mut depth = 0i32;
-        let split = branches.char_indices().find(|(_, c)| {
-            match c {
-                '(' => depth += 1,
-                ')' => depth -= 1,
-                ':' if depth == 0 => return true,
-                _ => {}
-            }
-            false
-        });
-        let (yes, no) = match split {
-            Some((i, _)) => (&branches[..i], Some(&branches[i + 1..])),
-            None => (branches, None),
-        };
-        match (is_true(condition), no) {
-            (true, _) => run(chan, yes).await,
-            (false, Some(no)) => run(chan, no).await,
-            (false, None) => AppResult::Continue,
+        match branch(data) {
+            Some(chosen) => run(chan, chosen).await,
+            None => AppResult::Continue,
         }
     })
 }
@@ -101,5 +143,32 @@ mod tests {
             assert_eq!(chan.var("C"), Some("1"));
             assert_eq!(exec(&mut chan, "Nonexistent()").await, AppResult::Continue);
         });
+    }
+
+    /// Exec and ExecIf nested to the limit run the innermost application; nested 20,000 deep,
+    /// nothing runs. Either way on a 256 KiB stack.
+    #[test]
+    fn nesting_takes_no_stack() {
+        let result = std::thread::Builder::new()
+            .stack_size(if cfg!(debug_assertions) { 2048 } else { 256 } * 1024)
+            .spawn(|| {
+                let core = starling_core::Core::for_tests();
+                let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+                let exec_text = |n| format!("{}Set(D=deep{n}){}", "Exec(".repeat(n), ")".repeat(n));
+                let exec_if_text = |n| format!("{}Set(E=deep{n}){}", "ExecIf(1?Exec(".repeat(n), "))".repeat(n));
+                core.runtime().block_on(async {
+                    // exec itself is the first level.
+                    exec(&mut chan, &exec_text(MAX_EXEC_NESTING - 1)).await;
+                    exec(&mut chan, &exec_text(20_000)).await;
+                    exec(&mut chan, &exec_if_text((MAX_EXEC_NESTING - 1) / 2)).await;
+                    exec(&mut chan, &exec_if_text(20_000)).await;
+                });
+                (chan.var("D").map(str::to_owned), chan.var("E").map(str::to_owned))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let (d, e) = (format!("deep{}", MAX_EXEC_NESTING - 1), format!("deep{}", (MAX_EXEC_NESTING - 1) / 2));
+        assert_eq!(result, (Some(d), Some(e)));
     }
 }
