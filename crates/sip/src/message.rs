@@ -315,8 +315,15 @@ fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Headers, Pa
             let Some((_, value)) = pending.as_mut() else {
                 return Err(ParseErrorKind::BadHeaderLine(line.trim().to_owned()));
             };
-            value.push(' ');
-            value.push_str(line.trim());
+            // (Onto an empty value without the space, and a blank line adds nothing: a value
+            // is written back trimmed, and must read back the same.)
+            let more = line.trim();
+            if !more.is_empty() {
+                if !value.is_empty() {
+                    value.push(' ');
+                }
+                value.push_str(more);
+            }
             continue;
         }
         if let Some(header) = pending.take() {
@@ -722,6 +729,20 @@ mod tests {
         assert_eq!(r.from().unwrap().tag(), Some("1928301774"));
         assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK776asdhds"));
         assert_eq!(r.body, b"v=0\n");
+    }
+
+    /// Found by fuzz/ (sip_datagram) in RFC 4475's esc01: `Contact:` with its value on the next
+    /// line read as " <sip:...>", which wrote back as `Contact:  <sip:...>` and read back
+    /// without the space. A folded blank line left a trailing space the same way.
+    #[test]
+    fn folding_onto_an_empty_value_adds_no_blank() {
+        let text = INVITE
+            .replace("Contact: <sip:alice@pc33.atlanta.com>\r\n", "Contact:\r\n  <sip:alice@pc33.atlanta.com>\r\n")
+            .replace("Content-Type: application/sdp\r\n", "Content-Type: application/sdp\r\n \r\n");
+        let r = request(&text);
+        assert_eq!(r.headers.get(&HeaderName::Contact), Some("<sip:alice@pc33.atlanta.com>"));
+        assert_eq!(r.headers.get(&HeaderName::ContentType), Some("application/sdp"));
+        assert_eq!(request(std::str::from_utf8(&r.to_bytes()).unwrap()), r);
     }
 
     #[test]
