@@ -183,7 +183,8 @@ fn find_header_end(data: &[u8]) -> Option<(usize, usize)> {
 
 /// Parses one message from the start of `data`; returns it and how many bytes it used.
 fn parse_message(data: &[u8], framing: Framing) -> Result<(SipMessage, usize), ParseError> {
-    if data.len() > MAX_MESSAGE {
+    // A stream's buffer may hold the next messages too: there the message's own size counts.
+    if framing == Framing::Datagram && data.len() > MAX_MESSAGE {
         return Err(ParseError::new(ParseErrorKind::TooLarge));
     }
     // RFC 3261 §7.5: CRLFs before the start line are ignored.
@@ -227,8 +228,11 @@ fn parse_message(data: &[u8], framing: Framing) -> Result<(SipMessage, usize), P
             declared
         }
     };
-    let body = available[..body_len].to_vec();
     let used = skip + body_start + body_len;
+    if used > MAX_MESSAGE {
+        return Err(ParseError::new(ParseErrorKind::TooLarge));
+    }
+    let body = available[..body_len].to_vec();
 
     if let StartLine::OtherVersion(version) = &start {
         return Err(fail(ParseErrorKind::BadVersion(version.clone()), &headers));
@@ -821,5 +825,26 @@ mod tests {
         assert_eq!(d.next_item(), None, "may be the start of a ping");
         d.push(b"INVITE");
         assert_eq!(d.next_item(), Some(Ok(StreamItem::Pong)));
+    }
+
+    /// Found by fuzz/ (sip_stream): two messages of 40 KB each read in one go were refused as
+    /// one message over 64 KiB, when each is under the cap (they framed fine read apart).
+    #[test]
+    fn the_size_cap_is_per_message_not_per_read() {
+        let body = "a=x-filler:yyyyyyyy\r\n".repeat(2000);
+        let big =
+            INVITE.replace("Content-Length: 4\r\n\r\nv=0\n", &format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        assert!(big.len() < MAX_MESSAGE && 2 * big.len() > MAX_MESSAGE);
+        let mut d = StreamDecoder::new();
+        d.push(format!("{big}{big}").as_bytes());
+        assert!(matches!(d.next_item(), Some(Ok(StreamItem::Message(_)))));
+        assert!(matches!(d.next_item(), Some(Ok(StreamItem::Message(_)))));
+        assert_eq!(d.next_item(), None);
+        // One message over the cap is still refused.
+        let huge =
+            big.replace(&format!("Content-Length: {}", body.len()), &format!("Content-Length: {}", 2 * body.len()));
+        let mut d = StreamDecoder::new();
+        d.push(format!("{huge}{body}").as_bytes());
+        assert!(matches!(d.next_item(), Some(Err(ParseError { kind: ParseErrorKind::TooLarge, .. }))));
     }
 }
