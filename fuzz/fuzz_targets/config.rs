@@ -1,6 +1,9 @@
 //! Any bytes as a set of `.conf` files: the input's NUL bytes separate `extensions.conf` from
 //! `f1.conf`, `f2.conf`... which it may `#include` (by name or glob, in any order or depth).
-//! The configuration read is then taken as extensions.conf.
+//! The configuration read is then taken as extensions.conf. Three included files at most: files
+//! that all include `f*.conf` are read along every order of them (cycles are refused, not
+//! repeats), which is n! readings — an administrator's own doing, as in Asterisk, and not what
+//! this target looks for.
 //!
 //! Must hold: nothing panics; reading is the same twice; every value and section comes from a
 //! file that was read, at a line that file has.
@@ -17,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let mut files = data.split(|b| *b == 0);
     let main = files.next().unwrap_or_default();
     let mut source = MemSource(HashMap::new());
-    for (i, file) in files.enumerate().take(8) {
+    for (i, file) in files.enumerate().take(3) {
         source.0.insert(PathBuf::from(format!("/etc/starling/f{}.conf", i + 1)), file.to_vec());
     }
     let name = Path::new("/etc/starling/extensions.conf");
