@@ -47,6 +47,45 @@ impl Message {
     }
 }
 
+/// A message with more headers than this is refused.
+pub const MAX_HEADERS: usize = 256;
+
+/// Why a manager message could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    #[error("too many headers")]
+    TooManyHeaders,
+}
+
+/// Reads manager messages from their lines, as they arrive (sans I/O: res_manager reads the
+/// lines from the socket, bounded, and hands them here). `Key: Value`, the value's leading
+/// blanks dropped; a line without a colon is a key with an empty value, as Asterisk's
+/// `astman_get_header` sees it; an empty line ends a message (empty lines before one are skipped).
+#[derive(Debug, Default)]
+pub struct MessageReader {
+    message: Message,
+}
+
+impl MessageReader {
+    /// Takes one line, with or without its line end; a message when this line ends one.
+    pub fn line(&mut self, line: &str) -> Result<Option<Message>, MessageError> {
+        let text = line.trim_end_matches(['\r', '\n']);
+        if text.is_empty() {
+            if self.message.headers.is_empty() {
+                return Ok(None);
+            }
+            return Ok(Some(std::mem::take(&mut self.message)));
+        }
+        if self.message.headers.len() >= MAX_HEADERS {
+            return Err(MessageError::TooManyHeaders);
+        }
+        let (key, value) = text.split_once(':').unwrap_or((text, ""));
+        self.message.headers.push((key.trim().to_owned(), value.trim_start().to_owned()));
+        Ok(None)
+    }
+}
+
 /// Appends `Key: Value\r\n` lines and the empty line that ends a manager message.
 pub(crate) fn render_headers<'a>(out: &mut String, headers: impl Iterator<Item = (&'a str, &'a str)>) {
     for (k, v) in headers {
@@ -116,5 +155,27 @@ mod tests {
         assert_eq!(reply.len(), 3);
         assert_eq!(reply[2].get("ListItems"), Some("1"));
         assert_eq!(reply[0].get("EventList"), Some("start"));
+    }
+
+    #[test]
+    fn messages_read_line_by_line_and_render_back() {
+        let mut reader = MessageReader::default();
+        let mut read = Vec::new();
+        for line in "\r\nAction: Login\r\nUsername:admin\r\nSecret:  a:b \r\nno colon\n\r\n".split_inclusive('\n') {
+            read.extend(reader.line(line).unwrap());
+        }
+        let expected = Message::default()
+            .with("Action", "Login")
+            .with("Username", "admin")
+            .with("Secret", "a:b ")
+            .with("no colon", "");
+        assert_eq!(read, std::slice::from_ref(&expected));
+        let mut again = MessageReader::default();
+        let back: Vec<Message> =
+            expected.render().split_inclusive('\n').filter_map(|l| again.line(l).unwrap()).collect();
+        assert_eq!(back, [expected]);
+        let mut flood = MessageReader::default();
+        let errors = (0..=MAX_HEADERS).filter(|i| flood.line(&format!("K{i}: v")).is_err()).count();
+        assert_eq!(errors, 1, "the header past {MAX_HEADERS} is refused");
     }
 }

@@ -130,15 +130,22 @@ impl JitterBuffer {
             self.next = Some(first);
             return self.get();
         };
-        // Too much buffered for the target: skip a frame (adaptive shrink).
-        if let Some((&last, _)) = self.frames.last_key_value() {
-            let held = last - next + i64::from(self.frame);
-            if matches!(self.mode, Mode::Adaptive { .. }) && held > i64::from(self.target + 2 * self.frame) {
-                self.frames.remove(&next);
-                self.stats.dropped += 1;
-                self.next = Some(next + i64::from(self.frame));
-                return self.get();
+        // Too much buffered for the target: skip frames (adaptive shrink), as many as it takes
+        // at once — a far end whose timestamp jumps by 2^31 is 13 million frames ahead, which
+        // a frame at a time (this used to recurse per frame) overflowed the stack.
+        let mut next = next;
+        if let (Mode::Adaptive { .. }, Some((&last, _))) = (self.mode, self.frames.last_key_value()) {
+            let (frame, limit) = (i64::from(self.frame), i64::from(self.target + 2 * self.frame));
+            let held = last - next + frame;
+            if held > limit {
+                let skipped = (held - limit + frame - 1) / frame;
+                next += skipped * frame;
+                self.stats.dropped += skipped as u64;
             }
+        }
+        // Frames before the playout point are never played (skipped, or off the frame grid).
+        while self.frames.first_key_value().is_some_and(|(&t, _)| t < next) {
+            self.frames.pop_first();
         }
         self.next = Some(next + i64::from(self.frame));
         match self.frames.remove(&next) {
@@ -199,6 +206,26 @@ mod tests {
         assert_eq!(jb.get(), Playout::Frame(vec![1]));
         assert_eq!(jb.get(), Playout::Frame(vec![2]));
         assert_eq!(jb.get(), Playout::Frame(vec![3]));
+    }
+
+    /// Found by fuzz/ (rtp): a timestamp jump of 2^31 made get() recurse once per frame
+    /// skipped (13 million deep) and overflow the stack.
+    #[test]
+    fn a_timestamp_jump_is_skipped_at_once() {
+        let start = Instant::now();
+        let mut jb = JitterBuffer::new(Mode::Adaptive { min: 160, max: 1600 }, 8000, 160);
+        let jump = 160 * 13_000_000; // just under 2^31
+        jb.put(start, 0, &[1]);
+        jb.put(start + Duration::from_millis(20), jump, &[2]);
+        jb.put(start + Duration::from_millis(40), jump + 7, &[3]); // off the frame grid
+        assert_eq!(jb.target(), 1600, "the jitter seen takes the target to its max");
+        // The playout point goes at once to the target (+ 2 frames) before the newest frame.
+        let out: Vec<Playout> = (0..12).map(|_| jb.get()).collect();
+        assert_eq!(out[..10], [const { Playout::Lost }; 10]);
+        assert_eq!(out[10], Playout::Frame(vec![2]));
+        assert_eq!(out[11], Playout::Lost, "the frame off the grid is never played");
+        assert_eq!(jb.stats.dropped, u64::from(jump / 160) - 10);
+        assert!(jb.frames.is_empty());
     }
 
     #[test]

@@ -235,8 +235,8 @@ fn parse_message(data: &[u8], framing: Framing) -> Result<(SipMessage, usize), P
             declared
         }
     };
-    let body = available[..body_len].to_vec();
     let used = skip + body_start + body_len;
+    let body = available[..body_len].to_vec();
 
     if let StartLine::OtherVersion(version) = &start {
         return Err(fail(ParseErrorKind::BadVersion(version.clone()), &headers));
@@ -323,8 +323,15 @@ fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Headers, Pa
             let Some((_, value)) = pending.as_mut() else {
                 return Err(ParseErrorKind::BadHeaderLine(line.trim().to_owned()));
             };
-            value.push(' ');
-            value.push_str(line.trim());
+            // (Onto an empty value without the space, and a blank line adds nothing: a value
+            // is written back trimmed, and must read back the same.)
+            let more = line.trim();
+            if !more.is_empty() {
+                if !value.is_empty() {
+                    value.push(' ');
+                }
+                value.push_str(more);
+            }
             continue;
         }
         if let Some(header) = pending.take() {
@@ -815,6 +822,20 @@ mod tests {
         assert_eq!(r.body, b"v=0\n");
     }
 
+    /// Found by fuzz/ (sip_datagram) in RFC 4475's esc01: `Contact:` with its value on the next
+    /// line read as " <sip:...>", which wrote back as `Contact:  <sip:...>` and read back
+    /// without the space. A folded blank line left a trailing space the same way.
+    #[test]
+    fn folding_onto_an_empty_value_adds_no_blank() {
+        let text = INVITE
+            .replace("Contact: <sip:alice@pc33.atlanta.com>\r\n", "Contact:\r\n  <sip:alice@pc33.atlanta.com>\r\n")
+            .replace("Content-Type: application/sdp\r\n", "Content-Type: application/sdp\r\n \r\n");
+        let r = request(&text);
+        assert_eq!(r.headers.get(&HeaderName::Contact), Some("<sip:alice@pc33.atlanta.com>"));
+        assert_eq!(r.headers.get(&HeaderName::ContentType), Some("application/sdp"));
+        assert_eq!(request(std::str::from_utf8(&r.to_bytes()).unwrap()), r);
+    }
+
     #[test]
     fn compact_names_folding_and_split_lists() {
         let text = "\r\nOPTIONS sip:x@y SIP/2.0\r\nv: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/TCP b;branch=z9hG4bK2\r\n\
@@ -965,5 +986,29 @@ mod tests {
         let mut d = StreamDecoder::with_max(1000);
         d.push(INVITE.as_bytes());
         assert!(matches!(d.next_item(), Some(Ok(StreamItem::Message(_)))));
+    }
+
+    /// Found by fuzz/ (sip_stream): two messages of 40 KB each read in one go were refused as
+    /// one message over 64 KiB, when each is under the cap (they framed fine read apart).
+    #[test]
+    fn the_size_cap_is_per_message_not_per_read() {
+        let body = "a=x-filler:yyyyyyyy\r\n".repeat(2000);
+        let big =
+            INVITE.replace("Content-Length: 4\r\n\r\nv=0\n", &format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        assert!(big.len() < MAX_MESSAGE && 2 * big.len() > MAX_MESSAGE);
+        let mut d = StreamDecoder::with_max(MAX_MESSAGE);
+        d.push(format!("{big}{big}").as_bytes());
+        assert!(matches!(d.next_item(), Some(Ok(StreamItem::Message(_)))));
+        assert!(matches!(d.next_item(), Some(Ok(StreamItem::Message(_)))));
+        assert_eq!(d.next_item(), None);
+        // One message over the cap is still refused.
+        let huge =
+            big.replace(&format!("Content-Length: {}", body.len()), &format!("Content-Length: {}", 2 * body.len()));
+        let mut d = StreamDecoder::with_max(MAX_MESSAGE);
+        d.push(format!("{huge}{body}").as_bytes());
+        assert!(matches!(
+            d.next_item(),
+            Some(Err(ParseError { kind: ParseErrorKind::ContentLengthTooLarge { .. }, .. }))
+        ));
     }
 }

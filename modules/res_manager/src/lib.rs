@@ -28,7 +28,7 @@ use std::time::{Instant, SystemTime};
 
 use starling_core::cli::{CliCommand, CliResult};
 use starling_core::events::Event;
-use starling_core::manager::Message;
+use starling_core::manager::{Message, MessageReader};
 use starling_core::tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use starling_core::tokio::net::{TcpListener, TcpStream};
 use starling_core::tokio::sync::{broadcast, mpsc, watch};
@@ -46,8 +46,6 @@ const COALESCE: std::time::Duration = std::time::Duration::from_millis(20);
 const COALESCE_STEPS: u32 = 4;
 /// A backlog this long is written at once (the bus keeps 4,096 events for a session).
 const BACKLOG_NOW: usize = 512;
-/// A message with more headers than this is refused.
-const MAX_HEADERS: usize = 256;
 
 /// One connected session, as `manager show connected` lists it.
 #[derive(Clone, Debug)]
@@ -120,7 +118,7 @@ pub(crate) enum Next {
 
 /// Reads one message (its headers, until the empty line). `None` at the end of the stream.
 async fn read_message(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::io::Result<Option<Message>> {
-    let mut message = Message::default();
+    let mut message = MessageReader::default();
     let mut line = String::new();
     loop {
         line.clear();
@@ -131,19 +129,11 @@ async fn read_message(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) ->
         if n > MAX_LINE {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "line too long"));
         }
-        let text = line.trim_end_matches(['\r', '\n']);
-        if text.is_empty() {
-            if message.headers.is_empty() {
-                continue;
-            }
-            return Ok(Some(message));
+        match message.line(&line) {
+            Ok(Some(message)) => return Ok(Some(message)),
+            Ok(None) => {}
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())),
         }
-        if message.headers.len() >= MAX_HEADERS {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "too many headers"));
-        }
-        // `Key: Value`; a line without a colon is kept as a key with an empty value.
-        let (key, value) = text.split_once(':').unwrap_or((text, ""));
-        message.headers.push((key.trim().to_owned(), value.trim_start().to_owned()));
     }
 }
 
