@@ -460,6 +460,10 @@ impl StreamDecoder {
     /// The next complete item, `None` until more bytes arrive. After an error the connection
     /// cannot be resynchronised and should be closed.
     pub fn next_item(&mut self) -> Option<Result<StreamItem, ParseError>> {
+        // Bare LFs before a start line are ignored (RFC 3261 §7.5), dropped as they come: read
+        // with what followed or on their own, they must come to the same.
+        let lfs = self.buffer.iter().take_while(|b| **b == b'\n').count();
+        self.buffer.drain(..lfs);
         if self.buffer.starts_with(PING) {
             self.buffer.drain(..PING.len());
             return Some(Ok(StreamItem::Ping));
@@ -825,6 +829,19 @@ mod tests {
         assert_eq!(d.next_item(), None, "may be the start of a ping");
         d.push(b"INVITE");
         assert_eq!(d.next_item(), Some(Ok(StreamItem::Pong)));
+    }
+
+    /// Found by fuzz/ (sip_stream): LFs before a start line, read on their own, were a message
+    /// that was Empty (an error that closes the connection); read with what followed, skipped.
+    #[test]
+    fn bare_lfs_before_a_message_are_skipped_however_they_arrive() {
+        let mut d = StreamDecoder::new();
+        d.push(b"\n\n\n");
+        assert_eq!(d.next_item(), None);
+        d.push(INVITE.as_bytes());
+        assert!(matches!(d.next_item(), Some(Ok(StreamItem::Message(_)))));
+        d.push(b"\n\r\n\r\n");
+        assert_eq!(d.next_item(), Some(Ok(StreamItem::Ping)));
     }
 
     /// Found by fuzz/ (sip_stream): two messages of 40 KB each read in one go were refused as
