@@ -430,6 +430,8 @@ fn header_label(name: &HeaderName) -> &'static str {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     buffer: Vec<u8>,
+    /// In a run of CRs and LFs before a start line (see `next_item`).
+    skipping_blanks: bool,
 }
 
 /// What a stream yielded.
@@ -460,10 +462,24 @@ impl StreamDecoder {
     /// The next complete item, `None` until more bytes arrive. After an error the connection
     /// cannot be resynchronised and should be closed.
     pub fn next_item(&mut self) -> Option<Result<StreamItem, ParseError>> {
-        // Bare LFs before a start line are ignored (RFC 3261 §7.5), dropped as they come: read
-        // with what followed or on their own, they must come to the same.
-        let lfs = self.buffer.iter().take_while(|b| **b == b'\n').count();
-        self.buffer.drain(..lfs);
+        // CRs and LFs before a start line are ignored (RFC 3261 §7.5) unless they begin with
+        // CRLF (a keepalive). Such a run is dropped as it comes, and the CRs and LFs that follow
+        // it too, until the start line: read with what followed or on their own, they must
+        // come to the same.
+        let blank = |b: &u8| *b == b'\r' || *b == b'\n';
+        let not_keepalive = match self.buffer.as_slice() {
+            [b'\n', ..] => true,
+            [b'\r', second, ..] => *second != b'\n',
+            _ => false,
+        };
+        if self.skipping_blanks || not_keepalive {
+            let blanks = self.buffer.iter().take_while(|b| blank(b)).count();
+            self.buffer.drain(..blanks);
+            self.skipping_blanks = self.buffer.is_empty();
+            if self.skipping_blanks {
+                return None;
+            }
+        }
         if self.buffer.starts_with(PING) {
             self.buffer.drain(..PING.len());
             return Some(Ok(StreamItem::Ping));
@@ -831,8 +847,9 @@ mod tests {
         assert_eq!(d.next_item(), Some(Ok(StreamItem::Pong)));
     }
 
-    /// Found by fuzz/ (sip_stream): LFs before a start line, read on their own, were a message
-    /// that was Empty (an error that closes the connection); read with what followed, skipped.
+    /// Found by fuzz/ (sip_stream): CRs and LFs before a start line, read on their own, were a
+    /// message that was Empty (an error that closes the connection); read with what followed,
+    /// skipped.
     #[test]
     fn bare_lfs_before_a_message_are_skipped_however_they_arrive() {
         let mut d = StreamDecoder::new();
@@ -840,8 +857,17 @@ mod tests {
         assert_eq!(d.next_item(), None);
         d.push(INVITE.as_bytes());
         assert!(matches!(d.next_item(), Some(Ok(StreamItem::Message(_)))));
-        d.push(b"\n\r\n\r\n");
-        assert_eq!(d.next_item(), Some(Ok(StreamItem::Ping)));
+        d.push(b"\r\n\r\n");
+        assert_eq!(d.next_item(), Some(Ok(StreamItem::Ping)), "a keepalive after a message");
+        // CR CR LF LF, then a start line: all blanks, read together or apart.
+        for cut in 0..=4 {
+            let stream = b"\r\r\n\n\r\n*\n\n";
+            let mut d = StreamDecoder::new();
+            d.push(&stream[..cut]);
+            assert_eq!(d.next_item(), None);
+            d.push(&stream[cut..]);
+            assert!(matches!(d.next_item(), Some(Err(ParseError { kind: ParseErrorKind::BadStartLine, .. }))));
+        }
     }
 
     /// Found by fuzz/ (sip_stream): two messages of 40 KB each read in one go were refused as
