@@ -99,8 +99,12 @@ impl JitterBuffer {
         }
         self.last_transit = Some(transit);
         if let Mode::Adaptive { min, max } = self.mode {
-            let jitter = (self.jitter_q4 >> 4) as u32;
-            let wanted = (jitter * 4 + self.frame * (1 + self.underruns.min(4))).clamp(min, max);
+            // Saturating: a far end's timestamps can make the jitter anything (2^33 samples).
+            let jitter = u32::try_from(self.jitter_q4 >> 4).unwrap_or(u32::MAX);
+            let wanted = jitter
+                .saturating_mul(4)
+                .saturating_add(self.frame.saturating_mul(1 + self.underruns.min(4)))
+                .clamp(min, max);
             // Grow at once, shrink slowly (a frame at a time, in get()).
             if wanted > self.target {
                 self.target = wanted;
@@ -226,6 +230,17 @@ mod tests {
         assert_eq!(out[11], Playout::Lost, "the frame off the grid is never played");
         assert_eq!(jb.stats.dropped, u64::from(jump / 160) - 10);
         assert!(jb.frames.is_empty());
+    }
+
+    /// Found by fuzz/ (rtp): timestamps swinging by 2^31 made the jitter ×4 overflow.
+    #[test]
+    fn any_jitter_is_clamped_not_overflowed() {
+        let start = Instant::now();
+        let mut jb = JitterBuffer::new(Mode::Adaptive { min: 160, max: 1600 }, 8000, 160);
+        for n in 0..64u32 {
+            jb.put(start + Duration::from_millis(u64::from(n)), if n % 2 == 0 { 0 } else { 0x7fff_ffff }, &[0]);
+        }
+        assert_eq!(jb.target(), 1600);
     }
 
     #[test]

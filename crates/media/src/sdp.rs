@@ -232,8 +232,11 @@ impl RemoteMedia {
     pub fn parse(sdp: &str) -> Result<RemoteMedia, SdpError> {
         // sdp-rs wants CRLF line ends and a final one; peers send LF too. Some (SIPp) write an
         // IPv6 address in `o=`/`c=` between brackets, as in a URI: taken without them.
+        // `r=` and `z=` lines (repeat times, time zones) are dropped unread: nothing here uses
+        // them, and sdp-rs 0.2 panics on a time too large for chrono (`r=99999999999999999 1`).
         let normalised: String = sdp
             .lines()
+            .filter(|l| !(l.starts_with("r=") || l.starts_with("z=")))
             .map(|l| {
                 let l = l.trim_end_matches('\r');
                 match unbracketed_ip6(l) {
@@ -535,6 +538,17 @@ a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\na=label:1\
         held.session_version += 1;
         let reoffer = held.offer();
         assert!(reoffer.contains("o=Starling 4711 2 IN IP4") && reoffer.contains("a=sendonly"), "{reoffer}");
+    }
+
+    /// Found by fuzz/ (sdp): sdp-rs panicked (chrono's "TimeDelta::seconds out of bounds") on
+    /// a repeat time too large, in the body of any INVITE.
+    #[test]
+    fn huge_repeat_and_zone_times_are_not_read() {
+        let sdp = BARESIP.replace(
+            "t=0 0\r\n",
+            "t=0 0\r\nr=00000000000000008715660741256668904 15 0\r\nz=99999999999999999999 -1h\r\n",
+        );
+        assert_eq!(RemoteMedia::parse(&sdp).unwrap(), RemoteMedia::parse(BARESIP).unwrap());
     }
 
     #[test]

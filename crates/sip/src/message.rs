@@ -449,6 +449,8 @@ pub struct StreamDecoder {
     scanned: usize,
     /// The front message's whole length, once its head is complete.
     framed: Option<usize>,
+    /// In a run of CRs and LFs before a start line (see `next_item`).
+    skipping_blanks: bool,
 }
 
 impl Default for StreamDecoder {
@@ -480,7 +482,13 @@ impl StreamDecoder {
 
     /// A decoder that takes messages of up to `max` bytes, head and body.
     pub fn with_max(max: usize) -> StreamDecoder {
-        StreamDecoder { buffer: Vec::new(), max: max.min(MAX_MESSAGE), scanned: 0, framed: None }
+        StreamDecoder {
+            buffer: Vec::new(),
+            max: max.min(MAX_MESSAGE),
+            scanned: 0,
+            framed: None,
+            skipping_blanks: false,
+        }
     }
 
     /// Adds bytes read from the connection. Call [`StreamDecoder::next_item`] until it says
@@ -500,6 +508,9 @@ impl StreamDecoder {
         let total = match self.framed {
             Some(total) => total,
             None => {
+                if self.skip_blanks() {
+                    return None;
+                }
                 if let Some(keepalive) = self.keepalive() {
                     return keepalive;
                 }
@@ -526,6 +537,25 @@ impl StreamDecoder {
         }
         self.reset();
         Some(result.map(|(message, _)| StreamItem::Message(message)))
+    }
+
+    /// CRs and LFs before a start line are ignored (RFC 3261 §7.5) unless they begin with CRLF
+    /// (a keepalive). Such a run is dropped as it comes, and the CRs and LFs that follow it too,
+    /// until the start line: read with what followed or on their own, they come to the same.
+    /// True while the buffer holds nothing else.
+    fn skip_blanks(&mut self) -> bool {
+        let blank = |b: &u8| *b == b'\r' || *b == b'\n';
+        let not_keepalive = match self.buffer.as_slice() {
+            [b'\n', ..] => true,
+            [b'\r', second, ..] => *second != b'\n',
+            _ => false,
+        };
+        if self.skipping_blanks || not_keepalive {
+            let blanks = self.buffer.iter().take_while(|b| blank(b)).count();
+            self.buffer.drain(..blanks);
+            self.skipping_blanks = self.buffer.is_empty();
+        }
+        self.skipping_blanks
     }
 
     fn reset(&mut self) {
@@ -986,6 +1016,29 @@ mod tests {
         let mut d = StreamDecoder::with_max(1000);
         d.push(INVITE.as_bytes());
         assert!(matches!(d.next_item(), Some(Ok(StreamItem::Message(_)))));
+    }
+
+    /// Found by fuzz/ (sip_stream): CRs and LFs before a start line, read on their own, were a
+    /// message that was Empty (an error that closes the connection); read with what followed,
+    /// skipped.
+    #[test]
+    fn bare_lfs_before_a_message_are_skipped_however_they_arrive() {
+        let mut d = StreamDecoder::new();
+        d.push(b"\n\n\n");
+        assert_eq!(d.next_item(), None);
+        d.push(INVITE.as_bytes());
+        assert!(matches!(d.next_item(), Some(Ok(StreamItem::Message(_)))));
+        d.push(b"\r\n\r\n");
+        assert_eq!(d.next_item(), Some(Ok(StreamItem::Ping)), "a keepalive after a message");
+        // CR CR LF LF, then a start line: all blanks, read together or apart.
+        for cut in 0..=4 {
+            let stream = b"\r\r\n\n\r\n*\n\n";
+            let mut d = StreamDecoder::new();
+            d.push(&stream[..cut]);
+            assert_eq!(d.next_item(), None);
+            d.push(&stream[cut..]);
+            assert!(matches!(d.next_item(), Some(Err(ParseError { kind: ParseErrorKind::BadStartLine, .. }))));
+        }
     }
 
     /// Found by fuzz/ (sip_stream): two messages of 40 KB each read in one go were refused as

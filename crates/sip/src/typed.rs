@@ -287,7 +287,8 @@ impl NameAddr {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        if uri.contains(['?', ',']) {
+        // (Nor `>`: without `<`, it cannot be written back as a name-addr that reads the same.)
+        if uri.contains(['?', ',', '>']) {
             return Err(ValueError::Uri(UriError::BadParam));
         }
         Ok(NameAddr { display, uri: Uri::parse(uri.trim())?, params: parse_header_params(params)? })
@@ -378,6 +379,15 @@ impl fmt::Display for CSeq {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzz/ (sip_datagram): `From: http://host>;tag=1` read as an opaque URI ending in
+    /// `>`, written back as `<http://host>>;tag=1`, which did not read back.
+    #[test]
+    fn an_addr_spec_with_a_closing_bracket_is_refused() {
+        assert_eq!(NameAddr::parse("http://.ww.example.com>;tag=3234233"), Err(ValueError::Uri(UriError::BadParam)));
+        let fine = NameAddr::parse("http://.ww.example.com;tag=3234233").unwrap();
+        assert_eq!(NameAddr::parse(&fine.to_string()), Ok(fine));
+    }
 
     #[test]
     fn vias() {
