@@ -475,8 +475,16 @@ impl Drop for Baresip {
 }
 
 /// A free UDP port on 127.0.0.1 (bound then released: good enough for tests).
+/// A port of 127.0.0.1 free for UDP and for TCP alike (SIPp `-t t1` listens on TCP on it, and
+/// tests that open hundreds of connections take ephemeral ports a UDP-only check misses).
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A Starling with SIP on a free port of 127.0.0.1: it loads `modules` (names without `.so`)
