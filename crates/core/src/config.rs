@@ -31,6 +31,12 @@ use std::sync::Arc;
 /// this bounds the rest (a runaway tree, a file that includes another twice at every level).
 pub const MAX_INCLUDE_LEVEL: usize = 10;
 
+/// How many files one configuration may read, its includes counted each time they are read
+/// (Starling's own; Asterisk has no such bound). Ten levels bound the depth, not the breadth:
+/// files that include a glob of each other several times are read exponentially often, and
+/// found by fuzzing to take gigabytes; past this the reading stops with an error.
+pub const MAX_INCLUDE_READS: usize = 1000;
+
 /// Where a value came from: the file (as the user would name it) and the 1-based line.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Location {
@@ -290,6 +296,8 @@ struct Parser<'s> {
     /// Files being read, innermost last, for cycle detection.
     stack: Vec<PathBuf>,
     files: Vec<PathBuf>,
+    /// Files read so far (bounded by [`MAX_INCLUDE_READS`]).
+    reads: usize,
     errors: ConfigErrors,
 }
 
@@ -302,6 +310,7 @@ impl<'s> Parser<'s> {
             current: None,
             stack: Vec::new(),
             files: Vec::new(),
+            reads: 0,
             errors: ConfigErrors::default(),
         }
     }
@@ -408,13 +417,18 @@ impl<'s> Parser<'s> {
             templates: Vec::new(),
             variables: Vec::new(),
         };
-        let mut append = false;
+        let append = options.contains(&"+");
         let mut problem = None;
         for option in options {
             match option {
                 "!" => section.is_template = true,
-                "+" => append = true,
+                "+" => {}
                 "" => problem = Some(format!("empty template name in [{name}](...)")),
+                // `[s](s,+)` would copy the section into itself, doubling it at every such line
+                // (found by fuzzing: a few lines took gigabytes).
+                template if append && template.eq_ignore_ascii_case(name) => {
+                    problem = Some(format!("[{name}](+) cannot inherit from itself"))
+                }
                 template => match self.sections.iter().rev().find(|s| s.name.eq_ignore_ascii_case(template)) {
                     Some(t) => {
                         let inherited = t.variables.iter().map(|v| Variable { inherited: true, ..v.clone() });
@@ -477,6 +491,12 @@ impl<'s> Parser<'s> {
         let is_glob = target.contains(['*', '?', '[']);
         let files = if is_glob { self.source.glob(&target_path) } else { vec![target_path] };
         for file in files {
+            if self.reads >= MAX_INCLUDE_READS {
+                return Err(format!(
+                    "#{word} \"{target}\": more than {MAX_INCLUDE_READS} files read for one configuration \
+                     (files that include each other over and over?)"
+                ));
+            }
             if self.stack.contains(&self.source.identity(&file)) {
                 self.errors.push(ConfigError::at(
                     location,
@@ -484,6 +504,7 @@ impl<'s> Parser<'s> {
                 ));
                 continue;
             }
+            self.reads += 1;
             match self.source.read(&file) {
                 Ok(text) => self.parse_file(&file, &text, depth + 1),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && (optional || is_glob) => {}
@@ -710,7 +731,8 @@ mod tests {
         let e: Vec<_> = e.0.iter().map(ToString::to_string).collect();
         assert_eq!(e, ["10.conf:3: #include \"11.conf\": Maximum Include level (10) exceeded"]);
 
-        // Every file including the next twice: 2^10 reads at most, not 2^31.
+        // Every file including the next twice: 2^11 reads without a bound on reads (not 2^41
+        // with the level limit alone); MAX_INCLUDE_READS stops it sooner, with an error.
         let files: Vec<(PathBuf, Vec<u8>)> = (0..40)
             .map(|n| {
                 (
@@ -721,7 +743,17 @@ mod tests {
             .collect();
         let src = MemSource(files.into_iter().collect());
         let e = Config::parse_with(&src, Path::new("/e/0.conf"), &src.0[Path::new("/e/0.conf")]).unwrap_err();
-        assert_eq!(e.0.len(), 2 << MAX_INCLUDE_LEVEL);
+        let e: Vec<_> = e.0.iter().map(ToString::to_string).collect();
+        assert!(e.iter().any(|e| e.contains("more than 1000 files read for one configuration")), "{e:?}");
+        assert!(e.len() <= 2 * MAX_INCLUDE_READS, "{} errors", e.len());
+    }
+
+    #[test]
+    fn a_section_appended_to_cannot_inherit_from_itself() {
+        let text = "[s]\na=1\n".to_owned() + &"[s](s,+)\nb=2\n".repeat(64);
+        let e = Config::parse_str("x.conf", &text).unwrap_err();
+        assert_eq!(e.0.len(), 64);
+        assert_eq!(e.0[0].to_string(), "x.conf:3: [s](+) cannot inherit from itself");
     }
 
     #[test]
