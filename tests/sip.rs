@@ -1328,8 +1328,8 @@ fn sip_info_dtmf_reaches_waitexten() {
     assert!(server.log().contains("Executing [5@default:1] NoOp("), "{}", server.log_tail());
 }
 
-/// permit/deny: a peer whose ACL refuses the source address cannot register (it is answered as
-/// an unknown name is: 401, then 403) and its calls get 403, even with allowguest=yes.
+/// permit/deny: a peer whose ACL refuses the source address cannot register and cannot call:
+/// both are answered as an unknown name is (401, then 403), even with allowguest=yes.
 #[test]
 fn a_peer_acl_refuses_other_addresses() {
     let port = free_udp_port();
@@ -1344,8 +1344,58 @@ fn a_peer_acl_refuses_other_addresses() {
     let (code, out) = run_sipp(port, "register_forbidden.xml", "alice", "alice", "pw", 1);
     assert_eq!(code, 0, "the right password from a denied address: 401 then 403\n{out}\n{}", server.log_tail());
     assert!(server.log().contains("Device does not match ACL"), "{}", server.log_tail());
-    let (code, out) = run_sipp(port, "invite_403.xml", "100", "", "", 1);
-    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let (code, out) = run_sipp_with(
+        port,
+        "invite_forbidden.xml",
+        &["-s", "100", "-key", "caller", "trunk", "-au", "trunk", "-ap", "x", "-m", "1"],
+    );
+    assert_eq!(code, 0, "a call from a denied address: 401 then 403\n{out}\n{}", server.log_tail());
+}
+
+/// With alwaysauthreject (the default) an INVITE from a name its ACL refuses and one from a
+/// name that does not exist are told the same: a 401 with the same headers, then 403 for the
+/// right password (issue 21: no enumerating names over INVITE).
+#[test]
+fn an_acl_refused_name_and_an_unknown_name_are_told_the_same_over_invite() {
+    let port = free_udp_port();
+    let server = sip_server(
+        "sipaclinvite",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=no\n\
+             [alice]\ntype=friend\nhost=dynamic\nsecret=pw\ndeny=0.0.0.0/0.0.0.0\npermit=10.0.0.0/8\n"
+        ),
+    );
+    let first_answer = |user: &str| {
+        let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let local = sip.local_addr().unwrap().port();
+        let invite = format!(
+            "INVITE sip:100@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{user}\r\n\
+             From: <sip:{user}@127.0.0.1:{local}>;tag={user}\r\nTo: <sip:100@127.0.0.1>\r\nCall-ID: {user}@test\r\n\
+             CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:{user}@127.0.0.1:{local}>\r\nContent-Length: 0\r\n\r\n"
+        );
+        sip.send_to(invite.as_bytes(), ("127.0.0.1", port)).unwrap();
+        let answer = await_message(&sip, "SIP/2.0 4");
+        let status = answer.lines().next().unwrap_or("").to_owned();
+        let mut names: Vec<String> =
+            answer.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(n, _)| n.to_ascii_lowercase()).collect();
+        names.sort();
+        (status, names, answer)
+    };
+    let (alice_status, alice_headers, alice) = first_answer("alice");
+    let (mallory_status, mallory_headers, mallory) = first_answer("mallory");
+    assert_eq!(alice_status, "SIP/2.0 401 Unauthorized", "{alice}");
+    assert_eq!((alice_status, alice_headers), (mallory_status, mallory_headers), "{alice}\n{mallory}");
+    assert!(server.log().contains("rejected: device does not match ACL"), "{}", server.log_tail());
+    for user in ["alice", "mallory"] {
+        let (code, out) = run_sipp_with(
+            port,
+            "invite_forbidden.xml",
+            &["-s", "100", "-key", "caller", user, "-au", user, "-ap", "pw", "-m", "1"],
+        );
+        assert_eq!(code, 0, "{user}: 401 then 403\n{out}\n{}", server.log_tail());
+    }
+    assert!(server.rx("core show channels").contains("0 active channels"));
 }
 
 /// An INVITE with a PCMU offer, sent by hand to `exten`: our SIP socket and our RTP socket.

@@ -1063,6 +1063,17 @@ impl Monitor {
         self.endpoint.send_response(now, tx, response);
     }
 
+    /// Answers an INVITE as for a name that does not exist: a challenge (the registrar's fake
+    /// one, with the same work as a real check), then 403 to whatever answers it.
+    fn answer_as_unknown(&mut self, tx: TxId, request: &Request, now: std::time::Instant) {
+        let name = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
+        let response = match self.registrar.authenticate(None, request, name.as_deref().unwrap_or(""), now) {
+            Err((401, stale)) => self.challenge(request, now, stale),
+            _ => self.response(request, 403),
+        };
+        self.endpoint.send_response(now, tx, response);
+    }
+
     /// OPTIONS, in or out of a dialog: 200 with what we allow, accept and support — unless
     /// the node is draining (`core stop gracefully`), which answers 503 so a dispatcher in
     /// front stops sending calls here.
@@ -1173,6 +1184,10 @@ impl Monitor {
 
     /// A new INVITE: identify and authenticate the caller, check call-limit, the extension and
     /// the codecs, then make the channel and hand it to the dialplan.
+    ///
+    /// An INVITE from a name we do not know (without guests), or from a known name its ACL
+    /// refuses (with `alwaysauthreject`), gets what a known name with a wrong password gets:
+    /// a challenge, then 403.
     fn handle_request_invite(&mut self, tx: TxId, request: Request, remote: SocketAddr) {
         // The call's RTP socket and tasks belong to the shared runtime, not the monitor's thread.
         let runtime = self.core.runtime();
@@ -1190,7 +1205,12 @@ impl Monitor {
                 peer.name,
                 request.uri.user_unescaped().unwrap_or_default()
             );
-            return refuse(self, 403);
+            if !conf.general.alwaysauthreject {
+                return refuse(self, 403);
+            }
+            // As an unknown name is answered (Asterisk's transmit_fake_auth_response): nothing
+            // tells the caller that the name exists.
+            return self.answer_as_unknown(tx, &request, now);
         }
         match &caller {
             Some(peer) if !peer.insecure.invite && (peer.secret.is_some() || peer.md5secret.is_some()) => {
@@ -1209,17 +1229,8 @@ impl Monitor {
             // extension, in `[general] context`): that is what the registration is for.
             None if conf.general.allowguest
                 || self.registration_from(remote, request.uri.user_unescaped().as_deref()).is_some() => {}
-            None => {
-                // No guests: an unknown caller is challenged like a known one, then refused.
-                let name = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
-                return match self.registrar.authenticate(None, &request, name.as_deref().unwrap_or(""), now) {
-                    Err((401, stale)) => {
-                        let challenge = self.challenge(&request, now, stale);
-                        self.endpoint.send_response(now, tx, challenge)
-                    }
-                    _ => refuse(self, 403),
-                };
-            }
+            // No guests: an unknown caller is challenged like a known one, then refused.
+            None => return self.answer_as_unknown(tx, &request, now),
         }
         self.tcp_authenticated(remote);
         let peer_name = caller.as_ref().map_or_else(|| remote.ip().to_string(), |p| p.name.clone());
