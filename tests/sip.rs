@@ -1523,3 +1523,50 @@ fn busy_and_congestion_without_a_timeout_end_with_the_transaction() {
     let responses = busy_then_congestion(&server, port, "3005", "3006");
     assert!(responses.last().is_some_and(|r| r.starts_with("SIP/2.0 503")), "{responses:?}");
 }
+
+/// ACLs for both families (issue 21): with the PBX on `::` (both families on one socket), each
+/// peer's IPv4 and IPv6 rules decide for their own family, an IPv4-mapped source is IPv4, and a
+/// list written for one family does not let the other in by default.
+#[test]
+fn acl_rules_decide_for_their_own_family() {
+    UdpSocket::bind("[::1]:0").expect("an IPv6 loopback (::1) for this test");
+    // The peers follow `[general]`'s text (the later bindaddr is the one that counts).
+    let (server, port) = pbx_with(
+        "sipacl6",
+        "bindaddr=::\n\
+         [both]\ntype=friend\nhost=dynamic\nsecret=pw\n\
+         deny=::/0\npermit=::1\ndeny=0.0.0.0/0.0.0.0\npermit=127.0.0.1\n\
+         [v6only]\ntype=friend\nhost=dynamic\nsecret=pw\n\
+         deny=::/0\npermit=::1\ndeny=0.0.0.0/0.0.0.0\npermit=10.0.0.0/8\n\
+         [v4rules]\ntype=friend\nhost=dynamic\nsecret=pw\ndeny=0.0.0.0/0.0.0.0\npermit=127.0.0.1\n\
+         [v6rules]\ntype=friend\nhost=dynamic\nsecret=pw\ndeny=::/0\npermit=::1\n",
+        &[],
+    );
+    let register = |peer: &str, v6: bool| {
+        let (target, local) =
+            if v6 { (format!("[::1]:{port}"), "::1") } else { (format!("127.0.0.1:{port}"), "127.0.0.1") };
+        sipp_at(&target, local, "register.xml", &["-s", peer, "-au", peer, "-ap", "pw", "-m", "1"])
+    };
+    for (peer, v6, allowed) in [
+        ("both", true, true),
+        ("both", false, true),
+        ("v6only", true, true),
+        ("v6only", false, false),
+        ("v4rules", false, true),
+        ("v4rules", true, false),
+        ("v6rules", true, true),
+        ("v6rules", false, false),
+    ] {
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        let (code, out) = register(peer, v6);
+        assert_eq!(code == 0, allowed, "{peer} over {family}: allowed {allowed}\n{out}\n{}", server.log_tail());
+        let shown = server.rx(&format!("sip show peer {peer}"));
+        let at = if v6 { "Addr->IP     : [::1]:" } else { "Addr->IP     : 127.0.0.1:" };
+        assert_eq!(shown.contains(at), allowed, "{peer} over {family}\n{shown}");
+    }
+    // Calls over both families on the one socket (an IPv4 caller's answers go back over IPv4).
+    for (target, local) in [(format!("127.0.0.1:{port}"), "127.0.0.1"), (format!("[::1]:{port}"), "::1")] {
+        let (code, out) = sipp_at(&target, local, "invite_answer.xml", &["-s", "600", "-m", "1"]);
+        assert_eq!(code, 0, "a call from {local}\n{out}\n{}", server.log_tail());
+    }
+}

@@ -31,6 +31,14 @@ use starling_core::{tokio, tracing, verbose, LoadError, Module, ModuleContext, R
 
 use config::{PeerHost, Qualify, SipConf};
 
+/// A source address as chan_sip handles it: an IPv4-mapped IPv6 address (a socket bound to
+/// `::` receiving over IPv4) is the IPv4 address it maps, as Asterisk's `ast_recvfrom` makes it,
+/// so ACLs, static hosts, bindings and the CLI see `127.0.0.1`, not `::ffff:127.0.0.1`. (Linux
+/// sends to an IPv4 address from a socket bound to `::`, so answers need no mapping back.)
+pub(crate) fn canonical(address: std::net::SocketAddr) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(address.ip().to_canonical(), address.port())
+}
+
 const CONFIG: &str = "sip.conf";
 
 struct ChanSip {

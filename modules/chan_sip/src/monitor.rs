@@ -235,6 +235,7 @@ impl Monitor {
                 }
                 received = self.socket.recv_from(&mut buffer) => match received {
                     Ok((len, from)) => {
+                        let from = crate::canonical(from);
                         if self.debug.shows(from) {
                             starling_core::verbose!(
                                 0,

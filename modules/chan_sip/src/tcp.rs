@@ -113,8 +113,11 @@ impl Tcp {
     }
 
     /// The next connection made to us.
+    /// The next connection, and where it comes from (an IPv4-mapped address as IPv4, as the
+    /// UDP side sees it).
     pub async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
-        self.listener.accept().await
+        let (stream, remote) = self.listener.accept().await?;
+        Ok((stream, crate::canonical(remote)))
     }
 
     /// Runs a connection someone made to us, unless `limits` or [`MAX_CONNECTIONS`] say to
