@@ -1570,3 +1570,29 @@ fn acl_rules_decide_for_their_own_family() {
         assert_eq!(code, 0, "a call from {local}\n{out}\n{}", server.log_tail());
     }
 }
+
+/// 10,000 answers from one run carry 10,000 different To tags of 96 random bits (issue 21: tags
+/// nobody can predict; ids.rs's unit tests cover Call-IDs and branches the same way).
+#[test]
+fn ten_thousand_answers_carry_ten_thousand_different_tags() {
+    let (server, port) = pbx("siptags", "");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tags = std::collections::HashSet::new();
+    let mut buffer = [0u8; 4096];
+    for batch in 0..100 {
+        for i in 0..100 {
+            socket.send_to(options(port, &format!("tags{batch}x{i}")).as_bytes(), ("127.0.0.1", port)).unwrap();
+        }
+        for _ in 0..100 {
+            let (len, _) =
+                socket.recv_from(&mut buffer).unwrap_or_else(|e| panic!("an answer: {e}\n{}", server.log_tail()));
+            let answer = String::from_utf8_lossy(&buffer[..len]);
+            let to = answer.lines().find(|l| l.starts_with("To:")).unwrap_or_else(|| panic!("{answer}"));
+            let tag = to.split(";tag=").nth(1).unwrap_or_else(|| panic!("{answer}")).trim().to_owned();
+            assert!(tag.starts_with("as") && tag.len() == 26, "{tag}");
+            assert!(tags.insert(tag.clone()), "{tag} repeated");
+        }
+    }
+    assert_eq!(tags.len(), 10_000);
+}
