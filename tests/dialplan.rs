@@ -556,6 +556,29 @@ exten => 100,1,Set(LIST=a-b-c-d)
     }
 }
 
+/// Arguments as Asterisk splits them (issue 22): `\,` is a comma, not a separator; quotes group;
+/// `${}` and `$[]` inside an argument do not split it; an application's last field is the rest
+/// as written.
+#[test]
+fn escaped_and_quoted_arguments_split_as_asterisk() {
+    let server = full_server(
+        "dpescapes",
+        "[default]
+exten => 100,1,Set(WORDS=alpha,beta,gamma,delta)
+ same => n,Set(THIRD=${CUT(WORDS,\\,,3)})
+ same => n,Set(COUNT=${FIELDQTY(WORDS,\\,)})
+ same => n,Set(MIDDLE=${CUT(WORDS,\",\",2-3)})
+ same => n,Set(PICK=${IF($[${COUNT} > 3]?a\\:b:c)})
+ same => n,Set(HASH(h,k\\,1)=v)
+ same => n,Verbose(1,ESCAPES ${THIRD}/${COUNT}/${MIDDLE}/${PICK}/${HASH(h,k\\,1)}/${CUT(WORDS,\\,,${COUNT})})
+",
+    );
+    let log = run_local(&server, "100@default", "ESCAPES");
+    let expected = "ESCAPES gamma/4/beta,gamma/a:b/v/delta\n";
+    assert!(output(&log).contains(expected), "{expected:?} missing\n{log}");
+    assert!(!log.contains("CUT: bad field"), "{log}");
+}
+
 /// DB()/DB_EXISTS()/DB_DELETE() from the dialplan write the same astdb the CLI reads.
 #[test]
 fn db_functions_share_the_astdb_with_the_cli() {

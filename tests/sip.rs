@@ -185,6 +185,10 @@ exten => 200,1,Answer()
  same => n,Hangup()
 exten => 600,1,Answer()
  same => n,Echo()
+exten => 601,1,Answer()
+ same => n,Echo()
+ same => n,NoOp(Echo ended)
+ same => n,Hangup()
 exten => 800,1,Answer()
  same => n,WaitExten(5)
 exten => 5,1,NoOp(Caller pressed five)
@@ -772,6 +776,21 @@ fn rfc4733_dtmf_reaches_waitexten() {
     let bye = await_message(&call.sip, "BYE ");
     assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
     assert!(server.log().contains("Executing [5@default:1] NoOp("), "{}", server.log_tail());
+}
+
+/// `#` ends Echo() (as Asterisk's app_echo) and the dialplan goes on; other keys do not.
+#[test]
+fn pound_ends_echo_and_the_dialplan_goes_on() {
+    let (server, port) = pbx("sipechopound", "");
+    let call = HandCall::dial(port, "601", "echo-pound@127.0.0.1");
+    std::thread::sleep(Duration::from_millis(200));
+    call.press(5);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!server.log().contains("NoOp(\"SIP/"), "a 5 does not end Echo()\n{}", server.log_tail());
+    call.press(11);
+    let bye = await_message(&call.sip, "BYE ");
+    assert!(bye.contains("BYE sip:guest@127.0.0.1"), "{bye}");
+    assert!(server.log().contains("\"Echo ended\")"), "{}", server.log_tail());
 }
 
 /// Background(hello-world) stops at a key press and the key becomes the extension to go to.

@@ -11,52 +11,59 @@ use crate::channel::Channel;
 use crate::module::UseCount;
 
 /// Asterisk's `__ast_app_separate_args`: splits application arguments at `delim` outside
-/// parentheses, brackets and double quotes, into at most `max` (the last one takes the rest).
-/// With `remove_chars` (`AST_STANDARD_APP_ARGS`) the quotes go and `\x` becomes `x`; without
-/// (`AST_STANDARD_RAW_ARGS`) both stay. A trailing delimiter makes one more, empty, argument;
-/// an empty string has none.
+/// parentheses, brackets and double quotes. With `remove_chars` (`AST_STANDARD_APP_ARGS`) the
+/// quotes go and `\x` becomes `x` (any `x`: `,` `|` `)` `"` `\`); without
+/// (`AST_STANDARD_RAW_ARGS`) both stay. There are at most `max` arguments, as the fields an
+/// application declares: the last one is the rest of the text as written (Asterisk does not
+/// parse it). A trailing delimiter makes one more, empty, argument; an empty string has none.
 pub fn separate_args(data: &str, delim: char, remove_chars: bool, max: usize) -> Vec<String> {
     let mut args = Vec::new();
-    if data.is_empty() || max == 0 {
+    if max == 0 {
         return args;
     }
     let (mut paren, mut bracket, mut quote) = (0u32, 0u32, false);
-    let mut current = String::new();
-    let mut chars = data.chars();
+    let mut rest = data;
     let mut ended_on_delim = false;
-    while let Some(c) = chars.next() {
+    while !rest.is_empty() && args.len() + 1 < max {
+        let mut current = String::new();
+        let mut chars = rest.char_indices();
+        let mut next = "";
         ended_on_delim = false;
-        match c {
-            '(' => paren += 1,
-            ')' => paren = paren.saturating_sub(1),
-            '[' => bracket += 1,
-            ']' => bracket = bracket.saturating_sub(1),
-            '"' if delim != '"' => {
-                quote = !quote;
-                if remove_chars {
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '(' => paren += 1,
+                ')' => paren = paren.saturating_sub(1),
+                '[' => bracket += 1,
+                ']' => bracket = bracket.saturating_sub(1),
+                '"' if delim != '"' => {
+                    quote = !quote;
+                    if remove_chars {
+                        continue;
+                    }
+                }
+                '\\' => {
+                    if !remove_chars {
+                        current.push(c);
+                    }
+                    if let Some((_, escaped)) = chars.next() {
+                        current.push(escaped);
+                    }
                     continue;
                 }
-            }
-            '\\' => {
-                if !remove_chars {
-                    current.push(c);
+                _ if c == delim && paren == 0 && bracket == 0 && !quote => {
+                    next = &rest[i + c.len_utf8()..];
+                    ended_on_delim = true;
+                    break;
                 }
-                if let Some(next) = chars.next() {
-                    current.push(next);
-                }
-                continue;
+                _ => {}
             }
-            _ if c == delim && paren == 0 && bracket == 0 && !quote && args.len() + 1 < max => {
-                args.push(std::mem::take(&mut current));
-                ended_on_delim = true;
-                continue;
-            }
-            _ => {}
+            current.push(c);
         }
-        current.push(c);
-    }
-    if !current.is_empty() || ended_on_delim || args.is_empty() {
         args.push(current);
+        rest = if ended_on_delim { next } else { "" };
+    }
+    if !rest.is_empty() || ended_on_delim {
+        args.push(rest.to_owned());
     }
     args
 }
@@ -64,6 +71,62 @@ pub fn separate_args(data: &str, delim: char, remove_chars: bool, max: usize) ->
 /// `AST_STANDARD_APP_ARGS`: [`separate_args`] at commas, quotes and escapes removed.
 pub fn standard_args(data: &str) -> Vec<String> {
     separate_args(data, ',', true, usize::MAX)
+}
+
+/// `AST_DECLARE_APP_ARGS` with `N` fields filled by `AST_STANDARD_APP_ARGS`: the fields, those
+/// not given empty, and how many were given (`args.argc`).
+pub fn app_args<const N: usize>(data: &str) -> ([String; N], usize) {
+    let given = separate_args(data, ',', true, N);
+    let argc = given.len();
+    let mut given = given.into_iter();
+    (std::array::from_fn(|_| given.next().unwrap_or_default()), argc)
+}
+
+/// Asterisk's `ast_get_encoded_str`: `\n`, `\r`, `\t`, `\xHH`, `\0ooo` and `\c` (any other
+/// character, itself) decoded; what functions do with a delimiter or a set of characters.
+pub fn get_encoded_str(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('x') => {
+                let mut value = 0u32;
+                for _ in 0..2 {
+                    match chars.peek().and_then(|d| d.to_digit(16)) {
+                        Some(d) => {
+                            value = value * 16 + d;
+                            chars.next();
+                        }
+                        None => break,
+                    }
+                }
+                out.push(char::from_u32(value).unwrap_or('\0'));
+            }
+            Some('0') => {
+                let mut value = 0u32;
+                for _ in 0..3 {
+                    match chars.peek().and_then(|d| d.to_digit(8)) {
+                        Some(d) => {
+                            value = value * 8 + d;
+                            chars.next();
+                        }
+                        None => break,
+                    }
+                }
+                out.push(char::from_u32(value & 0xff).unwrap_or('\0'));
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
 }
 
 /// What an application tells the PBX loop.
@@ -218,6 +281,49 @@ mod tests {
         assert!(standard_args("").is_empty());
         assert_eq!(separate_args("a,b,c", ',', true, 2), ["a", "b,c"], "the last takes the rest");
         assert_eq!(separate_args("\"a,b\",c", ',', false, usize::MAX), ["\"a,b\"", "c"], "raw keeps quotes");
+    }
+
+    /// Asterisk's argument rules, case by case (app.c's __ast_app_separate_args, and the
+    /// examples of Asterisk's documentation for escaping in arguments).
+    #[test]
+    fn arguments_split_as_asterisk_splits_them() {
+        let table: &[(&str, usize, &[&str])] = &[
+            // `${CUT(WORDS,\,,3)}`: the delimiter is an escaped comma.
+            ("WORDS,\\,,3", 3, &["WORDS", ",", "3"]),
+            // `${FIELDQTY(WORDS,\,)}`: its last field stays `\,` (FIELDQTY decodes it).
+            ("WORDS,\\,", 2, &["WORDS", "\\,"]),
+            ("a\\,b,c", usize::MAX, &["a,b", "c"]),
+            ("a\\|b", usize::MAX, &["a|b"]),
+            ("a\\)b,c", usize::MAX, &["a)b", "c"]),
+            ("a\\(b,c", usize::MAX, &["a(b", "c"]),
+            ("say \\\"hi\\\",x", usize::MAX, &["say \"hi\"", "x"]),
+            ("back\\\\slash,x", usize::MAX, &["back\\slash", "x"]),
+            ("\"a,b\",c", usize::MAX, &["a,b", "c"]),
+            ("x\"a,b\"y,c", usize::MAX, &["xa,by", "c"]),
+            ("${CUT(a,b,c)},d", usize::MAX, &["${CUT(a,b,c)}", "d"]),
+            ("$[${X} + 1],d", usize::MAX, &["$[${X} + 1]", "d"]),
+            ("$[1,2],d", usize::MAX, &["$[1,2]", "d"]),
+            ("a,,b", usize::MAX, &["a", "", "b"]),
+            (",", usize::MAX, &["", ""]),
+            ("a,", usize::MAX, &["a", ""]),
+            ("", usize::MAX, &[]),
+            // The last declared field is the rest as written: not split, not unescaped.
+            ("1,a\\,b,c", 2, &["1", "a\\,b,c"]),
+            ("1,\"q\"", 2, &["1", "\"q\""]),
+            ("a,b,", 2, &["a", "b,"]),
+            ("a,", 2, &["a", ""]),
+            // An unbalanced closing parenthesis does not go below zero.
+            ("a),b", usize::MAX, &["a)", "b"]),
+            // A backslash at the very end escapes nothing.
+            ("a\\", usize::MAX, &["a"]),
+        ];
+        for (data, max, want) in table {
+            assert_eq!(separate_args(data, ',', true, *max), *want, "{data:?} in at most {max}");
+        }
+        assert_eq!(get_encoded_str("\\,"), ",");
+        assert_eq!(get_encoded_str("a\\tb\\n\\x41\\0101\\\\"), "a\tb\nAA\\");
+        let (fields, argc) = app_args::<3>("v,\\,");
+        assert_eq!((fields, argc), (["v".to_owned(), ",".to_owned(), String::new()], 2));
     }
 
     #[test]

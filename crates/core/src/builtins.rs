@@ -36,7 +36,8 @@ fn non_empty(s: &str) -> Option<&str> {
 fn answer<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
         let was_up = chan.state() == crate::channel::ChannelState::Up;
-        let delay = data.split(',').next().unwrap_or("").trim();
+        let ([delay, _], _) = crate::apps::app_args::<2>(data);
+        let delay = delay.trim();
         let delay = match delay.parse::<u64>() {
             Ok(ms) => ms,
             Err(_) if delay.is_empty() => 0,
@@ -378,9 +379,8 @@ fn congestion<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
 /// (Asterisk's pbx_builtin_waitexten).
 fn wait_exten<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let timeout = data
-            .split(',')
-            .next()
+        let ([timeout, _], _) = crate::apps::app_args::<2>(data);
+        let timeout = Some(timeout)
             .and_then(|s| s.trim().parse::<f64>().ok())
             .filter(|s| *s > 0.0)
             .map_or(chan.timeouts.response, |s| Duration::from_secs_f64(s.min(86_400.0)));

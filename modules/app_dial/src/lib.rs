@@ -254,10 +254,11 @@ async fn ring(
 
 fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let mut args = data.splitn(3, ',');
-        let targets = args.next().unwrap_or("").trim();
-        let timeout = args.next().and_then(|t| t.trim().parse::<f64>().ok()).filter(|t| *t > 0.0);
-        let options = parse_options(args.next().unwrap_or("").trim());
+        // Dial(Technology/Resource[&...][,timeout[,options[,URL]]]), AST_STANDARD_APP_ARGS.
+        let ([targets, timeout, options, _url], _) = starling_core::apps::app_args::<4>(data);
+        let targets = targets.trim();
+        let timeout = timeout.trim().parse::<f64>().ok().filter(|t| *t > 0.0);
+        let options = parse_options(options.trim());
         if targets.is_empty() {
             tracing::warn!("Dial requires an argument (technology/resource)");
             chan.set_var("DIALSTATUS", "CHANUNAVAIL");

@@ -40,7 +40,7 @@ fn epoch(t: SystemTime) -> String {
 }
 
 fn cdr_read(chan: &mut Channel, args: &str) -> Result<String, String> {
-    let (name, options) = args.split_once(',').unwrap_or((args, ""));
+    let ([name, options], _) = starling_core::apps::app_args::<2>(args);
     let name = name.trim();
     let Some(cdr) = chan.cdr_mut() else { return Ok(String::new()) };
     let record = cdr.record();
@@ -65,7 +65,8 @@ fn cdr_read(chan: &mut Channel, args: &str) -> Result<String, String> {
 }
 
 fn cdr_write(chan: &mut Channel, args: &str, value: &str) -> Result<(), String> {
-    let name = args.split(',').next().unwrap_or("").trim();
+    let ([name, _], _) = starling_core::apps::app_args::<2>(args);
+    let name = name.trim();
     let lower = name.to_ascii_lowercase();
     if READ_ONLY.contains(&lower.as_str()) {
         return Err(format!("CDR: the field '{name}' is read-only"));

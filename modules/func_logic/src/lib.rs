@@ -1,15 +1,18 @@
 //! func_logic: `IF`, `ISNULL`, `EXISTS`, `SET` — Asterisk's func_logic — and `RAND` (func_rand).
 
-use starling_core::apps::Function;
+use starling_core::apps::{separate_args, Function};
 use starling_core::builtins::is_true;
 use starling_core::channel::Channel;
 use starling_core::{LoadError, Module, ModuleContext};
 
-/// `IF(expression?[true][:false])`.
+/// `IF(expression?[true][:false])`, split as func_logic does (AST_NONSTANDARD_APP_ARGS at `?`,
+/// then at `:`): outside parentheses, brackets and quotes, `\` escaping.
 fn if_(_: &mut Channel, args: &str) -> Result<String, String> {
-    let (condition, branches) = args.split_once('?').ok_or("IF(expression?[true][:false])")?;
-    let (yes, no) = branches.split_once(':').unwrap_or((branches, ""));
-    Ok(if is_true(condition) { yes } else { no }.trim().to_owned())
+    const SYNTAX: &str = "IF(expression?[true][:false])";
+    let [condition, branches] = separate_args(args, '?', true, 2).try_into().map_err(|_| SYNTAX)?;
+    let mut branches = separate_args(&branches, ':', true, 2).into_iter();
+    let (yes, no) = (branches.next().unwrap_or_default(), branches.next().unwrap_or_default());
+    Ok(if is_true(condition.trim()) { yes } else { no }.trim().to_owned())
 }
 
 fn isnull(_: &mut Channel, args: &str) -> Result<String, String> {
@@ -29,7 +32,7 @@ fn set(chan: &mut Channel, args: &str) -> Result<String, String> {
 
 /// `RAND([min][,max])`: a random integer, 0..=2147483647 by default. Not for secrets.
 fn rand(_: &mut Channel, args: &str) -> Result<String, String> {
-    let (min, max) = args.split_once(',').unwrap_or((args, ""));
+    let ([min, max], _) = starling_core::apps::app_args::<2>(args);
     let min: i64 = min.trim().parse().unwrap_or(0);
     let max: i64 = max.trim().parse().unwrap_or(i64::from(i32::MAX));
     let (low, high) = if min <= max { (min, max) } else { (max, min) };
@@ -75,6 +78,9 @@ mod tests {
         assert_eq!(if_(&mut chan, "1?yes:no").unwrap(), "yes");
         assert_eq!(if_(&mut chan, "0?yes:no").unwrap(), "no");
         assert_eq!(if_(&mut chan, "0?yes").unwrap(), "");
+        assert_eq!(if_(&mut chan, "1?a\\:b:c").unwrap(), "a:b", "an escaped colon");
+        assert_eq!(if_(&mut chan, "0?$[a:b]:c").unwrap(), "c", "a colon inside brackets");
+        assert!(if_(&mut chan, "1").is_err());
         assert_eq!(isnull(&mut chan, "").unwrap(), "1");
         assert_eq!(exists(&mut chan, "x").unwrap(), "1");
         assert_eq!(set(&mut chan, "A=5").unwrap(), "5");

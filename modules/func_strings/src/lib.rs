@@ -2,7 +2,7 @@
 //! `STRFTIME`, `TOUPPER`, `TOLOWER`, `HASH`, `HASHKEYS` — as Asterisk's func_strings (and
 //! func_cut) define them.
 
-use starling_core::apps::Function;
+use starling_core::apps::{app_args, get_encoded_str, Function};
 use starling_core::channel::Channel;
 use starling_core::{LoadError, Module, ModuleContext};
 
@@ -12,15 +12,15 @@ fn len(_: &mut Channel, args: &str) -> Result<String, String> {
 
 /// `CUT(varname,delimiter,fieldspec)`: fields of a variable, 1-based; `2-3`, `2-`, `-3`, `1&4`.
 fn cut(chan: &mut Channel, args: &str) -> Result<String, String> {
-    let mut parts = args.splitn(3, ',');
-    let (Some(var), Some(delimiter), Some(spec)) = (parts.next(), parts.next(), parts.next()) else {
+    let ([var, delimiter, spec], argc) = app_args::<3>(args);
+    if argc < 3 {
         return Err("CUT(varname,delimiter,fieldspec)".into());
-    };
-    let delimiter = match delimiter {
-        "" => "-",
-        "\\," | "," => ",",
+    }
+    let delimiter = match get_encoded_str(&delimiter) {
+        d if d.is_empty() => "-".to_owned(),
         d => d,
     };
+    let delimiter = delimiter.as_str();
     let value = chan.var(var.trim()).unwrap_or("").to_owned();
     let fields: Vec<&str> = value.split(delimiter).collect();
     let mut out: Vec<&str> = Vec::new();
@@ -42,9 +42,13 @@ fn cut(chan: &mut Channel, args: &str) -> Result<String, String> {
 
 /// `FIELDQTY(varname,delim)`: how many fields.
 fn fieldqty(chan: &mut Channel, args: &str) -> Result<String, String> {
-    let (var, delimiter) = args.split_once(',').ok_or("FIELDQTY(varname,delim)")?;
+    let ([var, delimiter], argc) = app_args::<2>(args);
+    if argc < 2 {
+        return Err("FIELDQTY(varname,delim)".into());
+    }
+    let delimiter = get_encoded_str(&delimiter);
     let value = chan.var(var.trim()).unwrap_or("");
-    Ok(if value.is_empty() { "0".into() } else { value.split(delimiter).count().to_string() })
+    Ok(if value.is_empty() { "0".into() } else { value.split(delimiter.as_str()).count().to_string() })
 }
 
 /// `REGEX("regular expression" string)`: 1 if it matches.
@@ -60,10 +64,9 @@ fn regex(_: &mut Channel, args: &str) -> Result<String, String> {
 /// `STRFTIME([epoch][,timezone][,format])`: local time as strftime formats it.
 fn strftime(_: &mut Channel, args: &str) -> Result<String, String> {
     use starling_core::chrono::{DateTime, Local, TimeZone};
-    let mut parts = args.splitn(3, ',');
-    let epoch = parts.next().unwrap_or("").trim();
-    let timezone = parts.next().unwrap_or("").trim();
-    let format = parts.next().filter(|f| !f.is_empty()).unwrap_or("%c");
+    let ([epoch, timezone, format], _) = app_args::<3>(args);
+    let (epoch, timezone) = (epoch.trim(), timezone.trim());
+    let format = if format.is_empty() { "%c" } else { format.as_str() };
     let time: DateTime<Local> = match epoch.parse::<i64>() {
         Ok(secs) => Local.timestamp_opt(secs, 0).single().ok_or("STRFTIME: bad epoch")?,
         Err(_) => Local::now(),
@@ -89,10 +92,10 @@ fn hash_var(name: &str, key: &str) -> String {
 
 /// `HASH(name,key)` reads one value; `HASH(name)` all values, comma-separated in key order.
 fn hash_read(chan: &mut Channel, args: &str) -> Result<String, String> {
-    match args.split_once(',') {
-        Some((name, key)) => Ok(chan.var(&hash_var(name, key)).unwrap_or("").to_owned()),
-        None => {
-            let prefix = format!("~HASH~{}~", args.trim());
+    match app_args::<2>(args) {
+        ([name, key], 2) => Ok(chan.var(&hash_var(&name, &key)).unwrap_or("").to_owned()),
+        ([name, _], _) => {
+            let prefix = format!("~HASH~{}~", name.trim());
             let values: Vec<String> = chan
                 .var_names()
                 .filter(|n| n.starts_with(&prefix))
@@ -107,8 +110,11 @@ fn hash_read(chan: &mut Channel, args: &str) -> Result<String, String> {
 }
 
 fn hash_write(chan: &mut Channel, args: &str, value: &str) -> Result<(), String> {
-    let (name, key) = args.split_once(',').ok_or("HASH(hashname,hashkey)=value")?;
-    chan.set_var(&hash_var(name, key), value);
+    let ([name, key], argc) = app_args::<2>(args);
+    if argc < 2 {
+        return Err("HASH(hashname,hashkey)=value".into());
+    }
+    chan.set_var(&hash_var(&name, &key), value);
     Ok(())
 }
 
@@ -203,5 +209,21 @@ mod tests {
         assert_eq!(hash_read(&mut chan, "ext,bob").unwrap(), "200");
         assert_eq!(hash_read(&mut chan, "ext").unwrap(), "100,200");
         assert_eq!(hashkeys(&mut chan, "ext").unwrap(), "alice,bob");
+    }
+
+    /// Escaped delimiters, as Asterisk's documentation writes them (issue 22).
+    #[test]
+    fn escaped_commas_are_delimiters() {
+        let core = starling_core::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        chan.set_var("WORDS", "alpha,beta,gamma,delta");
+        chan.set_var("TABS", "a\tb\tc");
+        assert_eq!(cut(&mut chan, "WORDS,\\,,3").unwrap(), "gamma");
+        assert_eq!(cut(&mut chan, "WORDS,\\,,2-3").unwrap(), "beta,gamma");
+        assert_eq!(cut(&mut chan, "WORDS,\",\",4").unwrap(), "delta", "a quoted comma");
+        assert_eq!(fieldqty(&mut chan, "WORDS,\\,").unwrap(), "4");
+        assert_eq!(fieldqty(&mut chan, "TABS,\\t").unwrap(), "3");
+        // Not the last field: the splitting takes one backslash, decoding the other.
+        assert_eq!(cut(&mut chan, "TABS,\\\\t,2").unwrap(), "b");
     }
 }

@@ -211,7 +211,8 @@ fn random_below(n: usize) -> usize {
 /// `MusicOnHold(class[,duration])`: plays until the caller hangs up, or for `duration` seconds.
 fn music_on_hold<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
-        let (class, duration) = data.split_once(',').unwrap_or((data, ""));
+        let ([class, duration], _) = starling_core::apps::app_args::<2>(data);
+        let class = class.as_str();
         let duration = duration.trim().parse::<f64>().ok().filter(|d| *d > 0.0).map(Duration::from_secs_f64);
         if !starling_core::moh::start(chan, class) {
             return AppResult::Continue;
