@@ -40,6 +40,22 @@ fn unknown_commands_and_usage() {
     assert!(server.rx("core show settings").contains("Run/Sockets directory:"));
 }
 
+/// `core show translation`: each format to each other, the cheapest path's cost (issue 22).
+#[test]
+fn core_show_translation_prints_the_cost_table() {
+    let server = server("translation");
+    let table = server.rx("core show translation");
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    let header = rows.iter().find(|r| r.first() == Some(&"ulaw")).unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(header, &["ulaw", "alaw", "opus", "slin", "slin16", "slin48"], "{table}");
+    let row = |name: &str| rows.iter().rev().find(|r| r.first() == Some(&name)).unwrap_or_else(|| panic!("{table}"));
+    // ulaw to alaw goes through slin (1 + 1); nothing translates to itself.
+    assert_eq!(row("ulaw")[1..3], ["-", "2"], "{table}");
+    assert_eq!(row("ulaw")[4], "1", "{table}");
+    assert_eq!(row("opus")[3], "-", "{table}");
+    assert!(row("opus").iter().skip(1).filter(|c| **c != "-").all(|c| c.parse::<u32>().is_ok()), "{table}");
+}
+
 #[test]
 fn completion_over_the_control_socket() {
     let server = server("complete");

@@ -274,6 +274,7 @@ fn serve(
         Core::new(settings, runtime.handle().clone())
     };
     core.cdr().load(&core.settings().etcdir).map_err(Fatal::config)?;
+    let _translation_cli = register_translation_cli(&core);
     let db = starling_core::db::SqliteStorage::open(&core.settings().dbdir).map_err(Fatal::resource)?;
     core.set_db(Arc::new(db));
     core.loader().set_static_modules(static_modules());
@@ -310,6 +311,22 @@ fn serve(
     runtime.shutdown_timeout(Duration::from_secs(1));
     logger::set_console_writer(None);
     Ok(())
+}
+
+/// `core show translation`: Asterisk's table of translation costs, from the media crate's
+/// translation matrix (the core crate does not link the codecs; the binary does).
+fn register_translation_cli(core: &Arc<Core>) -> Option<starling_core::cli::CliRegistration> {
+    let command = starling_core::cli::CliCommand::new(
+        "core show translation",
+        "Display translation matrix",
+        "Usage: core show translation\n       Displays known codec translators and the cost associated\n       with each conversion.\n",
+        |call| {
+            use std::fmt::Write as _;
+            let _ = write!(call, "{}", starling_media::translate::translation_table());
+            starling_core::cli::CliResult::Success
+        },
+    );
+    core.cli().register("core", vec![command]).ok()
 }
 
 async fn watch_signals(core: Arc<Core>) -> Result<(), Fatal> {
