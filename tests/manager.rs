@@ -460,7 +460,8 @@ fn dialplan_steps_caller_id_dtmf_and_getvar_as_asterisk() {
     assert_eq!(getvar("CHANNEL", Some(&channel), &mut events), channel);
     assert_eq!(getvar("SITE", Some(&channel), &mut events), "north", "a global, seen from the channel");
     assert_eq!(getvar("SITE", None, &mut events), "north");
-    assert_eq!(getvar("DB(ami/floor)", None, &mut events), "3", "a function without a channel");
+    assert_eq!(getvar("DB_EXISTS(ami/floor)", None, &mut events), "1", "a function without a channel");
+    assert_eq!(getvar("DB(ami/floor)", None, &mut events), "", "DB is dangerous from the manager");
     // COLOUR is set right after the second NewCallerid: ask until the channel has run it.
     let colour = (0..20).find_map(|_| {
         let value = getvar("COLOUR", Some(&channel), &mut events);

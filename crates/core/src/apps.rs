@@ -140,7 +140,64 @@ pub struct Function {
     pub syntax: &'static str,
     pub read: Option<FuncRead>,
     pub write: Option<FuncWrite>,
+    /// Whether reading or writing it is dangerous (runs programs, touches files or the
+    /// database), so refused from outside the dialplan (see [`Function::read_allowed`]).
+    pub escalation: Escalation,
     pub uses: Option<Arc<UseCount>>,
+}
+
+/// Asterisk's `ast_custom_function_escalation` (`AST_CFE_*`, given to
+/// `ast_custom_function_register_escalating`): which uses of a function escalate privileges.
+/// An escalating use is refused on a channel that inhibits escalations (one evaluating for the
+/// manager, see [`Channel::inhibit_escalations`]) unless `live_dangerously = yes`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Escalation {
+    /// Safe to read and write from anywhere (`AST_CFE_NONE`).
+    #[default]
+    None,
+    /// Reading it is dangerous (`SHELL`, `DB_DELETE`).
+    Read,
+    /// Writing it is dangerous.
+    Write,
+    /// Both (`DB`, Asterisk's `FILE`).
+    Both,
+}
+
+impl Escalation {
+    pub fn on_read(self) -> bool {
+        matches!(self, Escalation::Read | Escalation::Both)
+    }
+    pub fn on_write(self) -> bool {
+        matches!(self, Escalation::Write | Escalation::Both)
+    }
+}
+
+impl Function {
+    /// Asterisk's `is_read_allowed`: false (and one ERROR line, `Dangerous function NAME read
+    /// blocked`, as `ast_func_read` writes) when reading this function escalates, `chan`
+    /// inhibits escalations and `live_dangerously` is off.
+    pub fn read_allowed(&self, chan: &Channel) -> bool {
+        self.allowed(chan, self.escalation.on_read(), "read")
+    }
+    /// Asterisk's `is_write_allowed`, as [`Function::read_allowed`] for `Set(NAME()=...)`.
+    pub fn write_allowed(&self, chan: &Channel) -> bool {
+        self.allowed(chan, self.escalation.on_write(), "write")
+    }
+    fn allowed(&self, chan: &Channel, escalates: bool, what: &str) -> bool {
+        if !escalates || !chan.inhibits_escalations() {
+            return true;
+        }
+        if chan.core().settings().live_dangerously {
+            crate::tracing::debug!(
+                "{} {} from a dangerous context",
+                if what == "read" { "Reading" } else { "Writing" },
+                self.name
+            );
+            return true;
+        }
+        crate::tracing::error!("Dangerous function {} {what} blocked", self.name);
+        false
+    }
 }
 
 /// A registry of named things, unregistered by guard.

@@ -118,6 +118,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "CDR(name[,options])",
             read: Some(cdr_read),
             write: Some(cdr_write),
+            escalation: starling_core::apps::Escalation::None,
             uses: None,
         },
         Function {
@@ -126,6 +127,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "CDR_PROP(property)",
             read: Some(prop_read),
             write: Some(prop_write),
+            escalation: starling_core::apps::Escalation::None,
             uses: None,
         },
     ];

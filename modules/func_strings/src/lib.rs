@@ -1,10 +1,10 @@
-//! func_strings: string functions for the dialplan — `LEN`, `CUT`, `FIELDQTY`, `REGEX`,
-//! `STRFTIME`, `TOUPPER`, `TOLOWER`, `HASH`, `HASHKEYS` — as Asterisk's func_strings (and
-//! func_cut) define them.
+//! func_strings: string functions for the dialplan — `LEN`, `CUT`, `FIELDQTY`, `FILTER`,
+//! `REGEX`, `STRFTIME`, `TOUPPER`, `TOLOWER`, `HASH`, `HASHKEYS` — as Asterisk's func_strings
+//! (and func_cut) define them.
 
 use starling_core::apps::Function;
 use starling_core::channel::Channel;
-use starling_core::{LoadError, Module, ModuleContext};
+use starling_core::{tracing, LoadError, Module, ModuleContext};
 
 fn len(_: &mut Channel, args: &str) -> Result<String, String> {
     Ok(args.chars().count().to_string())
@@ -45,6 +45,80 @@ fn fieldqty(chan: &mut Channel, args: &str) -> Result<String, String> {
     let (var, delimiter) = args.split_once(',').ok_or("FIELDQTY(varname,delim)")?;
     let value = chan.var(var.trim()).unwrap_or("");
     Ok(if value.is_empty() { "0".into() } else { value.split(delimiter).count().to_string() })
+}
+
+/// Asterisk's `ast_get_encoded_char`: the byte at the start of `text` and how many bytes
+/// spell it — `\n`, `\r`, `\t`, `\xHH` (one or two hex digits), `\0OOO` (octal), `\c` for
+/// any other `c`, or the byte itself. `None` at the end or for `\x` without a hex digit.
+fn encoded_char(text: &[u8]) -> Option<(u8, usize)> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    match text {
+        [] => None,
+        [b'\\', b'n', ..] => Some((b'\n', 2)),
+        [b'\\', b'r', ..] => Some((b'\r', 2)),
+        [b'\\', b't', ..] => Some((b'\t', 2)),
+        [b'\\', b'x', rest @ ..] => {
+            let Some(high) = rest.first().and_then(|&b| hex(b)) else {
+                tracing::error!(
+                    "Illegal character '{}' in hexadecimal string",
+                    rest.first().map_or(String::new(), |&b| (b as char).escape_debug().to_string())
+                );
+                return None;
+            };
+            match rest.get(1).and_then(|&b| hex(b)) {
+                Some(low) => Some(((high << 4) | low, 4)),
+                None => Some((high, 3)),
+            }
+        }
+        [b'\\', b'0', rest @ ..] => {
+            let digits = rest.iter().take_while(|b| (b'0'..=b'7').contains(b)).count();
+            // As Asterisk's char, more than three digits wrap.
+            let value = rest[..digits].iter().fold(0u8, |v, &d| v.wrapping_shl(3).wrapping_add(d - b'0'));
+            Some((value, 2 + digits))
+        }
+        [b'\\', c, ..] => Some((*c, 2)),
+        [b'\\'] => Some((0, 1)),
+        [c, ..] => Some((*c, 1)),
+    }
+}
+
+/// `FILTER(allowed-chars,string)`: the string with only the allowed characters left. The
+/// allowed ones are listed, or given as ranges `a-z`, with the escapes of [`encoded_char`]
+/// (`\x41`, `\040`, `\-` for a `-` itself); a range may wrap past 255, with a warning, as
+/// Asterisk's does. Works on bytes, as Asterisk's.
+fn filter(_: &mut Channel, args: &str) -> Result<String, String> {
+    let parts = starling_core::apps::separate_args(args, ',', false, 2);
+    let [allowed, string] = parts.as_slice() else {
+        return Err("Usage: FILTER(<allowed-chars>,<string>)".into());
+    };
+    if allowed.starts_with('"') {
+        tracing::warn!("FILTER allowed characters includes the quote (\") character.  This may not be what you want.");
+    }
+    let mut set = [false; 256];
+    let mut rest = allowed.as_bytes();
+    while !rest.is_empty() {
+        let (c1, used) = encoded_char(rest).ok_or_else(|| format!("FILTER: bad allowed characters '{allowed}'"))?;
+        rest = &rest[used..];
+        if let [b'-', after @ ..] = rest {
+            let (c2, used) = encoded_char(after).unwrap_or((c1, 0));
+            rest = &after[used..];
+            if c2 < c1 {
+                tracing::warn!("Range wrapping in FILTER({args}).  This may not be what you want.");
+            }
+            let mut c = c1;
+            while c != c2 {
+                set[c as usize] = true;
+                c = c.wrapping_add(1);
+            }
+            set[c2 as usize] = true;
+        } else {
+            set[c1 as usize] = true;
+        }
+    }
+    // NUL ends Asterisk's list of allowed characters: it is never allowed.
+    set[0] = false;
+    let kept: Vec<u8> = string.bytes().filter(|&b| set[b as usize]).collect();
+    Ok(String::from_utf8_lossy(&kept).into_owned())
 }
 
 /// `REGEX("regular expression" string)`: 1 if it matches.
@@ -133,7 +207,15 @@ fn read_only(
     syntax: &'static str,
     read: starling_core::apps::FuncRead,
 ) -> Function {
-    Function { name, synopsis, syntax, read: Some(read), write: None, uses: None }
+    Function {
+        name,
+        synopsis,
+        syntax,
+        read: Some(read),
+        write: None,
+        escalation: starling_core::apps::Escalation::None,
+        uses: None,
+    }
 }
 
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
@@ -146,6 +228,12 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             cut,
         ),
         read_only("FIELDQTY", "Count the fields with an arbitrary delimiter", "FIELDQTY(varname,delim)", fieldqty),
+        read_only(
+            "FILTER",
+            "Filter the string to include only the allowed characters",
+            "FILTER(allowed-chars,string)",
+            filter,
+        ),
         read_only("REGEX", "Check string against a regular expression.", "REGEX(\"regular expression\" string)", regex),
         read_only(
             "STRFTIME",
@@ -161,6 +249,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "HASH(hashname[,hashkey])",
             read: Some(hash_read),
             write: Some(hash_write),
+            escalation: starling_core::apps::Escalation::None,
             uses: None,
         },
         read_only("TOLOWER", "Convert string to all lowercase letters.", "TOLOWER(string)", tolower),
@@ -203,5 +292,40 @@ mod tests {
         assert_eq!(hash_read(&mut chan, "ext,bob").unwrap(), "200");
         assert_eq!(hash_read(&mut chan, "ext").unwrap(), "100,200");
         assert_eq!(hashkeys(&mut chan, "ext").unwrap(), "alice,bob");
+    }
+
+    /// Asterisk's test_FILTER table (tests/test_func_strings.c), then its documented escapes.
+    #[test]
+    fn filter_as_asterisk() {
+        let core = starling_core::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        let subject = "0042133333&DAHDI/g1/2212";
+        for (allowed, want) in [
+            ("A-R", "DAHDI"),
+            ("A\\-R", "A"),
+            ("\\x41-R", "DAHDI"),
+            ("0-9A-Ca-c", "0042133333A12212"),
+            ("0-9a-cA-C_+\\-", "0042133333A12212"),
+        ] {
+            assert_eq!(filter(&mut chan, &format!("{allowed},{subject}")).unwrap(), want, "FILTER({allowed},...)");
+        }
+        for (args, want) in [
+            ("0-9,+1 (555) 123-4567", "15551234567"),
+            ("a-zA-Z0-9,rm -rf /; echo `id` $(id)", "rmrfechoidid"),
+            ("\\x30-\\x39,a1b2c3", "123"),
+            ("\\060-\\071,a1b2c3", "123"),
+            ("\\x20a,a a\tb", "a a"),
+            ("\\t\\n,x\ty\nz", "\t\n"),
+            ("\\x4,\u{4}x", "\u{4}"),
+            ("a-,abc", "a"),
+            ("abc,", ""),
+            ("0-9,a,1", "1"),
+            ("é,café", "é"),
+            ("\\xFE-\\x01,\u{1}ab", "\u{1}"),
+        ] {
+            assert_eq!(filter(&mut chan, args).unwrap(), want, "FILTER({args})");
+        }
+        assert!(filter(&mut chan, "a-z").is_err(), "no string");
+        assert!(filter(&mut chan, "\\xZ,abc").is_err(), "a bad hex escape");
     }
 }
