@@ -277,6 +277,37 @@ mod tests {
         assert_eq!(separate_args("\"a,b\",c", ',', false, usize::MAX), ["\"a,b\"", "c"], "raw keeps quotes");
     }
 
+    fn read_nothing(_: &mut Channel, _: &str) -> Result<String, String> {
+        Ok(String::new())
+    }
+
+    /// As Asterisk's is_read_allowed/is_write_allowed: only an escalating use on a channel that
+    /// inhibits escalations is refused (live_dangerously is off in the test core).
+    #[test]
+    fn escalating_uses_are_refused_only_where_inhibited() {
+        let core = crate::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        let function = |escalation| Function {
+            name: "F",
+            synopsis: "",
+            syntax: "F()",
+            read: Some(read_nothing),
+            write: None,
+            escalation,
+            uses: None,
+        };
+        let all = [Escalation::None, Escalation::Read, Escalation::Write, Escalation::Both];
+        for escalation in all {
+            assert!(function(escalation).read_allowed(&chan) && function(escalation).write_allowed(&chan));
+        }
+        assert!(!chan.inhibit_escalations(true));
+        let allowed: Vec<(bool, bool)> =
+            all.iter().map(|&e| (function(e).read_allowed(&chan), function(e).write_allowed(&chan))).collect();
+        assert_eq!(allowed, [(true, true), (false, true), (true, false), (false, false)]);
+        assert!(chan.inhibit_escalations(false), "the swap gives the previous setting back");
+        assert!(function(Escalation::Both).read_allowed(&chan));
+    }
+
     #[test]
     fn register_once_and_unregister_on_drop() {
         let apps: Registry<App> = Registry::default();
