@@ -460,7 +460,8 @@ fn dialplan_steps_caller_id_dtmf_and_getvar_as_asterisk() {
     assert_eq!(getvar("CHANNEL", Some(&channel), &mut events), channel);
     assert_eq!(getvar("SITE", Some(&channel), &mut events), "north", "a global, seen from the channel");
     assert_eq!(getvar("SITE", None, &mut events), "north");
-    assert_eq!(getvar("DB(ami/floor)", None, &mut events), "3", "a function without a channel");
+    assert_eq!(getvar("DB_EXISTS(ami/floor)", None, &mut events), "1", "a function without a channel");
+    assert_eq!(getvar("DB(ami/floor)", None, &mut events), "", "DB is dangerous from the manager");
     // COLOUR is set right after the second NewCallerid: ask until the channel has run it.
     let colour = (0..20).find_map(|_| {
         let value = getvar("COLOUR", Some(&channel), &mut events);
@@ -788,4 +789,188 @@ fn originate_of_what_runs_programs_needs_the_system_class() {
     assert!(!touched.exists(), "nothing ran");
     let mut admin = Ami::login(port, "admin", "s3cret");
     assert_eq!(originate(&mut admin, "ExecIf", "1?NoOp(allowed)", "o5"), "Originate successfully queued");
+}
+
+/// Starling with res_manager, app_system (enabled), app_exec, func_db and a dialplan, no SIP;
+/// `options` go in starling.conf `[options]`. Users: `admin` (every class, `system` too) and
+/// `dialer` (`call,originate`: no `system`). 610 runs SHELL from the dialplan.
+fn dangerous_pbx(name: &str, options: &str) -> (Server, u16) {
+    let port = free_tcp_port();
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), options);
+    let loads: String = ["pbx_config", "app_exec", "app_system", "app_verbose", "func_db", "res_manager"]
+        .iter()
+        .map(|m| format!("load => {m}.so\n"))
+        .collect();
+    dir.write("modules.conf", &format!("[modules]\nautoload = no\n{loads}"));
+    dir.write("app_system.conf", "[general]\nenabled = yes\n");
+    let ran = dir.path.join("dialplan-ran");
+    dir.write(
+        "extensions.conf",
+        &format!(
+            "[default]\nexten => 700,1,Answer()\n same => n,Wait(30)\n same => n,Hangup()\n\
+             exten => 610,1,Answer()\n same => n,Set(OUT=${{SHELL(touch {} && printf dp)}})\n \
+             same => n,Verbose(1,DIALPLAN SHELL=${{OUT}}.)\n same => n,Wait(1)\n same => n,Hangup()\n",
+            ran.display()
+        ),
+    );
+    dir.write(
+        "manager.conf",
+        &format!(
+            "[general]\nenabled=yes\nport={port}\nbindaddr=127.0.0.1\n\n[admin]\nsecret=s3cret\nread=all\nwrite=all\n\n\
+             [dialer]\nsecret=d1al\nread=call\nwrite=call,originate\n"
+        ),
+    );
+    let server = Server::start(dir);
+    (server, port)
+}
+
+/// Sends `headers` (with an ActionID) and gives the reply's `Response` and `Message`.
+fn ask(ami: &mut Ami, headers: &[(&str, &str)]) -> (String, String, Msg) {
+    let reply = action(ami, headers, &mut Vec::new());
+    let field = |k| get(&reply, k).unwrap_or("").to_owned();
+    (field("Response"), field("Message"), reply)
+}
+
+/// `Status` of `channel` asking for `variables`: the `Variable` headers of its Status event.
+fn status_variables(ami: &mut Ami, channel: &str, variables: &str) -> Vec<String> {
+    ami.send(&[("Action", "Status"), ("Channel", channel), ("Variables", variables), ("ActionID", "stv")]);
+    let first = ami.until("ActionID", "stv", Duration::from_secs(10));
+    assert_eq!(get(&first, "Response"), Some("Success"), "{first:?}");
+    let status = ami.until("Event", "Status", Duration::from_secs(10));
+    ami.until("Event", "StatusComplete", Duration::from_secs(10));
+    status.iter().filter(|(k, _)| k == "Variable").map(|(_, v)| v.clone()).collect()
+}
+
+/// How many times `line` is in the log.
+fn log_count(server: &Server, line: &str) -> usize {
+    server.log().matches(line).count()
+}
+
+/// The default (`live_dangerously = no`): a manager user without `system` cannot name SHELL
+/// or EVAL (Getvar, Status, Originate's Data and Variable) nor originate what runs programs;
+/// one with `system` gets dangerous functions refused where the manager evaluates them
+/// (Getvar with and without a channel, Status, Setvar of DB()) with Asterisk's ERROR line. The
+/// dialplan still runs SHELL, and `system` still originates `ExecIf(1?System(...))`.
+#[test]
+fn the_manager_cannot_reach_dangerous_functions_by_default() {
+    let (server, port) = dangerous_pbx("amidanger", "");
+    let marker = server.dir.path.join("shell-ran");
+    let touch = format!("SHELL(touch {})", marker.display());
+    let mut dialer = Ami::login(port, "dialer", "d1al");
+    let (response, message, _) = ask(&mut dialer, &[("Action", "Getvar"), ("Variable", &touch), ("ActionID", "g1")]);
+    assert_eq!((response.as_str(), message.as_str()), ("Error", "GetVar Access Forbidden: Variable"));
+    assert!(server.log().contains("Manager 'dialer' from 127.0.0.1: GetVar Access Forbidden: Variable"));
+    let (response, message, _) =
+        ask(&mut dialer, &[("Action", "Status"), ("Variables", &format!("CHANNEL,{touch}")), ("ActionID", "s1")]);
+    assert_eq!((response.as_str(), message.as_str()), ("Error", "Status Access Forbidden: Variables"));
+    let system = format!("1?System(touch {})", marker.display());
+    let originate = |ami: &mut Ami, app: &str, data: &str, variable: &str, id: &str| {
+        let mut headers =
+            vec![("Action", "Originate"), ("Channel", "Local/700@default"), ("Application", app), ("Data", data)];
+        if !variable.is_empty() {
+            headers.push(("Variable", variable));
+        }
+        headers.push(("ActionID", id));
+        let (_, message, _) = ask(ami, &headers);
+        message
+    };
+    assert_eq!(originate(&mut dialer, "ExecIf", &system, "", "o1"), "Originate Access Forbidden: Application");
+    let variable = format!("X=${{{touch}}}");
+    assert_eq!(originate(&mut dialer, "Wait", "1", &variable, "o2"), "Originate Access Forbidden: Variable");
+
+    // With the system class, the manager still cannot run them: each is blocked and logged.
+    let mut admin = Ami::login(port, "admin", "s3cret");
+    let (response, _, reply) = ask(&mut admin, &[("Action", "Getvar"), ("Variable", &touch), ("ActionID", "g2")]);
+    assert_eq!((response.as_str(), get(&reply, "Value")), ("Success", Some("")), "{reply:?}");
+    assert_eq!(log_count(&server, "Dangerous function SHELL read blocked"), 1, "{}", server.log_tail());
+    assert_eq!(originate(&mut admin, "Wait", "30", "", "o3"), "Originate successfully queued");
+    let (_, _, listed) = ask(&mut admin, &[("Action", "Status"), ("ActionID", "s2")]);
+    assert_eq!(get(&listed, "Response"), Some("Success"));
+    let channel = admin.until("Event", "Status", Duration::from_secs(10));
+    let channel = get(&channel, "Channel").unwrap().to_owned();
+    admin.until("Event", "StatusComplete", Duration::from_secs(10));
+    let (response, _, reply) =
+        ask(&mut admin, &[("Action", "Getvar"), ("Channel", &channel), ("Variable", &touch), ("ActionID", "g3")]);
+    assert_eq!((response.as_str(), get(&reply, "Value")), ("Success", Some("")), "{reply:?}");
+    assert_eq!(status_variables(&mut admin, &channel, &touch), [format!("{touch}=")]);
+    assert_eq!(log_count(&server, "Dangerous function SHELL read blocked"), 3, "{}", server.log_tail());
+    for (id, channel) in [("w1", None), ("w2", Some(channel.as_str()))] {
+        let mut headers = vec![("Action", "Setvar"), ("Variable", "DB(danger/key)"), ("Value", "x")];
+        headers.extend(channel.map(|c| ("Channel", c)));
+        headers.push(("ActionID", id));
+        let (response, message, _) = ask(&mut admin, &headers);
+        assert_eq!((response.as_str(), message.as_str()), ("Error", "Variable not set"), "{id}");
+    }
+    assert_eq!(log_count(&server, "Dangerous function DB write blocked"), 2, "{}", server.log_tail());
+    assert!(!server.rx("database show danger").contains("/danger/key"), "nothing written");
+    assert_eq!(originate(&mut admin, "Wait", "1", &variable, "o4"), "Originate Access Forbidden: Variable");
+    assert!(!marker.exists(), "no SHELL ran from the manager");
+
+    // The system class originates what runs programs (Asterisk's rule); the dialplan runs SHELL.
+    assert_eq!(originate(&mut admin, "ExecIf", &system, "", "o5"), "Originate successfully queued");
+    assert!(eventually(Duration::from_secs(10), || marker.exists().then_some(())).is_some(), "{}", server.log_tail());
+    let (_, message, _) = ask(
+        &mut admin,
+        &[
+            ("Action", "Originate"),
+            ("Channel", "Local/610@default"),
+            ("Application", "Wait"),
+            ("Data", "1"),
+            ("ActionID", "o6"),
+        ],
+    );
+    assert_eq!(message, "Originate successfully queued");
+    let ran = eventually(Duration::from_secs(10), || server.log().contains("DIALPLAN SHELL=dp.").then_some(()));
+    assert!(ran.is_some(), "{}", server.log_tail());
+    assert!(server.dir.path.join("dialplan-ran").exists());
+    assert_eq!(log_count(&server, "Dangerous function SHELL"), 3, "the dialplan's SHELL is not blocked");
+}
+
+/// `live_dangerously = yes`: a user with the `system` class reads SHELL and writes DB from the
+/// manager, and originates `ExecIf(1?System(...))` and variables naming SHELL; one without the
+/// class is still refused, as in Asterisk.
+#[test]
+fn live_dangerously_lets_the_system_class_run_them() {
+    let (server, port) = dangerous_pbx("amilivedanger", "live_dangerously = yes");
+    let mut admin = Ami::login(port, "admin", "s3cret");
+    let (response, _, reply) =
+        ask(&mut admin, &[("Action", "Getvar"), ("Variable", "SHELL(echo hi)"), ("ActionID", "g1")]);
+    assert_eq!((response.as_str(), get(&reply, "Value")), ("Success", Some("hi")), "{reply:?}");
+    let (response, message, _) =
+        ask(&mut admin, &[("Action", "Setvar"), ("Variable", "DB(danger/key)"), ("Value", "x"), ("ActionID", "w1")]);
+    assert_eq!((response.as_str(), message.as_str()), ("Success", "Variable Set"));
+    let (_, _, reply) = ask(&mut admin, &[("Action", "Getvar"), ("Variable", "DB(danger/key)"), ("ActionID", "g2")]);
+    assert_eq!(get(&reply, "Value"), Some("x"), "{reply:?}");
+    let marker = server.dir.path.join("system-ran");
+    let system = format!("1?System(touch {})", marker.display());
+    let (_, message, _) = ask(
+        &mut admin,
+        &[
+            ("Action", "Originate"),
+            ("Channel", "Local/700@default"),
+            ("Application", "ExecIf"),
+            ("Data", &system),
+            ("Variable", "X=${SHELL(echo hi)}"),
+            ("ActionID", "o1"),
+        ],
+    );
+    assert_eq!(message, "Originate successfully queued");
+    assert!(eventually(Duration::from_secs(10), || marker.exists().then_some(())).is_some(), "{}", server.log_tail());
+    assert!(!server.log().contains("Dangerous function"), "{}", server.log_tail());
+
+    let mut dialer = Ami::login(port, "dialer", "d1al");
+    let (_, message, _) = ask(&mut dialer, &[("Action", "Getvar"), ("Variable", "SHELL(echo hi)"), ("ActionID", "g3")]);
+    assert_eq!(message, "GetVar Access Forbidden: Variable");
+    let (_, message, _) = ask(
+        &mut dialer,
+        &[
+            ("Action", "Originate"),
+            ("Channel", "Local/700@default"),
+            ("Application", "ExecIf"),
+            ("Data", &system),
+            ("ActionID", "o2"),
+        ],
+    );
+    assert_eq!(message, "Originate Access Forbidden: Application");
 }

@@ -273,6 +273,10 @@ fn serve(
         let _entered = runtime.enter();
         Core::new(settings, runtime.handle().clone())
     };
+    if core.settings().live_dangerously {
+        // Asterisk's words when live_dangerously is on.
+        tracing::warn!("Privilege escalation protection disabled!");
+    }
     core.cdr().load(&core.settings().etcdir).map_err(Fatal::config)?;
     let _translation_cli = register_translation_cli(&core);
     let db = starling_core::db::SqliteStorage::open(&core.settings().dbdir).map_err(Fatal::resource)?;

@@ -41,6 +41,7 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
         nameservers: Vec::new(),
         verbose: 0,
         debug: 0,
+        live_dangerously: false,
     };
     let mut errors = ConfigErrors::default();
     for section in config.sections() {
@@ -78,6 +79,7 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
                         "maxfiles" => var.parse::<u64>().map(|v| settings.maxfiles = v),
                         "verbose" => var.parse::<u8>().map(|v| settings.verbose = v),
                         "debug" => var.parse::<u8>().map(|v| settings.debug = v),
+                        "live_dangerously" => var.parse_bool().map(|v| settings.live_dangerously = v),
                         "systemname" => {
                             settings.systemname = var.value.clone();
                             Ok(())
@@ -92,7 +94,7 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
                         _ => Err(ConfigError::at(
                             &var.location,
                             format!(
-                                "unknown option '{}': expected maxcalls, maxfiles, verbose, debug, systemname or nameserver",
+                                "unknown option '{}': expected maxcalls, maxfiles, verbose, debug, systemname, nameserver or live_dangerously",
                                 var.name
                             ),
                         )),
@@ -147,7 +149,7 @@ mod tests {
         assert_eq!(
             e,
             "starling.conf:3: maxcalls 'lots': invalid digit found in string\n\
-             starling.conf:4: unknown option 'colour': expected maxcalls, maxfiles, verbose, debug, systemname or nameserver\n\
+             starling.conf:4: unknown option 'colour': expected maxcalls, maxfiles, verbose, debug, systemname, nameserver or live_dangerously\n\
              starling.conf:5: unknown section [extra]: expected [directories] or [options]"
         );
         let c = Config::parse_str("starling.conf", "").unwrap();
@@ -166,5 +168,21 @@ mod tests {
         let want: Vec<std::net::SocketAddr> =
             ["127.0.0.1:5353", "[::1]:53", "[::1]:54"].iter().map(|a| a.parse().unwrap()).collect();
         assert_eq!(s.nameservers, want);
+    }
+
+    /// `live_dangerously` is Asterisk's boolean, `no` unless set; anything else stops startup.
+    #[test]
+    fn live_dangerously_defaults_to_no() {
+        let read = |text: &str| {
+            let c = Config::parse_str("starling.conf", text).unwrap();
+            parse(&c, Path::new("/e/starling.conf"), Path::new("/bin")).map_err(|e| e.to_string())
+        };
+        assert!(!read("[options]\n").unwrap().live_dangerously);
+        assert!(read("[options]\nlive_dangerously = yes\n").unwrap().live_dangerously);
+        assert!(!read("[options]\nlive_dangerously = no\n").unwrap().live_dangerously);
+        assert_eq!(
+            read("[options]\nlive_dangerously = maybe\n").unwrap_err(),
+            "starling.conf:2: live_dangerously 'maybe': expected yes or no"
+        );
     }
 }

@@ -82,51 +82,51 @@ pub fn app_args<const N: usize>(data: &str) -> ([String; N], usize) {
     (std::array::from_fn(|_| given.next().unwrap_or_default()), argc)
 }
 
-/// Asterisk's `ast_get_encoded_str`: `\n`, `\r`, `\t`, `\xHH`, `\0ooo` and `\c` (any other
-/// character, itself) decoded; what functions do with a delimiter or a set of characters.
-pub fn get_encoded_str(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('t') => out.push('\t'),
-            Some('x') => {
-                let mut value = 0u32;
-                for _ in 0..2 {
-                    match chars.peek().and_then(|d| d.to_digit(16)) {
-                        Some(d) => {
-                            value = value * 16 + d;
-                            chars.next();
-                        }
-                        None => break,
-                    }
-                }
-                out.push(char::from_u32(value).unwrap_or('\0'));
+/// Asterisk's `ast_get_encoded_char`: the byte at the start of `text` and how many bytes
+/// spell it — `\n`, `\r`, `\t`, `\xHH` (one or two hex digits), `\0OOO` (octal), `\c` for
+/// any other `c`, or the byte itself. `None` at the end or for `\x` without a hex digit.
+pub fn encoded_char(text: &[u8]) -> Option<(u8, usize)> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    match text {
+        [] => None,
+        [b'\\', b'n', ..] => Some((b'\n', 2)),
+        [b'\\', b'r', ..] => Some((b'\r', 2)),
+        [b'\\', b't', ..] => Some((b'\t', 2)),
+        [b'\\', b'x', rest @ ..] => {
+            let Some(high) = rest.first().and_then(|&b| hex(b)) else {
+                tracing::error!(
+                    "Illegal character '{}' in hexadecimal string",
+                    rest.first().map_or(String::new(), |&b| (b as char).escape_debug().to_string())
+                );
+                return None;
+            };
+            match rest.get(1).and_then(|&b| hex(b)) {
+                Some(low) => Some(((high << 4) | low, 4)),
+                None => Some((high, 3)),
             }
-            Some('0') => {
-                let mut value = 0u32;
-                for _ in 0..3 {
-                    match chars.peek().and_then(|d| d.to_digit(8)) {
-                        Some(d) => {
-                            value = value * 8 + d;
-                            chars.next();
-                        }
-                        None => break,
-                    }
-                }
-                out.push(char::from_u32(value & 0xff).unwrap_or('\0'));
-            }
-            Some(other) => out.push(other),
-            None => {}
         }
+        [b'\\', b'0', rest @ ..] => {
+            let digits = rest.iter().take_while(|b| (b'0'..=b'7').contains(b)).count();
+            // As Asterisk's char, more than three digits wrap.
+            let value = rest[..digits].iter().fold(0u8, |v, &d| v.wrapping_shl(3).wrapping_add(d - b'0'));
+            Some((value, 2 + digits))
+        }
+        [b'\\', c, ..] => Some((*c, 2)),
+        [b'\\'] => Some((0, 1)),
+        [c, ..] => Some((*c, 1)),
     }
-    out
+}
+
+/// Asterisk's `ast_get_encoded_str`: every [`encoded_char`] of `text` decoded (what functions
+/// do with a delimiter); it stops at a bad escape, as Asterisk's does.
+pub fn get_encoded_str(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((byte, used)) = encoded_char(rest) {
+        out.push(byte);
+        rest = &rest[used..];
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What an application tells the PBX loop.
@@ -203,7 +203,64 @@ pub struct Function {
     pub syntax: &'static str,
     pub read: Option<FuncRead>,
     pub write: Option<FuncWrite>,
+    /// Whether reading or writing it is dangerous (runs programs, touches files or the
+    /// database), so refused from outside the dialplan (see [`Function::read_allowed`]).
+    pub escalation: Escalation,
     pub uses: Option<Arc<UseCount>>,
+}
+
+/// Asterisk's `ast_custom_function_escalation` (`AST_CFE_*`, given to
+/// `ast_custom_function_register_escalating`): which uses of a function escalate privileges.
+/// An escalating use is refused on a channel that inhibits escalations (one evaluating for the
+/// manager, see [`Channel::inhibit_escalations`]) unless `live_dangerously = yes`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Escalation {
+    /// Safe to read and write from anywhere (`AST_CFE_NONE`).
+    #[default]
+    None,
+    /// Reading it is dangerous (`SHELL`, `DB_DELETE`).
+    Read,
+    /// Writing it is dangerous.
+    Write,
+    /// Both (`DB`, Asterisk's `FILE`).
+    Both,
+}
+
+impl Escalation {
+    pub fn on_read(self) -> bool {
+        matches!(self, Escalation::Read | Escalation::Both)
+    }
+    pub fn on_write(self) -> bool {
+        matches!(self, Escalation::Write | Escalation::Both)
+    }
+}
+
+impl Function {
+    /// Asterisk's `is_read_allowed`: false (and one ERROR line, `Dangerous function NAME read
+    /// blocked`, as `ast_func_read` writes) when reading this function escalates, `chan`
+    /// inhibits escalations and `live_dangerously` is off.
+    pub fn read_allowed(&self, chan: &Channel) -> bool {
+        self.allowed(chan, self.escalation.on_read(), "read")
+    }
+    /// Asterisk's `is_write_allowed`, as [`Function::read_allowed`] for `Set(NAME()=...)`.
+    pub fn write_allowed(&self, chan: &Channel) -> bool {
+        self.allowed(chan, self.escalation.on_write(), "write")
+    }
+    fn allowed(&self, chan: &Channel, escalates: bool, what: &str) -> bool {
+        if !escalates || !chan.inhibits_escalations() {
+            return true;
+        }
+        if chan.core().settings().live_dangerously {
+            crate::tracing::debug!(
+                "{} {} from a dangerous context",
+                if what == "read" { "Reading" } else { "Writing" },
+                self.name
+            );
+            return true;
+        }
+        crate::tracing::error!("Dangerous function {} {what} blocked", self.name);
+        false
+    }
 }
 
 /// A registry of named things, unregistered by guard.
@@ -324,6 +381,37 @@ mod tests {
         assert_eq!(get_encoded_str("a\\tb\\n\\x41\\0101\\\\"), "a\tb\nAA\\");
         let (fields, argc) = app_args::<3>("v,\\,");
         assert_eq!((fields, argc), (["v".to_owned(), ",".to_owned(), String::new()], 2));
+    }
+
+    fn read_nothing(_: &mut Channel, _: &str) -> Result<String, String> {
+        Ok(String::new())
+    }
+
+    /// As Asterisk's is_read_allowed/is_write_allowed: only an escalating use on a channel that
+    /// inhibits escalations is refused (live_dangerously is off in the test core).
+    #[test]
+    fn escalating_uses_are_refused_only_where_inhibited() {
+        let core = crate::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        let function = |escalation| Function {
+            name: "F",
+            synopsis: "",
+            syntax: "F()",
+            read: Some(read_nothing),
+            write: None,
+            escalation,
+            uses: None,
+        };
+        let all = [Escalation::None, Escalation::Read, Escalation::Write, Escalation::Both];
+        for escalation in all {
+            assert!(function(escalation).read_allowed(&chan) && function(escalation).write_allowed(&chan));
+        }
+        assert!(!chan.inhibit_escalations(true));
+        let allowed: Vec<(bool, bool)> =
+            all.iter().map(|&e| (function(e).read_allowed(&chan), function(e).write_allowed(&chan))).collect();
+        assert_eq!(allowed, [(true, true), (false, true), (true, false), (false, false)]);
+        assert!(chan.inhibit_escalations(false), "the swap gives the previous setting back");
+        assert!(function(Escalation::Both).read_allowed(&chan));
     }
 
     #[test]

@@ -120,23 +120,30 @@ fn set_one(chan: &mut Channel, assignment: &str) {
     set_pair(chan, name, value);
 }
 
-/// pbx_builtin_setvar_helper: a variable, or `FUNC(args)` through the function's write.
-fn set_pair(chan: &mut Channel, name: &str, value: &str) {
+/// pbx_builtin_setvar_helper: a variable, or `FUNC(args)` through the function's write (not
+/// when the write is dangerous and the channel evaluates for the manager: see
+/// [`crate::apps::Function::write_allowed`]). False when a function was not written.
+pub(crate) fn set_pair(chan: &mut Channel, name: &str, value: &str) -> bool {
     let name = name.trim();
     if let (Some(open), true) = (name.find('('), name.ends_with(')')) {
         let function = &name[..open];
         let args = &name[open + 1..name.len() - 1];
-        match chan.core().functions().get(function).and_then(|f| f.write) {
-            Some(write) => {
-                if let Err(e) = write(chan, args, value) {
-                    crate::tracing::warn!("Set: {function}(): {e}");
-                }
-            }
-            None => crate::tracing::warn!("Set: no writable function {function}()"),
+        let found = chan.core().functions().get(function);
+        let Some((function, write)) = found.as_ref().and_then(|f| Some((f, f.write?))) else {
+            crate::tracing::warn!("Set: no writable function {function}()");
+            return false;
+        };
+        if !function.write_allowed(chan) {
+            return false;
         }
-        return;
+        if let Err(e) = write(chan, args, value) {
+            crate::tracing::warn!("Set: {}(): {e}", function.name);
+            return false;
+        }
+        return true;
     }
     chan.set_var(name, value);
+    true
 }
 
 fn set<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
@@ -153,7 +160,9 @@ fn mset<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         for assignment in crate::apps::standard_args(data) {
             let pair = crate::apps::separate_args(&assignment, '=', true, 2);
             match pair.as_slice() {
-                [name, value] => set_pair(chan, name, value),
+                [name, value] => {
+                    set_pair(chan, name, value);
+                }
                 _ => crate::tracing::warn!(
                     "MSet: ignoring entry '{assignment}' with no '=' (in {}@{}:{})",
                     chan.exten,

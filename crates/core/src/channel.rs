@@ -583,6 +583,10 @@ pub struct Channel {
     pub timeouts: PbxTimeouts,
     /// The last exception raised (see [`Exception`]).
     pub exception: Option<Exception>,
+    /// Evaluating for someone outside the dialplan (the manager): dangerous functions are
+    /// refused (Asterisk's thread-local `ast_thread_inhibit_escalations`, here per channel,
+    /// since a channel's evaluations all run on its own task).
+    inhibit_escalations: bool,
 }
 
 /// How long the dialplan waits for the caller's keys (Asterisk's `struct ast_pbx` timeouts).
@@ -670,6 +674,7 @@ impl Channel {
             redirect: None,
             timeouts: PbxTimeouts::default(),
             exception: None,
+            inhibit_escalations: false,
         };
         (channel, ChannelDriver { frames: frames_tx, commands: commands_rx })
     }
@@ -1000,6 +1005,23 @@ impl Channel {
         let core = self.core.clone();
         core.substitute(self, &format!("${{{name}}}")).unwrap_or_else(|| self.var(name).unwrap_or_default().to_owned())
     }
+    /// `Set(name=value)` (Asterisk's `pbx_builtin_setvar_helper`): a variable, or a function's
+    /// write for `NAME(args)`; false when a function was not written (none such, refused as
+    /// dangerous, or it failed: each logged).
+    pub fn setvar_helper(&mut self, name: &str, value: &str) -> bool {
+        crate::builtins::set_pair(self, name, value)
+    }
+    /// Sets whether evaluations on this channel are for someone outside the dialplan (the
+    /// manager), where functions marked dangerous are refused (see
+    /// [`crate::apps::Function::read_allowed`]); gives back the previous setting to restore
+    /// (Asterisk's `ast_thread_inhibit_escalations_swap`).
+    pub fn inhibit_escalations(&mut self, inhibit: bool) -> bool {
+        std::mem::replace(&mut self.inhibit_escalations, inhibit)
+    }
+    /// Whether evaluations on this channel refuse dangerous functions now.
+    pub fn inhibits_escalations(&self) -> bool {
+        self.inhibit_escalations
+    }
     /// Every variable name set on the channel, sorted.
     pub fn var_names(&self) -> impl Iterator<Item = &str> {
         self.variables.keys().map(String::as_str)
@@ -1062,10 +1084,18 @@ impl Channel {
                 return None;
             }
             match self.next_raw_frame().await? {
-                Some(crate::frame::Frame::SetVar(name, value)) => self.set_var(&name, &value),
+                // Both come from the manager: dangerous functions stay out of reach.
+                Some(crate::frame::Frame::SetVar(name, value)) => {
+                    let was = self.inhibit_escalations(true);
+                    crate::builtins::set_pair(self, &name, &value);
+                    self.inhibit_escalations(was);
+                }
                 Some(crate::frame::Frame::Redirect(jump)) => self.redirect = Some(jump),
                 Some(crate::frame::Frame::GetVar(name, reply)) => {
-                    let _ = reply.send(self.getvar(&name));
+                    let was = self.inhibit_escalations(true);
+                    let value = self.getvar(&name);
+                    self.inhibit_escalations(was);
+                    let _ = reply.send(value);
                 }
                 frame => return Some(frame),
             }

@@ -37,6 +37,10 @@ pub struct Settings {
     /// Verbosity and debug level at start (`[options]`, raised by `-v`/`-d`).
     pub verbose: u8,
     pub debug: u8,
+    /// `[options] live_dangerously` (Asterisk's, default `no`): whether functions marked
+    /// dangerous ([`crate::apps::Escalation`]: `SHELL`, `DB`...) may run when evaluated from
+    /// outside the dialplan (the manager's Getvar, Setvar, Status and Originate).
+    pub live_dangerously: bool,
 }
 
 impl Settings {
@@ -375,6 +379,7 @@ impl Core {
             nameservers: Vec::new(),
             verbose: 0,
             debug: 0,
+            live_dangerously: false,
         };
         Core::new(settings, runtime.handle().clone())
     }

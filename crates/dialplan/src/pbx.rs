@@ -62,6 +62,10 @@ impl Scope for ChannelScope<'_> {
         let function =
             self.chan.core().functions().get(name).ok_or_else(|| format!("Function {name} not registered"))?;
         let read = function.read.ok_or_else(|| format!("Function {name} cannot be read"))?;
+        if !function.read_allowed(self.chan) {
+            // Logged as Asterisk's ast_func_read does; the value is empty, as for a failure.
+            return Ok(String::new());
+        }
         let _use = function.uses.clone().map(ModuleUse::new);
         let chan = &mut *self.chan;
         match starling_core::panic::catch(|| read(chan, args)) {

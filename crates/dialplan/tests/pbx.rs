@@ -176,6 +176,7 @@ fn run_with_timeout(context: &str, exten: &str, absolute: Option<Duration>) -> C
                 syntax: "EXCEPTION(field)",
                 read: Some(starling_core::builtins::exception_read),
                 write: None,
+                escalation: starling_core::apps::Escalation::None,
                 uses: None,
             },
         )

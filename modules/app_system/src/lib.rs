@@ -119,6 +119,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "SHELL(command)",
             read: Some(shell),
             write: None,
+            escalation: starling_core::apps::Escalation::Read,
             uses: None,
         })?),
     ];

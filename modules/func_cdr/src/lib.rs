@@ -119,6 +119,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "CDR(name[,options])",
             read: Some(cdr_read),
             write: Some(cdr_write),
+            escalation: starling_core::apps::Escalation::None,
             uses: None,
         },
         Function {
@@ -127,6 +128,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "CDR_PROP(property)",
             read: Some(prop_read),
             write: Some(prop_write),
+            escalation: starling_core::apps::Escalation::None,
             uses: None,
         },
     ];

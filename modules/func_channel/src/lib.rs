@@ -46,6 +46,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         syntax: "CHANNEL(item)",
         read: Some(read),
         write: Some(write),
+        escalation: starling_core::apps::Escalation::None,
         uses: None,
     }];
     Ok(Box::new(ctx.register_functions(functions)?))

@@ -52,6 +52,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "DB(family/key)",
             read: Some(db_read),
             write: Some(db_write),
+            escalation: starling_core::apps::Escalation::Both,
             uses: None,
         },
         Function {
@@ -60,6 +61,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "DB_EXISTS(family/key)",
             read: Some(db_exists),
             write: None,
+            escalation: starling_core::apps::Escalation::None,
             uses: None,
         },
         Function {
@@ -68,6 +70,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "DB_DELETE(family/key)",
             read: Some(db_delete),
             write: None,
+            escalation: starling_core::apps::Escalation::Read,
             uses: None,
         },
     ];

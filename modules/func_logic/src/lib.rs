@@ -49,7 +49,15 @@ fn rand(_: &mut Channel, args: &str) -> Result<String, String> {
 
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let f = |name: &'static str, synopsis: &'static str, syntax: &'static str, read: starling_core::apps::FuncRead| {
-        Function { name, synopsis, syntax, read: Some(read), write: None, uses: None }
+        Function {
+            name,
+            synopsis,
+            syntax,
+            read: Some(read),
+            write: None,
+            escalation: starling_core::apps::Escalation::None,
+            uses: None,
+        }
     };
     let functions = [
         f("IF", "Check for an expression.", "IF(expression?[true][:false])", if_),

@@ -1,10 +1,10 @@
-//! func_strings: string functions for the dialplan — `LEN`, `CUT`, `FIELDQTY`, `REGEX`,
-//! `STRFTIME`, `TOUPPER`, `TOLOWER`, `HASH`, `HASHKEYS` — as Asterisk's func_strings (and
-//! func_cut) define them.
+//! func_strings: string functions for the dialplan — `LEN`, `CUT`, `FIELDQTY`, `FILTER`,
+//! `REGEX`, `STRFTIME`, `TOUPPER`, `TOLOWER`, `HASH`, `HASHKEYS` — as Asterisk's func_strings
+//! (and func_cut) define them.
 
-use starling_core::apps::{app_args, get_encoded_str, Function};
+use starling_core::apps::{app_args, encoded_char, get_encoded_str, Function};
 use starling_core::channel::Channel;
-use starling_core::{LoadError, Module, ModuleContext};
+use starling_core::{tracing, LoadError, Module, ModuleContext};
 
 fn len(_: &mut Channel, args: &str) -> Result<String, String> {
     Ok(args.chars().count().to_string())
@@ -49,6 +49,45 @@ fn fieldqty(chan: &mut Channel, args: &str) -> Result<String, String> {
     let delimiter = get_encoded_str(&delimiter);
     let value = chan.var(var.trim()).unwrap_or("");
     Ok(if value.is_empty() { "0".into() } else { value.split(delimiter.as_str()).count().to_string() })
+}
+
+/// `FILTER(allowed-chars,string)`: the string with only the allowed characters left. The
+/// allowed ones are listed, or given as ranges `a-z`, with the escapes of [`encoded_char`]
+/// (`\x41`, `\040`, `\-` for a `-` itself); a range may wrap past 255, with a warning, as
+/// Asterisk's does. Works on bytes, as Asterisk's.
+fn filter(_: &mut Channel, args: &str) -> Result<String, String> {
+    let parts = starling_core::apps::separate_args(args, ',', false, 2);
+    let [allowed, string] = parts.as_slice() else {
+        return Err("Usage: FILTER(<allowed-chars>,<string>)".into());
+    };
+    if allowed.starts_with('"') {
+        tracing::warn!("FILTER allowed characters includes the quote (\") character.  This may not be what you want.");
+    }
+    let mut set = [false; 256];
+    let mut rest = allowed.as_bytes();
+    while !rest.is_empty() {
+        let (c1, used) = encoded_char(rest).ok_or_else(|| format!("FILTER: bad allowed characters '{allowed}'"))?;
+        rest = &rest[used..];
+        if let [b'-', after @ ..] = rest {
+            let (c2, used) = encoded_char(after).unwrap_or((c1, 0));
+            rest = &after[used..];
+            if c2 < c1 {
+                tracing::warn!("Range wrapping in FILTER({args}).  This may not be what you want.");
+            }
+            let mut c = c1;
+            while c != c2 {
+                set[c as usize] = true;
+                c = c.wrapping_add(1);
+            }
+            set[c2 as usize] = true;
+        } else {
+            set[c1 as usize] = true;
+        }
+    }
+    // NUL ends Asterisk's list of allowed characters: it is never allowed.
+    set[0] = false;
+    let kept: Vec<u8> = string.bytes().filter(|&b| set[b as usize]).collect();
+    Ok(String::from_utf8_lossy(&kept).into_owned())
 }
 
 /// `REGEX("regular expression" string)`: 1 if it matches.
@@ -139,7 +178,15 @@ fn read_only(
     syntax: &'static str,
     read: starling_core::apps::FuncRead,
 ) -> Function {
-    Function { name, synopsis, syntax, read: Some(read), write: None, uses: None }
+    Function {
+        name,
+        synopsis,
+        syntax,
+        read: Some(read),
+        write: None,
+        escalation: starling_core::apps::Escalation::None,
+        uses: None,
+    }
 }
 
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
@@ -152,6 +199,12 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             cut,
         ),
         read_only("FIELDQTY", "Count the fields with an arbitrary delimiter", "FIELDQTY(varname,delim)", fieldqty),
+        read_only(
+            "FILTER",
+            "Filter the string to include only the allowed characters",
+            "FILTER(allowed-chars,string)",
+            filter,
+        ),
         read_only("REGEX", "Check string against a regular expression.", "REGEX(\"regular expression\" string)", regex),
         read_only(
             "STRFTIME",
@@ -167,6 +220,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "HASH(hashname[,hashkey])",
             read: Some(hash_read),
             write: Some(hash_write),
+            escalation: starling_core::apps::Escalation::None,
             uses: None,
         },
         read_only("TOLOWER", "Convert string to all lowercase letters.", "TOLOWER(string)", tolower),
@@ -225,5 +279,40 @@ mod tests {
         assert_eq!(fieldqty(&mut chan, "TABS,\\t").unwrap(), "3");
         // Not the last field: the splitting takes one backslash, decoding the other.
         assert_eq!(cut(&mut chan, "TABS,\\\\t,2").unwrap(), "b");
+    }
+
+    /// Asterisk's test_FILTER table (tests/test_func_strings.c), then its documented escapes.
+    #[test]
+    fn filter_as_asterisk() {
+        let core = starling_core::Core::for_tests();
+        let (mut chan, _driver) = Channel::new(&core, "Test", "x", false);
+        let subject = "0042133333&DAHDI/g1/2212";
+        for (allowed, want) in [
+            ("A-R", "DAHDI"),
+            ("A\\-R", "A"),
+            ("\\x41-R", "DAHDI"),
+            ("0-9A-Ca-c", "0042133333A12212"),
+            ("0-9a-cA-C_+\\-", "0042133333A12212"),
+        ] {
+            assert_eq!(filter(&mut chan, &format!("{allowed},{subject}")).unwrap(), want, "FILTER({allowed},...)");
+        }
+        for (args, want) in [
+            ("0-9,+1 (555) 123-4567", "15551234567"),
+            ("a-zA-Z0-9,rm -rf /; echo `id` $(id)", "rmrfechoidid"),
+            ("\\x30-\\x39,a1b2c3", "123"),
+            ("\\060-\\071,a1b2c3", "123"),
+            ("\\x20a,a a\tb", "a a"),
+            ("\\t\\n,x\ty\nz", "\t\n"),
+            ("\\x4,\u{4}x", "\u{4}"),
+            ("a-,abc", "a"),
+            ("abc,", ""),
+            ("0-9,a,1", "1"),
+            ("é,café", "é"),
+            ("\\xFE-\\x01,\u{1}ab", "\u{1}"),
+        ] {
+            assert_eq!(filter(&mut chan, args).unwrap(), want, "FILTER({args})");
+        }
+        assert!(filter(&mut chan, "a-z").is_err(), "no string");
+        assert!(filter(&mut chan, "\\xZ,abc").is_err(), "a bad hex escape");
     }
 }

@@ -75,6 +75,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         syntax: "TIMEOUT(timeouttype)",
         read: Some(read),
         write: Some(write),
+        escalation: starling_core::apps::Escalation::None,
         uses: None,
     }];
     Ok(Box::new(ctx.register_functions(functions)?))

@@ -416,6 +416,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "GLOBAL(varname)",
             read: Some(global_read),
             write: Some(global_write),
+            escalation: starling_core::apps::Escalation::None,
             uses: None,
         },
         // Gosub is the core's; its LOCAL() comes with the dialplan, as GLOBAL() does.
@@ -425,6 +426,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "LOCAL(varname)",
             read: Some(starling_core::builtins::local_read),
             write: Some(starling_core::builtins::local_write),
+            escalation: starling_core::apps::Escalation::None,
             uses: None,
         },
         starling_core::apps::Function {
@@ -433,6 +435,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             syntax: "EXCEPTION(field)",
             read: Some(starling_core::builtins::exception_read),
             write: None,
+            escalation: starling_core::apps::Escalation::None,
             uses: None,
         },
     ])?;

@@ -102,6 +102,33 @@ pub(crate) async fn handle(state: &Arc<State>, session: &mut Session, message: M
     (render(&reply, action_id.as_deref()), next)
 }
 
+/// Asterisk's `function_capable_string_allowed_with_auths`: text that can evaluate functions
+/// (a Getvar variable, Status's `Variables`, Originate's `Data` and `Variable`s) may not name
+/// `SHELL` or `EVAL` unless the user has the `system` write class.
+fn function_capable_string_allowed(session: &Session, text: &str) -> bool {
+    has_system_class(session) || !(text.contains("SHELL") || text.contains("EVAL"))
+}
+
+fn has_system_class(session: &Session) -> bool {
+    let system = crate::config::class_bit("system").unwrap_or(0);
+    session.user.as_ref().is_some_and(|u| u.write & system != 0)
+}
+
+/// An `Access Forbidden` refusal: the error reply, and a NOTICE line naming who asked what.
+fn forbidden(session: &Session, message: &str, what: &str) -> Reply {
+    let user = session.user.as_ref().map_or("", |u| u.name.as_str());
+    tracing::info!("Manager '{user}' from {}: {message} ({})", session.addr.ip(), what.escape_debug());
+    vec![Message::error(message)]
+}
+
+/// A dummy channel that evaluates as the manager does: functions marked dangerous refused
+/// (unless `live_dangerously`), as in Asterisk's manager threads.
+fn manager_dummy(core: &Arc<Core>) -> Channel {
+    let mut dummy = Channel::dummy(core);
+    dummy.inhibit_escalations(true);
+    dummy
+}
+
 /// Whether two secrets are equal, in a time that does not depend on where they differ (only
 /// on their lengths), so that timing a refusal tells nothing about the secret.
 fn same_secret(given: &str, secret: &str) -> bool {
@@ -236,7 +263,7 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
                 .with("SoundsSearchCustomDir", "No")]
         }
         "coreshowchannels" => core_show_channels(&core),
-        "status" => status(&core, m).await,
+        "status" => status(&core, session, m).await,
         "command" => {
             let Some(command) = m.value("Command") else { return vec![Message::error("No command provided")] };
             let command = command.to_owned();
@@ -266,13 +293,16 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
         "originate" => originate(&core, session, m, action_id).await,
         "getvar" => {
             let Some(name) = m.value("Variable") else { return vec![Message::error("No variable specified")] };
+            if !function_capable_string_allowed(session, name) {
+                return forbidden(session, "GetVar Access Forbidden: Variable", name);
+            }
             let value = match m.value("Channel") {
                 Some(channel) => match core.channels().find(channel) {
                     Some(summary) => channel_value(&core, &summary, name).await,
                     None => return vec![Message::error("No such channel")],
                 },
                 // A function outside a call runs on a dummy channel, as Asterisk's Getvar does.
-                None if name.ends_with(')') => Channel::dummy(&core).getvar(name),
+                None if name.ends_with(')') => manager_dummy(&core).getvar(name),
                 None => core.global(name).unwrap_or_default(),
             };
             vec![Message::success().with("Variable", name).with("Value", value)]
@@ -280,10 +310,22 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
         "setvar" => {
             let Some(name) = m.value("Variable") else { return vec![Message::error("No variable specified")] };
             let value = m.get("Value").unwrap_or("").to_owned();
+            // `NAME(args)` is the function's write (pbx_builtin_setvar_helper), refused here
+            // when it is dangerous (the channel would refuse it too, but too late to answer).
+            let function =
+                name.find('(').filter(|_| name.ends_with(')')).and_then(|open| core.functions().get(&name[..open]));
+            if function.as_ref().is_some_and(|f| !f.write_allowed(&manager_dummy(&core))) {
+                return vec![Message::error("Variable not set")];
+            }
             match m.value("Channel") {
                 Some(channel) => {
                     if core.channels().send_frame(channel, Frame::SetVar(name.to_owned(), value)) == 0 {
                         return vec![Message::error("No such channel")];
+                    }
+                }
+                None if function.is_some() => {
+                    if !manager_dummy(&core).setvar_helper(name, &value) {
+                        return vec![Message::error("Variable not set")];
                     }
                 }
                 None => {
@@ -453,7 +495,10 @@ fn core_show_channels(core: &Core) -> Reply {
 /// `Variables: a,b` adds `Variable: a=value` for each (functions too, evaluated on the
 /// channel), `AllVariables: true` every variable set on it. Starling keeps no dialled number,
 /// translation path or call groups: `DNID`, `Readtrans` and `Writetrans` are empty and the groups 0.
-async fn status(core: &Core, m: &Message) -> Reply {
+async fn status(core: &Core, session: &Session, m: &Message) -> Reply {
+    if let Some(variables) = m.value("Variables").filter(|v| !function_capable_string_allowed(session, v)) {
+        return forbidden(session, "Status Access Forbidden: Variables", variables);
+    }
     let only = m.value("Channel");
     let channels: Vec<ChannelSummary> =
         core.channels().list().into_iter().filter(|c| only.is_none_or(|name| c.name == name)).collect();
@@ -545,10 +590,13 @@ async fn originate(core: &Arc<Core>, session: &Session, m: &Message, action_id: 
     let destination = match (m.value("Application"), m.value("Exten")) {
         (Some(app), _) => {
             let data = m.get("Data").unwrap_or("");
-            let system = crate::config::class_bit("system").unwrap_or(0);
-            if session.user.as_ref().is_none_or(|u| u.write & system == 0) {
+            if !has_system_class(session) {
                 if let Some(what) = originate_needs_system(app, data) {
-                    return vec![Message::error(&format!("Originate Access Forbidden: {what}"))];
+                    return forbidden(
+                        session,
+                        &format!("Originate Access Forbidden: {what}"),
+                        &format!("{app}({data})"),
+                    );
                 }
             }
             let Some(app) = core.apps().get(app) else { return vec![Message::error("Application does not exist")] };
@@ -564,6 +612,15 @@ async fn originate(core: &Arc<Core>, session: &Session, m: &Message, action_id: 
         }
         (None, None) => return vec![Message::error("Exten or Application not specified")],
     };
+    // The variables are set on a channel whose dialplan then runs outside the manager's
+    // inhibition: one that names SHELL or EVAL needs the system class and live_dangerously.
+    for variable in m.get_all("Variable") {
+        if (variable.contains("SHELL") || variable.contains("EVAL"))
+            && !(has_system_class(session) && core.settings().live_dangerously)
+        {
+            return forbidden(session, "Originate Access Forbidden: Variable", variable);
+        }
+    }
     let timeout = m.value("Timeout").and_then(|t| t.parse::<u64>().ok()).unwrap_or(30_000);
     let variables = m
         .get_all("Variable")
