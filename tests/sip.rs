@@ -1615,3 +1615,41 @@ fn ten_thousand_answers_carry_ten_thousand_different_tags() {
     }
     assert_eq!(tags.len(), 10_000);
 }
+
+/// RFC 4475 §3.1.2.12 (`escruri`): escaped headers in an INVITE's Request-URI get 400, not a
+/// challenge; the same INVITE without them is challenged as usual (issue 22).
+#[test]
+fn escaped_headers_in_the_request_uri_get_400() {
+    let (server, port) = pbx_with("sipescruri", "allowguest=no", &[]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = socket.local_addr().unwrap().port();
+    let sdp = "v=0\r\no=mhandley 29739 7272939 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 49217 RTP/AVP 0 12\r\nm=video 3227 RTP/AVP 31\r\na=rtpmap:31 LPC\r\n";
+    let invite = |uri: &str, branch: &str| {
+        format!(
+            "INVITE {uri} SIP/2.0\r\nTo: sip:user@example.com\r\nFrom: sip:caller@example.net;tag=341518\r\n\
+             Max-Forwards: 7\r\nContact: <sip:caller@127.0.0.1:{local}>\r\n\
+             Call-ID: escruri.{branch}\r\nCSeq: 149209342 INVITE\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{branch};rport\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    };
+    let first_line = |message: String| {
+        socket.send_to(message.as_bytes(), ("127.0.0.1", port)).unwrap();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let (len, _) =
+                socket.recv_from(&mut buffer).unwrap_or_else(|e| panic!("an answer: {e}\n{}", server.log_tail()));
+            let line = String::from_utf8_lossy(&buffer[..len]).lines().next().unwrap_or("").to_owned();
+            if !line.starts_with("SIP/2.0 1") {
+                return line;
+            }
+        }
+    };
+    let escaped = first_line(invite(&format!("sip:user@127.0.0.1:{port}?Route=%3Csip:example.com%3E"), "escruri1"));
+    assert!(escaped.starts_with("SIP/2.0 400 "), "{escaped}");
+    let plain = first_line(invite(&format!("sip:user@127.0.0.1:{port}"), "escruri2"));
+    assert!(plain.starts_with("SIP/2.0 401 "), "{plain}");
+    assert!(server.log().contains("headers in the Request-URI"), "{}", server.log_tail());
+}

@@ -922,6 +922,18 @@ impl Monitor {
             response.headers.push(HeaderName::Unsupported, unsupported.join(", "));
             return self.endpoint.send_response(now, tx, response);
         }
+        // RFC 3261 §19.1.1: a Request-URI carries no headers (RFC 4475 §3.1.2.12, `escruri`):
+        // 400, before any authentication.
+        if !request.uri.headers.is_empty() {
+            if self.bad_messages.take() {
+                tracing::info!("Bad SIP message from {remote}: headers in the Request-URI");
+            }
+            let mut response = Response::to_request(&request, 400);
+            response.reason = "Bad Request - headers in the Request-URI".into();
+            let tag = self.new_tag();
+            response.set_to_tag(&tag);
+            return self.endpoint.send_response(now, tx, response);
+        }
         match request.method {
             Method::Options => self.handle_request_options(tx, &request),
             Method::Register => self.handle_request_register(tx, &request, remote),
