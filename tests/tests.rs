@@ -10,7 +10,7 @@ mod control;
 mod loader;
 // The dialplan through pbx_config: dialplan show, reload, errors.
 mod dialplan;
-// chan_sip so far: OPTIONS, 400s, bind errors, sip show peers.
+// chan_sip: OPTIONS, 400s, registrations, calls, ACLs, IPv6, the sip CLI.
 mod sip;
 // SIP over TCP: framing, keepalives, calls, registrations and Dial over connections.
 mod tcp;

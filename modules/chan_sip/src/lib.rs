@@ -1,12 +1,14 @@
 //! chan_sip: the SIP channel driver (ARCHITECTURE.md's call flow, steps 2 and 3), on top of
 //! `starling-sip`'s transaction layer and `starling-media`.
 //!
-//! Built so far: `load` reads sip.conf (every key of INTERFACE.md, templates, errors as
-//! file:line), binds UDP `bindaddr:bindport` (a port in use stops start-up with exit 2), and
-//! starts the monitor task, which answers OPTIONS (200, or 503 while draining), keeps the
-//! transaction layer's timers and retransmissions, answers malformed requests 400 and logs one
-//! line per bad message; the registrar (REGISTER with digest, bindings in the astdb);
-//! `sip show peers|peer|settings`. Not yet: INVITE and calls, qualify, outbound registration.
+//! What it does: `load` reads sip.conf (every key of INTERFACE.md, templates, errors as
+//! file:line), binds UDP (and TCP with `tcpenable`) at `bindaddr:bindport` (a port in use stops
+//! start-up with exit 2) and starts the monitor task ([`monitor`]), which reads the socket and
+//! dispatches requests: calls in and out ([`pvt`], [`outbound`]) with RTP relayed natively when
+//! both legs agree ([`relay`]), the registrar ([`registrar`]: REGISTER with digest, bindings in the
+//! astdb), qualify ([`qualify`]: OPTIONS pokes), outbound registrations ([`registry`]:
+//! `register =>` lines). The `sip ...` CLI commands and the manager actions ([`manager`]) read
+//! the shared state in [`shared`].
 
 mod config;
 mod ids;
