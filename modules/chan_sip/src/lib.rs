@@ -3,12 +3,12 @@
 //!
 //! What it does: `load` reads sip.conf (every key of INTERFACE.md, templates, errors as
 //! file:line), binds UDP (and TCP with `tcpenable`) at `bindaddr:bindport` (a port in use stops
-//! start-up with exit 2) and starts the monitor task ([`monitor`]), which reads the socket and
-//! dispatches requests: calls in and out ([`pvt`], [`outbound`]) with RTP relayed natively when
-//! both legs agree ([`relay`]), the registrar ([`registrar`]: REGISTER with digest, bindings in the
-//! astdb), qualify ([`qualify`]: OPTIONS pokes), outbound registrations ([`registry`]:
-//! `register =>` lines). The `sip ...` CLI commands and the manager actions ([`manager`]) read
-//! the shared state in [`shared`].
+//! start-up with exit 2) and starts the monitor task (`monitor.rs`), which reads the socket and
+//! dispatches requests: calls in and out (`pvt.rs`, `outbound.rs`) with RTP relayed natively when
+//! both legs agree (`relay.rs`), the registrar (`registrar.rs`: REGISTER with digest, bindings in the
+//! astdb), qualify (`qualify.rs`: OPTIONS pokes), outbound registrations (`registry.rs`:
+//! `register =>` lines). The `sip ...` CLI commands and the manager actions (`manager.rs`) read
+//! the shared state in `shared.rs`.
 
 mod config;
 mod ids;
