@@ -1653,3 +1653,42 @@ fn escaped_headers_in_the_request_uri_get_400() {
     assert!(plain.starts_with("SIP/2.0 401 "), "{plain}");
     assert!(server.log().contains("headers in the Request-URI"), "{}", server.log_tail());
 }
+
+/// `call-limit` on a caller (issue 22): while its one call is up, a second INVITE from it is
+/// `486 Busy Here`; once the first ends, it may call again.
+#[test]
+fn an_inbound_call_over_call_limit_gets_486() {
+    let (server, port) =
+        pbx_with("sipcalllimit", "[guest]\ntype=friend\nhost=dynamic\ncontext=default\ncall-limit=1", &[]);
+    let first = std::thread::spawn(move || run_sipp_with(port, "invite_answer_long.xml", &["-s", "100", "-m", "1"]));
+    let up =
+        eventually(Duration::from_secs(5), || server.rx("core show channels").contains("1 active call").then_some(()));
+    assert!(up.is_some(), "{}", server.log_tail());
+    let (code, out) = run_sipp_with(port, "invite_486.xml", &["-s", "100", "-m", "1"]);
+    assert_eq!(code, 0, "the second call is busy\n{out}\n{}", server.log_tail());
+    assert!(server.log().contains("Call-limit 1 reached for 'guest'"), "{}", server.log_tail());
+    let (code, out) = first.join().unwrap();
+    assert_eq!(code, 0, "the first call went on\n{out}");
+    let (code, out) = run_sipp_with(port, "invite_answer.xml", &["-s", "600", "-m", "1"]);
+    assert_eq!(code, 0, "the slot is free again\n{out}\n{}", server.log_tail());
+}
+
+/// A broken sip.conf on `sip reload` keeps the running configuration and says why, with the
+/// file and line (issue 22).
+#[test]
+fn a_broken_sip_conf_on_reload_keeps_the_old_one() {
+    let (server, port) = pbx("sipbadreload", "");
+    server.dir.write(
+        "sip.conf",
+        &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n[alice]\ntype=friend\nhost=dynamic\nsecret=newpw\ntype=banana\n"),
+    );
+    let said = server.rx("sip reload");
+    let log = eventually(Duration::from_secs(5), || {
+        let log = server.log();
+        log.contains("sip.conf:8").then_some(log)
+    });
+    assert!(log.is_some(), "the reload says where sip.conf is wrong\n{said}\n{}", server.log_tail());
+    let (code, out) = run_sipp(port, "register.xml", "alice", "alice", "pw", 1);
+    assert_eq!(code, 0, "the old secret still registers\n{out}\n{}", server.log_tail());
+    assert!(server.rx("sip show peers").contains("alice"), "{}", server.rx("sip show peers"));
+}

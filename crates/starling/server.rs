@@ -344,11 +344,8 @@ async fn watch_signals(core: Arc<Core>) -> Result<(), Fatal> {
                 _ = int.recv() => core.request_shutdown(ShutdownMode::Now),
                 _ = hup.recv() => {
                     let core = core.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        for problem in core.reload() {
-                            tracing::error!("reload: {problem}");
-                        }
-                    }).await;
+                    // Each failure is logged where it happens (the module loader).
+                    let _ = tokio::task::spawn_blocking(move || core.reload()).await;
                 }
             }
         }

@@ -318,6 +318,10 @@ impl Core {
         if let Err(e) = self.cdr.load(&self.settings.etcdir) {
             problems.push(format!("cdr.conf: {e}"));
         }
+        for problem in &problems {
+            tracing::error!("reload: {problem}");
+        }
+        // (The loader logs each module's failure itself.)
         problems.extend(self.loader.reload_all(self));
         *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
         problems

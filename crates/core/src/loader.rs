@@ -289,7 +289,14 @@ impl Loader {
         let ctx = ModuleContext::new(core.clone(), loaded.info.name, loaded.uses.clone());
         let result = loaded.state.reload(&ctx);
         self.lock().loaded.insert(name.clone(), loaded);
-        result.map_err(|error| LoaderError::Reload { name, error })
+        result.map_err(|error| {
+            let error = LoaderError::Reload { name, error };
+            // Into the log as well as to whoever asked: the running configuration stays.
+            if !matches!(error, LoaderError::Reload { error: ReloadError::NotSupported, .. }) {
+                tracing::error!("{error}; the running configuration is kept");
+            }
+            error
+        })
     }
 
     /// Reloads every module that supports it; returns a line per failure.
