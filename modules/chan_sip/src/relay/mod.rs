@@ -23,7 +23,8 @@
 //!   level-triggered epoll, then one `recvfrom` and one `sendto` per packet.
 //!
 //! Where both far ends of a leg are on this host, the thread hands the leg on to the relay in
-//! the kernel ([`KernelRelay`], `kernel.rs`) after its first packet, and the packets no longer
+//! the kernel ([`KernelRelay`], `kernel.rs`) after the first packet from the source strictrtp
+//! has learned (the SDP's address at once, another after `probation`), and the packets no longer
 //! reach the thread at all; the thread keeps the socket, takes in the kernel's counters, and
 //! takes the leg back for whatever the kernel leaves to it.
 
@@ -38,7 +39,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use starling_core::tracing;
-use starling_media::session::{RtpSession, Stats};
+use starling_media::session::{ReceiveError, RtpSession, Stats};
 
 use crate::pvt::{MediaInfo, RelayTo};
 
@@ -99,11 +100,19 @@ impl Entry {
         kernel: Option<&KernelRelay>,
     ) -> Option<SocketAddr> {
         if let Some(kernel) = kernel {
-            kernel.take_back(self);
+            // A packet the session is sure to refuse (strictrtp, locked onto another source)
+            // leaves the leg in the kernel: it is only counted.
+            if self.offload.is_none() || lock(&self.leg.session).may_take_from(from) {
+                kernel.take_back(self);
+            }
         }
         let target = self.relay(now, from, packet)?;
         if let Some(kernel) = kernel {
-            kernel.hand_over(self, from, target);
+            // Only the source strictrtp has learned (after probation, or the SDP's address)
+            // goes to the kernel.
+            if lock(&self.leg.session).source() == Some(from) {
+                kernel.hand_over(self, from, target);
+            }
         }
         Some(target)
     }
@@ -112,7 +121,15 @@ impl Entry {
         let leg = &mut self.leg;
         let remote = {
             let mut session = lock(&leg.session);
-            session.handle_rtp(now, from, packet).ok()?;
+            let handled = session.handle_rtp(now, from, packet);
+            if let Err(ReceiveError::Stray(_)) = handled {
+                // Counted in the session; the first and every 50th show at once.
+                let stats = session.stats();
+                if stats.stray_packets % 50 == 1 {
+                    (leg.publish_stats)(stats);
+                }
+            }
+            handled.ok()?;
             self.received += 1;
             if self.received.is_multiple_of(50) {
                 (leg.publish_stats)(session.stats());
@@ -466,18 +483,41 @@ mod tests {
     }
 
     impl Leg {
+        /// Far end A sends from the address its SDP names.
         fn new() -> Leg {
+            Leg::with_sdp(true)
+        }
+
+        /// Far end A sends from elsewhere than its SDP's address (behind NAT): strictrtp
+        /// learns it after probation.
+        fn behind_nat() -> Leg {
+            Leg::with_sdp(false)
+        }
+
+        fn with_sdp(at_sdp_address: bool) -> Leg {
             let bind = || UdpSocket::bind("127.0.0.1:0").unwrap();
             let (ours, other) = (Arc::new(bind()), Arc::new(bind()));
             ours.set_nonblocking(true).unwrap();
             other.set_nonblocking(true).unwrap();
             let far_b = bind();
             far_b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let session =
-                Arc::new(Mutex::new(RtpSession::new(SessionConfig::default(), Instant::now(), SystemTime::now(), 7)));
+            let far_a = bind();
+            let mut session = RtpSession::new(SessionConfig::default(), Instant::now(), SystemTime::now(), 7);
+            let sdp = if at_sdp_address { far_a.local_addr().unwrap() } else { "127.0.0.1:9".parse().unwrap() };
+            session.set_remote(sdp, false);
+            let session = Arc::new(Mutex::new(session));
             let other_media =
                 Arc::new(Mutex::new(MediaInfo { remote: Some(far_b.local_addr().unwrap()), ..Default::default() }));
-            Leg { ours, other, far_a: bind(), far_b, session, stats: Arc::new(AtomicU64::new(0)), other_media }
+            Leg { ours, other, far_a, far_b, session, stats: Arc::new(AtomicU64::new(0)), other_media }
+        }
+
+        /// Whether nothing reaches far end B within `wait`.
+        fn nothing_at_b(&self, wait: Duration) -> bool {
+            self.far_b.set_read_timeout(Some(wait)).unwrap();
+            let mut buf = [0u8; 2048];
+            let nothing = self.far_b.recv_from(&mut buf).is_err();
+            self.far_b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            nothing
         }
 
         fn relay_on(&self, relay: &Relay) -> RelayHandle {
@@ -646,6 +686,51 @@ mod tests {
         });
     }
 
+    /// strictrtp on the relay's path: far end A, behind NAT, is relayed from its 5th packet
+    /// in sequence (probation 4), and only then handed to the kernel; a stranger's packets
+    /// reach the thread, are counted as stray (channelstats at once) and go nowhere; the
+    /// party's next packet goes on (and back to the kernel).
+    fn strictrtp_on_the_relay(relay: Relay, kernel: Option<&KernelRelay>) {
+        let leg = Leg::behind_nat();
+        let handle = leg.relay_on(&relay);
+        let in_kernel = || kernel.map(|k| k.legs().0);
+        for seq in 0..4u16 {
+            leg.send(seq);
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        assert!(leg.nothing_at_b(Duration::from_millis(200)), "not relayed in probation");
+        assert_eq!(in_kernel(), kernel.map(|_| 0), "not handed to the kernel in probation");
+        for seq in 4..30u16 {
+            leg.send(seq);
+            leg.expect(seq);
+        }
+        assert_eq!(in_kernel(), kernel.map(|_| 1), "learned: handed to the kernel");
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for seq in 0..10u16 {
+            stranger.send_to(&rtp(500 + seq), leg.ours.local_addr().unwrap()).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(leg.nothing_at_b(Duration::from_millis(200)), "the stranger's packets go nowhere");
+        assert_eq!(lock(&leg.session).stats().stray_packets, 14, "the 4 in probation and the stranger's 10");
+        leg.send(30);
+        leg.expect(30);
+        assert_eq!(in_kernel(), kernel.map(|_| 1), "the party's next packet: back in the kernel");
+        drop(handle);
+        std::thread::sleep(Duration::from_millis(50));
+        relay.stop();
+    }
+
+    #[test]
+    fn strictrtp_on_the_relay_thread() {
+        strictrtp_on_the_relay(Relay::start_with(Backend::Epoll, 1, None).unwrap(), None);
+        on_io_uring(|relay| strictrtp_on_the_relay(relay, None));
+    }
+
+    #[test]
+    fn strictrtp_on_the_relay_in_the_kernel() {
+        in_the_kernel(|relay, kernel| strictrtp_on_the_relay(relay, Some(kernel)));
+    }
+
     /// What follows an RTP packet's fixed header.
     #[derive(Clone, Copy)]
     struct Shape {
@@ -704,6 +789,7 @@ mod tests {
             let mut expected = configure();
             let mut mirror = RtpSession::new(SessionConfig::default(), Instant::now(), SystemTime::now(), 8);
             let from = leg.far_a.local_addr().unwrap();
+            mirror.set_remote(from, false);
             leg.far_b.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
             let mut seed = 0x5eed_u64;
             let mut random = |n: u64| {
