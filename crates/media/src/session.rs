@@ -435,10 +435,22 @@ impl RtpSession {
         }
     }
 
-    /// Whether a packet from `from` may be taken, without taking it: false only when the
-    /// session is locked onto another source (a packet from there is certain to be refused).
-    pub fn may_take_from(&self, from: SocketAddr) -> bool {
-        self.strict_state != StrictState::Closed || self.strict_address == Some(from)
+    /// Whether a packet from `from` arriving at `now` may be taken, without taking it: false
+    /// only when the session is (or is due to be) locked onto another source, so that a packet
+    /// from there is certain to be refused.
+    pub fn may_take_from(&self, now: Instant, from: SocketAddr) -> bool {
+        let locked = match self.strict_state {
+            StrictState::Open => false,
+            StrictState::Closed => true,
+            StrictState::Learn => {
+                self.strict_address.is_some()
+                    && self
+                        .learning
+                        .start
+                        .is_some_and(|start| now.saturating_duration_since(start) > STRICT_RTP_LEARN_TIMEOUT)
+            }
+        };
+        !locked || self.strict_address == Some(from)
     }
 
     /// The source whose packets are taken now: the one learned under `strictrtp`, or the
@@ -1019,6 +1031,23 @@ mod tests {
         }
     }
 
+    /// `may_take_from` answers for a session due to lock before a packet has locked it.
+    #[test]
+    fn may_take_from_knows_when_learning_is_due_to_end() {
+        let start = Instant::now();
+        let mut s = RtpSession::new(SessionConfig::default(), start, SystemTime::now(), 5);
+        assert!(s.may_take_from(start, who('S')), "learning: anyone may qualify");
+        s.set_remote(who('A'), false);
+        s.handle_rtp(start, who('A'), &packet(1, 1)).unwrap();
+        assert!(s.may_take_from(start + Duration::from_secs(4), who('S')));
+        assert!(!s.may_take_from(start + Duration::from_secs(6), who('S')));
+        assert!(s.may_take_from(start + Duration::from_secs(6), who('A')));
+        assert!(!s.source_locked(), "not until a packet comes");
+        let no = SessionConfig { strict: StrictRtp::No, ..SessionConfig::default() };
+        let open = RtpSession::new(no, start, SystemTime::now(), 5);
+        assert!(open.may_take_from(start + Duration::from_secs(60), who('S')));
+    }
+
     /// Whatever the packets and addresses, a session locked onto a source takes nothing from
     /// anywhere else, and `may_take_from` says so beforehand.
     #[test]
@@ -1030,7 +1059,8 @@ mod tests {
             s.handle_rtp(start + Duration::from_millis(u64::from(i) * 20), who('A'), &packet(1, i)).unwrap();
         }
         assert!(s.source_locked());
-        assert!(s.may_take_from(who('A')) && !s.may_take_from(who('S')));
+        let now = start + Duration::from_secs(6);
+        assert!(s.may_take_from(now, who('A')) && !s.may_take_from(now, who('S')));
         for i in 0..1000u16 {
             let at = start + Duration::from_millis(6000 + u64::from(i));
             assert!(s.handle_rtp(at, who('S'), &packet(1, 300 + i)).is_err());

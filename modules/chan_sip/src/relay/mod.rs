@@ -102,7 +102,7 @@ impl Entry {
         if let Some(kernel) = kernel {
             // A packet the session is sure to refuse (strictrtp, locked onto another source)
             // leaves the leg in the kernel: it is only counted.
-            if self.offload.is_none() || lock(&self.leg.session).may_take_from(from) {
+            if self.offload.is_none() || lock(&self.leg.session).may_take_from(now, from) {
                 kernel.take_back(self);
             }
         }
@@ -123,11 +123,9 @@ impl Entry {
             let mut session = lock(&leg.session);
             let handled = session.handle_rtp(now, from, packet);
             if let Err(ReceiveError::Stray(_)) = handled {
-                // Counted in the session; the first and every 50th show at once.
-                let stats = session.stats();
-                if stats.stray_packets % 50 == 1 {
-                    (leg.publish_stats)(stats);
-                }
+                // Counted in `sip show channelstats` at once (a lock and a copy: less than the
+                // packet cost to receive).
+                (leg.publish_stats)(session.stats());
             }
             handled.ok()?;
             self.received += 1;
@@ -478,6 +476,8 @@ mod tests {
         far_b: UdpSocket,
         session: Arc<Mutex<RtpSession>>,
         stats: Arc<AtomicU64>,
+        /// The strays as last published.
+        strays: Arc<AtomicU64>,
         /// What the other call publishes: where `other` sends.
         other_media: Arc<Mutex<MediaInfo>>,
     }
@@ -508,7 +508,8 @@ mod tests {
             let session = Arc::new(Mutex::new(session));
             let other_media =
                 Arc::new(Mutex::new(MediaInfo { remote: Some(far_b.local_addr().unwrap()), ..Default::default() }));
-            Leg { ours, other, far_a, far_b, session, stats: Arc::new(AtomicU64::new(0)), other_media }
+            let (stats, strays) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+            Leg { ours, other, far_a, far_b, session, stats, strays, other_media }
         }
 
         /// Whether nothing reaches far end B within `wait`.
@@ -525,13 +526,16 @@ mod tests {
         }
 
         fn relay_with(&self, relay: &Relay, rewrite: RelayLeg) -> RelayHandle {
-            let seen = self.stats.clone();
+            let (seen, strays) = (self.stats.clone(), self.strays.clone());
             relay.add(RelayedLeg {
                 socket: self.ours.clone(),
                 session: self.session.clone(),
                 published: Arc::new(Mutex::new(MediaInfo::default())),
                 to: Box::new(RelayTo { rtp: self.other.clone(), media: self.other_media.clone(), leg: rewrite }),
-                publish_stats: Box::new(move |s: Stats| seen.store(s.received_packets, Ordering::Relaxed)),
+                publish_stats: Box::new(move |s: Stats| {
+                    seen.store(s.received_packets, Ordering::Relaxed);
+                    strays.store(s.stray_packets, Ordering::Relaxed);
+                }),
             })
         }
 
@@ -712,12 +716,45 @@ mod tests {
         }
         assert!(leg.nothing_at_b(Duration::from_millis(200)), "the stranger's packets go nowhere");
         assert_eq!(lock(&leg.session).stats().stray_packets, 14, "the 4 in probation and the stranger's 10");
+        assert_eq!(leg.strays.load(Ordering::Relaxed), 14, "and published to channelstats");
         leg.send(30);
         leg.expect(30);
         assert_eq!(in_kernel(), kernel.map(|_| 1), "the party's next packet: back in the kernel");
         drop(handle);
         std::thread::sleep(Duration::from_millis(50));
         relay.stop();
+    }
+
+    /// Once learning is over (5 s) a stranger's packets do not even take the leg out of the
+    /// kernel: counted in the thread, and the kernel's entry relays on.
+    #[test]
+    fn a_stranger_leaves_a_locked_leg_in_the_kernel() {
+        in_the_kernel(|relay, kernel| {
+            let leg = Leg::new();
+            let handle = leg.relay_on(&relay);
+            let started = Instant::now();
+            let mut seq = 0u16;
+            while started.elapsed() < starling_media::session::STRICT_RTP_LEARN_TIMEOUT + Duration::from_millis(200) {
+                leg.send(seq);
+                leg.expect(seq);
+                seq += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let (legs, relayed) = kernel.legs();
+            assert_eq!((legs, relayed), (1, u64::from(seq) - 1), "all but the first in the kernel");
+            let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for i in 0..10u16 {
+                stranger.send_to(&rtp(900 + i), leg.ours.local_addr().unwrap()).unwrap();
+            }
+            assert!(leg.nothing_at_b(Duration::from_millis(200)), "the stranger's packets go nowhere");
+            assert_eq!(leg.strays.load(Ordering::Relaxed), 10, "counted and published");
+            leg.send(seq);
+            leg.expect(seq);
+            assert_eq!(kernel.legs(), (1, relayed + 1), "the same entry relays on");
+            drop(handle);
+            std::thread::sleep(Duration::from_millis(50));
+            relay.stop();
+        });
     }
 
     #[test]
