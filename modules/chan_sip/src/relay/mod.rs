@@ -107,7 +107,7 @@ impl Entry {
             }
         }
         let target = self.relay(now, from, packet)?;
-        if let Some(kernel) = kernel {
+        if let Some(kernel) = kernel.filter(|_| self.offload.is_none()) {
             // Only the source strictrtp has learned (after probation, or the SDP's address)
             // goes to the kernel.
             if lock(&self.leg.session).source() == Some(from) {
