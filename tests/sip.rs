@@ -684,7 +684,11 @@ fn rtp_conf_sets_the_port_range_and_strictness() {
                     let row = stats.lines().find(|l| l.contains("rtpconf-"))?.to_owned();
                     (row.split_whitespace().last() == Some("20")).then_some(())
                 });
-                assert!(counted.is_some(), "the stranger's 20 counted as Stray: {}", server.rx("sip show channelstats"));
+                assert!(
+                    counted.is_some(),
+                    "the stranger's 20 counted as Stray: {}",
+                    server.rx("sip show channelstats")
+                );
             } else {
                 let other = echoed_from(&call, &stranger, 10, 10);
                 assert!(other >= 8, "strictrtp=no takes them: {other} of 10\n{}", server.log_tail());
