@@ -177,16 +177,40 @@ fn alice_calls_bob(
     peer_keys: &str,
     during: impl FnOnce(&Server),
 ) -> String {
-    let (server, port) = sip_pbx(
+    let (server, port) = alice_and_bob_pbx(name, alice_codec.0, bob_codec.0, general, peer_keys, &[]);
+    alice_calls_bob_on(&server, port, name, alice_codec, bob_codec, during)
+}
+
+/// The Starling [`alice_calls_bob`] calls through (`files`: more configuration files).
+fn alice_and_bob_pbx(
+    name: &str,
+    alice_allow: &str,
+    bob_allow: &str,
+    general: &str,
+    peer_keys: &str,
+    files: &[(&str, &str)],
+) -> (Server, u16) {
+    sip_pbx_with_files(
         name,
         &["pbx_config", "app_dial"],
         Some("[from-alice]\nexten => bob,1,Dial(SIP/bob,20)\n same => n,Hangup()\n[from-bob]\n"),
         &format!(
-            "{general}[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\ndisallow=all\nallow={}\n{peer_keys}\
-             [bob]\ntype=friend\nhost=dynamic\nsecret=bobpw\ncontext=from-bob\ndisallow=all\nallow={}\n{peer_keys}",
-            alice_codec.0, bob_codec.0
+            "{general}[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=from-alice\ndisallow=all\nallow={alice_allow}\n{peer_keys}\
+             [bob]\ntype=friend\nhost=dynamic\nsecret=bobpw\ncontext=from-bob\ndisallow=all\nallow={bob_allow}\n{peer_keys}"
         ),
-    );
+        files,
+    )
+}
+
+/// [`alice_calls_bob`] through `server` (SIP on `port`).
+fn alice_calls_bob_on(
+    server: &Server,
+    port: u16,
+    name: &str,
+    alice_codec: (&str, &str, u32),
+    bob_codec: (&str, &str, u32),
+    during: impl FnOnce(&Server),
+) -> String {
     let bob = Baresip::spawn(
         &format!("{name}-bob"),
         &format!("<sip:bob@127.0.0.1:{port}>;auth_pass=bobpw;answermode=auto;regint=60"),
@@ -214,10 +238,10 @@ fn alice_calls_bob(
         ["native_rtp", "simple_bridge"].into_iter().find(|t| bridges.contains(t)).map(str::to_owned)
     })
     .unwrap_or_else(|| panic!("alice and bob were bridged\n{}", server.log_tail()));
-    let rows = eventually(Duration::from_secs(5), || (packets_received(&server).len() == 2).then_some(()));
+    let rows = eventually(Duration::from_secs(5), || (packets_received(server).len() == 2).then_some(()));
     assert!(rows.is_some(), "{}", server.rx("sip show channelstats"));
     assert!(server.rx("sip show channelstats").starts_with("Peer             Call ID      Duration Recv: Pack  Lost       (     %) Jitter Send: Pack  Lost       (     %) Jitter"));
-    during(&server);
+    during(server);
     let (samples, peak, log) = alice.heard();
     assert!(samples >= 16_000, "alice heard at least 2 s: {samples} samples\n{log}\n{}", server.log_tail());
     assert!((875..=885).contains(&peak), "alice heard bob's 880 Hz: peak at {peak} Hz\n{}", server.log_tail());
@@ -233,6 +257,125 @@ fn baresip_alice_and_bob_talk_through_a_native_bridge() {
     let technology =
         alice_calls_bob("dialbs", ("ulaw", "g711.so", 8000), ("ulaw", "g711.so", 8000), "", "", both_counting);
     assert_eq!(technology, "native_rtp");
+}
+
+/// A stranger spraying RTP at every RTP port of rtp.conf's range, every 10 ms per port, from
+/// before the call to the end: a 2 kHz tone, in sequence, one SSRC per port.
+struct Stranger {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Stranger {
+    fn spray(ports: std::ops::Range<u16>) -> Stranger {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut linear = [0i16; 160];
+            let mut payload = [0u8; 160];
+            let mut sent = 0u64;
+            let mut seq = 0u16;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                for (i, sample) in linear.iter_mut().enumerate() {
+                    let t = (u64::from(seq) * 160 + i as u64) as f64 / 8000.0;
+                    *sample = (f64::sin(2.0 * std::f64::consts::PI * 2000.0 * t) * 16_000.0) as i16;
+                }
+                starling_media::g711::encode_ulaw(&linear, &mut payload);
+                for port in ports.clone().step_by(2) {
+                    let mut packet = vec![0x80, 0x00];
+                    packet.extend_from_slice(&seq.to_be_bytes());
+                    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+                    packet.extend_from_slice(&(0x0bad_0000 + u32::from(port)).to_be_bytes());
+                    packet.extend_from_slice(&payload);
+                    sent += u64::from(socket.send_to(&packet, ("127.0.0.1", port)).is_ok());
+                }
+                seq = seq.wrapping_add(1);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        });
+        Stranger { stop, thread: Some(thread) }
+    }
+
+    /// Stops; how many packets it sent.
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().map_or(0, |t| t.join().unwrap())
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An RTP port range of 20 ports, all free now (below the ephemeral ports).
+fn free_rtp_range() -> std::ops::Range<u16> {
+    let mut base = 24_000 + (std::process::id() % 300) as u16 * 20;
+    loop {
+        let range = base..base + 20;
+        if range.clone().all(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
+            return range;
+        }
+        base = if base >= 31_000 { 24_000 } else { base + 20 };
+    }
+}
+
+/// The packets strictrtp refused on each call (`sip show channelstats`' last column, Stray).
+fn strays(server: &Server) -> Vec<u64> {
+    let stats = server.rx("sip show channelstats");
+    stats
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("127.0.0.1"))
+        .filter_map(|l| l.split_whitespace().last().and_then(|n| n.parse::<u64>().ok()))
+        .collect()
+}
+
+/// RTP bleed (issue 21): a stranger sprays RTP at the call's RTP ports from before the call
+/// (so it is there first) and all through; alice and bob, natively bridged, still hear each
+/// other's tone and not its 2 kHz, and `sip show channelstats` counts its packets as Stray on
+/// both calls. `peer_keys`: `nat=force_rport,comedia` for the comedia variant, where media
+/// goes where the source strictrtp takes is. Both far ends are on this host: the legs are
+/// relayed in the kernel once learned, and the stranger's packets go up to the relay thread.
+fn stranger_sprays_at_a_bridged_call(name: &str, peer_keys: &str) {
+    let range = free_rtp_range();
+    let rtp_conf = format!("[general]\nrtpstart={}\nrtpend={}\n", range.start, range.end - 1);
+    let ulaw = ("ulaw", "g711.so", 8000);
+    let (server, port) = alice_and_bob_pbx(name, "ulaw", "ulaw", "", peer_keys, &[("rtp.conf", &rtp_conf)]);
+    let stranger = Stranger::spray(range);
+    let technology = alice_calls_bob_on(&server, port, name, ulaw, ulaw, |server| {
+        let counted = eventually(Duration::from_secs(5), || {
+            let strays = strays(server);
+            (strays.len() == 2 && strays.iter().all(|&n| n >= 50)).then_some(strays)
+        });
+        assert!(
+            counted.is_some(),
+            "the stranger's packets are counted on both calls: {}\n{}",
+            server.rx("sip show channelstats"),
+            server.log_tail()
+        );
+    });
+    assert_eq!(technology, "native_rtp");
+    assert!(stranger.stop() > 500, "the stranger sprayed all along");
+    // As root (CI), the bridged legs went to the relay in the kernel: that path is the one tested.
+    assert!(
+        server.log().contains("relayed in the kernel (tc on lo)"),
+        "the relay in the kernel is needed for this test (root, Linux 6.6+, clang at build time)\n{}",
+        server.log_tail()
+    );
+}
+
+#[test]
+fn a_stranger_spraying_rtp_at_a_bridged_call_is_ignored_and_counted() {
+    stranger_sprays_at_a_bridged_call("dialbleed", "");
+}
+
+#[test]
+fn a_stranger_spraying_rtp_first_at_a_comedia_call_is_ignored_and_counted() {
+    stranger_sprays_at_a_bridged_call("dialbleedcomedia", "nat=force_rport,comedia\n");
 }
 
 /// With `rtptimeout=2`, a natively bridged call whose far ends keep talking stays up: the relay

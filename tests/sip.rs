@@ -619,6 +619,26 @@ fn update_message_subscribe_notify_and_publish() {
     await_message(&call.sip, "SIP/2.0 200");
 }
 
+/// Sends `n` PCMU packets from the call's RTP socket and `n` from `stranger`, in turn, each
+/// in sequence from `first`; counts what Echo() sends back of each (told apart by payload).
+fn echoed_interleaved(call: &HandCall, stranger: &UdpSocket, first: u16, n: u16) -> (usize, usize) {
+    let mut echoed = Vec::new();
+    for seq in first..first + n {
+        for (from, fill) in [(&call.rtp, 0x55u8), (stranger, 0x66)] {
+            let mut packet = vec![0x80, 0x00];
+            packet.extend_from_slice(&seq.to_be_bytes());
+            packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            packet.extend_from_slice(&(0x1234_5678u32 + u32::from(fill)).to_be_bytes());
+            packet.extend(std::iter::repeat_n(fill, 160));
+            from.send_to(&packet, ("127.0.0.1", call.their_rtp)).unwrap();
+        }
+        echoed.extend(pcmu_payloads(&call.rtp, Duration::from_millis(20)));
+    }
+    echoed.extend(pcmu_payloads(&call.rtp, Duration::from_millis(200)));
+    let count = |fill: u8| echoed.iter().filter(|p| p.iter().all(|&b| b == fill)).count();
+    (count(0x55), count(0x66))
+}
+
 /// Sends `n` PCMU packets from `from` to the call's RTP port (sequence numbers from `first`)
 /// and counts those Echo() sends back to the call's own RTP socket.
 fn echoed_from(call: &HandCall, from: &UdpSocket, first: u16, n: u16) -> usize {
@@ -641,8 +661,9 @@ fn echoed_to(their_rtp: u16, from: &UdpSocket, to: &UdpSocket, first: u16, n: u1
 }
 
 /// rtp.conf: the RTP port comes from `rtpstart`–`rtpend` (even); with `strictrtp` (the default)
-/// packets from another address than the call's learned source are dropped, with
-/// `strictrtp=no` they are taken (and Echo() sends them back to the SDP's address).
+/// packets from another address than the call's learned source are dropped (and counted, the
+/// last column of `sip show channelstats`), with `strictrtp=no` they are taken (and Echo()
+/// sends them back to the SDP's address).
 #[test]
 fn rtp_conf_sets_the_port_range_and_strictness() {
     let range = "[general]\nrtpstart=41000\nrtpend=41009\nrtpchecksums=no\n";
@@ -656,10 +677,24 @@ fn rtp_conf_sets_the_port_range_and_strictness() {
             let own = echoed_from(&call, &call.rtp, 0, 10);
             assert!(own >= 8, "{own} of 10 echoed\n{}", server.log_tail());
             let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
-            let other = echoed_from(&call, &stranger, 10, 10);
             if strict {
+                // Interleaved with the party's (as Asterisk, a stranger alone could qualify as
+                // a new source while learning, in the call's first 5 s).
+                let (own, other) = echoed_interleaved(&call, &stranger, 10, 20);
+                assert!(own >= 16, "{own} of 20 echoed\n{}", server.log_tail());
                 assert_eq!(other, 0, "strictrtp drops another source's packets");
+                let counted = eventually(Duration::from_secs(3), || {
+                    let stats = server.rx("sip show channelstats");
+                    let row = stats.lines().find(|l| l.contains("rtpconf-"))?.to_owned();
+                    (row.split_whitespace().last() == Some("20")).then_some(())
+                });
+                assert!(
+                    counted.is_some(),
+                    "the stranger's 20 counted as Stray: {}",
+                    server.rx("sip show channelstats")
+                );
             } else {
+                let other = echoed_from(&call, &stranger, 10, 10);
                 assert!(other >= 8, "strictrtp=no takes them: {other} of 10\n{}", server.log_tail());
             }
             call.send("BYE", 2, "z9hG4bKhand3");

@@ -525,6 +525,29 @@ pub fn sip_pbx_with_options(
     (Server::start(dir), port)
 }
 
+/// [`sip_pbx`] with more configuration files (`("rtp.conf", text)`).
+pub fn sip_pbx_with_files(
+    name: &str,
+    modules: &[&str],
+    extensions: Option<&str>,
+    sip_conf: &str,
+    files: &[(&str, &str)],
+) -> (Server, u16) {
+    let port = free_udp_port();
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), "");
+    let loads: String = modules.iter().chain(["chan_sip"].iter()).map(|m| format!("load => {m}.so\n")).collect();
+    dir.write("modules.conf", &format!("[modules]\nautoload = no\n{loads}"));
+    if let Some(extensions) = extensions {
+        dir.write("extensions.conf", extensions);
+    }
+    dir.write("sip.conf", &format!("[general]\nbindaddr=127.0.0.1\nbindport={port}\n{sip_conf}"));
+    for (file, text) in files {
+        dir.write(file, text);
+    }
+    (Server::start(dir), port)
+}
+
 /// A DNS server we control: Debian's dnsmasq (package dnsmasq-base) in the foreground on a free
 /// UDP port of 127.0.0.1, answering from `records` alone (its `--srv-host=` and `--host-record=`
 /// options) and NXDOMAIN for any other name under `.test`; killed by its pid on drop.

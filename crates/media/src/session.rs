@@ -6,8 +6,21 @@
 //! (random at the start, continuous across silence and codec changes), the receive
 //! statistics of the peer's stream (A.1 sequence tracking, A.8 jitter), RTCP reports every
 //! 5 s with RTT from the peer's LSR/DLSR, and the RTP timeout (`rtptimeout`). Where the peer
-//! is behind NAT it learns the address to send to from the first packet (`comedia`,
-//! symmetric RTP) and, with `strictrtp`, ignores packets from anywhere else afterwards.
+//! is behind NAT it learns the address to send to from the packets it takes (`comedia`,
+//! symmetric RTP).
+//!
+//! `strictrtp` decides which packets it takes, as Asterisk's res_rtp_asterisk (13.7 and later;
+//! `seqno` as 18): the session starts *learning*, and learns again whenever the SDP names
+//! another address than the source it knows ([`RtpSession::set_remote`]). While learning,
+//! packets from the SDP's address are taken at once (that becomes the source); packets from
+//! any other address are dropped until one address has sent `probation` (4) more packets in
+//! sequence after its first (with `yes`, spread over at least `(probation - 1) × 9 - 5` ms,
+//! against floods; `seqno` checks the sequence only), and it then becomes the source.
+//! A packet from the known source starts every other candidate's count again, so a stranger
+//! interleaved with a party that talks never qualifies. [`STRICT_RTP_LEARN_TIMEOUT`] after
+//! learning began (counted from its first packet), with a source known, the session locks
+//! onto it: from then on only that address is taken, until the next change of SDP address.
+//! Packets refused are counted ([`Stats::stray_packets`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -24,8 +37,10 @@ pub struct SessionConfig {
     pub clock_rate: u32,
     /// Send to where the peer's packets come from, not (only) to the SDP address.
     pub comedia: bool,
-    /// Once the source is learned, drop packets from other addresses.
-    pub strict: bool,
+    /// `strictrtp`: which sources are taken (see the module's doc).
+    pub strict: StrictRtp,
+    /// `probation`: how many packets in sequence after its first make a new source (≥ 2).
+    pub probation: u16,
     /// Hang up when nothing arrives for this long (`rtptimeout`); `None` never.
     pub timeout: Option<Duration>,
     /// How often RTCP reports go out.
@@ -38,12 +53,56 @@ impl Default for SessionConfig {
         SessionConfig {
             clock_rate: 8000,
             comedia: false,
-            strict: true,
+            strict: StrictRtp::Yes,
+            probation: DEFAULT_PROBATION,
             timeout: None,
             rtcp_interval: Duration::from_secs(5),
             cname: "starling".into(),
         }
     }
+}
+
+/// rtp.conf `strictrtp` (Asterisk's `strict_rtp_mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StrictRtp {
+    /// Every packet is taken, from anywhere.
+    No,
+    /// A new source is learned after `probation` packets in sequence, not too fast.
+    #[default]
+    Yes,
+    /// As `Yes`, checking the sequence only (no minimum duration).
+    Seqno,
+}
+
+/// rtp.conf `probation`'s default (Asterisk's `DEFAULT_LEARNING_MIN_SEQUENTIAL`).
+pub const DEFAULT_PROBATION: u16 = 4;
+
+/// How long learning lasts once a source is known (Asterisk's `STRICT_RTP_LEARN_TIMEOUT`).
+pub const STRICT_RTP_LEARN_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// Asterisk's `strict_rtp_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StrictState {
+    /// Every source taken (`strictrtp=no`).
+    Open,
+    /// Learning the source (`STRICT_RTP_LEARN`).
+    Learn,
+    /// Locked onto the source (`STRICT_RTP_CLOSED`).
+    Closed,
+}
+
+/// Asterisk's `rtp_learning_info`: the candidate source and how far it has come.
+#[derive(Clone, Copy, Debug)]
+struct Learning {
+    /// The address qualifying to be the source.
+    proposed: Option<SocketAddr>,
+    max_seq: u16,
+    /// Packets in sequence still needed.
+    packets: u16,
+    /// When the current run began (for the minimum duration, `yes` only).
+    received: Option<Instant>,
+    /// When learning began (its first packet).
+    start: Option<Instant>,
 }
 
 /// A datagram to send: RTP to the RTP port, RTCP to the RTCP port (RTP + 1, or the same with
@@ -187,6 +246,8 @@ pub struct Stats {
     /// What the peer reports it lost of our stream.
     pub peer_lost: Option<i32>,
     pub rtt: Option<Duration>,
+    /// RTP packets refused by `strictrtp` (from a source not, or not yet, learned).
+    pub stray_packets: u64,
 }
 
 /// One RTP session; see the module docs.
@@ -203,6 +264,13 @@ pub struct RtpSession {
     remote: Option<SocketAddr>,
     remote_rtcp: Option<SocketAddr>,
     learned: Option<SocketAddr>,
+    strict_state: StrictState,
+    /// The source `strictrtp` takes packets from (Asterisk's `strict_rtp_address`).
+    strict_address: Option<SocketAddr>,
+    learning: Learning,
+    /// The sequence number of the last packet taken (Asterisk's `lastrxseqno`).
+    last_rx_seq: u16,
+    stray_packets: u64,
     rx: Option<ReceiveStats>,
     last_rx: Instant,
     /// The last SR from the peer: its NTP middle 32 bits and when it arrived.
@@ -239,13 +307,17 @@ impl RtpSession {
             ssrc: mix(&mut seed) as u32,
             next_seq: mix(&mut seed) as u16,
             ts_base: mix(&mut seed) as u32,
-            config,
             samples_sent: 0,
             sent_packets: 0,
             sent_octets: 0,
             remote: None,
             remote_rtcp: None,
             learned: None,
+            strict_state: if config.strict == StrictRtp::No { StrictState::Open } else { StrictState::Learn },
+            strict_address: None,
+            learning: Learning { proposed: None, max_seq: 0, packets: config.probation, received: None, start: None },
+            last_rx_seq: 0,
+            stray_packets: 0,
             rx: None,
             last_rx: now,
             last_sr: None,
@@ -258,6 +330,7 @@ impl RtpSession {
             elsewhere: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            config,
         }
     }
 
@@ -267,6 +340,7 @@ impl RtpSession {
 
     /// Sets where to send (from the SDP: `c=` and `m=` port; RTCP on the next port unless
     /// `rtcp_mux`). With comedia, a learned address takes over once packets arrive.
+    /// An address other than the source `strictrtp` knows starts learning again.
     pub fn set_remote(&mut self, rtp: SocketAddr, rtcp_mux: bool) {
         self.remote = Some(rtp);
         let mut rtcp = rtp;
@@ -274,6 +348,123 @@ impl RtpSession {
             rtcp.set_port(rtp.port().wrapping_add(1));
         }
         self.remote_rtcp = Some(rtcp);
+        self.learn_if_moved(rtp);
+    }
+
+    /// Asterisk's `remote_address_set`: the source is learned again when the SDP's address
+    /// is not the one known (`rtp_learning_start`).
+    fn learn_if_moved(&mut self, rtp: SocketAddr) {
+        if self.strict_state != StrictState::Open && self.strict_address != Some(rtp) {
+            self.strict_state = StrictState::Learn;
+            self.learning.proposed = None;
+            self.learning.start = None;
+            self.learning_init(self.last_rx_seq);
+        }
+    }
+
+    /// `rtp_learning_seq_init`.
+    fn learning_init(&mut self, seq: u16) {
+        self.learning.max_seq = seq;
+        self.learning.packets = self.config.probation;
+        self.learning.received = None;
+    }
+
+    /// `rtp_learning_rtp_seq_update`: the packets the candidate still needs after `seq`.
+    fn learning_update(&mut self, now: Instant, seq: u16) -> u16 {
+        let probation = self.config.probation;
+        let learning = &mut self.learning;
+        if seq == learning.max_seq.wrapping_add(1) {
+            learning.packets = learning.packets.saturating_sub(1);
+        } else {
+            // A gap: start again.
+            learning.packets = probation.saturating_sub(1);
+            learning.received = Some(now);
+        }
+        if self.config.strict == StrictRtp::Yes {
+            // Against floods: the run must have taken at least the minimum duration.
+            let min = Duration::from_millis((u64::from(probation.saturating_sub(1)) * 9).saturating_sub(5));
+            match learning.received {
+                None => learning.received = Some(now),
+                Some(began) if learning.packets == 0 && now.saturating_duration_since(began) < min => {
+                    learning.packets = probation.saturating_sub(1);
+                    learning.received = Some(now);
+                }
+                Some(_) => {}
+            }
+        }
+        learning.max_seq = seq;
+        learning.packets
+    }
+
+    /// Whether `strictrtp` takes a packet with sequence number `seq` from `from` (Asterisk's
+    /// `ast_rtp_interpret` switch on `strict_rtp_state`).
+    fn strict_takes(&mut self, now: Instant, from: SocketAddr, seq: u16) -> bool {
+        if self.strict_state == StrictState::Learn {
+            let start = *self.learning.start.get_or_insert(now);
+            if self.strict_address.is_some() && now.saturating_duration_since(start) > STRICT_RTP_LEARN_TIMEOUT {
+                self.strict_state = StrictState::Closed;
+            } else {
+                if self.strict_address == Some(from) {
+                    // The known source: every candidate starts again.
+                    self.learning_init(seq);
+                    return true;
+                }
+                if self.remote == Some(from) {
+                    // The SDP's address is taken at once.
+                    self.strict_address = Some(from);
+                    self.learning_init(seq);
+                    return true;
+                }
+                if self.learning.proposed == Some(from) {
+                    if self.learning_update(now, seq) == 0 {
+                        self.strict_address = Some(from);
+                        self.learning_init(seq);
+                        return true;
+                    }
+                } else {
+                    // An attacker, or the start of the stream expected.
+                    self.learning.proposed = Some(from);
+                    self.learning_init(seq);
+                }
+                return false;
+            }
+        }
+        match self.strict_state {
+            StrictState::Open => true,
+            StrictState::Learn | StrictState::Closed => self.strict_address == Some(from),
+        }
+    }
+
+    /// Whether a packet from `from` arriving at `now` may be taken, without taking it: false
+    /// only when the session is (or is due to be) locked onto another source, so that a packet
+    /// from there is certain to be refused.
+    pub fn may_take_from(&self, now: Instant, from: SocketAddr) -> bool {
+        let locked = match self.strict_state {
+            StrictState::Open => false,
+            StrictState::Closed => true,
+            StrictState::Learn => {
+                self.strict_address.is_some()
+                    && self
+                        .learning
+                        .start
+                        .is_some_and(|start| now.saturating_duration_since(start) > STRICT_RTP_LEARN_TIMEOUT)
+            }
+        };
+        !locked || self.strict_address == Some(from)
+    }
+
+    /// The source whose packets are taken now: the one learned under `strictrtp`, or the
+    /// last one seen without it. `None` before any.
+    pub fn source(&self) -> Option<SocketAddr> {
+        match self.strict_state {
+            StrictState::Open => self.learned,
+            StrictState::Learn | StrictState::Closed => self.strict_address,
+        }
+    }
+
+    /// Whether `strictrtp` has locked onto the source (learning is over).
+    pub fn source_locked(&self) -> bool {
+        self.strict_state == StrictState::Closed
     }
 
     /// Sets where RTP and RTCP go from what the offer/answer agreed (see [`Negotiated`]).
@@ -282,6 +473,7 @@ impl RtpSession {
     pub fn set_remote_media(&mut self, negotiated: &crate::sdp::Negotiated) {
         self.remote = Some(negotiated.remote);
         self.remote_rtcp = Some(negotiated.remote_rtcp);
+        self.learn_if_moved(negotiated.remote);
     }
 
     /// Sends RTCP to `rtcp` (the peer's `a=rtcp:` port) instead of RTP's port + 1.
@@ -295,14 +487,15 @@ impl RtpSession {
     }
 
     /// Takes one RTP datagram from `from`. Returns where its payload is.
+    /// A packet `strictrtp` refuses is [`ReceiveError::Stray`], and counted.
     pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<Received, ReceiveError> {
-        if let Some(learned) = self.learned {
-            if self.config.strict && learned != from {
-                return Err(ReceiveError::Stray(from));
-            }
-        }
         let reader = RtpReader::new(data).map_err(|_| ReceiveError::Malformed)?;
         let (ssrc, seq) = (reader.ssrc(), u16::from(reader.sequence_number()));
+        if !self.strict_takes(now, from, seq) {
+            self.stray_packets += 1;
+            return Err(ReceiveError::Stray(from));
+        }
+        self.last_rx_seq = seq;
         let offset = reader.payload_offset();
         let payload_len = reader.payload().len();
         let timestamp = reader.timestamp();
@@ -371,6 +564,7 @@ impl RtpSession {
         rx.octets += octets;
         rx.cycles = extended_max & 0xffff_0000;
         rx.max_seq = extended_max as u16;
+        self.last_rx_seq = extended_max as u16;
         rx.jitter_q4 = jitter_q4;
         rx.last_transit = None;
         if packets > 0 && last_rx > self.last_rx {
@@ -539,6 +733,7 @@ impl RtpSession {
             jitter_ms: f64::from(jitter) * 1000.0 / f64::from(self.config.clock_rate),
             peer_lost: self.peer_lost,
             rtt: self.rtt,
+            stray_packets: self.stray_packets,
         }
     }
 }
@@ -614,6 +809,7 @@ mod tests {
         for first in [0u16, 65_530] {
             let now = Instant::now();
             let mut b = RtpSession::new(SessionConfig::default(), now, SystemTime::now(), 9);
+            b.set_remote(addr("127.0.0.1:20000"), false);
             for i in 0..20u16 {
                 let mut packet = vec![0x80, 0x00];
                 packet.extend_from_slice(&first.wrapping_add(i).to_be_bytes());
@@ -634,6 +830,7 @@ mod tests {
         let config = SessionConfig { timeout: Some(Duration::from_secs(2)), ..SessionConfig::default() };
         let start = Instant::now();
         let mut b = RtpSession::new(config, start, SystemTime::now(), 9);
+        b.set_remote(addr("127.0.0.1:20000"), false);
         assert_eq!(b.receive_state(), None);
         let packet = |seq: u16| {
             let mut p = vec![0x80, 0x00];
@@ -663,18 +860,213 @@ mod tests {
     #[test]
     fn comedia_learns_and_strict_drops_strays() {
         let now = Instant::now();
-        let config = SessionConfig { comedia: true, strict: true, ..SessionConfig::default() };
+        let config = SessionConfig { comedia: true, ..SessionConfig::default() };
         let mut s = RtpSession::new(config, now, SystemTime::now(), 3);
         s.set_remote(addr("10.0.0.5:4000"), false);
         let mut peer = RtpSession::new(SessionConfig::default(), now, SystemTime::now(), 4);
         peer.set_remote(addr("192.0.2.1:10000"), false);
-        peer.send(8, true, 160, &[0; 160]);
+        let nat = addr("198.51.100.7:31000");
+        let mut taken = 0;
+        for i in 0..5u64 {
+            peer.send(8, i == 0, 160, &[0; 160]);
+            let p = peer.poll_transmit().unwrap().data;
+            taken += usize::from(s.handle_rtp(now + Duration::from_millis(20 * i), nat, &p).is_ok());
+        }
+        assert_eq!(taken, 1, "behind NAT: the 5th packet in sequence is the first taken");
+        assert_eq!(s.poll_event(), Some(SessionEvent::RemoteLearned(nat)));
+        assert_eq!(s.remote(), Some(nat), "NAT: answer where it came from");
+        peer.send(8, false, 160, &[0; 160]);
         let p = peer.poll_transmit().unwrap().data;
-        s.handle_rtp(now, addr("198.51.100.7:31000"), &p).unwrap();
-        assert_eq!(s.poll_event(), Some(SessionEvent::RemoteLearned(addr("198.51.100.7:31000"))));
-        assert_eq!(s.remote(), Some(addr("198.51.100.7:31000")), "NAT: answer where it came from");
-        assert_eq!(s.handle_rtp(now, addr("203.0.113.9:5000"), &p), Err(ReceiveError::Stray(addr("203.0.113.9:5000"))));
-        assert_eq!(s.handle_rtp(now, addr("198.51.100.7:31000"), &[1, 2, 3]), Err(ReceiveError::Malformed));
+        let stranger = addr("203.0.113.9:5000");
+        assert_eq!(s.handle_rtp(now, stranger, &p), Err(ReceiveError::Stray(stranger)));
+        assert_eq!(s.handle_rtp(now, nat, &[1, 2, 3]), Err(ReceiveError::Malformed));
+        assert_eq!(s.stats().stray_packets, 5, "the 4 in probation and the stranger's");
+    }
+
+    /// One step of a strictrtp scenario.
+    #[derive(Clone, Copy)]
+    enum Step {
+        /// At `ms`, a packet from `who` with sequence `seq`: taken or not.
+        Rtp(u64, char, u16, bool),
+        /// The SDP names `who`'s address (a re-INVITE).
+        Sdp(char),
+    }
+    use Step::{Rtp, Sdp};
+
+    /// A: the party, at the address its SDP names. N: the party seen through NAT; M: the
+    /// same after its NAT rebinds. S: a stranger. X: an SDP address nobody sends from.
+    fn who(c: char) -> SocketAddr {
+        addr(match c {
+            'A' => "192.0.2.10:4000",
+            'N' => "198.51.100.7:31000",
+            'M' => "198.51.100.7:31002",
+            'S' => "203.0.113.9:5000",
+            'X' => "10.0.0.5:4000",
+            _ => unreachable!("{c}"),
+        })
+    }
+
+    fn packet(ssrc: u32, seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0x08];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xd5; 160]);
+        p
+    }
+
+    /// The party and a stranger sending every 20 ms, interleaved: (party's, stranger's).
+    fn interleaved(party: char, from_ms: u64, n: u16, party_seq: u16, stranger_seq: u16) -> Vec<Step> {
+        (0..n)
+            .flat_map(|i| {
+                let ms = from_ms + u64::from(i) * 20;
+                [Rtp(ms, 'S', stranger_seq.wrapping_add(i), false), Rtp(ms + 1, party, party_seq.wrapping_add(i), true)]
+            })
+            .collect()
+    }
+
+    /// A party's run every 20 ms from `from_ms`, the first `refused` of them refused.
+    fn run(party: char, from_ms: u64, seq: u16, n: u16, refused: u16) -> Vec<Step> {
+        (0..n).map(|i| Rtp(from_ms + u64::from(i) * 20, party, seq.wrapping_add(i), i >= refused)).collect()
+    }
+
+    /// strictrtp as Asterisk's res_rtp_asterisk, step by step (`probation` 4: a new source's
+    /// 5th packet in sequence is its first taken).
+    #[test]
+    fn strictrtp_learns_a_source_only_after_probation() {
+        let cases: Vec<(&str, StrictRtp, char, Vec<Step>)> = vec![
+            ("the SDP's address is taken at once", StrictRtp::Yes, 'A', run('A', 0, 100, 3, 0)),
+            (
+                "a stranger spraying from the start, interleaved with the party at the SDP's address",
+                StrictRtp::Yes,
+                'A',
+                [run('S', 0, 7000, 3, 3), interleaved('A', 60, 300, 100, 7003)].concat(),
+            ),
+            (
+                "a stranger spraying from the start, the party behind NAT alone first",
+                StrictRtp::Yes,
+                'X',
+                [run('N', 0, 500, 6, 4), interleaved('N', 120, 300, 506, 9000)].concat(),
+            ),
+            ("behind NAT, across the sequence wrap", StrictRtp::Yes, 'X', run('N', 0, 65_533, 8, 4)),
+            (
+                "a gap starts the count again (the packet after it counts as the first)",
+                StrictRtp::Yes,
+                'X',
+                vec![
+                    Rtp(0, 'N', 10, false),
+                    Rtp(20, 'N', 11, false),
+                    Rtp(40, 'N', 13, false),
+                    Rtp(60, 'N', 14, false),
+                    Rtp(80, 'N', 15, false),
+                    Rtp(100, 'N', 16, true),
+                ],
+            ),
+            (
+                "a flood in sequence qualifies too fast with yes",
+                StrictRtp::Yes,
+                'X',
+                (0..12).map(|i| Rtp(u64::from(i) / 4, 'S', 40 + i, false)).collect(),
+            ),
+            (
+                "seqno checks the sequence only",
+                StrictRtp::Seqno,
+                'X',
+                (0..6).map(|i| Rtp(0, 'S', 40 + i, i >= 4)).collect(),
+            ),
+            (
+                "seqno: a stranger interleaved with the party never qualifies",
+                StrictRtp::Seqno,
+                'A',
+                interleaved('A', 0, 100, 1, 2),
+            ),
+            (
+                "the party's NAT rebinds while learning: the new address once the old is quiet",
+                StrictRtp::Yes,
+                'X',
+                [run('N', 0, 1, 10, 4), run('M', 200, 11, 10, 4)].concat(),
+            ),
+            (
+                "locked after 5 s of learning: a rebinding is refused until the SDP changes",
+                StrictRtp::Yes,
+                'X',
+                [
+                    run('N', 0, 1, 300, 4),
+                    run('M', 6000, 301, 20, 20),
+                    vec![Sdp('A')],
+                    run('M', 6400, 321, 6, 4),
+                    vec![Rtp(6600, 'N', 400, false)],
+                ]
+                .concat(),
+            ),
+            (
+                "a re-INVITE to the address known keeps the lock",
+                StrictRtp::Yes,
+                'A',
+                [run('A', 0, 1, 300, 0), vec![Sdp('A')], run('S', 6000, 50, 10, 10)].concat(),
+            ),
+            ("no: anyone", StrictRtp::No, 'A', [run('S', 0, 1, 3, 0), run('N', 60, 90, 2, 0)].concat()),
+        ];
+        for (name, strict, sdp, steps) in cases {
+            let start = Instant::now();
+            let config = SessionConfig { comedia: true, strict, ..SessionConfig::default() };
+            let mut s = RtpSession::new(config, start, SystemTime::now(), 11);
+            s.set_remote(who(sdp), false);
+            let mut refused = 0;
+            for (i, step) in steps.into_iter().enumerate() {
+                match step {
+                    Sdp(c) => s.set_remote(who(c), false),
+                    Rtp(ms, c, seq, taken) => {
+                        let got = s.handle_rtp(start + Duration::from_millis(ms), who(c), &packet(0x1000, seq));
+                        assert_eq!(got.is_ok(), taken, "{name}: step {i}, from {c} seq {seq} at {ms} ms: {got:?}");
+                        refused += u64::from(!taken);
+                        if taken && strict != StrictRtp::No {
+                            assert_eq!(s.source(), Some(who(c)), "{name}: step {i}");
+                            assert_eq!(s.remote(), Some(who(c)), "{name}: comedia sends to the source");
+                        }
+                    }
+                }
+            }
+            assert_eq!(s.stats().stray_packets, refused, "{name}: every packet refused is counted");
+        }
+    }
+
+    /// `may_take_from` answers for a session due to lock before a packet has locked it.
+    #[test]
+    fn may_take_from_knows_when_learning_is_due_to_end() {
+        let start = Instant::now();
+        let mut s = RtpSession::new(SessionConfig::default(), start, SystemTime::now(), 5);
+        assert!(s.may_take_from(start, who('S')), "learning: anyone may qualify");
+        s.set_remote(who('A'), false);
+        s.handle_rtp(start, who('A'), &packet(1, 1)).unwrap();
+        assert!(s.may_take_from(start + Duration::from_secs(4), who('S')));
+        assert!(!s.may_take_from(start + Duration::from_secs(6), who('S')));
+        assert!(s.may_take_from(start + Duration::from_secs(6), who('A')));
+        assert!(!s.source_locked(), "not until a packet comes");
+        let no = SessionConfig { strict: StrictRtp::No, ..SessionConfig::default() };
+        let open = RtpSession::new(no, start, SystemTime::now(), 5);
+        assert!(open.may_take_from(start + Duration::from_secs(60), who('S')));
+    }
+
+    /// Whatever the packets and addresses, a session locked onto a source takes nothing from
+    /// anywhere else, and `may_take_from` says so beforehand.
+    #[test]
+    fn a_locked_session_takes_nothing_from_elsewhere() {
+        let start = Instant::now();
+        let mut s = RtpSession::new(SessionConfig::default(), start, SystemTime::now(), 5);
+        s.set_remote(who('A'), false);
+        for i in 0..300u16 {
+            s.handle_rtp(start + Duration::from_millis(u64::from(i) * 20), who('A'), &packet(1, i)).unwrap();
+        }
+        assert!(s.source_locked());
+        let now = start + Duration::from_secs(6);
+        assert!(s.may_take_from(now, who('A')) && !s.may_take_from(now, who('S')));
+        for i in 0..1000u16 {
+            let at = start + Duration::from_millis(6000 + u64::from(i));
+            assert!(s.handle_rtp(at, who('S'), &packet(1, 300 + i)).is_err());
+        }
+        assert_eq!(s.stats().received_packets, 300);
+        assert_eq!(s.stats().stray_packets, 1000);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use starling_core::config::{parse_bool, Config, ConfigError, ConfigErrors, Section, Variable};
 use starling_core::frame::CallerId;
 use starling_core::tracing;
+use starling_media::session::{StrictRtp, DEFAULT_PROBATION};
 
 /// `dtmfmode=`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -253,14 +254,21 @@ pub struct RtpSettings {
     pub end: u16,
     /// `rtpchecksums`: UDP checksums on the RTP sockets (no: `SO_NO_CHECK`, as Asterisk).
     pub checksums: bool,
-    /// `strictrtp`: once a call's media source is known, packets from elsewhere are dropped
-    /// (`yes`, the default; `seqno` is taken as `yes`).
-    pub strict: bool,
+    /// `strictrtp`: `yes` (the default), `seqno` or `no` (see crates/media's session).
+    pub strict: StrictRtp,
+    /// `probation`: packets in sequence after its first that make a new media source (4).
+    pub probation: u16,
 }
 
 impl Default for RtpSettings {
     fn default() -> RtpSettings {
-        RtpSettings { start: 10_000, end: 20_000, checksums: true, strict: true }
+        RtpSettings {
+            start: 10_000,
+            end: 20_000,
+            checksums: true,
+            strict: StrictRtp::Yes,
+            probation: DEFAULT_PROBATION,
+        }
     }
 }
 
@@ -290,15 +298,22 @@ impl RtpSettings {
                 "rtpchecksums" => var.parse_bool().map(|b| rtp.checksums = b),
                 "strictrtp" => match var.value.trim().to_ascii_lowercase().as_str() {
                     "seqno" => {
-                        rtp.strict = true;
+                        rtp.strict = StrictRtp::Seqno;
                         Ok(())
                     }
-                    _ => var.parse_bool().map(|b| rtp.strict = b),
+                    _ => var.parse_bool().map(|b| rtp.strict = if b { StrictRtp::Yes } else { StrictRtp::No }),
                 },
-                // Understood by Asterisk, with no effect here (no ICE, STUN, DTLS or probation).
+                // Asterisk warns and keeps 4 where the value is not a number above 1.
+                "probation" => var.parse().and_then(|n: u16| {
+                    if n <= 1 {
+                        return Err(var.error("must be above 1"));
+                    }
+                    rtp.probation = n;
+                    Ok(())
+                }),
+                // Understood by Asterisk, with no effect here (no ICE, STUN or DTLS).
                 "dtmftimeout"
                 | "rtcpinterval"
-                | "probation"
                 | "icesupport"
                 | "stunaddr"
                 | "turnaddr"
@@ -847,9 +862,13 @@ mod tests {
         assert_eq!(rtp(""), Ok(RtpSettings::default()));
         assert_eq!(
             rtp("[general]\nrtpstart=30000\nrtpend=30010\nrtpchecksums=no\nstrictrtp=no\nicesupport=no\n"),
-            Ok(RtpSettings { start: 30_000, end: 30_010, checksums: false, strict: false })
+            Ok(RtpSettings { start: 30_000, end: 30_010, checksums: false, strict: StrictRtp::No, probation: 4 })
         );
-        assert!(rtp("[general]\nstrictrtp=seqno\n").unwrap().strict);
+        let seqno = rtp("[general]\nstrictrtp=seqno\nprobation=8\n").unwrap();
+        assert_eq!((seqno.strict, seqno.probation), (StrictRtp::Seqno, 8));
+        assert_eq!(rtp("[general]\nstrictrtp=yes\n").unwrap().strict, StrictRtp::Yes);
+        assert!(rtp("[general]\nprobation=1\n").unwrap_err().starts_with("rtp.conf:2: probation"));
+        assert!(rtp("[general]\nprobation=many\n").unwrap_err().starts_with("rtp.conf:2: probation"));
         assert_eq!(rtp("[general]\nrtpstart=abc\n").unwrap_err().lines().next().unwrap().split(':').nth(1), Some("2"));
         let empty = rtp("[general]\nrtpstart=30000\nrtpend=30001\n").unwrap_err();
         assert!(empty.starts_with("rtp.conf:3: rtpend '30001'") && empty.contains("no port pair"), "{empty}");

@@ -126,15 +126,16 @@ pub fn note_message(table: &DialogTable, call_id: &str, message: &str) {
 }
 
 /// `sip show channelstats`, in chan_sip's columns: per call the packets received and lost (and
-/// jitter, in seconds), then sent and lost as the far end reports in RTCP.
+/// jitter, in seconds), then sent and lost as the far end reports in RTCP; then Starling's
+/// own column, the RTP packets `strictrtp` refused (`Stray`).
 pub fn show_channelstats(table: &DialogTable) -> String {
     use std::fmt::Write;
     let table = table.read().unwrap_or_else(|p| p.into_inner());
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<15.15}  {:<11.11}  {:<8.8} {:<10.10}  {:<10.10} (     %) {:<6.6} {:<10.10}  {:<10.10} (     %) {:<6.6}",
-        "Peer", "Call ID", "Duration", "Recv: Pack", "Lost", "Jitter", "Send: Pack", "Lost", "Jitter"
+        "{:<15.15}  {:<11.11}  {:<8.8} {:<10.10}  {:<10.10} (     %) {:<6.6} {:<10.10}  {:<10.10} (     %) {:<6.6} {:<5}",
+        "Peer", "Call ID", "Duration", "Recv: Pack", "Lost", "Jitter", "Send: Pack", "Lost", "Jitter", "Stray"
     );
     let percent = |lost: i64, total: u64| {
         if total == 0 {
@@ -153,11 +154,12 @@ pub fn show_channelstats(table: &DialogTable) -> String {
             jitter_ms: 0.0,
             peer_lost: None,
             rtt: None,
+            stray_packets: 0,
         });
         let peer_lost = i64::from(stats.peer_lost.unwrap_or(0));
         let _ = writeln!(
             out,
-            "{:<15.15}  {:<11.11}  {:<8.8} {:<10} {:<10} ({:5.2}%) {:<6.4} {:<10} {:<10} ({:5.2}%) {:<6.4}",
+            "{:<15.15}  {:<11.11}  {:<8.8} {:<10} {:<10} ({:5.2}%) {:<6.4} {:<10} {:<10} ({:5.2}%) {:<6.4} {}",
             row.address.to_string(),
             call_id,
             duration,
@@ -169,6 +171,7 @@ pub fn show_channelstats(table: &DialogTable) -> String {
             peer_lost.max(0),
             percent(peer_lost, stats.sent_packets),
             0.0,
+            stats.stray_packets,
         );
     }
     let n = table.len();
@@ -1701,6 +1704,15 @@ impl Pvt {
                     if let Ok((len, from)) = received {
                         let now = tokio::time::Instant::now().into_std();
                         let handled = self.session().handle_rtp(now, from, &buffer[..len]);
+                        if let Err(starling_media::session::ReceiveError::Stray(source)) = handled {
+                            tracing::debug!(
+                                "{}: RTP from {source}, dropping due to strict RTP protection",
+                                self.key.call_id
+                            );
+                            // Counted in `sip show channelstats` at once (a lock and a copy:
+                            // less than the packet cost to receive).
+                            self.publish_stats();
+                        }
                         let mut hand_off = false;
                         if let Ok(packet) = handled {
                             // Native bridge: once the other call has said which stream to continue,

@@ -219,6 +219,7 @@ impl Shared {
             clock_rate,
             comedia,
             strict: conf.rtp.strict,
+            probation: conf.rtp.probation,
             timeout: conf.general.rtptimeout.map(|s| Duration::from_secs(u64::from(s))),
             ..Default::default()
         };

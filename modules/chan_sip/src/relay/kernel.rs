@@ -1,8 +1,10 @@
 //! The relay in the kernel: a tc program on `lo` (bpf/relay.bpf.c) that relays the packets of
 //! a leg whose two far ends are both on this host, without waking the relay thread.
 //!
-//! The relay thread takes each leg's first packets as before. Once a packet has gone through
-//! ([`Entry::take`]), the thread hands the leg to the kernel ([`KernelRelay::hand_over`]):
+//! The relay thread takes each leg's first packets as before. Once a packet from the source
+//! the RTP session has learned (strictrtp: the SDP's address, or another after `probation`)
+//! has gone through ([`Entry::take`]), the thread hands the leg to the kernel
+//! ([`KernelRelay::hand_over`]), keyed by that source's address:
 //! one entry in the program's map, keyed by the far end's address and our port, saying how
 //! to rewrite the packet (the other call's socket and far end; the relay leg's SSRC,
 //! sequence and timestamp offsets and payload types) and carrying on the receive statistics
@@ -12,8 +14,10 @@
 //! of ours.
 //!
 //! Whatever the map does not describe exactly goes on to our socket, as before: another
-//! SSRC, a payload type the leg does not map, RTCP, a packet from anywhere else. When such a
-//! packet reaches the thread it first takes the leg back ([`KernelRelay::take_back`]: the
+//! SSRC, a payload type the leg does not map, RTCP, a packet from anywhere else. A packet from
+//! anywhere else that the session is locked against (strictrtp) is counted there as stray and
+//! dropped, and the leg stays in the kernel. When another such packet reaches the thread it
+//! first takes the leg back ([`KernelRelay::take_back`]: the
 //! entry's counters and last packet go into the RTP session and the relay leg), handles the
 //! packet, and hands the leg over again. Every [`SYNC`] the thread takes in the counters of
 //! the legs in the kernel (the RTP timeout, RTCP and `sip show channelstats` see them at that

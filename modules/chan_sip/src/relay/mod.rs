@@ -23,7 +23,8 @@
 //!   level-triggered epoll, then one `recvfrom` and one `sendto` per packet.
 //!
 //! Where both far ends of a leg are on this host, the thread hands the leg on to the relay in
-//! the kernel ([`KernelRelay`], `kernel.rs`) after its first packet, and the packets no longer
+//! the kernel ([`KernelRelay`], `kernel.rs`) after the first packet from the source strictrtp
+//! has learned (the SDP's address at once, another after `probation`), and the packets no longer
 //! reach the thread at all; the thread keeps the socket, takes in the kernel's counters, and
 //! takes the leg back for whatever the kernel leaves to it.
 
@@ -38,7 +39,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use starling_core::tracing;
-use starling_media::session::{RtpSession, Stats};
+use starling_media::session::{ReceiveError, RtpSession, Stats};
 
 use crate::pvt::{MediaInfo, RelayTo};
 
@@ -99,11 +100,19 @@ impl Entry {
         kernel: Option<&KernelRelay>,
     ) -> Option<SocketAddr> {
         if let Some(kernel) = kernel {
-            kernel.take_back(self);
+            // A packet the session is sure to refuse (strictrtp, locked onto another source)
+            // leaves the leg in the kernel: it is only counted.
+            if self.offload.is_none() || lock(&self.leg.session).may_take_from(now, from) {
+                kernel.take_back(self);
+            }
         }
         let target = self.relay(now, from, packet)?;
-        if let Some(kernel) = kernel {
-            kernel.hand_over(self, from, target);
+        if let Some(kernel) = kernel.filter(|_| self.offload.is_none()) {
+            // Only the source strictrtp has learned (after probation, or the SDP's address)
+            // goes to the kernel.
+            if lock(&self.leg.session).source() == Some(from) {
+                kernel.hand_over(self, from, target);
+            }
         }
         Some(target)
     }
@@ -112,7 +121,13 @@ impl Entry {
         let leg = &mut self.leg;
         let remote = {
             let mut session = lock(&leg.session);
-            session.handle_rtp(now, from, packet).ok()?;
+            let handled = session.handle_rtp(now, from, packet);
+            if let Err(ReceiveError::Stray(_)) = handled {
+                // Counted in `sip show channelstats` at once (a lock and a copy: less than the
+                // packet cost to receive).
+                (leg.publish_stats)(session.stats());
+            }
+            handled.ok()?;
             self.received += 1;
             if self.received.is_multiple_of(50) {
                 (leg.publish_stats)(session.stats());
@@ -461,23 +476,49 @@ mod tests {
         far_b: UdpSocket,
         session: Arc<Mutex<RtpSession>>,
         stats: Arc<AtomicU64>,
+        /// The strays as last published.
+        strays: Arc<AtomicU64>,
         /// What the other call publishes: where `other` sends.
         other_media: Arc<Mutex<MediaInfo>>,
     }
 
     impl Leg {
+        /// Far end A sends from the address its SDP names.
         fn new() -> Leg {
+            Leg::with_sdp(true)
+        }
+
+        /// Far end A sends from elsewhere than its SDP's address (behind NAT): strictrtp
+        /// learns it after probation.
+        fn behind_nat() -> Leg {
+            Leg::with_sdp(false)
+        }
+
+        fn with_sdp(at_sdp_address: bool) -> Leg {
             let bind = || UdpSocket::bind("127.0.0.1:0").unwrap();
             let (ours, other) = (Arc::new(bind()), Arc::new(bind()));
             ours.set_nonblocking(true).unwrap();
             other.set_nonblocking(true).unwrap();
             let far_b = bind();
             far_b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let session =
-                Arc::new(Mutex::new(RtpSession::new(SessionConfig::default(), Instant::now(), SystemTime::now(), 7)));
+            let far_a = bind();
+            let mut session = RtpSession::new(SessionConfig::default(), Instant::now(), SystemTime::now(), 7);
+            let sdp = if at_sdp_address { far_a.local_addr().unwrap() } else { "127.0.0.1:9".parse().unwrap() };
+            session.set_remote(sdp, false);
+            let session = Arc::new(Mutex::new(session));
             let other_media =
                 Arc::new(Mutex::new(MediaInfo { remote: Some(far_b.local_addr().unwrap()), ..Default::default() }));
-            Leg { ours, other, far_a: bind(), far_b, session, stats: Arc::new(AtomicU64::new(0)), other_media }
+            let (stats, strays) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+            Leg { ours, other, far_a, far_b, session, stats, strays, other_media }
+        }
+
+        /// Whether nothing reaches far end B within `wait`.
+        fn nothing_at_b(&self, wait: Duration) -> bool {
+            self.far_b.set_read_timeout(Some(wait)).unwrap();
+            let mut buf = [0u8; 2048];
+            let nothing = self.far_b.recv_from(&mut buf).is_err();
+            self.far_b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            nothing
         }
 
         fn relay_on(&self, relay: &Relay) -> RelayHandle {
@@ -485,13 +526,16 @@ mod tests {
         }
 
         fn relay_with(&self, relay: &Relay, rewrite: RelayLeg) -> RelayHandle {
-            let seen = self.stats.clone();
+            let (seen, strays) = (self.stats.clone(), self.strays.clone());
             relay.add(RelayedLeg {
                 socket: self.ours.clone(),
                 session: self.session.clone(),
                 published: Arc::new(Mutex::new(MediaInfo::default())),
                 to: Box::new(RelayTo { rtp: self.other.clone(), media: self.other_media.clone(), leg: rewrite }),
-                publish_stats: Box::new(move |s: Stats| seen.store(s.received_packets, Ordering::Relaxed)),
+                publish_stats: Box::new(move |s: Stats| {
+                    seen.store(s.received_packets, Ordering::Relaxed);
+                    strays.store(s.stray_packets, Ordering::Relaxed);
+                }),
             })
         }
 
@@ -646,6 +690,84 @@ mod tests {
         });
     }
 
+    /// strictrtp on the relay's path: far end A, behind NAT, is relayed from its 5th packet
+    /// in sequence (probation 4), and only then handed to the kernel; a stranger's packets
+    /// reach the thread, are counted as stray (channelstats at once) and go nowhere; the
+    /// party's next packet goes on (and back to the kernel).
+    fn strictrtp_on_the_relay(relay: Relay, kernel: Option<&KernelRelay>) {
+        let leg = Leg::behind_nat();
+        let handle = leg.relay_on(&relay);
+        let in_kernel = || kernel.map(|k| k.legs().0);
+        for seq in 0..4u16 {
+            leg.send(seq);
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        assert!(leg.nothing_at_b(Duration::from_millis(200)), "not relayed in probation");
+        assert_eq!(in_kernel(), kernel.map(|_| 0), "not handed to the kernel in probation");
+        for seq in 4..30u16 {
+            leg.send(seq);
+            leg.expect(seq);
+        }
+        assert_eq!(in_kernel(), kernel.map(|_| 1), "learned: handed to the kernel");
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for seq in 0..10u16 {
+            stranger.send_to(&rtp(500 + seq), leg.ours.local_addr().unwrap()).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(leg.nothing_at_b(Duration::from_millis(200)), "the stranger's packets go nowhere");
+        assert_eq!(lock(&leg.session).stats().stray_packets, 14, "the 4 in probation and the stranger's 10");
+        assert_eq!(leg.strays.load(Ordering::Relaxed), 14, "and published to channelstats");
+        leg.send(30);
+        leg.expect(30);
+        assert_eq!(in_kernel(), kernel.map(|_| 1), "the party's next packet: back in the kernel");
+        drop(handle);
+        std::thread::sleep(Duration::from_millis(50));
+        relay.stop();
+    }
+
+    /// Once learning is over (5 s) a stranger's packets do not even take the leg out of the
+    /// kernel: counted in the thread, and the kernel's entry relays on.
+    #[test]
+    fn a_stranger_leaves_a_locked_leg_in_the_kernel() {
+        in_the_kernel(|relay, kernel| {
+            let leg = Leg::new();
+            let handle = leg.relay_on(&relay);
+            let started = Instant::now();
+            let mut seq = 0u16;
+            while started.elapsed() < starling_media::session::STRICT_RTP_LEARN_TIMEOUT + Duration::from_millis(200) {
+                leg.send(seq);
+                leg.expect(seq);
+                seq += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let (legs, relayed) = kernel.legs();
+            assert_eq!((legs, relayed), (1, u64::from(seq) - 1), "all but the first in the kernel");
+            let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for i in 0..10u16 {
+                stranger.send_to(&rtp(900 + i), leg.ours.local_addr().unwrap()).unwrap();
+            }
+            assert!(leg.nothing_at_b(Duration::from_millis(200)), "the stranger's packets go nowhere");
+            assert_eq!(leg.strays.load(Ordering::Relaxed), 10, "counted and published");
+            leg.send(seq);
+            leg.expect(seq);
+            assert_eq!(kernel.legs(), (1, relayed + 1), "the same entry relays on");
+            drop(handle);
+            std::thread::sleep(Duration::from_millis(50));
+            relay.stop();
+        });
+    }
+
+    #[test]
+    fn strictrtp_on_the_relay_thread() {
+        strictrtp_on_the_relay(Relay::start_with(Backend::Epoll, 1, None).unwrap(), None);
+        on_io_uring(|relay| strictrtp_on_the_relay(relay, None));
+    }
+
+    #[test]
+    fn strictrtp_on_the_relay_in_the_kernel() {
+        in_the_kernel(|relay, kernel| strictrtp_on_the_relay(relay, Some(kernel)));
+    }
+
     /// What follows an RTP packet's fixed header.
     #[derive(Clone, Copy)]
     struct Shape {
@@ -704,6 +826,7 @@ mod tests {
             let mut expected = configure();
             let mut mirror = RtpSession::new(SessionConfig::default(), Instant::now(), SystemTime::now(), 8);
             let from = leg.far_a.local_addr().unwrap();
+            mirror.set_remote(from, false);
             leg.far_b.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
             let mut seed = 0x5eed_u64;
             let mut random = |n: u64| {
