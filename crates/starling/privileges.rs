@@ -11,10 +11,14 @@
 //! No capability is kept: what the relay does after start-up needs none. The program and its
 //! link stay attached through the file descriptors loaded as root, and inserting, reading and
 //! deleting the entries of its map through the map's descriptor is checked against that
-//! descriptor alone (Linux 6.5 moved the unprivileged-BPF check to map creation and program
-//! load; the relay needs TCX, Linux 6.6, anyway). Loading the relay again after the drop (an
-//! unload and load of chan_sip) fails, and chan_sip relays in its threads, as it does
-//! wherever the program cannot be loaded.
+//! descriptor's mode alone (since Linux 6.5 `kernel.unprivileged_bpf_disabled` is checked when
+//! a map is created or a program loaded, not on every bpf() call; the relay needs TCX, Linux
+//! 6.6, anyway; tests/privileges.rs sees both legs of a call in the map with no capability
+//! left). Were an insert refused, the leg would stay in the relay thread (`hand_over`).
+//! Loading the relay again after the drop (an unload and load of chan_sip) fails, and chan_sip
+//! relays in its threads, as it does wherever the program cannot be loaded. (Keeping a
+//! capability would not be simple either: capset(2) sets the calling thread's alone, and the
+//! relay threads are running by then.)
 
 use std::ffi::CString;
 use std::io;
