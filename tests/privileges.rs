@@ -87,23 +87,14 @@ extern "C" {
     fn geteuid() -> u32;
 }
 
-/// Root starts it with `runuser = nobody`, `rungroup = nogroup`: every uid and gid of the
-/// process is nobody's/nogroup's and no capability is left; the control socket is 0660 and
-/// belongs to `astctlowner`:`astctlgroup`, and root's `-rx` still works; bob's REGISTER is
-/// kept in the astdb; alice calls bob (baresip both) and each hears the other's tone while the
-/// kernel relay loaded as root holds their legs; the call's CDR is written, by nobody.
-#[test]
-fn runuser_nobody_still_relays_in_the_kernel_and_writes_its_state() {
+/// A Starling started as root with `runuser = nobody`, `rungroup = nogroup` and `files` in
+/// `[files]`: alice and bob are friends (host=dynamic), alice's `bob` is Dial(SIP/bob); the
+/// CDRs go to cdr-csv. Returns it and its SIP port.
+fn pbx_as_nobody(name: &str, files: &str) -> (Server, u16) {
     assert_root();
-    let nobody = uid_of("nobody");
-    let nogroup = gid_of_group("nogroup");
-    let daemon = uid_of("daemon");
     let port = free_udp_port();
-    let dir = TestDir::new("privdrop");
-    dir.write_starling_conf(
-        &moddir(),
-        "runuser = nobody\nrungroup = nogroup\n[files]\nastctlpermissions = 0660\nastctlowner = daemon\nastctlgroup = nogroup\n",
-    );
+    let dir = TestDir::new(name);
+    dir.write_starling_conf(&moddir(), &format!("runuser = nobody\nrungroup = nogroup\n[files]\n{files}"));
     dir.write(
         "modules.conf",
         "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => cdr_csv.so\nload => chan_sip.so\n",
@@ -118,7 +109,57 @@ fn runuser_nobody_still_relays_in_the_kernel_and_writes_its_state() {
         ),
     );
     open_to_all(&dir);
-    let server = Server::start(dir);
+    (Server::start(dir), port)
+}
+
+/// bob (baresip, auto-answer, 880 Hz) registers (his binding written to the astdb), alice
+/// (440 Hz) calls him; once they are bridged natively `during` runs; each must hear the other.
+fn alice_calls_bob(server: &Server, port: u16, name: &str, during: impl FnOnce()) {
+    let bob = Baresip::spawn(
+        &format!("{name}-bob"),
+        &format!("<sip:bob@127.0.0.1:{port}>;auth_pass=bobpw;answermode=auto;regint=60"),
+        "g711.so",
+        8000,
+        880,
+        &[],
+        14,
+    );
+    let registered =
+        eventually(Duration::from_secs(10), || server.rx("database show").contains("/SIP/Registry/bob").then_some(()));
+    assert!(registered.is_some(), "bob's binding in the astdb: {}\n{}", server.rx("database show"), server.log_tail());
+    let alice = Baresip::spawn(
+        &format!("{name}-alice"),
+        &format!("<sip:alice@127.0.0.1:{port}>;auth_pass=pw;answermode=auto;regint=0"),
+        "g711.so",
+        8000,
+        440,
+        &["-e", &format!("/dial sip:bob@127.0.0.1:{port}")],
+        8,
+    );
+    let bridged =
+        eventually(Duration::from_secs(8), || server.rx("bridge show all").contains("native_rtp").then_some(()));
+    assert!(bridged.is_some(), "alice and bob bridged natively\n{}", server.log_tail());
+    during();
+    let (samples, peak, log) = alice.heard();
+    assert!(samples >= 16_000, "alice heard at least 2 s: {samples} samples\n{log}\n{}", server.log_tail());
+    assert!((875..=885).contains(&peak), "alice heard bob's 880 Hz: peak at {peak} Hz\n{}", server.log_tail());
+    let (samples, peak, log) = bob.heard();
+    assert!(samples >= 16_000, "bob heard at least 2 s: {samples} samples\n{log}");
+    assert!((435..=445).contains(&peak), "bob heard alice's 440 Hz: peak at {peak} Hz");
+}
+
+/// Root starts it with `runuser = nobody`, `rungroup = nogroup`: every uid and gid of the
+/// process is nobody's/nogroup's and no capability is left; the control socket is 0660 and
+/// belongs to `astctlowner`:`astctlgroup`, and root's `-rx` still works; bob's REGISTER is
+/// kept in the astdb; alice calls bob (baresip both) and each hears the other's tone while the
+/// kernel relay loaded as root holds their legs; the call's CDR is written, by nobody.
+#[test]
+fn runuser_nobody_still_relays_in_the_kernel_and_writes_its_state() {
+    let nobody = uid_of("nobody");
+    let nogroup = gid_of_group("nogroup");
+    let daemon = uid_of("daemon");
+    let (server, port) =
+        pbx_as_nobody("privdrop", "astctlpermissions = 0660\nastctlowner = daemon\nastctlgroup = nogroup\n");
     let pid = server.pid();
 
     // The drop: every uid nobody, every gid nogroup, no supplementary group, no capability.
@@ -143,42 +184,12 @@ fn runuser_nobody_still_relays_in_the_kernel_and_writes_its_state() {
         assert_eq!((meta.uid(), meta.gid()), (nobody, nogroup), "{path}");
     }
 
-    // bob registers: the binding is written to the astdb.
-    let bob = Baresip::spawn(
-        "privdrop-bob",
-        &format!("<sip:bob@127.0.0.1:{port}>;auth_pass=bobpw;answermode=auto;regint=60"),
-        "g711.so",
-        8000,
-        880,
-        &[],
-        14,
-    );
-    let registered =
-        eventually(Duration::from_secs(10), || server.rx("database show").contains("/SIP/Registry/bob").then_some(()));
-    assert!(registered.is_some(), "bob's binding in the astdb: {}\n{}", server.rx("database show"), server.log_tail());
-
-    // alice calls bob: the legs go to the kernel (entries in the relay's map during the call).
-    let alice = Baresip::spawn(
-        "privdrop-alice",
-        &format!("<sip:alice@127.0.0.1:{port}>;auth_pass=pw;answermode=auto;regint=0"),
-        "g711.so",
-        8000,
-        440,
-        &["-e", &format!("/dial sip:bob@127.0.0.1:{port}")],
-        8,
-    );
-    let bridged =
-        eventually(Duration::from_secs(8), || server.rx("bridge show all").contains("native_rtp").then_some(()));
-    assert!(bridged.is_some(), "alice and bob bridged natively\n{}", server.log_tail());
-    let map = relay_map_id(pid).expect("the relay's map among the server's descriptors");
-    let in_kernel = eventually(Duration::from_secs(5), || (map_entries(map) == 2).then_some(()));
-    assert!(in_kernel.is_some(), "both legs in the kernel: {} entries\n{}", map_entries(map), server.log_tail());
-    let (samples, peak, log) = alice.heard();
-    assert!(samples >= 16_000, "alice heard at least 2 s: {samples} samples\n{log}\n{}", server.log_tail());
-    assert!((875..=885).contains(&peak), "alice heard bob's 880 Hz: peak at {peak} Hz\n{}", server.log_tail());
-    let (samples, peak, log) = bob.heard();
-    assert!(samples >= 16_000, "bob heard at least 2 s: {samples} samples\n{log}");
-    assert!((435..=445).contains(&peak), "bob heard alice's 440 Hz: peak at {peak} Hz");
+    // The legs go to the kernel: the relay's map holds both during the call.
+    alice_calls_bob(&server, port, "privdrop", || {
+        let map = relay_map_id(pid).expect("the relay's map among the server's descriptors");
+        let in_kernel = eventually(Duration::from_secs(5), || (map_entries(map) == 2).then_some(()));
+        assert!(in_kernel.is_some(), "both legs in the kernel: {} entries\n{}", map_entries(map), server.log_tail());
+    });
 
     // The call's CDR, written by nobody.
     let csv = server.dir.path.join("log/cdr-csv/Master.csv");
@@ -188,6 +199,23 @@ fn runuser_nobody_still_relays_in_the_kernel_and_writes_its_state() {
     assert!(written.is_some(), "alice's CDR: {:?}\n{}", std::fs::read_to_string(&csv), server.log_tail());
     assert_eq!(std::fs::metadata(&csv).unwrap().uid(), nobody);
     assert!(!server.log().contains("Permission denied"), "{}", server.log_tail());
+}
+
+/// chan_sip unloaded and loaded again after the drop cannot load the kernel relay (no
+/// capability left): it relays in its threads, and a bridged call is still heard both ways.
+#[test]
+fn chan_sip_loaded_again_after_the_drop_relays_in_its_threads() {
+    let (server, port) = pbx_as_nobody("privreload", "");
+    let pid = server.pid();
+    assert!(relay_map_id(pid).is_some(), "the kernel relay loaded as root\n{}", server.log_tail());
+    let unloaded = server.rx("module unload chan_sip.so");
+    assert!(unloaded.contains("Unloaded chan_sip"), "{unloaded}\n{}", server.log_tail());
+    assert_eq!(server.rx("module load chan_sip.so"), "Loaded chan_sip.so\n", "{}", server.log_tail());
+    assert_eq!(status_caps(pid, "CapEff:"), 0);
+    alice_calls_bob(&server, port, "privreload", || {
+        let entries = relay_map_id(pid).map_or(0, map_entries);
+        assert_eq!(entries, 0, "no leg in the kernel after the drop");
+    });
 }
 
 /// Without runuser nothing changes hands: the control socket is still 0660 (set, not left to
