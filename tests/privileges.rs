@@ -178,6 +178,9 @@ fn runuser_nobody_still_relays_in_the_kernel_and_writes_its_state() {
     let ctl = std::fs::symlink_metadata(server.dir.path.join("run/starling.ctl")).unwrap();
     assert_eq!((ctl.mode() & 0o7777, ctl.uid(), ctl.gid()), (0o660, daemon, nogroup));
     assert!(server.rx("core show version").starts_with("Starling "));
+    let settings = server.rx("core show settings");
+    assert!(settings.contains("  Running as user:             nobody\n"), "{settings}");
+    assert!(settings.contains("  Running under group:         nogroup\n"), "{settings}");
     // What start-up made as root is nobody's now.
     for path in ["run", "run/starling.pid", "log", "db"] {
         let meta = std::fs::symlink_metadata(server.dir.path.join(path)).unwrap();
