@@ -187,6 +187,11 @@ fn runuser_nobody_still_relays_in_the_kernel_and_writes_its_state() {
         assert_eq!((meta.uid(), meta.gid()), (nobody, nogroup), "{path}");
     }
 
+    // `core reload` reopens the log files as nobody (they were made as root): what follows
+    // still reaches log/messages.
+    server.rx("core reload");
+    assert!(!server.log().contains("Permission denied"), "{}", server.log_tail());
+
     // The legs go to the kernel: the relay's map holds both during the call.
     alice_calls_bob(&server, port, "privdrop", || {
         let map = relay_map_id(pid).expect("the relay's map among the server's descriptors");
@@ -201,6 +206,8 @@ fn runuser_nobody_still_relays_in_the_kernel_and_writes_its_state() {
     });
     assert!(written.is_some(), "alice's CDR: {:?}\n{}", std::fs::read_to_string(&csv), server.log_tail());
     assert_eq!(std::fs::metadata(&csv).unwrap().uid(), nobody);
+    let messages = std::fs::read_to_string(server.dir.path.join("log/messages")).unwrap_or_default();
+    assert!(messages.contains("Accepting call SIP/alice-"), "the call's NOTICE in log/messages:\n{messages}");
     assert!(!server.log().contains("Permission denied"), "{}", server.log_tail());
 }
 
