@@ -30,3 +30,5 @@ mod hostile;
 mod overload;
 // Issue 20: a panic is contained to its call, or ends the process with 70 (test_panic fixture).
 mod panic;
+// Issue 21: runuser/rungroup, the control socket's mode and owner.
+mod privileges;

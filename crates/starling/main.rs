@@ -9,6 +9,7 @@
 
 mod console;
 mod control;
+mod privileges;
 mod server;
 mod settings;
 

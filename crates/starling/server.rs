@@ -4,7 +4,8 @@
 //! background: read the config files, make the directories, take the pid file's lock (one
 //! server per `rundir`), bind the control socket. Then, without `-f`/`-c`, it forks; the
 //! parent waits on a pipe until the child has loaded its modules, so a module's config error
-//! still reaches the shell as exit code 1.
+//! still reaches the shell as exit code 1. Once the modules are loaded it switches to
+//! `runuser`/`rungroup` (privileges.rs).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -106,8 +107,14 @@ fn bind_control_socket(settings: &Settings) -> Result<StdUnixListener, Fatal> {
     let path = settings.control_socket();
     // The pid lock is ours, so a socket file left here is a dead server's.
     let _ = std::fs::remove_file(&path);
-    let listener = StdUnixListener::bind(&path)
-        .map_err(|e| Fatal::resource(format!("cannot bind control socket {}: {e}", path.display())))?;
+    // Bound under a umask that lets no one else in until its mode is set (still one thread).
+    // SAFETY: umask only changes this process's mask.
+    let umask = unsafe { libc::umask(0o177) };
+    let bound = StdUnixListener::bind(&path);
+    // SAFETY: as above, putting the mask back.
+    unsafe { libc::umask(umask) };
+    let listener = bound.map_err(|e| Fatal::resource(format!("cannot bind control socket {}: {e}", path.display())))?;
+    crate::privileges::set_control_socket_access(&path, &settings.ctl)?;
     listener.set_nonblocking(true).map_err(|e| Fatal::resource(format!("control socket {}: {e}", path.display())))?;
     Ok(listener)
 }
@@ -296,6 +303,8 @@ fn serve(
         "The control socket listener",
         control::serve(core.clone(), listener),
     ));
+    // Everything that needs root is done: the ports are bound, the modules loaded.
+    crate::privileges::drop_privileges(core.settings(), flags.dump_core)?;
     runtime.block_on(watch_signals(core.clone()))?;
     verbose!(0, "Starling Ready.");
     ready.report(0);

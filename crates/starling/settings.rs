@@ -1,9 +1,13 @@
-//! `starling.conf`: `[directories]` (relative to the folder that holds the file) and `[options]`.
+//! `starling.conf`: `[directories]` (relative to the folder that holds the file), `[options]`
+//! and `[files]` (the control socket's name, mode and owner, as Asterisk's asterisk.conf).
+//! User and group names are looked up in the system's user database as the file is read.
 
 use std::path::{Path, PathBuf};
 
 use starling_core::config::{Config, ConfigError, ConfigErrors};
-use starling_core::Settings;
+use starling_core::{ControlSocket, Settings};
+
+use crate::privileges::{lookup_group, lookup_user};
 
 /// The defaults of an installed system, as Asterisk's are under /var.
 const DEFAULT_RUNDIR: &str = "/var/run/starling";
@@ -42,6 +46,9 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
         verbose: 0,
         debug: 0,
         live_dangerously: false,
+        runuser: None,
+        rungroup: None,
+        ctl: ControlSocket::default(),
     };
     let mut errors = ConfigErrors::default();
     for section in config.sections() {
@@ -91,10 +98,42 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
                             }
                             None => Err(var.error("expected an IP address, with a port or not (53)")),
                         },
+                        "runuser" => user(var).map(|u| settings.runuser = u),
+                        "rungroup" => group(var).map(|g| settings.rungroup = g),
                         _ => Err(ConfigError::at(
                             &var.location,
                             format!(
-                                "unknown option '{}': expected maxcalls, maxfiles, verbose, debug, systemname, nameserver or live_dangerously",
+                                "unknown option '{}': expected maxcalls, maxfiles, verbose, debug, systemname, nameserver, live_dangerously, runuser or rungroup",
+                                var.name
+                            ),
+                        )),
+                    };
+                    if let Err(e) = result {
+                        errors.push(e);
+                    }
+                }
+            }
+            "files" => {
+                for var in &section.variables {
+                    let ctl = &mut settings.ctl;
+                    let result = match var.name.to_ascii_lowercase().as_str() {
+                        "astctl" => {
+                            if var.value.is_empty() || var.value.contains('/') || var.value == ".." {
+                                Err(var.error("expected a file name (the socket is made in rundir)"))
+                            } else {
+                                ctl.name = var.value.clone();
+                                Ok(())
+                            }
+                        }
+                        "astctlpermissions" => parse_mode(&var.value)
+                            .map(|mode| ctl.permissions = mode)
+                            .ok_or_else(|| var.error("expected an octal mode such as 0660")),
+                        "astctlowner" => user(var).map(|u| ctl.owner = u),
+                        "astctlgroup" => group(var).map(|g| ctl.group = g),
+                        _ => Err(ConfigError::at(
+                            &var.location,
+                            format!(
+                                "unknown option '{}': expected astctl, astctlpermissions, astctlowner or astctlgroup",
                                 var.name
                             ),
                         )),
@@ -106,11 +145,47 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
             }
             _ => errors.push(ConfigError::at(
                 &section.location,
-                format!("unknown section [{}]: expected [directories] or [options]", section.name),
+                format!("unknown section [{}]: expected [directories], [options] or [files]", section.name),
             )),
         }
     }
     errors.into_result(settings)
+}
+
+/// A user name (empty: none), looked up now: Asterisk's "No such user" for one the system
+/// does not have.
+fn user(var: &starling_core::config::Variable) -> Result<Option<starling_core::User>, ConfigError> {
+    if var.value.is_empty() {
+        return Ok(None);
+    }
+    match lookup_user(&var.value) {
+        Ok(Some(user)) => Ok(Some(user)),
+        Ok(None) => Err(var.error("no such user")),
+        Err(e) => Err(var.error(format_args!("cannot look the user up: {e}"))),
+    }
+}
+
+/// A group name (empty: none), looked up now.
+fn group(var: &starling_core::config::Variable) -> Result<Option<starling_core::Group>, ConfigError> {
+    if var.value.is_empty() {
+        return Ok(None);
+    }
+    match lookup_group(&var.value) {
+        Ok(Some(group)) => Ok(Some(group)),
+        Ok(None) => Err(var.error("no such group")),
+        Err(e) => Err(var.error(format_args!("cannot look the group up: {e}"))),
+    }
+}
+
+/// `astctlpermissions`: octal digits, as Asterisk reads them (`%o`): `0660`, `660`, `0o660`;
+/// at most 07777.
+fn parse_mode(value: &str) -> Option<u32> {
+    let digits = value.trim();
+    let digits = digits.strip_prefix("0o").unwrap_or(digits);
+    if digits.is_empty() || digits.len() > 5 {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok().filter(|&mode| mode <= 0o7777)
 }
 
 /// `nameserver = 127.0.0.1`, `127.0.0.1:5353`, `::1`, `[::1]:5353`.
@@ -149,8 +224,8 @@ mod tests {
         assert_eq!(
             e,
             "starling.conf:3: maxcalls 'lots': invalid digit found in string\n\
-             starling.conf:4: unknown option 'colour': expected maxcalls, maxfiles, verbose, debug, systemname, nameserver or live_dangerously\n\
-             starling.conf:5: unknown section [extra]: expected [directories] or [options]"
+             starling.conf:4: unknown option 'colour': expected maxcalls, maxfiles, verbose, debug, systemname, nameserver, live_dangerously, runuser or rungroup\n\
+             starling.conf:5: unknown section [extra]: expected [directories], [options] or [files]"
         );
         let c = Config::parse_str("starling.conf", "").unwrap();
         assert_eq!(parse(&c, Path::new("/e/starling.conf"), Path::new("/bin")).unwrap().moddir, Path::new("/bin"));
@@ -183,6 +258,47 @@ mod tests {
         assert_eq!(
             read("[options]\nlive_dangerously = maybe\n").unwrap_err(),
             "starling.conf:2: live_dangerously 'maybe': expected yes or no"
+        );
+    }
+
+    /// runuser/rungroup and the [files] keys: looked up, defaults, and each bad line named.
+    #[test]
+    fn runuser_rungroup_and_the_control_socket() {
+        let c = Config::parse_str("starling.conf", "[options]\n").unwrap();
+        let s = parse(&c, Path::new("/e/starling.conf"), Path::new("/bin")).unwrap();
+        assert_eq!((&s.runuser, &s.rungroup), (&None, &None));
+        assert_eq!(s.ctl, ControlSocket { name: "starling.ctl".into(), permissions: 0o660, owner: None, group: None });
+        assert_eq!(s.control_socket(), Path::new("/var/run/starling/starling.ctl"));
+
+        let text = "[options]\nrunuser = root\nrungroup = root\n[files]\nastctl = pbx.ctl\nastctlpermissions = 0600\nastctlowner = root\nastctlgroup = root\n";
+        let c = Config::parse_str("starling.conf", text).unwrap();
+        let s = parse(&c, Path::new("/e/starling.conf"), Path::new("/bin")).unwrap();
+        let root = starling_core::User { name: "root".into(), uid: 0, gid: 0 };
+        let root_group = starling_core::Group { name: "root".into(), gid: 0 };
+        assert_eq!((s.runuser.as_ref(), s.rungroup.as_ref()), (Some(&root), Some(&root_group)));
+        assert_eq!(
+            s.ctl,
+            ControlSocket { name: "pbx.ctl".into(), permissions: 0o600, owner: Some(root), group: Some(root_group) }
+        );
+        assert_eq!(s.control_socket(), Path::new("/var/run/starling/pbx.ctl"));
+        for (mode, want) in [("660", 0o660), ("0o640", 0o640), ("04770", 0o4770)] {
+            let c = Config::parse_str("starling.conf", &format!("[files]\nastctlpermissions={mode}\n")).unwrap();
+            assert_eq!(parse(&c, Path::new("/e/starling.conf"), Path::new("/bin")).unwrap().ctl.permissions, want);
+        }
+
+        let text = "[options]\nrunuser = no-such-user-starling\nrungroup = no-such-group-starling\n[files]\nastctlpermissions = 0689\nastctlpermissions = 17777\nastctlowner = no-such-user-starling\nastctlgroup = no-such-group-starling\nastctl = ../x.ctl\nastctlmode = 1\n";
+        let c = Config::parse_str("starling.conf", text).unwrap();
+        let e = parse(&c, Path::new("/e/starling.conf"), Path::new("/bin")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "starling.conf:2: runuser 'no-such-user-starling': no such user\n\
+             starling.conf:3: rungroup 'no-such-group-starling': no such group\n\
+             starling.conf:5: astctlpermissions '0689': expected an octal mode such as 0660\n\
+             starling.conf:6: astctlpermissions '17777': expected an octal mode such as 0660\n\
+             starling.conf:7: astctlowner 'no-such-user-starling': no such user\n\
+             starling.conf:8: astctlgroup 'no-such-group-starling': no such group\n\
+             starling.conf:9: astctl '../x.ctl': expected a file name (the socket is made in rundir)\n\
+             starling.conf:10: unknown option 'astctlmode': expected astctl, astctlpermissions, astctlowner or astctlgroup"
         );
     }
 }

@@ -537,11 +537,13 @@ fn show_settings(call: &mut CliCall<'_>) -> CliResult {
     let verbose = logger::verbose(call.console);
     let debug = logger::debug(call.console);
     let out = format!(
-        "\nPBX Core settings\n-----------------\n  Version:                     {}\n  Build id:                    {}\n  System name:                 {}\n  Maximum calls:               {}\n  Root console verbosity:      {verbose}\n  Current console verbosity:   {verbose}\n  Debug level:                 {debug}\n  Startup time:                {}\n  Last reload time:            {}\n\n* Directories\n  -------------\n  Configuration file:          {}\n  Configuration directory:     {}\n  Module directory:            {}\n  Run/Sockets directory:       {}\n  PID file:                    {}\n  Log directory:               {}\n  Database directory:          {}\n  Sounds directory:            {}\n",
+        "\nPBX Core settings\n-----------------\n  Version:                     {}\n  Build id:                    {}\n  System name:                 {}\n  Maximum calls:               {}\n  Root console verbosity:      {verbose}\n  Current console verbosity:   {verbose}\n  Debug level:                 {debug}\n  Running as user:             {}\n  Running under group:         {}\n  Startup time:                {}\n  Last reload time:            {}\n\n* Directories\n  -------------\n  Configuration file:          {}\n  Configuration directory:     {}\n  Module directory:            {}\n  Run/Sockets directory:       {}\n  PID file:                    {}\n  Log directory:               {}\n  Database directory:          {}\n  Sounds directory:            {}\n",
         crate::VERSION,
         crate::BUILD_ID,
         if s.systemname.is_empty() { "<none>" } else { &s.systemname },
         if s.maxcalls == 0 { "Not set".to_owned() } else { s.maxcalls.to_string() },
+        s.runuser.as_ref().map_or("Not set", |u| u.name.as_str()),
+        s.rungroup.as_ref().map_or("Not set", |g| g.name.as_str()),
         started.format("%Y-%m-%d %H:%M:%S"),
         reloaded.format("%Y-%m-%d %H:%M:%S"),
         s.config_file.display(),

@@ -41,12 +41,54 @@ pub struct Settings {
     /// dangerous ([`crate::apps::Escalation`]: `SHELL`, `DB`...) may run when evaluated from
     /// outside the dialplan (the manager's Getvar, Setvar, Status and Originate).
     pub live_dangerously: bool,
+    /// `[options] runuser` (Asterisk's): the user the server runs as once its modules are
+    /// loaded (it starts as root to bind and load what needs root).
+    pub runuser: Option<User>,
+    /// `[options] rungroup` (Asterisk's): the group it runs as (else `runuser`'s own group).
+    pub rungroup: Option<Group>,
+    /// `[files]` (Asterisk's asterisk.conf keys): the control socket's name in `rundir`
+    /// (`astctl`), its mode (`astctlpermissions`, default 0660), owner and group.
+    pub ctl: ControlSocket,
+}
+
+/// A user named in starling.conf, as the system's user database had it when the file was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    /// Its primary group.
+    pub gid: u32,
+}
+
+/// A group named in starling.conf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+}
+
+/// `[files] astctl`, `astctlpermissions`, `astctlowner`, `astctlgroup`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlSocket {
+    /// The socket's file name in `rundir`.
+    pub name: String,
+    /// Its mode, set after it is bound (not left to the umask).
+    pub permissions: u32,
+    /// Its owner and group; `None`: the user (group) the server runs as.
+    pub owner: Option<User>,
+    pub group: Option<Group>,
+}
+
+impl Default for ControlSocket {
+    fn default() -> ControlSocket {
+        ControlSocket { name: "starling.ctl".into(), permissions: 0o660, owner: None, group: None }
+    }
 }
 
 impl Settings {
-    /// The control socket (`starling.ctl` in `rundir`).
+    /// The control socket (`starling.ctl`, or `[files] astctl`, in `rundir`).
     pub fn control_socket(&self) -> PathBuf {
-        self.rundir.join("starling.ctl")
+        self.rundir.join(&self.ctl.name)
     }
     /// The pid file (`starling.pid` in `rundir`).
     pub fn pid_file(&self) -> PathBuf {
@@ -384,6 +426,9 @@ impl Core {
             verbose: 0,
             debug: 0,
             live_dangerously: false,
+            runuser: None,
+            rungroup: None,
+            ctl: ControlSocket::default(),
         };
         Core::new(settings, runtime.handle().clone())
     }

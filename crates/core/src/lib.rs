@@ -44,5 +44,5 @@ pub mod originate;
 pub mod panic;
 pub mod tech;
 
-pub use crate::core::{Core, Extent, Pbx, Settings, ShutdownMode};
+pub use crate::core::{ControlSocket, Core, Extent, Group, Pbx, Settings, ShutdownMode, User};
 pub use crate::module::{LoadError, Module, ModuleContext, ModuleInfo, ReloadError, SupportLevel};
