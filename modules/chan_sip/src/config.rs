@@ -204,6 +204,9 @@ pub struct General {
     pub context: String,
     pub allowguest: bool,
     pub alwaysauthreject: bool,
+    /// `[general] noncelifetime` (a Starling addition; seconds, 30): how long a digest nonce is
+    /// good for, after which a right answer with it gets `stale=true`.
+    pub noncelifetime: u32,
     pub realm: String,
     pub useragent: String,
     pub codecs: Vec<String>,
@@ -559,6 +562,7 @@ impl SipConf {
             context: "default".into(),
             allowguest: true,
             alwaysauthreject: true,
+            noncelifetime: 30,
             realm: "asterisk".into(),
             useragent: format!("Starling PBX {}", starling_core::VERSION),
             codecs: vec!["ulaw".into(), "alaw".into()],
@@ -622,6 +626,12 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "context" => g.context = var.value.clone(),
         "allowguest" => g.allowguest = bool_of(var)?,
         "alwaysauthreject" => g.alwaysauthreject = bool_of(var)?,
+        "noncelifetime" => {
+            g.noncelifetime = var.parse()?;
+            if g.noncelifetime == 0 {
+                return Err(var.error("noncelifetime must be at least 1 second"));
+            }
+        }
         "realm" => g.realm = var.value.clone(),
         "useragent" => g.useragent = var.value.clone(),
         "allow" => apply_codecs(&mut g.codecs, var, true)?,
