@@ -30,3 +30,5 @@ mod hostile;
 mod overload;
 // Issue 20: a panic is contained to its call, or ends the process with 70 (test_panic fixture).
 mod panic;
+// Issue 21: strict digest, security events and the log fail2ban reads (Debian's fail2ban-regex).
+mod security;

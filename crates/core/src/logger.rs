@@ -642,7 +642,9 @@ mod tests {
         assert!(Kind::Security.shown(&LevelSet::parse("*").unwrap(), 0, 0, false));
         let f = Fields { message: "SecurityEvent=\"SuccessfulAuth\"".into(), ..Fields::default() };
         let line = format_file(Kind::Security, "res_security_log.c", &f);
-        assert!(line.contains("] SECURITY[") && line.ends_with("] res_security_log.c: SecurityEvent=\"SuccessfulAuth\"\n"));
+        assert!(
+            line.contains("] SECURITY[") && line.ends_with("] res_security_log.c: SecurityEvent=\"SuccessfulAuth\"\n")
+        );
     }
 
     /// A `%0A` that a URI user unescaped to a line feed cannot start a line of its own.

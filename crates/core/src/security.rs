@@ -145,7 +145,11 @@ mod tests {
             transport: "UDP",
             local: "127.0.0.1:5060".parse().unwrap(),
             remote: "[::1]:5062".parse().unwrap(),
-            fields: vec![("Challenge", "n1".into()), ("ReceivedChallenge", "n\n2".into()), ("ReceivedHash", "h".into())],
+            fields: vec![
+                ("Challenge", "n1".into()),
+                ("ReceivedChallenge", "n\n2".into()),
+                ("ReceivedHash", "h".into()),
+            ],
         };
         let line = SecurityEvent::to_line(&event.to_fields());
         assert!(line.starts_with("SecurityEvent=\"InvalidPassword\",EventTV=\"20"), "{line}");

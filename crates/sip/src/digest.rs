@@ -408,7 +408,10 @@ mod tests {
         let auth = Authorization::parse(&value).unwrap();
         assert_eq!(auth.username, "alice");
         assert_eq!(server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now), Ok(()));
-        assert_eq!(server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now), Err(AuthError::Replay));
+        assert_eq!(
+            server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now),
+            Err(AuthError::Replay)
+        );
         let next = Authorization::parse(&alice().answer(&challenge, "REGISTER", "sip:asterisk", "c0ffee", 2).unwrap())
             .unwrap();
         assert_eq!(server.verify(&next, "REGISTER", &next.uri, Secret::Password("secret"), now), Ok(()));
@@ -430,7 +433,10 @@ mod tests {
         }
         let tampered = Challenge { nonce: first.nonce.replacen('.', ".1", 1), ..first.clone() };
         let auth = Authorization::parse(&alice().answer(&tampered, "REGISTER", "sip:pbx", "c", 1).unwrap()).unwrap();
-        assert_eq!(server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now), Err(AuthError::UnknownNonce));
+        assert_eq!(
+            server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now),
+            Err(AuthError::UnknownNonce)
+        );
     }
 
     #[test]
@@ -441,7 +447,10 @@ mod tests {
         let by_ha1 =
             Credentials { username: "alice".into(), password: None, ha1: Some(ha1("alice", "asterisk", "secret")) };
         let auth = Authorization::parse(&by_ha1.answer(&challenge, "INVITE", "sip:100@pbx", "x", 1).unwrap()).unwrap();
-        assert_eq!(server.verify(&auth, "INVITE", &auth.uri, Secret::Ha1(&ha1("alice", "asterisk", "secret")), now), Ok(()));
+        assert_eq!(
+            server.verify(&auth, "INVITE", &auth.uri, Secret::Ha1(&ha1("alice", "asterisk", "secret")), now),
+            Ok(())
+        );
         let auth = Authorization::parse(&alice().answer(&challenge, "INVITE", "sip:100@pbx", "x", 2).unwrap()).unwrap();
         assert_eq!(server.verify(&auth, "INVITE", &auth.uri, Secret::Password("wrong"), now), Err(AuthError::Mismatch));
         assert_eq!(
@@ -455,7 +464,10 @@ mod tests {
         assert!(server.challenge(later, true).ends_with(", stale=true"));
         let forged = Challenge { nonce: "1234".repeat(10), ..challenge.clone() };
         let auth = Authorization::parse(&alice().answer(&forged, "INVITE", "sip:100@pbx", "x", 1).unwrap()).unwrap();
-        assert_eq!(server.verify(&auth, "INVITE", &auth.uri, Secret::Password("secret"), now), Err(AuthError::UnknownNonce));
+        assert_eq!(
+            server.verify(&auth, "INVITE", &auth.uri, Secret::Password("secret"), now),
+            Err(AuthError::UnknownNonce)
+        );
     }
 
     #[test]
@@ -469,12 +481,18 @@ mod tests {
         let auth = Authorization::parse(&value).unwrap();
         assert_eq!(server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now), Ok(()));
         // Without qop a nonce is good for one request: the same answer again is a replay...
-        assert_eq!(server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now), Err(AuthError::Replay));
+        assert_eq!(
+            server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now),
+            Err(AuthError::Replay)
+        );
         // ...and so is that nonce answered with qop afterwards.
         let mut with_qop = challenge.clone();
         with_qop.qop = vec!["auth".into()];
         let again = Authorization::parse(&alice().answer(&with_qop, "REGISTER", "sip:pbx", "c", 9).unwrap()).unwrap();
-        assert_eq!(server.verify(&again, "REGISTER", "sip:pbx", Secret::Password("secret"), now), Err(AuthError::Replay));
+        assert_eq!(
+            server.verify(&again, "REGISTER", "sip:pbx", Secret::Password("secret"), now),
+            Err(AuthError::Replay)
+        );
         // A used nonce is forgotten once it has expired (it is stale by then anyway).
         let later = now + Duration::from_secs(32);
         let _ = server.verify(&again, "REGISTER", "sip:pbx", Secret::Password("secret"), later);
@@ -495,7 +513,8 @@ mod tests {
         let (mut server, epoch) = server();
         let now = epoch + Duration::from_secs(1);
         let challenge = Challenge::parse(&server.challenge(now, false)).unwrap();
-        let answer = |nc, uri| Authorization::parse(&alice().answer(&challenge, "INVITE", uri, "x", nc).unwrap()).unwrap();
+        let answer =
+            |nc, uri| Authorization::parse(&alice().answer(&challenge, "INVITE", uri, "x", nc).unwrap()).unwrap();
         let for_100 = answer(1, "sip:100@pbx.example;user=phone;transport=udp");
         assert_eq!(
             server.verify(&for_100, "INVITE", "sip:200@pbx.example", Secret::Password("secret"), now),
@@ -527,8 +546,9 @@ mod tests {
         for (i, method) in ["REGISTER", "INVITE"].into_iter().enumerate() {
             let made = epoch + Duration::from_secs(10 * i as u64);
             let challenge = Challenge::parse(&server.challenge(made, false)).unwrap();
-            let answer =
-                |nc| Authorization::parse(&alice().answer(&challenge, method, "sip:100@pbx", "x", nc).unwrap()).unwrap();
+            let answer = |nc| {
+                Authorization::parse(&alice().answer(&challenge, method, "sip:100@pbx", "x", nc).unwrap()).unwrap()
+            };
             let (first, second) = (answer(1), answer(2));
             let within = made + Duration::from_millis(4_999);
             assert_eq!(server.verify(&first, method, "sip:100@pbx", Secret::Password("secret"), within), Ok(()));

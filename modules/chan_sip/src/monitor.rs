@@ -24,11 +24,11 @@ use crate::config::{Peer, PeerHost, PeerKind, Qualify, SipConf};
 use crate::pvt::{note_message, DialogRow, Direction, Pvt, PvtParts, ToMonitor, ToPvt};
 use crate::qualify::{PeerStatus, Qualifier};
 use crate::registrar::{BindingChange, Denied, Failure, Registrar};
-use starling_core::security::{SecurityEvent, SecurityEventType};
 use crate::registry::{RegState, Registry};
 use crate::resolve::{Lookup, Query};
 use crate::shared::{CallKey, Shared};
 use starling_core::events::Event as CoreEvent;
+use starling_core::security::{SecurityEvent, SecurityEventType};
 
 /// The methods chan_sip answers (the `Allow:` header).
 /// Asterisk's list, and UPDATE (RFC 3311), which Starling takes inside a dialog.
@@ -1134,7 +1134,11 @@ impl Monitor {
                             request,
                             remote,
                             &account,
-                            vec![("Challenge", nonce.clone()), ("ReceivedChallenge", nonce), ("ReceivedHash", response)],
+                            vec![
+                                ("Challenge", nonce.clone()),
+                                ("ReceivedChallenge", nonce),
+                                ("ReceivedHash", response),
+                            ],
                         ),
                         Failure::UnknownName | Failure::UsernameMismatch => {
                             self.report(SecurityEventType::InvalidAccountId, request, remote, &account, Vec::new())
@@ -1319,7 +1323,13 @@ impl Monitor {
         };
         if let Some(peer) = caller.as_ref().filter(|p| !starling_core::acl::allows(&p.acl, remote.ip())) {
             let from = request.headers.get(&HeaderName::From).unwrap_or("");
-            self.report(SecurityEventType::FailedAcl, &request, remote, &peer.name, vec![("ACLName", "peer_acl".into())]);
+            self.report(
+                SecurityEventType::FailedAcl,
+                &request,
+                remote,
+                &peer.name,
+                vec![("ACLName", "peer_acl".into())],
+            );
             if !conf.general.alwaysauthreject {
                 tracing::info!(target: "chan_sip.c", "Failed to authenticate device {from}");
                 return refuse(self, 403);

@@ -130,13 +130,7 @@ pub struct Registrar {
 
 impl Registrar {
     /// `lifetime`: how long a nonce is good for (sip.conf `noncelifetime`).
-    pub fn new(
-        realm: &str,
-        key: [u8; 16],
-        lifetime: Duration,
-        bindings: Bindings,
-        db: Arc<dyn Storage>,
-    ) -> Registrar {
+    pub fn new(realm: &str, key: [u8; 16], lifetime: Duration, bindings: Bindings, db: Arc<dyn Storage>) -> Registrar {
         Registrar { digest: DigestServer::new(realm, key, Instant::now(), lifetime), bindings, db }
     }
 

@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 use starling_core::bridge::BridgeSummary;
 use starling_core::channel::{Channel, ChannelSummary, Jump, JumpTarget};
 use starling_core::events::Event;
-use starling_core::security::{SecurityEvent, SecurityEventType};
 use starling_core::frame::{CallerId, Cause, Frame, Reply as ChannelReply};
 use starling_core::manager::{list, Message, Reply};
 use starling_core::originate::{Destination, Originate};
+use starling_core::security::{SecurityEvent, SecurityEventType};
 use starling_core::{tokio, tracing, verbose, Core};
 
 use crate::config::{parse_classes, ALL};
@@ -114,7 +114,13 @@ fn same_secret(given: &str, secret: &str) -> bool {
 
 /// Reports a security event about this session's login (Service `AMI`), as manager.c's
 /// report_* functions.
-fn report(state: &Arc<State>, session: &Session, kind: SecurityEventType, user: &str, fields: Vec<(&'static str, String)>) {
+fn report(
+    state: &Arc<State>,
+    session: &Session,
+    kind: SecurityEventType,
+    user: &str,
+    fields: Vec<(&'static str, String)>,
+) {
     let event = SecurityEvent {
         kind,
         service: "AMI",
@@ -153,8 +159,11 @@ fn login(state: &Arc<State>, session: &mut Session, message: &Message) -> (Reply
                 let good = same_secret(&expected, &key.trim().to_ascii_lowercase());
                 if !good {
                     tracing::info!(target: "manager.c", "{ip} failed to authenticate as '{username}'");
-                    let fields =
-                        vec![("Challenge", challenge.clone()), ("Response", key.trim().to_owned()), ("ExpectedResponse", String::new())];
+                    let fields = vec![
+                        ("Challenge", challenge.clone()),
+                        ("Response", key.trim().to_owned()),
+                        ("ExpectedResponse", String::new()),
+                    ];
                     report(state, session, SecurityEventType::ChallengeResponseFailed, username, fields);
                     return (vec![Message::error("Authentication failed")], Next::CloseSlowly);
                 }
