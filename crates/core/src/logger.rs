@@ -183,6 +183,14 @@ struct Logger {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
+/// Whether the console or a file takes the `security` level (set at each (re)load).
+static SECURITY_WANTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether any destination shows SECURITY lines: reporters skip building lines nobody gets.
+pub fn security_wanted() -> bool {
+    SECURITY_WANTED.load(Ordering::Relaxed)
+}
+
 fn logger() -> &'static Logger {
     LOGGER.get_or_init(|| Logger {
         root_verbose: AtomicU8::new(0),
@@ -239,6 +247,7 @@ pub fn reload(settings: &Settings) -> Result<(), ConfigErrors> {
         files.push(FileChannel { name, levels, file: Mutex::new(file) });
     }
     let log = logger();
+    SECURITY_WANTED.store(console.security || files.iter().any(|f| f.levels.security), Ordering::Relaxed);
     *log.console_levels.write().unwrap_or_else(|p| p.into_inner()) = console;
     *log.files.write().unwrap_or_else(|p| p.into_inner()) = files;
     update_max_detail();

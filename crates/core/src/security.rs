@@ -116,10 +116,21 @@ impl SecurityEvent {
     }
 }
 
-/// Reports an event: the SECURITY log line, and the manager's `SecurityEvent`.
+/// Whether a security event would reach anyone (a log destination with the `security` level,
+/// or a manager session): reporters on hot paths (every INVITE) check this first.
+pub fn wanted(events: &Events) -> bool {
+    crate::logger::security_wanted() || events.has_listeners()
+}
+
+/// Reports an event: the SECURITY log line, and the manager event named after its type.
 pub fn report(events: &Events, event: &SecurityEvent) {
+    if !wanted(events) {
+        return;
+    }
     let fields = event.to_fields();
-    crate::tracing::info!(target: "res_security_log.c", security = true, "{}", SecurityEvent::to_line(&fields));
+    if crate::logger::security_wanted() {
+        crate::tracing::info!(target: "res_security_log.c", security = true, "{}", SecurityEvent::to_line(&fields));
+    }
     if events.has_listeners() {
         // The manager event is named after the type (`Event: InvalidPassword`, class
         // `security`), as security_event_to_ami_blob makes it; its headers are the fields.

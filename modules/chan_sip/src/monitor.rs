@@ -1159,6 +1159,9 @@ impl Monitor {
         account: &str,
         fields: Vec<(&'static str, String)>,
     ) {
+        if !starling_core::security::wanted(self.core.events()) {
+            return;
+        }
         let transport = match request
             .headers
             .get(&HeaderName::Via)
