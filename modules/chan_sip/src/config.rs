@@ -852,6 +852,16 @@ mod tests {
         RtpSettings::parse(&Config::parse_str("rtp.conf", text).unwrap()).map_err(|e| e.to_string())
     }
 
+    /// `noncelifetime` (Starling's): seconds, 30 by default, at least 1.
+    #[test]
+    fn noncelifetime_is_whole_seconds_above_zero() {
+        assert_eq!(parse("[general]\n").unwrap().general.noncelifetime, 30);
+        assert_eq!(parse("[general]\nnoncelifetime=5\n").unwrap().general.noncelifetime, 5);
+        let zero = parse("[general]\nbindport=5060\nnoncelifetime=0\n").unwrap_err();
+        assert!(zero.starts_with("sip.conf:3: noncelifetime '0'") && zero.contains("at least 1 second"), "{zero}");
+        assert!(parse("[general]\nnoncelifetime=soon\n").unwrap_err().starts_with("sip.conf:2: noncelifetime"));
+    }
+
     #[test]
     fn rtp_conf_range_checksums_and_strictness() {
         assert_eq!(rtp(""), Ok(RtpSettings::default()));
