@@ -273,6 +273,66 @@ impl Registrar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use starling_sip::digest::{Challenge, Credentials};
+
+    fn invite(exten: &str, authorization: Option<&str>) -> Request {
+        let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        let text = format!(
+            "INVITE sip:{exten}@pbx SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\nFrom: <sip:alice@pbx>;tag=1\r\n\
+             To: <sip:{exten}@pbx>\r\nCall-ID: c@x\r\nCSeq: 1 INVITE\r\n{auth}Content-Length: 0\r\n\r\n"
+        );
+        match starling_sip::message::parse(text.as_bytes()).unwrap() {
+            starling_sip::message::SipMessage::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    /// What each failure is answered with: no credentials → a challenge; a digest uri that
+    /// is not the Request-URI → 400 (for a known name and an unknown one alike); a wrong
+    /// password, an unknown name → 403 with the reason logged; a qop-less nonce used twice →
+    /// a challenge with stale=true.
+    #[test]
+    fn what_each_refusal_is_answered_with() {
+        let conf = SipConf::parse(
+            &starling_core::config::Config::parse_str("sip.conf", "[alice]\ntype=friend\nhost=dynamic\nsecret=pw\n")
+                .unwrap(),
+        )
+        .unwrap();
+        let alice = conf.peer("alice", |_| true).unwrap().clone();
+        let db: Arc<dyn Storage> = Arc::new(starling_core::db::SqliteStorage::in_memory());
+        let mut registrar =
+            Registrar::new("asterisk", [3; 16], Duration::from_secs(30), Arc::new(RwLock::new(HashMap::new())), db);
+        let now = Instant::now();
+        assert_eq!(
+            registrar.authenticate(Some(&alice), &invite("100", None), "alice", now),
+            Err(Denied::Challenge { stale: false })
+        );
+        let mut challenge = Challenge::parse(&registrar.challenge(now, false)).unwrap();
+        let answer = |password: &str, challenge: &Challenge, nc| {
+            let c = Credentials { username: "alice".into(), password: Some(password.into()), ha1: None };
+            c.answer(challenge, "INVITE", "sip:100@pbx", "cn", nc).unwrap()
+        };
+        let for_100 = answer("pw", &challenge, 1);
+        let replay = registrar.authenticate(Some(&alice), &invite("200", Some(&for_100)), "alice", now);
+        assert_eq!(replay, Err(Denied::UriMismatch { uri: "sip:100@pbx".into(), request_uri: "sip:200@pbx".into() }));
+        let unknown = registrar.authenticate(None, &invite("200", Some(&for_100)), "alice", now);
+        assert!(matches!(unknown, Err(Denied::UriMismatch { .. })), "{unknown:?}");
+        assert_eq!(registrar.authenticate(Some(&alice), &invite("100", Some(&for_100)), "alice", now), Ok(true));
+        let wrong =
+            registrar.authenticate(Some(&alice), &invite("100", Some(&answer("nope", &challenge, 2))), "alice", now);
+        assert!(matches!(wrong, Err(Denied::Forbidden { failure: Failure::WrongPassword, .. })), "{wrong:?}");
+        let unknown = registrar.authenticate(None, &invite("100", Some(&answer("pw", &challenge, 3))), "alice", now);
+        assert!(matches!(unknown, Err(Denied::Forbidden { failure: Failure::UnknownName, .. })), "{unknown:?}");
+        challenge = Challenge::parse(&registrar.challenge(now, false)).unwrap();
+        challenge.qop.clear();
+        let once = answer("pw", &challenge, 1);
+        assert_eq!(registrar.authenticate(Some(&alice), &invite("100", Some(&once)), "alice", now), Ok(true));
+        assert_eq!(
+            registrar.authenticate(Some(&alice), &invite("100", Some(&once)), "alice", now),
+            Err(Denied::Challenge { stale: true })
+        );
+        assert_eq!(Failure::UnknownName.reason(), "No matching peer found");
+    }
 
     #[test]
     fn bindings_round_trip_through_the_database_format() {
