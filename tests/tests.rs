@@ -32,3 +32,5 @@ mod overload;
 mod panic;
 // Issue 21: runuser/rungroup, the control socket's mode and owner.
 mod privileges;
+// Issue 21: strict digest, security events and the log fail2ban reads (Debian's fail2ban-regex).
+mod security;

@@ -280,11 +280,21 @@ pub fn sipp_at(target: &str, local_ip: &str, scenario: &str, args: &[&str]) -> (
 pub fn sipp_from(target: &str, local_ip: &str, local: u16, scenario: &str, args: &[&str]) -> (i32, String) {
     let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
     let work = tempfile_dir("sipp");
+    // SIPp's digest `uri` is `sip:remote_ip:remote_port` (IPv6 without brackets) unless told;
+    // Starling wants the Request-URI there (RFC 2617 §3.2.2.5, issue 21), as phones send it.
+    let service = args.iter().position(|a| *a == "-s").and_then(|i| args.get(i + 1));
+    let auth_uri = match service {
+        _ if !args.contains(&"-au") || args.contains(&"-auth_uri") => None,
+        Some(service) if scenario.starts_with("invite") => Some(format!("{service}@{target}")),
+        _ => Some(target.to_owned()),
+    };
+    let auth_uri: Vec<String> = auth_uri.map(|u| vec!["-auth_uri".to_owned(), u]).unwrap_or_default();
     let mut child = Command::new("sipp")
         .current_dir(&work)
         .arg(target)
         .args(["-sf", scenarios.join(scenario).to_str().unwrap()])
         .args(args)
+        .args(&auth_uri)
         .args(["-i", local_ip, "-p", &local.to_string(), "-nostdin", "-timeout", "20s", "-timeout_error"])
         .args(["-recv_timeout", "5000", "-default_behaviors", "all,-bye"])
         .stdout(Stdio::piped())

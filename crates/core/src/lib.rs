@@ -42,6 +42,7 @@ pub mod module;
 pub mod moh;
 pub mod originate;
 pub mod panic;
+pub mod security;
 pub mod tech;
 
 pub use crate::core::{ControlSocket, Core, Extent, Group, Pbx, Settings, ShutdownMode, User};

@@ -8,8 +8,16 @@
 //! Each console has its own verbosity and debug level: the root console (`-c`, or standard
 //! error with `-f`) and every remote console (`-r`), which receives lines through a channel.
 //! `logger.conf` `[logfiles]` adds files in `logdir`: `messages => notice,warning,error`,
-//! with `verbose`, `verbose(N)`, `debug` or `*` for more. Without a `logger.conf`, the
-//! console shows notice, warning and error, and `messages` gets the same.
+//! with `verbose`, `verbose(N)`, `debug`, `security` or `*` for more. Without a `logger.conf`,
+//! the console shows notice, warning and error, and `messages` gets the same.
+//!
+//! SECURITY lines (Asterisk's `security` level, [`crate::security`]) are `info!` events with a
+//! `security = true` field; only destinations with `security` in their levels (or `*`) get them.
+//!
+//! Every message has its control characters escaped (`\n`, `\r`, `\t`, `\u{1b}`...), so no
+//! string from a peer can start a second line (a forged NOTICE a log watcher would believe).
+//! VERBOSE messages keep their line breaks (`sip set debug` shows whole messages), with every
+//! other control character escaped and each continuation line indented by a tab.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::{self, Write as _};
@@ -47,25 +55,39 @@ pub struct LevelSet {
     pub verbose: Option<Option<u8>>,
     /// Debug messages at the root debug level.
     pub debug: bool,
+    /// Security events (Asterisk's `security` level).
+    pub security: bool,
 }
 
 impl LevelSet {
-    const DEFAULT: LevelSet = LevelSet { error: true, warning: true, notice: true, verbose: None, debug: false };
+    const DEFAULT: LevelSet =
+        LevelSet { error: true, warning: true, notice: true, verbose: None, debug: false, security: false };
 
-    /// Parses `notice,warning,error,verbose(3),debug` or `*`.
+    /// Parses `notice,warning,error,verbose(3),debug,security` or `*`.
     fn parse(value: &str) -> Result<LevelSet, String> {
-        let mut set = LevelSet { error: false, warning: false, notice: false, verbose: None, debug: false };
+        let mut set =
+            LevelSet { error: false, warning: false, notice: false, verbose: None, debug: false, security: false };
         for word in value.split(',').map(|w| w.trim().to_ascii_lowercase()) {
             match word.as_str() {
                 "" => {}
-                "*" => set = LevelSet { error: true, warning: true, notice: true, verbose: Some(None), debug: true },
+                "*" => {
+                    set = LevelSet {
+                        error: true,
+                        warning: true,
+                        notice: true,
+                        verbose: Some(None),
+                        debug: true,
+                        security: true,
+                    }
+                }
                 "error" => set.error = true,
                 "warning" => set.warning = true,
                 "notice" => set.notice = true,
                 "debug" => set.debug = true,
+                "security" => set.security = true,
                 "verbose" => set.verbose = Some(None),
                 // Asterisk's other levels have no messages here yet; accept them quietly.
-                "dtmf" | "fax" | "security" => {}
+                "dtmf" | "fax" => {}
                 w => match w
                     .strip_prefix("verbose(")
                     .and_then(|r| r.strip_suffix(')'))
@@ -74,7 +96,7 @@ impl LevelSet {
                     Some(n) => set.verbose = Some(Some(n)),
                     None => {
                         return Err(format!(
-                            "unknown level '{w}': expected error, warning, notice, verbose, verbose(N), debug or *"
+                            "unknown level '{w}': expected error, warning, notice, verbose, verbose(N), debug, security or *"
                         ))
                     }
                 },
@@ -161,6 +183,14 @@ struct Logger {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
+/// Whether the console or a file takes the `security` level (set at each (re)load).
+static SECURITY_WANTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether any destination shows SECURITY lines: reporters skip building lines nobody gets.
+pub fn security_wanted() -> bool {
+    SECURITY_WANTED.load(Ordering::Relaxed)
+}
+
 fn logger() -> &'static Logger {
     LOGGER.get_or_init(|| Logger {
         root_verbose: AtomicU8::new(0),
@@ -217,6 +247,7 @@ pub fn reload(settings: &Settings) -> Result<(), ConfigErrors> {
         files.push(FileChannel { name, levels, file: Mutex::new(file) });
     }
     let log = logger();
+    SECURITY_WANTED.store(console.security || files.iter().any(|f| f.levels.security), Ordering::Relaxed);
     *log.console_levels.write().unwrap_or_else(|p| p.into_inner()) = console;
     *log.files.write().unwrap_or_else(|p| p.into_inner()) = files;
     update_max_detail();
@@ -329,6 +360,7 @@ enum Kind {
     Notice,
     Verbose(u8),
     Debug(u8),
+    Security,
 }
 
 impl Kind {
@@ -339,6 +371,7 @@ impl Kind {
             Kind::Notice => "NOTICE",
             Kind::Verbose(_) => "VERBOSE",
             Kind::Debug(_) => "DEBUG",
+            Kind::Security => "SECURITY",
         }
     }
 
@@ -348,6 +381,7 @@ impl Kind {
             Kind::Error => levels.error,
             Kind::Warning => levels.warning,
             Kind::Notice => levels.notice,
+            Kind::Security => levels.security,
             // A console always shows verbose messages up to its verbosity, as Asterisk's does.
             Kind::Verbose(n) => match (console, levels.verbose) {
                 (true, _) | (false, Some(None)) => n <= verbose,
@@ -364,9 +398,17 @@ struct Fields {
     message: String,
     extra: String,
     verbose: Option<u8>,
+    security: bool,
 }
 
 impl Visit for Fields {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "security" {
+            self.security = value;
+        } else {
+            let _ = write!(self.extra, " {}={value}", field.name());
+        }
+    }
     fn record_u64(&mut self, field: &Field, value: u64) {
         if field.name() == "verbose" {
             self.verbose = Some(u8::try_from(value).unwrap_or(u8::MAX));
@@ -417,10 +459,14 @@ impl<S: Subscriber> Layer<S> for StarlingLayer {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
+        let keep_breaks = fields.verbose.is_some() && !fields.security;
+        fields.message = escape_message(fields.message, keep_breaks);
+        fields.extra = escape_message(fields.extra, false);
         let metadata = event.metadata();
         let kind = match *metadata.level() {
             Level::ERROR => Kind::Error,
             Level::WARN => Kind::Warning,
+            Level::INFO if fields.security => Kind::Security,
             Level::INFO => fields.verbose.map_or(Kind::Notice, Kind::Verbose),
             Level::DEBUG => Kind::Debug(1),
             Level::TRACE => Kind::Debug(2),
@@ -466,6 +512,45 @@ fn dispatch(kind: Kind, target: &str, fields: &Fields) {
                 eprintln!("cannot write log file '{}': {e}", channel.name);
             }
         }
+    }
+}
+
+/// `text` with every control character escaped (`\n`, `\r`, `\t`, `\u{1b}`; and the
+/// Unicode line and paragraph separators as `\u{2028}`): what a peer sent can never make a
+/// line of its own in a log.
+pub fn escape_controls(text: &str) -> String {
+    escape(text, false)
+}
+
+fn is_break_like(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+fn escape(text: &str, keep_breaks: bool) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if keep_breaks && chars.peek() == Some(&'\n') => {}
+            // A kept line break: the next line is indented, so it cannot pass for a log line.
+            '\n' if keep_breaks => out.push_str("\n\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_break_like(c) => {
+                let _ = write!(out, "{}", c.escape_unicode());
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn escape_message(text: String, keep_breaks: bool) -> String {
+    if text.chars().any(is_break_like) {
+        escape(&text, keep_breaks)
+    } else {
+        text
     }
 }
 
@@ -554,6 +639,33 @@ mod tests {
         assert!(Kind::Verbose(2).shown(&file, 0, 0, false));
         assert!(!Kind::Verbose(3).shown(&file, 9, 0, false));
         assert!(!Kind::Notice.shown(&file, 9, 0, false));
+    }
+
+    #[test]
+    fn the_security_level_is_its_own() {
+        let messages = LevelSet::parse("notice,warning,error").unwrap();
+        assert!(!Kind::Security.shown(&messages, 9, 9, false));
+        let security = LevelSet::parse("security").unwrap();
+        assert!(Kind::Security.shown(&security, 0, 0, false));
+        assert!(!Kind::Notice.shown(&security, 0, 0, false));
+        assert!(Kind::Security.shown(&LevelSet::parse("*").unwrap(), 0, 0, false));
+        let f = Fields { message: "SecurityEvent=\"SuccessfulAuth\"".into(), ..Fields::default() };
+        let line = format_file(Kind::Security, "res_security_log.c", &f);
+        assert!(
+            line.contains("] SECURITY[") && line.ends_with("] res_security_log.c: SecurityEvent=\"SuccessfulAuth\"\n")
+        );
+    }
+
+    /// A `%0A` that a URI user unescaped to a line feed cannot start a line of its own.
+    #[test]
+    fn control_characters_are_escaped() {
+        let forged = "x\n[Dec  7 03:00:00] NOTICE[1] chan_sip.c: Registration from '<sip:x@1.2.3.4>' failed for '10.9.9.9:5060' - Wrong password";
+        let escaped = escape_message(forged.to_owned(), false);
+        assert!(!escaped.contains('\n') && escaped.starts_with("x\\n[Dec  7"), "{escaped}");
+        assert_eq!(escape_controls("a\r\tb\u{1b}[31m\u{2028}c\u{85}"), "a\\r\\tb\\u{1b}[31m\\u{2028}c\\u{85}");
+        assert_eq!(escape_message("plain".into(), false), "plain");
+        // Verbose keeps its line breaks (sip debug), indenting what follows each.
+        assert_eq!(escape_message("a\r\nNOTICE[1] b\u{7}".into(), true), "a\n\tNOTICE[1] b\\u{7}");
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! `Proxy-Authorization` value against a password or a pre-hashed HA1 (`md5secret`). Nonces
 //! carry their own time and a keyed hash, so any nonce this server made can be checked without
 //! remembering it; an expired one is answered with `stale=true` (the client retries without
-//! asking its user). With `qop=auth`, each nonce's `nc` must grow, so a captured
-//! `Authorization` cannot be replayed. The work done is the same for a known and an unknown
+//! asking its user). With `qop=auth`, each nonce's `nc` must grow, and a nonce answered
+//! without `qop` is good for one request (used ones are remembered until they expire), so a
+//! captured `Authorization` cannot be replayed; its `uri` must name the Request-URI (RFC 2617
+//! §3.2.2.5, compared as RFC 3261 §19.1.4 compares URIs), so it cannot be replayed to another
+//! number either. The work done is the same for a known and an unknown
 //! user (the caller verifies unknown users against a bogus secret), so neither the answer nor
 //! its timing reveals which names exist.
 //!
@@ -92,8 +95,13 @@ pub enum AuthError {
     /// The credentials were right but the nonce is old: challenge again with `stale=true`.
     #[error("the nonce has expired")]
     Stale,
-    #[error("the nonce count did not increase (a replay)")]
+    /// A right answer, but with a nonce already used up (an `nc` that did not grow, or a
+    /// second request on a nonce answered without `qop`): challenge again with `stale=true`.
+    #[error("the nonce count did not increase, or a nonce without qop was used again (a replay)")]
     Replay,
+    /// The credentials' `uri` is not the Request-URI: answer 400.
+    #[error("the digest uri '{0}' is not the Request-URI")]
+    UriMismatch(String),
     #[error("unsupported algorithm or qop")]
     Unsupported,
     #[error("wrong password")]
@@ -148,7 +156,8 @@ pub struct DigestServer {
     key: [u8; 16],
     epoch: Instant,
     lifetime: Duration,
-    /// Highest `nc` seen per live nonce (qop=auth), for replay protection.
+    /// Highest `nc` seen per live nonce (qop=auth), for replay protection; `u32::MAX` for a
+    /// nonce used without qop (good for one request only).
     counts: HashMap<String, (u32, Instant)>,
     /// When `counts` was last rid of lapsed nonces (at most once a second, not per request).
     pruned: Instant,
@@ -215,17 +224,31 @@ impl DigestServer {
             .then(|| self.epoch + Duration::from_millis(millis))
     }
 
-    /// Checks credentials for `method` against `secret`. On `Err(Stale)` challenge again with
-    /// `stale=true`; on any other error, challenge again (or answer 403).
+    /// How long a nonce is good for.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// Checks credentials for `method` on `request_uri` against `secret`. On `Err(Stale)` or
+    /// `Err(Replay)` challenge again with `stale=true`; on `Err(UriMismatch)` answer 400; on
+    /// any other error, challenge again (or answer 403).
     pub fn verify(
         &mut self,
         auth: &Authorization,
         method: &str,
+        request_uri: &str,
         secret: Secret<'_>,
         now: Instant,
     ) -> Result<(), AuthError> {
+        if now.saturating_duration_since(self.pruned) >= Duration::from_secs(1) {
+            self.counts.retain(|_, (_, made)| now.saturating_duration_since(*made) <= self.lifetime);
+            self.pruned = now;
+        }
         if auth.realm != self.realm {
             return Err(AuthError::WrongRealm(auth.realm.clone()));
+        }
+        if !same_uri(&auth.uri, request_uri) {
+            return Err(AuthError::UriMismatch(auth.uri.clone()));
         }
         if auth.algorithm.as_deref().is_some_and(|a| !a.eq_ignore_ascii_case("MD5")) {
             return Err(AuthError::Unsupported);
@@ -252,19 +275,25 @@ impl DigestServer {
         if now.saturating_duration_since(made) > self.lifetime {
             return Err(AuthError::Stale);
         }
-        if let Some((_, _, count)) = qop {
-            if now.saturating_duration_since(self.pruned) >= Duration::from_secs(1) {
-                self.counts.retain(|_, (_, made)| now.saturating_duration_since(*made) <= self.lifetime);
-                self.pruned = now;
-            }
-            let last = self.counts.entry(auth.nonce.clone()).or_insert((0, made));
-            if count <= last.0 {
-                return Err(AuthError::Replay);
-            }
-            last.0 = count;
+        // Without qop the nonce is used up at once (u32::MAX: no count can follow it).
+        let count = qop.map_or(u32::MAX, |(_, _, count)| count);
+        let last = self.counts.entry(auth.nonce.clone()).or_insert((0, made));
+        if last.0 == u32::MAX || count <= last.0 {
+            return Err(AuthError::Replay);
         }
+        last.0 = count;
         Ok(())
     }
+}
+
+/// Whether the credentials' `uri` names the Request-URI: the same text, or the same SIP URI
+/// by RFC 3261 §19.1.4 (escapes, host case, parameter order).
+fn same_uri(digest_uri: &str, request_uri: &str) -> bool {
+    digest_uri == request_uri
+        || matches!(
+            (crate::uri::Uri::parse(digest_uri), crate::uri::Uri::parse(request_uri)),
+            (Ok(a), Ok(b)) if a.equivalent(&b)
+        )
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -378,11 +407,14 @@ mod tests {
         let value = alice().answer(&challenge, "REGISTER", "sip:asterisk", "c0ffee", 1).unwrap();
         let auth = Authorization::parse(&value).unwrap();
         assert_eq!(auth.username, "alice");
-        assert_eq!(server.verify(&auth, "REGISTER", Secret::Password("secret"), now), Ok(()));
-        assert_eq!(server.verify(&auth, "REGISTER", Secret::Password("secret"), now), Err(AuthError::Replay));
+        assert_eq!(server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now), Ok(()));
+        assert_eq!(
+            server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now),
+            Err(AuthError::Replay)
+        );
         let next = Authorization::parse(&alice().answer(&challenge, "REGISTER", "sip:asterisk", "c0ffee", 2).unwrap())
             .unwrap();
-        assert_eq!(server.verify(&next, "REGISTER", Secret::Password("secret"), now), Ok(()));
+        assert_eq!(server.verify(&next, "REGISTER", &next.uri, Secret::Password("secret"), now), Ok(()));
     }
 
     /// Two challenges in the same millisecond get two nonces: each client counts nc from 1
@@ -397,11 +429,14 @@ mod tests {
         for challenge in [&first, &second] {
             let auth =
                 Authorization::parse(&alice().answer(challenge, "REGISTER", "sip:pbx", "c", 1).unwrap()).unwrap();
-            assert_eq!(server.verify(&auth, "REGISTER", Secret::Password("secret"), now), Ok(()));
+            assert_eq!(server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now), Ok(()));
         }
         let tampered = Challenge { nonce: first.nonce.replacen('.', ".1", 1), ..first.clone() };
         let auth = Authorization::parse(&alice().answer(&tampered, "REGISTER", "sip:pbx", "c", 1).unwrap()).unwrap();
-        assert_eq!(server.verify(&auth, "REGISTER", Secret::Password("secret"), now), Err(AuthError::UnknownNonce));
+        assert_eq!(
+            server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now),
+            Err(AuthError::UnknownNonce)
+        );
     }
 
     #[test]
@@ -412,21 +447,27 @@ mod tests {
         let by_ha1 =
             Credentials { username: "alice".into(), password: None, ha1: Some(ha1("alice", "asterisk", "secret")) };
         let auth = Authorization::parse(&by_ha1.answer(&challenge, "INVITE", "sip:100@pbx", "x", 1).unwrap()).unwrap();
-        assert_eq!(server.verify(&auth, "INVITE", Secret::Ha1(&ha1("alice", "asterisk", "secret")), now), Ok(()));
-        let auth = Authorization::parse(&alice().answer(&challenge, "INVITE", "sip:100@pbx", "x", 2).unwrap()).unwrap();
-        assert_eq!(server.verify(&auth, "INVITE", Secret::Password("wrong"), now), Err(AuthError::Mismatch));
         assert_eq!(
-            server.verify(&auth, "BYE", Secret::Password("secret"), now),
+            server.verify(&auth, "INVITE", &auth.uri, Secret::Ha1(&ha1("alice", "asterisk", "secret")), now),
+            Ok(())
+        );
+        let auth = Authorization::parse(&alice().answer(&challenge, "INVITE", "sip:100@pbx", "x", 2).unwrap()).unwrap();
+        assert_eq!(server.verify(&auth, "INVITE", &auth.uri, Secret::Password("wrong"), now), Err(AuthError::Mismatch));
+        assert_eq!(
+            server.verify(&auth, "BYE", &auth.uri, Secret::Password("secret"), now),
             Err(AuthError::Mismatch),
             "method is signed"
         );
         let later = now + Duration::from_secs(31);
         let auth = Authorization::parse(&alice().answer(&challenge, "INVITE", "sip:100@pbx", "x", 3).unwrap()).unwrap();
-        assert_eq!(server.verify(&auth, "INVITE", Secret::Password("secret"), later), Err(AuthError::Stale));
+        assert_eq!(server.verify(&auth, "INVITE", &auth.uri, Secret::Password("secret"), later), Err(AuthError::Stale));
         assert!(server.challenge(later, true).ends_with(", stale=true"));
         let forged = Challenge { nonce: "1234".repeat(10), ..challenge.clone() };
         let auth = Authorization::parse(&alice().answer(&forged, "INVITE", "sip:100@pbx", "x", 1).unwrap()).unwrap();
-        assert_eq!(server.verify(&auth, "INVITE", Secret::Password("secret"), now), Err(AuthError::UnknownNonce));
+        assert_eq!(
+            server.verify(&auth, "INVITE", &auth.uri, Secret::Password("secret"), now),
+            Err(AuthError::UnknownNonce)
+        );
     }
 
     #[test]
@@ -438,13 +479,91 @@ mod tests {
         let value = alice().answer(&challenge, "REGISTER", "sip:pbx", "c", 1).unwrap();
         assert!(!value.contains("qop"));
         let auth = Authorization::parse(&value).unwrap();
-        assert_eq!(server.verify(&auth, "REGISTER", Secret::Password("secret"), now), Ok(()));
+        assert_eq!(server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now), Ok(()));
+        // Without qop a nonce is good for one request: the same answer again is a replay...
+        assert_eq!(
+            server.verify(&auth, "REGISTER", &auth.uri, Secret::Password("secret"), now),
+            Err(AuthError::Replay)
+        );
+        // ...and so is that nonce answered with qop afterwards.
+        let mut with_qop = challenge.clone();
+        with_qop.qop = vec!["auth".into()];
+        let again = Authorization::parse(&alice().answer(&with_qop, "REGISTER", "sip:pbx", "c", 9).unwrap()).unwrap();
+        assert_eq!(
+            server.verify(&again, "REGISTER", "sip:pbx", Secret::Password("secret"), now),
+            Err(AuthError::Replay)
+        );
+        // A used nonce is forgotten once it has expired (it is stale by then anyway).
+        let later = now + Duration::from_secs(32);
+        let _ = server.verify(&again, "REGISTER", "sip:pbx", Secret::Password("secret"), later);
+        assert!(server.counts.is_empty(), "{:?}", server.counts);
         let offered = Challenge::parse("Digest realm=\"x\", nonce=\"n\", qop=\"auth,auth-int\", opaque=\"o\"").unwrap();
         assert_eq!(offered.qop, ["auth", "auth-int"]);
         let value = alice().answer(&offered, "INVITE", "sip:a@b", "c", 1).unwrap();
         assert!(value.contains("qop=auth, nc=00000001, cnonce=\"c\"") && value.ends_with("opaque=\"o\""), "{value}");
         let only_int = Challenge::parse("Digest realm=\"x\", nonce=\"n\", qop=\"auth-int\"").unwrap();
         assert_eq!(alice().answer(&only_int, "INVITE", "sip:a@b", "c", 1), None);
+    }
+
+    /// Credentials made for one Request-URI do not open another (RFC 2617 §3.2.2.5: 400):
+    /// INVITE credentials captured for 100 replayed to 200. The same URI written otherwise
+    /// (host case, escapes, parameter order) is the same URI (RFC 3261 §19.1.4).
+    #[test]
+    fn the_digest_uri_must_name_the_request_uri() {
+        let (mut server, epoch) = server();
+        let now = epoch + Duration::from_secs(1);
+        let challenge = Challenge::parse(&server.challenge(now, false)).unwrap();
+        let answer =
+            |nc, uri| Authorization::parse(&alice().answer(&challenge, "INVITE", uri, "x", nc).unwrap()).unwrap();
+        let for_100 = answer(1, "sip:100@pbx.example;user=phone;transport=udp");
+        assert_eq!(
+            server.verify(&for_100, "INVITE", "sip:200@pbx.example", Secret::Password("secret"), now),
+            Err(AuthError::UriMismatch("sip:100@pbx.example;user=phone;transport=udp".into()))
+        );
+        assert_eq!(
+            server.verify(
+                &for_100,
+                "INVITE",
+                "sip:%31%30%30@PBX.example;transport=UDP;user=phone",
+                Secret::Password("secret"),
+                now
+            ),
+            Ok(())
+        );
+        let not_a_uri = answer(2, "*");
+        assert!(matches!(
+            server.verify(&not_a_uri, "INVITE", "sip:100@pbx.example", Secret::Password("secret"), now),
+            Err(AuthError::UriMismatch(_))
+        ));
+    }
+
+    /// The lifetime is the server's (sip.conf `noncelifetime`): with a fake clock, a right
+    /// answer is accepted just before it and answered `Stale` just after, for any method.
+    #[test]
+    fn nonces_go_stale_after_the_configured_lifetime() {
+        let epoch = Instant::now();
+        let mut server = DigestServer::new("asterisk", [1; 16], epoch, Duration::from_secs(5));
+        for (i, method) in ["REGISTER", "INVITE"].into_iter().enumerate() {
+            let made = epoch + Duration::from_secs(10 * i as u64);
+            let challenge = Challenge::parse(&server.challenge(made, false)).unwrap();
+            let answer = |nc| {
+                Authorization::parse(&alice().answer(&challenge, method, "sip:100@pbx", "x", nc).unwrap()).unwrap()
+            };
+            let (first, second) = (answer(1), answer(2));
+            let within = made + Duration::from_millis(4_999);
+            assert_eq!(server.verify(&first, method, "sip:100@pbx", Secret::Password("secret"), within), Ok(()));
+            let after = made + Duration::from_millis(5_001);
+            assert_eq!(
+                server.verify(&second, method, "sip:100@pbx", Secret::Password("secret"), after),
+                Err(AuthError::Stale),
+                "{method}"
+            );
+            // A wrong password stays wrong, stale or not: stale=true is only for right answers.
+            assert_eq!(
+                server.verify(&second, method, "sip:100@pbx", Secret::Password("nope"), after),
+                Err(AuthError::Mismatch)
+            );
+        }
     }
 
     #[test]

@@ -85,7 +85,7 @@
 //!     while let Some(event) = registrar.poll_event() {
 //!         let Event::Request { tx, request, .. } = event else { continue };
 //!         let credentials = request.headers.get(&HeaderName::Authorization).and_then(|a| Authorization::parse(a).ok());
-//!         let ok = credentials.is_some_and(|c| digest.verify(&c, "REGISTER", Secret::Password("secret"), now).is_ok());
+//!         let ok = credentials.is_some_and(|c| digest.verify(&c, "REGISTER", &request.uri.to_string(), Secret::Password("secret"), now).is_ok());
 //!         let mut response = Response::to_request(&request, if ok { 200 } else { 401 });
 //!         if !ok {
 //!             response.headers.push(HeaderName::WwwAuthenticate, digest.challenge(now, false));

@@ -205,6 +205,9 @@ pub struct General {
     pub context: String,
     pub allowguest: bool,
     pub alwaysauthreject: bool,
+    /// `[general] noncelifetime` (a Starling addition; seconds, 30): how long a digest nonce is
+    /// good for, after which a right answer with it gets `stale=true`.
+    pub noncelifetime: u32,
     pub realm: String,
     pub useragent: String,
     pub codecs: Vec<String>,
@@ -574,6 +577,7 @@ impl SipConf {
             context: "default".into(),
             allowguest: true,
             alwaysauthreject: true,
+            noncelifetime: 30,
             realm: "asterisk".into(),
             useragent: format!("Starling PBX {}", starling_core::VERSION),
             codecs: vec!["ulaw".into(), "alaw".into()],
@@ -637,6 +641,12 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "context" => g.context = var.value.clone(),
         "allowguest" => g.allowguest = bool_of(var)?,
         "alwaysauthreject" => g.alwaysauthreject = bool_of(var)?,
+        "noncelifetime" => {
+            g.noncelifetime = var.parse()?;
+            if g.noncelifetime == 0 {
+                return Err(var.error("noncelifetime must be at least 1 second"));
+            }
+        }
         "realm" => g.realm = var.value.clone(),
         "useragent" => g.useragent = var.value.clone(),
         "allow" => apply_codecs(&mut g.codecs, var, true)?,
@@ -855,6 +865,16 @@ mod tests {
 
     fn rtp(text: &str) -> Result<RtpSettings, String> {
         RtpSettings::parse(&Config::parse_str("rtp.conf", text).unwrap()).map_err(|e| e.to_string())
+    }
+
+    /// `noncelifetime` (Starling's): seconds, 30 by default, at least 1.
+    #[test]
+    fn noncelifetime_is_whole_seconds_above_zero() {
+        assert_eq!(parse("[general]\n").unwrap().general.noncelifetime, 30);
+        assert_eq!(parse("[general]\nnoncelifetime=5\n").unwrap().general.noncelifetime, 5);
+        let zero = parse("[general]\nbindport=5060\nnoncelifetime=0\n").unwrap_err();
+        assert!(zero.starts_with("sip.conf:3: noncelifetime '0'") && zero.contains("at least 1 second"), "{zero}");
+        assert!(parse("[general]\nnoncelifetime=soon\n").unwrap_err().starts_with("sip.conf:2: noncelifetime"));
     }
 
     #[test]

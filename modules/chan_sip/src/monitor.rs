@@ -23,11 +23,12 @@ use starling_sip::dialog::Dialog;
 use crate::config::{Peer, PeerHost, PeerKind, Qualify, SipConf};
 use crate::pvt::{note_message, DialogRow, Direction, Pvt, PvtParts, ToMonitor, ToPvt};
 use crate::qualify::{PeerStatus, Qualifier};
-use crate::registrar::{BindingChange, Registrar};
+use crate::registrar::{BindingChange, Denied, Failure, Registrar};
 use crate::registry::{RegState, Registry};
 use crate::resolve::{Lookup, Query};
 use crate::shared::{CallKey, Shared};
 use starling_core::events::Event as CoreEvent;
+use starling_core::security::{SecurityEvent, SecurityEventType};
 
 /// The methods chan_sip answers (the `Allow:` header).
 /// Asterisk's list, and UPDATE (RFC 3311), which Starling takes inside a dialog.
@@ -144,7 +145,13 @@ impl Monitor {
         let (tcp, from_tcp) = tcp.unzip();
         let conf = shared.conf();
         let core = shared.core.clone();
-        let registrar = Registrar::new(&conf.general.realm, crate::ids::key(), shared.bindings.clone(), core.db());
+        let registrar = Registrar::new(
+            &conf.general.realm,
+            crate::ids::key(),
+            Duration::from_secs(u64::from(conf.general.noncelifetime)),
+            shared.bindings.clone(),
+            core.db(),
+        );
         let endpoint = Endpoint::new(starling_sip::transaction::Config {
             max_server_transactions: conf.general.maxservertransactions,
             ..Default::default()
@@ -1027,26 +1034,35 @@ impl Monitor {
         response
     }
 
-    /// REGISTER: see the registrar's docs for the answers.
+    /// REGISTER: see the registrar's docs for the answers. Failures are logged as chan_sip
+    /// logs them (`Registration from '<From>' failed for '<addr:port>' - <reason>`, NOTICE,
+    /// what fail2ban's asterisk filter reads) and reported as security events.
     fn handle_request_register(&mut self, tx: TxId, request: &Request, remote: SocketAddr) {
         let now = tokio::time::Instant::now().into_std();
         let name = request.to().and_then(|t| t.uri.user_unescaped().map(|u| u.into_owned())).unwrap_or_default();
+        let from = request.headers.get(&HeaderName::From).unwrap_or("").to_owned();
         let conf = self.conf.clone();
         let peer = conf.peer(&name, |p| p.kind != PeerKind::User);
         // A peer whose permit/deny refuses the source is answered as an unknown name is (no
         // hint that it exists), as Asterisk's AUTH_ACL_FAILED with alwaysauthreject.
-        let peer = peer.filter(|p| {
-            let allowed = starling_core::acl::allows(&p.acl, remote.ip());
-            if !allowed {
-                tracing::info!("Registration from '{name}' failed for '{remote}' - Device does not match ACL");
-            }
-            allowed
-        });
+        let acl_refused = peer.is_some_and(|p| !starling_core::acl::allows(&p.acl, remote.ip()));
+        let peer = peer.filter(|_| !acl_refused);
+        if acl_refused {
+            tracing::info!(target: "chan_sip.c", "Registration from '{from}' failed for '{remote}' - Device does not match ACL");
+            self.report(SecurityEventType::FailedAcl, request, remote, &name, vec![("ACLName", "peer_acl".into())]);
+        }
         let response = match self.registrar.authenticate(peer.map(|p| &**p), request, &name, now) {
-            Ok(()) => {
+            Ok(using_password) => {
                 let dynamic = peer.is_some_and(|p| p.host == PeerHost::Dynamic);
                 if dynamic {
                     self.tcp_authenticated(remote);
+                    self.report(
+                        SecurityEventType::SuccessfulAuth,
+                        request,
+                        remote,
+                        &name,
+                        vec![("UsingPassword", u8::from(using_password).to_string())],
+                    );
                     let ok = self.response(request, 200);
                     let (response, change) = self.registrar.register(&conf, request, &name, remote, ok);
                     match change {
@@ -1059,30 +1075,139 @@ impl Monitor {
                     response
                 } else {
                     // Known and authenticated, but not a peer that registers (host= is static).
+                    tracing::info!(
+                        target: "chan_sip.c",
+                        "Registration from '{from}' failed for '{remote}' - Peer is not supposed to register"
+                    );
                     self.response(request, 403)
                 }
             }
-            Err((401, stale)) => self.challenge(request, now, stale),
-            Err((status, _)) => {
-                if status == 403 {
-                    tracing::info!(
-                        "Registration from '{}' failed for '{remote}' - Wrong password",
-                        request.headers.get(&HeaderName::From).unwrap_or("")
-                    );
-                }
-                self.response(request, status)
-            }
+            Err(denied) => self.refuse_credentials(request, remote, &name, denied, !acl_refused, now),
         };
         self.endpoint.send_response(now, tx, response);
     }
 
+    /// The answer to credentials the registrar did not accept, logged and reported: 401 with
+    /// a new challenge, 400 for a digest `uri` that is not the Request-URI, or 403. `log`:
+    /// whether a 403 is logged (not when the ACL refusal was already).
+    fn refuse_credentials(
+        &mut self,
+        request: &Request,
+        remote: SocketAddr,
+        name: &str,
+        denied: Denied,
+        log: bool,
+        now: std::time::Instant,
+    ) -> Response {
+        let from = request.headers.get(&HeaderName::From).unwrap_or("").to_owned();
+        let register = request.method == Method::Register;
+        match denied {
+            Denied::Challenge { stale } => {
+                let response = self.challenge(request, now, stale);
+                let nonce = response
+                    .headers
+                    .get(&HeaderName::WwwAuthenticate)
+                    .and_then(starling_sip::digest::Challenge::parse)
+                    .map(|c| c.nonce)
+                    .unwrap_or_default();
+                self.report(SecurityEventType::ChallengeSent, request, remote, name, vec![("Challenge", nonce)]);
+                response
+            }
+            Denied::UriMismatch { uri, request_uri } => {
+                tracing::info!(
+                    target: "chan_sip.c",
+                    "Digest uri '{uri}' from '{from}' ({remote}) does not match the Request-URI '{request_uri}': 400"
+                );
+                self.report(
+                    SecurityEventType::ChallengeResponseFailed,
+                    request,
+                    remote,
+                    name,
+                    vec![("Challenge", String::new()), ("Response", uri), ("ExpectedResponse", request_uri)],
+                );
+                let mut response = self.response(request, 400);
+                response.reason = "Bad Request".into();
+                response
+            }
+            Denied::Forbidden { failure, username, nonce, response } => {
+                if log {
+                    if register {
+                        tracing::info!(
+                            target: "chan_sip.c",
+                            "Registration from '{from}' failed for '{remote}' - {}",
+                            failure.reason()
+                        );
+                    } else {
+                        tracing::info!(target: "chan_sip.c", "Failed to authenticate device {from}");
+                    }
+                    let account = if username.is_empty() { name.to_owned() } else { username };
+                    match failure {
+                        Failure::WrongPassword => self.report(
+                            SecurityEventType::InvalidPassword,
+                            request,
+                            remote,
+                            &account,
+                            vec![
+                                ("Challenge", nonce.clone()),
+                                ("ReceivedChallenge", nonce),
+                                ("ReceivedHash", response),
+                            ],
+                        ),
+                        Failure::UnknownName | Failure::UsernameMismatch => {
+                            self.report(SecurityEventType::InvalidAccountId, request, remote, &account, Vec::new())
+                        }
+                    }
+                }
+                self.response(request, 403)
+            }
+        }
+    }
+
+    /// Reports a security event about `request` from `remote` (Service `SIP`).
+    fn report(
+        &self,
+        kind: SecurityEventType,
+        request: &Request,
+        remote: SocketAddr,
+        account: &str,
+        fields: Vec<(&'static str, String)>,
+    ) {
+        if !starling_core::security::wanted(self.core.events()) {
+            return;
+        }
+        let transport = match request
+            .headers
+            .get(&HeaderName::Via)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|p| p.rsplit('/').next())
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            Some("TCP") => "TCP",
+            Some("TLS") => "TLS",
+            _ => "UDP",
+        };
+        let session = starling_sip::digest::md5_hex(request.call_id().unwrap_or("").as_bytes());
+        let event = SecurityEvent {
+            kind,
+            service: "SIP",
+            account_id: account.to_owned(),
+            session_id: format!("0x{}", &session[..12]),
+            transport,
+            local: SocketAddr::new(self.local_ip(request), self.conf.general.bindport),
+            remote,
+            fields,
+        };
+        starling_core::security::report(self.core.events(), &event);
+    }
+
     /// Answers an INVITE as for a name that does not exist: a challenge (the registrar's fake
     /// one, with the same work as a real check), then 403 to whatever answers it.
-    fn answer_as_unknown(&mut self, tx: TxId, request: &Request, now: std::time::Instant) {
-        let name = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
-        let response = match self.registrar.authenticate(None, request, name.as_deref().unwrap_or(""), now) {
-            Err((401, stale)) => self.challenge(request, now, stale),
-            _ => self.response(request, 403),
+    fn answer_as_unknown(&mut self, tx: TxId, request: &Request, remote: SocketAddr, now: std::time::Instant) {
+        let name = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned())).unwrap_or_default();
+        let response = match self.registrar.authenticate(None, request, &name, now) {
+            Err(denied) => self.refuse_credentials(request, remote, &name, denied, true, now),
+            Ok(_) => self.response(request, 403),
         };
         self.endpoint.send_response(now, tx, response);
     }
@@ -1213,28 +1338,38 @@ impl Monitor {
             monitor.endpoint.send_response(now, tx, response);
         };
         if let Some(peer) = caller.as_ref().filter(|p| !starling_core::acl::allows(&p.acl, remote.ip())) {
-            tracing::info!(
-                "Call from '{}' ({remote}) to extension '{}' rejected: device does not match ACL",
-                peer.name,
-                request.uri.user_unescaped().unwrap_or_default()
+            let from = request.headers.get(&HeaderName::From).unwrap_or("");
+            self.report(
+                SecurityEventType::FailedAcl,
+                &request,
+                remote,
+                &peer.name,
+                vec![("ACLName", "peer_acl".into())],
             );
             if !conf.general.alwaysauthreject {
+                tracing::info!(target: "chan_sip.c", "Failed to authenticate device {from}");
                 return refuse(self, 403);
             }
             // As an unknown name is answered (Asterisk's transmit_fake_auth_response): nothing
             // tells the caller that the name exists.
-            return self.answer_as_unknown(tx, &request, now);
+            tracing::info!(target: "chan_sip.c", "Sending fake auth rejection for device {from}");
+            return self.answer_as_unknown(tx, &request, remote, now);
         }
         match &caller {
             Some(peer) if !peer.insecure.invite && (peer.secret.is_some() || peer.md5secret.is_some()) => {
                 let name = peer.name.clone();
                 match self.registrar.authenticate(Some(peer), &request, &name, now) {
-                    Ok(()) => {}
-                    Err((401, stale)) => {
-                        let challenge = self.challenge(&request, now, stale);
-                        return self.endpoint.send_response(now, tx, challenge);
+                    Ok(using_password) => self.report(
+                        SecurityEventType::SuccessfulAuth,
+                        &request,
+                        remote,
+                        &name,
+                        vec![("UsingPassword", u8::from(using_password).to_string())],
+                    ),
+                    Err(denied) => {
+                        let response = self.refuse_credentials(&request, remote, &name, denied, true, now);
+                        return self.endpoint.send_response(now, tx, response);
                     }
-                    Err((status, _)) => return refuse(self, status),
                 }
             }
             Some(_) => {}
@@ -1243,7 +1378,7 @@ impl Monitor {
             None if conf.general.allowguest
                 || self.registration_from(remote, request.uri.user_unescaped().as_deref()).is_some() => {}
             // No guests: an unknown caller is challenged like a known one, then refused.
-            None => return self.answer_as_unknown(tx, &request, now),
+            None => return self.answer_as_unknown(tx, &request, remote, now),
         }
         self.tcp_authenticated(remote);
         let peer_name = caller.as_ref().map_or_else(|| remote.ip().to_string(), |p| p.name.clone());
@@ -1271,8 +1406,10 @@ impl Monitor {
             starling_core::Extent::Exists => {}
             starling_core::Extent::Incomplete => return refuse(self, 484),
             starling_core::Extent::Missing => {
+                // chan_sip's words, which fail2ban's asterisk filter reads.
                 tracing::info!(
-                    "Call from '{peer_name}' to extension '{exten}' rejected: not found in context '{context}'"
+                    target: "chan_sip.c",
+                    "Call from '{peer_name}' ({remote}) to extension '{exten}' rejected because extension not found in context '{context}'."
                 );
                 return refuse(self, 404);
             }

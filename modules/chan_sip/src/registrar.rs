@@ -2,7 +2,9 @@
 //! in the astdb (family `SIP/Registry`) so they survive a restart, even `kill -9`.
 //!
 //! Answers, as chan_sip's: no credentials → 401 with a challenge; a right answer → 200 with the
-//! binding; a wrong password → 403; an unknown name → the very same 401/403 as a known one when
+//! binding; a wrong password → 403; credentials whose `uri` is not the Request-URI → 400; a
+//! right answer on an expired nonce, or a second request on a nonce answered without `qop` →
+//! 401 with `stale=true`; an unknown name → the very same 401/403 as a known one when
 //! `alwaysauthreject=yes` (the default), and the same work (digest against a bogus secret), so
 //! neither answers nor timing tell which names exist; an expiry below `minexpiry` → 423 with
 //! `Min-Expires`; above `maxexpiry` → cut to it; `Expires: 0` or `Contact: *` → unregistered.
@@ -87,6 +89,39 @@ pub enum BindingChange {
     Unregistered,
 }
 
+/// Why a request's credentials were not accepted, and so what to answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// 401 with a new challenge (`stale=true` for a right answer on an expired or used-up nonce).
+    Challenge { stale: bool },
+    /// 400: the credentials' `uri` is not the Request-URI (a replay to another number).
+    UriMismatch { uri: String, request_uri: String },
+    /// 403, with the nonce and response that failed (for the security event).
+    Forbidden { failure: Failure, username: String, nonce: String, response: String },
+}
+
+/// What a 403 was for (chan_sip's reasons).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// "Wrong password".
+    WrongPassword,
+    /// "No matching peer found" (alwaysauthreject: answered as a wrong password).
+    UnknownName,
+    /// "Username/auth name mismatch".
+    UsernameMismatch,
+}
+
+impl Failure {
+    /// chan_sip's words for it in "Registration from '...' failed for '...' - <reason>".
+    pub fn reason(self) -> &'static str {
+        match self {
+            Failure::WrongPassword => "Wrong password",
+            Failure::UnknownName => "No matching peer found",
+            Failure::UsernameMismatch => "Username/auth name mismatch",
+        }
+    }
+}
+
 pub struct Registrar {
     digest: DigestServer,
     bindings: Bindings,
@@ -94,8 +129,9 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    pub fn new(realm: &str, key: [u8; 16], bindings: Bindings, db: Arc<dyn Storage>) -> Registrar {
-        Registrar { digest: DigestServer::new(realm, key, Instant::now(), Duration::from_secs(30)), bindings, db }
+    /// `lifetime`: how long a nonce is good for (sip.conf `noncelifetime`).
+    pub fn new(realm: &str, key: [u8; 16], lifetime: Duration, bindings: Bindings, db: Arc<dyn Storage>) -> Registrar {
+        Registrar { digest: DigestServer::new(realm, key, Instant::now(), lifetime), bindings, db }
     }
 
     /// The current bindings (read-locked).
@@ -108,36 +144,48 @@ impl Registrar {
         self.digest.challenge(now, stale)
     }
 
-    /// Checks a request's credentials for `name`. `Ok(())`, or the status to answer (401
-    /// with a challenge, or 403).
+    /// Checks a request's credentials for `name`: `Ok(true)` when a password was checked,
+    /// `Ok(false)` for a peer without a secret; or why not, which says what to answer.
     pub fn authenticate(
         &mut self,
         peer: Option<&crate::config::Peer>,
         request: &Request,
         name: &str,
         now: Instant,
-    ) -> Result<(), (u16, bool)> {
+    ) -> Result<bool, Denied> {
         // An unknown name is checked against a secret nobody has: the same work, the same answer.
         let secret = match peer {
             Some(p) => match (&p.md5secret, &p.secret) {
                 (Some(ha1), _) => Secret::Ha1(ha1),
                 (None, Some(s)) => Secret::Password(s),
                 // No secret configured: no challenge at all (Asterisk's check_auth).
-                (None, None) => return Ok(()),
+                (None, None) => return Ok(false),
             },
             None => Secret::Password("\u{0}starling-no-such-user\u{0}"),
         };
-        let Some(value) = request.headers.get(&HeaderName::Authorization) else { return Err((401, false)) };
-        let Ok(auth) = Authorization::parse(value) else { return Err((401, false)) };
+        let challenge = Denied::Challenge { stale: false };
+        let Some(value) = request.headers.get(&HeaderName::Authorization) else { return Err(challenge) };
+        let Ok(auth) = Authorization::parse(value) else { return Err(challenge) };
+        let forbidden = |failure| Denied::Forbidden {
+            failure,
+            username: auth.username.clone(),
+            nonce: auth.nonce.clone(),
+            response: auth.response.clone(),
+        };
         if auth.username != name {
-            return Err((403, false));
+            return Err(forbidden(Failure::UsernameMismatch));
         }
-        match self.digest.verify(&auth, request.method.as_str(), secret, now) {
-            Ok(()) if peer.is_some() => Ok(()),
-            Ok(()) => Err((403, false)),
-            Err(AuthError::Stale) => Err((401, true)),
-            Err(AuthError::UnknownNonce | AuthError::WrongRealm(_) | AuthError::Malformed) => Err((401, false)),
-            Err(_) => Err((403, false)),
+        let request_uri = request.uri.to_string();
+        match self.digest.verify(&auth, request.method.as_str(), &request_uri, secret, now) {
+            Ok(()) if peer.is_some() => Ok(true),
+            Ok(()) => Err(forbidden(Failure::UnknownName)),
+            // A used-up nonce with a right answer: as chan_sip's "Correct auth, but based on
+            // stale nonce", a new challenge with stale=true.
+            Err(AuthError::Stale | AuthError::Replay) => Err(Denied::Challenge { stale: true }),
+            Err(AuthError::UriMismatch(uri)) => Err(Denied::UriMismatch { uri, request_uri }),
+            Err(AuthError::UnknownNonce | AuthError::WrongRealm(_) | AuthError::Malformed) => Err(challenge),
+            Err(_) if peer.is_none() => Err(forbidden(Failure::UnknownName)),
+            Err(_) => Err(forbidden(Failure::WrongPassword)),
         }
     }
 
@@ -225,6 +273,66 @@ impl Registrar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use starling_sip::digest::{Challenge, Credentials};
+
+    fn invite(exten: &str, authorization: Option<&str>) -> Request {
+        let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        let text = format!(
+            "INVITE sip:{exten}@pbx SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\nFrom: <sip:alice@pbx>;tag=1\r\n\
+             To: <sip:{exten}@pbx>\r\nCall-ID: c@x\r\nCSeq: 1 INVITE\r\n{auth}Content-Length: 0\r\n\r\n"
+        );
+        match starling_sip::message::parse(text.as_bytes()).unwrap() {
+            starling_sip::message::SipMessage::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    /// What each failure is answered with: no credentials → a challenge; a digest uri that
+    /// is not the Request-URI → 400 (for a known name and an unknown one alike); a wrong
+    /// password, an unknown name → 403 with the reason logged; a qop-less nonce used twice →
+    /// a challenge with stale=true.
+    #[test]
+    fn what_each_refusal_is_answered_with() {
+        let conf = SipConf::parse(
+            &starling_core::config::Config::parse_str("sip.conf", "[alice]\ntype=friend\nhost=dynamic\nsecret=pw\n")
+                .unwrap(),
+        )
+        .unwrap();
+        let alice = conf.peer("alice", |_| true).unwrap().clone();
+        let db: Arc<dyn Storage> = Arc::new(starling_core::db::SqliteStorage::in_memory());
+        let mut registrar =
+            Registrar::new("asterisk", [3; 16], Duration::from_secs(30), Arc::new(RwLock::new(HashMap::new())), db);
+        let now = Instant::now();
+        assert_eq!(
+            registrar.authenticate(Some(&alice), &invite("100", None), "alice", now),
+            Err(Denied::Challenge { stale: false })
+        );
+        let mut challenge = Challenge::parse(&registrar.challenge(now, false)).unwrap();
+        let answer = |password: &str, challenge: &Challenge, nc| {
+            let c = Credentials { username: "alice".into(), password: Some(password.into()), ha1: None };
+            c.answer(challenge, "INVITE", "sip:100@pbx", "cn", nc).unwrap()
+        };
+        let for_100 = answer("pw", &challenge, 1);
+        let replay = registrar.authenticate(Some(&alice), &invite("200", Some(&for_100)), "alice", now);
+        assert_eq!(replay, Err(Denied::UriMismatch { uri: "sip:100@pbx".into(), request_uri: "sip:200@pbx".into() }));
+        let unknown = registrar.authenticate(None, &invite("200", Some(&for_100)), "alice", now);
+        assert!(matches!(unknown, Err(Denied::UriMismatch { .. })), "{unknown:?}");
+        assert_eq!(registrar.authenticate(Some(&alice), &invite("100", Some(&for_100)), "alice", now), Ok(true));
+        let wrong =
+            registrar.authenticate(Some(&alice), &invite("100", Some(&answer("nope", &challenge, 2))), "alice", now);
+        assert!(matches!(wrong, Err(Denied::Forbidden { failure: Failure::WrongPassword, .. })), "{wrong:?}");
+        let unknown = registrar.authenticate(None, &invite("100", Some(&answer("pw", &challenge, 3))), "alice", now);
+        assert!(matches!(unknown, Err(Denied::Forbidden { failure: Failure::UnknownName, .. })), "{unknown:?}");
+        challenge = Challenge::parse(&registrar.challenge(now, false)).unwrap();
+        challenge.qop.clear();
+        let once = answer("pw", &challenge, 1);
+        assert_eq!(registrar.authenticate(Some(&alice), &invite("100", Some(&once)), "alice", now), Ok(true));
+        assert_eq!(
+            registrar.authenticate(Some(&alice), &invite("100", Some(&once)), "alice", now),
+            Err(Denied::Challenge { stale: true })
+        );
+        assert_eq!(Failure::UnknownName.reason(), "No matching peer found");
+    }
 
     #[test]
     fn bindings_round_trip_through_the_database_format() {

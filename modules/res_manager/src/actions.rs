@@ -11,6 +11,7 @@ use starling_core::events::Event;
 use starling_core::frame::{CallerId, Cause, Frame, Reply as ChannelReply};
 use starling_core::manager::{list, Message, Reply};
 use starling_core::originate::{Destination, Originate};
+use starling_core::security::{SecurityEvent, SecurityEventType};
 use starling_core::{tokio, tracing, verbose, Core};
 
 use crate::config::{parse_classes, ALL};
@@ -138,30 +139,74 @@ fn same_secret(given: &str, secret: &str) -> bool {
     std::hint::black_box(differ) == 0 && given.len() == secret.len()
 }
 
+/// Reports a security event about this session's login (Service `AMI`), as manager.c's
+/// report_* functions.
+fn report(
+    state: &Arc<State>,
+    session: &Session,
+    kind: SecurityEventType,
+    user: &str,
+    fields: Vec<(&'static str, String)>,
+) {
+    let event = SecurityEvent {
+        kind,
+        service: "AMI",
+        account_id: user.to_owned(),
+        session_id: format!("0x{:x}", session.id),
+        transport: "TCP",
+        local: session.local,
+        remote: session.addr,
+        fields,
+    };
+    starling_core::security::report(state.core().events(), &event);
+}
+
+/// Login, as manager.c's authenticate(): an unknown user, a source the user's ACL refuses,
+/// a wrong secret or key are each logged (NOTICE, manager.c's words, which fail2ban's
+/// asterisk filter reads) and reported as security events; a login as SuccessfulAuth.
 fn login(state: &Arc<State>, session: &mut Session, message: &Message) -> (Reply, Next) {
     let conf = state.conf();
     let username = message.get("Username").unwrap_or("").trim();
     let ip = session.addr.ip();
     let Some(user) = conf.user(username) else {
-        tracing::info!("{ip} tried to authenticate with nonexistent user '{username}'");
+        tracing::info!(target: "manager.c", "{ip} tried to authenticate with nonexistent user '{username}'");
+        report(state, session, SecurityEventType::InvalidAccountId, username, Vec::new());
         return (vec![Message::error("Authentication failed")], Next::CloseSlowly);
     };
+    if !starling_core::acl::allows(&user.acl, ip) {
+        tracing::info!(target: "manager.c", "{ip} failed to pass IP ACL as '{username}'");
+        report(state, session, SecurityEventType::FailedAcl, username, Vec::new());
+        return (vec![Message::error("Authentication failed")], Next::CloseSlowly);
+    }
     let md5 = message.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5"));
     let good = if md5 {
         match (&session.challenge, message.get("Key")) {
             (Some(challenge), Some(key)) => {
                 let expected = format!("{:x}", md5::compute(format!("{challenge}{}", user.secret)));
-                same_secret(&expected, &key.trim().to_ascii_lowercase())
+                let good = same_secret(&expected, &key.trim().to_ascii_lowercase());
+                if !good {
+                    tracing::info!(target: "manager.c", "{ip} failed to authenticate as '{username}'");
+                    let fields = vec![
+                        ("Challenge", challenge.clone()),
+                        ("Response", key.trim().to_owned()),
+                        ("ExpectedResponse", String::new()),
+                    ];
+                    report(state, session, SecurityEventType::ChallengeResponseFailed, username, fields);
+                    return (vec![Message::error("Authentication failed")], Next::CloseSlowly);
+                }
+                good
             }
             _ => false,
         }
     } else {
         message.get("Secret").is_some_and(|secret| same_secret(secret, &user.secret))
     };
-    if !good || !starling_core::acl::allows(&user.acl, ip) {
-        tracing::info!("{ip} failed to authenticate as '{username}'");
+    if !good {
+        tracing::info!(target: "manager.c", "{ip} failed to authenticate as '{username}'");
+        report(state, session, SecurityEventType::InvalidPassword, username, Vec::new());
         return (vec![Message::error("Authentication failed")], Next::CloseSlowly);
     }
+    report(state, session, SecurityEventType::SuccessfulAuth, username, vec![("UsingPassword", "1".to_owned())]);
     session.events = events_mask(message.get("Events"), user.read);
     session.user = Some(user.clone());
     state.logged_in(session);

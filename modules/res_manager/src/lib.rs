@@ -98,6 +98,8 @@ impl State {
 pub(crate) struct Session {
     pub id: u64,
     pub addr: SocketAddr,
+    /// Our end of the connection (LocalAddress in security events).
+    pub local: SocketAddr,
     pub user: Option<User>,
     /// The event classes this session receives (the user's `read`, narrowed by `Events:`).
     pub events: u32,
@@ -159,12 +161,13 @@ async fn serve_session(
 ) {
     let mut place = Some(place);
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(addr);
     let id = state.next_session.fetch_add(1, Ordering::Relaxed) + 1;
     let (read_half, mut writer) = stream.into_split();
     let mut reader = BufReader::new(read_half);
     let mut events: broadcast::Receiver<Arc<Event>> = state.core.events().subscribe();
     let (later_tx, mut later) = mpsc::unbounded_channel();
-    let mut session = Session { id, addr, user: None, events: 0, challenge: None, later: later_tx };
+    let mut session = Session { id, addr, local, user: None, events: 0, challenge: None, later: later_tx };
     let conf = state.conf();
     let writetimeout = conf.writetimeout;
     let login_deadline = tokio::time::Instant::now() + conf.authtimeout;
