@@ -361,11 +361,12 @@ fn stranger_sprays_at_a_bridged_call(name: &str, peer_keys: &str) {
     assert_eq!(technology, "native_rtp");
     assert!(stranger.stop() > 500, "the stranger sprayed all along");
     // As root (CI), the bridged legs went to the relay in the kernel: that path is the one tested.
-    assert!(
-        server.log().contains("relayed in the kernel (tc on lo)"),
-        "the relay in the kernel is needed for this test (root, Linux 6.6+, clang at build time)\n{}",
-        server.log_tail()
-    );
+    if !server.log().contains("relayed in the kernel (tc on lo)") {
+        starling_testing::missing(
+            "kernel_relay",
+            &format!("root, Linux 6.6+, clang at build time\n{}", server.log_tail()),
+        );
+    }
 }
 
 #[test]

@@ -440,11 +440,12 @@ mod tests {
     }
 
     /// On io_uring, which CI's kernel has: a machine without it fails here rather than pass
-    /// without testing.
+    /// without testing (unless it opts out: `starling_testing`).
     fn on_io_uring(test: fn(Relay)) {
-        match Relay::start_with(Backend::IoUring, 2, None) {
-            Ok(relay) => test(relay),
-            Err(e) => panic!("io_uring is needed for this test (Linux 6.0+, not forbidden by seccomp): {e}"),
+        let relay = Relay::start_with(Backend::IoUring, 2, None)
+            .map_err(|e| format!("Linux 6.0+, not forbidden by seccomp: {e}"));
+        if let Some(relay) = starling_testing::needs("io_uring", relay) {
+            test(relay);
         }
     }
 
@@ -623,17 +624,14 @@ mod tests {
     }
 
     /// The relay in the kernel needs root and chan_sip built with clang, as in CI: a machine
-    /// without them fails here rather than pass without testing.
+    /// without them fails here rather than pass without testing (unless it opts out:
+    /// `starling_testing`).
     fn in_the_kernel(test: fn(Relay, &KernelRelay)) {
-        match KernelRelay::load() {
-            Ok(kernel) => {
-                let kernel = Arc::new(kernel);
-                test(Relay::start_with(Backend::IoUring, 1, Some(kernel.clone())).unwrap(), &kernel);
-                test(Relay::start_with(Backend::Epoll, 1, Some(kernel.clone())).unwrap(), &kernel);
-            }
-            Err(e) => {
-                panic!("the relay in the kernel is needed for this test (root, Linux 6.6+, clang at build time): {e}")
-            }
+        let kernel = KernelRelay::load().map_err(|e| format!("root, Linux 6.6+, clang at build time: {e}"));
+        if let Some(kernel) = starling_testing::needs("kernel_relay", kernel) {
+            let kernel = Arc::new(kernel);
+            test(Relay::start_with(Backend::IoUring, 1, Some(kernel.clone())).unwrap(), &kernel);
+            test(Relay::start_with(Backend::Epoll, 1, Some(kernel.clone())).unwrap(), &kernel);
         }
     }
 
