@@ -2,7 +2,7 @@
 //! Starling's server and client with names and passwords from the input.
 //!
 //! The input's lines: an Authorization value, a WWW-Authenticate value, then a realm, a user
-//! name, a password, a method and a URI.
+//! name, a password, a method and a URI (the Request-URI the answers are checked against).
 //!
 //! Must hold: nothing panics; credentials nobody computed are never accepted; a challenge our
 //! client can answer yields an Authorization that parses back to what it was given; our own
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let mut server = DigestServer::new(realm, [7; 16], epoch, Duration::from_secs(30));
     if let Ok(auth) = Authorization::parse(authorization) {
         for secret in [Secret::Password(password), Secret::Ha1(password)] {
-            let verdict = server.verify(&auth, method, secret, epoch + Duration::from_secs(1));
+            let verdict = server.verify(&auth, method, &auth.uri, secret, epoch + Duration::from_secs(1));
             assert!(verdict.is_err(), "forged credentials accepted: {authorization:?}");
         }
     }
@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         let parsed = Challenge::parse(&ours).unwrap_or_else(|| panic!("our challenge {ours:?} does not parse"));
         let answer = client.answer(&parsed, method, uri, "0a4f113b", 1).expect("our own challenge is answered");
         let auth = Authorization::parse(&answer).unwrap_or_else(|e| panic!("{answer:?} does not parse: {e}"));
-        assert_eq!(server.verify(&auth, method, Secret::Password(password), now), Ok(()), "{answer:?}");
-        assert_eq!(server.verify(&auth, method, Secret::Password(password), now), Err(AuthError::Replay));
+        assert_eq!(server.verify(&auth, method, uri, Secret::Password(password), now), Ok(()), "{answer:?}");
+        assert_eq!(server.verify(&auth, method, uri, Secret::Password(password), now), Err(AuthError::Replay));
     }
 });
