@@ -209,6 +209,19 @@ pub struct Function {
     pub uses: Option<Arc<UseCount>>,
 }
 
+impl Function {
+    /// A function that is only read and is safe from anywhere (its module's use is added when
+    /// it is registered).
+    pub const fn read_only(
+        name: &'static str,
+        synopsis: &'static str,
+        syntax: &'static str,
+        read: FuncRead,
+    ) -> Function {
+        Function { name, synopsis, syntax, read: Some(read), write: None, escalation: Escalation::None, uses: None }
+    }
+}
+
 /// Asterisk's `ast_custom_function_escalation` (`AST_CFE_*`, given to
 /// `ast_custom_function_register_escalating`): which uses of a function escalate privileges.
 /// An escalating use is refused on a channel that inhibits escalations (one evaluating for the

@@ -48,17 +48,7 @@ fn rand(_: &mut Channel, args: &str) -> Result<String, String> {
 }
 
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
-    let f = |name: &'static str, synopsis: &'static str, syntax: &'static str, read: starling_core::apps::FuncRead| {
-        Function {
-            name,
-            synopsis,
-            syntax,
-            read: Some(read),
-            write: None,
-            escalation: starling_core::apps::Escalation::None,
-            uses: None,
-        }
-    };
+    let f = Function::read_only;
     let functions = [
         f("IF", "Check for an expression.", "IF(expression?[true][:false])", if_),
         f("ISNULL", "Check if a value is NULL.", "ISNULL(data)", isnull),

@@ -172,48 +172,41 @@ fn tolower(_: &mut Channel, args: &str) -> Result<String, String> {
     Ok(args.to_lowercase())
 }
 
-fn read_only(
-    name: &'static str,
-    synopsis: &'static str,
-    syntax: &'static str,
-    read: starling_core::apps::FuncRead,
-) -> Function {
-    Function {
-        name,
-        synopsis,
-        syntax,
-        read: Some(read),
-        write: None,
-        escalation: starling_core::apps::Escalation::None,
-        uses: None,
-    }
-}
-
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let functions = [
-        read_only("LEN", "Return the length of the string given.", "LEN(string)", len),
-        read_only(
+        Function::read_only("LEN", "Return the length of the string given.", "LEN(string)", len),
+        Function::read_only(
             "CUT",
             "Slices and dices strings, based upon a named delimiter.",
             "CUT(varname,char-delim,range-spec)",
             cut,
         ),
-        read_only("FIELDQTY", "Count the fields with an arbitrary delimiter", "FIELDQTY(varname,delim)", fieldqty),
-        read_only(
+        Function::read_only(
+            "FIELDQTY",
+            "Count the fields with an arbitrary delimiter",
+            "FIELDQTY(varname,delim)",
+            fieldqty,
+        ),
+        Function::read_only(
             "FILTER",
             "Filter the string to include only the allowed characters",
             "FILTER(allowed-chars,string)",
             filter,
         ),
-        read_only("REGEX", "Check string against a regular expression.", "REGEX(\"regular expression\" string)", regex),
-        read_only(
+        Function::read_only(
+            "REGEX",
+            "Check string against a regular expression.",
+            "REGEX(\"regular expression\" string)",
+            regex,
+        ),
+        Function::read_only(
             "STRFTIME",
             "Returns the current date/time in the specified format.",
             "STRFTIME([epoch][,timezone[,format]])",
             strftime,
         ),
-        read_only("TOUPPER", "Convert string to all uppercase letters.", "TOUPPER(string)", toupper),
-        read_only("HASHKEYS", "Retrieve the keys of the HASH() function.", "HASHKEYS(hashname)", hashkeys),
+        Function::read_only("TOUPPER", "Convert string to all uppercase letters.", "TOUPPER(string)", toupper),
+        Function::read_only("HASHKEYS", "Retrieve the keys of the HASH() function.", "HASHKEYS(hashname)", hashkeys),
         Function {
             name: "HASH",
             synopsis: "Implementation of a dialplan associative array",
@@ -223,7 +216,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             escalation: starling_core::apps::Escalation::None,
             uses: None,
         },
-        read_only("TOLOWER", "Convert string to all lowercase letters.", "TOLOWER(string)", tolower),
+        Function::read_only("TOLOWER", "Convert string to all lowercase letters.", "TOLOWER(string)", tolower),
     ];
     Ok(Box::new(ctx.register_functions(functions.into())?))
 }
