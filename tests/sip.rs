@@ -1505,7 +1505,7 @@ fn alwaysauthreject_no_answers_an_unknown_name_404_and_403() {
 
 /// `trustrpid=yes`: the Remote-Party-ID of the peer's INVITE is the caller ID (over the
 /// peer's `callerid=`, as chan_sip's get_rpid); with `trustrpid=no` it is ignored and From
-/// is. `mailbox=` lines are kept and shown in `sip show peer` (and SIPshowpeer) as chan_sip's.
+/// is. `mailbox=` lines are kept and shown in `sip show peer` as chan_sip's.
 #[test]
 fn trustrpid_takes_the_callers_remote_party_id_and_mailbox_is_shown() {
     let (server, port) = sip_pbx(
