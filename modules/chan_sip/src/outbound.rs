@@ -276,17 +276,11 @@ impl Tech for SipTech {
         Ok(channel)
     }
 
-    /// Carries the media of two answered SIP calls that send the same codec and carry DTMF the
-    /// same way, without decoding it. With `directmedia` on both peers (and `may_redirect`: the
-    /// bridge needs no key presses from the media), both far ends are re-INVITEd to send to each
-    /// other, as Asterisk's remote RTP bridge; `nonat` refuses when the other peer has
-    /// `nat=comedia`. Otherwise each pvt relays what its far end sends out of the other's
-    /// socket, rewritten (payload types mapped, one continuous stream).
     /// chan_sip's `sip_devicestate` for `peer` (or `user@peer`): `INVALID` for no such peer,
     /// `UNAVAILABLE` without an address (a dynamic peer not registered), then with a
     /// `call-limit`: `BUSY` at it, or from `busylevel` calls on, `INUSE` with a call; then
     /// `UNAVAILABLE` when qualify finds it LAGGED or UNREACHABLE; else `NOT_INUSE`. (chan_sip's
-    /// ONHOLD, RINGING and RINGINUSE are not told apart here: such a peer is `INUSE`.)
+    /// ONHOLD, RINGING and RINGINUSE are not kept: a ringing or held call counts as any call.)
     fn devicestate(&self, data: &str) -> DeviceState {
         let name = data.rsplit_once('@').map_or(data, |(_, host)| host);
         let conf = self.shared.conf();
@@ -311,6 +305,12 @@ impl Tech for SipTech {
         }
     }
 
+    /// Carries the media of two answered SIP calls that send the same codec and carry DTMF the
+    /// same way, without decoding it. With `directmedia` on both peers (and `may_redirect`: the
+    /// bridge needs no key presses from the media), both far ends are re-INVITEd to send to each
+    /// other, as Asterisk's remote RTP bridge; `nonat` refuses when the other peer has
+    /// `nat=comedia`. Otherwise each pvt relays what its far end sends out of the other's
+    /// socket, rewritten (payload types mapped, one continuous stream).
     fn native_bridge(&self, a: &Channel, b: &Channel, may_redirect: bool) -> Option<NativeBridge> {
         let handle = |c: &Channel| c.tech_pvt.clone()?.downcast::<PvtHandle>().ok();
         let (a, b) = (handle(a)?, handle(b)?);
