@@ -1535,8 +1535,10 @@ fn trustrpid_takes_the_callers_remote_party_id_and_mailbox_is_shown() {
     );
     let trusted = server.rx("sip show peer trusted");
     assert!(trusted.contains("  Mailbox      : 1234@default,55\n"), "{trusted}");
+    assert!(trusted.contains("  Trust RPID   : Yes\n"), "{trusted}");
     let untrusted = server.rx("sip show peer untrusted");
     assert!(untrusted.contains("  Mailbox      : \n"), "{untrusted}");
+    assert!(untrusted.contains("  Trust RPID   : No\n"), "{untrusted}");
 }
 
 /// An INVITE with a PCMU offer, sent by hand to `exten`: our SIP socket and our RTP socket.

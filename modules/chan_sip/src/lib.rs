@@ -207,6 +207,7 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         ("Codecs", format!("({})", peer.codecs.join("|"))),
         ("DTMFmode", peer.dtmfmode.as_str().to_owned()),
         ("Direct media", if peer.directmedia.enabled { "Yes".into() } else { "No".into() }),
+        ("Trust RPID", if peer.trustrpid { "Yes".into() } else { "No".into() }),
     ])
     .collect();
     let _ = writeln!(out, "\n");
