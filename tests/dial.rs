@@ -649,6 +649,47 @@ fn call_limit_slots_and_rtp_ports_are_released_on_every_ending() {
     assert!(server.rx("sip show channels").contains("0 active SIP channels"));
 }
 
+/// `busylevel`, as chan_sip's: it only makes the peer's device state `BUSY` (with a call-limit,
+/// from that many calls to and from it on); calls are not refused for it — an inbound call from
+/// the peer at its busylevel is taken, and a Dial to it rings it (up to call-limit).
+/// `DEVICE_STATE()` reads INUSE, BUSY, NOT_INUSE, INVALID and UNAVAILABLE as chan_sip's
+/// sip_devicestate gives them; `sip show peer` shows `Busy level`.
+#[test]
+fn busylevel_makes_the_device_state_busy_without_refusing_calls() {
+    // The build first: the UAS below gives up after 25 s.
+    starling_bin();
+    let uas = SippUas::spawn("uas_answer.xml");
+    let (server, port) = sip_pbx(
+        "busylevel",
+        &["pbx_config", "app_dial", "func_devstate"],
+        Some(
+            "[busy]\nexten => 300,1,Answer()\n same => n,NoOp(A=${DEVICE_STATE(SIP/desk)})\n same => n,Wait(4)\n same => n,Hangup()\n\
+             exten => 301,1,NoOp(B=${DEVICE_STATE(SIP/desk)} ${DEVICE_STATE(SIP/idle)} ${DEVICE_STATE(SIP/nobody)} ${DEVICE_STATE(SIP/dyn)})\n\
+             \x20same => n,Dial(SIP/desk,5,L(1000))\nexten => h,1,NoOp(B:${DIALSTATUS})\n",
+        ),
+        &format!(
+            "[desk]\ntype=friend\nhost=127.0.0.1\nport={}\ninsecure=port,invite\ncontext=busy\ncall-limit=3\nbusylevel=2\n\
+             disallow=all\nallow=ulaw\n[idle]\ntype=peer\nhost=127.0.0.1\nport=9\ncall-limit=1\nbusylevel=1\n\
+             [dyn]\ntype=friend\nhost=dynamic\nsecret=pw\n",
+            uas.port
+        ),
+    );
+    // A: one call from desk (1 in use, below busylevel): INUSE; it stays up 4 s.
+    let first = std::thread::spawn(move || run_sipp(port, "invite_pbx_hangs_up.xml", "300", "", "", 1));
+    assert!(dial_log_has(&server, "A=INUSE"), "{}", server.log_tail());
+    // B: a second call from desk meanwhile (2 in use: busylevel) is taken, reads BUSY, and
+    // its Dial to desk (the third, within call-limit) is answered (and ended by L after 1 s).
+    let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "301", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(dial_log_has(&server, "B=BUSY NOT_INUSE INVALID UNAVAILABLE"), "{}", server.log_tail());
+    assert!(dial_log_has(&server, "B:ANSWER"), "{}", server.log_tail());
+    assert_eq!(first.join().unwrap().0, 0, "{}", server.log_tail());
+    assert_eq!(uas.finish().0, 0, "the Dial reached desk");
+    let desk = server.rx("sip show peer desk");
+    assert!(desk.contains("  Call limit   : 3\n  Busy level   : 2\n"), "{desk}");
+    assert!(!server.rx("sip show peer dyn").contains("Busy level"), "shown only when set");
+}
+
 /// `U(sub-callee^hello)`: a subroutine runs on the called party (with its argument) before the
 /// bridge; `GOSUB_RESULT=ABORT` from one ends the called leg instead (DIALSTATUS=CANCEL).
 #[test]

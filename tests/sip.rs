@@ -1454,6 +1454,95 @@ fn an_acl_refused_name_and_an_unknown_name_are_told_the_same_over_invite() {
     assert!(server.rx("core show channels").contains("0 active channels"));
 }
 
+/// `alwaysauthreject=no`, as chan_sip's: a REGISTER for a name that does not exist gets `404 Not
+/// found` at once (logged `- No matching peer found`), an INVITE from one (no guests) `403` at
+/// once; a known name is still challenged. With the default (`yes`) both are challenged (401).
+#[test]
+fn alwaysauthreject_no_answers_an_unknown_name_404_and_403() {
+    let first_answer = |port: u16, method: &str, user: &str| {
+        let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let local = sip.local_addr().unwrap().port();
+        let (uri, to) = match method {
+            "REGISTER" => (format!("sip:127.0.0.1:{port}"), format!("<sip:{user}@127.0.0.1>")),
+            _ => (format!("sip:100@127.0.0.1:{port}"), "<sip:100@127.0.0.1>".to_owned()),
+        };
+        let request = format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{user}{method}\r\n\
+             From: <sip:{user}@127.0.0.1>;tag={user}\r\nTo: {to}\r\nCall-ID: {user}{method}@test\r\n\
+             CSeq: 1 {method}\r\nMax-Forwards: 70\r\nContact: <sip:{user}@127.0.0.1:{local}>\r\nContent-Length: 0\r\n\r\n"
+        );
+        sip.send_to(request.as_bytes(), ("127.0.0.1", port)).unwrap();
+        await_message(&sip, "SIP/2.0 4").lines().next().unwrap_or("").to_owned()
+    };
+    let server_with = |name: &str, always: &str| {
+        let port = free_udp_port();
+        let server = sip_server(
+            name,
+            &format!(
+                "[general]\nbindaddr=127.0.0.1\nbindport={port}\nallowguest=no\n{always}\
+                 [alice]\ntype=friend\nhost=dynamic\nsecret=pw\n"
+            ),
+        );
+        (server, port)
+    };
+    let (server, port) = server_with("sipauthrejno", "alwaysauthreject=no\n");
+    assert_eq!(first_answer(port, "REGISTER", "mallory"), "SIP/2.0 404 Not found", "{}", server.log_tail());
+    assert_eq!(first_answer(port, "INVITE", "mallory"), "SIP/2.0 403 Forbidden", "{}", server.log_tail());
+    assert_eq!(first_answer(port, "REGISTER", "alice"), "SIP/2.0 401 Unauthorized", "{}", server.log_tail());
+    assert_eq!(first_answer(port, "INVITE", "alice"), "SIP/2.0 401 Unauthorized", "{}", server.log_tail());
+    let log = server.log();
+    assert!(
+        log.contains("Registration from '<sip:mallory@127.0.0.1>;tag=mallory' failed for '127.0.0.1:")
+            && log.contains("' - No matching peer found"),
+        "{}",
+        server.log_tail()
+    );
+    assert!(log.contains("Failed to authenticate device <sip:mallory@127.0.0.1>;tag=mallory"), "{}", server.log_tail());
+    assert!(server.rx("sip show settings").contains("  Always auth rejects:    No\n"), "shown");
+    let (server, port) = server_with("sipauthrejyes", "");
+    assert_eq!(first_answer(port, "REGISTER", "mallory"), "SIP/2.0 401 Unauthorized", "{}", server.log_tail());
+    assert_eq!(first_answer(port, "INVITE", "mallory"), "SIP/2.0 401 Unauthorized", "{}", server.log_tail());
+}
+
+/// `trustrpid=yes`: the Remote-Party-ID of the peer's INVITE is the caller ID (over the
+/// peer's `callerid=`, as chan_sip's get_rpid); with `trustrpid=no` it is ignored and From
+/// is. `mailbox=` lines are kept and shown in `sip show peer` as chan_sip's.
+#[test]
+fn trustrpid_takes_the_callers_remote_party_id_and_mailbox_is_shown() {
+    let (server, port) = sip_pbx(
+        "siprpid",
+        &["pbx_config", "func_callerid"],
+        Some("[cid]\nexten => 100,1,Answer()\n same => n,NoOp(CID=${CALLERID(all)} NUM=${CALLERID(num)} NAME=${CALLERID(name)})\n same => n,Hangup()\n"),
+        "[trusted]\ntype=friend\nhost=127.0.0.1\ninsecure=port,invite\ncontext=cid\ntrustrpid=yes\n\
+         callerid=\"Desk\" <200>\nmailbox=1234@default, 1234@default\nmailbox=55\n\
+         [untrusted]\ntype=friend\nhost=127.0.0.1\ninsecure=port,invite\ncontext=cid\ntrustrpid=no\n",
+    );
+    for caller in ["trusted", "untrusted"] {
+        let (code, out) = run_sipp_with(port, "invite_rpid.xml", &["-s", "100", "-key", "caller", caller, "-m", "1"]);
+        assert_eq!(code, 0, "{caller}\n{out}\n{}", server.log_tail());
+    }
+    let logged =
+        |text: &str| eventually(Duration::from_secs(5), || server.log().contains(text).then_some(())).is_some();
+    let trusted = "NoOp(\"SIP/trusted-";
+    assert!(logged(trusted), "{}", server.log_tail());
+    let line = |start: &str| server.log().lines().find(|l| l.contains(start)).unwrap_or("").to_owned();
+    assert!(line(trusted).ends_with("\"CID=\"Boss\" <555> NUM=555 NAME=Boss\") in new stack"), "{}", line(trusted));
+    let untrusted = "NoOp(\"SIP/untrusted-";
+    assert!(logged(untrusted), "{}", server.log_tail());
+    assert!(
+        line(untrusted).ends_with("\"CID=\"A Guest\" <untrusted> NUM=untrusted NAME=A Guest\") in new stack"),
+        "{}",
+        line(untrusted)
+    );
+    let trusted = server.rx("sip show peer trusted");
+    assert!(trusted.contains("  Mailbox      : 1234@default,55\n"), "{trusted}");
+    assert!(trusted.contains("  Trust RPID   : Yes\n"), "{trusted}");
+    let untrusted = server.rx("sip show peer untrusted");
+    assert!(untrusted.contains("  Mailbox      : \n"), "{untrusted}");
+    assert!(untrusted.contains("  Trust RPID   : No\n"), "{untrusted}");
+}
+
 /// An INVITE with a PCMU offer, sent by hand to `exten`: our SIP socket and our RTP socket.
 fn invite_by_hand(port: u16, exten: &str, call_id: &str) -> (UdpSocket, UdpSocket) {
     let sip = UdpSocket::bind("127.0.0.1:0").unwrap();

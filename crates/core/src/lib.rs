@@ -32,6 +32,7 @@ mod cli_core;
 pub mod config;
 pub mod core;
 pub mod db;
+pub mod devicestate;
 pub mod events;
 pub mod frame;
 pub mod loader;

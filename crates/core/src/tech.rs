@@ -77,6 +77,11 @@ pub trait Tech: Send + Sync {
     fn native_bridge(&self, _a: &Channel, _b: &Channel, _may_redirect: bool) -> Option<NativeBridge> {
         None
     }
+    /// The state of the device `data` names (Asterisk's `devicestate` callback); `UNKNOWN`
+    /// for a technology that keeps none.
+    fn devicestate(&self, _data: &str) -> crate::devicestate::DeviceState {
+        crate::devicestate::DeviceState::Unknown
+    }
 }
 
 impl Core {

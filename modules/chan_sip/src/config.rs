@@ -103,11 +103,15 @@ pub struct Peer {
     /// of these statuses re-registers the peer's `register =>` lines at once.
     pub reregister_on: Vec<u16>,
     pub transport: String,
+    /// `trustrpid`: a Remote-Party-ID (else P-Asserted-Identity) header of this peer's INVITE
+    /// sets the caller ID, as chan_sip's `get_rpid`.
     pub trustrpid: bool,
     pub sendrpid: bool,
     pub accountcode: String,
     pub setvar: Vec<(String, String)>,
-    pub mailbox: Option<String>,
+    /// `mailbox=` (each line, comma-separated, duplicates dropped, as chan_sip's
+    /// `add_peer_mailboxes`): kept and shown only, there is no voicemail nor MWI yet.
+    pub mailbox: Vec<String>,
     pub language: String,
     pub description: String,
 }
@@ -205,6 +209,8 @@ pub struct General {
     pub context: String,
     pub allowguest: bool,
     pub alwaysauthreject: bool,
+    /// `[general] trustrpid`: every peer's default, and the guests'.
+    pub trustrpid: bool,
     /// `[general] noncelifetime` (a Starling addition; seconds, 30): how long a digest nonce is
     /// good for, after which a right answer with it gets `stale=true`.
     pub noncelifetime: u32,
@@ -577,6 +583,7 @@ impl SipConf {
             context: "default".into(),
             allowguest: true,
             alwaysauthreject: true,
+            trustrpid: false,
             noncelifetime: 30,
             realm: "asterisk".into(),
             useragent: format!("Starling PBX {}", starling_core::VERSION),
@@ -641,6 +648,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "context" => g.context = var.value.clone(),
         "allowguest" => g.allowguest = bool_of(var)?,
         "alwaysauthreject" => g.alwaysauthreject = bool_of(var)?,
+        "trustrpid" => g.trustrpid = bool_of(var)?,
         "noncelifetime" => {
             g.noncelifetime = var.parse()?;
             if g.noncelifetime == 0 {
@@ -735,11 +743,11 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         mohinterpret: general.mohinterpret.clone(),
         reregister_on: Vec::new(),
         transport: "udp".into(),
-        trustrpid: false,
+        trustrpid: general.trustrpid,
         sendrpid: false,
         accountcode: String::new(),
         setvar: Vec::new(),
-        mailbox: None,
+        mailbox: Vec::new(),
         language: general.language.clone(),
         description: String::new(),
     };
@@ -830,7 +838,13 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                     let (k, v) = var.value.split_once('=').ok_or_else(|| var.error("expected NAME=value"))?;
                     p.setvar.push((k.trim().to_owned(), v.trim().to_owned()));
                 }
-                "mailbox" => p.mailbox = Some(var.value.clone()),
+                "mailbox" => {
+                    for mailbox in var.value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                        if !p.mailbox.iter().any(|m| m == mailbox) {
+                            p.mailbox.push(mailbox.to_owned());
+                        }
+                    }
+                }
                 "language" => p.language = var.value.clone(),
                 "description" => p.description = var.value.clone(),
                 _ => tracing::warn!(
@@ -868,6 +882,24 @@ mod tests {
     }
 
     /// `noncelifetime` (Starling's): seconds, 30 by default, at least 1.
+    /// `mailbox=` lines add up (commas, blanks and duplicates as chan_sip's add_peer_mailboxes);
+    /// `[general] trustrpid` is every peer's default; busylevel is a whole number.
+    #[test]
+    fn mailbox_trustrpid_and_busylevel() {
+        let conf = parse(
+            "[general]\ntrustrpid=yes\n[a]\ntype=peer\nhost=dynamic\nmailbox=1@default, ,2\nmailbox=2,3@vm\n\
+             busylevel=2\n[b]\ntype=peer\nhost=dynamic\ntrustrpid=no\n",
+        )
+        .unwrap();
+        let (a, b) = (conf.peer("a", |_| true).unwrap(), conf.peer("b", |_| true).unwrap());
+        assert_eq!(a.mailbox, ["1@default", "2", "3@vm"]);
+        assert!(b.mailbox.is_empty());
+        assert!(conf.general.trustrpid && a.trustrpid && !b.trustrpid);
+        assert_eq!((a.busylevel, b.busylevel), (Some(2), None));
+        assert!(!parse("[general]\n").unwrap().general.trustrpid);
+        assert!(parse("[a]\ntype=peer\nbusylevel=lots\n").is_err());
+    }
+
     #[test]
     fn noncelifetime_is_whole_seconds_above_zero() {
         assert_eq!(parse("[general]\n").unwrap().general.noncelifetime, 30);

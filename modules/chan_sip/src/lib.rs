@@ -21,6 +21,7 @@ mod registrar;
 mod registry;
 mod relay;
 mod resolve;
+mod rpid;
 mod shared;
 mod tcp;
 
@@ -183,14 +184,22 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         (PeerHost::Dynamic, None) => "(null)".to_owned(),
         (PeerHost::Static(h), None) => format!("{h}:{}", peer.port.unwrap_or(5060)),
     };
-    let lines: [(&str, String); 14] = [
+    // `Mailbox` is chan_sip's line (mailbox= as kept); there is no voicemail or MWI behind it yet.
+    // `Busy level` only when set, as chan_sip's.
+    let busy_level = peer.busylevel.filter(|&b| b > 0).map(|b| ("Busy level", b.to_string()));
+    let lines: Vec<(&str, String)> = [
         ("Name", peer.name.clone()),
         ("Secret", if peer.secret.is_some() || peer.md5secret.is_some() { "<Set>".into() } else { "<Not set>".into() }),
         ("Context", peer.context.clone()),
         ("Language", peer.language.clone()),
         ("Accountcode", peer.accountcode.clone()),
         ("Callerid", peer.callerid.as_ref().map(|c| c.to_string()).unwrap_or_default()),
+        ("Mailbox", peer.mailbox.join(",")),
         ("Call limit", peer.call_limit.unwrap_or(0).to_string()),
+    ]
+    .into_iter()
+    .chain(busy_level)
+    .chain([
         ("Dynamic", if peer.host == PeerHost::Dynamic { "Yes".into() } else { "No".into() }),
         ("Addr->IP", address),
         ("Useragent", binding.as_ref().map(|b| b.useragent.clone()).unwrap_or_default()),
@@ -198,7 +207,9 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         ("Codecs", format!("({})", peer.codecs.join("|"))),
         ("DTMFmode", peer.dtmfmode.as_str().to_owned()),
         ("Direct media", if peer.directmedia.enabled { "Yes".into() } else { "No".into() }),
-    ];
+        ("Trust RPID", if peer.trustrpid { "Yes".into() } else { "No".into() }),
+    ])
+    .collect();
     let _ = writeln!(out, "\n");
     for (key, value) in lines {
         let _ = writeln!(out, "  {key:<13}: {value}");

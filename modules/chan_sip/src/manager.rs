@@ -76,6 +76,7 @@ fn sip_show_peer(shared: &Shared, bindings: &registrar::Bindings, m: &Message) -
         .with("Context", &peer.context)
         .with("Language", &peer.language)
         .with("Accountcode", &peer.accountcode)
+        .with("VoiceMailbox", peer.mailbox.join(","))
         .with("Call-limit", peer.call_limit.unwrap_or(0).to_string())
         .with("Busy-level", peer.busylevel.unwrap_or(0).to_string())
         .with("Dynamic", y_n(peer.host == PeerHost::Dynamic))

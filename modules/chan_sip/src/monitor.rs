@@ -1051,6 +1051,16 @@ impl Monitor {
             tracing::info!(target: "chan_sip.c", "Registration from '{from}' failed for '{remote}' - Device does not match ACL");
             self.report(SecurityEventType::FailedAcl, request, remote, &name, vec![("ACLName", "peer_acl".into())]);
         }
+        if peer.is_none() && !conf.general.alwaysauthreject {
+            // chan_sip's register_verify with alwaysauthreject=no: an unknown name (and one its
+            // ACL refuses) is told at once, without a challenge.
+            if !acl_refused {
+                tracing::info!(target: "chan_sip.c", "Registration from '{from}' failed for '{remote}' - No matching peer found");
+                self.report(SecurityEventType::InvalidAccountId, request, remote, &name, Vec::new());
+            }
+            let response = self.not_found(request);
+            return self.endpoint.send_response(now, tx, response);
+        }
         let response = match self.registrar.authenticate(peer.map(|p| &**p), request, &name, now) {
             Ok(using_password) => {
                 let dynamic = peer.is_some_and(|p| p.host == PeerHost::Dynamic);
@@ -1158,9 +1168,20 @@ impl Monitor {
                         }
                     }
                 }
+                if register && failure == Failure::UsernameMismatch && !self.conf.general.alwaysauthreject {
+                    // chan_sip's AUTH_USERNAME_MISMATCH without alwaysauthreject: "404 Not found".
+                    return self.not_found(request);
+                }
                 self.response(request, 403)
             }
         }
+    }
+
+    /// chan_sip's `404 Not found` to a REGISTER for a name it will not take.
+    fn not_found(&mut self, request: &Request) -> Response {
+        let mut response = self.response(request, 404);
+        response.reason = "Not found".into();
+        response
     }
 
     /// Reports a security event about `request` from `remote` (Service `SIP`).
@@ -1203,8 +1224,17 @@ impl Monitor {
 
     /// Answers an INVITE as for a name that does not exist: a challenge (the registrar's fake
     /// one, with the same work as a real check), then 403 to whatever answers it.
+    /// With `alwaysauthreject=no` there is no pretending: 403 at once, as chan_sip's
+    /// check_user_full (AUTH_SECRET_FAILED for an unknown caller without guests).
     fn answer_as_unknown(&mut self, tx: TxId, request: &Request, remote: SocketAddr, now: std::time::Instant) {
         let name = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned())).unwrap_or_default();
+        if !self.conf.general.alwaysauthreject {
+            let from = request.headers.get(&HeaderName::From).unwrap_or("").to_owned();
+            tracing::info!(target: "chan_sip.c", "Failed to authenticate device {from}");
+            self.report(SecurityEventType::InvalidAccountId, request, remote, &name, Vec::new());
+            let response = self.response(request, 403);
+            return self.endpoint.send_response(now, tx, response);
+        }
         let response = match self.registrar.authenticate(None, request, &name, now) {
             Err(denied) => self.refuse_credentials(request, remote, &name, denied, true, now),
             Ok(_) => self.response(request, 403),
@@ -1476,12 +1506,18 @@ impl Monitor {
         channel.context = context;
         channel.exten = exten;
         channel.priority = 1;
-        channel.caller = match caller.as_ref().and_then(|p| p.callerid.clone()) {
-            Some(callerid) => callerid,
-            None => starling_core::frame::CallerId {
-                name: from.as_ref().and_then(|f| f.display.clone()).unwrap_or_default(),
-                number: from_number.unwrap_or_default(),
-            },
+        let from_caller = starling_core::frame::CallerId {
+            name: from.as_ref().and_then(|f| f.display.clone()).unwrap_or_default(),
+            number: from_number.unwrap_or_default(),
+        };
+        // trustrpid (the peer's, a guest's from [general]): an asserted identity other than
+        // From's is the caller ID, else the peer's callerid=, else From (chan_sip's check_peer_ok).
+        let trustrpid = caller.as_ref().map_or(conf.general.trustrpid, |p| p.trustrpid);
+        let asserted = trustrpid.then(|| crate::rpid::asserted_caller(&request, &from_caller)).flatten();
+        channel.caller = match (asserted, caller.as_ref().and_then(|p| p.callerid.clone())) {
+            (Some(asserted), _) => asserted,
+            (None, Some(callerid)) => callerid,
+            (None, None) => from_caller,
         };
         if let Some(peer) = &caller {
             if !peer.language.is_empty() {

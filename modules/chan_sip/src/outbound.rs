@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use starling_core::channel::Channel;
+use starling_core::devicestate::DeviceState;
 use starling_core::frame::{CallerId, Cause};
 use starling_core::tech::{NativeBridge, Requestor, Tech};
 use starling_core::{tokio, tracing, Core};
@@ -26,6 +27,7 @@ use crate::pvt::{
     format_name, DialogRow, DirectTo, Direction, MediaInfo, Outbound, Pvt, PvtHandle, PvtParts, RelayTo, ToMonitor,
     ToPvt,
 };
+use crate::qualify::PeerStatus;
 use crate::shared::{CallKey, Shared};
 
 pub struct SipTech {
@@ -272,6 +274,35 @@ impl Tech for SipTech {
         channel.tech_pvt = Some(handle);
         tokio::spawn(pvt.run());
         Ok(channel)
+    }
+
+    /// chan_sip's `sip_devicestate` for `peer` (or `user@peer`): `INVALID` for no such peer,
+    /// `UNAVAILABLE` without an address (a dynamic peer not registered), then with a
+    /// `call-limit`: `BUSY` at it, or from `busylevel` calls on, `INUSE` with a call; then
+    /// `UNAVAILABLE` when qualify finds it LAGGED or UNREACHABLE; else `NOT_INUSE`. (chan_sip's
+    /// ONHOLD, RINGING and RINGINUSE are not kept: a ringing or held call counts as any call.)
+    fn devicestate(&self, data: &str) -> DeviceState {
+        let name = data.rsplit_once('@').map_or(data, |(_, host)| host);
+        let conf = self.shared.conf();
+        let Some(peer) = conf.peer(name, |_| true) else { return DeviceState::Invalid };
+        let registered = self.shared.bindings.read().unwrap_or_else(|p| p.into_inner()).contains_key(&peer.name);
+        if peer.host == PeerHost::Dynamic && !registered {
+            return DeviceState::Unavailable;
+        }
+        let in_use = self.shared.in_use(&peer.name);
+        match (peer.call_limit.filter(|&l| l > 0), peer.busylevel.filter(|&b| b > 0)) {
+            (Some(limit), _) if in_use >= limit => return DeviceState::Busy,
+            (Some(_), Some(busy_level)) if in_use >= busy_level => return DeviceState::Busy,
+            (Some(_), _) if in_use > 0 => return DeviceState::InUse,
+            _ => {}
+        }
+        let status = self.shared.peer_status.read().unwrap_or_else(|p| p.into_inner()).get(&peer.name).copied();
+        match status {
+            Some(PeerStatus::Lagged { .. } | PeerStatus::Unreachable) if peer.qualify != crate::config::Qualify::No => {
+                DeviceState::Unavailable
+            }
+            _ => DeviceState::NotInUse,
+        }
     }
 
     /// Carries the media of two answered SIP calls that send the same codec and carry DTMF the

@@ -195,6 +195,11 @@ impl Shared {
         true
     }
 
+    /// The calls to and from `peer` in progress (chan_sip's `inuse`).
+    pub fn in_use(&self, peer: &str) -> u32 {
+        self.call_counts.lock().unwrap_or_else(|p| p.into_inner()).get(peer).copied().unwrap_or(0)
+    }
+
     pub fn release_call_slot(&self, peer: &str) {
         let mut counts = self.call_counts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = counts.get_mut(peer) {
