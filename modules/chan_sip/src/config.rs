@@ -231,6 +231,9 @@ pub struct General {
     /// `[general] directmedia`: the default of every peer, and what guests get.
     pub directmedia: DirectMedia,
     pub rtptimeout: Option<u32>,
+    /// `rtpholdtimeout` (seconds): the silence a call the far end holds may keep (counts only
+    /// with `rtptimeout`, as chan_sip's).
+    pub rtpholdtimeout: Option<u32>,
     pub tcpenable: bool,
     pub tcpbindaddr: Option<String>,
     /// `tcpauthtimeout` (seconds, default 30, as chan_sip's): a TCP connection made to us that
@@ -596,6 +599,7 @@ impl SipConf {
             nat: Nat { force_rport: true, comedia: false },
             directmedia: DirectMedia::default(),
             rtptimeout: None,
+            rtpholdtimeout: None,
             tcpenable: false,
             maxservertransactions: DEFAULT_MAX_SERVER_TRANSACTIONS,
             tcpbindaddr: None,
@@ -678,6 +682,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "nat" => g.nat = parse_nat(var)?,
         "directmedia" | "canreinvite" => g.directmedia = parse_directmedia(var)?,
         "rtptimeout" => g.rtptimeout = Some(var.parse()?).filter(|t: &u32| *t > 0),
+        "rtpholdtimeout" => g.rtpholdtimeout = Some(var.parse()?).filter(|t: &u32| *t > 0),
         "tcpenable" => g.tcpenable = bool_of(var)?,
         "tcpbindaddr" => {
             split_bindaddr(&var.value).ok_or_else(|| var.error("expected an IP address, with a port or not"))?;

@@ -221,6 +221,7 @@ impl Shared {
             strict: conf.rtp.strict,
             probation: conf.rtp.probation,
             timeout: conf.general.rtptimeout.map(|s| Duration::from_secs(u64::from(s))),
+            hold_timeout: conf.general.rtpholdtimeout.map(|s| Duration::from_secs(u64::from(s))),
             ..Default::default()
         };
         let session = RtpSession::new(config, Instant::now(), SystemTime::now(), self.random());
