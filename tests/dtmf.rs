@@ -342,7 +342,7 @@ fn key_in(frame: &[i16]) -> Option<char> {
         let powers: Vec<f64> = freqs.iter().map(|f| goertzel(frame, *f)).collect();
         let (i, max) = powers.iter().enumerate().fold((0, 0.0), |a, (i, p)| if *p > a.1 { (i, *p) } else { a });
         let others = powers.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| *p).fold(0.0, f64::max);
-        (max > 1e9 && max > 20.0 * others).then_some(i)
+        (max > 1e9 && max > 6.3 * others).then_some(i)
     };
     Some(KEYS[strongest(&ROWS)?].chars().nth(strongest(&COLUMNS)?)?)
 }
@@ -393,10 +393,22 @@ fn interwork(name: &str, caller: &str, caller_events: bool, callee: &str, callee
     let heard = listen_for(&bob, Duration::from_millis(1600));
     let _alice = pressing.join().unwrap();
     let context = format!(
-        "{caller}→{callee} ({technology}): events {:?}, INFO {:?}, {} frames\n{}",
+        "{caller}→{callee} ({technology}): events {:?}, INFO {:?}, {} frames {:?}\n{}",
         heard.events,
         heard.infos,
         heard.frames.len(),
+        heard
+            .frames
+            .iter()
+            .filter(|f| f.iter().any(|x| x.abs() > 100))
+            .map(|f| (
+                f.len(),
+                key_in(f),
+                goertzel(f, 770.0) as u64,
+                goertzel(f, 1336.0) as u64,
+                goertzel(f, 697.0) as u64
+            ))
+            .collect::<Vec<_>>(),
         server.log_tail()
     );
     match expect_as {
