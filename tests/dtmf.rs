@@ -218,7 +218,7 @@ impl Phone {
         self.rtp.send_to(&packet, self.their_rtp).unwrap();
     }
 
-    /// `frames` 20 ms PCMU frames of `samples` (repeated or cut to fit), one every 20 ms.
+    /// `samples` as 20 ms PCMU frames (the last padded with silence), one every 20 ms.
     pub(crate) fn send_audio(&self, samples: &[i16]) {
         for chunk in samples.chunks(160) {
             let mut linear = [0i16; 160];
@@ -344,7 +344,7 @@ fn key_in(frame: &[i16]) -> Option<char> {
         let others = powers.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| *p).fold(0.0, f64::max);
         (max > 1e9 && max > 6.3 * others).then_some(i)
     };
-    Some(KEYS[strongest(&ROWS)?].chars().nth(strongest(&COLUMNS)?)?)
+    KEYS[strongest(&ROWS)?].chars().nth(strongest(&COLUMNS)?)
 }
 
 /// A guest (`[general] dtmfmode=<caller>`) dials bob (`dtmfmode=<callee>`); the caller presses
