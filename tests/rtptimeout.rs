@@ -2,6 +2,8 @@
 //! end went silent, as chan_sip's check_rtp_timeout: its NOTICE, cause 44, and not while the
 //! far end holds the call (until `rtpholdtimeout`).
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::dtmf::{expect, Phone};
@@ -12,13 +14,22 @@ exten => 600,1,Answer()\n same => n,Echo()\n\
 exten => bob,1,Dial(SIP/bob,10)\n same => n,Hangup()\n\
 exten => h,1,Verbose(1,H HANGUPCAUSE=${HANGUPCAUSE})\n";
 
-fn server(name: &str, general: &str, bob_port: u16) -> (Server, u16) {
+/// Starling with chan_sip on a free port (`general` in sip.conf's `[general]`, peer `bob` at
+/// `bob_port`) and the manager on another (`admin`/`s3cret`); returns the SIP and AMI ports.
+fn server(name: &str, general: &str, bob_port: u16) -> (Server, u16, u16) {
     let port = free_udp_port();
+    let ami = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = TestDir::new(name);
     dir.write_starling_conf(&moddir(), "");
     dir.write(
         "modules.conf",
-        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => app_echo.so\nload => app_verbose.so\nload => chan_sip.so\n",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_dial.so\nload => app_echo.so\nload => app_verbose.so\nload => res_manager.so\nload => chan_sip.so\n",
+    );
+    dir.write(
+        "manager.conf",
+        &format!(
+            "[general]\nenabled=yes\nport={ami}\nbindaddr=127.0.0.1\n[admin]\nsecret=s3cret\nread=all\nwrite=all\n"
+        ),
     );
     dir.write("extensions.conf", EXTENSIONS);
     dir.write(
@@ -28,7 +39,33 @@ fn server(name: &str, general: &str, bob_port: u16) -> (Server, u16) {
              [bob]\ntype=peer\nhost=127.0.0.1\nport={bob_port}\ncontext=default\ndisallow=all\nallow=ulaw\n"
         ),
     );
-    (Server::start(dir), port)
+    (Server::start(dir), port, ami)
+}
+
+/// A manager session logged in as `admin`, reading events.
+fn manager(port: u16) -> BufReader<TcpStream> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(b"Action: Login\r\nUsername: admin\r\nSecret: s3cret\r\n\r\n").unwrap();
+    BufReader::new(stream)
+}
+
+/// Reads the manager's messages until an event named `name`, and returns it.
+fn event(ami: &mut BufReader<TcpStream>, name: &str) -> String {
+    let mut message = String::new();
+    loop {
+        let mut line = String::new();
+        let n = ami.read_line(&mut line).unwrap_or_else(|e| panic!("{name} event: {e}; last {message}"));
+        assert!(n > 0, "the manager closed before a {name} event");
+        if line == "\r\n" {
+            if message.starts_with(&format!("Event: {name}\r\n")) {
+                return message;
+            }
+            message.clear();
+        } else {
+            message.push_str(&line);
+        }
+    }
 }
 
 /// chan_sip's NOTICE for the call, and how many seconds of silence it names.
@@ -43,10 +80,12 @@ fn disconnect_notice(server: &Server) -> Option<(String, u64)> {
 }
 
 /// A guest talks to Echo() for a second and falls silent: `rtptimeout=2` later, Starling logs
-/// chan_sip's NOTICE, sends BYE, and the channel ends with cause 44.
+/// chan_sip's NOTICE, sends the manager chan_sip's SessionTimeout event, sends BYE, and the
+/// channel ends with cause 44.
 #[test]
 fn rtptimeout_hangs_up_a_silent_call_to_the_dialplan() {
-    let (server, port) = server("rtptoecho", "rtptimeout=2", free_udp_port());
+    let (server, port, ami) = server("rtptoecho", "rtptimeout=2", free_udp_port());
+    let mut ami = manager(ami);
     let call = Phone::call(port, "600", "rtpto-echo@127.0.0.1", true);
     call.send_silence(50);
     let silent_from = Instant::now();
@@ -72,7 +111,7 @@ fn rtptimeout_hangs_up_a_silent_call_to_the_dialplan() {
 #[test]
 fn rtptimeout_hangs_up_a_relayed_call_when_one_far_end_stops() {
     let (bob_sip, bob_rtp, bob_port) = Phone::listen();
-    let (server, port) = server("rtptonative", "rtptimeout=2", bob_port);
+    let (server, port, _) = server("rtptonative", "rtptimeout=2", bob_port);
     let dialing = std::thread::spawn(move || Phone::call(port, "bob", "rtpto-native@127.0.0.1", true));
     let bob = Phone::answer(bob_sip, bob_rtp, true);
     let alice = dialing.join().unwrap();
@@ -102,7 +141,7 @@ fn rtptimeout_hangs_up_a_relayed_call_when_one_far_end_stops() {
 /// ends the call at `rtpholdtimeout=5`.
 #[test]
 fn rtpholdtimeout_ends_a_held_call_and_rtptimeout_spares_it() {
-    let (server, port) = server("rtphold", "rtptimeout=2\nrtpholdtimeout=5", free_udp_port());
+    let (server, port, _) = server("rtphold", "rtptimeout=2\nrtpholdtimeout=5", free_udp_port());
     let call = Phone::call(port, "600", "rtphold@127.0.0.1", true);
     call.send_silence(25);
     call.reinvite("sendonly");

@@ -1518,6 +1518,7 @@ impl Monitor {
             detail: crate::pvt::ChannelDetail {
                 direction: "Incoming",
                 channel: channel.name().to_owned(),
+                uniqueid: channel.uniqueid().to_owned(),
                 remote,
                 audio: SocketAddr::new(told.ip(), media.port),
                 our_tag: id.local_tag.clone(),

@@ -235,6 +235,7 @@ impl Tech for SipTech {
             detail: crate::pvt::ChannelDetail {
                 direction: "Outgoing",
                 channel: channel.name().to_owned(),
+                uniqueid: channel.uniqueid().to_owned(),
                 remote: target.remote,
                 audio: SocketAddr::new(local.ip(), media.port),
                 our_tag: dialog.id.local_tag.clone(),

@@ -58,6 +58,8 @@ pub struct ChannelDetail {
     pub direction: &'static str,
     /// The owner channel (`SIP/alice-0000000a`).
     pub channel: String,
+    /// The owner channel's uniqueid (what its manager events carry).
+    pub uniqueid: String,
     /// Where the far end's signalling comes from and goes to.
     pub remote: SocketAddr,
     /// Our RTP address as told in SDP.
@@ -1855,15 +1857,21 @@ impl Pvt {
                     // chan_sip's check_rtp_timeout: its NOTICE, and cause 44 ("as used by Cisco
                     // for RTP timeouts").
                     let silent = self.session().silent_for(TokioInstant::now().into_std()).as_secs();
-                    let channel = self
+                    let (channel, uniqueid) = self
                         .shared
                         .table
                         .read()
                         .unwrap_or_else(|p| p.into_inner())
                         .get(&self.key.call_id)
-                        .map(|row| row.detail.channel.clone())
+                        .map(|row| (row.detail.channel.clone(), row.detail.uniqueid.clone()))
                         .unwrap_or_default();
                     tracing::info!(target: "chan_sip.c", "Disconnecting call '{channel}' for lack of RTP activity in {silent} seconds");
+                    self.shared.core.events().publish(
+                        starling_core::events::Event::new("SessionTimeout", "call")
+                            .with("Source", "RTPTimeout")
+                            .with("Channel", channel)
+                            .with("Uniqueid", uniqueid),
+                    );
                     self.bye();
                     let _ = self.driver.frames.send(Frame::Hangup(Cause::REQUESTED_CHAN_UNAVAIL)).await;
                     break 'call;
