@@ -104,6 +104,14 @@ fn rtptimeout_hangs_up_a_silent_call_to_the_dialplan() {
         server.rx("core show channels").contains("0 active channels").then_some(())
     });
     assert!(gone.is_some(), "{}", server.rx("core show channels"));
+    let timeout = event(&mut ami, "SessionTimeout");
+    let uniqueid = timeout.lines().find_map(|l| l.strip_prefix("Uniqueid: ")).unwrap_or("");
+    assert!(
+        timeout.starts_with(&format!(
+            "Event: SessionTimeout\r\nPrivilege: call,all\r\nSource: RTPTimeout\r\nChannel: {channel}\r\nUniqueid: "
+        )) && !uniqueid.is_empty(),
+        "{timeout}"
+    );
 }
 
 /// A natively bridged call (both PCMU, the same dtmfmode): bob keeps talking, the caller stops.
