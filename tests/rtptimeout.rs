@@ -17,6 +17,11 @@ exten => h,1,Verbose(1,H HANGUPCAUSE=${HANGUPCAUSE})\n";
 /// Starling with chan_sip on a free port (`general` in sip.conf's `[general]`, peer `bob` at
 /// `bob_port`) and the manager on another (`admin`/`s3cret`); returns the SIP and AMI ports.
 fn server(name: &str, general: &str, bob_port: u16) -> (Server, u16, u16) {
+    server_with(name, general, bob_port, "")
+}
+
+/// [`server`] with more lines in bob's section.
+fn server_with(name: &str, general: &str, bob_port: u16, bob_keys: &str) -> (Server, u16, u16) {
     let port = free_udp_port();
     let ami = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = TestDir::new(name);
@@ -36,7 +41,7 @@ fn server(name: &str, general: &str, bob_port: u16) -> (Server, u16, u16) {
         "sip.conf",
         &format!(
             "[general]\nbindaddr=127.0.0.1\nbindport={port}\ncontext=default\nallowguest=yes\ndisallow=all\nallow=ulaw\n{general}\n\
-             [bob]\ntype=peer\nhost=127.0.0.1\nport={bob_port}\ncontext=default\ndisallow=all\nallow=ulaw\n"
+             [bob]\ntype=peer\nhost=127.0.0.1\nport={bob_port}\ncontext=default\ndisallow=all\nallow=ulaw\n{bob_keys}"
         ),
     );
     (Server::start(dir), port, ami)
@@ -143,6 +148,34 @@ fn rtptimeout_hangs_up_a_relayed_call_when_one_far_end_stops() {
     assert!(channel.starts_with("SIP/127.0.0.1-"), "the caller's leg timed out, not bob's: {channel}");
     assert_eq!(seconds, 2);
     assert!(server.log().contains("H HANGUPCAUSE=44"), "{}", server.log_tail());
+}
+
+/// `rtptimeout` in a peer's section (none in `[general]`): bob falls silent in a relayed call
+/// while the caller keeps talking; bob's leg times out and both get BYE.
+#[test]
+fn a_peers_own_rtptimeout_hangs_up_when_it_falls_silent() {
+    let (bob_sip, bob_rtp, bob_port) = Phone::listen();
+    let (server, port, _) = server_with("rtptopeer", "", bob_port, "rtptimeout=2\n");
+    let dialing = std::thread::spawn(move || Phone::call(port, "bob", "rtpto-peer@127.0.0.1", true));
+    let bob = Phone::answer(bob_sip, bob_rtp, true);
+    let alice = dialing.join().unwrap();
+    let native =
+        eventually(Duration::from_secs(5), || server.rx("bridge show all").contains("native_rtp").then_some(()));
+    assert!(native.is_some(), "{}\n{}", server.rx("bridge show all"), server.log_tail());
+    let talking = std::thread::spawn(move || {
+        alice.send_silence(300);
+        alice
+    });
+    bob.send_silence(50);
+    bob.sip.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    expect(&bob.sip, "BYE ");
+    let alice = talking.join().unwrap();
+    alice.sip.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    expect(&alice.sip, "BYE ");
+    let (channel, seconds) =
+        disconnect_notice(&server).unwrap_or_else(|| panic!("chan_sip's NOTICE\n{}", server.log_tail()));
+    assert!(channel.starts_with("SIP/bob-"), "bob's leg timed out: {channel}");
+    assert_eq!(seconds, 2);
 }
 
 /// On hold (the caller's re-INVITE says sendonly) silence is spared past `rtptimeout=2` and

@@ -1502,7 +1502,7 @@ impl Monitor {
         // What the caller is told (Contact, SDP): externaddr outside localnet.
         let told = self.shared.advertised(local_ip, remote.ip());
         let (mut session, media) =
-            self.shared.call_media(told.ip(), &rtp, allowed, comedia, negotiated.codec.clock_rate);
+            self.shared.call_media(told.ip(), &rtp, allowed, comedia, negotiated.codec.clock_rate, caller.as_deref());
         session.set_remote_media(&negotiated);
         self.invites.insert(tx, key.clone());
         let user = &channel.caller.number;
