@@ -5,9 +5,9 @@
 //! It keeps what RFC 3550 asks of a participant: our SSRC, sequence number and timestamp
 //! (random at the start, continuous across silence and codec changes), the receive
 //! statistics of the peer's stream (A.1 sequence tracking, A.8 jitter), RTCP reports every
-//! 5 s with RTT from the peer's LSR/DLSR, and the RTP timeout (`rtptimeout`; `rtpholdtimeout` while the peer holds the call). Where the peer
-//! is behind NAT it learns the address to send to from the packets it takes (`comedia`,
-//! symmetric RTP).
+//! 5 s with RTT from the peer's LSR/DLSR, and the RTP timeout (`rtptimeout`; `rtpholdtimeout`
+//! while the peer holds the call). Where the peer is behind NAT it learns the address to send
+//! to from the packets it takes (`comedia`, symmetric RTP).
 //!
 //! `strictrtp` decides which packets it takes, as Asterisk's res_rtp_asterisk (13.7 and later;
 //! `seqno` as 18): the session starts *learning*, and learns again whenever the SDP names
