@@ -394,7 +394,7 @@ fn rtptimeout_spares_a_relayed_call_that_is_talking() {
             std::thread::sleep(Duration::from_secs(4));
             let channels = server.rx("core show channels");
             assert!(channels.contains("2 active channels"), "{channels}\n{}", server.log_tail());
-            assert!(!server.log().contains("no RTP for rtptimeout"), "{}", server.log_tail());
+            assert!(!server.log().contains("for lack of RTP activity"), "{}", server.log_tail());
         },
     );
     assert_eq!(technology, "native_rtp");

@@ -34,3 +34,7 @@ mod panic;
 mod privileges;
 // Issue 21: strict digest, security events and the log fail2ban reads (Debian's fail2ban-regex).
 mod security;
+// Issue 22: DTMF interworking between every pair of dtmfmode through Dial (hand-made phones).
+mod dtmf;
+// Issue 22: rtptimeout and rtpholdtimeout hang up silent calls, as chan_sip's check_rtp_timeout.
+mod rtptimeout;

@@ -154,19 +154,42 @@ impl EventSender {
     }
 }
 
-/// Inband DTMF detection at 8 kHz (Goertzel over 102-sample blocks, as Asterisk's dsp.c).
+/// Inband DTMF detection at 8 kHz, as Asterisk's dsp.c (`dtmf_detect`): Goertzel over
+/// 102-sample blocks (12.75 ms). A block holds a key when its strongest row and column tones
+/// are each above [`DTMF_THRESHOLD`], within the twist limits (the row at most 8 dB above the
+/// column, the column at most 4 dB above the row), each 8 dB above the other tones of its
+/// group, and together most of the block's energy ([`DTMF_TO_TOTAL_ENERGY`]). A key begins
+/// after [`DTMF_HITS_TO_BEGIN`] blocks in a row and ends after [`DTMF_MISSES_TO_END`] blocks
+/// without it (a short dropout or a burst of noise inside a press is not a second press).
 #[derive(Debug, Default)]
 pub struct InbandDetector {
     block: Vec<f32>,
-    /// The digit seen in the last block and how many blocks in a row.
-    candidate: Option<(char, u32)>,
+    /// The key of the last block, and how many blocks in a row held it.
+    last_hit: Option<char>,
+    hits: u32,
+    /// The key being heard (reported by a `Begin`), and the blocks without it since.
     reported: Option<char>,
+    misses: u32,
 }
 
 const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 const COLUMNS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 const KEYS: [[char; 4]; 4] = [['1', '2', '3', 'A'], ['4', '5', '6', 'B'], ['7', '8', '9', 'C'], ['*', '0', '#', 'D']];
+/// dsp.c's `DTMF_GSIZE`.
 const BLOCK: usize = 102;
+/// The least Goertzel power of each tone (dsp.c's `DTMF_THRESHOLD`: a tone of amplitude ~175).
+pub const DTMF_THRESHOLD: f32 = 8.0e7;
+/// The row may be this much (8 dB) stronger than the column (dsp.c's `DTMF_NORMAL_TWIST`).
+pub const DTMF_NORMAL_TWIST: f32 = 6.31;
+/// The column may be this much (4 dB) stronger than the row (dsp.c's `DTMF_REVERSE_TWIST`).
+pub const DTMF_REVERSE_TWIST: f32 = 2.51;
+/// Each tone must be this much (8 dB) stronger than the others of its group.
+pub const DTMF_RELATIVE_PEAK: f32 = 6.3;
+/// The two tones' power against the block's energy (dsp.c's `DTMF_TO_TOTAL_ENERGY`; two clean
+/// tones give about 51).
+pub const DTMF_TO_TOTAL_ENERGY: f32 = 42.0;
+pub const DTMF_HITS_TO_BEGIN: u32 = 2;
+pub const DTMF_MISSES_TO_END: u32 = 3;
 
 fn goertzel(samples: &[f32], frequency: f32) -> f32 {
     let coefficient = 2.0 * (2.0 * std::f32::consts::PI * frequency / 8000.0).cos();
@@ -185,12 +208,12 @@ impl InbandDetector {
     }
 
     /// Feeds 8 kHz linear samples; pushes a `Begin` when a key has been present for two blocks
-    /// (~25 ms) and an `End` when it goes.
+    /// (~25 ms) and an `End` when it has been gone for three (or another key begins).
     pub fn feed(&mut self, samples: &[i16], out: &mut Vec<DtmfEvent>) {
         for s in samples {
             self.block.push(f32::from(*s));
             if self.block.len() == BLOCK {
-                let digit = self.classify();
+                let digit = classify(&self.block);
                 self.block.clear();
                 self.step(digit, out);
             }
@@ -205,51 +228,65 @@ impl InbandDetector {
     /// The audio stopped (a sender that sends nothing after a key): ends the key being heard.
     pub fn flush(&mut self, out: &mut Vec<DtmfEvent>) {
         self.block.clear();
-        self.candidate = None;
+        self.last_hit = None;
+        self.hits = 0;
+        self.misses = 0;
         if let Some(digit) = self.reported.take() {
             out.push(DtmfEvent::End { digit, duration: 0 });
         }
     }
 
-    fn classify(&self) -> Option<char> {
-        let energy: f32 = self.block.iter().map(|x| x * x).sum();
-        if energy < 1e6 {
-            return None;
+    /// dsp.c's hit logic: `-ABB` begins B, `BBBBABB` stays in B, `BBB---` ends B, `BBBCC`
+    /// ends B and begins C.
+    fn step(&mut self, hit: Option<char>, out: &mut Vec<DtmfEvent>) {
+        if let Some(current) = self.reported {
+            if hit == Some(current) {
+                self.misses = 0;
+            } else {
+                self.misses += 1;
+                if self.misses >= DTMF_MISSES_TO_END {
+                    self.reported = None;
+                    out.push(DtmfEvent::End { digit: current, duration: 0 });
+                }
+            }
         }
-        let rows: Vec<f32> = ROWS.iter().map(|f| goertzel(&self.block, *f)).collect();
-        let cols: Vec<f32> = COLUMNS.iter().map(|f| goertzel(&self.block, *f)).collect();
-        let best = |v: &[f32]| {
-            let (i, m) = v.iter().enumerate().fold((0, 0.0f32), |acc, (i, x)| if *x > acc.1 { (i, *x) } else { acc });
-            let second = v.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, x)| *x).fold(0.0f32, f32::max);
-            (i, m, second)
-        };
-        let (r, rmax, rsecond) = best(&rows);
-        let (c, cmax, csecond) = best(&cols);
-        // Both tones clearly above the others, twist within 8 dB, and most of the energy in them.
-        let strong = rmax > 8.0 * rsecond && cmax > 8.0 * csecond;
-        let twist = rmax / cmax.max(1.0);
-        let share = (rmax + cmax) / (energy * BLOCK as f32 / 2.0);
-        (strong && (0.16..6.3).contains(&twist) && share > 0.5).then_some(KEYS[r][c])
+        if hit != self.last_hit {
+            self.last_hit = hit;
+            self.hits = 0;
+        }
+        if let Some(digit) = hit.filter(|d| Some(*d) != self.reported) {
+            self.hits += 1;
+            if self.hits == DTMF_HITS_TO_BEGIN {
+                if let Some(current) = self.reported.take() {
+                    out.push(DtmfEvent::End { digit: current, duration: 0 });
+                }
+                self.reported = Some(digit);
+                self.misses = 0;
+                out.push(DtmfEvent::Begin(digit));
+            }
+        }
     }
+}
 
-    fn step(&mut self, digit: Option<char>, out: &mut Vec<DtmfEvent>) {
-        self.candidate = match (self.candidate, digit) {
-            (Some((d, n)), Some(now)) if d == now => Some((d, n + 1)),
-            (_, Some(now)) => Some((now, 1)),
-            (_, None) => None,
-        };
-        match (self.reported, self.candidate) {
-            (None, Some((d, n))) if n >= 2 => {
-                self.reported = Some(d);
-                out.push(DtmfEvent::Begin(d));
-            }
-            (Some(r), candidate) if candidate.is_none_or(|(d, _)| d != r) => {
-                self.reported = None;
-                out.push(DtmfEvent::End { digit: r, duration: 0 });
-            }
-            _ => {}
-        }
-    }
+/// The key one block holds, if any (see [`InbandDetector`]).
+fn classify(block: &[f32]) -> Option<char> {
+    let energy: f32 = block.iter().map(|x| x * x).sum();
+    let best = |freqs: &[f32; 4]| {
+        let powers = freqs.map(|f| goertzel(block, f));
+        let i = (0..4).fold(0, |b, i| if powers[i] > powers[b] { i } else { b });
+        let peak = (0..4).filter(|j| *j != i).all(|j| powers[j] * DTMF_RELATIVE_PEAK <= powers[i]);
+        (i, powers[i], peak)
+    };
+    let (r, row, row_peak) = best(&ROWS);
+    let (c, col, col_peak) = best(&COLUMNS);
+    let ok = row >= DTMF_THRESHOLD
+        && col >= DTMF_THRESHOLD
+        && col < row * DTMF_REVERSE_TWIST
+        && row < col * DTMF_NORMAL_TWIST
+        && row_peak
+        && col_peak
+        && row + col > DTMF_TO_TOTAL_ENERGY * energy;
+    ok.then_some(KEYS[r][c])
 }
 
 /// 8 kHz linear samples of a DTMF key (both tones, each at about -10 dBm0).
@@ -354,5 +391,118 @@ mod tests {
         detector.flush(&mut events);
         assert_eq!(events.last(), Some(&DtmfEvent::End { digit: '7', duration: 0 }));
         assert_eq!(detector.pressed(), None);
+    }
+
+    /// `samples` of a row tone at `row_amp` and a column tone at `col_amp`, then `gap` of silence.
+    fn tones(row: f32, row_amp: f32, col: f32, col_amp: f32, samples: usize) -> Vec<i16> {
+        (0..samples)
+            .map(|n| {
+                let t = n as f32 / 8000.0;
+                (row_amp * (2.0 * std::f32::consts::PI * row * t).sin()
+                    + col_amp * (2.0 * std::f32::consts::PI * col * t).sin()) as i16
+            })
+            .collect()
+    }
+
+    fn detect(audio: &[i16]) -> Vec<DtmfEvent> {
+        let mut detector = InbandDetector::new();
+        let mut events = Vec::new();
+        detector.feed(audio, &mut events);
+        detector.feed(&[0; 800], &mut events);
+        events
+    }
+
+    fn db(x: f32) -> f32 {
+        10f32.powf(x / 20.0)
+    }
+
+    /// '5' (770 + 1336 Hz), 100 ms, with the column `col_db` against the row.
+    fn five_with_twist(col_db: f32) -> Vec<DtmfEvent> {
+        detect(&tones(770.0, 6000.0, 1336.0, 6000.0 * db(col_db), 800))
+    }
+
+    #[test]
+    fn twist_limits_as_dsp_c() {
+        let five = [DtmfEvent::Begin('5'), DtmfEvent::End { digit: '5', duration: 0 }];
+        // Normal twist (the row louder, as a line loses highs): up to 8 dB.
+        assert_eq!(five_with_twist(-7.0), five);
+        assert_eq!(five_with_twist(-9.5), []);
+        // Reverse twist (the column louder): up to 4 dB.
+        assert_eq!(five_with_twist(3.0), five);
+        assert_eq!(five_with_twist(5.5), []);
+    }
+
+    #[test]
+    fn levels_and_noise() {
+        let five = [DtmfEvent::Begin('5'), DtmfEvent::End { digit: '5', duration: 0 }];
+        // Quiet but above the threshold (~-35 dBm0 per tone), and too quiet.
+        assert_eq!(detect(&tones(770.0, 400.0, 1336.0, 400.0, 800)), five);
+        assert_eq!(detect(&tones(770.0, 100.0, 1336.0, 100.0, 800)), []);
+        // White noise (a fixed LCG): 20 dB under the tones is heard through, at the tones'
+        // level it is not DTMF (too little of the energy in the two tones).
+        let noisy = |amplitude: f32| {
+            let mut state = 12345u32;
+            tones(770.0, 5000.0, 1336.0, 5000.0, 800)
+                .into_iter()
+                .map(|x| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    let noise = ((state >> 16) as f32 / 32768.0 - 1.0) * amplitude * 3f32.sqrt();
+                    (f32::from(x) + noise) as i16
+                })
+                .collect::<Vec<i16>>()
+        };
+        assert_eq!(detect(&noisy(500.0)), five);
+        assert_eq!(detect(&noisy(5000.0)), []);
+        // A third tone near a row (a chord, speech) breaks the relative peak test.
+        let mut chord = tones(770.0, 5000.0, 1336.0, 5000.0, 800);
+        for (x, y) in chord.iter_mut().zip(tones(852.0, 4000.0, 0.0, 0.0, 800)) {
+            *x = x.saturating_add(y);
+        }
+        assert_eq!(detect(&chord), []);
+    }
+
+    #[test]
+    fn hits_to_begin_and_misses_to_end() {
+        // 20 ms cannot fill two blocks: no key.
+        assert_eq!(detect(&tone('5', 160).unwrap()), []);
+        // 40 ms (as the shortest key ITU-T Q.24 asks to detect) is a key.
+        assert_eq!(
+            detect(&tone('5', 320).unwrap()),
+            [DtmfEvent::Begin('5'), DtmfEvent::End { digit: '5', duration: 0 }]
+        );
+        // A 15 ms dropout inside a press is one press; a 60 ms gap is two.
+        let mut audio = tone('5', 480).unwrap();
+        audio.extend(std::iter::repeat_n(0, 120));
+        audio.extend(tone('5', 480).unwrap());
+        assert_eq!(detect(&audio), [DtmfEvent::Begin('5'), DtmfEvent::End { digit: '5', duration: 0 }]);
+        let mut audio = tone('5', 480).unwrap();
+        audio.extend(std::iter::repeat_n(0, 480));
+        audio.extend(tone('5', 480).unwrap());
+        assert_eq!(detect(&audio).len(), 4);
+        // One key straight after another ends the first and begins the second.
+        let mut audio = tone('1', 480).unwrap();
+        audio.extend(tone('9', 480).unwrap());
+        assert_eq!(
+            detect(&audio),
+            [
+                DtmfEvent::Begin('1'),
+                DtmfEvent::End { digit: '1', duration: 0 },
+                DtmfEvent::Begin('9'),
+                DtmfEvent::End { digit: '9', duration: 0 }
+            ]
+        );
+    }
+
+    /// Keys through G.711 (what a leg decodes) are still keys.
+    #[test]
+    fn keys_survive_ulaw() {
+        for d in "0123456789*#".chars() {
+            let linear = tone(d, 800).unwrap();
+            let mut coded = vec![0u8; linear.len()];
+            crate::g711::encode_ulaw(&linear, &mut coded);
+            let mut decoded = vec![0i16; coded.len()];
+            crate::g711::decode_ulaw(&coded, &mut decoded);
+            assert_eq!(detect(&decoded), [DtmfEvent::Begin(d), DtmfEvent::End { digit: d, duration: 0 }], "{d}");
+        }
     }
 }

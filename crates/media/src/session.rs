@@ -5,9 +5,9 @@
 //! It keeps what RFC 3550 asks of a participant: our SSRC, sequence number and timestamp
 //! (random at the start, continuous across silence and codec changes), the receive
 //! statistics of the peer's stream (A.1 sequence tracking, A.8 jitter), RTCP reports every
-//! 5 s with RTT from the peer's LSR/DLSR, and the RTP timeout (`rtptimeout`). Where the peer
-//! is behind NAT it learns the address to send to from the packets it takes (`comedia`,
-//! symmetric RTP).
+//! 5 s with RTT from the peer's LSR/DLSR, and the RTP timeout (`rtptimeout`; `rtpholdtimeout`
+//! while the peer holds the call). Where the peer is behind NAT it learns the address to send
+//! to from the packets it takes (`comedia`, symmetric RTP).
 //!
 //! `strictrtp` decides which packets it takes, as Asterisk's res_rtp_asterisk (13.7 and later;
 //! `seqno` as 18): the session starts *learning*, and learns again whenever the SDP names
@@ -43,6 +43,10 @@ pub struct SessionConfig {
     pub probation: u16,
     /// Hang up when nothing arrives for this long (`rtptimeout`); `None` never.
     pub timeout: Option<Duration>,
+    /// While the far end holds the call ([`RtpSession::set_on_hold`]), hang up only when
+    /// nothing arrives for this long (`rtpholdtimeout`); `None`: never while on hold. As
+    /// chan_sip's `check_rtp_timeout`, it counts only with a `timeout` set.
+    pub hold_timeout: Option<Duration>,
     /// How often RTCP reports go out.
     pub rtcp_interval: Duration,
     pub cname: String,
@@ -56,6 +60,7 @@ impl Default for SessionConfig {
             strict: StrictRtp::Yes,
             probation: DEFAULT_PROBATION,
             timeout: None,
+            hold_timeout: None,
             rtcp_interval: Duration::from_secs(5),
             cname: "starling".into(),
         }
@@ -281,6 +286,8 @@ pub struct RtpSession {
     epoch_wall: SystemTime,
     next_rtcp: Instant,
     timed_out: bool,
+    /// The far end holds the call: `hold_timeout` applies instead of `timeout`.
+    on_hold: bool,
     /// The far end sends its media elsewhere (direct media): no RTP timeout, no RTCP reports.
     elsewhere: bool,
     transmits: VecDeque<Transmit>,
@@ -327,6 +334,7 @@ impl RtpSession {
             epoch_wall: wall,
             next_rtcp,
             timed_out: false,
+            on_hold: false,
             elsewhere: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -668,12 +676,35 @@ impl RtpSession {
         self.elsewhere = elsewhere;
     }
 
+    /// The far end put the call on hold (`true`: its last offer was sendonly or inactive), or
+    /// took it back. On hold, silence is no reason to hang up before `hold_timeout`.
+    pub fn set_on_hold(&mut self, on_hold: bool) {
+        self.on_hold = on_hold;
+    }
+
+    /// How long nothing has arrived, at `now` (what a timeout's log line tells).
+    pub fn silent_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_rx)
+    }
+
+    /// How long silence may last before [`SessionEvent::Timeout`], as chan_sip's
+    /// `check_rtp_timeout`: `rtptimeout`, or on hold the larger of it and `rtpholdtimeout`
+    /// (never on hold without `rtpholdtimeout`, never at all without `rtptimeout`).
+    fn timeout_now(&self) -> Option<Duration> {
+        let timeout = self.config.timeout?;
+        if self.on_hold {
+            self.config.hold_timeout.map(|hold| hold.max(timeout))
+        } else {
+            Some(timeout)
+        }
+    }
+
     /// Runs what is due at `now`: an RTCP report, the RTP timeout. Extra calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.elsewhere {
             return;
         }
-        if let Some(timeout) = self.config.timeout {
+        if let Some(timeout) = self.timeout_now() {
             if !self.timed_out && now.saturating_duration_since(self.last_rx) >= timeout {
                 self.timed_out = true;
                 self.events.push_back(SessionEvent::Timeout);
@@ -720,7 +751,7 @@ impl RtpSession {
         if self.elsewhere {
             return None;
         }
-        let timeout = self.config.timeout.filter(|_| !self.timed_out).map(|t| self.last_rx + t);
+        let timeout = self.timeout_now().filter(|_| !self.timed_out).map(|t| self.last_rx + t);
         Some(timeout.map_or(self.next_rtcp, |t| t.min(self.next_rtcp)))
     }
 
@@ -1109,6 +1140,45 @@ mod tests {
         }
         assert_eq!(timeouts, 1);
         assert!(t >= now + Duration::from_secs(30));
+    }
+
+    /// chan_sip's `check_rtp_timeout`: on hold, `rtpholdtimeout` (at least `rtptimeout`)
+    /// instead of `rtptimeout`; no `rtpholdtimeout`: never on hold; none at all without
+    /// `rtptimeout`.
+    #[test]
+    fn on_hold_the_hold_timeout_counts() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let session = |timeout: Option<u64>, hold: Option<u64>| {
+            let config = SessionConfig {
+                timeout: timeout.map(Duration::from_secs),
+                hold_timeout: hold.map(Duration::from_secs),
+                rtcp_interval: Duration::from_secs(3600),
+                ..SessionConfig::default()
+            };
+            let mut s = RtpSession::new(config, start, SystemTime::now(), 9);
+            s.set_on_hold(true);
+            s
+        };
+        let fires_at = |mut s: RtpSession| {
+            (1..200).find(|t| {
+                s.handle_timeout(at(*t));
+                s.poll_event() == Some(SessionEvent::Timeout)
+            })
+        };
+        assert_eq!(fires_at(session(Some(2), Some(6))), Some(6));
+        assert_eq!(fires_at(session(Some(2), None)), None, "on hold without rtpholdtimeout: never");
+        assert_eq!(fires_at(session(None, Some(6))), None, "rtpholdtimeout alone does nothing (chan_sip)");
+        assert_eq!(fires_at(session(Some(8), Some(3))), Some(8), "never before rtptimeout");
+        // Taken back off hold: rtptimeout again, counted from the last packet.
+        let mut s = session(Some(2), Some(60));
+        s.handle_timeout(at(5));
+        assert_eq!(s.poll_event(), None);
+        s.set_on_hold(false);
+        assert_eq!(s.poll_timeout(), Some(at(2)));
+        s.handle_timeout(at(5));
+        assert_eq!(s.poll_event(), Some(SessionEvent::Timeout));
+        assert_eq!(s.silent_for(at(5)), Duration::from_secs(5));
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub struct Peer {
     /// `allow`/`disallow` in order: the codecs by preference.
     pub codecs: Vec<String>,
     pub dtmfmode: DtmfMode,
+    /// `rtptimeout`/`rtpholdtimeout` in the peer's section (default: `[general]`'s), as
+    /// chan_sip's build_peer.
+    pub rtptimeout: Option<u32>,
+    pub rtpholdtimeout: Option<u32>,
     pub qualify: Qualify,
     pub qualifyfreq: u32,
     pub call_limit: Option<u32>,
@@ -237,6 +241,9 @@ pub struct General {
     /// `[general] directmedia`: the default of every peer, and what guests get.
     pub directmedia: DirectMedia,
     pub rtptimeout: Option<u32>,
+    /// `rtpholdtimeout` (seconds): the silence a call the far end holds may keep (counts only
+    /// with `rtptimeout`, as chan_sip's).
+    pub rtpholdtimeout: Option<u32>,
     pub tcpenable: bool,
     pub tcpbindaddr: Option<String>,
     /// `tcpauthtimeout` (seconds, default 30, as chan_sip's): a TCP connection made to us that
@@ -603,6 +610,7 @@ impl SipConf {
             nat: Nat { force_rport: true, comedia: false },
             directmedia: DirectMedia::default(),
             rtptimeout: None,
+            rtpholdtimeout: None,
             tcpenable: false,
             maxservertransactions: DEFAULT_MAX_SERVER_TRANSACTIONS,
             tcpbindaddr: None,
@@ -686,6 +694,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "nat" => g.nat = parse_nat(var)?,
         "directmedia" | "canreinvite" => g.directmedia = parse_directmedia(var)?,
         "rtptimeout" => g.rtptimeout = Some(var.parse()?).filter(|t: &u32| *t > 0),
+        "rtpholdtimeout" => g.rtpholdtimeout = Some(var.parse()?).filter(|t: &u32| *t > 0),
         "tcpenable" => g.tcpenable = bool_of(var)?,
         "tcpbindaddr" => {
             split_bindaddr(&var.value).ok_or_else(|| var.error("expected an IP address, with a port or not"))?;
@@ -731,6 +740,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         callerid: None,
         codecs: general.codecs.clone(),
         dtmfmode: general.dtmfmode,
+        rtptimeout: general.rtptimeout,
+        rtpholdtimeout: general.rtpholdtimeout,
         qualify: general.qualify,
         qualifyfreq: general.qualifyfreq,
         call_limit: None,
@@ -789,6 +800,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 "allow" => apply_codecs(&mut p.codecs, var, true)?,
                 "disallow" => apply_codecs(&mut p.codecs, var, false)?,
                 "dtmfmode" => p.dtmfmode = parse_dtmfmode(var)?,
+                "rtptimeout" => p.rtptimeout = Some(var.parse()?).filter(|t: &u32| *t > 0),
+                "rtpholdtimeout" => p.rtpholdtimeout = Some(var.parse()?).filter(|t: &u32| *t > 0),
                 "qualify" => p.qualify = parse_qualify(var)?,
                 "qualifyfreq" => p.qualifyfreq = var.parse()?,
                 "call-limit" | "call_limit" => p.call_limit = Some(var.parse()?),
@@ -879,6 +892,23 @@ mod tests {
 
     fn rtp(text: &str) -> Result<RtpSettings, String> {
         RtpSettings::parse(&Config::parse_str("rtp.conf", text).unwrap()).map_err(|e| e.to_string())
+    }
+
+    /// `rtptimeout`/`rtpholdtimeout`: in `[general]` and in a peer's section (which wins), as
+    /// chan_sip's; 0 is none.
+    #[test]
+    fn rtp_timeouts_in_general_and_peers() {
+        let conf = parse(
+            "[general]\nrtptimeout=60\nrtpholdtimeout=300\n[a]\ntype=peer\nhost=dynamic\n\
+             [b]\ntype=peer\nhost=dynamic\nrtptimeout=5\nrtpholdtimeout=0\n",
+        )
+        .unwrap();
+        assert_eq!((conf.general.rtptimeout, conf.general.rtpholdtimeout), (Some(60), Some(300)));
+        let peer = |name: &str| conf.peers.iter().find(|p| p.name == name).unwrap();
+        assert_eq!((peer("a").rtptimeout, peer("a").rtpholdtimeout), (Some(60), Some(300)));
+        assert_eq!((peer("b").rtptimeout, peer("b").rtpholdtimeout), (Some(5), None));
+        let e = parse("[general]\n[c]\ntype=peer\nhost=dynamic\nrtpholdtimeout=-1\n").unwrap_err();
+        assert!(e.starts_with("sip.conf:5: rtpholdtimeout '-1'"), "{e}");
     }
 
     /// `noncelifetime` (Starling's): seconds, 30 by default, at least 1.

@@ -1538,7 +1538,7 @@ impl Monitor {
         // What the caller is told (Contact, SDP): externaddr outside localnet.
         let told = self.shared.advertised(local_ip, remote.ip());
         let (mut session, media) =
-            self.shared.call_media(told.ip(), &rtp, allowed, comedia, negotiated.codec.clock_rate);
+            self.shared.call_media(told.ip(), &rtp, allowed, comedia, negotiated.codec.clock_rate, caller.as_deref());
         session.set_remote_media(&negotiated);
         self.invites.insert(tx, key.clone());
         let user = &channel.caller.number;
@@ -1554,6 +1554,7 @@ impl Monitor {
             detail: crate::pvt::ChannelDetail {
                 direction: "Incoming",
                 channel: channel.name().to_owned(),
+                uniqueid: channel.uniqueid().to_owned(),
                 remote,
                 audio: SocketAddr::new(told.ip(), media.port),
                 our_tag: id.local_tag.clone(),

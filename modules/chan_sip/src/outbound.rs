@@ -160,7 +160,8 @@ impl Tech for SipTech {
         let comedia = target.peer.as_ref().map_or(conf.general.nat.comedia, |p| p.nat.comedia);
         // What the peer is told (Via, Contact, From, SDP): externaddr outside localnet.
         let local = shared.advertised(local_ip, target.remote.ip());
-        let (session, media) = shared.call_media(local.ip(), &rtp, codecs, comedia, first.clock_rate);
+        let (session, media) =
+            shared.call_media(local.ip(), &rtp, codecs, comedia, first.clock_rate, target.peer.as_deref());
 
         let local_tag = shared.new_tag();
         let call_id = crate::ids::call_id(local_ip);
@@ -237,6 +238,7 @@ impl Tech for SipTech {
             detail: crate::pvt::ChannelDetail {
                 direction: "Outgoing",
                 channel: channel.name().to_owned(),
+                uniqueid: channel.uniqueid().to_owned(),
                 remote: target.remote,
                 audio: SocketAddr::new(local.ip(), media.port),
                 our_tag: dialog.id.local_tag.clone(),

@@ -58,6 +58,8 @@ pub struct ChannelDetail {
     pub direction: &'static str,
     /// The owner channel (`SIP/alice-0000000a`).
     pub channel: String,
+    /// The owner channel's uniqueid (what its manager events carry).
+    pub uniqueid: String,
     /// Where the far end's signalling comes from and goes to.
     pub remote: SocketAddr,
     /// Our RTP address as told in SDP.
@@ -519,6 +521,13 @@ pub struct Pvt {
     write_translator: Option<Translator>,
 }
 
+/// The body of the INFO that sends a key (`dtmfmode=info`), as chan_sip's add_digit for
+/// `application/dtmf-relay`: the key itself as the Signal (`*` and `#` too), and the 250 ms
+/// Asterisk gives a key press whose length it does not know.
+fn info_body(digit: char) -> String {
+    format!("Signal={digit}\r\nDuration=250\r\n")
+}
+
 /// The key in an INFO: `application/dtmf-relay` (`Signal=5`, `Duration=160`) or
 /// `application/dtmf` (just the key), as chan_sip reads them. Signal 10 is `*`, 11 `#`.
 fn info_digit(request: &Request) -> Option<(char, u32)> {
@@ -918,6 +927,7 @@ impl Pvt {
                 let _ = self.driver.frames.send(Frame::Control(control)).await;
             }
             self.held = hold;
+            self.session().set_on_hold(hold);
             if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id) {
                 row.hold = hold;
             }
@@ -1459,8 +1469,7 @@ impl Pvt {
                             }
                         } else if self.dtmfmode == DtmfMode::Info {
                             if matches!(*state, State::Answered { .. }) {
-                                let signal = match digit { '*' => "10".to_owned(), '#' => "11".to_owned(), d => d.to_string() };
-                                self.request_in_dialog(Method::Info, Some(("application/dtmf-relay", format!("Signal={signal}\r\nDuration=100\r\n"))));
+                                self.request_in_dialog(Method::Info, Some(("application/dtmf-relay", info_body(digit))));
                             }
                         } else {
                             // 100 ms presses in 20 ms packets, in the RTP clock's units.
@@ -1845,9 +1854,26 @@ impl Pvt {
             loop {
                 let Some(event) = self.session().poll_event() else { break };
                 if event == SessionEvent::Timeout && matches!(*state, State::Answered { .. }) {
-                    tracing::info!("no RTP for rtptimeout on {}, hanging up", self.key.call_id);
+                    // chan_sip's check_rtp_timeout: its NOTICE, and cause 44 ("as used by Cisco
+                    // for RTP timeouts").
+                    let silent = self.session().silent_for(TokioInstant::now().into_std()).as_secs();
+                    let (channel, uniqueid) = self
+                        .shared
+                        .table
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&self.key.call_id)
+                        .map(|row| (row.detail.channel.clone(), row.detail.uniqueid.clone()))
+                        .unwrap_or_default();
+                    tracing::info!(target: "chan_sip.c", "Disconnecting call '{channel}' for lack of RTP activity in {silent} seconds");
+                    self.shared.core.events().publish(
+                        starling_core::events::Event::new("SessionTimeout", "call")
+                            .with("Source", "RTPTimeout")
+                            .with("Channel", channel)
+                            .with("Uniqueid", uniqueid),
+                    );
                     self.bye();
-                    let _ = self.driver.frames.send(Frame::Hangup(Cause::NORMAL_CLEARING)).await;
+                    let _ = self.driver.frames.send(Frame::Hangup(Cause::REQUESTED_CHAN_UNAVAIL)).await;
                     break 'call;
                 }
             }
@@ -1912,6 +1938,10 @@ mod tests {
     #[test]
     fn keys_in_info_bodies() {
         assert_eq!(info_digit(&info("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n")), Some(('5', 160)));
+        for digit in "0123456789*#ABCD".chars() {
+            assert_eq!(info_digit(&info("application/dtmf-relay", &info_body(digit))), Some((digit, 250)), "{digit}");
+        }
+        assert_eq!(info_body('#'), "Signal=#\r\nDuration=250\r\n");
         assert_eq!(info_digit(&info("application/dtmf-relay", "Signal= 11\r\n")), Some(('#', 100)));
         assert_eq!(info_digit(&info("application/dtmf", "*")), Some(('*', 100)));
         assert_eq!(info_digit(&info("application/dtmf-relay", "Signal=Z\r\n")), None);

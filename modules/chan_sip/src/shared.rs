@@ -210,7 +210,8 @@ impl Shared {
         }
     }
 
-    /// A call's RTP session and our side of its SDP, on `rtp`, offering `codecs` in order.
+    /// A call's RTP session and our side of its SDP, on `rtp`, offering `codecs` in order; its
+    /// RTP timeouts are `peer`'s (a guest's: `[general]`'s).
     pub fn call_media(
         &self,
         ip: IpAddr,
@@ -218,6 +219,7 @@ impl Shared {
         codecs: Vec<Codec>,
         comedia: bool,
         clock_rate: u32,
+        peer: Option<&crate::config::Peer>,
     ) -> (RtpSession, LocalMedia) {
         let conf = self.conf();
         let config = SessionConfig {
@@ -225,7 +227,8 @@ impl Shared {
             comedia,
             strict: conf.rtp.strict,
             probation: conf.rtp.probation,
-            timeout: conf.general.rtptimeout.map(|s| Duration::from_secs(u64::from(s))),
+            timeout: peer.map_or(conf.general.rtptimeout, |p| p.rtptimeout).map(seconds),
+            hold_timeout: peer.map_or(conf.general.rtpholdtimeout, |p| p.rtpholdtimeout).map(seconds),
             ..Default::default()
         };
         let session = RtpSession::new(config, Instant::now(), SystemTime::now(), self.random());
@@ -307,4 +310,9 @@ fn route_source(remote: SocketAddr) -> IpAddr {
     std::net::UdpSocket::bind(any)
         .and_then(|s| s.connect(remote).and_then(|()| s.local_addr()))
         .map_or(remote.ip(), |a| a.ip())
+}
+
+/// A sip.conf count of seconds.
+fn seconds(s: u32) -> Duration {
+    Duration::from_secs(u64::from(s))
 }
