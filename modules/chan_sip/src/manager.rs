@@ -220,7 +220,8 @@ pub fn actions(shared: &Arc<Shared>, bindings: &registrar::Bindings) -> Vec<Mana
                 match qualify_now(&qualify, name) {
                     Ok(()) => {
                         // As chan_sip's publish_qualify_peer_done: once the OPTIONS is sent.
-                        let mut done = starling_core::events::Event::new("SIPQualifyPeerDone", "call").with("Peer", name);
+                        let mut done =
+                            starling_core::events::Event::new("SIPQualifyPeerDone", "call").with("Peer", name);
                         if let Some(id) = m.get("ActionID") {
                             done = done.with("ActionID", id);
                         }

@@ -533,7 +533,13 @@ fn event_mask(text: &str) -> Option<u32> {
         Some(true) => Some(ALL),
         None => Some(
             text.split(',')
-                .map(|class| if class.trim().eq_ignore_ascii_case("all") { ALL } else { crate::config::class_bit(class).unwrap_or(0) })
+                .map(|class| {
+                    if class.trim().eq_ignore_ascii_case("all") {
+                        ALL
+                    } else {
+                        crate::config::class_bit(class).unwrap_or(0)
+                    }
+                })
                 .fold(0, |mask, bit| mask | bit),
         ),
     }
