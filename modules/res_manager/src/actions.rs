@@ -430,7 +430,7 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
                 }
             })
             .await
-            .unwrap_or_else(|_| Err("An unknown error occurred"));
+            .unwrap_or(Err("An unknown error occurred"));
             match result {
                 Ok(()) => vec![Message::success().with("Message", "Module Reloaded")],
                 Err(e) => vec![Message::error(e)],
