@@ -1469,6 +1469,13 @@ fn sip_actions_and_registry_events_as_chan_sip() {
     );
     let poked = eventually(Duration::from_secs(5), || branch(&frank).filter(|b| !before.contains(b)));
     assert!(poked.is_some(), "a new OPTIONS to frank (before: {before:?})");
+    // bob has qualify=no: one OPTIONS all the same, as chan_sip's forced poke.
+    let qualify = reply(&mut ami, &[("Action", "SIPqualifypeer"), ("Peer", "bob"), ("ActionID", "q3")]);
+    assert_eq!(get(&qualify, "Message"), Some("SIP peer found - will qualify"));
+    let done = ami.until("Event", "SIPQualifyPeerDone", Duration::from_secs(5));
+    assert_eq!((get(&done, "Peer"), get(&done, "ActionID")), (Some("bob"), Some("q3")));
+    bob.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(branch(&bob).is_some(), "an OPTIONS to bob");
     let unknown = reply(&mut ami, &[("Action", "SIPqualifypeer"), ("Peer", "zed"), ("ActionID", "q2")]);
     assert_eq!((get(&unknown, "Response"), get(&unknown, "Message")), (Some("Error"), Some("Peer not found")));
     drop(silent);

@@ -615,30 +615,36 @@ impl Monitor {
             self.status_changed(change);
         }
         for name in poke {
-            let conf = self.conf.clone();
-            let remote = match conf.peer(&name, |_| true) {
-                Some(peer) => match &peer.host {
-                    // The trunk of a registered line where the line is; else a name is looked up
-                    // (off the monitor: the poke goes when the answer comes back).
-                    PeerHost::Static(host) => match self.shared.sticky_address(&conf, peer) {
-                        Some(sticky) => Some(sticky),
-                        None => {
-                            let tcp = peer.transport == "tcp";
-                            match Query::for_host(host, peer.port, tcp, conf.general.srvlookup) {
-                                Query::Address(address) => Some(address),
-                                query => {
-                                    self.spawn_lookup(Lookup::Poke { peer: name }, query);
-                                    continue;
-                                }
+            self.poke_peer(name, now);
+        }
+    }
+
+    /// Pokes `name` where it is: its static host (looked up off the monitor when a name), the
+    /// registered line's address, or its registration.
+    fn poke_peer(&mut self, name: String, now: std::time::Instant) {
+        let conf = self.conf.clone();
+        let remote = match conf.peer(&name, |_| true) {
+            Some(peer) => match &peer.host {
+                // The trunk of a registered line where the line is; else a name is looked up
+                // (off the monitor: the poke goes when the answer comes back).
+                PeerHost::Static(host) => match self.shared.sticky_address(&conf, peer) {
+                    Some(sticky) => Some(sticky),
+                    None => {
+                        let tcp = peer.transport == "tcp";
+                        match Query::for_host(host, peer.port, tcp, conf.general.srvlookup) {
+                            Query::Address(address) => Some(address),
+                            query => {
+                                self.spawn_lookup(Lookup::Poke { peer: name }, query);
+                                return;
                             }
                         }
-                    },
-                    PeerHost::Dynamic => self.registrar.bindings().get(&name).map(|b| b.address),
+                    }
                 },
-                None => None,
-            };
-            self.poke(&name, remote, now);
-        }
+                PeerHost::Dynamic => self.registrar.bindings().get(&name).map(|b| b.address),
+            },
+            None => None,
+        };
+        self.poke(&name, remote, now);
     }
 
     /// Sends `peer` an OPTIONS at `remote`; with no address, tells the qualifier it could not.
@@ -1248,7 +1254,12 @@ impl Monitor {
         match message {
             ToMonitor::Respond { tx, response } => self.endpoint.send_response(now, tx, response),
             ToMonitor::Qualify { peer } => {
-                self.qualifier.poke_now(&peer, std::time::Instant::now());
+                // A peer with qualify=no gets one OPTIONS all the same, as chan_sip's
+                // sip_poke_peer(peer, force) (its answer changes no status).
+                let now = std::time::Instant::now();
+                if !self.qualifier.poke_now(&peer, now) {
+                    self.poke_peer(peer, now);
+                }
             }
             ToMonitor::Reregister { peer, status } => self.reregister(&peer, status),
             ToMonitor::Resolved { lookup, addresses } => self.resolved(lookup, addresses),
