@@ -25,6 +25,8 @@ exten => 700,1,Answer()
  same => n,Hangup()
 exten => 701,1,Set(MOVED=yes)
  same => n,Hangup()
+exten => 500,1,Dial(SIP/bob)
+ same => n,Hangup()
 exten => 800,1,Answer()
  same => n,Set(I=0)
  same => n,While($[${I} < 3000])
@@ -45,6 +47,11 @@ fn ami_pbx(name: &str, bob_port: u16) -> (Server, u16, u16) {
 
 /// [`ami_pbx`] with more `[general]` lines in manager.conf.
 fn ami_pbx_with(name: &str, bob_port: u16, general: &str) -> (Server, u16, u16) {
+    ami_pbx_sip(name, bob_port, general, "")
+}
+
+/// [`ami_pbx_with`] with more `[general]` lines in sip.conf (`register =>` lines).
+fn ami_pbx_sip(name: &str, bob_port: u16, general: &str, sip_general: &str) -> (Server, u16, u16) {
     let ami = free_tcp_port();
     let (server, sip) = sip_pbx_on_port(
         name,
@@ -52,7 +59,7 @@ fn ami_pbx_with(name: &str, bob_port: u16, general: &str) -> (Server, u16, u16) 
         Some(EXTENSIONS),
         |_| {
             format!(
-                "allowguest=yes\ncontext=default\n[bob]\ntype=peer\nhost=127.0.0.1\nport={bob_port}\ninsecure=port,invite\n\
+                "allowguest=yes\ncontext=default\n{sip_general}[bob]\ntype=peer\nhost=127.0.0.1\nport={bob_port}\ninsecure=port,invite\n\
                  disallow=all\nallow=ulaw\n[carol]\ntype=friend\nhost=dynamic\n"
             )
         },
@@ -974,4 +981,530 @@ fn live_dangerously_lets_the_system_class_run_them() {
         ],
     );
     assert_eq!(message, "Originate Access Forbidden: Application");
+}
+
+/// The header names of a message, in order (without `ActionID`, which is the client's).
+fn keys(m: &Msg) -> Vec<&str> {
+    m.iter().map(|(k, _)| k.as_str()).filter(|k| *k != "ActionID").collect()
+}
+
+/// Asks and returns the reply (the first message carrying the ActionID), skipping events.
+fn reply(ami: &mut Ami, headers: &[(&str, &str)]) -> Msg {
+    let mut ignored = Vec::new();
+    action(ami, headers, &mut ignored)
+}
+
+/// Asterisk 20's channel snapshot (`ast_manager_build_channel_state_string`), in order.
+const CHANNEL_SNAPSHOT: [&str; 14] = [
+    "Channel",
+    "ChannelState",
+    "ChannelStateDesc",
+    "CallerIDNum",
+    "CallerIDName",
+    "ConnectedLineNum",
+    "ConnectedLineName",
+    "Language",
+    "AccountCode",
+    "Context",
+    "Exten",
+    "Priority",
+    "Uniqueid",
+    "Linkedid",
+];
+
+/// Asterisk 20's bridge snapshot (`ast_manager_build_bridge_state_string`), in order.
+const BRIDGE_SNAPSHOT: [&str; 7] = [
+    "BridgeUniqueid",
+    "BridgeType",
+    "BridgeTechnology",
+    "BridgeCreator",
+    "BridgeName",
+    "BridgeNumChannels",
+    "BridgeVideoSourceMode",
+];
+
+/// CoreStatus, CoreSettings, ListCommands, Events, Reload, ModuleLoad and ModuleCheck answer
+/// with manager.c's headers, in its order, and its Response/Message texts.
+#[test]
+fn core_actions_answer_as_manager_c() {
+    let (_server, sip, port) = ami_pbx("amicore", 1);
+    let mut ami = Ami::login(port, "admin", "s3cret");
+
+    let status = reply(&mut ami, &[("Action", "CoreStatus"), ("ActionID", "cs")]);
+    assert_eq!(
+        keys(&status),
+        ["Response", "CoreStartupDate", "CoreStartupTime", "CoreReloadDate", "CoreReloadTime", "CoreCurrentCalls"],
+        "{status:?}"
+    );
+    assert_eq!(status[1], ("ActionID".to_owned(), "cs".to_owned()));
+    assert_eq!((get(&status, "Response"), get(&status, "CoreCurrentCalls")), (Some("Success"), Some("0")));
+    let date = get(&status, "CoreStartupDate").unwrap();
+    let time = get(&status, "CoreStartupTime").unwrap();
+    assert!(date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-', "%Y-%m-%d: {date}");
+    assert!(time.len() == 8 && time.as_bytes()[2] == b':' && time.as_bytes()[5] == b':', "%H:%M:%S: {time}");
+
+    let settings = reply(&mut ami, &[("Action", "CoreSettings"), ("ActionID", "st")]);
+    assert_eq!(
+        keys(&settings),
+        [
+            "Response",
+            "AMIversion",
+            "AsteriskVersion",
+            "SystemName",
+            "CoreMaxCalls",
+            "CoreMaxLoadAvg",
+            "CoreRunUser",
+            "CoreRunGroup",
+            "CoreMaxFilehandles",
+            "CoreRealTimeEnabled",
+            "CoreCDRenabled",
+            "CoreHTTPenabled",
+            "SoundsSearchCustomDir"
+        ],
+        "{settings:?}"
+    );
+    for (key, value) in [
+        ("Response", "Success"),
+        ("AMIversion", "9.0.0"),
+        ("CoreMaxCalls", "0"),
+        ("CoreMaxLoadAvg", "0.000000"),
+        ("CoreRunUser", ""),
+        ("CoreRunGroup", ""),
+        ("CoreMaxFilehandles", "0"),
+        ("CoreRealTimeEnabled", "No"),
+        ("CoreCDRenabled", "Yes"),
+        ("CoreHTTPenabled", "No"),
+        ("SoundsSearchCustomDir", "No"),
+    ] {
+        assert_eq!(get(&settings, key), Some(value), "{key}: {settings:?}");
+    }
+    assert!(get(&settings, "AsteriskVersion").unwrap().starts_with("Starling "), "{settings:?}");
+
+    // ListCommands: `Name: synopsis (Priv: classes)` for what the user may run, in name order.
+    let commands = reply(&mut ami, &[("Action", "ListCommands"), ("ActionID", "lc")]);
+    assert_eq!(commands[0], ("Response".to_owned(), "Success".to_owned()));
+    assert!(get(&commands, "Message").is_none(), "no Message: {commands:?}");
+    for (name, line) in [
+        ("Ping", "Keepalive command. (Priv: <none>)"),
+        ("CoreStatus", "Show PBX core status variables. (Priv: system,reporting)"),
+        ("ModuleLoad", "Module management. (Priv: system)"),
+        ("SIPpeers", "List SIP peers (text format). (Priv: system,reporting)"),
+        ("SIPqualifypeer", "Qualify SIP peers. (Priv: system,reporting)"),
+    ] {
+        assert_eq!(get(&commands, name), Some(line), "{commands:?}");
+    }
+    let names: Vec<String> = keys(&commands)[1..].iter().map(|k| k.to_ascii_lowercase()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    // reader has no write class: only the actions that need none.
+    let mut reader = Ami::login(port, "reader", "r3ad");
+    let theirs = reply(&mut reader, &[("Action", "ListCommands"), ("ActionID", "lc")]);
+    let theirs: Vec<&str> = keys(&theirs)[1..].to_vec();
+    assert_eq!(theirs, ["Challenge", "Events", "ListCommands", "Login", "Logoff", "Ping"], "reader's list");
+
+    // Events: off, on, classes; nothing is an error.
+    let missing = reply(&mut ami, &[("Action", "Events"), ("ActionID", "e0")]);
+    assert_eq!((get(&missing, "Response"), get(&missing, "Message")), (Some("Error"), Some("Invalid event mask")));
+    let off = reply(&mut reader, &[("Action", "Events"), ("EventMask", "off"), ("ActionID", "e1")]);
+    assert_eq!(keys(&off), ["Response", "Events"]);
+    assert_eq!((get(&off, "Response"), get(&off, "Events")), (Some("Success"), Some("Off")));
+    // A call while reader's events are off: admin sees its Cdr, reader nothing before its Pong.
+    let (code, out) = run_sipp(sip, "invite_pbx_hangs_up.xml", "600", "", "", 1);
+    assert_eq!(code, 0, "{out}");
+    ami.until("Event", "Cdr", Duration::from_secs(10));
+    reader.send(&[("Action", "Ping"), ("ActionID", "p")]);
+    let pong = reader.read().unwrap();
+    assert_eq!(get(&pong, "Ping"), Some("Pong"), "no events while off: {pong:?}");
+    for (mask, answer) in [("on", "On"), ("call,cdr", "On"), ("0", "Off"), ("system", "On")] {
+        let m = reply(&mut reader, &[("Action", "Events"), ("EventMask", mask), ("ActionID", "e")]);
+        assert_eq!(get(&m, "Events"), Some(answer), "EventMask: {mask}");
+    }
+    let on = reply(&mut reader, &[("Action", "Events"), ("EventMask", "call"), ("ActionID", "e2")]);
+    assert_eq!(get(&on, "Events"), Some("On"));
+    let (code, out) = run_sipp(sip, "invite_pbx_hangs_up.xml", "600", "", "", 1);
+    assert_eq!(code, 0, "{out}");
+    reader.until("Event", "Newchannel", Duration::from_secs(10));
+
+    // Reload: all, one module, one that is not loaded, one without a reload.
+    for (module, response, message) in [
+        (None, "Success", "Module Reloaded"),
+        (Some("chan_sip"), "Success", "Module Reloaded"),
+        (Some("chan_nosuch"), "Error", "No such module"),
+        (Some("app_dial"), "Error", "Module does not support reload"),
+    ] {
+        let mut headers = vec![("Action", "Reload"), ("ActionID", "r")];
+        headers.extend(module.map(|m| ("Module", m)));
+        let m = reply(&mut ami, &headers);
+        assert_eq!(keys(&m), ["Response", "Message"], "{m:?}");
+        assert_eq!((get(&m, "Response"), get(&m, "Message")), (Some(response), Some(message)), "{module:?}");
+    }
+
+    // ModuleCheck and ModuleLoad.
+    let check =
+        |ami: &mut Ami, module: &str| reply(ami, &[("Action", "ModuleCheck"), ("Module", module), ("ActionID", "c")]);
+    let loaded = check(&mut ami, "func_db.so");
+    assert_eq!(keys(&loaded), ["Response", "Version"], "{loaded:?}");
+    assert_eq!((get(&loaded, "Response"), get(&loaded, "Version")), (Some("Success"), Some("")));
+    for (load_type, module, response, message) in [
+        (Some("unload"), Some("func_db"), "Success", "Module unloaded."),
+        (Some("unload"), Some("func_db"), "Error", "Could not unload module."),
+        (Some("load"), Some("func_db"), "Success", "Module loaded."),
+        (Some("load"), Some("func_nosuch"), "Error", "Could not load module."),
+        (Some("refresh"), Some("func_db"), "Success", "Module unloaded and loaded."),
+        (Some("reload"), Some("chan_sip"), "Success", "Module reloaded."),
+        (Some("reload"), Some("func_db"), "Error", "Module does not support reload action."),
+        (Some("reload"), Some("chan_nosuch"), "Error", "No such module."),
+        (Some("reload"), None, "Success", "All modules reloaded"),
+        (None, Some("func_db"), "Error", "Incomplete ModuleLoad action."),
+        (Some("load"), None, "Error", "Need module name"),
+    ] {
+        let mut headers = vec![("Action", "ModuleLoad"), ("ActionID", "m")];
+        headers.extend(load_type.map(|t| ("LoadType", t)));
+        headers.extend(module.map(|m| ("Module", m)));
+        let m = reply(&mut ami, &headers);
+        assert_eq!(
+            (get(&m, "Response"), get(&m, "Message")),
+            (Some(response), Some(message)),
+            "{load_type:?} {module:?}"
+        );
+        if (load_type, response) == (Some("unload"), "Success") {
+            let gone = check(&mut ami, "func_db");
+            assert_eq!((get(&gone, "Response"), get(&gone, "Message")), (Some("Error"), Some("Module not loaded")));
+        }
+    }
+    assert_eq!(get(&check(&mut ami, "func_db"), "Response"), Some("Success"), "loaded again");
+    let nothing = reply(&mut ami, &[("Action", "ModuleCheck"), ("ActionID", "c")]);
+    assert_eq!(get(&nothing, "Message"), Some("Module not loaded"));
+}
+
+/// A call through Dial (SIPp caller to 500, SIP/bob a SIPp UAS): Newstate (Ringing then Up for
+/// the called channel) and the bridge's BridgeCreate, BridgeEnter (twice), BridgeLeave (twice)
+/// and BridgeDestroy, each with Asterisk 20's headers in its order.
+#[test]
+fn newstate_and_bridge_events_as_asterisk() {
+    let bob = SippUas::spawn("uas_answer.xml");
+    let (server, sip, port) = ami_pbx("amibridge", bob.port);
+    let mut ami = Ami::login(port, "admin", "s3cret");
+    let (code, out) = run_sipp(sip, "invite_answer.xml", "500", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let mut events = Vec::new();
+    events_until(&mut ami, &mut events, "the BridgeDestroy", |m| get(m, "Event") == Some("BridgeDestroy"));
+    let (code, out) = bob.finish();
+    assert_eq!(code, 0, "{out}");
+    let named = |name: &str| -> Vec<&Msg> { events.iter().filter(|m| get(m, "Event") == Some(name)).collect() };
+
+    // (The caller, from bob's address, is a SIP/bob channel too: DialBegin names both.)
+    let dial = named("DialBegin")[0];
+    let (caller, called) = (get(dial, "Channel").unwrap(), get(dial, "DestChannel").unwrap());
+    // Newstate: the snapshot alone.
+    let callee: Vec<&Msg> = named("Newstate").into_iter().filter(|m| get(m, "Channel") == Some(called)).collect();
+    let states: Vec<(&str, &str)> =
+        callee.iter().map(|m| (get(m, "ChannelState").unwrap(), get(m, "ChannelStateDesc").unwrap())).collect();
+    assert_eq!(states, [("5", "Ringing"), ("6", "Up")], "{events:#?}");
+    let mut expected = vec!["Event", "Privilege"];
+    expected.extend(CHANNEL_SNAPSHOT);
+    for m in &callee {
+        assert_eq!(keys(m), expected, "{m:?}");
+        assert_eq!(get(m, "Privilege"), Some("call,all"));
+    }
+    let caller_up = named("Newstate").into_iter().find(|m| get(m, "Channel") == Some(caller));
+    assert_eq!(caller_up.and_then(|m| get(m, "ChannelStateDesc")), Some("Up"), "{events:#?}");
+
+    // The bridge's life, in order, one BridgeUniqueid.
+    let life: Vec<(&str, &str)> = events
+        .iter()
+        .filter_map(|m| {
+            get(m, "Event").filter(|e| e.starts_with("Bridge")).map(|e| (e, get(m, "BridgeNumChannels").unwrap()))
+        })
+        .collect();
+    assert_eq!(
+        life,
+        [
+            ("BridgeCreate", "0"),
+            ("BridgeEnter", "1"),
+            ("BridgeEnter", "2"),
+            ("BridgeLeave", "1"),
+            ("BridgeLeave", "0"),
+            ("BridgeDestroy", "0")
+        ],
+        "{events:#?}"
+    );
+    let id = get(named("BridgeCreate")[0], "BridgeUniqueid").unwrap();
+    assert!(!id.is_empty());
+    let mut bridge_only = vec!["Event", "Privilege"];
+    bridge_only.extend(BRIDGE_SNAPSHOT);
+    let mut with_channel = bridge_only.clone();
+    with_channel.extend(CHANNEL_SNAPSHOT);
+    for m in events.iter().filter(|m| get(m, "Event").is_some_and(|e| e.starts_with("Bridge"))) {
+        let event = get(m, "Event").unwrap();
+        let wanted = if event == "BridgeEnter" || event == "BridgeLeave" { &with_channel } else { &bridge_only };
+        assert_eq!(&keys(m), wanted, "{m:?}");
+        assert_eq!(get(m, "Privilege"), Some("call,all"));
+        assert_eq!(get(m, "BridgeUniqueid"), Some(id));
+        for (key, value) in [
+            ("BridgeType", "basic"),
+            ("BridgeCreator", "<unknown>"),
+            ("BridgeName", "<unknown>"),
+            ("BridgeVideoSourceMode", "none"),
+        ] {
+            assert_eq!(get(m, key), Some(value), "{m:?}");
+        }
+    }
+    let entered: Vec<&str> = named("BridgeEnter").iter().map(|m| get(m, "Channel").unwrap()).collect();
+    assert_eq!(entered, [caller, called]);
+    for m in named("BridgeEnter") {
+        assert_eq!(get(m, "ChannelStateDesc"), Some("Up"), "{m:?}");
+    }
+}
+
+/// `register =>` lines against a SIPp registrar that takes the digest, one that answers 403 and
+/// one that never answers: Registry events with chan_sip's texts; SIPshowregistry lists the
+/// lines; SIPshowpeer shows chan_sip's headers in its order; SIPqualifypeer acknowledges and
+/// publishes SIPQualifyPeerDone.
+#[test]
+fn sip_actions_and_registry_events_as_chan_sip() {
+    let good = SippUas::spawn("registrar_auth.xml");
+    let refusing = SippUas::spawn("registrar_reject.xml");
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let bob = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let bob_port = bob.local_addr().unwrap().port();
+    let (server, _sip, port) = ami_pbx_sip("amisipreg", bob_port, "", "registertimeout=2\n");
+    // The lines come with a `sip reload` once the session is in (res_manager loads after chan_sip).
+    let mut ami = Ami::login(port, "admin", "s3cret");
+    let sip_conf = server.dir.etc().join("sip.conf");
+    let text = std::fs::read_to_string(&sip_conf).unwrap();
+    let lines = format!(
+        "registertimeout=2\nregister => alice:s3cret@127.0.0.1:{}/600~60\nregister => dave:wrong@127.0.0.1:{}\n\
+         register => erin:pw@127.0.0.1:{silent_port}\n",
+        good.port, refusing.port
+    );
+    // frank, qualified, for SIPqualifypeer.
+    let frank = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let frank_peer =
+        format!("\n[frank]\ntype=peer\nhost=127.0.0.1\nport={}\nqualify=yes\n", frank.local_addr().unwrap().port());
+    std::fs::write(&sip_conf, text.replacen("registertimeout=2\n", &lines, 1) + &frank_peer).unwrap();
+    server.rx("sip reload");
+    let mut events = Vec::new();
+    let seen = |events: &Vec<Msg>, user: &str| {
+        events.iter().any(|m| get(m, "Event") == Some("Registry") && get(m, "Username") == Some(user))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(seen(&events, "alice") && seen(&events, "dave") && seen(&events, "erin")) && Instant::now() < deadline {
+        let m = ami.read().expect("the session stays open");
+        events.push(m);
+    }
+    let registry = |user: &str| -> &Msg {
+        events
+            .iter()
+            .find(|m| get(m, "Event") == Some("Registry") && get(m, "Username") == Some(user))
+            .unwrap_or_else(|| panic!("a Registry event for {user}: {events:#?}\n{}", server.log_tail()))
+    };
+    for (user, status) in [("alice", "Registered"), ("dave", "No Authentication"), ("erin", "Unregistered")] {
+        let m = registry(user);
+        assert_eq!(keys(m), ["Event", "Privilege", "ChannelType", "Username", "Domain", "Status"], "{m:?}");
+        assert_eq!(get(m, "Privilege"), Some("system,all"));
+        assert_eq!((get(m, "ChannelType"), get(m, "Domain")), (Some("SIP"), Some("127.0.0.1")));
+        assert_eq!(get(m, "Status"), Some(status), "{user}: {m:?}");
+    }
+
+    let list = reply(&mut ami, &[("Action", "SIPshowregistry"), ("ActionID", "sr")]);
+    assert_eq!(keys(&list), ["Response", "EventList", "Message"]);
+    assert_eq!((get(&list, "EventList"), get(&list, "Message")), (Some("start"), Some("Registrations will follow")));
+    let mut entries = Vec::new();
+    loop {
+        let m = ami.read().unwrap();
+        if get(&m, "ActionID") != Some("sr") {
+            continue; // an event meanwhile
+        }
+        if get(&m, "Event") == Some("RegistrationsComplete") {
+            assert_eq!(keys(&m), ["Event", "EventList", "ListItems"], "{m:?}");
+            assert_eq!((get(&m, "EventList"), get(&m, "ListItems")), (Some("Complete"), Some("3")));
+            break;
+        }
+        entries.push(m);
+    }
+    let alice = entries.iter().find(|m| get(m, "Username") == Some("alice")).expect("alice's line");
+    assert_eq!(
+        keys(alice),
+        ["Event", "Host", "Port", "Username", "Domain", "DomainPort", "Refresh", "State", "RegistrationTime"]
+    );
+    let good_port = good.port.to_string();
+    for (key, value) in [
+        ("Event", "RegistryEntry"),
+        ("Host", "127.0.0.1"),
+        ("Port", good_port.as_str()),
+        ("Domain", "127.0.0.1"),
+        ("DomainPort", "5060"),
+        ("Refresh", "60"),
+        ("State", "Registered"),
+    ] {
+        assert_eq!(get(alice, key), Some(value), "{key}: {alice:?}");
+    }
+    assert!(get(alice, "RegistrationTime").unwrap().parse::<u64>().unwrap() > 1_600_000_000, "{alice:?}");
+
+    // SIPshowpeer: chan_sip's manager listing.
+    let peer = reply(&mut ami, &[("Action", "SIPshowpeer"), ("Peer", "bob"), ("ActionID", "sp")]);
+    assert_eq!(
+        keys(&peer),
+        [
+            "Response",
+            "Channeltype",
+            "ObjectName",
+            "ChanObjectType",
+            "SecretExist",
+            "RemoteSecretExist",
+            "MD5SecretExist",
+            "Context",
+            "Language",
+            "ToneZone",
+            "AMAflags",
+            "CID-CallingPres",
+            "Callgroup",
+            "Pickupgroup",
+            "Named Callgroup",
+            "Named Pickupgroup",
+            "MOHSuggest",
+            "VoiceMailbox",
+            "TransferMode",
+            "LastMsgsSent",
+            "Maxforwards",
+            "Call-limit",
+            "Busy-level",
+            "MaxCallBR",
+            "Dynamic",
+            "Callerid",
+            "RegExpire",
+            "SIP-AuthInsecure",
+            "SIP-Forcerport",
+            "SIP-Comedia",
+            "ACL",
+            "SIP-CanReinvite",
+            "SIP-DirectMedia",
+            "SIP-PromiscRedir",
+            "SIP-UserPhone",
+            "SIP-VideoSupport",
+            "SIP-TextSupport",
+            "SIP-T.38Support",
+            "SIP-T.38EC",
+            "SIP-T.38MaxDtgrm",
+            "SIP-Sess-Timers",
+            "SIP-Sess-Refresh",
+            "SIP-Sess-Expires",
+            "SIP-Sess-Min",
+            "SIP-RTP-Engine",
+            "SIP-Encryption",
+            "SIP-RTCP-Mux",
+            "SIP-DTMFmode",
+            "ToHost",
+            "Address-IP",
+            "Address-Port",
+            "Default-addr-IP",
+            "Default-addr-port",
+            "Default-Username",
+            "Codecs",
+            "Status",
+            "SIP-Useragent",
+            "Reg-Contact",
+            "QualifyFreq",
+            "Parkinglot",
+            "SIP-Use-Reason-Header",
+            "Description"
+        ],
+        "{peer:?}"
+    );
+    let bob_port_text = bob_port.to_string();
+    for (key, value) in [
+        ("Response", "Success"),
+        ("Channeltype", "SIP"),
+        ("ObjectName", "bob"),
+        ("ChanObjectType", "peer"),
+        ("SecretExist", "N"),
+        ("MD5SecretExist", "N"),
+        ("Context", "default"),
+        ("Call-limit", "0"),
+        ("Dynamic", "N"),
+        ("Callerid", ""),
+        ("RegExpire", "-1 seconds"),
+        ("SIP-AuthInsecure", "port,invite"),
+        ("ACL", "N"),
+        ("SIP-DTMFmode", "rfc2833"),
+        ("Address-IP", "127.0.0.1"),
+        ("Address-Port", bob_port_text.as_str()),
+        ("Codecs", "(ulaw)"),
+        ("Status", "Unmonitored"),
+        ("QualifyFreq", "60000 ms"),
+    ] {
+        assert_eq!(get(&peer, key), Some(value), "{key}: {peer:?}");
+    }
+    let carol = reply(&mut ami, &[("Action", "SIPshowpeer"), ("Peer", "carol"), ("ActionID", "sp")]);
+    assert_eq!((get(&carol, "Dynamic"), get(&carol, "Address-IP")), (Some("Y"), Some("(null)")), "{carol:?}");
+    let nobody = reply(&mut ami, &[("Action", "SIPshowpeer"), ("Peer", "zed"), ("ActionID", "sp")]);
+    assert_eq!((get(&nobody, "Response"), get(&nobody, "Message")), (Some("Error"), Some("Peer zed not found.")));
+    let unnamed = reply(&mut ami, &[("Action", "SIPshowpeer"), ("ActionID", "sp")]);
+    assert_eq!(get(&unnamed, "Message"), Some("Peer: <name> missing."));
+
+    // SIPqualifypeer: the acknowledgement, SIPQualifyPeerDone, and a new OPTIONS to frank.
+    frank.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let branch = |frank: &std::net::UdpSocket| -> Option<String> {
+        let mut buffer = [0u8; 4096];
+        let len = frank.recv(&mut buffer).ok()?;
+        let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+        assert!(text.starts_with("OPTIONS sip:"), "{text}");
+        text.split("branch=").nth(1).map(|b| b.split(|c: char| c == ';' || c == '\r').next().unwrap().to_owned())
+    };
+    let mut before = Vec::new();
+    while let Some(b) = branch(&frank) {
+        before.push(b);
+    }
+    let qualify = reply(&mut ami, &[("Action", "SIPqualifypeer"), ("Peer", "frank"), ("ActionID", "q1")]);
+    assert_eq!(keys(&qualify), ["Response", "Message"]);
+    assert_eq!(get(&qualify, "Message"), Some("SIP peer found - will qualify"));
+    let done = ami.until("Event", "SIPQualifyPeerDone", Duration::from_secs(5));
+    assert_eq!(keys(&done), ["Event", "Privilege", "Peer"], "{done:?}");
+    assert_eq!(
+        (get(&done, "Peer"), get(&done, "ActionID"), get(&done, "Privilege")),
+        (Some("frank"), Some("q1"), Some("call,all"))
+    );
+    let poked = eventually(Duration::from_secs(5), || branch(&frank).filter(|b| !before.contains(b)));
+    assert!(poked.is_some(), "a new OPTIONS to frank (before: {before:?})");
+    // bob has qualify=no: one OPTIONS all the same, as chan_sip's forced poke.
+    let qualify = reply(&mut ami, &[("Action", "SIPqualifypeer"), ("Peer", "bob"), ("ActionID", "q3")]);
+    assert_eq!(get(&qualify, "Message"), Some("SIP peer found - will qualify"));
+    let done = ami.until("Event", "SIPQualifyPeerDone", Duration::from_secs(5));
+    assert_eq!((get(&done, "Peer"), get(&done, "ActionID")), (Some("bob"), Some("q3")));
+    bob.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(branch(&bob).is_some(), "an OPTIONS to bob");
+    let unknown = reply(&mut ami, &[("Action", "SIPqualifypeer"), ("Peer", "zed"), ("ActionID", "q2")]);
+    assert_eq!((get(&unknown, "Response"), get(&unknown, "Message")), (Some("Error"), Some("Peer not found")));
+    drop(silent);
+    let (code, out) = good.finish();
+    assert_eq!(code, 0, "the registrar verified the digest: {out}");
+}
+
+/// `core stop now`: the Shutdown event (system class), Cleanly without channels, Uncleanly
+/// with a call up, `Restart: False`; then the session closes.
+#[test]
+fn shutdown_event_says_whether_calls_were_cut() {
+    for (name, call, how) in [("amishutclean", false, "Cleanly"), ("amishutcalls", true, "Uncleanly")] {
+        let (mut server, sip, port) = ami_pbx(name, 1);
+        let mut ami = Ami::login(port, "admin", "s3cret");
+        let caller = call.then(|| {
+            let caller = std::thread::spawn(move || run_sipp(sip, "invite_pbx_hangs_up.xml", "700", "", "", 1));
+            sip_channel(&server);
+            caller
+        });
+        // (-rx may see the server go before it answers.)
+        let _ = server.try_rx("core stop now");
+        let shutdown = ami.until("Event", "Shutdown", Duration::from_secs(10));
+        assert_eq!(keys(&shutdown), ["Event", "Privilege", "Shutdown", "Restart"], "{shutdown:?}");
+        assert_eq!(get(&shutdown, "Privilege"), Some("system,all"));
+        assert_eq!((get(&shutdown, "Shutdown"), get(&shutdown, "Restart")), (Some(how), Some("False")), "{name}");
+        assert!(ami.read().is_none(), "the session ends");
+        assert!(server.wait_exit(Duration::from_secs(10)).success());
+        if let Some(caller) = caller {
+            let _ = caller.join().unwrap();
+        }
+    }
 }

@@ -967,6 +967,10 @@ impl Channel {
                     e.with("Digit", digit).with("DurationMs", duration).with("Direction", "Received")
                 });
             }
+            // As chan_sip on a 180: a channel not yet up is Ringing (Newstate 5).
+            crate::frame::Frame::Control(crate::frame::Control::Ringing) if self.state != ChannelState::Up => {
+                self.set_state(ChannelState::Ringing);
+            }
             _ => {}
         }
     }
@@ -1187,8 +1191,8 @@ impl Channel {
     pub fn call(&mut self) {
         if !self.hung_up {
             self.announce();
+            // (Down until the far end rings or answers, as Asterisk's ast_call leaves it.)
             let _ = self.commands.send(DriverCommand::Call(self.caller.clone()));
-            self.set_state(ChannelState::Dialing);
         }
     }
 

@@ -224,11 +224,11 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
 fn qualify_now(state: &shared::Shared, name: &str) -> Result<(), String> {
     let conf = state.conf();
     match conf.peer(name, |p| p.kind != config::PeerKind::User) {
-        Some(peer) if peer.qualify != Qualify::No => {
+        // (qualify=no too: one OPTIONS, as chan_sip's forced poke.)
+        Some(_) => {
             let _ = state.to_monitor.send(pvt::ToMonitor::Qualify { peer: name.to_owned() });
             Ok(())
         }
-        Some(_) => Err(format!("Peer '{name}' is not qualified (qualify=no)")),
         None => Err(format!("Peer '{name}' not found")),
     }
 }

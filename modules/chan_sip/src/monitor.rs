@@ -394,7 +394,15 @@ impl Monitor {
     /// Sends the REGISTERs that are due.
     fn registry_due(&mut self) {
         let now = std::time::Instant::now();
+        let before: Vec<(RegState, u32)> = self.registry.lines.iter().map(|l| (l.state, l.attempts)).collect();
         let due = self.registry.due(now);
+        // A REGISTER unanswered for registertimeout counts an attempt: chan_sip's
+        // sip_reg_timeout publishes the line Unregistered (sent again) or Failed.
+        for (i, (state, attempts)) in before.into_iter().enumerate() {
+            if self.registry.lines.get(i).is_some_and(|l| l.attempts > attempts) {
+                self.registry_event(i, Some(state), None);
+            }
+        }
         if due.is_empty() {
             return;
         }
@@ -514,31 +522,38 @@ impl Monitor {
                 _ => {}
             }
         }
-        self.registry_event(i, before);
+        self.registry_event(i, before, Some(response.status));
         self.publish_line(i);
     }
 
-    /// The manager's Registry event when line `i` changed state (from `before`).
-    fn registry_event(&self, i: usize, before: Option<RegState>) {
+    /// The manager's Registry event for line `i` after a response with `status` (`None`: no
+    /// answer in time), with chan_sip's `regstate2str` texts as `handle_response_register` and
+    /// `sip_reg_timeout` publish them: every 200 `Registered` (refreshes too), a final 401, 403
+    /// or 407 `No Authentication`, 404, 400, 414, 479 and 493 `Rejected`, an unanswered
+    /// REGISTER `Unregistered` (it is sent again) or `Failed` once `registerattempts` are spent.
+    /// `Domain` is the line's host, as chan_sip's `hostname`.
+    fn registry_event(&self, i: usize, before: Option<RegState>, status: Option<u16>) {
         let Some(line) = self.registry.lines.get(i) else { return };
-        if before == Some(line.state) {
-            return;
-        }
-        let status = match line.state {
-            RegState::Registered => "Registered",
-            RegState::Unregistered => "Unregistered",
-            RegState::Rejected | RegState::NoAuthentication => "Rejected",
-            RegState::Timeout => "Timeout",
-            RegState::Failed => "Failed",
-            RegState::RequestSent | RegState::AuthSent => return,
+        let text = match (line.state, status) {
+            (RegState::RequestSent | RegState::AuthSent, _) => return,
+            (RegState::Registered, Some(200..=299)) => "Registered",
+            (RegState::Failed, _) => "Failed",
+            (_, None) => "Unregistered",
+            (_, Some(401 | 403 | 407)) => "No Authentication",
+            (_, Some(400 | 404 | 414 | 479 | 493)) => "Rejected",
+            (RegState::Unregistered, _) => "Unregistered",
+            (state, _) if before == Some(state) => return,
+            (RegState::Registered, _) => "Registered",
+            (RegState::NoAuthentication, _) => "No Authentication",
+            (RegState::Rejected, _) => "Rejected",
+            (RegState::Timeout, _) => "Unregistered",
         };
-        let domain = line.config.domain.clone().unwrap_or_else(|| line.config.host.clone());
         self.core.events().publish(
             CoreEvent::new("Registry", "system")
                 .with("ChannelType", "SIP")
                 .with("Username", line.config.user.clone())
-                .with("Domain", domain)
-                .with("Status", status),
+                .with("Domain", line.config.host.clone())
+                .with("Status", text),
         );
     }
 
@@ -600,30 +615,36 @@ impl Monitor {
             self.status_changed(change);
         }
         for name in poke {
-            let conf = self.conf.clone();
-            let remote = match conf.peer(&name, |_| true) {
-                Some(peer) => match &peer.host {
-                    // The trunk of a registered line where the line is; else a name is looked up
-                    // (off the monitor: the poke goes when the answer comes back).
-                    PeerHost::Static(host) => match self.shared.sticky_address(&conf, peer) {
-                        Some(sticky) => Some(sticky),
-                        None => {
-                            let tcp = peer.transport == "tcp";
-                            match Query::for_host(host, peer.port, tcp, conf.general.srvlookup) {
-                                Query::Address(address) => Some(address),
-                                query => {
-                                    self.spawn_lookup(Lookup::Poke { peer: name }, query);
-                                    continue;
-                                }
+            self.poke_peer(name, now);
+        }
+    }
+
+    /// Pokes `name` where it is: its static host (looked up off the monitor when a name), the
+    /// registered line's address, or its registration.
+    fn poke_peer(&mut self, name: String, now: std::time::Instant) {
+        let conf = self.conf.clone();
+        let remote = match conf.peer(&name, |_| true) {
+            Some(peer) => match &peer.host {
+                // The trunk of a registered line where the line is; else a name is looked up
+                // (off the monitor: the poke goes when the answer comes back).
+                PeerHost::Static(host) => match self.shared.sticky_address(&conf, peer) {
+                    Some(sticky) => Some(sticky),
+                    None => {
+                        let tcp = peer.transport == "tcp";
+                        match Query::for_host(host, peer.port, tcp, conf.general.srvlookup) {
+                            Query::Address(address) => Some(address),
+                            query => {
+                                self.spawn_lookup(Lookup::Poke { peer: name }, query);
+                                return;
                             }
                         }
-                    },
-                    PeerHost::Dynamic => self.registrar.bindings().get(&name).map(|b| b.address),
+                    }
                 },
-                None => None,
-            };
-            self.poke(&name, remote, now);
-        }
+                PeerHost::Dynamic => self.registrar.bindings().get(&name).map(|b| b.address),
+            },
+            None => None,
+        };
+        self.poke(&name, remote, now);
     }
 
     /// Sends `peer` an OPTIONS at `remote`; with no address, tells the qualifier it could not.
@@ -868,7 +889,7 @@ impl Monitor {
                         }
                         let before = self.registry.lines.get(line).map(|l| l.state);
                         self.registry.timeout(line, std::time::Instant::now());
-                        self.registry_event(line, before);
+                        self.registry_event(line, before, None);
                         self.publish_line(line);
                     }
                 }
@@ -1263,7 +1284,12 @@ impl Monitor {
         match message {
             ToMonitor::Respond { tx, response } => self.endpoint.send_response(now, tx, response),
             ToMonitor::Qualify { peer } => {
-                self.qualifier.poke_now(&peer, std::time::Instant::now());
+                // A peer with qualify=no gets one OPTIONS all the same, as chan_sip's
+                // sip_poke_peer(peer, force) (its answer changes no status).
+                let now = std::time::Instant::now();
+                if !self.qualifier.poke_now(&peer, now) {
+                    self.poke_peer(peer, now);
+                }
             }
             ToMonitor::Reregister { peer, status } => self.reregister(&peer, status),
             ToMonitor::Resolved { lookup, addresses } => self.resolved(lookup, addresses),

@@ -73,7 +73,7 @@ pub struct Line {
     /// When to send next (`None`: waiting for a response, or given up).
     next: Option<Instant>,
     /// Failed attempts in a row (for `registerattempts` and the backoff).
-    attempts: u32,
+    pub(crate) attempts: u32,
     /// This attempt already answered a challenge.
     authenticated: bool,
     /// Unregistering (Expires: 0): the answer ends the line.

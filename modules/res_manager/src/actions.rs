@@ -270,14 +270,23 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
                 .with("Timestamp", format!("{}.{:06}", now.as_secs(), now.subsec_micros()))]
         }
         "events" => {
+            // manager.c's set_eventmask: a number, on/off (ast_true/ast_false) or classes;
+            // nothing is an error and leaves the mask as it was.
             let read = session.user.as_ref().map_or(0, |u| u.read);
-            session.events = events_mask(m.get("EventMask"), read);
-            vec![Message::success().with("Events", if session.events == 0 { "Off" } else { "On" })]
+            let Some(mask) = event_mask(m.get("EventMask").unwrap_or("")) else {
+                return vec![Message::error("Invalid event mask")];
+            };
+            session.events = mask & read;
+            vec![Message::success().with("Events", if mask == 0 { "Off" } else { "On" })]
         }
         "listcommands" => {
+            // Those the user may run, as manager.c lists them (its write classes, or none needed).
             let mut reply = Message::success();
             for (name, privilege, synopsis) in all(&core) {
-                reply = reply.with(&name, format!("{synopsis} (Priv: {privilege})"));
+                let needed = if privilege == "<none>" { "" } else { privilege.as_str() };
+                if allowed(session, needed) {
+                    reply = reply.with(&name, format!("{synopsis} (Priv: {privilege})"));
+                }
             }
             vec![reply]
         }
@@ -289,7 +298,7 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
                 .with("CoreStartupTime", started.format("%H:%M:%S").to_string())
                 .with("CoreReloadDate", reloaded.format("%Y-%m-%d").to_string())
                 .with("CoreReloadTime", reloaded.format("%H:%M:%S").to_string())
-                .with("CoreCurrentCalls", core.channels().active_calls().to_string())]
+                .with("CoreCurrentCalls", core.channels().active_channels().to_string())]
         }
         "coresettings" => {
             let settings = core.settings();
@@ -299,8 +308,8 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
                 .with("SystemName", &settings.systemname)
                 .with("CoreMaxCalls", settings.maxcalls.to_string())
                 .with("CoreMaxLoadAvg", "0.000000")
-                .with("CoreRunUser", "")
-                .with("CoreRunGroup", "")
+                .with("CoreRunUser", settings.runuser.as_ref().map_or("", |u| u.name.as_str()))
+                .with("CoreRunGroup", settings.rungroup.as_ref().map_or("", |g| g.name.as_str()))
                 .with("CoreMaxFilehandles", "0")
                 .with("CoreRealTimeEnabled", "No")
                 .with("CoreCDRenabled", if core.cdr().settings().enable { "Yes" } else { "No" })
@@ -411,30 +420,34 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
             }
         }
         "reload" => {
+            // manager.c's action_reload, its texts for ast_module_reload's results.
             let module = m.value("Module").map(str::to_owned);
             let result = tokio::task::spawn_blocking(move || match module {
-                Some(name) => core.loader().reload(&core, &name).map_err(|e| e.to_string()),
+                Some(name) => core.loader().reload(&core, &name).map_err(|e| reload_error(&e, "")),
                 None => {
-                    let problems = core.reload();
-                    if problems.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(problems.join("; "))
-                    }
+                    core.reload();
+                    Ok(())
                 }
             })
             .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+            .unwrap_or(Err("An unknown error occurred"));
             match result {
                 Ok(()) => vec![Message::success().with("Message", "Module Reloaded")],
-                Err(e) => vec![Message::error(&e)],
+                Err(e) => vec![Message::error(e)],
             }
         }
         "moduleload" => {
-            let Some(module) = m.value("Module").map(str::to_owned) else {
-                return vec![Message::error("Need module name")];
-            };
+            // manager.c's manager_moduleload: load, unload, refresh (unload then load) and
+            // reload (one module, or all without Module).
             let kind = m.value("LoadType").unwrap_or("").to_ascii_lowercase();
+            if kind.is_empty() {
+                return vec![Message::error("Incomplete ModuleLoad action.")];
+            }
+            let module = m.value("Module").map(str::to_owned);
+            if module.is_none() && kind != "reload" {
+                return vec![Message::error("Need module name")];
+            }
+            let module = module.unwrap_or_default();
             let result = tokio::task::spawn_blocking(move || match kind.as_str() {
                 "load" => {
                     core.loader().load(&core, &module).map(|()| "Module loaded.").map_err(|_| "Could not load module.")
@@ -442,9 +455,21 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
                 "unload" => {
                     core.loader().unload(&module).map(|()| "Module unloaded.").map_err(|_| "Could not unload module.")
                 }
-                "reload" => {
-                    core.loader().reload(&core, &module).map(|()| "Module reloaded.").map_err(|_| "No such module.")
+                "refresh" => core
+                    .loader()
+                    .unload(&module)
+                    .and_then(|()| core.loader().load(&core, &module))
+                    .map(|()| "Module unloaded and loaded.")
+                    .map_err(|_| "Could not refresh module."),
+                "reload" if module.is_empty() => {
+                    core.reload();
+                    Ok("All modules reloaded")
                 }
+                "reload" => core
+                    .loader()
+                    .reload(&core, &module)
+                    .map(|()| "Module reloaded.")
+                    .map_err(|e| reload_error(&e, " action")),
                 _ => Err("Incomplete ModuleLoad action."),
             })
             .await
@@ -455,8 +480,8 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
             }
         }
         "modulecheck" => {
-            let Some(module) = m.value("Module") else { return vec![Message::error("Module name not specified")] };
-            if core.loader().is_loaded(module) {
+            // (No Module: ast_module_check of nothing, not loaded.)
+            if m.value("Module").is_some_and(|module| core.loader().is_loaded(module)) {
                 vec![Message::success().with("Version", "")]
             } else {
                 vec![Message::error("Module not loaded")]
@@ -476,6 +501,47 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
         }
         // Every name in CORE_ACTIONS is matched above.
         _ => unknown(action),
+    }
+}
+
+/// manager.c's texts for a failed module reload (`Reload`; `ModuleLoad` adds ` action` to the
+/// second and a full stop to the first).
+fn reload_error(error: &starling_core::loader::LoaderError, action: &str) -> &'static str {
+    use starling_core::loader::LoaderError;
+    use starling_core::module::ReloadError;
+    match (error, action) {
+        (LoaderError::NotLoaded(_), "") => "No such module",
+        (LoaderError::NotLoaded(_), _) => "No such module.",
+        (LoaderError::Reload { error: ReloadError::NotSupported, .. }, "") => "Module does not support reload",
+        (LoaderError::Reload { error: ReloadError::NotSupported, .. }, _) => "Module does not support reload action.",
+        _ => "An unknown error occurred",
+    }
+}
+
+/// manager.c's strings_to_mask: digits are the mask itself, ast_false 0, ast_true every
+/// class, else the classes named; `None` for nothing (an error).
+fn event_mask(text: &str) -> Option<u32> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(text.parse().unwrap_or(u32::MAX));
+    }
+    match starling_core::config::parse_bool(text) {
+        Some(false) => Some(0),
+        Some(true) => Some(ALL),
+        None => Some(
+            text.split(',')
+                .map(|class| {
+                    if class.trim().eq_ignore_ascii_case("all") {
+                        ALL
+                    } else {
+                        crate::config::class_bit(class).unwrap_or(0)
+                    }
+                })
+                .fold(0, |mask, bit| mask | bit),
+        ),
     }
 }
 

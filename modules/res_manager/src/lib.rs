@@ -421,9 +421,11 @@ impl Module for Manager {
     }
 
     fn unload(self: Box<Self>) {
-        // Clients hear that the PBX is going, then every session ends.
+        // Clients hear that the PBX is going, then every session ends. As asterisk.c's
+        // really_quit: Uncleanly while channels are still up (they will be cut off).
         let events = self.state.core.events();
-        events.publish(Event::new("Shutdown", "system").with("Shutdown", "Cleanly").with("Restart", "False"));
+        let how = if self.state.core.channels().active_channels() > 0 { "Uncleanly" } else { "Cleanly" };
+        events.publish(Event::new("Shutdown", "system").with("Shutdown", how).with("Restart", "False"));
         let _ = self.stop.send(true);
         let deadline = Instant::now() + std::time::Duration::from_secs(1);
         while !self.state.sessions.lock().unwrap_or_else(|p| p.into_inner()).is_empty() && Instant::now() < deadline {
