@@ -639,7 +639,11 @@ fn resetcdr_starts_the_record_again_and_v_keeps_its_variables() {
     let rows = rows_of(&server, 2);
     assert_eq!(rows.len(), 2, "{rows:?}");
     for (dst, duration, billsec, lastapp) in &rows {
-        assert_eq!((*duration, *billsec), (1, 1), "{dst}: the record starts at the reset, 1 s before the end: {rows:?}");
+        assert_eq!(
+            (*duration, *billsec),
+            (1, 1),
+            "{dst}: the record starts at the reset, 1 s before the end: {rows:?}"
+        );
         assert_eq!(lastapp, "Hangup", "{rows:?}");
     }
     let log = server.log();

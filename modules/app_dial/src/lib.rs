@@ -13,8 +13,11 @@
 //!
 //! Options: `r` ringing, `m[(class)]` music on hold for the caller until a callee answers
 //! (early media before the caller's own answer; ringing when the class cannot play), `t`/`T` blind transfer by the callee/caller (`#` then an extension of the
-//! caller's context), `g` go on in the dialplan when the callee hangs up, `L(ms)` limit the
-//! call, `D(called:calling)` send digits once answered, `A(file)` play an announcement to the
+//! caller's context; no native bridge then, so that the keys reach it), `g` go on in the
+//! dialplan when the callee hangs up, `S(x)` hang up the callee x s after it answers,
+//! `L(x[:y[:z]])` limit the call to x ms, warning y ms before the end and every z ms after (the
+//! `LIMIT_*` variables say what plays to whom; each prompt is played with the bridge left, so
+//! the native relay pauses for it), `D(called:calling)` send digits once answered, `A(file)` play an announcement to the
 //! callee before bridging (through the `Playback` application, when loaded), `U(context[^arg...])`
 //! Gosub `context,s,1(args)` on the callee before bridging (`GOSUB_RESULT=ABORT` ends it).
 
@@ -539,7 +542,8 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         }
         let connected = loop {
             let now = Instant::now();
-            config.limit = [next_warning, quitting].into_iter().flatten().min().map(|at| at.saturating_duration_since(now));
+            config.limit =
+                [next_warning, quitting].into_iter().flatten().min().map(|at| at.saturating_duration_since(now));
             let connected = connect(chan, &mut callee.channel, &config).await;
             let (Connected::End(BridgeEnd::Limit), Some(quitting)) = (&connected, quitting) else { break connected };
             if Instant::now() + Duration::from_millis(5) >= quitting {
@@ -640,7 +644,9 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
 target at once; the first to answer is bridged with the caller, the others are hung up. timeout is in \
 seconds. Options: r (indicate ringing), m(class) (music on hold until answered), t/T (the called/calling party \
 may blind-transfer with # and an extension), g (go on in the dialplan when the called party hangs up), \
-L(x) (limit the call to x ms), D(called:calling) (send DTMF once answered), A(file) (announcement to the \
+S(x) (hang up the called party x seconds after it answers), L(x[:y[:z]]) (limit the call to x ms; \
+warn y ms before the end, then every z ms: LIMIT_WARNING_FILE, LIMIT_TIMEOUT_FILE, LIMIT_CONNECT_FILE, \
+LIMIT_PLAYAUDIO_CALLER, LIMIT_PLAYAUDIO_CALLEE), D(called:calling) (send DTMF once answered), A(file) (announcement to the \
 called party), U(context^args) (Gosub context,s,1 on the called party first). Sets DIALSTATUS (ANSWER BUSY NOANSWER CANCEL CONGESTION CHANUNAVAIL), DIALEDPEERNAME, \
 DIALEDPEERNUMBER, DIALEDTIME, ANSWEREDTIME.",
         exec: dial,
