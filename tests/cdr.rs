@@ -27,6 +27,27 @@ exten => 20,1,Set(CDR(userfield)=fork)
  same => n,Hangup()
 exten => 21,1,Dial(SIP/uas3&SIP/uas4,5)
  same => n,Hangup()
+exten => 603,1,Answer()
+ same => n,Set(CDR(mark)=dropped)
+ same => n,Wait(2)
+ same => n,ResetCDR()
+ same => n,NoOp(After ResetCDR mark=${CDR(mark)}.)
+ same => n,Wait(1)
+ same => n,Hangup()
+exten => 604,1,Answer()
+ same => n,Set(CDR(mark)=kept)
+ same => n,Wait(2)
+ same => n,ResetCDR(v)
+ same => n,NoOp(After ResetCDR(v) mark=${CDR(mark)}.)
+ same => n,Wait(1)
+ same => n,Hangup()
+exten => 605,1,Goto(with-h,605,1)
+[with-h]
+exten => 605,1,Answer()
+ same => n,Wait(1)
+ same => n,Hangup()
+exten => h,1,System(sleep 2)
+ same => n,NoOp(h is over)
 ";
 
 fn cdr_pbx(name: &str, uas: u16, cdr_conf: &str) -> (Server, u16) {
@@ -45,11 +66,13 @@ fn cdr_pbx_with(name: &str, peers: &[(&str, u16)], cdr_conf: &str) -> (Server, u
         .collect();
     let (server, port) = sip_pbx_on_port(
         name,
-        &["pbx_config", "app_dial", "app_echo", "func_cdr", "app_cdr", "cdr_csv", "cdr_sqlite3"],
+        &["pbx_config", "app_dial", "app_echo", "func_cdr", "app_cdr", "app_system", "cdr_csv", "cdr_sqlite3"],
         Some(EXTENSIONS),
         |_| format!("allowguest=yes\ncontext=default\n{peers}"),
     );
     std::fs::write(server.dir.etc().join("cdr.conf"), cdr_conf).unwrap();
+    // The h extension of `with-h` takes its time with System(sleep 2).
+    std::fs::write(server.dir.etc().join("app_system.conf"), "[general]\nenabled = yes\n").unwrap();
     server.rx("core reload");
     (server, port)
 }
@@ -584,4 +607,69 @@ fn cdr_pgsql_declines_without_its_file_and_a_bad_value_exits_1() {
     let err = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(err.contains("cdr_pgsql.conf:3: port 'none': a port is 1 to 65535"), "{err}");
     assert!(err.contains("cdr_pgsql.conf:4: unknown [global] option 'foo' ignored"), "{err}");
+}
+
+/// (dst, duration, billsec, lastapp) of every row of master.db.
+fn durations(dir: &Path) -> Vec<(String, i64, i64, String)> {
+    let db = rusqlite::Connection::open(dir.join("log/master.db")).unwrap();
+    let mut query = db.prepare("SELECT dst, duration, billsec, lastapp FROM cdr ORDER BY id").unwrap();
+    query.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// The rows of master.db once there are `n`.
+fn rows_of(server: &Server, n: usize) -> Vec<(String, i64, i64, String)> {
+    let dir = server.dir.path.clone();
+    eventually(Duration::from_secs(8), || {
+        let rows = durations(&dir);
+        (rows.len() >= n).then_some(rows)
+    })
+    .unwrap_or_else(|| panic!("{n} records: {:?}\n{}", durations(&dir), server.log_tail()))
+}
+
+/// `ResetCDR()` two seconds into an answered call: the record starts (and is answered) again
+/// then, so its duration and billsec are the last second only, and its variables are wiped;
+/// `ResetCDR(v)` keeps them (Asterisk 20's app_cdr).
+#[test]
+fn resetcdr_starts_the_record_again_and_v_keeps_its_variables() {
+    let (server, port) = cdr_pbx("cdrreset", 1, "[general]\nenable=yes\n");
+    for exten in ["603", "604"] {
+        let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", exten, "", "", 1);
+        assert_eq!(code, 0, "{exten}: {out}\n{}", server.log_tail());
+    }
+    let rows = rows_of(&server, 2);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (dst, duration, billsec, lastapp) in &rows {
+        assert_eq!(
+            (*duration, *billsec),
+            (1, 1),
+            "{dst}: the record starts at the reset, 1 s before the end: {rows:?}"
+        );
+        assert_eq!(lastapp, "Hangup", "{rows:?}");
+    }
+    let log = server.log();
+    assert!(log.contains("After ResetCDR mark=."), "the variables are wiped: {log}");
+    assert!(log.contains("After ResetCDR(v) mark=kept."), "v keeps them: {log}");
+}
+
+/// cdr.conf `endbeforehexten`: a call of 1 s whose `h` extension takes 2 s more
+/// (`System(sleep 2)`). With `yes` (Asterisk's default, also without the key) the record ends
+/// at the hangup, before `h`: 1 s, lastapp Hangup; with `no` it ends after `h`: 3 s, and `h`'s
+/// last application is its lastapp.
+#[test]
+fn endbeforehexten_ends_the_record_before_the_h_extension() {
+    for (setting, expected, last) in [("yes", 1, "Hangup"), ("no", 3, "NoOp"), ("", 1, "Hangup")] {
+        let conf = if setting.is_empty() { String::new() } else { format!("endbeforehexten={setting}\n") };
+        let (server, port) = cdr_pbx(&format!("cdrhexten{setting}"), 1, &format!("[general]\n{conf}"));
+        let status = server.rx("cdr show status");
+        let shown = if setting == "no" { "No" } else { "Yes" };
+        assert!(status.contains(&format!("End before h exten:         {shown}")), "{status}");
+        let (code, out) = run_sipp(port, "invite_pbx_hangs_up.xml", "605", "", "", 1);
+        assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+        let rows = rows_of(&server, 1);
+        assert!(server.log().contains("h is over"), "h ran: {}", server.log_tail());
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let (_, duration, billsec, lastapp) = &rows[0];
+        assert_eq!((*duration, *billsec), (expected, expected), "endbeforehexten={setting}: {rows:?}");
+        assert_eq!(lastapp, last, "endbeforehexten={setting}: {rows:?}");
+    }
 }

@@ -796,3 +796,218 @@ fn inband_digits_are_sent_and_heard() {
     let log = key_reaches_a_call_back("dialinband", ",D(5)", "dtmfmode=inband\n", "invite_pbx_hangs_up.xml", 1);
     assert!(log.contains("KEY=5"), "the key was heard in the audio: {log}");
 }
+
+/// The dialplan of the Dial option tests (issue 22): `uas` is a SIPp called party, `5` the
+/// extension blind transfers go to.
+const OPTION_EXTENSIONS: &str = "[default]
+exten => 30,1,Dial(SIP/uas,5,gS(1))
+ same => n,NoOp(After S DIALSTATUS=${DIALSTATUS})
+ same => n,Hangup()
+exten => 31,1,Dial(SIP/uas,5,S(1))
+ same => n,NoOp(Not reached after S)
+exten => 32,1,Dial(SIP/uas,5,g)
+ same => n,NoOp(Went on after the called party hung up: ${DIALSTATUS})
+ same => n,Hangup()
+exten => 33,1,Dial(SIP/uas,5)
+ same => n,NoOp(Not reached without g)
+exten => 34,1,Set(LIMIT_PLAYAUDIO_CALLEE=yes)
+ same => n,Set(LIMIT_TIMEOUT_FILE=beep)
+ same => n,Dial(SIP/uas,5,L(5000:4000))
+ same => n,Hangup()
+exten => 35,1,Set(LIMIT_PLAYAUDIO_CALLER=no)
+ same => n,Set(LIMIT_PLAYAUDIO_CALLEE=yes)
+ same => n,Set(LIMIT_WARNING_FILE=beep)
+ same => n,Dial(SIP/uas,5,L(3000:2500:1000))
+ same => n,Hangup()
+exten => 36,1,Dial(SIP/uas,5,A(vm-youhave))
+ same => n,Hangup()
+exten => 40,1,Dial(SIP/uas,5,T)
+ same => n,Hangup()
+exten => 41,1,Dial(SIP/uas,5,t)
+ same => n,NoOp(Not reached after t)
+exten => 42,1,Dial(SIP/uas,5,L(4000))
+ same => n,Hangup()
+exten => 5,1,NoOp(Transferred ${CHANNEL})
+ same => n,Hangup()
+";
+
+/// Starling with [`OPTION_EXTENSIONS`] and the prompts of app_playback; `uas` at that port.
+fn options_pbx(name: &str, uas: u16) -> (Server, u16) {
+    sip_pbx(
+        name,
+        &["pbx_config", "app_dial", "app_playback"],
+        Some(OPTION_EXTENSIONS),
+        &format!(
+            "allowguest=yes\ncontext=default\n[uas]\ntype=peer\nhost=127.0.0.1\nport={uas}\ninsecure=port,invite\ndisallow=all\nallow=ulaw\n"
+        ),
+    )
+}
+
+/// SIPp calls `exten` (playing `caller`), dialled to a SIPp UAS playing `callee`: both
+/// scenarios must pass. Returns the server (to read its log).
+fn option_call(name: &str, exten: &str, caller: &str, callee: &str) -> Server {
+    let uas = SippUas::spawn(callee);
+    let (server, port) = options_pbx(name, uas.port);
+    let (code, out) = run_sipp(port, caller, exten, "", "", 1);
+    assert_eq!(code, 0, "the caller: {out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "the called party: {out}\n{}", server.log_tail());
+    server
+}
+
+/// A UDP socket the called party's SDP names (`uas_answer_rtp.xml`, `-key rtpport`): counts
+/// the RTP packets Starling sends there until `stop` is set.
+struct RtpCounter {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl RtpCounter {
+    fn start() -> RtpCounter {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut packets = 0;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    if n > 12 && buf[0] >> 6 == 2 {
+                        packets += 1;
+                    }
+                }
+            }
+            packets
+        });
+        RtpCounter { port, stop, thread }
+    }
+    fn packets(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Like [`option_call`] with the called party's media counted: (server, RTP packets it got).
+fn option_call_counting(name: &str, exten: &str, caller: &str) -> (Server, usize) {
+    let rtp = RtpCounter::start();
+    let uas = SippUas::spawn_with("uas_answer_rtp.xml", 1, &["-key", "rtpport", &rtp.port.to_string()]);
+    let (server, port) = options_pbx(name, uas.port);
+    let (code, out) = run_sipp(port, caller, exten, "", "", 1);
+    assert_eq!(code, 0, "the caller: {out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "the called party: {out}\n{}", server.log_tail());
+    (server, rtp.packets())
+}
+
+/// `S(1)`: the called party is hung up a second after it answers (BYE to it); with `g` the
+/// caller goes on in the dialplan, without it the caller is hung up too.
+#[test]
+fn s_hangs_up_the_called_party_after_x_seconds() {
+    let server = option_call("dials", "30", "invite_pbx_hangs_up.xml", "uas_answer.xml");
+    assert!(dial_log_has(&server, "After S DIALSTATUS=ANSWER"), "{}", server.log_tail());
+    assert!(server.log().contains("Setting call duration limit to 1.000 seconds."), "{}", server.log_tail());
+    let server = option_call("dialsnog", "31", "invite_pbx_hangs_up.xml", "uas_answer.xml");
+    assert!(dial_log_has(&server, "The call limit of 1000 ms ran out"), "{}", server.log_tail());
+    assert!(!server.log().contains("Not reached after S"), "{}", server.log_tail());
+}
+
+/// `g`: when the called party hangs up (its BYE), the caller goes on at the next priority;
+/// without `g` the caller is hung up.
+#[test]
+fn g_goes_on_when_the_called_party_hangs_up() {
+    let server = option_call("dialg", "32", "invite_pbx_hangs_up.xml", "uas_answer_bye.xml");
+    assert!(dial_log_has(&server, "Went on after the called party hung up: ANSWER"), "{}", server.log_tail());
+    let server = option_call("dialnog", "33", "invite_pbx_hangs_up.xml", "uas_answer_bye.xml");
+    assert!(!server.log().contains("Not reached without g"), "{}", server.log_tail());
+}
+
+/// `L(4000)` without warnings: both are hung up when the 4 s run out. SIPp's `#` and `5`
+/// (RFC 4733) go through to the called party: no transfer without `t`/`T`.
+#[test]
+fn l_ends_the_call_and_keys_pass_without_t() {
+    let server = option_call("diallplain", "42", "invite_transfer.xml", "uas_answer.xml");
+    assert!(dial_log_has(&server, "The call limit of 4000 ms ran out"), "{}", server.log_tail());
+    let log = server.log();
+    assert!(log.contains("Setting call duration limit to 4.000 seconds."), "{log}");
+    assert!(!log.contains("blind-transferred"), "{log}");
+}
+
+/// The lines of `log` where a file played: (channel, file).
+fn played(log: &str) -> Vec<(String, String)> {
+    log.lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("<SIP/")? + 1..];
+            let (chan, rest) = rest.split_once("> Playing '")?;
+            Some((chan.to_owned(), rest.split('\'').next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// `L(5000:4000)` with `LIMIT_PLAYAUDIO_CALLEE=yes` and `LIMIT_TIMEOUT_FILE=beep`: 4 s before
+/// the end both hear "you have 3 seconds" (Asterisk's `timeleft`), and as the limit runs out
+/// both hear the beep; the called party's RTP (the native relay paused) carries them.
+#[test]
+fn l_warns_both_parties_with_the_time_left() {
+    let (server, packets) = option_call_counting("dialwarn", "34", "invite_pbx_hangs_up_late.xml");
+    assert!(dial_log_has(&server, "The call limit of 5000 ms ran out"), "{}", server.log_tail());
+    let played = played(&server.log());
+    for file in ["vm-youhave.wav", "queue-seconds.wav", "beep.wav"] {
+        let to: Vec<&str> = played.iter().filter(|(_, f)| f == file).map(|(c, _)| c.as_str()).collect();
+        assert_eq!(to.len(), 2, "{file} to both: {played:?}");
+        assert!(to.contains(&"SIP/uas-00000001") && to.contains(&"SIP/uas-00000002"), "{file} to both: {played:?}");
+    }
+    assert!(played.iter().any(|(_, f)| f.starts_with("digits/")), "the seconds said: {played:?}");
+    // vm-youhave, a digit, queue-seconds and the beep: well over 2 s of audio, 50 packets a second.
+    assert!(packets >= 100, "the called party got the prompts: {packets} RTP packets\n{}", server.log_tail());
+}
+
+/// `L(3000:2500:1000)` with `LIMIT_WARNING_FILE=beep`, to the called party only
+/// (`LIMIT_PLAYAUDIO_CALLER=no`): the beep 2.5 s before the end, and again a second after it.
+#[test]
+fn l_repeats_the_warning_file_to_the_called_party_only() {
+    let (server, packets) = option_call_counting("dialwarnrep", "35", "invite_pbx_hangs_up.xml");
+    assert!(dial_log_has(&server, "The call limit of 3000 ms ran out"), "{}", server.log_tail());
+    let played = played(&server.log());
+    assert_eq!(played.len(), 2, "two warnings: {played:?}");
+    assert!(played.iter().all(|(c, f)| c == "SIP/uas-00000002" && f == "beep.wav"), "{played:?}");
+    assert!(packets >= 30, "two beeps of 0.43 s: {packets} RTP packets");
+}
+
+/// `A(vm-youhave)`: the called party hears the announcement (RTP to its port) before the
+/// bridge, and the caller is answered after it.
+#[test]
+fn a_plays_the_announcement_to_the_called_party_before_the_bridge() {
+    let (server, packets) = option_call_counting("dialannounce", "36", "invite_answer.xml");
+    let log = server.log();
+    let announced = log.find("> Playing 'vm-youhave.wav'").expect("the announcement played");
+    let line_start = log[..announced].rfind('\n').map_or(0, |n| n + 1);
+    assert!(log[line_start..announced].contains("<SIP/uas-00000002"), "to the called party: {log}");
+    let bridged = log.find("joined 'native_rtp' bridge").expect("then the bridge");
+    assert!(announced < bridged, "{log}");
+    // 0.91 s of audio and nothing else (neither SIPp sends RTP): about 45 packets.
+    assert!(packets >= 40, "the called party got the announcement: {packets} RTP packets\n{log}");
+}
+
+// The caller comes from the called peer's address: it is `SIP/uas-00000001` too.
+
+/// `T`: the caller presses `#` `5` (RFC 4733 from SIPp): the called party is sent to
+/// extension 5 of the caller's context and the caller is hung up.
+#[test]
+fn caller_blind_transfers_with_t() {
+    let server = option_call("dialxfercaller", "40", "invite_transfer.xml", "uas_answer.xml");
+    assert!(dial_log_has(&server, "Transferred SIP/uas-00000002"), "{}", server.log_tail());
+    assert!(server.log().contains(" blind-transferred SIP/uas-"), "{}", server.log_tail());
+}
+
+/// `t`: the called party presses `#` `5`: the caller goes to extension 5, the called party is
+/// hung up.
+#[test]
+fn callee_blind_transfers_with_t() {
+    let server = option_call("dialxfercallee", "41", "invite_pbx_hangs_up.xml", "uas_transfer.xml");
+    assert!(dial_log_has(&server, "Transferred SIP/uas-00000001"), "{}", server.log_tail());
+    assert!(!server.log().contains("Not reached after t"), "{}", server.log_tail());
+}

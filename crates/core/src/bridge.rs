@@ -155,10 +155,12 @@ const TRANSFER_KEY: char = '#';
 /// Bridges `caller` and `callee` until one hangs up, the limit runs out, or a transfer.
 pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeConfig) -> BridgeEnd {
     let core = caller.core().clone();
-    // Transfer keys must be heard: then the media may not bypass us (Asterisk: no remote bridge
-    // while DTMF is wanted).
-    let may_redirect = !config.caller_transfer && !config.callee_transfer;
-    let mut native = core.native_bridge(caller, callee, may_redirect);
+    // Transfer keys must be heard: a relay would carry RFC 4733 digits past us, so there is no
+    // native bridge while DTMF is wanted (Asterisk's native_rtp refuses a channel with DTMF
+    // hooks: "can not use native RTP bridge as channel ... has DTMF hooks").
+    let wants_keys = config.caller_transfer || config.callee_transfer;
+    let native_bridge = |a: &Channel, b: &Channel| if wants_keys { None } else { core.native_bridge(a, b, true) };
+    let mut native = native_bridge(caller, callee);
     let technology = if native.is_some() { "native_rtp" } else { "simple_bridge" };
     let entry = core.bridges().add(|id| BridgeSummary {
         id,
@@ -239,7 +241,7 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
                         crate::moh::stop(to);
                     }
                     if native.is_none() {
-                        native = core.native_bridge(from, to, may_redirect);
+                        native = native_bridge(from, to);
                     }
                 }
                 None => to.indicate(control),

@@ -384,12 +384,13 @@ pub struct CdrSettings {
     pub enable: bool,
     pub unanswered: bool,
     pub congestion: bool,
+    /// Default `yes`, as Asterisk 12 and later.
     pub endbeforehexten: bool,
 }
 
 impl Default for CdrSettings {
     fn default() -> Self {
-        CdrSettings { enable: true, unanswered: false, congestion: false, endbeforehexten: false }
+        CdrSettings { enable: true, unanswered: false, congestion: false, endbeforehexten: true }
     }
 }
 

@@ -841,6 +841,20 @@ impl Channel {
         self.cdrs.push(next);
     }
 
+    /// The `h` extension is about to run: with cdr.conf's `endbeforehexten=yes` the records end
+    /// now, so that their end, duration and billsec leave out the time `h` takes (Asterisk's
+    /// CDR engine finalizes them when the hangup extension starts).
+    pub fn cdr_before_hangup_exten(&mut self) {
+        let settings = self.core.cdr().settings();
+        if !settings.endbeforehexten {
+            return;
+        }
+        let cause = self.hangup_cause;
+        for cdr in &mut self.cdrs {
+            cdr.finish_now(cause, settings.congestion);
+        }
+    }
+
     /// The dial of `peer` ended with `status` (its DialEnd's `DialStatus`): its record takes the
     /// disposition Asterisk gives that status, and ends unless it answered.
     pub fn cdr_dial_end(&mut self, peer: &str, status: &str) {

@@ -108,6 +108,7 @@ pub async fn run(plan: Arc<Dialplan>, globals: Arc<RwLock<BTreeMap<String, Strin
     chan.hangup(cause);
     // The h extension runs after the hangup, with HANGUPCAUSE set.
     if exists(&plan, &chan, "h") {
+        chan.cdr_before_hangup_exten();
         chan.exten = "h".into();
         chan.priority = 1;
         run_priorities(&plan, &globals, &mut chan, true, None).await;

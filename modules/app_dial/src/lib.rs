@@ -13,8 +13,11 @@
 //!
 //! Options: `r` ringing, `m[(class)]` music on hold for the caller until a callee answers
 //! (early media before the caller's own answer; ringing when the class cannot play), `t`/`T` blind transfer by the callee/caller (`#` then an extension of the
-//! caller's context), `g` go on in the dialplan when the callee hangs up, `L(ms)` limit the
-//! call, `D(called:calling)` send digits once answered, `A(file)` play an announcement to the
+//! caller's context; no native bridge then, so that the keys reach it), `g` go on in the
+//! dialplan when the callee hangs up, `S(x)` hang up the callee x s after it answers,
+//! `L(x[:y[:z]])` limit the call to x ms, warning y ms before the end and every z ms after (the
+//! `LIMIT_*` variables say what plays to whom; each prompt is played with the bridge left, so
+//! the native relay pauses for it), `D(called:calling)` send digits once answered, `A(file)` play an announcement to the
 //! callee before bridging (through the `Playback` application, when loaded), `U(context[^arg...])`
 //! Gosub `context,s,1(args)` on the callee before bridging (`GOSUB_RESULT=ABORT` ends it).
 
@@ -40,7 +43,15 @@ struct Options {
     callee_transfer: bool,
     caller_transfer: bool,
     go_on: bool,
+    /// `S(x)`: the called party is hung up x seconds after it answers.
+    duration_stop: Option<Duration>,
+    /// `L(x[:y[:z]])`: the limit x.
     limit: Option<Duration>,
+    /// `L`'s y: the first warning this long before the limit (adjusted as Asterisk's
+    /// `ast_bridge_timelimit` does when it would come before the call starts).
+    warning: Option<Duration>,
+    /// `L`'s z: a warning again this long after each one (zero: once).
+    warning_freq: Duration,
     digits_called: String,
     digits_calling: String,
     announcement: Option<String>,
@@ -72,9 +83,39 @@ fn parse_options(text: &str) -> Options {
             'T' => options.caller_transfer = true,
             'g' => options.go_on = true,
             'L' => {
-                // L(x[:y[:z]]): only the limit x (ms) is kept; the warnings need a sound to play.
-                let ms = arg.as_deref().and_then(|a| a.split(':').next()).and_then(|x| x.trim().parse::<u64>().ok());
-                options.limit = ms.filter(|&ms| ms > 0).map(Duration::from_millis);
+                // L(x[:y[:z]]), all in ms, as ast_bridge_timelimit reads them (atol: 0 when not a number).
+                let arg = arg.unwrap_or_default();
+                let mut fields = arg.split(':').map(|f| f.trim().parse::<u64>().unwrap_or(0));
+                let (limit, mut warning, mut freq) =
+                    (fields.next().unwrap_or(0), fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+                if limit == 0 {
+                    tracing::warn!("Bridge does not accept L({arg})");
+                    continue;
+                }
+                if warning > limit {
+                    // A first warning before the call starts moves later by whole intervals,
+                    // or goes when there are none.
+                    let delta = warning - limit;
+                    if freq == 0 {
+                        warning = 0;
+                    } else {
+                        warning = warning.saturating_sub(freq * (1 + (delta - 1) / freq));
+                        if warning < 1 {
+                            (warning, freq) = (0, 0);
+                        }
+                    }
+                }
+                options.limit = Some(Duration::from_millis(limit));
+                options.warning = (warning > 0).then(|| Duration::from_millis(warning));
+                options.warning_freq = Duration::from_millis(freq);
+            }
+            'S' => {
+                let seconds = arg.as_deref().map(str::trim).and_then(|a| a.parse::<u64>().ok()).unwrap_or(0);
+                if seconds == 0 {
+                    tracing::warn!("Dial does not accept S({})", arg.unwrap_or_default());
+                } else {
+                    options.duration_stop = Some(Duration::from_secs(seconds));
+                }
             }
             'D' => {
                 let arg = arg.unwrap_or_default();
@@ -252,6 +293,102 @@ async fn ring(
     }
 }
 
+/// What `L()` plays, and to whom (Asterisk's `ast_bridge_timelimit`, read from the caller's
+/// variables when Dial starts).
+#[derive(Debug, Default)]
+struct LimitSounds {
+    to_caller: bool,
+    to_callee: bool,
+    /// `LIMIT_WARNING_FILE`, else `timeleft` ("you have N minutes M seconds").
+    warning: String,
+    /// `LIMIT_TIMEOUT_FILE`: played as the limit runs out.
+    end: Option<String>,
+    /// `LIMIT_CONNECT_FILE`: played as the call is connected.
+    start: Option<String>,
+}
+
+/// Asterisk's `ast_true`.
+fn is_true(value: &str) -> bool {
+    ["yes", "true", "y", "t", "1", "on"].iter().any(|t| value.trim().eq_ignore_ascii_case(t))
+}
+
+impl LimitSounds {
+    fn read(chan: &Channel) -> LimitSounds {
+        let var = |name: &str| chan.var(name).map(str::to_owned);
+        let to_caller = var("LIMIT_PLAYAUDIO_CALLER").is_none_or(|v| is_true(&v));
+        let to_callee = var("LIMIT_PLAYAUDIO_CALLEE").is_some_and(|v| is_true(&v));
+        let file = |name: &str| var(name).filter(|v| !v.is_empty());
+        LimitSounds {
+            to_caller: to_caller || !to_callee,
+            to_callee,
+            warning: file("LIMIT_WARNING_FILE").unwrap_or_else(|| "timeleft".to_owned()),
+            end: file("LIMIT_TIMEOUT_FILE"),
+            start: file("LIMIT_CONNECT_FILE"),
+        }
+    }
+}
+
+/// Runs a dialplan application on `chan` as a prompt (its status variable left as it was).
+async fn run_app(chan: &mut Channel, app: &str, data: &str, status: &str) {
+    let Some(app_found) = chan.core().apps().get(app) else {
+        tracing::warn!("Dial: the limit's prompts need the {app} application (app_playback)");
+        return;
+    };
+    let saved = chan.var(status).map(str::to_owned);
+    (app_found.exec)(chan, data).await;
+    chan.set_var(status, saved.as_deref().unwrap_or(""));
+}
+
+/// Plays `sound` to `chan` as `limits_interval_playback` does: `timeleft` says the time left
+/// until `quitting` (`vm-youhave`, minutes when more than one, seconds).
+async fn limit_prompt(chan: &mut Channel, sound: &str, quitting: Instant) {
+    if !sound.eq_ignore_ascii_case("timeleft") {
+        run_app(chan, "Playback", sound, "PLAYBACKSTATUS").await;
+        return;
+    }
+    let remaining = quitting.saturating_duration_since(Instant::now()).as_secs();
+    if remaining == 0 {
+        return;
+    }
+    let (min, sec) = if remaining / 60 > 1 { (remaining / 60, remaining % 60) } else { (0, remaining) };
+    run_app(chan, "Playback", "vm-youhave", "PLAYBACKSTATUS").await;
+    if min > 0 {
+        run_app(chan, "SayNumber", &min.to_string(), "PLAYBACKSTATUS").await;
+        run_app(chan, "Playback", "queue-minutes", "PLAYBACKSTATUS").await;
+    }
+    if sec > 0 {
+        run_app(chan, "SayNumber", &sec.to_string(), "PLAYBACKSTATUS").await;
+        run_app(chan, "Playback", "queue-seconds", "PLAYBACKSTATUS").await;
+    }
+}
+
+/// Plays a limit's sound to the sides `sounds` names while the bridge is down (so the native
+/// relay is too): the other side meanwhile hears nothing and what it sends is dropped, as
+/// while Asterisk's bridge channel plays a file.
+async fn limit_prompts(chan: &mut Channel, callee: &mut Channel, sounds: &LimitSounds, sound: &str, quitting: Instant) {
+    async fn drain(chan: &mut Channel) {
+        while chan.read().await.is_some() {}
+    }
+    match (sounds.to_caller, sounds.to_callee) {
+        (true, true) => {
+            tokio::join!(limit_prompt(chan, sound, quitting), limit_prompt(callee, sound, quitting));
+        }
+        (true, false) => {
+            tokio::select! {
+                _ = limit_prompt(chan, sound, quitting) => {}
+                _ = drain(callee) => {}
+            }
+        }
+        (false, true) => {
+            tokio::select! {
+                _ = limit_prompt(callee, sound, quitting) => {}
+                _ = drain(chan) => {}
+            }
+        }
+        (false, false) => {}
+    }
+}
+
 fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
     Box::pin(async move {
         // Dial(Technology/Resource[&...][,timeout[,options[,URL]]]), AST_STANDARD_APP_ARGS.
@@ -259,6 +396,16 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
         let targets = targets.trim();
         let timeout = timeout.trim().parse::<f64>().ok().filter(|t| *t > 0.0);
         let options = parse_options(options.trim());
+        // L() wins over S() (ast_bridge_timelimit undoes it); without anything to play it is
+        // the same plain limit.
+        let limit_sounds = options.limit.map(|_| LimitSounds::read(chan));
+        let warns = options.warning.is_some_and(|w| Some(w) < options.limit);
+        let limit = options.limit.or(options.duration_stop);
+        if let Some(limit) = limit {
+            if !warns && limit_sounds.as_ref().is_none_or(|s| s.end.is_none() && s.start.is_none()) {
+                verbose!(3, "Setting call duration limit to {:.3} seconds.", limit.as_secs_f64());
+            }
+        }
         if targets.is_empty() {
             tracing::warn!("Dial requires an argument (technology/resource)");
             chan.set_var("DIALSTATUS", "CHANUNAVAIL");
@@ -375,13 +522,40 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             chan.send_digit(digit);
         }
         let answered = Instant::now();
-        let config = BridgeConfig {
-            limit: options.limit,
+        let mut config = BridgeConfig {
+            limit,
             callee_transfer: options.callee_transfer,
             caller_transfer: options.caller_transfer,
             transfer_context: chan.context.clone(),
         };
-        let connected = connect(chan, &mut callee.channel, &config).await;
+        let quitting = limit.map(|l| answered + l);
+        let no_sounds = LimitSounds::default();
+        let sounds = limit_sounds.as_ref().unwrap_or(&no_sounds);
+        // The bridge is left for each prompt, then entered again (so the native relay pauses
+        // and the prompt reaches the channel).
+        let mut next_warning = match (quitting, options.warning) {
+            (Some(quitting), Some(warning)) if warns => Some(quitting - warning),
+            _ => None,
+        };
+        if let (Some(quitting), Some(start)) = (quitting, &sounds.start) {
+            limit_prompts(chan, &mut callee.channel, sounds, start, quitting).await;
+        }
+        let connected = loop {
+            let now = Instant::now();
+            config.limit =
+                [next_warning, quitting].into_iter().flatten().min().map(|at| at.saturating_duration_since(now));
+            let connected = connect(chan, &mut callee.channel, &config).await;
+            let (Connected::End(BridgeEnd::Limit), Some(quitting)) = (&connected, quitting) else { break connected };
+            if Instant::now() + Duration::from_millis(5) >= quitting {
+                if let Some(end) = &sounds.end {
+                    limit_prompts(chan, &mut callee.channel, sounds, end, quitting).await;
+                }
+                break connected;
+            }
+            limit_prompts(chan, &mut callee.channel, sounds, &sounds.warning, quitting).await;
+            next_warning = (!options.warning_freq.is_zero()).then(|| Instant::now() + options.warning_freq);
+        };
+        config.limit = limit;
         chan.set_var("ANSWEREDTIME", &answered.elapsed().as_secs().to_string());
         dialed_time(chan);
         // After an attended transfer the called party goes on elsewhere and the caller (the
@@ -415,7 +589,7 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
                 }
             }
             BridgeEnd::Limit => {
-                verbose!(3, "The call limit of {} ms ran out", options.limit.map_or(0, |l| l.as_millis()));
+                verbose!(3, "The call limit of {} ms ran out", limit.map_or(0, |l| l.as_millis()));
                 callee.channel.hangup(Cause::NORMAL_CLEARING);
                 if options.go_on {
                     AppResult::Continue
@@ -470,7 +644,9 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
 target at once; the first to answer is bridged with the caller, the others are hung up. timeout is in \
 seconds. Options: r (indicate ringing), m(class) (music on hold until answered), t/T (the called/calling party \
 may blind-transfer with # and an extension), g (go on in the dialplan when the called party hangs up), \
-L(x) (limit the call to x ms), D(called:calling) (send DTMF once answered), A(file) (announcement to the \
+S(x) (hang up the called party x seconds after it answers), L(x[:y[:z]]) (limit the call to x ms; \
+warn y ms before the end, then every z ms: LIMIT_WARNING_FILE, LIMIT_TIMEOUT_FILE, LIMIT_CONNECT_FILE, \
+LIMIT_PLAYAUDIO_CALLER, LIMIT_PLAYAUDIO_CALLEE), D(called:calling) (send DTMF once answered), A(file) (announcement to the \
 called party), U(context^args) (Gosub context,s,1 on the called party first). Sets DIALSTATUS (ANSWER BUSY NOANSWER CANCEL CONGESTION CHANUNAVAIL), DIALEDPEERNAME, \
 DIALEDPEERNUMBER, DIALEDTIME, ANSWEREDTIME.",
         exec: dial,
@@ -496,11 +672,27 @@ mod tests {
         let o = parse_options("rtgL(60000:30000)D(12:3)A(hello-world)");
         assert!(o.ringing && o.callee_transfer && o.go_on && !o.caller_transfer);
         assert_eq!(o.limit, Some(Duration::from_secs(60)));
+        assert_eq!((o.warning, o.warning_freq), (Some(Duration::from_secs(30)), Duration::ZERO));
         assert_eq!((o.digits_called.as_str(), o.digits_calling.as_str()), ("12", "3"));
         assert_eq!(o.announcement.as_deref(), Some("hello-world"));
         assert_eq!(parse_options(""), Options::default());
         assert_eq!(parse_options("m").music.as_deref(), Some(""));
         assert_eq!(parse_options("rm(jazz)t").music.as_deref(), Some("jazz"));
+    }
+
+    #[test]
+    fn limit_and_duration_stop_as_asterisk_reads_them() {
+        let o = parse_options("L(10000:4000:1500)S(20)");
+        assert_eq!(o.limit, Some(Duration::from_secs(10)));
+        assert_eq!((o.warning, o.warning_freq), (Some(Duration::from_millis(4000)), Duration::from_millis(1500)));
+        assert_eq!(o.duration_stop, Some(Duration::from_secs(20)));
+        // A first warning before the start moves later by whole intervals: 25 s - 2 × 10 s.
+        let o = parse_options("L(10000:25000:10000)");
+        assert_eq!(o.warning, Some(Duration::from_secs(5)));
+        // ... or goes, without an interval.
+        assert_eq!(parse_options("L(10000:25000)").warning, None);
+        assert_eq!(parse_options("L(0)").limit, None);
+        assert_eq!(parse_options("S(0)S(x)").duration_stop, None);
     }
 
     #[test]

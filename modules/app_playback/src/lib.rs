@@ -119,6 +119,14 @@ pub async fn stream_file(chan: &mut Channel, name: &str, escape: &str) -> Result
     let soundsdir = chan.core().settings().soundsdir.clone();
     let (path, format) =
         find_sound(&soundsdir, &chan.language, name, chan.native_format).ok_or(StreamError::NotFound)?;
+    // Asterisk's file.c line, which says who hears what.
+    starling_core::verbose!(
+        3,
+        "<{}> Playing '{name}.{}' (language '{}')",
+        chan.name(),
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        if chan.language.is_empty() { "default" } else { chan.language.as_str() }
+    );
     let file = std::fs::File::open(&path).map_err(|e| StreamError::Unreadable(format!("{}: {e}", path.display())))?;
     let audio = audio_file::read(format, std::io::BufReader::new(file))
         .map_err(|e| StreamError::Unreadable(format!("{}: {e}", path.display())))?;
