@@ -1452,7 +1452,7 @@ fn sip_actions_and_registry_events_as_chan_sip() {
         let len = frank.recv(&mut buffer).ok()?;
         let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
         assert!(text.starts_with("OPTIONS sip:"), "{text}");
-        text.split("branch=").nth(1).map(|b| b.split(|c: char| c == ';' || c == '\r').next().unwrap().to_owned())
+        text.split("branch=").nth(1).map(|b| b.split([';', '\r']).next().unwrap().to_owned())
     };
     let mut before = Vec::new();
     while let Some(b) = branch(&frank) {
