@@ -1,11 +1,32 @@
-//! Opus through libopus (`audiopus`): mono, at 8, 16 or 48 kHz, with in-band FEC and DTX as the
-//! peer's fmtp asks (`useinbandfec`, `usedtx`), and loss concealment when a packet is missing.
+//! Opus through libopus (`audiopus`): mono, at 8, 16 or 48 kHz, with in-band FEC, DTX and the
+//! audio band as the peer's fmtp asks (`useinbandfec`, `usedtx`, `maxplaybackrate`), and loss
+//! concealment when a packet is missing.
 
 use audiopus::coder::{Decoder, Encoder};
 use audiopus::{Application, Bitrate, Channels, SampleRate};
 
 /// libopus's `OPUS_SET_DTX_REQUEST`.
 const OPUS_SET_DTX_REQUEST: i32 = 4016;
+/// libopus's `OPUS_SET_MAX_BANDWIDTH_REQUEST`, and its `OPUS_BANDWIDTH_*` values.
+const OPUS_SET_MAX_BANDWIDTH_REQUEST: i32 = 4004;
+const OPUS_BANDWIDTH_NARROWBAND: i32 = 1101;
+const OPUS_BANDWIDTH_MEDIUMBAND: i32 = 1102;
+const OPUS_BANDWIDTH_WIDEBAND: i32 = 1103;
+const OPUS_BANDWIDTH_SUPERWIDEBAND: i32 = 1104;
+const OPUS_BANDWIDTH_FULLBAND: i32 = 1105;
+
+/// The widest audio band a receiver playing at `rate` Hz can use (RFC 7587 §6.1,
+/// `maxplaybackrate`; as Asterisk's codec_opus maps it): 8 kHz narrowband, 12 kHz mediumband,
+/// 16 kHz wideband, 24 kHz superwideband, above that fullband.
+fn max_bandwidth(rate: u32) -> i32 {
+    match rate {
+        0..=8000 => OPUS_BANDWIDTH_NARROWBAND,
+        8001..=12000 => OPUS_BANDWIDTH_MEDIUMBAND,
+        12001..=16000 => OPUS_BANDWIDTH_WIDEBAND,
+        16001..=24000 => OPUS_BANDWIDTH_SUPERWIDEBAND,
+        _ => OPUS_BANDWIDTH_FULLBAND,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -68,6 +89,10 @@ impl OpusCodec {
             encoder.set_packet_loss_perc(10)?;
         }
         encoder.set_encoder_ctl_request(OPUS_SET_DTX_REQUEST, i32::from(params.usedtx))?;
+        if let Some(playback) = params.maxplaybackrate {
+            // The far end plays no wider than this: spend no bits above it.
+            encoder.set_encoder_ctl_request(OPUS_SET_MAX_BANDWIDTH_REQUEST, max_bandwidth(playback))?;
+        }
         encoder.set_bitrate(Bitrate::BitsPerSecond(if rate <= 8000 { 16_000 } else { 24_000 }))?;
         let decoder = Decoder::new(sr, Channels::Mono)?;
         Ok(OpusCodec { encoder, decoder, rate })
@@ -116,6 +141,58 @@ mod tests {
             })
             .fold((0.0, 0.0), |best, (f, p)| if p > best.1 { (f, p) } else { best })
             .0
+    }
+
+    /// The energy of `samples` at `frequency` (Goertzel).
+    fn power_at(samples: &[i16], rate: u32, frequency: f32) -> f32 {
+        let c = 2.0 * (2.0 * std::f32::consts::PI * frequency / rate as f32).cos();
+        let (mut s1, mut s2) = (0.0f32, 0.0f32);
+        for v in samples {
+            let s = f32::from(*v) + c * s1 - s2;
+            s2 = s1;
+            s1 = s;
+        }
+        s1 * s1 + s2 * s2 - c * s1 * s2
+    }
+
+    /// `maxplaybackrate=8000`: a 6 kHz tone at 48 kHz is not sent (narrowband stops at 4 kHz);
+    /// without it, it is.
+    #[test]
+    fn maxplaybackrate_narrows_the_encoded_band() {
+        let rate = 48000;
+        let frame = (rate / 50) as usize;
+        let input: Vec<i16> = (0..frame * 50)
+            .map(|n| {
+                let t = n as f32 / rate as f32;
+                (6000.0 * (2.0 * std::f32::consts::PI * 500.0 * t).sin()
+                    + 6000.0 * (2.0 * std::f32::consts::PI * 6000.0 * t).sin()) as i16
+            })
+            .collect();
+        let through = |params: &OpusParams| {
+            let mut codec = OpusCodec::new(rate, params).unwrap();
+            let (mut packet, mut pcm, mut output) = ([0u8; 1500], vec![0i16; frame], Vec::new());
+            for chunk in input.chunks(frame) {
+                let len = codec.encode(chunk, &mut packet).unwrap();
+                let n = codec.decode(Some(&packet[..len]), &mut pcm).unwrap();
+                output.extend_from_slice(&pcm[..n]);
+            }
+            let steady = &output[frame * 10..];
+            power_at(steady, rate, 6000.0) / power_at(steady, rate, 500.0)
+        };
+        let full = through(&OpusParams::default());
+        let narrow = through(&OpusParams::from_fmtp("maxplaybackrate=8000"));
+        assert!(full > 0.1, "fullband keeps 6 kHz: ratio {full}");
+        assert!(narrow < 0.01, "narrowband drops 6 kHz: ratio {narrow}");
+        assert_eq!(
+            [8000, 12000, 16000, 24000, 48000].map(max_bandwidth),
+            [
+                OPUS_BANDWIDTH_NARROWBAND,
+                OPUS_BANDWIDTH_MEDIUMBAND,
+                OPUS_BANDWIDTH_WIDEBAND,
+                OPUS_BANDWIDTH_SUPERWIDEBAND,
+                OPUS_BANDWIDTH_FULLBAND
+            ]
+        );
     }
 
     #[test]

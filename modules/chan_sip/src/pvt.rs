@@ -1236,7 +1236,9 @@ impl Pvt {
             return;
         };
         if self.write_translator.as_ref().is_none_or(|t| t.from != from || t.to != to) {
-            match Translator::new(from, to, &OpusParams::default()) {
+            // Opus as the far end's fmtp asks (FEC, DTX, its playback rate).
+            let opus = self.negotiated.as_ref().and_then(|n| n.codec.fmtp.as_deref()).map(OpusParams::from_fmtp);
+            match Translator::new(from, to, &opus.unwrap_or_default()) {
                 Ok(t) => self.write_translator = Some(t),
                 Err(e) => {
                     tracing::warn!("{}: cannot write {format} as {our_format}: {e}", self.key.call_id);
