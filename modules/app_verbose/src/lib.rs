@@ -90,6 +90,10 @@ mod tests {
         assert_eq!(level("2,hi, there"), (2, "hi, there".into()), "the message keeps its commas");
         assert_eq!(level("9,loud"), (4, "loud".into()), "at most 4");
         assert_eq!(level("hi,there"), (0, "there".into()), "not a number: level 0, the rest is the message");
-        assert_eq!(level("1,\"quoted, text\" and \\\"more\\\""), (1, "quoted, text and \"more\"".into()));
+        // The message is app_verbose's last field: the rest as written, quotes and `\` kept
+        // (Asterisk's __ast_app_separate_args leaves the last of its declared fields alone).
+        assert_eq!(level("1,\"quoted, text\" and \\\"more\\\""), (1, "\"quoted, text\" and \\\"more\\\"".into()));
+        // A lone message is the first field: parsed, so its quotes and escapes go.
+        assert_eq!(level("\"quoted, text\" and \\\"more\\\""), (0, "quoted, text and \"more\"".into()));
     }
 }
