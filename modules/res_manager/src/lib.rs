@@ -109,6 +109,13 @@ pub(crate) struct Session {
     pub later: mpsc::UnboundedSender<String>,
 }
 
+impl Session {
+    /// Whether `event` goes to this session: logged in, and its class in the session's mask.
+    fn wants(&self, event: &Event) -> bool {
+        self.user.is_some() && config::class_bit(event.class).is_some_and(|bit| self.events & bit != 0)
+    }
+}
+
 /// What an action handler tells the session loop to do next.
 pub(crate) enum Next {
     Continue,
@@ -213,9 +220,7 @@ async fn serve_session(
                 let end = loop {
                     match next {
                         Ok(event) => {
-                            let wanted = session.user.is_some()
-                                && config::class_bit(event.class).is_some_and(|bit| session.events & bit != 0);
-                            if wanted {
+                            if session.wants(&event) {
                                 batch.push_str(event.rendered());
                             }
                             if event.name == "Shutdown" {
@@ -264,7 +269,17 @@ async fn serve_session(
                 }
             }
             _ = login_timer => break Some("it did not log in in time".into()),
-            _ = stop.changed() => break None,
+            _ = stop.changed() => {
+                // What was published before the stop (the Shutdown event) still goes out.
+                let mut batch = String::new();
+                while let Ok(event) = events.try_recv() {
+                    if session.wants(&event) {
+                        batch.push_str(event.rendered());
+                    }
+                }
+                let _ = write_bounded(&mut writer, &batch, writetimeout).await;
+                break None;
+            }
         }
     };
     let user = session.user.as_ref().map_or("(not logged in)", |u| u.name.as_str());
