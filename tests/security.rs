@@ -105,6 +105,12 @@ impl Phone {
 
     /// Sends `method` to `uri` as `user` (From; To is `to` for REGISTER, the URI's user for
     /// INVITE) and returns the final response (an INVITE's is ACKed).
+    /// `method` without credentials, then again answering the challenge with `password` (qop).
+    fn challenged(&mut self, method: &str, uri: &str, user: &str, to: &str, password: &str) -> String {
+        let challenge = self.send(method, uri, user, to, None);
+        self.send(method, uri, user, to, Some(&answer(&challenge, method, uri, user, password, true)))
+    }
+
     fn send(&mut self, method: &str, uri: &str, user: &str, to: &str, authorization: Option<&str>) -> String {
         self.n += 1;
         let (n, local) = (self.n, self.addr());
@@ -297,51 +303,28 @@ fn fail2ban_finds_each_failure_with_the_attackers_address() {
     let wrong_register = {
         let mut phone = Phone::new("127.0.0.2", port);
         let uri = phone.register_uri();
-        let challenge = phone.send("REGISTER", &uri, "alice", "alice", None);
-        let reply = phone.send(
-            "REGISTER",
-            &uri,
-            "alice",
-            "alice",
-            Some(&answer(&challenge, "REGISTER", &uri, "alice", "nope", true)),
-        );
+        let reply = phone.challenged("REGISTER", &uri, "alice", "alice", "nope");
         assert!(status(&reply).starts_with("SIP/2.0 403"), "{reply}");
         phone.addr()
     };
     let unknown_register = {
         let mut phone = Phone::new("127.0.0.3", port);
         let uri = phone.register_uri();
-        let challenge = phone.send("REGISTER", &uri, "mallory", "mallory", None);
-        let reply = phone.send(
-            "REGISTER",
-            &uri,
-            "mallory",
-            "mallory",
-            Some(&answer(&challenge, "REGISTER", &uri, "mallory", "x", true)),
-        );
+        let reply = phone.challenged("REGISTER", &uri, "mallory", "mallory", "x");
         assert!(status(&reply).starts_with("SIP/2.0 403"), "{reply}");
         phone.addr()
     };
     let wrong_invite = {
         let mut phone = Phone::new("127.0.0.4", port);
         let uri = phone.invite_uri("100");
-        let challenge = phone.send("INVITE", &uri, "alice", "100", None);
-        let reply = phone.send(
-            "INVITE",
-            &uri,
-            "alice",
-            "100",
-            Some(&answer(&challenge, "INVITE", &uri, "alice", "nope", true)),
-        );
+        let reply = phone.challenged("INVITE", &uri, "alice", "100", "nope");
         assert!(status(&reply).starts_with("SIP/2.0 403"), "{reply}");
         phone.addr()
     };
     let no_such_exten = {
         let mut phone = Phone::new("127.0.0.5", port);
         let uri = phone.invite_uri("999");
-        let challenge = phone.send("INVITE", &uri, "alice", "999", None);
-        let reply =
-            phone.send("INVITE", &uri, "alice", "999", Some(&answer(&challenge, "INVITE", &uri, "alice", "pw", true)));
+        let reply = phone.challenged("INVITE", &uri, "alice", "999", "pw");
         assert!(status(&reply).starts_with("SIP/2.0 404"), "{reply}");
         phone.addr()
     };
@@ -350,19 +333,10 @@ fn fail2ban_finds_each_failure_with_the_attackers_address() {
     {
         let mut phone = Phone::new("127.0.0.7", port);
         let uri = phone.register_uri();
-        let challenge = phone.send("REGISTER", &uri, "alice", "alice", None);
-        let reply = phone.send(
-            "REGISTER",
-            &uri,
-            "alice",
-            "alice",
-            Some(&answer(&challenge, "REGISTER", &uri, "alice", "pw", true)),
-        );
+        let reply = phone.challenged("REGISTER", &uri, "alice", "alice", "pw");
         assert!(status(&reply).starts_with("SIP/2.0 200"), "{reply}");
         let uri = phone.invite_uri("100");
-        let challenge = phone.send("INVITE", &uri, "alice", "100", None);
-        let reply =
-            phone.send("INVITE", &uri, "alice", "100", Some(&answer(&challenge, "INVITE", &uri, "alice", "pw", true)));
+        let reply = phone.challenged("INVITE", &uri, "alice", "100", "pw");
         assert_eq!(status(&reply), "SIP/2.0 486 Busy Here", "{reply}");
     }
     let ami_ok = ami_login_from("127.0.0.8", pbx.ami, "admin", "s3cret");
@@ -372,14 +346,10 @@ fn fail2ban_finds_each_failure_with_the_attackers_address() {
         let user = pct(forged);
         let mut phone = Phone::new("127.0.0.9", port);
         let uri = phone.register_uri();
-        let challenge = phone.send("REGISTER", &uri, &user, &user, None);
-        let reply =
-            phone.send("REGISTER", &uri, &user, &user, Some(&answer(&challenge, "REGISTER", &uri, &user, "x", true)));
+        let reply = phone.challenged("REGISTER", &uri, &user, &user, "x");
         assert!(status(&reply).starts_with("SIP/2.0 403"), "{reply}");
         let uri = phone.invite_uri(&user);
-        let challenge = phone.send("INVITE", &uri, "alice", &user, None);
-        let reply =
-            phone.send("INVITE", &uri, "alice", &user, Some(&answer(&challenge, "INVITE", &uri, "alice", "pw", true)));
+        let reply = phone.challenged("INVITE", &uri, "alice", &user, "pw");
         assert!(status(&reply).starts_with("SIP/2.0 404"), "{reply}");
         phone.addr()
     };

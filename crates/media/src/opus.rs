@@ -124,25 +124,6 @@ mod tests {
             .collect()
     }
 
-    /// The strongest frequency (10 Hz steps) by Goertzel power.
-    fn dominant(samples: &[i16], rate: u32) -> f32 {
-        let x: Vec<f32> = samples.iter().map(|s| f32::from(*s)).collect();
-        (10..=300)
-            .map(|i| i as f32 * 10.0)
-            .map(|f| {
-                let c = 2.0 * (2.0 * std::f32::consts::PI * f / rate as f32).cos();
-                let (mut s1, mut s2) = (0.0f32, 0.0f32);
-                for v in &x {
-                    let s = v + c * s1 - s2;
-                    s2 = s1;
-                    s1 = s;
-                }
-                (f, s1 * s1 + s2 * s2 - c * s1 * s2)
-            })
-            .fold((0.0, 0.0), |best, (f, p)| if p > best.1 { (f, p) } else { best })
-            .0
-    }
-
     /// The energy of `samples` at `frequency` (Goertzel).
     fn power_at(samples: &[i16], rate: u32, frequency: f32) -> f32 {
         let c = 2.0 * (2.0 * std::f32::consts::PI * frequency / rate as f32).cos();
@@ -153,6 +134,15 @@ mod tests {
             s1 = s;
         }
         s1 * s1 + s2 * s2 - c * s1 * s2
+    }
+
+    /// The strongest frequency (10 Hz steps) by Goertzel power.
+    fn dominant(samples: &[i16], rate: u32) -> f32 {
+        (10..=300)
+            .map(|i| i as f32 * 10.0)
+            .map(|f| (f, power_at(samples, rate, f)))
+            .fold((0.0, 0.0), |best, (f, p)| if p > best.1 { (f, p) } else { best })
+            .0
     }
 
     /// `maxplaybackrate=8000`: a 6 kHz tone at 48 kHz is not sent (narrowband stops at 4 kHz);
