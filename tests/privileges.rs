@@ -125,7 +125,7 @@ fn alice_calls_bob(server: &Server, port: u16, name: &str, during: impl FnOnce()
         8000,
         880,
         &[],
-        14,
+        20,
     );
     let registered =
         eventually(Duration::from_secs(10), || server.rx("database show").contains("/SIP/Registry/bob").then_some(()));
@@ -137,10 +137,11 @@ fn alice_calls_bob(server: &Server, port: u16, name: &str, during: impl FnOnce()
         8000,
         440,
         &["-e", &format!("/dial sip:bob@127.0.0.1:{port}")],
-        8,
+        14,
     );
+    // Generous: under CI load baresip can take seconds to start and dial (once over 8 s).
     let bridged =
-        eventually(Duration::from_secs(8), || server.rx("bridge show all").contains("native_rtp").then_some(()));
+        eventually(Duration::from_secs(14), || server.rx("bridge show all").contains("native_rtp").then_some(()));
     assert!(bridged.is_some(), "alice and bob bridged natively\n{}", server.log_tail());
     during();
     let (samples, peak, log) = alice.heard();

@@ -4,12 +4,14 @@
 //! What it does: `load` reads sip.conf (every key of INTERFACE.md, templates, errors as
 //! file:line), binds UDP (and TCP with `tcpenable`) at `bindaddr:bindport` (a port in use stops
 //! start-up with exit 2) and starts the monitor task (`monitor.rs`), which reads the socket and
-//! dispatches requests: calls in and out (`pvt.rs`, `outbound.rs`) with RTP relayed natively when
+//! dispatches requests: calls in and out (`pvt.rs`, the call's task; `call/`, how a call is set
+//! up, its messages, causes and CLI rendering; `outbound.rs`) with RTP relayed natively when
 //! both legs agree (`relay/`), the registrar (`registrar.rs`: REGISTER with digest, bindings in the
 //! astdb), qualify (`qualify.rs`: OPTIONS pokes), outbound registrations (`registry.rs`:
 //! `register =>` lines). The `sip ...` CLI commands and the manager actions (`manager.rs`) read
 //! the shared state in `shared.rs`.
 
+mod call;
 mod config;
 mod ids;
 mod manager;
@@ -226,7 +228,7 @@ fn qualify_now(state: &shared::Shared, name: &str) -> Result<(), String> {
     match conf.peer(name, |p| p.kind != config::PeerKind::User) {
         // (qualify=no too: one OPTIONS, as chan_sip's forced poke.)
         Some(_) => {
-            let _ = state.to_monitor.send(pvt::ToMonitor::Qualify { peer: name.to_owned() });
+            let _ = state.to_monitor.send(call::messages::ToMonitor::Qualify { peer: name.to_owned() });
             Ok(())
         }
         None => Err(format!("Peer '{name}' not found")),
@@ -363,7 +365,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let (stop, stopped) = watch::channel(false);
     let bindings: registrar::Bindings = Arc::new(std::sync::RwLock::new(registrar::restore(&*ctx.core().db(), &conf)));
     let shared = Arc::new(std::sync::RwLock::new(conf.clone()));
-    let table = pvt::DialogTable::default();
+    let table = call::show::DialogTable::default();
     let stats_table = table.clone();
     let channel_table = table.clone();
     let sip_port = socket.local_addr().map_or(conf.general.bindport, |a| a.port());
@@ -421,12 +423,12 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             }
         }),
         CliCommand::new("sip show channels", "List active SIP channels", "Usage: sip show channels\n       Lists all currently active SIP calls.\n", move |call| {
-            call.print(&pvt::show_channels(&table));
+            call.print(&call::show::show_channels(&table));
             CliResult::Success
         }),
         CliCommand::new("sip show channel", "Show detailed SIP channel info", "Usage: sip show channel <call-id>\n       Provides detailed status on a given SIP dialog (identified by SIP call-id, or its start).\n", move |call| {
             let [prefix] = call.args() else { return CliResult::ShowUsage };
-            call.print(&pvt::show_channel(&channel_table, prefix));
+            call.print(&call::show::show_channel(&channel_table, prefix));
             CliResult::Success
         }),
         CliCommand::new("sip qualify peer", "Send an OPTIONS packet to a peer", "Usage: sip qualify peer <name>\n       Send a SIP OPTIONS request to a peer now (its qualify status follows).\n", move |call| {
@@ -450,7 +452,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             CliResult::Success
         }),
         CliCommand::new("sip show channelstats", "List statistics for active SIP channels", "Usage: sip show channelstats\n       Lists all currently active SIP channel's RTCP statistics.\n       Natively bridged calls show the packets they relay.\n", move |call| {
-            call.print(&pvt::show_channelstats(&stats_table));
+            call.print(&call::show::show_channelstats(&stats_table));
             CliResult::Success
         }),
         CliCommand::new("sip show users", "List defined SIP users", "Usage: sip show users [like <pattern>]\n       Lists all known SIP users.\n", move |call| {

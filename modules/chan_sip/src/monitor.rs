@@ -20,8 +20,11 @@ use std::collections::HashMap;
 use starling_core::tokio::sync::mpsc;
 use starling_sip::dialog::Dialog;
 
+use crate::call::messages::{ToMonitor, ToPvt};
+use crate::call::setup::{CallProfile, CallStart};
+use crate::call::show::note_message;
 use crate::config::{Peer, PeerHost, PeerKind, Qualify, SipConf};
-use crate::pvt::{note_message, DialogRow, Direction, Pvt, PvtParts, ToMonitor, ToPvt};
+use crate::pvt::Direction;
 use crate::qualify::{PeerStatus, Qualifier};
 use crate::registrar::{BindingChange, Denied, Failure, Registrar};
 use crate::registry::{RegState, Registry};
@@ -1437,8 +1440,9 @@ impl Monitor {
             None => return self.answer_as_unknown(tx, &request, remote, now),
         }
         self.tcp_authenticated(remote);
+        let profile = CallProfile::resolve(&conf, caller.clone());
         let peer_name = caller.as_ref().map_or_else(|| remote.ip().to_string(), |p| p.name.clone());
-        let context = caller.as_ref().map_or(conf.general.context.clone(), |p| p.context.clone());
+        let context = profile.context.clone();
         let exten = request.uri.user_unescaped().map(|u| u.into_owned()).filter(|u| !u.is_empty());
         let exten = exten.unwrap_or_else(|| "s".to_owned());
         let from = request.from();
@@ -1471,15 +1475,9 @@ impl Monitor {
             }
         }
         // The offer: a missing or unreadable SDP, or no codec in common, is 488.
-        let allowed: Vec<starling_media::sdp::Codec> = caller
-            .as_ref()
-            .map_or(&conf.general.codecs, |p| &p.codecs)
-            .iter()
-            .filter_map(|name| starling_media::sdp::Codec::from_allow_name(name))
-            .collect();
         let offer = std::str::from_utf8(&request.body).ok().map(starling_media::sdp::RemoteMedia::parse);
         let negotiated = match offer {
-            Some(Ok(offer)) => starling_media::sdp::negotiate(&offer, &allowed, true),
+            Some(Ok(offer)) => starling_media::sdp::negotiate(&offer, &profile.codecs, true),
             Some(Err(e)) => Err(e),
             None => return refuse(self, 488),
         };
@@ -1499,9 +1497,8 @@ impl Monitor {
                 return refuse(self, 503);
             }
         };
-        let call_limit = caller.as_ref().and_then(|p| p.call_limit);
-        if !self.shared.take_call_slot(&peer_name, call_limit) {
-            tracing::info!("Call-limit {} reached for '{peer_name}': 486", call_limit.unwrap_or(0));
+        if !self.shared.take_call_slot(&peer_name, profile.call_limit) {
+            tracing::info!("Call-limit {} reached for '{peer_name}': 486", profile.call_limit.unwrap_or(0));
             return refuse(self, 486);
         }
         if self.core.shutdown_pending().is_some() {
@@ -1536,90 +1533,41 @@ impl Monitor {
             name: from.as_ref().and_then(|f| f.display.clone()).unwrap_or_default(),
             number: from_number.unwrap_or_default(),
         };
-        // trustrpid (the peer's, a guest's from [general]): an asserted identity other than
-        // From's is the caller ID, else the peer's callerid=, else From (chan_sip's check_peer_ok).
-        let trustrpid = caller.as_ref().map_or(conf.general.trustrpid, |p| p.trustrpid);
-        let asserted = trustrpid.then(|| crate::rpid::asserted_caller(&request, &from_caller)).flatten();
-        channel.caller = match (asserted, caller.as_ref().and_then(|p| p.callerid.clone())) {
-            (Some(asserted), _) => asserted,
-            (None, Some(callerid)) => callerid,
-            (None, None) => from_caller,
-        };
-        if let Some(peer) = &caller {
-            if !peer.language.is_empty() {
-                channel.language = peer.language.clone();
-            }
-            channel.accountcode = peer.accountcode.clone();
-            for (name, value) in &peer.setvar {
-                channel.set_var(name, value);
-            }
-        }
+        channel.caller = profile.inbound_caller(&request, from_caller);
+        profile.apply_to(&mut channel);
         channel.set_var("SIPCALLID", &id.call_id);
-        channel.mohinterpret =
-            caller.as_ref().map_or_else(|| conf.general.mohinterpret.clone(), |p| p.mohinterpret.clone());
         channel.native_format = crate::pvt::format_name(&negotiated.codec.name);
         channel.set_state(starling_core::channel::ChannelState::Ring);
 
-        let comedia = caller.as_ref().map_or(conf.general.nat.comedia, |p| p.nat.comedia);
         // What the caller is told (Contact, SDP): externaddr outside localnet.
         let told = self.shared.advertised(local_ip, remote.ip());
         let (mut session, media) =
-            self.shared.call_media(told.ip(), &rtp, allowed, comedia, negotiated.codec.clock_rate, caller.as_deref());
+            self.shared.call_media(told.ip(), &rtp, profile.codecs.clone(), negotiated.codec.clock_rate, &profile);
         session.set_remote_media(&negotiated);
         self.invites.insert(tx, key.clone());
-        let user = &channel.caller.number;
-        let row = DialogRow {
-            address: remote.ip(),
-            user: if user.is_empty() { "(None)".to_owned() } else { user.clone() },
-            format: crate::pvt::format_name(&negotiated.codec.name).to_owned(),
-            hold: false,
-            last_message: "Rx: INVITE".into(),
-            peer: caller.as_ref().map_or_else(|| "<guest>".to_owned(), |p| p.name.clone()),
-            started: std::time::Instant::now(),
-            stats: None,
-            detail: crate::pvt::ChannelDetail {
-                direction: "Incoming",
-                channel: channel.name().to_owned(),
-                uniqueid: channel.uniqueid().to_owned(),
-                remote,
-                audio: SocketAddr::new(told.ip(), media.port),
-                our_tag: id.local_tag.clone(),
-                their_tag: id.remote_tag.clone(),
-                useragent: request.headers.get(&HeaderName::UserAgent).unwrap_or("").to_owned(),
-                uri: request.uri.to_string(),
-                codecs: media.codecs.iter().map(|c| crate::pvt::format_name(&c.name).to_owned()).collect(),
-                dtmfmode: caller.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
-                transport: if self.tcp.as_ref().is_some_and(|t| t.is_connected(remote)) { "TCP" } else { "UDP" },
-            },
-        };
-        self.shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(id.call_id.clone(), row);
-        let local = told;
-        let pvt_key = key.clone();
-        let (pvt, handle) = Pvt::new(PvtParts {
-            key,
-            peer: peer_name,
+        let handle = CallStart {
+            profile: &profile,
+            key: key.clone(),
+            peer_name,
             direction: Direction::Inbound { invite_tx: tx },
+            user: channel.caller.number.clone(),
+            format: crate::pvt::format_name(&negotiated.codec.name),
+            useragent: request.headers.get(&HeaderName::UserAgent).unwrap_or("").to_owned(),
             invite: request,
             dialog,
             remote,
-            local,
+            local: told,
             tcp: self.tcp.as_ref().is_some_and(|t| t.is_connected(remote)),
-            useragent: conf.general.useragent.clone(),
-            dtmfmode: caller.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
-            directmedia: caller.as_ref().map_or(conf.general.directmedia, |p| p.directmedia),
-            comedia: caller.as_ref().map_or(conf.general.nat, |p| p.nat).comedia,
-            shared: self.shared.clone(),
-            driver,
             rtp,
             rtcp,
             session,
             media,
             negotiated: Some(negotiated),
-        });
-        self.calls.insert(pvt_key, handle.to_pvt.clone());
+        }
+        .spawn(&self.shared, &channel, driver);
+        self.calls.insert(key, handle.to_pvt.clone());
         channel.tech_pvt = Some(handle);
         tracing::info!("Accepting call {} from {}", channel.name(), remote);
-        tokio::spawn(pvt.run());
         match replaces {
             Some(replaced) => {
                 channel.announce();

@@ -14,7 +14,7 @@ use starling_core::channel::Channel;
 use starling_core::devicestate::DeviceState;
 use starling_core::frame::{CallerId, Cause};
 use starling_core::tech::{NativeBridge, Requestor, Tech};
-use starling_core::{tokio, tracing, Core};
+use starling_core::{tracing, Core};
 use starling_media::relay::RelayLeg;
 use starling_media::sdp::Codec;
 use starling_sip::dialog::{Dialog, DialogId, DialogState};
@@ -22,11 +22,10 @@ use starling_sip::digest::Credentials;
 use starling_sip::uri::{Host, Uri};
 use starling_sip::{Method, NameAddr, Request};
 
+use crate::call::messages::{ToMonitor, ToPvt};
+use crate::call::setup::{CallProfile, CallStart};
 use crate::config::{Peer, PeerHost, PeerKind};
-use crate::pvt::{
-    format_name, DialogRow, DirectTo, Direction, MediaInfo, Outbound, Pvt, PvtHandle, PvtParts, RelayTo, ToMonitor,
-    ToPvt,
-};
+use crate::pvt::{format_name, DirectTo, Direction, MediaInfo, Outbound, PvtHandle, RelayTo};
 use crate::qualify::PeerStatus;
 use crate::shared::{CallKey, Shared};
 
@@ -133,9 +132,9 @@ impl Tech for SipTech {
             return Err(Cause::REQUESTED_CHAN_UNAVAIL);
         }
         let conf = shared.conf();
-        let call_limit = target.peer.as_ref().and_then(|p| p.call_limit);
-        if !shared.take_call_slot(&target.peer_name, call_limit) {
-            tracing::info!("Call-limit {} reached for '{}': busy", call_limit.unwrap_or(0), target.peer_name);
+        let profile = CallProfile::resolve(&conf, target.peer.clone());
+        if !shared.take_call_slot(&target.peer_name, profile.call_limit) {
+            tracing::info!("Call-limit {} reached for '{}': busy", profile.call_limit.unwrap_or(0), target.peer_name);
             return Err(Cause::USER_BUSY);
         }
         let local_ip = shared.local_ip_towards(target.remote);
@@ -147,8 +146,7 @@ impl Tech for SipTech {
         };
         // The peer's codecs in its order, the caller's format first when the peer takes it
         // (no translation then, and a native bridge can carry the call).
-        let names = target.peer.as_ref().map_or(&conf.general.codecs, |p| &p.codecs);
-        let mut codecs: Vec<Codec> = names.iter().filter_map(|n| Codec::from_allow_name(n)).collect();
+        let mut codecs = profile.codecs.clone();
         if let Some(i) = codecs.iter().position(|c| format_name(&c.name) == requestor.format) {
             let preferred = codecs.remove(i);
             codecs.insert(0, preferred);
@@ -157,11 +155,9 @@ impl Tech for SipTech {
             shared.release_call_slot(&target.peer_name);
             return Err(Cause::BEARERCAPABILITY_NOTAVAIL);
         };
-        let comedia = target.peer.as_ref().map_or(conf.general.nat.comedia, |p| p.nat.comedia);
         // What the peer is told (Via, Contact, From, SDP): externaddr outside localnet.
         let local = shared.advertised(local_ip, target.remote.ip());
-        let (session, media) =
-            shared.call_media(local.ip(), &rtp, codecs, comedia, first.clock_rate, target.peer.as_deref());
+        let (session, media) = shared.call_media(local.ip(), &rtp, codecs, first.clock_rate, &profile);
 
         let local_tag = shared.new_tag();
         let call_id = crate::ids::call_id(local_ip);
@@ -212,69 +208,33 @@ impl Tech for SipTech {
         requestor.apply(&mut channel);
         channel.native_format = format_name(&first.name);
         channel.set_var("SIPCALLID", &call_id);
-        channel.mohinterpret =
-            target.peer.as_ref().map_or_else(|| conf.general.mohinterpret.clone(), |p| p.mohinterpret.clone());
-        if let Some(peer) = &target.peer {
-            if !peer.language.is_empty() {
-                channel.language = peer.language.clone();
-            }
-            if !peer.accountcode.is_empty() {
-                channel.accountcode = peer.accountcode.clone();
-            }
-        }
+        profile.apply_to(&mut channel);
         // `transport=tcp`, or a phone that registered a TCP contact.
         let tcp = conf.general.tcpenable
             && (target.peer.as_ref().is_some_and(|p| p.transport == "tcp")
                 || target.uri.transport().as_deref() == Some("tcp"));
-        let row = DialogRow {
-            address: target.remote.ip(),
-            user: target.uri.user.clone().unwrap_or_else(|| "(None)".to_owned()),
-            format: format_name(&first.name).to_owned(),
-            hold: false,
-            last_message: "Tx: INVITE".into(),
-            peer: target.peer.as_ref().map_or_else(|| "<guest>".to_owned(), |p| p.name.clone()),
-            started: std::time::Instant::now(),
-            stats: None,
-            detail: crate::pvt::ChannelDetail {
-                direction: "Outgoing",
-                channel: channel.name().to_owned(),
-                uniqueid: channel.uniqueid().to_owned(),
-                remote: target.remote,
-                audio: SocketAddr::new(local.ip(), media.port),
-                our_tag: dialog.id.local_tag.clone(),
-                their_tag: String::new(),
-                useragent: String::new(),
-                uri: target.uri.to_string(),
-                codecs: media.codecs.iter().map(|c| format_name(&c.name).to_owned()).collect(),
-                dtmfmode: target.peer.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
-                transport: if tcp { "TCP" } else { "UDP" },
-            },
-        };
-        shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(call_id, row);
-        let (pvt, handle) = Pvt::new(PvtParts {
+        let handle = CallStart {
+            profile: &profile,
             key: key.clone(),
-            peer: target.peer_name,
+            peer_name: target.peer_name,
             direction: Direction::Outbound(Box::new(outbound)),
+            user: target.uri.user.clone().unwrap_or_default(),
+            format: format_name(&first.name),
+            useragent: String::new(),
             invite: Request::new(Method::Invite, target.uri),
             dialog,
             remote: target.remote,
             local,
             tcp,
-            useragent: conf.general.useragent.clone(),
-            dtmfmode: target.peer.as_ref().map_or(conf.general.dtmfmode, |p| p.dtmfmode),
-            directmedia: target.peer.as_ref().map_or(conf.general.directmedia, |p| p.directmedia),
-            comedia: target.peer.as_ref().map_or(conf.general.nat, |p| p.nat).comedia,
-            shared: shared.clone(),
-            driver,
             rtp,
             rtcp,
             session,
             media,
             negotiated: None,
-        });
+        }
+        .spawn(shared, &channel, driver);
         let _ = shared.to_monitor.send(ToMonitor::NewCall { key, to_pvt: handle.to_pvt.clone() });
         channel.tech_pvt = Some(handle);
-        tokio::spawn(pvt.run());
         Ok(channel)
     }
 

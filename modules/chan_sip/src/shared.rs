@@ -14,8 +14,9 @@ use starling_media::sdp::{Codec, LocalMedia};
 use starling_media::session::{RtpSession, SessionConfig};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::call::messages::ToMonitor;
+use crate::call::show::DialogTable;
 use crate::config::SipConf;
-use crate::pvt::{DialogTable, ToMonitor};
 use crate::registrar::Bindings;
 
 /// How the monitor finds a call: Call-ID and our tag (To in requests to us, From in responses).
@@ -217,18 +218,17 @@ impl Shared {
         ip: IpAddr,
         rtp: &std::net::UdpSocket,
         codecs: Vec<Codec>,
-        comedia: bool,
         clock_rate: u32,
-        peer: Option<&crate::config::Peer>,
+        profile: &crate::call::setup::CallProfile,
     ) -> (RtpSession, LocalMedia) {
         let conf = self.conf();
         let config = SessionConfig {
             clock_rate,
-            comedia,
+            comedia: profile.comedia,
             strict: conf.rtp.strict,
             probation: conf.rtp.probation,
-            timeout: peer.map_or(conf.general.rtptimeout, |p| p.rtptimeout).map(seconds),
-            hold_timeout: peer.map_or(conf.general.rtpholdtimeout, |p| p.rtpholdtimeout).map(seconds),
+            timeout: profile.rtptimeout.map(seconds),
+            hold_timeout: profile.rtpholdtimeout.map(seconds),
             ..Default::default()
         };
         let session = RtpSession::new(config, Instant::now(), SystemTime::now(), self.random());

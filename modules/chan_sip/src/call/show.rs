@@ -1,0 +1,180 @@
+//! What the `sip show channels|channel|channelstats` CLI commands print of the calls: the table
+//! every call keeps its row in, and its rendering in chan_sip's columns.
+
+use std::net::SocketAddr;
+
+use crate::config::DtmfMode;
+
+/// A call as `sip show channels` lists it.
+#[derive(Clone, Debug)]
+pub struct DialogRow {
+    pub address: std::net::IpAddr,
+    /// The caller's user (From), or "(None)".
+    pub user: String,
+    pub format: String,
+    pub hold: bool,
+    /// "Rx: INVITE", "Rx: ACK", "Tx: BYE"...
+    pub last_message: String,
+    /// The peer's name, or "<guest>".
+    pub peer: String,
+    /// When the call began (`sip show channelstats` Duration).
+    pub started: std::time::Instant,
+    /// The RTP session's figures, refreshed about once a second.
+    pub stats: Option<starling_media::session::Stats>,
+    /// What `sip show channel` adds.
+    pub detail: ChannelDetail,
+}
+
+/// One call as `sip show channel` shows it (fixed when the call starts).
+#[derive(Clone, Debug)]
+pub struct ChannelDetail {
+    /// `Incoming` or `Outgoing`.
+    pub direction: &'static str,
+    /// The owner channel (`SIP/alice-0000000a`).
+    pub channel: String,
+    /// The owner channel's uniqueid (what its manager events carry).
+    pub uniqueid: String,
+    /// Where the far end's signalling comes from and goes to.
+    pub remote: SocketAddr,
+    /// Our RTP address as told in SDP.
+    pub audio: SocketAddr,
+    pub our_tag: String,
+    /// Empty until known (an outbound call's, until the answer).
+    pub their_tag: String,
+    pub useragent: String,
+    /// The Request-URI of the INVITE that began the call.
+    pub uri: String,
+    pub codecs: Vec<String>,
+    pub dtmfmode: DtmfMode,
+    pub transport: &'static str,
+}
+
+/// `sip show channel <Call-ID prefix>`: chan_sip's block for each call whose Call-ID starts
+/// with `prefix` (any case), or that none does.
+pub fn show_channel(table: &DialogTable, prefix: &str) -> String {
+    use std::fmt::Write;
+    let table = table.read().unwrap_or_else(|p| p.into_inner());
+    let mut out = String::new();
+    let matches = |call_id: &str| call_id.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+    for (call_id, row) in table.iter().filter(|(id, _)| matches(id)) {
+        let d = &row.detail;
+        let yes_no = |b: bool| if b { "Yes" } else { "No" };
+        let _ = writeln!(out, "\n  * SIP Call");
+        for (key, value) in [
+            ("Curr. trans. direction", d.direction.to_owned()),
+            ("Call-ID", call_id.clone()),
+            ("Owner channel ID", d.channel.clone()),
+            ("Our Codec Capability", format!("({})", d.codecs.join("|"))),
+            ("Format", format!("({})", row.format)),
+            ("Theoretical Address", d.remote.to_string()),
+            ("Received Address", d.remote.to_string()),
+            ("Audio IP", d.audio.to_string()),
+            ("Our Tag", d.our_tag.clone()),
+            ("Their Tag", d.their_tag.clone()),
+            ("SIP User agent", d.useragent.clone()),
+            ("Username", row.user.clone()),
+            ("Peername", row.peer.clone()),
+            ("Original uri", d.uri.clone()),
+            ("Last Message", row.last_message.clone()),
+            ("On hold", yes_no(row.hold).to_owned()),
+            ("DTMF Mode", d.dtmfmode.as_str().to_owned()),
+            ("Transport", d.transport.to_owned()),
+        ] {
+            let _ = writeln!(out, "  {:<24}{value}", format!("{key}:"));
+        }
+    }
+    if out.is_empty() {
+        let _ = writeln!(out, "No such SIP Call ID starting with '{prefix}'");
+    } else {
+        out.push('\n');
+    }
+    out
+}
+
+/// Every call, by Call-ID, in order.
+pub type DialogTable = std::sync::Arc<std::sync::RwLock<std::collections::BTreeMap<String, DialogRow>>>;
+
+/// Notes the last message of a call in the table.
+pub fn note_message(table: &DialogTable, call_id: &str, message: &str) {
+    if let Some(row) = table.write().unwrap_or_else(|p| p.into_inner()).get_mut(call_id) {
+        row.last_message = message.to_owned();
+    }
+}
+
+/// `sip show channelstats`, in chan_sip's columns: per call the packets received and lost (and
+/// jitter, in seconds), then sent and lost as the far end reports in RTCP; then Starling's
+/// own column, the RTP packets `strictrtp` refused (`Stray`).
+pub fn show_channelstats(table: &DialogTable) -> String {
+    use std::fmt::Write;
+    let table = table.read().unwrap_or_else(|p| p.into_inner());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<15.15}  {:<11.11}  {:<8.8} {:<10.10}  {:<10.10} (     %) {:<6.6} {:<10.10}  {:<10.10} (     %) {:<6.6} {:<5}",
+        "Peer", "Call ID", "Duration", "Recv: Pack", "Lost", "Jitter", "Send: Pack", "Lost", "Jitter", "Stray"
+    );
+    let percent = |lost: i64, total: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            lost.max(0) as f64 * 100.0 / (total as f64 + lost.max(0) as f64)
+        }
+    };
+    for (call_id, row) in table.iter() {
+        let secs = row.started.elapsed().as_secs();
+        let duration = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        let stats = row.stats.clone().unwrap_or(starling_media::session::Stats {
+            sent_packets: 0,
+            received_packets: 0,
+            lost_packets: 0,
+            jitter_ms: 0.0,
+            peer_lost: None,
+            rtt: None,
+            stray_packets: 0,
+        });
+        let peer_lost = i64::from(stats.peer_lost.unwrap_or(0));
+        let _ = writeln!(
+            out,
+            "{:<15.15}  {:<11.11}  {:<8.8} {:<10} {:<10} ({:5.2}%) {:<6.4} {:<10} {:<10} ({:5.2}%) {:<6.4} {}",
+            row.address.to_string(),
+            call_id,
+            duration,
+            stats.received_packets,
+            stats.lost_packets.max(0),
+            percent(stats.lost_packets, stats.received_packets),
+            stats.jitter_ms / 1000.0,
+            stats.sent_packets,
+            peer_lost.max(0),
+            percent(peer_lost, stats.sent_packets),
+            0.0,
+            stats.stray_packets,
+        );
+    }
+    let n = table.len();
+    let _ = writeln!(out, "{n} active SIP channel{}", if n == 1 { "" } else { "s" });
+    out
+}
+
+/// `sip show channels`, in chan_sip's columns.
+pub fn show_channels(table: &DialogTable) -> String {
+    use std::fmt::Write;
+    let table = table.read().unwrap_or_else(|p| p.into_inner());
+    let mut out = String::new();
+    let row = |out: &mut String, cols: [&str; 7]| {
+        let _ = writeln!(
+            out,
+            "{:<15.15}  {:<15.15}  {:<15.15}  {:<15.15}  {:<7.7}  {:<15.15} {:<10.10}",
+            cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
+        );
+    };
+    row(&mut out, ["Peer", "User/ANR", "Call ID", "Format", "Hold", "Last Message", "Peer"]);
+    for (call_id, d) in table.iter() {
+        let format = format!("({})", d.format);
+        let address = d.address.to_string();
+        let hold = if d.hold { "Yes" } else { "No" };
+        row(&mut out, [&address, &d.user, call_id, &format, hold, &d.last_message, &d.peer]);
+    }
+    let n = table.len();
+    let _ = writeln!(out, "{n} active SIP channel{}", if n == 1 { "" } else { "s" });
+    out
+}
