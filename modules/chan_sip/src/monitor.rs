@@ -52,19 +52,14 @@ pub struct Monitor {
     pub endpoint: Endpoint,
     registrar: Registrar,
     shared: Arc<Shared>,
-    /// The calls, by Call-ID and our tag; their INVITE transactions (for CANCEL); the client
-    /// transactions they started (whose responses go back to them).
+    /// The calls, by Call-ID and our tag.
     calls: HashMap<CallKey, mpsc::UnboundedSender<ToPvt>>,
-    invites: HashMap<TxId, CallKey>,
-    requests: HashMap<TxId, CallKey>,
-    /// Our outbound calls' INVITEs, until their transactions end: the 2xx are ACKed here.
-    uac_invites: HashMap<TxId, UacInvite>,
-    /// Peer poking: the state, and the OPTIONS transactions in flight (to which peer).
+    /// Whose each transaction in flight is (until it terminates): a call's, a poke's, a line's.
+    owners: HashMap<TxId, Owner>,
+    /// Peer poking.
     qualifier: Qualifier,
-    pokes: HashMap<TxId, String>,
-    /// `register =>` lines, and their REGISTER transactions in flight (to which line).
+    /// `register =>` lines.
     registry: Registry,
-    reg_txs: HashMap<TxId, usize>,
     /// Each line's latest REGISTER transaction: a new one (a retry after `registertimeout`, to
     /// the next address) makes the old one's late answer, or its Timer F, no longer the line's.
     reg_tx_of_line: HashMap<usize, TxId>,
@@ -168,13 +163,9 @@ impl Monitor {
             registrar,
             shared,
             calls: HashMap::new(),
-            invites: HashMap::new(),
-            requests: HashMap::new(),
-            uac_invites: HashMap::new(),
+            owners: HashMap::new(),
             qualifier: Qualifier::default(),
-            pokes: HashMap::new(),
             registry: Registry::default(),
-            reg_txs: HashMap::new(),
             reg_tx_of_line: HashMap::new(),
             registrar_ips: HashMap::new(),
             registrar_extens: HashMap::new(),
@@ -335,7 +326,7 @@ impl Monitor {
                 Some(format!("sip:{user}@{domain}"))
             });
         }
-        self.reg_txs.clear();
+        self.owners.retain(|_, owner| !matches!(owner, Owner::Register(_)));
         self.reg_tx_of_line.clear();
         self.registrar_ips.clear();
         self.registrar_extens.clear();
@@ -434,9 +425,9 @@ impl Monitor {
                 }
                 let transport = self.transport_to(remote, tcp);
                 let tx = self.endpoint.send_request(now, request, remote, transport);
-                self.reg_txs.insert(tx, i);
+                self.owners.insert(tx, Owner::Register(i));
                 if let Some(old) = self.reg_tx_of_line.insert(i, tx) {
-                    self.reg_txs.remove(&old);
+                    self.owners.remove(&old);
                 }
             }
             None => self.resolve_registrar(i, now),
@@ -614,7 +605,7 @@ impl Monitor {
         let mut poke = Vec::new();
         let changes = self.qualifier.due(now, &mut poke);
         for change in changes {
-            self.pokes.retain(|_, peer| *peer != change.peer);
+            self.owners.retain(|_, owner| !matches!(owner, Owner::Poke(peer) if *peer == change.peer));
             self.status_changed(change);
         }
         for name in poke {
@@ -662,7 +653,7 @@ impl Monitor {
         let tcp = self.conf.peer(name, |_| true).is_some_and(|p| p.transport == "tcp");
         let transport = self.transport_to(remote, tcp);
         let tx = self.endpoint.send_request(now, options, remote, transport);
-        self.pokes.insert(tx, name.to_owned());
+        self.owners.insert(tx, Owner::Poke(name.to_owned()));
         self.qualifier.sent(name, now, true);
     }
 
@@ -728,11 +719,9 @@ impl Monitor {
     }
 
     /// The OPTIONS transaction `tx` to a peer ended without a response.
-    fn poke_failed(&mut self, tx: TxId) {
-        if let Some(peer) = self.pokes.remove(&tx) {
-            if let Some(change) = self.qualifier.failed(&peer, std::time::Instant::now()) {
-                self.status_changed(change);
-            }
+    fn poke_failed(&mut self, peer: &str) {
+        if let Some(change) = self.qualifier.failed(peer, std::time::Instant::now()) {
+            self.status_changed(change);
         }
     }
 
@@ -827,15 +816,16 @@ impl Monitor {
                     let _ = call.send(ToPvt::Ack);
                 }
             }
-            Event::Response { tx, response } => {
-                if let Some(&line) = self.reg_txs.get(&tx) {
+            Event::Response { tx, response } => match self.owners.get_mut(&tx) {
+                Some(Owner::Register(line)) => {
+                    let line = *line;
                     if response.status >= 200 {
-                        self.reg_txs.remove(&tx);
+                        self.owners.remove(&tx);
                     }
                     self.register_response(line, &response);
-                    return;
                 }
-                if let Some(peer) = self.pokes.remove(&tx) {
+                Some(Owner::Poke(_)) => {
+                    let Some(Owner::Poke(peer)) = self.owners.remove(&tx) else { return };
                     // Any response, even 404 or 501, says the peer is there.
                     if let Some(change) = self.qualifier.answered(&peer, std::time::Instant::now()) {
                         self.status_changed(change);
@@ -845,21 +835,30 @@ impl Monitor {
                             self.shared.peer_status.write().unwrap_or_else(|p| p.into_inner()).insert(peer, status);
                         }
                     }
-                    return;
                 }
-                if (200..300).contains(&response.status) {
-                    self.ack_2xx(tx, &response);
-                }
-                if let Some(call) = self.requests.get(&tx).and_then(|key| self.calls.get(key)) {
-                    let status = response.status;
-                    if status >= 200 {
-                        let message =
-                            format!("Rx: {}", response.cseq().map_or(String::new(), |c| c.method.as_str().to_owned()));
-                        note_message(&self.shared.table, response.call_id().unwrap_or(""), &message);
+                Some(Owner::CallRequest(key, uac)) => {
+                    let key = key.clone();
+                    if let Some(uac) = uac.as_deref_mut().filter(|_| (200..300).contains(&response.status)) {
+                        let ack = uac.ack_for(&response);
+                        let remote = uac.remote;
+                        if let Some(ack) = ack {
+                            self.send_ack(remote, ack);
+                        }
                     }
-                    let _ = call.send(ToPvt::Response(Box::new(response)));
+                    if let Some(call) = self.calls.get(&key) {
+                        if response.status >= 200 {
+                            let method = response.cseq().map_or(String::new(), |c| c.method.as_str().to_owned());
+                            note_message(
+                                &self.shared.table,
+                                response.call_id().unwrap_or(""),
+                                &format!("Rx: {method}"),
+                            );
+                        }
+                        let _ = call.send(ToPvt::Response(Box::new(response)));
+                    }
                 }
-            }
+                Some(Owner::CallInvite(_)) | None => {}
+            },
             Event::StrayResponse { response, .. } => {
                 // A 2xx retransmitted after its transaction ended: the call re-sends its ACK.
                 let key = response.call_id().zip(response.from().and_then(|f| f.tag().map(str::to_owned)));
@@ -869,20 +868,18 @@ impl Monitor {
                 }
             }
             Event::Cancelled { tx, .. } => {
-                if let Some(call) = self.invites.get(&tx).and_then(|id| self.calls.get(id)) {
-                    let _ = call.send(ToPvt::Cancelled);
+                if let Some(Owner::CallInvite(key)) = self.owners.get(&tx) {
+                    if let Some(call) = self.calls.get(key) {
+                        let _ = call.send(ToPvt::Cancelled);
+                    }
                 }
             }
             Event::Terminated { tx, reason } => {
-                self.invites.remove(&tx);
-                self.uac_invites.remove(&tx);
-                if matches!(
-                    reason,
-                    starling_sip::transaction::TerminationReason::Timeout
-                        | starling_sip::transaction::TerminationReason::TransportError
-                ) {
-                    self.poke_failed(tx);
-                    if let Some(line) = self.reg_txs.remove(&tx) {
+                use starling_sip::transaction::TerminationReason;
+                let unanswered = matches!(reason, TerminationReason::Timeout | TerminationReason::TransportError);
+                match self.owners.remove(&tx) {
+                    Some(Owner::Poke(peer)) if unanswered => self.poke_failed(&peer),
+                    Some(Owner::Register(line)) if unanswered => {
                         if let Some(l) = self.registry.lines.get(line) {
                             tracing::info!(
                                 "Registration for '{}@{}' timed out, trying again",
@@ -895,13 +892,12 @@ impl Monitor {
                         self.registry_event(line, before, None);
                         self.publish_line(line);
                     }
-                }
-                if let Some(key) = self.requests.remove(&tx) {
-                    if reason == starling_sip::transaction::TerminationReason::Timeout {
+                    Some(Owner::CallRequest(key, _)) if reason == TerminationReason::Timeout => {
                         if let Some(call) = self.calls.get(&key) {
                             let _ = call.send(ToPvt::Timeout);
                         }
                     }
+                    _ => {}
                 }
             }
             Event::Malformed { remote, error } => {
@@ -1322,11 +1318,9 @@ impl Monitor {
                 });
                 let transport = self.call_transport(remote);
                 let tx = self.endpoint.send_request(now, request, remote, transport);
-                if let Some(invite) = invite {
-                    self.uac_invites.insert(tx, UacInvite { invite, remote, acks: Vec::new() });
-                }
                 if let Some((call_id, local_tag)) = key {
-                    self.requests.insert(tx, CallKey { call_id, local_tag });
+                    let uac = invite.map(|invite| Box::new(UacInvite { invite, remote, acks: Vec::new() }));
+                    self.owners.insert(tx, Owner::CallRequest(CallKey { call_id, local_tag }, uac));
                 }
             }
             ToMonitor::Stateless { message, remote } => {
@@ -1336,9 +1330,9 @@ impl Monitor {
             ToMonitor::Gone { key, peer } => {
                 self.calls.remove(&key);
                 self.shared.table.write().unwrap_or_else(|p| p.into_inner()).remove(&key.call_id);
-                // Its transactions stay in `invites` and `requests` until they terminate (Timer
-                // B/F/H/J/K): what they still bring finds no call. (Scanning both maps here was
-                // O(transactions in flight) at every hangup.)
+                // Its transactions stay in `owners` until they terminate (Timer B/F/H/J/K): what
+                // they still bring finds no call. (Scanning the map here was O(transactions in
+                // flight) at every hangup.)
                 self.shared.release_call_slot(&peer);
             }
         }
@@ -1544,7 +1538,7 @@ impl Monitor {
         let (mut session, media) =
             self.shared.call_media(told.ip(), &rtp, profile.codecs.clone(), negotiated.codec.clock_rate, &profile);
         session.set_remote_media(&negotiated);
-        self.invites.insert(tx, key.clone());
+        self.owners.insert(tx, Owner::CallInvite(key.clone()));
         let handle = CallStart {
             profile: &profile,
             key: key.clone(),
@@ -1622,6 +1616,19 @@ fn registry_row(line: &crate::registry::Line) -> crate::shared::RegistryRow {
     }
 }
 
+/// Whose a transaction is: where what it brings (responses, CANCEL, its end) goes.
+enum Owner {
+    /// A call's INVITE, which we answer: a CANCEL of it reaches the call.
+    CallInvite(CallKey),
+    /// A request a call sent: its responses, and its Timer B/F, go back to the call. An initial
+    /// INVITE keeps what the ACK of a 2xx needs, to send it from here at once.
+    CallRequest(CallKey, Option<Box<UacInvite>>),
+    /// An OPTIONS poking the peer of that name.
+    Poke(String),
+    /// A REGISTER of the `register =>` line of that index.
+    Register(usize),
+}
+
 /// An INVITE we sent, and the ACKs made for its 2xx (one per answering fork, by To tag).
 struct UacInvite {
     invite: Request,
@@ -1629,31 +1636,29 @@ struct UacInvite {
     acks: Vec<(String, Vec<u8>)>,
 }
 
+impl UacInvite {
+    /// The ACK for a 2xx to this INVITE, built once per answering fork (the same ACK again for
+    /// a retransmitted 2xx). Our INVITEs always carry the offer, so the ACK never needs a body.
+    fn ack_for(&mut self, response: &Response) -> Option<Vec<u8>> {
+        let tag = response.to().and_then(|t| t.tag().map(str::to_owned))?;
+        if let Some((_, ack)) = self.acks.iter().find(|(t, _)| *t == tag) {
+            return Some(ack.clone());
+        }
+        let dialog = Dialog::uac(&self.invite, response)?;
+        let mut via = self.invite.headers.get(&HeaderName::Via).and_then(|v| starling_sip::Via::parse(v).ok())?;
+        via.set_param("branch", Some(crate::ids::branch()));
+        let seq = self.invite.cseq().map_or(dialog.local_seq, |c| c.seq);
+        let ack = dialog.ack(seq, &via).to_bytes();
+        self.acks.push((tag, ack.clone()));
+        Some(ack)
+    }
+}
+
 impl Monitor {
-    /// ACKs a 2xx to one of our INVITEs at once, here in the monitor (re-sending the same ACK
-    /// for a retransmitted 2xx), rather than after a round trip through the call's task: under
-    /// heavy RTP load that trip is what made answering phones retransmit their 200. Our INVITEs
-    /// always carry the offer, so the ACK never needs a body. The call still learns of the 2xx.
-    fn ack_2xx(&mut self, tx: TxId, response: &Response) {
-        let Some(uac) = self.uac_invites.get_mut(&tx) else { return };
-        let Some(tag) = response.to().and_then(|t| t.tag().map(str::to_owned)) else { return };
-        let ack = match uac.acks.iter().find(|(t, _)| *t == tag) {
-            Some((_, ack)) => ack.clone(),
-            None => {
-                let Some(dialog) = Dialog::uac(&uac.invite, response) else { return };
-                let Some(mut via) =
-                    uac.invite.headers.get(&HeaderName::Via).and_then(|v| starling_sip::Via::parse(v).ok())
-                else {
-                    return;
-                };
-                via.set_param("branch", Some(crate::ids::branch()));
-                let seq = uac.invite.cseq().map_or(dialog.local_seq, |c| c.seq);
-                let ack = dialog.ack(seq, &via).to_bytes();
-                uac.acks.push((tag, ack.clone()));
-                ack
-            }
-        };
-        let remote = uac.remote;
+    /// Sends the ACK of a 2xx to one of our INVITEs, at once, here in the monitor, rather than
+    /// after a round trip through the call's task: under heavy RTP load that trip is what made
+    /// answering phones retransmit their 200. The call still learns of the 2xx.
+    fn send_ack(&mut self, remote: SocketAddr, ack: Vec<u8>) {
         if self.debug.shows(remote) {
             starling_core::verbose!(
                 0,
