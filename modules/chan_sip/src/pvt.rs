@@ -15,12 +15,9 @@ use starling_core::tokio::net::UdpSocket;
 use starling_core::tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use starling_core::tokio::time::{sleep_until, Instant as TokioInstant};
 use starling_core::{tokio, tracing};
-use starling_media::dtmf::{DtmfEvent, EventSender};
-use starling_media::opus::OpusParams;
 use starling_media::relay::RelayLeg;
 use starling_media::sdp::{Codec, LocalMedia, Negotiated};
 use starling_media::session::{RtpSession, SessionEvent};
-use starling_media::translate::{self, AudioFormat, Translator};
 use starling_sip::dialog::Dialog;
 use starling_sip::digest::{Challenge, Credentials};
 use starling_sip::message::{Response, SipMessage};
@@ -29,6 +26,7 @@ use starling_sip::uri::Uri;
 use starling_sip::{HeaderName, MessageHeaders, Method, Request};
 
 use crate::call::causes::{hangup_cause_to_sip, sip_to_hangup_cause};
+use crate::call::media::CallMedia;
 use crate::call::messages::{ToMonitor, ToPvt};
 use crate::call::show::DialogTable;
 use crate::config::{DirectMedia, DtmfMode};
@@ -215,8 +213,8 @@ pub struct Pvt {
     /// `rtp` registered with tokio, while this task reads it (not while relayed).
     rtp_in: Option<AsyncFd<RtpFd>>,
     rtcp: UdpSocket,
-    /// Shared with the relay thread, which runs our far end's packets through it while relayed.
-    session: Arc<Mutex<RtpSession>>,
+    /// The RTP session (shared with the relay thread while relayed), key presses and voice.
+    call_media: CallMedia,
     media: LocalMedia,
     negotiated: Option<Negotiated>,
     /// The far end put the call on hold (its last offer was sendonly or inactive).
@@ -232,8 +230,6 @@ pub struct Pvt {
     /// [`PvtHandle::direct`].
     direct_bridged: Arc<std::sync::atomic::AtomicBool>,
     directmedia: DirectMedia,
-    /// Frames written in another format than ours, and their translator.
-    write_translator: Option<Translator>,
 }
 
 /// The body of the INFO that sends a key (`dtmfmode=info`), as chan_sip's add_digit for
@@ -315,16 +311,6 @@ pub(crate) fn replaced_channel(table: &DialogTable, call_id: &str, to_tag: &str,
     matches.then(|| d.channel.clone())
 }
 
-/// A key press going out as RFC 4733 packets.
-struct DigitOut {
-    sender: EventSender,
-    /// The RTP timestamp every packet of the press carries (when it began).
-    start: u32,
-    next: TokioInstant,
-    pt: u8,
-    duration: u32,
-}
-
 /// Our RTP socket as tokio sees it (only while this task reads it).
 struct RtpFd(Arc<std::net::UdpSocket>);
 
@@ -356,40 +342,6 @@ async fn recv_rtp(rtp_in: &Option<AsyncFd<RtpFd>>, buffer: &mut [u8]) -> std::io
 fn publish_stats(table: &DialogTable, call_id: &str, stats: starling_media::session::Stats) {
     if let Some(row) = table.write().unwrap_or_else(|p| p.into_inner()).get_mut(call_id) {
         row.stats = Some(stats);
-    }
-}
-
-impl DigitOut {
-    /// Sends the next packet; false once the press is fully sent.
-    fn send_next(&mut self, session: &mut RtpSession) -> bool {
-        match self.sender.next_packet() {
-            Some((payload, marker)) => {
-                session.send_event(self.pt, marker, self.start, &payload);
-                self.next += Duration::from_millis(20);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// A key press going out inband: its tones, 20 ms (160 samples) at a time.
-struct InbandOut {
-    samples: Vec<i16>,
-    sent: usize,
-    next: TokioInstant,
-}
-
-impl InbandOut {
-    /// The next 20 ms as signed linear bytes; `None` once all is sent.
-    fn next_frame(&mut self) -> Option<Vec<u8>> {
-        let chunk = self.samples.get(self.sent..(self.sent + 160).min(self.samples.len()))?;
-        if chunk.is_empty() {
-            return None;
-        }
-        self.sent += chunk.len();
-        self.next += Duration::from_millis(20);
-        Some(chunk.iter().flat_map(|s| s.to_le_bytes()).collect())
     }
 }
 
@@ -460,7 +412,12 @@ impl Pvt {
             rtp,
             rtp_in: None,
             rtcp: parts.rtcp,
-            session: Arc::new(Mutex::new(parts.session)),
+            call_media: CallMedia::new(
+                Arc::new(Mutex::new(parts.session)),
+                parts.dtmfmode,
+                parts.negotiated.as_ref(),
+                std::time::Instant::now(),
+            ),
             media: parts.media,
             negotiated: parts.negotiated,
             held: false,
@@ -470,7 +427,6 @@ impl Pvt {
             direct: None,
             direct_bridged: direct,
             directmedia: parts.directmedia,
-            write_translator: None,
         };
         pvt.publish();
         (pvt, handle)
@@ -516,7 +472,7 @@ impl Pvt {
     }
 
     fn session(&self) -> std::sync::MutexGuard<'_, RtpSession> {
-        self.session.lock().unwrap_or_else(|p| p.into_inner())
+        self.call_media.session()
     }
 
     /// In a native bridge (relaying ourselves, or the relay thread for us).
@@ -531,7 +487,7 @@ impl Pvt {
         let (table, call_id) = (self.shared.table.clone(), self.key.call_id.clone());
         self.relayed = Some(self.shared.relay.add(crate::relay::RelayedLeg {
             socket: self.rtp.clone(),
-            session: self.session.clone(),
+            session: self.call_media.shared_session().clone(),
             published: self.published.clone(),
             to,
             publish_stats: Box::new(move |stats| publish_stats(&table, &call_id, stats)),
@@ -542,16 +498,6 @@ impl Pvt {
     fn take_back_relay(&mut self) {
         if self.relayed.take().is_some() {
             self.rtp_in = rtp_reader(&self.rtp);
-        }
-    }
-
-    /// Whether key presses go in the audio: `dtmfmode=inband`, or `auto` when the far end did
-    /// not take telephone-event.
-    fn inband(&self, event_type: Option<u8>) -> bool {
-        match self.dtmfmode {
-            DtmfMode::Inband => true,
-            DtmfMode::Auto => event_type.is_none(),
-            _ => false,
         }
     }
 
@@ -604,20 +550,6 @@ impl Pvt {
             }
         }
         media
-    }
-
-    /// The negotiated codec's frame format, payload type, samples per ms, and the
-    /// telephone-event payload type.
-    fn codec_params(&self) -> (&'static str, u8, u32, Option<u8>) {
-        match &self.negotiated {
-            Some(n) => (
-                format_name(&n.codec.name),
-                n.codec.payload_type,
-                n.codec.clock_rate / 1000,
-                n.telephone_event.as_ref().map(|c| c.payload_type),
-            ),
-            None => ("unknown", 255, 8, None),
-        }
     }
 
     /// A re-INVITE: a new offer (another address, hold, a codec change among ours) is answered
@@ -940,39 +872,6 @@ impl Pvt {
         }
     }
 
-    /// Writes a voice frame to the far end, translated to our codec if it is in another format.
-    fn write_voice(&mut self, format: &'static str, samples: u32, data: Vec<u8>, ours: (&'static str, u8, u32)) {
-        let (our_format, payload_type, samples_per_ms) = ours;
-        if format == our_format {
-            self.session().send(payload_type, false, samples, &data);
-            return;
-        }
-        let (Some(from), Some(to)) = (AudioFormat::from_name(format), AudioFormat::from_name(our_format)) else {
-            return;
-        };
-        if self.write_translator.as_ref().is_none_or(|t| t.from != from || t.to != to) {
-            // Opus as the far end's fmtp asks (FEC, DTX, its playback rate).
-            let opus = self.negotiated.as_ref().and_then(|n| n.codec.fmtp.as_deref()).map(OpusParams::from_fmtp);
-            match Translator::new(from, to, &opus.unwrap_or_default()) {
-                Ok(t) => self.write_translator = Some(t),
-                Err(e) => {
-                    tracing::warn!("{}: cannot write {format} as {our_format}: {e}", self.key.call_id);
-                    return;
-                }
-            }
-        }
-        let Some(translator) = self.write_translator.as_mut() else { return };
-        let frames = translator.translate(translate::Frame::from_bytes(from, data)).unwrap_or_default();
-        for frame in frames {
-            let bytes = frame.into_bytes();
-            let samples = match to {
-                AudioFormat::Ulaw | AudioFormat::Alaw => bytes.len() as u32,
-                _ => 20 * samples_per_ms,
-            };
-            self.session().send(payload_type, false, samples, &bytes);
-        }
-    }
-
     /// Runs the call until either side hangs up.
     ///
     /// However it ends — a panic in the loop included — the monitor hears `Gone` (it frees the
@@ -1039,25 +938,13 @@ impl Pvt {
     /// The call's loop; `state` is kept where [`Pvt::run`] can read it if this panics.
     async fn run_call(&mut self, state: &mut State) {
         let mut retransmit: Option<(TokioInstant, Duration, Response)> = None;
-        // An RFC 4733 key press being sent: one packet every 20 ms; voice waits meanwhile.
-        let mut dtmf_out: Option<DigitOut> = None;
-        // An inband key press being sent (dtmfmode=inband, or auto without telephone-event).
-        let mut inband_out: Option<InbandOut> = None;
-        let mut inband_in = starling_media::dtmf::InbandDetector::new();
-        let mut inband_started = TokioInstant::now();
-        // When the last audio was fed to the inband detector: a key still heard 100 ms after the
-        // audio stopped is ended then.
-        let mut inband_heard = TokioInstant::now();
-        let mut linear = Vec::with_capacity(160);
         let give_up_2xx = 64 * T1;
         let mut answered_at = TokioInstant::now();
         // Outbound, after CANCEL: how long we wait for the INVITE's final response.
         let mut cancel_deadline: Option<TokioInstant> = None;
         let mut buffer = vec![0u8; 2048];
         let mut rtcp_buffer = [0u8; 1500];
-        let (mut format, mut payload_type, mut samples_per_ms, mut event_type) = self.codec_params();
-        let mut dtmf = starling_media::dtmf::EventReceiver::default();
-        let mut dtmf_events = Vec::new();
+        let mut frames = Vec::new();
         let mut last_remote = self.session().remote();
         self.rtp_in = rtp_reader(&self.rtp);
         let mut rtp_received = 0u64;
@@ -1076,13 +963,9 @@ impl Pvt {
         tokio::pin!(timer);
         let mut armed = far;
         'call: loop {
-            let rtp_deadline = self.session().poll_timeout().map(TokioInstant::from_std);
             let deadline = [
-                rtp_deadline,
+                self.call_media.poll_timeout().map(TokioInstant::from_std),
                 retransmit.as_ref().map(|r| r.0),
-                dtmf_out.as_ref().map(|d| d.next),
-                inband_out.as_ref().map(|d| d.next),
-                inband_in.pressed().map(|_| inband_heard + Duration::from_millis(100)),
                 cancel_deadline,
                 offer_due
                     .as_ref()
@@ -1162,8 +1045,8 @@ impl Pvt {
                         // Nothing goes to a party that put us on hold (we answered recvonly/inactive).
                         let relayed_into =
                             self.natively_bridged() && self.published.lock().unwrap_or_else(|p| p.into_inner()).relayed_into;
-                        if dtmf_out.is_none() && inband_out.is_none() && !self.held && !relayed_into {
-                            self.write_voice(f, samples, data, (format, payload_type, samples_per_ms));
+                        if !self.call_media.sending_digit() && !self.held && !relayed_into {
+                            self.call_media.send_voice(f, samples, data);
                             if self.natively_bridged() {
                                 // A native bridge is starting: until the other call relays, its
                                 // media still comes as frames. The relayed packets will continue
@@ -1173,32 +1056,10 @@ impl Pvt {
                         }
                     }
                     Some(DriverCommand::SendDigit(digit)) => {
-                        if self.inband(event_type) {
-                            // 100 ms of the key's two tones, as voice, 20 ms at a time, then 60 ms
-                            // of silence: a far end that hears nothing after the key (no other
-                            // audio) still hears the key end.
-                            match starling_media::dtmf::tone(digit, 800) {
-                                Some(mut samples) if inband_out.is_none() => {
-                                    samples.resize(800 + 480, 0);
-                                    inband_out = Some(InbandOut { samples, sent: 0, next: TokioInstant::now() });
-                                }
-                                _ => tracing::debug!("DTMF '{digit}' not sent inband on {}: one already going", self.key.call_id),
-                            }
-                        } else if self.dtmfmode == DtmfMode::Info {
-                            if matches!(*state, State::Answered { .. }) {
-                                self.request_in_dialog(Method::Info, Some(("application/dtmf-relay", info_body(digit))));
-                            }
-                        } else {
-                            // 100 ms presses in 20 ms packets, in the RTP clock's units.
-                            let packet = 20 * samples_per_ms;
-                            match (event_type, EventSender::new(digit, 5 * packet, packet)) {
-                                (Some(pt), Some(sender)) if dtmf_out.is_none() => {
-                                    let mut out = DigitOut { sender, start: self.session().next_timestamp(), next: TokioInstant::now(), pt, duration: 5 * packet };
-                                    out.send_next(&mut self.session());
-                                    dtmf_out = Some(out);
-                                }
-                                _ => tracing::debug!("DTMF '{digit}' not sent on {}: no telephone-event, or one already going", self.key.call_id),
-                            }
+                        if self.dtmfmode != DtmfMode::Info {
+                            self.call_media.send_digit(TokioInstant::now().into_std(), digit, &self.key.call_id);
+                        } else if matches!(*state, State::Answered { .. }) {
+                            self.request_in_dialog(Method::Info, Some(("application/dtmf-relay", info_body(digit))));
                         }
                     }
                     Some(DriverCommand::Write(_)) => {}
@@ -1250,7 +1111,7 @@ impl Pvt {
                     Some(ToPvt::Reinvite { tx, request }) => {
                         match self.reinvite(&request).await {
                             Ok(ok) => {
-                                (format, payload_type, samples_per_ms, event_type) = self.codec_params();
+                                self.call_media.set_format(self.negotiated.as_ref());
                                 self.send(ToMonitor::Respond { tx, response: ok.clone() });
                                 *state = State::Answered { acked: false };
                                 answered_at = TokioInstant::now();
@@ -1273,7 +1134,7 @@ impl Pvt {
                         } else {
                             match self.reinvite(&request).await {
                                 Ok(ok) => {
-                                    (format, payload_type, samples_per_ms, event_type) = self.codec_params();
+                                    self.call_media.set_format(self.negotiated.as_ref());
                                     ok
                                 }
                                 Err(status) => self.response_to(&request, status),
@@ -1356,7 +1217,7 @@ impl Pvt {
                                     self.ack(cseq.map_or(0, |c| c.seq));
                                 }
                                 self.take_answer(&response);
-                                (format, payload_type, samples_per_ms, event_type) = self.codec_params();
+                                self.call_media.set_format(self.negotiated.as_ref());
                                 self.publish();
                             }
                         } else if is_invite && matches!(self.direction, Direction::Outbound(_)) {
@@ -1365,7 +1226,7 @@ impl Pvt {
                                 break;
                             }
                             if before != *state || response.status < 200 {
-                                (format, payload_type, samples_per_ms, event_type) = self.codec_params();
+                                self.call_media.set_format(self.negotiated.as_ref());
                             }
                         }
                     }
@@ -1411,7 +1272,7 @@ impl Pvt {
                             self.published.lock().unwrap_or_else(|p| p.into_inner()).relayed_into = false;
                         }
                         self.relay = relay;
-                        dtmf_out = None;
+                        self.call_media.drop_digit();
                     }
                     None => break,
                 },
@@ -1448,51 +1309,9 @@ impl Pvt {
                                 relay.forward(&mut buffer[..len]);
                                 // From the next packet on, the relay thread reads our socket.
                                 hand_off = true;
-                            } else if Some(packet.payload_type) == event_type {
-                                dtmf.handle(packet.timestamp, &buffer[packet.payload.0..packet.payload.1], &mut dtmf_events);
-                                for event in dtmf_events.drain(..) {
-                                    let frame = match event {
-                                        DtmfEvent::Begin(digit) => Frame::DtmfBegin(digit),
-                                        DtmfEvent::End { digit, duration } => {
-                                            tracing::debug!("DTMF '{digit}' received on {}", self.key.call_id);
-                                            Frame::DtmfEnd { digit, duration_ms: duration / samples_per_ms.max(1) }
-                                        }
-                                    };
-                                    // Key presses are never dropped (unlike voice).
-                                    let _ = self.driver.frames.send(frame).await;
-                                }
-                            } else if packet.payload_type == payload_type {
-                                let data = buffer[packet.payload.0..packet.payload.1].to_vec();
-                                if self.inband(event_type) && matches!(format, "ulaw" | "alaw") {
-                                    linear.resize(data.len(), 0);
-                                    if format == "ulaw" {
-                                        starling_media::g711::decode_ulaw(&data, &mut linear);
-                                    } else {
-                                        starling_media::g711::decode_alaw(&data, &mut linear);
-                                    }
-                                    inband_in.feed(&linear, &mut dtmf_events);
-                                    inband_heard = TokioInstant::now();
-                                    for event in dtmf_events.drain(..) {
-                                        let frame = match event {
-                                            DtmfEvent::Begin(digit) => {
-                                                inband_started = TokioInstant::now();
-                                                Frame::DtmfBegin(digit)
-                                            }
-                                            DtmfEvent::End { digit, .. } => {
-                                                tracing::debug!("DTMF '{digit}' heard inband on {}", self.key.call_id);
-                                                let duration_ms = inband_started.elapsed().as_millis() as u32;
-                                                Frame::DtmfEnd { digit, duration_ms }
-                                            }
-                                        };
-                                        let _ = self.driver.frames.send(frame).await;
-                                    }
-                                }
-                                let samples = match format {
-                                    "ulaw" | "alaw" => data.len() as u32,
-                                    _ => 20 * samples_per_ms,
-                                };
-                                // Media is dropped rather than queued when the dialplan lags.
-                                let _ = self.driver.frames.try_send(Frame::Voice { format, samples, data });
+                            } else {
+                                self.call_media.decode(now, &packet, &buffer[..len], &mut frames);
+                                self.deliver(&mut frames).await;
                             }
                         }
                         rtp_received += 1;
@@ -1539,32 +1358,8 @@ impl Pvt {
                             retransmit = Some((at, interval, ok));
                         }
                     }
-                    if let Some(out) = dtmf_out.as_mut() {
-                        if now >= out.next && !out.send_next(&mut self.session()) {
-                            self.session().skip(out.duration);
-                            dtmf_out = None;
-                        }
-                    }
-                    if inband_in.pressed().is_some() && now >= inband_heard + Duration::from_millis(100) {
-                        inband_in.flush(&mut dtmf_events);
-                        for event in dtmf_events.drain(..) {
-                            if let DtmfEvent::End { digit, .. } = event {
-                                let duration_ms = inband_started.elapsed().as_millis() as u32;
-                                let _ = self.driver.frames.send(Frame::DtmfEnd { digit, duration_ms }).await;
-                            }
-                        }
-                    }
-                    if let Some(out) = inband_out.as_mut() {
-                        if now >= out.next {
-                            match out.next_frame() {
-                                Some(bytes) => {
-                                    self.write_voice("slin", 160, bytes, (format, payload_type, samples_per_ms));
-                                }
-                                None => inband_out = None,
-                            }
-                        }
-                    }
-                    self.session().handle_timeout(now.into_std());
+                    self.call_media.handle_timeout(now.into_std(), &mut frames);
+                    self.deliver(&mut frames).await;
                 }
             }
             self.flush_rtp().await;
@@ -1599,6 +1394,21 @@ impl Pvt {
 
     /// Sends what the RTP session has queued: RTP from the RTP socket, RTCP from RTCP's
     /// (unless muxed onto the RTP port).
+    /// Hands frames to the channel: voice is dropped rather than queued when the dialplan
+    /// lags; key presses never are.
+    async fn deliver(&mut self, frames: &mut Vec<Frame>) {
+        for frame in frames.drain(..) {
+            match frame {
+                Frame::Voice { .. } => {
+                    let _ = self.driver.frames.try_send(frame);
+                }
+                frame => {
+                    let _ = self.driver.frames.send(frame).await;
+                }
+            }
+        }
+    }
+
     async fn flush_rtp(&mut self) {
         loop {
             let (transmit, remote) = {
