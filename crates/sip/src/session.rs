@@ -369,6 +369,8 @@ pub struct InviteSession {
     events: VecDeque<Event>,
     /// UAC: the ACK of the 2xx, re-sent for each retransmitted 2xx.
     ack: Option<Request>,
+    /// The ACK of the 2xx to our last re-INVITE, and its CSeq number.
+    reinvite_ack: Option<(u32, Request)>,
     /// UAC: challenges answered.
     auth_tries: u32,
     /// UAC: 422s answered.
@@ -488,6 +490,7 @@ impl InviteSession {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             ack: None,
+            reinvite_ack: None,
             auth_tries: 0,
             retried_422: false,
             prack_rseq: None,
@@ -806,6 +809,14 @@ impl InviteSession {
         }
         if self.state == State::Terminated {
             return;
+        }
+        if let Some((seq, ack)) = self.reinvite_ack.as_ref().filter(|_| (200..300).contains(&response.status)) {
+            if cseq.method == Method::Invite && cseq.seq == *seq {
+                // Our re-INVITE's 2xx again: its ACK was lost.
+                let ack = ack.clone();
+                self.transmits.push_back(Transmit::Ack { target: target_of(&ack), request: ack });
+                return;
+            }
         }
         if self.outgoing.as_ref().is_some_and(|o| o.seq == cseq.seq && o.offer.method == cseq.method) {
             return self.handle_response_offer(now, response, cseq);
@@ -1259,6 +1270,8 @@ impl InviteSession {
         let ack = dialog.ack(seq, &via);
         if seq == self.invite.cseq().map_or(0, |c| c.seq) {
             self.ack = Some(ack.clone());
+        } else {
+            self.reinvite_ack = Some((seq, ack.clone()));
         }
         self.transmits.push_back(Transmit::Ack { target: target_of(&ack), request: ack });
     }
