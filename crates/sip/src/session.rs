@@ -137,6 +137,10 @@ pub struct SessionConfig {
     pub rel100: Rel100,
     /// Refresh the session with UPDATE when the far end allows it (else re-INVITE).
     pub refresh_with_update: bool,
+    /// Retransmit our 2xx to an INVITE until the ACK (RFC 3261 §13.3.1.4). Turn it off when
+    /// the transaction layer already does (the [`Endpoint`]'s Accepted state, Timer G, for a
+    /// 2xx sent with `send_response`): the session then only gives up after 64·T1.
+    pub retransmit_2xx: bool,
     /// To answer a 401/407 to our INVITE (once, or again when the nonce was stale).
     pub credentials: Option<Credentials>,
     /// Seeds the branches, cnonces, RSeq and glare waits, so a test runs the same every time.
@@ -160,6 +164,7 @@ impl Default for SessionConfig {
             refresher: Refresher::default(),
             rel100: Rel100::default(),
             refresh_with_update: true,
+            retransmit_2xx: true,
             credentials: None,
             seed: 1,
         }
@@ -411,7 +416,13 @@ impl InviteSession {
     /// User-Agent and the session timer headers as configured, and queues the INVITE.
     pub fn uac(now: Instant, config: SessionConfig, mut invite: Request) -> InviteSession {
         let local_tag = invite.from().and_then(|f| f.tag().map(str::to_owned)).unwrap_or_default();
-        let mut session = InviteSession::new(config, Role::Uac, State::Calling, Request::new(Method::Invite, invite.uri.clone()), local_tag);
+        let mut session = InviteSession::new(
+            config,
+            Role::Uac,
+            State::Calling,
+            Request::new(Method::Invite, invite.uri.clone()),
+            local_tag,
+        );
         session.local_sdp = invite.body.clone();
         let headers = &mut invite.headers;
         headers.set(HeaderName::Supported, session.supported());
@@ -423,7 +434,8 @@ impl InviteSession {
         }
         if session.config.session_timers == SessionTimerMode::Originate {
             let (expires, min_se) = (session.config.session_expires.max(session.config.min_se), session.config.min_se);
-            headers.set(HeaderName::SessionExpires, format!("{expires};refresher={}", session.config.refresher.as_str()));
+            headers
+                .set(HeaderName::SessionExpires, format!("{expires};refresher={}", session.config.refresher.as_str()));
             headers.set(HeaderName::MinSe, min_se.to_string());
         }
         if headers.get(&HeaderName::Via).is_none() {
@@ -653,7 +665,9 @@ impl InviteSession {
             Method::Cancel => self.handle_request_cancel(),
             Method::Invite if request.to().is_some_and(|t| t.tag().is_none()) => {} // a retransmission
             _ => {
-                if let Err(error) = self.dialog.as_mut().map_or(Err(DialogError::WrongDialog), |d| d.handle_request(&request)) {
+                if let Err(error) =
+                    self.dialog.as_mut().map_or(Err(DialogError::WrongDialog), |d| d.handle_request(&request))
+                {
                     let status = match error {
                         DialogError::OldCSeq { .. } => 500,
                         DialogError::WrongDialog => 481,
@@ -819,7 +833,7 @@ impl InviteSession {
             }
         }
         if self.outgoing.as_ref().is_some_and(|o| o.seq == cseq.seq && o.offer.method == cseq.method) {
-            return self.handle_response_offer(now, response, cseq);
+            self.handle_response_offer(now, response, cseq);
         }
     }
 
@@ -890,21 +904,21 @@ impl InviteSession {
                 }
             }
             (State::Calling | State::Proceeding, 401 | 407) => {
-                if !self.answer_challenge(now, &response) {
+                let answered = self.answer_challenge(now, &response);
+                if !answered {
                     self.terminate(EndReason::Refused { status });
                 }
             }
             (State::Calling | State::Proceeding, 422) if !self.retried_422 => {
                 // RFC 4028 §7.4: again, with an interval at least the 422's Min-SE.
                 self.retried_422 = true;
-                let min_se = response.headers.get(&HeaderName::MinSe).and_then(|v| parse_delta(v)).unwrap_or(0);
+                let min_se = response.headers.get(&HeaderName::MinSe).and_then(parse_delta).unwrap_or(0);
                 let min_se = min_se.max(self.config.min_se);
                 let expires = self.config.session_expires.max(min_se);
                 let mut invite = self.next_invite();
-                invite.headers.set(
-                    HeaderName::SessionExpires,
-                    format!("{expires};refresher={}", self.config.refresher.as_str()),
-                );
+                invite
+                    .headers
+                    .set(HeaderName::SessionExpires, format!("{expires};refresher={}", self.config.refresher.as_str()));
                 invite.headers.set(HeaderName::MinSe, min_se.to_string());
                 self.dialog = None;
                 self.prack_rseq = None;
@@ -1232,7 +1246,9 @@ impl InviteSession {
     fn send_2xx(&mut self, now: Instant, seq: u32, response: Response) {
         let t1 = self.config.t1;
         self.unacked = Some(Unacked { seq, response: response.clone(), interval: t1 });
-        self.timers.set(Timer::Retransmit2xx, now + t1);
+        if self.config.retransmit_2xx {
+            self.timers.set(Timer::Retransmit2xx, now + t1);
+        }
         self.timers.set(Timer::NoAck, now + 64 * t1);
         self.transmits.push_back(Transmit::Response { response, retransmission: false });
     }
@@ -1306,7 +1322,8 @@ impl InviteSession {
         }
         let cnonce = format!("{:08x}", self.random() as u32);
         let uri = self.invite.uri.to_string();
-        let Some(answer) = self.config.credentials.as_ref().and_then(|c| c.answer(&challenge, "INVITE", &uri, &cnonce, 1))
+        let Some(answer) =
+            self.config.credentials.as_ref().and_then(|c| c.answer(&challenge, "INVITE", &uri, &cnonce, 1))
         else {
             return false;
         };
@@ -1337,8 +1354,8 @@ impl InviteSession {
         let Some(rseq) = response.headers.get(&HeaderName::RSeq).and_then(|v| v.trim().parse::<u32>().ok()) else {
             return true;
         };
-        let same_dialog = Dialog::id_of_response(response)
-            .is_some_and(|id| self.dialog.as_ref().is_some_and(|d| d.id == id));
+        let same_dialog =
+            Dialog::id_of_response(response).is_some_and(|id| self.dialog.as_ref().is_some_and(|d| d.id == id));
         if same_dialog {
             if self.prack_rseq.is_some_and(|last| rseq != last.wrapping_add(1)) {
                 return false;
@@ -1420,12 +1437,15 @@ impl InviteSession {
             response.headers.push(HeaderName::MinSe, self.config.min_se.to_string());
             return Err(response);
         }
-        let interval = if asked.is_some() { interval.min(self.config.session_expires.max(self.config.min_se)) } else { interval };
+        let interval =
+            if asked.is_some() { interval.min(self.config.session_expires.max(self.config.min_se)) } else { interval };
         // `refresher=uac` names the sender of this request, the far end.
         let refresher = match refresher {
             Some(r) => r,
             None if !supports => Refresher::Uas,
-            None => current.map_or(self.config.refresher, |c| if c.we_refresh { Refresher::Uas } else { Refresher::Uac }),
+            None => {
+                current.map_or(self.config.refresher, |c| if c.we_refresh { Refresher::Uas } else { Refresher::Uac })
+            }
         };
         Ok(Some(SessionTimer { interval, we_refresh: refresher == Refresher::Uas }))
     }

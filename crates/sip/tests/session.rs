@@ -52,8 +52,10 @@ struct Pair {
     lose: Option<Filter>,
 }
 
-const SDP_OFFER: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 10000 RTP/AVP 0\r\n";
-const SDP_ANSWER: &[u8] = b"v=0\r\no=- 2 2 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n";
+const SDP_OFFER: &[u8] =
+    b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 10000 RTP/AVP 0\r\n";
+const SDP_ANSWER: &[u8] =
+    b"v=0\r\no=- 2 2 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n";
 
 fn uac_config() -> SessionConfig {
     SessionConfig {
@@ -490,10 +492,14 @@ fn offers_asked_for_while_one_is_in_flight_leave_as_one_after_it() {
     pair.deliver();
     pair.uas_does(|s, now| s.accept_offer(now, b"a1".to_vec()));
     pair.uas_does(|s, now| s.accept_offer(now, b"a3".to_vec()));
-    let offers: Vec<_> = pair.uas_events.iter().filter_map(|e| match e {
-        Event::Offer { sdp, .. } => Some(String::from_utf8_lossy(sdp).into_owned()),
-        _ => None,
-    }).collect();
+    let offers: Vec<_> = pair
+        .uas_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Offer { sdp, .. } => Some(String::from_utf8_lossy(sdp).into_owned()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(offers, ["one", "three"]);
 }
 
@@ -687,12 +693,7 @@ fn the_invite_is_authenticated_once_and_a_second_challenge_refuses() {
 // ---- RFC 4028 session timers -----------------------------------------------------------
 
 fn originate(expires: u32, refresher: Refresher) -> SessionConfig {
-    SessionConfig {
-        session_timers: SessionTimerMode::Originate,
-        session_expires: expires,
-        refresher,
-        ..uac_config()
-    }
+    SessionConfig { session_timers: SessionTimerMode::Originate, session_expires: expires, refresher, ..uac_config() }
 }
 
 #[test]
@@ -726,10 +727,8 @@ fn the_refresher_refreshes_at_half_the_interval_by_update_and_the_other_side_res
 #[test]
 fn without_refreshes_the_other_side_sends_bye_at_expiry() {
     // SIPp's `Session-Expires: 90;refresher=uas` that stops refreshing, as the test.
-    let mut pair = Pair::answered_with(
-        originate(90, Refresher::Uas),
-        SessionConfig { session_expires: 90, ..uas_config() },
-    );
+    let mut pair =
+        Pair::answered_with(originate(90, Refresher::Uas), SessionConfig { session_expires: 90, ..uas_config() });
     pair.lose = Some(Box::new(|w: &Wire| w.from == Side::Uas && w.describe() == "UPDATE"));
     pair.run_until(200.0);
     // interval − min(32, interval/3) = 90 − 30 = 60 s.
@@ -892,16 +891,9 @@ fn one_unacknowledged_reliable_provisional_at_a_time() {
     pair.in_flight.extend(held);
     pair.deliver();
     let order: Vec<String> = pair.log.iter().skip(1).map(|(_, s, d)| format!("{s:?} {d}")).collect();
-    assert_eq!(
-        order,
-        ["Uas 180 INVITE", "Uac PRACK", "Uas 200 PRACK", "Uas 183 INVITE", "Uac PRACK", "Uas 200 PRACK"]
-    );
-    let rseqs: Vec<u32> = pair
-        .uac_events
-        .iter()
-        .filter(|e| matches!(e, Event::Ringing | Event::Progress))
-        .map(|_| 0)
-        .collect();
+    assert_eq!(order, ["Uas 180 INVITE", "Uac PRACK", "Uas 200 PRACK", "Uas 183 INVITE", "Uac PRACK", "Uas 200 PRACK"]);
+    let rseqs: Vec<u32> =
+        pair.uac_events.iter().filter(|e| matches!(e, Event::Ringing | Event::Progress)).map(|_| 0).collect();
     assert_eq!(rseqs.len(), 2);
 }
 
@@ -932,4 +924,49 @@ fn the_session_runs_the_same_with_the_same_seed() {
             + &pair.uac.dialog().map(|d| d.local_seq.to_string()).unwrap_or_default()
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn without_its_own_2xx_retransmission_the_session_still_gives_up_at_64_t1() {
+    let uas = SessionConfig { retransmit_2xx: false, ..uas_config() };
+    let mut pair = Pair::new(uac_config(), uas);
+    pair.lose = Some(Box::new(|w: &Wire| w.describe() == "ACK"));
+    pair.uas_does(|s, now| s.answer(now, SDP_ANSWER.to_vec()));
+    pair.run_until(60.0);
+    assert_eq!(pair.sent(Side::Uas, "200 INVITE"), [0.0]);
+    assert_eq!(pair.sent(Side::Uas, "BYE"), [32.0]);
+}
+
+#[test]
+fn a_cancel_before_any_provisional_still_leaves_at_once() {
+    // As chan_sip: the CANCEL does not wait for a provisional response.
+    let mut pair = Pair::new(uac_config(), uas_config());
+    assert_eq!(pair.uac.state(), State::Calling);
+    pair.uac_does(|s, now| s.hangup(now));
+    assert_eq!(pair.sent(Side::Uac, "CANCEL"), [0.0]);
+    assert_eq!(Pair::ended(&pair.uas_events), Some(EndReason::Cancelled));
+    assert_eq!(Pair::ended(&pair.uac_events), Some(EndReason::Local));
+}
+
+#[test]
+fn the_driver_finds_each_response_s_server_transaction_in_the_endpoint() {
+    use starling_sip::transaction::{Config, Endpoint, Event as TxEvent, Transport};
+    let now = Instant::now();
+    let mut endpoint = Endpoint::new(Config::default());
+    let bytes = to_wire(Side::Uac, Transmit::Request { request: invite(), target: Uri::parse("sip:x").unwrap() })
+        .message
+        .to_bytes();
+    endpoint.handle(now, "127.0.0.1:5061".parse().unwrap(), Transport::Udp, &bytes);
+    let Some(TxEvent::Request { tx, request, .. }) = std::iter::from_fn(|| endpoint.poll_event()).next() else {
+        panic!("the INVITE goes up")
+    };
+    let mut uas = InviteSession::uas(now, uas_config(), request, "uastag");
+    uas.ring(now);
+    uas.answer(now, SDP_ANSWER.to_vec());
+    let mut found = Vec::new();
+    while let Some(Transmit::Response { response, retransmission }) = uas.poll_transmit() {
+        assert!(!retransmission);
+        found.push(endpoint.match_server_response(&response));
+    }
+    assert_eq!(found, [Some(tx), Some(tx)]);
 }
