@@ -57,6 +57,62 @@
 //! Inputs: every request of the dialog the Endpoint reports (`Event::Request`, the ACK of a 2xx
 //! `Event::Ack`, the CANCEL of `Event::Cancelled`, which the Endpoint has answered 200), and
 //! every response to a request this session sent (a retransmitted 2xx too: it is ACKed again).
+//!
+//! # The run loop
+//!
+//! A UAS ringing and answering; the UAC's messages are written out by hand here:
+//!
+//! ```
+//! use std::time::Instant;
+//! use starling_sip::session::{Event, InviteSession, SessionConfig, State, Transmit};
+//! use starling_sip::{parse, SipMessage};
+//!
+//! let request = |text: &str| match parse(text.replace('\n', "\r\n").as_bytes()) {
+//!     Ok(SipMessage::Request(r)) => r,
+//!     _ => unreachable!(),
+//! };
+//! let invite = request("INVITE sip:600@192.0.2.1 SIP/2.0
+//! Via: SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bKa1
+//! From: <sip:alice@192.0.2.1>;tag=f1
+//! To: <sip:600@192.0.2.1>
+//! Call-ID: c1
+//! CSeq: 1 INVITE
+//! Contact: <sip:alice@192.0.2.7:5062>
+//!
+//! ");
+//! let mut now = Instant::now();
+//! let mut call = InviteSession::uas(now, SessionConfig::default(), invite, "as5e3b");
+//! call.ring(now);
+//! call.answer(now, b"v=0\r\n".to_vec());
+//! let mut sent = Vec::new();
+//! // The driver's loop: drain, then sleep until poll_timeout and run handle_timeout.
+//! for _ in 0..2 {
+//!     while let Some(transmit) = call.poll_transmit() {
+//!         if let Transmit::Response { response, retransmission } = transmit {
+//!             sent.push((response.status, retransmission));
+//!         }
+//!     }
+//!     while let Some(event) = call.poll_event() {
+//!         println!("{event:?}");
+//!     }
+//!     if let Some(at) = call.poll_timeout() {
+//!         now = at;
+//!         call.handle_timeout(now);
+//!     }
+//! }
+//! assert_eq!(sent, [(180, false), (200, false), (200, true)], "the 2xx again at T1");
+//! call.handle_request(now, request("ACK sip:600@192.0.2.1:5060 SIP/2.0
+//! Via: SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bKa2
+//! From: <sip:alice@192.0.2.1>;tag=f1
+//! To: <sip:600@192.0.2.1>;tag=as5e3b
+//! Call-ID: c1
+//! CSeq: 1 ACK
+//!
+//! "));
+//! assert_eq!(call.state(), State::Confirmed);
+//! assert_eq!(call.poll_event(), Some(Event::Confirmed { sdp: Vec::new() }));
+//! assert_eq!(call.poll_timeout(), None);
+//! ```
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -653,8 +709,9 @@ impl InviteSession {
     /// A request of this dialog from the far end (see the module docs for which).
     pub fn handle_request(&mut self, now: Instant, request: Request) {
         if self.state == State::Terminated {
-            // A BYE crossing ours, a request after the end: the dialog is gone.
-            if request.method != Method::Ack {
+            // A BYE crossing ours, a request after the end: the dialog is gone. (ACK has no
+            // response; CANCEL has had its 200 from the Endpoint.)
+            if !matches!(request.method, Method::Ack | Method::Cancel) {
                 let status = if request.method == Method::Bye { 200 } else { 481 };
                 self.respond(&request, status);
             }
