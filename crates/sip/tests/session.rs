@@ -48,6 +48,8 @@ struct Pair {
     in_flight: VecDeque<Wire>,
     /// Everything sent, with the time (seconds since the start) and a description.
     log: Vec<(f64, Side, String)>,
+    /// The same messages, whole.
+    messages: Vec<(Side, SipMessage)>,
     /// Messages for which this returns true are lost.
     lose: Option<Filter>,
 }
@@ -118,6 +120,7 @@ impl Pair {
             uas_events: Vec::new(),
             in_flight: VecDeque::new(),
             log: Vec::new(),
+            messages: Vec::new(),
             lose: None,
         };
         pair.deliver();
@@ -138,6 +141,7 @@ impl Pair {
         while let Some(transmit) = self.uac.poll_transmit() {
             let wire = to_wire(Side::Uac, transmit);
             self.log.push((t, Side::Uac, wire.describe()));
+            self.messages.push((Side::Uac, wire.message.clone()));
             self.in_flight.push_back(wire);
         }
         self.uac_events.extend(std::iter::from_fn(|| self.uac.poll_event()));
@@ -145,6 +149,7 @@ impl Pair {
             while let Some(transmit) = uas.poll_transmit() {
                 let wire = to_wire(Side::Uas, transmit);
                 self.log.push((t, Side::Uas, wire.describe()));
+                self.messages.push((Side::Uas, wire.message.clone()));
                 self.in_flight.push_back(wire);
             }
             self.uas_events.extend(std::iter::from_fn(|| uas.poll_event()));
@@ -227,6 +232,16 @@ impl Pair {
         let now = self.now;
         command(self.uas(), now);
         self.deliver();
+    }
+
+    /// The last message `side` sent described as `what`.
+    fn last(&self, side: Side, what: &str) -> SipMessage {
+        let found = self
+            .messages
+            .iter()
+            .rev()
+            .find(|(s, m)| *s == side && Wire { from: *s, message: m.clone() }.describe() == what);
+        found.expect(what).1.clone()
     }
 
     /// The messages sent by `side` described as `what`, with their times.
@@ -969,4 +984,46 @@ fn the_driver_finds_each_response_s_server_transaction_in_the_endpoint() {
         found.push(endpoint.match_server_response(&response));
     }
     assert_eq!(found, [Some(tx), Some(tx)]);
+}
+
+#[test]
+fn the_headers_of_timers_and_100rel_on_the_wire() {
+    let uas = SessionConfig { rel100: Rel100::Preferred, ..uas_config() };
+    let mut pair = Pair::new(originate(1800, Refresher::Uas), uas);
+    let get = |m: &SipMessage, name: HeaderName| m.headers().get(&name).map(str::to_owned);
+    let invite = pair.last(Side::Uac, "INVITE");
+    assert_eq!(get(&invite, HeaderName::Supported).as_deref(), Some("replaces, 100rel, timer"));
+    assert_eq!(get(&invite, HeaderName::SessionExpires).as_deref(), Some("1800;refresher=uas"));
+    assert_eq!(get(&invite, HeaderName::UserAgent).as_deref(), Some("uac"));
+    assert!(get(&invite, HeaderName::Allow).unwrap().contains("UPDATE"));
+    pair.uas_does(|s, now| s.ring(now));
+    let ringing = pair.last(Side::Uas, "180 INVITE");
+    assert_eq!(get(&ringing, HeaderName::Require).as_deref(), Some("100rel"));
+    let rseq = get(&ringing, HeaderName::RSeq).unwrap();
+    let prack = pair.last(Side::Uac, "PRACK");
+    assert_eq!(get(&prack, HeaderName::RAck), Some(format!("{rseq} 102 INVITE")));
+    assert_eq!(get(&prack, HeaderName::To), get(&ringing, HeaderName::To), "in the early dialog");
+    pair.uas_does(|s, now| s.answer(now, SDP_ANSWER.to_vec()));
+    let ok = pair.last(Side::Uas, "200 INVITE");
+    assert_eq!(get(&ok, HeaderName::SessionExpires).as_deref(), Some("1800;refresher=uas"));
+    assert_eq!(get(&ok, HeaderName::Require).as_deref(), Some("timer"));
+    assert_eq!(get(&ok, HeaderName::Contact).as_deref(), Some("<sip:600@127.0.0.1:5060>"));
+    assert_eq!(get(&ok, HeaderName::Server).as_deref(), Some("uas"));
+    assert_eq!(get(&ok, HeaderName::ContentType).as_deref(), Some("application/sdp"));
+    let ack = pair.last(Side::Uac, "ACK");
+    let SipMessage::Request(ack) = ack else { panic!() };
+    assert_eq!(ack.uri.to_string(), "sip:600@127.0.0.1:5060", "to the answer's Contact");
+    assert_eq!(ack.cseq().unwrap().seq, 102);
+    // The refresh at 900 s.
+    pair.run_until(900.0);
+    let update = pair.last(Side::Uas, "UPDATE");
+    assert_eq!(get(&update, HeaderName::SessionExpires).as_deref(), Some("1800;refresher=uac"));
+    assert_eq!(get(&update, HeaderName::MinSe).as_deref(), Some("90"));
+    let ok = pair.last(Side::Uac, "200 UPDATE");
+    assert_eq!(get(&ok, HeaderName::SessionExpires).as_deref(), Some("1800;refresher=uac"));
+    // 422 names our Min-SE.
+    let short = SessionConfig { min_se: 30, ..originate(60, Refresher::Uac) };
+    let pair = Pair::new(short, uas_config());
+    let too_brief = pair.last(Side::Uas, "422 INVITE");
+    assert_eq!(get(&too_brief, HeaderName::MinSe).as_deref(), Some("90"));
 }
