@@ -596,6 +596,17 @@ impl InviteSession {
         self.dialog.as_ref()
     }
 
+    /// Our tag (From of our requests as UAC, To of our responses as UAS): with the Call-ID,
+    /// the key the driver finds the call by.
+    pub fn local_tag(&self) -> &str {
+        &self.local_tag
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> &str {
+        self.invite.call_id().unwrap_or("")
+    }
+
     /// The INVITE that made the call (UAC: as last sent, with its credentials).
     pub fn invite(&self) -> &Request {
         &self.invite
@@ -1669,4 +1680,23 @@ pub fn parse_replaces(value: &str) -> Option<(String, String, String)> {
         }
     }
     Some((call_id, to_tag?, from_tag?)).filter(|r| !r.0.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values() {
+        assert_eq!(parse_session_expires("1800;refresher=uas"), Some((1800, Some(Refresher::Uas))));
+        assert_eq!(parse_session_expires(" 90 ; Refresher = UAC"), Some((90, Some(Refresher::Uac))));
+        assert_eq!(parse_session_expires("90"), Some((90, None)));
+        assert_eq!(parse_session_expires("x;refresher=uac"), None);
+        assert_eq!(parse_rack("776656 1 INVITE"), Some((776656, 1, Method::Invite)));
+        assert_eq!(parse_rack("1 INVITE"), None);
+        assert_eq!(parse_replaces("abc@h;to-tag=1;from-tag=2"), Some(("abc@h".into(), "1".into(), "2".into())));
+        assert_eq!(parse_replaces("abc;to-tag=1"), None);
+        assert_eq!(parse_replaces(";to-tag=1;from-tag=2"), None);
+        assert_eq!(dtmf_info_body('#'), b"Signal=#\r\nDuration=250\r\n");
+    }
 }
