@@ -74,6 +74,8 @@ header_names! {
     ReferredBy => "Referred-By" | b'b',
     SessionExpires => "Session-Expires" | b'x',
     MinSe => "Min-SE",
+    RSeq => "RSeq",
+    RAck => "RAck",
     RetryAfter => "Retry-After",
     Date => "Date",
     Timestamp => "Timestamp",

@@ -13,6 +13,8 @@
 //! - [`transaction`]: the transaction layer of one socket ([`transaction::Endpoint`]): RFC 3261
 //!   §17 client and server transactions with every timer, RFC 6026's Accepted state.
 //! - [`dialog`]: dialogs (RFC 3261 §12): tags, CSeq rules, route sets, in-dialog requests.
+//! - [`session`]: the call ([`session::InviteSession`]): one INVITE dialog usage for either role
+//!   on top of the transaction layer, with session timers (RFC 4028) and 100rel (RFC 3262).
 //! - [`digest`]: digest authentication, server (nonces, stale, replay) and client.
 //!
 //! Why not rsip: rsip 0.4 drops compact header names, comma-joined Vias, folded lines, IPv6
@@ -116,6 +118,7 @@ pub mod dialog;
 pub mod digest;
 pub mod header;
 pub mod message;
+pub mod session;
 pub mod transaction;
 pub mod typed;
 pub mod uri;

@@ -610,6 +610,20 @@ impl Endpoint {
         self.find(KeyRef::Client { branch, method })
     }
 
+    /// The server transaction `response` answers, found from what a response copies from its
+    /// request (top Via, CSeq method): for a transaction user that keeps no [`TxId`] per
+    /// request, like [`crate::session::InviteSession`]. `None` for an RFC 2543 request (no
+    /// magic cookie), whose key needs its Request-URI.
+    pub fn match_server_response(&self, response: &Response) -> Option<TxId> {
+        let (sent_by, branch) = via_parts(response.headers.get(&HeaderName::Via)?)?;
+        if !branch.starts_with(MAGIC_COOKIE) {
+            return None;
+        }
+        let method = response.headers.get(&HeaderName::CSeq)?.split_ascii_whitespace().nth(1)?;
+        let method = if method.eq_ignore_ascii_case("ACK") { "INVITE" } else { method };
+        self.find(KeyRef::Server { branch, sent_by, method })
+    }
+
     /// Handles one datagram (or one message read from a stream) from `remote`.
     pub fn handle(&mut self, now: Instant, remote: SocketAddr, transport: Transport, data: &[u8]) {
         match parse_datagram(data) {
