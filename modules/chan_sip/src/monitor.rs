@@ -1535,14 +1535,18 @@ impl Monitor {
         let from_caller = starling_core::frame::CallerId {
             name: from.as_ref().and_then(|f| f.display.clone()).unwrap_or_default(),
             number: from_number.unwrap_or_default(),
+            presentation: caller.as_ref().map(|p| p.callingpres).unwrap_or_default(),
         };
         // trustrpid (the peer's, a guest's from [general]): an asserted identity other than
-        // From's is the caller ID, else the peer's callerid=, else From (chan_sip's check_peer_ok).
+        // From's (and the peer's callingpres) is the caller ID with its presentation, else the
+        // peer's callerid=, else From, with the peer's callingpres (chan_sip's check_peer_ok).
         let trustrpid = caller.as_ref().map_or(conf.general.trustrpid, |p| p.trustrpid);
         let asserted = trustrpid.then(|| crate::rpid::asserted_caller(&request, &from_caller)).flatten();
         channel.caller = match (asserted, caller.as_ref().and_then(|p| p.callerid.clone())) {
             (Some(asserted), _) => asserted,
-            (None, Some(callerid)) => callerid,
+            (None, Some(callerid)) => {
+                starling_core::frame::CallerId { presentation: from_caller.presentation, ..callerid }
+            }
             (None, None) => from_caller,
         };
         if let Some(peer) = &caller {
