@@ -1559,7 +1559,7 @@ fn received_invite(uas: SippUas, messages: &std::path::Path) -> Vec<String> {
 /// `trust_id_outbound=yes`, the caller in P-Asserted-Identity with `Privacy: id`; with
 /// `sendrpid=rpid` (and `trust_id_outbound` legacy), a Remote-Party-ID at anonymous.invalid with
 /// `privacy=full`. After `Set(CALLERID(pres)=allowed)` From and P-Asserted-Identity name the
-/// caller and no Privacy goes.
+/// caller and no Privacy goes. Without `sendrpid` the From is anonymous all the same.
 #[test]
 fn sendrpid_presents_the_caller_as_its_privacy_allows() {
     let spawn = |name: &str| {
@@ -1568,6 +1568,7 @@ fn sendrpid_presents_the_caller_as_its_privacy_allows() {
         (uas, file)
     };
     let ((pai, pai_log), (rpid, rpid_log), (open, open_log)) = (spawn("pai"), spawn("rpid"), spawn("open"));
+    let (plain, plain_log) = spawn("plain");
     let dial = |exten: &str, before: &str, peer: &str| {
         format!(
             "exten => {exten},1,{before}\n same => n,NoOp(PRES={exten}:${{CALLERID(pres)}})\n same => n,Dial(SIP/{peer})\n \
@@ -1575,23 +1576,25 @@ fn sendrpid_presents_the_caller_as_its_privacy_allows() {
         )
     };
     let extensions = format!(
-        "[cid]\n{}{}{}",
+        "[cid]\n{}{}{}{}",
         dial("100", "NoOp()", "pai"),
         dial("101", "NoOp()", "rpid"),
-        dial("102", "Set(CALLERID(pres)=allowed)", "open")
+        dial("102", "Set(CALLERID(pres)=allowed)", "open"),
+        dial("103", "NoOp()", "plain")
     );
     let uas = |peer: &str, port: u16, keys: &str| {
         format!("[{peer}]\ntype=peer\nhost=127.0.0.1\nport={port}\ndisallow=all\nallow=ulaw\n{keys}")
     };
     let sip_conf = format!(
-        "[trunk]\ntype=friend\nhost=127.0.0.1\ninsecure=port,invite\ncontext=cid\ntrustrpid=yes\n{}{}{}",
+        "[trunk]\ntype=friend\nhost=127.0.0.1\ninsecure=port,invite\ncontext=cid\ntrustrpid=yes\n{}{}{}{}",
         uas("pai", pai.port, "sendrpid=pai\ntrust_id_outbound=yes\n"),
         uas("rpid", rpid.port, "sendrpid=rpid\n"),
-        uas("open", open.port, "sendrpid=pai\ntrust_id_outbound=yes\n")
+        uas("open", open.port, "sendrpid=pai\ntrust_id_outbound=yes\n"),
+        uas("plain", plain.port, "")
     );
     let (server, port) =
         sip_pbx("sipsendrpid", &["pbx_config", "func_callerid", "app_dial"], Some(&extensions), &sip_conf);
-    for exten in ["100", "101", "102"] {
+    for exten in ["100", "101", "102", "103"] {
         let (code, out) =
             run_sipp_with(port, "invite_pai_private.xml", &["-s", exten, "-key", "caller", "trunk", "-m", "1"]);
         assert_eq!(code, 0, "{exten}\n{out}\n{}", server.log_tail());
@@ -1621,6 +1624,13 @@ fn sendrpid_presents_the_caller_as_its_privacy_allows() {
     assert_eq!(from_without_tag(&lines).as_deref(), Some("\"Boss\" <sip:555@127.0.0.1>"), "{lines:#?}");
     assert_eq!(header(&lines, "P-Asserted-Identity").as_deref(), Some("\"Boss\" <sip:555@127.0.0.1>"), "{lines:#?}");
     assert_eq!(header(&lines, "Privacy"), None, "{lines:#?}");
+
+    // Without sendrpid the From is still anonymous, and nothing else tells who calls.
+    let lines = received_invite(plain, &plain_log);
+    assert_eq!(from_without_tag(&lines), anonymous, "{lines:#?}");
+    assert!(header(&lines, "Contact").is_some_and(|c| c.starts_with("<sip:anonymous@")), "{lines:#?}");
+    let identities = ["Privacy", "P-Asserted-Identity", "Remote-Party-ID"].map(|h| header(&lines, h));
+    assert_eq!(identities, [None, None, None], "{lines:#?}");
 
     let log = server.log();
     for (exten, pres) in [("100", "prohib_not_screened"), ("101", "prohib_not_screened"), ("102", "allowed")] {
