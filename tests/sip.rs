@@ -1543,6 +1543,101 @@ fn trustrpid_takes_the_callers_remote_party_id_and_mailbox_is_shown() {
     assert!(untrusted.contains("  Trust RPID   : No\n"), "{untrusted}");
 }
 
+/// The header lines of the INVITE a SIPp UAS logged with `-trace_msg -message_file`.
+fn received_invite(uas: SippUas, messages: &std::path::Path) -> Vec<String> {
+    let (code, out) = uas.finish();
+    let text = std::fs::read_to_string(messages).unwrap_or_default();
+    let _ = std::fs::remove_file(messages);
+    assert_eq!(code, 0, "callee: {out}\n{text}");
+    let start = text.find("INVITE sip:").unwrap_or_else(|| panic!("no INVITE received:\n{text}"));
+    text[start..].lines().take_while(|l| !l.trim().is_empty()).map(|l| l.trim_end().to_owned()).collect()
+}
+
+/// `sendrpid` (chan_sip's add_rpid): a trusted caller's `P-Asserted-Identity` with `Privacy:
+/// id` makes its caller ID private (`CALLERID(pres)` reads `prohib_not_screened`), so the
+/// INVITE dialled on has the anonymous From and, with `sendrpid=pai` and
+/// `trust_id_outbound=yes`, the caller in P-Asserted-Identity with `Privacy: id`; with
+/// `sendrpid=rpid` (and `trust_id_outbound` legacy), a Remote-Party-ID at anonymous.invalid with
+/// `privacy=full`. After `Set(CALLERID(pres)=allowed)` From and P-Asserted-Identity name the
+/// caller and no Privacy goes. Without `sendrpid` the From is anonymous all the same.
+#[test]
+fn sendrpid_presents_the_caller_as_its_privacy_allows() {
+    let spawn = |name: &str| {
+        let file = std::env::temp_dir().join(format!("stl-{}-{name}-messages.log", std::process::id()));
+        let uas = SippUas::spawn_with("uas_busy.xml", 1, &["-trace_msg", "-message_file", file.to_str().unwrap()]);
+        (uas, file)
+    };
+    let ((pai, pai_log), (rpid, rpid_log), (open, open_log)) = (spawn("pai"), spawn("rpid"), spawn("open"));
+    let (plain, plain_log) = spawn("plain");
+    let dial = |exten: &str, before: &str, peer: &str| {
+        format!(
+            "exten => {exten},1,{before}\n same => n,NoOp(PRES={exten}:${{CALLERID(pres)}})\n same => n,Dial(SIP/{peer})\n \
+             same => n,Answer()\n same => n,Hangup()\n"
+        )
+    };
+    let extensions = format!(
+        "[cid]\n{}{}{}{}",
+        dial("100", "NoOp()", "pai"),
+        dial("101", "NoOp()", "rpid"),
+        dial("102", "Set(CALLERID(pres)=allowed)", "open"),
+        dial("103", "NoOp()", "plain")
+    );
+    let uas = |peer: &str, port: u16, keys: &str| {
+        format!("[{peer}]\ntype=peer\nhost=127.0.0.1\nport={port}\ndisallow=all\nallow=ulaw\n{keys}")
+    };
+    let sip_conf = format!(
+        "[trunk]\ntype=friend\nhost=127.0.0.1\ninsecure=port,invite\ncontext=cid\ntrustrpid=yes\n{}{}{}{}",
+        uas("pai", pai.port, "sendrpid=pai\ntrust_id_outbound=yes\n"),
+        uas("rpid", rpid.port, "sendrpid=rpid\n"),
+        uas("open", open.port, "sendrpid=pai\ntrust_id_outbound=yes\n"),
+        uas("plain", plain.port, "")
+    );
+    let (server, port) =
+        sip_pbx("sipsendrpid", &["pbx_config", "func_callerid", "app_dial"], Some(&extensions), &sip_conf);
+    for exten in ["100", "101", "102", "103"] {
+        let (code, out) =
+            run_sipp_with(port, "invite_pai_private.xml", &["-s", exten, "-key", "caller", "trunk", "-m", "1"]);
+        assert_eq!(code, 0, "{exten}\n{out}\n{}", server.log_tail());
+    }
+    let header = |lines: &[String], name: &str| -> Option<String> {
+        lines.iter().find_map(|l| {
+            l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
+        })
+    };
+    let from_without_tag =
+        |lines: &[String]| header(lines, "From").map(|f| f.split(";tag=").next().unwrap_or("").to_owned());
+    let anonymous = Some("\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_owned());
+
+    let lines = received_invite(pai, &pai_log);
+    assert_eq!(from_without_tag(&lines), anonymous, "{lines:#?}");
+    assert_eq!(header(&lines, "P-Asserted-Identity").as_deref(), Some("\"Boss\" <sip:555@127.0.0.1>"), "{lines:#?}");
+    assert_eq!(header(&lines, "Privacy").as_deref(), Some("id"), "{lines:#?}");
+    assert_eq!(header(&lines, "Remote-Party-ID"), None, "{lines:#?}");
+
+    let lines = received_invite(rpid, &rpid_log);
+    assert_eq!(from_without_tag(&lines), anonymous, "{lines:#?}");
+    let value = "\"Boss\" <sip:555@anonymous.invalid>;party=calling;privacy=full;screen=no";
+    assert_eq!(header(&lines, "Remote-Party-ID").as_deref(), Some(value), "{lines:#?}");
+    assert_eq!((header(&lines, "Privacy"), header(&lines, "P-Asserted-Identity")), (None, None), "{lines:#?}");
+
+    let lines = received_invite(open, &open_log);
+    assert_eq!(from_without_tag(&lines).as_deref(), Some("\"Boss\" <sip:555@127.0.0.1>"), "{lines:#?}");
+    assert_eq!(header(&lines, "P-Asserted-Identity").as_deref(), Some("\"Boss\" <sip:555@127.0.0.1>"), "{lines:#?}");
+    assert_eq!(header(&lines, "Privacy"), None, "{lines:#?}");
+
+    // Without sendrpid the From is still anonymous, and nothing else tells who calls.
+    let lines = received_invite(plain, &plain_log);
+    assert_eq!(from_without_tag(&lines), anonymous, "{lines:#?}");
+    assert!(header(&lines, "Contact").is_some_and(|c| c.starts_with("<sip:anonymous@")), "{lines:#?}");
+    let identities = ["Privacy", "P-Asserted-Identity", "Remote-Party-ID"].map(|h| header(&lines, h));
+    assert_eq!(identities, [None, None, None], "{lines:#?}");
+
+    let log = server.log();
+    for (exten, pres) in [("100", "prohib_not_screened"), ("101", "prohib_not_screened"), ("102", "allowed")] {
+        assert!(log.contains(&format!("PRES={exten}:{pres}")), "{exten}: {}", server.log_tail());
+    }
+}
+
 /// An INVITE with a PCMU offer, sent by hand to `exten`: our SIP socket and our RTP socket.
 fn invite_by_hand(port: u16, exten: &str, call_id: &str) -> (UdpSocket, UdpSocket) {
     let sip = UdpSocket::bind("127.0.0.1:0").unwrap();

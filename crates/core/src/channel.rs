@@ -898,8 +898,8 @@ impl Channel {
     }
 
     /// Changes the caller ID (`Set(CALLERID(num)=...)`). A change on a channel the manager
-    /// already knows is a `NewCallerid` event (Asterisk 20's fields; Starling keeps no caller
-    /// presentation, so `CID-CallingPres` is always Asterisk's default, 0).
+    /// already knows is a `NewCallerid` event (Asterisk 20's fields: `CID-CallingPres` is the
+    /// presentation's value and description).
     pub fn set_caller(&mut self, caller: crate::frame::CallerId) {
         if caller == self.caller {
             return;
@@ -907,8 +907,9 @@ impl Channel {
         self.caller = caller;
         self.sync_summary();
         if self.announced {
+            let pres = self.caller.presentation;
             self.publish("NewCallerid", "call", |e| {
-                e.with("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
+                e.with("CID-CallingPres", format!("{} ({})", pres.0, pres.describe()))
             });
         }
     }

@@ -200,11 +200,68 @@ impl Cause {
     }
 }
 
-/// Caller ID (Asterisk's `CALLERID(name)` and `CALLERID(num)`).
+/// Caller ID (Asterisk's `CALLERID(name)`, `CALLERID(num)` and `CALLERID(pres)`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallerId {
     pub name: String,
     pub number: String,
+    /// One presentation for name and number (Asterisk's combined `CALLERID(pres)`).
+    pub presentation: Presentation,
+}
+
+/// Caller presentation: an Asterisk `AST_PRES_*` value (`callingpres=`, `CALLERID(pres)`).
+/// The default is `allowed_not_screened` (0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Presentation(pub u8);
+
+/// Asterisk's table (main/callerid.c `pres_types`): value, name, description.
+const PRESENTATIONS: [(u8, &str, &str); 9] = [
+    (0x00, "allowed_not_screened", "Presentation Allowed, Not Screened"),
+    (0x01, "allowed_passed_screen", "Presentation Allowed, Passed Screen"),
+    (0x02, "allowed_failed_screen", "Presentation Allowed, Failed Screen"),
+    (0x03, "allowed", "Presentation Allowed, Network Number"),
+    (0x20, "prohib_not_screened", "Presentation Prohibited, Not Screened"),
+    (0x21, "prohib_passed_screen", "Presentation Prohibited, Passed Screen"),
+    (0x22, "prohib_failed_screen", "Presentation Prohibited, Failed Screen"),
+    (0x23, "prohib", "Presentation Prohibited, Network Number"),
+    (0x43, "unavailable", "Number Unavailable"),
+];
+
+impl Presentation {
+    pub const ALLOWED_NOT_SCREENED: Presentation = Presentation(0x00);
+    pub const ALLOWED_PASSED_SCREEN: Presentation = Presentation(0x01);
+    pub const ALLOWED_FAILED_SCREEN: Presentation = Presentation(0x02);
+    pub const ALLOWED: Presentation = Presentation(0x03);
+    pub const PROHIB_NOT_SCREENED: Presentation = Presentation(0x20);
+    pub const PROHIB_PASSED_SCREEN: Presentation = Presentation(0x21);
+    pub const PROHIB_FAILED_SCREEN: Presentation = Presentation(0x22);
+    pub const PROHIB: Presentation = Presentation(0x23);
+    pub const UNAVAILABLE: Presentation = Presentation(0x43);
+
+    /// A name of Asterisk's table (any case), or a number 0-255 (as `CALLERID(pres)=` takes
+    /// one starting with a digit).
+    pub fn parse(text: &str) -> Option<Presentation> {
+        let text = text.trim();
+        if text.starts_with(|c: char| c.is_ascii_digit()) {
+            return text.parse().ok().map(Presentation);
+        }
+        PRESENTATIONS.iter().find(|p| p.1.eq_ignore_ascii_case(text)).map(|p| Presentation(p.0))
+    }
+
+    /// The name `CALLERID(pres)` reads (`ast_named_caller_presentation`), `unknown` off the table.
+    pub fn name(self) -> &'static str {
+        PRESENTATIONS.iter().find(|p| p.0 == self.0).map_or("unknown", |p| p.1)
+    }
+
+    /// The description the manager shows (`ast_describe_caller_presentation`).
+    pub fn describe(self) -> &'static str {
+        PRESENTATIONS.iter().find(|p| p.0 == self.0).map_or("unknown", |p| p.2)
+    }
+
+    /// Whether the caller may be shown (`(pres & AST_PRES_RESTRICTION) == AST_PRES_ALLOWED`).
+    pub fn is_allowed(self) -> bool {
+        self.0 & 0x60 == 0
+    }
 }
 
 impl CallerId {
@@ -215,8 +272,13 @@ impl CallerId {
             (Some(open), Some(close)) if close > open => CallerId {
                 name: text[..open].trim().trim_matches('"').to_owned(),
                 number: text[open + 1..close].trim().to_owned(),
+                presentation: Presentation::default(),
             },
-            _ => CallerId { name: String::new(), number: text.trim_matches('"').to_owned() },
+            _ => CallerId {
+                name: String::new(),
+                number: text.trim_matches('"').to_owned(),
+                presentation: Presentation::default(),
+            },
         }
     }
 }
@@ -249,5 +311,19 @@ mod tests {
         assert_eq!((c.name.as_str(), c.number.as_str()), ("Alice Smith", "100"));
         assert_eq!(c.to_string(), "\"Alice Smith\" <100>");
         assert_eq!(CallerId::parse("5551212").number, "5551212");
+    }
+
+    #[test]
+    fn presentations_by_name_and_number() {
+        assert_eq!(Presentation::parse("PROHIB"), Some(Presentation::PROHIB));
+        assert_eq!(Presentation::parse(" allowed_passed_screen "), Some(Presentation::ALLOWED_PASSED_SCREEN));
+        assert_eq!(Presentation::parse("32"), Some(Presentation::PROHIB_NOT_SCREENED));
+        assert_eq!(Presentation::parse("hidden"), None);
+        assert_eq!(Presentation::parse("256"), None);
+        assert_eq!(Presentation::UNAVAILABLE.name(), "unavailable");
+        assert_eq!(Presentation(0x40).name(), "unknown");
+        assert_eq!(Presentation::default().describe(), "Presentation Allowed, Not Screened");
+        assert!(Presentation::ALLOWED.is_allowed() && Presentation::ALLOWED_FAILED_SCREEN.is_allowed());
+        assert!(!Presentation::PROHIB.is_allowed() && !Presentation::UNAVAILABLE.is_allowed());
     }
 }

@@ -4,8 +4,9 @@
 
 use std::net::IpAddr;
 
+use crate::rpid::{SendRpid, TrustIdOutbound};
 use starling_core::config::{parse_bool, Config, ConfigError, ConfigErrors, Section, Variable};
-use starling_core::frame::CallerId;
+use starling_core::frame::{CallerId, Presentation};
 use starling_core::tracing;
 use starling_media::session::{StrictRtp, DEFAULT_PROBATION};
 
@@ -110,7 +111,13 @@ pub struct Peer {
     /// `trustrpid`: a Remote-Party-ID (else P-Asserted-Identity) header of this peer's INVITE
     /// sets the caller ID, as chan_sip's `get_rpid`.
     pub trustrpid: bool,
-    pub sendrpid: bool,
+    /// `sendrpid=yes|rpid|pai|no`: the header that presents the caller on our INVITEs.
+    pub sendrpid: SendRpid,
+    /// `trust_id_outbound=legacy|yes|no`: what that header tells of a restricted caller.
+    pub trust_id_outbound: TrustIdOutbound,
+    /// `callingpres`: the presentation of this peer's calls (unless its asserted identity says
+    /// otherwise, as chan_sip's `check_peer_ok`).
+    pub callingpres: Presentation,
     pub accountcode: String,
     pub setvar: Vec<(String, String)>,
     /// `mailbox=` (each line, comma-separated, duplicates dropped, as chan_sip's
@@ -215,6 +222,9 @@ pub struct General {
     pub alwaysauthreject: bool,
     /// `[general] trustrpid`: every peer's default, and the guests'.
     pub trustrpid: bool,
+    /// `[general] sendrpid` and `trust_id_outbound`: every peer's defaults.
+    pub sendrpid: SendRpid,
+    pub trust_id_outbound: TrustIdOutbound,
     /// `[general] noncelifetime` (a Starling addition; seconds, 30): how long a digest nonce is
     /// good for, after which a right answer with it gets `stale=true`.
     pub noncelifetime: u32,
@@ -591,6 +601,8 @@ impl SipConf {
             allowguest: true,
             alwaysauthreject: true,
             trustrpid: false,
+            sendrpid: SendRpid::No,
+            trust_id_outbound: TrustIdOutbound::Legacy,
             noncelifetime: 30,
             realm: "asterisk".into(),
             useragent: format!("Starling PBX {}", starling_core::VERSION),
@@ -657,6 +669,8 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "allowguest" => g.allowguest = bool_of(var)?,
         "alwaysauthreject" => g.alwaysauthreject = bool_of(var)?,
         "trustrpid" => g.trustrpid = bool_of(var)?,
+        "sendrpid" => g.sendrpid = SendRpid::parse(var)?,
+        "trust_id_outbound" => g.trust_id_outbound = TrustIdOutbound::parse(var)?,
         "noncelifetime" => {
             g.noncelifetime = var.parse()?;
             if g.noncelifetime == 0 {
@@ -755,7 +769,9 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         reregister_on: Vec::new(),
         transport: "udp".into(),
         trustrpid: general.trustrpid,
-        sendrpid: false,
+        sendrpid: general.sendrpid,
+        trust_id_outbound: general.trust_id_outbound,
+        callingpres: Presentation::default(),
         accountcode: String::new(),
         setvar: Vec::new(),
         mailbox: Vec::new(),
@@ -845,7 +861,12 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                     p.transport = t;
                 }
                 "trustrpid" => p.trustrpid = var.parse_bool()?,
-                "sendrpid" => p.sendrpid = var.parse_bool().unwrap_or(true),
+                "sendrpid" => p.sendrpid = SendRpid::parse(var)?,
+                "trust_id_outbound" => p.trust_id_outbound = TrustIdOutbound::parse(var)?,
+                "callingpres" => {
+                    p.callingpres = Presentation::parse(&var.value)
+                        .ok_or_else(|| var.error("expected a presentation (allowed_not_screened ... unavailable)"))?
+                }
                 "accountcode" => p.accountcode = var.value.clone(),
                 "setvar" => {
                     let (k, v) = var.value.split_once('=').ok_or_else(|| var.error("expected NAME=value"))?;
@@ -1085,5 +1106,40 @@ mod tests {
         assert!(lines[3].starts_with("sip.conf:7: transport 'udpp': unknown transport"), "{e}");
         assert!(lines[4].starts_with("sip.conf:8: md5secret 'nothex'"), "{e}");
         assert!(lines[5].starts_with("sip.conf:5: [p] has no type="), "{e}");
+    }
+
+    /// `sendrpid`, `trust_id_outbound` (in `[general]`, every peer's default, and per peer) and
+    /// the peer's `callingpres`; a bad value stops startup naming its line.
+    #[test]
+    fn sendrpid_trust_id_outbound_and_callingpres() {
+        let conf = parse(
+            "[general]\nsendrpid=pai\ntrust_id_outbound=yes\n[a]\ntype=peer\nhost=dynamic\n\
+             [b]\ntype=peer\nhost=dynamic\nsendrpid=yes\ntrust_id_outbound=legacy\ncallingpres=prohib_passed_screen\n\
+             [c]\ntype=peer\nhost=dynamic\nsendrpid=no\ncallingpres=35\n",
+        )
+        .unwrap();
+        let peer = |name: &str| conf.peers.iter().find(|p| p.name == name).unwrap();
+        assert_eq!((peer("a").sendrpid, peer("a").trust_id_outbound), (SendRpid::Pai, TrustIdOutbound::Yes));
+        assert_eq!((peer("b").sendrpid, peer("b").trust_id_outbound), (SendRpid::Rpid, TrustIdOutbound::Legacy));
+        assert_eq!(
+            (peer("b").callingpres, peer("c").callingpres),
+            (Presentation::PROHIB_PASSED_SCREEN, Presentation::PROHIB)
+        );
+        assert_eq!((peer("c").sendrpid, peer("a").callingpres), (SendRpid::No, Presentation::ALLOWED_NOT_SCREENED));
+        let defaults = parse("[general]\n[d]\ntype=peer\nhost=dynamic\nsendrpid=rpid\n").unwrap();
+        assert_eq!(
+            (defaults.peers[0].sendrpid, defaults.peers[0].trust_id_outbound),
+            (SendRpid::Rpid, TrustIdOutbound::Legacy)
+        );
+        let e = parse("[general]\nsendrpid=both\n").unwrap_err();
+        assert_eq!(e, "sip.conf:2: sendrpid 'both': expected yes, rpid, pai or no");
+        let e = parse("[general]\ntrust_id_outbound=maybe\n[e]\ntype=peer\nhost=dynamic\ncallingpres=hidden\n")
+            .unwrap_err();
+        assert!(
+            e.starts_with(
+                "sip.conf:2: trust_id_outbound 'maybe': expected legacy, yes or no\nsip.conf:6: callingpres 'hidden'"
+            ),
+            "{e}"
+        );
     }
 }

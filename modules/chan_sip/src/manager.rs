@@ -97,7 +97,7 @@ fn sip_show_peer(shared: &Shared, bindings: &registrar::Bindings, m: &Message) -
     if !peer.accountcode.is_empty() {
         reply = reply.with("Accountcode", &peer.accountcode);
     }
-    reply = reply.with("AMAflags", "Unknown").with("CID-CallingPres", "Presentation Allowed, Not Screened");
+    reply = reply.with("AMAflags", "Unknown").with("CID-CallingPres", peer.callingpres.describe());
     if let Some(fromuser) = &peer.fromuser {
         reply = reply.with("SIP-FromUser", fromuser);
     }

@@ -1526,6 +1526,7 @@ impl Monitor {
         let from_caller = starling_core::frame::CallerId {
             name: from.as_ref().and_then(|f| f.display.clone()).unwrap_or_default(),
             number: from_number.unwrap_or_default(),
+            presentation: caller.as_ref().map(|p| p.callingpres).unwrap_or_default(),
         };
         channel.caller = profile.inbound_caller(&request, from_caller);
         profile.apply_to(&mut channel);

@@ -149,8 +149,10 @@ pub struct Outbound {
     pub from_user: Option<String>,
     /// `fromdomain`: the host of our From, instead of our address.
     pub from_domain: Option<String>,
-    /// `sendrpid`: present the caller in a Remote-Party-ID header too.
-    pub sendrpid: bool,
+    /// `sendrpid`: present the caller in a Remote-Party-ID or P-Asserted-Identity header too.
+    pub sendrpid: crate::rpid::SendRpid,
+    /// `trust_id_outbound`: what that header tells of a restricted caller.
+    pub trust_id_outbound: crate::rpid::TrustIdOutbound,
     /// The peer's `defaultuser`/`secret` (or `md5secret`), to answer its challenges.
     pub credentials: Option<Credentials>,
     /// Challenges answered so far (a second one in a row means the credentials are wrong).
@@ -689,18 +691,14 @@ impl Pvt {
     /// Builds and sends our INVITE (outbound), with `authorization` answering a challenge.
     fn send_invite(&mut self, authorization: Option<(HeaderName, String)>) {
         let Direction::Outbound(out) = &self.direction else { return };
-        let caller = &out.caller;
-        let user = out.from_user.clone().unwrap_or_else(|| {
-            if caller.number.is_empty() {
-                "starling".to_owned()
-            } else {
-                caller.number.clone()
-            }
-        });
-        let domain = out.from_domain.clone().unwrap_or_else(|| self.local.ip().to_string());
-        let name =
-            if caller.name.is_empty() { String::new() } else { format!("\"{}\" ", caller.name.replace('"', "")) };
-        let identity = format!("{name}<sip:{user}@{domain}>");
+        let presenting = crate::rpid::Presenting {
+            from_user: out.from_user.as_deref(),
+            from_domain: out.from_domain.as_deref(),
+            sendrpid: out.sendrpid,
+            trust_id_outbound: out.trust_id_outbound,
+        };
+        let crate::rpid::Identity { from: identity, user, headers } =
+            crate::rpid::identity(&out.caller, presenting, &self.local.ip().to_string());
         let seq = self.dialog.local_seq.max(101) + 1;
         self.dialog.local_seq = seq;
         let mut invite = Request::new(Method::Invite, out.uri.clone());
@@ -712,10 +710,8 @@ impl Pvt {
         invite.headers.push(HeaderName::CallId, self.key.call_id.clone());
         invite.headers.push(HeaderName::CSeq, format!("{seq} INVITE"));
         invite.headers.push(HeaderName::UserAgent, self.useragent.clone());
-        if out.sendrpid {
-            invite
-                .headers
-                .push(HeaderName::parse("Remote-Party-ID"), format!("{identity};party=calling;privacy=off;screen=no"));
+        for (header, value) in headers {
+            invite.headers.push(header, value);
         }
         if let Some((header, value)) = authorization {
             invite.headers.push(header, value);

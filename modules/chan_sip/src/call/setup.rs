@@ -16,6 +16,7 @@ use starling_sip::Request;
 
 use crate::call::show::{ChannelDetail, DialogRow};
 use crate::config::{DirectMedia, DtmfMode, Peer, SipConf};
+use crate::rpid::{SendRpid, TrustIdOutbound};
 use crate::pvt::{format_name, Direction, Pvt, PvtHandle, PvtParts};
 use crate::shared::{CallKey, Shared};
 
@@ -34,6 +35,9 @@ pub struct CallProfile {
     pub directmedia: DirectMedia,
     /// `trustrpid`: an inbound INVITE's asserted identity is the caller ID.
     pub trustrpid: bool,
+    /// `sendrpid`, `trust_id_outbound`: how our INVITEs present the caller.
+    pub sendrpid: SendRpid,
+    pub trust_id_outbound: TrustIdOutbound,
     /// `call-limit`.
     pub call_limit: Option<u32>,
     pub mohinterpret: Option<String>,
@@ -54,6 +58,8 @@ impl CallProfile {
             dtmfmode: p.map_or(g.dtmfmode, |p| p.dtmfmode),
             directmedia: p.map_or(g.directmedia, |p| p.directmedia),
             trustrpid: p.map_or(g.trustrpid, |p| p.trustrpid),
+            sendrpid: p.map_or(g.sendrpid, |p| p.sendrpid),
+            trust_id_outbound: p.map_or(g.trust_id_outbound, |p| p.trust_id_outbound),
             call_limit: p.and_then(|p| p.call_limit),
             mohinterpret: p.map_or_else(|| g.mohinterpret.clone(), |p| p.mohinterpret.clone()),
             rtptimeout: p.map_or(g.rtptimeout, |p| p.rtptimeout),
@@ -83,13 +89,15 @@ impl CallProfile {
         }
     }
 
-    /// The caller ID of an inbound call: with `trustrpid` an asserted identity other than
-    /// From's, else the peer's `callerid=`, else From (chan_sip's `check_peer_ok`).
+    /// The caller ID of an inbound call (`from` carries the peer's `callingpres`): with
+    /// `trustrpid` an asserted identity other than From's (and the peer's callingpres), with its
+    /// presentation; else the peer's `callerid=`, else From, with the peer's callingpres
+    /// (chan_sip's `check_peer_ok`).
     pub fn inbound_caller(&self, request: &Request, from: CallerId) -> CallerId {
         let asserted = self.trustrpid.then(|| crate::rpid::asserted_caller(request, &from)).flatten();
         match (asserted, self.peer.as_ref().and_then(|p| p.callerid.clone())) {
             (Some(asserted), _) => asserted,
-            (None, Some(callerid)) => callerid,
+            (None, Some(callerid)) => CallerId { presentation: from.presentation, ..callerid },
             (None, None) => from,
         }
     }
