@@ -88,6 +88,11 @@ impl JitterBuffer {
         }
     }
 
+    /// Whether no frame is held.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
     /// The delay the buffer aims for now, in samples.
     pub fn target(&self) -> u32 {
         self.target

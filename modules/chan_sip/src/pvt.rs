@@ -1346,6 +1346,8 @@ impl Pvt {
         let mut last_remote = self.session().remote();
         self.rtp_in = rtp_reader(&self.rtp);
         let mut rtp_received = 0u64;
+        // sip.conf's jitter buffer (jbenable): `None`, and no tick, without it.
+        let mut jitter = crate::jitter::JitterPlayout::new(&self.shared.conf().general.jb, &self.key.call_id);
         // The channel hung up before the ACK of our 200: the BYE waits for it.
         let mut pending_bye = false;
         // Our offer (a re-INVITE or UPDATE: hold, direct media) awaiting its final response: its
@@ -1369,6 +1371,7 @@ impl Pvt {
                 inband_out.as_ref().map(|d| d.next),
                 inband_in.pressed().map(|_| inband_heard + Duration::from_millis(100)),
                 cancel_deadline,
+                jitter.as_ref().and_then(|j| j.next_tick()),
                 offer_due
                     .as_ref()
                     .filter(|_| reinvite_seq.is_none() && *state == (State::Answered { acked: true }))
@@ -1487,6 +1490,11 @@ impl Pvt {
                         }
                     }
                     Some(DriverCommand::Write(_)) => {}
+                    Some(DriverCommand::Bridged(peer)) => {
+                        if let Some(j) = jitter.as_mut() {
+                            j.set_bridged(peer);
+                        }
+                    }
                     // A hangup, or the channel gone without a word: end the call all the same.
                     Some(DriverCommand::Hangup(_)) | None => {
                         let cause = match command {
@@ -1776,8 +1784,17 @@ impl Pvt {
                                     "ulaw" | "alaw" => data.len() as u32,
                                     _ => 20 * samples_per_ms,
                                 };
-                                // Media is dropped rather than queued when the dialplan lags.
-                                let _ = self.driver.frames.try_send(Frame::Voice { format, samples, data });
+                                // Through the jitter buffer when one is used; media is dropped
+                                // rather than queued when the dialplan lags.
+                                let frame = Frame::Voice { format, samples, data };
+                                let native = self.natively_bridged();
+                                let frame = match jitter.as_mut() {
+                                    Some(j) => j.put(TokioInstant::now(), native, packet.timestamp, samples_per_ms, frame),
+                                    None => Some(frame),
+                                };
+                                if let Some(frame) = frame {
+                                    let _ = self.driver.frames.try_send(frame);
+                                }
                             }
                         }
                         rtp_received += 1;
@@ -1848,6 +1865,12 @@ impl Pvt {
                                 None => inband_out = None,
                             }
                         }
+                    }
+                    if let Some(j) = jitter.as_mut() {
+                        let (native, frames) = (self.natively_bridged(), &self.driver.frames);
+                        j.poll(now, native, |frame| {
+                            let _ = frames.try_send(frame);
+                        });
                     }
                     self.session().handle_timeout(now.into_std());
                 }
