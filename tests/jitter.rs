@@ -2,6 +2,7 @@
 //! to a dialplan application. A hand-made phone ([`Phone`]) talks to `Echo()` with packets
 //! reordered and one late, each packet's payload a marker: with `jbenable=yes` the echo comes
 //! back in order (the late one dropped); with `jbenable=no` the reordering comes back as sent.
+//! Through a SIP-to-SIP bridge that is not native, only `jbforce=yes` puts it in order.
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -32,12 +33,12 @@ fn server(name: &str, general: &str) -> (Server, u16) {
 }
 
 /// Sends [`sending_order`] as PCMU packets (marker `n` fills packet n's payload; its sequence
-/// number and timestamp are n's) from the phone's RTP socket, one every 20 ms (15 goes
-/// 600 ms late), and returns the markers of the packets echoed back, in the order they came.
-fn talk_to_echo(phone: &Phone) -> Vec<u8> {
-    let socket = phone.rtp.try_clone().unwrap();
+/// number and timestamp are n's) from `phone`'s RTP socket, one every 20 ms (15 goes 600 ms
+/// late), and returns the markers of the packets that reach `listener`, in the order they came.
+fn talk(phone: &Phone, listener: &UdpSocket) -> Vec<u8> {
+    let socket = listener.try_clone().unwrap();
     socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let listener = std::thread::spawn(move || listen(&socket));
+    let listening = std::thread::spawn(move || listen(&socket));
     let start = Instant::now();
     for (slot, n) in sending_order().into_iter().enumerate() {
         let due = if n == 15 { Duration::from_millis(15 * 20 + 600) } else { Duration::from_millis(slot as u64 * 20) };
@@ -51,7 +52,12 @@ fn talk_to_echo(phone: &Phone) -> Vec<u8> {
         packet.extend_from_slice(&[n; 160]);
         phone.rtp.send_to(&packet, phone.their_rtp).unwrap();
     }
-    listener.join().unwrap()
+    listening.join().unwrap()
+}
+
+/// [`talk`] to Echo(): what comes back.
+fn talk_to_echo(phone: &Phone) -> Vec<u8> {
+    talk(phone, &phone.rtp)
 }
 
 /// The markers of the PCMU packets that reach `socket`, until none has come for 1.5 s (at most 15 s).
@@ -125,4 +131,44 @@ fn a_bad_jbmaxsize_is_a_config_error() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("sip.conf:5: jbmaxsize 'abc'"), "{text}");
+}
+
+/// A caller bridged to bob through Dial with transfer keys (`t`: a `simple_bridge`, frames, not
+/// the relay), `jbenable=yes` and `jbforce` as given; the talk's markers as bob gets them.
+fn through_a_bridge(name: &str, jbforce: &str) -> Vec<u8> {
+    let (bob_sip, bob_rtp, bob_port) = Phone::listen();
+    let extensions = "[default]\nexten => bob,1,Dial(SIP/bob,10,t)\n same => n,Hangup()\n";
+    let general = format!("jbenable=yes\njbforce={jbforce}");
+    let (server, port) = sip_pbx_with_options(name, "", &["pbx_config", "app_dial"], Some(extensions), move |_| {
+        format!(
+            "context=default\nallowguest=yes\ndisallow=all\nallow=ulaw\n{general}\n\
+                 [bob]\ntype=peer\nhost=127.0.0.1\nport={bob_port}\ncontext=default\ndisallow=all\nallow=ulaw\n"
+        )
+    });
+    let call_id = format!("{name}@127.0.0.1");
+    let dialing = std::thread::spawn(move || Phone::call(port, "bob", &call_id, false));
+    let bob = Phone::answer(bob_sip, bob_rtp, false);
+    let alice = dialing.join().unwrap();
+    let bridged =
+        eventually(Duration::from_secs(5), || server.rx("bridge show all").contains("simple_bridge").then_some(()));
+    assert!(bridged.is_some(), "{}\n{}", server.rx("bridge show all"), server.log_tail());
+    let markers = talk(&alice, &bob.rtp);
+    alice.request("BYE", "", "");
+    markers
+}
+
+/// As abstract_jb, a SIP leg going to another SIP leg (a phone with a jitter buffer of its own)
+/// is dejittered only with `jbforce=yes`: without it bob gets the caller's packets as they came.
+#[test]
+fn a_sip_to_sip_bridge_is_dejittered_only_with_jbforce() {
+    let forced = through_a_bridge("jbforced", "yes");
+    assert!(forced.windows(2).all(|w| w[0] < w[1]), "jbforce=yes: in order: {forced:?}");
+    assert!(forced.len() >= 35, "nearly all came through: {forced:?}");
+    let not_forced = through_a_bridge("jbnotforced", "no");
+    for (first, second) in [(10u8, 11u8), (20, 21), (30, 31)] {
+        assert!(
+            position(&not_forced, second) < position(&not_forced, first),
+            "jbforce=no: {second} before {first}: {not_forced:?}"
+        );
+    }
 }
