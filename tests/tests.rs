@@ -38,3 +38,5 @@ mod security;
 mod dtmf;
 // Issue 22: rtptimeout and rtpholdtimeout hang up silent calls, as chan_sip's check_rtp_timeout.
 mod rtptimeout;
+// Issue 22: sip.conf's jitter buffer (jbenable, jbforce...): reordered packets to Echo() and through a bridge.
+mod jitter;

@@ -170,6 +170,9 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
     crate::verbose!(3, "Channel {} joined '{technology}' bridge with {}", caller.name(), callee.name());
     announce_bridge_start(&entry.id, technology, caller, callee);
     caller.cdr_bridge_enter(callee.name());
+    // Each driver learns what its frames now go to (its jitter buffer's rule).
+    caller.set_bridged(Some(core.wants_jitter(callee)));
+    callee.set_bridged(Some(core.wants_jitter(caller)));
     let deadline = config.limit.map(|l| tokio::time::Instant::now() + l);
     let mut keys = [TransferKeys::default(), TransferKeys::default()];
     // Which side hears music on hold (its party's audio is not written to it meanwhile).
@@ -257,6 +260,8 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
         }
     };
     drop(native);
+    caller.set_bridged(None);
+    callee.set_bridged(None);
     announce_bridge_end(&entry.id, technology, caller, callee);
     end
 }

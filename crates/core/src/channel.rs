@@ -500,6 +500,12 @@ pub enum DriverCommand {
     Write(crate::frame::Frame),
     SendDigit(char),
     Hangup(crate::frame::Cause),
+    /// The channel joined a bridge (`Some`) or left it (`None`). In a bridge, whether the other
+    /// party's technology takes jitter itself (Asterisk's `AST_CHAN_TP_WANTSJITTER`, see
+    /// [`crate::tech::Tech::wants_jitter`]): a driver with a jitter buffer decides from it
+    /// whether to use one, as abstract_jb's `ast_jb_do_usecheck`. Outside a bridge the
+    /// channel's frames go to the dialplan's applications.
+    Bridged(Option<bool>),
 }
 
 /// The driver's end of a channel: it sends what it reads (voice, DTMF, control, the far end's
@@ -1251,6 +1257,15 @@ impl Channel {
     pub fn indicate(&self, control: crate::frame::Control) {
         if !self.hung_up {
             let _ = self.commands.send(DriverCommand::Indicate(control));
+        }
+    }
+
+    /// Tells the driver the channel joined a bridge whose other party does (`Some(true)`) or
+    /// does not (`Some(false)`) take jitter itself, or left it (`None`): see
+    /// [`DriverCommand::Bridged`].
+    pub fn set_bridged(&self, peer_wants_jitter: Option<bool>) {
+        if !self.hung_up {
+            let _ = self.commands.send(DriverCommand::Bridged(peer_wants_jitter));
         }
     }
 

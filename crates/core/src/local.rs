@@ -16,6 +16,8 @@ fn crossover(command: DriverCommand) -> Option<(Frame, bool)> {
     Some(match command {
         // The ;2 half runs its dialplan from the start.
         DriverCommand::Call(_) => return None,
+        // A pair has no jitter buffer of its own.
+        DriverCommand::Bridged(_) => return None,
         DriverCommand::Answer => (Frame::Control(Control::Answer), false),
         DriverCommand::Indicate(c) => (Frame::Control(c), false),
         DriverCommand::Write(f) => (f, false),

@@ -77,6 +77,12 @@ pub trait Tech: Send + Sync {
     fn native_bridge(&self, _a: &Channel, _b: &Channel, _may_redirect: bool) -> Option<NativeBridge> {
         None
     }
+    /// Whether this technology's far ends take jitter themselves (Asterisk's
+    /// `AST_CHAN_TP_WANTSJITTER`: a SIP phone has its own jitter buffer), so that a channel
+    /// bridged to one of its channels need not dejitter what it passes on (unless forced).
+    fn wants_jitter(&self) -> bool {
+        false
+    }
     /// The state of the device `data` names (Asterisk's `devicestate` callback); `UNKNOWN`
     /// for a technology that keeps none.
     fn devicestate(&self, _data: &str) -> crate::devicestate::DeviceState {
@@ -94,6 +100,12 @@ impl Core {
             Cause::REQUESTED_CHAN_UNAVAIL
         })?;
         tech.request(self, data, requestor)
+    }
+
+    /// Whether `channel`'s technology takes jitter itself ([`Tech::wants_jitter`]).
+    pub fn wants_jitter(&self, channel: &Channel) -> bool {
+        let tech = channel.name().split_once('/').map_or("", |(t, _)| t);
+        self.techs().get(tech).is_some_and(|t| t.wants_jitter())
     }
 
     /// Asks the technology of two channels to bridge their media natively; `None` when they

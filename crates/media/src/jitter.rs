@@ -5,6 +5,12 @@
 //! Fixed: playout starts once `delay` worth of audio is buffered and stays that far behind.
 //! Adaptive: the target delay follows the measured jitter (four times it, within `min`..`max`);
 //! the buffer shrinks by dropping a frame when it holds too much and grows after an underrun.
+//!
+//! Resync ([`JitterBuffer::set_resync_threshold`], Asterisk's `jbresyncthreshold`): a frame whose
+//! timestamp jumps (forward or back) by more than the threshold from where the stream was is
+//! not late or far ahead but a new timeline — the far end restarted its clock. As Asterisk's
+//! fixed jitterbuffer (`resynch_jb`), the new timeline continues right after the last frame
+//! held; with nothing held the buffer starts over (and fills again).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -34,6 +40,8 @@ pub struct JitterStats {
     pub lost: u64,
     pub dropped: u64,
     pub duplicates: u64,
+    /// Jumps past the resync threshold taken as a new timeline.
+    pub resyncs: u64,
 }
 
 pub struct JitterBuffer {
@@ -42,8 +50,10 @@ pub struct JitterBuffer {
     frame: u32,
     /// Frames by extended timestamp (unwrapped relative to the first).
     frames: BTreeMap<i64, Vec<u8>>,
-    /// The first timestamp seen, for unwrapping.
-    base: Option<u32>,
+    /// The newest timestamp seen and its extended value, for unwrapping the next.
+    base: Option<(u32, i64)>,
+    /// A jump (in samples) past which the stream is taken as a new timeline; `None`: never.
+    resync: Option<u32>,
     next: Option<i64>,
     target: u32,
     /// RFC 3550-style jitter estimate in samples (×16).
@@ -67,6 +77,7 @@ impl JitterBuffer {
             frame: frame.max(1),
             frames: BTreeMap::new(),
             base: None,
+            resync: None,
             next: None,
             target,
             jitter_q4: 0,
@@ -77,19 +88,61 @@ impl JitterBuffer {
         }
     }
 
+    /// Whether no frame is held.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
     /// The delay the buffer aims for now, in samples.
     pub fn target(&self) -> u32 {
         self.target
     }
 
+    /// Takes a jump of more than `samples` in the timestamps as a new timeline (see the
+    /// module's doc); 0 turns resync off.
+    pub fn set_resync_threshold(&mut self, samples: u32) {
+        self.resync = (samples > 0).then_some(samples);
+    }
+
+    /// The extended timestamp of `ts`: the nearest to the newest seen (so a stream may run for
+    /// ever, wrapping as often as it likes).
     fn unwrap(&mut self, ts: u32) -> i64 {
-        let base = *self.base.get_or_insert(ts);
-        i64::from(ts.wrapping_sub(base) as i32)
+        let Some((newest, extended)) = self.base else {
+            self.base = Some((ts, 0));
+            return 0;
+        };
+        let t = extended + i64::from(ts.wrapping_sub(newest) as i32);
+        if t > extended {
+            self.base = Some((ts, t));
+        }
+        t
+    }
+
+    /// Where the stream was: just after the newest frame held, else the playout point.
+    fn expected(&self) -> Option<i64> {
+        self.frames.last_key_value().map(|(&t, _)| t + i64::from(self.frame)).or(self.next)
     }
 
     /// A frame arrived at `now` with RTP timestamp `ts`.
     pub fn put(&mut self, now: Instant, ts: u32, payload: &[u8]) {
-        let t = self.unwrap(ts);
+        let mut t = self.unwrap(ts);
+        if let (Some(threshold), Some(expected)) = (self.resync, self.expected()) {
+            if (t - expected).unsigned_abs() > u64::from(threshold) {
+                self.stats.resyncs += 1;
+                self.last_transit = None;
+                if self.frames.is_empty() {
+                    // Nothing to continue from: start over, filling again.
+                    self.next = None;
+                    self.start = None;
+                    self.base = Some((ts, 0));
+                    t = 0;
+                } else {
+                    // The new timeline continues right after the newest frame held.
+                    self.base = Some((ts, expected));
+                    t = expected;
+                }
+            }
+        }
         let start = *self.start.get_or_insert(now);
         let arrival = (now.saturating_duration_since(start).as_secs_f64() * f64::from(self.clock_rate)) as i64;
         let transit = arrival - t;
@@ -241,6 +294,51 @@ mod tests {
             jb.put(start + Duration::from_millis(u64::from(n)), if n % 2 == 0 { 0 } else { 0x7fff_ffff }, &[0]);
         }
         assert_eq!(jb.target(), 1600);
+    }
+
+    /// A far end that restarts its clock (a jump past the threshold) goes on right after the
+    /// newest frame held, as Asterisk's fixed jitterbuffer resyncs; without a threshold the jump
+    /// would be a wait of 10 s of lost frames.
+    #[test]
+    fn a_jump_past_the_threshold_resyncs() {
+        let start = Instant::now();
+        let mut jb = JitterBuffer::new(Mode::Fixed { delay: 320 }, 8000, 160);
+        jb.set_resync_threshold(8000); // 1 s
+        for n in 0..3u32 {
+            jb.put(start, 5000 + n * 160, &[n as u8]);
+        }
+        assert_eq!(jb.get(), Playout::Frame(vec![0]));
+        // The clock jumps 10 s ahead (and again back): each goes on right after frame 2.
+        jb.put(start, 5000 + 80_000, &[3]);
+        jb.put(start, 5000 + 80_160, &[4]);
+        jb.put(start, 7, &[5]);
+        assert_eq!(jb.stats.resyncs, 2);
+        let out: Vec<Playout> = (0..5).map(|_| jb.get()).collect();
+        let frames: Vec<Playout> = (1..6).map(|n| Playout::Frame(vec![n])).collect();
+        assert_eq!(out, frames);
+        // A jump within the threshold is only a gap.
+        jb.put(start, 7 + 160 * 3, &[6]);
+        assert_eq!(jb.stats.resyncs, 2);
+        assert_eq!([jb.get(), jb.get(), jb.get()], [Playout::Lost, Playout::Lost, Playout::Frame(vec![6])]);
+        // With nothing held the buffer starts over: it fills again first.
+        jb.put(start, 1_000_000, &[7]);
+        assert_eq!(jb.stats.resyncs, 3);
+        assert_eq!(jb.get(), Playout::Buffering);
+        jb.put(start, 1_000_160, &[8]);
+        assert_eq!(jb.get(), Playout::Frame(vec![7]));
+    }
+
+    /// Timestamps are unwrapped against the newest seen, so a stream may wrap many times.
+    #[test]
+    fn a_long_stream_wraps_many_times() {
+        let start = Instant::now();
+        let step = 1u32 << 30; // frames of 2^30 samples: the timestamp wraps every 4 frames
+        let mut jb = JitterBuffer::new(Mode::Fixed { delay: step }, 8000, step);
+        for n in 0..12u32 {
+            jb.put(start, n.wrapping_mul(step), &[n as u8]);
+            assert_eq!(jb.get(), Playout::Frame(vec![n as u8]), "frame {n}");
+        }
+        assert_eq!(jb.stats.late + jb.stats.lost, 0);
     }
 
     #[test]

@@ -269,6 +269,82 @@ pub struct General {
     /// `srvlookup` (default yes, as Asterisk's): a host without a port is looked up in DNS SRV
     /// first (`_sip._udp.<host>`, see `resolve`).
     pub srvlookup: bool,
+    /// The `jb*` keys (see [`JbConf`]).
+    pub jb: JbConf,
+}
+
+/// sip.conf's jitter buffer (Asterisk's `struct ast_jb_conf`, read by `ast_jb_read_conf`): on
+/// the receiving side of a call whose frames go to the core (see `crate::call::jitter`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JbConf {
+    /// `jbenable` (no).
+    pub enabled: bool,
+    /// `jbforce` (no): also when the frames go to a party that dejitters itself (a SIP leg).
+    pub forced: bool,
+    /// `jbmaxsize` (200 ms): the fixed buffer's delay, the adaptive one's most.
+    pub max_size: u32,
+    /// `jbresyncthreshold` (1000 ms): a timestamp jump past it is a new timeline.
+    pub resync_threshold: u32,
+    /// `jbimpl` (`fixed`, or `adaptive`).
+    pub adaptive: bool,
+    /// `jbtargetextra` (40 ms): what the adaptive buffer keeps above the jitter (its least).
+    pub target_extra: u32,
+    /// `jblog` (no): accepted and shown; Starling writes no frame log.
+    pub log: bool,
+}
+
+impl Default for JbConf {
+    /// Asterisk's `ast_jb_conf_default`.
+    fn default() -> JbConf {
+        JbConf {
+            enabled: false,
+            forced: false,
+            max_size: 200,
+            resync_threshold: 1000,
+            adaptive: false,
+            target_extra: 40,
+            log: false,
+        }
+    }
+}
+
+impl JbConf {
+    /// `fixed` or `adaptive`, as `sip show settings` shows it.
+    pub fn implementation(&self) -> &'static str {
+        if self.adaptive {
+            "adaptive"
+        } else {
+            "fixed"
+        }
+    }
+}
+
+/// One `jb*` key of `[general]` (Asterisk's `ast_jb_read_conf`, which ignores a bad value
+/// where Starling stops with it); `false` when `var` is none of them.
+fn jb_key(jb: &mut JbConf, var: &Variable) -> Result<bool, ConfigError> {
+    match var.name.to_ascii_lowercase().as_str() {
+        "jbenable" => jb.enabled = var.parse_bool()?,
+        "jbforce" => jb.forced = var.parse_bool()?,
+        "jblog" => jb.log = var.parse_bool()?,
+        "jbmaxsize" => jb.max_size = positive(var)?,
+        "jbresyncthreshold" => jb.resync_threshold = positive(var)?,
+        "jbtargetextra" => {
+            jb.target_extra = var
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= i32::MAX as u32)
+                .ok_or_else(|| var.error("expected a whole number of milliseconds"))?
+        }
+        "jbimpl" => {
+            jb.adaptive = match var.value.trim().to_ascii_lowercase().as_str() {
+                "fixed" => false,
+                "adaptive" => true,
+                _ => return Err(var.error("expected fixed or adaptive")),
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// `rtp.conf` `[general]` (Asterisk's res_rtp_asterisk reads it; here the SIP channel driver,
@@ -630,6 +706,7 @@ impl SipConf {
             tcpauthlimit: 100,
             language: "en".into(),
             srvlookup: true,
+            jb: JbConf::default(),
         };
         let mut registrations = Vec::new();
         if let Some(section) = config.section("general") {
@@ -725,6 +802,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "language" => g.language = var.value.clone(),
         "srvlookup" => g.srvlookup = bool_of(var)?,
         "register" => registrations.push(parse_register(var)?),
+        _ if jb_key(&mut g.jb, var)? => {}
         _ => tracing::warn!("{}: unknown [general] key '{}' in sip.conf", var.location, var.name),
     }
     Ok(())
@@ -913,6 +991,42 @@ mod tests {
 
     fn rtp(text: &str) -> Result<RtpSettings, String> {
         RtpSettings::parse(&Config::parse_str("rtp.conf", text).unwrap()).map_err(|e| e.to_string())
+    }
+
+    /// The `jb*` keys: Asterisk's defaults, every key read, `jbimpl=adaptive`, and a bad value
+    /// an error at its line.
+    #[test]
+    fn jitterbuffer_keys() {
+        assert_eq!(parse("[general]\n").unwrap().general.jb, JbConf::default());
+        let jb = parse(
+            "[general]\njbenable=yes\njbforce=yes\njbmaxsize=120\njbresyncthreshold=500\njbimpl=Adaptive\n\
+             jbtargetextra=0\njblog=yes\n",
+        )
+        .unwrap()
+        .general
+        .jb;
+        let expected = JbConf {
+            enabled: true,
+            forced: true,
+            max_size: 120,
+            resync_threshold: 500,
+            adaptive: true,
+            target_extra: 0,
+            log: true,
+        };
+        assert_eq!(jb, expected);
+        assert_eq!(jb.implementation(), "adaptive");
+        for (line, key) in [
+            ("jbmaxsize=abc", "jbmaxsize"),
+            ("jbmaxsize=0", "jbmaxsize"),
+            ("jbresyncthreshold=-1", "jbresyncthreshold"),
+            ("jbimpl=elastic", "jbimpl"),
+            ("jbenable=perhaps", "jbenable"),
+            ("jbtargetextra=x", "jbtargetextra"),
+        ] {
+            let e = parse(&format!("[general]\nbindport=5060\n{line}\n")).unwrap_err();
+            assert!(e.starts_with(&format!("sip.conf:3: {key} '")), "{line}: {e}");
+        }
     }
 
     /// `rtptimeout`/`rtpholdtimeout`: in `[general]` and in a peer's section (which wins), as

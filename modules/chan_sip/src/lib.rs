@@ -505,7 +505,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             let g = &conf.general;
             let _ = writeln!(
                 call,
-                "\n\nGlobal Settings:\n----------------\n  UDP Bindaddress:        {}:{}\n  TCP SIP Bindaddress:    {}\n  TCP auth timeout:       {} secs\n  TCP auth limit:         {}\n  Allow guest calls:      {}\n  Always auth rejects:    {}\n  Realm. auth:            {}\n  User Agent:             {}\n  Codecs:                 ({})\n  Context:                {}\n  Reg. min duration       {} secs\n  Reg. max duration:      {} secs\n  Reg. default duration:  {} secs\n",
+                "\n\nGlobal Settings:\n----------------\n  UDP Bindaddress:        {}:{}\n  TCP SIP Bindaddress:    {}\n  TCP auth timeout:       {} secs\n  TCP auth limit:         {}\n  Allow guest calls:      {}\n  Always auth rejects:    {}\n  Realm. auth:            {}\n  User Agent:             {}\n  Codecs:                 ({})\n  Context:                {}\n  Reg. min duration       {} secs\n  Reg. max duration:      {} secs\n  Reg. default duration:  {} secs",
                 g.bindaddr,
                 g.bindport,
                 g.tcp_address().map_or_else(|| "Disabled".to_owned(), |a| a.to_string()),
@@ -520,6 +520,18 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
                 g.minexpiry,
                 g.maxexpiry,
                 g.defaultexpiry,
+            );
+            // chan_sip's lines for the jitter buffer (global.jbconf).
+            let yes_no = |b: bool| if b { "Yes" } else { "No" };
+            let _ = writeln!(
+                call,
+                "  Jitterbuffer enabled:   {}\n  Jitterbuffer forced:    {}\n  Jitterbuffer max size:  {}\n  Jitterbuffer resync:    {}\n  Jitterbuffer impl:      {}\n  Jitterbuffer log:       {}\n",
+                yes_no(g.jb.enabled),
+                yes_no(g.jb.forced),
+                g.jb.max_size,
+                g.jb.resync_threshold,
+                g.jb.implementation(),
+                yes_no(g.jb.log),
             );
             CliResult::Success
         }),

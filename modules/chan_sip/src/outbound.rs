@@ -119,6 +119,10 @@ impl Tech for SipTech {
     fn description(&self) -> &'static str {
         "Session Initiation Protocol (SIP)"
     }
+    /// As chan_sip's `AST_CHAN_TP_WANTSJITTER`: a SIP phone dejitters what it gets itself.
+    fn wants_jitter(&self) -> bool {
+        true
+    }
 
     fn request(&self, core: &Arc<Core>, data: &str, requestor: &Requestor) -> Result<Channel, Cause> {
         let shared = &self.shared;

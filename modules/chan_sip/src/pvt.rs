@@ -397,6 +397,8 @@ impl Pvt {
         }));
         let direct = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let handle = Arc::new(PvtHandle { to_pvt, rtp: rtp.clone(), media: published.clone(), direct: direct.clone() });
+        // sip.conf's jitter buffer (jbenable): none, and no tick, without it.
+        let jitter = crate::call::jitter::JitterPlayout::new(&parts.shared.conf().general.jb, &parts.key.call_id);
         let pvt = Pvt {
             key: parts.key,
             peer: parts.peer,
@@ -418,6 +420,7 @@ impl Pvt {
                 Arc::new(Mutex::new(parts.session)),
                 parts.dtmfmode,
                 parts.negotiated.as_ref(),
+                jitter,
                 std::time::Instant::now(),
             ),
             media: parts.media,
@@ -1059,6 +1062,7 @@ impl Pvt {
                         }
                     }
                     Some(DriverCommand::Write(_)) => {}
+                    Some(DriverCommand::Bridged(peer)) => self.call_media.set_bridged(peer),
                     // A hangup, or the channel gone without a word: end the call all the same.
                     Some(DriverCommand::Hangup(_)) | None => {
                         let cause = match command {
@@ -1306,7 +1310,8 @@ impl Pvt {
                                 // From the next packet on, the relay thread reads our socket.
                                 hand_off = true;
                             } else {
-                                self.call_media.decode(now, &packet, &buffer[..len], &mut frames);
+                                let native = self.natively_bridged();
+                                self.call_media.decode(now, &packet, &buffer[..len], native, &mut frames);
                                 self.deliver(&mut frames).await;
                             }
                         }
@@ -1354,7 +1359,7 @@ impl Pvt {
                             retransmit = Some((at, interval, ok));
                         }
                     }
-                    self.call_media.handle_timeout(now.into_std(), &mut frames);
+                    self.call_media.handle_timeout(now.into_std(), self.natively_bridged(), &mut frames);
                     self.deliver(&mut frames).await;
                 }
             }

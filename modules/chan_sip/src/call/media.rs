@@ -15,6 +15,7 @@ use starling_media::sdp::Negotiated;
 use starling_media::session::{Received, RtpSession};
 use starling_media::translate::{self, AudioFormat, Translator};
 
+use crate::call::jitter::JitterPlayout;
 use crate::config::DtmfMode;
 use crate::pvt::format_name;
 
@@ -126,6 +127,8 @@ pub struct CallMedia {
     events: Vec<DtmfEvent>,
     /// Frames written in another format than ours, and their translator.
     write_translator: Option<Translator>,
+    /// sip.conf's jitter buffer on received voice (`jbenable`), when used.
+    jitter: Option<JitterPlayout>,
 }
 
 impl CallMedia {
@@ -133,6 +136,7 @@ impl CallMedia {
         session: Arc<Mutex<RtpSession>>,
         dtmfmode: DtmfMode,
         negotiated: Option<&Negotiated>,
+        jitter: Option<JitterPlayout>,
         now: Instant,
     ) -> Self {
         let mut media = CallMedia {
@@ -151,6 +155,7 @@ impl CallMedia {
             events_in: EventReceiver::default(),
             events: Vec::new(),
             write_translator: None,
+            jitter,
         };
         media.set_format(negotiated);
         media
@@ -192,6 +197,14 @@ impl CallMedia {
         self.digit_out = None;
     }
 
+    /// The call joined a bridge whose other party does or does not take jitter itself
+    /// (`Some`), or left it (`None`): whether received voice is dejittered.
+    pub fn set_bridged(&mut self, peer_wants_jitter: Option<bool>) {
+        if let Some(jitter) = self.jitter.as_mut() {
+            jitter.set_bridged(peer_wants_jitter);
+        }
+    }
+
     /// The earliest time [`CallMedia::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let lingering = self.inband_in.detector.pressed().map(|_| self.inband_in.heard + INBAND_LINGER);
@@ -200,6 +213,7 @@ impl CallMedia {
             self.digit_out.as_ref().map(|d| d.next),
             self.inband_out.as_ref().map(|d| d.next),
             lingering,
+            self.jitter.as_ref().and_then(|j| j.next_tick()),
         ]
         .into_iter()
         .flatten()
@@ -207,8 +221,9 @@ impl CallMedia {
     }
 
     /// Sends what is due at `now`: the next packet of a key press, the next 20 ms of an inband
-    /// one, RTCP; a key heard inband whose audio stopped ends (its frame in `frames`).
-    pub fn handle_timeout(&mut self, now: Instant, frames: &mut Vec<Frame>) {
+    /// one, RTCP; a key heard inband whose audio stopped ends, and the jitter buffer's frames
+    /// due are played out (into `frames`). `native`: the call is relayed natively.
+    pub fn handle_timeout(&mut self, now: Instant, native: bool, frames: &mut Vec<Frame>) {
         if let Some(out) = self.digit_out.as_mut() {
             let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
             if now >= out.next && !out.send_next(&mut session) {
@@ -232,6 +247,9 @@ impl CallMedia {
                     None => self.inband_out = None,
                 }
             }
+        }
+        if let Some(jitter) = self.jitter.as_mut() {
+            jitter.poll(now, native, |frame| frames.push(frame));
         }
         self.session().handle_timeout(now);
     }
@@ -294,8 +312,9 @@ impl CallMedia {
     }
 
     /// What a packet of the far end's (accepted by the session) says, as frames for the
-    /// channel: key presses (RFC 4733, or heard in G.711 audio) and voice in our format.
-    pub fn decode(&mut self, now: Instant, packet: &Received, buffer: &[u8], frames: &mut Vec<Frame>) {
+    /// channel: key presses (RFC 4733, or heard in G.711 audio) and voice in our format, through
+    /// the jitter buffer when one is used (`native`: the call is relayed natively, so not).
+    pub fn decode(&mut self, now: Instant, packet: &Received, buffer: &[u8], native: bool, frames: &mut Vec<Frame>) {
         let payload = &buffer[packet.payload.0..packet.payload.1];
         let format = self.format;
         if Some(packet.payload_type) == format.event_type {
@@ -338,11 +357,13 @@ impl CallMedia {
                 });
             }
         }
-        frames.push(Frame::Voice {
-            format: format.name,
-            samples: format.samples(payload.len()),
-            data: payload.to_vec(),
-        });
+        let voice =
+            Frame::Voice { format: format.name, samples: format.samples(payload.len()), data: payload.to_vec() };
+        let voice = match self.jitter.as_mut() {
+            Some(jitter) => jitter.put(now, native, packet.timestamp, format.samples_per_ms, voice),
+            None => Some(voice),
+        };
+        frames.extend(voice);
     }
 }
 
@@ -360,7 +381,7 @@ mod tests {
         let remote = starling_media::sdp::RemoteMedia::parse(sdp_answer).unwrap();
         let codecs = [starling_media::sdp::Codec::from_allow_name("ulaw").unwrap()];
         let negotiated = starling_media::sdp::negotiate(&remote, &codecs, true).unwrap();
-        (CallMedia::new(Arc::new(Mutex::new(session)), dtmfmode, Some(&negotiated), now), now)
+        (CallMedia::new(Arc::new(Mutex::new(session)), dtmfmode, Some(&negotiated), None, now), now)
     }
 
     const WITH_EVENTS: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -383,7 +404,7 @@ mod tests {
         let mut frames = Vec::new();
         while media.sending_digit() {
             t = media.poll_timeout().unwrap().max(t);
-            media.handle_timeout(t, &mut frames);
+            media.handle_timeout(t, false, &mut frames);
             packets.extend(sent(&media));
         }
         assert!(frames.is_empty());
@@ -405,7 +426,7 @@ mod tests {
         let mut frames = Vec::new();
         while media.sending_digit() {
             t = media.poll_timeout().unwrap().max(t);
-            media.handle_timeout(t, &mut frames);
+            media.handle_timeout(t, false, &mut frames);
             packets.extend(sent(&media));
         }
         assert_eq!(packets.len(), 8, "1280 samples in 160-sample frames");
@@ -427,7 +448,7 @@ mod tests {
             sequence: 1,
             new_stream: false,
         };
-        media.decode(now, &voice, &[0xff; 172], &mut frames);
+        media.decode(now, &voice, &[0xff; 172], false, &mut frames);
         assert!(matches!(&frames[..], [Frame::Voice { format: "ulaw", samples: 160, data }] if data.len() == 160));
         frames.clear();
         let mut event = vec![0u8; 16];
@@ -441,7 +462,7 @@ mod tests {
             sequence: 1,
             new_stream: false,
         };
-        media.decode(now, &end, &event, &mut frames);
+        media.decode(now, &end, &event, false, &mut frames);
         assert!(frames.iter().any(|f| matches!(f, Frame::DtmfEnd { digit: '5', duration_ms: 100 })), "{frames:?}");
         frames.clear();
         let other = Received {
@@ -453,7 +474,7 @@ mod tests {
             sequence: 1,
             new_stream: false,
         };
-        media.decode(now, &other, &[0xd5; 172], &mut frames);
+        media.decode(now, &other, &[0xd5; 172], false, &mut frames);
         assert!(frames.is_empty());
     }
 }

@@ -4,6 +4,7 @@
 //! `pvt.rs`.
 
 pub mod causes;
+pub mod jitter;
 pub mod media;
 pub mod messages;
 pub mod setup;

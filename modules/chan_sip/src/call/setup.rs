@@ -16,8 +16,8 @@ use starling_sip::Request;
 
 use crate::call::show::{ChannelDetail, DialogRow};
 use crate::config::{DirectMedia, DtmfMode, Peer, SipConf};
-use crate::rpid::{SendRpid, TrustIdOutbound};
 use crate::pvt::{format_name, Direction, Pvt, PvtHandle, PvtParts};
+use crate::rpid::{SendRpid, TrustIdOutbound};
 use crate::shared::{CallKey, Shared};
 
 /// What a call takes from its peer, else from sip.conf's `[general]` (a guest's call, or a
