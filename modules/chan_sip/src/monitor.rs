@@ -1577,6 +1577,7 @@ impl Monitor {
             peer: caller.as_ref().map_or_else(|| "<guest>".to_owned(), |p| p.name.clone()),
             started: std::time::Instant::now(),
             stats: None,
+            relayed: None,
             detail: crate::pvt::ChannelDetail {
                 direction: "Incoming",
                 channel: channel.name().to_owned(),

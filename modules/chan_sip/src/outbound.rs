@@ -17,6 +17,7 @@ use starling_core::tech::{NativeBridge, Requestor, Tech};
 use starling_core::{tokio, tracing, Core};
 use starling_media::relay::RelayLeg;
 use starling_media::sdp::Codec;
+use starling_relay::RelayTo;
 use starling_sip::dialog::{Dialog, DialogId, DialogState};
 use starling_sip::digest::Credentials;
 use starling_sip::uri::{Host, Uri};
@@ -24,8 +25,7 @@ use starling_sip::{Method, NameAddr, Request};
 
 use crate::config::{Peer, PeerHost, PeerKind};
 use crate::pvt::{
-    format_name, DialogRow, DirectTo, Direction, MediaInfo, Outbound, Pvt, PvtHandle, PvtParts, RelayTo, ToMonitor,
-    ToPvt,
+    format_name, DialogRow, DirectTo, Direction, MediaInfo, Outbound, Pvt, PvtHandle, PvtParts, ToMonitor, ToPvt,
 };
 use crate::qualify::PeerStatus;
 use crate::shared::{CallKey, Shared};
@@ -235,6 +235,7 @@ impl Tech for SipTech {
             peer: target.peer.as_ref().map_or_else(|| "<guest>".to_owned(), |p| p.name.clone()),
             started: std::time::Instant::now(),
             stats: None,
+            relayed: None,
             detail: crate::pvt::ChannelDetail {
                 direction: "Outgoing",
                 channel: channel.name().to_owned(),

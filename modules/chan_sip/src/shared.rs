@@ -47,7 +47,7 @@ pub struct Shared {
     /// DNS (SRV, A/AAAA) for hosts named in sip.conf and dial strings.
     pub resolver: crate::resolve::Resolver,
     /// The RTP relay threads of natively bridged calls.
-    pub relay: Arc<crate::relay::Relay>,
+    pub relay: Arc<starling_relay::Relay>,
 }
 
 /// One `register =>` line as `sip show registry` shows it.
@@ -93,7 +93,7 @@ impl Shared {
         to_monitor: UnboundedSender<ToMonitor>,
         table: DialogTable,
         sip_port: u16,
-        relay: Arc<crate::relay::Relay>,
+        relay: Arc<starling_relay::Relay>,
     ) -> Shared {
         let ipv6 = conf.read().unwrap_or_else(|p| p.into_inner()).general.bindaddr.is_ipv6();
         let resolver = crate::resolve::Resolver::new(&core.settings().nameservers, ipv6, core.runtime());
