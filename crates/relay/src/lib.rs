@@ -845,6 +845,31 @@ mod tests {
         relay.stop();
     }
 
+    /// The statistics outlive the handle: what the kernel relayed since the last [`kernel::SYNC`]
+    /// is published as the leg is taken back, for a driver that still shows them.
+    #[test]
+    fn the_kernel_s_last_counters_are_published_after_the_handle_is_dropped() {
+        in_the_kernel(|relay, kernel| {
+            let leg = Leg::new();
+            let handle = leg.relay_on(&relay);
+            let stats = handle.stats().clone();
+            for seq in 0..20u16 {
+                leg.send(seq);
+                leg.expect(seq);
+            }
+            assert_eq!(kernel.legs(), (1, 19), "all but the first in the kernel");
+            assert_eq!(stats.get(), None, "nothing published yet (no stray, fewer than 50, no sync)");
+            drop(handle);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while stats.get().map(|s| s.received_packets) != Some(20) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(stats.get().map(|s| s.received_packets), Some(20), "taken back and published");
+            assert_eq!(kernel.legs().0, 0);
+            relay.stop();
+        });
+    }
+
     /// Once learning is over (5 s) a stranger's packets do not even take the leg out of the
     /// kernel: counted in the thread, and the kernel's entry relays on.
     #[test]
