@@ -1925,6 +1925,76 @@ mod tests {
         }
     }
 
+    /// `sip show channelstats`' Recv: Pack for the one call of `table`.
+    fn received_shown(table: &DialogTable) -> String {
+        let shown = show_channelstats(table);
+        let row = shown.lines().nth(1).unwrap_or_else(|| panic!("a row: {shown}")).to_owned();
+        row.split_whitespace().nth(3).unwrap().to_owned()
+    }
+
+    fn stats(received_packets: u64) -> starling_media::session::Stats {
+        starling_media::session::Stats {
+            sent_packets: 0,
+            received_packets,
+            lost_packets: 0,
+            jitter_ms: 0.0,
+            peer_lost: None,
+            rtt: None,
+            stray_packets: 0,
+        }
+    }
+
+    /// The row shows the latest figures whoever published them: the pvt's own, then the relay's
+    /// once it has published (until then, what the row had; a second relay starts from the
+    /// first one's last figures), then the pvt's again.
+    #[test]
+    fn channelstats_shows_what_the_relay_publishes_while_relayed() {
+        let address: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let row = DialogRow {
+            address: address.ip(),
+            user: "(None)".into(),
+            format: "ulaw".into(),
+            hold: false,
+            last_message: "Rx: ACK".into(),
+            peer: "alice".into(),
+            started: std::time::Instant::now(),
+            stats: None,
+            relayed: None,
+            detail: ChannelDetail {
+                direction: "Incoming",
+                channel: "SIP/alice-00000001".into(),
+                uniqueid: "1".into(),
+                remote: address,
+                audio: address,
+                our_tag: "a".into(),
+                their_tag: "b".into(),
+                useragent: String::new(),
+                uri: "sip:100@127.0.0.1".into(),
+                codecs: vec!["ulaw".into()],
+                dtmfmode: DtmfMode::Rfc2833,
+                transport: "UDP",
+            },
+        };
+        let table = DialogTable::default();
+        table.write().unwrap().insert("c1".into(), row);
+        publish_stats(&table, "c1", stats(50));
+        assert_eq!(received_shown(&table), "50");
+        let first = LegStats::default();
+        show_relayed_stats(&table, "c1", &first);
+        assert_eq!(received_shown(&table), "50", "nothing relayed yet");
+        first.set(stats(100));
+        assert_eq!(received_shown(&table), "100", "the relay's");
+        let second = LegStats::default();
+        show_relayed_stats(&table, "c1", &second);
+        assert_eq!(received_shown(&table), "100", "the first relay's last");
+        second.set(stats(150));
+        assert_eq!(received_shown(&table), "150");
+        publish_stats(&table, "c1", stats(160));
+        assert_eq!(received_shown(&table), "160", "the pvt's again");
+        second.set(stats(200));
+        assert_eq!(received_shown(&table), "160", "a relay done with is not shown");
+    }
+
     #[test]
     fn refer_targets_blind_and_attended() {
         assert_eq!(refer_target(&refer("<sip:600@pbx>")), Some(ReferTarget::Blind("600".into())));
