@@ -5,9 +5,9 @@
 //! file:line), binds UDP (and TCP with `tcpenable`) at `bindaddr:bindport` (a port in use stops
 //! start-up with exit 2) and starts the monitor task (`monitor.rs`), which reads the socket and
 //! dispatches requests: calls in and out (`pvt.rs`, `outbound.rs`) with RTP relayed natively when
-//! both legs agree (by the relay threads of `starling-relay`), the registrar (`registrar.rs`: REGISTER with digest, bindings in the
-//! astdb), qualify (`qualify.rs`: OPTIONS pokes), outbound registrations (`registry.rs`:
-//! `register =>` lines). The `sip ...` CLI commands and the manager actions (`manager.rs`) read
+//! both legs agree (by the relay threads of `crates/relay`), the registrar (`registrar.rs`:
+//! REGISTER with digest, bindings in the astdb), qualify (`qualify.rs`: OPTIONS pokes), outbound
+//! registrations (`registry.rs`: `register =>` lines). The `sip ...` CLI commands and the manager actions (`manager.rs`) read
 //! the shared state in `shared.rs`.
 
 mod config;
