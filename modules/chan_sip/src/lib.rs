@@ -7,8 +7,8 @@
 //! dispatches requests: calls in and out (`pvt.rs`, `outbound.rs`) with RTP relayed natively when
 //! both legs agree (by the relay threads of `crates/relay`), the registrar (`registrar.rs`:
 //! REGISTER with digest, bindings in the astdb), qualify (`qualify.rs`: OPTIONS pokes), outbound
-//! registrations (`registry.rs`: `register =>` lines). The `sip ...` CLI commands and the manager actions (`manager.rs`) read
-//! the shared state in `shared.rs`.
+//! registrations (`registry.rs`: `register =>` lines). The `sip ...` CLI commands and the manager
+//! actions (`manager.rs`) read the shared state in `shared.rs`.
 
 mod config;
 mod ids;
