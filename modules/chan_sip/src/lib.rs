@@ -6,7 +6,7 @@
 //! start-up with exit 2) and starts the monitor task (`monitor.rs`), which reads the socket and
 //! dispatches requests: calls in and out (`pvt.rs`, the call's task; `call/`, how a call is set
 //! up, its messages, causes and CLI rendering; `outbound.rs`) with RTP relayed natively when
-//! both legs agree (`relay/`), the registrar (`registrar.rs`: REGISTER with digest, bindings in the
+//! both legs agree (by the relay threads of `crates/relay`), the registrar (`registrar.rs`: REGISTER with digest, bindings in the
 //! astdb), qualify (`qualify.rs`: OPTIONS pokes), outbound registrations (`registry.rs`:
 //! `register =>` lines). The `sip ...` CLI commands and the manager actions (`manager.rs`) read
 //! the shared state in `shared.rs`.
@@ -21,7 +21,6 @@ mod pvt;
 mod qualify;
 mod registrar;
 mod registry;
-mod relay;
 mod resolve;
 mod rpid;
 mod shared;
@@ -54,7 +53,7 @@ struct ChanSip {
     _actions: starling_core::module::Registrations,
     /// Says when the monitor thread has finished (after unregistering).
     monitor_done: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
-    relay: Arc<relay::Relay>,
+    relay: Arc<starling_relay::Relay>,
 }
 
 impl Module for ChanSip {
@@ -371,7 +370,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let sip_port = socket.local_addr().map_or(conf.general.bindport, |a| a.port());
     let (to_monitor, from_calls) = tokio::sync::mpsc::unbounded_channel();
     let relay = Arc::new(
-        relay::Relay::start(relay::Relay::threads_for_this_machine())
+        starling_relay::Relay::start(starling_relay::Relay::threads_for_this_machine())
             .map_err(|e| LoadError::Resource(format!("cannot start the RTP relay threads: {e}")))?,
     );
     let state = Arc::new(shared::Shared::new(

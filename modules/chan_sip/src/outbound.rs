@@ -17,6 +17,7 @@ use starling_core::tech::{NativeBridge, Requestor, Tech};
 use starling_core::{tracing, Core};
 use starling_media::relay::RelayLeg;
 use starling_media::sdp::Codec;
+use starling_relay::RelayTo;
 use starling_sip::dialog::{Dialog, DialogId, DialogState};
 use starling_sip::digest::Credentials;
 use starling_sip::uri::{Host, Uri};
@@ -25,7 +26,7 @@ use starling_sip::{Method, NameAddr, Request};
 use crate::call::messages::{ToMonitor, ToPvt};
 use crate::call::setup::{CallProfile, CallStart};
 use crate::config::{Peer, PeerHost, PeerKind};
-use crate::pvt::{format_name, DirectTo, Direction, MediaInfo, Outbound, PvtHandle, RelayTo};
+use crate::pvt::{format_name, DirectTo, Direction, MediaInfo, Outbound, PvtHandle};
 use crate::qualify::PeerStatus;
 use crate::shared::{CallKey, Shared};
 

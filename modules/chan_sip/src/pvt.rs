@@ -15,9 +15,9 @@ use starling_core::tokio::net::UdpSocket;
 use starling_core::tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use starling_core::tokio::time::{sleep_until, Instant as TokioInstant};
 use starling_core::{tokio, tracing};
-use starling_media::relay::RelayLeg;
 use starling_media::sdp::{Codec, LocalMedia, Negotiated};
 use starling_media::session::{RtpSession, SessionEvent};
+use starling_relay::{PublishedMedia, RelayHandle, RelayTo, RelayedLeg};
 use starling_sip::dialog::Dialog;
 use starling_sip::digest::{Challenge, Credentials};
 use starling_sip::message::{Response, SipMessage};
@@ -49,47 +49,6 @@ impl std::fmt::Debug for DirectTo {
 /// first — as when Dial ends the call: the far end is spared a re-INVITE just before the BYE.
 const REDIRECT_BACK_GRACE: Duration = Duration::from_millis(100);
 
-/// Where a native bridge sends what this call's far end sends: the other call's RTP socket
-/// and far end, with the rewriting that keeps the other phone's stream continuous.
-pub struct RelayTo {
-    pub rtp: Arc<std::net::UdpSocket>,
-    pub media: Arc<Mutex<MediaInfo>>,
-    pub leg: RelayLeg,
-}
-
-impl RelayTo {
-    /// Whether relaying can begin: the other call has published the stream our packets are to
-    /// continue (it is told that they now come).
-    fn begins(&mut self) -> bool {
-        let mut other = self.media.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((ssrc, seq, ts)) = other.continue_from.take() else { return false };
-        self.leg.continue_stream(ssrc, seq, ts);
-        other.relayed_into = true;
-        true
-    }
-
-    /// Rewrites `packet` for the other call and sends it from its socket to its far end.
-    pub fn forward(&mut self, packet: &mut [u8]) {
-        if let Some(target) = self.rewrite(packet) {
-            // Nonblocking: a full socket buffer drops the packet, as it would on the wire.
-            let _ = self.rtp.send_to(packet, target);
-        }
-    }
-
-    /// Rewrites `packet` for the other call: where to send it from [`RelayTo::rtp`], if
-    /// anywhere (a packet the leg refuses, or a far end not known yet, goes nowhere).
-    pub fn rewrite(&mut self, packet: &mut [u8]) -> Option<SocketAddr> {
-        self.leg.relay(packet).ok()?;
-        self.media.lock().unwrap_or_else(|p| p.into_inner()).remote
-    }
-}
-
-impl std::fmt::Debug for RelayTo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayTo").field("rtp", &self.rtp.local_addr().ok()).finish_non_exhaustive()
-    }
-}
-
 /// What a call publishes of its media for a native bridge to decide and to send to.
 #[derive(Clone, Debug, Default)]
 pub struct MediaInfo {
@@ -110,6 +69,25 @@ pub struct MediaInfo {
     /// The other call of a native bridge has begun relaying into this one's far end: frames
     /// that still arrive here (sent before it switched) are late, and are dropped.
     pub relayed_into: bool,
+}
+
+/// What the relay threads read and write of a call's [`MediaInfo`] (starling-relay).
+impl PublishedMedia for MediaInfo {
+    fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    fn set_remote(&mut self, remote: Option<SocketAddr>) {
+        self.remote = remote;
+    }
+
+    /// The stream published (`continue_from`) is taken, and frames still arriving from before
+    /// the switch are dropped from now on (`relayed_into`).
+    fn begin_relaying_into(&mut self) -> Option<(u32, u16, u32)> {
+        let stream = self.continue_from.take()?;
+        self.relayed_into = true;
+        Some(stream)
+    }
 }
 
 /// The call's handle on its channel (`Channel::tech_pvt`): how the `SIP` technology reaches
@@ -226,7 +204,7 @@ pub struct Pvt {
     /// A native bridge in progress: our far end's packets go straight to the other call.
     relay: Option<Box<RelayTo>>,
     /// The relay handed over to the relay thread (with our socket): dropping it takes them back.
-    relayed: Option<crate::relay::RelayHandle>,
+    relayed: Option<RelayHandle>,
     /// Direct media in progress: our far end is told to send to the other call's.
     direct: Option<Box<DirectTo>>,
     /// [`PvtHandle::direct`].
@@ -337,13 +315,6 @@ async fn recv_rtp(rtp_in: &Option<AsyncFd<RtpFd>>, buffer: &mut [u8]) -> std::io
         if let Ok(result) = guard.try_io(|fd| fd.get_ref().0.recv_from(buffer)) {
             return result;
         }
-    }
-}
-
-/// Refreshes a call's row of `sip show channelstats`.
-fn publish_stats(table: &DialogTable, call_id: &str, stats: starling_media::session::Stats) {
-    if let Some(row) = table.write().unwrap_or_else(|p| p.into_inner()).get_mut(call_id) {
-        row.stats = Some(stats);
     }
 }
 
@@ -471,9 +442,13 @@ impl Pvt {
     }
 
     /// The RTP figures `sip show channelstats` shows (about once a second: every 50 packets).
+    /// While relayed, they go where the relay publishes its own: the latest figures show.
     fn publish_stats(&self) {
         let stats = self.session().stats();
-        publish_stats(&self.shared.table, &self.key.call_id, stats);
+        match &self.relayed {
+            Some(relayed) => relayed.stats().set(stats),
+            None => crate::call::show::publish_stats(&self.shared.table, &self.key.call_id, stats),
+        }
     }
 
     fn session(&self) -> std::sync::MutexGuard<'_, RtpSession> {
@@ -489,14 +464,14 @@ impl Pvt {
     fn hand_off_relay(&mut self) {
         let Some(to) = self.relay.take() else { return };
         self.rtp_in = None;
-        let (table, call_id) = (self.shared.table.clone(), self.key.call_id.clone());
-        self.relayed = Some(self.shared.relay.add(crate::relay::RelayedLeg {
+        let relayed = self.shared.relay.add(RelayedLeg {
             socket: self.rtp.clone(),
             session: self.call_media.shared_session().clone(),
             published: self.published.clone(),
             to,
-            publish_stats: Box::new(move |stats| publish_stats(&table, &call_id, stats)),
-        }));
+        });
+        crate::call::show::show_relayed_stats(&self.shared.table, &self.key.call_id, relayed.stats());
+        self.relayed = Some(relayed);
     }
 
     /// The native bridge ended (or changes): we read our socket again.

@@ -48,7 +48,7 @@ pub struct Shared {
     /// DNS (SRV, A/AAAA) for hosts named in sip.conf and dial strings.
     pub resolver: crate::resolve::Resolver,
     /// The RTP relay threads of natively bridged calls.
-    pub relay: Arc<crate::relay::Relay>,
+    pub relay: Arc<starling_relay::Relay>,
 }
 
 /// One `register =>` line as `sip show registry` shows it.
@@ -94,7 +94,7 @@ impl Shared {
         to_monitor: UnboundedSender<ToMonitor>,
         table: DialogTable,
         sip_port: u16,
-        relay: Arc<crate::relay::Relay>,
+        relay: Arc<starling_relay::Relay>,
     ) -> Shared {
         let ipv6 = conf.read().unwrap_or_else(|p| p.into_inner()).general.bindaddr.is_ipv6();
         let resolver = crate::resolve::Resolver::new(&core.settings().nameservers, ipv6, core.runtime());

@@ -8,7 +8,9 @@ use starling_sip::message::{Response, SipMessage};
 use starling_sip::transaction::TxId;
 use starling_sip::Request;
 
-use crate::pvt::{DirectTo, RelayTo};
+use starling_relay::RelayTo;
+
+use crate::pvt::DirectTo;
 use crate::shared::CallKey;
 
 /// What a call asks of the monitor (which owns the transaction layer and the socket).

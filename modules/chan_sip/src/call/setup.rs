@@ -144,6 +144,7 @@ impl CallStart<'_> {
             peer: self.profile.shown_peer(),
             started: std::time::Instant::now(),
             stats: None,
+            relayed: None,
             detail: ChannelDetail {
                 direction: if outbound { "Outgoing" } else { "Incoming" },
                 channel: channel.name().to_owned(),

@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use starling_relay::LegStats;
+
 use crate::config::DtmfMode;
 
 /// A call as `sip show channels` lists it.
@@ -21,6 +23,9 @@ pub struct DialogRow {
     pub started: std::time::Instant,
     /// The RTP session's figures, refreshed about once a second.
     pub stats: Option<starling_media::session::Stats>,
+    /// While the relay threads relay the call (and until the pvt next publishes `stats`): the
+    /// figures the relay publishes, shown in place of `stats` once it has published any.
+    pub relayed: Option<LegStats>,
     /// What `sip show channel` adds.
     pub detail: ChannelDetail,
 }
@@ -123,7 +128,8 @@ pub fn show_channelstats(table: &DialogTable) -> String {
     for (call_id, row) in table.iter() {
         let secs = row.started.elapsed().as_secs();
         let duration = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-        let stats = row.stats.clone().unwrap_or(starling_media::session::Stats {
+        let relayed = row.relayed.as_ref().and_then(LegStats::get);
+        let stats = relayed.or_else(|| row.stats.clone()).unwrap_or(starling_media::session::Stats {
             sent_packets: 0,
             received_packets: 0,
             lost_packets: 0,
@@ -177,4 +183,99 @@ pub fn show_channels(table: &DialogTable) -> String {
     let n = table.len();
     let _ = writeln!(out, "{n} active SIP channel{}", if n == 1 { "" } else { "s" });
     out
+}
+
+/// Refreshes a call's row of `sip show channelstats` (what a relay published before is done with).
+pub fn publish_stats(table: &DialogTable, call_id: &str, stats: starling_media::session::Stats) {
+    if let Some(row) = table.write().unwrap_or_else(|p| p.into_inner()).get_mut(call_id) {
+        row.stats = Some(stats);
+        row.relayed = None;
+    }
+}
+
+/// A call's row of `sip show channelstats` shows what the relay publishes from now on, once it
+/// has published: until then, the latest figures so far (an earlier relay's, if the pvt has not
+/// published since).
+pub fn show_relayed_stats(table: &DialogTable, call_id: &str, relayed: &LegStats) {
+    if let Some(row) = table.write().unwrap_or_else(|p| p.into_inner()).get_mut(call_id) {
+        if let Some(stats) = row.relayed.take().and_then(|earlier| earlier.get()) {
+            row.stats = Some(stats);
+        }
+        row.relayed = Some(relayed.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sip show channelstats`' Recv: Pack for the one call of `table`.
+    fn received_shown(table: &DialogTable) -> String {
+        let shown = show_channelstats(table);
+        let row = shown.lines().nth(1).unwrap_or_else(|| panic!("a row: {shown}")).to_owned();
+        row.split_whitespace().nth(3).unwrap().to_owned()
+    }
+
+    fn stats(received_packets: u64) -> starling_media::session::Stats {
+        starling_media::session::Stats {
+            sent_packets: 0,
+            received_packets,
+            lost_packets: 0,
+            jitter_ms: 0.0,
+            peer_lost: None,
+            rtt: None,
+            stray_packets: 0,
+        }
+    }
+
+    /// The row shows the latest figures whoever published them: the pvt's own, then the relay's
+    /// once it has published (until then, what the row had; a second relay starts from the
+    /// first one's last figures), then the pvt's again.
+    #[test]
+    fn channelstats_shows_what_the_relay_publishes_while_relayed() {
+        let address: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let row = DialogRow {
+            address: address.ip(),
+            user: "(None)".into(),
+            format: "ulaw".into(),
+            hold: false,
+            last_message: "Rx: ACK".into(),
+            peer: "alice".into(),
+            started: std::time::Instant::now(),
+            stats: None,
+            relayed: None,
+            detail: ChannelDetail {
+                direction: "Incoming",
+                channel: "SIP/alice-00000001".into(),
+                uniqueid: "1".into(),
+                remote: address,
+                audio: address,
+                our_tag: "a".into(),
+                their_tag: "b".into(),
+                useragent: String::new(),
+                uri: "sip:100@127.0.0.1".into(),
+                codecs: vec!["ulaw".into()],
+                dtmfmode: DtmfMode::Rfc2833,
+                transport: "UDP",
+            },
+        };
+        let table = DialogTable::default();
+        table.write().unwrap().insert("c1".into(), row);
+        publish_stats(&table, "c1", stats(50));
+        assert_eq!(received_shown(&table), "50");
+        let first = LegStats::default();
+        show_relayed_stats(&table, "c1", &first);
+        assert_eq!(received_shown(&table), "50", "nothing relayed yet");
+        first.set(stats(100));
+        assert_eq!(received_shown(&table), "100", "the relay's");
+        let second = LegStats::default();
+        show_relayed_stats(&table, "c1", &second);
+        assert_eq!(received_shown(&table), "100", "the first relay's last");
+        second.set(stats(150));
+        assert_eq!(received_shown(&table), "150");
+        publish_stats(&table, "c1", stats(160));
+        assert_eq!(received_shown(&table), "160", "the pvt's again");
+        second.set(stats(200));
+        assert_eq!(received_shown(&table), "160", "a relay done with is not shown");
+    }
 }

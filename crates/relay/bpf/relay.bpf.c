@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //
-// The RTP relay in the kernel (modules/chan_sip/src/relay/kernel.rs): a tc ingress program
+// The RTP relay in the kernel (crates/relay/src/kernel.rs): a tc ingress program
 // on `lo` that takes the packets of a natively bridged call's far end, rewrites them as the
 // relay thread would (crates/media's RelayLeg, and the RtpSession's receive statistics) and
 // lets the stack deliver them to the other call's far end, as if sent from the other call's
-// socket. chan_sip decides which packets are ours (the `legs` map, written only by chan_sip
-// to hand a leg over or take it back); anything it has not described exactly goes on up to
+// socket. The relay threads decide which packets are ours (the `legs` map, written only by
+// them to hand a leg over or take it back); anything it has not described exactly goes on up to
 // its socket (TCX_NEXT), where the relay thread takes it as before.
 
 #include <linux/bpf.h>
@@ -38,19 +38,19 @@ struct leg_key {
 
 // Must match `Leg` in kernel.rs, field for field.
 struct leg {
-	// Written by chan_sip when it hands the leg over; only read here.
+	// Written by the relay thread when it hands the leg over; only read here.
 	__u32 out_saddr; // the other call's socket (network order)
 	__u32 out_daddr; // the other call's far end
 	__u16 out_sport;
 	__u16 out_dport;
-	__u32 in_ssrc; // the stream relayed; another one goes up to chan_sip
+	__u32 in_ssrc; // the stream relayed; another one goes up to the relay thread
 	__u32 out_ssrc;
 	__u32 ts_offset;
 	__u16 seq_offset;
 	__u16 pad0;
 	__u32 clock_rate; // of the incoming codec, for the jitter
-	__u8 pt_map[128]; // incoming payload type -> outgoing; 0xff: up to chan_sip
-	// Kept here, read by chan_sip.
+	__u8 pt_map[128]; // incoming payload type -> outgoing; 0xff: up to the relay thread
+	// Kept here, read by the relay thread.
 	__u64 packets;
 	__u64 octets; // RTP payload octets, as the session counts them
 	__u64 relayed_octets; // whole packets, as the relay leg counts them
@@ -209,7 +209,7 @@ int starling_rtp_relay(struct __sk_buff *skb)
 	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_saddr, out_saddr, 4) ||
 	    bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_daddr, out_daddr, 4))
 		return TCX_DROP;
-	// Both far ends are on this host (chan_sip hands over only such legs): the stack
+	// Both far ends are on this host (the relay thread hands over only such legs): the stack
 	// delivers the packet to the other one's socket.
 	return TCX_PASS;
 }

@@ -20,7 +20,7 @@
 //! first takes the leg back ([`KernelRelay::take_back`]: the
 //! entry's counters and last packet go into the RTP session and the relay leg), handles the
 //! packet, and hands the leg over again. Every [`SYNC`] the thread takes in the counters of
-//! the legs in the kernel (the RTP timeout, RTCP and `sip show channelstats` see them at that
+//! the legs in the kernel (the RTP timeout, RTCP and the leg's [`LegStats`](super::LegStats) see them at that
 //! pace), and every [`CHECK`] it takes back a leg whose other far end has moved.
 //!
 //! Only legs whose far ends are both on this host are handed over: the program lets the
@@ -29,7 +29,7 @@
 //! egress interface, and tests with traffic beyond loopback.) IPv4 only.
 //!
 //! Loading needs CAP_BPF and CAP_NET_ADMIN (root), Linux 6.6 (TCX, whose link the kernel
-//! removes when the process ends: a netlink tc filter would outlive a crash), and chan_sip
+//! removes when the process ends: a netlink tc filter would outlive a crash), and this crate
 //! built with clang (build.rs). Without them every packet goes through the thread.
 
 use std::io;
@@ -131,8 +131,16 @@ impl KernelRelay {
         use aya::programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType};
         static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/relay.bpf.o"));
         // Without the kernel's BTF: the program reads no kernel structure (nothing to
-        // relocate), and parsing vmlinux's would keep ~8 MB of memory for good.
-        let mut ebpf = aya::EbpfLoader::new().btf(None).load(OBJECT).map_err(io::Error::other)?;
+        // relocate), and vmlinux's would keep ~8 MB of memory for good. (aya's loader parses
+        // it all the same, and `btf(None)` drops it: the ~5 MB it leaves freed in this thread's
+        // malloc arena go back to the system below.)
+        let loaded = aya::EbpfLoader::new().btf(None).load(OBJECT);
+        #[cfg(target_env = "gnu")]
+        // SAFETY: glibc's malloc_trim only releases free memory.
+        unsafe {
+            libc::malloc_trim(0)
+        };
+        let mut ebpf = loaded.map_err(io::Error::other)?;
         let program: &mut SchedClassifier = ebpf
             .program_mut("starling_rtp_relay")
             .ok_or_else(|| io::Error::other("no program in the object"))?
@@ -149,7 +157,7 @@ impl KernelRelay {
 
     #[cfg(not(kernel_relay))]
     pub fn load() -> io::Result<KernelRelay> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "chan_sip was built without it (no clang)"))
+        Err(io::Error::new(io::ErrorKind::Unsupported, "starling-relay was built without it (no clang)"))
     }
 
     /// How many legs the kernel relays now, and how many packets it has relayed of them.
@@ -198,7 +206,7 @@ impl KernelRelay {
     /// end has moved; else, with `take_in`, takes in what the kernel relayed since the last time.
     pub(super) fn tend(&self, entry: &mut Entry, take_in: bool) {
         let Some(Offload { key, target, seen }) = entry.offload else { return };
-        if lock(&entry.leg.to.media).remote != Some(target) {
+        if lock(&entry.leg.to.media).remote() != Some(target) {
             self.take_back(entry);
         } else if take_in {
             let kept = lock(&self.legs).get(&key, 0).ok();
@@ -272,8 +280,8 @@ fn describe(entry: &Entry, from: SocketAddr, target: SocketAddr) -> Option<(Key,
     Some((key, leg))
 }
 
-/// Puts the kernel's counters in the RTP session and the relay leg (and `sip show
-/// channelstats`), as far as they went on since `seen`: the counters now taken in.
+/// Puts the kernel's counters in the RTP session and the relay leg (and publishes
+/// them: [`LegStats`](super::LegStats)), as far as they went on since `seen`: the counters now taken in.
 fn take_in(entry: &mut Entry, seen: Counters, kept: &Leg) -> Counters {
     let packets = kept.packets.wrapping_sub(seen.packets);
     if packets == 0 {
@@ -293,7 +301,7 @@ fn take_in(entry: &mut Entry, seen: Counters, kept: &Leg) -> Counters {
         session.stats()
     };
     entry.received += packets;
-    (entry.leg.publish_stats)(stats);
+    entry.stats.set(stats);
     Counters { packets: kept.packets, octets: kept.octets, relayed_octets: kept.relayed_octets }
 }
 

@@ -1,6 +1,6 @@
-//! Compiles the kernel half of the RTP relay (bpf/relay.bpf.c, see src/relay/kernel.rs) with
-//! clang. Without clang (or its BPF target, or libbpf's headers) chan_sip is built without it,
-//! with a warning, and relays every packet in its relay threads.
+//! Compiles the kernel half of the RTP relay (bpf/relay.bpf.c, see src/kernel.rs) with clang.
+//! Without clang (or its BPF target, or libbpf's headers) the relay is built without it, with a
+//! warning, and relays every packet in its threads.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,9 +24,9 @@ fn main() {
     match result {
         Ok(output) if output.status.success() => println!("cargo::rustc-cfg=kernel_relay"),
         Ok(output) => println!(
-            "cargo::warning=chan_sip is built without its kernel RTP relay: {clang} failed on bpf/relay.bpf.c: {}",
+            "cargo::warning=starling-relay is built without its kernel RTP relay: {clang} failed on bpf/relay.bpf.c: {}",
             String::from_utf8_lossy(&output.stderr).lines().next().unwrap_or("")
         ),
-        Err(e) => println!("cargo::warning=chan_sip is built without its kernel RTP relay: no {clang} ({e})"),
+        Err(e) => println!("cargo::warning=starling-relay is built without its kernel RTP relay: no {clang} ({e})"),
     }
 }

@@ -60,12 +60,12 @@ pub(super) fn run(epoll: OwnedFd, inner: &Inner) {
                 unsafe { libc::read(inner.wake.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
                 for command in inner.take_commands() {
                     match command {
-                        Command::Add(id, leg) => {
+                        Command::Add(id, leg, stats) => {
                             if let Err(e) = epoll_add(epoll, leg.socket.as_raw_fd(), id) {
                                 tracing::warn!("RTP relay: cannot watch a socket: {e}");
                                 continue;
                             }
-                            legs.insert(id, Entry::new(leg));
+                            legs.insert(id, Entry::new(leg, stats));
                         }
                         Command::Remove(id) => {
                             if let Some(entry) = legs.remove(&id) {

@@ -300,9 +300,9 @@ impl Thread<'_> {
     fn commands(&mut self) -> bool {
         for command in self.inner.take_commands() {
             match command {
-                Command::Add(id, leg) => {
+                Command::Add(id, leg, stats) => {
                     let fd = leg.socket.as_raw_fd();
-                    self.legs.insert(id, Entry::new(leg));
+                    self.legs.insert(id, Entry::new(leg, stats));
                     self.arm(id, fd);
                 }
                 Command::Remove(id) => {

@@ -1,13 +1,15 @@
-//! The RTP relay threads: where the packets of natively bridged calls go, read and sent on
-//! without a trip through tokio.
+//! The RTP relay of natively bridged calls: where their packets go, read and sent on without a
+//! trip through tokio, for any channel driver that bridges two calls speaking the same codec.
 //!
-//! A bridged call's pvt hands its RTP socket over to one of them once relaying has begun (the other
-//! call has published the stream to continue). From then on this thread reads the socket,
-//! runs each packet through the call's RTP session (receive statistics, comedia, strictrtp,
-//! the RTP timeout: the same [`RtpSession::handle_rtp`] the pvt would run) and through the
-//! relay leg (crates/media's [`RelayLeg`](starling_media::relay::RelayLeg): payload types
-//! mapped, one continuous stream), and sends it from the other call's socket to the other far
-//! end. The pvt takes its socket back when the bridge ends ([`RelayHandle`]'s drop).
+//! A bridged call's driver (chan_sip's pvt) hands its RTP socket over to one of the relay
+//! threads once relaying has begun (the other call has published the stream to continue:
+//! [`RelayTo::begins`]). From then on this thread reads the socket, runs each packet through
+//! the call's RTP session (receive statistics, comedia, strictrtp, the RTP timeout: the same
+//! [`RtpSession::handle_rtp`] the driver would run) and through the relay leg (crates/media's
+//! [`RelayLeg`]: payload types mapped, one continuous stream), and sends it from the other
+//! call's socket to the other far end. The driver takes its socket back when the bridge ends
+//! ([`RelayHandle`]'s drop). What the thread counts, the driver reads through the handle
+//! ([`RelayHandle::stats`]).
 //!
 //! Why threads of their own: through tokio every packet wakes a task (and often a parked
 //! worker thread), which costs more than the packet. Here one wake-up serves every socket
@@ -27,6 +29,10 @@
 //! has learned (the SDP's address at once, another after `probation`), and the packets no longer
 //! reach the thread at all; the thread keeps the socket, takes in the kernel's counters, and
 //! takes the leg back for whatever the kernel leaves to it.
+//!
+//! The crate knows nothing of SIP: a call is its sockets, its [`RtpSession`], its
+//! [`PublishedMedia`] (where its far end is, the stream relayed packets continue) and a
+//! [`RelayLeg`] (the payload types mapped).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -39,9 +45,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use starling_core::tracing;
+use starling_media::relay::RelayLeg;
 use starling_media::session::{ReceiveError, RtpSession, Stats};
-
-use crate::pvt::{MediaInfo, RelayTo};
 
 mod epoll;
 mod kernel;
@@ -52,28 +57,119 @@ pub use kernel::KernelRelay;
 /// How long the thread gathers packets between two rounds.
 pub const BATCH: Duration = Duration::from_millis(1);
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A leg's statistics are published every this many packets it receives (about once a second
+/// at 20 ms a packet), at once for a stray one, and whenever the kernel's counters are taken in.
+pub const STATS_EVERY: u64 = 50;
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One direction of a natively bridged call, handed over by its pvt: what its far end sends
+/// What a call publishes of its media to a native bridge, shared (behind a mutex:
+/// [`SharedMedia`]) between the call's driver, the other call and the relay. chan_sip's is its
+/// pvt's `MediaInfo`.
+pub trait PublishedMedia: Send {
+    /// Where the call's far end receives RTP (from its SDP, or learnt with comedia), if known:
+    /// where the packets relayed to it go.
+    fn remote(&self) -> Option<SocketAddr>;
+
+    /// The call's RTP session has learnt (comedia) that its far end is at `remote`.
+    fn set_remote(&mut self, remote: Option<SocketAddr>);
+
+    /// Relaying into this call begins, if it has published the stream it was sending (SSRC,
+    /// next sequence number, next timestamp): the packets relayed to its far end continue that
+    /// stream. `None` while it has not (the relaying waits); each stream is given once.
+    fn begin_relaying_into(&mut self) -> Option<(u32, u16, u32)>;
+}
+
+/// A call's [`PublishedMedia`], as the relay and the driver share it.
+pub type SharedMedia = Arc<Mutex<dyn PublishedMedia>>;
+
+/// Where a native bridge sends what one call's far end sends: the other call's RTP socket and
+/// far end, with the rewriting that keeps the other phone's stream continuous.
+pub struct RelayTo {
+    /// The other call's RTP socket, which the packets are sent from.
+    pub rtp: Arc<UdpSocket>,
+    /// The other call's media: where its far end is.
+    pub media: SharedMedia,
+    pub leg: RelayLeg,
+}
+
+impl RelayTo {
+    /// Whether relaying can begin: the other call has published the stream our packets are to
+    /// continue (it is told that they now come: [`PublishedMedia::begin_relaying_into`]).
+    pub fn begins(&mut self) -> bool {
+        let Some((ssrc, seq, ts)) = lock(&self.media).begin_relaying_into() else { return false };
+        self.leg.continue_stream(ssrc, seq, ts);
+        true
+    }
+
+    /// Rewrites `packet` for the other call and sends it from its socket to its far end.
+    pub fn forward(&mut self, packet: &mut [u8]) {
+        if let Some(target) = self.rewrite(packet) {
+            // Nonblocking: a full socket buffer drops the packet, as it would on the wire.
+            let _ = self.rtp.send_to(packet, target);
+        }
+    }
+
+    /// Rewrites `packet` for the other call: where to send it from [`RelayTo::rtp`], if
+    /// anywhere (a packet the leg refuses, or a far end not known yet, goes nowhere).
+    pub fn rewrite(&mut self, packet: &mut [u8]) -> Option<SocketAddr> {
+        self.leg.relay(packet).ok()?;
+        lock(&self.media).remote()
+    }
+}
+
+impl std::fmt::Debug for RelayTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayTo").field("rtp", &self.rtp.local_addr().ok()).finish_non_exhaustive()
+    }
+}
+
+/// One direction of a natively bridged call, handed over by its driver: what its far end sends
 /// to `socket` goes on through `to`.
 pub struct RelayedLeg {
-    /// Our RTP socket, which the thread reads.
+    /// Our RTP socket (nonblocking), which the thread reads.
     pub socket: Arc<UdpSocket>,
-    /// Our RTP session (the pvt's), which takes every packet first.
+    /// Our RTP session (the driver's), which takes every packet first.
     pub session: Arc<Mutex<RtpSession>>,
     /// What we publish to the other call (our far end's address moves with comedia).
-    pub published: Arc<Mutex<MediaInfo>>,
+    pub published: SharedMedia,
     /// The other call's socket and far end, and the rewriting.
     pub to: Box<RelayTo>,
-    /// Refreshes `sip show channelstats` (every 50 packets, as the pvt does).
-    pub publish_stats: Box<dyn FnMut(Stats) + Send>,
+}
+
+/// A relayed leg's RTP statistics ([`RtpSession::stats`]) as the relay last published them
+/// (see [`STATS_EVERY`]), for the driver to show (chan_sip's `sip show channelstats`). A clone
+/// reads the same figures, and goes on receiving them after the handle is dropped: the last
+/// counters the kernel relayed are published as the leg is taken off its thread.
+#[derive(Clone, Default)]
+pub struct LegStats(Arc<Mutex<Option<Stats>>>);
+
+impl LegStats {
+    /// The figures last published; `None` before the first.
+    pub fn get(&self) -> Option<Stats> {
+        lock(&self.0).clone()
+    }
+
+    /// Publishes `stats` (the relay does; a driver may too, for what it learns itself of the
+    /// session while the leg is relayed, such as RTCP).
+    pub fn set(&self, stats: Stats) {
+        *lock(&self.0) = Some(stats);
+    }
+}
+
+impl std::fmt::Debug for LegStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LegStats").field(&self.get()).finish()
+    }
 }
 
 /// A leg on its thread.
 struct Entry {
     leg: Box<RelayedLeg>,
+    /// Where the leg's statistics are published ([`RelayHandle::stats`]).
+    stats: LegStats,
     received: u64,
     /// Our far end's address as last published.
     remote: Option<SocketAddr>,
@@ -84,9 +180,9 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(leg: Box<RelayedLeg>) -> Entry {
+    fn new(leg: Box<RelayedLeg>, stats: LegStats) -> Entry {
         let remote = lock(&leg.session).remote();
-        Entry { leg, received: 0, remote, offload: None, refused: None }
+        Entry { leg, stats, received: 0, remote, offload: None, refused: None }
     }
 
     /// Takes a packet from our far end: where to send it on from `leg.to.rtp`, rewritten in
@@ -123,21 +219,20 @@ impl Entry {
             let mut session = lock(&leg.session);
             let handled = session.handle_rtp(now, from, packet);
             if let Err(ReceiveError::Stray(_)) = handled {
-                // Counted in `sip show channelstats` at once (a lock and a copy: less than the
-                // packet cost to receive).
-                (leg.publish_stats)(session.stats());
+                // Published at once (a lock and a copy: less than the packet cost to receive).
+                self.stats.set(session.stats());
             }
             handled.ok()?;
             self.received += 1;
-            if self.received.is_multiple_of(50) {
-                (leg.publish_stats)(session.stats());
+            if self.received.is_multiple_of(STATS_EVERY) {
+                self.stats.set(session.stats());
             }
             session.remote()
         };
         if remote != self.remote {
             // Comedia learnt where our far end really is: the other call sends there.
             self.remote = remote;
-            lock(&leg.published).remote = remote;
+            lock(&leg.published).set_remote(remote);
         }
         leg.to.rewrite(packet)
     }
@@ -165,7 +260,7 @@ impl Hasher for IdHasher {
 type Legs = HashMap<u64, Entry, BuildHasherDefault<IdHasher>>;
 
 enum Command {
-    Add(u64, Box<RelayedLeg>),
+    Add(u64, Box<RelayedLeg>, LegStats),
     Remove(u64),
     Stop,
 }
@@ -249,7 +344,7 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// chan_sip's relay threads ([`Relay::threads_for_this_machine`]); each leg is given to one of
+/// The relay threads ([`Relay::threads_for_this_machine`]); each leg is given to one of
 /// them in turn.
 pub struct Relay {
     workers: Vec<Arc<Inner>>,
@@ -264,6 +359,14 @@ pub const MAX_THREADS: usize = 4;
 pub struct RelayHandle {
     inner: Arc<Inner>,
     id: u64,
+    stats: LegStats,
+}
+
+impl RelayHandle {
+    /// The leg's statistics as the relay publishes them.
+    pub fn stats(&self) -> &LegStats {
+        &self.stats
+    }
 }
 
 impl Drop for RelayHandle {
@@ -395,8 +498,9 @@ impl Relay {
     pub fn add(&self, leg: RelayedLeg) -> RelayHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let inner = self.workers[(id % self.workers.len() as u64) as usize].clone();
-        inner.send(Command::Add(id, Box::new(leg)));
-        RelayHandle { inner, id }
+        let stats = LegStats::default();
+        inner.send(Command::Add(id, Box::new(leg), stats.clone()));
+        RelayHandle { inner, id, stats }
     }
 
     /// Stops the threads and waits for them (module unload: their code must not outlive the
@@ -469,6 +573,34 @@ mod tests {
         burst_then_stop(Relay::start_with(Backend::Epoll, 1, None).unwrap());
     }
 
+    /// What a call publishes, as a driver keeps it (chan_sip: its pvt's `MediaInfo`).
+    #[derive(Default)]
+    struct Media {
+        remote: Option<SocketAddr>,
+    }
+
+    impl PublishedMedia for Media {
+        fn remote(&self) -> Option<SocketAddr> {
+            self.remote
+        }
+        fn set_remote(&mut self, remote: Option<SocketAddr>) {
+            self.remote = remote;
+        }
+        fn begin_relaying_into(&mut self) -> Option<(u32, u16, u32)> {
+            None
+        }
+    }
+
+    /// The packets received as the relay last published them.
+    fn received(handle: &RelayHandle) -> u64 {
+        handle.stats().get().map_or(0, |s| s.received_packets)
+    }
+
+    /// The strays as the relay last published them.
+    fn strays(handle: &RelayHandle) -> u64 {
+        handle.stats().get().map_or(0, |s| s.stray_packets)
+    }
+
     /// A relayed leg: far end A → `ours` → out of `other` → far end B.
     struct Leg {
         ours: Arc<UdpSocket>,
@@ -476,11 +608,8 @@ mod tests {
         far_a: UdpSocket,
         far_b: UdpSocket,
         session: Arc<Mutex<RtpSession>>,
-        stats: Arc<AtomicU64>,
-        /// The strays as last published.
-        strays: Arc<AtomicU64>,
         /// What the other call publishes: where `other` sends.
-        other_media: Arc<Mutex<MediaInfo>>,
+        other_media: Arc<Mutex<Media>>,
     }
 
     impl Leg {
@@ -507,10 +636,8 @@ mod tests {
             let sdp = if at_sdp_address { far_a.local_addr().unwrap() } else { "127.0.0.1:9".parse().unwrap() };
             session.set_remote(sdp, false);
             let session = Arc::new(Mutex::new(session));
-            let other_media =
-                Arc::new(Mutex::new(MediaInfo { remote: Some(far_b.local_addr().unwrap()), ..Default::default() }));
-            let (stats, strays) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-            Leg { ours, other, far_a, far_b, session, stats, strays, other_media }
+            let other_media = Arc::new(Mutex::new(Media { remote: Some(far_b.local_addr().unwrap()) }));
+            Leg { ours, other, far_a, far_b, session, other_media }
         }
 
         /// Whether nothing reaches far end B within `wait`.
@@ -527,16 +654,11 @@ mod tests {
         }
 
         fn relay_with(&self, relay: &Relay, rewrite: RelayLeg) -> RelayHandle {
-            let (seen, strays) = (self.stats.clone(), self.strays.clone());
             relay.add(RelayedLeg {
                 socket: self.ours.clone(),
                 session: self.session.clone(),
-                published: Arc::new(Mutex::new(MediaInfo::default())),
+                published: Arc::new(Mutex::new(Media::default())),
                 to: Box::new(RelayTo { rtp: self.other.clone(), media: self.other_media.clone(), leg: rewrite }),
-                publish_stats: Box::new(move |s: Stats| {
-                    seen.store(s.received_packets, Ordering::Relaxed);
-                    strays.store(s.stray_packets, Ordering::Relaxed);
-                }),
             })
         }
 
@@ -586,7 +708,7 @@ mod tests {
             leg.expect(seq);
         }
         assert_eq!(lock(&leg.session).stats().received_packets, 60);
-        assert_eq!(leg.stats.load(Ordering::Relaxed), 50, "channelstats refreshed at 50");
+        assert_eq!(received(&handle), 50, "published at 50");
         drop(handle);
         std::thread::sleep(Duration::from_millis(20));
         leg.send(61);
@@ -623,7 +745,7 @@ mod tests {
         drop(handles);
     }
 
-    /// The relay in the kernel needs root and chan_sip built with clang, as in CI: a machine
+    /// The relay in the kernel needs root and this crate built with clang, as in CI: a machine
     /// without them fails here rather than pass without testing (unless it opts out:
     /// `starling_testing`).
     fn in_the_kernel(test: fn(Relay, &KernelRelay)) {
@@ -637,7 +759,7 @@ mod tests {
 
     /// After its first packet a leg is the kernel's: the packets go on rewritten as the relay
     /// leg would (SSRC, sequence numbers and timestamps continuing the stream the other phone
-    /// hears, payload types mapped); its counters reach the session and channelstats; a new
+    /// hears, payload types mapped); its counters reach the session and its published statistics; a new
     /// SSRC is taken back by the thread and the stream stays continuous; dropping the handle
     /// takes the leg out of the kernel.
     #[test]
@@ -662,7 +784,7 @@ mod tests {
             std::thread::sleep(kernel::SYNC + Duration::from_millis(200));
             assert_eq!(lock(&leg.session).stats().received_packets, 100, "the kernel's count, taken in");
             assert_eq!((lock(&leg.session).stats().lost_packets), 0);
-            assert_eq!(leg.stats.load(Ordering::Relaxed), 100, "and published to channelstats");
+            assert_eq!(received(&handle), 100, "and published");
             // A new stream from far end A: the thread takes the leg back for it.
             send(0x9999, 40_000, 123_456);
             assert_eq!(leg.next_at_b(), (0x5555, 800, 16_000 + 100 * 160, 8), "continuing the stream");
@@ -690,7 +812,7 @@ mod tests {
 
     /// strictrtp on the relay's path: far end A, behind NAT, is relayed from its 5th packet
     /// in sequence (probation 4), and only then handed to the kernel; a stranger's packets
-    /// reach the thread, are counted as stray (channelstats at once) and go nowhere; the
+    /// reach the thread, are counted as stray (published at once) and go nowhere; the
     /// party's next packet goes on (and back to the kernel).
     fn strictrtp_on_the_relay(relay: Relay, kernel: Option<&KernelRelay>) {
         let leg = Leg::behind_nat();
@@ -714,13 +836,38 @@ mod tests {
         }
         assert!(leg.nothing_at_b(Duration::from_millis(200)), "the stranger's packets go nowhere");
         assert_eq!(lock(&leg.session).stats().stray_packets, 14, "the 4 in probation and the stranger's 10");
-        assert_eq!(leg.strays.load(Ordering::Relaxed), 14, "and published to channelstats");
+        assert_eq!(strays(&handle), 14, "and published at once");
         leg.send(30);
         leg.expect(30);
         assert_eq!(in_kernel(), kernel.map(|_| 1), "the party's next packet: back in the kernel");
         drop(handle);
         std::thread::sleep(Duration::from_millis(50));
         relay.stop();
+    }
+
+    /// The statistics outlive the handle: what the kernel relayed since the last [`kernel::SYNC`]
+    /// is published as the leg is taken back, for a driver that still shows them.
+    #[test]
+    fn the_kernel_s_last_counters_are_published_after_the_handle_is_dropped() {
+        in_the_kernel(|relay, kernel| {
+            let leg = Leg::new();
+            let handle = leg.relay_on(&relay);
+            let stats = handle.stats().clone();
+            for seq in 0..20u16 {
+                leg.send(seq);
+                leg.expect(seq);
+            }
+            assert_eq!(kernel.legs(), (1, 19), "all but the first in the kernel");
+            assert_eq!(stats.get(), None, "nothing published yet (no stray, fewer than 50, no sync)");
+            drop(handle);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while stats.get().map(|s| s.received_packets) != Some(20) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(stats.get().map(|s| s.received_packets), Some(20), "taken back and published");
+            assert_eq!(kernel.legs().0, 0);
+            relay.stop();
+        });
     }
 
     /// Once learning is over (5 s) a stranger's packets do not even take the leg out of the
@@ -745,7 +892,7 @@ mod tests {
                 stranger.send_to(&rtp(900 + i), leg.ours.local_addr().unwrap()).unwrap();
             }
             assert!(leg.nothing_at_b(Duration::from_millis(200)), "the stranger's packets go nowhere");
-            assert_eq!(leg.strays.load(Ordering::Relaxed), 10, "counted and published");
+            assert_eq!(strays(&handle), 10, "counted and published");
             leg.send(seq);
             leg.expect(seq);
             assert_eq!(kernel.legs(), (1, relayed + 1), "the same entry relays on");
