@@ -15,6 +15,9 @@ exten => 601,1,Ringing()
  same => n,Echo()
 ";
 
+/// An offer of PCMU from 127.0.0.1:9 (discard): the INVITE is not refused for its media.
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
 fn pbx(name: &str, sip_conf: &str) -> (Server, u16) {
     let (server, port) = sip_pbx(
         name,
@@ -60,7 +63,8 @@ fn a_session_nobody_refreshes_ends_with_bye_at_expiry() {
 }
 
 /// A caller that asks the UAS to refresh (and allows UPDATE): Starling answers refresher=uas
-/// and refreshes with an UPDATE carrying Session-Expires at half the interval.
+/// and refreshes with an UPDATE at half the interval, naming itself refresher (`uac` of that
+/// UPDATE, RFC 4028 §9).
 #[test]
 fn starling_refreshes_a_session_it_is_refresher_of() {
     let (server, port) = pbx("strefresh", "");
@@ -84,7 +88,8 @@ fn session_timer_keys_refuse_and_bound() {
         "INVITE sip:600@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKst420\r\n\
          From: <sip:guest@127.0.0.1:9>;tag=a\r\nTo: <sip:600@127.0.0.1:{port}>\r\nCall-ID: st420@x\r\n\
          CSeq: 1 INVITE\r\nContact: <sip:guest@127.0.0.1:9>\r\nRequire: timer\r\nSession-Expires: 90\r\n\
-         Content-Length: 0\r\n\r\n"
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
     );
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -109,7 +114,7 @@ fn session_timer_keys_refuse_and_bound() {
     let output = run_starling(&["-C", dir.config().to_str().unwrap(), "-f"], Duration::from_secs(20));
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("sip.conf:4: session-minse must be at least 90 seconds"), "{stderr}");
+    assert!(stderr.contains("sip.conf:4: session-minse '30': must be at least 90 seconds"), "{stderr}");
 }
 
 /// An INVITE that requires 100rel to an extension that rings first: the 180 is reliable

@@ -652,14 +652,14 @@ impl SessionTimers {
             "session-expires" => {
                 let expires: u32 = var.parse()?;
                 if expires < 90 {
-                    return Err(var.error("session-expires must be at least 90 seconds"));
+                    return Err(var.error("must be at least 90 seconds"));
                 }
                 self.expires = expires;
             }
             "session-minse" => {
                 let min_se: u32 = var.parse()?;
                 if min_se < 90 {
-                    return Err(var.error("session-minse must be at least 90 seconds (RFC 4028)"));
+                    return Err(var.error("must be at least 90 seconds (RFC 4028)"));
                 }
                 self.min_se = min_se;
             }
@@ -1127,6 +1127,35 @@ mod tests {
         assert_eq!((peer("b").rtptimeout, peer("b").rtpholdtimeout), (Some(5), None));
         let e = parse("[general]\n[c]\ntype=peer\nhost=dynamic\nrtpholdtimeout=-1\n").unwrap_err();
         assert!(e.starts_with("sip.conf:5: rtpholdtimeout '-1'"), "{e}");
+    }
+
+    /// The session timer keys: chan_sip's defaults (accept, 1800, 90, uas), `[general]` as
+    /// every peer's default, a peer's own winning; under 90 s or an unknown word stops startup.
+    #[test]
+    fn session_timer_keys_in_general_and_peers() {
+        use starling_sip::session::{Refresher, SessionTimerMode};
+        let conf = parse(
+            "[general]\nsession-timers=originate\nsession-expires=600\n[a]\ntype=peer\nhost=dynamic\n\
+             [b]\ntype=peer\nhost=dynamic\nsession-timers=refuse\nsession-minse=120\nsession-refresher=uac\n",
+        )
+        .unwrap();
+        assert_eq!(SessionTimers::default().mode, SessionTimerMode::Accept);
+        let peer = |name: &str| conf.peers.iter().find(|p| p.name == name).unwrap().session_timers;
+        assert_eq!(peer("a"), SessionTimers { mode: SessionTimerMode::Originate, expires: 600, ..Default::default() });
+        assert_eq!(
+            peer("b"),
+            SessionTimers { mode: SessionTimerMode::Refuse, expires: 600, min_se: 120, refresher: Refresher::Uac }
+        );
+        assert_eq!(peer("b").mode_name(), "Refuse");
+        for (line, why) in [
+            ("session-minse=89", "must be at least 90"),
+            ("session-expires=10", "must be at least 90"),
+            ("session-timers=sometimes", "expected originate, accept or refuse"),
+            ("session-refresher=both", "expected uac or uas"),
+        ] {
+            let e = parse(&format!("[general]\n{line}\n")).unwrap_err();
+            assert!(e.starts_with("sip.conf:2: ") && e.contains(why), "{line}: {e}");
+        }
     }
 
     /// `noncelifetime` (Starling's): seconds, 30 by default, at least 1.

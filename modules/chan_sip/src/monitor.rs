@@ -20,11 +20,11 @@ use std::collections::HashMap;
 use starling_core::tokio::sync::mpsc;
 use starling_sip::dialog::Dialog;
 
+use crate::call::driver::Direction;
 use crate::call::messages::{ToMonitor, ToPvt};
 use crate::call::setup::{CallProfile, CallStart};
 use crate::call::show::note_message;
 use crate::config::{Peer, PeerHost, PeerKind, Qualify, SipConf};
-use crate::call::driver::Direction;
 use crate::qualify::{PeerStatus, Qualifier};
 use crate::registrar::{BindingChange, Denied, Failure, Registrar};
 use crate::registry::{RegState, Registry};
@@ -1273,7 +1273,8 @@ impl Monitor {
             }
             ToMonitor::Request { request, remote } => {
                 note_message(&self.shared.table, request.call_id().unwrap_or(""), &format!("Tx: {}", request.method));
-                let key = request.call_id().map(str::to_owned).zip(request.from().and_then(|f| f.tag().map(str::to_owned)));
+                let key =
+                    request.call_id().map(str::to_owned).zip(request.from().and_then(|f| f.tag().map(str::to_owned)));
                 let cseq = request.cseq();
                 let transport = self.call_transport(remote);
                 let tx = self.endpoint.send_request(now, request, remote, transport);

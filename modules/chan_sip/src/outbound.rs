@@ -23,12 +23,12 @@ use starling_sip::digest::Credentials;
 use starling_sip::uri::{Host, Uri};
 use starling_sip::NameAddr;
 
-use crate::call::messages::{ToMonitor, ToPvt};
-use crate::call::setup::{CallProfile, CallStart};
-use crate::config::{Peer, PeerHost, PeerKind};
 use crate::call::driver::{Direction, Outbound};
 use crate::call::media::format_name;
+use crate::call::messages::{ToMonitor, ToPvt};
 use crate::call::native::{DirectTo, MediaInfo, PvtHandle};
+use crate::call::setup::{CallProfile, CallStart};
+use crate::config::{Peer, PeerHost, PeerKind};
 use crate::qualify::PeerStatus;
 use crate::shared::{CallKey, Shared};
 

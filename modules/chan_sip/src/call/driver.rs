@@ -259,8 +259,8 @@ impl Pvt {
         // a chain of thousands of spans overflows the stack.
         let span = tracing::info_span!(parent: None, "call", call_id = %self.key.call_id, peer = %self.peer);
         let Some(mut call) = tracing::Instrument::instrument(self.start(), span.clone()).await else { return };
-        let ran = tracing::Instrument::instrument(starling_core::panic::catch_future(self.run_call(&mut call)), span)
-            .await;
+        let ran =
+            tracing::Instrument::instrument(starling_core::panic::catch_future(self.run_call(&mut call)), span).await;
         if let Err(report) = ran {
             self.end_after_panic(&mut call, &report);
         }

@@ -14,11 +14,11 @@ use starling_media::session::RtpSession;
 use starling_sip::dialog::Dialog;
 use starling_sip::Request;
 
-use crate::call::show::{ChannelDetail, DialogRow};
-use crate::config::{DirectMedia, DtmfMode, Peer, SessionTimers, SipConf};
 use crate::call::driver::{Direction, Pvt, PvtParts};
 use crate::call::media::format_name;
 use crate::call::native::PvtHandle;
+use crate::call::show::{ChannelDetail, DialogRow};
+use crate::config::{DirectMedia, DtmfMode, Peer, SessionTimers, SipConf};
 use crate::rpid::{SendRpid, TrustIdOutbound};
 use crate::shared::{CallKey, Shared};
 

@@ -131,11 +131,8 @@ impl Pvt {
             Some(DriverCommand::Indicate(control @ (Control::Busy | Control::Congestion)))
                 if matches!(self.direction, Direction::Inbound { .. }) && call.state() == State::Proceeding =>
             {
-                let (status, cause) = if control == Control::Busy {
-                    (486, Cause::USER_BUSY)
-                } else {
-                    (503, Cause::CONGESTION)
-                };
+                let (status, cause) =
+                    if control == Control::Busy { (486, Cause::USER_BUSY) } else { (503, Cause::CONGESTION) };
                 call.reject(now, status);
                 let _ = self.driver.frames.send(Frame::Hangup(cause)).await;
                 self.hung_up = true;
@@ -147,8 +144,8 @@ impl Pvt {
             Some(DriverCommand::Write(Frame::Voice { .. })) if self.direct_bridged() => {}
             Some(DriverCommand::Write(Frame::Voice { format, samples, data })) => {
                 // Nothing goes to a party that put us on hold (we answered recvonly/inactive).
-                let relayed_into = self.natively_bridged()
-                    && self.published.lock().unwrap_or_else(|p| p.into_inner()).relayed_into;
+                let relayed_into =
+                    self.natively_bridged() && self.published.lock().unwrap_or_else(|p| p.into_inner()).relayed_into;
                 if !self.call_media.sending_digit() && !self.held && !relayed_into {
                     self.call_media.send_voice(format, samples, data);
                     if self.natively_bridged() {
