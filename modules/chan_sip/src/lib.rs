@@ -4,7 +4,8 @@
 //! What it does: `load` reads sip.conf (every key of INTERFACE.md, templates, errors as
 //! file:line), binds UDP (and TCP with `tcpenable`) at `bindaddr:bindport` (a port in use stops
 //! start-up with exit 2) and starts the monitor task (`monitor.rs`), which reads the socket and
-//! dispatches requests: calls in and out (`pvt.rs`, the call's task; `call/`, how a call is set
+//! dispatches requests: calls in and out (`call/`: the call's task in `call/driver.rs`, which runs
+//! the dialog's sans-IO `InviteSession` from `starling-sip` and the call's RTP; how a call is set
 //! up, its messages, causes and CLI rendering; `outbound.rs`) with RTP relayed natively when
 //! both legs agree (by the relay threads of `crates/relay`), the registrar (`registrar.rs`: REGISTER with digest, bindings in the
 //! astdb), qualify (`qualify.rs`: OPTIONS pokes), outbound registrations (`registry.rs`:
@@ -17,7 +18,6 @@ mod ids;
 mod manager;
 mod monitor;
 mod outbound;
-mod pvt;
 mod qualify;
 mod registrar;
 mod registry;
