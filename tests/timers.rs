@@ -9,6 +9,8 @@ use crate::util::*;
 const EXTENSIONS: &str = "[default]
 exten => 600,1,Answer()
  same => n,Echo()
+exten => 10,1,Dial(SIP/uas,5)
+ same => n,Hangup()
 exten => 601,1,Ringing()
  same => n,Wait(1)
  same => n,Answer()
@@ -19,11 +21,19 @@ exten => 601,1,Ringing()
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
 fn pbx(name: &str, sip_conf: &str) -> (Server, u16) {
+    pbx_with_uas(name, sip_conf, 9)
+}
+
+/// [`pbx`] with the peer `uas` (a SIPp UAS) on `uas_port`.
+fn pbx_with_uas(name: &str, sip_conf: &str, uas_port: u16) -> (Server, u16) {
     let (server, port) = sip_pbx(
         name,
-        &["pbx_config", "app_echo", "cdr_csv"],
+        &["pbx_config", "app_echo", "app_dial", "cdr_csv"],
         Some(EXTENSIONS),
-        &format!("allowguest=yes\ncontext=default\ndisallow=all\nallow=ulaw\n{sip_conf}"),
+        &format!(
+            "allowguest=yes\ncontext=default\ndisallow=all\nallow=ulaw\n{sip_conf}\
+             [uas]\ntype=peer\nhost=127.0.0.1\nport={uas_port}\ninsecure=port,invite\ndisallow=all\nallow=ulaw\n"
+        ),
     );
     std::fs::write(server.dir.etc().join("cdr.conf"), "[general]\nenable=yes\n").unwrap();
     server.rx("module reload cdr_csv.so");
@@ -124,4 +134,16 @@ fn a_caller_requiring_100rel_gets_a_reliable_180_and_its_prack_answered() {
     let (server, port) = pbx("st100rel", "");
     let (code, out) = run_sipp_with(port, "invite_100rel.xml", &["-s", "601", "-m", "1"]);
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+}
+
+/// As UAC: a called party whose 183 with early media is reliable gets it PRACKed (RAck naming
+/// its RSeq and our INVITE), and the call goes on to the answer and ends with BYE.
+#[test]
+fn a_reliable_183_from_the_called_party_is_pracked() {
+    let uas = SippUas::spawn("uas_100rel.xml");
+    let (server, port) = pbx_with_uas("st100reluac", "", uas.port);
+    let (code, out) = run_sipp_with(port, "invite_answer.xml", &["-s", "10", "-m", "1"]);
+    assert_eq!(code, 0, "caller: {out}\n{}", server.log_tail());
+    let (code, out) = uas.finish();
+    assert_eq!(code, 0, "called party: {out}\n{}", server.log_tail());
 }
