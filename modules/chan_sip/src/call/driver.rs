@@ -526,6 +526,105 @@ impl Pvt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use starling_sip::message::SipMessage;
+    use starling_sip::transaction::{Config, Endpoint, Event, Transport};
+    use starling_sip::{MessageHeaders, Response};
+    use std::time::Duration;
+
+    /// A call's task on tokio's paused clock, with a real transaction layer in front of it:
+    /// their INVITE, our 200 on the channel's Answer, and no ACK ever — 64·T1 (32 s) later
+    /// the call ends (BYE, and NO_USER_RESPONSE to the channel), at once in real time.
+    #[test]
+    fn an_answer_never_acknowledged_ends_the_call_after_64_t1_on_paused_time() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        runtime.block_on(async {
+            let core = starling_core::Core::for_tests();
+            let text = "[general]\nbindaddr=127.0.0.1\ndisallow=all\nallow=ulaw\n";
+            let conf =
+                crate::config::SipConf::parse(&starling_core::config::Config::parse_str("sip.conf", text).unwrap())
+                    .unwrap();
+            let (to_monitor, mut from_call) = tokio::sync::mpsc::unbounded_channel();
+            let relay = Arc::new(starling_relay::Relay::start_with(starling_relay::Backend::Epoll, 1, None).unwrap());
+            let shared = Arc::new(Shared::new(
+                core.clone(),
+                Arc::new(std::sync::RwLock::new(Arc::new(conf))),
+                crate::registrar::Bindings::default(),
+                to_monitor,
+                crate::call::show::DialogTable::default(),
+                5060,
+                relay,
+            ));
+            let sdp =
+                "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n";
+            let invite = format!(
+                "INVITE sip:600@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKp1\r\n\
+                 From: <sip:a@127.0.0.1>;tag=f1\r\nTo: <sip:600@127.0.0.1>\r\nCall-ID: paused@x\r\nCSeq: 1 INVITE\r\n\
+                 Contact: <sip:a@127.0.0.1:5062>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            );
+            let mut endpoint = Endpoint::new(Config::default());
+            let remote: SocketAddr = "127.0.0.1:5062".parse().unwrap();
+            endpoint.handle(now(), remote, Transport::Udp, invite.as_bytes());
+            let Some(Event::Request { tx, request, .. }) = endpoint.poll_event() else { panic!("the INVITE") };
+
+            let profile = crate::call::setup::CallProfile::resolve(&shared.conf(), None);
+            let ip = "127.0.0.1".parse().unwrap();
+            let (rtp, rtcp) = shared.bind_rtp(ip).expect("RTP ports");
+            let (session, media) = shared.call_media(ip, &rtp, profile.codecs.clone(), 8000, &profile);
+            let offer = starling_media::sdp::RemoteMedia::parse(sdp).unwrap();
+            let negotiated = starling_media::sdp::negotiate(&offer, &profile.codecs, true).unwrap();
+            let (mut channel, driver) = starling_core::channel::Channel::new(&core, "SIP", "a", true);
+            let (pvt, _handle) = Pvt::new(PvtParts {
+                key: CallKey { call_id: "paused@x".into(), local_tag: "as1".into() },
+                peer: "a".into(),
+                direction: Direction::Inbound { invite: Box::new(request), tx },
+                remote,
+                local: "127.0.0.1:5060".parse().unwrap(),
+                tcp: false,
+                useragent: "Starling".into(),
+                dtmfmode: profile.dtmfmode,
+                directmedia: profile.directmedia,
+                comedia: false,
+                session_timers: profile.session_timers,
+                shared: shared.clone(),
+                driver,
+                rtp,
+                rtcp,
+                session,
+                media,
+                negotiated: Some(negotiated),
+            });
+            let call = tokio::spawn(pvt.run());
+            let started = TokioInstant::now();
+            channel.answer();
+            let ok = loop {
+                match from_call.recv().await {
+                    Some(ToMonitor::Respond { response, .. }) if response.status == 200 => break response,
+                    Some(_) => {}
+                    None => panic!("no 200"),
+                }
+            };
+            assert_eq!(ok.to().and_then(|t| t.tag().map(str::to_owned)).as_deref(), Some("as1"));
+            // No ACK: the next thing the call sends is its BYE, 64·T1 after the 200.
+            let bye = loop {
+                match from_call.recv().await {
+                    Some(ToMonitor::Request { request, .. }) => break request,
+                    Some(ToMonitor::Stateless {
+                        message: SipMessage::Response(Response { status: 200, .. }), ..
+                    }) => {}
+                    other => panic!("a BYE, not {other:?}"),
+                }
+            };
+            assert_eq!(bye.method, Method::Bye);
+            assert_eq!(bye.uri.to_string(), "sip:a@127.0.0.1:5062");
+            let waited = TokioInstant::now() - started;
+            assert!((Duration::from_secs(32)..Duration::from_secs(33)).contains(&waited), "{waited:?}");
+            assert_eq!(channel.read().await, None, "the channel is hung up");
+            assert_eq!(channel.hangup_cause(), Some(Cause::NO_USER_RESPONSE));
+            call.await.unwrap();
+            assert!(matches!(from_call.recv().await, Some(ToMonitor::Gone { .. })));
+        });
+    }
 
     /// The call task's guard tells the monitor the call is gone (its call-limit slot and row
     /// are freed) also when the task panics where no boundary catches it; and FAILURE, the
