@@ -40,3 +40,5 @@ mod dtmf;
 mod rtptimeout;
 // Issue 22: sip.conf's jitter buffer (jbenable, jbforce...): reordered packets to Echo() and through a bridge.
 mod jitter;
+// Issue 25: device state, Custom devices, hints, EXTENSION_STATE and the manager's extension states.
+mod hints;

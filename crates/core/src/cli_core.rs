@@ -708,6 +708,19 @@ fn originate_outbound(call: &mut crate::cli::CliCall<'_>, target: &str, rest: &[
     CliResult::Success
 }
 
+/// One hint as pbx.c's `handle_show_hints` prints it (no presence states here: `not_set`).
+fn hint_line(hint: &crate::hints::HintSummary) -> String {
+    let uri = format!("{}@{}", hint.exten, hint.context);
+    format!(
+        "{:<30.30}: {:<60.60}  State:{:<15.15} Presence:{:<15.15} Watchers {:>2}\n",
+        uri,
+        hint.hint,
+        hint.state.as_str(),
+        "not_set",
+        hint.watchers
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,17 +771,4 @@ mod tests {
         assert_eq!(core.shutdown_pending(), Some(ShutdownMode::Now), "now is not weakened to gracefully");
         assert!(!core.abort_shutdown());
     }
-}
-
-/// One hint as pbx.c's `handle_show_hints` prints it (no presence states here: `not_set`).
-fn hint_line(hint: &crate::hints::HintSummary) -> String {
-    let uri = format!("{}@{}", hint.exten, hint.context);
-    format!(
-        "{:<30.30}: {:<60.60}  State:{:<15.15} Presence:{:<15.15} Watchers {:>2}\n",
-        uri,
-        hint.hint,
-        hint.state.as_str(),
-        "not_set",
-        hint.watchers
-    )
 }

@@ -248,8 +248,9 @@ impl Hints {
                 }
             }
             for (k, (context, exten, devices)) in fresh {
+                // Every hint is computed again, changed or not: a technology or provider may
+                // have come or gone since.
                 match inner.hints.get_mut(&k) {
-                    Some(existing) if existing.2.devices == devices => {}
                     Some(existing) => {
                         existing.2.devices.clone_from(&devices);
                         to_compute.push((k, devices));
@@ -315,6 +316,16 @@ impl Core {
     pub fn hints_changed(&self) {
         let now = self.pbx_hints();
         self.hints.replace(self, now);
+    }
+
+    /// Computes every hint's state again and tells the watchers of those that changed (the
+    /// loader calls it after a module loads: a technology or provider may have come).
+    pub fn hints_refresh(&self) {
+        let all: Vec<_> = self.hints.lock().hints.iter().map(|(k, (_, _, h))| (k.clone(), h.devices.clone())).collect();
+        for (k, devices) in all {
+            let state = hint_state(self, &devices);
+            self.hints.update(self, &k, state, None);
+        }
     }
 
     /// The state of `exten@context` (Asterisk's `ast_extension_state`): its hint's devices

@@ -227,6 +227,9 @@ impl Loader {
         state_lock.loads += 1;
         let order = state_lock.loads;
         state_lock.loaded.insert(name, Loaded { info, state, uses, order });
+        drop(state_lock);
+        // What the module brought (a technology, a device state provider) may change hints.
+        core.hints_refresh();
         Ok(())
     }
 

@@ -88,7 +88,7 @@ fn devstate_list(call: &mut starling_core::cli::CliCall<'_>) -> CliResult {
     for (name, state) in customs(call.core) {
         let _ = write!(out, "--- Name: 'Custom:{name}'  State: '{state}'\n---\n");
     }
-    let _ = write!(out, "{RULE}{RULE}\n");
+    let _ = writeln!(out, "{RULE}{RULE}");
     call.print(&out);
     CliResult::Success
 }
