@@ -119,6 +119,7 @@ pub mod digest;
 pub mod header;
 pub mod message;
 pub mod session;
+pub mod subscription;
 pub mod transaction;
 pub mod typed;
 pub mod uri;
