@@ -12,6 +12,7 @@ use crate::util::*;
 const EXTENSIONS: &str = "[default]
 exten => 1001,hint,SIP/1001&Custom:dnd1001
 exten => 1002,hint,Custom:lamp
+exten => 2000,hint,SIP/alice
 exten => 500,1,Dial(SIP/1001)
  same => n,Hangup()
 exten => 600,1,Answer()
@@ -31,7 +32,7 @@ fn hints_pbx(name: &str, peer_port: u16) -> (Server, u16, u16) {
         |_| {
             format!(
                 "allowguest=yes\ncontext=default\n[1001]\ntype=peer\nhost=127.0.0.1\nport={peer_port}\n\
-                 insecure=invite\ndisallow=all\nallow=ulaw\n"
+                 insecure=invite\ndisallow=all\nallow=ulaw\n[alice]\ntype=friend\nhost=dynamic\nsecret=pw\n"
             )
         },
     );
@@ -96,7 +97,7 @@ fn a_hinted_peer_goes_idle_ringing_inuse_idle_through_a_call() {
         "1001@default", "SIP/1001&Custom:dnd1001", "Idle", "not_set"
     );
     assert!(hints.contains(&line), "{hints}\nwanted:\n{line}");
-    assert!(hints.ends_with("----------------\n- 2 hints registered\n"), "{hints}");
+    assert!(hints.ends_with("----------------\n- 3 hints registered\n"), "{hints}");
 
     let mut ami = Ami::login(port, "admin", "s3cret");
     let mut events = Vec::new();
@@ -173,14 +174,14 @@ fn a_hinted_peer_goes_idle_ringing_inuse_idle_through_a_call() {
     loop {
         let m = ami.read().expect("the list");
         if get(&m, "Event") == Some("ExtensionStateListComplete") {
-            assert_eq!(get(&m, "ListItems"), Some("2"), "{m:?}");
+            assert_eq!(get(&m, "ListItems"), Some("3"), "{m:?}");
             break;
         }
         if get(&m, "ActionID") == Some("l") {
             items.push(m);
         }
     }
-    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(items.len(), 3, "{items:?}");
     assert!(items.iter().all(|m| get(m, "Event") == Some("ExtensionStatus")), "{items:?}");
 }
 
@@ -262,7 +263,28 @@ fn devstate_change_moves_a_hint_and_the_manager_hears_it() {
     // A reload keeps the hints (and computes them again).
     assert_eq!(server.rx("dialplan reload"), "Dialplan reloaded.\n");
     let hints = server.rx("core show hints");
-    assert!(hints.ends_with("- 2 hints registered\n") && hints.contains("State:Idle "), "{hints}");
+    assert!(hints.ends_with("- 3 hints registered\n") && hints.contains("State:Idle "), "{hints}");
     let usage = server.rx("devstate change Custom:dnd1001 SIDEWAYS");
     assert!(usage.contains("Usage: devstate change <device> <state>"), "{usage}");
+}
+
+/// A dynamic peer's hint is Unavailable (4) until it registers, then Idle (0): chan_sip tells
+/// the core when a peer registers (the manager hears ExtensionStatus for 2000).
+#[test]
+fn a_registration_makes_a_dynamic_peers_hint_idle() {
+    let (server, sip, port) = hints_pbx("hintregister", 9);
+    let line = |server: &Server| {
+        let hints = server.rx("core show hints");
+        hints.lines().find(|l| l.starts_with("2000@default")).map(str::to_owned).unwrap_or(hints)
+    };
+    assert!(line(&server).contains("State:Unavailable "), "{}", line(&server));
+    let mut ami = Ami::login(port, "admin", "s3cret");
+    let (code, out) = run_sipp(sip, "register.xml", "alice", "alice", "pw", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let event = ami.until("Exten", "2000", Duration::from_secs(5));
+    assert_eq!(
+        (get(&event, "Event"), get(&event, "Status"), get(&event, "StatusText")),
+        (Some("ExtensionStatus"), Some("0"), Some("Idle"))
+    );
+    assert!(line(&server).contains("State:Idle "), "{}", line(&server));
 }
