@@ -29,6 +29,33 @@
 //! The bodies are chan_sip's (`state_notify_build_xml`), from Asterisk's extension state bits
 //! (0 Idle, 1 InUse, 2 Busy, 4 Unavailable, 8 Ringing, 16 OnHold, combinations), see
 //! [`dialog_info_xml`], [`pidf_xml`], [`xpidf_xml`].
+//!
+//! # Driving it from chan_sip (issue 25, after the call driver's rewrite)
+//!
+//! The monitor owns every subscription (one map keyed by the dialog id, beside the calls):
+//!
+//! 1. A SUBSCRIBE outside a dialog is authenticated as an INVITE is (peer/user, digest), refused
+//!    403 without `allowsubscribe`; the extension is the Request-URI's user, the context the
+//!    peer's `subscribecontext` (else its `context`). `core.hints().hint(context, exten)` is
+//!    `None`: 404. Else `Subscription::uas(now, config, request, &tag, exten,
+//!    NotifyState::new(core.extension_state(context, exten).0))` (config from sip.conf:
+//!    `notifyringing`, `minexpiry`/`maxexpiry`/`defaultexpiry`, our Via and Contact).
+//! 2. `core.extension_state_add(context, exten, callback)` watches the hint. The callback runs
+//!    on the core's device state task: it only sends `(dialog id, change.state.0)` to the
+//!    monitor's queue (never locks chan_sip state). The monitor then calls
+//!    [`Subscription::notify`] — with [`RemoteIdentity`] from the ringing caller when `notifycid`
+//!    is on — or, for `Removed` (-2), [`Subscription::terminate`] with `NoResource`.
+//! 3. After every input, drain `poll_transmit`: a `Transmit::Request` (NOTIFY) goes through the
+//!    transaction endpoint as a client transaction (its response back to
+//!    [`Subscription::handle_response`], its Timer F to
+//!    [`Subscription::handle_transaction_timeout`] with the CSeq number); a `Transmit::Response`
+//!    answers the SUBSCRIBE's server transaction. In-dialog SUBSCRIBEs (matched by
+//!    `Dialog::id_of_request`) go to [`Subscription::handle_request`]; arm a timer at
+//!    `poll_timeout` and call [`Subscription::handle_timeout`].
+//! 4. `Event::Terminated`: `core.extension_state_del(id)` and drop it. Shutdown, unload and a
+//!    peer removed by `sip reload`: [`Subscription::terminate`] with `Deactivated` first.
+//!    `sip show subscriptions` lists the map (peer, call-id, extension, `current().state`,
+//!    `event_package()`, `expires_at()`).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
