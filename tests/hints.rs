@@ -288,3 +288,46 @@ fn a_registration_makes_a_dynamic_peers_hint_idle() {
     );
     assert!(line(&server).contains("State:Idle "), "{}", line(&server));
 }
+
+/// The phone of a hinted peer puts its call on hold (re-INVITE sendonly): the hint goes InUse
+/// (1) → Hold (16) → Idle (0), and DEVICE_STATE() reads ONHOLD meanwhile.
+#[test]
+fn a_held_call_makes_the_hint_hold() {
+    let ami = free_tcp_port();
+    let (server, sip) = sip_pbx_on_port(
+        "hinthold",
+        &["pbx_config", "func_devstate", "func_extstate", "res_manager"],
+        Some("[default]\nexten => 3000,hint,SIP/desk\nexten => 10,1,Answer()\n same => n,Wait(10)\n same => n,Hangup()\n"),
+        |_| "[desk]\ntype=friend\nhost=127.0.0.1\ninsecure=port,invite\ncontext=default\nmohinterpret=passthrough\ndisallow=all\nallow=ulaw\n".to_owned(),
+    );
+    write_manager_conf(&server, ami);
+    assert!(server.rx("module load res_manager").contains("Loaded"));
+    let mut ami = Ami::login(ami, "admin", "s3cret");
+    let mut events = Vec::new();
+    let caller = std::thread::spawn(move || run_sipp(sip, "invite_hold.xml", "10", "", "", 1));
+    let (mut statuses, mut devices) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    while Instant::now() < deadline {
+        n += 1;
+        let id = format!("p{n}");
+        let state = ask(&mut ami, &[("Action", "ExtensionState"), ("Exten", "3000"), ("ActionID", &id)], &mut events);
+        statuses.push(get(&state, "Status").unwrap_or("").to_owned());
+        let id = format!("g{n}");
+        let var = ask(
+            &mut ami,
+            &[("Action", "Getvar"), ("Variable", "DEVICE_STATE(SIP/desk)"), ("ActionID", &id)],
+            &mut events,
+        );
+        devices.push(get(&var, "Value").unwrap_or("").to_owned());
+        if caller.is_finished() && statuses.last().map(String::as_str) == Some("0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, out) = caller.join().unwrap();
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    let seen = changes(&statuses);
+    assert!(seen.ends_with(&["1".to_owned(), "16".to_owned(), "0".to_owned()]), "{statuses:?}");
+    assert!(changes(&devices).contains(&"ONHOLD".to_owned()), "{devices:?}");
+}
