@@ -296,8 +296,18 @@ impl Core {
     /// Asks `device` now and reports a change (the engine's step; also for tests).
     pub fn devstate_refresh(&self, device: &str) {
         let state = self.device_state(device);
-        let previous = self.devstates.lock().insert(device.to_ascii_lowercase(), state);
-        if previous == Some(state) {
+        let key = device.to_ascii_lowercase();
+        let previous = {
+            let mut cache = self.devstates.lock();
+            // Devices that are nothing (a guest's `SIP/192.0.2.7`, a Local with no channels)
+            // are not kept, so the cache holds real devices only, however many strangers call.
+            if matches!(state, DeviceState::Invalid | DeviceState::Unknown) {
+                cache.remove(&key)
+            } else {
+                cache.insert(key, state)
+            }
+        };
+        if previous == Some(state) || (previous.is_none() && state == DeviceState::Invalid) {
             return;
         }
         crate::tracing::debug!("Device state of {device} is now {state}");
@@ -388,7 +398,11 @@ mod tests {
             assert_eq!(core.device_state("Local/200@default"), DeviceState::InUse);
             drop(chan);
             while changes.recv().await.unwrap().state != DeviceState::Unknown {}
-            assert_eq!(core.devstates().cached("local/200@DEFAULT"), Some(DeviceState::Unknown));
+            assert_eq!(core.devstates().cached("local/200@DEFAULT"), None, "nothing is not kept");
+            core.devstate_refresh("SIP/192.0.2.7");
+            core.devstate_refresh("Nope:x");
+            assert!(changes.try_recv().is_err(), "an invalid device never seen is not reported");
+            assert_eq!(core.devstates().cached_all(), [("custom:lamp".to_owned(), DeviceState::InUse)]);
         });
     }
 }
