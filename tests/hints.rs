@@ -266,6 +266,12 @@ fn devstate_change_moves_a_hint_and_the_manager_hears_it() {
     assert!(hints.ends_with("- 3 hints registered\n") && hints.contains("State:Idle "), "{hints}");
     let usage = server.rx("devstate change Custom:dnd1001 SIDEWAYS");
     assert!(usage.contains("Usage: devstate change <device> <state>"), "{usage}");
+    // Without func_devstate no one answers for Custom: devices: a hint on one alone is
+    // Unavailable at once.
+    assert_eq!(server.rx("module unload func_devstate"), "Unloaded func_devstate.so\n");
+    let hints = server.rx("core show hints");
+    let lamp = hints.lines().find(|l| l.starts_with("1002@default")).unwrap_or(&hints);
+    assert!(lamp.contains("State:Unavailable "), "{hints}");
 }
 
 /// A dynamic peer's hint is Unavailable (4) until it registers, then Idle (0): chan_sip tells

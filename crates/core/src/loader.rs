@@ -423,6 +423,8 @@ pub(crate) fn cli_commands() -> Vec<CliCommand> {
             let name = name.clone();
             match call.core.loader().unload(&name) {
                 Ok(()) => {
+                    // What it took away (a technology, a provider) changes hints.
+                    call.core.hints_refresh();
                     let _ = writeln!(call, "Unloaded {}.so", module_name(&name));
                     CliResult::Success
                 }

@@ -454,7 +454,9 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
                     core.loader().load(&core, &module).map(|()| "Module loaded.").map_err(|_| "Could not load module.")
                 }
                 "unload" => {
-                    core.loader().unload(&module).map(|()| "Module unloaded.").map_err(|_| "Could not unload module.")
+                    let unloaded = core.loader().unload(&module);
+                    core.hints_refresh();
+                    unloaded.map(|()| "Module unloaded.").map_err(|_| "Could not unload module.")
                 }
                 "refresh" => core
                     .loader()
