@@ -35,7 +35,7 @@ exten => 800,1,Answer()
  same => n,Hangup()
 ";
 
-fn free_tcp_port() -> u16 {
+pub(crate) fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -79,14 +79,14 @@ fn ami_pbx_sip(name: &str, bob_port: u16, general: &str, sip_general: &str) -> (
 }
 
 /// A raw AMI connection.
-struct Ami {
+pub(crate) struct Ami {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
 }
 
-type Msg = Vec<(String, String)>;
+pub(crate) type Msg = Vec<(String, String)>;
 
-fn get<'a>(m: &'a Msg, key: &str) -> Option<&'a str> {
+pub(crate) fn get<'a>(m: &'a Msg, key: &str) -> Option<&'a str> {
     m.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
 }
 
@@ -101,7 +101,7 @@ impl Ami {
         ami
     }
 
-    fn send(&mut self, headers: &[(&str, &str)]) {
+    pub(crate) fn send(&mut self, headers: &[(&str, &str)]) {
         let mut text = String::new();
         for (k, v) in headers {
             text.push_str(&format!("{k}: {v}\r\n"));
@@ -111,7 +111,7 @@ impl Ami {
     }
 
     /// The next message; `None` when the connection closes.
-    fn read(&mut self) -> Option<Msg> {
+    pub(crate) fn read(&mut self) -> Option<Msg> {
         let mut message = Vec::new();
         loop {
             let mut line = String::new();
@@ -133,7 +133,7 @@ impl Ami {
     }
 
     /// Reads until a message with `key: value` (skipping others), within `timeout`.
-    fn until(&mut self, key: &str, value: &str, timeout: Duration) -> Msg {
+    pub(crate) fn until(&mut self, key: &str, value: &str, timeout: Duration) -> Msg {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let m = self.read().unwrap_or_else(|| panic!("closed while waiting for {key}: {value}"));
@@ -144,7 +144,7 @@ impl Ami {
         panic!("no {key}: {value} within {timeout:?}");
     }
 
-    fn login(port: u16, user: &str, secret: &str) -> Ami {
+    pub(crate) fn login(port: u16, user: &str, secret: &str) -> Ami {
         let mut ami = Ami::connect(port);
         ami.send(&[("Action", "Login"), ("Username", user), ("Secret", secret), ("ActionID", "l1")]);
         let reply = ami.read().unwrap();
@@ -678,7 +678,7 @@ fn a_session_that_stops_reading_is_dropped() {
 
 /// The Python of `target/ami-venv`, with panoramisk from PyPI (made here when `.ci/run` has
 /// not made it already).
-fn panoramisk_python() -> std::path::PathBuf {
+pub(crate) fn panoramisk_python() -> std::path::PathBuf {
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ami-venv");
     let python = venv.join("bin/python3");
     let ready = |python: &std::path::Path| {

@@ -40,6 +40,7 @@ mod dtmf;
 mod rtptimeout;
 // Issue 22: sip.conf's jitter buffer (jbenable, jbforce...): reordered packets to Echo() and through a bridge.
 mod jitter;
-
-/// Issue 23: session timers and 100rel/PRACK on the call's sans-IO session.
+// Issue 23: session timers and 100rel/PRACK on the call's sans-IO session.
 mod timers;
+// Issue 25: device state, Custom devices, hints, EXTENSION_STATE and the manager's extension states.
+mod hints;

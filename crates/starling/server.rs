@@ -44,6 +44,7 @@ fn static_modules() -> Vec<StaticModule> {
         func_callerid::module_info,
         func_timeout::module_info,
         func_devstate::module_info,
+        func_extstate::module_info,
         cdr_csv::module_info,
         cdr_sqlite3::module_info,
         cdr_pgsql::module_info,

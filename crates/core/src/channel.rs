@@ -71,6 +71,9 @@ pub struct ChannelSummary {
     pub native_format: &'static str,
     /// When `TIMEOUT(absolute)` strikes, if set (the manager's `TimeToHangup`).
     pub hangup_at: Option<std::time::SystemTime>,
+    /// The far end put this channel on hold (its driver read a hold; Asterisk's
+    /// `ast_channel_hold_state`): its device is `ONHOLD`.
+    pub on_hold: bool,
 }
 
 #[derive(Default)]
@@ -87,6 +90,9 @@ struct Inner {
 pub struct Channels {
     inner: Arc<Mutex<Inner>>,
     processed: Arc<AtomicU64>,
+    /// The device state engine's queue ([`crate::devicestate`]): a channel's device is named
+    /// there whenever the channel comes, changes state or goes.
+    devstate: Arc<std::sync::OnceLock<crate::tokio::sync::mpsc::UnboundedSender<String>>>,
 }
 
 impl Channels {
@@ -114,15 +120,52 @@ impl Channels {
             variables: BTreeMap::new(),
             native_format: "slin",
             hangup_at: None,
+            on_hold: false,
         };
+        let device = crate::devicestate::device_of_channel(&summary.name).to_owned();
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
         inner.channels.insert(id, summary);
+        drop(inner);
         if is_call {
             self.processed.fetch_add(1, Ordering::Relaxed);
         }
+        self.device_changed(&device);
         ChannelHandle { channels: self.clone(), id }
+    }
+
+    /// Where the device state engine hears of channels (set once, by the core).
+    pub(crate) fn set_devstate_queue(&self, queue: crate::tokio::sync::mpsc::UnboundedSender<String>) {
+        let _ = self.devstate.set(queue);
+    }
+
+    /// Tells the device state engine that the device of the channel named `channel` may have
+    /// changed.
+    pub fn channel_device_changed(&self, channel: &str) {
+        self.device_changed(crate::devicestate::device_of_channel(channel));
+    }
+
+    fn device_changed(&self, device: &str) {
+        if let Some(queue) = self.devstate.get() {
+            let _ = queue.send(device.to_owned());
+        }
+    }
+
+    /// What the channels of `device` (`SIP/1001`: every `SIP/1001-...`) make its state,
+    /// aggregated (Asterisk's `ast_parse_device_state`); `None` when it has none.
+    pub fn device_state(&self, device: &str) -> Option<crate::devicestate::DeviceState> {
+        use crate::devicestate::{DeviceState, DevstateAggregate};
+        let inner = self.lock();
+        let mut aggregate: Option<DevstateAggregate> = None;
+        for summary in inner.channels.values() {
+            if crate::devicestate::device_of_channel(&summary.name).eq_ignore_ascii_case(device) {
+                let state =
+                    if summary.on_hold { DeviceState::OnHold } else { DeviceState::from_channel_state(summary.state) };
+                aggregate.get_or_insert_with(DevstateAggregate::default).add(state);
+            }
+        }
+        aggregate.map(|a| a.result())
     }
 
     /// Asks a channel (by name, or every one with `all`) to hang up, as `channel request
@@ -192,8 +235,12 @@ impl ChannelHandle {
 impl Drop for ChannelHandle {
     fn drop(&mut self) {
         let mut inner = self.channels.lock();
-        inner.channels.remove(&self.id);
+        let gone = inner.channels.remove(&self.id);
         inner.inboxes.remove(&self.id);
+        drop(inner);
+        if let Some(gone) = gone {
+            self.channels.channel_device_changed(&gone.name);
+        }
     }
 }
 
@@ -722,6 +769,13 @@ impl Channel {
         if self.announced {
             self.publish("Newstate", "call", |e| e);
         }
+        self.core.channels().channel_device_changed(&self.name);
+    }
+
+    /// The far end put this channel on hold (or took it off): its device is `ONHOLD` meanwhile.
+    fn set_on_hold(&mut self, on_hold: bool) {
+        self.entry.update(|s| s.on_hold = on_hold);
+        self.core.channels().channel_device_changed(&self.name);
     }
 
     /// Shows what the channel is doing in `core show channels`, and records it as the CDR's
@@ -992,6 +1046,8 @@ impl Channel {
             crate::frame::Frame::Control(crate::frame::Control::Ringing) if self.state != ChannelState::Up => {
                 self.set_state(ChannelState::Ringing);
             }
+            crate::frame::Frame::Control(crate::frame::Control::Hold) => self.set_on_hold(true),
+            crate::frame::Frame::Control(crate::frame::Control::Unhold) => self.set_on_hold(false),
             _ => {}
         }
     }

@@ -204,6 +204,54 @@ pub(crate) fn register(core: &Arc<Core>) -> CliRegistration {
             },
         ),
         CliCommand::new(
+            "core show hints",
+            "Show dialplan hints",
+            "Usage: core show hints\n       List registered hints.\n       Hint details are shown in five columns. In order from left to right, they are:\n       1. Hint extension URI.\n       2. List of mapped device or presence state identifiers.\n       3. Current extension state. The aggregate of mapped device states.\n       4. Current presence state for the mapped presence state provider.\n       5. Watchers - number of subscriptions and other entities watching this hint.\n",
+            |call| {
+                let hints = call.core.hints().list();
+                if hints.is_empty() {
+                    call.print("There are no registered dialplan hints\n");
+                    return CliResult::Success;
+                }
+                call.print("\n    -= Registered Asterisk Dial Plan Hints =-\n");
+                for hint in &hints {
+                    call.print(&hint_line(hint));
+                }
+                let _ = writeln!(call, "----------------\n- {} hints registered", hints.len());
+                CliResult::Success
+            },
+        ),
+        CliCommand::new(
+            "core show hint",
+            "Show dialplan hint",
+            "Usage: core show hint <exten>\n       List registered hint.\n       Hint details are shown in five columns. In order from left to right, they are:\n       1. Hint extension URI.\n       2. List of mapped device or presence state identifiers.\n       3. Current extension state. The aggregate of mapped device states.\n       4. Current presence state for the mapped presence state provider.\n       5. Watchers - number of subscriptions and other entities watching this hint.\n",
+            |call| {
+                let [wanted] = call.args() else { return CliResult::ShowUsage };
+                let wanted = wanted.clone();
+                let (exten, context) = wanted.split_once('@').map_or((wanted.as_str(), None), |(e, c)| (e, Some(c)));
+                let matching: Vec<_> = call
+                    .core
+                    .hints()
+                    .list()
+                    .into_iter()
+                    .filter(|h| {
+                        h.exten.to_ascii_lowercase().starts_with(&exten.to_ascii_lowercase())
+                            && context.is_none_or(|c| h.context.eq_ignore_ascii_case(c))
+                    })
+                    .collect();
+                if matching.is_empty() {
+                    let _ = writeln!(call, "No hints matching extension {wanted}");
+                    return CliResult::Success;
+                }
+                for hint in &matching {
+                    call.print(&hint_line(hint));
+                }
+                let n = matching.len();
+                let _ = writeln!(call, "{n} hint{} matching extension {wanted}", if n != 1 { "s" } else { "" });
+                CliResult::Success
+            },
+        ),
+        CliCommand::new(
             "bridge show all",
             "List all bridges in the system",
             "Usage: bridge show all\n       List all bridges\n",
@@ -658,6 +706,19 @@ fn originate_outbound(call: &mut crate::cli::CliCall<'_>, target: &str, rest: &[
         let _ = core.originate(request).await;
     });
     CliResult::Success
+}
+
+/// One hint as pbx.c's `handle_show_hints` prints it (no presence states here: `not_set`).
+fn hint_line(hint: &crate::hints::HintSummary) -> String {
+    let uri = format!("{}@{}", hint.exten, hint.context);
+    format!(
+        "{:<30.30}: {:<60.60}  State:{:<15.15} Presence:{:<15.15} Watchers {:>2}\n",
+        uri,
+        hint.hint,
+        hint.state.as_str(),
+        "not_set",
+        hint.watchers
+    )
 }
 
 #[cfg(test)]

@@ -126,6 +126,11 @@ pub trait Pbx: Send + Sync {
     fn substitute(&self, channel: &mut Channel, text: &str) -> String;
     /// Sets (an empty value removes) a global variable.
     fn set_global(&self, name: &str, value: &str);
+    /// Every hint of the dialplan: `(context, exten, devices)` (`exten => 1001,hint,SIP/1001`),
+    /// for the core's hint table ([`crate::hints`]).
+    fn hints(&self) -> Vec<(String, String, String)> {
+        Vec::new()
+    }
 }
 
 /// What [`Pbx::exists`] found.
@@ -172,6 +177,8 @@ pub struct Core {
     builtin_apps: OnceLock<Vec<crate::apps::Registration<App>>>,
     local_tech: OnceLock<crate::apps::Registration<Arc<dyn crate::tech::Tech>>>,
     db: OnceLock<Arc<dyn crate::db::Storage>>,
+    pub(crate) devstates: crate::devicestate::DeviceStates,
+    pub(crate) hints: crate::hints::Hints,
 }
 
 impl Core {
@@ -202,7 +209,10 @@ impl Core {
             builtin_apps: OnceLock::new(),
             local_tech: OnceLock::new(),
             db: OnceLock::new(),
+            devstates: Default::default(),
+            hints: Default::default(),
         });
+        crate::devicestate::DeviceStates::start(&core);
         let registration = crate::cli_core::register(&core);
         let _ = core.core_cli.set(registration);
         let builtins =
@@ -278,6 +288,12 @@ impl Core {
     /// Sets (or clears) what runs the dialplan.
     pub fn set_pbx(&self, pbx: Option<Arc<dyn Pbx>>) {
         *self.pbx.write().unwrap_or_else(|p| p.into_inner()) = pbx;
+        self.hints_changed();
+    }
+    /// The dialplan's hints (none without a dialplan).
+    pub(crate) fn pbx_hints(&self) -> Vec<(String, String, String)> {
+        let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
+        pbx.map(|p| p.hints()).unwrap_or_default()
     }
     /// Starts the dialplan on a new channel; without a dialplan the channel hangs up.
     pub fn start_pbx(&self, mut channel: Channel) {

@@ -35,6 +35,7 @@ pub mod db;
 pub mod devicestate;
 pub mod events;
 pub mod frame;
+pub mod hints;
 pub mod loader;
 pub mod local;
 pub mod logger;

@@ -227,6 +227,9 @@ impl Loader {
         state_lock.loads += 1;
         let order = state_lock.loads;
         state_lock.loaded.insert(name, Loaded { info, state, uses, order });
+        drop(state_lock);
+        // What the module brought (a technology, a device state provider) may change hints.
+        core.hints_refresh();
         Ok(())
     }
 
@@ -420,6 +423,8 @@ pub(crate) fn cli_commands() -> Vec<CliCommand> {
             let name = name.clone();
             match call.core.loader().unload(&name) {
                 Ok(()) => {
+                    // What it took away (a technology, a provider) changes hints.
+                    call.core.hints_refresh();
                     let _ = writeln!(call, "Unloaded {}.so", module_name(&name));
                     CliResult::Success
                 }

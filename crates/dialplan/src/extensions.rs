@@ -389,6 +389,17 @@ impl Dialplan {
         errors.into_result(plan)
     }
 
+    /// Every hint: `(context, exten, devices)`, in the dialplan's order.
+    pub fn hints(&self) -> Vec<(String, String, String)> {
+        self.contexts()
+            .flat_map(|c| {
+                c.extensions.iter().filter_map(|e| {
+                    e.priorities.get(&PRIORITY_HINT).map(|p| (c.name.clone(), e.name.clone(), p.app.clone()))
+                })
+            })
+            .collect()
+    }
+
     pub fn context(&self, name: &str) -> Option<&Context> {
         self.contexts.get(name)
     }
@@ -1033,6 +1044,17 @@ fn strip_spaces(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `exten => N,hint,devices` lines are listed with their context.
+    #[test]
+    fn hints_are_listed() {
+        let config = Config::parse_str("extensions.conf", "[a]\nexten => 1001,hint,SIP/1001&Custom:dnd1001\nexten => 1001,1,NoOp\n[b]\nexten => 7,1,NoOp\nexten => 8,hint,Custom:x\n").unwrap();
+        let plan = Dialplan::from_config(&config).unwrap();
+        let hints = plan.hints();
+        assert_eq!(hints.len(), 2, "{hints:?}");
+        assert!(hints.contains(&("a".into(), "1001".into(), "SIP/1001&Custom:dnd1001".into())), "{hints:?}");
+        assert!(hints.contains(&("b".into(), "8".into(), "Custom:x".into())), "{hints:?}");
+    }
 
     const CONF: &str = "[general]\nstatic=yes\nwriteprotect=no\n[globals]\nTRUNK=SIP/provider\n\
 [default]\n\

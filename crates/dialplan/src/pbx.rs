@@ -540,6 +540,10 @@ impl Pbx for PbxRunner {
         let plan = self.plan();
         plan.find_at(context, exten, callerid, Mode::Match, Want::Label(label), &now()).map(|f| f.priority.number)
     }
+
+    fn hints(&self) -> Vec<(String, String, String)> {
+        self.plan().hints()
+    }
 }
 
 /// Makes `core.start_pbx()` use this runner (and returns it, for reload).

@@ -15,6 +15,8 @@
 //! - [`dialog`]: dialogs (RFC 3261 §12): tags, CSeq rules, route sets, in-dialog requests.
 //! - [`session`]: the call ([`session::InviteSession`]): one INVITE dialog usage for either role
 //!   on top of the transaction layer, with session timers (RFC 4028) and 100rel (RFC 3262).
+//! - [`subscription`]: the notifier of one subscription (RFC 6665; [`subscription::Subscription`]):
+//!   SUBSCRIBE, refresh, expiry, NOTIFY with chan_sip's dialog-info, PIDF and XPIDF bodies.
 //! - [`digest`]: digest authentication, server (nonces, stale, replay) and client.
 //!
 //! Why not rsip: rsip 0.4 drops compact header names, comma-joined Vias, folded lines, IPv6
@@ -119,6 +121,7 @@ pub mod digest;
 pub mod header;
 pub mod message;
 pub mod session;
+pub mod subscription;
 pub mod transaction;
 pub mod typed;
 pub mod uri;

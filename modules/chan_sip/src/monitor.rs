@@ -717,6 +717,9 @@ impl Monitor {
             event = event.with(name, value.clone());
         }
         self.core.events().publish(event);
+        // Registered, expired, reachable or not: SIP/peer's device state may have changed
+        // (Asterisk's ast_devstate_changed in register_peer_exten and sip_poke_peer).
+        self.core.devstate_changed(&format!("SIP/{peer}"));
     }
 
     /// The OPTIONS transaction `tx` to a peer ended without a response.

@@ -193,6 +193,9 @@ impl Shared {
             return false;
         }
         *count += 1;
+        drop(counts);
+        // With a call-limit the count makes SIP/peer BUSY or INUSE (sip_devicestate).
+        self.core.devstate_changed(&format!("SIP/{peer}"));
         true
     }
 
@@ -209,6 +212,8 @@ impl Shared {
                 counts.remove(peer);
             }
         }
+        drop(counts);
+        self.core.devstate_changed(&format!("SIP/{peer}"));
     }
 
     /// A call's RTP session and our side of its SDP, on `rtp`, offering `codecs` in order; its

@@ -160,7 +160,9 @@ fn changed(
         call.print("No dialplan is loaded\n");
         return CliResult::Failure;
     };
-    match runner.modify(change) {
+    let result = runner.modify(change);
+    call.core.hints_changed();
+    match result {
         Ok(message) => {
             call.print(&message);
             CliResult::Success
@@ -212,6 +214,8 @@ impl Module for PbxConfig {
 fn reload(ctx: &ModuleContext) -> Result<(), ConfigErrors> {
     let plan = read(ctx)?;
     runner(ctx).replace(plan);
+    // Hints are read again; their watchers stay (Asterisk moves them to the new dialplan).
+    ctx.core().hints_changed();
     Ok(())
 }
 

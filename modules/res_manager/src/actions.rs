@@ -42,6 +42,7 @@ const CORE_ACTIONS: &[(&str, &str, &str)] = &[
     ("ModuleLoad", "system", "Module management."),
     ("ModuleCheck", "system", "Check if module is loaded."),
     ("ExtensionState", "call,reporting", "Check Extension Status."),
+    ("ExtensionStateList", "call,reporting", "List the current known extension states."),
 ];
 
 /// Every action (core and modules'): (name, privilege, synopsis), sorted by name.
@@ -453,7 +454,9 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
                     core.loader().load(&core, &module).map(|()| "Module loaded.").map_err(|_| "Could not load module.")
                 }
                 "unload" => {
-                    core.loader().unload(&module).map(|()| "Module unloaded.").map_err(|_| "Could not unload module.")
+                    let unloaded = core.loader().unload(&module);
+                    core.hints_refresh();
+                    unloaded.map(|()| "Module unloaded.").map_err(|_| "Could not unload module.")
                 }
                 "refresh" => core
                     .loader()
@@ -488,16 +491,34 @@ async fn run(state: &Arc<State>, session: &mut Session, action: &str, m: &Messag
             }
         }
         "extensionstate" => {
-            let exten = m.value("Exten").unwrap_or("");
+            // manager.c's action_extensionstate: the hint's state, or -1 (Unknown) without one.
+            let Some(exten) = m.value("Exten") else { return vec![Message::error("Extension not specified")] };
             let context = m.value("Context").unwrap_or("default");
-            // No hints exist yet: every extension reads as Asterisk reads one without a hint.
+            let status = core.extension_state(context, exten);
+            let hint = core.hints().hint(context, exten).unwrap_or_default();
             vec![Message::success()
                 .with("Message", "Extension Status")
                 .with("Exten", exten)
                 .with("Context", context)
-                .with("Hint", "")
-                .with("Status", "-1")
-                .with("StatusText", "Unknown")]
+                .with("Hint", hint)
+                .with("Status", status.0.to_string())
+                .with("StatusText", status.as_str())]
+        }
+        "extensionstatelist" => {
+            let items = core
+                .hints()
+                .list()
+                .into_iter()
+                .map(|h| {
+                    Message::event("ExtensionStatus")
+                        .with("Exten", h.exten)
+                        .with("Context", h.context)
+                        .with("Hint", h.hint)
+                        .with("Status", h.state.0.to_string())
+                        .with("StatusText", h.state.as_str())
+                })
+                .collect();
+            starling_core::manager::list("Extension Statuses will follow", items, "ExtensionStateListComplete")
         }
         // Every name in CORE_ACTIONS is matched above.
         _ => unknown(action),
