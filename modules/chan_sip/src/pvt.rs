@@ -154,9 +154,9 @@ pub struct PvtParts {
     pub remote: SocketAddr,
     /// Our SIP address (Via, Contact).
     pub local: SocketAddr,
-    /// Whether the call's signalling runs over TCP (our Contacts say `transport=tcp`; the
+    /// What the call's signalling runs over (our Contacts say `transport=tcp`/`tls`; the
     /// monitor picks the connection).
-    pub tcp: bool,
+    pub transport: Transport,
     pub useragent: String,
     pub dtmfmode: DtmfMode,
     pub directmedia: DirectMedia,
@@ -183,7 +183,7 @@ pub struct Pvt {
     dialog: Dialog,
     remote: SocketAddr,
     local: SocketAddr,
-    tcp: bool,
+    transport: Transport,
     useragent: String,
     dtmfmode: DtmfMode,
     shared: Arc<Shared>,
@@ -378,7 +378,7 @@ impl Pvt {
             dialog: parts.dialog,
             remote: parts.remote,
             local: parts.local,
-            tcp: parts.tcp,
+            transport: parts.transport,
             useragent: parts.useragent,
             dtmfmode: parts.dtmfmode,
             shared: parts.shared,
@@ -595,9 +595,9 @@ impl Pvt {
         }
     }
 
-    /// Our Contact as `user` (with `transport=tcp` on a call over TCP).
+    /// Our Contact as `user` (with `transport=tcp` on a call over TCP, `tls` over TLS).
     fn contact(&self, user: &str) -> String {
-        let transport = if self.tcp { ";transport=tcp" } else { "" };
+        let transport = self.transport.uri_param().map(|t| format!(";transport={t}")).unwrap_or_default();
         format!("<sip:{user}@{}{transport}>", self.local)
     }
 
