@@ -389,3 +389,41 @@ fn a_missing_tls_certificate_stops_startup_at_its_line() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("sip.conf:5: tlscertfile '/nonexistent/starling.pem': cannot read it"), "{err}");
 }
+
+/// The TCP transport's limits hold for TLS: past `tcpauthlimit` unauthenticated connections a
+/// new one is closed at once, and one that does not even finish its handshake is closed after
+/// `tcpauthtimeout`.
+#[test]
+fn tcpauthtimeout_and_tcpauthlimit_hold_for_tls() {
+    use std::io::Read;
+    let pki = Pki::new("tlspki6");
+    let tls_port = free_udp_port();
+    let (server, _) = sip_pbx(
+        "tlsauthlimits",
+        &["pbx_config"],
+        None,
+        &format!("{}tcpauthtimeout=4\ntcpauthlimit=1\n", pki.general(tls_port, "server")),
+    );
+    let connect = || {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        stream
+    };
+    let ended = |mut stream: &std::net::TcpStream| {
+        let mut buffer = [0u8; 512];
+        matches!(stream.read(&mut buffer), Ok(0) | Err(_))
+    };
+    let silent = connect();
+    let port = silent.local_addr().unwrap().port();
+    let listed = eventually(Duration::from_secs(5), || {
+        let tcp = server.rx("sip show tcp");
+        tcp.contains(&format!("127.0.0.1:{port}")).then_some(tcp)
+    });
+    assert!(listed.is_some(), "{}", server.rx("sip show tcp"));
+    let refused = connect();
+    assert!(ended(&refused), "past tcpauthlimit: closed at once");
+    let tcp = server.rx("sip show tcp");
+    assert!(tcp.contains(&format!("127.0.0.1:{port}")) && tcp.lines().count() == 2, "only the first: {tcp}");
+    assert!(ended(&silent), "closed after tcpauthtimeout without a handshake");
+    assert!(server.log().contains("no handshake in time (tcpauthtimeout)"), "{}", server.log_tail());
+}
