@@ -122,12 +122,20 @@ impl TlsConf {
                 self.cipher = Some(Setting::of(var));
                 Ok(())
             }
-            "tlsclientmethod" => match var.value.trim().to_ascii_lowercase().as_str() {
-                "tlsv1_2" => Ok(self.clientmethod = ClientMethod::Tlsv1_2),
-                "tlsv1_3" => Ok(self.clientmethod = ClientMethod::Tlsv1_3),
-                "sslv23" | "tlsv1" | "tlsv1_1" | "sslv2" | "sslv3" => Ok(self.clientmethod = ClientMethod::Any),
-                _ => Err(var.error("expected tlsv1_2, tlsv1_3, tlsv1, tlsv1_1, sslv23, sslv3 or sslv2")),
-            },
+            "tlsclientmethod" => {
+                let method = match var.value.trim().to_ascii_lowercase().as_str() {
+                    "tlsv1_2" => ClientMethod::Tlsv1_2,
+                    "tlsv1_3" => ClientMethod::Tlsv1_3,
+                    "sslv23" | "tlsv1" | "tlsv1_1" | "sslv2" | "sslv3" => ClientMethod::Any,
+                    _ => {
+                        return Some(
+                            Err(var.error("expected tlsv1_2, tlsv1_3, tlsv1, tlsv1_1, sslv23, sslv3 or sslv2")),
+                        )
+                    }
+                };
+                self.clientmethod = method;
+                Ok(())
+            }
             "tlsverifyclient" => var.parse_bool().map(|_| self.verifyclient = Some(Setting::of(var))),
             "tlsdontverifyserver" => var.parse_bool().map(|v| self.dontverifyserver = v),
             _ => return None,
@@ -439,6 +447,7 @@ mod tests {
 
     #[test]
     fn tlscipher_names_suites_either_way() {
+        #[allow(deprecated)]
         let available = rustls::crypto::ring::default_provider().cipher_suites;
         let names = |list: &str| -> Vec<String> {
             chosen_suites(list, &available).iter().map(|s| format!("{:?}", s.suite())).collect()
