@@ -425,5 +425,8 @@ fn tcpauthtimeout_and_tcpauthlimit_hold_for_tls() {
     let tcp = server.rx("sip show tcp");
     assert!(tcp.contains(&format!("127.0.0.1:{port}")) && tcp.lines().count() == 2, "only the first: {tcp}");
     assert!(ended(&silent), "closed after tcpauthtimeout without a handshake");
-    assert!(server.log().contains("no handshake in time (tcpauthtimeout)"), "{}", server.log_tail());
+    let logged = eventually(Duration::from_secs(5), || {
+        server.log().contains("no handshake in time (tcpauthtimeout)").then_some(())
+    });
+    assert!(logged.is_some(), "{}", server.log_tail());
 }
