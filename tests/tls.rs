@@ -430,3 +430,71 @@ fn tcpauthtimeout_and_tcpauthlimit_hold_for_tls() {
     });
     assert!(logged.is_some(), "{}", server.log_tail());
 }
+
+/// A phone whose contact is a `sips:` URI (`openssl s_client` speaking SIP by hand: Debian's
+/// baresip 1.0 cannot register a `sips:` account) registers over TLS and is called over its
+/// connection: the INVITE has the `sips:` Request-URI and a `SIP/2.0/TLS` Via, and our Contact
+/// says `;transport=tls` at our TLS port.
+#[test]
+fn a_sips_contact_is_called_over_its_tls_connection() {
+    use std::io::{BufRead, Write};
+    let pki = Pki::new("tlspki7");
+    let tls_port = free_udp_port();
+    let (server, _) = sip_pbx(
+        "tlssips",
+        &["pbx_config", "app_echo"],
+        Some(EXTENSIONS),
+        &format!("{}[c]\ntype=friend\nhost=dynamic\ncontext=default\n", pki.general(tls_port, "server")),
+    );
+    // Killed by its pid when the test ends, whichever way (a guard), which ends the reader.
+    struct Client(std::process::Child);
+    impl Drop for Client {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-ign_eof", "-verify_return_error", "-CAfile"])
+        .arg(pki.path("ca.pem"))
+        .args(["-connect", &format!("127.0.0.1:{tls_port}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Client)
+        .expect("openssl s_client");
+    let read = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let read = read.clone();
+        let stdout = client.0.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut read = read.lock().unwrap();
+                read.push_str(&line);
+                read.push('\n');
+            }
+        })
+    };
+    let register = "REGISTER sips:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bKsips1;rport\r\n\
+                    Max-Forwards: 70\r\nFrom: <sips:c@127.0.0.1>;tag=s1\r\nTo: <sips:c@127.0.0.1>\r\n\
+                    Call-ID: sips-reg-1\r\nCSeq: 1 REGISTER\r\nContact: <sips:c@127.0.0.1:5099>\r\n\
+                    Expires: 600\r\nContent-Length: 0\r\n\r\n";
+    client.0.stdin.as_mut().unwrap().write_all(register.as_bytes()).unwrap();
+    let seen = |text: &str| eventually(Duration::from_secs(10), || read.lock().unwrap().contains(text).then_some(()));
+    let registered = seen("SIP/2.0 200 OK");
+    assert!(registered.is_some(), "{}\n{}", read.lock().unwrap(), server.log_tail());
+    let peer = server.rx("sip show peer c");
+    assert!(peer.contains("Reg. Contact : sips:c@127.0.0.1:5099") && peer.contains("Transport    : TLS"), "{peer}");
+    let _ = server.try_rx("channel originate SIP/c application Echo");
+    let invited = seen("INVITE sips:c@127.0.0.1:5099 SIP/2.0");
+    assert!(invited.is_some(), "{}\n{}", read.lock().unwrap(), server.log_tail());
+    let text = read.lock().unwrap().clone();
+    let invite = &text[text.find("INVITE sips:").unwrap()..];
+    assert!(invite.contains("Via: SIP/2.0/TLS 127.0.0.1:"), "{invite}");
+    assert!(invite.contains(&format!("@127.0.0.1:{tls_port};transport=tls>")), "our Contact: {invite}");
+    assert!(!server.rx("sip show tcp").contains("Client"), "over its own connection");
+    drop(client);
+    let _ = reader.join();
+}
