@@ -498,3 +498,34 @@ fn a_sips_contact_is_called_over_its_tls_connection() {
     drop(client);
     let _ = reader.join();
 }
+
+/// A TLS peer written as a host name is verified against that name (RFC 5922), not against the
+/// address it resolves to: a server whose certificate names `far.test` (and not 127.0.0.1) is
+/// reached with `tlsdontverifyserver=no` when the peer is `host=far.test` (dnsmasq answers).
+#[test]
+fn a_tls_peer_named_by_dns_is_verified_against_its_name() {
+    let pki = Pki::new("tlspki8");
+    pki.issue("farname", "ca", "DNS:far.test");
+    let dns = Dnsmasq::start(&["--host-record=far.test,127.0.0.1".to_owned()]);
+    let far_tls = free_udp_port();
+    let (far, _) = sip_pbx("tlsfarname", &["pbx_config"], Some(EXTENSIONS), &pki.general(far_tls, "farname"));
+    let tls_port = free_udp_port();
+    let (near, _) =
+        sip_pbx_with_options("tlsnearname", &dns.nameserver_option(), &["pbx_config"], Some(EXTENSIONS), |_| {
+            format!(
+                "{}tlsdontverifyserver=no\n\
+             [far]\ntype=peer\nhost=far.test\nport={far_tls}\ntransport=tls\nqualify=yes\nqualifyfreq=2\n",
+                pki.general(tls_port, "server")
+            )
+        });
+    let reached = eventually(Duration::from_secs(10), || {
+        let peers = near.rx("sip show peers");
+        peers.contains("OK (").then_some(peers)
+    });
+    assert!(reached.is_some(), "{}\n{}\n{}\n{}", near.rx("sip show peers"), near.log_tail(), far.log_tail(), dns.log());
+    let tcp = near.rx("sip show tcp");
+    assert!(
+        tcp.lines().any(|l| l.contains(&format!("127.0.0.1:{far_tls}")) && l.contains("TLS") && l.contains("Client")),
+        "{tcp}"
+    );
+}

@@ -387,7 +387,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         None => None,
     };
     let tls_address = tls.as_ref().map(|(a, _)| *a);
-    let tcp = match (conf.general.tcp_address(), tls) {
+    let mut tcp = match (conf.general.tcp_address(), tls) {
         (None, None) => None,
         (tcp_address, tls) => {
             let _entered = monitor_runtime.enter();
@@ -433,6 +433,9 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         if let Some(address) = tcp.tls_addr() {
             state.tls_port.store(address.port(), std::sync::atomic::Ordering::Relaxed);
         }
+    }
+    if let Some((tcp, _)) = tcp.as_mut() {
+        tcp.set_server_names(state.resolver.names());
     }
     let connections = tcp.as_ref().map(|(tcp, _)| tcp.table()).unwrap_or_default();
     let monitor = monitor::Monitor::new(state.clone(), from_calls, Arc::new(socket), tcp);

@@ -113,6 +113,8 @@ pub struct Tcp {
     tls: Option<(TcpListener, Arc<TlsContext>)>,
     connections: HashMap<SocketAddr, Connection>,
     table: ConnectionTable,
+    /// The host names addresses were looked up for: what a TLS server there must be.
+    names: crate::resolve::ServerNames,
     events: mpsc::Sender<TcpEvent>,
     next_id: u64,
     /// How many of `connections` are unauthenticated.
@@ -145,6 +147,7 @@ impl Tcp {
             tls,
             connections: HashMap::new(),
             table: ConnectionTable::default(),
+            names: Default::default(),
             events,
             next_id: 0,
             unauthenticated: 0,
@@ -161,6 +164,13 @@ impl Tcp {
     /// Where TLS listens.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls.as_ref()?.0.local_addr().ok()
+    }
+
+    /// Where the names of the servers we open TLS connections to come from (the resolver's):
+    /// a server at an address looked up as `name` must have `name` in its certificate, one
+    /// at an address written as such that address.
+    pub fn set_server_names(&mut self, names: crate::resolve::ServerNames) {
+        self.names = names;
     }
 
     /// The table `sip show tcp` reads.
@@ -332,6 +342,11 @@ impl Tcp {
             Transport::Tls => self.tls.as_ref().map(|(_, context)| context.clone()),
             _ => None,
         };
+        let server_name = self
+            .names
+            .name_of(remote)
+            .and_then(|name| rustls::pki_types::ServerName::try_from(name).ok())
+            .unwrap_or_else(|| TlsContext::server_name(remote));
         tokio::spawn(async move {
             if let Some(stream) = stream.await {
                 let _ = stream.set_nodelay(true);
@@ -341,7 +356,7 @@ impl Tcp {
                     Some(context) => {
                         // A connection made to us has `tcpauthtimeout` for its handshake too.
                         let deadline = auth.as_ref().map(|(_, deadline)| *deadline);
-                        if let Some(stream) = handshake(&context, stream, remote, deadline).await {
+                        if let Some(stream) = handshake(&context, stream, remote, server_name, deadline).await {
                             run(stream, remote, Transport::Tls, outgoing, auth, &events).await;
                         }
                     }
@@ -398,11 +413,12 @@ impl Outgoing {
 
 /// The TLS handshake on a connection: as the server for one made to us (`deadline` set: by
 /// then, `tcpauthtimeout`), as the client for one we opened (verifying the server as
-/// `tlsdontverifyserver` says). `None`, said in the log, when it fails.
+/// `tlsdontverifyserver` says, as `name`). `None`, said in the log, when it fails.
 async fn handshake(
     context: &TlsContext,
     stream: TcpStream,
     remote: SocketAddr,
+    name: rustls::pki_types::ServerName<'static>,
     deadline: Option<tokio::time::Instant>,
 ) -> Option<tokio_rustls::TlsStream<TcpStream>> {
     let shaken = match deadline {
@@ -413,16 +429,13 @@ async fn handshake(
                 return None;
             }
         },
-        None => {
-            let name = TlsContext::server_name(remote);
-            match tokio::time::timeout(CONNECT_TIMEOUT, context.connector.connect(name, stream)).await {
-                Ok(shaken) => shaken.map(tokio_rustls::TlsStream::from),
-                Err(_) => {
-                    tracing::warn!("SIP TLS connection to {remote} failed: no handshake in {CONNECT_TIMEOUT:?}");
-                    return None;
-                }
+        None => match tokio::time::timeout(CONNECT_TIMEOUT, context.connector.connect(name, stream)).await {
+            Ok(shaken) => shaken.map(tokio_rustls::TlsStream::from),
+            Err(_) => {
+                tracing::warn!("SIP TLS connection to {remote} failed: no handshake in {CONNECT_TIMEOUT:?}");
+                return None;
             }
-        }
+        },
     };
     match shaken {
         Ok(stream) => {

@@ -12,7 +12,8 @@
 //! - `tlsverifyclient=yes`: a client must present a certificate signed by those; without one
 //!   the handshake fails. `no` (the default) asks for none.
 //! - `tlsdontverifyserver=yes`: a server's certificate is not checked (chan_sip's default is
-//!   `no`: checked, against the remote's IP address — the name we reach it by).
+//!   `no`: checked, against the host name we looked up to reach it — the domain of an SRV
+//!   lookup, RFC 5922 — or its address when it was written as one).
 //! - `tlsclientmethod`: `tlsv1_2` limits our connections to TLS 1.2, `tlsv1_3` to 1.3; the
 //!   others (`sslv23`, `tlsv1`, `tlsv1_1`, `sslv2`, `sslv3`) are accepted and mean what rustls
 //!   offers (TLS 1.2 and 1.3): rustls has no older protocol.
@@ -235,7 +236,8 @@ impl TlsContext {
         })
     }
 
-    /// The name a server at `remote` must have in its certificate: its address.
+    /// The name a server at `remote` must have in its certificate when it was not looked up
+    /// by name: its address.
     pub fn server_name(remote: SocketAddr) -> ServerName<'static> {
         ServerName::IpAddress(remote.ip().into())
     }
