@@ -1350,17 +1350,17 @@ fn sip_show_channel_details_a_call() {
     await_message(&call.sip, "SIP/2.0 200");
 }
 
-/// A request that requires an extension we do not have (100rel) gets 420 naming it.
+/// A request that requires an extension we do not have (preconditions, RFC 3312) gets 420 naming it.
 #[test]
 fn a_required_extension_we_lack_gets_420() {
     let (_server, port) = pbx("sip420", "");
-    let message = options(port, "z9hG4bK420").replacen("\r\n\r\n", "\r\nRequire: 100rel, replaces\r\n\r\n", 1);
+    let message = options(port, "z9hG4bK420").replacen("\r\n\r\n", "\r\nRequire: precondition, replaces\r\n\r\n", 1);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     socket.send_to(message.as_bytes(), ("127.0.0.1", port)).unwrap();
     let answer = await_message(&socket, "SIP/2.0 ");
     assert!(answer.starts_with("SIP/2.0 420 Bad Extension"), "{answer}");
-    assert_eq!(header(&answer, "Unsupported"), "100rel");
+    assert_eq!(header(&answer, "Unsupported"), "precondition");
 }
 
 /// A key sent by SIP INFO (`application/dtmf-relay`) reaches the dialplan as RFC 4733 keys do.

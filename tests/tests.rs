@@ -40,5 +40,8 @@ mod dtmf;
 mod rtptimeout;
 // Issue 22: sip.conf's jitter buffer (jbenable, jbforce...): reordered packets to Echo() and through a bridge.
 mod jitter;
+
+/// Issue 23: session timers and 100rel/PRACK on the call's sans-IO session.
+mod timers;
 // Issue 24: SIP over TLS with baresip, a second Starling and Kamailio's tls module.
 mod tls;

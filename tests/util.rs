@@ -278,6 +278,19 @@ pub fn sipp_at(target: &str, local_ip: &str, scenario: &str, args: &[&str]) -> (
 
 /// [`sipp_at`] from a chosen local port (a phone that keeps its address across scenarios).
 pub fn sipp_from(target: &str, local_ip: &str, local: u16, scenario: &str, args: &[&str]) -> (i32, String) {
+    sipp_bounded(target, local_ip, local, scenario, args, Duration::from_secs(20))
+}
+
+/// [`sipp_from`] for a scenario that takes up to `limit` (SIPp's `-timeout`; it is killed 10 s
+/// after that).
+pub fn sipp_bounded(
+    target: &str,
+    local_ip: &str,
+    local: u16,
+    scenario: &str,
+    args: &[&str],
+    limit: Duration,
+) -> (i32, String) {
     let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
     let work = tempfile_dir("sipp");
     // SIPp's digest `uri` is `sip:remote_ip:remote_port` (IPv6 without brackets) unless told;
@@ -295,13 +308,15 @@ pub fn sipp_from(target: &str, local_ip: &str, local: u16, scenario: &str, args:
         .args(["-sf", scenarios.join(scenario).to_str().unwrap()])
         .args(args)
         .args(&auth_uri)
-        .args(["-i", local_ip, "-p", &local.to_string(), "-nostdin", "-timeout", "20s", "-timeout_error"])
+        .args(["-i", local_ip, "-p", &local.to_string(), "-nostdin", "-timeout"])
+        .arg(format!("{}s", limit.as_secs()))
+        .arg("-timeout_error")
         .args(["-recv_timeout", "5000", "-default_behaviors", "all,-bye"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("sipp (Debian's sip-tester)");
-    let status = wait_timeout(&mut child, Duration::from_secs(30)).unwrap_or_else(|| {
+    let status = wait_timeout(&mut child, limit + Duration::from_secs(10)).unwrap_or_else(|| {
         let _ = child.kill();
         child.wait().unwrap()
     });

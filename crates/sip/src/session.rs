@@ -146,7 +146,7 @@ pub enum Refresher {
 }
 
 impl Refresher {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Refresher::Uac => "uac",
             Refresher::Uas => "uas",
@@ -201,6 +201,9 @@ pub struct SessionConfig {
     pub credentials: Option<Credentials>,
     /// Seeds the branches, cnonces, RSeq and glare waits, so a test runs the same every time.
     pub seed: u64,
+    /// Where those come from instead, when set: a generator nobody outside can predict (a
+    /// seeded xorshift is fine for tests, not for branches and cnonces on the wire).
+    pub entropy: Option<fn() -> u64>,
 }
 
 impl Default for SessionConfig {
@@ -223,6 +226,7 @@ impl Default for SessionConfig {
             retransmit_2xx: true,
             credentials: None,
             seed: 1,
+            entropy: None,
         }
     }
 }
@@ -1237,6 +1241,9 @@ impl InviteSession {
     // ---- helpers -------------------------------------------------------------------------
 
     fn random(&mut self) -> u64 {
+        if let Some(entropy) = self.config.entropy {
+            return entropy();
+        }
         // xorshift64*: enough for branches and waits; seeded for repeatable tests.
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
@@ -1246,7 +1253,7 @@ impl InviteSession {
 
     fn new_via(&mut self) -> Via {
         let mut via = self.config.via.clone();
-        let branch = Endpoint::new_branch(&format!("{:016x}", self.random()));
+        let branch = Endpoint::new_branch(&format!("{:016x}{:016x}", self.random(), self.random()));
         via.set_param("branch", Some(branch));
         via
     }

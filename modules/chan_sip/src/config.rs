@@ -98,6 +98,8 @@ pub struct Peer {
     pub insecure: Insecure,
     pub acl: Vec<AclRule>,
     pub directmedia: DirectMedia,
+    /// `session-timers`, `session-expires`, `session-minse`, `session-refresher`.
+    pub session_timers: SessionTimers,
     /// Where every request to the peer goes (the Request-URI still names the peer); the
     /// `[general]` one unless the peer has its own.
     pub outboundproxy: Option<String>,
@@ -250,6 +252,8 @@ pub struct General {
     pub nat: Nat,
     /// `[general] directmedia`: the default of every peer, and what guests get.
     pub directmedia: DirectMedia,
+    /// `session-timers`, `session-expires`, `session-minse`, `session-refresher`.
+    pub session_timers: SessionTimers,
     pub rtptimeout: Option<u32>,
     /// `rtpholdtimeout` (seconds): the silence a call the far end holds may keep (counts only
     /// with `rtptimeout`, as chan_sip's).
@@ -609,6 +613,81 @@ fn parse_directmedia(var: &Variable) -> Result<DirectMedia, ConfigError> {
     Ok(direct)
 }
 
+/// RFC 4028 session timers as chan_sip configures them: `session-timers`,
+/// `session-expires`, `session-minse`, `session-refresher`, in `[general]` and per peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionTimers {
+    /// `originate`, `accept` (the default) or `refuse`.
+    pub mode: starling_sip::session::SessionTimerMode,
+    /// `session-expires`: the interval we ask for, seconds (default 1800).
+    pub expires: u32,
+    /// `session-minse`: the shortest interval we take, seconds (default and least 90).
+    pub min_se: u32,
+    /// `session-refresher`: `uas` (the default) or `uac`.
+    pub refresher: starling_sip::session::Refresher,
+}
+
+impl Default for SessionTimers {
+    fn default() -> SessionTimers {
+        SessionTimers {
+            mode: starling_sip::session::SessionTimerMode::Accept,
+            expires: 1800,
+            min_se: 90,
+            refresher: starling_sip::session::Refresher::Uas,
+        }
+    }
+}
+
+impl SessionTimers {
+    /// Takes `var` if it is one of the four keys: `Ok(false)` if it is not.
+    fn parse(&mut self, var: &Variable) -> Result<bool, ConfigError> {
+        use starling_sip::session::{Refresher, SessionTimerMode};
+        match var.name.to_ascii_lowercase().as_str() {
+            "session-timers" => {
+                self.mode = match var.value.trim().to_ascii_lowercase().as_str() {
+                    "originate" => SessionTimerMode::Originate,
+                    "accept" => SessionTimerMode::Accept,
+                    "refuse" => SessionTimerMode::Refuse,
+                    _ => return Err(var.error("expected originate, accept or refuse")),
+                }
+            }
+            "session-expires" => {
+                let expires: u32 = var.parse()?;
+                if expires < 90 {
+                    return Err(var.error("must be at least 90 seconds"));
+                }
+                self.expires = expires;
+            }
+            "session-minse" => {
+                let min_se: u32 = var.parse()?;
+                if min_se < 90 {
+                    return Err(var.error("must be at least 90 seconds (RFC 4028)"));
+                }
+                self.min_se = min_se;
+            }
+            "session-refresher" => {
+                self.refresher = match var.value.trim().to_ascii_lowercase().as_str() {
+                    "uac" => Refresher::Uac,
+                    "uas" => Refresher::Uas,
+                    _ => return Err(var.error("expected uac or uas")),
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// chan_sip's words for the mode (`sip show peer`, SIPshowpeer).
+    pub fn mode_name(&self) -> &'static str {
+        use starling_sip::session::SessionTimerMode;
+        match self.mode {
+            SessionTimerMode::Originate => "Originate",
+            SessionTimerMode::Accept => "Accept",
+            SessionTimerMode::Refuse => "Refuse",
+        }
+    }
+}
+
 /// `[peer?][transport://]user[@domain][:secret[:authuser]]@host[:port][/extension][~expiry]`.
 pub fn parse_register(var: &Variable) -> Result<Registration, ConfigError> {
     let bad = |why: &str| var.error(why);
@@ -701,6 +780,7 @@ impl SipConf {
             localnet: Vec::new(),
             nat: Nat { force_rport: true, comedia: false },
             directmedia: DirectMedia::default(),
+            session_timers: SessionTimers::default(),
             rtptimeout: None,
             rtpholdtimeout: None,
             tcpenable: false,
@@ -799,6 +879,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
             .push(parse_network(&var.value).ok_or_else(|| var.error("expected address/prefix or address/netmask"))?),
         "nat" => g.nat = parse_nat(var)?,
         "directmedia" | "canreinvite" => g.directmedia = parse_directmedia(var)?,
+        _ if g.session_timers.parse(var)? => {}
         "rtptimeout" => g.rtptimeout = Some(var.parse()?).filter(|t: &u32| *t > 0),
         "rtpholdtimeout" => g.rtpholdtimeout = Some(var.parse()?).filter(|t: &u32| *t > 0),
         "tcpenable" => g.tcpenable = bool_of(var)?,
@@ -857,6 +938,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         insecure: Insecure::default(),
         acl: Vec::new(),
         directmedia: general.directmedia,
+        session_timers: general.session_timers,
         outboundproxy: general.outboundproxy.clone(),
         mohinterpret: general.mohinterpret.clone(),
         reregister_on: Vec::new(),
@@ -936,6 +1018,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                     p.acl.push(AclRule { permit: var.name.eq_ignore_ascii_case("permit"), network, prefix });
                 }
                 "directmedia" | "canreinvite" => p.directmedia = parse_directmedia(var)?,
+                _ if p.session_timers.parse(var)? => {}
                 "outboundproxy" => p.outboundproxy = Some(parse_proxy(var)?.0),
                 "mohinterpret" => p.mohinterpret = parse_mohinterpret(&var.value),
                 "reregister_on" => {
@@ -1068,6 +1151,35 @@ mod tests {
         assert_eq!((peer("b").rtptimeout, peer("b").rtpholdtimeout), (Some(5), None));
         let e = parse("[general]\n[c]\ntype=peer\nhost=dynamic\nrtpholdtimeout=-1\n").unwrap_err();
         assert!(e.starts_with("sip.conf:5: rtpholdtimeout '-1'"), "{e}");
+    }
+
+    /// The session timer keys: chan_sip's defaults (accept, 1800, 90, uas), `[general]` as
+    /// every peer's default, a peer's own winning; under 90 s or an unknown word stops startup.
+    #[test]
+    fn session_timer_keys_in_general_and_peers() {
+        use starling_sip::session::{Refresher, SessionTimerMode};
+        let conf = parse(
+            "[general]\nsession-timers=originate\nsession-expires=600\n[a]\ntype=peer\nhost=dynamic\n\
+             [b]\ntype=peer\nhost=dynamic\nsession-timers=refuse\nsession-minse=120\nsession-refresher=uac\n",
+        )
+        .unwrap();
+        assert_eq!(SessionTimers::default().mode, SessionTimerMode::Accept);
+        let peer = |name: &str| conf.peers.iter().find(|p| p.name == name).unwrap().session_timers;
+        assert_eq!(peer("a"), SessionTimers { mode: SessionTimerMode::Originate, expires: 600, ..Default::default() });
+        assert_eq!(
+            peer("b"),
+            SessionTimers { mode: SessionTimerMode::Refuse, expires: 600, min_se: 120, refresher: Refresher::Uac }
+        );
+        assert_eq!(peer("b").mode_name(), "Refuse");
+        for (line, why) in [
+            ("session-minse=89", "must be at least 90"),
+            ("session-expires=10", "must be at least 90"),
+            ("session-timers=sometimes", "expected originate, accept or refuse"),
+            ("session-refresher=both", "expected uac or uas"),
+        ] {
+            let e = parse(&format!("[general]\n{line}\n")).unwrap_err();
+            assert!(e.starts_with("sip.conf:2: ") && e.contains(why), "{line}: {e}");
+        }
     }
 
     /// `noncelifetime` (Starling's): seconds, 30 by default, at least 1.

@@ -5,7 +5,8 @@
 //! file:line), binds UDP (and TCP with `tcpenable`) at `bindaddr:bindport`, TLS with
 //! `tlsenable` at `tlsbindaddr` (`tls.rs`: rustls; the connections are `tcp.rs`'s), (a port in use stops
 //! start-up with exit 2) and starts the monitor task (`monitor.rs`), which reads the socket and
-//! dispatches requests: calls in and out (`pvt.rs`, the call's task; `call/`, how a call is set
+//! dispatches requests: calls in and out (`call/`: the call's task in `call/driver.rs`, which runs
+//! the dialog's sans-IO `InviteSession` from `starling-sip` and the call's RTP; how a call is set
 //! up, its messages, causes and CLI rendering; `outbound.rs`) with RTP relayed natively when
 //! both legs agree (by the relay threads of `crates/relay`), the registrar (`registrar.rs`: REGISTER with digest, bindings in the
 //! astdb), qualify (`qualify.rs`: OPTIONS pokes), outbound registrations (`registry.rs`:
@@ -18,7 +19,6 @@ mod ids;
 mod manager;
 mod monitor;
 mod outbound;
-mod pvt;
 mod qualify;
 mod registrar;
 mod registry;

@@ -20,11 +20,11 @@ use std::collections::HashMap;
 use starling_core::tokio::sync::mpsc;
 use starling_sip::dialog::Dialog;
 
+use crate::call::driver::Direction;
 use crate::call::messages::{ToMonitor, ToPvt};
 use crate::call::setup::{CallProfile, CallStart};
 use crate::call::show::note_message;
 use crate::config::{Peer, PeerHost, PeerKind, Qualify, SipConf};
-use crate::pvt::Direction;
 use crate::qualify::{PeerStatus, Qualifier};
 use crate::registrar::{BindingChange, Denied, Failure, Registrar};
 use crate::registry::{RegState, Registry};
@@ -36,10 +36,11 @@ use starling_core::security::{SecurityEvent, SecurityEventType};
 /// The methods chan_sip answers (the `Allow:` header).
 /// Asterisk's list, and UPDATE (RFC 3311), which Starling takes inside a dialog.
 pub const ALLOWED_METHODS: &str =
-    "INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, SUBSCRIBE, NOTIFY, INFO, PUBLISH, MESSAGE, UPDATE";
-/// The extensions chan_sip supports (the `Supported:` header).
-/// (No `timer`: session timers are not kept yet, so they are not offered.)
-pub const SUPPORTED: &str = "replaces";
+    "INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, SUBSCRIBE, NOTIFY, INFO, PUBLISH, MESSAGE, UPDATE, PRACK";
+/// The extensions chan_sip supports (the `Supported:` header): Replaces, and the two a call's
+/// session keeps, RFC 4028 session timers and RFC 3262 reliable provisionals (a call whose
+/// peer has `session-timers=refuse` answers an INVITE requiring `timer` 420 itself).
+pub const SUPPORTED: &str = "replaces, timer, 100rel";
 
 pub struct Monitor {
     pub core: Arc<Core>,
@@ -825,7 +826,7 @@ impl Monitor {
             Event::Ack { request, .. } => {
                 if let Some(call) = key_of_request(&request).and_then(|key| self.calls.get(&key)) {
                     note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: ACK");
-                    let _ = call.send(ToPvt::Ack);
+                    let _ = call.send(ToPvt::Request { tx: None, request: Box::new(request) });
                 }
             }
             Event::Response { tx, response } => match self.owners.get_mut(&tx) {
@@ -848,16 +849,8 @@ impl Monitor {
                         }
                     }
                 }
-                Some(Owner::CallRequest(key, uac)) => {
-                    let key = key.clone();
-                    if let Some(uac) = uac.as_deref_mut().filter(|_| (200..300).contains(&response.status)) {
-                        let ack = uac.ack_for(&response);
-                        let remote = uac.remote;
-                        if let Some(ack) = ack {
-                            self.send_ack(remote, ack);
-                        }
-                    }
-                    if let Some(call) = self.calls.get(&key) {
+                Some(Owner::CallRequest(key, _)) => {
+                    if let Some(call) = self.calls.get(key) {
                         if response.status >= 200 {
                             let method = response.cseq().map_or(String::new(), |c| c.method.as_str().to_owned());
                             note_message(
@@ -879,10 +872,10 @@ impl Monitor {
                     let _ = call.send(ToPvt::Response(Box::new(response)));
                 }
             }
-            Event::Cancelled { tx, .. } => {
+            Event::Cancelled { tx, request } => {
                 if let Some(Owner::CallInvite(key)) = self.owners.get(&tx) {
                     if let Some(call) = self.calls.get(key) {
-                        let _ = call.send(ToPvt::Cancelled);
+                        let _ = call.send(ToPvt::Request { tx: None, request: Box::new(request) });
                     }
                 }
             }
@@ -904,9 +897,9 @@ impl Monitor {
                         self.registry_event(line, before, None);
                         self.publish_line(line);
                     }
-                    Some(Owner::CallRequest(key, _)) if reason == TerminationReason::Timeout => {
+                    Some(Owner::CallRequest(key, cseq)) if unanswered => {
                         if let Some(call) = self.calls.get(&key) {
-                            let _ = call.send(ToPvt::Timeout);
+                            let _ = call.send(ToPvt::Timeout(cseq));
                         }
                     }
                     _ => {}
@@ -979,32 +972,15 @@ impl Monitor {
             Method::Invite if request.to().is_some_and(|t| t.tag().is_none()) => {
                 self.handle_request_invite(tx, request, remote)
             }
-            Method::Invite | Method::Bye | Method::Info | Method::Refer | Method::Update => {
+            Method::Invite | Method::Bye | Method::Info | Method::Refer | Method::Update | Method::Prack => {
                 // A request inside a call is authenticated, as chan_sip's `p->owner` makes it.
-                if key_of_request(&request).is_some_and(|key| self.calls.contains_key(&key)) {
-                    self.tcp_authenticated(remote);
-                }
-                let call = key_of_request(&request).and_then(|key| self.calls.get(&key));
+                let call = key_of_request(&request).and_then(|key| self.calls.get(&key)).cloned();
                 match call {
-                    Some(call) if request.method == Method::Update => {
-                        note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: UPDATE");
-                        let _ = call.send(ToPvt::Update { tx, request: Box::new(request) });
-                    }
-                    Some(call) if request.method == Method::Bye => {
-                        note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: BYE");
-                        let _ = call.send(ToPvt::Bye { tx, request: Box::new(request) });
-                    }
-                    Some(call) if request.method == Method::Refer => {
-                        note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: REFER");
-                        let _ = call.send(ToPvt::Refer { tx, request: Box::new(request) });
-                    }
-                    Some(call) if request.method == Method::Info => {
-                        note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: INFO");
-                        let _ = call.send(ToPvt::Info { tx, request: Box::new(request) });
-                    }
                     Some(call) => {
-                        note_message(&self.shared.table, request.call_id().unwrap_or(""), "Rx: INVITE");
-                        let _ = call.send(ToPvt::Reinvite { tx, request: Box::new(request) });
+                        self.tcp_authenticated(remote);
+                        let call_id = request.call_id().unwrap_or("");
+                        note_message(&self.shared.table, call_id, &format!("Rx: {}", request.method));
+                        let _ = call.send(ToPvt::Request { tx: Some(tx), request: Box::new(request) });
                     }
                     None => {
                         let response = self.response(&request, 481);
@@ -1311,28 +1287,11 @@ impl Monitor {
                 note_message(&self.shared.table, request.call_id().unwrap_or(""), &format!("Tx: {}", request.method));
                 let key =
                     request.call_id().map(str::to_owned).zip(request.from().and_then(|f| f.tag().map(str::to_owned)));
-                let initial_invite =
-                    request.method == Method::Invite && request.to().is_some_and(|t| t.tag().is_none());
-                // Only what the ACK of a 2xx needs is kept (for 64·T1, at a thousand calls a second).
-                let invite = initial_invite.then(|| {
-                    let mut kept = Request::new(Method::Invite, request.uri.clone());
-                    for name in
-                        [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq]
-                    {
-                        if let Some(value) = request.headers.get(&name) {
-                            kept.headers.push(name, value);
-                        }
-                    }
-                    for route in request.headers.get_all(&HeaderName::Route) {
-                        kept.headers.push(HeaderName::Route, route);
-                    }
-                    kept
-                });
+                let cseq = request.cseq();
                 let transport = self.call_transport(remote);
                 let tx = self.endpoint.send_request(now, request, remote, transport);
-                if let Some((call_id, local_tag)) = key {
-                    let uac = invite.map(|invite| Box::new(UacInvite { invite, remote, acks: Vec::new() }));
-                    self.owners.insert(tx, Owner::CallRequest(CallKey { call_id, local_tag }, uac));
+                if let (Some((call_id, local_tag)), Some(cseq)) = (key, cseq) {
+                    self.owners.insert(tx, Owner::CallRequest(CallKey { call_id, local_tag }, cseq));
                 }
             }
             ToMonitor::Stateless { message, remote } => {
@@ -1457,8 +1416,8 @@ impl Monitor {
         // transfer completed by the phone); one naming no call of ours is 481.
         let replaces = match request.headers.get(&HeaderName::parse("Replaces")) {
             Some(value) => {
-                let replaced = crate::pvt::parse_replaces(value).and_then(|(call_id, to_tag, from_tag)| {
-                    crate::pvt::replaced_channel(&self.shared.table, &call_id, &to_tag, &from_tag)
+                let replaced = starling_sip::session::parse_replaces(value).and_then(|(call_id, to_tag, from_tag)| {
+                    crate::call::show::replaced_channel(&self.shared.table, &call_id, &to_tag, &from_tag)
                 });
                 match replaced {
                     Some(channel) => Some(channel),
@@ -1543,7 +1502,7 @@ impl Monitor {
         channel.caller = profile.inbound_caller(&request, from_caller);
         profile.apply_to(&mut channel);
         channel.set_var("SIPCALLID", &id.call_id);
-        channel.native_format = crate::pvt::format_name(&negotiated.codec.name);
+        channel.native_format = crate::call::media::format_name(&negotiated.codec.name);
         channel.set_state(starling_core::channel::ChannelState::Ring);
 
         // What the caller is told (Contact, SDP): externaddr outside localnet.
@@ -1557,11 +1516,10 @@ impl Monitor {
             profile: &profile,
             key: key.clone(),
             peer_name,
-            direction: Direction::Inbound { invite_tx: tx },
-            user: channel.caller.number.clone(),
-            format: crate::pvt::format_name(&negotiated.codec.name),
             useragent: request.headers.get(&HeaderName::UserAgent).unwrap_or("").to_owned(),
-            invite: request,
+            direction: Direction::Inbound { invite: Box::new(request), tx },
+            user: channel.caller.number.clone(),
+            format: crate::call::media::format_name(&negotiated.codec.name),
             dialog,
             remote,
             local: told,
@@ -1634,55 +1592,13 @@ fn registry_row(line: &crate::registry::Line) -> crate::shared::RegistryRow {
 enum Owner {
     /// A call's INVITE, which we answer: a CANCEL of it reaches the call.
     CallInvite(CallKey),
-    /// A request a call sent: its responses, and its Timer B/F, go back to the call. An initial
-    /// INVITE keeps what the ACK of a 2xx needs, to send it from here at once.
-    CallRequest(CallKey, Option<Box<UacInvite>>),
+    /// A request a call sent (with its CSeq): its responses, and its end without one (Timer
+    /// B/F), go back to the call.
+    CallRequest(CallKey, starling_sip::CSeq),
     /// An OPTIONS poking the peer of that name.
     Poke(String),
     /// A REGISTER of the `register =>` line of that index.
     Register(usize),
-}
-
-/// An INVITE we sent, and the ACKs made for its 2xx (one per answering fork, by To tag).
-struct UacInvite {
-    invite: Request,
-    remote: SocketAddr,
-    acks: Vec<(String, Vec<u8>)>,
-}
-
-impl UacInvite {
-    /// The ACK for a 2xx to this INVITE, built once per answering fork (the same ACK again for
-    /// a retransmitted 2xx). Our INVITEs always carry the offer, so the ACK never needs a body.
-    fn ack_for(&mut self, response: &Response) -> Option<Vec<u8>> {
-        let tag = response.to().and_then(|t| t.tag().map(str::to_owned))?;
-        if let Some((_, ack)) = self.acks.iter().find(|(t, _)| *t == tag) {
-            return Some(ack.clone());
-        }
-        let dialog = Dialog::uac(&self.invite, response)?;
-        let mut via = self.invite.headers.get(&HeaderName::Via).and_then(|v| starling_sip::Via::parse(v).ok())?;
-        via.set_param("branch", Some(crate::ids::branch()));
-        let seq = self.invite.cseq().map_or(dialog.local_seq, |c| c.seq);
-        let ack = dialog.ack(seq, &via).to_bytes();
-        self.acks.push((tag, ack.clone()));
-        Some(ack)
-    }
-}
-
-impl Monitor {
-    /// Sends the ACK of a 2xx to one of our INVITEs, at once, here in the monitor, rather than
-    /// after a round trip through the call's task: under heavy RTP load that trip is what made
-    /// answering phones retransmit their 200. The call still learns of the 2xx.
-    fn send_ack(&mut self, remote: SocketAddr, ack: Vec<u8>) {
-        if self.debug.shows(remote) {
-            starling_core::verbose!(
-                0,
-                "\n<--- Transmitting to {remote} --->\n{}\n<------------>",
-                String::from_utf8_lossy(&ack).trim_end()
-            );
-        }
-        let transport = self.call_transport(remote);
-        self.endpoint.send_bytes(remote, transport, ack);
-    }
 }
 
 /// The key of the call a request from the far end belongs to (our tag is in its To).

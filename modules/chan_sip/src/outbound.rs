@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use starling_core::channel::Channel;
 use starling_core::devicestate::DeviceState;
-use starling_core::frame::{CallerId, Cause};
+use starling_core::frame::Cause;
 use starling_core::tech::{NativeBridge, Requestor, Tech};
 use starling_core::{tracing, Core};
 use starling_media::relay::RelayLeg;
@@ -22,12 +22,14 @@ use starling_sip::dialog::{Dialog, DialogId, DialogState};
 use starling_sip::digest::Credentials;
 use starling_sip::transaction::Transport;
 use starling_sip::uri::{Host, Uri};
-use starling_sip::{Method, NameAddr, Request};
+use starling_sip::NameAddr;
 
+use crate::call::driver::{Direction, Outbound};
+use crate::call::media::format_name;
 use crate::call::messages::{ToMonitor, ToPvt};
+use crate::call::native::{DirectTo, MediaInfo, PvtHandle};
 use crate::call::setup::{CallProfile, CallStart};
 use crate::config::{Peer, PeerHost, PeerKind};
-use crate::pvt::{format_name, DirectTo, Direction, MediaInfo, Outbound, PvtHandle};
 use crate::qualify::PeerStatus;
 use crate::shared::{CallKey, Shared};
 
@@ -217,9 +219,7 @@ impl Tech for SipTech {
             sendrpid: profile.sendrpid,
             trust_id_outbound: profile.trust_id_outbound,
             credentials,
-            auth_tries: 0,
             reregister_on: target.peer.as_ref().map(|p| p.reregister_on.clone()).unwrap_or_default(),
-            caller: CallerId::default(),
         };
 
         let (mut channel, driver) = Channel::new(core, "SIP", &target.peer_name, false);
@@ -235,7 +235,6 @@ impl Tech for SipTech {
             user: target.uri.user.clone().unwrap_or_default(),
             format: format_name(&first.name),
             useragent: String::new(),
-            invite: Request::new(Method::Invite, target.uri),
             dialog,
             remote: target.remote,
             local,

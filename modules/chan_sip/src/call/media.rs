@@ -17,7 +17,16 @@ use starling_media::translate::{self, AudioFormat, Translator};
 
 use crate::call::jitter::JitterPlayout;
 use crate::config::DtmfMode;
-use crate::pvt::format_name;
+
+/// The RTP format name a negotiated codec carries in frames.
+pub fn format_name(codec: &str) -> &'static str {
+    match codec.to_ascii_uppercase().as_str() {
+        "PCMU" => "ulaw",
+        "PCMA" => "alaw",
+        "OPUS" => "opus",
+        _ => "unknown",
+    }
+}
 
 /// A key press lasts this long on the wire, in 20 ms packets.
 const PRESS: Duration = Duration::from_millis(100);

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use starling_core::tokio::sync::mpsc::UnboundedSender;
 use starling_sip::message::{Response, SipMessage};
 use starling_sip::transaction::TxId;
+use starling_sip::typed::CSeq;
 use starling_sip::Request;
 
 use starling_relay::RelayTo;
 
-use crate::pvt::DirectTo;
+use crate::call::native::DirectTo;
 use crate::shared::CallKey;
 
 /// What a call asks of the monitor (which owns the transaction layer and the socket).
@@ -22,10 +23,10 @@ pub enum ToMonitor {
     Qualify { peer: String },
     /// Answer the INVITE (or another server transaction) with `response`.
     Respond { tx: TxId, response: Response },
-    /// Start a client transaction (INVITE, CANCEL, BYE, INFO) to `remote`; its responses come
-    /// back as [`ToPvt::Response`].
+    /// Start a client transaction (INVITE, CANCEL, BYE, INFO, PRACK...) to `remote`; its
+    /// responses come back as [`ToPvt::Response`], its end without one as [`ToPvt::Timeout`].
     Request { request: Request, remote: SocketAddr },
-    /// Send outside any transaction (a retransmitted 2xx, the ACK for a 2xx).
+    /// Send outside any transaction (the ACK of a 2xx, a reliable provisional again).
     Stateless { message: SipMessage, remote: SocketAddr },
     /// The call is over: forget its dialog, release its call-limit slot.
     Gone { key: CallKey, peer: String },
@@ -39,36 +40,15 @@ pub enum ToMonitor {
 /// What the monitor hands a call: the requests of its dialog, the responses to its requests.
 #[derive(Debug)]
 pub enum ToPvt {
-    Ack,
-    Bye {
-        tx: TxId,
-        request: Box<Request>,
-    },
-    Cancelled,
-    /// An INFO inside the dialog (a key press as `application/dtmf-relay`, or anything else).
-    Info {
-        tx: TxId,
-        request: Box<Request>,
-    },
-    /// An UPDATE inside the dialog (RFC 3311): a new offer, early or answered, or a refresh.
-    Update {
-        tx: TxId,
-        request: Box<Request>,
-    },
-    /// An INVITE inside the dialog: a new offer (hold, another address) or a session refresh.
-    Reinvite {
-        tx: TxId,
-        request: Box<Request>,
-    },
-    /// A REFER inside the dialog: a blind transfer of the party we are bridged to.
-    Refer {
-        tx: TxId,
-        request: Box<Request>,
-    },
-    /// A response to a request the call sent.
+    /// A request of the dialog, with the server transaction that answers it: none for an
+    /// ACK, nor for a CANCEL (the transaction layer has answered it 200; the INVITE's 487 is
+    /// the call's).
+    Request { tx: Option<TxId>, request: Box<Request> },
+    /// A response to a request the call sent (a 2xx retransmitted after its transaction too).
     Response(Box<Response>),
-    /// A request the call sent had no answer at all (Timer B/F).
-    Timeout,
+    /// The request the call sent with this CSeq had no final answer (Timer B/F), or could
+    /// not be sent.
+    Timeout(CSeq),
     /// Start (Some) or stop (None) relaying our RTP natively to another call.
     Relay(Option<Box<RelayTo>>),
     /// Start (Some) or stop (None) direct media (`directmedia`): our far end is re-INVITEd

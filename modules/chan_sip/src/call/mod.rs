@@ -1,11 +1,15 @@
-//! A call (Asterisk's `sip_pvt`) as chan_sip sees it from outside its task: how one is set up
-//! (`setup`), the messages its task exchanges with the monitor (`messages`), the status codes
-//! and causes it ends with (`causes`) and what the CLI shows of it (`show`). The task itself is
-//! `pvt.rs`.
+//! A call (Asterisk's `sip_pvt`): how one is set up (`setup`), its task (`driver`, which runs
+//! the SIP dialog's [`InviteSession`](starling_sip::session::InviteSession) through
+//! `signalling` and the RTP through `media`), the messages it exchanges with the monitor
+//! (`messages`), what a native bridge sees of it (`native`), the status codes and causes it
+//! ends with (`causes`) and what the CLI shows of it (`show`).
 
 pub mod causes;
+pub mod driver;
 pub mod jitter;
 pub mod media;
 pub mod messages;
+pub mod native;
 pub mod setup;
 pub mod show;
+mod signalling;

@@ -15,9 +15,11 @@ use starling_sip::dialog::Dialog;
 use starling_sip::transaction::Transport;
 use starling_sip::Request;
 
+use crate::call::driver::{Direction, Pvt, PvtParts};
+use crate::call::media::format_name;
+use crate::call::native::PvtHandle;
 use crate::call::show::{ChannelDetail, DialogRow};
-use crate::config::{DirectMedia, DtmfMode, Peer, SipConf};
-use crate::pvt::{format_name, Direction, Pvt, PvtHandle, PvtParts};
+use crate::config::{DirectMedia, DtmfMode, Peer, SessionTimers, SipConf};
 use crate::rpid::{SendRpid, TrustIdOutbound};
 use crate::shared::{CallKey, Shared};
 
@@ -45,6 +47,8 @@ pub struct CallProfile {
     /// `rtptimeout`/`rtpholdtimeout`, in seconds.
     pub rtptimeout: Option<u32>,
     pub rtpholdtimeout: Option<u32>,
+    /// `session-timers` and its companions.
+    pub session_timers: SessionTimers,
 }
 
 impl CallProfile {
@@ -65,6 +69,7 @@ impl CallProfile {
             mohinterpret: p.map_or_else(|| g.mohinterpret.clone(), |p| p.mohinterpret.clone()),
             rtptimeout: p.map_or(g.rtptimeout, |p| p.rtptimeout),
             rtpholdtimeout: p.map_or(g.rtpholdtimeout, |p| p.rtpholdtimeout),
+            session_timers: p.map_or(g.session_timers, |p| p.session_timers),
             peer,
         }
     }
@@ -111,8 +116,7 @@ pub struct CallStart<'a> {
     /// The name its call-limit slot is counted under (the peer's, or the caller's address).
     pub peer_name: String,
     pub direction: Direction,
-    /// Inbound: their INVITE. Outbound: a placeholder until ours is built at `Call`.
-    pub invite: Request,
+    /// The dialog as it starts (our tag; theirs, inbound), for `sip show channels`.
     pub dialog: Dialog,
     pub remote: SocketAddr,
     /// Our SIP address, as told to the far end.
@@ -156,7 +160,10 @@ impl CallStart<'_> {
                 our_tag: self.dialog.id.local_tag.clone(),
                 their_tag: self.dialog.id.remote_tag.clone(),
                 useragent: self.useragent,
-                uri: if outbound { self.dialog.remote_target.to_string() } else { self.invite.uri.to_string() },
+                uri: match &self.direction {
+                    Direction::Inbound { invite, .. } => invite.uri.to_string(),
+                    Direction::Outbound(out) => out.uri.to_string(),
+                },
                 codecs: self.media.codecs.iter().map(|c| format_name(&c.name).to_owned()).collect(),
                 dtmfmode: self.profile.dtmfmode,
                 transport: self.transport.via_name(),
@@ -168,8 +175,6 @@ impl CallStart<'_> {
             key: self.key,
             peer: self.peer_name,
             direction: self.direction,
-            invite: self.invite,
-            dialog: self.dialog,
             remote: self.remote,
             local: self.local,
             transport: self.transport,
@@ -177,6 +182,7 @@ impl CallStart<'_> {
             dtmfmode: self.profile.dtmfmode,
             directmedia: self.profile.directmedia,
             comedia: self.profile.comedia,
+            session_timers: self.profile.session_timers,
             shared: shared.clone(),
             driver,
             rtp: self.rtp,

@@ -99,6 +99,16 @@ pub fn show_channel(table: &DialogTable, prefix: &str) -> String {
 /// Every call, by Call-ID, in order.
 pub type DialogTable = std::sync::Arc<std::sync::RwLock<std::collections::BTreeMap<String, DialogRow>>>;
 
+/// The channel of the dialog a Replaces names, if it is one of ours: same Call-ID, and the
+/// tags ours and theirs (either way round; an outbound call's tag of theirs is not kept).
+pub fn replaced_channel(table: &DialogTable, call_id: &str, to_tag: &str, from_tag: &str) -> Option<String> {
+    let table = table.read().unwrap_or_else(|p| p.into_inner());
+    let d = &table.get(call_id)?.detail;
+    let theirs = |tag: &str| d.their_tag.is_empty() || d.their_tag == tag;
+    let matches = (d.our_tag == to_tag && theirs(from_tag)) || (d.our_tag == from_tag && theirs(to_tag));
+    matches.then(|| d.channel.clone())
+}
+
 /// Notes the last message of a call in the table.
 pub fn note_message(table: &DialogTable, call_id: &str, message: &str) {
     if let Some(row) = table.write().unwrap_or_else(|p| p.into_inner()).get_mut(call_id) {
