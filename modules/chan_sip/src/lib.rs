@@ -559,7 +559,8 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             if !call.args().is_empty() {
                 return CliResult::ShowUsage;
             }
-            let rows = connections.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut rows = connections.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            rows.sort_by_key(|r| r.remote);
             call.print(&show_tcp(&rows));
             CliResult::Success
         }),

@@ -84,8 +84,6 @@ struct Connection {
     id: u64,
     /// TCP or TLS.
     transport: Transport,
-    /// Made to us (chan_sip's "Server" side) rather than by us ("Client").
-    inbound: bool,
     queue: mpsc::UnboundedSender<Vec<u8>>,
     /// Bytes in `queue` not yet taken by the connection's task.
     queued: Arc<AtomicUsize>,
@@ -334,9 +332,9 @@ impl Tcp {
         if inbound {
             self.unauthenticated += 1;
         }
-        self.connections
-            .insert(remote, Connection { id, transport, inbound, queue, queued: queued.clone(), unauthenticated });
-        self.publish();
+        self.connections.insert(remote, Connection { id, transport, queue, queued: queued.clone(), unauthenticated });
+        // In place: a table rebuilt at each connection churns the monitor's heap (RSS grows).
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).push(ConnectionRow { remote, transport, inbound });
         let events = self.events.clone();
         let tls = match transport {
             Transport::Tls => self.tls.as_ref().map(|(_, context)| context.clone()),
@@ -366,17 +364,6 @@ impl Tcp {
         });
     }
 
-    /// Writes the connections into the table `sip show tcp` reads.
-    fn publish(&self) {
-        let mut rows: Vec<ConnectionRow> = self
-            .connections
-            .iter()
-            .map(|(remote, c)| ConnectionRow { remote: *remote, transport: c.transport, inbound: c.inbound })
-            .collect();
-        rows.sort_by_key(|r| r.remote);
-        *self.table.lock().unwrap_or_else(|p| p.into_inner()) = rows;
-    }
-
     /// Stops sending to `remote`'s connection: its queue closes, so its task ends once it has
     /// written what waits (or failed to).
     fn forget(&mut self, remote: SocketAddr) {
@@ -384,7 +371,7 @@ impl Tcp {
             if connection.unauthenticated.is_some() {
                 self.unauthenticated -= 1;
             }
-            self.publish();
+            self.table.lock().unwrap_or_else(|p| p.into_inner()).retain(|row| row.remote != remote);
         }
     }
 
