@@ -147,28 +147,57 @@ fn kamailio_modules() -> String {
 
 /// A real registrar: Kamailio (registrar + auth, bindings in memory) run in the foreground on
 /// a free port; stopped with SIGTERM to its main process (which ends its children).
-struct Kamailio {
+pub(crate) struct Kamailio {
     child: std::process::Child,
     dir: TestDir,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Kamailio {
-    fn start(password: &str) -> Kamailio {
+    pub(crate) fn start(password: &str) -> Kamailio {
         let port = free_udp_port();
         Kamailio::start_on(password, port)
     }
 
     /// On a given port (to come back where it was); grants expiries down to 1 s.
     fn start_on(password: &str, port: u16) -> Kamailio {
+        Kamailio::start_with(password, port, |_| String::new())
+    }
+
+    /// Also on TLS (its `tls` module, Debian's kamailio-tls-modules) at `tls_port`, presenting
+    /// `cert`/`key` (PEM files) and asking clients for no certificate.
+    pub(crate) fn start_tls(password: &str, tls_port: u16, cert: &std::path::Path, key: &std::path::Path) -> Kamailio {
+        Kamailio::start_with(password, free_udp_port(), |dir| {
+            let tls_cfg = dir.join("tls.cfg");
+            std::fs::write(
+                &tls_cfg,
+                format!(
+                    "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
+                 private_key = {}\ncertificate = {}\n\n[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                 require_certificate = no\n",
+                    key.display(),
+                    cert.display()
+                ),
+            )
+            .unwrap();
+            format!(
+                "enable_tls=yes\nlisten=tls:127.0.0.1:{tls_port}\nloadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}\")\n",
+                tls_cfg.display()
+            )
+        })
+    }
+
+    /// With more lines of configuration (made from its folder) before the modules.
+    fn start_with(password: &str, port: u16, extra: impl FnOnce(&std::path::Path) -> String) -> Kamailio {
         let dir = TestDir::new("kamailio");
+        let extra = extra(&dir.path);
         let ctl = dir.path.join("ctl");
         let cfg = dir.path.join("kamailio.cfg");
         std::fs::write(
             &cfg,
             format!(
                 "#!KAMAILIO\ndebug=2\nlog_stderror=yes\nchildren=1\nlisten=udp:127.0.0.1:{port}\n\
-                 mpath=\"{mpath}/\"\n\
+                 mpath=\"{mpath}/\"\n{extra}\
                  loadmodule \"kex.so\"\nloadmodule \"tm.so\"\nloadmodule \"sl.so\"\nloadmodule \"rr.so\"\n\
                  loadmodule \"pv.so\"\nloadmodule \"maxfwd.so\"\nloadmodule \"textops.so\"\nloadmodule \"siputils.so\"\n\
                  loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nloadmodule \"auth.so\"\nloadmodule \"ctl.so\"\n\
@@ -211,7 +240,7 @@ impl Kamailio {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path.join("kamailio.err")).unwrap_or_default()
     }
 }

@@ -44,3 +44,5 @@ mod jitter;
 mod timers;
 // Issue 25: device state, Custom devices, hints, EXTENSION_STATE and the manager's extension states.
 mod hints;
+// Issue 24: SIP over TLS with baresip, a second Starling and Kamailio's tls module.
+mod tls;

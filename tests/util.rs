@@ -435,6 +435,22 @@ impl Baresip {
         args: &[&str],
         seconds: u32,
     ) -> Baresip {
+        Baresip::spawn_with(name, account, codec_module, rate, tone_hz, args, seconds, "")
+    }
+
+    /// [`Baresip::spawn`] with more `config` lines (TLS: `sip_cafile`, `sip_certificate`; with
+    /// a certificate baresip listens for TLS on its SIP port + 1).
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_with(
+        name: &str,
+        account: &str,
+        codec_module: &str,
+        rate: u32,
+        tone_hz: u32,
+        args: &[&str],
+        seconds: u32,
+        config: &str,
+    ) -> Baresip {
         let dir = TestDir::new(name);
         let home = dir.path.clone();
         let tone = home.join("tone.wav");
@@ -450,7 +466,7 @@ impl Baresip {
         std::fs::write(
             home.join("config"),
             format!(
-                "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\naudio_player aufile,{h}/heard.wav\naudio_source aufile,{t}\naudio_alert aufile,{h}/alert.wav\nmodule_path /usr/lib/baresip/modules\nmodule {codec_module}\nmodule aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {h}\n",
+                "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\naudio_player aufile,{h}/heard.wav\naudio_source aufile,{t}\naudio_alert aufile,{h}/alert.wav\nmodule_path /usr/lib/baresip/modules\nmodule {codec_module}\nmodule aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {h}\n{config}\n",
                 h = home.display(),
                 t = tone.display()
             ),
@@ -464,10 +480,16 @@ impl Baresip {
             .args(["-t", &seconds.to_string()])
             .current_dir(&home)
             .stdout(std::fs::File::create(home.join("baresip.log")).unwrap())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(home.join("baresip.err")).unwrap())
             .spawn()
             .expect("baresip (Debian's baresip-core)");
         Baresip { child, home, _dir: dir }
+    }
+
+    /// What it has written to its log so far.
+    pub fn log(&self) -> String {
+        let log = std::fs::read_to_string(self.home.join("baresip.log")).unwrap_or_default();
+        log + &std::fs::read_to_string(self.home.join("baresip.err")).unwrap_or_default()
     }
 
     /// Waits for it to quit; the FFT peak of what it heard (samples at 8 kHz, Hz) and its log.

@@ -100,17 +100,35 @@ impl Default for Config {
 pub enum Transport {
     Udp,
     Tcp,
+    /// TCP with TLS on it (RFC 3261 §26.2.1: `SIP/2.0/TLS` in the Via, `transport=tls` in URIs).
+    Tls,
 }
 
 impl Transport {
-    fn reliable(self) -> bool {
-        self == Transport::Tcp
+    /// Whether the transport delivers in order and resends itself (TCP and TLS): no
+    /// retransmission timers then.
+    pub fn reliable(self) -> bool {
+        self != Transport::Udp
     }
-    fn via_name(self) -> &'static str {
+    /// The name a Via writes (`UDP`, `TCP`, `TLS`).
+    pub fn via_name(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
+    }
+    /// The value of a URI's `transport` parameter for it (`None` for UDP, the default).
+    pub fn uri_param(self) -> Option<&'static str> {
+        match self {
+            Transport::Udp => None,
+            Transport::Tcp => Some("tcp"),
+            Transport::Tls => Some("tls"),
+        }
+    }
+    /// From a Via's transport or a URI's `transport` parameter (any case); `None` for others.
+    pub fn from_name(name: &str) -> Option<Transport> {
+        [Transport::Udp, Transport::Tcp, Transport::Tls].into_iter().find(|t| t.via_name().eq_ignore_ascii_case(name))
     }
 }
 

@@ -348,6 +348,24 @@ fn over_tcp_nothing_is_retransmitted_and_wait_timers_are_zero() {
     assert_eq!(net.now, net.start, "Timers J and K are zero on a reliable transport");
 }
 
+/// TLS is as reliable as TCP: nothing is retransmitted, and the top Via says `SIP/2.0/TLS`.
+#[test]
+fn over_tls_nothing_is_retransmitted_and_the_via_says_tls() {
+    let net = invite_exchange(Answer::Busy, Transport::Tls, None);
+    assert_eq!(net.wire.len(), 4);
+    assert_eq!(net.now, net.start, "Timers D and I are zero on a reliable transport");
+    let net = options_exchange(Transport::Tls, None);
+    assert_eq!(net.now, net.start, "Timers J and K are zero on a reliable transport");
+    let mut uac = Endpoint::new(Config::default());
+    let request = net.request(Method::Options, "tls");
+    uac.send_request(net.now, request, addr(UAS), Transport::Tls);
+    let sent = String::from_utf8(uac.poll_transmit().unwrap().data).unwrap();
+    assert!(sent.contains("\r\nVia: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKtls;rport\r\n"), "{sent}");
+    assert_eq!(Transport::from_name("tls"), Some(Transport::Tls));
+    assert_eq!(Transport::from_name("SCTP"), None);
+    assert_eq!(Transport::Tls.uri_param(), Some("tls"));
+}
+
 /// The top Via names the transport the request goes over (RFC 3261 §18.1.1), whatever its
 /// maker wrote; the branch and the rest of the Via stay.
 #[test]

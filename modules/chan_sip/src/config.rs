@@ -139,7 +139,7 @@ fn parse_mohinterpret(value: &str) -> Option<String> {
 }
 
 /// `ip`, `ip:port`, `v6`, `[v6]` or `[v6]:port` (a bind address).
-fn split_bindaddr(value: &str) -> Option<(IpAddr, Option<u16>)> {
+pub fn split_bindaddr(value: &str) -> Option<(IpAddr, Option<u16>)> {
     let value = value.trim();
     if let Ok(ip) = value.trim_start_matches('[').trim_end_matches(']').parse() {
         return Some((ip, None));
@@ -266,6 +266,8 @@ pub struct General {
     /// `tcpauthlimit` (default 100, as chan_sip's): how many connections made to us may be
     /// unauthenticated at once; past it a new connection is closed as soon as it is accepted.
     pub tcpauthlimit: u32,
+    /// The `tls*` keys (SIP over TLS, see `crate::tls`).
+    pub tls: crate::tls::TlsConf,
     /// `maxservertransactions` (Starling's own; Asterisk's chan_sip has no cap): server
     /// transactions kept at once; past it new requests from strangers get `503`.
     pub maxservertransactions: usize,
@@ -698,8 +700,8 @@ pub fn parse_register(var: &Variable) -> Result<Registration, ConfigError> {
     let mut transport = "udp".to_owned();
     if let Some((t, rest)) = text.split_once("://") {
         transport = t.to_ascii_lowercase();
-        if !["udp", "tcp"].contains(&transport.as_str()) {
-            return Err(bad("transport must be udp or tcp"));
+        if !["udp", "tcp", "tls"].contains(&transport.as_str()) {
+            return Err(bad("transport must be udp, tcp or tls"));
         }
         text = rest;
     }
@@ -734,6 +736,8 @@ pub fn parse_register(var: &Variable) -> Result<Registration, ConfigError> {
     if user.is_empty() {
         return Err(bad("no user"));
     }
+    // chan_sip: a tls:// line without a port goes to 5061 (STANDARD_TLS_PORT).
+    let port = port.or((transport == "tls").then_some(crate::tls::STANDARD_TLS_PORT));
     Ok(Registration { peer, transport, user, domain, secret, authuser, host, port, extension, expiry })
 }
 
@@ -784,6 +788,7 @@ impl SipConf {
             tcpbindaddr: None,
             tcpauthtimeout: 30,
             tcpauthlimit: 100,
+            tls: Default::default(),
             language: "en".into(),
             srvlookup: true,
             jb: JbConf::default(),
@@ -794,6 +799,13 @@ impl SipConf {
                 if let Err(e) = general_key(&mut general, &mut registrations, var) {
                     errors.push(e);
                 }
+            }
+        }
+        // The files are read now, so that a certificate that cannot be used stops a load or
+        // a reload at its line (the module makes its own context from them again).
+        if general.tls.enabled() {
+            if let Err(e) = crate::tls::TlsContext::new(&general.tls) {
+                errors.push(e);
             }
         }
         let mut peers = Vec::new();
@@ -809,6 +821,9 @@ impl SipConf {
 
 fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Variable) -> Result<(), ConfigError> {
     let bool_of = |v: &Variable| v.parse_bool();
+    if let Some(tls) = g.tls.key(var) {
+        return tls;
+    }
     match var.name.to_ascii_lowercase().as_str() {
         "bindaddr" => g.bindaddr = var.value.parse().map_err(|_| var.error("expected an IP address"))?,
         "bindport" => g.bindport = var.parse()?,
@@ -1015,11 +1030,16 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                         .ok_or_else(|| var.error("expected SIP failure statuses (400-699) separated by commas"))?;
                 }
                 "transport" => {
-                    let t = var.value.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
-                    if !["udp", "tcp"].contains(&t.as_str()) {
-                        return Err(var.error("unknown transport: expected udp or tcp"));
+                    // chan_sip: a list of those allowed, the first the one we send with.
+                    let mut listed = var.value.split(',').map(|t| t.trim().to_ascii_lowercase());
+                    let first = listed.next().unwrap_or_default();
+                    if let Some(bad) = std::iter::once(first.clone())
+                        .chain(listed)
+                        .find(|t| !["udp", "tcp", "tls"].contains(&t.as_str()))
+                    {
+                        return Err(var.error(format!("unknown transport '{bad}': expected udp, tcp or tls")));
                     }
-                    p.transport = t;
+                    p.transport = first;
                 }
                 "trustrpid" => p.trustrpid = var.parse_bool()?,
                 "sendrpid" => p.sendrpid = SendRpid::parse(var)?,
@@ -1054,6 +1074,10 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         if let Err(e) = result {
             errors.push(e);
         }
+    }
+    // A peer reached over TLS at a host without a port is reached on 5061, as chan_sip's.
+    if p.transport == "tls" && p.port.is_none() && matches!(p.host, PeerHost::Static(_)) {
+        p.port = Some(crate::tls::STANDARD_TLS_PORT);
     }
     if !has_type {
         errors.push(ConfigError::at(
@@ -1239,6 +1263,33 @@ mod tests {
     }
 
     /// chan_sip's defaults (30 s, 100 connections) and range (at least 1).
+    #[test]
+    fn tls_keys_transport_lists_and_tls_registrations() {
+        let conf = parse(
+            "[general]\ntlsbindaddr=127.0.0.1:5071\ntlsclientmethod=tlsv1_2\ntlsdontverifyserver=yes\n\
+             register => tls://alice:pw@127.0.0.1:5081\nregister => tls://bob:pw@trunk.example\n\
+             [a]\ntype=peer\nhost=127.0.0.1\ntransport=tls,udp\n[b]\ntype=friend\nhost=dynamic\ntransport=udp,tls\n",
+        )
+        .unwrap();
+        let g = &conf.general;
+        assert!(!g.tls.enabled(), "tlsenable defaults to no");
+        assert_eq!(g.tls.bindaddr, Some(("127.0.0.1".parse().unwrap(), Some(5071))));
+        assert!(g.tls.dontverifyserver);
+        assert_eq!(conf.registrations[0].transport, "tls");
+        assert_eq!(conf.registrations[0].port, Some(5081));
+        assert_eq!(conf.registrations[1].port, Some(5061), "tls:// without a port: 5061");
+        let a = conf.peer("a", |_| true).unwrap();
+        assert_eq!((a.transport.as_str(), a.port), ("tls", Some(5061)), "the first listed; 5061");
+        let b = conf.peer("b", |_| true).unwrap();
+        assert_eq!((b.transport.as_str(), b.port), ("udp", None));
+        let e = parse("[general]\n[c]\ntype=peer\nhost=dynamic\ntransport=tls,sctp\n").unwrap_err();
+        assert!(e.contains("sip.conf:5: transport 'tls,sctp': unknown transport 'sctp'"), "{e}");
+        let e = parse("[general]\nbindport=5060\ntlsenable=yes\ntlscertfile=/nonexistent.pem\n").unwrap_err();
+        assert!(e.starts_with("sip.conf:4: tlscertfile '/nonexistent.pem': cannot read it"), "{e}");
+        let e = parse("[general]\ntlsenable=yes\n").unwrap_err();
+        assert_eq!(e, "sip.conf:2: tlsenable 'yes': needs tlscertfile");
+    }
+
     #[test]
     fn tcpauthtimeout_and_tcpauthlimit() {
         let g = parse("").unwrap().general;

@@ -2,7 +2,8 @@
 //! `starling-sip`'s transaction layer and `starling-media`.
 //!
 //! What it does: `load` reads sip.conf (every key of INTERFACE.md, templates, errors as
-//! file:line), binds UDP (and TCP with `tcpenable`) at `bindaddr:bindport` (a port in use stops
+//! file:line), binds UDP (and TCP with `tcpenable`) at `bindaddr:bindport`, TLS with
+//! `tlsenable` at `tlsbindaddr` (`tls.rs`: rustls; the connections are `tcp.rs`'s), (a port in use stops
 //! start-up with exit 2) and starts the monitor task (`monitor.rs`), which reads the socket and
 //! dispatches requests: calls in and out (`call/`: the call's task in `call/driver.rs`, which runs
 //! the dialog's sans-IO `InviteSession` from `starling-sip` and the call's RTP; how a call is set
@@ -25,6 +26,7 @@ mod resolve;
 mod rpid;
 mod shared;
 mod tcp;
+mod tls;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -176,6 +178,17 @@ fn show_users(conf: &SipConf) -> String {
     out
 }
 
+/// `sip show tcp`: chan_sip's table of TCP and TLS sessions (`Server` for one made to us,
+/// `Client` for one we opened).
+fn show_tcp(rows: &[tcp::ConnectionRow]) -> String {
+    let mut out = format!("{:<47.47} {:>9.9} {:>6.6}\n", "Address", "Transport", "Type");
+    for row in rows {
+        let kind = if row.inbound { "Server" } else { "Client" };
+        let _ = writeln!(out, "{:<47.47} {:>9.9} {:>6.6}", row.remote.to_string(), row.transport.via_name(), kind);
+    }
+    out
+}
+
 fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Shared, name: &str) -> Option<String> {
     let peer = conf.peer(name, |_| true)?;
     let binding = bindings.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
@@ -205,6 +218,19 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         ("Addr->IP", address),
         ("Useragent", binding.as_ref().map(|b| b.useragent.clone()).unwrap_or_default()),
         ("Reg. Contact", binding.as_ref().map(|b| b.contact.clone()).unwrap_or_default()),
+        // chan_sip's: the transport in use (the registered contact's, else the first listed),
+        // and the first of `transport=`.
+        ("Transport", {
+            let registered = binding.as_ref().and_then(|b| starling_sip::uri::Uri::parse(&b.contact).ok()).map(|u| {
+                if u.scheme == starling_sip::uri::Scheme::Sips {
+                    "tls".to_owned()
+                } else {
+                    u.transport().unwrap_or_else(|| "udp".to_owned())
+                }
+            });
+            registered.unwrap_or_else(|| peer.transport.clone()).to_ascii_uppercase()
+        }),
+        ("Prim.Transp.", peer.transport.to_ascii_uppercase()),
         ("Codecs", format!("({})", peer.codecs.join("|"))),
         ("DTMFmode", peer.dtmfmode.as_str().to_owned()),
         ("Direct media", if peer.directmedia.enabled { "Yes".into() } else { "No".into() }),
@@ -351,15 +377,36 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             .map_err(|e| LoadError::Resource(format!("SIP UDP {address}: {e}")))?
     };
     verbose!(2, "SIP Listening on {address}");
-    let tcp = match conf.general.tcp_address() {
-        Some(tcp_address) => {
-            let _entered = monitor_runtime.enter();
-            let tcp = tcp::Tcp::bind(tcp_address)
-                .map_err(|e| LoadError::Resource(format!("cannot bind SIP TCP {tcp_address}: {e}")))?;
-            verbose!(2, "SIP Listening on TCP {}", tcp.0.local_addr().unwrap_or(tcp_address));
-            Some(tcp)
+    // TLS: the files were read when sip.conf was parsed (an error there is the config's, at
+    // its line); they are read again here for the context the listener keeps.
+    let tls = match conf.general.tls.address(conf.general.bindaddr) {
+        Some(address) => {
+            let context = tls::TlsContext::new(&conf.general.tls).map_err(|e| LoadError::Config(e.into()))?;
+            Some((address, Arc::new(context)))
         }
         None => None,
+    };
+    let tls_address = tls.as_ref().map(|(a, _)| *a);
+    let mut tcp = match (conf.general.tcp_address(), tls) {
+        (None, None) => None,
+        (tcp_address, tls) => {
+            let _entered = monitor_runtime.enter();
+            let tcp = tcp::Tcp::bind(tcp_address, tls).map_err(|e| {
+                let what = match (tcp_address, tls_address) {
+                    (Some(t), Some(l)) => format!("TCP {t} or TLS {l}"),
+                    (Some(t), None) => format!("TCP {t}"),
+                    (None, l) => format!("TLS {}", l.map_or_else(String::new, |l| l.to_string())),
+                };
+                LoadError::Resource(format!("cannot bind SIP {what}: {e}"))
+            })?;
+            if let Some(address) = tcp.0.local_addr() {
+                verbose!(2, "SIP Listening on TCP {address}");
+            }
+            if let Some(address) = tcp.0.tls_addr() {
+                verbose!(2, "SIP Listening on TLS {address}");
+            }
+            Some(tcp)
+        }
     };
     let (stop, stopped) = watch::channel(false);
     let bindings: registrar::Bindings = Arc::new(std::sync::RwLock::new(registrar::restore(&*ctx.core().db(), &conf)));
@@ -382,6 +429,15 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         sip_port,
         relay.clone(),
     ));
+    if let Some((tcp, _)) = &tcp {
+        if let Some(address) = tcp.tls_addr() {
+            state.tls_port.store(address.port(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    if let Some((tcp, _)) = tcp.as_mut() {
+        tcp.set_server_names(state.resolver.names());
+    }
+    let connections = tcp.as_ref().map(|(tcp, _)| tcp.table()).unwrap_or_default();
     let monitor = monitor::Monitor::new(state.clone(), from_calls, Arc::new(socket), tcp);
     let debug = monitor.debug.clone();
     let (peers_state, peer_state, qualify_state, registry_state, debug_state) =
@@ -499,15 +555,25 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
                 }
             }
         }),
+        CliCommand::new("sip show tcp", "List TCP Connections", "Usage: sip show tcp\n       Lists all active TCP/TLS sessions.\n", move |call| {
+            if !call.args().is_empty() {
+                return CliResult::ShowUsage;
+            }
+            let mut rows = connections.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            rows.sort_by_key(|r| r.remote);
+            call.print(&show_tcp(&rows));
+            CliResult::Success
+        }),
         CliCommand::new("sip show settings", "Show SIP global settings", "Usage: sip show settings\n       Provides detailed list of the configuration of the SIP channel.\n", move |call| {
             let conf = current(&settings_conf);
             let g = &conf.general;
             let _ = writeln!(
                 call,
-                "\n\nGlobal Settings:\n----------------\n  UDP Bindaddress:        {}:{}\n  TCP SIP Bindaddress:    {}\n  TCP auth timeout:       {} secs\n  TCP auth limit:         {}\n  Allow guest calls:      {}\n  Always auth rejects:    {}\n  Realm. auth:            {}\n  User Agent:             {}\n  Codecs:                 ({})\n  Context:                {}\n  Reg. min duration       {} secs\n  Reg. max duration:      {} secs\n  Reg. default duration:  {} secs",
+                "\n\nGlobal Settings:\n----------------\n  UDP Bindaddress:        {}:{}\n  TCP SIP Bindaddress:    {}\n  TLS SIP Bindaddress:    {}\n  TCP auth timeout:       {} secs\n  TCP auth limit:         {}\n  Allow guest calls:      {}\n  Always auth rejects:    {}\n  Realm. auth:            {}\n  User Agent:             {}\n  Codecs:                 ({})\n  Context:                {}\n  Reg. min duration       {} secs\n  Reg. max duration:      {} secs\n  Reg. default duration:  {} secs",
                 g.bindaddr,
                 g.bindport,
                 g.tcp_address().map_or_else(|| "Disabled".to_owned(), |a| a.to_string()),
+                g.tls.address(g.bindaddr).map_or_else(|| "Disabled".to_owned(), |a| a.to_string()),
                 g.tcpauthtimeout,
                 g.tcpauthlimit,
                 if g.allowguest { "Yes" } else { "No" },

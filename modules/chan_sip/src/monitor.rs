@@ -69,7 +69,8 @@ pub struct Monitor {
     registrar_ips: HashMap<std::net::IpAddr, usize>,
     registrar_extens: HashMap<(std::net::IpAddr, String), usize>,
     from_calls: mpsc::UnboundedReceiver<ToMonitor>,
-    /// SIP over TCP (`tcpenable=yes`): the listener and connections, and what they read.
+    /// SIP over TCP (`tcpenable=yes`) and TLS (`tlsenable=yes`): the listeners and
+    /// connections, and what they read.
     tcp: Option<crate::tcp::Tcp>,
     from_tcp: Option<mpsc::Receiver<crate::tcp::TcpEvent>>,
     /// The addresses of registered peers, when last gathered: past `maxservertransactions`
@@ -255,14 +256,14 @@ impl Monitor {
                 },
                 Some(message) = self.from_calls.recv() => self.handle_call_message(message),
                 accepted = accept => match accepted {
-                    Ok((stream, remote)) => {
+                    Ok((stream, remote, transport)) => {
                         let g = &self.conf.general;
                         let limits = crate::tcp::Limits {
                             authtimeout: Duration::from_secs(g.tcpauthtimeout.into()),
                             authlimit: g.tcpauthlimit as usize,
                         };
                         if let Some(tcp) = self.tcp.as_mut() {
-                            tcp.accepted(stream, remote, limits);
+                            tcp.accepted(stream, remote, transport, limits);
                         }
                     }
                     Err(e) => {
@@ -335,9 +336,9 @@ impl Monitor {
             let mut gone = Registry::default();
             gone.lines.push(line);
             gone.remove(0, now);
-            let tcp = gone.lines[0].config.transport == "tcp";
+            let configured = configured(&gone.lines[0].config.transport);
             if let Some((request, remote)) = self.register_request(&mut gone, 0, None) {
-                let transport = self.transport_to(remote, tcp);
+                let transport = self.transport_to(remote, configured);
                 self.endpoint.send_request(now, request, remote, transport);
             }
         }
@@ -354,12 +355,13 @@ impl Monitor {
         // Sticky: the address that answered last, until it fails (see `Line::registrar_address`).
         let remote = registry.lines.get(i)?.registrar_address()?;
         let local_ip = self.shared.local_ip_towards(remote);
-        let told = self.shared.advertised(local_ip, remote.ip());
+        let transport = self.transport_to(remote, configured(&registry.lines.get(i)?.config.transport));
+        let told = self.shared.advertised_over(local_ip, remote.ip(), transport);
         let branch = crate::ids::branch();
         let now = std::time::Instant::now();
         let request = registry.request(i, now, told, &branch, &self.conf.general.useragent, authorization);
         if let Some(line) = registry.lines.get_mut(i) {
-            line.local = Some(SocketAddr::new(local_ip, self.shared.sip_port));
+            line.local = Some(SocketAddr::new(local_ip, told.port()));
         }
         Some((request, remote))
     }
@@ -417,14 +419,14 @@ impl Monitor {
         self.registry = registry;
         match request {
             Some((request, remote)) => {
-                let mut tcp = false;
+                let mut wanted = Transport::Udp;
                 if let Some(line) = self.registry.lines.get_mut(i) {
                     line.registrar = Some(remote);
-                    tcp = line.config.transport == "tcp";
+                    wanted = configured(&line.config.transport);
                     self.registrar_ips.entry(remote.ip()).or_insert(i);
                     self.registrar_extens.entry((remote.ip(), line.config.extension.clone())).or_insert(i);
                 }
-                let transport = self.transport_to(remote, tcp);
+                let transport = self.transport_to(remote, wanted);
                 let tx = self.endpoint.send_request(now, request, remote, transport);
                 self.owners.insert(tx, Owner::Register(i));
                 if let Some(old) = self.reg_tx_of_line.insert(i, tx) {
@@ -447,7 +449,7 @@ impl Monitor {
             Some(proxy) => proxy,
             None => (line.config.host.clone(), line.config.port),
         };
-        let tcp = line.config.transport == "tcp";
+        let tcp = line.config.transport != "udp";
         match Query::for_host(&host, port, tcp, self.conf.general.srvlookup) {
             // An address needs no DNS: sent at once.
             Query::Address(address) => {
@@ -625,7 +627,7 @@ impl Monitor {
                 PeerHost::Static(host) => match self.shared.sticky_address(&conf, peer) {
                     Some(sticky) => Some(sticky),
                     None => {
-                        let tcp = peer.transport == "tcp";
+                        let tcp = peer.transport != "udp";
                         match Query::for_host(host, peer.port, tcp, conf.general.srvlookup) {
                             Query::Address(address) => Some(address),
                             query => {
@@ -651,8 +653,8 @@ impl Monitor {
             return;
         };
         let options = self.options_request(name, remote);
-        let tcp = self.conf.peer(name, |_| true).is_some_and(|p| p.transport == "tcp");
-        let transport = self.transport_to(remote, tcp);
+        let wanted = self.conf.peer(name, |_| true).map_or(Transport::Udp, |p| configured(&p.transport));
+        let transport = self.transport_to(remote, wanted);
         let tx = self.endpoint.send_request(now, options, remote, transport);
         self.owners.insert(tx, Owner::Poke(name.to_owned()));
         self.qualifier.sent(name, now, true);
@@ -744,7 +746,9 @@ impl Monitor {
                     );
                 }
                 match (transmit.transport, self.tcp.as_mut()) {
-                    (Transport::Tcp, Some(tcp)) => tcp.send(transmit.remote, transmit.data),
+                    (Transport::Tcp | Transport::Tls, Some(tcp)) => {
+                        tcp.send(transmit.remote, transmit.transport, transmit.data)
+                    }
                     _ => {
                         if let Err(e) = self.socket.send_to(&transmit.data, transmit.remote).await {
                             tracing::warn!("SIP send to {}: {e}", transmit.remote);
@@ -762,20 +766,21 @@ impl Monitor {
         }
     }
 
-    /// A message read from a TCP connection goes to the transaction layer as a datagram
-    /// would; a closed connection is forgotten.
+    /// A message read from a TCP or TLS connection goes to the transaction layer as a
+    /// datagram would; a closed connection is forgotten.
     fn handle_tcp_event(&mut self, event: crate::tcp::TcpEvent) {
         match event {
-            crate::tcp::TcpEvent::Message { remote, message } => {
+            crate::tcp::TcpEvent::Message { remote, transport, message } => {
                 if self.debug.shows(remote) {
                     starling_core::verbose!(
                         0,
-                        "\n<--- SIP read from TCP:{remote} --->\n{}\n<------------->",
+                        "\n<--- SIP read from {}:{remote} --->\n{}\n<------------->",
+                        transport.via_name(),
                         String::from_utf8_lossy(&message.to_bytes()).trim_end()
                     );
                 }
                 let now = tokio::time::Instant::now().into_std();
-                self.endpoint.handle_message(now, remote, Transport::Tcp, *message);
+                self.endpoint.handle_message(now, remote, transport, *message);
             }
             crate::tcp::TcpEvent::Closed { remote, id } => {
                 if let Some(tcp) = self.tcp.as_mut() {
@@ -793,22 +798,29 @@ impl Monitor {
         }
     }
 
-    /// The transport towards `remote`: TCP over a connection already open with it, or when the
-    /// configuration asks for TCP there (`transport=tcp`, a `tcp://` line) and TCP is enabled;
-    /// else UDP.
-    fn transport_to(&self, remote: SocketAddr, configured_tcp: bool) -> Transport {
+    /// The transport towards `remote`: that of a connection already open with it (TCP or
+    /// TLS), else the one the configuration asks for there (`transport=`, a `tcp://` or
+    /// `tls://` line) when it is enabled; else UDP.
+    fn transport_to(&self, remote: SocketAddr, wanted: Transport) -> Transport {
         match &self.tcp {
-            Some(tcp) if configured_tcp || tcp.is_connected(remote) => Transport::Tcp,
-            _ => Transport::Udp,
+            Some(tcp) => match tcp.connected(remote) {
+                Some(open) => open,
+                None if tcp.enabled(wanted) => wanted,
+                None => Transport::Udp,
+            },
+            None => Transport::Udp,
         }
     }
 
-    /// The transport for what a call sends to `remote`: TCP over an open connection, or to a
-    /// peer there that says `transport=tcp`.
+    /// The transport for what a call sends to `remote`: over an open connection, or the one a
+    /// peer there says (`transport=tcp`, `transport=tls`).
     fn call_transport(&self, remote: SocketAddr) -> Transport {
-        let peer_wants_tcp =
-            self.conf.peers_at(remote.ip()).any(|p| p.transport == "tcp" && p.port.unwrap_or(5060) == remote.port());
-        self.transport_to(remote, peer_wants_tcp)
+        let wanted = self
+            .conf
+            .peers_at(remote.ip())
+            .find(|p| p.transport != "udp" && p.port.unwrap_or(5060) == remote.port())
+            .map_or(Transport::Udp, |p| configured(&p.transport));
+        self.transport_to(remote, wanted)
     }
 
     fn handle_event(&mut self, event: Event) {
@@ -1497,7 +1509,8 @@ impl Monitor {
         channel.set_state(starling_core::channel::ChannelState::Ring);
 
         // What the caller is told (Contact, SDP): externaddr outside localnet.
-        let told = self.shared.advertised(local_ip, remote.ip());
+        let transport = self.tcp.as_ref().and_then(|t| t.connected(remote)).unwrap_or(Transport::Udp);
+        let told = self.shared.advertised_over(local_ip, remote.ip(), transport);
         let (mut session, media) =
             self.shared.call_media(told.ip(), &rtp, profile.codecs.clone(), negotiated.codec.clock_rate, &profile);
         session.set_remote_media(&negotiated);
@@ -1513,7 +1526,7 @@ impl Monitor {
             dialog,
             remote,
             local: told,
-            tcp: self.tcp.as_ref().is_some_and(|t| t.is_connected(remote)),
+            transport,
             rtp,
             rtcp,
             session,
@@ -1594,4 +1607,9 @@ enum Owner {
 /// The key of the call a request from the far end belongs to (our tag is in its To).
 fn key_of_request(request: &Request) -> Option<CallKey> {
     Some(CallKey { call_id: request.call_id()?.to_owned(), local_tag: request.to()?.tag()?.to_owned() })
+}
+
+/// A configured transport (`transport=` of a peer, the `tls://` of a line) as sent with.
+fn configured(transport: &str) -> Transport {
+    Transport::from_name(transport).unwrap_or(Transport::Udp)
 }

@@ -20,6 +20,7 @@ use starling_media::sdp::Codec;
 use starling_relay::RelayTo;
 use starling_sip::dialog::{Dialog, DialogId, DialogState};
 use starling_sip::digest::Credentials;
+use starling_sip::transaction::Transport;
 use starling_sip::uri::{Host, Uri};
 use starling_sip::NameAddr;
 
@@ -162,8 +163,19 @@ impl Tech for SipTech {
             shared.release_call_slot(&target.peer_name);
             return Err(Cause::BEARERCAPABILITY_NOTAVAIL);
         };
+        // `transport=tcp`/`tls`, a phone that registered a TCP or TLS contact, a `sips:` URI.
+        let wanted = if target.uri.scheme == starling_sip::uri::Scheme::Sips {
+            Some("tls".to_owned())
+        } else {
+            target.uri.transport().or_else(|| target.peer.as_ref().map(|p| p.transport.clone()))
+        };
+        let transport = match wanted.map(|t| t.to_ascii_lowercase()).as_deref() {
+            Some("tls") if conf.general.tls.enabled() => Transport::Tls,
+            Some("tcp") if conf.general.tcpenable => Transport::Tcp,
+            _ => Transport::Udp,
+        };
         // What the peer is told (Via, Contact, From, SDP): externaddr outside localnet.
-        let local = shared.advertised(local_ip, target.remote.ip());
+        let local = shared.advertised_over(local_ip, target.remote.ip(), transport);
         let (session, media) = shared.call_media(local.ip(), &rtp, codecs, first.clock_rate, &profile);
 
         let local_tag = shared.new_tag();
@@ -215,10 +227,6 @@ impl Tech for SipTech {
         channel.native_format = format_name(&first.name);
         channel.set_var("SIPCALLID", &call_id);
         profile.apply_to(&mut channel);
-        // `transport=tcp`, or a phone that registered a TCP contact.
-        let tcp = conf.general.tcpenable
-            && (target.peer.as_ref().is_some_and(|p| p.transport == "tcp")
-                || target.uri.transport().as_deref() == Some("tcp"));
         let handle = CallStart {
             profile: &profile,
             key: key.clone(),
@@ -230,7 +238,7 @@ impl Tech for SipTech {
             dialog,
             remote: target.remote,
             local,
-            tcp,
+            transport,
             rtp,
             rtcp,
             session,

@@ -313,7 +313,11 @@ impl Registry {
             request.headers.push(HeaderName::CallId, line.call_id.clone());
             request.headers.push(HeaderName::CSeq, format!("{} REGISTER", line.cseq));
             let expiry = if line.removing { 0 } else { line.expiry };
-            let transport = if config.transport == "tcp" { ";transport=tcp" } else { "" };
+            let transport = match config.transport.as_str() {
+                "tcp" => ";transport=tcp",
+                "tls" => ";transport=tls",
+                _ => "",
+            };
             let binding = format!("sip:{}@{local}{transport}", config.extension);
             request.headers.push(HeaderName::Contact, format!("<{binding}>"));
             line.binding = Some(binding);

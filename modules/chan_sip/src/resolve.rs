@@ -119,6 +119,33 @@ pub struct Resolver {
     dns: Option<TokioResolver>,
     /// The core's runtime, where every lookup runs.
     runtime: Handle,
+    /// The name each address was found for (see [`ServerNames`]).
+    names: ServerNames,
+}
+
+/// The host name an address was last found for (the domain asked, not an SRV target, as RFC
+/// 5922 §4 wants): what a TLS server there must have in its certificate. Shared with the TLS
+/// connections we open; bounded (forgotten past [`ServerNames::MAX`], then learnt again).
+#[derive(Clone, Debug, Default)]
+pub struct ServerNames(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>>);
+
+impl ServerNames {
+    const MAX: usize = 4096;
+
+    fn learn(&self, host: &str, addresses: &[SocketAddr]) {
+        let mut names = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if names.len() + addresses.len() > Self::MAX {
+            names.clear();
+        }
+        for address in addresses {
+            names.insert(*address, host.to_owned());
+        }
+    }
+
+    /// The name `address` was found for, if it was looked up.
+    pub fn name_of(&self, address: SocketAddr) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&address).cloned()
+    }
 }
 
 impl Resolver {
@@ -150,7 +177,12 @@ impl Resolver {
                 if ipv6 { LookupIpStrategy::Ipv6AndIpv4 } else { LookupIpStrategy::Ipv4Only };
             builder.build().map_err(|e| tracing::warn!("DNS: cannot make a resolver ({e}): no SRV lookups")).ok()
         });
-        Resolver { dns, runtime }
+        Resolver { dns, runtime, names: ServerNames::default() }
+    }
+
+    /// The names addresses were found for.
+    pub fn names(&self) -> ServerNames {
+        self.names.clone()
     }
 
     /// The addresses `query` finds, in the order to try them (see the module doc); empty when
@@ -159,9 +191,15 @@ impl Resolver {
         if let Query::Address(address) = query {
             return vec![address];
         }
+        let host = match &query {
+            Query::Srv { host, .. } | Query::Host { host, .. } => host.clone(),
+            Query::Address(_) => String::new(),
+        };
         let this = self.clone();
         let task = self.runtime.spawn(async move { this.ask(query, seed).await });
-        task.await.unwrap_or_default()
+        let addresses = task.await.unwrap_or_default();
+        self.names.learn(&host, &addresses);
+        addresses
     }
 
     /// [`Resolver::lookup`] for a caller that is not async (a channel's `request`, the CLI): waits

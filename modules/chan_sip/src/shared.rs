@@ -12,6 +12,7 @@ use starling_core::tokio::sync::mpsc::UnboundedSender;
 use starling_core::Core;
 use starling_media::sdp::{Codec, LocalMedia};
 use starling_media::session::{RtpSession, SessionConfig};
+use starling_sip::transaction::Transport;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::call::messages::ToMonitor;
@@ -39,6 +40,9 @@ pub struct Shared {
     pub table: DialogTable,
     /// The SIP socket's port (Via, Contact).
     pub sip_port: u16,
+    /// The SIP over TLS listener's port (0: `tlsenable=no`), set once it listens: what Via and
+    /// Contact say over TLS.
+    pub tls_port: std::sync::atomic::AtomicU16,
     /// What qualify knows of each qualified peer (the monitor writes, the CLI and Dial read).
     pub peer_status: RwLock<HashMap<String, crate::qualify::PeerStatus>>,
     /// `sip show registry`'s rows (the monitor writes).
@@ -108,6 +112,7 @@ impl Shared {
             to_monitor,
             table,
             sip_port,
+            tls_port: Default::default(),
             peer_status: RwLock::default(),
             registry: RwLock::default(),
             routes: Mutex::default(),
@@ -173,6 +178,16 @@ impl Shared {
             Some((ip, port)) => SocketAddr::new(ip, port.unwrap_or(self.sip_port)),
             None => SocketAddr::new(local_ip, self.sip_port),
         }
+    }
+
+    /// [`Shared::advertised`] for what goes over `transport`: over TLS, our TLS port.
+    pub fn advertised_over(&self, local_ip: IpAddr, remote: IpAddr, transport: Transport) -> SocketAddr {
+        let mut told = self.advertised(local_ip, remote);
+        let tls_port = self.tls_port.load(std::sync::atomic::Ordering::Relaxed);
+        if transport == Transport::Tls && tls_port != 0 {
+            told.set_port(tls_port);
+        }
+        told
     }
 
     /// A fresh random number ([`crate::ids::random`]).

@@ -1,6 +1,9 @@
-//! SIP over TCP (`tcpenable=yes`): the listener on `tcpbindaddr` and the connections, each a
-//! small task on the monitor's runtime that cuts its byte stream into messages
-//! ([`StreamDecoder`], by Content-Length) and writes what the monitor gives it.
+//! SIP over TCP (`tcpenable=yes`) and over TLS (`tlsenable=yes`): the listeners on
+//! `tcpbindaddr` and `tlsbindaddr` and the connections, each a small task on the monitor's
+//! runtime that cuts its byte stream into messages ([`StreamDecoder`], by Content-Length) and
+//! writes what the monitor gives it. A TLS connection is a TCP connection whose task first
+//! does the TLS handshake (`crate::tls` holds the rustls configurations) and then runs the
+//! same loop over the TLS stream: everything below holds for both.
 //!
 //! Connections are known by the remote address (as chan_sip's tcptls sessions are): a request
 //! or response for an address with a connection goes over it, whoever opened it; a request to
@@ -17,7 +20,8 @@
 //!   INVITE past its authentication, a request inside a call). One still unauthenticated
 //!   `tcpauthtimeout` after it was accepted is closed; while `tcpauthlimit` of them are open, a
 //!   new connection is closed as soon as it is accepted (chan_sip's tcptls helper thread ends at
-//!   once). Connections we open are never unauthenticated.
+//!   once). Connections we open are never unauthenticated. A TLS handshake counts as part of
+//!   that time: one not done by `tcpauthtimeout` closes the connection.
 //! - At most [`MAX_CONNECTIONS`] connections at once, either way.
 //! - A message is at most [`MAX_STREAM_MESSAGE`](starling_sip::message::MAX_STREAM_MESSAGE) bytes: the decoder refuses a longer one as soon
 //!   as its head says so, before reading its body.
@@ -32,13 +36,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use starling_core::tokio::io::{AsyncReadExt, AsyncWriteExt};
-use starling_core::tokio::net::tcp::OwnedWriteHalf;
+use starling_core::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use starling_core::tokio::net::{TcpListener, TcpStream};
 use starling_core::tokio::sync::{mpsc, oneshot};
 use starling_core::{tokio, tracing};
 use starling_sip::message::{ParseErrorKind, StreamDecoder, StreamItem, PONG};
+use starling_sip::transaction::Transport;
 use starling_sip::SipMessage;
+
+use crate::tls::TlsContext;
 
 /// A connection with nothing read for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(600);
@@ -56,8 +62,8 @@ const EVENT_QUEUE: usize = 1024;
 /// What the connections tell the monitor.
 #[derive(Debug)]
 pub enum TcpEvent {
-    /// A message read from `remote`.
-    Message { remote: SocketAddr, message: Box<SipMessage> },
+    /// A message read from `remote` (over `transport`: TCP or TLS).
+    Message { remote: SocketAddr, transport: Transport, message: Box<SipMessage> },
     /// The connection to `remote` is gone (closed by either side, idle, failed, never opened).
     Closed { remote: SocketAddr, id: u64 },
 }
@@ -76,6 +82,8 @@ pub struct Limits {
 struct Connection {
     /// Identifies this connection among those that had the same remote address.
     id: u64,
+    /// TCP or TLS.
+    transport: Transport,
     queue: mpsc::UnboundedSender<Vec<u8>>,
     /// Bytes in `queue` not yet taken by the connection's task.
     queued: Arc<AtomicUsize>,
@@ -83,10 +91,28 @@ struct Connection {
     unauthenticated: Option<oneshot::Sender<()>>,
 }
 
-/// The TCP side of the monitor.
+/// One open connection as `sip show tcp` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionRow {
+    pub remote: SocketAddr,
+    pub transport: Transport,
+    /// Made to us (`Server`) rather than by us (`Client`).
+    pub inbound: bool,
+}
+
+/// The connections open now, for `sip show tcp` (written by the monitor's [`Tcp`], read by the CLI).
+pub type ConnectionTable = Arc<std::sync::Mutex<Vec<ConnectionRow>>>;
+
+/// The connection-oriented side of the monitor: SIP over TCP and over TLS.
 pub struct Tcp {
-    listener: TcpListener,
+    /// `tcpenable=yes`'s listener.
+    listener: Option<TcpListener>,
+    /// `tlsenable=yes`'s listener and what TLS is made with (both ways).
+    tls: Option<(TcpListener, Arc<TlsContext>)>,
     connections: HashMap<SocketAddr, Connection>,
+    table: ConnectionTable,
+    /// The host names addresses were looked up for: what a TLS server there must be.
+    names: crate::resolve::ServerNames,
     events: mpsc::Sender<TcpEvent>,
     next_id: u64,
     /// How many of `connections` are unauthenticated.
@@ -96,33 +122,89 @@ pub struct Tcp {
 }
 
 impl Tcp {
-    /// Listens on `address` (at load: a failure is the module's resource error). Events arrive
-    /// on the receiver returned beside it.
-    pub fn bind(address: SocketAddr) -> std::io::Result<(Tcp, mpsc::Receiver<TcpEvent>)> {
-        let socket = std::net::TcpListener::bind(address)?;
-        socket.set_nonblocking(true)?;
-        let listener = TcpListener::from_std(socket)?;
+    /// Listens for TCP on `tcp` and for TLS on `tls` (with its context), either or both (at
+    /// load: a failure is the module's resource error). Events arrive on the receiver returned
+    /// beside it.
+    pub fn bind(
+        tcp: Option<SocketAddr>,
+        tls: Option<(SocketAddr, Arc<TlsContext>)>,
+    ) -> std::io::Result<(Tcp, mpsc::Receiver<TcpEvent>)> {
+        let listen = |address: SocketAddr| -> std::io::Result<TcpListener> {
+            let socket = std::net::TcpListener::bind(address)?;
+            socket.set_nonblocking(true)?;
+            TcpListener::from_std(socket)
+        };
+        let listener = tcp.map(listen).transpose()?;
+        let tls = match tls {
+            Some((address, context)) => Some((listen(address)?, context)),
+            None => None,
+        };
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
-        let tcp =
-            Tcp { listener, connections: HashMap::new(), events, next_id: 0, unauthenticated: 0, refusing: false };
+        let tcp = Tcp {
+            listener,
+            tls,
+            connections: HashMap::new(),
+            table: ConnectionTable::default(),
+            names: Default::default(),
+            events,
+            next_id: 0,
+            unauthenticated: 0,
+            refusing: false,
+        };
         Ok((tcp, receiver))
     }
 
+    /// Where TCP listens.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        self.listener.as_ref()?.local_addr().ok()
     }
 
-    /// The next connection made to us.
-    /// The next connection, and where it comes from (an IPv4-mapped address as IPv4, as the
-    /// UDP side sees it).
-    pub async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
-        let (stream, remote) = self.listener.accept().await?;
-        Ok((stream, crate::canonical(remote)))
+    /// Where TLS listens.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref()?.0.local_addr().ok()
     }
 
-    /// Runs a connection someone made to us, unless `limits` or [`MAX_CONNECTIONS`] say to
-    /// close it at once (dropping the stream closes it).
-    pub fn accepted(&mut self, stream: TcpStream, remote: SocketAddr, limits: Limits) {
+    /// Where the names of the servers we open TLS connections to come from (the resolver's):
+    /// a server at an address looked up as `name` must have `name` in its certificate, one
+    /// at an address written as such that address.
+    pub fn set_server_names(&mut self, names: crate::resolve::ServerNames) {
+        self.names = names;
+    }
+
+    /// The table `sip show tcp` reads.
+    pub fn table(&self) -> ConnectionTable {
+        self.table.clone()
+    }
+
+    /// Whether `transport` is served (TCP: `tcpenable=yes`; TLS: `tlsenable=yes`).
+    pub fn enabled(&self, transport: Transport) -> bool {
+        match transport {
+            Transport::Tcp => self.listener.is_some(),
+            Transport::Tls => self.tls.is_some(),
+            Transport::Udp => false,
+        }
+    }
+
+    /// The next connection made to us, where it comes from (an IPv4-mapped address as IPv4,
+    /// as the UDP side sees it) and on which listener (TCP or TLS).
+    pub async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr, Transport)> {
+        async fn on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+            match listener {
+                Some(listener) => listener.accept().await,
+                None => std::future::pending().await,
+            }
+        }
+        let (accepted, transport) = tokio::select! {
+            a = on(self.listener.as_ref()) => (a, Transport::Tcp),
+            a = on(self.tls.as_ref().map(|(l, _)| l)) => (a, Transport::Tls),
+        };
+        let (stream, remote) = accepted?;
+        Ok((stream, crate::canonical(remote), transport))
+    }
+
+    /// Runs a connection someone made to us on `transport`'s listener, unless `limits` or
+    /// [`MAX_CONNECTIONS`] say to close it at once (dropping the stream closes it).
+    pub fn accepted(&mut self, stream: TcpStream, remote: SocketAddr, transport: Transport, limits: Limits) {
         let refusal = if self.unauthenticated >= limits.authlimit {
             Some(format!("{} unauthenticated connections (tcpauthlimit)", self.unauthenticated))
         } else if self.connections.len() >= MAX_CONNECTIONS {
@@ -141,12 +223,18 @@ impl Tcp {
         self.refusing = false;
         let (authenticated, unauthenticated) = oneshot::channel();
         let deadline = tokio::time::Instant::now() + limits.authtimeout;
-        self.spawn(remote, None, Some((authenticated, unauthenticated, deadline)), async move { Some(stream) });
+        self.spawn(
+            remote,
+            transport,
+            None,
+            Some((authenticated, unauthenticated, deadline)),
+            async move { Some(stream) },
+        );
     }
 
-    /// Whether a connection to `remote` is open (or being opened).
-    pub fn is_connected(&self, remote: SocketAddr) -> bool {
-        self.connections.contains_key(&remote)
+    /// The transport of the connection with `remote` (open or being opened), if there is one.
+    pub fn connected(&self, remote: SocketAddr) -> Option<Transport> {
+        self.connections.get(&remote).map(|c| c.transport)
     }
 
     /// A request from `remote` was authenticated (chan_sip's `req->authenticated`): its
@@ -159,10 +247,11 @@ impl Tcp {
         }
     }
 
-    /// Sends `data` to `remote` over its connection, opening one when there is none. A
-    /// connection with [`WRITE_QUEUE_BYTES`] already waiting is closed instead (its peer does not
-    /// read), and the next send opens a new one.
-    pub fn send(&mut self, remote: SocketAddr, data: Vec<u8>) {
+    /// Sends `data` to `remote` over its connection, opening one over `transport` when there
+    /// is none (a connection there is used whatever its transport: the phone that registered
+    /// over TLS is called over its connection). A connection with [`WRITE_QUEUE_BYTES`] already
+    /// waiting is closed instead (its peer does not read), and the next send opens a new one.
+    pub fn send(&mut self, remote: SocketAddr, transport: Transport, data: Vec<u8>) {
         let data = match self.connections.get(&remote) {
             Some(connection) => {
                 let waiting = connection.queued.load(Ordering::Relaxed);
@@ -190,11 +279,15 @@ impl Tcp {
             tracing::warn!("SIP TCP connection to {remote} not opened: {MAX_CONNECTIONS} connections open");
             return;
         }
-        self.connect(remote, data);
+        if !self.enabled(transport) {
+            tracing::warn!("SIP {} to {remote} not sent: {transport:?} is not enabled", transport.via_name());
+            return;
+        }
+        self.connect(remote, transport, data);
     }
 
-    fn connect(&mut self, remote: SocketAddr, first: Vec<u8>) {
-        self.spawn(remote, Some(first), None, async move {
+    fn connect(&mut self, remote: SocketAddr, transport: Transport, first: Vec<u8>) {
+        self.spawn(remote, transport, Some(first), None, async move {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(remote)).await {
                 Ok(Ok(stream)) => Some(stream),
                 Ok(Err(e)) => {
@@ -216,6 +309,7 @@ impl Tcp {
     fn spawn(
         &mut self,
         remote: SocketAddr,
+        transport: Transport,
         first: Option<Vec<u8>>,
         auth: Option<(oneshot::Sender<()>, oneshot::Receiver<()>, tokio::time::Instant)>,
         stream: impl std::future::Future<Output = Option<TcpStream>> + Send + 'static,
@@ -234,14 +328,37 @@ impl Tcp {
         };
         // A connection replaced under the same address (its task runs on until it ends).
         self.forget(remote);
-        if unauthenticated.is_some() {
+        let inbound = unauthenticated.is_some();
+        if inbound {
             self.unauthenticated += 1;
         }
-        self.connections.insert(remote, Connection { id, queue, queued: queued.clone(), unauthenticated });
+        self.connections.insert(remote, Connection { id, transport, queue, queued: queued.clone(), unauthenticated });
+        // In place: a table rebuilt at each connection churns the monitor's heap (RSS grows).
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).push(ConnectionRow { remote, transport, inbound });
         let events = self.events.clone();
+        let tls = match transport {
+            Transport::Tls => self.tls.as_ref().map(|(_, context)| context.clone()),
+            _ => None,
+        };
+        let server_name = self
+            .names
+            .name_of(remote)
+            .and_then(|name| rustls::pki_types::ServerName::try_from(name).ok())
+            .unwrap_or_else(|| TlsContext::server_name(remote));
         tokio::spawn(async move {
             if let Some(stream) = stream.await {
-                run(stream, remote, Outgoing { queue: outgoing, queued }, auth, &events).await;
+                let _ = stream.set_nodelay(true);
+                let outgoing = Outgoing { queue: outgoing, queued };
+                match tls {
+                    None => run(stream, remote, Transport::Tcp, outgoing, auth, &events).await,
+                    Some(context) => {
+                        // A connection made to us has `tcpauthtimeout` for its handshake too.
+                        let deadline = auth.as_ref().map(|(_, deadline)| *deadline);
+                        if let Some(stream) = handshake(&context, stream, remote, server_name, deadline).await {
+                            run(stream, remote, Transport::Tls, outgoing, auth, &events).await;
+                        }
+                    }
+                }
             }
             let _ = events.send(TcpEvent::Closed { remote, id }).await;
         });
@@ -254,6 +371,7 @@ impl Tcp {
             if connection.unauthenticated.is_some() {
                 self.unauthenticated -= 1;
             }
+            self.table.lock().unwrap_or_else(|p| p.into_inner()).retain(|row| row.remote != remote);
         }
     }
 
@@ -280,10 +398,53 @@ impl Outgoing {
     }
 }
 
-/// Writes `data`, within [`WRITE_TIMEOUT`]; false (said in the log) when the connection is to
-/// be closed.
-async fn write(writer: &mut OwnedWriteHalf, remote: SocketAddr, data: &[u8]) -> bool {
-    match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(data)).await {
+/// The TLS handshake on a connection: as the server for one made to us (`deadline` set: by
+/// then, `tcpauthtimeout`), as the client for one we opened (verifying the server as
+/// `tlsdontverifyserver` says, as `name`). `None`, said in the log, when it fails.
+async fn handshake(
+    context: &TlsContext,
+    stream: TcpStream,
+    remote: SocketAddr,
+    name: rustls::pki_types::ServerName<'static>,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<tokio_rustls::TlsStream<TcpStream>> {
+    let shaken = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, context.acceptor.accept(stream)).await {
+            Ok(shaken) => shaken.map(tokio_rustls::TlsStream::from),
+            Err(_) => {
+                tracing::info!("SIP TLS connection from {remote}: no handshake in time (tcpauthtimeout): closed");
+                return None;
+            }
+        },
+        None => match tokio::time::timeout(CONNECT_TIMEOUT, context.connector.connect(name, stream)).await {
+            Ok(shaken) => shaken.map(tokio_rustls::TlsStream::from),
+            Err(_) => {
+                tracing::warn!("SIP TLS connection to {remote} failed: no handshake in {CONNECT_TIMEOUT:?}");
+                return None;
+            }
+        },
+    };
+    match shaken {
+        Ok(stream) => {
+            tracing::debug!("SIP TLS connection with {remote}: handshake done");
+            Some(stream)
+        }
+        Err(e) => {
+            let direction = if deadline.is_some() { "from" } else { "to" };
+            tracing::warn!("SIP TLS handshake {direction} {remote} failed: {e}");
+            None
+        }
+    }
+}
+
+/// Writes `data`, within [`WRITE_TIMEOUT`] (and flushes it: TLS holds what it has encrypted
+/// until then); false (said in the log) when the connection is to be closed.
+async fn write(writer: &mut (impl AsyncWrite + Unpin), remote: SocketAddr, data: &[u8]) -> bool {
+    let written = async {
+        writer.write_all(data).await?;
+        writer.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
             tracing::warn!("SIP TCP send to {remote}: {e}");
@@ -310,14 +471,15 @@ async fn signalled(signal: &mut Option<oneshot::Receiver<()>>) {
 /// keepalive pings (RFC 5626's CRLFCRLF) with a pong. `auth`: for a connection made to us,
 /// the signal that it authenticated and the moment it is closed if it has not.
 async fn run(
-    stream: TcpStream,
+    stream: impl AsyncRead + AsyncWrite + Send + Unpin,
     remote: SocketAddr,
+    transport: Transport,
     mut outgoing: Outgoing,
     auth: Option<(oneshot::Receiver<()>, tokio::time::Instant)>,
     events: &mpsc::Sender<TcpEvent>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let name = transport.via_name();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut decoder = StreamDecoder::new();
     let mut buffer = vec![0u8; 16_384];
     let (mut authenticated, deadline) = match auth {
@@ -330,7 +492,7 @@ async fn run(
             // Either way (authenticated, or the monitor forgot the connection) no deadline now.
             () = signalled(&mut authenticated) => authenticated = None,
             _ = tokio::time::sleep_until(deadline), if waiting_for_auth => {
-                tracing::debug!("SIP TCP connection with {remote} not authenticated in time (tcpauthtimeout): closed");
+                tracing::debug!("SIP {name} connection with {remote} not authenticated in time (tcpauthtimeout): closed");
                 return;
             }
             read = tokio::time::timeout(IDLE, reader.read(&mut buffer)) => {
@@ -338,11 +500,11 @@ async fn run(
                     Ok(Ok(0)) => return,
                     Ok(Ok(len)) => len,
                     Ok(Err(e)) => {
-                        tracing::debug!("SIP TCP connection with {remote}: {e}");
+                        tracing::debug!("SIP {name} connection with {remote}: {e}");
                         return;
                     }
                     Err(_) => {
-                        tracing::debug!("SIP TCP connection with {remote} idle for {IDLE:?}: closed");
+                        tracing::debug!("SIP {name} connection with {remote} idle for {IDLE:?}: closed");
                         return;
                     }
                 };
@@ -350,7 +512,8 @@ async fn run(
                 while let Some(item) = decoder.next_item() {
                     match item {
                         Ok(StreamItem::Message(message)) => {
-                            if events.send(TcpEvent::Message { remote, message: Box::new(message) }).await.is_err() {
+                            let event = TcpEvent::Message { remote, transport, message: Box::new(message) };
+                            if events.send(event).await.is_err() {
                                 return;
                             }
                         }
@@ -365,11 +528,11 @@ async fn run(
                                 // chan_sip: "Rejecting TCP/TLS packet from '%s' because way too large".
                                 ParseErrorKind::TooLarge { .. } | ParseErrorKind::ContentLengthTooLarge { .. } => {
                                     tracing::info!(
-                                        "Rejecting TCP packet from '{remote}' because way too large: {error}; closing the connection"
+                                        "Rejecting {name} packet from '{remote}' because way too large: {error}; closing the connection"
                                     )
                                 }
                                 _ => tracing::warn!(
-                                    "Bad SIP message from {remote} (TCP): {error}; closing the connection"
+                                    "Bad SIP message from {remote} ({name}): {error}; closing the connection"
                                 ),
                             }
                             if let Some(response) = error.bad_request() {
@@ -405,19 +568,19 @@ mod tests {
     fn a_peer_that_does_not_read_is_closed() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
-            let (mut tcp, mut events) = Tcp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let (mut tcp, mut events) = Tcp::bind(Some("127.0.0.1:0".parse().unwrap()), None).unwrap();
             let mut peer = std::net::TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
-            let (stream, remote) = tcp.accept().await.unwrap();
-            tcp.accepted(stream, remote, Limits { authtimeout: Duration::from_secs(600), authlimit: 10 });
+            let (stream, remote, transport) = tcp.accept().await.unwrap();
+            tcp.accepted(stream, remote, transport, Limits { authtimeout: Duration::from_secs(600), authlimit: 10 });
             tcp.authenticated(remote);
             let mut sent = 0usize;
-            while tcp.is_connected(remote) && sent < 256 << 20 {
-                tcp.send(remote, vec![b'x'; 16_384]);
+            while tcp.connected(remote).is_some() && sent < 256 << 20 {
+                tcp.send(remote, Transport::Tcp, vec![b'x'; 16_384]);
                 sent += 16_384;
                 // Let the connection's task take what it can.
                 tokio::task::yield_now().await;
             }
-            assert!(!tcp.is_connected(remote), "still queueing after {sent} bytes");
+            assert!(tcp.connected(remote).is_none(), "still queueing after {sent} bytes");
             let closed = tokio::time::timeout(2 * WRITE_TIMEOUT, async {
                 while let Some(event) = events.recv().await {
                     if let TcpEvent::Closed { remote: r, .. } = event {
@@ -449,30 +612,30 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let limits = Limits { authtimeout: Duration::from_secs(600), authlimit: 2 };
-            let (mut tcp, mut events) = Tcp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let (mut tcp, mut events) = Tcp::bind(Some("127.0.0.1:0".parse().unwrap()), None).unwrap();
             let accept = async |tcp: &mut Tcp| {
                 let peer = std::net::TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
-                let (stream, remote) = tcp.accept().await.unwrap();
-                tcp.accepted(stream, remote, limits);
+                let (stream, remote, transport) = tcp.accept().await.unwrap();
+                tcp.accepted(stream, remote, transport, limits);
                 (peer, remote)
             };
             let (_a, a) = accept(&mut tcp).await;
             let (b_peer, b) = accept(&mut tcp).await;
             let (_c, c) = accept(&mut tcp).await;
-            assert!(tcp.is_connected(a) && tcp.is_connected(b), "within the limit");
-            assert!(!tcp.is_connected(c), "past the limit: closed at once");
+            assert!(tcp.connected(a).is_some() && tcp.connected(b).is_some(), "within the limit");
+            assert!(tcp.connected(c).is_none(), "past the limit: closed at once");
             tcp.authenticated(a);
             let (_d, d) = accept(&mut tcp).await;
-            assert!(tcp.is_connected(d), "an authenticated connection no longer counts");
+            assert!(tcp.connected(d).is_some(), "an authenticated connection no longer counts");
             drop(b_peer);
             let event = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
             let Ok(Some(TcpEvent::Closed { remote, id })) = event else { panic!("{event:?}") };
             assert_eq!(remote, b);
             tcp.closed(remote, id);
             let (_e, e) = accept(&mut tcp).await;
-            assert!(tcp.is_connected(e), "one that ended no longer counts");
+            assert!(tcp.connected(e).is_some(), "one that ended no longer counts");
             let (_f, f) = accept(&mut tcp).await;
-            assert!(!tcp.is_connected(f), "at the limit again");
+            assert!(tcp.connected(f).is_none(), "at the limit again");
         });
     }
 }

@@ -26,7 +26,7 @@ use starling_media::session::{RtpSession, SessionEvent};
 use starling_relay::{RelayHandle, RelayTo, RelayedLeg};
 use starling_sip::digest::Credentials;
 use starling_sip::session::InviteSession;
-use starling_sip::transaction::TxId;
+use starling_sip::transaction::{Transport, TxId};
 use starling_sip::uri::Uri;
 use starling_sip::{Method, Request};
 
@@ -71,9 +71,9 @@ pub struct PvtParts {
     pub remote: SocketAddr,
     /// Our SIP address (Via, Contact).
     pub local: SocketAddr,
-    /// Whether the call's signalling runs over TCP (our Via and Contacts say so; the monitor
-    /// picks the connection).
-    pub tcp: bool,
+    /// What the call's signalling runs over (our Via and Contacts say so: `transport=tcp`/`tls`;
+    /// the monitor picks the connection).
+    pub transport: Transport,
     pub useragent: String,
     pub dtmfmode: DtmfMode,
     pub directmedia: DirectMedia,
@@ -100,7 +100,7 @@ pub struct Pvt {
     pub(super) direction: Direction,
     pub(super) remote: SocketAddr,
     pub(super) local: SocketAddr,
-    pub(super) tcp: bool,
+    pub(super) transport: Transport,
     pub(super) useragent: String,
     pub(super) dtmfmode: DtmfMode,
     pub(super) directmedia: DirectMedia,
@@ -215,7 +215,7 @@ impl Pvt {
             direction: parts.direction,
             remote: parts.remote,
             local: parts.local,
-            tcp: parts.tcp,
+            transport: parts.transport,
             useragent: parts.useragent,
             dtmfmode: parts.dtmfmode,
             directmedia: parts.directmedia,

@@ -12,6 +12,7 @@ use starling_core::tokio;
 use starling_media::sdp::{Codec, LocalMedia, Negotiated};
 use starling_media::session::RtpSession;
 use starling_sip::dialog::Dialog;
+use starling_sip::transaction::Transport;
 use starling_sip::Request;
 
 use crate::call::driver::{Direction, Pvt, PvtParts};
@@ -120,7 +121,8 @@ pub struct CallStart<'a> {
     pub remote: SocketAddr,
     /// Our SIP address, as told to the far end.
     pub local: SocketAddr,
-    pub tcp: bool,
+    /// What the call's signalling goes over (our Contacts say `transport=tcp`/`tls`).
+    pub transport: Transport,
     /// The user `sip show channels` shows.
     pub user: String,
     /// The codec the call starts with.
@@ -164,7 +166,7 @@ impl CallStart<'_> {
                 },
                 codecs: self.media.codecs.iter().map(|c| format_name(&c.name).to_owned()).collect(),
                 dtmfmode: self.profile.dtmfmode,
-                transport: if self.tcp { "TCP" } else { "UDP" },
+                transport: self.transport.via_name(),
             },
         };
         shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(self.key.call_id.clone(), row);
@@ -175,7 +177,7 @@ impl CallStart<'_> {
             direction: self.direction,
             remote: self.remote,
             local: self.local,
-            tcp: self.tcp,
+            transport: self.transport,
             useragent: shared_config.general.useragent.clone(),
             dtmfmode: self.profile.dtmfmode,
             directmedia: self.profile.directmedia,

@@ -11,7 +11,7 @@ use starling_core::tracing;
 use starling_media::sdp::LocalMedia;
 use starling_sip::message::SipMessage;
 use starling_sip::session::{EndReason, Event, InviteSession, ReferTarget, Rel100, SessionConfig, State, Transmit};
-use starling_sip::transaction::{via_for, Transport};
+use starling_sip::transaction::via_for;
 use starling_sip::{HeaderName, MessageHeaders, Method, Request};
 
 use super::driver::{now, Direction, Pvt};
@@ -29,7 +29,7 @@ const FIRST_INVITE_SEQ: u32 = 102;
 impl Pvt {
     /// What the session is told of us: our Via and Contact (as `user`), sip.conf's timers.
     fn session_config(&self, user: &str) -> SessionConfig {
-        let transport = if self.tcp { Transport::Tcp } else { Transport::Udp };
+        let transport = self.transport;
         let host = starling_sip::uri::Host::from_ip(self.local.ip());
         let st = &self.session_timers;
         let credentials = match &self.direction {
@@ -596,9 +596,9 @@ impl Pvt {
         self.remote
     }
 
-    /// Our Contact as `user` (with `transport=tcp` on a call over TCP).
+    /// Our Contact as `user` (with `transport=tcp` on a call over TCP, `tls` over TLS).
     pub(super) fn contact(&self, user: &str) -> String {
-        let transport = if self.tcp { ";transport=tcp" } else { "" };
+        let transport = self.transport.uri_param().map(|t| format!(";transport={t}")).unwrap_or_default();
         format!("<sip:{user}@{}{transport}>", self.local)
     }
 }
