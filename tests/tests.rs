@@ -44,3 +44,5 @@ mod jitter;
 mod timers;
 // Issue 25: device state, Custom devices, hints, EXTENSION_STATE and the manager's extension states.
 mod hints;
+// Issue 25: SUBSCRIBE/NOTIFY (dialog, presence) in chan_sip, SIPp BLF keys.
+mod subscribe;

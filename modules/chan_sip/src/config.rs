@@ -127,6 +127,12 @@ pub struct Peer {
     pub mailbox: Vec<String>,
     pub language: String,
     pub description: String,
+    /// `allowsubscribe` (default `[general]`'s, yes): whether this peer may SUBSCRIBE to
+    /// extension states (chan_sip's `SIP_PAGE2_ALLOWSUBSCRIBE`).
+    pub allowsubscribe: bool,
+    /// `subscribecontext`: where its subscriptions' extensions (and their hints) are looked up;
+    /// `None`: `[general]`'s, else the peer's `context`.
+    pub subscribecontext: Option<String>,
 }
 
 /// `mohinterpret=class|passthrough` (empty: `default`).
@@ -275,6 +281,11 @@ pub struct General {
     pub srvlookup: bool,
     /// The `jb*` keys (see [`JbConf`]).
     pub jb: JbConf,
+    /// `allowsubscribe` (yes): SUBSCRIBE is taken (every peer's default; `no` here refuses
+    /// every subscription, as chan_sip's global flag).
+    pub allowsubscribe: bool,
+    /// `subscribecontext`: every peer's default (none: the peer's `context`).
+    pub subscribecontext: Option<String>,
 }
 
 /// sip.conf's jitter buffer (Asterisk's `struct ast_jb_conf`, read by `ast_jb_read_conf`): on
@@ -787,6 +798,8 @@ impl SipConf {
             language: "en".into(),
             srvlookup: true,
             jb: JbConf::default(),
+            allowsubscribe: true,
+            subscribecontext: None,
         };
         let mut registrations = Vec::new();
         if let Some(section) = config.section("general") {
@@ -882,6 +895,8 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         }
         "language" => g.language = var.value.clone(),
         "srvlookup" => g.srvlookup = bool_of(var)?,
+        "allowsubscribe" => g.allowsubscribe = bool_of(var)?,
+        "subscribecontext" => g.subscribecontext = Some(var.value.trim().to_owned()).filter(|c| !c.is_empty()),
         "register" => registrations.push(parse_register(var)?),
         _ if jb_key(&mut g.jb, var)? => {}
         _ => tracing::warn!("{}: unknown [general] key '{}' in sip.conf", var.location, var.name),
@@ -937,6 +952,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         mailbox: Vec::new(),
         language: general.language.clone(),
         description: String::new(),
+        allowsubscribe: general.allowsubscribe,
+        subscribecontext: general.subscribecontext.clone(),
     };
     let mut has_type = false;
     for var in &section.variables {
@@ -1042,6 +1059,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 }
                 "language" => p.language = var.value.clone(),
                 "description" => p.description = var.value.clone(),
+                "allowsubscribe" => p.allowsubscribe = var.parse_bool()?,
+                "subscribecontext" => p.subscribecontext = Some(var.value.trim().to_owned()).filter(|c| !c.is_empty()),
                 _ => tracing::warn!(
                     "{}: unknown key '{}' for peer '{}' in sip.conf",
                     var.location,

@@ -1,0 +1,171 @@
+//! Issue 25: SUBSCRIBE/NOTIFY in chan_sip. A SIPp BLF key (peer `watcher`, digest) subscribes
+//! with `Event: dialog` to 1001, a hinted SIP peer (a SIPp UAS that rings 2 s then answers),
+//! and sees NOTIFYs terminated → early → confirmed → terminated while another SIPp calls 1001
+//! and hangs up (the bodies read from SIPp's message trace and parsed by Python's XML parser);
+//! `sip show subscriptions` lists it; it unsubscribes (Expires: 0) and gets 200 and a last
+//! NOTIFY `terminated`. A SUBSCRIBE to an extension without a hint is 404.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const EXTENSIONS: &str = "[default]
+exten => 1001,hint,SIP/1001
+exten => 1001,1,Dial(SIP/1001)
+ same => n,Hangup()
+exten => 2000,1,Answer()
+ same => n,Hangup()
+";
+
+/// Starling with peer 1001 at `peer_port` (hinted) and `watcher` (a friend with a secret) that
+/// subscribes.
+fn subscribe_pbx(name: &str, peer_port: u16) -> (Server, u16) {
+    sip_pbx_on_port(name, &["pbx_config", "app_dial"], Some(EXTENSIONS), |_| {
+        format!(
+            "allowguest=yes\ncontext=default\n[1001]\ntype=peer\nhost=127.0.0.1\nport={peer_port}\n\
+             insecure=invite\ndisallow=all\nallow=ulaw\n[watcher]\ntype=friend\nhost=dynamic\nsecret=pw\n\
+             context=default\n"
+        )
+    })
+}
+
+/// The messages SIPp received, from its `-trace_msg` file.
+fn received_messages(trace: &str) -> Vec<String> {
+    trace
+        .split("-----------------------------------------------")
+        .filter(|chunk| chunk.contains("message received"))
+        .filter_map(|chunk| {
+            let start = chunk.find("bytes :")? + "bytes :".len();
+            Some(chunk[start..].trim_start_matches(['\r', '\n']).to_owned())
+        })
+        .collect()
+}
+
+/// The header and body of a message.
+fn split_message(message: &str) -> (&str, &str) {
+    message.split_once("\r\n\r\n").or_else(|| message.split_once("\n\n")).unwrap_or((message, ""))
+}
+
+/// The value of a header of `head`.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// A dialog-info body read by Python's XML parser (ElementTree): the root must be RFC 4235's
+/// `dialog-info` (its namespace), with `version`, `state` and `entity`; each `dialog` has a
+/// `state`. Returns `(version, state attribute, the dialogs' states)`.
+fn parse_dialog_info(body: &str) -> (u32, String, Vec<String>) {
+    let script = "import sys, xml.etree.ElementTree as ET\n\
+                  r = ET.fromstring(sys.stdin.buffer.read())\n\
+                  ns = '{urn:ietf:params:xml:ns:dialog-info}'\n\
+                  assert r.tag == ns + 'dialog-info', r.tag\n\
+                  assert r.get('entity', '').startswith('sip:1001@'), r.get('entity')\n\
+                  ds = r.findall(ns + 'dialog')\n\
+                  assert len(ds) == 1 and ds[0].get('id') == '1001', ds\n\
+                  print(r.get('version'), r.get('state'), ' '.join(d.find(ns + 'state').text for d in ds))\n";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "not a dialog-info document: {}\n{body}", String::from_utf8_lossy(&out.stderr));
+    let mut words = text.split_whitespace();
+    let version = words.next().and_then(|v| v.parse().ok()).expect("a version");
+    let state = words.next().unwrap_or("").to_owned();
+    (version, state, words.map(str::to_owned).collect())
+}
+
+/// The BLF key follows a call to 1001: terminated (idle) → early (ringing) → confirmed →
+/// terminated, each NOTIFY's dialog-info well-formed, full, its version counting up; `sip show
+/// subscriptions` lists the subscription in chan_sip's columns; the unsubscribe gets 200 and a
+/// last NOTIFY with `Subscription-State: terminated`, and the list is empty again.
+#[test]
+fn a_dialog_subscription_follows_a_call_and_ends_on_unsubscribe() {
+    let uas = SippUas::spawn("uas_ring_answer.xml");
+    let (server, sip) = subscribe_pbx("subdialog", uas.port);
+    let trace = std::env::temp_dir().join(format!("stl-{}-subdialog-trace.log", std::process::id()));
+    let _ = std::fs::remove_file(&trace);
+    let trace_arg = trace.to_str().unwrap().to_owned();
+    let auth_uri = format!("1001@127.0.0.1:{sip}");
+    let subscriber = std::thread::spawn(move || {
+        let args = ["-s", "1001", "-au", "watcher", "-ap", "pw", "-auth_uri", &auth_uri, "-m", "1"];
+        let args: Vec<&str> = args.into_iter().chain(["-trace_msg", "-message_file", &trace_arg]).collect();
+        sipp_bounded(
+            &format!("127.0.0.1:{sip}"),
+            "127.0.0.1",
+            free_udp_port(),
+            "subscribe_dialog.xml",
+            &args,
+            Duration::from_secs(40),
+        )
+    });
+    let listed = eventually(Duration::from_secs(10), || {
+        let out = server.rx("sip show subscriptions");
+        out.contains("1 active SIP subscription\n").then_some(out)
+    });
+    let listed = listed.unwrap_or_else(|| panic!("{}\n{}", server.rx("sip show subscriptions"), server.log_tail()));
+    let mut lines = listed.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Peer             User             Call ID          Extension        Last state     Type            Mailbox    Expiry"),
+        "{listed}"
+    );
+    let row = lines.next().unwrap_or("");
+    assert!(row.starts_with("127.0.0.1        watcher          "), "{listed}");
+    assert!(row.contains("  1001@default     Idle           dialog-info+xml <none>     600"), "{listed}");
+
+    let (code, out) = run_sipp(sip, "invite_answer.xml", "1001", "", "", 1);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert_eq!(uas.finish().0, 0, "the peer took the call");
+    let (code, out) = subscriber.join().unwrap();
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace);
+    assert_eq!(code, 0, "{out}\n{text}\n{}", server.log_tail());
+
+    let notifies: Vec<String> = received_messages(&text).into_iter().filter(|m| m.starts_with("NOTIFY ")).collect();
+    assert_eq!(notifies.len(), 5, "{text}");
+    let mut states = Vec::new();
+    for (i, notify) in notifies.iter().enumerate() {
+        let (head, body) = split_message(notify);
+        assert_eq!(header(head, "Event"), Some("dialog"), "{notify}");
+        assert_eq!(header(head, "Content-Type"), Some("application/dialog-info+xml"), "{notify}");
+        let (version, full, dialogs) = parse_dialog_info(body);
+        assert_eq!(version, i as u32, "{notify}");
+        assert_eq!(full, "full", "{notify}");
+        assert_eq!(dialogs.len(), 1, "{notify}");
+        let subscription_state = header(head, "Subscription-State").unwrap_or("");
+        if i < 4 {
+            assert!(subscription_state.starts_with("active;expires="), "{notify}");
+            states.push(dialogs[0].clone());
+        } else {
+            assert!(subscription_state.starts_with("terminated"), "{notify}");
+        }
+    }
+    assert_eq!(states, ["terminated", "early", "confirmed", "terminated"], "{text}");
+    // The ringing NOTIFY names the caller side of the dialog (chan_sip's notifyringing).
+    assert!(notifies[1].contains("direction=\"recipient\""), "{}", notifies[1]);
+    let out = server.rx("sip show subscriptions");
+    assert!(out.ends_with("\n0 active SIP subscriptions\n"), "{out}");
+}
+
+/// A SUBSCRIBE to an extension that exists but has no hint is 404 (after the challenge: the
+/// watcher authenticates first, as for an INVITE); a wrong password gets no further than 403.
+#[test]
+fn a_subscription_to_an_extension_without_a_hint_is_404() {
+    let (server, sip) = subscribe_pbx("subnohint", 9);
+    let auth_uri = format!("2000@127.0.0.1:{sip}");
+    let args = ["-s", "2000", "-au", "watcher", "-ap", "pw", "-auth_uri", &auth_uri, "-m", "1"];
+    let (code, out) = run_sipp_with(sip, "subscribe_404.xml", &args);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(server.log().contains("for '2000@default': no hint there, 404"), "{}", server.log_tail());
+    assert!(server.rx("sip show subscriptions").ends_with("\n0 active SIP subscriptions\n"));
+}
