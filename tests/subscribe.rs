@@ -11,6 +11,7 @@ use crate::util::*;
 
 const EXTENSIONS: &str = "[default]
 exten => 1001,hint,SIP/1001
+exten => 1002,hint,Custom:lamp
 exten => 1001,1,Dial(SIP/1001)
  same => n,Hangup()
 exten => 2000,1,Answer()
@@ -20,11 +21,11 @@ exten => 2000,1,Answer()
 /// Starling with peer 1001 at `peer_port` (hinted) and `watcher` (a friend with a secret) that
 /// subscribes.
 fn subscribe_pbx(name: &str, peer_port: u16) -> (Server, u16) {
-    sip_pbx_on_port(name, &["pbx_config", "app_dial"], Some(EXTENSIONS), |_| {
+    sip_pbx_on_port(name, &["pbx_config", "app_dial", "func_devstate"], Some(EXTENSIONS), |_| {
         format!(
             "allowguest=yes\ncontext=default\n[1001]\ntype=peer\nhost=127.0.0.1\nport={peer_port}\n\
              insecure=invite\ndisallow=all\nallow=ulaw\n[watcher]\ntype=friend\nhost=dynamic\nsecret=pw\n\
-             context=default\n"
+             context=default\n[nosub]\ntype=friend\nhost=dynamic\nsecret=pw\nallowsubscribe=no\n"
         )
     })
 }
@@ -66,18 +67,7 @@ fn parse_dialog_info(body: &str) -> (u32, String, Vec<String>) {
                   ds = r.findall(ns + 'dialog')\n\
                   assert len(ds) == 1 and ds[0].get('id') == '1001', ds\n\
                   print(r.get('version'), r.get('state'), ' '.join(d.find(ns + 'state').text for d in ds))\n";
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "not a dialog-info document: {}\n{body}", String::from_utf8_lossy(&out.stderr));
+    let text = python_on(script, body);
     let mut words = text.split_whitespace();
     let version = words.next().and_then(|v| v.parse().ok()).expect("a version");
     let state = words.next().unwrap_or("").to_owned();
@@ -163,9 +153,183 @@ fn a_dialog_subscription_follows_a_call_and_ends_on_unsubscribe() {
 fn a_subscription_to_an_extension_without_a_hint_is_404() {
     let (server, sip) = subscribe_pbx("subnohint", 9);
     let auth_uri = format!("2000@127.0.0.1:{sip}");
-    let args = ["-s", "2000", "-au", "watcher", "-ap", "pw", "-auth_uri", &auth_uri, "-m", "1"];
+    let args =
+        ["-s", "2000", "-key", "user", "watcher", "-au", "watcher", "-ap", "pw", "-auth_uri", &auth_uri, "-m", "1"];
     let (code, out) = run_sipp_with(sip, "subscribe_404.xml", &args);
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
     assert!(server.log().contains("for '2000@default': no hint there, 404"), "{}", server.log_tail());
     assert!(server.rx("sip show subscriptions").ends_with("\n0 active SIP subscriptions\n"));
+}
+
+/// A peer with `allowsubscribe=no` is refused `403 Forbidden (policy)` once authenticated, as
+/// chan_sip.
+#[test]
+fn a_peer_without_allowsubscribe_is_refused() {
+    let (server, sip) = subscribe_pbx("subpolicy", 9);
+    let auth_uri = format!("1001@127.0.0.1:{sip}");
+    let args = ["-s", "1001", "-key", "user", "nosub", "-au", "nosub", "-ap", "pw", "-auth_uri", &auth_uri, "-m", "1"];
+    let (code, out) = run_sipp_with(sip, "subscribe_403.xml", &args);
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(server.log().contains("Subscription from 'nosub' (127.0.0.1:"), "{}", server.log_tail());
+}
+
+/// Runs `scenario` (subscribe_watch or subscribe_481) as `watcher` to 1002 (hint Custom:lamp)
+/// with `accept`, in the background, tracing what SIPp receives to `trace`.
+fn watch(
+    sip: u16,
+    scenario: &'static str,
+    event: &'static str,
+    accept: &'static str,
+    trace: &std::path::Path,
+) -> std::thread::JoinHandle<(i32, String)> {
+    let _ = std::fs::remove_file(trace);
+    let trace = trace.to_str().unwrap().to_owned();
+    std::thread::spawn(move || {
+        let auth_uri = format!("1002@127.0.0.1:{sip}");
+        let args = [
+            "-s",
+            "1002",
+            "-key",
+            "user",
+            "watcher",
+            "-key",
+            "event",
+            event,
+            "-key",
+            "accept",
+            accept,
+            "-au",
+            "watcher",
+            "-ap",
+            "pw",
+            "-auth_uri",
+            &auth_uri,
+            "-m",
+            "1",
+            "-trace_msg",
+            "-message_file",
+            &trace,
+        ];
+        sipp_bounded(
+            &format!("127.0.0.1:{sip}"),
+            "127.0.0.1",
+            free_udp_port(),
+            scenario,
+            &args,
+            Duration::from_secs(40),
+        )
+    })
+}
+
+/// The row of `sip show subscriptions` once there is one, else a panic with the log.
+fn listed_row(server: &Server) -> String {
+    let row = eventually(Duration::from_secs(10), || {
+        let out = server.rx("sip show subscriptions");
+        out.contains("1 active SIP subscription\n").then(|| out.lines().nth(1).unwrap_or("").to_owned())
+    });
+    row.unwrap_or_else(|| panic!("{}\n{}", server.rx("sip show subscriptions"), server.log_tail()))
+}
+
+/// A presence subscription (`Accept: application/pidf+xml`) to a hint on `Custom:lamp`:
+/// PIDF bodies (parsed by Python's XML parser) say `open`/`Ready`, then `busy`/`On the phone`
+/// when `devstate change` makes the lamp INUSE; when Starling stops, a last NOTIFY says
+/// `terminated;reason=deactivated`.
+#[test]
+fn a_presence_subscription_hears_a_device_change_and_the_shutdown() {
+    let (mut server, sip) = subscribe_pbx("subpresence", 9);
+    let trace = std::env::temp_dir().join(format!("stl-{}-subpresence-trace.log", std::process::id()));
+    let subscriber = watch(sip, "subscribe_watch.xml", "presence", "application/pidf+xml", &trace);
+    let row = listed_row(&server);
+    assert!(row.contains("  1002@default     Idle           pidf+xml        <none>     600"), "{row}");
+    assert_eq!(server.rx("devstate change Custom:lamp INUSE"), "Changing lamp to INUSE\n");
+    let inuse = eventually(Duration::from_secs(5), || listed_row(&server).contains(" InUse ").then_some(()));
+    assert!(inuse.is_some(), "{}", server.rx("sip show subscriptions"));
+    server.rx("core stop now");
+    server.wait_exit(Duration::from_secs(20));
+    let (code, out) = subscriber.join().unwrap();
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace);
+    assert_eq!(code, 0, "{out}\n{text}");
+    let notifies: Vec<String> = received_messages(&text).into_iter().filter(|m| m.starts_with("NOTIFY ")).collect();
+    assert_eq!(notifies.len(), 3, "{text}");
+    let pidf: Vec<(String, String, String)> = notifies
+        .iter()
+        .map(|n| {
+            let (head, body) = split_message(n);
+            assert_eq!(header(head, "Event"), Some("presence"), "{n}");
+            assert_eq!(header(head, "Content-Type"), Some("application/pidf+xml"), "{n}");
+            parse_pidf(body)
+        })
+        .collect();
+    let words = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(pidf[0], words("open", "Ready", "-"), "{text}");
+    assert_eq!(pidf[1], words("open", "On the phone", "busy"), "{text}");
+    let (head, _) = split_message(&notifies[2]);
+    assert_eq!(header(head, "Subscription-State"), Some("terminated;reason=deactivated"), "{}", notifies[2]);
+}
+
+/// A PIDF body read by Python's XML parser: the tuple's basic status, the note, the RPID
+/// activity (`-` without one).
+fn parse_pidf(body: &str) -> (String, String, String) {
+    let script = "import sys, xml.etree.ElementTree as ET\n\
+                  r = ET.fromstring(sys.stdin.buffer.read())\n\
+                  ns = '{urn:ietf:params:xml:ns:pidf}'\n\
+                  ep = '{urn:ietf:params:xml:ns:pidf:rpid:rpid-person}'\n\
+                  assert r.tag == ns + 'presence', r.tag\n\
+                  t = r.find(ns + 'tuple')\n\
+                  assert t.get('id') == '1002', t.get('id')\n\
+                  acts = r.find('.//' + ep + 'activities')\n\
+                  act = '-' if acts is None or len(acts) == 0 else acts[0].tag.split('}')[1]\n\
+                  print(t.find(ns + 'status').find(ns + 'basic').text + '|' + r.find(ns + 'note').text + '|' + act)\n";
+    let out = python_on(script, body);
+    let mut parts = out.trim().split('|').map(str::to_owned);
+    (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
+}
+
+/// Runs a Python script with `input` on its stdin; its stdout (a failure panics with stderr).
+fn python_on(script: &str, input: &str) -> String {
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python: {}\n{input}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An older phone asks for `application/xpidf+xml`: its NOTIFYs carry XPIDF (`open`/`online`);
+/// it answers the NOTIFY of a change 481 (it forgot the subscription): the subscription ends
+/// there, without another NOTIFY, and `sip show subscriptions` no longer lists it.
+#[test]
+fn an_xpidf_subscription_ends_when_a_notify_gets_481() {
+    let (server, sip) = subscribe_pbx("subxpidf", 9);
+    let trace = std::env::temp_dir().join(format!("stl-{}-subxpidf-trace.log", std::process::id()));
+    let subscriber = watch(sip, "subscribe_481.xml", "presence", "application/xpidf+xml", &trace);
+    let row = listed_row(&server);
+    assert!(row.contains("  1002@default     Idle           xpidf+xml       <none>     600"), "{row}");
+    assert_eq!(server.rx("devstate change Custom:lamp INUSE"), "Changing lamp to INUSE\n");
+    let (code, out) = subscriber.join().unwrap();
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace);
+    assert_eq!(code, 0, "{out}\n{text}\n{}", server.log_tail());
+    let gone = eventually(Duration::from_secs(5), || {
+        server.rx("sip show subscriptions").ends_with("\n0 active SIP subscriptions\n").then_some(())
+    });
+    assert!(gone.is_some(), "{}", server.rx("sip show subscriptions"));
+    let notifies: Vec<String> = received_messages(&text).into_iter().filter(|m| m.starts_with("NOTIFY ")).collect();
+    assert_eq!(notifies.len(), 2, "{text}");
+    let (head, body) = split_message(&notifies[0]);
+    assert_eq!(header(head, "Content-Type"), Some("application/xpidf+xml"), "{}", notifies[0]);
+    assert!(body.contains("<status status=\"open\" />") && body.contains("substatus=\"online\""), "{body}");
+    let (_, body) = split_message(&notifies[1]);
+    assert!(body.contains("<status status=\"inuse\" />") && body.contains("substatus=\"onthephone\""), "{body}");
+    // Another change sends nothing: the subscription is over.
+    assert_eq!(server.rx("devstate change Custom:lamp NOT_INUSE"), "Changing lamp to NOT_INUSE\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!server.log().contains("panicked"), "{}", server.log_tail());
 }
