@@ -1095,6 +1095,32 @@ mod tests {
         RtpSettings::parse(&Config::parse_str("rtp.conf", text).unwrap()).map_err(|e| e.to_string())
     }
 
+    /// `allowsubscribe` (default yes) and `subscribecontext` (default none): `[general]`'s are
+    /// every peer's defaults, a peer's own win; a bad boolean is an error at its line.
+    #[test]
+    fn subscription_keys() {
+        let conf = parse("[general]\n[a]\ntype=friend\n").unwrap();
+        assert!(conf.general.allowsubscribe);
+        assert_eq!(conf.general.subscribecontext, None);
+        assert!(conf.peers[0].allowsubscribe);
+        assert_eq!(conf.peers[0].subscribecontext, None);
+        let conf = parse(
+            "[general]\nallowsubscribe=no\nsubscribecontext=blf\n[a]\ntype=friend\n\
+             [b]\ntype=friend\nallowsubscribe=yes\nsubscribecontext=lamps\n[c]\ntype=peer\nsubscribecontext=\n",
+        )
+        .unwrap();
+        assert!(!conf.general.allowsubscribe);
+        assert_eq!(conf.general.subscribecontext.as_deref(), Some("blf"));
+        let peer = |n: &str| conf.peers.iter().find(|p| p.name == n).unwrap().clone();
+        assert!(!peer("a").allowsubscribe);
+        assert_eq!(peer("a").subscribecontext.as_deref(), Some("blf"));
+        assert!(peer("b").allowsubscribe);
+        assert_eq!(peer("b").subscribecontext.as_deref(), Some("lamps"));
+        assert_eq!(peer("c").subscribecontext, None);
+        let error = parse("[general]\n[a]\ntype=friend\nallowsubscribe=perhaps\n").unwrap_err();
+        assert!(error.contains("sip.conf:4"), "{error}");
+    }
+
     /// The `jb*` keys: Asterisk's defaults, every key read, `jbimpl=adaptive`, and a bad value
     /// an error at its line.
     #[test]

@@ -1790,6 +1790,7 @@ impl Monitor {
         use starling_sip::session::Transmit;
         use starling_sip::subscription::Event as SubEvent;
         let now = tokio::time::Instant::now().into_std();
+        self.subscriptions.touched();
         let Some(entry) = self.subscriptions.map.get_mut(key) else { return };
         while let Some(transmit) = entry.sub.poll_transmit() {
             match transmit {
@@ -1868,6 +1869,7 @@ impl Monitor {
             }
             self.pump_subscription(key);
         }
+        self.subscriptions.touched();
         for (_, entry) in self.subscriptions.map.drain() {
             if let Some(watch) = entry.watch {
                 self.core.extension_state_del(watch);

@@ -30,20 +30,35 @@ pub struct Entry {
     pub row: Row,
 }
 
-/// The map, by dialog.
+/// The map, by dialog, and the earliest expiry (found again only after a subscription changed:
+/// the monitor asks at every wake).
 #[derive(Default)]
 pub struct Subscriptions {
     pub map: HashMap<CallKey, Entry>,
+    next: Option<std::time::Instant>,
+    stale: bool,
 }
 
 impl Subscriptions {
+    /// A subscription changed (its expiry may have moved, or it ended).
+    pub fn touched(&mut self) {
+        self.stale = true;
+    }
+
     /// The earliest expiry to run.
-    pub fn poll_timeout(&self) -> Option<std::time::Instant> {
-        self.map.values().filter_map(|e| e.sub.poll_timeout()).min()
+    pub fn poll_timeout(&mut self) -> Option<std::time::Instant> {
+        if self.stale {
+            self.next = self.map.values().filter_map(|e| e.sub.poll_timeout()).min();
+            self.stale = false;
+        }
+        self.next
     }
 
     /// The subscriptions whose expiry is due at `now`.
-    pub fn due(&self, now: std::time::Instant) -> Vec<CallKey> {
+    pub fn due(&mut self, now: std::time::Instant) -> Vec<CallKey> {
+        if self.poll_timeout().is_none_or(|at| at > now) {
+            return Vec::new();
+        }
         self.map
             .iter()
             .filter(|(_, e)| e.sub.poll_timeout().is_some_and(|at| at <= now))
