@@ -42,6 +42,24 @@ fn received_messages(trace: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every message of a SIPp `-trace_msg` file: when (seconds into the day, from SIPp's
+/// `YYYY-MM-DD HH:MM:SS.uuuuuu` stamp), whether it was received (else sent), and the message.
+fn trace_entries(trace: &str) -> Vec<(f64, bool, String)> {
+    trace
+        .split("-----------------------------------------------")
+        .filter_map(|chunk| {
+            let (stamp, rest) = chunk.split_once('\n')?;
+            let time = stamp.split_whitespace().last()?;
+            let mut hms = time.split(':');
+            let (h, m, s) = (hms.next()?, hms.next()?, hms.next()?);
+            let at = h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?;
+            let (first, message) = rest.split_once('\n')?;
+            let received = first.contains("message received");
+            Some((at, received, message.trim_start_matches(['\r', '\n']).to_owned()))
+        })
+        .collect()
+}
+
 /// The header and body of a message.
 fn split_message(message: &str) -> (&str, &str) {
     message.split_once("\r\n\r\n").or_else(|| message.split_once("\n\n")).unwrap_or((message, ""))
@@ -80,7 +98,10 @@ fn parse_dialog_info(body: &str) -> (u32, String, Vec<String>) {
 /// last NOTIFY with `Subscription-State: terminated`, and the list is empty again.
 #[test]
 fn a_dialog_subscription_follows_a_call_and_ends_on_unsubscribe() {
-    let uas = SippUas::spawn("uas_ring_answer.xml");
+    let uas_trace = std::env::temp_dir().join(format!("stl-{}-subdialog-uas.log", std::process::id()));
+    let _ = std::fs::remove_file(&uas_trace);
+    let uas_args = ["-trace_msg", "-message_file", uas_trace.to_str().unwrap()];
+    let uas = SippUas::spawn_with("uas_ring_answer.xml", 1, &uas_args);
     let (server, sip) = subscribe_pbx("subdialog", uas.port);
     let trace = std::env::temp_dir().join(format!("stl-{}-subdialog-trace.log", std::process::id()));
     let _ = std::fs::remove_file(&trace);
@@ -141,6 +162,31 @@ fn a_dialog_subscription_follows_a_call_and_ends_on_unsubscribe() {
         }
     }
     assert_eq!(states, ["terminated", "early", "confirmed", "terminated"], "{text}");
+
+    // Each NOTIFY within 100 ms of the change that makes it: the 180 the peer sends (ringing),
+    // its 200 (answered), the BYE it receives (the call is over: the hangup may come first).
+    let uas_text = std::fs::read_to_string(&uas_trace).unwrap_or_default();
+    let _ = std::fs::remove_file(&uas_trace);
+    let uas_at = |received: bool, start: &str| {
+        trace_entries(&uas_text)
+            .into_iter()
+            .find(|(_, r, m)| *r == received && m.starts_with(start))
+            .map(|(at, _, _)| at)
+            .unwrap_or_else(|| panic!("no {start} in the peer's trace:\n{uas_text}"))
+    };
+    let changes = [uas_at(false, "SIP/2.0 180"), uas_at(false, "SIP/2.0 200"), uas_at(true, "BYE ")];
+    let notified: Vec<f64> = trace_entries(&text)
+        .into_iter()
+        .filter(|(_, r, m)| *r && m.starts_with("NOTIFY "))
+        .map(|(at, _, _)| at)
+        .collect();
+    let delays: Vec<f64> =
+        changes.iter().zip(&notified[1..4]).map(|(change, notify)| (notify - change) * 1000.0).collect();
+    println!(
+        "NOTIFY after the change (ms): ringing {:.1}, answered {:.1}, hung up {:.1}",
+        delays[0], delays[1], delays[2]
+    );
+    assert!(delays.iter().all(|d| *d < 100.0), "NOTIFY delays (ms): {delays:?}");
     // The ringing NOTIFY names the caller side of the dialog (chan_sip's notifyringing).
     assert!(notifies[1].contains("direction=\"recipient\""), "{}", notifies[1]);
     let out = server.rx("sip show subscriptions");
