@@ -12,6 +12,7 @@ use crate::util::*;
 const EXTENSIONS: &str = "[default]
 exten => 1001,hint,SIP/1001
 exten => 1002,hint,Custom:lamp
+exten => 1003,hint,Custom:lamp
 exten => 1001,1,Dial(SIP/1001)
  same => n,Hangup()
 exten => 2000,1,Answer()
@@ -25,7 +26,7 @@ fn subscribe_pbx(name: &str, peer_port: u16) -> (Server, u16) {
         format!(
             "allowguest=yes\ncontext=default\n[1001]\ntype=peer\nhost=127.0.0.1\nport={peer_port}\n\
              insecure=invite\ndisallow=all\nallow=ulaw\n[watcher]\ntype=friend\nhost=dynamic\nsecret=pw\n\
-             context=default\n[nosub]\ntype=friend\nhost=dynamic\nsecret=pw\nallowsubscribe=no\n"
+             context=default\n[watcher2]\ntype=friend\nhost=dynamic\nsecret=pw\n[nosub]\ntype=friend\nhost=dynamic\nsecret=pw\nallowsubscribe=no\n"
         )
     })
 }
@@ -228,34 +229,24 @@ fn watch(
     accept: &'static str,
     trace: &std::path::Path,
 ) -> std::thread::JoinHandle<(i32, String)> {
+    watch_as(sip, ("watcher", "1002"), scenario, (event, accept), trace)
+}
+
+/// [`watch`] as `(user, exten)` with `(event, accept)`.
+fn watch_as(
+    sip: u16,
+    (user, exten): (&'static str, &'static str),
+    scenario: &'static str,
+    (event, accept): (&'static str, &'static str),
+    trace: &std::path::Path,
+) -> std::thread::JoinHandle<(i32, String)> {
     let _ = std::fs::remove_file(trace);
     let trace = trace.to_str().unwrap().to_owned();
     std::thread::spawn(move || {
-        let auth_uri = format!("1002@127.0.0.1:{sip}");
-        let args = [
-            "-s",
-            "1002",
-            "-key",
-            "user",
-            "watcher",
-            "-key",
-            "event",
-            event,
-            "-key",
-            "accept",
-            accept,
-            "-au",
-            "watcher",
-            "-ap",
-            "pw",
-            "-auth_uri",
-            &auth_uri,
-            "-m",
-            "1",
-            "-trace_msg",
-            "-message_file",
-            &trace,
-        ];
+        let auth_uri = format!("{exten}@127.0.0.1:{sip}");
+        let mut args = vec!["-s", exten, "-key", "user", user, "-key", "event", event, "-key", "accept", accept];
+        args.extend(["-au", user, "-ap", "pw", "-auth_uri", &auth_uri, "-m", "1"]);
+        args.extend(["-trace_msg", "-message_file", &trace]);
         sipp_bounded(
             &format!("127.0.0.1:{sip}"),
             "127.0.0.1",
@@ -378,4 +369,64 @@ fn an_xpidf_subscription_ends_when_a_notify_gets_481() {
     assert_eq!(server.rx("devstate change Custom:lamp NOT_INUSE"), "Changing lamp to NOT_INUSE\n");
     std::thread::sleep(Duration::from_millis(300));
     assert!(!server.log().contains("panicked"), "{}", server.log_tail());
+}
+
+/// The last NOTIFY's `Subscription-State` of a subscriber's trace, once it has `n` NOTIFYs.
+fn last_state_of(trace: &str, n: usize) -> String {
+    let notifies: Vec<String> = received_messages(trace).into_iter().filter(|m| m.starts_with("NOTIFY ")).collect();
+    assert_eq!(notifies.len(), n, "{trace}");
+    let (head, _) = split_message(&notifies[n - 1]);
+    header(head, "Subscription-State").unwrap_or("").to_owned()
+}
+
+/// Two subscriptions to hints on `Custom:lamp` (1002 by `watcher`, 1003 by `watcher2`) both
+/// hear a change; `dialplan reload` without the hint of 1003 ends its subscription
+/// (`terminated;reason=noresource`) and keeps the other; `sip reload` without the peer
+/// `watcher` ends its subscription (`terminated;reason=deactivated`).
+#[test]
+fn a_removed_hint_or_peer_ends_its_subscriptions() {
+    let (server, sip) = subscribe_pbx("subremoved", 9);
+    let trace1 = std::env::temp_dir().join(format!("stl-{}-subremoved-1.log", std::process::id()));
+    let trace2 = std::env::temp_dir().join(format!("stl-{}-subremoved-2.log", std::process::id()));
+    let dialog = ("dialog", "application/dialog-info+xml");
+    let first = watch_as(sip, ("watcher", "1002"), "subscribe_watch.xml", dialog, &trace1);
+    let second = watch_as(sip, ("watcher2", "1003"), "subscribe_watch.xml", dialog, &trace2);
+    let both = eventually(Duration::from_secs(10), || {
+        server.rx("sip show subscriptions").contains("\n2 active SIP subscriptions\n").then_some(())
+    });
+    assert!(both.is_some(), "{}\n{}", server.rx("sip show subscriptions"), server.log_tail());
+    assert_eq!(server.rx("devstate change Custom:lamp RINGING"), "Changing lamp to RINGING\n");
+    let ringing = eventually(Duration::from_secs(5), || {
+        (server.rx("sip show subscriptions").matches(" Ringing ").count() == 2).then_some(())
+    });
+    assert!(ringing.is_some(), "{}", server.rx("sip show subscriptions"));
+
+    std::fs::write(
+        server.dir.etc().join("extensions.conf"),
+        EXTENSIONS.replace("exten => 1003,hint,Custom:lamp\n", ""),
+    )
+    .unwrap();
+    server.rx("dialplan reload");
+    let (code, out) = second.join().unwrap();
+    let text = std::fs::read_to_string(&trace2).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace2);
+    assert_eq!(code, 0, "{out}\n{text}\n{}", server.log_tail());
+    assert_eq!(last_state_of(&text, 3), "terminated;reason=noresource");
+    let one = eventually(Duration::from_secs(5), || {
+        let out = server.rx("sip show subscriptions");
+        (out.contains("\n1 active SIP subscription\n") && out.contains(" watcher ")).then_some(())
+    });
+    assert!(one.is_some(), "{}", server.rx("sip show subscriptions"));
+
+    let sip_conf = std::fs::read_to_string(server.dir.etc().join("sip.conf")).unwrap();
+    let without = sip_conf.replace("[watcher]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\n", "");
+    assert_ne!(without, sip_conf);
+    std::fs::write(server.dir.etc().join("sip.conf"), without).unwrap();
+    server.rx("sip reload");
+    let (code, out) = first.join().unwrap();
+    let text = std::fs::read_to_string(&trace1).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace1);
+    assert_eq!(code, 0, "{out}\n{text}\n{}", server.log_tail());
+    assert_eq!(last_state_of(&text, 3), "terminated;reason=deactivated");
+    assert!(server.rx("sip show subscriptions").ends_with("\n0 active SIP subscriptions\n"));
 }

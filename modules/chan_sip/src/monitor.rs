@@ -312,6 +312,7 @@ impl Monitor {
                 self.conf = conf;
                 self.configure_qualify();
                 self.configure_registry();
+                self.subscriptions_after_reload();
             }
             self.qualify_due();
             self.registry_due();
@@ -1778,7 +1779,8 @@ impl Monitor {
         } else {
             None
         };
-        let entry = crate::subscriptions::Entry { sub, watch, remote, transport, tx: Some(tx), row };
+        let peer = caller.as_ref().map(|p| p.name.clone());
+        let entry = crate::subscriptions::Entry { sub, watch, remote, transport, tx: Some(tx), peer, row };
         self.subscriptions.map.insert(key.clone(), entry);
         self.pump_subscription(&key);
     }
@@ -1843,6 +1845,28 @@ impl Monitor {
             entry.sub.notify(now, NotifyState::new(state));
         }
         self.pump_subscription(key);
+    }
+
+    /// After `sip reload`: the subscriptions of peers no longer configured end
+    /// (`terminated;reason=deactivated`); the others go on.
+    fn subscriptions_after_reload(&mut self) {
+        use starling_sip::subscription::TerminateReason;
+        let now = tokio::time::Instant::now().into_std();
+        let conf = self.conf.clone();
+        let gone: Vec<CallKey> = self
+            .subscriptions
+            .map
+            .iter()
+            .filter(|(_, e)| e.peer.as_deref().is_some_and(|name| conf.peer(name, |_| true).is_none()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            if let Some(entry) = self.subscriptions.map.get_mut(&key) {
+                tracing::info!("Peer '{}' removed: ending its subscription to {}", entry.row.user, entry.row.extension);
+                entry.sub.terminate(now, TerminateReason::Deactivated);
+            }
+            self.pump_subscription(&key);
+        }
     }
 
     /// Runs the expiries that are due.

@@ -26,6 +26,9 @@ pub struct Entry {
     /// The server transaction of the SUBSCRIBE being answered (the response the notifier
     /// queues next goes there).
     pub tx: Option<TxId>,
+    /// The peer it authenticated as (`None`: a guest): a `sip reload` that removes the peer
+    /// ends the subscription.
+    pub peer: Option<String>,
     /// What `sip show subscriptions` shows (its `Last state` and `Expiry` kept up to date).
     pub row: Row,
 }
