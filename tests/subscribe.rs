@@ -24,7 +24,7 @@ exten => 2000,1,Answer()
 fn subscribe_pbx(name: &str, peer_port: u16) -> (Server, u16) {
     sip_pbx_on_port(name, &["pbx_config", "app_dial", "func_devstate"], Some(EXTENSIONS), |_| {
         format!(
-            "allowguest=yes\ncontext=default\n[1001]\ntype=peer\nhost=127.0.0.1\nport={peer_port}\n\
+            "allowguest=yes\ncontext=default\nnotifycid=yes\n[1001]\ntype=peer\nhost=127.0.0.1\nport={peer_port}\n\
              insecure=invite\ndisallow=all\nallow=ulaw\n[watcher]\ntype=friend\nhost=dynamic\nsecret=pw\n\
              context=default\n[watcher2]\ntype=friend\nhost=dynamic\nsecret=pw\n[nosub]\ntype=friend\nhost=dynamic\nsecret=pw\nallowsubscribe=no\n"
         )
@@ -188,8 +188,12 @@ fn a_dialog_subscription_follows_a_call_and_ends_on_unsubscribe() {
         delays[0], delays[1], delays[2]
     );
     assert!(delays.iter().all(|d| *d < 100.0), "NOTIFY delays (ms): {delays:?}");
-    // The ringing NOTIFY names the caller side of the dialog (chan_sip's notifyringing).
+    // The ringing NOTIFY names the caller side of the dialog (chan_sip's notifyringing), and
+    // with notifycid=yes the caller (the guest's From: "A Guest" <sip:guest@...>).
     assert!(notifies[1].contains("direction=\"recipient\""), "{}", notifies[1]);
+    let remote =
+        "<remote>\n<identity display=\"A Guest\">sip:guest@127.0.0.1</identity>\n<target uri=\"sip:guest@127.0.0.1\"/>";
+    assert!(notifies[1].contains(remote), "{}", notifies[1]);
     let out = server.rx("sip show subscriptions");
     assert!(out.ends_with("\n0 active SIP subscriptions\n"), "{out}");
 }

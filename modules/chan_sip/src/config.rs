@@ -286,6 +286,21 @@ pub struct General {
     pub allowsubscribe: bool,
     /// `subscribecontext`: every peer's default (none: the peer's `context`).
     pub subscribecontext: Option<String>,
+    /// `notifyringing` (yes): a ringing extension is `early` in dialog-info NOTIFYs (else
+    /// `confirmed` when it is also in use, as chan_sip).
+    pub notifyringing: bool,
+    /// `notifycid` (no): a ringing extension's dialog-info names the caller (the channel in the
+    /// dialplan at that extension: of the subscription's context, or any with `ignore-context`).
+    pub notifycid: NotifyCid,
+}
+
+/// `notifycid = yes|no|ignore-context` (chan_sip's `sip_cfg.notifycid`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NotifyCid {
+    #[default]
+    No,
+    Yes,
+    IgnoreContext,
 }
 
 /// sip.conf's jitter buffer (Asterisk's `struct ast_jb_conf`, read by `ast_jb_read_conf`): on
@@ -800,6 +815,8 @@ impl SipConf {
             jb: JbConf::default(),
             allowsubscribe: true,
             subscribecontext: None,
+            notifyringing: true,
+            notifycid: NotifyCid::No,
         };
         let mut registrations = Vec::new();
         if let Some(section) = config.section("general") {
@@ -896,6 +913,16 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "language" => g.language = var.value.clone(),
         "srvlookup" => g.srvlookup = bool_of(var)?,
         "allowsubscribe" => g.allowsubscribe = bool_of(var)?,
+        "notifyringing" => g.notifyringing = bool_of(var)?,
+        "notifycid" => {
+            g.notifycid = if var.value.trim().eq_ignore_ascii_case("ignore-context") {
+                NotifyCid::IgnoreContext
+            } else if bool_of(var).map_err(|_| var.error("expected yes, no or ignore-context"))? {
+                NotifyCid::Yes
+            } else {
+                NotifyCid::No
+            }
+        }
         "subscribecontext" => g.subscribecontext = Some(var.value.trim().to_owned()).filter(|c| !c.is_empty()),
         "register" => registrations.push(parse_register(var)?),
         _ if jb_key(&mut g.jb, var)? => {}
@@ -1119,6 +1146,15 @@ mod tests {
         assert_eq!(peer("c").subscribecontext, None);
         let error = parse("[general]\n[a]\ntype=friend\nallowsubscribe=perhaps\n").unwrap_err();
         assert!(error.contains("sip.conf:4"), "{error}");
+        let g = parse("[general]\n").unwrap().general;
+        assert!(g.notifyringing);
+        assert_eq!(g.notifycid, NotifyCid::No);
+        let g = parse("[general]\nnotifyringing=no\nnotifycid=Ignore-Context\n").unwrap().general;
+        assert!(!g.notifyringing);
+        assert_eq!(g.notifycid, NotifyCid::IgnoreContext);
+        assert_eq!(parse("[general]\nnotifycid=yes\n").unwrap().general.notifycid, NotifyCid::Yes);
+        let error = parse("[general]\nnotifycid=sometimes\n").unwrap_err();
+        assert!(error.contains("expected yes, no or ignore-context"), "{error}");
     }
 
     /// The `jb*` keys: Asterisk's defaults, every key read, `jbimpl=adaptive`, and a bad value

@@ -1642,7 +1642,7 @@ impl Monitor {
     /// answers (200 and the first NOTIFY, or 423/489) and the core's watch on the hint feeds it.
     /// Other event packages are answered as before (`event_response`).
     fn handle_request_subscribe(&mut self, tx: TxId, request: Request, remote: SocketAddr) {
-        use starling_sip::subscription::{NotifyState, Subscription, SubscriptionConfig};
+        use starling_sip::subscription::{Subscription, SubscriptionConfig};
         let now = tokio::time::Instant::now().into_std();
         if request.to().is_some_and(|t| t.tag().is_some()) {
             let key = key_of_request(&request);
@@ -1751,13 +1751,15 @@ impl Monitor {
             max_expiry: g.maxexpiry,
             // RFC 3856 and RFC 4235: a SUBSCRIBE without Expires asks for an hour.
             default_expiry: DEFAULT_SUBSCRIBE_EXPIRY.min(g.maxexpiry),
-            notify_ringing: true,
+            notify_ringing: g.notifyringing,
             seed: self.shared.random(),
         };
         let local_tag = self.new_tag();
         let initial = self.core.extension_state(&context, &exten).0;
         let call_id = request.call_id().unwrap_or("").to_owned();
-        let sub = Subscription::uas(now, config, request, &local_tag, &exten, NotifyState::new(initial));
+        let told_host = told.ip().to_string();
+        let state = self.notify_state(&context, &exten, initial, &told_host);
+        let sub = Subscription::uas(now, config, request, &local_tag, &exten, state);
         let key = CallKey { call_id: call_id.clone(), local_tag };
         let row = crate::subscriptions::Row {
             address: remote.ip(),
@@ -1780,7 +1782,18 @@ impl Monitor {
             None
         };
         let peer = caller.as_ref().map(|p| p.name.clone());
-        let entry = crate::subscriptions::Entry { sub, watch, remote, transport, tx: Some(tx), peer, row };
+        let entry = crate::subscriptions::Entry {
+            sub,
+            watch,
+            remote,
+            transport,
+            tx: Some(tx),
+            exten,
+            context,
+            host: told_host,
+            peer,
+            row,
+        };
         self.subscriptions.map.insert(key.clone(), entry);
         self.pump_subscription(&key);
     }
@@ -1836,13 +1849,18 @@ impl Monitor {
 
     /// The hint a subscription watches changed (or went: -2).
     fn extension_state_changed(&mut self, key: &CallKey, state: i32) {
-        use starling_sip::subscription::{extension_state, NotifyState, TerminateReason};
+        use starling_sip::subscription::{extension_state, TerminateReason};
         let now = tokio::time::Instant::now().into_std();
-        let Some(entry) = self.subscriptions.map.get_mut(key) else { return };
-        if state == extension_state::REMOVED {
-            entry.sub.terminate(now, TerminateReason::NoResource);
+        let Some(entry) = self.subscriptions.map.get(key) else { return };
+        let told = if state == extension_state::REMOVED {
+            None
         } else {
-            entry.sub.notify(now, NotifyState::new(state));
+            Some(self.notify_state(&entry.context, &entry.exten, state, &entry.host))
+        };
+        let Some(entry) = self.subscriptions.map.get_mut(key) else { return };
+        match told {
+            None => entry.sub.terminate(now, TerminateReason::NoResource),
+            Some(told) => entry.sub.notify(now, told),
         }
         self.pump_subscription(key);
     }
@@ -1867,6 +1885,38 @@ impl Monitor {
             }
             self.pump_subscription(&key);
         }
+    }
+
+    /// What a NOTIFY tells of `exten@context` in `state`: with `notifycid`, a ringing
+    /// extension names its caller, as chan_sip's `find_calling_channel` finds it — a channel in
+    /// the dialplan at that extension (in that context, unless `ignore-context`); its caller
+    /// ID as `sip:number@host` (our address as the subscriber sees it) and the name.
+    fn notify_state(
+        &self,
+        context: &str,
+        exten: &str,
+        state: i32,
+        host: &str,
+    ) -> starling_sip::subscription::NotifyState {
+        use crate::config::NotifyCid;
+        use starling_sip::subscription::{extension_state, NotifyState, RemoteIdentity};
+        let mut told = NotifyState::new(state);
+        let notifycid = self.conf.general.notifycid;
+        if notifycid == NotifyCid::No || state <= 0 || state & extension_state::RINGING == 0 {
+            return told;
+        }
+        let caller = self.core.channels().list().into_iter().find(|c| {
+            !c.location.is_empty()
+                && c.exten.eq_ignore_ascii_case(exten)
+                && (notifycid == NotifyCid::IgnoreContext || c.context.eq_ignore_ascii_case(context))
+        });
+        if let Some(caller) = caller {
+            let number = &caller.caller.number;
+            let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+            told.remote =
+                Some(RemoteIdentity { uri: format!("sip:{number}@{host}"), display: caller.caller.name.clone() });
+        }
+        told
     }
 
     /// Runs the expiries that are due.

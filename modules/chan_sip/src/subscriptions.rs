@@ -26,6 +26,11 @@ pub struct Entry {
     /// The server transaction of the SUBSCRIBE being answered (the response the notifier
     /// queues next goes there).
     pub tx: Option<TxId>,
+    /// The watched extension and its context.
+    pub exten: String,
+    pub context: String,
+    /// Our address as the subscriber sees it (the host of `notifycid`'s caller URI).
+    pub host: String,
     /// The peer it authenticated as (`None`: a guest): a `sip reload` that removes the peer
     /// ends the subscription.
     pub peer: Option<String>,
