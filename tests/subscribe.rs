@@ -101,7 +101,9 @@ fn parse_dialog_info(body: &str) -> (u32, String, Vec<String>) {
 fn a_dialog_subscription_follows_a_call_and_ends_on_unsubscribe() {
     let uas_trace = std::env::temp_dir().join(format!("stl-{}-subdialog-uas.log", std::process::id()));
     let _ = std::fs::remove_file(&uas_trace);
-    let uas_args = ["-trace_msg", "-message_file", uas_trace.to_str().unwrap()];
+    // (A longer bound than SippUas's 25 s: a loaded machine may take a while to start Starling
+    // and the subscription before the call.)
+    let uas_args = ["-trace_msg", "-message_file", uas_trace.to_str().unwrap(), "-timeout", "60s"];
     let uas = SippUas::spawn_with("uas_ring_answer.xml", 1, &uas_args);
     let (server, sip) = subscribe_pbx("subdialog", uas.port);
     let trace = std::env::temp_dir().join(format!("stl-{}-subdialog-trace.log", std::process::id()));
@@ -134,6 +136,10 @@ fn a_dialog_subscription_follows_a_call_and_ends_on_unsubscribe() {
     let row = lines.next().unwrap_or("");
     assert!(row.starts_with("127.0.0.1        watcher          "), "{listed}");
     assert!(row.contains("  1001@default     Idle           dialog-info+xml <none>     600"), "{listed}");
+    // The subscription watches the hint (core show hints counts it).
+    let hints = server.rx("core show hints");
+    let hint = hints.lines().find(|l| l.starts_with("1001@default")).unwrap_or(&hints);
+    assert!(hint.ends_with("Watchers  1"), "{hints}");
 
     let (code, out) = run_sipp(sip, "invite_answer.xml", "1001", "", "", 1);
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
