@@ -46,3 +46,5 @@ mod timers;
 mod hints;
 // Issue 24: SIP over TLS with baresip, a second Starling and Kamailio's tls module.
 mod tls;
+// Issue 25: SUBSCRIBE/NOTIFY (dialog, presence) in chan_sip, SIPp BLF keys.
+mod subscribe;

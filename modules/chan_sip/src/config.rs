@@ -127,6 +127,12 @@ pub struct Peer {
     pub mailbox: Vec<String>,
     pub language: String,
     pub description: String,
+    /// `allowsubscribe` (default `[general]`'s, yes): whether this peer may SUBSCRIBE to
+    /// extension states (chan_sip's `SIP_PAGE2_ALLOWSUBSCRIBE`).
+    pub allowsubscribe: bool,
+    /// `subscribecontext`: where its subscriptions' extensions (and their hints) are looked up;
+    /// `None`: `[general]`'s, else the peer's `context`.
+    pub subscribecontext: Option<String>,
 }
 
 /// `mohinterpret=class|passthrough` (empty: `default`).
@@ -277,6 +283,26 @@ pub struct General {
     pub srvlookup: bool,
     /// The `jb*` keys (see [`JbConf`]).
     pub jb: JbConf,
+    /// `allowsubscribe` (yes): SUBSCRIBE is taken (every peer's default; `no` here refuses
+    /// every subscription, as chan_sip's global flag).
+    pub allowsubscribe: bool,
+    /// `subscribecontext`: every peer's default (none: the peer's `context`).
+    pub subscribecontext: Option<String>,
+    /// `notifyringing` (yes): a ringing extension is `early` in dialog-info NOTIFYs (else
+    /// `confirmed` when it is also in use, as chan_sip).
+    pub notifyringing: bool,
+    /// `notifycid` (no): a ringing extension's dialog-info names the caller (the channel in the
+    /// dialplan at that extension: of the subscription's context, or any with `ignore-context`).
+    pub notifycid: NotifyCid,
+}
+
+/// `notifycid = yes|no|ignore-context` (chan_sip's `sip_cfg.notifycid`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NotifyCid {
+    #[default]
+    No,
+    Yes,
+    IgnoreContext,
 }
 
 /// sip.conf's jitter buffer (Asterisk's `struct ast_jb_conf`, read by `ast_jb_read_conf`): on
@@ -792,6 +818,10 @@ impl SipConf {
             language: "en".into(),
             srvlookup: true,
             jb: JbConf::default(),
+            allowsubscribe: true,
+            subscribecontext: None,
+            notifyringing: true,
+            notifycid: NotifyCid::No,
         };
         let mut registrations = Vec::new();
         if let Some(section) = config.section("general") {
@@ -897,6 +927,18 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         }
         "language" => g.language = var.value.clone(),
         "srvlookup" => g.srvlookup = bool_of(var)?,
+        "allowsubscribe" => g.allowsubscribe = bool_of(var)?,
+        "notifyringing" => g.notifyringing = bool_of(var)?,
+        "notifycid" => {
+            g.notifycid = if var.value.trim().eq_ignore_ascii_case("ignore-context") {
+                NotifyCid::IgnoreContext
+            } else if bool_of(var).map_err(|_| var.error("expected yes, no or ignore-context"))? {
+                NotifyCid::Yes
+            } else {
+                NotifyCid::No
+            }
+        }
+        "subscribecontext" => g.subscribecontext = Some(var.value.trim().to_owned()).filter(|c| !c.is_empty()),
         "register" => registrations.push(parse_register(var)?),
         _ if jb_key(&mut g.jb, var)? => {}
         _ => tracing::warn!("{}: unknown [general] key '{}' in sip.conf", var.location, var.name),
@@ -952,6 +994,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         mailbox: Vec::new(),
         language: general.language.clone(),
         description: String::new(),
+        allowsubscribe: general.allowsubscribe,
+        subscribecontext: general.subscribecontext.clone(),
     };
     let mut has_type = false;
     for var in &section.variables {
@@ -1062,6 +1106,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 }
                 "language" => p.language = var.value.clone(),
                 "description" => p.description = var.value.clone(),
+                "allowsubscribe" => p.allowsubscribe = var.parse_bool()?,
+                "subscribecontext" => p.subscribecontext = Some(var.value.trim().to_owned()).filter(|c| !c.is_empty()),
                 _ => tracing::warn!(
                     "{}: unknown key '{}' for peer '{}' in sip.conf",
                     var.location,
@@ -1098,6 +1144,41 @@ mod tests {
 
     fn rtp(text: &str) -> Result<RtpSettings, String> {
         RtpSettings::parse(&Config::parse_str("rtp.conf", text).unwrap()).map_err(|e| e.to_string())
+    }
+
+    /// `allowsubscribe` (default yes) and `subscribecontext` (default none): `[general]`'s are
+    /// every peer's defaults, a peer's own win; a bad boolean is an error at its line.
+    #[test]
+    fn subscription_keys() {
+        let conf = parse("[general]\n[a]\ntype=friend\n").unwrap();
+        assert!(conf.general.allowsubscribe);
+        assert_eq!(conf.general.subscribecontext, None);
+        assert!(conf.peers[0].allowsubscribe);
+        assert_eq!(conf.peers[0].subscribecontext, None);
+        let conf = parse(
+            "[general]\nallowsubscribe=no\nsubscribecontext=blf\n[a]\ntype=friend\n\
+             [b]\ntype=friend\nallowsubscribe=yes\nsubscribecontext=lamps\n[c]\ntype=peer\nsubscribecontext=\n",
+        )
+        .unwrap();
+        assert!(!conf.general.allowsubscribe);
+        assert_eq!(conf.general.subscribecontext.as_deref(), Some("blf"));
+        let peer = |n: &str| conf.peers.iter().find(|p| p.name == n).unwrap().clone();
+        assert!(!peer("a").allowsubscribe);
+        assert_eq!(peer("a").subscribecontext.as_deref(), Some("blf"));
+        assert!(peer("b").allowsubscribe);
+        assert_eq!(peer("b").subscribecontext.as_deref(), Some("lamps"));
+        assert_eq!(peer("c").subscribecontext, None);
+        let error = parse("[general]\n[a]\ntype=friend\nallowsubscribe=perhaps\n").unwrap_err();
+        assert!(error.contains("sip.conf:4"), "{error}");
+        let g = parse("[general]\n").unwrap().general;
+        assert!(g.notifyringing);
+        assert_eq!(g.notifycid, NotifyCid::No);
+        let g = parse("[general]\nnotifyringing=no\nnotifycid=Ignore-Context\n").unwrap().general;
+        assert!(!g.notifyringing);
+        assert_eq!(g.notifycid, NotifyCid::IgnoreContext);
+        assert_eq!(parse("[general]\nnotifycid=yes\n").unwrap().general.notifycid, NotifyCid::Yes);
+        let error = parse("[general]\nnotifycid=sometimes\n").unwrap_err();
+        assert!(error.contains("expected yes, no or ignore-context"), "{error}");
     }
 
     /// The `jb*` keys: Asterisk's defaults, every key read, `jbimpl=adaptive`, and a bad value

@@ -25,6 +25,7 @@ mod registry;
 mod resolve;
 mod rpid;
 mod shared;
+mod subscriptions;
 mod tcp;
 mod tls;
 
@@ -442,6 +443,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let debug = monitor.debug.clone();
     let (peers_state, peer_state, qualify_state, registry_state, debug_state) =
         (state.clone(), state.clone(), state.clone(), state.clone(), state.clone());
+    let subscriptions_state = state.clone();
     let actions = ctx.register_manager_actions(manager::actions(&state, &bindings))?;
     let tech = ctx.register_tech(Arc::new(outbound::SipTech { shared: state }))?;
 
@@ -504,6 +506,16 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
                 [detail] if detail.eq_ignore_ascii_case("detail") => call.print(&show_registry_detail(&rows)),
                 _ => return CliResult::ShowUsage,
             }
+            CliResult::Success
+        }),
+        CliCommand::new("sip show subscriptions", "List active SIP subscriptions", "Usage: sip show subscriptions\n       Lists active SIP subscriptions.\n", move |call| {
+            if !call.args().is_empty() {
+                return CliResult::ShowUsage;
+            }
+            let mut rows: Vec<subscriptions::Row> =
+                subscriptions_state.subscriptions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+            rows.sort_by(|a, b| a.call_id.cmp(&b.call_id));
+            call.print(&subscriptions::show(&rows));
             CliResult::Success
         }),
         CliCommand::new("sip show channelstats", "List statistics for active SIP channels", "Usage: sip show channelstats\n       Lists all currently active SIP channel's RTCP statistics.\n       Natively bridged calls show the packets they relay.\n", move |call| {

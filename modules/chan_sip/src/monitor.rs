@@ -78,6 +78,8 @@ pub struct Monitor {
     registered: (Option<std::time::Instant>, std::collections::HashSet<SocketAddr>),
     /// Lines about malformed messages: a flood of garbage does not become a flood of log.
     bad_messages: LogBudget,
+    /// SUBSCRIBE/NOTIFY: the subscriptions to extension states, by dialog.
+    subscriptions: crate::subscriptions::Subscriptions,
 }
 
 /// At most [`LogBudget::LINES`] lines between two housekeeping ticks (a second); the rest are
@@ -176,6 +178,7 @@ impl Monitor {
             from_tcp,
             registered: Default::default(),
             bad_messages: LogBudget::default(),
+            subscriptions: Default::default(),
         }
     }
 
@@ -206,10 +209,15 @@ impl Monitor {
         self.configure_registry();
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let deadline = [self.endpoint.poll_timeout(), self.qualifier.poll_timeout(), self.registry.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                self.endpoint.poll_timeout(),
+                self.qualifier.poll_timeout(),
+                self.registry.poll_timeout(),
+                self.subscriptions.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let deadline = deadline.map(TokioInstant::from_std);
             let sleep = async {
                 match deadline {
@@ -233,6 +241,8 @@ impl Monitor {
             };
             tokio::select! {
                 _ = stop.changed() => {
+                    self.end_subscriptions();
+                    self.drive().await;
                     self.unregister_all().await;
                     return;
                 }
@@ -273,6 +283,7 @@ impl Monitor {
                 },
                 Some(event) = tcp_event => self.handle_tcp_event(event),
                 _ = housekeeping.tick() => {
+                    self.subscriptions_due();
                     for name in self.registrar.expire() {
                         self.publish_peer_status(&name, "Unregistered", &[("Cause", "Expired".to_owned())]);
                     }
@@ -293,6 +304,7 @@ impl Monitor {
                 _ = sleep => {
                     // Read the clock rather than trust the timer (tokio's budget may delay it).
                     self.endpoint.handle_timeout(tokio::time::Instant::now().into_std());
+                    self.subscriptions_due();
                 }
             }
             let conf = self.shared.conf();
@@ -301,6 +313,7 @@ impl Monitor {
                 self.conf = conf;
                 self.configure_qualify();
                 self.configure_registry();
+                self.subscriptions_after_reload();
             }
             self.qualify_due();
             self.registry_due();
@@ -865,6 +878,17 @@ impl Monitor {
                         let _ = call.send(ToPvt::Response(Box::new(response)));
                     }
                 }
+                Some(Owner::Notify(key, _)) => {
+                    let key = key.clone();
+                    if response.status >= 200 {
+                        self.owners.remove(&tx);
+                    }
+                    let now = tokio::time::Instant::now().into_std();
+                    if let Some(entry) = self.subscriptions.map.get_mut(&key) {
+                        entry.sub.handle_response(now, response);
+                        self.pump_subscription(&key);
+                    }
+                }
                 Some(Owner::CallInvite(_)) | None => {}
             },
             Event::StrayResponse { response, .. } => {
@@ -903,6 +927,13 @@ impl Monitor {
                     Some(Owner::CallRequest(key, cseq)) if unanswered => {
                         if let Some(call) = self.calls.get(&key) {
                             let _ = call.send(ToPvt::Timeout(cseq));
+                        }
+                    }
+                    Some(Owner::Notify(key, seq)) if unanswered => {
+                        let now = tokio::time::Instant::now().into_std();
+                        if let Some(entry) = self.subscriptions.map.get_mut(&key) {
+                            entry.sub.handle_transaction_timeout(now, seq);
+                            self.pump_subscription(&key);
                         }
                     }
                     _ => {}
@@ -1012,7 +1043,8 @@ impl Monitor {
                 }
                 self.endpoint.send_response(now, tx, response);
             }
-            Method::Subscribe | Method::Publish | Method::Notify => {
+            Method::Subscribe => self.handle_request_subscribe(tx, request, remote),
+            Method::Publish | Method::Notify => {
                 let response = self.event_response(&request);
                 self.endpoint.send_response(now, tx, response);
             }
@@ -1025,16 +1057,16 @@ impl Monitor {
         }
     }
 
-    /// SUBSCRIBE, PUBLISH and NOTIFY, as chan_sip answers them without hints, mailboxes or an
-    /// event state compositor: a subscription to an extension's state (`presence`, `dialog`)
-    /// or to a mailbox (`message-summary`) finds none (404); NOTIFYs of the keep-alive kinds
+    /// SUBSCRIBE (other than to `presence` and `dialog`, see `handle_request_subscribe`),
+    /// PUBLISH and NOTIFY, as chan_sip answers them without mailboxes or an event state
+    /// compositor: a subscription to a mailbox (`message-summary`) finds none (404); NOTIFYs of the keep-alive kinds
     /// phones send, and of a transfer's progress, are taken (200); any other event package is
     /// `489 Bad Event`.
     fn event_response(&mut self, request: &Request) -> Response {
         let event = request.headers.get(&HeaderName::Event).unwrap_or("");
         let package = event.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         let status = match (&request.method, package.as_str()) {
-            (Method::Subscribe, "presence" | "dialog" | "message-summary") => 404,
+            (Method::Subscribe, "message-summary") => 404,
             (Method::Notify, "keep-alive" | "check-sync" | "message-summary" | "refer") => 200,
             _ => 489,
         };
@@ -1301,6 +1333,7 @@ impl Monitor {
                 let transport = self.call_transport(remote);
                 self.endpoint.send_stateless(remote, transport, &message);
             }
+            ToMonitor::ExtensionState { key, state } => self.extension_state_changed(&key, state),
             ToMonitor::Gone { key, peer } => {
                 self.calls.remove(&key);
                 self.shared.table.write().unwrap_or_else(|p| p.into_inner()).remove(&key.call_id);
@@ -1602,6 +1635,8 @@ enum Owner {
     Poke(String),
     /// A REGISTER of the `register =>` line of that index.
     Register(usize),
+    /// A NOTIFY of the subscription of that dialog (with its CSeq number).
+    Notify(CallKey, u32),
 }
 
 /// The key of the call a request from the far end belongs to (our tag is in its To).
@@ -1613,3 +1648,332 @@ fn key_of_request(request: &Request) -> Option<CallKey> {
 fn configured(transport: &str) -> Transport {
     Transport::from_name(transport).unwrap_or(Transport::Udp)
 }
+
+/// SUBSCRIBE/NOTIFY (issue 25): subscriptions to extension states, driven here as
+/// `starling_sip::subscription`'s module docs say.
+impl Monitor {
+    /// A SUBSCRIBE. In a dialog: the subscription's (a refresh, or `Expires: 0`), else 481.
+    /// Outside one, to `dialog` or `presence`: authenticated as an INVITE is (a peer with a
+    /// secret is challenged, `insecure=invite` does not apply; guests with `allowguest`),
+    /// refused `403 Forbidden (policy)` without `allowsubscribe`, 404 when the extension has
+    /// no hint in the subscriber's `subscribecontext` (else its `context`); then the notifier
+    /// answers (200 and the first NOTIFY, or 423/489) and the core's watch on the hint feeds it.
+    /// Other event packages are answered as before (`event_response`).
+    fn handle_request_subscribe(&mut self, tx: TxId, request: Request, remote: SocketAddr) {
+        use starling_sip::subscription::{Subscription, SubscriptionConfig};
+        let now = tokio::time::Instant::now().into_std();
+        if request.to().is_some_and(|t| t.tag().is_some()) {
+            let key = key_of_request(&request);
+            match key.as_ref().and_then(|key| self.subscriptions.map.get_mut(key)) {
+                Some(entry) => {
+                    entry.tx = Some(tx);
+                    entry.sub.handle_request(now, request);
+                    self.tcp_authenticated(remote);
+                    if let Some(key) = key {
+                        self.pump_subscription(&key);
+                    }
+                }
+                None => {
+                    let response = self.response(&request, 481);
+                    self.endpoint.send_response(now, tx, response);
+                }
+            }
+            return;
+        }
+        let event = request.headers.get(&HeaderName::Event).unwrap_or("");
+        let package = event.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if package != "dialog" && package != "presence" {
+            let response = self.event_response(&request);
+            return self.endpoint.send_response(now, tx, response);
+        }
+        let conf = self.conf.clone();
+        let caller = self.find_caller(&request, remote);
+        let refuse = |monitor: &mut Monitor, status: u16, reason: Option<&str>| {
+            let mut response = monitor.response(&request, status);
+            if let Some(reason) = reason {
+                response.reason = reason.into();
+            }
+            monitor.endpoint.send_response(now, tx, response);
+        };
+        if let Some(peer) = caller.as_ref().filter(|p| !starling_core::acl::allows(&p.acl, remote.ip())) {
+            self.report(
+                SecurityEventType::FailedAcl,
+                &request,
+                remote,
+                &peer.name,
+                vec![("ACLName", "peer_acl".into())],
+            );
+            if !conf.general.alwaysauthreject {
+                let from = request.headers.get(&HeaderName::From).unwrap_or("");
+                tracing::info!(target: "chan_sip.c", "Failed to authenticate device {from}");
+                return refuse(self, 403, None);
+            }
+            return self.answer_as_unknown(tx, &request, remote, now);
+        }
+        match &caller {
+            Some(peer) if peer.secret.is_some() || peer.md5secret.is_some() => {
+                let name = peer.name.clone();
+                match self.registrar.authenticate(Some(peer), &request, &name, now) {
+                    Ok(using_password) => self.report(
+                        SecurityEventType::SuccessfulAuth,
+                        &request,
+                        remote,
+                        &name,
+                        vec![("UsingPassword", u8::from(using_password).to_string())],
+                    ),
+                    Err(denied) => {
+                        let response = self.refuse_credentials(&request, remote, &name, denied, true, now);
+                        return self.endpoint.send_response(now, tx, response);
+                    }
+                }
+            }
+            Some(_) => {}
+            None if conf.general.allowguest => {}
+            None => return self.answer_as_unknown(tx, &request, remote, now),
+        }
+        self.tcp_authenticated(remote);
+        let allowed = conf.general.allowsubscribe && caller.as_ref().is_none_or(|p| p.allowsubscribe);
+        let from_user = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned())).unwrap_or_default();
+        let user = caller.as_ref().map_or(from_user, |p| p.name.clone());
+        if !allowed {
+            tracing::info!("Subscription from '{user}' ({remote}) refused: allowsubscribe=no");
+            return refuse(self, 403, Some("Forbidden (policy)"));
+        }
+        let context = match &caller {
+            Some(peer) => peer.subscribecontext.clone().unwrap_or_else(|| peer.context.clone()),
+            None => conf.general.subscribecontext.clone().unwrap_or_else(|| conf.general.context.clone()),
+        };
+        let exten = request.uri.user_unescaped().map(|u| u.into_owned()).unwrap_or_default();
+        if exten.is_empty() || self.core.hints().hint(&context, &exten).is_none() {
+            tracing::info!("Subscription from '{user}' ({remote}) for '{exten}@{context}': no hint there, 404");
+            return refuse(self, 404, None);
+        }
+        if self.core.shutdown_pending().is_some() {
+            return refuse(self, 503, None);
+        }
+        let transport = self.transport_to(remote, Transport::Udp);
+        let local_ip = self.local_ip(&request);
+        let told = self.shared.advertised(local_ip, remote.ip());
+        let via = starling_sip::transaction::via_for(
+            transport,
+            starling_sip::uri::Host::from_ip(told.ip()),
+            told.port(),
+            &crate::ids::branch(),
+        );
+        let g = &conf.general;
+        let config = SubscriptionConfig {
+            via,
+            contact: format!(
+                "<sip:{exten}@{told}{}>",
+                transport.uri_param().map(|t| format!(";transport={t}")).unwrap_or_default()
+            ),
+            user_agent: g.useragent.clone(),
+            min_expiry: g.minexpiry,
+            max_expiry: g.maxexpiry,
+            // RFC 3856 and RFC 4235: a SUBSCRIBE without Expires asks for an hour.
+            default_expiry: DEFAULT_SUBSCRIBE_EXPIRY.min(g.maxexpiry),
+            notify_ringing: g.notifyringing,
+            seed: self.shared.random(),
+        };
+        let local_tag = self.new_tag();
+        let initial = self.core.extension_state(&context, &exten).0;
+        let call_id = request.call_id().unwrap_or("").to_owned();
+        let told_host = told.ip().to_string();
+        let state = self.notify_state(&context, &exten, initial, &told_host);
+        let sub = Subscription::uas(now, config, request, &local_tag, &exten, state);
+        let key = CallKey { call_id: call_id.clone(), local_tag };
+        let row = crate::subscriptions::Row {
+            address: remote.ip(),
+            user,
+            call_id,
+            extension: format!("{exten}@{context}"),
+            last_state: initial,
+            format: sub.format(),
+            expiry: 0,
+        };
+        let to_monitor = self.shared.to_monitor.clone();
+        let watched = key.clone();
+        let callback: starling_core::hints::ExtensionStateCallback =
+            Arc::new(move |change: &starling_core::hints::ExtensionStateChange| {
+                let _ = to_monitor.send(ToMonitor::ExtensionState { key: watched.clone(), state: change.state.0 });
+            });
+        let watch = if sub.state() == starling_sip::subscription::State::Active {
+            self.core.extension_state_add(&context, &exten, callback)
+        } else {
+            None
+        };
+        let peer = caller.as_ref().map(|p| p.name.clone());
+        let entry = crate::subscriptions::Entry {
+            sub,
+            watch,
+            remote,
+            transport,
+            tx: Some(tx),
+            exten,
+            context,
+            host: told_host,
+            peer,
+            row,
+        };
+        self.subscriptions.map.insert(key.clone(), entry);
+        self.pump_subscription(&key);
+    }
+
+    /// Sends what the subscription of `key` queued (responses to its SUBSCRIBE's transaction,
+    /// NOTIFYs as client transactions of the endpoint), takes its events (its end: the watch
+    /// ended, the subscription forgotten) and publishes its row.
+    fn pump_subscription(&mut self, key: &CallKey) {
+        use starling_sip::session::Transmit;
+        use starling_sip::subscription::Event as SubEvent;
+        let now = tokio::time::Instant::now().into_std();
+        self.subscriptions.touched();
+        let Some(entry) = self.subscriptions.map.get_mut(key) else { return };
+        while let Some(transmit) = entry.sub.poll_transmit() {
+            match transmit {
+                Transmit::Response { response, .. } => {
+                    if let Some(tx) = entry.tx.take() {
+                        self.endpoint.send_response(now, tx, response);
+                    }
+                }
+                Transmit::Request { request, .. } => {
+                    let seq = request.cseq().map_or(0, |c| c.seq);
+                    let tx = self.endpoint.send_request(now, request, entry.remote, entry.transport);
+                    self.owners.insert(tx, Owner::Notify(key.clone(), seq));
+                }
+                Transmit::Ack { .. } => {}
+            }
+        }
+        let mut ended = false;
+        while let Some(event) = entry.sub.poll_event() {
+            match event {
+                SubEvent::Accepted { expires } | SubEvent::Refreshed { expires } => entry.row.expiry = expires,
+                SubEvent::Terminated { reason } => {
+                    tracing::debug!("Subscription {} to {} ended: {reason:?}", key.call_id, entry.row.extension);
+                    ended = true;
+                }
+            }
+        }
+        entry.row.last_state = entry.sub.current().state;
+        let mut rows = self.shared.subscriptions.write().unwrap_or_else(|p| p.into_inner());
+        if ended {
+            rows.remove(key);
+            drop(rows);
+            if let Some(entry) = self.subscriptions.map.remove(key) {
+                if let Some(watch) = entry.watch {
+                    self.core.extension_state_del(watch);
+                }
+            }
+        } else if entry.row.expiry > 0 {
+            rows.insert(key.clone(), entry.row.clone());
+        }
+    }
+
+    /// The hint a subscription watches changed (or went: -2).
+    fn extension_state_changed(&mut self, key: &CallKey, state: i32) {
+        use starling_sip::subscription::{extension_state, TerminateReason};
+        let now = tokio::time::Instant::now().into_std();
+        let Some(entry) = self.subscriptions.map.get(key) else { return };
+        let told = if state == extension_state::REMOVED {
+            None
+        } else {
+            Some(self.notify_state(&entry.context, &entry.exten, state, &entry.host))
+        };
+        let Some(entry) = self.subscriptions.map.get_mut(key) else { return };
+        match told {
+            None => entry.sub.terminate(now, TerminateReason::NoResource),
+            Some(told) => entry.sub.notify(now, told),
+        }
+        self.pump_subscription(key);
+    }
+
+    /// After `sip reload`: the subscriptions of peers no longer configured end
+    /// (`terminated;reason=deactivated`); the others go on.
+    fn subscriptions_after_reload(&mut self) {
+        use starling_sip::subscription::TerminateReason;
+        let now = tokio::time::Instant::now().into_std();
+        let conf = self.conf.clone();
+        let gone: Vec<CallKey> = self
+            .subscriptions
+            .map
+            .iter()
+            .filter(|(_, e)| e.peer.as_deref().is_some_and(|name| conf.peer(name, |_| true).is_none()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            if let Some(entry) = self.subscriptions.map.get_mut(&key) {
+                tracing::info!("Peer '{}' removed: ending its subscription to {}", entry.row.user, entry.row.extension);
+                entry.sub.terminate(now, TerminateReason::Deactivated);
+            }
+            self.pump_subscription(&key);
+        }
+    }
+
+    /// What a NOTIFY tells of `exten@context` in `state`: with `notifycid`, a ringing
+    /// extension names its caller, as chan_sip's `find_calling_channel` finds it — a channel in
+    /// the dialplan at that extension (in that context, unless `ignore-context`); its caller
+    /// ID as `sip:number@host` (our address as the subscriber sees it) and the name.
+    fn notify_state(
+        &self,
+        context: &str,
+        exten: &str,
+        state: i32,
+        host: &str,
+    ) -> starling_sip::subscription::NotifyState {
+        use crate::config::NotifyCid;
+        use starling_sip::subscription::{extension_state, NotifyState, RemoteIdentity};
+        let mut told = NotifyState::new(state);
+        let notifycid = self.conf.general.notifycid;
+        if notifycid == NotifyCid::No || state <= 0 || state & extension_state::RINGING == 0 {
+            return told;
+        }
+        let caller = self.core.channels().list().into_iter().find(|c| {
+            !c.location.is_empty()
+                && c.exten.eq_ignore_ascii_case(exten)
+                && (notifycid == NotifyCid::IgnoreContext || c.context.eq_ignore_ascii_case(context))
+        });
+        if let Some(caller) = caller {
+            let number = &caller.caller.number;
+            let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+            told.remote =
+                Some(RemoteIdentity { uri: format!("sip:{number}@{host}"), display: caller.caller.name.clone() });
+        }
+        told
+    }
+
+    /// Runs the expiries that are due.
+    fn subscriptions_due(&mut self) {
+        let now = tokio::time::Instant::now().into_std();
+        for key in self.subscriptions.due(now) {
+            if let Some(entry) = self.subscriptions.map.get_mut(&key) {
+                entry.sub.handle_timeout(now);
+            }
+            self.pump_subscription(&key);
+        }
+    }
+
+    /// At shutdown and unload: every subscription ends (`terminated;reason=deactivated`, the
+    /// NOTIFY sent without waiting for its answer) and the core's watches go (their callbacks
+    /// are this module's code).
+    fn end_subscriptions(&mut self) {
+        use starling_sip::subscription::TerminateReason;
+        let now = tokio::time::Instant::now().into_std();
+        let keys: Vec<CallKey> = self.subscriptions.map.keys().cloned().collect();
+        for key in &keys {
+            if let Some(entry) = self.subscriptions.map.get_mut(key) {
+                entry.sub.terminate(now, TerminateReason::Deactivated);
+            }
+            self.pump_subscription(key);
+        }
+        self.subscriptions.touched();
+        for (_, entry) in self.subscriptions.map.drain() {
+            if let Some(watch) = entry.watch {
+                self.core.extension_state_del(watch);
+            }
+        }
+        self.shared.subscriptions.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// The expiry of a SUBSCRIBE without `Expires` (RFC 3856 §6.4, RFC 4235 §3.2), within
+/// `maxexpiry`.
+const DEFAULT_SUBSCRIBE_EXPIRY: u32 = 3600;

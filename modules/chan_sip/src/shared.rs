@@ -47,6 +47,8 @@ pub struct Shared {
     pub peer_status: RwLock<HashMap<String, crate::qualify::PeerStatus>>,
     /// `sip show registry`'s rows (the monitor writes).
     pub registry: RwLock<Vec<RegistryRow>>,
+    /// `sip show subscriptions`'s rows (the monitor writes).
+    pub subscriptions: RwLock<HashMap<CallKey, crate::subscriptions::Row>>,
     /// Our address towards each remote address we have sent to (when bound to every address).
     routes: Mutex<HashMap<IpAddr, IpAddr>>,
     /// DNS (SRV, A/AAAA) for hosts named in sip.conf and dial strings.
@@ -115,6 +117,7 @@ impl Shared {
             tls_port: Default::default(),
             peer_status: RwLock::default(),
             registry: RwLock::default(),
+            subscriptions: RwLock::default(),
             routes: Mutex::default(),
             resolver,
             relay,

@@ -35,6 +35,10 @@ pub enum ToMonitor {
     Reregister { peer: String, status: u16 },
     /// A DNS lookup the monitor started is done: `addresses` in the order to try them.
     Resolved { lookup: crate::resolve::Lookup, addresses: Vec<SocketAddr> },
+    /// The hint a subscription (by its dialog) watches is in `state` now (Asterisk's
+    /// extension state bits; -2: the hint went). Sent by the core's `extension_state_add`
+    /// callback, which does nothing else.
+    ExtensionState { key: CallKey, state: i32 },
 }
 
 /// What the monitor hands a call: the requests of its dialog, the responses to its requests.
