@@ -580,7 +580,7 @@ mod tests {
                 direction: Direction::Inbound { invite: Box::new(request), tx },
                 remote,
                 local: "127.0.0.1:5060".parse().unwrap(),
-                tcp: false,
+                transport: starling_sip::transaction::Transport::Udp,
                 useragent: "Starling".into(),
                 dtmfmode: profile.dtmfmode,
                 directmedia: profile.directmedia,
