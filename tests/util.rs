@@ -366,7 +366,7 @@ impl SippUas {
             .current_dir(&work)
             .args(["-sf", scenarios.join(scenario).to_str().unwrap()])
             .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", &calls.to_string(), "-nostdin"])
-            .args(["-timeout", "25s", "-timeout_error", "-default_behaviors", "all,-bye"])
+            .args(["-timeout", "60s", "-timeout_error", "-default_behaviors", "all,-bye"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -378,9 +378,10 @@ impl SippUas {
     }
 
     /// Waits (bounded) for the one call to finish: SIPp's exit code (0: the scenario passed)
-    /// and its output.
+    /// and its output. SIPp gives up after 60 s: the first Starling a CI run starts has taken
+    /// 37 s to load chan_sip (its kernel relay), so a UAS spawned before it must outwait that.
     pub fn finish(mut self) -> (i32, String) {
-        let status = wait_timeout(&mut self.child, Duration::from_secs(30)).unwrap_or_else(|| {
+        let status = wait_timeout(&mut self.child, Duration::from_secs(70)).unwrap_or_else(|| {
             let _ = self.child.kill();
             self.child.wait().unwrap()
         });
