@@ -137,6 +137,8 @@ pub struct Pvt {
     pub(super) direct: Option<Box<DirectTo>>,
     /// Direct media ended: our far end is offered our own media again at this time.
     pub(super) redirect_back: Option<Instant>,
+    /// An offer was asked for before the call was answered: it leaves once it is.
+    pub(super) offer_wanted: bool,
     /// [`PvtHandle::direct`].
     pub(super) direct_bridged: Arc<AtomicBool>,
 }
@@ -239,6 +241,7 @@ impl Pvt {
             relayed: None,
             direct: None,
             redirect_back: None,
+            offer_wanted: false,
             direct_bridged: direct,
         };
         pvt.publish();
@@ -366,6 +369,13 @@ impl Pvt {
             self.flush_rtp().await;
             if self.rtp_timed_out() {
                 self.rtp_timeout(call).await;
+            }
+            let answered = matches!(
+                call.state(),
+                starling_sip::session::State::Accepted | starling_sip::session::State::Confirmed
+            );
+            if self.offer_wanted && answered {
+                self.offer(call, now());
             }
             ended = self.drain(call).await;
         }

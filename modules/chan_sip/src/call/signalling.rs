@@ -514,6 +514,13 @@ impl Pvt {
     /// media as it is now — held or not, ours or direct ([`Pvt::offered_media`]). The session
     /// sends it once the offer before is answered.
     pub(super) fn offer(&mut self, call: &mut InviteSession, now: Instant) {
+        if !matches!(call.state(), State::Accepted | State::Confirmed) {
+            // A bridge can start before the channel's Answer reached the session (they come
+            // by two queues): the offer leaves once the call is answered.
+            self.offer_wanted = true;
+            return;
+        }
+        self.offer_wanted = false;
         self.media.session_version += 1;
         // The offer keeps the codec in use first, so the far end need not change it.
         if let Some(codec) = self.negotiated.as_ref().map(|n| n.codec.clone()) {
