@@ -196,21 +196,10 @@ impl Channels {
     /// aggregated (Asterisk's `ast_parse_device_state`); `None` when it has none.
     pub fn device_state(&self, device: &str) -> Option<crate::devicestate::DeviceState> {
         use crate::devicestate::{DeviceState, DevstateAggregate};
-        const STATES: [DeviceState; 9] = [
-            DeviceState::Unknown,
-            DeviceState::NotInUse,
-            DeviceState::InUse,
-            DeviceState::Busy,
-            DeviceState::Invalid,
-            DeviceState::Unavailable,
-            DeviceState::Ringing,
-            DeviceState::RingInUse,
-            DeviceState::OnHold,
-        ];
         let inner = self.lock();
         let counts = inner.by_device.get(&device.to_ascii_lowercase())?;
         let mut aggregate = DevstateAggregate::default();
-        for state in STATES.into_iter().filter(|s| counts[*s as usize] > 0) {
+        for state in DeviceState::ALL.into_iter().filter(|s| counts[*s as usize] > 0) {
             aggregate.add(state);
         }
         Some(aggregate.result())

@@ -39,6 +39,19 @@ pub enum DeviceState {
 }
 
 impl DeviceState {
+    /// Every state, in the enum's order (so `ALL[s as usize] == s`).
+    pub const ALL: [DeviceState; 9] = [
+        DeviceState::Unknown,
+        DeviceState::NotInUse,
+        DeviceState::InUse,
+        DeviceState::Busy,
+        DeviceState::Invalid,
+        DeviceState::Unavailable,
+        DeviceState::Ringing,
+        DeviceState::RingInUse,
+        DeviceState::OnHold,
+    ];
+
     /// `UNKNOWN`, `NOT_INUSE`, `INUSE`, `BUSY`, `INVALID`, `UNAVAILABLE`, `RINGING`,
     /// `RINGINUSE`, `ONHOLD`.
     pub fn as_str(self) -> &'static str {
@@ -58,18 +71,8 @@ impl DeviceState {
     /// Asterisk's `ast_devstate_val`: a state by its name (any case); anything else is
     /// `UNKNOWN`.
     pub fn from_name(name: &str) -> DeviceState {
-        const ALL: [DeviceState; 8] = [
-            DeviceState::NotInUse,
-            DeviceState::InUse,
-            DeviceState::Busy,
-            DeviceState::Invalid,
-            DeviceState::Unavailable,
-            DeviceState::Ringing,
-            DeviceState::RingInUse,
-            DeviceState::OnHold,
-        ];
         let name = name.trim();
-        ALL.into_iter().find(|s| s.as_str().eq_ignore_ascii_case(name)).unwrap_or(DeviceState::Unknown)
+        DeviceState::ALL.into_iter().find(|s| s.as_str().eq_ignore_ascii_case(name)).unwrap_or(DeviceState::Unknown)
     }
 
     /// Asterisk's number for the state (`enum ast_device_state`, the manager's `State` is the
