@@ -296,8 +296,8 @@ impl Tech for SipTech {
         let compatible = ca.same_as(cb)
             && ia.dtmfmode == ib.dtmfmode
             && event_pt(&ia).is_some() == event_pt(&ib).is_some()
-            && ia.remote.is_some()
-            && ib.remote.is_some();
+            && ia.remote.get().is_some()
+            && ib.remote.get().is_some();
         if !compatible {
             return None;
         }

@@ -437,7 +437,7 @@ impl Pvt {
     /// Tells a native bridge where our far end is and what it speaks.
     pub(super) fn publish(&self) {
         let mut info = self.published.lock().unwrap_or_else(|p| p.into_inner());
-        info.remote = self.session().remote();
+        info.remote.set(self.session().remote());
         info.codec = self.negotiated.as_ref().map(|n| n.codec.clone());
         info.telephone_event = self.negotiated.as_ref().and_then(|n| n.telephone_event.clone());
     }

@@ -539,7 +539,7 @@ impl Pvt {
         let mut media = self.media.clone();
         if let Some(direct) = &self.direct {
             let other = direct.media.lock().unwrap_or_else(|p| p.into_inner());
-            if let (Some(remote), Some(codec)) = (other.remote, other.codec.clone()) {
+            if let (Some(remote), Some(codec)) = (other.remote.get(), other.codec.clone()) {
                 media.address = remote.ip();
                 media.port = remote.port();
                 media.codecs = vec![codec];
