@@ -48,3 +48,5 @@ mod hints;
 mod tls;
 // Issue 25: SUBSCRIBE/NOTIFY (dialog, presence) in chan_sip, SIPp BLF keys.
 mod subscribe;
+// Issue 26: voicemail (VoiceMail, VoiceMailMain, the spool, email) and MWI NOTIFYs in chan_sip.
+mod voicemail;

@@ -65,7 +65,7 @@ impl TestDir {
         self.write(
             "starling.conf",
             &format!(
-                "[directories]\nmoddir => {}\nrundir => ../run\nlogdir => ../log\ndbdir => ../db\nsoundsdir => /usr/share/asterisk/sounds\n\n[options]\nverbose = 3\n{extra_options}\n",
+                "[directories]\nmoddir => {}\nrundir => ../run\nlogdir => ../log\ndbdir => ../db\nspooldir => ../spool\nsoundsdir => /usr/share/asterisk/sounds\n\n[options]\nverbose = 3\n{extra_options}\n",
                 moddir.display()
             ),
         );
@@ -452,6 +452,22 @@ impl Baresip {
         seconds: u32,
         config: &str,
     ) -> Baresip {
+        Baresip::spawn_tone(name, account, codec_module, rate, (tone_hz, 10.0), args, seconds, config)
+    }
+
+    /// [`Baresip::spawn_with`] with a tone of `(Hz, seconds)`: baresip ends the call when its
+    /// file ends (aufile's end of file).
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_tone(
+        name: &str,
+        account: &str,
+        codec_module: &str,
+        rate: u32,
+        (tone_hz, tone_seconds): (u32, f64),
+        args: &[&str],
+        seconds: u32,
+        config: &str,
+    ) -> Baresip {
         let dir = TestDir::new(name);
         let home = dir.path.clone();
         let tone = home.join("tone.wav");
@@ -459,7 +475,7 @@ impl Baresip {
         let made = std::process::Command::new("sox")
             .args(["-n", "-r", &rate.to_string(), "-c", channels, "-b", "16", "-e", "signed-integer"])
             .arg(&tone)
-            .args(["synth", "10", "sine", &tone_hz.to_string(), "vol", "0.5"])
+            .args(["synth", &tone_seconds.to_string(), "sine", &tone_hz.to_string(), "vol", "0.5"])
             .status()
             .expect("sox");
         assert!(made.success());

@@ -123,8 +123,11 @@ pub struct Peer {
     pub accountcode: String,
     pub setvar: Vec<(String, String)>,
     /// `mailbox=` (each line, comma-separated, duplicates dropped, as chan_sip's
-    /// `add_peer_mailboxes`): kept and shown only, there is no voicemail nor MWI yet.
+    /// `add_peer_mailboxes`): `box[@context]`, whose counts (the core's MWI state) the peer is
+    /// sent in `message-summary` NOTIFYs.
     pub mailbox: Vec<String>,
+    /// `vmexten`: the user of `Message-Account` in those NOTIFYs (chan_sip's default `asterisk`).
+    pub vmexten: Option<String>,
     pub language: String,
     pub description: String,
     /// `allowsubscribe` (default `[general]`'s, yes): whether this peer may SUBSCRIBE to
@@ -992,6 +995,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         accountcode: String::new(),
         setvar: Vec::new(),
         mailbox: Vec::new(),
+        vmexten: None,
         language: general.language.clone(),
         description: String::new(),
         allowsubscribe: general.allowsubscribe,
@@ -1104,6 +1108,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                         }
                     }
                 }
+                "vmexten" => p.vmexten = Some(var.value.trim().to_owned()).filter(|v| !v.is_empty()),
                 "language" => p.language = var.value.clone(),
                 "description" => p.description = var.value.clone(),
                 "allowsubscribe" => p.allowsubscribe = var.parse_bool()?,

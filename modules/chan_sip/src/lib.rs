@@ -18,6 +18,7 @@ mod config;
 mod ids;
 mod manager;
 mod monitor;
+mod mwi;
 mod outbound;
 mod qualify;
 mod registrar;
@@ -199,7 +200,7 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         (PeerHost::Dynamic, None) => "(null)".to_owned(),
         (PeerHost::Static(h), None) => format!("{h}:{}", peer.port.unwrap_or(5060)),
     };
-    // `Mailbox` is chan_sip's line (mailbox= as kept); there is no voicemail or MWI behind it yet.
+    // `Mailbox`, `VM Extension` and `LastMsgsSent` (new/old of the last MWI NOTIFY) as chan_sip's.
     // `Busy level` only when set, as chan_sip's.
     let busy_level = peer.busylevel.filter(|&b| b > 0).map(|b| ("Busy level", b.to_string()));
     let lines: Vec<(&str, String)> = [
@@ -210,6 +211,12 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         ("Accountcode", peer.accountcode.clone()),
         ("Callerid", peer.callerid.as_ref().map(|c| c.to_string()).unwrap_or_default()),
         ("Mailbox", peer.mailbox.join(",")),
+        ("VM Extension", peer.vmexten.clone().unwrap_or_else(|| mwi::DEFAULT_VMEXTEN.to_owned())),
+        ("LastMsgsSent", {
+            let sent = state.mwi_sent.read().unwrap_or_else(|p| p.into_inner()).get(&peer.name).copied();
+            let (new, old) = sent.unwrap_or((0, 0));
+            format!("{new}/{old}")
+        }),
         ("Call limit", peer.call_limit.unwrap_or(0).to_string()),
     ]
     .into_iter()

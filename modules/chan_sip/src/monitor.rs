@@ -80,6 +80,8 @@ pub struct Monitor {
     bad_messages: LogBudget,
     /// SUBSCRIBE/NOTIFY: the subscriptions to extension states, by dialog.
     subscriptions: crate::subscriptions::Subscriptions,
+    /// The core's message waiting changes (a voicemail module's counts), for `mailbox=` peers.
+    mwi: tokio::sync::broadcast::Receiver<starling_core::mwi::MwiState>,
 }
 
 /// At most [`LogBudget::LINES`] lines between two housekeeping ticks (a second); the rest are
@@ -158,6 +160,7 @@ impl Monitor {
             max_server_transactions: conf.general.maxservertransactions,
             ..Default::default()
         });
+        let mwi = core.mwi().subscribe();
         Monitor {
             core,
             conf,
@@ -179,6 +182,7 @@ impl Monitor {
             registered: Default::default(),
             bad_messages: LogBudget::default(),
             subscriptions: Default::default(),
+            mwi,
         }
     }
 
@@ -265,6 +269,12 @@ impl Monitor {
                     }
                 },
                 Some(message) = self.from_calls.recv() => self.handle_call_message(message),
+                changed = self.mwi.recv() => match changed {
+                    Ok(state) => self.mwi_changed(&state.mailbox),
+                    // Fell behind: every peer with a mailbox is told its counts again.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.mwi_changed(""),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                },
                 accepted = accept => match accepted {
                     Ok((stream, remote, transport)) => {
                         let g = &self.conf.general;
@@ -889,6 +899,14 @@ impl Monitor {
                         self.pump_subscription(&key);
                     }
                 }
+                Some(Owner::Mwi(peer)) => {
+                    if response.status >= 200 {
+                        if response.status >= 300 {
+                            tracing::debug!("MWI NOTIFY to '{peer}' answered {}", response.status);
+                        }
+                        self.owners.remove(&tx);
+                    }
+                }
                 Some(Owner::CallInvite(_)) | None => {}
             },
             Event::StrayResponse { response, .. } => {
@@ -1118,12 +1136,22 @@ impl Monitor {
                     );
                     let ok = self.response(request, 200);
                     let (response, change) = self.registrar.register(&conf, request, &name, remote, ok);
-                    match change {
+                    let registered = match change {
                         Some(BindingChange::Registered(address)) => {
-                            self.publish_peer_status(&name, "Registered", &[("Address", address.to_string())])
+                            self.publish_peer_status(&name, "Registered", &[("Address", address.to_string())]);
+                            true
                         }
-                        Some(BindingChange::Unregistered) => self.publish_peer_status(&name, "Unregistered", &[]),
-                        None => {}
+                        Some(BindingChange::Unregistered) => {
+                            self.publish_peer_status(&name, "Unregistered", &[]);
+                            false
+                        }
+                        None => self.registrar.bindings().contains_key(&name),
+                    };
+                    if registered && response.status == 200 {
+                        // chan_sip sends the counts after every registration (the 200 first).
+                        self.endpoint.send_response(now, tx, response);
+                        self.send_mwi(&name, now);
+                        return;
                     }
                     response
                 } else {
@@ -1637,6 +1665,8 @@ enum Owner {
     Register(usize),
     /// A NOTIFY of the subscription of that dialog (with its CSeq number).
     Notify(CallKey, u32),
+    /// An unsolicited message-summary NOTIFY to the peer of that name.
+    Mwi(String),
 }
 
 /// The key of the call a request from the far end belongs to (our tag is in its To).
@@ -1977,3 +2007,86 @@ impl Monitor {
 /// The expiry of a SUBSCRIBE without `Expires` (RFC 3856 §6.4, RFC 4235 §3.2), within
 /// `maxexpiry`.
 const DEFAULT_SUBSCRIBE_EXPIRY: u32 = 3600;
+
+/// MWI (chan_sip's `mwi_event_cb` and `sip_send_mwi_to_peer`): unsolicited `message-summary`
+/// NOTIFYs to peers with `mailbox=`, from the core's MWI state.
+impl Monitor {
+    /// The counts of `mailbox` changed (empty: of every mailbox, after falling behind): each
+    /// peer that names it is told.
+    fn mwi_changed(&mut self, mailbox: &str) {
+        let now = tokio::time::Instant::now().into_std();
+        let conf = self.conf.clone();
+        let peers: Vec<String> = conf
+            .peers
+            .iter()
+            .filter(|p| p.kind != PeerKind::User)
+            .filter(|p| p.mailbox.iter().any(|m| mailbox.is_empty() || starling_core::mwi::mailbox_id(m) == mailbox))
+            .map(|p| p.name.clone())
+            .collect();
+        for peer in peers {
+            self.send_mwi(&peer, now);
+        }
+    }
+
+    /// Sends `peer` a NOTIFY with the counts of its mailboxes, where it is (its registration,
+    /// else its static host); nothing when it is nowhere or no voicemail knows its mailboxes.
+    fn send_mwi(&mut self, name: &str, now: std::time::Instant) {
+        let conf = self.conf.clone();
+        let Some(peer) = conf.peer(name, |p| p.kind != PeerKind::User) else { return };
+        if peer.mailbox.is_empty() {
+            return;
+        }
+        let Some((new, old)) = crate::mwi::peer_counts(&self.core, &peer.mailbox) else { return };
+        let binding = self.registrar.bindings().get(name).cloned();
+        let (remote, contact) = match (&peer.host, binding) {
+            (_, Some(b)) => (b.address, starling_sip::uri::Uri::parse(&b.contact).ok()),
+            (PeerHost::Static(host), None) => {
+                let address = self.shared.sticky_address(&conf, peer).or_else(|| {
+                    host.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, peer.port.unwrap_or(5060)))
+                });
+                match address {
+                    Some(address) => (address, None),
+                    None => return,
+                }
+            }
+            (PeerHost::Dynamic, None) => return,
+        };
+        let local_ip = if conf.general.bindaddr.is_unspecified() {
+            self.shared.local_ip_towards(remote)
+        } else {
+            conf.general.bindaddr
+        };
+        let local = self.shared.advertised(local_ip, remote.ip());
+        let uri = contact.unwrap_or_else(|| {
+            starling_sip::uri::Uri::sip(Some(name), starling_sip::uri::Host::from_ip(remote.ip()), Some(remote.port()))
+        });
+        let to = starling_sip::uri::Uri::sip(Some(name), starling_sip::uri::Host::from_ip(remote.ip()), None);
+        let mut request = Request::new(Method::Notify, uri);
+        let via = starling_sip::transaction::via_for(
+            Transport::Udp,
+            starling_sip::uri::Host::from_ip(local.ip()),
+            local.port(),
+            &crate::ids::branch(),
+        );
+        let vmexten = peer.vmexten.as_deref().unwrap_or(crate::mwi::DEFAULT_VMEXTEN);
+        let host = starling_sip::uri::Host::from_ip(local.ip());
+        let body = crate::mwi::message_summary(new, old, &format!("sip:{vmexten}@{host}"));
+        request.headers.push(HeaderName::Via, via.to_string());
+        request.headers.push(HeaderName::MaxForwards, "70");
+        request.headers.push(HeaderName::From, format!("\"Unknown\" <sip:{vmexten}@{local}>;tag={}", self.new_tag()));
+        request.headers.push(HeaderName::To, format!("<{to}>"));
+        request.headers.push(HeaderName::Contact, format!("<sip:{vmexten}@{local}>"));
+        request.headers.push(HeaderName::CallId, crate::ids::call_id(local.ip()));
+        request.headers.push(HeaderName::CSeq, "102 NOTIFY");
+        request.headers.push(HeaderName::UserAgent, conf.general.useragent.clone());
+        request.headers.push(HeaderName::Event, "message-summary");
+        request.headers.push(HeaderName::ContentType, "application/simple-message-summary");
+        request.body = body.into_bytes();
+        tracing::debug!("MWI to '{name}' at {remote}: {new}/{old}");
+        let transport = self.transport_to(remote, configured(&peer.transport));
+        let tx = self.endpoint.send_request(now, request, remote, transport);
+        self.owners.insert(tx, Owner::Mwi(name.to_owned()));
+        *self.shared.mwi_sent.write().unwrap_or_else(|p| p.into_inner()).entry(name.to_owned()).or_default() =
+            (new, old);
+    }
+}
