@@ -48,3 +48,5 @@ mod hints;
 mod tls;
 // Issue 25: SUBSCRIBE/NOTIFY (dialog, presence) in chan_sip, SIPp BLF keys.
 mod subscribe;
+// Issue 25: call pickup (pickupexten, Pickup, PickupChan, INVITE with Replaces) with baresip and SIPp.
+mod pickup;

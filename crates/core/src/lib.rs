@@ -44,6 +44,7 @@ pub mod module;
 pub mod moh;
 pub mod originate;
 pub mod panic;
+pub mod pickup;
 pub mod security;
 pub mod tech;
 

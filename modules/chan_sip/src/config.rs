@@ -133,6 +133,9 @@ pub struct Peer {
     /// `subscribecontext`: where its subscriptions' extensions (and their hints) are looked up;
     /// `None`: `[general]`'s, else the peer's `context`.
     pub subscribecontext: Option<String>,
+    /// `callgroup`, `pickupgroup`, `namedcallgroup`, `namedpickupgroup` (chan_sip's, per peer
+    /// only): what its channels carry for call pickup.
+    pub groups: starling_core::pickup::PickupGroups,
 }
 
 /// `mohinterpret=class|passthrough` (empty: `default`).
@@ -996,6 +999,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         description: String::new(),
         allowsubscribe: general.allowsubscribe,
         subscribecontext: general.subscribecontext.clone(),
+        groups: Default::default(),
     };
     let mut has_type = false;
     for var in &section.variables {
@@ -1040,6 +1044,16 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 "qualify" => p.qualify = parse_qualify(var)?,
                 "qualifyfreq" => p.qualifyfreq = var.parse()?,
                 "call-limit" | "call_limit" => p.call_limit = Some(var.parse()?),
+                "callgroup" => {
+                    p.groups.callgroup = starling_core::pickup::parse_group(&var.value).map_err(|e| var.error(e))?
+                }
+                "pickupgroup" => {
+                    p.groups.pickupgroup = starling_core::pickup::parse_group(&var.value).map_err(|e| var.error(e))?
+                }
+                "namedcallgroup" => p.groups.named_callgroups = starling_core::pickup::parse_named_groups(&var.value),
+                "namedpickupgroup" => {
+                    p.groups.named_pickupgroups = starling_core::pickup::parse_named_groups(&var.value)
+                }
                 "busylevel" => p.busylevel = Some(var.parse()?),
                 "nat" => p.nat = parse_nat(var)?,
                 "insecure" => {
@@ -1261,6 +1275,18 @@ mod tests {
             let e = parse(&format!("[general]\n{line}\n")).unwrap_err();
             assert!(e.starts_with("sip.conf:2: ") && e.contains(why), "{line}: {e}");
         }
+    }
+
+    /// Call and pickup groups: numbers and ranges 0-63, and names; a bad group stops start-up.
+    #[test]
+    fn call_and_pickup_groups() {
+        let conf = parse("[a]\ntype=friend\nhost=dynamic\ncallgroup=1,3-5\npickupgroup=1\nnamedcallgroup=sales, x\nnamedpickupgroup=sales\n").unwrap();
+        let a = conf.peers.iter().find(|p| p.name == "a").unwrap();
+        assert_eq!((a.groups.callgroup, a.groups.pickupgroup), (0b111010, 0b10));
+        assert_eq!(a.groups.named_callgroups, ["sales", "x"]);
+        assert!(a.groups.may_pick_up(&a.groups));
+        let err = parse("[a]\ntype=peer\nhost=dynamic\ncallgroup=1,64\n").unwrap_err().to_string();
+        assert!(err.contains("sip.conf:4") && err.contains("callgroup '1,64'"), "{err}");
     }
 
     /// `noncelifetime` (Starling's): seconds, 30 by default, at least 1.

@@ -227,6 +227,9 @@ impl Tech for SipTech {
         channel.native_format = format_name(&first.name);
         channel.set_var("SIPCALLID", &call_id);
         profile.apply_to(&mut channel);
+        // As chan_sip's sip_new: the channel is in its peer's context (where
+        // `Pickup(exten@context)` finds it).
+        channel.context.clone_from(&profile.context);
         let handle = CallStart {
             profile: &profile,
             key: key.clone(),
