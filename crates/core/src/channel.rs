@@ -204,12 +204,18 @@ impl Channels {
     /// What the channels of `device` (`SIP/1001`: every `SIP/1001-...`) make its state,
     /// aggregated (Asterisk's `ast_parse_device_state`); `None` when it has none.
     pub fn device_state(&self, device: &str) -> Option<crate::devicestate::DeviceState> {
+        self.device_state_with(device, true)
+    }
+
+    /// [`Channels::device_state`]; without `report_hold` a held channel counts as in use
+    /// (chan_sip's `notifyhold=no`).
+    pub fn device_state_with(&self, device: &str, report_hold: bool) -> Option<crate::devicestate::DeviceState> {
         use crate::devicestate::{DeviceState, DevstateAggregate};
         let inner = self.lock();
         let counts = inner.by_device.get(&device.to_ascii_lowercase())?;
         let mut aggregate = DevstateAggregate::default();
         for state in DeviceState::ALL.into_iter().filter(|s| counts[*s as usize] > 0) {
-            aggregate.add(state);
+            aggregate.add(if state == DeviceState::OnHold && !report_hold { DeviceState::InUse } else { state });
         }
         Some(aggregate.result())
     }

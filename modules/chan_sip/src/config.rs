@@ -133,6 +133,10 @@ pub struct Peer {
     /// `subscribecontext`: where its subscriptions' extensions (and their hints) are looked up;
     /// `None`: `[general]`'s, else the peer's `context`.
     pub subscribecontext: Option<String>,
+    /// `callcounter` (default `[general]`'s): whether the peer's calls make its device state
+    /// (chan_sip counts them when this or `call-limit` is set; without, the device is idle or
+    /// unavailable whatever its calls).
+    pub callcounter: bool,
     /// `callgroup`, `pickupgroup`, `namedcallgroup`, `namedpickupgroup` (chan_sip's, per peer
     /// only): what its channels carry for call pickup.
     pub groups: starling_core::pickup::PickupGroups,
@@ -297,6 +301,12 @@ pub struct General {
     /// `notifycid` (no): a ringing extension's dialog-info names the caller (the channel in the
     /// dialplan at that extension: of the subscription's context, or any with `ignore-context`).
     pub notifycid: NotifyCid,
+    /// `notifyhold` (no, as chan_sip): a held call makes its peer's device `ONHOLD` (dialog-info
+    /// `confirmed` with `+sip.rendering` `no`, PIDF `On hold`); without it a held call is in use.
+    pub notifyhold: bool,
+    /// `callcounter` (every peer's default; Starling's default is yes, chan_sip's no): a peer's
+    /// calls make its device state (in use, ringing, on hold).
+    pub callcounter: bool,
 }
 
 /// `notifycid = yes|no|ignore-context` (chan_sip's `sip_cfg.notifycid`).
@@ -825,6 +835,8 @@ impl SipConf {
             subscribecontext: None,
             notifyringing: true,
             notifycid: NotifyCid::No,
+            notifyhold: false,
+            callcounter: true,
         };
         let mut registrations = Vec::new();
         if let Some(section) = config.section("general") {
@@ -932,6 +944,8 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "srvlookup" => g.srvlookup = bool_of(var)?,
         "allowsubscribe" => g.allowsubscribe = bool_of(var)?,
         "notifyringing" => g.notifyringing = bool_of(var)?,
+        "notifyhold" => g.notifyhold = bool_of(var)?,
+        "callcounter" => g.callcounter = bool_of(var)?,
         "notifycid" => {
             g.notifycid = if var.value.trim().eq_ignore_ascii_case("ignore-context") {
                 NotifyCid::IgnoreContext
@@ -999,6 +1013,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         description: String::new(),
         allowsubscribe: general.allowsubscribe,
         subscribecontext: general.subscribecontext.clone(),
+        callcounter: general.callcounter,
         groups: Default::default(),
     };
     let mut has_type = false;
@@ -1055,6 +1070,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                     p.groups.named_pickupgroups = starling_core::pickup::parse_named_groups(&var.value)
                 }
                 "busylevel" => p.busylevel = Some(var.parse()?),
+                "callcounter" => p.callcounter = var.parse_bool()?,
                 "nat" => p.nat = parse_nat(var)?,
                 "insecure" => {
                     for word in var.value.split(',').map(|w| w.trim().to_ascii_lowercase()) {
@@ -1275,6 +1291,20 @@ mod tests {
             let e = parse(&format!("[general]\n{line}\n")).unwrap_err();
             assert!(e.starts_with("sip.conf:2: ") && e.contains(why), "{line}: {e}");
         }
+    }
+
+    /// `notifyhold` (no) and `callcounter` (yes: Starling's default; `[general]`'s is every peer's).
+    #[test]
+    fn notifyhold_and_callcounter() {
+        let conf = parse("[general]\n[a]\ntype=friend\n").unwrap();
+        assert!(!conf.general.notifyhold && conf.general.callcounter && conf.peers[0].callcounter);
+        let conf =
+            parse("[general]\nnotifyhold=yes\ncallcounter=no\n[a]\ntype=friend\n[b]\ntype=friend\ncallcounter=yes\n")
+                .unwrap();
+        assert!(conf.general.notifyhold && !conf.general.callcounter);
+        let peer = |n: &str| conf.peers.iter().find(|p| p.name == n).unwrap().callcounter;
+        assert!(!peer("a") && peer("b"));
+        assert!(parse("[general]\nnotifyhold=maybe\n").is_err());
     }
 
     /// Call and pickup groups: numbers and ranges 0-63, and names; a bad group stops start-up.

@@ -283,6 +283,19 @@ impl Tech for SipTech {
         }
     }
 
+    /// chan_sip's `callcounter` (or a `call-limit`, which counts calls too): the peer's calls
+    /// make its state.
+    fn counts_calls(&self, data: &str) -> bool {
+        let name = data.rsplit_once('@').map_or(data, |(_, host)| host);
+        let conf = self.shared.conf();
+        conf.peer(name, |_| true).is_none_or(|p| p.callcounter || p.call_limit.is_some_and(|l| l > 0))
+    }
+
+    /// chan_sip's `[general] notifyhold`.
+    fn reports_hold(&self, _data: &str) -> bool {
+        self.shared.conf().general.notifyhold
+    }
+
     /// Carries the media of two answered SIP calls that send the same codec and carry DTMF the
     /// same way, without decoding it. With `directmedia` on both peers (and `may_redirect`: the
     /// bridge needs no key presses from the media), both far ends are re-INVITEd to send to each
