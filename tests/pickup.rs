@@ -9,6 +9,7 @@ use crate::util::{eventually, run_sipp_with, sip_pbx, Baresip, Server, SippUas};
 
 /// 1002 (the UAS) is dialled from its extension; 81002 and 82 pick it up.
 const EXTENSIONS: &str = "[phones]\n\
+    exten => 1002,hint,SIP/1002\n\
     exten => 1002,1,Dial(SIP/1002,20)\n same => n,Hangup()\n\
     exten => 81002,1,Pickup(1002@phones)\n same => n,Hangup()\n\
     exten => 82,1,PickupChan(SIP/1002)\n same => n,Hangup()\n";
@@ -111,6 +112,22 @@ fn invite_with_replaces_picks_up_a_ringing_dialog() {
         let (code, out) =
             run_sipp_with(port, "invite_replaces.xml", &["-s", "1002", "-m", "1", "-key", "replaces", &replaces]);
         assert_eq!(code, 0, "1003 picked up with Replaces: {replaces}\n{out}\n{}", server.log_tail());
+    });
+}
+
+/// A BLF key: 1003 subscribes to 1002's hint (Event: dialog) while it rings; the NOTIFY names
+/// the ringing call `pickup-<the subscription's Call-ID>`, and an INVITE with that in Replaces
+/// picks the call up (as `Pickup(1002@phones)`, chan_sip's magic pickup).
+#[test]
+fn invite_with_replaces_of_a_blf_notifys_call_id_picks_up() {
+    caller_picked_up("pickupblf", |server, port| {
+        let args = ["-s", "1002", "-key", "user", "1003", "-cid_str", "blf-%u", "-m", "1"];
+        let (code, out) = run_sipp_with(port, "subscribe_once.xml", &args);
+        assert_eq!(code, 0, "the NOTIFY names the ringing call\n{out}\n{}", server.log_tail());
+        assert!(server.rx("sip show subscriptions").contains("blf-1"), "{}", server.rx("sip show subscriptions"));
+        let replaces = "pickup-blf-1;to-tag=a;from-tag=b";
+        let (code, out) = run_sipp_with(port, "invite_replaces.xml", &["-s", "1002", "-m", "1", "-key", "replaces", replaces]);
+        assert_eq!(code, 0, "1003 picked up from its BLF key\n{out}\n{}", server.log_tail());
     });
 }
 
