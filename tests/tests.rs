@@ -50,3 +50,5 @@ mod tls;
 mod subscribe;
 // Issue 26: voicemail (VoiceMail, VoiceMailMain, the spool, email) and MWI NOTIFYs in chan_sip.
 mod voicemail;
+// Issue 25: call pickup (pickupexten, Pickup, PickupChan, INVITE with Replaces) with baresip and SIPp.
+mod pickup;

@@ -136,6 +136,13 @@ pub struct Peer {
     /// `subscribecontext`: where its subscriptions' extensions (and their hints) are looked up;
     /// `None`: `[general]`'s, else the peer's `context`.
     pub subscribecontext: Option<String>,
+    /// `callcounter` (default `[general]`'s): whether the peer's calls make its device state
+    /// (chan_sip counts them when this or `call-limit` is set; without, the device is idle or
+    /// unavailable whatever its calls).
+    pub callcounter: bool,
+    /// `callgroup`, `pickupgroup`, `namedcallgroup`, `namedpickupgroup` (chan_sip's, per peer
+    /// only): what its channels carry for call pickup.
+    pub groups: starling_core::pickup::PickupGroups,
 }
 
 /// `mohinterpret=class|passthrough` (empty: `default`).
@@ -297,6 +304,12 @@ pub struct General {
     /// `notifycid` (no): a ringing extension's dialog-info names the caller (the channel in the
     /// dialplan at that extension: of the subscription's context, or any with `ignore-context`).
     pub notifycid: NotifyCid,
+    /// `notifyhold` (no, as chan_sip): a held call makes its peer's device `ONHOLD` (dialog-info
+    /// `confirmed` with `+sip.rendering` `no`, PIDF `On hold`); without it a held call is in use.
+    pub notifyhold: bool,
+    /// `callcounter` (every peer's default; Starling's default is yes, chan_sip's no): a peer's
+    /// calls make its device state (in use, ringing, on hold).
+    pub callcounter: bool,
 }
 
 /// `notifycid = yes|no|ignore-context` (chan_sip's `sip_cfg.notifycid`).
@@ -825,6 +838,8 @@ impl SipConf {
             subscribecontext: None,
             notifyringing: true,
             notifycid: NotifyCid::No,
+            notifyhold: false,
+            callcounter: true,
         };
         let mut registrations = Vec::new();
         if let Some(section) = config.section("general") {
@@ -932,6 +947,8 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "srvlookup" => g.srvlookup = bool_of(var)?,
         "allowsubscribe" => g.allowsubscribe = bool_of(var)?,
         "notifyringing" => g.notifyringing = bool_of(var)?,
+        "notifyhold" => g.notifyhold = bool_of(var)?,
+        "callcounter" => g.callcounter = bool_of(var)?,
         "notifycid" => {
             g.notifycid = if var.value.trim().eq_ignore_ascii_case("ignore-context") {
                 NotifyCid::IgnoreContext
@@ -1000,6 +1017,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         description: String::new(),
         allowsubscribe: general.allowsubscribe,
         subscribecontext: general.subscribecontext.clone(),
+        callcounter: general.callcounter,
+        groups: Default::default(),
     };
     let mut has_type = false;
     for var in &section.variables {
@@ -1044,7 +1063,18 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 "qualify" => p.qualify = parse_qualify(var)?,
                 "qualifyfreq" => p.qualifyfreq = var.parse()?,
                 "call-limit" | "call_limit" => p.call_limit = Some(var.parse()?),
+                "callgroup" => {
+                    p.groups.callgroup = starling_core::pickup::parse_group(&var.value).map_err(|e| var.error(e))?
+                }
+                "pickupgroup" => {
+                    p.groups.pickupgroup = starling_core::pickup::parse_group(&var.value).map_err(|e| var.error(e))?
+                }
+                "namedcallgroup" => p.groups.named_callgroups = starling_core::pickup::parse_named_groups(&var.value),
+                "namedpickupgroup" => {
+                    p.groups.named_pickupgroups = starling_core::pickup::parse_named_groups(&var.value)
+                }
                 "busylevel" => p.busylevel = Some(var.parse()?),
+                "callcounter" => p.callcounter = var.parse_bool()?,
                 "nat" => p.nat = parse_nat(var)?,
                 "insecure" => {
                     for word in var.value.split(',').map(|w| w.trim().to_ascii_lowercase()) {
@@ -1266,6 +1296,32 @@ mod tests {
             let e = parse(&format!("[general]\n{line}\n")).unwrap_err();
             assert!(e.starts_with("sip.conf:2: ") && e.contains(why), "{line}: {e}");
         }
+    }
+
+    /// `notifyhold` (no) and `callcounter` (yes: Starling's default; `[general]`'s is every peer's).
+    #[test]
+    fn notifyhold_and_callcounter() {
+        let conf = parse("[general]\n[a]\ntype=friend\n").unwrap();
+        assert!(!conf.general.notifyhold && conf.general.callcounter && conf.peers[0].callcounter);
+        let conf =
+            parse("[general]\nnotifyhold=yes\ncallcounter=no\n[a]\ntype=friend\n[b]\ntype=friend\ncallcounter=yes\n")
+                .unwrap();
+        assert!(conf.general.notifyhold && !conf.general.callcounter);
+        let peer = |n: &str| conf.peers.iter().find(|p| p.name == n).unwrap().callcounter;
+        assert!(!peer("a") && peer("b"));
+        assert!(parse("[general]\nnotifyhold=maybe\n").is_err());
+    }
+
+    /// Call and pickup groups: numbers and ranges 0-63, and names; a bad group stops start-up.
+    #[test]
+    fn call_and_pickup_groups() {
+        let conf = parse("[a]\ntype=friend\nhost=dynamic\ncallgroup=1,3-5\npickupgroup=1\nnamedcallgroup=sales, x\nnamedpickupgroup=sales\n").unwrap();
+        let a = conf.peers.iter().find(|p| p.name == "a").unwrap();
+        assert_eq!((a.groups.callgroup, a.groups.pickupgroup), (0b111010, 0b10));
+        assert_eq!(a.groups.named_callgroups, ["sales", "x"]);
+        assert!(a.groups.may_pick_up(&a.groups));
+        let err = parse("[a]\ntype=peer\nhost=dynamic\ncallgroup=1,64\n").unwrap_err().to_string();
+        assert!(err.contains("sip.conf:4") && err.contains("callgroup '1,64'"), "{err}");
     }
 
     /// `noncelifetime` (Starling's): seconds, 30 by default, at least 1.

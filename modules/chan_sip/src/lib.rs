@@ -210,6 +210,11 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         ("Language", peer.language.clone()),
         ("Accountcode", peer.accountcode.clone()),
         ("Callerid", peer.callerid.as_ref().map(|c| c.to_string()).unwrap_or_default()),
+        // chan_sip's group lines (ast_print_group: `1, 3, 4, 5`).
+        ("Callgroup", starling_core::pickup::print_group(peer.groups.callgroup)),
+        ("Pickupgroup", starling_core::pickup::print_group(peer.groups.pickupgroup)),
+        ("Named Callgr", starling_core::pickup::print_named_groups(&peer.groups.named_callgroups)),
+        ("Nam. Pickupgr", starling_core::pickup::print_named_groups(&peer.groups.named_pickupgroups)),
         ("Mailbox", peer.mailbox.join(",")),
         ("VM Extension", peer.vmexten.clone().unwrap_or_else(|| mwi::DEFAULT_VMEXTEN.to_owned())),
         ("LastMsgsSent", {

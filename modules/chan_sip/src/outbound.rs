@@ -227,6 +227,9 @@ impl Tech for SipTech {
         channel.native_format = format_name(&first.name);
         channel.set_var("SIPCALLID", &call_id);
         profile.apply_to(&mut channel);
+        // As chan_sip's sip_new: the channel is in its peer's context (where
+        // `Pickup(exten@context)` finds it).
+        channel.context.clone_from(&profile.context);
         let handle = CallStart {
             profile: &profile,
             key: key.clone(),
@@ -278,6 +281,19 @@ impl Tech for SipTech {
             }
             _ => DeviceState::NotInUse,
         }
+    }
+
+    /// chan_sip's `callcounter` (or a `call-limit`, which counts calls too): the peer's calls
+    /// make its state.
+    fn counts_calls(&self, data: &str) -> bool {
+        let name = data.rsplit_once('@').map_or(data, |(_, host)| host);
+        let conf = self.shared.conf();
+        conf.peer(name, |_| true).is_none_or(|p| p.callcounter || p.call_limit.is_some_and(|l| l > 0))
+    }
+
+    /// chan_sip's `[general] notifyhold`.
+    fn reports_hold(&self, _data: &str) -> bool {
+        self.shared.conf().general.notifyhold
     }
 
     /// Carries the media of two answered SIP calls that send the same codec and carry DTMF the

@@ -111,6 +111,9 @@ pub struct Pvt {
     /// The channel has hung up, or has been told the call is over: it is not read or told
     /// anything more while the session ends (a CANCEL answered, a BYE waiting for the ACK).
     pub(super) hung_up: bool,
+    /// The channel hung up with `ANSWERED_ELSEWHERE` (another callee answered, or a pickup):
+    /// our CANCEL says so (chan_sip's `answered_elsewhere`).
+    pub(super) answered_elsewhere: bool,
     /// The server transactions of the requests the session has yet to answer finally.
     pub(super) server_txs: Vec<(u32, Method, TxId)>,
     /// The INVITE came through a proxy (more than one Via): see `dialog_target`.
@@ -226,6 +229,7 @@ impl Pvt {
             from_monitor,
             driver: parts.driver,
             hung_up: false,
+            answered_elsewhere: false,
             server_txs: Vec::new(),
             proxied,
             rtp,

@@ -84,6 +84,8 @@ impl CallProfile {
     pub fn apply_to(&self, channel: &mut Channel) {
         channel.mohinterpret = self.mohinterpret.clone();
         let Some(peer) = &self.peer else { return };
+        // Each channel carries its peer's groups (chan_sip's sip_new), for call pickup.
+        channel.set_groups(peer.groups.clone());
         if !peer.language.is_empty() {
             channel.language = peer.language.clone();
         }

@@ -174,6 +174,7 @@ impl Pvt {
                     _ => Cause::NORMAL_CLEARING,
                 };
                 self.hung_up = true;
+                self.answered_elsewhere = cause == Cause::ANSWERED_ELSEWHERE;
                 if matches!(self.direction, Direction::Inbound { .. }) && call.state() == State::Proceeding {
                     call.reject(now, hangup_cause_to_sip(cause));
                 }
@@ -246,7 +247,15 @@ impl Pvt {
     pub(super) fn send_queued(&mut self, call: &mut InviteSession) {
         while let Some(transmit) = call.poll_transmit() {
             let message = match transmit {
-                Transmit::Request { request, .. } => {
+                Transmit::Request { mut request, .. } => {
+                    // As chan_sip: a phone that rang while another answered (or picked the call
+                    // up) is told so, and does not list a missed call.
+                    if request.method == Method::Cancel && self.answered_elsewhere {
+                        request.headers.push(
+                            starling_sip::HeaderName::parse("Reason"),
+                            "SIP;cause=200;text=\"Call completed elsewhere\"",
+                        );
+                    }
                     let remote = match request.method {
                         // Our INVITE and its CANCEL go where the call was placed.
                         Method::Invite | Method::Cancel if call.dialog().is_none() => self.remote,
