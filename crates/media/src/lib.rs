@@ -14,6 +14,7 @@
 //! - [`jitter`]: fixed and adaptive jitter buffers for decoded legs.
 //! - [`tones`]: indications.conf tone syntax, a tone generator, built-in countries.
 //! - [`relay`]: the native RTP relay (in place, no allocation, continuity across far-end changes).
+//! - [`srtp`]: SRTP/SRTCP (RFC 3711) keyed by SDES, per leg (rtc-srtp; why, in its header).
 
 pub mod audio_file;
 pub mod dtmf;
@@ -26,5 +27,6 @@ pub mod resample;
 pub mod rtcp;
 pub mod sdp;
 pub mod session;
+pub mod srtp;
 pub mod tones;
 pub mod translate;
