@@ -197,6 +197,8 @@ pub struct Srtp {
     suite: Suite,
     tx: Context,
     rx: Context,
+    local: MasterKey,
+    remote: MasterKey,
 }
 
 impl fmt::Debug for Srtp {
@@ -212,18 +214,33 @@ impl Srtp {
         if local.suite != remote.suite {
             return Err(SrtpError::MixedSuites(local.suite, remote.suite));
         }
-        let provider = rtc_crypto::default_provider().map_err(|e| SrtpError::Setup(e.to_string()))?;
-        let crypto = provider.crypto();
-        let context = |key: &MasterKey, replay: bool| {
-            let (rtp, rtcp) = if replay {
-                (Some(srtp_replay_protection(REPLAY_WINDOW)), Some(srtcp_replay_protection(REPLAY_WINDOW)))
-            } else {
-                (None, None)
-            };
-            Context::new(key.key(), key.salt(), key.suite.profile(), rtp, rtcp, crypto)
-                .map_err(|e| SrtpError::Setup(e.to_string()))
-        };
-        Ok(Srtp { suite: local.suite, tx: context(local, false)?, rx: context(remote, true)? })
+        Ok(Srtp {
+            suite: local.suite,
+            tx: context(local, false)?,
+            rx: context(remote, true)?,
+            local: local.clone(),
+            remote: remote.clone(),
+        })
+    }
+
+    /// A new SDP exchange (a re-INVITE) agreed on `local` and `remote`: each direction whose
+    /// key changed starts afresh; one whose key is the same keeps its state (its rollover
+    /// counter: a long call past 65,536 packets must not start again at 0, or the far end
+    /// could no longer decrypt it).
+    pub fn rekey(&mut self, local: &MasterKey, remote: &MasterKey) -> Result<(), SrtpError> {
+        if local.suite != remote.suite {
+            return Err(SrtpError::MixedSuites(local.suite, remote.suite));
+        }
+        if *local != self.local {
+            self.tx = context(local, false)?;
+            self.local = local.clone();
+        }
+        if *remote != self.remote {
+            self.rx = context(remote, true)?;
+            self.remote = remote.clone();
+        }
+        self.suite = local.suite;
+        Ok(())
     }
 
     pub fn suite(&self) -> Suite {
@@ -287,6 +304,18 @@ impl Srtp {
             self.unprotect_rtp(packet)
         }
     }
+}
+
+/// One direction's context; `replay`: with a replay window (what we receive).
+fn context(key: &MasterKey, replay: bool) -> Result<Context, SrtpError> {
+    let provider = rtc_crypto::default_provider().map_err(|e| SrtpError::Setup(e.to_string()))?;
+    let (rtp, rtcp) = if replay {
+        (Some(srtp_replay_protection(REPLAY_WINDOW)), Some(srtcp_replay_protection(REPLAY_WINDOW)))
+    } else {
+        (None, None)
+    };
+    Context::new(key.key(), key.salt(), key.suite.profile(), rtp, rtcp, provider.crypto())
+        .map_err(|e| SrtpError::Setup(e.to_string()))
 }
 
 /// The plain packet over the start of the buffer it came in (never longer: SRTP only adds).
@@ -429,6 +458,33 @@ mod tests {
             rtcp[last] ^= 0x80;
             assert!(bob.unprotect_rtcp(&mut rtcp).is_err(), "{suite}: SRTCP tag");
         }
+    }
+
+    /// Re-keying (a re-INVITE): the far end's new key opens its packets from then on; our
+    /// key unchanged keeps our stream's state, so packets past a sequence wrap still open.
+    #[test]
+    fn rekeying_replaces_only_the_direction_whose_key_changed() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let ours = MasterKey::generate(suite, |b| b.fill(1));
+        let theirs = MasterKey::generate(suite, |b| b.fill(2));
+        let (mut us, mut them) = (Srtp::new(&ours, &theirs).unwrap(), Srtp::new(&theirs, &ours).unwrap());
+        for seq in (65530..=65535).chain(0..5) {
+            let mut p = rtp(seq, &[1; 20]);
+            us.protect_rtp(&mut p).unwrap();
+            them.unprotect_rtp(&mut p).unwrap();
+        }
+        let new_theirs = MasterKey::generate(suite, |b| b.fill(3));
+        us.rekey(&ours, &new_theirs).unwrap();
+        them.rekey(&new_theirs, &ours).unwrap();
+        let mut p = rtp(5, &[1; 20]);
+        us.protect_rtp(&mut p).unwrap();
+        them.unprotect_rtp(&mut p).expect("our stream continues past the wrap (rollover counter kept)");
+        let mut back = rtp(1, &[2; 20]);
+        them.protect_rtp(&mut back).unwrap();
+        us.unprotect_rtp(&mut back).expect("their new key");
+        let mut old = rtp(2, &[2; 20]);
+        Srtp::new(&theirs, &ours).unwrap().protect_rtp(&mut old).unwrap();
+        assert!(us.unprotect_rtp(&mut old).is_err(), "their old key no longer opens anything");
     }
 
     /// An old packet inside the window is still taken (reordering); one far behind it is not.
