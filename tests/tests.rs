@@ -46,6 +46,8 @@ mod timers;
 mod hints;
 // Issue 24: SIP over TLS with baresip, a second Starling and Kamailio's tls module.
 mod tls;
+// Issue 24: SDES-SRTP with baresip over TLS (srtp-mand), a capture of the wire, SIPp's SDES over UDP.
+mod srtp;
 // Issue 25: SUBSCRIBE/NOTIFY (dialog, presence) in chan_sip, SIPp BLF keys.
 mod subscribe;
 // Issue 26: voicemail (VoiceMail, VoiceMailMain, the spool, email) and MWI NOTIFYs in chan_sip.

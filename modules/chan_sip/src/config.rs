@@ -110,6 +110,9 @@ pub struct Peer {
     /// of these statuses re-registers the peer's `register =>` lines at once.
     pub reregister_on: Vec<u16>,
     pub transport: String,
+    /// `encryption=yes`: SDES-SRTP (RTP/SAVP with `a=crypto`) offered to this peer and
+    /// required of it, as chan_sip's SIP_PAGE2_USE_SRTP.
+    pub encryption: bool,
     /// `trustrpid`: a Remote-Party-ID (else P-Asserted-Identity) header of this peer's INVITE
     /// sets the caller ID, as chan_sip's `get_rpid`.
     pub trustrpid: bool,
@@ -240,6 +243,8 @@ pub struct General {
     pub alwaysauthreject: bool,
     /// `[general] trustrpid`: every peer's default, and the guests'.
     pub trustrpid: bool,
+    /// `[general] encryption`: every peer's default, and the guests'.
+    pub encryption: bool,
     /// `[general] sendrpid` and `trust_id_outbound`: every peer's defaults.
     pub sendrpid: SendRpid,
     pub trust_id_outbound: TrustIdOutbound,
@@ -802,6 +807,7 @@ impl SipConf {
             allowguest: true,
             alwaysauthreject: true,
             trustrpid: false,
+            encryption: false,
             sendrpid: SendRpid::No,
             trust_id_outbound: TrustIdOutbound::Legacy,
             noncelifetime: 30,
@@ -889,6 +895,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "allowguest" => g.allowguest = bool_of(var)?,
         "alwaysauthreject" => g.alwaysauthreject = bool_of(var)?,
         "trustrpid" => g.trustrpid = bool_of(var)?,
+        "encryption" => g.encryption = bool_of(var)?,
         "sendrpid" => g.sendrpid = SendRpid::parse(var)?,
         "trust_id_outbound" => g.trust_id_outbound = TrustIdOutbound::parse(var)?,
         "noncelifetime" => {
@@ -1005,6 +1012,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         mohinterpret: general.mohinterpret.clone(),
         reregister_on: Vec::new(),
         transport: "udp".into(),
+        encryption: general.encryption,
         trustrpid: general.trustrpid,
         sendrpid: general.sendrpid,
         trust_id_outbound: general.trust_id_outbound,
@@ -1120,6 +1128,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                     p.transport = first;
                 }
                 "trustrpid" => p.trustrpid = var.parse_bool()?,
+                "encryption" => p.encryption = var.parse_bool()?,
                 "sendrpid" => p.sendrpid = SendRpid::parse(var)?,
                 "trust_id_outbound" => p.trust_id_outbound = TrustIdOutbound::parse(var)?,
                 "callingpres" => {

@@ -248,6 +248,8 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         ("DTMFmode", peer.dtmfmode.as_str().to_owned()),
         ("Direct media", if peer.directmedia.enabled { "Yes".into() } else { "No".into() }),
         ("Trust RPID", if peer.trustrpid { "Yes".into() } else { "No".into() }),
+        // chan_sip's line for SIP_PAGE2_USE_SRTP.
+        ("Encryption", if peer.encryption { "Yes".into() } else { "No".into() }),
     ])
     .collect();
     let _ = writeln!(out, "\n");

@@ -1514,15 +1514,31 @@ impl Monitor {
         }
         // The offer: a missing or unreadable SDP, or no codec in common, is 488.
         let offer = std::str::from_utf8(&request.body).ok().map(starling_media::sdp::RemoteMedia::parse);
-        let negotiated = match offer {
-            Some(Ok(offer)) => starling_media::sdp::negotiate(&offer, &profile.codecs, true),
-            Some(Err(e)) => Err(e),
+        let (offer, negotiated) = match offer {
+            Some(Ok(offer)) => {
+                let negotiated = starling_media::sdp::negotiate(&offer, &profile.codecs, true);
+                (offer, negotiated)
+            }
+            Some(Err(e)) => {
+                tracing::info!("Call from '{peer_name}' refused with 488: {e}");
+                return refuse(self, 488);
+            }
             None => return refuse(self, 488),
         };
         let negotiated = match negotiated {
             Ok(n) => n,
             Err(e) => {
                 tracing::info!("Call from '{peer_name}' refused with 488: {e}");
+                return refuse(self, 488);
+            }
+        };
+        // SDES-SRTP (call/sdes.rs): the offer's crypto answered with our key, over TLS only.
+        let transport = self.tcp.as_ref().and_then(|t| t.connected(remote)).unwrap_or(Transport::Udp);
+        let mut srtp = crate::call::sdes::CallSrtp::new(profile.encryption, transport == Transport::Tls);
+        let crypto = match srtp.answer(&offer) {
+            Ok(lines) => lines,
+            Err(crate::call::sdes::Refusal(why)) => {
+                tracing::warn!("Call from '{peer_name}' ({remote}) refused with 488: {why}");
                 return refuse(self, 488);
             }
         };
@@ -1579,10 +1595,10 @@ impl Monitor {
         channel.set_state(starling_core::channel::ChannelState::Ring);
 
         // What the caller is told (Contact, SDP): externaddr outside localnet.
-        let transport = self.tcp.as_ref().and_then(|t| t.connected(remote)).unwrap_or(Transport::Udp);
         let told = self.shared.advertised_over(local_ip, remote.ip(), transport);
-        let (mut session, media) =
+        let (mut session, mut media) =
             self.shared.call_media(told.ip(), &rtp, profile.codecs.clone(), negotiated.codec.clock_rate, &profile);
+        media.crypto = crypto;
         session.set_remote_media(&negotiated);
         self.owners.insert(tx, Owner::CallInvite(key.clone()));
         let handle = CallStart {
@@ -1602,6 +1618,7 @@ impl Monitor {
             session,
             media,
             negotiated: Some(negotiated),
+            srtp,
         }
         .spawn(&self.shared, &channel, driver);
         self.calls.insert(key, handle.to_pvt.clone());
