@@ -46,5 +46,7 @@ mod timers;
 mod hints;
 // Issue 24: SIP over TLS with baresip, a second Starling and Kamailio's tls module.
 mod tls;
+// Issue 24: the manager over TLS (tlsenable in manager.conf) beside its plain listener.
+mod manager_tls;
 // Issue 25: SUBSCRIBE/NOTIFY (dialog, presence) in chan_sip, SIPp BLF keys.
 mod subscribe;

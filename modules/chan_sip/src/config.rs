@@ -145,14 +145,7 @@ fn parse_mohinterpret(value: &str) -> Option<String> {
 }
 
 /// `ip`, `ip:port`, `v6`, `[v6]` or `[v6]:port` (a bind address).
-pub fn split_bindaddr(value: &str) -> Option<(IpAddr, Option<u16>)> {
-    let value = value.trim();
-    if let Ok(ip) = value.trim_start_matches('[').trim_end_matches(']').parse() {
-        return Some((ip, None));
-    }
-    let (ip, port) = value.rsplit_once(':')?;
-    Some((ip.trim_start_matches('[').trim_end_matches(']').parse().ok()?, Some(port.parse().ok()?)))
-}
+pub use starling_tls::split_bindaddr;
 
 impl General {
     /// Whether `remote` is outside every `localnet` while `externaddr` is set: then it is told

@@ -380,7 +380,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     verbose!(2, "SIP Listening on {address}");
     // TLS: the files were read when sip.conf was parsed (an error there is the config's, at
     // its line); they are read again here for the context the listener keeps.
-    let tls = match conf.general.tls.address(conf.general.bindaddr) {
+    let tls = match conf.general.tls.address(conf.general.bindaddr, tls::STANDARD_TLS_PORT) {
         Some(address) => {
             let context = tls::TlsContext::new(&conf.general.tls).map_err(|e| LoadError::Config(e.into()))?;
             Some((address, Arc::new(context)))
@@ -585,7 +585,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
                 g.bindaddr,
                 g.bindport,
                 g.tcp_address().map_or_else(|| "Disabled".to_owned(), |a| a.to_string()),
-                g.tls.address(g.bindaddr).map_or_else(|| "Disabled".to_owned(), |a| a.to_string()),
+                g.tls.address(g.bindaddr, tls::STANDARD_TLS_PORT).map_or_else(|| "Disabled".to_owned(), |a| a.to_string()),
                 g.tcpauthtimeout,
                 g.tcpauthlimit,
                 if g.allowguest { "Yes" } else { "No" },
