@@ -317,6 +317,102 @@ impl TlsContext {
     }
 }
 
+/// How a client that is not chan_sip checks the server it reaches (libpq's `sslmode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerCheck {
+    /// Any certificate (the handshake's signature still checked): libpq's `prefer`/`require`.
+    Nothing,
+    /// Signed by a trusted CA, whatever name it is for: libpq's `verify-ca`.
+    Chain,
+    /// Signed by a trusted CA and for the name (or address) we reached: libpq's `verify-full`.
+    ChainAndName,
+}
+
+/// A client side of its own (a database client's): TLS 1.2 and 1.3, no certificate of ours,
+/// servers checked as `check` says against the CAs of `cafile` (a PEM bundle), else the
+/// system's. An unreadable `cafile` is an error at its line, named `key`.
+pub fn client_config(check: ServerCheck, cafile: Option<&Setting>, key: &str) -> Result<ClientConfig, ConfigError> {
+    let provider = Arc::new(ring_provider());
+    let mut roots = RootCertStore::empty();
+    match cafile {
+        Some(cafile) => {
+            let certs = read_certs(&cafile.value).map_err(|why| cafile.error(key, why))?;
+            if roots.add_parsable_certificates(certs).0 == 0 {
+                return Err(cafile.error(key, "no CA certificate in it"));
+            }
+        }
+        None => add_system_roots(&mut roots),
+    }
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::at(&Location { file: "(tls)".into(), line: 0 }, e.to_string()))?;
+    let verifier: Arc<dyn ServerCertVerifier> = match check {
+        ServerCheck::Nothing => Arc::new(DontVerifyServer(provider)),
+        ServerCheck::Chain | ServerCheck::ChainAndName => {
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| match cafile {
+                    Some(cafile) => cafile.error(key, e),
+                    None => ConfigError::at(
+                        &Location { file: SYSTEM_BUNDLE.into(), line: 0 },
+                        format!("no CA to verify servers with: {e}"),
+                    ),
+                })?;
+            if check == ServerCheck::Chain {
+                Arc::new(AnyName(webpki))
+            } else {
+                webpki
+            }
+        }
+    };
+    Ok(builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth())
+}
+
+/// `verify-ca`: webpki's checks but the name's (which webpki makes last, once the chain is
+/// known good).
+#[derive(Debug)]
+struct AnyName(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 /// Debian's bundle of the system's trusted CAs (package ca-certificates).
 pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
