@@ -48,5 +48,7 @@ mod hints;
 mod tls;
 // Issue 24: the manager over TLS (tlsenable in manager.conf) beside its plain listener.
 mod manager_tls;
+// Issue 24: transport= lists (what a peer may register over) and sip reload of TLS certificates.
+mod transports;
 // Issue 25: SUBSCRIBE/NOTIFY (dialog, presence) in chan_sip, SIPp BLF keys.
 mod subscribe;

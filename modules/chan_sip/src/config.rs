@@ -109,7 +109,11 @@ pub struct Peer {
     /// Starling's `reregister_on=403,408,480`: an outbound INVITE to this peer failing with one
     /// of these statuses re-registers the peer's `register =>` lines at once.
     pub reregister_on: Vec<u16>,
+    /// The first of `transport=`: what we send to this peer with (`udp` without the key).
     pub transport: String,
+    /// Every transport `transport=` lists (chan_sip's `peer->transports`), the first included:
+    /// those this peer may register over. Empty without the key: any enabled transport.
+    pub transports: Vec<String>,
     /// `trustrpid`: a Remote-Party-ID (else P-Asserted-Identity) header of this peer's INVITE
     /// sets the caller ID, as chan_sip's `get_rpid`.
     pub trustrpid: bool,
@@ -133,6 +137,23 @@ pub struct Peer {
     /// `subscribecontext`: where its subscriptions' extensions (and their hints) are looked up;
     /// `None`: `[general]`'s, else the peer's `context`.
     pub subscribecontext: Option<String>,
+}
+
+impl Peer {
+    /// Whether this peer may register over `transport` (`udp`, `tcp`, `tls`): one `transport=`
+    /// lists, or any without the key (chan_sip's check_request_transport).
+    pub fn allows_transport(&self, transport: &str) -> bool {
+        self.transports.is_empty() || self.transports.iter().any(|t| t.eq_ignore_ascii_case(transport))
+    }
+
+    /// `transport=`'s list as chan_sip's get_transport_list prints it (`TLS,UDP`); every
+    /// transport without the key.
+    pub fn transport_list(&self) -> String {
+        if self.transports.is_empty() {
+            return "UDP,TCP,TLS".to_owned();
+        }
+        self.transports.iter().map(|t| t.to_ascii_uppercase()).collect::<Vec<_>>().join(",")
+    }
 }
 
 /// `mohinterpret=class|passthrough` (empty: `default`).
@@ -978,6 +999,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         mohinterpret: general.mohinterpret.clone(),
         reregister_on: Vec::new(),
         transport: "udp".into(),
+        transports: Vec::new(),
         trustrpid: general.trustrpid,
         sendrpid: general.sendrpid,
         trust_id_outbound: general.trust_id_outbound,
@@ -1068,15 +1090,17 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 }
                 "transport" => {
                     // chan_sip: a list of those allowed, the first the one we send with.
-                    let mut listed = var.value.split(',').map(|t| t.trim().to_ascii_lowercase());
-                    let first = listed.next().unwrap_or_default();
-                    if let Some(bad) = std::iter::once(first.clone())
-                        .chain(listed)
-                        .find(|t| !["udp", "tcp", "tls"].contains(&t.as_str()))
-                    {
+                    let listed: Vec<String> = var.value.split(',').map(|t| t.trim().to_ascii_lowercase()).collect();
+                    if let Some(bad) = listed.iter().find(|t| !["udp", "tcp", "tls"].contains(&t.as_str())) {
                         return Err(var.error(format!("unknown transport '{bad}': expected udp, tcp or tls")));
                     }
-                    p.transport = first;
+                    p.transport = listed[0].clone();
+                    p.transports = Vec::new();
+                    for t in listed {
+                        if !p.transports.contains(&t) {
+                            p.transports.push(t);
+                        }
+                    }
                 }
                 "trustrpid" => p.trustrpid = var.parse_bool()?,
                 "sendrpid" => p.sendrpid = SendRpid::parse(var)?,
@@ -1354,8 +1378,18 @@ mod tests {
         assert_eq!(conf.registrations[1].port, Some(5061), "tls:// without a port: 5061");
         let a = conf.peer("a", |_| true).unwrap();
         assert_eq!((a.transport.as_str(), a.port), ("tls", Some(5061)), "the first listed; 5061");
+        assert_eq!(a.transports, ["tls", "udp"], "every listed one may be registered over");
+        assert!(a.allows_transport("UDP") && a.allows_transport("tls") && !a.allows_transport("TCP"));
+        assert_eq!(a.transport_list(), "TLS,UDP");
         let b = conf.peer("b", |_| true).unwrap();
         assert_eq!((b.transport.as_str(), b.port), ("udp", None));
+        let c = parse(
+            "[general]\n[c]\ntype=friend\nhost=dynamic\ntransport= TCP , tcp,udp\n[d]\ntype=friend\nhost=dynamic\n",
+        )
+        .unwrap();
+        let (c, d) = (c.peer("c", |_| true).unwrap(), c.peer("d", |_| true).unwrap());
+        assert_eq!((c.transport.as_str(), c.transport_list().as_str()), ("tcp", "TCP,UDP"), "listed once each");
+        assert!(d.transports.is_empty() && d.allows_transport("tcp") && d.allows_transport("tls"), "no key: any");
         let e = parse("[general]\n[c]\ntype=peer\nhost=dynamic\ntransport=tls,sctp\n").unwrap_err();
         assert!(e.contains("sip.conf:5: transport 'tls,sctp': unknown transport 'sctp'"), "{e}");
         let e = parse("[general]\nbindport=5060\ntlsenable=yes\ntlscertfile=/nonexistent.pem\n").unwrap_err();
