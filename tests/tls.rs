@@ -14,7 +14,7 @@ use crate::util::*;
 
 /// A test's certificates: a CA, and certificates it (or a rogue CA) signed, as PEM files.
 pub(crate) struct Pki {
-    dir: TestDir,
+    pub(crate) dir: TestDir,
 }
 
 impl Pki {
@@ -43,7 +43,7 @@ impl Pki {
         pki
     }
 
-    fn path(&self, file: &str) -> PathBuf {
+    pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dir.path.join(file)
     }
 
@@ -52,7 +52,7 @@ impl Pki {
         self.path(file).display().to_string()
     }
 
-    fn openssl(&self, args: &[&str]) {
+    pub(crate) fn openssl(&self, args: &[&str]) {
         let out = Command::new("timeout")
             .arg("30")
             .arg("openssl")
@@ -64,7 +64,7 @@ impl Pki {
     }
 
     /// A self-signed CA of its own (`<name>.pem`/`<name>.key`).
-    fn rogue_ca(&self, name: &str) {
+    pub(crate) fn rogue_ca(&self, name: &str) {
         let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
         self.openssl(&[
             "req",
@@ -87,7 +87,7 @@ impl Pki {
 
     /// `<name>.pem`/`<name>.key` signed by `ca` for `san`, and `<name>-bundle.pem` (both, as
     /// baresip's `sip_certificate` wants them).
-    fn issue(&self, name: &str, ca: &str, san: &str) {
+    pub(crate) fn issue(&self, name: &str, ca: &str, san: &str) {
         let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
         self.openssl(&[
             "req",

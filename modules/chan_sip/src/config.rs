@@ -109,10 +109,14 @@ pub struct Peer {
     /// Starling's `reregister_on=403,408,480`: an outbound INVITE to this peer failing with one
     /// of these statuses re-registers the peer's `register =>` lines at once.
     pub reregister_on: Vec<u16>,
+    /// The first of `transport=`: what we send to this peer with (`udp` without the key).
     pub transport: String,
     /// `encryption=yes`: SDES-SRTP (RTP/SAVP with `a=crypto`) offered to this peer and
     /// required of it, as chan_sip's SIP_PAGE2_USE_SRTP.
     pub encryption: bool,
+    /// Every transport `transport=` lists (chan_sip's `peer->transports`), the first included:
+    /// those this peer may register over. Empty without the key: any enabled transport.
+    pub transports: Vec<String>,
     /// `trustrpid`: a Remote-Party-ID (else P-Asserted-Identity) header of this peer's INVITE
     /// sets the caller ID, as chan_sip's `get_rpid`.
     pub trustrpid: bool,
@@ -148,6 +152,23 @@ pub struct Peer {
     pub groups: starling_core::pickup::PickupGroups,
 }
 
+impl Peer {
+    /// Whether this peer may register over `transport` (`udp`, `tcp`, `tls`): one `transport=`
+    /// lists, or any without the key (chan_sip's check_request_transport).
+    pub fn allows_transport(&self, transport: &str) -> bool {
+        self.transports.is_empty() || self.transports.iter().any(|t| t.eq_ignore_ascii_case(transport))
+    }
+
+    /// `transport=`'s list as chan_sip's get_transport_list prints it (`TLS,UDP`); every
+    /// transport without the key.
+    pub fn transport_list(&self) -> String {
+        if self.transports.is_empty() {
+            return "UDP,TCP,TLS".to_owned();
+        }
+        self.transports.iter().map(|t| t.to_ascii_uppercase()).collect::<Vec<_>>().join(",")
+    }
+}
+
 /// `mohinterpret=class|passthrough` (empty: `default`).
 fn parse_mohinterpret(value: &str) -> Option<String> {
     match value.trim() {
@@ -158,14 +179,7 @@ fn parse_mohinterpret(value: &str) -> Option<String> {
 }
 
 /// `ip`, `ip:port`, `v6`, `[v6]` or `[v6]:port` (a bind address).
-pub fn split_bindaddr(value: &str) -> Option<(IpAddr, Option<u16>)> {
-    let value = value.trim();
-    if let Ok(ip) = value.trim_start_matches('[').trim_end_matches(']').parse() {
-        return Some((ip, None));
-    }
-    let (ip, port) = value.rsplit_once(':')?;
-    Some((ip.trim_start_matches('[').trim_end_matches(']').parse().ok()?, Some(port.parse().ok()?)))
-}
+pub use starling_tls::split_bindaddr;
 
 impl General {
     /// Whether `remote` is outside every `localnet` while `externaddr` is set: then it is told
@@ -1013,6 +1027,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         reregister_on: Vec::new(),
         transport: "udp".into(),
         encryption: general.encryption,
+        transports: Vec::new(),
         trustrpid: general.trustrpid,
         sendrpid: general.sendrpid,
         trust_id_outbound: general.trust_id_outbound,
@@ -1117,15 +1132,17 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 }
                 "transport" => {
                     // chan_sip: a list of those allowed, the first the one we send with.
-                    let mut listed = var.value.split(',').map(|t| t.trim().to_ascii_lowercase());
-                    let first = listed.next().unwrap_or_default();
-                    if let Some(bad) = std::iter::once(first.clone())
-                        .chain(listed)
-                        .find(|t| !["udp", "tcp", "tls"].contains(&t.as_str()))
-                    {
+                    let listed: Vec<String> = var.value.split(',').map(|t| t.trim().to_ascii_lowercase()).collect();
+                    if let Some(bad) = listed.iter().find(|t| !["udp", "tcp", "tls"].contains(&t.as_str())) {
                         return Err(var.error(format!("unknown transport '{bad}': expected udp, tcp or tls")));
                     }
-                    p.transport = first;
+                    p.transport = listed[0].clone();
+                    p.transports = Vec::new();
+                    for t in listed {
+                        if !p.transports.contains(&t) {
+                            p.transports.push(t);
+                        }
+                    }
                 }
                 "trustrpid" => p.trustrpid = var.parse_bool()?,
                 "encryption" => p.encryption = var.parse_bool()?,
@@ -1431,8 +1448,18 @@ mod tests {
         assert_eq!(conf.registrations[1].port, Some(5061), "tls:// without a port: 5061");
         let a = conf.peer("a", |_| true).unwrap();
         assert_eq!((a.transport.as_str(), a.port), ("tls", Some(5061)), "the first listed; 5061");
+        assert_eq!(a.transports, ["tls", "udp"], "every listed one may be registered over");
+        assert!(a.allows_transport("UDP") && a.allows_transport("tls") && !a.allows_transport("TCP"));
+        assert_eq!(a.transport_list(), "TLS,UDP");
         let b = conf.peer("b", |_| true).unwrap();
         assert_eq!((b.transport.as_str(), b.port), ("udp", None));
+        let c = parse(
+            "[general]\n[c]\ntype=friend\nhost=dynamic\ntransport= TCP , tcp,udp\n[d]\ntype=friend\nhost=dynamic\n",
+        )
+        .unwrap();
+        let (c, d) = (c.peer("c", |_| true).unwrap(), c.peer("d", |_| true).unwrap());
+        assert_eq!((c.transport.as_str(), c.transport_list().as_str()), ("tcp", "TCP,UDP"), "listed once each");
+        assert!(d.transports.is_empty() && d.allows_transport("tcp") && d.allows_transport("tls"), "no key: any");
         let e = parse("[general]\n[c]\ntype=peer\nhost=dynamic\ntransport=tls,sctp\n").unwrap_err();
         assert!(e.contains("sip.conf:5: transport 'tls,sctp': unknown transport 'sctp'"), "{e}");
         let e = parse("[general]\nbindport=5060\ntlsenable=yes\ntlscertfile=/nonexistent.pem\n").unwrap_err();

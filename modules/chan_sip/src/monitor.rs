@@ -1127,7 +1127,23 @@ impl Monitor {
         let response = match self.registrar.authenticate(peer.map(|p| &**p), request, &name, now) {
             Ok(using_password) => {
                 let dynamic = peer.is_some_and(|p| p.host == PeerHost::Dynamic);
-                if dynamic {
+                // chan_sip's check_request_transport: over a transport `transport=` does not
+                // list, an authenticated REGISTER is refused (AUTH_BAD_TRANSPORT).
+                let arrived = self.tcp.as_ref().and_then(|t| t.connected(remote)).unwrap_or(Transport::Udp);
+                let arrived_name = arrived.via_name();
+                let refused_transport = peer.filter(|p| !p.allows_transport(arrived_name));
+                if let Some(p) = refused_transport {
+                    tracing::error!(
+                        target: "chan_sip.c",
+                        "'{arrived_name}' is not a valid transport for '{name}'. we only use '{}'! ending call.",
+                        p.transport_list()
+                    );
+                    tracing::info!(
+                        target: "chan_sip.c",
+                        "Registration from '{from}' failed for '{remote}' - Device not configured to use this transport type"
+                    );
+                    self.response(request, 403)
+                } else if dynamic {
                     self.tcp_authenticated(remote);
                     self.report(
                         SecurityEventType::SuccessfulAuth,
