@@ -1029,7 +1029,7 @@ for n in range(int(sys.argv[1])):
     { [ "$failed" -gt 0 ] || [ "$ok_stat" = 0 ]; } && sipp_report blf "$dir"
     row blf "$BLF_SUBS subscriptions, $BLF_HINTS hints, refresh ${BLF_REFRESH}s, 1 change/s" \
         "${up:-0} up, ${held:-?} held at the window's end" "$ok" "$failed" "$CPU_S" "-" "$CPU_PCT" "$RSS_TXT" "-" \
-        "window ${WALL}s: $changes state changes ($((BLF_SUBS / BLF_HINTS)) NOTIFYs each) and about $((BLF_SUBS * (BLF_REFRESH > 0))) refreshes (each subscription refreshes every ${BLF_REFRESH}s, $refreshes times, then unsubscribes); memory $(calc "f'{($rss_up - $rss_before) * 1024 / max($BLF_SUBS, 1):.0f}'") bytes a subscription (VmRSS $rss_before -> $rss_up kB with all up); retrans $retrans; $(common_notes)"
+        "window ${WALL}s: $changes state changes ($((BLF_SUBS / BLF_HINTS)) NOTIFYs each) and about $BLF_SUBS refreshes (each subscription refreshes every ${BLF_REFRESH}s, $refreshes times, then unsubscribes); memory $(calc "f'{($rss_up - $rss_before) * 1024 / max($BLF_SUBS, 1):.0f}'") bytes a subscription (VmRSS $rss_before -> $rss_up kB with all up); retrans $retrans; $(common_notes)"
     log "blf: $ok ok, $failed failed, ${up:-0} up, ${held:-?} held, Starling CPU ${CPU_S}s (${CPU_PCT}%) over ${WALL}s, RSS $RSS_TXT MB"
 }
 
