@@ -126,7 +126,8 @@ fn invite_with_replaces_of_a_blf_notifys_call_id_picks_up() {
         assert_eq!(code, 0, "the NOTIFY names the ringing call\n{out}\n{}", server.log_tail());
         assert!(server.rx("sip show subscriptions").contains("blf-1"), "{}", server.rx("sip show subscriptions"));
         let replaces = "pickup-blf-1;to-tag=a;from-tag=b";
-        let (code, out) = run_sipp_with(port, "invite_replaces.xml", &["-s", "1002", "-m", "1", "-key", "replaces", replaces]);
+        let (code, out) =
+            run_sipp_with(port, "invite_replaces.xml", &["-s", "1002", "-m", "1", "-key", "replaces", replaces]);
         assert_eq!(code, 0, "1003 picked up from its BLF key\n{out}\n{}", server.log_tail());
     });
 }

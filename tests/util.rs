@@ -20,7 +20,26 @@ pub fn starling_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
         let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        // What cargo sets for a test binary (CARGO_MANIFEST_DIR, CARGO_PKG_*...) must not reach
+        // this build: a build script that tracks one (ring's tracks CARGO_MANIFEST_DIR) would see
+        // it differ from the shell's `cargo build`, and ring, rustls and every crate above them
+        // would be built again here, then again by the next `cargo build` (minutes each time).
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            let set_for_tests = [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+                "CARGO_TARGET_TMPDIR",
+            ];
+            if set_for_tests.iter().any(|prefix| name.starts_with(prefix)) {
+                cargo.env_remove(&name);
+            }
+        }
+        let status = cargo
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["build", "--profile", profile])
             .status()
@@ -359,6 +378,9 @@ impl SippUas {
 
     /// As [`SippUas::spawn_for`], with more SIPp arguments (`-t t1` for TCP).
     pub fn spawn_with(scenario: &str, calls: u32, args: &[&str]) -> SippUas {
+        // Its 60 s start when it does: the first test of a run may wait minutes for the
+        // binary's `cargo build` (see `starling_bin`), so that comes first.
+        starling_bin();
         let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
         let work = tempfile_dir("sipp-uas");
         let port = free_udp_port();
