@@ -332,6 +332,7 @@ fn a_message_summary_subscription_is_told_the_counts() {
         "sip.conf",
         &format!(
             "[general]\nbindaddr=127.0.0.1\nbindport={port}\n[bob]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\nmailbox=1002\n\
+             [dave]\ntype=peer\nhost=dynamic\ncontext=default\nmailbox=1002@default\n\
              [carol]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\n"
         ),
     );
@@ -368,6 +369,29 @@ fn a_message_summary_subscription_is_told_the_counts() {
     ami.send(&[("Action", "MailboxStatus"), ("Mailbox", "1002@default"), ("ActionID", "s1")]);
     let status = ami.until("ActionID", "s1", Duration::from_secs(10));
     assert_eq!(crate::manager::get(&status, "Waiting"), Some("1"), "{status:?}");
+    // A phone that registers (dave, with mailbox= and no subscription) is told after its 200.
+    let phone_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone_socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = phone_socket.local_addr().unwrap();
+    let register = format!(
+        "REGISTER sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKvmreg1;rport\r\n\
+         From: <sip:dave@127.0.0.1>;tag=r1\r\nTo: <sip:dave@127.0.0.1>\r\nCall-ID: vm-register-1\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:dave@{local}>\r\nMax-Forwards: 70\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n"
+    );
+    phone_socket.send_to(register.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = phone_socket.recv(&mut buffer) {
+        received.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+        if received.iter().any(|m| m.starts_with("NOTIFY ")) {
+            break;
+        }
+    }
+    assert!(received.first().is_some_and(|m| m.starts_with("SIP/2.0 200")), "{received:?}");
+    let notify = received.iter().find(|m| m.starts_with("NOTIFY sip:dave@")).unwrap_or_else(|| panic!("{received:?}"));
+    assert!(notify.contains("Event: message-summary") && notify.contains("Messages-Waiting: yes"), "{notify}");
+    assert!(notify.contains("Voice-Message: 1/0 (0/0)"), "{notify}");
+    assert!(!notify.contains("Subscription-State"), "unsolicited: {notify}");
     // Carol has no mailbox: 404 (chan_sip's "Not found (no mailbox)").
     let auth_uri = format!("carol@127.0.0.1:{port}");
     let args = ["-s", "carol", "-key", "user", "carol", "-au", "carol", "-ap", "pw", "-auth_uri", &auth_uri, "-m", "1"];
