@@ -2148,7 +2148,7 @@ impl Monitor {
     fn send_mwi(&mut self, name: &str, now: std::time::Instant) {
         let conf = self.conf.clone();
         let Some(peer) = conf.peer(name, |p| p.kind != PeerKind::User) else { return };
-        if peer.mailbox.is_empty() {
+        if peer.mailbox.is_empty() || peer.subscribemwi {
             return;
         }
         let Some((new, old)) = crate::mwi::peer_counts(&self.core, &peer.mailbox) else { return };
