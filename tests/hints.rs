@@ -295,16 +295,42 @@ fn a_registration_makes_a_dynamic_peers_hint_idle() {
     assert!(line(&server).contains("State:Idle "), "{}", line(&server));
 }
 
-/// The phone of a hinted peer puts its call on hold (re-INVITE sendonly): the hint goes InUse
-/// (1) → Hold (16) → Idle (0), and DEVICE_STATE() reads ONHOLD meanwhile.
+/// The phone of a hinted peer puts its call on hold (re-INVITE sendonly): with `notifyhold=yes`
+/// the hint goes InUse (1) → Hold (16) → Idle (0), and DEVICE_STATE() reads ONHOLD meanwhile.
 #[test]
 fn a_held_call_makes_the_hint_hold() {
+    let (statuses, devices) = held_call_states("hinthold", "notifyhold=yes\n");
+    let seen = changes(&statuses);
+    assert!(seen.ends_with(&["1".to_owned(), "16".to_owned(), "0".to_owned()]), "{statuses:?}");
+    assert!(changes(&devices).contains(&"ONHOLD".to_owned()), "{devices:?}");
+}
+
+/// chan_sip's default `notifyhold=no`: the held call stays in use (1), never Hold (16).
+#[test]
+fn without_notifyhold_a_held_call_stays_in_use() {
+    let (statuses, devices) = held_call_states("hintnohold", "");
+    let seen = changes(&statuses);
+    assert!(seen.ends_with(&["1".to_owned(), "0".to_owned()]) && !seen.contains(&"16".to_owned()), "{statuses:?}");
+    assert!(!devices.contains(&"ONHOLD".to_owned()), "{devices:?}");
+}
+
+/// `callcounter=no` (chan_sip's default; Starling's is yes): the peer's calls do not make its
+/// state, the hint stays idle (0) through the call.
+#[test]
+fn without_callcounter_calls_leave_the_hint_idle() {
+    let (statuses, _) = held_call_states("hintnocount", "callcounter=no\n");
+    assert!(statuses.iter().all(|s| s == "0"), "{statuses:?}");
+}
+
+/// The hint's statuses (ExtensionState) and DEVICE_STATE(SIP/desk) every 100 ms while the desk
+/// phone calls, holds, unholds and hangs up, with `general` in sip.conf's `[general]`.
+fn held_call_states(name: &str, general: &str) -> (Vec<String>, Vec<String>) {
     let ami = free_tcp_port();
     let (server, sip) = sip_pbx_on_port(
-        "hinthold",
+        name,
         &["pbx_config", "func_devstate", "func_extstate", "res_manager"],
         Some("[default]\nexten => 3000,hint,SIP/desk\nexten => 10,1,Answer()\n same => n,Wait(10)\n same => n,Hangup()\n"),
-        |_| "[desk]\ntype=friend\nhost=127.0.0.1\ninsecure=port,invite\ncontext=default\nmohinterpret=passthrough\ndisallow=all\nallow=ulaw\n".to_owned(),
+        |_| general.to_owned() + "[desk]\ntype=friend\nhost=127.0.0.1\ninsecure=port,invite\ncontext=default\nmohinterpret=passthrough\ndisallow=all\nallow=ulaw\n",
     );
     write_manager_conf(&server, ami);
     assert!(server.rx("module load res_manager").contains("Loaded"));
@@ -333,7 +359,5 @@ fn a_held_call_makes_the_hint_hold() {
     }
     let (code, out) = caller.join().unwrap();
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
-    let seen = changes(&statuses);
-    assert!(seen.ends_with(&["1".to_owned(), "16".to_owned(), "0".to_owned()]), "{statuses:?}");
-    assert!(changes(&devices).contains(&"ONHOLD".to_owned()), "{devices:?}");
+    (statuses, devices)
 }

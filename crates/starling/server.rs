@@ -38,6 +38,7 @@ fn static_modules() -> Vec<StaticModule> {
         func_channel::module_info,
         chan_sip::module_info,
         app_echo::module_info,
+        app_directed_pickup::module_info,
         app_dial::module_info,
         app_playback::module_info,
         app_system::module_info,
@@ -293,6 +294,7 @@ fn serve(
         tracing::warn!("Privilege escalation protection disabled!");
     }
     core.cdr().load(&core.settings().etcdir).map_err(Fatal::config)?;
+    core.features().load(&core.settings().etcdir).map_err(Fatal::config)?;
     let _translation_cli = register_translation_cli(&core);
     let db = starling_core::db::SqliteStorage::open(&core.settings().dbdir).map_err(Fatal::resource)?;
     core.set_db(Arc::new(db));

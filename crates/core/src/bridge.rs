@@ -254,6 +254,9 @@ pub async fn bridge(caller: &mut Channel, callee: &mut Channel, config: &BridgeC
             Frame::Transfer(exten) => break BridgeEnd::Transfer(side, exten),
             Frame::AttendedTransfer(channel) => break BridgeEnd::AttendedTransfer(side, channel),
             Frame::Replace(reply) => break BridgeEnd::Replaced(side, reply),
+            // A channel in a bridge is up: there is nothing to pick up (the picker hears so
+            // as the request is dropped).
+            Frame::Pickup(_) => {}
             Frame::Hangup(cause) => break BridgeEnd::HungUp(side, cause),
             // Taken by the channel's own read.
             Frame::SetVar(..) | Frame::Redirect(_) | Frame::GetVar(..) => {}

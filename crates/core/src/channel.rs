@@ -74,6 +74,12 @@ pub struct ChannelSummary {
     /// The far end put this channel on hold (its driver read a hold; Asterisk's
     /// `ast_channel_hold_state`): its device is `ONHOLD`.
     pub on_hold: bool,
+    /// The device's call and pickup groups (see [`crate::pickup`]).
+    pub groups: crate::pickup::PickupGroups,
+    /// A dialplan runs on the channel (Asterisk's `ast_channel_pbx`): it cannot be picked up.
+    pub pbx: bool,
+    /// A pickup has claimed the channel (Asterisk's `pickup-active` datastore).
+    pub pickup_active: bool,
 }
 
 #[derive(Default)]
@@ -160,6 +166,9 @@ impl Channels {
             native_format: "slin",
             hangup_at: None,
             on_hold: false,
+            groups: Default::default(),
+            pbx: false,
+            pickup_active: false,
         };
         let device = crate::devicestate::device_of_channel(&summary.name).to_owned();
         let mut inner = self.lock();
@@ -195,12 +204,18 @@ impl Channels {
     /// What the channels of `device` (`SIP/1001`: every `SIP/1001-...`) make its state,
     /// aggregated (Asterisk's `ast_parse_device_state`); `None` when it has none.
     pub fn device_state(&self, device: &str) -> Option<crate::devicestate::DeviceState> {
+        self.device_state_with(device, true)
+    }
+
+    /// [`Channels::device_state`]; without `report_hold` a held channel counts as in use
+    /// (chan_sip's `notifyhold=no`).
+    pub fn device_state_with(&self, device: &str, report_hold: bool) -> Option<crate::devicestate::DeviceState> {
         use crate::devicestate::{DeviceState, DevstateAggregate};
         let inner = self.lock();
         let counts = inner.by_device.get(&device.to_ascii_lowercase())?;
         let mut aggregate = DevstateAggregate::default();
         for state in DeviceState::ALL.into_iter().filter(|s| counts[*s as usize] > 0) {
-            aggregate.add(state);
+            aggregate.add(if state == DeviceState::OnHold && !report_hold { DeviceState::InUse } else { state });
         }
         Some(aggregate.result())
     }
@@ -226,6 +241,23 @@ impl Channels {
             }
         }
         sent
+    }
+
+    /// Claims for a pickup the oldest channel that can be picked up
+    /// ([`crate::pickup::can_pickup`]) and that `select` accepts; its name. Choosing and claiming
+    /// under one lock keeps two pickers off one call (Asterisk's `pickup-active` datastore).
+    pub fn claim_pickup(&self, select: impl Fn(&ChannelSummary) -> bool) -> Option<String> {
+        let mut inner = self.lock();
+        let target = inner.channels.values_mut().find(|s| crate::pickup::can_pickup(s) && select(s))?;
+        target.pickup_active = true;
+        Some(target.name.clone())
+    }
+
+    /// Gives up a pickup's claim on the channel named `name`.
+    pub fn release_pickup(&self, name: &str) {
+        if let Some(s) = self.lock().channels.values_mut().find(|s| s.name == name) {
+            s.pickup_active = false;
+        }
     }
 
     /// One channel's summary, by name.
@@ -686,6 +718,10 @@ pub struct Channel {
     /// refused (Asterisk's thread-local `ast_thread_inhibit_escalations`, here per channel,
     /// since a channel's evaluations all run on its own task).
     inhibit_escalations: bool,
+    /// The device's call and pickup groups (its driver sets them: chan_sip's peer's).
+    groups: crate::pickup::PickupGroups,
+    /// What a pickup left behind ([`Channel::zombie`]).
+    zombie: bool,
 }
 
 /// How long the dialplan waits for the caller's keys (Asterisk's `struct ast_pbx` timeouts).
@@ -774,6 +810,8 @@ impl Channel {
             timeouts: PbxTimeouts::default(),
             exception: None,
             inhibit_escalations: false,
+            groups: Default::default(),
+            zombie: false,
         };
         (channel, ChannelDriver { frames: frames_tx, commands: commands_rx })
     }
@@ -789,6 +827,36 @@ impl Channel {
             cdr.record_mut().channel = name.clone();
         }
         self.entry.update(|s| s.name = name);
+    }
+
+    /// The device's call and pickup groups ([`crate::pickup`]).
+    pub fn groups(&self) -> &crate::pickup::PickupGroups {
+        &self.groups
+    }
+    /// Sets the call and pickup groups (the driver, as it makes the channel).
+    pub fn set_groups(&mut self, groups: crate::pickup::PickupGroups) {
+        self.entry.update(|s| s.groups.clone_from(&groups));
+        self.groups = groups;
+    }
+    /// Marks the channel as running a dialplan, or an application on a task of its own (a
+    /// pickup by `pickupexten`): it can no longer be picked up.
+    pub fn mark_pbx(&self) {
+        self.entry.update(|s| s.pbx = true);
+    }
+    /// Takes the channel out of `self` to move it elsewhere, leaving a zombie in its place
+    /// (Asterisk's masquerade in `ast_do_pickup`): the zombie is hung up, listed nowhere, has
+    /// no records and no driver; the dialplan that held it ends without running `h`.
+    pub fn zombie(&mut self) -> Channel {
+        let mut zombie = Channel::dummy(&self.core);
+        zombie.name = format!("{}<ZOMBIE>", self.name);
+        zombie.hung_up = true;
+        zombie.zombie = true;
+        zombie.hangup_cause = Some(crate::frame::Cause::ANSWERED_ELSEWHERE);
+        std::mem::replace(self, zombie)
+    }
+    /// Whether this is what a pickup left behind ([`Channel::zombie`]).
+    pub fn is_zombie(&self) -> bool {
+        self.zombie
     }
 
     /// The core this channel lives in (its registries: functions for `Set(FUNC()=...)`).
@@ -971,6 +1039,15 @@ impl Channel {
             if status != "ANSWER" {
                 cdr.finish_now(cause, congestion);
             }
+        }
+    }
+
+    /// The dialled `peer` was picked up by `picker` ([`crate::pickup`]): the record that has
+    /// `peer` as Party B has the picker instead (the party that answered, as Asterisk's CDR shows
+    /// after the pickup's masquerade).
+    pub fn cdr_dial_picked_up(&mut self, peer: &str, picker: &str) {
+        if let Some(cdr) = self.cdrs.iter_mut().find(|c| !c.is_finished() && c.party_b() == peer) {
+            cdr.set_party_b(picker);
         }
     }
 

@@ -175,6 +175,8 @@ pub struct Core {
     bridges: crate::bridge::Bridges,
     events: crate::events::Events,
     cdr: crate::cdr::CdrEngine,
+    /// features.conf (the pickup keys).
+    features: crate::pickup::Features,
     manager_actions: Registry<crate::manager::ManagerAction>,
     pbx: std::sync::RwLock<Option<Arc<dyn Pbx>>>,
     builtin_apps: OnceLock<Vec<crate::apps::Registration<App>>>,
@@ -208,6 +210,7 @@ impl Core {
             bridges: Default::default(),
             events: Default::default(),
             cdr: Default::default(),
+            features: Default::default(),
             manager_actions: Registry::default(),
             pbx: std::sync::RwLock::new(None),
             builtin_apps: OnceLock::new(),
@@ -282,6 +285,10 @@ impl Core {
     pub fn cdr(&self) -> &crate::cdr::CdrEngine {
         &self.cdr
     }
+    /// features.conf (`pickupexten`...).
+    pub fn features(&self) -> &crate::pickup::Features {
+        &self.features
+    }
     /// Manager actions modules add (chan_sip's `SIPpeers`...).
     pub fn manager_actions(&self) -> &Registry<crate::manager::ManagerAction> {
         &self.manager_actions
@@ -303,6 +310,7 @@ impl Core {
     /// Starts the dialplan on a new channel; without a dialplan the channel hangs up.
     pub fn start_pbx(&self, mut channel: Channel) {
         channel.announce();
+        channel.mark_pbx();
         let pbx = self.pbx.read().unwrap_or_else(|p| p.into_inner()).clone();
         match pbx {
             Some(pbx) => pbx.start(channel),
@@ -380,6 +388,9 @@ impl Core {
         }
         if let Err(e) = self.cdr.load(&self.settings.etcdir) {
             problems.push(format!("cdr.conf: {e}"));
+        }
+        if let Err(e) = self.features.load(&self.settings.etcdir) {
+            problems.push(format!("features.conf: {e}"));
         }
         for problem in &problems {
             tracing::error!("reload: {problem}");

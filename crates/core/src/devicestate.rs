@@ -273,8 +273,8 @@ impl Core {
             let Some(tech) = self.techs().get(tech) else { return DeviceState::Invalid };
             let state = tech.devicestate(data);
             match state {
-                DeviceState::Unknown | DeviceState::NotInUse | DeviceState::InUse => {
-                    self.channels().device_state(device).unwrap_or(state)
+                DeviceState::Unknown | DeviceState::NotInUse | DeviceState::InUse if tech.counts_calls(data) => {
+                    self.channels().device_state_with(device, tech.reports_hold(data)).unwrap_or(state)
                 }
                 other => other,
             }

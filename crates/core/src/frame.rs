@@ -25,6 +25,9 @@ pub enum Frame {
     /// An attended transfer elsewhere replaces this channel: its bridge hands over the party
     /// it is connected to (or asks for the transferee, see [`Handover`]) and the channel leaves.
     Replace(Reply<Handover>),
+    /// A pickup ([`crate::pickup`]) asks the task that rings this channel (Dial) to take the
+    /// picker in its place: it answers with where to send the picker.
+    Pickup(Reply<crate::pickup::PickupTake>),
     /// The far end hung up, with this cause.
     Hangup(Cause),
     /// The manager sets a variable on the channel (`Setvar`); applied by the channel's own

@@ -45,6 +45,7 @@ pub mod moh;
 pub mod mwi;
 pub mod originate;
 pub mod panic;
+pub mod pickup;
 pub mod security;
 pub mod tech;
 

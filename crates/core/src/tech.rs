@@ -88,6 +88,16 @@ pub trait Tech: Send + Sync {
     fn devicestate(&self, _data: &str) -> crate::devicestate::DeviceState {
         crate::devicestate::DeviceState::Unknown
     }
+    /// Whether the device's channels make its state (in use, ringing, on hold) when
+    /// [`Tech::devicestate`] says it is idle (chan_sip's `callcounter`); true unless told.
+    fn counts_calls(&self, _data: &str) -> bool {
+        true
+    }
+    /// Whether a held channel makes its device `ONHOLD` (chan_sip's `notifyhold`); otherwise a
+    /// held call is in use. True unless told.
+    fn reports_hold(&self, _data: &str) -> bool {
+        true
+    }
 }
 
 impl Core {

@@ -106,8 +106,9 @@ pub async fn run(plan: Arc<Dialplan>, globals: Arc<RwLock<BTreeMap<String, Strin
         Ended::Returned => Cause::NORMAL_CLEARING,
     };
     chan.hangup(cause);
-    // The h extension runs after the hangup, with HANGUPCAUSE set.
-    if exists(&plan, &chan, "h") {
+    // The h extension runs after the hangup, with HANGUPCAUSE set; not on what a pickup left
+    // behind (the channel went on elsewhere).
+    if !chan.is_zombie() && exists(&plan, &chan, "h") {
         chan.cdr_before_hangup_exten();
         chan.exten = "h".into();
         chan.priority = 1;

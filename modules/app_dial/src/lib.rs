@@ -202,6 +202,14 @@ enum Ring {
     Answered(Box<Callee>),
 }
 
+/// A pickup's request reached a channel this Dial rings (or its caller): says where to send
+/// the picker, and waits for it.
+async fn take_picker(reply: starling_core::frame::Reply<starling_core::pickup::PickupTake>) -> Option<Channel> {
+    let (give, take) = tokio::sync::oneshot::channel();
+    reply.send(give).ok()?;
+    tokio::time::timeout(Duration::from_secs(5), take).await.ok()?.ok()
+}
+
 /// The next frame from any callee: (which, frame or None once hung up).
 async fn next_callee_frame(callees: &mut [Callee]) -> (usize, Option<Frame>) {
     let mut reads: Vec<Pin<Box<dyn Future<Output = Option<Frame>> + Send + '_>>> =
@@ -215,6 +223,26 @@ async fn next_callee_frame(callees: &mut [Callee]) -> (usize, Option<Frame>) {
         Poll::Pending
     })
     .await
+}
+
+/// A pickup ([`starling_core::pickup`]) answered in place of the callee of that index (or of
+/// any, `None`: it asked the caller's channel, an INVITE with Replaces naming the caller's
+/// ringing dialog): the picker is the party that answered (the CDR and `DIALEDPEERNAME` name
+/// it); the leg it rang goes with the others (CANCEL, "Call completed elsewhere").
+fn picked_up(chan: &mut Channel, callees: &[Callee], picker: Channel, target: Option<usize>) -> Ring {
+    let number = match target.and_then(|i| callees.get(i)) {
+        Some(rung) => {
+            verbose!(3, "{} picked up {} for {}", picker.name(), rung.channel.name(), chan.name());
+            chan.cdr_dial_picked_up(rung.channel.name(), picker.name());
+            rung.number.clone()
+        }
+        None => {
+            verbose!(3, "{} picked up the call of {}", picker.name(), chan.name());
+            chan.cdr_dial_begin(picker.name());
+            picker.caller.number.clone()
+        }
+    };
+    Ring::Answered(Box::new(Callee { channel: picker, number }))
 }
 
 /// Waits for the first answer, relaying progress to the caller.
@@ -245,16 +273,25 @@ async fn ring(
             }
         };
         tokio::select! {
-            frame = chan.read() => {
-                if frame.is_none() {
-                    return Ring::Cancelled;
+            frame = chan.read() => match frame {
+                None => return Ring::Cancelled,
+                Some(Frame::Pickup(reply)) => {
+                    if let Some(picker) = take_picker(reply).await {
+                        return picked_up(chan, callees, picker, None);
+                    }
                 }
-            }
+                Some(_) => {}
+            },
             (i, frame) = next_callee_frame(callees) => match frame {
                 Some(Frame::Control(Control::Answer)) => {
                     let callee = callees.remove(i);
                     verbose!(3, "{} answered {}", callee.channel.name(), chan.name());
                     return Ring::Answered(Box::new(callee));
+                }
+                Some(Frame::Pickup(reply)) => {
+                    if let Some(picker) = take_picker(reply).await {
+                        return picked_up(chan, callees, picker, Some(i));
+                    }
                 }
                 Some(Frame::Control(Control::Ringing)) => {
                     verbose!(3, "{} is ringing", callees[i].channel.name());
@@ -420,6 +457,9 @@ fn dial<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
             match core.request_channel(target, &requestor) {
                 Ok(mut channel) => {
                     verbose!(3, "Called {target}");
+                    // As app_dial: the callee is dialled from the caller's extension (what
+                    // `Pickup(exten@context)` looks for).
+                    channel.exten = chan.exten.clone();
                     let number = target.split_once('/').map_or(target, |(_, d)| d).to_owned();
                     publish_dial(Some(chan), &mut channel, "DialBegin", ("DialString", &number));
                     // One record per callee (Asterisk's CDR for each Party B).

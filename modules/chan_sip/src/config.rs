@@ -109,7 +109,14 @@ pub struct Peer {
     /// Starling's `reregister_on=403,408,480`: an outbound INVITE to this peer failing with one
     /// of these statuses re-registers the peer's `register =>` lines at once.
     pub reregister_on: Vec<u16>,
+    /// The first of `transport=`: what we send to this peer with (`udp` without the key).
     pub transport: String,
+    /// `encryption=yes`: SDES-SRTP (RTP/SAVP with `a=crypto`) offered to this peer and
+    /// required of it, as chan_sip's SIP_PAGE2_USE_SRTP.
+    pub encryption: bool,
+    /// Every transport `transport=` lists (chan_sip's `peer->transports`), the first included:
+    /// those this peer may register over. Empty without the key: any enabled transport.
+    pub transports: Vec<String>,
     /// `trustrpid`: a Remote-Party-ID (else P-Asserted-Identity) header of this peer's INVITE
     /// sets the caller ID, as chan_sip's `get_rpid`.
     pub trustrpid: bool,
@@ -139,6 +146,30 @@ pub struct Peer {
     /// `subscribecontext`: where its subscriptions' extensions (and their hints) are looked up;
     /// `None`: `[general]`'s, else the peer's `context`.
     pub subscribecontext: Option<String>,
+    /// `callcounter` (default `[general]`'s): whether the peer's calls make its device state
+    /// (chan_sip counts them when this or `call-limit` is set; without, the device is idle or
+    /// unavailable whatever its calls).
+    pub callcounter: bool,
+    /// `callgroup`, `pickupgroup`, `namedcallgroup`, `namedpickupgroup` (chan_sip's, per peer
+    /// only): what its channels carry for call pickup.
+    pub groups: starling_core::pickup::PickupGroups,
+}
+
+impl Peer {
+    /// Whether this peer may register over `transport` (`udp`, `tcp`, `tls`): one `transport=`
+    /// lists, or any without the key (chan_sip's check_request_transport).
+    pub fn allows_transport(&self, transport: &str) -> bool {
+        self.transports.is_empty() || self.transports.iter().any(|t| t.eq_ignore_ascii_case(transport))
+    }
+
+    /// `transport=`'s list as chan_sip's get_transport_list prints it (`TLS,UDP`); every
+    /// transport without the key.
+    pub fn transport_list(&self) -> String {
+        if self.transports.is_empty() {
+            return "UDP,TCP,TLS".to_owned();
+        }
+        self.transports.iter().map(|t| t.to_ascii_uppercase()).collect::<Vec<_>>().join(",")
+    }
 }
 
 /// `mohinterpret=class|passthrough` (empty: `default`).
@@ -151,14 +182,7 @@ fn parse_mohinterpret(value: &str) -> Option<String> {
 }
 
 /// `ip`, `ip:port`, `v6`, `[v6]` or `[v6]:port` (a bind address).
-pub fn split_bindaddr(value: &str) -> Option<(IpAddr, Option<u16>)> {
-    let value = value.trim();
-    if let Ok(ip) = value.trim_start_matches('[').trim_end_matches(']').parse() {
-        return Some((ip, None));
-    }
-    let (ip, port) = value.rsplit_once(':')?;
-    Some((ip.trim_start_matches('[').trim_end_matches(']').parse().ok()?, Some(port.parse().ok()?)))
-}
+pub use starling_tls::split_bindaddr;
 
 impl General {
     /// Whether `remote` is outside every `localnet` while `externaddr` is set: then it is told
@@ -236,6 +260,8 @@ pub struct General {
     pub alwaysauthreject: bool,
     /// `[general] trustrpid`: every peer's default, and the guests'.
     pub trustrpid: bool,
+    /// `[general] encryption`: every peer's default, and the guests'.
+    pub encryption: bool,
     /// `[general] sendrpid` and `trust_id_outbound`: every peer's defaults.
     pub sendrpid: SendRpid,
     pub trust_id_outbound: TrustIdOutbound,
@@ -300,6 +326,12 @@ pub struct General {
     /// `notifycid` (no): a ringing extension's dialog-info names the caller (the channel in the
     /// dialplan at that extension: of the subscription's context, or any with `ignore-context`).
     pub notifycid: NotifyCid,
+    /// `notifyhold` (no, as chan_sip): a held call makes its peer's device `ONHOLD` (dialog-info
+    /// `confirmed` with `+sip.rendering` `no`, PIDF `On hold`); without it a held call is in use.
+    pub notifyhold: bool,
+    /// `callcounter` (every peer's default; Starling's default is yes, chan_sip's no): a peer's
+    /// calls make its device state (in use, ringing, on hold).
+    pub callcounter: bool,
 }
 
 /// `notifycid = yes|no|ignore-context` (chan_sip's `sip_cfg.notifycid`).
@@ -792,6 +824,7 @@ impl SipConf {
             allowguest: true,
             alwaysauthreject: true,
             trustrpid: false,
+            encryption: false,
             sendrpid: SendRpid::No,
             trust_id_outbound: TrustIdOutbound::Legacy,
             noncelifetime: 30,
@@ -828,6 +861,8 @@ impl SipConf {
             subscribecontext: None,
             notifyringing: true,
             notifycid: NotifyCid::No,
+            notifyhold: false,
+            callcounter: true,
         };
         let mut registrations = Vec::new();
         if let Some(section) = config.section("general") {
@@ -877,6 +912,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "allowguest" => g.allowguest = bool_of(var)?,
         "alwaysauthreject" => g.alwaysauthreject = bool_of(var)?,
         "trustrpid" => g.trustrpid = bool_of(var)?,
+        "encryption" => g.encryption = bool_of(var)?,
         "sendrpid" => g.sendrpid = SendRpid::parse(var)?,
         "trust_id_outbound" => g.trust_id_outbound = TrustIdOutbound::parse(var)?,
         "noncelifetime" => {
@@ -935,6 +971,8 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "srvlookup" => g.srvlookup = bool_of(var)?,
         "allowsubscribe" => g.allowsubscribe = bool_of(var)?,
         "notifyringing" => g.notifyringing = bool_of(var)?,
+        "notifyhold" => g.notifyhold = bool_of(var)?,
+        "callcounter" => g.callcounter = bool_of(var)?,
         "notifycid" => {
             g.notifycid = if var.value.trim().eq_ignore_ascii_case("ignore-context") {
                 NotifyCid::IgnoreContext
@@ -991,6 +1029,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         mohinterpret: general.mohinterpret.clone(),
         reregister_on: Vec::new(),
         transport: "udp".into(),
+        encryption: general.encryption,
+        transports: Vec::new(),
         trustrpid: general.trustrpid,
         sendrpid: general.sendrpid,
         trust_id_outbound: general.trust_id_outbound,
@@ -1004,6 +1044,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         description: String::new(),
         allowsubscribe: general.allowsubscribe,
         subscribecontext: general.subscribecontext.clone(),
+        callcounter: general.callcounter,
+        groups: Default::default(),
     };
     let mut has_type = false;
     for var in &section.variables {
@@ -1048,7 +1090,18 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 "qualify" => p.qualify = parse_qualify(var)?,
                 "qualifyfreq" => p.qualifyfreq = var.parse()?,
                 "call-limit" | "call_limit" => p.call_limit = Some(var.parse()?),
+                "callgroup" => {
+                    p.groups.callgroup = starling_core::pickup::parse_group(&var.value).map_err(|e| var.error(e))?
+                }
+                "pickupgroup" => {
+                    p.groups.pickupgroup = starling_core::pickup::parse_group(&var.value).map_err(|e| var.error(e))?
+                }
+                "namedcallgroup" => p.groups.named_callgroups = starling_core::pickup::parse_named_groups(&var.value),
+                "namedpickupgroup" => {
+                    p.groups.named_pickupgroups = starling_core::pickup::parse_named_groups(&var.value)
+                }
                 "busylevel" => p.busylevel = Some(var.parse()?),
+                "callcounter" => p.callcounter = var.parse_bool()?,
                 "nat" => p.nat = parse_nat(var)?,
                 "insecure" => {
                     for word in var.value.split(',').map(|w| w.trim().to_ascii_lowercase()) {
@@ -1083,17 +1136,20 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 }
                 "transport" => {
                     // chan_sip: a list of those allowed, the first the one we send with.
-                    let mut listed = var.value.split(',').map(|t| t.trim().to_ascii_lowercase());
-                    let first = listed.next().unwrap_or_default();
-                    if let Some(bad) = std::iter::once(first.clone())
-                        .chain(listed)
-                        .find(|t| !["udp", "tcp", "tls"].contains(&t.as_str()))
-                    {
+                    let listed: Vec<String> = var.value.split(',').map(|t| t.trim().to_ascii_lowercase()).collect();
+                    if let Some(bad) = listed.iter().find(|t| !["udp", "tcp", "tls"].contains(&t.as_str())) {
                         return Err(var.error(format!("unknown transport '{bad}': expected udp, tcp or tls")));
                     }
-                    p.transport = first;
+                    p.transport = listed[0].clone();
+                    p.transports = Vec::new();
+                    for t in listed {
+                        if !p.transports.contains(&t) {
+                            p.transports.push(t);
+                        }
+                    }
                 }
                 "trustrpid" => p.trustrpid = var.parse_bool()?,
+                "encryption" => p.encryption = var.parse_bool()?,
                 "sendrpid" => p.sendrpid = SendRpid::parse(var)?,
                 "trust_id_outbound" => p.trust_id_outbound = TrustIdOutbound::parse(var)?,
                 "callingpres" => {
@@ -1273,6 +1329,32 @@ mod tests {
         }
     }
 
+    /// `notifyhold` (no) and `callcounter` (yes: Starling's default; `[general]`'s is every peer's).
+    #[test]
+    fn notifyhold_and_callcounter() {
+        let conf = parse("[general]\n[a]\ntype=friend\n").unwrap();
+        assert!(!conf.general.notifyhold && conf.general.callcounter && conf.peers[0].callcounter);
+        let conf =
+            parse("[general]\nnotifyhold=yes\ncallcounter=no\n[a]\ntype=friend\n[b]\ntype=friend\ncallcounter=yes\n")
+                .unwrap();
+        assert!(conf.general.notifyhold && !conf.general.callcounter);
+        let peer = |n: &str| conf.peers.iter().find(|p| p.name == n).unwrap().callcounter;
+        assert!(!peer("a") && peer("b"));
+        assert!(parse("[general]\nnotifyhold=maybe\n").is_err());
+    }
+
+    /// Call and pickup groups: numbers and ranges 0-63, and names; a bad group stops start-up.
+    #[test]
+    fn call_and_pickup_groups() {
+        let conf = parse("[a]\ntype=friend\nhost=dynamic\ncallgroup=1,3-5\npickupgroup=1\nnamedcallgroup=sales, x\nnamedpickupgroup=sales\n").unwrap();
+        let a = conf.peers.iter().find(|p| p.name == "a").unwrap();
+        assert_eq!((a.groups.callgroup, a.groups.pickupgroup), (0b111010, 0b10));
+        assert_eq!(a.groups.named_callgroups, ["sales", "x"]);
+        assert!(a.groups.may_pick_up(&a.groups));
+        let err = parse("[a]\ntype=peer\nhost=dynamic\ncallgroup=1,64\n").unwrap_err().to_string();
+        assert!(err.contains("sip.conf:4") && err.contains("callgroup '1,64'"), "{err}");
+    }
+
     /// `noncelifetime` (Starling's): seconds, 30 by default, at least 1.
     /// `mailbox=` lines add up (commas, blanks and duplicates as chan_sip's add_peer_mailboxes);
     /// `[general] trustrpid` is every peer's default; busylevel is a whole number.
@@ -1374,8 +1456,18 @@ mod tests {
         assert_eq!(conf.registrations[1].port, Some(5061), "tls:// without a port: 5061");
         let a = conf.peer("a", |_| true).unwrap();
         assert_eq!((a.transport.as_str(), a.port), ("tls", Some(5061)), "the first listed; 5061");
+        assert_eq!(a.transports, ["tls", "udp"], "every listed one may be registered over");
+        assert!(a.allows_transport("UDP") && a.allows_transport("tls") && !a.allows_transport("TCP"));
+        assert_eq!(a.transport_list(), "TLS,UDP");
         let b = conf.peer("b", |_| true).unwrap();
         assert_eq!((b.transport.as_str(), b.port), ("udp", None));
+        let c = parse(
+            "[general]\n[c]\ntype=friend\nhost=dynamic\ntransport= TCP , tcp,udp\n[d]\ntype=friend\nhost=dynamic\n",
+        )
+        .unwrap();
+        let (c, d) = (c.peer("c", |_| true).unwrap(), c.peer("d", |_| true).unwrap());
+        assert_eq!((c.transport.as_str(), c.transport_list().as_str()), ("tcp", "TCP,UDP"), "listed once each");
+        assert!(d.transports.is_empty() && d.allows_transport("tcp") && d.allows_transport("tls"), "no key: any");
         let e = parse("[general]\n[c]\ntype=peer\nhost=dynamic\ntransport=tls,sctp\n").unwrap_err();
         assert!(e.contains("sip.conf:5: transport 'tls,sctp': unknown transport 'sctp'"), "{e}");
         let e = parse("[general]\nbindport=5060\ntlsenable=yes\ntlscertfile=/nonexistent.pem\n").unwrap_err();

@@ -106,10 +106,10 @@ fn sip_show_peer(shared: &Shared, bindings: &registrar::Bindings, m: &Message) -
         reply = reply.with("SIP-FromDomain", domain).with("Sip-FromDomain-Port", port);
     }
     reply = reply
-        .with("Callgroup", "")
-        .with("Pickupgroup", "")
-        .with("Named Callgroup", "")
-        .with("Named Pickupgroup", "")
+        .with("Callgroup", starling_core::pickup::print_group(peer.groups.callgroup))
+        .with("Pickupgroup", starling_core::pickup::print_group(peer.groups.pickupgroup))
+        .with("Named Callgroup", starling_core::pickup::print_named_groups(&peer.groups.named_callgroups))
+        .with("Named Pickupgroup", starling_core::pickup::print_named_groups(&peer.groups.named_pickupgroups))
         .with("MOHSuggest", "")
         .with("VoiceMailbox", peer.mailbox.join(","))
         .with("TransferMode", "open")
@@ -139,7 +139,7 @@ fn sip_show_peer(shared: &Shared, bindings: &registrar::Bindings, m: &Message) -
         .with("SIP-Sess-Expires", peer.session_timers.expires.to_string())
         .with("SIP-Sess-Min", peer.session_timers.min_se.to_string())
         .with("SIP-RTP-Engine", "asterisk")
-        .with("SIP-Encryption", "N")
+        .with("SIP-Encryption", y_n(peer.encryption))
         .with("SIP-RTCP-Mux", "N")
         .with("SIP-DTMFmode", peer.dtmfmode.as_str())
         .with("ToHost", "")

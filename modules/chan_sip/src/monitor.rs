@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use starling_core::channel::ChannelState;
+use starling_core::frame::Cause;
 use starling_core::tokio::net::UdpSocket;
 use starling_core::tokio::sync::watch;
 use starling_core::tokio::time::{sleep_until, Instant as TokioInstant};
@@ -1126,7 +1128,23 @@ impl Monitor {
         let response = match self.registrar.authenticate(peer.map(|p| &**p), request, &name, now) {
             Ok(using_password) => {
                 let dynamic = peer.is_some_and(|p| p.host == PeerHost::Dynamic);
-                if dynamic {
+                // chan_sip's check_request_transport: over a transport `transport=` does not
+                // list, an authenticated REGISTER is refused (AUTH_BAD_TRANSPORT).
+                let arrived = self.tcp.as_ref().and_then(|t| t.connected(remote)).unwrap_or(Transport::Udp);
+                let arrived_name = arrived.via_name();
+                let refused_transport = peer.filter(|p| !p.allows_transport(arrived_name));
+                if let Some(p) = refused_transport {
+                    tracing::error!(
+                        target: "chan_sip.c",
+                        "'{arrived_name}' is not a valid transport for '{name}'. we only use '{}'! ending call.",
+                        p.transport_list()
+                    );
+                    tracing::info!(
+                        target: "chan_sip.c",
+                        "Registration from '{from}' failed for '{remote}' - Device not configured to use this transport type"
+                    );
+                    self.response(request, 403)
+                } else if dynamic {
                     self.tcp_authenticated(remote);
                     self.report(
                         SecurityEventType::SuccessfulAuth,
@@ -1479,22 +1497,29 @@ impl Monitor {
         let exten = exten.unwrap_or_else(|| "s".to_owned());
         let from = request.from();
         let from_number = from.as_ref().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned()));
-        // RFC 3891: an INVITE with Replaces takes the place of one of our calls (a pickup, a
-        // transfer completed by the phone); one naming no call of ours is 481.
+        // RFC 3891: an INVITE with Replaces takes the place of one of our calls (a transfer
+        // completed by the phone), or picks up a ringing one (a BLF key): one of our dialogs
+        // still early, or the `pickup-<Call-ID>` of a dialog subscription's NOTIFY (the call
+        // ringing at the watched extension, as chan_sip). One naming no call of ours is 481.
         let replaces = match request.headers.get(&HeaderName::parse("Replaces")) {
-            Some(value) => {
-                let replaced = starling_sip::session::parse_replaces(value).and_then(|(call_id, to_tag, from_tag)| {
-                    crate::call::show::replaced_channel(&self.shared.table, &call_id, &to_tag, &from_tag)
-                });
-                match replaced {
-                    Some(channel) => Some(channel),
-                    None => return refuse(self, 481),
+            Some(value) => match self.replacing(value) {
+                Some(replacing) => Some(replacing),
+                None => {
+                    tracing::info!(
+                        target: "chan_sip.c",
+                        "Supervised transfer attempted to replace non-existent call id ({value})!"
+                    );
+                    return refuse(self, 481);
                 }
-            }
+            },
             None => None,
         };
+        // features.conf `pickupexten`: taken whether or not the dialplan has it (chan_sip's
+        // get_destination), and picks up a call in the caller's pickup groups.
+        let pickupexten = self.core.features().pickup().pickupexten;
+        let group_pickup = replaces.is_none() && !pickupexten.is_empty() && exten == pickupexten;
         match self.core.extension_exists(&context, &exten, from_number.as_deref()) {
-            _ if replaces.is_some() => {}
+            _ if replaces.is_some() || group_pickup => {}
             starling_core::Extent::Exists => {}
             starling_core::Extent::Incomplete => return refuse(self, 484),
             starling_core::Extent::Missing => {
@@ -1508,15 +1533,31 @@ impl Monitor {
         }
         // The offer: a missing or unreadable SDP, or no codec in common, is 488.
         let offer = std::str::from_utf8(&request.body).ok().map(starling_media::sdp::RemoteMedia::parse);
-        let negotiated = match offer {
-            Some(Ok(offer)) => starling_media::sdp::negotiate(&offer, &profile.codecs, true),
-            Some(Err(e)) => Err(e),
+        let (offer, negotiated) = match offer {
+            Some(Ok(offer)) => {
+                let negotiated = starling_media::sdp::negotiate(&offer, &profile.codecs, true);
+                (offer, negotiated)
+            }
+            Some(Err(e)) => {
+                tracing::info!("Call from '{peer_name}' refused with 488: {e}");
+                return refuse(self, 488);
+            }
             None => return refuse(self, 488),
         };
         let negotiated = match negotiated {
             Ok(n) => n,
             Err(e) => {
                 tracing::info!("Call from '{peer_name}' refused with 488: {e}");
+                return refuse(self, 488);
+            }
+        };
+        // SDES-SRTP (call/sdes.rs): the offer's crypto answered with our key, over TLS only.
+        let transport = self.tcp.as_ref().and_then(|t| t.connected(remote)).unwrap_or(Transport::Udp);
+        let mut srtp = crate::call::sdes::CallSrtp::new(profile.encryption, transport == Transport::Tls);
+        let crypto = match srtp.answer(&offer) {
+            Ok(lines) => lines,
+            Err(crate::call::sdes::Refusal(why)) => {
+                tracing::warn!("Call from '{peer_name}' ({remote}) refused with 488: {why}");
                 return refuse(self, 488);
             }
         };
@@ -1573,10 +1614,10 @@ impl Monitor {
         channel.set_state(starling_core::channel::ChannelState::Ring);
 
         // What the caller is told (Contact, SDP): externaddr outside localnet.
-        let transport = self.tcp.as_ref().and_then(|t| t.connected(remote)).unwrap_or(Transport::Udp);
         let told = self.shared.advertised_over(local_ip, remote.ip(), transport);
-        let (mut session, media) =
+        let (mut session, mut media) =
             self.shared.call_media(told.ip(), &rtp, profile.codecs.clone(), negotiated.codec.clock_rate, &profile);
+        media.crypto = crypto;
         session.set_remote_media(&negotiated);
         self.owners.insert(tx, Owner::CallInvite(key.clone()));
         let handle = CallStart {
@@ -1596,13 +1637,14 @@ impl Monitor {
             session,
             media,
             negotiated: Some(negotiated),
+            srtp,
         }
         .spawn(&self.shared, &channel, driver);
         self.calls.insert(key, handle.to_pvt.clone());
         channel.tech_pvt = Some(handle);
         tracing::info!("Accepting call {} from {}", channel.name(), remote);
         match replaces {
-            Some(replaced) => {
+            Some(Replacing::Call(replaced)) => {
                 channel.announce();
                 channel.answer();
                 tokio::spawn(async move {
@@ -1612,8 +1654,70 @@ impl Monitor {
                     }
                 });
             }
+            Some(Replacing::Ringing(target)) => {
+                Self::pickup_task(channel, Cause::NORMAL_CLEARING, move |mut channel| async move {
+                    let picked = starling_core::pickup::pickup_channel(&mut channel, &target).await;
+                    if !picked {
+                        tracing::info!("{} cannot pick up {target}: it no longer rings", channel.name());
+                    }
+                    (channel, picked)
+                })
+            }
+            Some(Replacing::Exten { exten, context }) => {
+                Self::pickup_task(channel, Cause::NORMAL_CLEARING, move |mut channel| async move {
+                    tracing::info!(target: "chan_sip.c", "Trying to pick up {exten}@{context}");
+                    let core = channel.core().clone();
+                    let groups = channel.groups().clone();
+                    let target = starling_core::pickup::Target::Exten { exten, context };
+                    let picked = match starling_core::pickup::claim(&core, channel.name(), &groups, &target) {
+                        Some(found) => starling_core::pickup::do_pickup(&mut channel, &found).await,
+                        None => false,
+                    };
+                    (channel, picked)
+                })
+            }
+            None if group_pickup => Self::pickup_task(channel, Cause::CALL_REJECTED, |mut channel| async move {
+                let picked = starling_core::pickup::pickup_call(&mut channel).await;
+                if !picked {
+                    tracing::warn!("Nothing to pick up for {}", channel.name());
+                }
+                (channel, picked)
+            }),
             None => self.core.start_pbx(channel),
         }
+    }
+
+    /// What a `Replaces` header names: `None` for no dialog of ours.
+    fn replacing(&self, value: &str) -> Option<Replacing> {
+        let (call_id, to_tag, from_tag) = starling_sip::session::parse_replaces(value)?;
+        if let Some(subscription) = call_id.strip_prefix("pickup-") {
+            // The dialog NOTIFY's call-id (the tags are not in it): the subscription's extension.
+            let entry = self.subscriptions.map.iter().find(|(key, _)| key.call_id == subscription)?.1;
+            return Some(Replacing::Exten { exten: entry.exten.clone(), context: entry.context.clone() });
+        }
+        let channel = crate::call::show::replaced_channel(&self.shared.table, &call_id, &to_tag, &from_tag)?;
+        let ringing = self.core.channels().find(&channel).is_some_and(|c| c.state != ChannelState::Up);
+        Some(if ringing { Replacing::Ringing(channel) } else { Replacing::Call(channel) })
+    }
+
+    /// Runs a pickup for a new call (`pickupexten`, an INVITE with Replaces naming a ringing
+    /// dialog) on a task of its own, as chan_sip's sip_pickup_thread: picked up, the channel
+    /// went to the caller's Dial (a zombie is left); otherwise it is refused (`pickupexten`:
+    /// cause 21, `403`, as chan_sip; a Replaces: `603 Declined`).
+    fn pickup_task<F, Fut>(channel: starling_core::channel::Channel, failed: Cause, pickup: F)
+    where
+        F: FnOnce(starling_core::channel::Channel) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = (starling_core::channel::Channel, bool)> + Send + 'static,
+    {
+        channel.mark_pbx();
+        let mut channel = channel;
+        channel.announce();
+        tokio::spawn(async move {
+            let (mut channel, picked) = pickup(channel).await;
+            if !picked {
+                channel.hangup(failed);
+            }
+        });
     }
 
     /// Our address as the caller sees it: `bindaddr`, or when bound to every address the
@@ -1653,6 +1757,17 @@ fn registry_row(line: &crate::registry::Line) -> crate::shared::RegistryRow {
             peer: line.config.peer.clone(),
         },
     }
+}
+
+/// What an INVITE's `Replaces` names ([`Monitor::replacing`]).
+enum Replacing {
+    /// A call up: the new call takes its place in its bridge.
+    Call(String),
+    /// A ringing channel (a leg we ring, or a call to us not answered yet): picked up.
+    Ringing(String),
+    /// A dialog subscription's ringing extension (`pickup-<Call-ID>`): the call ringing there
+    /// is picked up, as `Pickup(exten@context)`.
+    Exten { exten: String, context: String },
 }
 
 /// Whose a transaction is: where what it brings (responses, CANCEL, its end) goes.

@@ -174,6 +174,17 @@ impl Tech for SipTech {
             Some("tcp") if conf.general.tcpenable => Transport::Tcp,
             _ => Transport::Udp,
         };
+        // SRTP keys are only ever sent over TLS (call/sdes.rs): as chan_sip's "Encrypted
+        // signaling is required", the call fails with BEARERCAPABILITY_NOTAVAIL.
+        if profile.encryption && transport != Transport::Tls {
+            tracing::warn!(
+                "Not calling '{}': encryption=yes, and SRTP keys are only sent over TLS (the call would go over {})",
+                target.peer_name,
+                transport.via_name()
+            );
+            shared.release_call_slot(&target.peer_name);
+            return Err(Cause::BEARERCAPABILITY_NOTAVAIL);
+        }
         // What the peer is told (Via, Contact, From, SDP): externaddr outside localnet.
         let local = shared.advertised_over(local_ip, target.remote.ip(), transport);
         let (session, media) = shared.call_media(local.ip(), &rtp, codecs, first.clock_rate, &profile);
@@ -227,6 +238,9 @@ impl Tech for SipTech {
         channel.native_format = format_name(&first.name);
         channel.set_var("SIPCALLID", &call_id);
         profile.apply_to(&mut channel);
+        // As chan_sip's sip_new: the channel is in its peer's context (where
+        // `Pickup(exten@context)` finds it).
+        channel.context.clone_from(&profile.context);
         let handle = CallStart {
             profile: &profile,
             key: key.clone(),
@@ -244,6 +258,7 @@ impl Tech for SipTech {
             session,
             media,
             negotiated: None,
+            srtp: crate::call::sdes::CallSrtp::new(profile.encryption, transport == Transport::Tls),
         }
         .spawn(shared, &channel, driver);
         let _ = shared.to_monitor.send(ToMonitor::NewCall { key, to_pvt: handle.to_pvt.clone() });
@@ -280,6 +295,19 @@ impl Tech for SipTech {
         }
     }
 
+    /// chan_sip's `callcounter` (or a `call-limit`, which counts calls too): the peer's calls
+    /// make its state.
+    fn counts_calls(&self, data: &str) -> bool {
+        let name = data.rsplit_once('@').map_or(data, |(_, host)| host);
+        let conf = self.shared.conf();
+        conf.peer(name, |_| true).is_none_or(|p| p.callcounter || p.call_limit.is_some_and(|l| l > 0))
+    }
+
+    /// chan_sip's `[general] notifyhold`.
+    fn reports_hold(&self, _data: &str) -> bool {
+        self.shared.conf().general.notifyhold
+    }
+
     /// Carries the media of two answered SIP calls that send the same codec and carry DTMF the
     /// same way, without decoding it. With `directmedia` on both peers (and `may_redirect`: the
     /// bridge needs no key presses from the media), both far ends are re-INVITEd to send to each
@@ -291,6 +319,12 @@ impl Tech for SipTech {
         let (a, b) = (handle(a)?, handle(b)?);
         let info = |h: &PvtHandle| h.media.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (ia, ib): (MediaInfo, MediaInfo) = (info(&a), info(&b));
+        // SRTP legs take the frames' way: each call's task unprotects and protects with its
+        // own keys (no direct media either: chan_sip's "Direct media not possible when using
+        // SRTP"), and the relay's fast paths never see them.
+        if ia.srtp || ib.srtp {
+            return None;
+        }
         let (ca, cb) = (ia.codec.as_ref()?, ib.codec.as_ref()?);
         let event_pt = |i: &MediaInfo| i.telephone_event.as_ref().map(|c| c.payload_type);
         let compatible = ca.same_as(cb)

@@ -268,6 +268,7 @@ impl Shared {
             session_id: self.random() >> 16,
             session_version: 1,
             username: "Starling".into(),
+            crypto: Vec::new(),
         };
         (session, media)
     }

@@ -46,6 +46,9 @@ pub struct MediaInfo {
     /// The other call of a native bridge has begun relaying into this one's far end: frames
     /// that still arrive here (sent before it switched) are late, and are dropped.
     pub relayed_into: bool,
+    /// The call's media is (or must be) SRTP: it is never relayed natively nor directed
+    /// elsewhere (its packets are decrypted and encrypted by its own task, per leg).
+    pub srtp: bool,
 }
 
 /// What the relay threads read and write of a call's [`MediaInfo`] (starling-relay).
