@@ -11,8 +11,8 @@ use crate::util::{dominant_frequency, eventually, run_sipp_with, sip_pbx_with_fi
 
 const EXTENSIONS: &str = "[default]
 exten => 1002,1,VoiceMail(1002@default,us)
- same => n,NoOp(VMSTATUS=${VMSTATUS})
  same => n,Hangup()
+exten => h,1,NoOp(VMSTATUS=${VMSTATUS})
 exten => 1003,1,VoiceMail(1003,s)
  same => n,Hangup()
 exten => 500,1,VoiceMailMain(1002@default)
@@ -157,23 +157,19 @@ fn a_message_is_recorded_mailed_notified_and_deleted() {
     assert!((duration - seconds).abs() <= 0.5, "duration={duration} for {seconds:.2} s");
     assert!(server.log().contains("VMSTATUS=SUCCESS"), "{}", server.log_tail());
 
-    // The phone with mailbox=1002@default was told.
-    let told = eventually(Duration::from_secs(10), || {
-        let n = notifies(&messages);
-        (!n.is_empty()).then_some(n)
+    // The phone with mailbox=1002@default was told (its bodies are read from SIPp's message
+    // log once it is done: SIPp writes the log when it exits).
+    let sent = eventually(Duration::from_secs(10), || {
+        let peer = server.rx("sip show peer 1002");
+        peer.contains("  LastMsgsSent : 1/0\n").then_some(peer)
     });
-    let told = told.unwrap_or_else(|| panic!("no NOTIFY reached the phone\n{}", server.log_tail()));
-    assert!(told[0].contains("Event: message-summary"), "{}", told[0]);
-    assert!(told[0].contains("Content-Type: application/simple-message-summary"), "{}", told[0]);
-    assert!(told[0].contains("Messages-Waiting: yes"), "{}", told[0]);
-    assert!(told[0].contains("Voice-Message: 1/0 (0/0)"), "{}", told[0]);
-    assert!(told[0].contains("Message-Account: sip:asterisk@127.0.0.1"), "{}", told[0]);
-    let peer = server.rx("sip show peer 1002");
+    let peer = sent.unwrap_or_else(|| panic!("no NOTIFY sent\n{}", server.rx("sip show peer 1002")));
     assert!(peer.contains("  Mailbox      : 1002@default\n"), "{peer}");
-    assert!(peer.contains("  LastMsgsSent : 1/0\n"), "{peer}");
+    assert!(peer.contains("  VM Extension : asterisk\n"), "{peer}");
     let users = server.rx("voicemail show users");
     assert!(users.starts_with("Context    Mbox  User                      Zone       NewMsg\n"), "{users}");
-    assert!(users.contains("default    1002  Bob Bobson                              1\n"), "{users}");
+    let row = format!("{:<10} {:<5} {:<25} {:<10} {:>6}\n", "default", "1002", "Bob Bobson", "", 1);
+    assert!(users.contains(&row), "{users}");
     assert!(users.contains("2 voicemail users configured."), "{users}");
 
     // The email: valid MIME, the WAV attached (python3's email module reads it).
@@ -211,6 +207,11 @@ fn a_message_is_recorded_mailed_notified_and_deleted() {
     let told = notifies(&messages);
     assert_eq!(code, 0, "{phone_out}\n{told:?}\n{}", server.log_tail());
     assert_eq!(told.len(), 2, "{told:?}");
+    assert!(told[0].contains("Event: message-summary"), "{}", told[0]);
+    assert!(told[0].contains("Content-Type: application/simple-message-summary"), "{}", told[0]);
+    assert!(told[0].contains("Messages-Waiting: yes"), "{}", told[0]);
+    assert!(told[0].contains("Voice-Message: 1/0 (0/0)"), "{}", told[0]);
+    assert!(told[0].contains("Message-Account: sip:asterisk@127.0.0.1"), "{}", told[0]);
     assert!(told[1].contains("Messages-Waiting: no"), "{}", told[1]);
     assert!(told[1].contains("Voice-Message: 0/0 (0/0)"), "{}", told[1]);
     assert!(server.rx("sip show peer 1002").contains("  LastMsgsSent : 0/0\n"));
@@ -260,7 +261,8 @@ fn two_callers_at_once_get_their_own_numbers() {
     }
     assert!(!inbox.join("msg0002.txt").exists());
     let users = server.rx("voicemail show users for default");
-    assert!(users.contains("default    1003  Carl                                    2\n"), "{users}");
+    let row = format!("{:<10} {:<5} {:<25} {:<10} {:>6}\n", "default", "1003", "Carl", "", 2);
+    assert!(users.contains(&row), "{users}");
     // No email address for 1003: nothing mailed.
     assert!(!capture_dir.path.join("mail.txt").exists());
 }
@@ -292,4 +294,117 @@ fn functions_and_config_errors() {
     server.dir.write("voicemail.conf", "[default]\n1002 => 1234,Bob\n");
     server.rx("voicemail reload");
     assert!(server.rx("voicemail show users").contains("1 voicemail users configured."));
+}
+
+/// A phone that SUBSCRIBEs to `message-summary` (RFC 3842) gets its mailbox's counts in the
+/// subscription's NOTIFYs: 1 new message at once (a message already in the spool when
+/// Starling started), then none once the mailbox is emptied (`voicemail reload` recounts).
+#[test]
+fn a_message_summary_subscription_is_told_the_counts() {
+    let capture_dir = crate::util::TestDir::new("vmmail4");
+    let mailcmd = mail_capture(&capture_dir.path);
+    let dir = crate::util::TestDir::new("vmsubs");
+    // One message in 1002's INBOX before Starling starts.
+    let inbox_dir = dir.path.join("spool/voicemail/default/1002/INBOX");
+    std::fs::create_dir_all(&inbox_dir).unwrap();
+    std::fs::write(inbox_dir.join("msg0000.txt"), ";\n; Message Information file\n;\n[message]\nduration=1\n").unwrap();
+    let made = Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(inbox_dir.join("msg0000.wav"))
+        .args(["synth", "1", "sine", "440"])
+        .status()
+        .expect("sox");
+    assert!(made.success());
+    let port = crate::util::free_udp_port();
+    dir.write_starling_conf(&crate::util::moddir(), "");
+    dir.write(
+        "modules.conf",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_voicemail.so\nload => res_manager.so\nload => chan_sip.so\n",
+    );
+    let ami_port = crate::util::free_udp_port();
+    dir.write(
+        "manager.conf",
+        &format!("[general]\nenabled=yes\nport={ami_port}\nbindaddr=127.0.0.1\n[admin]\nsecret=s3cret\nread=all\nwrite=all\n"),
+    );
+    dir.write("extensions.conf", EXTENSIONS);
+    dir.write("voicemail.conf", &voicemail_conf(&mailcmd));
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\n[bob]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\nmailbox=1002\n\
+             [dave]\ntype=peer\nhost=dynamic\ncontext=default\nmailbox=1002@default\n\
+             [carol]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\n"
+        ),
+    );
+    let server = Server::start(dir);
+    let target = format!("127.0.0.1:{port}");
+    let phone = std::thread::spawn(move || {
+        let auth_uri = format!("bob@{target}");
+        crate::util::sipp_bounded(
+            &target,
+            "127.0.0.1",
+            crate::util::free_udp_port(),
+            "subscribe_mwi.xml",
+            &["-s", "bob", "-au", "bob", "-ap", "pw", "-auth_uri", &auth_uri, "-m", "1"],
+            Duration::from_secs(40),
+        )
+    });
+    let row = eventually(Duration::from_secs(15), || {
+        let rows = server.rx("sip show subscriptions");
+        rows.contains(" mwi ").then_some(rows)
+    });
+    let row = row.unwrap_or_else(|| panic!("no MWI subscription\n{}", server.log_tail()));
+    assert!(row.contains("bob") && row.contains("1002"), "{row}");
+    assert!(server.rx("sip show peer bob").contains("  LastMsgsSent : 1/0\n"));
+    // The manager counts the same (app_voicemail's MailboxCount and MailboxStatus).
+    let mut ami = crate::manager::Ami::login(ami_port, "admin", "s3cret");
+    let count = |ami: &mut crate::manager::Ami, id: &str| {
+        ami.send(&[("Action", "MailboxCount"), ("Mailbox", "1002@default"), ("ActionID", id)]);
+        let reply = ami.until("ActionID", id, Duration::from_secs(10));
+        let get = |k| crate::manager::get(&reply, k).map(str::to_owned);
+        (get("Response"), get("NewMessages"), get("OldMessages"))
+    };
+    let ok = Some("Success".to_owned());
+    assert_eq!(count(&mut ami, "c1"), (ok.clone(), Some("1".into()), Some("0".into())));
+    ami.send(&[("Action", "MailboxStatus"), ("Mailbox", "1002@default"), ("ActionID", "s1")]);
+    let status = ami.until("ActionID", "s1", Duration::from_secs(10));
+    assert_eq!(crate::manager::get(&status, "Waiting"), Some("1"), "{status:?}");
+    // A phone that registers (dave, with mailbox= and no subscription) is told after its 200.
+    let phone_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone_socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = phone_socket.local_addr().unwrap();
+    let register = format!(
+        "REGISTER sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKvmreg1;rport\r\n\
+         From: <sip:dave@127.0.0.1>;tag=r1\r\nTo: <sip:dave@127.0.0.1>\r\nCall-ID: vm-register-1\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:dave@{local}>\r\nMax-Forwards: 70\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n"
+    );
+    phone_socket.send_to(register.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = phone_socket.recv(&mut buffer) {
+        received.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+        if received.iter().any(|m| m.starts_with("NOTIFY ")) {
+            break;
+        }
+    }
+    assert!(received.first().is_some_and(|m| m.starts_with("SIP/2.0 200")), "{received:?}");
+    let notify = received.iter().find(|m| m.starts_with("NOTIFY sip:dave@")).unwrap_or_else(|| panic!("{received:?}"));
+    assert!(notify.contains("Event: message-summary") && notify.contains("Messages-Waiting: yes"), "{notify}");
+    assert!(notify.contains("Voice-Message: 1/0 (0/0)"), "{notify}");
+    assert!(!notify.contains("Subscription-State"), "unsolicited: {notify}");
+    // Carol has no mailbox: 404 (chan_sip's "Not found (no mailbox)").
+    let auth_uri = format!("carol@127.0.0.1:{port}");
+    let args = ["-s", "carol", "-key", "user", "carol", "-au", "carol", "-ap", "pw", "-auth_uri", &auth_uri, "-m", "1"];
+    let (code, out) = crate::util::run_sipp_with(port, "subscribe_mwi_404.xml", &args);
+    assert_eq!(code, 0, "{out}");
+    std::fs::remove_file(inbox_dir.join("msg0000.txt")).unwrap();
+    std::fs::remove_file(inbox_dir.join("msg0000.wav")).unwrap();
+    server.rx("voicemail reload");
+    let event = ami.until("Event", "MessageWaiting", Duration::from_secs(10));
+    assert_eq!(crate::manager::get(&event, "Mailbox"), Some("1002@default"), "{event:?}");
+    assert_eq!((crate::manager::get(&event, "Waiting"), crate::manager::get(&event, "New")), (Some("0"), Some("0")));
+    assert_eq!(count(&mut ami, "c2"), (ok, Some("0".into()), Some("0".into())));
+    let (code, out) = phone.join().unwrap();
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(server.rx("sip show peer bob").contains("  LastMsgsSent : 0/0\n"));
 }

@@ -199,10 +199,12 @@ pub fn callerid_merge(name: &str, number: &str, unknown: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A folder of this test's own (`<tmp>/vm-spool-<pid>-<name>/INBOX`); remove its parent
+    /// (never the system's temporary folder itself) when done.
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("vm-spool-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        dir
+        dir.join("INBOX")
     }
 
     #[test]
@@ -223,6 +225,7 @@ mod tests {
         assert_eq!((count(&folder), count(&old)), (1, 1));
         assert!(message_base(&old, 0).with_extension("wav").exists());
         let _ = std::fs::remove_dir_all(folder.parent().unwrap());
+        assert!(std::env::temp_dir().exists());
     }
 
     #[test]
@@ -237,7 +240,7 @@ mod tests {
         let mut got: Vec<u32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         got.sort_unstable();
         assert_eq!(got, (0..8).collect::<Vec<_>>());
-        let _ = std::fs::remove_dir_all(&folder);
+        let _ = std::fs::remove_dir_all(folder.parent().unwrap());
     }
 
     #[test]

@@ -211,7 +211,7 @@ fn send_email(chan: &Channel, user: &VmUser, number: u32, info: &MessageInfo, wa
         to: format!("\"{}\" <{}>", user.fullname, user.email),
         subject: vars.substitute(&g.emailsubject),
         body: vars.substitute(&g.emailbody),
-        attachment: attach.then(|| (file_name, wav)),
+        attachment: attach.then_some((file_name, wav)),
         unique: format!("{}-{}-{number}-{}", user.mailbox, user.context, info.msg_id),
         headers: vec![
             ("X-Asterisk-VM-Message-Num", (number + 1).to_string()),

@@ -135,6 +135,9 @@ pub struct Peer {
     pub mailbox: Vec<String>,
     /// `vmexten`: the user of `Message-Account` in those NOTIFYs (chan_sip's default `asterisk`).
     pub vmexten: Option<String>,
+    /// `subscribemwi` (chan_sip's `SIP_PAGE2_SUBSCRIBEMWIONLY`, default no): the peer is told
+    /// its counts only through its own `message-summary` subscription, never unsolicited.
+    pub subscribemwi: bool,
     pub language: String,
     pub description: String,
     /// `allowsubscribe` (default `[general]`'s, yes): whether this peer may SUBSCRIBE to
@@ -1036,6 +1039,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         setvar: Vec::new(),
         mailbox: Vec::new(),
         vmexten: None,
+        subscribemwi: false,
         language: general.language.clone(),
         description: String::new(),
         allowsubscribe: general.allowsubscribe,
@@ -1164,6 +1168,7 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                         }
                     }
                 }
+                "subscribemwi" => p.subscribemwi = var.parse_bool()?,
                 "vmexten" => p.vmexten = Some(var.value.trim().to_owned()).filter(|v| !v.is_empty()),
                 "language" => p.language = var.value.clone(),
                 "description" => p.description = var.value.clone(),
@@ -1357,11 +1362,14 @@ mod tests {
     fn mailbox_trustrpid_and_busylevel() {
         let conf = parse(
             "[general]\ntrustrpid=yes\n[a]\ntype=peer\nhost=dynamic\nmailbox=1@default, ,2\nmailbox=2,3@vm\n\
-             busylevel=2\n[b]\ntype=peer\nhost=dynamic\ntrustrpid=no\n",
+             busylevel=2\nvmexten=800\nsubscribemwi=yes\n[b]\ntype=peer\nhost=dynamic\ntrustrpid=no\n",
         )
         .unwrap();
         let (a, b) = (conf.peer("a", |_| true).unwrap(), conf.peer("b", |_| true).unwrap());
         assert_eq!(a.mailbox, ["1@default", "2", "3@vm"]);
+        assert_eq!((a.vmexten.as_deref(), a.subscribemwi), (Some("800"), true));
+        assert_eq!((b.vmexten.as_deref(), b.subscribemwi), (None, false));
+        assert!(parse("[a]\ntype=peer\nsubscribemwi=perhaps\n").is_err());
         assert!(b.mailbox.is_empty());
         assert!(conf.general.trustrpid && a.trustrpid && !b.trustrpid);
         assert_eq!((a.busylevel, b.busylevel), (Some(2), None));

@@ -275,7 +275,8 @@ impl Monitor {
                     Ok(state) => self.mwi_changed(&state.mailbox),
                     // Fell behind: every peer with a mailbox is told its counts again.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.mwi_changed(""),
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                    // The core holds the sender for as long as it lives: not reached.
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => self.mwi = self.core.mwi().subscribe(),
                 },
                 accepted = accept => match accepted {
                     Ok((stream, remote, transport)) => {
@@ -1168,7 +1169,9 @@ impl Monitor {
                     if registered && response.status == 200 {
                         // chan_sip sends the counts after every registration (the 200 first).
                         self.endpoint.send_response(now, tx, response);
-                        self.send_mwi(&name, now);
+                        if !self.notify_mwi_subscriptions(&name, now) {
+                            self.send_mwi(&name, now);
+                        }
                         return;
                     }
                     response
@@ -1827,7 +1830,7 @@ impl Monitor {
         }
         let event = request.headers.get(&HeaderName::Event).unwrap_or("");
         let package = event.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if package != "dialog" && package != "presence" {
+        if package != "dialog" && package != "presence" && package != "message-summary" {
             let response = self.event_response(&request);
             return self.endpoint.send_response(now, tx, response);
         }
@@ -1883,6 +1886,9 @@ impl Monitor {
         if !allowed {
             tracing::info!("Subscription from '{user}' ({remote}) refused: allowsubscribe=no");
             return refuse(self, 403, Some("Forbidden (policy)"));
+        }
+        if package == "message-summary" {
+            return self.subscribe_mwi(tx, request, remote, caller, user, now);
         }
         let context = match &caller {
             Some(peer) => peer.subscribecontext.clone().unwrap_or_else(|| peer.context.clone()),
@@ -2139,8 +2145,117 @@ impl Monitor {
             .map(|p| p.name.clone())
             .collect();
         for peer in peers {
-            self.send_mwi(&peer, now);
+            if !self.notify_mwi_subscriptions(&peer, now) {
+                self.send_mwi(&peer, now);
+            }
         }
+    }
+
+    /// The MWI subscriptions of `peer` are told its counts; whether it has any (then no
+    /// unsolicited NOTIFY goes, as chan_sip's `mwipvt`).
+    fn notify_mwi_subscriptions(&mut self, peer: &str, now: std::time::Instant) -> bool {
+        use starling_sip::subscription::BodyFormat;
+        let keys: Vec<CallKey> = self
+            .subscriptions
+            .map
+            .iter()
+            .filter(|(_, e)| e.row.format == BodyFormat::MessageSummary && e.peer.as_deref() == Some(peer))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() {
+            return false;
+        }
+        let conf = self.conf.clone();
+        let mailboxes = conf.peer(peer, |_| true).map(|p| p.mailbox.clone()).unwrap_or_default();
+        let (new, old) = crate::mwi::peer_counts(&self.core, &mailboxes).unwrap_or((0, 0));
+        for key in keys {
+            if let Some(entry) = self.subscriptions.map.get_mut(&key) {
+                let account = entry.sub.summary().account.clone();
+                entry.sub.notify_summary(now, starling_sip::subscription::MessageSummary { new, old, account });
+                self.pump_subscription(&key);
+            }
+        }
+        self.shared.mwi_sent.write().unwrap_or_else(|p| p.into_inner()).insert(peer.to_owned(), (new, old));
+        true
+    }
+
+    /// A SUBSCRIBE to `message-summary` (chan_sip's MWI_NOTIFICATION): only an authenticated
+    /// peer with `mailbox=` (else `404 Not found (no mailbox)`, as chan_sip's); the subscription
+    /// is told the counts of its mailboxes now and at every change.
+    fn subscribe_mwi(
+        &mut self,
+        tx: TxId,
+        request: Request,
+        remote: SocketAddr,
+        caller: Option<Arc<crate::config::Peer>>,
+        user: String,
+        now: std::time::Instant,
+    ) {
+        use starling_sip::subscription::{MessageSummary, NotifyState, Subscription, SubscriptionConfig};
+        let Some(peer) = caller.filter(|p| !p.mailbox.is_empty()) else {
+            tracing::info!("Subscription for message-summary from '{user}' ({remote}): no mailbox, 404");
+            let mut response = self.response(&request, 404);
+            response.reason = "Not found (no mailbox)".into();
+            return self.endpoint.send_response(now, tx, response);
+        };
+        let conf = self.conf.clone();
+        let transport = self.transport_to(remote, Transport::Udp);
+        let local_ip = self.local_ip(&request);
+        let told = self.shared.advertised(local_ip, remote.ip());
+        let via = starling_sip::transaction::via_for(
+            transport,
+            starling_sip::uri::Host::from_ip(told.ip()),
+            told.port(),
+            &crate::ids::branch(),
+        );
+        let vmexten = peer.vmexten.clone().unwrap_or_else(|| crate::mwi::DEFAULT_VMEXTEN.to_owned());
+        let g = &conf.general;
+        let config = SubscriptionConfig {
+            via,
+            contact: format!(
+                "<sip:{vmexten}@{told}{}>",
+                transport.uri_param().map(|t| format!(";transport={t}")).unwrap_or_default()
+            ),
+            user_agent: g.useragent.clone(),
+            min_expiry: g.minexpiry,
+            max_expiry: g.maxexpiry,
+            default_expiry: DEFAULT_SUBSCRIBE_EXPIRY.min(g.maxexpiry),
+            notify_ringing: g.notifyringing,
+            seed: self.shared.random(),
+        };
+        let (new, old) = crate::mwi::peer_counts(&self.core, &peer.mailbox).unwrap_or((0, 0));
+        let host = starling_sip::uri::Host::from_ip(told.ip());
+        let summary = MessageSummary { new, old, account: format!("sip:{vmexten}@{host}") };
+        let local_tag = self.new_tag();
+        let call_id = request.call_id().unwrap_or("").to_owned();
+        let mailboxes = peer.mailbox.join(",");
+        let sub =
+            Subscription::uas_with_summary(now, config, request, &local_tag, &vmexten, NotifyState::new(0), summary);
+        let key = CallKey { call_id: call_id.clone(), local_tag };
+        let row = crate::subscriptions::Row {
+            address: remote.ip(),
+            user,
+            call_id,
+            extension: mailboxes.clone(),
+            last_state: 0,
+            format: sub.format(),
+            expiry: 0,
+        };
+        let entry = crate::subscriptions::Entry {
+            sub,
+            watch: None,
+            remote,
+            transport,
+            tx: Some(tx),
+            exten: vmexten,
+            context: String::new(),
+            host: told.ip().to_string(),
+            peer: Some(peer.name.clone()),
+            row,
+        };
+        self.shared.mwi_sent.write().unwrap_or_else(|p| p.into_inner()).insert(peer.name.clone(), (new, old));
+        self.subscriptions.map.insert(key.clone(), entry);
+        self.pump_subscription(&key);
     }
 
     /// Sends `peer` a NOTIFY with the counts of its mailboxes, where it is (its registration,
@@ -2148,7 +2263,7 @@ impl Monitor {
     fn send_mwi(&mut self, name: &str, now: std::time::Instant) {
         let conf = self.conf.clone();
         let Some(peer) = conf.peer(name, |p| p.kind != PeerKind::User) else { return };
-        if peer.mailbox.is_empty() {
+        if peer.mailbox.is_empty() || peer.subscribemwi {
             return;
         }
         let Some((new, old)) = crate::mwi::peer_counts(&self.core, &peer.mailbox) else { return };
