@@ -3,6 +3,7 @@
 //! linear samples; writing takes them.
 
 use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -147,6 +148,54 @@ fn parse_wav(data: &[u8]) -> Result<Audio, AudioFileError> {
         at += 8 + len + (len & 1); // chunks are padded to even sizes
     }
     Err(AudioFileError::NotWav("no data chunk"))
+}
+
+/// The folders a sound of `language` (empty: `en`) is looked up in, best first: as Asterisk,
+/// `<soundsdir>/<language>`, and also its `<language>_*` variants beside it (Debian's
+/// `asterisk-core-sounds-en-wav` installs `en_US_f_Allison/` and leaves the `en` link to another
+/// package), then the same for `en`, then `soundsdir` itself.
+pub fn sound_dirs(soundsdir: &Path, language: &str) -> Vec<PathBuf> {
+    let language = if language.is_empty() { "en" } else { language };
+    let mut dirs = Vec::new();
+    for lang in [language, "en"] {
+        dirs.push(soundsdir.join(lang));
+        if let Ok(entries) = std::fs::read_dir(soundsdir) {
+            let prefix = format!("{lang}_");
+            let mut variants: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix))
+                })
+                .collect();
+            variants.sort();
+            dirs.extend(variants);
+        }
+    }
+    dirs.push(soundsdir.to_path_buf());
+    dirs
+}
+
+/// Finds the sound `name` (relative to the [`sound_dirs`], or an absolute path without
+/// extension) as a file that exists, with its format. Extensions tried: `native` first when it
+/// is a file format (`ulaw` for a µ-law call: no translation), then `.wav` (and `.WAV`), `.sln`,
+/// `.ulaw`, `.alaw`. The caller refuses names that climb out of their folder first.
+pub fn find_sound(soundsdir: &Path, language: &str, name: &str, native: &str) -> Option<(PathBuf, Format)> {
+    let mut extensions = Vec::new();
+    if native == "ulaw" || native == "alaw" {
+        extensions.push(native);
+    }
+    extensions.extend(["wav", "WAV", "sln", "ulaw", "alaw"]);
+    let dirs = if Path::new(name).is_absolute() { vec![PathBuf::new()] } else { sound_dirs(soundsdir, language) };
+    for dir in dirs {
+        for ext in &extensions {
+            let path = dir.join(format!("{name}.{ext}"));
+            if path.is_file() {
+                return Some((path, Format::from_extension(&ext.to_ascii_lowercase())?));
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -29,28 +29,6 @@ pub use say::{alpha_files, digit_files, number_files};
 
 const FRAME: Duration = Duration::from_millis(20);
 
-/// The folders to look in for `language`, best first.
-fn sound_dirs(soundsdir: &Path, language: &str) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    for lang in [language, "en"] {
-        dirs.push(soundsdir.join(lang));
-        if let Ok(entries) = std::fs::read_dir(soundsdir) {
-            let mut variants: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.is_dir()
-                        && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{lang}_")))
-                })
-                .collect();
-            variants.sort();
-            dirs.extend(variants);
-        }
-    }
-    dirs.push(soundsdir.to_path_buf());
-    dirs
-}
-
 /// Whether a file name from the dialplan has a `..` component. Such a name is refused, with a
 /// warning, wherever an application opens a file: the name may carry caller data
 /// (`Playback(${CALLERID(num)})`), and must not climb out of the folder it names.
@@ -58,28 +36,15 @@ pub fn climbs_out(name: &str) -> bool {
     Path::new(name).components().any(|c| c == std::path::Component::ParentDir)
 }
 
-/// Finds `name` (relative to the sounds folders, or an absolute path without extension). A
-/// name with a `..` component is never looked up (a warning says so).
+/// Finds `name` (relative to the sounds folders, or an absolute path without extension) as
+/// [`audio_file::find_sound`] does. A name with a `..` component is never looked up (a warning
+/// says so).
 pub fn find_sound(soundsdir: &Path, language: &str, name: &str, native: &str) -> Option<(PathBuf, Format)> {
     if climbs_out(name) {
         tracing::warn!("Refusing to play '{name}': a file name may not contain '..'");
         return None;
     }
-    let mut extensions = Vec::new();
-    if native == "ulaw" || native == "alaw" {
-        extensions.push(native);
-    }
-    extensions.extend(["wav", "sln", "ulaw", "alaw"]);
-    let dirs = if Path::new(name).is_absolute() { vec![PathBuf::new()] } else { sound_dirs(soundsdir, language) };
-    for dir in dirs {
-        for ext in &extensions {
-            let path = dir.join(format!("{name}.{ext}"));
-            if path.is_file() {
-                return Some((path, Format::from_extension(ext)?));
-            }
-        }
-    }
-    None
+    audio_file::find_sound(soundsdir, language, name, native)
 }
 
 fn audio_format(name: &str) -> AudioFormat {

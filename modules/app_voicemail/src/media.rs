@@ -25,42 +25,10 @@ pub enum Stop {
     Key(char),
 }
 
-/// The folders to look in for prompts of `language`: `<soundsdir>/<lang>` and its `<lang>_*`
-/// variants (Debian's `en_US_f_Allison`), then English, then soundsdir itself.
-fn sound_dirs(soundsdir: &Path, language: &str) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    let language = if language.is_empty() { "en" } else { language };
-    for lang in [language, "en"] {
-        dirs.push(soundsdir.join(lang));
-        if let Ok(entries) = std::fs::read_dir(soundsdir) {
-            let mut variants: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.is_dir()
-                        && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{lang}_")))
-                })
-                .collect();
-            variants.sort();
-            dirs.extend(variants);
-        }
-    }
-    dirs.push(soundsdir.to_path_buf());
-    dirs
-}
-
-/// A prompt (`vm-intro`) or an absolute path without extension, as a file that exists.
+/// A prompt (`vm-intro`) or an absolute path without extension, as a file that exists
+/// (looked up as app_playback does: [`audio_file::find_sound`]).
 pub fn find_sound(soundsdir: &Path, language: &str, name: &str) -> Option<(PathBuf, Format)> {
-    let dirs = if Path::new(name).is_absolute() { vec![PathBuf::new()] } else { sound_dirs(soundsdir, language) };
-    for dir in dirs {
-        for ext in ["wav", "WAV", "sln", "ulaw", "alaw"] {
-            let path = dir.join(format!("{name}.{ext}"));
-            if path.is_file() {
-                return Some((path, Format::from_extension(&ext.to_ascii_lowercase())?));
-            }
-        }
-    }
-    None
+    audio_file::find_sound(soundsdir, language, name, "")
 }
 
 fn audio_format(name: &str) -> AudioFormat {
