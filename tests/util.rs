@@ -20,7 +20,22 @@ pub fn starling_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
         let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        // Without what `cargo test` sets for the test binary (CARGO_PKG_NAME, CARGO_MANIFEST_DIR...):
+        // ring's build script reruns when any env var it reads changes (it reads those), and
+        // with it everything that links ring (rustls, starling-media's SRTP, chan_sip...) would
+        // be rebuilt here, and again by the next plain `cargo build`: minutes, in which the
+        // first test's peers (a SIPp UAS waiting 60 s) give up.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
+                cargo.env_remove(&name);
+            }
+        }
+        let status = cargo
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["build", "--profile", profile])
             .status()
