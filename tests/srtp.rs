@@ -342,3 +342,188 @@ fn an_sdes_offer_over_udp_with_encryption_yes_is_refused_with_488() {
     });
     assert!(refused.is_some(), "{}", server.log_tail());
 }
+
+/// A phone of the test's own over TLS (`openssl s_client` carries its SIP, as in tls.rs) whose
+/// media is SRTP made with Starling's own crates/media: what s_client prints, gathered.
+struct TlsPhone {
+    child: Child,
+    read: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl TlsPhone {
+    fn connect(pki: &Pki, tls_port: u16) -> TlsPhone {
+        use std::io::BufRead;
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-quiet", "-ign_eof", "-verify_return_error", "-CAfile"])
+            .arg(pki.file("ca.pem"))
+            .args(["-connect", &format!("127.0.0.1:{tls_port}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_client");
+        let read = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = read.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut read = sink.lock().unwrap();
+                read.push_str(line.trim_end_matches('\r'));
+                read.push('\n');
+            }
+        });
+        TlsPhone { child, read }
+    }
+
+    fn send(&mut self, message: &str) {
+        use std::io::Write;
+        self.child.stdin.as_mut().unwrap().write_all(message.as_bytes()).unwrap();
+        self.child.stdin.as_mut().unwrap().flush().unwrap();
+    }
+
+    /// The 200 OK to our `CSeq: <seq> INVITE` (its header lines and body), once it has come.
+    fn ok_to(&self, seq: u32) -> Option<String> {
+        eventually(Duration::from_secs(10), || {
+            let read = self.read.lock().unwrap().clone();
+            read.split("SIP/2.0 ")
+                .find(|m| m.starts_with("200 OK") && m.contains(&format!("CSeq: {seq} INVITE")))
+                .map(str::to_owned)
+        })
+    }
+}
+
+impl Drop for TlsPhone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Re-keying (RFC 4568 §7.1.4) end to end: a TLS phone offers SDES with key K1 to Echo(); its
+/// SRTP comes back protected with Starling's key; a re-INVITE brings K2 under another tag, and
+/// the answer takes that tag with Starling's same key; packets under K2 are echoed, packets
+/// still under K1 are dropped (not authentic any more), and nothing comes back in clear.
+#[test]
+fn a_reinvite_with_a_new_key_rekeys_the_call() {
+    use starling_media::sdes::Crypto;
+    use starling_media::sdp::RemoteMedia;
+    use starling_media::srtp::{MasterKey, Srtp, Suite};
+
+    let pki = Pki::new("srtppki5");
+    let tls_port = free_udp_port();
+    let (server, _) =
+        sip_pbx("srtprekey", &["pbx_config", "app_echo"], Some(EXTENSIONS), &pki.general(tls_port, "server"));
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rtp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port();
+    let suite = Suite::AesCm128HmacSha1_80;
+    let k1 = MasterKey::generate(suite, |b| b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8 ^ 0x5a));
+    let k2 = MasterKey::generate(suite, |b| b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8 ^ 0xa5));
+    let sdp = |key: &MasterKey, tag: u32, version: u32| {
+        format!(
+            "v=0\r\no=- 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {rtp_port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:{}\r\na=sendrecv\r\n",
+            Crypto::new(tag, key.clone())
+        )
+    };
+    let invite = |seq: u32, to_tag: &str, body: &str| {
+        format!(
+            "INVITE sip:600@127.0.0.1:{tls_port};transport=tls SIP/2.0\r\n\
+             Via: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bKrekey{seq};rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:guest@127.0.0.1>;tag=rk1\r\nTo: <sip:600@127.0.0.1>{to_tag}\r\nCall-ID: rekey-1\r\n\
+             CSeq: {seq} INVITE\r\nContact: <sip:guest@127.0.0.1:5099;transport=tls>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let request = |method: &str, seq: u32, to_tag: &str| {
+        format!(
+            "{method} sip:600@127.0.0.1:{tls_port};transport=tls SIP/2.0\r\n\
+             Via: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bKrk{method}{seq};rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:guest@127.0.0.1>;tag=rk1\r\nTo: <sip:600@127.0.0.1>{to_tag}\r\nCall-ID: rekey-1\r\n\
+             CSeq: {seq} {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    // The answer's crypto line and Starling's RTP address.
+    let answer_of = |ok: &str| {
+        let body = &ok[ok.find("v=0").unwrap_or_else(|| panic!("an SDP in {ok}"))..];
+        let media = RemoteMedia::parse(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert!(media.secure, "RTP/SAVP: {body}");
+        assert_eq!(media.crypto.len(), 1, "one line: {body}");
+        media
+    };
+
+    let mut phone = TlsPhone::connect(&pki, tls_port);
+    phone.send(&invite(1, "", &sdp(&k1, 1, 1)));
+    let ok = phone.ok_to(1).unwrap_or_else(|| panic!("{}\n{}", phone.read.lock().unwrap(), server.log_tail()));
+    let first = answer_of(&ok);
+    let to_tag = ok
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.split_once(";tag=").map(|(_, t)| format!(";tag={}", t.trim())))
+        .unwrap_or_else(|| panic!("a To tag: {ok}"));
+    assert_eq!(first.crypto[0].tag, 1, "{ok}");
+    let theirs = first.crypto[0].key.clone();
+    phone.send(&request("ACK", 1, &to_tag));
+
+    // Our SRTP; what comes back, unprotected with Starling's key (the payload's first byte says
+    // which phase it was sent in).
+    let mut ours_k1 = Srtp::new(&k1, &theirs).unwrap();
+    let mut back = Srtp::new(&k2, &theirs).unwrap();
+    let mut seq = 0u16;
+    let mut echoed: Vec<u8> = Vec::new();
+    let mut clear = 0;
+    let mut exchange = |srtp: &mut Srtp, mark: u8, count: usize, echoed: &mut Vec<u8>| {
+        let mut buffer = [0u8; 1500];
+        for _ in 0..count {
+            seq = seq.wrapping_add(1);
+            let mut packet = vec![0x80, 0x00];
+            packet.extend_from_slice(&seq.to_be_bytes());
+            packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            packet.extend_from_slice(&0x0bad_cafe_u32.to_be_bytes());
+            packet.extend_from_slice(&[mark; 160]);
+            srtp.protect_rtp(&mut packet).unwrap();
+            rtp.send_to(&packet, first.address).unwrap();
+            let until = std::time::Instant::now() + Duration::from_millis(20);
+            while std::time::Instant::now() < until {
+                let Ok((len, _)) = rtp.recv_from(&mut buffer) else { continue };
+                if len >= 2 && (200..=204).contains(&buffer[1]) {
+                    continue; // SRTCP
+                }
+                if len == 172 && buffer[12..172].iter().all(|b| *b == mark) {
+                    clear += 1;
+                }
+                if let Ok(plain) = back.unprotect_rtp(&mut buffer[..len]) {
+                    echoed.push(buffer[12.min(plain)..plain].first().copied().unwrap_or(0));
+                }
+            }
+        }
+    };
+    exchange(&mut ours_k1, 0x11, 60, &mut echoed);
+    assert!(
+        echoed.iter().filter(|m| **m == 0x11).count() >= 20,
+        "K1's packets came back under Starling's key: {echoed:?}\n{}",
+        server.log_tail()
+    );
+
+    // The re-INVITE with K2 under tag 7: Starling takes it, keeping its own key.
+    phone.send(&invite(2, &to_tag, &sdp(&k2, 7, 2)));
+    let ok = phone.ok_to(2).unwrap_or_else(|| panic!("{}\n{}", phone.read.lock().unwrap(), server.log_tail()));
+    let second = answer_of(&ok);
+    assert_eq!(second.crypto[0].tag, 7, "the answer takes the new line's tag: {ok}");
+    assert_eq!(second.crypto[0].key, theirs, "Starling's key stays for the dialog");
+    phone.send(&request("ACK", 2, &to_tag));
+    echoed.clear();
+    let mut ours_k2 = Srtp::new(&k2, &theirs).unwrap();
+    exchange(&mut ours_k2, 0x22, 60, &mut echoed);
+    exchange(&mut ours_k1, 0x33, 40, &mut echoed);
+    assert!(
+        echoed.iter().filter(|m| **m == 0x22).count() >= 20,
+        "K2's packets come back: {echoed:?}\n{}",
+        server.log_tail()
+    );
+    assert!(!echoed.contains(&0x33), "packets still under K1 are dropped: {echoed:?}");
+    assert_eq!(clear, 0, "nothing came back in clear");
+    phone.send(&request("BYE", 3, &to_tag));
+}
