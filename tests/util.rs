@@ -452,6 +452,23 @@ impl Baresip {
         seconds: u32,
         config: &str,
     ) -> Baresip {
+        Baresip::spawn_with_contacts(name, account, codec_module, rate, tone_hz, args, seconds, config, "")
+    }
+
+    /// [`Baresip::spawn_with`] with a `contacts` file (`"1001" <sip:1001@...>;presence=p2p`
+    /// lines, which the `presence` module subscribes to).
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_with_contacts(
+        name: &str,
+        account: &str,
+        codec_module: &str,
+        rate: u32,
+        tone_hz: u32,
+        args: &[&str],
+        seconds: u32,
+        config: &str,
+        contacts: &str,
+    ) -> Baresip {
         let dir = TestDir::new(name);
         let home = dir.path.clone();
         let tone = home.join("tone.wav");
@@ -474,6 +491,9 @@ impl Baresip {
         )
         .unwrap();
         std::fs::write(home.join("accounts"), format!("{account}\n")).unwrap();
+        if !contacts.is_empty() {
+            std::fs::write(home.join("contacts"), contacts).unwrap();
+        }
         let child = std::process::Command::new("baresip")
             .arg("-f")
             .arg(&home)
