@@ -1,5 +1,6 @@
 //! Media hot paths. Targets (issue 5): relay ≤ 1 µs of CPU per packet (parse, rewrite, hand
-//! on), G.711 encode + decode of a 20 ms frame ≤ 100 ns.
+//! on), G.711 encode + decode of a 20 ms frame ≤ 100 ns. Issue 24: SRTP protect and unprotect of
+//! a 160-byte payload < 2 µs each.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rtp_rs::RtpPacketBuilder;
@@ -97,5 +98,54 @@ fn session_size(_: &mut Criterion) {
     let _ = RtpSession::new;
 }
 
-criterion_group!(benches, session_size, g711_frames, relay, opus);
+/// SRTP (issue 24): protect and unprotect of one 20 ms PCMU packet (12-byte header, 160-byte
+/// payload), per suite. Unprotect runs a fresh sequence number each time (the replay window
+/// refuses a packet seen), so each iteration protects one packet and unprotects it: the
+/// `protect_unprotect` figure, minus `protect`, is unprotect's.
+fn srtp(c: &mut Criterion) {
+    use starling_media::srtp::{MasterKey, Srtp, Suite};
+    let mut group = c.benchmark_group("srtp_160_byte_payload");
+    group.throughput(Throughput::Elements(1));
+    for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32, Suite::AeadAes128Gcm] {
+        let ours = MasterKey::generate(suite, |b| b.fill(7));
+        let theirs = MasterKey::generate(suite, |b| b.fill(9));
+        let template = RtpPacketBuilder::new()
+            .payload_type(0)
+            .ssrc(0x1234)
+            .sequence(1.into())
+            .timestamp(160)
+            .payload(&[0xd5; 160])
+            .build()
+            .unwrap();
+        group.bench_function(format!("protect/{suite}"), |b| {
+            let mut tx = Srtp::new(&ours, &theirs).unwrap();
+            let mut seq = 1u16;
+            let mut packet = Vec::with_capacity(256);
+            b.iter(|| {
+                packet.clear();
+                packet.extend_from_slice(&template);
+                seq = seq.wrapping_add(1);
+                packet[2..4].copy_from_slice(&seq.to_be_bytes());
+                tx.protect_rtp(std::hint::black_box(&mut packet)).unwrap();
+            })
+        });
+        group.bench_function(format!("protect_unprotect/{suite}"), |b| {
+            let mut tx = Srtp::new(&ours, &theirs).unwrap();
+            let mut rx = Srtp::new(&theirs, &ours).unwrap();
+            let mut seq = 1u16;
+            let mut packet = Vec::with_capacity(256);
+            b.iter(|| {
+                packet.clear();
+                packet.extend_from_slice(&template);
+                seq = seq.wrapping_add(1);
+                packet[2..4].copy_from_slice(&seq.to_be_bytes());
+                tx.protect_rtp(&mut packet).unwrap();
+                rx.unprotect_rtp(std::hint::black_box(&mut packet)).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, session_size, g711_frames, relay, opus, srtp);
 criterion_main!(benches);

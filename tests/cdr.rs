@@ -416,6 +416,34 @@ impl Postgres {
         )
     }
 
+    /// Turns TLS on (`ssl=on`, no restart: a reload) with `cert.pem`/`cert.key` of `pki` (copied
+    /// into the cluster's directory, owned by and readable only to the server, as it wants), or
+    /// off (`cert` = `None`).
+    fn set_ssl(&self, pki: &crate::tls::Pki, cert: Option<&str>) {
+        match cert {
+            Some(cert) => {
+                for (from, to) in [(format!("{cert}.pem"), "server.crt"), (format!("{cert}.key"), "server.key")] {
+                    let to = self.dir.path.join(to);
+                    std::fs::copy(pki.path(&from), &to).unwrap();
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+                    if self.as_postgres {
+                        let chown = std::process::Command::new("chown").arg("postgres:").arg(&to).status();
+                        assert!(chown.unwrap().success());
+                    }
+                }
+                let dir = self.dir.path.display();
+                self.psql("postgres", &format!("ALTER SYSTEM SET ssl_cert_file = '{dir}/server.crt'"));
+                self.psql("postgres", &format!("ALTER SYSTEM SET ssl_key_file = '{dir}/server.key'"));
+                self.psql("postgres", "ALTER SYSTEM SET ssl = on");
+            }
+            None => {
+                self.psql("postgres", "ALTER SYSTEM SET ssl = off");
+            }
+        }
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
     /// cdr_pgsql.conf for this cluster.
     fn cdr_pgsql_conf(&self, extra: &str) -> String {
         format!(
@@ -509,7 +537,10 @@ fn pgsql_records_survive_an_outage_and_a_restart() {
     let pg = Postgres::start("pgcdr");
     let (server, port) = pgsql_pbx("pgcdrpbx", &pg, "", PG_EXTENSIONS);
     let online = eventually(Duration::from_secs(10), || {
-        server.rx("cdr show status").contains("    pgsql (online, 0 spooled)\n").then_some(())
+        server
+            .rx("cdr show status")
+            .contains("    pgsql (online, 0 spooled, sslmode=prefer, not encrypted)\n")
+            .then_some(())
     });
     assert!(online.is_some(), "{}\n{}", server.rx("cdr show status"), server.log_tail());
     let dir = server.dir.path.clone();
@@ -527,14 +558,20 @@ fn pgsql_records_survive_an_outage_and_a_restart() {
     pg.stop();
     calls(port, 4, &server);
     let spooled = eventually(Duration::from_secs(10), || {
-        server.rx("cdr show status").contains("    pgsql (offline, 4 spooled)\n").then_some(())
+        server
+            .rx("cdr show status")
+            .contains("    pgsql (offline, 4 spooled, sslmode=prefer, not connected)\n")
+            .then_some(())
     });
     assert!(spooled.is_some(), "{}\n{}", server.rx("cdr show status"), server.log_tail());
     assert!(server.log().contains("records are spooled to"), "{}", server.log_tail());
     pg.start_again();
     assert_all_in_postgres(&pg, &dir, 7, &|| server.log_tail());
     let back = eventually(Duration::from_secs(5), || {
-        server.rx("cdr show status").contains("    pgsql (online, 0 spooled)\n").then_some(())
+        server
+            .rx("cdr show status")
+            .contains("    pgsql (online, 0 spooled, sslmode=prefer, not encrypted)\n")
+            .then_some(())
     });
     assert!(back.is_some(), "{}", server.rx("cdr show status"));
     assert!(server.log().contains("4 spooled record(s) written to the database"), "{}", server.log_tail());
@@ -543,7 +580,10 @@ fn pgsql_records_survive_an_outage_and_a_restart() {
     pg.stop();
     calls(port, 2, &server);
     let spooled = eventually(Duration::from_secs(10), || {
-        server.rx("cdr show status").contains("    pgsql (offline, 2 spooled)\n").then_some(())
+        server
+            .rx("cdr show status")
+            .contains("    pgsql (offline, 2 spooled, sslmode=prefer, not connected)\n")
+            .then_some(())
     });
     assert!(spooled.is_some(), "{}\n{}", server.rx("cdr show status"), server.log_tail());
     server.rx("core stop gracefully");
@@ -672,4 +712,76 @@ fn endbeforehexten_ends_the_record_before_the_h_extension() {
         assert_eq!((*duration, *billsec), (expected, expected), "endbeforehexten={setting}: {rows:?}");
         assert_eq!(lastapp, last, "endbeforehexten={setting}: {rows:?}");
     }
+}
+
+/// Issue 24: cdr_pgsql over TLS with a certificate the test made (openssl), `sslmode` as libpq
+/// names it: `verify-full` and `prefer` encrypt (the server says so too, in `pg_stat_ssl`), a
+/// call's record lands; `disable` does not encrypt; a server certificate from another CA is
+/// refused by `verify-full`; one for another name is taken by `verify-ca` and refused by
+/// `verify-full`; `require` refuses a server without TLS, where `prefer` goes on in plain.
+/// `cdr show status` says the mode and whether the connection is encrypted each time.
+#[test]
+fn pgsql_connects_over_tls_as_sslmode_says() {
+    let pki = crate::tls::Pki::new("pgtlspki");
+    pki.rogue_ca("rogue");
+    pki.issue("elsewhere", "ca", "IP:127.0.0.2");
+    let pg = Postgres::start("pgtls");
+    pg.set_ssl(&pki, Some("server"));
+    let ca = format!("sslrootcert={}\n", pki.file("ca.pem"));
+    let (server, port) = pgsql_pbx("pgtlspbx", &pg, &format!("sslmode=verify-full\n{ca}"), PG_EXTENSIONS);
+    let status = |expected: &str| {
+        let line = format!("    pgsql ({expected})\n");
+        let seen = eventually(Duration::from_secs(15), || server.rx("cdr show status").contains(&line).then_some(()));
+        assert!(seen.is_some(), "{line}{}\n{}", server.rx("cdr show status"), server.log_tail());
+    };
+    // What the server says of the connections of cdr_pgsql (appname starling-test).
+    let server_side = || {
+        pg.psql(
+            "postgres",
+            "SELECT COALESCE(string_agg(s.ssl::text || ' ' || COALESCE(s.version, '-'), ','), 'none') \
+             FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'starling-test'",
+        )
+        .trim()
+        .to_owned()
+    };
+    let reload = |conf: &str| {
+        assert!(server.rx("module unload cdr_pgsql").contains("Unloaded"), "{}", server.log_tail());
+        eventually(Duration::from_secs(10), || (server_side() == "none").then_some(()));
+        server.dir.write("cdr_pgsql.conf", &pg.cdr_pgsql_conf(conf));
+        let out = server.rx("module load cdr_pgsql");
+        assert!(out.contains("Loaded"), "{out}\n{}", server.log_tail());
+    };
+
+    status("online, 0 spooled, sslmode=verify-full, encrypted");
+    assert!(server_side().starts_with("true TLSv1."), "{}", server_side());
+    calls(port, 1, &server);
+    assert_all_in_postgres(&pg, &server.dir.path, 1, &|| server.log_tail());
+
+    reload("");
+    status("online, 0 spooled, sslmode=prefer, encrypted");
+    assert!(server_side().starts_with("true TLSv1."), "{}", server_side());
+
+    reload("sslmode=disable\n");
+    status("online, 0 spooled, sslmode=disable, not encrypted");
+    assert_eq!(server_side(), "false -");
+
+    reload(&format!("sslmode=verify-full\nsslrootcert={}\n", pki.file("rogue.pem")));
+    status("offline, 0 spooled, sslmode=verify-full, not connected");
+    assert_eq!(server_side(), "none");
+
+    // A certificate for another address, signed by the trusted CA.
+    pg.set_ssl(&pki, Some("elsewhere"));
+    reload(&format!("sslmode=verify-ca\n{ca}"));
+    status("online, 0 spooled, sslmode=verify-ca, encrypted");
+    reload(&format!("sslmode=verify-full\n{ca}"));
+    status("offline, 0 spooled, sslmode=verify-full, not connected");
+
+    // A server without TLS.
+    pg.set_ssl(&pki, None);
+    reload("sslmode=require\n");
+    status("offline, 0 spooled, sslmode=require, not connected");
+    reload("sslmode=prefer\n");
+    status("online, 0 spooled, sslmode=prefer, not encrypted");
+    assert_eq!(server_side(), "false -");
+    assert!(server.log().contains("sslmode=verify-full, encrypted"), "{}", server.log_tail());
 }

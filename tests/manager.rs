@@ -46,7 +46,7 @@ fn ami_pbx(name: &str, bob_port: u16) -> (Server, u16, u16) {
 }
 
 /// [`ami_pbx`] with more `[general]` lines in manager.conf.
-fn ami_pbx_with(name: &str, bob_port: u16, general: &str) -> (Server, u16, u16) {
+pub(crate) fn ami_pbx_with(name: &str, bob_port: u16, general: &str) -> (Server, u16, u16) {
     ami_pbx_sip(name, bob_port, general, "")
 }
 
@@ -91,7 +91,7 @@ pub(crate) fn get<'a>(m: &'a Msg, key: &str) -> Option<&'a str> {
 }
 
 impl Ami {
-    fn connect(port: u16) -> Ami {
+    pub(crate) fn connect(port: u16) -> Ami {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut ami = Ami { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream };

@@ -262,7 +262,7 @@ fn a_runuser_that_does_not_exist_stops_start_up() {
     let out = run_starling(&["-C", dir.config().to_str().unwrap(), "-f"], Duration::from_secs(20));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("starling.conf:10: runuser 'no-such-user-starling': no such user"), "{stderr}");
+    assert!(stderr.contains("starling.conf:11: runuser 'no-such-user-starling': no such user"), "{stderr}");
 }
 
 /// Started as nobody with `runuser = daemon`: exit 1, as Asterisk ("started as nonroot, but

@@ -33,7 +33,7 @@ fn starts_answers_and_stops_now_with_exit_code_0() {
     assert!(!modules.contains("test_loader"), "test_* modules are not autoloaded: {modules}");
     assert!(modules.contains("func_strings.so") && modules.contains("func_logic.so"), "{modules}");
     assert!(!modules.contains("pbx_config"), "no extensions.conf: pbx_config declines: {modules}");
-    assert!(modules.ends_with("20 modules loaded\n"), "{modules}");
+    assert!(modules.ends_with("22 modules loaded\n"), "{modules}");
     let pid_file = server.dir.path.join("run/starling.pid");
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), server.pid().to_string());
 

@@ -46,7 +46,15 @@ mod timers;
 mod hints;
 // Issue 24: SIP over TLS with baresip, a second Starling and Kamailio's tls module.
 mod tls;
+// Issue 24: SDES-SRTP with baresip over TLS (srtp-mand), a capture of the wire, SIPp's SDES over UDP.
+mod srtp;
+// Issue 24: the manager over TLS (tlsenable in manager.conf) beside its plain listener.
+mod manager_tls;
+// Issue 24: transport= lists (what a peer may register over) and sip reload of TLS certificates.
+mod transports;
 // Issue 25: SUBSCRIBE/NOTIFY (dialog, presence) in chan_sip, SIPp BLF keys.
 mod subscribe;
+// Issue 26: voicemail (VoiceMail, VoiceMailMain, the spool, email) and MWI NOTIFYs in chan_sip.
+mod voicemail;
 // Issue 25: call pickup (pickupexten, Pickup, PickupChan, INVITE with Replaces) with baresip and SIPp.
 mod pickup;

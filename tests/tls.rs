@@ -13,14 +13,14 @@ use crate::registry::Kamailio;
 use crate::util::*;
 
 /// A test's certificates: a CA, and certificates it (or a rogue CA) signed, as PEM files.
-struct Pki {
-    dir: TestDir,
+pub(crate) struct Pki {
+    pub(crate) dir: TestDir,
 }
 
 impl Pki {
     /// The CA (`ca.pem`) and a server certificate for 127.0.0.1 (`server.pem`/`server.key`,
     /// subjectAltName IP:127.0.0.1).
-    fn new(name: &str) -> Pki {
+    pub(crate) fn new(name: &str) -> Pki {
         let pki = Pki { dir: TestDir::new(name) };
         pki.openssl(&[
             "req",
@@ -43,16 +43,16 @@ impl Pki {
         pki
     }
 
-    fn path(&self, file: &str) -> PathBuf {
+    pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dir.path.join(file)
     }
 
     /// `path` as sip.conf and baresip's config take it.
-    fn file(&self, file: &str) -> String {
+    pub(crate) fn file(&self, file: &str) -> String {
         self.path(file).display().to_string()
     }
 
-    fn openssl(&self, args: &[&str]) {
+    pub(crate) fn openssl(&self, args: &[&str]) {
         let out = Command::new("timeout")
             .arg("30")
             .arg("openssl")
@@ -64,7 +64,7 @@ impl Pki {
     }
 
     /// A self-signed CA of its own (`<name>.pem`/`<name>.key`).
-    fn rogue_ca(&self, name: &str) {
+    pub(crate) fn rogue_ca(&self, name: &str) {
         let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
         self.openssl(&[
             "req",
@@ -87,7 +87,7 @@ impl Pki {
 
     /// `<name>.pem`/`<name>.key` signed by `ca` for `san`, and `<name>-bundle.pem` (both, as
     /// baresip's `sip_certificate` wants them).
-    fn issue(&self, name: &str, ca: &str, san: &str) {
+    pub(crate) fn issue(&self, name: &str, ca: &str, san: &str) {
         let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
         self.openssl(&[
             "req",
@@ -135,7 +135,7 @@ impl Pki {
     }
 
     /// sip.conf's `[general]` lines for TLS on `port`, presenting `cert` (`server`...).
-    fn general(&self, port: u16, cert: &str) -> String {
+    pub(crate) fn general(&self, port: u16, cert: &str) -> String {
         format!(
             "tlsenable=yes\ntlsbindaddr=127.0.0.1:{port}\ntlscertfile={}\ntlsprivatekey={}\ntlscafile={}\n",
             self.file(&format!("{cert}.pem")),
@@ -154,7 +154,7 @@ const PHONES: &str = "[a]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default
 [b]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\ntransport=tls,udp\n";
 
 /// Waits until `sip show peer <name>` shows a contact over TLS; the text, or `None`.
-fn registered_over_tls(server: &Server, name: &str) -> Option<String> {
+pub(crate) fn registered_over_tls(server: &Server, name: &str) -> Option<String> {
     eventually(Duration::from_secs(10), || {
         let peer = server.rx(&format!("sip show peer {name}"));
         (peer.contains("transport=tls") && peer.contains("Transport    : TLS")).then_some(peer)
@@ -162,7 +162,7 @@ fn registered_over_tls(server: &Server, name: &str) -> Option<String> {
 }
 
 /// baresip's config for TLS: it trusts the test's CA and (when given) presents `cert`.
-fn baresip_tls(pki: &Pki, cert: Option<&str>) -> String {
+pub(crate) fn baresip_tls(pki: &Pki, cert: Option<&str>) -> String {
     let mut config = format!("sip_cafile {}\n", pki.file("ca.pem"));
     if let Some(cert) = cert {
         config += &format!("sip_certificate {}\n", pki.file(&format!("{cert}-bundle.pem")));

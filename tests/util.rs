@@ -20,7 +20,26 @@ pub fn starling_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
         let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        // What cargo sets for a test binary (CARGO_MANIFEST_DIR, CARGO_PKG_*...) must not reach
+        // this build: a build script that tracks one (ring's tracks CARGO_MANIFEST_DIR) would see
+        // it differ from the shell's `cargo build`, and ring, rustls and every crate above them
+        // would be built again here, then again by the next `cargo build` (minutes each time).
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            let set_for_tests = [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+                "CARGO_TARGET_TMPDIR",
+            ];
+            if set_for_tests.iter().any(|prefix| name.starts_with(prefix)) {
+                cargo.env_remove(&name);
+            }
+        }
+        let status = cargo
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["build", "--profile", profile])
             .status()
@@ -65,7 +84,7 @@ impl TestDir {
         self.write(
             "starling.conf",
             &format!(
-                "[directories]\nmoddir => {}\nrundir => ../run\nlogdir => ../log\ndbdir => ../db\nsoundsdir => /usr/share/asterisk/sounds\n\n[options]\nverbose = 3\n{extra_options}\n",
+                "[directories]\nmoddir => {}\nrundir => ../run\nlogdir => ../log\ndbdir => ../db\nspooldir => ../spool\nsoundsdir => /usr/share/asterisk/sounds\n\n[options]\nverbose = 3\n{extra_options}\n",
                 moddir.display()
             ),
         );
@@ -359,6 +378,9 @@ impl SippUas {
 
     /// As [`SippUas::spawn_for`], with more SIPp arguments (`-t t1` for TCP).
     pub fn spawn_with(scenario: &str, calls: u32, args: &[&str]) -> SippUas {
+        // Its 60 s start when it does: the first test of a run may wait minutes for the
+        // binary's `cargo build` (see `starling_bin`), so that comes first.
+        starling_bin();
         let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
         let work = tempfile_dir("sipp-uas");
         let port = free_udp_port();
@@ -452,7 +474,7 @@ impl Baresip {
         seconds: u32,
         config: &str,
     ) -> Baresip {
-        Baresip::spawn_with_contacts(name, account, codec_module, rate, tone_hz, args, seconds, config, "")
+        Baresip::spawn_tone(name, account, codec_module, rate, (tone_hz, 10.0), args, seconds, config)
     }
 
     /// [`Baresip::spawn_with`] with a `contacts` file (`"1001" <sip:1001@...>;presence=p2p`
@@ -469,6 +491,37 @@ impl Baresip {
         config: &str,
         contacts: &str,
     ) -> Baresip {
+        Baresip::spawn_full(name, account, codec_module, rate, (tone_hz, 10.0), args, seconds, config, contacts)
+    }
+
+    /// [`Baresip::spawn_with`] with a tone of `(Hz, seconds)`: baresip ends the call when its
+    /// file ends (aufile's end of file).
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_tone(
+        name: &str,
+        account: &str,
+        codec_module: &str,
+        rate: u32,
+        tone: (u32, f64),
+        args: &[&str],
+        seconds: u32,
+        config: &str,
+    ) -> Baresip {
+        Baresip::spawn_full(name, account, codec_module, rate, tone, args, seconds, config, "")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_full(
+        name: &str,
+        account: &str,
+        codec_module: &str,
+        rate: u32,
+        (tone_hz, tone_seconds): (u32, f64),
+        args: &[&str],
+        seconds: u32,
+        config: &str,
+        contacts: &str,
+    ) -> Baresip {
         let dir = TestDir::new(name);
         let home = dir.path.clone();
         let tone = home.join("tone.wav");
@@ -476,7 +529,7 @@ impl Baresip {
         let made = std::process::Command::new("sox")
             .args(["-n", "-r", &rate.to_string(), "-c", channels, "-b", "16", "-e", "signed-integer"])
             .arg(&tone)
-            .args(["synth", "10", "sine", &tone_hz.to_string(), "vol", "0.5"])
+            .args(["synth", &tone_seconds.to_string(), "sine", &tone_hz.to_string(), "vol", "0.5"])
             .status()
             .expect("sox");
         assert!(made.success());

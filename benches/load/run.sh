@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Starling load harness: SIPp against the real binary, one Starling per stage.
 #
-#   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged relay peers ami
+#   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged relay peers ami blf
 #
-# With no stage, all seven run in that order. Every stage starts its own Starling in its own
+# With no stage, all eight run in that order. Every stage starts its own Starling in its own
 # temp dir on free ports of 127.0.0.1, drives it with SIPp (relay: starling-callgen) for DURATION seconds, measures
 # Starling's CPU time (utime+stime from /proc/<pid>/stat) and memory (VmRSS, VmHWM), stops it
 # and kills only the processes it started. A table of the figures is printed and appended,
@@ -23,6 +23,10 @@
 #   --peers-duration S    peers: seconds the lines and peers are held           [PEERS_DURATION=DURATION]
 #   --ami-rate R          ami: calls/s answered while the sessions listen        [AMI_RATE=200]
 #   --ami-sessions N      ami: manager sessions reading every event             [AMI_SESSIONS=50]
+#   --blf-subs N          blf: dialog subscriptions held                        [BLF_SUBS=2000]
+#   --blf-hints N         blf: hints they watch (BLF_SUBS / BLF_HINTS keys each) [BLF_HINTS=200]
+#   --blf-refresh S       blf: seconds between a subscription's refreshes       [BLF_REFRESH=60]
+#   --blf-rate R          blf: subscriptions started per second                 [BLF_RATE=100]
 #   --cdr                 every stage also loads cdr_csv and cdr_sqlite3        [CDR=1]
 #   --no-results          do not touch benches/RESULTS.md                       [NO_RESULTS=1]
 #   --keep                keep the temp dirs (configs, SIPp logs, server logs)  [KEEP=1]
@@ -59,16 +63,20 @@ while [ $# -gt 0 ]; do
         --peers-duration) PEERS_DURATION=$2; shift ;;
         --ami-rate) AMI_RATE=$2; shift ;;
         --ami-sessions) AMI_SESSIONS=$2; shift ;;
+        --blf-subs) BLF_SUBS=$2; shift ;;
+        --blf-hints) BLF_HINTS=$2; shift ;;
+        --blf-refresh) BLF_REFRESH=$2; shift ;;
+        --blf-rate) BLF_RATE=$2; shift ;;
         --cdr) CDR=1 ;;
         --no-results) NO_RESULTS=1 ;;
         --keep) KEEP=1 ;;
         -h|--help) usage; exit 0 ;;
-        register|answer|b2bua|bridged|relay|peers|ami) STAGES+=("$1") ;;
-        *) echo "run.sh: unknown argument '$1' (stages: register answer b2bua bridged relay peers ami; -h for help)" >&2; exit 2 ;;
+        register|answer|b2bua|bridged|relay|peers|ami|blf) STAGES+=("$1") ;;
+        *) echo "run.sh: unknown argument '$1' (stages: register answer b2bua bridged relay peers ami blf; -h for help)" >&2; exit 2 ;;
     esac
     shift
 done
-[ ${#STAGES[@]} -eq 0 ] && STAGES=(register answer b2bua bridged relay peers ami)
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(register answer b2bua bridged relay peers ami blf)
 
 DURATION=${DURATION:-60}
 USERS=${USERS:-5000}
@@ -88,6 +96,10 @@ PEERS_DURATION=${PEERS_DURATION:-$DURATION}
 PEERS_POLL=${PEERS_POLL:-3}
 AMI_RATE=${AMI_RATE:-200}
 AMI_SESSIONS=${AMI_SESSIONS:-50}
+BLF_SUBS=${BLF_SUBS:-2000}
+BLF_HINTS=${BLF_HINTS:-200}
+BLF_REFRESH=${BLF_REFRESH:-60}
+BLF_RATE=${BLF_RATE:-100}
 CDR=${CDR:-0}
 VERBOSE=${VERBOSE:-0}
 KEEP=${KEEP:-0}
@@ -97,7 +109,7 @@ CALLGEN=${CALLGEN:-$ROOT/target/release/starling-callgen}
 MODDIR=${MODDIR:-$(dirname "$STARLING")}
 RESULTS=${RESULTS:-$ROOT/benches/RESULTS.md}
 
-for n in AMI_RATE AMI_SESSIONS DURATION USERS REG_RATE REG_LIMIT ANSWER_RATE ANSWER_LIMIT B2BUA_RATE B2BUA_HOLD_MS B2BUA_LIMIT CONCURRENT RELAY_CONCURRENT RAMP LINES PEERS PEERS_DURATION PEERS_POLL; do
+for n in AMI_RATE AMI_SESSIONS BLF_SUBS BLF_HINTS BLF_REFRESH BLF_RATE DURATION USERS REG_RATE REG_LIMIT ANSWER_RATE ANSWER_LIMIT B2BUA_RATE B2BUA_HOLD_MS B2BUA_LIMIT CONCURRENT RELAY_CONCURRENT RAMP LINES PEERS PEERS_DURATION PEERS_POLL; do
     if ! [[ ${!n} =~ ^[0-9]+$ ]] || [ "${!n}" -lt 1 ]; then
         echo "run.sh: $n must be a positive integer (got '${!n}')" >&2
         exit 2
@@ -957,6 +969,68 @@ stage_ami() {
         "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "-" \
         "without sessions: CPU ${cpu0}s (${pct0}%); sinks: $events; $(common_notes)"
     log "ami: with $AMI_SESSIONS sessions CPU ${CPU_S}s (${CPU_PCT}%), without ${cpu0}s (${pct0}%); $events"
+}
+
+# ---------------------------------------------------------------------------------------
+# (h) blf: BLF_SUBS dialog subscriptions (guests) to BLF_HINTS hints on Custom: devices,
+# established at BLF_RATE a second, each refreshed after BLF_REFRESH s without a NOTIFY, one device
+# state change a second (`devstate change`); measured over BLF_REFRESH s once all are up (so
+# about every subscription refreshes once in the window), then each unsubscribes. Memory per
+# subscription: VmRSS with all up minus VmRSS before the first, over BLF_SUBS.
+# ---------------------------------------------------------------------------------------
+stage_blf() {
+    local dir ports sport uport rate_in=$BLF_RATE refreshes up=0 rss_before rss_up changes=0 state t_end held
+    dir=$(stage_dir blf)
+    mapfile -t ports < <(free_ports 2)
+    sport=${ports[0]} uport=${ports[1]}
+    write_base_conf "$dir"
+    printf 'load => func_devstate.so\n' >>"$dir/etc/modules.conf"
+    { sip_general "$sport"; printf 'allowsubscribe = yes\nsubscribecontext = load\nminexpiry = 10\n'; } >"$dir/etc/sip.conf"
+    python3 -c 'import sys
+print("[load]")
+for n in range(int(sys.argv[1])):
+    print(f"exten => {2000 + n},hint,Custom:lamp{n}")' "$BLF_HINTS" >"$dir/etc/extensions.conf"
+    python3 -c 'import sys
+print("SEQUENTIAL")
+for n in range(int(sys.argv[1])):
+    print(f"{2000 + n % int(sys.argv[2])};w{n:05d}")' "$BLF_SUBS" "$BLF_HINTS" >"$dir/keys.csv"
+    # Each subscription outlives the set-up of the others and the window: it refreshes that
+    # many times before it unsubscribes.
+    refreshes=$(( (BLF_SUBS / rate_in + BLF_REFRESH) / BLF_REFRESH + 1 ))
+    sed -e "s/@EXPIRES@/$((BLF_REFRESH * 3))/g" -e "s/@REFRESH_MS@/$((BLF_REFRESH * 1000))/g" -e "s/@REFRESHES@/$refreshes/g" \
+        "$SCENARIOS/blf_subscribe.xml" >"$dir/blf_subscribe.xml"
+    log "blf: $BLF_SUBS subscriptions to $BLF_HINTS hints ($rate_in/s), refreshed every ${BLF_REFRESH}s, one state change a second (Starling on 127.0.0.1:$sport)"
+    start_starling "$dir" "chan_sip.so pbx_config.so func_devstate.so" || { skip_row blf "$BLF_SUBS subscriptions" "failed: Starling did not start (see the log above)"; return; }
+    rss_before=$(status_kb "$STARLING_PID" VmRSS)
+    sipp_start blf "$dir" $((BLF_SUBS / rate_in + (refreshes + 2) * BLF_REFRESH + 120)) "127.0.0.1:$sport" -sf blf_subscribe.xml \
+        -inf keys.csv -i 127.0.0.1 -p "$uport" -r "$rate_in" -l "$BLF_SUBS" -m "$BLF_SUBS" \
+        -timeout "$((BLF_SUBS / rate_in + (refreshes + 2) * BLF_REFRESH + 90))s" -timeout_error -max_socket 4096
+    # Up: every subscription listed by `sip show subscriptions` (its last line counts them).
+    for _ in $(seq 1 $((BLF_SUBS / rate_in * 5 + 100))); do
+        up=$(rx "sip show subscriptions" | tail -1 | grep -o '^[0-9]*')
+        [ "${up:-0}" -ge "$BLF_SUBS" ] && break
+        sleep 0.2
+    done
+    rss_up=$(status_kb "$STARLING_PID" VmRSS)
+    measure_begin
+    t_end=$(calc "$(now) + $BLF_REFRESH")
+    while at_most "$(now)" "$t_end"; do
+        state=NOT_INUSE
+        [ $((changes % 2)) = 0 ] && state=INUSE
+        rx "devstate change Custom:lamp$(( (changes / 2 * 7) % BLF_HINTS )) $state" >/dev/null
+        changes=$((changes + 1))
+        sleep 1
+    done
+    held=$(rx "sip show subscriptions" | tail -1 | grep -o '^[0-9]*')
+    measure_end
+    sipp_wait "$SIPP_TPID"
+    eval "$(python3 "$TOOLS/sippstat.py" "$dir/blf.csv")"
+    stop_starling
+    { [ "$failed" -gt 0 ] || [ "$ok_stat" = 0 ]; } && sipp_report blf "$dir"
+    row blf "$BLF_SUBS subscriptions, $BLF_HINTS hints, refresh ${BLF_REFRESH}s, 1 change/s" \
+        "${up:-0} up, ${held:-?} held at the window's end" "$ok" "$failed" "$CPU_S" "-" "$CPU_PCT" "$RSS_TXT" "-" \
+        "window ${WALL}s: $changes state changes ($((BLF_SUBS / BLF_HINTS)) NOTIFYs each) and about $BLF_SUBS refreshes (each subscription refreshes every ${BLF_REFRESH}s, $refreshes times, then unsubscribes); memory $(calc "f'{($rss_up - $rss_before) * 1024 / max($BLF_SUBS, 1):.0f}'") bytes a subscription (VmRSS $rss_before -> $rss_up kB with all up); retrans $retrans; $(common_notes)"
+    log "blf: $ok ok, $failed failed, ${up:-0} up, ${held:-?} held, Starling CPU ${CPU_S}s (${CPU_PCT}%) over ${WALL}s, RSS $RSS_TXT MB"
 }
 
 for stage in "${STAGES[@]}"; do

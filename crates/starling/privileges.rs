@@ -146,7 +146,12 @@ pub fn drop_privileges(settings: &Settings, dump_core: bool) -> Result<(), Fatal
     }
     let uid = user.map_or(euid, |u| u.uid);
     let gid = group.map(|g| g.gid).or(user.map(|u| u.gid)).unwrap_or(egid);
-    for (what, dir) in [("rundir", &settings.rundir), ("logdir", &settings.logdir), ("dbdir", &settings.dbdir)] {
+    for (what, dir) in [
+        ("rundir", &settings.rundir),
+        ("logdir", &settings.logdir),
+        ("dbdir", &settings.dbdir),
+        ("spooldir", &settings.spooldir),
+    ] {
         give_tree(dir, euid, uid, gid)
             .map_err(|e| Fatal::resource(format!("cannot give {what} {} to the runuser: {e}", dir.display())))?;
     }

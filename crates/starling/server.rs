@@ -53,6 +53,7 @@ fn static_modules() -> Vec<StaticModule> {
         app_cdr::module_info,
         res_manager::module_info,
         res_musiconhold::module_info,
+        app_voicemail::module_info,
     ];
     #[cfg(not(feature = "static-modules"))]
     Vec::new()
@@ -175,7 +176,12 @@ fn detach_stdio() {
 }
 
 fn make_dirs(settings: &Settings) -> Result<(), Fatal> {
-    for (what, dir) in [("rundir", &settings.rundir), ("logdir", &settings.logdir), ("dbdir", &settings.dbdir)] {
+    for (what, dir) in [
+        ("rundir", &settings.rundir),
+        ("logdir", &settings.logdir),
+        ("dbdir", &settings.dbdir),
+        ("spooldir", &settings.spooldir),
+    ] {
         std::fs::create_dir_all(dir)
             .map_err(|e| Fatal::resource(format!("cannot open {what} {}: {e}", dir.display())))?;
     }

@@ -13,6 +13,7 @@ use crate::privileges::{lookup_group, lookup_user};
 const DEFAULT_RUNDIR: &str = "/var/run/starling";
 const DEFAULT_LOGDIR: &str = "/var/log/starling";
 const DEFAULT_DBDIR: &str = "/var/lib/starling";
+const DEFAULT_SPOOLDIR: &str = "/var/spool/starling";
 const DEFAULT_SOUNDSDIR: &str = "/usr/share/asterisk/sounds";
 
 /// Reads `path`. `binary_dir` is the default `moddir`.
@@ -38,6 +39,7 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
         rundir: DEFAULT_RUNDIR.into(),
         logdir: DEFAULT_LOGDIR.into(),
         dbdir: DEFAULT_DBDIR.into(),
+        spooldir: DEFAULT_SPOOLDIR.into(),
         soundsdir: DEFAULT_SOUNDSDIR.into(),
         maxcalls: 0,
         maxfiles: 0,
@@ -67,11 +69,12 @@ pub fn parse(config: &Config, path: &Path, binary_dir: &Path) -> Result<Settings
                         "rundir" => &mut settings.rundir,
                         "logdir" => &mut settings.logdir,
                         "dbdir" => &mut settings.dbdir,
+                        "spooldir" => &mut settings.spooldir,
                         "soundsdir" => &mut settings.soundsdir,
                         _ => {
                             errors.push(ConfigError::at(
                                 &var.location,
-                                format!("unknown directory '{}': expected etcdir, moddir, rundir, logdir, dbdir or soundsdir", var.name),
+                                format!("unknown directory '{}': expected etcdir, moddir, rundir, logdir, dbdir, spooldir or soundsdir", var.name),
                             ));
                             continue;
                         }

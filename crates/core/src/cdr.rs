@@ -30,7 +30,7 @@ use crate::frame::Cause;
 
 mod spool;
 mod sqlite;
-pub use spool::{RemoteError, RemoteWriter, Spool, SpoolingWriter, QUEUE_LIMIT, SPOOL_FILE};
+pub use spool::{RemoteError, RemoteStatus, RemoteWriter, Spool, SpoolingWriter, QUEUE_LIMIT, SPOOL_FILE};
 pub use sqlite::SqliteWriter;
 
 /// How a call ended, as Asterisk's `ast_cdr_disp2str` names it.

@@ -585,7 +585,7 @@ fn show_settings(call: &mut CliCall<'_>) -> CliResult {
     let verbose = logger::verbose(call.console);
     let debug = logger::debug(call.console);
     let out = format!(
-        "\nPBX Core settings\n-----------------\n  Version:                     {}\n  Build id:                    {}\n  System name:                 {}\n  Maximum calls:               {}\n  Root console verbosity:      {verbose}\n  Current console verbosity:   {verbose}\n  Debug level:                 {debug}\n  Running as user:             {}\n  Running under group:         {}\n  Startup time:                {}\n  Last reload time:            {}\n\n* Directories\n  -------------\n  Configuration file:          {}\n  Configuration directory:     {}\n  Module directory:            {}\n  Run/Sockets directory:       {}\n  PID file:                    {}\n  Log directory:               {}\n  Database directory:          {}\n  Sounds directory:            {}\n",
+        "\nPBX Core settings\n-----------------\n  Version:                     {}\n  Build id:                    {}\n  System name:                 {}\n  Maximum calls:               {}\n  Root console verbosity:      {verbose}\n  Current console verbosity:   {verbose}\n  Debug level:                 {debug}\n  Running as user:             {}\n  Running under group:         {}\n  Startup time:                {}\n  Last reload time:            {}\n\n* Directories\n  -------------\n  Configuration file:          {}\n  Configuration directory:     {}\n  Module directory:            {}\n  Run/Sockets directory:       {}\n  PID file:                    {}\n  Log directory:               {}\n  Database directory:          {}\n  Spool directory:             {}\n  Sounds directory:            {}\n",
         crate::VERSION,
         crate::BUILD_ID,
         if s.systemname.is_empty() { "<none>" } else { &s.systemname },
@@ -601,6 +601,7 @@ fn show_settings(call: &mut CliCall<'_>) -> CliResult {
         s.pid_file().display(),
         s.logdir.display(),
         s.dbdir.display(),
+        s.spooldir.display(),
         s.soundsdir.display(),
     );
     call.print(&out);

@@ -23,6 +23,9 @@ pub struct Settings {
     pub rundir: PathBuf,
     pub logdir: PathBuf,
     pub dbdir: PathBuf,
+    /// Where voicemail keeps its messages (`voicemail/<context>/<mailbox>/INBOX`): Asterisk's
+    /// `astspooldir`.
+    pub spooldir: PathBuf,
     pub soundsdir: PathBuf,
     /// `[options] maxcalls`: at most this many calls at once (0 = no limit).
     pub maxcalls: u32,
@@ -181,6 +184,7 @@ pub struct Core {
     db: OnceLock<Arc<dyn crate::db::Storage>>,
     pub(crate) devstates: crate::devicestate::DeviceStates,
     pub(crate) hints: crate::hints::Hints,
+    pub(crate) mwi: crate::mwi::Mwi,
 }
 
 impl Core {
@@ -214,6 +218,7 @@ impl Core {
             db: OnceLock::new(),
             devstates: Default::default(),
             hints: Default::default(),
+            mwi: Default::default(),
         });
         crate::devicestate::DeviceStates::start(&core);
         let registration = crate::cli_core::register(&core);
@@ -445,6 +450,7 @@ impl Core {
             rundir: dir.clone(),
             logdir: dir.clone(),
             dbdir: dir.clone(),
+            spooldir: dir.clone(),
             soundsdir: dir,
             maxcalls: 0,
             maxfiles: 0,

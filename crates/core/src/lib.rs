@@ -42,6 +42,7 @@ pub mod logger;
 pub mod manager;
 pub mod module;
 pub mod moh;
+pub mod mwi;
 pub mod originate;
 pub mod panic;
 pub mod pickup;

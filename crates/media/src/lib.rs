@@ -8,12 +8,14 @@
 //!   reports and RTT, comedia/strictrtp, RTP timeout. [`rtcp`]: SR/RR/SDES/BYE.
 //! - [`dtmf`]: RFC 4733 telephone-events (receive, send) and inband (Goertzel) detection.
 //! - [`audio_file`]: `.wav`, `.ulaw`, `.alaw`, `.sln`. [`ports`]: the rtp.conf port range.
+//! - [`sdes`]: `a=crypto` (RFC 4568) read and written.
 //! - [`sdp`]: offer/answer for one audio stream (parsing with sdp-rs), codec negotiation, hold.
 //! - [`resample`]: 8/16/48 kHz conversion (polyphase windowed sinc).
 //! - [`translate`]: the translation matrix (cheapest paths, `core show translation`) and translators.
 //! - [`jitter`]: fixed and adaptive jitter buffers for decoded legs.
 //! - [`tones`]: indications.conf tone syntax, a tone generator, built-in countries.
 //! - [`relay`]: the native RTP relay (in place, no allocation, continuity across far-end changes).
+//! - [`srtp`]: SRTP/SRTCP (RFC 3711) keyed by SDES, per leg (rtc-srtp; why, in its header).
 
 pub mod audio_file;
 pub mod dtmf;
@@ -24,7 +26,9 @@ pub mod ports;
 pub mod relay;
 pub mod resample;
 pub mod rtcp;
+pub mod sdes;
 pub mod sdp;
 pub mod session;
+pub mod srtp;
 pub mod tones;
 pub mod translate;

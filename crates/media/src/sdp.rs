@@ -6,6 +6,9 @@
 //!   address, payload types, telephone-event, direction, ptime, rtcp-mux.
 //! - [`negotiate`] intersects their codecs with ours, in our order or theirs, and says why
 //!   when nothing is common (→ SIP 488). [`LocalMedia::answer`] writes the answer.
+//! - SDES-SRTP (RFC 4568): an `RTP/SAVP` stream's `a=crypto` lines are read into
+//!   [`RemoteMedia::crypto`]; [`LocalMedia::crypto`] makes ours `RTP/SAVP` with its lines
+//!   (see [`crate::sdes`]).
 //!
 //! We write SDP ourselves (a dozen lines) rather than through sdp-rs, whose 0.2 writes
 //! `a=rtpmap:111 opus/48000/2` as `opus/48000 2`; the test `opus_rtpmap_keeps_its_channels`
@@ -15,8 +18,11 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+use sdp_rs::lines::media::ProtoType;
 use sdp_rs::lines::Attribute;
 use sdp_rs::SessionDescription;
+
+use crate::sdes::Crypto;
 
 /// A codec as SDP names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,6 +145,9 @@ pub struct LocalMedia {
     pub session_id: u64,
     pub session_version: u64,
     pub username: String,
+    /// SDES: our `a=crypto` lines (an offer's choices, or the one line an answer accepts).
+    /// Any makes the stream `RTP/SAVP`; none, `RTP/AVP`.
+    pub crypto: Vec<Crypto>,
 }
 
 impl LocalMedia {
@@ -173,12 +182,16 @@ impl LocalMedia {
             self.username, self.session_id, self.session_version, self.address, self.username, self.address
         );
         let pts: Vec<String> = codecs.iter().map(|c| c.payload_type.to_string()).collect();
-        let _ = write!(sdp, "m=audio {} RTP/AVP {}\r\n", self.port, pts.join(" "));
+        let profile = if self.crypto.is_empty() { "RTP/AVP" } else { "RTP/SAVP" };
+        let _ = write!(sdp, "m=audio {} {profile} {}\r\n", self.port, pts.join(" "));
         for c in codecs {
             let _ = write!(sdp, "a=rtpmap:{}\r\n", c.rtpmap());
             if let Some(fmtp) = &c.fmtp {
                 let _ = write!(sdp, "a=fmtp:{} {fmtp}\r\n", c.payload_type);
             }
+        }
+        for crypto in &self.crypto {
+            let _ = write!(sdp, "a=crypto:{crypto}\r\n");
         }
         let _ = write!(sdp, "a=ptime:{}\r\na={}\r\n", self.ptime, direction.as_str());
         sdp
@@ -201,6 +214,11 @@ pub struct RemoteMedia {
     /// `c=0.0.0.0`: RFC 2543 hold.
     pub hold_address: bool,
     pub session_version: String,
+    /// The stream is `RTP/SAVP` (or `RTP/SAVPF`): secure media asked for.
+    pub secure: bool,
+    /// Its `a=crypto` lines that could be read, in the offerer's order (lines we cannot read,
+    /// an unknown suite among them, are left out).
+    pub crypto: Vec<Crypto>,
 }
 
 /// Why an SDP could not be used.
@@ -259,7 +277,9 @@ impl RemoteMedia {
         let mut rtcp_port = None;
         let mut rtpmaps: Vec<Codec> = Vec::new();
         let mut fmtps: Vec<(u8, String)> = Vec::new();
-        for attribute in session.attributes.iter().chain(&media.attributes) {
+        let mut crypto = Vec::new();
+        let session_level = session.attributes.len();
+        for (i, attribute) in session.attributes.iter().chain(&media.attributes).enumerate() {
             match attribute {
                 Attribute::Sendrecv => direction = Direction::SendRecv,
                 Attribute::Sendonly => direction = Direction::SendOnly,
@@ -281,6 +301,12 @@ impl RemoteMedia {
                     // sdp-rs 0.2 reads sendrecv/sendonly/recvonly but leaves `inactive` as Other.
                     ("inactive", None) => direction = Direction::Inactive,
                     ("rtcp-mux", _) => rtcp_mux = true,
+                    // RFC 4568 §9.1: at the media level only. At most 32 lines are kept.
+                    ("crypto", Some(v)) if crypto.len() < 32 && i >= session_level => {
+                        if let Ok(line) = Crypto::parse(v) {
+                            crypto.push(line);
+                        }
+                    }
                     ("rtcp", Some(v)) => rtcp_port = v.split_ascii_whitespace().next().and_then(|p| p.parse().ok()),
                     ("fmtp", Some(v)) => {
                         if let Some((pt, params)) = v.split_once(' ') {
@@ -332,6 +358,8 @@ impl RemoteMedia {
             rtcp_port,
             hold_address: ip.is_unspecified(),
             session_version: session.origin.sess_version.clone(),
+            secure: matches!(media.media.proto, ProtoType::RtpSavp | ProtoType::RtpSavpf),
+            crypto,
         })
     }
 
@@ -397,6 +425,7 @@ mod tests {
             session_id: 4711,
             session_version: 1,
             username: "Starling".into(),
+            crypto: Vec::new(),
         }
     }
 
@@ -443,7 +472,9 @@ mod tests {
                     "c=IN IP6 [::1", "t=0 0", "m=audio 4000 RTP/AVP 0 8 101 0 0", "m=video 1 RTP/AVP 96",
                     "a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16", "a=fmtp:",
                     "a=rtpmap:", "a=sendonly", "a=inactive", "a=rtcp:", "a=rtcp-mux", "a=ptime:", "b=AS:",
-                    "a=x:((((((((", "a=\"\"\"\"", "a=<<<<>>>>", "", "\r", "=",
+                    "a=x:((((((((", "a=\"\"\"\"", "a=<<<<>>>>", "", "\r", "=", "m=audio 4000 RTP/SAVP 0",
+                    "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20",
+                    "a=crypto:", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:|||", "a=crypto:x y z",
                 ]),
                 0..40,
             ),
@@ -464,6 +495,51 @@ mod tests {
     const BARESIP: &str = "v=0\r\no=- 1234 5678 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
 m=audio 4000 RTP/AVP 8 0 101\r\nb=AS:64\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n\
 a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\na=label:1\r\na=ssrc:1 cname:x\r\n";
+
+    /// An SDES offer (baresip's `mediaenc=srtp-mand` shape): RTP/SAVP, its crypto lines in its
+    /// order, an unreadable one left out, one at the session level ignored. Our own secure
+    /// offer and answer read back.
+    #[test]
+    fn sdes_offers_and_answers() {
+        let offer = BARESIP.replace("RTP/AVP", "RTP/SAVP").replace(
+            "a=sendrecv\r\n",
+            "a=sendrecv\r\na=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj\r\n\
+             a=crypto:2 F8_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj\r\n\
+             a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj\r\n",
+        );
+        let offer = offer.replace(
+            "t=0 0\r\n",
+            "t=0 0\r\na=crypto:9 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj\r\n",
+        );
+        let remote = RemoteMedia::parse(&offer).unwrap();
+        assert!(remote.secure);
+        assert_eq!(remote.crypto.iter().map(|c| c.tag).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(
+            crate::sdes::choose(&remote.crypto).map(|c| c.key.suite),
+            Some(crate::srtp::Suite::AesCm128HmacSha1_32)
+        );
+        let plain = RemoteMedia::parse(BARESIP).unwrap();
+        assert!(!plain.secure && plain.crypto.is_empty());
+
+        let mut ours = local();
+        assert!(ours.offer().contains("m=audio 10000 RTP/AVP "), "no crypto: plain RTP");
+        ours.crypto = crate::srtp::Suite::ALL
+            .iter()
+            .zip(1..)
+            .map(|(suite, tag)| Crypto::new(tag, crate::srtp::MasterKey::generate(*suite, |b| b.fill(tag as u8))))
+            .collect();
+        let text = ours.offer();
+        assert!(text.contains("m=audio 10000 RTP/SAVP 0 8 111 101\r\n"), "{text}");
+        assert!(text.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{text}");
+        let back = RemoteMedia::parse(&text).unwrap();
+        assert!(back.secure);
+        assert_eq!(back.crypto, ours.crypto);
+        let negotiated = negotiate(&back, &[Codec::pcmu()], true).unwrap();
+        ours.crypto.truncate(1);
+        let answer = RemoteMedia::parse(&ours.answer(&negotiated)).unwrap();
+        assert!(answer.secure);
+        assert_eq!(answer.crypto, ours.crypto);
+    }
 
     #[test]
     fn opus_rtpmap_keeps_its_channels() {

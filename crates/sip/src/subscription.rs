@@ -84,6 +84,8 @@ pub mod extension_state {
 pub enum EventPackage {
     Dialog,
     Presence,
+    /// RFC 3842 message waiting (a phone's MWI lamp).
+    MessageSummary,
 }
 
 impl EventPackage {
@@ -91,6 +93,7 @@ impl EventPackage {
         match self {
             EventPackage::Dialog => "dialog",
             EventPackage::Presence => "presence",
+            EventPackage::MessageSummary => "message-summary",
         }
     }
 }
@@ -104,6 +107,8 @@ pub enum BodyFormat {
     Pidf,
     /// The pre-standard `application/xpidf+xml` some older phones ask for.
     Xpidf,
+    /// RFC 3842, `application/simple-message-summary` (Event: message-summary).
+    MessageSummary,
 }
 
 impl BodyFormat {
@@ -112,6 +117,7 @@ impl BodyFormat {
             BodyFormat::DialogInfo => "application/dialog-info+xml",
             BodyFormat::Pidf => "application/pidf+xml",
             BodyFormat::Xpidf => "application/xpidf+xml",
+            BodyFormat::MessageSummary => "application/simple-message-summary",
         }
     }
 }
@@ -119,7 +125,8 @@ impl BodyFormat {
 /// The event package and body a SUBSCRIBE asks for, as chan_sip's `handle_request_subscribe`
 /// picks them: `Event: dialog` → dialog-info; `Event: presence` → PIDF when `Accept` lists
 /// `application/pidf+xml` (or has no Accept), else XPIDF when it lists
-/// `application/xpidf+xml` (or `application/cpim-pidf+xml`); anything else `Err(489)`.
+/// `application/xpidf+xml` (or `application/cpim-pidf+xml`); `Event: message-summary` →
+/// simple-message-summary (when `Accept` has it or is absent); anything else `Err(489)`.
 pub fn negotiate(subscribe: &Request) -> Result<(EventPackage, BodyFormat), u16> {
     let event = subscribe.headers.get(&HeaderName::Event).unwrap_or("");
     let package = event.split(';').next().unwrap_or("").trim();
@@ -136,6 +143,12 @@ pub fn negotiate(subscribe: &Request) -> Result<(EventPackage, BodyFormat), u16>
         }
         return Err(489);
     }
+    if package.eq_ignore_ascii_case("message-summary") {
+        if accept.is_empty() || accepts("application/simple-message-summary") {
+            return Ok((EventPackage::MessageSummary, BodyFormat::MessageSummary));
+        }
+        return Err(489);
+    }
     if package.eq_ignore_ascii_case("presence") {
         if accept.is_empty() || accepts("application/pidf+xml") {
             return Ok((EventPackage::Presence, BodyFormat::Pidf));
@@ -145,6 +158,28 @@ pub fn negotiate(subscribe: &Request) -> Result<(EventPackage, BodyFormat), u16>
         }
     }
     Err(489)
+}
+
+/// What a `message-summary` NOTIFY tells (chan_sip's `transmit_notify_with_mwi`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageSummary {
+    pub new: u32,
+    pub old: u32,
+    /// `Message-Account` (`sip:asterisk@pbx`).
+    pub account: String,
+}
+
+impl MessageSummary {
+    /// The `application/simple-message-summary` body.
+    pub fn body(&self) -> String {
+        format!(
+            "Messages-Waiting: {}\r\nMessage-Account: {}\r\nVoice-Message: {}/{} (0/0)\r\n",
+            if self.new > 0 { "yes" } else { "no" },
+            self.account,
+            self.new,
+            self.old
+        )
+    }
 }
 
 /// The caller shown in a dialog-info NOTIFY while the watched extension rings (chan_sip's
@@ -407,6 +442,8 @@ pub struct Subscription {
     version: u32,
     /// The state last told (or being told).
     current: NotifyState,
+    /// The counts last told, for `message-summary`.
+    summary: MessageSummary,
     /// The CSeq of our NOTIFY awaiting its response.
     in_flight: Option<u32>,
     /// A NOTIFY to send once the one in flight is answered.
@@ -435,6 +472,20 @@ impl Subscription {
         exten: &str,
         initial: NotifyState,
     ) -> Subscription {
+        Subscription::uas_with_summary(now, config, subscribe, local_tag, exten, initial, MessageSummary::default())
+    }
+
+    /// [`Subscription::uas`] for any package, with the counts a `message-summary` subscription
+    /// tells first.
+    pub fn uas_with_summary(
+        now: Instant,
+        config: SubscriptionConfig,
+        subscribe: Request,
+        local_tag: &str,
+        exten: &str,
+        initial: NotifyState,
+        summary: MessageSummary,
+    ) -> Subscription {
         let names = BodyNames {
             entity: uri_without_params(subscribe.to()),
             watcher: uri_without_params(subscribe.from()),
@@ -452,6 +503,7 @@ impl Subscription {
             expires_at: None,
             version: 0,
             current: initial,
+            summary,
             in_flight: None,
             pending: false,
             ending: None,
@@ -469,7 +521,7 @@ impl Subscription {
             Ok((package, format)) => (s.package, s.format) = (package, format),
             Err(status) => {
                 let mut response = Response::to_request(&subscribe, status);
-                response.headers.push(HeaderName::AllowEvents, "dialog, presence");
+                response.headers.push(HeaderName::AllowEvents, "dialog, presence, message-summary");
                 refuse(&mut s, response);
                 return s;
             }
@@ -660,6 +712,24 @@ impl Subscription {
         }
     }
 
+    /// New counts for a `message-summary` subscription: a NOTIFY, as [`Subscription::notify`].
+    pub fn notify_summary(&mut self, now: Instant, summary: MessageSummary) {
+        if self.state == State::Terminated || self.ending.is_some() || summary == self.summary {
+            return;
+        }
+        self.summary = summary;
+        if self.in_flight.is_some() {
+            self.pending = true;
+        } else {
+            self.send_notify(now);
+        }
+    }
+
+    /// The counts last told (`message-summary`).
+    pub fn summary(&self) -> &MessageSummary {
+        &self.summary
+    }
+
     /// Ends the subscription from our side (`NoResource`: the hint went; `Deactivated`:
     /// shutdown, the peer removed): a last NOTIFY says so.
     pub fn terminate(&mut self, now: Instant, reason: TerminateReason) {
@@ -745,6 +815,7 @@ impl Subscription {
             }
             BodyFormat::Pidf => pidf_xml(&self.names, &self.current),
             BodyFormat::Xpidf => xpidf_xml(&self.names, &self.current),
+            BodyFormat::MessageSummary => self.summary.body(),
         };
         notify.headers.push(HeaderName::ContentType, self.format.content_type());
         notify.body = body.into_bytes();

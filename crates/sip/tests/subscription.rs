@@ -250,8 +250,8 @@ fn refusals_and_bounds() {
         assert_eq!(s.state(), State::Terminated);
         responses.into_iter().next().unwrap()
     };
-    let r = refused(subscribe("message-summary", None, None, 1, None));
-    assert_eq!((r.status, header(&r, "Allow-Events")), (489, "dialog, presence"));
+    let r = refused(subscribe("conference", None, None, 1, None));
+    assert_eq!((r.status, header(&r, "Allow-Events")), (489, "dialog, presence, message-summary"));
     let r = refused(subscribe("dialog", Some("application/pidf+xml"), None, 1, None));
     assert_eq!(r.status, 489);
     let r = refused(subscribe("dialog", None, Some("10"), 1, None));
@@ -473,4 +473,43 @@ fn a_subscription_holds_under_4_kib() {
     println!("{per} bytes per subscription ({} inline)", std::mem::size_of::<Subscription>());
     assert!(per <= 4096, "{per} bytes per subscription");
     assert!(held.iter().all(|s| s.state() == State::Active));
+}
+
+/// RFC 3842 (issue 26): `Event: message-summary` is accepted with its body; new counts NOTIFY
+/// (one in flight at a time), the same counts again do nothing.
+#[test]
+fn message_summary_tells_the_counts() {
+    use starling_sip::subscription::MessageSummary;
+    let now = Instant::now();
+    let request = subscribe("message-summary", Some("application/simple-message-summary"), Some("600"), 1, None);
+    assert_eq!(negotiate(&request), Ok((EventPackage::MessageSummary, BodyFormat::MessageSummary)));
+    let account = "sip:asterisk@192.0.2.1".to_owned();
+    let summary = MessageSummary { new: 0, old: 2, account: account.clone() };
+    let mut s = Subscription::uas_with_summary(
+        now,
+        SubscriptionConfig::default(),
+        request,
+        "n1",
+        "1001",
+        NotifyState::new(0),
+        summary.clone(),
+    );
+    let (responses, first) = drain(&mut s);
+    assert_eq!(responses[0].status, 200);
+    assert_eq!(header(&first[0], "Event"), "message-summary");
+    assert_eq!(header(&first[0], "Content-Type"), "application/simple-message-summary");
+    assert_eq!(
+        body(&first[0]),
+        "Messages-Waiting: no\r\nMessage-Account: sip:asterisk@192.0.2.1\r\nVoice-Message: 0/2 (0/0)\r\n"
+    );
+    s.notify_summary(now, summary);
+    s.handle_response(now, ok_to(&first[0]));
+    assert!(drain(&mut s).1.is_empty(), "the same counts: no NOTIFY");
+    s.notify_summary(now, MessageSummary { new: 1, old: 2, account });
+    let (_, second) = drain(&mut s);
+    assert_eq!(second[0].cseq().unwrap().seq, 2);
+    assert!(body(&second[0]).starts_with("Messages-Waiting: yes\r\n"), "{}", body(&second[0]));
+    assert_eq!(s.summary().new, 1);
+    let wrong = subscribe("message-summary", Some("application/pidf+xml"), None, 1, None);
+    assert_eq!(negotiate(&wrong), Err(489));
 }

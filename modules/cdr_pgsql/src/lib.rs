@@ -1,5 +1,5 @@
 //! cdr_pgsql: call detail records in a PostgreSQL table, as Asterisk's cdr_pgsql writes them,
-//! through tokio-postgres (no TLS) on the core's runtime.
+//! through tokio-postgres on the core's runtime, over TLS (rustls) when `sslmode` asks for it.
 //!
 //! `cdr_pgsql.conf`, `[global]` (Asterisk's keys and defaults): `hostname` (empty: the Unix
 //! socket in `/var/run/postgresql`; a value starting with `/` is a socket directory), `port`
@@ -8,7 +8,15 @@
 //! PostgreSQL reads an unquoted name, in lower case), `encoding` (accepted: this client always
 //! speaks UTF8 and the server converts to the database's encoding), `timezone` (a zone name
 //! such as `UTC`: times written as text or `timestamp` are that zone's wall clock, converted by
-//! the server; without it, Starling's local time as Asterisk writes it). No file, or no
+//! the server; without it, Starling's local time as Asterisk writes it), `sslmode` (libpq's names
+//! and meanings: `disable` plain; `prefer`, the default, TLS when the server offers it, else
+//! plain; `require` TLS or no connection, the server's certificate not checked; `verify-ca` TLS
+//! with a certificate signed by a CA of `sslrootcert`; `verify-full` the same and for the host
+//! name or address of `hostname`; `allow` is refused: tokio-postgres has no "plain first"),
+//! `sslrootcert` (a PEM bundle of the CAs to trust; default the system's,
+//! `/etc/ssl/certs/ca-certificates.crt`). Over a Unix socket (an empty or `/` hostname) TLS is
+//! never used, as libpq's. `cdr show status` says the mode and whether the last connection is
+//! encrypted: `pgsql (online, 0 spooled, sslmode=prefer, encrypted)`. No file, or no
 //! `[global]`: the module declines. Unknown keys are warned about with their `file:line`; a bad
 //! value is a configuration error.
 //!
@@ -36,16 +44,20 @@
 //! wait in `dbdir/cdr-spool.sqlite3` and are written, oldest first, when it is back, also after a
 //! restart of Starling; `cdr show status` shows `pgsql (online|offline, N spooled)`.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use starling_core::cdr::{format_time, CdrBackendModule, CdrRecord, RemoteError, RemoteWriter};
+use starling_core::cdr::{format_time, CdrBackendModule, CdrRecord, RemoteError, RemoteStatus, RemoteWriter};
 use starling_core::config::{Config, ConfigErrors};
 use starling_core::tokio::runtime::Handle;
 use starling_core::tokio::time::timeout;
 use starling_core::{tokio, tracing, verbose, LoadError, Module, ModuleContext};
+use starling_tls::{ServerCheck, Setting};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 const CONFIG: &str = "cdr_pgsql.conf";
 
@@ -70,6 +82,53 @@ struct PgOptions {
     /// `(schema, table)`, lower case.
     table: (Option<String>, String),
     timezone: Option<String>,
+    sslmode: SslMode,
+    /// `sslrootcert`, with its line.
+    sslrootcert: Option<Setting>,
+}
+
+/// `sslmode`, as libpq names its values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Option<SslMode> {
+        Some(match value.to_ascii_lowercase().as_str() {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// What the server's certificate must be (`None`: no TLS at all).
+    fn check(self) -> Option<ServerCheck> {
+        match self {
+            SslMode::Disable => None,
+            SslMode::Prefer | SslMode::Require => Some(ServerCheck::Nothing),
+            SslMode::VerifyCa => Some(ServerCheck::Chain),
+            SslMode::VerifyFull => Some(ServerCheck::ChainAndName),
+        }
+    }
 }
 
 impl Default for PgOptions {
@@ -83,6 +142,8 @@ impl Default for PgOptions {
             appname: String::new(),
             table: (None, "cdr".into()),
             timezone: None,
+            sslmode: SslMode::default(),
+            sslrootcert: None,
         }
     }
 }
@@ -149,6 +210,12 @@ impl PgOptions {
                         errors.push(var.error("a time zone name is letters, digits and / _ + - :"));
                     }
                 }
+                "sslmode" => match SslMode::parse(value) {
+                    Some(mode) => options.sslmode = mode,
+                    None => errors.push(var.error("expected disable, prefer, require, verify-ca or verify-full")),
+                },
+                "sslrootcert" if value.is_empty() => errors.push(var.error("expected a file name")),
+                "sslrootcert" => options.sslrootcert = Some(Setting::of(var)),
                 other => tracing::warn!("{}: unknown [global] option '{other}' ignored", var.location),
             }
         }
@@ -160,6 +227,23 @@ impl PgOptions {
         match &self.table {
             (Some(schema), table) => format!("{}.{}", quote(schema), quote(table)),
             (None, table) => quote(table),
+        }
+    }
+
+    /// Whether `hostname` is a Unix socket's directory (no TLS there, as libpq).
+    fn is_socket(&self) -> bool {
+        self.hostname.is_empty() || self.hostname.starts_with('/')
+    }
+
+    /// The TLS client for `sslmode` (`None`: plain connections only); an unreadable
+    /// `sslrootcert` is a configuration error at its line.
+    fn tls(&self) -> Result<Option<MakeRustlsConnect>, starling_core::config::ConfigError> {
+        match self.sslmode.check() {
+            Some(check) if !self.is_socket() => {
+                let config = starling_tls::client_config(check, self.sslrootcert.as_ref(), "sslrootcert")?;
+                Ok(Some(MakeRustlsConnect::new(config)))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -176,7 +260,13 @@ impl PgOptions {
             .port(self.port)
             .dbname(&self.dbname)
             .user(&self.user)
-            .connect_timeout(CONNECT_TIMEOUT);
+            .connect_timeout(CONNECT_TIMEOUT)
+            .ssl_mode(match self.sslmode {
+                _ if self.is_socket() => tokio_postgres::config::SslMode::Disable,
+                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+            });
         if !self.password.is_empty() {
             config.password(&self.password);
         }
@@ -444,32 +534,109 @@ struct Connection {
     insert: Statement,
 }
 
+/// Whether the last connection is encrypted, for `cdr show status`.
+const NOT_CONNECTED: u8 = 0;
+const PLAIN: u8 = 1;
+const ENCRYPTED: u8 = 2;
+
+/// The rustls connector, noting whether a handshake was made: with `sslmode=prefer` the server
+/// may answer that it has no TLS, and then tokio-postgres goes on in plain without calling it.
+#[derive(Clone)]
+struct NotingTls {
+    inner: MakeRustlsConnect,
+    encrypted: Arc<AtomicU8>,
+}
+
+impl<S> MakeTlsConnect<S> for NotingTls
+where
+    MakeRustlsConnect: MakeTlsConnect<S>,
+    <MakeRustlsConnect as MakeTlsConnect<S>>::TlsConnect: Send + 'static,
+    <<MakeRustlsConnect as MakeTlsConnect<S>>::TlsConnect as TlsConnect<S>>::Future: Send + 'static,
+    S: Send + 'static,
+{
+    type Stream = <MakeRustlsConnect as MakeTlsConnect<S>>::Stream;
+    type TlsConnect = Noting<<MakeRustlsConnect as MakeTlsConnect<S>>::TlsConnect>;
+    type Error = <MakeRustlsConnect as MakeTlsConnect<S>>::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        Ok(Noting(MakeTlsConnect::<S>::make_tls_connect(&mut self.inner, domain)?, self.encrypted.clone()))
+    }
+}
+
+struct Noting<T>(T, Arc<AtomicU8>);
+
+impl<S, T> TlsConnect<S> for Noting<T>
+where
+    T: TlsConnect<S>,
+    T::Future: Send + 'static,
+{
+    type Stream = T::Stream;
+    type Error = T::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T::Stream, T::Error>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        let Noting(inner, encrypted) = self;
+        let handshake = inner.connect(stream);
+        Box::pin(async move {
+            let stream = handshake.await?;
+            encrypted.store(ENCRYPTED, Ordering::Relaxed);
+            Ok(stream)
+        })
+    }
+}
+
 /// The PostgreSQL side of the backend (the core's spool is in front of it).
 struct PgWriter {
     options: PgOptions,
     config: tokio_postgres::Config,
+    /// `None` with `sslmode=disable` or over a Unix socket.
+    tls: Option<MakeRustlsConnect>,
+    encrypted: Arc<AtomicU8>,
     table: String,
     runtime: Handle,
     connection: Option<Connection>,
 }
 
 impl PgWriter {
-    fn new(options: PgOptions, runtime: Handle) -> PgWriter {
-        PgWriter { config: options.client_config(), table: options.table_sql(), options, runtime, connection: None }
+    fn new(options: PgOptions, tls: Option<MakeRustlsConnect>, runtime: Handle) -> PgWriter {
+        PgWriter {
+            config: options.client_config(),
+            table: options.table_sql(),
+            tls,
+            encrypted: Arc::new(AtomicU8::new(NOT_CONNECTED)),
+            options,
+            runtime,
+            connection: None,
+        }
     }
 
     /// Connects, reads the columns (creating the table when there is none), prepares the INSERT.
     async fn open(
         config: tokio_postgres::Config,
+        tls: Option<NotingTls>,
         options: PgOptions,
         table: String,
     ) -> Result<Connection, tokio_postgres::Error> {
-        let (client, connection) = config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("cdr_pgsql: connection closed: {e}");
+        let client = match tls {
+            Some(tls) => {
+                let (client, connection) = config.connect(tls).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!("cdr_pgsql: connection closed: {e}");
+                    }
+                });
+                client
             }
-        });
+            None => {
+                let (client, connection) = config.connect(NoTls).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!("cdr_pgsql: connection closed: {e}");
+                    }
+                });
+                client
+            }
+        };
         let mut columns = read_columns(&client, &options).await?;
         if columns.is_empty() {
             client.batch_execute(&create_table_sql(&table)).await?;
@@ -483,9 +650,13 @@ impl PgWriter {
     fn connection(&mut self) -> Result<&mut Connection, RemoteError> {
         if self.connection.as_ref().is_some_and(|c| c.client.is_closed()) {
             self.connection = None;
+            self.encrypted.store(NOT_CONNECTED, Ordering::Relaxed);
         }
         if self.connection.is_none() {
-            let open = Self::open(self.config.clone(), self.options.clone(), self.table.clone());
+            // Plain until a handshake says otherwise.
+            self.encrypted.store(NOT_CONNECTED, Ordering::Relaxed);
+            let tls = self.tls.clone().map(|inner| NotingTls { inner, encrypted: self.encrypted.clone() });
+            let open = Self::open(self.config.clone(), tls, self.options.clone(), self.table.clone());
             let connection = match self.runtime.block_on(async { timeout(CONNECT_TIMEOUT * 2, open).await }) {
                 Ok(Ok(connection)) => connection,
                 Ok(Err(e)) => {
@@ -495,12 +666,16 @@ impl PgWriter {
                     return Err(RemoteError::Unavailable(format!("{}: no answer in time", self.options.server())))
                 }
             };
+            let _ = self.encrypted.compare_exchange(NOT_CONNECTED, PLAIN, Ordering::Relaxed, Ordering::Relaxed);
+            let encrypted = self.encrypted.load(Ordering::Relaxed) == ENCRYPTED;
             verbose!(
                 3,
-                "cdr_pgsql: connected to {}, table {} ({} columns)",
+                "cdr_pgsql: connected to {}, table {} ({} columns), sslmode={}, {}",
                 self.options.server(),
                 self.table,
-                connection.columns.len()
+                connection.columns.len(),
+                self.options.sslmode.as_str(),
+                if encrypted { "encrypted" } else { "not encrypted" }
             );
             self.connection = Some(connection);
         }
@@ -523,12 +698,25 @@ impl RemoteWriter for PgWriter {
         if matches!(error, RemoteError::Unavailable(_)) {
             // Connect again (and read the columns again: the table may have changed).
             self.connection = None;
+            self.encrypted.store(NOT_CONNECTED, Ordering::Relaxed);
         }
         Err(error)
     }
 
     fn connect(&mut self) -> Result<(), RemoteError> {
         self.connection().map(|_| ())
+    }
+
+    fn status(&self) -> Option<RemoteStatus> {
+        let (mode, encrypted) = (self.options.sslmode.as_str(), self.encrypted.clone());
+        Some(Arc::new(move || {
+            let link = match encrypted.load(Ordering::Relaxed) {
+                ENCRYPTED => "encrypted",
+                PLAIN => "not encrypted",
+                _ => "not connected",
+            };
+            format!("sslmode={mode}, {link}")
+        }))
     }
 }
 
@@ -539,8 +727,15 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     let Some(options) = PgOptions::from_config(&ctx.load_config(CONFIG)?)? else {
         return Err(LoadError::Decline(format!("no [global] in {CONFIG}")));
     };
-    verbose!(2, "cdr_pgsql: records go to {}, table {}", options.server(), options.table_sql());
-    let writer = PgWriter::new(options, ctx.runtime());
+    let tls = options.tls().map_err(|e| LoadError::Config(e.into()))?;
+    verbose!(
+        2,
+        "cdr_pgsql: records go to {}, table {}, sslmode={}",
+        options.server(),
+        options.table_sql(),
+        options.sslmode.as_str()
+    );
+    let writer = PgWriter::new(options, tls, ctx.runtime());
     Ok(Box::new(CdrBackendModule::start_spooling(ctx.core(), "pgsql", writer)?))
 }
 
@@ -580,6 +775,8 @@ mod tests {
                 appname: "pbx1".into(),
                 table: (Some("billing".into()), "cdr".into()),
                 timezone: Some("UTC".into()),
+                sslmode: SslMode::Prefer,
+                sslrootcert: None,
             }
         );
         assert_eq!(options.table_sql(), "\"billing\".\"cdr\"");
@@ -588,6 +785,35 @@ mod tests {
         for line in ["cdr_pgsql.conf:2: port", "cdr_pgsql.conf:3: table", "cdr_pgsql.conf:4: appname", ":5: timezone"] {
             assert!(err.contains(line), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn sslmode_takes_libpqs_names() {
+        for (value, mode) in [
+            ("disable", SslMode::Disable),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::VerifyCa),
+            ("Verify-Full", SslMode::VerifyFull),
+        ] {
+            let options = parse(&format!("[global]\nhostname=db\nsslmode={value}\n")).unwrap().unwrap();
+            assert_eq!(options.sslmode, mode, "{value}");
+            assert_eq!(SslMode::parse(mode.as_str()), Some(mode));
+        }
+        let err = parse("[global]\nsslmode=allow\nsslrootcert=\n").unwrap_err();
+        assert!(
+            err.contains("cdr_pgsql.conf:2: sslmode 'allow'") && err.contains("cdr_pgsql.conf:3: sslrootcert"),
+            "{err}"
+        );
+        // No TLS over a Unix socket, nor with disable; a CA file that cannot be read is an error at its line.
+        let socket = parse("[global]\nsslmode=require\n").unwrap().unwrap();
+        assert!(socket.tls().unwrap().is_none());
+        let disabled = parse("[global]\nhostname=db\nsslmode=disable\n").unwrap().unwrap();
+        assert!(disabled.tls().unwrap().is_none());
+        let verify =
+            parse("[global]\nhostname=db\nsslmode=verify-full\nsslrootcert=/nonexistent/ca.pem\n").unwrap().unwrap();
+        let err = verify.tls().err().unwrap().to_string();
+        assert!(err.starts_with("cdr_pgsql.conf:4: sslrootcert '/nonexistent/ca.pem': cannot read it"), "{err}");
     }
 
     fn column(name: &str, udt: &str, nullable: bool, has_default: bool) -> Column {

@@ -109,7 +109,14 @@ pub struct Peer {
     /// Starling's `reregister_on=403,408,480`: an outbound INVITE to this peer failing with one
     /// of these statuses re-registers the peer's `register =>` lines at once.
     pub reregister_on: Vec<u16>,
+    /// The first of `transport=`: what we send to this peer with (`udp` without the key).
     pub transport: String,
+    /// `encryption=yes`: SDES-SRTP (RTP/SAVP with `a=crypto`) offered to this peer and
+    /// required of it, as chan_sip's SIP_PAGE2_USE_SRTP.
+    pub encryption: bool,
+    /// Every transport `transport=` lists (chan_sip's `peer->transports`), the first included:
+    /// those this peer may register over. Empty without the key: any enabled transport.
+    pub transports: Vec<String>,
     /// `trustrpid`: a Remote-Party-ID (else P-Asserted-Identity) header of this peer's INVITE
     /// sets the caller ID, as chan_sip's `get_rpid`.
     pub trustrpid: bool,
@@ -123,8 +130,14 @@ pub struct Peer {
     pub accountcode: String,
     pub setvar: Vec<(String, String)>,
     /// `mailbox=` (each line, comma-separated, duplicates dropped, as chan_sip's
-    /// `add_peer_mailboxes`): kept and shown only, there is no voicemail nor MWI yet.
+    /// `add_peer_mailboxes`): `box[@context]`, whose counts (the core's MWI state) the peer is
+    /// sent in `message-summary` NOTIFYs.
     pub mailbox: Vec<String>,
+    /// `vmexten`: the user of `Message-Account` in those NOTIFYs (chan_sip's default `asterisk`).
+    pub vmexten: Option<String>,
+    /// `subscribemwi` (chan_sip's `SIP_PAGE2_SUBSCRIBEMWIONLY`, default no): the peer is told
+    /// its counts only through its own `message-summary` subscription, never unsolicited.
+    pub subscribemwi: bool,
     pub language: String,
     pub description: String,
     /// `allowsubscribe` (default `[general]`'s, yes): whether this peer may SUBSCRIBE to
@@ -142,6 +155,23 @@ pub struct Peer {
     pub groups: starling_core::pickup::PickupGroups,
 }
 
+impl Peer {
+    /// Whether this peer may register over `transport` (`udp`, `tcp`, `tls`): one `transport=`
+    /// lists, or any without the key (chan_sip's check_request_transport).
+    pub fn allows_transport(&self, transport: &str) -> bool {
+        self.transports.is_empty() || self.transports.iter().any(|t| t.eq_ignore_ascii_case(transport))
+    }
+
+    /// `transport=`'s list as chan_sip's get_transport_list prints it (`TLS,UDP`); every
+    /// transport without the key.
+    pub fn transport_list(&self) -> String {
+        if self.transports.is_empty() {
+            return "UDP,TCP,TLS".to_owned();
+        }
+        self.transports.iter().map(|t| t.to_ascii_uppercase()).collect::<Vec<_>>().join(",")
+    }
+}
+
 /// `mohinterpret=class|passthrough` (empty: `default`).
 fn parse_mohinterpret(value: &str) -> Option<String> {
     match value.trim() {
@@ -152,14 +182,7 @@ fn parse_mohinterpret(value: &str) -> Option<String> {
 }
 
 /// `ip`, `ip:port`, `v6`, `[v6]` or `[v6]:port` (a bind address).
-pub fn split_bindaddr(value: &str) -> Option<(IpAddr, Option<u16>)> {
-    let value = value.trim();
-    if let Ok(ip) = value.trim_start_matches('[').trim_end_matches(']').parse() {
-        return Some((ip, None));
-    }
-    let (ip, port) = value.rsplit_once(':')?;
-    Some((ip.trim_start_matches('[').trim_end_matches(']').parse().ok()?, Some(port.parse().ok()?)))
-}
+pub use starling_tls::split_bindaddr;
 
 impl General {
     /// Whether `remote` is outside every `localnet` while `externaddr` is set: then it is told
@@ -237,6 +260,8 @@ pub struct General {
     pub alwaysauthreject: bool,
     /// `[general] trustrpid`: every peer's default, and the guests'.
     pub trustrpid: bool,
+    /// `[general] encryption`: every peer's default, and the guests'.
+    pub encryption: bool,
     /// `[general] sendrpid` and `trust_id_outbound`: every peer's defaults.
     pub sendrpid: SendRpid,
     pub trust_id_outbound: TrustIdOutbound,
@@ -799,6 +824,7 @@ impl SipConf {
             allowguest: true,
             alwaysauthreject: true,
             trustrpid: false,
+            encryption: false,
             sendrpid: SendRpid::No,
             trust_id_outbound: TrustIdOutbound::Legacy,
             noncelifetime: 30,
@@ -886,6 +912,7 @@ fn general_key(g: &mut General, registrations: &mut Vec<Registration>, var: &Var
         "allowguest" => g.allowguest = bool_of(var)?,
         "alwaysauthreject" => g.alwaysauthreject = bool_of(var)?,
         "trustrpid" => g.trustrpid = bool_of(var)?,
+        "encryption" => g.encryption = bool_of(var)?,
         "sendrpid" => g.sendrpid = SendRpid::parse(var)?,
         "trust_id_outbound" => g.trust_id_outbound = TrustIdOutbound::parse(var)?,
         "noncelifetime" => {
@@ -1002,6 +1029,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         mohinterpret: general.mohinterpret.clone(),
         reregister_on: Vec::new(),
         transport: "udp".into(),
+        encryption: general.encryption,
+        transports: Vec::new(),
         trustrpid: general.trustrpid,
         sendrpid: general.sendrpid,
         trust_id_outbound: general.trust_id_outbound,
@@ -1009,6 +1038,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
         accountcode: String::new(),
         setvar: Vec::new(),
         mailbox: Vec::new(),
+        vmexten: None,
+        subscribemwi: false,
         language: general.language.clone(),
         description: String::new(),
         allowsubscribe: general.allowsubscribe,
@@ -1105,17 +1136,20 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                 }
                 "transport" => {
                     // chan_sip: a list of those allowed, the first the one we send with.
-                    let mut listed = var.value.split(',').map(|t| t.trim().to_ascii_lowercase());
-                    let first = listed.next().unwrap_or_default();
-                    if let Some(bad) = std::iter::once(first.clone())
-                        .chain(listed)
-                        .find(|t| !["udp", "tcp", "tls"].contains(&t.as_str()))
-                    {
+                    let listed: Vec<String> = var.value.split(',').map(|t| t.trim().to_ascii_lowercase()).collect();
+                    if let Some(bad) = listed.iter().find(|t| !["udp", "tcp", "tls"].contains(&t.as_str())) {
                         return Err(var.error(format!("unknown transport '{bad}': expected udp, tcp or tls")));
                     }
-                    p.transport = first;
+                    p.transport = listed[0].clone();
+                    p.transports = Vec::new();
+                    for t in listed {
+                        if !p.transports.contains(&t) {
+                            p.transports.push(t);
+                        }
+                    }
                 }
                 "trustrpid" => p.trustrpid = var.parse_bool()?,
+                "encryption" => p.encryption = var.parse_bool()?,
                 "sendrpid" => p.sendrpid = SendRpid::parse(var)?,
                 "trust_id_outbound" => p.trust_id_outbound = TrustIdOutbound::parse(var)?,
                 "callingpres" => {
@@ -1134,6 +1168,8 @@ fn peer(section: &Section, general: &General) -> Result<Peer, ConfigErrors> {
                         }
                     }
                 }
+                "subscribemwi" => p.subscribemwi = var.parse_bool()?,
+                "vmexten" => p.vmexten = Some(var.value.trim().to_owned()).filter(|v| !v.is_empty()),
                 "language" => p.language = var.value.clone(),
                 "description" => p.description = var.value.clone(),
                 "allowsubscribe" => p.allowsubscribe = var.parse_bool()?,
@@ -1326,11 +1362,14 @@ mod tests {
     fn mailbox_trustrpid_and_busylevel() {
         let conf = parse(
             "[general]\ntrustrpid=yes\n[a]\ntype=peer\nhost=dynamic\nmailbox=1@default, ,2\nmailbox=2,3@vm\n\
-             busylevel=2\n[b]\ntype=peer\nhost=dynamic\ntrustrpid=no\n",
+             busylevel=2\nvmexten=800\nsubscribemwi=yes\n[b]\ntype=peer\nhost=dynamic\ntrustrpid=no\n",
         )
         .unwrap();
         let (a, b) = (conf.peer("a", |_| true).unwrap(), conf.peer("b", |_| true).unwrap());
         assert_eq!(a.mailbox, ["1@default", "2", "3@vm"]);
+        assert_eq!((a.vmexten.as_deref(), a.subscribemwi), (Some("800"), true));
+        assert_eq!((b.vmexten.as_deref(), b.subscribemwi), (None, false));
+        assert!(parse("[a]\ntype=peer\nsubscribemwi=perhaps\n").is_err());
         assert!(b.mailbox.is_empty());
         assert!(conf.general.trustrpid && a.trustrpid && !b.trustrpid);
         assert_eq!((a.busylevel, b.busylevel), (Some(2), None));
@@ -1417,8 +1456,18 @@ mod tests {
         assert_eq!(conf.registrations[1].port, Some(5061), "tls:// without a port: 5061");
         let a = conf.peer("a", |_| true).unwrap();
         assert_eq!((a.transport.as_str(), a.port), ("tls", Some(5061)), "the first listed; 5061");
+        assert_eq!(a.transports, ["tls", "udp"], "every listed one may be registered over");
+        assert!(a.allows_transport("UDP") && a.allows_transport("tls") && !a.allows_transport("TCP"));
+        assert_eq!(a.transport_list(), "TLS,UDP");
         let b = conf.peer("b", |_| true).unwrap();
         assert_eq!((b.transport.as_str(), b.port), ("udp", None));
+        let c = parse(
+            "[general]\n[c]\ntype=friend\nhost=dynamic\ntransport= TCP , tcp,udp\n[d]\ntype=friend\nhost=dynamic\n",
+        )
+        .unwrap();
+        let (c, d) = (c.peer("c", |_| true).unwrap(), c.peer("d", |_| true).unwrap());
+        assert_eq!((c.transport.as_str(), c.transport_list().as_str()), ("tcp", "TCP,UDP"), "listed once each");
+        assert!(d.transports.is_empty() && d.allows_transport("tcp") && d.allows_transport("tls"), "no key: any");
         let e = parse("[general]\n[c]\ntype=peer\nhost=dynamic\ntransport=tls,sctp\n").unwrap_err();
         assert!(e.contains("sip.conf:5: transport 'tls,sctp': unknown transport 'sctp'"), "{e}");
         let e = parse("[general]\nbindport=5060\ntlsenable=yes\ntlscertfile=/nonexistent.pem\n").unwrap_err();

@@ -18,6 +18,7 @@ mod config;
 mod ids;
 mod manager;
 mod monitor;
+mod mwi;
 mod outbound;
 mod qualify;
 mod registrar;
@@ -57,6 +58,9 @@ struct ChanSip {
     /// Says when the monitor thread has finished (after unregistering).
     monitor_done: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
     relay: Arc<starling_relay::Relay>,
+    /// The TLS configurations the listener and the connections we open use (`tlsenable=yes`
+    /// at load), made again by a reload.
+    tls: Option<tls::TlsSlot>,
 }
 
 impl Module for ChanSip {
@@ -72,6 +76,20 @@ impl Module for ChanSip {
                 old.bindport,
                 old.realm
             );
+        }
+        let (old_tls, new_tls) = (
+            old.tls.address(old.bindaddr, tls::STANDARD_TLS_PORT),
+            new.tls.address(new.bindaddr, tls::STANDARD_TLS_PORT),
+        );
+        if old_tls != new_tls {
+            tracing::warn!("{CONFIG}: tlsenable and tlsbindaddr changes take effect when chan_sip is loaded again");
+        }
+        // The certificate files are read again (a renewed certificate): connections made after
+        // this use them, those open keep theirs. The parse above has already checked them.
+        if let (Some(slot), Some(_)) = (&self.tls, new_tls) {
+            let context = tls::TlsContext::new(&new.tls).map_err(|e| ReloadError::Config(e.into()))?;
+            *slot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(context);
+            verbose!(2, "SIP TLS: certificates read again from {CONFIG}");
         }
         *current = Arc::new(conf);
         Ok(())
@@ -199,7 +217,7 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         (PeerHost::Dynamic, None) => "(null)".to_owned(),
         (PeerHost::Static(h), None) => format!("{h}:{}", peer.port.unwrap_or(5060)),
     };
-    // `Mailbox` is chan_sip's line (mailbox= as kept); there is no voicemail or MWI behind it yet.
+    // `Mailbox`, `VM Extension` and `LastMsgsSent` (new/old of the last MWI NOTIFY) as chan_sip's.
     // `Busy level` only when set, as chan_sip's.
     let busy_level = peer.busylevel.filter(|&b| b > 0).map(|b| ("Busy level", b.to_string()));
     let lines: Vec<(&str, String)> = [
@@ -215,6 +233,12 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
         ("Named Callgr", starling_core::pickup::print_named_groups(&peer.groups.named_callgroups)),
         ("Nam. Pickupgr", starling_core::pickup::print_named_groups(&peer.groups.named_pickupgroups)),
         ("Mailbox", peer.mailbox.join(",")),
+        ("VM Extension", peer.vmexten.clone().unwrap_or_else(|| mwi::DEFAULT_VMEXTEN.to_owned())),
+        ("LastMsgsSent", {
+            let sent = state.mwi_sent.read().unwrap_or_else(|p| p.into_inner()).get(&peer.name).copied();
+            let (new, old) = sent.unwrap_or((0, 0));
+            format!("{new}/{old}")
+        }),
         ("Call limit", peer.call_limit.unwrap_or(0).to_string()),
     ]
     .into_iter()
@@ -237,10 +261,13 @@ fn show_peer(conf: &SipConf, bindings: &registrar::Bindings, state: &shared::Sha
             registered.unwrap_or_else(|| peer.transport.clone()).to_ascii_uppercase()
         }),
         ("Prim.Transp.", peer.transport.to_ascii_uppercase()),
+        ("Allowed.Trsp", peer.transport_list()),
         ("Codecs", format!("({})", peer.codecs.join("|"))),
         ("DTMFmode", peer.dtmfmode.as_str().to_owned()),
         ("Direct media", if peer.directmedia.enabled { "Yes".into() } else { "No".into() }),
         ("Trust RPID", if peer.trustrpid { "Yes".into() } else { "No".into() }),
+        // chan_sip's line for SIP_PAGE2_USE_SRTP.
+        ("Encryption", if peer.encryption { "Yes".into() } else { "No".into() }),
     ])
     .collect();
     let _ = writeln!(out, "\n");
@@ -385,14 +412,15 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     verbose!(2, "SIP Listening on {address}");
     // TLS: the files were read when sip.conf was parsed (an error there is the config's, at
     // its line); they are read again here for the context the listener keeps.
-    let tls = match conf.general.tls.address(conf.general.bindaddr) {
+    let tls = match conf.general.tls.address(conf.general.bindaddr, tls::STANDARD_TLS_PORT) {
         Some(address) => {
             let context = tls::TlsContext::new(&conf.general.tls).map_err(|e| LoadError::Config(e.into()))?;
-            Some((address, Arc::new(context)))
+            Some((address, Arc::new(std::sync::RwLock::new(Arc::new(context)))))
         }
         None => None,
     };
     let tls_address = tls.as_ref().map(|(a, _)| *a);
+    let tls_slot = tls.as_ref().map(|(_, slot)| slot.clone());
     let mut tcp = match (conf.general.tcp_address(), tls) {
         (None, None) => None,
         (tcp_address, tls) => {
@@ -590,7 +618,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
                 g.bindaddr,
                 g.bindport,
                 g.tcp_address().map_or_else(|| "Disabled".to_owned(), |a| a.to_string()),
-                g.tls.address(g.bindaddr).map_or_else(|| "Disabled".to_owned(), |a| a.to_string()),
+                g.tls.address(g.bindaddr, tls::STANDARD_TLS_PORT).map_or_else(|| "Disabled".to_owned(), |a| a.to_string()),
                 g.tcpauthtimeout,
                 g.tcpauthlimit,
                 if g.allowguest { "Yes" } else { "No" },
@@ -626,6 +654,7 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         _actions: actions,
         monitor_done: std::sync::Mutex::new(monitor_done),
         relay,
+        tls: tls_slot,
     }))
 }
 

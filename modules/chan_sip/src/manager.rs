@@ -139,7 +139,7 @@ fn sip_show_peer(shared: &Shared, bindings: &registrar::Bindings, m: &Message) -
         .with("SIP-Sess-Expires", peer.session_timers.expires.to_string())
         .with("SIP-Sess-Min", peer.session_timers.min_se.to_string())
         .with("SIP-RTP-Engine", "asterisk")
-        .with("SIP-Encryption", "N")
+        .with("SIP-Encryption", y_n(peer.encryption))
         .with("SIP-RTCP-Mux", "N")
         .with("SIP-DTMFmode", peer.dtmfmode.as_str())
         .with("ToHost", "")

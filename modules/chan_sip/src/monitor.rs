@@ -82,6 +82,8 @@ pub struct Monitor {
     bad_messages: LogBudget,
     /// SUBSCRIBE/NOTIFY: the subscriptions to extension states, by dialog.
     subscriptions: crate::subscriptions::Subscriptions,
+    /// The core's message waiting changes (a voicemail module's counts), for `mailbox=` peers.
+    mwi: tokio::sync::broadcast::Receiver<starling_core::mwi::MwiState>,
 }
 
 /// At most [`LogBudget::LINES`] lines between two housekeeping ticks (a second); the rest are
@@ -160,6 +162,7 @@ impl Monitor {
             max_server_transactions: conf.general.maxservertransactions,
             ..Default::default()
         });
+        let mwi = core.mwi().subscribe();
         Monitor {
             core,
             conf,
@@ -181,6 +184,7 @@ impl Monitor {
             registered: Default::default(),
             bad_messages: LogBudget::default(),
             subscriptions: Default::default(),
+            mwi,
         }
     }
 
@@ -267,6 +271,13 @@ impl Monitor {
                     }
                 },
                 Some(message) = self.from_calls.recv() => self.handle_call_message(message),
+                changed = self.mwi.recv() => match changed {
+                    Ok(state) => self.mwi_changed(&state.mailbox),
+                    // Fell behind: every peer with a mailbox is told its counts again.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.mwi_changed(""),
+                    // The core holds the sender for as long as it lives: not reached.
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => self.mwi = self.core.mwi().subscribe(),
+                },
                 accepted = accept => match accepted {
                     Ok((stream, remote, transport)) => {
                         let g = &self.conf.general;
@@ -891,6 +902,14 @@ impl Monitor {
                         self.pump_subscription(&key);
                     }
                 }
+                Some(Owner::Mwi(peer)) => {
+                    if response.status >= 200 {
+                        if response.status >= 300 {
+                            tracing::debug!("MWI NOTIFY to '{peer}' answered {}", response.status);
+                        }
+                        self.owners.remove(&tx);
+                    }
+                }
                 Some(Owner::CallInvite(_)) | None => {}
             },
             Event::StrayResponse { response, .. } => {
@@ -1109,7 +1128,23 @@ impl Monitor {
         let response = match self.registrar.authenticate(peer.map(|p| &**p), request, &name, now) {
             Ok(using_password) => {
                 let dynamic = peer.is_some_and(|p| p.host == PeerHost::Dynamic);
-                if dynamic {
+                // chan_sip's check_request_transport: over a transport `transport=` does not
+                // list, an authenticated REGISTER is refused (AUTH_BAD_TRANSPORT).
+                let arrived = self.tcp.as_ref().and_then(|t| t.connected(remote)).unwrap_or(Transport::Udp);
+                let arrived_name = arrived.via_name();
+                let refused_transport = peer.filter(|p| !p.allows_transport(arrived_name));
+                if let Some(p) = refused_transport {
+                    tracing::error!(
+                        target: "chan_sip.c",
+                        "'{arrived_name}' is not a valid transport for '{name}'. we only use '{}'! ending call.",
+                        p.transport_list()
+                    );
+                    tracing::info!(
+                        target: "chan_sip.c",
+                        "Registration from '{from}' failed for '{remote}' - Device not configured to use this transport type"
+                    );
+                    self.response(request, 403)
+                } else if dynamic {
                     self.tcp_authenticated(remote);
                     self.report(
                         SecurityEventType::SuccessfulAuth,
@@ -1120,12 +1155,24 @@ impl Monitor {
                     );
                     let ok = self.response(request, 200);
                     let (response, change) = self.registrar.register(&conf, request, &name, remote, ok);
-                    match change {
+                    let registered = match change {
                         Some(BindingChange::Registered(address)) => {
-                            self.publish_peer_status(&name, "Registered", &[("Address", address.to_string())])
+                            self.publish_peer_status(&name, "Registered", &[("Address", address.to_string())]);
+                            true
                         }
-                        Some(BindingChange::Unregistered) => self.publish_peer_status(&name, "Unregistered", &[]),
-                        None => {}
+                        Some(BindingChange::Unregistered) => {
+                            self.publish_peer_status(&name, "Unregistered", &[]);
+                            false
+                        }
+                        None => self.registrar.bindings().contains_key(&name),
+                    };
+                    if registered && response.status == 200 {
+                        // chan_sip sends the counts after every registration (the 200 first).
+                        self.endpoint.send_response(now, tx, response);
+                        if !self.notify_mwi_subscriptions(&name, now) {
+                            self.send_mwi(&name, now);
+                        }
+                        return;
                     }
                     response
                 } else {
@@ -1486,15 +1533,31 @@ impl Monitor {
         }
         // The offer: a missing or unreadable SDP, or no codec in common, is 488.
         let offer = std::str::from_utf8(&request.body).ok().map(starling_media::sdp::RemoteMedia::parse);
-        let negotiated = match offer {
-            Some(Ok(offer)) => starling_media::sdp::negotiate(&offer, &profile.codecs, true),
-            Some(Err(e)) => Err(e),
+        let (offer, negotiated) = match offer {
+            Some(Ok(offer)) => {
+                let negotiated = starling_media::sdp::negotiate(&offer, &profile.codecs, true);
+                (offer, negotiated)
+            }
+            Some(Err(e)) => {
+                tracing::info!("Call from '{peer_name}' refused with 488: {e}");
+                return refuse(self, 488);
+            }
             None => return refuse(self, 488),
         };
         let negotiated = match negotiated {
             Ok(n) => n,
             Err(e) => {
                 tracing::info!("Call from '{peer_name}' refused with 488: {e}");
+                return refuse(self, 488);
+            }
+        };
+        // SDES-SRTP (call/sdes.rs): the offer's crypto answered with our key, over TLS only.
+        let transport = self.tcp.as_ref().and_then(|t| t.connected(remote)).unwrap_or(Transport::Udp);
+        let mut srtp = crate::call::sdes::CallSrtp::new(profile.encryption, transport == Transport::Tls);
+        let crypto = match srtp.answer(&offer) {
+            Ok(lines) => lines,
+            Err(crate::call::sdes::Refusal(why)) => {
+                tracing::warn!("Call from '{peer_name}' ({remote}) refused with 488: {why}");
                 return refuse(self, 488);
             }
         };
@@ -1551,10 +1614,10 @@ impl Monitor {
         channel.set_state(starling_core::channel::ChannelState::Ring);
 
         // What the caller is told (Contact, SDP): externaddr outside localnet.
-        let transport = self.tcp.as_ref().and_then(|t| t.connected(remote)).unwrap_or(Transport::Udp);
         let told = self.shared.advertised_over(local_ip, remote.ip(), transport);
-        let (mut session, media) =
+        let (mut session, mut media) =
             self.shared.call_media(told.ip(), &rtp, profile.codecs.clone(), negotiated.codec.clock_rate, &profile);
+        media.crypto = crypto;
         session.set_remote_media(&negotiated);
         self.owners.insert(tx, Owner::CallInvite(key.clone()));
         let handle = CallStart {
@@ -1574,6 +1637,7 @@ impl Monitor {
             session,
             media,
             negotiated: Some(negotiated),
+            srtp,
         }
         .spawn(&self.shared, &channel, driver);
         self.calls.insert(key, handle.to_pvt.clone());
@@ -1719,6 +1783,8 @@ enum Owner {
     Register(usize),
     /// A NOTIFY of the subscription of that dialog (with its CSeq number).
     Notify(CallKey, u32),
+    /// An unsolicited message-summary NOTIFY to the peer of that name.
+    Mwi(String),
 }
 
 /// The key of the call a request from the far end belongs to (our tag is in its To).
@@ -1764,7 +1830,7 @@ impl Monitor {
         }
         let event = request.headers.get(&HeaderName::Event).unwrap_or("");
         let package = event.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if package != "dialog" && package != "presence" {
+        if package != "dialog" && package != "presence" && package != "message-summary" {
             let response = self.event_response(&request);
             return self.endpoint.send_response(now, tx, response);
         }
@@ -1820,6 +1886,9 @@ impl Monitor {
         if !allowed {
             tracing::info!("Subscription from '{user}' ({remote}) refused: allowsubscribe=no");
             return refuse(self, 403, Some("Forbidden (policy)"));
+        }
+        if package == "message-summary" {
+            return self.subscribe_mwi(tx, request, remote, caller, user, now);
         }
         let context = match &caller {
             Some(peer) => peer.subscribecontext.clone().unwrap_or_else(|| peer.context.clone()),
@@ -2059,3 +2128,195 @@ impl Monitor {
 /// The expiry of a SUBSCRIBE without `Expires` (RFC 3856 §6.4, RFC 4235 §3.2), within
 /// `maxexpiry`.
 const DEFAULT_SUBSCRIBE_EXPIRY: u32 = 3600;
+
+/// MWI (chan_sip's `mwi_event_cb` and `sip_send_mwi_to_peer`): unsolicited `message-summary`
+/// NOTIFYs to peers with `mailbox=`, from the core's MWI state.
+impl Monitor {
+    /// The counts of `mailbox` changed (empty: of every mailbox, after falling behind): each
+    /// peer that names it is told.
+    fn mwi_changed(&mut self, mailbox: &str) {
+        let now = tokio::time::Instant::now().into_std();
+        let conf = self.conf.clone();
+        let peers: Vec<String> = conf
+            .peers
+            .iter()
+            .filter(|p| p.kind != PeerKind::User)
+            .filter(|p| p.mailbox.iter().any(|m| mailbox.is_empty() || starling_core::mwi::mailbox_id(m) == mailbox))
+            .map(|p| p.name.clone())
+            .collect();
+        for peer in peers {
+            if !self.notify_mwi_subscriptions(&peer, now) {
+                self.send_mwi(&peer, now);
+            }
+        }
+    }
+
+    /// The MWI subscriptions of `peer` are told its counts; whether it has any (then no
+    /// unsolicited NOTIFY goes, as chan_sip's `mwipvt`).
+    fn notify_mwi_subscriptions(&mut self, peer: &str, now: std::time::Instant) -> bool {
+        use starling_sip::subscription::BodyFormat;
+        let keys: Vec<CallKey> = self
+            .subscriptions
+            .map
+            .iter()
+            .filter(|(_, e)| e.row.format == BodyFormat::MessageSummary && e.peer.as_deref() == Some(peer))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() {
+            return false;
+        }
+        let conf = self.conf.clone();
+        let mailboxes = conf.peer(peer, |_| true).map(|p| p.mailbox.clone()).unwrap_or_default();
+        let (new, old) = crate::mwi::peer_counts(&self.core, &mailboxes).unwrap_or((0, 0));
+        for key in keys {
+            if let Some(entry) = self.subscriptions.map.get_mut(&key) {
+                let account = entry.sub.summary().account.clone();
+                entry.sub.notify_summary(now, starling_sip::subscription::MessageSummary { new, old, account });
+                self.pump_subscription(&key);
+            }
+        }
+        self.shared.mwi_sent.write().unwrap_or_else(|p| p.into_inner()).insert(peer.to_owned(), (new, old));
+        true
+    }
+
+    /// A SUBSCRIBE to `message-summary` (chan_sip's MWI_NOTIFICATION): only an authenticated
+    /// peer with `mailbox=` (else `404 Not found (no mailbox)`, as chan_sip's); the subscription
+    /// is told the counts of its mailboxes now and at every change.
+    fn subscribe_mwi(
+        &mut self,
+        tx: TxId,
+        request: Request,
+        remote: SocketAddr,
+        caller: Option<Arc<crate::config::Peer>>,
+        user: String,
+        now: std::time::Instant,
+    ) {
+        use starling_sip::subscription::{MessageSummary, NotifyState, Subscription, SubscriptionConfig};
+        let Some(peer) = caller.filter(|p| !p.mailbox.is_empty()) else {
+            tracing::info!("Subscription for message-summary from '{user}' ({remote}): no mailbox, 404");
+            let mut response = self.response(&request, 404);
+            response.reason = "Not found (no mailbox)".into();
+            return self.endpoint.send_response(now, tx, response);
+        };
+        let conf = self.conf.clone();
+        let transport = self.transport_to(remote, Transport::Udp);
+        let local_ip = self.local_ip(&request);
+        let told = self.shared.advertised(local_ip, remote.ip());
+        let via = starling_sip::transaction::via_for(
+            transport,
+            starling_sip::uri::Host::from_ip(told.ip()),
+            told.port(),
+            &crate::ids::branch(),
+        );
+        let vmexten = peer.vmexten.clone().unwrap_or_else(|| crate::mwi::DEFAULT_VMEXTEN.to_owned());
+        let g = &conf.general;
+        let config = SubscriptionConfig {
+            via,
+            contact: format!(
+                "<sip:{vmexten}@{told}{}>",
+                transport.uri_param().map(|t| format!(";transport={t}")).unwrap_or_default()
+            ),
+            user_agent: g.useragent.clone(),
+            min_expiry: g.minexpiry,
+            max_expiry: g.maxexpiry,
+            default_expiry: DEFAULT_SUBSCRIBE_EXPIRY.min(g.maxexpiry),
+            notify_ringing: g.notifyringing,
+            seed: self.shared.random(),
+        };
+        let (new, old) = crate::mwi::peer_counts(&self.core, &peer.mailbox).unwrap_or((0, 0));
+        let host = starling_sip::uri::Host::from_ip(told.ip());
+        let summary = MessageSummary { new, old, account: format!("sip:{vmexten}@{host}") };
+        let local_tag = self.new_tag();
+        let call_id = request.call_id().unwrap_or("").to_owned();
+        let mailboxes = peer.mailbox.join(",");
+        let sub =
+            Subscription::uas_with_summary(now, config, request, &local_tag, &vmexten, NotifyState::new(0), summary);
+        let key = CallKey { call_id: call_id.clone(), local_tag };
+        let row = crate::subscriptions::Row {
+            address: remote.ip(),
+            user,
+            call_id,
+            extension: mailboxes.clone(),
+            last_state: 0,
+            format: sub.format(),
+            expiry: 0,
+        };
+        let entry = crate::subscriptions::Entry {
+            sub,
+            watch: None,
+            remote,
+            transport,
+            tx: Some(tx),
+            exten: vmexten,
+            context: String::new(),
+            host: told.ip().to_string(),
+            peer: Some(peer.name.clone()),
+            row,
+        };
+        self.shared.mwi_sent.write().unwrap_or_else(|p| p.into_inner()).insert(peer.name.clone(), (new, old));
+        self.subscriptions.map.insert(key.clone(), entry);
+        self.pump_subscription(&key);
+    }
+
+    /// Sends `peer` a NOTIFY with the counts of its mailboxes, where it is (its registration,
+    /// else its static host); nothing when it is nowhere or no voicemail knows its mailboxes.
+    fn send_mwi(&mut self, name: &str, now: std::time::Instant) {
+        let conf = self.conf.clone();
+        let Some(peer) = conf.peer(name, |p| p.kind != PeerKind::User) else { return };
+        if peer.mailbox.is_empty() || peer.subscribemwi {
+            return;
+        }
+        let Some((new, old)) = crate::mwi::peer_counts(&self.core, &peer.mailbox) else { return };
+        let binding = self.registrar.bindings().get(name).cloned();
+        let (remote, contact) = match (&peer.host, binding) {
+            (_, Some(b)) => (b.address, starling_sip::uri::Uri::parse(&b.contact).ok()),
+            (PeerHost::Static(host), None) => {
+                let address = self.shared.sticky_address(&conf, peer).or_else(|| {
+                    host.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, peer.port.unwrap_or(5060)))
+                });
+                match address {
+                    Some(address) => (address, None),
+                    None => return,
+                }
+            }
+            (PeerHost::Dynamic, None) => return,
+        };
+        let local_ip = if conf.general.bindaddr.is_unspecified() {
+            self.shared.local_ip_towards(remote)
+        } else {
+            conf.general.bindaddr
+        };
+        let local = self.shared.advertised(local_ip, remote.ip());
+        let uri = contact.unwrap_or_else(|| {
+            starling_sip::uri::Uri::sip(Some(name), starling_sip::uri::Host::from_ip(remote.ip()), Some(remote.port()))
+        });
+        let to = starling_sip::uri::Uri::sip(Some(name), starling_sip::uri::Host::from_ip(remote.ip()), None);
+        let mut request = Request::new(Method::Notify, uri);
+        let via = starling_sip::transaction::via_for(
+            Transport::Udp,
+            starling_sip::uri::Host::from_ip(local.ip()),
+            local.port(),
+            &crate::ids::branch(),
+        );
+        let vmexten = peer.vmexten.as_deref().unwrap_or(crate::mwi::DEFAULT_VMEXTEN);
+        let host = starling_sip::uri::Host::from_ip(local.ip());
+        let body = crate::mwi::message_summary(new, old, &format!("sip:{vmexten}@{host}"));
+        request.headers.push(HeaderName::Via, via.to_string());
+        request.headers.push(HeaderName::MaxForwards, "70");
+        request.headers.push(HeaderName::From, format!("\"Unknown\" <sip:{vmexten}@{local}>;tag={}", self.new_tag()));
+        request.headers.push(HeaderName::To, format!("<{to}>"));
+        request.headers.push(HeaderName::Contact, format!("<sip:{vmexten}@{local}>"));
+        request.headers.push(HeaderName::CallId, crate::ids::call_id(local.ip()));
+        request.headers.push(HeaderName::CSeq, "102 NOTIFY");
+        request.headers.push(HeaderName::UserAgent, conf.general.useragent.clone());
+        request.headers.push(HeaderName::Event, "message-summary");
+        request.headers.push(HeaderName::ContentType, "application/simple-message-summary");
+        request.body = body.into_bytes();
+        tracing::debug!("MWI to '{name}' at {remote}: {new}/{old}");
+        let transport = self.transport_to(remote, configured(&peer.transport));
+        let tx = self.endpoint.send_request(now, request, remote, transport);
+        self.owners.insert(tx, Owner::Mwi(name.to_owned()));
+        *self.shared.mwi_sent.write().unwrap_or_else(|p| p.into_inner()).entry(name.to_owned()).or_default() =
+            (new, old);
+    }
+}

@@ -174,6 +174,17 @@ impl Tech for SipTech {
             Some("tcp") if conf.general.tcpenable => Transport::Tcp,
             _ => Transport::Udp,
         };
+        // SRTP keys are only ever sent over TLS (call/sdes.rs): as chan_sip's "Encrypted
+        // signaling is required", the call fails with BEARERCAPABILITY_NOTAVAIL.
+        if profile.encryption && transport != Transport::Tls {
+            tracing::warn!(
+                "Not calling '{}': encryption=yes, and SRTP keys are only sent over TLS (the call would go over {})",
+                target.peer_name,
+                transport.via_name()
+            );
+            shared.release_call_slot(&target.peer_name);
+            return Err(Cause::BEARERCAPABILITY_NOTAVAIL);
+        }
         // What the peer is told (Via, Contact, From, SDP): externaddr outside localnet.
         let local = shared.advertised_over(local_ip, target.remote.ip(), transport);
         let (session, media) = shared.call_media(local.ip(), &rtp, codecs, first.clock_rate, &profile);
@@ -247,6 +258,7 @@ impl Tech for SipTech {
             session,
             media,
             negotiated: None,
+            srtp: crate::call::sdes::CallSrtp::new(profile.encryption, transport == Transport::Tls),
         }
         .spawn(shared, &channel, driver);
         let _ = shared.to_monitor.send(ToMonitor::NewCall { key, to_pvt: handle.to_pvt.clone() });
@@ -307,13 +319,19 @@ impl Tech for SipTech {
         let (a, b) = (handle(a)?, handle(b)?);
         let info = |h: &PvtHandle| h.media.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (ia, ib): (MediaInfo, MediaInfo) = (info(&a), info(&b));
+        // SRTP legs take the frames' way: each call's task unprotects and protects with its
+        // own keys (no direct media either: chan_sip's "Direct media not possible when using
+        // SRTP"), and the relay's fast paths never see them.
+        if ia.srtp || ib.srtp {
+            return None;
+        }
         let (ca, cb) = (ia.codec.as_ref()?, ib.codec.as_ref()?);
         let event_pt = |i: &MediaInfo| i.telephone_event.as_ref().map(|c| c.payload_type);
         let compatible = ca.same_as(cb)
             && ia.dtmfmode == ib.dtmfmode
             && event_pt(&ia).is_some() == event_pt(&ib).is_some()
-            && ia.remote.is_some()
-            && ib.remote.is_some();
+            && ia.remote.get().is_some()
+            && ib.remote.get().is_some();
         if !compatible {
             return None;
         }

@@ -49,6 +49,8 @@ pub struct Shared {
     pub registry: RwLock<Vec<RegistryRow>>,
     /// `sip show subscriptions`'s rows (the monitor writes).
     pub subscriptions: RwLock<HashMap<CallKey, crate::subscriptions::Row>>,
+    /// The counts last sent to each peer in an MWI NOTIFY (`sip show peer`'s `LastMsgsSent`).
+    pub mwi_sent: RwLock<HashMap<String, (u32, u32)>>,
     /// Our address towards each remote address we have sent to (when bound to every address).
     routes: Mutex<HashMap<IpAddr, IpAddr>>,
     /// DNS (SRV, A/AAAA) for hosts named in sip.conf and dial strings.
@@ -116,6 +118,7 @@ impl Shared {
             sip_port,
             tls_port: Default::default(),
             peer_status: RwLock::default(),
+            mwi_sent: RwLock::default(),
             registry: RwLock::default(),
             subscriptions: RwLock::default(),
             routes: Mutex::default(),
@@ -265,6 +268,7 @@ impl Shared {
             session_id: self.random() >> 16,
             session_version: 1,
             username: "Starling".into(),
+            crypto: Vec::new(),
         };
         (session, media)
     }

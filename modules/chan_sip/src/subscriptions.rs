@@ -98,6 +98,8 @@ pub fn type_text(format: BodyFormat) -> &'static str {
         BodyFormat::DialogInfo => "dialog-info+xml",
         BodyFormat::Pidf => "pidf+xml",
         BodyFormat::Xpidf => "xpidf+xml",
+        // chan_sip's `subscription_type2str` for MWI_NOTIFICATION.
+        BodyFormat::MessageSummary => "mwi",
     }
 }
 
@@ -122,7 +124,7 @@ pub fn show(rows: &[Row]) -> String {
             row.extension,
             state,
             type_text(row.format),
-            "<none>",
+            if row.format == BodyFormat::MessageSummary { row.extension.as_str() } else { "<none>" },
             row.expiry
         );
     }

@@ -44,7 +44,7 @@ use starling_sip::message::{ParseErrorKind, StreamDecoder, StreamItem, PONG};
 use starling_sip::transaction::Transport;
 use starling_sip::SipMessage;
 
-use crate::tls::TlsContext;
+use crate::tls::{TlsContext, TlsSlot};
 
 /// A connection with nothing read for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(600);
@@ -107,8 +107,8 @@ pub type ConnectionTable = Arc<std::sync::Mutex<Vec<ConnectionRow>>>;
 pub struct Tcp {
     /// `tcpenable=yes`'s listener.
     listener: Option<TcpListener>,
-    /// `tlsenable=yes`'s listener and what TLS is made with (both ways).
-    tls: Option<(TcpListener, Arc<TlsContext>)>,
+    /// `tlsenable=yes`'s listener and what TLS is made with (both ways; `sip reload` replaces it).
+    tls: Option<(TcpListener, TlsSlot)>,
     connections: HashMap<SocketAddr, Connection>,
     table: ConnectionTable,
     /// The host names addresses were looked up for: what a TLS server there must be.
@@ -127,7 +127,7 @@ impl Tcp {
     /// beside it.
     pub fn bind(
         tcp: Option<SocketAddr>,
-        tls: Option<(SocketAddr, Arc<TlsContext>)>,
+        tls: Option<(SocketAddr, TlsSlot)>,
     ) -> std::io::Result<(Tcp, mpsc::Receiver<TcpEvent>)> {
         let listen = |address: SocketAddr| -> std::io::Result<TcpListener> {
             let socket = std::net::TcpListener::bind(address)?;
@@ -337,7 +337,7 @@ impl Tcp {
         self.table.lock().unwrap_or_else(|p| p.into_inner()).push(ConnectionRow { remote, transport, inbound });
         let events = self.events.clone();
         let tls = match transport {
-            Transport::Tls => self.tls.as_ref().map(|(_, context)| context.clone()),
+            Transport::Tls => self.tls.as_ref().map(|(_, slot)| slot.read().unwrap_or_else(|p| p.into_inner()).clone()),
             _ => None,
         };
         let server_name = self

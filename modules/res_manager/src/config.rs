@@ -85,8 +85,16 @@ pub struct ManagerConf {
     pub writetimeout: Duration,
     /// Publish VarSet events (they are many; off unless asked for).
     pub varset_events: bool,
+    /// `tlsenable`, `tlsbindaddr` (`bindaddr`, port 5039), `tlscertfile`, `tlsprivatekey` and
+    /// the other `tls*` keys Asterisk's tcptls.c reads: the same protocol over TLS, on a
+    /// listener of its own beside the plain one.
+    pub tls: starling_tls::TlsConf,
     pub users: Vec<User>,
 }
+
+/// The port of the manager over TLS when `tlsbindaddr` names none (Asterisk's
+/// `DEFAULT_MANAGER_TLS_PORT`).
+pub const DEFAULT_MANAGER_TLS_PORT: u16 = 5039;
 
 impl Default for ManagerConf {
     fn default() -> Self {
@@ -98,6 +106,7 @@ impl Default for ManagerConf {
             authlimit: 50,
             writetimeout: Duration::from_millis(100),
             varset_events: false,
+            tls: starling_tls::TlsConf::default(),
             users: Vec::new(),
         }
     }
@@ -114,6 +123,12 @@ impl ManagerConf {
         for section in config.sections() {
             if section.name.eq_ignore_ascii_case("general") {
                 for var in &section.variables {
+                    if let Some(result) = conf.tls.key(var) {
+                        if let Err(e) = result {
+                            errors.push(e);
+                        }
+                        continue;
+                    }
                     let result = match var.name.to_ascii_lowercase().as_str() {
                         "enabled" => var.parse_bool().map(|b| conf.enabled = b),
                         "port" => var.parse::<u16>().map(|p| conf.port = p),
@@ -122,10 +137,9 @@ impl ManagerConf {
                         "authlimit" => var.parse::<usize>().map(|n| conf.authlimit = n),
                         "writetimeout" => parse_ms(var).map(|d| conf.writetimeout = d),
                         "varsetevents" => var.parse_bool().map(|b| conf.varset_events = b),
-                        // Accepted, not acted on: HTTP, TLS, display and debug options.
+                        // Accepted, not acted on: HTTP, display and debug options.
                         "webenabled" | "httptimeout" | "displayconnects" | "timestampevents" | "debug"
-                        | "channelvars" | "allowmultiplelogin" | "tlsenable" | "tlsbindaddr" | "tlscertfile"
-                        | "tlsprivatekey" | "block-sockets" => Ok(()),
+                        | "channelvars" | "allowmultiplelogin" | "block-sockets" => Ok(()),
                         other => {
                             tracing::warn!("{}: unknown manager.conf option '{other}' ignored", var.location);
                             Ok(())
@@ -168,7 +182,20 @@ impl ManagerConf {
             }
             conf.users.push(user);
         }
+        // The files are read now, so that a certificate that cannot be used stops a load or a
+        // reload at its line (the listener makes its configuration from them again).
+        if conf.enabled && conf.tls.enabled() {
+            if let Err(e) = conf.tls.server_config() {
+                errors.push(e);
+            }
+        }
         errors.into_result(conf)
+    }
+
+    /// Where the manager listens for TLS: `tlsbindaddr` (port 5039 unless it names one), else
+    /// `bindaddr:5039`; `None` unless both `enabled` and `tlsenable` are yes.
+    pub fn tls_address(&self) -> Option<std::net::SocketAddr> {
+        self.tls.address(self.bindaddr, DEFAULT_MANAGER_TLS_PORT).filter(|_| self.enabled)
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {
@@ -198,5 +225,31 @@ mod tests {
         let err = ManagerConf::parse(&Config::parse_str("manager.conf", bad).unwrap()).unwrap_err().to_string();
         assert!(err.contains("manager.conf:2") && err.contains("manager.conf:5"), "{err}");
         assert!(err.contains("no secret"), "{err}");
+    }
+
+    #[test]
+    fn tls_keys_listen_on_5039_beside_the_plain_port() {
+        let parse = |text: &str| ManagerConf::parse(&Config::parse_str("manager.conf", text).unwrap());
+        let conf = parse("[general]\nenabled=yes\nbindaddr=127.0.0.1\n").unwrap();
+        assert_eq!(conf.tls_address(), None, "tlsenable defaults to no");
+        let conf = parse("[general]\nenabled=no\ntlsenable=yes\ntlscertfile=/k/a.pem\n").unwrap();
+        assert_eq!(conf.tls_address(), None, "enabled=no: no listener at all");
+        // Unreadable files are the parse's errors, at their line.
+        let err = parse("[general]\nenabled=yes\nbindaddr=127.0.0.1\ntlsenable=yes\ntlscertfile=/nonexistent/a.pem\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("manager.conf:5: tlscertfile '/nonexistent/a.pem': cannot read it"), "{err}");
+        let err = parse("[general]\nenabled=yes\ntlsenable=yes\n").unwrap_err().to_string();
+        assert_eq!(err, "manager.conf:3: tlsenable 'yes': needs tlscertfile");
+        let err = parse("[general]\ntlsbindaddr=somewhere\ntlsenable=perhaps\n").unwrap_err().to_string();
+        assert!(err.contains("manager.conf:2: tlsbindaddr") && err.contains("manager.conf:3: tlsenable"), "{err}");
+        let mut conf = parse("[general]\nenabled=yes\nbindaddr=127.0.0.1\ntlsbindaddr=127.0.0.2\n").unwrap();
+        conf.tls.enable = conf.tls.certfile.clone().or(Some(starling_tls::Setting {
+            value: "yes".into(),
+            location: starling_core::config::Location { file: "manager.conf".into(), line: 1 },
+        }));
+        assert_eq!(conf.tls_address(), Some("127.0.0.2:5039".parse().unwrap()), "tlsbindaddr without a port: 5039");
+        conf.tls.bindaddr = None;
+        assert_eq!(conf.tls_address(), Some("127.0.0.1:5039".parse().unwrap()), "no tlsbindaddr: bindaddr:5039");
     }
 }

@@ -1,6 +1,12 @@
 //! res_manager: Asterisk's Manager Interface (AMI) on TCP, so that existing AMI clients
 //! (panoramisk, asterisk-ami, wallboards, click-to-dial) drive Starling unchanged.
 //!
+//! The plain listener is `bindaddr:port` (5038); with `tlsenable=yes` a second one on
+//! `tlsbindaddr` (port 5039) speaks the same protocol over TLS (rustls, the certificate of
+//! `tlscertfile`/`tlsprivatekey`; see starling-tls), both at once. A connection that does not
+//! finish its TLS handshake within `authtimeout` (a plain client on the TLS port) is closed
+//! with a log line; it holds one `authlimit` place meanwhile.
+//!
 //! Each connection gets `Asterisk Call Manager/9.0.0`, then speaks the AMI message format
 //! (`Key: Value` lines, an empty line ends a message). Until `Login` (plain `Secret`, or `Key`
 //! = MD5(challenge + secret) after `Challenge`) only Login, Challenge and Logoff are allowed; a
@@ -29,7 +35,9 @@ use std::time::{Instant, SystemTime};
 use starling_core::cli::{CliCommand, CliResult};
 use starling_core::events::Event;
 use starling_core::manager::{Message, MessageReader};
-use starling_core::tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use starling_core::tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use starling_core::tokio::net::{TcpListener, TcpStream};
 use starling_core::tokio::sync::{broadcast, mpsc, watch};
 use starling_core::{tokio, tracing, verbose, Core, LoadError, Module, ModuleContext, ReloadError};
@@ -66,6 +74,8 @@ pub(crate) struct State {
     next_session: AtomicU64,
     /// Sessions connected and not yet logged in (bounded by `authlimit`).
     unauthenticated: AtomicUsize,
+    /// The TLS listener's configuration (made again by a reload, for the connections after it).
+    tls: RwLock<Option<starling_tls::tokio_rustls::TlsAcceptor>>,
 }
 
 /// One of the `authlimit` places for a session not yet logged in, given back when it logs in
@@ -126,7 +136,7 @@ pub(crate) enum Next {
 }
 
 /// Reads one message (its headers, until the empty line). `None` at the end of the stream.
-async fn read_message(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::io::Result<Option<Message>> {
+async fn read_message<R: AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Message>> {
     let mut message = MessageReader::default();
     let mut line = String::new();
     loop {
@@ -147,8 +157,8 @@ async fn read_message(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) ->
 }
 
 /// Writes, bounded by `writetimeout`: a client that does not read is dropped.
-async fn write_bounded(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn write_bounded<W: AsyncWrite + Unpin>(
+    writer: &mut W,
     text: &str,
     timeout: std::time::Duration,
 ) -> Result<(), String> {
@@ -159,19 +169,67 @@ async fn write_bounded(
     }
 }
 
-async fn serve_session(
+/// Where a session's bytes come from and go to: a TCP connection or a TLS one.
+struct Peer<R, W> {
+    reader: R,
+    writer: W,
+    /// The client's address and ours.
+    addr: SocketAddr,
+    local: SocketAddr,
+}
+
+/// A plain connection's session.
+async fn serve_tcp(
     state: Arc<State>,
     stream: TcpStream,
     addr: SocketAddr,
     place: Unauthenticated,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let mut place = Some(place);
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(addr);
+    let (reader, writer) = stream.into_split();
+    serve_session(state, Peer { reader, writer, addr, local }, place, stop).await
+}
+
+/// A TLS connection's session, after its handshake (bounded by `authtimeout`: a client that
+/// does not speak TLS is closed, and the listener goes on).
+async fn serve_tls(
+    state: Arc<State>,
+    acceptor: starling_tls::tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    addr: SocketAddr,
+    place: Unauthenticated,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(addr);
+    let authtimeout = state.conf().authtimeout;
+    let stream = match tokio::time::timeout(authtimeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::warn!("Manager: TLS handshake with {addr} failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("Manager: TLS handshake with {addr} not done within {} s", authtimeout.as_secs());
+            return;
+        }
+    };
+    let (reader, writer) = tokio::io::split(stream);
+    serve_session(state, Peer { reader, writer, addr, local }, place, stop).await
+}
+
+async fn serve_session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    state: Arc<State>,
+    peer: Peer<R, W>,
+    place: Unauthenticated,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Peer { reader, mut writer, addr, local } = peer;
+    let mut place = Some(place);
     let id = state.next_session.fetch_add(1, Ordering::Relaxed) + 1;
-    let (read_half, mut writer) = stream.into_split();
-    let mut reader = BufReader::new(read_half);
+    let mut reader = BufReader::new(reader);
     let mut events: broadcast::Receiver<Arc<Event>> = state.core.events().subscribe();
     let (later_tx, mut later) = mpsc::unbounded_channel();
     let mut session = Session { id, addr, local, user: None, events: 0, challenge: None, later: later_tx };
@@ -316,14 +374,22 @@ impl State {
     }
 }
 
-async fn listen(state: Arc<State>, listener: TcpListener, stop: watch::Receiver<bool>) {
+/// Accepts connections on `listener`: plain ones, or TLS ones when `tls` (the acceptor is
+/// the state's at each connection, so that a reload's certificate serves the next one).
+async fn listen(state: Arc<State>, listener: TcpListener, tls: bool, stop: watch::Receiver<bool>) {
     let mut stopped = stop.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => match Unauthenticated::take(&state) {
+                    Some(place) if !tls => {
+                        tokio::spawn(serve_tcp(state.clone(), stream, addr, place, stop.clone()));
+                    }
                     Some(place) => {
-                        tokio::spawn(serve_session(state.clone(), stream, addr, place, stop.clone()));
+                        let acceptor = state.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+                        if let Some(acceptor) = acceptor {
+                            tokio::spawn(serve_tls(state.clone(), acceptor, stream, addr, place, stop.clone()));
+                        }
                     }
                     // As Asterisk's: closed at once, without a greeting.
                     None => tracing::debug!("Manager: {} sessions wait to log in (authlimit): closing {addr}", state.conf().authlimit),
@@ -427,8 +493,18 @@ impl Module for Manager {
     fn reload(&mut self, ctx: &ModuleContext) -> Result<(), ReloadError> {
         let conf = ManagerConf::parse(&ctx.load_config(CONFIG)?)?;
         let old = self.state.conf();
-        if (old.enabled, old.port, old.bindaddr) != (conf.enabled, conf.port, conf.bindaddr) {
-            tracing::warn!("manager.conf: enabled, port and bindaddr take effect when res_manager is loaded again");
+        if (old.enabled, old.port, old.bindaddr, old.tls_address())
+            != (conf.enabled, conf.port, conf.bindaddr, conf.tls_address())
+        {
+            tracing::warn!(
+                "manager.conf: enabled, port, bindaddr, tlsenable and tlsbindaddr take effect when res_manager is loaded again"
+            );
+        }
+        // New TLS connections present the certificate read now (the files were checked by the parse).
+        if old.tls_address().is_some() && conf.tls_address().is_some() {
+            let acceptor = conf.tls.server_config().map_err(|e| ReloadError::Config(e.into()))?;
+            *self.state.tls.write().unwrap_or_else(|p| p.into_inner()) =
+                Some(starling_tls::tokio_rustls::TlsAcceptor::from(acceptor));
         }
         ctx.core().events().set_varset(conf.varset_events);
         *self.state.conf.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(conf);
@@ -450,6 +526,15 @@ impl Module for Manager {
     }
 }
 
+/// A listener on `address` (`what`: "" or "TLS "), on the core's runtime.
+fn bind(ctx: &ModuleContext, address: SocketAddr, what: &str) -> Result<TcpListener, LoadError> {
+    let std_listener = std::net::TcpListener::bind(address)
+        .map_err(|e| LoadError::Resource(format!("cannot bind the manager {what}on {address}: {e}")))?;
+    std_listener.set_nonblocking(true).map_err(|e| LoadError::Resource(format!("manager {what}{address}: {e}")))?;
+    let _entered = ctx.runtime().enter();
+    TcpListener::from_std(std_listener).map_err(|e| LoadError::Resource(format!("manager {what}{address}: {e}")))
+}
+
 fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
     if !ctx.config_dir().join(CONFIG).exists() {
         return Err(LoadError::Decline(format!("no {CONFIG} in {}", ctx.config_dir().display())));
@@ -461,22 +546,34 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
         sessions: Mutex::default(),
         next_session: AtomicU64::new(0),
         unauthenticated: AtomicUsize::new(0),
+        tls: RwLock::new(None),
     });
     let (stop, stopped) = watch::channel(false);
     if conf.enabled {
+        // Both are bound before either serves, so that a port in use stops the load cleanly.
         let address = SocketAddr::new(conf.bindaddr, conf.port);
-        let std_listener = std::net::TcpListener::bind(address)
-            .map_err(|e| LoadError::Resource(format!("cannot bind the manager on {address}: {e}")))?;
-        std_listener.set_nonblocking(true).map_err(|e| LoadError::Resource(format!("manager {address}: {e}")))?;
-        let listener = {
-            let _entered = ctx.runtime().enter();
-            TcpListener::from_std(std_listener).map_err(|e| LoadError::Resource(format!("manager {address}: {e}")))?
+        let listener = bind(ctx, address, "")?;
+        let tls = match conf.tls_address() {
+            Some(address) => {
+                let acceptor = conf.tls.server_config().map_err(|e| LoadError::Config(e.into()))?;
+                *state.tls.write().unwrap_or_else(|p| p.into_inner()) =
+                    Some(starling_tls::tokio_rustls::TlsAcceptor::from(acceptor));
+                Some((bind(ctx, address, "TLS ")?, address))
+            }
+            None => None,
         };
         verbose!(2, "Manager interface listening on {address}");
         ctx.runtime().spawn(starling_core::panic::critical_task(
             "The manager listener",
-            listen(state.clone(), listener, stopped),
+            listen(state.clone(), listener, false, stopped.clone()),
         ));
+        if let Some((listener, address)) = tls {
+            verbose!(2, "Manager interface listening on TLS {address}");
+            ctx.runtime().spawn(starling_core::panic::critical_task(
+                "The manager TLS listener",
+                listen(state.clone(), listener, true, stopped),
+            ));
+        }
     } else {
         verbose!(2, "Manager interface disabled (manager.conf: enabled=no)");
     }

@@ -287,7 +287,16 @@ pub trait RemoteWriter: Send + 'static {
     fn connect(&mut self) -> Result<(), RemoteError> {
         Ok(())
     }
+    /// What `cdr show status` says of the link after the spool's state (cdr_pgsql: its
+    /// `sslmode` and whether the connection is encrypted). Asked once, before the writer moves
+    /// to its thread: the function is called from the CLI's, so it reads shared state.
+    fn status(&self) -> Option<RemoteStatus> {
+        None
+    }
 }
+
+/// See [`RemoteWriter::status`].
+pub type RemoteStatus = Arc<dyn Fn() -> String + Send + Sync>;
 
 const UNKNOWN: u8 = 0;
 const ONLINE: u8 = 1;
@@ -481,6 +490,7 @@ impl<W: RemoteWriter> CdrWriter for SpoolingWriter<W> {
 pub(crate) struct SpoolingBackend {
     batch: Arc<BatchBackend>,
     shared: Arc<Shared>,
+    remote: Option<RemoteStatus>,
 }
 
 impl SpoolingBackend {
@@ -511,8 +521,9 @@ impl SpoolingBackend {
                 );
             }
         }
+        let status = remote.status();
         let writer = SpoolingWriter { remote, shared: shared.clone(), retry_at: None };
-        Ok(SpoolingBackend { batch: BatchBackend::spawn(name, writer), shared })
+        Ok(SpoolingBackend { batch: BatchBackend::spawn(name, writer), shared, remote: status })
     }
 
     pub(crate) fn batch(&self) -> &Arc<BatchBackend> {
@@ -541,6 +552,10 @@ impl CdrBackend for SpoolingBackend {
         let held = self.shared.held.load(Ordering::Relaxed);
         if held > 0 {
             status.push_str(&format!(", {held} refused"));
+        }
+        if let Some(remote) = &self.remote {
+            status.push_str(", ");
+            status.push_str(&remote());
         }
         Some(status)
     }

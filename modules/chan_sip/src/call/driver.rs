@@ -33,6 +33,7 @@ use starling_sip::{Method, Request};
 use crate::call::media::CallMedia;
 use crate::call::messages::{ToMonitor, ToPvt};
 use crate::call::native::{DirectTo, MediaInfo, PvtHandle};
+use crate::call::sdes::CallSrtp;
 use crate::config::{DirectMedia, DtmfMode, SessionTimers};
 use crate::shared::{CallKey, Shared};
 
@@ -91,6 +92,8 @@ pub struct PvtParts {
     pub media: LocalMedia,
     /// Inbound: what the offer and our codecs agreed. Outbound: `None` until the answer.
     pub negotiated: Option<Negotiated>,
+    /// SDES-SRTP: inbound, keyed already by the offer if it had crypto.
+    pub srtp: CallSrtp,
 }
 
 /// One call: Asterisk's `sip_pvt`.
@@ -126,6 +129,8 @@ pub struct Pvt {
     pub(super) call_media: CallMedia,
     pub(super) media: LocalMedia,
     pub(super) negotiated: Option<Negotiated>,
+    /// SDES-SRTP: our crypto lines' keys and the packets' protection (call/sdes.rs).
+    pub(super) srtp: CallSrtp,
     /// The far end put the call on hold (its last offer was sendonly or inactive).
     pub(super) held: bool,
     /// The last provisional was a 180: an SDP in it is early media, and Progress too.
@@ -238,6 +243,7 @@ impl Pvt {
             call_media,
             media: parts.media,
             negotiated: parts.negotiated,
+            srtp: parts.srtp,
             held: false,
             ringing: false,
             published,
@@ -249,6 +255,7 @@ impl Pvt {
             direct_bridged: direct,
         };
         pvt.publish();
+        pvt.publish_srtp();
         (pvt, handle)
     }
 
@@ -306,7 +313,8 @@ impl Pvt {
                     None => break,
                 },
                 received = self.rtcp.recv_from(&mut rtcp_buffer) => {
-                    if let Ok((len, _)) = received {
+                    let received = received.ok().and_then(|(len, _)| self.srtp.unprotect(&mut rtcp_buffer[..len], true));
+                    if let Some(len) = received {
                         let handled = self.session().handle_rtcp(now(), &rtcp_buffer[..len]);
                         match handled {
                             // What the far end says it lost shows in `sip show channelstats`.
@@ -316,7 +324,12 @@ impl Pvt {
                     }
                 }
                 received = recv_rtp(&self.rtp_in, &mut buffer) => {
-                    if let Ok((len, from)) = received {
+                    // SRTP: unprotected in place; one that is not authentic (or a replay, or
+                    // before the keys are agreed) is dropped here, as a stray packet would be.
+                    let received = received.ok().and_then(|(len, from)| {
+                        self.srtp.unprotect(&mut buffer[..len], false).map(|len| (len, from))
+                    });
+                    if let Some((len, from)) = received {
                         let now = now();
                         let handled = self.session().handle_rtp(now, from, &buffer[..len]);
                         if let Err(starling_media::session::ReceiveError::Stray(source)) = handled {
@@ -441,9 +454,18 @@ impl Pvt {
     /// Tells a native bridge where our far end is and what it speaks.
     pub(super) fn publish(&self) {
         let mut info = self.published.lock().unwrap_or_else(|p| p.into_inner());
-        info.remote = self.session().remote();
+        info.remote.set(self.session().remote());
         info.codec = self.negotiated.as_ref().map(|n| n.codec.clone());
         info.telephone_event = self.negotiated.as_ref().and_then(|n| n.telephone_event.clone());
+        info.srtp = self.srtp.secure();
+    }
+
+    /// `sip show channel`'s Media and Crypto suite lines.
+    pub(super) fn publish_srtp(&self) {
+        let suite = self.srtp.suite().map(starling_media::srtp::Suite::name);
+        if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id) {
+            row.srtp = suite;
+        }
     }
 
     /// The RTP figures `sip show channelstats` shows (about once a second: every 50 packets).
@@ -522,11 +544,15 @@ impl Pvt {
     /// (unless muxed onto the RTP port).
     async fn flush_rtp(&mut self) {
         loop {
-            let (transmit, remote) = {
+            let (mut transmit, remote) = {
                 let mut session = self.session();
                 let Some(transmit) = session.poll_transmit() else { break };
                 (transmit, session.remote())
             };
+            // SRTP: protected, or not sent at all (required and not keyed yet).
+            if !self.srtp.protect(&mut transmit.data, transmit.rtcp) {
+                continue;
+            }
             if transmit.rtcp && Some(transmit.remote) != remote {
                 let _ = self.rtcp.send_to(&transmit.data, transmit.remote).await;
             } else {
@@ -607,6 +633,7 @@ mod tests {
                 session,
                 media,
                 negotiated: Some(negotiated),
+                srtp: CallSrtp::default(),
             });
             let call = tokio::spawn(pvt.run());
             let started = TokioInstant::now();

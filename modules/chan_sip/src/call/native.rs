@@ -3,13 +3,12 @@
 //! [`PublishedMedia`]), the other call of direct media ([`DirectTo`]), and the handle a channel
 //! keeps on its call ([`PvtHandle`]).
 
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use starling_core::tokio::sync::mpsc::UnboundedSender;
 use starling_media::sdp::Codec;
-use starling_relay::PublishedMedia;
+use starling_relay::{FarEnd, PublishedMedia};
 
 use crate::call::messages::ToPvt;
 use crate::config::{DirectMedia, DtmfMode};
@@ -31,7 +30,7 @@ impl std::fmt::Debug for DirectTo {
 #[derive(Clone, Debug, Default)]
 pub struct MediaInfo {
     /// The far end's RTP address (learnt from SDP, or from its packets with comedia).
-    pub remote: Option<SocketAddr>,
+    pub remote: FarEnd,
     /// The codec sent and received, with its payload type on this leg.
     pub codec: Option<Codec>,
     /// telephone-event on this leg (its payload type, clock rate), if negotiated.
@@ -47,16 +46,19 @@ pub struct MediaInfo {
     /// The other call of a native bridge has begun relaying into this one's far end: frames
     /// that still arrive here (sent before it switched) are late, and are dropped.
     pub relayed_into: bool,
+    /// The call's media is (or must be) SRTP: it is never relayed natively nor directed
+    /// elsewhere (its packets are decrypted and encrypted by its own task, per leg).
+    pub srtp: bool,
 }
 
 /// What the relay threads read and write of a call's [`MediaInfo`] (starling-relay).
 impl PublishedMedia for MediaInfo {
-    fn remote(&self) -> Option<SocketAddr> {
+    fn far_end(&self) -> FarEnd {
         self.remote
     }
 
-    fn set_remote(&mut self, remote: Option<SocketAddr>) {
-        self.remote = remote;
+    fn far_end_mut(&mut self) -> &mut FarEnd {
+        &mut self.remote
     }
 
     /// The stream published (`continue_from`) is taken, and frames still arriving from before

@@ -38,6 +38,8 @@ pub struct CallProfile {
     pub directmedia: DirectMedia,
     /// `trustrpid`: an inbound INVITE's asserted identity is the caller ID.
     pub trustrpid: bool,
+    /// `encryption`: SDES-SRTP offered and required (call/sdes.rs).
+    pub encryption: bool,
     /// `sendrpid`, `trust_id_outbound`: how our INVITEs present the caller.
     pub sendrpid: SendRpid,
     pub trust_id_outbound: TrustIdOutbound,
@@ -63,6 +65,7 @@ impl CallProfile {
             dtmfmode: p.map_or(g.dtmfmode, |p| p.dtmfmode),
             directmedia: p.map_or(g.directmedia, |p| p.directmedia),
             trustrpid: p.map_or(g.trustrpid, |p| p.trustrpid),
+            encryption: p.map_or(g.encryption, |p| p.encryption),
             sendrpid: p.map_or(g.sendrpid, |p| p.sendrpid),
             trust_id_outbound: p.map_or(g.trust_id_outbound, |p| p.trust_id_outbound),
             call_limit: p.and_then(|p| p.call_limit),
@@ -136,6 +139,8 @@ pub struct CallStart<'a> {
     pub session: RtpSession,
     pub media: LocalMedia,
     pub negotiated: Option<Negotiated>,
+    /// SDES-SRTP (inbound: keyed by the offer already).
+    pub srtp: crate::call::sdes::CallSrtp,
 }
 
 impl CallStart<'_> {
@@ -152,6 +157,7 @@ impl CallStart<'_> {
             peer: self.profile.shown_peer(),
             started: std::time::Instant::now(),
             stats: None,
+            srtp: None,
             relayed: None,
             detail: ChannelDetail {
                 direction: if outbound { "Outgoing" } else { "Incoming" },
@@ -192,6 +198,7 @@ impl CallStart<'_> {
             session: self.session,
             media: self.media,
             negotiated: self.negotiated,
+            srtp: self.srtp,
         });
         tokio::spawn(pvt.run());
         handle

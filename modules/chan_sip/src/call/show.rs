@@ -23,6 +23,8 @@ pub struct DialogRow {
     pub started: std::time::Instant,
     /// The RTP session's figures, refreshed about once a second.
     pub stats: Option<starling_media::session::Stats>,
+    /// The SRTP suite agreed (SDES), once the call's media is encrypted.
+    pub srtp: Option<&'static str>,
     /// While the relay threads relay the call (and until the pvt next publishes `stats`): the
     /// figures the relay publishes, shown in place of `stats` once it has published any.
     pub relayed: Option<LegStats>,
@@ -84,6 +86,9 @@ pub fn show_channel(table: &DialogTable, prefix: &str) -> String {
             ("On hold", yes_no(row.hold).to_owned()),
             ("DTMF Mode", d.dtmfmode.as_str().to_owned()),
             ("Transport", d.transport.to_owned()),
+            // chan_sip's line; the suite is Starling's.
+            ("Media", if row.srtp.is_some() { "SRTP" } else { "RTP" }.to_owned()),
+            ("Crypto suite", row.srtp.unwrap_or("(none)").to_owned()),
         ] {
             let _ = writeln!(out, "  {:<24}{value}", format!("{key}:"));
         }
@@ -253,6 +258,7 @@ mod tests {
             peer: "alice".into(),
             started: std::time::Instant::now(),
             stats: None,
+            srtp: None,
             relayed: None,
             detail: ChannelDetail {
                 direction: "Incoming",

@@ -17,6 +17,7 @@ use starling_sip::{HeaderName, MessageHeaders, Method, Request};
 use super::driver::{now, Direction, Pvt};
 use crate::call::causes::{hangup_cause_to_sip, sip_to_hangup_cause};
 use crate::call::messages::{ToMonitor, ToPvt};
+use crate::call::sdes::Refusal;
 use crate::config::DtmfMode;
 
 /// A channel that leaves direct media is re-INVITEd back to us after this, unless it hangs up
@@ -100,6 +101,15 @@ impl Pvt {
             invite.headers.push(header, value);
         }
         invite.headers.push(HeaderName::ContentType, "application/sdp");
+        // outbound.rs refuses an encryption=yes call over UDP/TCP before it gets here.
+        match self.srtp.offer() {
+            Ok(lines) => self.media.crypto = lines,
+            Err(Refusal(why)) => {
+                // Never a key in clear.
+                tracing::warn!("{}: {why}", self.key.call_id);
+                self.media.crypto.clear();
+            }
+        }
         invite.body = self.media.offer().into_bytes();
         let config = self.session_config(&user);
         InviteSession::uac(now, config, invite)
@@ -300,7 +310,8 @@ impl Pvt {
                 vec![control(Control::Progress)]
             }
             Event::EarlyMedia { sdp } => {
-                self.take_answer(&sdp);
+                // Early media we cannot decrypt is not heard; the final answer decides.
+                let _ = self.take_answer(&sdp);
                 self.call_media.set_format(self.negotiated.as_ref());
                 // A 180 with SDP is early media too (the 183's Progress is sent already).
                 if std::mem::take(&mut self.ringing) {
@@ -310,7 +321,16 @@ impl Pvt {
                 }
             }
             Event::Answered { sdp } => {
-                self.take_answer(&sdp);
+                if !self.take_answer(&sdp) {
+                    // As chan_sip for a 200 whose SDP it cannot take: ACK, then BYE, and
+                    // BEARERCAPABILITY_NOTAVAIL for the channel.
+                    call.hangup(now);
+                    if !self.hung_up {
+                        let _ = self.driver.frames.send(Frame::Hangup(Cause::BEARERCAPABILITY_NOTAVAIL)).await;
+                        self.hung_up = true;
+                    }
+                    return false;
+                }
                 self.call_media.set_format(self.negotiated.as_ref());
                 self.publish();
                 if let Some(dialog) = call.dialog() {
@@ -327,7 +347,9 @@ impl Pvt {
                 vec![]
             }
             Event::OfferAnswered { sdp } => {
-                self.take_answer(&sdp);
+                // A re-INVITE's answer we cannot take: the call goes on as it was (chan_sip:
+                // "For re-invites, we try to recover").
+                let _ = self.take_answer(&sdp);
                 self.call_media.set_format(self.negotiated.as_ref());
                 self.publish();
                 vec![]
@@ -454,6 +476,14 @@ impl Pvt {
             let (Some(offer), Some(negotiated)) = (offer, negotiated) else {
                 return call.reject_offer(now, 488);
             };
+            match self.srtp.answer(&offer) {
+                Ok(lines) => self.media.crypto = lines,
+                Err(Refusal(why)) => {
+                    tracing::warn!("{}: {why}", self.key.call_id);
+                    return call.reject_offer(now, 488);
+                }
+            }
+            self.publish_srtp();
             let hold = offer.is_hold();
             if hold != self.held {
                 tracing::info!("{} {} the call", self.peer, if hold { "put on hold" } else { "took back" });
@@ -487,11 +517,25 @@ impl Pvt {
     }
 
     /// Takes the SDP of the far end's answer (to our INVITE, early or final, or to our offer).
-    fn take_answer(&mut self, sdp: &[u8]) {
+    /// `false`: its SRTP is not what our offer required (logged as chan_sip's WARNING).
+    fn take_answer(&mut self, sdp: &[u8]) -> bool {
         if sdp.is_empty() {
-            return;
+            return true;
         }
         let answer = std::str::from_utf8(sdp).ok().map(starling_media::sdp::RemoteMedia::parse);
+        if let Some(Ok(answer)) = &answer {
+            match self.srtp.take_answer(answer) {
+                Ok(()) => {
+                    // Our next offers carry the line agreed only (the suite and key in use).
+                    self.media.crypto.retain(|c| Some(c.key.suite) == self.srtp.suite());
+                    self.publish_srtp();
+                }
+                Err(Refusal(why)) => {
+                    tracing::warn!("{}: {why}", self.key.call_id);
+                    return false;
+                }
+            }
+        }
         match answer {
             Some(Ok(answer)) => match starling_media::sdp::negotiate(&answer, &self.media.codecs, false) {
                 Ok(negotiated) => {
@@ -509,6 +553,7 @@ impl Pvt {
             },
             _ => tracing::warn!("{}: unreadable SDP in the answer", self.key.call_id),
         }
+        true
     }
 
     /// Our answer to the far end's offer as agreed (empty before there is one).
@@ -538,6 +583,14 @@ impl Pvt {
                 self.media.codecs.insert(0, current);
             }
         }
+        match self.srtp.offer() {
+            Ok(lines) => self.media.crypto = lines,
+            Err(Refusal(why)) => {
+                // Never a key in clear.
+                tracing::warn!("{}: {why}", self.key.call_id);
+                self.media.crypto.clear();
+            }
+        }
         let method = if self.directmedia.update { Method::Update } else { Method::Invite };
         call.offer(now, method, self.offered_media().offer().into_bytes());
     }
@@ -548,7 +601,7 @@ impl Pvt {
         let mut media = self.media.clone();
         if let Some(direct) = &self.direct {
             let other = direct.media.lock().unwrap_or_else(|p| p.into_inner());
-            if let (Some(remote), Some(codec)) = (other.remote, other.codec.clone()) {
+            if let (Some(remote), Some(codec)) = (other.remote.get(), other.codec.clone()) {
                 media.address = remote.ip();
                 media.port = remote.port();
                 media.codecs = vec![codec];

@@ -1,0 +1,235 @@
+//! `VoiceMail(mailbox[@context][&mailbox2...][,options])`, as Asterisk's `vm_exec` and
+//! `leave_voicemail`: the greeting, `vm-intro`, the beep, the recording, the spool files, the
+//! email and the MWI counts.
+
+use std::time::Duration;
+
+use starling_core::apps::{AppFuture, AppResult};
+use starling_core::channel::{Channel, ChannelState};
+use starling_core::chrono::{Local, Utc};
+use starling_core::tracing;
+use starling_media::audio_file::{self, Audio, Format};
+
+use crate::config::VmUser;
+use crate::email::{self, Email, EmailVars};
+use crate::media::{self, RecordEnd, RecordLimits, Stop};
+use crate::spool::{self, MessageInfo};
+
+pub const DESCRIPTION: &str = "VoiceMail(mailbox[@context][&mailbox2...][,options]): plays the mailbox's greeting \
+(u: unavailable, b: busy; the recorded unavail/busy/temp greeting, else vm-theperson, the number and vm-isunavail or \
+vm-isonphone), then vm-intro (s: skip it), a beep, and records until #, silence (maxsilence), maxsecs or hangup, into \
+the spool's INBOX as msgNNNN.wav and msgNNNN.txt. # during the greeting skips to the beep. Emails the owner through \
+mailcmd (the recording attached with attach=yes) and updates the mailbox's message waiting state. Sets VMSTATUS to \
+SUCCESS, USEREXIT or FAILED.";
+
+/// A counter for `msg_id` (Asterisk's `generate_msg_id`: `time-counter`).
+static MSG_COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+pub fn voicemail_exec<'a>(chan: &'a mut Channel, data: &'a str) -> AppFuture<'a> {
+    Box::pin(async move {
+        let args = starling_core::apps::standard_args(data);
+        let boxes = args.first().map_or("", |a| a.trim());
+        let options = args.get(1).map_or("", |a| a.trim());
+        let Some(first) = boxes.split('&').map(str::trim).find(|b| !b.is_empty()) else {
+            tracing::warn!("VoiceMail requires an argument (mailbox[@context][&mailbox2...][,options])");
+            chan.set_var("VMSTATUS", "FAILED");
+            return AppResult::Continue;
+        };
+        let conf = crate::conf();
+        let Some(user) = conf.find(first).cloned() else {
+            tracing::warn!("No entry in voicemail config file for '{first}'");
+            chan.set_var("VMSTATUS", "FAILED");
+            return AppResult::Continue;
+        };
+        match leave_voicemail(chan, &user, options).await {
+            Ok(status) => {
+                chan.set_var("VMSTATUS", status);
+                AppResult::Continue
+            }
+            Err(status) => {
+                chan.set_var("VMSTATUS", status);
+                AppResult::Hangup
+            }
+        }
+    })
+}
+
+/// The greeting to play: a recorded one of the mailbox, else Asterisk's default prompts.
+fn greeting(chan: &Channel, user: &VmUser, options: &str) -> Vec<String> {
+    let dir = spool::mailbox_dir(&chan.core().settings().spooldir, &user.context, &user.mailbox);
+    let recorded = |name: &str| {
+        let path = dir.join(name);
+        crate::recording_exists(&path).then(|| path.to_string_lossy().into_owned())
+    };
+    let (busy, unavail) = (options.contains('b'), options.contains('u'));
+    if !busy && !unavail {
+        return recorded("temp").into_iter().collect();
+    }
+    if let Some(temp) = recorded("temp") {
+        return vec![temp];
+    }
+    if let Some(own) = recorded(if busy { "busy" } else { "unavail" }) {
+        return vec![own];
+    }
+    let mut files = vec!["vm-theperson".to_owned()];
+    files.extend(media::digit_files(&user.mailbox));
+    files.push(if busy { "vm-isonphone" } else { "vm-isunavail" }.to_owned());
+    files
+}
+
+/// Leaves a message in `user`'s INBOX. `Ok(VMSTATUS)` to go on, `Err(VMSTATUS)` when the
+/// caller hung up.
+async fn leave_voicemail(chan: &mut Channel, user: &VmUser, options: &str) -> Result<&'static str, &'static str> {
+    let conf = crate::conf();
+    let g = &conf.general;
+    let core = chan.core().clone();
+    let inbox = crate::folder_dir(&core, user, "INBOX");
+    if chan.state() != ChannelState::Up {
+        chan.answer();
+    }
+    if spool::count(&inbox) >= g.maxmsg {
+        tracing::warn!("No more messages possible for mailbox {}", user.id());
+        return match media::play(chan, "vm-mailboxfull", "").await {
+            Err(Stop::HungUp) => Err("FAILED"),
+            _ => Ok("FAILED"),
+        };
+    }
+    let mut silent = options.contains('s');
+    match media::play_all(chan, &greeting(chan, user, options), "#*0").await {
+        Ok(()) => {}
+        Err(Stop::HungUp) => return Err("USEREXIT"),
+        // As Asterisk: # skips the rest of the greeting and the instructions.
+        Err(Stop::Key('#')) => silent = true,
+        Err(Stop::Key(_)) => return Ok("USEREXIT"),
+    }
+    if !silent {
+        match media::play(chan, "vm-intro", "#").await {
+            Err(Stop::HungUp) => return Err("USEREXIT"),
+            Ok(()) | Err(Stop::Key(_)) => {}
+        }
+    }
+    if media::play(chan, "beep", "").await == Err(Stop::HungUp) {
+        return Err("USEREXIT");
+    }
+    let limits = RecordLimits {
+        max: (g.maxsecs > 0).then(|| Duration::from_secs(g.maxsecs.into())),
+        silence: (g.maxsilence > 0).then(|| Duration::from_secs(g.maxsilence.into())),
+        threshold: g.silencethreshold,
+    };
+    let (samples, end) = media::record(chan, limits, "#").await;
+    let hung_up = end == RecordEnd::HungUp;
+    let outcome = |status| if hung_up { Err(status) } else { Ok(status) };
+    // Whole seconds, rounded (Asterisk counts the recording's length in seconds).
+    let duration = ((samples.len() as u64 + 4000) / 8000) as u32;
+    if samples.is_empty() || duration < g.minsecs {
+        starling_core::verbose!(
+            3,
+            "Recording was {duration} seconds long but needs to be at least {} - abandoning",
+            g.minsecs.max(1)
+        );
+        return outcome("FAILED");
+    }
+    let number = match spool::reserve(&inbox, g.maxmsg) {
+        Ok(Some(number)) => number,
+        Ok(None) => {
+            tracing::warn!("No more messages possible for mailbox {}", user.id());
+            return outcome("FAILED");
+        }
+        Err(e) => {
+            tracing::warn!("Voicemail for {}: cannot write to {}: {e}", user.id(), inbox.display());
+            return outcome("FAILED");
+        }
+    };
+    let base = spool::message_base(&inbox, number);
+    let mut wav = Vec::new();
+    let audio = Audio { rate: 8000, samples };
+    if let Err(e) = audio_file::write(Format::Wav, &audio, &mut wav) {
+        tracing::warn!("Voicemail for {}: {e}", user.id());
+        spool::remove(&inbox, number);
+        return outcome("FAILED");
+    }
+    let now = Utc::now();
+    let counter = MSG_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let info = MessageInfo {
+        origmailbox: user.mailbox.clone(),
+        context: chan.context.clone(),
+        macrocontext: String::new(),
+        exten: chan.exten.clone(),
+        rdnis: "unknown".into(),
+        priority: chan.priority,
+        callerchan: chan.name().to_owned(),
+        callerid: spool::callerid_merge(&chan.caller.name, &chan.caller.number, "Unknown"),
+        origdate: now.format("%a %b %e %r UTC %Y").to_string(),
+        origtime: now.timestamp(),
+        category: String::new(),
+        msg_id: format!("{}-{counter:08x}", now.timestamp()),
+        flag: String::new(),
+        duration,
+    };
+    let written = spool::write_atomically(&base.with_extension("wav"), &wav)
+        .and_then(|()| spool::write_atomically(&base.with_extension("txt"), info.render().as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!("Voicemail for {}: cannot write {}: {e}", user.id(), base.display());
+        spool::remove(&inbox, number);
+        return outcome("FAILED");
+    }
+    starling_core::verbose!(3, "Saving message as is: {} ({duration} s)", base.display());
+    if !user.email.is_empty() {
+        send_email(chan, user, number, &info, &wav);
+    }
+    crate::publish_mwi(&core, user);
+    outcome("SUCCESS")
+}
+
+/// This host's name, for the From of emails (Asterisk's `gethostname`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn send_email(chan: &Channel, user: &VmUser, number: u32, info: &MessageInfo, wav: &[u8]) {
+    let conf = crate::conf();
+    let g = &conf.general;
+    let vars = EmailVars {
+        name: user.fullname.clone(),
+        mailbox: user.mailbox.clone(),
+        context: user.context.clone(),
+        msgnum: number + 1,
+        duration: info.duration,
+        callerid: info.callerid.clone(),
+        cidname: chan.caller.name.clone(),
+        cidnum: chan.caller.number.clone(),
+        date: Local::now().format("%A, %B %d, %Y at %r").to_string(),
+    };
+    let server =
+        if g.serveremail.contains('@') { g.serveremail.clone() } else { format!("{}@{}", g.serveremail, host_name()) };
+    let attach = user.attach.unwrap_or(g.attach);
+    let file_name = format!("msg{number:04}.wav");
+    let email = Email {
+        from: format!("\"{}\" <{server}>", vars.substitute(&g.fromstring)),
+        to: format!("\"{}\" <{}>", user.fullname, user.email),
+        subject: vars.substitute(&g.emailsubject),
+        body: vars.substitute(&g.emailbody),
+        attachment: attach.then_some((file_name, wav)),
+        unique: format!("{}-{}-{number}-{}", user.mailbox, user.context, info.msg_id),
+        headers: vec![
+            ("X-Asterisk-VM-Message-Num", (number + 1).to_string()),
+            ("X-Asterisk-VM-Server-Name", host_name()),
+            ("X-Asterisk-VM-Context", user.context.clone()),
+            ("X-Asterisk-VM-Extension", user.mailbox.clone()),
+            (
+                "X-Asterisk-VM-Caller-ID-Num",
+                if chan.caller.number.is_empty() { "an unknown caller".into() } else { chan.caller.number.clone() },
+            ),
+            ("X-Asterisk-VM-Caller-ID-Name", chan.caller.name.clone()),
+            ("X-Asterisk-VM-Duration", info.duration.to_string()),
+            ("X-Asterisk-VM-Category", String::new()),
+            ("X-Asterisk-VM-Message-Type", "New".into()),
+            ("X-Asterisk-VM-Orig-date", info.origdate.clone()),
+            ("X-Asterisk-VM-Orig-time", info.origtime.to_string()),
+        ],
+    };
+    let message = email.render(&Local::now().to_rfc2822());
+    email::send(g.mailcmd.clone(), message, user.email.clone());
+}

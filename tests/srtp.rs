@@ -1,0 +1,344 @@
+//! Issue 24: SDES-SRTP (`encryption=yes`) with real peers. baresip over TLS with
+//! `mediaenc=srtp-mand` (Debian's baresip-core has the srtp module) calls another such baresip
+//! through `Dial(SIP/b)`, calls Echo(), and calls a plain-RTP baresip; each hears the other's
+//! tone (FFT), `sip show channel` says SRTP, and a tshark capture of Starling's RTP ports shows
+//! that the SRTP legs carry no tone when their payloads are read as PCMU — while the plain leg
+//! of the same capture does (the check's own control). SIPp sends an SDES offer over UDP to an
+//! `encryption=yes` Starling: 488, and the WARNING that says why.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::tls::{baresip_tls, registered_over_tls, Pki};
+use crate::util::*;
+
+const EXTENSIONS: &str = "[default]\n\
+exten => 600,1,Answer()\n same => n,Echo()\n same => n,Hangup()\n\
+exten => 700,1,Dial(SIP/b,10)\n same => n,Hangup()\n\
+exten => 800,1,Dial(SIP/c,10)\n same => n,Hangup()\n";
+
+/// a and b: phones over TLS with SRTP required; c: a plain-RTP phone over UDP.
+const PHONES: &str = "[a]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\ntransport=tls,udp\nencryption=yes\n\
+[b]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\ntransport=tls,udp\nencryption=yes\n\
+[c]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\n";
+
+/// An RTP port range of this test's own (rtp.conf), away from the default range, other
+/// tests' ranges and the ephemeral ports: a capture of it holds this test's media alone.
+fn own_rtp_range(slot: u16) -> std::ops::Range<u16> {
+    let mut base = 21_000 + (std::process::id() % 50) as u16 * 60 + slot * 20;
+    loop {
+        let range = base..base + 20;
+        if range.clone().all(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
+            return range;
+        }
+        base = if base >= 23_900 { 21_000 } else { base + 20 };
+    }
+}
+
+/// A Starling with TLS, the phones, and `range` as its RTP ports.
+/// Its UDP SIP port too.
+fn srtp_pbx(name: &str, pki: &Pki, tls_port: u16, range: &std::ops::Range<u16>) -> (Server, u16) {
+    let rtp_conf = format!("[general]\nrtpstart={}\nrtpend={}\n", range.start, range.end - 1);
+    sip_pbx_with_files(
+        name,
+        &["pbx_config", "app_dial", "app_echo"],
+        Some(EXTENSIONS),
+        &format!("{}{PHONES}", pki.general(tls_port, "server")),
+        &[("rtp.conf", &rtp_conf)],
+    )
+}
+
+/// baresip's account over TLS with SRTP required, and its config (the test's CA, the srtp module).
+fn srtp_phone(pki: &Pki, user: &str, tls_port: u16, regint: u32) -> (String, String) {
+    (
+        format!(
+            "<sip:{user}@127.0.0.1:{tls_port};transport=tls>;auth_pass=pw;answermode=auto;regint={regint};mediaenc=srtp-mand"
+        ),
+        format!("{}module srtp.so\n", baresip_tls(pki, None)),
+    )
+}
+
+/// tshark capturing UDP to and from `range` on lo, into `file`; stopped (SIGINT, by its pid)
+/// when [`Capture::packets`] reads it, or killed on drop.
+struct Capture {
+    child: Child,
+    file: std::path::PathBuf,
+    _dir: TestDir,
+}
+
+impl Capture {
+    fn start(name: &str, range: &std::ops::Range<u16>) -> Capture {
+        let dir = TestDir::new(name);
+        let file = dir.path.join("rtp.pcap");
+        let child = Command::new("tshark")
+            .args(["-i", "lo", "-n", "-q", "-f"])
+            .arg(format!("udp portrange {}-{}", range.start, range.end - 1))
+            .arg("-w")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path.join("tshark.err")).unwrap())
+            .spawn()
+            .expect("tshark (Debian's tshark)");
+        let err = dir.path.join("tshark.err");
+        let started = eventually(Duration::from_secs(15), || {
+            std::fs::read_to_string(&err).unwrap_or_default().contains("Capturing on").then_some(())
+        });
+        assert!(started.is_some(), "tshark did not start: {}", std::fs::read_to_string(&err).unwrap_or_default());
+        Capture { child, file, _dir: dir }
+    }
+
+    /// Stops the capture; every UDP datagram as (source port, destination port, payload).
+    fn packets(mut self) -> Vec<(u16, u16, Vec<u8>)> {
+        kill_pid(self.child.id() as i32, libc::SIGINT);
+        if wait_timeout(&mut self.child, Duration::from_secs(10)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let out = Command::new("timeout")
+            .args(["60", "tshark", "-n", "-r"])
+            .arg(&self.file)
+            .args(["-T", "fields", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "udp.payload"])
+            .output()
+            .expect("tshark -r");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut f = line.split('\t');
+                let src = f.next()?.parse().ok()?;
+                let dst = f.next()?.parse().ok()?;
+                let hex: String = f.next()?.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+                let bytes = (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok());
+                Some((src, dst, bytes.collect()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One direction of RTP in a capture, its payloads read as PCMU: how much of its spectrum's
+/// energy lies within 15 Hz of 440 Hz and of 880 Hz (a share, 0 to 1), as numpy finds it.
+/// A PCMU tone puts most of its energy there; encrypted payloads, noise, spread it over 4 kHz.
+fn tone_share(payloads: &[&[u8]], dir: &Path) -> f64 {
+    let mut samples: Vec<i16> = Vec::new();
+    for payload in payloads {
+        let body = payload.get(12..).unwrap_or_default();
+        let mut linear = vec![0i16; body.len()];
+        starling_media::g711::decode_ulaw(body, &mut linear);
+        samples.extend(linear);
+    }
+    let raw = dir.join(format!("flow-{}.raw", samples.len()));
+    std::fs::write(&raw, samples.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            "import sys,numpy as n\nd=n.fromfile(sys.argv[1],dtype='<i2').astype(float)\nd-=d.mean()\n\
+             p=n.abs(n.fft.rfft(d))**2\nf=n.fft.rfftfreq(len(d),1/8000)\n\
+             m=(abs(f-440)<15)|(abs(f-880)<15)\nprint(p[m].sum()/max(p.sum(),1e-9))",
+        )
+        .arg(&raw)
+        .output()
+        .expect("python3 with numpy");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(-1.0)
+}
+
+/// The capture's RTP flows (source port, destination port) of at least 100 packets that
+/// touch one of `ports`, with the share of their energy at the tones ([`tone_share`]). RTCP
+/// (payload types 200–204) is left out.
+fn flows(packets: &[(u16, u16, Vec<u8>)], ports: &[u16], dir: &Path) -> Vec<((u16, u16), usize, f64)> {
+    let mut by_flow: std::collections::BTreeMap<(u16, u16), Vec<&[u8]>> = Default::default();
+    for (src, dst, payload) in packets {
+        let rtcp = payload.len() > 1 && (200..=204).contains(&payload[1]);
+        if (ports.contains(src) || ports.contains(dst)) && !rtcp && payload.len() > 12 {
+            by_flow.entry((*src, *dst)).or_default().push(payload);
+        }
+    }
+    by_flow
+        .into_iter()
+        .filter(|(_, p)| p.len() >= 100)
+        .map(|(flow, payloads)| (flow, payloads.len(), tone_share(&payloads, dir)))
+        .collect()
+}
+
+/// Starling's RTP port of each call in `sip show channel` (its `Audio IP`), and whether each
+/// says `Media: SRTP`, read while the calls are up.
+fn channels_media(server: &Server) -> Vec<(u16, String)> {
+    let channels = server.rx("sip show channels");
+    channels
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|id| id.len() > 4)
+        .filter_map(|id| {
+            let detail = server.rx(&format!("sip show channel {id}"));
+            let value =
+                |key: &str| detail.lines().find_map(|l| l.trim_start().strip_prefix(key).map(|v| v.trim().to_owned()));
+            let port = value("Audio IP:")?.rsplit(':').next()?.parse().ok()?;
+            Some((port, format!("{} {}", value("Media:")?, value("Crypto suite:")?)))
+        })
+        .collect()
+}
+
+/// Acceptance: baresip A (TLS, srtp-mand) calls baresip B (TLS, srtp-mand) through
+/// `Dial(SIP/b)`: each hears the other's tone; both calls show `Media: SRTP` with the suite;
+/// `sip show peer` says `Encryption : Yes`; and in a capture of Starling's RTP ports, no flow of
+/// the call carries 440 or 880 Hz when read as PCMU.
+#[test]
+fn baresip_srtp_calls_baresip_srtp_through_dial_and_the_wire_is_encrypted() {
+    let pki = Pki::new("srtppki1");
+    let tls_port = free_udp_port();
+    let range = own_rtp_range(0);
+    let (server, _) = srtp_pbx("srtpdial", &pki, tls_port, &range);
+    let peer = server.rx("sip show peer b");
+    assert!(peer.contains("Encryption   : Yes"), "{peer}");
+    assert!(server.rx("sip show peer c").contains("Encryption   : No"));
+
+    let (account_b, config) = srtp_phone(&pki, "b", tls_port, 600);
+    let phone_b = Baresip::spawn_with("srtpb", &account_b, "g711.so", 8000, 880, &[], 40, &config);
+    assert!(registered_over_tls(&server, "b").is_some(), "{}\n{}", phone_b.log(), server.log_tail());
+
+    let capture = Capture::start("srtpcap1", &range);
+    let (account_a, config) = srtp_phone(&pki, "a", tls_port, 0);
+    let dial = format!("/dial sip:700@127.0.0.1:{tls_port};transport=tls");
+    let caller = Baresip::spawn_with("srtpa", &account_a, "g711.so", 8000, 440, &["-e", &dial], 8, &config);
+    let media = eventually(Duration::from_secs(10), || {
+        let media = channels_media(&server);
+        (media.len() == 2).then_some(media)
+    });
+    let media = media.unwrap_or_else(|| {
+        panic!("two calls: {}\n{}\n{}", server.rx("sip show channels"), caller.log(), server.log_tail())
+    });
+    for (_, shown) in &media {
+        assert!(shown.starts_with("SRTP AES_CM_128_HMAC_SHA1_") || shown.starts_with("SRTP AEAD_"), "{media:?}");
+    }
+    let (samples, peak, log) = caller.heard();
+    assert!(samples >= 16_000, "a heard b: {samples} samples\n{log}\n{}\n{}", phone_b.log(), server.log_tail());
+    assert!((875..=885).contains(&peak), "a hears b's 880 Hz: peak at {peak} Hz\n{log}");
+    let (samples, peak, log) = phone_b.heard();
+    assert!(samples >= 16_000, "b heard a: {samples} samples\n{log}");
+    assert!((435..=445).contains(&peak), "b hears a's 440 Hz: peak at {peak} Hz\n{log}");
+
+    let packets = capture.packets();
+    let ports: Vec<u16> = media.iter().map(|(port, _)| *port).collect();
+    let dir = TestDir::new("srtpflows1");
+    let flows = flows(&packets, &ports, &dir.path);
+    // Four directions: a→us, us→a, b→us, us→b.
+    assert!(flows.len() >= 4, "the call's RTP in the capture: {flows:?} ({} packets)", packets.len());
+    for (flow, count, share) in &flows {
+        assert!((0.0..0.05).contains(share), "flow {flow:?} ({count} packets) carries the tone: share {share}");
+    }
+}
+
+/// Acceptance: baresip over TLS + SRTP to Echo() hears its own tone back.
+#[test]
+fn srtp_to_echo_returns_the_tone() {
+    let pki = Pki::new("srtppki2");
+    let tls_port = free_udp_port();
+    let range = own_rtp_range(1);
+    let (server, _) = srtp_pbx("srtpecho", &pki, tls_port, &range);
+    let (account, config) = srtp_phone(&pki, "a", tls_port, 0);
+    let dial = format!("/dial sip:600@127.0.0.1:{tls_port};transport=tls");
+    let echo = Baresip::spawn_with("srtpecho", &account, "g711.so", 8000, 440, &["-e", &dial], 6, &config);
+    let shown = eventually(Duration::from_secs(10), || {
+        let media = channels_media(&server);
+        media.first().map(|(_, shown)| shown.clone())
+    });
+    assert!(shown.as_deref().is_some_and(|s| s.starts_with("SRTP ")), "{shown:?}\n{}", server.log_tail());
+    let (samples, peak, log) = echo.heard();
+    assert!(samples >= 16_000, "the echo came back: {samples} samples\n{log}\n{}", server.log_tail());
+    assert!((435..=445).contains(&peak), "the echo is the 440 Hz tone: peak at {peak} Hz\n{log}");
+}
+
+/// Acceptance: an SRTP leg (baresip over TLS, srtp-mand) bridged by `Dial(SIP/c)` to a
+/// plain-RTP phone (baresip over UDP): each hears the other; in the capture the SRTP leg's
+/// flows carry no tone read as PCMU, and the plain leg's do (so the check can see a tone).
+#[test]
+fn an_srtp_leg_bridges_with_a_plain_rtp_leg() {
+    let pki = Pki::new("srtppki3");
+    let tls_port = free_udp_port();
+    let range = own_rtp_range(2);
+    let (server, udp_port) = srtp_pbx("srtpmixed", &pki, tls_port, &range);
+    let plain = format!("<sip:c@127.0.0.1:{udp_port}>;auth_pass=pw;answermode=auto;regint=600");
+    let phone_c = Baresip::spawn("srtpc", &plain, "g711.so", 8000, 880, &[], 40);
+    let registered = eventually(Duration::from_secs(10), || {
+        server.rx("sip show peer c").contains("Reg. Contact : sip:c").then_some(())
+    });
+    assert!(registered.is_some(), "{}\n{}", phone_c.log(), server.log_tail());
+
+    let capture = Capture::start("srtpcap3", &range);
+    let (account, config) = srtp_phone(&pki, "a", tls_port, 0);
+    let dial = format!("/dial sip:800@127.0.0.1:{tls_port};transport=tls");
+    let caller = Baresip::spawn_with("srtpa3", &account, "g711.so", 8000, 440, &["-e", &dial], 8, &config);
+    let media = eventually(Duration::from_secs(10), || {
+        let media = channels_media(&server);
+        (media.len() == 2).then_some(media)
+    })
+    .unwrap_or_else(|| {
+        panic!("two calls: {}\n{}\n{}", server.rx("sip show channels"), caller.log(), server.log_tail())
+    });
+    let secure: Vec<u16> = media.iter().filter(|(_, m)| m.starts_with("SRTP ")).map(|(p, _)| *p).collect();
+    let clear: Vec<u16> = media.iter().filter(|(_, m)| m.starts_with("RTP ")).map(|(p, _)| *p).collect();
+    assert_eq!((secure.len(), clear.len()), (1, 1), "one SRTP leg, one plain: {media:?}");
+    let (samples, peak, log) = caller.heard();
+    assert!(samples >= 16_000, "a heard c: {samples} samples\n{log}\n{}\n{}", phone_c.log(), server.log_tail());
+    assert!((875..=885).contains(&peak), "a hears c's 880 Hz: peak at {peak} Hz\n{log}");
+    let (samples, peak, log) = phone_c.heard();
+    assert!(samples >= 16_000, "c heard a: {samples} samples\n{log}");
+    assert!((435..=445).contains(&peak), "c hears a's 440 Hz: peak at {peak} Hz\n{log}");
+
+    let packets = capture.packets();
+    let dir = TestDir::new("srtpflows3");
+    let encrypted = flows(&packets, &secure, &dir.path);
+    let plain = flows(&packets, &clear, &dir.path);
+    assert!(encrypted.len() >= 2 && plain.len() >= 2, "{encrypted:?} {plain:?} ({} packets)", packets.len());
+    for (flow, count, share) in &encrypted {
+        assert!((0.0..0.05).contains(share), "SRTP flow {flow:?} ({count} packets) carries the tone: {share}");
+    }
+    for (flow, count, share) in &plain {
+        assert!(*share > 0.5, "plain flow {flow:?} ({count} packets) is the tone: share {share}");
+    }
+}
+
+/// Keys only over TLS: an SDES offer over plain UDP to `encryption=yes` (a guest, from
+/// `[general]`) is answered 488 with a WARNING that says so; a plain offer there is 488 too
+/// (chan_sip's "Matched device setup to use SRTP, but request was not!"); and `Dial(SIP/d)` to
+/// an `encryption=yes` peer reached over UDP is refused before any INVITE leaves.
+#[test]
+fn an_sdes_offer_over_udp_with_encryption_yes_is_refused_with_488() {
+    let extensions = "[default]\nexten => 100,1,Answer()\n same => n,Echo()\n\
+                      exten => 900,1,Dial(SIP/d,5)\n same => n,Hangup()\n";
+    let (server, port) = sip_pbx(
+        "srtpudp",
+        &["pbx_config", "app_dial", "app_echo"],
+        Some(extensions),
+        "encryption=yes\n[d]\ntype=peer\nhost=127.0.0.1\nport=9\nencryption=yes\n",
+    );
+    let (code, out) = run_sipp_with(port, "invite_sdes_488.xml", &["-s", "100", "-m", "1"]);
+    assert_eq!(code, 0, "488 to the SDES offer over UDP: {out}\n{}", server.log_tail());
+    let warned = eventually(Duration::from_secs(5), || {
+        server
+            .log()
+            .lines()
+            .find(|l| l.contains("] WARNING[") && l.contains("keys are only sent over TLS"))
+            .map(str::to_owned)
+    });
+    let line = warned.unwrap_or_else(|| panic!("the WARNING: {}", server.log_tail()));
+    assert!(line.contains("refused with 488"), "{line}");
+
+    let (code, out) = run_sipp_with(port, "invite_plain_488.xml", &["-s", "100", "-m", "1"]);
+    assert_eq!(code, 0, "488 to the plain offer: {out}\n{}", server.log_tail());
+    assert!(server.log().contains("Matched device setup to use SRTP, but request was not!"), "{}", server.log_tail());
+
+    let _ = server.try_rx("channel originate SIP/d application Echo");
+    let refused = eventually(Duration::from_secs(5), || {
+        server.log().contains("Not calling 'd': encryption=yes, and SRTP keys are only sent over TLS").then_some(())
+    });
+    assert!(refused.is_some(), "{}", server.log_tail());
+}

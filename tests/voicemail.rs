@@ -1,0 +1,410 @@
+//! Issue 26: app_voicemail with real clients. baresip leaves messages (its 440 Hz tone is
+//! recorded into Asterisk's spool layout), a SIPp phone with `mailbox=` gets the unsolicited
+//! `message-summary` NOTIFYs, SIPp drives VoiceMailMain with RFC 4733 keys, and the email
+//! `mailcmd` gets is parsed by python3's `email` module.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::{dominant_frequency, eventually, run_sipp_with, sip_pbx_with_files, Baresip, Server, SippUas};
+
+const EXTENSIONS: &str = "[default]
+exten => 1002,1,VoiceMail(1002@default,us)
+ same => n,Hangup()
+exten => h,1,NoOp(VMSTATUS=${VMSTATUS})
+exten => 1003,1,VoiceMail(1003,s)
+ same => n,Hangup()
+exten => 500,1,VoiceMailMain(1002@default)
+ same => n,Wait(10)
+exten => 600,1,NoOp(EXISTS=${MAILBOX_EXISTS(1002)} NONE=${MAILBOX_EXISTS(1009)} COUNT=${VM_INFO(1002,count)} NAME=${VM_INFO(1002@default,fullname)})
+ same => n,Hangup()
+";
+
+fn sip_conf(uas_port: u16) -> String {
+    format!(
+        "[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\n\
+         [carol]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\n\
+         [1002]\ntype=peer\nhost=127.0.0.1\nport={uas_port}\ncontext=default\nmailbox=1002@default\n"
+    )
+}
+
+/// A capture script as `mailcmd`: what it reads goes to `mail.txt` beside it.
+fn mail_capture(dir: &Path) -> PathBuf {
+    let script = dir.join("capture-mail.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ncat > {}/mail.txt\n", dir.display())).unwrap();
+    Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    script
+}
+
+fn voicemail_conf(mailcmd: &Path) -> String {
+    format!(
+        "[general]\nformat=wav\nattach=no\nmaxmsg=10\nmaxsecs=30\nserveremail=vm@example.com\nmailcmd={}\n\
+         emailsubject=New message ${{VM_MSGNUM}} in ${{VM_MAILBOX}} from ${{VM_CALLERID}}\n\
+         [default]\n1002 => 1234,Bob Bobson,bob@example.com,,attach=yes\n1003 => 9999,Carl\n",
+        mailcmd.display()
+    )
+}
+
+/// Seconds of a WAV file (python3's wave module).
+fn wav_seconds(path: &Path) -> f64 {
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg("import sys,wave\nw=wave.open(sys.argv[1]);print(w.getnframes()/w.getframerate(), w.getframerate(), w.getsampwidth(), w.getnchannels())")
+        .arg(path)
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(fields.get(1..4), Some(&["8000", "2", "1"][..]), "8 kHz 16-bit mono: {text}");
+    fields[0].parse().unwrap()
+}
+
+/// The beep's length, as app_voicemail plays it (Debian's prompts).
+fn beep_seconds() -> f64 {
+    let dir = std::fs::read_dir("/usr/share/asterisk/sounds")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("beep.wav"))
+        .find(|p| p.exists())
+        .expect("asterisk-core-sounds-en-wav");
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg("import sys,wave\nw=wave.open(sys.argv[1]);print(w.getnframes()/w.getframerate())")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn inbox(server: &Server, mailbox: &str) -> PathBuf {
+    server.dir.path.join("spool/voicemail/default").join(mailbox).join("INBOX")
+}
+
+/// baresip `name` (a friend with secret pw) calls `exten` with a 440 Hz tone of `tone` seconds.
+fn caller(name: &str, user: &str, port: u16, exten: &str, tone: f64) -> Baresip {
+    Baresip::spawn_tone(
+        name,
+        &format!("<sip:{user}@127.0.0.1:{port}>;auth_pass=pw;regint=0"),
+        "g711.so",
+        8000,
+        (440, tone),
+        &["-e", &format!("/dial sip:{exten}@127.0.0.1:{port}")],
+        (tone as u32) + 8,
+        "",
+    )
+}
+
+/// The NOTIFYs the SIPp phone logged (its `-message_file`), in order.
+fn notifies(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.split("NOTIFY sip:").skip(1).map(|m| m.split("\n\n\n").next().unwrap_or(m).to_owned()).collect()
+}
+
+/// The acceptance walk of issue 26: baresip's tone becomes msg0000 (wav + txt), the owner is
+/// emailed with the WAV attached, the phone with `mailbox=` is told `yes 1/0`, VoiceMailMain
+/// driven by RFC 4733 keys deletes the message, and the phone is told `no`.
+#[test]
+fn a_message_is_recorded_mailed_notified_and_deleted() {
+    let uas_dir = crate::util::TestDir::new("vmuas");
+    let messages = uas_dir.path.join("messages.log");
+    let phone = SippUas::spawn_with("uas_notify.xml", 2, &["-trace_msg", "-message_file", messages.to_str().unwrap()]);
+    let capture_dir = crate::util::TestDir::new("vmmail");
+    let mailcmd = mail_capture(&capture_dir.path);
+    let (server, port) = sip_pbx_with_files(
+        "vmwalk",
+        &["pbx_config", "app_voicemail"],
+        Some(EXTENSIONS),
+        &sip_conf(phone.port),
+        &[("voicemail.conf", &voicemail_conf(&mailcmd))],
+    );
+    // A recorded unavailable greeting of half a second (played instead of the default prompts).
+    let greeting_dir = server.dir.path.join("spool/voicemail/default/1002");
+    std::fs::create_dir_all(&greeting_dir).unwrap();
+    let made = Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(greeting_dir.join("unavail.wav"))
+        .args(["trim", "0", "0.5"])
+        .status()
+        .expect("sox");
+    assert!(made.success());
+
+    let tone = 5.0;
+    let alice = caller("vmalice", "alice", port, "1002", tone);
+    let inbox = inbox(&server, "1002");
+    let txt = inbox.join("msg0000.txt");
+    let written =
+        eventually(Duration::from_secs(25), || std::fs::read_to_string(&txt).ok().filter(|t| t.contains("duration=")));
+    let log = alice.log();
+    drop(alice);
+    let info = written.unwrap_or_else(|| panic!("no msg0000.txt\n{log}\n{}", server.log_tail()));
+    assert!(info.starts_with(";\n; Message Information file\n;\n[message]\norigmailbox=1002\n"), "{info}");
+    assert!(info.contains("\ncallerid=alice\n") || info.contains("<alice>"), "{info}");
+    assert!(info.contains("\ncallerchan=SIP/alice-"), "{info}");
+    let origdate = info.lines().find_map(|l| l.strip_prefix("origdate=")).unwrap_or("");
+    assert!(origdate.ends_with(&format!("UTC {}", starling_year())), "{info}");
+    assert!(info.contains("\norigtime=1"), "{info}");
+
+    let wav = inbox.join("msg0000.wav");
+    let seconds = wav_seconds(&wav);
+    let (_, peak) = dominant_frequency(&wav);
+    assert!((435..=445).contains(&peak), "the message is alice's 440 Hz tone: peak at {peak} Hz");
+    // The caller spoke (sent the tone) from the answer; the recording starts after the
+    // half-second greeting and the beep, and ends when baresip's file ends (its BYE).
+    let spoken = tone - 0.5 - beep_seconds();
+    assert!((seconds - spoken).abs() <= 0.5, "recorded {seconds:.2} s, spoken after the beep {spoken:.2} s");
+    let duration: f64 = info.lines().find_map(|l| l.strip_prefix("duration=")).unwrap().parse().unwrap();
+    assert!((duration - seconds).abs() <= 0.5, "duration={duration} for {seconds:.2} s");
+    assert!(server.log().contains("VMSTATUS=SUCCESS"), "{}", server.log_tail());
+
+    // The phone with mailbox=1002@default was told (its bodies are read from SIPp's message
+    // log once it is done: SIPp writes the log when it exits).
+    let sent = eventually(Duration::from_secs(10), || {
+        let peer = server.rx("sip show peer 1002");
+        peer.contains("  LastMsgsSent : 1/0\n").then_some(peer)
+    });
+    let peer = sent.unwrap_or_else(|| panic!("no NOTIFY sent\n{}", server.rx("sip show peer 1002")));
+    assert!(peer.contains("  Mailbox      : 1002@default\n"), "{peer}");
+    assert!(peer.contains("  VM Extension : asterisk\n"), "{peer}");
+    let users = server.rx("voicemail show users");
+    assert!(users.starts_with("Context    Mbox  User                      Zone       NewMsg\n"), "{users}");
+    let row = format!("{:<10} {:<5} {:<25} {:<10} {:>6}\n", "default", "1002", "Bob Bobson", "", 1);
+    assert!(users.contains(&row), "{users}");
+    assert!(users.contains("2 voicemail users configured."), "{users}");
+
+    // The email: valid MIME, the WAV attached (python3's email module reads it).
+    let mail = capture_dir.path.join("mail.txt");
+    let mailed = eventually(Duration::from_secs(10), || std::fs::metadata(&mail).ok().filter(|m| m.len() > 1000));
+    assert!(mailed.is_some(), "mailcmd got no email\n{}", server.log_tail());
+    let parsed = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            "import sys,email,io,wave\nm=email.message_from_binary_file(open(sys.argv[1],'rb'))\n\
+             assert m.is_multipart(), 'multipart'\nparts=[p for p in m.walk() if not p.is_multipart()]\n\
+             text=parts[0].get_payload(decode=True).decode()\natt=[p for p in parts if p.get_filename()]\n\
+             w=wave.open(io.BytesIO(att[0].get_payload(decode=True)))\n\
+             print(m['To']); print(m['From']); print(m['Subject']); print(att[0].get_content_type(), att[0].get_filename(), w.getframerate(), w.getnframes()); print('Dear Bob Bobson' in text)",
+        )
+        .arg(&mail)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&parsed.stdout).into_owned();
+    assert!(parsed.status.success(), "{report}{}", String::from_utf8_lossy(&parsed.stderr));
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines[0], "\"Bob Bobson\" <bob@example.com>");
+    assert_eq!(lines[1], "\"The Asterisk PBX\" <vm@example.com>");
+    assert!(lines[2].starts_with("New message 1 in 1002 from "), "{report}");
+    let frames = (seconds * 8000.0).round() as u64;
+    assert_eq!(lines[3], format!("audio/x-wav msg0000.wav 8000 {frames}"), "{report}");
+    assert_eq!(lines[4], "True", "the body is emailbody's: {report}");
+
+    // The owner listens and deletes, with RFC 4733 keys; the lamp goes off.
+    let (_code, out) = run_sipp_with(port, "invite_vmmain.xml", &["-s", "500", "-m", "1"]);
+    let gone = eventually(Duration::from_secs(10), || (!wav.exists() && !txt.exists()).then_some(()));
+    assert!(gone.is_some(), "msg0000 was not deleted\n{out}\n{}", server.log_tail());
+    assert!(server.log().contains("User '1002@default' logged in"), "{}", server.log_tail());
+    let (code, phone_out) = phone.finish();
+    let told = notifies(&messages);
+    assert_eq!(code, 0, "{phone_out}\n{told:?}\n{}", server.log_tail());
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert!(told[0].contains("Event: message-summary"), "{}", told[0]);
+    assert!(told[0].contains("Content-Type: application/simple-message-summary"), "{}", told[0]);
+    assert!(told[0].contains("Messages-Waiting: yes"), "{}", told[0]);
+    assert!(told[0].contains("Voice-Message: 1/0 (0/0)"), "{}", told[0]);
+    assert!(told[0].contains("Message-Account: sip:asterisk@127.0.0.1"), "{}", told[0]);
+    assert!(told[1].contains("Messages-Waiting: no"), "{}", told[1]);
+    assert!(told[1].contains("Voice-Message: 0/0 (0/0)"), "{}", told[1]);
+    assert!(server.rx("sip show peer 1002").contains("  LastMsgsSent : 0/0\n"));
+}
+
+/// The year now, as origdate ends (`... UTC 2026`).
+fn starling_year() -> String {
+    let out = Command::new("date").args(["-u", "+%Y"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Two callers leaving messages in one mailbox at the same moment get msg0000 and msg0001.
+#[test]
+fn two_callers_at_once_get_their_own_numbers() {
+    let capture_dir = crate::util::TestDir::new("vmmail2");
+    let mailcmd = mail_capture(&capture_dir.path);
+    let (server, port) = sip_pbx_with_files(
+        "vmtwo",
+        &["pbx_config", "app_voicemail"],
+        Some(EXTENSIONS),
+        &sip_conf(9),
+        &[("voicemail.conf", &voicemail_conf(&mailcmd))],
+    );
+    let alice = caller("vmtwoa", "alice", port, "1003", 3.0);
+    let carol = caller("vmtwoc", "carol", port, "1003", 3.0);
+    let inbox = inbox(&server, "1003");
+    let both = eventually(Duration::from_secs(25), || {
+        let done = (0..2).all(|n| {
+            std::fs::read_to_string(inbox.join(format!("msg{n:04}.txt"))).is_ok_and(|t| t.contains("duration="))
+        });
+        done.then_some(())
+    });
+    let logs = format!("{}\n{}", alice.log(), carol.log());
+    drop((alice, carol));
+    assert!(both.is_some(), "{:?}\n{logs}\n{}", std::fs::read_dir(&inbox).map(|d| d.count()), server.log_tail());
+    let callers: Vec<String> = (0..2)
+        .map(|n| {
+            let text = std::fs::read_to_string(inbox.join(format!("msg{n:04}.txt"))).unwrap();
+            text.lines().find_map(|l| l.strip_prefix("callerchan=")).unwrap_or("").to_owned()
+        })
+        .collect();
+    assert!(callers.iter().any(|c| c.starts_with("SIP/alice-")), "{callers:?}");
+    assert!(callers.iter().any(|c| c.starts_with("SIP/carol-")), "{callers:?}");
+    for n in 0..2 {
+        let (_, peak) = dominant_frequency(&inbox.join(format!("msg{n:04}.wav")));
+        assert!((435..=445).contains(&peak), "msg{n:04} is a 440 Hz tone: {peak} Hz");
+    }
+    assert!(!inbox.join("msg0002.txt").exists());
+    let users = server.rx("voicemail show users for default");
+    let row = format!("{:<10} {:<5} {:<25} {:<10} {:>6}\n", "default", "1003", "Carl", "", 2);
+    assert!(users.contains(&row), "{users}");
+    // No email address for 1003: nothing mailed.
+    assert!(!capture_dir.path.join("mail.txt").exists());
+}
+
+/// `MAILBOX_EXISTS`, `VM_INFO`, and voicemail.conf errors named by file and line.
+#[test]
+fn functions_and_config_errors() {
+    let capture_dir = crate::util::TestDir::new("vmmail3");
+    let mailcmd = mail_capture(&capture_dir.path);
+    let (server, port) = sip_pbx_with_files(
+        "vmfunc",
+        &["pbx_config", "app_voicemail"],
+        Some(EXTENSIONS),
+        &sip_conf(9),
+        &[("voicemail.conf", &voicemail_conf(&mailcmd))],
+    );
+    let (code, out) = run_sipp_with(port, "invite_brief.xml", &["-s", "600", "-m", "1"]);
+    let said =
+        eventually(Duration::from_secs(10), || server.log().lines().find(|l| l.contains("EXISTS=")).map(str::to_owned));
+    let said = said.unwrap_or_else(|| panic!("{code} {out}\n{}", server.log_tail()));
+    assert!(said.contains("EXISTS=1 NONE=0 COUNT=0 NAME=Bob Bobson"), "{said}");
+    assert!(server.rx("voicemail show zones").contains("There are no voicemail zones currently defined"));
+
+    // A bad line: the reload is refused with voicemail.conf:N, the old mailboxes stay.
+    server.dir.write("voicemail.conf", "[general]\nmaxmsg=lots\n[default]\n1002 => 1234,Bob\n");
+    let reload = server.rx("voicemail reload");
+    assert!(reload.contains("voicemail.conf:2: maxmsg 'lots'"), "{reload}\n{}", server.log_tail());
+    assert!(server.rx("voicemail show users").contains("2 voicemail users configured."));
+    server.dir.write("voicemail.conf", "[default]\n1002 => 1234,Bob\n");
+    server.rx("voicemail reload");
+    assert!(server.rx("voicemail show users").contains("1 voicemail users configured."));
+}
+
+/// A phone that SUBSCRIBEs to `message-summary` (RFC 3842) gets its mailbox's counts in the
+/// subscription's NOTIFYs: 1 new message at once (a message already in the spool when
+/// Starling started), then none once the mailbox is emptied (`voicemail reload` recounts).
+#[test]
+fn a_message_summary_subscription_is_told_the_counts() {
+    let capture_dir = crate::util::TestDir::new("vmmail4");
+    let mailcmd = mail_capture(&capture_dir.path);
+    let dir = crate::util::TestDir::new("vmsubs");
+    // One message in 1002's INBOX before Starling starts.
+    let inbox_dir = dir.path.join("spool/voicemail/default/1002/INBOX");
+    std::fs::create_dir_all(&inbox_dir).unwrap();
+    std::fs::write(inbox_dir.join("msg0000.txt"), ";\n; Message Information file\n;\n[message]\nduration=1\n").unwrap();
+    let made = Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(inbox_dir.join("msg0000.wav"))
+        .args(["synth", "1", "sine", "440"])
+        .status()
+        .expect("sox");
+    assert!(made.success());
+    let port = crate::util::free_udp_port();
+    dir.write_starling_conf(&crate::util::moddir(), "");
+    dir.write(
+        "modules.conf",
+        "[modules]\nautoload = no\nload => pbx_config.so\nload => app_voicemail.so\nload => res_manager.so\nload => chan_sip.so\n",
+    );
+    let ami_port = crate::util::free_udp_port();
+    dir.write(
+        "manager.conf",
+        &format!("[general]\nenabled=yes\nport={ami_port}\nbindaddr=127.0.0.1\n[admin]\nsecret=s3cret\nread=all\nwrite=all\n"),
+    );
+    dir.write("extensions.conf", EXTENSIONS);
+    dir.write("voicemail.conf", &voicemail_conf(&mailcmd));
+    dir.write(
+        "sip.conf",
+        &format!(
+            "[general]\nbindaddr=127.0.0.1\nbindport={port}\n[bob]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\nmailbox=1002\n\
+             [dave]\ntype=peer\nhost=dynamic\ncontext=default\nmailbox=1002@default\n\
+             [carol]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\n"
+        ),
+    );
+    let server = Server::start(dir);
+    let target = format!("127.0.0.1:{port}");
+    let phone = std::thread::spawn(move || {
+        let auth_uri = format!("bob@{target}");
+        crate::util::sipp_bounded(
+            &target,
+            "127.0.0.1",
+            crate::util::free_udp_port(),
+            "subscribe_mwi.xml",
+            &["-s", "bob", "-au", "bob", "-ap", "pw", "-auth_uri", &auth_uri, "-m", "1"],
+            Duration::from_secs(40),
+        )
+    });
+    let row = eventually(Duration::from_secs(15), || {
+        let rows = server.rx("sip show subscriptions");
+        rows.contains(" mwi ").then_some(rows)
+    });
+    let row = row.unwrap_or_else(|| panic!("no MWI subscription\n{}", server.log_tail()));
+    assert!(row.contains("bob") && row.contains("1002"), "{row}");
+    assert!(server.rx("sip show peer bob").contains("  LastMsgsSent : 1/0\n"));
+    // The manager counts the same (app_voicemail's MailboxCount and MailboxStatus).
+    let mut ami = crate::manager::Ami::login(ami_port, "admin", "s3cret");
+    let count = |ami: &mut crate::manager::Ami, id: &str| {
+        ami.send(&[("Action", "MailboxCount"), ("Mailbox", "1002@default"), ("ActionID", id)]);
+        let reply = ami.until("ActionID", id, Duration::from_secs(10));
+        let get = |k| crate::manager::get(&reply, k).map(str::to_owned);
+        (get("Response"), get("NewMessages"), get("OldMessages"))
+    };
+    let ok = Some("Success".to_owned());
+    assert_eq!(count(&mut ami, "c1"), (ok.clone(), Some("1".into()), Some("0".into())));
+    ami.send(&[("Action", "MailboxStatus"), ("Mailbox", "1002@default"), ("ActionID", "s1")]);
+    let status = ami.until("ActionID", "s1", Duration::from_secs(10));
+    assert_eq!(crate::manager::get(&status, "Waiting"), Some("1"), "{status:?}");
+    // A phone that registers (dave, with mailbox= and no subscription) is told after its 200.
+    let phone_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone_socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = phone_socket.local_addr().unwrap();
+    let register = format!(
+        "REGISTER sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKvmreg1;rport\r\n\
+         From: <sip:dave@127.0.0.1>;tag=r1\r\nTo: <sip:dave@127.0.0.1>\r\nCall-ID: vm-register-1\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:dave@{local}>\r\nMax-Forwards: 70\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n"
+    );
+    phone_socket.send_to(register.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = phone_socket.recv(&mut buffer) {
+        received.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+        if received.iter().any(|m| m.starts_with("NOTIFY ")) {
+            break;
+        }
+    }
+    assert!(received.first().is_some_and(|m| m.starts_with("SIP/2.0 200")), "{received:?}");
+    let notify = received.iter().find(|m| m.starts_with("NOTIFY sip:dave@")).unwrap_or_else(|| panic!("{received:?}"));
+    assert!(notify.contains("Event: message-summary") && notify.contains("Messages-Waiting: yes"), "{notify}");
+    assert!(notify.contains("Voice-Message: 1/0 (0/0)"), "{notify}");
+    assert!(!notify.contains("Subscription-State"), "unsolicited: {notify}");
+    // Carol has no mailbox: 404 (chan_sip's "Not found (no mailbox)").
+    let auth_uri = format!("carol@127.0.0.1:{port}");
+    let args = ["-s", "carol", "-key", "user", "carol", "-au", "carol", "-ap", "pw", "-auth_uri", &auth_uri, "-m", "1"];
+    let (code, out) = crate::util::run_sipp_with(port, "subscribe_mwi_404.xml", &args);
+    assert_eq!(code, 0, "{out}");
+    std::fs::remove_file(inbox_dir.join("msg0000.txt")).unwrap();
+    std::fs::remove_file(inbox_dir.join("msg0000.wav")).unwrap();
+    server.rx("voicemail reload");
+    let event = ami.until("Event", "MessageWaiting", Duration::from_secs(10));
+    assert_eq!(crate::manager::get(&event, "Mailbox"), Some("1002@default"), "{event:?}");
+    assert_eq!((crate::manager::get(&event, "Waiting"), crate::manager::get(&event, "New")), (Some("0"), Some("0")));
+    assert_eq!(count(&mut ami, "c2"), (ok, Some("0".into()), Some("0".into())));
+    let (code, out) = phone.join().unwrap();
+    assert_eq!(code, 0, "{out}\n{}", server.log_tail());
+    assert!(server.rx("sip show peer bob").contains("  LastMsgsSent : 0/0\n"));
+}
