@@ -33,7 +33,7 @@ fn pbx(name: &str, uas_port: u16) -> (Server, u16) {
 
 /// Waits until the UAS rings (its leg `Ringing` in `core show channels`).
 fn wait_ringing(server: &Server) {
-    let ringing = eventually(Duration::from_secs(10), || {
+    let ringing = eventually(Duration::from_secs(20), || {
         let channels = server.rx("core show channels");
         channels.lines().any(|l| l.starts_with("SIP/1002-") && l.contains("Ringing")).then_some(())
     });
@@ -88,30 +88,52 @@ fn pickupchan_answers_the_named_ringing_channel() {
     });
 }
 
+/// A Replaces header naming the dialog of the `sip show channels` row `row` picks (its Call-ID
+/// and tags, as `sip show channel` shows them).
+fn replaces_of(server: &Server, row: impl Fn(&str) -> bool) -> String {
+    let channels = server.rx("sip show channels");
+    let prefix = channels
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("127.0.0.1"))
+        .find(|l| row(l))
+        .and_then(|l| l.get(34..49))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("the dialog: {channels}"))
+        .to_owned();
+    let shown = server.rx(&format!("sip show channel {prefix}"));
+    let field = |key: &str| {
+        shown
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("{key} in {shown}"))
+    };
+    let theirs = Some(field("Their Tag:")).filter(|t| !t.is_empty()).unwrap_or_else(|| "x".to_owned());
+    format!("{};to-tag={};from-tag={theirs}", field("Call-ID:"), field("Our Tag:"))
+}
+
 /// An INVITE with Replaces naming the ringing leg (its Call-ID and our tag, as
 /// `sip show channel` shows them) picks it up, as a phone's BLF key does.
 #[test]
 fn invite_with_replaces_picks_up_a_ringing_dialog() {
     caller_picked_up("pickupreplaces", |server, port| {
-        let channels = server.rx("sip show channels");
-        let prefix = channels
-            .lines()
-            .find(|l| l.trim_end().ends_with(" 1002"))
-            .and_then(|l| l.get(34..49))
-            .map(str::trim)
-            .unwrap_or_else(|| panic!("the leg to 1002: {channels}"))
-            .to_owned();
-        let shown = server.rx(&format!("sip show channel {prefix}"));
-        let field = |key: &str| {
-            shown
-                .lines()
-                .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_owned()))
-                .unwrap_or_else(|| panic!("{key} in {shown}"))
-        };
-        let replaces = format!("{};to-tag={};from-tag=x", field("Call-ID:"), field("Our Tag:"));
+        let replaces = replaces_of(server, |row| row.trim_end().ends_with(" 1002"));
         let (code, out) =
             run_sipp_with(port, "invite_replaces.xml", &["-s", "1002", "-m", "1", "-key", "replaces", &replaces]);
         assert_eq!(code, 0, "1003 picked up with Replaces: {replaces}\n{out}\n{}", server.log_tail());
+    });
+}
+
+/// An INVITE with Replaces naming the caller's own dialog, still ringing (a call to us whose
+/// Dial rings 1002), answers the caller: the Dial takes the new call as the party that answered
+/// and CANCELs 1002.
+#[test]
+fn invite_with_replaces_of_a_ringing_call_to_us_answers_it() {
+    caller_picked_up("pickupinbound", |server, port| {
+        let replaces = replaces_of(server, |row| !row.trim_end().ends_with(" 1002"));
+        let (code, out) =
+            run_sipp_with(port, "invite_replaces.xml", &["-s", "1002", "-m", "1", "-key", "replaces", &replaces]);
+        assert_eq!(code, 0, "1003 answered the caller with Replaces: {replaces}\n{out}\n{}", server.log_tail());
     });
 }
 
@@ -194,4 +216,55 @@ fn baresip_dials_pickupexten_and_takes_the_call_ringing_in_its_group() {
     let rows = cdr_rows(&server, |rows| rows.iter().any(|r| r.contains("\"Dial\"")));
     let dial = rows.iter().find(|r| r.contains("\"Dial\"")).unwrap();
     assert!(dial.contains("\"SIP/1001-") && dial.contains("\"SIP/1003-") && dial.contains("\"ANSWERED\""), "{rows:#?}");
+}
+
+/// Issue 25's acceptance: baresip's `presence` module watching 1001 (a `;presence=p2p` contact,
+/// `Event: presence`, PIDF) shows 1001 `busy` while it is in a call and `online` after.
+#[test]
+fn baresip_presence_shows_busy_during_a_call_and_online_after() {
+    let phone = SippUas::spawn("uas_answer.xml");
+    let (server, port) = sip_pbx(
+        "pickuppresence",
+        &["pbx_config", "app_dial"],
+        Some("[phones]\nexten => 1001,hint,SIP/1001\nexten => 1001,1,Dial(SIP/1001,20)\n same => n,Hangup()\n"),
+        &format!(
+            "context=phones\n[1001]\ntype=friend\nhost=127.0.0.1\nport={}\ncontext=phones\ndisallow=all\nallow=ulaw\n\
+             [1004]\ntype=friend\nhost=dynamic\ncontext=phones\n",
+            phone.port
+        ),
+    );
+    let watcher = Baresip::spawn_with_contacts(
+        "presence-1004",
+        &format!("<sip:1004@127.0.0.1:{port}>;regint=0"),
+        "g711.so",
+        8000,
+        440,
+        &["-v"],
+        25,
+        "module_app contact.so\nmodule_app presence.so\n",
+        &format!("\"1001\" <sip:1001@127.0.0.1:{port}>;presence=p2p\n"),
+    );
+    // baresip logs `<sip:1001@...> changed status from Online to Busy` (the words coloured).
+    let status = |word: &'static str| {
+        move |log: &str| {
+            log.lines()
+                .any(|l| l.contains("changed status") && l.rsplit(" to ").next().is_some_and(|to| to.contains(word)))
+        }
+    };
+    // Subscribed, and told 1001 is idle (Online) before the call.
+    let subscribed = eventually(Duration::from_secs(10), || {
+        server.rx("sip show subscriptions").contains("1001@phones      Idle").then_some(())
+    });
+    assert!(subscribed.is_some(), "{}\n{}\n{}", watcher.log(), server.rx("sip show subscriptions"), server.log_tail());
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, out) = run_sipp_with(port, "invite_answer_long.xml", &["-s", "1001", "-m", "1"]);
+    assert_eq!(code, 0, "the call to 1001\n{out}\n{}", server.log_tail());
+    let busy_then_online = eventually(Duration::from_secs(10), || {
+        let log = watcher.log();
+        let busy = log.lines().position(|l| status("Busy")(l))?;
+        log.lines().skip(busy).any(|l| status("Online")(l)).then_some(())
+    });
+    assert!(busy_then_online.is_some(), "1001 busy, then online\n{}\n{}", watcher.log(), server.log_tail());
+    let (code, out) = phone.finish();
+    assert_eq!(code, 0, "{out}");
 }

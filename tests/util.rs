@@ -477,6 +477,23 @@ impl Baresip {
         Baresip::spawn_tone(name, account, codec_module, rate, (tone_hz, 10.0), args, seconds, config)
     }
 
+    /// [`Baresip::spawn_with`] with a `contacts` file (`"1001" <sip:1001@...>;presence=p2p`
+    /// lines, which the `presence` module subscribes to).
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_with_contacts(
+        name: &str,
+        account: &str,
+        codec_module: &str,
+        rate: u32,
+        tone_hz: u32,
+        args: &[&str],
+        seconds: u32,
+        config: &str,
+        contacts: &str,
+    ) -> Baresip {
+        Baresip::spawn_full(name, account, codec_module, rate, (tone_hz, 10.0), args, seconds, config, contacts)
+    }
+
     /// [`Baresip::spawn_with`] with a tone of `(Hz, seconds)`: baresip ends the call when its
     /// file ends (aufile's end of file).
     #[allow(clippy::too_many_arguments)]
@@ -485,10 +502,25 @@ impl Baresip {
         account: &str,
         codec_module: &str,
         rate: u32,
+        tone: (u32, f64),
+        args: &[&str],
+        seconds: u32,
+        config: &str,
+    ) -> Baresip {
+        Baresip::spawn_full(name, account, codec_module, rate, tone, args, seconds, config, "")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_full(
+        name: &str,
+        account: &str,
+        codec_module: &str,
+        rate: u32,
         (tone_hz, tone_seconds): (u32, f64),
         args: &[&str],
         seconds: u32,
         config: &str,
+        contacts: &str,
     ) -> Baresip {
         let dir = TestDir::new(name);
         let home = dir.path.clone();
@@ -512,6 +544,9 @@ impl Baresip {
         )
         .unwrap();
         std::fs::write(home.join("accounts"), format!("{account}\n")).unwrap();
+        if !contacts.is_empty() {
+            std::fs::write(home.join("contacts"), contacts).unwrap();
+        }
         let child = std::process::Command::new("baresip")
             .arg("-f")
             .arg(&home)

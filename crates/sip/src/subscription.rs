@@ -309,11 +309,12 @@ pub fn dialog_info_xml(names: &BodyNames, version: u32, state: &NotifyState, not
 /// RFC 3863 PIDF with RPID activities as chan_sip writes it (Eyebeam's format): the person's
 /// activity (`busy`, `away`, none when idle), a note (`Ready`, `Ringing`, `On the phone`,
 /// `On hold`, `Unavailable`), one tuple (id the extension) whose basic status is `open` unless
-/// the extension is closed (busy is still open).
+/// the extension is closed (busy is still open); then the activity again as RFC 4480's RPID
+/// (`on-the-phone` for busy, `away`) in a data-model person.
 pub fn pidf_xml(names: &BodyNames, state: &NotifyState) -> String {
     let w = words(state.state, true);
     let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \nxmlns:pp=\"urn:ietf:params:xml:ns:pidf:person\"\nxmlns:es=\"urn:ietf:params:xml:ns:pidf:rpid:status:rpid-status\"\nxmlns:ep=\"urn:ietf:params:xml:ns:pidf:rpid:rpid-person\"\nentity=\"{}\">\n",
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \nxmlns:pp=\"urn:ietf:params:xml:ns:pidf:person\"\nxmlns:es=\"urn:ietf:params:xml:ns:pidf:rpid:status:rpid-status\"\nxmlns:ep=\"urn:ietf:params:xml:ns:pidf:rpid:rpid-person\"\nxmlns:dm=\"urn:ietf:params:xml:ns:pidf:data-model\"\nxmlns:rpid=\"urn:ietf:params:xml:ns:pidf:rpid\"\nentity=\"{}\">\n",
         xml_escape(&names.watcher)
     );
     out.push_str("<pp:person><status>\n");
@@ -326,7 +327,17 @@ pub fn pidf_xml(names: &BodyNames, state: &NotifyState) -> String {
     out.push_str(&format!("<contact priority=\"1\">{}</contact>\n", xml_escape(&names.entity)));
     let basic = if w.activity == Some("busy") || w.local != Local::Closed { "open" } else { "closed" };
     out.push_str(&format!("<status><basic>{basic}</basic></status>\n"));
-    out.push_str("</tuple>\n</presence>\n");
+    out.push_str("</tuple>\n");
+    // The same activity as RFC 4480 says it (chan_sip's `ep:` person is Eyebeam's): clients
+    // that read only the standard RPID (baresip's presence module) see busy or away too.
+    if let Some(activity) = w.activity {
+        let activity = if activity == "busy" { "on-the-phone" } else { activity };
+        out.push_str(&format!(
+            "<dm:person id=\"p-{}\"><rpid:activities><rpid:{activity}/></rpid:activities></dm:person>\n",
+            xml_escape(&names.exten)
+        ));
+    }
+    out.push_str("</presence>\n");
     out
 }
 

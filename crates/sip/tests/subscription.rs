@@ -353,6 +353,15 @@ fn bodies_are_well_formed_with_chan_sips_words() {
             _ => ("open", "On hold", Some("busy")),
         };
         assert_eq!((basic, note, activity), (want_basic, want_note, want_activity), "state {state}");
+        let rfc4480 = doc
+            .descendants()
+            .find(|c| {
+                c.tag_name().namespace() == Some("urn:ietf:params:xml:ns:pidf:rpid")
+                    && c.tag_name().name() != "activities"
+            })
+            .map(|c| c.tag_name().name());
+        let want_rfc4480 = want_activity.map(|a| if a == "busy" { "on-the-phone" } else { a });
+        assert_eq!(rfc4480, want_rfc4480, "state {state}: {pidf}");
         let xpidf = xpidf_xml(&names(), &n);
         // The DOCTYPE is chan_sip's; roxmltree reads it without fetching the DTD.
         let doc = roxmltree::Document::parse_with_options(

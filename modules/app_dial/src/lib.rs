@@ -225,12 +225,14 @@ async fn next_callee_frame(callees: &mut [Callee]) -> (usize, Option<Frame>) {
     .await
 }
 
-/// A pickup ([`starling_core::pickup`]) answered in place of the callee of that index (or of
-/// any, `None`: it asked the caller's channel, an INVITE with Replaces naming the caller's
-/// ringing dialog): the picker is the party that answered (the CDR and `DIALEDPEERNAME` name
+/// A pickup ([`starling_core::pickup`]) answered in place of the callee of that index (`None`:
+/// it asked the caller's channel, an INVITE with Replaces naming the caller's ringing dialog):
+/// the picker is the party that answered (the CDR and `DIALEDPEERNAME` name
 /// it); the leg it rang goes with the others (CANCEL, "Call completed elsewhere").
 fn picked_up(chan: &mut Channel, callees: &[Callee], picker: Channel, target: Option<usize>) -> Ring {
-    let number = match target.and_then(|i| callees.get(i)) {
+    // Asked through the caller, the picker answers in place of the first callee (its record
+    // names the picker; the others keep theirs).
+    let number = match callees.get(target.unwrap_or(0)) {
         Some(rung) => {
             verbose!(3, "{} picked up {} for {}", picker.name(), rung.channel.name(), chan.name());
             chan.cdr_dial_picked_up(rung.channel.name(), picker.name());
