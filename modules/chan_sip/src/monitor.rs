@@ -1435,6 +1435,72 @@ impl Monitor {
     /// An INVITE from a name we do not know (without guests), or from a known name its ACL
     /// refuses (with `alwaysauthreject`), gets what a known name with a wrong password gets:
     /// a challenge, then 403.
+    /// chan_sip's check_user_full for a request from `caller` (the peer found by From user, then
+    /// source address; `None`: a guest). The peer's `permit`/`deny` first: a refusal is reported
+    /// and answered `403`, or with `alwaysauthreject` as an unknown name is (nothing tells the
+    /// caller the name exists, Asterisk's transmit_fake_auth_response). Then its digest, when
+    /// `digest` and it has a secret: challenged, refused with the reason, or reported as a
+    /// success. A guest is let in when `guest_ok`, else challenged like a known name and refused.
+    /// False when the request has been answered; true when it goes on (a TCP or TLS connection
+    /// then counts as authenticated).
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &mut self,
+        tx: TxId,
+        request: &Request,
+        remote: SocketAddr,
+        caller: Option<&Peer>,
+        digest: bool,
+        guest_ok: bool,
+        now: std::time::Instant,
+    ) -> bool {
+        if let Some(peer) = caller.filter(|p| !starling_core::acl::allows(&p.acl, remote.ip())) {
+            let from = request.headers.get(&HeaderName::From).unwrap_or("");
+            self.report(
+                SecurityEventType::FailedAcl,
+                request,
+                remote,
+                &peer.name,
+                vec![("ACLName", "peer_acl".into())],
+            );
+            if self.conf.general.alwaysauthreject {
+                tracing::info!(target: "chan_sip.c", "Sending fake auth rejection for device {from}");
+                self.answer_as_unknown(tx, request, remote, now);
+            } else {
+                tracing::info!(target: "chan_sip.c", "Failed to authenticate device {from}");
+                let response = self.response(request, 403);
+                self.endpoint.send_response(now, tx, response);
+            }
+            return false;
+        }
+        match caller {
+            Some(peer) if digest && (peer.secret.is_some() || peer.md5secret.is_some()) => {
+                match self.registrar.authenticate(Some(peer), request, &peer.name, now) {
+                    Ok(using_password) => self.report(
+                        SecurityEventType::SuccessfulAuth,
+                        request,
+                        remote,
+                        &peer.name,
+                        vec![("UsingPassword", u8::from(using_password).to_string())],
+                    ),
+                    Err(denied) => {
+                        let response = self.refuse_credentials(request, remote, &peer.name, denied, true, now);
+                        self.endpoint.send_response(now, tx, response);
+                        return false;
+                    }
+                }
+            }
+            Some(_) => {}
+            None if guest_ok => {}
+            None => {
+                self.answer_as_unknown(tx, request, remote, now);
+                return false;
+            }
+        }
+        self.tcp_authenticated(remote);
+        true
+    }
+
     fn handle_request_invite(&mut self, tx: TxId, request: Request, remote: SocketAddr) {
         // The call's RTP socket and tasks belong to the shared runtime, not the monitor's thread.
         let runtime = self.core.runtime();
@@ -1446,50 +1512,14 @@ impl Monitor {
             let response = monitor.response(&request, status);
             monitor.endpoint.send_response(now, tx, response);
         };
-        if let Some(peer) = caller.as_ref().filter(|p| !starling_core::acl::allows(&p.acl, remote.ip())) {
-            let from = request.headers.get(&HeaderName::From).unwrap_or("");
-            self.report(
-                SecurityEventType::FailedAcl,
-                &request,
-                remote,
-                &peer.name,
-                vec![("ACLName", "peer_acl".into())],
-            );
-            if !conf.general.alwaysauthreject {
-                tracing::info!(target: "chan_sip.c", "Failed to authenticate device {from}");
-                return refuse(self, 403);
-            }
-            // As an unknown name is answered (Asterisk's transmit_fake_auth_response): nothing
-            // tells the caller that the name exists.
-            tracing::info!(target: "chan_sip.c", "Sending fake auth rejection for device {from}");
-            return self.answer_as_unknown(tx, &request, remote, now);
+        // Guests, and calls from a registrar we are registered with (to the line's extension,
+        // in `[general] context`): that is what the registration is for.
+        let guest_ok = conf.general.allowguest
+            || self.registration_from(remote, request.uri.user_unescaped().as_deref()).is_some();
+        let digest = caller.as_ref().is_some_and(|p| !p.insecure.invite);
+        if !self.admit(tx, &request, remote, caller.as_deref(), digest, guest_ok, now) {
+            return;
         }
-        match &caller {
-            Some(peer) if !peer.insecure.invite && (peer.secret.is_some() || peer.md5secret.is_some()) => {
-                let name = peer.name.clone();
-                match self.registrar.authenticate(Some(peer), &request, &name, now) {
-                    Ok(using_password) => self.report(
-                        SecurityEventType::SuccessfulAuth,
-                        &request,
-                        remote,
-                        &name,
-                        vec![("UsingPassword", u8::from(using_password).to_string())],
-                    ),
-                    Err(denied) => {
-                        let response = self.refuse_credentials(&request, remote, &name, denied, true, now);
-                        return self.endpoint.send_response(now, tx, response);
-                    }
-                }
-            }
-            Some(_) => {}
-            // Guests, and calls from a registrar we are registered with (to the line's
-            // extension, in `[general] context`): that is what the registration is for.
-            None if conf.general.allowguest
-                || self.registration_from(remote, request.uri.user_unescaped().as_deref()).is_some() => {}
-            // No guests: an unknown caller is challenged like a known one, then refused.
-            None => return self.answer_as_unknown(tx, &request, remote, now),
-        }
-        self.tcp_authenticated(remote);
         let profile = CallProfile::resolve(&conf, caller.clone());
         let peer_name = caller.as_ref().map_or_else(|| remote.ip().to_string(), |p| p.name.clone());
         let context = profile.context.clone();
@@ -1843,43 +1873,10 @@ impl Monitor {
             }
             monitor.endpoint.send_response(now, tx, response);
         };
-        if let Some(peer) = caller.as_ref().filter(|p| !starling_core::acl::allows(&p.acl, remote.ip())) {
-            self.report(
-                SecurityEventType::FailedAcl,
-                &request,
-                remote,
-                &peer.name,
-                vec![("ACLName", "peer_acl".into())],
-            );
-            if !conf.general.alwaysauthreject {
-                let from = request.headers.get(&HeaderName::From).unwrap_or("");
-                tracing::info!(target: "chan_sip.c", "Failed to authenticate device {from}");
-                return refuse(self, 403, None);
-            }
-            return self.answer_as_unknown(tx, &request, remote, now);
+        // `insecure=invite` does not spare a SUBSCRIBE (chan_sip's check_user_full for other methods).
+        if !self.admit(tx, &request, remote, caller.as_deref(), true, conf.general.allowguest, now) {
+            return;
         }
-        match &caller {
-            Some(peer) if peer.secret.is_some() || peer.md5secret.is_some() => {
-                let name = peer.name.clone();
-                match self.registrar.authenticate(Some(peer), &request, &name, now) {
-                    Ok(using_password) => self.report(
-                        SecurityEventType::SuccessfulAuth,
-                        &request,
-                        remote,
-                        &name,
-                        vec![("UsingPassword", u8::from(using_password).to_string())],
-                    ),
-                    Err(denied) => {
-                        let response = self.refuse_credentials(&request, remote, &name, denied, true, now);
-                        return self.endpoint.send_response(now, tx, response);
-                    }
-                }
-            }
-            Some(_) => {}
-            None if conf.general.allowguest => {}
-            None => return self.answer_as_unknown(tx, &request, remote, now),
-        }
-        self.tcp_authenticated(remote);
         let allowed = conf.general.allowsubscribe && caller.as_ref().is_none_or(|p| p.allowsubscribe);
         let from_user = request.from().and_then(|f| f.uri.user_unescaped().map(|u| u.into_owned())).unwrap_or_default();
         let user = caller.as_ref().map_or(from_user, |p| p.name.clone());
@@ -1966,7 +1963,7 @@ impl Monitor {
             peer,
             row,
         };
-        self.subscriptions.map.insert(key.clone(), entry);
+        self.subscriptions.map.insert(key.clone(), Box::new(entry));
         self.pump_subscription(&key);
     }
 
@@ -2254,7 +2251,7 @@ impl Monitor {
             row,
         };
         self.shared.mwi_sent.write().unwrap_or_else(|p| p.into_inner()).insert(peer.name.clone(), (new, old));
-        self.subscriptions.map.insert(key.clone(), entry);
+        self.subscriptions.map.insert(key.clone(), Box::new(entry));
         self.pump_subscription(&key);
     }
 
