@@ -1429,12 +1429,6 @@ impl Monitor {
         by_exten.or_else(|| self.registrar_ips.get(&remote.ip())).and_then(|&i| self.registry.lines.get(i))
     }
 
-    /// A new INVITE: identify and authenticate the caller, check call-limit, the extension and
-    /// the codecs, then make the channel and hand it to the dialplan.
-    ///
-    /// An INVITE from a name we do not know (without guests), or from a known name its ACL
-    /// refuses (with `alwaysauthreject`), gets what a known name with a wrong password gets:
-    /// a challenge, then 403.
     /// chan_sip's check_user_full for a request from `caller` (the peer found by From user, then
     /// source address; `None`: a guest). The peer's `permit`/`deny` first: a refusal is reported
     /// and answered `403`, or with `alwaysauthreject` as an unknown name is (nothing tells the
@@ -1501,6 +1495,12 @@ impl Monitor {
         true
     }
 
+    /// A new INVITE: identify and authenticate the caller, check call-limit, the extension and
+    /// the codecs, then make the channel and hand it to the dialplan.
+    ///
+    /// An INVITE from a name we do not know (without guests), or from a known name its ACL
+    /// refuses (with `alwaysauthreject`), gets what a known name with a wrong password gets:
+    /// a challenge, then 403.
     fn handle_request_invite(&mut self, tx: TxId, request: Request, remote: SocketAddr) {
         // The call's RTP socket and tasks belong to the shared runtime, not the monitor's thread.
         let runtime = self.core.runtime();
