@@ -1495,6 +1495,41 @@ impl Monitor {
         true
     }
 
+    /// What a subscription from `remote` (over `transport`) to `user` (the extension watched,
+    /// or the mailbox's `vmexten`) sends with: our Via and Contact as the subscriber reaches us,
+    /// `[general]`'s expiry bounds; and our address as the subscriber sees it.
+    fn subscription_config(
+        &self,
+        request: &Request,
+        remote: SocketAddr,
+        transport: Transport,
+        user: &str,
+    ) -> (starling_sip::subscription::SubscriptionConfig, SocketAddr) {
+        let told = self.shared.advertised(self.local_ip(request), remote.ip());
+        let via = starling_sip::transaction::via_for(
+            transport,
+            starling_sip::uri::Host::from_ip(told.ip()),
+            told.port(),
+            &crate::ids::branch(),
+        );
+        let g = &self.conf.general;
+        let config = starling_sip::subscription::SubscriptionConfig {
+            via,
+            contact: format!(
+                "<sip:{user}@{told}{}>",
+                transport.uri_param().map(|t| format!(";transport={t}")).unwrap_or_default()
+            ),
+            user_agent: g.useragent.clone(),
+            min_expiry: g.minexpiry,
+            max_expiry: g.maxexpiry,
+            // RFC 3856 and RFC 4235: a SUBSCRIBE without Expires asks for an hour.
+            default_expiry: DEFAULT_SUBSCRIBE_EXPIRY.min(g.maxexpiry),
+            notify_ringing: g.notifyringing,
+            seed: self.shared.random(),
+        };
+        (config, told)
+    }
+
     /// A new INVITE: identify and authenticate the caller, check call-limit, the extension and
     /// the codecs, then make the channel and hand it to the dialplan.
     ///
@@ -1838,7 +1873,7 @@ impl Monitor {
     /// answers (200 and the first NOTIFY, or 423/489) and the core's watch on the hint feeds it.
     /// Other event packages are answered as before (`event_response`).
     fn handle_request_subscribe(&mut self, tx: TxId, request: Request, remote: SocketAddr) {
-        use starling_sip::subscription::{Subscription, SubscriptionConfig};
+        use starling_sip::subscription::Subscription;
         let now = tokio::time::Instant::now().into_std();
         if request.to().is_some_and(|t| t.tag().is_some()) {
             let key = key_of_request(&request);
@@ -1900,29 +1935,7 @@ impl Monitor {
             return refuse(self, 503, None);
         }
         let transport = self.transport_to(remote, Transport::Udp);
-        let local_ip = self.local_ip(&request);
-        let told = self.shared.advertised(local_ip, remote.ip());
-        let via = starling_sip::transaction::via_for(
-            transport,
-            starling_sip::uri::Host::from_ip(told.ip()),
-            told.port(),
-            &crate::ids::branch(),
-        );
-        let g = &conf.general;
-        let config = SubscriptionConfig {
-            via,
-            contact: format!(
-                "<sip:{exten}@{told}{}>",
-                transport.uri_param().map(|t| format!(";transport={t}")).unwrap_or_default()
-            ),
-            user_agent: g.useragent.clone(),
-            min_expiry: g.minexpiry,
-            max_expiry: g.maxexpiry,
-            // RFC 3856 and RFC 4235: a SUBSCRIBE without Expires asks for an hour.
-            default_expiry: DEFAULT_SUBSCRIBE_EXPIRY.min(g.maxexpiry),
-            notify_ringing: g.notifyringing,
-            seed: self.shared.random(),
-        };
+        let (config, told) = self.subscription_config(&request, remote, transport, &exten);
         let local_tag = self.new_tag();
         let initial = self.core.extension_state(&context, &exten).0;
         let call_id = request.call_id().unwrap_or("").to_owned();
@@ -2188,38 +2201,16 @@ impl Monitor {
         user: String,
         now: std::time::Instant,
     ) {
-        use starling_sip::subscription::{MessageSummary, NotifyState, Subscription, SubscriptionConfig};
+        use starling_sip::subscription::{MessageSummary, NotifyState, Subscription};
         let Some(peer) = caller.filter(|p| !p.mailbox.is_empty()) else {
             tracing::info!("Subscription for message-summary from '{user}' ({remote}): no mailbox, 404");
             let mut response = self.response(&request, 404);
             response.reason = "Not found (no mailbox)".into();
             return self.endpoint.send_response(now, tx, response);
         };
-        let conf = self.conf.clone();
-        let transport = self.transport_to(remote, Transport::Udp);
-        let local_ip = self.local_ip(&request);
-        let told = self.shared.advertised(local_ip, remote.ip());
-        let via = starling_sip::transaction::via_for(
-            transport,
-            starling_sip::uri::Host::from_ip(told.ip()),
-            told.port(),
-            &crate::ids::branch(),
-        );
         let vmexten = peer.vmexten.clone().unwrap_or_else(|| crate::mwi::DEFAULT_VMEXTEN.to_owned());
-        let g = &conf.general;
-        let config = SubscriptionConfig {
-            via,
-            contact: format!(
-                "<sip:{vmexten}@{told}{}>",
-                transport.uri_param().map(|t| format!(";transport={t}")).unwrap_or_default()
-            ),
-            user_agent: g.useragent.clone(),
-            min_expiry: g.minexpiry,
-            max_expiry: g.maxexpiry,
-            default_expiry: DEFAULT_SUBSCRIBE_EXPIRY.min(g.maxexpiry),
-            notify_ringing: g.notifyringing,
-            seed: self.shared.random(),
-        };
+        let transport = self.transport_to(remote, Transport::Udp);
+        let (config, told) = self.subscription_config(&request, remote, transport, &vmexten);
         let (new, old) = crate::mwi::peer_counts(&self.core, &peer.mailbox).unwrap_or((0, 0));
         let host = starling_sip::uri::Host::from_ip(told.ip());
         let summary = MessageSummary { new, old, account: format!("sip:{vmexten}@{host}") };
