@@ -64,7 +64,21 @@ pub struct Dialog {
 }
 
 fn contact_uri(message: &impl MessageHeaders) -> Option<Uri> {
-    message.contacts().into_iter().next().map(|c| c.uri)
+    message.contacts().into_iter().next().map(|c| c.uri).map(compact_uri)
+}
+
+/// A dialog lives as long as its call or subscription (2,000 BLF keys hold 2,000): what it
+/// keeps of the messages that made it drops the room their parsing left in its lists.
+fn compact_uri(mut uri: Uri) -> Uri {
+    uri.params.shrink_to_fit();
+    uri.headers.shrink_to_fit();
+    uri
+}
+
+fn compact(mut name: NameAddr) -> NameAddr {
+    name.params.shrink_to_fit();
+    name.uri = compact_uri(name.uri);
+    name
 }
 
 impl Dialog {
@@ -79,6 +93,7 @@ impl Dialog {
         let local = request.from()?;
         let local_tag = local.tag()?.to_owned();
         let remote_target = contact_uri(response).or_else(|| (response.status < 200).then(|| request.uri.clone()))?;
+        let (local, remote) = (compact(local), compact(remote));
         let mut route_set: Vec<String> =
             response.headers.get_all(&HeaderName::RecordRoute).map(str::to_owned).collect();
         route_set.reverse();
@@ -102,6 +117,7 @@ impl Dialog {
         let remote_tag = remote.tag()?.to_owned();
         let mut local = request.to()?;
         local.set_param("tag", Some(local_tag.to_owned()));
+        let (local, remote) = (compact(local), compact(remote));
         Some(Dialog {
             id: DialogId { call_id: request.call_id()?.to_owned(), local_tag: local_tag.to_owned(), remote_tag },
             state: if confirmed { DialogState::Confirmed } else { DialogState::Early },

@@ -361,7 +361,7 @@ pub fn xpidf_xml(names: &BodyNames, state: &NotifyState) -> String {
 /// The notifier's settings (chan_sip's sip.conf values).
 #[derive(Clone, Debug)]
 pub struct SubscriptionConfig {
-    /// Our top Via (its branch is replaced for each NOTIFY).
+    /// Our top Via (each NOTIFY gets its own branch: the subscription keeps it without one).
     pub via: Via,
     /// Our Contact (`<sip:1001@192.0.2.1:5060>`), in the 200 and every NOTIFY.
     pub contact: String,
@@ -436,7 +436,8 @@ pub struct Subscription {
     package: EventPackage,
     format: BodyFormat,
     dialog: Option<Dialog>,
-    names: BodyNames,
+    /// The watched extension; the rest of the bodies' [`BodyNames`] comes from the dialog.
+    exten: String,
     expires_at: Option<Instant>,
     /// The next dialog-info `version`.
     version: u32,
@@ -455,8 +456,19 @@ pub struct Subscription {
     events: VecDeque<Event>,
 }
 
-fn uri_without_params(value: Option<crate::NameAddr>) -> String {
-    let text = value.map(|n| n.uri.to_string()).unwrap_or_default();
+/// The front of an output queue, giving its room back once it is empty: a held subscription
+/// sends a NOTIFY now and then, and its queues would otherwise keep room for four 432-byte
+/// transmits (and four events) for good, 1.8 KB of each of 2,000 BLF keys.
+fn pop_and_release<T>(queue: &mut VecDeque<T>) -> Option<T> {
+    let next = queue.pop_front();
+    if queue.is_empty() && queue.capacity() > 0 {
+        *queue = VecDeque::new();
+    }
+    next
+}
+
+fn uri_without_params(uri: &crate::Uri) -> String {
+    let text = uri.to_string();
     text.split(';').next().unwrap_or("").to_owned()
 }
 
@@ -486,12 +498,9 @@ impl Subscription {
         initial: NotifyState,
         summary: MessageSummary,
     ) -> Subscription {
-        let names = BodyNames {
-            entity: uri_without_params(subscribe.to()),
-            watcher: uri_without_params(subscribe.from()),
-            exten: exten.to_owned(),
-            call_id: subscribe.call_id().unwrap_or("").to_owned(),
-        };
+        let mut config = config;
+        config.via.params.retain(|p| !p.name.eq_ignore_ascii_case("branch"));
+        config.via.params.shrink_to_fit();
         let mut s = Subscription {
             rng: config.seed.max(1),
             config,
@@ -499,7 +508,7 @@ impl Subscription {
             package: EventPackage::Dialog,
             format: BodyFormat::DialogInfo,
             dialog: None,
-            names,
+            exten: exten.to_owned(),
             expires_at: None,
             version: 0,
             current: initial,
@@ -604,13 +613,13 @@ impl Subscription {
     /// The next message to send. Call until `None` after every input and command.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        pop_and_release(&mut self.transmits)
     }
 
     /// The next event. Call until `None` after every input and command.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        pop_and_release(&mut self.events)
     }
 
     /// When [`Subscription::handle_timeout`] must be called next (the expiry).
@@ -799,6 +808,13 @@ impl Subscription {
         let mut via = self.config.via.clone();
         via.set_param("branch", Some(branch));
         let Some(dialog) = self.dialog.as_mut() else { return };
+        // Built for each NOTIFY rather than kept: 2,000 BLF keys would hold them all for good.
+        let names = BodyNames {
+            entity: uri_without_params(&dialog.local.uri),
+            watcher: uri_without_params(&dialog.remote.uri),
+            exten: self.exten.clone(),
+            call_id: dialog.id.call_id.clone(),
+        };
         let mut notify = dialog.request(Method::Notify, &via);
         let seq = dialog.local_seq;
         notify.headers.push(HeaderName::Event, self.package.as_str());
@@ -809,12 +825,12 @@ impl Subscription {
         }
         let body = match self.format {
             BodyFormat::DialogInfo => {
-                let body = dialog_info_xml(&self.names, self.version, &self.current, self.config.notify_ringing);
+                let body = dialog_info_xml(&names, self.version, &self.current, self.config.notify_ringing);
                 self.version = self.version.wrapping_add(1);
                 body
             }
-            BodyFormat::Pidf => pidf_xml(&self.names, &self.current),
-            BodyFormat::Xpidf => xpidf_xml(&self.names, &self.current),
+            BodyFormat::Pidf => pidf_xml(&names, &self.current),
+            BodyFormat::Xpidf => xpidf_xml(&names, &self.current),
             BodyFormat::MessageSummary => self.summary.body(),
         };
         notify.headers.push(HeaderName::ContentType, self.format.content_type());

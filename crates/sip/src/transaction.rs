@@ -274,10 +274,12 @@ struct Transaction {
     last: Option<Vec<u8>>,
     /// The current retransmission interval.
     interval: Duration,
-    /// Active timers and their deadlines.
+    /// Active timers and their deadlines: mostly two at a time (A/B, E/F, G/H), so room for two
+    /// is made up front.
     timers: Vec<(Timer, Instant)>,
-    /// Client INVITE: the request, to build the ACK for a non-2xx.
-    request: Option<Request>,
+    /// Client INVITE: the request, to build the ACK for a non-2xx (boxed: most transactions
+    /// have none).
+    request: Option<Box<Request>>,
     /// Client INVITE: the ACK sent for a non-2xx, re-sent on each retransmitted final.
     ack: Option<Vec<u8>>,
     key: Key,
@@ -296,7 +298,11 @@ enum Kind {
 pub struct Endpoint {
     config: Config,
     next_id: u64,
-    transactions: HashMap<TxId, Transaction>,
+    /// Boxed: a transaction is a few hundred bytes, and a table of them inline keeps that much
+    /// in every empty slot too; the table never shrinks, so a burst (a registration storm,
+    /// 2,000 BLF keys subscribing: each server transaction lives Timer J's 32 s) would leave it
+    /// that big for good.
+    transactions: HashMap<TxId, Box<Transaction>>,
     /// Transactions by the hash of their key (with a per-process random hasher, so nobody can
     /// aim collisions at it); a lookup hashes borrowed parts of the message, allocating nothing.
     index: HashMap<u64, Vec<TxId>>,
@@ -415,7 +421,7 @@ impl Endpoint {
     fn insert(&mut self, tx: TxId, transaction: Transaction) {
         let hash = self.hasher.hash_one(transaction.key.as_ref());
         self.index.entry(hash).or_default().push(tx);
-        self.transactions.insert(tx, transaction);
+        self.transactions.insert(tx, Box::new(transaction));
     }
 
     /// (Re)arms `timer` of `tx` for `at`.
@@ -495,8 +501,8 @@ impl Endpoint {
             transport,
             last: Some(data.clone()),
             interval: t1,
-            timers: Vec::new(),
-            request: invite.then_some(request),
+            timers: Vec::with_capacity(2),
+            request: invite.then(|| Box::new(request)),
             ack: None,
             key,
             ack_key: None,
@@ -814,7 +820,7 @@ impl Endpoint {
                 transport,
                 last: None,
                 interval: self.config.t1,
-                timers: Vec::new(),
+                timers: Vec::with_capacity(2),
                 request: None,
                 ack: None,
                 key,

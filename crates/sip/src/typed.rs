@@ -224,7 +224,12 @@ impl Via {
     pub fn set_param(&mut self, name: &str, value: Option<String>) {
         match self.params.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
             Some(p) => p.value = value,
-            None => self.params.push(Param { name: name.to_owned(), value }),
+            None => {
+                // Exactly one more: a header kept for long (a dialog's From/To) holds one
+                // or two parameters, not the four a plain push would make room for.
+                self.params.reserve_exact(1);
+                self.params.push(Param { name: name.to_owned(), value })
+            }
         }
     }
 }
@@ -305,7 +310,12 @@ impl NameAddr {
     pub fn set_param(&mut self, name: &str, value: Option<String>) {
         match self.params.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
             Some(p) => p.value = value,
-            None => self.params.push(Param { name: name.to_owned(), value }),
+            None => {
+                // Exactly one more: a header kept for long (a dialog's From/To) holds one
+                // or two parameters, not the four a plain push would make room for.
+                self.params.reserve_exact(1);
+                self.params.push(Param { name: name.to_owned(), value })
+            }
         }
     }
 }

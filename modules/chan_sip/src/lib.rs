@@ -545,8 +545,13 @@ fn load(ctx: &ModuleContext) -> Result<Box<dyn Module>, LoadError> {
             if !call.args().is_empty() {
                 return CliResult::ShowUsage;
             }
-            let mut rows: Vec<subscriptions::Row> =
-                subscriptions_state.subscriptions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+            let mut rows: Vec<subscriptions::Row> = subscriptions_state
+                .subscriptions
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|row| (**row).clone())
+                .collect();
             rows.sort_by(|a, b| a.call_id.cmp(&b.call_id));
             call.print(&subscriptions::show(&rows));
             CliResult::Success

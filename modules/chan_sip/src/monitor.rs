@@ -915,7 +915,8 @@ impl Monitor {
             Event::StrayResponse { response, .. } => {
                 // A 2xx retransmitted after its transaction ended: the call re-sends its ACK.
                 let key = response.call_id().zip(response.from().and_then(|f| f.tag().map(str::to_owned)));
-                let key = key.map(|(call_id, local_tag)| CallKey { call_id: call_id.to_owned(), local_tag });
+                let key =
+                    key.map(|(call_id, local_tag)| CallKey { call_id: call_id.into(), local_tag: local_tag.into() });
                 if let Some(call) = key.and_then(|key| self.calls.get(&key)) {
                     let _ = call.send(ToPvt::Response(Box::new(response)));
                 }
@@ -1375,7 +1376,10 @@ impl Monitor {
                 let transport = self.call_transport(remote);
                 let tx = self.endpoint.send_request(now, request, remote, transport);
                 if let (Some((call_id, local_tag)), Some(cseq)) = (key, cseq) {
-                    self.owners.insert(tx, Owner::CallRequest(CallKey { call_id, local_tag }, cseq));
+                    self.owners.insert(
+                        tx,
+                        Owner::CallRequest(CallKey { call_id: call_id.into(), local_tag: local_tag.into() }, cseq),
+                    );
                 }
             }
             ToMonitor::Stateless { message, remote } => {
@@ -1385,7 +1389,7 @@ impl Monitor {
             ToMonitor::ExtensionState { key, state } => self.extension_state_changed(&key, state),
             ToMonitor::Gone { key, peer } => {
                 self.calls.remove(&key);
-                self.shared.table.write().unwrap_or_else(|p| p.into_inner()).remove(&key.call_id);
+                self.shared.table.write().unwrap_or_else(|p| p.into_inner()).remove(&*key.call_id);
                 // Its transactions stay in `owners` until they terminate (Timer B/F/H/J/K): what
                 // they still bring finds no call. (Scanning the map here was O(transactions in
                 // flight) at every hangup.)
@@ -1652,7 +1656,7 @@ impl Monitor {
             return refuse(self, 400);
         };
         let id = dialog.id.clone();
-        let key = CallKey { call_id: id.call_id.clone(), local_tag: id.local_tag.clone() };
+        let key = CallKey { call_id: id.call_id.as_str().into(), local_tag: id.local_tag.as_str().into() };
 
         let (mut channel, driver) = starling_core::channel::Channel::new(&self.core, "SIP", &peer_name, true);
         let maxcalls = self.core.settings().maxcalls as usize;
@@ -1757,7 +1761,7 @@ impl Monitor {
         let (call_id, to_tag, from_tag) = starling_sip::session::parse_replaces(value)?;
         if let Some(subscription) = call_id.strip_prefix("pickup-") {
             // The dialog NOTIFY's call-id (the tags are not in it): the subscription's extension.
-            let entry = self.subscriptions.map.iter().find(|(key, _)| key.call_id == subscription)?.1;
+            let entry = self.subscriptions.map.iter().find(|(key, _)| *key.call_id == *subscription)?.1;
             return Some(Replacing::Exten { exten: entry.exten.clone(), context: entry.context.clone() });
         }
         let channel = crate::call::show::replaced_channel(&self.shared.table, &call_id, &to_tag, &from_tag)?;
@@ -1854,7 +1858,7 @@ enum Owner {
 
 /// The key of the call a request from the far end belongs to (our tag is in its To).
 fn key_of_request(request: &Request) -> Option<CallKey> {
-    Some(CallKey { call_id: request.call_id()?.to_owned(), local_tag: request.to()?.tag()?.to_owned() })
+    Some(CallKey { call_id: request.call_id()?.into(), local_tag: request.to()?.tag()?.into() })
 }
 
 /// A configured transport (`transport=` of a peer, the `tls://` of a line) as sent with.
@@ -1942,16 +1946,17 @@ impl Monitor {
         let told_host = told.ip().to_string();
         let state = self.notify_state(&context, &exten, initial, &told_host);
         let sub = Subscription::uas(now, config, request, &local_tag, &exten, state);
-        let key = CallKey { call_id: call_id.clone(), local_tag };
+        let key = CallKey { call_id: call_id.into(), local_tag: local_tag.into() };
         let row = crate::subscriptions::Row {
             address: remote.ip(),
-            user,
-            call_id,
-            extension: format!("{exten}@{context}"),
+            user: user.into(),
+            call_id: key.call_id.clone(),
+            extension: format!("{exten}@{context}").into(),
             last_state: initial,
             format: sub.format(),
             expiry: 0,
-        };
+        }
+        .into();
         let to_monitor = self.shared.to_monitor.clone();
         let watched = key.clone();
         let callback: starling_core::hints::ExtensionStateCallback =
@@ -2007,14 +2012,21 @@ impl Monitor {
         let mut ended = false;
         while let Some(event) = entry.sub.poll_event() {
             match event {
-                SubEvent::Accepted { expires } | SubEvent::Refreshed { expires } => entry.row.expiry = expires,
+                SubEvent::Accepted { expires } | SubEvent::Refreshed { expires } => {
+                    if entry.row.expiry != expires {
+                        Arc::make_mut(&mut entry.row).expiry = expires;
+                    }
+                }
                 SubEvent::Terminated { reason } => {
                     tracing::debug!("Subscription {} to {} ended: {reason:?}", key.call_id, entry.row.extension);
                     ended = true;
                 }
             }
         }
-        entry.row.last_state = entry.sub.current().state;
+        let state = entry.sub.current().state;
+        if entry.row.last_state != state {
+            Arc::make_mut(&mut entry.row).last_state = state;
+        }
         let mut rows = self.shared.subscriptions.write().unwrap_or_else(|p| p.into_inner());
         if ended {
             rows.remove(key);
@@ -2025,7 +2037,10 @@ impl Monitor {
                 }
             }
         } else if entry.row.expiry > 0 {
-            rows.insert(key.clone(), entry.row.clone());
+            match rows.get_mut(key) {
+                Some(shown) => *shown = entry.row.clone(),
+                None => drop(rows.insert(key.clone(), entry.row.clone())),
+            }
         }
     }
 
@@ -2219,16 +2234,17 @@ impl Monitor {
         let mailboxes = peer.mailbox.join(",");
         let sub =
             Subscription::uas_with_summary(now, config, request, &local_tag, &vmexten, NotifyState::new(0), summary);
-        let key = CallKey { call_id: call_id.clone(), local_tag };
+        let key = CallKey { call_id: call_id.into(), local_tag: local_tag.into() };
         let row = crate::subscriptions::Row {
             address: remote.ip(),
-            user,
-            call_id,
-            extension: mailboxes.clone(),
+            user: user.into(),
+            call_id: key.call_id.clone(),
+            extension: mailboxes.into(),
             last_state: 0,
             format: sub.format(),
             expiry: 0,
-        };
+        }
+        .into();
         let entry = crate::subscriptions::Entry {
             sub,
             watch: None,

@@ -191,7 +191,7 @@ impl Tech for SipTech {
 
         let local_tag = shared.new_tag();
         let call_id = crate::ids::call_id(local_ip);
-        let key = CallKey { call_id: call_id.clone(), local_tag: local_tag.clone() };
+        let key = CallKey { call_id: call_id.as_str().into(), local_tag: local_tag.as_str().into() };
         let mut local_uri = NameAddr::new(Uri::sip(Some("starling"), Host::from_ip(local.ip()), None));
         local_uri.set_param("tag", Some(local_tag.clone()));
         let dialog = Dialog {

@@ -24,8 +24,10 @@ use crate::registrar::Bindings;
 /// The remote tag is the dialog's to check (it is not known when an outbound call starts).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CallKey {
-    pub call_id: String,
-    pub local_tag: String,
+    /// Shared texts: a key is cloned into several tables (a subscription's sits in the
+    /// monitor's map, the CLI's rows and its hint watch), and a clone should not copy them.
+    pub call_id: Arc<str>,
+    pub local_tag: Arc<str>,
 }
 
 pub struct Shared {
@@ -48,7 +50,7 @@ pub struct Shared {
     /// `sip show registry`'s rows (the monitor writes).
     pub registry: RwLock<Vec<RegistryRow>>,
     /// `sip show subscriptions`'s rows (the monitor writes).
-    pub subscriptions: RwLock<HashMap<CallKey, crate::subscriptions::Row>>,
+    pub subscriptions: RwLock<HashMap<CallKey, Arc<crate::subscriptions::Row>>>,
     /// The counts last sent to each peer in an MWI NOTIFY (`sip show peer`'s `LastMsgsSent`).
     pub mwi_sent: RwLock<HashMap<String, (u32, u32)>>,
     /// Our address towards each remote address we have sent to (when bound to every address).

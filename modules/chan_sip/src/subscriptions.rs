@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use starling_sip::subscription::{BodyFormat, Subscription};
 use starling_sip::transaction::{Transport, TxId};
@@ -34,8 +35,9 @@ pub struct Entry {
     /// The peer it authenticated as (`None`: a guest): a `sip reload` that removes the peer
     /// ends the subscription.
     pub peer: Option<String>,
-    /// What `sip show subscriptions` shows (its `Last state` and `Expiry` kept up to date).
-    pub row: Row,
+    /// What `sip show subscriptions` shows (its `Last state` and `Expiry` kept up to date),
+    /// shared with the copy published for the CLI.
+    pub row: Arc<Row>,
 }
 
 /// The map, by dialog, and the earliest expiry (found again only after a subscription changed:
@@ -77,16 +79,17 @@ impl Subscriptions {
     }
 }
 
-/// One line of `sip show subscriptions`.
+/// One line of `sip show subscriptions`. The entry and [`crate::shared::Shared`] (for the CLI)
+/// share it; a change makes a new one, whose texts are shared, not copied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Row {
     /// The subscriber's address (chan_sip's `ast_sockaddr_stringify_addr(dst)`).
     pub address: IpAddr,
     /// The peer (or the From user of a guest), chan_sip's `username`.
-    pub user: String,
-    pub call_id: String,
+    pub user: Arc<str>,
+    pub call_id: Arc<str>,
     /// `exten@context` (chan_sip's `subscribeuri`).
-    pub extension: String,
+    pub extension: Arc<str>,
     /// Asterisk's extension state bits last told.
     pub last_state: i32,
     pub format: BodyFormat,
@@ -126,7 +129,7 @@ pub fn show(rows: &[Row]) -> String {
             row.extension,
             state,
             type_text(row.format),
-            if row.format == BodyFormat::MessageSummary { row.extension.as_str() } else { "<none>" },
+            if row.format == BodyFormat::MessageSummary { &*row.extension } else { "<none>" },
             row.expiry
         );
     }

@@ -409,7 +409,7 @@ impl Pvt {
             .table
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&self.key.call_id)
+            .get(&*self.key.call_id)
             .map(|row| row.detail.channel.clone())
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| format!("SIP/{}", self.peer));
@@ -463,7 +463,7 @@ impl Pvt {
     /// `sip show channel`'s Media and Crypto suite lines.
     pub(super) fn publish_srtp(&self) {
         let suite = self.srtp.suite().map(starling_media::srtp::Suite::name);
-        if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id) {
+        if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&*self.key.call_id) {
             row.srtp = suite;
         }
     }

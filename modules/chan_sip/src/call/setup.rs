@@ -177,7 +177,7 @@ impl CallStart<'_> {
                 transport: self.transport.via_name(),
             },
         };
-        shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(self.key.call_id.clone(), row);
+        shared.table.write().unwrap_or_else(|p| p.into_inner()).insert(self.key.call_id.to_string(), row);
         let shared_config = shared.conf();
         let (pvt, handle) = Pvt::new(PvtParts {
             key: self.key,

@@ -95,7 +95,7 @@ impl Pvt {
         invite.headers.push(HeaderName::From, format!("{identity};tag={}", self.key.local_tag));
         invite.headers.push(HeaderName::To, format!("<{}>", out.uri));
         invite.headers.push(HeaderName::Contact, self.contact(&user));
-        invite.headers.push(HeaderName::CallId, self.key.call_id.clone());
+        invite.headers.push(HeaderName::CallId, self.key.call_id.to_string());
         invite.headers.push(HeaderName::CSeq, format!("{FIRST_INVITE_SEQ} INVITE"));
         for (header, value) in headers {
             invite.headers.push(header, value);
@@ -335,7 +335,7 @@ impl Pvt {
                 self.publish();
                 if let Some(dialog) = call.dialog() {
                     let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
-                    if let Some(row) = table.get_mut(&self.key.call_id) {
+                    if let Some(row) = table.get_mut(&*self.key.call_id) {
                         row.detail.their_tag = dialog.id.remote_tag.clone();
                     }
                 }
@@ -390,7 +390,7 @@ impl Pvt {
             }
             ReferTarget::Replaces { call_id, to_tag, from_tag } => {
                 match crate::call::show::replaced_channel(&self.shared.table, &call_id, &to_tag, &from_tag) {
-                    Some(channel) if call_id != self.key.call_id => {
+                    Some(channel) if *call_id != *self.key.call_id => {
                         tracing::info!("{} transfers its party to the party of {channel}", self.peer);
                         Frame::AttendedTransfer(channel)
                     }
@@ -494,7 +494,8 @@ impl Pvt {
             }
             self.held = hold;
             self.session().set_on_hold(hold);
-            if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id) {
+            if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&*self.key.call_id)
+            {
                 row.hold = hold;
             }
             if negotiated.remote.port() != 0 && !negotiated.remote.ip().is_unspecified() {
@@ -543,7 +544,7 @@ impl Pvt {
                         self.session().set_remote_media(&negotiated);
                     }
                     if let Some(row) =
-                        self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id)
+                        self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&*self.key.call_id)
                     {
                         row.format = crate::call::media::format_name(&negotiated.codec.name).to_owned();
                     }
@@ -624,7 +625,7 @@ impl Pvt {
             .table
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&self.key.call_id)
+            .get(&*self.key.call_id)
             .map(|row| (row.detail.channel.clone(), row.detail.uniqueid.clone()))
             .unwrap_or_default();
         tracing::info!(target: "chan_sip.c", "Disconnecting call '{channel}' for lack of RTP activity in {silent} seconds");
