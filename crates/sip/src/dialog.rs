@@ -48,10 +48,12 @@ pub enum DialogError {
 pub struct Dialog {
     pub id: DialogId,
     pub state: DialogState,
-    /// Our URI and tag (From in our requests).
-    pub local: NameAddr,
-    /// Theirs (To in our requests).
-    pub remote: NameAddr,
+    /// Our URI and tag: the From of our requests, as written there. Kept as text, not parsed:
+    /// it is only ever written out, and a dialog lives as long as its call or subscription
+    /// (2,000 BLF keys hold 2,000 of them).
+    pub local: String,
+    /// Theirs: the To of our requests.
+    pub remote: String,
     /// The last CSeq number we used.
     pub local_seq: u32,
     /// The last CSeq number they used (None until their first request).
@@ -67,18 +69,12 @@ fn contact_uri(message: &impl MessageHeaders) -> Option<Uri> {
     message.contacts().into_iter().next().map(|c| c.uri).map(compact_uri)
 }
 
-/// A dialog lives as long as its call or subscription (2,000 BLF keys hold 2,000): what it
-/// keeps of the messages that made it drops the room their parsing left in its lists.
+/// A dialog lives as long as its call or subscription (2,000 BLF keys hold 2,000): the target
+/// it keeps drops the room parsing left in its lists.
 fn compact_uri(mut uri: Uri) -> Uri {
     uri.params.shrink_to_fit();
     uri.headers.shrink_to_fit();
     uri
-}
-
-fn compact(mut name: NameAddr) -> NameAddr {
-    name.params.shrink_to_fit();
-    name.uri = compact_uri(name.uri);
-    name
 }
 
 impl Dialog {
@@ -93,15 +89,14 @@ impl Dialog {
         let local = request.from()?;
         let local_tag = local.tag()?.to_owned();
         let remote_target = contact_uri(response).or_else(|| (response.status < 200).then(|| request.uri.clone()))?;
-        let (local, remote) = (compact(local), compact(remote));
         let mut route_set: Vec<String> =
             response.headers.get_all(&HeaderName::RecordRoute).map(str::to_owned).collect();
         route_set.reverse();
         Some(Dialog {
             id: DialogId { call_id: request.call_id()?.to_owned(), local_tag, remote_tag },
             state: if response.status >= 200 { DialogState::Confirmed } else { DialogState::Early },
-            local,
-            remote,
+            local: local.to_string(),
+            remote: remote.to_string(),
             local_seq: request.cseq()?.seq,
             remote_seq: None,
             remote_target,
@@ -117,12 +112,11 @@ impl Dialog {
         let remote_tag = remote.tag()?.to_owned();
         let mut local = request.to()?;
         local.set_param("tag", Some(local_tag.to_owned()));
-        let (local, remote) = (compact(local), compact(remote));
         Some(Dialog {
             id: DialogId { call_id: request.call_id()?.to_owned(), local_tag: local_tag.to_owned(), remote_tag },
             state: if confirmed { DialogState::Confirmed } else { DialogState::Early },
-            local,
-            remote,
+            local: local.to_string(),
+            remote: remote.to_string(),
             local_seq: 0,
             remote_seq: Some(request.cseq()?.seq),
             remote_target: contact_uri(request)?,
@@ -230,8 +224,8 @@ impl Dialog {
         for route in routes {
             request.headers.push(HeaderName::Route, route);
         }
-        request.headers.push(HeaderName::From, self.local.to_string());
-        request.headers.push(HeaderName::To, self.remote.to_string());
+        request.headers.push(HeaderName::From, self.local.clone());
+        request.headers.push(HeaderName::To, self.remote.clone());
         request.headers.push(HeaderName::CallId, self.id.call_id.clone());
         request.headers.push(HeaderName::CSeq, CSeq { seq, method }.to_string());
         request

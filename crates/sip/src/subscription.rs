@@ -467,8 +467,9 @@ fn pop_and_release<T>(queue: &mut VecDeque<T>) -> Option<T> {
     next
 }
 
-fn uri_without_params(uri: &crate::Uri) -> String {
-    let text = uri.to_string();
+/// The URI of a From/To value, without its parameters (`sip:1001@pbx`).
+fn uri_without_params(name_addr: &str) -> String {
+    let text = crate::NameAddr::parse(name_addr).map(|n| n.uri.to_string()).unwrap_or_default();
     text.split(';').next().unwrap_or("").to_owned()
 }
 
@@ -602,6 +603,10 @@ impl Subscription {
     /// The state last told.
     pub fn current(&self) -> &NotifyState {
         &self.current
+    }
+    /// The watched extension.
+    pub fn exten(&self) -> &str {
+        &self.exten
     }
     /// The next dialog-info version.
     pub fn version(&self) -> u32 {
@@ -810,8 +815,8 @@ impl Subscription {
         let Some(dialog) = self.dialog.as_mut() else { return };
         // Built for each NOTIFY rather than kept: 2,000 BLF keys would hold them all for good.
         let names = BodyNames {
-            entity: uri_without_params(&dialog.local.uri),
-            watcher: uri_without_params(&dialog.remote.uri),
+            entity: uri_without_params(&dialog.local),
+            watcher: uri_without_params(&dialog.remote),
             exten: self.exten.clone(),
             call_id: dialog.id.call_id.clone(),
         };

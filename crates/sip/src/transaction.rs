@@ -420,7 +420,8 @@ impl Endpoint {
 
     fn insert(&mut self, tx: TxId, transaction: Transaction) {
         let hash = self.hasher.hash_one(transaction.key.as_ref());
-        self.index.entry(hash).or_default().push(tx);
+        // Room for one: a key's hash is nearly always its own.
+        self.index.entry(hash).or_insert_with(|| Vec::with_capacity(1)).push(tx);
         self.transactions.insert(tx, Box::new(transaction));
     }
 

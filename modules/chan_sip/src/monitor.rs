@@ -1762,7 +1762,7 @@ impl Monitor {
         if let Some(subscription) = call_id.strip_prefix("pickup-") {
             // The dialog NOTIFY's call-id (the tags are not in it): the subscription's extension.
             let entry = self.subscriptions.map.iter().find(|(key, _)| *key.call_id == *subscription)?.1;
-            return Some(Replacing::Exten { exten: entry.exten.clone(), context: entry.context.clone() });
+            return Some(Replacing::Exten { exten: entry.sub.exten().to_owned(), context: entry.context.clone() });
         }
         let channel = crate::call::show::replaced_channel(&self.shared.table, &call_id, &to_tag, &from_tag)?;
         let ringing = self.core.channels().find(&channel).is_some_and(|c| c.state != ChannelState::Up);
@@ -1975,9 +1975,8 @@ impl Monitor {
             remote,
             transport,
             tx: Some(tx),
-            exten,
             context,
-            host: told_host,
+            host: told.ip(),
             peer,
             row,
         };
@@ -2052,7 +2051,7 @@ impl Monitor {
         let told = if state == extension_state::REMOVED {
             None
         } else {
-            Some(self.notify_state(&entry.context, &entry.exten, state, &entry.host))
+            Some(self.notify_state(&entry.context, entry.sub.exten(), state, &entry.host.to_string()))
         };
         let Some(entry) = self.subscriptions.map.get_mut(key) else { return };
         match told {
@@ -2251,9 +2250,8 @@ impl Monitor {
             remote,
             transport,
             tx: Some(tx),
-            exten: vmexten,
             context: String::new(),
-            host: told.ip().to_string(),
+            host: told.ip(),
             peer: Some(peer.name.clone()),
             row,
         };

@@ -197,8 +197,8 @@ impl Tech for SipTech {
         let dialog = Dialog {
             id: DialogId { call_id: call_id.clone(), local_tag, remote_tag: String::new() },
             state: DialogState::Early,
-            local: local_uri,
-            remote: NameAddr::new(target.uri.clone()),
+            local: local_uri.to_string(),
+            remote: NameAddr::new(target.uri.clone()).to_string(),
             local_seq: 101,
             remote_seq: None,
             remote_target: target.uri.clone(),

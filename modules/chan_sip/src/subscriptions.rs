@@ -27,11 +27,10 @@ pub struct Entry {
     /// The server transaction of the SUBSCRIBE being answered (the response the notifier
     /// queues next goes there).
     pub tx: Option<TxId>,
-    /// The watched extension and its context.
-    pub exten: String,
+    /// The watched extension's context (the extension is the subscription's).
     pub context: String,
     /// Our address as the subscriber sees it (the host of `notifycid`'s caller URI).
-    pub host: String,
+    pub host: IpAddr,
     /// The peer it authenticated as (`None`: a guest): a `sip reload` that removes the peer
     /// ends the subscription.
     pub peer: Option<String>,
