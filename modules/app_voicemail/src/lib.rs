@@ -16,6 +16,7 @@ pub mod config;
 pub mod email;
 mod main_menu;
 pub mod media;
+pub mod password;
 pub mod spool;
 mod voicemail;
 
