@@ -408,3 +408,172 @@ fn a_message_summary_subscription_is_told_the_counts() {
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
     assert!(server.rx("sip show peer bob").contains("  LastMsgsSent : 0/0\n"));
 }
+
+/// A baresip that calls `exten` sending a `tone` (Hz) for up to `seconds`, and presses keys
+/// when told (RFC 4733, through its ctrl_tcp module's `sndcode` command).
+struct KeyPhone {
+    baresip: Baresip,
+    ctrl: std::net::TcpStream,
+}
+
+impl KeyPhone {
+    fn call(name: &str, user: &str, port: u16, exten: &str, tone: u32, seconds: u32) -> KeyPhone {
+        let ctrl_port = crate::util::free_udp_port();
+        let baresip = Baresip::spawn_tone(
+            name,
+            &format!("<sip:{user}@127.0.0.1:{port}>;auth_pass=pw;regint=0"),
+            "g711.so",
+            8000,
+            (tone, f64::from(seconds)),
+            &["-e", &format!("/dial sip:{exten}@127.0.0.1:{port}")],
+            seconds + 5,
+            &format!("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\n"),
+        );
+        let ctrl = eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", ctrl_port)).ok())
+            .unwrap_or_else(|| panic!("baresip's ctrl_tcp did not listen\n{}", baresip.log()));
+        ctrl.set_nonblocking(true).unwrap();
+        KeyPhone { baresip, ctrl }
+    }
+
+    fn command(&mut self, command: &str, params: &str) {
+        use std::io::{Read, Write};
+        let json = format!("{{\"command\":\"{command}\",\"params\":\"{params}\",\"token\":\"t\"}}");
+        self.ctrl.write_all(format!("{}:{json},", json.len()).as_bytes()).unwrap();
+        // Its answers and events are not needed: drained so its buffer never fills.
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = self.ctrl.read(&mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Presses each key in turn, a quarter of a second apart.
+    fn keys(&mut self, keys: &str) {
+        for key in keys.chars() {
+            self.command("sndcode", &key.to_string());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn hangup(mut self) -> Baresip {
+        self.command("hangup", "");
+        std::thread::sleep(Duration::from_millis(300));
+        self.baresip
+    }
+}
+
+/// Follows Starling's log in order: each expectation is looked for after the previous one.
+struct LogCursor<'a> {
+    server: &'a Server,
+    at: usize,
+}
+
+impl<'a> LogCursor<'a> {
+    fn new(server: &'a Server) -> LogCursor<'a> {
+        LogCursor { server, at: server.log().len() }
+    }
+
+    /// Waits (up to 20 s) for `needle` after the cursor and moves past it.
+    fn expect(&mut self, needle: &str) {
+        let at = self.at;
+        let found = eventually(Duration::from_secs(20), || {
+            let log = self.server.log();
+            log.get(at..).and_then(|rest| rest.find(needle)).map(|i| at + i + needle.len())
+        });
+        self.at = found.unwrap_or_else(|| {
+            let log = self.server.log();
+            panic!("'{needle}' never came in the log after:\n{}", log.get(at..).unwrap_or(""))
+        });
+    }
+}
+
+const MENU_EXTENSIONS: &str = "[default]
+exten => 500,1,VoiceMailMain(1002@default)
+ same => n,Hangup()
+exten => 1002,1,VoiceMail(1002@default,us)
+ same => n,Hangup()
+exten => 1003,1,VoiceMail(1003@default,u)
+ same => n,NoOp(LEFT VMSTATUS=${VMSTATUS})
+ same => n,Hangup()
+exten => o,1,NoOp(OPERATOR VMSTATUS=${VMSTATUS})
+ same => n,Hangup()
+exten => a,1,NoOp(ATTENDANT VMSTATUS=${VMSTATUS})
+ same => n,Hangup()
+";
+
+const MENU_CONF: &str = "; voicemail.conf, edited by hand\n[general]\nformat=wav ; wav only\nmaxmsg=10\noperator=yes\n\
+                         mailcmd=/bin/true\n\n; the boxes\n[default]\n1002 => 1234,Bob Bobson,,,tz=central ; Bob's box\n\
+                         1003 => 9999,Carl\n";
+
+/// The owner records an unavailable greeting through 0-1 (baresip's 440 Hz tone, kept with 1
+/// after `vm-review`), changes the password through 0-5 (twice, `vm-passchanged`): the
+/// password is written into voicemail.conf (only that line changes) and the new one logs in,
+/// also after `voicemail reload`. A caller of VoiceMail(u) then hears the greeting.
+#[test]
+fn greeting_and_password_through_the_mailbox_options() {
+    let (server, port) = sip_pbx_with_files(
+        "vmopts",
+        &["pbx_config", "app_voicemail"],
+        Some(MENU_EXTENSIONS),
+        &sip_conf(9),
+        &[("voicemail.conf", MENU_CONF)],
+    );
+    let mut log = LogCursor::new(&server);
+    let mut owner = KeyPhone::call("vmoptsa", "alice", port, "500", 440, 60);
+    log.expect("vm-password.wav'");
+    owner.keys("1234#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("0");
+    log.expect("vm-options.wav'");
+    owner.keys("1");
+    log.expect("vm-rec-unv.wav'");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(3));
+    owner.keys("#");
+    log.expect("vm-review.wav'");
+    owner.keys("1");
+    log.expect("vm-msgsaved.wav'");
+    log.expect("vm-options.wav'");
+    owner.keys("5");
+    log.expect("vm-newpassword.wav'");
+    owner.keys("4321#");
+    log.expect("vm-reenterpassword.wav'");
+    owner.keys("4321#");
+    log.expect("vm-passchanged.wav'");
+    owner.keys("*");
+    log.expect("vm-opts.wav'");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+
+    let greeting = server.dir.path.join("spool/voicemail/default/1002/unavail.wav");
+    let seconds = wav_seconds(&greeting);
+    assert!((2.0..=4.0).contains(&seconds), "the greeting is {seconds:.2} s");
+    let (_, peak) = dominant_frequency(&greeting);
+    assert!((435..=445).contains(&peak), "the greeting is the owner's 440 Hz tone: {peak} Hz");
+    assert!(!server.dir.path.join("spool/voicemail/default/1002/unavail.tmp.wav").exists());
+
+    let conf = std::fs::read_to_string(server.dir.etc().join("voicemail.conf")).unwrap();
+    assert_eq!(conf, MENU_CONF.replace("1002 => 1234,", "1002 => 4321,"), "only the password changed");
+
+    // The new password logs in, also once the file is read again.
+    server.rx("voicemail reload");
+    let mut owner = KeyPhone::call("vmoptsb", "alice", port, "500", 440, 30);
+    log.expect("vm-password.wav'");
+    owner.keys("1234#");
+    log.expect("Incorrect password '1234'");
+    log.expect("vm-password.wav'");
+    owner.keys("4321#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+
+    // A caller of VoiceMail(1002,us) hears the recorded greeting (then the beep).
+    let caller = KeyPhone::call("vmoptsc", "carol", port, "1002", 880, 4);
+    log.expect("/1002/unavail.wav'");
+    let (samples, peak, blog) = caller.baresip.heard();
+    assert!(samples > 8000, "heard {samples} samples\n{blog}");
+    assert!((430..=450).contains(&peak), "the caller heard the 440 Hz greeting: {peak} Hz\n{blog}");
+}

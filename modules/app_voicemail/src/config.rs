@@ -70,6 +70,8 @@ pub struct General {
     pub exitcontext: String,
     /// `tempgreetwarn`: VoiceMailMain reminds the owner that a temporary greeting is on.
     pub tempgreetwarn: bool,
+    /// `cidinternalcontexts`: contexts whose callers are said as extensions in the envelope.
+    pub cidinternalcontexts: Vec<String>,
 }
 
 impl Default for General {
@@ -102,6 +104,7 @@ impl Default for General {
             minpassword: 0,
             exitcontext: String::new(),
             tempgreetwarn: false,
+            cidinternalcontexts: Vec::new(),
         }
     }
 }
@@ -254,28 +257,14 @@ fn general_key(g: &mut General, var: &Variable) -> Result<(), ConfigError> {
         "minpassword" => g.minpassword = number(var)?,
         "exitcontext" => g.exitcontext = value.to_owned(),
         "tempgreetwarn" => g.tempgreetwarn = var.parse_bool()?,
+        "cidinternalcontexts" => {
+            g.cidinternalcontexts =
+                value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
+        }
         // Understood by Asterisk; Starling takes them and does not act on them yet.
-        "externnotify"
-        | "pbxskip"
-        | "charset"
-        | "emaildateformat"
-        | "searchcontexts"
-        | "forcename"
-        | "forcegreetings"
-        | "moveheard"
-        | "usedirectory"
-        | "passwordlocation"
-        | "callback"
-        | "dialout"
-        | "cidinternalcontexts"
-        | "pagerfromstring"
-        | "pagersubject"
-        | "pagerbody"
-        | "attachfmt"
-        | "volgain"
-        | "delete"
-        | "locale"
-        | "tz" => {
+        "externnotify" | "pbxskip" | "charset" | "emaildateformat" | "searchcontexts" | "forcename"
+        | "forcegreetings" | "moveheard" | "usedirectory" | "passwordlocation" | "callback" | "dialout"
+        | "pagerfromstring" | "pagersubject" | "pagerbody" | "attachfmt" | "volgain" | "delete" | "locale" | "tz" => {
             tracing::debug!("{}: {} is accepted and not used", var.location, var.name);
         }
         _ => tracing::warn!("{}: unknown key '{}' in [general] of {CONFIG}", var.location, var.name),

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod email;
+pub mod envelope;
 mod main_menu;
 pub mod media;
 pub mod password;
@@ -45,6 +46,19 @@ pub(crate) fn conf() -> Arc<VmConf> {
 /// A mailbox's folder (`INBOX`, `Old`) in the spool.
 pub(crate) fn folder_dir(core: &Core, user: &VmUser, folder: &str) -> PathBuf {
     spool::mailbox_dir(&core.settings().spooldir, &user.context, &user.mailbox).join(folder)
+}
+
+/// A password changed by its owner, put in force at once (Asterisk's `reset_user_pw`); the
+/// file was rewritten already, so a reload reads the same.
+pub(crate) fn set_password(user: &VmUser, password: &str) {
+    let mut guard = CONF.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(conf) = guard.as_ref() {
+        let mut changed = (**conf).clone();
+        if let Some(found) = changed.users.iter_mut().find(|u| u.id() == user.id()) {
+            found.password = password.to_owned();
+        }
+        *guard = Some(Arc::new(changed));
+    }
 }
 
 /// `(new, old)` of a mailbox (Asterisk's `inboxcount`).

@@ -90,6 +90,38 @@ pub fn move_message(from: &Path, number: u32, to: &Path, maxmsg: u32) -> io::Res
     Ok(Some(target))
 }
 
+/// Copies message `number` of `from` to the next free number of `to` (Asterisk's
+/// `copy_message`/`save_to_folder`); the new number, `None` when `to` is full.
+pub fn copy_message(from: &Path, number: u32, to: &Path, maxmsg: u32) -> io::Result<Option<u32>> {
+    let Some(target) = reserve(to, maxmsg)? else { return Ok(None) };
+    let (source, dest) = (message_base(from, number), message_base(to, target));
+    let copied = (|| {
+        for ext in ["wav", "WAV", "gsm"] {
+            let file = source.with_extension(ext);
+            if file.exists() {
+                let data = std::fs::read(&file)?;
+                write_atomically(&dest.with_extension(ext), &data)?;
+            }
+        }
+        let info = std::fs::read(source.with_extension("txt"))?;
+        write_atomically(&dest.with_extension("txt"), &info)
+    })();
+    match copied {
+        Ok(()) => Ok(Some(target)),
+        Err(e) => {
+            remove(to, target);
+            Err(e)
+        }
+    }
+}
+
+/// Removes a greeting (`<mailbox>/temp`) in every format.
+pub fn remove_recording(base: &Path) {
+    for ext in ["wav", "WAV", "gsm", "sln", "ulaw", "alaw"] {
+        let _ = std::fs::remove_file(base.with_extension(ext));
+    }
+}
+
 /// Closes the gaps deletions left (Asterisk's `resequence_mailbox`): messages keep their order
 /// and become 0, 1, 2...
 pub fn resequence(folder: &Path) -> io::Result<()> {

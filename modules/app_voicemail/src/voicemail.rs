@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use starling_core::apps::{AppFuture, AppResult};
-use starling_core::channel::{Channel, ChannelState};
+use starling_core::channel::{Channel, ChannelState, Jump, JumpTarget};
 use starling_core::chrono::{Local, Utc};
 use starling_core::tracing;
 use starling_media::audio_file::{self, Audio, Format};
@@ -71,15 +71,31 @@ fn greeting(chan: &Channel, user: &VmUser, options: &str) -> Vec<String> {
     if let Some(own) = recorded(if busy { "busy" } else { "unavail" }) {
         return vec![own];
     }
-    let mut files = vec!["vm-theperson".to_owned()];
-    files.extend(media::digit_files(&user.mailbox));
+    // Asterisk's invent_message: the recorded name, else vm-theperson and the number.
+    let mut files = match recorded("greet") {
+        Some(name) => vec![name],
+        None => {
+            let mut files = vec!["vm-theperson".to_owned()];
+            files.extend(media::digit_files(&user.mailbox));
+            files
+        }
+    };
     files.push(if busy { "vm-isonphone" } else { "vm-isunavail" }.to_owned());
     files
 }
 
+/// Priority 1 of `exten` in `context`.
+fn jump_to(context: &str, exten: &str) -> Jump {
+    Jump { context: Some(context.to_owned()), exten: Some(exten.to_owned()), target: JumpTarget::Priority(1) }
+}
+
 /// Leaves a message in `user`'s INBOX. `Ok(VMSTATUS)` to go on, `Err(VMSTATUS)` when the
 /// caller hung up.
-async fn leave_voicemail(chan: &mut Channel, user: &VmUser, options: &str) -> Result<&'static str, &'static str> {
+pub(crate) async fn leave_voicemail(
+    chan: &mut Channel,
+    user: &VmUser,
+    options: &str,
+) -> Result<&'static str, &'static str> {
     let conf = crate::conf();
     let g = &conf.general;
     let core = chan.core().clone();
@@ -94,19 +110,51 @@ async fn leave_voicemail(chan: &mut Channel, user: &VmUser, options: &str) -> Re
             _ => Ok("FAILED"),
         };
     }
-    let mut silent = options.contains('s');
-    match media::play_all(chan, &greeting(chan, user, options), "#*0").await {
-        Ok(()) => {}
-        Err(Stop::HungUp) => return Err("USEREXIT"),
-        // As Asterisk: # skips the rest of the greeting and the instructions.
-        Err(Stop::Key('#')) => silent = true,
-        Err(Stop::Key(_)) => return Ok("USEREXIT"),
+    // The keys that leave (Asterisk's ecodes): # skips to the beep, 0 goes to the `o`
+    // extension (operator=yes), * to the `a` extension, of exitcontext or the current context.
+    let exit_context = user.option("exitcontext").unwrap_or(&g.exitcontext).to_owned();
+    let exit_context = if exit_context.is_empty() { chan.context.clone() } else { exit_context };
+    let cid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
+    let mut ecodes = String::from("#");
+    if user.flag("operator", g.operator) && core.priority_exists(&exit_context, "o", 1, cid.as_deref()) {
+        ecodes.push('0');
     }
-    if !silent {
-        match media::play(chan, "vm-intro", "#").await {
+    if core.priority_exists(&exit_context, "a", 1, cid.as_deref()) {
+        ecodes.push('*');
+    }
+    let mut silent = options.contains('s');
+    let mut key = match media::play_all(chan, &greeting(chan, user, options), &ecodes).await {
+        Ok(()) => None,
+        Err(Stop::HungUp) => return Err("FAILED"),
+        Err(Stop::Key(k)) => Some(k),
+    };
+    if key == Some('#') {
+        // As Asterisk: # skips the rest of the greeting and the instructions.
+        silent = true;
+        key = None;
+    }
+    if key.is_none() && !silent {
+        key = match media::play(chan, "vm-intro", &ecodes).await {
+            Ok(()) | Err(Stop::Key('#')) => None,
             Err(Stop::HungUp) => return Err("USEREXIT"),
-            Ok(()) | Err(Stop::Key(_)) => {}
+            Err(Stop::Key(k)) => Some(k),
+        };
+    }
+    match key {
+        Some('*') => {
+            starling_core::verbose!(3, "Voicemail for {}: the caller pressed *, to {exit_context},a,1", user.id());
+            chan.jump(jump_to(&exit_context, "a"));
+            return Ok("USEREXIT");
         }
+        Some('0') => {
+            starling_core::verbose!(3, "Voicemail for {}: the caller pressed 0, to {exit_context},o,1", user.id());
+            if media::play(chan, "transfer", "").await == Err(Stop::HungUp) {
+                return Err("USEREXIT");
+            }
+            chan.jump(jump_to(&exit_context, "o"));
+            return Ok("USEREXIT");
+        }
+        _ => {}
     }
     if media::play(chan, "beep", "").await == Err(Stop::HungUp) {
         return Err("USEREXIT");
