@@ -16,7 +16,7 @@ fn enumeration(n: u32) -> Vec<String> {
     match n {
         0 => vec!["digits/h-0".into()],
         1..=20 => vec![format!("digits/h-{n}")],
-        _ if n % 10 == 0 && n < 100 => vec![format!("digits/h-{n}")],
+        _ if n.is_multiple_of(10) && n < 100 => vec![format!("digits/h-{n}")],
         21..=99 => vec![format!("digits/{}", n / 10 * 10), format!("digits/h-{}", n % 10)],
         _ => media::number_files(n),
     }
