@@ -577,3 +577,163 @@ fn greeting_and_password_through_the_mailbox_options() {
     assert!(samples > 8000, "heard {samples} samples\n{blog}");
     assert!((430..=450).contains(&peak), "the caller heard the 440 Hz greeting: {peak} Hz\n{blog}");
 }
+
+/// A message of `seconds` of `hz` in `folder` as `msgNNNN` (sox), left by `callerid`.
+fn spool_message(folder: &Path, number: u32, hz: u32, callerid: &str) {
+    std::fs::create_dir_all(folder).unwrap();
+    let base = folder.join(format!("msg{number:04}"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    std::fs::write(
+        base.with_extension("txt"),
+        format!(";\n; Message Information file\n;\n[message]\norigmailbox=1002\ncontext=default\ncallerid={callerid}\norigtime={now}\nduration=2\n"),
+    )
+    .unwrap();
+    let made = Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(base.with_extension("wav"))
+        .args(["synth", "2", "sine", &hz.to_string()])
+        .status()
+        .expect("sox");
+    assert!(made.success());
+}
+
+/// `path` is a tone of `hz` (FFT peak within 5 Hz).
+fn assert_tone(path: &Path, hz: u64) {
+    let peak = dominant_frequency(path).1;
+    assert!(peak.abs_diff(hz) <= 5, "{}: a {hz} Hz tone expected, peak at {peak} Hz", path.display());
+}
+
+/// VoiceMailMain with RFC 4733 keys from baresip: `9 2` saves the first message to Work, `9 1`
+/// the second to Old, `8 1003# 2` forwards the third to 1003 (its INBOX gets it as msg0000,
+/// its phone an MWI NOTIFY, the manager's count 1). The envelope (`vm-received`, and with
+/// saycid `vm-from-phonenumber`) is said before each message. On leaving, INBOX is empty, Work
+/// holds the first, Old the second and the (heard) third, in order and without gaps.
+#[test]
+fn messages_are_saved_to_folders_and_forwarded() {
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let phone_port = phone.local_addr().unwrap().port();
+    let ami_port = crate::util::free_udp_port();
+    let manager = format!(
+        "[general]\nenabled=yes\nport={ami_port}\nbindaddr=127.0.0.1\n[admin]\nsecret=s3cret\nread=all\nwrite=all\n"
+    );
+    let conf = MENU_CONF.replace("operator=yes", "operator=yes\nsaycid=yes");
+    let sip = format!(
+        "[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\n\
+         [1003]\ntype=peer\nhost=127.0.0.1\nport={phone_port}\ncontext=default\nmailbox=1003@default\n"
+    );
+    let (server, port) = sip_pbx_with_files(
+        "vmfold",
+        &["pbx_config", "app_voicemail", "res_manager"],
+        Some(MENU_EXTENSIONS),
+        &sip,
+        &[("voicemail.conf", &conf), ("manager.conf", &manager)],
+    );
+    let inbox = server.dir.path.join("spool/voicemail/default/1002/INBOX");
+    spool_message(&inbox, 0, 300, "\"Dave\" <5551234>");
+    spool_message(&inbox, 1, 500, "5551234");
+    spool_message(&inbox, 2, 700, "Unknown");
+
+    let mut log = LogCursor::new(&server);
+    let mut owner = KeyPhone::call("vmfolda", "alice", port, "500", 440, 90);
+    log.expect("vm-password.wav'");
+    owner.keys("1234#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("1");
+    log.expect("vm-first.wav'");
+    log.expect("vm-received.wav'");
+    log.expect("vm-from-phonenumber.wav'");
+    log.expect("/INBOX/msg0000.wav'");
+    owner.keys("9");
+    log.expect("vm-savefolder.wav'");
+    owner.keys("2");
+    log.expect("vm-savedto.wav'");
+    log.expect("vm-Work.wav'");
+    owner.keys("6");
+    log.expect("/INBOX/msg0001.wav'");
+    owner.keys("9");
+    log.expect("vm-savefolder.wav'");
+    owner.keys("1");
+    log.expect("vm-savedto.wav'");
+    log.expect("vm-Old.wav'");
+    owner.keys("6");
+    log.expect("vm-last.wav'");
+    log.expect("vm-unknown-caller.wav'");
+    log.expect("/INBOX/msg0002.wav'");
+    owner.keys("8");
+    log.expect("vm-extension.wav'");
+    owner.keys("1003#");
+    log.expect("vm-forwardoptions.wav'");
+    owner.keys("2");
+    log.expect("vm-msgforwarded.wav'");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+
+    let boxes = server.dir.path.join("spool/voicemail/default");
+    let closed = eventually(Duration::from_secs(10), || (spool_count(&boxes.join("1002/INBOX")) == 0).then_some(()));
+    assert!(closed.is_some(), "INBOX was not emptied\n{}", server.log_tail());
+    assert_eq!(spool_count(&boxes.join("1002/Work")), 1);
+    assert_eq!(spool_count(&boxes.join("1002/Old")), 2);
+    assert_tone(&boxes.join("1002/Work/msg0000.wav"), 300);
+    assert_tone(&boxes.join("1002/Old/msg0000.wav"), 500);
+    assert_tone(&boxes.join("1002/Old/msg0001.wav"), 700);
+    assert_tone(&boxes.join("1003/INBOX/msg0000.wav"), 700);
+    let forwarded = std::fs::read_to_string(boxes.join("1003/INBOX/msg0000.txt")).unwrap();
+    assert!(forwarded.contains("callerid=Unknown"), "{forwarded}");
+
+    // 1003's phone is told, and the manager counts it.
+    let mut told = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut buffer = [0u8; 4096];
+    while told.is_none() && std::time::Instant::now() < deadline {
+        if let Ok(n) = phone.recv(&mut buffer) {
+            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            if text.starts_with("NOTIFY ") && text.contains("Voice-Message: 1/0") {
+                told = Some(text);
+            }
+        }
+    }
+    let told = told.unwrap_or_else(|| panic!("1003's phone got no NOTIFY\n{}", server.log_tail()));
+    assert!(told.contains("Messages-Waiting: yes"), "{told}");
+    let mut ami = crate::manager::Ami::login(ami_port, "admin", "s3cret");
+    for (mailbox, new, old) in [("1003@default", "1", "0"), ("1002@default", "0", "2")] {
+        ami.send(&[("Action", "MailboxCount"), ("Mailbox", mailbox), ("ActionID", mailbox)]);
+        let reply = ami.until("ActionID", mailbox, Duration::from_secs(10));
+        assert_eq!(crate::manager::get(&reply, "NewMessages"), Some(new), "{mailbox}: {reply:?}");
+        assert_eq!(crate::manager::get(&reply, "OldMessages"), Some(old), "{mailbox}: {reply:?}");
+    }
+}
+
+fn spool_count(folder: &Path) -> usize {
+    std::fs::read_dir(folder)
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".txt")).count())
+        .unwrap_or(0)
+}
+
+/// `0` during VoiceMail()'s greeting (operator=yes) goes to the `o` extension after
+/// `transfer`, `*` to the `a` extension; VMSTATUS is USEREXIT and nothing is recorded.
+#[test]
+fn zero_and_star_leave_voicemail_for_o_and_a() {
+    let (server, port) = sip_pbx_with_files(
+        "vmoper",
+        &["pbx_config", "app_voicemail"],
+        Some(MENU_EXTENSIONS),
+        &sip_conf(9),
+        &[("voicemail.conf", MENU_CONF)],
+    );
+    let mut log = LogCursor::new(&server);
+    let mut caller = KeyPhone::call("vmopera", "carol", port, "1003", 440, 30);
+    log.expect("vm-theperson.wav'");
+    caller.keys("0");
+    log.expect("transfer.wav'");
+    log.expect("OPERATOR VMSTATUS=USEREXIT");
+    drop(caller.hangup());
+    let mut caller = KeyPhone::call("vmoperb", "carol", port, "1003", 440, 30);
+    log.expect("vm-theperson.wav'");
+    caller.keys("*");
+    log.expect("ATTENDANT VMSTATUS=USEREXIT");
+    drop(caller.hangup());
+    assert_eq!(spool_count(&server.dir.path.join("spool/voicemail/default/1003/INBOX")), 0);
+    assert!(!server.log().contains("LEFT VMSTATUS"), "{}", server.log_tail());
+}
