@@ -504,7 +504,7 @@ exten => a,1,NoOp(ATTENDANT VMSTATUS=${VMSTATUS})
 
 const MENU_CONF: &str = "; voicemail.conf, edited by hand\n[general]\nformat=wav ; wav only\nmaxmsg=10\noperator=yes\n\
                          mailcmd=/bin/true\n\n; the boxes\n[default]\n1002 => 1234,Bob Bobson,,,tz=central ; Bob's box\n\
-                         1003 => 9999,Carl\n";
+                         1003 => 9999,Carl,,,review=yes\n";
 
 /// The owner records an unavailable greeting through 0-1 (baresip's 440 Hz tone, kept with 1
 /// after `vm-review`), changes the password through 0-5 (twice, `vm-passchanged`): the
@@ -712,9 +712,11 @@ fn spool_count(folder: &Path) -> usize {
 }
 
 /// `0` during VoiceMail()'s greeting (operator=yes) goes to the `o` extension after
-/// `transfer`, `*` to the `a` extension; VMSTATUS is USEREXIT and nothing is recorded.
+/// `transfer`, `*` to the `a` extension; VMSTATUS is USEREXIT and nothing is recorded. With
+/// `review=yes` the caller records, hears `vm-review`, records again with 3, listens with 2
+/// and keeps the second recording with 1.
 #[test]
-fn zero_and_star_leave_voicemail_for_o_and_a() {
+fn zero_and_star_leave_voicemail_for_o_and_a_and_review_records_again() {
     let (server, port) = sip_pbx_with_files(
         "vmoper",
         &["pbx_config", "app_voicemail"],
@@ -734,6 +736,31 @@ fn zero_and_star_leave_voicemail_for_o_and_a() {
     caller.keys("*");
     log.expect("ATTENDANT VMSTATUS=USEREXIT");
     drop(caller.hangup());
-    assert_eq!(spool_count(&server.dir.path.join("spool/voicemail/default/1003/INBOX")), 0);
+    let inbox = server.dir.path.join("spool/voicemail/default/1003/INBOX");
+    assert_eq!(spool_count(&inbox), 0);
     assert!(!server.log().contains("LEFT VMSTATUS"), "{}", server.log_tail());
+
+    let mut caller = KeyPhone::call("vmoperc", "carol", port, "1003", 880, 60);
+    log.expect("vm-intro.wav'");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(1));
+    caller.keys("#");
+    log.expect("vm-review.wav'");
+    caller.keys("3");
+    log.expect("Re-recording the message");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(3));
+    caller.keys("#");
+    log.expect("vm-review.wav'");
+    caller.keys("2");
+    log.expect("Reviewing the message");
+    caller.keys("1");
+    log.expect("vm-msgsaved.wav'");
+    log.expect("LEFT VMSTATUS=SUCCESS");
+    drop(caller.hangup());
+    assert_eq!(spool_count(&inbox), 1);
+    let wav = inbox.join("msg0000.wav");
+    let seconds = wav_seconds(&wav);
+    assert!((2.8..=4.0).contains(&seconds), "the second recording (3 s) was kept: {seconds:.2} s");
+    assert_tone(&wav, 880);
 }

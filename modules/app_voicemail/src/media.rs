@@ -88,8 +88,22 @@ fn load(chan: &Channel, name: &str) -> Option<audio_file::Audio> {
     }
 }
 
+/// Plays 8 kHz samples held in memory (a recording being reviewed); a key in `escape` stops it.
+pub async fn play_samples(chan: &mut Channel, samples: &[i16], escape: &str) -> Result<(), Stop> {
+    stream_audio(chan, audio_file::Audio { rate: 8000, samples: samples.to_vec() }, escape, None).await
+}
+
 async fn stream(chan: &mut Channel, name: &str, escape: &str, control: Option<&Control<'_>>) -> Result<(), Stop> {
     let Some(audio) = load(chan, name) else { return Ok(()) };
+    stream_audio(chan, audio, escape, control).await
+}
+
+async fn stream_audio(
+    chan: &mut Channel,
+    audio: audio_file::Audio,
+    escape: &str,
+    control: Option<&Control<'_>>,
+) -> Result<(), Stop> {
     let Ok(mut player) = Player::new(audio, audio_format(chan.native_format)) else { return Ok(()) };
     let (format, samples) = (player.format().name(), player.frame_samples());
     let mut next = Instant::now();

@@ -164,9 +164,39 @@ pub(crate) async fn leave_voicemail(
         silence: (g.maxsilence > 0).then(|| Duration::from_secs(g.maxsilence.into())),
         threshold: g.silencethreshold,
     };
-    let (samples, end) = media::record(chan, limits, "#").await;
-    let hung_up = end == RecordEnd::HungUp;
-    let outcome = |status| if hung_up { Err(status) } else { Ok(status) };
+    let (mut samples, end) = media::record(chan, limits, "#").await;
+    let mut hung_up = end == RecordEnd::HungUp;
+    // review=yes: the caller may listen, record again or accept (Asterisk's play_record_review
+    // for an outside caller); 0 (operator=yes) leaves for the `o` extension.
+    let mut to_operator = false;
+    if !hung_up && user.flag("review", g.review) {
+        let operator = ecodes.contains('0');
+        match review(chan, &mut samples, limits, operator).await {
+            Reviewed::Keep => {}
+            Reviewed::HungUp => hung_up = true,
+            Reviewed::Operator { keep } => {
+                to_operator = true;
+                if !keep {
+                    samples.clear();
+                }
+            }
+        }
+    }
+    if to_operator {
+        if media::play(chan, "transfer", "").await == Err(Stop::HungUp) {
+            hung_up = true;
+        }
+        chan.jump(jump_to(&exit_context, "o"));
+    }
+    let outcome = |status| {
+        if hung_up {
+            Err(status)
+        } else if to_operator {
+            Ok("USEREXIT")
+        } else {
+            Ok(status)
+        }
+    };
     // Whole seconds, rounded (Asterisk counts the recording's length in seconds).
     let duration = ((samples.len() as u64 + 4000) / 8000) as u32;
     if samples.is_empty() || duration < g.minsecs {
@@ -227,6 +257,97 @@ pub(crate) async fn leave_voicemail(
     }
     crate::publish_mwi(&core, user);
     outcome("SUCCESS")
+}
+
+/// How reviewing a recording ended.
+enum Reviewed {
+    /// Accepted (`1`), or no answer: the message is kept.
+    Keep,
+    HungUp,
+    /// `0`: to the operator, the message kept (`1` at `vm-saveoper`) or not.
+    Operator {
+        keep: bool,
+    },
+}
+
+/// Asterisk's `play_record_review` for a caller with `review=yes`: `vm-review` (1 accept, 2
+/// listen, 3 record again after `vm-intro` and the beep; `vm-reachoper` and 0 with the
+/// operator), `vm-msgsaved` and `vm-goodbye` once accepted. No answer four times keeps it.
+async fn review(chan: &mut Channel, samples: &mut Vec<i16>, limits: RecordLimits, operator: bool) -> Reviewed {
+    const KEYS: &str = "0123456789*#";
+    let key = |r: Result<(), Stop>| match r {
+        Ok(()) => Ok(None),
+        Err(Stop::Key(k)) => Ok(Some(k)),
+        Err(Stop::HungUp) => Err(()),
+    };
+    let mut attempts = 0;
+    let mut cmd: Option<char> = None;
+    loop {
+        let step: Result<Option<char>, ()> = match cmd.take() {
+            Some('1') => {
+                starling_core::verbose!(3, "Saving message as is");
+                let names = ["vm-msgsaved".to_owned(), "vm-goodbye".to_owned()];
+                return match media::play_all(chan, &names, "").await {
+                    Err(Stop::HungUp) => Reviewed::HungUp,
+                    _ => Reviewed::Keep,
+                };
+            }
+            Some('2') => {
+                starling_core::verbose!(3, "Reviewing the message");
+                key(media::play_samples(chan, samples, KEYS).await)
+            }
+            Some('3') => {
+                starling_core::verbose!(3, "Re-recording the message");
+                let names = ["vm-intro".to_owned(), "beep".to_owned()];
+                if media::play_all(chan, &names, "").await == Err(Stop::HungUp) {
+                    return Reviewed::HungUp;
+                }
+                let (again, end) = media::record(chan, limits, "#").await;
+                *samples = again;
+                if end == RecordEnd::HungUp {
+                    return Reviewed::HungUp;
+                }
+                Ok(None)
+            }
+            Some('0') if operator => {
+                let answer = match key(media::play(chan, "vm-saveoper", KEYS).await) {
+                    Ok(None) => media::wait_key(chan, Duration::from_secs(3)).await.map_err(drop),
+                    other => other,
+                };
+                let Ok(answer) = answer else { return Reviewed::HungUp };
+                let keep = answer == Some('1');
+                let said = if keep { "vm-msgsaved" } else { "vm-deleted" };
+                if media::play(chan, said, "").await == Err(Stop::HungUp) {
+                    return Reviewed::HungUp;
+                }
+                return Reviewed::Operator { keep };
+            }
+            Some(_) => key(media::play(chan, "vm-sorry", KEYS).await),
+            None => {
+                let mut answer = key(media::play(chan, "vm-review", KEYS).await);
+                if operator && matches!(answer, Ok(None)) {
+                    answer = match key(media::play(chan, "vm-reachoper", KEYS).await) {
+                        Ok(None) => media::wait_key(chan, Duration::from_millis(600)).await.map_err(drop),
+                        other => other,
+                    };
+                }
+                if matches!(answer, Ok(None)) {
+                    answer = media::wait_key(chan, Duration::from_secs(6)).await.map_err(drop);
+                }
+                if matches!(answer, Ok(None)) {
+                    attempts += 1;
+                    if attempts > 3 {
+                        return Reviewed::Keep;
+                    }
+                }
+                answer
+            }
+        };
+        match step {
+            Ok(next) => cmd = next,
+            Err(()) => return Reviewed::HungUp,
+        }
+    }
 }
 
 /// This host's name, for the From of emails (Asterisk's `gethostname`).
