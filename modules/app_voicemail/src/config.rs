@@ -1,5 +1,5 @@
 //! `voicemail.conf`, as Asterisk's app_voicemail reads it: `[general]` (the options below),
-//! `[zonemessages]` (kept, not yet used to say times) and every other section a context of
+//! `[zonemessages]` (the envelope's formats) and every other section a context of
 //! mailboxes, one a line: `1001 => 4242,Alice,alice@example.com,pager@example.com,attach=yes|tz=central`
 //! (password, full name, email, pager email, then options split on `|` or `,`).
 //! A bad value is an error naming `voicemail.conf:LINE`; every error is reported at once, and a

@@ -3,7 +3,9 @@
 //! and `.txt`, Asterisk's layout, see [`spool`]), emails it through `mailcmd` (the WAV attached
 //! with `attach=yes`, see [`email`]) and publishes the mailbox's counts to the core's MWI
 //! state (`starling_core::mwi`), which chan_sip turns into `NOTIFY`s for phones with
-//! `mailbox=`. `VoiceMailMain(box@context)` lets the owner listen, delete and save.
+//! `mailbox=`. `VoiceMailMain(box@context)` is Asterisk's menu: listen, delete, save to folders,
+//! forward, reply, record greetings and change the password (written back to voicemail.conf by
+//! [`password`]).
 //!
 //! Configuration: `voicemail.conf` (see [`config`]); `voicemail reload` (or `module reload
 //! app_voicemail`) re-reads it. CLI: `voicemail show users [for <context>]`, `voicemail show

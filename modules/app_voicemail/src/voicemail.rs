@@ -16,9 +16,11 @@ use crate::media::{self, RecordEnd, RecordLimits, Stop};
 use crate::spool::{self, MessageInfo};
 
 pub const DESCRIPTION: &str = "VoiceMail(mailbox[@context][&mailbox2...][,options]): plays the mailbox's greeting \
-(u: unavailable, b: busy; the recorded unavail/busy/temp greeting, else vm-theperson, the number and vm-isunavail or \
-vm-isonphone), then vm-intro (s: skip it), a beep, and records until #, silence (maxsilence), maxsecs or hangup, into \
-the spool's INBOX as msgNNNN.wav and msgNNNN.txt. # during the greeting skips to the beep. Emails the owner through \
+(u: unavailable, b: busy; the recorded unavail/busy/temp greeting, else the recorded name or vm-theperson and the \
+number, then vm-isunavail or vm-isonphone), then vm-intro (s: skip it), a beep, and records until #, silence \
+(maxsilence), maxsecs or hangup, into the spool's INBOX as msgNNNN.wav and msgNNNN.txt. During the greeting # skips \
+to the beep, 0 goes to the o extension (operator=yes), * to the a extension (of exitcontext or the current \
+context). With review=yes the caller may listen (2), record again (3) or accept (1). Emails the owner through \
 mailcmd (the recording attached with attach=yes) and updates the mailbox's message waiting state. Sets VMSTATUS to \
 SUCCESS, USEREXIT or FAILED.";
 
