@@ -764,3 +764,54 @@ fn zero_and_star_leave_voicemail_for_o_and_a_and_review_records_again() {
     assert!((2.8..=4.0).contains(&seconds), "the second recording (3 s) was kept: {seconds:.2} s");
     assert_tone(&wav, 880);
 }
+
+/// While a message plays, `#` skips forward and `*` back by `skipms` (3 s here): a 10 s
+/// message skipped twice ends about 6 s early, one rewound once about 3 s late (measured from
+/// the log, which follows real-time playback).
+#[test]
+fn skipms_skips_and_rewinds_within_a_message() {
+    let conf = MENU_CONF.replace("operator=yes", "skipms=3000\nenvelope=no");
+    let (server, port) = sip_pbx_with_files(
+        "vmskip",
+        &["pbx_config", "app_voicemail"],
+        Some(MENU_EXTENSIONS),
+        &sip_conf(9),
+        &[("voicemail.conf", &conf)],
+    );
+    let inbox = server.dir.path.join("spool/voicemail/default/1002/INBOX");
+    for number in 0..2 {
+        spool_message(&inbox, number, 400, "Unknown");
+        let made = Command::new("sox")
+            .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+            .arg(inbox.join(format!("msg{number:04}.wav")))
+            .args(["synth", "10", "sine", "400"])
+            .status()
+            .expect("sox");
+        assert!(made.success());
+    }
+    let mut log = LogCursor::new(&server);
+    let mut owner = KeyPhone::call("vmskipa", "alice", port, "500", 440, 90);
+    log.expect("vm-password.wav'");
+    owner.keys("1234#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("1");
+    log.expect("/INBOX/msg0000.wav'");
+    let started = std::time::Instant::now();
+    owner.keys("##");
+    log.expect("vm-advopts.wav'");
+    let skipped = started.elapsed();
+    owner.keys("6");
+    log.expect("/INBOX/msg0001.wav'");
+    let started = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    owner.keys("*");
+    log.expect("vm-prev.wav'");
+    let rewound = started.elapsed();
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+    assert!(skipped < Duration::from_millis(5500), "10 s less twice 3 s took {skipped:?}");
+    assert!(skipped > Duration::from_millis(3000), "10 s less twice 3 s took {skipped:?}");
+    assert!(rewound > Duration::from_millis(12000), "10 s and 3 s again took {rewound:?}");
+    assert!(rewound < Duration::from_millis(14500), "10 s and 3 s again took {rewound:?}");
+}
