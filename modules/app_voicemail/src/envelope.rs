@@ -3,7 +3,9 @@
 //! mailbox's `[zonemessages]` format (else Asterisk's `'vm-received' q 'digits/at' IMp`),
 //! said as Asterisk's English `ast_say_date_with_format`, and who called.
 
-use starling_core::chrono::{DateTime, Datelike, Local, TimeZone, Timelike};
+use std::path::Path;
+
+use starling_core::chrono::{DateTime, Datelike, Local, TimeZone, Timelike, Utc};
 use starling_core::tracing;
 
 use crate::media;
@@ -100,14 +102,67 @@ pub fn say_date<Tz: TimeZone>(format: &str, time: &DateTime<Tz>, now: &DateTime<
     files
 }
 
-/// The envelope's date files for a message left at `origtime` (seconds since 1970), in the
-/// mailbox's zone format when it has one.
+/// The offset from UTC (seconds) at `time` of a compiled time zone file's data (TZif, RFC
+/// 8536: its version 1 part, whose transitions Debian's tzdata carries up to 2037; after the
+/// last one its type stays). `None` for data that is not TZif or is cut short.
+pub fn tzif_offset(data: &[u8], time: i64) -> Option<i32> {
+    if data.get(..4)? != b"TZif" {
+        return None;
+    }
+    let count = |i: usize| -> Option<usize> {
+        let b = data.get(20 + 4 * i..24 + 4 * i)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let (timecnt, typecnt) = (count(3)?, count(4)?);
+    if typecnt == 0 {
+        return None;
+    }
+    let times = 44usize;
+    let indices = times.checked_add(timecnt.checked_mul(4)?)?;
+    let infos = indices.checked_add(timecnt)?;
+    let info = |t: usize| -> Option<i32> {
+        let b = data.get(infos + 6 * t..infos + 6 * t + 4)?;
+        Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut kind = 0usize;
+    for i in 0..timecnt {
+        let b = data.get(times + 4 * i..times + 4 * i + 4)?;
+        if i64::from(i32::from_be_bytes([b[0], b[1], b[2], b[3]])) > time {
+            break;
+        }
+        kind = usize::from(*data.get(indices + i)?);
+    }
+    if kind >= typecnt {
+        return None;
+    }
+    info(kind)
+}
+
+/// The offset of the named zone (`America/Chicago`, from `/usr/share/zoneinfo`) at `time`.
+fn zone_offset(timezone: &str, time: i64) -> Option<starling_core::chrono::FixedOffset> {
+    let name = timezone.trim();
+    if name.is_empty() || name.starts_with('/') || name.split('/').any(|part| part == ".." || part.is_empty()) {
+        return None;
+    }
+    let data = std::fs::read(Path::new("/usr/share/zoneinfo").join(name)).ok()?;
+    starling_core::chrono::FixedOffset::east_opt(tzif_offset(&data, time)?)
+}
+
+/// The envelope's date files for a message left at `origtime` (seconds since 1970): in the
+/// mailbox's `[zonemessages]` zone (its format, and its time zone when the system knows it),
+/// else Asterisk's default format in the server's local time.
 pub fn datetime_files(zones: &[(String, String)], zone: &str, origtime: i64) -> Vec<String> {
-    let format = zones
-        .iter()
-        .find(|(name, _)| !zone.is_empty() && name.eq_ignore_ascii_case(zone))
-        .map(|(_, value)| value.split_once('|').map_or(value.as_str(), |(_, format)| format))
-        .unwrap_or(DEFAULT_FORMAT);
+    let found = zones.iter().find(|(name, _)| !zone.is_empty() && name.eq_ignore_ascii_case(zone));
+    let (timezone, format) = match found {
+        Some((_, value)) => value.split_once('|').unwrap_or(("", value.as_str())),
+        None => ("", DEFAULT_FORMAT),
+    };
+    let now = Utc::now();
+    if let (Some(then), Some(today)) = (zone_offset(timezone, origtime), zone_offset(timezone, now.timestamp())) {
+        if let Some(time) = then.timestamp_opt(origtime, 0).single() {
+            return say_date(format, &time, &now.with_timezone(&today));
+        }
+    }
     let Some(time) = Local.timestamp_opt(origtime, 0).single() else { return Vec::new() };
     say_date(format, &time, &Local::now())
 }
@@ -197,6 +252,37 @@ mod tests {
         assert_eq!(say_date("HM", &at(2026, 12, 7, 21, 0), &now), ["digits/20", "digits/1", "digits/oclock"]);
         assert_eq!(say_date("'unclosed", &now, &now), ["unclosed"]);
         assert_eq!(say_date("zZ%", &now, &now), Vec::<String>::new());
+    }
+
+    #[test]
+    fn zone_files_give_the_offset_of_the_day() {
+        let chicago = std::fs::read("/usr/share/zoneinfo/America/Chicago").expect("tzdata");
+        let winter = at(2026, 12, 7, 12, 0).timestamp();
+        let summer = at(2026, 7, 1, 12, 0).timestamp();
+        assert_eq!(tzif_offset(&chicago, winter), Some(-6 * 3600));
+        assert_eq!(tzif_offset(&chicago, summer), Some(-5 * 3600));
+        assert_eq!(zone_offset("America/Chicago", summer).unwrap().local_minus_utc(), -5 * 3600);
+        assert!(zone_offset("../etc/passwd", 0).is_none());
+        assert!(zone_offset("Nowhere/Town", 0).is_none());
+        // Cut short or not TZif at all: no offset, no panic.
+        for len in 0..chicago.len().min(2000) {
+            let _ = tzif_offset(&chicago[..len], winter);
+        }
+        assert_eq!(tzif_offset(b"TZif2\0\0\0", 0), None);
+        assert_eq!(tzif_offset(b"not a zone file at all, not even close to one.....", 0), None);
+        // A zone's format and time zone: 16:05 UTC is 10:05 in Chicago in December.
+        let zones = [("central".to_owned(), "America/Chicago|'vm-received' IMp".to_owned())];
+        let files = datetime_files(&zones, "central", at(2026, 12, 7, 16, 5).timestamp());
+        assert_eq!(files, ["vm-received", "digits/10", "digits/oh", "digits/5", "digits/a-m"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_after_the_magic_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300), t in proptest::num::i64::ANY) {
+            let mut data = b"TZif".to_vec();
+            data.extend(body);
+            let _ = tzif_offset(&data, t);
+        }
     }
 
     #[test]
