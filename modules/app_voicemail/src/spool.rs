@@ -260,6 +260,57 @@ mod tests {
         assert!(std::env::temp_dir().exists());
     }
 
+    /// A folder holding the messages `numbers`, each `.txt` and `.wav` naming its old number.
+    fn folder_with(name: &str, numbers: &[u32]) -> PathBuf {
+        let folder = temp(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        for &n in numbers {
+            std::fs::write(message_base(&folder, n).with_extension("txt"), format!("was={n}")).unwrap();
+            std::fs::write(message_base(&folder, n).with_extension("wav"), format!("audio {n}")).unwrap();
+        }
+        folder
+    }
+
+    #[test]
+    fn renumbering_keeps_the_order_and_leaves_no_gaps() {
+        let folder = folder_with("gaps", &[1, 4, 7, 12]);
+        std::fs::write(folder.join("msg0x.txt"), "not a message").unwrap();
+        resequence(&folder).unwrap();
+        assert_eq!(messages(&folder), [0, 1, 2, 3]);
+        for (now, was) in [(0, 1), (1, 4), (2, 7), (3, 12)] {
+            let base = message_base(&folder, now);
+            assert_eq!(std::fs::read_to_string(base.with_extension("txt")).unwrap(), format!("was={was}"));
+            assert_eq!(std::fs::read_to_string(base.with_extension("wav")).unwrap(), format!("audio {was}"));
+        }
+        // Copied (saved to a folder, forwarded): the next number there, the source kept.
+        let work = folder.with_file_name("Work");
+        assert_eq!(copy_message(&folder, 2, &work, 10).unwrap(), Some(0));
+        assert_eq!(copy_message(&folder, 3, &work, 10).unwrap(), Some(1));
+        assert_eq!(copy_message(&folder, 0, &work, 2).unwrap(), None, "Work is full at maxmsg 2");
+        assert_eq!(std::fs::read_to_string(message_base(&work, 1).with_extension("wav")).unwrap(), "audio 12");
+        assert_eq!(count(&folder), 4);
+        assert!(copy_message(&folder, 9, &work, 10).is_err(), "no such message");
+        assert_eq!(count(&work), 2, "a failed copy leaves nothing behind");
+        let _ = std::fs::remove_dir_all(folder.parent().unwrap());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Any set of numbers becomes 0..n, in the same order.
+        #[test]
+        fn any_folder_is_renumbered_in_order(numbers in proptest::collection::btree_set(0u32..60, 0..12)) {
+            let numbers: Vec<u32> = numbers.into_iter().collect();
+            let folder = folder_with("prop", &numbers);
+            resequence(&folder).unwrap();
+            proptest::prop_assert_eq!(messages(&folder), (0..numbers.len() as u32).collect::<Vec<_>>());
+            for (now, was) in numbers.iter().enumerate() {
+                let text = std::fs::read_to_string(message_base(&folder, now as u32).with_extension("txt")).unwrap();
+                proptest::prop_assert_eq!(text, format!("was={was}"));
+            }
+            let _ = std::fs::remove_dir_all(folder.parent().unwrap());
+        }
+    }
+
     #[test]
     fn concurrent_reservations_never_share_a_number() {
         let folder = temp("race");
