@@ -617,7 +617,12 @@ fn messages_are_saved_to_folders_and_forwarded() {
     let manager = format!(
         "[general]\nenabled=yes\nport={ami_port}\nbindaddr=127.0.0.1\n[admin]\nsecret=s3cret\nread=all\nwrite=all\n"
     );
-    let conf = MENU_CONF.replace("operator=yes", "operator=yes\nsaycid=yes");
+    let capture_dir = crate::util::TestDir::new("vmfoldmail");
+    let mailcmd = mail_capture(&capture_dir.path);
+    let conf = MENU_CONF
+        .replace("operator=yes", "operator=yes\nsaycid=yes")
+        .replace("mailcmd=/bin/true", &format!("mailcmd={}", mailcmd.display()))
+        .replace("1003 => 9999,Carl,,,", "1003 => 9999,Carl,carl@example.com,,attach=yes|");
     let sip = format!(
         "[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\n\
          [1003]\ntype=peer\nhost=127.0.0.1\nport={phone_port}\ncontext=default\nmailbox=1003@default\n"
@@ -696,6 +701,12 @@ fn messages_are_saved_to_folders_and_forwarded() {
     }
     let told = told.unwrap_or_else(|| panic!("1003's phone got no NOTIFY\n{}", server.log_tail()));
     assert!(told.contains("Messages-Waiting: yes"), "{told}");
+    // Carl is emailed about the forwarded message, with it attached.
+    let mail = capture_dir.path.join("mail.txt");
+    let mailed = eventually(Duration::from_secs(10), || std::fs::read_to_string(&mail).ok().filter(|m| m.len() > 1000));
+    let mailed = mailed.unwrap_or_else(|| panic!("no email for the forward\n{}", server.log_tail()));
+    assert!(mailed.contains("To: \"Carl\" <carl@example.com>"), "{mailed}");
+    assert!(mailed.contains("filename=\"msg0000.wav\""), "{}", &mailed[..mailed.len().min(2000)]);
     let mut ami = crate::manager::Ami::login(ami_port, "admin", "s3cret");
     for (mailbox, new, old) in [("1003@default", "1", "0"), ("1002@default", "0", "2")] {
         ami.send(&[("Action", "MailboxCount"), ("Mailbox", mailbox), ("ActionID", mailbox)]);

@@ -515,7 +515,8 @@ impl Session {
 
     /// `8`: the message is copied to other mailboxes' INBOX (Asterisk's `forward_message` with
     /// `vm_forwardoptions`: `2` forwards it as it is, `*` returns; `1`, prepending a recording,
-    /// is not done here and says `vm-sorry`). Their counts are published.
+    /// is not done here and says `vm-sorry`). Their counts are published and those with an
+    /// email are emailed (as for a new message).
     async fn forward(&mut self, chan: &mut Channel) -> Result<Option<char>, Stop> {
         let Some(targets) = self.ask_receivers(chan, false).await? else { return Ok(None) };
         let mut retries = 0;
@@ -551,6 +552,14 @@ impl Session {
                         target.id()
                     );
                     crate::publish_mwi(chan.core(), target);
+                    // As Asterisk's copy_message: the receiver is told as of a new message.
+                    if !target.email.is_empty() {
+                        let copy = spool::message_base(&inbox, n);
+                        let text = std::fs::read_to_string(copy.with_extension("txt")).unwrap_or_default();
+                        let info = spool::MessageInfo::parse(&text);
+                        let wav = std::fs::read(copy.with_extension("wav")).unwrap_or_default();
+                        crate::voicemail::send_email(chan, target, n, &info, &wav);
+                    }
                     copied += 1;
                 }
                 Ok(None) => tracing::warn!("Voicemail {}: mailbox full", target.id()),

@@ -359,7 +359,7 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-fn send_email(chan: &Channel, user: &VmUser, number: u32, info: &MessageInfo, wav: &[u8]) {
+pub(crate) fn send_email(chan: &Channel, user: &VmUser, number: u32, info: &MessageInfo, wav: &[u8]) {
     let conf = crate::conf();
     let g = &conf.general;
     let vars = EmailVars {
