@@ -772,7 +772,7 @@ fn zero_and_star_leave_voicemail_for_o_and_a_and_review_records_again() {
     assert_eq!(spool_count(&inbox), 1);
     let wav = inbox.join("msg0000.wav");
     let seconds = wav_seconds(&wav);
-    assert!((2.8..=4.0).contains(&seconds), "the second recording (3 s) was kept: {seconds:.2} s");
+    assert!((2.3..=4.0).contains(&seconds), "the second recording (3 s, not the first 1 s) was kept: {seconds:.2} s");
     assert_tone(&wav, 880);
 }
 

@@ -56,7 +56,10 @@ struct Folder {
 impl Folder {
     fn open(chan: &Channel, user: &VmUser, index: usize) -> Folder {
         let dir = crate::folder_dir(chan.core(), user, FOLDERS[index]);
-        let numbers = spool::messages(&dir);
+        let numbers = {
+            let _lock = spool::lock();
+            spool::messages(&dir)
+        };
         let n = numbers.len();
         Folder { index, dir, numbers, heard: vec![false; n], deleted: vec![false; n] }
     }
@@ -70,6 +73,7 @@ impl Folder {
     fn close(&self, chan: &Channel, user: &VmUser) {
         let old = crate::folder_dir(chan.core(), user, "Old");
         let maxmsg = crate::conf().general.maxmsg;
+        let _lock = spool::lock();
         for (i, &number) in self.numbers.iter().enumerate() {
             if self.deleted[i] {
                 spool::remove(&self.dir, number);
@@ -447,6 +451,7 @@ impl Session {
             Ok(true)
         } else {
             let target = crate::folder_dir(chan.core(), &self.user, FOLDERS[index]);
+            let _lock = spool::lock();
             spool::copy_message(&self.folder.dir, self.folder.numbers[i], &target, maxmsg).map(|n| n.is_some())
         };
         match saved {
@@ -543,7 +548,11 @@ impl Session {
         let mut copied = 0;
         for target in &targets {
             let inbox = crate::folder_dir(chan.core(), target, "INBOX");
-            match spool::copy_message(&self.folder.dir, number, &inbox, maxmsg) {
+            let copied_to = {
+                let _lock = spool::lock();
+                spool::copy_message(&self.folder.dir, number, &inbox, maxmsg)
+            };
+            match copied_to {
                 Ok(Some(n)) => {
                     starling_core::verbose!(
                         3,

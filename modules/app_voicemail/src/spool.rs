@@ -61,6 +61,32 @@ pub fn reserve(folder: &Path, maxmsg: u32) -> io::Result<Option<u32>> {
     Ok(None)
 }
 
+/// The spool's lock (Asterisk's `vm_lock_path` on a folder, here one for the whole spool of
+/// this process): held while a message is stored, copied, or a folder is read or renumbered,
+/// so a folder is never renumbered under a message being written. Held only around file
+/// operations, never across a wait.
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    static SPOOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SPOOL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Stores a new message in `folder` under the spool's lock: its number (the lowest free one
+/// below `maxmsg`), `None` when the folder is full.
+pub fn store(folder: &Path, maxmsg: u32, wav: &[u8], txt: &str) -> io::Result<Option<u32>> {
+    let _lock = lock();
+    let Some(number) = reserve(folder, maxmsg)? else { return Ok(None) };
+    let base = message_base(folder, number);
+    let written = write_atomically(&base.with_extension("wav"), wav)
+        .and_then(|()| write_atomically(&base.with_extension("txt"), txt.as_bytes()));
+    match written {
+        Ok(()) => Ok(Some(number)),
+        Err(e) => {
+            remove(folder, number);
+            Err(e)
+        }
+    }
+}
+
 /// Writes `path` whole: to a temporary name beside it, then renamed over it.
 pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));

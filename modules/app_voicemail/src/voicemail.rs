@@ -209,23 +209,10 @@ pub(crate) async fn leave_voicemail(
         );
         return outcome("FAILED");
     }
-    let number = match spool::reserve(&inbox, g.maxmsg) {
-        Ok(Some(number)) => number,
-        Ok(None) => {
-            tracing::warn!("No more messages possible for mailbox {}", user.id());
-            return outcome("FAILED");
-        }
-        Err(e) => {
-            tracing::warn!("Voicemail for {}: cannot write to {}: {e}", user.id(), inbox.display());
-            return outcome("FAILED");
-        }
-    };
-    let base = spool::message_base(&inbox, number);
     let mut wav = Vec::new();
     let audio = Audio { rate: 8000, samples };
     if let Err(e) = audio_file::write(Format::Wav, &audio, &mut wav) {
         tracing::warn!("Voicemail for {}: {e}", user.id());
-        spool::remove(&inbox, number);
         return outcome("FAILED");
     }
     let now = Utc::now();
@@ -246,13 +233,18 @@ pub(crate) async fn leave_voicemail(
         flag: String::new(),
         duration,
     };
-    let written = spool::write_atomically(&base.with_extension("wav"), &wav)
-        .and_then(|()| spool::write_atomically(&base.with_extension("txt"), info.render().as_bytes()));
-    if let Err(e) = written {
-        tracing::warn!("Voicemail for {}: cannot write {}: {e}", user.id(), base.display());
-        spool::remove(&inbox, number);
-        return outcome("FAILED");
-    }
+    let number = match spool::store(&inbox, g.maxmsg, &wav, &info.render()) {
+        Ok(Some(number)) => number,
+        Ok(None) => {
+            tracing::warn!("No more messages possible for mailbox {}", user.id());
+            return outcome("FAILED");
+        }
+        Err(e) => {
+            tracing::warn!("Voicemail for {}: cannot write to {}: {e}", user.id(), inbox.display());
+            return outcome("FAILED");
+        }
+    };
+    let base = spool::message_base(&inbox, number);
     starling_core::verbose!(3, "Saving message as is: {} ({duration} s)", base.display());
     if !user.email.is_empty() {
         send_email(chan, user, number, &info, &wav);
