@@ -604,8 +604,9 @@ fn assert_tone(path: &Path, hz: u64) {
 }
 
 /// VoiceMailMain with RFC 4733 keys from baresip: `9 2` saves the first message to Work, `9 1`
-/// the second to Old, `8 1003# 2` forwards the third to 1003 (its INBOX gets it as msg0000,
-/// its phone an MWI NOTIFY, the manager's count 1). The envelope (`vm-received`, and with
+/// the second to Old, `8 1003# 1 (recording) # 2` forwards the third to 1003 with a recording
+/// before it (its INBOX gets it as msg0000, its phone an MWI NOTIFY, Carl an email, the
+/// manager's count 1). The envelope (`vm-received`, and with
 /// saycid `vm-from-phonenumber`) is said before each message. On leaving, INBOX is empty, Work
 /// holds the first, Old the second and the (heard) third, in order and without gaps.
 #[test]
@@ -669,6 +670,13 @@ fn messages_are_saved_to_folders_and_forwarded() {
     log.expect("vm-extension.wav'");
     owner.keys("1003#");
     log.expect("vm-forwardoptions.wav'");
+    // 1: a recording (the owner's 440 Hz tone) goes before the forwarded copy.
+    owner.keys("1");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(2));
+    owner.keys("#");
+    log.expect("to prepend");
+    log.expect("vm-forwardoptions.wav'");
     owner.keys("2");
     log.expect("vm-msgforwarded.wav'");
     owner.keys("#");
@@ -683,9 +691,28 @@ fn messages_are_saved_to_folders_and_forwarded() {
     assert_tone(&boxes.join("1002/Work/msg0000.wav"), 300);
     assert_tone(&boxes.join("1002/Old/msg0000.wav"), 500);
     assert_tone(&boxes.join("1002/Old/msg0001.wav"), 700);
-    assert_tone(&boxes.join("1003/INBOX/msg0000.wav"), 700);
+    // The copy is the prepended recording, then the whole message (sample for sample); the
+    // owner's own message (now Old/msg0001) is untouched.
+    let copy = boxes.join("1003/INBOX/msg0000.wav");
+    let seconds = wav_seconds(&copy);
+    assert!((3.0..=5.0).contains(&seconds), "2 s prepended to the 2 s message: {seconds:.2} s");
+    assert!((wav_seconds(&boxes.join("1002/Old/msg0001.wav")) - 2.0).abs() < 0.01);
+    let tail = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            "import sys,wave\na=wave.open(sys.argv[1]);b=wave.open(sys.argv[2])\n\
+             fa=a.readframes(a.getnframes());fb=b.readframes(b.getnframes())\nprint(fa.endswith(fb), len(fa)-len(fb))",
+        )
+        .arg(&copy)
+        .arg(boxes.join("1002/Old/msg0001.wav"))
+        .output()
+        .unwrap();
+    let tail = String::from_utf8_lossy(&tail.stdout).into_owned();
+    assert!(tail.starts_with("True "), "the copy ends with the message: {tail}");
     let forwarded = std::fs::read_to_string(boxes.join("1003/INBOX/msg0000.txt")).unwrap();
     assert!(forwarded.contains("callerid=Unknown"), "{forwarded}");
+    let duration: u32 = forwarded.lines().find_map(|l| l.strip_prefix("duration=")).unwrap().parse().unwrap();
+    assert!((3..=5).contains(&duration), "{forwarded}");
 
     // 1003's phone is told, and the manager counts it.
     let mut told = None;

@@ -519,18 +519,35 @@ impl Session {
     }
 
     /// `8`: the message is copied to other mailboxes' INBOX (Asterisk's `forward_message` with
-    /// `vm_forwardoptions`: `2` forwards it as it is, `*` returns; `1`, prepending a recording,
-    /// is not done here and says `vm-sorry`). Their counts are published and those with an
+    /// `vm_forwardoptions`: `1` records something to go before it in the copies, `2` forwards,
+    /// `*` returns). Their counts are published and those with an
     /// email are emailed (as for a new message).
     async fn forward(&mut self, chan: &mut Channel) -> Result<Option<char>, Stop> {
         let Some(targets) = self.ask_receivers(chan, false).await? else { return Ok(None) };
         let mut retries = 0;
         let mut cmd = None;
+        let mut prepend: Option<Vec<i16>> = None;
         loop {
             match cmd.take() {
                 Some('2') => break,
                 Some('*') => return Ok(None),
-                Some('1') => cmd = prompt(chan, &files(&["vm-sorry"])).await?,
+                Some('1') => {
+                    // Asterisk's ast_play_and_prepend: the beep, then a recording until `#`
+                    // that goes before the forwarded copies (the message here stays as it is).
+                    media::play(chan, "beep", "").await.or_else(ignore_key)?;
+                    let g = &crate::conf().general;
+                    let limits = RecordLimits {
+                        max: (g.maxsecs > 0).then(|| Duration::from_secs(g.maxsecs.into())),
+                        silence: (g.maxsilence > 0).then(|| Duration::from_secs(g.maxsilence.into())),
+                        threshold: g.silencethreshold,
+                    };
+                    let (samples, end) = media::record(chan, limits, "#").await;
+                    if end == media::RecordEnd::HungUp {
+                        return Err(Stop::HungUp);
+                    }
+                    starling_core::verbose!(3, "Recorded {} ms to prepend", samples.len() / 8);
+                    prepend = Some(samples);
+                }
                 _ => {
                     cmd = prompt_wait(chan, &files(&["vm-forwardoptions", "vm-starmain"]), Duration::from_secs(6))
                         .await?;
@@ -552,6 +569,11 @@ impl Session {
                 let _lock = spool::lock();
                 spool::copy_message(&self.folder.dir, number, &inbox, maxmsg)
             };
+            if let (Ok(Some(n)), Some(intro)) = (&copied_to, &prepend) {
+                if let Err(e) = prepend_to(&spool::message_base(&inbox, *n), intro) {
+                    tracing::warn!("Voicemail {}: cannot prepend to the forwarded message: {e}", target.id());
+                }
+            }
             match copied_to {
                 Ok(Some(n)) => {
                     starling_core::verbose!(
@@ -852,6 +874,27 @@ impl Session {
         }
         prompt(chan, &files(&["vm-passchanged"])).await
     }
+}
+
+/// Puts `intro` before the recording of message `base` (`.wav`) and adds its length to the
+/// message's `duration`.
+fn prepend_to(base: &Path, intro: &[i16]) -> Result<(), String> {
+    let wav = base.with_extension("wav");
+    let file = std::fs::File::open(&wav).map_err(|e| e.to_string())?;
+    let audio = audio_file::read(Format::Wav, std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+    if audio.rate != 8000 {
+        return Err(format!("{}: {} Hz, not 8000", wav.display(), audio.rate));
+    }
+    let mut samples = intro.to_vec();
+    samples.extend_from_slice(&audio.samples);
+    let mut out = Vec::new();
+    audio_file::write(Format::Wav, &Audio { rate: 8000, samples }, &mut out).map_err(|e| e.to_string())?;
+    let txt = base.with_extension("txt");
+    let mut info = spool::MessageInfo::parse(&std::fs::read_to_string(&txt).map_err(|e| e.to_string())?);
+    info.duration += ((intro.len() + 4000) / 8000) as u32;
+    let _lock = spool::lock();
+    spool::write_atomically(&wav, &out).map_err(|e| e.to_string())?;
+    spool::write_atomically(&txt, info.render().as_bytes()).map_err(|e| e.to_string())
 }
 
 /// A password prompt, then the keys until `#` (a `#` during the prompt: an empty password);
