@@ -752,7 +752,8 @@ fn spool_count(folder: &Path) -> usize {
 /// `0` during VoiceMail()'s greeting (operator=yes) goes to the `o` extension after
 /// `transfer`, `*` to the `a` extension; VMSTATUS is USEREXIT and nothing is recorded. With
 /// `review=yes` the caller records, hears `vm-review`, records again with 3, listens with 2
-/// and keeps the second recording with 1.
+/// and keeps the second recording with 1; `0` during a recording asks `vm-saveoper` and goes
+/// to `o` with the message kept.
 #[test]
 fn zero_and_star_leave_voicemail_for_o_and_a_and_review_records_again() {
     let (server, port) = sip_pbx_with_files(
@@ -797,6 +798,22 @@ fn zero_and_star_leave_voicemail_for_o_and_a_and_review_records_again() {
     log.expect("LEFT VMSTATUS=SUCCESS");
     drop(caller.hangup());
     assert_eq!(spool_count(&inbox), 1);
+
+    // 0 during the recording (operator=yes): vm-saveoper, 1 keeps it, then the operator.
+    let mut caller = KeyPhone::call("vmoperd", "carol", port, "1003", 440, 60);
+    log.expect("vm-intro.wav'");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(2));
+    caller.keys("0");
+    log.expect("vm-saveoper.wav'");
+    caller.keys("1");
+    log.expect("vm-msgsaved.wav'");
+    log.expect("transfer.wav'");
+    log.expect("OPERATOR VMSTATUS=USEREXIT");
+    drop(caller.hangup());
+    assert_eq!(spool_count(&inbox), 2);
+    assert_tone(&inbox.join("msg0001.wav"), 440);
+
     let wav = inbox.join("msg0000.wav");
     let seconds = wav_seconds(&wav);
     assert!((2.3..=4.0).contains(&seconds), "the second recording (3 s, not the first 1 s) was kept: {seconds:.2} s");

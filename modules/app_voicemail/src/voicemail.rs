@@ -166,13 +166,25 @@ pub(crate) async fn leave_voicemail(
         silence: (g.maxsilence > 0).then(|| Duration::from_secs(g.maxsilence.into())),
         threshold: g.silencethreshold,
     };
-    let (mut samples, end) = media::record(chan, limits, "#").await;
+    // With the operator, 0 ends the recording too (Asterisk's canceldtmf): vm-saveoper asks
+    // whether to keep it, then the caller goes to `o`.
+    let operator = ecodes.contains('0');
+    let (mut samples, end) = media::record(chan, limits, if operator { "#0" } else { "#" }).await;
     let mut hung_up = end == RecordEnd::HungUp;
     // review=yes: the caller may listen, record again or accept (Asterisk's play_record_review
     // for an outside caller); 0 (operator=yes) leaves for the `o` extension.
     let mut to_operator = false;
-    if !hung_up && user.flag("review", g.review) {
-        let operator = ecodes.contains('0');
+    if end == RecordEnd::Key('0') {
+        match save_for_operator(chan).await {
+            Some(keep) => {
+                to_operator = true;
+                if !keep {
+                    samples.clear();
+                }
+            }
+            None => hung_up = true,
+        }
+    } else if !hung_up && user.flag("review", g.review) {
         match review(chan, &mut samples, limits, operator).await {
             Reviewed::Keep => {}
             Reviewed::HungUp => hung_up = true,
@@ -264,6 +276,23 @@ enum Reviewed {
     },
 }
 
+/// `0` for the operator after recording: `vm-saveoper`, then `1` keeps the message
+/// (`vm-msgsaved`), anything else (or nothing in 3 s) throws it away (`vm-deleted`).
+/// `Some(keep)`, `None` when the caller hung up.
+async fn save_for_operator(chan: &mut Channel) -> Option<bool> {
+    let answer = match media::play(chan, "vm-saveoper", "0123456789*#").await {
+        Ok(()) => media::wait_key(chan, Duration::from_secs(3)).await.ok()?,
+        Err(Stop::Key(k)) => Some(k),
+        Err(Stop::HungUp) => return None,
+    };
+    let keep = answer == Some('1');
+    let said = if keep { "vm-msgsaved" } else { "vm-deleted" };
+    if media::play(chan, said, "").await == Err(Stop::HungUp) {
+        return None;
+    }
+    Some(keep)
+}
+
 /// Asterisk's `play_record_review` for a caller with `review=yes`: `vm-review` (1 accept, 2
 /// listen, 3 record again after `vm-intro` and the beep; `vm-reachoper` and 0 with the
 /// operator), `vm-msgsaved` and `vm-goodbye` once accepted. No answer four times keeps it.
@@ -304,17 +333,10 @@ async fn review(chan: &mut Channel, samples: &mut Vec<i16>, limits: RecordLimits
                 Ok(None)
             }
             Some('0') if operator => {
-                let answer = match key(media::play(chan, "vm-saveoper", KEYS).await) {
-                    Ok(None) => media::wait_key(chan, Duration::from_secs(3)).await.map_err(drop),
-                    other => other,
+                return match save_for_operator(chan).await {
+                    Some(keep) => Reviewed::Operator { keep },
+                    None => Reviewed::HungUp,
                 };
-                let Ok(answer) = answer else { return Reviewed::HungUp };
-                let keep = answer == Some('1');
-                let said = if keep { "vm-msgsaved" } else { "vm-deleted" };
-                if media::play(chan, said, "").await == Err(Stop::HungUp) {
-                    return Reviewed::HungUp;
-                }
-                return Reviewed::Operator { keep };
             }
             Some(_) => key(media::play(chan, "vm-sorry", KEYS).await),
             None => {
