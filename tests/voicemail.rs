@@ -870,3 +870,53 @@ fn skipms_skips_and_rewinds_within_a_message() {
     assert!(rewound > Duration::from_millis(12000), "10 s and 3 s again took {rewound:?}");
     assert!(rewound < Duration::from_millis(14500), "10 s and 3 s again took {rewound:?}");
 }
+
+/// Advanced options (`3`) while listening: `3` says the envelope (when and who: `vm-received`,
+/// `vm-from-phonenumber`), `1` replies into the caller's mailbox (1003 here: `vm-intro`, the
+/// beep, the owner's 440 Hz tone, then 1003's review=yes asks and 1 keeps it).
+#[test]
+fn advanced_options_say_the_envelope_and_reply() {
+    let conf = MENU_CONF.replace("operator=yes", "envelope=no");
+    let (server, port) = sip_pbx_with_files(
+        "vmadv",
+        &["pbx_config", "app_voicemail"],
+        Some(MENU_EXTENSIONS),
+        &sip_conf(9),
+        &[("voicemail.conf", &conf)],
+    );
+    let inbox = server.dir.path.join("spool/voicemail/default/1002/INBOX");
+    spool_message(&inbox, 0, 300, "\"Carl\" <1003>");
+    let mut log = LogCursor::new(&server);
+    let mut owner = KeyPhone::call("vmadva", "alice", port, "500", 440, 90);
+    log.expect("vm-password.wav'");
+    owner.keys("1234#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("1");
+    log.expect("/INBOX/msg0000.wav'");
+    owner.keys("3");
+    log.expect("vm-toreply.wav'");
+    owner.keys("3");
+    log.expect("vm-received.wav'");
+    log.expect("vm-from-phonenumber.wav'");
+    log.expect("digits/3.wav'");
+    log.expect("vm-advopts.wav'");
+    owner.keys("3");
+    log.expect("vm-toreply.wav'");
+    owner.keys("1");
+    log.expect("Leaving voicemail for '1003'");
+    log.expect("vm-intro.wav'");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(2));
+    owner.keys("#");
+    log.expect("vm-review.wav'");
+    owner.keys("1");
+    log.expect("vm-msgsaved.wav'");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+    let carl = server.dir.path.join("spool/voicemail/default/1003/INBOX");
+    assert_eq!(spool_count(&carl), 1);
+    assert_tone(&carl.join("msg0000.wav"), 440);
+    let info = std::fs::read_to_string(carl.join("msg0000.txt")).unwrap();
+    assert!(info.contains("\ncallerchan=SIP/alice-"), "{info}");
+}
