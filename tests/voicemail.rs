@@ -920,3 +920,45 @@ fn advanced_options_say_the_envelope_and_reply() {
     let info = std::fs::read_to_string(carl.join("msg0000.txt")).unwrap();
     assert!(info.contains("\ncallerchan=SIP/alice-"), "{info}");
 }
+
+/// A new user (password = mailbox number, `forcename=yes`): at the first login `vm-newuser`,
+/// the name is recorded (`greet.wav`, kept with 1), then a new password (twice) is written to
+/// voicemail.conf before the usual menu.
+#[test]
+fn a_new_user_records_a_name_and_sets_a_password() {
+    let conf = MENU_CONF.replace("operator=yes", "forcename=yes") + "1004 => 1004,New User\n";
+    let extensions = MENU_EXTENSIONS.to_owned() + "exten => 501,1,VoiceMailMain(1004@default)\n same => n,Hangup()\n";
+    let (server, port) = sip_pbx_with_files(
+        "vmnew",
+        &["pbx_config", "app_voicemail"],
+        Some(&extensions),
+        &sip_conf(9),
+        &[("voicemail.conf", &conf)],
+    );
+    let mut log = LogCursor::new(&server);
+    let mut owner = KeyPhone::call("vmnewa", "alice", port, "501", 440, 90);
+    log.expect("vm-password.wav'");
+    owner.keys("1004#");
+    log.expect("User '1004@default' logged in");
+    log.expect("vm-newuser.wav'");
+    log.expect("vm-rec-name.wav'");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(2));
+    owner.keys("#");
+    log.expect("vm-review.wav'");
+    owner.keys("1");
+    log.expect("vm-msgsaved.wav'");
+    log.expect("vm-newpassword.wav'");
+    owner.keys("5678#");
+    log.expect("vm-reenterpassword.wav'");
+    owner.keys("5678#");
+    log.expect("vm-passchanged.wav'");
+    log.expect("vm-youhave.wav'");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+    let name = server.dir.path.join("spool/voicemail/default/1004/greet.wav");
+    assert_tone(&name, 440);
+    let written = std::fs::read_to_string(server.dir.etc().join("voicemail.conf")).unwrap();
+    assert_eq!(written, conf.replace("1004 => 1004,", "1004 => 5678,"));
+}

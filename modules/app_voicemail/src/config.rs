@@ -70,6 +70,10 @@ pub struct General {
     pub exitcontext: String,
     /// `tempgreetwarn`: VoiceMailMain reminds the owner that a temporary greeting is on.
     pub tempgreetwarn: bool,
+    /// `forcename`: a new user (password = mailbox number) records a name at first login.
+    pub forcename: bool,
+    /// `forcegreetings`: a new user records the unavailable and busy greetings at first login.
+    pub forcegreetings: bool,
     /// `cidinternalcontexts`: contexts whose callers are said as extensions in the envelope.
     pub cidinternalcontexts: Vec<String>,
 }
@@ -105,6 +109,8 @@ impl Default for General {
             exitcontext: String::new(),
             tempgreetwarn: false,
             cidinternalcontexts: Vec::new(),
+            forcename: false,
+            forcegreetings: false,
         }
     }
 }
@@ -257,14 +263,16 @@ fn general_key(g: &mut General, var: &Variable) -> Result<(), ConfigError> {
         "minpassword" => g.minpassword = number(var)?,
         "exitcontext" => g.exitcontext = value.to_owned(),
         "tempgreetwarn" => g.tempgreetwarn = var.parse_bool()?,
+        "forcename" => g.forcename = var.parse_bool()?,
+        "forcegreetings" => g.forcegreetings = var.parse_bool()?,
         "cidinternalcontexts" => {
             g.cidinternalcontexts =
                 value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
         }
         // Understood by Asterisk; Starling takes them and does not act on them yet.
-        "externnotify" | "pbxskip" | "charset" | "emaildateformat" | "searchcontexts" | "forcename"
-        | "forcegreetings" | "moveheard" | "usedirectory" | "passwordlocation" | "callback" | "dialout"
-        | "pagerfromstring" | "pagersubject" | "pagerbody" | "attachfmt" | "volgain" | "delete" | "locale" | "tz" => {
+        "externnotify" | "pbxskip" | "charset" | "emaildateformat" | "searchcontexts" | "moveheard"
+        | "usedirectory" | "passwordlocation" | "callback" | "dialout" | "pagerfromstring" | "pagersubject"
+        | "pagerbody" | "attachfmt" | "volgain" | "delete" | "locale" | "tz" => {
             tracing::debug!("{}: {} is accepted and not used", var.location, var.name);
         }
         _ => tracing::warn!("{}: unknown key '{}' in [general] of {CONFIG}", var.location, var.name),

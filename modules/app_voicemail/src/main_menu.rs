@@ -255,6 +255,16 @@ async fn run(chan: &mut Channel, data: &str) -> Result<(), Stop> {
     let new_count = inbox.numbers.len();
     let folder = if inbox.is_empty() && old_count > 0 { Folder::open(chan, &user, 1) } else { inbox };
     let mut session = Session { user, folder, current: 0, starting: true };
+    let forcename = session.user.flag("forcename", conf.general.forcename);
+    let forcegreetings = session.user.flag("forcegreetings", conf.general.forcegreetings);
+    if session.user.password == session.user.mailbox && (forcename || forcegreetings) {
+        let done = session.new_user(chan, forcename, forcegreetings).await;
+        if !matches!(done, Ok(true)) {
+            session.folder.close(chan, &session.user);
+            done?;
+            return media::play(chan, "vm-goodbye", "").await.or_else(ignore_key);
+        }
+    }
     let mut cmd = None;
     if conf.general.tempgreetwarn && crate::recording_exists(&greeting_base(chan, &session.user, "temp")) {
         cmd = prompt(chan, &files(&["vm-tempgreetactive"])).await?;
@@ -844,6 +854,68 @@ impl Session {
         }
     }
 
+    /// A new user's first login (Asterisk's `vm_newuser_setup`, when the password is the
+    /// mailbox number and `forcename`/`forcegreetings` are on): `vm-newuser`, the name (`greet`)
+    /// and the unavailable and busy greetings when missing, recorded as with `0`; then a new
+    /// password, up to three tries. `Ok(false)`: the user stopped (no answer, `#`, or three
+    /// failed tries) and VoiceMailMain ends.
+    async fn new_user(&mut self, chan: &mut Channel, forcename: bool, forcegreetings: bool) -> Result<bool, Stop> {
+        prompt(chan, &files(&["vm-newuser"])).await?;
+        let maxgreet = crate::conf().general.maxgreet;
+        let mut wanted = Vec::new();
+        if forcename {
+            wanted.push(("vm-rec-name", "greet"));
+        }
+        if forcegreetings {
+            wanted.push(("vm-rec-unv", "unavail"));
+            wanted.push(("vm-rec-busy", "busy"));
+        }
+        for (prompt_file, name) in wanted {
+            if crate::recording_exists(&greeting_base(chan, &self.user, name)) {
+                continue;
+            }
+            if self.record_greeting(chan, prompt_file, name, maxgreet).await? == Some('t') {
+                return Ok(false);
+            }
+        }
+        let minpassword = crate::conf().general.minpassword as usize;
+        for _ in 0..3 {
+            let Some(first) = read_password(chan, "vm-newpassword").await? else { return Ok(false) };
+            if first.is_empty() {
+                return Ok(false);
+            }
+            let said = if first.len() < minpassword || first.contains('*') {
+                tracing::info!("Invalid password for user {}", self.user.id());
+                "vm-invalid-password"
+            } else {
+                let Some(second) = read_password(chan, "vm-reenterpassword").await? else { return Ok(false) };
+                if second == first {
+                    self.store_password(chan, first);
+                    prompt(chan, &files(&["vm-passchanged"])).await?;
+                    return Ok(true);
+                }
+                tracing::info!("Password mismatch for user {}", self.user.id());
+                "vm-mismatch"
+            };
+            prompt(chan, &files(&[said, "vm-pls-try-again"])).await?;
+        }
+        Ok(false)
+    }
+
+    /// Writes the new password to voicemail.conf and puts it in force (Asterisk's
+    /// `vm_change_password`); a failure is logged and the old one stays.
+    fn store_password(&mut self, chan: &Channel, password: String) {
+        let file = chan.core().settings().etcdir.join(crate::config::CONFIG);
+        match crate::password::write(&file, &self.user.context, &self.user.mailbox, &password) {
+            Ok(()) => {
+                crate::set_password(&self.user, &password);
+                self.user.password = password;
+                starling_core::verbose!(4, "Voicemail {}: password changed in {}", self.user.id(), file.display());
+            }
+            Err(e) => tracing::warn!("Voicemail {}: the password was not changed: {e}", self.user.id()),
+        }
+    }
+
     /// `0 5`: `vm-newpassword`, the digits and `#`, `vm-reenterpassword`, the same again; then
     /// `vm-passchanged` and the password is written to voicemail.conf (Asterisk's
     /// `vm_change_password`), or `vm-mismatch` / `vm-invalid-password` and `vm-pls-try-again`.
@@ -863,15 +935,7 @@ impl Session {
             tracing::info!("Password mismatch for user {}", self.user.id());
             return prompt(chan, &files(&["vm-mismatch", "vm-pls-try-again"])).await;
         }
-        let file = chan.core().settings().etcdir.join(crate::config::CONFIG);
-        match crate::password::write(&file, &self.user.context, &self.user.mailbox, &first) {
-            Ok(()) => {
-                crate::set_password(&self.user, &first);
-                self.user.password = first;
-                starling_core::verbose!(4, "Voicemail {}: password changed in {}", self.user.id(), file.display());
-            }
-            Err(e) => tracing::warn!("Voicemail {}: the password was not changed: {e}", self.user.id()),
-        }
+        self.store_password(chan, first);
         prompt(chan, &files(&["vm-passchanged"])).await
     }
 }
