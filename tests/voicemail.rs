@@ -408,3 +408,557 @@ fn a_message_summary_subscription_is_told_the_counts() {
     assert_eq!(code, 0, "{out}\n{}", server.log_tail());
     assert!(server.rx("sip show peer bob").contains("  LastMsgsSent : 0/0\n"));
 }
+
+/// A baresip that calls `exten` sending a `tone` (Hz) for up to `seconds`, and presses keys
+/// when told (RFC 4733, through its ctrl_tcp module's `sndcode` command).
+struct KeyPhone {
+    baresip: Baresip,
+    ctrl: std::net::TcpStream,
+}
+
+impl KeyPhone {
+    fn call(name: &str, user: &str, port: u16, exten: &str, tone: u32, seconds: u32) -> KeyPhone {
+        let ctrl_port = crate::util::free_udp_port();
+        let baresip = Baresip::spawn_tone(
+            name,
+            &format!("<sip:{user}@127.0.0.1:{port}>;auth_pass=pw;regint=0"),
+            "g711.so",
+            8000,
+            (tone, f64::from(seconds)),
+            &["-e", &format!("/dial sip:{exten}@127.0.0.1:{port}")],
+            seconds + 5,
+            &format!("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\n"),
+        );
+        let ctrl = eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", ctrl_port)).ok())
+            .unwrap_or_else(|| panic!("baresip's ctrl_tcp did not listen\n{}", baresip.log()));
+        ctrl.set_nonblocking(true).unwrap();
+        KeyPhone { baresip, ctrl }
+    }
+
+    fn command(&mut self, command: &str, params: &str) {
+        use std::io::{Read, Write};
+        let json = format!("{{\"command\":\"{command}\",\"params\":\"{params}\",\"token\":\"t\"}}");
+        self.ctrl.write_all(format!("{}:{json},", json.len()).as_bytes()).unwrap();
+        // Its answers and events are not needed: drained so its buffer never fills.
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = self.ctrl.read(&mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Presses each key in turn, a quarter of a second apart.
+    fn keys(&mut self, keys: &str) {
+        for key in keys.chars() {
+            self.command("sndcode", &key.to_string());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn hangup(mut self) -> Baresip {
+        self.command("hangup", "");
+        std::thread::sleep(Duration::from_millis(300));
+        self.baresip
+    }
+}
+
+/// Follows Starling's log in order: each expectation is looked for after the previous one.
+struct LogCursor<'a> {
+    server: &'a Server,
+    at: usize,
+}
+
+impl<'a> LogCursor<'a> {
+    fn new(server: &'a Server) -> LogCursor<'a> {
+        LogCursor { server, at: server.log().len() }
+    }
+
+    /// Waits (up to 20 s) for `needle` after the cursor and moves past it.
+    fn expect(&mut self, needle: &str) {
+        let at = self.at;
+        let found = eventually(Duration::from_secs(20), || {
+            let log = self.server.log();
+            log.get(at..).and_then(|rest| rest.find(needle)).map(|i| at + i + needle.len())
+        });
+        self.at = found.unwrap_or_else(|| {
+            let log = self.server.log();
+            panic!("'{needle}' never came in the log after:\n{}", log.get(at..).unwrap_or(""))
+        });
+    }
+}
+
+const MENU_EXTENSIONS: &str = "[default]
+exten => 500,1,VoiceMailMain(1002@default)
+ same => n,Hangup()
+exten => 1002,1,VoiceMail(1002@default,us)
+ same => n,Hangup()
+exten => 1003,1,VoiceMail(1003@default,u)
+ same => n,NoOp(LEFT VMSTATUS=${VMSTATUS})
+ same => n,Hangup()
+exten => o,1,NoOp(OPERATOR VMSTATUS=${VMSTATUS})
+ same => n,Hangup()
+exten => a,1,NoOp(ATTENDANT VMSTATUS=${VMSTATUS})
+ same => n,Hangup()
+";
+
+const MENU_CONF: &str = "; voicemail.conf, edited by hand\n[general]\nformat=wav ; wav only\nmaxmsg=10\noperator=yes\n\
+                         mailcmd=/bin/true\n\n; the boxes\n[default]\n1002 => 1234,Bob Bobson,,,tz=central ; Bob's box\n\
+                         1003 => 9999,Carl,,,review=yes\n";
+
+/// The owner records an unavailable greeting through 0-1 (baresip's 440 Hz tone, kept with 1
+/// after `vm-review`), changes the password through 0-5 (twice, `vm-passchanged`): the
+/// password is written into voicemail.conf (only that line changes) and the new one logs in,
+/// also after `voicemail reload`. A caller of VoiceMail(u) then hears the greeting.
+#[test]
+fn greeting_and_password_through_the_mailbox_options() {
+    let (server, port) = sip_pbx_with_files(
+        "vmopts",
+        &["pbx_config", "app_voicemail"],
+        Some(MENU_EXTENSIONS),
+        &sip_conf(9),
+        &[("voicemail.conf", MENU_CONF)],
+    );
+    let mut log = LogCursor::new(&server);
+    let mut owner = KeyPhone::call("vmoptsa", "alice", port, "500", 440, 60);
+    log.expect("vm-password.wav'");
+    owner.keys("1234#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("0");
+    log.expect("vm-options.wav'");
+    owner.keys("1");
+    log.expect("vm-rec-unv.wav'");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(3));
+    owner.keys("#");
+    log.expect("vm-review.wav'");
+    owner.keys("1");
+    log.expect("vm-msgsaved.wav'");
+    log.expect("vm-options.wav'");
+    owner.keys("5");
+    log.expect("vm-newpassword.wav'");
+    owner.keys("4321#");
+    log.expect("vm-reenterpassword.wav'");
+    owner.keys("4321#");
+    log.expect("vm-passchanged.wav'");
+    owner.keys("*");
+    log.expect("vm-opts.wav'");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+
+    let greeting = server.dir.path.join("spool/voicemail/default/1002/unavail.wav");
+    let seconds = wav_seconds(&greeting);
+    assert!((2.0..=4.0).contains(&seconds), "the greeting is {seconds:.2} s");
+    let (_, peak) = dominant_frequency(&greeting);
+    assert!((435..=445).contains(&peak), "the greeting is the owner's 440 Hz tone: {peak} Hz");
+    assert!(!server.dir.path.join("spool/voicemail/default/1002/unavail.tmp.wav").exists());
+
+    let conf = std::fs::read_to_string(server.dir.etc().join("voicemail.conf")).unwrap();
+    assert_eq!(conf, MENU_CONF.replace("1002 => 1234,", "1002 => 4321,"), "only the password changed");
+
+    // The new password logs in, also once the file is read again.
+    server.rx("voicemail reload");
+    let mut owner = KeyPhone::call("vmoptsb", "alice", port, "500", 440, 30);
+    log.expect("vm-password.wav'");
+    owner.keys("1234#");
+    log.expect("Incorrect password '1234'");
+    log.expect("vm-password.wav'");
+    owner.keys("4321#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+
+    // A caller of VoiceMail(1002,us) hears the recorded greeting (then the beep).
+    let caller = KeyPhone::call("vmoptsc", "carol", port, "1002", 880, 4);
+    log.expect("/1002/unavail.wav'");
+    let (samples, peak, blog) = caller.baresip.heard();
+    assert!(samples > 8000, "heard {samples} samples\n{blog}");
+    assert!((430..=450).contains(&peak), "the caller heard the 440 Hz greeting: {peak} Hz\n{blog}");
+}
+
+/// A message of `seconds` of `hz` in `folder` as `msgNNNN` (sox), left by `callerid`.
+fn spool_message(folder: &Path, number: u32, hz: u32, callerid: &str) {
+    std::fs::create_dir_all(folder).unwrap();
+    let base = folder.join(format!("msg{number:04}"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    std::fs::write(
+        base.with_extension("txt"),
+        format!(";\n; Message Information file\n;\n[message]\norigmailbox=1002\ncontext=default\ncallerid={callerid}\norigtime={now}\nduration=2\n"),
+    )
+    .unwrap();
+    let made = Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(base.with_extension("wav"))
+        .args(["synth", "2", "sine", &hz.to_string()])
+        .status()
+        .expect("sox");
+    assert!(made.success());
+}
+
+/// `path` is a tone of `hz` (FFT peak within 5 Hz).
+fn assert_tone(path: &Path, hz: u64) {
+    let peak = dominant_frequency(path).1;
+    assert!(peak.abs_diff(hz) <= 5, "{}: a {hz} Hz tone expected, peak at {peak} Hz", path.display());
+}
+
+/// VoiceMailMain with RFC 4733 keys from baresip: `9 2` saves the first message to Work, `9 1`
+/// the second to Old, `8 1003# 1 (recording) # 2` forwards the third to 1003 with a recording
+/// before it (its INBOX gets it as msg0000, its phone an MWI NOTIFY, Carl an email, the
+/// manager's count 1). The envelope (`vm-received`, and with
+/// saycid `vm-from-phonenumber`) is said before each message. On leaving, INBOX is empty, Work
+/// holds the first, Old the second and the (heard) third, in order and without gaps.
+#[test]
+fn messages_are_saved_to_folders_and_forwarded() {
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let phone_port = phone.local_addr().unwrap().port();
+    let ami_port = crate::util::free_udp_port();
+    let manager = format!(
+        "[general]\nenabled=yes\nport={ami_port}\nbindaddr=127.0.0.1\n[admin]\nsecret=s3cret\nread=all\nwrite=all\n"
+    );
+    let capture_dir = crate::util::TestDir::new("vmfoldmail");
+    let mailcmd = mail_capture(&capture_dir.path);
+    let conf = MENU_CONF
+        .replace("operator=yes", "operator=yes\nsaycid=yes")
+        .replace("mailcmd=/bin/true", &format!("mailcmd={}", mailcmd.display()))
+        .replace("1003 => 9999,Carl,,,", "1003 => 9999,Carl,carl@example.com,,attach=yes|");
+    let sip = format!(
+        "[alice]\ntype=friend\nhost=dynamic\nsecret=pw\ncontext=default\n\
+         [1003]\ntype=peer\nhost=127.0.0.1\nport={phone_port}\ncontext=default\nmailbox=1003@default\n"
+    );
+    let (server, port) = sip_pbx_with_files(
+        "vmfold",
+        &["pbx_config", "app_voicemail", "res_manager"],
+        Some(MENU_EXTENSIONS),
+        &sip,
+        &[("voicemail.conf", &conf), ("manager.conf", &manager)],
+    );
+    let inbox = server.dir.path.join("spool/voicemail/default/1002/INBOX");
+    spool_message(&inbox, 0, 300, "\"Dave\" <5551234>");
+    spool_message(&inbox, 1, 500, "5551234");
+    spool_message(&inbox, 2, 700, "Unknown");
+
+    let mut log = LogCursor::new(&server);
+    let mut owner = KeyPhone::call("vmfolda", "alice", port, "500", 440, 90);
+    log.expect("vm-password.wav'");
+    owner.keys("1234#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("1");
+    log.expect("vm-first.wav'");
+    log.expect("vm-received.wav'");
+    log.expect("vm-from-phonenumber.wav'");
+    log.expect("/INBOX/msg0000.wav'");
+    owner.keys("9");
+    log.expect("vm-savefolder.wav'");
+    owner.keys("2");
+    log.expect("vm-savedto.wav'");
+    log.expect("vm-Work.wav'");
+    owner.keys("6");
+    log.expect("/INBOX/msg0001.wav'");
+    owner.keys("9");
+    log.expect("vm-savefolder.wav'");
+    owner.keys("1");
+    log.expect("vm-savedto.wav'");
+    log.expect("vm-Old.wav'");
+    owner.keys("6");
+    log.expect("vm-last.wav'");
+    log.expect("vm-unknown-caller.wav'");
+    log.expect("/INBOX/msg0002.wav'");
+    owner.keys("8");
+    log.expect("vm-extension.wav'");
+    owner.keys("1003#");
+    log.expect("vm-forwardoptions.wav'");
+    // 1: a recording (the owner's 440 Hz tone) goes before the forwarded copy.
+    owner.keys("1");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(2));
+    owner.keys("#");
+    log.expect("to prepend");
+    log.expect("vm-forwardoptions.wav'");
+    owner.keys("2");
+    log.expect("vm-msgforwarded.wav'");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+
+    let boxes = server.dir.path.join("spool/voicemail/default");
+    let closed = eventually(Duration::from_secs(10), || (spool_count(&boxes.join("1002/INBOX")) == 0).then_some(()));
+    assert!(closed.is_some(), "INBOX was not emptied\n{}", server.log_tail());
+    assert_eq!(spool_count(&boxes.join("1002/Work")), 1);
+    assert_eq!(spool_count(&boxes.join("1002/Old")), 2);
+    assert_tone(&boxes.join("1002/Work/msg0000.wav"), 300);
+    assert_tone(&boxes.join("1002/Old/msg0000.wav"), 500);
+    assert_tone(&boxes.join("1002/Old/msg0001.wav"), 700);
+    // The copy is the prepended recording, then the whole message (sample for sample); the
+    // owner's own message (now Old/msg0001) is untouched.
+    let copy = boxes.join("1003/INBOX/msg0000.wav");
+    let seconds = wav_seconds(&copy);
+    assert!((3.0..=5.0).contains(&seconds), "2 s prepended to the 2 s message: {seconds:.2} s");
+    assert!((wav_seconds(&boxes.join("1002/Old/msg0001.wav")) - 2.0).abs() < 0.01);
+    let tail = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            "import sys,wave\na=wave.open(sys.argv[1]);b=wave.open(sys.argv[2])\n\
+             fa=a.readframes(a.getnframes());fb=b.readframes(b.getnframes())\nprint(fa.endswith(fb), len(fa)-len(fb))",
+        )
+        .arg(&copy)
+        .arg(boxes.join("1002/Old/msg0001.wav"))
+        .output()
+        .unwrap();
+    let tail = String::from_utf8_lossy(&tail.stdout).into_owned();
+    assert!(tail.starts_with("True "), "the copy ends with the message: {tail}");
+    let forwarded = std::fs::read_to_string(boxes.join("1003/INBOX/msg0000.txt")).unwrap();
+    assert!(forwarded.contains("callerid=Unknown"), "{forwarded}");
+    let duration: u32 = forwarded.lines().find_map(|l| l.strip_prefix("duration=")).unwrap().parse().unwrap();
+    assert!((3..=5).contains(&duration), "{forwarded}");
+
+    // 1003's phone is told, and the manager counts it.
+    let mut told = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut buffer = [0u8; 4096];
+    while told.is_none() && std::time::Instant::now() < deadline {
+        if let Ok(n) = phone.recv(&mut buffer) {
+            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            if text.starts_with("NOTIFY ") && text.contains("Voice-Message: 1/0") {
+                told = Some(text);
+            }
+        }
+    }
+    let told = told.unwrap_or_else(|| panic!("1003's phone got no NOTIFY\n{}", server.log_tail()));
+    assert!(told.contains("Messages-Waiting: yes"), "{told}");
+    // Carl is emailed about the forwarded message, with it attached.
+    let mail = capture_dir.path.join("mail.txt");
+    let mailed = eventually(Duration::from_secs(10), || std::fs::read_to_string(&mail).ok().filter(|m| m.len() > 1000));
+    let mailed = mailed.unwrap_or_else(|| panic!("no email for the forward\n{}", server.log_tail()));
+    assert!(mailed.contains("To: \"Carl\" <carl@example.com>"), "{mailed}");
+    assert!(mailed.contains("filename=\"msg0000.wav\""), "{}", &mailed[..mailed.len().min(2000)]);
+    let mut ami = crate::manager::Ami::login(ami_port, "admin", "s3cret");
+    for (mailbox, new, old) in [("1003@default", "1", "0"), ("1002@default", "0", "2")] {
+        ami.send(&[("Action", "MailboxCount"), ("Mailbox", mailbox), ("ActionID", mailbox)]);
+        let reply = ami.until("ActionID", mailbox, Duration::from_secs(10));
+        assert_eq!(crate::manager::get(&reply, "NewMessages"), Some(new), "{mailbox}: {reply:?}");
+        assert_eq!(crate::manager::get(&reply, "OldMessages"), Some(old), "{mailbox}: {reply:?}");
+    }
+}
+
+fn spool_count(folder: &Path) -> usize {
+    std::fs::read_dir(folder)
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".txt")).count())
+        .unwrap_or(0)
+}
+
+/// `0` during VoiceMail()'s greeting (operator=yes) goes to the `o` extension after
+/// `transfer`, `*` to the `a` extension; VMSTATUS is USEREXIT and nothing is recorded. With
+/// `review=yes` the caller records, hears `vm-review`, records again with 3, listens with 2
+/// and keeps the second recording with 1; `0` during a recording asks `vm-saveoper` and goes
+/// to `o` with the message kept.
+#[test]
+fn zero_and_star_leave_voicemail_for_o_and_a_and_review_records_again() {
+    let (server, port) = sip_pbx_with_files(
+        "vmoper",
+        &["pbx_config", "app_voicemail"],
+        Some(MENU_EXTENSIONS),
+        &sip_conf(9),
+        &[("voicemail.conf", MENU_CONF)],
+    );
+    let mut log = LogCursor::new(&server);
+    let mut caller = KeyPhone::call("vmopera", "carol", port, "1003", 440, 30);
+    log.expect("vm-theperson.wav'");
+    caller.keys("0");
+    log.expect("transfer.wav'");
+    log.expect("OPERATOR VMSTATUS=USEREXIT");
+    drop(caller.hangup());
+    let mut caller = KeyPhone::call("vmoperb", "carol", port, "1003", 440, 30);
+    log.expect("vm-theperson.wav'");
+    caller.keys("*");
+    log.expect("ATTENDANT VMSTATUS=USEREXIT");
+    drop(caller.hangup());
+    let inbox = server.dir.path.join("spool/voicemail/default/1003/INBOX");
+    assert_eq!(spool_count(&inbox), 0);
+    assert!(!server.log().contains("LEFT VMSTATUS"), "{}", server.log_tail());
+
+    let mut caller = KeyPhone::call("vmoperc", "carol", port, "1003", 880, 60);
+    log.expect("vm-intro.wav'");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(1));
+    caller.keys("#");
+    log.expect("vm-review.wav'");
+    caller.keys("3");
+    log.expect("Re-recording the message");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(3));
+    caller.keys("#");
+    log.expect("vm-review.wav'");
+    caller.keys("2");
+    log.expect("Reviewing the message");
+    caller.keys("1");
+    log.expect("vm-msgsaved.wav'");
+    log.expect("LEFT VMSTATUS=SUCCESS");
+    drop(caller.hangup());
+    assert_eq!(spool_count(&inbox), 1);
+
+    // 0 during the recording (operator=yes): vm-saveoper, 1 keeps it, then the operator.
+    let mut caller = KeyPhone::call("vmoperd", "carol", port, "1003", 440, 60);
+    log.expect("vm-intro.wav'");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(2));
+    caller.keys("0");
+    log.expect("vm-saveoper.wav'");
+    caller.keys("1");
+    log.expect("vm-msgsaved.wav'");
+    log.expect("transfer.wav'");
+    log.expect("OPERATOR VMSTATUS=USEREXIT");
+    drop(caller.hangup());
+    assert_eq!(spool_count(&inbox), 2);
+    assert_tone(&inbox.join("msg0001.wav"), 440);
+
+    let wav = inbox.join("msg0000.wav");
+    let seconds = wav_seconds(&wav);
+    assert!((2.3..=4.0).contains(&seconds), "the second recording (3 s, not the first 1 s) was kept: {seconds:.2} s");
+    assert_tone(&wav, 880);
+}
+
+/// While a message plays, `#` skips forward and `*` back by `skipms` (3 s here): a 10 s
+/// message skipped twice ends about 6 s early, one rewound once about 3 s late (measured from
+/// the log, which follows real-time playback).
+#[test]
+fn skipms_skips_and_rewinds_within_a_message() {
+    let conf = MENU_CONF.replace("operator=yes", "skipms=3000\nenvelope=no");
+    let (server, port) = sip_pbx_with_files(
+        "vmskip",
+        &["pbx_config", "app_voicemail"],
+        Some(MENU_EXTENSIONS),
+        &sip_conf(9),
+        &[("voicemail.conf", &conf)],
+    );
+    let inbox = server.dir.path.join("spool/voicemail/default/1002/INBOX");
+    for number in 0..2 {
+        spool_message(&inbox, number, 400, "Unknown");
+        let made = Command::new("sox")
+            .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+            .arg(inbox.join(format!("msg{number:04}.wav")))
+            .args(["synth", "10", "sine", "400"])
+            .status()
+            .expect("sox");
+        assert!(made.success());
+    }
+    let mut log = LogCursor::new(&server);
+    let mut owner = KeyPhone::call("vmskipa", "alice", port, "500", 440, 90);
+    log.expect("vm-password.wav'");
+    owner.keys("1234#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("1");
+    log.expect("/INBOX/msg0000.wav'");
+    let started = std::time::Instant::now();
+    owner.keys("##");
+    log.expect("vm-advopts.wav'");
+    let skipped = started.elapsed();
+    owner.keys("6");
+    log.expect("/INBOX/msg0001.wav'");
+    let started = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    owner.keys("*");
+    log.expect("vm-prev.wav'");
+    let rewound = started.elapsed();
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+    assert!(skipped < Duration::from_millis(5500), "10 s less twice 3 s took {skipped:?}");
+    assert!(skipped > Duration::from_millis(3000), "10 s less twice 3 s took {skipped:?}");
+    assert!(rewound > Duration::from_millis(12000), "10 s and 3 s again took {rewound:?}");
+    assert!(rewound < Duration::from_millis(14500), "10 s and 3 s again took {rewound:?}");
+}
+
+/// Advanced options (`3`) while listening: `3` says the envelope (when and who: `vm-received`,
+/// `vm-from-phonenumber`), `1` replies into the caller's mailbox (1003 here: `vm-intro`, the
+/// beep, the owner's 440 Hz tone, then 1003's review=yes asks and 1 keeps it).
+#[test]
+fn advanced_options_say_the_envelope_and_reply() {
+    let conf = MENU_CONF.replace("operator=yes", "envelope=no");
+    let (server, port) = sip_pbx_with_files(
+        "vmadv",
+        &["pbx_config", "app_voicemail"],
+        Some(MENU_EXTENSIONS),
+        &sip_conf(9),
+        &[("voicemail.conf", &conf)],
+    );
+    let inbox = server.dir.path.join("spool/voicemail/default/1002/INBOX");
+    spool_message(&inbox, 0, 300, "\"Carl\" <1003>");
+    let mut log = LogCursor::new(&server);
+    let mut owner = KeyPhone::call("vmadva", "alice", port, "500", 440, 90);
+    log.expect("vm-password.wav'");
+    owner.keys("1234#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("1");
+    log.expect("/INBOX/msg0000.wav'");
+    owner.keys("3");
+    log.expect("vm-toreply.wav'");
+    owner.keys("3");
+    log.expect("vm-received.wav'");
+    log.expect("vm-from-phonenumber.wav'");
+    log.expect("digits/3.wav'");
+    log.expect("vm-advopts.wav'");
+    owner.keys("3");
+    log.expect("vm-toreply.wav'");
+    owner.keys("1");
+    log.expect("Leaving voicemail for '1003'");
+    log.expect("vm-intro.wav'");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(2));
+    owner.keys("#");
+    log.expect("vm-review.wav'");
+    owner.keys("1");
+    log.expect("vm-msgsaved.wav'");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+    let carl = server.dir.path.join("spool/voicemail/default/1003/INBOX");
+    assert_eq!(spool_count(&carl), 1);
+    assert_tone(&carl.join("msg0000.wav"), 440);
+    let info = std::fs::read_to_string(carl.join("msg0000.txt")).unwrap();
+    assert!(info.contains("\ncallerchan=SIP/alice-"), "{info}");
+}
+
+/// A new user (password = mailbox number, `forcename=yes`): at the first login `vm-newuser`,
+/// the name is recorded (`greet.wav`, kept with 1), then a new password (twice) is written to
+/// voicemail.conf before the usual menu.
+#[test]
+fn a_new_user_records_a_name_and_sets_a_password() {
+    let conf = MENU_CONF.replace("operator=yes", "forcename=yes") + "1004 => 1004,New User\n";
+    let extensions = MENU_EXTENSIONS.to_owned() + "exten => 501,1,VoiceMailMain(1004@default)\n same => n,Hangup()\n";
+    let (server, port) = sip_pbx_with_files(
+        "vmnew",
+        &["pbx_config", "app_voicemail"],
+        Some(&extensions),
+        &sip_conf(9),
+        &[("voicemail.conf", &conf)],
+    );
+    let mut log = LogCursor::new(&server);
+    let mut owner = KeyPhone::call("vmnewa", "alice", port, "501", 440, 90);
+    log.expect("vm-password.wav'");
+    owner.keys("1004#");
+    log.expect("User '1004@default' logged in");
+    log.expect("vm-newuser.wav'");
+    log.expect("vm-rec-name.wav'");
+    log.expect("beep.wav'");
+    std::thread::sleep(Duration::from_secs(2));
+    owner.keys("#");
+    log.expect("vm-review.wav'");
+    owner.keys("1");
+    log.expect("vm-msgsaved.wav'");
+    log.expect("vm-newpassword.wav'");
+    owner.keys("5678#");
+    log.expect("vm-reenterpassword.wav'");
+    owner.keys("5678#");
+    log.expect("vm-passchanged.wav'");
+    log.expect("vm-youhave.wav'");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+    let name = server.dir.path.join("spool/voicemail/default/1004/greet.wav");
+    assert_tone(&name, 440);
+    let written = std::fs::read_to_string(server.dir.etc().join("voicemail.conf")).unwrap();
+    assert_eq!(written, conf.replace("1004 => 1004,", "1004 => 5678,"));
+}

@@ -7,7 +7,7 @@
 //! - [`session`]: one leg's RTP session: sequence/timestamps, receive statistics, RTCP
 //!   reports and RTT, comedia/strictrtp, RTP timeout. [`rtcp`]: SR/RR/SDES/BYE.
 //! - [`dtmf`]: RFC 4733 telephone-events (receive, send) and inband (Goertzel) detection.
-//! - [`audio_file`]: `.wav`, `.ulaw`, `.alaw`, `.sln`. [`ports`]: the rtp.conf port range.
+//! - [`audio_file`]: `.wav`, `.ulaw`, `.alaw`, `.sln`; [`player`]: a file played frame by frame, seekable. [`ports`]: the rtp.conf port range.
 //! - [`sdes`]: `a=crypto` (RFC 4568) read and written.
 //! - [`sdp`]: offer/answer for one audio stream (parsing with sdp-rs), codec negotiation, hold.
 //! - [`resample`]: 8/16/48 kHz conversion (polyphase windowed sinc).
@@ -22,6 +22,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 pub mod opus;
+pub mod player;
 pub mod ports;
 pub mod relay;
 pub mod resample;

@@ -21,6 +21,7 @@ use starling_core::tokio::time::Instant;
 use starling_core::{tracing, LoadError, Module, ModuleContext};
 use starling_media::audio_file::{self, Format};
 use starling_media::opus::OpusParams;
+use starling_media::player::Player;
 use starling_media::tones;
 use starling_media::translate::{self, AudioFormat, Translator};
 
@@ -95,19 +96,14 @@ pub async fn stream_file(chan: &mut Channel, name: &str, escape: &str) -> Result
     let file = std::fs::File::open(&path).map_err(|e| StreamError::Unreadable(format!("{}: {e}", path.display())))?;
     let audio = audio_file::read(format, std::io::BufReader::new(file))
         .map_err(|e| StreamError::Unreadable(format!("{}: {e}", path.display())))?;
-    let source = if audio.rate == 16000 { AudioFormat::Slin16 } else { AudioFormat::Slin8 };
-    let target = audio_format(chan.native_format);
-    let mut translator = Translator::new(source, target, &OpusParams::default())
+    // The file cut into 20 ms frames of the channel's format (starling_media's Player, shared
+    // with app_voicemail, whose messages also seek).
+    let mut player = Player::new(audio, audio_format(chan.native_format))
         .map_err(|e| StreamError::Unreadable(format!("{}: {e}", path.display())))?;
-    let per_frame = (audio.rate / 50) as usize;
-    let target_samples = target.rate() / 50;
+    let (format, samples) = (player.format().name(), player.frame_samples());
     let mut next = Instant::now();
-    for chunk in audio.samples.chunks(per_frame) {
-        let mut pcm = chunk.to_vec();
-        pcm.resize(per_frame, 0);
-        let frames =
-            translator.translate(translate::Frame::Linear(pcm)).map_err(|e| StreamError::Unreadable(e.to_string()))?;
-        for frame in frames {
+    while let Some(frames) = player.next_frames() {
+        for data in frames.map_err(|e| StreamError::Unreadable(e.to_string()))? {
             // Until this frame is due, read (and drop) what the caller sends; notice a hangup.
             loop {
                 let now = Instant::now();
@@ -122,8 +118,7 @@ pub async fn stream_file(chan: &mut Channel, name: &str, escape: &str) -> Result
                     _ => {}
                 }
             }
-            let data = frame.into_bytes();
-            chan.write(Frame::Voice { format: target.name(), samples: target_samples, data });
+            chan.write(Frame::Voice { format, samples, data });
             next += FRAME;
         }
     }

@@ -1,5 +1,5 @@
 //! `voicemail.conf`, as Asterisk's app_voicemail reads it: `[general]` (the options below),
-//! `[zonemessages]` (kept, not yet used to say times) and every other section a context of
+//! `[zonemessages]` (the envelope's formats) and every other section a context of
 //! mailboxes, one a line: `1001 => 4242,Alice,alice@example.com,pager@example.com,attach=yes|tz=central`
 //! (password, full name, email, pager email, then options split on `|` or `,`).
 //! A bad value is an error naming `voicemail.conf:LINE`; every error is reported at once, and a
@@ -42,8 +42,40 @@ pub struct General {
     pub mailcmd: String,
     pub emailsubject: String,
     pub emailbody: String,
-    /// `[zonemessages]`: name → `timezone|format`, kept for `voicemail show zones`.
+    /// `[zonemessages]`: name → `timezone|format` (`voicemail show zones`, the envelope's date).
     pub zones: Vec<(String, String)>,
+    /// `review`: after recording, a caller may listen, re-record or accept (1/2/3).
+    pub review: bool,
+    /// `operator`: `0` during VoiceMail() goes to the `o` extension.
+    pub operator: bool,
+    /// `envelope` (Asterisk's default yes): VoiceMailMain says when a message came.
+    pub envelope: bool,
+    /// `saycid`: VoiceMailMain says who left a message.
+    pub saycid: bool,
+    /// `sayduration`: VoiceMailMain says how long a message is (when at least `saydurationm` minutes).
+    pub sayduration: bool,
+    /// `saydurationm` (Asterisk's 2): the shortest message, in minutes, whose length is said.
+    pub saydurationm: u32,
+    /// `skipms` (Asterisk's 3000): how far `#`/`*` skip and rewind within a message.
+    pub skipms: u32,
+    /// `nextaftercmd`: after delete (7), save (9) or forward (8), the next message plays.
+    pub nextaftercmd: bool,
+    /// `sendvoicemail`: advanced option 5 (leave a message for another mailbox).
+    pub sendvoicemail: bool,
+    /// `maxgreet`: the longest greeting in seconds (0: no limit).
+    pub maxgreet: u32,
+    /// `minpassword`: the shortest password accepted at a change.
+    pub minpassword: u32,
+    /// `exitcontext`: where `*` (`a`) and `0` (`o`) go from VoiceMail() (default: the current context).
+    pub exitcontext: String,
+    /// `tempgreetwarn`: VoiceMailMain reminds the owner that a temporary greeting is on.
+    pub tempgreetwarn: bool,
+    /// `forcename`: a new user (password = mailbox number) records a name at first login.
+    pub forcename: bool,
+    /// `forcegreetings`: a new user records the unavailable and busy greetings at first login.
+    pub forcegreetings: bool,
+    /// `cidinternalcontexts`: contexts whose callers are said as extensions in the envelope.
+    pub cidinternalcontexts: Vec<String>,
 }
 
 impl Default for General {
@@ -63,6 +95,22 @@ impl Default for General {
             emailsubject: DEFAULT_SUBJECT.into(),
             emailbody: DEFAULT_BODY.into(),
             zones: Vec::new(),
+            review: false,
+            operator: false,
+            envelope: true,
+            saycid: false,
+            sayduration: false,
+            saydurationm: 2,
+            skipms: 3000,
+            nextaftercmd: false,
+            sendvoicemail: false,
+            maxgreet: 0,
+            minpassword: 0,
+            exitcontext: String::new(),
+            tempgreetwarn: false,
+            cidinternalcontexts: Vec::new(),
+            forcename: false,
+            forcegreetings: false,
         }
     }
 }
@@ -88,6 +136,21 @@ impl VmUser {
     /// `1001@default`.
     pub fn id(&self) -> String {
         format!("{}@{}", self.mailbox, self.context)
+    }
+
+    /// The mailbox's own `name=yes|no` option (`saycid=yes`), else `general`.
+    pub fn flag(&self, name: &str, general: bool) -> bool {
+        self.options
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| starling_core::config::parse_bool(value))
+            .unwrap_or(general)
+    }
+
+    /// The mailbox's own `name=value` option.
+    pub fn option(&self, name: &str) -> Option<&str> {
+        self.options.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }
 }
 
@@ -187,39 +250,29 @@ fn general_key(g: &mut General, var: &Variable) -> Result<(), ConfigError> {
         }
         "emailsubject" => g.emailsubject = unescape(value),
         "emailbody" => g.emailbody = unescape(value),
+        "review" => g.review = var.parse_bool()?,
+        "operator" => g.operator = var.parse_bool()?,
+        "envelope" => g.envelope = var.parse_bool()?,
+        "saycid" => g.saycid = var.parse_bool()?,
+        "sayduration" => g.sayduration = var.parse_bool()?,
+        "saydurationm" => g.saydurationm = number(var)?,
+        "skipms" => g.skipms = number(var)?,
+        "nextaftercmd" => g.nextaftercmd = var.parse_bool()?,
+        "sendvoicemail" => g.sendvoicemail = var.parse_bool()?,
+        "maxgreet" => g.maxgreet = number(var)?,
+        "minpassword" => g.minpassword = number(var)?,
+        "exitcontext" => g.exitcontext = value.to_owned(),
+        "tempgreetwarn" => g.tempgreetwarn = var.parse_bool()?,
+        "forcename" => g.forcename = var.parse_bool()?,
+        "forcegreetings" => g.forcegreetings = var.parse_bool()?,
+        "cidinternalcontexts" => {
+            g.cidinternalcontexts =
+                value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
+        }
         // Understood by Asterisk; Starling takes them and does not act on them yet.
-        "externnotify"
-        | "review"
-        | "operator"
-        | "envelope"
-        | "saycid"
-        | "sayduration"
-        | "skipms"
-        | "nextaftercmd"
-        | "pbxskip"
-        | "charset"
-        | "emaildateformat"
-        | "searchcontexts"
-        | "sendvoicemail"
-        | "forcename"
-        | "forcegreetings"
-        | "tempgreetwarn"
-        | "moveheard"
-        | "usedirectory"
-        | "minpassword"
-        | "maxgreet"
-        | "exitcontext"
-        | "callback"
-        | "dialout"
-        | "cidinternalcontexts"
-        | "pagerfromstring"
-        | "pagersubject"
-        | "pagerbody"
-        | "attachfmt"
-        | "volgain"
-        | "delete"
-        | "locale"
-        | "tz" => {
+        "externnotify" | "pbxskip" | "charset" | "emaildateformat" | "searchcontexts" | "moveheard"
+        | "usedirectory" | "passwordlocation" | "callback" | "dialout" | "pagerfromstring" | "pagersubject"
+        | "pagerbody" | "attachfmt" | "volgain" | "delete" | "locale" | "tz" => {
             tracing::debug!("{}: {} is accepted and not used", var.location, var.name);
         }
         _ => tracing::warn!("{}: unknown key '{}' in [general] of {CONFIG}", var.location, var.name),

@@ -3,7 +3,9 @@
 //! and `.txt`, Asterisk's layout, see [`spool`]), emails it through `mailcmd` (the WAV attached
 //! with `attach=yes`, see [`email`]) and publishes the mailbox's counts to the core's MWI
 //! state (`starling_core::mwi`), which chan_sip turns into `NOTIFY`s for phones with
-//! `mailbox=`. `VoiceMailMain(box@context)` lets the owner listen, delete and save.
+//! `mailbox=`. `VoiceMailMain(box@context)` is Asterisk's menu: listen, delete, save to folders,
+//! forward, reply, record greetings and change the password (written back to voicemail.conf by
+//! [`password`]).
 //!
 //! Configuration: `voicemail.conf` (see [`config`]); `voicemail reload` (or `module reload
 //! app_voicemail`) re-reads it. CLI: `voicemail show users [for <context>]`, `voicemail show
@@ -14,8 +16,10 @@
 
 pub mod config;
 pub mod email;
+pub mod envelope;
 mod main_menu;
 pub mod media;
+pub mod password;
 pub mod spool;
 mod voicemail;
 
@@ -44,6 +48,19 @@ pub(crate) fn conf() -> Arc<VmConf> {
 /// A mailbox's folder (`INBOX`, `Old`) in the spool.
 pub(crate) fn folder_dir(core: &Core, user: &VmUser, folder: &str) -> PathBuf {
     spool::mailbox_dir(&core.settings().spooldir, &user.context, &user.mailbox).join(folder)
+}
+
+/// A password changed by its owner, put in force at once (Asterisk's `reset_user_pw`); the
+/// file was rewritten already, so a reload reads the same.
+pub(crate) fn set_password(user: &VmUser, password: &str) {
+    let mut guard = CONF.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(conf) = guard.as_ref() {
+        let mut changed = (**conf).clone();
+        if let Some(found) = changed.users.iter_mut().find(|u| u.id() == user.id()) {
+            found.password = password.to_owned();
+        }
+        *guard = Some(Arc::new(changed));
+    }
 }
 
 /// `(new, old)` of a mailbox (Asterisk's `inboxcount`).

@@ -12,6 +12,7 @@ use starling_core::tokio::time::Instant;
 use starling_core::tracing;
 use starling_media::audio_file::{self, Format};
 use starling_media::opus::OpusParams;
+use starling_media::player::Player;
 use starling_media::translate::{self, AudioFormat, Translator};
 
 const FRAME: Duration = Duration::from_millis(20);
@@ -35,49 +36,106 @@ fn audio_format(name: &str) -> AudioFormat {
     AudioFormat::ALL.into_iter().find(|f| f.name() == name).unwrap_or(AudioFormat::Slin8)
 }
 
+/// How a message being listened to may be steered (Asterisk's `ast_control_streamfile` with
+/// app_voicemail's `listen_control_*` keys): `#` skips forward and `*` back by `skipms`, `0`
+/// pauses until the next key, `2` starts again, a key of `stop` stops it (and is the caller's
+/// next choice).
+#[derive(Clone, Copy, Debug)]
+pub struct Control<'a> {
+    pub forward: char,
+    pub reverse: char,
+    pub pause: char,
+    pub restart: char,
+    pub stop: &'a str,
+    pub skipms: u32,
+}
+
+impl Control<'_> {
+    /// Asterisk's defaults (`DEFAULT_LISTEN_CONTROL_*`).
+    pub fn listen(skipms: u32) -> Control<'static> {
+        Control { forward: '#', reverse: '*', pause: '0', restart: '2', stop: "13456789", skipms }
+    }
+}
+
 /// Plays `name` at real-time pace; a key in `escape` stops it. A file that is missing or
 /// unreadable is skipped with a warning (as Asterisk goes on past a missing prompt).
 pub async fn play(chan: &mut Channel, name: &str, escape: &str) -> Result<(), Stop> {
+    stream(chan, name, escape, None).await
+}
+
+/// Plays a message with [`Control`]'s keys.
+pub async fn play_controlled(chan: &mut Channel, name: &str, control: &Control<'_>) -> Result<(), Stop> {
+    stream(chan, name, "", Some(control)).await
+}
+
+/// The file `name` names, read whole.
+fn load(chan: &Channel, name: &str) -> Option<audio_file::Audio> {
     let soundsdir = chan.core().settings().soundsdir.clone();
     let Some((path, format)) = find_sound(&soundsdir, &chan.language, name) else {
         tracing::warn!("VoiceMail on {}: file '{name}' not found", chan.name());
-        return Ok(());
+        return None;
     };
     starling_core::verbose!(3, "<{}> Playing '{}'", chan.name(), path.display());
     let read = std::fs::File::open(&path)
         .map_err(|e| e.to_string())
         .and_then(|f| audio_file::read(format, std::io::BufReader::new(f)).map_err(|e| e.to_string()));
-    let audio = match read {
-        Ok(audio) => audio,
+    match read {
+        Ok(audio) => Some(audio),
         Err(e) => {
             tracing::warn!("VoiceMail on {}: {}: {e}", chan.name(), path.display());
-            return Ok(());
+            None
         }
-    };
-    let source = if audio.rate == 16000 { AudioFormat::Slin16 } else { AudioFormat::Slin8 };
-    let target = audio_format(chan.native_format);
-    let Ok(mut translator) = Translator::new(source, target, &OpusParams::default()) else { return Ok(()) };
-    let per_frame = (audio.rate / 50).max(1) as usize;
-    let target_samples = target.rate() / 50;
+    }
+}
+
+/// Plays 8 kHz samples held in memory (a recording being reviewed); a key in `escape` stops it.
+pub async fn play_samples(chan: &mut Channel, samples: &[i16], escape: &str) -> Result<(), Stop> {
+    stream_audio(chan, audio_file::Audio { rate: 8000, samples: samples.to_vec() }, escape, None).await
+}
+
+async fn stream(chan: &mut Channel, name: &str, escape: &str, control: Option<&Control<'_>>) -> Result<(), Stop> {
+    let Some(audio) = load(chan, name) else { return Ok(()) };
+    stream_audio(chan, audio, escape, control).await
+}
+
+async fn stream_audio(
+    chan: &mut Channel,
+    audio: audio_file::Audio,
+    escape: &str,
+    control: Option<&Control<'_>>,
+) -> Result<(), Stop> {
+    let Ok(mut player) = Player::new(audio, audio_format(chan.native_format)) else { return Ok(()) };
+    let (format, samples) = (player.format().name(), player.frame_samples());
     let mut next = Instant::now();
-    for chunk in audio.samples.chunks(per_frame) {
-        let mut pcm = chunk.to_vec();
-        pcm.resize(per_frame, 0);
-        for frame in translator.translate(translate::Frame::Linear(pcm)).unwrap_or_default() {
+    while let Some(frames) = player.next_frames() {
+        for data in frames.unwrap_or_default() {
+            // Until this frame is due, read what the caller sends: keys, a hangup.
             loop {
                 let now = Instant::now();
                 if now >= next {
                     break;
                 }
-                match chan.read_timeout(next - now).await {
+                let digit = match chan.read_timeout(next - now).await {
                     Read::HungUp => return Err(Stop::HungUp),
-                    Read::Frame(Frame::DtmfEnd { digit, .. }) if escape.contains(digit) => {
-                        return Err(Stop::Key(digit))
+                    Read::Frame(Frame::DtmfEnd { digit, .. }) => digit,
+                    _ => continue,
+                };
+                match control {
+                    None if escape.contains(digit) => return Err(Stop::Key(digit)),
+                    None => {}
+                    Some(c) if digit == c.forward => player.seek(i64::from(c.skipms)),
+                    Some(c) if digit == c.reverse => player.seek(-i64::from(c.skipms)),
+                    Some(c) if digit == c.restart => player.restart(),
+                    Some(c) if digit == c.pause => {
+                        // Paused: silence until any key (Asterisk's pause key).
+                        wait_key(chan, Duration::from_secs(3600)).await?;
+                        next = Instant::now();
                     }
-                    _ => {}
+                    Some(c) if c.stop.contains(digit) => return Err(Stop::Key(digit)),
+                    Some(_) => {}
                 }
             }
-            chan.write(Frame::Voice { format: target.name(), samples: target_samples, data: frame.into_bytes() });
+            chan.write(Frame::Voice { format, samples, data });
             next += FRAME;
         }
     }
@@ -128,6 +186,25 @@ pub async fn read_keys(chan: &mut Channel, first: Option<char>, max: usize, time
             }
         }
     }
+}
+
+/// Reads keys until `#` or `max` keys (Asterisk's `ast_readstring`): `first_timeout` for the
+/// first key, `timeout` between the next ones; `first` is a key already pressed.
+pub async fn read_string(
+    chan: &mut Channel,
+    first: Option<char>,
+    max: usize,
+    first_timeout: Duration,
+    timeout: Duration,
+) -> Result<String, Stop> {
+    let first = match first {
+        Some(k) => Some(k),
+        None => wait_key(chan, first_timeout).await?,
+    };
+    if first.is_none() {
+        return Ok(String::new());
+    }
+    read_keys(chan, first, max, timeout).await
 }
 
 /// How a recording ended (Asterisk's `ast_play_and_record` outcomes).

@@ -61,6 +61,32 @@ pub fn reserve(folder: &Path, maxmsg: u32) -> io::Result<Option<u32>> {
     Ok(None)
 }
 
+/// The spool's lock (Asterisk's `vm_lock_path` on a folder, here one for the whole spool of
+/// this process): held while a message is stored, copied, or a folder is read or renumbered,
+/// so a folder is never renumbered under a message being written. Held only around file
+/// operations, never across a wait.
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    static SPOOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SPOOL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Stores a new message in `folder` under the spool's lock: its number (the lowest free one
+/// below `maxmsg`), `None` when the folder is full.
+pub fn store(folder: &Path, maxmsg: u32, wav: &[u8], txt: &str) -> io::Result<Option<u32>> {
+    let _lock = lock();
+    let Some(number) = reserve(folder, maxmsg)? else { return Ok(None) };
+    let base = message_base(folder, number);
+    let written = write_atomically(&base.with_extension("wav"), wav)
+        .and_then(|()| write_atomically(&base.with_extension("txt"), txt.as_bytes()));
+    match written {
+        Ok(()) => Ok(Some(number)),
+        Err(e) => {
+            remove(folder, number);
+            Err(e)
+        }
+    }
+}
+
 /// Writes `path` whole: to a temporary name beside it, then renamed over it.
 pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -88,6 +114,38 @@ pub fn move_message(from: &Path, number: u32, to: &Path, maxmsg: u32) -> io::Res
     }
     std::fs::rename(source.with_extension("txt"), dest.with_extension("txt"))?;
     Ok(Some(target))
+}
+
+/// Copies message `number` of `from` to the next free number of `to` (Asterisk's
+/// `copy_message`/`save_to_folder`); the new number, `None` when `to` is full.
+pub fn copy_message(from: &Path, number: u32, to: &Path, maxmsg: u32) -> io::Result<Option<u32>> {
+    let Some(target) = reserve(to, maxmsg)? else { return Ok(None) };
+    let (source, dest) = (message_base(from, number), message_base(to, target));
+    let copied = (|| {
+        for ext in ["wav", "WAV", "gsm"] {
+            let file = source.with_extension(ext);
+            if file.exists() {
+                let data = std::fs::read(&file)?;
+                write_atomically(&dest.with_extension(ext), &data)?;
+            }
+        }
+        let info = std::fs::read(source.with_extension("txt"))?;
+        write_atomically(&dest.with_extension("txt"), &info)
+    })();
+    match copied {
+        Ok(()) => Ok(Some(target)),
+        Err(e) => {
+            remove(to, target);
+            Err(e)
+        }
+    }
+}
+
+/// Removes a greeting (`<mailbox>/temp`) in every format.
+pub fn remove_recording(base: &Path) {
+    for ext in ["wav", "WAV", "gsm", "sln", "ulaw", "alaw"] {
+        let _ = std::fs::remove_file(base.with_extension(ext));
+    }
 }
 
 /// Closes the gaps deletions left (Asterisk's `resequence_mailbox`): messages keep their order
@@ -226,6 +284,57 @@ mod tests {
         assert!(message_base(&old, 0).with_extension("wav").exists());
         let _ = std::fs::remove_dir_all(folder.parent().unwrap());
         assert!(std::env::temp_dir().exists());
+    }
+
+    /// A folder holding the messages `numbers`, each `.txt` and `.wav` naming its old number.
+    fn folder_with(name: &str, numbers: &[u32]) -> PathBuf {
+        let folder = temp(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        for &n in numbers {
+            std::fs::write(message_base(&folder, n).with_extension("txt"), format!("was={n}")).unwrap();
+            std::fs::write(message_base(&folder, n).with_extension("wav"), format!("audio {n}")).unwrap();
+        }
+        folder
+    }
+
+    #[test]
+    fn renumbering_keeps_the_order_and_leaves_no_gaps() {
+        let folder = folder_with("gaps", &[1, 4, 7, 12]);
+        std::fs::write(folder.join("msg0x.txt"), "not a message").unwrap();
+        resequence(&folder).unwrap();
+        assert_eq!(messages(&folder), [0, 1, 2, 3]);
+        for (now, was) in [(0, 1), (1, 4), (2, 7), (3, 12)] {
+            let base = message_base(&folder, now);
+            assert_eq!(std::fs::read_to_string(base.with_extension("txt")).unwrap(), format!("was={was}"));
+            assert_eq!(std::fs::read_to_string(base.with_extension("wav")).unwrap(), format!("audio {was}"));
+        }
+        // Copied (saved to a folder, forwarded): the next number there, the source kept.
+        let work = folder.with_file_name("Work");
+        assert_eq!(copy_message(&folder, 2, &work, 10).unwrap(), Some(0));
+        assert_eq!(copy_message(&folder, 3, &work, 10).unwrap(), Some(1));
+        assert_eq!(copy_message(&folder, 0, &work, 2).unwrap(), None, "Work is full at maxmsg 2");
+        assert_eq!(std::fs::read_to_string(message_base(&work, 1).with_extension("wav")).unwrap(), "audio 12");
+        assert_eq!(count(&folder), 4);
+        assert!(copy_message(&folder, 9, &work, 10).is_err(), "no such message");
+        assert_eq!(count(&work), 2, "a failed copy leaves nothing behind");
+        let _ = std::fs::remove_dir_all(folder.parent().unwrap());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Any set of numbers becomes 0..n, in the same order.
+        #[test]
+        fn any_folder_is_renumbered_in_order(numbers in proptest::collection::btree_set(0u32..60, 0..12)) {
+            let numbers: Vec<u32> = numbers.into_iter().collect();
+            let folder = folder_with("prop", &numbers);
+            resequence(&folder).unwrap();
+            proptest::prop_assert_eq!(messages(&folder), (0..numbers.len() as u32).collect::<Vec<_>>());
+            for (now, was) in numbers.iter().enumerate() {
+                let text = std::fs::read_to_string(message_base(&folder, now as u32).with_extension("txt")).unwrap();
+                proptest::prop_assert_eq!(text, format!("was={was}"));
+            }
+            let _ = std::fs::remove_dir_all(folder.parent().unwrap());
+        }
     }
 
     #[test]

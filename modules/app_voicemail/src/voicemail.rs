@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use starling_core::apps::{AppFuture, AppResult};
-use starling_core::channel::{Channel, ChannelState};
+use starling_core::channel::{Channel, ChannelState, Jump, JumpTarget};
 use starling_core::chrono::{Local, Utc};
 use starling_core::tracing;
 use starling_media::audio_file::{self, Audio, Format};
@@ -16,9 +16,11 @@ use crate::media::{self, RecordEnd, RecordLimits, Stop};
 use crate::spool::{self, MessageInfo};
 
 pub const DESCRIPTION: &str = "VoiceMail(mailbox[@context][&mailbox2...][,options]): plays the mailbox's greeting \
-(u: unavailable, b: busy; the recorded unavail/busy/temp greeting, else vm-theperson, the number and vm-isunavail or \
-vm-isonphone), then vm-intro (s: skip it), a beep, and records until #, silence (maxsilence), maxsecs or hangup, into \
-the spool's INBOX as msgNNNN.wav and msgNNNN.txt. # during the greeting skips to the beep. Emails the owner through \
+(u: unavailable, b: busy; the recorded unavail/busy/temp greeting, else the recorded name or vm-theperson and the \
+number, then vm-isunavail or vm-isonphone), then vm-intro (s: skip it), a beep, and records until #, silence \
+(maxsilence), maxsecs or hangup, into the spool's INBOX as msgNNNN.wav and msgNNNN.txt. During the greeting # skips \
+to the beep, 0 goes to the o extension (operator=yes), * to the a extension (of exitcontext or the current \
+context). With review=yes the caller may listen (2), record again (3) or accept (1). Emails the owner through \
 mailcmd (the recording attached with attach=yes) and updates the mailbox's message waiting state. Sets VMSTATUS to \
 SUCCESS, USEREXIT or FAILED.";
 
@@ -71,15 +73,31 @@ fn greeting(chan: &Channel, user: &VmUser, options: &str) -> Vec<String> {
     if let Some(own) = recorded(if busy { "busy" } else { "unavail" }) {
         return vec![own];
     }
-    let mut files = vec!["vm-theperson".to_owned()];
-    files.extend(media::digit_files(&user.mailbox));
+    // Asterisk's invent_message: the recorded name, else vm-theperson and the number.
+    let mut files = match recorded("greet") {
+        Some(name) => vec![name],
+        None => {
+            let mut files = vec!["vm-theperson".to_owned()];
+            files.extend(media::digit_files(&user.mailbox));
+            files
+        }
+    };
     files.push(if busy { "vm-isonphone" } else { "vm-isunavail" }.to_owned());
     files
 }
 
+/// Priority 1 of `exten` in `context`.
+fn jump_to(context: &str, exten: &str) -> Jump {
+    Jump { context: Some(context.to_owned()), exten: Some(exten.to_owned()), target: JumpTarget::Priority(1) }
+}
+
 /// Leaves a message in `user`'s INBOX. `Ok(VMSTATUS)` to go on, `Err(VMSTATUS)` when the
 /// caller hung up.
-async fn leave_voicemail(chan: &mut Channel, user: &VmUser, options: &str) -> Result<&'static str, &'static str> {
+pub(crate) async fn leave_voicemail(
+    chan: &mut Channel,
+    user: &VmUser,
+    options: &str,
+) -> Result<&'static str, &'static str> {
     let conf = crate::conf();
     let g = &conf.general;
     let core = chan.core().clone();
@@ -94,19 +112,51 @@ async fn leave_voicemail(chan: &mut Channel, user: &VmUser, options: &str) -> Re
             _ => Ok("FAILED"),
         };
     }
-    let mut silent = options.contains('s');
-    match media::play_all(chan, &greeting(chan, user, options), "#*0").await {
-        Ok(()) => {}
-        Err(Stop::HungUp) => return Err("USEREXIT"),
-        // As Asterisk: # skips the rest of the greeting and the instructions.
-        Err(Stop::Key('#')) => silent = true,
-        Err(Stop::Key(_)) => return Ok("USEREXIT"),
+    // The keys that leave (Asterisk's ecodes): # skips to the beep, 0 goes to the `o`
+    // extension (operator=yes), * to the `a` extension, of exitcontext or the current context.
+    let exit_context = user.option("exitcontext").unwrap_or(&g.exitcontext).to_owned();
+    let exit_context = if exit_context.is_empty() { chan.context.clone() } else { exit_context };
+    let cid = (!chan.caller.number.is_empty()).then(|| chan.caller.number.clone());
+    let mut ecodes = String::from("#");
+    if user.flag("operator", g.operator) && core.priority_exists(&exit_context, "o", 1, cid.as_deref()) {
+        ecodes.push('0');
     }
-    if !silent {
-        match media::play(chan, "vm-intro", "#").await {
+    if core.priority_exists(&exit_context, "a", 1, cid.as_deref()) {
+        ecodes.push('*');
+    }
+    let mut silent = options.contains('s');
+    let mut key = match media::play_all(chan, &greeting(chan, user, options), &ecodes).await {
+        Ok(()) => None,
+        Err(Stop::HungUp) => return Err("FAILED"),
+        Err(Stop::Key(k)) => Some(k),
+    };
+    if key == Some('#') {
+        // As Asterisk: # skips the rest of the greeting and the instructions.
+        silent = true;
+        key = None;
+    }
+    if key.is_none() && !silent {
+        key = match media::play(chan, "vm-intro", &ecodes).await {
+            Ok(()) | Err(Stop::Key('#')) => None,
             Err(Stop::HungUp) => return Err("USEREXIT"),
-            Ok(()) | Err(Stop::Key(_)) => {}
+            Err(Stop::Key(k)) => Some(k),
+        };
+    }
+    match key {
+        Some('*') => {
+            starling_core::verbose!(3, "Voicemail for {}: the caller pressed *, to {exit_context},a,1", user.id());
+            chan.jump(jump_to(&exit_context, "a"));
+            return Ok("USEREXIT");
         }
+        Some('0') => {
+            starling_core::verbose!(3, "Voicemail for {}: the caller pressed 0, to {exit_context},o,1", user.id());
+            if media::play(chan, "transfer", "").await == Err(Stop::HungUp) {
+                return Err("USEREXIT");
+            }
+            chan.jump(jump_to(&exit_context, "o"));
+            return Ok("USEREXIT");
+        }
+        _ => {}
     }
     if media::play(chan, "beep", "").await == Err(Stop::HungUp) {
         return Err("USEREXIT");
@@ -116,9 +166,51 @@ async fn leave_voicemail(chan: &mut Channel, user: &VmUser, options: &str) -> Re
         silence: (g.maxsilence > 0).then(|| Duration::from_secs(g.maxsilence.into())),
         threshold: g.silencethreshold,
     };
-    let (samples, end) = media::record(chan, limits, "#").await;
-    let hung_up = end == RecordEnd::HungUp;
-    let outcome = |status| if hung_up { Err(status) } else { Ok(status) };
+    // With the operator, 0 ends the recording too (Asterisk's canceldtmf): vm-saveoper asks
+    // whether to keep it, then the caller goes to `o`.
+    let operator = ecodes.contains('0');
+    let (mut samples, end) = media::record(chan, limits, if operator { "#0" } else { "#" }).await;
+    let mut hung_up = end == RecordEnd::HungUp;
+    // review=yes: the caller may listen, record again or accept (Asterisk's play_record_review
+    // for an outside caller); 0 (operator=yes) leaves for the `o` extension.
+    let mut to_operator = false;
+    if end == RecordEnd::Key('0') {
+        match save_for_operator(chan).await {
+            Some(keep) => {
+                to_operator = true;
+                if !keep {
+                    samples.clear();
+                }
+            }
+            None => hung_up = true,
+        }
+    } else if !hung_up && user.flag("review", g.review) {
+        match review(chan, &mut samples, limits, operator).await {
+            Reviewed::Keep => {}
+            Reviewed::HungUp => hung_up = true,
+            Reviewed::Operator { keep } => {
+                to_operator = true;
+                if !keep {
+                    samples.clear();
+                }
+            }
+        }
+    }
+    if to_operator {
+        if media::play(chan, "transfer", "").await == Err(Stop::HungUp) {
+            hung_up = true;
+        }
+        chan.jump(jump_to(&exit_context, "o"));
+    }
+    let outcome = |status| {
+        if hung_up {
+            Err(status)
+        } else if to_operator {
+            Ok("USEREXIT")
+        } else {
+            Ok(status)
+        }
+    };
     // Whole seconds, rounded (Asterisk counts the recording's length in seconds).
     let duration = ((samples.len() as u64 + 4000) / 8000) as u32;
     if samples.is_empty() || duration < g.minsecs {
@@ -129,23 +221,10 @@ async fn leave_voicemail(chan: &mut Channel, user: &VmUser, options: &str) -> Re
         );
         return outcome("FAILED");
     }
-    let number = match spool::reserve(&inbox, g.maxmsg) {
-        Ok(Some(number)) => number,
-        Ok(None) => {
-            tracing::warn!("No more messages possible for mailbox {}", user.id());
-            return outcome("FAILED");
-        }
-        Err(e) => {
-            tracing::warn!("Voicemail for {}: cannot write to {}: {e}", user.id(), inbox.display());
-            return outcome("FAILED");
-        }
-    };
-    let base = spool::message_base(&inbox, number);
     let mut wav = Vec::new();
     let audio = Audio { rate: 8000, samples };
     if let Err(e) = audio_file::write(Format::Wav, &audio, &mut wav) {
         tracing::warn!("Voicemail for {}: {e}", user.id());
-        spool::remove(&inbox, number);
         return outcome("FAILED");
     }
     let now = Utc::now();
@@ -166,19 +245,125 @@ async fn leave_voicemail(chan: &mut Channel, user: &VmUser, options: &str) -> Re
         flag: String::new(),
         duration,
     };
-    let written = spool::write_atomically(&base.with_extension("wav"), &wav)
-        .and_then(|()| spool::write_atomically(&base.with_extension("txt"), info.render().as_bytes()));
-    if let Err(e) = written {
-        tracing::warn!("Voicemail for {}: cannot write {}: {e}", user.id(), base.display());
-        spool::remove(&inbox, number);
-        return outcome("FAILED");
-    }
+    let number = match spool::store(&inbox, g.maxmsg, &wav, &info.render()) {
+        Ok(Some(number)) => number,
+        Ok(None) => {
+            tracing::warn!("No more messages possible for mailbox {}", user.id());
+            return outcome("FAILED");
+        }
+        Err(e) => {
+            tracing::warn!("Voicemail for {}: cannot write to {}: {e}", user.id(), inbox.display());
+            return outcome("FAILED");
+        }
+    };
+    let base = spool::message_base(&inbox, number);
     starling_core::verbose!(3, "Saving message as is: {} ({duration} s)", base.display());
     if !user.email.is_empty() {
         send_email(chan, user, number, &info, &wav);
     }
     crate::publish_mwi(&core, user);
     outcome("SUCCESS")
+}
+
+/// How reviewing a recording ended.
+enum Reviewed {
+    /// Accepted (`1`), or no answer: the message is kept.
+    Keep,
+    HungUp,
+    /// `0`: to the operator, the message kept (`1` at `vm-saveoper`) or not.
+    Operator {
+        keep: bool,
+    },
+}
+
+/// `0` for the operator after recording: `vm-saveoper`, then `1` keeps the message
+/// (`vm-msgsaved`), anything else (or nothing in 3 s) throws it away (`vm-deleted`).
+/// `Some(keep)`, `None` when the caller hung up.
+async fn save_for_operator(chan: &mut Channel) -> Option<bool> {
+    let answer = match media::play(chan, "vm-saveoper", "0123456789*#").await {
+        Ok(()) => media::wait_key(chan, Duration::from_secs(3)).await.ok()?,
+        Err(Stop::Key(k)) => Some(k),
+        Err(Stop::HungUp) => return None,
+    };
+    let keep = answer == Some('1');
+    let said = if keep { "vm-msgsaved" } else { "vm-deleted" };
+    if media::play(chan, said, "").await == Err(Stop::HungUp) {
+        return None;
+    }
+    Some(keep)
+}
+
+/// Asterisk's `play_record_review` for a caller with `review=yes`: `vm-review` (1 accept, 2
+/// listen, 3 record again after `vm-intro` and the beep; `vm-reachoper` and 0 with the
+/// operator), `vm-msgsaved` and `vm-goodbye` once accepted. No answer four times keeps it.
+async fn review(chan: &mut Channel, samples: &mut Vec<i16>, limits: RecordLimits, operator: bool) -> Reviewed {
+    const KEYS: &str = "0123456789*#";
+    let key = |r: Result<(), Stop>| match r {
+        Ok(()) => Ok(None),
+        Err(Stop::Key(k)) => Ok(Some(k)),
+        Err(Stop::HungUp) => Err(()),
+    };
+    let mut attempts = 0;
+    let mut cmd: Option<char> = None;
+    loop {
+        let step: Result<Option<char>, ()> = match cmd.take() {
+            Some('1') => {
+                starling_core::verbose!(3, "Saving message as is");
+                let names = ["vm-msgsaved".to_owned(), "vm-goodbye".to_owned()];
+                return match media::play_all(chan, &names, "").await {
+                    Err(Stop::HungUp) => Reviewed::HungUp,
+                    _ => Reviewed::Keep,
+                };
+            }
+            Some('2') => {
+                starling_core::verbose!(3, "Reviewing the message");
+                key(media::play_samples(chan, samples, KEYS).await)
+            }
+            Some('3') => {
+                starling_core::verbose!(3, "Re-recording the message");
+                let names = ["vm-intro".to_owned(), "beep".to_owned()];
+                if media::play_all(chan, &names, "").await == Err(Stop::HungUp) {
+                    return Reviewed::HungUp;
+                }
+                let (again, end) = media::record(chan, limits, "#").await;
+                *samples = again;
+                if end == RecordEnd::HungUp {
+                    return Reviewed::HungUp;
+                }
+                Ok(None)
+            }
+            Some('0') if operator => {
+                return match save_for_operator(chan).await {
+                    Some(keep) => Reviewed::Operator { keep },
+                    None => Reviewed::HungUp,
+                };
+            }
+            Some(_) => key(media::play(chan, "vm-sorry", KEYS).await),
+            None => {
+                let mut answer = key(media::play(chan, "vm-review", KEYS).await);
+                if operator && matches!(answer, Ok(None)) {
+                    answer = match key(media::play(chan, "vm-reachoper", KEYS).await) {
+                        Ok(None) => media::wait_key(chan, Duration::from_millis(600)).await.map_err(drop),
+                        other => other,
+                    };
+                }
+                if matches!(answer, Ok(None)) {
+                    answer = media::wait_key(chan, Duration::from_secs(6)).await.map_err(drop);
+                }
+                if matches!(answer, Ok(None)) {
+                    attempts += 1;
+                    if attempts > 3 {
+                        return Reviewed::Keep;
+                    }
+                }
+                answer
+            }
+        };
+        match step {
+            Ok(next) => cmd = next,
+            Err(()) => return Reviewed::HungUp,
+        }
+    }
 }
 
 /// This host's name, for the From of emails (Asterisk's `gethostname`).
@@ -188,7 +373,7 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-fn send_email(chan: &Channel, user: &VmUser, number: u32, info: &MessageInfo, wav: &[u8]) {
+pub(crate) fn send_email(chan: &Channel, user: &VmUser, number: u32, info: &MessageInfo, wav: &[u8]) {
     let conf = crate::conf();
     let g = &conf.general;
     let vars = EmailVars {
