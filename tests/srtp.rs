@@ -3,7 +3,8 @@
 //! through `Dial(SIP/b)`, calls Echo(), and calls a plain-RTP baresip; each hears the other's
 //! tone (FFT), `sip show channel` says SRTP, and a tshark capture of Starling's RTP ports shows
 //! that the SRTP legs carry no tone when their payloads are read as PCMU — while the plain leg
-//! of the same capture does (the check's own control). SIPp sends an SDES offer over UDP to an
+//! of the same capture does (the check's own control). The bridged calls are relayed natively
+//! (the relay thread opens and seals each SRTP leg with its own keys). SIPp sends an SDES offer over UDP to an
 //! `encryption=yes` Starling: 488, and the WARNING that says why.
 
 use std::path::Path;
@@ -186,6 +187,39 @@ fn channels_media(server: &Server) -> Vec<(u16, String)> {
         .collect()
 }
 
+/// A `Key: value` line of `sip show channel`'s block for each call.
+fn channel_values(server: &Server, key: &str) -> Vec<String> {
+    let channels = server.rx("sip show channels");
+    channels
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|id| id.len() > 4)
+        .filter_map(|id| {
+            let detail = server.rx(&format!("sip show channel {id}"));
+            detail.lines().find_map(|l| l.trim_start().strip_prefix(key).map(|v| v.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// Both calls of a bridge relayed natively: `bridge show all` says `native_rtp`, and each
+/// call's `sip show channel` says `Native relay: Yes` (the relay thread reads its RTP socket,
+/// opening and sealing SRTP). Checked while the calls talk.
+fn assert_relayed_natively(server: &Server) {
+    let relayed = eventually(Duration::from_secs(5), || {
+        let relayed = channel_values(server, "Native relay:");
+        (relayed.len() == 2 && relayed.iter().all(|v| v == "Yes")).then_some(relayed)
+    });
+    assert!(
+        relayed.is_some(),
+        "both legs relayed natively: {:?}\n{}\n{}",
+        channel_values(server, "Native relay:"),
+        server.rx("bridge show all"),
+        server.log_tail()
+    );
+    assert!(server.rx("bridge show all").contains("native_rtp"), "{}", server.rx("bridge show all"));
+}
+
 /// Acceptance: baresip A (TLS, srtp-mand) calls baresip B (TLS, srtp-mand) through
 /// `Dial(SIP/b)`: each hears the other's tone; both calls show `Media: SRTP` with the suite;
 /// `sip show peer` says `Encryption : Yes`; and in a capture of Starling's RTP ports, no flow of
@@ -218,6 +252,8 @@ fn baresip_srtp_calls_baresip_srtp_through_dial_and_the_wire_is_encrypted() {
     for (_, shown) in &media {
         assert!(shown.starts_with("SRTP AES_CM_128_HMAC_SHA1_") || shown.starts_with("SRTP AEAD_"), "{media:?}");
     }
+    // Relayed natively: each leg's SRTP opened with its own key and sealed with the other's.
+    assert_relayed_natively(&server);
     let (samples, peak, log) = caller.heard();
     assert!(samples >= 16_000, "a heard b: {samples} samples\n{log}\n{}\n{}", phone_b.log(), server.log_tail());
     assert!((875..=885).contains(&peak), "a hears b's 880 Hz: peak at {peak} Hz\n{log}");
@@ -286,6 +322,7 @@ fn an_srtp_leg_bridges_with_a_plain_rtp_leg() {
     let secure: Vec<u16> = media.iter().filter(|(_, m)| m.starts_with("SRTP ")).map(|(p, _)| *p).collect();
     let clear: Vec<u16> = media.iter().filter(|(_, m)| m.starts_with("RTP ")).map(|(p, _)| *p).collect();
     assert_eq!((secure.len(), clear.len()), (1, 1), "one SRTP leg, one plain: {media:?}");
+    assert_relayed_natively(&server);
     let (samples, peak, log) = caller.heard();
     assert!(samples >= 16_000, "a heard c: {samples} samples\n{log}\n{}\n{}", phone_c.log(), server.log_tail());
     assert!((875..=885).contains(&peak), "a hears c's 880 Hz: peak at {peak} Hz\n{log}");

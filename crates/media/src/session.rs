@@ -651,6 +651,15 @@ impl RtpSession {
         self.next_seq
     }
 
+    /// Our stream goes on from `next_seq` and `next_ts`: a native relay carried it on (in our
+    /// SSRC) while it sent the other call's packets to our far end, and we send again. Without
+    /// this the far end would see sequence numbers it has had already (with SRTP: replays, and
+    /// dropped).
+    pub fn continue_from(&mut self, next_seq: u16, next_ts: u32) {
+        self.next_seq = next_seq;
+        self.ts_base = next_ts.wrapping_sub(self.samples_sent as u32);
+    }
+
     /// The timestamp the next packet will carry (for an RFC 4733 event that starts now).
     pub fn next_timestamp(&self) -> u32 {
         self.ts_base.wrapping_add(self.samples_sent as u32)
