@@ -863,6 +863,29 @@ mod tests {
         }
     }
 
+    /// A relay carried our stream on (in our SSRC) to 40_000 / 123_456: our next packets go
+    /// on from there, and the samples sent before stay counted.
+    #[test]
+    fn our_stream_continues_where_a_relay_left_it() {
+        let start = Instant::now();
+        let mut s = RtpSession::new(SessionConfig::default(), start, SystemTime::now(), 3);
+        s.set_remote(addr("127.0.0.1:20000"), false);
+        s.send(0, false, 160, &[0xd5; 160]);
+        let _ = s.poll_transmit();
+        s.continue_from(40_000, 123_456);
+        assert_eq!((s.next_sequence(), s.next_timestamp()), (40_000, 123_456));
+        s.send(0, false, 160, &[0xd5; 160]);
+        s.send(0, false, 160, &[0xd5; 160]);
+        let fields = |t: Transmit| {
+            let r = RtpReader::new(&t.data).unwrap();
+            (r.ssrc(), u16::from(r.sequence_number()), r.timestamp())
+        };
+        let ssrc = s.ssrc();
+        assert_eq!(fields(s.poll_transmit().unwrap()), (ssrc, 40_000, 123_456));
+        assert_eq!(fields(s.poll_transmit().unwrap()), (ssrc, 40_001, 123_616));
+        assert_eq!(s.stats().sent_packets, 3);
+    }
+
     /// Packets received elsewhere (the relay in the kernel) count as received here, and the
     /// stream goes on here afterwards with nothing lost and the RTP timeout put off.
     #[test]
