@@ -30,6 +30,11 @@
 //! reach the thread at all; the thread keeps the socket, takes in the kernel's counters, and
 //! takes the leg back for whatever the kernel leaves to it.
 //!
+//! A leg with SRTP on either side (SDES, crates/media's [`RelayCrypto`]) is opened with the key
+//! of the call it comes from and sealed with the key of the call it goes to, in the thread,
+//! with the calls' own SRTP contexts; such a leg is never handed to the kernel, which has no
+//! keys.
+//!
 //! The crate knows nothing of SIP: a call is its sockets, its [`RtpSession`], its
 //! [`PublishedMedia`] (where its far end is, the stream relayed packets continue) and a
 //! [`RelayLeg`] (the payload types mapped).
