@@ -670,6 +670,8 @@ mod tests {
     #[derive(Default)]
     struct Media {
         remote: FarEnd,
+        /// Where the relay last said the stream it sends here goes on.
+        relayed: Option<(u16, u32)>,
     }
 
     impl PublishedMedia for Media {
@@ -681,6 +683,9 @@ mod tests {
         }
         fn begin_relaying_into(&mut self) -> Option<(u32, u16, u32)> {
             None
+        }
+        fn relayed_into(&mut self, next: (u16, u32)) {
+            self.relayed = Some(next);
         }
     }
 
@@ -729,7 +734,8 @@ mod tests {
             let sdp = if at_sdp_address { far_a.local_addr().unwrap() } else { "127.0.0.1:9".parse().unwrap() };
             session.set_remote(sdp, false);
             let session = Arc::new(Mutex::new(session));
-            let other_media = Arc::new(Mutex::new(Media { remote: FarEnd(Some(far_b.local_addr().unwrap())) }));
+            let other_media =
+                Arc::new(Mutex::new(Media { remote: FarEnd(Some(far_b.local_addr().unwrap())), relayed: None }));
             Leg { ours, other, far_a, far_b, session, other_media }
         }
 
@@ -988,6 +994,11 @@ mod tests {
         assert_eq!(lock(&ours_a).failures(), 1, "the forged packet, counted");
         assert_eq!(lock(&leg.session).stats().received_packets, 40);
         assert_eq!(kernel.map(|k| k.legs().0), kernel.map(|_| 0), "an SRTP leg stays in the thread");
+        assert_eq!(
+            lock(&leg.other_media).relayed,
+            Some((40, 40 * 160)),
+            "the other call hears where its stream goes on when the relaying ends"
+        );
         drop(handle);
         std::thread::sleep(Duration::from_millis(50));
         // SRTP to plain: B gets the packets in clear.

@@ -462,7 +462,16 @@ impl Pvt {
         info.codec = self.negotiated.as_ref().map(|n| n.codec.clone());
         info.telephone_event = self.negotiated.as_ref().and_then(|n| n.telephone_event.clone());
         info.secure = self.srtp.secure();
-        info.srtp = self.srtp.shared();
+        let srtp = self.srtp.shared();
+        if info.srtp.is_none() && srtp.is_some() && (self.natively_bridged() || info.relayed_into) {
+            // The relay took the call's keys (none) when the bridge began; a re-key of SRTP
+            // already on reaches it, SRTP first agreed now does not.
+            tracing::warn!(
+                "{}: SRTP agreed during a native bridge: the relay keeps this call's RTP in clear until it is bridged again",
+                self.key.call_id
+            );
+        }
+        info.srtp = srtp;
     }
 
     /// `sip show channel`'s Media and Crypto suite lines.
