@@ -3,7 +3,8 @@
 //! through `Dial(SIP/b)`, calls Echo(), and calls a plain-RTP baresip; each hears the other's
 //! tone (FFT), `sip show channel` says SRTP, and a tshark capture of Starling's RTP ports shows
 //! that the SRTP legs carry no tone when their payloads are read as PCMU — while the plain leg
-//! of the same capture does (the check's own control). SIPp sends an SDES offer over UDP to an
+//! of the same capture does (the check's own control). The bridged calls are relayed natively
+//! (the relay thread opens and seals each SRTP leg with its own keys). SIPp sends an SDES offer over UDP to an
 //! `encryption=yes` Starling: 488, and the WARNING that says why.
 
 use std::path::Path;
@@ -186,6 +187,45 @@ fn channels_media(server: &Server) -> Vec<(u16, String)> {
         .collect()
 }
 
+/// A `Key: value` line of `sip show channel`'s block for each call.
+fn channel_values(server: &Server, key: &str) -> Vec<String> {
+    let channels = server.rx("sip show channels");
+    channels
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|id| id.len() > 4)
+        .filter_map(|id| {
+            let detail = server.rx(&format!("sip show channel {id}"));
+            detail.lines().find_map(|l| l.trim_start().strip_prefix(key).map(|v| v.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// A `Key: value` line of `sip show channel` for the call whose Call-ID starts with `call_id`.
+fn channel_value(server: &Server, call_id: &str, key: &str) -> Option<String> {
+    let detail = server.rx(&format!("sip show channel {call_id}"));
+    detail.lines().find_map(|l| l.trim_start().strip_prefix(key).map(|v| v.trim().to_owned()))
+}
+
+/// Both calls of a bridge relayed natively: `bridge show all` says `native_rtp`, and each
+/// call's `sip show channel` says `Native relay: Yes` (the relay thread reads its RTP socket,
+/// opening and sealing SRTP). Checked while the calls talk.
+fn assert_relayed_natively(server: &Server) {
+    let relayed = eventually(Duration::from_secs(5), || {
+        let relayed = channel_values(server, "Native relay:");
+        (relayed.len() == 2 && relayed.iter().all(|v| v == "Yes")).then_some(relayed)
+    });
+    assert!(
+        relayed.is_some(),
+        "both legs relayed natively: {:?}\n{}\n{}",
+        channel_values(server, "Native relay:"),
+        server.rx("bridge show all"),
+        server.log_tail()
+    );
+    assert!(server.rx("bridge show all").contains("native_rtp"), "{}", server.rx("bridge show all"));
+}
+
 /// Acceptance: baresip A (TLS, srtp-mand) calls baresip B (TLS, srtp-mand) through
 /// `Dial(SIP/b)`: each hears the other's tone; both calls show `Media: SRTP` with the suite;
 /// `sip show peer` says `Encryption : Yes`; and in a capture of Starling's RTP ports, no flow of
@@ -218,6 +258,8 @@ fn baresip_srtp_calls_baresip_srtp_through_dial_and_the_wire_is_encrypted() {
     for (_, shown) in &media {
         assert!(shown.starts_with("SRTP AES_CM_128_HMAC_SHA1_") || shown.starts_with("SRTP AEAD_"), "{media:?}");
     }
+    // Relayed natively: each leg's SRTP opened with its own key and sealed with the other's.
+    assert_relayed_natively(&server);
     let (samples, peak, log) = caller.heard();
     assert!(samples >= 16_000, "a heard b: {samples} samples\n{log}\n{}\n{}", phone_b.log(), server.log_tail());
     assert!((875..=885).contains(&peak), "a hears b's 880 Hz: peak at {peak} Hz\n{log}");
@@ -286,6 +328,7 @@ fn an_srtp_leg_bridges_with_a_plain_rtp_leg() {
     let secure: Vec<u16> = media.iter().filter(|(_, m)| m.starts_with("SRTP ")).map(|(p, _)| *p).collect();
     let clear: Vec<u16> = media.iter().filter(|(_, m)| m.starts_with("RTP ")).map(|(p, _)| *p).collect();
     assert_eq!((secure.len(), clear.len()), (1, 1), "one SRTP leg, one plain: {media:?}");
+    assert_relayed_natively(&server);
     let (samples, peak, log) = caller.heard();
     assert!(samples >= 16_000, "a heard c: {samples} samples\n{log}\n{}\n{}", phone_c.log(), server.log_tail());
     assert!((875..=885).contains(&peak), "a hears c's 880 Hz: peak at {peak} Hz\n{log}");
@@ -400,13 +443,53 @@ impl Drop for TlsPhone {
     }
 }
 
+/// The SDP of a [`TlsPhone`]: PCMU (and RFC 4733 keys, as baresip's) on `rtp_port`, RTP/SAVP with `key` under `tag`.
+fn sdes_sdp(rtp_port: u16, key: &starling_media::srtp::MasterKey, tag: u32, version: u32) -> String {
+    format!(
+        "v=0\r\no=- 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {rtp_port} RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+         a=fmtp:101 0-16\r\na=crypto:{}\r\na=sendrecv\r\n",
+        starling_media::sdes::Crypto::new(tag, key.clone())
+    )
+}
+
+/// A [`TlsPhone`]'s INVITE (CSeq `seq`) to `exten`, in dialog once `to_tag` is known.
+fn sdes_invite(tls_port: u16, exten: &str, call_id: &str, seq: u32, to_tag: &str, body: &str) -> String {
+    format!(
+        "INVITE sip:{exten}@127.0.0.1:{tls_port};transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bK{call_id}{seq};rport\r\nMax-Forwards: 70\r\n\
+         From: <sip:guest@127.0.0.1>;tag=rk1\r\nTo: <sip:{exten}@127.0.0.1>{to_tag}\r\nCall-ID: {call_id}\r\n\
+         CSeq: {seq} INVITE\r\nContact: <sip:guest@127.0.0.1:5099;transport=tls>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A [`TlsPhone`]'s ACK or BYE in the dialog of [`sdes_invite`].
+fn sdes_request(tls_port: u16, exten: &str, call_id: &str, method: &str, seq: u32, to_tag: &str) -> String {
+    format!(
+        "{method} sip:{exten}@127.0.0.1:{tls_port};transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bK{call_id}{method}{seq};rport\r\nMax-Forwards: 70\r\n\
+         From: <sip:guest@127.0.0.1>;tag=rk1\r\nTo: <sip:{exten}@127.0.0.1>{to_tag}\r\nCall-ID: {call_id}\r\n\
+         CSeq: {seq} {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// The To tag of a response.
+fn to_tag_of(response: &str) -> String {
+    response
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.split_once(";tag=").map(|(_, t)| format!(";tag={}", t.trim())))
+        .unwrap_or_else(|| panic!("a To tag: {response}"))
+}
+
 /// Re-keying (RFC 4568 §7.1.4) end to end: a TLS phone offers SDES with key K1 to Echo(); its
 /// SRTP comes back protected with Starling's key; a re-INVITE brings K2 under another tag, and
 /// the answer takes that tag with Starling's same key; packets under K2 are echoed, packets
 /// still under K1 are dropped (not authentic any more), and nothing comes back in clear.
 #[test]
 fn a_reinvite_with_a_new_key_rekeys_the_call() {
-    use starling_media::sdes::Crypto;
     use starling_media::sdp::RemoteMedia;
     use starling_media::srtp::{MasterKey, Srtp, Suite};
 
@@ -420,31 +503,9 @@ fn a_reinvite_with_a_new_key_rekeys_the_call() {
     let suite = Suite::AesCm128HmacSha1_80;
     let k1 = MasterKey::generate(suite, |b| b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8 ^ 0x5a));
     let k2 = MasterKey::generate(suite, |b| b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8 ^ 0xa5));
-    let sdp = |key: &MasterKey, tag: u32, version: u32| {
-        format!(
-            "v=0\r\no=- 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {rtp_port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:{}\r\na=sendrecv\r\n",
-            Crypto::new(tag, key.clone())
-        )
-    };
-    let invite = |seq: u32, to_tag: &str, body: &str| {
-        format!(
-            "INVITE sip:600@127.0.0.1:{tls_port};transport=tls SIP/2.0\r\n\
-             Via: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bKrekey{seq};rport\r\nMax-Forwards: 70\r\n\
-             From: <sip:guest@127.0.0.1>;tag=rk1\r\nTo: <sip:600@127.0.0.1>{to_tag}\r\nCall-ID: rekey-1\r\n\
-             CSeq: {seq} INVITE\r\nContact: <sip:guest@127.0.0.1:5099;transport=tls>\r\n\
-             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    let request = |method: &str, seq: u32, to_tag: &str| {
-        format!(
-            "{method} sip:600@127.0.0.1:{tls_port};transport=tls SIP/2.0\r\n\
-             Via: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bKrk{method}{seq};rport\r\nMax-Forwards: 70\r\n\
-             From: <sip:guest@127.0.0.1>;tag=rk1\r\nTo: <sip:600@127.0.0.1>{to_tag}\r\nCall-ID: rekey-1\r\n\
-             CSeq: {seq} {method}\r\nContent-Length: 0\r\n\r\n"
-        )
-    };
+    let sdp = |key: &MasterKey, tag: u32, version: u32| sdes_sdp(rtp_port, key, tag, version);
+    let invite = |seq: u32, to_tag: &str, body: &str| sdes_invite(tls_port, "600", "rekey-1", seq, to_tag, body);
+    let request = |method: &str, seq: u32, to_tag: &str| sdes_request(tls_port, "600", "rekey-1", method, seq, to_tag);
     // The answer's crypto line and Starling's RTP address.
     let answer_of = |ok: &str| {
         let body = &ok[ok.find("v=0").unwrap_or_else(|| panic!("an SDP in {ok}"))..];
@@ -458,11 +519,7 @@ fn a_reinvite_with_a_new_key_rekeys_the_call() {
     phone.send(&invite(1, "", &sdp(&k1, 1, 1)));
     let ok = phone.ok_to(1).unwrap_or_else(|| panic!("{}\n{}", phone.read.lock().unwrap(), server.log_tail()));
     let first = answer_of(&ok);
-    let to_tag = ok
-        .lines()
-        .find(|l| l.starts_with("To:"))
-        .and_then(|l| l.split_once(";tag=").map(|(_, t)| format!(";tag={}", t.trim())))
-        .unwrap_or_else(|| panic!("a To tag: {ok}"));
+    let to_tag = to_tag_of(&ok);
     assert_eq!(first.crypto[0].tag, 1, "{ok}");
     let theirs = first.crypto[0].key.clone();
     phone.send(&request("ACK", 1, &to_tag));
@@ -526,4 +583,90 @@ fn a_reinvite_with_a_new_key_rekeys_the_call() {
     assert!(!echoed.contains(&0x33), "packets still under K1 are dropped: {echoed:?}");
     assert_eq!(clear, 0, "nothing came back in clear");
     phone.send(&request("BYE", 3, &to_tag));
+}
+
+/// Re-keying reaches the native relay: a TLS phone of the test's own (SDES, key K1) calls the
+/// plain-RTP baresip c through `Dial(SIP/c)`; the bridge is relayed natively, and c's packets
+/// reach the phone sealed with Starling's key. A re-INVITE brings K2: packets under K2 go on
+/// through the relay (none dropped), packets still under K1 are dropped and counted (`SRTP
+/// dropped`); the relay stays on, and c's packets still open with Starling's unchanged key in
+/// the same context (its stream continuous across the re-INVITE).
+#[test]
+fn a_reinvite_rekeys_a_natively_relayed_srtp_leg() {
+    use starling_media::sdp::RemoteMedia;
+    use starling_media::srtp::{MasterKey, Srtp, Suite};
+
+    let pki = Pki::new("srtppki6");
+    let tls_port = free_udp_port();
+    let range = own_rtp_range(3);
+    let (server, udp_port) = srtp_pbx("srtprekeyrelay", &pki, tls_port, &range);
+    let plain = format!("<sip:c@127.0.0.1:{udp_port}>;auth_pass=pw;answermode=auto;regint=600");
+    let phone_c = Baresip::spawn("srtprkc", &plain, "g711.so", 8000, 880, &[], 40);
+    let registered = eventually(Duration::from_secs(10), || {
+        server.rx("sip show peer c").contains("Reg. Contact : sip:c").then_some(())
+    });
+    assert!(registered.is_some(), "{}\n{}", phone_c.log(), server.log_tail());
+
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rtp.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port();
+    let suite = Suite::AesCm128HmacSha1_80;
+    let k1 = MasterKey::generate(suite, |b| b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8 ^ 0x3c));
+    let k2 = MasterKey::generate(suite, |b| b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8 ^ 0xc3));
+    let (exten, call_id) = ("800", "rekey-relay-1");
+    let mut phone = TlsPhone::connect(&pki, tls_port);
+    phone.send(&sdes_invite(tls_port, exten, call_id, 1, "", &sdes_sdp(rtp_port, &k1, 1, 1)));
+    let ok = phone.ok_to(1).unwrap_or_else(|| panic!("{}\n{}", phone.read.lock().unwrap(), server.log_tail()));
+    let to_tag = to_tag_of(&ok);
+    let answer = RemoteMedia::parse(&ok[ok.find("v=0").expect("an SDP")..]).unwrap();
+    let theirs = answer.crypto[0].key.clone();
+    phone.send(&sdes_request(tls_port, exten, call_id, "ACK", 1, &to_tag));
+
+    // Sends `count` packets 20 ms apart under `srtp`; counts what comes back and opens
+    // with Starling's key (`back`: one context for the whole call, as a phone keeps it).
+    let mut back = Srtp::new(&k1, &theirs).unwrap();
+    let mut seq = 0u16;
+    let mut talk = |srtp: &mut Srtp, count: usize| {
+        let (mut opened, mut buffer) = (0, [0u8; 1500]);
+        for _ in 0..count {
+            seq = seq.wrapping_add(1);
+            let mut packet = vec![0x80, 0x00];
+            packet.extend_from_slice(&seq.to_be_bytes());
+            packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            packet.extend_from_slice(&0x0bad_cafe_u32.to_be_bytes());
+            packet.extend_from_slice(&[0x55; 160]);
+            srtp.protect_rtp(&mut packet).unwrap();
+            rtp.send_to(&packet, answer.address).unwrap();
+            let until = std::time::Instant::now() + Duration::from_millis(20);
+            while std::time::Instant::now() < until {
+                let Ok((len, _)) = rtp.recv_from(&mut buffer) else { continue };
+                if len >= 2 && (200..=204).contains(&buffer[1]) {
+                    continue; // SRTCP
+                }
+                opened += usize::from(back.unprotect_rtp(&mut buffer[..len]).is_ok());
+            }
+        }
+        opened
+    };
+    let dropped =
+        || channel_value(&server, call_id, "SRTP dropped:").and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX);
+    let mut k1_srtp = Srtp::new(&k1, &theirs).unwrap();
+    let opened = talk(&mut k1_srtp, 75);
+    assert!(opened >= 40, "c's packets reach us sealed with Starling's key: {opened}\n{}", server.log_tail());
+    assert_relayed_natively(&server);
+    let before = dropped();
+
+    phone.send(&sdes_invite(tls_port, exten, call_id, 2, &to_tag, &sdes_sdp(rtp_port, &k2, 7, 2)));
+    let ok = phone.ok_to(2).unwrap_or_else(|| panic!("{}\n{}", phone.read.lock().unwrap(), server.log_tail()));
+    let second = RemoteMedia::parse(&ok[ok.find("v=0").expect("an SDP")..]).unwrap();
+    assert_eq!(second.crypto[0].key, theirs, "Starling's key stays for the dialog");
+    phone.send(&sdes_request(tls_port, exten, call_id, "ACK", 2, &to_tag));
+    let mut k2_srtp = Srtp::new(&k2, &theirs).unwrap();
+    let opened = talk(&mut k2_srtp, 50);
+    assert_eq!(dropped(), before, "the relay opens K2's packets: none dropped\n{}", server.log_tail());
+    assert!(opened >= 30, "c's packets still open (the stream continuous): {opened}");
+    talk(&mut k1_srtp, 30);
+    assert_eq!(dropped(), before + 30, "K1's packets after the re-key: dropped and counted");
+    assert_eq!(channel_value(&server, call_id, "Native relay:").as_deref(), Some("Yes"), "still relayed natively");
+    phone.send(&sdes_request(tls_port, exten, call_id, "BYE", 3, &to_tag));
 }

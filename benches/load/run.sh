@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Starling load harness: SIPp against the real binary, one Starling per stage.
 #
-#   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged relay peers ami blf
+#   bash benches/load/run.sh [options] [stage...]        stages: register answer b2bua bridged relay srtp peers ami blf
 #
-# With no stage, all eight run in that order. Every stage starts its own Starling in its own
+# With no stage, all nine run in that order. Every stage starts its own Starling in its own
 # temp dir on free ports of 127.0.0.1, drives it with SIPp (relay: starling-callgen) for DURATION seconds, measures
 # Starling's CPU time (utime+stime from /proc/<pid>/stat) and memory (VmRSS, VmHWM), stops it
 # and kills only the processes it started. A table of the figures is printed and appended,
@@ -18,6 +18,8 @@
 #   --concurrent N        bridged: target number of simultaneous calls          [CONCURRENT=600]
 #   --ramp S              bridged, relay: seconds to reach the target (= call length) [RAMP=DURATION/3]
 #   --relay-concurrent N  relay: simultaneous calls from starling-callgen       [RELAY_CONCURRENT=1800]
+#   --srtp-calls "N M"    srtp: the concurrent calls of each comparison         [SRTP_CALLS="300 600"]
+#   --srtp-pairs N        srtp: plain/SRTP pairs of runs at each                [SRTP_PAIRS=2]
 #   --lines N             peers: number of register => lines                    [LINES=10000]
 #   --peers N             peers: number of qualified peers                      [PEERS=10000]
 #   --peers-duration S    peers: seconds the lines and peers are held           [PEERS_DURATION=DURATION]
@@ -58,6 +60,8 @@ while [ $# -gt 0 ]; do
         --concurrent) CONCURRENT=$2; shift ;;
         --ramp) RAMP=$2; shift ;;
         --relay-concurrent) RELAY_CONCURRENT=$2; shift ;;
+        --srtp-calls) SRTP_CALLS=$2; shift ;;
+        --srtp-pairs) SRTP_PAIRS=$2; shift ;;
         --lines) LINES=$2; shift ;;
         --peers) PEERS=$2; shift ;;
         --peers-duration) PEERS_DURATION=$2; shift ;;
@@ -71,12 +75,12 @@ while [ $# -gt 0 ]; do
         --no-results) NO_RESULTS=1 ;;
         --keep) KEEP=1 ;;
         -h|--help) usage; exit 0 ;;
-        register|answer|b2bua|bridged|relay|peers|ami|blf) STAGES+=("$1") ;;
-        *) echo "run.sh: unknown argument '$1' (stages: register answer b2bua bridged relay peers ami blf; -h for help)" >&2; exit 2 ;;
+        register|answer|b2bua|bridged|relay|srtp|peers|ami|blf) STAGES+=("$1") ;;
+        *) echo "run.sh: unknown argument '$1' (stages: register answer b2bua bridged relay srtp peers ami blf; -h for help)" >&2; exit 2 ;;
     esac
     shift
 done
-[ ${#STAGES[@]} -eq 0 ] && STAGES=(register answer b2bua bridged relay peers ami blf)
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(register answer b2bua bridged relay srtp peers ami blf)
 
 DURATION=${DURATION:-60}
 USERS=${USERS:-5000}
@@ -90,6 +94,9 @@ B2BUA_LIMIT=${B2BUA_LIMIT:-$((B2BUA_RATE * 4 + 50))}
 CONCURRENT=${CONCURRENT:-600}
 RELAY_CONCURRENT=${RELAY_CONCURRENT:-1800}
 RAMP=${RAMP:-$((DURATION / 3))}
+SRTP_CALLS=${SRTP_CALLS:-300 600}
+SRTP_PAIRS=${SRTP_PAIRS:-2}
+SRTP_ENV=""
 LINES=${LINES:-10000}
 PEERS=${PEERS:-10000}
 PEERS_DURATION=${PEERS_DURATION:-$DURATION}
@@ -109,11 +116,14 @@ CALLGEN=${CALLGEN:-$ROOT/target/release/starling-callgen}
 MODDIR=${MODDIR:-$(dirname "$STARLING")}
 RESULTS=${RESULTS:-$ROOT/benches/RESULTS.md}
 
-for n in AMI_RATE AMI_SESSIONS BLF_SUBS BLF_HINTS BLF_REFRESH BLF_RATE DURATION USERS REG_RATE REG_LIMIT ANSWER_RATE ANSWER_LIMIT B2BUA_RATE B2BUA_HOLD_MS B2BUA_LIMIT CONCURRENT RELAY_CONCURRENT RAMP LINES PEERS PEERS_DURATION PEERS_POLL; do
+for n in SRTP_PAIRS AMI_RATE AMI_SESSIONS BLF_SUBS BLF_HINTS BLF_REFRESH BLF_RATE DURATION USERS REG_RATE REG_LIMIT ANSWER_RATE ANSWER_LIMIT B2BUA_RATE B2BUA_HOLD_MS B2BUA_LIMIT CONCURRENT RELAY_CONCURRENT RAMP LINES PEERS PEERS_DURATION PEERS_POLL; do
     if ! [[ ${!n} =~ ^[0-9]+$ ]] || [ "${!n}" -lt 1 ]; then
         echo "run.sh: $n must be a positive integer (got '${!n}')" >&2
         exit 2
     fi
+done
+for n in $SRTP_CALLS; do
+    [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] || { echo "run.sh: SRTP_CALLS must be positive integers (got '$SRTP_CALLS')" >&2; exit 2; }
 done
 [ "$RAMP" -ge "$DURATION" ] && RAMP=$((DURATION > 2 ? DURATION / 2 : 1))
 [ "$LINES" -gt 99999 ] || [ "$PEERS" -gt 99999 ] && { echo "run.sh: LINES and PEERS go up to 99999" >&2; exit 2; }
@@ -684,38 +694,62 @@ RELAY_ENV=""   # the relay settings, for the results' command line (when the sta
 RELAY_SHORT="" # a note when the stage ran smaller than the issue's figure
 
 stage_relay() {
+    relay_run "$RELAY_CONCURRENT" relay udp
+}
+
+# relay_run CONC STAGE MODE: one run of starling-callgen through Dial(SIP/uas), CONC calls at
+# once; MODE udp (SIP over UDP, plain RTP), tls (SIP over TLS, plain RTP) or srtp (SIP over
+# TLS, SDES-SRTP on both legs). Writes the row (stage STAGE) and sets RUN_PLATEAU (Starling's
+# plateau CPU %, empty without a plateau) and RUN_OK.
+RUN_PLATEAU=""
+RUN_OK=0
+relay_run() {
+    local conc=$1 stage=$2 mode=$3 tport="" pki="" gen_tls=() mode_txt
     local dir ports sport uport aport m rate conc rate_txt gen_tpid rc mid_calls mid_chans plateau_txt p_t0 p_c0
     local p_c1 loss_txt gen_pct expected gen_txt gen_pid g_c0 g_c1 gen_plateau="" rb0 np0 sb0 rb1 np1 sb1 drops_txt
     # The generator's result line (eval'd below).
     local started=0 ok=0 failed=0 unfinished=0 peak=0 a2b_sent=0 a2b_received=0 a2b_lost=0 b2a_sent=0
-    local b2a_received=0 b2a_lost=0 a2b_lost_first_s=0 b2a_lost_first_s=0 a2b_lost_last_s=0 b2a_lost_last_s=0 dup=0 reordered=0 lossy_calls=0 misrouted=0 foreign=0 unknown_stream=0
+    local srtp_failures=0 b2a_received=0 b2a_lost=0 a2b_lost_first_s=0 b2a_lost_first_s=0 a2b_lost_last_s=0 b2a_lost_last_s=0 dup=0 reordered=0 lossy_calls=0 misrouted=0 foreign=0 unknown_stream=0
     local rtp_send_errors=0 late_ticks=0 worst_late_ms=0 worst_late_at_s=0 b_legs=0 unlinked=0 b_refused=0 no_ack=0 sip_retrans=0
     local stray=0 sip_send_errors=0 a_rcvbuf_drops=0 b_rcvbuf_drops=0 stopped_early=0 fail_reasons="" cpu_s=0 elapsed_s=0 elapsed=0
     local GEN_NAMES=starling-callgen
-    conc=$RELAY_CONCURRENT
+    RUN_PLATEAU="" RUN_OK=0
     m=$(( conc * (DURATION - RAMP) / RAMP ))
     [ "$m" -lt "$conc" ] && m=$conc
     rate=$(calc "$conc / $RAMP")
-    rate_txt="$conc concurrent (ramp ${RAMP}s, ${RAMP}s calls, $m calls)"
-    RELAY_ENV=" RAMP=$RAMP RELAY_CONCURRENT=$conc"
-    if [ "$conc" -lt 1800 ] || [ "$DURATION" -lt 60 ]; then
+    case $mode in
+        udp) mode_txt="" ;;
+        tls) mode_txt=", SIP over TLS, plain RTP" ;;
+        srtp) mode_txt=", SIP over TLS, SRTP on both legs" ;;
+    esac
+    rate_txt="$conc concurrent (ramp ${RAMP}s, ${RAMP}s calls, $m calls$mode_txt)"
+    [ "$stage" = relay ] && RELAY_ENV=" RAMP=$RAMP RELAY_CONCURRENT=$conc"
+    if [ "$stage" = relay ] && { [ "$conc" -lt 1800 ] || [ "$DURATION" -lt 60 ]; }; then
         RELAY_SHORT="relay: short validation run ($conc calls, ${DURATION} s of traffic; the issue's figure is 1,800 concurrent calls): read it as \"it works\", not as the issue's measurement"
     fi
     if [ ! -x "$CALLGEN" ]; then
-        skip_row relay "$rate_txt" "failed: no generator at $CALLGEN (cargo build --release builds it)"
+        skip_row "$stage" "$rate_txt" "failed: no generator at $CALLGEN (cargo build --release builds it)"
         return
     fi
-    dir=$(stage_dir relay)
-    mapfile -t ports < <(free_ports 3)
+    dir=$(stage_dir "$stage-$mode-$conc-$(date +%s)")
+    mapfile -t ports < <(free_ports 4)
     sport=${ports[0]} uport=${ports[1]} aport=${ports[2]}
     write_base_conf "$dir"
     dial_conf "$dir" "$sport" "$aport"
-    log "relay: $rate_txt, PCMU both ways from starling-callgen (uac 127.0.0.1:$uport, uas 127.0.0.1:$aport), Starling on 127.0.0.1:$sport"
-    start_dial_starling "$dir" relay "$rate_txt" || return
+    if [ "$mode" != udp ]; then
+        tport=${ports[3]}
+        pki=$dir/pki
+        make_pki "$pki" || { skip_row "$stage" "$rate_txt" "failed: openssl could not make the certificates ($pki/openssl.log)"; return; }
+        tls_dial_conf "$dir" "$sport" "$tport" "$aport" "$pki" "$mode"
+        gen_tls=(--tls-ca "$pki/ca.pem" --tls-cert "$pki/server.pem" --tls-key "$pki/server.key")
+        [ "$mode" = srtp ] && gen_tls+=(--srtp)
+    fi
+    log "$stage: $rate_txt, PCMU both ways from starling-callgen (uac 127.0.0.1:$uport, uas 127.0.0.1:$aport), Starling on 127.0.0.1:${tport:-$sport}"
+    start_dial_starling "$dir" "$stage" "$rate_txt" || return
     read -r rb0 np0 sb0 < <(udp_counters)
     measure_begin
     # Bounded twice: its own --max-seconds (it then reports what it has), and timeout.
-    timeout -k 5 $((DURATION + RAMP + 90)) "$CALLGEN" --target "127.0.0.1:$sport" \
+    timeout -k 5 $((DURATION + RAMP + 90)) "$CALLGEN" --target "127.0.0.1:${tport:-$sport}" "${gen_tls[@]}" \
         --uac-bind "127.0.0.1:$uport" --a-media "127.0.0.1:$((uport + 2))" \
         --uas-bind "127.0.0.1:$aport" --b-media "127.0.0.1:$((aport + 2))" \
         --rate "$rate" --concurrent "$conc" --calls "$m" --hold "$RAMP" \
@@ -732,7 +766,8 @@ stage_relay() {
         mid_chans=$(rx "core show channels" | grep -E 'active channels?|active calls?|calls? processed' | tr '\n' ' ')
         nap_until "$(calc "$M_T0 + $DURATION - $RAMP")"
         p_c1=$(cpu_ticks "$STARLING_PID") g_c1=$(cpu_ticks "${gen_pid:-0}")
-        plateau_txt="Starling CPU on the plateau $(calc "f'{($p_c1 - $p_c0) / $CLK_TCK / max($(now) - $p_t0, 1e-9) * 100:.0f}'")%"
+        RUN_PLATEAU=$(calc "f'{($p_c1 - $p_c0) / $CLK_TCK / max($(now) - $p_t0, 1e-9) * 100:.1f}'")
+        plateau_txt="Starling CPU on the plateau ${RUN_PLATEAU}%"
         gen_plateau=", $(calc "f'{($g_c1 - $g_c0) / $CLK_TCK / max($(now) - $p_t0, 1e-9) * 100:.0f}'")% on the plateau"
     else
         nap $((DURATION / 2))
@@ -746,9 +781,10 @@ stage_relay() {
     read -r rb1 np1 sb1 < <(udp_counters)
     stop_starling
     if [ "$rc" -ne 0 ] || [ ! -s "$dir/callgen.txt" ]; then
-        log "relay: starling-callgen exited with $rc; its stderr ($dir/callgen.err):"
+        log "$stage: starling-callgen exited with $rc; its stderr ($dir/callgen.err):"
         tail -5 "$dir/callgen.err" | sed 's/^/    /' >&2
-        row relay "$rate_txt" "-" "-" "-" "$CPU_S" "-" "$CPU_PCT" "$RSS_TXT" "-" \
+        RUN_PLATEAU=""
+        row "$stage" "$rate_txt" "-" "-" "-" "$CPU_S" "-" "$CPU_PCT" "$RSS_TXT" "-" \
             "failed: starling-callgen exited with $rc ($(tail -1 "$dir/callgen.err" 2>/dev/null)); $(common_notes)"
         return
     fi
@@ -762,11 +798,86 @@ stage_relay() {
     # and the generator's own sockets' (the rest is Starling's, or another process's).
     drops_txt="UDP receive-buffer drops on the host $((rb1 - rb0)) (at starling-callgen's sockets: A $a_rcvbuf_drops, B $b_rcvbuf_drops), send-buffer errors $((sb1 - sb0)), datagrams to no socket $((np1 - np0))"
     gen_txt="starling-callgen CPU ${cpu_s} s (${gen_pct}% of one core over its ${elapsed_s} s$gen_plateau)"
-    [ "$failed" -gt 0 ] && log "relay: failed calls by reason: $fail_reasons (generator log: $dir/callgen.err)"
-    row relay "$rate_txt" "peak $peak up (callgen), ${mid_calls:-?} at mid-run (Starling)" "$ok" "$failed" \
+    RUN_OK=$ok
+    [ "$failed" -gt 0 ] && log "$stage: failed calls by reason: $fail_reasons (generator log: $dir/callgen.err)"
+    row "$stage" "$rate_txt" "peak $peak up (callgen), ${mid_calls:-?} at mid-run (Starling)" "$ok" "$failed" \
         "$CPU_S" "$(per_call "$ok")" "$CPU_PCT" "$RSS_TXT" "$loss_txt" \
-        "$plateau_txt; $gen_txt; RTP sent A→B $a2b_sent, B→A $b2a_sent (expected about $expected a side: $ok calls × $(calc "$RAMP - 0.5") s × 50/s), received $a2b_received and $b2a_received; of the lost, in each call's first second of media: A→B $a2b_lost_first_s, B→A $b2a_lost_first_s, in its last second: A→B $a2b_lost_last_s, B→A $b2a_lost_last_s; calls with any loss $lossy_calls, duplicates $dup, out of order $reordered, from the wrong port $misrouted, not ours $foreign; late ticks $late_ticks (worst ${worst_late_ms} ms, at t = ${worst_late_at_s} s); failed: ${fail_reasons:-none}, unfinished $unfinished; B legs $b_legs (not tied to a call $unlinked), SIP retransmissions $sip_retrans; $drops_txt; mid-run: ${mid_chans% }; $(common_notes)"
-    log "relay: $ok ok, $failed failed, peak $peak, RTP loss $loss_txt, Starling CPU ${CPU_S}s (${CPU_PCT}%; $plateau_txt), RSS $RSS_TXT MB, $gen_txt"
+        "$plateau_txt; $gen_txt; RTP sent A→B $a2b_sent, B→A $b2a_sent (expected about $expected a side: $ok calls × $(calc "$RAMP - 0.5") s × 50/s), received $a2b_received and $b2a_received; of the lost, in each call's first second of media: A→B $a2b_lost_first_s, B→A $b2a_lost_first_s, in its last second: A→B $a2b_lost_last_s, B→A $b2a_lost_last_s; calls with any loss $lossy_calls, SRTP packets that did not open $srtp_failures, duplicates $dup, out of order $reordered, from the wrong port $misrouted, not ours $foreign; late ticks $late_ticks (worst ${worst_late_ms} ms, at t = ${worst_late_at_s} s); failed: ${fail_reasons:-none}, unfinished $unfinished; B legs $b_legs (not tied to a call $unlinked), SIP retransmissions $sip_retrans; $drops_txt; mid-run: ${mid_chans% }; $(common_notes)"
+    log "$stage ($mode): $ok ok, $failed failed, peak $peak, RTP loss $loss_txt, Starling CPU ${CPU_S}s (${CPU_PCT}%; $plateau_txt), RSS $RSS_TXT MB, $gen_txt"
+}
+
+# ---------------------------------------------------------------------------------------
+# (d'') srtp: SRTP_CALLS (300 and 600) SRTP↔SRTP bridged calls against the same plain calls,
+# both over TLS, from starling-callgen; plain and SRTP runs interleaved, SRTP_PAIRS pairs
+# each, the order swapped every other pair (noise on a shared machine drifts)
+# ---------------------------------------------------------------------------------------
+make_pki() { # DIR: ca.pem/ca.key and server.pem/server.key (subjectAltName IP:127.0.0.1) made by openssl
+    local dir=$1
+    mkdir -p "$dir"
+    (
+        cd "$dir" || exit 1
+        ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+        timeout 30 openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=Starling load CA" -keyout ca.key -out ca.pem &&
+            timeout 30 openssl req "${ec[@]}" -subj "/CN=127.0.0.1" -keyout server.key -out server.csr &&
+            printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n' >server.ext &&
+            timeout 30 openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile server.ext -out server.pem
+    ) >"$dir/openssl.log" 2>&1
+}
+
+tls_dial_conf() { # DIR SPORT TPORT ASPORT PKI MODE: dial_conf's sip.conf over TLS (MODE srtp: encryption=yes to uas)
+    local dir=$1 sport=$2 tport=$3 asport=$4 pki=$5 mode=$6 encryption=no
+    [ "$mode" = srtp ] && encryption=yes
+    {
+        sip_general "$sport"
+        cat <<EOF
+tlsenable = yes
+tlsbindaddr = 127.0.0.1:$tport
+tlscertfile = $pki/server.pem
+tlsprivatekey = $pki/server.key
+tlscafile = $pki/ca.pem
+
+[uas]
+type = peer
+host = 127.0.0.1
+port = $asport
+transport = tls
+encryption = $encryption
+insecure = port,invite
+context = load
+disallow = all
+allow = ulaw
+EOF
+    } >"$dir/etc/sip.conf"
+}
+
+stage_srtp() {
+    local conc pair order mode plain srtp plain_n srtp_n p s
+    for conc in $SRTP_CALLS; do
+        plain=() srtp=()
+        for pair in $(seq 1 "$SRTP_PAIRS"); do
+            order="tls srtp"
+            [ $((pair % 2)) = 0 ] && order="srtp tls"
+            for mode in $order; do
+                relay_run "$conc" srtp "$mode"
+                [ -n "$RUN_PLATEAU" ] || continue
+                if [ "$mode" = tls ]; then plain+=("$RUN_PLATEAU"); else srtp+=("$RUN_PLATEAU"); fi
+            done
+        done
+        plain_n=${#plain[@]} srtp_n=${#srtp[@]}
+        if [ "$plain_n" -eq 0 ] || [ "$srtp_n" -eq 0 ]; then
+            skip_row srtp "$conc calls: plain vs SRTP" "no plateau figures to compare (see the runs above; DURATION must exceed 2 × RAMP + 2)"
+            continue
+        fi
+        p=$(calc "sum([$(IFS=,; echo "${plain[*]}")]) / $plain_n")
+        s=$(calc "sum([$(IFS=,; echo "${srtp[*]}")]) / $srtp_n")
+        row srtp "$conc calls: plain vs SRTP (means of $plain_n and $srtp_n runs)" \
+            "plain $(calc "f'{$p:.1f}'")% (runs: ${plain[*]}), SRTP $(calc "f'{$s:.1f}'")% (runs: ${srtp[*]}) of one core on the plateau" \
+            "-" "-" "-" "-" "-" "-" "-" \
+            "Starling CPU per call on the plateau: plain $(calc "f'{$p * 10000 / $conc:.0f}'") µs, SRTP $(calc "f'{$s * 10000 / $conc:.0f}'") µs of CPU per second of call (SRTP/plain $(calc "f'{$s / max($p, 1e-9):.2f}'")); both over TLS; plain legs may be relayed in the kernel (root, Linux 6.6+), SRTP legs always by the relay thread"
+        log "srtp: $conc calls: plain ${plain[*]} -> $(calc "f'{$p:.1f}'")%, SRTP ${srtp[*]} -> $(calc "f'{$s:.1f}'")% of one core on the plateau"
+    done
+    SRTP_ENV=" RAMP=$RAMP SRTP_CALLS=\"$SRTP_CALLS\" SRTP_PAIRS=$SRTP_PAIRS"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -1066,7 +1177,7 @@ EOF
         echo "- machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, $(awk '/MemTotal/ { printf "%.1f GB RAM", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
         echo "- starling: ${STARLING_VERSION:-?}, git $rev, binary built $(date -u -r "$STARLING" '+%Y-%m-%d %H:%M UTC')"
         echo "- SIPp: $(sipp -v 2>/dev/null | grep -o 'SIPp v[^ ]*' | head -1 | sed 's/\.$//')"
-        echo "- command: \`DURATION=$DURATION$PEERS_ENV$RELAY_ENV $COMMAND_LINE\`"
+        echo "- command: \`DURATION=$DURATION$PEERS_ENV$RELAY_ENV$SRTP_ENV $COMMAND_LINE\`"
         echo "- settings: USERS=$USERS REG_RATE=$REG_RATE ANSWER_RATE=$ANSWER_RATE B2BUA_RATE=$B2BUA_RATE B2BUA_HOLD_MS=$B2BUA_HOLD_MS CONCURRENT=$CONCURRENT RELAY_CONCURRENT=$RELAY_CONCURRENT RAMP=$RAMP LINES=$LINES PEERS=$PEERS PEERS_DURATION=$PEERS_DURATION"
         [ -n "$PEERS_SHORT" ] && echo "- note: $PEERS_SHORT"
         [ -n "$RELAY_SHORT" ] && echo "- note: $RELAY_SHORT"

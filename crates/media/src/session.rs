@@ -651,6 +651,15 @@ impl RtpSession {
         self.next_seq
     }
 
+    /// Our stream goes on from `next_seq` and `next_ts`: a native relay carried it on (in our
+    /// SSRC) while it sent the other call's packets to our far end, and we send again. Without
+    /// this the far end would see sequence numbers it has had already (with SRTP: replays, and
+    /// dropped).
+    pub fn continue_from(&mut self, next_seq: u16, next_ts: u32) {
+        self.next_seq = next_seq;
+        self.ts_base = next_ts.wrapping_sub(self.samples_sent as u32);
+    }
+
     /// The timestamp the next packet will carry (for an RFC 4733 event that starts now).
     pub fn next_timestamp(&self) -> u32 {
         self.ts_base.wrapping_add(self.samples_sent as u32)
@@ -852,6 +861,29 @@ mod tests {
             let stats = b.stats();
             assert_eq!((stats.received_packets, stats.lost_packets), (20, 0), "from {first}");
         }
+    }
+
+    /// A relay carried our stream on (in our SSRC) to 40_000 / 123_456: our next packets go
+    /// on from there, and the samples sent before stay counted.
+    #[test]
+    fn our_stream_continues_where_a_relay_left_it() {
+        let start = Instant::now();
+        let mut s = RtpSession::new(SessionConfig::default(), start, SystemTime::now(), 3);
+        s.set_remote(addr("127.0.0.1:20000"), false);
+        s.send(0, false, 160, &[0xd5; 160]);
+        let _ = s.poll_transmit();
+        s.continue_from(40_000, 123_456);
+        assert_eq!((s.next_sequence(), s.next_timestamp()), (40_000, 123_456));
+        s.send(0, false, 160, &[0xd5; 160]);
+        s.send(0, false, 160, &[0xd5; 160]);
+        let fields = |t: Transmit| {
+            let r = RtpReader::new(&t.data).unwrap();
+            (r.ssrc(), u16::from(r.sequence_number()), r.timestamp())
+        };
+        let ssrc = s.ssrc();
+        assert_eq!(fields(s.poll_transmit().unwrap()), (ssrc, 40_000, 123_456));
+        assert_eq!(fields(s.poll_transmit().unwrap()), (ssrc, 40_001, 123_616));
+        assert_eq!(s.stats().sent_packets, 3);
     }
 
     /// Packets received elsewhere (the relay in the kernel) count as received here, and the

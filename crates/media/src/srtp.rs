@@ -34,6 +34,7 @@
 //! `srtp_validate` and `srtp_validate_gcm`) in the tests below, so the two agree on the wire.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use rtc_srtp::context::Context;
@@ -199,7 +200,15 @@ pub struct Srtp {
     rx: Context,
     local: MasterKey,
     remote: MasterKey,
+    /// Packets that could not be unprotected (not authentic, a replay, not SRTP): dropped.
+    failures: u64,
 }
+
+/// A leg's [`Srtp`] as its call and the native relay share it: one context each way for the
+/// leg's life, whoever protects or unprotects, so that the rollover counter, the SRTCP index
+/// and the replay window go on unbroken when the relay takes the leg's packets over and when it
+/// gives them back, and a re-key (a re-INVITE) reaches both at once.
+pub type SharedSrtp = Arc<Mutex<Srtp>>;
 
 impl fmt::Debug for Srtp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -220,7 +229,18 @@ impl Srtp {
             rx: context(remote, true)?,
             local: local.clone(),
             remote: remote.clone(),
+            failures: 0,
         })
+    }
+
+    /// This SRTP, to share with the native relay ([`SharedSrtp`]).
+    pub fn into_shared(self) -> SharedSrtp {
+        Arc::new(Mutex::new(self))
+    }
+
+    /// How many received packets could not be unprotected (and were dropped).
+    pub fn failures(&self) -> u64 {
+        self.failures
     }
 
     /// A new SDP exchange (a re-INVITE) agreed on `local` and `remote`: each direction whose
@@ -264,6 +284,20 @@ impl Srtp {
         Ok(())
     }
 
+    /// Protects the RTP packet in `buffer[..len]` where it lies: its protected length, or an
+    /// error when it cannot be protected or `buffer` has no room for the tag (the relay's way:
+    /// its buffers are the ones the packets came in).
+    pub fn protect_rtp_in_place(&mut self, buffer: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        let plain = buffer.get(..len).ok_or_else(|| SrtpError::Protect("shorter than said".into()))?;
+        let protected = self.tx.encrypt_rtp(plain).map_err(|e| SrtpError::Protect(e.to_string()))?;
+        let room = buffer.len();
+        let out = buffer
+            .get_mut(..protected.len())
+            .ok_or_else(|| SrtpError::Protect(format!("{} bytes protected, room for {room}", protected.len())))?;
+        out.copy_from_slice(&protected);
+        Ok(protected.len())
+    }
+
     /// Protects what goes out of an RTP socket: RTCP (muxed) or RTP, told apart by
     /// [`is_rtcp`].
     pub fn protect(&mut self, packet: &mut Vec<u8>) -> Result<(), SrtpError> {
@@ -279,19 +313,29 @@ impl Srtp {
     /// replay, or is not SRTP at all is an error (and is to be dropped).
     pub fn unprotect_rtp(&mut self, packet: &mut [u8]) -> Result<usize, SrtpError> {
         if packet.len() < 12 + self.suite.rtp_overhead() || packet[0] >> 6 != 2 {
-            return Err(SrtpError::Unprotect("not an SRTP packet".into()));
+            return self.counted(Err(SrtpError::Unprotect("not an SRTP packet".into())));
         }
-        let plain = self.rx.decrypt_rtp(packet).map_err(|e| SrtpError::Unprotect(e.to_string()))?;
+        let plain = self.rx.decrypt_rtp(packet).map_err(|e| SrtpError::Unprotect(e.to_string()));
+        let plain = self.counted(plain)?;
         Ok(copy_back(packet, &plain))
+    }
+
+    /// Counts a failure to unprotect.
+    fn counted<T>(&mut self, result: Result<T, SrtpError>) -> Result<T, SrtpError> {
+        if result.is_err() {
+            self.failures += 1;
+        }
+        result
     }
 
     /// Unprotects a received SRTCP packet in place (as [`Srtp::unprotect_rtp`]).
     pub fn unprotect_rtcp(&mut self, packet: &mut [u8]) -> Result<usize, SrtpError> {
         // Header, sender SSRC, the E flag and index, and at least a 4-byte tag.
         if packet.len() < 8 + 4 + 4 || packet[0] >> 6 != 2 {
-            return Err(SrtpError::Unprotect("not an SRTCP packet".into()));
+            return self.counted(Err(SrtpError::Unprotect("not an SRTCP packet".into())));
         }
-        let plain = self.rx.decrypt_rtcp(packet).map_err(|e| SrtpError::Unprotect(e.to_string()))?;
+        let plain = self.rx.decrypt_rtcp(packet).map_err(|e| SrtpError::Unprotect(e.to_string()));
+        let plain = self.counted(plain)?;
         Ok(copy_back(packet, &plain))
     }
 
@@ -457,6 +501,7 @@ mod tests {
             let last = rtcp.len() - 1;
             rtcp[last] ^= 0x80;
             assert!(bob.unprotect_rtcp(&mut rtcp).is_err(), "{suite}: SRTCP tag");
+            assert_eq!(bob.failures(), 6, "{suite}: four flipped bits, a replay, an SRTCP tag: counted");
         }
     }
 

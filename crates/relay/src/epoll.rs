@@ -14,6 +14,8 @@ use starling_core::tracing;
 use super::{cvt, finish_round, Command, Entry, Inner, Legs, Tending};
 
 const EVENTS: usize = 1024;
+/// The largest packet read: the rest of the buffer is room for what SRTP adds.
+const RECEIVE: usize = 2048 - 64;
 /// The epoll key of the thread's own eventfd (commands waiting).
 const WAKE: u64 = u64::MAX;
 
@@ -91,11 +93,11 @@ pub(super) fn run(epoll: OwnedFd, inner: &Inner) {
                 continue;
             }
             let Some(entry) = legs.get_mut(&key) else { continue };
-            if let Ok((len, from)) = entry.leg.socket.recv_from(&mut buffer) {
-                let packet = &mut buffer[..len];
-                if let Some(target) = entry.take(round, from, packet, inner.kernel()) {
+            // (Room for an SRTP tag after the largest packet we read.)
+            if let Ok((len, from)) = entry.leg.socket.recv_from(&mut buffer[..RECEIVE]) {
+                if let Some((target, len)) = entry.take(round, from, &mut buffer, len, inner.kernel()) {
                     // Nonblocking: a full socket buffer drops the packet, as it would on the wire.
-                    let _ = entry.leg.to.rtp.send_to(packet, target);
+                    let _ = entry.leg.to.rtp.send_to(&buffer[..len], target);
                 }
             }
         }

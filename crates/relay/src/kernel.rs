@@ -289,6 +289,11 @@ fn take_in(entry: &mut Entry, seen: Counters, kept: &Leg) -> Counters {
     }
     let last_out = (kept.have_last != 0).then_some((kept.last_seq, kept.last_ts));
     entry.leg.to.leg.relayed_elsewhere(packets, kept.relayed_octets - seen.relayed_octets, last_out, kept.last_step);
+    if let Some(next) = entry.leg.to.leg.next_out() {
+        // Where the other call's own packets go on when the relaying ends (as the thread
+        // says after each packet it relays).
+        lock(&entry.leg.to.media).relayed_into(next);
+    }
     let stats = {
         let mut session = lock(&entry.leg.session);
         session.received_elsewhere(

@@ -30,6 +30,11 @@
 //! reach the thread at all; the thread keeps the socket, takes in the kernel's counters, and
 //! takes the leg back for whatever the kernel leaves to it.
 //!
+//! A leg with SRTP on either side (SDES, crates/media's [`RelayCrypto`]) is opened with the key
+//! of the call it comes from and sealed with the key of the call it goes to, in the thread,
+//! with the calls' own SRTP contexts; such a leg is never handed to the kernel, which has no
+//! keys.
+//!
 //! The crate knows nothing of SIP: a call is its sockets, its [`RtpSession`], its
 //! [`PublishedMedia`] (where its far end is, the stream relayed packets continue) and a
 //! [`RelayLeg`] (the payload types mapped).
@@ -45,7 +50,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use starling_core::tracing;
-use starling_media::relay::RelayLeg;
+use starling_media::relay::{Opened, RelayCrypto, RelayLeg};
 use starling_media::session::{ReceiveError, RtpSession, Stats};
 
 mod epoll;
@@ -90,6 +95,12 @@ pub trait PublishedMedia: Send {
     /// next sequence number, next timestamp): the packets relayed to its far end continue that
     /// stream. `None` while it has not (the relaying waits); each stream is given once.
     fn begin_relaying_into(&mut self) -> Option<(u32, u16, u32)>;
+
+    /// The relay has sent a packet to the call's far end, in the call's stream: the call's own
+    /// packets, when the relaying ends, go on from `next` (sequence number, timestamp).
+    fn relayed_into(&mut self, next: (u16, u32)) {
+        let _ = next;
+    }
 }
 
 /// Where a call's far end receives RTP, as a call publishes it to a native bridge.
@@ -137,6 +148,10 @@ pub struct RelayTo {
     /// The other call's media: where its far end is.
     pub media: SharedMedia,
     pub leg: RelayLeg,
+    /// The SRTP of either call, if any: what our far end sends is opened with ours, what goes
+    /// to the other far end sealed with the other call's. A leg with SRTP on either side stays
+    /// in the thread (the relay in the kernel has no keys).
+    pub crypto: RelayCrypto,
 }
 
 impl RelayTo {
@@ -148,19 +163,30 @@ impl RelayTo {
         true
     }
 
-    /// Rewrites `packet` for the other call and sends it from its socket to its far end.
-    pub fn forward(&mut self, packet: &mut [u8]) {
-        if let Some(target) = self.rewrite(packet) {
+    /// Rewrites the plain RTP packet in `buffer[..len]` (opened already, if our far end's is
+    /// SRTP) for the other call and sends it from its socket to its far end.
+    pub fn forward(&mut self, buffer: &mut [u8], len: usize) {
+        if let Some((target, len)) = self.rewrite(buffer, len) {
             // Nonblocking: a full socket buffer drops the packet, as it would on the wire.
-            let _ = self.rtp.send_to(packet, target);
+            let _ = self.rtp.send_to(&buffer[..len], target);
         }
     }
 
-    /// Rewrites `packet` for the other call: where to send it from [`RelayTo::rtp`], if
-    /// anywhere (a packet the leg refuses, or a far end not known yet, goes nowhere).
-    pub fn rewrite(&mut self, packet: &mut [u8]) -> Option<SocketAddr> {
-        self.leg.relay(packet).ok()?;
-        lock(&self.media).remote()
+    /// Rewrites the plain RTP packet in `buffer[..len]` for the other call, sealed with its
+    /// SRTP if it has any (`buffer` has room for the tag): where to send it from
+    /// [`RelayTo::rtp`], if anywhere (a packet the leg refuses, or a far end not known yet,
+    /// goes nowhere), and its length.
+    pub fn rewrite(&mut self, buffer: &mut [u8], len: usize) -> Option<(SocketAddr, usize)> {
+        self.leg.relay(buffer.get_mut(..len)?).ok()?;
+        let target = {
+            let mut media = lock(&self.media);
+            if let Some(next) = self.leg.next_out() {
+                media.relayed_into(next);
+            }
+            media.remote()?
+        };
+        let len = self.crypto.seal(buffer, len).ok()?;
+        Some((target, len))
     }
 }
 
@@ -229,16 +255,20 @@ impl Entry {
         Entry { leg, stats, received: 0, remote, offload: None, refused: None }
     }
 
-    /// Takes a packet from our far end: where to send it on from `leg.to.rtp`, rewritten in
-    /// place, if it goes on. A leg the kernel relays is taken back first (this packet is one
-    /// it left alone), and handed over again once the packet has gone through.
+    /// Takes a packet from our far end, `buffer[..len]`: where to send it on from
+    /// `leg.to.rtp`, rewritten in place (opened and sealed where either leg has SRTP: `buffer`
+    /// has room for the tag), and its length, if it goes on. A leg the kernel relays is taken
+    /// back first (this packet is one it left alone), and handed over again once the packet
+    /// has gone through; a leg with SRTP never goes to the kernel.
     fn take(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        packet: &mut [u8],
+        buffer: &mut [u8],
+        len: usize,
         kernel: Option<&KernelRelay>,
-    ) -> Option<SocketAddr> {
+    ) -> Option<(SocketAddr, usize)> {
+        let kernel = kernel.filter(|_| self.leg.to.crypto.is_plain());
         if let Some(kernel) = kernel {
             // A packet the session is sure to refuse (strictrtp, locked onto another source)
             // leaves the leg in the kernel: it is only counted.
@@ -246,7 +276,7 @@ impl Entry {
                 kernel.take_back(self);
             }
         }
-        let target = self.relay(now, from, packet)?;
+        let (target, len) = self.relay(now, from, buffer, len)?;
         if let Some(kernel) = kernel.filter(|_| self.offload.is_none()) {
             // Only the source strictrtp has learned (after probation, or the SDP's address)
             // goes to the kernel.
@@ -254,11 +284,22 @@ impl Entry {
                 kernel.hand_over(self, from, target);
             }
         }
-        Some(target)
+        Some((target, len))
     }
 
-    fn relay(&mut self, now: Instant, from: SocketAddr, packet: &mut [u8]) -> Option<SocketAddr> {
+    fn relay(&mut self, now: Instant, from: SocketAddr, buffer: &mut [u8], len: usize) -> Option<(SocketAddr, usize)> {
         let leg = &mut self.leg;
+        // SRTP from our far end: opened with our key. One that is not authentic (or a replay)
+        // goes nowhere, counted by the call's SRTP; its SRTCP is for our session alone.
+        let len = match leg.to.crypto.open(buffer.get_mut(..len)?) {
+            Ok(Opened::Rtp(len)) => len,
+            Ok(Opened::Rtcp(len)) => {
+                let _ = lock(&leg.session).handle_rtcp(now, &buffer[..len]);
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let packet = &buffer[..len];
         let remote = {
             let mut session = lock(&leg.session);
             let handled = session.handle_rtp(now, from, packet);
@@ -278,7 +319,7 @@ impl Entry {
             self.remote = remote;
             lock(&leg.published).set_remote(remote);
         }
-        leg.to.rewrite(packet)
+        leg.to.rewrite(buffer, len)
     }
 }
 
@@ -577,6 +618,7 @@ mod tests {
     use super::*;
     use starling_media::relay::RelayLeg;
     use starling_media::session::SessionConfig;
+    use starling_media::srtp::{MasterKey, SharedSrtp, Srtp, Suite};
     use std::time::SystemTime;
 
     fn rtp(seq: u16) -> Vec<u8> {
@@ -628,6 +670,8 @@ mod tests {
     #[derive(Default)]
     struct Media {
         remote: FarEnd,
+        /// Where the relay last said the stream it sends here goes on.
+        relayed: Option<(u16, u32)>,
     }
 
     impl PublishedMedia for Media {
@@ -639,6 +683,9 @@ mod tests {
         }
         fn begin_relaying_into(&mut self) -> Option<(u32, u16, u32)> {
             None
+        }
+        fn relayed_into(&mut self, next: (u16, u32)) {
+            self.relayed = Some(next);
         }
     }
 
@@ -687,7 +734,8 @@ mod tests {
             let sdp = if at_sdp_address { far_a.local_addr().unwrap() } else { "127.0.0.1:9".parse().unwrap() };
             session.set_remote(sdp, false);
             let session = Arc::new(Mutex::new(session));
-            let other_media = Arc::new(Mutex::new(Media { remote: FarEnd(Some(far_b.local_addr().unwrap())) }));
+            let other_media =
+                Arc::new(Mutex::new(Media { remote: FarEnd(Some(far_b.local_addr().unwrap())), relayed: None }));
             Leg { ours, other, far_a, far_b, session, other_media }
         }
 
@@ -705,11 +753,20 @@ mod tests {
         }
 
         fn relay_with(&self, relay: &Relay, rewrite: RelayLeg) -> RelayHandle {
+            self.relay_crypto(relay, rewrite, RelayCrypto::default())
+        }
+
+        fn relay_crypto(&self, relay: &Relay, rewrite: RelayLeg, crypto: RelayCrypto) -> RelayHandle {
             relay.add(RelayedLeg {
                 socket: self.ours.clone(),
                 session: self.session.clone(),
                 published: Arc::new(Mutex::new(Media::default())),
-                to: Box::new(RelayTo { rtp: self.other.clone(), media: self.other_media.clone(), leg: rewrite }),
+                to: Box::new(RelayTo {
+                    rtp: self.other.clone(),
+                    media: self.other_media.clone(),
+                    leg: rewrite,
+                    crypto,
+                }),
             })
         }
 
@@ -894,6 +951,81 @@ mod tests {
         drop(handle);
         std::thread::sleep(Duration::from_millis(50));
         relay.stop();
+    }
+
+    /// One SRTP leg's keys: the phone's context and the call's (shared with the relay).
+    fn srtp_leg(seed: u8) -> (Srtp, SharedSrtp) {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let phone = MasterKey::generate(suite, |b| b.fill(seed));
+        let ours = MasterKey::generate(suite, |b| b.fill(seed.wrapping_add(100)));
+        (Srtp::new(&phone, &ours).unwrap(), Srtp::new(&ours, &phone).unwrap().into_shared())
+    }
+
+    /// SRTP on both legs, through the thread: far end A's SRTP is opened with A's leg's key
+    /// (its SRTCP taken by the session, not relayed), sealed with B's, and B opens every
+    /// packet; a forged packet is dropped and counted; the kernel (where it runs) never gets
+    /// the leg. Then SRTP to plain.
+    fn srtp_through_the_thread(relay: Relay, kernel: Option<&KernelRelay>) {
+        let leg = Leg::new();
+        let ((mut phone_a, ours_a), (mut phone_b, ours_b)) = (srtp_leg(1), srtp_leg(2));
+        let crypto = RelayCrypto { from: Some(ours_a.clone()), to: Some(ours_b) };
+        let handle = leg.relay_crypto(&relay, RelayLeg::new(), crypto);
+        let to_ours = leg.ours.local_addr().unwrap();
+        for seq in 0..40u16 {
+            let mut wire = rtp(seq);
+            phone_a.protect_rtp(&mut wire).unwrap();
+            leg.far_a.send_to(&wire, to_ours).unwrap();
+            if seq == 20 {
+                let mut forged = wire.clone();
+                forged[30] ^= 1;
+                leg.far_a.send_to(&forged, to_ours).unwrap();
+                let mut report = vec![0x81, 0xc9, 0, 7, 0, 0, 0x12, 0x34];
+                report.extend_from_slice(&[0; 24]);
+                phone_a.protect_rtcp(&mut report).unwrap();
+                leg.far_a.send_to(&report, to_ours).unwrap();
+            }
+            let mut buf = [0u8; 2048];
+            let (len, _) = leg.far_b.recv_from(&mut buf).unwrap_or_else(|e| panic!("packet {seq} relayed: {e}"));
+            assert_ne!(&buf[12..172], &rtp(seq)[12..], "encrypted towards B");
+            let len = phone_b.unprotect_rtp(&mut buf[..len]).unwrap_or_else(|e| panic!("B opens packet {seq}: {e}"));
+            assert_eq!(&buf[..len], &rtp(seq)[..]);
+        }
+        assert!(leg.nothing_at_b(Duration::from_millis(100)), "neither the forged packet nor SRTCP went on");
+        assert_eq!(lock(&ours_a).failures(), 1, "the forged packet, counted");
+        assert_eq!(lock(&leg.session).stats().received_packets, 40);
+        assert_eq!(kernel.map(|k| k.legs().0), kernel.map(|_| 0), "an SRTP leg stays in the thread");
+        assert_eq!(
+            lock(&leg.other_media).relayed,
+            Some((40, 40 * 160)),
+            "the other call hears where its stream goes on when the relaying ends"
+        );
+        drop(handle);
+        std::thread::sleep(Duration::from_millis(50));
+        // SRTP to plain: B gets the packets in clear.
+        let leg = Leg::new();
+        let (mut phone_a, ours_a) = srtp_leg(3);
+        let handle = leg.relay_crypto(&relay, RelayLeg::new(), RelayCrypto { from: Some(ours_a), to: None });
+        for seq in 0..10u16 {
+            let mut wire = rtp(seq);
+            phone_a.protect_rtp(&mut wire).unwrap();
+            leg.far_a.send_to(&wire, leg.ours.local_addr().unwrap()).unwrap();
+            leg.expect(seq);
+        }
+        assert_eq!(kernel.map(|k| k.legs().0), kernel.map(|_| 0), "nor an SRTP to plain one");
+        drop(handle);
+        std::thread::sleep(Duration::from_millis(50));
+        relay.stop();
+    }
+
+    #[test]
+    fn srtp_legs_are_opened_and_sealed_on_the_relay_thread() {
+        srtp_through_the_thread(Relay::start_with(Backend::Epoll, 1, None).unwrap(), None);
+        on_io_uring(|relay| srtp_through_the_thread(relay, None));
+    }
+
+    #[test]
+    fn srtp_legs_never_go_to_the_relay_in_the_kernel() {
+        in_the_kernel(|relay, kernel| srtp_through_the_thread(relay, Some(kernel)));
     }
 
     /// The statistics outlive the handle: what the kernel relayed since the last [`kernel::SYNC`]

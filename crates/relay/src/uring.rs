@@ -271,16 +271,18 @@ impl Thread<'_> {
         let Some(entry) = self.legs.get_mut(&id) else { return false };
         let Buffers { memory, dests, .. } = &mut self.buffers;
         let start = usize::from(bid) * BUFFER_SIZE;
-        let buffer = &mut memory[start..start + len.min(BUFFER_SIZE)];
-        let Ok(out) = RecvMsgOut::parse(buffer, &self.msghdr) else { return false };
+        // The whole buffer: what SRTP adds to a packet goes after it, where there is room.
+        let buffer = &mut memory[start..start + BUFFER_SIZE];
+        let Ok(out) = RecvMsgOut::parse(&buffer[..len.min(BUFFER_SIZE)], &self.msghdr) else { return false };
         if out.is_payload_truncated() || out.is_name_data_truncated() {
             return false;
         }
         let Some(from) = socket_addr(out.name_data()) else { return false };
         let payload = out.payload_data().as_ptr() as usize - buffer.as_ptr() as usize;
-        let payload = payload..payload + out.payload_data().len();
-        let packet = &mut buffer[payload];
-        let Some(target) = entry.take(round, from, packet, self.inner.kernel()) else { return false };
+        let received = out.payload_data().len();
+        let room = &mut buffer[payload..];
+        let Some((target, len)) = entry.take(round, from, room, received, self.inner.kernel()) else { return false };
+        let packet = &room[..len];
         let dest = &mut dests[usize::from(bid)];
         *dest = SockAddr::from(target);
         let send = opcode::Send::new(Fd(entry.leg.to.rtp.as_raw_fd()), packet.as_ptr(), packet.len() as u32)

@@ -15,7 +15,7 @@ use starling_core::devicestate::DeviceState;
 use starling_core::frame::Cause;
 use starling_core::tech::{NativeBridge, Requestor, Tech};
 use starling_core::{tracing, Core};
-use starling_media::relay::RelayLeg;
+use starling_media::relay::{RelayCrypto, RelayLeg};
 use starling_media::sdp::Codec;
 use starling_relay::RelayTo;
 use starling_sip::dialog::{Dialog, DialogId, DialogState};
@@ -319,10 +319,11 @@ impl Tech for SipTech {
         let (a, b) = (handle(a)?, handle(b)?);
         let info = |h: &PvtHandle| h.media.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (ia, ib): (MediaInfo, MediaInfo) = (info(&a), info(&b));
-        // SRTP legs take the frames' way: each call's task unprotects and protects with its
-        // own keys (no direct media either: chan_sip's "Direct media not possible when using
-        // SRTP"), and the relay's fast paths never see them.
-        if ia.srtp || ib.srtp {
+        // An SRTP leg is relayed by the relay thread with its call's own keys (opened as it
+        // comes, sealed as it goes: SRTP to SRTP, or to and from plain RTP), never in the
+        // kernel, and never by direct media (chan_sip's "Direct media not possible when using
+        // SRTP"). One that must be SRTP and is not keyed yet takes the frames' way.
+        if (ia.secure && ia.srtp.is_none()) || (ib.secure && ib.srtp.is_none()) {
             return None;
         }
         let (ca, cb) = (ia.codec.as_ref()?, ib.codec.as_ref()?);
@@ -337,7 +338,8 @@ impl Tech for SipTech {
         }
         let direct =
             |from: &MediaInfo, to: &MediaInfo| from.directmedia.enabled && !(from.directmedia.nonat && to.comedia);
-        if may_redirect && direct(&ia, &ib) && direct(&ib, &ia) {
+        let plain = !ia.secure && !ib.secure;
+        if may_redirect && plain && direct(&ia, &ib) && direct(&ib, &ia) {
             let to = |h: &PvtHandle| Box::new(DirectTo { media: h.media.clone(), to_pvt: h.to_pvt.clone() });
             for h in [&a, &b] {
                 h.direct.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -354,8 +356,19 @@ impl Tech for SipTech {
             }
             leg
         };
-        let to_b = RelayTo { rtp: b.rtp.clone(), media: b.media.clone(), leg: leg(&ia, &ib, ca, cb) };
-        let to_a = RelayTo { rtp: a.rtp.clone(), media: a.media.clone(), leg: leg(&ib, &ia, cb, ca) };
+        let crypto = |from: &MediaInfo, to: &MediaInfo| RelayCrypto { from: from.srtp.clone(), to: to.srtp.clone() };
+        let to_b = RelayTo {
+            rtp: b.rtp.clone(),
+            media: b.media.clone(),
+            leg: leg(&ia, &ib, ca, cb),
+            crypto: crypto(&ia, &ib),
+        };
+        let to_a = RelayTo {
+            rtp: a.rtp.clone(),
+            media: a.media.clone(),
+            leg: leg(&ib, &ia, cb, ca),
+            crypto: crypto(&ib, &ia),
+        };
         let _ = a.to_pvt.send(ToPvt::Relay(Some(Box::new(to_b))));
         let _ = b.to_pvt.send(ToPvt::Relay(Some(Box::new(to_a))));
         Some(Box::new(NativeRelay { pvts: [a, b], direct: false }))

@@ -17,6 +17,7 @@ mod schedule;
 mod sdp;
 mod sip;
 mod stats;
+mod tls;
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
@@ -92,6 +93,105 @@ struct Args {
     /// Also write the result line to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// SIP over TLS: the CA (PEM) that signed Starling's certificate. The uac connects to
+    /// --target over TLS; the uas listens for TLS on --uas-bind (TCP) with --tls-cert/--tls-key.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// The uas's certificate chain (PEM), for --tls-ca.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The uas's private key (PEM), for --tls-ca.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// SDES-SRTP on both legs (AES_CM_128_HMAC_SHA1_80; keys only go over TLS: needs --tls-ca).
+    #[arg(long, requires = "tls_ca")]
+    srtp: bool,
+}
+
+/// Where the SIP of both legs goes: two UDP sockets, or TLS connections (see tls.rs).
+enum Signalling {
+    Udp { uac: UdpSocket, uas: UdpSocket },
+    Tls { uac: Box<tls::Link>, listener: std::net::TcpListener, server: Arc<rustls::ServerConfig>, uas: Vec<tls::Link> },
+}
+
+impl Signalling {
+    /// Hands everything that has come to the engine.
+    fn receive(&mut self, engine: &mut Engine, buf: &mut [u8]) {
+        match self {
+            Signalling::Udp { uac, uas } => {
+                for (leg, socket) in [(Leg::A, &*uac), (Leg::B, &*uas)] {
+                    loop {
+                        match socket.recv_from(buf) {
+                            Ok((n, src)) => engine.handle(Instant::now(), leg, src, &buf[..n]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            Err(_) => break, // an ICMP error reported on the socket: nothing to read
+                        }
+                    }
+                }
+            }
+            Signalling::Tls { uac, listener, server, uas } => {
+                while let Ok((tcp, peer)) = listener.accept() {
+                    match tls::Link::accept(tcp, peer, server.clone()) {
+                        Ok(link) => uas.push(link),
+                        Err(e) => eprintln!("starling-callgen: TLS from {peer}: {e:#}"),
+                    }
+                }
+                let mut messages = Vec::new();
+                for (leg, link) in std::iter::once((Leg::A, &mut **uac)).chain(uas.iter_mut().map(|l| (Leg::B, l))) {
+                    link.read(&mut messages);
+                    for message in messages.drain(..) {
+                        engine.handle(Instant::now(), leg, link.peer, &message);
+                    }
+                }
+                uas.retain(|link| !link.closed);
+            }
+        }
+    }
+
+    /// Sends a message of `leg` to `to`: false if it could not go.
+    fn send(&mut self, leg: Leg, to: SocketAddr, data: &[u8]) -> bool {
+        match self {
+            Signalling::Udp { uac, uas } => {
+                let socket = if leg == Leg::A { &*uac } else { &*uas };
+                socket.send_to(data, to).is_ok()
+            }
+            Signalling::Tls { uac, uas, .. } => {
+                // The caller has one connection; the uas answers on the connection the request
+                // came on (or, for anything else, Starling's latest).
+                let link = match leg {
+                    Leg::A => Some(&mut **uac),
+                    Leg::B => {
+                        let i = uas.iter().position(|l| l.peer == to).or(uas.len().checked_sub(1));
+                        i.map(|i| &mut uas[i])
+                    }
+                };
+                let Some(link) = link.filter(|l| !l.closed) else { return false };
+                link.send(data);
+                true
+            }
+        }
+    }
+
+    /// What to wait on for reading.
+    fn fds(&self) -> Vec<libc::c_int> {
+        match self {
+            Signalling::Udp { uac, uas } => vec![uac.as_raw_fd(), uas.as_raw_fd()],
+            Signalling::Tls { uac, listener, uas, .. } => {
+                let mut fds = vec![uac.fd(), listener.as_raw_fd()];
+                fds.extend(uas.iter().map(tls::Link::fd));
+                fds
+            }
+        }
+    }
+
+    /// Sends what the TLS connections still hold.
+    fn flush(&mut self) {
+        if let Signalling::Tls { uac, uas, .. } = self {
+            uac.flush();
+            uas.iter_mut().for_each(tls::Link::flush);
+        }
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -123,7 +223,11 @@ fn main() -> ExitCode {
 }
 
 fn local(socket: &UdpSocket) -> Result<SocketAddrV4> {
-    match socket.local_addr()? {
+    v4(socket.local_addr()?)
+}
+
+fn v4(addr: SocketAddr) -> Result<SocketAddrV4> {
+    match addr {
         SocketAddr::V4(a) => Ok(sip::visible(a)),
         SocketAddr::V6(a) => bail!("IPv6 socket {a}: only IPv4 is supported"),
     }
@@ -140,21 +244,38 @@ fn run(args: Args) -> Result<()> {
         bail!("--hold must be 0 or more seconds");
     }
     install_signals();
-    let (uac, _) = net::udp_socket(args.uac_bind, 4 << 20).context("uac SIP socket")?;
-    let (uas, _) = net::udp_socket(args.uas_bind, 4 << 20).context("uas SIP socket")?;
+    let (mut signalling, uac_addr, uas_addr) = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let client = tls::client_config(ca)?;
+            let server = tls::server_config(cert, key)?;
+            let uac = tls::Link::connect(args.target.into(), client)?;
+            let listener = std::net::TcpListener::bind(args.uas_bind).context("uas TLS listener")?;
+            listener.set_nonblocking(true)?;
+            let (uac_addr, uas_addr) = (v4(uac.local_addr()?)?, v4(listener.local_addr()?)?);
+            (Signalling::Tls { uac: Box::new(uac), listener, server, uas: Vec::new() }, uac_addr, uas_addr)
+        }
+        _ => {
+            let (uac, _) = net::udp_socket(args.uac_bind, 4 << 20).context("uac SIP socket")?;
+            let (uas, _) = net::udp_socket(args.uas_bind, 4 << 20).context("uas SIP socket")?;
+            let (uac_addr, uas_addr) = (local(&uac)?, local(&uas)?);
+            (Signalling::Udp { uac, uas }, uac_addr, uas_addr)
+        }
+    };
     let (a_rtp, a_buf) = net::udp_socket(args.a_media, args.buffer).context("A media socket")?;
     let (b_rtp, b_buf) = net::udp_socket(args.b_media, args.buffer).context("B media socket")?;
     let cfg = sip::Config {
         service: args.service.clone(),
         target: args.target,
-        uac: local(&uac)?,
-        uas: local(&uas)?,
+        uac: uac_addr,
+        uas: uas_addr,
         a_media: local(&a_rtp)?,
         b_media: local(&b_rtp)?,
         hold: Duration::from_secs_f64(args.hold),
         trying: !args.no_trying,
         answer_delay: Duration::from_millis(args.answer_delay_ms),
         run: format!("{:x}", std::process::id()),
+        tls: args.tls_ca.is_some(),
+        srtp: args.srtp,
     };
     let schedule = Schedule::new(args.rate, args.concurrent, args.calls, args.duration.map(Duration::from_secs_f64));
     eprintln!(
@@ -198,7 +319,6 @@ fn run(args: Args) -> Result<()> {
     let mut next_progress = progress.map(|p| epoch + p);
     let mut last_progress = (epoch, cpu0);
     let mut buf = vec![0u8; 65_536];
-    let fds = [uac.as_raw_fd(), uas.as_raw_fd()];
     let mut send_errors = 0u64;
     let mut drain_until: Option<Instant> = None;
     let mut stopped_early = false;
@@ -234,22 +354,12 @@ fn run(args: Args) -> Result<()> {
                 break;
             }
         }
-        for (leg, socket) in [(Leg::A, &uac), (Leg::B, &uas)] {
-            loop {
-                match socket.recv_from(&mut buf) {
-                    Ok((n, src)) => engine.handle(Instant::now(), leg, src, &buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => break, // an ICMP error reported on the socket: nothing to read
-                }
-            }
-        }
+        signalling.receive(&mut engine, &mut buf);
         engine.handle_timeout(Instant::now());
         for out in engine.out.drain(..) {
             match out {
                 Out::Sip { leg, to, data } => {
-                    let socket = if leg == Leg::A { &uac } else { &uas };
-                    if socket.send_to(&data, to).is_err() {
+                    if !signalling.send(leg, to, &data) {
                         send_errors += 1;
                     }
                 }
@@ -285,7 +395,8 @@ fn run(args: Args) -> Result<()> {
             wake = wake.min(t);
         }
         let ms = wake.saturating_duration_since(now).as_micros().div_ceil(1000) as i32;
-        net::poll_readable(&fds, ms);
+        signalling.flush();
+        net::poll_readable(&signalling.fds(), ms);
     }
     let elapsed = epoch.elapsed();
     // Read while the sockets are open (the media threads own them).
@@ -376,7 +487,7 @@ fn summary(engine: &Engine, a: &Report, b: &Report, run: &Run) -> String {
         line,
         "started={} ok={} failed={} unfinished={} peak={} a2b_sent={a2b_sent} a2b_received={a2b_received} \
          a2b_lost={a2b_lost} a2b_lost_first_s={a2b_head} a2b_lost_last_s={a2b_tail} b2a_sent={b2a_sent} b2a_received={b2a_received} b2a_lost={b2a_lost} b2a_lost_first_s={b2a_head} b2a_lost_last_s={b2a_tail} dup={dup} \
-         reordered={reordered} lossy_calls={} misrouted={} foreign={} unknown_stream={} rtp_send_errors={} \
+         reordered={reordered} lossy_calls={} misrouted={} foreign={} unknown_stream={} srtp_failures={} rtp_send_errors={} \
          late_ticks={} worst_late_ms={} worst_late_at_s={:.1} b_legs={} unlinked={} b_refused={} no_ack={} sip_retrans={} stray={} \
          sip_send_errors={sip_send_errors} a_rcvbuf_drops={a_drops} b_rcvbuf_drops={b_drops} stopped_early={} fail_reasons=\"{reasons}\" cpu_s={cpu:.2} elapsed_s={:.1}",
         c.started,
@@ -388,6 +499,7 @@ fn summary(engine: &Engine, a: &Report, b: &Report, run: &Run) -> String {
         a.misrouted + b.misrouted,
         a.foreign + b.foreign,
         a.unknown_stream + b.unknown_stream,
+        a.srtp_failures + b.srtp_failures,
         a.send_errors + b.send_errors,
         a.late_ticks + b.late_ticks,
         a.worst_late_ms.max(b.worst_late_ms),

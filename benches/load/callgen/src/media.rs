@@ -13,6 +13,8 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use starling_media::srtp::{MasterKey, Srtp};
+
 use crate::net::{self, RecvBatch};
 use crate::payload::{self, PACKET, SAMPLES};
 use crate::schedule::{self, PERIOD};
@@ -21,8 +23,9 @@ use crate::stats::{Arrival, Received};
 /// What the SIP side tells a media thread.
 #[derive(Debug)]
 pub enum Command {
-    /// Send stream `index` to `dest` from `start` until `stop` (excluded).
-    Start { index: u32, dest: SocketAddrV4, start: Instant, stop: Instant },
+    /// Send stream `index` to `dest` from `start` until `stop` (excluded); with SRTP, `keys`
+    /// (ours, which protects what we send; theirs, which opens what comes from `dest`).
+    Start { index: u32, dest: SocketAddrV4, start: Instant, stop: Instant, keys: Option<Box<(MasterKey, MasterKey)>> },
     /// The far end moved (a re-INVITE).
     Retarget { index: u32, dest: SocketAddrV4 },
     /// Stop sending at `at` (or at the stream's own stop, if sooner).
@@ -53,6 +56,8 @@ pub struct Report {
     /// Our packets for a stream this side had not been told of (yet).
     pub unknown_stream: u64,
     pub send_errors: u64,
+    /// SRTP packets that did not open (not authentic, or from an address with no keys).
+    pub srtp_failures: u64,
     pub first_error: Option<String>,
     /// Wake-ups that found a tick more than 5 ms overdue (the thread fell behind), and the worst lateness.
     pub late_ticks: u64,
@@ -60,6 +65,9 @@ pub struct Report {
     /// When (ms from the start) the worst lateness was seen.
     pub worst_late_at_ms: u64,
 }
+
+/// Room for a packet and the longest SRTP tag.
+const WIRE_MAX: usize = PACKET + 16;
 
 struct Stream {
     dest: libc::sockaddr_in,
@@ -79,7 +87,13 @@ struct Side {
     peers: HashMap<u32, SocketAddrV4>,
     slots: Vec<Vec<u32>>,
     template: [u8; PACKET],
-    out: Vec<[u8; PACKET]>,
+    /// With SRTP: each stream's contexts (kept after it ends, for what still comes back), and
+    /// which stream each far end's address is.
+    srtp: HashMap<u32, Srtp>,
+    by_peer: HashMap<SocketAddrV4, u32>,
+    /// A packet's length on the wire: [`PACKET`], and the tag with SRTP.
+    wire: usize,
+    out: Vec<[u8; WIRE_MAX]>,
     out_dest: Vec<libc::sockaddr_in>,
     out_index: Vec<u32>,
     report: Report,
@@ -94,6 +108,9 @@ impl Side {
             peers: HashMap::new(),
             slots: vec![Vec::new(); PERIOD as usize],
             template: payload::template(),
+            srtp: HashMap::new(),
+            by_peer: HashMap::new(),
+            wire: PACKET,
             out: Vec::with_capacity(1024),
             out_dest: Vec::with_capacity(1024),
             out_index: Vec::with_capacity(1024),
@@ -107,7 +124,19 @@ impl Side {
 
     fn command(&mut self, command: Command) {
         match command {
-            Command::Start { index, dest, start, stop } => {
+            Command::Start { index, dest, start, stop, keys } => {
+                if let Some(keys) = keys {
+                    match Srtp::new(&keys.0, &keys.1) {
+                        Ok(srtp) => {
+                            self.wire = PACKET + srtp.suite().rtp_overhead();
+                            self.srtp.insert(index, srtp);
+                        }
+                        Err(e) => {
+                            self.report.first_error.get_or_insert_with(|| format!("SRTP: {e}"));
+                        }
+                    }
+                }
+                self.by_peer.insert(dest, index);
                 let first = schedule::first_tick(self.tick_of(start), schedule::phase(index));
                 let stream = Stream {
                     dest: net::to_sockaddr(dest),
@@ -125,6 +154,7 @@ impl Side {
             }
             Command::Retarget { index, dest } => {
                 self.peers.insert(index, dest);
+                self.by_peer.insert(dest, index);
                 if let Some(s) = self.streams.get_mut(&index) {
                     s.dest = net::to_sockaddr(dest);
                 }
@@ -141,7 +171,7 @@ impl Side {
 
     /// Queues the packets due on tick `t`.
     fn tick(&mut self, t: u64) {
-        let Side { streams, slots, template, out, out_dest, out_index, .. } = self;
+        let Side { streams, slots, template, out, out_dest, out_index, srtp, report, .. } = self;
         slots[(t % PERIOD) as usize].retain(|index| {
             let Some(s) = streams.get_mut(index) else { return false };
             if t >= s.stop {
@@ -149,8 +179,15 @@ impl Side {
                 return false;
             }
             if t >= s.first {
-                let mut p = *template;
-                payload::write_packet(&mut p, s.seq, s.ts, s.ssrc, s.packet == 0, *index, s.packet);
+                let mut p = [0u8; WIRE_MAX];
+                let plain: &mut [u8; PACKET] = (&mut p[..PACKET]).try_into().expect("PACKET bytes");
+                *plain = *template;
+                payload::write_packet(plain, s.seq, s.ts, s.ssrc, s.packet == 0, *index, s.packet);
+                if let Some(srtp) = srtp.get_mut(index) {
+                    if let Err(e) = srtp.protect_rtp_in_place(&mut p, PACKET) {
+                        report.first_error.get_or_insert_with(|| format!("SRTP: {e}"));
+                    }
+                }
                 out.push(p);
                 out_dest.push(s.dest);
                 out_index.push(*index);
@@ -165,7 +202,7 @@ impl Side {
     /// Sends what is queued; what the kernel would not take yet stays queued.
     fn flush(&mut self, fd: libc::c_int, live: &Live) {
         while !self.out.is_empty() {
-            match net::send_batch(fd, &self.out, &self.out_dest) {
+            match net::send_batch(fd, &self.out, self.wire, &self.out_dest) {
                 Ok(0) => return, // the send buffer is full: next tick
                 Ok(n) => {
                     for index in self.out_index.drain(..n) {
@@ -199,8 +236,22 @@ impl Side {
                 }
             };
             let mut ours = 0;
+            let mut opened = [0u8; 2048];
             for i in 0..n {
-                let (data, src) = batch.get(i);
+                let (mut data, src) = batch.get(i);
+                if !self.srtp.is_empty() {
+                    // SRTP: opened with the keys of the stream this address is.
+                    let context = self.by_peer.get(&src).and_then(|index| self.srtp.get_mut(index));
+                    let len = data.len().min(opened.len());
+                    opened[..len].copy_from_slice(&data[..len]);
+                    match context.map(|srtp| srtp.unprotect_rtp(&mut opened[..len])) {
+                        Some(Ok(len)) => data = &opened[..len],
+                        _ => {
+                            self.report.srtp_failures += 1;
+                            continue;
+                        }
+                    }
+                }
                 let Some((index, packet)) = payload::parse_packet(data) else {
                     self.report.foreign += 1;
                     continue;
@@ -305,8 +356,8 @@ mod tests {
         let mut side = Side::new(epoch, 0);
         let dest: SocketAddrV4 = "127.0.0.1:10000".parse().unwrap();
         let ms = |n| epoch + Duration::from_millis(n);
-        side.command(Command::Start { index: 3, dest, start: ms(200), stop: ms(300) });
-        side.command(Command::Start { index: 45, dest, start: ms(190), stop: ms(1000) });
+        side.command(Command::Start { index: 3, dest, start: ms(200), stop: ms(300), keys: None });
+        side.command(Command::Start { index: 45, dest, start: ms(190), stop: ms(1000), keys: None });
         side.command(Command::Stop { index: 45, at: ms(250) });
         let sent = run_ticks(&mut side, 400);
         let of = |i| sent.iter().filter(|s| s.1 == i).map(|s| (s.0, s.2)).collect::<Vec<_>>();

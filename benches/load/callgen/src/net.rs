@@ -65,9 +65,11 @@ pub fn from_sockaddr(sa: &libc::sockaddr_in) -> SocketAddrV4 {
 
 /// Sends `packets[i]` to `dests[i]` with as few `sendmmsg` calls as the kernel allows. Returns
 /// how many went (from the front); a full send buffer (`EAGAIN`) stops early without an error.
+/// Sends the first `len` bytes of each packet (at most `N`) to its destination.
 pub fn send_batch<const N: usize>(
     fd: libc::c_int,
     packets: &[[u8; N]],
+    len: usize,
     dests: &[libc::sockaddr_in],
 ) -> io::Result<usize> {
     debug_assert_eq!(packets.len(), dests.len());
@@ -80,7 +82,7 @@ pub fn send_batch<const N: usize>(
         let n = (packets.len() - done).min(CHUNK);
         for i in 0..n {
             iov[i].iov_base = packets[done + i].as_ptr() as *mut libc::c_void;
-            iov[i].iov_len = N;
+            iov[i].iov_len = len.min(N);
             hdrs[i].msg_hdr.msg_name = &dests[done + i] as *const libc::sockaddr_in as *mut libc::c_void;
             hdrs[i].msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
             hdrs[i].msg_hdr.msg_iov = &mut iov[i];

@@ -2,12 +2,48 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use starling_media::sdes::Crypto;
+use starling_media::srtp::{MasterKey, Suite};
+
 /// Our SDP: PCMU only, 20 ms, on `ip:port`.
+#[cfg(test)]
 pub fn pcmu(ip: Ipv4Addr, port: u16, session: u64) -> String {
+    pcmu_with(ip, port, session, None)
+}
+
+/// Our SDP, with SDES-SRTP (`RTP/SAVP` and one `a=crypto` line) when `crypto` is given.
+pub fn pcmu_with(ip: Ipv4Addr, port: u16, session: u64, crypto: Option<&Crypto>) -> String {
+    let (profile, line) = match crypto {
+        Some(c) => ("RTP/SAVP", format!("a=crypto:{c}\r\n")),
+        None => ("RTP/AVP", String::new()),
+    };
     format!(
         "v=0\r\no=callgen {session} 1 IN IP4 {ip}\r\ns=callgen\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+         m=audio {port} {profile} 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n{line}a=sendrecv\r\n"
     )
+}
+
+/// The far end's `a=crypto` line we take: the first `AES_CM_128_HMAC_SHA1_80` one (every
+/// stream of the generator uses that suite: its packets are all of one length).
+pub fn their_crypto(body: &[u8]) -> Option<Crypto> {
+    let text = std::str::from_utf8(body).ok()?;
+    let media = starling_media::sdp::RemoteMedia::parse(text).ok()?;
+    media.crypto.into_iter().find(|c| c.usable() && c.key.suite == Suite::AesCm128HmacSha1_80)
+}
+
+/// Our key for stream `index` on one side (`salt`): made up from the two, repeatable. (A load
+/// generator's keys need not be secret; they must differ between calls.)
+pub fn our_key(index: u32, salt: u64) -> MasterKey {
+    let mut state = (u64::from(index) << 20) ^ salt ^ 0x9e37_79b9_7f4a_7c15;
+    MasterKey::generate(Suite::AesCm128HmacSha1_80, |bytes| {
+        for b in bytes.iter_mut() {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            *b = (z ^ (z >> 31)) as u8;
+        }
+    })
 }
 
 /// Where the far end wants its audio: the first `m=audio` port with the `c=` that applies to it
@@ -60,6 +96,17 @@ mod tests {
         assert_eq!(audio_addr(body.as_bytes()), Some("127.0.0.1:41002".parse().unwrap()));
         assert!(body.contains("m=audio 41002 RTP/AVP 0\r\n"));
         assert!(body.contains("a=rtpmap:0 PCMU/8000\r\n"));
+    }
+
+    #[test]
+    fn our_srtp_sdp_reads_back() {
+        let ours = Crypto::new(1, our_key(7, 1));
+        let body = pcmu_with(Ipv4Addr::LOCALHOST, 41002, 7, Some(&ours));
+        assert!(body.contains("m=audio 41002 RTP/SAVP 0\r\n"));
+        assert_eq!(their_crypto(body.as_bytes()), Some(ours));
+        assert_ne!(our_key(7, 1), our_key(8, 1));
+        assert_ne!(our_key(7, 1), our_key(7, 2));
+        assert_eq!(their_crypto(pcmu(Ipv4Addr::LOCALHOST, 41002, 7).as_bytes()), None);
     }
 
     #[test]

@@ -24,8 +24,15 @@ use std::time::{Duration, Instant};
 
 use starling_sip::{parse_datagram, Datagram, HeaderName, MessageHeaders, Method, Request, Response, SipMessage};
 
+use starling_media::sdes::Crypto;
+use starling_media::srtp::MasterKey;
+
 use crate::media::Command;
 use crate::sdp;
+
+/// The salts of our SRTP keys on each side ([`sdp::our_key`]).
+const A_SALT: u64 = 0xA;
+const B_SALT: u64 = 0xB;
 
 pub const T1: Duration = Duration::from_millis(500);
 pub const T2: Duration = Duration::from_secs(4);
@@ -57,6 +64,11 @@ pub struct Config {
     /// Our media sockets.
     pub a_media: SocketAddrV4,
     pub b_media: SocketAddrV4,
+    /// SIP over TLS (our Vias say `TLS`, our Contacts `;transport=tls`; the connections are
+    /// the caller's business).
+    pub tls: bool,
+    /// SDES-SRTP on both legs (`RTP/SAVP`, AES_CM_128_HMAC_SHA1_80): needs `tls`.
+    pub srtp: bool,
     /// From the A leg's ACK to its BYE.
     pub hold: Duration,
     pub trying: bool,
@@ -168,6 +180,8 @@ struct UasCall {
     media: Option<SocketAddrV4>,
     /// The last re-INVITE's CSeq and our answer, for its retransmissions.
     reinvite: Option<(u32, Vec<u8>)>,
+    /// With SRTP: the offer's line we take (its tag, Starling's key).
+    crypto: Option<Crypto>,
 }
 
 pub struct Engine {
@@ -232,6 +246,33 @@ impl Engine {
         format!("<sip:{k}@{}>;tag={}", self.cfg.uac.ip(), self.local_tag(k))
     }
 
+    fn transport(&self) -> &'static str {
+        if self.cfg.tls {
+            "TLS"
+        } else {
+            "UDP"
+        }
+    }
+
+    fn contact_params(&self) -> &'static str {
+        if self.cfg.tls {
+            ";transport=tls"
+        } else {
+            ""
+        }
+    }
+
+    /// Our key and theirs for a stream whose far end's SDP is `body` (and whose key of ours
+    /// is `ours`): `Ok(None)` without SRTP; `Err` when SRTP is wanted and the SDP has no line
+    /// we take.
+    fn keys(&self, ours: MasterKey, body: &[u8]) -> Result<Option<Box<(MasterKey, MasterKey)>>, ()> {
+        if !self.cfg.srtp {
+            return Ok(None);
+        }
+        let theirs = sdp::their_crypto(body).ok_or(())?;
+        Ok(Some(Box::new((ours, theirs.key))))
+    }
+
     fn branch(&self, k: u32, what: char) -> String {
         format!("z9hG4bK{}{what}{k}", self.cfg.run)
     }
@@ -240,15 +281,18 @@ impl Engine {
     pub fn start_call(&mut self, now: Instant) {
         let k = self.uac.len() as u32;
         let cfg = &self.cfg;
-        let body = sdp::pcmu(*cfg.a_media.ip(), cfg.a_media.port(), u64::from(k));
+        let ours = cfg.srtp.then(|| Crypto::new(1, sdp::our_key(k, A_SALT)));
+        let body = sdp::pcmu_with(*cfg.a_media.ip(), cfg.a_media.port(), u64::from(k), ours.as_ref());
         let invite = format!(
-            "INVITE sip:{svc}@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {uac};branch={branch};rport\r\n\
+            "INVITE sip:{svc}@{target} SIP/2.0\r\nVia: SIP/2.0/{transport} {uac};branch={branch};rport\r\n\
              Max-Forwards: 70\r\nFrom: {from}\r\nTo: <sip:{svc}@{target}>\r\nCall-ID: {call_id}\r\n\
-             CSeq: 1 INVITE\r\nContact: <sip:callgen@{uac}>\r\nUser-Agent: starling-callgen\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:callgen@{uac}{params}>\r\nUser-Agent: starling-callgen\r\n\
              Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
             svc = cfg.service,
             target = cfg.target,
             uac = cfg.uac,
+            transport = self.transport(),
+            params = self.contact_params(),
             branch = self.branch(k, 'i'),
             from = self.our_from(k),
             call_id = self.call_id(k),
@@ -472,10 +516,11 @@ impl Engine {
         // A branch of its own per method: the ACK of a 2xx and the BYE are new transactions.
         let branch = self.branch(k, if method == "ACK" { 'k' } else { 'b' });
         format!(
-            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {uac};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{transport} {uac};branch={branch};rport\r\nMax-Forwards: 70\r\n\
              From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
              User-Agent: starling-callgen\r\nContent-Length: 0\r\n\r\n",
             uac = self.cfg.uac,
+            transport = self.transport(),
             from = self.our_from(k),
             call_id = self.call_id(k),
         )
@@ -486,6 +531,7 @@ impl Engine {
         let (dest, uri, to, ack) = self.ack_2xx(k, r);
         self.send(Leg::A, dest, ack.clone());
         let media = sdp::audio_addr(&r.body);
+        let keys = self.keys(sdp::our_key(k, A_SALT), &r.body);
         let hold = self.cfg.hold;
         let call = &mut self.uac[k as usize];
         call.ack = Some((dest, ack));
@@ -499,10 +545,16 @@ impl Engine {
         self.counts.up += 1;
         self.counts.peak = self.counts.peak.max(self.counts.up);
         self.arm(now + hold, Timer::Hangup(k));
-        match media {
-            Some(dest) => self.media(Leg::A, Command::Start { index: k, dest, start: window.0, stop: window.1 }),
+        match (media, keys) {
+            (Some(dest), Ok(keys)) => {
+                self.media(Leg::A, Command::Start { index: k, dest, start: window.0, stop: window.1, keys })
+            }
+            (Some(_), Err(())) => {
+                self.uac[k as usize].fault = Some("no_crypto_in_200".into());
+                self.timer(now, Timer::Hangup(k));
+            }
             // No audio to send to: hang up at once, and count the call as failed.
-            None => {
+            (None, _) => {
                 self.uac[k as usize].fault = Some("no_audio_in_200".into());
                 self.timer(now, Timer::Hangup(k));
             }
@@ -516,7 +568,8 @@ impl Engine {
         let leg = &self.uas[b as usize];
         if let (Some(dest), true) = (leg.media, matches!(leg.state, UasState::Answered | UasState::Confirmed)) {
             let index = leg.index;
-            self.media(Leg::B, Command::Start { index, dest, start, stop });
+            let keys = self.uas_keys(b);
+            self.media(Leg::B, Command::Start { index, dest, start, stop, keys });
         }
     }
 
@@ -533,11 +586,12 @@ impl Engine {
         // RFC 3261 §17.1.1.3: the INVITE's Request-URI and Via, the response's To.
         let to = r.headers.get(&HeaderName::To).unwrap_or_default();
         let ack = format!(
-            "ACK sip:{svc}@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {uac};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+            "ACK sip:{svc}@{target} SIP/2.0\r\nVia: SIP/2.0/{transport} {uac};branch={branch};rport\r\nMax-Forwards: 70\r\n\
              From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
             svc = self.cfg.service,
             target = self.cfg.target,
             uac = self.cfg.uac,
+            transport = self.transport(),
             branch = self.branch(k, 'i'),
             from = self.our_from(k),
             call_id = self.call_id(k),
@@ -573,9 +627,13 @@ impl Engine {
                 // A re-INVITE: the same SDP; follow Starling if its address moved.
                 let cfg = &self.cfg;
                 let mut ok = Response::to_request(&req, 200);
-                ok.headers.push(HeaderName::Contact, format!("<sip:callgen@{}>", cfg.uac));
+                ok.headers.push(HeaderName::Contact, format!("<sip:callgen@{}{}>", cfg.uac, self.contact_params()));
                 ok.headers.push(HeaderName::ContentType, "application/sdp");
-                ok.body = sdp::pcmu(*cfg.a_media.ip(), cfg.a_media.port(), u64::from(k)).into_bytes();
+                let ours = sdp::their_crypto(&req.body)
+                    .filter(|_| cfg.srtp)
+                    .map(|theirs| Crypto::new(theirs.tag, sdp::our_key(k, A_SALT)));
+                ok.body =
+                    sdp::pcmu_with(*cfg.a_media.ip(), cfg.a_media.port(), u64::from(k), ours.as_ref()).into_bytes();
                 self.send(Leg::A, src, ok.to_bytes());
                 if let Some(dest) = sdp::audio_addr(&req.body) {
                     let call = &mut self.uac[k as usize];
@@ -595,14 +653,22 @@ impl Engine {
     }
 
     fn uas_answer_sdp(&self, b: u32) -> Vec<u8> {
-        sdp::pcmu(*self.cfg.b_media.ip(), self.cfg.b_media.port(), u64::from(b)).into_bytes()
+        let leg = &self.uas[b as usize];
+        let ours = leg.crypto.as_ref().map(|theirs| Crypto::new(theirs.tag, sdp::our_key(leg.index, B_SALT)));
+        sdp::pcmu_with(*self.cfg.b_media.ip(), self.cfg.b_media.port(), u64::from(b), ours.as_ref()).into_bytes()
+    }
+
+    /// B leg `b`'s keys (ours, Starling's offer's), with SRTP.
+    fn uas_keys(&self, b: u32) -> Option<Box<(MasterKey, MasterKey)>> {
+        let leg = &self.uas[b as usize];
+        leg.crypto.as_ref().map(|theirs| Box::new((sdp::our_key(leg.index, B_SALT), theirs.key.clone())))
     }
 
     fn uas_ok(&self, b: u32, req: &Request) -> Vec<u8> {
         let leg = &self.uas[b as usize];
         let mut ok = Response::to_request(req, 200);
         ok.set_to_tag(&leg.tag);
-        ok.headers.push(HeaderName::Contact, format!("<sip:uas@{}>", self.cfg.uas));
+        ok.headers.push(HeaderName::Contact, format!("<sip:uas@{}{}>", self.cfg.uas, self.contact_params()));
         ok.headers.push(HeaderName::ContentType, "application/sdp");
         ok.body = self.uas_answer_sdp(b);
         ok.to_bytes()
@@ -671,7 +737,8 @@ impl Engine {
                         if let Some(dest) = leg.media {
                             let index = leg.index;
                             let start = now + MEDIA_AFTER_ACK;
-                            self.media(Leg::B, Command::Start { index, dest, start, stop: now + FOREVER });
+                            let keys = self.uas_keys(b);
+                            self.media(Leg::B, Command::Start { index, dest, start, stop: now + FOREVER, keys });
                         }
                     }
                 }
@@ -719,7 +786,9 @@ impl Engine {
                 self.unlinked_base + self.counts.unlinked as u32
             }
         };
-        let media = sdp::audio_addr(&req.body);
+        let crypto = if self.cfg.srtp { sdp::their_crypto(&req.body) } else { None };
+        // Without the line SRTP needs, the offer is refused as one without audio is.
+        let media = sdp::audio_addr(&req.body).filter(|_| !self.cfg.srtp || crypto.is_some());
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
         self.uas.push(UasCall {
             index,
@@ -734,6 +803,7 @@ impl Engine {
             rto: T1,
             media,
             reinvite: None,
+            crypto,
         });
         self.uas_by_call_id.insert(call_id, b);
         self.counts.b_legs += 1;
@@ -797,6 +867,8 @@ mod tests {
                 trying: true,
                 answer_delay: Duration::ZERO,
                 run: "r1".into(),
+                tls: false,
+                srtp: false,
             },
             100,
         )
@@ -940,6 +1012,61 @@ mod tests {
              CSeq: {cseq} INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{STARLING_SDP}",
             STARLING_SDP.len()
         )
+    }
+
+    #[test]
+    fn srtp_over_tls_offers_answers_and_keys_both_streams() {
+        let t0 = Instant::now();
+        let mut e = engine();
+        (e.cfg.tls, e.cfg.srtp) = (true, true);
+        e.start_call(t0);
+        let invite = sent(&mut e).remove(0).1;
+        assert!(invite.contains("Via: SIP/2.0/TLS 127.0.0.1:41000;") && invite.contains(";transport=tls>"), "{invite}");
+        assert!(invite.contains("RTP/SAVP 0") && invite.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+        // Starling calls our uas offering every suite; the answer takes the _80 line's tag.
+        let starling_key = sdp::our_key(1, 99);
+        let offer = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 12000 RTP/SAVP 0\r\n\
+             a=crypto:1 AEAD_AES_128_GCM inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxw=\r\na=crypto:2 {}\r\n",
+            &Crypto::new(2, starling_key.clone()).to_string()[2..]
+        );
+        let b = format!(
+            "INVITE sip:uas@127.0.0.1:41010 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKs1\r\n\
+             From: <sip:0@127.0.0.1>;tag=s1\r\nTo: <sip:uas@127.0.0.1:41010>\r\nCall-ID: b1\r\nCSeq: 1 INVITE\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+            offer.len()
+        );
+        let starling: SocketAddr = "127.0.0.1:5061".parse().unwrap();
+        e.handle(t0, Leg::B, starling, b.as_bytes());
+        let ok = sent(&mut e).into_iter().map(|(_, m)| m).find(|m| m.starts_with("SIP/2.0 200")).unwrap();
+        let answer = sdp::their_crypto(&ok.as_bytes()[ok.find("v=0").unwrap()..]).expect("our crypto line");
+        assert_eq!((answer.tag, &answer.key), (2, &sdp::our_key(0, B_SALT)), "{ok}");
+        // Starling's 200 to our INVITE, with its key for the A leg: both streams start keyed.
+        let a_body = sdp::pcmu_with(Ipv4Addr::LOCALHOST, 13000, 1, Some(&Crypto::new(1, starling_key.clone())));
+        let ok_a = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 127.0.0.1:41000;branch=z9hG4bKr1i0\r\nFrom: <sip:0@127.0.0.1>;tag=ar1\r\n\
+             To: <sip:1000@127.0.0.1:5060>;tag=x\r\nCall-ID: 0-r1@callgen\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:1000@127.0.0.1:5061;transport=tls>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{a_body}",
+            a_body.len()
+        );
+        e.handle(t0, Leg::A, starling, ok_a.as_bytes());
+        let keyed: Vec<(Leg, MasterKey, MasterKey)> = e
+            .out
+            .iter()
+            .filter_map(|o| match o {
+                Out::Media { leg, command: Command::Start { keys: Some(keys), .. } } => {
+                    Some((*leg, keys.0.clone(), keys.1.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            keyed,
+            vec![
+                (Leg::A, sdp::our_key(0, A_SALT), starling_key.clone()),
+                (Leg::B, sdp::our_key(0, B_SALT), starling_key)
+            ]
+        );
     }
 
     #[test]

@@ -151,6 +151,9 @@ pub struct Pvt {
     pub(super) direct_bridged: Arc<AtomicBool>,
 }
 
+/// The largest RTP packet read: the rest of the 2 kB buffer is room for what SRTP adds.
+const RECEIVE: usize = 2048 - 64;
+
 /// The call's clock: tokio's, so that a test on paused time runs the call on it.
 pub(super) fn now() -> Instant {
     TokioInstant::now().into_std()
@@ -323,7 +326,8 @@ impl Pvt {
                         }
                     }
                 }
-                received = recv_rtp(&self.rtp_in, &mut buffer) => {
+                // (Room after the largest packet read for the tag SRTP adds when it is relayed.)
+                received = recv_rtp(&self.rtp_in, &mut buffer[..RECEIVE]) => {
                     // SRTP: unprotected in place; one that is not authentic (or a replay, or
                     // before the keys are agreed) is dropped here, as a stray packet would be.
                     let received = received.ok().and_then(|(len, from)| {
@@ -347,7 +351,7 @@ impl Pvt {
                             // packets are rewritten in place and sent on from its socket, never
                             // decoded. Until then they go the frames' way, as before the bridge.
                             if let Some(relay) = self.relay.as_mut().and_then(|relay| relay.begins().then_some(relay)) {
-                                relay.forward(&mut buffer[..len]);
+                                relay.forward(&mut buffer, len);
                                 // From the next packet on, the relay thread reads our socket.
                                 hand_off = true;
                             } else {
@@ -457,7 +461,17 @@ impl Pvt {
         info.remote.set(self.session().remote());
         info.codec = self.negotiated.as_ref().map(|n| n.codec.clone());
         info.telephone_event = self.negotiated.as_ref().and_then(|n| n.telephone_event.clone());
-        info.srtp = self.srtp.secure();
+        info.secure = self.srtp.secure();
+        let srtp = self.srtp.shared();
+        if info.srtp.is_none() && srtp.is_some() && (self.natively_bridged() || info.relayed_into) {
+            // The relay took the call's keys (none) when the bridge began; a re-key of SRTP
+            // already on reaches it, SRTP first agreed now does not.
+            tracing::warn!(
+                "{}: SRTP agreed during a native bridge: the relay keeps this call's RTP in clear until it is bridged again",
+                self.key.call_id
+            );
+        }
+        info.srtp = srtp;
     }
 
     /// `sip show channel`'s Media and Crypto suite lines.
@@ -465,6 +479,7 @@ impl Pvt {
         let suite = self.srtp.suite().map(starling_media::srtp::Suite::name);
         if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&*self.key.call_id) {
             row.srtp = suite;
+            row.srtp_state = self.srtp.shared();
         }
     }
 
@@ -504,12 +519,32 @@ impl Pvt {
         });
         crate::call::show::show_relayed_stats(&self.shared.table, &self.key.call_id, relayed.stats());
         self.relayed = Some(relayed);
+        self.note_relayed(true);
     }
 
     /// The native bridge ended (or changes): we read our socket again.
     pub(super) fn take_back_relay(&mut self) {
         if self.relayed.take().is_some() {
             self.rtp_in = rtp_reader(&self.rtp);
+            self.note_relayed(false);
+        }
+    }
+
+    /// `sip show channel`'s Native relay line.
+    fn note_relayed(&self, relayed: bool) {
+        if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id) {
+            row.native_relay = relayed;
+        }
+    }
+
+    /// The other call's relay has stopped sending to our far end (the bridge ended or
+    /// changes): our own packets go on from where its last left our stream. With SRTP this is
+    /// what keeps our far end opening them: sequence numbers it has had already would be
+    /// replays to it.
+    pub(super) fn continue_after_relay(&self) {
+        let until = self.published.lock().unwrap_or_else(|p| p.into_inner()).relayed_until.take();
+        if let Some((seq, ts)) = until {
+            self.session().continue_from(seq, ts);
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use starling_core::tokio::sync::mpsc::UnboundedSender;
 use starling_media::sdp::Codec;
+use starling_media::srtp::SharedSrtp;
 use starling_relay::{FarEnd, PublishedMedia};
 
 use crate::call::messages::ToPvt;
@@ -46,9 +47,16 @@ pub struct MediaInfo {
     /// The other call of a native bridge has begun relaying into this one's far end: frames
     /// that still arrive here (sent before it switched) are late, and are dropped.
     pub relayed_into: bool,
-    /// The call's media is (or must be) SRTP: it is never relayed natively nor directed
-    /// elsewhere (its packets are decrypted and encrypted by its own task, per leg).
-    pub srtp: bool,
+    /// The call's media is (or must be) SRTP: never directed elsewhere (chan_sip's "Direct
+    /// media not possible when using SRTP"); relayed natively once keyed ([`MediaInfo::srtp`]),
+    /// by the relay thread, never by the kernel.
+    pub secure: bool,
+    /// The call's SRTP once keyed: the relay opens what the far end sends and seals what goes
+    /// to it with these contexts, the call's own.
+    pub srtp: Option<SharedSrtp>,
+    /// The relay has carried our stream on to our far end up to here (the next sequence
+    /// number and timestamp): our own packets go on from there when it stops.
+    pub relayed_until: Option<(u16, u32)>,
 }
 
 /// What the relay threads read and write of a call's [`MediaInfo`] (starling-relay).
@@ -67,6 +75,10 @@ impl PublishedMedia for MediaInfo {
         let stream = self.continue_from.take()?;
         self.relayed_into = true;
         Some(stream)
+    }
+
+    fn relayed_into(&mut self, next: (u16, u32)) {
+        self.relayed_until = Some(next);
     }
 }
 

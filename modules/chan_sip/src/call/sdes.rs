@@ -21,7 +21,7 @@
 
 use starling_media::sdes::{self, Crypto};
 use starling_media::sdp::RemoteMedia;
-use starling_media::srtp::{MasterKey, Srtp, SrtpError, Suite};
+use starling_media::srtp::{MasterKey, SharedSrtp, Srtp, SrtpError, Suite};
 
 /// Why an SDP exchange cannot go on with the SRTP it asks for: the WARNING line to log (the
 /// offer is answered 488; an answer ends the call).
@@ -41,7 +41,12 @@ pub struct CallSrtp {
     offered: Vec<Crypto>,
     /// The agreed suite's keys: ours, theirs.
     agreed: Option<(MasterKey, MasterKey)>,
-    srtp: Option<Srtp>,
+    /// Shared with the native relay while it relays the call (a re-key reaches it too).
+    srtp: Option<SharedSrtp>,
+}
+
+fn lock(srtp: &SharedSrtp) -> std::sync::MutexGuard<'_, Srtp> {
+    srtp.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl CallSrtp {
@@ -51,7 +56,13 @@ impl CallSrtp {
 
     /// The suite agreed, once SRTP is on.
     pub fn suite(&self) -> Option<Suite> {
-        self.srtp.as_ref().map(Srtp::suite)
+        self.srtp.as_ref().map(|srtp| lock(srtp).suite())
+    }
+
+    /// The call's SRTP once keyed, for a native relay to open and seal the call's packets
+    /// with: the same contexts, so the streams stay continuous (see [`SharedSrtp`]).
+    pub fn shared(&self) -> Option<SharedSrtp> {
+        self.srtp.clone()
     }
 
     /// SRTP is required (`encryption=yes`) or agreed: a packet that cannot be unprotected is
@@ -146,9 +157,9 @@ impl CallSrtp {
     }
 
     fn agree(&mut self, ours: MasterKey, theirs: MasterKey) -> Result<(), Refusal> {
-        let keyed = match self.srtp.as_mut() {
-            Some(srtp) => srtp.rekey(&ours, &theirs),
-            None => Srtp::new(&ours, &theirs).map(|s| self.srtp = Some(s)),
+        let keyed = match self.srtp.as_ref() {
+            Some(srtp) => lock(srtp).rekey(&ours, &theirs),
+            None => Srtp::new(&ours, &theirs).map(|s| self.srtp = Some(s.into_shared())),
         };
         keyed.map_err(|e: SrtpError| Refusal(format!("Cannot set up SRTP: {e}")))?;
         self.agreed = Some((ours, theirs));
@@ -158,8 +169,9 @@ impl CallSrtp {
     /// A packet about to leave (RTP, or RTCP when `rtcp`): protected if SRTP is on. `false`:
     /// it must not be sent (SRTP required and not keyed yet, or it cannot be protected).
     pub fn protect(&mut self, packet: &mut Vec<u8>, rtcp: bool) -> bool {
-        match self.srtp.as_mut() {
+        match self.srtp.as_ref() {
             Some(srtp) => {
+                let mut srtp = lock(srtp);
                 let done = if rtcp { srtp.protect_rtcp(packet) } else { srtp.protect(packet) };
                 done.is_ok()
             }
@@ -171,8 +183,11 @@ impl CallSrtp {
     /// `None` when it is to be dropped (not authentic, a replay, or SRTP required and not
     /// keyed yet).
     pub fn unprotect(&mut self, packet: &mut [u8], rtcp: bool) -> Option<usize> {
-        match self.srtp.as_mut() {
-            Some(srtp) => if rtcp { srtp.unprotect_rtcp(packet) } else { srtp.unprotect(packet) }.ok(),
+        match self.srtp.as_ref() {
+            Some(srtp) => {
+                let mut srtp = lock(srtp);
+                if rtcp { srtp.unprotect_rtcp(packet) } else { srtp.unprotect(packet) }.ok()
+            }
             None if self.encryption => None,
             None => Some(packet.len()),
         }

@@ -158,6 +158,8 @@ impl CallStart<'_> {
             started: std::time::Instant::now(),
             stats: None,
             srtp: None,
+            native_relay: false,
+            srtp_state: None,
             relayed: None,
             detail: ChannelDetail {
                 direction: if outbound { "Outgoing" } else { "Incoming" },

@@ -28,6 +28,11 @@ pub struct DialogRow {
     /// While the relay threads relay the call (and until the pvt next publishes `stats`): the
     /// figures the relay publishes, shown in place of `stats` once it has published any.
     pub relayed: Option<LegStats>,
+    /// The relay thread reads the call's RTP socket now (a native bridge): `sip show
+    /// channel`'s Native relay line.
+    pub native_relay: bool,
+    /// The call's SRTP once keyed: `sip show channel` shows how many packets it dropped.
+    pub srtp_state: Option<starling_media::srtp::SharedSrtp>,
     /// What `sip show channel` adds.
     pub detail: ChannelDetail,
 }
@@ -89,6 +94,15 @@ pub fn show_channel(table: &DialogTable, prefix: &str) -> String {
             // chan_sip's line; the suite is Starling's.
             ("Media", if row.srtp.is_some() { "SRTP" } else { "RTP" }.to_owned()),
             ("Crypto suite", row.srtp.unwrap_or("(none)").to_owned()),
+            // Starling's: the relay thread carries the call's RTP (opening and sealing SRTP).
+            ("Native relay", yes_no(row.native_relay).to_owned()),
+            (
+                "SRTP dropped",
+                row.srtp_state
+                    .as_ref()
+                    .map_or(0, |srtp| srtp.lock().unwrap_or_else(|p| p.into_inner()).failures())
+                    .to_string(),
+            ),
         ] {
             let _ = writeln!(out, "  {:<24}{value}", format!("{key}:"));
         }
@@ -259,6 +273,8 @@ mod tests {
             started: std::time::Instant::now(),
             stats: None,
             srtp: None,
+            native_relay: false,
+            srtp_state: None,
             relayed: None,
             detail: ChannelDetail {
                 direction: "Incoming",

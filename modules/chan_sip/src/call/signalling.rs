@@ -228,6 +228,7 @@ impl Pvt {
             }
             ToPvt::Relay(relay) => {
                 self.take_back_relay();
+                self.continue_after_relay();
                 if relay.is_some() {
                     self.publish_stream();
                 } else {
