@@ -532,7 +532,7 @@ impl Pvt {
 
     /// `sip show channel`'s Native relay line.
     fn note_relayed(&self, relayed: bool) {
-        if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&self.key.call_id) {
+        if let Some(row) = self.shared.table.write().unwrap_or_else(|p| p.into_inner()).get_mut(&*self.key.call_id) {
             row.native_relay = relayed;
         }
     }
