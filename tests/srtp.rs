@@ -298,6 +298,17 @@ fn srtp_to_echo_returns_the_tone() {
     assert!((435..=445).contains(&peak), "the echo is the 440 Hz tone: peak at {peak} Hz\n{log}");
 }
 
+/// Baresip `c`, a plain-RTP phone (UDP, PCMU, playing 880 Hz, auto-answer), registered.
+fn plain_phone_c(name: &str, server: &Server, udp_port: u16) -> Baresip {
+    let plain = format!("<sip:c@127.0.0.1:{udp_port}>;auth_pass=pw;answermode=auto;regint=600");
+    let phone_c = Baresip::spawn(name, &plain, "g711.so", 8000, 880, &[], 40);
+    let registered = eventually(Duration::from_secs(10), || {
+        server.rx("sip show peer c").contains("Reg. Contact : sip:c").then_some(())
+    });
+    assert!(registered.is_some(), "{}\n{}", phone_c.log(), server.log_tail());
+    phone_c
+}
+
 /// Acceptance: an SRTP leg (baresip over TLS, srtp-mand) bridged by `Dial(SIP/c)` to a
 /// plain-RTP phone (baresip over UDP): each hears the other; in the capture the SRTP leg's
 /// flows carry no tone read as PCMU, and the plain leg's do (so the check can see a tone).
@@ -307,12 +318,7 @@ fn an_srtp_leg_bridges_with_a_plain_rtp_leg() {
     let tls_port = free_udp_port();
     let range = own_rtp_range(2);
     let (server, udp_port) = srtp_pbx("srtpmixed", &pki, tls_port, &range);
-    let plain = format!("<sip:c@127.0.0.1:{udp_port}>;auth_pass=pw;answermode=auto;regint=600");
-    let phone_c = Baresip::spawn("srtpc", &plain, "g711.so", 8000, 880, &[], 40);
-    let registered = eventually(Duration::from_secs(10), || {
-        server.rx("sip show peer c").contains("Reg. Contact : sip:c").then_some(())
-    });
-    assert!(registered.is_some(), "{}\n{}", phone_c.log(), server.log_tail());
+    let phone_c = plain_phone_c("srtpc", &server, udp_port);
 
     let capture = Capture::start("srtpcap3", &range);
     let (account, config) = srtp_phone(&pki, "a", tls_port, 0);
@@ -600,12 +606,7 @@ fn a_reinvite_rekeys_a_natively_relayed_srtp_leg() {
     let tls_port = free_udp_port();
     let range = own_rtp_range(3);
     let (server, udp_port) = srtp_pbx("srtprekeyrelay", &pki, tls_port, &range);
-    let plain = format!("<sip:c@127.0.0.1:{udp_port}>;auth_pass=pw;answermode=auto;regint=600");
-    let phone_c = Baresip::spawn("srtprkc", &plain, "g711.so", 8000, 880, &[], 40);
-    let registered = eventually(Duration::from_secs(10), || {
-        server.rx("sip show peer c").contains("Reg. Contact : sip:c").then_some(())
-    });
-    assert!(registered.is_some(), "{}\n{}", phone_c.log(), server.log_tail());
+    let _phone_c = plain_phone_c("srtprkc", &server, udp_port);
 
     let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     rtp.set_read_timeout(Some(Duration::from_millis(5))).unwrap();

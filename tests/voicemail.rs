@@ -506,19 +506,24 @@ const MENU_CONF: &str = "; voicemail.conf, edited by hand\n[general]\nformat=wav
                          mailcmd=/bin/true\n\n; the boxes\n[default]\n1002 => 1234,Bob Bobson,,,tz=central ; Bob's box\n\
                          1003 => 9999,Carl,,,review=yes\n";
 
+/// Starling with MENU_EXTENSIONS (or `extensions`) and `voicemail` as voicemail.conf.
+fn menu_pbx(name: &str, extensions: Option<&str>, voicemail: &str) -> (Server, u16) {
+    sip_pbx_with_files(
+        name,
+        &["pbx_config", "app_voicemail"],
+        Some(extensions.unwrap_or(MENU_EXTENSIONS)),
+        &sip_conf(9),
+        &[("voicemail.conf", voicemail)],
+    )
+}
+
 /// The owner records an unavailable greeting through 0-1 (baresip's 440 Hz tone, kept with 1
 /// after `vm-review`), changes the password through 0-5 (twice, `vm-passchanged`): the
 /// password is written into voicemail.conf (only that line changes) and the new one logs in,
 /// also after `voicemail reload`. A caller of VoiceMail(u) then hears the greeting.
 #[test]
 fn greeting_and_password_through_the_mailbox_options() {
-    let (server, port) = sip_pbx_with_files(
-        "vmopts",
-        &["pbx_config", "app_voicemail"],
-        Some(MENU_EXTENSIONS),
-        &sip_conf(9),
-        &[("voicemail.conf", MENU_CONF)],
-    );
+    let (server, port) = menu_pbx("vmopts", None, MENU_CONF);
     let mut log = LogCursor::new(&server);
     let mut owner = KeyPhone::call("vmoptsa", "alice", port, "500", 440, 60);
     log.expect("vm-password.wav'");
@@ -756,13 +761,7 @@ fn spool_count(folder: &Path) -> usize {
 /// to `o` with the message kept.
 #[test]
 fn zero_and_star_leave_voicemail_for_o_and_a_and_review_records_again() {
-    let (server, port) = sip_pbx_with_files(
-        "vmoper",
-        &["pbx_config", "app_voicemail"],
-        Some(MENU_EXTENSIONS),
-        &sip_conf(9),
-        &[("voicemail.conf", MENU_CONF)],
-    );
+    let (server, port) = menu_pbx("vmoper", None, MENU_CONF);
     let mut log = LogCursor::new(&server);
     let mut caller = KeyPhone::call("vmopera", "carol", port, "1003", 440, 30);
     log.expect("vm-theperson.wav'");
@@ -826,13 +825,7 @@ fn zero_and_star_leave_voicemail_for_o_and_a_and_review_records_again() {
 #[test]
 fn skipms_skips_and_rewinds_within_a_message() {
     let conf = MENU_CONF.replace("operator=yes", "skipms=3000\nenvelope=no");
-    let (server, port) = sip_pbx_with_files(
-        "vmskip",
-        &["pbx_config", "app_voicemail"],
-        Some(MENU_EXTENSIONS),
-        &sip_conf(9),
-        &[("voicemail.conf", &conf)],
-    );
+    let (server, port) = menu_pbx("vmskip", None, &conf);
     let inbox = server.dir.path.join("spool/voicemail/default/1002/INBOX");
     for number in 0..2 {
         spool_message(&inbox, number, 400, "Unknown");
@@ -877,13 +870,7 @@ fn skipms_skips_and_rewinds_within_a_message() {
 #[test]
 fn advanced_options_say_the_envelope_and_reply() {
     let conf = MENU_CONF.replace("operator=yes", "envelope=no");
-    let (server, port) = sip_pbx_with_files(
-        "vmadv",
-        &["pbx_config", "app_voicemail"],
-        Some(MENU_EXTENSIONS),
-        &sip_conf(9),
-        &[("voicemail.conf", &conf)],
-    );
+    let (server, port) = menu_pbx("vmadv", None, &conf);
     let inbox = server.dir.path.join("spool/voicemail/default/1002/INBOX");
     spool_message(&inbox, 0, 300, "\"Carl\" <1003>");
     let mut log = LogCursor::new(&server);
@@ -928,13 +915,7 @@ fn advanced_options_say_the_envelope_and_reply() {
 fn a_new_user_records_a_name_and_sets_a_password() {
     let conf = MENU_CONF.replace("operator=yes", "forcename=yes") + "1004 => 1004,New User\n";
     let extensions = MENU_EXTENSIONS.to_owned() + "exten => 501,1,VoiceMailMain(1004@default)\n same => n,Hangup()\n";
-    let (server, port) = sip_pbx_with_files(
-        "vmnew",
-        &["pbx_config", "app_voicemail"],
-        Some(&extensions),
-        &sip_conf(9),
-        &[("voicemail.conf", &conf)],
-    );
+    let (server, port) = menu_pbx("vmnew", Some(&extensions), &conf);
     let mut log = LogCursor::new(&server);
     let mut owner = KeyPhone::call("vmnewa", "alice", port, "501", 440, 90);
     log.expect("vm-password.wav'");
