@@ -114,11 +114,13 @@ pub type ExtensionStateCallback = Arc<dyn Fn(&ExtensionStateChange) + Send + Syn
 struct Hint {
     devices: String,
     state: ExtensionState,
+    /// Its key, shared with its watchers (2,000 BLF keys watch 200 hints).
+    key: Arc<(String, String)>,
 }
 
 struct Watcher {
     /// Lower-cased `(context, exten)`.
-    key: (String, String),
+    key: Arc<(String, String)>,
     callback: ExtensionStateCallback,
 }
 
@@ -166,7 +168,7 @@ impl Hints {
                 exten: exten.clone(),
                 hint: hint.devices.clone(),
                 state: hint.state,
-                watchers: inner.watchers.values().filter(|w| &w.key == k).count(),
+                watchers: inner.watchers.values().filter(|w| *w.key == *k).count(),
             })
             .collect()
     }
@@ -211,7 +213,7 @@ impl Hints {
                 device: device.map(str::to_owned),
             };
             let callbacks: Vec<_> =
-                inner.watchers.values().filter(|w| &w.key == k).map(|w| w.callback.clone()).collect();
+                inner.watchers.values().filter(|w| *w.key == *k).map(|w| w.callback.clone()).collect();
             (change, callbacks)
         };
         publish_status(core, &change);
@@ -234,7 +236,7 @@ impl Hints {
             let gone: Vec<_> = inner.hints.keys().filter(|k| !fresh.contains_key(*k)).cloned().collect();
             for k in gone {
                 if let Some((context, exten, hint)) = inner.hints.remove(&k) {
-                    let ids: Vec<i32> = inner.watchers.iter().filter(|(_, w)| w.key == k).map(|(id, _)| *id).collect();
+                    let ids: Vec<i32> = inner.watchers.iter().filter(|(_, w)| *w.key == k).map(|(id, _)| *id).collect();
                     let callbacks: Vec<_> =
                         ids.iter().filter_map(|id| inner.watchers.remove(id)).map(|w| w.callback).collect();
                     let change = ExtensionStateChange {
@@ -258,10 +260,12 @@ impl Hints {
                     None => {
                         // Added with DEACTIVATED so the first computation always counts as a change
                         // for watchers that come later; no one watches it yet.
-                        inner.hints.insert(
-                            k.clone(),
-                            (context, exten, Hint { devices: devices.clone(), state: ExtensionState::DEACTIVATED }),
-                        );
+                        let hint = Hint {
+                            devices: devices.clone(),
+                            state: ExtensionState::DEACTIVATED,
+                            key: Arc::new(k.clone()),
+                        };
+                        inner.hints.insert(k.clone(), (context, exten, hint));
                         to_compute.push((k, devices));
                     }
                 }
@@ -342,10 +346,7 @@ impl Core {
     /// the extension has no hint. The id ends the watch ([`Core::extension_state_del`]).
     pub fn extension_state_add(&self, context: &str, exten: &str, callback: ExtensionStateCallback) -> Option<i32> {
         let mut inner = self.hints.lock();
-        let k = key(context, exten);
-        if !inner.hints.contains_key(&k) {
-            return None;
-        }
+        let k = inner.hints.get(&key(context, exten))?.2.key.clone();
         inner.next_id += 1;
         let id = inner.next_id;
         inner.watchers.insert(id, Watcher { key: k, callback });

@@ -58,6 +58,7 @@
 //!    `event_package()`, `expires_at()`).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dialog::Dialog;
@@ -361,7 +362,7 @@ pub fn xpidf_xml(names: &BodyNames, state: &NotifyState) -> String {
 /// The notifier's settings (chan_sip's sip.conf values).
 #[derive(Clone, Debug)]
 pub struct SubscriptionConfig {
-    /// Our top Via (each NOTIFY gets its own branch: the subscription keeps it without one).
+    /// Our top Via, best without a branch: each NOTIFY gets its own.
     pub via: Via,
     /// Our Contact (`<sip:1001@192.0.2.1:5060>`), in the 200 and every NOTIFY.
     pub contact: String,
@@ -374,7 +375,8 @@ pub struct SubscriptionConfig {
     pub default_expiry: u32,
     /// chan_sip's `notifyringing`: a ringing extension shows `early` with the caller.
     pub notify_ringing: bool,
-    /// Seeds the branches.
+    /// Seeds the branches (mixed with each subscription's tag, so subscriptions sharing one
+    /// configuration make different ones).
     pub seed: u64,
 }
 
@@ -431,7 +433,8 @@ pub enum Event {
 /// One subscription; see the module docs.
 #[derive(Debug)]
 pub struct Subscription {
-    config: SubscriptionConfig,
+    /// Shared: the subscriptions to one extension over one transport can hold one.
+    config: Arc<SubscriptionConfig>,
     state: State,
     package: EventPackage,
     format: BodyFormat,
@@ -479,7 +482,7 @@ impl Subscription {
     /// SUBSCRIBE gives a terminated subscription.
     pub fn uas(
         now: Instant,
-        config: SubscriptionConfig,
+        config: impl Into<Arc<SubscriptionConfig>>,
         subscribe: Request,
         local_tag: &str,
         exten: &str,
@@ -492,18 +495,24 @@ impl Subscription {
     /// tells first.
     pub fn uas_with_summary(
         now: Instant,
-        config: SubscriptionConfig,
+        config: impl Into<Arc<SubscriptionConfig>>,
         subscribe: Request,
         local_tag: &str,
         exten: &str,
         initial: NotifyState,
         summary: MessageSummary,
     ) -> Subscription {
-        let mut config = config;
-        config.via.params.retain(|p| !p.name.eq_ignore_ascii_case("branch"));
-        config.via.params.shrink_to_fit();
+        let mut config = config.into();
+        if config.via.params.iter().any(|p| p.name.eq_ignore_ascii_case("branch")) {
+            let own = Arc::make_mut(&mut config);
+            own.via.params.retain(|p| !p.name.eq_ignore_ascii_case("branch"));
+            own.via.params.shrink_to_fit();
+        }
+        // FNV-1a of our tag: unique to the subscription.
+        let tag =
+            local_tag.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         let mut s = Subscription {
-            rng: config.seed.max(1),
+            rng: (config.seed ^ tag).max(1),
             config,
             state: State::Active,
             package: EventPackage::Dialog,

@@ -1027,10 +1027,15 @@ fn stamp_transport(request: &mut Request, transport: Transport) {
 }
 
 pub fn via_for(transport: Transport, host: Host, port: u16, branch: &str) -> Via {
-    Via {
-        transport: transport.via_name().to_owned(),
-        host,
-        port: Some(port),
-        params: vec![crate::uri::Param::new("branch", Some(branch)), crate::uri::Param::new("rport", None::<String>)],
-    }
+    let rport = crate::uri::Param::new("rport", None::<String>);
+    via(transport, host, port, vec![crate::uri::Param::new("branch", Some(branch)), rport])
+}
+
+/// [`via_for`] without the branch: for a template whose requests each get their own.
+pub fn via_without_branch(transport: Transport, host: Host, port: u16) -> Via {
+    via(transport, host, port, vec![crate::uri::Param::new("rport", None::<String>)])
+}
+
+fn via(transport: Transport, host: Host, port: u16, params: Vec<crate::uri::Param>) -> Via {
+    Via { transport: transport.via_name().to_owned(), host, port: Some(port), params }
 }

@@ -1501,23 +1501,27 @@ impl Monitor {
 
     /// What a subscription from `remote` (over `transport`) to `user` (the extension watched,
     /// or the mailbox's `vmexten`) sends with: our Via and Contact as the subscriber reaches us,
-    /// `[general]`'s expiry bounds; and our address as the subscriber sees it.
+    /// `[general]`'s expiry bounds; and our address as the subscriber sees it. The subscriptions
+    /// to one extension through one of our addresses share it (until a reload).
     fn subscription_config(
-        &self,
+        &mut self,
         request: &Request,
         remote: SocketAddr,
         transport: Transport,
         user: &str,
-    ) -> (starling_sip::subscription::SubscriptionConfig, SocketAddr) {
+    ) -> (Arc<starling_sip::subscription::SubscriptionConfig>, SocketAddr) {
         let told = self.shared.advertised(self.local_ip(request), remote.ip());
-        let via = starling_sip::transaction::via_for(
+        let key = (transport, told, user.to_owned());
+        if let Some(config) = self.subscriptions.configs.get(&key) {
+            return (config.clone(), told);
+        }
+        let via = starling_sip::transaction::via_without_branch(
             transport,
             starling_sip::uri::Host::from_ip(told.ip()),
             told.port(),
-            &crate::ids::branch(),
         );
         let g = &self.conf.general;
-        let config = starling_sip::subscription::SubscriptionConfig {
+        let config = Arc::new(starling_sip::subscription::SubscriptionConfig {
             via,
             contact: format!(
                 "<sip:{user}@{told}{}>",
@@ -1530,7 +1534,8 @@ impl Monitor {
             default_expiry: DEFAULT_SUBSCRIBE_EXPIRY.min(g.maxexpiry),
             notify_ringing: g.notifyringing,
             seed: self.shared.random(),
-        };
+        });
+        self.subscriptions.keep_config(key, config.clone());
         (config, told)
     }
 
@@ -2065,6 +2070,7 @@ impl Monitor {
     /// (`terminated;reason=deactivated`); the others go on.
     fn subscriptions_after_reload(&mut self) {
         use starling_sip::subscription::TerminateReason;
+        self.subscriptions.configs.clear();
         let now = tokio::time::Instant::now().into_std();
         let conf = self.conf.clone();
         let gone: Vec<CallKey> = self

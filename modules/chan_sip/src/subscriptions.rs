@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use starling_sip::subscription::{BodyFormat, Subscription};
+use starling_sip::subscription::{BodyFormat, Subscription, SubscriptionConfig};
 use starling_sip::transaction::{Transport, TxId};
 
 use crate::shared::CallKey;
@@ -46,11 +46,26 @@ pub struct Subscriptions {
     /// Boxed: an entry is about 1.4 KB, and a table of them inline keeps that much in each of
     /// its empty slots too (about 3 KB a subscription more at 2,000, benches/RESULTS.md).
     pub map: HashMap<CallKey, Box<Entry>>,
+    /// The notifiers' settings by (transport, our address as told, extension), shared by the
+    /// subscriptions they were made for (a reload empties it: the next ones take the new
+    /// `[general]`).
+    pub configs: HashMap<(Transport, SocketAddr, String), Arc<SubscriptionConfig>>,
     next: Option<std::time::Instant>,
     stale: bool,
 }
 
+/// Settings kept for sharing at most: past it, those no subscription holds are let go.
+const CONFIGS_KEPT: usize = 4096;
+
 impl Subscriptions {
+    /// Keeps `config` for the next subscriptions like the one it was made for.
+    pub fn keep_config(&mut self, key: (Transport, SocketAddr, String), config: Arc<SubscriptionConfig>) {
+        if self.configs.len() >= CONFIGS_KEPT {
+            self.configs.retain(|_, c| Arc::strong_count(c) > 1);
+        }
+        self.configs.insert(key, config);
+    }
+
     /// A subscription changed (its expiry may have moved, or it ended).
     pub fn touched(&mut self) {
         self.stale = true;
