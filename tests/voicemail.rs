@@ -30,19 +30,24 @@ fn sip_conf(uas_port: u16) -> String {
 }
 
 /// A capture script as `mailcmd`: what it reads goes to `mail.txt` beside it.
+/// A `mailcmd` that keeps the email in `dir/mail.txt`, and beside it an `externnotify`
+/// (`notify.sh`) that appends its arguments to `dir/notify.txt`.
 fn mail_capture(dir: &Path) -> PathBuf {
     let script = dir.join("capture-mail.sh");
     std::fs::write(&script, format!("#!/bin/sh\ncat > {}/mail.txt\n", dir.display())).unwrap();
-    Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    let notify = dir.join("notify.sh");
+    std::fs::write(&notify, format!("#!/bin/sh\necho \"$@\" >> {}/notify.txt\n", dir.display())).unwrap();
+    Command::new("chmod").arg("+x").arg(&script).arg(&notify).status().unwrap();
     script
 }
 
 fn voicemail_conf(mailcmd: &Path) -> String {
     format!(
         "[general]\nformat=wav\nattach=no\nmaxmsg=10\nmaxsecs=30\nserveremail=vm@example.com\nmailcmd={}\n\
-         emailsubject=New message ${{VM_MSGNUM}} in ${{VM_MAILBOX}} from ${{VM_CALLERID}}\n\
+         externnotify={}\nemailsubject=New message ${{VM_MSGNUM}} in ${{VM_MAILBOX}} from ${{VM_CALLERID}}\n\
          [default]\n1002 => 1234,Bob Bobson,bob@example.com,,attach=yes\n1003 => 9999,Carl\n",
-        mailcmd.display()
+        mailcmd.display(),
+        mailcmd.with_file_name("notify.sh").display()
     )
 }
 
@@ -215,6 +220,15 @@ fn a_message_is_recorded_mailed_notified_and_deleted() {
     assert!(told[1].contains("Messages-Waiting: no"), "{}", told[1]);
     assert!(told[1].contains("Voice-Message: 0/0 (0/0)"), "{}", told[1]);
     assert!(server.rx("sip show peer 1002").contains("  LastMsgsSent : 0/0\n"));
+
+    // externnotify ran with `context mailbox new old urgent` when the message came and after
+    // it was deleted.
+    let notify = capture_dir.path.join("notify.txt");
+    let ran = eventually(Duration::from_secs(5), || {
+        std::fs::read_to_string(&notify).ok().filter(|t| t.lines().last() == Some("default 1002 0 0 0"))
+    });
+    let ran = ran.unwrap_or_else(|| panic!("externnotify: {:?}", std::fs::read_to_string(&notify)));
+    assert_eq!(ran.lines().next(), Some("default 1002 1 0 0"), "{ran}");
 }
 
 /// The year now, as origdate ends (`... UTC 2026`).

@@ -40,6 +40,9 @@ pub struct General {
     pub fromstring: String,
     /// `mailcmd`: the program that sends an email from its standard input.
     pub mailcmd: String,
+    /// `externnotify`: a program run when a mailbox's counts change, with
+    /// `context mailbox new old urgent` after it (Asterisk's `run_externnotify`).
+    pub externnotify: String,
     pub emailsubject: String,
     pub emailbody: String,
     /// `[zonemessages]`: name → `timezone|format` (`voicemail show zones`, the envelope's date).
@@ -92,6 +95,7 @@ impl Default for General {
             serveremail: "asterisk".into(),
             fromstring: "The Asterisk PBX".into(),
             mailcmd: "/usr/sbin/sendmail -t".into(),
+            externnotify: String::new(),
             emailsubject: DEFAULT_SUBJECT.into(),
             emailbody: DEFAULT_BODY.into(),
             zones: Vec::new(),
@@ -248,6 +252,7 @@ fn general_key(g: &mut General, var: &Variable) -> Result<(), ConfigError> {
             }
             g.mailcmd = value.to_owned();
         }
+        "externnotify" => g.externnotify = value.to_owned(),
         "emailsubject" => g.emailsubject = unescape(value),
         "emailbody" => g.emailbody = unescape(value),
         "review" => g.review = var.parse_bool()?,
@@ -270,9 +275,9 @@ fn general_key(g: &mut General, var: &Variable) -> Result<(), ConfigError> {
                 value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
         }
         // Understood by Asterisk; Starling takes them and does not act on them yet.
-        "externnotify" | "pbxskip" | "charset" | "emaildateformat" | "searchcontexts" | "moveheard"
-        | "usedirectory" | "passwordlocation" | "callback" | "dialout" | "pagerfromstring" | "pagersubject"
-        | "pagerbody" | "attachfmt" | "volgain" | "delete" | "locale" | "tz" => {
+        "pbxskip" | "charset" | "emaildateformat" | "searchcontexts" | "moveheard" | "usedirectory"
+        | "passwordlocation" | "callback" | "dialout" | "pagerfromstring" | "pagersubject" | "pagerbody"
+        | "attachfmt" | "volgain" | "delete" | "locale" | "tz" => {
             tracing::debug!("{}: {} is accepted and not used", var.location, var.name);
         }
         _ => tracing::warn!("{}: unknown key '{}' in [general] of {CONFIG}", var.location, var.name),

@@ -152,6 +152,26 @@ pub fn send(mailcmd: String, message: String, to: String) {
     });
 }
 
+/// Runs `command` through `/bin/sh -c` on a thread of its own (Asterisk's `ast_safe_system`
+/// with a trailing `&`); a failure is logged.
+pub fn run_detached(command: String) {
+    tracing::debug!("Executing {command}");
+    std::thread::spawn(move || {
+        let status = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&command)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => tracing::warn!("'{command}' failed: {status}"),
+            Err(e) => tracing::warn!("Unable to run '{command}': {e}"),
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,6 +74,19 @@ pub(crate) fn publish_mwi(core: &Core, user: &VmUser) {
     core.publish_mwi(&user.id(), new, old);
 }
 
+/// A message was left, moved, read or deleted: the core hears the counts, and `externnotify`
+/// runs (Asterisk's `notify_new_message` and `run_externnotify`).
+pub(crate) fn mailbox_changed(core: &Core, user: &VmUser) {
+    publish_mwi(core, user);
+    let externnotify = conf().general.externnotify.clone();
+    if !externnotify.is_empty() {
+        let (new, old) = inbox_count(core, user);
+        let context = if user.context.is_empty() { "\"\"" } else { user.context.as_str() };
+        // As Asterisk: `externnotify context mailbox new old urgent`, through the shell, not waited for.
+        email::run_detached(format!("{externnotify} {context} {} {new} {old} 0", user.mailbox));
+    }
+}
+
 fn load_conf(ctx: &ModuleContext) -> Result<VmConf, ConfigErrors> {
     if !ctx.config_dir().join(CONFIG).exists() {
         starling_core::tracing::warn!("{CONFIG} not found: no mailboxes");

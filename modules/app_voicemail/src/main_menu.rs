@@ -274,7 +274,7 @@ async fn run(chan: &mut Channel, data: &str) -> Result<(), Stop> {
     }
     let result = session.main_loop(chan, cmd).await;
     session.folder.close(chan, &session.user);
-    crate::publish_mwi(chan.core(), &session.user);
+    crate::mailbox_changed(chan.core(), &session.user);
     result
 }
 
@@ -442,7 +442,7 @@ impl Session {
     async fn change_folder(&mut self, chan: &mut Channel) -> Result<Option<char>, Stop> {
         if let Some(index) = choose_folder(chan, "vm-changeto").await? {
             self.folder.close(chan, &self.user);
-            crate::publish_mwi(chan.core(), &self.user);
+            crate::mailbox_changed(chan.core(), &self.user);
             self.folder = Folder::open(chan, &self.user, index);
         }
         self.starting = true;
@@ -592,7 +592,7 @@ impl Session {
                         self.user.id(),
                         target.id()
                     );
-                    crate::publish_mwi(chan.core(), target);
+                    crate::mailbox_changed(chan.core(), target);
                     // As Asterisk's copy_message: the receiver is told as of a new message.
                     if !target.email.is_empty() {
                         let copy = spool::message_base(&inbox, n);

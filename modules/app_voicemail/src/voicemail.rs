@@ -261,7 +261,7 @@ pub(crate) async fn leave_voicemail(
     if !user.email.is_empty() {
         send_email(chan, user, number, &info, &wav);
     }
-    crate::publish_mwi(&core, user);
+    crate::mailbox_changed(&core, user);
     outcome("SUCCESS")
 }
 
