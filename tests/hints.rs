@@ -42,7 +42,7 @@ fn hints_pbx(name: &str, peer_port: u16) -> (Server, u16, u16) {
     (server, sip, ami)
 }
 
-fn write_manager_conf(server: &Server, ami: u16) {
+pub(crate) fn write_manager_conf(server: &Server, ami: u16) {
     std::fs::write(
         server.dir.etc().join("manager.conf"),
         format!(

@@ -79,12 +79,22 @@ fn pickup_by_extension_answers_the_ringing_call() {
     });
 }
 
-/// `PickupChan(SIP/1002)`: the ringing channel `SIP/1002-...` is answered by phone 1003.
+/// `PickupChan(SIP/1002)`: the ringing channel `SIP/1002-...` is answered by phone 1003; the
+/// manager hears `Pickup` with the picker's channel and the target's (`TargetChannel`).
 #[test]
 fn pickupchan_answers_the_named_ringing_channel() {
     caller_picked_up("pickupchan", |server, port| {
+        let ami = crate::manager::free_tcp_port();
+        crate::hints::write_manager_conf(server, ami);
+        let loaded = server.rx("module load res_manager");
+        assert!(loaded.contains("Loaded"), "{loaded}\n{}", server.log_tail());
+        let mut manager = crate::manager::Ami::login(ami, "admin", "s3cret");
         let (code, out) = run_sipp_with(port, "invite_picker.xml", &["-s", "82", "-m", "1"]);
         assert_eq!(code, 0, "1003 picked up\n{out}\n{}", server.log_tail());
+        let event = manager.until("Event", "Pickup", Duration::from_secs(10));
+        let field = |key| crate::manager::get(&event, key).unwrap_or("");
+        assert!(field("Channel").starts_with("SIP/1003-"), "{event:?}");
+        assert!(field("TargetChannel").starts_with("SIP/1002-"), "{event:?}");
     });
 }
 
