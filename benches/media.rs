@@ -30,15 +30,20 @@ fn g711_frames(c: &mut Criterion) {
     group.finish();
 }
 
-fn relay(c: &mut Criterion) {
-    let template = RtpPacketBuilder::new()
+/// One 20 ms PCMU packet (12-byte header, 160 bytes of silence), sequence 1.
+fn pcmu_packet() -> Vec<u8> {
+    RtpPacketBuilder::new()
         .payload_type(0)
         .ssrc(0x1234)
         .sequence(1.into())
         .timestamp(160)
         .payload(&[0xd5; 160])
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn relay(c: &mut Criterion) {
+    let template = pcmu_packet();
     let mut group = c.benchmark_group("rtp_relay");
     group.throughput(Throughput::Elements(1));
     group.bench_function("same_stream_per_packet", |b| {
@@ -109,14 +114,7 @@ fn srtp(c: &mut Criterion) {
     for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32, Suite::AeadAes128Gcm] {
         let ours = MasterKey::generate(suite, |b| b.fill(7));
         let theirs = MasterKey::generate(suite, |b| b.fill(9));
-        let template = RtpPacketBuilder::new()
-            .payload_type(0)
-            .ssrc(0x1234)
-            .sequence(1.into())
-            .timestamp(160)
-            .payload(&[0xd5; 160])
-            .build()
-            .unwrap();
+        let template = pcmu_packet();
         group.bench_function(format!("protect/{suite}"), |b| {
             let mut tx = Srtp::new(&ours, &theirs).unwrap();
             let mut seq = 1u16;
@@ -157,14 +155,7 @@ fn srtp_relay(c: &mut Criterion) {
     use starling_media::srtp::{MasterKey, Srtp, Suite};
     let suite = Suite::AesCm128HmacSha1_80;
     let key = |n: u8| MasterKey::generate(suite, |b| b.fill(n));
-    let template = RtpPacketBuilder::new()
-        .payload_type(0)
-        .ssrc(0x1234)
-        .sequence(1.into())
-        .timestamp(160)
-        .payload(&[0xd5; 160])
-        .build()
-        .unwrap();
+    let template = pcmu_packet();
     let mut group = c.benchmark_group("srtp_relay");
     group.throughput(Throughput::Elements(1));
     for (name, from, to) in
