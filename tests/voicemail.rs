@@ -531,6 +531,87 @@ fn menu_pbx(name: &str, extensions: Option<&str>, voicemail: &str) -> (Server, u
     )
 }
 
+/// The owner changes the password through 0-5 (`4321` twice); then `#` and hangs up.
+fn change_password_to_4321(log: &mut LogCursor, port: u16, name: &str) {
+    let mut owner = KeyPhone::call(name, "alice", port, "500", 440, 40);
+    log.expect("vm-password.wav'");
+    owner.keys("1234#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("0");
+    log.expect("vm-options.wav'");
+    owner.keys("5");
+    log.expect("vm-newpassword.wav'");
+    owner.keys("4321#");
+    log.expect("vm-reenterpassword.wav'");
+    owner.keys("4321#");
+    log.expect("vm-passchanged.wav'");
+    owner.keys("*");
+    log.expect("vm-opts.wav'");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+}
+
+/// `passwordlocation=spooldir`: a changed password goes to the mailbox's `secret.conf`, not
+/// voicemail.conf, and `externpassnotify` hears `context mailbox password`; after `voicemail
+/// reload` (secret.conf read again) the new password logs in. With `externpass` the program
+/// changes it (here: records its arguments and exits 0) and voicemail.conf is left alone.
+#[test]
+fn passwords_kept_in_the_spool_or_changed_by_externpass() {
+    let dir = crate::util::TestDir::new("vmpwd");
+    let record = |name: &str| {
+        let script = dir.path.join(format!("{name}.sh"));
+        std::fs::write(&script, format!("#!/bin/sh\necho \"$@\" >> {}/{name}.txt\n", dir.path.display())).unwrap();
+        Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+        script
+    };
+    let notify = record("notify");
+    let conf =
+        MENU_CONF.replace("operator=yes", &format!("passwordlocation=spooldir\nexternpassnotify={}", notify.display()));
+    let (server, port) = menu_pbx("vmspoolpw", None, &conf);
+    let mut log = LogCursor::new(&server);
+    change_password_to_4321(&mut log, port, "vmspoolpwa");
+    let secret = server.dir.path.join("spool/voicemail/default/1002/secret.conf");
+    assert_eq!(std::fs::read_to_string(&secret).unwrap_or_default(), "[general]\npassword=4321\n");
+    assert_eq!(
+        std::fs::read_to_string(server.dir.etc().join("voicemail.conf")).unwrap(),
+        conf,
+        "voicemail.conf untouched"
+    );
+    let told = eventually(Duration::from_secs(5), || std::fs::read_to_string(dir.path.join("notify.txt")).ok());
+    assert_eq!(told.as_deref(), Some("default 1002 4321\n"));
+    server.rx("voicemail reload");
+    let mut owner = KeyPhone::call("vmspoolpwb", "alice", port, "500", 440, 30);
+    log.expect("vm-password.wav'");
+    owner.keys("4321#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+    drop(server);
+
+    let externpass = record("externpass");
+    let conf = MENU_CONF.replace("operator=yes", &format!("externpass={}", externpass.display()));
+    let (server, port) = menu_pbx("vmextpw", None, &conf);
+    let mut log = LogCursor::new(&server);
+    change_password_to_4321(&mut log, port, "vmextpwa");
+    assert_eq!(std::fs::read_to_string(dir.path.join("externpass.txt")).unwrap_or_default(), "default 1002 4321\n");
+    assert_eq!(
+        std::fs::read_to_string(server.dir.etc().join("voicemail.conf")).unwrap(),
+        conf,
+        "voicemail.conf untouched"
+    );
+    assert!(!server.dir.path.join("spool/voicemail/default/1002/secret.conf").exists());
+    // In force at once (the program said yes).
+    let mut owner = KeyPhone::call("vmextpwb", "alice", port, "500", 440, 30);
+    log.expect("vm-password.wav'");
+    owner.keys("4321#");
+    log.expect("User '1002@default' logged in");
+    owner.keys("#");
+    log.expect("vm-goodbye.wav'");
+    drop(owner.hangup());
+}
+
 /// The owner records an unavailable greeting through 0-1 (baresip's 440 Hz tone, kept with 1
 /// after `vm-review`), changes the password through 0-5 (twice, `vm-passchanged`): the
 /// password is written into voicemail.conf (only that line changes) and the new one logs in,

@@ -43,6 +43,14 @@ pub struct General {
     /// `externnotify`: a program run when a mailbox's counts change, with
     /// `context mailbox new old urgent` after it (Asterisk's `run_externnotify`).
     pub externnotify: String,
+    /// `externpass`: a program that changes passwords instead of voicemail.conf being written,
+    /// run as `externpass context mailbox newpassword` (Asterisk's `vm_change_password_shell`).
+    pub externpass: String,
+    /// `externpassnotify`: run as `externpass` is, after voicemail.conf (or secret.conf) was written.
+    pub externpassnotify: String,
+    /// `passwordlocation=spooldir`: passwords changed are kept in the mailbox's `secret.conf`
+    /// (and read from it at load), not written to voicemail.conf.
+    pub password_in_spool: bool,
     pub emailsubject: String,
     pub emailbody: String,
     /// `[zonemessages]`: name → `timezone|format` (`voicemail show zones`, the envelope's date).
@@ -96,6 +104,9 @@ impl Default for General {
             fromstring: "The Asterisk PBX".into(),
             mailcmd: "/usr/sbin/sendmail -t".into(),
             externnotify: String::new(),
+            externpass: String::new(),
+            externpassnotify: String::new(),
+            password_in_spool: false,
             emailsubject: DEFAULT_SUBJECT.into(),
             emailbody: DEFAULT_BODY.into(),
             zones: Vec::new(),
@@ -253,6 +264,15 @@ fn general_key(g: &mut General, var: &Variable) -> Result<(), ConfigError> {
             g.mailcmd = value.to_owned();
         }
         "externnotify" => g.externnotify = value.to_owned(),
+        "externpass" => g.externpass = value.to_owned(),
+        "externpassnotify" => g.externpassnotify = value.to_owned(),
+        "passwordlocation" => {
+            g.password_in_spool = match value.to_ascii_lowercase().as_str() {
+                "voicemail" => false,
+                "spooldir" => true,
+                _ => return Err(var.error("expected voicemail or spooldir")),
+            }
+        }
         "emailsubject" => g.emailsubject = unescape(value),
         "emailbody" => g.emailbody = unescape(value),
         "review" => g.review = var.parse_bool()?,
@@ -275,9 +295,9 @@ fn general_key(g: &mut General, var: &Variable) -> Result<(), ConfigError> {
                 value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
         }
         // Understood by Asterisk; Starling takes them and does not act on them yet.
-        "pbxskip" | "charset" | "emaildateformat" | "searchcontexts" | "moveheard" | "usedirectory"
-        | "passwordlocation" | "callback" | "dialout" | "pagerfromstring" | "pagersubject" | "pagerbody"
-        | "attachfmt" | "volgain" | "delete" | "locale" | "tz" => {
+        "pbxskip" | "charset" | "emaildateformat" | "searchcontexts" | "moveheard" | "usedirectory" | "callback"
+        | "dialout" | "pagerfromstring" | "pagersubject" | "pagerbody" | "attachfmt" | "volgain" | "delete"
+        | "locale" | "tz" => {
             tracing::debug!("{}: {} is accepted and not used", var.location, var.name);
         }
         _ => tracing::warn!("{}: unknown key '{}' in [general] of {CONFIG}", var.location, var.name),

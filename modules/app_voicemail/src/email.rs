@@ -152,6 +152,29 @@ pub fn send(mailcmd: String, message: String, to: String) {
     });
 }
 
+/// Runs `command` through `/bin/sh -c` off the channel's task and waits for it (Asterisk's
+/// `ast_safe_system`): `Err` with why unless it exits 0.
+pub async fn run_and_wait(command: String) -> Result<(), String> {
+    tracing::debug!("Executing {command}");
+    let shown = command.clone();
+    let status = starling_core::tokio::task::spawn_blocking(move || {
+        std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&command)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+    })
+    .await
+    .map_err(|e| format!("'{shown}': {e}"))?;
+    match status {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("'{shown}' failed: {status}")),
+        Err(e) => Err(format!("unable to run '{shown}': {e}")),
+    }
+}
+
 /// Runs `command` through `/bin/sh -c` on a thread of its own (Asterisk's `ast_safe_system`
 /// with a trailing `&`); a failure is logged.
 pub fn run_detached(command: String) {

@@ -96,7 +96,16 @@ fn load_conf(ctx: &ModuleContext) -> Result<VmConf, ConfigErrors> {
 }
 
 /// Puts `conf` in force and publishes the counts of its mailboxes (those gone are forgotten).
-fn install(core: &Core, conf: VmConf) {
+fn install(core: &Core, mut conf: VmConf) {
+    if conf.general.password_in_spool {
+        // Asterisk's `passwordlocation=spooldir`: a mailbox's secret.conf overrides voicemail.conf.
+        for user in &mut conf.users {
+            let file = folder_dir(core, user, "").join(password::SPOOL_FILE);
+            if let Some(password) = password::read_spool(&file) {
+                user.password = password;
+            }
+        }
+    }
     let old = CONF.write().unwrap_or_else(|p| p.into_inner()).replace(Arc::new(conf.clone()));
     if let Some(old) = old {
         for user in old.users.iter().filter(|u| conf.find(&u.id()).is_none()) {

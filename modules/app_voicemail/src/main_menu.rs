@@ -890,7 +890,7 @@ impl Session {
             } else {
                 let Some(second) = read_password(chan, "vm-reenterpassword").await? else { return Ok(false) };
                 if second == first {
-                    self.store_password(chan, first);
+                    self.store_password(chan, first).await;
                     prompt(chan, &files(&["vm-passchanged"])).await?;
                     return Ok(true);
                 }
@@ -902,15 +902,38 @@ impl Session {
         Ok(false)
     }
 
-    /// Writes the new password to voicemail.conf and puts it in force (Asterisk's
-    /// `vm_change_password`); a failure is logged and the old one stays.
-    fn store_password(&mut self, chan: &Channel, password: String) {
-        let file = chan.core().settings().etcdir.join(crate::config::CONFIG);
-        match crate::password::write(&file, &self.user.context, &self.user.mailbox, &password) {
-            Ok(()) => {
+    /// Stores the new password and puts it in force (Asterisk's `vm_change_password`): written
+    /// to voicemail.conf, or to the mailbox's `secret.conf` with `passwordlocation=spooldir`, then
+    /// `externpassnotify` runs; or, with `externpass`, that program changes it (Asterisk's
+    /// `vm_change_password_shell`: in force when it exits 0). A failure is logged and the old
+    /// one stays.
+    async fn store_password(&mut self, chan: &Channel, password: String) {
+        let g = crate::conf().general.clone();
+        let (context, mailbox) = (&self.user.context, &self.user.mailbox);
+        let stored = if !g.externpass.is_empty() {
+            let command = format!("{} {context} {mailbox} {password}", g.externpass);
+            crate::email::run_and_wait(command).await.map(|()| g.externpass.clone())
+        } else {
+            let file = if g.password_in_spool {
+                crate::folder_dir(chan.core(), &self.user, "").join(crate::password::SPOOL_FILE)
+            } else {
+                chan.core().settings().etcdir.join(crate::config::CONFIG)
+            };
+            let written = if g.password_in_spool {
+                crate::password::write_spool(&file, &password)
+            } else {
+                crate::password::write(&file, context, mailbox, &password)
+            };
+            if written.is_ok() && !g.externpassnotify.is_empty() {
+                crate::email::run_detached(format!("{} {context} {mailbox} {password}", g.externpassnotify));
+            }
+            written.map(|()| file.display().to_string()).map_err(|e| e.to_string())
+        };
+        match stored {
+            Ok(place) => {
                 crate::set_password(&self.user, &password);
                 self.user.password = password;
-                starling_core::verbose!(4, "Voicemail {}: password changed in {}", self.user.id(), file.display());
+                starling_core::verbose!(4, "Voicemail {}: password changed by {place}", self.user.id());
             }
             Err(e) => tracing::warn!("Voicemail {}: the password was not changed: {e}", self.user.id()),
         }
@@ -935,7 +958,7 @@ impl Session {
             tracing::info!("Password mismatch for user {}", self.user.id());
             return prompt(chan, &files(&["vm-mismatch", "vm-pls-try-again"])).await;
         }
-        self.store_password(chan, first);
+        self.store_password(chan, first).await;
         prompt(chan, &files(&["vm-passchanged"])).await
     }
 }

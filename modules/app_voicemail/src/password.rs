@@ -98,6 +98,30 @@ pub enum WriteError {
     NotFound(String, String),
 }
 
+/// The file of a mailbox's password with `passwordlocation=spooldir` (Asterisk's `secret.conf`
+/// in the mailbox's spool folder: `[general]` and `password=`).
+pub const SPOOL_FILE: &str = "secret.conf";
+
+/// Writes a mailbox's `secret.conf` (Asterisk's `write_password_to_file`).
+pub fn write_spool(file: &Path, password: &str) -> Result<(), WriteError> {
+    let shown = file.display().to_string();
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| WriteError::Io(shown.clone(), e))?;
+    }
+    crate::spool::write_atomically(file, format!("[general]\npassword={password}\n").as_bytes())
+        .map_err(|e| WriteError::Io(shown, e))
+}
+
+/// The password in a mailbox's `secret.conf`, if it has one (Asterisk's
+/// `read_password_from_file`).
+pub fn read_spool(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "password").then(|| value.trim().to_owned())
+    })
+}
+
 /// Rewrites `file` with `mailbox@context`'s new password (to a temporary file renamed over it).
 pub fn write(file: &Path, context: &str, mailbox: &str, password: &str) -> Result<(), WriteError> {
     let shown = file.display().to_string();
@@ -115,6 +139,21 @@ mod tests {
     const CONF: &str = "; voicemail.conf, with comments\n[general]\nformat=wav ; wav only\n\n[default]\n\
                         ; Bob's box\n1002 => 1234,Bob Bobson,bob@example.com,,attach=yes ; the boss\n\
                         1003=>9999,Carl\n[sales]\n1002 => 5555,Sales\n";
+
+    #[test]
+    fn secret_conf_is_written_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("stl-vm-secret-{}", std::process::id()));
+        let file = dir.join("default/1002").join(SPOOL_FILE);
+        write_spool(&file, "4321").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "[general]\npassword=4321\n");
+        assert_eq!(read_spool(&file).as_deref(), Some("4321"));
+        std::fs::write(&file, "garbage\n=\n[general]\n password = 77 \n").unwrap();
+        assert_eq!(read_spool(&file).as_deref(), Some("77"));
+        std::fs::write(&file, [0xff, 0xfe, b'\n']).unwrap();
+        assert_eq!(read_spool(&file), None, "not text: none");
+        assert_eq!(read_spool(&dir.join("missing")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn only_the_password_of_the_mailbox_changes() {
