@@ -417,17 +417,13 @@ impl Monitor {
     /// Sends the REGISTERs that are due.
     fn registry_due(&mut self) {
         let now = std::time::Instant::now();
-        let before: Vec<(RegState, u32)> = self.registry.lines.iter().map(|l| (l.state, l.attempts)).collect();
-        let due = self.registry.due(now);
+        // (It looked at every line at every wake: 7.5 % of Starling's CPU with 2,000 lines and
+        // 2,000 qualified peers, issue 29.)
+        let (due, timed_out) = self.registry.due_and_timed_out(now);
         // A REGISTER unanswered for registertimeout counts an attempt: chan_sip's
         // sip_reg_timeout publishes the line Unregistered (sent again) or Failed.
-        for (i, (state, attempts)) in before.into_iter().enumerate() {
-            if self.registry.lines.get(i).is_some_and(|l| l.attempts > attempts) {
-                self.registry_event(i, Some(state), None);
-            }
-        }
-        if due.is_empty() {
-            return;
+        for (i, state) in timed_out {
+            self.registry_event(i, Some(state), None);
         }
         for i in due {
             self.send_register(i, None, now);

@@ -244,9 +244,18 @@ impl Registry {
     /// The lines to send a REGISTER for now (their index). A REGISTER unanswered for
     /// `registertimeout` makes its line `Timeout` and is sent again at once, as chan_sip's
     /// `sip_reg_timeout` ("timed out, trying again"), until `registerattempts` are spent.
+    #[cfg(test)]
     pub fn due(&mut self, now: Instant) -> Vec<usize> {
+        self.due_and_timed_out(now).0
+    }
+
+    /// [`Registry::due`], and the lines whose REGISTER went unanswered for `registertimeout`
+    /// (with the state they were in): those the monitor publishes again (chan_sip's
+    /// `sip_reg_timeout`). Only the lines whose deadline came are looked at.
+    pub fn due_and_timed_out(&mut self, now: Instant) -> (Vec<usize>, Vec<(usize, RegState)>) {
         let (timeout, attempts_allowed) = (self.registertimeout, self.registerattempts);
         let mut due = Vec::new();
+        let mut timed_out = Vec::new();
         let mut ready = Vec::new();
         while let Some(&(at, i)) = self.schedule.first() {
             if at > now {
@@ -263,6 +272,7 @@ impl Registry {
                 if line.removing {
                     continue;
                 }
+                timed_out.push((i, line.state));
                 line.state = RegState::Timeout;
                 line.attempts += 1;
                 if attempts_allowed > 0 && line.attempts >= attempts_allowed {
@@ -281,7 +291,7 @@ impl Registry {
                 self.schedule.insert((at, i));
             }
         }
-        due
+        (due, timed_out)
     }
 
     /// The REGISTER for line `i` (its next CSeq), from `local` (as the registrar must see it:
@@ -654,6 +664,19 @@ mod tests {
     }
 
     /// A registrar that resolves to nothing: tried again after `registertimeout` (20 s here).
+    /// A REGISTER unanswered for registertimeout (20 s): the line is sent again, and named as
+    /// timed out with the state it was in (for the monitor to publish); nothing before then.
+    #[test]
+    fn an_unanswered_register_times_out_after_registertimeout() {
+        let (mut r, now) = registry(0);
+        r.due(now);
+        r.request(0, now, LOCAL.parse().unwrap(), "b1", "S", None);
+        assert_eq!(r.due_and_timed_out(now + Duration::from_secs(19)), (vec![], vec![]));
+        let later = now + Duration::from_secs(20);
+        assert_eq!(r.due_and_timed_out(later), (vec![0], vec![(0, RegState::RequestSent)]));
+        assert_eq!((r.lines[0].state, r.lines[0].attempts), (RegState::Timeout, 1));
+    }
+
     #[test]
     fn no_address_is_retried_after_registertimeout() {
         let (mut r, now) = registry(0);
