@@ -269,10 +269,24 @@ impl Srtp {
 
     /// Protects an RTP packet about to be sent (its payload encrypted, the tag appended).
     pub fn protect_rtp(&mut self, packet: &mut Vec<u8>) -> Result<(), SrtpError> {
-        let protected = self.tx.encrypt_rtp(packet).map_err(|e| SrtpError::Protect(e.to_string()))?;
+        let protected = self.encrypt(packet)?;
         packet.clear();
         packet.extend_from_slice(&protected);
         Ok(())
+    }
+
+    /// rtc-srtp's `encrypt_rtp`, on a header that fits the packet. The library encrypts from
+    /// the header's size *as it would write it again* (its extensions re-encoded), which a
+    /// crafted packet can make longer than the packet: it then panics slicing (found by the
+    /// `rtp` fuzz target). A far end's plain RTP relayed to an SRTP leg is such a packet.
+    fn encrypt(&mut self, plain: &[u8]) -> Result<impl std::ops::Deref<Target = [u8]>, SrtpError> {
+        use rtc_shared::marshal::{MarshalSize, Unmarshal};
+        let header =
+            rtc_rtp::header::Header::unmarshal(&mut &plain[..]).map_err(|e| SrtpError::Protect(e.to_string()))?;
+        if header.marshal_size() > plain.len() {
+            return Err(SrtpError::Protect(format!("a header of {} bytes in {}", header.marshal_size(), plain.len())));
+        }
+        self.tx.encrypt_rtp_with_header(plain, &header).map_err(|e| SrtpError::Protect(e.to_string()))
     }
 
     /// Protects an RTCP compound packet about to be sent (SRTCP: encrypted, E flag and index,
@@ -289,7 +303,7 @@ impl Srtp {
     /// its buffers are the ones the packets came in).
     pub fn protect_rtp_in_place(&mut self, buffer: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         let plain = buffer.get(..len).ok_or_else(|| SrtpError::Protect("shorter than said".into()))?;
-        let protected = self.tx.encrypt_rtp(plain).map_err(|e| SrtpError::Protect(e.to_string()))?;
+        let protected = self.encrypt(plain)?;
         let room = buffer.len();
         let out = buffer
             .get_mut(..protected.len())
@@ -474,6 +488,25 @@ mod tests {
 
     /// A flipped bit anywhere (header, payload, tag), the wrong key, or the same packet twice:
     /// an error, never a packet.
+    #[test]
+    fn a_header_longer_once_rewritten_than_its_packet_is_refused_not_a_panic() {
+        // Found by the `rtp` fuzz target: P and X set, 14 CSRCs and an extension whose
+        // re-encoded size runs past the packet's 210 bytes (rtc-srtp sliced past the end).
+        let hex = "beefcafeabcd00000020e5233456780001000281ca00030000000001ab737421726c696e67000000000000241380c800\
+                   06deadbeefe9a0b0c6d0e0f000000015000000001000000a00000400001000000a000004001001345678272727272727\
+                   2727272727272727272727272727272727e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4\
+                   e4e4e4272727272727272727272727272727272727272727272727272727270001007979797936e00e05384e06f6ffff\
+                   10018065cb2d330000000e45454545454540";
+        let packet: Vec<u8> =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        assert_eq!(packet.len(), 210);
+        let (mut a, _) = pair(Suite::AesCm128HmacSha1_32);
+        assert!(a.protect_rtp(&mut packet.clone()).is_err());
+        let mut buffer = packet.clone();
+        buffer.resize(2048, 0);
+        assert!(a.protect_rtp_in_place(&mut buffer, packet.len()).is_err());
+    }
+
     #[test]
     fn tampered_replayed_or_wrongly_keyed_packets_are_refused() {
         for suite in Suite::ALL {
