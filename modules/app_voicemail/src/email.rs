@@ -125,13 +125,7 @@ impl Email<'_> {
 /// failure is logged, as Asterisk's `sendmail` does.
 pub fn send(mailcmd: String, message: String, to: String) {
     std::thread::spawn(move || {
-        let child = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&mailcmd)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
+        let child = shell(&mailcmd, std::process::Stdio::piped()).spawn();
         let mut child = match child {
             Ok(child) => child,
             Err(e) => {
@@ -152,45 +146,37 @@ pub fn send(mailcmd: String, message: String, to: String) {
     });
 }
 
-/// Runs `command` through `/bin/sh -c` off the channel's task and waits for it (Asterisk's
-/// `ast_safe_system`): `Err` with why unless it exits 0.
-pub async fn run_and_wait(command: String) -> Result<(), String> {
+/// `/bin/sh -c command` with its input `stdin` and its output dropped (how Asterisk runs
+/// `mailcmd`, `externnotify` and `externpass`).
+fn shell(command: &str, stdin: std::process::Stdio) -> std::process::Command {
+    let mut sh = std::process::Command::new("/bin/sh");
+    sh.arg("-c").arg(command).stdin(stdin).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    sh
+}
+
+/// Runs `command` and waits for it (Asterisk's `ast_safe_system`): `Err` with why unless it
+/// exits 0.
+fn run(command: &str) -> Result<(), String> {
     tracing::debug!("Executing {command}");
-    let shown = command.clone();
-    let status = starling_core::tokio::task::spawn_blocking(move || {
-        std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&command)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-    })
-    .await
-    .map_err(|e| format!("'{shown}': {e}"))?;
-    match status {
+    match shell(command, std::process::Stdio::null()).status() {
         Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(format!("'{shown}' failed: {status}")),
-        Err(e) => Err(format!("unable to run '{shown}': {e}")),
+        Ok(status) => Err(format!("'{command}' failed: {status}")),
+        Err(e) => Err(format!("unable to run '{command}': {e}")),
     }
 }
 
-/// Runs `command` through `/bin/sh -c` on a thread of its own (Asterisk's `ast_safe_system`
-/// with a trailing `&`); a failure is logged.
+/// [`run`] off the channel's task, waited for.
+pub async fn run_and_wait(command: String) -> Result<(), String> {
+    let shown = command.clone();
+    starling_core::tokio::task::spawn_blocking(move || run(&command)).await.map_err(|e| format!("'{shown}': {e}"))?
+}
+
+/// [`run`] on a thread of its own, not waited for (Asterisk's `ast_safe_system` with a
+/// trailing `&`); a failure is logged.
 pub fn run_detached(command: String) {
-    tracing::debug!("Executing {command}");
     std::thread::spawn(move || {
-        let status = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&command)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        match status {
-            Ok(status) if status.success() => {}
-            Ok(status) => tracing::warn!("'{command}' failed: {status}"),
-            Err(e) => tracing::warn!("Unable to run '{command}': {e}"),
+        if let Err(e) = run(&command) {
+            tracing::warn!("{e}");
         }
     });
 }
